@@ -1,0 +1,1 @@
+//! raftexample: placeholder while the crate is scaffolded.
