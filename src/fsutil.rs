@@ -1,0 +1,276 @@
+//! Small file-system helpers that make durability explicit.
+//!
+//! The WAL and the snapshotter build on three guarantees from here:
+//! - [`sync_dir`]: a new, renamed or removed directory entry survives a crash only once the
+//!   directory itself is fsynced (`fsync` of a file does not persist its name).
+//! - [`create_dir_all_synced`]: creates each missing directory with mode 0750 (as etcd does) and
+//!   fsyncs its parent, so the data directories themselves cannot vanish after a crash.
+//! - [`write_atomically`]: temporary file, write, `sync_data`, rename, fsync the directory, so a
+//!   crash leaves either the old file or the complete new one.
+//!
+//! [`DirLock`] gives a data directory a single owner: the raft node takes it before opening the
+//! WAL, and a second raftexample process (or a second open in this one) fails at once instead of
+//! two nodes writing one log.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the lock file [`DirLock`] creates inside the directory it guards.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Errors of the file-system helpers; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The directory is locked by another owner.
+    #[error(
+        "{path} is locked: another raftexample process is already using this data directory \
+         (stop it, or give this node a different --id or data directory)"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+impl Error {
+    /// Splits the error into a path and an [`io::Error`], for modules whose own error type has
+    /// an `Io { path, source }` variant. `Locked` becomes an error of kind `WouldBlock`.
+    pub fn into_io(self) -> (PathBuf, io::Error) {
+        match self {
+            Error::Io { path, source } => (path, source),
+            Error::Locked { path } => {
+                let msg = format!("{} is locked by another process", path.display());
+                (path, io::Error::new(io::ErrorKind::WouldBlock, msg))
+            }
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The directory holding `path`; `"."` for a bare relative name (whose parent is "").
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Fsyncs a directory, so that entries created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    let f = File::open(dir).map_err(io_err(dir))?;
+    f.sync_all().map_err(io_err(dir))
+}
+
+/// Creates `dir` and any missing ancestors with mode 0750, fsyncing the parent of each directory
+/// it creates. Does nothing if `dir` already exists.
+pub fn create_dir_all_synced(dir: &Path) -> Result<(), Error> {
+    // Collect the missing components from `dir` upwards, then create them top-down.
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    loop {
+        match fs::metadata(cur) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(Error::Io {
+                    path: cur.to_path_buf(),
+                    source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(cur);
+                match cur.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => cur = p,
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(io_err(cur)(e)),
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o750).create(d) {
+            Ok(()) => {}
+            // Another thread or process created it meanwhile: still sync its parent below,
+            // since we cannot know whether the creator did.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(io_err(d)(e)),
+        }
+        sync_dir(parent_dir(d))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the previous file or the whole new
+/// one: write `<path>.tmp`, `sync_data` it, rename it over `path`, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_data().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(parent_dir(path))
+}
+
+/// An exclusive, advisory lock on a data directory (`<dir>/LOCK`), held until dropped.
+///
+/// The lock is an OS file lock (`flock` on Linux), so it is released by the kernel when the
+/// process dies, even by SIGKILL: there is no stale lock file to clean up. Its content is
+/// irrelevant; the file stays in place after release.
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock on `dir`, creating the directory (synced, mode 0750) and the lock file if
+    /// missing. Fails at once with [`Error::Locked`] if anyone else holds it, including another
+    /// `DirLock` in this process: the lock belongs to the open file, not to the process.
+    pub fn acquire(dir: &Path) -> Result<DirLock, Error> {
+        create_dir_all_synced(dir)?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { file, path }),
+            Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
+            Err(TryLockError::Error(source)) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlocking first just makes it explicit.
+        // An error here cannot be acted upon and the close that follows releases it regardless.
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tempfile::TempDir;
+
+    #[test]
+    fn create_dir_all_synced_makes_nested_dirs_with_mode_0750() {
+        let tmp = TempDir::new().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        create_dir_all_synced(&deep).unwrap();
+        assert!(deep.is_dir());
+        for d in [tmp.path().join("a"), tmp.path().join("a/b"), deep.clone()] {
+            let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            // The umask can only remove bits.
+            assert_eq!(mode & !0o750, 0, "{}: {mode:o}", d.display());
+        }
+        // Idempotent.
+        create_dir_all_synced(&deep).unwrap();
+    }
+
+    #[test]
+    fn create_dir_all_synced_rejects_a_file_in_the_way() {
+        let tmp = TempDir::new().unwrap();
+        let file = tmp.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        let err = create_dir_all_synced(&file.join("sub")).unwrap_err();
+        assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn parent_dir_of_a_bare_name_is_dot() {
+        assert_eq!(parent_dir(Path::new("raftexample-1")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/a/b")), Path::new("/a"));
+    }
+
+    #[test]
+    fn write_atomically_replaces_the_file_and_leaves_no_tmp() {
+        let tmp = TempDir::new().unwrap();
+        let p = tmp.path().join("f");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn dir_lock_refuses_a_second_owner_until_dropped() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("raftexample-1");
+        let first = DirLock::acquire(&dir).unwrap();
+        assert_eq!(first.path(), dir.join(LOCK_FILE));
+        let err = DirLock::acquire(&dir).unwrap_err();
+        match &err {
+            Error::Locked { path } => assert_eq!(path, &dir.join(LOCK_FILE)),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("another raftexample process"), "{msg}");
+        assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
+        drop(first);
+        let _again = DirLock::acquire(&dir).unwrap();
+    }
+
+    #[test]
+    fn dir_lock_is_seen_by_another_process() {
+        let tmp = TempDir::new().unwrap();
+        let _held = DirLock::acquire(tmp.path()).unwrap();
+        // util-linux `flock -n` exits 1 when the lock is held elsewhere.
+        let out = std::process::Command::new("flock")
+            .arg("-n")
+            .arg(tmp.path().join(LOCK_FILE))
+            .arg("true")
+            .status();
+        match out {
+            Ok(status) => assert_eq!(status.code(), Some(1), "flock got the lock: {status}"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                eprintln!("flock(1) not installed; cross-process check skipped")
+            }
+            Err(e) => panic!("running flock: {e}"),
+        }
+    }
+
+    #[test]
+    fn locked_error_converts_to_would_block() {
+        let (path, e) = Error::Locked {
+            path: PathBuf::from("/x/LOCK"),
+        }
+        .into_io();
+        assert_eq!(path, PathBuf::from("/x/LOCK"));
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+}

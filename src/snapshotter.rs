@@ -1,0 +1,563 @@
+//! Snapshot files: the raft node saves each snapshot here before writing its marker to the WAL,
+//! and at start-up loads the newest one that the WAL's markers name.
+//!
+//! # Files
+//! One file per snapshot in the snapshot directory (`raftexample-<id>-snap`), named
+//! `%016x-%016x.snap` after the snapshot's term and index, as etcd names them. A file that
+//! failed its checksum is renamed to `<name>.broken` and kept for inspection.
+//!
+//! # Byte layout (integers little-endian)
+//! ```text
+//! offset 0   magic  "RAFTSNAP"                      8 bytes
+//!        8   version u32 = 1
+//!        12  meta_len u32, then SnapshotMetadata    protobuf (term, index, conf_state)
+//!        ..  data_len u64, then data                the application's bytes
+//!        ..  crc u32 = CRC-32C of every byte before it
+//! ```
+//!
+//! # Durability
+//! [`Snapshotter::save`] writes `<name>.tmp`, `sync_data`s it, renames it to `<name>` and
+//! syncs the directory, so a crash leaves either no file or the complete one. Only then may
+//! the node write the WAL marker; a snapshot file without a marker (a crash in between) is
+//! ignored by [`Snapshotter::load_newest_available`]. After saving, files beyond the newest
+//! `keep` are deleted.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as PbMessage;
+pub use raft::eraftpb::Snapshot;
+use raft::eraftpb::SnapshotMetadata;
+
+use crate::fsutil;
+
+/// Number of snapshot files kept by default, as etcd.
+pub const DEFAULT_KEEP: usize = 5;
+
+const MAGIC: &[u8; 8] = b"RAFTSNAP";
+const VERSION: u32 = 1;
+const SNAP_EXT: &str = ".snap";
+const BROKEN_EXT: &str = ".broken";
+const TMP_EXT: &str = ".tmp";
+/// magic + version + meta_len + data_len + crc.
+const MIN_LEN: usize = 8 + 4 + 4 + 8 + 4;
+
+/// Errors of the snapshotter; each names the file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A snapshot file is damaged or is not what its name says.
+    #[error("{path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the problem was found (for a checksum mismatch, where the checksum is stored).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`Snapshotter::load`] found no file for that term and index.
+    #[error("snapshot file {path} not found")]
+    NotFound {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// The snapshot metadata could not be encoded (nothing was written).
+    #[error("cannot encode snapshot for {path}: {reason}")]
+    Encode {
+        /// The file it was meant for.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        let (path, source) = e.into_io();
+        Error::Io { path, source }
+    }
+}
+
+/// The file name of the snapshot with this term and index.
+pub fn snap_name(term: u64, index: u64) -> String {
+    format!("{term:016x}-{index:016x}{SNAP_EXT}")
+}
+
+/// Parses a snapshot file name into `(term, index)`; `None` for any other file.
+pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(SNAP_EXT)?;
+    let (term, index) = stem.split_once('-')?;
+    let hex16 = |s: &str| {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex16(term)?, hex16(index)?))
+}
+
+/// Saves and loads the snapshot files of one directory.
+#[derive(Debug)]
+pub struct Snapshotter {
+    dir: PathBuf,
+    keep: usize,
+}
+
+struct SnapFile {
+    term: u64,
+    index: u64,
+    path: PathBuf,
+}
+
+impl Snapshotter {
+    /// A snapshotter on `dir` (created, synced, if missing) that keeps the newest `keep` files.
+    ///
+    /// `keep` below 2 is raised to 2: the previous snapshot must survive until the WAL marker
+    /// of the new one is durable, or a crash in between would leave no usable snapshot.
+    /// Leftover `.tmp` files of an interrupted save are removed.
+    pub fn new(dir: &Path, keep: usize) -> Result<Snapshotter, Error> {
+        fsutil::create_dir_all_synced(dir)?;
+        let mut removed = false;
+        for dent in fs::read_dir(dir).map_err(io_err(dir))? {
+            let dent = dent.map_err(io_err(dir))?;
+            let name = dent.file_name();
+            let is_tmp = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(TMP_EXT))
+                .is_some_and(|n| parse_snap_name(n).is_some());
+            if is_tmp {
+                let path = dent.path();
+                tracing::warn!(path = %path.display(), "removing an unfinished snapshot file");
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fsutil::sync_dir(dir)?;
+        }
+        Ok(Snapshotter {
+            dir: dir.to_path_buf(),
+            keep: keep.max(2),
+        })
+    }
+
+    /// The snapshot directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Saves `snap` atomically as `%016x-%016x.snap` (term-index): tmp file, write,
+    /// `sync_data`, rename, sync the directory. Then deletes the oldest files beyond `keep`.
+    ///
+    /// An empty snapshot (index 0) is not saved, as in etcd. If pruning fails the error is
+    /// returned, but the new snapshot is already durable.
+    pub fn save(&self, snap: &Snapshot) -> Result<(), Error> {
+        let meta = snap.get_metadata();
+        if meta.index == 0 {
+            return Ok(());
+        }
+        let path = self.dir.join(snap_name(meta.term, meta.index));
+        let bytes = encode(snap).map_err(|reason| Error::Encode {
+            path: path.clone(),
+            reason,
+        })?;
+        fsutil::write_atomically(&path, &bytes)?;
+        tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
+        self.prune()
+    }
+
+    /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's
+    /// snapshot markers). A file that is not named by a marker is skipped (its marker was never
+    /// written). A damaged file is logged, renamed to `<name>.broken`, and the previous one is
+    /// tried. `Ok(None)` if no file qualifies.
+    pub fn load_newest_available(
+        &self,
+        markers: &[SnapshotMetadata],
+    ) -> Result<Option<Snapshot>, Error> {
+        for f in self.files()?.into_iter().rev() {
+            if !markers
+                .iter()
+                .any(|m| m.term == f.term && m.index == f.index)
+            {
+                tracing::debug!(path = %f.path.display(), "snapshot not named by the WAL, skipped");
+                continue;
+            }
+            match read_snap(&f.path, f.term, f.index) {
+                Ok(snap) => return Ok(Some(snap)),
+                Err(e @ Error::Corrupt { .. }) => {
+                    let mut broken = f.path.as_os_str().to_owned();
+                    broken.push(BROKEN_EXT);
+                    let broken = PathBuf::from(broken);
+                    tracing::warn!(
+                        path = %f.path.display(),
+                        error = %e,
+                        renamed_to = %broken.display(),
+                        "snapshot file is damaged; trying the previous one"
+                    );
+                    fs::rename(&f.path, &broken).map_err(io_err(&f.path))?;
+                    fsutil::sync_dir(&self.dir)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads the snapshot with exactly this term and index, validating its checksum and that
+    /// its metadata matches the name.
+    pub fn load(&self, term: u64, index: u64) -> Result<Snapshot, Error> {
+        read_snap(&self.dir.join(snap_name(term, index)), term, index)
+    }
+
+    /// Every `.snap` file, oldest first (by index, then term).
+    pub fn list(&self) -> Result<Vec<PathBuf>, Error> {
+        Ok(self.files()?.into_iter().map(|f| f.path).collect())
+    }
+
+    fn files(&self) -> Result<Vec<SnapFile>, Error> {
+        let mut files = Vec::new();
+        for dent in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let dent = dent.map_err(io_err(&self.dir))?;
+            if let Some((term, index)) = dent.file_name().to_str().and_then(parse_snap_name) {
+                files.push(SnapFile {
+                    term,
+                    index,
+                    path: dent.path(),
+                });
+            }
+        }
+        files.sort_by_key(|f| (f.index, f.term));
+        Ok(files)
+    }
+
+    fn prune(&self) -> Result<(), Error> {
+        let files = self.files()?;
+        let excess = files.len().saturating_sub(self.keep);
+        if excess == 0 {
+            return Ok(());
+        }
+        for f in &files[..excess] {
+            fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+            tracing::debug!(path = %f.path.display(), "pruned old snapshot");
+        }
+        fsutil::sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn encode(snap: &Snapshot) -> Result<Vec<u8>, String> {
+    let meta = snap
+        .get_metadata()
+        .write_to_bytes()
+        .map_err(|e| e.to_string())?;
+    let meta_len = u32::try_from(meta.len()).map_err(|_| "metadata over 4 GiB".to_string())?;
+    let mut out = Vec::with_capacity(MIN_LEN + meta.len() + snap.data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&meta_len.to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(snap.data.len() as u64).to_le_bytes());
+    out.extend_from_slice(&snap.data);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads and validates the file at `path`, which by its name holds (term, index).
+fn read_snap(path: &Path, term: u64, index: u64) -> Result<Snapshot, Error> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    decode(&bytes, term, index).map_err(|(offset, reason)| Error::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    })
+}
+
+/// Parses a snapshot file; on failure returns the offset of the problem and a reason.
+fn decode(b: &[u8], term: u64, index: u64) -> Result<Snapshot, (usize, String)> {
+    if b.len() < MIN_LEN {
+        return Err((
+            b.len(),
+            format!("{} bytes, shorter than any snapshot file", b.len()),
+        ));
+    }
+    if &b[0..8] != MAGIC {
+        return Err((0, "not a snapshot file (bad magic)".into()));
+    }
+    let (body, crc_bytes) = b.split_at(b.len() - 4);
+    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let actual = crc32c::crc32c(body);
+    if stored != actual {
+        return Err((
+            body.len(),
+            format!("checksum mismatch: stored {stored:#010x}, computed {actual:#010x}"),
+        ));
+    }
+    let u32_at =
+        |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err((8, format!("unsupported version {version}")));
+    }
+    let meta_len = u32_at(12) as usize;
+    let meta_end = 16usize
+        .checked_add(meta_len)
+        .filter(|&end| end + 8 <= body.len())
+        .ok_or((12, format!("metadata length {meta_len} exceeds the file")))?;
+    let meta = SnapshotMetadata::parse_from_bytes(&body[16..meta_end])
+        .map_err(|e| (16, format!("metadata: {e}")))?;
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&body[meta_end..meta_end + 8]);
+    let data_len = u64::from_le_bytes(len_bytes);
+    let data_start = meta_end + 8;
+    if data_len != (body.len() - data_start) as u64 {
+        return Err((
+            meta_end,
+            format!(
+                "data length {data_len} but {} bytes follow",
+                body.len() - data_start
+            ),
+        ));
+    }
+    if meta.term != term || meta.index != index {
+        return Err((
+            16,
+            format!(
+                "file name says term {term} index {index}, metadata says term {} index {}",
+                meta.term, meta.index
+            ),
+        ));
+    }
+    let mut snap = Snapshot::default();
+    snap.set_metadata(meta);
+    snap.data = body[data_start..].to_vec().into();
+    Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::ConfState;
+    use tempfile::TempDir;
+
+    fn snap(term: u64, index: u64, data: &[u8]) -> Snapshot {
+        let mut s = Snapshot::default();
+        let m = s.mut_metadata();
+        m.term = term;
+        m.index = index;
+        m.set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        s.data = data.to_vec().into();
+        s
+    }
+
+    fn marker(term: u64, index: u64) -> SnapshotMetadata {
+        snap(term, index, b"").get_metadata().clone()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|d| d.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(&tmp.path().join("snap"), DEFAULT_KEEP).unwrap();
+        let want = snap(2, 10, b"{\"k\":\"v\"}");
+        s.save(&want).unwrap();
+        assert_eq!(names(s.dir()), vec![snap_name(2, 10)]);
+        assert_eq!(s.load(2, 10).unwrap(), want);
+        let newest = s.load_newest_available(&[marker(2, 10)]).unwrap();
+        assert_eq!(newest, Some(want));
+        // Empty data is fine too.
+        let empty = snap(2, 11, b"");
+        s.save(&empty).unwrap();
+        assert_eq!(s.load(2, 11).unwrap(), empty);
+    }
+
+    #[test]
+    fn empty_snapshot_is_not_saved() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        s.save(&Snapshot::default()).unwrap();
+        assert!(s.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        match s.load(1, 1).unwrap_err() {
+            Error::NotFound { path } => assert_eq!(path, tmp.path().join(snap_name(1, 1))),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert_eq!(s.load_newest_available(&[marker(1, 1)]).unwrap(), None);
+    }
+
+    #[test]
+    fn every_damage_is_corrupt_with_the_path() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        s.save(&snap(1, 5, b"some application data")).unwrap();
+        let path = tmp.path().join(snap_name(1, 5));
+        let good = fs::read(&path).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            fs::write(&path, &bad).unwrap();
+            match s.load(1, 5).unwrap_err() {
+                Error::Corrupt { path: p, .. } => assert_eq!(p, path),
+                other => panic!("byte {i}: expected Corrupt, got {other:?}"),
+            }
+        }
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(
+                matches!(s.load(1, 5), Err(Error::Corrupt { .. })),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_name_must_match_metadata() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        s.save(&snap(1, 5, b"x")).unwrap();
+        fs::rename(
+            tmp.path().join(snap_name(1, 5)),
+            tmp.path().join(snap_name(1, 6)),
+        )
+        .unwrap();
+        let err = s.load(1, 6).unwrap_err();
+        assert!(
+            err.to_string().contains("metadata says term 1 index 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupt_newest_falls_back_to_previous_and_is_renamed_broken() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        let older = snap(1, 10, b"older");
+        s.save(&older).unwrap();
+        s.save(&snap(1, 20, b"newer")).unwrap();
+        let newest = tmp.path().join(snap_name(1, 20));
+        let mut bytes = fs::read(&newest).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xFF;
+        fs::write(&newest, &bytes).unwrap();
+
+        let got = s
+            .load_newest_available(&[marker(1, 10), marker(1, 20)])
+            .unwrap();
+        assert_eq!(got, Some(older));
+        assert_eq!(
+            names(tmp.path()),
+            vec![snap_name(1, 10), format!("{}.broken", snap_name(1, 20))]
+        );
+        assert_eq!(s.list().unwrap(), vec![tmp.path().join(snap_name(1, 10))]);
+    }
+
+    #[test]
+    fn snapshot_without_a_marker_is_ignored() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        let marked = snap(1, 10, b"marked");
+        s.save(&marked).unwrap();
+        // Saved, but the crash came before its WAL marker.
+        s.save(&snap(1, 20, b"unmarked")).unwrap();
+        assert_eq!(
+            s.load_newest_available(&[marker(1, 10)]).unwrap(),
+            Some(marked)
+        );
+        assert_eq!(s.load_newest_available(&[]).unwrap(), None);
+        // Nothing was renamed: an unmarked file is not damaged.
+        assert_eq!(s.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_keep_files() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), 3).unwrap();
+        for i in 1..=7 {
+            s.save(&snap(1, i * 100, b"d")).unwrap();
+        }
+        assert_eq!(
+            s.list().unwrap(),
+            [500, 600, 700]
+                .iter()
+                .map(|&i| tmp.path().join(snap_name(1, i)))
+                .collect::<Vec<_>>()
+        );
+        // keep is raised to 2.
+        let s1 = Snapshotter::new(tmp.path(), 1).unwrap();
+        s1.save(&snap(1, 800, b"d")).unwrap();
+        assert_eq!(s1.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn list_orders_by_index_and_new_removes_tmp_leftovers() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        s.save(&snap(3, 0x30, b"c")).unwrap();
+        s.save(&snap(1, 0x10, b"a")).unwrap();
+        s.save(&snap(2, 0x20, b"b")).unwrap();
+        fs::write(
+            tmp.path().join(format!("{}.tmp", snap_name(4, 0x40))),
+            b"half",
+        )
+        .unwrap();
+        fs::write(tmp.path().join("unrelated"), b"").unwrap();
+        let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        let listed: Vec<_> = s
+            .list()
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            listed,
+            vec![snap_name(1, 0x10), snap_name(2, 0x20), snap_name(3, 0x30)]
+        );
+        assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".tmp")));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(snap_name(1, 0xab), "0000000000000001-00000000000000ab.snap");
+        assert_eq!(parse_snap_name(&snap_name(7, 9)), Some((7, 9)));
+        assert_eq!(
+            parse_snap_name("0000000000000001-00000000000000ab.snap.broken"),
+            None
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! The write-ahead log: where the raft node persists each `Ready` before acting on it.
+//!
+//! # Role in the flow
+//! For every `Ready`, the raft node first saves a snapshot file (see `snapshotter`) and then its
+//! marker here ([`Wal::save_snapshot_marker`]), then calls [`Wal::save`] with the new entries and
+//! hard state, and only after `save` returned sends `persisted_messages`. At start-up
+//! [`Wal::open`] gives back the metadata, the last hard state, the snapshot markers and the
+//! entries; the node loads the newest snapshot named by a marker and appends
+//! [`WalContents::entries_after`] its index. After a snapshot, [`Wal::release_to`] deletes the
+//! segments it made unnecessary, so disk use stays bounded. The caller is expected to hold a
+//! [`crate::fsutil::DirLock`] on the data directory: the WAL does not lock by itself.
+//!
+//! # Files
+//! The directory holds segments named `%016x-%016x.wal`: sequence number, then the index of the
+//! first entry the segment was created to hold (as etcd names them). The highest sequence is
+//! the active segment, the only one written to. It is replaced by a new one once a write leaves
+//! it at or above [`WalOptions::segment_size`] (64 MiB by default); nothing is preallocated.
+//!
+//! # Byte layout
+//! A segment is a sequence of records, each
+//! `len: u32 LE | type: u8 | crc: u32 LE | payload (len bytes)`, where the CRC-32C covers the
+//! record's file offset (u64 LE), `len`, `type` and the payload. Types: 1 metadata (bincode of
+//! [`Metadata`]), 2 raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
+//! last three as protobuf bytes. Every segment begins with a header: the metadata record, then
+//! in every segment after the first the newest snapshot marker (if any) and the hard state
+//! current when it was created, so that the oldest segments can be deleted without losing them.
+//!
+//! Replay reads the segments in order: an entry with index `i` discards any held entries with
+//! index `>= i` (raft overwrote an uncommitted suffix), the last hard state wins, and markers are
+//! collected. See `replay.rs` for the torn-tail rule.
+//!
+//! # Durability (fsync rules)
+//! - [`Wal::save`] frames the whole batch in one buffer and writes it with one `write_all`, then
+//!   calls `sync_data` once if asked (raft-rs `Ready::must_sync`): never one sync per entry.
+//! - [`Wal::save_snapshot_marker`] always syncs.
+//! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
+//!   Before switching to a new segment the old one is synced, because only the last segment
+//!   may end in a torn record.
+//! - [`Wal::create`] creates the directory with its parents synced; [`Wal::release_to`] syncs
+//!   the directory after deleting segments; a torn-tail repair syncs the truncated file.
+//! - A failed sync is final ("fsyncgate": after a failed fsync the kernel may have dropped the
+//!   dirty pages, and a retry can report success). The call returns [`Error::SyncFailed`]; the
+//!   WAL is then poisoned and every later call returns [`Error::Poisoned`]. The node must stop
+//!   and recover from what is on disk. A failed write poisons it the same way.
+
+mod record;
+mod replay;
+mod segment;
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
+pub use record::{DecodeError, EncodeError, Record};
+
+use record::RecordRef;
+use segment::{Segment, SegmentWriter, Syncer};
+
+/// Default size at which the active segment is replaced: 64 MiB, as etcd.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// A reusable write buffer larger than this is shrunk after use, so one huge batch does not
+/// pin its memory for the life of the node.
+const BUF_KEEP: usize = 4 * 1024 * 1024;
+
+/// The node's identity, written as the first record of every segment.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// Raft ID of this node.
+    pub node_id: u64,
+    /// ID of the cluster the node belongs to.
+    pub cluster_id: u64,
+    /// This node's peer URL when the WAL was created.
+    pub peer_url: String,
+    /// The --cluster list the cluster was bootstrapped from; empty for a node that joined.
+    pub initial_cluster: Vec<String>,
+}
+
+/// Tuning of a [`Wal`].
+#[derive(Clone, Copy, Debug)]
+pub struct WalOptions {
+    /// The active segment is replaced once a write leaves it at least this long. Segments can
+    /// exceed it by up to one batch.
+    pub segment_size: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
+/// Errors of the WAL. Each names the file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation (other than a sync) failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The WAL holds a record that is neither valid nor a torn tail. Nothing was modified.
+    #[error("{path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the bad record in that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
+    /// succeeds, so the node must stop; the WAL refuses any further call.
+    #[error(
+        "sync of {path} failed: {source}; recently written WAL data may not be on disk, \
+         so the node must stop and restart from what the disk holds"
+    )]
+    SyncFailed {
+        /// The file or directory whose sync failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A call after a failed sync or write.
+    #[error(
+        "the WAL is unusable after a failed write or sync of {path}; \
+         the node must restart from what the disk holds"
+    )]
+    Poisoned {
+        /// The file or directory whose write or sync failed.
+        path: PathBuf,
+    },
+    /// Entries between a snapshot and the log are missing, or the log has a hole.
+    #[error(
+        "WAL in {dir} lacks entry {missing} but holds entry {next}: entries were lost \
+         (released too early, or a segment was deleted)"
+    )]
+    MissingEntries {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The first missing index.
+        missing: u64,
+        /// The next index the WAL does hold.
+        next: u64,
+    },
+    /// [`Wal::open`] found no segment.
+    #[error("no WAL segment (*.wal) in {dir}")]
+    NotFound {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// [`Wal::create`] found segments already there.
+    #[error("a WAL already exists in {dir}")]
+    AlreadyExists {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A record could not be encoded (nothing was written).
+    #[error("cannot write to {path}: {source}")]
+    Encode {
+        /// The segment it was meant for.
+        path: PathBuf,
+        /// Why.
+        source: EncodeError,
+    },
+}
+
+impl From<crate::fsutil::Error> for Error {
+    fn from(e: crate::fsutil::Error) -> Self {
+        let (path, source) = e.into_io();
+        Error::Io { path, source }
+    }
+}
+
+/// What [`Wal::open`] read back.
+#[derive(Debug)]
+pub struct WalContents {
+    /// The metadata the WAL was created with.
+    pub metadata: Metadata,
+    /// The last hard state written (default if none).
+    pub hard_state: HardState,
+    /// Every snapshot marker still in the WAL, oldest first.
+    pub snapshot_markers: Vec<SnapshotMetadata>,
+    /// All entries in the retained segments, strictly increasing by index, overwrites resolved.
+    entries: Vec<Entry>,
+    dir: PathBuf,
+}
+
+impl WalContents {
+    /// The entries with index > `index`, which must be contiguous from `index + 1`.
+    ///
+    /// Fails with [`Error::MissingEntries`] if the WAL holds a later entry but not `index + 1`
+    /// (entries between the snapshot and the retained log are gone) or has a hole further on.
+    /// Empty if the WAL holds nothing after `index` (e.g. the snapshot is the newest state).
+    pub fn entries_after(&self, index: u64) -> Result<&[Entry], Error> {
+        let start = self.entries.partition_point(|e| e.index <= index);
+        let tail = &self.entries[start..];
+        for (want, e) in (index + 1..).zip(tail) {
+            if e.index != want {
+                return Err(Error::MissingEntries {
+                    dir: self.dir.clone(),
+                    missing: want,
+                    next: e.index,
+                });
+            }
+        }
+        Ok(tail)
+    }
+
+    /// All entries held, strictly increasing by index; may have holes below the newest
+    /// snapshot marker (where a snapshot from the leader replaced the log). For the dump tool.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The last index of the log as raft sees it: the higher of the last entry's index and the
+    /// newest snapshot marker's index (0 for an empty WAL).
+    pub fn last_index(&self) -> u64 {
+        let entry = self.entries.last().map_or(0, |e| e.index);
+        let snap = self.snapshot_markers.last().map_or(0, |m| m.index);
+        entry.max(snap)
+    }
+}
+
+/// An open write-ahead log, ready to append. See the module documentation.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    metadata: Metadata,
+    /// All retained segments in order; the last one is active and `writer` appends to it.
+    segments: Vec<Segment>,
+    writer: SegmentWriter,
+    /// Reused for every batch, so a steady load does not allocate.
+    buf: Vec<u8>,
+    /// The last hard state written, repeated in the header of the next segment.
+    hard_state: HardState,
+    /// The newest snapshot marker written, repeated in the header of the next segment.
+    last_marker: Option<SnapshotMetadata>,
+    /// Highest of the last entry index written and the newest marker's index: the next
+    /// segment is named after `last_index + 1`. All live entries of a segment are below the
+    /// next segment's name, which is what makes [`Wal::release_to`] safe.
+    last_index: u64,
+    /// Set by a failed sync or write: the file or directory involved.
+    poisoned: Option<PathBuf>,
+    syncer: Syncer,
+}
+
+impl Wal {
+    /// Whether `dir` holds at least one `*.wal` segment.
+    pub fn exists(dir: &Path) -> bool {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return false;
+        };
+        rd.flatten().any(|d| {
+            d.file_name()
+                .to_str()
+                .is_some_and(|n| segment::parse_segment_name(n).is_some())
+        })
+    }
+
+    /// Creates a WAL in `dir` (created with its parents if needed) whose first segment holds
+    /// the metadata record, synced, with the directory synced.
+    pub fn create(dir: &Path, meta: &Metadata, opts: WalOptions) -> Result<Wal, Error> {
+        crate::fsutil::create_dir_all_synced(dir)?;
+        if Wal::exists(dir) {
+            return Err(Error::AlreadyExists {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let syncer = Syncer::default();
+        let mut buf = Vec::new();
+        let first = dir.join(segment::segment_name(0, 0));
+        record::encode(&mut buf, 0, RecordRef::Metadata(meta)).map_err(|source| Error::Encode {
+            path: first,
+            source,
+        })?;
+        let (seg, writer) = segment::create_segment(dir, 0, 0, &buf, &syncer)?;
+        buf.clear();
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            opts,
+            metadata: meta.clone(),
+            segments: vec![seg],
+            writer,
+            buf,
+            hard_state: HardState::default(),
+            last_marker: None,
+            last_index: 0,
+            poisoned: None,
+            syncer,
+        })
+    }
+
+    /// Opens the WAL in `dir`: replays every segment, cuts a torn tail off the last one (with a
+    /// warning), and returns the WAL ready to append together with what it holds.
+    ///
+    /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
+    /// damage that is not a torn tail; in both cases nothing on disk is modified.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), Error> {
+        let r = replay::replay(dir)?;
+        let syncer = Syncer::default();
+        let mut segments = r.segments;
+        if let Some(torn) = &r.torn {
+            tracing::warn!(
+                path = %torn.path.display(),
+                offset = torn.offset,
+                dropped_bytes = torn.file_len - torn.offset,
+                reason = %torn.reason,
+                "truncating a torn record at the end of the WAL (a crash interrupted an append)"
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&torn.path)
+                .map_err(|source| Error::Io {
+                    path: torn.path.clone(),
+                    source,
+                })?;
+            f.set_len(torn.offset).map_err(|source| Error::Io {
+                path: torn.path.clone(),
+                source,
+            })?;
+            syncer.sync_file(&f, &torn.path)?;
+            if let Some(last) = segments.last_mut() {
+                last.len = torn.offset;
+            }
+        }
+        // Leftovers of a segment creation that a crash interrupted: never renamed, so never
+        // part of the log.
+        let tmps = segment::list_tmp_files(dir)?;
+        for tmp in &tmps {
+            tracing::warn!(path = %tmp.display(), "removing an unfinished WAL segment");
+            fs::remove_file(tmp).map_err(|source| Error::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+        }
+        if !tmps.is_empty() {
+            syncer.sync_dir(dir)?;
+        }
+        let Some(active) = segments.last() else {
+            // replay() fails on an empty directory; kept as an error rather than a panic.
+            return Err(Error::NotFound {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let writer = SegmentWriter::open_append(&active.path)?;
+        let last_entry = r.entries.last().map_or(0, |e| e.index);
+        let last_marker = r.markers.last().cloned();
+        let last_index = last_entry.max(last_marker.as_ref().map_or(0, |m| m.index));
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            opts,
+            metadata: r.metadata.clone(),
+            segments,
+            writer,
+            buf: Vec::new(),
+            hard_state: r.hard_state.clone(),
+            last_marker,
+            last_index,
+            poisoned: None,
+            syncer,
+        };
+        let contents = WalContents {
+            metadata: r.metadata,
+            hard_state: r.hard_state,
+            snapshot_markers: r.markers,
+            entries: r.entries,
+            dir: dir.to_path_buf(),
+        };
+        Ok((wal, contents))
+    }
+
+    /// Appends all `entries`, then `hard_state` if given, as one write; if `sync` is true,
+    /// calls `sync_data` once before returning. Rotates to a new segment afterwards if the
+    /// active one reached the segment size.
+    ///
+    /// `entries` are a raft `Ready`'s entries: consecutive indexes, the first possibly at or
+    /// below the last index written (raft overwriting an uncommitted suffix).
+    pub fn save(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        sync: bool,
+    ) -> Result<(), Error> {
+        self.check_poisoned()?;
+        let base = self.active().len;
+        self.buf.clear();
+        let records = entries
+            .iter()
+            .map(RecordRef::Entry)
+            .chain(hard_state.map(RecordRef::HardState));
+        for rec in records {
+            if let Err(source) = record::encode(&mut self.buf, base, rec) {
+                let path = self.active().path.clone();
+                self.buf.clear();
+                return Err(Error::Encode { path, source });
+            }
+        }
+        self.write_buf()?;
+        if let Some(last) = entries.last() {
+            self.last_index = last.index;
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        if sync {
+            self.sync_active()?;
+        }
+        self.maybe_rotate()
+    }
+
+    /// Appends a snapshot marker and syncs. Call it after the snapshot file itself was saved
+    /// and synced: a marker promises that the snapshot exists.
+    pub fn save_snapshot_marker(&mut self, meta: &SnapshotMetadata) -> Result<(), Error> {
+        self.check_poisoned()?;
+        let base = self.active().len;
+        self.buf.clear();
+        if let Err(source) = record::encode(&mut self.buf, base, RecordRef::Snapshot(meta)) {
+            let path = self.active().path.clone();
+            self.buf.clear();
+            return Err(Error::Encode { path, source });
+        }
+        self.write_buf()?;
+        self.last_index = self.last_index.max(meta.index);
+        self.last_marker = Some(meta.clone());
+        self.sync_active()?;
+        self.maybe_rotate()
+    }
+
+    /// Deletes the oldest segments whose entries all have an index below `index`, and syncs
+    /// the directory. The active segment is never deleted, so the current segment and its
+    /// header (metadata, newest marker, hard state) always remain.
+    ///
+    /// Call it with a snapshot's index after the snapshot and its marker are durable.
+    pub fn release_to(&mut self, index: u64) -> Result<(), Error> {
+        self.check_poisoned()?;
+        // Segment k holds no live entry at or above the next segment's first index (see
+        // `last_index`). Only a prefix is removed, so the first segment left starts with a
+        // complete header.
+        let n = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].first_index <= index)
+            .count();
+        if n == 0 {
+            return Ok(());
+        }
+        for _ in 0..n {
+            let path = self.segments[0].path.clone();
+            // Oldest first: a crash part way leaves a consecutive run of segments.
+            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+            self.segments.remove(0);
+        }
+        tracing::debug!(index, removed = n, "released WAL segments");
+        let dir = self.dir.clone();
+        if let Err(e) = self.syncer.sync_dir(&dir) {
+            return Err(self.poison(e));
+        }
+        Ok(())
+    }
+
+    /// Sum of the lengths of the segment files.
+    pub fn size_on_disk(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The metadata the WAL was created with.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The segment files, oldest first; the last is the active one.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// Test seam: makes every later sync fail (as a real `fsync` error would), so callers can
+    /// test that a failed sync stops the node.
+    #[cfg(test)]
+    pub fn inject_sync_failure(&mut self) {
+        self.syncer.fail = true;
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty: create/open start with one, release keeps the last.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn check_poisoned(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            Some(path) => Err(Error::Poisoned { path: path.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the WAL unusable after `err` (a failed write or sync) and returns `err`.
+    fn poison(&mut self, err: Error) -> Error {
+        let path = match &err {
+            Error::Io { path, .. } | Error::SyncFailed { path, .. } => path.clone(),
+            _ => self.active().path.clone(),
+        };
+        tracing::error!(path = %path.display(), error = %err, "WAL poisoned");
+        self.poisoned = Some(path);
+        err
+    }
+
+    /// Writes `buf` to the active segment in one `write_all`. A failure poisons the WAL: part
+    /// of the batch may be in the file, and appending after it would put valid records behind
+    /// a bad one, which the next open would read as corruption rather than a torn tail.
+    fn write_buf(&mut self) -> Result<(), Error> {
+        let res = self.writer.append(&self.buf);
+        let written = self.buf.len() as u64;
+        if self.buf.capacity() > BUF_KEEP {
+            self.buf = Vec::new();
+        }
+        if let Err(source) = res {
+            let path = self.active().path.clone();
+            return Err(self.poison(Error::Io { path, source }));
+        }
+        let n = self.segments.len() - 1;
+        self.segments[n].len += written;
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<(), Error> {
+        let res = self
+            .syncer
+            .sync_file(self.writer.file(), &self.active().path);
+        res.map_err(|e| self.poison(e))
+    }
+
+    fn maybe_rotate(&mut self) -> Result<(), Error> {
+        if self.active().len < self.opts.segment_size {
+            return Ok(());
+        }
+        self.rotate().map_err(|e| self.poison(e))
+    }
+
+    /// Starts a new segment (raft-engine's `rotate_imp` order): sync the old one, write the
+    /// new header to a tmp file, sync it, rename, sync the directory, and only then switch.
+    fn rotate(&mut self) -> Result<(), Error> {
+        // The old segment stops being the last one: from now on a torn record in it would be
+        // read as corruption, so it must be entirely on disk first.
+        self.syncer
+            .sync_file(self.writer.file(), &self.active().path)?;
+        let seq = self.active().seq + 1;
+        let first_index = self.last_index + 1;
+        let path = self.dir.join(segment::segment_name(seq, first_index));
+        let mut header = Vec::new();
+        let mut records = vec![RecordRef::Metadata(&self.metadata)];
+        if let Some(m) = &self.last_marker {
+            records.push(RecordRef::Snapshot(m));
+        }
+        records.push(RecordRef::HardState(&self.hard_state));
+        for rec in records {
+            record::encode(&mut header, 0, rec).map_err(|source| Error::Encode {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let (seg, writer) =
+            segment::create_segment(&self.dir, seq, first_index, &header, &self.syncer)?;
+        tracing::debug!(path = %seg.path.display(), "started a new WAL segment");
+        self.segments.push(seg);
+        self.writer = writer;
+        Ok(())
+    }
+}
+
+/// Visits every record of every segment in order with its file and offset, for a `dump` tool.
+///
+/// Read-only: nothing is repaired. Returns [`Error::Corrupt`] naming the file and offset at the
+/// first torn or corrupt record, after having visited all the good records before it.
+pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, &Record)) -> Result<(), Error> {
+    replay::scan(dir, visit)
+}

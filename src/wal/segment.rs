@@ -1,0 +1,301 @@
+//! WAL segment files: names, listing, creation, and the append handle of the active segment.
+//!
+//! A segment is named `%016x-%016x.wal` after its sequence number and the index of the first
+//! entry it is meant to hold (one more than the last entry index written before it was
+//! created), as in etcd. Sequence numbers are consecutive; the segment with the highest one
+//! is the *active* segment, the only one ever appended to.
+//!
+//! A new segment is born complete: its header records are written to `<name>.tmp`, synced,
+//! renamed to `<name>` and the directory is synced. So a segment that exists under its final
+//! name always starts with an intact header, whatever the crash; a leftover `.tmp` is garbage
+//! that `Wal::open` removes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::Error;
+
+/// Suffix of segment files.
+pub const SEGMENT_EXT: &str = ".wal";
+/// Suffix of a segment being created.
+pub const TMP_EXT: &str = ".tmp";
+
+/// The file name of segment `seq` whose first entry will be `first_index`.
+pub fn segment_name(seq: u64, first_index: u64) -> String {
+    format!("{seq:016x}-{first_index:016x}{SEGMENT_EXT}")
+}
+
+/// Parses a segment file name into `(seq, first_index)`; `None` for any other file.
+pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(SEGMENT_EXT)?;
+    let (seq, index) = stem.split_once('-')?;
+    let hex16 = |s: &str| {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex16(seq)?, hex16(index)?))
+}
+
+/// A segment file on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequence number (position in the log).
+    pub seq: u64,
+    /// Index of the first entry the segment was created to hold.
+    pub first_index: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// The file's length in bytes (kept up to date for the active segment).
+    pub len: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The segments in `dir`, ordered by sequence number. Other files are ignored.
+///
+/// Fails with [`Error::Corrupt`] naming the segment after a hole if the sequence numbers are
+/// not consecutive: a missing middle segment means lost records, never something to skip.
+pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, Error> {
+    let mut segs = Vec::new();
+    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
+        let dent = dent.map_err(io_err(dir))?;
+        let name = dent.file_name();
+        let Some((seq, first_index)) = name.to_str().and_then(parse_segment_name) else {
+            continue;
+        };
+        let path = dent.path();
+        let len = dent.metadata().map_err(io_err(&path))?.len();
+        segs.push(Segment {
+            seq,
+            first_index,
+            path,
+            len,
+        });
+    }
+    segs.sort_by_key(|s| s.seq);
+    for pair in segs.windows(2) {
+        if pair[1].seq != pair[0].seq + 1 {
+            return Err(Error::Corrupt {
+                path: pair[1].path.clone(),
+                offset: 0,
+                reason: format!(
+                    "the previous segment is {}: segment(s) with sequence {}..{} are missing",
+                    pair[0].path.display(),
+                    pair[0].seq + 1,
+                    pair[1].seq
+                ),
+            });
+        }
+    }
+    Ok(segs)
+}
+
+/// Leftover `<segment>.tmp` files of interrupted segment creations.
+pub fn list_tmp_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
+        let dent = dent.map_err(io_err(dir))?;
+        let name = dent.file_name();
+        let is_tmp = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(TMP_EXT))
+            .is_some_and(|n| parse_segment_name(n).is_some());
+        if is_tmp {
+            out.push(dent.path());
+        }
+    }
+    Ok(out)
+}
+
+/// How the WAL makes data durable. Every fsync of the WAL goes through here, so that tests can
+/// make one fail (the "fsyncgate" case) and check that the WAL then refuses to go on.
+#[derive(Debug, Default)]
+pub struct Syncer {
+    /// Test seam: when set, every sync fails with an injected error.
+    #[cfg(test)]
+    pub fail: bool,
+}
+
+impl Syncer {
+    /// `sync_data` of `file` (whose path is `path`); failure is [`Error::SyncFailed`].
+    pub fn sync_file(&self, file: &File, path: &Path) -> Result<(), Error> {
+        #[cfg(test)]
+        if self.fail {
+            return Err(Error::SyncFailed {
+                path: path.to_path_buf(),
+                source: io::Error::other("injected sync failure"),
+            });
+        }
+        file.sync_data().map_err(|source| Error::SyncFailed {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Fsync of directory `dir`; any failure, opening included, is [`Error::SyncFailed`].
+    pub fn sync_dir(&self, dir: &Path) -> Result<(), Error> {
+        #[cfg(test)]
+        if self.fail {
+            return Err(Error::SyncFailed {
+                path: dir.to_path_buf(),
+                source: io::Error::other("injected sync failure"),
+            });
+        }
+        crate::fsutil::sync_dir(dir).map_err(|e| {
+            let (path, source) = e.into_io();
+            Error::SyncFailed { path, source }
+        })
+    }
+}
+
+/// The append handle of the active segment.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    file: File,
+}
+
+impl SegmentWriter {
+    /// Opens an existing segment for appending (after replay, and after any torn-tail repair).
+    pub fn open_append(path: &Path) -> Result<SegmentWriter, Error> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        Ok(SegmentWriter { file })
+    }
+
+    /// Writes `buf` at the end of the file in one `write_all`.
+    pub fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    /// The open file, for syncing.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// Creates segment `seq`/`first_index` in `dir` holding `header` (already framed records):
+/// write `<name>.tmp`, sync it, rename it to `<name>`, sync the directory. Returns the segment
+/// and its append handle. Nothing named `<name>` exists until the header is durable.
+pub fn create_segment(
+    dir: &Path,
+    seq: u64,
+    first_index: u64,
+    header: &[u8],
+    syncer: &Syncer,
+) -> Result<(Segment, SegmentWriter), Error> {
+    let name = segment_name(seq, first_index);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_EXT}"));
+    // `truncate` drops a stale tmp file. The WAL only appends, so the cursor stays at the end.
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    file.write_all(header).map_err(io_err(&tmp))?;
+    syncer.sync_file(&file, &tmp)?;
+    if path.exists() {
+        return Err(Error::Io {
+            path,
+            source: io::Error::new(io::ErrorKind::AlreadyExists, "segment already exists"),
+        });
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    syncer.sync_dir(dir)?;
+    let seg = Segment {
+        seq,
+        first_index,
+        path,
+        len: header.len() as u64,
+    };
+    Ok((seg, SegmentWriter { file }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    #[test]
+    fn names_round_trip_and_sort_like_etcd() {
+        let n = segment_name(1, 0x1234);
+        assert_eq!(n, "0000000000000001-0000000000001234.wal");
+        assert_eq!(parse_segment_name(&n), Some((1, 0x1234)));
+        assert_eq!(
+            parse_segment_name("0000000000000001-0000000000001234.wal.tmp"),
+            None
+        );
+        assert_eq!(parse_segment_name("LOCK"), None);
+        assert_eq!(parse_segment_name("1-2.wal"), None);
+        assert_eq!(
+            parse_segment_name("000000000000000g-0000000000000000.wal"),
+            None
+        );
+        assert_eq!(
+            parse_segment_name("ffffffffffffffff-ffffffffffffffff.wal"),
+            Some((u64::MAX, u64::MAX))
+        );
+    }
+
+    #[test]
+    fn created_segment_has_its_header_and_accepts_appends() {
+        let tmp = TempDir::new().unwrap();
+        let (seg, mut w) = create_segment(tmp.path(), 3, 42, b"head", &Syncer::default()).unwrap();
+        assert_eq!(seg.path, tmp.path().join(segment_name(3, 42)));
+        assert_eq!(seg.len, 4);
+        w.append(b"er").unwrap();
+        assert_eq!(fs::read(&seg.path).unwrap(), b"header");
+        assert!(list_tmp_files(tmp.path()).unwrap().is_empty());
+        let mut w = SegmentWriter::open_append(&seg.path).unwrap();
+        w.append(b"!").unwrap();
+        assert_eq!(fs::read(&seg.path).unwrap(), b"header!");
+    }
+
+    #[test]
+    fn listing_orders_by_sequence_ignores_others_and_rejects_holes() {
+        let tmp = TempDir::new().unwrap();
+        let s = Syncer::default();
+        create_segment(tmp.path(), 1, 10, b"b", &s).unwrap();
+        create_segment(tmp.path(), 0, 0, b"a", &s).unwrap();
+        fs::write(tmp.path().join("LOCK"), b"").unwrap();
+        fs::write(tmp.path().join(format!("{}.tmp", segment_name(2, 20))), b"").unwrap();
+        let segs = list_segments(tmp.path()).unwrap();
+        assert_eq!(
+            segs.iter()
+                .map(|s| (s.seq, s.first_index))
+                .collect::<Vec<_>>(),
+            vec![(0, 0), (1, 10)]
+        );
+        assert_eq!(list_tmp_files(tmp.path()).unwrap().len(), 1);
+
+        create_segment(tmp.path(), 3, 30, b"d", &s).unwrap();
+        match list_segments(tmp.path()).unwrap_err() {
+            Error::Corrupt { path, .. } => assert_eq!(path, tmp.path().join(segment_name(3, 30))),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn injected_sync_failure_names_the_file() {
+        let tmp = TempDir::new().unwrap();
+        let s = Syncer { fail: true };
+        match create_segment(tmp.path(), 0, 0, b"x", &s).unwrap_err() {
+            Error::SyncFailed { path, .. } => {
+                assert_eq!(path, tmp.path().join(format!("{}.tmp", segment_name(0, 0))))
+            }
+            other => panic!("expected SyncFailed, got {other:?}"),
+        }
+        // Nothing appeared under the final name.
+        assert!(list_segments(tmp.path()).unwrap().is_empty());
+    }
+}
