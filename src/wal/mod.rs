@@ -585,3 +585,439 @@ impl Wal {
 pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, &Record)) -> Result<(), Error> {
     replay::scan(dir, visit)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use raft::eraftpb::ConfState;
+    use tempfile::TempDir;
+
+    pub(crate) fn meta() -> Metadata {
+        Metadata {
+            node_id: 1,
+            cluster_id: 0x1000,
+            peer_url: "http://127.0.0.1:12379".into(),
+            initial_cluster: vec!["http://127.0.0.1:12379".into()],
+        }
+    }
+
+    pub(crate) fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: format!("entry {index} of term {term}").into_bytes().into(),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn ents(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        indexes.map(|i| ent(i, term)).collect()
+    }
+
+    pub(crate) fn hs(term: u64, vote: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            vote,
+            commit,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn marker(term: u64, index: u64) -> SnapshotMetadata {
+        let mut m = SnapshotMetadata {
+            term,
+            index,
+            ..Default::default()
+        };
+        m.set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        m
+    }
+
+    fn count_segments(dir: &Path) -> usize {
+        segment::list_segments(dir).unwrap().len()
+    }
+
+    #[test]
+    fn create_save_and_reopen_returns_everything() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("raftexample-1");
+        assert!(!Wal::exists(&dir));
+        let mut wal = Wal::create(&dir, &meta(), WalOptions::default()).unwrap();
+        assert!(Wal::exists(&dir));
+        assert_eq!(wal.dir(), dir);
+        wal.save(Some(&hs(1, 1, 0)), &ents(1..=3, 1), true).unwrap();
+        wal.save(Some(&hs(1, 1, 3)), &[], false).unwrap();
+        wal.save_snapshot_marker(&marker(1, 2)).unwrap();
+        wal.save(None, &ents(4..=4, 1), true).unwrap();
+        let size = wal.size_on_disk();
+        assert_eq!(size, fs::metadata(&wal.segment_paths()[0]).unwrap().len());
+        drop(wal);
+
+        let (wal, c) = Wal::open(&dir, WalOptions::default()).unwrap();
+        assert_eq!(wal.size_on_disk(), size);
+        assert_eq!(c.metadata, meta());
+        assert_eq!(wal.metadata(), &meta());
+        assert_eq!(c.hard_state, hs(1, 1, 3));
+        assert_eq!(c.snapshot_markers, vec![marker(1, 2)]);
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=4, 1)[..]);
+        assert_eq!(c.entries_after(2).unwrap(), &ents(3..=4, 1)[..]);
+        assert!(c.entries_after(4).unwrap().is_empty());
+        assert!(c.entries_after(99).unwrap().is_empty());
+        assert_eq!(c.last_index(), 4);
+    }
+
+    #[test]
+    fn a_new_wal_has_only_its_metadata() {
+        let tmp = TempDir::new().unwrap();
+        drop(Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap());
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.metadata, meta());
+        assert_eq!(c.hard_state, HardState::default());
+        assert!(c.snapshot_markers.is_empty());
+        assert!(c.entries_after(0).unwrap().is_empty());
+        assert_eq!(c.last_index(), 0);
+    }
+
+    #[test]
+    fn reopen_append_reopen() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(Some(&hs(1, 1, 1)), &ents(1..=2, 1), true).unwrap();
+        drop(wal);
+        let (mut wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=2, 1)[..]);
+        wal.save(Some(&hs(2, 1, 2)), &ents(3..=5, 2), true).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        let mut want = ents(1..=2, 1);
+        want.extend(ents(3..=5, 2));
+        assert_eq!(c.entries_after(0).unwrap(), &want[..]);
+        assert_eq!(c.hard_state, hs(2, 1, 2));
+    }
+
+    #[test]
+    fn unsynced_saves_are_read_back_after_a_clean_close() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=2, 1), false).unwrap();
+        wal.save(Some(&hs(1, 0, 2)), &[], false).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.entries_after(0).unwrap().len(), 2);
+        assert_eq!(c.hard_state, hs(1, 0, 2));
+    }
+
+    #[test]
+    fn overwritten_entries_are_replaced_on_replay() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=5, 1), true).unwrap();
+        // A new leader of term 2 replaced 3..=5 with a shorter suffix, then appended.
+        wal.save(None, &ents(3..=4, 2), true).unwrap();
+        wal.save(None, &ents(5..=6, 2), true).unwrap();
+        // And term 3 rewrote 6.
+        wal.save(None, &ents(6..=6, 3), true).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        let mut want = ents(1..=2, 1);
+        want.extend(ents(3..=5, 2));
+        want.extend(ents(6..=6, 3));
+        assert_eq!(c.entries_after(0).unwrap(), &want[..]);
+        assert_eq!(c.last_index(), 6);
+    }
+
+    #[test]
+    fn a_snapshot_from_the_leader_may_leave_a_hole_below_it() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(Some(&hs(1, 1, 5)), &ents(1..=5, 1), true).unwrap();
+        // A lagging follower gets a snapshot at 100, then entries after it.
+        wal.save_snapshot_marker(&marker(2, 100)).unwrap();
+        wal.save(Some(&hs(2, 2, 100)), &ents(101..=103, 2), true)
+            .unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.entries_after(100).unwrap(), &ents(101..=103, 2)[..]);
+        match c.entries_after(3).unwrap_err() {
+            Error::MissingEntries { dir, missing, next } => {
+                assert_eq!((dir.as_path(), missing, next), (tmp.path(), 6, 101))
+            }
+            other => panic!("expected MissingEntries, got {other:?}"),
+        }
+        assert_eq!(c.last_index(), 103);
+        // Crash right after the marker, before any new entry: the snapshot is the last index.
+        let tmp2 = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp2.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=5, 1), true).unwrap();
+        wal.save_snapshot_marker(&marker(2, 100)).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp2.path(), WalOptions::default()).unwrap();
+        assert!(c.entries_after(100).unwrap().is_empty());
+        assert_eq!(c.last_index(), 100);
+    }
+
+    #[test]
+    fn segments_rotate_and_release_after_a_snapshot() {
+        let tmp = TempDir::new().unwrap();
+        let opts = WalOptions { segment_size: 256 };
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        // Each save is well over 256 bytes, so each one rotates.
+        for batch in 0..10u64 {
+            let first = batch * 10 + 1;
+            wal.save(
+                Some(&hs(1, 1, first + 9)),
+                &ents(first..=first + 9, 1),
+                true,
+            )
+            .unwrap();
+        }
+        assert_eq!(count_segments(tmp.path()), 11);
+        let names: Vec<_> = wal
+            .segment_paths()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names[0], segment::segment_name(0, 0));
+        assert_eq!(names[1], segment::segment_name(1, 11));
+        assert_eq!(names[10], segment::segment_name(10, 101));
+        let before = wal.size_on_disk();
+
+        // Releasing below the second segment's first index removes nothing.
+        wal.release_to(10).unwrap();
+        assert_eq!(count_segments(tmp.path()), 11);
+
+        // A snapshot at 55: segments whose entries are all below 55 go (those holding
+        // 1..=10, .., 41..=50); the one holding 51..=60 stays.
+        wal.save_snapshot_marker(&marker(1, 55)).unwrap();
+        wal.release_to(55).unwrap();
+        assert_eq!(count_segments(tmp.path()), 6);
+        assert_eq!(wal.segment_paths().len(), 6);
+        assert!(wal.size_on_disk() < before);
+        drop(wal);
+
+        let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.metadata, meta());
+        assert_eq!(c.hard_state, hs(1, 1, 100));
+        assert_eq!(c.snapshot_markers.last(), Some(&marker(1, 55)));
+        assert_eq!(c.entries_after(55).unwrap(), &ents(56..=100, 1)[..]);
+        // Entries below the first retained one are gone, and asking for them says so.
+        assert!(matches!(
+            c.entries_after(10),
+            Err(Error::MissingEntries {
+                missing: 11,
+                next: 51,
+                ..
+            })
+        ));
+
+        // Releasing everything keeps the active segment, whose header alone still gives back
+        // the metadata, the newest marker and the hard state.
+        wal.save_snapshot_marker(&marker(1, 100)).unwrap();
+        wal.release_to(u64::MAX).unwrap();
+        assert_eq!(count_segments(tmp.path()), 1);
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.metadata, meta());
+        assert_eq!(c.hard_state, hs(1, 1, 100));
+        // Both markers were written into the segment that is still active.
+        assert_eq!(c.snapshot_markers, vec![marker(1, 55), marker(1, 100)]);
+        assert!(c.entries_after(100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn segment_headers_keep_marker_and_hard_state_across_release() {
+        let tmp = TempDir::new().unwrap();
+        let opts = WalOptions { segment_size: 128 };
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
+            .unwrap();
+        wal.save_snapshot_marker(&marker(1, 5)).unwrap();
+        // Term 2 and later: every save rotates, so the marker and the hard state above live
+        // on only in the headers of the new segments.
+        wal.save(Some(&hs(2, 3, 10)), &ents(11..=20, 2), true)
+            .unwrap();
+        wal.save(None, &ents(21..=30, 2), true).unwrap();
+        let n = count_segments(tmp.path());
+        wal.release_to(25).unwrap();
+        assert!(count_segments(tmp.path()) < n);
+        let first = &wal.segment_paths()[0];
+        let mut kinds = Vec::new();
+        scan(tmp.path(), |p, _, r| {
+            if p == first {
+                kinds.push(r.kind())
+            }
+        })
+        .unwrap();
+        assert_eq!(kinds[..3], ["metadata", "snapshot", "hardstate"]);
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.snapshot_markers, vec![marker(1, 5)]);
+        assert_eq!(c.hard_state, hs(2, 3, 10));
+        assert_eq!(c.entries_after(25).unwrap(), &ents(26..=30, 2)[..]);
+    }
+
+    #[test]
+    fn disk_use_stays_bounded_under_steady_load_with_snapshots() {
+        let tmp = TempDir::new().unwrap();
+        let opts = WalOptions { segment_size: 4096 };
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        let mut max_size = 0;
+        for i in 1..=2000u64 {
+            wal.save(Some(&hs(1, 1, i)), &[ent(i, 1)], false).unwrap();
+            if i % 100 == 0 {
+                wal.save_snapshot_marker(&marker(1, i)).unwrap();
+                wal.release_to(i).unwrap();
+            }
+            max_size = max_size.max(wal.size_on_disk());
+        }
+        // About 100 entries of ~60 bytes between releases: a few segments at most.
+        assert!(max_size < 4 * 4096, "max size {max_size}");
+        assert!(count_segments(tmp.path()) <= 3);
+    }
+
+    #[test]
+    fn injected_sync_failure_is_final() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(Some(&hs(1, 1, 1)), &ents(1..=1, 1), true).unwrap();
+        let active = wal.segment_paths()[0].clone();
+        wal.inject_sync_failure();
+        match wal.save(None, &ents(2..=2, 1), true).unwrap_err() {
+            Error::SyncFailed { path, .. } => assert_eq!(path, active),
+            other => panic!("expected SyncFailed, got {other:?}"),
+        }
+        let msg = wal
+            .save(None, &ents(3..=3, 1), false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&*active.to_string_lossy()), "{msg}");
+        for err in [
+            wal.save(None, &[], false).unwrap_err(),
+            wal.save_snapshot_marker(&marker(1, 1)).unwrap_err(),
+            wal.release_to(1).unwrap_err(),
+        ] {
+            match err {
+                Error::Poisoned { path } => assert_eq!(path, active),
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        drop(wal);
+        // The node restarts from the disk (here the page cache did keep the write).
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=2, 1)[..]);
+    }
+
+    #[test]
+    fn sync_failure_while_rotating_poisons_too() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        wal.inject_sync_failure();
+        // No sync requested by the caller, but the rotation must sync.
+        assert!(matches!(
+            wal.save(None, &ents(1..=3, 1), false),
+            Err(Error::SyncFailed { .. })
+        ));
+        assert!(matches!(
+            wal.save(None, &[], false),
+            Err(Error::Poisoned { .. })
+        ));
+        assert_eq!(count_segments(tmp.path()), 1);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_wal_and_open_an_empty_dir() {
+        let tmp = TempDir::new().unwrap();
+        assert!(matches!(
+            Wal::open(tmp.path(), WalOptions::default()),
+            Err(Error::NotFound { .. })
+        ));
+        drop(Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap());
+        match Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap_err() {
+            Error::AlreadyExists { dir } => assert_eq!(dir, tmp.path()),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_removes_an_unfinished_segment() {
+        let tmp = TempDir::new().unwrap();
+        drop(Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap());
+        let tmp_seg = tmp
+            .path()
+            .join(format!("{}.tmp", segment::segment_name(1, 1)));
+        fs::write(&tmp_seg, b"half a header").unwrap();
+        let (_wal, _c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert!(!tmp_seg.exists());
+    }
+
+    #[test]
+    fn scan_visits_every_record_with_file_and_offset() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 128 }).unwrap();
+        wal.save(Some(&hs(1, 1, 0)), &ents(1..=4, 1), true).unwrap();
+        wal.save_snapshot_marker(&marker(1, 2)).unwrap();
+        let segs = wal.segment_paths();
+        assert_eq!(segs.len(), 2);
+        drop(wal);
+
+        let mut seen = Vec::new();
+        scan(tmp.path(), |path, off, rec| {
+            seen.push((path.to_path_buf(), off, rec.kind()))
+        })
+        .unwrap();
+        let kinds: Vec<_> = seen.iter().map(|s| s.2).collect();
+        assert_eq!(
+            kinds,
+            [
+                "metadata",
+                "entry",
+                "entry",
+                "entry",
+                "entry",
+                "hardstate", // segment 0
+                "metadata",
+                "hardstate",
+                "snapshot" // segment 1: header, then the marker
+            ]
+        );
+        assert_eq!(seen[0].0, segs[0]);
+        assert_eq!(seen[0].1, 0);
+        assert!(seen[1].1 > 0);
+        assert_eq!(seen[6].0, segs[1]);
+        assert_eq!(seen[6].1, 0);
+
+        // A damaged record: the good ones before it are visited, then the error names it.
+        let mut bytes = fs::read(&segs[1]).unwrap();
+        let off = seen[7].1 as usize;
+        bytes[off + 2] ^= 0xFF;
+        fs::write(&segs[1], &bytes).unwrap();
+        let mut n = 0;
+        match scan(tmp.path(), |_, _, _| n += 1).unwrap_err() {
+            Error::Corrupt { path, offset, .. } => {
+                assert_eq!((path, offset), (segs[1].clone(), off as u64))
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(n, 7);
+        // Read-only: the file is as we left it.
+        assert_eq!(fs::read(&segs[1]).unwrap(), bytes);
+    }
+
+    #[test]
+    fn errors_name_their_path() {
+        let e = Error::Corrupt {
+            path: "/d/0000000000000000-0000000000000000.wal".into(),
+            offset: 42,
+            reason: "checksum mismatch".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/d/0000000000000000-0000000000000000.wal is corrupt at offset 42: checksum mismatch"
+        );
+        let e = Error::SyncFailed {
+            path: "/d/x.wal".into(),
+            source: io::Error::other("EIO"),
+        };
+        assert!(e.to_string().contains("/d/x.wal") && e.to_string().contains("must stop"));
+    }
+}

@@ -218,3 +218,341 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, &Record)) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ent, ents, hs, meta};
+    use super::super::{Wal, WalOptions, record::RecordRef};
+    use super::*;
+    use tempfile::TempDir;
+
+    /// The (offset, kind) of every record of `path`.
+    fn records_of(dir: &Path, path: &Path) -> Vec<(u64, &'static str)> {
+        let mut out = Vec::new();
+        super::super::scan(dir, |p, off, r| {
+            if p == path {
+                out.push((off, r.kind()))
+            }
+        })
+        .unwrap();
+        out
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        for d in fs::read_dir(from).unwrap() {
+            let d = d.unwrap();
+            fs::copy(d.path(), to.join(d.file_name())).unwrap();
+        }
+    }
+
+    fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|d| {
+                let p = d.unwrap().path();
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A WAL of two segments whose last record is a 100-byte entry (index 9).
+    fn build_pristine(dir: &Path) -> PathBuf {
+        let mut wal = Wal::create(dir, &meta(), WalOptions { segment_size: 200 }).unwrap();
+        wal.save(Some(&hs(1, 1, 4)), &ents(1..=4, 1), true).unwrap();
+        wal.save(Some(&hs(1, 1, 8)), &ents(5..=8, 1), true).unwrap();
+        let mut last = ent(9, 1);
+        last.data = vec![0x5A; 100].into();
+        wal.save(None, &[last], true).unwrap();
+        let segs = wal.segment_paths();
+        assert!(segs.len() >= 2, "{segs:?}");
+        segs[segs.len() - 1].clone()
+    }
+
+    #[test]
+    fn torn_tail_at_every_length_of_the_last_record_is_cut_and_the_wal_goes_on() {
+        let pristine = TempDir::new().unwrap();
+        let last_seg = build_pristine(pristine.path());
+        let recs = records_of(pristine.path(), &last_seg);
+        let (start, kind) = *recs.last().unwrap();
+        assert_eq!(kind, "entry");
+        let end = fs::metadata(&last_seg).unwrap().len();
+        assert!(end - start > 100);
+        let name = last_seg.file_name().unwrap();
+
+        for cut in start..end {
+            let tmp = TempDir::new().unwrap();
+            copy_dir(pristine.path(), tmp.path());
+            let seg = tmp.path().join(name);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&seg)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+
+            let (mut wal, c) = Wal::open(tmp.path(), WalOptions { segment_size: 200 })
+                .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            assert_eq!(fs::metadata(&seg).unwrap().len(), start, "cut at {cut}");
+            assert_eq!(
+                c.entries_after(0).unwrap(),
+                &ents(1..=8, 1)[..],
+                "cut at {cut}"
+            );
+            assert_eq!(c.hard_state, hs(1, 1, 8));
+
+            // The WAL accepts new saves, and they survive another reopen.
+            wal.save(Some(&hs(2, 1, 9)), &ents(9..=10, 2), true)
+                .unwrap();
+            drop(wal);
+            let (_wal, c) = Wal::open(tmp.path(), WalOptions { segment_size: 200 }).unwrap();
+            let mut want = ents(1..=8, 1);
+            want.extend(ents(9..=10, 2));
+            assert_eq!(c.entries_after(0).unwrap(), &want[..], "cut at {cut}");
+            assert_eq!(c.hard_state, hs(2, 1, 9));
+        }
+    }
+
+    #[test]
+    fn garbage_or_zeros_in_place_of_the_last_record_are_a_torn_tail() {
+        let pristine = TempDir::new().unwrap();
+        let last_seg = build_pristine(pristine.path());
+        let (start, _) = *records_of(pristine.path(), &last_seg).last().unwrap();
+        let name = last_seg.file_name().unwrap();
+        let good = fs::read(&last_seg).unwrap();
+        let damages: Vec<(&str, Vec<u8>)> = vec![
+            // Whole length written, but a sector of the payload never made it.
+            ("zeroed payload", {
+                let mut b = good.clone();
+                b[start as usize + 20..].fill(0);
+                b
+            }),
+            // The file grew but none of the record's data reached the disk.
+            ("zeroed record", {
+                let mut b = good.clone();
+                b[start as usize..].fill(0);
+                b
+            }),
+            ("zeros past the end", {
+                let mut b = good.clone();
+                b.extend_from_slice(&[0; 4096]);
+                b
+            }),
+            ("flipped byte in the last record", {
+                let mut b = good.clone();
+                b[start as usize + 30] ^= 0x10;
+                b
+            }),
+        ];
+        for (what, bytes) in damages {
+            let tmp = TempDir::new().unwrap();
+            copy_dir(pristine.path(), tmp.path());
+            let seg = tmp.path().join(name);
+            fs::write(&seg, &bytes).unwrap();
+            let (_wal, c) = Wal::open(tmp.path(), WalOptions::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let want_len = if what == "zeros past the end" {
+                good.len() as u64
+            } else {
+                start
+            };
+            assert_eq!(fs::metadata(&seg).unwrap().len(), want_len, "{what}");
+            let last = if what == "zeros past the end" { 9 } else { 8 };
+            assert_eq!(c.last_index(), last, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_record_embedded_in_an_entry_does_not_hide_a_torn_tail() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=2, 1), true).unwrap();
+        // The application stored bytes that are themselves a valid WAL record (at offset 0).
+        let mut inner = Vec::new();
+        record::encode(&mut inner, 0, RecordRef::HardState(&hs(7, 7, 7))).unwrap();
+        let mut e = ent(3, 1);
+        e.data = inner.into();
+        wal.save(None, &[e], true).unwrap();
+        let seg = wal.segment_paths()[0].clone();
+        drop(wal);
+        let (start, _) = *records_of(tmp.path(), &seg).last().unwrap();
+        let len = fs::metadata(&seg).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().len(), start);
+        assert_eq!(c.last_index(), 2);
+    }
+
+    #[test]
+    fn a_flipped_byte_mid_segment_is_corruption_and_nothing_is_modified() {
+        let tmp = TempDir::new().unwrap();
+        let last_seg = build_pristine(tmp.path());
+        let recs = records_of(tmp.path(), &last_seg);
+        // Damage a record that is followed by others: not a torn append.
+        let (off, _) = recs[recs.len() - 2];
+        let mut bytes = fs::read(&last_seg).unwrap();
+        bytes[off as usize + 12] ^= 0x01;
+        fs::write(&last_seg, &bytes).unwrap();
+        let before = snapshot_files(tmp.path());
+
+        match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => {
+                assert_eq!(path, last_seg);
+                assert_eq!(offset, off);
+                assert!(reason.contains("valid record follows"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(snapshot_files(tmp.path()), before);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_non_last_segment_is_corruption_even_at_its_end() {
+        let pristine = TempDir::new().unwrap();
+        build_pristine(pristine.path());
+        let first = Wal::open(pristine.path(), WalOptions::default())
+            .unwrap()
+            .0
+            .segment_paths()[0]
+            .clone();
+        let recs = records_of(pristine.path(), &first);
+        let name = first.file_name().unwrap();
+        // A record in the middle, and the very last record of the segment.
+        for (off, _) in [recs[1], recs[recs.len() - 1]] {
+            let tmp = TempDir::new().unwrap();
+            copy_dir(pristine.path(), tmp.path());
+            let seg = tmp.path().join(name);
+            let mut bytes = fs::read(&seg).unwrap();
+            bytes[off as usize + 10] ^= 0x80;
+            fs::write(&seg, &bytes).unwrap();
+            let before = snapshot_files(tmp.path());
+            match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
+                Error::Corrupt { path, offset, .. } => {
+                    assert_eq!((path, offset), (seg.clone(), off))
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+            assert_eq!(snapshot_files(tmp.path()), before);
+        }
+        // A cut-short non-last segment is corruption too.
+        let tmp = TempDir::new().unwrap();
+        copy_dir(pristine.path(), tmp.path());
+        let seg = tmp.path().join(name);
+        let len = fs::metadata(&seg).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        assert!(matches!(
+            Wal::open(tmp.path(), WalOptions::default()),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(fs::metadata(&seg).unwrap().len(), len - 3);
+    }
+
+    #[test]
+    fn valid_checksum_with_bad_content_at_the_tail_is_not_torn() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=2, 1), true).unwrap();
+        let seg = wal.segment_paths()[0].clone();
+        drop(wal);
+        // Append a second metadata record: well framed, but not allowed mid-segment.
+        let len = fs::metadata(&seg).unwrap().len();
+        let mut extra = Vec::new();
+        record::encode(&mut extra, len, RecordRef::Metadata(&meta())).unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes.extend_from_slice(&extra);
+        fs::write(&seg, &bytes).unwrap();
+        match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
+            Error::Corrupt { offset, .. } => assert_eq!(offset, len),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(fs::read(&seg).unwrap(), bytes);
+    }
+
+    #[test]
+    fn damaged_header_or_foreign_segments_are_corruption() {
+        // The last segment's header is damaged: never a torn append (it was synced before
+        // the segment got its name).
+        let tmp = TempDir::new().unwrap();
+        let last = build_pristine(tmp.path());
+        let mut bytes = fs::read(&last).unwrap();
+        bytes[3] ^= 0x01;
+        fs::write(&last, &bytes).unwrap();
+        match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
+            Error::Corrupt { path, offset, .. } => assert_eq!((path, offset), (last, 0)),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+
+        // A segment whose metadata differs (copied from another node's WAL).
+        let a = TempDir::new().unwrap();
+        let b = TempDir::new().unwrap();
+        let mut wal = Wal::create(a.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        wal.save(None, &ents(1..=3, 1), true).unwrap();
+        let a_segs = wal.segment_paths();
+        drop(wal);
+        let mut other = meta();
+        other.node_id = 2;
+        let mut wal = Wal::create(b.path(), &other, WalOptions { segment_size: 64 }).unwrap();
+        wal.save(None, &ents(1..=3, 1), true).unwrap();
+        let b_segs = wal.segment_paths();
+        drop(wal);
+        fs::copy(&b_segs[1], &a_segs[1]).unwrap();
+        match Wal::open(a.path(), WalOptions::default()).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, a_segs[1]);
+                assert!(reason.contains("differs"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_middle_segment_is_corruption() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        for i in 1..=4 {
+            wal.save(None, &[ent(i, 1)], true).unwrap();
+        }
+        let segs = wal.segment_paths();
+        drop(wal);
+        fs::remove_file(&segs[2]).unwrap();
+        match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
+            Error::Corrupt { path, .. } => assert_eq!(path, segs[3]),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replay_alone_modifies_nothing_and_reports_the_torn_tail() {
+        let tmp = TempDir::new().unwrap();
+        let last = build_pristine(tmp.path());
+        let len = fs::metadata(&last).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let r = replay(tmp.path()).unwrap();
+        let torn = r.torn.unwrap();
+        assert_eq!(torn.path, last);
+        assert_eq!(torn.file_len, len - 5);
+        assert_eq!(fs::metadata(&last).unwrap().len(), len - 5);
+        assert_eq!(r.markers, Vec::<SnapshotMetadata>::new());
+    }
+}
