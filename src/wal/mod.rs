@@ -1020,4 +1020,158 @@ pub(crate) mod tests {
         };
         assert!(e.to_string().contains("/d/x.wal") && e.to_string().contains("must stop"));
     }
+
+    /// Random sequences of saves (with overwrites of an uncommitted suffix by a higher term),
+    /// hard-state updates, snapshot markers with release, snapshots installed from a leader and
+    /// reopens, against a model of raft's log: after every reopen the WAL must give back the
+    /// model's hard state, newest marker and entries after that marker.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Append {
+                n: u64,
+                back: u64,
+                new_term: bool,
+                hard_state: bool,
+                sync: bool,
+                data_len: usize,
+            },
+            Snapshot {
+                back: u64,
+                slack: u64,
+            },
+            InstallSnapshot {
+                ahead: u64,
+            },
+            Reopen,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                8 => (0..5u64, 0..4u64, any::<bool>(), any::<bool>(), any::<bool>(), 0..60usize)
+                    .prop_map(|(n, back, new_term, hard_state, sync, data_len)| Op::Append {
+                        n, back, new_term, hard_state, sync, data_len
+                    }),
+                2 => (0..6u64, 0..3u64).prop_map(|(back, slack)| Op::Snapshot { back, slack }),
+                1 => (1..6u64).prop_map(|ahead| Op::InstallSnapshot { ahead }),
+                2 => Just(Op::Reopen),
+            ]
+        }
+
+        /// Raft's view: entries after the newest snapshot, contiguous.
+        #[derive(Default)]
+        struct Model {
+            entries: Vec<Entry>,
+            floor: u64,
+            last: u64,
+            term: u64,
+            hs: HardState,
+            marker: Option<SnapshotMetadata>,
+        }
+
+        fn check(c: &WalContents, m: &Model) -> Result<(), TestCaseError> {
+            prop_assert_eq!(&c.metadata, &meta());
+            prop_assert_eq!(&c.hard_state, &m.hs);
+            prop_assert_eq!(c.snapshot_markers.last(), m.marker.as_ref());
+            let got = c
+                .entries_after(m.floor)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(got, &m.entries[..]);
+            prop_assert_eq!(c.last_index(), m.last);
+            Ok(())
+        }
+
+        fn run(ops: Vec<Op>, segment_size: u64) -> Result<(), TestCaseError> {
+            let tmp = TempDir::new().unwrap();
+            let opts = WalOptions { segment_size };
+            let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+            let mut m = Model {
+                term: 1,
+                ..Default::default()
+            };
+            for op in ops {
+                match op {
+                    Op::Append {
+                        n,
+                        back,
+                        new_term,
+                        hard_state,
+                        sync,
+                        data_len,
+                    } => {
+                        let start = (m.last + 1).saturating_sub(back).max(m.floor + 1);
+                        // Only a leader of a later term overwrites a suffix.
+                        if (n > 0 && start <= m.last) || new_term {
+                            m.term += 1;
+                        }
+                        let new: Vec<Entry> = (start..start + n)
+                            .map(|index| Entry {
+                                index,
+                                term: m.term,
+                                data: vec![index as u8; data_len].into(),
+                                ..Default::default()
+                            })
+                            .collect();
+                        if n > 0 {
+                            m.entries.retain(|e| e.index < start);
+                            m.entries.extend(new.iter().cloned());
+                            m.last = start + n - 1;
+                        }
+                        let hs = hard_state.then(|| hs(m.term, m.term % 3 + 1, m.last / 2));
+                        wal.save(hs.as_ref(), &new, sync).unwrap();
+                        if let Some(hs) = hs {
+                            m.hs = hs;
+                        }
+                    }
+                    Op::Snapshot { back, slack } => {
+                        let index = m.last.saturating_sub(back);
+                        if index <= m.floor {
+                            continue;
+                        }
+                        let term = m.entries[(index - m.floor - 1) as usize].term;
+                        let mk = marker(term, index);
+                        wal.save_snapshot_marker(&mk).unwrap();
+                        wal.release_to(index.saturating_sub(slack)).unwrap();
+                        m.entries.retain(|e| e.index > index);
+                        m.floor = index;
+                        m.marker = Some(mk);
+                    }
+                    Op::InstallSnapshot { ahead } => {
+                        m.term += 1;
+                        let index = m.last + ahead;
+                        let mk = marker(m.term, index);
+                        wal.save_snapshot_marker(&mk).unwrap();
+                        wal.release_to(index).unwrap();
+                        m.entries.clear();
+                        m.floor = index;
+                        m.last = index;
+                        m.marker = Some(mk);
+                    }
+                    Op::Reopen => {
+                        drop(wal);
+                        let (w, c) = Wal::open(tmp.path(), opts).unwrap();
+                        check(&c, &m)?;
+                        wal = w;
+                    }
+                }
+            }
+            drop(wal);
+            let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+            check(&c, &m)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn wal_matches_an_in_memory_model(
+                ops in proptest::collection::vec(op(), 1..40),
+                segment_size in prop_oneof![Just(64u64), Just(300), Just(2048), Just(1 << 20)],
+            ) {
+                run(ops, segment_size)?;
+            }
+        }
+    }
 }
