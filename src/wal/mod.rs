@@ -1164,10 +1164,10 @@ pub(crate) mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(48))]
+            #![proptest_config(ProptestConfig::with_cases(128))]
             #[test]
             fn wal_matches_an_in_memory_model(
-                ops in proptest::collection::vec(op(), 1..40),
+                ops in proptest::collection::vec(op(), 1..60),
                 segment_size in prop_oneof![Just(64u64), Just(300), Just(2048), Just(1 << 20)],
             ) {
                 run(ops, segment_size)?;

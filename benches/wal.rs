@@ -1,0 +1,66 @@
+//! WAL append throughput with a sync per batch: what a raft node pays per `Ready`.
+//!
+//! Batches of 1, 16 and 256 entries of 100 bytes, each batch one `Wal::save(.., sync = true)`,
+//! so one `write_all` plus one `sync_data`. If the WAL costs about one sync per batch, entries
+//! per second rise almost linearly with the batch size until the disk's bandwidth is reached.
+//!
+//! The WAL lives in a `tempfile` directory under the system temp dir (`/tmp`), which on the
+//! development machine is the same disk (`/dev/vda`) as the `/work` checkout. Run with
+//! `cargo bench --bench wal`; set `TMPDIR` to measure another disk.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use raftexample::wal::{Entry, Metadata, Wal, WalOptions};
+
+const ENTRY_BYTES: usize = 100;
+/// Old segments are released beyond this, so a long run does not fill the disk.
+const MAX_WAL_BYTES: u64 = 512 * 1024 * 1024;
+
+fn append_with_sync(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_save_sync");
+    for batch in [1u64, 16, 256] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let meta = Metadata {
+            node_id: 1,
+            cluster_id: 0x1000,
+            peer_url: "http://127.0.0.1:12379".into(),
+            initial_cluster: vec!["http://127.0.0.1:12379".into()],
+        };
+        let mut wal = Wal::create(tmp.path(), &meta, WalOptions::default()).expect("create");
+        let mut entries: Vec<Entry> = (1..=batch)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                data: vec![0xAB; ENTRY_BYTES].into(),
+                ..Default::default()
+            })
+            .collect();
+
+        // Bytes that reach the file per batch, framing included.
+        let before = wal.size_on_disk();
+        wal.save(None, &entries, true).expect("save");
+        let bytes_per_batch = wal.size_on_disk() - before;
+
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: batch,
+            bytes: bytes_per_batch,
+        });
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| {
+                for e in entries.iter_mut() {
+                    e.index += batch;
+                }
+                wal.save(None, black_box(&entries), true).expect("save");
+                if wal.size_on_disk() > MAX_WAL_BYTES {
+                    let last = entries.last().map_or(0, |e| e.index);
+                    wal.release_to(last).expect("release");
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append_with_sync);
+criterion_main!(benches);
