@@ -152,6 +152,8 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock, Error> {
         create_dir_all_synced(dir)?;
         let path = dir.join(LOCK_FILE);
+        // The directory is not synced after creating LOCK: the lock lives in the kernel, not in
+        // the file, and a lock file lost in a crash is simply created again.
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -228,7 +228,6 @@ impl WalContents {
 }
 
 /// An open write-ahead log, ready to append. See the module documentation.
-#[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
@@ -249,6 +248,19 @@ pub struct Wal {
     /// Set by a failed sync or write: the file or directory involved.
     poisoned: Option<PathBuf>,
     syncer: Syncer,
+}
+
+// By hand, so that logging a `Wal` does not print its write buffer.
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .field("active", &self.active().path)
+            .field("last_index", &self.last_index)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Wal {
@@ -377,7 +389,7 @@ impl Wal {
     }
 
     /// Appends all `entries`, then `hard_state` if given, as one write; if `sync` is true,
-    /// calls `sync_data` once before returning. Rotates to a new segment afterwards if the
+    /// calls `sync_data` once, so the batch is on disk when this returns `Ok`. Rotates to a new segment afterwards if the
     /// active one reached the segment size.
     ///
     /// `entries` are a raft `Ready`'s entries: consecutive indexes, the first possibly at or

@@ -65,7 +65,8 @@ impl Record {
     }
 
     /// A borrowed view for [`encode`].
-    pub fn as_ref(&self) -> RecordRef<'_> {
+    #[cfg(test)]
+    pub(crate) fn as_ref(&self) -> RecordRef<'_> {
         match self {
             Record::Metadata(m) => RecordRef::Metadata(m),
             Record::Entry(e) => RecordRef::Entry(e),
