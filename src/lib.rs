@@ -1,4 +1,228 @@
-//! raftexample: etcd's contrib/raftexample ported to Rust, a replicated key-value store on raft-rs.
+//! raftexample: etcd's `contrib/raftexample` in Rust — a replicated key-value store on raft-rs.
+//!
+//! # Layout
+//! Each module is one box of the data flow:
+//!
+//! ```text
+//!  client ─HTTP─▶ http_api ─┬─ Inbox::Propose / ChangeMembers ─┐  (bounded mpsc)
+//!     ▲                     └─ Inbox::Read ────────────────────┤
+//!     │   peers ─HTTP─▶ transport::server ─ Inbox::Step ───────▶ raft_node ◀── tick (100 ms)
+//!     │                                                       │ each Ready, in order:
+//!     │                                                       ├─▶ transport ─HTTP─▶ peers
+//!     │                                                       ├─▶ snapshotter, wal (one sync)
+//!     │                                                       └─▶ Apply (in log order)
+//!     │                                                                 ▼
+//!     └──── 204 / 200 / 503 ◀── answered once applied ◀──────────── kvstore
+//! ```
+//!
+//! - [`config`]: the original's flags, plus knobs with the original's defaults.
+//! - [`http_api`]: the REST API; errors become status codes in one place.
+//! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
+//! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking.
+//! - [`transport`]: batched HTTP between peers, never blocking the raft node.
+//! - [`kvstore`]: the state machine, fed committed entries over the apply channel.
+//! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod dump;
 pub mod fsutil;
+pub mod http_api;
+pub mod kvstore;
+pub mod membership;
+pub mod metrics;
+pub mod raft_node;
 pub mod snapshotter;
+pub mod transport;
 pub mod wal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use raft_node::{Exit, NodeHandle, StartError};
+
+use kvstore::KvStore;
+use raft_node::RaftNode;
+use transport::{PeerFilter, Transport, server::PeerServer};
+
+/// Messages waiting for the raft node before senders have to wait.
+const INBOX_CAPACITY: usize = 16 * 1024;
+
+/// A started node: its handle, its addresses, and a way to stop or await it.
+pub struct Running {
+    /// Talks to the raft node (what the REST API uses).
+    pub node: NodeHandle,
+    /// Where the REST API listens.
+    pub rest_addr: SocketAddr,
+    /// Where the peer transport listens.
+    pub peer_addr: SocketAddr,
+    shutdown: CancellationToken,
+    exit: oneshot::Receiver<Exit>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Asks the node and its servers to stop; [`Running::wait`] returns once they have.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the node stops (shut down, removed, or failed), then stops the servers.
+    pub async fn wait(self) -> Exit {
+        let exit = self.exit.await.unwrap_or_else(|_| {
+            Exit::Fatal("the raft node thread ended without saying why".to_string())
+        });
+        self.shutdown.cancel();
+        for server in self.servers {
+            // Requests still waiting on the node fail at once now that it has stopped; give
+            // the servers a moment to answer them and close.
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
+        exit
+    }
+}
+
+/// Recovers the node's state, binds its listeners and starts it. Must be called inside a
+/// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
+/// gets a thread of its own.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let mut recovered = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
+    };
+    let own_url = config
+        .own_peer_url()
+        .expect("replay_wal checked that --id has a URL in --cluster");
+    let peer_bind = membership::host_port(own_url)
+        .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
+    let peer_listener = TcpListener::bind(&peer_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: peer_bind.clone(),
+            source,
+        })?;
+    let rest_bind = SocketAddr::new(config.listen_host, config.port);
+    let rest_listener = TcpListener::bind(rest_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: rest_bind.to_string(),
+            source,
+        })?;
+    let peer_addr = local_addr(&peer_listener, &peer_bind)?;
+    let rest_addr = local_addr(&rest_listener, &rest_bind.to_string())?;
+
+    let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
+    let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id);
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+    let shutdown = CancellationToken::new();
+    let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
+    let metrics = Arc::new(metrics::Metrics::new(config.id));
+    let shared = Arc::new(raft_node::Shared::default());
+    let transport = Transport::new(
+        filter.clone(),
+        inbox_tx.clone(),
+        tokio::runtime::Handle::current(),
+        shutdown.child_token(),
+        metrics.clone(),
+    );
+    let node = RaftNode::new(
+        &config,
+        recovered,
+        transport,
+        apply_tx,
+        shared.clone(),
+        metrics.clone(),
+    )?;
+
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let node_shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name(format!("raft-{}", config.id))
+        .spawn(move || {
+            let exit = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(node.run(inbox_rx, node_shutdown)),
+                Err(err) => Exit::Fatal(format!("cannot start the raft node's runtime: {err}")),
+            };
+            let _ = exit_tx.send(exit);
+        })
+        .map_err(|e| StartError::Inconsistent(format!("cannot start the raft thread: {e}")))?;
+
+    let handle = NodeHandle::new(
+        config.id,
+        inbox_tx.clone(),
+        kv,
+        config.proposal_timeout(),
+        shared,
+        metrics,
+    );
+    let peer_router = PeerServer::new(filter, inbox_tx).router();
+    let rest_router = http_api::router(http_api::AppState {
+        node: handle.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let servers = vec![
+        serve(peer_listener, peer_router, shutdown.clone()),
+        serve(rest_listener, rest_router, shutdown.clone()),
+    ];
+    tracing::info!(
+        id = config.id,
+        rest = %rest_addr,
+        peer = %peer_addr,
+        "raftexample is serving"
+    );
+    Ok(Running {
+        node: handle,
+        rest_addr,
+        peer_addr,
+        shutdown,
+        exit: exit_rx,
+        servers,
+    })
+}
+
+fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    // Small requests and answers: Nagle's delay would dominate their latency.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "HTTP server stopped");
+        }
+    })
+}

@@ -1,1 +1,97 @@
-fn main() {}
+//! The `raftexample` binary: parse flags, set up logging, run a node until it stops.
+//! Exit status: 0 when stopped by a signal or removed from the cluster (as the original),
+//! 1 when it cannot start or a storage failure stops it.
+
+use std::process::ExitCode;
+
+use raftexample::config::{Command, Config};
+use raftexample::{Exit, start};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args()) {
+        Ok(config) => config,
+        Err(err) => err.exit(),
+    };
+    // Quiet by default: start-up, leader changes, membership changes and problems.
+    // RUST_LOG=debug (or raft=info, raftexample::ready=trace, ...) shows more.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,raftexample=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::Dump { json }) = &config.command {
+        return match raftexample::dump::run(&config, *json, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("raftexample dump: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("raftexample: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match start(config).await {
+        Ok(running) => running,
+        Err(err) => {
+            tracing::error!("cannot start: {err}");
+            eprintln!("raftexample: cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        token.cancel();
+    });
+    match running.wait().await {
+        Exit::Shutdown => ExitCode::SUCCESS,
+        Exit::Removed => {
+            tracing::info!("removed from the cluster; exiting");
+            ExitCode::SUCCESS
+        }
+        Exit::Fatal(reason) => {
+            eprintln!("raftexample: stopped: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -357,6 +357,25 @@ fn decode(b: &[u8], term: u64, index: u64) -> Result<Snapshot, (usize, String)> 
     Ok(snap)
 }
 
+/// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for
+/// `raftexample dump`, which must not touch a stopped node's files).
+pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    Snapshotter {
+        dir: dir.to_path_buf(),
+        keep: usize::MAX,
+    }
+    .list()
+}
+
+/// Reads and validates one snapshot file by path; its name says its term and index.
+pub fn read_file(path: &Path) -> Result<Snapshot, Error> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let (term, index) = parse_snap_name(name).ok_or_else(|| Error::NotFound {
+        path: path.to_path_buf(),
+    })?;
+    read_snap(path, term, index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

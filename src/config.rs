@@ -1,0 +1,229 @@
+//! Command-line flags: the original's four (`--id`, `--cluster`, `--port`, `--join`) with the
+//! original's defaults, plus knobs the original kept in package variables. Every extra flag
+//! defaults to the original's behaviour, so a Procfile written for etcd's raftexample runs
+//! unchanged.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+/// Flags of the server (and of its `dump` subcommand).
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "raftexample",
+    version,
+    about = "A replicated key-value store on Raft: etcd's contrib/raftexample, in Rust.",
+    long_about = "A replicated key-value store on Raft: etcd's contrib/raftexample, in Rust.\n\n\
+        Start a single node with no flags, or three nodes with the Procfile. \
+        PUT /<key> stores the request body, GET /<key> reads it, \
+        POST /<id> with a peer URL adds a member, DELETE /<id> removes one. \
+        Go-style single-dash flags (-id 2) are accepted too."
+)]
+pub struct Config {
+    /// This node's raft id: a 1-based index into --cluster.
+    #[arg(long, default_value_t = 1, global = true)]
+    pub id: u64,
+
+    /// Comma-separated peer URLs of the cluster, in id order.
+    #[arg(long, default_value = "http://127.0.0.1:9021", value_delimiter = ',')]
+    pub cluster: Vec<String>,
+
+    /// Port of the key-value REST API.
+    #[arg(long, default_value_t = 9121)]
+    pub port: u16,
+
+    /// Join an existing cluster: start with no members and wait to be added with POST /<id>.
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub join: bool,
+
+    /// Folder that holds raftexample-<id>/ (the WAL) and raftexample-<id>-snap/ (snapshots).
+    #[arg(long, default_value = ".", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Address the REST API listens on (the original listens on every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen_host: IpAddr,
+
+    /// Take a snapshot after this many applied entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+
+    /// Entries kept in the log behind a snapshot, so slow followers catch up without one.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_catchup_entries: u64,
+
+    /// Snapshot files kept on disk (older ones are deleted).
+    #[arg(long, default_value_t = 5)]
+    pub max_snapshots: usize,
+
+    /// How long a PUT, POST or DELETE waits for its entry to commit and apply before it
+    /// answers 503 (the entry may still commit later). Milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub proposal_timeout_ms: u64,
+
+    /// Largest accepted request body, in bytes (larger bodies get 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Raft tick interval in milliseconds (election timeout is 10 ticks, heartbeat 1 tick).
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+
+    /// WAL segment size in bytes before a new segment file is started.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub wal_segment_bytes: u64,
+
+    /// Mixed into the cluster identity, so two clusters started from the same peer URLs
+    /// (say, the same Procfile in two folders) reject each other's messages.
+    #[arg(long, default_value = "")]
+    pub cluster_token: String,
+
+    /// Tools that work on a data dir instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; with none, the binary serves.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Print every WAL record and snapshot file of a node's data dir, one per line
+    /// (`raftexample dump --id 1 --data-dir .`). Read-only: works on a stopped node's files.
+    Dump {
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Config {
+    /// Parses flags the way the original's Go `flag` package does: `-id 2` and `--id 2`
+    /// both work, as do `--join=true` and `-join`.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, clap::Error> {
+        Config::try_parse_from(args.into_iter().map(go_style_flag))
+    }
+
+    /// This node's own peer URL (`--cluster[id-1]`).
+    pub fn own_peer_url(&self) -> Option<&str> {
+        let index = usize::try_from(self.id.checked_sub(1)?).ok()?;
+        self.cluster.get(index).map(String::as_str)
+    }
+
+    /// Folder of the write-ahead log.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join(format!("raftexample-{}", self.id))
+    }
+
+    /// Folder of the snapshot files.
+    pub fn snap_dir(&self) -> PathBuf {
+        self.data_dir.join(format!("raftexample-{}-snap", self.id))
+    }
+
+    /// How long a proposal may take to commit and apply.
+    pub fn proposal_timeout(&self) -> Duration {
+        Duration::from_millis(self.proposal_timeout_ms)
+    }
+
+    /// The raft tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms.max(1))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::try_parse_from(["raftexample"])
+            .expect("the default flags parse (they are literals)")
+    }
+}
+
+/// Long flags known to the original, so `-id` becomes `--id`. Unknown single-dash words are
+/// left alone for clap to report.
+const GO_FLAGS: &[&str] = &["id", "cluster", "port", "join"];
+
+fn go_style_flag(arg: String) -> String {
+    if let Some(rest) = arg.strip_prefix('-')
+        && !rest.starts_with('-')
+    {
+        let name = rest.split('=').next().unwrap_or(rest);
+        if GO_FLAGS.contains(&name) {
+            return format!("-{arg}");
+        }
+    }
+    arg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::from_args(args.iter().map(|s| s.to_string())).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = parse(&["raftexample"]);
+        assert_eq!(c.id, 1);
+        assert_eq!(c.cluster, vec!["http://127.0.0.1:9021"]);
+        assert_eq!(c.port, 9121);
+        assert!(!c.join);
+        assert_eq!(c.snapshot_count, 10_000);
+        assert_eq!(c.snapshot_catchup_entries, 10_000);
+        assert_eq!(c.own_peer_url(), Some("http://127.0.0.1:9021"));
+        assert_eq!(c.wal_dir(), PathBuf::from("./raftexample-1"));
+        assert_eq!(c.snap_dir(), PathBuf::from("./raftexample-1-snap"));
+    }
+
+    #[test]
+    fn procfile_flags_parse() {
+        let c = parse(&[
+            "raftexample",
+            "--id",
+            "2",
+            "--cluster",
+            "http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379",
+            "--port",
+            "22380",
+        ]);
+        assert_eq!(c.id, 2);
+        assert_eq!(c.cluster.len(), 3);
+        assert_eq!(c.own_peer_url(), Some("http://127.0.0.1:22379"));
+        assert_eq!(c.port, 22380);
+    }
+
+    #[test]
+    fn go_style_single_dash_and_join_forms() {
+        let c = parse(&["raftexample", "-id", "4", "-join", "-port=42380"]);
+        assert_eq!((c.id, c.join, c.port), (4, true, 42380));
+        let c = parse(&["raftexample", "--join=false"]);
+        assert!(!c.join);
+        let c = parse(&["raftexample", "--join=true"]);
+        assert!(c.join);
+    }
+
+    #[test]
+    fn dump_takes_the_data_dir_flags() {
+        let c = parse(&[
+            "raftexample",
+            "dump",
+            "--data-dir",
+            "/tmp/x",
+            "--id",
+            "2",
+            "--json",
+        ]);
+        assert_eq!(c.wal_dir(), PathBuf::from("/tmp/x/raftexample-2"));
+        assert!(matches!(c.command, Some(Command::Dump { json: true })));
+    }
+
+    #[test]
+    fn id_outside_the_cluster_has_no_url() {
+        let c = parse(&["raftexample", "--id", "3"]);
+        assert_eq!(c.own_peer_url(), None);
+        let c = parse(&["raftexample", "--id", "0"]);
+        assert_eq!(c.own_peer_url(), None);
+    }
+}

@@ -1,0 +1,402 @@
+//! The client REST API, the first box of the flow. Routes and status codes are the original's:
+//! `PUT /<key>` stores the body, `GET /<key>` reads it, `POST /<id>` adds a member with the
+//! body as its peer URL, `DELETE /<id>` removes one, anything else is 405. Unlike the original,
+//! a write is answered only once it is committed and applied, and a read is linearizable
+//! unless `?stale` asks for the local map.
+//!
+//! Paths under `/-/` are the node's own endpoints and never keys. Every error is one line of
+//! plain text; [`ApiError`] is the single place where failures become status codes.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+
+use crate::membership::{parse_node_id, validate_peer_url};
+use crate::raft_node::{MemberChange, NodeHandle, ProposalError, ReadConsistency};
+
+/// Methods the key-value routes answer, listed as the original does: one `Allow` header each.
+const ALLOWED: &[&str] = &["PUT", "GET", "POST", "DELETE"];
+/// Prefix reserved for the node's own endpoints.
+pub const RESERVED_PREFIX: &str = "/-/";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The raft node.
+    pub node: NodeHandle,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+/// The REST router.
+pub fn router(state: AppState) -> Router {
+    // One handler, dispatching on method and path like the original's ServeHTTP: the key is
+    // the whole path, which no route pattern captures faithfully (`/`, `//a`, `/a/b`).
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+/// Why a request failed; the one place where failures become HTTP answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The raft node could not carry out the request.
+    #[error(transparent)]
+    Proposal(#[from] ProposalError),
+    /// GET of a missing key.
+    #[error("key {0:?} not found")]
+    NotFound(String),
+    /// The key is not UTF-8 once percent-decoded.
+    #[error("the key is not valid UTF-8 once percent-decoded")]
+    BadKey,
+    /// The body is not UTF-8.
+    #[error("the value is not valid UTF-8")]
+    BadValue,
+    /// `/<id>` is not a positive integer.
+    #[error("bad node id {0:?}: want a positive integer such as 4")]
+    BadId(String),
+    /// The body of a POST is not a peer URL.
+    #[error("bad peer URL in the body: {0}")]
+    BadUrl(String),
+    /// The body exceeds the limit.
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    /// A method the route does not serve.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(Method, &'static [&'static str]),
+    /// An unknown path under `/-/`.
+    #[error(
+        "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not keys"
+    )]
+    UnknownEndpoint(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Proposal(p) => match p {
+                ProposalError::NoLeader
+                | ProposalError::Timeout(_)
+                | ProposalError::ReadTimeout(_)
+                | ProposalError::Dropped(_)
+                | ProposalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
+                ProposalError::AlreadyMember(_)
+                | ProposalError::UrlInUse { .. }
+                | ProposalError::LastVoter(_)
+                | ProposalError::ChangePending
+                | ProposalError::Rejected(_) => StatusCode::CONFLICT,
+            },
+            ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
+            ApiError::BadKey
+            | ApiError::BadValue
+            | ApiError::BadId(_)
+            | ApiError::BadUrl(_)
+            | ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::debug!(%status, error = %self, "request failed");
+        }
+        let mut response = (status, format!("{self}\n")).into_response();
+        if let ApiError::MethodNotAllowed(_, allow) = self {
+            for method in allow {
+                response
+                    .headers_mut()
+                    .append(header::ALLOW, HeaderValue::from_static(method));
+            }
+        }
+        response
+    }
+}
+
+async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let (route, result) = if path.starts_with(RESERVED_PREFIX) {
+        let route = if KNOWN_ENDPOINTS.contains(&path.as_str()) {
+            path.as_str()
+        } else {
+            "/-/unknown"
+        };
+        (route, endpoints(&app, &parts.method, &path, &query).await)
+    } else {
+        match parts.method {
+            Method::GET => ("get", get_key(&app, &path, &query).await),
+            Method::PUT => ("put", put_key(&app, &path, &parts.headers, body).await),
+            Method::POST => (
+                "add_member",
+                add_member(&app, &path, &parts.headers, body).await,
+            ),
+            Method::DELETE => ("remove_member", remove_member(&app, &path).await),
+            m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
+        }
+    };
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.node
+        .metrics()
+        .http_requests
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// The node's own endpoints.
+const KNOWN_ENDPOINTS: &[&str] = &[
+    "/-/members",
+    "/-/status",
+    "/-/health",
+    "/-/ready",
+    "/-/metrics",
+];
+
+fn decode_key(path: &str) -> Result<String, ApiError> {
+    percent_decode_str(path)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| ApiError::BadKey)
+}
+
+/// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
+fn wants_stale(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        name == "stale" && matches!(value, "" | "true" | "1")
+    })
+}
+
+async fn get_key(app: &AppState, path: &str, query: &str) -> Result<Response, ApiError> {
+    let key = decode_key(path)?;
+    let consistency = if wants_stale(query) {
+        ReadConsistency::Stale
+    } else {
+        ReadConsistency::Linearizable
+    };
+    match app.node.get(&key, consistency).await? {
+        Some(value) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            value,
+        )
+            .into_response()),
+        None => Err(ApiError::NotFound(key)),
+    }
+}
+
+async fn put_key(
+    app: &AppState,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = decode_key(path)?;
+    let body = read_body(headers, body, app.max_body_bytes).await?;
+    let value = String::from_utf8(body.into()).map_err(|_| ApiError::BadValue)?;
+    app.node.put(key, value).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn node_id(path: &str) -> Result<u64, ApiError> {
+    let text = path.trim_start_matches('/');
+    match parse_node_id(text) {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::BadId(text.to_string())),
+    }
+}
+
+async fn add_member(
+    app: &AppState,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = node_id(path)?;
+    let body = read_body(headers, body, app.max_body_bytes).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadUrl("not UTF-8".into()))?;
+    let url = validate_peer_url(text).map_err(|e| ApiError::BadUrl(e.to_string()))?;
+    app.node
+        .change_members(MemberChange::Add { id, url })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn remove_member(app: &AppState, path: &str) -> Result<Response, ApiError> {
+    let id = node_id(path)?;
+    app.node.change_members(MemberChange::Remove { id }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length, when
+/// the client says how much it will send).
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        // to_bytes reports the limit through a boxed LengthLimitError somewhere in the chain.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(limit);
+            }
+            source = e.source();
+        }
+        ApiError::Body(err.to_string())
+    })
+}
+
+/// The node's own endpoints under `/-/`: read-only, GET only.
+async fn endpoints(
+    app: &AppState,
+    method: &Method,
+    path: &str,
+    query: &str,
+) -> Result<Response, ApiError> {
+    if !KNOWN_ENDPOINTS.contains(&path) {
+        return Err(ApiError::UnknownEndpoint(path.to_string()));
+    }
+    if method != Method::GET {
+        return Err(ApiError::MethodNotAllowed(method.clone(), &["GET"]));
+    }
+    match path {
+        "/-/health" => Ok((StatusCode::OK, "ok\n").into_response()),
+        "/-/members" => {
+            let status = app.node.status().await?;
+            Ok(json(&status.members))
+        }
+        "/-/status" => {
+            let status = app.node.status().await?;
+            if query
+                .split('&')
+                .any(|p| p == "pretty" || p.starts_with("pretty="))
+            {
+                Ok((StatusCode::OK, pretty_status(&status)).into_response())
+            } else {
+                Ok(json(&status))
+            }
+        }
+        // From shared state, not the inbox: a node busy replaying still answers.
+        "/-/ready" => match app.node.readiness() {
+            Ok(()) => Ok((StatusCode::OK, "ready\n").into_response()),
+            Err(why) => Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            )
+                .into_response()),
+        },
+        "/-/metrics" => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            app.node.metrics().render(),
+        )
+            .into_response()),
+        _ => Err(ApiError::UnknownEndpoint(path.to_string())),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text + "\n",
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode JSON: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `/-/status?pretty`: the same facts, laid out for a person.
+fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let leader = if s.leader == 0 {
+        "none known".to_string()
+    } else {
+        s.leader.to_string()
+    };
+    let _ = writeln!(out, "node {} is {} (leader: {leader})", s.id, s.role);
+    let _ = writeln!(out, "term {}  vote {}", s.term, s.vote);
+    let _ = writeln!(
+        out,
+        "log: first {}  last {}  commit {}  applied {}  snapshot {}",
+        s.first_index, s.last_index, s.commit, s.applied, s.snapshot_index
+    );
+    let _ = writeln!(out, "wal: {} bytes on disk", s.wal_bytes);
+    let _ = writeln!(out, "members:");
+    for m in &s.members {
+        let mark = if m.is_leader { "  (leader)" } else { "" };
+        let _ = writeln!(out, "  {}  {}{mark}", m.id, m.url);
+    }
+    if let Some(progress) = &s.progress {
+        let _ = writeln!(out, "followers:");
+        for (id, p) in progress {
+            let reach = if p.reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            };
+            let _ = writeln!(
+                out,
+                "  {id}  match {}  next {}  {}  {reach}",
+                p.matched, p.next, p.state
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_flag_parsing() {
+        assert!(wants_stale("stale"));
+        assert!(wants_stale("a=b&stale=true"));
+        assert!(wants_stale("stale=1"));
+        assert!(!wants_stale("stale=false"));
+        assert!(!wants_stale(""));
+        assert!(!wants_stale("notstale"));
+    }
+
+    #[test]
+    fn keys_are_percent_decoded_paths() {
+        assert_eq!(decode_key("/a%20b").expect("valid"), "/a b");
+        assert_eq!(decode_key("/").expect("valid"), "/");
+        assert!(matches!(decode_key("/%FF"), Err(ApiError::BadKey)));
+    }
+
+    #[test]
+    fn ids_must_be_positive() {
+        assert_eq!(node_id("/4").expect("valid"), 4);
+        assert_eq!(node_id("/0x10").expect("valid"), 16);
+        assert!(node_id("/0").is_err());
+        assert!(node_id("/abc").is_err());
+        assert!(node_id("/").is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! Who is in the cluster: member ids and their peer URLs, the ids that were removed, and the
+//! cluster's identity. The raft node updates [`Members`] as configuration changes apply; the
+//! transport reads it to know where to send and whom to refuse; snapshots carry it, because a
+//! raft `ConfState` holds ids but no URLs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType};
+use serde::{Deserialize, Serialize};
+
+/// The membership as of some applied index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// Voting members and their peer URLs.
+    pub urls: BTreeMap<u64, String>,
+    /// Ids removed from the cluster and not added back: their messages are refused with 410,
+    /// which tells a removed node that never applied its own removal to stop.
+    pub removed: BTreeSet<u64>,
+}
+
+impl Members {
+    /// Records `id` as a member at `url` (an id re-added after removal is a member again).
+    pub fn add(&mut self, id: u64, url: String) {
+        self.removed.remove(&id);
+        self.urls.insert(id, url);
+    }
+
+    /// Records that `id` left the cluster.
+    pub fn remove(&mut self, id: u64) {
+        self.urls.remove(&id);
+        self.removed.insert(id);
+    }
+
+    /// Whether `id` is a member.
+    pub fn contains(&self, id: u64) -> bool {
+        self.urls.contains_key(&id)
+    }
+
+    /// The member, other than `except`, that uses `url`, if any.
+    pub fn id_with_url(&self, url: &str, except: u64) -> Option<u64> {
+        let wanted = normalize_url(url);
+        self.urls
+            .iter()
+            .find(|(id, u)| **id != except && normalize_url(u) == wanted)
+            .map(|(id, _)| *id)
+    }
+}
+
+/// The membership change a conf-change entry carries, as a v2 change (raft-rs's own v1→v2
+/// conversion trait is not exported). This node only proposes v2; v1 is read for completeness.
+pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::ProtobufError> {
+    if entry.get_entry_type() != EntryType::EntryConfChange {
+        return ConfChangeV2::parse_from_bytes(&entry.data);
+    }
+    let v1 = ConfChange::parse_from_bytes(&entry.data)?;
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(v1.get_change_type());
+    single.node_id = v1.node_id;
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(single);
+    cc.context = v1.context;
+    Ok(cc)
+}
+
+/// The cluster identity derived from the bootstrap peer list: the same `--cluster` list and
+/// token give the same id on every initial member, with no extra round of agreement.
+pub fn cluster_id(token: &str, initial_cluster: &[String]) -> u64 {
+    // FNV-1a: tiny, stable across versions and platforms, and good enough to tell two
+    // clusters apart (this is an identity, not a defence against forgery).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(token.as_bytes());
+    for url in initial_cluster {
+        feed(b"\n");
+        feed(normalize_url(url).as_bytes());
+    }
+    // 0 means "not known yet" on a joining node, so never hand it out.
+    hash.max(1)
+}
+
+/// A URL without a trailing slash, so `http://a:1/` and `http://a:1` compare equal.
+fn normalize_url(url: &str) -> &str {
+    url.trim().trim_end_matches('/')
+}
+
+/// Why a peer URL was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not `http://host:port`.
+    #[error("peer URL {0:?} is not of the form http://host:port")]
+    Malformed(String),
+}
+
+/// Checks that `url` is a peer URL this transport can reach: `http://host:port`, no path.
+pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
+    let url = normalize_url(url);
+    let bad = || UrlError::Malformed(url.to_string());
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(url.to_string()),
+        _ => Err(bad()),
+    }
+}
+
+/// Splits a peer URL into the `host:port` a listener binds.
+pub fn host_port(url: &str) -> Result<String, UrlError> {
+    let url = validate_peer_url(url)?;
+    Ok(url.trim_start_matches("http://").to_string())
+}
+
+/// Parses a node id the way Go's `strconv.ParseUint(s, 0, 64)` does, as the original's
+/// `POST /<id>` does: decimal, `0x` hex, `0o` or leading-`0` octal, `0b` binary, `_` separators.
+pub fn parse_node_id(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0x") {
+        (d, 16)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d, 8)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d, 2)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (&lower[1..], 8)
+    } else {
+        (lower.as_str(), 10)
+    };
+    // Go allows underscores only with a base prefix, between the prefix and a digit or
+    // between digits; be as strict.
+    if radix == 10 && digits.contains('_') {
+        return None;
+    }
+    let digits = digits.strip_prefix('_').unwrap_or(digits);
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    if clean.starts_with(['+', '-']) {
+        return None;
+    }
+    u64::from_str_radix(&clean, radix).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_parse_like_go() {
+        assert_eq!(parse_node_id("4"), Some(4));
+        assert_eq!(parse_node_id("0x10"), Some(16));
+        assert_eq!(parse_node_id("0o17"), Some(15));
+        assert_eq!(parse_node_id("017"), Some(15));
+        assert_eq!(parse_node_id("0b101"), Some(5));
+        assert_eq!(parse_node_id("0x_1_0"), Some(16));
+        assert_eq!(parse_node_id("0"), Some(0));
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "+1",
+            "1_0",
+            "0x",
+            "4 ",
+            "18446744073709551616",
+            "0x_",
+        ] {
+            assert_eq!(parse_node_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn peer_urls_are_checked() {
+        assert_eq!(
+            validate_peer_url("http://127.0.0.1:42379/").as_deref(),
+            Ok("http://127.0.0.1:42379")
+        );
+        assert_eq!(
+            host_port("http://localhost:1").as_deref(),
+            Ok("localhost:1")
+        );
+        for bad in [
+            "127.0.0.1:42379",
+            "http://127.0.0.1",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:99999",
+            "https://a:1",
+            "http://:1",
+            "http://a:1/path",
+            "not a url",
+        ] {
+            assert!(validate_peer_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_id_depends_on_list_and_token() {
+        let three: Vec<String> = ["http://a:1", "http://b:2", "http://c:3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let one = vec!["http://a:1".to_string()];
+        assert_eq!(cluster_id("", &three), cluster_id("", &three));
+        assert_ne!(cluster_id("", &three), cluster_id("", &one));
+        assert_ne!(cluster_id("", &three), cluster_id("x", &three));
+        assert_ne!(cluster_id("", &three), 0);
+    }
+
+    #[test]
+    fn membership_tracks_removals_and_urls() {
+        let mut m = Members::default();
+        m.add(1, "http://a:1".into());
+        m.add(2, "http://b:2".into());
+        assert_eq!(m.id_with_url("http://b:2/", 1), Some(2));
+        assert_eq!(m.id_with_url("http://b:2", 2), None);
+        m.remove(2);
+        assert!(!m.contains(2) && m.removed.contains(&2));
+        m.add(2, "http://b:2".into());
+        assert!(m.contains(2) && !m.removed.contains(&2));
+    }
+}

@@ -1,0 +1,967 @@
+//! The raft node: the one task that owns the `RawNode`. Everything else talks to it through
+//! its inbox ([`Inbox`]): the REST API sends proposals, reads and membership changes; the
+//! transport server sends peer messages; peer tasks report failures. The node ticks raft,
+//! handles each `Ready` in the order raft-rs requires ([`ready`]), and publishes committed
+//! entries to the state machine over the apply channel.
+//!
+//! It runs on a thread of its own with a single-threaded runtime, so that an fsync blocks
+//! nothing but raft itself: while it waits on the disk, HTTP requests and peer messages
+//! queue up, and the next `Ready` carries them all in one write and one sync.
+
+mod ready;
+pub mod replay;
+pub mod storage;
+mod trace;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
+    MessageType,
+};
+use raft::{INVALID_ID, RawNode, SnapshotStatus, StateRole};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kvstore::{Apply, KvStore};
+use crate::membership::Members;
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+use crate::wal::{Metadata, Wal, WalOptions};
+
+pub use replay::{Recovered, StartError, replay_wal};
+use storage::NodeStorage;
+
+/// Answers one client request once its entry is applied (or its read is safe to serve).
+pub type Responder = oneshot::Sender<Result<(), ProposalError>>;
+
+/// Everything the raft node can be asked to do.
+pub enum Inbox {
+    /// Propose a normal entry (an encoded [`crate::kvstore::Command`]).
+    Propose {
+        /// `Entry.data`.
+        data: Vec<u8>,
+        /// Answered once the entry is applied on this node.
+        done: Responder,
+    },
+    /// Propose a membership change.
+    ChangeMembers {
+        /// What to change.
+        change: MemberChange,
+        /// Answered once the change is applied on this node.
+        done: Responder,
+    },
+    /// A linearizable read barrier: answered once the state machine has applied everything
+    /// that was committed when the read arrived (raft's ReadIndex).
+    Read(Responder),
+    /// Messages from a peer.
+    Step(Vec<Message>),
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// A snapshot was (or was not) delivered to a peer.
+    SnapshotStatus {
+        /// The peer.
+        peer: u64,
+        /// Whether it accepted the snapshot.
+        delivered: bool,
+    },
+    /// A peer answered 410 Gone: it believes this node was removed.
+    RemovedByPeer(u64),
+    /// Report the node's state.
+    Status(oneshot::Sender<NodeStatus>),
+}
+
+/// A membership change requested over REST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// `POST /<id>` with a peer URL.
+    Add {
+        /// The new member's id.
+        id: u64,
+        /// Its peer URL.
+        url: String,
+    },
+    /// `DELETE /<id>`.
+    Remove {
+        /// The member to remove.
+        id: u64,
+    },
+}
+
+/// Why a request was not carried out (or not known to be).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    /// No leader is known: the cluster is electing one or has lost its quorum.
+    #[error("no leader is known (an election is under way or a quorum is down); retry shortly")]
+    NoLeader,
+    /// The entry was not applied in time; it may still commit.
+    #[error("not committed within {0:?} (a quorum may be down); the write may still happen")]
+    Timeout(Duration),
+    /// A read could not be confirmed by a quorum in time.
+    #[error("read not confirmed by a quorum within {0:?}; retry")]
+    ReadTimeout(Duration),
+    /// raft refused the proposal.
+    #[error("raft dropped the proposal ({0}); retry")]
+    Dropped(String),
+    /// The node is stopping.
+    #[error("the node is shutting down")]
+    Stopped,
+    /// Adding an id that is already a member.
+    #[error("node {0} is already a member")]
+    AlreadyMember(u64),
+    /// Adding a URL another member uses.
+    #[error("peer URL {url} is already used by node {id}")]
+    UrlInUse {
+        /// The URL.
+        url: String,
+        /// The member using it.
+        id: u64,
+    },
+    /// Removing an id that is not a member.
+    #[error("node {0} is not a member")]
+    NotMember(u64),
+    /// Removing the last voter.
+    #[error("removing node {0} would leave the cluster with no voter")]
+    LastVoter(u64),
+    /// Another membership change has not been applied yet.
+    #[error("another membership change is still in progress; retry once it is applied")]
+    ChangePending,
+    /// raft refused the change when applying it.
+    #[error("membership change rejected: {0}")]
+    Rejected(String),
+}
+
+impl ProposalError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProposalError::NoLeader => "no_leader",
+            ProposalError::Timeout(_) => "timeout",
+            ProposalError::ReadTimeout(_) => "read_timeout",
+            ProposalError::Dropped(_) => "dropped",
+            ProposalError::Stopped => "stopped",
+            ProposalError::AlreadyMember(_) => "already_member",
+            ProposalError::UrlInUse { .. } => "url_in_use",
+            ProposalError::NotMember(_) => "not_member",
+            ProposalError::LastVoter(_) => "last_voter",
+            ProposalError::ChangePending => "change_pending",
+            ProposalError::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Why the node stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Shutdown,
+    /// Removed from the cluster: the process exits with status 0, as the original does.
+    Removed,
+    /// A storage failure or a broken invariant: the process exits non-zero.
+    Fatal(String),
+}
+
+/// A failure that stops the node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The WAL failed (a failed sync among them: the batch is never acknowledged).
+    #[error(transparent)]
+    Wal(#[from] crate::wal::Error),
+    /// The snapshotter failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshotter::Error),
+    /// raft-rs refused an operation that the node's bookkeeping says is valid.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The state machine thread stopped.
+    #[error("the state machine stopped applying entries")]
+    ApplyStopped,
+    /// A joining node must persist before it learned which cluster it joined.
+    #[error("cannot create the WAL: no message from the cluster has said its identity yet")]
+    UnknownCluster,
+}
+
+/// A snapshot of the node's state, for `/-/status`, `/-/ready` and `/-/members`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub id: u64,
+    /// Follower, candidate, pre-candidate or leader.
+    pub role: String,
+    /// The leader's id, 0 if none is known.
+    pub leader: u64,
+    /// Current term.
+    pub term: u64,
+    /// Whom this node voted for in this term (0 for nobody).
+    pub vote: u64,
+    /// Highest index known committed.
+    pub commit: u64,
+    /// Highest index handed to the state machine.
+    pub applied: u64,
+    /// Index of the newest snapshot.
+    pub snapshot_index: u64,
+    /// First index still in the in-memory log.
+    pub first_index: u64,
+    /// Last index in the log.
+    pub last_index: u64,
+    /// Commit index found at start-up: `/-/ready` waits until it is applied.
+    pub commit_at_start: u64,
+    /// Bytes of WAL segments on disk.
+    pub wal_bytes: u64,
+    /// The members and their peer URLs.
+    pub members: Vec<MemberStatus>,
+    /// On the leader, each follower's replication progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<BTreeMap<u64, PeerProgress>>,
+}
+
+/// One member in [`NodeStatus`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Member id.
+    pub id: u64,
+    /// Peer URL.
+    pub url: String,
+    /// Whether it is the leader as this node knows.
+    pub is_leader: bool,
+}
+
+/// A follower's replication state as the leader sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// Highest index known to be in the follower's log.
+    pub matched: u64,
+    /// Next index to send.
+    pub next: u64,
+    /// Probe, replicate or snapshot.
+    pub state: String,
+    /// Whether the last message batch reached it.
+    pub reachable: bool,
+}
+
+/// What the raft node publishes for readers that must not wait on its inbox (`/-/ready`
+/// answers even while the node is busy replaying).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The leader this node knows, 0 for none.
+    pub leader: AtomicU64,
+    /// Commit index found in the WAL at start-up.
+    pub commit_at_start: AtomicU64,
+}
+
+/// The client side of the inbox: what the REST API and in-process tests use.
+#[derive(Clone)]
+pub struct NodeHandle {
+    /// This node's id.
+    pub id: u64,
+    inbox: mpsc::Sender<Inbox>,
+    kv: KvStore,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Confirmed by a quorum (ReadIndex): sees every write acknowledged before it began.
+    Linearizable,
+    /// The local map as it is: fast, possibly behind the leader.
+    Stale,
+}
+
+impl NodeHandle {
+    /// A handle sending to `inbox` and reading from `kv`.
+    pub fn new(
+        id: u64,
+        inbox: mpsc::Sender<Inbox>,
+        kv: KvStore,
+        timeout: Duration,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        NodeHandle {
+            id,
+            inbox,
+            kv,
+            timeout,
+            shared,
+            metrics,
+        }
+    }
+
+    /// Sets `key` to `value`; returns once the entry is committed and applied on this node.
+    pub async fn put(&self, key: String, value: String) -> Result<(), ProposalError> {
+        let data = crate::kvstore::Command::Put { key, value }.encode();
+        self.proposal(|done| Inbox::Propose { data, done }).await
+    }
+
+    /// Reads `key`.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Option<String>, ProposalError> {
+        if consistency == ReadConsistency::Linearizable {
+            self.metrics.read_index_requests.inc();
+            let started = Instant::now();
+            self.request(Inbox::Read, ProposalError::ReadTimeout)
+                .await?;
+            self.metrics
+                .read_index_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(self.kv.get(key))
+    }
+
+    /// Applies a membership change; returns once it is applied on this node.
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
+        self.proposal(|done| Inbox::ChangeMembers { change, done })
+            .await
+    }
+
+    /// Whether this node should get client traffic: it knows a leader and has applied
+    /// everything that was committed when it started. `Err` says why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.shared.leader.load(Ordering::Acquire) == 0 {
+            return Err("no leader is known".into());
+        }
+        let target = self.shared.commit_at_start.load(Ordering::Acquire);
+        let applied = self.kv.applied_index();
+        if applied < target {
+            return Err(format!(
+                "replaying the log: applied {applied} of the {target} entries committed at start-up"
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn proposal(&self, make: impl FnOnce(Responder) -> Inbox) -> Result<(), ProposalError> {
+        self.metrics.proposals_received.inc();
+        let result = self.request(make, ProposalError::Timeout).await;
+        match &result {
+            Ok(()) => self.metrics.proposals_committed.inc(),
+            Err(err) => self
+                .metrics
+                .proposals_failed
+                .with_label_values(&[err.reason()])
+                .inc(),
+        }
+        result
+    }
+
+    /// The node's current state.
+    pub async fn status(&self) -> Result<NodeStatus, ProposalError> {
+        let (tx, rx) = oneshot::channel();
+        let ask = async {
+            self.inbox
+                .send(Inbox::Status(tx))
+                .await
+                .map_err(|_| ProposalError::Stopped)?;
+            rx.await.map_err(|_| ProposalError::Stopped)
+        };
+        tokio::time::timeout(self.timeout, ask)
+            .await
+            .map_err(|_| ProposalError::Timeout(self.timeout))?
+    }
+
+    /// The local state machine.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(Responder) -> Inbox,
+        on_timeout: fn(Duration) -> ProposalError,
+    ) -> Result<(), ProposalError> {
+        let (tx, rx) = oneshot::channel();
+        let round_trip = async {
+            self.inbox
+                .send(make(tx))
+                .await
+                .map_err(|_| ProposalError::Stopped)?;
+            // A dropped responder means the node stopped before answering.
+            rx.await.map_err(|_| ProposalError::Stopped)?
+        };
+        match tokio::time::timeout(self.timeout, round_trip).await {
+            Ok(result) => result,
+            Err(_) => Err(on_timeout(self.timeout)),
+        }
+    }
+}
+
+/// Where a joining node will create its WAL once it knows its cluster.
+struct WalPlan {
+    dir: std::path::PathBuf,
+    options: WalOptions,
+    peer_url: String,
+}
+
+/// A snapshot the state machine is serializing.
+struct PendingSnapshot {
+    started: Instant,
+    index: u64,
+    conf_state: ConfState,
+    data: oneshot::Receiver<Vec<u8>>,
+}
+
+/// Reads waiting for ReadIndex, in three stages.
+#[derive(Default)]
+struct Reads {
+    /// Arrived since the last `read_index` call.
+    waiting: Vec<Responder>,
+    /// Sent to raft, keyed by the request context.
+    in_flight: HashMap<u64, (Instant, Vec<Responder>)>,
+    /// Confirmed at a read index the state machine has not reached yet.
+    confirmed: VecDeque<(u64, Vec<Responder>)>,
+    next_ctx: u64,
+}
+
+/// The raft node. Built from what [`replay_wal`] recovered; run with [`RaftNode::run`].
+pub struct RaftNode {
+    id: u64,
+    /// Held while the node runs: a second process on the same data dir fails at start-up.
+    _lock: crate::fsutil::DirLock,
+    rn: RawNode<NodeStorage>,
+    storage: NodeStorage,
+    wal: Option<Wal>,
+    wal_plan: WalPlan,
+    transport: Transport,
+    apply_tx: SyncSender<Apply>,
+    members: Members,
+    conf_state: ConfState,
+    /// Last index handed to the state machine.
+    applied: u64,
+    snapshot_index: u64,
+    /// The snapshot before the newest: the WAL keeps everything after it, so a damaged newest
+    /// snapshot file still leaves a way to recover.
+    prev_snapshot_index: u64,
+    snapshot_count: u64,
+    catchup_entries: u64,
+    commit_at_start: u64,
+    tick: Duration,
+    /// Proposals made here, by request id, waiting for their entry to apply.
+    proposals: HashMap<u64, Responder>,
+    /// Normal entries collected from the inbox, proposed together.
+    batch: Vec<Entry>,
+    next_request: u64,
+    /// Request id of this node's membership change in flight.
+    conf_change_in_flight: Option<u64>,
+    reads: Reads,
+    pending_snapshot: Option<PendingSnapshot>,
+    exit: Option<Exit>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl RaftNode {
+    /// Builds the node from recovered state. `transport` gets the members as peers.
+    pub fn new(
+        config: &Config,
+        recovered: Recovered,
+        mut transport: Transport,
+        apply_tx: SyncSender<Apply>,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+    ) -> Result<RaftNode, StartError> {
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            max_uncommitted_size: 1 << 30,
+            // Not in the original: PreVote keeps a node coming back from a partition from
+            // deposing a healthy leader, and CheckQuorum makes a cut-off leader step down so
+            // its clients hear "no leader" instead of waiting.
+            pre_vote: true,
+            check_quorum: true,
+            ..Default::default()
+        };
+        raft_config.validate().map_err(StartError::Raft)?;
+        let logger = slog::Logger::root(slog::Drain::fuse(slog_stdlog::StdLog), slog::o!());
+        let rn = RawNode::new(&raft_config, recovered.storage.clone(), &logger)
+            .map_err(StartError::Raft)?;
+        for (id, url) in &recovered.members.urls {
+            transport.add_peer(*id, url);
+        }
+        // Until the log or a snapshot says otherwise, --cluster is the map of who is where:
+        // a joining node needs it to answer the leader before it has replayed anything.
+        for (i, url) in config.cluster.iter().enumerate() {
+            let id = i as u64 + 1;
+            if !recovered.members.contains(id) && !recovered.members.removed.contains(&id) {
+                transport.add_peer(id, url);
+            }
+        }
+        transport.filter().set_removed(&recovered.members.removed);
+        shared
+            .commit_at_start
+            .store(recovered.commit_at_start, Ordering::Release);
+        Ok(RaftNode {
+            id: config.id,
+            _lock: recovered.lock,
+            rn,
+            storage: recovered.storage,
+            wal: recovered.wal,
+            wal_plan: WalPlan {
+                dir: config.wal_dir(),
+                options: WalOptions {
+                    segment_size: config.wal_segment_bytes,
+                },
+                peer_url: config.own_peer_url().unwrap_or_default().to_string(),
+            },
+            transport,
+            apply_tx,
+            members: recovered.members,
+            conf_state: recovered.conf_state,
+            applied: recovered.snapshot_index,
+            snapshot_index: recovered.snapshot_index,
+            prev_snapshot_index: recovered.snapshot_index,
+            snapshot_count: config.snapshot_count.max(1),
+            catchup_entries: config.snapshot_catchup_entries,
+            commit_at_start: recovered.commit_at_start,
+            tick: config.tick(),
+            proposals: HashMap::new(),
+            batch: Vec::new(),
+            next_request: rand::random::<u64>() >> 1,
+            conf_change_in_flight: None,
+            reads: Reads::default(),
+            pending_snapshot: None,
+            exit: None,
+            shared,
+            metrics,
+        })
+    }
+
+    /// Runs until shut down, removed, or a fatal storage error.
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Inbox>,
+        shutdown: CancellationToken,
+    ) -> Exit {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut received = Vec::with_capacity(1024);
+        loop {
+            tokio::select! {
+                // Ticks first: under a flood of requests, elections and heartbeats still run.
+                biased;
+                _ = shutdown.cancelled() => return Exit::Shutdown,
+                _ = ticker.tick() => self.on_tick(),
+                n = inbox.recv_many(&mut received, 4096) => {
+                    if n == 0 {
+                        return Exit::Shutdown;
+                    }
+                    for msg in received.drain(..) {
+                        self.on_inbox(msg);
+                    }
+                }
+            }
+            if let Err(err) = self.process() {
+                tracing::error!(%err, "fatal; stopping the node");
+                return Exit::Fatal(err.to_string());
+            }
+            if let Some(exit) = self.exit.take() {
+                return exit;
+            }
+        }
+    }
+
+    /// Everything that follows new input: propose the batch, start reads, handle readies.
+    fn process(&mut self) -> Result<(), NodeError> {
+        self.flush_proposals();
+        self.poll_snapshot()?;
+        self.issue_reads();
+        while self.rn.has_ready() {
+            self.handle_ready()?;
+        }
+        self.maybe_campaign_alone();
+        self.maybe_trigger_snapshot()?;
+        Ok(())
+    }
+
+    /// A node that is the only voter needs nobody's vote: elect it now rather than after an
+    /// election timeout, so a single-node store answers as soon as it starts.
+    fn maybe_campaign_alone(&mut self) {
+        let raft = &self.rn.raft;
+        // Followers only: a candidate is already campaigning, and campaigning again each
+        // loop would only inflate the term.
+        if raft.state != StateRole::Follower || self.conf_state.voters != [self.id] {
+            return;
+        }
+        if raft.raft_log.committed > self.applied {
+            // Unapplied entries may still change the membership.
+            return;
+        }
+        if let Err(err) = self.rn.campaign() {
+            tracing::debug!(%err, "could not campaign");
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.rn.tick();
+        // Clients that timed out: forget them.
+        self.proposals.retain(|_, done| !done.is_closed());
+        if let Some(req) = self.conf_change_in_flight
+            && !self.proposals.contains_key(&req)
+        {
+            self.conf_change_in_flight = None;
+        }
+        self.retry_reads();
+    }
+
+    fn on_inbox(&mut self, msg: Inbox) {
+        match msg {
+            Inbox::Propose { data, done } => self.queue_proposal(data, done),
+            Inbox::ChangeMembers { change, done } => self.propose_conf_change(change, done),
+            Inbox::Read(done) => self.reads.waiting.push(done),
+            Inbox::Step(messages) => {
+                for m in messages {
+                    // Late answers from removed peers and stale terms are normal; raft has
+                    // already logged anything worth knowing.
+                    if let Err(err) = self.rn.step(m) {
+                        tracing::debug!(%err, "raft ignored a peer message");
+                    }
+                }
+            }
+            Inbox::Unreachable(peer) => self.rn.report_unreachable(peer),
+            Inbox::SnapshotStatus { peer, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.rn.report_snapshot(peer, status);
+            }
+            Inbox::RemovedByPeer(peer) => {
+                // A follower that has not yet applied our re-addition also answers 410, so
+                // believe it only when nobody we trust more is around: it is the leader, or
+                // we have no leader (a removed node never hears from one again, times out and
+                // campaigns, and every peer answers 410).
+                let raft = &self.rn.raft;
+                let leaderless = raft.state != StateRole::Follower || raft.leader_id == INVALID_ID;
+                if peer == raft.leader_id || leaderless || self.members.removed.contains(&self.id) {
+                    tracing::warn!(
+                        peer,
+                        "the cluster removed this node (peer {peer} refuses its messages); shutting down"
+                    );
+                    self.exit = Some(Exit::Removed);
+                }
+            }
+            Inbox::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn leader_id(&self) -> u64 {
+        self.rn.raft.leader_id
+    }
+
+    fn new_request(&mut self) -> (u64, Vec<u8>) {
+        self.next_request = self.next_request.wrapping_add(1);
+        (
+            self.next_request,
+            request_context(self.id, self.next_request),
+        )
+    }
+
+    fn queue_proposal(&mut self, data: Vec<u8>, done: Responder) {
+        if self.leader_id() == INVALID_ID {
+            let _ = done.send(Err(ProposalError::NoLeader));
+            return;
+        }
+        let (req, context) = self.new_request();
+        self.batch.push(Entry {
+            data: data.into(),
+            context: context.into(),
+            ..Default::default()
+        });
+        self.proposals.insert(req, done);
+    }
+
+    /// Proposes every queued entry in one message: one append, one broadcast.
+    fn flush_proposals(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.batch);
+        // Bytes clones: cheap, and the entries themselves move into raft.
+        let contexts: Vec<bytes::Bytes> = entries.iter().map(|e| e.context.clone()).collect();
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id;
+        m.set_entries(entries.into());
+        if let Err(err) = self.rn.step(m) {
+            for ctx in contexts {
+                if let Some(done) = self.take_waiter(&ctx) {
+                    let _ = done.send(Err(ProposalError::Dropped(err.to_string())));
+                }
+            }
+        }
+    }
+
+    fn propose_conf_change(&mut self, change: MemberChange, done: Responder) {
+        if let Err(err) = self.check_conf_change(&change) {
+            let _ = done.send(Err(err));
+            return;
+        }
+        let mut cc = ConfChangeV2::default();
+        let mut single = ConfChangeSingle::default();
+        match &change {
+            MemberChange::Add { id, url } => {
+                single.set_change_type(ConfChangeType::AddNode);
+                single.node_id = *id;
+                cc.context = url.clone().into_bytes().into();
+            }
+            MemberChange::Remove { id } => {
+                single.set_change_type(ConfChangeType::RemoveNode);
+                single.node_id = *id;
+            }
+        }
+        cc.mut_changes().push(single);
+        let (req, context) = self.new_request();
+        match self.rn.propose_conf_change(context, cc) {
+            Ok(()) => {
+                self.proposals.insert(req, done);
+                self.conf_change_in_flight = Some(req);
+            }
+            Err(err) => {
+                let _ = done.send(Err(ProposalError::Dropped(err.to_string())));
+            }
+        }
+    }
+
+    /// The checks that make a change's answer precise: raft itself would drop an overlapping
+    /// change silently, and accept a duplicate add as a no-op.
+    fn check_conf_change(&self, change: &MemberChange) -> Result<(), ProposalError> {
+        if self.leader_id() == INVALID_ID {
+            return Err(ProposalError::NoLeader);
+        }
+        if self.conf_change_pending() {
+            return Err(ProposalError::ChangePending);
+        }
+        match change {
+            MemberChange::Add { id, url } => {
+                if self.members.contains(*id) {
+                    return Err(ProposalError::AlreadyMember(*id));
+                }
+                if let Some(other) = self.members.id_with_url(url, *id) {
+                    return Err(ProposalError::UrlInUse {
+                        url: url.clone(),
+                        id: other,
+                    });
+                }
+            }
+            MemberChange::Remove { id } => {
+                if !self.members.contains(*id) {
+                    return Err(ProposalError::NotMember(*id));
+                }
+                if self.conf_state.voters.iter().all(|v| v == id) {
+                    return Err(ProposalError::LastVoter(*id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a membership change is proposed but not yet applied.
+    fn conf_change_pending(&self) -> bool {
+        if self.conf_change_in_flight.is_some() {
+            return true;
+        }
+        if self.rn.raft.state == StateRole::Leader {
+            return self.rn.raft.has_pending_conf();
+        }
+        // A follower does not track pending changes; look for one in its unapplied log.
+        let last = self.rn.raft.raft_log.last_index();
+        let first = self.applied + 1;
+        if first > last {
+            return false;
+        }
+        let unapplied = self
+            .rn
+            .raft
+            .raft_log
+            .entries(first, raft::NO_LIMIT, raft::GetEntriesContext::empty(false))
+            .unwrap_or_default();
+        unapplied.iter().any(|e| {
+            matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            )
+        })
+    }
+
+    /// Removes and returns the waiter of an entry proposed on this node.
+    fn take_waiter(&mut self, context: &[u8]) -> Option<Responder> {
+        let (origin, req) = parse_request_context(context)?;
+        if origin != self.id {
+            return None;
+        }
+        if self.conf_change_in_flight == Some(req) {
+            self.conf_change_in_flight = None;
+        }
+        self.proposals.remove(&req)
+    }
+
+    fn issue_reads(&mut self) {
+        if self.reads.waiting.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.reads.waiting);
+        self.start_read(waiters);
+    }
+
+    /// One ReadIndex round for a whole batch of reads: one heartbeat serves them all.
+    fn start_read(&mut self, waiters: Vec<Responder>) {
+        if self.leader_id() == INVALID_ID {
+            for done in waiters {
+                let _ = done.send(Err(ProposalError::NoLeader));
+            }
+            return;
+        }
+        self.reads.next_ctx = self.reads.next_ctx.wrapping_add(1);
+        let ctx = self.reads.next_ctx;
+        self.rn.read_index(ctx.to_le_bytes().to_vec());
+        self.reads.in_flight.insert(ctx, (Instant::now(), waiters));
+    }
+
+    /// raft drops a ReadIndex silently when leadership changes or a new leader has not
+    /// committed in its term yet; ask again for reads that got no answer.
+    fn retry_reads(&mut self) {
+        let stale_after = self.tick * 3;
+        let stale: Vec<u64> = self
+            .reads
+            .in_flight
+            .iter()
+            .filter(|(_, (issued, _))| issued.elapsed() >= stale_after)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            if let Some((_, mut waiters)) = self.reads.in_flight.remove(&ctx) {
+                waiters.retain(|w| !w.is_closed());
+                if !waiters.is_empty() {
+                    self.start_read(waiters);
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let raft = &self.rn.raft;
+        let hs = raft.hard_state();
+        let leader = raft.leader_id;
+        let progress = (raft.state == StateRole::Leader).then(|| {
+            raft.prs()
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, pr)| {
+                    (
+                        *id,
+                        PeerProgress {
+                            matched: pr.matched,
+                            next: pr.next_idx,
+                            state: format!("{:?}", pr.state),
+                            reachable: self.transport.is_reachable(*id),
+                        },
+                    )
+                })
+                .collect()
+        });
+        NodeStatus {
+            id: self.id,
+            role: format!("{:?}", raft.state),
+            leader,
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            applied: self.applied,
+            snapshot_index: self.snapshot_index,
+            first_index: raft.raft_log.first_index(),
+            last_index: raft.raft_log.last_index(),
+            commit_at_start: self.commit_at_start,
+            wal_bytes: self.wal.as_ref().map_or(0, Wal::size_on_disk),
+            members: self
+                .members
+                .urls
+                .iter()
+                .map(|(id, url)| MemberStatus {
+                    id: *id,
+                    url: url.clone(),
+                    is_leader: *id == leader,
+                })
+                .collect(),
+            progress,
+        }
+    }
+
+    /// The WAL, created now if this is a joining node's first write.
+    fn wal_mut(&mut self) -> Result<&mut Wal, NodeError> {
+        if self.wal.is_none() {
+            let cluster_id = self.transport.filter().cluster_id();
+            if cluster_id == 0 {
+                return Err(NodeError::UnknownCluster);
+            }
+            let meta = Metadata {
+                node_id: self.id,
+                cluster_id,
+                peer_url: self.wal_plan.peer_url.clone(),
+                initial_cluster: Vec::new(),
+            };
+            tracing::info!(
+                cluster = format!("{cluster_id:x}"),
+                "joined a cluster; creating the WAL"
+            );
+            self.wal = Some(Wal::create(
+                &self.wal_plan.dir,
+                &meta,
+                self.wal_plan.options,
+            )?);
+        }
+        Ok(self
+            .wal
+            .as_mut()
+            .expect("the WAL was created just above when it was missing"))
+    }
+}
+
+/// `Entry.context` of a proposal: origin node id and request id, so that only the proposing
+/// node answers, and only its own requests.
+fn request_context(origin: u64, req: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&origin.to_le_bytes());
+    ctx.extend_from_slice(&req.to_le_bytes());
+    ctx
+}
+
+fn parse_request_context(ctx: &[u8]) -> Option<(u64, u64)> {
+    let origin = u64::from_le_bytes(ctx.get(0..8)?.try_into().ok()?);
+    let req = u64::from_le_bytes(ctx.get(8..16)?.try_into().ok()?);
+    Some((origin, req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_context_round_trips() {
+        let ctx = request_context(3, u64::MAX - 1);
+        assert_eq!(parse_request_context(&ctx), Some((3, u64::MAX - 1)));
+        assert_eq!(parse_request_context(&ctx[..15]), None);
+        assert_eq!(parse_request_context(&[]), None);
+    }
+}

@@ -1,0 +1,319 @@
+//! Start-up: everything the raft node needs comes back from its two folders, in the order of
+//! the original's `replayWAL`: lock the data dir, open the snapshotter, replay the WAL from the
+//! newest snapshot it names, and fill raft's storage. A first start instead bootstraps the
+//! membership from `--cluster`; a `--join` start begins empty and waits for the leader.
+//!
+//! Before any network I/O, a WAL left by another node or another cluster is refused with a
+//! message that says whose it is and what to do about it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+};
+use raft::storage::MemStorage;
+
+use super::storage::NodeStorage;
+use crate::config::Config;
+use crate::fsutil::DirLock;
+use crate::kvstore::decode_snapshot;
+use crate::membership::{Members, cluster_id, validate_peer_url};
+use crate::snapshotter::Snapshotter;
+use crate::wal::{Metadata, Wal, WalOptions};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The flags contradict each other.
+    #[error("{0}")]
+    BadFlags(String),
+    /// The data dir belongs to another node or cluster.
+    #[error("{0}")]
+    ForeignDataDir(String),
+    /// The data dir is in use by another process.
+    #[error(transparent)]
+    Lock(#[from] crate::fsutil::Error),
+    /// The WAL cannot be read or written.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::Error),
+    /// The snapshots cannot be read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshotter::Error),
+    /// The snapshot's application data does not decode.
+    #[error("snapshot {path} does not decode: {reason}")]
+    SnapshotData {
+        /// The snapshot folder.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The recovered state is inconsistent (raft-rs would panic on it).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// raft-rs refused the configuration or the state.
+    #[error("raft: {0}")]
+    Raft(raft::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What start-up recovered, ready to build the node from.
+pub struct Recovered {
+    /// Held for the life of the process: one owner per data dir.
+    pub lock: DirLock,
+    /// The WAL; `None` on a joining node until it learns its cluster.
+    pub wal: Option<Wal>,
+    /// raft's storage, filled.
+    pub storage: NodeStorage,
+    /// Members as of the snapshot (the log replay brings them up to date).
+    pub members: Members,
+    /// The key-value map as of the snapshot.
+    pub kv: HashMap<String, String>,
+    /// Index of the snapshot loaded (0 if none).
+    pub snapshot_index: u64,
+    /// Its conf state.
+    pub conf_state: ConfState,
+    /// The cluster identity; 0 on a joining node that has not heard from its cluster.
+    pub cluster_id: u64,
+    /// The commit index in the WAL: `/-/ready` waits until it is applied again.
+    pub commit_at_start: u64,
+}
+
+/// Opens (or creates) the node's storage as `config` asks.
+pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
+    let own_url = check_flags(config)?;
+    let wal_dir = config.wal_dir();
+    let lock = DirLock::acquire(&wal_dir)?;
+    let snapshotter = Snapshotter::new(&config.snap_dir(), config.max_snapshots)?;
+    let options = WalOptions {
+        segment_size: config.wal_segment_bytes,
+    };
+    let mem = MemStorage::new();
+
+    if Wal::exists(&wal_dir) {
+        let (wal, contents) = Wal::open(&wal_dir, options)?;
+        check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
+        let snapshot = snapshotter.load_newest_available(&contents.snapshot_markers)?;
+        let (members, kv, snap_meta) = match snapshot {
+            Some(snap) => {
+                let (members, kv) =
+                    decode_snapshot(&snap.data).map_err(|e| StartError::SnapshotData {
+                        path: snapshotter.dir().to_path_buf(),
+                        reason: e.to_string(),
+                    })?;
+                let meta = snap.get_metadata().clone();
+                mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
+                (members, kv, Some(meta))
+            }
+            None => (Members::default(), HashMap::new(), None),
+        };
+        let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
+        let entries = contents.entries_after(snapshot_index)?;
+        let last_index = entries.last().map_or(snapshot_index, |e| e.index);
+        let hs = contents.hard_state.clone();
+        if hs.commit > last_index {
+            return Err(StartError::Inconsistent(format!(
+                "{} says entries up to {} are committed but holds entries only up to {}; \
+                 the WAL lost entries it had acknowledged",
+                wal_dir.display(),
+                hs.commit,
+                last_index
+            )));
+        }
+        mem.wl().append(entries).map_err(StartError::Raft)?;
+        mem.wl().set_hardstate(hs.clone());
+        let conf_state = snap_meta
+            .as_ref()
+            .map(|m| m.get_conf_state().clone())
+            .unwrap_or_default();
+        tracing::info!(
+            snapshot_index,
+            entries = entries.len(),
+            term = hs.term,
+            commit = hs.commit,
+            "replayed the WAL"
+        );
+        return Ok(Recovered {
+            lock,
+            wal: Some(wal),
+            storage: NodeStorage::new(mem, snapshotter, snap_meta),
+            members,
+            kv,
+            snapshot_index,
+            conf_state,
+            cluster_id: contents.metadata.cluster_id,
+            commit_at_start: hs.commit,
+        });
+    }
+
+    if config.join {
+        tracing::info!("joining: waiting for the leader to send the log");
+        return Ok(Recovered {
+            lock,
+            wal: None,
+            storage: NodeStorage::new(mem, snapshotter, None),
+            members: Members::default(),
+            kv: HashMap::new(),
+            snapshot_index: 0,
+            conf_state: ConfState::default(),
+            cluster_id: 0,
+            commit_at_start: 0,
+        });
+    }
+
+    // First start of an initial member: write the membership as the first entries of the
+    // log, committed at term 1, the way etcd's StartNode does. Every initial member writes
+    // the same entries, so their logs agree from the start; a node that later joins
+    // replays them from the leader and learns every member's URL.
+    let cluster = cluster_id(&config.cluster_token, &config.cluster);
+    let meta = Metadata {
+        node_id: config.id,
+        cluster_id: cluster,
+        peer_url: own_url,
+        initial_cluster: config.cluster.clone(),
+    };
+    let entries = bootstrap_entries(&config.cluster);
+    let hs = HardState {
+        term: 1,
+        commit: entries.len() as u64,
+        ..Default::default()
+    };
+    let mut wal = Wal::create(&wal_dir, &meta, options)?;
+    wal.save(Some(&hs), &entries, true)?;
+    mem.wl().append(&entries).map_err(StartError::Raft)?;
+    mem.wl().set_hardstate(hs);
+    let voters: Vec<u64> = (1..=config.cluster.len() as u64).collect();
+    let conf_state = ConfState::from((voters, vec![]));
+    mem.wl().set_conf_state(conf_state.clone());
+    tracing::info!(
+        cluster = format!("{cluster:x}"),
+        members = config.cluster.len(),
+        "bootstrapped a new cluster"
+    );
+    Ok(Recovered {
+        lock,
+        wal: Some(wal),
+        storage: NodeStorage::new(mem, snapshotter, None),
+        members: Members::default(),
+        kv: HashMap::new(),
+        snapshot_index: 0,
+        conf_state,
+        cluster_id: cluster,
+        commit_at_start: 0,
+    })
+}
+
+/// Entries 1..=n: one AddNode per initial member, its URL as the change's context.
+fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
+    use protobuf::Message as _;
+    cluster
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let id = i as u64 + 1;
+            let mut single = ConfChangeSingle {
+                node_id: id,
+                ..Default::default()
+            };
+            single.set_change_type(ConfChangeType::AddNode);
+            let mut cc = ConfChangeV2 {
+                context: url.trim_end_matches('/').as_bytes().to_vec().into(),
+                ..Default::default()
+            };
+            cc.mut_changes().push(single);
+            let mut e = Entry {
+                term: 1,
+                index: id,
+                data: cc
+                    .write_to_bytes()
+                    .expect("encoding a ConfChangeV2 into memory cannot fail")
+                    .into(),
+                ..Default::default()
+            };
+            e.set_entry_type(EntryType::EntryConfChangeV2);
+            e
+        })
+        .collect()
+}
+
+/// Checks the flags on their own; returns this node's peer URL.
+fn check_flags(config: &Config) -> Result<String, StartError> {
+    for url in &config.cluster {
+        validate_peer_url(url).map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
+    }
+    let Some(url) = config.own_peer_url() else {
+        return Err(StartError::BadFlags(format!(
+            "--id {} has no peer URL: --cluster lists {} URL(s), and node N uses the N-th",
+            config.id,
+            config.cluster.len()
+        )));
+    };
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Refuses a WAL written by another node or cluster, before any network I/O.
+fn check_metadata(
+    config: &Config,
+    wal_dir: &Path,
+    own_url: &str,
+    meta: &Metadata,
+) -> Result<(), StartError> {
+    let folder = wal_dir.display();
+    let snap = config.snap_dir();
+    let snap = snap.display();
+    let ways_out = format!(
+        "Either remove {folder} and {snap} to start this node with no data, or start it with \
+         the flags its data was created with"
+    );
+    if meta.node_id != config.id {
+        return Err(StartError::ForeignDataDir(format!(
+            "{folder} belongs to node {}, but --id is {}. {ways_out} (--id {}).",
+            meta.node_id, config.id, meta.node_id
+        )));
+    }
+    if meta.peer_url.trim_end_matches('/') != own_url {
+        return Err(StartError::ForeignDataDir(format!(
+            "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
+             {ways_out} (--cluster with {} in position {}).",
+            meta.node_id, meta.peer_url, config.id, meta.peer_url, config.id
+        )));
+    }
+    if meta.initial_cluster.is_empty() {
+        // A node that joined: it never knew the bootstrap list, and its peers check its
+        // cluster identity on every message.
+        return Ok(());
+    }
+    let same = |a: &String, b: &String| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let list_matches = meta
+        .initial_cluster
+        .iter()
+        .zip(&config.cluster)
+        .all(|(a, b)| same(a, b));
+    if !list_matches {
+        return Err(StartError::ForeignDataDir(format!(
+            "{folder} belongs to a cluster started with --cluster {} (cluster {:x}), but the \
+             flags ask for --cluster {}. It was probably left by an earlier run with other \
+             flags. {ways_out} (--cluster {}), or with --join if this node is meant to join \
+             another cluster after its folders are removed.",
+            meta.initial_cluster.join(","),
+            meta.cluster_id,
+            config.cluster.join(","),
+            meta.initial_cluster.join(",")
+        )));
+    }
+    if cluster_id(&config.cluster_token, &meta.initial_cluster) != meta.cluster_id {
+        return Err(StartError::ForeignDataDir(format!(
+            "{folder} belongs to cluster {:x}, which was started with another --cluster-token \
+             than {:?}. {ways_out} (the same --cluster-token).",
+            meta.cluster_id, config.cluster_token
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Peer transport: raft messages between nodes over HTTP on the peer URLs of `--cluster`.
+//!
+//! Outgoing: the raft node hands every message to [`Transport::send`], which only ever does a
+//! `try_send` into the destination peer's bounded queue, so a slow or dead peer can never block
+//! the node. Each peer has its own task ([`peer`]) that drains its queue into one
+//! `POST /raft` per batch over a kept-alive connection. Messages that do not fit are dropped
+//! and raft is told the peer is unreachable; raft retransmits what matters.
+//!
+//! Incoming: [`server`] serves `POST /raft` on this node's peer URL and feeds the messages to
+//! the raft node's inbox, after checking that they come from this cluster and from a member.
+//!
+//! Wire format of a batch: for each message, its protobuf length as a little-endian `u32`,
+//! then the protobuf bytes (raft-rs `eraftpb::Message`). Headers name the sender's cluster
+//! identity and the sender and receiver ids.
+
+pub mod peer;
+pub mod server;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::raft_node::Inbox;
+
+/// Header carrying the sender's cluster identity, in hex.
+pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
+/// Header carrying the sender's node id.
+pub const HEADER_FROM: &str = "x-raftexample-from";
+/// Header carrying the receiver's node id.
+pub const HEADER_TO: &str = "x-raftexample-to";
+/// Path of the peer endpoint.
+pub const RAFT_PATH: &str = "/raft";
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+
+/// HTTP client shared by all peer tasks.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// What the transport and its server share with the raft node about the cluster.
+#[derive(Debug)]
+pub struct PeerFilter {
+    /// This node's id.
+    pub self_id: u64,
+    /// The cluster identity; 0 on a joining node until the first message from the cluster
+    /// tells it.
+    cluster_id: AtomicU64,
+    /// Members removed from the cluster: their messages get 410 Gone.
+    removed: RwLock<BTreeSet<u64>>,
+}
+
+impl PeerFilter {
+    /// A filter for node `self_id` of cluster `cluster_id` (0 if not known yet).
+    pub fn new(self_id: u64, cluster_id: u64) -> PeerFilter {
+        PeerFilter {
+            self_id,
+            cluster_id: AtomicU64::new(cluster_id),
+            removed: RwLock::new(BTreeSet::new()),
+        }
+    }
+
+    /// The cluster identity, 0 if not known yet.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Acquire)
+    }
+
+    /// Adopts `id` if no identity is known yet; returns the identity now in force.
+    pub fn adopt_cluster_id(&self, id: u64) -> u64 {
+        match self
+            .cluster_id
+            .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => id,
+            Err(current) => current,
+        }
+    }
+
+    /// Replaces the set of removed ids.
+    pub fn set_removed(&self, removed: &BTreeSet<u64>) {
+        let mut guard = self.removed.write().unwrap_or_else(|p| p.into_inner());
+        guard.clone_from(removed);
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+}
+
+/// The sending half: one task per peer, owned by the raft node.
+pub struct Transport {
+    self_id: u64,
+    peers: HashMap<u64, peer::PeerHandle>,
+    client: HttpClient,
+    /// Runtime the peer tasks run on: the server's, not the raft node's own thread, so
+    /// messages keep flowing while the node waits for an fsync.
+    runtime: tokio::runtime::Handle,
+    inbox: mpsc::Sender<Inbox>,
+    filter: Arc<PeerFilter>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// A transport with no peers yet.
+    pub fn new(
+        filter: Arc<PeerFilter>,
+        inbox: mpsc::Sender<Inbox>,
+        runtime: tokio::runtime::Handle,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Transport {
+        let mut connector = HttpConnector::new();
+        // Raft messages are small and latency-bound: never wait for Nagle.
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(4)
+            .build(connector);
+        Transport {
+            self_id: filter.self_id,
+            peers: HashMap::new(),
+            client,
+            runtime,
+            inbox,
+            filter,
+            shutdown,
+            metrics,
+        }
+    }
+
+    /// Starts sending to `id` at `url` (or moves it to a new URL).
+    pub fn add_peer(&mut self, id: u64, url: &str) {
+        if id == self.self_id {
+            return;
+        }
+        if let Some(existing) = self.peers.get(&id) {
+            if existing.url == url {
+                return;
+            }
+            self.remove_peer(id);
+        }
+        tracing::debug!(peer = id, url, "adding peer");
+        let handle = peer::spawn(
+            &self.runtime,
+            peer::PeerTask {
+                id,
+                url: url.to_string(),
+                client: self.client.clone(),
+                inbox: self.inbox.clone(),
+                filter: self.filter.clone(),
+                metrics: self.metrics.clone(),
+            },
+            PEER_QUEUE,
+            self.shutdown.child_token(),
+        );
+        self.peers.insert(id, handle);
+    }
+
+    /// Stops sending to `id`.
+    pub fn remove_peer(&mut self, id: u64) {
+        if let Some(handle) = self.peers.remove(&id) {
+            tracing::debug!(peer = id, "removing peer");
+            handle.cancel.cancel();
+        }
+    }
+
+    /// Queues each message for its peer without ever waiting. Returns the ids of peers whose
+    /// message was dropped (unknown peer or full queue), for `report_unreachable`.
+    pub fn send(&mut self, messages: Vec<Message>) -> Vec<u64> {
+        let mut unreachable = Vec::new();
+        for msg in messages {
+            let to = msg.to;
+            let queued = match self.peers.get(&to) {
+                Some(peer) => peer.tx.try_send(msg).is_ok(),
+                None => false,
+            };
+            if !queued {
+                self.metrics
+                    .peer_messages_dropped
+                    .with_label_values(&[&to.to_string()])
+                    .inc();
+                if !unreachable.contains(&to) {
+                    unreachable.push(to);
+                }
+            }
+        }
+        unreachable
+    }
+
+    /// Whether the last batch sent to `id` was accepted.
+    pub fn is_reachable(&self, id: u64) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| p.reachable.load(Ordering::Relaxed))
+    }
+
+    /// The shared filter (cluster identity, removed ids).
+    pub fn filter(&self) -> &Arc<PeerFilter> {
+        &self.filter
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for (_, peer) in self.peers.drain() {
+            peer.cancel.cancel();
+        }
+    }
+}
+
+/// Why a batch body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The body ends inside a length prefix or a message.
+    #[error("batch truncated at byte {0}")]
+    Truncated(usize),
+    /// A message's protobuf does not parse.
+    #[error("message at byte {offset} does not parse: {source}")]
+    Protobuf {
+        /// Where the message starts in the body.
+        offset: usize,
+        /// The parser's complaint.
+        source: protobuf::ProtobufError,
+    },
+}
+
+/// Encodes a batch of messages into one request body.
+pub fn encode_batch(messages: &[Message]) -> Vec<u8> {
+    let size: usize = messages.iter().map(|m| 4 + m.compute_size() as usize).sum();
+    let mut out = Vec::with_capacity(size);
+    for m in messages {
+        // compute_size caches the sizes, so write_to_vec does not recompute them.
+        let len = m.get_cached_size();
+        out.extend_from_slice(&len.to_le_bytes());
+        m.write_to_vec(&mut out)
+            .expect("writing a valid raft message into a Vec cannot fail");
+    }
+    out
+}
+
+/// Decodes a request body written by [`encode_batch`].
+pub fn decode_batch(body: &[u8]) -> Result<Vec<Message>, WireError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let len_bytes: [u8; 4] = body
+            .get(pos..pos + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(WireError::Truncated(pos))?;
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let start = pos + 4;
+        let bytes = body
+            .get(start..start + len)
+            .ok_or(WireError::Truncated(pos))?;
+        let msg = Message::parse_from_bytes(bytes).map_err(|source| WireError::Protobuf {
+            offset: start,
+            source,
+        })?;
+        out.push(msg);
+        pos = start + len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::{Entry, MessageType};
+
+    #[test]
+    fn batches_round_trip() {
+        let mut a = Message {
+            to: 2,
+            from: 1,
+            term: 3,
+            ..Default::default()
+        };
+        a.set_msg_type(MessageType::MsgAppend);
+        a.mut_entries().push(Entry {
+            index: 7,
+            data: b"payload".to_vec().into(),
+            ..Default::default()
+        });
+        let mut b = Message {
+            to: 3,
+            ..Default::default()
+        };
+        b.set_msg_type(MessageType::MsgHeartbeat);
+        let body = encode_batch(&[a.clone(), b.clone()]);
+        assert_eq!(decode_batch(&body).expect("decodes"), vec![a, b]);
+        assert!(decode_batch(&[]).expect("empty body").is_empty());
+    }
+
+    #[test]
+    fn truncated_batches_are_errors() {
+        let m = Message {
+            to: 2,
+            term: 9,
+            ..Default::default()
+        };
+        let body = encode_batch(&[m]);
+        for cut in 1..body.len() {
+            assert!(decode_batch(&body[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

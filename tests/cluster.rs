@@ -1,0 +1,222 @@
+//! Whole-binary tests: real `raftexample` processes on loopback, stopped with signals,
+//! restarted from their folders.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ProcCluster, wait_for};
+
+/// The README's fault-tolerance walk-through: put foo, stop node 2, put bar and read it on
+/// node 3, restart node 2 and read bar from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_fault_tolerance_walkthrough() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "foo", "bar").await;
+    c.wait_value(1, "foo", "bar", false).await;
+    let status = c.stop(2).await;
+    assert!(status.success(), "node 2 exited with {status} on SIGTERM");
+    c.put_ok(1, "bar", "baz").await;
+    c.wait_value(3, "bar", "baz", false).await;
+    c.spawn(2, &[]);
+    c.wait_value(2, "bar", "baz", false).await;
+    c.wait_value(2, "foo", "bar", false).await;
+}
+
+/// Any node takes writes: a PUT on a follower is forwarded through raft, and every node
+/// serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_on_a_follower_succeed() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    assert_eq!(c.put(follower, "via-follower", "yes").await, Some(204));
+    for id in 1..=3 {
+        // Linearizable reads: a 204 means committed, so every node must see it at once.
+        assert_eq!(
+            c.get(id, "via-follower").await,
+            Some((200, "yes".to_string())),
+            "node {id}"
+        );
+    }
+}
+
+/// Every node SIGKILLed in the middle of a write load, then restarted: no acknowledged
+/// write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_all_nodes_loses_no_acknowledged_write() {
+    let c = ProcCluster::start(3, &["--snapshot-count", "200"]).await;
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let c = Arc::new(tokio::sync::Mutex::new(c));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let acked = acked.clone();
+        let (urls, http) = {
+            let c = c.lock().await;
+            (
+                (1..=3).map(|id| c.url(id)).collect::<Vec<_>>(),
+                c.http.clone(),
+            )
+        };
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let key = format!("w{w}-{i}");
+                let url = &urls[(i % 3) as usize];
+                let r = http
+                    .put(format!("{url}/{key}"))
+                    .body(format!("v{i}"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                if matches!(r, Ok(ref r) if r.status().as_u16() == 204) {
+                    acked.lock().expect("lock").insert(key, format!("v{i}"));
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Kill everything while the writers are busy.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    {
+        let mut c = c.lock().await;
+        for id in 1..=3 {
+            c.kill(id);
+        }
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged to mean anything: {}",
+        acked.len()
+    );
+    let mut c = Arc::try_unwrap(c)
+        .ok()
+        .expect("writers are done")
+        .into_inner();
+    for id in 1..=3 {
+        c.spawn(id, &[]);
+    }
+    c.wait_leader().await;
+    for (key, value) in &acked {
+        for id in 1..=3 {
+            c.wait_value(id, key, value, false).await;
+        }
+    }
+}
+
+/// A follower that was down while the log was compacted past its position catches up from a
+/// snapshot sent by the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_past_a_snapshot_catches_up_from_it() {
+    let mut c = ProcCluster::start(
+        3,
+        &["--snapshot-count", "20", "--snapshot-catchup-entries", "5"],
+    )
+    .await;
+    c.put_ok(1, "before", "0").await;
+    let leader = c.wait_leader().await;
+    let lagging = (1..=3).find(|id| *id != leader).expect("a follower");
+    c.stop(lagging).await;
+    for i in 0..100 {
+        c.put_ok(leader, &format!("k{i}"), &i.to_string()).await;
+    }
+    let status = c.status(leader).await.expect("leader status");
+    assert!(
+        status["first_index"].as_u64().unwrap_or(0) > 10,
+        "the leader's log should be compacted: {status}"
+    );
+    c.spawn(lagging, &[]);
+    for i in [0, 50, 99] {
+        c.wait_value(lagging, &format!("k{i}"), &i.to_string(), true)
+            .await;
+    }
+    c.wait_value(lagging, "before", "0", true).await;
+    assert!(
+        c.log(lagging)
+            .contains("installing snapshot from the leader"),
+        "node {lagging} should have caught up through a snapshot"
+    );
+    // And it keeps following afterwards.
+    c.put_ok(leader, "after", "1").await;
+    c.wait_value(lagging, "after", "1", true).await;
+}
+
+/// A node's second process on the same data dir fails at once with a clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_one_data_dir_is_refused() {
+    let c = ProcCluster::start(1, &[]).await;
+    // Same folders, other ports: only the lock can stop it.
+    let mut args = c.args(1);
+    let port_flag = args.iter().position(|a| a == "--port").expect("--port");
+    args[port_flag + 1] = common::free_ports(1)[0].to_string();
+    let out = std::process::Command::new(common::binary())
+        .args(&args)
+        .output()
+        .expect("running a second raftexample");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another raftexample"),
+        "unclear error: {stderr}"
+    );
+}
+
+/// With no flags, the binary serves a single-node store on the original's ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_flags_start_a_working_single_node_store() {
+    // The default ports (9021, 9121) may be taken on a busy machine; skip only the part that
+    // needs them, loudly.
+    if std::net::TcpListener::bind("127.0.0.1:9121").is_err()
+        || std::net::TcpListener::bind("127.0.0.1:9021").is_err()
+    {
+        panic!("ports 9021/9121 are in use; this test needs them free");
+    }
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut child = std::process::Command::new(common::binary())
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting raftexample");
+    let http = reqwest::Client::new();
+    let result = async {
+        wait_for(
+            Duration::from_secs(15),
+            "PUT on the default port",
+            || async {
+                let r = http
+                    .put("http://127.0.0.1:9121/hello")
+                    .body("world")
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status().as_u16() == 204).then_some(())
+            },
+        )
+        .await;
+        let r = http
+            .get("http://127.0.0.1:9121/hello")
+            .send()
+            .await
+            .expect("GET");
+        r.text().await.expect("body")
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(result, "world");
+    assert!(
+        dir.path().join("raftexample-1").is_dir(),
+        "WAL folder in the working dir"
+    );
+    assert!(
+        dir.path().join("raftexample-1-snap").is_dir(),
+        "snapshot folder in the working dir"
+    );
+}

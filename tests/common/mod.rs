@@ -1,0 +1,491 @@
+//! Shared test helpers: free loopback ports, waiting for a condition with a deadline, an
+//! in-process cluster ([`TestCluster`]) and a cluster of real `raftexample` processes
+//! ([`ProcCluster`]).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raftexample::raft_node::ReadConsistency;
+use raftexample::{Config, NodeHandle, Running};
+use tempfile::TempDir;
+
+/// Logs to the test's captured output; `RUST_LOG` picks the level (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// `n` distinct loopback ports that were free a moment ago.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    // Hold every listener until all are chosen, so the OS cannot hand out one port twice.
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .expect("a bound listener has an address")
+                .port()
+        })
+        .collect()
+}
+
+/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Peer URLs for `n` nodes on fresh loopback ports.
+pub fn peer_urls(n: usize) -> Vec<String> {
+    free_ports(n)
+        .into_iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect()
+}
+
+/// Nodes of one cluster running inside the test process, each with its own data dir.
+pub struct TestCluster {
+    /// Holds every node's data.
+    pub dir: TempDir,
+    /// Peer URLs, in id order.
+    pub peers: Vec<String>,
+    /// REST ports, in id order.
+    pub rest_ports: Vec<u16>,
+    nodes: HashMap<u64, Running>,
+    tweak: fn(&mut Config),
+}
+
+impl TestCluster {
+    /// Starts `n` nodes; `tweak` adjusts every node's config.
+    pub async fn start(n: usize, tweak: fn(&mut Config)) -> TestCluster {
+        init_logging();
+        let mut cluster = TestCluster {
+            dir: TempDir::with_prefix("raftexample-test-").expect("creating a temp dir"),
+            peers: peer_urls(n),
+            rest_ports: free_ports(n),
+            nodes: HashMap::new(),
+            tweak,
+        };
+        for id in 1..=n as u64 {
+            cluster.start_node(id, false).await;
+        }
+        cluster
+    }
+
+    /// The config node `id` runs with.
+    pub fn config(&self, id: u64, join: bool) -> Config {
+        let mut config = Config {
+            id,
+            cluster: self.peers.clone(),
+            port: self.rest_ports[id as usize - 1],
+            listen_host: "127.0.0.1".parse().expect("a literal address"),
+            data_dir: self.dir.path().to_path_buf(),
+            join,
+            ..Default::default()
+        };
+        (self.tweak)(&mut config);
+        config
+    }
+
+    /// Starts (or restarts) node `id`.
+    pub async fn start_node(&mut self, id: u64, join: bool) {
+        let running = raftexample::start(self.config(id, join))
+            .await
+            .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+        self.nodes.insert(id, running);
+    }
+
+    /// Adds a slot for one more node (its URL and port), returning its id.
+    pub fn grow(&mut self) -> u64 {
+        self.peers.extend(peer_urls(1));
+        self.rest_ports.extend(free_ports(1));
+        self.peers.len() as u64
+    }
+
+    /// Node `id`'s handle.
+    pub fn node(&self, id: u64) -> &NodeHandle {
+        &self
+            .nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+            .node
+    }
+
+    /// Ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stops node `id` cleanly and waits for it.
+    pub async fn stop(&mut self, id: u64) -> raftexample::Exit {
+        let running = self.nodes.remove(&id).expect("stopping a running node");
+        running.shutdown();
+        running.wait().await
+    }
+
+    /// Waits until node `id` has stopped on its own (say, after its removal).
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> raftexample::Exit {
+        let running = self.nodes.remove(&id).expect("a running node");
+        tokio::time::timeout(timeout, running.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} did not stop within {timeout:?}"))
+    }
+
+    /// Waits until every running node agrees on one leader; returns it.
+    pub async fn wait_leader(&self) -> u64 {
+        wait_for(
+            Duration::from_secs(10),
+            "a leader all nodes agree on",
+            || async {
+                let mut leaders = Vec::new();
+                for id in self.running() {
+                    match self.node(id).status().await {
+                        Ok(s) if s.leader != 0 => leaders.push(s.leader),
+                        _ => return None,
+                    }
+                }
+                leaders.dedup();
+                (leaders.len() == 1).then(|| leaders[0])
+            },
+        )
+        .await
+    }
+
+    /// Waits until `key` reads `value` locally on every running node.
+    pub async fn wait_converged(&self, key: &str, value: &str) {
+        for id in self.running() {
+            let node = self.node(id);
+            wait_for(
+                Duration::from_secs(10),
+                &format!("{key}={value} on node {id}"),
+                || async {
+                    let v = node.get(key, ReadConsistency::Stale).await.ok()??;
+                    (v == value).then_some(())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Stops every node, keeping their folders.
+    pub async fn stop_all(&mut self) {
+        for id in self.running() {
+            self.stop(id).await;
+        }
+    }
+
+    /// Stops every node and removes their folders.
+    pub async fn shutdown(mut self) {
+        self.stop_all().await;
+    }
+}
+
+/// Path of the built binary.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_raftexample")
+}
+
+/// A cluster of real `raftexample` processes on loopback, each with its own data dir.
+pub struct ProcCluster {
+    /// Holds data dirs and logs.
+    pub dir: TempDir,
+    /// Peer URLs, in id order.
+    pub peers: Vec<String>,
+    /// REST ports, in id order.
+    pub rest_ports: Vec<u16>,
+    children: HashMap<u64, Child>,
+    /// Flags added to every node's command line.
+    pub extra_args: Vec<String>,
+    /// HTTP client for the REST API.
+    pub http: reqwest::Client,
+}
+
+impl ProcCluster {
+    /// Slots for `n` nodes; none started yet.
+    pub fn new(n: usize, extra_args: &[&str]) -> ProcCluster {
+        ProcCluster {
+            dir: TempDir::with_prefix("raftexample-proc-").expect("creating a temp dir"),
+            peers: peer_urls(n),
+            rest_ports: free_ports(n),
+            children: HashMap::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("building an HTTP client"),
+        }
+    }
+
+    /// Starts `n` nodes and waits until they agree on a leader.
+    pub async fn start(n: usize, extra_args: &[&str]) -> ProcCluster {
+        let mut c = ProcCluster::new(n, extra_args);
+        for id in 1..=n as u64 {
+            c.spawn(id, &[]);
+        }
+        c.wait_leader().await;
+        c
+    }
+
+    /// Data folder of node `id` (the folder holding raftexample-<id>/).
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
+    /// Log file of node `id`.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    /// Adds a slot for one more node, returning its id.
+    pub fn grow(&mut self) -> u64 {
+        self.peers.extend(peer_urls(1));
+        self.rest_ports.extend(free_ports(1));
+        self.peers.len() as u64
+    }
+
+    /// The command line node `id` runs with (before `extra`).
+    pub fn args(&self, id: u64) -> Vec<String> {
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--cluster".to_string(),
+            self.peers.join(","),
+            "--port".to_string(),
+            self.rest_ports[id as usize - 1].to_string(),
+            "--listen-host".to_string(),
+            "127.0.0.1".to_string(),
+            "--data-dir".to_string(),
+            self.data_dir(id).display().to_string(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Starts node `id` with `extra` flags; its stderr goes to its log file (appended).
+    pub fn spawn(&mut self, id: u64, extra: &[&str]) {
+        std::fs::create_dir_all(self.data_dir(id)).expect("creating the node's folder");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("opening the node's log");
+        let child = Command::new(binary())
+            .args(self.args(id))
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting raftexample");
+        self.children.insert(id, child);
+    }
+
+    /// Runs the binary for node `id` to completion (for start-up failures); returns its exit
+    /// status and stderr.
+    pub fn run_to_exit(&self, id: u64, extra: &[&str]) -> (std::process::ExitStatus, String) {
+        std::fs::create_dir_all(self.data_dir(id)).expect("creating the node's folder");
+        let out = Command::new(binary())
+            .args(self.args(id))
+            .args(extra)
+            .output()
+            .expect("running raftexample");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// PID of node `id`.
+    pub fn pid(&self, id: u64) -> i32 {
+        self.children[&id].id() as i32
+    }
+
+    /// Whether node `id` has a running process.
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match self.children.get_mut(&id) {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends a signal to node `id`'s process.
+    pub fn signal(&self, id: u64, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid(id)), sig)
+            .expect("signalling our own child");
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs node `id` and waits for it to exit; returns its status.
+    pub async fn stop(&mut self, id: u64) -> std::process::ExitStatus {
+        self.signal(id, nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(id, Duration::from_secs(10)).await
+    }
+
+    /// Waits until node `id` exits on its own; returns its status.
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.children.remove(&id).expect("a started node");
+        wait_for(timeout, &format!("node {id} to exit"), || {
+            let s = child.try_wait().ok().flatten();
+            async move { s }
+        })
+        .await
+    }
+
+    /// Base URL of node `id`'s REST API.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://127.0.0.1:{}", self.rest_ports[id as usize - 1])
+    }
+
+    /// PUT; returns the status code, or None if the request failed.
+    pub async fn put(&self, id: u64, key: &str, value: &str) -> Option<u16> {
+        let r = self
+            .http
+            .put(format!("{}/{key}", self.url(id)))
+            .body(value.to_string())
+            .send()
+            .await
+            .ok()?;
+        Some(r.status().as_u16())
+    }
+
+    /// GET; returns (status, body), or None if the request failed.
+    pub async fn get(&self, id: u64, path: &str) -> Option<(u16, String)> {
+        let r = self
+            .http
+            .get(format!("{}/{path}", self.url(id)))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    /// PUT that must succeed within a deadline (retrying 503s while a leader is elected).
+    pub async fn put_ok(&self, id: u64, key: &str, value: &str) {
+        wait_for(
+            Duration::from_secs(15),
+            &format!("PUT {key} on node {id}"),
+            || async { (self.put(id, key, value).await == Some(204)).then_some(()) },
+        )
+        .await
+    }
+
+    /// Waits until node `id` serves `GET key` as `value` (with `?stale` if `stale`).
+    pub async fn wait_value(&self, id: u64, key: &str, value: &str, stale: bool) {
+        let path = if stale {
+            format!("{key}?stale")
+        } else {
+            key.to_string()
+        };
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{key}={value} on node {id}"),
+            || async {
+                let (status, body) = self.get(id, &path).await?;
+                (status == 200 && body == value).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Node `id`'s `/-/status` as JSON.
+    pub async fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let (code, body) = self.get(id, "-/status").await?;
+        if code != 200 {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Waits until the running nodes agree on a leader; returns its id.
+    pub async fn wait_leader(&mut self) -> u64 {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        wait_for(Duration::from_secs(20), "an agreed leader", || async {
+            let mut leaders = Vec::new();
+            for id in &ids {
+                let s = self.status(*id).await?;
+                let leader = s["leader"].as_u64()?;
+                if leader == 0 {
+                    return None;
+                }
+                leaders.push(leader);
+            }
+            leaders.dedup();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+        .await
+    }
+
+    /// The log of node `id` so far.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Show what the nodes said: the temp dir disappears with the test.
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "log") {
+                    print_tail(&path);
+                }
+            }
+        }
+    }
+}
+
+fn print_tail(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    eprintln!("---- last lines of {} ----", path.display());
+    for line in &lines[from..] {
+        eprintln!("{line}");
+    }
+}

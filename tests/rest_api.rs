@@ -1,0 +1,221 @@
+//! The REST API's answers, good and bad: every malformed request gets its 4xx with a one-line
+//! reason, and the node keeps serving afterwards.
+
+mod common;
+
+use common::TestCluster;
+use reqwest::{Client, Method, StatusCode};
+
+struct Api {
+    base: String,
+    http: Client,
+}
+
+impl Api {
+    async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the node");
+        let status = r.status();
+        (status, r.text().await.expect("body"))
+    }
+
+    /// The node still takes writes and serves them.
+    async fn assert_serving(&self, tag: &str) {
+        let (s, _) = self.call(Method::PUT, "/alive", tag.into()).await;
+        assert_eq!(
+            s,
+            StatusCode::NO_CONTENT,
+            "node stopped serving after {tag}"
+        );
+        let (s, body) = self.call(Method::GET, "/alive", vec![]).await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, tag));
+    }
+}
+
+fn one_line(body: &str) {
+    assert!(
+        body.ends_with('\n') && body.trim_end().lines().count() == 1,
+        "not one line: {body:?}"
+    );
+    assert!(body.trim().len() > 5, "reason too short: {body:?}");
+}
+
+async fn single_node() -> (TestCluster, Api) {
+    let cluster = TestCluster::start(1, |c| c.max_body_bytes = 1024).await;
+    cluster.wait_leader().await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", cluster.rest_ports[0]),
+        http: Client::new(),
+    };
+    (cluster, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_codes_match_the_original() {
+    let (cluster, api) = single_node().await;
+    assert_eq!(
+        api.call(Method::PUT, "/foo", b"bar".to_vec()).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Method::GET, "/foo", vec![]).await,
+        (StatusCode::OK, "bar".into())
+    );
+    let (s, body) = api.call(Method::GET, "/missing", vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    one_line(&body);
+    // The key is the whole path, leading slash and all, so /a/b and /a are different keys.
+    api.call(Method::PUT, "/a/b", b"deep".to_vec()).await;
+    assert_eq!(
+        api.call(Method::GET, "/a", vec![]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(api.call(Method::GET, "/a/b", vec![]).await.1, "deep");
+    // Percent-encoding names the same key as its decoded form.
+    api.call(Method::PUT, "/a%20b", b"space".to_vec()).await;
+    assert_eq!(api.call(Method::GET, "/a%20b", vec![]).await.1, "space");
+    // A stale read sees the same applied value on a single node.
+    assert_eq!(api.call(Method::GET, "/foo?stale", vec![]).await.1, "bar");
+    // Empty values are values.
+    api.call(Method::PUT, "/empty", vec![]).await;
+    assert_eq!(
+        api.call(Method::GET, "/empty", vec![]).await,
+        (StatusCode::OK, String::new())
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
+    let (cluster, api) = single_node().await;
+
+    let r = api
+        .http
+        .request(Method::PATCH, format!("{}/x", api.base))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // The original sends one Allow header per method, in this order.
+    let allow: Vec<&str> = r
+        .headers()
+        .get_all("allow")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(allow, ["PUT", "GET", "POST", "DELETE"]);
+    one_line(&r.text().await.expect("body"));
+    api.assert_serving("after-405").await;
+
+    let (s, body) = api.call(Method::PUT, "/big", vec![b'x'; 1025]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    one_line(&body);
+    assert_eq!(
+        api.call(Method::GET, "/big", vec![]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    api.assert_serving("after-413").await;
+
+    for path in ["/abc", "/0", "/-1", "/1.5"] {
+        let (s, body) = api
+            .call(Method::POST, path, b"http://127.0.0.1:1".to_vec())
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "POST {path}");
+        one_line(&body);
+        let (s, body) = api.call(Method::DELETE, path, vec![]).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "DELETE {path}");
+        one_line(&body);
+    }
+    api.assert_serving("after-bad-id").await;
+
+    for url in [
+        "not a url",
+        "127.0.0.1:5",
+        "http://127.0.0.1",
+        "ftp://x:1",
+        "",
+    ] {
+        let (s, body) = api.call(Method::POST, "/4", url.into()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "POST /4 {url:?}");
+        one_line(&body);
+    }
+    api.assert_serving("after-bad-url").await;
+
+    let (s, body) = api.call(Method::PUT, "/%FF%FE", b"v".to_vec()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    one_line(&body);
+    let (s, body) = api.call(Method::PUT, "/k", vec![0xff, 0xfe, 0x00]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    one_line(&body);
+    assert_eq!(
+        api.call(Method::GET, "/k", vec![]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    api.assert_serving("after-bad-utf8").await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserved_prefix_is_not_a_key() {
+    let (cluster, api) = single_node().await;
+    let (s, body) = api.call(Method::PUT, "/-/status", b"x".to_vec()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    one_line(&body);
+    let (s, body) = api.call(Method::PUT, "/-/anything", b"x".to_vec()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    one_line(&body);
+    assert_eq!(
+        api.call(Method::GET, "/-/health", vec![]).await.0,
+        StatusCode::OK
+    );
+    let (s, body) = api.call(Method::GET, "/-/members", vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+    let members: serde_json::Value = serde_json::from_str(&body).expect("members JSON");
+    assert_eq!(members[0]["id"], 1);
+    assert_eq!(members[0]["is_leader"], true);
+    cluster.shutdown().await;
+}
+
+/// With no quorum there is no leader: a write answers 503 at once, not after a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_leader_answers_503() {
+    let mut cluster = TestCluster::start(3, |c| c.proposal_timeout_ms = 3_000).await;
+    cluster.wait_leader().await;
+    cluster.stop(2).await;
+    cluster.stop(3).await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", cluster.rest_ports[0]),
+        http: Client::new(),
+    };
+    // CheckQuorum makes the lone leader step down within an election timeout; until then a
+    // write waits and times out, also with 503.
+    let started = std::time::Instant::now();
+    loop {
+        let (s, body) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        one_line(&body);
+        if body.contains("no leader") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 15,
+            "never stopped claiming a leader"
+        );
+    }
+    let quick = std::time::Instant::now();
+    let (s, _) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        quick.elapsed().as_millis() < 1000,
+        "503 took {:?}",
+        quick.elapsed()
+    );
+    let (s, body) = api.call(Method::GET, "/k", vec![]).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    cluster.shutdown().await;
+}
