@@ -460,6 +460,8 @@ pub struct RaftNode {
     /// Request id of this node's membership change in flight.
     conf_change_in_flight: Option<u64>,
     reads: Reads,
+    /// Peers whose messages the transport dropped during a Ready, reported after it.
+    unreachable: Vec<u64>,
     pending_snapshot: Option<PendingSnapshot>,
     exit: Option<Exit>,
     shared: Arc<Shared>,
@@ -538,6 +540,7 @@ impl RaftNode {
             next_request: rand::random::<u64>() >> 1,
             conf_change_in_flight: None,
             reads: Reads::default(),
+            unreachable: Vec::new(),
             pending_snapshot: None,
             exit: None,
             shared,
@@ -583,8 +586,16 @@ impl RaftNode {
     fn process(&mut self) -> Result<(), NodeError> {
         self.flush_proposals();
         self.poll_snapshot()?;
-        self.issue_reads();
-        while self.rn.has_ready() {
+        // Reads and unreachable reports step raft, so they happen here, between readies,
+        // never between `ready()` and `advance()`.
+        loop {
+            self.issue_reads();
+            for peer in std::mem::take(&mut self.unreachable) {
+                self.rn.report_unreachable(peer);
+            }
+            if !self.rn.has_ready() {
+                break;
+            }
             self.handle_ready()?;
         }
         self.maybe_campaign_alone();
@@ -851,11 +862,10 @@ impl RaftNode {
             .map(|(ctx, _)| *ctx)
             .collect();
         for ctx in stale {
-            if let Some((_, mut waiters)) = self.reads.in_flight.remove(&ctx) {
-                waiters.retain(|w| !w.is_closed());
-                if !waiters.is_empty() {
-                    self.start_read(waiters);
-                }
+            if let Some((_, waiters)) = self.reads.in_flight.remove(&ctx) {
+                // Back to the queue: the next round asks once for all of them.
+                let open = waiters.into_iter().filter(|w| !w.is_closed());
+                self.reads.waiting.extend(open);
             }
         }
     }

@@ -70,21 +70,23 @@ impl RaftNode {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
-        // raft forgets pending ReadIndex requests when leadership moves: ask again now
-        // rather than after the retry interval.
-        let in_flight: Vec<_> = self.reads.in_flight.drain().map(|(_, (_, w))| w).collect();
-        for waiters in in_flight {
-            self.start_read(waiters);
+        // raft forgets pending ReadIndex requests when leadership moves: ask again as soon
+        // as this Ready is done (not now: raft must not be stepped between ready and advance).
+        for (_, (_, waiters)) in self.reads.in_flight.drain() {
+            self.reads.waiting.extend(waiters);
         }
     }
 
-    /// Hands messages to the transport; whatever it could not queue is reported to raft.
+    /// Hands messages to the transport; whatever it could not queue is reported to raft
+    /// once the Ready is done.
     fn send(&mut self, messages: Vec<Message>) {
         if messages.is_empty() {
             return;
         }
         for peer in self.transport.send(messages) {
-            self.rn.report_unreachable(peer);
+            if !self.unreachable.contains(&peer) {
+                self.unreachable.push(peer);
+            }
         }
     }
 

@@ -483,7 +483,7 @@ impl Drop for ProcCluster {
 fn print_tail(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(40);
+    let from = lines.len().saturating_sub(60);
     eprintln!("---- last lines of {} ----", path.display());
     for line in &lines[from..] {
         eprintln!("{line}");
