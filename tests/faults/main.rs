@@ -1,0 +1,3 @@
+//! Fault-injection tests of the raftexample store.
+
+mod lincheck;
