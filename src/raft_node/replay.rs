@@ -278,18 +278,8 @@ fn check_metadata(
             meta.node_id, config.id, meta.node_id
         )));
     }
-    if meta.peer_url.trim_end_matches('/') != own_url {
-        return Err(StartError::ForeignDataDir(format!(
-            "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
-             {ways_out} (--cluster with {} in position {}).",
-            meta.node_id, meta.peer_url, config.id, meta.peer_url, config.id
-        )));
-    }
-    if meta.initial_cluster.is_empty() {
-        // A node that joined: it never knew the bootstrap list, and its peers check its
-        // cluster identity on every message.
-        return Ok(());
-    }
+    // A node that joined never knew the bootstrap list (it is empty); its peers check its
+    // cluster identity on every message instead.
     let same = |a: &String, b: &String| a.trim_end_matches('/') == b.trim_end_matches('/');
     let list_matches = meta
         .initial_cluster
@@ -308,11 +298,21 @@ fn check_metadata(
             meta.initial_cluster.join(",")
         )));
     }
-    if cluster_id(&config.cluster_token, &meta.initial_cluster) != meta.cluster_id {
+    if !meta.initial_cluster.is_empty()
+        && cluster_id(&config.cluster_token, &meta.initial_cluster) != meta.cluster_id
+    {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to cluster {:x}, which was started with another --cluster-token \
              than {:?}. {ways_out} (the same --cluster-token).",
             meta.cluster_id, config.cluster_token
+        )));
+    }
+    if meta.peer_url.trim_end_matches('/') != own_url {
+        return Err(StartError::ForeignDataDir(format!(
+            "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
+             {ways_out} (--cluster with {} in position {}), or with --join if this node is \
+             meant to join another cluster after its folders are removed.",
+            meta.node_id, meta.peer_url, config.id, meta.peer_url, config.id
         )));
     }
     Ok(())

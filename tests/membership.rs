@@ -1,0 +1,330 @@
+//! Membership changes on real processes: growing and shrinking under load, removing the
+//! leader, the precise refusals (404/409), and data dirs that belong to another cluster.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ProcCluster, wait_for};
+use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
+
+async fn post(c: &ProcCluster, via: u64, id: u64, url: &str) -> (u16, String) {
+    let r = c
+        .http
+        .post(format!("{}/{id}", c.url(via)))
+        .body(url.to_string())
+        .send()
+        .await
+        .expect("POST reaches the node");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+async fn delete(c: &ProcCluster, via: u64, id: u64) -> (u16, String) {
+    let r = c
+        .http
+        .delete(format!("{}/{id}", c.url(via)))
+        .send()
+        .await
+        .expect("DELETE reaches the node");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+async fn member_ids(c: &ProcCluster, via: u64) -> Vec<u64> {
+    let (_, body) = c.get(via, "-/members").await.expect("members");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("members JSON");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|m| m["id"].as_u64().expect("an id"))
+        .collect()
+}
+
+/// Writes unique keys to the nodes in `targets` until cancelled; returns what was
+/// acknowledged.
+fn steady_writer(
+    c: &ProcCluster,
+    targets: Arc<Mutex<Vec<u64>>>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<BTreeMap<String, String>> {
+    let http = c.http.clone();
+    let urls: Vec<String> = (1..=c.rest_ports.len() as u64)
+        .map(|id| c.url(id))
+        .collect();
+    tokio::spawn(async move {
+        let mut acked = BTreeMap::new();
+        let mut i = 0u64;
+        while !stop.is_cancelled() {
+            let ids = targets.lock().expect("lock").clone();
+            let id = ids[(i as usize) % ids.len()];
+            let key = format!("load-{i}");
+            let ok = http
+                .put(format!("{}/{key}", urls[id as usize - 1]))
+                .body(i.to_string())
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 204);
+            if ok {
+                acked.insert(key, i.to_string());
+            }
+            i += 1;
+        }
+        acked
+    })
+}
+
+/// 3 → 5 → 3 under a steady write load: the new members catch up (through a snapshot, since
+/// the log is compacted), the removed ones exit 0, and every acknowledged write is readable
+/// on every remaining node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grow_to_five_and_shrink_back_under_load() {
+    let mut c = ProcCluster::new(
+        3,
+        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
+    );
+    for id in 1..=3 {
+        c.spawn(id, &[]);
+    }
+    // Slots for nodes 4 and 5: nodes started from now on get all five URLs in --cluster.
+    c.grow();
+    c.grow();
+    c.wait_leader().await;
+    // Enough history that a new member cannot be served from the log alone.
+    for i in 0..120 {
+        c.put_ok(1, &format!("early-{i}"), "x").await;
+    }
+    let targets = Arc::new(Mutex::new(vec![1, 2, 3]));
+    let stop = CancellationToken::new();
+    let writer = steady_writer(&c, targets.clone(), stop.clone());
+
+    for id in [4, 5] {
+        let url = c.peers[id as usize - 1].clone();
+        let (code, body) = post(&c, 1, id, &url).await;
+        assert_eq!(code, 204, "adding node {id}: {body}");
+        c.spawn(id, &["--join"]);
+        c.wait_value(id, "early-119", "x", true).await;
+        targets.lock().expect("lock").push(id);
+    }
+    assert_eq!(member_ids(&c, 2).await, vec![1, 2, 3, 4, 5]);
+    assert!(
+        c.log(4).contains("installing snapshot from the leader"),
+        "node 4 should have caught up from a snapshot"
+    );
+
+    for id in [5, 4] {
+        targets.lock().expect("lock").retain(|t| *t != id);
+        let via = if id == 5 { 2 } else { 3 };
+        assert_eq!(delete(&c, via, id).await.0, 204, "removing node {id}");
+        let status = c.wait_exit(id, Duration::from_secs(15)).await;
+        assert!(status.success(), "removed node {id} exited with {status}");
+    }
+    assert_eq!(member_ids(&c, 1).await, vec![1, 2, 3]);
+    // Let the writer run a little on the shrunk cluster too.
+    c.put_ok(1, "after-shrink", "y").await;
+    stop.cancel();
+    let acked = writer.await.expect("writer");
+    assert!(
+        acked.len() > 20,
+        "too few writes under load: {}",
+        acked.len()
+    );
+    for (key, value) in &acked {
+        for id in 1..=3 {
+            c.wait_value(id, key, value, false).await;
+        }
+    }
+    // A member restarted with today's --cluster (five URLs, two of them gone) still starts.
+    c.stop(1).await;
+    c.spawn(1, &[]);
+    c.wait_value(1, "after-shrink", "y", false).await;
+}
+
+/// Removing the leader: it exits 0 and the others elect a new one and keep taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_leader_moves_leadership_and_writes_continue() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "before", "1").await;
+    let leader = c.wait_leader().await;
+    let via = (1..=3).find(|id| *id != leader).expect("a follower");
+    assert_eq!(delete(&c, via, leader).await.0, 204);
+    let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(status.success(), "removed leader exited with {status}");
+    assert!(c.log(leader).contains("removed from the cluster"));
+    // The others keep the old leader's id until their election timeout; wait for a new one.
+    wait_for(Duration::from_secs(15), "a new leader", || async {
+        let mut leaders = Vec::new();
+        for id in (1..=3).filter(|id| *id != leader) {
+            leaders.push(c.status(id).await?["leader"].as_u64()?);
+        }
+        leaders.dedup();
+        (leaders.len() == 1 && leaders[0] != leader && leaders[0] != 0).then_some(())
+    })
+    .await;
+    c.put_ok(via, "after", "2").await;
+    for id in (1..=3).filter(|id| *id != leader) {
+        c.wait_value(id, "after", "2", false).await;
+        c.wait_value(id, "before", "1", false).await;
+        assert_eq!(member_ids(&c, id).await.len(), 2);
+    }
+}
+
+/// The refusals: adding a member twice or on a used URL, removing a stranger, removing the
+/// last voter, and a second change while one is in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_changes_are_refused_with_a_reason() {
+    // A slow tick gives a leader cut off from its followers time to keep leading while the
+    // test makes a change pending (CheckQuorum steps it down after an election timeout).
+    let mut c = ProcCluster::start(3, &["--tick-ms", "300"]).await;
+    let leader = c.wait_leader().await;
+    let (code, body) = post(&c, leader, 2, "http://127.0.0.1:1").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already a member"), "{body}");
+    let used = c.peers[1].clone();
+    let (code, body) = post(&c, leader, 9, &used).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already used by node 2"), "{body}");
+    let (code, body) = delete(&c, leader, 9).await;
+    assert_eq!(code, 404, "{body}");
+
+    // Freeze both followers: the leader can append a change but not commit it.
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let last_index = |s: serde_json::Value| s["last_index"].as_u64();
+    let before = last_index(c.status(leader).await.expect("status")).expect("last_index");
+    for id in &followers {
+        c.signal(*id, Signal::SIGSTOP);
+    }
+    let first = {
+        let http = c.http.clone();
+        let url = format!("{}/4", c.url(leader));
+        tokio::spawn(async move {
+            http.post(url)
+                .body("http://127.0.0.1:2")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    // The change is in the leader's log, not committed: that is "pending".
+    wait_for(
+        Duration::from_secs(5),
+        "the first change to be appended",
+        || async {
+            let now = last_index(c.status(leader).await?)?;
+            (now > before).then_some(())
+        },
+    )
+    .await;
+    let (code, body) = post(&c, leader, 5, "http://127.0.0.1:3").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("in progress"), "{body}");
+    for id in &followers {
+        c.signal(*id, Signal::SIGCONT);
+    }
+    let _ = first.await;
+
+    // The last voter of a single-node cluster cannot be removed.
+    let single = ProcCluster::start(1, &[]).await;
+    let (code, body) = delete(&single, 1, 1).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no voter"), "{body}");
+}
+
+/// The newcomer's trap: a single-node run leaves raftexample-1 behind, then the three-node
+/// Procfile starts in the same folder. Node 1 must refuse to start, say whose data it is, and
+/// say what to do, before touching the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_left_by_another_cluster_is_refused_at_start() {
+    let mut single = ProcCluster::new(1, &[]);
+    single.spawn(1, &[]);
+    single.wait_leader().await;
+    single.put_ok(1, "k", "v").await;
+    single.stop(1).await;
+
+    let three = ProcCluster::new(3, &[]);
+    // Same folder as the single-node run, the three-node flags.
+    let mut args = three.args(1);
+    let dir_flag = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .expect("--data-dir");
+    args[dir_flag + 1] = single.data_dir(1).display().to_string();
+    let out = std::process::Command::new(common::binary())
+        .args(&args)
+        .output()
+        .expect("running raftexample");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "raftexample-1",
+        &single.peers[0],
+        &three.peers[0],
+        "remove",
+        "--join",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "message lacks {needle:?}: {stderr}"
+        );
+    }
+    // Before any network I/O: nothing listens on the three-node ports.
+    assert!(std::net::TcpListener::bind(format!("127.0.0.1:{}", three.rest_ports[0])).is_ok());
+
+    // The same folder with its own flags still starts.
+    single.spawn(1, &[]);
+    single.wait_value(1, "k", "v", false).await;
+}
+
+/// A node started on another cluster's data dir (same peer URLs, another cluster token) is
+/// refused by the others with a 4xx and a log line naming it; the cluster keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_node_is_rejected_and_the_cluster_keeps_working() {
+    // Cluster A leaves node 3's data behind.
+    let mut a = ProcCluster::new(3, &["--cluster-token", "cluster-a"]);
+    for id in 1..=3 {
+        a.spawn(id, &[]);
+    }
+    a.wait_leader().await;
+    a.put_ok(1, "from-a", "1").await;
+    for id in 1..=3 {
+        a.stop(id).await;
+    }
+
+    // Cluster B, same URLs and ports, fresh folders for nodes 1 and 2.
+    let mut b = ProcCluster::new(0, &["--cluster-token", "cluster-b"]);
+    b.peers = a.peers.clone();
+    b.rest_ports = a.rest_ports.clone();
+    b.spawn(1, &[]);
+    b.spawn(2, &[]);
+    b.wait_leader().await;
+    // Node 3 comes back with A's folder and A's token: its own start-up check passes.
+    let mut foreign = std::process::Command::new(common::binary())
+        .args(a.args(3))
+        .stderr(std::fs::File::create(b.dir.path().join("foreign.log")).expect("log file"))
+        .spawn()
+        .expect("starting the foreign node");
+    let result = async {
+        wait_for(
+            Duration::from_secs(15),
+            "a rejection in node 1 or 2's log",
+            || async {
+                let logs = b.log(1) + &b.log(2);
+                logs.contains("refusing messages from node 3").then_some(())
+            },
+        )
+        .await;
+        b.put_ok(1, "from-b", "2").await;
+        b.wait_value(2, "from-b", "2", false).await;
+        // Node 3 learned nothing from cluster B.
+        assert_eq!(
+            b.get(3, "from-b?stale").await.map(|(code, _)| code),
+            Some(404)
+        );
+    }
+    .await;
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+    result
+}
