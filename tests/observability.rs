@@ -1,0 +1,389 @@
+//! Seeing inside: `/-/status` across an election and a write, `/-/ready` while a large WAL
+//! replays, `/-/metrics` as Prometheus text, and `raftexample dump` on good and torn WALs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ProcCluster, wait_for};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
+use raftexample::kvstore::Command;
+use raftexample::raft_node::ReadConsistency;
+use raftexample::wal::{Metadata, Wal, WalOptions};
+use raftexample::{fsutil::DirLock, membership::cluster_id};
+
+fn field(s: &serde_json::Value, name: &str) -> u64 {
+    s[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("status lacks {name}: {s}"))
+}
+
+/// The status fields move as raft does: term grows with elections, commit and applied
+/// advance with a write, and the leader moves when the leader is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_elections_and_writes() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let before = c.status(leader).await.expect("status");
+    assert_eq!(before["role"], "Leader");
+    assert_eq!(field(&before, "id"), leader);
+    assert!(field(&before, "term") >= 2, "{before}");
+    assert_eq!(before["members"].as_array().expect("members").len(), 3);
+    let progress = before["progress"]
+        .as_object()
+        .expect("the leader reports progress");
+    assert_eq!(progress.len(), 2);
+    for p in progress.values() {
+        assert_eq!(p["reachable"], true, "{p}");
+    }
+
+    c.put_ok(leader, "k", "v").await;
+    let after = c.status(leader).await.expect("status");
+    assert!(
+        field(&after, "commit") > field(&before, "commit"),
+        "{before} -> {after}"
+    );
+    assert!(
+        field(&after, "applied") > field(&before, "applied"),
+        "{before} -> {after}"
+    );
+    assert_eq!(field(&after, "last_index"), field(&after, "commit"));
+    assert!(field(&after, "wal_bytes") > 0);
+
+    let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
+    let follower = c.status(survivor).await.expect("status");
+    assert_eq!(follower["role"], "Follower");
+    assert!(
+        follower.get("progress").is_none(),
+        "followers report no progress: {follower}"
+    );
+
+    c.kill(leader);
+    let moved = wait_for(Duration::from_secs(15), "a new leader", || async {
+        let s = c.status(survivor).await?;
+        let l = s["leader"].as_u64()?;
+        (l != 0 && l != leader).then_some(s)
+    })
+    .await;
+    assert!(
+        field(&moved, "term") > field(&after, "term"),
+        "{after} -> {moved}"
+    );
+
+    let (code, text) = c
+        .get(survivor, "-/status?pretty")
+        .await
+        .expect("pretty status");
+    assert_eq!(code, 200);
+    assert!(text.contains(&format!("node {survivor} is")), "{text}");
+    assert!(text.contains("members:"), "{text}");
+}
+
+/// Writes a WAL of `n` puts, as a single-node cluster would have, so start-up must replay it.
+fn write_big_wal(data_dir: &std::path::Path, url: &str, n: u64) {
+    use protobuf::Message as _;
+    let dir = data_dir.join("raftexample-1");
+    let _lock = DirLock::acquire(&dir).expect("lock");
+    let meta = Metadata {
+        node_id: 1,
+        cluster_id: cluster_id("", &[url.to_string()]),
+        peer_url: url.to_string(),
+        initial_cluster: vec![url.to_string()],
+    };
+    let mut wal = Wal::create(
+        &dir,
+        &meta,
+        WalOptions {
+            segment_size: 64 << 20,
+        },
+    )
+    .expect("create");
+    let mut single = ConfChangeSingle {
+        node_id: 1,
+        ..Default::default()
+    };
+    single.set_change_type(ConfChangeType::AddNode);
+    let mut cc = ConfChangeV2 {
+        context: url.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    cc.mut_changes().push(single);
+    let mut first = Entry {
+        term: 1,
+        index: 1,
+        data: cc.write_to_bytes().expect("encode").into(),
+        ..Default::default()
+    };
+    first.set_entry_type(EntryType::EntryConfChangeV2);
+    wal.save(None, &[first], false).expect("save");
+    let value = "x".repeat(100);
+    let mut index = 2;
+    while index <= n + 1 {
+        let batch: Vec<Entry> = (index..(index + 10_000).min(n + 2))
+            .map(|i| Entry {
+                term: 1,
+                index: i,
+                data: Command::Put {
+                    key: format!("/k{i}"),
+                    value: value.clone(),
+                }
+                .encode()
+                .into(),
+                ..Default::default()
+            })
+            .collect();
+        index += batch.len() as u64;
+        wal.save(None, &batch, false).expect("save");
+    }
+    let hs = HardState {
+        term: 1,
+        commit: n + 1,
+        ..Default::default()
+    };
+    wal.save(Some(&hs), &[], true).expect("save");
+}
+
+/// `/-/ready` answers 503 while a large WAL replays and 200 once everything committed before
+/// the start is applied; `/-/health` answers 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_for_the_replay_of_a_large_wal() {
+    let mut c = ProcCluster::new(1, &[]);
+    let n = 1_000_000;
+    write_big_wal(&c.data_dir(1), &c.peers[0], n);
+    c.spawn(1, &[]);
+    let mut saw_replaying = false;
+    let mut saw_health_during_replay = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/-/ready never answered 200"
+        );
+        match c.get(1, "-/ready").await {
+            Some((200, _)) => break,
+            Some((503, body)) if body.contains("replaying") => {
+                saw_replaying = true;
+                saw_health_during_replay |= c.get(1, "-/health").await.map(|r| r.0) == Some(200);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    assert!(saw_replaying, "never saw /-/ready say it was replaying");
+    assert!(
+        saw_health_during_replay,
+        "/-/health did not answer during replay"
+    );
+    let last = format!("k{}", n + 1);
+    assert_eq!(
+        c.get(1, &format!("{last}?stale")).await.map(|r| r.0),
+        Some(200)
+    );
+}
+
+/// `name{label="value",...} number`, the exposition format's sample line (the parser crate
+/// skips lines it does not understand, so the grammar is checked here).
+fn is_sample_line(line: &str) -> bool {
+    let Some((series, value)) = line.rsplit_once(' ') else {
+        return false;
+    };
+    let value_ok = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => match rest.strip_suffix('}') {
+            Some(labels) => (name, labels),
+            None => return false,
+        },
+        None => (series, ""),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    let labels_ok = labels.is_empty()
+        || labels.split(',').all(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && v.len() >= 2
+                    && v.starts_with('"')
+                    && v.ends_with('"')
+            })
+        });
+    value_ok && name_ok && labels_ok
+}
+
+/// `/-/metrics` is Prometheus text, and its counters move with traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_with_traffic() {
+    let cluster = common::TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_leader().await;
+    let port = cluster.rest_ports[leader as usize - 1];
+    let http = reqwest::Client::new();
+    let scrape = || async {
+        let text = http
+            .get(format!("http://127.0.0.1:{port}/-/metrics"))
+            .send()
+            .await
+            .expect("GET /-/metrics")
+            .text()
+            .await
+            .expect("body");
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            assert!(
+                is_sample_line(line),
+                "not a Prometheus sample line: {line:?}"
+            );
+        }
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parse")
+    };
+    let value = |s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == name)
+            .filter(|x| label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+            .map(|x| match &x.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
+                prometheus_parse::Value::Summary(_) => 0.0,
+            })
+            .sum()
+    };
+    let before = scrape().await;
+    for i in 0..5 {
+        let r = http
+            .put(format!("http://127.0.0.1:{port}/m{i}"))
+            .body("v")
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(r.status().as_u16(), 204);
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/m{i}"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let after = scrape().await;
+    let delta = |name: &str, label: Option<(&str, &str)>| {
+        value(&after, name, label) - value(&before, name, label)
+    };
+    assert_eq!(delta("raftexample_proposals_received_total", None), 5.0);
+    assert_eq!(delta("raftexample_proposals_committed_total", None), 5.0);
+    assert!(delta("raftexample_entries_applied_total", None) >= 5.0);
+    assert_eq!(delta("raftexample_read_index_requests_total", None), 5.0);
+    assert!(delta("raftexample_read_index_seconds", None) >= 5.0);
+    assert!(delta("raftexample_wal_sync_seconds", None) >= 1.0);
+    // Five entries of at least key, value and request id, framed: well over 100 bytes.
+    assert!(delta("raftexample_wal_bytes_written_total", None) > 100.0);
+    assert!(delta("raftexample_peer_messages_sent_total", None) >= 2.0);
+    assert_eq!(
+        delta("raftexample_http_requests_total", Some(("route", "put"))),
+        5.0
+    );
+    assert!(value(&after, "raftexample_term", None) >= 2.0);
+    assert_eq!(value(&after, "raftexample_leader", None), leader as f64);
+    // Every node in this process has its own registry: node 2's counters are its own.
+    let other = if leader == 1 { 2 } else { 1 };
+    let _ = cluster
+        .node(other)
+        .get("/m0", ReadConsistency::Linearizable)
+        .await
+        .expect("read on another node");
+    cluster.shutdown().await;
+}
+
+fn dump(data_dir: &std::path::Path, json: bool) -> (bool, String) {
+    let mut cmd = std::process::Command::new(common::binary());
+    cmd.args(["dump", "--id", "1", "--data-dir"]).arg(data_dir);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("running raftexample dump");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `dump` prints every record of a WAL the node wrote, as text and as JSON lines, and on a
+/// torn WAL prints the good records and the offset where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_prints_the_wal_and_stops_at_a_torn_record() {
+    let mut c = ProcCluster::start(1, &[]).await;
+    c.put_ok(1, "foo", "bar").await;
+    c.put_ok(1, "a b", "with space").await;
+    c.stop(1).await;
+    let data_dir = c.data_dir(1);
+
+    let (ok, text) = dump(&data_dir, false);
+    assert!(ok, "dump failed:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("metadata  node=1"), "{text}");
+    assert!(lines[0].contains(&c.peers[0]), "{text}");
+    for needle in [
+        "conf-change add node 1 url=",
+        "put \"/foo\" = \"bar\"",
+        "put \"/a b\" = \"with space\"",
+        "empty (a new leader's first entry)",
+        "hardstate  term=",
+    ] {
+        assert!(text.contains(needle), "dump lacks {needle:?}:\n{text}");
+    }
+
+    let (ok, json) = dump(&data_dir, true);
+    assert!(ok);
+    let records: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let put = records
+        .iter()
+        .find(|r| r["op"] == "put" && r["key"] == "/foo")
+        .expect("the put of /foo");
+    assert_eq!(put["value"], "bar");
+    assert!(put["index"].as_u64().expect("index") >= 2);
+    assert!(records.iter().any(|r| r["type"] == "hardstate"));
+
+    // Tear the last record: cut a few bytes off the end of the last segment.
+    let wal_dir = data_dir.join("raftexample-1");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("WAL dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    let last = segments.last().expect("a segment");
+    let len = std::fs::metadata(last).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open segment")
+        .set_len(len - 3)
+        .expect("truncate");
+    let (ok, torn) = dump(&data_dir, false);
+    assert!(!ok, "a torn WAL should make dump exit non-zero");
+    let stop_line = torn.lines().last().expect("output");
+    assert!(stop_line.starts_with("stopped:"), "{torn}");
+    assert!(stop_line.contains("offset"), "{stop_line}");
+    assert!(
+        torn.contains("put \"/foo\" = \"bar\""),
+        "good records before the tear: {torn}"
+    );
+    // dump changed nothing: the node itself repairs the tail and starts.
+    assert_eq!(std::fs::metadata(last).expect("stat").len(), len - 3);
+    c.spawn(1, &[]);
+    c.wait_value(1, "foo", "bar", false).await;
+    assert!(
+        c.log(1).contains("torn"),
+        "the node should warn about the torn tail"
+    );
+}
