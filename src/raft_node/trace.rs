@@ -42,7 +42,7 @@ pub(super) fn ready(node: u64, rd: &Ready) {
     );
     messages(
         node,
-        "message (sent after the WAL sync)",
+        "message (sent after the WAL write)",
         rd.persisted_messages(),
     );
     for rs in rd.read_states() {
