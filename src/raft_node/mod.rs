@@ -885,7 +885,9 @@ impl RaftNode {
                             matched: pr.matched,
                             next: pr.next_idx,
                             state: format!("{:?}", pr.state),
-                            reachable: self.transport.is_reachable(*id),
+                            // Heard from within the last election timeout
+                            // (CheckQuorum keeps this up to date).
+                            reachable: pr.recent_active,
                         },
                     )
                 })

@@ -2,26 +2,29 @@
 //!
 //! Outgoing: the raft node hands every message to [`Transport::send`], which only ever does a
 //! `try_send` into the destination peer's bounded queue, so a slow or dead peer can never block
-//! the node. Each peer has its own task ([`peer`]) that drains its queue into one
-//! `POST /raft` per batch over a kept-alive connection. Messages that do not fit are dropped
-//! and raft is told the peer is unreachable; raft retransmits what matters.
+//! the node. Each peer has its own task ([`peer`]) that writes its queue, batch after batch,
+//! into a long-lived `POST /raft/stream`; snapshots go in a `POST /raft` of their own.
+//! Messages that do not fit are dropped and raft is told the peer is unreachable; raft
+//! retransmits what matters.
 //!
-//! Incoming: [`server`] serves `POST /raft` on this node's peer URL and feeds the messages to
+//! Incoming: [`server`] serves both paths on this node's peer URL and feeds the messages to
 //! the raft node's inbox, after checking that they come from this cluster and from a member.
 //!
-//! Wire format of a batch: for each message, its protobuf length as a little-endian `u32`,
-//! then the protobuf bytes (raft-rs `eraftpb::Message`). Headers name the sender's cluster
-//! identity and the sender and receiver ids.
+//! Wire format of a batch (a stream is batches back to back): for each message, its protobuf
+//! length as a little-endian `u32`, then the protobuf bytes (raft-rs `eraftpb::Message`).
+//! Headers name the sender's cluster identity and the sender and receiver ids.
 
 pub mod peer;
 pub mod server;
 
 use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -39,14 +42,16 @@ pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
 pub const HEADER_FROM: &str = "x-raftexample-from";
 /// Header carrying the receiver's node id.
 pub const HEADER_TO: &str = "x-raftexample-to";
-/// Path of the peer endpoint.
+/// Path of the one-request endpoint (snapshots).
 pub const RAFT_PATH: &str = "/raft";
+/// Path of the streaming endpoint (every other message).
+pub const STREAM_PATH: &str = "/raft/stream";
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 
 /// HTTP client shared by all peer tasks.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
 /// What the transport and its server share with the raft node about the cluster.
 #[derive(Debug)]
@@ -58,6 +63,9 @@ pub struct PeerFilter {
     cluster_id: AtomicU64,
     /// Members removed from the cluster: their messages get 410 Gone.
     removed: RwLock<BTreeSet<u64>>,
+    /// When each peer's messages last arrived: a peer task that keeps sending into silence
+    /// knows its connection is dead even while TCP still accepts its writes.
+    last_heard: Mutex<HashMap<u64, Instant>>,
 }
 
 impl PeerFilter {
@@ -67,7 +75,25 @@ impl PeerFilter {
             self_id,
             cluster_id: AtomicU64::new(cluster_id),
             removed: RwLock::new(BTreeSet::new()),
+            last_heard: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records that messages from `peer` just arrived.
+    pub fn heard_from(&self, peer: u64) {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, Instant::now());
+    }
+
+    /// When messages from `peer` last arrived.
+    pub fn last_heard(&self, peer: u64) -> Option<Instant> {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .copied()
     }
 
     /// The cluster identity, 0 if not known yet.
@@ -127,6 +153,9 @@ impl Transport {
         let mut connector = HttpConnector::new();
         // Raft messages are small and latency-bound: never wait for Nagle.
         connector.set_nodelay(true);
+        // A partitioned peer drops our SYNs; without a bound, connecting would retry for
+        // minutes and the stream would come back long after the network did.
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(4)
             .build(connector);
@@ -201,13 +230,6 @@ impl Transport {
         unreachable
     }
 
-    /// Whether the last batch sent to `id` was accepted.
-    pub fn is_reachable(&self, id: u64) -> bool {
-        self.peers
-            .get(&id)
-            .is_some_and(|p| p.reachable.load(Ordering::Relaxed))
-    }
-
     /// The shared filter (cluster identity, removed ids).
     pub fn filter(&self) -> &Arc<PeerFilter> {
         &self.filter
@@ -254,18 +276,34 @@ pub fn encode_batch(messages: &[Message]) -> Vec<u8> {
 
 /// Decodes a request body written by [`encode_batch`].
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(body)?;
+    if used < body.len() {
+        return Err(WireError::Truncated(used));
+    }
+    Ok(messages)
+}
+
+/// Decodes the whole messages at the front of `buf` and removes them from it, leaving a
+/// partial message (a stream's chunk boundaries fall anywhere) for the next call.
+pub fn decode_available(buf: &mut Vec<u8>) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(buf)?;
+    buf.drain(..used);
+    Ok(messages)
+}
+
+/// The whole messages at the front of `body`, and how many bytes they took.
+fn decode_prefix(body: &[u8]) -> Result<(Vec<Message>, usize), WireError> {
     let mut out = Vec::new();
     let mut pos = 0;
-    while pos < body.len() {
-        let len_bytes: [u8; 4] = body
-            .get(pos..pos + 4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(WireError::Truncated(pos))?;
+    while let Some(len_bytes) = body.get(pos..pos + 4) {
+        let len_bytes: [u8; 4] = len_bytes
+            .try_into()
+            .expect("a 4-byte slice converts to [u8; 4]");
         let len = u32::from_le_bytes(len_bytes) as usize;
         let start = pos + 4;
-        let bytes = body
-            .get(start..start + len)
-            .ok_or(WireError::Truncated(pos))?;
+        let Some(bytes) = body.get(start..start + len) else {
+            break;
+        };
         let msg = Message::parse_from_bytes(bytes).map_err(|source| WireError::Protobuf {
             offset: start,
             source,
@@ -273,7 +311,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Message>, WireError> {
         out.push(msg);
         pos = start + len;
     }
-    Ok(out)
+    Ok((out, pos))
 }
 
 #[cfg(test)]
@@ -303,6 +341,26 @@ mod tests {
         let body = encode_batch(&[a.clone(), b.clone()]);
         assert_eq!(decode_batch(&body).expect("decodes"), vec![a, b]);
         assert!(decode_batch(&[]).expect("empty body").is_empty());
+    }
+
+    #[test]
+    fn a_stream_decodes_across_any_chunk_boundary() {
+        let messages: Vec<Message> = (1..=3)
+            .map(|i| Message {
+                to: 2,
+                term: i,
+                ..Default::default()
+            })
+            .collect();
+        let body = encode_batch(&messages);
+        for cut in 0..=body.len() {
+            let mut buf = body[..cut].to_vec();
+            let mut got = decode_available(&mut buf).expect("a prefix decodes");
+            buf.extend_from_slice(&body[cut..]);
+            got.extend(decode_available(&mut buf).expect("the rest decodes"));
+            assert_eq!(got, messages, "cut at {cut}");
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

@@ -1,31 +1,50 @@
-//! One task per peer: drains the peer's bounded queue into batched `POST /raft` requests,
-//! one at a time over a kept-alive connection. While a request is in flight, new messages
-//! queue up and go out together in the next one, so batching grows with load by itself.
+//! One task per peer. Ordinary messages travel on a long-lived stream: one `POST /raft/stream`
+//! whose chunked body carries batch after batch for as long as the connection lives, so a
+//! batch costs one write, not an HTTP request and a wait for its answer (etcd's rafthttp
+//! streams work the same way). Whatever queued while the last write was under way goes out in
+//! the next, so batches grow with load by themselves. Snapshots, which can be large, go in a
+//! request of their own, and raft hears whether they arrived.
+//!
+//! A stream is dropped and reopened when it fails, when the peer has not been heard from for a
+//! while although we keep sending (a partition leaves a TCP connection that only looks open),
+//! and when it has been idle for long.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame};
 use hyper::{Method, Request, StatusCode};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerFilter, RAFT_PATH};
+use super::{
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerFilter, RAFT_PATH, STREAM_PATH,
+};
 use crate::metrics::Metrics;
 use crate::raft_node::Inbox;
 
-/// How long a batch of ordinary messages may take. A stopped peer (SIGSTOP) accepts the
-/// connection but never answers; without a bound its queue would stall for good.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a snapshot may take: it can be hundreds of megabytes.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Pause after a failed request, so a dead peer costs one attempt per interval, not a spin.
+/// Pause after a failed stream, so a dead peer costs one attempt per interval, not a spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// Most messages per request.
+/// Most messages per write.
 const MAX_BATCH: usize = 1024;
+/// Encoded batches buffered between this task and the connection.
+const STREAM_BUFFER: usize = 8;
+/// A peer we keep sending to but do not hear from for this long gets a fresh connection.
+/// Raft peers answer within milliseconds; only a cut or a stopped peer is this quiet.
+const SILENCE_LIMIT: Duration = Duration::from_secs(2);
+/// A stream with nothing to carry for this long is closed (two followers rarely talk).
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// How often the task looks at the clock when there is nothing to send.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the raft node keeps for a running peer task.
 pub struct PeerHandle {
@@ -35,8 +54,6 @@ pub struct PeerHandle {
     pub cancel: CancellationToken,
     /// Where the peer listens.
     pub url: String,
-    /// Whether the last request succeeded.
-    pub reachable: Arc<AtomicBool>,
 }
 
 /// Everything a peer task needs.
@@ -49,7 +66,7 @@ pub struct PeerTask {
     pub client: HttpClient,
     /// Where failures are reported.
     pub inbox: mpsc::Sender<Inbox>,
-    /// Our cluster identity and id.
+    /// Our cluster identity and id, and when each peer was last heard from.
     pub filter: Arc<PeerFilter>,
     /// Where sent and dropped messages are counted.
     pub metrics: Arc<Metrics>,
@@ -63,135 +80,221 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> PeerHandle {
     let (tx, rx) = mpsc::channel(queue);
-    let reachable = Arc::new(AtomicBool::new(true));
     let handle = PeerHandle {
         tx,
         cancel: cancel.clone(),
         url: task.url.clone(),
-        reachable: reachable.clone(),
     };
     runtime.spawn(async move {
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = task.run(rx, reachable) => {}
+            _ = task.run(rx) => {}
         }
     });
     handle
 }
 
-/// How a request ended.
+/// How a stream or a request ended.
 enum Sent {
+    /// Closed by us (idle) or accepted.
     Ok,
     /// The peer says we were removed from the cluster.
     Gone(String),
-    /// The peer refused the batch (another cluster, wrong id) or could not be reached.
+    /// Refused (another cluster, wrong id), unreachable, or gone quiet.
     Failed(String),
 }
 
+/// A request body fed from a channel: each batch becomes one chunk.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
 impl PeerTask {
-    async fn run(self, mut rx: mpsc::Receiver<Message>, reachable: Arc<AtomicBool>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut logged_failure = false;
-        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            // A snapshot travels alone, with its own deadline and a status report to raft.
-            let snapshots: Vec<Message> = {
-                let (snaps, rest): (Vec<_>, Vec<_>) = batch
-                    .drain(..)
-                    .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-                batch = rest;
-                snaps
+        loop {
+            let outcome = match self.stream(&mut rx).await {
+                Some(outcome) => outcome,
+                None => return, // the transport dropped this peer
             };
-            let mut ok = true;
-            if !batch.is_empty() {
-                ok = self
-                    .deliver(&batch, BATCH_TIMEOUT, &mut logged_failure)
-                    .await;
-                batch.clear();
+            match outcome {
+                Sent::Ok => {}
+                Sent::Gone(reason) => {
+                    tracing::warn!(peer = self.id, %reason, "peer says this node was removed");
+                    let _ = self.inbox.send(Inbox::RemovedByPeer(self.id)).await;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Sent::Failed(reason) => {
+                    // Once per outage: a dead peer would otherwise log ten lines a second.
+                    if !logged_failure {
+                        tracing::warn!(peer = self.id, url = %self.url, %reason, "cannot send to peer");
+                        logged_failure = true;
+                    }
+                    // try_send: the node may be busy, and a report lost now is made again.
+                    let _ = self.inbox.try_send(Inbox::Unreachable(self.id));
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    // What queued meanwhile is stale; raft resends what still matters.
+                    let mut stale = Vec::new();
+                    while rx.try_recv().map(|m| stale.push(m)).is_ok() {}
+                    self.count(&self.metrics.peer_messages_dropped, stale.len());
+                    continue;
+                }
             }
-            for snap in snapshots {
-                let delivered = self
-                    .deliver(
-                        std::slice::from_ref(&snap),
-                        SNAPSHOT_TIMEOUT,
-                        &mut logged_failure,
-                    )
-                    .await;
-                let _ = self
-                    .inbox
-                    .send(Inbox::SnapshotStatus {
-                        peer: self.id,
-                        delivered,
-                    })
-                    .await;
-                ok &= delivered;
-            }
-            reachable.store(ok, Ordering::Relaxed);
-            if !ok {
-                // try_send: the node may be busy, and a report lost now is made again on
-                // the next failure.
-                let _ = self.inbox.try_send(Inbox::Unreachable(self.id));
-                tokio::time::sleep(RETRY_PAUSE).await;
+            if logged_failure {
+                tracing::info!(peer = self.id, url = %self.url, "peer reachable again");
+                logged_failure = false;
             }
         }
     }
 
-    /// Sends one batch; returns whether the peer accepted it.
-    async fn deliver(&self, batch: &[Message], timeout: Duration, logged: &mut bool) -> bool {
-        let outcome = match tokio::time::timeout(timeout, self.post(batch)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Sent::Failed(format!("no answer within {timeout:?}")),
+    /// Opens a stream and feeds it until it ends. `None` when the queue is closed.
+    async fn stream(&self, rx: &mut mpsc::Receiver<Message>) -> Option<Sent> {
+        let (frames, body) = mpsc::channel(STREAM_BUFFER);
+        let request = match self.request(STREAM_PATH, ChannelBody(body).boxed()) {
+            Ok(r) => r,
+            Err(reason) => return Some(Sent::Failed(reason)),
         };
-        let counter = match outcome {
-            Sent::Ok => &self.metrics.peer_messages_sent,
-            _ => &self.metrics.peer_messages_dropped,
-        };
-        counter
-            .with_label_values(&[&self.id.to_string()])
-            .inc_by(batch.len() as u64);
-        match outcome {
-            Sent::Ok => {
-                if *logged {
-                    tracing::info!(peer = self.id, url = %self.url, "peer reachable again");
-                    *logged = false;
+        let mut answer = std::pin::pin!(self.answer(request));
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut last_send = Instant::now();
+        let mut awaiting_since: Option<Instant> = None;
+        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                // The peer answers a stream only to refuse it, or when it breaks.
+                outcome = &mut answer => return Some(match outcome {
+                    Sent::Ok => Sent::Failed("the peer closed the stream".into()),
+                    other => other,
+                }),
+                n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        return None;
+                    }
+                    for snap in extract_snapshots(&mut batch) {
+                        self.spawn_snapshot(snap);
+                    }
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let bytes = super::encode_batch(&batch);
+                    let count = batch.len();
+                    batch.clear();
+                    // Blocks while the connection is full: the queue then fills and the raft
+                    // node, which only ever try_sends, drops and reports instead of waiting.
+                    if frames.send(Bytes::from(bytes)).await.is_err() {
+                        return Some((&mut answer).await).map(|o| match o {
+                            Sent::Ok => Sent::Failed("the stream broke".into()),
+                            other => other,
+                        });
+                    }
+                    self.count(&self.metrics.peer_messages_sent, count);
+                    last_send = Instant::now();
+                    awaiting_since.get_or_insert(last_send);
                 }
-                true
-            }
-            Sent::Gone(reason) => {
-                tracing::warn!(peer = self.id, %reason, "peer says this node was removed");
-                let _ = self.inbox.send(Inbox::RemovedByPeer(self.id)).await;
-                false
-            }
-            Sent::Failed(reason) => {
-                // Once per outage: a dead peer would otherwise log ten lines a second.
-                if !*logged {
-                    tracing::warn!(peer = self.id, url = %self.url, %reason, "cannot send to peer");
-                    *logged = true;
+                _ = watch.tick() => {
+                    let heard = self.filter.last_heard(self.id);
+                    if let Some(since) = awaiting_since {
+                        if heard.is_some_and(|h| h >= since) {
+                            awaiting_since = None;
+                        } else if since.elapsed() > SILENCE_LIMIT {
+                            return Some(Sent::Failed(format!(
+                                "no answer for {SILENCE_LIMIT:?}; reconnecting"
+                            )));
+                        }
+                    }
+                    if last_send.elapsed() > IDLE_LIMIT {
+                        return Some(Sent::Ok);
+                    }
                 }
-                false
             }
         }
     }
 
-    async fn post(&self, batch: &[Message]) -> Sent {
-        let body = super::encode_batch(batch);
-        let request = Request::builder()
+    fn count(&self, counter: &prometheus::IntCounterVec, n: usize) {
+        if n > 0 {
+            counter
+                .with_label_values(&[&self.id.to_string()])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Sends a snapshot in a request of its own and tells raft how it went.
+    fn spawn_snapshot(&self, snap: Message) {
+        let task = PeerTask {
+            id: self.id,
+            url: self.url.clone(),
+            client: self.client.clone(),
+            inbox: self.inbox.clone(),
+            filter: self.filter.clone(),
+            metrics: self.metrics.clone(),
+        };
+        tokio::spawn(async move {
+            let body = http_body_util::Full::new(Bytes::from(super::encode_batch(
+                std::slice::from_ref(&snap),
+            )));
+            let outcome = match task.request(RAFT_PATH, body.map_err(|e| match e {}).boxed()) {
+                Ok(request) => tokio::time::timeout(SNAPSHOT_TIMEOUT, task.answer(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Sent::Failed(format!("not delivered in {SNAPSHOT_TIMEOUT:?}"))
+                    }),
+                Err(reason) => Sent::Failed(reason),
+            };
+            let delivered = matches!(outcome, Sent::Ok);
+            if let Sent::Failed(reason) = &outcome {
+                tracing::warn!(peer = task.id, %reason, "snapshot not delivered");
+            }
+            let counter = if delivered {
+                &task.metrics.peer_messages_sent
+            } else {
+                &task.metrics.peer_messages_dropped
+            };
+            task.count(counter, 1);
+            let _ = task
+                .inbox
+                .send(Inbox::SnapshotStatus {
+                    peer: task.id,
+                    delivered,
+                })
+                .await;
+        });
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        body: BoxBody<Bytes, Infallible>,
+    ) -> Result<Request<BoxBody<Bytes, Infallible>>, String> {
+        Request::builder()
             .method(Method::POST)
-            .uri(format!("{}{}", self.url, RAFT_PATH))
+            .uri(format!("{}{path}", self.url))
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
             .header(HEADER_CLUSTER, format!("{:x}", self.filter.cluster_id()))
             .header(HEADER_FROM, self.filter.self_id.to_string())
             .header(HEADER_TO, self.id.to_string())
-            .body(Full::new(Bytes::from(body)));
-        let request = match request {
-            Ok(r) => r,
-            Err(err) => return Sent::Failed(format!("bad peer URL {}: {err}", self.url)),
-        };
+            .body(body)
+            .map_err(|err| format!("bad peer URL {}: {err}", self.url))
+    }
+
+    /// Sends a request and classifies the answer.
+    async fn answer(&self, request: Request<BoxBody<Bytes, Infallible>>) -> Sent {
         let response = match self.client.request(request).await {
             Ok(r) => r,
-            Err(err) => return Sent::Failed(err.to_string()),
+            Err(err) => return Sent::Failed(error_chain(&err)),
         };
         let status = response.status();
-        // Read the (short) body to the end so the connection goes back to the pool.
+        // Read the (short) body to the end so the connection can be reused.
         let text = match response.into_body().collect().await {
             Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_string(),
             Err(err) => return Sent::Failed(err.to_string()),
@@ -202,4 +305,32 @@ impl PeerTask {
             s => Sent::Failed(format!("{s}: {text}")),
         }
     }
+}
+
+/// Takes the snapshots out of a batch, keeping the other messages in order.
+fn extract_snapshots(batch: &mut Vec<Message>) -> Vec<Message> {
+    if !batch
+        .iter()
+        .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+    {
+        return Vec::new();
+    }
+    let (snaps, rest) = std::mem::take(batch)
+        .into_iter()
+        .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+    *batch = rest;
+    snaps
+}
+
+/// An error with its causes: hyper's top-level message ("client error (Connect)") alone
+/// does not say what went wrong.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }

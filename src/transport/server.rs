@@ -1,25 +1,38 @@
-//! The receiving half of the transport: `POST /raft` on this node's peer URL. It checks that a
-//! batch comes from this cluster, is meant for this node and is not from a removed member,
-//! then hands the messages to the raft node's inbox. Refusals are 4xx with a one-line reason,
-//! logged once per sender so a stray node cannot flood the log.
+//! The receiving half of the transport, on this node's peer URL: `POST /raft/stream` (a
+//! long-lived stream of batches) and `POST /raft` (one batch, used for snapshots). Both check
+//! that the sender is of this cluster, that the message is meant for this node and that the
+//! sender was not removed, then hand the messages to the raft node's inbox. Refusals are 4xx
+//! with a one-line reason, logged once per sender so a stray node cannot flood the log.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use http_body_util::BodyExt;
+use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 
-use super::{HEADER_CLUSTER, HEADER_FROM, HEADER_TO, PeerFilter, RAFT_PATH, decode_batch};
+use super::{
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, PeerFilter, RAFT_PATH, STREAM_PATH, decode_available,
+    decode_batch,
+};
 use crate::raft_node::Inbox;
 
-/// Largest batch accepted: a snapshot of a big store travels in one request.
+/// Largest single request: a snapshot of a big store travels in one.
 const MAX_BATCH_BYTES: usize = 1 << 30;
+/// A stream that carries nothing for this long is closed here; its sender reconnects when it
+/// has something to say (and a vanished sender does not leave a task behind forever).
+const STREAM_IDLE: Duration = Duration::from_secs(60);
 
-/// State of the peer endpoint.
+/// A refusal: status and one line of reason.
+type Refusal = (StatusCode, String);
+
+/// State of the peer endpoints.
 #[derive(Clone)]
 pub struct PeerServer {
     filter: Arc<PeerFilter>,
@@ -42,6 +55,7 @@ impl PeerServer {
     pub fn router(self) -> Router {
         Router::new()
             .route(RAFT_PATH, post(receive))
+            .route(STREAM_PATH, post(receive_stream))
             .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
             .with_state(self)
     }
@@ -52,6 +66,81 @@ impl PeerServer {
             tracing::warn!("{text}");
         }
     }
+
+    /// Checks the headers; returns the sender's id.
+    fn admit(&self, headers: &HeaderMap) -> Result<u64, Refusal> {
+        let filter = &self.filter;
+        let (Some(from), Some(to), Some(cluster)) = (
+            header_u64(headers, HEADER_FROM, 10),
+            header_u64(headers, HEADER_TO, 10),
+            header_u64(headers, HEADER_CLUSTER, 16),
+        ) else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_CLUSTER} header\n"
+                ),
+            ));
+        };
+        if to != filter.self_id {
+            let text = format!(
+                "message for node {to} reached node {} (check the order of --cluster)",
+                filter.self_id
+            );
+            self.log_once(from, u64::MAX - to, &text);
+            return Err((StatusCode::PRECONDITION_FAILED, text + "\n"));
+        }
+        // A joining node learns its cluster from the first message it gets.
+        let ours = if cluster == 0 {
+            filter.cluster_id()
+        } else {
+            filter.adopt_cluster_id(cluster)
+        };
+        if cluster != 0 && cluster != ours {
+            let text = format!(
+                "refusing messages from node {from}: it belongs to cluster {cluster:x}, this node \
+                 to cluster {ours:x}; node {from} was probably started on a data dir of another \
+                 cluster (or with another --cluster-token)"
+            );
+            self.log_once(from, cluster, &text);
+            return Err((StatusCode::PRECONDITION_FAILED, text + "\n"));
+        }
+        self.check_not_removed(from)?;
+        Ok(from)
+    }
+
+    fn check_not_removed(&self, from: u64) -> Result<(), Refusal> {
+        if self.filter.is_removed(from) {
+            return Err((
+                StatusCode::GONE,
+                format!("node {from} was removed from the cluster\n"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands a batch to the raft node.
+    async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
+        if messages
+            .iter()
+            .any(|m| m.to != self.filter.self_id || m.from != from)
+        {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "batch holds messages whose from/to disagree with the headers\n".to_string(),
+            ));
+        }
+        self.filter.heard_from(from);
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.inbox.send(Inbox::Step(messages)).await.map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "raft node is shutting down\n".to_string(),
+            )
+        })
+    }
 }
 
 fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
@@ -59,69 +148,53 @@ fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
     u64::from_str_radix(text, radix).ok()
 }
 
-async fn receive(
+async fn receive(State(server): State<PeerServer>, headers: HeaderMap, body: Bytes) -> Refusal {
+    let result = async {
+        let from = server.admit(&headers)?;
+        let messages = decode_batch(&body)
+            .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
+        server.deliver(from, messages).await
+    }
+    .await;
+    result.map_or_else(
+        |refusal| refusal,
+        |()| (StatusCode::NO_CONTENT, String::new()),
+    )
+}
+
+/// Reads batch after batch until the sender closes the stream. An answer is sent only when
+/// it ends, or at once to refuse it.
+async fn receive_stream(
     State(server): State<PeerServer>,
     headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let filter = &server.filter;
-    let (Some(from), Some(to), Some(cluster)) = (
-        header_u64(&headers, HEADER_FROM, 10),
-        header_u64(&headers, HEADER_TO, 10),
-        header_u64(&headers, HEADER_CLUSTER, 16),
-    ) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_CLUSTER} header\n"),
-        );
-    };
-    if to != filter.self_id {
-        let text = format!(
-            "message for node {to} reached node {} (check the order of --cluster)",
-            filter.self_id
-        );
-        server.log_once(from, u64::MAX - to, &text);
-        return (StatusCode::PRECONDITION_FAILED, text + "\n");
+    body: Body,
+) -> Refusal {
+    let result = async {
+        let from = server.admit(&headers)?;
+        let mut body = body;
+        let mut buf = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
+                Err(_) | Ok(None) => return Ok(()),
+                Ok(Some(Err(err))) => {
+                    return Err((StatusCode::BAD_REQUEST, format!("stream broken: {err}\n")));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            let messages = decode_available(&mut buf)
+                .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
+            // Removal can happen while the stream is open: stop listening at once.
+            server.check_not_removed(from)?;
+            server.deliver(from, messages).await?;
+        }
     }
-    // A joining node learns its cluster from the first message it gets.
-    let ours = if cluster == 0 {
-        filter.cluster_id()
-    } else {
-        filter.adopt_cluster_id(cluster)
-    };
-    if cluster != 0 && cluster != ours {
-        let text = format!(
-            "refusing messages from node {from}: it belongs to cluster {cluster:x}, this node to \
-             cluster {ours:x}; node {from} was probably started on a data dir of another cluster \
-             (or with another --cluster-token)"
-        );
-        server.log_once(from, cluster, &text);
-        return (StatusCode::PRECONDITION_FAILED, text + "\n");
-    }
-    if filter.is_removed(from) {
-        return (
-            StatusCode::GONE,
-            format!("node {from} was removed from the cluster\n"),
-        );
-    }
-    let messages = match decode_batch(&body) {
-        Ok(m) => m,
-        Err(err) => return (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")),
-    };
-    if messages
-        .iter()
-        .any(|m| m.to != filter.self_id || m.from != from)
-    {
-        return (
-            StatusCode::BAD_REQUEST,
-            "batch holds messages whose from/to disagree with the headers\n".to_string(),
-        );
-    }
-    if server.inbox.send(Inbox::Step(messages)).await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "raft node is shutting down\n".to_string(),
-        );
-    }
-    (StatusCode::NO_CONTENT, String::new())
+    .await;
+    result.map_or_else(
+        |refusal| refusal,
+        |()| (StatusCode::NO_CONTENT, String::new()),
+    )
 }
