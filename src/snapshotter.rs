@@ -289,15 +289,18 @@ fn read_snap(path: &Path, term: u64, index: u64) -> Result<Snapshot, Error> {
         }
         Err(e) => return Err(io_err(path)(e)),
     };
-    decode(&bytes, term, index).map_err(|(offset, reason)| Error::Corrupt {
+    decode(bytes, term, index).map_err(|(offset, reason)| Error::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
         reason,
     })
 }
 
-/// Parses a snapshot file; on failure returns the offset of the problem and a reason.
-fn decode(b: &[u8], term: u64, index: u64) -> Result<Snapshot, (usize, String)> {
+/// Parses a snapshot file; on failure returns the offset of the problem and a reason. Takes
+/// the file's bytes by value so that the data can be a view into them, not a copy (a big
+/// store's snapshot is hundreds of megabytes).
+fn decode(file: Vec<u8>, term: u64, index: u64) -> Result<Snapshot, (usize, String)> {
+    let b = file.as_slice();
     if b.len() < MIN_LEN {
         return Err((
             b.len(),
@@ -351,9 +354,10 @@ fn decode(b: &[u8], term: u64, index: u64) -> Result<Snapshot, (usize, String)> 
             ),
         ));
     }
+    let data_end = body.len();
     let mut snap = Snapshot::default();
     snap.set_metadata(meta);
-    snap.data = body[data_start..].to_vec().into();
+    snap.data = bytes::Bytes::from(file).slice(data_start..data_end);
     Ok(snap)
 }
 

@@ -1,16 +1,15 @@
 //! Seeing inside: `/-/status` across an election and a write, `/-/ready` while a large WAL
 //! replays, `/-/metrics` as Prometheus text, and `raftexample dump` on good and torn WALs.
 
+#[path = "../examples/support/bigdata.rs"]
+#[allow(dead_code)] // the examples use more of it
+mod bigdata;
 mod common;
 
 use std::time::Duration;
 
 use common::{ProcCluster, wait_for};
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
-use raftexample::kvstore::Command;
 use raftexample::raft_node::ReadConsistency;
-use raftexample::wal::{Metadata, Wal, WalOptions};
-use raftexample::{fsutil::DirLock, membership::cluster_id};
 
 fn field(s: &serde_json::Value, name: &str) -> u64 {
     s[name]
@@ -79,77 +78,13 @@ async fn status_follows_elections_and_writes() {
     assert!(text.contains("members:"), "{text}");
 }
 
-/// Writes a WAL of `n` puts, as a single-node cluster would have, so start-up must replay it.
-fn write_big_wal(data_dir: &std::path::Path, url: &str, n: u64) {
-    use protobuf::Message as _;
-    let dir = data_dir.join("raftexample-1");
-    let _lock = DirLock::acquire(&dir).expect("lock");
-    let meta = Metadata {
-        node_id: 1,
-        cluster_id: cluster_id("", &[url.to_string()]),
-        peer_url: url.to_string(),
-        initial_cluster: vec![url.to_string()],
-    };
-    let mut wal = Wal::create(
-        &dir,
-        &meta,
-        WalOptions {
-            segment_size: 64 << 20,
-        },
-    )
-    .expect("create");
-    let mut single = ConfChangeSingle {
-        node_id: 1,
-        ..Default::default()
-    };
-    single.set_change_type(ConfChangeType::AddNode);
-    let mut cc = ConfChangeV2 {
-        context: url.as_bytes().to_vec().into(),
-        ..Default::default()
-    };
-    cc.mut_changes().push(single);
-    let mut first = Entry {
-        term: 1,
-        index: 1,
-        data: cc.write_to_bytes().expect("encode").into(),
-        ..Default::default()
-    };
-    first.set_entry_type(EntryType::EntryConfChangeV2);
-    wal.save(None, &[first], false).expect("save");
-    let value = "x".repeat(100);
-    let mut index = 2;
-    while index <= n + 1 {
-        let batch: Vec<Entry> = (index..(index + 10_000).min(n + 2))
-            .map(|i| Entry {
-                term: 1,
-                index: i,
-                data: Command::Put {
-                    key: format!("/k{i}"),
-                    value: value.clone(),
-                }
-                .encode()
-                .into(),
-                ..Default::default()
-            })
-            .collect();
-        index += batch.len() as u64;
-        wal.save(None, &batch, false).expect("save");
-    }
-    let hs = HardState {
-        term: 1,
-        commit: n + 1,
-        ..Default::default()
-    };
-    wal.save(Some(&hs), &[], true).expect("save");
-}
-
 /// `/-/ready` answers 503 while a large WAL replays and 200 once everything committed before
 /// the start is applied; `/-/health` answers 200 throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_waits_for_the_replay_of_a_large_wal() {
     let mut c = ProcCluster::new(1, &[]);
     let n = 1_000_000;
-    write_big_wal(&c.data_dir(1), &c.peers[0], n);
+    bigdata::write_wal(&c.data_dir(1), &c.peers[0], n);
     c.spawn(1, &[]);
     let mut saw_replaying = false;
     let mut saw_health_during_replay = false;
@@ -173,11 +108,10 @@ async fn ready_waits_for_the_replay_of_a_large_wal() {
         saw_health_during_replay,
         "/-/health did not answer during replay"
     );
-    let last = format!("k{}", n + 1);
-    assert_eq!(
-        c.get(1, &format!("{last}?stale")).await.map(|r| r.0),
-        Some(200)
-    );
+    // The last key of the WAL is there (the path drops the key's leading slash).
+    let last = bigdata::key(n - 1);
+    let path = format!("{}?stale", &last[1..]);
+    assert_eq!(c.get(1, &path).await.map(|r| r.0), Some(200), "{last}");
 }
 
 /// `name{label="value",...} number`, the exposition format's sample line (the parser crate

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TestCluster, wait_for};
@@ -210,10 +209,10 @@ async fn snapshot_covers_exactly_the_applied_entries() {
     for path in files {
         let snap = snapshotter::read_file(&path).expect("snapshot reads");
         let index = snap.get_metadata().index;
-        let mut expected = HashMap::new();
+        let mut expected = raftexample::kvstore::Map::default();
         for (i, k, v) in &puts {
             if *i <= index {
-                expected.insert(k.clone(), v.clone());
+                expected.insert(k.as_str().into(), v.as_str().into());
             }
         }
         let (_, map) = decode_snapshot(&snap.data).expect("snapshot decodes");

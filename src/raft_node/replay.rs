@@ -6,7 +6,6 @@
 //! Before any network I/O, a WAL left by another node or another cluster is refused with a
 //! message that says whose it is and what to do about it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{
@@ -75,7 +74,7 @@ pub struct Recovered {
     /// Members as of the snapshot (the log replay brings them up to date).
     pub members: Members,
     /// The key-value map as of the snapshot.
-    pub kv: HashMap<String, String>,
+    pub kv: crate::kvstore::Map,
     /// Index of the snapshot loaded (0 if none).
     pub snapshot_index: u64,
     /// Its conf state.
@@ -112,7 +111,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
                 mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
                 (members, kv, Some(meta))
             }
-            None => (Members::default(), HashMap::new(), None),
+            None => (Members::default(), crate::kvstore::Map::default(), None),
         };
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
         let entries = contents.entries_after(snapshot_index)?;
@@ -160,7 +159,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
             wal: None,
             storage: NodeStorage::new(mem, snapshotter, None),
             members: Members::default(),
-            kv: HashMap::new(),
+            kv: crate::kvstore::Map::default(),
             snapshot_index: 0,
             conf_state: ConfState::default(),
             cluster_id: 0,
@@ -202,7 +201,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         wal: Some(wal),
         storage: NodeStorage::new(mem, snapshotter, None),
         members: Members::default(),
-        kv: HashMap::new(),
+        kv: crate::kvstore::Map::default(),
         snapshot_index: 0,
         conf_state,
         cluster_id: cluster,
