@@ -102,12 +102,20 @@ impl Running {
 /// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
 /// gets a thread of its own.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let mut recovered = {
+    let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
             .await
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
+    start_recovered(config, recovered).await
+}
+
+/// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered.
+async fn start_recovered(
+    config: Config,
+    mut recovered: raft_node::Recovered,
+) -> Result<Running, StartError> {
     let own_url = config
         .own_peer_url()
         .expect("replay_wal checked that --id has a URL in --cluster");
@@ -225,4 +233,68 @@ fn serve(
             tracing::error!(%err, "HTTP server stopped");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft_node::ProposalError;
+
+    /// A failed fsync is final: the node stops with an error naming the WAL file, and the
+    /// write whose batch could not be synced is never acknowledged. The data dir then opens
+    /// again from what is on disk.
+    #[test]
+    fn a_failed_sync_stops_the_node_and_acknowledges_nothing() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = Config {
+            cluster: vec![format!("http://127.0.0.1:{port}")],
+            port: 0,
+            listen_host: "127.0.0.1".parse().expect("a literal address"),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let mut recovered = raft_node::replay_wal(&config).expect("bootstrap");
+            recovered
+                .wal
+                .as_mut()
+                .expect("a bootstrapped node has a WAL")
+                .inject_sync_failure();
+            let running = start_recovered(config.clone(), recovered)
+                .await
+                .expect("start");
+            let put = running.node.put("/k".into(), "v".into()).await;
+            assert!(
+                matches!(put, Err(ProposalError::Stopped | ProposalError::NoLeader)),
+                "a write must not be acknowledged: {put:?}"
+            );
+            let kv = running.node.kv().clone();
+            match running.wait().await {
+                Exit::Fatal(reason) => {
+                    assert!(reason.contains("raftexample-1"), "{reason}");
+                    assert!(reason.contains("sync"), "{reason}");
+                }
+                other => panic!("expected a fatal stop, got {other:?}"),
+            }
+            assert_eq!(kv.get("/k"), None);
+
+            let running = start(config).await.expect("restart from disk");
+            let node = running.node.clone();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while node.put("/k".into(), "v".into()).await.is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no write after restart"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            running.shutdown();
+            running.wait().await;
+        });
+    }
 }
