@@ -5,18 +5,20 @@
 //! they are answered only after every entry up to their read index is in the map.
 
 use std::collections::HashMap;
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use raft::eraftpb::{Entry, EntryType};
+use raft::eraftpb::{Entry, EntryType, SnapshotMetadata};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::membership::Members;
 use crate::raft_node::Responder;
+use crate::snapshotter::Snapshotter;
 
 /// What a normal log entry asks the state machine to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +64,17 @@ pub enum Apply {
     },
     /// Linearizable reads whose read index is ≤ everything sent before this message.
     Reads(Vec<Responder>),
-    /// Serialize the state as of everything sent before this message.
+    /// Save a snapshot of the state as of everything sent before this message, streaming
+    /// the map into the snapshot file (never a second copy of the state in memory).
     Snapshot {
         /// Membership as of the same index, stored beside the map.
         members: Members,
-        /// Receives the snapshot data.
-        reply: oneshot::Sender<Vec<u8>>,
+        /// Term, index and conf state of the snapshot.
+        meta: SnapshotMetadata,
+        /// Where it is saved.
+        snapshotter: Arc<Snapshotter>,
+        /// Told once the file is durable (or why it is not).
+        reply: oneshot::Sender<Result<(), crate::snapshotter::Error>>,
     },
 }
 
@@ -155,9 +162,20 @@ impl KvStore {
                         let _ = waiter.send(Ok(()));
                     }
                 }
-                Apply::Snapshot { members, reply } => {
-                    let data = encode_snapshot(&members, &self.read());
-                    let _ = reply.send(data);
+                Apply::Snapshot {
+                    members,
+                    meta,
+                    snapshotter,
+                    reply,
+                } => {
+                    // Applies wait meanwhile (this is their thread); reads go on under the
+                    // shared lock.
+                    let map = self.read();
+                    let len = snapshot_len(&members, &map);
+                    let saved =
+                        snapshotter.save_with(&meta, len, |w| write_snapshot(w, &members, &map));
+                    drop(map);
+                    let _ = reply.send(saved);
                 }
             }
         }
@@ -199,43 +217,171 @@ impl KvStore {
     }
 }
 
-/// Snapshot data: the membership, then the map, both bincode. Members come first so the raft
-/// node can read them without decoding the whole map.
+// Snapshot data, written and read as a stream (a million-key store's snapshot is never whole
+// in memory on the way to or from its file):
+//
+//   members_len u32 LE | members (bincode)  -- first, so the raft node can read them alone
+//   count varint | count × (key_len varint | key | value_len varint | value)
+//
+// Varints are bincode's: a byte below 251 is the value; 251, 252, 253 announce a u16, u32 or
+// u64 that follows, little-endian. Every length is checked against the bytes that remain
+// before anything is allocated, so a damaged length cannot make the decoder allocate wildly.
+
+/// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
+pub fn snapshot_len(members: &Members, map: &Map) -> u64 {
+    let pairs: u64 = map
+        .iter()
+        .map(|(k, v)| {
+            varint_len(k.len() as u64)
+                + k.len() as u64
+                + varint_len(v.len() as u64)
+                + v.len() as u64
+        })
+        .sum();
+    4 + members_bytes(members).len() as u64 + varint_len(map.len() as u64) + pairs
+}
+
+/// Writes snapshot data for `members` and `map`.
+pub fn write_snapshot(w: &mut dyn Write, members: &Members, map: &Map) -> io::Result<()> {
+    let members = members_bytes(members);
+    let members_len = u32::try_from(members.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "membership over 4 GiB"))?;
+    w.write_all(&members_len.to_le_bytes())?;
+    w.write_all(&members)?;
+    write_varint(w, map.len() as u64)?;
+    for (key, value) in map {
+        write_varint(w, key.len() as u64)?;
+        w.write_all(key.as_bytes())?;
+        write_varint(w, value.len() as u64)?;
+        w.write_all(value.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Reads snapshot data of `len` bytes written by [`write_snapshot`].
+pub fn read_snapshot(r: &mut dyn Read, len: u64) -> io::Result<(Members, Map)> {
+    let mut remaining = len;
+    let members = read_members(r, &mut remaining)?;
+    let count = read_varint(r, &mut remaining)?;
+    // Each pair takes at least two bytes: never size the table from an unchecked count.
+    let mut map = Map::with_capacity_and_hasher(
+        usize::try_from(count.min(remaining / 2)).unwrap_or(0),
+        Default::default(),
+    );
+    for _ in 0..count {
+        let key = read_string(r, &mut remaining)?;
+        let value = read_string(r, &mut remaining)?;
+        map.insert(key, value);
+    }
+    if remaining != 0 {
+        return Err(invalid(format!("{remaining} bytes after the last key")));
+    }
+    Ok((members, map))
+}
+
+/// Snapshot data in memory (what travels in a raft message).
 pub fn encode_snapshot(members: &Members, map: &Map) -> Vec<u8> {
-    let cfg = bincode::config::standard();
-    let mut out = bincode::serde::encode_to_vec(members, cfg)
-        .expect("encoding into a Vec cannot fail: no I/O, no size limit");
-    bincode::serde::encode_into_std_write(map, &mut out, cfg)
-        .expect("encoding into a Vec cannot fail: no I/O, no size limit");
+    let mut out = Vec::with_capacity(snapshot_len(members, map) as usize);
+    write_snapshot(&mut out, members, map).expect("writing into a Vec cannot fail");
     out
 }
 
-/// Reads the membership at the front of snapshot data.
-pub fn decode_members(data: &[u8]) -> Result<Members, bincode::error::DecodeError> {
-    bincode::serde::decode_from_slice(data, bincode::config::standard()).map(|(m, _)| m)
+/// Decodes snapshot data held in memory.
+pub fn decode_snapshot(mut data: &[u8]) -> io::Result<(Members, Map)> {
+    let len = data.len() as u64;
+    read_snapshot(&mut data, len)
 }
 
-/// Decodes snapshot data written by [`encode_snapshot`].
-pub fn decode_snapshot(data: &[u8]) -> Result<(Members, Map), bincode::error::DecodeError> {
-    let cfg = bincode::config::standard();
-    let (members, mut pos) = bincode::serde::decode_from_slice(data, cfg)?;
-    // The map by hand, in the layout serde gave it (a length, then key/value pairs): sized
-    // once from the length (serde caps its guess, so a big map would rehash repeatedly),
-    // and the strings borrowed from the buffer and boxed once.
-    let (len, used): (u64, usize) = bincode::decode_from_slice(&data[pos..], cfg)?;
-    pos += used;
-    let mut map = Map::with_capacity_and_hasher(
-        // Never trust a length to allocate: each pair takes at least two bytes.
-        (len as usize).min((data.len() - pos) / 2),
-        Default::default(),
-    );
-    for _ in 0..len {
-        let ((key, value), used): ((&str, &str), usize) =
-            bincode::borrow_decode_from_slice(&data[pos..], cfg)?;
-        map.insert(key.into(), value.into());
-        pos += used;
+/// Reads the membership at the front of snapshot data.
+pub fn decode_members(mut data: &[u8]) -> io::Result<Members> {
+    let mut remaining = data.len() as u64;
+    read_members(&mut data, &mut remaining)
+}
+
+fn members_bytes(members: &Members) -> Vec<u8> {
+    bincode::serde::encode_to_vec(members, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail: no I/O, no size limit")
+}
+
+fn read_members(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Members> {
+    let mut len = [0u8; 4];
+    take(r, remaining, &mut len)?;
+    let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
+    take(r, remaining, &mut bytes)?;
+    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+        .map(|(m, _)| m)
+        .map_err(|e| invalid(format!("membership: {e}")))
+}
+
+fn read_string(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Box<str>> {
+    let len = read_varint(r, remaining)?;
+    let mut bytes = vec![0u8; checked_len(len, *remaining)?];
+    take(r, remaining, &mut bytes)?;
+    String::from_utf8(bytes)
+        .map(String::into_boxed_str)
+        .map_err(|_| invalid("a key or value is not UTF-8".into()))
+}
+
+fn checked_len(len: u64, remaining: u64) -> io::Result<usize> {
+    if len > remaining {
+        return Err(invalid(format!(
+            "length {len} exceeds the {remaining} bytes left"
+        )));
     }
-    Ok((members, map))
+    usize::try_from(len).map_err(|_| invalid(format!("length {len} too large")))
+}
+
+fn take(r: &mut dyn Read, remaining: &mut u64, buf: &mut [u8]) -> io::Result<()> {
+    checked_len(buf.len() as u64, *remaining)?;
+    r.read_exact(buf)?;
+    *remaining -= buf.len() as u64;
+    Ok(())
+}
+
+fn varint_len(n: u64) -> u64 {
+    match n {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
+    match n {
+        0..=250 => w.write_all(&[n as u8]),
+        251..=0xffff => {
+            w.write_all(&[251])?;
+            w.write_all(&(n as u16).to_le_bytes())
+        }
+        0x1_0000..=0xffff_ffff => {
+            w.write_all(&[252])?;
+            w.write_all(&(n as u32).to_le_bytes())
+        }
+        _ => {
+            w.write_all(&[253])?;
+            w.write_all(&n.to_le_bytes())
+        }
+    }
+}
+
+fn read_varint(r: &mut dyn Read, remaining: &mut u64) -> io::Result<u64> {
+    let mut first = [0u8; 1];
+    take(r, remaining, &mut first)?;
+    let mut wide = [0u8; 8];
+    let width = match first[0] {
+        n @ 0..=250 => return Ok(u64::from(n)),
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        other => return Err(invalid(format!("bad varint marker {other}"))),
+    };
+    take(r, remaining, &mut wide[..width])?;
+    Ok(u64::from_le_bytes(wide))
+}
+
+fn invalid(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
 }
 
 #[cfg(test)]
@@ -272,6 +418,57 @@ mod tests {
     }
 
     #[test]
+    fn the_announced_length_is_exact_and_varints_round_trip() {
+        let mut map = Map::default();
+        for n in [0usize, 1, 250, 251, 0xffff, 0x1_0000] {
+            map.insert(format!("/k{n}").into(), "v".repeat(n).into());
+        }
+        let members = Members::default();
+        let data = encode_snapshot(&members, &map);
+        assert_eq!(data.len() as u64, snapshot_len(&members, &map));
+        let (_, back) = decode_snapshot(&data).expect("decodes");
+        assert_eq!(back, map);
+        for n in [
+            0u64,
+            250,
+            251,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, n).expect("a Vec takes writes");
+            assert_eq!(buf.len() as u64, varint_len(n));
+            let mut remaining = buf.len() as u64;
+            assert_eq!(
+                read_varint(&mut &buf[..], &mut remaining).expect("reads"),
+                n
+            );
+        }
+    }
+
+    /// Damaged lengths are errors, never a panic or a huge allocation.
+    #[test]
+    fn damaged_snapshot_data_is_an_error() {
+        let mut map = Map::default();
+        map.insert("/key".into(), "value".into());
+        let data = encode_snapshot(&Members::default(), &map);
+        for cut in 0..data.len() {
+            assert!(decode_snapshot(&data[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = data.clone();
+        // The count of pairs, right after the membership: claim u64::MAX of them.
+        let at = 4 + members_bytes(&Members::default()).len();
+        huge.splice(at..at + 1, [253, 255, 255, 255, 255, 255, 255, 255, 255]);
+        assert!(decode_snapshot(&huge).is_err());
+        let mut extra = data;
+        extra.push(0);
+        assert!(decode_snapshot(&extra).is_err());
+    }
+
+    #[test]
     fn apply_loop_applies_in_order_then_answers() {
         let kv = KvStore::default();
         let (tx, handle) = kv.spawn_apply_loop(1);
@@ -289,23 +486,33 @@ mod tests {
         assert_eq!(kv.get("/a").as_deref(), Some("2"));
         assert_eq!(kv.applied_index(), 3);
 
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshotter = Arc::new(Snapshotter::new(dir.path(), 5).expect("snapshotter"));
+        let meta = SnapshotMetadata {
+            index: 3,
+            term: 1,
+            ..Default::default()
+        };
         let (snap_tx, snap_rx) = oneshot::channel();
         tx.send(Apply::Snapshot {
             members: Members::default(),
+            meta,
+            snapshotter: snapshotter.clone(),
             reply: snap_tx,
         })
         .expect("apply loop is running");
-        let data = snap_rx.blocking_recv().expect("snapshot taken");
+        snap_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("snapshot saved");
+        let data = snapshotter.load(1, 3).expect("snapshot file").data;
         tx.send(Apply::Entries {
             entries: vec![put_entry(4, "/b", "x")],
             done: vec![],
         })
         .expect("apply loop is running");
-        tx.send(Apply::Restore {
-            index: 3,
-            data: data.into(),
-        })
-        .expect("apply loop is running");
+        tx.send(Apply::Restore { index: 3, data })
+            .expect("apply loop is running");
         drop(tx);
         handle.join().expect("apply thread ends cleanly");
         assert_eq!(kv.get("/b"), None, "restore replaced the map");

@@ -16,14 +16,14 @@
 //! ```
 //!
 //! # Durability
-//! [`Snapshotter::save`] writes `<name>.tmp`, `sync_data`s it, renames it to `<name>` and
+//! [`Snapshotter::save`] (and [`Snapshotter::save_with`], which streams the data) writes `<name>.tmp`, `sync_data`s it, renames it to `<name>` and
 //! syncs the directory, so a crash leaves either no file or the complete one. Only then may
 //! the node write the WAL marker; a snapshot file without a marker (a crash in between) is
 //! ignored by [`Snapshotter::load_newest_available`]. After saving, files beyond the newest
 //! `keep` are deleted.
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as PbMessage;
@@ -70,7 +70,16 @@ pub enum Error {
         /// The file that was looked for.
         path: PathBuf,
     },
-    /// The snapshot metadata could not be encoded (nothing was written).
+    /// A snapshot file passed its checksum but its data did not decode: not damage, but a
+    /// bug or a file from another version.
+    #[error("{path} is intact but its data does not decode: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The snapshot could not be encoded (nothing was written).
     #[error("cannot encode snapshot for {path}: {reason}")]
     Encode {
         /// The file it was meant for.
@@ -160,16 +169,36 @@ impl Snapshotter {
     /// An empty snapshot (index 0) is not saved, as in etcd. If pruning fails the error is
     /// returned, but the new snapshot is already durable.
     pub fn save(&self, snap: &Snapshot) -> Result<(), Error> {
-        let meta = snap.get_metadata();
+        self.save_with(snap.get_metadata(), snap.data.len() as u64, |w| {
+            w.write_all(&snap.data)
+        })
+    }
+
+    /// Saves a snapshot whose `data_len` bytes of application data `write_data` writes,
+    /// streaming them to the file, so that a big store's snapshot never has to sit in memory
+    /// whole. Same atomicity, checks and pruning as [`Snapshotter::save`]; writing other than
+    /// `data_len` bytes is an error and leaves no file.
+    pub fn save_with(
+        &self,
+        meta: &SnapshotMetadata,
+        data_len: u64,
+        write_data: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), Error> {
         if meta.index == 0 {
             return Ok(());
         }
         let path = self.dir.join(snap_name(meta.term, meta.index));
-        let bytes = encode(snap).map_err(|reason| Error::Encode {
-            path: path.clone(),
-            reason,
-        })?;
-        fsutil::write_atomically(&path, &bytes)?;
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(TMP_EXT);
+        let tmp = PathBuf::from(tmp_name);
+        let written = write_file(&tmp, meta, data_len, write_data);
+        if let Err(e) = written {
+            // Nothing half-written may look like a snapshot later; `new` would remove it too.
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into_error(&path));
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        fsutil::sync_dir(&self.dir)?;
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
         self.prune()
     }
@@ -182,6 +211,18 @@ impl Snapshotter {
         &self,
         markers: &[SnapshotMetadata],
     ) -> Result<Option<Snapshot>, Error> {
+        let loaded = self.load_newest_available_with(markers, read_all)?;
+        Ok(loaded.map(|(meta, data)| snapshot_of(meta, data)))
+    }
+
+    /// Like [`Snapshotter::load_newest_available`], but the data goes through `read_data` as
+    /// a stream (with its length); its result counts only if the whole file then passes its
+    /// checksum.
+    pub fn load_newest_available_with<T>(
+        &self,
+        markers: &[SnapshotMetadata],
+        mut read_data: impl FnMut(&mut dyn Read, u64) -> io::Result<T>,
+    ) -> Result<Option<(SnapshotMetadata, T)>, Error> {
         for f in self.files()?.into_iter().rev() {
             if !markers
                 .iter()
@@ -190,8 +231,8 @@ impl Snapshotter {
                 tracing::debug!(path = %f.path.display(), "snapshot not named by the WAL, skipped");
                 continue;
             }
-            match read_snap(&f.path, f.term, f.index) {
-                Ok(snap) => return Ok(Some(snap)),
+            match read_snap(&f.path, f.term, f.index, &mut read_data) {
+                Ok(loaded) => return Ok(Some(loaded)),
                 Err(e @ Error::Corrupt { .. }) => {
                     let mut broken = f.path.as_os_str().to_owned();
                     broken.push(BROKEN_EXT);
@@ -214,7 +255,9 @@ impl Snapshotter {
     /// Loads the snapshot with exactly this term and index, validating its checksum and that
     /// its metadata matches the name.
     pub fn load(&self, term: u64, index: u64) -> Result<Snapshot, Error> {
-        read_snap(&self.dir.join(snap_name(term, index)), term, index)
+        let path = self.dir.join(snap_name(term, index));
+        let (meta, data) = read_snap(&path, term, index, read_all)?;
+        Ok(snapshot_of(meta, data))
     }
 
     /// Every `.snap` file, oldest first (by index, then term).
@@ -245,8 +288,13 @@ impl Snapshotter {
             return Ok(());
         }
         for f in &files[..excess] {
-            fs::remove_file(&f.path).map_err(io_err(&f.path))?;
-            tracing::debug!(path = %f.path.display(), "pruned old snapshot");
+            match fs::remove_file(&f.path) {
+                Ok(()) => tracing::debug!(path = %f.path.display(), "pruned old snapshot"),
+                // Snapshots are saved from two threads (the node's own, and those from the
+                // leader); both prune, and one may get there first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&f.path)(e)),
+            }
         }
         fsutil::sync_dir(&self.dir)?;
         Ok(())
@@ -260,28 +308,140 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     }
 }
 
-fn encode(snap: &Snapshot) -> Result<Vec<u8>, String> {
-    let meta = snap
-        .get_metadata()
-        .write_to_bytes()
-        .map_err(|e| e.to_string())?;
-    let meta_len = u32::try_from(meta.len()).map_err(|_| "metadata over 4 GiB".to_string())?;
-    let mut out = Vec::with_capacity(MIN_LEN + meta.len() + snap.data.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&meta_len.to_le_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(&(snap.data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&snap.data);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+/// How writing a snapshot file failed, before the final path is known to the error.
+enum WriteError {
+    Io(PathBuf, io::Error),
+    Encode(String),
 }
 
-/// Reads and validates the file at `path`, which by its name holds (term, index).
-fn read_snap(path: &Path, term: u64, index: u64) -> Result<Snapshot, Error> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+impl WriteError {
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            WriteError::Io(path, source) => Error::Io { path, source },
+            WriteError::Encode(reason) => Error::Encode {
+                path: path.to_path_buf(),
+                reason,
+            },
+        }
+    }
+}
+
+/// Writes the whole file (header, data, checksum) to `tmp` and syncs it.
+fn write_file(
+    tmp: &Path,
+    meta: &SnapshotMetadata,
+    data_len: u64,
+    write_data: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    let io = |e: io::Error| WriteError::Io(tmp.to_path_buf(), e);
+    let meta_bytes = meta
+        .write_to_bytes()
+        .map_err(|e| WriteError::Encode(e.to_string()))?;
+    let meta_len = u32::try_from(meta_bytes.len())
+        .map_err(|_| WriteError::Encode("metadata over 4 GiB".into()))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(io)?;
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: 0,
+        written: 0,
+    };
+    w.write_all(MAGIC).map_err(io)?;
+    w.write_all(&VERSION.to_le_bytes()).map_err(io)?;
+    w.write_all(&meta_len.to_le_bytes()).map_err(io)?;
+    w.write_all(&meta_bytes).map_err(io)?;
+    w.write_all(&data_len.to_le_bytes()).map_err(io)?;
+    let data_start = w.written;
+    write_data(&mut w).map_err(io)?;
+    let wrote = w.written - data_start;
+    if wrote != data_len {
+        return Err(WriteError::Encode(format!(
+            "wrote {wrote} bytes of data, announced {data_len}"
+        )));
+    }
+    let crc = w.crc;
+    w.inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+    let file = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_data().map_err(io)
+}
+
+/// A writer that keeps a CRC-32C of everything written through it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+    written: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader of at most `remaining` bytes that keeps a CRC-32C of what it read.
+struct CrcReader<R> {
+    inner: R,
+    crc: u32,
+    remaining: u64,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// `read_data` for callers that want the data as bytes.
+fn read_all(r: &mut dyn Read, len: u64) -> io::Result<Vec<u8>> {
+    // The length was checked against the file's size before this is called.
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    r.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+fn snapshot_of(meta: SnapshotMetadata, data: Vec<u8>) -> Snapshot {
+    let mut snap = Snapshot::default();
+    snap.set_metadata(meta);
+    snap.data = data.into();
+    snap
+}
+
+/// Reads and validates the file at `path`, which by its name holds (term, index), streaming
+/// its data through `read_data`. The result of `read_data` is returned only if the checksum
+/// over the whole file matches.
+fn read_snap<T>(
+    path: &Path,
+    term: u64,
+    index: u64,
+    read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+) -> Result<(SnapshotMetadata, T), Error> {
+    let corrupt = |offset: u64, reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(Error::NotFound {
                 path: path.to_path_buf(),
@@ -289,64 +449,59 @@ fn read_snap(path: &Path, term: u64, index: u64) -> Result<Snapshot, Error> {
         }
         Err(e) => return Err(io_err(path)(e)),
     };
-    decode(bytes, term, index).map_err(|(offset, reason)| Error::Corrupt {
-        path: path.to_path_buf(),
-        offset: offset as u64,
-        reason,
-    })
-}
-
-/// Parses a snapshot file; on failure returns the offset of the problem and a reason. Takes
-/// the file's bytes by value so that the data can be a view into them, not a copy (a big
-/// store's snapshot is hundreds of megabytes).
-fn decode(file: Vec<u8>, term: u64, index: u64) -> Result<Snapshot, (usize, String)> {
-    let b = file.as_slice();
-    if b.len() < MIN_LEN {
-        return Err((
-            b.len(),
-            format!("{} bytes, shorter than any snapshot file", b.len()),
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    if file_len < MIN_LEN as u64 {
+        return Err(corrupt(
+            file_len,
+            format!("{file_len} bytes, shorter than any snapshot file"),
         ));
     }
-    if &b[0..8] != MAGIC {
-        return Err((0, "not a snapshot file (bad magic)".into()));
-    }
-    let (body, crc_bytes) = b.split_at(b.len() - 4);
-    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
-    let actual = crc32c::crc32c(body);
-    if stored != actual {
-        return Err((
-            body.len(),
-            format!("checksum mismatch: stored {stored:#010x}, computed {actual:#010x}"),
-        ));
+    // Everything before the trailing checksum goes through the CRC.
+    let mut r = BufReader::with_capacity(
+        1 << 20,
+        CrcReader {
+            inner: file,
+            crc: 0,
+            remaining: file_len - 4,
+        },
+    );
+    let mut head = [0u8; 16];
+    r.read_exact(&mut head).map_err(io_err(path))?;
+    if &head[0..8] != MAGIC {
+        return Err(corrupt(0, "not a snapshot file (bad magic)".into()));
     }
     let u32_at =
-        |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
     let version = u32_at(8);
     if version != VERSION {
-        return Err((8, format!("unsupported version {version}")));
+        return Err(corrupt(8, format!("unsupported version {version}")));
     }
-    let meta_len = u32_at(12) as usize;
-    let meta_end = 16usize
-        .checked_add(meta_len)
-        .filter(|&end| end + 8 <= body.len())
-        .ok_or((12, format!("metadata length {meta_len} exceeds the file")))?;
-    let meta = SnapshotMetadata::parse_from_bytes(&body[16..meta_end])
-        .map_err(|e| (16, format!("metadata: {e}")))?;
+    let meta_len = u64::from(u32_at(12));
+    if 16 + meta_len + 8 + 4 > file_len {
+        return Err(corrupt(
+            12,
+            format!("metadata length {meta_len} exceeds the file"),
+        ));
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    r.read_exact(&mut meta_bytes).map_err(io_err(path))?;
+    let meta = SnapshotMetadata::parse_from_bytes(&meta_bytes)
+        .map_err(|e| corrupt(16, format!("metadata: {e}")))?;
     let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&body[meta_end..meta_end + 8]);
+    r.read_exact(&mut len_bytes).map_err(io_err(path))?;
     let data_len = u64::from_le_bytes(len_bytes);
-    let data_start = meta_end + 8;
-    if data_len != (body.len() - data_start) as u64 {
-        return Err((
-            meta_end,
+    let data_start = 16 + meta_len + 8;
+    if data_len != file_len - 4 - data_start {
+        return Err(corrupt(
+            16 + meta_len,
             format!(
                 "data length {data_len} but {} bytes follow",
-                body.len() - data_start
+                file_len - 4 - data_start
             ),
         ));
     }
     if meta.term != term || meta.index != index {
-        return Err((
+        return Err(corrupt(
             16,
             format!(
                 "file name says term {term} index {index}, metadata says term {} index {}",
@@ -354,11 +509,26 @@ fn decode(file: Vec<u8>, term: u64, index: u64) -> Result<Snapshot, (usize, Stri
             ),
         ));
     }
-    let data_end = body.len();
-    let mut snap = Snapshot::default();
-    snap.set_metadata(meta);
-    snap.data = bytes::Bytes::from(file).slice(data_start..data_end);
-    Ok(snap)
+    let read = read_data(&mut r, data_len);
+    // Whatever the reader left unread still counts towards the checksum.
+    io::copy(&mut r, &mut io::sink()).map_err(io_err(path))?;
+    let CrcReader { mut inner, crc, .. } = r.into_inner();
+    let mut stored = [0u8; 4];
+    inner.read_exact(&mut stored).map_err(io_err(path))?;
+    let stored = u32::from_le_bytes(stored);
+    if stored != crc {
+        return Err(corrupt(
+            file_len - 4,
+            format!("checksum mismatch: stored {stored:#010x}, computed {crc:#010x}"),
+        ));
+    }
+    // The file is what was written; data that still does not decode is not damage but a
+    // bug or a version mismatch, and is reported as such.
+    let value = read.map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok((meta, value))
 }
 
 /// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for
@@ -377,7 +547,8 @@ pub fn read_file(path: &Path) -> Result<Snapshot, Error> {
     let (term, index) = parse_snap_name(name).ok_or_else(|| Error::NotFound {
         path: path.to_path_buf(),
     })?;
-    read_snap(path, term, index)
+    let (meta, data) = read_snap(path, term, index, read_all)?;
+    Ok(snapshot_of(meta, data))
 }
 
 #[cfg(test)]
@@ -572,6 +743,47 @@ mod tests {
             vec![snap_name(1, 0x10), snap_name(2, 0x20), snap_name(3, 0x30)]
         );
         assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".tmp")));
+    }
+
+    #[test]
+    fn streamed_saves_check_their_length_and_loads_check_the_checksum_first() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), 5).unwrap();
+        let meta = marker(2, 7);
+        let short = s.save_with(&meta, 10, |w| w.write_all(b"12345"));
+        assert!(matches!(short, Err(Error::Encode { .. })), "{short:?}");
+        assert!(names(tmp.path()).is_empty(), "a failed save leaves nothing");
+
+        s.save_with(&meta, 5, |w| w.write_all(b"hello")).unwrap();
+        let (got, data) = s
+            .load_newest_available_with(std::slice::from_ref(&meta), |r, len| {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v)?;
+                assert_eq!(v.len() as u64, len);
+                Ok(v)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.term, got.index, data.as_slice()),
+            (2, 7, &b"hello"[..])
+        );
+
+        // An intact file whose data the reader rejects is a decode error, and is kept.
+        let refused = s.load_newest_available_with(std::slice::from_ref(&meta), |_, _| {
+            Err::<(), _>(io::Error::new(io::ErrorKind::InvalidData, "not for me"))
+        });
+        assert!(matches!(refused, Err(Error::Decode { .. })), "{refused:?}");
+        assert_eq!(names(tmp.path()), vec![snap_name(2, 7)]);
+
+        // A damaged one is corrupt even if the reader stopped early.
+        let path = tmp.path().join(snap_name(2, 7));
+        let mut bytes = fs::read(&path).unwrap();
+        let last_data = bytes.len() - 5;
+        bytes[last_data] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let early = s.load(2, 7);
+        assert!(matches!(early, Err(Error::Corrupt { .. })), "{early:?}");
     }
 
     #[test]

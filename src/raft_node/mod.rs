@@ -409,12 +409,11 @@ struct WalPlan {
     peer_url: String,
 }
 
-/// A snapshot the state machine is serializing.
+/// A snapshot the state machine is saving.
 struct PendingSnapshot {
     started: Instant,
-    index: u64,
-    conf_state: ConfState,
-    data: oneshot::Receiver<Vec<u8>>,
+    meta: raft::eraftpb::SnapshotMetadata,
+    saved: oneshot::Receiver<Result<(), crate::snapshotter::Error>>,
 }
 
 /// Reads waiting for ReadIndex, in three stages.

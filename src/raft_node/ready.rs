@@ -301,57 +301,52 @@ impl RaftNode {
         if !(due || wanted) || self.applied <= self.snapshot_index {
             return Ok(());
         }
-        let (reply, data) = oneshot::channel();
-        // Sent after every entry up to `applied`, so the map it serializes is exactly the
-        // state at `applied`: a snapshot never runs ahead of what was applied.
+        let mut meta = SnapshotMetadata {
+            index: self.applied,
+            term: self.storage.term(self.applied)?,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.conf_state.clone());
+        let (reply, saved) = oneshot::channel();
+        // Sent after every entry up to `applied`, so the map it saves is exactly the state at
+        // `applied`: a snapshot never runs ahead of (or behind) what it claims. The state
+        // machine's thread writes the file, so this thread goes on with raft meanwhile.
         self.apply_tx
             .send(Apply::Snapshot {
                 members: self.members.clone(),
+                meta: meta.clone(),
+                snapshotter: self.storage.snapshotter().clone(),
                 reply,
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.pending_snapshot = Some(PendingSnapshot {
             started: std::time::Instant::now(),
-            index: self.applied,
-            conf_state: self.conf_state.clone(),
-            data,
+            meta,
+            saved,
         });
         Ok(())
     }
 
-    /// Saves the snapshot the state machine produced, then compacts the log and the WAL.
+    /// Once the state machine has saved its snapshot: the WAL marker, then compaction of the
+    /// log and of the WAL.
     pub(super) fn poll_snapshot(&mut self) -> Result<(), NodeError> {
         let Some(pending) = self.pending_snapshot.as_mut() else {
             return Ok(());
         };
-        let data = match pending.data.try_recv() {
-            Ok(data) => data,
+        match pending.saved.try_recv() {
+            Ok(saved) => saved?,
             Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
             Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
-        };
-        let PendingSnapshot {
-            started,
-            index,
-            conf_state,
-            ..
-        } = self
+        }
+        let PendingSnapshot { started, meta, .. } = self
             .pending_snapshot
             .take()
             .expect("pending_snapshot was Some a few lines above");
+        let index = meta.index;
         if index <= self.snapshot_index {
-            // A snapshot from the leader overtook this one.
+            // A snapshot from the leader overtook this one; its file is harmless (no marker).
             return Ok(());
         }
-        let mut meta = SnapshotMetadata {
-            index,
-            term: self.storage.term(index)?,
-            ..Default::default()
-        };
-        meta.set_conf_state(conf_state);
-        let mut snap = Snapshot::default();
-        snap.set_metadata(meta.clone());
-        snap.data = data.into();
-        self.storage.snapshotter().save(&snap)?;
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.set_latest_snapshot(meta);
         self.metrics.snapshots.inc();

@@ -6,17 +6,18 @@
 //! Before any network I/O, a WAL left by another node or another cluster is refused with a
 //! message that says whose it is and what to do about it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use raft::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+    Snapshot,
 };
 use raft::storage::MemStorage;
 
 use super::storage::NodeStorage;
 use crate::config::Config;
 use crate::fsutil::DirLock;
-use crate::kvstore::decode_snapshot;
+use crate::kvstore::read_snapshot;
 use crate::membership::{Members, cluster_id, validate_peer_url};
 use crate::snapshotter::Snapshotter;
 use crate::wal::{Metadata, Wal, WalOptions};
@@ -39,14 +40,6 @@ pub enum StartError {
     /// The snapshots cannot be read.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshotter::Error),
-    /// The snapshot's application data does not decode.
-    #[error("snapshot {path} does not decode: {reason}")]
-    SnapshotData {
-        /// The snapshot folder.
-        path: PathBuf,
-        /// The decoder's complaint.
-        reason: String,
-    },
     /// The recovered state is inconsistent (raft-rs would panic on it).
     #[error("{0}")]
     Inconsistent(String),
@@ -99,15 +92,15 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
     if Wal::exists(&wal_dir) {
         let (wal, contents) = Wal::open(&wal_dir, options)?;
         check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
-        let snapshot = snapshotter.load_newest_available(&contents.snapshot_markers)?;
+        // Streamed from the file into the map: a big store's snapshot is never whole in memory.
+        let snapshot = snapshotter
+            .load_newest_available_with(&contents.snapshot_markers, |r, len| {
+                read_snapshot(r, len)
+            })?;
         let (members, kv, snap_meta) = match snapshot {
-            Some(snap) => {
-                let (members, kv) =
-                    decode_snapshot(&snap.data).map_err(|e| StartError::SnapshotData {
-                        path: snapshotter.dir().to_path_buf(),
-                        reason: e.to_string(),
-                    })?;
-                let meta = snap.get_metadata().clone();
+            Some((meta, (members, kv))) => {
+                let mut snap = Snapshot::default();
+                snap.set_metadata(meta.clone());
                 mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
                 (members, kv, Some(meta))
             }

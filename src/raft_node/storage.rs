@@ -22,7 +22,7 @@ pub struct NodeStorage {
 }
 
 struct Shared {
-    snapshotter: Snapshotter,
+    snapshotter: Arc<Snapshotter>,
     /// Metadata of the newest snapshot on disk.
     latest: Mutex<Option<SnapshotMetadata>>,
     /// Set when raft asked for a snapshot the newest file cannot serve (too old, or taken
@@ -41,7 +41,7 @@ impl NodeStorage {
         NodeStorage {
             mem,
             shared: Arc::new(Shared {
-                snapshotter,
+                snapshotter: Arc::new(snapshotter),
                 latest: Mutex::new(latest),
                 want_fresh: AtomicBool::new(false),
             }),
@@ -68,7 +68,7 @@ impl NodeStorage {
     }
 
     /// The snapshotter whose files back this storage.
-    pub fn snapshotter(&self) -> &Snapshotter {
+    pub fn snapshotter(&self) -> &Arc<Snapshotter> {
         &self.shared.snapshotter
     }
 
