@@ -84,14 +84,12 @@ impl Http {
         }
     }
 
-    /// `GET /key` (linearizable) on node `id`.
-    pub async fn get(&self, id: u64, key: &str) -> Outcome {
-        match self
-            .client
-            .get(Http::url(id, &format!("/{key}")))
-            .send()
-            .await
-        {
+    /// `GET /key` on node `id`: linearizable, or with `stale` the node's local read (`?stale`,
+    /// which may lag: only the checker's own test uses it, to see it caught).
+    pub async fn get(&self, id: u64, key: &str, stale: bool) -> Outcome {
+        let query = if stale { "?stale" } else { "" };
+        let url = Http::url(id, &format!("/{key}{query}"));
+        match self.client.get(url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let Ok(body) = response.text().await else {
@@ -200,6 +198,8 @@ pub struct Workload {
     pub nodes: Vec<u64>,
     /// Chance that an operation is a PUT.
     pub put_ratio: f64,
+    /// GETs with `?stale`: not linearizable, for showing that the checker catches it.
+    pub stale_reads: bool,
     /// Pause between two operations of a client, at most (drawn uniformly): keeps the history
     /// small enough to check and leaves the two cores some air.
     pub max_think: Duration,
@@ -228,7 +228,10 @@ pub async fn run_client(
             let outcome = http.put(node, &key, &value).await;
             (OpKind::Put { value }, outcome)
         } else {
-            (OpKind::Get, http.get(node, &key).await)
+            (
+                OpKind::Get,
+                http.get(node, &key, workload.stale_reads).await,
+            )
         };
         let complete_ns = recorder.now_ns();
         recorder.push(Recorded {

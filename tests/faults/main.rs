@@ -74,6 +74,7 @@ fn short_run(kind: FaultKind) {
         seed,
         load: Duration::from_secs(6),
         clients: CLIENTS,
+        stale_reads: false,
     });
     println!("{}", report.summary());
     assert!(report.passed(), "{}", report.summary());
@@ -132,6 +133,29 @@ fn remove_and_add_back() {
 #[test]
 fn mixed_faults() {
     short_run(FaultKind::Mixed);
+}
+
+/// The whole harness catches a real consistency bug: the same clients reading with
+/// `GET ?stale` (each node's local map, as the original raftexample answered every GET) while
+/// the leader is partitioned away must produce a history the checker rejects.
+#[test]
+fn stale_reads_under_a_partition_are_caught() {
+    let seed = SHORT_SEED_BASE + 2;
+    assert_eq!(FaultKind::of_seed(seed), FaultKind::PartitionLeader);
+    let report = run::run(RunConfig {
+        seed,
+        load: Duration::from_secs(5),
+        clients: CLIENTS,
+        stale_reads: true,
+    });
+    println!("{}", report.summary());
+    assert!(
+        !report.violations.is_empty(),
+        "local reads under a partition went unnoticed: {}",
+        report.summary()
+    );
+    // The run failed on purpose: its folder is not evidence of a store bug.
+    let _ = std::fs::remove_dir_all(&report.dir);
 }
 
 /// The pipeline from a recorded history to a verdict catches a stale read: a history in the
@@ -232,6 +256,7 @@ fn many_seeds() {
             seed,
             load,
             clients: CLIENTS,
+            stale_reads: false,
         });
         println!(
             "[{:6.0}s] {}",

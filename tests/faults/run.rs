@@ -105,6 +105,8 @@ pub struct RunConfig {
     pub load: Duration,
     /// Concurrent clients.
     pub clients: usize,
+    /// Clients read with `GET ?stale` (local, not linearizable): a run that must fail.
+    pub stale_reads: bool,
 }
 
 /// What a run did and found.
@@ -331,6 +333,7 @@ impl Harness {
             keys: (0..4).map(|k| format!("k{k}")).collect(),
             nodes: ids.clone(),
             put_ratio: 0.5,
+            stale_reads: self.config.stale_reads,
             max_think: Duration::from_millis(20),
         });
         let stop = CancellationToken::new();
@@ -621,8 +624,11 @@ impl Harness {
     }
 
     async fn cut(&mut self, a: &[u64], b: &[u64]) {
+        let leader = self.leader().await;
         match self.net.cut(a, b).await {
-            Ok(()) => self.note(format!("partition {a:?} | {b:?}")),
+            Ok(()) => self.note(format!(
+                "partition {a:?} | {b:?} (leader before: {leader:?})"
+            )),
             Err(e) => panic!("cannot install a partition: {e}"),
         }
     }
@@ -895,7 +901,7 @@ impl Harness {
         for key in keys {
             for id in self.cluster.ids() {
                 loop {
-                    match self.http.get(id, key).await {
+                    match self.http.get(id, key, false).await {
                         Outcome::Value(v) => {
                             finals.entry(key.clone()).or_default().insert(id, Some(v));
                             break;
@@ -954,7 +960,7 @@ impl Harness {
             ops.len(),
             ops.len() - puts
         ));
-        let _ = std::fs::write(self.dir.join("events.txt"), report.summary());
+        let _ = std::fs::write(self.dir.join("events.txt"), report.summary() + "\n");
         report
     }
 }
