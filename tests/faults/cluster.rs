@@ -133,6 +133,8 @@ impl Cluster {
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // Plain text in the log files: no colour codes.
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -321,11 +323,23 @@ impl Cluster {
         ))
     }
 
-    /// The last `lines` lines of node `id`'s log, for failure messages.
+    /// What node `id`'s last start ended with, for failure messages: its panic message if it
+    /// panicked (the backtrace after it is left to the log file), and its last `lines` lines.
     pub fn log_tail(&self, id: u64, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let last_start = text
+            .rsplit("=== harness: starting node")
+            .next()
+            .unwrap_or_default();
+        let all: Vec<&str> = last_start.lines().collect();
+        let mut out = Vec::new();
+        if let Some(at) = all.iter().position(|l| l.contains("panicked at")) {
+            out.extend(all[at..(at + 2).min(all.len())].iter().copied());
+            out.push("  [backtrace: see the log file]");
+        }
+        let tail: Vec<&str> = all.iter().copied().filter(|l| !is_backtrace(l)).collect();
+        out.extend(tail[tail.len().saturating_sub(lines)..].iter().copied());
+        out.join("\n")
     }
 }
 
@@ -377,6 +391,15 @@ pub enum Tear {
     /// Append a copy of the final record and cut inside the copy: a crash in the middle of the
     /// next append. Used when the final record may have been acknowledged (see `run.rs`).
     AppendAndCut,
+}
+
+/// Whether `line` is a frame of a backtrace (`  12: raft::...` or `      at /path:1:2`).
+fn is_backtrace(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("at ")
+        || line
+            .split_once(':')
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Sends `sig` to `child` by its pid. A child that already exited but was not reaped yet is

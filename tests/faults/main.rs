@@ -290,7 +290,7 @@ fn table(reports: &[RunReport]) -> String {
         unknown: usize,
         violations: usize,
         lost: usize,
-        problems: usize,
+        with_problems: usize,
     }
     let mut rows: BTreeMap<FaultKind, Row> = BTreeMap::new();
     let mut total = Row::default();
@@ -301,17 +301,17 @@ fn table(reports: &[RunReport]) -> String {
             row.unknown += r.unknown;
             row.violations += r.violations.len();
             row.lost += r.lost_writes;
-            row.problems += r.problems.len();
+            row.with_problems += usize::from(!r.problems.is_empty());
         }
     }
     let mut out = String::from(
-        "| fault kind | runs | operations | unknown outcomes | violations | lost writes | other problems |\n\
+        "| fault kind | runs | operations | unknown outcomes | violations | lost writes | runs with other problems |\n\
          |---|---:|---:|---:|---:|---:|---:|\n",
     );
     let line = |name: &str, row: &Row| {
         format!(
             "| {name} | {} | {} | {} | {} | {} | {} |\n",
-            row.runs, row.ops, row.unknown, row.violations, row.lost, row.problems
+            row.runs, row.ops, row.unknown, row.violations, row.lost, row.with_problems
         )
     };
     for (kind, row) in &rows {
