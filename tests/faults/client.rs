@@ -1,0 +1,254 @@
+//! The harness's side of the REST API, and the concurrent clients whose operations make the
+//! history the checker judges.
+//!
+//! Every request is made from the run's thread, which lives in the bridge namespace, so its
+//! sockets are made there. Each answer is turned into the checker's [`Outcome`], on the safe
+//! side: only an answer that proves a PUT was never proposed is a definite failure.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::lincheck::{OpKind, Operation, Outcome};
+use crate::netns::{REST_PORT, node_ip};
+
+/// One recorded operation as the harness writes it to `history.jsonl`: the checker's
+/// [`Operation`] plus the node that served it, for whoever studies a failed run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The node the request went to.
+    pub node: u64,
+    /// What the checker sees.
+    #[serde(flatten)]
+    pub op: Operation,
+}
+
+/// An HTTP client of the nodes' REST API.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+/// What a membership request answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// An HTTP status and its body.
+    Status(u16, String),
+    /// No answer (connection refused or cut, or the client's timeout).
+    NoAnswer(String),
+}
+
+impl Http {
+    /// A client whose requests give up after `timeout` (a little above the nodes' proposal
+    /// timeout, so a node's own 503 usually comes first and tells more than a timeout).
+    pub fn new(timeout: Duration) -> Http {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(1))
+            // Never ask a proxy (the environment may name one): the nodes are on our bridge.
+            .no_proxy()
+            .build()
+            .expect("building the HTTP client");
+        Http { client }
+    }
+
+    fn url(id: u64, path: &str) -> String {
+        format!("http://{}:{REST_PORT}{path}", node_ip(id))
+    }
+
+    /// `PUT /key` on node `id`.
+    pub async fn put(&self, id: u64, key: &str, value: &str) -> Outcome {
+        let request = self
+            .client
+            .put(Http::url(id, &format!("/{key}")))
+            .body(value.to_owned());
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                match status {
+                    204 => Outcome::Ok,
+                    // Refused before proposing: the write cannot happen.
+                    503 if body.contains("no leader") => Outcome::Failed,
+                    // A timeout (or any other 503) may still commit.
+                    503 => Outcome::Unknown,
+                    _ => panic!("PUT on node {id} answered {status}: {body}"),
+                }
+            }
+            // The connection was never made, so the request was never sent.
+            Err(e) if e.is_connect() => Outcome::Failed,
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    /// `GET /key` on node `id`: linearizable, or with `stale` the node's local read (`?stale`,
+    /// which may lag: only the checker's own test uses it, to see it caught).
+    pub async fn get(&self, id: u64, key: &str, stale: bool) -> Outcome {
+        let query = if stale { "?stale" } else { "" };
+        let url = Http::url(id, &format!("/{key}{query}"));
+        match self.client.get(url).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let Ok(body) = response.text().await else {
+                    return Outcome::Unknown;
+                };
+                match status {
+                    200 => Outcome::Value(body),
+                    404 => Outcome::NotFound,
+                    503 => Outcome::Failed,
+                    _ => panic!("GET on node {id} answered {status}: {body}"),
+                }
+            }
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    /// `GET /-/status` on node `id`, parsed.
+    pub async fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let response = self
+            .client
+            .get(Http::url(id, "/-/status"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        serde_json::from_str(&response.text().await.ok()?).ok()
+    }
+
+    /// Whether node `id` answers `GET /-/ready` with 200.
+    pub async fn ready(&self, id: u64) -> bool {
+        let response = self
+            .client
+            .get(Http::url(id, "/-/ready"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        matches!(response, Ok(r) if r.status().is_success())
+    }
+
+    /// `POST /<member>` (with its URL) or `DELETE /<member>`, sent to node `via`.
+    pub async fn change_member(&self, via: u64, member: u64, add_url: Option<&str>) -> Answer {
+        let url = Http::url(via, &format!("/{member}"));
+        let request = match add_url {
+            Some(peer_url) => self.client.post(url).body(peer_url.to_owned()),
+            None => self.client.delete(url),
+        };
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Answer::Status(status, response.text().await.unwrap_or_default())
+            }
+            Err(e) => Answer::NoAnswer(e.to_string()),
+        }
+    }
+}
+
+/// The shared clock and the list the clients record into.
+#[derive(Clone)]
+pub struct Recorder {
+    /// Time zero of the run: all times are nanoseconds since it, on one clock.
+    pub epoch: Instant,
+    ops: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Recorder {
+        Recorder {
+            epoch: Instant::now(),
+            ops: Arc::default(),
+        }
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).expect("a run lasts less than 584 years")
+    }
+
+    fn push(&self, recorded: Recorded) {
+        self.ops
+            .lock()
+            .expect("a client panicked while recording")
+            .push(recorded);
+    }
+
+    /// Everything recorded so far, in completion order.
+    pub fn history(&self) -> Vec<Recorded> {
+        self.ops
+            .lock()
+            .expect("a client panicked while recording")
+            .clone()
+    }
+}
+
+/// The load: how many clients, on which keys and nodes.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// The keys (few, so operations on one key overlap).
+    pub keys: Vec<String>,
+    /// The nodes the clients pick from.
+    pub nodes: Vec<u64>,
+    /// Chance that an operation is a PUT.
+    pub put_ratio: f64,
+    /// GETs with `?stale`: not linearizable, for showing that the checker catches it.
+    pub stale_reads: bool,
+    /// Pause between two operations of a client, at most (drawn uniformly): keeps the history
+    /// small enough to check and leaves the two cores some air.
+    pub max_think: Duration,
+}
+
+/// Client `client`'s loop: random PUTs and GETs on random keys and nodes until `stop` fires.
+/// PUT values are unique (`c<client>-<seq>`), so a read names the write it saw.
+pub async fn run_client(
+    client: usize,
+    seed: u64,
+    workload: Arc<Workload>,
+    http: Http,
+    recorder: Recorder,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ (client as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut seq = 0u64;
+    while !stop.is_cancelled() {
+        let key = workload.keys[rng.random_range(0..workload.keys.len())].clone();
+        let node = workload.nodes[rng.random_range(0..workload.nodes.len())];
+        let is_put = rng.random_bool(workload.put_ratio);
+        let invoke_ns = recorder.now_ns();
+        let (kind, outcome) = if is_put {
+            seq += 1;
+            let value = format!("c{client}-{seq}");
+            let outcome = http.put(node, &key, &value).await;
+            (OpKind::Put { value }, outcome)
+        } else {
+            (
+                OpKind::Get,
+                http.get(node, &key, workload.stale_reads).await,
+            )
+        };
+        let complete_ns = recorder.now_ns();
+        recorder.push(Recorded {
+            node,
+            op: Operation {
+                client,
+                key,
+                kind,
+                invoke_ns,
+                complete_ns,
+                outcome,
+            },
+        });
+        let think = rng.random_range(Duration::ZERO..=workload.max_think);
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(think) => {}
+        }
+    }
+}

@@ -1,0 +1,966 @@
+//! One fault run: a cluster in its private network, K clients recording a history, faults from
+//! a schedule drawn from the run's seed, then heal, final reads and the verdict.
+//!
+//! A seed decides everything the harness chooses: the kind of fault ([`FaultKind::of_seed`]),
+//! the victims, the durations, the clients' keys, nodes and values. Timing on a busy machine is
+//! not replayable, so the same seed replays the same schedule, not the same interleaving.
+//!
+//! The run's thread enters the bridge namespace and runs one current-thread tokio runtime for
+//! the clients and the fault driver, so every socket the harness makes is on the private
+//! network. The run folder (`target/fault-runs/<seed>-<kind>/`) holds the node logs, the data
+//! dirs, `history.jsonl` and `events.txt`; it is deleted when the run passes (unless
+//! `FAULT_KEEP=1`) and kept, with its path printed, when it fails or panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Answer, Http, Recorded, Recorder, Workload, run_client};
+use crate::cluster::{Cluster, NodeKnobs, Tear};
+use crate::lincheck::{OpKind, Operation, Outcome};
+use crate::netns::{self, Net};
+use crate::proxy::Proxy;
+use crate::verify::{self, FinalReads};
+
+/// The faults a run injects; each run injects one kind, repeatedly ([`FaultKind::Mixed`]: any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// SIGKILL a random node (the leader half of the time), restart it after a while.
+    Kill,
+    /// SIGSTOP the leader for longer than an election timeout, then SIGCONT.
+    Pause,
+    /// Cut the leader off from every other node, then heal.
+    PartitionLeader,
+    /// Split five nodes into a minority of two and a majority of three, then heal.
+    PartitionSplit,
+    /// Drop a share of the packets between nodes, at random.
+    Loss,
+    /// Delay the traffic into (and out of) some nodes' peer ports, with jitter.
+    Delay,
+    /// SIGKILL a node, cut its last WAL segment inside the final record, restart it.
+    TornWal,
+    /// Remove a node (DELETE), then add it back with a fresh data dir (POST, `--join`).
+    Membership,
+    /// Any of the above, drawn at each step, on five nodes.
+    Mixed,
+}
+
+impl FaultKind {
+    /// Every kind, in the order [`FaultKind::of_seed`] uses.
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::PartitionLeader,
+        FaultKind::PartitionSplit,
+        FaultKind::Loss,
+        FaultKind::Delay,
+        FaultKind::TornWal,
+        FaultKind::Membership,
+        FaultKind::Mixed,
+    ];
+
+    /// The kind a seed runs: `ALL[seed % 9]`, so any seed replays on its own.
+    pub fn of_seed(seed: u64) -> FaultKind {
+        FaultKind::ALL[(seed % FaultKind::ALL.len() as u64) as usize]
+    }
+
+    /// The short name used in reports, folder names and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::PartitionLeader => "partition-leader",
+            FaultKind::PartitionSplit => "partition-split",
+            FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
+            FaultKind::TornWal => "torn-wal",
+            FaultKind::Membership => "membership",
+            FaultKind::Mixed => "mixed",
+        }
+    }
+
+    /// Cluster size: five where a minority can hold two nodes, three elsewhere.
+    fn nodes(self) -> u64 {
+        match self {
+            FaultKind::PartitionSplit | FaultKind::Mixed => 5,
+            _ => 3,
+        }
+    }
+}
+
+/// What a run does besides its seed.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The seed (decides the fault kind too).
+    pub seed: u64,
+    /// How long the clients run while faults are injected (a step that has begun finishes).
+    pub load: Duration,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Clients read with `GET ?stale` (local, not linearizable): a run that must fail.
+    pub stale_reads: bool,
+}
+
+/// What a run did and found.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run's seed.
+    pub seed: u64,
+    /// Its kind of fault.
+    pub kind: FaultKind,
+    /// Operations recorded.
+    pub ops: usize,
+    /// Of which unknown outcomes.
+    pub unknown: usize,
+    /// Of which definite failures.
+    pub failed: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Consistency violations (see `verify`).
+    pub violations: Vec<String>,
+    /// Acknowledged writes the final state proves lost.
+    pub lost_writes: usize,
+    /// Other failures of the store: a node that would not restart, exited, panicked, never
+    /// recovered, or did not warn about a torn WAL tail.
+    pub problems: Vec<String>,
+    /// What happened, with times since the run began.
+    pub events: Vec<String>,
+    /// The run folder.
+    pub dir: PathBuf,
+}
+
+impl RunReport {
+    /// Whether the run found nothing wrong.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.problems.is_empty() && self.lost_writes == 0
+    }
+
+    /// A readable account of the run.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "seed {} ({}): {} operations ({} unknown, {} failed), {} faults, {} violations, \
+             {} lost writes, {} other problems: {}",
+            self.seed,
+            self.kind.name(),
+            self.ops,
+            self.unknown,
+            self.failed,
+            self.faults,
+            self.violations.len(),
+            self.lost_writes,
+            self.problems.len(),
+            if self.passed() { "PASS" } else { "FAIL" },
+        );
+        for event in &self.events {
+            let _ = write!(s, "\n  {event}");
+        }
+        for v in &self.violations {
+            let _ = write!(s, "\n  VIOLATION: {v}");
+        }
+        for p in &self.problems {
+            let _ = write!(s, "\n  PROBLEM: {p}");
+        }
+        if !self.passed() {
+            let _ = write!(
+                s,
+                "\n  kept in {}\n  replay: FAULT_SEED={} cargo nextest run --test faults",
+                self.dir.display(),
+                self.seed
+            );
+        }
+        s
+    }
+}
+
+/// Where run folders go: `target/fault-runs/`.
+pub fn runs_root() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`; its parent is the target folder.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("fault-runs")
+}
+
+/// Runs one seed and returns what it found. Panics only on harness failures (no namespaces,
+/// no binary); the store's failures are in the report.
+pub fn run(config: RunConfig) -> RunReport {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let kind = FaultKind::of_seed(config.seed);
+    let mut dir = RunDir::create(config.seed, kind);
+    let ids: Vec<u64> = (1..=kind.nodes()).collect();
+    let net = Net::create(RUNS.fetch_add(1, Ordering::Relaxed), &ids);
+    let path = dir.path.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("fault-run-{}", config.seed))
+        .spawn(move || {
+            netns::enter(&net.bridge_ns());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building the run's runtime");
+            rt.block_on(async move {
+                let harness = Harness::new(config, kind, net, &path);
+                harness.run().await
+            })
+        })
+        .expect("spawning the run thread");
+    match thread.join() {
+        Ok(report) => {
+            dir.keep = !report.passed() || std::env::var_os("FAULT_KEEP").is_some();
+            report
+        }
+        Err(panic) => {
+            dir.keep = true;
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// The run folder; removed on drop unless kept.
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl RunDir {
+    fn create(seed: u64, kind: FaultKind) -> RunDir {
+        let path = runs_root().join(format!("{seed}-{}", kind.name()));
+        // A folder of an earlier run of this seed is replaced.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        RunDir { path, keep: true }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep || std::thread::panicking() {
+            eprintln!("fault run folder kept: {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Settings that follow from the node knobs.
+const KNOBS: NodeKnobs = NodeKnobs {
+    tick_ms: 50,
+    proposal_timeout_ms: 2_000,
+    snapshot_count: 300,
+    catchup_entries: 100,
+};
+/// The longest election timeout: 20 ticks.
+const ELECTION_MAX: Duration = Duration::from_millis(20 * KNOBS.tick_ms);
+/// How long a node may take to become ready after a start.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// Everything a run owns. Fields drop in order: nodes first, then the proxies, then the
+/// network they lived in.
+struct Harness {
+    cluster: Cluster,
+    proxies: BTreeMap<u64, Proxy>,
+    net: Net,
+    config: RunConfig,
+    kind: FaultKind,
+    dir: PathBuf,
+    http: Http,
+    rng: StdRng,
+    recorder: Recorder,
+    /// Members removed by a membership fault and not yet added back.
+    removed: BTreeSet<u64>,
+    events: Vec<String>,
+    problems: Vec<String>,
+    faults: usize,
+}
+
+impl Harness {
+    fn new(config: RunConfig, kind: FaultKind, net: Net, dir: &Path) -> Harness {
+        let n = kind.nodes();
+        let ns = (1..=n).map(|id| (id, net.node_ns(id))).collect();
+        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, KNOBS);
+        let proxies = (1..=n)
+            .map(|id| (id, Proxy::start(net.node_ns(id), id)))
+            .collect();
+        let client_timeout = Duration::from_millis(KNOBS.proposal_timeout_ms + 1_000);
+        Harness {
+            cluster,
+            proxies,
+            net,
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            kind,
+            dir: dir.to_path_buf(),
+            http: Http::new(client_timeout),
+            recorder: Recorder::new(),
+            removed: BTreeSet::new(),
+            events: Vec::new(),
+            problems: Vec::new(),
+            faults: 0,
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        let t = self.recorder.epoch.elapsed().as_secs_f64();
+        self.events.push(format!("[{t:7.3}s] {what}"));
+    }
+
+    fn problem(&mut self, what: String) {
+        self.note(format!("PROBLEM: {what}"));
+        self.problems.push(what);
+    }
+
+    async fn run(mut self) -> RunReport {
+        let ids = self.cluster.ids();
+        for &id in &ids {
+            if let Err(e) = self.cluster.start(id, false) {
+                panic!("{e}");
+            }
+        }
+        self.note(format!("started {} nodes", ids.len()));
+        if !self.wait_all_ready(Duration::from_secs(30)).await {
+            self.problem("the cluster did not become ready at start".into());
+            return self.finish(Vec::new(), BTreeMap::new());
+        }
+        let workload = Arc::new(Workload {
+            clients: self.config.clients,
+            keys: (0..4).map(|k| format!("k{k}")).collect(),
+            nodes: ids.clone(),
+            put_ratio: 0.5,
+            stale_reads: self.config.stale_reads,
+            max_think: Duration::from_millis(20),
+        });
+        let stop = CancellationToken::new();
+        let mut clients = tokio::task::JoinSet::new();
+        for client in 0..workload.clients {
+            clients.spawn(run_client(
+                client,
+                self.config.seed,
+                workload.clone(),
+                self.http.clone(),
+                self.recorder.clone(),
+                stop.clone(),
+            ));
+        }
+        self.note(format!("{} clients started", workload.clients));
+
+        self.drive_faults().await;
+
+        stop.cancel();
+        while let Some(joined) = clients.join_next().await {
+            if let Err(e) = joined {
+                self.problem(format!("a client failed: {e}"));
+            }
+        }
+        let history = self.recorder.history();
+        self.note(format!(
+            "clients stopped after {} operations",
+            history.len()
+        ));
+
+        self.heal_all().await;
+        let finals = if self.wait_all_ready(Duration::from_secs(30)).await {
+            self.final_reads(&workload.keys).await
+        } else {
+            self.problem("the cluster did not recover after the faults were healed".into());
+            BTreeMap::new()
+        };
+        self.finish(history, finals)
+    }
+
+    /// Injects faults until the load time is over.
+    async fn drive_faults(&mut self) {
+        let end = Instant::now() + self.config.load;
+        // Let the clients warm up before the first fault.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while Instant::now() < end {
+            let kind = if self.kind == FaultKind::Mixed {
+                *FaultKind::ALL[..8]
+                    .choose(&mut self.rng)
+                    .expect("eight kinds")
+            } else {
+                self.kind
+            };
+            self.faults += 1;
+            match kind {
+                FaultKind::Kill => self.kill_fault().await,
+                FaultKind::Pause => self.pause_fault().await,
+                FaultKind::PartitionLeader => self.partition_leader_fault().await,
+                FaultKind::PartitionSplit => self.partition_split_fault().await,
+                FaultKind::Loss => self.loss_fault().await,
+                FaultKind::Delay => self.delay_fault().await,
+                FaultKind::TornWal => self.torn_wal_fault().await,
+                FaultKind::Membership => self.membership_fault().await,
+                FaultKind::Mixed => unreachable!("a step is one concrete kind"),
+            }
+            self.note_leader().await;
+            // Quiet time between faults, under load.
+            let gap = self.rng.random_range(300..800);
+            tokio::time::sleep(Duration::from_millis(gap)).await;
+            self.check_exits();
+            if !self.problems.is_empty() {
+                // More faults on a broken cluster would only bury the evidence.
+                self.note("a problem was found: no more faults in this run".into());
+                break;
+            }
+        }
+    }
+
+    /// Records a problem for each member that exited although the harness neither killed nor
+    /// removed it.
+    fn check_exits(&mut self) {
+        for id in self.cluster.ids() {
+            if self.removed.contains(&id) {
+                continue;
+            }
+            if let Some(status) = self.cluster.poll_exit(id) {
+                let tail = self.cluster.log_tail(id, 15);
+                self.problem(format!(
+                    "node {id} exited with {status} on its own; its log ends:\n{tail}"
+                ));
+            }
+        }
+    }
+
+    /// Members that have a process and are not stopped.
+    fn live(&mut self) -> Vec<u64> {
+        let ids = self.cluster.ids();
+        ids.into_iter()
+            .filter(|id| {
+                !self.removed.contains(id)
+                    && self.cluster.is_up(*id)
+                    && !self.cluster.is_paused(*id)
+            })
+            .collect()
+    }
+
+    /// `/-/status` of each of `ids` that answers.
+    async fn statuses(&self, ids: &[u64]) -> BTreeMap<u64, serde_json::Value> {
+        let mut set = tokio::task::JoinSet::new();
+        for &id in ids {
+            let http = self.http.clone();
+            set.spawn(async move { (id, http.status(id).await) });
+        }
+        let mut out = BTreeMap::new();
+        while let Some(Ok((id, status))) = set.join_next().await {
+            if let Some(status) = status {
+                out.insert(id, status);
+            }
+        }
+        out
+    }
+
+    /// The leader of the highest term any live node knows, if it is live.
+    async fn leader(&mut self) -> Option<u64> {
+        let live = self.live();
+        let statuses = self.statuses(&live).await;
+        let (_, leader) = statuses
+            .values()
+            .filter_map(|s| Some((s["term"].as_u64()?, s["leader"].as_u64()?)))
+            .filter(|(_, leader)| *leader != 0)
+            .max()?;
+        live.contains(&leader).then_some(leader)
+    }
+
+    /// Notes who leads now, so the events show what each fault did to the cluster.
+    async fn note_leader(&mut self) {
+        let live = self.live();
+        let statuses = self.statuses(&live).await;
+        let view: Vec<String> = statuses
+            .iter()
+            .map(|(id, s)| format!("{id}:{}@{}", s["leader"], s["term"]))
+            .collect();
+        self.note(format!(
+            "leader@term as each node sees it: {}",
+            view.join(" ")
+        ));
+    }
+
+    async fn wait_leader(&mut self, within: Duration) -> Option<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Some(leader);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The leader half of the time (if there is one), else a random live node.
+    async fn victim(&mut self) -> Option<(u64, bool)> {
+        let leader = self.wait_leader(Duration::from_secs(5)).await;
+        if let Some(leader) = leader
+            && self.rng.random_bool(0.5)
+        {
+            return Some((leader, true));
+        }
+        let live = self.live();
+        let id = *live.choose(&mut self.rng)?;
+        Some((id, Some(id) == leader))
+    }
+
+    /// Waits until node `id` answers `/-/ready`. A node that exits meanwhile is a problem.
+    async fn wait_ready(&mut self, id: u64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.cluster.poll_exit(id) {
+                let tail = self.cluster.log_tail(id, 15);
+                self.problem(format!(
+                    "node {id} exited with {status} while starting; its log ends:\n{tail}"
+                ));
+                return false;
+            }
+            if self.http.ready(id).await {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                self.note(format!("node {id} not ready after {within:?}"));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every member is ready and a leader is known.
+    async fn wait_all_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        for id in self.cluster.ids() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.wait_ready(id, left).await {
+                return false;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.wait_leader(left).await.is_some()
+    }
+
+    /// Holds a fault for a random time in `range` (milliseconds).
+    async fn hold(&mut self, range: std::ops::Range<u64>) {
+        let ms = self.rng.random_range(range);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn restart(&mut self, id: u64, join: bool) {
+        if let Err(e) = self.cluster.start(id, join) {
+            self.problem(e);
+        }
+    }
+
+    fn describe(id: u64, is_leader: bool) -> String {
+        if is_leader {
+            format!("node {id} (leader)")
+        } else {
+            format!("node {id}")
+        }
+    }
+
+    async fn kill_fault(&mut self) {
+        let Some((id, is_leader)) = self.victim().await else {
+            return self.note("kill: no live node; skipped".into());
+        };
+        self.cluster.kill(id);
+        self.note(format!("SIGKILL {}", Harness::describe(id, is_leader)));
+        self.hold(200..1_500).await;
+        self.restart(id, false);
+        self.note(format!("restarted node {id}"));
+        if self.wait_ready(id, READY_WITHIN).await {
+            self.note(format!("node {id} ready"));
+        }
+    }
+
+    async fn pause_fault(&mut self) {
+        let Some(leader) = self.wait_leader(Duration::from_secs(5)).await else {
+            return self.note("pause: no leader; skipped".into());
+        };
+        self.cluster.pause(leader);
+        self.note(format!("SIGSTOP node {leader} (leader)"));
+        let ms = ELECTION_MAX.as_millis() as u64;
+        self.hold(ms + 200..ms + 1_200).await;
+        self.cluster.resume(leader);
+        self.note(format!("SIGCONT node {leader}"));
+    }
+
+    async fn partition_leader_fault(&mut self) {
+        let Some(leader) = self.wait_leader(Duration::from_secs(5)).await else {
+            return self.note("partition: no leader; skipped".into());
+        };
+        let others: Vec<u64> = self
+            .cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        self.cut(&[leader], &others).await;
+        self.hold(1_000..2_500).await;
+        self.heal_net().await;
+    }
+
+    async fn partition_split_fault(&mut self) {
+        let leader = self.wait_leader(Duration::from_secs(5)).await;
+        let mut ids = self.cluster.ids();
+        ids.shuffle(&mut self.rng);
+        let minority_size = (ids.len() - 1) / 2;
+        // Half of the splits put the leader in the minority, where it must step down.
+        if let Some(leader) = leader {
+            let in_minority = self.rng.random_bool(0.5);
+            ids.retain(|id| *id != leader);
+            let at = if in_minority { 0 } else { ids.len() };
+            ids.insert(at, leader);
+        }
+        let (minority, majority) = ids.split_at(minority_size);
+        let (minority, majority) = (minority.to_vec(), majority.to_vec());
+        self.cut(&minority, &majority).await;
+        self.hold(1_000..2_500).await;
+        self.heal_net().await;
+    }
+
+    async fn cut(&mut self, a: &[u64], b: &[u64]) {
+        let leader = self.leader().await;
+        match self.net.cut(a, b).await {
+            Ok(()) => self.note(format!(
+                "partition {a:?} | {b:?} (leader before: {leader:?})"
+            )),
+            Err(e) => panic!("cannot install a partition: {e}"),
+        }
+    }
+
+    async fn heal_net(&mut self) {
+        if let Err(e) = self.net.heal().await {
+            panic!("cannot remove the firewall rules: {e}");
+        }
+        self.note("network healed".into());
+    }
+
+    async fn loss_fault(&mut self) {
+        let ids = self.cluster.ids();
+        let targets = if self.rng.random_bool(0.5) {
+            ids
+        } else {
+            vec![*ids.choose(&mut self.rng).expect("a node")]
+        };
+        let p = self.rng.random_range(0.1..0.35);
+        if let Err(e) = self.net.loss(&targets, p).await {
+            panic!("cannot install packet loss: {e}");
+        }
+        self.note(format!(
+            "drop {:.0}% of peer packets of nodes {targets:?}",
+            p * 100.0
+        ));
+        self.hold(1_500..3_000).await;
+        self.heal_net().await;
+    }
+
+    async fn delay_fault(&mut self) {
+        let mut ids = self.cluster.ids();
+        ids.shuffle(&mut self.rng);
+        let count = self.rng.random_range(1..=ids.len());
+        let mut what = Vec::new();
+        for &id in &ids[..count] {
+            let to = self.rng.random_range(20..300);
+            let from = self.rng.random_range(0..200);
+            let jitter = self.rng.random_range(0..50);
+            self.proxies[&id].delays.set(to, from, jitter);
+            what.push(format!(
+                "node {id}: +{to}ms in, +{from}ms out, jitter {jitter}ms"
+            ));
+        }
+        self.note(format!("delay {}", what.join("; ")));
+        self.hold(1_500..3_000).await;
+        for proxy in self.proxies.values() {
+            proxy.delays.clear();
+        }
+        self.note("delays removed".into());
+    }
+
+    /// Kills a node, tears its WAL tail, restarts it: it must warn, truncate and serve.
+    ///
+    /// A real torn write only ever loses a record that was not yet synced, and so was never
+    /// acknowledged: raft relies on acknowledged entries staying on disk (a follower that lost
+    /// one panics when the leader tells it to commit it, in raft-rs as in etcd's raft). So the
+    /// harness cuts inside the final record only when losing it is such a write:
+    /// - it first waits until every other live member has committed everything any of them
+    ///   holds, so nothing the victim held is needed for a quorum;
+    /// - the final record must be a hard state that only moved the commit index (raft does not
+    ///   sync those), or an entry the current leader does not know the victim has (a newly
+    ///   elected leader knows of none), and not part of a segment header (written atomically).
+    ///
+    /// Otherwise it appends a copy of the final record and cuts inside that: the next append,
+    /// torn by the crash. Either way the node must start, warn and truncate.
+    async fn torn_wal_fault(&mut self) {
+        let Some((id, is_leader)) = self.victim().await else {
+            return self.note("torn wal: no live node; skipped".into());
+        };
+        self.cluster.kill(id);
+        self.note(format!("SIGKILL {}", Harness::describe(id, is_leader)));
+        let covered = self
+            .wait_others_committed(id, Duration::from_secs(10))
+            .await;
+        let mut torn = false;
+        if !covered {
+            self.note(format!(
+                "the others did not commit all they hold within 10 s; node {id}'s WAL left whole"
+            ));
+        } else {
+            match self.cluster.wal_tail(id) {
+                Err(e) => self.problem(format!("cannot read node {id}'s WAL: {e}")),
+                Ok(tail) => {
+                    let known = self.leader_knows(id).await;
+                    let unacked_entry = tail.kind == "entry"
+                        && matches!((tail.index, known), (Some(i), Some(m)) if i > m);
+                    let how = if !tail.in_header && (tail.commit_only || unacked_entry) {
+                        Tear::Cut
+                    } else {
+                        Tear::AppendAndCut
+                    };
+                    let at = self.rng.random_range(0.0..1.0);
+                    match self.cluster.tear_wal(id, &tail, how, at) {
+                        Ok(what) => {
+                            torn = true;
+                            self.note(format!("torn WAL of node {id}: {what}"));
+                        }
+                        Err(e) => self.problem(format!("cannot tear node {id}'s WAL: {e}")),
+                    }
+                }
+            }
+        }
+        self.restart(id, false);
+        self.note(format!("restarted node {id}"));
+        if self.wait_ready(id, READY_WITHIN).await {
+            self.note(format!("node {id} ready"));
+            if torn {
+                let log = std::fs::read_to_string(self.cluster.log_path(id)).unwrap_or_default();
+                let last_start = log
+                    .rsplit("=== harness: starting node")
+                    .next()
+                    .unwrap_or_default();
+                if !last_start.contains("truncating a torn record") {
+                    self.problem(format!(
+                        "node {id} started from a torn WAL without warning that it truncated it"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The highest index the current leader knows node `id` holds (its progress `matched`),
+    /// if a leader other than `id` is known.
+    async fn leader_knows(&mut self, id: u64) -> Option<u64> {
+        let leader = self.leader().await.filter(|l| *l != id)?;
+        let status = self.http.status(leader).await?;
+        status["progress"][id.to_string()]["matched"].as_u64()
+    }
+
+    /// Waits until each live member other than `victim` has a commit index at or above the
+    /// highest last index among them.
+    async fn wait_others_committed(&mut self, victim: u64, within: Duration) -> bool {
+        let others: Vec<u64> = self.live().into_iter().filter(|id| *id != victim).collect();
+        let statuses = self.statuses(&others).await;
+        let Some(target) = statuses
+            .values()
+            .filter_map(|s| s["last_index"].as_u64())
+            .max()
+        else {
+            return false;
+        };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let statuses = self.statuses(&others).await;
+            let done = others.iter().all(|id| {
+                statuses
+                    .get(id)
+                    .and_then(|s| s["commit"].as_u64())
+                    .is_some_and(|c| c >= target)
+            });
+            if done {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Removes a node under load, then adds it back with an empty data dir.
+    async fn membership_fault(&mut self) {
+        let Some((id, is_leader)) = self.victim().await else {
+            return self.note("membership: no live node; skipped".into());
+        };
+        if !self.change_member(id, None).await {
+            return;
+        }
+        self.note(format!("removed {}", Harness::describe(id, is_leader)));
+        self.removed.insert(id);
+        // A removed node stops by itself, with status 0.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.cluster.poll_exit(id) {
+                if status.success() {
+                    self.note(format!("node {id} exited with {status}"));
+                } else {
+                    let tail = self.cluster.log_tail(id, 15);
+                    self.problem(format!(
+                        "removed node {id} exited with {status}; its log ends:\n{tail}"
+                    ));
+                }
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.problem(format!(
+                    "removed node {id} still runs 10 s after its removal"
+                ));
+                self.cluster.kill(id);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.hold(0..500).await;
+        self.add_back(id).await;
+    }
+
+    /// Adds removed node `id` back with a fresh data dir and starts it with `--join`.
+    async fn add_back(&mut self, id: u64) {
+        if let Err(e) = self.cluster.wipe(id) {
+            return self.problem(e);
+        }
+        if !self.change_member(id, Some(Cluster::url(id))).await {
+            return;
+        }
+        self.removed.remove(&id);
+        self.restart(id, true);
+        self.note(format!("added node {id} back; started it with --join"));
+        if self.wait_ready(id, READY_WITHIN).await {
+            self.note(format!("node {id} ready"));
+        }
+    }
+
+    /// POST (with `url`) or DELETE `/<id>` through some other live member, retrying while
+    /// the cluster is busy. A 404 on DELETE or an "already a member" 409 on POST means an
+    /// earlier attempt that got no answer went through.
+    async fn change_member(&mut self, id: u64, url: Option<String>) -> bool {
+        let verb = if url.is_some() { "POST" } else { "DELETE" };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let others: Vec<u64> = self.live().into_iter().filter(|o| *o != id).collect();
+            let Some(&via) = others.choose(&mut self.rng) else {
+                break;
+            };
+            match self.http.change_member(via, id, url.as_deref()).await {
+                Answer::Status(204, _) => return true,
+                Answer::Status(404, _) if url.is_none() => return true,
+                Answer::Status(409, body) if url.is_some() && body.contains("already a member") => {
+                    return true;
+                }
+                Answer::Status(status, body) => last = format!("{status} {}", body.trim()),
+                Answer::NoAnswer(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.problem(format!(
+            "{verb} /{id} did not succeed within 20 s; last answer: {last}"
+        ));
+        false
+    }
+
+    /// Ends every fault: network healed, no delay, nothing stopped, every member running.
+    async fn heal_all(&mut self) {
+        self.heal_net().await;
+        for proxy in self.proxies.values() {
+            proxy.delays.clear();
+        }
+        for id in self.cluster.ids() {
+            self.cluster.resume(id);
+        }
+        for id in self.removed.clone() {
+            self.add_back(id).await;
+        }
+        self.check_exits();
+        for id in self.cluster.ids() {
+            if self.removed.contains(&id) {
+                continue;
+            }
+            if !self.cluster.is_up(id) {
+                self.restart(id, false);
+                self.note(format!("restarted node {id}"));
+            }
+        }
+    }
+
+    /// Reads every key from every node (linearizable GET), retrying until each answers.
+    async fn final_reads(&mut self, keys: &[String]) -> FinalReads {
+        let mut finals = FinalReads::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for key in keys {
+            for id in self.cluster.ids() {
+                loop {
+                    match self.http.get(id, key, false).await {
+                        Outcome::Value(v) => {
+                            finals.entry(key.clone()).or_default().insert(id, Some(v));
+                            break;
+                        }
+                        Outcome::NotFound => {
+                            finals.entry(key.clone()).or_default().insert(id, None);
+                            break;
+                        }
+                        _ if Instant::now() >= deadline => {
+                            self.problem(format!("node {id} did not answer GET {key} in time"));
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }
+        }
+        let agreed: Vec<String> = finals
+            .iter()
+            .map(|(k, by_node)| format!("{k}={:?}", by_node.values().next().cloned().flatten()))
+            .collect();
+        self.note(format!("final reads: {}", agreed.join(" ")));
+        finals
+    }
+
+    /// Checks the history and final reads, scans the logs, saves the run's files.
+    fn finish(mut self, history: Vec<Recorded>, finals: FinalReads) -> RunReport {
+        let ops: Vec<Operation> = history.iter().map(|r| r.op.clone()).collect();
+        let findings = verify::verify(&ops, &finals);
+        for id in self.cluster.ids() {
+            let log = std::fs::read_to_string(self.cluster.log_path(id)).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+                self.problem(format!("node {id} panicked: {line}"));
+            }
+        }
+        if let Err(e) = verify::save_history(&self.dir.join("history.jsonl"), &history) {
+            eprintln!("cannot save the history: {e}");
+        }
+        let count = |f: fn(&Operation) -> bool| ops.iter().filter(|op| f(op)).count();
+        let mut report = RunReport {
+            seed: self.config.seed,
+            kind: self.kind,
+            ops: ops.len(),
+            unknown: count(|op| op.outcome == Outcome::Unknown),
+            failed: count(|op| op.outcome == Outcome::Failed),
+            faults: self.faults,
+            violations: findings.violations,
+            lost_writes: findings.lost_writes,
+            problems: std::mem::take(&mut self.problems),
+            events: std::mem::take(&mut self.events),
+            dir: self.dir.clone(),
+        };
+        let puts = count(|op| matches!(op.kind, OpKind::Put { .. }));
+        report.events.push(format!(
+            "{} operations: {puts} PUTs, {} GETs",
+            ops.len(),
+            ops.len() - puts
+        ));
+        let _ = std::fs::write(self.dir.join("events.txt"), report.summary() + "\n");
+        report
+    }
+}
