@@ -462,6 +462,10 @@ pub struct RaftNode {
     /// Peers whose messages the transport dropped during a Ready, reported after it.
     unreachable: Vec<u64>,
     pending_snapshot: Option<PendingSnapshot>,
+    /// This node applied its own removal; it stops unless more of the log adds it back.
+    removal_pending: bool,
+    /// The highest commit index a leader has announced to this node.
+    leader_commit: u64,
     exit: Option<Exit>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -541,6 +545,8 @@ impl RaftNode {
             reads: Reads::default(),
             unreachable: Vec::new(),
             pending_snapshot: None,
+            removal_pending: false,
+            leader_commit: 0,
             exit: None,
             shared,
             metrics,
@@ -597,9 +603,27 @@ impl RaftNode {
             }
             self.handle_ready()?;
         }
+        self.maybe_stop_removed();
         self.maybe_campaign_alone();
         self.maybe_trigger_snapshot()?;
         Ok(())
+    }
+
+    /// Stops the node once it has applied its own removal and everything the leader has
+    /// committed since, and is still not a member (a node re-added under its old id replays
+    /// its removal first, then the entry that added it back).
+    fn maybe_stop_removed(&mut self) {
+        if !self.removal_pending {
+            return;
+        }
+        if self.members.contains(self.id) {
+            tracing::info!("this node was added back to the cluster");
+            self.removal_pending = false;
+        } else if self.applied >= self.leader_commit {
+            // The original's words, so its users recognise the event.
+            tracing::warn!("I've been removed from the cluster! Shutting down.");
+            self.exit = Some(Exit::Removed);
+        }
     }
 
     /// A node that is the only voter needs nobody's vote: elect it now rather than after an
@@ -639,6 +663,16 @@ impl RaftNode {
             Inbox::Read(done) => self.reads.waiting.push(done),
             Inbox::Step(messages) => {
                 for m in messages {
+                    match m.get_msg_type() {
+                        MessageType::MsgAppend => {
+                            self.leader_commit = self.leader_commit.max(m.commit);
+                        }
+                        MessageType::MsgSnapshot => {
+                            let index = m.get_snapshot().get_metadata().index;
+                            self.leader_commit = self.leader_commit.max(index);
+                        }
+                        _ => {}
+                    }
                     // Late answers from removed peers and stale terms are normal; raft has
                     // already logged anything worth knowing.
                     if let Err(err) = self.rn.step(m) {

@@ -18,7 +18,7 @@ use raft::eraftpb::{
 use raft::{ReadState, StateRole, Storage};
 use tokio::sync::oneshot;
 
-use super::{Exit, NodeError, PendingSnapshot, ProposalError, RaftNode, Responder};
+use super::{NodeError, PendingSnapshot, ProposalError, RaftNode, Responder};
 use crate::kvstore::{Apply, decode_members};
 use crate::membership::decode_conf_change;
 
@@ -39,8 +39,16 @@ impl RaftNode {
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
-        // 3. Entries committed and already durable here.
-        self.publish_entries(rd.take_committed_entries())?;
+        // 3. Entries committed and already durable here. Not past this node's own removal,
+        // though: raft-rs updates the leader's own progress when `advance` records its
+        // persisted entries, and once the removal is applied that progress is gone (raft-rs
+        // would unwrap nothing). The removal and what follows it wait for step 7.
+        let mut committed = rd.take_committed_entries();
+        let after_advance = match committed.iter().position(|e| self.removes_self(e)) {
+            Some(at) => committed.split_off(at),
+            None => Vec::new(),
+        };
+        self.publish_entries(committed)?;
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
         // 5. ReadIndex answers.
@@ -54,6 +62,7 @@ impl RaftNode {
             self.persist_commit(commit)?;
         }
         self.send(light.take_messages());
+        self.publish_entries(after_advance)?;
         self.publish_entries(light.take_committed_entries())?;
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
@@ -190,15 +199,27 @@ impl RaftNode {
                     tracing::info!(index = entry.index, member = id, "member removed");
                     members.remove(id);
                     if id == self.id {
-                        // The original's words, so its users recognise the event.
-                        tracing::warn!("I've been removed from the cluster! Shutting down.");
-                        self.exit = Some(Exit::Removed);
+                        // Not necessarily the end: a node added back under its old id replays
+                        // its earlier removal before the entry that re-added it. It stops once
+                        // it has applied everything the leader has committed and is still
+                        // out (see `maybe_stop_removed`).
+                        self.removal_pending = true;
                     }
                 }
             }
         }
         self.set_members(members);
         Ok(())
+    }
+
+    /// Whether `entry` removes this node from the cluster.
+    fn removes_self(&self, entry: &Entry) -> bool {
+        entry.get_entry_type() != EntryType::EntryNormal
+            && decode_conf_change(entry).is_ok_and(|cc| {
+                cc.get_changes().iter().any(|c| {
+                    c.node_id == self.id && c.get_change_type() == ConfChangeType::RemoveNode
+                })
+            })
     }
 
     /// Replaces the member list and brings the transport in line with it.

@@ -123,7 +123,7 @@ impl PeerTask {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut logged_failure = false;
         loop {
-            let outcome = match self.stream(&mut rx).await {
+            let outcome = match self.stream(&mut rx, &mut logged_failure).await {
                 Some(outcome) => outcome,
                 None => return, // the transport dropped this peer
             };
@@ -147,25 +147,32 @@ impl PeerTask {
                     let mut stale = Vec::new();
                     while rx.try_recv().map(|m| stale.push(m)).is_ok() {}
                     self.count(&self.metrics.peer_messages_dropped, stale.len());
-                    continue;
                 }
-            }
-            if logged_failure {
-                tracing::info!(peer = self.id, url = %self.url, "peer reachable again");
-                logged_failure = false;
             }
         }
     }
 
     /// Opens a stream and feeds it until it ends. `None` when the queue is closed.
-    async fn stream(&self, rx: &mut mpsc::Receiver<Message>) -> Option<Sent> {
+    ///
+    /// Nothing here waits on the connection: while it cannot take more (still connecting, or
+    /// its buffers are full), one encoded batch waits here and new messages stay in the queue,
+    /// which then fills so that the raft node drops and reports instead. The answer future is
+    /// polled throughout, because it is what drives the connection: waiting on the body
+    /// channel instead would stall a stream that is still connecting, for good.
+    async fn stream(
+        &self,
+        rx: &mut mpsc::Receiver<Message>,
+        logged_failure: &mut bool,
+    ) -> Option<Sent> {
         let (frames, body) = mpsc::channel(STREAM_BUFFER);
         let request = match self.request(STREAM_PATH, ChannelBody(body).boxed()) {
             Ok(r) => r,
             Err(reason) => return Some(Sent::Failed(reason)),
         };
+        let opened = Instant::now();
         let mut answer = std::pin::pin!(self.answer(request));
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut waiting: Option<(Bytes, usize)> = None;
         let mut last_send = Instant::now();
         let mut awaiting_since: Option<Instant> = None;
         let mut watch = tokio::time::interval(WATCH_INTERVAL);
@@ -177,34 +184,39 @@ impl PeerTask {
                     Sent::Ok => Sent::Failed("the peer closed the stream".into()),
                     other => other,
                 }),
-                n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                permit = frames.reserve(), if waiting.is_some() => {
+                    let Ok(permit) = permit else {
+                        // The connection dropped the body: its answer says why.
+                        return Some(match (&mut answer).await {
+                            Sent::Ok => Sent::Failed("the stream broke".into()),
+                            other => other,
+                        });
+                    };
+                    let (bytes, count) = waiting.take().expect("this branch runs only with a batch waiting");
+                    permit.send(bytes);
+                    self.count(&self.metrics.peer_messages_sent, count);
+                    last_send = Instant::now();
+                    awaiting_since.get_or_insert(last_send);
+                }
+                n = rx.recv_many(&mut batch, MAX_BATCH), if waiting.is_none() => {
                     if n == 0 {
                         return None;
                     }
                     for snap in extract_snapshots(&mut batch) {
                         self.spawn_snapshot(snap);
                     }
-                    if batch.is_empty() {
-                        continue;
+                    if !batch.is_empty() {
+                        waiting = Some((Bytes::from(super::encode_batch(&batch)), batch.len()));
+                        batch.clear();
                     }
-                    let bytes = super::encode_batch(&batch);
-                    let count = batch.len();
-                    batch.clear();
-                    // Blocks while the connection is full: the queue then fills and the raft
-                    // node, which only ever try_sends, drops and reports instead of waiting.
-                    if frames.send(Bytes::from(bytes)).await.is_err() {
-                        return Some((&mut answer).await).map(|o| match o {
-                            Sent::Ok => Sent::Failed("the stream broke".into()),
-                            other => other,
-                        });
-                    }
-                    self.count(&self.metrics.peer_messages_sent, count);
-                    last_send = Instant::now();
-                    awaiting_since.get_or_insert(last_send);
                 }
                 _ = watch.tick() => {
                     let heard = self.filter.last_heard(self.id);
-                    if let Some(since) = awaiting_since {
+                    if *logged_failure && heard.is_some_and(|h| h >= opened) {
+                        tracing::info!(peer = self.id, url = %self.url, "peer reachable again");
+                        *logged_failure = false;
+                    }
+                    if let Some(since) = awaiting_since.or(waiting.as_ref().map(|_| opened)) {
                         if heard.is_some_and(|h| h >= since) {
                             awaiting_since = None;
                         } else if since.elapsed() > SILENCE_LIMIT {
@@ -213,7 +225,7 @@ impl PeerTask {
                             )));
                         }
                     }
-                    if last_send.elapsed() > IDLE_LIMIT {
+                    if waiting.is_none() && last_send.elapsed() > IDLE_LIMIT {
                         return Some(Sent::Ok);
                     }
                 }

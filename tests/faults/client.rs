@@ -171,7 +171,8 @@ impl Recorder {
         u64::try_from(self.epoch.elapsed().as_nanos()).expect("a run lasts less than 584 years")
     }
 
-    fn push(&self, recorded: Recorded) {
+    /// Records one finished operation.
+    pub fn push(&self, recorded: Recorded) {
         self.ops
             .lock()
             .expect("a client panicked while recording")

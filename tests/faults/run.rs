@@ -600,8 +600,68 @@ impl Harness {
             .filter(|id| *id != leader)
             .collect();
         self.cut(&[leader], &others).await;
+        if self.config.stale_reads {
+            self.stale_probe(leader, &others).await;
+        }
         self.hold(1_000..2_500).await;
         self.heal_net().await;
+    }
+
+    /// For the run that must fail: a write acknowledged by the majority, then a local read of
+    /// the same key on the cut-off old leader, which cannot have seen it. Whatever the random
+    /// clients happen to do, the history then holds a stale read.
+    async fn stale_probe(&mut self, isolated: u64, majority: &[u64]) {
+        let client = self.config.clients;
+        let key = "k0".to_string();
+        let value = format!("probe-{}", self.config.seed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut attempt = 0;
+        let acked = loop {
+            let node = majority[attempt % majority.len()];
+            attempt += 1;
+            let invoke_ns = self.recorder.now_ns();
+            let outcome = self.http.put(node, &key, &value).await;
+            let done = outcome == Outcome::Ok;
+            self.recorder.push(Recorded {
+                node,
+                op: Operation {
+                    client,
+                    key: key.clone(),
+                    kind: OpKind::Put {
+                        value: value.clone(),
+                    },
+                    invoke_ns,
+                    complete_ns: self.recorder.now_ns(),
+                    outcome,
+                },
+            });
+            if done {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !acked {
+            return self.note("stale probe: the majority took no write".into());
+        }
+        let invoke_ns = self.recorder.now_ns();
+        let outcome = self.http.get(isolated, &key, true).await;
+        self.note(format!(
+            "stale probe: node {isolated} read {outcome:?} after {value} was acknowledged"
+        ));
+        self.recorder.push(Recorded {
+            node: isolated,
+            op: Operation {
+                client,
+                key,
+                kind: OpKind::Get,
+                invoke_ns,
+                complete_ns: self.recorder.now_ns(),
+                outcome,
+            },
+        });
     }
 
     async fn partition_split_fault(&mut self) {
