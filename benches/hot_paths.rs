@@ -79,7 +79,7 @@ fn apply(c: &mut Criterion) {
         })
         .collect();
     let kv = KvStore::default();
-    let (tx, _thread) = kv.spawn_apply_loop(1);
+    let (tx, _thread) = kv.spawn_apply_loop(1).expect("an apply thread");
     group.bench_function("puts_1024", |b| {
         b.iter(|| {
             let (done, wait) = tokio::sync::oneshot::channel();

@@ -1,19 +1,18 @@
 //! Small file-system helpers that make durability explicit.
 //!
-//! The WAL and the snapshotter build on three guarantees from here:
+//! The WAL and the snapshotter build on two guarantees from here (and write their files the
+//! same way: temporary file, write, `sync_data`, rename, fsync the directory):
 //! - [`sync_dir`]: a new, renamed or removed directory entry survives a crash only once the
 //!   directory itself is fsynced (`fsync` of a file does not persist its name).
 //! - [`create_dir_all_synced`]: creates each missing directory with mode 0750 (as etcd does) and
 //!   fsyncs its parent, so the data directories themselves cannot vanish after a crash.
-//! - [`write_atomically`]: temporary file, write, `sync_data`, rename, fsync the directory, so a
-//!   crash leaves either the old file or the complete new one.
 //!
 //! [`DirLock`] gives a data directory a single owner: the raft node takes it before opening the
 //! WAL, and a second raftexample process (or a second open in this one) fails at once instead of
 //! two nodes writing one log.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -115,25 +114,6 @@ pub fn create_dir_all_synced(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the previous file or the whole new
-/// one: write `<path>.tmp`, `sync_data` it, rename it over `path`, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_data().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(parent_dir(path))
-}
-
 /// An exclusive, advisory lock on a data directory (`<dir>/LOCK`), held until dropped.
 ///
 /// The lock is an OS file lock (`flock` on Linux), so it is released by the kernel when the
@@ -216,17 +196,6 @@ mod tests {
     fn parent_dir_of_a_bare_name_is_dot() {
         assert_eq!(parent_dir(Path::new("raftexample-1")), Path::new("."));
         assert_eq!(parent_dir(Path::new("/a/b")), Path::new("/a"));
-    }
-
-    #[test]
-    fn write_atomically_replaces_the_file_and_leaves_no_tmp() {
-        let tmp = TempDir::new().unwrap();
-        let p = tmp.path().join("f");
-        write_atomically(&p, b"one").unwrap();
-        write_atomically(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-        assert_eq!(names.len(), 1);
     }
 
     #[test]

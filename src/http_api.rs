@@ -82,6 +82,7 @@ impl ApiError {
                 ProposalError::NoLeader
                 | ProposalError::Timeout(_)
                 | ProposalError::ReadTimeout(_)
+                | ProposalError::Busy(_)
                 | ProposalError::Dropped(_)
                 | ProposalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
@@ -121,16 +121,20 @@ impl KvStore {
     }
 
     /// Starts the apply loop on its own thread. It ends when the sender is dropped.
-    pub fn spawn_apply_loop(&self, node_id: u64) -> (SyncSender<Apply>, JoinHandle<()>) {
-        // Bounded so that a stalled state machine slows the raft node down instead of
-        // growing memory without limit.
-        let (tx, rx) = sync_channel(1024);
+    pub fn spawn_apply_loop(
+        &self,
+        node_id: u64,
+    ) -> std::io::Result<(Sender<Apply>, JoinHandle<()>)> {
+        // Unbounded: the raft thread must never wait on it. While this thread writes a big
+        // snapshot, a bounded queue would fill and stop the raft thread's ticks and
+        // heartbeats, and the others would hold an election. What queues meanwhile is what
+        // raft commits in that time, which its own flow control bounds.
+        let (tx, rx) = channel();
         let kv = self.clone();
         let handle = std::thread::Builder::new()
             .name(format!("apply-{node_id}"))
-            .spawn(move || kv.apply_loop(rx))
-            .expect("spawning the apply thread: the OS refused a thread at start-up");
-        (tx, handle)
+            .spawn(move || kv.apply_loop(rx))?;
+        Ok((tx, handle))
     }
 
     fn apply_loop(self, rx: Receiver<Apply>) {
@@ -145,7 +149,10 @@ impl KvStore {
                 }
                 Apply::Restore { index, data } => match decode_snapshot(&data) {
                     Ok((_, map)) => {
-                        *self.write() = map;
+                        // Free the old map after the lock is released: dropping a million
+                        // boxed strings takes a while, and readers wait on the lock.
+                        let old = std::mem::replace(&mut *self.write(), map);
+                        drop(old);
                         self.applied.store(index, Ordering::Release);
                         tracing::info!(index, "state restored from snapshot");
                     }
@@ -471,7 +478,7 @@ mod tests {
     #[test]
     fn apply_loop_applies_in_order_then_answers() {
         let kv = KvStore::default();
-        let (tx, handle) = kv.spawn_apply_loop(1);
+        let (tx, handle) = kv.spawn_apply_loop(1).expect("an apply thread");
         let (done_tx, done_rx) = oneshot::channel();
         tx.send(Apply::Entries {
             entries: vec![

@@ -7,7 +7,8 @@
 //!  client ─HTTP─▶ http_api ─┬─ Inbox::Propose / ChangeMembers ─┐  (bounded mpsc)
 //!     ▲                     └─ Inbox::Read ────────────────────┤
 //!     │   peers ─HTTP─▶ transport::server ─ Inbox::Step ───────▶ raft_node ◀── tick (100 ms)
-//!     │                                                       │ each Ready, in order:
+//!     │                                                       │ each Ready (ready.rs gives
+//!     │                                                       │ the order and why):
 //!     │                                                       ├─▶ transport ─HTTP─▶ peers
 //!     │                                                       ├─▶ snapshotter, wal (one sync)
 //!     │                                                       └─▶ Apply (in log order)
@@ -138,7 +139,9 @@ async fn start_recovered(
     let rest_addr = local_addr(&rest_listener, &rest_bind.to_string())?;
 
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
-    let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id);
+    let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
+        StartError::Inconsistent(format!("cannot start the state machine's thread: {e}"))
+    })?;
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));

@@ -84,8 +84,9 @@ pub fn cluster_id(token: &str, initial_cluster: &[String]) -> u64 {
     hash.max(1)
 }
 
-/// A URL without a trailing slash, so `http://a:1/` and `http://a:1` compare equal.
-fn normalize_url(url: &str) -> &str {
+/// A URL without surrounding blanks or a trailing slash, so `http://a:1/` and `http://a:1`
+/// compare equal.
+pub fn normalize_url(url: &str) -> &str {
     url.trim().trim_end_matches('/')
 }
 

@@ -166,8 +166,8 @@ impl Snapshotter {
     /// Saves `snap` atomically as `%016x-%016x.snap` (term-index): tmp file, write,
     /// `sync_data`, rename, sync the directory. Then deletes the oldest files beyond `keep`.
     ///
-    /// An empty snapshot (index 0) is not saved, as in etcd. If pruning fails the error is
-    /// returned, but the new snapshot is already durable.
+    /// An empty snapshot (index 0) is not saved, as in etcd. A failure to prune is logged,
+    /// not returned: the new snapshot is durable by then.
     pub fn save(&self, snap: &Snapshot) -> Result<(), Error> {
         self.save_with(snap.get_metadata(), snap.data.len() as u64, |w| {
             w.write_all(&snap.data)
@@ -200,7 +200,11 @@ impl Snapshotter {
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         fsutil::sync_dir(&self.dir)?;
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
-        self.prune()
+        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %e, "cannot delete old snapshots");
+        }
+        Ok(())
     }
 
     /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's

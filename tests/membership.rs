@@ -328,3 +328,37 @@ async fn a_foreign_node_is_rejected_and_the_cluster_keeps_working() {
     let _ = foreign.wait();
     result
 }
+
+/// A data dir where this node is the only voter, started with a --cluster that names peers
+/// the data never knew (a leftover single-node run at the same URL), is refused: the node
+/// would elect itself and serve alone beside the real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_is_not_started_as_one_of_three() {
+    let mut single = ProcCluster::new(1, &[]);
+    single.spawn(1, &[]);
+    single.wait_leader().await;
+    single.put_ok(1, "k", "v").await;
+    single.stop(1).await;
+
+    // Same URL for node 1, two strangers after it.
+    let mut three = ProcCluster::new(3, &[]);
+    three.peers[0] = single.peers[0].clone();
+    let mut args = three.args(1);
+    let dir_flag = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .expect("--data-dir");
+    args[dir_flag + 1] = single.data_dir(1).display().to_string();
+    let out = std::process::Command::new(common::binary())
+        .args(&args)
+        .output()
+        .expect("running raftexample");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in ["one node", "never members", "remove", "POST /<id>"] {
+        assert!(
+            stderr.contains(needle),
+            "message lacks {needle:?}: {stderr}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ mod trace;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{
@@ -106,6 +106,9 @@ pub enum ProposalError {
     /// A read could not be confirmed by a quorum in time.
     #[error("read not confirmed by a quorum within {0:?}; retry")]
     ReadTimeout(Duration),
+    /// The raft node did not answer a status request in time.
+    #[error("the node did not answer within {0:?} (it may be busy); retry")]
+    Busy(Duration),
     /// raft refused the proposal.
     #[error("raft dropped the proposal ({0}); retry")]
     Dropped(String),
@@ -144,6 +147,7 @@ impl ProposalError {
             ProposalError::NoLeader => "no_leader",
             ProposalError::Timeout(_) => "timeout",
             ProposalError::ReadTimeout(_) => "read_timeout",
+            ProposalError::Busy(_) => "busy",
             ProposalError::Dropped(_) => "dropped",
             ProposalError::Stopped => "stopped",
             ProposalError::AlreadyMember(_) => "already_member",
@@ -373,7 +377,7 @@ impl NodeHandle {
         };
         tokio::time::timeout(self.timeout, ask)
             .await
-            .map_err(|_| ProposalError::Timeout(self.timeout))?
+            .map_err(|_| ProposalError::Busy(self.timeout))?
     }
 
     /// The local state machine.
@@ -416,16 +420,30 @@ struct PendingSnapshot {
     saved: oneshot::Receiver<Result<(), crate::snapshotter::Error>>,
 }
 
-/// Reads waiting for ReadIndex, in three stages.
+/// Reads waiting for ReadIndex, in three stages: waiting to be asked, asked, confirmed.
 #[derive(Default)]
 struct Reads {
     /// Arrived since the last `read_index` call.
     waiting: Vec<Responder>,
-    /// Sent to raft, keyed by the request context.
-    in_flight: HashMap<u64, (Instant, Vec<Responder>)>,
+    /// Batches asked of raft and not answered yet, by batch number.
+    asked: HashMap<u64, ReadBatch>,
+    /// Request contexts given to raft, and the batch each asks for. Asking again keeps the
+    /// earlier contexts: on a slow network the first answer may still come, and serves.
+    contexts: HashMap<u64, u64>,
     /// Confirmed at a read index the state machine has not reached yet.
     confirmed: VecDeque<(u64, Vec<Responder>)>,
     next_ctx: u64,
+    next_batch: u64,
+    /// Leadership moved (raft forgets pending ReadIndex requests then): ask again for every
+    /// batch as soon as the current Ready is done.
+    ask_all_again: bool,
+}
+
+/// Reads that share one ReadIndex round.
+struct ReadBatch {
+    waiters: Vec<Responder>,
+    asked_at: Instant,
+    attempts: u32,
 }
 
 /// The raft node. Built from what [`replay_wal`] recovered; run with [`RaftNode::run`].
@@ -438,7 +456,7 @@ pub struct RaftNode {
     wal: Option<Wal>,
     wal_plan: WalPlan,
     transport: Transport,
-    apply_tx: SyncSender<Apply>,
+    apply_tx: Sender<Apply>,
     members: Members,
     conf_state: ConfState,
     /// Last index handed to the state machine.
@@ -459,13 +477,15 @@ pub struct RaftNode {
     /// Request id of this node's membership change in flight.
     conf_change_in_flight: Option<u64>,
     reads: Reads,
-    /// Peers whose messages the transport dropped during a Ready, reported after it.
-    unreachable: Vec<u64>,
+    /// What the transport dropped during a Ready, reported to raft after it.
+    dropped: crate::transport::Dropped,
     pending_snapshot: Option<PendingSnapshot>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
     removal_pending: bool,
     /// The highest commit index a leader has announced to this node.
     leader_commit: u64,
+    /// When a leader last sent this node anything.
+    last_leader_contact: Instant,
     exit: Option<Exit>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -477,7 +497,7 @@ impl RaftNode {
         config: &Config,
         recovered: Recovered,
         mut transport: Transport,
-        apply_tx: SyncSender<Apply>,
+        apply_tx: Sender<Apply>,
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
     ) -> Result<RaftNode, StartError> {
@@ -543,10 +563,11 @@ impl RaftNode {
             next_request: rand::random::<u64>() >> 1,
             conf_change_in_flight: None,
             reads: Reads::default(),
-            unreachable: Vec::new(),
+            dropped: Default::default(),
             pending_snapshot: None,
             removal_pending: false,
             leader_commit: 0,
+            last_leader_contact: Instant::now(),
             exit: None,
             shared,
             metrics,
@@ -595,8 +616,12 @@ impl RaftNode {
         // never between `ready()` and `advance()`.
         loop {
             self.issue_reads();
-            for peer in std::mem::take(&mut self.unreachable) {
+            let dropped = std::mem::take(&mut self.dropped);
+            for peer in dropped.unreachable {
                 self.rn.report_unreachable(peer);
+            }
+            for peer in dropped.snapshots {
+                self.rn.report_snapshot(peer, SnapshotStatus::Failure);
             }
             if !self.rn.has_ready() {
                 break;
@@ -616,10 +641,13 @@ impl RaftNode {
         if !self.removal_pending {
             return;
         }
+        // A leader stops sending to a node once it applied the removal; three of the longest
+        // election timeouts without a word means nothing more is coming.
+        let abandoned = self.last_leader_contact.elapsed() > self.tick * 60;
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
-        } else if self.applied >= self.leader_commit {
+        } else if self.applied >= self.leader_commit || abandoned {
             // The original's words, so its users recognise the event.
             tracing::warn!("I've been removed from the cluster! Shutting down.");
             self.exit = Some(Exit::Removed);
@@ -665,12 +693,18 @@ impl RaftNode {
                 for m in messages {
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
-                            self.leader_commit = self.leader_commit.max(m.commit);
+                            // Only as far as this message's own entries reach: a commit index
+                            // beyond them is not something this node can apply from it.
+                            let last = m.index + m.entries.len() as u64;
+                            self.leader_commit = self.leader_commit.max(m.commit.min(last));
+                            self.last_leader_contact = Instant::now();
                         }
                         MessageType::MsgSnapshot => {
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
+                            self.last_leader_contact = Instant::now();
                         }
+                        MessageType::MsgHeartbeat => self.last_leader_contact = Instant::now(),
                         _ => {}
                     }
                     // Late answers from removed peers and stale terms are normal; raft has
@@ -690,13 +724,10 @@ impl RaftNode {
                 self.rn.report_snapshot(peer, status);
             }
             Inbox::RemovedByPeer(peer) => {
-                // A follower that has not yet applied our re-addition also answers 410, so
-                // believe it only when nobody we trust more is around: it is the leader, or
-                // we have no leader (a removed node never hears from one again, times out and
-                // campaigns, and every peer answers 410).
-                let raft = &self.rn.raft;
-                let leaderless = raft.state != StateRole::Follower || raft.leader_id == INVALID_ID;
-                if peer == raft.leader_id || leaderless || self.members.removed.contains(&self.id) {
+                // Peers answer 410 only to vote requests, which a removed node that missed
+                // its removal sends once it stops hearing from a leader. A leader sends none:
+                // a 410 reaching one is a late answer from before it was added back.
+                if self.rn.raft.state != StateRole::Leader {
                     tracing::warn!(
                         peer,
                         "the cluster removed this node (peer {peer} refuses its messages); shutting down"
@@ -861,46 +892,83 @@ impl RaftNode {
         self.proposals.remove(&req)
     }
 
+    /// Starts a ReadIndex round for the reads that arrived since the last one (one heartbeat
+    /// round serves them all), and asks again for every batch after a leader change.
     fn issue_reads(&mut self) {
+        if std::mem::take(&mut self.reads.ask_all_again) {
+            let batches: Vec<u64> = self.reads.asked.keys().copied().collect();
+            for batch in batches {
+                self.ask_read(batch);
+            }
+        }
         if self.reads.waiting.is_empty() {
             return;
         }
+        self.reads.next_batch = self.reads.next_batch.wrapping_add(1);
+        let batch = self.reads.next_batch;
         let waiters = std::mem::take(&mut self.reads.waiting);
-        self.start_read(waiters);
+        self.reads.asked.insert(
+            batch,
+            ReadBatch {
+                waiters,
+                asked_at: Instant::now(),
+                attempts: 0,
+            },
+        );
+        self.ask_read(batch);
     }
 
-    /// One ReadIndex round for a whole batch of reads: one heartbeat serves them all.
-    fn start_read(&mut self, waiters: Vec<Responder>) {
+    /// Asks raft for a read index for `batch` (again, if it was asked before).
+    fn ask_read(&mut self, batch: u64) {
         if self.leader_id() == INVALID_ID {
-            for done in waiters {
-                let _ = done.send(Err(ProposalError::NoLeader));
+            if let Some(b) = self.reads.asked.remove(&batch) {
+                for done in b.waiters {
+                    let _ = done.send(Err(ProposalError::NoLeader));
+                }
             }
             return;
         }
+        let Some(b) = self.reads.asked.get_mut(&batch) else {
+            return;
+        };
+        b.asked_at = Instant::now();
+        b.attempts += 1;
         self.reads.next_ctx = self.reads.next_ctx.wrapping_add(1);
         let ctx = self.reads.next_ctx;
+        self.reads.contexts.insert(ctx, batch);
         self.rn.read_index(ctx.to_le_bytes().to_vec());
-        self.reads.in_flight.insert(ctx, (Instant::now(), waiters));
     }
 
-    /// raft drops a ReadIndex silently when leadership changes or a new leader has not
-    /// committed in its term yet; ask again for reads that got no answer.
+    /// raft drops a ReadIndex silently when a new leader has not committed in its term yet
+    /// (or the request was lost); ask again for batches with no answer, less and less often.
     fn retry_reads(&mut self) {
-        let stale_after = self.tick * 3;
-        let stale: Vec<u64> = self
+        let base = self.tick * 3;
+        let due: Vec<u64> = self
             .reads
-            .in_flight
-            .iter()
-            .filter(|(_, (issued, _))| issued.elapsed() >= stale_after)
-            .map(|(ctx, _)| *ctx)
+            .asked
+            .iter_mut()
+            .filter_map(|(id, b)| {
+                b.waiters.retain(|w| !w.is_closed());
+                let wait = base * 2u32.pow(b.attempts.saturating_sub(1).min(4));
+                (b.waiters.is_empty() || b.asked_at.elapsed() >= wait).then_some(*id)
+            })
             .collect();
-        for ctx in stale {
-            if let Some((_, waiters)) = self.reads.in_flight.remove(&ctx) {
-                // Back to the queue: the next round asks once for all of them.
-                let open = waiters.into_iter().filter(|w| !w.is_closed());
-                self.reads.waiting.extend(open);
+        for batch in due {
+            if self
+                .reads
+                .asked
+                .get(&batch)
+                .is_some_and(|b| b.waiters.is_empty())
+            {
+                self.reads.asked.remove(&batch);
+            } else {
+                self.ask_read(batch);
             }
         }
+        let asked = &self.reads.asked;
+        self.reads
+            .contexts
+            .retain(|_, batch| asked.contains_key(batch));
     }
 
     fn status(&self) -> NodeStatus {

@@ -81,21 +81,14 @@ impl RaftNode {
         self.metrics.leader.set(leader as i64);
         // raft forgets pending ReadIndex requests when leadership moves: ask again as soon
         // as this Ready is done (not now: raft must not be stepped between ready and advance).
-        for (_, (_, waiters)) in self.reads.in_flight.drain() {
-            self.reads.waiting.extend(waiters);
-        }
+        self.reads.ask_all_again = true;
     }
 
     /// Hands messages to the transport; whatever it could not queue is reported to raft
     /// once the Ready is done.
     fn send(&mut self, messages: Vec<Message>) {
-        if messages.is_empty() {
-            return;
-        }
-        for peer in self.transport.send(messages) {
-            if !self.unreachable.contains(&peer) {
-                self.unreachable.push(peer);
-            }
+        if !messages.is_empty() {
+            self.transport.send(messages, &mut self.dropped);
         }
     }
 
@@ -284,8 +277,9 @@ impl RaftNode {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
                 continue;
             };
-            if let Some((_, waiters)) = self.reads.in_flight.remove(&u64::from_le_bytes(ctx)) {
-                self.reads.confirmed.push_back((rs.index, waiters));
+            let batch = self.reads.contexts.remove(&u64::from_le_bytes(ctx));
+            if let Some(b) = batch.and_then(|batch| self.reads.asked.remove(&batch)) {
+                self.reads.confirmed.push_back((rs.index, b.waiters));
             }
         }
     }

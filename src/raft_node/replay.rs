@@ -6,11 +6,12 @@
 //! Before any network I/O, a WAL left by another node or another cluster is refused with a
 //! message that says whose it is and what to do about it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use raft::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
-    Snapshot,
+    Snapshot, SnapshotMetadata,
 };
 use raft::storage::MemStorage;
 
@@ -18,7 +19,9 @@ use super::storage::NodeStorage;
 use crate::config::Config;
 use crate::fsutil::DirLock;
 use crate::kvstore::read_snapshot;
-use crate::membership::{Members, cluster_id, validate_peer_url};
+use crate::membership::{
+    Members, cluster_id, decode_conf_change, normalize_url, validate_peer_url,
+};
 use crate::snapshotter::Snapshotter;
 use crate::wal::{Metadata, Wal, WalOptions};
 
@@ -109,7 +112,17 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
         let entries = contents.entries_after(snapshot_index)?;
         let last_index = entries.last().map_or(snapshot_index, |e| e.index);
-        let hs = contents.hard_state.clone();
+        let mut hs = contents.hard_state.clone();
+        if let Some(meta) = &snap_meta {
+            // A crash between saving a leader's snapshot (file, then marker) and writing that
+            // Ready's hard state leaves a commit index below the snapshot. The snapshot proves
+            // its entries committed; raft-rs would refuse a commit below its first index.
+            if meta.term > hs.term {
+                hs.term = meta.term;
+                hs.vote = 0;
+            }
+            hs.commit = hs.commit.max(meta.index);
+        }
         if hs.commit > last_index {
             return Err(StartError::Inconsistent(format!(
                 "{} says entries up to {} are committed but holds entries only up to {}; \
@@ -119,6 +132,15 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
                 last_index
             )));
         }
+        check_sole_voter(
+            config,
+            &wal_dir,
+            &own_url,
+            &members,
+            snap_meta.as_ref(),
+            entries,
+            hs.commit,
+        )?;
         mem.wl().append(entries).map_err(StartError::Raft)?;
         mem.wl().set_hardstate(hs.clone());
         let conf_state = snap_meta
@@ -216,7 +238,7 @@ fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
             };
             single.set_change_type(ConfChangeType::AddNode);
             let mut cc = ConfChangeV2 {
-                context: url.trim_end_matches('/').as_bytes().to_vec().into(),
+                context: normalize_url(url).as_bytes().to_vec().into(),
                 ..Default::default()
             };
             cc.mut_changes().push(single);
@@ -247,7 +269,75 @@ fn check_flags(config: &Config) -> Result<String, StartError> {
             config.cluster.len()
         )));
     };
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(normalize_url(url).to_string())
+}
+
+/// Refuses a data dir in which this node is the only voter when `--cluster` names peers that
+/// the data never knew: started, the node would elect itself and serve alone beside them (the
+/// other nodes refuse its messages, as it is another cluster, but clients would not notice).
+/// Peers that were members and were removed are fine: that is a cluster shrunk to one node.
+fn check_sole_voter(
+    config: &Config,
+    wal_dir: &Path,
+    own_url: &str,
+    snap_members: &Members,
+    snap_meta: Option<&SnapshotMetadata>,
+    entries: &[Entry],
+    commit: u64,
+) -> Result<(), StartError> {
+    if config.join || config.cluster.len() < 2 {
+        return Ok(());
+    }
+    let mut voters: BTreeSet<u64> = snap_meta
+        .map(|m| m.get_conf_state().voters.iter().copied().collect())
+        .unwrap_or_default();
+    let mut known: BTreeSet<u64> = snap_members
+        .urls
+        .keys()
+        .chain(&snap_members.removed)
+        .chain(&voters)
+        .copied()
+        .collect();
+    let changes = entries
+        .iter()
+        .filter(|e| e.index <= commit && e.get_entry_type() != EntryType::EntryNormal)
+        .filter_map(|e| decode_conf_change(e).ok());
+    for cc in changes {
+        for c in cc.get_changes() {
+            known.insert(c.node_id);
+            match c.get_change_type() {
+                ConfChangeType::AddNode => {
+                    voters.insert(c.node_id);
+                }
+                ConfChangeType::RemoveNode => {
+                    voters.remove(&c.node_id);
+                }
+                ConfChangeType::AddLearnerNode => {}
+            }
+        }
+    }
+    if voters.len() != 1 || !voters.contains(&config.id) {
+        return Ok(());
+    }
+    let strangers: Vec<String> = (1..=config.cluster.len() as u64)
+        .filter(|id| *id != config.id && !known.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    if strangers.is_empty() {
+        return Ok(());
+    }
+    let folder = wal_dir.display();
+    Err(StartError::ForeignDataDir(format!(
+        "{folder} holds a cluster of one node (node {} alone), but --cluster lists {} peers and \
+         node(s) {} were never members of it: started, node {} would elect itself and serve on \
+         its own beside them. Either remove {folder} and {} to start this node with no data, \
+         or start it alone (--cluster {own_url}) and add the others with POST /<id>.",
+        config.id,
+        config.cluster.len(),
+        strangers.join(", "),
+        config.id,
+        config.snap_dir().display()
+    )))
 }
 
 /// Refuses a WAL written by another node or cluster, before any network I/O.
@@ -272,7 +362,7 @@ fn check_metadata(
     }
     // A node that joined never knew the bootstrap list (it is empty); its peers check its
     // cluster identity on every message instead.
-    let same = |a: &String, b: &String| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let same = |a: &String, b: &String| normalize_url(a) == normalize_url(b);
     let list_matches = meta
         .initial_cluster
         .iter()
@@ -299,7 +389,7 @@ fn check_metadata(
             meta.cluster_id, config.cluster_token
         )));
     }
-    if meta.peer_url.trim_end_matches('/') != own_url {
+    if normalize_url(&meta.peer_url) != own_url {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
              {ways_out} (--cluster with {} in position {}), or with --join if this node is \
@@ -308,4 +398,57 @@ fn check_metadata(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    /// A crash after a leader's snapshot was saved (file and marker) but before that Ready's
+    /// hard state was written leaves a commit index below the snapshot: the node must still
+    /// start, with the snapshot's entries counted as committed.
+    #[test]
+    fn a_snapshot_above_the_recorded_commit_still_starts() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let url = config.cluster[0].clone();
+        {
+            let recovered = replay_wal(&config).expect("bootstrap");
+            let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
+            let mut members = Members::default();
+            members.add(1, url);
+            let mut map = crate::kvstore::Map::default();
+            map.insert("/k".into(), "v".into());
+            let mut meta = SnapshotMetadata {
+                index: 7,
+                term: 3,
+                ..Default::default()
+            };
+            meta.set_conf_state(ConfState::from((vec![1], vec![])));
+            let mut snap = Snapshot {
+                data: crate::kvstore::encode_snapshot(&members, &map).into(),
+                ..Default::default()
+            };
+            snap.set_metadata(meta.clone());
+            recovered
+                .storage
+                .snapshotter()
+                .save(&snap)
+                .expect("snapshot saved");
+            wal.save_snapshot_marker(&meta).expect("marker written");
+            // The crash: the hard state that would have said commit=7, term=3 never lands.
+        }
+        let recovered = replay_wal(&config).expect("restart after the crash");
+        let hs = recovered.storage.mem.rl().hard_state().clone();
+        assert_eq!((hs.term, hs.commit), (3, 7));
+        assert_eq!(recovered.snapshot_index, 7);
+        assert_eq!(recovered.kv.get("/k").map(|v| &**v), Some("v"));
+    }
 }

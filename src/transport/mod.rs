@@ -29,7 +29,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -127,6 +127,29 @@ impl PeerFilter {
     }
 }
 
+/// Peers whose messages were dropped, for raft to hear about: `report_unreachable` for each,
+/// and `report_snapshot(Failure)` for those that lost a snapshot (raft-rs otherwise waits for
+/// that snapshot's outcome and sends the peer nothing else).
+#[derive(Debug, Default)]
+pub struct Dropped {
+    /// Peers that lost any message.
+    pub unreachable: Vec<u64>,
+    /// Peers that lost a snapshot.
+    pub snapshots: Vec<u64>,
+}
+
+impl Dropped {
+    /// Records that a message to `peer` was dropped.
+    pub fn add(&mut self, peer: u64, snapshot: bool) {
+        if !self.unreachable.contains(&peer) {
+            self.unreachable.push(peer);
+        }
+        if snapshot && !self.snapshots.contains(&peer) {
+            self.snapshots.push(peer);
+        }
+    }
+}
+
 /// The sending half: one task per peer, owned by the raft node.
 pub struct Transport {
     self_id: u64,
@@ -207,12 +230,12 @@ impl Transport {
         }
     }
 
-    /// Queues each message for its peer without ever waiting. Returns the ids of peers whose
-    /// message was dropped (unknown peer or full queue), for `report_unreachable`.
-    pub fn send(&mut self, messages: Vec<Message>) -> Vec<u64> {
-        let mut unreachable = Vec::new();
+    /// Queues each message for its peer without ever waiting, and records in `dropped` what
+    /// could not be queued (unknown peer or full queue) for raft to be told.
+    pub fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
         for msg in messages {
             let to = msg.to;
+            let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
             let queued = match self.peers.get(&to) {
                 Some(peer) => peer.tx.try_send(msg).is_ok(),
                 None => false,
@@ -222,12 +245,9 @@ impl Transport {
                     .peer_messages_dropped
                     .with_label_values(&[&to.to_string()])
                     .inc();
-                if !unreachable.contains(&to) {
-                    unreachable.push(to);
-                }
+                dropped.add(to, snapshot);
             }
         }
-        unreachable
     }
 
     /// The shared filter (cluster identity, removed ids).

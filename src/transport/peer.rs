@@ -122,13 +122,24 @@ impl Body for ChannelBody {
 impl PeerTask {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut logged_failure = false;
+        let mut first = None;
         loop {
-            let outcome = match self.stream(&mut rx, &mut logged_failure).await {
+            let outcome = match self
+                .stream(&mut rx, &mut logged_failure, first.take())
+                .await
+            {
                 Some(outcome) => outcome,
                 None => return, // the transport dropped this peer
             };
             match outcome {
-                Sent::Ok => {}
+                Sent::Ok => {
+                    // Closed for idleness: open the next stream when there is something to
+                    // carry, not before.
+                    match rx.recv().await {
+                        Some(m) => first = Some(m),
+                        None => return,
+                    }
+                }
                 Sent::Gone(reason) => {
                     tracing::warn!(peer = self.id, %reason, "peer says this node was removed");
                     let _ = self.inbox.send(Inbox::RemovedByPeer(self.id)).await;
@@ -143,10 +154,23 @@ impl PeerTask {
                     // try_send: the node may be busy, and a report lost now is made again.
                     let _ = self.inbox.try_send(Inbox::Unreachable(self.id));
                     tokio::time::sleep(RETRY_PAUSE).await;
-                    // What queued meanwhile is stale; raft resends what still matters.
+                    // What queued meanwhile is stale; raft resends what still matters, but it
+                    // must hear that a snapshot was lost, or it waits for it for good.
                     let mut stale = Vec::new();
                     while rx.try_recv().map(|m| stale.push(m)).is_ok() {}
                     self.count(&self.metrics.peer_messages_dropped, stale.len());
+                    if stale
+                        .iter()
+                        .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                    {
+                        let _ = self
+                            .inbox
+                            .send(Inbox::SnapshotStatus {
+                                peer: self.id,
+                                delivered: false,
+                            })
+                            .await;
+                    }
                 }
             }
         }
@@ -163,6 +187,7 @@ impl PeerTask {
         &self,
         rx: &mut mpsc::Receiver<Message>,
         logged_failure: &mut bool,
+        first: Option<Message>,
     ) -> Option<Sent> {
         let (frames, body) = mpsc::channel(STREAM_BUFFER);
         let request = match self.request(STREAM_PATH, ChannelBody(body).boxed()) {
@@ -172,7 +197,13 @@ impl PeerTask {
         let opened = Instant::now();
         let mut answer = std::pin::pin!(self.answer(request));
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut waiting: Option<(Bytes, usize)> = None;
+        batch.extend(first);
+        for snap in extract_snapshots(&mut batch) {
+            self.spawn_snapshot(snap);
+        }
+        let mut waiting: Option<(Bytes, usize)> =
+            (!batch.is_empty()).then(|| (Bytes::from(super::encode_batch(&batch)), batch.len()));
+        batch.clear();
         let mut last_send = Instant::now();
         let mut awaiting_since: Option<Instant> = None;
         let mut watch = tokio::time::interval(WATCH_INTERVAL);

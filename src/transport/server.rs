@@ -1,8 +1,10 @@
 //! The receiving half of the transport, on this node's peer URL: `POST /raft/stream` (a
 //! long-lived stream of batches) and `POST /raft` (one batch, used for snapshots). Both check
-//! that the sender is of this cluster, that the message is meant for this node and that the
-//! sender was not removed, then hand the messages to the raft node's inbox. Refusals are 4xx
-//! with a one-line reason, logged once per sender so a stray node cannot flood the log.
+//! that the sender is of this cluster and that the message is meant for this node, then hand
+//! the messages to the raft node's inbox. A node this one saw removed gets 410 Gone for its
+//! vote requests: that tells a removed node that never learned of its removal to stop, before
+//! its elections disturb the cluster. Refusals are 4xx with a one-line reason, logged once per
+//! sender so a stray node cannot flood the log.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use http_body_util::BodyExt;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::{
@@ -105,12 +107,20 @@ impl PeerServer {
             self.log_once(from, cluster, &text);
             return Err((StatusCode::PRECONDITION_FAILED, text + "\n"));
         }
-        self.check_not_removed(from)?;
         Ok(from)
     }
 
-    fn check_not_removed(&self, from: u64) -> Result<(), Refusal> {
-        if self.filter.is_removed(from) {
+    /// 410 Gone when a removed node asks for votes. Only then: this node may still be
+    /// replaying a log in which the sender was removed and later added back, and refusing
+    /// that sender's appends would keep this node from ever reaching the re-addition.
+    fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
+        let campaigning = messages.iter().any(|m| {
+            matches!(
+                m.get_msg_type(),
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            )
+        });
+        if campaigning && self.filter.is_removed(from) {
             return Err((
                 StatusCode::GONE,
                 format!("node {from} was removed from the cluster\n"),
@@ -153,6 +163,7 @@ async fn receive(State(server): State<PeerServer>, headers: HeaderMap, body: Byt
         let from = server.admit(&headers)?;
         let messages = decode_batch(&body)
             .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
+        server.check_not_removed(from, &messages)?;
         server.deliver(from, messages).await
     }
     .await;
@@ -187,8 +198,7 @@ async fn receive_stream(
             buf.extend_from_slice(&data);
             let messages = decode_available(&mut buf)
                 .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
-            // Removal can happen while the stream is open: stop listening at once.
-            server.check_not_removed(from)?;
+            server.check_not_removed(from, &messages)?;
             server.deliver(from, messages).await?;
         }
     }
