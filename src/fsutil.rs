@@ -114,6 +114,24 @@ pub fn create_dir_all_synced(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// `%016x-%016x<ext>`: the file names of WAL segments (sequence, first index) and snapshots
+/// (term, index), as etcd names them. Fixed-width hex, so names sort as the numbers do.
+pub fn hex_pair_name(a: u64, b: u64, ext: &str) -> String {
+    format!("{a:016x}-{b:016x}{ext}")
+}
+
+/// Parses a name made by [`hex_pair_name`] with this `ext`; `None` for any other file.
+pub fn parse_hex_pair_name(name: &str, ext: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(ext)?;
+    let (a, b) = stem.split_once('-')?;
+    let hex16 = |s: &str| {
+        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex16(a)?, hex16(b)?))
+}
+
 /// An exclusive, advisory lock on a data directory (`<dir>/LOCK`), held until dropped.
 ///
 /// The lock is an OS file lock (`flock` on Linux), so it is released by the kernel when the

@@ -98,19 +98,12 @@ impl From<fsutil::Error> for Error {
 
 /// The file name of the snapshot with this term and index.
 pub fn snap_name(term: u64, index: u64) -> String {
-    format!("{term:016x}-{index:016x}{SNAP_EXT}")
+    fsutil::hex_pair_name(term, index, SNAP_EXT)
 }
 
 /// Parses a snapshot file name into `(term, index)`; `None` for any other file.
 pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
-    let stem = name.strip_suffix(SNAP_EXT)?;
-    let (term, index) = stem.split_once('-')?;
-    let hex16 = |s: &str| {
-        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| u64::from_str_radix(s, 16).ok())
-            .flatten()
-    };
-    Some((hex16(term)?, hex16(index)?))
+    fsutil::parse_hex_pair_name(name, SNAP_EXT)
 }
 
 /// Saves and loads the snapshot files of one directory.

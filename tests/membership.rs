@@ -245,18 +245,8 @@ async fn a_data_dir_left_by_another_cluster_is_refused_at_start() {
 
     let three = ProcCluster::new(3, &[]);
     // Same folder as the single-node run, the three-node flags.
-    let mut args = three.args(1);
-    let dir_flag = args
-        .iter()
-        .position(|a| a == "--data-dir")
-        .expect("--data-dir");
-    args[dir_flag + 1] = single.data_dir(1).display().to_string();
-    let out = std::process::Command::new(common::binary())
-        .args(&args)
-        .output()
-        .expect("running raftexample");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (status, stderr) = three.run_on_data_dir(1, &single.data_dir(1));
+    assert_eq!(status.code(), Some(1), "{stderr}");
     for needle in [
         "raftexample-1",
         &single.peers[0],
@@ -343,18 +333,8 @@ async fn a_lone_node_is_not_started_as_one_of_three() {
     // Same URL for node 1, two strangers after it.
     let mut three = ProcCluster::new(3, &[]);
     three.peers[0] = single.peers[0].clone();
-    let mut args = three.args(1);
-    let dir_flag = args
-        .iter()
-        .position(|a| a == "--data-dir")
-        .expect("--data-dir");
-    args[dir_flag + 1] = single.data_dir(1).display().to_string();
-    let out = std::process::Command::new(common::binary())
-        .args(&args)
-        .output()
-        .expect("running raftexample");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (status, stderr) = three.run_on_data_dir(1, &single.data_dir(1));
+    assert_eq!(status.code(), Some(1), "{stderr}");
     for needle in ["one node", "never members", "remove", "POST /<id>"] {
         assert!(
             stderr.contains(needle),

@@ -23,19 +23,12 @@ pub const TMP_EXT: &str = ".tmp";
 
 /// The file name of segment `seq` whose first entry will be `first_index`.
 pub fn segment_name(seq: u64, first_index: u64) -> String {
-    format!("{seq:016x}-{first_index:016x}{SEGMENT_EXT}")
+    crate::fsutil::hex_pair_name(seq, first_index, SEGMENT_EXT)
 }
 
 /// Parses a segment file name into `(seq, first_index)`; `None` for any other file.
 pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
-    let stem = name.strip_suffix(SEGMENT_EXT)?;
-    let (seq, index) = stem.split_once('-')?;
-    let hex16 = |s: &str| {
-        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| u64::from_str_radix(s, 16).ok())
-            .flatten()
-    };
-    Some((hex16(seq)?, hex16(index)?))
+    crate::fsutil::parse_hex_pair_name(name, SEGMENT_EXT)
 }
 
 /// A segment file on disk.

@@ -309,13 +309,17 @@ impl ProcCluster {
         self.children.insert(id, child);
     }
 
-    /// Runs the binary for node `id` to completion (for start-up failures); returns its exit
-    /// status and stderr.
-    pub fn run_to_exit(&self, id: u64, extra: &[&str]) -> (std::process::ExitStatus, String) {
-        std::fs::create_dir_all(self.data_dir(id)).expect("creating the node's folder");
+    /// Runs the binary for node `id` with its usual flags but on `data_dir`; returns its exit
+    /// status and stderr (for start-up refusals).
+    pub fn run_on_data_dir(&self, id: u64, data_dir: &Path) -> (std::process::ExitStatus, String) {
+        let mut args = self.args(id);
+        let flag = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .expect("args() always passes --data-dir");
+        args[flag + 1] = data_dir.display().to_string();
         let out = Command::new(binary())
-            .args(self.args(id))
-            .args(extra)
+            .args(&args)
             .output()
             .expect("running raftexample");
         (
