@@ -208,11 +208,14 @@ async fn no_leader_answers_503() {
         );
     }
     let quick = std::time::Instant::now();
-    let (s, _) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
+    let (s, body) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // "At once" means without waiting out the 3 s proposal timeout (the bound is loose on
+    // purpose: this is about which path answered, not about speed).
+    assert!(body.contains("no leader"), "{body}");
     assert!(
-        quick.elapsed().as_millis() < 1000,
-        "503 took {:?}",
+        quick.elapsed() < std::time::Duration::from_millis(2_500),
+        "503 took {:?}: it waited for the proposal timeout",
         quick.elapsed()
     );
     let (s, body) = api.call(Method::GET, "/k", vec![]).await;
