@@ -132,6 +132,27 @@ pub fn parse_hex_pair_name(name: &str, ext: &str) -> Option<(u64, u64)> {
     Some((hex16(a)?, hex16(b)?))
 }
 
+/// The `<name>.tmp` files in `dir` whose `<name>` `is_name` recognises: what an interrupted
+/// write-then-rename left behind (a WAL segment or a snapshot being created).
+pub fn leftover_tmp_files(
+    dir: &Path,
+    is_name: impl Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
+        let dent = dent.map_err(io_err(dir))?;
+        let is_tmp = dent
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(&is_name);
+        if is_tmp {
+            out.push(dent.path());
+        }
+    }
+    Ok(out)
+}
+
 /// An exclusive, advisory lock on a data directory (`<dir>/LOCK`), held until dropped.
 ///
 /// The lock is an OS file lock (`flock` on Linux), so it is released by the kernel when the

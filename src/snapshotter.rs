@@ -127,22 +127,12 @@ impl Snapshotter {
     /// Leftover `.tmp` files of an interrupted save are removed.
     pub fn new(dir: &Path, keep: usize) -> Result<Snapshotter, Error> {
         fsutil::create_dir_all_synced(dir)?;
-        let mut removed = false;
-        for dent in fs::read_dir(dir).map_err(io_err(dir))? {
-            let dent = dent.map_err(io_err(dir))?;
-            let name = dent.file_name();
-            let is_tmp = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(TMP_EXT))
-                .is_some_and(|n| parse_snap_name(n).is_some());
-            if is_tmp {
-                let path = dent.path();
-                tracing::warn!(path = %path.display(), "removing an unfinished snapshot file");
-                fs::remove_file(&path).map_err(io_err(&path))?;
-                removed = true;
-            }
+        let leftovers = fsutil::leftover_tmp_files(dir, |n| parse_snap_name(n).is_some())?;
+        for path in &leftovers {
+            tracing::warn!(path = %path.display(), "removing an unfinished snapshot file");
+            fs::remove_file(path).map_err(io_err(path))?;
         }
-        if removed {
+        if !leftovers.is_empty() {
             fsutil::sync_dir(dir)?;
         }
         Ok(Snapshotter {

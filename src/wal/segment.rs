@@ -92,19 +92,9 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, Error> {
 
 /// Leftover `<segment>.tmp` files of interrupted segment creations.
 pub fn list_tmp_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let mut out = Vec::new();
-    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
-        let dent = dent.map_err(io_err(dir))?;
-        let name = dent.file_name();
-        let is_tmp = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(TMP_EXT))
-            .is_some_and(|n| parse_segment_name(n).is_some());
-        if is_tmp {
-            out.push(dent.path());
-        }
-    }
-    Ok(out)
+    Ok(crate::fsutil::leftover_tmp_files(dir, |n| {
+        parse_segment_name(n).is_some()
+    })?)
 }
 
 /// How the WAL makes data durable. Every fsync of the WAL goes through here, so that tests can
