@@ -127,12 +127,10 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let (route, result) = if path.starts_with(RESERVED_PREFIX) {
-        let route = if KNOWN_ENDPOINTS.contains(&path.as_str()) {
-            path.as_str()
-        } else {
-            "/-/unknown"
-        };
-        (route, endpoints(&app, &parts.method, &path, &query).await)
+        match KNOWN_ENDPOINTS.iter().find(|known| **known == path) {
+            Some(route) => (*route, endpoints(&app, &parts.method, route, &query).await),
+            None => ("/-/unknown", Err(ApiError::UnknownEndpoint(path.clone()))),
+        }
     } else {
         match parts.method {
             Method::GET => ("get", get_key(&app, &path, &query).await),
@@ -266,16 +264,14 @@ async fn read_body(
     })
 }
 
-/// The node's own endpoints under `/-/`: read-only, GET only.
+/// The node's own endpoints under `/-/` (`path` is one of [`KNOWN_ENDPOINTS`]): read-only,
+/// GET only.
 async fn endpoints(
     app: &AppState,
     method: &Method,
     path: &str,
     query: &str,
 ) -> Result<Response, ApiError> {
-    if !KNOWN_ENDPOINTS.contains(&path) {
-        return Err(ApiError::UnknownEndpoint(path.to_string()));
-    }
     if method != Method::GET {
         return Err(ApiError::MethodNotAllowed(method.clone(), &["GET"]));
     }

@@ -152,7 +152,6 @@ impl Dropped {
 
 /// The sending half: one task per peer, owned by the raft node.
 pub struct Transport {
-    self_id: u64,
     peers: HashMap<u64, peer::PeerHandle>,
     client: HttpClient,
     /// Runtime the peer tasks run on: the server's, not the raft node's own thread, so
@@ -183,7 +182,6 @@ impl Transport {
             .pool_max_idle_per_host(4)
             .build(connector);
         Transport {
-            self_id: filter.self_id,
             peers: HashMap::new(),
             client,
             runtime,
@@ -196,7 +194,7 @@ impl Transport {
 
     /// Starts sending to `id` at `url` (or moves it to a new URL).
     pub fn add_peer(&mut self, id: u64, url: &str) {
-        if id == self.self_id {
+        if id == self.filter.self_id {
             return;
         }
         if let Some(existing) = self.peers.get(&id) {
