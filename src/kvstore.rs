@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -120,72 +120,89 @@ impl KvStore {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// Starts the apply loop on its own thread. It ends when the sender is dropped.
-    pub fn spawn_apply_loop(
-        &self,
-        node_id: u64,
-    ) -> std::io::Result<(Sender<Apply>, JoinHandle<()>)> {
+    /// Starts the apply loop on its own thread, and returns the [`Applier`] that feeds it.
+    /// The loop ends when the applier is dropped.
+    pub fn spawn_apply_loop(&self, node_id: u64) -> std::io::Result<(Applier, JoinHandle<()>)> {
         // Unbounded: the raft thread must never wait on it. While this thread writes a big
         // snapshot, a bounded queue would fill and stop the raft thread's ticks and
         // heartbeats, and the others would hold an election. What queues meanwhile is what
         // raft commits in that time, which its own flow control bounds.
         let (tx, rx) = channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
         let kv = self.clone();
+        let thread_backlog = backlog.clone();
         let handle = std::thread::Builder::new()
             .name(format!("apply-{node_id}"))
-            .spawn(move || kv.apply_loop(rx))?;
-        Ok((tx, handle))
+            .spawn(move || kv.apply_loop(rx, &thread_backlog))?;
+        let applier = Applier {
+            tx,
+            kv: self.clone(),
+            backlog,
+        };
+        Ok((applier, handle))
     }
 
-    fn apply_loop(self, rx: Receiver<Apply>) {
+    fn apply_loop(self, rx: Receiver<Apply>, backlog: &AtomicUsize) {
         while let Ok(msg) = rx.recv() {
-            match msg {
-                Apply::Entries { entries, done } => {
-                    self.apply_entries(&entries);
-                    for waiter in done {
-                        // The client may have timed out and gone: nothing to answer then.
-                        let _ = waiter.send(Ok(()));
-                    }
-                }
-                Apply::Restore { index, data } => match decode_snapshot(&data) {
-                    Ok((_, map)) => {
-                        // Free the old map after the lock is released: dropping a million
-                        // boxed strings takes a while, and readers wait on the lock.
-                        let old = std::mem::replace(&mut *self.write(), map);
-                        drop(old);
-                        self.applied.store(index, Ordering::Release);
-                        tracing::info!(index, "state restored from snapshot");
-                    }
-                    Err(err) => {
-                        // The node has already checked this snapshot's checksum; a decode
-                        // failure here means a bug or a version mismatch, and applying
-                        // entries on top of a stale map would diverge silently.
-                        tracing::error!(index, %err, "cannot decode snapshot data; stopping apply");
-                        return;
-                    }
-                },
-                Apply::Reads(waiters) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Ok(()));
-                    }
-                }
-                Apply::Snapshot {
-                    members,
-                    meta,
-                    snapshotter,
-                    reply,
-                } => {
-                    // Applies wait meanwhile (this is their thread); reads go on under the
-                    // shared lock.
-                    let map = self.read();
-                    let len = snapshot_len(&members, &map);
-                    let saved =
-                        snapshotter.save_with(&meta, len, |w| write_snapshot(w, &members, &map));
-                    drop(map);
-                    let _ = reply.send(saved);
+            if !self.handle(msg) {
+                // The backlog never drops back to zero now: nothing more is applied inline,
+                // and the next send finds the channel closed.
+                return;
+            }
+            // Release: whoever sees the backlog drop also sees what this message did to the map.
+            backlog.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Carries out one message; `false` when applying must stop for good.
+    fn handle(&self, msg: Apply) -> bool {
+        match msg {
+            Apply::Entries { entries, done } => {
+                self.apply_entries(&entries);
+                for waiter in done {
+                    // The client may have timed out and gone: nothing to answer then.
+                    let _ = waiter.send(Ok(()));
                 }
             }
+            Apply::Restore { index, data } => match decode_snapshot(&data) {
+                Ok((_, map)) => {
+                    // Free the old map after the lock is released: dropping a million
+                    // boxed strings takes a while, and readers wait on the lock.
+                    let old = std::mem::replace(&mut *self.write(), map);
+                    drop(old);
+                    self.applied.store(index, Ordering::Release);
+                    tracing::info!(index, "state restored from snapshot");
+                }
+                Err(err) => {
+                    // The node has already checked this snapshot's checksum; a decode
+                    // failure here means a bug or a version mismatch, and applying
+                    // entries on top of a stale map would diverge silently.
+                    tracing::error!(index, %err, "cannot decode snapshot data; stopping apply");
+                    return false;
+                }
+            },
+            Apply::Reads(waiters) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Apply::Snapshot {
+                members,
+                meta,
+                snapshotter,
+                reply,
+            } => {
+                // Applies wait meanwhile (this is their thread); reads go on under the
+                // shared lock.
+                let map = self.read();
+                let len = snapshot_len(&members, &map);
+                let saved =
+                    snapshotter.save_with(&meta, len, |w| write_snapshot(w, &members, &map));
+                drop(map);
+                let _ = reply.send(saved);
+            }
         }
+        true
     }
 
     fn apply_entries(&self, entries: &[Entry]) {
@@ -221,6 +238,52 @@ impl KvStore {
         self.map
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Entries at most this many are applied on the raft thread itself when the state machine's
+/// thread has nothing queued; larger batches (a catch-up, a replay) go to that thread, so the
+/// raft thread keeps ticking.
+const INLINE_ENTRIES: usize = 256;
+
+/// The raft node's end of the apply channel. Small batches are applied at once on the
+/// caller's thread when nothing is queued ahead of them: waking the state machine's thread
+/// for a handful of entries costs more than applying them, and a client waits on it. Anything
+/// else (a snapshot to save or restore, big batches, or whatever arrives while the thread is
+/// busy) goes through the channel, so everything is still applied in log order.
+pub struct Applier {
+    tx: Sender<Apply>,
+    kv: KvStore,
+    /// Messages sent to the thread and not yet handled by it.
+    backlog: Arc<AtomicUsize>,
+}
+
+/// The state machine's thread has stopped (it could not decode a snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStopped;
+
+impl Applier {
+    /// Applies or queues `msg`, in order with everything sent before it.
+    pub fn send(&self, msg: Apply) -> Result<(), ApplyStopped> {
+        let small = match &msg {
+            Apply::Entries { entries, .. } => entries.len() <= INLINE_ENTRIES,
+            Apply::Reads(_) => true,
+            Apply::Restore { .. } | Apply::Snapshot { .. } => false,
+        };
+        // Only this thread adds to the backlog, so zero stays zero until the send below:
+        // nothing is queued that this message could overtake.
+        if small && self.backlog.load(Ordering::Acquire) == 0 {
+            return if self.kv.handle(msg) {
+                Ok(())
+            } else {
+                Err(ApplyStopped)
+            };
+        }
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(msg).map_err(|_| {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            ApplyStopped
+        })
     }
 }
 
@@ -473,6 +536,53 @@ mod tests {
         let mut extra = data;
         extra.push(0);
         assert!(decode_snapshot(&extra).is_err());
+    }
+
+    /// While the state machine's thread has work queued (here, a snapshot to write), small
+    /// batches must queue behind it rather than be applied at once: the snapshot holds
+    /// exactly the state at its index.
+    #[test]
+    fn inline_applies_never_overtake_queued_work() {
+        let kv = KvStore::default();
+        let (applier, handle) = kv.spawn_apply_loop(1).expect("an apply thread");
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshotter = Arc::new(Snapshotter::new(dir.path(), 5).expect("snapshotter"));
+        for round in 1..=20u64 {
+            let index = round * 2 - 1;
+            applier
+                .send(Apply::Entries {
+                    entries: vec![put_entry(index, "/a", &format!("{index}"))],
+                    done: vec![],
+                })
+                .expect("applied");
+            let (reply, saved) = oneshot::channel();
+            applier
+                .send(Apply::Snapshot {
+                    members: Members::default(),
+                    meta: SnapshotMetadata {
+                        index,
+                        term: 1,
+                        ..Default::default()
+                    },
+                    snapshotter: snapshotter.clone(),
+                    reply,
+                })
+                .expect("queued");
+            applier
+                .send(Apply::Entries {
+                    entries: vec![put_entry(index + 1, "/a", "later")],
+                    done: vec![],
+                })
+                .expect("applied or queued");
+            saved.blocking_recv().expect("answered").expect("saved");
+            let data = snapshotter.load(1, index).expect("snapshot file").data;
+            let (_, map) = decode_snapshot(&data).expect("decodes");
+            assert_eq!(map.get("/a").map(|v| &**v), Some(&*format!("{index}")));
+        }
+        drop(applier);
+        handle.join().expect("apply thread ends cleanly");
+        assert_eq!(kv.get("/a").as_deref(), Some("later"));
+        assert_eq!(kv.applied_index(), 40);
     }
 
     #[test]

@@ -16,7 +16,6 @@ mod trace;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{
@@ -29,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::kvstore::{Apply, KvStore};
+use crate::kvstore::{Applier, KvStore};
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
@@ -456,7 +455,7 @@ pub struct RaftNode {
     wal: Option<Wal>,
     wal_plan: WalPlan,
     transport: Transport,
-    apply_tx: Sender<Apply>,
+    apply_tx: Applier,
     members: Members,
     conf_state: ConfState,
     /// Last index handed to the state machine.
@@ -497,7 +496,7 @@ impl RaftNode {
         config: &Config,
         recovered: Recovered,
         mut transport: Transport,
-        apply_tx: Sender<Apply>,
+        apply_tx: Applier,
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
     ) -> Result<RaftNode, StartError> {
