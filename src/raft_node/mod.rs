@@ -37,6 +37,9 @@ use crate::wal::{Metadata, Wal, WalOptions};
 pub use replay::{Recovered, StartError, replay_wal};
 use storage::NodeStorage;
 
+/// Longest a leader holds a batch back while earlier entries are in flight.
+const MAX_HOLD: Duration = Duration::from_millis(2);
+
 /// Answers one client request once its entry is applied (or its read is safe to serve).
 pub type Responder = oneshot::Sender<Result<(), ProposalError>>;
 
@@ -468,10 +471,17 @@ pub struct RaftNode {
     catchup_entries: u64,
     commit_at_start: u64,
     tick: Duration,
-    /// Proposals made here, by request id, waiting for their entry to apply.
+    /// Proposals made here while following (forwarded to the leader) and membership changes,
+    /// by request id, waiting for their entry to apply. Their entries carry the request id.
     proposals: HashMap<u64, Responder>,
-    /// Normal entries collected from the inbox, proposed together.
-    batch: Vec<Entry>,
+    /// Proposals made here while leading, by the index and term raft gave their entry. Their
+    /// entries carry nothing extra: a leader knows where its entries land, and an entry found
+    /// at that index with another term means a later leader overwrote the proposal.
+    proposed_at: BTreeMap<u64, (u64, Responder)>,
+    /// `Entry.data` of the requests collected from the inbox, proposed together.
+    batch: Vec<(Vec<u8>, Responder)>,
+    /// When the oldest entry of `batch` arrived.
+    batch_since: Option<Instant>,
     next_request: u64,
     /// Request id of this node's membership change in flight.
     conf_change_in_flight: Option<u64>,
@@ -558,7 +568,9 @@ impl RaftNode {
             commit_at_start: recovered.commit_at_start,
             tick: config.tick(),
             proposals: HashMap::new(),
+            proposed_at: BTreeMap::new(),
             batch: Vec::new(),
+            batch_since: None,
             next_request: rand::random::<u64>() >> 1,
             conf_change_in_flight: None,
             reads: Reads::default(),
@@ -583,11 +595,13 @@ impl RaftNode {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(1024);
         loop {
+            let hold_until = self.batch_since.map(|t| t + MAX_HOLD);
             tokio::select! {
                 // Ticks first: under a flood of requests, elections and heartbeats still run.
                 biased;
                 _ = shutdown.cancelled() => return Exit::Shutdown,
                 _ = ticker.tick() => self.on_tick(),
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
                 n = inbox.recv_many(&mut received, 4096) => {
                     if n == 0 {
                         return Exit::Shutdown;
@@ -675,6 +689,7 @@ impl RaftNode {
         self.rn.tick();
         // Clients that timed out: forget them.
         self.proposals.retain(|_, done| !done.is_closed());
+        self.proposed_at.retain(|_, (_, done)| !done.is_closed());
         if let Some(req) = self.conf_change_in_flight
             && !self.proposals.contains_key(&req)
         {
@@ -757,34 +772,85 @@ impl RaftNode {
             let _ = done.send(Err(ProposalError::NoLeader));
             return;
         }
-        let (req, context) = self.new_request();
-        self.batch.push(Entry {
-            data: data.into(),
-            context: context.into(),
-            ..Default::default()
-        });
-        self.proposals.insert(req, done);
+        self.batch_since.get_or_insert_with(Instant::now);
+        self.batch.push((data, done));
     }
 
     /// Proposes every queued entry in one message: one append, one broadcast.
     fn flush_proposals(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() || self.hold_batch() {
             return;
         }
-        let entries = std::mem::take(&mut self.batch);
-        // Bytes clones: cheap, and the entries themselves move into raft.
-        let contexts: Vec<bytes::Bytes> = entries.iter().map(|e| e.context.clone()).collect();
+        self.batch_since = None;
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let batch = std::mem::take(&mut self.batch);
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut local = Vec::new();
+        let mut forwarded = Vec::new();
+        for (data, done) in batch {
+            let mut entry = Entry {
+                data: data.into(),
+                ..Default::default()
+            };
+            if leading {
+                local.push(done);
+            } else {
+                // The leader assigns the index: find the entry again by the request id.
+                let (req, context) = self.new_request();
+                entry.context = context.into();
+                self.proposals.insert(req, done);
+                forwarded.push(req);
+            }
+            entries.push(entry);
+        }
+        let count = entries.len() as u64;
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = self.id;
         m.set_entries(entries.into());
-        if let Err(err) = self.rn.step(m) {
-            for ctx in contexts {
-                if let Some(done) = self.take_waiter(&ctx) {
-                    let _ = done.send(Err(ProposalError::Dropped(err.to_string())));
+        let last_before = self.rn.raft.raft_log.last_index();
+        let result = self.rn.step(m);
+        let last_after = self.rn.raft.raft_log.last_index();
+        let failure = match result {
+            // A leader appends a proposal at once, right after its last entry.
+            Ok(()) if leading && last_after == last_before + count => {
+                let term = self.rn.raft.term;
+                for (index, done) in (last_before + 1..).zip(local) {
+                    self.proposed_at.insert(index, (term, done));
                 }
+                return;
             }
+            Ok(()) if !leading => return,
+            Ok(()) => format!(
+                "raft appended {} entries for a proposal of {count}",
+                last_after.saturating_sub(last_before)
+            ),
+            Err(err) => err.to_string(),
+        };
+        let failed = local.into_iter().chain(
+            forwarded
+                .into_iter()
+                .filter_map(|req| self.proposals.remove(&req)),
+        );
+        for done in failed {
+            let _ = done.send(Err(ProposalError::Dropped(failure.clone())));
         }
+    }
+
+    /// Under load, a leader waits for its entries in flight to commit before it proposes
+    /// the next small batch: the waiting batch grows meanwhile, and each WAL sync then carries
+    /// more entries, on this node and on every follower. It never waits when nothing is in
+    /// flight (one client waits for nothing), once the batch is as big as what is in flight,
+    /// or for longer than [`MAX_HOLD`].
+    fn hold_batch(&self) -> bool {
+        let raft = &self.rn.raft;
+        hold_batch(
+            raft.state == StateRole::Leader,
+            raft.raft_log.last_index() - raft.raft_log.committed,
+            self.batch.len(),
+            self.proposed_at.len(),
+            self.batch_since.map_or(Duration::ZERO, |t| t.elapsed()),
+        )
     }
 
     fn propose_conf_change(&mut self, change: MemberChange, done: Responder) {
@@ -879,9 +945,22 @@ impl RaftNode {
         })
     }
 
-    /// Removes and returns the waiter of an entry proposed on this node.
-    fn take_waiter(&mut self, context: &[u8]) -> Option<Responder> {
-        let (origin, req) = parse_request_context(context)?;
+    /// Removes and returns the waiter of a committed entry if this node proposed it. A
+    /// proposal this node made as leader whose index now holds another term's entry was
+    /// overwritten by a later leader: its client hears so at once.
+    fn take_waiter(&mut self, entry: &Entry) -> Option<Responder> {
+        if entry.context.is_empty() {
+            let (term, done) = self.proposed_at.remove(&entry.index)?;
+            if term == entry.term {
+                return Some(done);
+            }
+            let _ = done.send(Err(ProposalError::Dropped(format!(
+                "a new leader replaced the entry at index {} before it committed",
+                entry.index
+            ))));
+            return None;
+        }
+        let (origin, req) = parse_request_context(&entry.context)?;
         if origin != self.id {
             return None;
         }
@@ -1050,6 +1129,19 @@ impl RaftNode {
     }
 }
 
+/// Whether a batch of `waiting` proposals is held back (see [`RaftNode::hold_batch`]):
+/// only on a leader with `uncommitted` entries in its log, while the batch is smaller than the
+/// `in_flight` proposals it made that are not applied yet, and for at most [`MAX_HOLD`].
+fn hold_batch(
+    leading: bool,
+    uncommitted: u64,
+    waiting: usize,
+    in_flight: usize,
+    waited: Duration,
+) -> bool {
+    leading && uncommitted > 0 && waiting < in_flight && waited < MAX_HOLD
+}
+
 /// `Entry.context` of a proposal: origin node id and request id, so that only the proposing
 /// node answers, and only its own requests.
 fn request_context(origin: u64, req: u64) -> Vec<u8> {
@@ -1068,6 +1160,22 @@ fn parse_request_context(ctx: &[u8]) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_held_only_behind_a_bigger_one_in_flight_and_not_for_long() {
+        let short = Duration::from_micros(100);
+        // A lone client: nothing uncommitted, nothing in flight.
+        assert!(!hold_batch(true, 0, 1, 0, short));
+        // Many clients: a small batch waits behind a bigger one still replicating...
+        assert!(hold_batch(true, 30, 3, 30, short));
+        // ...until it is as big as what is in flight, or has waited MAX_HOLD.
+        assert!(!hold_batch(true, 30, 30, 30, short));
+        assert!(!hold_batch(true, 30, 3, 30, MAX_HOLD));
+        // Its entries committed (only applying is left): propose now.
+        assert!(!hold_batch(true, 0, 3, 30, short));
+        // A follower forwards at once: it cannot see the leader's log.
+        assert!(!hold_batch(false, 30, 3, 30, short));
+    }
 
     #[test]
     fn request_context_round_trips() {

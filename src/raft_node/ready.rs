@@ -132,7 +132,7 @@ impl RaftNode {
         };
         let mut done = Vec::new();
         for entry in &entries {
-            let waiter = self.take_waiter(&entry.context);
+            let waiter = self.take_waiter(entry);
             let result = match entry.get_entry_type() {
                 EntryType::EntryNormal => Ok(()),
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
