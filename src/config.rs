@@ -116,6 +116,14 @@ impl Config {
         self.data_dir.join(format!("raftexample-{}", self.id))
     }
 
+    /// How the WAL is written: segment size from the flags, the rest as the WAL defaults.
+    pub fn wal_options(&self) -> crate::wal::WalOptions {
+        crate::wal::WalOptions {
+            segment_size: self.wal_segment_bytes,
+            ..Default::default()
+        }
+    }
+
     /// Folder of the snapshot files.
     pub fn snap_dir(&self) -> PathBuf {
         self.data_dir.join(format!("raftexample-{}-snap", self.id))

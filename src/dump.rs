@@ -1,5 +1,6 @@
-//! `raftexample dump`: every WAL record and snapshot file of a data dir, one line each, for a
-//! person learning what raft writes (or a script, with `--json`). Read-only and lock-free, so
+//! `raftexample dump`: every WAL record and snapshot file of a data dir, one line each (one
+//! per entry of a run of entries), for a person learning what raft writes (or a script, with
+//! `--json`, whose lines also give each record's length on disk). Read-only and lock-free, so
 //! it works on a stopped node's files and on a broken WAL: it prints the good records and then
 //! where and why reading stopped.
 
@@ -37,17 +38,23 @@ pub fn run(config: &Config, as_json: bool, out: &mut impl Write) -> Result<(), D
         return Err(DumpError::NoWal(wal_dir.display().to_string()));
     }
     let mut write_error = None;
-    let scanned = wal::scan(&wal_dir, |path, offset, record| {
+    let scanned = wal::scan(&wal_dir, |path, offset, len, record| {
         if write_error.is_some() {
             return;
         }
-        let line = if as_json {
-            record_json(path, offset, record).to_string()
+        let lines = if as_json {
+            record_json(path, offset, len, record)
+                .iter()
+                .map(Value::to_string)
+                .collect()
         } else {
             record_text(path, offset, record)
         };
-        if let Err(err) = writeln!(out, "{line}") {
-            write_error = Some(err);
+        for line in lines {
+            if let Err(err) = writeln!(out, "{line}") {
+                write_error = Some(err);
+                return;
+            }
         }
     });
     if let Some(err) = write_error {
@@ -120,9 +127,18 @@ fn dump_snapshots(dir: &Path, as_json: bool, out: &mut impl Write) -> Result<(),
     Ok(())
 }
 
-fn record_text(path: &Path, offset: u64, record: &Record) -> String {
+/// One line per record, and per entry of a run of entries.
+fn record_text(path: &Path, offset: u64, record: &Record) -> Vec<String> {
     let place = format!("{}@{offset}", short(path));
-    match record {
+    let entry_line = |e: &Entry| {
+        format!(
+            "{place}  entry  term={} index={} {}",
+            e.term,
+            e.index,
+            entry_text(e)
+        )
+    };
+    let line = match record {
         Record::Metadata(m) => format!(
             "{place}  metadata  node={} cluster={:x} peer={} initial-cluster={}",
             m.node_id,
@@ -139,13 +155,11 @@ fn record_text(path: &Path, offset: u64, record: &Record) -> String {
             hs.term, hs.vote, hs.commit
         ),
         Record::Snapshot(meta) => format!("{place}  snapshot-marker  {}", snapshot_text(meta)),
-        Record::Entry(e) => format!(
-            "{place}  entry  term={} index={} {}",
-            e.term,
-            e.index,
-            entry_text(e)
-        ),
-    }
+        Record::Entry(e) => entry_line(e),
+        Record::Entries(es) => return es.iter().map(entry_line).collect(),
+        Record::Padding(n) => format!("{place}  padding  {n} zero bytes (to a page boundary)"),
+    };
+    vec![line]
 }
 
 fn snapshot_text(meta: &SnapshotMetadata) -> String {
@@ -198,9 +212,11 @@ fn conf_change_text(cc: &ConfChangeV2) -> String {
     format!("conf-change {}", parts.join("; "))
 }
 
-fn record_json(path: &Path, offset: u64, record: &Record) -> Value {
+/// One JSON object per record, and per entry of a run of entries; `len` is the record's
+/// length on disk (shared by the entries of a run).
+fn record_json(path: &Path, offset: u64, len: u64, record: &Record) -> Vec<Value> {
     let file = short(path);
-    match record {
+    let value = match record {
         Record::Metadata(m) => json!({
             "file": file, "offset": offset, "type": "metadata", "node": m.node_id,
             "cluster": format!("{:x}", m.cluster_id), "peer_url": m.peer_url,
@@ -214,32 +230,51 @@ fn record_json(path: &Path, offset: u64, record: &Record) -> Value {
             "file": file, "offset": offset, "type": "snapshot-marker",
             "term": meta.term, "index": meta.index, "voters": meta.get_conf_state().voters,
         }),
-        Record::Entry(e) => {
-            let mut v = json!({
-                "file": file, "offset": offset, "type": "entry",
-                "term": e.term, "index": e.index,
-            });
-            let detail = match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => {
-                    json!({"entry_type": "normal", "op": "empty"})
-                }
-                EntryType::EntryNormal => match Command::decode(&e.data) {
-                    Ok(Command::Put { key, value }) => {
-                        json!({"entry_type": "normal", "op": "put", "key": key, "value": value})
-                    }
-                    Err(err) => {
-                        json!({"entry_type": "normal", "op": "undecodable", "error": err.to_string()})
-                    }
-                },
-                _ => json!({
-                    "entry_type": "conf-change",
-                    "change": decode_conf_change(e).ok().map_or_else(|| "undecodable".to_string(), |cc| conf_change_text(&cc)),
-                }),
-            };
-            if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), detail) {
-                obj.extend(extra);
-            }
-            v
+        Record::Padding(n) => json!({
+            "file": file, "offset": offset, "type": "padding", "bytes": n,
+        }),
+        Record::Entry(e) => entry_json(&file, offset, e),
+        Record::Entries(es) => {
+            return es
+                .iter()
+                .map(|e| with_len(entry_json(&file, offset, e), len))
+                .collect();
         }
+    };
+    vec![with_len(value, len)]
+}
+
+fn with_len(mut v: Value, len: u64) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("len".into(), len.into());
     }
+    v
+}
+
+fn entry_json(file: &str, offset: u64, e: &Entry) -> Value {
+    let mut v = json!({
+        "file": file, "offset": offset, "type": "entry",
+        "term": e.term, "index": e.index,
+    });
+    let detail = match e.get_entry_type() {
+        EntryType::EntryNormal if e.data.is_empty() => {
+            json!({"entry_type": "normal", "op": "empty"})
+        }
+        EntryType::EntryNormal => match Command::decode(&e.data) {
+            Ok(Command::Put { key, value }) => {
+                json!({"entry_type": "normal", "op": "put", "key": key, "value": value})
+            }
+            Err(err) => {
+                json!({"entry_type": "normal", "op": "undecodable", "error": err.to_string()})
+            }
+        },
+        _ => json!({
+            "entry_type": "conf-change",
+            "change": decode_conf_change(e).ok().map_or_else(|| "undecodable".to_string(), |cc| conf_change_text(&cc)),
+        }),
+    };
+    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), detail) {
+        obj.extend(extra);
+    }
+    v
 }

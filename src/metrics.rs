@@ -32,6 +32,8 @@ pub struct Metrics {
     pub read_index_seconds: Histogram,
     /// Duration of each WAL write that ended in a sync.
     pub wal_sync_seconds: Histogram,
+    /// Entries in each WAL write that ended in a sync: how well proposals are batched.
+    pub wal_sync_entries: Histogram,
     /// Bytes appended to the WAL.
     pub wal_bytes_written: IntCounter,
     /// Snapshots saved (taken here or received from the leader).
@@ -82,14 +84,15 @@ impl Metrics {
                 .expect("each metric is registered once");
             g
         };
-        let histogram = |name: &str, help: &str| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
+        let histogram_with = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("constant metric names are valid");
             registry
                 .register(Box::new(h.clone()))
                 .expect("each metric is registered once");
             h
         };
+        let histogram = |name: &str, help: &str| histogram_with(name, help, latency_buckets());
         Metrics {
             proposals_received: counter(
                 "proposals_received_total",
@@ -122,6 +125,12 @@ impl Metrics {
             wal_sync_seconds: histogram(
                 "wal_sync_seconds",
                 "Duration of WAL writes that ended in an fsync.",
+            ),
+            wal_sync_entries: histogram_with(
+                "wal_sync_entries",
+                "Entries in each WAL write that ended in an fsync.",
+                prometheus::exponential_buckets(1.0, 2.0, 13)
+                    .expect("constant bucket parameters are valid"),
             ),
             wal_bytes_written: counter("wal_bytes_written_total", "Bytes appended to the WAL."),
             snapshots: counter("snapshots_total", "Snapshots saved."),

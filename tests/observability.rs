@@ -286,22 +286,21 @@ async fn dump_prints_the_wal_and_stops_at_a_torn_record() {
     assert!(put["index"].as_u64().expect("index") >= 2);
     assert!(records.iter().any(|r| r["type"] == "hardstate"));
 
-    // Tear the last record: cut a few bytes off the end of the last segment.
-    let wal_dir = data_dir.join("raftexample-1");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
-        .expect("WAL dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    let last = segments.last().expect("a segment");
-    let len = std::fs::metadata(last).expect("stat").len();
+    // Tear the last record: cut its last few bytes off (the file may run on past it, with
+    // preallocated zeros).
+    let last = records
+        .iter()
+        .rfind(|r| r["type"] != "padding")
+        .expect("a last record");
+    let file = data_dir
+        .join("raftexample-1")
+        .join(last["file"].as_str().expect("file"));
+    let end = last["offset"].as_u64().expect("offset") + last["len"].as_u64().expect("len");
     std::fs::OpenOptions::new()
         .write(true)
-        .open(last)
+        .open(&file)
         .expect("open segment")
-        .set_len(len - 3)
+        .set_len(end - 3)
         .expect("truncate");
     let (ok, torn) = dump(&data_dir, false);
     assert!(!ok, "a torn WAL should make dump exit non-zero");
@@ -313,7 +312,7 @@ async fn dump_prints_the_wal_and_stops_at_a_torn_record() {
         "good records before the tear: {torn}"
     );
     // dump changed nothing: the node itself repairs the tail and starts.
-    assert_eq!(std::fs::metadata(last).expect("stat").len(), len - 3);
+    assert_eq!(std::fs::metadata(&file).expect("stat").len(), end - 3);
     c.spawn(1, &[]);
     c.wait_value(1, "foo", "bar", false).await;
     assert!(

@@ -192,12 +192,17 @@ async fn snapshot_covers_exactly_the_applied_entries() {
 
     // Replay the WAL by hand: the state after each index.
     let mut puts: Vec<(u64, String, String)> = Vec::new();
-    wal::scan(&config.wal_dir(), |_, _, record| {
-        if let Record::Entry(e) = record
-            && let Ok(Command::Put { key, value }) = Command::decode(&e.data)
-        {
-            puts.retain(|(i, _, _)| *i < e.index);
-            puts.push((e.index, key, value));
+    wal::scan(&config.wal_dir(), |_, _, _, record| {
+        let entries = match record {
+            Record::Entry(e) => std::slice::from_ref(e),
+            Record::Entries(es) => es.as_slice(),
+            _ => &[],
+        };
+        for e in entries {
+            if let Ok(Command::Put { key, value }) = Command::decode(&e.data) {
+                puts.retain(|(i, _, _)| *i < e.index);
+                puts.push((e.index, key, value));
+            }
         }
     })
     .expect("WAL scans cleanly");

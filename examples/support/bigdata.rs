@@ -38,14 +38,7 @@ fn create_wal(data_dir: &Path, url: &str) -> (DirLock, Wal) {
         peer_url: url.to_string(),
         initial_cluster: vec![url.to_string()],
     };
-    let wal = Wal::create(
-        &dir,
-        &meta,
-        WalOptions {
-            segment_size: 64 << 20,
-        },
-    )
-    .expect("creating the WAL");
+    let wal = Wal::create(&dir, &meta, WalOptions::default()).expect("creating the WAL");
     (lock, wal)
 }
 

@@ -39,6 +39,10 @@ use storage::NodeStorage;
 
 /// Longest a leader holds a batch back while earlier entries are in flight.
 const MAX_HOLD: Duration = Duration::from_millis(2);
+/// Longest a leader with nothing in flight waits for a batch to fill up to half the size of
+/// the one before it (a burst of clients answered at once comes back within a fraction of a
+/// millisecond).
+const LINGER: Duration = Duration::from_micros(300);
 
 /// Answers one client request once its entry is applied (or its read is safe to serve).
 pub type Responder = oneshot::Sender<Result<(), ProposalError>>;
@@ -482,6 +486,8 @@ pub struct RaftNode {
     batch: Vec<(Vec<u8>, Responder)>,
     /// When the oldest entry of `batch` arrived.
     batch_since: Option<Instant>,
+    /// Size of the last batch proposed: what a burst of answered clients sends back.
+    last_batch: usize,
     next_request: u64,
     /// Request id of this node's membership change in flight.
     conf_change_in_flight: Option<u64>,
@@ -551,9 +557,7 @@ impl RaftNode {
             wal: recovered.wal,
             wal_plan: WalPlan {
                 dir: config.wal_dir(),
-                options: WalOptions {
-                    segment_size: config.wal_segment_bytes,
-                },
+                options: config.wal_options(),
                 peer_url: config.own_peer_url().unwrap_or_default().to_string(),
             },
             transport,
@@ -571,6 +575,7 @@ impl RaftNode {
             proposed_at: BTreeMap::new(),
             batch: Vec::new(),
             batch_since: None,
+            last_batch: 0,
             next_request: rand::random::<u64>() >> 1,
             conf_change_in_flight: None,
             reads: Reads::default(),
@@ -595,7 +600,10 @@ impl RaftNode {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(1024);
         loop {
-            let hold_until = self.batch_since.map(|t| t + MAX_HOLD);
+            let hold_until = self
+                .batch_since
+                .zip(self.hold_batch())
+                .map(|(since, limit)| since + limit);
             tokio::select! {
                 // Ticks first: under a flood of requests, elections and heartbeats still run.
                 biased;
@@ -778,10 +786,11 @@ impl RaftNode {
 
     /// Proposes every queued entry in one message: one append, one broadcast.
     fn flush_proposals(&mut self) {
-        if self.batch.is_empty() || self.hold_batch() {
+        if self.batch.is_empty() || self.hold_batch().is_some() {
             return;
         }
         self.batch_since = None;
+        self.last_batch = self.batch.len();
         let leading = self.rn.raft.state == StateRole::Leader;
         let batch = std::mem::take(&mut self.batch);
         let mut entries = Vec::with_capacity(batch.len());
@@ -837,18 +846,17 @@ impl RaftNode {
         }
     }
 
-    /// Under load, a leader waits for its entries in flight to commit before it proposes
-    /// the next small batch: the waiting batch grows meanwhile, and each WAL sync then carries
-    /// more entries, on this node and on every follower. It never waits when nothing is in
-    /// flight (one client waits for nothing), once the batch is as big as what is in flight,
-    /// or for longer than [`MAX_HOLD`].
-    fn hold_batch(&self) -> bool {
+    /// Under load, a leader gathers proposals into bigger batches, so each WAL sync (on this
+    /// node and on every follower) carries more entries. `Some(limit)` while the batch is
+    /// held back: see [`hold_batch`].
+    fn hold_batch(&self) -> Option<Duration> {
         let raft = &self.rn.raft;
         hold_batch(
             raft.state == StateRole::Leader,
             raft.raft_log.last_index() - raft.raft_log.committed,
             self.batch.len(),
             self.proposed_at.len(),
+            self.last_batch,
             self.batch_since.map_or(Duration::ZERO, |t| t.elapsed()),
         )
     }
@@ -1129,17 +1137,30 @@ impl RaftNode {
     }
 }
 
-/// Whether a batch of `waiting` proposals is held back (see [`RaftNode::hold_batch`]):
-/// only on a leader with `uncommitted` entries in its log, while the batch is smaller than the
-/// `in_flight` proposals it made that are not applied yet, and for at most [`MAX_HOLD`].
+/// How long a leader holds back a batch of `waiting` proposals that has waited `waited` so
+/// far (`None`: propose it now):
+/// - while `uncommitted` entries are in its log, until the batch is as big as the `in_flight`
+///   proposals it made that are not applied yet, for at most [`MAX_HOLD`]: the batch grows
+///   while the one before it replicates;
+/// - with nothing in flight, until it is half the size of the batch before (`last`), for at
+///   most [`LINGER`]: the clients answered together come back together.
+///
+/// A lone client is never held: nothing is in flight when it sends, and its last batch was 1.
+/// Followers never hold: they forward to the leader, and cannot see its log.
 fn hold_batch(
     leading: bool,
     uncommitted: u64,
     waiting: usize,
     in_flight: usize,
+    last: usize,
     waited: Duration,
-) -> bool {
-    leading && uncommitted > 0 && waiting < in_flight && waited < MAX_HOLD
+) -> Option<Duration> {
+    let (target, limit) = if uncommitted > 0 {
+        (in_flight, MAX_HOLD)
+    } else {
+        (last / 2, LINGER)
+    };
+    (leading && waiting < target && waited < limit).then_some(limit)
 }
 
 /// `Entry.context` of a proposal: origin node id and request id, so that only the proposing
@@ -1162,19 +1183,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_held_only_behind_a_bigger_one_in_flight_and_not_for_long() {
+    fn a_batch_is_held_only_while_a_bigger_one_is_likely_and_not_for_long() {
         let short = Duration::from_micros(100);
-        // A lone client: nothing uncommitted, nothing in flight.
-        assert!(!hold_batch(true, 0, 1, 0, short));
+        // A lone client: nothing uncommitted, nothing in flight, a last batch of one.
+        assert_eq!(hold_batch(true, 0, 1, 0, 1, short), None);
         // Many clients: a small batch waits behind a bigger one still replicating...
-        assert!(hold_batch(true, 30, 3, 30, short));
+        assert_eq!(hold_batch(true, 30, 3, 30, 30, short), Some(MAX_HOLD));
         // ...until it is as big as what is in flight, or has waited MAX_HOLD.
-        assert!(!hold_batch(true, 30, 30, 30, short));
-        assert!(!hold_batch(true, 30, 3, 30, MAX_HOLD));
-        // Its entries committed (only applying is left): propose now.
-        assert!(!hold_batch(true, 0, 3, 30, short));
+        assert_eq!(hold_batch(true, 30, 30, 30, 30, short), None);
+        assert_eq!(hold_batch(true, 30, 3, 30, 30, MAX_HOLD), None);
+        // Nothing in flight after a big batch: linger for half as many...
+        assert_eq!(hold_batch(true, 0, 3, 30, 30, short), Some(LINGER));
+        assert_eq!(hold_batch(true, 0, 15, 30, 30, short), None);
+        // ...but not for long.
+        assert_eq!(hold_batch(true, 0, 3, 30, 30, LINGER), None);
         // A follower forwards at once: it cannot see the leader's log.
-        assert!(!hold_batch(false, 30, 3, 30, short));
+        assert_eq!(hold_batch(false, 30, 3, 30, 30, short), None);
+        assert_eq!(hold_batch(false, 0, 3, 30, 30, short), None);
     }
 
     #[test]

@@ -251,6 +251,7 @@ impl RaftNode {
             self.metrics
                 .wal_sync_seconds
                 .observe(started.elapsed().as_secs_f64());
+            self.metrics.wal_sync_entries.observe(entries.len() as f64);
         }
         let mut store = self.storage.mem.wl();
         if !entries.is_empty() {

@@ -23,7 +23,7 @@ use crate::membership::{
     Members, cluster_id, decode_conf_change, normalize_url, validate_peer_url,
 };
 use crate::snapshotter::Snapshotter;
-use crate::wal::{Metadata, Wal, WalOptions};
+use crate::wal::{Metadata, Wal};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +87,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
     let wal_dir = config.wal_dir();
     let lock = DirLock::acquire(&wal_dir)?;
     let snapshotter = Snapshotter::new(&config.snap_dir(), config.max_snapshots)?;
-    let options = WalOptions {
-        segment_size: config.wal_segment_bytes,
-    };
+    let options = config.wal_options();
     let mem = MemStorage::new();
 
     if Wal::exists(&wal_dir) {

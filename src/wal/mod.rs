@@ -14,14 +14,18 @@
 //! The directory holds segments named `%016x-%016x.wal`: sequence number, then the index of the
 //! first entry the segment was created to hold (as etcd names them). The highest sequence is
 //! the active segment, the only one written to. It is replaced by a new one once a write leaves
-//! it at or above [`WalOptions::segment_size`] (64 MiB by default); nothing is preallocated.
+//! it at or above [`WalOptions::segment_size`] (64 MiB by default). The active segment's file is
+//! extended sparsely ahead of its records ([`WalOptions::preallocate`], 4 MiB steps), so the
+//! zeros after its last record are the normal end of the log, not damage; a segment is cut back
+//! to its records before the next one is started.
 //!
 //! # Byte layout
 //! A segment is a sequence of records, each
 //! `len: u32 LE | type: u8 | crc: u32 LE | payload (len bytes)`, where the CRC-32C covers the
 //! record's file offset (u64 LE), `len`, `type` and the payload. Types: 1 metadata (bincode of
-//! [`Metadata`]), 2 raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
-//! last three as protobuf bytes. Every segment begins with a header: the metadata record, then
+//! [`Metadata`]), 2 one raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
+//! last three as protobuf bytes, 5 padding, 6 a run of entries (each `Ready`'s entries are one
+//! run: see `record.rs`). Every segment begins with a header: the metadata record, then
 //! in every segment after the first the newest snapshot marker (if any) and the hard state
 //! current when it was created, so that the oldest segments can be deleted without losing them.
 //!
@@ -32,10 +36,14 @@
 //! # Durability (fsync rules)
 //! - [`Wal::save`] frames the whole batch in one buffer and writes it with one `write_all`, then
 //!   calls `sync_data` once if asked (raft-rs `Ready::must_sync`): never one sync per entry.
+//!   A synced write that would leave less room in its last page than it took itself is padded
+//!   to the page boundary: the next write then starts on a fresh page rather than sending
+//!   this one's last page to the disk again (under load, that halves the WAL's disk traffic;
+//!   one small write per sync, a lone client's, keeps filling its page instead).
 //! - [`Wal::save_snapshot_marker`] always syncs.
 //! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
-//!   Before switching to a new segment the old one is synced, because only the last segment
-//!   may end in a torn record.
+//!   Before switching to a new segment the old one is cut back to its records and synced,
+//!   because only the last segment may end in a torn record or in zeros.
 //! - [`Wal::create`] creates the directory with its parents synced; [`Wal::release_to`] syncs
 //!   the directory after deleting segments; a torn-tail repair syncs the truncated file.
 //! - A failed sync is final ("fsyncgate": after a failed fsync the kernel may have dropped the
@@ -57,6 +65,9 @@ pub use record::{DecodeError, EncodeError, Record};
 use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
 
+/// The page size synced writes are aligned to (the page cache's, and ext4's block size).
+const PAGE_SIZE: u64 = 4096;
+
 /// Default size at which the active segment is replaced: 64 MiB, as etcd.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -77,18 +88,26 @@ pub struct Metadata {
     pub initial_cluster: Vec<String>,
 }
 
+/// Default step by which the active segment's file is extended ahead of its records.
+pub const DEFAULT_PREALLOCATE: u64 = 4 * 1024 * 1024;
+
 /// Tuning of a [`Wal`].
 #[derive(Clone, Copy, Debug)]
 pub struct WalOptions {
     /// The active segment is replaced once a write leaves it at least this long. Segments can
     /// exceed it by up to one batch.
     pub segment_size: u64,
+    /// The active segment's file is extended ahead of its records in steps of this many bytes
+    /// (sparsely: nothing is written), so that most syncs need not record a new file size.
+    /// 0 turns it off.
+    pub preallocate: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
+            preallocate: DEFAULT_PREALLOCATE,
         }
     }
 }
@@ -292,7 +311,7 @@ impl Wal {
             path: first,
             source,
         })?;
-        let (seg, writer) = segment::create_segment(dir, 0, 0, &buf, &syncer)?;
+        let (seg, writer) = segment::create_segment(dir, 0, 0, &buf, opts.preallocate, &syncer)?;
         buf.clear();
         Ok(Wal {
             dir: dir.to_path_buf(),
@@ -361,7 +380,7 @@ impl Wal {
                 dir: dir.to_path_buf(),
             });
         };
-        let writer = SegmentWriter::open_append(&active.path)?;
+        let writer = SegmentWriter::open_at(&active.path, active.len, opts.preallocate)?;
         let last_entry = r.entries.last().map_or(0, |e| e.index);
         let last_marker = r.markers.last().cloned();
         let last_index = last_entry.max(last_marker.as_ref().map_or(0, |m| m.index));
@@ -403,16 +422,15 @@ impl Wal {
         self.check_poisoned()?;
         let base = self.active().len;
         self.buf.clear();
-        let records = entries
-            .iter()
-            .map(RecordRef::Entry)
+        let records = (!entries.is_empty())
+            .then_some(RecordRef::Entries(entries))
+            .into_iter()
             .chain(hard_state.map(RecordRef::HardState));
         for rec in records {
-            if let Err(source) = record::encode(&mut self.buf, base, rec) {
-                let path = self.active().path.clone();
-                self.buf.clear();
-                return Err(Error::Encode { path, source });
-            }
+            self.encode(base, rec)?;
+        }
+        if sync {
+            self.pad(base)?;
         }
         self.write_buf()?;
         if let Some(last) = entries.last() {
@@ -433,11 +451,8 @@ impl Wal {
         self.check_poisoned()?;
         let base = self.active().len;
         self.buf.clear();
-        if let Err(source) = record::encode(&mut self.buf, base, RecordRef::Snapshot(meta)) {
-            let path = self.active().path.clone();
-            self.buf.clear();
-            return Err(Error::Encode { path, source });
-        }
+        self.encode(base, RecordRef::Snapshot(meta))?;
+        self.pad(base)?;
         self.write_buf()?;
         self.last_index = self.last_index.max(meta.index);
         self.last_marker = Some(meta.clone());
@@ -527,6 +542,32 @@ impl Wal {
         err
     }
 
+    /// Frames `rec` at the end of the write buffer, which goes to file offset `base`.
+    fn encode(&mut self, base: u64, rec: RecordRef<'_>) -> Result<(), Error> {
+        record::encode(&mut self.buf, base, rec).map_err(|source| {
+            self.buf.clear();
+            Error::Encode {
+                path: self.active().path.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Before a sync: ends the write buffer (going to file offset `base`) with a padding record
+    /// up to the next page boundary if another write like this one would not fit in what is
+    /// left of the page (see the module doc).
+    fn pad(&mut self, base: u64) -> Result<(), Error> {
+        let len = self.buf.len() as u64;
+        let room = (PAGE_SIZE - (base + len) % PAGE_SIZE) % PAGE_SIZE;
+        if room >= len {
+            return Ok(());
+        }
+        match record::padding_to(base + len, PAGE_SIZE) {
+            Some(pad) => self.encode(base, pad),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `buf` to the active segment in one `write_all`. A failure poisons the WAL: part
     /// of the batch may be in the file, and appending after it would put valid records behind
     /// a bad one, which the next open would read as corruption rather than a torn tail.
@@ -563,7 +604,12 @@ impl Wal {
     /// new header to a tmp file, sync it, rename, sync the directory, and only then switch.
     fn rotate(&mut self) -> Result<(), Error> {
         // The old segment stops being the last one: from now on a torn record in it would be
-        // read as corruption, so it must be entirely on disk first.
+        // read as corruption, so it must be entirely on disk first, and end with its last
+        // record (only the last segment may have zeros after its records).
+        self.writer.trim().map_err(|source| Error::Io {
+            path: self.active().path.clone(),
+            source,
+        })?;
         self.syncer
             .sync_file(self.writer.file(), &self.active().path)?;
         let seq = self.active().seq + 1;
@@ -581,8 +627,14 @@ impl Wal {
                 source,
             })?;
         }
-        let (seg, writer) =
-            segment::create_segment(&self.dir, seq, first_index, &header, &self.syncer)?;
+        let (seg, writer) = segment::create_segment(
+            &self.dir,
+            seq,
+            first_index,
+            &header,
+            self.opts.preallocate,
+            &self.syncer,
+        )?;
         tracing::debug!(path = %seg.path.display(), "started a new WAL segment");
         self.segments.push(seg);
         self.writer = writer;
@@ -590,11 +642,12 @@ impl Wal {
     }
 }
 
-/// Visits every record of every segment in order with its file and offset, for a `dump` tool.
+/// Visits every record of every segment in order with its file, offset and length, for a
+/// `dump` tool.
 ///
 /// Read-only: nothing is repaired. Returns [`Error::Corrupt`] naming the file and offset at the
 /// first torn or corrupt record, after having visited all the good records before it.
-pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, &Record)) -> Result<(), Error> {
+pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
     replay::scan(dir, visit)
 }
 
@@ -603,6 +656,15 @@ pub(crate) mod tests {
     use super::*;
     use raft::eraftpb::ConfState;
     use tempfile::TempDir;
+
+    /// Options for tests that look at exact file layouts: no preallocation, so a segment file
+    /// ends with its last record.
+    pub(crate) fn opts(segment_size: u64) -> WalOptions {
+        WalOptions {
+            segment_size,
+            preallocate: 0,
+        }
+    }
 
     pub(crate) fn meta() -> Metadata {
         Metadata {
@@ -662,7 +724,10 @@ pub(crate) mod tests {
         wal.save_snapshot_marker(&marker(1, 2)).unwrap();
         wal.save(None, &ents(4..=4, 1), true).unwrap();
         let size = wal.size_on_disk();
-        assert_eq!(size, fs::metadata(&wal.segment_paths()[0]).unwrap().len());
+        // The file runs ahead of its records, in preallocation steps.
+        let file_len = fs::metadata(&wal.segment_paths()[0]).unwrap().len();
+        assert_eq!(file_len, DEFAULT_PREALLOCATE);
+        assert!(size < file_len);
         drop(wal);
 
         let (wal, c) = Wal::open(&dir, WalOptions::default()).unwrap();
@@ -771,7 +836,7 @@ pub(crate) mod tests {
     #[test]
     fn segments_rotate_and_release_after_a_snapshot() {
         let tmp = TempDir::new().unwrap();
-        let opts = WalOptions { segment_size: 256 };
+        let opts = opts(256);
         let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
         // Each save is well over 256 bytes, so each one rotates.
         for batch in 0..10u64 {
@@ -839,7 +904,7 @@ pub(crate) mod tests {
     #[test]
     fn segment_headers_keep_marker_and_hard_state_across_release() {
         let tmp = TempDir::new().unwrap();
-        let opts = WalOptions { segment_size: 128 };
+        let opts = opts(128);
         let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
         wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
             .unwrap();
@@ -854,7 +919,7 @@ pub(crate) mod tests {
         assert!(count_segments(tmp.path()) < n);
         let first = &wal.segment_paths()[0];
         let mut kinds = Vec::new();
-        scan(tmp.path(), |p, _, r| {
+        scan(tmp.path(), |p, _, _, r| {
             if p == first {
                 kinds.push(r.kind())
             }
@@ -871,7 +936,7 @@ pub(crate) mod tests {
     #[test]
     fn disk_use_stays_bounded_under_steady_load_with_snapshots() {
         let tmp = TempDir::new().unwrap();
-        let opts = WalOptions { segment_size: 4096 };
+        let opts = opts(4096);
         let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
         let mut max_size = 0;
         for i in 1..=2000u64 {
@@ -922,7 +987,7 @@ pub(crate) mod tests {
     #[test]
     fn sync_failure_while_rotating_poisons_too() {
         let tmp = TempDir::new().unwrap();
-        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), opts(64)).unwrap();
         wal.inject_sync_failure();
         // No sync requested by the caller, but the rotation must sync.
         assert!(matches!(
@@ -962,10 +1027,103 @@ pub(crate) mod tests {
         assert!(!tmp_seg.exists());
     }
 
+    /// A preallocated segment: the file runs ahead of the records, a reopen finds the end of
+    /// the log at the zeros without cutting anything, appends land there, and a rotation cuts
+    /// the old segment back to its records.
+    #[test]
+    fn preallocated_segments_end_at_their_zeros_and_are_trimmed_on_rotation() {
+        let tmp = TempDir::new().unwrap();
+        let opts = WalOptions {
+            segment_size: 8192,
+            preallocate: 4096,
+        };
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        wal.save(Some(&hs(1, 1, 2)), &ents(1..=3, 1), true).unwrap();
+        let first = wal.segment_paths()[0].clone();
+        let records = wal.size_on_disk();
+        assert_eq!(fs::metadata(&first).unwrap().len(), 4096);
+        drop(wal);
+
+        let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
+        assert_eq!(wal.size_on_disk(), records);
+        assert_eq!(fs::metadata(&first).unwrap().len(), 4096, "nothing cut");
+        wal.save(Some(&hs(1, 1, 3)), &ents(4..=4, 1), true).unwrap();
+        drop(wal);
+        let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=4, 1)[..]);
+        assert_eq!(c.hard_state, hs(1, 1, 3));
+
+        // Big entries: the file grows in steps, then the segment rotates.
+        let mut big = ents(5..=6, 1);
+        for e in &mut big {
+            e.data = vec![0xAB; 5000].into();
+        }
+        wal.save(None, &big, false).unwrap();
+        assert_eq!(wal.segment_paths().len(), 2);
+        let first_len = fs::metadata(&first).unwrap().len();
+        assert_eq!(first_len, wal.segments[0].len, "trimmed to its records");
+        assert_ne!(first_len % 4096, 0, "not a preallocation step");
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        let mut want = ents(1..=4, 1);
+        want.extend(big);
+        assert_eq!(c.entries_after(0).unwrap(), &want[..]);
+    }
+
+    /// A crash while writing into the preallocated part: the torn record is followed by zeros,
+    /// and it is cut like any torn tail.
+    #[test]
+    fn a_torn_record_before_preallocated_zeros_is_cut() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(None, &ents(1..=2, 1), true).unwrap();
+        let end = wal.size_on_disk();
+        wal.save(None, &ents(3..=3, 1), true).unwrap();
+        let seg = wal.segment_paths()[0].clone();
+        drop(wal);
+        // The last run lost its last bytes: zeros where its data should be.
+        let mut bytes = fs::read(&seg).unwrap();
+        let torn_at = end as usize + 12;
+        bytes[torn_at..].fill(0);
+        fs::write(&seg, &bytes).unwrap();
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.last_index(), 2);
+        assert_eq!(
+            fs::metadata(&seg).unwrap().len(),
+            end,
+            "cut at the torn run"
+        );
+    }
+
+    /// Synced writes that would not leave room in their page for another like them end on a
+    /// page boundary; small ones keep filling their page.
+    #[test]
+    fn big_synced_writes_end_on_a_page_boundary_small_ones_do_not() {
+        let tmp = TempDir::new().unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        wal.save(Some(&hs(1, 1, 0)), &ents(1..=1, 1), true).unwrap();
+        let small = wal.size_on_disk();
+        assert!(!small.is_multiple_of(PAGE_SIZE) && small < 200, "{small}");
+        let mut big = ents(2..=20, 1);
+        for e in &mut big {
+            e.data = vec![1; 150].into();
+        }
+        wal.save(Some(&hs(1, 1, 1)), &big, true).unwrap();
+        assert_eq!(wal.size_on_disk() % PAGE_SIZE, 0);
+        // Unsynced writes are never padded: the next write follows them.
+        wal.save(Some(&hs(1, 1, 20)), &[], false).unwrap();
+        assert_ne!(wal.size_on_disk() % PAGE_SIZE, 0);
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        assert_eq!(c.last_index(), 20);
+        assert_eq!(c.hard_state, hs(1, 1, 20));
+    }
+
     #[test]
     fn scan_visits_every_record_with_file_and_offset() {
         let tmp = TempDir::new().unwrap();
-        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 128 }).unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), opts(128)).unwrap();
         wal.save(Some(&hs(1, 1, 0)), &ents(1..=4, 1), true).unwrap();
         wal.save_snapshot_marker(&marker(1, 2)).unwrap();
         let segs = wal.segment_paths();
@@ -973,7 +1131,7 @@ pub(crate) mod tests {
         drop(wal);
 
         let mut seen = Vec::new();
-        scan(tmp.path(), |path, off, rec| {
+        scan(tmp.path(), |path, off, _, rec| {
             seen.push((path.to_path_buf(), off, rec.kind()))
         })
         .unwrap();
@@ -982,10 +1140,7 @@ pub(crate) mod tests {
             kinds,
             [
                 "metadata",
-                "entry",
-                "entry",
-                "entry",
-                "entry",
+                "entries",
                 "hardstate", // segment 0
                 "metadata",
                 "hardstate",
@@ -995,22 +1150,22 @@ pub(crate) mod tests {
         assert_eq!(seen[0].0, segs[0]);
         assert_eq!(seen[0].1, 0);
         assert!(seen[1].1 > 0);
-        assert_eq!(seen[6].0, segs[1]);
-        assert_eq!(seen[6].1, 0);
+        assert_eq!(seen[3].0, segs[1]);
+        assert_eq!(seen[3].1, 0);
 
         // A damaged record: the good ones before it are visited, then the error names it.
         let mut bytes = fs::read(&segs[1]).unwrap();
-        let off = seen[7].1 as usize;
+        let off = seen[4].1 as usize;
         bytes[off + 2] ^= 0xFF;
         fs::write(&segs[1], &bytes).unwrap();
         let mut n = 0;
-        match scan(tmp.path(), |_, _, _| n += 1).unwrap_err() {
+        match scan(tmp.path(), |_, _, _, _| n += 1).unwrap_err() {
             Error::Corrupt { path, offset, .. } => {
                 assert_eq!((path, offset), (segs[1].clone(), off as u64))
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        assert_eq!(n, 7);
+        assert_eq!(n, 4);
         // Read-only: the file is as we left it.
         assert_eq!(fs::read(&segs[1]).unwrap(), bytes);
     }
@@ -1096,9 +1251,12 @@ pub(crate) mod tests {
             Ok(())
         }
 
-        fn run(ops: Vec<Op>, segment_size: u64) -> Result<(), TestCaseError> {
+        fn run(ops: Vec<Op>, segment_size: u64, preallocate: u64) -> Result<(), TestCaseError> {
             let tmp = TempDir::new().unwrap();
-            let opts = WalOptions { segment_size };
+            let opts = WalOptions {
+                segment_size,
+                preallocate,
+            };
             let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
             let mut m = Model {
                 term: 1,
@@ -1181,8 +1339,9 @@ pub(crate) mod tests {
             fn wal_matches_an_in_memory_model(
                 ops in proptest::collection::vec(op(), 1..60),
                 segment_size in prop_oneof![Just(64u64), Just(300), Just(2048), Just(1 << 20)],
+                preallocate in prop_oneof![Just(0u64), Just(100), Just(4096), Just(1 << 20)],
             ) {
-                run(ops, segment_size)?;
+                run(ops, segment_size, preallocate)?;
             }
         }
     }

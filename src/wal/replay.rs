@@ -12,6 +12,10 @@
 //! record after the damage proves it is something else, and cutting there would throw away
 //! acknowledged data. Earlier segments were synced before the next one was created, so a bad
 //! record there is always corruption.
+//!
+//! Zeros from some record boundary to the end of the last segment are not damage at all: the
+//! active segment's file is extended ahead of its records, and that is where the log ends.
+//! Nothing needs cutting there; the writer carries on from that offset.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -76,6 +80,15 @@ struct State {
 }
 
 impl State {
+    fn push_entry(&mut self, e: Entry) {
+        // Raft rewrote the log from e.index on (an uncommitted suffix of an older term):
+        // everything held from that index on is obsolete.
+        while self.entries.last().is_some_and(|l| l.index >= e.index) {
+            self.entries.pop();
+        }
+        self.entries.push(e);
+    }
+
     fn apply(&mut self, rec: Record, path: &Path, off: usize) -> Result<(), Error> {
         // Every segment starts with the metadata record and has it nowhere else.
         match (&rec, off) {
@@ -108,15 +121,14 @@ impl State {
                     ));
                 }
             },
-            Record::Entry(e) => {
-                // Raft rewrote the log from e.index on (an uncommitted suffix of an older term):
-                // everything held from that index on is obsolete.
-                while self.entries.last().is_some_and(|l| l.index >= e.index) {
-                    self.entries.pop();
+            Record::Entry(e) => self.push_entry(e),
+            Record::Entries(es) => {
+                for e in es {
+                    self.push_entry(e);
                 }
-                self.entries.push(e);
             }
             Record::HardState(hs) => self.hard_state = hs,
+            Record::Padding(_) => {}
             Record::Snapshot(m) => {
                 // A new segment's header repeats the newest marker; keep one copy.
                 if self.markers.last() != Some(&m) {
@@ -126,6 +138,13 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Whether everything from `off` to the end of `data` is zero: the unwritten, preallocated
+/// end of the active segment.
+fn is_zero_tail(data: &[u8], off: usize) -> bool {
+    data.get(off..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == 0))
 }
 
 /// Replays the WAL in `dir` without modifying anything. See the module doc for the rules.
@@ -151,6 +170,12 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
                 Ok((rec, len)) => {
                     state.apply(rec, &seg.path, off)?;
                     off += len;
+                }
+                // The active segment's file runs ahead of its records (preallocation): zeros
+                // from here to the end of the file are where the next record will go.
+                Err(_) if i == last && off > 0 && is_zero_tail(&data, off) => {
+                    seg.len = off as u64;
+                    break;
                 }
                 // The header of the last segment was synced before the segment got its name,
                 // so even there a bad record at offset 0 is not a torn append.
@@ -199,20 +224,24 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
 }
 
 /// Visits every record of every segment in order, read-only; see [`super::scan`].
-pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, &Record)) -> Result<(), Error> {
+pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
     let segments = list_segments(dir)?;
     if segments.is_empty() {
         return Err(Error::NotFound {
             dir: dir.to_path_buf(),
         });
     }
-    for seg in &segments {
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
         let data = read_segment(seg)?;
         let mut off = 0;
         while off < data.len() {
+            if i == last && off > 0 && is_zero_tail(&data, off) {
+                break;
+            }
             let (rec, len) =
                 record::decode(&data, off).map_err(|e| corrupt(&seg.path, off, e.to_string()))?;
-            visit(&seg.path, off as u64, &rec);
+            visit(&seg.path, off as u64, len as u64, &rec);
             off += len;
         }
     }
@@ -221,7 +250,7 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, &Record)) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ent, ents, hs, meta};
+    use super::super::tests::{ent, ents, hs, meta, opts};
     use super::super::{Wal, WalOptions, record::RecordRef};
     use super::*;
     use tempfile::TempDir;
@@ -229,7 +258,7 @@ mod tests {
     /// The (offset, kind) of every record of `path`.
     fn records_of(dir: &Path, path: &Path) -> Vec<(u64, &'static str)> {
         let mut out = Vec::new();
-        super::super::scan(dir, |p, off, r| {
+        super::super::scan(dir, |p, off, _, r| {
             if p == path {
                 out.push((off, r.kind()))
             }
@@ -260,7 +289,7 @@ mod tests {
 
     /// A WAL of two segments whose last record is a 100-byte entry (index 9).
     fn build_pristine(dir: &Path) -> PathBuf {
-        let mut wal = Wal::create(dir, &meta(), WalOptions { segment_size: 200 }).unwrap();
+        let mut wal = Wal::create(dir, &meta(), opts(200)).unwrap();
         wal.save(Some(&hs(1, 1, 4)), &ents(1..=4, 1), true).unwrap();
         wal.save(Some(&hs(1, 1, 8)), &ents(5..=8, 1), true).unwrap();
         let mut last = ent(9, 1);
@@ -277,7 +306,7 @@ mod tests {
         let last_seg = build_pristine(pristine.path());
         let recs = records_of(pristine.path(), &last_seg);
         let (start, kind) = *recs.last().unwrap();
-        assert_eq!(kind, "entry");
+        assert_eq!(kind, "entries");
         let end = fs::metadata(&last_seg).unwrap().len();
         assert!(end - start > 100);
         let name = last_seg.file_name().unwrap();
@@ -293,8 +322,8 @@ mod tests {
                 .set_len(cut)
                 .unwrap();
 
-            let (mut wal, c) = Wal::open(tmp.path(), WalOptions { segment_size: 200 })
-                .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let (mut wal, c) =
+                Wal::open(tmp.path(), opts(200)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             assert_eq!(fs::metadata(&seg).unwrap().len(), start, "cut at {cut}");
             assert_eq!(
                 c.entries_after(0).unwrap(),
@@ -307,7 +336,7 @@ mod tests {
             wal.save(Some(&hs(2, 1, 9)), &ents(9..=10, 2), true)
                 .unwrap();
             drop(wal);
-            let (_wal, c) = Wal::open(tmp.path(), WalOptions { segment_size: 200 }).unwrap();
+            let (_wal, c) = Wal::open(tmp.path(), opts(200)).unwrap();
             let mut want = ents(1..=8, 1);
             want.extend(ents(9..=10, 2));
             assert_eq!(c.entries_after(0).unwrap(), &want[..], "cut at {cut}");
@@ -351,23 +380,61 @@ mod tests {
             copy_dir(pristine.path(), tmp.path());
             let seg = tmp.path().join(name);
             fs::write(&seg, &bytes).unwrap();
-            let (_wal, c) = Wal::open(tmp.path(), WalOptions::default())
+            let (mut wal, c) = Wal::open(tmp.path(), WalOptions::default())
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let want_len = if what == "zeros past the end" {
-                good.len() as u64
-            } else {
-                start
+            // Zeros from a record boundary on are where the log ends (a preallocated file
+            // looks like that): nothing to cut. Anything else is cut at the torn record.
+            let want_len = match what {
+                "zeroed record" | "zeros past the end" => bytes.len() as u64,
+                _ => start,
             };
             assert_eq!(fs::metadata(&seg).unwrap().len(), want_len, "{what}");
             let last = if what == "zeros past the end" { 9 } else { 8 };
             assert_eq!(c.last_index(), last, "{what}");
+            // The next write goes where the log ended, and reads back.
+            wal.save(None, &ents(last + 1..=last + 1, 2), true).unwrap();
+            drop(wal);
+            let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+            assert_eq!(c.last_index(), last + 1, "{what}");
+            assert_eq!(c.entries().last().unwrap().term, 2, "{what}");
         }
+    }
+
+    /// WALs written before entries were framed as runs hold one record per entry: they are
+    /// still read, and new runs follow them.
+    #[test]
+    fn single_entry_records_of_older_wals_are_still_read() {
+        let tmp = TempDir::new().unwrap();
+        let wal = Wal::create(tmp.path(), &meta(), opts(1 << 20)).unwrap();
+        let seg = wal.segment_paths()[0].clone();
+        drop(wal);
+        let mut bytes = fs::read(&seg).unwrap();
+        for e in ents(1..=3, 1) {
+            let base = bytes.len() as u64;
+            let mut rec = Vec::new();
+            record::encode(&mut rec, base, RecordRef::Entry(&e)).unwrap();
+            bytes.extend_from_slice(&rec);
+        }
+        fs::write(&seg, &bytes).unwrap();
+        let (mut wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
+        wal.save(None, &ents(4..=5, 1), true).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=5, 1)[..]);
+        assert_eq!(
+            records_of(tmp.path(), &seg)
+                .iter()
+                .map(|r| r.1)
+                .collect::<Vec<_>>(),
+            ["metadata", "entry", "entry", "entry", "entries"]
+        );
     }
 
     #[test]
     fn a_record_embedded_in_an_entry_does_not_hide_a_torn_tail() {
         let tmp = TempDir::new().unwrap();
-        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), opts(1 << 20)).unwrap();
         wal.save(None, &ents(1..=2, 1), true).unwrap();
         // The application stored bytes that are themselves a valid WAL record (at offset 0).
         let mut inner = Vec::new();
@@ -466,7 +533,7 @@ mod tests {
     #[test]
     fn valid_checksum_with_bad_content_at_the_tail_is_not_torn() {
         let tmp = TempDir::new().unwrap();
-        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), opts(1 << 20)).unwrap();
         wal.save(None, &ents(1..=2, 1), true).unwrap();
         let seg = wal.segment_paths()[0].clone();
         drop(wal);
@@ -501,13 +568,13 @@ mod tests {
         // A segment whose metadata differs (copied from another node's WAL).
         let a = TempDir::new().unwrap();
         let b = TempDir::new().unwrap();
-        let mut wal = Wal::create(a.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        let mut wal = Wal::create(a.path(), &meta(), opts(64)).unwrap();
         wal.save(None, &ents(1..=3, 1), true).unwrap();
         let a_segs = wal.segment_paths();
         drop(wal);
         let mut other = meta();
         other.node_id = 2;
-        let mut wal = Wal::create(b.path(), &other, WalOptions { segment_size: 64 }).unwrap();
+        let mut wal = Wal::create(b.path(), &other, opts(64)).unwrap();
         wal.save(None, &ents(1..=3, 1), true).unwrap();
         let b_segs = wal.segment_paths();
         drop(wal);
@@ -524,7 +591,7 @@ mod tests {
     #[test]
     fn a_missing_middle_segment_is_corruption() {
         let tmp = TempDir::new().unwrap();
-        let mut wal = Wal::create(tmp.path(), &meta(), WalOptions { segment_size: 64 }).unwrap();
+        let mut wal = Wal::create(tmp.path(), &meta(), opts(64)).unwrap();
         for i in 1..=4 {
             wal.save(None, &[ent(i, 1)], true).unwrap();
         }

@@ -245,6 +245,7 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", path.display()))?
             .len();
         let kind = last["type"].as_str().unwrap_or_default().to_string();
+        let len = last["len"].as_u64().ok_or("a record without a length")?;
         let in_file: Vec<&serde_json::Value> =
             records.iter().filter(|r| r["file"] == file).collect();
         // A segment's header (metadata, maybe a snapshot marker, the hard state) is written to
@@ -264,6 +265,7 @@ impl Cluster {
             offset: last["offset"]
                 .as_u64()
                 .ok_or("a record without an offset")?,
+            len,
             index: last["index"].as_u64(),
             kind,
             in_header,
@@ -281,17 +283,18 @@ impl Cluster {
         let path = &tail.path;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let io = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
-        let record_len = tail.file_len - tail.offset;
+        let record_len = tail.len;
+        let record_end = tail.offset + tail.len;
         // Somewhere strictly inside a record of `record_len` bytes that starts at `start`.
         let cut_point = |start: u64| start + 1 + ((record_len - 1) as f64 * at) as u64;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| io("opening", e))?;
         let (new_len, what) = match how {
             Tear::Cut => (
-                cut_point(tail.offset).min(tail.file_len - 1),
+                cut_point(tail.offset).min(record_end - 1),
                 format!(
                     "its final record ({} at offset {})",
                     tail.label(),
@@ -299,15 +302,15 @@ impl Cluster {
                 ),
             ),
             Tear::AppendAndCut => {
-                use std::io::{Read, Seek, SeekFrom};
-                let mut record = Vec::new();
-                file.seek(SeekFrom::Start(tail.offset))
-                    .map_err(|e| io("seeking in", e))?;
-                file.read_to_end(&mut record)
+                use std::os::unix::fs::FileExt;
+                let mut record = vec![0u8; record_len as usize];
+                file.read_exact_at(&mut record, tail.offset)
                     .map_err(|e| io("reading", e))?;
-                file.write_all(&record).map_err(|e| io("appending to", e))?;
+                // Where the next write would have gone (over the preallocated zeros, if any).
+                file.write_all_at(&record, record_end)
+                    .map_err(|e| io("appending to", e))?;
                 (
-                    cut_point(tail.file_len).min(tail.file_len + record_len - 1),
+                    cut_point(record_end).min(record_end + record_len - 1),
                     format!(
                         "a copy of its final record ({}), appended as the next write",
                         tail.label()
@@ -358,10 +361,12 @@ impl Drop for Cluster {
 pub struct WalTail {
     /// The last segment.
     pub path: PathBuf,
-    /// Its size.
+    /// Its size (it may run past the final record: the WAL preallocates).
     pub file_len: u64,
     /// Where its final record starts.
     pub offset: u64,
+    /// The final record's length (a run of entries is one record).
+    pub len: u64,
     /// `entry`, `hardstate`, `snapshot-marker` or `metadata`.
     pub kind: String,
     /// The entry's index, for an entry.
