@@ -36,10 +36,11 @@
 //! # Durability (fsync rules)
 //! - [`Wal::save`] frames the whole batch in one buffer and writes it with one `write_all`, then
 //!   calls `sync_data` once if asked (raft-rs `Ready::must_sync`): never one sync per entry.
-//!   A synced write that would leave less room in its last page than it took itself is padded
-//!   to the page boundary: the next write then starts on a fresh page rather than sending
-//!   this one's last page to the disk again (under load, that halves the WAL's disk traffic;
-//!   one small write per sync, a lone client's, keeps filling its page instead).
+//!   A synced write that would leave less room in its last page than it took itself (or than
+//!   the recent synced writes took) is padded to the page boundary: the next write then starts
+//!   on a fresh page rather than sending this one's last page to the disk again (under load,
+//!   that halves the WAL's disk traffic; one small write per sync, a lone client's, keeps
+//!   filling its page instead).
 //! - [`Wal::save_snapshot_marker`] always syncs.
 //! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
 //!   Before switching to a new segment the old one is cut back to its records and synced,
@@ -256,6 +257,9 @@ pub struct Wal {
     writer: SegmentWriter,
     /// Reused for every batch, so a steady load does not allocate.
     buf: Vec<u8>,
+    /// Recent size of a synced write: whether the next one will fit in what a write leaves of
+    /// its page.
+    typical_write: u64,
     /// The last hard state written, repeated in the header of the next segment.
     hard_state: HardState,
     /// The newest snapshot marker written, repeated in the header of the next segment.
@@ -320,6 +324,7 @@ impl Wal {
             segments: vec![seg],
             writer,
             buf,
+            typical_write: 0,
             hard_state: HardState::default(),
             last_marker: None,
             last_index: 0,
@@ -391,6 +396,7 @@ impl Wal {
             segments,
             writer,
             buf: Vec::new(),
+            typical_write: 0,
             hard_state: r.hard_state.clone(),
             last_marker,
             last_index,
@@ -554,12 +560,14 @@ impl Wal {
     }
 
     /// Before a sync: ends the write buffer (going to file offset `base`) with a padding record
-    /// up to the next page boundary if another write like this one would not fit in what is
-    /// left of the page (see the module doc).
+    /// up to the next page boundary if the next synced write, as big as this one or as the
+    /// recent ones, would not fit in what is left of the page (see the module doc).
     fn pad(&mut self, base: u64) -> Result<(), Error> {
         let len = self.buf.len() as u64;
+        // A moving average over about the last eight synced writes.
+        self.typical_write = (self.typical_write * 7 + len) / 8;
         let room = (PAGE_SIZE - (base + len) % PAGE_SIZE) % PAGE_SIZE;
-        if room >= len {
+        if room >= len.max(self.typical_write) {
             return Ok(());
         }
         match record::padding_to(base + len, PAGE_SIZE) {
