@@ -360,6 +360,12 @@ bench_system() { # SYS
   local nreq; nreq=$(field "$r" requests)
   if [[ -n $nreq && $nreq -gt 0 ]]; then INFO[$sys:bpp]=$(((after - before) / nreq)); fi
 
+  # The single-client floor, measured right before this system's single-client run: the
+  # fsync and wake-up costs of a VM drift within minutes, so the start-of-run figure alone
+  # can be far from what this run saw.
+  local f
+  f=$(measure_floor "$TMP")
+  INFO[$sys:floor]=$(awk '{ printf "%.3f", 2 * $1 + 2 * $4 / 1000 }' <<<"$f")
   run_wrk "$sys" put 1 "$DUR" "$tgt"; RES[$sys:put1]=$RESULT
   if [[ $sys != orig ]]; then run_wrk "$sys" get "$CONNECTIONS" "$DUR" "$tgt"; RES[$sys:get]=$RESULT; fi
   run_wrk "$sys" getlocal "$CONNECTIONS" "$DUR" "$tgt"; RES[$sys:getlocal]=$RESULT
@@ -473,6 +479,14 @@ for when in before after; do
   if [[ $when == before ]]; then set -- "$FS_P50" "$FS_P99" "$FS_OW" "$RTT_US" "$FS_P10"; else set -- "$FS2_P50" "$FS2_P99" "$FS2_OW" "$RTT2_US" "$FS2_P10"; fi
   printf 'disk (%-6s): append+fdatasync 4 KiB p10 %s p50 %s p99 %s ms; overwrite+fdatasync p50 %s ms; loopback RTT p50 %s us; 1-client PUT floor (2 fsync p50 + 2 RTT) %s ms\n' \
     "$when" "$5" "$1" "$2" "$3" "$4" "$(awk -v f="$1" -v r="$4" 'BEGIN { printf "%.3f", 2 * f + 2 * r / 1000 }')"
+done
+for s in ours etcd orig; do
+  want_systems "$s" || continue
+  fl=${INFO[$s:floor]-}
+  p50=$(field "${RES[$s:put1]-}" p50_ms)
+  [[ -n $fl && -n $p50 ]] || continue
+  printf '1-client PUT, %-4s: p50 %s ms; floor measured just before it (2 fsync p50 + 2 RTT) %s ms; p50/floor %s\n' \
+    "$s" "$p50" "$fl" "$(awk -v a="$p50" -v b="$fl" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 done
 echo
 printf '%-6s %8s %14s %18s %20s\n' system leader "idle RSS MiB" "RSS after, MiB" "disk bytes/PUT (3 nodes)"

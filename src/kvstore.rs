@@ -1,8 +1,11 @@
 //! The replicated state machine: an in-memory map from key to value, fed in log order by the
-//! raft node over the apply channel. It is the last box of the flow: committed entries (and
+//! raft node through its [`Applier`]. It is the last box of the flow: committed entries (and
 //! snapshots from the leader) arrive here; once a batch is applied, the clients waiting on it
-//! are answered. Reads that went through ReadIndex are released through the same channel, so
-//! they are answered only after every entry up to their read index is in the map.
+//! are answered. Small batches are applied on the raft thread itself when nothing is queued;
+//! the rest (snapshots to save or restore, big batches, whatever comes while this thread is
+//! busy) goes over the apply channel to a thread of its own. Reads that went through ReadIndex
+//! take the same path, so they are answered only after every entry up to their read index is
+//! in the map.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};

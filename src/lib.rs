@@ -21,7 +21,8 @@
 //! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
 //! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking.
 //! - [`transport`]: batched HTTP between peers, never blocking the raft node.
-//! - [`kvstore`]: the state machine, fed committed entries over the apply channel.
+//! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
+//!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
 

@@ -1,12 +1,15 @@
 //! The raft node: the one task that owns the `RawNode`. Everything else talks to it through
 //! its inbox ([`Inbox`]): the REST API sends proposals, reads and membership changes; the
 //! transport server sends peer messages; peer tasks report failures. The node ticks raft,
-//! handles each `Ready` in the order raft-rs requires ([`ready`]), and publishes committed
-//! entries to the state machine over the apply channel.
+//! handles each `Ready` in the order raft-rs requires (`ready.rs`), and publishes committed
+//! entries to the state machine (see [`crate::kvstore::Applier`]).
 //!
 //! It runs on a thread of its own with a single-threaded runtime, so that an fsync blocks
 //! nothing but raft itself: while it waits on the disk, HTTP requests and peer messages
-//! queue up, and the next `Ready` carries them all in one write and one sync.
+//! queue up, and the next `Ready` carries them all in one write and one sync. Under load a
+//! leader also holds a small batch back while a bigger one is in flight, and cuts a batch at
+//! a WAL page boundary when only a few proposals spill past it (`hold_batch`, `whole_pages`):
+//! every node's WAL then syncs fuller pages, fewer times.
 
 mod ready;
 pub mod replay;
