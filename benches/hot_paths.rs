@@ -68,29 +68,33 @@ fn peer_batch(c: &mut Criterion) {
 /// The state machine applying a batch of committed PUTs (the apply thread's whole job).
 fn apply(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");
-    let n = 1024u64;
-    group.throughput(Throughput::Elements(n));
-    let entries: Vec<Entry> = (0..n)
-        .map(|i| Entry {
-            term: 1,
-            index: i + 1,
-            data: put(i % 10_000).encode().into(),
-            ..Default::default()
-        })
-        .collect();
     let kv = KvStore::default();
-    let (tx, _thread) = kv.spawn_apply_loop(1).expect("an apply thread");
-    group.bench_function("puts_1024", |b| {
-        b.iter(|| {
-            let (done, wait) = tokio::sync::oneshot::channel();
-            tx.send(Apply::Entries {
-                entries: entries.clone(),
-                done: vec![done],
+    let (applier, _thread) = kv.spawn_apply_loop(1).expect("an apply thread");
+    // 64: applied at once on the caller's thread (nothing queued); 1024: a batch big enough
+    // to go to the state machine's thread.
+    for n in [64u64, 1024] {
+        group.throughput(Throughput::Elements(n));
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| Entry {
+                term: 1,
+                index: i + 1,
+                data: put(i % 10_000).encode().into(),
+                ..Default::default()
             })
-            .expect("apply loop runs");
-            wait.blocking_recv().expect("answered").expect("applied");
-        })
-    });
+            .collect();
+        group.bench_with_input(BenchmarkId::new("puts", n), &entries, |b, entries| {
+            b.iter(|| {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                applier
+                    .send(Apply::Entries {
+                        entries: entries.clone(),
+                        done: vec![done],
+                    })
+                    .expect("apply loop runs");
+                wait.blocking_recv().expect("answered").expect("applied");
+            })
+        });
+    }
     group.finish();
 }
 
