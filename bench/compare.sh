@@ -360,13 +360,15 @@ bench_system() { # SYS
   local nreq; nreq=$(field "$r" requests)
   if [[ -n $nreq && $nreq -gt 0 ]]; then INFO[$sys:bpp]=$(((after - before) / nreq)); fi
 
-  # The single-client floor, measured right before this system's single-client run: the
-  # fsync and wake-up costs of a VM drift within minutes, so the start-of-run figure alone
-  # can be far from what this run saw.
-  local f
-  f=$(measure_floor "$TMP")
-  INFO[$sys:floor]=$(awk '{ printf "%.3f", 2 * $1 + 2 * $4 / 1000 }' <<<"$f")
+  # The single-client floor, measured right before and right after this system's
+  # single-client run (the mean of the two): the fsync and wake-up costs of a VM drift within
+  # minutes, so the start-of-run figure alone can be far from what this run saw.
+  local f1 f2
+  f1=$(measure_floor "$TMP")
   run_wrk "$sys" put 1 "$DUR" "$tgt"; RES[$sys:put1]=$RESULT
+  f2=$(measure_floor "$TMP")
+  INFO[$sys:floor]=$(printf '%s\n%s\n' "$f1" "$f2" |
+    awk '{ s += 2 * $1 + 2 * $4 / 1000; t = t sprintf(" %.3f", 2 * $1 + 2 * $4 / 1000) } END { printf "%.3f (before, after:%s)", s / NR, t }')
   if [[ $sys != orig ]]; then run_wrk "$sys" get "$CONNECTIONS" "$DUR" "$tgt"; RES[$sys:get]=$RESULT; fi
   run_wrk "$sys" getlocal "$CONNECTIONS" "$DUR" "$tgt"; RES[$sys:getlocal]=$RESULT
 
@@ -485,8 +487,8 @@ for s in ours etcd orig; do
   fl=${INFO[$s:floor]-}
   p50=$(field "${RES[$s:put1]-}" p50_ms)
   [[ -n $fl && -n $p50 ]] || continue
-  printf '1-client PUT, %-4s: p50 %s ms; floor measured just before it (2 fsync p50 + 2 RTT) %s ms; p50/floor %s\n' \
-    "$s" "$p50" "$fl" "$(awk -v a="$p50" -v b="$fl" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+  printf '1-client PUT, %-4s: p50 %s ms; floor around it (2 fsync p50 + 2 RTT) %s ms; p50/floor %s\n' \
+    "$s" "$p50" "$fl" "$(awk -v a="$p50" -v b="${fl%% *}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 done
 echo
 printf '%-6s %8s %14s %18s %20s\n' system leader "idle RSS MiB" "RSS after, MiB" "disk bytes/PUT (3 nodes)"
