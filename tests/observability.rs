@@ -215,7 +215,12 @@ async fn metrics_parse_and_move_with_traffic() {
     assert_eq!(delta("raftexample_read_index_requests_total", None), 5.0);
     assert!(delta("raftexample_read_index_seconds", None) >= 5.0);
     assert!(delta("raftexample_wal_sync_seconds", None) >= 1.0);
-    // Five entries of at least key, value and request id, framed: well over 100 bytes.
+    // Each synced write is also counted by the entries it carried.
+    assert_eq!(
+        delta("raftexample_wal_sync_entries", None),
+        delta("raftexample_wal_sync_seconds", None)
+    );
+    // Five entries of at least a key and a value, framed: well over 100 bytes.
     assert!(delta("raftexample_wal_bytes_written_total", None) > 100.0);
     assert!(delta("raftexample_peer_messages_sent_total", None) >= 2.0);
     assert_eq!(
