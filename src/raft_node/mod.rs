@@ -634,11 +634,13 @@ impl RaftNode {
 
     /// Everything that follows new input: propose the batch, start reads, handle readies.
     fn process(&mut self) -> Result<(), NodeError> {
-        self.flush_proposals();
         self.poll_snapshot()?;
-        // Reads and unreachable reports step raft, so they happen here, between readies,
-        // never between `ready()` and `advance()`.
+        // Proposals, reads and unreachable reports step raft, so they happen here, between
+        // readies, never between `ready()` and `advance()`. Proposing again after each Ready
+        // sends what a batch kept back once it is no longer held (a single node commits at
+        // once, and no peer message would come to wake it).
         loop {
+            self.flush_proposals();
             self.issue_reads();
             let dropped = std::mem::take(&mut self.dropped);
             for peer in dropped.unreachable {
