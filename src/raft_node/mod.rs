@@ -1156,8 +1156,8 @@ impl RaftNode {
 /// sync adds (the run's header, hard states).
 const ENTRY_FRAMING: usize = 6;
 const SYNC_FRAMING: usize = 96;
-/// The WAL's page.
-const PAGE: usize = 4096;
+/// The page the WAL aligns its synced writes to.
+const PAGE: usize = crate::wal::PAGE_SIZE as usize;
 
 /// How many of the proposals (by data size) to propose now: all of them, unless that would
 /// spill a little past a page boundary, in which case only the whole pages' worth. Each WAL
@@ -1175,8 +1175,9 @@ fn whole_pages(sizes: impl Iterator<Item = usize>) -> usize {
         }
         n += 1;
     }
-    // Spilled less than half a page past the last boundary: keep the spill back.
-    if fit > 0 && bytes % PAGE < PAGE / 2 && bytes / PAGE >= 1 {
+    // Spilled less than half a page past the last boundary (`fit > 0`: one was passed): keep
+    // the spill back.
+    if fit > 0 && bytes % PAGE < PAGE / 2 {
         fit
     } else {
         n

@@ -67,7 +67,7 @@ use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
 
 /// The page size synced writes are aligned to (the page cache's, and ext4's block size).
-const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = 4096;
 
 /// Default size at which the active segment is replaced: 64 MiB, as etcd.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
