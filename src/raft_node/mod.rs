@@ -789,7 +789,9 @@ impl RaftNode {
         self.batch.push((data, done));
     }
 
-    /// Proposes every queued entry in one message: one append, one broadcast.
+    /// Proposes the queued entries in one message (one append, one broadcast), unless they are
+    /// held back ([`RaftNode::hold_batch`]); a leader keeps a small spill past a WAL page
+    /// boundary for the next batch ([`whole_pages`]).
     fn flush_proposals(&mut self) {
         if self.batch.is_empty() || self.hold_batch().is_some() {
             return;

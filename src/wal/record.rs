@@ -220,12 +220,11 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
 /// The payload of a run of entries (see the module doc).
 fn encode_entries(buf: &mut Vec<u8>, entries: &[Entry]) -> Result<(), String> {
     let first = entries.first().map_or(0, |e| e.index);
-    if let Some((i, e)) = (first..)
-        .zip(entries)
-        .find(|(want, e)| e.index != *want)
-        .map(|(want, e)| (want, e.index))
-    {
-        return Err(format!("entry index {e} where {i} was due: not a run"));
+    if let Some((due, e)) = (first..).zip(entries).find(|(due, e)| e.index != *due) {
+        return Err(format!(
+            "entry index {} where {due} was due: not a run",
+            e.index
+        ));
     }
     let size: usize = entries
         .iter()
