@@ -79,11 +79,13 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Proposal(p) => match p {
-                ProposalError::NoLeader
+                ProposalError::NoLeader(_)
+                | ProposalError::NotProposed(_)
+                | ProposalError::Replaced(_)
                 | ProposalError::Timeout(_)
+                | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::Busy(_)
-                | ProposalError::Dropped(_)
                 | ProposalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
                 ProposalError::AlreadyMember(_)
@@ -344,6 +346,11 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
         s.first_index, s.last_index, s.commit, s.applied, s.snapshot_index
     );
     let _ = writeln!(out, "wal: {} bytes on disk", s.wal_bytes);
+    let _ = writeln!(
+        out,
+        "sessions: {} ({} ranges of applied requests)",
+        s.sessions.0, s.sessions.1
+    );
     let _ = writeln!(out, "members:");
     for m in &s.members {
         let mark = if m.is_leader { "  (leader)" } else { "" };

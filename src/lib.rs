@@ -24,6 +24,7 @@
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
 
 #![forbid(unsafe_code)]
@@ -36,9 +37,11 @@ pub mod http_api;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;
+pub mod proposal;
 pub mod raft_node;
 pub mod snapshotter;
 pub mod transport;
+pub mod varint;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -274,7 +277,10 @@ mod tests {
                 .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;
             assert!(
-                matches!(put, Err(ProposalError::Stopped | ProposalError::NoLeader)),
+                matches!(
+                    put,
+                    Err(ProposalError::Stopped | ProposalError::NoLeader(_))
+                ),
                 "a write must not be acknowledged: {put:?}"
             );
             let kv = running.node.kv().clone();

@@ -19,8 +19,9 @@ use raft::{ReadState, StateRole, Storage};
 use tokio::sync::oneshot;
 
 use super::{NodeError, PendingSnapshot, ProposalError, RaftNode, Responder};
-use crate::kvstore::{Apply, decode_members};
+use crate::kvstore::{Apply, ClusterState, decode_cluster_state};
 use crate::membership::decode_conf_change;
+use crate::proposal::{self, Payload, ProposalId, Verdict};
 
 impl RaftNode {
     /// Handles one `Ready`.
@@ -79,9 +80,14 @@ impl RaftNode {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
-        // raft forgets pending ReadIndex requests when leadership moves: ask again as soon
-        // as this Ready is done (not now: raft must not be stepped between ready and advance).
-        self.reads.ask_all_again = true;
+        // raft forgets pending ReadIndex requests when leadership moves, and a proposal
+        // forwarded to the old leader or appended in its term may be lost: ask and propose
+        // again as soon as this Ready is done (not now: raft must not be stepped between
+        // ready and advance).
+        self.reads.on_leader_change();
+        if leader != previous && leader != raft::INVALID_ID {
+            self.proposals.on_leader_change(std::time::Instant::now());
+        }
     }
 
     /// Hands messages to the transport; whatever it could not queue is reported to raft
@@ -107,15 +113,24 @@ impl RaftNode {
         self.storage.mem.wl().apply_snapshot(snap.clone())?;
         self.storage.set_latest_snapshot(meta.clone());
         self.metrics.snapshots.inc();
-        match decode_members(&snap.data) {
-            Ok(members) => self.set_members(members),
+        match decode_cluster_state(&snap.data) {
+            Ok(state) => {
+                self.set_members(state.members);
+                self.sessions = state.sessions;
+            }
             Err(err) => tracing::error!(%err, "snapshot carries no readable membership"),
         }
         self.conf_state = meta.get_conf_state().clone();
+        // Requests of this node that the snapshot shows applied are answered once it is
+        // restored.
+        let done =
+            self.proposals
+                .on_snapshot(meta.index, &self.sessions, std::time::Instant::now());
         self.apply_tx
             .send(Apply::Restore {
                 index: meta.index,
                 data: snap.data,
+                done,
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = meta.index;
@@ -124,21 +139,27 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Applies conf changes to raft and hands the batch to the state machine; the waiters of
-    /// this node's proposals go along and are answered once the batch is applied.
-    fn publish_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+    /// Hands committed entries to the state machine, in order: each proposal takes effect
+    /// once (the exactly-once table skips copies), conf changes are applied to raft here, and
+    /// the waiters of this node's requests go along, answered once the batch is applied.
+    fn publish_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
+        let now = std::time::Instant::now();
         let mut done = Vec::new();
+        let mut effective = Vec::with_capacity(entries.len());
         for entry in &entries {
-            let waiter = self.take_waiter(entry);
-            let result = match entry.get_entry_type() {
-                EntryType::EntryNormal => Ok(()),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(entry)
-                }
+            let (id, verdict) = self.admit(entry, now);
+            let result = match (entry.get_entry_type(), verdict) {
+                (_, Verdict::Duplicate | Verdict::StaleSession) => Ok(()),
+                (EntryType::EntryNormal, Verdict::Apply) => Ok(()),
+                (_, Verdict::Apply) => self.apply_conf_change(entry),
             };
+            effective.push(verdict == Verdict::Apply);
+            let waiter = self
+                .proposals
+                .on_committed(entry.index, entry.term, id, verdict);
             match (waiter, result) {
                 (Some(w), Ok(())) => done.push(w),
                 (Some(w), Err(err)) => {
@@ -147,12 +168,47 @@ impl RaftNode {
                 (None, _) => {}
             }
         }
+        let skipped = effective.iter().filter(|e| !**e).count();
+        if skipped > 0 {
+            self.metrics.duplicates_skipped.inc_by(skipped as u64);
+            let mut keep = effective.into_iter();
+            entries.retain(|_| keep.next().unwrap_or(true));
+        }
         self.metrics.entries_applied.inc_by(entries.len() as u64);
         self.apply_tx
-            .send(Apply::Entries { entries, done })
+            .send(Apply::Entries {
+                entries,
+                last,
+                done,
+            })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
         Ok(())
+    }
+
+    /// Runs a committed entry through the exactly-once table: its identity, if it has one,
+    /// and whether it takes effect. A session registration is recorded here.
+    fn admit(&mut self, entry: &Entry, now: std::time::Instant) -> (Option<ProposalId>, Verdict) {
+        let found = match entry.get_entry_type() {
+            EntryType::EntryNormal => match proposal::decode(&entry.data) {
+                Ok(Payload::Proposal { id, floor, .. }) => Some((id, floor)),
+                Ok(Payload::Register { origin, nonce }) => {
+                    self.sessions.register(origin, nonce, entry.index);
+                    self.proposals.on_registration(origin, &self.sessions, now);
+                    None
+                }
+                // Written by an older version, or undecodable (the state machine says so):
+                // applies as it is, on every node alike.
+                Ok(Payload::Plain(_)) | Err(_) => None,
+            },
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                proposal::decode_context(&entry.context)
+            }
+        };
+        match found {
+            Some((id, floor)) => (Some(id), self.sessions.admit(id, floor)),
+            None => (None, Verdict::Apply),
+        }
     }
 
     /// Applies one committed conf change to raft, the member list and the transport.
@@ -191,6 +247,8 @@ impl RaftNode {
                 ConfChangeType::RemoveNode => {
                     tracing::info!(index = entry.index, member = id, "member removed");
                     members.remove(id);
+                    // Whatever the removed node still has in flight is skipped.
+                    self.sessions.forget(id);
                     if id == self.id {
                         // Not necessarily the end: a node added back under its old id replays
                         // its earlier removal before the entry that re-added it. It stops once
@@ -274,30 +332,13 @@ impl RaftNode {
     }
 
     fn on_read_states(&mut self, states: Vec<ReadState>) {
-        for rs in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
-                continue;
-            };
-            let batch = self.reads.contexts.remove(&u64::from_le_bytes(ctx));
-            if let Some(b) = batch.and_then(|batch| self.reads.asked.remove(&batch)) {
-                self.reads.confirmed.push_back((rs.index, b.waiters));
-            }
-        }
+        self.reads.on_read_states(states);
     }
 
     /// Releases confirmed reads whose index the state machine will have reached when it gets
     /// this message: the apply channel is in order.
     fn release_confirmed_reads(&mut self) -> Result<(), NodeError> {
-        let mut ready: Vec<Responder> = Vec::new();
-        let applied = self.applied;
-        self.reads.confirmed.retain_mut(|(index, waiters)| {
-            if *index <= applied {
-                ready.append(waiters);
-                false
-            } else {
-                true
-            }
-        });
+        let ready: Vec<Responder> = self.reads.release(self.applied);
         if !ready.is_empty() {
             self.apply_tx
                 .send(Apply::Reads(ready))
@@ -329,7 +370,10 @@ impl RaftNode {
         // machine's thread writes the file, so this thread goes on with raft meanwhile.
         self.apply_tx
             .send(Apply::Snapshot {
-                members: self.members.clone(),
+                state: ClusterState {
+                    members: self.members.clone(),
+                    sessions: self.sessions.clone(),
+                },
                 meta: meta.clone(),
                 snapshotter: self.storage.snapshotter().clone(),
                 reply,
