@@ -342,3 +342,52 @@ async fn a_lone_node_is_not_started_as_one_of_three() {
         );
     }
 }
+
+/// A node removed and added back under its old id, with the default snapshot settings (the
+/// leader keeps 10,000 entries for catch-up, so the newcomer replays the log, its own removal
+/// included): wiped and started with `--join`, it catches up, stays, and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let (code, body) = delete(&c, 1, 3).await;
+    assert_eq!(code, 204, "{body}");
+    let status = c.wait_exit(3, Duration::from_secs(15)).await;
+    assert!(status.success(), "node 3 exited with {status} once removed");
+    // More than 1 MiB of writes after the removal: the leader's appends to the newcomer come
+    // in several messages.
+    let value = "x".repeat(1024);
+    let mut writers = Vec::new();
+    for w in 0..16u64 {
+        let (http, url, value) = (c.http.clone(), c.url(1 + w % 2), value.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..80u64 {
+                let r = http
+                    .put(format!("{url}/big-{w}-{i}"))
+                    .body(value.clone())
+                    .send()
+                    .await
+                    .expect("PUT reaches the node");
+                assert_eq!(r.status().as_u16(), 204);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let (code, body) = post(&c, 1, 3, &c.peers[2].clone()).await;
+    assert_eq!(code, 204, "{body}");
+    std::fs::remove_dir_all(c.data_dir(3)).expect("wiping node 3");
+    c.spawn(3, &["--join"]);
+    c.wait_value(3, "big-15-79", &value, true).await;
+    c.put_ok(3, "from-3", "back").await;
+    for id in 1..=3 {
+        c.wait_value(id, "from-3", "back", false).await;
+    }
+    assert!(c.is_running(3), "node 3 stopped: {}", c.log(3));
+    assert!(
+        !c.log(3).contains("I've been removed"),
+        "node 3 believed itself removed: {}",
+        c.log(3)
+    );
+    assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
+}

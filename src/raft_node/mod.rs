@@ -17,6 +17,8 @@ mod reads;
 mod ready;
 pub mod replay;
 pub mod storage;
+#[cfg(test)]
+mod tests;
 mod trace;
 
 use std::collections::BTreeMap;
@@ -79,7 +81,12 @@ pub enum Inbox {
         delivered: bool,
     },
     /// A peer answered 410 Gone: it believes this node was removed.
-    RemovedByPeer(u64),
+    RemovedByPeer {
+        /// The peer.
+        peer: u64,
+        /// The log index as of which it believes so (`None`: it did not say).
+        as_of: Option<u64>,
+    },
     /// Report the node's state.
     Status(oneshot::Sender<NodeStatus>),
 }
@@ -491,7 +498,11 @@ pub struct RaftNode {
     pending_snapshot: Option<PendingSnapshot>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
     removal_pending: bool,
-    /// The highest commit index a leader has announced to this node.
+    /// Log index of the latest change that made this node a member (a snapshot that shows it
+    /// a member stands for one at its index): a peer that counts it as removed as of an
+    /// earlier index is behind.
+    added_at: u64,
+    /// The highest commit index a leader has announced to this node in an append.
     leader_commit: u64,
     /// When a leader last sent this node anything.
     last_leader_contact: Instant,
@@ -539,13 +550,20 @@ impl RaftNode {
                 transport.add_peer(id, url);
             }
         }
-        transport.filter().set_removed(&recovered.members.removed);
+        transport
+            .filter()
+            .set_removed(&recovered.members.removed, recovered.snapshot_index);
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);
         // Tells this process's session and read contexts from those of every earlier process
         // of this node (see crate::proposal).
         let nonce = rand::random::<u64>();
+        let added_at = if recovered.members.contains(config.id) {
+            recovered.snapshot_index
+        } else {
+            0
+        };
         let timeout = config.proposal_timeout();
         let tick = config.tick();
         Ok(RaftNode {
@@ -576,6 +594,7 @@ impl RaftNode {
             dropped: Default::default(),
             pending_snapshot: None,
             removal_pending: false,
+            added_at,
             leader_commit: 0,
             last_leader_contact: Instant::now(),
             exit: None,
@@ -715,10 +734,12 @@ impl RaftNode {
                 for m in messages {
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
-                            // Only as far as this message's own entries reach: a commit index
-                            // beyond them is not something this node can apply from it.
-                            let last = m.index + m.entries.len() as u64;
-                            self.leader_commit = self.leader_commit.max(m.commit.min(last));
+                            // The leader's whole commit index, also beyond this message's
+                            // entries: a node added back under its old id replays its own
+                            // removal on the way, and must not take the end of one append for
+                            // the end of what the leader has committed (more, with its re-add,
+                            // is coming).
+                            self.leader_commit = self.leader_commit.max(m.commit);
                             self.last_leader_contact = Instant::now();
                         }
                         MessageType::MsgSnapshot => {
@@ -745,22 +766,37 @@ impl RaftNode {
                 };
                 self.rn.report_snapshot(peer, status);
             }
-            Inbox::RemovedByPeer(peer) => {
-                // Peers answer 410 only to vote requests, which a removed node that missed
-                // its removal sends once it stops hearing from a leader. A leader sends none:
-                // a 410 reaching one is a late answer from before it was added back.
-                if self.rn.raft.state != StateRole::Leader {
-                    tracing::warn!(
-                        peer,
-                        "the cluster removed this node (peer {peer} refuses its messages); shutting down"
-                    );
-                    self.exit = Some(Exit::Removed);
-                }
-            }
+            Inbox::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
             Inbox::Status(reply) => {
                 let _ = reply.send(self.status());
             }
         }
+    }
+
+    /// A peer answered a vote request with 410 Gone: as of its log index `as_of`, this node
+    /// is removed. Peers answer 410 only to vote requests, which a removed node that missed
+    /// its removal sends once it stops hearing from a leader. The peer may be behind, though:
+    /// judged against the latest change for this node, not "ever removed".
+    fn on_removed_by_peer(&mut self, peer: u64, as_of: Option<u64>) {
+        if self.rn.raft.state == StateRole::Leader {
+            // A leader sends no vote requests: a late answer from before it was added back.
+            return;
+        }
+        if !removal_is_current(self.members.contains(self.id), self.added_at, as_of) {
+            tracing::info!(
+                peer,
+                as_of,
+                added_at = self.added_at,
+                "peer {peer} still counts this node as removed, but it was added back since; \
+                 the peer is behind"
+            );
+            return;
+        }
+        tracing::warn!(
+            peer,
+            "the cluster removed this node (peer {peer} refuses its messages); shutting down"
+        );
+        self.exit = Some(Exit::Removed);
     }
 
     fn leader_id(&self) -> u64 {
@@ -1011,5 +1047,32 @@ impl RaftNode {
             .wal
             .as_mut()
             .expect("the WAL was created just above when it was missing"))
+    }
+}
+
+/// Whether a peer's "removed as of log index `as_of`" is news to this node: it is, unless this
+/// node is a member by what it has applied and was made one after `as_of` (the peer is behind:
+/// it has not applied the re-addition). A peer that gives no index is believed.
+fn removal_is_current(member: bool, added_at: u64, as_of: Option<u64>) -> bool {
+    match as_of {
+        Some(as_of) => !(member && added_at > as_of),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::removal_is_current;
+
+    #[test]
+    fn a_removal_counts_unless_this_node_was_added_back_after_it() {
+        // Added back at 21; the peer's state is as of 10: it is behind.
+        assert!(!removal_is_current(true, 21, Some(10)));
+        // The peer's state is newer than the re-addition: removed again.
+        assert!(removal_is_current(true, 21, Some(30)));
+        // Not a member here (applied its removal, or never re-added): believed.
+        assert!(removal_is_current(false, 21, Some(10)));
+        // A peer that gives no index is believed.
+        assert!(removal_is_current(true, 21, None));
     }
 }

@@ -115,7 +115,10 @@ impl RaftNode {
         self.metrics.snapshots.inc();
         match decode_cluster_state(&snap.data) {
             Ok(state) => {
-                self.set_members(state.members);
+                if state.members.contains(self.id) {
+                    self.added_at = meta.index;
+                }
+                self.set_members(state.members, meta.index);
                 self.sessions = state.sessions;
             }
             Err(err) => tracing::error!(%err, "snapshot carries no readable membership"),
@@ -243,6 +246,9 @@ impl RaftNode {
                     };
                     tracing::info!(index = entry.index, member = id, %url, "member added");
                     members.add(id, url);
+                    if id == self.id {
+                        self.added_at = entry.index;
+                    }
                 }
                 ConfChangeType::RemoveNode => {
                     tracing::info!(index = entry.index, member = id, "member removed");
@@ -259,7 +265,7 @@ impl RaftNode {
                 }
             }
         }
-        self.set_members(members);
+        self.set_members(members, entry.index);
         Ok(())
     }
 
@@ -274,7 +280,7 @@ impl RaftNode {
     }
 
     /// Replaces the member list and brings the transport in line with it.
-    fn set_members(&mut self, members: crate::membership::Members) {
+    fn set_members(&mut self, members: crate::membership::Members, as_of: u64) {
         for id in self.members.urls.keys() {
             if !members.contains(*id) {
                 self.transport.remove_peer(*id);
@@ -285,7 +291,7 @@ impl RaftNode {
                 self.transport.add_peer(*id, url);
             }
         }
-        self.transport.filter().set_removed(&members.removed);
+        self.transport.filter().set_removed(&members.removed, as_of);
         self.members = members;
     }
 

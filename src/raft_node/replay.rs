@@ -233,7 +233,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
 }
 
 /// Entries 1..=n: one AddNode per initial member, its URL as the change's context.
-fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
+pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
     use protobuf::Message as _;
     cluster
         .iter()

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, PeerFilter, RAFT_PATH, STREAM_PATH, decode_available,
-    decode_batch,
+    decode_batch, gone_text,
 };
 use crate::raft_node::Inbox;
 
@@ -120,11 +120,8 @@ impl PeerServer {
                 MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
             )
         });
-        if campaigning && self.filter.is_removed(from) {
-            return Err((
-                StatusCode::GONE,
-                format!("node {from} was removed from the cluster\n"),
-            ));
+        if campaigning && let Some(as_of) = self.filter.removed_as_of(from) {
+            return Err((StatusCode::GONE, gone_text(from, as_of)));
         }
         Ok(())
     }
