@@ -29,6 +29,9 @@ pub struct AppState {
     pub node: NodeHandle,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Cancelled once the node is stopping: answers then ask the client to close the
+    /// connection, so it does not send its next request down a connection about to close.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The REST router.
@@ -50,6 +53,9 @@ pub enum ApiError {
     /// The key is not UTF-8 once percent-decoded.
     #[error("the key is not valid UTF-8 once percent-decoded")]
     BadKey,
+    /// The key, once percent-decoded, is under `/-/`.
+    #[error("key {0:?} is under /-/, which is reserved for the node's own endpoints")]
+    ReservedKey(String),
     /// The body is not UTF-8.
     #[error("the value is not valid UTF-8")]
     BadValue,
@@ -96,6 +102,7 @@ impl ApiError {
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadKey
+            | ApiError::ReservedKey(_)
             | ApiError::BadValue
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
@@ -145,7 +152,12 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
         }
     };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if app.stopping.is_cancelled() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     app.node
         .metrics()
         .http_requests
@@ -164,10 +176,15 @@ const KNOWN_ENDPOINTS: &[&str] = &[
 ];
 
 fn decode_key(path: &str) -> Result<String, ApiError> {
-    percent_decode_str(path)
+    let key = percent_decode_str(path)
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| ApiError::BadKey)
+        .map_err(|_| ApiError::BadKey)?;
+    // `/%2D/x` decodes to `/-/x`: the node's own namespace, which is never a key.
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(ApiError::ReservedKey(key));
+    }
+    Ok(key)
 }
 
 /// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
@@ -393,6 +410,16 @@ mod tests {
         assert_eq!(decode_key("/a%20b").expect("valid"), "/a b");
         assert_eq!(decode_key("/").expect("valid"), "/");
         assert!(matches!(decode_key("/%FF"), Err(ApiError::BadKey)));
+        // The reserved namespace, spelled with a percent escape, is still reserved.
+        assert!(matches!(
+            decode_key("/%2D/x"),
+            Err(ApiError::ReservedKey(k)) if k == "/-/x"
+        ));
+        assert!(matches!(
+            decode_key("/%2d/members"),
+            Err(ApiError::ReservedKey(_))
+        ));
+        assert_eq!(decode_key("/-x").ok().as_deref(), Some("/-x"));
     }
 
     #[test]

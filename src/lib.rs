@@ -72,9 +72,15 @@ pub struct Running {
     pub rest_addr: SocketAddr,
     /// Where the peer transport listens.
     pub peer_addr: SocketAddr,
+    /// Asks the node to stop: it stops taking REST connections, hands leadership over if it
+    /// leads, answers what is in flight, and stops.
     shutdown: CancellationToken,
+    /// Stops the transport and the peer server, once the node has stopped (until then it
+    /// needs them to hand over and answer).
+    services: CancellationToken,
     exit: oneshot::Receiver<Exit>,
-    servers: Vec<JoinHandle<()>>,
+    rest_server: JoinHandle<()>,
+    peer_server: JoinHandle<()>,
 }
 
 impl Running {
@@ -94,11 +100,13 @@ impl Running {
             Exit::Fatal("the raft node thread ended without saying why".to_string())
         });
         self.shutdown.cancel();
-        for server in self.servers {
-            // Requests still waiting on the node fail at once now that it has stopped; give
-            // the servers a moment to answer them and close.
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-        }
+        self.services.cancel();
+        // Peer streams are long-lived requests that a graceful stop would wait for; nothing
+        // is owed to them.
+        self.peer_server.abort();
+        // Requests still waiting on the node fail at once now that it has stopped; give the
+        // REST server a moment to answer them and close.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.rest_server).await;
         exit
     }
 }
@@ -148,6 +156,7 @@ async fn start_recovered(
     })?;
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
+    let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared::default());
@@ -155,7 +164,7 @@ async fn start_recovered(
         filter.clone(),
         inbox_tx.clone(),
         tokio::runtime::Handle::current(),
-        shutdown.child_token(),
+        services.child_token(),
         metrics.clone(),
     );
     let node = RaftNode::new(
@@ -195,11 +204,17 @@ async fn start_recovered(
     let rest_router = http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
+        stopping: shutdown.clone(),
     });
-    let servers = vec![
-        serve(peer_listener, peer_router, shutdown.clone()),
-        serve(rest_listener, rest_router, shutdown.clone()),
-    ];
+    let peer_server = serve(peer_listener, peer_router, services.clone());
+    // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
+    // connections already open are served until the node has answered what is in flight.
+    let rest_listener = UntilStopped {
+        inner: Some(rest_listener),
+        stop: shutdown.clone(),
+        addr: rest_addr,
+    };
+    let rest_server = serve(rest_listener, rest_router, services.clone());
     tracing::info!(
         id = config.id,
         rest = %rest_addr,
@@ -211,8 +226,10 @@ async fn start_recovered(
         rest_addr,
         peer_addr,
         shutdown,
+        services,
         exit: exit_rx,
-        servers,
+        rest_server,
+        peer_server,
     })
 }
 
@@ -223,11 +240,39 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
     })
 }
 
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+/// A listener that stops taking connections once `stop` is cancelled, and closes its port so
+/// that new clients are refused at once, while the connections it took go on being served.
+struct UntilStopped {
+    inner: Option<TcpListener>,
+    stop: CancellationToken,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for UntilStopped {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let UntilStopped { inner, stop, .. } = self;
+        if let Some(listener) = inner.as_mut() {
+            tokio::select! {
+                accepted = axum::serve::Listener::accept(listener) => return accepted,
+                _ = stop.cancelled() => {}
+            }
+        }
+        *inner = None;
+        std::future::pending().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+fn serve<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr>,
+{
     // Small requests and answers: Nagle's delay would dominate their latency.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -377,6 +377,7 @@ async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
     let (code, body) = post(&c, 1, 3, &c.peers[2].clone()).await;
     assert_eq!(code, 204, "{body}");
     std::fs::remove_dir_all(c.data_dir(3)).expect("wiping node 3");
+    let earlier_log = c.log(3).len();
     c.spawn(3, &["--join"]);
     c.wait_value(3, "big-15-79", &value, true).await;
     c.put_ok(3, "from-3", "back").await;
@@ -384,10 +385,41 @@ async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
         c.wait_value(id, "from-3", "back", false).await;
     }
     assert!(c.is_running(3), "node 3 stopped: {}", c.log(3));
+    let log = c.log(3).split_off(earlier_log);
     assert!(
-        !c.log(3).contains("I've been removed"),
-        "node 3 believed itself removed: {}",
-        c.log(3)
+        !log.contains("I've been removed"),
+        "node 3 believed itself removed: {log}"
     );
     assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
+}
+
+/// Two voters, and the leader removes itself: it hands leadership to the other first, which
+/// commits the removal, so the survivor is never left counting a departed node as a voter
+/// (it could then never win an election). The removed node exits 0; the other serves alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {
+    let mut c = ProcCluster::start(2, &[]).await;
+    c.put_ok(1, "before", "1").await;
+    let leader = c.wait_leader().await;
+    let other = 3 - leader;
+    let (code, body) = delete(&c, leader, leader).await;
+    assert_eq!(code, 204, "{body}");
+    let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(status.success(), "the removed leader exited with {status}");
+    assert!(
+        c.log(leader).contains("handing leadership over"),
+        "{}",
+        c.log(leader)
+    );
+    c.put_ok(other, "after", "2").await;
+    c.wait_value(other, "before", "1", false).await;
+    assert_eq!(member_ids(&c, other).await, [other]);
+    // Started again on its data, the removed node learns it is out and exits 0.
+    c.spawn(leader, &[]);
+    let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(
+        status.success(),
+        "the removed node exited with {status} on restart"
+    );
+    c.put_ok(other, "still", "3").await;
 }

@@ -169,6 +169,14 @@ async fn the_reserved_prefix_is_not_a_key() {
     let (s, body) = api.call(Method::PUT, "/-/anything", b"x".to_vec()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     one_line(&body);
+    // Spelled with a percent escape, the prefix is still not a key: nothing is stored.
+    for method in [Method::PUT, Method::GET] {
+        let (s, body) = api.call(method, "/%2D/x", b"x".to_vec()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("reserved"), "{body}");
+        one_line(&body);
+    }
+    assert_eq!(cluster.node(1).kv().len(), 0, "a reserved key was stored");
     assert_eq!(
         api.call(Method::GET, "/-/health", vec![]).await.0,
         StatusCode::OK

@@ -293,6 +293,13 @@ pub struct Shared {
     pub commit_at_start: AtomicU64,
 }
 
+/// Ticks of an election timeout (raft picks each node's between this and twice this).
+const ELECTION_TICKS: u32 = 10;
+/// How long a stopping follower answers what is in flight before it exits regardless.
+const STOP_LIMIT: Duration = Duration::from_millis(400);
+/// How long a stopping leader takes to hand leadership over and answer what is in flight.
+const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
+
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
 /// election timeouts: a leader change usually comes first, and sends everything again).
 const RESEND_TICKS: u32 = 40;
@@ -498,6 +505,8 @@ pub struct RaftNode {
     pending_snapshot: Option<PendingSnapshot>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
     removal_pending: bool,
+    /// When this node last asked raft to hand its leadership over.
+    transfer_asked: Option<Instant>,
     /// Log index of the latest change that made this node a member (a snapshot that shows it
     /// a member stands for one at its index): a peer that counts it as removed as of an
     /// earlier index is behind.
@@ -523,7 +532,7 @@ impl RaftNode {
     ) -> Result<RaftNode, StartError> {
         let raft_config = raft::Config {
             id: config.id,
-            election_tick: 10,
+            election_tick: ELECTION_TICKS as usize,
             heartbeat_tick: 1,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -595,6 +604,7 @@ impl RaftNode {
             pending_snapshot: None,
             removal_pending: false,
             added_at,
+            transfer_asked: None,
             leader_commit: 0,
             last_leader_contact: Instant::now(),
             exit: None,
@@ -612,12 +622,20 @@ impl RaftNode {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(1024);
+        // Once asked to stop: the time by which the node stops, whatever is still in flight.
+        let mut stop_by: Option<Instant> = None;
         let exit = loop {
             let hold_until = self.hold_until();
             tokio::select! {
                 // Ticks first: under a flood of requests, elections and heartbeats still run.
                 biased;
-                _ = shutdown.cancelled() => break Exit::Shutdown,
+                _ = shutdown.cancelled(), if stop_by.is_none() => {
+                    stop_by = Some(self.begin_stop());
+                }
+                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now).into()), if stop_by.is_some() => {
+                    tracing::info!("stopping with requests still in flight");
+                    break Exit::Shutdown;
+                }
                 _ = ticker.tick() => self.on_tick(),
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
                 n = inbox.recv_many(&mut received, 4096) => {
@@ -636,10 +654,81 @@ impl RaftNode {
             if let Some(exit) = self.exit.take() {
                 break exit;
             }
+            if stop_by.is_some() && self.stopped_cleanly() {
+                break Exit::Shutdown;
+            }
         };
         self.proposals.stop();
         self.reads.stop();
+        if exit == Exit::Shutdown
+            && let Err(err) = self.flush()
+        {
+            return Exit::Fatal(err.to_string());
+        }
         exit
+    }
+
+    /// Asked to stop: a leader hands leadership to the most caught-up follower first (as
+    /// etcd does), so the others need not wait out an election timeout; then the node answers
+    /// what is in flight. Returns the time by which it stops regardless.
+    fn begin_stop(&mut self) -> Instant {
+        let now = Instant::now();
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let limit = if leading && self.hand_over(now) {
+            LEADER_STOP_LIMIT
+        } else {
+            STOP_LIMIT
+        };
+        tracing::info!(leading, "stopping: answering what is in flight");
+        now + limit
+    }
+
+    /// Whether a stopping node is done: no longer leading a cluster that has someone to lead
+    /// it, and every request it took answered.
+    fn stopped_cleanly(&self) -> bool {
+        let leads_others = self.rn.raft.state == StateRole::Leader && self.successor().is_some();
+        !leads_others && self.proposals.is_empty() && self.reads.is_empty()
+    }
+
+    /// Makes the last commit index durable before the process exits (raft does not sync
+    /// commit-only hard states; a restart would learn it again, but need not).
+    fn flush(&mut self) -> Result<(), NodeError> {
+        let hs = self.storage.mem.rl().hard_state().clone();
+        if hs.commit == 0 || self.wal.is_none() {
+            return Ok(());
+        }
+        self.wal_mut()?.save(Some(&hs), &[], true)?;
+        Ok(())
+    }
+
+    /// The voter best placed to take over from this leader: the most caught-up one of those
+    /// heard from recently.
+    fn successor(&self) -> Option<u64> {
+        let raft = &self.rn.raft;
+        let voters = raft.prs().conf().voters().ids();
+        raft.prs()
+            .iter()
+            .filter(|(id, pr)| **id != self.id && pr.recent_active && voters.contains(**id))
+            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)
+    }
+
+    /// Asks raft to hand leadership to [`RaftNode::successor`] (at most once per election
+    /// timeout: raft gives a transfer that long). Returns whether a transfer is under way.
+    fn hand_over(&mut self, now: Instant) -> bool {
+        if self
+            .transfer_asked
+            .is_some_and(|t| now.duration_since(t) < self.tick * ELECTION_TICKS)
+        {
+            return true;
+        }
+        let Some(to) = self.successor() else {
+            return false;
+        };
+        tracing::info!(to, "handing leadership over");
+        self.rn.transfer_leader(to);
+        self.transfer_asked = Some(now);
+        true
     }
 
     /// Everything that follows new input: propose, start reads, handle readies.
@@ -873,6 +962,17 @@ impl RaftNode {
             && let Err(err) = self.check_conf_change(&next.change)
         {
             self.proposals.refuse_change(next.seq, err);
+            return;
+        }
+        if next.change == (MemberChange::Remove { id: self.id })
+            && self.rn.raft.state == StateRole::Leader
+        {
+            // A leader that removed itself would leave at once, and if its last append did not
+            // reach the others (in a two-voter cluster, the one other voter), they would keep
+            // it as a member and never elect anyone. As etcd does, hand leadership over first;
+            // the new leader then commits the removal (this node forwards it once it follows).
+            self.hand_over(now);
+            self.proposals.not_sent(&[next.seq], now, self.tick);
             return;
         }
         let mut cc = ConfChangeV2::default();

@@ -162,6 +162,11 @@ impl Proposals {
         self.pending.len()
     }
 
+    /// Whether every request has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// The lowest sequence number not answered yet: every number below it is settled.
     fn floor(&self) -> u64 {
         self.pending

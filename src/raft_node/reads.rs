@@ -68,6 +68,11 @@ impl Reads {
         }
     }
 
+    /// Whether every read has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.asked.is_empty() && self.confirmed.is_empty()
+    }
+
     /// A client's read arrived.
     pub fn add(&mut self, done: Responder, now: Instant) {
         self.waiting.push(Waiter {
