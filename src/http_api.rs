@@ -98,7 +98,8 @@ impl ApiError {
                 | ProposalError::UrlInUse { .. }
                 | ProposalError::LastVoter(_)
                 | ProposalError::ChangePending
-                | ProposalError::Rejected(_) => StatusCode::CONFLICT,
+                | ProposalError::Rejected(_)
+                | ProposalError::WouldLoseQuorum(_) => StatusCode::CONFLICT,
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadKey

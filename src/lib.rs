@@ -199,7 +199,8 @@ async fn start_recovered(
         config.proposal_timeout(),
         shared,
         metrics,
-    );
+    )
+    .with_strict_reconfig(config.strict_reconfig_check);
     let peer_router = PeerServer::new(filter, inbox_tx).router();
     let rest_router = http_api::router(http_api::AppState {
         node: handle.clone(),

@@ -63,6 +63,55 @@ pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::Proto
     Ok(cc)
 }
 
+/// etcd's `--strict-reconfig-check`: whether the cluster can still reach a quorum after
+/// adding (`add`) or removing node `id`, counting only the members that answer now
+/// (`reachable`; a node being added has not started yet, so it does not count). `Err` gives
+/// the arithmetic, in words.
+pub fn quorum_after_change(
+    voters: &BTreeSet<u64>,
+    add: bool,
+    id: u64,
+    reachable: &BTreeSet<u64>,
+) -> Result<(), String> {
+    let mut after = voters.clone();
+    if add {
+        after.insert(id);
+    } else {
+        after.remove(&id);
+    }
+    if after.is_empty() {
+        // Removing the last voter: refused elsewhere, with its own reason.
+        return Ok(());
+    }
+    let quorum = after.len() / 2 + 1;
+    let up: Vec<u64> = after
+        .iter()
+        .filter(|v| **v != id && reachable.contains(v))
+        .copied()
+        .collect();
+    if up.len() >= quorum {
+        return Ok(());
+    }
+    let down: Vec<String> = after
+        .iter()
+        .filter(|v| **v != id && !reachable.contains(v))
+        .map(u64::to_string)
+        .collect();
+    let list = |ids: Vec<String>| ids.join(", ");
+    let up_list = list(up.iter().map(u64::to_string).collect());
+    let what = if add {
+        format!("adding node {id} would make {} voters", after.len())
+    } else {
+        format!("removing node {id} would leave {} voters", after.len())
+    };
+    Err(format!(
+        "{what}, which need {quorum} for a quorum, but only {} of them answer now ({up_list}; \
+         not {}): bring the missing members back first, or pass --strict-reconfig-check=false",
+        up.len(),
+        list(down)
+    ))
+}
+
 /// The cluster identity derived from the bootstrap peer list: the same `--cluster` list and
 /// token give the same id on every initial member, with no extra round of agreement.
 pub fn cluster_id(token: &str, initial_cluster: &[String]) -> u64 {
@@ -156,6 +205,31 @@ pub fn parse_node_id(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    /// etcd's arithmetic: after the change, the members that answer (a new one does not
+    /// count: it has not started) must be a quorum of the voters.
+    #[test]
+    fn a_change_is_refused_when_those_who_answer_would_not_be_a_quorum() {
+        let ids = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        let three = ids(&[1, 2, 3]);
+        // All up: adding a fourth (4 voters, quorum 3, 3 answer) is fine.
+        assert!(quorum_after_change(&three, true, 4, &three).is_ok());
+        // Node 2 down: 4 voters would need 3, only 2 answer.
+        let err = quorum_after_change(&three, true, 5, &ids(&[1, 3])).expect_err("refused");
+        assert!(
+            err.contains("adding node 5 would make 4 voters, which need 3"),
+            "{err}"
+        );
+        assert!(err.contains("not 2"), "{err}");
+        // Removing the member that is down leaves 2 voters, both up: fine.
+        assert!(quorum_after_change(&three, false, 2, &ids(&[1, 3])).is_ok());
+        // Removing a live one while another is down: 2 voters, 1 answers.
+        let err = quorum_after_change(&three, false, 3, &ids(&[1, 3])).expect_err("refused");
+        assert!(
+            err.contains("removing node 3 would leave 2 voters"),
+            "{err}"
+        );
+    }
     use super::*;
 
     #[test]

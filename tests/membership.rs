@@ -423,3 +423,49 @@ async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {
     );
     c.put_ok(other, "still", "3").await;
 }
+
+/// etcd's strict reconfiguration check: with node 2 down, adding a member (4 voters would need
+/// 3, only 2 answer) or removing a live one is refused with the arithmetic, and the cluster is
+/// unchanged; removing the member that is down is fine. `--strict-reconfig-check=false`
+/// turns the check off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_would_lose_the_quorum_is_refused() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "k", "v").await;
+    c.stop(2).await;
+    let (code, body) = post(&c, 1, 5, "http://127.0.0.1:52379").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would make 4 voters, which need 3"), "{body}");
+    let (code, body) = delete(&c, 1, 3).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would leave 2 voters"), "{body}");
+    assert_eq!(member_ids(&c, 1).await, [1, 2, 3]);
+    assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
+    c.put_ok(3, "still", "writable").await;
+    let (code, body) = delete(&c, 3, 2).await;
+    assert_eq!(code, 204, "{body}");
+
+    let mut lax = ProcCluster::start(3, &["--strict-reconfig-check=false"]).await;
+    lax.stop(2).await;
+    let (code, body) = post(&lax, 1, 5, "http://127.0.0.1:52379").await;
+    assert_eq!(code, 204, "{body}");
+}
+
+/// Two voters, and the other node asks to remove the leader: the proposal reaches the leader
+/// through raft, and the leader commits its own removal. It must not simply go (the other
+/// might not know the removal committed, and could never win an election while it counts the
+/// departed node): it hands leadership over first, then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_of_two_removed_through_the_other_leaves_it_serving() {
+    for _ in 0..3 {
+        let mut c = ProcCluster::start(2, &[]).await;
+        let leader = c.wait_leader().await;
+        let other = 3 - leader;
+        let (code, body) = delete(&c, other, leader).await;
+        assert_eq!(code, 204, "{body}");
+        let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+        assert!(status.success(), "the removed leader exited with {status}");
+        c.put_ok(other, "after", "1").await;
+        assert_eq!(member_ids(&c, other).await, [other]);
+    }
+}

@@ -21,7 +21,7 @@ pub mod storage;
 mod tests;
 mod trace;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -167,6 +167,10 @@ pub enum ProposalError {
     /// raft refused the change when applying it.
     #[error("membership change rejected: {0}")]
     Rejected(String),
+    /// The change would leave the cluster unable to reach a quorum with the members that
+    /// answer now.
+    #[error("{0}")]
+    WouldLoseQuorum(String),
 }
 
 impl ProposalError {
@@ -186,6 +190,7 @@ impl ProposalError {
             ProposalError::LastVoter(_) => "last_voter",
             ProposalError::ChangePending => "change_pending",
             ProposalError::Rejected(_) => "rejected",
+            ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
         }
     }
 }
@@ -304,6 +309,22 @@ const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 /// election timeouts: a leader change usually comes first, and sends everything again).
 const RESEND_TICKS: u32 = 40;
 
+/// How long a member's peer port may take to accept a connection and still count as
+/// answering, for the strict reconfiguration check.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Whether something accepts connections at the peer URL `url` (a node that is down or cut
+/// off does not).
+async fn answers(url: &str) -> bool {
+    let Ok(addr) = crate::membership::host_port(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
 /// How much longer than its timeout a request waits for the node's own answer before the
 /// handle gives up on it.
 const STUCK_MARGIN: Duration = Duration::from_secs(1);
@@ -318,6 +339,8 @@ pub struct NodeHandle {
     timeout: Duration,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+    /// Whether membership changes get etcd's strict reconfiguration check.
+    strict_reconfig: bool,
 }
 
 /// How fresh a read must be.
@@ -346,7 +369,14 @@ impl NodeHandle {
             timeout,
             shared,
             metrics,
+            strict_reconfig: true,
         }
+    }
+
+    /// Turns etcd's strict reconfiguration check on or off (on by default).
+    pub fn with_strict_reconfig(mut self, strict: bool) -> Self {
+        self.strict_reconfig = strict;
+        self
     }
 
     /// Sets `key` to `value`; returns once the entry is committed and applied on this node.
@@ -373,10 +403,45 @@ impl NodeHandle {
         Ok(self.kv.get(key))
     }
 
-    /// Applies a membership change; returns once it is applied on this node.
+    /// Applies a membership change; returns once it is applied on this node. With the strict
+    /// check on, a change that would leave the cluster unable to reach a quorum with the
+    /// members that answer now is refused first.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
+        if self.strict_reconfig {
+            self.check_quorum_after(&change).await?;
+        }
         self.proposal(|done| Inbox::ChangeMembers { change, done })
             .await
+    }
+
+    /// etcd's strict reconfiguration check. Every member's peer port is probed (this node
+    /// counts as answering); adding an existing member or removing a stranger is left to
+    /// the raft node, which refuses it with its own reason.
+    async fn check_quorum_after(&self, change: &MemberChange) -> Result<(), ProposalError> {
+        let status = self.status().await?;
+        let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+        let (add, id) = match change {
+            MemberChange::Add { id, .. } => (true, *id),
+            MemberChange::Remove { id } => (false, *id),
+        };
+        if add == voters.contains(&id) {
+            return Ok(());
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for m in status
+            .members
+            .iter()
+            .filter(|m| m.id != self.id && m.id != id)
+        {
+            let (member, url) = (m.id, m.url.clone());
+            probes.spawn(async move { answers(&url).await.then_some(member) });
+        }
+        let mut reachable = BTreeSet::from([self.id]);
+        while let Some(probe) = probes.join_next().await {
+            reachable.extend(probe.ok().flatten());
+        }
+        crate::membership::quorum_after_change(&voters, add, id, &reachable)
+            .map_err(ProposalError::WouldLoseQuorum)
     }
 
     /// Whether this node should get client traffic: it knows a leader and has applied
@@ -507,6 +572,9 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
+    /// When this node, leading, applied its own removal: it hands leadership over before it
+    /// stops.
+    removed_while_leading: Option<Instant>,
     /// Log index of the latest change that made this node a member (a snapshot that shows it
     /// a member stands for one at its index): a peer that counts it as removed as of an
     /// earlier index is behind.
@@ -605,6 +673,7 @@ impl RaftNode {
             removal_pending: false,
             added_at,
             transfer_asked: None,
+            removed_while_leading: None,
             leader_commit: 0,
             last_leader_contact: Instant::now(),
             exit: None,
@@ -772,6 +841,20 @@ impl RaftNode {
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
+            self.removed_while_leading = None;
+        } else if self.rn.raft.state == StateRole::Leader {
+            // A leader that committed its own removal (proposed through another node, or left
+            // in its log by an earlier leader) must not simply go: the others may not have
+            // heard that the removal committed, would keep counting this node as a voter, and
+            // could lose their quorum for good. It hands leadership to one of them, which has
+            // the removal in its log and commits it in its own term; then it goes.
+            let now = Instant::now();
+            let since = *self.removed_while_leading.get_or_insert(now);
+            let waiting = now.duration_since(since) < self.tick * (2 * ELECTION_TICKS);
+            if !(self.hand_over(now) && waiting) {
+                tracing::warn!("I've been removed from the cluster! Shutting down.");
+                self.exit = Some(Exit::Removed);
+            }
         } else if self.applied >= self.leader_commit || abandoned {
             // The original's words, so its users recognise the event.
             tracing::warn!("I've been removed from the cluster! Shutting down.");

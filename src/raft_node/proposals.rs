@@ -33,6 +33,9 @@ const MAX_HOLD: Duration = Duration::from_millis(2);
 /// millisecond).
 const LINGER: Duration = Duration::from_micros(300);
 
+/// A membership change unanswered for this fraction of `resend_after` is sent again.
+const CHANGE_RESEND_DIVISOR: u32 = 4;
+
 /// Bytes of WAL page a proposal's entry takes beside its data (run framing), and what each
 /// sync adds (the run's header, hard states).
 const ENTRY_FRAMING: usize = 6;
@@ -299,7 +302,9 @@ impl Proposals {
         let p = self.pending.get_mut(&seq)?;
         let due = match p.sent_at {
             None => true,
-            Some(t) => p.queued || now.duration_since(t) >= self.resend_after,
+            Some(t) => {
+                p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
+            }
         };
         let Request::Change(change) = &p.request else {
             return None;
@@ -520,9 +525,13 @@ impl Proposals {
         }
         let mut again = 0;
         for (seq, p) in &mut self.pending {
-            let stale = p
-                .sent_at
-                .is_some_and(|t| now.duration_since(t) >= self.resend_after);
+            // A new leader silently turns a membership change into an empty entry until it has
+            // applied the entries of earlier terms: a change goes again sooner.
+            let after = match p.request {
+                Request::Command(_) => self.resend_after,
+                Request::Change(_) => self.resend_after / CHANGE_RESEND_DIVISOR,
+            };
+            let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
             if stale && !p.queued && p.local_copies == 0 {
                 p.queued = true;
                 if matches!(p.request, Request::Command(_)) {

@@ -26,11 +26,15 @@ struct Fed {
 
 impl Fed {
     async fn join(id: u64, cluster: Vec<String>) -> Fed {
+        Fed::start(id, cluster, true).await
+    }
+
+    async fn start(id: u64, cluster: Vec<String>, join: bool) -> Fed {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = Config {
             id,
             cluster,
-            join: true,
+            join,
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
@@ -73,11 +77,27 @@ impl Fed {
         rx.await.ok()
     }
 
-    /// Steps `m` and waits until the node has handled it (its answer to a status request
-    /// queued behind it).
+    /// Steps `m` and waits until the node has taken it in (its answer to a status request
+    /// queued behind it; the Ready it leads to may still be under way).
     async fn step(&self, m: Message) -> Option<NodeStatus> {
         self.inbox.send(Inbox::Step(vec![m])).await.ok()?;
         self.status().await
+    }
+
+    /// Waits (up to 5 s) until the node's status passes `cond`; `None` if the node stopped.
+    async fn wait_status(&self, cond: impl Fn(&NodeStatus) -> bool) -> Option<NodeStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = self.status().await?;
+            if cond(&status) {
+                return Some(status);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node never got there: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -237,6 +257,79 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
     let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
         .await
         .expect("the node stops within 5 s")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
+
+fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
+    let mut m = Message {
+        from,
+        to,
+        term,
+        ..Default::default()
+    };
+    m.set_msg_type(kind);
+    m
+}
+
+/// A leader of two voters commits its own removal, proposed through the other node. Going at
+/// once, it could leave the other counting it as a voter (if the commit never reached it),
+/// unable ever to win an election. It hands leadership over first: it keeps running until the
+/// other has taken over, then stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(1, cluster, false).await;
+    // Elect node 1: node 2 grants the pre-vote and the vote it asks for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" {
+            break status.term;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = status.expect("running");
+    assert_eq!(status.role, "Leader", "{status:?}");
+    let term = status.term;
+    // Node 2 acknowledges the leader's first entry, then proposes removing node 1.
+    let ack = |index: u64| {
+        let mut m = message(MsgAppendResponse, 2, 1, term);
+        m.index = index;
+        m
+    };
+    node.step(ack(status.last_index)).await.expect("running");
+    let mut propose = message(MsgPropose, 2, 1, 0);
+    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
+    let status = node.step(propose).await.expect("running");
+    let removal = status.last_index;
+    // Node 2 has it: the removal commits, and node 1 applies it.
+    node.step(ack(removal)).await;
+    node.wait_status(|s| s.applied == removal)
+        .await
+        .expect("the leader stopped as soon as its removal committed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        node.status().await.is_some(),
+        "the leader stopped before anyone took over from it"
+    );
+    // Node 2 takes over (as the leader's MsgTimeoutNow asked): node 1 follows, then goes.
+    let mut heartbeat = message(MsgHeartbeat, 2, 1, term + 1);
+    heartbeat.commit = removal;
+    let _ = node.inbox.send(Inbox::Step(vec![heartbeat])).await;
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("node 1 stops once node 2 leads")
         .expect("node task");
     assert_eq!(exit, Exit::Removed);
 }
