@@ -121,25 +121,35 @@ fn health(port: u16) -> Option<u16> {
 /// Leaves node 1's data dir holding a cluster of one on other ports, as the README's single
 /// node does: what node 1 of the Procfile must refuse.
 fn leave_a_foreign_data_dir(folder: &Path) {
+    /// The single node, killed if the test fails before it stops it.
+    struct Node(std::process::Child);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let ports = free_ports(2);
-    let mut node = Command::new(common::binary())
-        .args([
-            "--id",
-            "1",
-            "--cluster",
-            &format!("http://127.0.0.1:{}", ports[0]),
-        ])
-        .args([
-            "--port",
-            &ports[1].to_string(),
-            "--listen-host",
-            "127.0.0.1",
-        ])
-        .current_dir(folder)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting a single node");
+    let mut node = Node(
+        Command::new(common::binary())
+            .args([
+                "--id",
+                "1",
+                "--cluster",
+                &format!("http://127.0.0.1:{}", ports[0]),
+            ])
+            .args([
+                "--port",
+                &ports[1].to_string(),
+                "--listen-host",
+                "127.0.0.1",
+            ])
+            .current_dir(folder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a single node"),
+    );
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(wait_for(
         Duration::from_secs(20),
@@ -147,11 +157,11 @@ fn leave_a_foreign_data_dir(folder: &Path) {
         || async { (health_of(ports[1]).await == Some(200)).then_some(()) },
     ));
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(node.id() as i32),
+        nix::unistd::Pid::from_raw(node.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("stopping our own child");
-    let status = node.wait().expect("the single node's exit");
+    let status = node.0.wait().expect("the single node's exit");
     assert!(status.success(), "the single node exited with {status}");
 }
 
