@@ -174,7 +174,9 @@ impl Namespaces {
         let file = |p: &Path| std::fs::File::create(p).expect("creating an output file");
         Command::new(system_tool("nsenter"))
             .arg(format!("--target={}", self.init_pid))
-            .args(["--net", "--pid", "--mount"])
+            // --root: entering a mount namespace resets the root, which would leave a
+            // chroot the test runs in.
+            .args(["--net", "--pid", "--mount", "--root"])
             .arg(format!("--wd={}", dir.display()))
             .arg("--")
             .arg(system_tool("bash"))
@@ -191,7 +193,7 @@ impl Namespaces {
     fn run(&self, dir: &Path, command: &str) -> String {
         let out = Command::new(system_tool("nsenter"))
             .arg(format!("--target={}", self.init_pid))
-            .args(["--net", "--pid", "--mount"])
+            .args(["--net", "--pid", "--mount", "--root"])
             .arg(format!("--wd={}", dir.display()))
             .args(["--", &system_tool("bash"), "-c", command])
             .output()
