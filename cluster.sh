@@ -1,49 +1,242 @@
 #!/usr/bin/env bash
-# A tiny Procfile runner that, unlike honcho or ultraman, can stop and restart one process of a
+# A small Procfile runner that, unlike honcho or ultraman, can stop and restart one process of a
 # running cluster (the README's fault-tolerance walk-through needs that; goreman users can use
-# `goreman run stop raftexample2` instead).
+# `goreman run stop raftexample2` instead), and that says so when a node does not come up.
 #
-#   ./cluster.sh start [name...]   start every Procfile entry (or the named ones) in the background
-#   ./cluster.sh stop [name...]    stop them (SIGTERM, by the PID this script recorded)
-#   ./cluster.sh status            which entries are running
-#   ./cluster.sh logs [name]       follow the logs
+#   ./cluster.sh start [name...]       start every Procfile entry (or the named ones) in the
+#                                      background; wait until each answers GET /-/health, or
+#                                      exits: then show the end of its log and exit non-zero
+#   ./cluster.sh run name command...   start one more process under a name of its own (a node
+#                                      that joins the cluster), waiting the same way; later
+#                                      `start name` starts it again with the same command
+#   ./cluster.sh stop [name...]        stop them (SIGTERM, by the PID recorded at start) and wait
+#   ./cluster.sh status                which entries are running
+#   ./cluster.sh logs [name]           follow the logs
 #
-# PIDs and logs live in .cluster/ next to the Procfile.
+# PIDs and logs live in .cluster/ next to the Procfile. A node's REST address is read from its
+# --port (9121 if absent) and --listen-host flags. CLUSTER_START_TIMEOUT and
+# CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs nothing but bash.
 set -euo pipefail
 cd "$(dirname "$0")"
 state=.cluster
 mkdir -p "$state"
+start_timeout=${CLUSTER_START_TIMEOUT:-60}
+stop_timeout=${CLUSTER_STOP_TIMEOUT:-30}
 
-entries() { grep -E '^[A-Za-z0-9_-]+:' Procfile | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'; }
-names() { if [ $# -gt 0 ]; then printf '%s\n' "$@"; else entries | cut -f1; fi; }
-running() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+procfile_entries() { grep -E '^[A-Za-z0-9_-]+:' Procfile | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'; }
 
-cmd=${1:-}; shift || true
+# Names started with `run`: they have their command in .cluster/<name>.cmd.
+run_names() {
+  local f
+  for f in "$state"/*.cmd; do
+    if [ -e "$f" ]; then basename "$f" .cmd; fi
+  done
+}
+
+# The named entries, or by default the Procfile's (and for stop/status/logs also `run`'s).
+names() {
+  local with_run=$1; shift
+  if [ $# -gt 0 ]; then printf '%s\n' "$@"; return; fi
+  procfile_entries | cut -f1
+  if [ "$with_run" = with-run ]; then run_names; fi
+}
+
+command_of() {
+  local line
+  line=$(procfile_entries | awk -F'\t' -v n="$1" '$1 == n { print $2 }')
+  if [ -z "$line" ] && [ -f "$state/$1.cmd" ]; then line=$(cat "$state/$1.cmd"); fi
+  [ -n "$line" ] && printf '%s\n' "$line"
+}
+
+# "<state> <start time>" of a process, from /proc (Linux); fails if there is no such process.
+proc_stat() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # The command name, field 2, may hold spaces: read the fields after its closing parenthesis.
+  read -r -a fields <<<"${stat##*) }"
+  echo "${fields[0]} ${fields[19]}"
+}
+
+# Whether entry $1 runs: its recorded PID is alive, has not exited unreaped (a zombie, as under
+# a container's init that never reaps), and is the process this script started, not a later one
+# that reused the PID (so `stop` never signals a stranger).
+running() {
+  local pid started now
+  [ -f "$state/$1.pid" ] || return 1
+  read -r pid started <"$state/$1.pid" || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r /proc/self/stat ]; then
+    now=$(proc_stat "$pid") || return 1
+    [ "${now%% *}" != Z ] && [ "${now#* }" = "${started:-}" ]
+  fi
+}
+
+pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
+
+# The host and port a command line's REST API answers on.
+rest_addr() {
+  local words host=127.0.0.1 port=9121 prev='' arg
+  read -r -a words <<<"$1"
+  for arg in "${words[@]}"; do
+    case "$prev" in
+      --port | -port) port=$arg ;;
+      --listen-host | -listen-host) host=$arg ;;
+    esac
+    case "$arg" in
+      --port=* | -port=*) port=${arg#*=} ;;
+      --listen-host=* | -listen-host=*) host=${arg#*=} ;;
+    esac
+    prev=$arg
+  done
+  case "$host" in 0.0.0.0 | :: | '[::]') host=127.0.0.1 ;; esac
+  echo "$host $port"
+}
+
+# GET /-/health over bash's own /dev/tcp: 200 means the node has replayed its WAL and serves.
+healthy() {
+  (
+    exec 3<>"/dev/tcp/$1/$2" &&
+      printf 'GET /-/health HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$1" "$2" >&3 &&
+      IFS= read -r -t 2 status_line <&3 &&
+      [[ $status_line == "HTTP/1."[01]" 200"* ]]
+  ) 2>/dev/null
+}
+
+# The lines entry $1 logged since its log was $2 bytes long, indented.
+log_since() {
+  tail -c +"$(($2 + 1))" "$state/$1.log" | tail -n "${3:-15}" | sed 's/^/    /'
+}
+
+# Starts entry $1 in the background with command $2; records its PID and start time.
+spawn() {
+  local name=$1 line=$2 pid
+  touch "$state/$name.log"
+  log_start[$name]=$(wc -c <"$state/$name.log")
+  bash -c "exec $line" >>"$state/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid $(proc_stat "$pid" 2>/dev/null | cut -d' ' -f2)" >"$state/$name.pid"
+}
+
+# Waits until entry $1 answers /-/health (0), or exits or stays silent too long (1, said why).
+wait_healthy() {
+  local name=$1 line pid addr host port code deadline
+  line=$(command_of "$name")
+  pid=$(pid_of "$name")
+  addr=$(rest_addr "$line")
+  host=${addr% *} port=${addr#* }
+  deadline=$((SECONDS + start_timeout))
+  while :; do
+    if ! running "$name"; then
+      code=0
+      wait "$pid" 2>/dev/null || code=$?
+      rm -f "$state/$name.pid"
+      {
+        echo "$name exited (status $code) before it answered on $host:$port; the end of $state/$name.log:"
+        log_since "$name" "${log_start[$name]}"
+      } >&2
+      return 1
+    fi
+    if healthy "$host" "$port"; then
+      echo "started $name (pid $pid, http://$host:$port, log $state/$name.log)"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      {
+        echo "$name (pid $pid) is running but did not answer GET http://$host:$port/-/health within ${start_timeout} s; the end of $state/$name.log:"
+        log_since "$name" "${log_start[$name]}"
+      } >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each.
+start_entries() {
+  local name line started=() failed=0
+  for name; do
+    line=$(command_of "$name") || {
+      echo "no Procfile entry (or earlier 'run') named $name" >&2
+      exit 2
+    }
+    if running "$name"; then
+      echo "$name is already running (pid $(pid_of "$name"))"
+      continue
+    fi
+    spawn "$name" "$line"
+    started+=("$name")
+  done
+  for name in "${started[@]}"; do
+    wait_healthy "$name" || failed=$((failed + 1))
+  done
+  if [ "$failed" -gt 0 ]; then
+    echo "$failed of ${#started[@]} did not start; ./cluster.sh status shows what runs" >&2
+    exit 1
+  fi
+}
+
+# SIGTERMs entry $1 if it runs (by its recorded PID).
+signal_entry() {
+  if running "$1"; then
+    kill -TERM "$(pid_of "$1")"
+  else
+    rm -f "$state/$1.pid"
+  fi
+}
+
+# Waits until a signalled entry $1 has exited (0), or says that it has not (1).
+wait_stopped() {
+  local name=$1 pid deadline
+  [ -f "$state/$name.pid" ] || return 0
+  pid=$(pid_of "$name")
+  deadline=$((SECONDS + stop_timeout))
+  while running "$name"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$name (pid $pid) did not stop within ${stop_timeout} s of SIGTERM; it is still running" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+  rm -f "$state/$name.pid"
+  echo "stopped $name"
+}
+
+declare -A log_start
+cmd=${1:-}
+shift || true
 case "$cmd" in
   start)
     [ -x ./target/release/raftexample ] || cargo build --release
-    for name in $(names "$@"); do
-      line=$(entries | awk -F'\t' -v n="$name" '$1 == n { print $2 }')
-      [ -n "$line" ] || { echo "no Procfile entry named $name" >&2; exit 1; }
-      if running "$name"; then echo "$name is already running"; continue; fi
-      bash -c "exec $line" >>"$state/$name.log" 2>&1 &
-      echo $! >"$state/$name.pid"
-      echo "started $name (pid $!, log $state/$name.log)"
-    done ;;
+    mapfile -t todo < <(names procfile-only "$@")
+    start_entries "${todo[@]}" ;;
+  run)
+    [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }
+    name=$1; shift
+    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || { echo "a name is letters, digits, - and _: $name" >&2; exit 2; }
+    if procfile_entries | cut -f1 | grep -qx -- "$name"; then
+      echo "$name is a Procfile entry: ./cluster.sh start $name" >&2
+      exit 2
+    fi
+    if running "$name"; then
+      echo "$name is already running (pid $(pid_of "$name"))" >&2
+      exit 1
+    fi
+    printf '%q ' "$@" >"$state/$name.cmd"
+    start_entries "$name" ;;
   stop)
-    for name in $(names "$@"); do
-      if running "$name"; then
-        pid=$(cat "$state/$name.pid"); kill "$pid"
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        echo "stopped $name"
-      fi
-      rm -f "$state/$name.pid"
-    done ;;
+    # Signal them all first, then wait: the nodes stop side by side.
+    mapfile -t todo < <(names with-run "$@")
+    for name in "${todo[@]}"; do signal_entry "$name"; done
+    failed=0
+    for name in "${todo[@]}"; do wait_stopped "$name" || failed=1; done
+    exit "$failed" ;;
   status)
-    for name in $(names); do
-      if running "$name"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
+    for name in $(names with-run); do
+      if running "$name"; then echo "$name running (pid $(pid_of "$name"))"; else echo "$name stopped"; fi
     done ;;
   logs)
     if [ $# -gt 0 ]; then tail -f "$state/$1.log"; else tail -f "$state"/*.log; fi ;;
-  *) sed -n '2,10p' "$0"; exit 2 ;;
+  *)
+    sed -n '2,18p' "$0"
+    exit 2 ;;
 esac

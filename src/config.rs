@@ -102,6 +102,10 @@ pub enum Command {
         /// Print JSON lines instead of text.
         #[arg(long)]
         json: bool,
+        /// Print keys and values whole; by default one longer than 64 bytes is cut there, with
+        /// its full length shown.
+        #[arg(long)]
+        full_values: bool,
     },
 }
 
@@ -238,7 +242,7 @@ mod tests {
             "--json",
         ]);
         assert_eq!(c.wal_dir(), PathBuf::from("/tmp/x/raftexample-2"));
-        assert!(matches!(c.command, Some(Command::Dump { json: true })));
+        assert!(matches!(c.command, Some(Command::Dump { json: true, .. })));
     }
 
     #[test]

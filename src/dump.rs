@@ -2,7 +2,9 @@
 //! per entry of a run of entries), for a person learning what raft writes (or a script, with
 //! `--json`, whose lines also give each record's length on disk). Read-only and lock-free, so
 //! it works on a stopped node's files and on a broken WAL: it prints the good records and then
-//! where and why reading stopped.
+//! where and why reading stopped. Keys and values longer than [`SHOWN_BYTES`] are cut there,
+//! with their full length, unless `--full-values` asks for them whole: a 1 MiB value would
+//! otherwise be a 1 MiB line.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,13 +18,31 @@ use crate::membership::decode_conf_change;
 use crate::proposal::{self, Payload};
 use crate::wal::{self, Record};
 
+/// Keys and values are shown up to this many bytes unless asked for whole.
+pub const SHOWN_BYTES: usize = 64;
+
+/// What `raftexample dump` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Keys and values whole instead of cut at [`SHOWN_BYTES`].
+    pub full_values: bool,
+}
+
+impl Options {
+    fn limit(&self) -> Option<usize> {
+        (!self.full_values).then_some(SHOWN_BYTES)
+    }
+}
+
 /// Why the dump could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
     /// The WAL is damaged; everything before the damage was printed.
     #[error("WAL reading stopped: {0}")]
     Wal(#[from] wal::Error),
-    /// Writing the output failed.
+    /// Writing the output failed (a closed pipe, as under `| head`, is one way).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     /// Nothing to dump.
@@ -33,7 +53,9 @@ pub enum DumpError {
 }
 
 /// Prints the WAL, then the snapshot files, of the node `config` names.
-pub fn run(config: &Config, as_json: bool, out: &mut impl Write) -> Result<(), DumpError> {
+pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(), DumpError> {
+    let as_json = options.json;
+    let limit = options.limit();
     let wal_dir = config.wal_dir();
     if !wal::Wal::exists(&wal_dir) {
         return Err(DumpError::NoWal(wal_dir.display().to_string()));
@@ -44,12 +66,12 @@ pub fn run(config: &Config, as_json: bool, out: &mut impl Write) -> Result<(), D
             return;
         }
         let lines = if as_json {
-            record_json(path, offset, len, record)
+            record_json(path, offset, len, record, limit)
                 .iter()
                 .map(Value::to_string)
                 .collect()
         } else {
-            record_text(path, offset, record)
+            record_text(path, offset, record, limit)
         };
         for line in lines {
             if let Err(err) = writeln!(out, "{line}") {
@@ -70,8 +92,10 @@ pub fn run(config: &Config, as_json: bool, out: &mut impl Write) -> Result<(), D
             format!("stopped: {err}")
         };
         writeln!(out, "{line}")?;
+        out.flush()?;
         return Err(err.into());
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -131,14 +155,14 @@ fn dump_snapshots(dir: &Path, as_json: bool, out: &mut impl Write) -> Result<(),
 }
 
 /// One line per record, and per entry of a run of entries.
-fn record_text(path: &Path, offset: u64, record: &Record) -> Vec<String> {
+fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) -> Vec<String> {
     let place = format!("{}@{offset}", short(path));
     let entry_line = |e: &Entry| {
         format!(
             "{place}  entry  term={} index={} {}",
             e.term,
             e.index,
-            entry_text(e)
+            describe_entry(e, limit)
         )
     };
     let line = match record {
@@ -181,8 +205,13 @@ fn short(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// One entry, decoded for a person: a put, a conf change, or a new leader's empty entry.
+/// One entry, decoded for a person: a put, a conf change, or a new leader's empty entry. Keys
+/// and values are cut at [`SHOWN_BYTES`].
 pub fn entry_text(e: &Entry) -> String {
+    describe_entry(e, Some(SHOWN_BYTES))
+}
+
+fn describe_entry(e: &Entry, limit: Option<usize>) -> String {
     match e.get_entry_type() {
         EntryType::EntryNormal if e.data.is_empty() => "empty (a new leader's first entry)".into(),
         EntryType::EntryNormal => {
@@ -197,7 +226,11 @@ pub fn entry_text(e: &Entry) -> String {
             };
             match Command::from_entry(&e.data) {
                 Ok(Some(Command::Put { key, value })) => {
-                    format!("put {key:?} = {value:?}{origin}")
+                    format!(
+                        "put {} = {}{origin}",
+                        quoted(&key, limit),
+                        quoted(&value, limit)
+                    )
                 }
                 Ok(None) => "empty".into(),
                 Err(err) => format!("undecodable ({} bytes): {err}", e.data.len()),
@@ -210,6 +243,28 @@ pub fn entry_text(e: &Entry) -> String {
             }
         }
     }
+}
+
+/// `s` quoted and escaped; if longer than `limit` bytes, cut there (at a character boundary)
+/// and followed by its full length.
+fn quoted(s: &str, limit: Option<usize>) -> String {
+    let shown = cut(s, limit);
+    if shown.len() < s.len() {
+        format!("{shown:?}... ({} bytes)", s.len())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// The first `limit` bytes of `s`, or fewer to end on a character boundary.
+fn cut(s: &str, limit: Option<usize>) -> &str {
+    let Some(mut end) = limit.filter(|l| *l < s.len()) else {
+        return s;
+    };
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn conf_change_text(cc: &ConfChangeV2) -> String {
@@ -231,7 +286,13 @@ fn conf_change_text(cc: &ConfChangeV2) -> String {
 
 /// One JSON object per record, and per entry of a run of entries; `len` is the record's
 /// length on disk (shared by the entries of a run).
-fn record_json(path: &Path, offset: u64, len: u64, record: &Record) -> Vec<Value> {
+fn record_json(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    record: &Record,
+    limit: Option<usize>,
+) -> Vec<Value> {
     let file = short(path);
     let value = match record {
         Record::Metadata(m) => json!({
@@ -250,11 +311,11 @@ fn record_json(path: &Path, offset: u64, len: u64, record: &Record) -> Vec<Value
         Record::Padding(n) => json!({
             "file": file, "offset": offset, "type": "padding", "bytes": n,
         }),
-        Record::Entry(e) => entry_json(&file, offset, e),
+        Record::Entry(e) => entry_json(&file, offset, e, limit),
         Record::Entries(es) => {
             return es
                 .iter()
-                .map(|e| with_len(entry_json(&file, offset, e), len))
+                .map(|e| with_len(entry_json(&file, offset, e, limit), len))
                 .collect();
         }
     };
@@ -268,7 +329,9 @@ fn with_len(mut v: Value, len: u64) -> Value {
     v
 }
 
-fn entry_json(file: &str, offset: u64, e: &Entry) -> Value {
+/// A put gives its key and value (cut at `limit`), their full lengths in bytes, and
+/// `"cut": true` when either was cut.
+fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value {
     let mut v = json!({
         "file": file, "offset": offset, "type": "entry",
         "term": e.term, "index": e.index,
@@ -282,8 +345,15 @@ fn entry_json(file: &str, offset: u64, e: &Entry) -> Value {
                 json!({"entry_type": "normal", "op": "register", "origin": origin, "nonce": nonce})
             }
             (payload, Ok(Some(Command::Put { key, value }))) => {
-                let mut put =
-                    json!({"entry_type": "normal", "op": "put", "key": key, "value": value});
+                let (shown_key, shown_value) = (cut(&key, limit), cut(&value, limit));
+                let mut put = json!({
+                    "entry_type": "normal", "op": "put",
+                    "key": shown_key, "value": shown_value,
+                    "key_bytes": key.len(), "value_bytes": value.len(),
+                });
+                if shown_key.len() < key.len() || shown_value.len() < value.len() {
+                    put["cut"] = true.into();
+                }
                 if let (Ok(Payload::Proposal { id, .. }), Some(obj)) =
                     (payload, put.as_object_mut())
                 {
@@ -307,4 +377,42 @@ fn entry_json(file: &str, offset: u64, e: &Entry) -> Value {
         obj.extend(extra);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_strings_are_shown_whole() {
+        assert_eq!(quoted("bar", Some(SHOWN_BYTES)), "\"bar\"");
+        let exactly = "x".repeat(SHOWN_BYTES);
+        assert_eq!(quoted(&exactly, Some(SHOWN_BYTES)), format!("{exactly:?}"));
+    }
+
+    #[test]
+    fn long_strings_are_cut_with_their_length() {
+        let long = "v".repeat(1 << 20);
+        let shown = quoted(&long, Some(SHOWN_BYTES));
+        assert_eq!(
+            shown,
+            format!("\"{}\"... (1048576 bytes)", "v".repeat(SHOWN_BYTES))
+        );
+        assert_eq!(
+            quoted(&long, None).len(),
+            long.len() + 2,
+            "whole when asked"
+        );
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // 'é' is two bytes; after one 'a' every character starts at an odd offset, so byte 64
+        // falls inside one.
+        let s = format!("a{}", "é".repeat(40));
+        let shown = cut(&s, Some(SHOWN_BYTES));
+        assert_eq!(shown.len(), SHOWN_BYTES - 1);
+        assert!(s.starts_with(shown));
+        assert!(quoted(&s, Some(SHOWN_BYTES)).ends_with("... (81 bytes)"));
+    }
 }

@@ -2,6 +2,7 @@
 //! Exit status: 0 when stopped by a signal or removed from the cluster (as the original),
 //! 1 when it cannot start or a storage failure stops it.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use raftexample::config::{Command, Config};
@@ -22,17 +23,29 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     // Quiet by default: start-up, leader changes, membership changes and problems.
-    // RUST_LOG=debug (or raft=info, raftexample::ready=trace, ...) shows more.
+    // RUST_LOG=debug (or info,raftexample::ready=trace, ...) shows more.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,raftexample=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
 
-    if let Some(Command::Dump { json }) = &config.command {
-        return match raftexample::dump::run(&config, *json, &mut std::io::stdout().lock()) {
+    if let Some(Command::Dump { json, full_values }) = &config.command {
+        let options = raftexample::dump::Options {
+            json: *json,
+            full_values: *full_values,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        return match raftexample::dump::run(&config, &options, &mut out) {
             Ok(()) => ExitCode::SUCCESS,
+            // The reader has all it wanted (`dump | head`): nothing went wrong.
+            Err(raftexample::dump::DumpError::Output(err))
+                if err.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                ExitCode::SUCCESS
+            }
             Err(err) => {
                 eprintln!("raftexample dump: {err}");
                 ExitCode::FAILURE
@@ -57,7 +70,7 @@ async fn serve(config: Config) -> ExitCode {
     let running = match start(config).await {
         Ok(running) => running,
         Err(err) => {
-            tracing::error!("cannot start: {err}");
+            // Printed, not logged: a refusal must show whatever RUST_LOG says, and only once.
             eprintln!("raftexample: cannot start: {err}");
             return ExitCode::FAILURE;
         }
@@ -79,6 +92,12 @@ async fn serve(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colour codes only for a person at a terminal: in a log file (`./cluster.sh`, goreman,
+/// systemd) they are noise. `NO_COLOR` (https://no-color.org) turns them off there too.
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 async fn wait_for_signal() {

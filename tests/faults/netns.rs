@@ -220,7 +220,7 @@ impl Net {
             panic!(
                 "cannot create network namespace {ns}: `ip netns add` said: {}\n\
                  The fault tests need root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to build their \
-                 private network; they do not skip without it.",
+                 private network; they do not skip without it. As root: ./test-everything.sh",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -304,8 +304,8 @@ fn check_tools() {
         match Command::new(tool).arg("-V").output() {
             Ok(out) if out.status.success() => {}
             other => panic!(
-                "the fault tests need `{name}` (Debian packages iproute2 and iptables; .ci/run \
-                 installs them), and running it failed: {other:?}"
+                "the fault tests need `{name}` (Debian packages iproute2 and iptables; \
+                 ./test-everything.sh installs them), and running it failed: {other:?}"
             ),
         }
     }

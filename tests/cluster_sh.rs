@@ -1,0 +1,308 @@
+//! `./cluster.sh`, the README's Procfile runner, driven as a reader drives it: in a folder of
+//! its own with a Procfile on free loopback ports, the binary under test where
+//! `cargo build --release` would put it. `start` returns once every node answers
+//! `/-/health`, or names the node that exited and why; `stop` signals only what it started
+//! and waits; the nodes' logs are plain text.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{free_ports, wait_for};
+use tempfile::TempDir;
+
+/// A folder laid out like a clone: `cluster.sh`, a `Procfile`, `target/release/raftexample`.
+struct Folder {
+    dir: TempDir,
+    /// REST ports, one per Procfile entry, in order.
+    rest_ports: Vec<u16>,
+}
+
+impl Folder {
+    /// `n` nodes named raftexample1.. on free ports, listening on 127.0.0.1 only.
+    fn new(n: usize) -> Folder {
+        let dir = TempDir::with_prefix("raftexample-cluster-sh-").expect("a temp dir");
+        let peers: Vec<String> = free_ports(n)
+            .into_iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let rest_ports = free_ports(n);
+        let mut procfile = String::new();
+        for (i, port) in rest_ports.iter().enumerate() {
+            procfile.push_str(&format!(
+                "raftexample{id}: ./target/release/raftexample --id {id} --cluster {} --port {port} --listen-host 127.0.0.1\n",
+                peers.join(","),
+                id = i + 1,
+            ));
+        }
+        std::fs::write(dir.path().join("Procfile"), procfile).expect("writing the Procfile");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(repo.join("cluster.sh"), dir.path().join("cluster.sh"))
+            .expect("copying cluster.sh");
+        std::fs::create_dir_all(dir.path().join("target/release")).expect("target/release");
+        std::os::unix::fs::symlink(
+            common::binary(),
+            dir.path().join("target/release/raftexample"),
+        )
+        .expect("linking the binary");
+        Folder { dir, rest_ports }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `./cluster.sh <args>`, with its exit status and output.
+    fn cluster_sh(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(self.path().join("cluster.sh"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running cluster.sh")
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!(".cluster/{name}.log")))
+            .unwrap_or_default()
+    }
+
+    fn pid(&self, name: &str) -> Option<i32> {
+        let text =
+            std::fs::read_to_string(self.path().join(format!(".cluster/{name}.pid"))).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.path().join(format!(".cluster/{name}.pid"))
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        // Whatever a failed test left running: cluster.sh stops only what it started.
+        let _ = self.cluster_sh(&["stop"]);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // Signal 0 tests for the process; a zombie (exited, not yet reaped) does not count.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && state != Some(Some('Z'))
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// GET `/-/health`, once: no retry.
+async fn health_of(port: u16) -> Option<u16> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/-/health"))
+        .await
+        .ok()?;
+    Some(r.status().as_u16())
+}
+
+/// [`health_of`], blocking.
+fn health(port: u16) -> Option<u16> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(health_of(port))
+}
+
+/// Leaves node 1's data dir holding a cluster of one on other ports, as the README's single
+/// node does: what node 1 of the Procfile must refuse.
+fn leave_a_foreign_data_dir(folder: &Path) {
+    /// The single node, killed if the test fails before it stops it.
+    struct Node(std::process::Child);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let ports = free_ports(2);
+    let mut node = Node(
+        Command::new(common::binary())
+            .args([
+                "--id",
+                "1",
+                "--cluster",
+                &format!("http://127.0.0.1:{}", ports[0]),
+            ])
+            .args([
+                "--port",
+                &ports[1].to_string(),
+                "--listen-host",
+                "127.0.0.1",
+            ])
+            .current_dir(folder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a single node"),
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(wait_for(
+        Duration::from_secs(20),
+        "the single node to serve",
+        || async { (health_of(ports[1]).await == Some(200)).then_some(()) },
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(node.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stopping our own child");
+    let status = node.0.wait().expect("the single node's exit");
+    assert!(status.success(), "the single node exited with {status}");
+}
+
+/// A foreign `raftexample-1` (the single node's data): `start` exits non-zero, naming node 1
+/// and the reason from its log, printed there once and without colour codes; the other nodes
+/// started and `stop` stops them.
+#[test]
+fn start_names_a_node_refused_by_its_data_dir() {
+    let f = Folder::new(3);
+    leave_a_foreign_data_dir(f.path());
+
+    let out = f.cluster_sh(&["start"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "start must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("raftexample1 exited (status 1)"),
+        "the node that exited, by name:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("raftexample: cannot start: ./raftexample-1 belongs to a cluster"),
+        "the reason, from the node's log:\n{stderr}"
+    );
+    assert!(stderr.contains("1 of 3 did not start"), "{stderr}");
+    for name in ["raftexample2", "raftexample3"] {
+        assert!(stdout.contains(&format!("started {name}")), "{stdout}");
+    }
+    assert!(!stdout.contains("started raftexample1"), "{stdout}");
+
+    let log = f.log("raftexample1");
+    assert_eq!(
+        log.matches("belongs to a cluster").count(),
+        1,
+        "the refusal, once:\n{log}"
+    );
+    for name in ["raftexample1", "raftexample2", "raftexample3"] {
+        let log = f.log(name);
+        assert!(
+            !log.contains('\x1b'),
+            "colour codes in {name}'s log:\n{log}"
+        );
+    }
+
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(status.contains("raftexample1 stopped"), "{status}");
+    assert!(status.contains("raftexample2 running"), "{status}");
+    let pids: Vec<i32> = ["raftexample2", "raftexample3"]
+        .iter()
+        .map(|n| f.pid(n).expect("a pid file"))
+        .collect();
+    let out = f.cluster_sh(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} still runs after stop");
+    }
+}
+
+/// `start` returns once every node answers `/-/health`: the first request after it succeeds.
+/// `stop` returns once they have exited.
+#[test]
+fn start_returns_when_every_node_answers_and_stop_when_they_exit() {
+    let f = Folder::new(3);
+    let out = f.cluster_sh(&["start"]);
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for port in &f.rest_ports {
+        assert_eq!(health(*port), Some(200), "node on port {port}");
+    }
+    let again = text(&f.cluster_sh(&["start", "raftexample2"]).stdout);
+    assert!(again.contains("raftexample2 is already running"), "{again}");
+
+    let pids: Vec<i32> = (1..=3)
+        .map(|id| f.pid(&format!("raftexample{id}")).expect("a pid file"))
+        .collect();
+    let out = f.cluster_sh(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (id, pid) in pids.iter().enumerate() {
+        assert!(!alive(*pid), "node {} (pid {pid}) runs after stop", id + 1);
+        assert!(text(&out.stdout).contains(&format!("stopped raftexample{}", id + 1)));
+    }
+}
+
+/// A pid file that outlived its process (a reboot, a crash) and now names another process:
+/// `stop` leaves that process alone, and `status` does not count it. Also for a pid file of
+/// the earlier `cluster.sh`, which held the PID alone.
+#[test]
+fn stop_never_signals_a_process_it_did_not_start() {
+    let f = Folder::new(1);
+    std::fs::create_dir_all(f.path().join(".cluster")).expect(".cluster");
+    let mut stranger = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("starting sleep");
+    // The PID is the stranger's; the start time is not, or is missing.
+    for record in [
+        format!("{} 1\n", stranger.id()),
+        format!("{}\n", stranger.id()),
+    ] {
+        std::fs::write(f.pid_file("raftexample1"), &record).expect("writing a stale pid file");
+        let status = text(&f.cluster_sh(&["status"]).stdout);
+        assert!(
+            status.contains("raftexample1 stopped"),
+            "{record:?}: {status}"
+        );
+        let out = f.cluster_sh(&["stop"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            stranger.try_wait().expect("polling sleep").is_none(),
+            "cluster.sh stop killed a process it did not start ({record:?})"
+        );
+    }
+    stranger.kill().expect("ending our sleep");
+    let _ = stranger.wait();
+}
+
+/// `run` starts a command under a name of its own and waits for it like `start`; one that
+/// exits at once is reported with its reason and a non-zero status.
+#[test]
+fn run_reports_a_command_that_exits() {
+    let f = Folder::new(1);
+    // Node 5 of a one-URL cluster has no peer URL: the binary refuses at once.
+    let out = f.cluster_sh(&[
+        "run",
+        "extra",
+        "./target/release/raftexample",
+        "--id",
+        "5",
+        "--port",
+        "1",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("extra exited (status"), "{stderr}");
+    assert!(stderr.contains("--id"), "the binary's reason: {stderr}");
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(status.contains("extra stopped"), "{status}");
+}
