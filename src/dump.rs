@@ -159,7 +159,9 @@ fn record_text(path: &Path, offset: u64, record: &Record) -> Vec<String> {
             "{place}  snapshot-marker  {} reset (from the leader: replaces the log)",
             snapshot_text(meta)
         ),
-        Record::Synced(n) => format!("{place}  synced  the first {n} bytes were synced"),
+        Record::Synced(n) => {
+            format!("{place}  synced  the first {n} bytes of this file are on disk")
+        }
         Record::Entry(e) => entry_line(e),
         Record::Entries(es) => return es.iter().map(entry_line).collect(),
         Record::Padding(n) => format!("{place}  padding  {n} zero bytes (to a page boundary)"),
