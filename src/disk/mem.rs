@@ -32,15 +32,12 @@ use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
+use super::platter::{Dir, Inode};
 use super::{DiskFile, FileSystem, LockGuard};
 
-/// The granularity at which unsynced data survives a power loss (the page cache's).
-const PAGE: u64 = 4096;
-/// The granularity of a torn page (a disk sector).
-const SECTOR: u64 = 512;
 /// Linux's `EIO` and `ENOSPC`, so that errors read as the kernel's would.
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
@@ -84,117 +81,6 @@ struct State {
     /// Held locks and the token of their guard.
     locks: BTreeMap<PathBuf, u64>,
     next_lock: u64,
-}
-
-#[derive(Default)]
-struct Dir {
-    /// What a listing shows now.
-    live: BTreeMap<String, u64>,
-    /// As of the folder's last sync.
-    durable: BTreeMap<String, u64>,
-    /// Changes since then, in order: `durable` + all of them = `live`.
-    pending: Vec<DirOp>,
-}
-
-enum DirOp {
-    Link(String, u64),
-    Unlink(String),
-    Rename(String, String),
-}
-
-impl DirOp {
-    fn apply(&self, entries: &mut BTreeMap<String, u64>) {
-        match self {
-            DirOp::Link(name, ino) => {
-                entries.insert(name.clone(), *ino);
-            }
-            DirOp::Unlink(name) => {
-                entries.remove(name);
-            }
-            DirOp::Rename(from, to) => {
-                if let Some(ino) = entries.remove(from) {
-                    entries.insert(to.clone(), ino);
-                }
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Inode {
-    /// What a reader sees now.
-    data: Vec<u8>,
-    /// On the platter: the bytes and length as of the last completed sync.
-    durable: Vec<u8>,
-    /// Pages whose bytes may differ between `data` and `durable`.
-    dirty: BTreeSet<u64>,
-    /// Pages that hold written data (a sparse extension allocates nothing).
-    allocated: BTreeSet<u64>,
-    /// Handles open on it in this boot.
-    open: usize,
-}
-
-fn pages(start: u64, end: u64) -> std::ops::Range<u64> {
-    if start >= end {
-        return 0..0;
-    }
-    start / PAGE..end.div_ceil(PAGE)
-}
-
-impl Inode {
-    fn sync(&mut self) {
-        let len = self.data.len();
-        self.durable.resize(len, 0);
-        for &page in &self.dirty {
-            let start = (page * PAGE) as usize;
-            let end = (start + PAGE as usize).min(len);
-            if start < end {
-                self.durable[start..end].copy_from_slice(&self.data[start..end]);
-            }
-        }
-        self.dirty.clear();
-    }
-
-    /// What the platter holds after a power loss (see the module doc).
-    fn lose_power(&mut self, rng: &mut StdRng) {
-        let len = if self.data.len() != self.durable.len() && rng.random_bool(0.5) {
-            self.durable.len()
-        } else {
-            self.data.len()
-        };
-        let mut image = std::mem::take(&mut self.durable);
-        image.resize(image.len().max(self.data.len()), 0);
-        let data = &self.data;
-        let keep = |image: &mut Vec<u8>, start: u64, end: u64| {
-            let end = (end as usize).min(image.len());
-            for (i, byte) in image.iter_mut().enumerate().take(end).skip(start as usize) {
-                // Past the current end the page's new content is "nothing": zeros.
-                *byte = data.get(i).copied().unwrap_or(0);
-            }
-        };
-        for &page in &self.dirty {
-            let start = page * PAGE;
-            match rng.random_range(0..3u8) {
-                0 => keep(&mut image, start, start + PAGE),
-                1 => {}
-                _ => {
-                    for sector in (start..start + PAGE).step_by(SECTOR as usize) {
-                        if rng.random_bool(0.5) {
-                            keep(&mut image, sector, sector + SECTOR);
-                        }
-                    }
-                }
-            }
-        }
-        image.truncate(len);
-        image.resize(len, 0);
-        self.data = image.clone();
-        self.durable = image;
-        self.dirty.clear();
-        let pages_held = (len as u64).div_ceil(PAGE);
-        self.allocated.retain(|&p| p < pages_held);
-        self.open = 0;
-    }
 }
 
 /// The folder and the name of `path`.
@@ -272,20 +158,12 @@ impl State {
     }
 
     fn used_bytes(&self) -> u64 {
-        self.inodes
-            .values()
-            .map(|i| i.allocated.len() as u64 * PAGE)
-            .sum()
+        self.inodes.values().map(Inode::allocated_bytes).sum()
     }
 
     fn lose_power(&mut self) {
         for dir in self.dirs.values_mut() {
-            let survive = self.rng.random_range(0..=dir.pending.len());
-            for op in &dir.pending[..survive] {
-                op.apply(&mut dir.durable);
-            }
-            dir.pending.clear();
-            dir.live = dir.durable.clone();
+            dir.lose_power(&mut self.rng);
         }
         for inode in self.inodes.values_mut() {
             inode.lose_power(&mut self.rng);
@@ -297,14 +175,7 @@ impl State {
 
     /// Forgets files that no folder names (now or on the platter) and no handle holds.
     fn collect_garbage(&mut self) {
-        let mut used: BTreeSet<u64> = BTreeSet::new();
-        for dir in self.dirs.values() {
-            used.extend(dir.live.values().chain(dir.durable.values()));
-            used.extend(dir.pending.iter().filter_map(|op| match op {
-                DirOp::Link(_, ino) => Some(*ino),
-                _ => None,
-            }));
-        }
+        let used: BTreeSet<u64> = self.dirs.values().flat_map(Dir::files).collect();
         self.inodes
             .retain(|ino, inode| used.contains(ino) || inode.open > 0);
     }
@@ -391,16 +262,11 @@ impl MemFs {
         let mut s = self.lock();
         let ino = s.lookup(path)?;
         let inode = s.inodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
-        let at = offset as usize;
-        if at >= inode.data.len() {
+        if !inode.flip(offset as usize, mask) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} has no byte at offset {offset}", path.display()),
             ));
-        }
-        inode.data[at] ^= mask;
-        if let Some(b) = inode.durable.get_mut(at) {
-            *b ^= mask;
         }
         Ok(())
     }
@@ -449,45 +315,26 @@ fn inode(s: &mut State, ino: u64) -> &mut Inode {
 impl DiskFile for MemFile {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.with(true, |s, ino| {
-            let end = offset + buf.len() as u64;
             if let Some(capacity) = s.capacity {
-                let allocated = &inode(s, ino).allocated;
-                let new_pages = pages(offset, end)
-                    .filter(|p| !allocated.contains(p))
-                    .count() as u64;
-                if s.used_bytes() + new_pages * PAGE > capacity {
+                let needed = inode(s, ino).bytes_to_allocate(offset, buf.len() as u64);
+                if s.used_bytes() + needed > capacity {
                     return Err(io::Error::from_raw_os_error(ENOSPC));
                 }
             }
-            let file = inode(s, ino);
-            if end as usize > file.data.len() {
-                file.data.resize(end as usize, 0);
-            }
-            file.data[offset as usize..end as usize].copy_from_slice(buf);
-            file.dirty.extend(pages(offset, end));
-            file.allocated.extend(pages(offset, end));
+            inode(s, ino).write(buf, offset);
             Ok(())
         })
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.with(true, |s, ino| {
-            let file = inode(s, ino);
-            let old = file.data.len() as u64;
-            // Bytes that changed and that the platter holds otherwise: a cut, or an extension
-            // over what an earlier cut left on the platter. Beyond the platter's end, the new
-            // zeros and "nothing" read the same.
-            let changed_end = old.max(len).min(file.durable.len() as u64);
-            file.dirty.extend(pages(old.min(len), changed_end));
-            file.data.resize(len as usize, 0);
-            let pages_held = len.div_ceil(PAGE);
-            file.allocated.retain(|&p| p < pages_held);
+            inode(s, ino).set_len(len);
             Ok(())
         })
     }
 
     fn size(&self) -> io::Result<u64> {
-        self.with(false, |s, ino| Ok(inode(s, ino).data.len() as u64))
+        self.with(false, |s, ino| Ok(inode(s, ino).data().len() as u64))
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -544,20 +391,14 @@ impl FileSystem for MemFs {
         let ino = match existing {
             Some(ino) => {
                 let file = s.inodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
-                let old = file.data.len() as u64;
-                file.dirty
-                    .extend(pages(0, old.min(file.durable.len() as u64)));
-                file.data.clear();
-                file.allocated.clear();
+                file.set_len(0);
                 ino
             }
             None => {
                 let ino = s.next_inode;
                 s.next_inode += 1;
                 s.inodes.insert(ino, Inode::default());
-                let d = s.dir_mut(&dir)?;
-                d.live.insert(name.clone(), ino);
-                d.pending.push(DirOp::Link(name, ino));
+                s.dir_mut(&dir)?.link(name, ino);
                 ino
             }
         };
@@ -577,7 +418,7 @@ impl FileSystem for MemFs {
         let ino = s.lookup(path)?;
         Ok(s.inodes
             .get(&ino)
-            .map(|i| i.data.clone())
+            .map(|i| i.data().to_vec())
             .unwrap_or_default())
     }
 
@@ -618,10 +459,9 @@ impl FileSystem for MemFs {
                 "MemFs renames only within a folder",
             ));
         }
-        let d = s.dir_mut(&dir)?;
-        let ino = d.live.remove(&from_name).ok_or_else(|| not_found(from))?;
-        d.live.insert(to_name.clone(), ino);
-        d.pending.push(DirOp::Rename(from_name, to_name));
+        if !s.dir_mut(&dir)?.rename(&from_name, &to_name) {
+            return Err(not_found(from));
+        }
         s.collect_garbage();
         Ok(())
     }
@@ -630,9 +470,9 @@ impl FileSystem for MemFs {
         let mut s = self.lock();
         s.mutate()?;
         let (dir, name) = split(path)?;
-        let d = s.dir_mut(&dir)?;
-        d.live.remove(&name).ok_or_else(|| not_found(path))?;
-        d.pending.push(DirOp::Unlink(name));
+        if !s.dir_mut(&dir)?.unlink(&name) {
+            return Err(not_found(path));
+        }
         s.collect_garbage();
         Ok(())
     }
@@ -661,9 +501,7 @@ impl FileSystem for MemFs {
         let mut s = self.lock();
         s.mutate()?;
         s.sync_failure()?;
-        let d = s.dir_mut(dir)?;
-        d.durable = d.live.clone();
-        d.pending.clear();
+        s.dir_mut(dir)?.sync();
         s.collect_garbage();
         Ok(())
     }
@@ -691,6 +529,7 @@ impl FileSystem for MemFs {
 
 #[cfg(test)]
 mod tests {
+    use super::super::platter::PAGE;
     use super::*;
 
     fn file(fs: &MemFs, path: &str) -> Box<dyn DiskFile> {

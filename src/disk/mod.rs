@@ -20,6 +20,7 @@
 //!   says. Callers stop (the WAL poisons itself).
 
 mod mem;
+mod platter;
 
 pub use mem::MemFs;
 
