@@ -182,6 +182,13 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
             hs.term, hs.vote, hs.commit
         ),
         Record::Snapshot(meta) => format!("{place}  snapshot-marker  {}", snapshot_text(meta)),
+        Record::SnapshotReset(meta) => format!(
+            "{place}  snapshot-marker  {} reset (from the leader: replaces the log)",
+            snapshot_text(meta)
+        ),
+        Record::Synced(n) => {
+            format!("{place}  synced  the first {n} bytes of this file are on disk")
+        }
         Record::Entry(e) => entry_line(e),
         Record::Entries(es) => return es.iter().map(entry_line).collect(),
         Record::Padding(n) => format!("{place}  padding  {n} zero bytes (to a page boundary)"),
@@ -308,8 +315,15 @@ fn record_json(
             "file": file, "offset": offset, "type": "snapshot-marker",
             "term": meta.term, "index": meta.index, "voters": meta.get_conf_state().voters,
         }),
+        Record::SnapshotReset(meta) => json!({
+            "file": file, "offset": offset, "type": "snapshot-marker", "reset": true,
+            "term": meta.term, "index": meta.index, "voters": meta.get_conf_state().voters,
+        }),
         Record::Padding(n) => json!({
             "file": file, "offset": offset, "type": "padding", "bytes": n,
+        }),
+        Record::Synced(n) => json!({
+            "file": file, "offset": offset, "type": "synced", "bytes": n,
         }),
         Record::Entry(e) => entry_json(&file, offset, e, limit),
         Record::Entries(es) => {

@@ -1,4 +1,5 @@
-//! Small file-system helpers that make durability explicit.
+//! Small file-system helpers that make durability explicit, on top of the [`crate::disk`]
+//! seam (the real disk unless a caller passes another).
 //!
 //! The WAL and the snapshotter build on two guarantees from here (and write their files the
 //! same way: temporary file, write, `sync_data`, rename, fsync the directory):
@@ -11,10 +12,12 @@
 //! WAL, and a second raftexample process (or a second open in this one) fails at once instead of
 //! two nodes writing one log.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+use crate::disk::{FileSystem, LockGuard, StdFs};
+
+pub use crate::disk::parent_dir;
 
 /// Name of the lock file [`DirLock`] creates inside the directory it guards.
 pub const LOCK_FILE: &str = "LOCK";
@@ -62,56 +65,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     }
 }
 
-/// The directory holding `path`; `"."` for a bare relative name (whose parent is "").
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Fsyncs a directory, so that entries created, renamed or removed in it are durable.
+/// Fsyncs a directory of the real disk, so that entries created, renamed or removed in it are
+/// durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
-    let f = File::open(dir).map_err(io_err(dir))?;
-    f.sync_all().map_err(io_err(dir))
+    StdFs.sync_dir(dir).map_err(io_err(dir))
 }
 
-/// Creates `dir` and any missing ancestors with mode 0750, fsyncing the parent of each directory
-/// it creates. Does nothing if `dir` already exists.
+/// Creates `dir` on the real disk and any missing ancestors with mode 0750, fsyncing the parent
+/// of each directory it creates. Does nothing if `dir` already exists.
 pub fn create_dir_all_synced(dir: &Path) -> Result<(), Error> {
-    // Collect the missing components from `dir` upwards, then create them top-down.
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    loop {
-        match fs::metadata(cur) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => {
-                return Err(Error::Io {
-                    path: cur.to_path_buf(),
-                    source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing.push(cur);
-                match cur.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => cur = p,
-                    _ => break,
-                }
-            }
-            Err(e) => return Err(io_err(cur)(e)),
-        }
-    }
-    for d in missing.into_iter().rev() {
-        match fs::DirBuilder::new().mode(0o750).create(d) {
-            Ok(()) => {}
-            // Another thread or process created it meanwhile: still sync its parent below,
-            // since we cannot know whether the creator did.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(io_err(d)(e)),
-        }
-        sync_dir(parent_dir(d))?;
-    }
-    Ok(())
+    StdFs.create_dir_all(dir).map_err(io_err(dir))
 }
 
 /// `%016x-%016x<ext>`: the file names of WAL segments (sequence, first index) and snapshots
@@ -135,55 +98,49 @@ pub fn parse_hex_pair_name(name: &str, ext: &str) -> Option<(u64, u64)> {
 /// The `<name>.tmp` files in `dir` whose `<name>` `is_name` recognises: what an interrupted
 /// write-then-rename left behind (a WAL segment or a snapshot being created).
 pub fn leftover_tmp_files(
+    fs: &dyn FileSystem,
     dir: &Path,
     is_name: impl Fn(&str) -> bool,
 ) -> Result<Vec<PathBuf>, Error> {
-    let mut out = Vec::new();
-    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
-        let dent = dent.map_err(io_err(dir))?;
-        let is_tmp = dent
-            .file_name()
-            .to_str()
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .is_some_and(&is_name);
-        if is_tmp {
-            out.push(dent.path());
-        }
-    }
-    Ok(out)
+    let names = fs.list_dir(dir).map_err(io_err(dir))?;
+    Ok(names
+        .iter()
+        .filter(|n| n.strip_suffix(".tmp").is_some_and(&is_name))
+        .map(|n| dir.join(n))
+        .collect())
 }
 
 /// An exclusive, advisory lock on a data directory (`<dir>/LOCK`), held until dropped.
 ///
-/// The lock is an OS file lock (`flock` on Linux), so it is released by the kernel when the
-/// process dies, even by SIGKILL: there is no stale lock file to clean up. Its content is
-/// irrelevant; the file stays in place after release.
+/// On the real disk the lock is an OS file lock (`flock` on Linux), so it is released by the
+/// kernel when the process dies, even by SIGKILL: there is no stale lock file to clean up. Its
+/// content is irrelevant; the file stays in place after release.
 #[derive(Debug)]
 pub struct DirLock {
-    file: File,
+    _guard: LockGuard,
     path: PathBuf,
 }
 
 impl DirLock {
-    /// Takes the lock on `dir`, creating the directory (synced, mode 0750) and the lock file if
-    /// missing. Fails at once with [`Error::Locked`] if anyone else holds it, including another
-    /// `DirLock` in this process: the lock belongs to the open file, not to the process.
+    /// Takes the lock on `dir` of the real disk, creating the directory (synced, mode 0750)
+    /// and the lock file if missing. Fails at once with [`Error::Locked`] if anyone else holds
+    /// it, including another `DirLock` in this process: the lock belongs to the open file, not
+    /// to the process.
     pub fn acquire(dir: &Path) -> Result<DirLock, Error> {
-        create_dir_all_synced(dir)?;
+        DirLock::acquire_on(&StdFs, dir)
+    }
+
+    /// [`DirLock::acquire`] on the file system `fs`.
+    pub fn acquire_on(fs: &dyn FileSystem, dir: &Path) -> Result<DirLock, Error> {
+        fs.create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join(LOCK_FILE);
-        // The directory is not synced after creating LOCK: the lock lives in the kernel, not in
-        // the file, and a lock file lost in a crash is simply created again.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { file, path }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
-            Err(TryLockError::Error(source)) => Err(Error::Io { path, source }),
+        match fs.try_lock(&path) {
+            Ok(guard) => Ok(DirLock {
+                _guard: guard,
+                path,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::Locked { path }),
+            Err(source) => Err(Error::Io { path, source }),
         }
     }
 
@@ -193,32 +150,19 @@ impl DirLock {
     }
 }
 
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        // Closing the file releases the lock anyway; unlocking first just makes it explicit.
-        // An error here cannot be acted upon and the close that follows releases it regardless.
-        let _ = self.file.unlock();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::disk::MemFs;
+    use std::fs;
     use tempfile::TempDir;
 
     #[test]
-    fn create_dir_all_synced_makes_nested_dirs_with_mode_0750() {
+    fn create_dir_all_synced_is_idempotent() {
         let tmp = TempDir::new().unwrap();
         let deep = tmp.path().join("a/b/c");
         create_dir_all_synced(&deep).unwrap();
         assert!(deep.is_dir());
-        for d in [tmp.path().join("a"), tmp.path().join("a/b"), deep.clone()] {
-            let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
-            // The umask can only remove bits.
-            assert_eq!(mode & !0o750, 0, "{}: {mode:o}", d.display());
-        }
-        // Idempotent.
         create_dir_all_synced(&deep).unwrap();
     }
 
@@ -229,12 +173,6 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         let err = create_dir_all_synced(&file.join("sub")).unwrap_err();
         assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
-    }
-
-    #[test]
-    fn parent_dir_of_a_bare_name_is_dot() {
-        assert_eq!(parent_dir(Path::new("raftexample-1")), Path::new("."));
-        assert_eq!(parent_dir(Path::new("/a/b")), Path::new("/a"));
     }
 
     #[test]
@@ -253,6 +191,28 @@ mod tests {
         assert!(msg.contains(&*dir.to_string_lossy()), "{msg}");
         drop(first);
         let _again = DirLock::acquire(&dir).unwrap();
+    }
+
+    /// On the in-memory disk too; a power loss frees the lock (its holder died).
+    #[test]
+    fn dir_lock_on_another_file_system() {
+        let fs = MemFs::new(1);
+        let dir = Path::new("/data/raftexample-1");
+        let first = DirLock::acquire_on(&fs, dir).unwrap();
+        assert!(matches!(
+            DirLock::acquire_on(&fs, dir),
+            Err(Error::Locked { .. })
+        ));
+        fs.power_loss();
+        let second = DirLock::acquire_on(&fs, dir).unwrap();
+        // The dead holder's guard does not release the new one.
+        drop(first);
+        assert!(matches!(
+            DirLock::acquire_on(&fs, dir),
+            Err(Error::Locked { .. })
+        ));
+        drop(second);
+        DirLock::acquire_on(&fs, dir).unwrap();
     }
 
     #[test]

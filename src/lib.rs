@@ -19,7 +19,8 @@
 //! - [`config`]: the original's flags, plus knobs with the original's defaults.
 //! - [`http_api`]: the REST API; errors become status codes in one place.
 //! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
-//! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking.
+//! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking;
+//!   [`disk`]: the file system they use (the real one, or one in memory that loses power).
 //! - [`transport`]: batched HTTP between peers, never blocking the raft node.
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
@@ -31,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod disk;
 pub mod dump;
 pub mod fsutil;
 pub mod http_api;

@@ -21,8 +21,10 @@
 //! the node write the WAL marker; a snapshot file without a marker (a crash in between) is
 //! ignored by [`Snapshotter::load_newest_available`]. After saving, files beyond the newest
 //! `keep` are deleted.
+//!
+//! Files go through a [`crate::disk::FileSystem`]: the real disk for [`Snapshotter::new`], any
+//! other for [`Snapshotter::new_on`].
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,7 @@ use protobuf::Message as PbMessage;
 pub use raft::eraftpb::Snapshot;
 use raft::eraftpb::SnapshotMetadata;
 
+use crate::disk::{DiskFile, FileSystem, SharedFs, StdFs};
 use crate::fsutil;
 
 /// Number of snapshot files kept by default, as etcd.
@@ -109,6 +112,7 @@ pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
 /// Saves and loads the snapshot files of one directory.
 #[derive(Debug)]
 pub struct Snapshotter {
+    fs: SharedFs,
     dir: PathBuf,
     keep: usize,
 }
@@ -126,16 +130,22 @@ impl Snapshotter {
     /// of the new one is durable, or a crash in between would leave no usable snapshot.
     /// Leftover `.tmp` files of an interrupted save are removed.
     pub fn new(dir: &Path, keep: usize) -> Result<Snapshotter, Error> {
-        fsutil::create_dir_all_synced(dir)?;
-        let leftovers = fsutil::leftover_tmp_files(dir, |n| parse_snap_name(n).is_some())?;
+        Snapshotter::new_on(StdFs::shared(), dir, keep)
+    }
+
+    /// [`Snapshotter::new`] on the file system `fs`.
+    pub fn new_on(fs: SharedFs, dir: &Path, keep: usize) -> Result<Snapshotter, Error> {
+        fs.create_dir_all(dir).map_err(io_err(dir))?;
+        let leftovers = fsutil::leftover_tmp_files(&*fs, dir, |n| parse_snap_name(n).is_some())?;
         for path in &leftovers {
             tracing::warn!(path = %path.display(), "removing an unfinished snapshot file");
-            fs::remove_file(path).map_err(io_err(path))?;
+            fs.remove_file(path).map_err(io_err(path))?;
         }
         if !leftovers.is_empty() {
-            fsutil::sync_dir(dir)?;
+            fs.sync_dir(dir).map_err(io_err(dir))?;
         }
         Ok(Snapshotter {
+            fs,
             dir: dir.to_path_buf(),
             keep: keep.max(2),
         })
@@ -174,14 +184,14 @@ impl Snapshotter {
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(TMP_EXT);
         let tmp = PathBuf::from(tmp_name);
-        let written = write_file(&tmp, meta, data_len, write_data);
+        let written = write_file(&*self.fs, &tmp, meta, data_len, write_data);
         if let Err(e) = written {
             // Nothing half-written may look like a snapshot later; `new` would remove it too.
-            let _ = fs::remove_file(&tmp);
+            let _ = self.fs.remove_file(&tmp);
             return Err(e.into_error(&path));
         }
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        fsutil::sync_dir(&self.dir)?;
+        self.fs.rename(&tmp, &path).map_err(io_err(&path))?;
+        self.sync_dir()?;
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
         // The new snapshot is durable: failing to delete old ones costs disk, not safety.
         if let Err(e) = self.prune() {
@@ -218,7 +228,7 @@ impl Snapshotter {
                 tracing::debug!(path = %f.path.display(), "snapshot not named by the WAL, skipped");
                 continue;
             }
-            match read_snap(&f.path, f.term, f.index, &mut read_data) {
+            match read_snap(&*self.fs, &f.path, f.term, f.index, &mut read_data) {
                 Ok(loaded) => return Ok(Some(loaded)),
                 Err(e @ Error::Corrupt { .. }) => {
                     let mut broken = f.path.as_os_str().to_owned();
@@ -230,8 +240,8 @@ impl Snapshotter {
                         renamed_to = %broken.display(),
                         "snapshot file is damaged; trying the previous one"
                     );
-                    fs::rename(&f.path, &broken).map_err(io_err(&f.path))?;
-                    fsutil::sync_dir(&self.dir)?;
+                    self.fs.rename(&f.path, &broken).map_err(io_err(&f.path))?;
+                    self.sync_dir()?;
                 }
                 Err(e) => return Err(e),
             }
@@ -243,7 +253,7 @@ impl Snapshotter {
     /// its metadata matches the name.
     pub fn load(&self, term: u64, index: u64) -> Result<Snapshot, Error> {
         let path = self.dir.join(snap_name(term, index));
-        let (meta, data) = read_snap(&path, term, index, read_all)?;
+        let (meta, data) = read_snap(&*self.fs, &path, term, index, read_all)?;
         Ok(snapshot_of(meta, data))
     }
 
@@ -253,19 +263,24 @@ impl Snapshotter {
     }
 
     fn files(&self) -> Result<Vec<SnapFile>, Error> {
-        let mut files = Vec::new();
-        for dent in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
-            let dent = dent.map_err(io_err(&self.dir))?;
-            if let Some((term, index)) = dent.file_name().to_str().and_then(parse_snap_name) {
-                files.push(SnapFile {
+        let names = self.fs.list_dir(&self.dir).map_err(io_err(&self.dir))?;
+        let mut files: Vec<SnapFile> = names
+            .iter()
+            .filter_map(|name| {
+                let (term, index) = parse_snap_name(name)?;
+                Some(SnapFile {
                     term,
                     index,
-                    path: dent.path(),
-                });
-            }
-        }
+                    path: self.dir.join(name),
+                })
+            })
+            .collect();
         files.sort_by_key(|f| (f.index, f.term));
         Ok(files)
+    }
+
+    fn sync_dir(&self) -> Result<(), Error> {
+        self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -275,7 +290,7 @@ impl Snapshotter {
             return Ok(());
         }
         for f in &files[..excess] {
-            match fs::remove_file(&f.path) {
+            match self.fs.remove_file(&f.path) {
                 Ok(()) => tracing::debug!(path = %f.path.display(), "pruned old snapshot"),
                 // Snapshots are saved from two threads (the node's own, and those from the
                 // leader); both prune, and one may get there first.
@@ -283,8 +298,7 @@ impl Snapshotter {
                 Err(e) => return Err(io_err(&f.path)(e)),
             }
         }
-        fsutil::sync_dir(&self.dir)?;
-        Ok(())
+        self.sync_dir()
     }
 }
 
@@ -315,6 +329,7 @@ impl WriteError {
 
 /// Writes the whole file (header, data, checksum) to `tmp` and syncs it.
 fn write_file(
+    fs: &dyn FileSystem,
     tmp: &Path,
     meta: &SnapshotMetadata,
     data_len: u64,
@@ -326,14 +341,9 @@ fn write_file(
         .map_err(|e| WriteError::Encode(e.to_string()))?;
     let meta_len = u32::try_from(meta_bytes.len())
         .map_err(|_| WriteError::Encode("metadata over 4 GiB".into()))?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(io)?;
+    let file = fs.create(tmp).map_err(io)?;
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: BufWriter::with_capacity(1 << 20, FileWriter { file, pos: 0 }),
         crc: 0,
         written: 0,
     };
@@ -352,8 +362,26 @@ fn write_file(
     }
     let crc = w.crc;
     w.inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    let file = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    let mut file = w.inner.into_inner().map_err(|e| io(e.into_error()))?.file;
     file.sync_data().map_err(io)
+}
+
+/// A [`DiskFile`] written from its start, as a stream.
+struct FileWriter {
+    file: Box<dyn DiskFile>,
+    pos: u64,
+}
+
+impl Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A writer that keeps a CRC-32C of everything written through it.
@@ -417,6 +445,7 @@ fn snapshot_of(meta: SnapshotMetadata, data: Vec<u8>) -> Snapshot {
 /// its data through `read_data`. The result of `read_data` is returned only if the checksum
 /// over the whole file matches.
 fn read_snap<T>(
+    fs: &dyn FileSystem,
     path: &Path,
     term: u64,
     index: u64,
@@ -427,8 +456,8 @@ fn read_snap<T>(
         offset,
         reason,
     };
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let (file, file_len) = match fs.open_read(path) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(Error::NotFound {
                 path: path.to_path_buf(),
@@ -436,7 +465,6 @@ fn read_snap<T>(
         }
         Err(e) => return Err(io_err(path)(e)),
     };
-    let file_len = file.metadata().map_err(io_err(path))?.len();
     if file_len < MIN_LEN as u64 {
         return Err(corrupt(
             file_len,
@@ -522,6 +550,7 @@ fn read_snap<T>(
 /// `raftexample dump`, which must not touch a stopped node's files).
 pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Snapshotter {
+        fs: StdFs::shared(),
         dir: dir.to_path_buf(),
         keep: usize::MAX,
     }
@@ -534,7 +563,7 @@ pub fn read_file(path: &Path) -> Result<Snapshot, Error> {
     let (term, index) = parse_snap_name(name).ok_or_else(|| Error::NotFound {
         path: path.to_path_buf(),
     })?;
-    let (meta, data) = read_snap(path, term, index, read_all)?;
+    let (meta, data) = read_snap(&StdFs, path, term, index, read_all)?;
     Ok(snapshot_of(meta, data))
 }
 
@@ -542,6 +571,7 @@ pub fn read_file(path: &Path) -> Result<Snapshot, Error> {
 mod tests {
     use super::*;
     use raft::eraftpb::ConfState;
+    use std::fs;
     use tempfile::TempDir;
 
     fn snap(term: u64, index: u64, data: &[u8]) -> Snapshot {
@@ -771,6 +801,50 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let early = s.load(2, 7);
         assert!(matches!(early, Err(Error::Corrupt { .. })), "{early:?}");
+    }
+
+    /// On a disk that loses power at any step of a save, the new snapshot is afterwards
+    /// either whole or absent (never a partial file under its name), the previous one is
+    /// intact, no temporary file stays behind, and a save that returned `Ok` survives.
+    #[test]
+    fn a_power_loss_during_a_save_leaves_the_whole_snapshot_or_none() {
+        use crate::disk::MemFs;
+        use std::sync::Arc;
+        let dir = Path::new("/data/raftexample-1-snap");
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            for after in 0..8 {
+                let fs = MemFs::new(seed);
+                let shared: SharedFs = Arc::new(fs.clone());
+                let s = Snapshotter::new_on(shared.clone(), dir, DEFAULT_KEEP).unwrap();
+                let old = snap(1, 5, b"old");
+                s.save(&old).unwrap();
+                let new = snap(2, 10, &[7; 10_000]);
+                fs.power_loss_after(after);
+                let saved = s.save(&new).is_ok();
+                if fs.is_off() {
+                    fs.power_on();
+                } else {
+                    fs.power_on();
+                    fs.power_loss();
+                }
+                let s = Snapshotter::new_on(shared.clone(), dir, DEFAULT_KEEP).unwrap();
+                assert_eq!(s.load(1, 5).unwrap(), old, "seed {seed} after {after}");
+                match s.load(2, 10) {
+                    Ok(got) => assert_eq!(got, new, "seed {seed} after {after}"),
+                    Err(Error::NotFound { .. }) if !saved => {}
+                    Err(e) => panic!("seed {seed} after {after}: {e}"),
+                }
+                outcomes.insert((saved, s.list().unwrap().len()));
+                let names = shared.list_dir(dir).unwrap();
+                assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+            }
+        }
+        // Saved, lost, and not acknowledged but durable all happened.
+        assert_eq!(
+            outcomes,
+            [(false, 1), (false, 2), (true, 2)].into_iter().collect()
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl RaftNode {
         // File first, then the marker: a marker without its file would make the WAL
         // unreplayable, while a file without a marker is simply ignored.
         self.storage.snapshotter().save(&snap)?;
-        self.wal_mut()?.save_snapshot_marker(&meta)?;
+        self.wal_mut()?.save_snapshot_reset(&meta)?;
         self.storage.mem.wl().apply_snapshot(snap.clone())?;
         self.storage.set_latest_snapshot(meta.clone());
         self.metrics.snapshots.inc();

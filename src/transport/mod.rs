@@ -50,6 +50,9 @@ pub const STREAM_PATH: &str = "/raft/stream";
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 
+/// How long a removed peer's task may go on sending what was queued for it.
+const REMOVAL_GRACE: Duration = Duration::from_secs(2);
+
 /// HTTP client shared by all peer tasks.
 pub type HttpClient = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
@@ -237,7 +240,16 @@ impl Transport {
     pub fn remove_peer(&mut self, id: u64) {
         if let Some(handle) = self.peers.remove(&id) {
             tracing::debug!(peer = id, "removing peer");
-            handle.cancel.cancel();
+            // Dropping the queue lets the peer's task send what is queued and then end: the
+            // last messages to a removed node carry the commit index that tells it its removal
+            // committed (without them it never learns, and takes a 410 for news). A peer that
+            // cannot be reached is given up after a grace period.
+            let cancel = handle.cancel.clone();
+            drop(handle);
+            self.runtime.spawn(async move {
+                tokio::time::sleep(REMOVAL_GRACE).await;
+                cancel.cancel();
+            });
         }
     }
 

@@ -32,6 +32,8 @@ use crate::raft_node::Inbox;
 
 /// How long a snapshot may take: it can be hundreds of megabytes.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a removed peer's last stream may take to deliver what was written to it.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Pause after a failed stream, so a dead peer costs one attempt per interval, not a spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Most messages per write.
@@ -238,7 +240,7 @@ impl PeerTask {
                 }
                 n = rx.recv_many(&mut batch, MAX_BATCH), if waiting.is_none() => {
                     if n == 0 {
-                        return None;
+                        break;
                     }
                     for snap in extract_snapshots(&mut batch) {
                         self.spawn_snapshot(snap);
@@ -269,6 +271,12 @@ impl PeerTask {
                 }
             }
         }
+        // The transport dropped this peer (it was removed): end the body and let the request
+        // finish, so what was written is delivered (it ends with the commit index that tells a
+        // removed node its removal committed), then stop.
+        drop(frames);
+        let _ = tokio::time::timeout(DRAIN_LIMIT, answer).await;
+        None
     }
 
     fn count(&self, counter: &prometheus::IntCounterVec, n: usize) {

@@ -2,13 +2,18 @@
 //!
 //! # Role in the flow
 //! For every `Ready`, the raft node first saves a snapshot file (see `snapshotter`) and then its
-//! marker here ([`Wal::save_snapshot_marker`]), then calls [`Wal::save`] with the new entries and
+//! marker here ([`Wal::save_snapshot_marker`], or [`Wal::save_snapshot_reset`] for a snapshot
+//! from the leader, which replaces the log), then calls [`Wal::save`] with the new entries and
 //! hard state, and only after `save` returned sends `persisted_messages`. At start-up
 //! [`Wal::open`] gives back the metadata, the last hard state, the snapshot markers and the
 //! entries; the node loads the newest snapshot named by a marker and appends
 //! [`WalContents::entries_after`] its index. After a snapshot, [`Wal::release_to`] deletes the
 //! segments it made unnecessary, so disk use stays bounded. The caller is expected to hold a
 //! [`crate::fsutil::DirLock`] on the data directory: the WAL does not lock by itself.
+//!
+//! Everything goes through a [`crate::disk::FileSystem`]: the real disk for [`Wal::create`] and
+//! [`Wal::open`], any other for [`Wal::create_on`] and [`Wal::open_on`] (tests run the WAL on
+//! an in-memory disk that loses power).
 //!
 //! # Files
 //! The directory holds segments named `%016x-%016x.wal`: sequence number, then the index of the
@@ -25,13 +30,16 @@
 //! record's file offset (u64 LE), `len`, `type` and the payload. Types: 1 metadata (bincode of
 //! [`Metadata`]), 2 one raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
 //! last three as protobuf bytes, 5 padding, 6 a run of entries (each `Ready`'s entries are one
-//! run: see `record.rs`). Every segment begins with a header: the metadata record, then
-//! in every segment after the first the newest snapshot marker (if any) and the hard state
-//! current when it was created, so that the oldest segments can be deleted without losing them.
+//! run), 7 a sync mark (how many bytes of the segment a completed sync covered), 8 a snapshot
+//! marker that resets the log (see `record.rs`). Every segment begins with a header: the
+//! metadata record, then in every segment after the first the newest snapshot marker (if any)
+//! and the hard state current when it was created, so that the oldest segments can be deleted
+//! without losing them, and last a sync mark covering the header.
 //!
 //! Replay reads the segments in order: an entry with index `i` discards any held entries with
-//! index `>= i` (raft overwrote an uncommitted suffix), the last hard state wins, and markers are
-//! collected. See `replay.rs` for the torn-tail rule.
+//! index `>= i` (raft overwrote an uncommitted suffix), a reset marker discards every entry
+//! held, the last hard state wins, and markers are collected. See `replay.rs` for which damage
+//! is an unsynced tail (cut) and which is corruption (refused).
 //!
 //! # Durability (fsync rules)
 //! - [`Wal::save`] frames the whole batch in one buffer and writes it with one `write_all`, then
@@ -41,7 +49,11 @@
 //!   on a fresh page rather than sending this one's last page to the disk again (under load,
 //!   that halves the WAL's disk traffic; one small write per sync, a lone client's, keeps
 //!   filling its page instead).
-//! - [`Wal::save_snapshot_marker`] always syncs.
+//! - Every completed sync of the active segment is followed by a sync mark (written, not
+//!   synced: the next sync covers it) saying that everything before it is on disk, so that
+//!   replay can tell what a sync covered (see `replay.rs`). [`Wal::open`] syncs the active
+//!   segment and marks it so, so that everything it replayed counts as synced.
+//! - [`Wal::save_snapshot_marker`] and [`Wal::save_snapshot_reset`] always sync.
 //! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
 //!   Before switching to a new segment the old one is cut back to its records and synced,
 //!   because only the last segment may end in a torn record or in zeros.
@@ -52,17 +64,19 @@
 //!   WAL is then poisoned and every later call returns [`Error::Poisoned`]. The node must stop
 //!   and recover from what is on disk. A failed write poisons it the same way.
 
+mod error;
 mod record;
 mod replay;
 mod segment;
 
-use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use error::Error;
 pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 pub use record::{DecodeError, EncodeError, Record};
 
+use crate::disk::{FileSystem, SharedFs, StdFs};
 use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
 
@@ -110,90 +124,6 @@ impl Default for WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
             preallocate: DEFAULT_PREALLOCATE,
         }
-    }
-}
-
-/// Errors of the WAL. Each names the file or directory involved.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An I/O operation (other than a sync) failed.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The WAL holds a record that is neither valid nor a torn tail. Nothing was modified.
-    #[error("{path} is corrupt at offset {offset}: {reason}")]
-    Corrupt {
-        /// The segment file.
-        path: PathBuf,
-        /// Byte offset of the bad record in that file.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
-    /// succeeds, so the node must stop; the WAL refuses any further call.
-    #[error(
-        "sync of {path} failed: {source}; recently written WAL data may not be on disk, \
-         so the node must stop and restart from what the disk holds"
-    )]
-    SyncFailed {
-        /// The file or directory whose sync failed.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// A call after a failed sync or write.
-    #[error(
-        "the WAL is unusable after a failed write or sync of {path}; \
-         the node must restart from what the disk holds"
-    )]
-    Poisoned {
-        /// The file or directory whose write or sync failed.
-        path: PathBuf,
-    },
-    /// Entries between a snapshot and the log are missing, or the log has a hole.
-    #[error(
-        "WAL in {dir} lacks entry {missing} but holds entry {next}: entries were lost \
-         (released too early, or a segment was deleted)"
-    )]
-    MissingEntries {
-        /// The WAL directory.
-        dir: PathBuf,
-        /// The first missing index.
-        missing: u64,
-        /// The next index the WAL does hold.
-        next: u64,
-    },
-    /// [`Wal::open`] found no segment.
-    #[error("no WAL segment (*.wal) in {dir}")]
-    NotFound {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// [`Wal::create`] found segments already there.
-    #[error("a WAL already exists in {dir}")]
-    AlreadyExists {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// A record could not be encoded (nothing was written).
-    #[error("cannot write to {path}: {source}")]
-    Encode {
-        /// The segment it was meant for.
-        path: PathBuf,
-        /// Why.
-        source: EncodeError,
-    },
-}
-
-impl From<crate::fsutil::Error> for Error {
-    fn from(e: crate::fsutil::Error) -> Self {
-        let (path, source) = e.into_io();
-        Error::Io { path, source }
     }
 }
 
@@ -249,6 +179,7 @@ impl WalContents {
 
 /// An open write-ahead log, ready to append. See the module documentation.
 pub struct Wal {
+    fs: SharedFs,
     dir: PathBuf,
     opts: WalOptions,
     metadata: Metadata,
@@ -286,44 +217,79 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A segment header (see the module doc) for a segment at `path`: `records`, then a sync mark
+/// covering them.
+fn segment_header(path: &Path, records: &[RecordRef<'_>]) -> Result<Vec<u8>, Error> {
+    let mut header = Vec::new();
+    let encode = |header: &mut Vec<u8>, rec| {
+        record::encode(header, 0, rec).map_err(|source| Error::Encode {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    for rec in records {
+        encode(&mut header, *rec)?;
+    }
+    // The header is synced before the segment gets its name: all of it is covered.
+    let covered = header.len() as u64;
+    encode(&mut header, RecordRef::Synced(covered))?;
+    Ok(header)
+}
+
 impl Wal {
     /// Whether `dir` holds at least one `*.wal` segment.
     pub fn exists(dir: &Path) -> bool {
-        let Ok(rd) = fs::read_dir(dir) else {
-            return false;
-        };
-        rd.flatten().any(|d| {
-            d.file_name()
-                .to_str()
-                .is_some_and(|n| segment::parse_segment_name(n).is_some())
+        Wal::exists_on(&StdFs, dir)
+    }
+
+    /// [`Wal::exists`] on the file system `fs`.
+    pub fn exists_on(fs: &dyn FileSystem, dir: &Path) -> bool {
+        fs.list_dir(dir).is_ok_and(|names| {
+            names
+                .iter()
+                .any(|n| segment::parse_segment_name(n).is_some())
         })
     }
 
     /// Creates a WAL in `dir` (created with its parents if needed) whose first segment holds
     /// the metadata record, synced, with the directory synced.
     pub fn create(dir: &Path, meta: &Metadata, opts: WalOptions) -> Result<Wal, Error> {
-        crate::fsutil::create_dir_all_synced(dir)?;
-        if Wal::exists(dir) {
+        Wal::create_on(StdFs::shared(), dir, meta, opts)
+    }
+
+    /// [`Wal::create`] on the file system `fs`.
+    pub fn create_on(
+        fs: SharedFs,
+        dir: &Path,
+        meta: &Metadata,
+        opts: WalOptions,
+    ) -> Result<Wal, Error> {
+        fs.create_dir_all(dir).map_err(io_err(dir))?;
+        if Wal::exists_on(&*fs, dir) {
             return Err(Error::AlreadyExists {
                 dir: dir.to_path_buf(),
             });
         }
         let syncer = Syncer::default();
-        let mut buf = Vec::new();
         let first = dir.join(segment::segment_name(0, 0));
-        record::encode(&mut buf, 0, RecordRef::Metadata(meta)).map_err(|source| Error::Encode {
-            path: first,
-            source,
-        })?;
-        let (seg, writer) = segment::create_segment(dir, 0, 0, &buf, opts.preallocate, &syncer)?;
-        buf.clear();
+        let header = segment_header(&first, &[RecordRef::Metadata(meta)])?;
+        let (seg, writer) =
+            segment::create_segment(&*fs, dir, 0, 0, &header, opts.preallocate, &syncer)?;
         Ok(Wal {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             metadata: meta.clone(),
             segments: vec![seg],
             writer,
-            buf,
+            buf: Vec::new(),
             typical_write: 0,
             hard_state: HardState::default(),
             last_marker: None,
@@ -333,13 +299,22 @@ impl Wal {
         })
     }
 
-    /// Opens the WAL in `dir`: replays every segment, cuts a torn tail off the last one (with a
-    /// warning), and returns the WAL ready to append together with what it holds.
+    /// Opens the WAL in `dir`: replays every segment, cuts a damaged unsynced tail off the last
+    /// one (with a warning), and returns the WAL ready to append together with what it holds.
     ///
     /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
-    /// damage that is not a torn tail; in both cases nothing on disk is modified.
+    /// damage that is not an unsynced tail; in both cases nothing on disk is modified.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), Error> {
-        let r = replay::replay(dir)?;
+        Wal::open_on(StdFs::shared(), dir, opts)
+    }
+
+    /// [`Wal::open`] on the file system `fs`.
+    pub fn open_on(
+        fs: SharedFs,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, WalContents), Error> {
+        let r = replay::replay(&*fs, dir)?;
         let syncer = Syncer::default();
         let mut segments = r.segments;
         if let Some(torn) = &r.torn {
@@ -348,36 +323,25 @@ impl Wal {
                 offset = torn.offset,
                 dropped_bytes = torn.file_len - torn.offset,
                 reason = %torn.reason,
-                "truncating a torn record at the end of the WAL (a crash interrupted an append)"
+                "truncating a torn record at the end of the WAL (a crash interrupted an append \
+                 that was never synced)"
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&torn.path)
-                .map_err(|source| Error::Io {
-                    path: torn.path.clone(),
-                    source,
-                })?;
-            f.set_len(torn.offset).map_err(|source| Error::Io {
-                path: torn.path.clone(),
-                source,
-            })?;
-            syncer.sync_file(&f, &torn.path)?;
+            let mut f = fs.open(&torn.path).map_err(io_err(&torn.path))?;
+            f.set_len(torn.offset).map_err(io_err(&torn.path))?;
+            syncer.sync_file(&mut *f, &torn.path)?;
             if let Some(last) = segments.last_mut() {
                 last.len = torn.offset;
             }
         }
         // Leftovers of a segment creation that a crash interrupted: never renamed, so never
         // part of the log.
-        let tmps = segment::list_tmp_files(dir)?;
+        let tmps = segment::list_tmp_files(&*fs, dir)?;
         for tmp in &tmps {
             tracing::warn!(path = %tmp.display(), "removing an unfinished WAL segment");
-            fs::remove_file(tmp).map_err(|source| Error::Io {
-                path: tmp.clone(),
-                source,
-            })?;
+            fs.remove_file(tmp).map_err(io_err(tmp))?;
         }
         if !tmps.is_empty() {
-            syncer.sync_dir(dir)?;
+            syncer.sync_dir(&*fs, dir)?;
         }
         let Some(active) = segments.last() else {
             // replay() fails on an empty directory; kept as an error rather than a panic.
@@ -385,11 +349,12 @@ impl Wal {
                 dir: dir.to_path_buf(),
             });
         };
-        let writer = SegmentWriter::open_at(&active.path, active.len, opts.preallocate)?;
+        let writer = SegmentWriter::open_at(&*fs, &active.path, active.len, opts.preallocate)?;
         let last_entry = r.entries.last().map_or(0, |e| e.index);
         let last_marker = r.markers.last().cloned();
         let last_index = last_entry.max(last_marker.as_ref().map_or(0, |m| m.index));
-        let wal = Wal {
+        let mut wal = Wal {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             metadata: r.metadata.clone(),
@@ -403,6 +368,12 @@ impl Wal {
             poisoned: None,
             syncer,
         };
+        // What was replayed may sit in the page cache only (the process died, not the
+        // machine): sync it, and say so with a sync mark, so that damage to it is never
+        // mistaken for an unsynced tail later. Not needed if the log ends with such a mark.
+        if !r.ends_synced {
+            wal.sync_active()?;
+        }
         let contents = WalContents {
             metadata: r.metadata,
             hard_state: r.hard_state,
@@ -414,8 +385,8 @@ impl Wal {
     }
 
     /// Appends all `entries`, then `hard_state` if given, as one write; if `sync` is true,
-    /// calls `sync_data` once, so the batch is on disk when this returns `Ok`. Rotates to a new segment afterwards if the
-    /// active one reached the segment size.
+    /// calls `sync_data` once, so the batch is on disk when this returns `Ok`. Rotates to a
+    /// new segment afterwards if the active one reached the segment size.
     ///
     /// `entries` are a raft `Ready`'s entries: consecutive indexes, the first possibly at or
     /// below the last index written (raft overwriting an uncommitted suffix).
@@ -454,10 +425,22 @@ impl Wal {
     /// Appends a snapshot marker and syncs. Call it after the snapshot file itself was saved
     /// and synced: a marker promises that the snapshot exists.
     pub fn save_snapshot_marker(&mut self, meta: &SnapshotMetadata) -> Result<(), Error> {
+        self.save_marker(RecordRef::Snapshot(meta), meta)
+    }
+
+    /// Appends the marker of a snapshot installed from the leader, which replaced the whole
+    /// log (raft-rs clears its log when it installs one), and syncs. Replay drops every entry
+    /// written before it, so a crash before the next append cannot bring back entries that
+    /// raft discarded. Call it after the snapshot file was saved and synced.
+    pub fn save_snapshot_reset(&mut self, meta: &SnapshotMetadata) -> Result<(), Error> {
+        self.save_marker(RecordRef::SnapshotReset(meta), meta)
+    }
+
+    fn save_marker(&mut self, rec: RecordRef<'_>, meta: &SnapshotMetadata) -> Result<(), Error> {
         self.check_poisoned()?;
         let base = self.active().len;
         self.buf.clear();
-        self.encode(base, RecordRef::Snapshot(meta))?;
+        self.encode(base, rec)?;
         self.pad(base)?;
         self.write_buf()?;
         self.last_index = self.last_index.max(meta.index);
@@ -487,12 +470,11 @@ impl Wal {
         for _ in 0..n {
             let path = self.segments[0].path.clone();
             // Oldest first: a crash part way leaves a consecutive run of segments.
-            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+            self.fs.remove_file(&path).map_err(io_err(&path))?;
             self.segments.remove(0);
         }
         tracing::debug!(index, removed = n, "released WAL segments");
-        let dir = self.dir.clone();
-        if let Err(e) = self.syncer.sync_dir(&dir) {
+        if let Err(e) = self.syncer.sync_dir(&*self.fs, &self.dir) {
             return Err(self.poison(e));
         }
         Ok(())
@@ -578,7 +560,7 @@ impl Wal {
 
     /// Writes `buf` to the active segment in one `write_all`. A failure poisons the WAL: part
     /// of the batch may be in the file, and appending after it would put valid records behind
-    /// a bad one, which the next open would read as corruption rather than a torn tail.
+    /// a bad one.
     fn write_buf(&mut self) -> Result<(), Error> {
         let res = self.writer.append(&self.buf);
         let written = self.buf.len() as u64;
@@ -594,11 +576,18 @@ impl Wal {
         Ok(())
     }
 
+    /// Syncs the active segment, then appends a sync mark saying that everything before it
+    /// is on disk (see `replay.rs`). The mark itself is not synced: the next sync covers it,
+    /// and until then it is in the page cache, where a restart without a power loss finds it.
     fn sync_active(&mut self) -> Result<(), Error> {
-        let res = self
-            .syncer
-            .sync_file(self.writer.file(), &self.active().path);
-        res.map_err(|e| self.poison(e))
+        let path = self.active().path.clone();
+        if let Err(e) = self.syncer.sync_file(self.writer.file(), &path) {
+            return Err(self.poison(e));
+        }
+        let base = self.active().len;
+        self.buf.clear();
+        self.encode(base, RecordRef::Synced(base))?;
+        self.write_buf()
     }
 
     fn maybe_rotate(&mut self) -> Result<(), Error> {
@@ -614,28 +603,22 @@ impl Wal {
         // The old segment stops being the last one: from now on a torn record in it would be
         // read as corruption, so it must be entirely on disk first, and end with its last
         // record (only the last segment may have zeros after its records).
-        self.writer.trim().map_err(|source| Error::Io {
-            path: self.active().path.clone(),
-            source,
-        })?;
-        self.syncer
-            .sync_file(self.writer.file(), &self.active().path)?;
+        let old = self.active().path.clone();
+        self.writer.trim().map_err(io_err(&old))?;
+        self.syncer.sync_file(self.writer.file(), &old)?;
         let seq = self.active().seq + 1;
         let first_index = self.last_index + 1;
         let path = self.dir.join(segment::segment_name(seq, first_index));
-        let mut header = Vec::new();
         let mut records = vec![RecordRef::Metadata(&self.metadata)];
         if let Some(m) = &self.last_marker {
+            // A plain marker even if it was a reset: here a reset would also drop the entries
+            // written after it in the previous segment.
             records.push(RecordRef::Snapshot(m));
         }
         records.push(RecordRef::HardState(&self.hard_state));
-        for rec in records {
-            record::encode(&mut header, 0, rec).map_err(|source| Error::Encode {
-                path: path.clone(),
-                source,
-            })?;
-        }
+        let header = segment_header(&path, &records)?;
         let (seg, writer) = segment::create_segment(
+            &*self.fs,
             &self.dir,
             seq,
             first_index,
@@ -656,13 +639,23 @@ impl Wal {
 /// Read-only: nothing is repaired. Returns [`Error::Corrupt`] naming the file and offset at the
 /// first torn or corrupt record, after having visited all the good records before it.
 pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
-    replay::scan(dir, visit)
+    replay::scan(&StdFs, dir, visit)
+}
+
+/// [`scan`] on the file system `fs`.
+pub fn scan_on(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    visit: impl FnMut(&Path, u64, u64, &Record),
+) -> Result<(), Error> {
+    replay::scan(fs, dir, visit)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use raft::eraftpb::ConfState;
+    use std::fs;
     use tempfile::TempDir;
 
     /// Options for tests that look at exact file layouts: no preallocation, so a segment file
@@ -716,7 +709,7 @@ pub(crate) mod tests {
     }
 
     fn count_segments(dir: &Path) -> usize {
-        segment::list_segments(dir).unwrap().len()
+        segment::list_segments(&StdFs, dir).unwrap().len()
     }
 
     #[test]
@@ -839,6 +832,38 @@ pub(crate) mod tests {
         let (_wal, c) = Wal::open(tmp2.path(), WalOptions::default()).unwrap();
         assert!(c.entries_after(100).unwrap().is_empty());
         assert_eq!(c.last_index(), 100);
+    }
+
+    /// raft-rs replaces its whole log when it installs a snapshot from the leader (the term
+    /// at the snapshot's index did not match). A crash right after the marker must replay as
+    /// the snapshot alone, not as the snapshot followed by the older term's entries after its
+    /// index; entries appended after the marker survive, across a new segment too.
+    #[test]
+    fn a_snapshot_installed_from_the_leader_resets_the_log() {
+        let tmp = TempDir::new().unwrap();
+        let opts = opts(512);
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        wal.save(Some(&hs(1, 1, 3)), &ents(1..=10, 1), true)
+            .unwrap();
+        wal.save_snapshot_reset(&marker(2, 5)).unwrap();
+        drop(wal);
+        let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.snapshot_markers, vec![marker(2, 5)]);
+        assert!(c.entries().is_empty(), "{:?}", c.entries());
+        assert!(c.entries_after(5).unwrap().is_empty());
+        assert_eq!(c.last_index(), 5);
+
+        // The new leader's entries follow, and outlive a rotation (whose header repeats the
+        // marker, but not as a reset, which would drop them).
+        let segments = wal.segment_paths().len();
+        wal.save(Some(&hs(2, 2, 5)), &ents(6..=20, 2), true)
+            .unwrap();
+        assert!(wal.segment_paths().len() > segments, "rotated");
+        wal.save(None, &ents(21..=21, 2), true).unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.entries_after(5).unwrap(), &ents(6..=21, 2)[..]);
+        assert_eq!(c.snapshot_markers, vec![marker(2, 5)]);
     }
 
     #[test]
@@ -1086,13 +1111,20 @@ pub(crate) mod tests {
         let tmp = TempDir::new().unwrap();
         let mut wal = Wal::create(tmp.path(), &meta(), WalOptions::default()).unwrap();
         wal.save(None, &ents(1..=2, 1), true).unwrap();
-        let end = wal.size_on_disk();
         wal.save(None, &ents(3..=3, 1), true).unwrap();
         let seg = wal.segment_paths()[0].clone();
         drop(wal);
+        let mut runs = Vec::new();
+        scan(tmp.path(), |_, off, _, r| {
+            if r.kind() == "entries" {
+                runs.push(off)
+            }
+        })
+        .unwrap();
+        let end = runs[1];
         // The last run lost its last bytes: zeros where its data should be.
         let mut bytes = fs::read(&seg).unwrap();
-        let torn_at = end as usize + 12;
+        let torn_at = end as usize + 2;
         bytes[torn_at..].fill(0);
         fs::write(&seg, &bytes).unwrap();
         let (_wal, c) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
@@ -1118,7 +1150,11 @@ pub(crate) mod tests {
             e.data = vec![1; 150].into();
         }
         wal.save(Some(&hs(1, 1, 1)), &big, true).unwrap();
-        assert_eq!(wal.size_on_disk() % PAGE_SIZE, 0);
+        // The write ends on a page boundary, where the mark of its sync begins.
+        let mut last = (0, "");
+        scan(tmp.path(), |_, off, _, r| last = (off, r.kind())).unwrap();
+        assert_eq!(last.1, "synced");
+        assert_eq!(last.0 % PAGE_SIZE, 0);
         // Unsynced writes are never padded: the next write follows them.
         wal.save(Some(&hs(1, 1, 20)), &[], false).unwrap();
         assert_ne!(wal.size_on_disk() % PAGE_SIZE, 0);
@@ -1148,22 +1184,26 @@ pub(crate) mod tests {
             kinds,
             [
                 "metadata",
+                "synced",
                 "entries",
-                "hardstate", // segment 0
+                "hardstate",
+                "synced", // segment 0
                 "metadata",
                 "hardstate",
-                "snapshot" // segment 1: header, then the marker
+                "synced",
+                "snapshot",
+                "synced" // segment 1: header, then the marker
             ]
         );
         assert_eq!(seen[0].0, segs[0]);
         assert_eq!(seen[0].1, 0);
         assert!(seen[1].1 > 0);
-        assert_eq!(seen[3].0, segs[1]);
-        assert_eq!(seen[3].1, 0);
+        assert_eq!(seen[5].0, segs[1]);
+        assert_eq!(seen[5].1, 0);
 
         // A damaged record: the good ones before it are visited, then the error names it.
         let mut bytes = fs::read(&segs[1]).unwrap();
-        let off = seen[4].1 as usize;
+        let off = seen[6].1 as usize;
         bytes[off + 2] ^= 0xFF;
         fs::write(&segs[1], &bytes).unwrap();
         let mut n = 0;
@@ -1173,7 +1213,7 @@ pub(crate) mod tests {
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        assert_eq!(n, 4);
+        assert_eq!(n, 6);
         // Read-only: the file is as we left it.
         assert_eq!(fs::read(&segs[1]).unwrap(), bytes);
     }
@@ -1218,8 +1258,11 @@ pub(crate) mod tests {
                 back: u64,
                 slack: u64,
             },
+            /// At `back` entries behind the last (a conflicting suffix that raft drops with
+            /// the rest of its log) or, with `back` 0, `ahead` entries after it.
             InstallSnapshot {
                 ahead: u64,
+                back: u64,
             },
             Reopen,
         }
@@ -1231,7 +1274,8 @@ pub(crate) mod tests {
                         n, back, new_term, hard_state, sync, data_len
                     }),
                 2 => (0..6u64, 0..3u64).prop_map(|(back, slack)| Op::Snapshot { back, slack }),
-                1 => (1..6u64).prop_map(|ahead| Op::InstallSnapshot { ahead }),
+                1 => (1..6u64, 0..4u64)
+                    .prop_map(|(ahead, back)| Op::InstallSnapshot { ahead, back }),
                 2 => Just(Op::Reopen),
             ]
         }
@@ -1317,11 +1361,15 @@ pub(crate) mod tests {
                         m.floor = index;
                         m.marker = Some(mk);
                     }
-                    Op::InstallSnapshot { ahead } => {
+                    Op::InstallSnapshot { ahead, back } => {
+                        let index = match back {
+                            0 => m.last + ahead,
+                            _ if m.last.saturating_sub(back) > m.floor => m.last - back,
+                            _ => continue,
+                        };
                         m.term += 1;
-                        let index = m.last + ahead;
                         let mk = marker(m.term, index);
-                        wal.save_snapshot_marker(&mk).unwrap();
+                        wal.save_snapshot_reset(&mk).unwrap();
                         wal.release_to(index).unwrap();
                         m.entries.clear();
                         m.floor = index;

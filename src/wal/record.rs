@@ -16,7 +16,7 @@
 //! sending the reader off to a wrong record boundary. It is also seeded with the record's own
 //! file offset: a valid record copied somewhere else (a record embedded in an entry's data, a
 //! block the file system put at the wrong place) does not validate. This matters to the torn-tail
-//! rule in `replay.rs`, which searches the bytes after a bad record for any record that validates.
+//! rule in `replay.rs`, which searches the bytes after a bad record for records that validate.
 //!
 //! Types: 1 = [`Metadata`] (bincode, standard config), 2 = one raft `Entry`, 3 = `HardState`,
 //! 4 = `SnapshotMetadata` (a snapshot marker), the last three as their protobuf encodings;
@@ -28,10 +28,18 @@
 //!                                              data_len: varint | data | ctx_len: varint | ctx)
 //! ```
 //!
+//! 7 = a sync mark, `synced: varint`: a completed sync covered the first `synced` bytes of this
+//! segment (never more than the record's own offset: the bytes before it). The WAL appends one
+//! after every sync of the active segment and ends each segment header with one; replay uses
+//! them to tell damage that a sync covered from an unsynced tail (see `replay.rs`).
+//! 8 = a snapshot marker (as type 4) for a snapshot installed from the leader, which replaced
+//! the whole log: replay drops every entry written before it.
+//!
 //! Varints are LEB128 (7 bits per byte, low bits first). A run costs one header and one
 //! checksum, and each entry about 4 bytes beside its data, where a type-2 record costs 9 bytes
 //! of header and about 8 of protobuf framing: at 100-byte values that is a tenth of the WAL.
-//! The WAL writes entries only as runs; type 2 is still read.
+//! The WAL writes entries only as runs; type 2 is still read. Types 7 and 8 are newer than the
+//! rest: a WAL without them (written before they existed) reads as before.
 //! Type 0 is never valid, so a zeroed region cannot decode as a record.
 
 use protobuf::Message as PbMessage;
@@ -53,6 +61,10 @@ const TYPE_HARD_STATE: u8 = 3;
 const TYPE_SNAPSHOT: u8 = 4;
 const TYPE_PADDING: u8 = 5;
 const TYPE_ENTRIES: u8 = 6;
+const TYPE_SYNCED: u8 = 7;
+const TYPE_SNAPSHOT_RESET: u8 = 8;
+/// The highest type this version knows.
+const TYPE_LAST: u8 = TYPE_SNAPSHOT_RESET;
 
 /// One decoded WAL record.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +83,11 @@ pub enum Record {
     Padding(u32),
     /// Entries with consecutive indexes, each with the meaning of [`Record::Entry`].
     Entries(Vec<Entry>),
+    /// A sync mark: a completed sync covered this many bytes from the start of the segment.
+    Synced(u64),
+    /// A snapshot marker for a snapshot installed from the leader: the log was replaced by the
+    /// snapshot, so every entry written before this record is obsolete.
+    SnapshotReset(SnapshotMetadata),
 }
 
 impl Record {
@@ -83,6 +100,8 @@ impl Record {
             Record::Snapshot(_) => "snapshot",
             Record::Padding(_) => "padding",
             Record::Entries(_) => "entries",
+            Record::Synced(_) => "synced",
+            Record::SnapshotReset(_) => "snapshot-reset",
         }
     }
 
@@ -96,6 +115,8 @@ impl Record {
             Record::Snapshot(s) => RecordRef::Snapshot(s),
             Record::Padding(n) => RecordRef::Padding(*n),
             Record::Entries(es) => RecordRef::Entries(es),
+            Record::Synced(n) => RecordRef::Synced(*n),
+            Record::SnapshotReset(s) => RecordRef::SnapshotReset(s),
         }
     }
 }
@@ -117,6 +138,10 @@ pub enum RecordRef<'a> {
     Padding(u32),
     /// See [`Record::Entries`]. The indexes must be consecutive.
     Entries(&'a [Entry]),
+    /// See [`Record::Synced`].
+    Synced(u64),
+    /// See [`Record::SnapshotReset`].
+    SnapshotReset(&'a SnapshotMetadata),
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -197,6 +222,15 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
             (TYPE_PADDING, "padding", Ok(()))
         }
         RecordRef::Entries(es) => (TYPE_ENTRIES, "entries", encode_entries(buf, es)),
+        RecordRef::Synced(n) => {
+            put_varint(buf, n);
+            (TYPE_SYNCED, "synced", Ok(()))
+        }
+        RecordRef::SnapshotReset(s) => (
+            TYPE_SNAPSHOT_RESET,
+            "snapshot-reset",
+            s.write_to_vec(buf).map_err(|e| e.to_string()),
+        ),
     };
     let fail = |buf: &mut Vec<u8>, reason: String| {
         buf.truncate(start);
@@ -334,7 +368,7 @@ fn decode_frame(data: &[u8], off: usize) -> Result<Frame<'_>, DecodeError> {
 }
 
 /// [`decode_frame`] without the zero-tail diagnosis, so that probing every byte position (see
-/// [`find_valid_frame_after`]) costs time proportional to the record sizes only.
+/// [`records_after`]) costs time proportional to the record sizes only.
 fn check_frame(data: &[u8], off: usize) -> Result<Frame<'_>, DecodeError> {
     let rest = data.get(off..).unwrap_or_default();
     if rest.len() < HEADER_LEN {
@@ -358,21 +392,20 @@ fn check_frame(data: &[u8], off: usize) -> Result<Frame<'_>, DecodeError> {
             "stored {crc:#010x}, computed {actual:#010x} (type {ty}, length {len})"
         )));
     }
-    if !(TYPE_METADATA..=TYPE_ENTRIES).contains(&ty) {
+    if !(TYPE_METADATA..=TYPE_LAST).contains(&ty) {
         return Err(DecodeError::Corrupt(format!("unknown record type {ty}")));
     }
     Ok(Frame { ty, payload })
-}
-
-/// Whether a record with valid framing, checksum and a known type starts at `data[off]`.
-pub fn is_valid_frame_at(data: &[u8], off: usize) -> bool {
-    check_frame(data, off).is_ok()
 }
 
 /// Decodes the record at `data[off]` (`data` is a whole segment file). Returns the record and
 /// its total length (header + payload).
 pub fn decode(data: &[u8], off: usize) -> Result<(Record, usize), DecodeError> {
     let frame = decode_frame(data, off)?;
+    Ok((decode_payload(&frame)?, HEADER_LEN + frame.payload.len()))
+}
+
+fn decode_payload(frame: &Frame<'_>) -> Result<Record, DecodeError> {
     let bad = |what: &str, e: String| DecodeError::Corrupt(format!("{what} payload: {e}"));
     let rec = match frame.ty {
         TYPE_METADATA => {
@@ -401,11 +434,23 @@ pub fn decode(data: &[u8], off: usize) -> Result<(Record, usize), DecodeError> {
         TYPE_ENTRIES => {
             Record::Entries(decode_entries(frame.payload).map_err(|e| bad("entries", e))?)
         }
-        // decode_frame admits only known types, so this arm is TYPE_PADDING. The length fits:
+        TYPE_SYNCED => {
+            let mut p = frame.payload;
+            let n = take_varint(&mut p).map_err(|e| bad("synced", e))?;
+            if !p.is_empty() {
+                return Err(bad("synced", format!("{} trailing bytes", p.len())));
+            }
+            Record::Synced(n)
+        }
+        TYPE_SNAPSHOT_RESET => Record::SnapshotReset(
+            SnapshotMetadata::parse_from_bytes(frame.payload)
+                .map_err(|e| bad("snapshot-reset", e.to_string()))?,
+        ),
+        // check_frame admits only known types, so this arm is TYPE_PADDING. The length fits:
         // it was read from the header's u32.
         _ => Record::Padding(frame.payload.len() as u32),
     };
-    Ok((rec, HEADER_LEN + frame.payload.len()))
+    Ok(rec)
 }
 
 /// The padding record that takes a write ending at file offset `end` to the next multiple of
@@ -423,14 +468,33 @@ pub fn padding_to(end: u64, page: u64) -> Option<RecordRef<'static>> {
     Some(RecordRef::Padding(payload))
 }
 
-/// The offset of the first position after `bad` where a valid record starts, if any.
+/// The valid records after a bad one at `bad`, with their offsets: wherever a record with a
+/// known type, a length that fits and a matching checksum starts, searching byte by byte (the
+/// bad record's length field cannot be trusted), and going on after each record found.
 ///
-/// A crash can only damage the final, unsynced append, so an intact record anywhere after a bad
-/// one proves the bad one is not a torn tail. The search goes byte by byte because the bad
-/// record's length field cannot be trusted.
-pub fn find_valid_frame_after(data: &[u8], bad: usize) -> Option<usize> {
-    let last_start = data.len().checked_sub(HEADER_LEN)?;
-    (bad + 1..=last_start).find(|&p| is_valid_frame_at(data, p))
+/// Linear in the bytes searched plus the payloads of the candidates that get as far as their
+/// checksum: zeros never do (type 0), nor does most other data (an unknown type or a length
+/// running past the end).
+pub fn records_after(data: &[u8], bad: usize) -> impl Iterator<Item = (usize, Record)> + '_ {
+    let mut p = bad + 1;
+    std::iter::from_fn(move || {
+        while p + HEADER_LEN <= data.len() {
+            let at = p;
+            p += 1;
+            if !(TYPE_METADATA..=TYPE_LAST).contains(&data[at + 4]) {
+                continue;
+            }
+            let Ok(frame) = check_frame(data, at) else {
+                continue;
+            };
+            let Ok(rec) = decode_payload(&frame) else {
+                continue;
+            };
+            p = at + HEADER_LEN + frame.payload.len();
+            return Some((at, rec));
+        }
+        None
+    })
 }
 
 #[cfg(test)]
@@ -474,11 +538,14 @@ mod tests {
             Record::Entry(Entry::default()),
             Record::HardState(hs),
             Record::HardState(HardState::default()),
-            Record::Snapshot(sm),
+            Record::Snapshot(sm.clone()),
             Record::Padding(0),
             Record::Padding(4000),
             Record::Entries(vec![]),
             Record::Entries(run(1u64 << 40, 3)),
+            Record::Synced(0),
+            Record::Synced(u64::MAX),
+            Record::SnapshotReset(sm),
         ]
     }
 
@@ -567,7 +634,7 @@ mod tests {
         }
         let zeros = vec![0u8; 64];
         assert!(matches!(decode(&zeros, 0), Err(DecodeError::Torn(_))));
-        assert!(find_valid_frame_after(&zeros, 0).is_none());
+        assert!(records_after(&zeros, 0).next().is_none());
     }
 
     #[test]
@@ -685,14 +752,24 @@ mod tests {
     }
 
     #[test]
-    fn forward_search_finds_the_next_record() {
+    fn forward_search_finds_the_records_after_damage() {
         let mut buf = vec![];
         let recs = sample_records();
         encode(&mut buf, 0, recs[1].as_ref()).unwrap();
         let second = buf.len();
         encode(&mut buf, 0, recs[3].as_ref()).unwrap();
+        let third = buf.len();
+        encode(&mut buf, 0, RecordRef::Synced(second as u64)).unwrap();
+        buf.extend_from_slice(&[0; 100]);
         buf[2] ^= 0xFF;
-        assert_eq!(find_valid_frame_after(&buf, 0), Some(second));
-        assert_eq!(find_valid_frame_after(&buf, second), None);
+        let found: Vec<_> = records_after(&buf, 0).collect();
+        assert_eq!(
+            found,
+            vec![
+                (second, recs[3].clone()),
+                (third, Record::Synced(second as u64))
+            ]
+        );
+        assert_eq!(records_after(&buf, third).count(), 0);
     }
 }

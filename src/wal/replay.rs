@@ -1,35 +1,53 @@
-//! Reading the WAL back: scan the segments in order, rebuild raft's state, and find a torn
-//! tail to repair.
+//! Reading the WAL back: scan the segments in order, rebuild raft's state, and find an
+//! unsynced tail to cut.
 //!
-//! Replay is read-only. It returns what it found plus, at most, one [`TornTail`] (a place in
-//! the last segment where a crash cut an append short); `Wal::open` truncates it only after
+//! Replay is read-only. It returns what it found plus, at most, one [`TornTail`] (where the
+//! last segment's unsynced tail was damaged by a crash); `Wal::open` truncates it only after
 //! the whole replay succeeded. Any other damage is [`Error::Corrupt`] with the file and offset,
 //! and then nothing on disk has been touched.
 //!
-//! The torn-tail rule: the first bad record of the *last* segment is a torn tail only if it
-//! could be a crash artifact (short, zero, or failing its checksum) and no valid record exists
-//! anywhere after it in that file. A crash only damages the final, unsynced write; an intact
-//! record after the damage proves it is something else, and cutting there would throw away
-//! acknowledged data. Earlier segments were synced before the next one was created, so a bad
-//! record there is always corruption.
+//! # Torn tail or corruption
+//! A write is *unsynced* until a sync of its segment completes. A power loss damages only
+//! unsynced writes, and in any way: each of their pages kept, lost or torn, in any order, so a
+//! later page (valid records) can survive while an earlier one is lost. Damage to bytes that a
+//! completed sync covered is *corruption*: the disk lost what it had promised to keep, or bits
+//! rotted at rest.
+//!
+//! The WAL records how far its syncs got: after every sync of the active segment it appends a
+//! sync mark (record type 7) saying how many bytes of the segment that sync covered (all those
+//! before the mark), and every segment header ends with one covering the header (synced before
+//! the segment got its name). So the first bad record of the last segment, at offset B, is
+//! - corruption if a valid sync mark after it covers B (says more than B bytes were synced),
+//!   if it is the header's first record (offset 0), or if its checksum holds but its content is
+//!   invalid (a crash cannot write that);
+//! - otherwise the unsynced tail: everything from B on was never covered by a completed sync,
+//!   so none of it was ever acknowledged, and it is cut at B with a warning naming the file,
+//!   the offset and the bytes dropped.
+//!
+//! Damage in any other segment is corruption: a segment is synced before the next one starts.
+//!
+//! What this cannot tell apart: damage at rest to synced bytes whose sync mark was lost too
+//! (a mark is written after its sync, so a power loss can take it) looks exactly like an
+//! unsynced tail and is cut as one. A WAL written before sync marks existed has none, so
+//! damage in its last segment always reads as a tail.
 //!
 //! Zeros from some record boundary to the end of the last segment are not damage at all: the
 //! active segment's file is extended ahead of its records, and that is where the log ends.
 //! Nothing needs cutting there; the writer carries on from that offset.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Record};
 use super::segment::{Segment, list_segments};
 use super::{Entry, Error, HardState, Metadata, SnapshotMetadata};
+use crate::disk::FileSystem;
 
-/// A torn record at the end of the last segment, to be cut away.
+/// Where the damaged, unsynced tail of the last segment starts, to be cut away.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     /// The last segment.
     pub path: PathBuf,
-    /// Offset of the torn record: the file's new length.
+    /// Offset of the first damaged record: the file's new length.
     pub offset: u64,
     /// The file's length before repair.
     pub file_len: u64,
@@ -46,17 +64,21 @@ pub struct Replayed {
     pub hard_state: HardState,
     /// Snapshot markers, oldest first, without the repeats that segment headers add.
     pub markers: Vec<SnapshotMetadata>,
-    /// Entries, strictly increasing by index, overwrites resolved. There may be gaps where a
-    /// snapshot from the leader replaced the log.
+    /// Entries, strictly increasing by index, overwrites resolved, none before the last
+    /// snapshot installed from the leader (which replaced the log). There may be gaps where a
+    /// snapshot from the leader was marked by a WAL older than reset markers.
     pub entries: Vec<Entry>,
     /// The segments, in order, with their lengths as read.
     pub segments: Vec<Segment>,
     /// A torn tail of the last segment, if any (the segment's `len` still includes it).
     pub torn: Option<TornTail>,
+    /// Whether the last segment's last good record is a sync mark covering all before it:
+    /// then nothing needs syncing (or marking) before the WAL is written to again.
+    pub ends_synced: bool,
 }
 
-fn read_segment(seg: &Segment) -> Result<Vec<u8>, Error> {
-    fs::read(&seg.path).map_err(|source| Error::Io {
+fn read_segment(fs: &dyn FileSystem, seg: &Segment) -> Result<Vec<u8>, Error> {
+    fs.read(&seg.path).map_err(|source| Error::Io {
         path: seg.path.clone(),
         source,
     })
@@ -87,6 +109,13 @@ impl State {
             self.entries.pop();
         }
         self.entries.push(e);
+    }
+
+    fn push_marker(&mut self, m: SnapshotMetadata) {
+        // A new segment's header repeats the newest marker; keep one copy.
+        if self.markers.last() != Some(&m) {
+            self.markers.push(m);
+        }
     }
 
     fn apply(&mut self, rec: Record, path: &Path, off: usize) -> Result<(), Error> {
@@ -129,12 +158,21 @@ impl State {
             }
             Record::HardState(hs) => self.hard_state = hs,
             Record::Padding(_) => {}
-            Record::Snapshot(m) => {
-                // A new segment's header repeats the newest marker; keep one copy.
-                if self.markers.last() != Some(&m) {
-                    self.markers.push(m);
-                }
+            Record::Snapshot(m) => self.push_marker(m),
+            Record::SnapshotReset(m) => {
+                // raft replaced its whole log by the snapshot: nothing written before is part
+                // of the log any more (an uncommitted suffix would come back otherwise).
+                self.entries.clear();
+                self.push_marker(m);
             }
+            Record::Synced(synced) if synced > off as u64 => {
+                return Err(corrupt(
+                    path,
+                    off,
+                    format!("sync mark claims {synced} synced bytes, more than its own offset"),
+                ));
+            }
+            Record::Synced(_) => {}
         }
         Ok(())
     }
@@ -148,8 +186,8 @@ fn is_zero_tail(data: &[u8], off: usize) -> bool {
 }
 
 /// Replays the WAL in `dir` without modifying anything. See the module doc for the rules.
-pub fn replay(dir: &Path) -> Result<Replayed, Error> {
-    let mut segments = list_segments(dir)?;
+pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
+    let mut segments = list_segments(fs, dir)?;
     if segments.is_empty() {
         return Err(Error::NotFound {
             dir: dir.to_path_buf(),
@@ -157,9 +195,10 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
     }
     let mut state = State::default();
     let mut torn = None;
+    let mut ends_synced = false;
     let last = segments.len() - 1;
     for (i, seg) in segments.iter_mut().enumerate() {
-        let data = read_segment(seg)?;
+        let data = read_segment(fs, seg)?;
         seg.len = data.len() as u64;
         if data.is_empty() {
             return Err(corrupt(&seg.path, 0, "empty segment: no metadata record"));
@@ -168,6 +207,7 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
         while off < data.len() {
             match record::decode(&data, off) {
                 Ok((rec, len)) => {
+                    ends_synced = rec == Record::Synced(off as u64);
                     state.apply(rec, &seg.path, off)?;
                     off += len;
                 }
@@ -180,13 +220,13 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
                 // The header of the last segment was synced before the segment got its name,
                 // so even there a bad record at offset 0 is not a torn append.
                 Err(e) if i == last && off > 0 && e.may_be_torn() => {
-                    if let Some(next) = record::find_valid_frame_after(&data, off) {
+                    if let Some((at, synced)) = sync_covering(&data, off) {
                         return Err(corrupt(
                             &seg.path,
                             off,
                             format!(
-                                "{e}; a valid record follows at offset {next}, so this is \
-                                 damage, not a torn write"
+                                "{e}; the sync mark at offset {at} says a completed sync covered \
+                                 the first {synced} bytes, so this is damage, not an unsynced tail"
                             ),
                         ));
                     }
@@ -202,7 +242,7 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
                     let where_ = if i == last {
                         ""
                     } else {
-                        " (not the last segment, so not a torn write)"
+                        " (not the last segment, so not an unsynced tail)"
                     };
                     return Err(corrupt(&seg.path, off, format!("{e}{where_}")));
                 }
@@ -220,12 +260,26 @@ pub fn replay(dir: &Path) -> Result<Replayed, Error> {
         entries: state.entries,
         segments,
         torn,
+        ends_synced,
+    })
+}
+
+/// The first valid sync mark after a bad record at `bad` that covers it (offset, synced bytes):
+/// proof that the bad record was synced.
+fn sync_covering(data: &[u8], bad: usize) -> Option<(usize, u64)> {
+    record::records_after(data, bad).find_map(|(at, rec)| match rec {
+        Record::Synced(synced) if synced > bad as u64 => Some((at, synced)),
+        _ => None,
     })
 }
 
 /// Visits every record of every segment in order, read-only; see [`super::scan`].
-pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
-    let segments = list_segments(dir)?;
+pub fn scan(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    mut visit: impl FnMut(&Path, u64, u64, &Record),
+) -> Result<(), Error> {
+    let segments = list_segments(fs, dir)?;
     if segments.is_empty() {
         return Err(Error::NotFound {
             dir: dir.to_path_buf(),
@@ -233,7 +287,7 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(&Path, u64, u64, &Record)) -> Resu
     }
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
-        let data = read_segment(seg)?;
+        let data = read_segment(fs, seg)?;
         let mut off = 0;
         while off < data.len() {
             if i == last && off > 0 && is_zero_tail(&data, off) {
@@ -253,6 +307,8 @@ mod tests {
     use super::super::tests::{ent, ents, hs, meta, opts};
     use super::super::{Wal, WalOptions, record::RecordRef};
     use super::*;
+    use crate::disk::StdFs;
+    use std::fs;
     use tempfile::TempDir;
 
     /// The (offset, kind) of every record of `path`.
@@ -287,14 +343,39 @@ mod tests {
         v
     }
 
-    /// A WAL of two segments whose last record is a 100-byte entry (index 9).
-    fn build_pristine(dir: &Path) -> PathBuf {
-        let mut wal = Wal::create(dir, &meta(), opts(200)).unwrap();
+    /// A WAL of one segment: a synced write of entries 1..=2 and a hard state, then an
+    /// unsynced one of `second` and a hard state. Returns the segment and its records.
+    fn synced_then_unsynced(dir: &Path, second: &[Entry]) -> (PathBuf, Vec<(u64, &'static str)>) {
+        let mut wal = Wal::create(dir, &meta(), opts(1 << 20)).unwrap();
+        wal.save(Some(&hs(1, 1, 2)), &ents(1..=2, 1), true).unwrap();
+        let last = second.last().map_or(2, |e| e.index);
+        wal.save(Some(&hs(1, 1, last)), second, false).unwrap();
+        let seg = wal.segment_paths()[0].clone();
+        drop(wal);
+        let recs = records_of(dir, &seg);
+        let kinds: Vec<_> = recs.iter().map(|r| r.1).collect();
+        // The header and its sync mark, the synced write and the mark of its sync, the other.
+        let want = [
+            "metadata",
+            "synced",
+            "entries",
+            "hardstate",
+            "synced",
+            "entries",
+            "hardstate",
+        ];
+        assert_eq!(kinds, want);
+        (seg, recs)
+    }
+
+    /// A WAL of two segments whose last record is a 100-byte entry (index 9), not synced.
+    pub(super) fn build_pristine(dir: &Path) -> PathBuf {
+        let mut wal = Wal::create(dir, &meta(), opts(256)).unwrap();
         wal.save(Some(&hs(1, 1, 4)), &ents(1..=4, 1), true).unwrap();
         wal.save(Some(&hs(1, 1, 8)), &ents(5..=8, 1), true).unwrap();
         let mut last = ent(9, 1);
         last.data = vec![0x5A; 100].into();
-        wal.save(None, &[last], true).unwrap();
+        wal.save(None, &[last], false).unwrap();
         let segs = wal.segment_paths();
         assert!(segs.len() >= 2, "{segs:?}");
         segs[segs.len() - 1].clone()
@@ -323,7 +404,7 @@ mod tests {
                 .unwrap();
 
             let (mut wal, c) =
-                Wal::open(tmp.path(), opts(200)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+                Wal::open(tmp.path(), opts(256)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             assert_eq!(fs::metadata(&seg).unwrap().len(), start, "cut at {cut}");
             assert_eq!(
                 c.entries_after(0).unwrap(),
@@ -336,7 +417,7 @@ mod tests {
             wal.save(Some(&hs(2, 1, 9)), &ents(9..=10, 2), true)
                 .unwrap();
             drop(wal);
-            let (_wal, c) = Wal::open(tmp.path(), opts(200)).unwrap();
+            let (_wal, c) = Wal::open(tmp.path(), opts(256)).unwrap();
             let mut want = ents(1..=8, 1);
             want.extend(ents(9..=10, 2));
             assert_eq!(c.entries_after(0).unwrap(), &want[..], "cut at {cut}");
@@ -400,8 +481,35 @@ mod tests {
         }
     }
 
-    /// WALs written before entries were framed as runs hold one record per entry: they are
-    /// still read, and new runs follow them.
+    /// Issue 12, item 4: a power loss reorders the pages of a write that was never synced, so
+    /// that its last page (holding valid records) reaches the disk while an earlier one does
+    /// not. That is an unsynced tail, not corruption: the WAL starts, cut where the damage
+    /// begins, with everything that was synced.
+    #[test]
+    fn a_later_page_of_an_unsynced_write_surviving_an_earlier_one_is_a_torn_tail() {
+        for damage_from in [0, 100] {
+            let tmp = TempDir::new().unwrap();
+            let mut big = ents(3..=40, 1);
+            for e in &mut big {
+                e.data = vec![7u8; 200].into();
+            }
+            let (seg, recs) = synced_then_unsynced(tmp.path(), &big);
+            // Where the unsynced write begins.
+            let synced = recs[5].0;
+            // The first page of the write is lost, the second (with the hard state) is not.
+            let mut bytes = fs::read(&seg).unwrap();
+            assert!(bytes.len() > 4096, "the write spans two pages");
+            bytes[synced as usize + damage_from..4096].fill(0);
+            fs::write(&seg, &bytes).unwrap();
+
+            let (_wal, c) = Wal::open(tmp.path(), opts(1 << 20))
+                .unwrap_or_else(|e| panic!("damage from {damage_from}: {e}"));
+            assert_eq!(c.entries_after(0).unwrap(), &ents(1..=2, 1)[..]);
+            assert_eq!(c.hard_state, hs(1, 1, 2));
+            assert_eq!(fs::metadata(&seg).unwrap().len(), synced);
+        }
+    }
+
     #[test]
     fn single_entry_records_of_older_wals_are_still_read() {
         let tmp = TempDir::new().unwrap();
@@ -427,7 +535,11 @@ mod tests {
                 .iter()
                 .map(|r| r.1)
                 .collect::<Vec<_>>(),
-            ["metadata", "entry", "entry", "entry", "entries"]
+            // The header's sync mark, the old records, the mark of the first open (which synced
+            // them), the new run and the mark after its sync.
+            [
+                "metadata", "synced", "entry", "entry", "entry", "synced", "entries", "synced"
+            ]
         );
     }
 
@@ -441,7 +553,7 @@ mod tests {
         record::encode(&mut inner, 0, RecordRef::HardState(&hs(7, 7, 7))).unwrap();
         let mut e = ent(3, 1);
         e.data = inner.into();
-        wal.save(None, &[e], true).unwrap();
+        wal.save(None, &[e], false).unwrap();
         let seg = wal.segment_paths()[0].clone();
         drop(wal);
         let (start, _) = *records_of(tmp.path(), &seg).last().unwrap();
@@ -457,31 +569,44 @@ mod tests {
         assert_eq!(c.last_index(), 2);
     }
 
+    /// Damage to a record that a completed sync covered, as a later sync mark proves, is
+    /// corruption (the disk lost what it had promised to keep), and nothing is modified: in a
+    /// synced write that the next write announced, and in a segment header, which its own
+    /// mark covers.
     #[test]
-    fn a_flipped_byte_mid_segment_is_corruption_and_nothing_is_modified() {
+    fn damage_that_a_sync_covered_is_corruption_and_nothing_is_modified() {
         let tmp = TempDir::new().unwrap();
-        let last_seg = build_pristine(tmp.path());
-        let recs = records_of(tmp.path(), &last_seg);
-        // Damage a record that is followed by others: not a torn append.
-        let (off, _) = recs[recs.len() - 2];
-        let mut bytes = fs::read(&last_seg).unwrap();
-        bytes[off as usize + 12] ^= 0x01;
-        fs::write(&last_seg, &bytes).unwrap();
-        let before = snapshot_files(tmp.path());
+        let (seg, recs) = synced_then_unsynced(tmp.path(), &ents(3..=3, 1));
 
-        match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
-            Error::Corrupt {
-                path,
-                offset,
-                reason,
-            } => {
-                assert_eq!(path, last_seg);
-                assert_eq!(offset, off);
-                assert!(reason.contains("valid record follows"), "{reason}");
+        let pristine = TempDir::new().unwrap();
+        let last_seg = build_pristine(pristine.path());
+        let header_hs = records_of(pristine.path(), &last_seg)[1];
+        assert_eq!(header_hs.1, "hardstate");
+
+        for (dir, path, off) in [
+            (tmp.path(), seg.clone(), recs[2].0),
+            (tmp.path(), seg.clone(), recs[3].0),
+            (pristine.path(), last_seg, header_hs.0),
+        ] {
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[off as usize + 5] ^= 0x01;
+            fs::write(&path, &bytes).unwrap();
+            let before = snapshot_files(dir);
+            match Wal::open(dir, WalOptions::default()).unwrap_err() {
+                Error::Corrupt {
+                    path: p,
+                    offset,
+                    reason,
+                } => {
+                    assert_eq!((&p, offset), (&path, off));
+                    assert!(reason.contains("a completed sync covered"), "{reason}");
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
             }
-            other => panic!("expected Corrupt, got {other:?}"),
+            assert_eq!(snapshot_files(dir), before);
+            bytes[off as usize + 5] ^= 0x01;
+            fs::write(&path, &bytes).unwrap();
         }
-        assert_eq!(snapshot_files(tmp.path()), before);
     }
 
     #[test]
@@ -501,7 +626,7 @@ mod tests {
             copy_dir(pristine.path(), tmp.path());
             let seg = tmp.path().join(name);
             let mut bytes = fs::read(&seg).unwrap();
-            bytes[off as usize + 10] ^= 0x80;
+            bytes[off as usize + 5] ^= 0x80;
             fs::write(&seg, &bytes).unwrap();
             let before = snapshot_files(tmp.path());
             match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
@@ -615,7 +740,7 @@ mod tests {
             .unwrap()
             .set_len(len - 5)
             .unwrap();
-        let r = replay(tmp.path()).unwrap();
+        let r = replay(&StdFs, tmp.path()).unwrap();
         let torn = r.torn.unwrap();
         assert_eq!(torn.path, last);
         assert_eq!(torn.file_len, len - 5);

@@ -18,12 +18,11 @@
 //! reason). The zeros after the last record mark the end of the log; a segment that stops
 //! being the active one is cut back to its records first.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::Error;
+use crate::disk::{DiskFile, FileSystem};
 
 /// Suffix of segment files.
 pub const SEGMENT_EXT: &str = ".wal";
@@ -51,6 +50,7 @@ pub struct Segment {
     pub path: PathBuf,
     /// Bytes of records: where the next record goes in the active segment. The active
     /// segment's file may be longer (zeros, see the module doc); the others are this long.
+    /// 0 in a listing, until replay has read the file.
     pub len: u64,
 }
 
@@ -65,23 +65,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 ///
 /// Fails with [`Error::Corrupt`] naming the segment after a hole if the sequence numbers are
 /// not consecutive: a missing middle segment means lost records, never something to skip.
-pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, Error> {
-    let mut segs = Vec::new();
-    for dent in fs::read_dir(dir).map_err(io_err(dir))? {
-        let dent = dent.map_err(io_err(dir))?;
-        let name = dent.file_name();
-        let Some((seq, first_index)) = name.to_str().and_then(parse_segment_name) else {
-            continue;
-        };
-        let path = dent.path();
-        let len = dent.metadata().map_err(io_err(&path))?.len();
-        segs.push(Segment {
-            seq,
-            first_index,
-            path,
-            len,
-        });
-    }
+pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<Segment>, Error> {
+    let mut segs: Vec<Segment> = fs
+        .list_dir(dir)
+        .map_err(io_err(dir))?
+        .iter()
+        .filter_map(|name| {
+            let (seq, first_index) = parse_segment_name(name)?;
+            Some(Segment {
+                seq,
+                first_index,
+                path: dir.join(name),
+                len: 0,
+            })
+        })
+        .collect();
     segs.sort_by_key(|s| s.seq);
     for pair in segs.windows(2) {
         if pair[1].seq != pair[0].seq + 1 {
@@ -101,8 +99,8 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, Error> {
 }
 
 /// Leftover `<segment>.tmp` files of interrupted segment creations.
-pub fn list_tmp_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    Ok(crate::fsutil::leftover_tmp_files(dir, |n| {
+pub fn list_tmp_files(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    Ok(crate::fsutil::leftover_tmp_files(fs, dir, |n| {
         parse_segment_name(n).is_some()
     })?)
 }
@@ -118,7 +116,7 @@ pub struct Syncer {
 
 impl Syncer {
     /// `sync_data` of `file` (whose path is `path`); failure is [`Error::SyncFailed`].
-    pub fn sync_file(&self, file: &File, path: &Path) -> Result<(), Error> {
+    pub fn sync_file(&self, file: &mut dyn DiskFile, path: &Path) -> Result<(), Error> {
         #[cfg(test)]
         if self.fail {
             return Err(Error::SyncFailed {
@@ -132,8 +130,8 @@ impl Syncer {
         })
     }
 
-    /// Fsync of directory `dir`; any failure, opening included, is [`Error::SyncFailed`].
-    pub fn sync_dir(&self, dir: &Path) -> Result<(), Error> {
+    /// Fsync of directory `dir`; any failure is [`Error::SyncFailed`].
+    pub fn sync_dir(&self, fs: &dyn FileSystem, dir: &Path) -> Result<(), Error> {
         #[cfg(test)]
         if self.fail {
             return Err(Error::SyncFailed {
@@ -141,9 +139,9 @@ impl Syncer {
                 source: io::Error::other("injected sync failure"),
             });
         }
-        crate::fsutil::sync_dir(dir).map_err(|e| {
-            let (path, source) = e.into_io();
-            Error::SyncFailed { path, source }
+        fs.sync_dir(dir).map_err(|source| Error::SyncFailed {
+            path: dir.to_path_buf(),
+            source,
         })
     }
 }
@@ -151,7 +149,7 @@ impl Syncer {
 /// The append handle of the active segment.
 #[derive(Debug)]
 pub struct SegmentWriter {
-    file: File,
+    file: Box<dyn DiskFile>,
     /// Where the next record goes: the end of the records.
     pos: u64,
     /// The file's length (at least `pos`).
@@ -163,12 +161,14 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     /// Opens an existing segment to append at `pos`, the end of its records (after replay,
     /// and after any torn-tail repair).
-    pub fn open_at(path: &Path, pos: u64, preallocate: u64) -> Result<SegmentWriter, Error> {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        let file_len = file.metadata().map_err(io_err(path))?.len().max(pos);
+    pub fn open_at(
+        fs: &dyn FileSystem,
+        path: &Path,
+        pos: u64,
+        preallocate: u64,
+    ) -> Result<SegmentWriter, Error> {
+        let file = fs.open(path).map_err(io_err(path))?;
+        let file_len = file.size().map_err(io_err(path))?.max(pos);
         Ok(SegmentWriter {
             file,
             pos,
@@ -203,8 +203,8 @@ impl SegmentWriter {
     }
 
     /// The open file, for syncing.
-    pub fn file(&self) -> &File {
-        &self.file
+    pub fn file(&mut self) -> &mut dyn DiskFile {
+        &mut *self.file
     }
 }
 
@@ -212,6 +212,7 @@ impl SegmentWriter {
 /// write `<name>.tmp`, sync it, rename it to `<name>`, sync the directory. Returns the segment
 /// and its append handle. Nothing named `<name>` exists until the header is durable.
 pub fn create_segment(
+    fs: &dyn FileSystem,
     dir: &Path,
     seq: u64,
     first_index: u64,
@@ -222,23 +223,18 @@ pub fn create_segment(
     let name = segment_name(seq, first_index);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_EXT}"));
-    // `truncate` drops a stale tmp file. The WAL only appends, so the cursor stays at the end.
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.write_all(header).map_err(io_err(&tmp))?;
-    syncer.sync_file(&file, &tmp)?;
-    if path.exists() {
+    // `create` truncates a stale tmp file.
+    let mut file = fs.create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all_at(header, 0).map_err(io_err(&tmp))?;
+    syncer.sync_file(&mut *file, &tmp)?;
+    if fs.exists(&path).map_err(io_err(&path))? {
         return Err(Error::Io {
             path,
             source: io::Error::new(io::ErrorKind::AlreadyExists, "segment already exists"),
         });
     }
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    syncer.sync_dir(dir)?;
+    fs.rename(&tmp, &path).map_err(io_err(&path))?;
+    syncer.sync_dir(fs, dir)?;
     let seg = Segment {
         seq,
         first_index,
@@ -258,6 +254,8 @@ pub fn create_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::StdFs;
+    use std::fs;
     use tempfile::TempDir;
 
     #[test]
@@ -285,13 +283,13 @@ mod tests {
     fn created_segment_has_its_header_and_accepts_appends() {
         let tmp = TempDir::new().unwrap();
         let (seg, mut w) =
-            create_segment(tmp.path(), 3, 42, b"head", 0, &Syncer::default()).unwrap();
+            create_segment(&StdFs, tmp.path(), 3, 42, b"head", 0, &Syncer::default()).unwrap();
         assert_eq!(seg.path, tmp.path().join(segment_name(3, 42)));
         assert_eq!(seg.len, 4);
         w.append(b"er").unwrap();
         assert_eq!(fs::read(&seg.path).unwrap(), b"header");
-        assert!(list_tmp_files(tmp.path()).unwrap().is_empty());
-        let mut w = SegmentWriter::open_at(&seg.path, 6, 0).unwrap();
+        assert!(list_tmp_files(&StdFs, tmp.path()).unwrap().is_empty());
+        let mut w = SegmentWriter::open_at(&StdFs, &seg.path, 6, 0).unwrap();
         w.append(b"!").unwrap();
         assert_eq!(fs::read(&seg.path).unwrap(), b"header!");
     }
@@ -302,13 +300,13 @@ mod tests {
     fn preallocated_segments_grow_in_steps_and_trim_to_their_records() {
         let tmp = TempDir::new().unwrap();
         let (seg, mut w) =
-            create_segment(tmp.path(), 0, 0, b"head", 16, &Syncer::default()).unwrap();
+            create_segment(&StdFs, tmp.path(), 0, 0, b"head", 16, &Syncer::default()).unwrap();
         assert_eq!(fs::read(&seg.path).unwrap(), b"head");
         w.append(b"er").unwrap();
         assert_eq!(fs::read(&seg.path).unwrap(), b"header\0\0\0\0\0\0\0\0\0\0");
         w.append(&[7u8; 12]).unwrap();
         assert_eq!(fs::metadata(&seg.path).unwrap().len(), 32);
-        let mut w = SegmentWriter::open_at(&seg.path, 18, 16).unwrap();
+        let mut w = SegmentWriter::open_at(&StdFs, &seg.path, 18, 16).unwrap();
         w.append(b"!").unwrap();
         let data = fs::read(&seg.path).unwrap();
         assert_eq!(
@@ -323,21 +321,21 @@ mod tests {
     fn listing_orders_by_sequence_ignores_others_and_rejects_holes() {
         let tmp = TempDir::new().unwrap();
         let s = Syncer::default();
-        create_segment(tmp.path(), 1, 10, b"b", 0, &s).unwrap();
-        create_segment(tmp.path(), 0, 0, b"a", 0, &s).unwrap();
+        create_segment(&StdFs, tmp.path(), 1, 10, b"b", 0, &s).unwrap();
+        create_segment(&StdFs, tmp.path(), 0, 0, b"a", 0, &s).unwrap();
         fs::write(tmp.path().join("LOCK"), b"").unwrap();
         fs::write(tmp.path().join(format!("{}.tmp", segment_name(2, 20))), b"").unwrap();
-        let segs = list_segments(tmp.path()).unwrap();
+        let segs = list_segments(&StdFs, tmp.path()).unwrap();
         assert_eq!(
             segs.iter()
                 .map(|s| (s.seq, s.first_index))
                 .collect::<Vec<_>>(),
             vec![(0, 0), (1, 10)]
         );
-        assert_eq!(list_tmp_files(tmp.path()).unwrap().len(), 1);
+        assert_eq!(list_tmp_files(&StdFs, tmp.path()).unwrap().len(), 1);
 
-        create_segment(tmp.path(), 3, 30, b"d", 0, &s).unwrap();
-        match list_segments(tmp.path()).unwrap_err() {
+        create_segment(&StdFs, tmp.path(), 3, 30, b"d", 0, &s).unwrap();
+        match list_segments(&StdFs, tmp.path()).unwrap_err() {
             Error::Corrupt { path, .. } => assert_eq!(path, tmp.path().join(segment_name(3, 30))),
             other => panic!("expected Corrupt, got {other:?}"),
         }
@@ -347,13 +345,13 @@ mod tests {
     fn injected_sync_failure_names_the_file() {
         let tmp = TempDir::new().unwrap();
         let s = Syncer { fail: true };
-        match create_segment(tmp.path(), 0, 0, b"x", 0, &s).unwrap_err() {
+        match create_segment(&StdFs, tmp.path(), 0, 0, b"x", 0, &s).unwrap_err() {
             Error::SyncFailed { path, .. } => {
                 assert_eq!(path, tmp.path().join(format!("{}.tmp", segment_name(0, 0))))
             }
             other => panic!("expected SyncFailed, got {other:?}"),
         }
         // Nothing appeared under the final name.
-        assert!(list_segments(tmp.path()).unwrap().is_empty());
+        assert!(list_segments(&StdFs, tmp.path()).unwrap().is_empty());
     }
 }

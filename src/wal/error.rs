@@ -1,0 +1,92 @@
+//! The WAL's errors: each names the file or folder involved, and the offset where it read
+//! something wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::EncodeError;
+
+/// Errors of the WAL. Each names the file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation (other than a sync) failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The WAL holds damage that is not an unsynced tail (see `replay.rs`): a sync covered
+    /// it, or no crash can write it. Nothing was modified.
+    #[error("{path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the bad record in that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
+    /// succeeds, so the node must stop; the WAL refuses any further call.
+    #[error(
+        "sync of {path} failed: {source}; recently written WAL data may not be on disk, \
+         so the node must stop and restart from what the disk holds"
+    )]
+    SyncFailed {
+        /// The file or directory whose sync failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A call after a failed sync or write.
+    #[error(
+        "the WAL is unusable after a failed write or sync of {path}; \
+         the node must restart from what the disk holds"
+    )]
+    Poisoned {
+        /// The file or directory whose write or sync failed.
+        path: PathBuf,
+    },
+    /// Entries between a snapshot and the log are missing, or the log has a hole.
+    #[error(
+        "WAL in {dir} lacks entry {missing} but holds entry {next}: entries were lost \
+         (released too early, or a segment was deleted)"
+    )]
+    MissingEntries {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The first missing index.
+        missing: u64,
+        /// The next index the WAL does hold.
+        next: u64,
+    },
+    /// [`Wal::open`] found no segment.
+    #[error("no WAL segment (*.wal) in {dir}")]
+    NotFound {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// [`Wal::create`] found segments already there.
+    #[error("a WAL already exists in {dir}")]
+    AlreadyExists {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A record could not be encoded (nothing was written).
+    #[error("cannot write to {path}: {source}")]
+    Encode {
+        /// The segment it was meant for.
+        path: PathBuf,
+        /// Why.
+        source: EncodeError,
+    },
+}
+
+impl From<crate::fsutil::Error> for Error {
+    fn from(e: crate::fsutil::Error) -> Self {
+        let (path, source) = e.into_io();
+        Error::Io { path, source }
+    }
+}
