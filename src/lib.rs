@@ -16,6 +16,7 @@
 //!     └──── 204 / 200 / 503 ◀── answered once applied ◀──────────── kvstore
 //! ```
 //!
+//! - [`clock`]: the one clock the raft node's decisions use (tokio's, or a simulated one).
 //! - [`config`]: the original's flags, plus knobs with the original's defaults.
 //! - [`http_api`]: the REST API; errors become status codes in one place.
 //! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod disk;
 pub mod dump;
@@ -176,6 +178,7 @@ async fn start_recovered(
         apply_tx,
         shared.clone(),
         metrics.clone(),
+        raft_node::NodeEnv::production(),
     )?;
 
     let (exit_tx, exit_rx) = oneshot::channel();

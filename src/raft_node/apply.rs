@@ -2,6 +2,7 @@
 //! exactly-once table, [`crate::proposal`], skips copies), membership changes are applied to
 //! raft here, and the waiters of this node's requests go along with the batch.
 
+use raft::StateRole;
 use raft::eraftpb::{Entry, EntryType};
 
 use super::{NodeError, RaftNode};
@@ -9,6 +10,29 @@ use crate::kvstore::Apply;
 use crate::proposal::{self, Payload, ProposalId, Verdict};
 
 impl RaftNode {
+    /// Hands committed entries on ([`RaftNode::publish_entries`]), except that a leader holds
+    /// back its own removal and everything after it until it has handed leadership over (see
+    /// [`RaftNode::maybe_stop_removed`]). Applied at once, the removal would take the leader's
+    /// own progress out of raft-rs, which unwraps it whenever the commit index moves; and a
+    /// leader that went at once could leave the others counting it as a voter.
+    pub(super) fn commit_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
+        if !self.held.is_empty() {
+            self.held.append(&mut entries);
+            return Ok(());
+        }
+        if self.rn.raft.state == StateRole::Leader
+            && let Some(at) = entries.iter().position(|e| self.removes_self(e))
+        {
+            tracing::info!(
+                index = entries[at].index,
+                "this leader's removal committed; handing leadership over before applying it"
+            );
+            self.held = entries.split_off(at);
+            self.removed_while_leading = Some(self.now());
+        }
+        self.publish_entries(entries)
+    }
+
     /// Hands committed entries to the state machine, in order: each proposal takes effect
     /// once (the exactly-once table skips copies), conf changes are applied to raft here, and
     /// the waiters of this node's requests go along, answered once the batch is applied.
@@ -16,7 +40,7 @@ impl RaftNode {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
-        let now = std::time::Instant::now();
+        let now = self.now();
         let mut done = Vec::new();
         let mut effective = Vec::with_capacity(entries.len());
         for entry in &entries {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use raft::StateRole;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 
-use super::{ELECTION_TICKS, Exit, MemberChange, ProposalError, RaftNode};
+use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
 use crate::membership::decode_conf_change;
 
 impl RaftNode {
@@ -204,35 +204,42 @@ impl RaftNode {
     /// Stops the node once it has applied its own removal and everything the leader has
     /// committed since, and is still not a member (a node re-added under its old id replays
     /// its removal first, then the entry that added it back).
-    pub(super) fn maybe_stop_removed(&mut self) {
+    pub(super) fn maybe_stop_removed(&mut self) -> Result<(), NodeError> {
+        if !self.held.is_empty() {
+            // A leader holding back its own removal: it hands leadership to a voter that has
+            // the removal in its log (that voter then commits it in its own term, and everyone
+            // learns of it), and applies it once it follows, or once it has waited long enough.
+            let now = self.now();
+            let since = self.removed_while_leading.unwrap_or(now);
+            let leading = self.rn.raft.state == StateRole::Leader;
+            let waited_out = now.duration_since(since) >= self.tick * (2 * ELECTION_TICKS);
+            if leading && !waited_out && self.hand_over(now) {
+                return Ok(());
+            }
+            let held = std::mem::take(&mut self.held);
+            self.publish_entries(held)?;
+        }
         if !self.removal_pending {
-            return;
+            return Ok(());
         }
         // A leader stops sending to a node once it applied the removal; three of the longest
         // election timeouts without a word means nothing more is coming.
-        let abandoned = self.last_leader_contact.elapsed() > self.tick * 60;
+        let abandoned = self.now().duration_since(self.last_leader_contact) > self.tick * 60;
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
             self.removed_while_leading = None;
-        } else if self.rn.raft.state == StateRole::Leader {
-            // A leader that committed its own removal (proposed through another node, or left
-            // in its log by an earlier leader) must not simply go: the others may not have
-            // heard that the removal committed, would keep counting this node as a voter, and
-            // could lose their quorum for good. It hands leadership to one of them, which has
-            // the removal in its log and commits it in its own term; then it goes.
-            let now = Instant::now();
-            let since = *self.removed_while_leading.get_or_insert(now);
-            let waiting = now.duration_since(since) < self.tick * (2 * ELECTION_TICKS);
-            if !(self.hand_over(now) && waiting) {
-                tracing::warn!("I've been removed from the cluster! Shutting down.");
-                self.exit = Some(Exit::Removed);
-            }
-        } else if self.applied >= self.leader_commit || abandoned {
-            // The original's words, so its users recognise the event.
+        } else if self.rn.raft.state == StateRole::Leader
+            || self.applied >= self.leader_commit
+            || abandoned
+        {
+            // A leader still leading here could not hand over in time; it must not step raft
+            // again (its own progress is gone), so it goes now. The original's words, so its
+            // users recognise the event.
             tracing::warn!("I've been removed from the cluster! Shutting down.");
             self.exit = Some(Exit::Removed);
         }
+        Ok(())
     }
 
     /// A peer answered a vote request with 410 Gone: as of its log index `as_of`, this node

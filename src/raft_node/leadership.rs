@@ -14,7 +14,7 @@ impl RaftNode {
     /// etcd does), so the others need not wait out an election timeout; then the node answers
     /// what is in flight. Returns the time by which it stops regardless.
     pub(super) fn begin_stop(&mut self) -> Instant {
-        let now = Instant::now();
+        let now = self.now();
         let leading = self.rn.raft.state == StateRole::Leader;
         let limit = if leading && self.hand_over(now) {
             LEADER_STOP_LIMIT
@@ -43,15 +43,17 @@ impl RaftNode {
         Ok(())
     }
 
-    /// The voter best placed to take over from this leader: the most caught-up one of those
-    /// heard from recently.
+    /// The voter best placed to take over from this leader: one heard from recently, the most
+    /// caught up of them.
     pub(super) fn successor(&self) -> Option<u64> {
         let raft = &self.rn.raft;
         let voters = raft.prs().conf().voters().ids();
         raft.prs()
             .iter()
-            .filter(|(id, pr)| **id != self.id && pr.recent_active && voters.contains(**id))
-            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .filter(|(id, _)| **id != self.id && voters.contains(**id))
+            // Heard from lately first (CheckQuorum clears the mark once per election timeout,
+            // so right after that nobody has it), then the most caught up.
+            .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
             .map(|(id, _)| *id)
     }
 

@@ -33,11 +33,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use raft::RawNode;
 use raft::eraftpb::{ConfState, Message};
+use raft::{RawNode, StateRole};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
 use crate::kvstore::Applier;
 use crate::membership::Members;
@@ -358,9 +361,12 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
-    /// When this node, leading, applied its own removal: it hands leadership over before it
-    /// stops.
+    /// When this node, leading, saw its own removal commit: it hands leadership over before
+    /// it applies it.
     removed_while_leading: Option<Instant>,
+    /// Committed entries from this leader's own removal on, held back until it has handed
+    /// leadership over.
+    held: Vec<raft::eraftpb::Entry>,
     /// Log index of the latest change that made this node a member (a snapshot that shows it
     /// a member stands for one at its index): a peer that counts it as removed as of an
     /// earlier index is behind.
@@ -372,6 +378,33 @@ pub struct RaftNode {
     exit: Option<Exit>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+    /// What time it is: the one clock the node's decisions use.
+    clock: Arc<dyn Clock>,
+    /// The node's one source of chance (its process nonce, raft's election timeouts), seeded
+    /// by whoever runs it.
+    rng: SmallRng,
+    /// The term and role raft's election timeout was last drawn for.
+    timeout_drawn_for: (u64, StateRole),
+}
+
+/// Where the node's core gets time and chance from: tokio's clock and the OS's randomness in
+/// production; a hand-driven clock and a seed in a simulation, which then depends on the seed
+/// alone.
+pub struct NodeEnv {
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Seeds every random choice the node makes.
+    pub seed: u64,
+}
+
+impl NodeEnv {
+    /// tokio's clock and a random seed.
+    pub fn production() -> NodeEnv {
+        NodeEnv {
+            clock: Arc::new(TokioClock),
+            seed: rand::random(),
+        }
+    }
 }
 
 impl RaftNode {
@@ -383,6 +416,7 @@ impl RaftNode {
         apply_tx: Applier,
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
+        env: NodeEnv,
     ) -> Result<RaftNode, StartError> {
         let raft_config = raft::Config {
             id: config.id,
@@ -400,8 +434,11 @@ impl RaftNode {
         };
         raft_config.validate().map_err(StartError::Raft)?;
         let logger = slog::Logger::root(slog::Drain::fuse(slog_stdlog::StdLog), slog::o!());
-        let rn = RawNode::new(&raft_config, recovered.storage.clone(), &logger)
+        let mut rn = RawNode::new(&raft_config, recovered.storage.clone(), &logger)
             .map_err(StartError::Raft)?;
+        let mut rng = SmallRng::seed_from_u64(env.seed);
+        let timeout_drawn_for = (rn.raft.term, rn.raft.state);
+        draw_election_timeout(&mut rn, &mut rng);
         for (id, url) in &recovered.members.urls {
             transport.add_peer(*id, url);
         }
@@ -421,7 +458,7 @@ impl RaftNode {
             .store(recovered.commit_at_start, Ordering::Release);
         // Tells this process's session and read contexts from those of every earlier process
         // of this node (see crate::proposal).
-        let nonce = rand::random::<u64>();
+        let nonce: u64 = rng.random();
         let added_at = if recovered.members.contains(config.id) {
             recovered.snapshot_index
         } else {
@@ -460,12 +497,32 @@ impl RaftNode {
             added_at,
             transfer_asked: None,
             removed_while_leading: None,
+            held: Vec::new(),
             leader_commit: 0,
-            last_leader_contact: Instant::now(),
+            last_leader_contact: env.clock.now(),
             exit: None,
             shared,
             metrics,
+            clock: env.clock,
+            rng,
+            timeout_drawn_for,
         })
+    }
+
+    /// The node's clock.
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// raft-rs draws each election timeout from the thread's own random source whenever the
+    /// term or the role changes; the node draws it again from its seeded one, so that a run
+    /// depends on its seed alone.
+    fn settle_election_timeout(&mut self) {
+        let now = (self.rn.raft.term, self.rn.raft.state);
+        if now != self.timeout_drawn_for {
+            self.timeout_drawn_for = now;
+            draw_election_timeout(&mut self.rn, &mut self.rng);
+        }
     }
 
     fn leader_id(&self) -> u64 {
@@ -500,4 +557,11 @@ impl RaftNode {
             .as_mut()
             .expect("the WAL was created just above when it was missing"))
     }
+}
+
+/// Sets raft's randomized election timeout from `rng`, in raft's own range.
+fn draw_election_timeout(rn: &mut RawNode<NodeStorage>, rng: &mut SmallRng) {
+    let min = rn.raft.election_timeout();
+    let timeout = rng.random_range(min..2 * min);
+    rn.raft.set_randomized_election_timeout(timeout);
 }

@@ -17,7 +17,7 @@ impl RaftNode {
         self.proposals.hold_until(
             raft.state == StateRole::Leader,
             raft.raft_log.last_index() - raft.raft_log.committed,
-            Instant::now(),
+            self.now(),
         )
     }
 
@@ -28,7 +28,7 @@ impl RaftNode {
         if self.leader_id() == INVALID_ID {
             return;
         }
-        let now = Instant::now();
+        let now = self.now();
         if let Some(data) = self.proposals.registration_due(now)
             && let Err(err) = self.rn.propose(Vec::new(), data)
         {
@@ -75,7 +75,7 @@ impl RaftNode {
     /// last one, and every round again after a leader change.
     pub(super) fn read_index(&mut self) {
         let leader_known = self.leader_id() != INVALID_ID;
-        for ctx in self.reads.due_contexts(leader_known, Instant::now()) {
+        for ctx in self.reads.due_contexts(leader_known, self.now()) {
             self.rn.read_index(ctx);
         }
     }

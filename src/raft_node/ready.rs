@@ -91,6 +91,8 @@ impl RaftNode {
         // sends what a batch kept back once it is no longer held (a single node commits at
         // once, and no peer message would come to wake it).
         loop {
+            // A tick or a message may have moved the term or the role.
+            self.settle_election_timeout();
             self.propose();
             self.read_index();
             let dropped = std::mem::take(&mut self.dropped);
@@ -105,15 +107,16 @@ impl RaftNode {
             }
             self.handle_ready()?;
         }
-        self.maybe_stop_removed();
+        self.maybe_stop_removed()?;
         self.maybe_campaign_alone();
         self.maybe_trigger_snapshot()?;
+        self.settle_election_timeout();
         Ok(())
     }
 
     pub(super) fn on_tick(&mut self) {
         self.rn.tick();
-        let now = Instant::now();
+        let now = self.now();
         let leader_known = self.leader_id() != INVALID_ID;
         let again = self.proposals.on_tick(now, leader_known);
         self.metrics.proposals_resent.inc_by(again as u64);
@@ -123,16 +126,15 @@ impl RaftNode {
     }
 
     pub(super) fn on_inbox(&mut self, msg: Inbox) {
+        let now = self.now();
         match msg {
             Inbox::Propose { data, done } => {
-                self.proposals
-                    .add(Request::Command(data.into()), done, Instant::now())
+                self.proposals.add(Request::Command(data.into()), done, now)
             }
             Inbox::ChangeMembers { change, done } => {
-                self.proposals
-                    .add(Request::Change(change), done, Instant::now())
+                self.proposals.add(Request::Change(change), done, now)
             }
-            Inbox::Read(done) => self.reads.add(done, Instant::now()),
+            Inbox::Read(done) => self.reads.add(done, now),
             Inbox::Step(messages) => {
                 for m in messages {
                     match m.get_msg_type() {
@@ -143,14 +145,14 @@ impl RaftNode {
                             // the end of what the leader has committed (more, with its re-add,
                             // is coming).
                             self.leader_commit = self.leader_commit.max(m.commit);
-                            self.last_leader_contact = Instant::now();
+                            self.last_leader_contact = now;
                         }
                         MessageType::MsgSnapshot => {
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
-                            self.last_leader_contact = Instant::now();
+                            self.last_leader_contact = now;
                         }
-                        MessageType::MsgHeartbeat => self.last_leader_contact = Instant::now(),
+                        MessageType::MsgHeartbeat => self.last_leader_contact = now,
                         _ => {}
                     }
                     // Late answers from removed peers and stale terms are normal; raft has
@@ -192,16 +194,9 @@ impl RaftNode {
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
-        // 3. Entries committed and already durable here. Not past this node's own removal,
-        // though: raft-rs updates the leader's own progress when `advance` records its
-        // persisted entries, and once the removal is applied that progress is gone (raft-rs
-        // would unwrap nothing). The removal and what follows it wait for step 7.
-        let mut committed = rd.take_committed_entries();
-        let after_advance = match committed.iter().position(|e| self.removes_self(e)) {
-            Some(at) => committed.split_off(at),
-            None => Vec::new(),
-        };
-        self.publish_entries(committed)?;
+        // 3. Entries committed and already durable here (a leader holds back its own removal:
+        // see `commit_entries`).
+        self.commit_entries(rd.take_committed_entries())?;
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
         // 5. ReadIndex answers.
@@ -215,8 +210,7 @@ impl RaftNode {
             self.persist_commit(commit)?;
         }
         self.send(light.take_messages());
-        self.publish_entries(after_advance)?;
-        self.publish_entries(light.take_committed_entries())?;
+        self.commit_entries(light.take_committed_entries())?;
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
         Ok(())
@@ -238,7 +232,7 @@ impl RaftNode {
         // ready and advance).
         self.reads.on_leader_change();
         if leader != previous && leader != raft::INVALID_ID {
-            self.proposals.on_leader_change(std::time::Instant::now());
+            self.proposals.on_leader_change(self.now());
         }
     }
 

@@ -60,6 +60,7 @@ impl Fed {
             apply_tx,
             Arc::new(Shared::default()),
             metrics,
+            super::NodeEnv::production(),
         )
         .expect("node");
         let exit = tokio::spawn(node.run(inbox_rx, shutdown.clone()));
@@ -315,9 +316,12 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
     let removal = status.last_index;
     // Node 2 has it: the removal commits, and node 1 applies it.
     node.step(ack(removal)).await;
-    node.wait_status(|s| s.applied == removal)
+    let status = node
+        .wait_status(|s| s.commit == removal)
         .await
         .expect("the leader stopped as soon as its removal committed");
+    // Held back: applied only once node 1 no longer leads.
+    assert!(status.applied < removal, "{status:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         node.status().await.is_some(),
