@@ -24,11 +24,13 @@
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod config;
 pub mod dump;
 pub mod fsutil;
@@ -38,6 +40,7 @@ pub mod membership;
 pub mod metrics;
 pub mod raft_node;
 pub mod snapshotter;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 
@@ -56,7 +59,8 @@ pub use raft_node::{Exit, NodeHandle, StartError};
 
 use kvstore::KvStore;
 use raft_node::RaftNode;
-use transport::{PeerFilter, Transport, server::PeerServer};
+use tls::{TlsListener, TlsSetup};
+use transport::{PeerFilter, PeerLimits, Transport, server::PeerServer};
 
 /// Messages waiting for the raft node before senders have to wait.
 const INBOX_CAPACITY: usize = 16 * 1024;
@@ -104,19 +108,22 @@ impl Running {
 /// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
 /// gets a thread of its own.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    // Before the data dir is touched: a TLS mistake should not leave a fresh node's folders.
+    let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
     let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
             .await
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
-    start_recovered(config, recovered).await
+    start_recovered(config, recovered, tls).await
 }
 
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered.
 async fn start_recovered(
     config: Config,
     mut recovered: raft_node::Recovered,
+    tls: TlsSetup,
 ) -> Result<Running, StartError> {
     let own_url = config
         .own_peer_url()
@@ -148,12 +155,22 @@ async fn start_recovered(
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared::default());
+    let peer_tls = tls.peer_client.is_some();
     let transport = Transport::new(
         filter.clone(),
         inbox_tx.clone(),
         tokio::runtime::Handle::current(),
         shutdown.child_token(),
         metrics.clone(),
+        tls.peer_client,
+    );
+    transport.learn_cluster_id(own_url, &config.cluster);
+    let peer_server = PeerServer::new(
+        filter,
+        inbox_tx.clone(),
+        shared.clone(),
+        PeerLimits::from_config(&config),
+        &config.snap_dir(),
     );
     let node = RaftNode::new(
         &config,
@@ -188,14 +205,19 @@ async fn start_recovered(
         shared,
         metrics,
     );
-    let peer_router = PeerServer::new(filter, inbox_tx).router();
     let rest_router = http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
+        peer_tls,
     });
     let servers = vec![
-        serve(peer_listener, peer_router, shutdown.clone()),
-        serve(rest_listener, rest_router, shutdown.clone()),
+        serve(
+            peer_listener,
+            peer_server.router(),
+            tls.peer_server,
+            shutdown.clone(),
+        )?,
+        serve(rest_listener, rest_router, tls.rest, shutdown.clone())?,
     ];
     tracing::info!(
         id = config.id,
@@ -220,15 +242,37 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
     })
 }
 
+/// Serves `router` on `listener`, over TLS when `tls` is given.
 fn serve(
     listener: TcpListener,
     router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    // Small requests and answers: Nagle's delay would dominate their latency.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+) -> Result<JoinHandle<()>, StartError> {
+    match tls {
+        Some(tls) => {
+            let addr = local_addr(&listener, "the listener")?;
+            let listener = TlsListener::new(listener, tls).map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+            Ok(serve_on(listener, router, shutdown))
+        }
+        None => {
+            // Small requests and answers: Nagle's delay would dominate their latency.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            Ok(serve_on(listener, router, shutdown))
+        }
+    }
+}
+
+fn serve_on<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -269,7 +313,7 @@ mod tests {
                 .as_mut()
                 .expect("a bootstrapped node has a WAL")
                 .inject_sync_failure();
-            let running = start_recovered(config.clone(), recovered)
+            let running = start_recovered(config.clone(), recovered, TlsSetup::default())
                 .await
                 .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;

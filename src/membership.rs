@@ -93,16 +93,33 @@ pub fn normalize_url(url: &str) -> &str {
 /// Why a peer URL was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not `http://host:port`.
-    #[error("peer URL {0:?} is not of the form http://host:port")]
+    /// Not `http://host:port` or `https://host:port`.
+    #[error("peer URL {0:?} is not of the form http://host:port (or https://host:port)")]
     Malformed(String),
+    /// The scheme is not the one this cluster's peers speak.
+    #[error("peer URL {url:?} must start with {wanted}: this cluster's peers use {wanted}")]
+    Scheme {
+        /// The URL.
+        url: String,
+        /// The scheme the cluster uses.
+        wanted: &'static str,
+    },
 }
 
-/// Checks that `url` is a peer URL this transport can reach: `http://host:port`, no path.
+/// The scheme prefix of a peer URL: `https://` means TLS.
+fn scheme_prefix(tls: bool) -> &'static str {
+    if tls { "https://" } else { "http://" }
+}
+
+/// Checks that `url` is a peer URL this transport can reach: `http://host:port` or
+/// `https://host:port` (TLS), no path.
 pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
     let url = normalize_url(url);
     let bad = || UrlError::Malformed(url.to_string());
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
         return Err(bad());
@@ -113,10 +130,27 @@ pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
     }
 }
 
+/// Checks that a (valid) peer URL speaks what the cluster speaks: `https://` with peer TLS,
+/// `http://` without.
+pub fn check_peer_scheme(url: &str, tls: bool) -> Result<(), UrlError> {
+    let wanted = scheme_prefix(tls);
+    if url.trim().starts_with(wanted) {
+        return Ok(());
+    }
+    Err(UrlError::Scheme {
+        url: url.to_string(),
+        wanted,
+    })
+}
+
 /// Splits a peer URL into the `host:port` a listener binds.
 pub fn host_port(url: &str) -> Result<String, UrlError> {
     let url = validate_peer_url(url)?;
-    Ok(url.trim_start_matches("http://").to_string())
+    let rest = url
+        .strip_prefix(scheme_prefix(false))
+        .or_else(|| url.strip_prefix(scheme_prefix(true)))
+        .unwrap_or(&url);
+    Ok(rest.to_string())
 }
 
 /// Parses a node id the way Go's `strconv.ParseUint(s, 0, 64)` does, as the original's
@@ -192,12 +226,22 @@ mod tests {
             host_port("http://localhost:1").as_deref(),
             Ok("localhost:1")
         );
+        assert_eq!(
+            host_port("https://127.0.0.1:42379/").as_deref(),
+            Ok("127.0.0.1:42379")
+        );
+        assert!(check_peer_scheme("https://a:1", true).is_ok());
+        assert!(check_peer_scheme("http://a:1", false).is_ok());
+        let err = check_peer_scheme("http://a:1", true).expect_err("plain URL on a TLS cluster");
+        assert!(err.to_string().contains("https://"), "{err}");
+        assert!(check_peer_scheme("https://a:1", false).is_err());
         for bad in [
             "127.0.0.1:42379",
             "http://127.0.0.1",
             "http://127.0.0.1:0",
             "http://127.0.0.1:99999",
-            "https://a:1",
+            "ftp://a:1",
+            "https://a",
             "http://:1",
             "http://a:1/path",
             "not a url",

@@ -523,7 +523,7 @@ impl RaftNode {
             id: config.id,
             election_tick: 10,
             heartbeat_tick: 1,
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: crate::transport::MAX_SIZE_PER_MSG,
             max_inflight_msgs: 256,
             max_uncommitted_size: 1 << 30,
             // Not in the original: PreVote keeps a node coming back from a partition from
@@ -797,10 +797,12 @@ impl RaftNode {
             return;
         }
         let leading = self.rn.raft.state == StateRole::Leader;
+        let sizes = self.batch.iter().map(|(data, _)| data.len());
         let take = if leading {
-            whole_pages(self.batch.iter().map(|(data, _)| data.len()))
+            whole_pages(sizes)
         } else {
-            self.batch.len()
+            // Forwarded as one MsgPropose, which must fit what the leader accepts.
+            crate::transport::proposals_per_message(sizes)
         };
         let batch: Vec<_> = if take < self.batch.len() {
             // The rest waits for the next batch (and batch_since keeps its age).
