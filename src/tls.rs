@@ -33,7 +33,7 @@ use crate::config::Config;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes under way at once; more connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 256;
-/// Only HTTP/1.1 is served (and spoken to peers).
+/// Only HTTP/1.1 is served.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// Why TLS could not be set up; each names the flag or file.
@@ -203,13 +203,13 @@ fn peer_client(config: &Config) -> Result<Option<ClientConfig>, Error> {
     let certs = read_certs("--peer-cert-file", cert)?;
     let key = read_key("--peer-key-file", key)?;
     let roots = read_roots("--peer-trusted-ca-file", ca)?;
-    let mut client = ClientConfig::builder_with_provider(provider())
+    // No ALPN here: hyper-rustls sets it (to HTTP/1.1) and refuses a config that has one.
+    let client = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| Error::Rustls { what, source })?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|source| Error::Rustls { what, source })?;
-    client.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Some(client))
 }
 
