@@ -186,6 +186,7 @@ async fn a_node_with_another_ca_can_neither_join_nor_send_raft_messages() {
         },
     )
     .await;
+    println!("node {id}: {refused}");
     assert!(
         refused.to_ascii_lowercase().contains("certificate"),
         "the reason names the certificate: {refused}"
@@ -354,4 +355,72 @@ async fn a_node_with_the_cluster_ca_joins_over_tls_and_gets_a_snapshot() {
     );
     c.put_ok(id, "from-4", "yes").await;
     c.wait_value(2, "from-4", "yes", false).await;
+}
+
+/// Children killed when the test ends, however it ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `Procfile.tls` as written (only its ports moved to free ones, and `certs/` made by
+/// `raftexample certs`), then the README's TLS walk-through with curl: write through node 1,
+/// read through node 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn procfile_tls_runs_the_readme_walkthrough() {
+    let procfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Procfile.tls"))
+        .expect("Procfile.tls");
+    let dir = tempfile::TempDir::with_prefix("raftexample-procfile-tls-").expect("temp dir");
+    make_certs(&dir.path().join("certs"), 3);
+    let ports = common::free_ports(6);
+    let moved = |line: &str| {
+        let mut line = line.to_string();
+        for n in 1..=3 {
+            line = line.replace(&format!("{n}2379"), &ports[n - 1].to_string());
+            line = line.replace(&format!("{n}2380"), &ports[n + 2].to_string());
+        }
+        line
+    };
+    let mut children = Children(Vec::new());
+    for line in procfile
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(':'))
+    {
+        let (name, command) = line.split_once(':').expect("name: command");
+        let command = moved(command);
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("./target/release/raftexample"), "{line}");
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("a log");
+        children.0.push(
+            Command::new(common::binary())
+                .args(words)
+                .args(["--listen-host", "127.0.0.1"])
+                .current_dir(dir.path())
+                .stderr(log)
+                .spawn()
+                .expect("starting a node of Procfile.tls"),
+        );
+    }
+    assert_eq!(children.0.len(), 3, "Procfile.tls starts three nodes");
+    let certs = dir.path().join("certs");
+    let (ca, cert, key) = (
+        path(&certs, "ca.crt"),
+        path(&certs, "client.crt"),
+        path(&certs, "client.key"),
+    );
+    let url = |node: usize| format!("https://127.0.0.1:{}/my-key", ports[node + 2]);
+    let good = ["--cacert", &ca, "--cert", &cert, "--key", &key];
+    wait_for(Duration::from_secs(20), "a PUT through node 1", || async {
+        let (code, text) = curl(&[&good[..], &["-L", &url(1), "-XPUT", "-d", "foo"]].concat());
+        (code == 0 && text.ends_with("204")).then_some(())
+    })
+    .await;
+    let (code, text) = curl(&[&good[..], &["-L", &url(3)]].concat());
+    assert_eq!((code, text.as_str()), (0, "foo\n200"));
 }
