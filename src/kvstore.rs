@@ -44,6 +44,12 @@ impl Command {
 
     /// Decodes `Entry.data`.
     pub fn decode(data: &[u8]) -> Result<Command, bincode::error::DecodeError> {
+        // Borrowed first (variant, key, value: Put's layout): each length is checked against
+        // `data` there, where the owned decode would allocate whatever a length claims.
+        bincode::serde::borrow_decode_from_slice::<(u32, &str, &str), _>(
+            data,
+            bincode::config::standard(),
+        )?;
         bincode::serde::decode_from_slice(data, bincode::config::standard()).map(|(c, _)| c)
     }
 }
@@ -381,9 +387,7 @@ fn read_members(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Members> {
     take(r, remaining, &mut len)?;
     let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
     take(r, remaining, &mut bytes)?;
-    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-        .map(|(m, _)| m)
-        .map_err(|e| invalid(format!("membership: {e}")))
+    Members::decode(&bytes).map_err(|e| invalid(format!("membership: {e}")))
 }
 
 fn read_string(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Box<str>> {

@@ -24,6 +24,7 @@
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`pb`]: protobuf decoding bounded by its input (a leaf every decoder uses).
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
 
@@ -38,6 +39,7 @@ pub mod http_api;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;
+pub mod pb;
 pub mod raft_node;
 pub mod snapshotter;
 pub mod tls;

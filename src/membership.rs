@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType};
 use serde::{Deserialize, Serialize};
 
@@ -47,13 +46,40 @@ impl Members {
     }
 }
 
+/// [`Members`] with its URLs borrowed from the bytes it is decoded from: decoding it checks
+/// every string's length against those bytes, where decoding a `String` would first allocate
+/// whatever its length field claims. Its fields mirror [`Members`], in the same order.
+#[derive(Deserialize)]
+struct MembersRef<'a> {
+    #[serde(borrow)]
+    urls: BTreeMap<u64, &'a str>,
+    removed: BTreeSet<u64>,
+}
+
+impl Members {
+    /// Decodes what `bincode::serde::encode_to_vec(members, standard())` wrote, allocating
+    /// no more than the decoded membership holds, whatever the bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Members, bincode::error::DecodeError> {
+        let (m, _): (MembersRef<'_>, _) =
+            bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())?;
+        Ok(Members {
+            urls: m
+                .urls
+                .into_iter()
+                .map(|(id, u)| (id, u.to_string()))
+                .collect(),
+            removed: m.removed,
+        })
+    }
+}
+
 /// The membership change a conf-change entry carries, as a v2 change (raft-rs's own v1→v2
 /// conversion trait is not exported). This node only proposes v2; v1 is read for completeness.
 pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::ProtobufError> {
     if entry.get_entry_type() != EntryType::EntryConfChange {
-        return ConfChangeV2::parse_from_bytes(&entry.data);
+        return crate::pb::parse::<ConfChangeV2>(&entry.data);
     }
-    let v1 = ConfChange::parse_from_bytes(&entry.data)?;
+    let v1 = crate::pb::parse::<ConfChange>(&entry.data)?;
     let mut single = ConfChangeSingle::default();
     single.set_change_type(v1.get_change_type());
     single.node_id = v1.node_id;
@@ -261,6 +287,19 @@ mod tests {
         assert_ne!(cluster_id("", &three), cluster_id("", &one));
         assert_ne!(cluster_id("", &three), cluster_id("x", &three));
         assert_ne!(cluster_id("", &three), 0);
+    }
+
+    #[test]
+    fn members_decode_what_bincode_encodes_and_refuse_lying_lengths() {
+        let mut m = Members::default();
+        m.add(1, "https://a:1".into());
+        m.add(7, "http://b:2".into());
+        m.remove(3);
+        let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).expect("encode");
+        assert_eq!(Members::decode(&bytes).expect("decodes"), m);
+        // One member whose URL claims 2^62 bytes.
+        let lying = [1, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x40, 0];
+        assert!(Members::decode(&lying).is_err());
     }
 
     #[test]

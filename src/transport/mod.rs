@@ -474,7 +474,7 @@ fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), Wir
         let Some(bytes) = body.get(start..start + len) else {
             break;
         };
-        let msg = Message::parse_from_bytes(bytes).map_err(|source| WireError::Protobuf {
+        let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
             offset: start,
             source,
         })?;

@@ -36,7 +36,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -493,7 +492,13 @@ pub fn read_snapshot_message(path: &Path, limit: u64) -> Result<Message, Refusal
              request holds exactly one message"
         )));
     }
-    let message = Message::parse_from_reader(&mut reader.take(len))
+    // The message is needed whole anyway (raft takes the snapshot's data in memory): read it
+    // once, and let its data be a slice of that one buffer.
+    let mut bytes = Vec::with_capacity(len as usize);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let message = crate::pb::parse_bytes::<Message>(&bytes.into())
         .map_err(|e| bad(format!("snapshot message does not parse: {e}")))?;
     if message.get_msg_type() != MessageType::MsgSnapshot {
         return Err(bad(format!(
