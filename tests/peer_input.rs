@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::ProcCluster;
 use raft::eraftpb::{Message, MessageType};
 use raftexample::membership::cluster_id;
-use raftexample::transport::{HEADER_CLUSTER, HEADER_FROM, HEADER_TO, STREAM_PATH, encode_batch};
+use raftexample::transport::{
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, RAFT_PATH, STREAM_PATH, encode_batch,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -77,8 +79,13 @@ async fn send_raw(addr: &str, head: &str, body: &[u8], chunk: usize) -> Answer {
 
 /// The head of a `POST /raft/stream` with `headers` and a body of `len` bytes.
 fn stream_head(addr: &str, headers: &[(&str, String)], len: usize) -> String {
+    head_of(STREAM_PATH, addr, headers, len)
+}
+
+/// The head of a `POST` to `path` with `headers` and a body of `len` bytes.
+fn head_of(path: &str, addr: &str, headers: &[(&str, String)], len: usize) -> String {
     let mut head = format!(
-        "POST {STREAM_PATH} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\n\
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/octet-stream\r\n\
          content-length: {len}\r\n"
     );
     for (name, value) in headers {
@@ -115,6 +122,12 @@ fn heartbeat(from: u64, to: u64, term: u64) -> Vec<u8> {
     };
     m.set_msg_type(MessageType::MsgHeartbeat);
     encode_batch(&[m])
+}
+
+/// Node `pid` holds at most 16 MiB more than `before`.
+fn assert_bounded(before: u64, pid: i32) {
+    let grown = rss(pid).saturating_sub(before);
+    assert!(grown < 16 << 20, "the node grew by {} MiB", grown >> 20);
 }
 
 async fn term_of(c: &ProcCluster, id: u64) -> u64 {
@@ -165,6 +178,7 @@ async fn a_forged_heartbeat_without_the_cluster_identity_is_refused() {
     c.put_ok(1, "k", "v").await;
     let addr = peer_addr(&c, 1);
     let term = term_of(&c, 1).await;
+    let before = rss(c.pid(1));
     let body = heartbeat(2, 1, 1_000_000);
     for (cluster, want) in [
         (Some("0".to_string()), 412),
@@ -184,6 +198,7 @@ async fn a_forged_heartbeat_without_the_cluster_identity_is_refused() {
         term,
         "a refused heartbeat moved the term"
     );
+    assert_bounded(before, c.pid(1));
     c.put_ok(1, "k", "w").await;
 }
 
@@ -195,12 +210,14 @@ async fn a_sender_that_is_not_a_member_is_refused() {
     c.put_ok(1, "k", "v").await;
     let addr = peer_addr(&c, 1);
     let term = term_of(&c, 1).await;
+    let before = rss(c.pid(1));
     let body = heartbeat(9, 1, 1_000_000);
     let head = stream_head(&addr, &headers(Some(the_cluster_id(&c)), 9, 1), body.len());
     let answer = send_raw(&addr, &head, &body, body.len()).await;
     assert_eq!(answer.status, Some(403), "{answer:?}");
     assert!(answer.text.contains("not a member"), "{answer:?}");
     assert_eq!(term_of(&c, 1).await, term, "a non-member moved the term");
+    assert_bounded(before, c.pid(1));
     c.put_ok(1, "k", "w").await;
 }
 
@@ -249,4 +266,54 @@ async fn garbage_closes_the_connection_and_the_node_keeps_serving() {
     assert!(grown < 16 << 20, "node 1 grew by {} MiB", grown >> 20);
     c.put_ok(1, "k", "w").await;
     c.wait_value(2, "k", "w", false).await;
+}
+
+/// Snapshots travel only on their own route, within `--max-snapshot-bytes`: a snapshot on the
+/// stream, a request on the snapshot route that is not a snapshot, and one that announces (or
+/// sends) more than the limit are refused; memory stays put and the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_only_on_their_route_and_within_the_limit() {
+    let c = ProcCluster::start(3, &["--max-snapshot-bytes", "65536"]).await;
+    c.put_ok(1, "k", "v").await;
+    let pid = c.pid(1);
+    let before = rss(pid);
+    let addr = peer_addr(&c, 1);
+    let ours = || headers(Some(the_cluster_id(&c)), 2, 1);
+    let mut snap = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        ..Default::default()
+    };
+    snap.set_msg_type(MessageType::MsgSnapshot);
+    let on_stream = encode_batch(std::slice::from_ref(&snap));
+    let head = stream_head(&addr, &ours(), on_stream.len());
+    let answer = send_raw(&addr, &head, &on_stream, 4096).await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert!(answer.text.contains(RAFT_PATH), "{answer:?}");
+
+    let not_a_snapshot = heartbeat(2, 1, 1);
+    let head = head_of(RAFT_PATH, &addr, &ours(), not_a_snapshot.len());
+    let answer = send_raw(&addr, &head, &not_a_snapshot, 4096).await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert!(answer.text.contains("snapshots only"), "{answer:?}");
+
+    // Announced too large: refused before a byte of the body is read.
+    let big = vec![0x5A; 32 << 20];
+    let head = head_of(RAFT_PATH, &addr, &ours(), big.len());
+    let answer = send_raw(&addr, &head, &big, 1 << 20).await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    // Sent without a length (chunked): refused once the limit is passed.
+    let chunked = head_of(RAFT_PATH, &addr, &ours(), 0)
+        .replace("content-length: 0\r\n", "transfer-encoding: chunked\r\n");
+    let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
+    chunk.extend(vec![0x5A; 1 << 20]);
+    chunk.extend_from_slice(b"\r\n");
+    let answer = send_raw(&addr, &chunked, &chunk.repeat(32), 1 << 20).await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    assert!(answer.text.contains("--max-snapshot-bytes"), "{answer:?}");
+
+    assert_bounded(before, pid);
+    c.put_ok(1, "k", "w").await;
+    c.wait_value(3, "k", "w", false).await;
 }

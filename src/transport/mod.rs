@@ -533,6 +533,35 @@ mod tests {
         }
     }
 
+    /// A length prefix over the limit is refused from its four bytes alone, before the
+    /// message arrives; one at the limit waits for its bytes.
+    #[test]
+    fn a_length_over_the_limit_is_refused_at_once() {
+        let mut buf = 1025u32.to_le_bytes().to_vec();
+        match decode_available(&mut buf, 1024) {
+            Err(WireError::TooLarge { offset, len, limit }) => {
+                assert_eq!((offset, len, limit), (0, 1025, 1024));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let mut buf = 1024u32.to_le_bytes().to_vec();
+        assert!(decode_available(&mut buf, 1024).expect("waits").is_empty());
+        assert_eq!(buf.len(), 4, "the prefix stays for the rest of its message");
+    }
+
+    /// A follower forwards proposals up to raft's message size, and always at least one.
+    #[test]
+    fn forwarded_proposals_fit_one_message() {
+        let mib = MAX_SIZE_PER_MSG as usize;
+        assert_eq!(proposals_per_message([].into_iter()), 0);
+        assert_eq!(proposals_per_message([3 * mib].into_iter()), 1);
+        assert_eq!(proposals_per_message([mib / 2, mib / 2, 1].into_iter()), 2);
+        assert_eq!(
+            proposals_per_message(std::iter::repeat_n(100, 50_000)),
+            mib / 100
+        );
+    }
+
     #[test]
     fn truncated_batches_are_errors() {
         let m = Message {
