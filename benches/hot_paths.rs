@@ -6,8 +6,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use raft::eraftpb::{Entry, Message, MessageType};
-use raftexample::kvstore::{Apply, Command, KvStore, Map, decode_snapshot, encode_snapshot};
-use raftexample::membership::Members;
+use raftexample::kvstore::{
+    Apply, ClusterState, Command, KvStore, Map, decode_snapshot, encode_snapshot,
+};
 use raftexample::transport::{decode_batch, encode_batch};
 
 fn put(i: u64) -> Command {
@@ -88,6 +89,7 @@ fn apply(c: &mut Criterion) {
                 applier
                     .send(Apply::Entries {
                         entries: entries.clone(),
+                        last: n,
                         done: vec![done],
                     })
                     .expect("apply loop runs");
@@ -107,11 +109,11 @@ fn snapshot(c: &mut Criterion) {
     let map: Map = (0..n)
         .map(|i| (format!("/bench-{i:08}").into(), value.clone()))
         .collect();
-    let members = Members::default();
-    let data = encode_snapshot(&members, &map);
+    let state = ClusterState::default();
+    let data = encode_snapshot(&state, &map);
     group.throughput(Throughput::Elements(n));
     group.bench_function("encode_100k_keys", |b| {
-        b.iter(|| encode_snapshot(&members, black_box(&map)))
+        b.iter(|| encode_snapshot(&state, black_box(&map)))
     });
     group.bench_function("decode_100k_keys", |b| {
         b.iter(|| decode_snapshot(black_box(&data)).expect("decodes"))

@@ -76,6 +76,13 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
+    /// Refuse a POST or DELETE of a member that would leave the cluster unable to reach a
+    /// quorum with the members that answer now (etcd's --strict-reconfig-check); `=false`
+    /// turns the check off.
+    #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub strict_reconfig_check: bool,
+
     /// Mixed into the cluster identity, so two clusters started from the same peer URLs
     /// (say, the same Procfile in two folders) reject each other's messages.
     #[arg(long, default_value = "")]
@@ -231,6 +238,13 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::from_args(args.iter().map(|s| s.to_string())).expect("flags parse")
+    }
+
+    #[test]
+    fn the_strict_reconfiguration_check_is_on_unless_turned_off() {
+        assert!(parse(&["raftexample"]).strict_reconfig_check);
+        assert!(!parse(&["raftexample", "--strict-reconfig-check=false"]).strict_reconfig_check);
+        assert!(parse(&["raftexample", "--strict-reconfig-check"]).strict_reconfig_check);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::kvstore::{Command, decode_snapshot};
 use crate::membership::decode_conf_change;
+use crate::proposal::{self, Payload};
 use crate::wal::{self, Record};
 
 /// Why the dump could not finish.
@@ -84,8 +85,10 @@ fn dump_snapshots(dir: &Path, as_json: bool, out: &mut impl Write) -> Result<(),
                 let meta = snap.get_metadata();
                 let decoded = decode_snapshot(&snap.data);
                 let (members, keys) = match &decoded {
-                    Ok((m, map)) => (
-                        m.urls
+                    Ok((state, map)) => (
+                        state
+                            .members
+                            .urls
                             .iter()
                             .map(|(id, url)| format!("{id}={url}"))
                             .collect::<Vec<_>>()
@@ -182,10 +185,24 @@ fn short(path: &Path) -> String {
 pub fn entry_text(e: &Entry) -> String {
     match e.get_entry_type() {
         EntryType::EntryNormal if e.data.is_empty() => "empty (a new leader's first entry)".into(),
-        EntryType::EntryNormal => match Command::decode(&e.data) {
-            Ok(Command::Put { key, value }) => format!("put {key:?} = {value:?}"),
-            Err(err) => format!("undecodable ({} bytes): {err}", e.data.len()),
-        },
+        EntryType::EntryNormal => {
+            let origin = match proposal::decode(&e.data) {
+                Ok(Payload::Register { origin, nonce }) => {
+                    return format!("session registration of node {origin} (nonce {nonce:x})");
+                }
+                Ok(Payload::Proposal { id, .. }) => {
+                    format!(" (node {} session {} #{})", id.origin, id.session, id.seq)
+                }
+                _ => String::new(),
+            };
+            match Command::from_entry(&e.data) {
+                Ok(Some(Command::Put { key, value })) => {
+                    format!("put {key:?} = {value:?}{origin}")
+                }
+                Ok(None) => "empty".into(),
+                Err(err) => format!("undecodable ({} bytes): {err}", e.data.len()),
+            }
+        }
         EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
             match decode_conf_change(e).ok() {
                 Some(cc) => conf_change_text(&cc),
@@ -260,12 +277,25 @@ fn entry_json(file: &str, offset: u64, e: &Entry) -> Value {
         EntryType::EntryNormal if e.data.is_empty() => {
             json!({"entry_type": "normal", "op": "empty"})
         }
-        EntryType::EntryNormal => match Command::decode(&e.data) {
-            Ok(Command::Put { key, value }) => {
-                json!({"entry_type": "normal", "op": "put", "key": key, "value": value})
+        EntryType::EntryNormal => match (proposal::decode(&e.data), Command::from_entry(&e.data)) {
+            (Ok(Payload::Register { origin, nonce }), _) => {
+                json!({"entry_type": "normal", "op": "register", "origin": origin, "nonce": nonce})
             }
-            Err(err) => {
-                json!({"entry_type": "normal", "op": "undecodable", "error": err.to_string()})
+            (payload, Ok(Some(Command::Put { key, value }))) => {
+                let mut put =
+                    json!({"entry_type": "normal", "op": "put", "key": key, "value": value});
+                if let (Ok(Payload::Proposal { id, .. }), Some(obj)) =
+                    (payload, put.as_object_mut())
+                {
+                    obj.insert("origin".into(), id.origin.into());
+                    obj.insert("session".into(), id.session.into());
+                    obj.insert("seq".into(), id.seq.into());
+                }
+                put
+            }
+            (_, Ok(None)) => json!({"entry_type": "normal", "op": "empty"}),
+            (_, Err(err)) => {
+                json!({"entry_type": "normal", "op": "undecodable", "error": err})
             }
         },
         _ => json!({

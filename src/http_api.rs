@@ -31,6 +31,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
+    /// Cancelled once the node is stopping: answers then ask the client to close the
+    /// connection, so it does not send its next request down a connection about to close.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The REST router.
@@ -52,6 +55,9 @@ pub enum ApiError {
     /// The key is not UTF-8 once percent-decoded.
     #[error("the key is not valid UTF-8 once percent-decoded")]
     BadKey,
+    /// The key, once percent-decoded, is under `/-/`.
+    #[error("key {0:?} is under /-/, which is reserved for the node's own endpoints")]
+    ReservedKey(String),
     /// The body is not UTF-8.
     #[error("the value is not valid UTF-8")]
     BadValue,
@@ -81,21 +87,25 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Proposal(p) => match p {
-                ProposalError::NoLeader
+                ProposalError::NoLeader(_)
+                | ProposalError::NotProposed(_)
+                | ProposalError::Replaced(_)
                 | ProposalError::Timeout(_)
+                | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::Busy(_)
-                | ProposalError::Dropped(_)
                 | ProposalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
                 ProposalError::AlreadyMember(_)
                 | ProposalError::UrlInUse { .. }
                 | ProposalError::LastVoter(_)
                 | ProposalError::ChangePending
-                | ProposalError::Rejected(_) => StatusCode::CONFLICT,
+                | ProposalError::Rejected(_)
+                | ProposalError::WouldLoseQuorum(_) => StatusCode::CONFLICT,
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadKey
+            | ApiError::ReservedKey(_)
             | ApiError::BadValue
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
@@ -145,7 +155,12 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
         }
     };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if app.stopping.is_cancelled() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     app.node
         .metrics()
         .http_requests
@@ -164,10 +179,15 @@ const KNOWN_ENDPOINTS: &[&str] = &[
 ];
 
 fn decode_key(path: &str) -> Result<String, ApiError> {
-    percent_decode_str(path)
+    let key = percent_decode_str(path)
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| ApiError::BadKey)
+        .map_err(|_| ApiError::BadKey)?;
+    // `/%2D/x` decodes to `/-/x`: the node's own namespace, which is never a key.
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(ApiError::ReservedKey(key));
+    }
+    Ok(key)
 }
 
 /// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
@@ -348,6 +368,11 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
         s.first_index, s.last_index, s.commit, s.applied, s.snapshot_index
     );
     let _ = writeln!(out, "wal: {} bytes on disk", s.wal_bytes);
+    let _ = writeln!(
+        out,
+        "sessions: {} ({} ranges of applied requests)",
+        s.sessions.0, s.sessions.1
+    );
     let _ = writeln!(out, "members:");
     for m in &s.members {
         let mark = if m.is_leader { "  (leader)" } else { "" };
@@ -390,6 +415,16 @@ mod tests {
         assert_eq!(decode_key("/a%20b").expect("valid"), "/a b");
         assert_eq!(decode_key("/").expect("valid"), "/");
         assert!(matches!(decode_key("/%FF"), Err(ApiError::BadKey)));
+        // The reserved namespace, spelled with a percent escape, is still reserved.
+        assert!(matches!(
+            decode_key("/%2D/x"),
+            Err(ApiError::ReservedKey(k)) if k == "/-/x"
+        ));
+        assert!(matches!(
+            decode_key("/%2d/members"),
+            Err(ApiError::ReservedKey(_))
+        ));
+        assert_eq!(decode_key("/-x").ok().as_deref(), Some("/-x"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::membership::Members;
+use crate::proposal::{self, Payload, Sessions};
 use crate::raft_node::Responder;
 use crate::snapshotter::Snapshotter;
 
@@ -42,7 +43,7 @@ impl Command {
             .expect("encoding a Command into a Vec cannot fail: no I/O, no size limit")
     }
 
-    /// Decodes `Entry.data`.
+    /// Decodes the bytes [`Command::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Command, bincode::error::DecodeError> {
         // Borrowed first (variant, key, value: Put's layout): each length is checked against
         // `data` there, where the owned decode would allocate whatever a length claims.
@@ -52,15 +53,40 @@ impl Command {
         )?;
         bincode::serde::decode_from_slice(data, bincode::config::standard()).map(|(c, _)| c)
     }
+
+    /// The command in a normal entry's data, behind its identity if it has one (see
+    /// [`crate::proposal`]); `None` for an entry that is no command (a session registration,
+    /// a new leader's empty entry).
+    pub fn from_entry(data: &[u8]) -> Result<Option<Command>, String> {
+        match proposal::decode(data).map_err(|e| e.to_string())? {
+            Payload::Register { .. } => Ok(None),
+            Payload::Plain([]) => Ok(None),
+            Payload::Proposal { command, .. } | Payload::Plain(command) => Command::decode(command)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What a snapshot holds beside the map: the state the raft node keeps in log order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterState {
+    /// The members and their peer URLs.
+    pub members: Members,
+    /// The exactly-once table.
+    pub sessions: Sessions,
 }
 
 /// A message from the raft node to the state machine, in log order.
 pub enum Apply {
     /// Committed entries to apply, then the proposals among them to answer.
     Entries {
-        /// Committed entries in index order (conf changes and empty entries are skipped here;
-        /// the node has already applied conf changes to raft).
+        /// Committed entries that take effect, in index order (conf changes and empty entries
+        /// are skipped here; the node has already applied conf changes to raft, and left out
+        /// copies of proposals applied before).
         entries: Vec<Entry>,
+        /// The index of the last committed entry of the batch (kept or left out).
+        last: u64,
         /// Waiters of proposals made on this node, answered once the batch is applied.
         done: Vec<Responder>,
     },
@@ -70,14 +96,16 @@ pub enum Apply {
         index: u64,
         /// The snapshot's application data (see [`encode_snapshot`]).
         data: Bytes,
+        /// Waiters of proposals the snapshot shows applied, answered once it is restored.
+        done: Vec<Responder>,
     },
     /// Linearizable reads whose read index is ≤ everything sent before this message.
     Reads(Vec<Responder>),
     /// Save a snapshot of the state as of everything sent before this message, streaming
     /// the map into the snapshot file (never a second copy of the state in memory).
     Snapshot {
-        /// Membership as of the same index, stored beside the map.
-        members: Members,
+        /// Membership and sessions as of the same index, stored beside the map.
+        state: ClusterState,
         /// Term, index and conf state of the snapshot.
         meta: SnapshotMetadata,
         /// Where it is saved.
@@ -166,14 +194,18 @@ impl KvStore {
     /// Carries out one message; `false` when applying must stop for good.
     fn handle(&self, msg: Apply) -> bool {
         match msg {
-            Apply::Entries { entries, done } => {
-                self.apply_entries(&entries);
+            Apply::Entries {
+                entries,
+                last,
+                done,
+            } => {
+                self.apply_entries(&entries, last);
                 for waiter in done {
                     // The client may have timed out and gone: nothing to answer then.
                     let _ = waiter.send(Ok(()));
                 }
             }
-            Apply::Restore { index, data } => match decode_snapshot(&data) {
+            Apply::Restore { index, data, done } => match decode_snapshot(&data) {
                 Ok((_, map)) => {
                     // Free the old map after the lock is released: dropping a million
                     // boxed strings takes a while, and readers wait on the lock.
@@ -181,6 +213,9 @@ impl KvStore {
                     drop(old);
                     self.applied.store(index, Ordering::Release);
                     tracing::info!(index, "state restored from snapshot");
+                    for waiter in done {
+                        let _ = waiter.send(Ok(()));
+                    }
                 }
                 Err(err) => {
                     // The node has already checked this snapshot's checksum; a decode
@@ -196,7 +231,7 @@ impl KvStore {
                 }
             }
             Apply::Snapshot {
-                members,
+                state,
                 meta,
                 snapshotter,
                 reply,
@@ -204,9 +239,8 @@ impl KvStore {
                 // Applies wait meanwhile (this is their thread); reads go on under the
                 // shared lock.
                 let map = self.read();
-                let len = snapshot_len(&members, &map);
-                let saved =
-                    snapshotter.save_with(&meta, len, |w| write_snapshot(w, &members, &map));
+                let len = snapshot_len(&state, &map);
+                let saved = snapshotter.save_with(&meta, len, |w| write_snapshot(w, &state, &map));
                 drop(map);
                 let _ = reply.send(saved);
             }
@@ -214,17 +248,17 @@ impl KvStore {
         true
     }
 
-    fn apply_entries(&self, entries: &[Entry]) {
-        let Some(last) = entries.last() else { return };
+    fn apply_entries(&self, entries: &[Entry], last: u64) {
         let mut map = self.write();
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue;
             }
-            match Command::decode(&entry.data) {
-                Ok(Command::Put { key, value }) => {
+            match Command::from_entry(&entry.data) {
+                Ok(Some(Command::Put { key, value })) => {
                     map.insert(key.into_boxed_str(), value.into_boxed_str());
                 }
+                Ok(None) => {}
                 // Every node skips the same entry, so the replicas stay identical.
                 Err(err) => {
                     tracing::error!(index = entry.index, %err, "skipping undecodable entry")
@@ -232,7 +266,7 @@ impl KvStore {
             }
         }
         drop(map);
-        self.applied.store(last.index, Ordering::Release);
+        self.applied.store(last, Ordering::Release);
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Map> {
@@ -299,15 +333,18 @@ impl Applier {
 // Snapshot data, written and read as a stream (a million-key store's snapshot is never whole
 // in memory on the way to or from its file):
 //
-//   members_len u32 LE | members (bincode)  -- first, so the raft node can read them alone
+//   state_len u32 LE | members (bincode) | sessions (bincode)  -- first, so the raft node
+//                                                                 can read them alone
 //   count varint | count × (key_len varint | key | value_len varint | value)
 //
-// Varints are bincode's: a byte below 251 is the value; 251, 252, 253 announce a u16, u32 or
-// u64 that follows, little-endian. Every length is checked against the bytes that remain
-// before anything is allocated, so a damaged length cannot make the decoder allocate wildly.
+// Snapshots of older versions hold no sessions (the members fill state_len): they read as an
+// empty exactly-once table. Varints are bincode's: a byte below 251 is the value; 251, 252,
+// 253 announce a u16, u32 or u64 that follows, little-endian. Every length is checked against
+// the bytes that remain before anything is allocated, so a damaged length cannot make the
+// decoder allocate wildly.
 
 /// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
-pub fn snapshot_len(members: &Members, map: &Map) -> u64 {
+pub fn snapshot_len(state: &ClusterState, map: &Map) -> u64 {
     let pairs: u64 = map
         .iter()
         .map(|(k, v)| {
@@ -317,16 +354,16 @@ pub fn snapshot_len(members: &Members, map: &Map) -> u64 {
                 + v.len() as u64
         })
         .sum();
-    4 + members_bytes(members).len() as u64 + varint_len(map.len() as u64) + pairs
+    4 + state_bytes(state).len() as u64 + varint_len(map.len() as u64) + pairs
 }
 
-/// Writes snapshot data for `members` and `map`.
-pub fn write_snapshot(w: &mut dyn Write, members: &Members, map: &Map) -> io::Result<()> {
-    let members = members_bytes(members);
-    let members_len = u32::try_from(members.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "membership over 4 GiB"))?;
-    w.write_all(&members_len.to_le_bytes())?;
-    w.write_all(&members)?;
+/// Writes snapshot data for `state` and `map`.
+pub fn write_snapshot(w: &mut dyn Write, state: &ClusterState, map: &Map) -> io::Result<()> {
+    let state = state_bytes(state);
+    let state_len = u32::try_from(state.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cluster state over 4 GiB"))?;
+    w.write_all(&state_len.to_le_bytes())?;
+    w.write_all(&state)?;
     write_varint(w, map.len() as u64)?;
     for (key, value) in map {
         write_varint(w, key.len() as u64)?;
@@ -338,9 +375,9 @@ pub fn write_snapshot(w: &mut dyn Write, members: &Members, map: &Map) -> io::Re
 }
 
 /// Reads snapshot data of `len` bytes written by [`write_snapshot`].
-pub fn read_snapshot(r: &mut dyn Read, len: u64) -> io::Result<(Members, Map)> {
+pub fn read_snapshot(r: &mut dyn Read, len: u64) -> io::Result<(ClusterState, Map)> {
     let mut remaining = len;
-    let members = read_members(r, &mut remaining)?;
+    let state = read_state(r, &mut remaining)?;
     let count = read_varint(r, &mut remaining)?;
     // Each pair takes at least two bytes: never size the table from an unchecked count.
     let mut map = Map::with_capacity_and_hasher(
@@ -355,39 +392,62 @@ pub fn read_snapshot(r: &mut dyn Read, len: u64) -> io::Result<(Members, Map)> {
     if remaining != 0 {
         return Err(invalid(format!("{remaining} bytes after the last key")));
     }
-    Ok((members, map))
+    Ok((state, map))
 }
 
 /// Snapshot data in memory (what travels in a raft message).
-pub fn encode_snapshot(members: &Members, map: &Map) -> Vec<u8> {
-    let mut out = Vec::with_capacity(snapshot_len(members, map) as usize);
-    write_snapshot(&mut out, members, map).expect("writing into a Vec cannot fail");
+pub fn encode_snapshot(state: &ClusterState, map: &Map) -> Vec<u8> {
+    let mut out = Vec::with_capacity(snapshot_len(state, map) as usize);
+    write_snapshot(&mut out, state, map).expect("writing into a Vec cannot fail");
     out
 }
 
 /// Decodes snapshot data held in memory.
-pub fn decode_snapshot(mut data: &[u8]) -> io::Result<(Members, Map)> {
+pub fn decode_snapshot(mut data: &[u8]) -> io::Result<(ClusterState, Map)> {
     let len = data.len() as u64;
     read_snapshot(&mut data, len)
 }
 
-/// Reads the membership at the front of snapshot data.
-pub fn decode_members(mut data: &[u8]) -> io::Result<Members> {
+/// Reads the membership and sessions at the front of snapshot data.
+pub fn decode_cluster_state(mut data: &[u8]) -> io::Result<ClusterState> {
     let mut remaining = data.len() as u64;
-    read_members(&mut data, &mut remaining)
+    read_state(&mut data, &mut remaining)
 }
 
-fn members_bytes(members: &Members) -> Vec<u8> {
-    bincode::serde::encode_to_vec(members, bincode::config::standard())
-        .expect("encoding into a Vec cannot fail: no I/O, no size limit")
+fn state_bytes(state: &ClusterState) -> Vec<u8> {
+    let config = bincode::config::standard();
+    let mut bytes = bincode::serde::encode_to_vec(&state.members, config)
+        .expect("encoding into a Vec cannot fail: no I/O, no size limit");
+    bytes.extend(
+        bincode::serde::encode_to_vec(&state.sessions, config)
+            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+    );
+    bytes
 }
 
-fn read_members(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Members> {
+fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState> {
     let mut len = [0u8; 4];
     take(r, remaining, &mut len)?;
     let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
     take(r, remaining, &mut bytes)?;
-    Members::decode(&bytes).map_err(|e| invalid(format!("membership: {e}")))
+    let config = bincode::config::standard();
+    let (members, used) =
+        Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
+    let rest = &bytes[used..];
+    let sessions = if rest.is_empty() {
+        Sessions::default()
+    } else {
+        let (sessions, used) = bincode::serde::decode_from_slice(rest, config)
+            .map_err(|e| invalid(format!("sessions: {e}")))?;
+        if used != rest.len() {
+            return Err(invalid(format!(
+                "{} bytes after the sessions",
+                rest.len() - used
+            )));
+        }
+        sessions
+    };
+    Ok(ClusterState { members, sessions })
 }
 
 fn read_string(r: &mut dyn Read, remaining: &mut u64) -> io::Result<Box<str>> {
@@ -479,19 +539,45 @@ mod tests {
         }
     }
 
-    /// The original's Test_kvstore_snapshot: a snapshot round-trips the map.
+    /// The original's Test_kvstore_snapshot: a snapshot round-trips the map, and here the
+    /// members and the exactly-once table too.
     #[test]
-    fn snapshot_round_trips_the_map_and_members() {
+    fn snapshot_round_trips_the_map_members_and_sessions() {
         let mut map = Map::default();
         map.insert("/foo".into(), "bar".into());
         map.insert("/héllo".into(), "".into());
+        let mut state = ClusterState::default();
+        state.members.add(1, "http://127.0.0.1:1".into());
+        state.members.remove(2);
+        let session = state.sessions.register(1, 77, 5);
+        let id = crate::proposal::ProposalId {
+            origin: 1,
+            session,
+            seq: 3,
+        };
+        state.sessions.admit(id, 1);
+        let data = encode_snapshot(&state, &map);
+        assert_eq!(decode_cluster_state(&data).expect("state decodes"), state);
+        let (s2, map2) = decode_snapshot(&data).expect("snapshot decodes");
+        assert!(s2.sessions.settled(id));
+        assert_eq!((s2, map2), (state, map));
+    }
+
+    /// Snapshots written before sessions existed hold the members alone: they still load,
+    /// with an empty exactly-once table.
+    #[test]
+    fn snapshots_without_sessions_still_load() {
         let mut members = Members::default();
         members.add(1, "http://127.0.0.1:1".into());
-        members.remove(2);
-        let data = encode_snapshot(&members, &map);
-        assert_eq!(decode_members(&data).expect("members decode"), members);
-        let (m2, map2) = decode_snapshot(&data).expect("snapshot decodes");
-        assert_eq!((m2, map2), (members, map));
+        let blob =
+            bincode::serde::encode_to_vec(&members, bincode::config::standard()).expect("encodes");
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.extend_from_slice(&[1, 2, b'/', b'k', 1, b'v']);
+        let (state, map) = decode_snapshot(&data).expect("an old snapshot decodes");
+        assert_eq!(state.members, members);
+        assert_eq!(state.sessions, Sessions::default());
+        assert_eq!(map.get("/k").map(|v| &**v), Some("v"));
     }
 
     #[test]
@@ -500,9 +586,9 @@ mod tests {
         for n in [0usize, 1, 250, 251, 0xffff, 0x1_0000] {
             map.insert(format!("/k{n}").into(), "v".repeat(n).into());
         }
-        let members = Members::default();
-        let data = encode_snapshot(&members, &map);
-        assert_eq!(data.len() as u64, snapshot_len(&members, &map));
+        let state = ClusterState::default();
+        let data = encode_snapshot(&state, &map);
+        assert_eq!(data.len() as u64, snapshot_len(&state, &map));
         let (_, back) = decode_snapshot(&data).expect("decodes");
         assert_eq!(back, map);
         for n in [
@@ -531,13 +617,13 @@ mod tests {
     fn damaged_snapshot_data_is_an_error() {
         let mut map = Map::default();
         map.insert("/key".into(), "value".into());
-        let data = encode_snapshot(&Members::default(), &map);
+        let data = encode_snapshot(&ClusterState::default(), &map);
         for cut in 0..data.len() {
             assert!(decode_snapshot(&data[..cut]).is_err(), "cut at {cut}");
         }
         let mut huge = data.clone();
         // The count of pairs, right after the membership: claim u64::MAX of them.
-        let at = 4 + members_bytes(&Members::default()).len();
+        let at = 4 + state_bytes(&ClusterState::default()).len();
         huge.splice(at..at + 1, [253, 255, 255, 255, 255, 255, 255, 255, 255]);
         assert!(decode_snapshot(&huge).is_err());
         let mut extra = data;
@@ -559,13 +645,14 @@ mod tests {
             applier
                 .send(Apply::Entries {
                     entries: vec![put_entry(index, "/a", &format!("{index}"))],
+                    last: index,
                     done: vec![],
                 })
                 .expect("applied");
             let (reply, saved) = oneshot::channel();
             applier
                 .send(Apply::Snapshot {
-                    members: Members::default(),
+                    state: ClusterState::default(),
                     meta: SnapshotMetadata {
                         index,
                         term: 1,
@@ -578,6 +665,7 @@ mod tests {
             applier
                 .send(Apply::Entries {
                     entries: vec![put_entry(index + 1, "/a", "later")],
+                    last: index + 1,
                     done: vec![],
                 })
                 .expect("applied or queued");
@@ -603,6 +691,7 @@ mod tests {
                 Entry::default(),
                 put_entry(3, "/a", "2"),
             ],
+            last: 3,
             done: vec![done_tx],
         })
         .expect("apply loop is running");
@@ -619,7 +708,7 @@ mod tests {
         };
         let (snap_tx, snap_rx) = oneshot::channel();
         tx.send(Apply::Snapshot {
-            members: Members::default(),
+            state: ClusterState::default(),
             meta,
             snapshotter: snapshotter.clone(),
             reply: snap_tx,
@@ -632,11 +721,16 @@ mod tests {
         let data = snapshotter.load(1, 3).expect("snapshot file").data;
         tx.send(Apply::Entries {
             entries: vec![put_entry(4, "/b", "x")],
+            last: 4,
             done: vec![],
         })
         .expect("apply loop is running");
-        tx.send(Apply::Restore { index: 3, data })
-            .expect("apply loop is running");
+        tx.send(Apply::Restore {
+            index: 3,
+            data,
+            done: vec![],
+        })
+        .expect("apply loop is running");
         drop(tx);
         handle.join().expect("apply thread ends cleanly");
         assert_eq!(kv.get("/b"), None, "restore replaced the map");

@@ -24,6 +24,7 @@
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
 //! - [`pb`]: protobuf decoding bounded by its input (a leaf every decoder uses).
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
@@ -40,20 +41,23 @@ pub mod kvstore;
 pub mod membership;
 pub mod metrics;
 pub mod pb;
+pub mod proposal;
 pub mod raft_node;
 pub mod snapshotter;
 pub mod tls;
 pub mod transport;
+pub mod varint;
 pub mod wal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -75,9 +79,15 @@ pub struct Running {
     pub rest_addr: SocketAddr,
     /// Where the peer transport listens.
     pub peer_addr: SocketAddr,
+    /// Asks the node to stop: it stops taking REST connections, hands leadership over if it
+    /// leads, answers what is in flight, and stops.
     shutdown: CancellationToken,
+    /// Stops the transport and the peer server, once the node has stopped (until then it
+    /// needs them to hand over and answer).
+    services: CancellationToken,
     exit: oneshot::Receiver<Exit>,
-    servers: Vec<JoinHandle<()>>,
+    rest_server: JoinHandle<()>,
+    peer_server: JoinHandle<()>,
 }
 
 impl Running {
@@ -97,11 +107,13 @@ impl Running {
             Exit::Fatal("the raft node thread ended without saying why".to_string())
         });
         self.shutdown.cancel();
-        for server in self.servers {
-            // Requests still waiting on the node fail at once now that it has stopped; give
-            // the servers a moment to answer them and close.
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-        }
+        self.services.cancel();
+        // Peer streams are long-lived requests that a graceful stop would wait for; nothing
+        // is owed to them.
+        self.peer_server.abort();
+        // Requests still waiting on the node fail at once now that it has stopped; give the
+        // REST server a moment to answer them and close.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.rest_server).await;
         exit
     }
 }
@@ -154,6 +166,7 @@ async fn start_recovered(
     })?;
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
+    let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared::default());
@@ -162,12 +175,12 @@ async fn start_recovered(
         filter.clone(),
         inbox_tx.clone(),
         tokio::runtime::Handle::current(),
-        shutdown.child_token(),
+        services.child_token(),
         metrics.clone(),
         tls.peer_client,
     );
     transport.learn_cluster_id(own_url, &config.cluster);
-    let peer_server = PeerServer::new(
+    let peer_endpoints = PeerServer::new(
         filter,
         inbox_tx.clone(),
         shared.clone(),
@@ -206,21 +219,31 @@ async fn start_recovered(
         config.proposal_timeout(),
         shared,
         metrics,
-    );
+    )
+    .with_strict_reconfig(config.strict_reconfig_check);
     let rest_router = http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
         peer_tls,
+        stopping: shutdown.clone(),
     });
-    let servers = vec![
-        serve(
-            peer_listener,
-            peer_server.router(),
-            tls.peer_server,
-            shutdown.clone(),
-        )?,
-        serve(rest_listener, rest_router, tls.rest, shutdown.clone())?,
-    ];
+    let bind_err = |addr: SocketAddr| {
+        move |source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        }
+    };
+    let peer_listener =
+        PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
+    let peer_server = serve(peer_listener, peer_endpoints.router(), services.clone());
+    // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
+    // connections already open are served until the node has answered what is in flight.
+    let rest_listener = UntilStopped {
+        inner: Some(PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?),
+        stop: shutdown.clone(),
+        addr: rest_addr,
+    };
+    let rest_server = serve(rest_listener, rest_router, services.clone());
     tracing::info!(
         id = config.id,
         rest = %rest_addr,
@@ -232,8 +255,10 @@ async fn start_recovered(
         rest_addr,
         peer_addr,
         shutdown,
+        services,
         exit: exit_rx,
-        servers,
+        rest_server,
+        peer_server,
     })
 }
 
@@ -244,36 +269,81 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
     })
 }
 
-/// Serves `router` on `listener`, over TLS when `tls` is given.
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, StartError> {
-    match tls {
-        Some(tls) => {
-            let addr = local_addr(&listener, "the listener")?;
-            let listener = TlsListener::new(listener, tls).map_err(|source| StartError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-            Ok(serve_on(listener, router, shutdown))
-        }
-        None => {
-            // Small requests and answers: Nagle's delay would dominate their latency.
-            let listener = listener.tap_io(|tcp| {
+/// One port's listener: plain TCP, or TLS when the flags ask for it.
+enum PortListener {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+impl PortListener {
+    fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<Self> {
+        Ok(match tls {
+            Some(tls) => PortListener::Tls(TlsListener::new(listener, tls)?),
+            None => PortListener::Plain(listener),
+        })
+    }
+}
+
+impl axum::serve::Listener for PortListener {
+    type Io = Either<TcpStream, TlsStream<TcpStream>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self {
+            PortListener::Plain(listener) => {
+                let (tcp, addr) = axum::serve::Listener::accept(listener).await;
+                // Small requests and answers: Nagle's delay would dominate their latency
+                // (the TLS listener sets it too).
                 let _ = tcp.set_nodelay(true);
-            });
-            Ok(serve_on(listener, router, shutdown))
+                (Either::Left(tcp), addr)
+            }
+            PortListener::Tls(listener) => {
+                let (tls, addr) = listener.accept().await;
+                (Either::Right(tls), addr)
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            PortListener::Plain(listener) => listener.local_addr(),
+            PortListener::Tls(listener) => axum::serve::Listener::local_addr(listener),
         }
     }
 }
 
-fn serve_on<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
+/// A listener that stops taking connections once `stop` is cancelled, and closes its port so
+/// that new clients are refused at once, while the connections it took go on being served.
+struct UntilStopped {
+    inner: Option<PortListener>,
+    stop: CancellationToken,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for UntilStopped {
+    type Io = <PortListener as axum::serve::Listener>::Io;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let UntilStopped { inner, stop, .. } = self;
+        if let Some(listener) = inner.as_mut() {
+            tokio::select! {
+                accepted = axum::serve::Listener::accept(listener) => return accepted,
+                _ = stop.cancelled() => {}
+            }
+        }
+        *inner = None;
+        std::future::pending().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+fn serve<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
@@ -320,7 +390,10 @@ mod tests {
                 .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;
             assert!(
-                matches!(put, Err(ProposalError::Stopped | ProposalError::NoLeader)),
+                matches!(
+                    put,
+                    Err(ProposalError::Stopped | ProposalError::NoLeader(_))
+                ),
                 "a write must not be acknowledged: {put:?}"
             );
             let kv = running.node.kv().clone();

@@ -57,19 +57,21 @@ struct MembersRef<'a> {
 }
 
 impl Members {
-    /// Decodes what `bincode::serde::encode_to_vec(members, standard())` wrote, allocating
-    /// no more than the decoded membership holds, whatever the bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Members, bincode::error::DecodeError> {
-        let (m, _): (MembersRef<'_>, _) =
+    /// Decodes what `bincode::serde::encode_to_vec(members, standard())` wrote at the front
+    /// of `bytes`, allocating no more than the decoded membership holds, whatever the bytes;
+    /// returns it and the bytes it took.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Members, usize), bincode::error::DecodeError> {
+        let (m, used): (MembersRef<'_>, _) =
             bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())?;
-        Ok(Members {
+        let members = Members {
             urls: m
                 .urls
                 .into_iter()
                 .map(|(id, u)| (id, u.to_string()))
                 .collect(),
             removed: m.removed,
-        })
+        };
+        Ok((members, used))
     }
 }
 
@@ -87,6 +89,55 @@ pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::Proto
     cc.mut_changes().push(single);
     cc.context = v1.context;
     Ok(cc)
+}
+
+/// etcd's `--strict-reconfig-check`: whether the cluster can still reach a quorum after
+/// adding (`add`) or removing node `id`, counting only the members that answer now
+/// (`reachable`; a node being added has not started yet, so it does not count). `Err` gives
+/// the arithmetic, in words.
+pub fn quorum_after_change(
+    voters: &BTreeSet<u64>,
+    add: bool,
+    id: u64,
+    reachable: &BTreeSet<u64>,
+) -> Result<(), String> {
+    let mut after = voters.clone();
+    if add {
+        after.insert(id);
+    } else {
+        after.remove(&id);
+    }
+    if after.is_empty() {
+        // Removing the last voter: refused elsewhere, with its own reason.
+        return Ok(());
+    }
+    let quorum = after.len() / 2 + 1;
+    let up: Vec<u64> = after
+        .iter()
+        .filter(|v| **v != id && reachable.contains(v))
+        .copied()
+        .collect();
+    if up.len() >= quorum {
+        return Ok(());
+    }
+    let down: Vec<String> = after
+        .iter()
+        .filter(|v| **v != id && !reachable.contains(v))
+        .map(u64::to_string)
+        .collect();
+    let list = |ids: Vec<String>| ids.join(", ");
+    let up_list = list(up.iter().map(u64::to_string).collect());
+    let what = if add {
+        format!("adding node {id} would make {} voters", after.len())
+    } else {
+        format!("removing node {id} would leave {} voters", after.len())
+    };
+    Err(format!(
+        "{what}, which need {quorum} for a quorum, but only {} of them answer now ({up_list}; \
+         not {}): bring the missing members back first, or pass --strict-reconfig-check=false",
+        up.len(),
+        list(down)
+    ))
 }
 
 /// The cluster identity derived from the bootstrap peer list: the same `--cluster` list and
@@ -216,6 +267,31 @@ pub fn parse_node_id(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    /// etcd's arithmetic: after the change, the members that answer (a new one does not
+    /// count: it has not started) must be a quorum of the voters.
+    #[test]
+    fn a_change_is_refused_when_those_who_answer_would_not_be_a_quorum() {
+        let ids = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        let three = ids(&[1, 2, 3]);
+        // All up: adding a fourth (4 voters, quorum 3, 3 answer) is fine.
+        assert!(quorum_after_change(&three, true, 4, &three).is_ok());
+        // Node 2 down: 4 voters would need 3, only 2 answer.
+        let err = quorum_after_change(&three, true, 5, &ids(&[1, 3])).expect_err("refused");
+        assert!(
+            err.contains("adding node 5 would make 4 voters, which need 3"),
+            "{err}"
+        );
+        assert!(err.contains("not 2"), "{err}");
+        // Removing the member that is down leaves 2 voters, both up: fine.
+        assert!(quorum_after_change(&three, false, 2, &ids(&[1, 3])).is_ok());
+        // Removing a live one while another is down: 2 voters, 1 answers.
+        let err = quorum_after_change(&three, false, 3, &ids(&[1, 3])).expect_err("refused");
+        assert!(
+            err.contains("removing node 3 would leave 2 voters"),
+            "{err}"
+        );
+    }
     use super::*;
 
     #[test]
@@ -296,10 +372,13 @@ mod tests {
         m.add(7, "http://b:2".into());
         m.remove(3);
         let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).expect("encode");
-        assert_eq!(Members::decode(&bytes).expect("decodes"), m);
+        assert_eq!(
+            Members::decode_prefix(&bytes).expect("decodes"),
+            (m, bytes.len())
+        );
         // One member whose URL claims 2^62 bytes.
         let lying = [1, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x40, 0];
-        assert!(Members::decode(&lying).is_err());
+        assert!(Members::decode_prefix(&lying).is_err());
     }
 
     #[test]

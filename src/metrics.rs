@@ -18,6 +18,10 @@ pub struct Metrics {
     pub proposals_committed: IntCounter,
     /// Proposals that failed, by reason.
     pub proposals_failed: IntCounterVec,
+    /// Proposals sent again because a leader change or a silence may have lost them.
+    pub proposals_resent: IntCounter,
+    /// Committed copies of proposals that had taken effect already: skipped.
+    pub duplicates_skipped: IntCounter,
     /// Entries handed to the state machine.
     pub entries_applied: IntCounter,
     /// The current raft term.
@@ -106,6 +110,14 @@ impl Metrics {
                 "proposals_failed_total",
                 "Proposals that failed, by reason.",
                 &["reason"],
+            ),
+            proposals_resent: counter(
+                "proposals_resent_total",
+                "Proposals sent again after a silence (a leader change sends everything again).",
+            ),
+            duplicates_skipped: counter(
+                "duplicates_skipped_total",
+                "Committed copies of proposals that had already taken effect, skipped.",
             ),
             entries_applied: counter(
                 "entries_applied_total",

@@ -220,3 +220,116 @@ async fn no_flags_start_a_working_single_node_store() {
         "snapshot folder in the working dir"
     );
 }
+
+/// SIGTERM of the leader while 16 clients write: it hands leadership to a follower before it
+/// goes (no election timeout to wait out), answers what it had in flight, and exits at once.
+/// No client gets a 503, and no write around the hand-over waits more than 500 ms (or, on a
+/// machine so busy that writes stall that long anyway, longer than the slowest write of the
+/// steady load before it); a client whose node has gone moves to another (a refused
+/// connection is all it sees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_leader_hands_over_without_stalling_writes() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let urls: Vec<String> = (1..=3).map(|id| c.url(id)).collect();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut clients = Vec::new();
+    for w in 0..16usize {
+        let (urls, stop, http) = (urls.clone(), stop.clone(), c.http.clone());
+        clients.push(tokio::spawn(async move {
+            let mut target = w % 3;
+            // (started, took) of every acknowledged write, and what went wrong.
+            let (mut writes, mut bad) = (Vec::new(), Vec::new());
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                i += 1;
+                let started = Instant::now();
+                let sent = http
+                    .put(format!("{}/c{w}-{i}", urls[target]))
+                    .body("v")
+                    .send()
+                    .await;
+                let took = started.elapsed();
+                match sent {
+                    Ok(r) if r.status().as_u16() == 204 => writes.push((started, took)),
+                    Ok(r) => bad.push(format!("{} after {took:?}", r.status())),
+                    // The node has gone: try the next one.
+                    Err(e) if e.is_connect() => target = (target + 1) % 3,
+                    Err(e) => bad.push(format!("{e} after {took:?}")),
+                }
+            }
+            (writes, bad)
+        }));
+    }
+    // A second of steady load; then stop the leader.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let stopped_at = Instant::now();
+    c.signal(leader, nix::sys::signal::Signal::SIGTERM);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = wait_for(Duration::from_secs(5), "a new leader", || async {
+        let mut seen = Vec::new();
+        for id in &others {
+            seen.push(c.status(*id).await?["leader"].as_u64()?);
+        }
+        seen.dedup();
+        (seen.len() == 1 && seen[0] != leader && seen[0] != 0).then(|| seen[0])
+    })
+    .await;
+    let took_over = stopped_at.elapsed();
+    let status = c.wait_exit(leader, Duration::from_secs(5)).await;
+    let exited = stopped_at.elapsed();
+    assert!(status.success(), "the leader exited with {status}");
+    // Keep writing a little with the new leader, then stop the clients.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let (mut before, mut around, mut total) = (Duration::ZERO, Duration::ZERO, 0);
+    // Writes in flight at the SIGTERM or started within a second of it.
+    let window = stopped_at..stopped_at + Duration::from_secs(1);
+    for client in clients {
+        let (writes, bad) = client.await.expect("client");
+        assert!(bad.is_empty(), "a client got {bad:?}");
+        total += writes.len();
+        for (started, took) in writes {
+            if window.contains(&started) || (started < stopped_at && started + took > stopped_at) {
+                around = around.max(took);
+            } else if started < stopped_at {
+                before = before.max(took);
+            }
+        }
+    }
+    eprintln!(
+        "{total} writes; node {new_leader} led {took_over:?} after the SIGTERM; the old leader \
+         exited after {exited:?}; slowest write {around:?} around the hand-over, {before:?} before"
+    );
+    assert!(total > 0, "no write went through");
+    assert!(
+        around <= Duration::from_millis(500).max(before),
+        "a write around the hand-over waited {around:?} (before it, at most {before:?})"
+    );
+    assert!(
+        took_over <= Duration::from_secs(1),
+        "node {new_leader} led only after {took_over:?}"
+    );
+    assert!(
+        exited <= Duration::from_secs(1),
+        "the leader took {exited:?} to exit"
+    );
+}
+
+/// SIGTERM of a follower: it exits within half a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_follower_is_quick() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    c.put_ok(follower, "k", "v").await;
+    let started = Instant::now();
+    let status = c.stop(follower).await;
+    let took = started.elapsed();
+    eprintln!("the follower exited after {took:?}");
+    assert!(status.success(), "the follower exited with {status}");
+    assert!(
+        took <= Duration::from_millis(500),
+        "the follower took {took:?} to exit"
+    );
+}

@@ -27,8 +27,9 @@ use raft::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
     Message, MessageType, Snapshot, SnapshotMetadata,
 };
-use raftexample::kvstore::{self, Command, Map};
+use raftexample::kvstore::{self, ClusterState, Command, Map};
 use raftexample::membership::{Members, decode_conf_change};
+use raftexample::proposal::{self, ProposalId, Sessions};
 use raftexample::snapshotter::{self, Snapshotter};
 use raftexample::transport::{decode_available, decode_batch, encode_batch};
 use raftexample::wal::{self, Metadata, Wal, WalOptions};
@@ -243,10 +244,10 @@ fn peer_frames(input: &[u8]) -> Result<(), String> {
     whole.map(drop)
 }
 
-/// An entry's data as each kind of entry: a command, a v2 and a v1 membership change. `Ok`
-/// if any of them decodes it.
+/// An entry's data as each kind of entry: a proposal (its header and command), a v2 and a v1
+/// membership change. `Ok` if any of them decodes it.
 fn entry_payload(input: &[u8]) -> Result<(), String> {
-    let mut result = Command::decode(input).map(drop).map_err(|e| e.to_string());
+    let mut result = Command::from_entry(input).map(drop);
     for ty in [EntryType::EntryConfChangeV2, EntryType::EntryConfChange] {
         let mut e = Entry {
             data: input.to_vec().into(),
@@ -301,7 +302,14 @@ fn snapshot_data() -> Vec<u8> {
     for i in 0..20 {
         map.insert(format!("/k{i}").into(), "x".repeat(i).into());
     }
-    kvstore::encode_snapshot(&members(), &map)
+    let mut sessions = Sessions::default();
+    sessions.register(1, 77, 4);
+    sessions.register(2, 78, 9);
+    let state = ClusterState {
+        members: members(),
+        sessions,
+    };
+    kvstore::encode_snapshot(&state, &map)
 }
 
 fn conf_change() -> Vec<u8> {
@@ -402,11 +410,20 @@ fn decoders() -> Vec<Decoder> {
         Decoder {
             name: "entry payloads",
             seeds: vec![
-                Command::Put {
-                    key: "/my-key".into(),
-                    value: "hello".into(),
-                }
-                .encode(),
+                proposal::encode_proposal(
+                    ProposalId {
+                        origin: 2,
+                        session: 5,
+                        seq: 300,
+                    },
+                    290,
+                    &Command::Put {
+                        key: "/my-key".into(),
+                        value: "hello".into(),
+                    }
+                    .encode(),
+                ),
+                proposal::encode_register(3, 12345),
                 conf_change(),
             ],
             reseal: None,

@@ -342,3 +342,130 @@ async fn a_lone_node_is_not_started_as_one_of_three() {
         );
     }
 }
+
+/// A node removed and added back under its old id, with the default snapshot settings (the
+/// leader keeps 10,000 entries for catch-up, so the newcomer replays the log, its own removal
+/// included): wiped and started with `--join`, it catches up, stays, and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let (code, body) = delete(&c, 1, 3).await;
+    assert_eq!(code, 204, "{body}");
+    let status = c.wait_exit(3, Duration::from_secs(15)).await;
+    assert!(status.success(), "node 3 exited with {status} once removed");
+    // More than 1 MiB of writes after the removal: the leader's appends to the newcomer come
+    // in several messages.
+    let value = "x".repeat(1024);
+    let mut writers = Vec::new();
+    for w in 0..16u64 {
+        let (http, url, value) = (c.http.clone(), c.url(1 + w % 2), value.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..80u64 {
+                let r = http
+                    .put(format!("{url}/big-{w}-{i}"))
+                    .body(value.clone())
+                    .send()
+                    .await
+                    .expect("PUT reaches the node");
+                assert_eq!(r.status().as_u16(), 204);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let (code, body) = post(&c, 1, 3, &c.peers[2].clone()).await;
+    assert_eq!(code, 204, "{body}");
+    std::fs::remove_dir_all(c.data_dir(3)).expect("wiping node 3");
+    let earlier_log = c.log(3).len();
+    c.spawn(3, &["--join"]);
+    c.wait_value(3, "big-15-79", &value, true).await;
+    c.put_ok(3, "from-3", "back").await;
+    for id in 1..=3 {
+        c.wait_value(id, "from-3", "back", false).await;
+    }
+    assert!(c.is_running(3), "node 3 stopped: {}", c.log(3));
+    let log = c.log(3).split_off(earlier_log);
+    assert!(
+        !log.contains("I've been removed"),
+        "node 3 believed itself removed: {log}"
+    );
+    assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
+}
+
+/// Two voters, and the leader removes itself: it hands leadership to the other first, which
+/// commits the removal, so the survivor is never left counting a departed node as a voter
+/// (it could then never win an election). The removed node exits 0; the other serves alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {
+    let mut c = ProcCluster::start(2, &[]).await;
+    c.put_ok(1, "before", "1").await;
+    let leader = c.wait_leader().await;
+    let other = 3 - leader;
+    let (code, body) = delete(&c, leader, leader).await;
+    assert_eq!(code, 204, "{body}");
+    let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(status.success(), "the removed leader exited with {status}");
+    assert!(
+        c.log(leader).contains("handing leadership over"),
+        "{}",
+        c.log(leader)
+    );
+    c.put_ok(other, "after", "2").await;
+    c.wait_value(other, "before", "1", false).await;
+    assert_eq!(member_ids(&c, other).await, [other]);
+    // Started again on its data, the removed node learns it is out and exits 0.
+    c.spawn(leader, &[]);
+    let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(
+        status.success(),
+        "the removed node exited with {status} on restart"
+    );
+    c.put_ok(other, "still", "3").await;
+}
+
+/// etcd's strict reconfiguration check: with node 2 down, adding a member (4 voters would need
+/// 3, only 2 answer) or removing a live one is refused with the arithmetic, and the cluster is
+/// unchanged; removing the member that is down is fine. `--strict-reconfig-check=false`
+/// turns the check off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_would_lose_the_quorum_is_refused() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "k", "v").await;
+    c.stop(2).await;
+    let (code, body) = post(&c, 1, 5, "http://127.0.0.1:52379").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would make 4 voters, which need 3"), "{body}");
+    let (code, body) = delete(&c, 1, 3).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would leave 2 voters"), "{body}");
+    assert_eq!(member_ids(&c, 1).await, [1, 2, 3]);
+    assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
+    c.put_ok(3, "still", "writable").await;
+    let (code, body) = delete(&c, 3, 2).await;
+    assert_eq!(code, 204, "{body}");
+
+    let mut lax = ProcCluster::start(3, &["--strict-reconfig-check=false"]).await;
+    lax.stop(2).await;
+    let (code, body) = post(&lax, 1, 5, "http://127.0.0.1:52379").await;
+    assert_eq!(code, 204, "{body}");
+}
+
+/// Two voters, and the other node asks to remove the leader: the proposal reaches the leader
+/// through raft, and the leader commits its own removal. It must not simply go (the other
+/// might not know the removal committed, and could never win an election while it counts the
+/// departed node): it hands leadership over first, then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_of_two_removed_through_the_other_leaves_it_serving() {
+    for _ in 0..3 {
+        let mut c = ProcCluster::start(2, &[]).await;
+        let leader = c.wait_leader().await;
+        let other = 3 - leader;
+        let (code, body) = delete(&c, other, leader).await;
+        assert_eq!(code, 204, "{body}");
+        let status = c.wait_exit(leader, Duration::from_secs(15)).await;
+        assert!(status.success(), "the removed leader exited with {status}");
+        c.put_ok(other, "after", "1").await;
+        assert_eq!(member_ids(&c, other).await, [other]);
+    }
+}

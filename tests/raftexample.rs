@@ -199,7 +199,7 @@ async fn snapshot_covers_exactly_the_applied_entries() {
             _ => &[],
         };
         for e in entries {
-            if let Ok(Command::Put { key, value }) = Command::decode(&e.data) {
+            if let Ok(Some(Command::Put { key, value })) = Command::from_entry(&e.data) {
                 puts.retain(|(i, _, _)| *i < e.index);
                 puts.push((e.index, key, value));
             }

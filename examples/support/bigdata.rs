@@ -11,8 +11,8 @@ use raft::eraftpb::{
     Snapshot, SnapshotMetadata,
 };
 use raftexample::fsutil::DirLock;
-use raftexample::kvstore::{Command, Map, encode_snapshot};
-use raftexample::membership::{Members, cluster_id};
+use raftexample::kvstore::{ClusterState, Command, Map, encode_snapshot};
+use raftexample::membership::cluster_id;
 use raftexample::snapshotter::Snapshotter;
 use raftexample::wal::{Metadata, Wal, WalOptions};
 
@@ -95,8 +95,8 @@ pub fn write_snapshot(data_dir: &Path, url: &str, n: u64) {
     let (_lock, mut wal) = create_wal(data_dir, url);
     let value: Box<str> = "x".repeat(VALUE_LEN).into();
     let map: Map = (0..n).map(|i| (key(i).into(), value.clone())).collect();
-    let mut members = Members::default();
-    members.add(1, url.to_string());
+    let mut state = ClusterState::default();
+    state.members.add(1, url.to_string());
     let mut meta = SnapshotMetadata {
         index: n + 1,
         term: 1,
@@ -104,7 +104,7 @@ pub fn write_snapshot(data_dir: &Path, url: &str, n: u64) {
     };
     meta.set_conf_state(ConfState::from((vec![1], vec![])));
     let mut snap = Snapshot {
-        data: encode_snapshot(&members, &map).into(),
+        data: encode_snapshot(&state, &map).into(),
         ..Default::default()
     };
     snap.set_metadata(meta.clone());

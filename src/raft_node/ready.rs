@@ -1,4 +1,8 @@
-//! The `Ready` contract, top to bottom. raft-rs hands the node a `Ready` holding everything
+//! The node's loop, top to bottom: [`RaftNode::run`] waits for input (a tick, client requests,
+//! peer messages), [`RaftNode::process`] is one round of it (propose, read, then every `Ready`
+//! raft has), and [`RaftNode::handle_ready`] carries out one `Ready`.
+//!
+//! The `Ready` contract. raft-rs hands the node a `Ready` holding everything
 //! it must do; the order below is what makes the node safe:
 //!
 //! 1. A leader's messages go out first: raft allows a leader to replicate before its own
@@ -12,17 +16,166 @@
 //! 7. `advance`, then the `LightReady` it returns (a new commit index, more messages, more
 //!    committed entries: raft never hands those out again, so they must be handled).
 
-use raft::eraftpb::{
-    ConfChangeType, Entry, EntryType, HardState, Message, Snapshot, SnapshotMetadata,
-};
-use raft::{ReadState, StateRole, Storage};
-use tokio::sync::oneshot;
+use std::time::Instant;
 
-use super::{NodeError, PendingSnapshot, ProposalError, RaftNode, Responder};
-use crate::kvstore::{Apply, decode_members};
-use crate::membership::decode_conf_change;
+use raft::eraftpb::{Entry, HardState, Message, MessageType};
+use raft::{INVALID_ID, ReadState, SnapshotStatus, StateRole};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::proposals::Request;
+use super::{Exit, Inbox, NodeError, RaftNode, Responder};
+use crate::kvstore::Apply;
 
 impl RaftNode {
+    /// Runs until shut down, removed, or a fatal storage error.
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Inbox>,
+        shutdown: CancellationToken,
+    ) -> Exit {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut received = Vec::with_capacity(1024);
+        // Once asked to stop: the time by which the node stops, whatever is still in flight.
+        let mut stop_by: Option<Instant> = None;
+        let exit = loop {
+            let hold_until = self.hold_until();
+            tokio::select! {
+                // Ticks first: under a flood of requests, elections and heartbeats still run.
+                biased;
+                _ = shutdown.cancelled(), if stop_by.is_none() => {
+                    stop_by = Some(self.begin_stop());
+                }
+                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now).into()), if stop_by.is_some() => {
+                    tracing::info!("stopping with requests still in flight");
+                    break Exit::Shutdown;
+                }
+                _ = ticker.tick() => self.on_tick(),
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
+                n = inbox.recv_many(&mut received, 4096) => {
+                    if n == 0 {
+                        break Exit::Shutdown;
+                    }
+                    for msg in received.drain(..) {
+                        self.on_inbox(msg);
+                    }
+                }
+            }
+            if let Err(err) = self.process() {
+                tracing::error!(%err, "fatal; stopping the node");
+                break Exit::Fatal(err.to_string());
+            }
+            if let Some(exit) = self.exit.take() {
+                break exit;
+            }
+            if stop_by.is_some() && self.stopped_cleanly() {
+                break Exit::Shutdown;
+            }
+        };
+        self.proposals.stop();
+        self.reads.stop();
+        if exit == Exit::Shutdown
+            && let Err(err) = self.flush()
+        {
+            return Exit::Fatal(err.to_string());
+        }
+        exit
+    }
+
+    /// Everything that follows new input: propose, start reads, handle readies.
+    pub(super) fn process(&mut self) -> Result<(), NodeError> {
+        self.poll_snapshot()?;
+        // Proposals, reads and unreachable reports step raft, so they happen here, between
+        // readies, never between `ready()` and `advance()`. Proposing again after each Ready
+        // sends what a batch kept back once it is no longer held (a single node commits at
+        // once, and no peer message would come to wake it).
+        loop {
+            self.propose();
+            self.read_index();
+            let dropped = std::mem::take(&mut self.dropped);
+            for peer in dropped.unreachable {
+                self.rn.report_unreachable(peer);
+            }
+            for peer in dropped.snapshots {
+                self.rn.report_snapshot(peer, SnapshotStatus::Failure);
+            }
+            if !self.rn.has_ready() {
+                break;
+            }
+            self.handle_ready()?;
+        }
+        self.maybe_stop_removed();
+        self.maybe_campaign_alone();
+        self.maybe_trigger_snapshot()?;
+        Ok(())
+    }
+
+    pub(super) fn on_tick(&mut self) {
+        self.rn.tick();
+        let now = Instant::now();
+        let leader_known = self.leader_id() != INVALID_ID;
+        let again = self.proposals.on_tick(now, leader_known);
+        self.metrics.proposals_resent.inc_by(again as u64);
+        for ctx in self.reads.on_tick(self.tick, leader_known, now) {
+            self.rn.read_index(ctx);
+        }
+    }
+
+    pub(super) fn on_inbox(&mut self, msg: Inbox) {
+        match msg {
+            Inbox::Propose { data, done } => {
+                self.proposals
+                    .add(Request::Command(data.into()), done, Instant::now())
+            }
+            Inbox::ChangeMembers { change, done } => {
+                self.proposals
+                    .add(Request::Change(change), done, Instant::now())
+            }
+            Inbox::Read(done) => self.reads.add(done, Instant::now()),
+            Inbox::Step(messages) => {
+                for m in messages {
+                    match m.get_msg_type() {
+                        MessageType::MsgAppend => {
+                            // The leader's whole commit index, also beyond this message's
+                            // entries: a node added back under its old id replays its own
+                            // removal on the way, and must not take the end of one append for
+                            // the end of what the leader has committed (more, with its re-add,
+                            // is coming).
+                            self.leader_commit = self.leader_commit.max(m.commit);
+                            self.last_leader_contact = Instant::now();
+                        }
+                        MessageType::MsgSnapshot => {
+                            let index = m.get_snapshot().get_metadata().index;
+                            self.leader_commit = self.leader_commit.max(index);
+                            self.last_leader_contact = Instant::now();
+                        }
+                        MessageType::MsgHeartbeat => self.last_leader_contact = Instant::now(),
+                        _ => {}
+                    }
+                    // Late answers from removed peers and stale terms are normal; raft has
+                    // already logged anything worth knowing.
+                    if let Err(err) = self.rn.step(m) {
+                        tracing::debug!(%err, "raft ignored a peer message");
+                    }
+                }
+            }
+            Inbox::Unreachable(peer) => self.rn.report_unreachable(peer),
+            Inbox::SnapshotStatus { peer, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.rn.report_snapshot(peer, status);
+            }
+            Inbox::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
+            Inbox::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
     /// Handles one `Ready`.
     pub(super) fn handle_ready(&mut self) -> Result<(), NodeError> {
         let mut rd = self.rn.ready();
@@ -69,7 +222,7 @@ impl RaftNode {
         Ok(())
     }
 
-    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+    pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {
         tracing::info!(leader, role = ?role, term = self.rn.raft.term, "raft state changed");
         let previous = self
             .shared
@@ -79,160 +232,26 @@ impl RaftNode {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
-        // raft forgets pending ReadIndex requests when leadership moves: ask again as soon
-        // as this Ready is done (not now: raft must not be stepped between ready and advance).
-        self.reads.ask_all_again = true;
+        // raft forgets pending ReadIndex requests when leadership moves, and a proposal
+        // forwarded to the old leader or appended in its term may be lost: ask and propose
+        // again as soon as this Ready is done (not now: raft must not be stepped between
+        // ready and advance).
+        self.reads.on_leader_change();
+        if leader != previous && leader != raft::INVALID_ID {
+            self.proposals.on_leader_change(std::time::Instant::now());
+        }
     }
 
     /// Hands messages to the transport; whatever it could not queue is reported to raft
     /// once the Ready is done.
-    fn send(&mut self, messages: Vec<Message>) {
+    pub(super) fn send(&mut self, messages: Vec<Message>) {
         if !messages.is_empty() {
             self.transport.send(messages, &mut self.dropped);
         }
     }
 
-    /// Saves a snapshot sent by the leader and replaces the state with it.
-    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
-        let meta = snap.get_metadata().clone();
-        tracing::info!(
-            index = meta.index,
-            term = meta.term,
-            "installing snapshot from the leader"
-        );
-        // File first, then the marker: a marker without its file would make the WAL
-        // unreplayable, while a file without a marker is simply ignored.
-        self.storage.snapshotter().save(&snap)?;
-        self.wal_mut()?.save_snapshot_marker(&meta)?;
-        self.storage.mem.wl().apply_snapshot(snap.clone())?;
-        self.storage.set_latest_snapshot(meta.clone());
-        self.metrics.snapshots.inc();
-        match decode_members(&snap.data) {
-            Ok(members) => self.set_members(members),
-            Err(err) => tracing::error!(%err, "snapshot carries no readable membership"),
-        }
-        self.conf_state = meta.get_conf_state().clone();
-        self.apply_tx
-            .send(Apply::Restore {
-                index: meta.index,
-                data: snap.data,
-            })
-            .map_err(|_| NodeError::ApplyStopped)?;
-        self.applied = meta.index;
-        self.prev_snapshot_index = self.snapshot_index;
-        self.snapshot_index = meta.index;
-        Ok(())
-    }
-
-    /// Applies conf changes to raft and hands the batch to the state machine; the waiters of
-    /// this node's proposals go along and are answered once the batch is applied.
-    fn publish_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
-        let Some(last) = entries.last().map(|e| e.index) else {
-            return Ok(());
-        };
-        let mut done = Vec::new();
-        for entry in &entries {
-            let waiter = self.take_waiter(entry);
-            let result = match entry.get_entry_type() {
-                EntryType::EntryNormal => Ok(()),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(entry)
-                }
-            };
-            match (waiter, result) {
-                (Some(w), Ok(())) => done.push(w),
-                (Some(w), Err(err)) => {
-                    let _ = w.send(Err(err));
-                }
-                (None, _) => {}
-            }
-        }
-        self.metrics.entries_applied.inc_by(entries.len() as u64);
-        self.apply_tx
-            .send(Apply::Entries { entries, done })
-            .map_err(|_| NodeError::ApplyStopped)?;
-        self.applied = last;
-        Ok(())
-    }
-
-    /// Applies one committed conf change to raft, the member list and the transport.
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), ProposalError> {
-        let cc = match decode_conf_change(entry) {
-            Ok(cc) => cc,
-            Err(err) => {
-                // Every node skips it alike, so they stay in step.
-                tracing::error!(index = entry.index, %err, "skipping undecodable conf change");
-                return Err(ProposalError::Rejected(err.to_string()));
-            }
-        };
-        let cs = match self.rn.apply_conf_change(&cc) {
-            Ok(cs) => cs,
-            Err(err) => {
-                tracing::warn!(index = entry.index, %err, "conf change refused by raft");
-                return Err(ProposalError::Rejected(err.to_string()));
-            }
-        };
-        self.storage.mem.wl().set_conf_state(cs.clone());
-        self.conf_state = cs;
-        let url = String::from_utf8_lossy(&cc.context).into_owned();
-        let mut members = self.members.clone();
-        for change in cc.get_changes() {
-            let id = change.node_id;
-            match change.get_change_type() {
-                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                    let url = if url.is_empty() {
-                        members.urls.get(&id).cloned().unwrap_or_default()
-                    } else {
-                        url.clone()
-                    };
-                    tracing::info!(index = entry.index, member = id, %url, "member added");
-                    members.add(id, url);
-                }
-                ConfChangeType::RemoveNode => {
-                    tracing::info!(index = entry.index, member = id, "member removed");
-                    members.remove(id);
-                    if id == self.id {
-                        // Not necessarily the end: a node added back under its old id replays
-                        // its earlier removal before the entry that re-added it. It stops once
-                        // it has applied everything the leader has committed and is still
-                        // out (see `maybe_stop_removed`).
-                        self.removal_pending = true;
-                    }
-                }
-            }
-        }
-        self.set_members(members);
-        Ok(())
-    }
-
-    /// Whether `entry` removes this node from the cluster.
-    fn removes_self(&self, entry: &Entry) -> bool {
-        entry.get_entry_type() != EntryType::EntryNormal
-            && decode_conf_change(entry).is_ok_and(|cc| {
-                cc.get_changes().iter().any(|c| {
-                    c.node_id == self.id && c.get_change_type() == ConfChangeType::RemoveNode
-                })
-            })
-    }
-
-    /// Replaces the member list and brings the transport in line with it.
-    fn set_members(&mut self, members: crate::membership::Members) {
-        for id in self.members.urls.keys() {
-            if !members.contains(*id) {
-                self.transport.remove_peer(*id);
-            }
-        }
-        for (id, url) in &members.urls {
-            if !url.is_empty() {
-                self.transport.add_peer(*id, url);
-            }
-        }
-        self.transport.filter().set_removed(&members.removed);
-        self.members = members;
-    }
-
     /// Appends entries and the hard state to the WAL, then to raft's storage.
-    fn persist(
+    pub(super) fn persist(
         &mut self,
         hs: Option<&HardState>,
         entries: &[Entry],
@@ -265,7 +284,7 @@ impl RaftNode {
 
     /// Records a commit index that `advance` reported. No sync: a lost commit index is
     /// learned again from the leader.
-    fn persist_commit(&mut self, commit: u64) -> Result<(), NodeError> {
+    pub(super) fn persist_commit(&mut self, commit: u64) -> Result<(), NodeError> {
         let mut hs = self.storage.mem.rl().hard_state().clone();
         hs.commit = commit;
         self.wal_mut()?.save(Some(&hs), &[], false)?;
@@ -273,116 +292,19 @@ impl RaftNode {
         Ok(())
     }
 
-    fn on_read_states(&mut self, states: Vec<ReadState>) {
-        for rs in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
-                continue;
-            };
-            let batch = self.reads.contexts.remove(&u64::from_le_bytes(ctx));
-            if let Some(b) = batch.and_then(|batch| self.reads.asked.remove(&batch)) {
-                self.reads.confirmed.push_back((rs.index, b.waiters));
-            }
-        }
+    pub(super) fn on_read_states(&mut self, states: Vec<ReadState>) {
+        self.reads.on_read_states(states);
     }
 
     /// Releases confirmed reads whose index the state machine will have reached when it gets
     /// this message: the apply channel is in order.
-    fn release_confirmed_reads(&mut self) -> Result<(), NodeError> {
-        let mut ready: Vec<Responder> = Vec::new();
-        let applied = self.applied;
-        self.reads.confirmed.retain_mut(|(index, waiters)| {
-            if *index <= applied {
-                ready.append(waiters);
-                false
-            } else {
-                true
-            }
-        });
+    pub(super) fn release_confirmed_reads(&mut self) -> Result<(), NodeError> {
+        let ready: Vec<Responder> = self.reads.release(self.applied);
         if !ready.is_empty() {
             self.apply_tx
                 .send(Apply::Reads(ready))
                 .map_err(|_| NodeError::ApplyStopped)?;
         }
-        Ok(())
-    }
-
-    /// Asks the state machine for a snapshot once enough entries were applied since the last
-    /// one, or when raft needs a newer one for a follower.
-    pub(super) fn maybe_trigger_snapshot(&mut self) -> Result<(), NodeError> {
-        if self.pending_snapshot.is_some() {
-            return Ok(());
-        }
-        let wanted = self.storage.take_want_fresh();
-        let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count;
-        if !(due || wanted) || self.applied <= self.snapshot_index {
-            return Ok(());
-        }
-        let mut meta = SnapshotMetadata {
-            index: self.applied,
-            term: self.storage.term(self.applied)?,
-            ..Default::default()
-        };
-        meta.set_conf_state(self.conf_state.clone());
-        let (reply, saved) = oneshot::channel();
-        // Sent after every entry up to `applied`, so the map it saves is exactly the state at
-        // `applied`: a snapshot never runs ahead of (or behind) what it claims. The state
-        // machine's thread writes the file, so this thread goes on with raft meanwhile.
-        self.apply_tx
-            .send(Apply::Snapshot {
-                members: self.members.clone(),
-                meta: meta.clone(),
-                snapshotter: self.storage.snapshotter().clone(),
-                reply,
-            })
-            .map_err(|_| NodeError::ApplyStopped)?;
-        self.pending_snapshot = Some(PendingSnapshot {
-            started: std::time::Instant::now(),
-            meta,
-            saved,
-        });
-        Ok(())
-    }
-
-    /// Once the state machine has saved its snapshot: the WAL marker, then compaction of the
-    /// log and of the WAL.
-    pub(super) fn poll_snapshot(&mut self) -> Result<(), NodeError> {
-        let Some(pending) = self.pending_snapshot.as_mut() else {
-            return Ok(());
-        };
-        match pending.saved.try_recv() {
-            Ok(saved) => saved?,
-            Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-            Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
-        }
-        let PendingSnapshot { started, meta, .. } = self
-            .pending_snapshot
-            .take()
-            .expect("pending_snapshot was Some a few lines above");
-        let index = meta.index;
-        if index <= self.snapshot_index {
-            // A snapshot from the leader overtook this one; its file is harmless (no marker).
-            return Ok(());
-        }
-        self.wal_mut()?.save_snapshot_marker(&meta)?;
-        self.storage.set_latest_snapshot(meta);
-        self.metrics.snapshots.inc();
-        self.metrics
-            .snapshot_seconds
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(index, "snapshot saved");
-
-        // Keep some entries behind the snapshot so a slightly slow follower catches up from
-        // the log instead of needing the whole snapshot.
-        let compact_to = index.saturating_sub(self.catchup_entries).max(1);
-        if compact_to > self.storage.first_index()? {
-            self.storage.mem.wl().compact(compact_to)?;
-        }
-        self.prev_snapshot_index = self.snapshot_index;
-        self.snapshot_index = index;
-        // Everything after the previous snapshot stays in the WAL: if the newest snapshot file
-        // is ever unreadable, start-up falls back to the previous one and replays from there.
-        let keep_from = self.prev_snapshot_index + 1;
-        self.wal_mut()?.release_to(keep_from)?;
         Ok(())
     }
 }

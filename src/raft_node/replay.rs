@@ -18,7 +18,7 @@ use raft::storage::MemStorage;
 use super::storage::NodeStorage;
 use crate::config::Config;
 use crate::fsutil::DirLock;
-use crate::kvstore::read_snapshot;
+use crate::kvstore::{ClusterState, read_snapshot};
 use crate::membership::{
     Members, cluster_id, decode_conf_change, normalize_url, validate_peer_url,
 };
@@ -69,6 +69,8 @@ pub struct Recovered {
     pub storage: NodeStorage,
     /// Members as of the snapshot (the log replay brings them up to date).
     pub members: Members,
+    /// The exactly-once table as of the snapshot (likewise).
+    pub sessions: crate::proposal::Sessions,
     /// The key-value map as of the snapshot.
     pub kv: crate::kvstore::Map,
     /// Index of the snapshot loaded (0 if none).
@@ -98,15 +100,20 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
             .load_newest_available_with(&contents.snapshot_markers, |r, len| {
                 read_snapshot(r, len)
             })?;
-        let (members, kv, snap_meta) = match snapshot {
-            Some((meta, (members, kv))) => {
+        let (state, kv, snap_meta) = match snapshot {
+            Some((meta, (state, kv))) => {
                 let mut snap = Snapshot::default();
                 snap.set_metadata(meta.clone());
                 mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
-                (members, kv, Some(meta))
+                (state, kv, Some(meta))
             }
-            None => (Members::default(), crate::kvstore::Map::default(), None),
+            None => (
+                ClusterState::default(),
+                crate::kvstore::Map::default(),
+                None,
+            ),
         };
+        let ClusterState { members, sessions } = state;
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
         let entries = contents.entries_after(snapshot_index)?;
         let last_index = entries.last().map_or(snapshot_index, |e| e.index);
@@ -157,6 +164,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
             wal: Some(wal),
             storage: NodeStorage::new(mem, snapshotter, snap_meta),
             members,
+            sessions,
             kv,
             snapshot_index,
             conf_state,
@@ -172,6 +180,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
             wal: None,
             storage: NodeStorage::new(mem, snapshotter, None),
             members: Members::default(),
+            sessions: Default::default(),
             kv: crate::kvstore::Map::default(),
             snapshot_index: 0,
             conf_state: ConfState::default(),
@@ -214,6 +223,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         wal: Some(wal),
         storage: NodeStorage::new(mem, snapshotter, None),
         members: Members::default(),
+        sessions: Default::default(),
         kv: crate::kvstore::Map::default(),
         snapshot_index: 0,
         conf_state,
@@ -223,7 +233,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
 }
 
 /// Entries 1..=n: one AddNode per initial member, its URL as the change's context.
-fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
+pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
     use protobuf::Message as _;
     cluster
         .iter()
@@ -431,7 +441,14 @@ mod tests {
             };
             meta.set_conf_state(ConfState::from((vec![1], vec![])));
             let mut snap = Snapshot {
-                data: crate::kvstore::encode_snapshot(&members, &map).into(),
+                data: crate::kvstore::encode_snapshot(
+                    &ClusterState {
+                        members,
+                        sessions: Default::default(),
+                    },
+                    &map,
+                )
+                .into(),
                 ..Default::default()
             };
             snap.set_metadata(meta.clone());

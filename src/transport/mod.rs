@@ -120,8 +120,9 @@ pub struct PeerFilter {
     cluster_id: AtomicU64,
     /// The other members and their peer URLs, as the transport sends to them.
     members: RwLock<BTreeMap<u64, String>>,
-    /// Members removed from the cluster: their messages get 410 Gone.
-    removed: RwLock<BTreeSet<u64>>,
+    /// Members removed from the cluster (their vote requests get 410 Gone), and the log index
+    /// of the state that says so.
+    removed: RwLock<(BTreeSet<u64>, u64)>,
     /// When each peer's messages last arrived: a peer task that keeps sending into silence
     /// knows its connection is dead even while TCP still accepts its writes.
     last_heard: Mutex<HashMap<u64, Instant>>,
@@ -134,7 +135,7 @@ impl PeerFilter {
             self_id,
             cluster_id: AtomicU64::new(cluster_id),
             members: RwLock::new(BTreeMap::new()),
-            removed: RwLock::new(BTreeSet::new()),
+            removed: RwLock::new((BTreeSet::new(), 0)),
             last_heard: Mutex::new(HashMap::new()),
         }
     }
@@ -173,10 +174,11 @@ impl PeerFilter {
         }
     }
 
-    /// Replaces the set of removed ids.
-    pub fn set_removed(&self, removed: &BTreeSet<u64>) {
+    /// Replaces the set of removed ids with that of the state as of log index `as_of`.
+    pub fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
         let mut guard = self.removed.write().unwrap_or_else(|p| p.into_inner());
-        guard.clone_from(removed);
+        guard.0.clone_from(removed);
+        guard.1 = as_of;
     }
 
     /// Whether `id` is this node or one of the peers the transport sends to.
@@ -206,13 +208,24 @@ impl PeerFilter {
         };
     }
 
-    /// Whether `id` was removed from the cluster.
-    pub fn is_removed(&self, id: u64) -> bool {
-        self.removed
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&id)
+    /// If `id` was removed from the cluster: the log index as of which this node knows it.
+    pub fn removed_as_of(&self, id: u64) -> Option<u64> {
+        let guard = self.removed.read().unwrap_or_else(|p| p.into_inner());
+        guard.0.contains(&id).then_some(guard.1)
     }
+}
+
+/// The body of a 410 Gone: it names the log index as of which the answering node counts the
+/// sender as removed, since the sender may have been added back after it and the answering
+/// node be behind ([`removed_as_of_index`] reads it back).
+pub fn gone_text(id: u64, as_of: u64) -> String {
+    format!("node {id} was removed from the cluster as of log index {as_of}\n")
+}
+
+/// The index in a 410 Gone's body; `None` from a peer that does not say it.
+pub fn removed_as_of_index(text: &str) -> Option<u64> {
+    let (_, rest) = text.split_once("as of log index ")?;
+    rest.trim().parse().ok()
 }
 
 /// Peers whose messages were dropped, for raft to hear about: `report_unreachable` for each,
@@ -486,6 +499,16 @@ fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), Wir
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_410_names_the_index_of_the_removal() {
+        let text = super::gone_text(3, 42);
+        assert_eq!(super::removed_as_of_index(&text), Some(42));
+        assert_eq!(
+            super::removed_as_of_index("node 3 was removed from the cluster"),
+            None
+        );
+    }
     use super::*;
     use raft::eraftpb::{Entry, MessageType};
 

@@ -142,7 +142,14 @@ impl PeerTask {
                 }
                 Sent::Gone(reason) => {
                     tracing::warn!(peer = self.id, %reason, "peer says this node was removed");
-                    let _ = self.inbox.send(Inbox::RemovedByPeer(self.id)).await;
+                    let as_of = super::removed_as_of_index(&reason);
+                    let _ = self
+                        .inbox
+                        .send(Inbox::RemovedByPeer {
+                            peer: self.id,
+                            as_of,
+                        })
+                        .await;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 Sent::Failed(reason) => {

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerFilter, PeerLimits,
-    RAFT_PATH, STREAM_PATH, WireError, decode_available,
+    RAFT_PATH, STREAM_PATH, WireError, decode_available, gone_text,
 };
 use crate::membership::normalize_url;
 use crate::raft_node::{Inbox, Shared};
@@ -221,7 +221,7 @@ impl PeerServer {
     /// Refuses a sender that is neither a member nor a removed member, unless this node knows
     /// no leader or takes the sender for its leader (then it may be the one that is behind).
     fn check_member(&self, from: u64) -> Result<(), Refusal> {
-        if self.filter.is_member(from) || self.filter.is_removed(from) {
+        if self.filter.is_member(from) || self.filter.removed_as_of(from).is_some() {
             return Ok(());
         }
         let leader = self.shared.leader.load(Ordering::Acquire);
@@ -255,10 +255,10 @@ impl PeerServer {
                 MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
             )
         });
-        if campaigning && self.filter.is_removed(from) {
+        if campaigning && let Some(as_of) = self.filter.removed_as_of(from) {
             return Err(Refusal::new(
                 StatusCode::GONE,
-                format!("node {from} was removed from the cluster"),
+                gone_text(from, as_of).trim_end(),
             ));
         }
         Ok(())

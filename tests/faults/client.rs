@@ -91,8 +91,9 @@ impl Http {
                 let body = response.text().await.unwrap_or_default();
                 match status {
                     204 => Outcome::Ok,
-                    // Refused before proposing: the write cannot happen.
-                    503 if body.contains("no leader") => Outcome::Failed,
+                    // The node is certain the write did not and will not happen (it never
+                    // left the node, or every copy of it was overwritten).
+                    503 if body.contains("will not happen") => Outcome::Failed,
                     // A timeout (or any other 503) may still commit.
                     503 => Outcome::Unknown,
                     _ => panic!("PUT on node {id} answered {status}: {body}"),

@@ -1,0 +1,425 @@
+//! What a proposal carries through the log, and the table that makes each take effect once.
+//!
+//! A node proposes again whatever a leader change may have lost (a proposal forwarded to a
+//! leader that died, an entry a new leader overwrote), so the same request can reach the log
+//! twice. Applying it twice would not be linearizable: a `PUT` applied again after another
+//! client's later write would undo that write. This is the client-session scheme of Ongaro's
+//! Raft dissertation, §6.3, with the node as the client:
+//!
+//! - A node process first *registers* a session: an entry carrying its id and a random
+//!   nonce. The session's id is the log index of that entry, so sessions are unique across
+//!   nodes and restarts, and a later session of the same node has a higher id.
+//! - Every proposal then carries a [`ProposalId`] (origin node, session, sequence number) and
+//!   the origin's *floor*: its lowest sequence number still unanswered. Every proposal below
+//!   the floor has been answered, and its origin never proposes it again.
+//! - The [`Sessions`] table, part of the replicated state (in log order on every node, in
+//!   every snapshot), keeps per origin node only its newest session: the floor and the
+//!   sequence numbers applied at or above it. An entry takes effect only if its session is
+//!   the origin's current one, its number is not below the floor and has not been applied.
+//!   Anything else is a copy of something already applied or given up: skipped, on every
+//!   node alike.
+//!
+//! The table is bounded: one session per node id (a removed node's is dropped), and per
+//! session the numbers applied above its floor, kept as ranges (numbers are handed out in
+//! order, so a session's applied numbers are nearly always one range).
+//!
+//! Layout of `Entry.data` for a normal entry (varints are LEB128, see [`crate::varint`]):
+//!
+//! ```text
+//!   0xF0 | origin | session | seq | seq - floor | command      a proposal
+//!   0xF1 | origin | nonce                                      a session registration
+//!   anything else                                             a command with no identity
+//! ```
+//!
+//! Commands with no identity are what older versions wrote (a bincode `Command`, whose first
+//! byte is its variant number, far below 0xF0); they apply as they are. A membership change
+//! carries the same identity in `Entry.context`, behind a four-byte magic number (older
+//! versions put 16 bytes of their own there).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::varint;
+
+/// First byte of an entry's data that carries a [`ProposalId`].
+const TAG_PROPOSAL: u8 = 0xF0;
+/// First byte of a session registration.
+const TAG_REGISTER: u8 = 0xF1;
+/// First bytes of a membership change's `Entry.context` that carries a [`ProposalId`].
+const CONTEXT_MAGIC: [u8; 4] = [0xF0, b'r', b'x', b'1'];
+
+/// Which request an entry came from: unique across nodes, processes and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProposalId {
+    /// The node that took the client's request.
+    pub origin: u64,
+    /// That node process's session: the index of its registration entry.
+    pub session: u64,
+    /// The request's number within the session, from 1.
+    pub seq: u64,
+}
+
+/// An entry's data, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A command with an identity.
+    Proposal {
+        /// Whose request.
+        id: ProposalId,
+        /// The origin's lowest unanswered sequence number when it proposed this.
+        floor: u64,
+        /// The command (a [`crate::kvstore::Command`]).
+        command: &'a [u8],
+    },
+    /// A node process starts a session.
+    Register {
+        /// The node.
+        origin: u64,
+        /// Its process's random nonce.
+        nonce: u64,
+    },
+    /// A command with no identity (written by an older version): applies as it is.
+    Plain(&'a [u8]),
+}
+
+/// An entry's data or context that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed proposal header: {0}")]
+pub struct MalformedHeader(&'static str);
+
+/// `Entry.data` for `command`, proposed as `id` with the origin's current `floor`.
+pub fn encode_proposal(id: ProposalId, floor: u64, command: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + 4 * varint::MAX_LEN + command.len());
+    data.push(TAG_PROPOSAL);
+    put_id(&mut data, id, floor);
+    data.extend_from_slice(command);
+    data
+}
+
+/// `Entry.data` of a session registration.
+pub fn encode_register(origin: u64, nonce: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + 2 * varint::MAX_LEN);
+    data.push(TAG_REGISTER);
+    varint::put(&mut data, origin);
+    varint::put(&mut data, nonce);
+    data
+}
+
+/// Decodes a normal entry's data.
+pub fn decode(data: &[u8]) -> Result<Payload<'_>, MalformedHeader> {
+    let mut p = data;
+    match p.first() {
+        Some(&TAG_PROPOSAL) => {
+            p = &p[1..];
+            let (id, floor) = take_id(&mut p)?;
+            Ok(Payload::Proposal {
+                id,
+                floor,
+                command: p,
+            })
+        }
+        Some(&TAG_REGISTER) => {
+            p = &p[1..];
+            let origin = varint::take(&mut p).map_err(MalformedHeader)?;
+            let nonce = varint::take(&mut p).map_err(MalformedHeader)?;
+            if !p.is_empty() {
+                return Err(MalformedHeader("bytes after a registration"));
+            }
+            Ok(Payload::Register { origin, nonce })
+        }
+        _ => Ok(Payload::Plain(data)),
+    }
+}
+
+/// `Entry.context` of a membership change proposed as `id`.
+pub fn encode_context(id: ProposalId, floor: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(CONTEXT_MAGIC.len() + 4 * varint::MAX_LEN);
+    ctx.extend_from_slice(&CONTEXT_MAGIC);
+    put_id(&mut ctx, id, floor);
+    ctx
+}
+
+/// The identity in a membership change's `Entry.context`; `None` for a change with none (the
+/// bootstrap entries, raft's own leave-joint entry, and changes written by older versions).
+pub fn decode_context(ctx: &[u8]) -> Option<(ProposalId, u64)> {
+    let mut p = ctx.strip_prefix(&CONTEXT_MAGIC)?;
+    let found = take_id(&mut p).ok()?;
+    p.is_empty().then_some(found)
+}
+
+fn put_id(buf: &mut Vec<u8>, id: ProposalId, floor: u64) {
+    varint::put(buf, id.origin);
+    varint::put(buf, id.session);
+    varint::put(buf, id.seq);
+    // The floor is at most the number itself, and usually close below it.
+    varint::put(buf, id.seq - floor.min(id.seq));
+}
+
+fn take_id(p: &mut &[u8]) -> Result<(ProposalId, u64), MalformedHeader> {
+    let mut next = || varint::take(p).map_err(MalformedHeader);
+    let id = ProposalId {
+        origin: next()?,
+        session: next()?,
+        seq: next()?,
+    };
+    let below = next()?;
+    let floor = id
+        .seq
+        .checked_sub(below)
+        .ok_or(MalformedHeader("floor below zero"))?;
+    Ok((id, floor))
+}
+
+/// What applying an entry with an identity comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// First time: it takes effect.
+    Apply,
+    /// Applied before, or given up by its origin: skipped.
+    Duplicate,
+    /// Its session is not its origin's current one (the origin restarted, was removed, or
+    /// never registered it): skipped.
+    StaleSession,
+}
+
+/// The exactly-once table: per origin node, its current session. Part of the replicated
+/// state; see the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessions {
+    by_origin: BTreeMap<u64, Session>,
+}
+
+/// One node process's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    /// The session's id: its registration's index.
+    id: u64,
+    /// The registering process's nonce: a registration proposed twice registers once.
+    nonce: u64,
+    /// Numbers below it are answered: never applied again.
+    floor: u64,
+    /// Numbers at or above the floor that were applied, as ranges `start..end`, keyed by start.
+    applied: BTreeMap<u64, u64>,
+}
+
+impl Sessions {
+    /// Applies a registration at `index`; returns the id of the session now in force for
+    /// `origin` (a registration seen again keeps the first one's id).
+    pub fn register(&mut self, origin: u64, nonce: u64, index: u64) -> u64 {
+        match self.by_origin.get(&origin) {
+            Some(s) if s.nonce == nonce => s.id,
+            _ => {
+                self.by_origin.insert(
+                    origin,
+                    Session {
+                        id: index,
+                        nonce,
+                        floor: 0,
+                        applied: BTreeMap::new(),
+                    },
+                );
+                index
+            }
+        }
+    }
+
+    /// The id of `origin`'s current session registered with `nonce`, if it is the current one.
+    pub fn session_of(&self, origin: u64, nonce: u64) -> Option<u64> {
+        self.by_origin
+            .get(&origin)
+            .filter(|s| s.nonce == nonce)
+            .map(|s| s.id)
+    }
+
+    /// Decides whether the entry `id` (proposed with `floor`) takes effect, and records it.
+    pub fn admit(&mut self, id: ProposalId, floor: u64) -> Verdict {
+        let Some(s) = self.by_origin.get_mut(&id.origin) else {
+            return Verdict::StaleSession;
+        };
+        if s.id != id.session {
+            return Verdict::StaleSession;
+        }
+        if floor > s.floor {
+            s.floor = floor;
+            forget_below(&mut s.applied, floor);
+        }
+        if id.seq < s.floor || contains(&s.applied, id.seq) {
+            return Verdict::Duplicate;
+        }
+        insert(&mut s.applied, id.seq);
+        Verdict::Apply
+    }
+
+    /// Whether the entry `id` has taken effect (or was given up by its origin).
+    pub fn settled(&self, id: ProposalId) -> bool {
+        self.by_origin
+            .get(&id.origin)
+            .filter(|s| s.id == id.session)
+            .is_some_and(|s| id.seq < s.floor || contains(&s.applied, id.seq))
+    }
+
+    /// Drops a removed node's session: whatever it still has in flight is skipped.
+    pub fn forget(&mut self, origin: u64) {
+        self.by_origin.remove(&origin);
+    }
+
+    /// Sessions held, and ranges of applied numbers held across them: the table's size.
+    pub fn size(&self) -> (usize, usize) {
+        let ranges = self.by_origin.values().map(|s| s.applied.len()).sum();
+        (self.by_origin.len(), ranges)
+    }
+}
+
+fn contains(ranges: &BTreeMap<u64, u64>, n: u64) -> bool {
+    ranges
+        .range(..=n)
+        .next_back()
+        .is_some_and(|(_, &end)| n < end)
+}
+
+fn insert(ranges: &mut BTreeMap<u64, u64>, n: u64) {
+    // Join the range ending at n, if any, and the one starting at n + 1, if any.
+    let start = match ranges.range(..=n).next_back() {
+        Some((&s, &end)) if end == n => s,
+        _ => n,
+    };
+    let end = ranges.remove(&(n + 1)).unwrap_or(n + 1);
+    ranges.insert(start, end);
+}
+
+fn forget_below(ranges: &mut BTreeMap<u64, u64>, floor: u64) {
+    let kept = ranges.split_off(&floor);
+    // A range straddling the floor keeps its upper part.
+    let straddling = ranges
+        .last_key_value()
+        .filter(|(_, end)| **end > floor)
+        .map(|(_, &end)| end);
+    *ranges = kept;
+    if let Some(end) = straddling {
+        ranges.insert(floor, end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(session: u64, seq: u64) -> ProposalId {
+        ProposalId {
+            origin: 2,
+            session,
+            seq,
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip_and_old_commands_pass_through() {
+        let pid = ProposalId {
+            origin: 3,
+            session: 1_000_000,
+            seq: 77,
+        };
+        let data = encode_proposal(pid, 70, b"\x00cmd");
+        assert_eq!(
+            decode(&data),
+            Ok(Payload::Proposal {
+                id: pid,
+                floor: 70,
+                command: b"\x00cmd"
+            })
+        );
+        assert_eq!(
+            decode(&encode_register(3, u64::MAX)),
+            Ok(Payload::Register {
+                origin: 3,
+                nonce: u64::MAX
+            })
+        );
+        assert_eq!(decode(b"\x00old"), Ok(Payload::Plain(b"\x00old")));
+        assert!(decode(&[TAG_PROPOSAL, 0x80]).is_err());
+        assert_eq!(decode_context(&encode_context(pid, 70)), Some((pid, 70)));
+        // What older versions put in the context: origin and request id, 8 bytes each.
+        let mut old = 3u64.to_le_bytes().to_vec();
+        old.extend_from_slice(&9u64.to_le_bytes());
+        assert_eq!(decode_context(&old), None);
+        assert_eq!(decode_context(&[]), None);
+    }
+
+    #[test]
+    fn a_proposal_applies_once_however_often_it_comes() {
+        let mut s = Sessions::default();
+        assert_eq!(s.register(2, 99, 10), 10);
+        // The registration proposed twice: the second copy changes nothing.
+        assert_eq!(s.register(2, 99, 12), 10);
+        assert_eq!(s.admit(id(10, 1), 1), Verdict::Apply);
+        assert_eq!(s.admit(id(10, 1), 1), Verdict::Duplicate);
+        assert_eq!(s.admit(id(10, 3), 1), Verdict::Apply);
+        assert_eq!(s.admit(id(10, 2), 1), Verdict::Apply);
+        assert!(s.settled(id(10, 2)));
+        assert!(!s.settled(id(10, 4)));
+        // The origin has answered everything below 4: a late copy of 2 is skipped, and the
+        // table forgets the numbers below the floor.
+        assert_eq!(s.admit(id(10, 4), 4), Verdict::Apply);
+        assert_eq!(s.admit(id(10, 2), 1), Verdict::Duplicate);
+        assert_eq!(s.size(), (1, 1));
+        // A copy from an older session, or of an unknown origin, is skipped.
+        assert_eq!(s.admit(id(9, 5), 5), Verdict::StaleSession);
+        assert_eq!(
+            s.admit(
+                ProposalId {
+                    origin: 7,
+                    session: 10,
+                    seq: 1
+                },
+                1
+            ),
+            Verdict::StaleSession
+        );
+        // The node restarts: a new session replaces the old one, whose copies are skipped.
+        assert_eq!(s.register(2, 100, 20), 20);
+        assert_eq!(s.admit(id(10, 5), 5), Verdict::StaleSession);
+        assert_eq!(s.admit(id(20, 1), 1), Verdict::Apply);
+        s.forget(2);
+        assert_eq!(s.admit(id(20, 2), 1), Verdict::StaleSession);
+        assert_eq!(s.size(), (0, 0));
+    }
+
+    #[test]
+    fn applied_numbers_are_kept_as_ranges_above_the_floor() {
+        let mut r = BTreeMap::new();
+        for n in [5, 7, 6, 1, 2, 9] {
+            insert(&mut r, n);
+        }
+        assert_eq!(
+            r.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>(),
+            [(1, 3), (5, 8), (9, 10)]
+        );
+        assert!(contains(&r, 6) && !contains(&r, 8) && !contains(&r, 3));
+        forget_below(&mut r, 6);
+        assert_eq!(
+            r.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>(),
+            [(6, 8), (9, 10)]
+        );
+        forget_below(&mut r, 10);
+        assert!(r.is_empty());
+    }
+
+    /// A long run of one origin, with numbers applied out of order and some twice: the table
+    /// never holds more than the numbers in flight.
+    #[test]
+    fn the_table_stays_small_over_a_long_run() {
+        let mut s = Sessions::default();
+        let session = s.register(2, 1, 1);
+        let mut max_ranges = 0;
+        for k in 0..50_000u64 {
+            // Two numbers applied in the wrong order, each twice; 64 in flight below them.
+            let floor = (2 * k).saturating_sub(64).max(1);
+            for n in [2 * k + 2, 2 * k + 1, 2 * k + 2, 2 * k + 1] {
+                s.admit(id(session, n), floor);
+                max_ranges = max_ranges.max(s.size().1);
+            }
+        }
+        assert!(max_ranges <= 3, "{max_ranges} ranges");
+    }
+}

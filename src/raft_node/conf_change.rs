@@ -1,0 +1,290 @@
+//! Membership changes: proposing one (checked first, so that a change raft would drop or
+//! ignore is refused with a reason), applying one to raft, the member list and the transport,
+//! and what a node does about its own removal: it stops once it has applied everything the
+//! leader committed and is still out, or when a peer that is not behind says it is out.
+
+use std::time::Instant;
+
+use raft::StateRole;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
+
+use super::{ELECTION_TICKS, Exit, MemberChange, ProposalError, RaftNode};
+use crate::membership::decode_conf_change;
+
+impl RaftNode {
+    /// Proposes the pending membership change, checked first (the first time) so that a
+    /// change raft would drop or ignore is refused with a reason instead.
+    pub(super) fn propose_change(&mut self, now: Instant) {
+        let Some(next) = self.proposals.take_change(now) else {
+            return;
+        };
+        if !next.again
+            && let Err(err) = self.check_conf_change(&next.change)
+        {
+            self.proposals.refuse_change(next.seq, err);
+            return;
+        }
+        if next.change == (MemberChange::Remove { id: self.id })
+            && self.rn.raft.state == StateRole::Leader
+        {
+            // A leader that removed itself would leave at once, and if its last append did not
+            // reach the others (in a two-voter cluster, the one other voter), they would keep
+            // it as a member and never elect anyone. As etcd does, hand leadership over first;
+            // the new leader then commits the removal (this node forwards it once it follows).
+            self.hand_over(now);
+            self.proposals.not_sent(&[next.seq], now, self.tick);
+            return;
+        }
+        let mut cc = ConfChangeV2::default();
+        let mut single = ConfChangeSingle::default();
+        match &next.change {
+            MemberChange::Add { id, url } => {
+                single.set_change_type(ConfChangeType::AddNode);
+                single.node_id = *id;
+                cc.context = url.clone().into_bytes().into();
+            }
+            MemberChange::Remove { id } => {
+                single.set_change_type(ConfChangeType::RemoveNode);
+                single.node_id = *id;
+            }
+        }
+        cc.mut_changes().push(single);
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let last_before = self.rn.raft.raft_log.last_index();
+        match self.rn.propose_conf_change(next.context, cc) {
+            Ok(()) => {
+                let appended = self.rn.raft.raft_log.last_index() == last_before + 1;
+                let at = (leading && appended).then_some((last_before + 1, self.rn.raft.term));
+                self.proposals.sent(&[next.seq], at, now);
+            }
+            Err(err) => {
+                tracing::debug!(%err, "raft dropped a membership change; proposing again shortly");
+                self.proposals.not_sent(&[next.seq], now, self.tick);
+            }
+        }
+    }
+
+    /// The checks that make a change's answer precise: raft itself would drop an overlapping
+    /// change silently, and accept a duplicate add as a no-op.
+    pub(super) fn check_conf_change(&self, change: &MemberChange) -> Result<(), ProposalError> {
+        if self.conf_change_pending() {
+            return Err(ProposalError::ChangePending);
+        }
+        match change {
+            MemberChange::Add { id, url } => {
+                if self.members.contains(*id) {
+                    return Err(ProposalError::AlreadyMember(*id));
+                }
+                if let Some(other) = self.members.id_with_url(url, *id) {
+                    return Err(ProposalError::UrlInUse {
+                        url: url.clone(),
+                        id: other,
+                    });
+                }
+            }
+            MemberChange::Remove { id } => {
+                if !self.members.contains(*id) {
+                    return Err(ProposalError::NotMember(*id));
+                }
+                if self.conf_state.voters.iter().all(|v| v == id) {
+                    return Err(ProposalError::LastVoter(*id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a membership change (of another node's making: this node's own is refused
+    /// before it gets here) is proposed but not yet applied.
+    pub(super) fn conf_change_pending(&self) -> bool {
+        if self.rn.raft.state == StateRole::Leader {
+            return self.rn.raft.has_pending_conf();
+        }
+        // A follower does not track pending changes; look for one in its unapplied log.
+        let last = self.rn.raft.raft_log.last_index();
+        let first = self.applied + 1;
+        if first > last {
+            return false;
+        }
+        let unapplied = self
+            .rn
+            .raft
+            .raft_log
+            .entries(first, raft::NO_LIMIT, raft::GetEntriesContext::empty(false))
+            .unwrap_or_default();
+        unapplied.iter().any(|e| {
+            matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            )
+        })
+    }
+
+    /// Applies one committed conf change to raft, the member list and the transport.
+    pub(super) fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), ProposalError> {
+        let cc = match decode_conf_change(entry) {
+            Ok(cc) => cc,
+            Err(err) => {
+                // Every node skips it alike, so they stay in step.
+                tracing::error!(index = entry.index, %err, "skipping undecodable conf change");
+                return Err(ProposalError::Rejected(err.to_string()));
+            }
+        };
+        let cs = match self.rn.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(err) => {
+                tracing::warn!(index = entry.index, %err, "conf change refused by raft");
+                return Err(ProposalError::Rejected(err.to_string()));
+            }
+        };
+        self.storage.mem.wl().set_conf_state(cs.clone());
+        self.conf_state = cs;
+        let url = String::from_utf8_lossy(&cc.context).into_owned();
+        let mut members = self.members.clone();
+        for change in cc.get_changes() {
+            let id = change.node_id;
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let url = if url.is_empty() {
+                        members.urls.get(&id).cloned().unwrap_or_default()
+                    } else {
+                        url.clone()
+                    };
+                    tracing::info!(index = entry.index, member = id, %url, "member added");
+                    members.add(id, url);
+                    if id == self.id {
+                        self.added_at = entry.index;
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    tracing::info!(index = entry.index, member = id, "member removed");
+                    members.remove(id);
+                    // Whatever the removed node still has in flight is skipped.
+                    self.sessions.forget(id);
+                    if id == self.id {
+                        // Not necessarily the end: a node added back under its old id replays
+                        // its earlier removal before the entry that re-added it. It stops once
+                        // it has applied everything the leader has committed and is still
+                        // out (see `maybe_stop_removed`).
+                        self.removal_pending = true;
+                    }
+                }
+            }
+        }
+        self.set_members(members, entry.index);
+        Ok(())
+    }
+
+    /// Whether `entry` removes this node from the cluster.
+    pub(super) fn removes_self(&self, entry: &Entry) -> bool {
+        entry.get_entry_type() != EntryType::EntryNormal
+            && decode_conf_change(entry).is_ok_and(|cc| {
+                cc.get_changes().iter().any(|c| {
+                    c.node_id == self.id && c.get_change_type() == ConfChangeType::RemoveNode
+                })
+            })
+    }
+
+    /// Replaces the member list and brings the transport in line with it.
+    pub(super) fn set_members(&mut self, members: crate::membership::Members, as_of: u64) {
+        for id in self.members.urls.keys() {
+            if !members.contains(*id) {
+                self.transport.remove_peer(*id);
+            }
+        }
+        for (id, url) in &members.urls {
+            if !url.is_empty() {
+                self.transport.add_peer(*id, url);
+            }
+        }
+        self.transport.filter().set_removed(&members.removed, as_of);
+        self.members = members;
+    }
+
+    /// Stops the node once it has applied its own removal and everything the leader has
+    /// committed since, and is still not a member (a node re-added under its old id replays
+    /// its removal first, then the entry that added it back).
+    pub(super) fn maybe_stop_removed(&mut self) {
+        if !self.removal_pending {
+            return;
+        }
+        // A leader stops sending to a node once it applied the removal; three of the longest
+        // election timeouts without a word means nothing more is coming.
+        let abandoned = self.last_leader_contact.elapsed() > self.tick * 60;
+        if self.members.contains(self.id) {
+            tracing::info!("this node was added back to the cluster");
+            self.removal_pending = false;
+            self.removed_while_leading = None;
+        } else if self.rn.raft.state == StateRole::Leader {
+            // A leader that committed its own removal (proposed through another node, or left
+            // in its log by an earlier leader) must not simply go: the others may not have
+            // heard that the removal committed, would keep counting this node as a voter, and
+            // could lose their quorum for good. It hands leadership to one of them, which has
+            // the removal in its log and commits it in its own term; then it goes.
+            let now = Instant::now();
+            let since = *self.removed_while_leading.get_or_insert(now);
+            let waiting = now.duration_since(since) < self.tick * (2 * ELECTION_TICKS);
+            if !(self.hand_over(now) && waiting) {
+                tracing::warn!("I've been removed from the cluster! Shutting down.");
+                self.exit = Some(Exit::Removed);
+            }
+        } else if self.applied >= self.leader_commit || abandoned {
+            // The original's words, so its users recognise the event.
+            tracing::warn!("I've been removed from the cluster! Shutting down.");
+            self.exit = Some(Exit::Removed);
+        }
+    }
+
+    /// A peer answered a vote request with 410 Gone: as of its log index `as_of`, this node
+    /// is removed. Peers answer 410 only to vote requests, which a removed node that missed
+    /// its removal sends once it stops hearing from a leader. The peer may be behind, though:
+    /// judged against the latest change for this node, not "ever removed".
+    pub(super) fn on_removed_by_peer(&mut self, peer: u64, as_of: Option<u64>) {
+        if self.rn.raft.state == StateRole::Leader {
+            // A leader sends no vote requests: a late answer from before it was added back.
+            return;
+        }
+        if !removal_is_current(self.members.contains(self.id), self.added_at, as_of) {
+            tracing::info!(
+                peer,
+                as_of,
+                added_at = self.added_at,
+                "peer {peer} still counts this node as removed, but it was added back since; \
+                 the peer is behind"
+            );
+            return;
+        }
+        tracing::warn!(
+            peer,
+            "the cluster removed this node (peer {peer} refuses its messages); shutting down"
+        );
+        self.exit = Some(Exit::Removed);
+    }
+}
+
+/// Whether a peer's "removed as of log index `as_of`" is news to this node: it is, unless this
+/// node is a member by what it has applied and was made one after `as_of` (the peer is behind:
+/// it has not applied the re-addition). A peer that gives no index is believed.
+fn removal_is_current(member: bool, added_at: u64, as_of: Option<u64>) -> bool {
+    match as_of {
+        Some(as_of) => !(member && added_at > as_of),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::removal_is_current;
+
+    #[test]
+    fn a_removal_counts_unless_this_node_was_added_back_after_it() {
+        // Added back at 21; the peer's state is as of 10: it is behind.
+        assert!(!removal_is_current(true, 21, Some(10)));
+        // The peer's state is newer than the re-addition: removed again.
+        assert!(removal_is_current(true, 21, Some(30)));
+        // Not a member here (applied its removal, or never re-added): believed.
+        assert!(removal_is_current(false, 21, Some(10)));
+        // A peer that gives no index is believed.
+        assert!(removal_is_current(true, 21, None));
+    }
+}

@@ -1,0 +1,227 @@
+//! The client side of the node: what the REST API and in-process tests use to propose, read
+//! and ask for the node's status. Every request goes through the node's inbox and waits for
+//! the node's answer; the node answers each by its deadline, saying what became of it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Inbox, MemberChange, NodeStatus, ProposalError, Responder, Shared};
+use crate::kvstore::KvStore;
+use crate::metrics::Metrics;
+
+/// How long a member's peer port may take to accept a connection and still count as
+/// answering, for the strict reconfiguration check.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Whether something accepts connections at the peer URL `url` (a node that is down or cut
+/// off does not).
+async fn answers(url: &str) -> bool {
+    let Ok(addr) = crate::membership::host_port(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// How much longer than its timeout a request waits for the node's own answer before the
+/// handle gives up on it.
+const STUCK_MARGIN: Duration = Duration::from_secs(1);
+
+/// The client side of the inbox: what the REST API and in-process tests use.
+#[derive(Clone)]
+pub struct NodeHandle {
+    /// This node's id.
+    pub id: u64,
+    inbox: mpsc::Sender<Inbox>,
+    kv: KvStore,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    /// Whether membership changes get etcd's strict reconfiguration check.
+    strict_reconfig: bool,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Confirmed by a quorum (ReadIndex): sees every write acknowledged before it began.
+    Linearizable,
+    /// The local map as it is: fast, possibly behind the leader.
+    Stale,
+}
+
+impl NodeHandle {
+    /// A handle sending to `inbox` and reading from `kv`.
+    pub fn new(
+        id: u64,
+        inbox: mpsc::Sender<Inbox>,
+        kv: KvStore,
+        timeout: Duration,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        NodeHandle {
+            id,
+            inbox,
+            kv,
+            timeout,
+            shared,
+            metrics,
+            strict_reconfig: true,
+        }
+    }
+
+    /// Turns etcd's strict reconfiguration check on or off (on by default).
+    pub fn with_strict_reconfig(mut self, strict: bool) -> Self {
+        self.strict_reconfig = strict;
+        self
+    }
+
+    /// Sets `key` to `value`; returns once the entry is committed and applied on this node.
+    pub async fn put(&self, key: String, value: String) -> Result<(), ProposalError> {
+        let data = crate::kvstore::Command::Put { key, value }.encode();
+        self.proposal(|done| Inbox::Propose { data, done }).await
+    }
+
+    /// Reads `key`.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Option<String>, ProposalError> {
+        if consistency == ReadConsistency::Linearizable {
+            self.metrics.read_index_requests.inc();
+            let started = Instant::now();
+            self.request(Inbox::Read, ProposalError::ReadTimeout)
+                .await?;
+            self.metrics
+                .read_index_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(self.kv.get(key))
+    }
+
+    /// Applies a membership change; returns once it is applied on this node. With the strict
+    /// check on, a change that would leave the cluster unable to reach a quorum with the
+    /// members that answer now is refused first.
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
+        if self.strict_reconfig {
+            self.check_quorum_after(&change).await?;
+        }
+        self.proposal(|done| Inbox::ChangeMembers { change, done })
+            .await
+    }
+
+    /// etcd's strict reconfiguration check. Every member's peer port is probed (this node
+    /// counts as answering); adding an existing member or removing a stranger is left to
+    /// the raft node, which refuses it with its own reason.
+    async fn check_quorum_after(&self, change: &MemberChange) -> Result<(), ProposalError> {
+        let status = self.status().await?;
+        let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+        let (add, id) = match change {
+            MemberChange::Add { id, .. } => (true, *id),
+            MemberChange::Remove { id } => (false, *id),
+        };
+        if add == voters.contains(&id) {
+            return Ok(());
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for m in status
+            .members
+            .iter()
+            .filter(|m| m.id != self.id && m.id != id)
+        {
+            let (member, url) = (m.id, m.url.clone());
+            probes.spawn(async move { answers(&url).await.then_some(member) });
+        }
+        let mut reachable = BTreeSet::from([self.id]);
+        while let Some(probe) = probes.join_next().await {
+            reachable.extend(probe.ok().flatten());
+        }
+        crate::membership::quorum_after_change(&voters, add, id, &reachable)
+            .map_err(ProposalError::WouldLoseQuorum)
+    }
+
+    /// Whether this node should get client traffic: it knows a leader and has applied
+    /// everything that was committed when it started. `Err` says why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.shared.leader.load(Ordering::Acquire) == 0 {
+            return Err("no leader is known".into());
+        }
+        let target = self.shared.commit_at_start.load(Ordering::Acquire);
+        let applied = self.kv.applied_index();
+        if applied < target {
+            return Err(format!(
+                "replaying the log: applied {applied} of the {target} entries committed at start-up"
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn proposal(&self, make: impl FnOnce(Responder) -> Inbox) -> Result<(), ProposalError> {
+        self.metrics.proposals_received.inc();
+        let result = self.request(make, ProposalError::Timeout).await;
+        match &result {
+            Ok(()) => self.metrics.proposals_committed.inc(),
+            Err(err) => self
+                .metrics
+                .proposals_failed
+                .with_label_values(&[err.reason()])
+                .inc(),
+        }
+        result
+    }
+
+    /// The node's current state.
+    pub async fn status(&self) -> Result<NodeStatus, ProposalError> {
+        let (tx, rx) = oneshot::channel();
+        let ask = async {
+            self.inbox
+                .send(Inbox::Status(tx))
+                .await
+                .map_err(|_| ProposalError::Stopped)?;
+            rx.await.map_err(|_| ProposalError::Stopped)
+        };
+        tokio::time::timeout(self.timeout, ask)
+            .await
+            .map_err(|_| ProposalError::Busy(self.timeout))?
+    }
+
+    /// The local state machine.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(Responder) -> Inbox,
+        on_timeout: fn(Duration) -> ProposalError,
+    ) -> Result<(), ProposalError> {
+        let (tx, rx) = oneshot::channel();
+        let round_trip = async {
+            self.inbox
+                .send(make(tx))
+                .await
+                .map_err(|_| ProposalError::Stopped)?;
+            // A dropped responder means the node stopped before answering.
+            rx.await.map_err(|_| ProposalError::Stopped)?
+        };
+        // The node answers every request by its deadline, saying what became of it; this
+        // only covers a node too stuck to answer (a disk that hangs).
+        match tokio::time::timeout(self.timeout + STUCK_MARGIN, round_trip).await {
+            Ok(result) => result,
+            Err(_) => Err(on_timeout(self.timeout)),
+        }
+    }
+}

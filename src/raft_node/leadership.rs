@@ -1,0 +1,93 @@
+//! Handing leadership over: a stopping leader, and a leader that removed itself, pass it to
+//! the most caught-up follower first (as etcd does), so the others need not wait out an
+//! election timeout and are never left counting a departed node as a voter. Also: a node
+//! that is the only voter elects itself at once.
+
+use std::time::Instant;
+
+use raft::StateRole;
+
+use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
+
+impl RaftNode {
+    /// Asked to stop: a leader hands leadership to the most caught-up follower first (as
+    /// etcd does), so the others need not wait out an election timeout; then the node answers
+    /// what is in flight. Returns the time by which it stops regardless.
+    pub(super) fn begin_stop(&mut self) -> Instant {
+        let now = Instant::now();
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let limit = if leading && self.hand_over(now) {
+            LEADER_STOP_LIMIT
+        } else {
+            STOP_LIMIT
+        };
+        tracing::info!(leading, "stopping: answering what is in flight");
+        now + limit
+    }
+
+    /// Whether a stopping node is done: no longer leading a cluster that has someone to lead
+    /// it, and every request it took answered.
+    pub(super) fn stopped_cleanly(&self) -> bool {
+        let leads_others = self.rn.raft.state == StateRole::Leader && self.successor().is_some();
+        !leads_others && self.proposals.is_empty() && self.reads.is_empty()
+    }
+
+    /// Makes the last commit index durable before the process exits (raft does not sync
+    /// commit-only hard states; a restart would learn it again, but need not).
+    pub(super) fn flush(&mut self) -> Result<(), NodeError> {
+        let hs = self.storage.mem.rl().hard_state().clone();
+        if hs.commit == 0 || self.wal.is_none() {
+            return Ok(());
+        }
+        self.wal_mut()?.save(Some(&hs), &[], true)?;
+        Ok(())
+    }
+
+    /// The voter best placed to take over from this leader: the most caught-up one of those
+    /// heard from recently.
+    pub(super) fn successor(&self) -> Option<u64> {
+        let raft = &self.rn.raft;
+        let voters = raft.prs().conf().voters().ids();
+        raft.prs()
+            .iter()
+            .filter(|(id, pr)| **id != self.id && pr.recent_active && voters.contains(**id))
+            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)
+    }
+
+    /// Asks raft to hand leadership to [`RaftNode::successor`] (at most once per election
+    /// timeout: raft gives a transfer that long). Returns whether a transfer is under way.
+    pub(super) fn hand_over(&mut self, now: Instant) -> bool {
+        if self
+            .transfer_asked
+            .is_some_and(|t| now.duration_since(t) < self.tick * ELECTION_TICKS)
+        {
+            return true;
+        }
+        let Some(to) = self.successor() else {
+            return false;
+        };
+        tracing::info!(to, "handing leadership over");
+        self.rn.transfer_leader(to);
+        self.transfer_asked = Some(now);
+        true
+    }
+
+    /// A node that is the only voter needs nobody's vote: elect it now rather than after an
+    /// election timeout, so a single-node store answers as soon as it starts.
+    pub(super) fn maybe_campaign_alone(&mut self) {
+        let raft = &self.rn.raft;
+        // Followers only: a candidate is already campaigning, and campaigning again each
+        // loop would only inflate the term.
+        if raft.state != StateRole::Follower || self.conf_state.voters != [self.id] {
+            return;
+        }
+        if raft.raft_log.committed > self.applied {
+            // Unapplied entries may still change the membership.
+            return;
+        }
+        if let Err(err) = self.rn.campaign() {
+            tracing::debug!(%err, "could not campaign");
+        }
+    }
+}

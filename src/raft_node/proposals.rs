@@ -1,0 +1,799 @@
+//! The node's proposals, from a client's request to its answer, through leader changes.
+//!
+//! Every request gets a [`ProposalId`] in this node process's session (see [`crate::proposal`])
+//! and stays here until it is answered. It is proposed once a leader is known (a request that
+//! arrives during an election waits for one), and proposed again whenever it may have been
+//! lost: the leader changed (a forwarded proposal may have gone to a dead leader; a new leader
+//! may have overwritten the entry), or a forwarded one went unanswered for a while. The
+//! exactly-once table makes the copies harmless: the first to commit takes effect, the others
+//! are skipped on every node.
+//!
+//! A request is answered when its entry is applied, or at its deadline, with an answer that
+//! says whether it can still happen: "it will not happen" only when that is certain (it never
+//! left this node, or every copy of it was overwritten by another entry), "it may still
+//! happen" otherwise. Once answered it is never proposed again, and the floor carried by later
+//! proposals makes every node skip any copy still in flight.
+//!
+//! Under load a leader gathers proposals into bigger batches, so each WAL sync (on this node
+//! and on every follower) carries more entries: [`hold_batch`] and [`whole_pages`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raft::eraftpb::Entry;
+
+use super::{MemberChange, ProposalError, Responder};
+use crate::proposal::{self, ProposalId, Sessions, Verdict};
+
+/// Longest a leader holds a batch back while earlier entries are in flight.
+const MAX_HOLD: Duration = Duration::from_millis(2);
+/// Longest a leader with nothing in flight waits for a batch to fill up to half the size of
+/// the one before it (a burst of clients answered at once comes back within a fraction of a
+/// millisecond).
+const LINGER: Duration = Duration::from_micros(300);
+
+/// A membership change unanswered for this fraction of `resend_after` is sent again.
+const CHANGE_RESEND_DIVISOR: u32 = 4;
+
+/// Bytes of WAL page a proposal's entry takes beside its data (run framing), and what each
+/// sync adds (the run's header, hard states).
+const ENTRY_FRAMING: usize = 6;
+const SYNC_FRAMING: usize = 96;
+/// The page the WAL aligns its synced writes to.
+const PAGE: usize = crate::wal::PAGE_SIZE as usize;
+
+/// What a client asked for.
+pub(super) enum Request {
+    /// A normal entry: an encoded [`crate::kvstore::Command`].
+    Command(Bytes),
+    /// A membership change.
+    Change(MemberChange),
+}
+
+/// A request not answered yet.
+struct Pending {
+    request: Request,
+    done: Responder,
+    /// When the client hears that it did not happen in time.
+    deadline: Instant,
+    /// When it was last proposed; `None` while it has never left this node.
+    sent_at: Option<Instant>,
+    /// Whether it is in the queue to be proposed (again).
+    queued: bool,
+    /// Whether a copy went to another node (its fate then cannot be known for sure).
+    forwarded: bool,
+    /// Copies in this node's own log (proposed as leader) not known to be overwritten.
+    local_copies: u32,
+}
+
+/// A membership change ready to be proposed.
+pub(super) struct ChangeToPropose {
+    /// Its sequence number, for [`Proposals::sent`] / [`Proposals::not_sent`].
+    pub seq: u64,
+    /// The change.
+    pub change: MemberChange,
+    /// `Entry.context`: the change's identity.
+    pub context: Vec<u8>,
+    /// Whether it was proposed before (the checks that refuse a change were done then).
+    pub again: bool,
+}
+
+/// The proposals of this node process; see the module documentation.
+pub(super) struct Proposals {
+    origin: u64,
+    /// This process's random nonce: its session registration is told apart by it.
+    nonce: u64,
+    /// The session's id once its registration is applied.
+    session: Option<u64>,
+    /// When the registration was last proposed, while it is not applied yet.
+    register_sent: Option<Instant>,
+    next_seq: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Normal entries to propose (the first time or again), oldest first.
+    queue: VecDeque<u64>,
+    /// When the oldest entry of the queue was queued.
+    queued_since: Option<Instant>,
+    /// Size of the last batch proposed: what a burst of answered clients sends back.
+    last_batch: usize,
+    /// The membership change pending, if any: one at a time.
+    change: Option<u64>,
+    /// Copies this node appended to its own log as leader, by index: (term, sequence number).
+    local_at: BTreeMap<u64, (u64, u64)>,
+    /// No proposing before this (raft just dropped a proposal: a leader transfer is under way,
+    /// or it is over its uncommitted limit).
+    paused_until: Option<Instant>,
+    timeout: Duration,
+    /// How long a forwarded proposal may go unanswered before it is sent again.
+    resend_after: Duration,
+}
+
+impl Proposals {
+    /// Proposals of node `origin`, whose process drew `nonce`; each is answered within
+    /// `timeout`, and a forwarded one is sent again after `resend_after` without an answer.
+    pub fn new(origin: u64, nonce: u64, timeout: Duration, resend_after: Duration) -> Self {
+        Proposals {
+            origin,
+            nonce,
+            session: None,
+            register_sent: None,
+            next_seq: 1,
+            pending: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queued_since: None,
+            last_batch: 0,
+            change: None,
+            local_at: BTreeMap::new(),
+            paused_until: None,
+            timeout,
+            resend_after,
+        }
+    }
+
+    /// Takes a client's request.
+    pub fn add(&mut self, request: Request, done: Responder, now: Instant) {
+        if matches!(request, Request::Change(_)) && self.change.is_some() {
+            let _ = done.send(Err(ProposalError::ChangePending));
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let is_change = matches!(request, Request::Change(_));
+        self.pending.insert(
+            seq,
+            Pending {
+                request,
+                done,
+                deadline: now + self.timeout,
+                sent_at: None,
+                queued: !is_change,
+                forwarded: false,
+                local_copies: 0,
+            },
+        );
+        if is_change {
+            self.change = Some(seq);
+        } else {
+            self.queue.push_back(seq);
+            self.queued_since.get_or_insert(now);
+        }
+    }
+
+    /// Requests not answered yet.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether every request has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The lowest sequence number not answered yet: every number below it is settled.
+    fn floor(&self) -> u64 {
+        self.pending
+            .first_key_value()
+            .map_or(self.next_seq, |(seq, _)| *seq)
+    }
+
+    fn id(&self, session: u64, seq: u64) -> ProposalId {
+        ProposalId {
+            origin: self.origin,
+            session,
+            seq,
+        }
+    }
+
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|t| now < t)
+    }
+
+    /// The registration to propose, when this process needs a session and has not asked for
+    /// one lately.
+    pub fn registration_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.session.is_some() || self.pending.is_empty() || self.paused(now) {
+            return None;
+        }
+        if self
+            .register_sent
+            .is_some_and(|t| now.duration_since(t) < self.resend_after)
+        {
+            return None;
+        }
+        self.register_sent = Some(now);
+        Some(proposal::encode_register(self.origin, self.nonce))
+    }
+
+    /// raft refused the registration: ask again after a pause.
+    pub fn registration_not_sent(&mut self, now: Instant, pause: Duration) {
+        self.register_sent = None;
+        self.paused_until = Some(now + pause);
+    }
+
+    /// How long a leader holds the queued batch back (`None`: propose it now); see
+    /// [`hold_batch`].
+    pub fn hold(&self, leading: bool, uncommitted: u64, now: Instant) -> Option<Duration> {
+        hold_batch(
+            leading,
+            uncommitted,
+            self.queue.len(),
+            self.local_at.len(),
+            self.last_batch,
+            self.queued_since
+                .map_or(Duration::ZERO, |t| now.duration_since(t)),
+        )
+    }
+
+    /// When the queued batch stops being held, if it is held.
+    pub fn hold_until(&self, leading: bool, uncommitted: u64, now: Instant) -> Option<Instant> {
+        self.queued_since
+            .zip(self.hold(leading, uncommitted, now))
+            .map(|(since, limit)| since + limit)
+    }
+
+    /// The queued normal entries to propose now, each with its sequence number; empty while
+    /// there is no session yet, or the batch is held. A leader keeps a small spill past a WAL
+    /// page boundary for the next batch ([`whole_pages`]).
+    pub fn take_batch(
+        &mut self,
+        leading: bool,
+        uncommitted: u64,
+        now: Instant,
+    ) -> Vec<(u64, Entry)> {
+        let Some(session) = self.session else {
+            return Vec::new();
+        };
+        if self.queue.is_empty()
+            || self.paused(now)
+            || self.hold(leading, uncommitted, now).is_some()
+        {
+            return Vec::new();
+        }
+        let floor = self.floor();
+        let pending = &self.pending;
+        self.queue.retain(|seq| pending.contains_key(seq));
+        let commands: Vec<(u64, &Bytes)> = self
+            .queue
+            .iter()
+            .filter_map(|seq| match &self.pending.get(seq)?.request {
+                Request::Command(c) => Some((*seq, c)),
+                Request::Change(_) => None,
+            })
+            .collect();
+        let take = if leading {
+            whole_pages(commands.iter().map(|(_, c)| c.len() + 8))
+        } else {
+            // Forwarded as one MsgPropose, which must fit what the leader accepts.
+            crate::transport::proposals_per_message(commands.iter().map(|(_, c)| c.len() + 8))
+        };
+        let batch: Vec<(u64, Entry)> = commands[..take]
+            .iter()
+            .map(|(seq, command)| {
+                let data = proposal::encode_proposal(self.id(session, *seq), floor, command);
+                let entry = Entry {
+                    data: data.into(),
+                    ..Default::default()
+                };
+                (*seq, entry)
+            })
+            .collect();
+        // The queue holds only commands (a change waits in `change`), so the batch is its front.
+        self.queue.drain(..take);
+        for (seq, _) in &batch {
+            if let Some(p) = self.pending.get_mut(seq) {
+                p.queued = false;
+            }
+        }
+        if self.queue.is_empty() {
+            self.queued_since = None;
+        }
+        self.last_batch = batch.len();
+        batch
+    }
+
+    /// The membership change to propose now, if one waits and there is a session.
+    pub fn take_change(&mut self, now: Instant) -> Option<ChangeToPropose> {
+        let session = self.session?;
+        let seq = self.change?;
+        if self.paused(now) {
+            return None;
+        }
+        let floor = self.floor();
+        let p = self.pending.get_mut(&seq)?;
+        let due = match p.sent_at {
+            None => true,
+            Some(t) => {
+                p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
+            }
+        };
+        let Request::Change(change) = &p.request else {
+            return None;
+        };
+        if !due {
+            return None;
+        }
+        p.queued = false;
+        Some(ChangeToPropose {
+            seq,
+            change: change.clone(),
+            context: proposal::encode_context(
+                ProposalId {
+                    origin: self.origin,
+                    session,
+                    seq,
+                },
+                floor,
+            ),
+            again: p.sent_at.is_some(),
+        })
+    }
+
+    /// The membership change was refused before it was proposed: answer it now.
+    pub fn refuse_change(&mut self, seq: u64, err: ProposalError) {
+        if let Some(p) = self.pending.remove(&seq) {
+            let _ = p.done.send(Err(err));
+        }
+        if self.change == Some(seq) {
+            self.change = None;
+        }
+    }
+
+    /// raft took these proposals: as leader, appended at `first_index..` in `term`;
+    /// otherwise forwarded to the leader.
+    pub fn sent(&mut self, seqs: &[u64], appended_at: Option<(u64, u64)>, now: Instant) {
+        for (i, seq) in seqs.iter().enumerate() {
+            let Some(p) = self.pending.get_mut(seq) else {
+                continue;
+            };
+            p.sent_at = Some(now);
+            match appended_at {
+                Some((first_index, term)) => {
+                    p.local_copies += 1;
+                    self.local_at.insert(first_index + i as u64, (term, *seq));
+                }
+                None => p.forwarded = true,
+            }
+        }
+    }
+
+    /// raft dropped these proposals (nothing reached any log): propose them again after a
+    /// pause, in their order.
+    pub fn not_sent(&mut self, seqs: &[u64], now: Instant, pause: Duration) {
+        for seq in seqs.iter().rev() {
+            if let Some(p) = self.pending.get_mut(seq) {
+                p.queued = true;
+                if matches!(p.request, Request::Command(_)) {
+                    self.queue.push_front(*seq);
+                }
+            }
+        }
+        if !self.queue.is_empty() {
+            self.queued_since.get_or_insert(now);
+        }
+        self.paused_until = Some(now + pause);
+    }
+
+    /// A committed registration was applied to `sessions`.
+    pub fn on_registration(&mut self, origin: u64, sessions: &Sessions, now: Instant) {
+        if origin == self.origin {
+            self.adopt_session(sessions.session_of(self.origin, self.nonce), now);
+        }
+    }
+
+    /// Takes the session the replicated table gives this process. Losing it (a late copy of
+    /// an older process's registration replaced it) means every copy in flight will be
+    /// skipped: everything is proposed again under a new one.
+    fn adopt_session(&mut self, session: Option<u64>, now: Instant) {
+        if session.is_some() {
+            self.register_sent = None;
+        } else if self.session.is_some() {
+            tracing::warn!("this node's session was replaced; proposing its requests again");
+            self.propose_all_again(now);
+        }
+        self.session = session;
+    }
+
+    /// The committed entry at `index` of `term`, whose identity (if it has one) got `verdict`
+    /// from the exactly-once table. Returns the waiter to answer once the entry is applied,
+    /// if it is one of this node's requests that took effect now or before.
+    pub fn on_committed(
+        &mut self,
+        index: u64,
+        term: u64,
+        id: Option<ProposalId>,
+        verdict: Verdict,
+    ) -> Option<Responder> {
+        let ours = |s: &Self, id: Option<ProposalId>| {
+            id.filter(|id| id.origin == s.origin && Some(id.session) == s.session)
+                .map(|id| id.seq)
+        };
+        if let Some((copy_term, seq)) = self.local_at.remove(&index)
+            && (copy_term != term || ours(self, id) != Some(seq))
+            && let Some(p) = self.pending.get_mut(&seq)
+        {
+            // Another entry committed where this node had put a copy as leader.
+            p.local_copies = p.local_copies.saturating_sub(1);
+        }
+        let seq = ours(self, id)?;
+        if verdict == Verdict::StaleSession {
+            return None;
+        }
+        // Applied now, or skipped as a copy of one applied before: the request took effect.
+        let p = self.pending.remove(&seq)?;
+        if self.change == Some(seq) {
+            self.change = None;
+        }
+        if p.queued {
+            self.queue.retain(|s| *s != seq);
+        }
+        Some(p.done)
+    }
+
+    /// A snapshot from the leader replaced the log up to `index`, with `sessions` as of that
+    /// index: answer the requests it shows applied; copies this node held up to `index` are
+    /// gone.
+    pub fn on_snapshot(&mut self, index: u64, sessions: &Sessions, now: Instant) -> Vec<Responder> {
+        let covered = self.local_at.split_off(&(index + 1));
+        let gone = std::mem::replace(&mut self.local_at, covered);
+        for (_, (_, seq)) in gone {
+            if let Some(p) = self.pending.get_mut(&seq) {
+                p.local_copies = p.local_copies.saturating_sub(1);
+            }
+        }
+        self.adopt_session(sessions.session_of(self.origin, self.nonce), now);
+        let Some(session) = self.session else {
+            return Vec::new();
+        };
+        let settled: Vec<u64> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|seq| sessions.settled(self.id(session, *seq)))
+            .collect();
+        settled
+            .into_iter()
+            .filter_map(|seq| {
+                if self.change == Some(seq) {
+                    self.change = None;
+                }
+                self.queue.retain(|s| *s != seq);
+                self.pending.remove(&seq).map(|p| p.done)
+            })
+            .collect()
+    }
+
+    /// The leader changed: whatever was proposed may be lost; propose it all again.
+    pub fn on_leader_change(&mut self, now: Instant) {
+        self.paused_until = None;
+        self.propose_all_again(now);
+    }
+
+    fn propose_all_again(&mut self, now: Instant) {
+        self.register_sent = None;
+        let mut again: Vec<u64> = Vec::new();
+        for (seq, p) in &mut self.pending {
+            if p.sent_at.is_some() && !p.queued {
+                p.queued = true;
+                if matches!(p.request, Request::Command(_)) {
+                    again.push(*seq);
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        // In sequence order, ahead of what was never sent.
+        let mut queue: Vec<u64> = again;
+        queue.extend(self.queue.drain(..));
+        queue.sort_unstable();
+        self.queue = queue.into();
+        self.queued_since.get_or_insert(now);
+    }
+
+    /// Once per tick: answer the requests whose time is up (and forget those whose client
+    /// gave up), and queue again forwarded proposals that went unanswered too long. Returns
+    /// how many were queued again.
+    pub fn on_tick(&mut self, now: Instant, leader_known: bool) -> usize {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline || p.done.is_closed())
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            let Some(p) = self.pending.remove(&seq) else {
+                continue;
+            };
+            if self.change == Some(seq) {
+                self.change = None;
+            }
+            if p.queued {
+                self.queue.retain(|s| *s != seq);
+            }
+            let err = match p.sent_at {
+                None if !leader_known => ProposalError::NoLeader(self.timeout),
+                None => ProposalError::NotProposed(self.timeout),
+                Some(_) if !p.forwarded && p.local_copies == 0 => {
+                    ProposalError::Replaced(self.timeout)
+                }
+                Some(_) => ProposalError::Timeout(self.timeout),
+            };
+            let _ = p.done.send(Err(err));
+        }
+        if self.queue.is_empty() {
+            self.queued_since = None;
+        }
+        let mut again = 0;
+        for (seq, p) in &mut self.pending {
+            // A new leader silently turns a membership change into an empty entry until it has
+            // applied the entries of earlier terms: a change goes again sooner.
+            let after = match p.request {
+                Request::Command(_) => self.resend_after,
+                Request::Change(_) => self.resend_after / CHANGE_RESEND_DIVISOR,
+            };
+            let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
+            if stale && !p.queued && p.local_copies == 0 {
+                p.queued = true;
+                if matches!(p.request, Request::Command(_)) {
+                    self.queue.push_back(*seq);
+                    self.queued_since.get_or_insert(now);
+                }
+                again += 1;
+            }
+        }
+        again
+    }
+
+    /// The node stops: every request hears so.
+    pub fn stop(&mut self) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            let _ = p.done.send(Err(ProposalError::Stopped));
+        }
+        self.queue.clear();
+        self.change = None;
+    }
+}
+
+/// How many of the proposals (by data size) to propose now: all of them, unless that would
+/// spill a little past a page boundary, in which case only the whole pages' worth. Each WAL
+/// sync writes whole pages; the few left over go with the next batch instead of costing a
+/// page of their own, on this node and on every follower.
+fn whole_pages(sizes: impl Iterator<Item = usize>) -> usize {
+    let mut bytes = SYNC_FRAMING;
+    let mut fit = 0; // proposals within the last page boundary passed
+    let mut n = 0;
+    for size in sizes {
+        let before = bytes;
+        bytes += size + ENTRY_FRAMING;
+        if bytes / PAGE > before / PAGE {
+            fit = n;
+        }
+        n += 1;
+    }
+    // Spilled less than half a page past the last boundary (`fit > 0`: one was passed): keep
+    // the spill back.
+    if fit > 0 && bytes % PAGE < PAGE / 2 {
+        fit
+    } else {
+        n
+    }
+}
+
+/// How long a leader holds back a batch of `waiting` proposals that has waited `waited` so
+/// far (`None`: propose it now):
+/// - while `uncommitted` entries are in its log, until the batch is as big as the `in_flight`
+///   proposals it made that are not applied yet, for at most [`MAX_HOLD`]: the batch grows
+///   while the one before it replicates;
+/// - with nothing in flight, until it is half the size of the batch before (`last`), for at
+///   most [`LINGER`]: the clients answered together come back together.
+///
+/// A lone client is never held: nothing is in flight when it sends, and its last batch was 1.
+/// Followers never hold: they forward to the leader, and cannot see its log.
+fn hold_batch(
+    leading: bool,
+    uncommitted: u64,
+    waiting: usize,
+    in_flight: usize,
+    last: usize,
+    waited: Duration,
+) -> Option<Duration> {
+    let (target, limit) = if uncommitted > 0 {
+        (in_flight, MAX_HOLD)
+    } else {
+        (last / 2, LINGER)
+    };
+    (leading && waiting < target && waited < limit).then_some(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    #[test]
+    fn a_batch_is_held_only_while_a_bigger_one_is_likely_and_not_for_long() {
+        let short = Duration::from_micros(100);
+        // A lone client: nothing uncommitted, nothing in flight, a last batch of one.
+        assert_eq!(hold_batch(true, 0, 1, 0, 1, short), None);
+        // Many clients: a small batch waits behind a bigger one still replicating...
+        assert_eq!(hold_batch(true, 30, 3, 30, 30, short), Some(MAX_HOLD));
+        // ...until it is as big as what is in flight, or has waited MAX_HOLD.
+        assert_eq!(hold_batch(true, 30, 30, 30, 30, short), None);
+        assert_eq!(hold_batch(true, 30, 3, 30, 30, MAX_HOLD), None);
+        // Nothing in flight after a big batch: linger for half as many...
+        assert_eq!(hold_batch(true, 0, 3, 30, 30, short), Some(LINGER));
+        assert_eq!(hold_batch(true, 0, 15, 30, 30, short), None);
+        // ...but not for long.
+        assert_eq!(hold_batch(true, 0, 3, 30, 30, LINGER), None);
+        // A follower forwards at once: it cannot see the leader's log.
+        assert_eq!(hold_batch(false, 30, 3, 30, 30, short), None);
+        assert_eq!(hold_batch(false, 0, 3, 30, 30, short), None);
+    }
+
+    #[test]
+    fn a_batch_spilling_a_little_past_a_page_keeps_the_spill_back() {
+        let per_page = (PAGE - SYNC_FRAMING) / (100 + ENTRY_FRAMING);
+        // Within a page, or far past one: everything goes.
+        assert_eq!(whole_pages(std::iter::repeat_n(100, 5)), 5);
+        assert_eq!(whole_pages(std::iter::repeat_n(100, per_page)), per_page);
+        assert_eq!(
+            whole_pages(std::iter::repeat_n(100, per_page * 2 - 3)),
+            per_page * 2 - 3
+        );
+        // A few past the first page: those few wait.
+        assert_eq!(
+            whole_pages(std::iter::repeat_n(100, per_page + 3)),
+            per_page
+        );
+        // One entry bigger than a page has no boundary to stop at.
+        assert_eq!(whole_pages([10_000].into_iter()), 1);
+        assert_eq!(whole_pages(std::iter::empty()), 0);
+    }
+
+    type Answer = oneshot::Receiver<Result<(), ProposalError>>;
+
+    fn put(p: &mut Proposals, now: Instant) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        p.add(Request::Command(Bytes::from_static(b"\x00cmd")), tx, now);
+        rx
+    }
+
+    fn registered(now: Instant) -> (Proposals, Sessions) {
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_secs(2));
+        let mut sessions = Sessions::default();
+        let _early = put(&mut p, now);
+        let reg = p.registration_due(now).expect("a registration is due");
+        let proposal::Payload::Register { origin, nonce } =
+            proposal::decode(&reg).expect("decodes")
+        else {
+            panic!("not a registration")
+        };
+        sessions.register(origin, nonce, 7);
+        p.on_registration(origin, &sessions, now);
+        p.stop();
+        (p, sessions)
+    }
+
+    fn decoded(entry: &Entry) -> (ProposalId, u64) {
+        match proposal::decode(&entry.data).expect("decodes") {
+            proposal::Payload::Proposal { id, floor, .. } => (id, floor),
+            other => panic!("not a proposal: {other:?}"),
+        }
+    }
+
+    /// A request that never left the node (no leader ever came) says it will not happen; one
+    /// that was forwarded says it may.
+    #[test]
+    fn answers_at_the_deadline_say_whether_the_request_can_still_happen() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let mut never_sent = put(&mut p, t0);
+        let mut forwarded = put(&mut p, t0);
+        let batch = p.take_batch(false, 0, t0);
+        assert_eq!(batch.len(), 2);
+        p.sent(&[batch[1].0], None, t0);
+        p.not_sent(&[batch[0].0], t0, Duration::from_millis(100));
+        p.on_tick(t0 + Duration::from_secs(6), false);
+        assert_eq!(
+            never_sent.try_recv(),
+            Ok(Err(ProposalError::NoLeader(Duration::from_secs(5))))
+        );
+        assert_eq!(
+            forwarded.try_recv(),
+            Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
+        );
+        assert_eq!(p.len(), 0);
+    }
+
+    /// As leader: the copy is overwritten by a new leader's entry, and the proposal cannot be
+    /// proposed again in time: certain that it will not happen.
+    #[test]
+    fn an_overwritten_copy_that_could_not_be_sent_again_will_not_happen() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let mut answer = put(&mut p, t0);
+        let batch = p.take_batch(true, 0, t0);
+        p.sent(&[batch[0].0], Some((10, 2)), t0);
+        p.on_leader_change(t0);
+        // Another entry committed at index 10, in term 3.
+        assert!(p.on_committed(10, 3, None, Verdict::Apply).is_none());
+        p.on_tick(t0 + Duration::from_secs(6), false);
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err(ProposalError::Replaced(Duration::from_secs(5))))
+        );
+    }
+
+    /// A leader change sends everything again, with the same identities; the first copy to
+    /// commit answers the client, and the floor moves past it.
+    #[test]
+    fn a_leader_change_proposes_again_under_the_same_identity() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let mut a = put(&mut p, t0);
+        let _b = put(&mut p, t0);
+        let first = p.take_batch(false, 0, t0);
+        let seqs: Vec<u64> = first.iter().map(|(s, _)| *s).collect();
+        p.sent(&seqs, None, t0);
+        assert!(p.take_batch(false, 0, t0).is_empty(), "nothing new to send");
+        p.on_leader_change(t0);
+        let again = p.take_batch(false, 0, t0);
+        assert_eq!(again.len(), 2);
+        assert_eq!(decoded(&again[0].1).0, decoded(&first[0].1).0);
+        // The first copy of `a` commits; then the second one.
+        let (id, floor) = decoded(&first[0].1);
+        assert_eq!(sessions.admit(id, floor), Verdict::Apply);
+        let done = p.on_committed(20, 2, Some(id), Verdict::Apply);
+        done.expect("a waiter").send(Ok(())).expect("sent");
+        assert_eq!(a.try_recv(), Ok(Ok(())));
+        assert_eq!(sessions.admit(id, floor), Verdict::Duplicate);
+        assert!(
+            p.on_committed(21, 2, Some(id), Verdict::Duplicate)
+                .is_none()
+        );
+        // Later proposals carry a floor above the answered one.
+        let _c = put(&mut p, t0);
+        let (_, floor) = decoded(&p.take_batch(false, 0, t0)[0].1);
+        assert!(floor > id.seq);
+    }
+
+    /// Nothing is proposed before the session is registered, and a registration lost with a
+    /// leader is asked for again.
+    #[test]
+    fn proposals_wait_for_the_session() {
+        let t0 = Instant::now();
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_secs(2));
+        let _a = put(&mut p, t0);
+        assert!(p.take_batch(true, 0, t0).is_empty());
+        assert!(p.registration_due(t0).is_some());
+        assert!(p.registration_due(t0).is_none(), "already asked");
+        p.on_leader_change(t0);
+        assert!(
+            p.registration_due(t0).is_some(),
+            "asked again after a leader change"
+        );
+        let mut sessions = Sessions::default();
+        sessions.register(1, 42, 3);
+        p.on_registration(1, &sessions, t0);
+        assert_eq!(p.take_batch(true, 0, t0).len(), 1);
+    }
+
+    /// A snapshot from the leader that shows a pending request applied answers it.
+    #[test]
+    fn a_request_covered_by_a_snapshot_is_answered() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let mut a = put(&mut p, t0);
+        let batch = p.take_batch(false, 0, t0);
+        p.sent(&[batch[0].0], None, t0);
+        let (id, floor) = decoded(&batch[0].1);
+        // Applied in the leader's state, which reaches this node as a snapshot.
+        assert_eq!(sessions.admit(id, floor), Verdict::Apply);
+        for done in p.on_snapshot(100, &sessions, t0) {
+            done.send(Ok(())).expect("sent");
+        }
+        assert_eq!(a.try_recv(), Ok(Ok(())));
+        assert_eq!(p.len(), 0);
+    }
+}

@@ -1,0 +1,305 @@
+//! Linearizable reads (raft's ReadIndex), in three stages: waiting to be asked, asked, and
+//! confirmed at a read index the state machine has not reached yet.
+//!
+//! Reads that arrive together share one ReadIndex round (one heartbeat round serves them all).
+//! A read that arrives while no leader is known waits for one. raft forgets a pending request
+//! when leadership moves, and drops one silently when a new leader has not committed in its
+//! term yet, so an unanswered round is asked again: after every leader change, and less and
+//! less often while it goes unanswered. Each round's context is unique across nodes and
+//! process restarts (node id, the process's random nonce, a counter): the leader ignores a
+//! context already pending, and an old context answered after a restart must not be taken for
+//! a new one.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use raft::ReadState;
+
+use super::{ProposalError, Responder};
+
+/// A client waiting for its read.
+struct Waiter {
+    done: Responder,
+    deadline: Instant,
+}
+
+/// Reads that share one ReadIndex round.
+struct Round {
+    waiters: Vec<Waiter>,
+    asked_at: Instant,
+    attempts: u32,
+}
+
+/// The node's reads; see the module documentation.
+pub(super) struct Reads {
+    origin: u64,
+    nonce: u64,
+    timeout: Duration,
+    /// Arrived since the last round was started.
+    waiting: Vec<Waiter>,
+    /// Rounds asked of raft and not answered yet, by round number.
+    asked: BTreeMap<u64, Round>,
+    /// Request contexts given to raft (their counter), and the round each asks for. Asking
+    /// again keeps the earlier contexts: on a slow network the first answer may still come,
+    /// and serves.
+    contexts: BTreeMap<u64, u64>,
+    /// Confirmed at a read index the state machine has not reached yet.
+    confirmed: VecDeque<(u64, Vec<Waiter>)>,
+    next_ctx: u64,
+    next_round: u64,
+    /// Leadership moved: ask again for every round as soon as the current Ready is done.
+    ask_all_again: bool,
+}
+
+impl Reads {
+    /// Reads of node `origin`, whose process drew `nonce`; each answered within `timeout`.
+    pub fn new(origin: u64, nonce: u64, timeout: Duration) -> Reads {
+        Reads {
+            origin,
+            nonce,
+            timeout,
+            waiting: Vec::new(),
+            asked: BTreeMap::new(),
+            contexts: BTreeMap::new(),
+            confirmed: VecDeque::new(),
+            next_ctx: 0,
+            next_round: 0,
+            ask_all_again: false,
+        }
+    }
+
+    /// Whether every read has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.asked.is_empty() && self.confirmed.is_empty()
+    }
+
+    /// A client's read arrived.
+    pub fn add(&mut self, done: Responder, now: Instant) {
+        self.waiting.push(Waiter {
+            done,
+            deadline: now + self.timeout,
+        });
+    }
+
+    /// Leadership moved: raft forgot every pending request. Ask again at once, and again
+    /// soon after if that is too early (a new leader serves reads only once it has committed
+    /// an entry of its term).
+    pub fn on_leader_change(&mut self) {
+        self.ask_all_again = true;
+        for r in self.asked.values_mut() {
+            r.attempts = 0;
+        }
+    }
+
+    /// The contexts to hand to `read_index` now: a new round for the reads that arrived since
+    /// the last one, and every round again after a leader change. Nothing while no leader is
+    /// known (raft would drop it): the reads wait.
+    pub fn due_contexts(&mut self, leader_known: bool, now: Instant) -> Vec<Vec<u8>> {
+        if !leader_known {
+            return Vec::new();
+        }
+        let mut rounds: Vec<u64> = Vec::new();
+        if std::mem::take(&mut self.ask_all_again) {
+            rounds.extend(self.asked.keys());
+        }
+        if !self.waiting.is_empty() {
+            self.next_round += 1;
+            let round = self.next_round;
+            self.asked.insert(
+                round,
+                Round {
+                    waiters: std::mem::take(&mut self.waiting),
+                    asked_at: now,
+                    attempts: 0,
+                },
+            );
+            rounds.push(round);
+        }
+        rounds
+            .into_iter()
+            .filter_map(|round| self.ask(round, now))
+            .collect()
+    }
+
+    fn ask(&mut self, round: u64, now: Instant) -> Option<Vec<u8>> {
+        let r = self.asked.get_mut(&round)?;
+        r.asked_at = now;
+        r.attempts += 1;
+        self.next_ctx += 1;
+        self.contexts.insert(self.next_ctx, round);
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.origin.to_le_bytes());
+        ctx.extend_from_slice(&self.nonce.to_le_bytes());
+        ctx.extend_from_slice(&self.next_ctx.to_le_bytes());
+        Some(ctx)
+    }
+
+    /// Read states from a Ready: their rounds are confirmed at their read index.
+    pub fn on_read_states(&mut self, states: Vec<ReadState>) {
+        for rs in states {
+            let Some(counter) = self.parse(&rs.request_ctx) else {
+                continue;
+            };
+            let round = self.contexts.remove(&counter);
+            if let Some(r) = round.and_then(|round| self.asked.remove(&round)) {
+                self.confirmed.push_back((rs.index, r.waiters));
+            }
+        }
+    }
+
+    /// The counter of a context this process made.
+    fn parse(&self, ctx: &[u8]) -> Option<u64> {
+        let word = |i: usize| {
+            ctx.get(i * 8..i * 8 + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_le_bytes)
+        };
+        (ctx.len() == 24 && word(0)? == self.origin && word(1)? == self.nonce).then_some(word(2)?)
+    }
+
+    /// The waiters whose read index is at most `applied`: safe to answer once the state
+    /// machine has applied that far.
+    pub fn release(&mut self, applied: u64) -> Vec<Responder> {
+        let mut ready = Vec::new();
+        self.confirmed.retain_mut(|(index, waiters)| {
+            if *index <= applied {
+                ready.extend(waiters.drain(..).map(|w| w.done));
+                false
+            } else {
+                true
+            }
+        });
+        ready
+    }
+
+    /// Once per tick: answer reads whose time is up, forget those whose client left, and ask
+    /// again for rounds unanswered for a while (three ticks, doubling up to 48). Returns the
+    /// contexts to hand to `read_index`.
+    pub fn on_tick(&mut self, tick: Duration, leader_known: bool, now: Instant) -> Vec<Vec<u8>> {
+        let err = if leader_known {
+            ProposalError::ReadTimeout(self.timeout)
+        } else {
+            ProposalError::ReadNoLeader(self.timeout)
+        };
+        let mut late = Vec::new();
+        let mut sweep = |waiters: &mut Vec<Waiter>| {
+            late.extend(waiters.extract_if(.., |w| now >= w.deadline));
+            waiters.retain(|w| !w.done.is_closed());
+        };
+        sweep(&mut self.waiting);
+        for r in self.asked.values_mut() {
+            sweep(&mut r.waiters);
+        }
+        for (_, waiters) in &mut self.confirmed {
+            sweep(waiters);
+        }
+        for w in late {
+            let _ = w.done.send(Err(err.clone()));
+        }
+        self.confirmed.retain(|(_, w)| !w.is_empty());
+        self.asked.retain(|_, r| !r.waiters.is_empty());
+        let asked = &self.asked;
+        self.contexts.retain(|_, round| asked.contains_key(round));
+        if !leader_known {
+            return Vec::new();
+        }
+        let base = tick * 3;
+        let due: Vec<u64> = self
+            .asked
+            .iter()
+            .filter(|(_, r)| {
+                now.duration_since(r.asked_at)
+                    >= base * 2u32.pow(r.attempts.saturating_sub(1).min(4))
+            })
+            .map(|(round, _)| *round)
+            .collect();
+        due.into_iter()
+            .filter_map(|round| self.ask(round, now))
+            .collect()
+    }
+
+    /// The node stops: every read hears so.
+    pub fn stop(&mut self) {
+        let waiters = self
+            .waiting
+            .drain(..)
+            .chain(
+                std::mem::take(&mut self.asked)
+                    .into_values()
+                    .flat_map(|r| r.waiters),
+            )
+            .chain(self.confirmed.drain(..).flat_map(|(_, w)| w));
+        for w in waiters {
+            let _ = w.done.send(Err(ProposalError::Stopped));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    type Answer = oneshot::Receiver<Result<(), ProposalError>>;
+
+    fn read(r: &mut Reads, now: Instant) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        r.add(tx, now);
+        rx
+    }
+
+    /// Contexts differ between nodes and between two processes of one node; a context from
+    /// another process is ignored.
+    #[test]
+    fn contexts_are_unique_across_nodes_and_restarts() {
+        let t0 = Instant::now();
+        let mut a = Reads::new(1, 7, Duration::from_secs(5));
+        let mut b = Reads::new(2, 7, Duration::from_secs(5));
+        let mut a_restarted = Reads::new(1, 8, Duration::from_secs(5));
+        let _ra = read(&mut a, t0);
+        let _rb = read(&mut b, t0);
+        let mut rc = read(&mut a_restarted, t0);
+        let ca = a.due_contexts(true, t0);
+        let cb = b.due_contexts(true, t0);
+        let cc = a_restarted.due_contexts(true, t0);
+        assert_ne!(ca, cb);
+        assert_ne!(ca, cc);
+        // The old process's context answered to the new one: not a confirmation.
+        a_restarted.on_read_states(vec![ReadState {
+            index: 5,
+            request_ctx: ca[0].clone(),
+        }]);
+        assert!(a_restarted.release(100).is_empty());
+        a_restarted.on_read_states(vec![ReadState {
+            index: 5,
+            request_ctx: cc[0].clone(),
+        }]);
+        for done in a_restarted.release(5) {
+            done.send(Ok(())).expect("sent");
+        }
+        assert_eq!(rc.try_recv(), Ok(Ok(())));
+    }
+
+    /// A read waits for a leader rather than failing, and says so if none comes in time.
+    #[test]
+    fn a_read_waits_for_a_leader() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(100);
+        let mut r = Reads::new(1, 7, Duration::from_secs(5));
+        let mut early = read(&mut r, t0);
+        assert!(r.due_contexts(false, t0).is_empty());
+        assert!(
+            r.on_tick(tick, false, t0 + Duration::from_secs(1))
+                .is_empty()
+        );
+        assert!(early.try_recv().is_err(), "still waiting");
+        assert_eq!(r.due_contexts(true, t0 + Duration::from_secs(2)).len(), 1);
+        let mut late = read(&mut r, t0 + Duration::from_secs(2));
+        r.on_tick(tick, false, t0 + Duration::from_secs(6));
+        assert_eq!(
+            early.try_recv(),
+            Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
+        );
+        assert!(late.try_recv().is_err(), "its deadline is later");
+    }
+}

@@ -1,0 +1,336 @@
+//! The node as production builds it, fed raft messages by hand through its inbox: scenarios
+//! that need one exact order of messages, which a real cluster gives only by chance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Exit, Inbox, NodeStatus, RaftNode, Shared, replay};
+use crate::config::Config;
+use crate::kvstore::{Command, KvStore};
+use crate::metrics::Metrics;
+use crate::transport::{PeerFilter, Transport};
+
+/// A node started on an empty data dir with `--join`, whose peers never answer: everything
+/// it learns comes through [`Fed::step`].
+struct Fed {
+    inbox: mpsc::Sender<Inbox>,
+    exit: tokio::task::JoinHandle<Exit>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Fed {
+    async fn join(id: u64, cluster: Vec<String>) -> Fed {
+        Fed::start(id, cluster, true).await
+    }
+
+    async fn start(id: u64, cluster: Vec<String>, join: bool) -> Fed {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = Config {
+            id,
+            cluster,
+            join,
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let recovered = replay::replay_wal(&config).expect("an empty joining node");
+        let kv = KvStore::new(Default::default(), 0);
+        let (apply_tx, _thread) = kv.spawn_apply_loop(id).expect("apply thread");
+        let (inbox, inbox_rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        // As if the first message from the cluster had told it the cluster's identity.
+        let filter = Arc::new(PeerFilter::new(id, 0xC1));
+        let metrics = Arc::new(Metrics::new(id));
+        let transport = Transport::new(
+            filter,
+            inbox.clone(),
+            tokio::runtime::Handle::current(),
+            shutdown.child_token(),
+            metrics.clone(),
+            None,
+        );
+        let node = RaftNode::new(
+            &config,
+            recovered,
+            transport,
+            apply_tx,
+            Arc::new(Shared::default()),
+            metrics,
+        )
+        .expect("node");
+        let exit = tokio::spawn(node.run(inbox_rx, shutdown.clone()));
+        Fed {
+            inbox,
+            exit,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    async fn status(&self) -> Option<NodeStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(Inbox::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Steps `m` and waits until the node has taken it in (its answer to a status request
+    /// queued behind it; the Ready it leads to may still be under way).
+    async fn step(&self, m: Message) -> Option<NodeStatus> {
+        self.inbox.send(Inbox::Step(vec![m])).await.ok()?;
+        self.status().await
+    }
+
+    /// Waits (up to 5 s) until the node's status passes `cond`; `None` if the node stopped.
+    async fn wait_status(&self, cond: impl Fn(&NodeStatus) -> bool) -> Option<NodeStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = self.status().await?;
+            if cond(&status) {
+                return Some(status);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node never got there: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn conf_change(index: u64, term: u64, kind: ConfChangeType, node: u64, url: &str) -> Entry {
+    let mut single = ConfChangeSingle {
+        node_id: node,
+        ..Default::default()
+    };
+    single.set_change_type(kind);
+    let mut cc = ConfChangeV2 {
+        context: url.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    cc.mut_changes().push(single);
+    let mut e = Entry {
+        term,
+        index,
+        data: cc.write_to_bytes().expect("encodes").into(),
+        ..Default::default()
+    };
+    e.set_entry_type(EntryType::EntryConfChangeV2);
+    e
+}
+
+fn put(index: u64, term: u64, key: &str) -> Entry {
+    Entry {
+        term,
+        index,
+        data: Command::Put {
+            key: key.into(),
+            value: "v".into(),
+        }
+        .encode()
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The leader's log in which node 3 is removed at index 4 and added back at 21; committed to
+/// 25.
+fn log_with_node_3_added_back(cluster: &[String]) -> Vec<Entry> {
+    let mut log = replay::bootstrap_entries(cluster);
+    log.push(conf_change(4, 2, ConfChangeType::RemoveNode, 3, ""));
+    for index in 5..=20 {
+        log.push(put(index, 2, &format!("/k{index}")));
+    }
+    log.push(conf_change(21, 2, ConfChangeType::AddNode, 3, &cluster[2]));
+    for index in 22..=25 {
+        log.push(put(index, 2, &format!("/k{index}")));
+    }
+    log
+}
+
+/// Feeds `log` to node 3 one append at a time, as leader 1 announcing `commit`.
+async fn feed_one_by_one(node: &Fed, log: &[Entry], commit: u64) {
+    for (i, entry) in log.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| &log[p]);
+        let mut m = Message {
+            from: 1,
+            to: 3,
+            term: 2,
+            index: prev.map_or(0, |e| e.index),
+            log_term: prev.map_or(0, |e| e.term),
+            commit,
+            ..Default::default()
+        };
+        m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+        m.set_entries(vec![entry.clone()].into());
+        let status = node.step(m).await.unwrap_or_else(|| {
+            panic!(
+                "the node stopped after the append of entry {} (applied its own removal?)",
+                entry.index
+            )
+        });
+        assert_eq!(status.last_index, entry.index);
+    }
+}
+
+/// A node added back under its old id, catching up from an empty data dir, replays its own
+/// earlier removal on the way. Fed the leader's log one append at a time, with the removal the
+/// last entry of one append, it must not take that for the end of the log: the leader's
+/// commit index says more (its re-addition) is coming. It ends up a member, running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_back_survives_replaying_its_own_removal() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let log = log_with_node_3_added_back(&cluster);
+    let node = Fed::join(3, cluster).await;
+    feed_one_by_one(&node, &log, 25).await;
+    let status = node.status().await.expect("still running");
+    assert_eq!(status.applied, 25);
+    assert!(
+        status.members.iter().any(|m| m.id == 3),
+        "node 3 is a member again: {status:?}"
+    );
+    assert!(!node.exit.is_finished(), "the node stopped");
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}
+
+/// Node 3 was removed and added back; a peer that missed the re-addition still counts it as
+/// removed and answers its vote requests with 410 Gone. The removal it reports (as of its
+/// index 10) is older than the re-addition node 3 applied (21): node 3 keeps running. A
+/// peer whose state is newer than the re-addition (as of 30) is believed: node 3 stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_added_node_ignores_a_410_from_a_peer_that_is_behind() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let log = log_with_node_3_added_back(&cluster);
+    let node = Fed::join(3, cluster).await;
+    feed_one_by_one(&node, &log, 25).await;
+    node.inbox
+        .send(Inbox::RemovedByPeer {
+            peer: 2,
+            as_of: Some(10),
+        })
+        .await
+        .expect("the node takes messages");
+    assert!(
+        node.status().await.is_some(),
+        "the node stopped on a 410 from a peer that is behind"
+    );
+    node.inbox
+        .send(Inbox::RemovedByPeer {
+            peer: 2,
+            as_of: Some(30),
+        })
+        .await
+        .expect("the node takes messages");
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("the node stops within 5 s")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
+
+/// The same node, removed for good: once it has applied its removal and everything the
+/// leader said was committed, it stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let mut log = replay::bootstrap_entries(&cluster);
+    log.push(put(4, 2, "/a"));
+    log.push(conf_change(5, 2, ConfChangeType::RemoveNode, 3, ""));
+    let node = Fed::join(3, cluster).await;
+    let mut m = Message {
+        from: 1,
+        to: 3,
+        term: 2,
+        commit: 5,
+        ..Default::default()
+    };
+    m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+    m.set_entries(log.into());
+    node.inbox
+        .send(Inbox::Step(vec![m]))
+        .await
+        .expect("the node takes messages");
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("the node stops within 5 s")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
+
+fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
+    let mut m = Message {
+        from,
+        to,
+        term,
+        ..Default::default()
+    };
+    m.set_msg_type(kind);
+    m
+}
+
+/// A leader of two voters commits its own removal, proposed through the other node. Going at
+/// once, it could leave the other counting it as a voter (if the commit never reached it),
+/// unable ever to win an election. It hands leadership over first: it keeps running until the
+/// other has taken over, then stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(1, cluster, false).await;
+    // Elect node 1: node 2 grants the pre-vote and the vote it asks for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" {
+            break status.term;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = status.expect("running");
+    assert_eq!(status.role, "Leader", "{status:?}");
+    let term = status.term;
+    // Node 2 acknowledges the leader's first entry, then proposes removing node 1.
+    let ack = |index: u64| {
+        let mut m = message(MsgAppendResponse, 2, 1, term);
+        m.index = index;
+        m
+    };
+    node.step(ack(status.last_index)).await.expect("running");
+    let mut propose = message(MsgPropose, 2, 1, 0);
+    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
+    let status = node.step(propose).await.expect("running");
+    let removal = status.last_index;
+    // Node 2 has it: the removal commits, and node 1 applies it.
+    node.step(ack(removal)).await;
+    node.wait_status(|s| s.applied == removal)
+        .await
+        .expect("the leader stopped as soon as its removal committed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        node.status().await.is_some(),
+        "the leader stopped before anyone took over from it"
+    );
+    // Node 2 takes over (as the leader's MsgTimeoutNow asked): node 1 follows, then goes.
+    let mut heartbeat = message(MsgHeartbeat, 2, 1, term + 1);
+    heartbeat.commit = removal;
+    let _ = node.inbox.send(Inbox::Step(vec![heartbeat])).await;
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("node 1 stops once node 2 leads")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
