@@ -186,7 +186,6 @@ async fn a_node_with_another_ca_can_neither_join_nor_send_raft_messages() {
         },
     )
     .await;
-    println!("node {id}: {refused}");
     assert!(
         refused.to_ascii_lowercase().contains("certificate"),
         "the reason names the certificate: {refused}"
