@@ -38,7 +38,7 @@ have() {
 packages=()
 have ip || packages+=(iproute2)
 have iptables || packages+=(iptables)
-have curl || packages+=(curl)
+have curl || packages+=(curl ca-certificates)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()

@@ -27,6 +27,7 @@ PREFILL_TIMEOUT=${PREFILL_TIMEOUT:-120}  # upper bound of the prefill run
 WRK_TIMEOUT=${WRK_TIMEOUT:-5s}           # wrk's per-request timeout
 INSTALL=${INSTALL:-1}                    # 1: apt-get install what is missing
 KEEP_TMP=${KEEP_TMP:-0}                  # 1: keep the data dirs and logs (path printed)
+TLS=${TLS:-0}                            # 1: after ours, run ours again with TLS on both ports (ours-tls)
 
 DUR=${DURATION%s}
 WARM=${WARMUP%s}
@@ -35,6 +36,9 @@ WARM=${WARMUP%s}
 [[ $CONNECTIONS =~ ^[0-9]+$ && $CONNECTIONS -gt 0 ]] || { echo "bad CONNECTIONS" >&2; exit 2; }
 
 CLUSTER="http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379"
+TLS_CLUSTER=${CLUSTER//http:/https:}
+[[ $TLS == 1 && " $SYSTEMS " == *" ours "* && " $SYSTEMS " != *" ours-tls "* ]] && SYSTEMS=${SYSTEMS/ours/ours ours-tls}
+CURL_TLS=()                              # curl's flags for ours-tls (set once its certificates exist)
 ETCD_CLIENT_PORTS=(0 14379 24379 34379)  # index = node number
 ETCD_PEER_PORTS=(0 14380 24380 34380)
 LUA="$BENCH_DIR/kv.lua"
@@ -127,7 +131,21 @@ build_ours() {
 
 # ---- HTTP helpers --------------------------------------------------------------------------
 node_url() { # SYS N
-  if [[ $1 == etcd ]]; then echo "http://127.0.0.1:${ETCD_CLIENT_PORTS[$2]}"; else echo "http://127.0.0.1:${2}2380"; fi
+  case $1 in
+    etcd) echo "http://127.0.0.1:${ETCD_CLIENT_PORTS[$2]}" ;;
+    ours-tls) echo "https://127.0.0.1:${2}2380" ;;
+    *) echo "http://127.0.0.1:${2}2380" ;;
+  esac
+}
+
+kind() { [[ $1 == ours-tls ]] && echo ours || echo "$1"; } # ours-tls is ours, driven the same way
+
+# ours-tls: a CA and node certificates from `raftexample certs`, TLS on both ports. The REST
+# port asks for no client certificate (wrk cannot present one); peers check each other's.
+tls_flags() { # N -> flags of node N
+  local c=$TMP/certs
+  echo "--cert-file $c/node$1.crt --key-file $c/node$1.key --peer-cert-file $c/node$1.crt" \
+    "--peer-key-file $c/node$1.key --peer-trusted-ca-file $c/ca.crt"
 }
 
 b64() { printf '%s' "$1" | base64 -w0; }
@@ -138,7 +156,7 @@ kv_put() { # SYS N KEY VALUE -> 0 if acknowledged
     curl -fsS -o /dev/null --max-time 3 -X POST -H 'Content-Type: application/json' \
       -d "{\"key\":\"$(b64 "$3")\",\"value\":\"$(b64 "$4")\"}" "$url/v3/kv/put" 2>/dev/null
   else
-    curl -fsS -o /dev/null --max-time 3 -X PUT --data-binary "$4" "$url/$3" 2>/dev/null
+    curl -fsS -o /dev/null --max-time 3 "${CURL_TLS[@]+"${CURL_TLS[@]}"}" -X PUT --data-binary "$4" "$url/$3" 2>/dev/null
   fi
 }
 
@@ -149,7 +167,7 @@ kv_get_local() { # SYS N KEY -> value on stdout (etcd: serializable; ours, orig:
       -d "{\"key\":\"$(b64 "$3")\",\"serializable\":true}" "$url/v3/kv/range" 2>/dev/null |
       python3 -c 'import sys,json,base64; k=json.load(sys.stdin).get("kvs") or []; print(base64.b64decode(k[0]["value"]).decode() if k else "")'
   else
-    curl -fsS --max-time 3 "$url/$3" 2>/dev/null
+    curl -fsS --max-time 3 "${CURL_TLS[@]+"${CURL_TLS[@]}"}" "$url/$3" 2>/dev/null
   fi
 }
 
@@ -186,10 +204,10 @@ find_leader() { # SYS -> node number, or empty
     done
     return 0
   fi
-  if [[ $sys == ours ]]; then
+  if [[ $(kind "$sys") == ours ]]; then
     # Ours says who leads in /-/status (its raft log lines are off by default).
     for n in 1 2 3; do
-      curl -fsS --max-time 3 "$(node_url ours "$n")/-/status" 2>/dev/null |
+      curl -fsS --max-time 3 "${CURL_TLS[@]+"${CURL_TLS[@]}"}" "$(node_url "$sys" "$n")/-/status" 2>/dev/null |
         python3 -c 'import sys,json; d=json.load(sys.stdin); l=d["leader"]; print(l) if l else sys.exit(1)' 2>/dev/null &&
         return 0
     done
@@ -226,11 +244,11 @@ RESULT=""
 run_wrk() {
   local sys=$1 op=$2 c=$3 d=$4 node=$5 t=$THREADS sq="-" out rc=0
   ((t > c)) && t=$c
-  [[ $sys == ours && $op == getlocal ]] && sq=${STALE_QUERY:--}
+  [[ $(kind "$sys") == ours && $op == getlocal ]] && sq=${STALE_QUERY:--}
   out="$TMP/wrk.$sys.$op.c$c.out"
   log "$sys: wrk $op c=$c t=$t ${d}s -> node $node"
   timeout -k 5 $((d + 30)) wrk -t"$t" -c"$c" -d"${d}s" --timeout "$WRK_TIMEOUT" -s "$LUA" \
-    "$(node_url "$sys" "$node")" -- "$sys" "$op" "$KEYS" "$VALUE_SIZE" "$sq" "$TMP" "$t" $((c / t)) \
+    "$(node_url "$sys" "$node")" -- "$(kind "$sys")" "$op" "$KEYS" "$VALUE_SIZE" "$sq" "$TMP" "$t" $((c / t)) \
     >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID" || rc=$?
@@ -250,7 +268,7 @@ prefill() { # SYS NODE
   out="$TMP/wrk.$sys.prefill.out"
   log "$sys: prefill $KEYS keys (c=$c)"
   timeout -k 5 $((PREFILL_TIMEOUT + 10)) wrk -t"$t" -c"$c" -d"${PREFILL_TIMEOUT}s" --timeout "$WRK_TIMEOUT" \
-    -s "$LUA" "$(node_url "$sys" "$node")" -- "$sys" prefill "$KEYS" "$VALUE_SIZE" - "$TMP" "$t" $((c / t)) \
+    -s "$LUA" "$(node_url "$sys" "$node")" -- "$(kind "$sys")" prefill "$KEYS" "$VALUE_SIZE" - "$TMP" "$t" $((c / t)) \
     >"$out" 2>&1 &
   WRK_PID=$!
   deadline=$((SECONDS + PREFILL_TIMEOUT + 5))
@@ -282,12 +300,18 @@ start_cluster() { # SYS -> fills CLUSTER_PIDS
     dir="$TMP/$sys/n$n"
     mkdir -p "$dir"
     case $sys in
-      ours | orig)
-        local bin=$OURS_BIN
+      ours | ours-tls | orig)
+        local bin=$OURS_BIN cluster=$CLUSTER
         [[ $sys == orig ]] && bin=$BENCH_CACHE/raftexample-orig
         local extra=()
-        [[ $sys == ours ]] && read -r -a extra <<<"$OURS_ARGS"
-        (cd "$dir" && exec "$bin" --id "$n" --cluster "$CLUSTER" --port "${n}2380" "${extra[@]+"${extra[@]}"}") >"$dir/log" 2>&1 &
+        [[ $sys != orig ]] && read -r -a extra <<<"$OURS_ARGS"
+        if [[ $sys == ours-tls ]]; then
+          cluster=$TLS_CLUSTER
+          local tls=()
+          read -r -a tls <<<"$(tls_flags "$n")"
+          extra+=("${tls[@]}")
+        fi
+        (cd "$dir" && exec "$bin" --id "$n" --cluster "$cluster" --port "${n}2380" "${extra[@]+"${extra[@]}"}") >"$dir/log" 2>&1 &
         ;;
       etcd)
         local ic="n1=http://127.0.0.1:${ETCD_PEER_PORTS[1]},n2=http://127.0.0.1:${ETCD_PEER_PORTS[2]},n3=http://127.0.0.1:${ETCD_PEER_PORTS[3]}"
@@ -318,8 +342,16 @@ declare -A INFO=()  # INFO[sys:what]
 
 bench_system() { # SYS
   local sys=$1 tgt leader before after r
-  if [[ $sys == ours && ! -x $OURS_BIN ]]; then log "ours: no binary at $OURS_BIN: n/a"; return 0; fi
-  if [[ $sys == ours && $OURS_ARGS == auto ]]; then
+  if [[ $(kind "$sys") == ours && ! -x $OURS_BIN ]]; then log "$sys: no binary at $OURS_BIN: n/a"; return 0; fi
+  if [[ $sys == ours-tls ]]; then
+    if [[ ! -f $TMP/certs/ca.crt ]] && ! "$OURS_BIN" certs --out "$TMP/certs" >&2; then
+      log "ours-tls: raftexample certs failed: n/a"; return 0
+    fi
+    CURL_TLS=(--cacert "$TMP/certs/ca.crt")
+  else
+    CURL_TLS=()
+  fi
+  if [[ $(kind "$sys") == ours && $OURS_ARGS == auto ]]; then
     OURS_ARGS=""
     local help; help=$(timeout 10 "$OURS_BIN" --help 2>&1 || true)
     [[ $help == *--listen-host* ]] && OURS_ARGS="--listen-host 127.0.0.1"
@@ -419,7 +451,7 @@ EOF
 # ---- main ----------------------------------------------------------------------------------
 install_missing
 want_systems orig && { build_orig || log "original build failed: orig will be n/a"; }
-want_systems ours && build_ours
+{ want_systems ours || want_systems ours-tls; } && build_ours
 
 mkdir -p "$BENCH_TMPDIR"
 TMP=$(mktemp -d "$BENCH_TMPDIR/raftbench.XXXXXX")
@@ -430,7 +462,7 @@ log "measuring fsync and loopback round trip in $TMP"
 read -r FS_P50 FS_P99 FS_OW RTT_US FS_P10 <<<"$(measure_floor "$TMP")"
 
 for s in $SYSTEMS; do
-  case $s in ours | etcd | orig) bench_system "$s" ;; *) log "unknown system '$s' (ours, etcd, orig)";; esac
+  case $s in ours | ours-tls | etcd | orig) bench_system "$s" ;; *) log "unknown system '$s' (ours, ours-tls, etcd, orig)";; esac
 done
 
 # once more at the end: a disk shared with other work drifts, and the two show by how much
@@ -482,7 +514,19 @@ for when in before after; do
   printf 'disk (%-6s): append+fdatasync 4 KiB p10 %s p50 %s p99 %s ms; overwrite+fdatasync p50 %s ms; loopback RTT p50 %s us; 1-client PUT floor (2 fsync p50 + 2 RTT) %s ms\n' \
     "$when" "$5" "$1" "$2" "$3" "$4" "$(awk -v f="$1" -v r="$4" 'BEGIN { printf "%.3f", 2 * f + 2 * r / 1000 }')"
 done
-for s in ours etcd orig; do
+if want_systems ours-tls; then
+  echo
+  echo "TLS on both ports against plain HTTP, same binary, same run (ours-tls: REST over HTTPS without client"
+  echo "certificates, which wrk cannot present; peers over mutual TLS; rustls with ring):"
+  printf '%-18s %7s | %9s %7s %7s | %9s %7s %7s | %9s\n' operation clients "plain r/s" p50ms p99ms "TLS r/s" p50ms p99ms TLS/plain
+  printf '%s\n' "$(printf '%.0s-' {1..86})"
+  for k in "PUT:$CONNECTIONS:put" "PUT:1:put1" "GET linearizable:$CONNECTIONS:get" "GET local/stale:$CONNECTIONS:getlocal"; do
+    IFS=: read -r label clients key <<<"$k"
+    printf '%-18s %7s | %s | %s | %s\n' "$label" "$clients" "$(cell "${RES[ours:$key]-}")" \
+      "$(cell "${RES[ours-tls:$key]-}")" "$(ratio "${RES[ours-tls:$key]-}" "${RES[ours:$key]-}")"
+  done
+fi
+for s in ours ours-tls etcd orig; do
   want_systems "$s" || continue
   fl=${INFO[$s:floor]-}
   p50=$(field "${RES[$s:put1]-}" p50_ms)
@@ -492,7 +536,7 @@ for s in ours etcd orig; do
 done
 echo
 printf '%-6s %8s %14s %18s %20s\n' system leader "idle RSS MiB" "RSS after, MiB" "disk bytes/PUT (3 nodes)"
-for s in ours etcd orig; do
+for s in ours ours-tls etcd orig; do
   want_systems "$s" || continue
   mib() { [[ -n ${1-} ]] && awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }' || echo n/a; }
   printf '%-6s %8s %14s %18s %20s\n' "$s" "${INFO[$s:leader]-n/a}" "$(mib "${INFO[$s:rss_idle]-}")" \

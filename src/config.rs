@@ -88,6 +88,42 @@ pub struct Config {
     #[arg(long, default_value = "")]
     pub cluster_token: String,
 
+    /// Largest snapshot accepted from a peer, in bytes. It is written to disk as it arrives
+    /// and read into memory only once whole, so this bounds what a peer can make a node hold.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_snapshot_bytes: u64,
+
+    /// Certificate (PEM) of the REST API. With --key-file, the REST API speaks HTTPS only.
+    #[arg(long, help_heading = "Client TLS (etcd's flags)")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, help_heading = "Client TLS (etcd's flags)")]
+    pub key_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that signs the clients' certificates (for --client-cert-auth).
+    #[arg(long, help_heading = "Client TLS (etcd's flags)")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Admit only clients that present a certificate signed by --trusted-ca-file.
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          action = ArgAction::Set, help_heading = "Client TLS (etcd's flags)")]
+    pub client_cert_auth: bool,
+
+    /// Certificate (PEM) this node presents to its peers, as server and as client. Required
+    /// when --cluster uses https:// URLs.
+    #[arg(long, help_heading = "Peer TLS (etcd's flags; https:// peer URLs)")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --peer-cert-file.
+    #[arg(long, help_heading = "Peer TLS (etcd's flags; https:// peer URLs)")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that must have signed every peer's certificate; peer TLS
+    /// checks the other side both ways.
+    #[arg(long, help_heading = "Peer TLS (etcd's flags; https:// peer URLs)")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
     /// Tools that work on a data dir instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -106,6 +142,20 @@ pub enum Command {
         /// its full length shown.
         #[arg(long)]
         full_values: bool,
+    },
+    /// Make a CA and certificates for TLS: `ca.crt`, `node<N>.crt` for nodes 1..=N (server and
+    /// client use, for both ports) and `client.crt` (for curl), each with its `.key`. Files
+    /// that exist are kept; an existing CA signs the new certificates.
+    Certs {
+        /// Folder to write into.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Number of node certificates.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Names and addresses the node certificates are valid for (comma-separated).
+        #[arg(long, default_value = "127.0.0.1,localhost,::1", value_delimiter = ',')]
+        hosts: Vec<String>,
     },
 }
 
@@ -158,9 +208,21 @@ impl Default for Config {
     }
 }
 
-/// Long flags known to the original, so `-id` becomes `--id`. Unknown single-dash words are
-/// left alone for clap to report.
-const GO_FLAGS: &[&str] = &["id", "cluster", "port", "join"];
+/// Long flags known to the original, and etcd's TLS flags, so `-id` becomes `--id`. Unknown
+/// single-dash words are left alone for clap to report.
+const GO_FLAGS: &[&str] = &[
+    "id",
+    "cluster",
+    "port",
+    "join",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "client-cert-auth",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+];
 
 fn go_style_flag(arg: String) -> String {
     if let Some(rest) = arg.strip_prefix('-')
@@ -243,6 +305,47 @@ mod tests {
         ]);
         assert_eq!(c.wal_dir(), PathBuf::from("/tmp/x/raftexample-2"));
         assert!(matches!(c.command, Some(Command::Dump { json: true, .. })));
+    }
+
+    #[test]
+    fn etcd_tls_flags_parse_in_both_styles() {
+        let c = parse(&[
+            "raftexample",
+            "-cert-file",
+            "a.crt",
+            "--key-file=a.key",
+            "-trusted-ca-file",
+            "ca.crt",
+            "-client-cert-auth",
+            "--peer-cert-file",
+            "p.crt",
+            "-peer-key-file=p.key",
+            "--peer-trusted-ca-file",
+            "pca.crt",
+        ]);
+        assert_eq!(c.cert_file, Some(PathBuf::from("a.crt")));
+        assert_eq!(c.key_file, Some(PathBuf::from("a.key")));
+        assert_eq!(c.trusted_ca_file, Some(PathBuf::from("ca.crt")));
+        assert!(c.client_cert_auth);
+        assert_eq!(c.peer_cert_file, Some(PathBuf::from("p.crt")));
+        assert_eq!(c.peer_key_file, Some(PathBuf::from("p.key")));
+        assert_eq!(c.peer_trusted_ca_file, Some(PathBuf::from("pca.crt")));
+        let plain = parse(&["raftexample"]);
+        assert!(plain.cert_file.is_none() && plain.peer_cert_file.is_none());
+        assert!(!plain.client_cert_auth);
+    }
+
+    #[test]
+    fn certs_subcommand_defaults() {
+        let c = parse(&["raftexample", "certs"]);
+        match c.command {
+            Some(Command::Certs { out, nodes, hosts }) => {
+                assert_eq!(out, PathBuf::from("certs"));
+                assert_eq!(nodes, 3);
+                assert_eq!(hosts, vec!["127.0.0.1", "localhost", "::1"]);
+            }
+            other => panic!("expected certs, got {other:?}"),
+        }
     }
 
     #[test]

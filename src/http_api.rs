@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
-use crate::membership::{parse_node_id, validate_peer_url};
+use crate::membership::{check_peer_scheme, parse_node_id, validate_peer_url};
 use crate::raft_node::{MemberChange, NodeHandle, ProposalError, ReadConsistency};
 
 /// Methods the key-value routes answer, listed as the original does: one `Allow` header each.
@@ -29,6 +29,8 @@ pub struct AppState {
     pub node: NodeHandle,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
+    pub peer_tls: bool,
     /// Cancelled once the node is stopping: answers then ask the client to close the
     /// connection, so it does not send its next request down a connection about to close.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -244,7 +246,9 @@ async fn add_member(
     let id = node_id(path)?;
     let body = read_body(headers, body, app.max_body_bytes).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadUrl("not UTF-8".into()))?;
-    let url = validate_peer_url(text).map_err(|e| ApiError::BadUrl(e.to_string()))?;
+    let url = validate_peer_url(text)
+        .and_then(|url| check_peer_scheme(&url, app.peer_tls).map(|()| url))
+        .map_err(|e| ApiError::BadUrl(e.to_string()))?;
     app.node
         .change_members(MemberChange::Add { id, url })
         .await?;

@@ -45,6 +45,12 @@ impl Command {
 
     /// Decodes the bytes [`Command::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Command, bincode::error::DecodeError> {
+        // Borrowed first (variant, key, value: Put's layout): each length is checked against
+        // `data` there, where the owned decode would allocate whatever a length claims.
+        bincode::serde::borrow_decode_from_slice::<(u32, &str, &str), _>(
+            data,
+            bincode::config::standard(),
+        )?;
         bincode::serde::decode_from_slice(data, bincode::config::standard()).map(|(c, _)| c)
     }
 
@@ -425,8 +431,8 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
     let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
     take(r, remaining, &mut bytes)?;
     let config = bincode::config::standard();
-    let (members, used) = bincode::serde::decode_from_slice(&bytes, config)
-        .map_err(|e| invalid(format!("membership: {e}")))?;
+    let (members, used) =
+        Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
     let rest = &bytes[used..];
     let sessions = if rest.is_empty() {
         Sessions::default()

@@ -27,11 +27,14 @@
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
 //! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
+//! - [`pb`]: protobuf decoding bounded by its input (a leaf every decoder uses).
+//! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod disk;
@@ -41,9 +44,11 @@ pub mod http_api;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;
+pub mod pb;
 pub mod proposal;
 pub mod raft_node;
 pub mod snapshotter;
+pub mod tls;
 pub mod transport;
 pub mod varint;
 pub mod wal;
@@ -52,10 +57,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -63,7 +69,8 @@ pub use raft_node::{Exit, NodeHandle, StartError};
 
 use kvstore::KvStore;
 use raft_node::RaftNode;
-use transport::{PeerFilter, Transport, server::PeerServer};
+use tls::{TlsListener, TlsSetup};
+use transport::{PeerFilter, PeerLimits, Transport, server::PeerServer};
 
 /// Messages waiting for the raft node before senders have to wait.
 const INBOX_CAPACITY: usize = 16 * 1024;
@@ -119,19 +126,22 @@ impl Running {
 /// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
 /// gets a thread of its own.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    // Before the data dir is touched: a TLS mistake should not leave a fresh node's folders.
+    let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
     let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
             .await
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
-    start_recovered(config, recovered).await
+    start_recovered(config, recovered, tls).await
 }
 
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered.
 async fn start_recovered(
     config: Config,
     mut recovered: raft_node::Recovered,
+    tls: TlsSetup,
 ) -> Result<Running, StartError> {
     let own_url = config
         .own_peer_url()
@@ -164,12 +174,22 @@ async fn start_recovered(
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared::default());
+    let peer_tls = tls.peer_client.is_some();
     let transport = Transport::new(
         filter.clone(),
         inbox_tx.clone(),
         tokio::runtime::Handle::current(),
         services.child_token(),
         metrics.clone(),
+        tls.peer_client,
+    );
+    transport.learn_cluster_id(own_url, &config.cluster);
+    let peer_endpoints = PeerServer::new(
+        filter,
+        inbox_tx.clone(),
+        shared.clone(),
+        PeerLimits::from_config(&config),
+        &config.snap_dir(),
     );
     let node = RaftNode::new(
         &config,
@@ -206,17 +226,25 @@ async fn start_recovered(
         metrics,
     )
     .with_strict_reconfig(config.strict_reconfig_check);
-    let peer_router = PeerServer::new(filter, inbox_tx).router();
     let rest_router = http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
+        peer_tls,
         stopping: shutdown.clone(),
     });
-    let peer_server = serve(peer_listener, peer_router, services.clone());
+    let bind_err = |addr: SocketAddr| {
+        move |source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        }
+    };
+    let peer_listener =
+        PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
+    let peer_server = serve(peer_listener, peer_endpoints.router(), services.clone());
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until the node has answered what is in flight.
     let rest_listener = UntilStopped {
-        inner: Some(rest_listener),
+        inner: Some(PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?),
         stop: shutdown.clone(),
         addr: rest_addr,
     };
@@ -246,16 +274,59 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
     })
 }
 
+/// One port's listener: plain TCP, or TLS when the flags ask for it.
+enum PortListener {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+impl PortListener {
+    fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<Self> {
+        Ok(match tls {
+            Some(tls) => PortListener::Tls(TlsListener::new(listener, tls)?),
+            None => PortListener::Plain(listener),
+        })
+    }
+}
+
+impl axum::serve::Listener for PortListener {
+    type Io = Either<TcpStream, TlsStream<TcpStream>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self {
+            PortListener::Plain(listener) => {
+                let (tcp, addr) = axum::serve::Listener::accept(listener).await;
+                // Small requests and answers: Nagle's delay would dominate their latency
+                // (the TLS listener sets it too).
+                let _ = tcp.set_nodelay(true);
+                (Either::Left(tcp), addr)
+            }
+            PortListener::Tls(listener) => {
+                let (tls, addr) = listener.accept().await;
+                (Either::Right(tls), addr)
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            PortListener::Plain(listener) => listener.local_addr(),
+            PortListener::Tls(listener) => axum::serve::Listener::local_addr(listener),
+        }
+    }
+}
+
 /// A listener that stops taking connections once `stop` is cancelled, and closes its port so
 /// that new clients are refused at once, while the connections it took go on being served.
 struct UntilStopped {
-    inner: Option<TcpListener>,
+    inner: Option<PortListener>,
     stop: CancellationToken,
     addr: SocketAddr,
 }
 
 impl axum::serve::Listener for UntilStopped {
-    type Io = tokio::net::TcpStream;
+    type Io = <PortListener as axum::serve::Listener>::Io;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -277,12 +348,8 @@ impl axum::serve::Listener for UntilStopped {
 
 fn serve<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
 where
-    L: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr>,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    // Small requests and answers: Nagle's delay would dominate their latency.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -323,7 +390,7 @@ mod tests {
                 .as_mut()
                 .expect("a bootstrapped node has a WAL")
                 .inject_sync_failure();
-            let running = start_recovered(config.clone(), recovered)
+            let running = start_recovered(config.clone(), recovered, TlsSetup::default())
                 .await
                 .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;

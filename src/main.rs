@@ -53,6 +53,16 @@ fn main() -> ExitCode {
         };
     }
 
+    if let Some(Command::Certs { out, nodes, hosts }) = &config.command {
+        return match raftexample::certs::run(out, *nodes, hosts, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("raftexample certs: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, Entry, EntryType};
 use serde::{Deserialize, Serialize};
 
@@ -47,13 +46,42 @@ impl Members {
     }
 }
 
+/// [`Members`] with its URLs borrowed from the bytes it is decoded from: decoding it checks
+/// every string's length against those bytes, where decoding a `String` would first allocate
+/// whatever its length field claims. Its fields mirror [`Members`], in the same order.
+#[derive(Deserialize)]
+struct MembersRef<'a> {
+    #[serde(borrow)]
+    urls: BTreeMap<u64, &'a str>,
+    removed: BTreeSet<u64>,
+}
+
+impl Members {
+    /// Decodes what `bincode::serde::encode_to_vec(members, standard())` wrote at the front
+    /// of `bytes`, allocating no more than the decoded membership holds, whatever the bytes;
+    /// returns it and the bytes it took.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Members, usize), bincode::error::DecodeError> {
+        let (m, used): (MembersRef<'_>, _) =
+            bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())?;
+        let members = Members {
+            urls: m
+                .urls
+                .into_iter()
+                .map(|(id, u)| (id, u.to_string()))
+                .collect(),
+            removed: m.removed,
+        };
+        Ok((members, used))
+    }
+}
+
 /// The membership change a conf-change entry carries, as a v2 change (raft-rs's own v1→v2
 /// conversion trait is not exported). This node only proposes v2; v1 is read for completeness.
 pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::ProtobufError> {
     if entry.get_entry_type() != EntryType::EntryConfChange {
-        return ConfChangeV2::parse_from_bytes(&entry.data);
+        return crate::pb::parse::<ConfChangeV2>(&entry.data);
     }
-    let v1 = ConfChange::parse_from_bytes(&entry.data)?;
+    let v1 = crate::pb::parse::<ConfChange>(&entry.data)?;
     let mut single = ConfChangeSingle::default();
     single.set_change_type(v1.get_change_type());
     single.node_id = v1.node_id;
@@ -142,16 +170,33 @@ pub fn normalize_url(url: &str) -> &str {
 /// Why a peer URL was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not `http://host:port`.
-    #[error("peer URL {0:?} is not of the form http://host:port")]
+    /// Not `http://host:port` or `https://host:port`.
+    #[error("peer URL {0:?} is not of the form http://host:port (or https://host:port)")]
     Malformed(String),
+    /// The scheme is not the one this cluster's peers speak.
+    #[error("peer URL {url:?} must start with {wanted}: this cluster's peers use {wanted}")]
+    Scheme {
+        /// The URL.
+        url: String,
+        /// The scheme the cluster uses.
+        wanted: &'static str,
+    },
 }
 
-/// Checks that `url` is a peer URL this transport can reach: `http://host:port`, no path.
+/// The scheme prefix of a peer URL: `https://` means TLS.
+fn scheme_prefix(tls: bool) -> &'static str {
+    if tls { "https://" } else { "http://" }
+}
+
+/// Checks that `url` is a peer URL this transport can reach: `http://host:port` or
+/// `https://host:port` (TLS), no path.
 pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
     let url = normalize_url(url);
     let bad = || UrlError::Malformed(url.to_string());
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
         return Err(bad());
@@ -162,10 +207,27 @@ pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
     }
 }
 
+/// Checks that a (valid) peer URL speaks what the cluster speaks: `https://` with peer TLS,
+/// `http://` without.
+pub fn check_peer_scheme(url: &str, tls: bool) -> Result<(), UrlError> {
+    let wanted = scheme_prefix(tls);
+    if url.trim().starts_with(wanted) {
+        return Ok(());
+    }
+    Err(UrlError::Scheme {
+        url: url.to_string(),
+        wanted,
+    })
+}
+
 /// Splits a peer URL into the `host:port` a listener binds.
 pub fn host_port(url: &str) -> Result<String, UrlError> {
     let url = validate_peer_url(url)?;
-    Ok(url.trim_start_matches("http://").to_string())
+    let rest = url
+        .strip_prefix(scheme_prefix(false))
+        .or_else(|| url.strip_prefix(scheme_prefix(true)))
+        .unwrap_or(&url);
+    Ok(rest.to_string())
 }
 
 /// Parses a node id the way Go's `strconv.ParseUint(s, 0, 64)` does, as the original's
@@ -266,12 +328,22 @@ mod tests {
             host_port("http://localhost:1").as_deref(),
             Ok("localhost:1")
         );
+        assert_eq!(
+            host_port("https://127.0.0.1:42379/").as_deref(),
+            Ok("127.0.0.1:42379")
+        );
+        assert!(check_peer_scheme("https://a:1", true).is_ok());
+        assert!(check_peer_scheme("http://a:1", false).is_ok());
+        let err = check_peer_scheme("http://a:1", true).expect_err("plain URL on a TLS cluster");
+        assert!(err.to_string().contains("https://"), "{err}");
+        assert!(check_peer_scheme("https://a:1", false).is_err());
         for bad in [
             "127.0.0.1:42379",
             "http://127.0.0.1",
             "http://127.0.0.1:0",
             "http://127.0.0.1:99999",
-            "https://a:1",
+            "ftp://a:1",
+            "https://a",
             "http://:1",
             "http://a:1/path",
             "not a url",
@@ -291,6 +363,22 @@ mod tests {
         assert_ne!(cluster_id("", &three), cluster_id("", &one));
         assert_ne!(cluster_id("", &three), cluster_id("x", &three));
         assert_ne!(cluster_id("", &three), 0);
+    }
+
+    #[test]
+    fn members_decode_what_bincode_encodes_and_refuse_lying_lengths() {
+        let mut m = Members::default();
+        m.add(1, "https://a:1".into());
+        m.add(7, "http://b:2".into());
+        m.remove(3);
+        let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).expect("encode");
+        assert_eq!(
+            Members::decode_prefix(&bytes).expect("decodes"),
+            (m, bytes.len())
+        );
+        // One member whose URL claims 2^62 bytes.
+        let lying = [1, 1, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x40, 0];
+        assert!(Members::decode_prefix(&lying).is_err());
     }
 
     #[test]

@@ -500,7 +500,7 @@ fn read_snap<T>(
     }
     let mut meta_bytes = vec![0u8; meta_len as usize];
     r.read_exact(&mut meta_bytes).map_err(io_err(path))?;
-    let meta = SnapshotMetadata::parse_from_bytes(&meta_bytes)
+    let meta = crate::pb::parse::<SnapshotMetadata>(&meta_bytes)
         .map_err(|e| corrupt(16, format!("metadata: {e}")))?;
     let mut len_bytes = [0u8; 8];
     r.read_exact(&mut len_bytes).map_err(io_err(path))?;

@@ -422,7 +422,7 @@ impl RaftNode {
             id: config.id,
             election_tick: ELECTION_TICKS as usize,
             heartbeat_tick: 1,
-            max_size_per_msg: 1 << 20,
+            max_size_per_msg: crate::transport::MAX_SIZE_PER_MSG,
             max_inflight_msgs: 256,
             max_uncommitted_size: 1 << 30,
             // Not in the original: PreVote keeps a node coming back from a partition from

@@ -264,7 +264,8 @@ impl Proposals {
         let take = if leading {
             whole_pages(commands.iter().map(|(_, c)| c.len() + 8))
         } else {
-            commands.len()
+            // Forwarded as one MsgPropose, which must fit what the leader accepts.
+            crate::transport::proposals_per_message(commands.iter().map(|(_, c)| c.len() + 8))
         };
         let batch: Vec<(u64, Entry)> = commands[..take]
             .iter()

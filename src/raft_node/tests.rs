@@ -52,6 +52,7 @@ impl Fed {
             tokio::runtime::Handle::current(),
             shutdown.child_token(),
             metrics.clone(),
+            None,
         );
         let node = RaftNode::new(
             &config,

@@ -9,15 +9,23 @@
 //!
 //! Incoming: [`server`] serves both paths on this node's peer URL and feeds the messages to
 //! the raft node's inbox, after checking that they come from this cluster and from a member.
+//! A node started with `--join` first asks the members in `--cluster` for the cluster's
+//! identity ([`join`]); until one of them says it was added, it refuses every message.
 //!
 //! Wire format of a batch (a stream is batches back to back): for each message, its protobuf
 //! length as a little-endian `u32`, then the protobuf bytes (raft-rs `eraftpb::Message`).
-//! Headers name the sender's cluster identity and the sender and receiver ids.
+//! Headers name the sender's cluster identity and the sender and receiver ids. A length over
+//! [`PeerLimits::max_message`] is refused as soon as its four bytes arrive, so a peer
+//! connection never holds more than one bounded message.
+//!
+//! With `https://` peer URLs the client and the server speak TLS and each checks the other's
+//! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).
 
+pub mod join;
 pub mod peer;
 pub mod server;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -33,6 +42,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::raft_node::Inbox;
 
@@ -46,6 +56,17 @@ pub const HEADER_TO: &str = "x-raftexample-to";
 pub const RAFT_PATH: &str = "/raft";
 /// Path of the streaming endpoint (every other message).
 pub const STREAM_PATH: &str = "/raft/stream";
+/// Path where a joining node asks a member for the cluster's identity.
+pub const JOIN_PATH: &str = "/raft/join";
+/// Header carrying a joining node's own peer URL.
+pub const HEADER_URL: &str = "x-raftexample-url";
+
+/// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
+/// up to this many bytes, plus one more entry that may cross it.
+pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+/// Room in a message beside its entries' data: a key (bounded by hyper's request head limit,
+/// about 400 KiB), protobuf framing, the entry contexts.
+const MESSAGE_MARGIN: usize = 1 << 20;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -53,17 +74,55 @@ const PEER_QUEUE: usize = 4096;
 /// How long a removed peer's task may go on sending what was queued for it.
 const REMOVAL_GRACE: Duration = Duration::from_secs(2);
 
-/// HTTP client shared by all peer tasks.
-pub type HttpClient = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
+/// HTTP client shared by all peer tasks: plain HTTP for `http://` peers, TLS for `https://`.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, BoxBody<Bytes, Infallible>>;
+
+/// How much one peer may send at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLimits {
+    /// Largest message on the stream: raft's [`MAX_SIZE_PER_MSG`] of entries, one entry that
+    /// may cross it (a value of up to `--max-body-bytes`), and a margin.
+    pub max_message: usize,
+    /// Largest snapshot request (`--max-snapshot-bytes`).
+    pub max_snapshot: u64,
+}
+
+impl PeerLimits {
+    /// The limits `config` implies. Every node should run with the same `--max-body-bytes`:
+    /// a leader with a larger one could send entries its followers refuse.
+    pub fn from_config(config: &Config) -> PeerLimits {
+        PeerLimits {
+            max_message: MAX_SIZE_PER_MSG as usize + config.max_body_bytes + MESSAGE_MARGIN,
+            max_snapshot: config.max_snapshot_bytes,
+        }
+    }
+}
+
+/// How many of the proposals whose sizes are `sizes` a follower forwards in one `MsgPropose`:
+/// as many as fit in [`MAX_SIZE_PER_MSG`], and at least one, so that the message stays within
+/// what its receiver accepts (see [`PeerLimits::max_message`]).
+pub fn proposals_per_message(sizes: impl Iterator<Item = usize>) -> usize {
+    let mut total = 0u64;
+    let mut count = 0;
+    for size in sizes {
+        total += size as u64;
+        if count > 0 && total > MAX_SIZE_PER_MSG {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
 
 /// What the transport and its server share with the raft node about the cluster.
 #[derive(Debug)]
 pub struct PeerFilter {
     /// This node's id.
     pub self_id: u64,
-    /// The cluster identity; 0 on a joining node until the first message from the cluster
-    /// tells it.
+    /// The cluster identity; 0 on a joining node until a member tells it ([`join`]).
     cluster_id: AtomicU64,
+    /// The other members and their peer URLs, as the transport sends to them.
+    members: RwLock<BTreeMap<u64, String>>,
     /// Members removed from the cluster (their vote requests get 410 Gone), and the log index
     /// of the state that says so.
     removed: RwLock<(BTreeSet<u64>, u64)>,
@@ -78,6 +137,7 @@ impl PeerFilter {
         PeerFilter {
             self_id,
             cluster_id: AtomicU64::new(cluster_id),
+            members: RwLock::new(BTreeMap::new()),
             removed: RwLock::new((BTreeSet::new(), 0)),
             last_heard: Mutex::new(HashMap::new()),
         }
@@ -105,7 +165,8 @@ impl PeerFilter {
         self.cluster_id.load(Ordering::Acquire)
     }
 
-    /// Adopts `id` if no identity is known yet; returns the identity now in force.
+    /// Adopts `id` if no identity is known yet; returns the identity now in force. Only a
+    /// member's answer to [`join`] gets here: a message never sets the identity.
     pub fn adopt_cluster_id(&self, id: u64) -> u64 {
         match self
             .cluster_id
@@ -121,6 +182,33 @@ impl PeerFilter {
         let mut guard = self.removed.write().unwrap_or_else(|p| p.into_inner());
         guard.0.clone_from(removed);
         guard.1 = as_of;
+    }
+
+    /// Whether `id` is this node or one of the peers the transport sends to.
+    pub fn is_member(&self, id: u64) -> bool {
+        id == self.self_id
+            || self
+                .members
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id)
+    }
+
+    /// The peer URL of member `id`, if it is one of the peers.
+    pub fn member_url(&self, id: u64) -> Option<String> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn set_member(&self, id: u64, url: Option<&str>) {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        match url {
+            Some(url) => members.insert(id, url.to_string()),
+            None => members.remove(&id),
+        };
     }
 
     /// If `id` was removed from the cluster: the log index as of which this node knows it.
@@ -180,23 +268,17 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport with no peers yet.
+    /// A transport with no peers yet. `tls` is the client side of peer TLS: `https://` peers
+    /// are reached with it (without it, they cannot be reached at all).
     pub fn new(
         filter: Arc<PeerFilter>,
         inbox: mpsc::Sender<Inbox>,
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
+        tls: Option<rustls::ClientConfig>,
     ) -> Transport {
-        let mut connector = HttpConnector::new();
-        // Raft messages are small and latency-bound: never wait for Nagle.
-        connector.set_nodelay(true);
-        // A partitioned peer drops our SYNs; without a bound, connecting would retry for
-        // minutes and the stream would come back long after the network did.
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(4)
-            .build(connector);
+        let client = http_client(tls);
         Transport {
             peers: HashMap::new(),
             client,
@@ -220,6 +302,7 @@ impl Transport {
             self.remove_peer(id);
         }
         tracing::debug!(peer = id, url, "adding peer");
+        self.filter.set_member(id, Some(url));
         let handle = peer::spawn(
             &self.runtime,
             peer::PeerTask {
@@ -238,6 +321,7 @@ impl Transport {
 
     /// Stops sending to `id`.
     pub fn remove_peer(&mut self, id: u64) {
+        self.filter.set_member(id, None);
         if let Some(handle) = self.peers.remove(&id) {
             tracing::debug!(peer = id, "removing peer");
             // Dropping the queue lets the peer's task send what is queued and then end: the
@@ -277,6 +361,55 @@ impl Transport {
     pub fn filter(&self) -> &Arc<PeerFilter> {
         &self.filter
     }
+
+    /// On a node that does not know its cluster's identity yet (started with `--join` on an
+    /// empty data dir): asks the members in `cluster` until one says this node was added, and
+    /// adopts the identity it names. See [`join`].
+    pub fn learn_cluster_id(&self, own_url: &str, cluster: &[String]) {
+        if self.filter.cluster_id() != 0 {
+            return;
+        }
+        let asks = join::Lookup {
+            client: self.client.clone(),
+            filter: self.filter.clone(),
+            own_url: own_url.to_string(),
+            members: (1..)
+                .zip(cluster.iter().cloned())
+                .filter(|(id, _)| *id != self.filter.self_id)
+                .collect(),
+        };
+        let shutdown = self.shutdown.child_token();
+        self.runtime.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = asks.run() => {}
+            }
+        });
+    }
+}
+
+/// The peers' HTTP client; `tls` enables `https://` URLs.
+fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    // Raft messages are small and latency-bound: never wait for Nagle.
+    connector.set_nodelay(true);
+    // A partitioned peer drops our SYNs; without a bound, connecting would retry for
+    // minutes and the stream would come back long after the network did.
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    // https:// URLs need hyper-rustls to hand the connection over unwrapped (enforce_http
+    // is for plain connectors only).
+    connector.enforce_http(false);
+    // Without peer TLS, a config that trusts no one: an https:// peer fails its handshake
+    // (the flags check keeps one from being configured in the first place).
+    let tls = tls.unwrap_or_else(crate::tls::untrusting_client);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4)
+        .build(connector)
 }
 
 impl Drop for Transport {
@@ -293,6 +426,16 @@ pub enum WireError {
     /// The body ends inside a length prefix or a message.
     #[error("batch truncated at byte {0}")]
     Truncated(usize),
+    /// A length prefix announces more than a message may hold.
+    #[error("message at byte {offset} announces {len} bytes, which exceeds the limit of {limit}")]
+    TooLarge {
+        /// Where the length prefix starts.
+        offset: usize,
+        /// The announced length.
+        len: usize,
+        /// The most a message may hold.
+        limit: usize,
+    },
     /// A message's protobuf does not parse.
     #[error("message at byte {offset} does not parse: {source}")]
     Protobuf {
@@ -317,9 +460,10 @@ pub fn encode_batch(messages: &[Message]) -> Vec<u8> {
     out
 }
 
-/// Decodes a request body written by [`encode_batch`].
-pub fn decode_batch(body: &[u8]) -> Result<Vec<Message>, WireError> {
-    let (messages, used) = decode_prefix(body)?;
+/// Decodes a request body written by [`encode_batch`], none of whose messages may be longer
+/// than `limit`.
+pub fn decode_batch(body: &[u8], limit: usize) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(body, limit)?;
     if used < body.len() {
         return Err(WireError::Truncated(used));
     }
@@ -327,15 +471,16 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Message>, WireError> {
 }
 
 /// Decodes the whole messages at the front of `buf` and removes them from it, leaving a
-/// partial message (a stream's chunk boundaries fall anywhere) for the next call.
-pub fn decode_available(buf: &mut Vec<u8>) -> Result<Vec<Message>, WireError> {
-    let (messages, used) = decode_prefix(buf)?;
+/// partial message (a stream's chunk boundaries fall anywhere) for the next call. A length
+/// prefix over `limit` is an error at once, before its message arrives.
+pub fn decode_available(buf: &mut Vec<u8>, limit: usize) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(buf, limit)?;
     buf.drain(..used);
     Ok(messages)
 }
 
 /// The whole messages at the front of `body`, and how many bytes they took.
-fn decode_prefix(body: &[u8]) -> Result<(Vec<Message>, usize), WireError> {
+fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), WireError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while let Some(len_bytes) = body.get(pos..pos + 4) {
@@ -343,11 +488,18 @@ fn decode_prefix(body: &[u8]) -> Result<(Vec<Message>, usize), WireError> {
             .try_into()
             .expect("a 4-byte slice converts to [u8; 4]");
         let len = u32::from_le_bytes(len_bytes) as usize;
+        if len > limit {
+            return Err(WireError::TooLarge {
+                offset: pos,
+                len,
+                limit,
+            });
+        }
         let start = pos + 4;
         let Some(bytes) = body.get(start..start + len) else {
             break;
         };
-        let msg = Message::parse_from_bytes(bytes).map_err(|source| WireError::Protobuf {
+        let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
             offset: start,
             source,
         })?;
@@ -392,8 +544,8 @@ mod tests {
         };
         b.set_msg_type(MessageType::MsgHeartbeat);
         let body = encode_batch(&[a.clone(), b.clone()]);
-        assert_eq!(decode_batch(&body).expect("decodes"), vec![a, b]);
-        assert!(decode_batch(&[]).expect("empty body").is_empty());
+        assert_eq!(decode_batch(&body, 1 << 20).expect("decodes"), vec![a, b]);
+        assert!(decode_batch(&[], 1 << 20).expect("empty body").is_empty());
     }
 
     #[test]
@@ -408,12 +560,41 @@ mod tests {
         let body = encode_batch(&messages);
         for cut in 0..=body.len() {
             let mut buf = body[..cut].to_vec();
-            let mut got = decode_available(&mut buf).expect("a prefix decodes");
+            let mut got = decode_available(&mut buf, 1 << 20).expect("a prefix decodes");
             buf.extend_from_slice(&body[cut..]);
-            got.extend(decode_available(&mut buf).expect("the rest decodes"));
+            got.extend(decode_available(&mut buf, 1 << 20).expect("the rest decodes"));
             assert_eq!(got, messages, "cut at {cut}");
             assert!(buf.is_empty());
         }
+    }
+
+    /// A length prefix over the limit is refused from its four bytes alone, before the
+    /// message arrives; one at the limit waits for its bytes.
+    #[test]
+    fn a_length_over_the_limit_is_refused_at_once() {
+        let mut buf = 1025u32.to_le_bytes().to_vec();
+        match decode_available(&mut buf, 1024) {
+            Err(WireError::TooLarge { offset, len, limit }) => {
+                assert_eq!((offset, len, limit), (0, 1025, 1024));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let mut buf = 1024u32.to_le_bytes().to_vec();
+        assert!(decode_available(&mut buf, 1024).expect("waits").is_empty());
+        assert_eq!(buf.len(), 4, "the prefix stays for the rest of its message");
+    }
+
+    /// A follower forwards proposals up to raft's message size, and always at least one.
+    #[test]
+    fn forwarded_proposals_fit_one_message() {
+        let mib = MAX_SIZE_PER_MSG as usize;
+        assert_eq!(proposals_per_message([].into_iter()), 0);
+        assert_eq!(proposals_per_message([3 * mib].into_iter()), 1);
+        assert_eq!(proposals_per_message([mib / 2, mib / 2, 1].into_iter()), 2);
+        assert_eq!(
+            proposals_per_message(std::iter::repeat_n(100, 50_000)),
+            mib / 100
+        );
     }
 
     #[test]
@@ -425,7 +606,7 @@ mod tests {
         };
         let body = encode_batch(&[m]);
         for cut in 1..body.len() {
-            assert!(decode_batch(&body[..cut]).is_err(), "cut at {cut}");
+            assert!(decode_batch(&body[..cut], 1 << 20).is_err(), "cut at {cut}");
         }
     }
 }

@@ -334,11 +334,16 @@ impl PeerTask {
         path: &str,
         body: BoxBody<Bytes, Infallible>,
     ) -> Result<Request<BoxBody<Bytes, Infallible>>, String> {
+        let cluster = self.filter.cluster_id();
+        if cluster == 0 {
+            // Peers refuse a request without the identity; a joining node learns it first.
+            return Err("this node has not learned its cluster's identity yet".into());
+        }
         Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.url))
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-            .header(HEADER_CLUSTER, format!("{:x}", self.filter.cluster_id()))
+            .header(HEADER_CLUSTER, format!("{cluster:x}"))
             .header(HEADER_FROM, self.filter.self_id.to_string())
             .header(HEADER_TO, self.id.to_string())
             .body(body)
@@ -382,7 +387,7 @@ fn extract_snapshots(batch: &mut Vec<Message>) -> Vec<Message> {
 
 /// An error with its causes: hyper's top-level message ("client error (Connect)") alone
 /// does not say what went wrong.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -1,54 +1,145 @@
-//! The receiving half of the transport, on this node's peer URL: `POST /raft/stream` (a
-//! long-lived stream of batches) and `POST /raft` (one batch, used for snapshots). Both check
-//! that the sender is of this cluster and that the message is meant for this node, then hand
-//! the messages to the raft node's inbox. A node this one saw removed gets 410 Gone for its
-//! vote requests: that tells a removed node that never learned of its removal to stop, before
-//! its elections disturb the cluster. Refusals are 4xx with a one-line reason, logged once per
-//! sender so a stray node cannot flood the log.
+//! The receiving half of the transport, on this node's peer URL:
+//!
+//! - `POST /raft/stream`: a long-lived stream of batches, every message but snapshots. Each
+//!   message's length is checked against [`PeerLimits::max_message`] as soon as its prefix
+//!   arrives, so a connection holds at most one bounded message; a sender has one stream at a
+//!   time (a new one replaces the old, as in etcd's rafthttp).
+//! - `POST /raft`: one snapshot, written to a file as it arrives and bounded by
+//!   `--max-snapshot-bytes`, then read back and handed to raft.
+//! - `GET /raft/join`: a joining node asks for the cluster's identity ([`super::join`]).
+//!
+//! Every request must name this cluster's identity (a joining node refuses everything until it
+//! has learned it), be meant for this node, and come from a member. A sender this node does not
+//! know is let in only while this node knows no leader or takes that sender for the leader: a
+//! node that missed a membership change must still hear the leader that was added meanwhile,
+//! while a node that hears its leader has no reason to listen to strangers. A node this one saw
+//! removed gets 410 Gone for its vote requests: that tells a removed node that never learned
+//! of its removal to stop, before its elections disturb the cluster.
+//!
+//! Refusals are 4xx (503 while joining) with a one-line reason and `Connection: close`, so a
+//! connection that sent garbage is closed; they are logged once per sender so a stray node
+//! cannot flood the log. Without TLS these checks keep out mistakes, not attackers: the
+//! headers can be forged by anyone who can reach the port. Peer TLS keeps out whoever has no
+//! certificate from `--peer-trusted-ca-file`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use raft::eraftpb::{Message, MessageType};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, PeerFilter, RAFT_PATH, STREAM_PATH, decode_available,
-    decode_batch, gone_text,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerFilter, PeerLimits,
+    RAFT_PATH, STREAM_PATH, WireError, decode_available, gone_text,
 };
-use crate::raft_node::Inbox;
+use crate::membership::normalize_url;
+use crate::raft_node::{Inbox, Shared};
 
-/// Largest single request: a snapshot of a big store travels in one.
-const MAX_BATCH_BYTES: usize = 1 << 30;
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
 /// has something to say (and a vanished sender does not leave a task behind forever).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
+/// Prefix of the files arriving snapshots are written to, in the snapshot directory.
+const INCOMING_PREFIX: &str = "incoming-from-";
+const INCOMING_EXT: &str = ".part";
 
-/// A refusal: status and one line of reason.
-type Refusal = (StatusCode, String);
+/// A refused request: status and one line of reason. The connection is closed after it.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    text: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, text: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            text: text.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.text + "\n").into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
+impl From<WireError> for Refusal {
+    fn from(err: WireError) -> Refusal {
+        let status = match err {
+            WireError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Refusal::new(status, format!("bad batch: {err}"))
+    }
+}
 
 /// State of the peer endpoints.
 #[derive(Clone)]
 pub struct PeerServer {
     filter: Arc<PeerFilter>,
     inbox: mpsc::Sender<Inbox>,
-    /// (sender, its cluster) pairs already reported as foreign.
+    /// Who leads, as the raft node last said (for senders outside the membership).
+    shared: Arc<Shared>,
+    limits: PeerLimits,
+    /// Where arriving snapshots are written (the snapshot directory).
+    incoming_dir: PathBuf,
+    /// The open stream of each sender: its number and how to end it.
+    streams: Arc<Mutex<HashMap<u64, (u64, CancellationToken)>>>,
+    next_stream: Arc<AtomicU64>,
+    /// Senders whose snapshot is arriving right now.
+    arriving: Arc<Mutex<HashSet<u64>>>,
+    /// (sender, what) pairs already logged.
     logged: Arc<Mutex<HashSet<(u64, u64)>>>,
 }
 
 impl PeerServer {
-    /// A server feeding `inbox`.
-    pub fn new(filter: Arc<PeerFilter>, inbox: mpsc::Sender<Inbox>) -> PeerServer {
+    /// A server feeding `inbox`, writing arriving snapshots into `incoming_dir`. Removes the
+    /// files of snapshots that were still arriving when the node last stopped.
+    pub fn new(
+        filter: Arc<PeerFilter>,
+        inbox: mpsc::Sender<Inbox>,
+        shared: Arc<Shared>,
+        limits: PeerLimits,
+        incoming_dir: &Path,
+    ) -> PeerServer {
+        for entry in std::fs::read_dir(incoming_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(INCOMING_PREFIX) && name.ends_with(INCOMING_EXT) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         PeerServer {
             filter,
             inbox,
+            shared,
+            limits,
+            incoming_dir: incoming_dir.to_path_buf(),
+            streams: Arc::default(),
+            next_stream: Arc::default(),
+            arriving: Arc::default(),
             logged: Arc::default(),
         }
     }
@@ -56,20 +147,20 @@ impl PeerServer {
     /// The peer router.
     pub fn router(self) -> Router {
         Router::new()
-            .route(RAFT_PATH, post(receive))
+            .route(RAFT_PATH, post(receive_snapshot))
             .route(STREAM_PATH, post(receive_stream))
-            .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+            .route(JOIN_PATH, get(answer_join))
             .with_state(self)
     }
 
-    fn log_once(&self, from: u64, cluster: u64, text: &str) {
+    fn log_once(&self, from: u64, what: u64, text: &str) {
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        if logged.insert((from, cluster)) {
+        if logged.insert((from, what)) {
             tracing::warn!("{text}");
         }
     }
 
-    /// Checks the headers; returns the sender's id.
+    /// Checks the headers of a raft request; returns the sender's id.
     fn admit(&self, headers: &HeaderMap) -> Result<u64, Refusal> {
         let filter = &self.filter;
         let (Some(from), Some(to), Some(cluster)) = (
@@ -77,37 +168,81 @@ impl PeerServer {
             header_u64(headers, HEADER_TO, 10),
             header_u64(headers, HEADER_CLUSTER, 16),
         ) else {
-            return Err((
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_CLUSTER} header\n"
+                    "missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_CLUSTER} header"
                 ),
             ));
         };
-        if to != filter.self_id {
-            let text = format!(
-                "message for node {to} reached node {} (check the order of --cluster)",
-                filter.self_id
-            );
-            self.log_once(from, u64::MAX - to, &text);
-            return Err((StatusCode::PRECONDITION_FAILED, text + "\n"));
+        self.check_to(from, to)?;
+        let ours = filter.cluster_id();
+        if ours == 0 {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "node {} has not learned its cluster's identity yet: it asks the members in \
+                     its --cluster until one says it was added (POST /{})",
+                    filter.self_id, filter.self_id
+                ),
+            ));
         }
-        // A joining node learns its cluster from the first message it gets.
-        let ours = if cluster == 0 {
-            filter.cluster_id()
-        } else {
-            filter.adopt_cluster_id(cluster)
-        };
-        if cluster != 0 && cluster != ours {
+        if cluster != ours {
             let text = format!(
-                "refusing messages from node {from}: it belongs to cluster {cluster:x}, this node \
-                 to cluster {ours:x}; node {from} was probably started on a data dir of another \
-                 cluster (or with another --cluster-token)"
+                "refusing messages from node {from}: it names cluster {cluster:x}, this node \
+                 belongs to cluster {ours:x}; node {from} was probably started on a data dir of \
+                 another cluster (or with another --cluster-token)"
             );
             self.log_once(from, cluster, &text);
-            return Err((StatusCode::PRECONDITION_FAILED, text + "\n"));
+            return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
         }
+        if from == filter.self_id {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("a message from node {from} reached node {from} itself"),
+            ));
+        }
+        self.check_member(from)?;
         Ok(from)
+    }
+
+    fn check_to(&self, from: u64, to: u64) -> Result<(), Refusal> {
+        if to == self.filter.self_id {
+            return Ok(());
+        }
+        let text = format!(
+            "message for node {to} reached node {} (check the order of --cluster)",
+            self.filter.self_id
+        );
+        self.log_once(from, u64::MAX - to, &text);
+        Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text))
+    }
+
+    /// Refuses a sender that is neither a member nor a removed member, unless this node knows
+    /// no leader or takes the sender for its leader (then it may be the one that is behind).
+    fn check_member(&self, from: u64) -> Result<(), Refusal> {
+        if self.filter.is_member(from) || self.filter.removed_as_of(from).is_some() {
+            return Ok(());
+        }
+        let leader = self.shared.leader.load(Ordering::Acquire);
+        if leader == raft::INVALID_ID || leader == from {
+            self.log_once(
+                from,
+                0,
+                &format!(
+                    "accepting messages from node {from}, which is not a member as far as this \
+                     node knows: it knows no other leader, and may be behind on membership"
+                ),
+            );
+            return Ok(());
+        }
+        let text = format!(
+            "node {from} is not a member of this cluster (as node {} knows it, led by node \
+             {leader})",
+            self.filter.self_id
+        );
+        self.log_once(from, 1, &text);
+        Err(Refusal::new(StatusCode::FORBIDDEN, text))
     }
 
     /// 410 Gone when a removed node asks for votes. Only then: this node may still be
@@ -121,7 +256,10 @@ impl PeerServer {
             )
         });
         if campaigning && let Some(as_of) = self.filter.removed_as_of(from) {
-            return Err((StatusCode::GONE, gone_text(from, as_of)));
+            return Err(Refusal::new(
+                StatusCode::GONE,
+                gone_text(from, as_of).trim_end(),
+            ));
         }
         Ok(())
     }
@@ -132,9 +270,9 @@ impl PeerServer {
             .iter()
             .any(|m| m.to != self.filter.self_id || m.from != from)
         {
-            return Err((
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                "batch holds messages whose from/to disagree with the headers\n".to_string(),
+                "batch holds messages whose from/to disagree with the headers",
             ));
         }
         self.filter.heard_from(from);
@@ -142,50 +280,51 @@ impl PeerServer {
             return Ok(());
         }
         self.inbox.send(Inbox::Step(messages)).await.map_err(|_| {
-            (
+            Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "raft node is shutting down\n".to_string(),
+                "raft node is shutting down",
             )
         })
     }
-}
 
-fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
-    let text = headers.get(name)?.to_str().ok()?;
-    u64::from_str_radix(text, radix).ok()
-}
-
-async fn receive(State(server): State<PeerServer>, headers: HeaderMap, body: Bytes) -> Refusal {
-    let result = async {
-        let from = server.admit(&headers)?;
-        let messages = decode_batch(&body)
-            .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
-        server.check_not_removed(from, &messages)?;
-        server.deliver(from, messages).await
+    /// Registers a new stream from `from`, ending the one it had open.
+    fn open_stream(&self, from: u64) -> (u64, CancellationToken) {
+        let number = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, older)) = streams.insert(from, (number, token.clone())) {
+            older.cancel();
+        }
+        (number, token)
     }
-    .await;
-    result.map_or_else(
-        |refusal| refusal,
-        |()| (StatusCode::NO_CONTENT, String::new()),
-    )
-}
 
-/// Reads batch after batch until the sender closes the stream. An answer is sent only when
-/// it ends, or at once to refuse it.
-async fn receive_stream(
-    State(server): State<PeerServer>,
-    headers: HeaderMap,
-    body: Body,
-) -> Refusal {
-    let result = async {
-        let from = server.admit(&headers)?;
-        let mut body = body;
+    fn close_stream(&self, from: u64, number: u64) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if streams.get(&from).is_some_and(|(n, _)| *n == number) {
+            streams.remove(&from);
+        }
+    }
+
+    /// Reads batch after batch until the sender closes the stream or opens a newer one.
+    async fn read_stream(
+        &self,
+        from: u64,
+        mut body: Body,
+        replaced: CancellationToken,
+    ) -> Result<(), Refusal> {
         let mut buf = Vec::new();
         loop {
-            let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
+            let frame = tokio::select! {
+                _ = replaced.cancelled() => return Ok(()),
+                frame = tokio::time::timeout(STREAM_IDLE, body.frame()) => frame,
+            };
+            let frame = match frame {
                 Err(_) | Ok(None) => return Ok(()),
                 Ok(Some(Err(err))) => {
-                    return Err((StatusCode::BAD_REQUEST, format!("stream broken: {err}\n")));
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("stream broken: {err}"),
+                    ));
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -193,15 +332,220 @@ async fn receive_stream(
                 continue;
             };
             buf.extend_from_slice(&data);
-            let messages = decode_available(&mut buf)
-                .map_err(|err| (StatusCode::BAD_REQUEST, format!("bad batch: {err}\n")))?;
-            server.check_not_removed(from, &messages)?;
-            server.deliver(from, messages).await?;
+            let messages = decode_available(&mut buf, self.limits.max_message)?;
+            if messages
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("snapshots go to {RAFT_PATH}, not to {STREAM_PATH}"),
+                ));
+            }
+            self.check_not_removed(from, &messages)?;
+            self.deliver(from, messages).await?;
         }
     }
-    .await;
-    result.map_or_else(
-        |refusal| refusal,
-        |()| (StatusCode::NO_CONTENT, String::new()),
+
+    /// Takes the one slot `from` has for an arriving snapshot.
+    fn snapshot_slot(&self, from: u64) -> Result<ArrivingSnapshot, Refusal> {
+        let mut arriving = self.arriving.lock().unwrap_or_else(|p| p.into_inner());
+        if !arriving.insert(from) {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                format!("a snapshot from node {from} is already arriving"),
+            ));
+        }
+        Ok(ArrivingSnapshot {
+            from,
+            arriving: self.arriving.clone(),
+        })
+    }
+
+    /// Writes a snapshot request's body to `path`, refusing it once it passes the limit.
+    async fn save_body(&self, path: &Path, mut body: Body) -> Result<(), Refusal> {
+        let io = |what: &str, err: std::io::Error| {
+            Refusal::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("cannot {what} {}: {err}", path.display()),
+            )
+        };
+        tokio::fs::create_dir_all(&self.incoming_dir)
+            .await
+            .map_err(|e| io("create the folder of", e))?;
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| io("create", e))?;
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                Refusal::new(StatusCode::BAD_REQUEST, format!("snapshot broken: {err}"))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            written += data.len() as u64;
+            if written > self.limits.max_snapshot {
+                return Err(too_large_snapshot(self.limits.max_snapshot));
+            }
+            file.write_all(&data).await.map_err(|e| io("write", e))?;
+        }
+        file.flush().await.map_err(|e| io("write", e))
+    }
+}
+
+/// The slot of a sender's arriving snapshot, freed when dropped.
+struct ArrivingSnapshot {
+    from: u64,
+    arriving: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Drop for ArrivingSnapshot {
+    fn drop(&mut self) {
+        self.arriving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.from);
+    }
+}
+
+fn too_large_snapshot(limit: u64) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("snapshot exceeds --max-snapshot-bytes ({limit} bytes)"),
     )
+}
+
+fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
+    let text = headers.get(name)?.to_str().ok()?;
+    u64::from_str_radix(text, radix).ok()
+}
+
+async fn receive_stream(
+    State(server): State<PeerServer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Refusal> {
+    let from = server.admit(&headers)?;
+    let (number, replaced) = server.open_stream(from);
+    let result = server.read_stream(from, body, replaced).await;
+    server.close_stream(from, number);
+    result.map(|()| StatusCode::NO_CONTENT)
+}
+
+async fn receive_snapshot(
+    State(server): State<PeerServer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Refusal> {
+    let from = server.admit(&headers)?;
+    let limit = server.limits.max_snapshot;
+    if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10).is_some_and(|len| len > limit) {
+        return Err(too_large_snapshot(limit));
+    }
+    let _slot = server.snapshot_slot(from)?;
+    let path = server
+        .incoming_dir
+        .join(format!("{INCOMING_PREFIX}{from}{INCOMING_EXT}"));
+    let result = async {
+        server.save_body(&path, body).await?;
+        let read_path = path.clone();
+        let message = tokio::task::spawn_blocking(move || read_snapshot_message(&read_path, limit))
+            .await
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading the snapshot failed: {e}"),
+                )
+            })??;
+        server.deliver(from, vec![message]).await
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    result.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Reads the one message a snapshot request holds (a batch of one, see the module doc of
+/// [`super`]) from the file it was saved to. Only the message itself is ever in memory.
+pub fn read_snapshot_message(path: &Path, limit: u64) -> Result<Message, Refusal> {
+    let bad = |text: String| Refusal::new(StatusCode::BAD_REQUEST, text);
+    let file = std::fs::File::open(path)
+        .map_err(|e| bad(format!("cannot reopen {}: {e}", path.display())))?;
+    let size = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot stat {}: {e}", path.display())))?
+        .len();
+    let mut reader = BufReader::new(file);
+    let mut prefix = [0u8; 4];
+    reader.read_exact(&mut prefix).map_err(|_| {
+        bad(format!(
+            "snapshot request of {size} bytes has no length prefix"
+        ))
+    })?;
+    let len = u64::from(u32::from_le_bytes(prefix));
+    if len > limit {
+        return Err(too_large_snapshot(limit));
+    }
+    if size != 4 + len {
+        return Err(bad(format!(
+            "snapshot request of {size} bytes announces a message of {len} bytes; a snapshot \
+             request holds exactly one message"
+        )));
+    }
+    // The message is needed whole anyway (raft takes the snapshot's data in memory): read it
+    // once, and let its data be a slice of that one buffer.
+    let mut bytes = Vec::with_capacity(len as usize);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let message = crate::pb::parse_bytes::<Message>(&bytes.into())
+        .map_err(|e| bad(format!("snapshot message does not parse: {e}")))?;
+    if message.get_msg_type() != MessageType::MsgSnapshot {
+        return Err(bad(format!(
+            "{RAFT_PATH} takes snapshots only, not {:?}",
+            message.get_msg_type()
+        )));
+    }
+    Ok(message)
+}
+
+/// A joining node asks whether it is a member; the answer is the cluster's identity.
+async fn answer_join(
+    State(server): State<PeerServer>,
+    headers: HeaderMap,
+) -> Result<String, Refusal> {
+    let filter = &server.filter;
+    let url = headers.get(HEADER_URL).and_then(|v| v.to_str().ok());
+    let (Some(from), Some(to), Some(url)) = (
+        header_u64(&headers, HEADER_FROM, 10),
+        header_u64(&headers, HEADER_TO, 10),
+        url,
+    ) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_URL} header"),
+        ));
+    };
+    server.check_to(from, to)?;
+    let ours = filter.cluster_id();
+    if ours == 0 {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("node {to} is joining too and does not know the cluster's identity yet"),
+        ));
+    }
+    match filter.member_url(from) {
+        Some(known) if normalize_url(&known) == normalize_url(url) => Ok(format!("{ours:x}")),
+        Some(known) => Err(Refusal::new(
+            StatusCode::CONFLICT,
+            format!("node {from} is a member at {known}, not at {url}"),
+        )),
+        None => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "node {from} is not a member of this cluster (as node {to} knows it): add it \
+                 first with POST /{from} on a member"
+            ),
+        )),
+    }
 }

@@ -421,14 +421,14 @@ fn decode_payload(frame: &Frame<'_>) -> Result<Record, DecodeError> {
             Record::Metadata(m)
         }
         TYPE_ENTRY => Record::Entry(
-            Entry::parse_from_bytes(frame.payload).map_err(|e| bad("entry", e.to_string()))?,
+            crate::pb::parse::<Entry>(frame.payload).map_err(|e| bad("entry", e.to_string()))?,
         ),
         TYPE_HARD_STATE => Record::HardState(
-            HardState::parse_from_bytes(frame.payload)
+            crate::pb::parse::<HardState>(frame.payload)
                 .map_err(|e| bad("hardstate", e.to_string()))?,
         ),
         TYPE_SNAPSHOT => Record::Snapshot(
-            SnapshotMetadata::parse_from_bytes(frame.payload)
+            crate::pb::parse::<SnapshotMetadata>(frame.payload)
                 .map_err(|e| bad("snapshot", e.to_string()))?,
         ),
         TYPE_ENTRIES => {

@@ -224,6 +224,10 @@ pub struct ProcCluster {
     pub extra_args: Vec<String>,
     /// HTTP client for the REST API.
     pub http: reqwest::Client,
+    /// Folder of `raftexample certs` output when the cluster runs TLS on both ports.
+    pub tls: Option<PathBuf>,
+    /// Nodes whose certificates come from another folder (another CA, say).
+    pub tls_dirs: HashMap<u64, PathBuf>,
 }
 
 impl ProcCluster {
@@ -239,7 +243,60 @@ impl ProcCluster {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("building an HTTP client"),
+            tls: None,
+            tls_dirs: HashMap::new(),
         }
+    }
+
+    /// Slots for `n` nodes that will run TLS on both ports (https:// peer URLs, client
+    /// certificates required), with certificates made by `raftexample certs` in the cluster's
+    /// folder; the REST client presents `client.crt`.
+    pub fn new_tls(n: usize, extra_args: &[&str]) -> ProcCluster {
+        let mut c = ProcCluster::new(n, extra_args);
+        let certs = c.dir.path().join("certs");
+        make_certs(&certs, n as u64 + 1);
+        c.peers = c
+            .peers
+            .iter()
+            .map(|u| u.replacen("http://", "https://", 1))
+            .collect();
+        c.http = tls_client(&certs, Some(&certs));
+        c.tls = Some(certs);
+        c
+    }
+
+    /// Starts `n` TLS nodes (see [`ProcCluster::new_tls`]) and waits for a leader.
+    pub async fn start_tls(n: usize, extra_args: &[&str]) -> ProcCluster {
+        let mut c = ProcCluster::new_tls(n, extra_args);
+        for id in 1..=n as u64 {
+            c.spawn(id, &[]);
+        }
+        c.wait_leader().await;
+        c
+    }
+
+    /// The TLS flags of node `id`: etcd's, with its own certificate on both ports.
+    pub fn tls_args(&self, id: u64) -> Vec<String> {
+        let Some(default) = &self.tls else {
+            return Vec::new();
+        };
+        let dir = self.tls_dirs.get(&id).unwrap_or(default);
+        let file = |name: &str| dir.join(name).display().to_string();
+        let cert = file(&format!("node{id}.crt"));
+        let key = file(&format!("node{id}.key"));
+        let ca = file("ca.crt");
+        [
+            ("--cert-file", cert.clone()),
+            ("--key-file", key.clone()),
+            ("--trusted-ca-file", ca.clone()),
+            ("--client-cert-auth", "true".into()),
+            ("--peer-cert-file", cert),
+            ("--peer-key-file", key),
+            ("--peer-trusted-ca-file", ca),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
     }
 
     /// Starts `n` nodes and waits until they agree on a leader.
@@ -264,7 +321,16 @@ impl ProcCluster {
 
     /// Adds a slot for one more node, returning its id.
     pub fn grow(&mut self) -> u64 {
-        self.peers.extend(peer_urls(1));
+        let scheme = if self.tls.is_some() {
+            "https://"
+        } else {
+            "http://"
+        };
+        self.peers.extend(
+            peer_urls(1)
+                .iter()
+                .map(|u| u.replacen("http://", scheme, 1)),
+        );
         self.rest_ports.extend(free_ports(1));
         self.peers.len() as u64
     }
@@ -283,6 +349,7 @@ impl ProcCluster {
             "--data-dir".to_string(),
             self.data_dir(id).display().to_string(),
         ];
+        args.extend(self.tls_args(id));
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -373,7 +440,8 @@ impl ProcCluster {
 
     /// Base URL of node `id`'s REST API.
     pub fn url(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.rest_ports[id as usize - 1])
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.rest_ports[id as usize - 1])
     }
 
     /// PUT; returns the status code, or None if the request failed.
@@ -482,6 +550,45 @@ impl Drop for ProcCluster {
             }
         }
     }
+}
+
+/// Runs `raftexample certs` into `dir`: a CA, certificates for nodes 1..=`nodes` valid for
+/// 127.0.0.1, and a client certificate.
+pub fn make_certs(dir: &Path, nodes: u64) {
+    let out = Command::new(binary())
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args([
+            "--nodes",
+            &nodes.to_string(),
+            "--hosts",
+            "127.0.0.1,localhost",
+        ])
+        .output()
+        .expect("running raftexample certs");
+    assert!(
+        out.status.success(),
+        "raftexample certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A REST client over TLS that trusts the CA in `ca_dir` and, given `identity_dir`, presents
+/// its `client.crt`.
+pub fn tls_client(ca_dir: &Path, identity_dir: Option<&Path>) -> reqwest::Client {
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let ca = reqwest::Certificate::from_pem(&read(ca_dir.join("ca.crt"))).expect("a CA in PEM");
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(10));
+    if let Some(dir) = identity_dir {
+        let mut pem = read(dir.join("client.crt"));
+        pem.extend(read(dir.join("client.key")));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("a client identity"));
+    }
+    builder.build().expect("building a TLS client")
 }
 
 fn print_tail(path: &Path) {

@@ -44,19 +44,39 @@ pub enum Answer {
 impl Http {
     /// A client whose requests give up after `timeout` (a little above the nodes' proposal
     /// timeout, so a node's own 503 usually comes first and tells more than a timeout).
-    pub fn new(timeout: Duration) -> Http {
-        let client = reqwest::Client::builder()
+    /// With `certs` (a `raftexample certs` folder), over TLS with its client certificate.
+    pub fn new(timeout: Duration, certs: Option<&std::path::Path>) -> Http {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(1))
             // Never ask a proxy (the environment may name one): the nodes are on our bridge.
-            .no_proxy()
-            .build()
-            .expect("building the HTTP client");
+            .no_proxy();
+        if let Some(dir) = certs {
+            let read = |name: &str| {
+                std::fs::read(dir.join(name))
+                    .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+            };
+            let mut identity = read("client.crt");
+            identity.extend(read("client.key"));
+            builder = builder
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(&read("ca.crt")).expect("a CA in PEM"),
+                )
+                .identity(reqwest::Identity::from_pem(&identity).expect("a client identity"));
+        }
+        let client = builder.build().expect("building the HTTP client");
         Http { client }
     }
 
     fn url(id: u64, path: &str) -> String {
-        format!("http://{}:{REST_PORT}{path}", node_ip(id))
+        let scheme = if crate::cluster::tls() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{REST_PORT}{path}", node_ip(id))
     }
 
     /// `PUT /key` on node `id`.

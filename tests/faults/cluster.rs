@@ -45,6 +45,32 @@ pub struct Cluster {
     children: BTreeMap<u64, Child>,
     /// Nodes currently stopped with SIGSTOP.
     paused: BTreeSet<u64>,
+    /// With `FAULT_TLS=1`: the run's certificates (`raftexample certs`), for both ports.
+    certs: Option<PathBuf>,
+}
+
+/// Whether this run speaks TLS on both ports (`FAULT_TLS=1`).
+pub fn tls() -> bool {
+    std::env::var("FAULT_TLS").is_ok_and(|v| v == "1")
+}
+
+/// Makes a CA and certificates for nodes `1..=n` (valid for their addresses) and a client in
+/// `dir`, with `raftexample certs`.
+pub fn make_certs(dir: &Path, n: u64) -> Result<(), String> {
+    let hosts: Vec<String> = (1..=n).map(|id| node_ip(id).to_string()).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftexample"))
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args(["--nodes", &n.to_string(), "--hosts", &hosts.join(",")])
+        .output()
+        .map_err(|e| format!("running raftexample certs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "raftexample certs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 impl Cluster {
@@ -55,6 +81,7 @@ impl Cluster {
         data_root: &Path,
         log_root: &Path,
         knobs: NodeKnobs,
+        certs: Option<PathBuf>,
     ) -> Cluster {
         Cluster {
             n,
@@ -64,6 +91,7 @@ impl Cluster {
             knobs,
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
+            certs,
         }
     }
 
@@ -74,7 +102,8 @@ impl Cluster {
 
     /// The peer URL of node `id`, as in `--cluster`.
     pub fn url(id: u64) -> String {
-        format!("http://{}:{PEER_PORT}", node_ip(id))
+        let scheme = if tls() { "https" } else { "http" };
+        format!("{scheme}://{}:{PEER_PORT}", node_ip(id))
     }
 
     /// Node `id`'s data dir (holding `raftexample-<id>/` and `raftexample-<id>-snap/`).
@@ -140,6 +169,22 @@ impl Cluster {
         .stderr(log);
         if join {
             cmd.arg("--join");
+        }
+        if let Some(certs) = &self.certs {
+            let cert = certs.join(format!("node{id}.crt"));
+            let key = certs.join(format!("node{id}.key"));
+            let ca = certs.join("ca.crt");
+            for (flag, file) in [
+                ("--cert-file", &cert),
+                ("--key-file", &key),
+                ("--trusted-ca-file", &ca),
+                ("--peer-cert-file", &cert),
+                ("--peer-key-file", &key),
+                ("--peer-trusted-ca-file", &ca),
+            ] {
+                cmd.arg(flag).arg(file);
+            }
+            cmd.arg("--client-cert-auth");
         }
         let child = cmd
             .spawn()

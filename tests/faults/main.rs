@@ -19,6 +19,9 @@
 //! FAULT_SEEDS=100 cargo nextest run --test faults --run-ignored only --no-capture
 //! ```
 //!
+//! `FAULT_TLS=1` runs every node with TLS on both ports (certificates made per run with
+//! `raftexample certs`, client certificates required), and the clients over HTTPS.
+//!
 //! A failed run prints its seed and keeps its folder; `FAULT_SEED=<seed> cargo nextest run
 //! --test faults` replays that seed's schedule (in the one test of its kind; the others say
 //! so and stop).

@@ -284,7 +284,12 @@ impl Harness {
     fn new(config: RunConfig, kind: FaultKind, net: Net, dir: &Path) -> Harness {
         let n = kind.nodes();
         let ns = (1..=n).map(|id| (id, net.node_ns(id))).collect();
-        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, KNOBS);
+        // FAULT_TLS=1: the run's own CA and certificates, TLS on both ports.
+        let certs = crate::cluster::tls().then(|| dir.join("certs"));
+        if let Some(certs) = &certs {
+            crate::cluster::make_certs(certs, n).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, KNOBS, certs.clone());
         let proxies = (1..=n)
             .map(|id| (id, Proxy::start(net.node_ns(id), id)))
             .collect();
@@ -297,7 +302,7 @@ impl Harness {
             config,
             kind,
             dir: dir.to_path_buf(),
-            http: Http::new(client_timeout),
+            http: Http::new(client_timeout, certs.as_deref()),
             recorder: Recorder::new(),
             removed: BTreeSet::new(),
             events: Vec::new(),

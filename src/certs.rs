@@ -1,0 +1,248 @@
+//! `raftexample certs`: a CA and the certificates a TLS cluster needs, in one command, on
+//! rcgen (ECDSA P-256 keys). Made for trying TLS out and for the tests, as etcd's docs use
+//! cfssl: the CA key sits next to the certificates, unencrypted.
+//!
+//! Files, in `--out`: `ca.crt` + `ca.key`; `node<N>.crt` + `.key` for nodes 1..=`--nodes`,
+//! valid for `--hosts` and for both server and client use (one certificate per node serves
+//! both ports, and is the client certificate it presents to its peers); `client.crt` + `.key`
+//! for curl. A file that exists is kept; an existing CA signs whatever is new, so running the
+//! command again with `--nodes 4` adds node 4's certificate to the same CA.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Why certificates could not be made; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// rcgen refused a parameter (a host name that is not a DNS name or an address) or a key.
+    #[error("{what}: {source}")]
+    Rcgen {
+        /// What was being made.
+        what: String,
+        /// rcgen's complaint.
+        source: rcgen::Error,
+    },
+    /// Only one of `ca.crt` and `ca.key` exists.
+    #[error("{0} exists without its partner; remove it, or put both back")]
+    HalfCa(PathBuf),
+}
+
+/// The CA's name: fixed, so a CA reloaded from its key signs exactly as when it was made.
+const CA_NAME: &str = "raftexample CA";
+
+/// Makes whatever is missing in `out`; tells `log` what it wrote and what it kept.
+pub fn run(out: &Path, nodes: u64, hosts: &[String], log: &mut dyn Write) -> Result<(), Error> {
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let ca = ca(out, log)?;
+    for n in 1..=nodes {
+        let params = leaf_params(
+            &format!("node{n}"),
+            hosts,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )?;
+        leaf(out, &format!("node{n}"), params, &ca, log)?;
+    }
+    let client = leaf_params("client", &[], &[ExtendedKeyUsagePurpose::ClientAuth])?;
+    leaf(out, "client", client, &ca, log)
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// The CA of `out`: loaded from `ca.key` if it exists, made otherwise.
+fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error> {
+    let cert_path = out.join("ca.crt");
+    let key_path = out.join("ca.key");
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {
+            let pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+            let key = KeyPair::from_pem(&pem).map_err(|source| Error::Rcgen {
+                what: format!("reading {}", key_path.display()),
+                source,
+            })?;
+            let _ = writeln!(log, "kept {} (signs what is new)", cert_path.display());
+            Ok(Issuer::new(ca_params(), key))
+        }
+        (false, false) => {
+            let rcgen_err = |source| Error::Rcgen {
+                what: "making the CA".into(),
+                source,
+            };
+            let key = KeyPair::generate().map_err(rcgen_err)?;
+            let params = ca_params();
+            let cert = params.self_signed(&key).map_err(rcgen_err)?;
+            write_file(&cert_path, &cert.pem(), false)?;
+            write_file(&key_path, &key.serialize_pem(), true)?;
+            let _ = writeln!(log, "wrote {}", cert_path.display());
+            Ok(Issuer::new(params, key))
+        }
+        (true, false) => Err(Error::HalfCa(cert_path)),
+        (false, true) => Err(Error::HalfCa(key_path)),
+    }
+}
+
+fn leaf_params(
+    name: &str,
+    hosts: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<CertificateParams, Error> {
+    // rcgen takes each host as an IP address if it parses as one, as a DNS name otherwise.
+    let mut params = CertificateParams::new(hosts.to_vec()).map_err(|source| Error::Rcgen {
+        what: format!("the hosts of {name} ({})", hosts.join(",")),
+        source,
+    })?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = usages.to_vec();
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn leaf(
+    out: &Path,
+    name: &str,
+    params: CertificateParams,
+    ca: &Issuer<'static, KeyPair>,
+    log: &mut dyn Write,
+) -> Result<(), Error> {
+    let cert_path = out.join(format!("{name}.crt"));
+    let key_path = out.join(format!("{name}.key"));
+    if cert_path.exists() && key_path.exists() {
+        let _ = writeln!(log, "kept {}", cert_path.display());
+        return Ok(());
+    }
+    let rcgen_err = |source| Error::Rcgen {
+        what: format!("making {}", cert_path.display()),
+        source,
+    };
+    let key = KeyPair::generate().map_err(rcgen_err)?;
+    let cert = params.signed_by(&key, ca).map_err(rcgen_err)?;
+    write_file(&cert_path, &cert.pem(), false)?;
+    write_file(&key_path, &key.serialize_pem(), true)?;
+    let _ = writeln!(log, "wrote {}", cert_path.display());
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path).map_err(io_err(path))?;
+    file.write_all(text.as_bytes()).map_err(io_err(path))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("the folder")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// One command makes the CA, the nodes' and the client's files; a second run with more
+    /// nodes keeps them all and adds only the new node, signed by the same CA.
+    #[test]
+    fn certs_are_made_once_and_extended_with_the_same_ca() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        run(dir.path(), 2, &hosts, &mut Vec::new()).expect("first run");
+        assert_eq!(
+            names(dir.path()),
+            [
+                "ca.crt",
+                "ca.key",
+                "client.crt",
+                "client.key",
+                "node1.crt",
+                "node1.key",
+                "node2.crt",
+                "node2.key"
+            ]
+        );
+        let ca_before = std::fs::read(dir.path().join("ca.crt")).expect("ca.crt");
+        let node1_before = std::fs::read(dir.path().join("node1.crt")).expect("node1.crt");
+        let mut log = Vec::new();
+        run(dir.path(), 3, &hosts, &mut log).expect("second run");
+        let log = String::from_utf8(log).expect("UTF-8");
+        assert!(log.contains("wrote") && log.contains("node3.crt"), "{log}");
+        assert_eq!(
+            std::fs::read(dir.path().join("ca.crt")).expect("ca"),
+            ca_before
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("node1.crt")).expect("node1"),
+            node1_before
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("node3.key"))
+                .expect("node3.key")
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "a key file is readable by others: {mode:o}"
+            );
+        }
+    }
+
+    #[test]
+    fn half_a_ca_is_refused() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        std::fs::write(dir.path().join("ca.crt"), "x").expect("write");
+        let err = run(dir.path(), 1, &["localhost".into()], &mut Vec::new())
+            .expect_err("a CA certificate without its key");
+        assert!(err.to_string().contains("ca.crt"), "{err}");
+    }
+}

@@ -1,0 +1,362 @@
+//! TLS for both ports, with etcd's flags and meaning, on rustls (ring provider; no OpenSSL).
+//!
+//! - Clients: `--cert-file`/`--key-file` make the REST API speak HTTPS; `--client-cert-auth`
+//!   with `--trusted-ca-file` admits only clients whose certificate that CA signed.
+//! - Peers: `https://` URLs in `--cluster` mean TLS between nodes, with `--peer-cert-file`,
+//!   `--peer-key-file` and `--peer-trusted-ca-file`. Peer TLS always checks both sides: the
+//!   server asks for the client's certificate, the client checks the server's (including that
+//!   it names the host of the peer URL), and both must chain to the peer CA.
+//!
+//! [`TlsSetup::load`] checks the flags against each other and reads every file at start-up,
+//! so a missing or broken file stops the node with its name. [`TlsListener`] serves a bound
+//! listener over TLS: handshakes run beside the accept loop, each with a deadline, so a slow
+//! or silent client holds up no one else.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::config::Config;
+
+/// How long a client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; more connections wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 256;
+/// Only HTTP/1.1 is served.
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why TLS could not be set up; each names the flag or file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The flags contradict each other or are incomplete.
+    #[error("{0}")]
+    Flags(String),
+    /// A certificate or key file cannot be read or holds nothing usable.
+    #[error("{flag} {path}: {reason}")]
+    File {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the certificates or the key (say, a key that does not match).
+    #[error("{what}: {source}")]
+    Rustls {
+        /// Which configuration.
+        what: &'static str,
+        /// rustls's complaint.
+        source: rustls::Error,
+    },
+    /// The CA file could not be turned into a client certificate verifier.
+    #[error("{what}: {reason}")]
+    Verifier {
+        /// Which configuration.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The TLS configurations the flags ask for; `None` means plain HTTP.
+#[derive(Debug, Default)]
+pub struct TlsSetup {
+    /// The REST API's server side.
+    pub rest: Option<Arc<ServerConfig>>,
+    /// The peer port's server side (asks every client for a peer certificate).
+    pub peer_server: Option<Arc<ServerConfig>>,
+    /// What this node presents and trusts when it connects to peers.
+    pub peer_client: Option<ClientConfig>,
+}
+
+impl TlsSetup {
+    /// Checks the TLS flags against each other and against the schemes in `--cluster`, and
+    /// reads every file they name.
+    pub fn load(config: &Config) -> Result<TlsSetup, Error> {
+        Ok(TlsSetup {
+            rest: rest_server(config)?,
+            peer_server: peer_server(config)?,
+            peer_client: peer_client(config)?,
+        })
+    }
+}
+
+/// Whether `--cluster` asks for peer TLS; an error if its URLs disagree.
+pub fn peer_tls(config: &Config) -> Result<bool, Error> {
+    let https = config
+        .cluster
+        .iter()
+        .filter(|u| u.trim().starts_with("https://"))
+        .count();
+    match https {
+        0 => Ok(false),
+        n if n == config.cluster.len() => Ok(true),
+        _ => Err(Error::Flags(
+            "--cluster mixes http:// and https:// URLs: peers either all speak TLS or none does"
+                .into(),
+        )),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn rest_server(config: &Config) -> Result<Option<Arc<ServerConfig>>, Error> {
+    let (cert, key) = match (&config.cert_file, &config.key_file) {
+        (None, None) => {
+            if config.client_cert_auth || config.trusted_ca_file.is_some() {
+                return Err(Error::Flags(
+                    "--client-cert-auth and --trusted-ca-file need --cert-file and --key-file \
+                     (client certificates are checked only over HTTPS)"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(Error::Flags(
+                "--cert-file and --key-file go together".into(),
+            ));
+        }
+    };
+    let ca = match (&config.trusted_ca_file, config.client_cert_auth) {
+        (Some(ca), true) => Some(read_roots("--trusted-ca-file", ca)?),
+        (None, false) => None,
+        (None, true) => {
+            return Err(Error::Flags(
+                "--client-cert-auth needs --trusted-ca-file: the CA that signs client \
+                 certificates"
+                    .into(),
+            ));
+        }
+        (Some(_), false) => {
+            return Err(Error::Flags(
+                "--trusted-ca-file is used only with --client-cert-auth; add it, or drop the CA"
+                    .into(),
+            ));
+        }
+    };
+    let certs = read_certs("--cert-file", cert)?;
+    let key = read_key("--key-file", key)?;
+    server_config("client TLS (--cert-file, --key-file)", certs, key, ca).map(Some)
+}
+
+/// The peer flags, if `--cluster` uses https:// (an error if it does and they are missing,
+/// or if it does not and they are given).
+fn peer_files(config: &Config) -> Result<Option<(&Path, &Path, &Path)>, Error> {
+    let tls = peer_tls(config)?;
+    match (
+        &config.peer_cert_file,
+        &config.peer_key_file,
+        &config.peer_trusted_ca_file,
+    ) {
+        (Some(cert), Some(key), Some(ca)) if tls => Ok(Some((cert, key, ca))),
+        (None, None, None) if !tls => Ok(None),
+        _ if tls => Err(Error::Flags(
+            "https:// peer URLs need --peer-cert-file, --peer-key-file and \
+             --peer-trusted-ca-file"
+                .into(),
+        )),
+        _ => Err(Error::Flags(
+            "--peer-cert-file, --peer-key-file and --peer-trusted-ca-file are for https:// \
+             peer URLs, and --cluster uses http://"
+                .into(),
+        )),
+    }
+}
+
+fn peer_server(config: &Config) -> Result<Option<Arc<ServerConfig>>, Error> {
+    let Some((cert, key, ca)) = peer_files(config)? else {
+        return Ok(None);
+    };
+    let certs = read_certs("--peer-cert-file", cert)?;
+    let key = read_key("--peer-key-file", key)?;
+    let roots = read_roots("--peer-trusted-ca-file", ca)?;
+    server_config(
+        "peer TLS (--peer-cert-file, --peer-key-file)",
+        certs,
+        key,
+        Some(roots),
+    )
+    .map(Some)
+}
+
+fn peer_client(config: &Config) -> Result<Option<ClientConfig>, Error> {
+    let Some((cert, key, ca)) = peer_files(config)? else {
+        return Ok(None);
+    };
+    let what = "peer TLS (--peer-cert-file, --peer-key-file)";
+    let certs = read_certs("--peer-cert-file", cert)?;
+    let key = read_key("--peer-key-file", key)?;
+    let roots = read_roots("--peer-trusted-ca-file", ca)?;
+    // No ALPN here: hyper-rustls sets it (to HTTP/1.1) and refuses a config that has one.
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Rustls { what, source })?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|source| Error::Rustls { what, source })?;
+    Ok(Some(client))
+}
+
+/// A client configuration that trusts no server: what the peer client holds when peer TLS
+/// is off, so that an `https://` URL fails its handshake instead of reaching anyone.
+pub fn untrusting_client() -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring's default provider supports the default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+fn server_config(
+    what: &'static str,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: Option<RootCertStore>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Rustls { what, source })?;
+    let builder = match client_ca {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| Error::Verifier {
+                    what,
+                    reason: e.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut server = builder
+        .with_single_cert(certs, key)
+        .map_err(|source| Error::Rustls { what, source })?;
+    server.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(server))
+}
+
+fn file_error(flag: &'static str, path: &Path, reason: impl ToString) -> Error {
+    Error::File {
+        flag,
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(flag, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(flag, path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(flag, path, "holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+fn read_key(flag: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(flag, path, e))
+}
+
+fn read_roots(flag: &'static str, path: &Path) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(flag, path)? {
+        roots
+            .add(cert)
+            .map_err(|e| file_error(flag, path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// A bound listener served over TLS: `axum::serve` takes it like a `TcpListener`, and gets
+/// only connections whose handshake succeeded.
+pub struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener` (on the current runtime). The accept loop ends when
+    /// this listener is dropped.
+    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
+        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        Ok(TlsListener { local, ready })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let accepted = tokio::select! {
+            _ = ready.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: wait instead of spinning (as axum).
+                tracing::debug!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small requests and answers: Nagle's delay would dominate their latency.
+        let _ = tcp.set_nodelay(true);
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = ready.send((stream, addr)).await;
+                }
+                // A client without the right certificate: its side says why; here it is
+                // only noise a stranger could make.
+                Ok(Err(err)) => tracing::debug!(%addr, %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(pair) => pair,
+            // The accept loop has ended (it only does once this listener is dropped).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}

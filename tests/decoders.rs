@@ -1,0 +1,689 @@
+//! Decoders that survive any bytes. Every decoder that reads bytes from a disk or a peer —
+//! peer frames, raft messages, entry payloads (a `PUT`'s command, a membership change),
+//! snapshot data, snapshot files, WAL segments — is fed random bytes and mutations of valid
+//! encodings: it must not panic, must not allocate more than a small multiple of its input
+//! (a length field is never trusted to size a buffer), and must fail with an error that says
+//! what is wrong (and for a file, which file).
+//!
+//! The property tests run in the normal suite. The long version runs `DECODER_INPUTS`
+//! (1,000,000 by default) inputs through each decoder and prints a table:
+//!
+//! ```text
+//! cargo nextest run --release --test decoders --run-ignored only --no-capture
+//! ```
+//!
+//! Allocations are counted per thread by the allocator below, around each decode call only.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestRng, TestRunner};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+    Message, MessageType, Snapshot, SnapshotMetadata,
+};
+use raftexample::kvstore::{self, ClusterState, Command, Map};
+use raftexample::membership::{Members, decode_conf_change};
+use raftexample::proposal::{self, ProposalId, Sessions};
+use raftexample::snapshotter::{self, Snapshotter};
+use raftexample::transport::{decode_available, decode_batch, encode_batch};
+use raftexample::wal::{self, Metadata, Wal, WalOptions};
+use tempfile::TempDir;
+
+/// Counts the bytes each thread holds, and their peak since the last [`peak_during`].
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    // try_with: a thread being torn down still frees memory after its locals are gone.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator; only sizes are noted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, which got it from `System`.
+        unsafe { System.dealloc(ptr, layout) };
+        note(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as `dealloc` and `alloc`.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            note(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f`; returns its result and the most bytes it held at once on this thread.
+fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let out = f();
+    let peak = PEAK.with(Cell::get) - start;
+    (out, peak.max(0) as usize)
+}
+
+/// The most a decoder may allocate for `len` bytes of input: a small multiple of the input
+/// (a decoded message holds copies of its byte fields, plus its structs), a constant, and the
+/// decoder's fixed I/O buffers. A length field trusted to size a buffer shows up as megabytes
+/// or gigabytes.
+fn bound(len: usize, buffers: usize) -> usize {
+    16 * len + (256 << 10) + buffers
+}
+
+/// The snapshot reader's read buffer (a constant of the snapshotter, whatever the input).
+const SNAPSHOT_READ_BUFFER: usize = 1 << 20;
+/// The WAL decodes a metadata record with bincode under a limit of 1 MiB (`METADATA_LIMIT` in
+/// `wal/record.rs`): a string length that lies by less than that is allocated before the
+/// bytes are found missing. Bounded, whatever the input; the WAL's own constant.
+const WAL_METADATA_LIMIT: usize = 1 << 20;
+
+/// Largest stream message accepted in these tests (the node's own limit is ~3 MiB).
+const FRAME_LIMIT: usize = 64 << 10;
+
+/// One decoder under test.
+struct Decoder {
+    name: &'static str,
+    /// Valid encodings that mutations start from.
+    seeds: Vec<Vec<u8>>,
+    /// For checksummed files: recomputes the checksums after mutating (for half the inputs),
+    /// so that mutations reach the decoders behind the checksum.
+    reseal: Option<fn(&mut [u8])>,
+    /// Where a file-based decoder's input is written (kept for the test's length).
+    dir: Option<TempDir>,
+    /// Fixed buffers the decoder allocates whatever its input.
+    buffers: usize,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    PeerFrames,
+    RaftMessage,
+    EntryPayload,
+    SnapshotData,
+    SnapshotFile,
+    WalSegment,
+}
+
+const SNAP_NAME_TERM: u64 = 3;
+const SNAP_NAME_INDEX: u64 = 9;
+const WAL_SEGMENT: &str = "0000000000000000-0000000000000000.wal";
+
+impl Decoder {
+    fn file_path(&self) -> PathBuf {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("a file decoder has a folder")
+            .path();
+        match self.kind {
+            Kind::SnapshotFile => dir.join(snapshotter::snap_name(SNAP_NAME_TERM, SNAP_NAME_INDEX)),
+            _ => dir.join(WAL_SEGMENT),
+        }
+    }
+
+    /// Decodes `input`; `Ok` if it decoded, the error's text if not, and the most bytes the
+    /// decoder held. Panics (the test's failure) past the allocation bound, or if an error
+    /// does not say what is wrong.
+    fn decode(&self, input: &[u8]) -> (Result<(), String>, usize) {
+        let file = matches!(self.kind, Kind::SnapshotFile | Kind::WalSegment).then(|| {
+            let path = self.file_path();
+            // A new file each time: ext4 flushes a file truncated and rewritten in place when
+            // it is closed, which would make this test wait on the disk.
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, input).expect("writing the input file");
+            path
+        });
+        let (result, peak) = peak_during(|| match self.kind {
+            Kind::PeerFrames => peer_frames(input),
+            Kind::RaftMessage => raftexample::pb::parse::<Message>(input)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Kind::EntryPayload => entry_payload(input),
+            Kind::SnapshotData => kvstore::decode_snapshot(input)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Kind::SnapshotFile => snapshotter::read_file(file.as_deref().expect("a file"))
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Kind::WalSegment => wal::scan(
+                file.as_deref()
+                    .and_then(Path::parent)
+                    .expect("the segment's folder"),
+                |_, _, _, _| {},
+            )
+            .map_err(|e| e.to_string()),
+        });
+        let bound = bound(input.len(), self.buffers);
+        assert!(
+            peak <= bound,
+            "{}: {} bytes of input made the decoder hold {peak} bytes (bound {bound}); input: {}",
+            self.name,
+            input.len(),
+            hex(input)
+        );
+        if let Err(text) = &result {
+            assert!(!text.trim().is_empty(), "{}: an empty error", self.name);
+            if let Some(path) = &file {
+                let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+                assert!(
+                    text.contains(name),
+                    "{}: the error does not name the file: {text}",
+                    self.name
+                );
+            }
+        }
+        (result, peak)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let shown: String = bytes.iter().take(256).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > 256 {
+        format!("{shown}… ({} bytes)", bytes.len())
+    } else {
+        shown
+    }
+}
+
+/// A batch decoded whole, and as a stream cut in the middle: both must agree.
+fn peer_frames(input: &[u8]) -> Result<(), String> {
+    let whole = decode_batch(input, FRAME_LIMIT).map_err(|e| e.to_string());
+    let mid = input.len() / 2;
+    let mut buf = input[..mid].to_vec();
+    let streamed = decode_available(&mut buf, FRAME_LIMIT).and_then(|mut first| {
+        buf.extend_from_slice(&input[mid..]);
+        first.extend(decode_available(&mut buf, FRAME_LIMIT)?);
+        Ok((first, buf.len()))
+    });
+    if let (Ok(messages), Ok((streamed, left))) = (&whole, &streamed) {
+        assert_eq!(
+            (messages, 0),
+            (streamed, *left),
+            "a stream decoded otherwise than its batch"
+        );
+    }
+    whole.map(drop)
+}
+
+/// An entry's data as each kind of entry: a proposal (its header and command), a v2 and a v1
+/// membership change. `Ok` if any of them decodes it.
+fn entry_payload(input: &[u8]) -> Result<(), String> {
+    let mut result = Command::from_entry(input).map(drop);
+    for ty in [EntryType::EntryConfChangeV2, EntryType::EntryConfChange] {
+        let mut e = Entry {
+            data: input.to_vec().into(),
+            ..Default::default()
+        };
+        e.set_entry_type(ty);
+        if decode_conf_change(&e).is_ok() {
+            result = Ok(());
+        }
+    }
+    result
+}
+
+fn message(ty: MessageType, entries: usize) -> Message {
+    let mut m = Message {
+        from: 1,
+        to: 2,
+        term: 7,
+        log_term: 6,
+        index: 40,
+        commit: 39,
+        ..Default::default()
+    };
+    m.set_msg_type(ty);
+    for i in 0..entries {
+        m.mut_entries().push(Entry {
+            term: 7,
+            index: 41 + i as u64,
+            data: Command::Put {
+                key: format!("/key-{i}"),
+                value: "v".repeat(i * 10),
+            }
+            .encode()
+            .into(),
+            context: vec![1, 2, 3].into(),
+            ..Default::default()
+        });
+    }
+    m
+}
+
+fn members() -> Members {
+    let mut m = Members::default();
+    m.add(1, "https://127.0.0.1:12379".into());
+    m.add(2, "https://127.0.0.1:22379".into());
+    m.remove(3);
+    m
+}
+
+fn snapshot_data() -> Vec<u8> {
+    let mut map = Map::default();
+    for i in 0..20 {
+        map.insert(format!("/k{i}").into(), "x".repeat(i).into());
+    }
+    let mut sessions = Sessions::default();
+    sessions.register(1, 77, 4);
+    sessions.register(2, 78, 9);
+    let state = ClusterState {
+        members: members(),
+        sessions,
+    };
+    kvstore::encode_snapshot(&state, &map)
+}
+
+fn conf_change() -> Vec<u8> {
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(ConfChangeSingle {
+        change_type: ConfChangeType::AddNode,
+        node_id: 4,
+        ..Default::default()
+    });
+    cc.context = b"https://127.0.0.1:42379".to_vec().into();
+    cc.write_to_bytes().expect("encoding a conf change")
+}
+
+fn decoders() -> Vec<Decoder> {
+    let messages = vec![
+        message(MessageType::MsgHeartbeat, 0),
+        message(MessageType::MsgAppend, 5),
+        message(MessageType::MsgRequestVote, 0),
+    ];
+    let mut snap_msg = message(MessageType::MsgSnapshot, 0);
+    let mut snap = Snapshot {
+        data: snapshot_data().into(),
+        ..Default::default()
+    };
+    let mut meta = SnapshotMetadata {
+        term: SNAP_NAME_TERM,
+        index: SNAP_NAME_INDEX,
+        ..Default::default()
+    };
+    meta.set_conf_state(ConfState::from((vec![1, 2], vec![])));
+    snap.set_metadata(meta);
+    snap_msg.set_snapshot(snap.clone());
+
+    let snap_dir = TempDir::new().expect("temp dir");
+    Snapshotter::new(snap_dir.path(), 5)
+        .expect("a snapshotter")
+        .save(&snap)
+        .expect("saving a snapshot");
+    let snap_file = std::fs::read(
+        snap_dir
+            .path()
+            .join(snapshotter::snap_name(SNAP_NAME_TERM, SNAP_NAME_INDEX)),
+    )
+    .expect("the saved snapshot");
+
+    let wal_dir = TempDir::new().expect("temp dir");
+    let segment = {
+        let dir = wal_dir.path().join("wal");
+        let meta = Metadata {
+            node_id: 1,
+            cluster_id: 0x1000,
+            peer_url: "https://127.0.0.1:12379".into(),
+            initial_cluster: vec!["https://127.0.0.1:12379".into()],
+        };
+        let opts = WalOptions {
+            preallocate: 0,
+            ..WalOptions::default()
+        };
+        let mut w = Wal::create(&dir, &meta, opts).expect("a WAL");
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..Default::default()
+        };
+        let entries = message(MessageType::MsgAppend, 4).take_entries().into_vec();
+        w.save(Some(&hs), &entries, true).expect("saving entries");
+        let path = w.segment_paths().into_iter().next().expect("a segment");
+        std::fs::read(path).expect("the segment")
+    };
+
+    let file_dir = || Some(TempDir::new().expect("temp dir"));
+    vec![
+        Decoder {
+            name: "peer frames",
+            seeds: vec![
+                encode_batch(&messages),
+                encode_batch(&messages[..1]),
+                encode_batch(std::slice::from_ref(&snap_msg)),
+            ],
+            reseal: None,
+            dir: None,
+            buffers: 0,
+            kind: Kind::PeerFrames,
+        },
+        Decoder {
+            name: "raft messages",
+            seeds: messages
+                .iter()
+                .chain([&snap_msg])
+                .map(|m| m.write_to_bytes().expect("encoding a message"))
+                .collect(),
+            reseal: None,
+            dir: None,
+            buffers: 0,
+            kind: Kind::RaftMessage,
+        },
+        Decoder {
+            name: "entry payloads",
+            seeds: vec![
+                proposal::encode_proposal(
+                    ProposalId {
+                        origin: 2,
+                        session: 5,
+                        seq: 300,
+                    },
+                    290,
+                    &Command::Put {
+                        key: "/my-key".into(),
+                        value: "hello".into(),
+                    }
+                    .encode(),
+                ),
+                proposal::encode_register(3, 12345),
+                conf_change(),
+            ],
+            reseal: None,
+            dir: None,
+            buffers: 0,
+            kind: Kind::EntryPayload,
+        },
+        Decoder {
+            name: "snapshot data",
+            seeds: vec![snapshot_data()],
+            reseal: None,
+            dir: None,
+            buffers: 0,
+            kind: Kind::SnapshotData,
+        },
+        Decoder {
+            name: "snapshot files",
+            seeds: vec![snap_file],
+            reseal: Some(reseal_snapshot),
+            dir: file_dir(),
+            buffers: SNAPSHOT_READ_BUFFER,
+            kind: Kind::SnapshotFile,
+        },
+        Decoder {
+            name: "WAL segments",
+            seeds: vec![segment],
+            reseal: Some(reseal_wal),
+            dir: file_dir(),
+            buffers: WAL_METADATA_LIMIT,
+            kind: Kind::WalSegment,
+        },
+    ]
+}
+
+/// One change to an input.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Sets the byte at (position mod length).
+    Set(usize, u8),
+    /// Flips one bit.
+    Flip(usize, u8),
+    /// Overwrites four bytes with a little-endian u32: where length fields sit, the values
+    /// that break decoders (0, 2^32-1, 2^31, a value near the input's length).
+    Word(usize, u32),
+    /// Inserts bytes.
+    Insert(usize, Vec<u8>),
+    /// Removes up to n bytes.
+    Remove(usize, usize),
+    /// Cuts the input.
+    Truncate(usize),
+    /// Appends a copy of a part of the input.
+    Repeat(usize, usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let word = prop_oneof![
+        Just(0u32),
+        Just(u32::MAX),
+        Just(1 << 31),
+        Just(0x7FFF_FFFF),
+        0u32..4096,
+        any::<u32>(),
+    ];
+    prop_oneof![
+        3 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        3 => (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        3 => (any::<usize>(), word).prop_map(|(i, w)| Mutation::Word(i, w)),
+        1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        1 => (any::<usize>(), 1usize..32).prop_map(|(i, n)| Mutation::Remove(i, n)),
+        1 => any::<usize>().prop_map(Mutation::Truncate),
+        1 => (any::<usize>(), 1usize..64).prop_map(|(i, n)| Mutation::Repeat(i, n)),
+    ]
+}
+
+fn apply(data: &mut Vec<u8>, m: &Mutation) {
+    let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
+    let len = data.len();
+    match m {
+        Mutation::Set(i, b) if len > 0 => data[at(*i, len)] = *b,
+        Mutation::Flip(i, bit) if len > 0 => data[at(*i, len)] ^= 1 << bit,
+        Mutation::Word(i, w) if len >= 4 => {
+            let p = at(*i, len - 3);
+            data[p..p + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        Mutation::Insert(i, bytes) => {
+            let p = at(*i, len + 1);
+            data.splice(p..p, bytes.iter().copied());
+        }
+        Mutation::Remove(i, n) if len > 0 => {
+            let p = at(*i, len);
+            data.drain(p..(p + n).min(len));
+        }
+        Mutation::Truncate(i) => data.truncate(at(*i, len + 1)),
+        Mutation::Repeat(i, n) if len > 0 => {
+            let p = at(*i, len);
+            let part = data[p..(p + n).min(len)].to_vec();
+            data.extend(part);
+        }
+        _ => {}
+    }
+}
+
+/// Makes every record whose framing fits carry a valid checksum (the WAL's record format:
+/// `len u32 | type u8 | crc u32 | payload`, crc = CRC-32C of offset u64 ‖ len ‖ type ‖
+/// payload), so that a mutated payload is decoded, not just refused by its checksum.
+fn reseal_wal(data: &mut [u8]) {
+    let mut off = 0usize;
+    while off + 9 <= data.len() {
+        let len = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let Some(end) = (off + 9).checked_add(len).filter(|e| *e <= data.len()) else {
+            return;
+        };
+        let crc = crc32c::crc32c(&(off as u64).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc, &data[off..off + 5]);
+        let crc = crc32c::crc32c_append(crc, &data[off + 9..end]);
+        data[off + 5..off + 9].copy_from_slice(&crc.to_le_bytes());
+        off = end;
+    }
+}
+
+/// Makes a snapshot file's trailing checksum (CRC-32C of every byte before it) match.
+fn reseal_snapshot(data: &mut [u8]) {
+    if let Some(body) = data.len().checked_sub(4) {
+        let crc = crc32c::crc32c(&data[..body]);
+        data[body..].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// An input for `decoder`: random bytes, or a seed with a few mutations.
+fn input(decoder: &Decoder) -> impl Strategy<Value = Vec<u8>> + use<> {
+    let seeds = decoder.seeds.clone();
+    let reseal_it = decoder.reseal;
+    let mutated = (
+        0..seeds.len(),
+        proptest::collection::vec(mutation(), 1..6),
+        any::<bool>(),
+    )
+        .prop_map(move |(seed, mutations, seal)| {
+            let mut data = seeds[seed].clone();
+            for m in &mutations {
+                apply(&mut data, m);
+            }
+            if let (Some(reseal), true) = (reseal_it, seal) {
+                reseal(&mut data);
+            }
+            data
+        });
+    prop_oneof![
+        1 => proptest::collection::vec(any::<u8>(), 0..300),
+        6 => mutated,
+    ]
+}
+
+/// Runs the property test of decoder number `which`.
+fn property(which: usize, cases: u32) {
+    let decoders = decoders();
+    let decoder = &decoders[which];
+    let mut runner = TestRunner::new(PtConfig {
+        cases,
+        failure_persistence: None,
+        ..PtConfig::default()
+    });
+    // The seeds themselves decode.
+    for seed in &decoder.seeds {
+        decoder
+            .decode(seed)
+            .0
+            .unwrap_or_else(|e| panic!("{}: a valid seed does not decode: {e}", decoder.name));
+    }
+    runner
+        .run(&input(decoder), |data| {
+            let _ = decoder.decode(&data);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", decoder.name));
+}
+
+#[test]
+fn peer_frames_survive_any_bytes() {
+    property(0, 2000);
+}
+
+#[test]
+fn raft_messages_survive_any_bytes() {
+    property(1, 2000);
+}
+
+#[test]
+fn entry_payloads_survive_any_bytes() {
+    property(2, 2000);
+}
+
+#[test]
+fn snapshot_data_survives_any_bytes() {
+    property(3, 2000);
+}
+
+#[test]
+fn snapshot_files_survive_any_bytes() {
+    property(4, 500);
+}
+
+#[test]
+fn wal_segments_survive_any_bytes() {
+    property(5, 500);
+}
+
+/// The long version: `DECODER_INPUTS` inputs (1,000,000 by default) per decoder, from a fixed
+/// seed (`DECODER_SEED`), then a table of what happened. `DECODER_ONLY=wal` (any part of a
+/// decoder's name) runs one decoder.
+#[test]
+#[ignore = "long: run with --run-ignored only (see the module doc)"]
+fn a_million_inputs_per_decoder() {
+    let n: u64 = std::env::var("DECODER_INPUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let seed: u64 = std::env::var("DECODER_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    println!("| decoder | inputs | decoded | refused | most held (input of) | time |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let only = std::env::var("DECODER_ONLY")
+        .unwrap_or_default()
+        .to_lowercase();
+    for decoder in decoders() {
+        if !decoder.name.to_lowercase().contains(&only) {
+            continue;
+        }
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            PtConfig::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &key),
+        );
+        let strategy = input(&decoder);
+        let (mut ok, mut refused, mut worst) = (0u64, 0u64, (0usize, 0usize));
+        let started = Instant::now();
+        for _ in 0..n {
+            let data = strategy
+                .new_tree(&mut runner)
+                .expect("generating an input")
+                .current();
+            let (result, peak) = decoder.decode(&data);
+            if peak > worst.0 {
+                worst = (peak, data.len());
+            }
+            match result {
+                Ok(()) => ok += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        println!(
+            "| {} | {n} | {ok} | {refused} | {} B ({} B) | {:.1} s |",
+            decoder.name,
+            worst.0,
+            worst.1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
