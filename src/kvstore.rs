@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::membership::Members;
 use crate::proposal::{self, Payload, Sessions};
-use crate::raft_node::Responder;
+use crate::request::Responder;
 use crate::snapshotter::Snapshotter;
 
 /// What a normal log entry asks the state machine to do.

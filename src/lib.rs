@@ -37,6 +37,7 @@
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod describe;
 pub mod disk;
 pub mod dump;
 pub mod fsutil;
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod pb;
 pub mod proposal;
 pub mod raft_node;
+pub mod request;
 pub mod snapshotter;
 pub mod tls;
 pub mod transport;
@@ -168,7 +170,10 @@ async fn start_recovered(
     let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
         StartError::Inconsistent(format!("cannot start the state machine's thread: {e}"))
     })?;
-    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+    // Client requests and what the transport hears from peers: two queues, so that neither
+    // kind waits behind a flood of the other.
+    let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
+    let (peers_tx, peers_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
     let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
@@ -177,7 +182,7 @@ async fn start_recovered(
     let peer_tls = tls.peer_client.is_some();
     let transport = Transport::new(
         filter.clone(),
-        inbox_tx.clone(),
+        peers_tx.clone(),
         tokio::runtime::Handle::current(),
         services.child_token(),
         metrics.clone(),
@@ -186,7 +191,7 @@ async fn start_recovered(
     transport.learn_cluster_id(own_url, &config.cluster);
     let peer_endpoints = PeerServer::new(
         filter,
-        inbox_tx.clone(),
+        peers_tx,
         shared.clone(),
         PeerLimits::from_config(&config),
         &config.snap_dir(),
@@ -210,7 +215,7 @@ async fn start_recovered(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(node.run(inbox_rx, node_shutdown)),
+                Ok(rt) => rt.block_on(node.run(requests_rx, peers_rx, node_shutdown)),
                 Err(err) => Exit::Fatal(format!("cannot start the raft node's runtime: {err}")),
             };
             let _ = exit_tx.send(exit);
@@ -219,7 +224,7 @@ async fn start_recovered(
 
     let handle = NodeHandle::new(
         config.id,
-        inbox_tx.clone(),
+        requests_tx,
         kv,
         config.proposal_timeout(),
         shared,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Inbox, MemberChange, NodeStatus, ProposalError, Responder, Shared};
+use super::{MemberChange, NodeStatus, ProposalError, ReadConsistency, Request, Responder, Shared};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
 
@@ -38,7 +38,7 @@ const STUCK_MARGIN: Duration = Duration::from_secs(1);
 pub struct NodeHandle {
     /// This node's id.
     pub id: u64,
-    inbox: mpsc::Sender<Inbox>,
+    inbox: mpsc::Sender<Request>,
     kv: KvStore,
     timeout: Duration,
     shared: Arc<Shared>,
@@ -47,20 +47,11 @@ pub struct NodeHandle {
     strict_reconfig: bool,
 }
 
-/// How fresh a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadConsistency {
-    /// Confirmed by a quorum (ReadIndex): sees every write acknowledged before it began.
-    Linearizable,
-    /// The local map as it is: fast, possibly behind the leader.
-    Stale,
-}
-
 impl NodeHandle {
     /// A handle sending to `inbox` and reading from `kv`.
     pub fn new(
         id: u64,
-        inbox: mpsc::Sender<Inbox>,
+        inbox: mpsc::Sender<Request>,
         kv: KvStore,
         timeout: Duration,
         shared: Arc<Shared>,
@@ -86,7 +77,7 @@ impl NodeHandle {
     /// Sets `key` to `value`; returns once the entry is committed and applied on this node.
     pub async fn put(&self, key: String, value: String) -> Result<(), ProposalError> {
         let data = crate::kvstore::Command::Put { key, value }.encode();
-        self.proposal(|done| Inbox::Propose { data, done }).await
+        self.proposal(|done| Request::Propose { data, done }).await
     }
 
     /// Reads `key`.
@@ -98,7 +89,7 @@ impl NodeHandle {
         if consistency == ReadConsistency::Linearizable {
             self.metrics.read_index_requests.inc();
             let started = Instant::now();
-            self.request(Inbox::Read, ProposalError::ReadTimeout)
+            self.request(Request::Read, ProposalError::ReadTimeout)
                 .await?;
             self.metrics
                 .read_index_seconds
@@ -114,7 +105,7 @@ impl NodeHandle {
         if self.strict_reconfig {
             self.check_quorum_after(&change).await?;
         }
-        self.proposal(|done| Inbox::ChangeMembers { change, done })
+        self.proposal(|done| Request::ChangeMembers { change, done })
             .await
     }
 
@@ -169,7 +160,7 @@ impl NodeHandle {
         &self.metrics
     }
 
-    async fn proposal(&self, make: impl FnOnce(Responder) -> Inbox) -> Result<(), ProposalError> {
+    async fn proposal(&self, make: impl FnOnce(Responder) -> Request) -> Result<(), ProposalError> {
         self.metrics.proposals_received.inc();
         let result = self.request(make, ProposalError::Timeout).await;
         match &result {
@@ -188,7 +179,7 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         let ask = async {
             self.inbox
-                .send(Inbox::Status(tx))
+                .send(Request::Status(tx))
                 .await
                 .map_err(|_| ProposalError::Stopped)?;
             rx.await.map_err(|_| ProposalError::Stopped)
@@ -205,7 +196,7 @@ impl NodeHandle {
 
     async fn request(
         &self,
-        make: impl FnOnce(Responder) -> Inbox,
+        make: impl FnOnce(Responder) -> Request,
         on_timeout: fn(Duration) -> ProposalError,
     ) -> Result<(), ProposalError> {
         let (tx, rx) = oneshot::channel();

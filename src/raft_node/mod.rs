@@ -28,17 +28,14 @@ pub mod storage;
 mod tests;
 mod trace;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfState, Message};
+use raft::eraftpb::ConfState;
 use raft::{RawNode, StateRole};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
@@ -49,171 +46,16 @@ use crate::proposal::Sessions;
 use crate::transport::Transport;
 use crate::wal::{Metadata, Wal, WalOptions};
 
-pub use handle::{NodeHandle, ReadConsistency};
+pub use crate::request::{
+    Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProposalError, ReadConsistency,
+    Request, Responder, Shared,
+};
+pub use handle::NodeHandle;
 use proposals::Proposals;
 use reads::Reads;
 pub use replay::{Recovered, StartError, replay_wal};
 use snapshots::PendingSnapshot;
 use storage::NodeStorage;
-
-/// Answers one client request once its entry is applied (or its read is safe to serve).
-pub type Responder = oneshot::Sender<Result<(), ProposalError>>;
-
-/// Everything the raft node can be asked to do.
-pub enum Inbox {
-    /// Propose a normal entry.
-    Propose {
-        /// An encoded [`crate::kvstore::Command`].
-        data: Vec<u8>,
-        /// Answered once the entry is applied on this node.
-        done: Responder,
-    },
-    /// Propose a membership change.
-    ChangeMembers {
-        /// What to change.
-        change: MemberChange,
-        /// Answered once the change is applied on this node.
-        done: Responder,
-    },
-    /// A linearizable read barrier: answered once the state machine has applied everything
-    /// that was committed when the read arrived (raft's ReadIndex).
-    Read(Responder),
-    /// Messages from a peer.
-    Step(Vec<Message>),
-    /// A peer could not be reached.
-    Unreachable(u64),
-    /// A snapshot was (or was not) delivered to a peer.
-    SnapshotStatus {
-        /// The peer.
-        peer: u64,
-        /// Whether it accepted the snapshot.
-        delivered: bool,
-    },
-    /// A peer answered 410 Gone: it believes this node was removed.
-    RemovedByPeer {
-        /// The peer.
-        peer: u64,
-        /// The log index as of which it believes so (`None`: it did not say).
-        as_of: Option<u64>,
-    },
-    /// Report the node's state.
-    Status(oneshot::Sender<NodeStatus>),
-}
-
-/// A membership change requested over REST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberChange {
-    /// `POST /<id>` with a peer URL.
-    Add {
-        /// The new member's id.
-        id: u64,
-        /// Its peer URL.
-        url: String,
-    },
-    /// `DELETE /<id>`.
-    Remove {
-        /// The member to remove.
-        id: u64,
-    },
-}
-
-/// Why a request was not carried out (or not known to be). Every answer about a write says
-/// whether it can still happen: "it will not happen" only when that is certain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProposalError {
-    /// No leader was known for the whole wait: the request never left this node.
-    #[error(
-        "no leader was elected within {0:?} (a quorum may be down); the request was not proposed: it will not happen"
-    )]
-    NoLeader(Duration),
-    /// A leader was known, but the request could not be handed to it in time (it was busy
-    /// handing over leadership, or over its limit of uncommitted entries).
-    #[error(
-        "the leader did not take the request within {0:?}; it was not proposed: it will not happen"
-    )]
-    NotProposed(Duration),
-    /// Every copy of the entry was overwritten by a new leader, and it could not be proposed
-    /// again in time.
-    #[error(
-        "a new leader replaced the entry and it could not be proposed again within {0:?}: it will not happen"
-    )]
-    Replaced(Duration),
-    /// The entry was proposed but not applied in time; it may still commit.
-    #[error("not committed within {0:?} (a quorum may be down); it may still happen")]
-    Timeout(Duration),
-    /// No leader was known for the whole wait of a read.
-    #[error("no leader was elected within {0:?} (a quorum may be down); nothing was read")]
-    ReadNoLeader(Duration),
-    /// A read could not be confirmed by a quorum in time.
-    #[error("read not confirmed by a quorum within {0:?}; retry")]
-    ReadTimeout(Duration),
-    /// The raft node did not answer a status request in time.
-    #[error("the node did not answer within {0:?} (it may be busy); retry")]
-    Busy(Duration),
-    /// The node is stopping.
-    #[error("the node is shutting down; a request it had proposed may still happen")]
-    Stopped,
-    /// Adding an id that is already a member.
-    #[error("node {0} is already a member")]
-    AlreadyMember(u64),
-    /// Adding a URL another member uses.
-    #[error("peer URL {url} is already used by node {id}")]
-    UrlInUse {
-        /// The URL.
-        url: String,
-        /// The member using it.
-        id: u64,
-    },
-    /// Removing an id that is not a member.
-    #[error("node {0} is not a member")]
-    NotMember(u64),
-    /// Removing the last voter.
-    #[error("removing node {0} would leave the cluster with no voter")]
-    LastVoter(u64),
-    /// Another membership change has not been applied yet.
-    #[error("another membership change is still in progress; retry once it is applied")]
-    ChangePending,
-    /// raft refused the change when applying it.
-    #[error("membership change rejected: {0}")]
-    Rejected(String),
-    /// The change would leave the cluster unable to reach a quorum with the members that
-    /// answer now.
-    #[error("{0}")]
-    WouldLoseQuorum(String),
-}
-
-impl ProposalError {
-    /// A short label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ProposalError::NoLeader(_) | ProposalError::ReadNoLeader(_) => "no_leader",
-            ProposalError::NotProposed(_) => "not_proposed",
-            ProposalError::Replaced(_) => "replaced",
-            ProposalError::Timeout(_) => "timeout",
-            ProposalError::ReadTimeout(_) => "read_timeout",
-            ProposalError::Busy(_) => "busy",
-            ProposalError::Stopped => "stopped",
-            ProposalError::AlreadyMember(_) => "already_member",
-            ProposalError::UrlInUse { .. } => "url_in_use",
-            ProposalError::NotMember(_) => "not_member",
-            ProposalError::LastVoter(_) => "last_voter",
-            ProposalError::ChangePending => "change_pending",
-            ProposalError::Rejected(_) => "rejected",
-            ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
-        }
-    }
-}
-
-/// Why the node stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
-    /// Asked to stop.
-    Shutdown,
-    /// Removed from the cluster: the process exits with status 0, as the original does.
-    Removed,
-    /// A storage failure or a broken invariant: the process exits non-zero.
-    Fatal(String),
-}
 
 /// A failure that stops the node.
 #[derive(Debug, thiserror::Error)]
@@ -233,78 +75,6 @@ pub enum NodeError {
     /// A joining node must persist before it learned which cluster it joined.
     #[error("cannot create the WAL: no message from the cluster has said its identity yet")]
     UnknownCluster,
-}
-
-/// A snapshot of the node's state, for `/-/status`, `/-/ready` and `/-/members`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node's id.
-    pub id: u64,
-    /// Follower, candidate, pre-candidate or leader.
-    pub role: String,
-    /// The leader's id, 0 if none is known.
-    pub leader: u64,
-    /// Current term.
-    pub term: u64,
-    /// Whom this node voted for in this term (0 for nobody).
-    pub vote: u64,
-    /// Highest index known committed.
-    pub commit: u64,
-    /// Highest index handed to the state machine.
-    pub applied: u64,
-    /// Index of the newest snapshot.
-    pub snapshot_index: u64,
-    /// First index still in the in-memory log.
-    pub first_index: u64,
-    /// Last index in the log.
-    pub last_index: u64,
-    /// Commit index found at start-up: `/-/ready` waits until it is applied.
-    pub commit_at_start: u64,
-    /// Bytes of WAL segments on disk.
-    pub wal_bytes: u64,
-    /// Sessions in the exactly-once table (one per node that proposed since it last
-    /// restarted) and the ranges of applied request numbers it holds: its size, which stays
-    /// small however long the cluster runs.
-    pub sessions: (usize, usize),
-    /// The members and their peer URLs.
-    pub members: Vec<MemberStatus>,
-    /// On the leader, each follower's replication progress.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<BTreeMap<u64, PeerProgress>>,
-}
-
-/// One member in [`NodeStatus`].
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MemberStatus {
-    /// Member id.
-    pub id: u64,
-    /// Peer URL.
-    pub url: String,
-    /// Whether it is the leader as this node knows.
-    pub is_leader: bool,
-}
-
-/// A follower's replication state as the leader sees it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PeerProgress {
-    /// Highest index known to be in the follower's log.
-    pub matched: u64,
-    /// Next index to send.
-    pub next: u64,
-    /// Probe, replicate or snapshot.
-    pub state: String,
-    /// Whether the last message batch reached it.
-    pub reachable: bool,
-}
-
-/// What the raft node publishes for readers that must not wait on its inbox (`/-/ready`
-/// answers even while the node is busy replaying).
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// The leader this node knows, 0 for none.
-    pub leader: AtomicU64,
-    /// Commit index found in the WAL at start-up.
-    pub commit_at_start: AtomicU64,
 }
 
 /// Ticks of an election timeout (raft picks each node's between this and twice this).

@@ -44,7 +44,7 @@ const SYNC_FRAMING: usize = 96;
 const PAGE: usize = crate::wal::PAGE_SIZE as usize;
 
 /// What a client asked for.
-pub(super) enum Request {
+pub(super) enum Asked {
     /// A normal entry: an encoded [`crate::kvstore::Command`].
     Command(Bytes),
     /// A membership change.
@@ -53,7 +53,7 @@ pub(super) enum Request {
 
 /// A request not answered yet.
 struct Pending {
-    request: Request,
+    request: Asked,
     done: Responder,
     /// When the client hears that it did not happen in time.
     deadline: Instant,
@@ -131,14 +131,14 @@ impl Proposals {
     }
 
     /// Takes a client's request.
-    pub fn add(&mut self, request: Request, done: Responder, now: Instant) {
-        if matches!(request, Request::Change(_)) && self.change.is_some() {
+    pub fn add(&mut self, request: Asked, done: Responder, now: Instant) {
+        if matches!(request, Asked::Change(_)) && self.change.is_some() {
             let _ = done.send(Err(ProposalError::ChangePending));
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let is_change = matches!(request, Request::Change(_));
+        let is_change = matches!(request, Asked::Change(_));
         self.pending.insert(
             seq,
             Pending {
@@ -257,8 +257,8 @@ impl Proposals {
             .queue
             .iter()
             .filter_map(|seq| match &self.pending.get(seq)?.request {
-                Request::Command(c) => Some((*seq, c)),
-                Request::Change(_) => None,
+                Asked::Command(c) => Some((*seq, c)),
+                Asked::Change(_) => None,
             })
             .collect();
         let take = if leading {
@@ -307,7 +307,7 @@ impl Proposals {
                 p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
             }
         };
-        let Request::Change(change) = &p.request else {
+        let Asked::Change(change) = &p.request else {
             return None;
         };
         if !due {
@@ -363,7 +363,7 @@ impl Proposals {
         for seq in seqs.iter().rev() {
             if let Some(p) = self.pending.get_mut(seq) {
                 p.queued = true;
-                if matches!(p.request, Request::Command(_)) {
+                if matches!(p.request, Asked::Command(_)) {
                     self.queue.push_front(*seq);
                 }
             }
@@ -475,7 +475,7 @@ impl Proposals {
         for (seq, p) in &mut self.pending {
             if p.sent_at.is_some() && !p.queued {
                 p.queued = true;
-                if matches!(p.request, Request::Command(_)) {
+                if matches!(p.request, Asked::Command(_)) {
                     again.push(*seq);
                 }
             }
@@ -529,13 +529,13 @@ impl Proposals {
             // A new leader silently turns a membership change into an empty entry until it has
             // applied the entries of earlier terms: a change goes again sooner.
             let after = match p.request {
-                Request::Command(_) => self.resend_after,
-                Request::Change(_) => self.resend_after / CHANGE_RESEND_DIVISOR,
+                Asked::Command(_) => self.resend_after,
+                Asked::Change(_) => self.resend_after / CHANGE_RESEND_DIVISOR,
             };
             let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
             if stale && !p.queued && p.local_copies == 0 {
                 p.queued = true;
-                if matches!(p.request, Request::Command(_)) {
+                if matches!(p.request, Asked::Command(_)) {
                     self.queue.push_back(*seq);
                     self.queued_since.get_or_insert(now);
                 }
@@ -655,7 +655,7 @@ mod tests {
 
     fn put(p: &mut Proposals, now: Instant) -> Answer {
         let (tx, rx) = oneshot::channel();
-        p.add(Request::Command(Bytes::from_static(b"\x00cmd")), tx, now);
+        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, now);
         rx
     }
 

@@ -23,20 +23,23 @@ use raft::{INVALID_ID, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::proposals::Request;
-use super::{Exit, Inbox, NodeError, RaftNode, Responder};
+use super::proposals::Asked;
+use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
+use crate::transport::PeerEvent;
 
 impl RaftNode {
     /// Runs until shut down, removed, or a fatal storage error.
     pub async fn run(
         mut self,
-        mut inbox: mpsc::Receiver<Inbox>,
+        mut requests: mpsc::Receiver<Request>,
+        mut peers: mpsc::Receiver<PeerEvent>,
         shutdown: CancellationToken,
     ) -> Exit {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut received = Vec::with_capacity(1024);
+        let mut asked = Vec::with_capacity(1024);
+        let mut heard = Vec::with_capacity(1024);
         // Once asked to stop: the time by which the node stops, whatever is still in flight.
         let mut stop_by: Option<Instant> = None;
         let exit = loop {
@@ -53,12 +56,20 @@ impl RaftNode {
                 }
                 _ = ticker.tick() => self.on_tick(),
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
-                n = inbox.recv_many(&mut received, 4096) => {
+                n = peers.recv_many(&mut heard, 4096) => {
                     if n == 0 {
                         break Exit::Shutdown;
                     }
-                    for msg in received.drain(..) {
-                        self.on_inbox(msg);
+                    for event in heard.drain(..) {
+                        self.on_peer_event(event);
+                    }
+                }
+                n = requests.recv_many(&mut asked, 4096) => {
+                    if n == 0 {
+                        break Exit::Shutdown;
+                    }
+                    for request in asked.drain(..) {
+                        self.on_request(request);
                     }
                 }
             }
@@ -125,17 +136,28 @@ impl RaftNode {
         }
     }
 
-    pub(super) fn on_inbox(&mut self, msg: Inbox) {
+    /// A client's request.
+    pub fn on_request(&mut self, request: Request) {
         let now = self.now();
-        match msg {
-            Inbox::Propose { data, done } => {
-                self.proposals.add(Request::Command(data.into()), done, now)
+        match request {
+            Request::Propose { data, done } => {
+                self.proposals.add(Asked::Command(data.into()), done, now)
             }
-            Inbox::ChangeMembers { change, done } => {
-                self.proposals.add(Request::Change(change), done, now)
+            Request::ChangeMembers { change, done } => {
+                self.proposals.add(Asked::Change(change), done, now)
             }
-            Inbox::Read(done) => self.reads.add(done, now),
-            Inbox::Step(messages) => {
+            Request::Read(done) => self.reads.add(done, now),
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    /// What the transport tells of the peers.
+    pub fn on_peer_event(&mut self, event: PeerEvent) {
+        let now = self.now();
+        match event {
+            PeerEvent::Step(messages) => {
                 for m in messages {
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
@@ -162,8 +184,8 @@ impl RaftNode {
                     }
                 }
             }
-            Inbox::Unreachable(peer) => self.rn.report_unreachable(peer),
-            Inbox::SnapshotStatus { peer, delivered } => {
+            PeerEvent::Unreachable(peer) => self.rn.report_unreachable(peer),
+            PeerEvent::SnapshotStatus { peer, delivered } => {
                 let status = if delivered {
                     SnapshotStatus::Finish
                 } else {
@@ -171,10 +193,7 @@ impl RaftNode {
                 };
                 self.rn.report_snapshot(peer, status);
             }
-            Inbox::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
-            Inbox::Status(reply) => {
-                let _ = reply.send(self.status());
-            }
+            PeerEvent::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
         }
     }
 

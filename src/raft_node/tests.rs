@@ -9,16 +9,18 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, Entry
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Exit, Inbox, NodeStatus, RaftNode, Shared, replay};
+use super::{Exit, NodeStatus, RaftNode, Request, Shared, replay};
 use crate::config::Config;
 use crate::kvstore::{Command, KvStore};
 use crate::metrics::Metrics;
+use crate::transport::PeerEvent;
 use crate::transport::{PeerFilter, Transport};
 
 /// A node started on an empty data dir with `--join`, whose peers never answer: everything
 /// it learns comes through [`Fed::step`].
 struct Fed {
-    inbox: mpsc::Sender<Inbox>,
+    requests: mpsc::Sender<Request>,
+    peers: mpsc::Sender<PeerEvent>,
     exit: tokio::task::JoinHandle<Exit>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -41,14 +43,15 @@ impl Fed {
         let recovered = replay::replay_wal(&config).expect("an empty joining node");
         let kv = KvStore::new(Default::default(), 0);
         let (apply_tx, _thread) = kv.spawn_apply_loop(id).expect("apply thread");
-        let (inbox, inbox_rx) = mpsc::channel(1024);
+        let (requests, requests_rx) = mpsc::channel(1024);
+        let (peers, peers_rx) = mpsc::channel(1024);
         let shutdown = CancellationToken::new();
         // As if the first message from the cluster had told it the cluster's identity.
         let filter = Arc::new(PeerFilter::new(id, 0xC1));
         let metrics = Arc::new(Metrics::new(id));
         let transport = Transport::new(
             filter,
-            inbox.clone(),
+            peers.clone(),
             tokio::runtime::Handle::current(),
             shutdown.child_token(),
             metrics.clone(),
@@ -64,9 +67,10 @@ impl Fed {
             super::NodeEnv::production(),
         )
         .expect("node");
-        let exit = tokio::spawn(node.run(inbox_rx, shutdown.clone()));
+        let exit = tokio::spawn(node.run(requests_rx, peers_rx, shutdown.clone()));
         Fed {
-            inbox,
+            requests,
+            peers,
             exit,
             shutdown,
             _dir: dir,
@@ -75,14 +79,14 @@ impl Fed {
 
     async fn status(&self) -> Option<NodeStatus> {
         let (tx, rx) = oneshot::channel();
-        self.inbox.send(Inbox::Status(tx)).await.ok()?;
+        self.requests.send(Request::Status(tx)).await.ok()?;
         rx.await.ok()
     }
 
     /// Steps `m` and waits until the node has taken it in (its answer to a status request
     /// queued behind it; the Ready it leads to may still be under way).
     async fn step(&self, m: Message) -> Option<NodeStatus> {
-        self.inbox.send(Inbox::Step(vec![m])).await.ok()?;
+        self.peers.send(PeerEvent::Step(vec![m])).await.ok()?;
         self.status().await
     }
 
@@ -209,8 +213,8 @@ async fn a_re_added_node_ignores_a_410_from_a_peer_that_is_behind() {
     let log = log_with_node_3_added_back(&cluster);
     let node = Fed::join(3, cluster).await;
     feed_one_by_one(&node, &log, 25).await;
-    node.inbox
-        .send(Inbox::RemovedByPeer {
+    node.peers
+        .send(PeerEvent::RemovedByPeer {
             peer: 2,
             as_of: Some(10),
         })
@@ -220,8 +224,8 @@ async fn a_re_added_node_ignores_a_410_from_a_peer_that_is_behind() {
         node.status().await.is_some(),
         "the node stopped on a 410 from a peer that is behind"
     );
-    node.inbox
-        .send(Inbox::RemovedByPeer {
+    node.peers
+        .send(PeerEvent::RemovedByPeer {
             peer: 2,
             as_of: Some(30),
         })
@@ -252,8 +256,8 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
     };
     m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
     m.set_entries(log.into());
-    node.inbox
-        .send(Inbox::Step(vec![m]))
+    node.peers
+        .send(PeerEvent::Step(vec![m]))
         .await
         .expect("the node takes messages");
     let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
@@ -331,7 +335,7 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
     // Node 2 takes over (as the leader's MsgTimeoutNow asked): node 1 follows, then goes.
     let mut heartbeat = message(MsgHeartbeat, 2, 1, term + 1);
     heartbeat.commit = removal;
-    let _ = node.inbox.send(Inbox::Step(vec![heartbeat])).await;
+    let _ = node.peers.send(PeerEvent::Step(vec![heartbeat])).await;
     let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
         .await
         .expect("node 1 stops once node 2 leads")

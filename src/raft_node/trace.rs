@@ -6,7 +6,7 @@
 use raft::eraftpb::{Entry, Message};
 use raft::{LightReady, Ready};
 
-use crate::dump::entry_text;
+use crate::describe::entry_text;
 
 const TARGET: &str = "raftexample::ready";
 

@@ -44,7 +44,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::raft_node::Inbox;
+
+/// What the transport tells the raft node about its peers.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// Messages from a peer, in the order it sent them.
+    Step(Vec<Message>),
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// A snapshot was (or was not) delivered to a peer.
+    SnapshotStatus {
+        /// The peer.
+        peer: u64,
+        /// Whether it accepted the snapshot.
+        delivered: bool,
+    },
+    /// A peer answered 410 Gone: it believes this node was removed.
+    RemovedByPeer {
+        /// The peer.
+        peer: u64,
+        /// The log index as of which it believes so (`None`: it did not say).
+        as_of: Option<u64>,
+    },
+}
 
 /// Header carrying the sender's cluster identity, in hex.
 pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
@@ -261,7 +283,7 @@ pub struct Transport {
     /// Runtime the peer tasks run on: the server's, not the raft node's own thread, so
     /// messages keep flowing while the node waits for an fsync.
     runtime: tokio::runtime::Handle,
-    inbox: mpsc::Sender<Inbox>,
+    inbox: mpsc::Sender<PeerEvent>,
     filter: Arc<PeerFilter>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -272,7 +294,7 @@ impl Transport {
     /// are reached with it (without it, they cannot be reached at all).
     pub fn new(
         filter: Arc<PeerFilter>,
-        inbox: mpsc::Sender<Inbox>,
+        inbox: mpsc::Sender<PeerEvent>,
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,

@@ -25,10 +25,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerFilter, RAFT_PATH, STREAM_PATH,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerEvent, PeerFilter, RAFT_PATH,
+    STREAM_PATH,
 };
 use crate::metrics::Metrics;
-use crate::raft_node::Inbox;
 
 /// How long a snapshot may take: it can be hundreds of megabytes.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -67,7 +67,7 @@ pub struct PeerTask {
     /// Shared HTTP client.
     pub client: HttpClient,
     /// Where failures are reported.
-    pub inbox: mpsc::Sender<Inbox>,
+    pub inbox: mpsc::Sender<PeerEvent>,
     /// Our cluster identity and id, and when each peer was last heard from.
     pub filter: Arc<PeerFilter>,
     /// Where sent and dropped messages are counted.
@@ -147,7 +147,7 @@ impl PeerTask {
                     let as_of = super::removed_as_of_index(&reason);
                     let _ = self
                         .inbox
-                        .send(Inbox::RemovedByPeer {
+                        .send(PeerEvent::RemovedByPeer {
                             peer: self.id,
                             as_of,
                         })
@@ -161,7 +161,7 @@ impl PeerTask {
                         logged_failure = true;
                     }
                     // try_send: the node may be busy, and a report lost now is made again.
-                    let _ = self.inbox.try_send(Inbox::Unreachable(self.id));
+                    let _ = self.inbox.try_send(PeerEvent::Unreachable(self.id));
                     tokio::time::sleep(RETRY_PAUSE).await;
                     // What queued meanwhile is stale; raft resends what still matters, but it
                     // must hear that a snapshot was lost, or it waits for it for good.
@@ -174,7 +174,7 @@ impl PeerTask {
                     {
                         let _ = self
                             .inbox
-                            .send(Inbox::SnapshotStatus {
+                            .send(PeerEvent::SnapshotStatus {
                                 peer: self.id,
                                 delivered: false,
                             })
@@ -321,7 +321,7 @@ impl PeerTask {
             task.count(counter, 1);
             let _ = task
                 .inbox
-                .send(Inbox::SnapshotStatus {
+                .send(PeerEvent::SnapshotStatus {
                     peer: task.id,
                     delivered,
                 })

@@ -42,11 +42,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerFilter, PeerLimits,
-    RAFT_PATH, STREAM_PATH, WireError, decode_available, gone_text,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerEvent, PeerFilter,
+    PeerLimits, RAFT_PATH, STREAM_PATH, WireError, decode_available, gone_text,
 };
 use crate::membership::normalize_url;
-use crate::raft_node::{Inbox, Shared};
+use crate::request::Shared;
 
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
 /// has something to say (and a vanished sender does not leave a task behind forever).
@@ -95,7 +95,7 @@ impl From<WireError> for Refusal {
 #[derive(Clone)]
 pub struct PeerServer {
     filter: Arc<PeerFilter>,
-    inbox: mpsc::Sender<Inbox>,
+    inbox: mpsc::Sender<PeerEvent>,
     /// Who leads, as the raft node last said (for senders outside the membership).
     shared: Arc<Shared>,
     limits: PeerLimits,
@@ -115,7 +115,7 @@ impl PeerServer {
     /// files of snapshots that were still arriving when the node last stopped.
     pub fn new(
         filter: Arc<PeerFilter>,
-        inbox: mpsc::Sender<Inbox>,
+        inbox: mpsc::Sender<PeerEvent>,
         shared: Arc<Shared>,
         limits: PeerLimits,
         incoming_dir: &Path,
@@ -279,12 +279,15 @@ impl PeerServer {
         if messages.is_empty() {
             return Ok(());
         }
-        self.inbox.send(Inbox::Step(messages)).await.map_err(|_| {
-            Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "raft node is shutting down",
-            )
-        })
+        self.inbox
+            .send(PeerEvent::Step(messages))
+            .await
+            .map_err(|_| {
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "raft node is shutting down",
+                )
+            })
     }
 
     /// Registers a new stream from `from`, ending the one it had open.
