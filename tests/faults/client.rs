@@ -87,8 +87,8 @@ pub enum Answer {
 }
 
 impl Http {
-    /// A client whose requests give up after `timeout` (a little above the nodes' proposal
-    /// timeout, so a node's own 503 usually comes first and tells more than a timeout).
+    /// A client whose requests give up after `timeout` (longer than a node takes to answer,
+    /// so a node's own answer comes first and tells more than a timeout).
     pub fn new(timeout: Duration) -> Http {
         let client = reqwest::Client::builder()
             .timeout(timeout)

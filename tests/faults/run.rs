@@ -281,15 +281,41 @@ impl Drop for RunDir {
     }
 }
 
-/// Settings that follow from the node knobs.
-const KNOBS: NodeKnobs = NodeKnobs {
-    tick_ms: 50,
-    proposal_timeout_ms: 2_000,
-    snapshot_count: 300,
-    catchup_entries: 100,
-};
+/// The nodes' raft tick (`--tick-ms`): elections after 10–20 ticks.
+const TICK_MS: u64 = 50;
 /// The longest election timeout: 20 ticks.
-const ELECTION_MAX: Duration = Duration::from_millis(20 * KNOBS.tick_ms);
+const ELECTION_MAX: Duration = Duration::from_millis(20 * TICK_MS);
+/// The longest a leader stays paused.
+const PAUSE_MAX: Duration = Duration::from_millis(ELECTION_MAX.as_millis() as u64 + 1_200);
+
+/// The nodes' knobs in a run of `kind`: shorter than the defaults so that a run of a few
+/// seconds sees elections, snapshots and catch-up from snapshots.
+///
+/// The proposal timeout is the nodes' default, 5 s, longer than any one fault lasts (3 s at
+/// most): a request a fault holds up is answered once the fault is over, as a user's would
+/// be, rather than given up on while it lasts. Mixed runs use 2 s instead, shorter than many
+/// of their faults, so that requests do time out there and the checker judges the nodes'
+/// 503 answers: a write said to "not happen" must never take effect.
+fn knobs(kind: FaultKind) -> NodeKnobs {
+    NodeKnobs {
+        tick_ms: TICK_MS,
+        proposal_timeout_ms: if kind == FaultKind::Mixed {
+            2_000
+        } else {
+            5_000
+        },
+        snapshot_count: 300,
+        catchup_entries: 100,
+    }
+}
+
+/// How long the harness's clients wait for an answer. A node answers every request within
+/// its proposal timeout of reading it (its HTTP handler within a second more, if the node is
+/// stuck); a paused node reads it only once resumed. Waiting less than all that would turn
+/// answers still to come into unknown outcomes of the harness's own making.
+fn client_timeout(knobs: &NodeKnobs) -> Duration {
+    PAUSE_MAX + Duration::from_millis(knobs.proposal_timeout_ms + 2_000)
+}
 /// How long a node may take to become ready after a start.
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
@@ -320,7 +346,9 @@ impl Harness {
     fn new(config: RunConfig, kind: FaultKind, net: Net, dir: &Path) -> Harness {
         let n = kind.nodes();
         let ns = (1..=n).map(|id| (id, net.node_ns(id))).collect();
-        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, KNOBS);
+        let knobs = knobs(kind);
+        let http = Http::new(client_timeout(&knobs));
+        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, knobs);
         let proxies = (1..=n)
             .map(|id| (id, Proxy::start(net.node_ns(id), id)))
             .collect();
@@ -332,7 +360,7 @@ impl Harness {
             config,
             kind,
             dir: dir.to_path_buf(),
-            http: Http::new(Duration::from_millis(KNOBS.proposal_timeout_ms + 1_000)),
+            http,
             probe: None,
             recorder: Recorder::new(),
             timeline: Timeline::default(),
@@ -637,7 +665,7 @@ impl Harness {
         self.cluster.pause(leader);
         self.note(format!("SIGSTOP node {leader} (leader)"));
         let ms = ELECTION_MAX.as_millis() as u64;
-        self.hold(ms + 200..ms + 1_200).await;
+        self.hold(ms + 200..PAUSE_MAX.as_millis() as u64).await;
         self.cluster.resume(leader);
         self.fault_ends(leader, NodeFault::Paused);
         self.note(format!("SIGCONT node {leader}"));
