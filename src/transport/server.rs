@@ -129,11 +129,12 @@ impl PeerServer {
         Ok(())
     }
 
-    /// Hands a batch to the raft node.
+    /// Hands a batch to the raft node. Every message must be for this node, and from the
+    /// sender unless raft relayed it (see [`relayed`]).
     async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
         if messages
             .iter()
-            .any(|m| m.to != self.filter.self_id || m.from != from)
+            .any(|m| m.to != self.filter.self_id || (m.from != from && !relayed(m)))
         {
             return Err((
                 StatusCode::BAD_REQUEST,
@@ -151,6 +152,18 @@ impl PeerServer {
             )
         })
     }
+}
+
+/// Whether raft may have relayed `m` from another node: a follower passes the proposals and
+/// read requests it gets on to its leader as they came, with their originator's `from` (a
+/// node that led, or that another node took for the leader, gets them after a leader
+/// change). Refusing them would refuse the whole batch and reset the stream, losing the
+/// sender's own messages with it.
+fn relayed(m: &Message) -> bool {
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgPropose | MessageType::MsgReadIndex
+    )
 }
 
 fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
@@ -207,4 +220,52 @@ async fn receive_stream(
         |refusal| refusal,
         |()| (StatusCode::NO_CONTENT, String::new()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType, from: u64) -> Message {
+        let mut m = Message {
+            from,
+            to: 3,
+            ..Default::default()
+        };
+        m.set_msg_type(kind);
+        m
+    }
+
+    /// A follower that led until a moment ago passes on, to the new leader, a proposal and a
+    /// read request node 2 sent it: they keep node 2's id, and its batch is taken whole,
+    /// its own messages with them. Any other message claiming another sender is refused.
+    #[tokio::test]
+    async fn relayed_proposals_and_reads_keep_their_originator() {
+        let (inbox_tx, mut inbox_rx) = mpsc::channel(8);
+        let server = PeerServer::new(Arc::new(PeerFilter::new(3, 0xabc)), inbox_tx);
+        let batch = vec![
+            message(MessageType::MsgAppendResponse, 1),
+            message(MessageType::MsgPropose, 2),
+            message(MessageType::MsgReadIndex, 2),
+        ];
+        server
+            .deliver(1, batch.clone())
+            .await
+            .expect("a batch with relayed messages is taken");
+        match inbox_rx.try_recv() {
+            Ok(Inbox::Step(got)) => assert_eq!(got, batch),
+            _ => panic!("the batch did not reach the raft node"),
+        }
+
+        let forged = vec![message(MessageType::MsgAppend, 2)];
+        let (status, _) = server
+            .deliver(1, forged)
+            .await
+            .expect_err("an append claiming another sender is refused");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            inbox_rx.try_recv().is_err(),
+            "nothing reached the raft node"
+        );
+    }
 }
