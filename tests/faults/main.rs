@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use client::Recorded;
 use lincheck::{OpKind, Outcome};
-use outcomes::{Cause, Counts, MAX_UNKNOWN_SHARE, Rule};
+use outcomes::{Cause, Counts, MAX_UNKNOWN_SHARE};
 use run::{FaultKind, RunConfig, RunReport};
 
 /// Clients per run: the issue asks for eight or more.
@@ -368,18 +368,20 @@ fn percent(part: usize, whole: usize) -> f64 {
     }
 }
 
-/// The kinds judged by share ([`Rule::Share`]) whose runs together had too many unknown
-/// outcomes, each said with its numbers.
+/// The kinds judged by share ([`outcomes::Rule::judges_share`]) whose runs together had too many
+/// unknown outcomes, each said with its numbers.
 fn shares_over_the_limit(reports: &[RunReport]) -> Vec<String> {
     let mut by_kind: BTreeMap<FaultKind, (usize, usize)> = BTreeMap::new();
-    for r in reports.iter().filter(|r| r.kind.rule() == Rule::Share) {
+    for r in reports.iter().filter(|r| r.kind.rule().judges_share()) {
         let (ops, unknown) = by_kind.entry(r.kind).or_default();
         *ops += r.ops;
         *unknown += r.unknowns.len();
     }
     by_kind
         .into_iter()
-        .filter(|(_, (ops, unknown))| *unknown as f64 > MAX_UNKNOWN_SHARE * *ops as f64)
+        .filter(|(_, (ops, unknown))| {
+            *unknown > 0 && *unknown as f64 >= MAX_UNKNOWN_SHARE * *ops as f64
+        })
         .map(|(kind, (ops, unknown))| {
             format!(
                 "{}: {unknown} of {ops} operations ended unknown ({:.2} %, the limit is {:.1} %)",

@@ -93,11 +93,10 @@ impl FaultKind {
     pub fn rule(self) -> Rule {
         match self {
             FaultKind::Kill | FaultKind::TornWal => Rule::OnlyToTheKilled,
-            FaultKind::Pause
-            | FaultKind::PartitionLeader
-            | FaultKind::PartitionSplit
-            | FaultKind::Loss
-            | FaultKind::Delay => Rule::Share,
+            FaultKind::Pause | FaultKind::PartitionLeader | FaultKind::PartitionSplit => {
+                Rule::OnlyToTheFaulted
+            }
+            FaultKind::Loss | FaultKind::Delay => Rule::Share,
             FaultKind::Membership | FaultKind::Mixed => Rule::None,
         }
     }
