@@ -268,7 +268,7 @@ impl PeerServer {
     async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
         if messages
             .iter()
-            .any(|m| m.to != self.filter.self_id || m.from != from)
+            .any(|m| m.to != self.filter.self_id || (m.from != from && !relayed(m)))
         {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -419,6 +419,18 @@ fn too_large_snapshot(limit: u64) -> Refusal {
     )
 }
 
+/// Whether raft may have relayed `m` from another node: a follower passes the proposals and
+/// read requests it gets on to its leader as they came, with their originator's `from` (a
+/// node that led, or that another node took for the leader, gets them after a leader
+/// change). Refusing them would refuse the whole batch and reset the stream, losing the
+/// sender's own messages with it.
+fn relayed(m: &Message) -> bool {
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgPropose | MessageType::MsgReadIndex
+    )
+}
+
 fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?;
     u64::from_str_radix(text, radix).ok()
@@ -550,5 +562,63 @@ async fn answer_join(
                  first with POST /{from} on a member"
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType, from: u64) -> Message {
+        let mut m = Message {
+            from,
+            to: 3,
+            ..Default::default()
+        };
+        m.set_msg_type(kind);
+        m
+    }
+
+    /// A follower that led until a moment ago passes on, to the new leader, a proposal and a
+    /// read request node 2 sent it: they keep node 2's id, and its batch is taken whole,
+    /// its own messages with them. Any other message claiming another sender is refused.
+    #[tokio::test]
+    async fn relayed_proposals_and_reads_keep_their_originator() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (events_tx, mut events_rx) = mpsc::channel(8);
+        let server = PeerServer::new(
+            Arc::new(PeerFilter::new(3, 0xabc)),
+            events_tx,
+            Arc::default(),
+            PeerLimits {
+                max_message: 1 << 20,
+                max_snapshot: 1 << 20,
+            },
+            dir.path(),
+        );
+        let batch = vec![
+            message(MessageType::MsgAppendResponse, 1),
+            message(MessageType::MsgPropose, 2),
+            message(MessageType::MsgReadIndex, 2),
+        ];
+        server
+            .deliver(1, batch.clone())
+            .await
+            .expect("a batch with relayed messages is taken");
+        match events_rx.try_recv() {
+            Ok(PeerEvent::Step(got)) => assert_eq!(got, batch),
+            _ => panic!("the batch did not reach the raft node"),
+        }
+
+        let forged = vec![message(MessageType::MsgAppend, 2)];
+        let refusal = server
+            .deliver(1, forged)
+            .await
+            .expect_err("an append claiming another sender is refused");
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert!(
+            events_rx.try_recv().is_err(),
+            "nothing reached the raft node"
+        );
     }
 }

@@ -16,14 +16,59 @@ use crate::lincheck::{OpKind, Operation, Outcome};
 use crate::netns::{REST_PORT, node_ip};
 
 /// One recorded operation as the harness writes it to `history.jsonl`: the checker's
-/// [`Operation`] plus the node that served it, for whoever studies a failed run.
+/// [`Operation`] plus the node that served it and, for an answer other than success, what the
+/// client saw, for whoever studies a run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Recorded {
     /// The node the request went to.
     pub node: u64,
+    /// Why the operation did not succeed (`None` for a success, and in histories written
+    /// before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
     /// What the checker sees.
     #[serde(flatten)]
     pub op: Operation,
+}
+
+/// What a client saw of a request that did not succeed: the evidence behind a failed or
+/// unknown outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Why {
+    /// The node answered with this status and this (one-line) body.
+    Status(u16, String),
+    /// The harness's HTTP client gave up waiting for an answer.
+    ClientTimeout,
+    /// The connection could not be made: the request was never sent.
+    Refused(String),
+    /// The connection broke after the request was sent, or the body could not be read.
+    Cut(String),
+}
+
+impl Why {
+    /// From a failed request of reqwest: refused, timed out or cut.
+    fn of_error(e: &reqwest::Error) -> Why {
+        if e.is_connect() {
+            Why::Refused(error_chain(e))
+        } else if e.is_timeout() {
+            Why::ClientTimeout
+        } else {
+            Why::Cut(error_chain(e))
+        }
+    }
+}
+
+/// An error and its sources on one line: reqwest's own message alone ("error sending
+/// request") does not say whether the connection was reset or closed.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// An HTTP client of the nodes' REST API.
@@ -42,9 +87,9 @@ pub enum Answer {
 }
 
 impl Http {
-    /// A client whose requests give up after `timeout` (a little above the nodes' proposal
-    /// timeout, so a node's own 503 usually comes first and tells more than a timeout).
-    /// With `certs` (a `raftexample certs` folder), over TLS with its client certificate.
+    /// A client whose requests give up after `timeout` (longer than a node takes to answer,
+    /// so a node's own answer comes first and tells more than a timeout). With `certs` (a
+    /// `raftexample certs` folder), over TLS with its client certificate.
     pub fn new(timeout: Duration, certs: Option<&std::path::Path>) -> Http {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -79,51 +124,77 @@ impl Http {
         format!("{scheme}://{}:{REST_PORT}{path}", node_ip(id))
     }
 
-    /// `PUT /key` on node `id`.
-    pub async fn put(&self, id: u64, key: &str, value: &str) -> Outcome {
+    /// `PUT /key` on node `id`, and why it did not succeed if it did not.
+    pub async fn put(&self, id: u64, key: &str, value: &str) -> (Outcome, Option<Why>) {
         let request = self
             .client
             .put(Http::url(id, &format!("/{key}")))
             .body(value.to_owned());
-        match request.send().await {
+        let (status, body) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body = response.text().await.unwrap_or_default();
-                match status {
-                    204 => Outcome::Ok,
-                    // The node is certain the write did not and will not happen (it never
-                    // left the node, or every copy of it was overwritten).
-                    503 if body.contains("will not happen") => Outcome::Failed,
-                    // A timeout (or any other 503) may still commit.
-                    503 => Outcome::Unknown,
-                    _ => panic!("PUT on node {id} answered {status}: {body}"),
+                match response.text().await {
+                    Ok(body) => (status, body),
+                    // A 204 is a success whatever became of its (empty) body.
+                    Err(_) if status == 204 => return (Outcome::Ok, None),
+                    // A 503's body says whether the write may still happen; it was lost.
+                    Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
                 }
             }
-            // The connection was never made, so the request was never sent.
-            Err(e) if e.is_connect() => Outcome::Failed,
-            Err(_) => Outcome::Unknown,
-        }
+            Err(e) => {
+                let why = Why::of_error(&e);
+                // Refused: the connection was never made, so the request was never sent.
+                let outcome = match why {
+                    Why::Refused(_) => Outcome::Failed,
+                    _ => Outcome::Unknown,
+                };
+                return (outcome, Some(why));
+            }
+        };
+        let outcome = match status {
+            204 => return (Outcome::Ok, None),
+            // The node is certain the write did not and will not happen (it never left the
+            // node, or every copy of it was overwritten).
+            503 if body.contains("will not happen") => Outcome::Failed,
+            // A timeout (or any other 503) may still commit.
+            503 => Outcome::Unknown,
+            _ => panic!("PUT on node {id} answered {status}: {body}"),
+        };
+        (outcome, Some(Why::Status(status, first_line(&body))))
     }
 
-    /// `GET /key` on node `id`: linearizable, or with `stale` the node's local read (`?stale`,
-    /// which may lag: only the checker's own test uses it, to see it caught).
-    pub async fn get(&self, id: u64, key: &str, stale: bool) -> Outcome {
+    /// `GET /key` on node `id`, and why it did not succeed if it did not: linearizable, or
+    /// with `stale` the node's local read (`?stale`, which may lag: only the checker's own
+    /// test uses it, to see it caught).
+    pub async fn get(&self, id: u64, key: &str, stale: bool) -> (Outcome, Option<Why>) {
         let query = if stale { "?stale" } else { "" };
         let url = Http::url(id, &format!("/{key}{query}"));
         match self.client.get(url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let Ok(body) = response.text().await else {
-                    return Outcome::Unknown;
+                let body = match response.text().await {
+                    Ok(body) => body,
+                    Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
                 };
                 match status {
-                    200 => Outcome::Value(body),
-                    404 => Outcome::NotFound,
-                    503 => Outcome::Failed,
+                    200 => (Outcome::Value(body), None),
+                    404 => (Outcome::NotFound, None),
+                    // A read changes nothing: any refusal is a definite failure.
+                    503 => (
+                        Outcome::Failed,
+                        Some(Why::Status(status, first_line(&body))),
+                    ),
                     _ => panic!("GET on node {id} answered {status}: {body}"),
                 }
             }
-            Err(_) => Outcome::Unknown,
+            Err(e) => {
+                let why = Why::of_error(&e);
+                let outcome = match why {
+                    Why::Refused(_) => Outcome::Failed,
+                    _ => Outcome::Unknown,
+                };
+                (outcome, Some(why))
+            }
         }
     }
 
@@ -168,6 +239,11 @@ impl Http {
             Err(e) => Answer::NoAnswer(e.to_string()),
         }
     }
+}
+
+/// The first line of an answer's body, trimmed (the nodes' errors are one line).
+fn first_line(body: &str) -> String {
+    body.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// The shared clock and the list the clients record into.
@@ -244,11 +320,11 @@ pub async fn run_client(
         let node = workload.nodes[rng.random_range(0..workload.nodes.len())];
         let is_put = rng.random_bool(workload.put_ratio);
         let invoke_ns = recorder.now_ns();
-        let (kind, outcome) = if is_put {
+        let (kind, (outcome, why)) = if is_put {
             seq += 1;
             let value = format!("c{client}-{seq}");
-            let outcome = http.put(node, &key, &value).await;
-            (OpKind::Put { value }, outcome)
+            let answer = http.put(node, &key, &value).await;
+            (OpKind::Put { value }, answer)
         } else {
             (
                 OpKind::Get,
@@ -258,6 +334,7 @@ pub async fn run_client(
         let complete_ns = recorder.now_ns();
         recorder.push(Recorded {
             node,
+            why,
             op: Operation {
                 client,
                 key,

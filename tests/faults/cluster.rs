@@ -16,8 +16,7 @@ use nix::unistd::Pid;
 
 use crate::netns::{PEER_PORT, REST_PORT, node_ip};
 
-/// Knobs passed to every node. Shorter than the defaults so that a run of a few seconds sees
-/// elections, snapshots and catch-up from snapshots.
+/// Knobs passed to every node (a run's choice: see `run::knobs`).
 #[derive(Clone, Debug)]
 pub struct NodeKnobs {
     /// `--tick-ms`: elections after 10–20 ticks.

@@ -27,7 +27,9 @@ use crate::client::{Answer, Http, Recorded, Recorder, Workload, run_client};
 use crate::cluster::{Cluster, NodeKnobs, Tear};
 use crate::lincheck::{OpKind, Operation, Outcome};
 use crate::netns::{self, Net};
+use crate::outcomes::{self, NodeFault, Rule, Timeline, UnknownOp};
 use crate::proxy::Proxy;
+use crate::stalls::{Stall, StallProbe};
 use crate::verify::{self, FinalReads};
 
 /// The faults a run injects; each run injects one kind, repeatedly ([`FaultKind::Mixed`]: any).
@@ -87,6 +89,18 @@ impl FaultKind {
         }
     }
 
+    /// The rule this kind's unknown outcomes keep (see `outcomes`).
+    pub fn rule(self) -> Rule {
+        match self {
+            FaultKind::Kill | FaultKind::TornWal => Rule::OnlyToTheKilled,
+            FaultKind::Pause | FaultKind::PartitionLeader | FaultKind::PartitionSplit => {
+                Rule::OnlyToTheFaulted
+            }
+            FaultKind::Loss | FaultKind::Delay => Rule::Share,
+            FaultKind::Membership | FaultKind::Mixed => Rule::None,
+        }
+    }
+
     /// Cluster size: five where a minority can hold two nodes, three elsewhere.
     fn nodes(self) -> u64 {
         match self {
@@ -118,16 +132,20 @@ pub struct RunReport {
     pub kind: FaultKind,
     /// Operations recorded.
     pub ops: usize,
-    /// Of which unknown outcomes.
-    pub unknown: usize,
+    /// Of which unknown outcomes, each explained.
+    pub unknowns: Vec<UnknownOp>,
     /// Of which definite failures.
     pub failed: usize,
+    /// The longest an operation waited for a definite answer (success or failure).
+    pub slowest_answer: Duration,
     /// Faults injected.
     pub faults: usize,
     /// Consistency violations (see `verify`).
     pub violations: Vec<String>,
     /// Acknowledged writes the final state proves lost.
     pub lost_writes: usize,
+    /// Unknown outcomes that break the kind's [`Rule`].
+    pub breaches: Vec<String>,
     /// Other failures of the store: a node that would not restart, exited, panicked, never
     /// recovered, or did not warn about a torn WAL tail.
     pub problems: Vec<String>,
@@ -140,27 +158,40 @@ pub struct RunReport {
 impl RunReport {
     /// Whether the run found nothing wrong.
     pub fn passed(&self) -> bool {
-        self.violations.is_empty() && self.problems.is_empty() && self.lost_writes == 0
+        self.violations.is_empty()
+            && self.problems.is_empty()
+            && self.lost_writes == 0
+            && self.breaches.is_empty()
     }
 
     /// A readable account of the run.
     pub fn summary(&self) -> String {
+        let unknown = outcomes::Counts::of(&self.unknowns);
         let mut s = format!(
-            "seed {} ({}): {} operations ({} unknown, {} failed), {} faults, {} violations, \
-             {} lost writes, {} other problems: {}",
+            "seed {} ({}): {} operations ({} unknown, {} of them to a faulted node; {} failed), \
+             {} faults, {} violations, {} lost writes, {} unknown outcomes against the rule, \
+             {} other problems: {}",
             self.seed,
             self.kind.name(),
             self.ops,
-            self.unknown,
+            unknown.total,
+            unknown.to_faulted,
             self.failed,
             self.faults,
             self.violations.len(),
             self.lost_writes,
+            self.breaches.len(),
             self.problems.len(),
             if self.passed() { "PASS" } else { "FAIL" },
         );
         for event in &self.events {
             let _ = write!(s, "\n  {event}");
+        }
+        for op in &self.unknowns {
+            let _ = write!(s, "\n  unknown: {}", op.describe());
+        }
+        for b in &self.breaches {
+            let _ = write!(s, "\n  AGAINST THE RULE: {b}");
         }
         for v in &self.violations {
             let _ = write!(s, "\n  VIOLATION: {v}");
@@ -249,15 +280,41 @@ impl Drop for RunDir {
     }
 }
 
-/// Settings that follow from the node knobs.
-const KNOBS: NodeKnobs = NodeKnobs {
-    tick_ms: 50,
-    proposal_timeout_ms: 2_000,
-    snapshot_count: 300,
-    catchup_entries: 100,
-};
+/// The nodes' raft tick (`--tick-ms`): elections after 10–20 ticks.
+const TICK_MS: u64 = 50;
 /// The longest election timeout: 20 ticks.
-const ELECTION_MAX: Duration = Duration::from_millis(20 * KNOBS.tick_ms);
+const ELECTION_MAX: Duration = Duration::from_millis(20 * TICK_MS);
+/// The longest a leader stays paused.
+const PAUSE_MAX: Duration = Duration::from_millis(ELECTION_MAX.as_millis() as u64 + 1_200);
+
+/// The nodes' knobs in a run of `kind`: shorter than the defaults so that a run of a few
+/// seconds sees elections, snapshots and catch-up from snapshots.
+///
+/// The proposal timeout is the nodes' default, 5 s, longer than any one fault lasts (3 s at
+/// most): a request a fault holds up is answered once the fault is over, as a user's would
+/// be, rather than given up on while it lasts. Mixed runs use 2 s instead, shorter than many
+/// of their faults, so that requests do time out there and the checker judges the nodes'
+/// 503 answers: a write said to "not happen" must never take effect.
+fn knobs(kind: FaultKind) -> NodeKnobs {
+    NodeKnobs {
+        tick_ms: TICK_MS,
+        proposal_timeout_ms: if kind == FaultKind::Mixed {
+            2_000
+        } else {
+            5_000
+        },
+        snapshot_count: 300,
+        catchup_entries: 100,
+    }
+}
+
+/// How long the harness's clients wait for an answer. A node answers every request within
+/// its proposal timeout of reading it (its HTTP handler within a second more, if the node is
+/// stuck); a paused node reads it only once resumed. Waiting less than all that would turn
+/// answers still to come into unknown outcomes of the harness's own making.
+fn client_timeout(knobs: &NodeKnobs) -> Duration {
+    PAUSE_MAX + Duration::from_millis(knobs.proposal_timeout_ms + 2_000)
+}
 /// How long a node may take to become ready after a start.
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
@@ -273,6 +330,10 @@ struct Harness {
     http: Http,
     rng: StdRng,
     recorder: Recorder,
+    /// When each fault hit which node.
+    timeline: Timeline,
+    /// Watches the machine for stalls while the run lasts (taken when it ends).
+    probe: Option<StallProbe>,
     /// Members removed by a membership fault and not yet added back.
     removed: BTreeSet<u64>,
     events: Vec<String>,
@@ -289,11 +350,12 @@ impl Harness {
         if let Some(certs) = &certs {
             crate::cluster::make_certs(certs, n).unwrap_or_else(|e| panic!("{e}"));
         }
-        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, KNOBS, certs.clone());
+        let knobs = knobs(kind);
+        let http = Http::new(client_timeout(&knobs), certs.as_deref());
+        let cluster = Cluster::new(n, ns, &dir.join("data"), dir, knobs, certs.clone());
         let proxies = (1..=n)
             .map(|id| (id, Proxy::start(net.node_ns(id), id)))
             .collect();
-        let client_timeout = Duration::from_millis(KNOBS.proposal_timeout_ms + 1_000);
         Harness {
             cluster,
             proxies,
@@ -302,8 +364,10 @@ impl Harness {
             config,
             kind,
             dir: dir.to_path_buf(),
-            http: Http::new(client_timeout, certs.as_deref()),
+            http,
+            probe: None,
             recorder: Recorder::new(),
+            timeline: Timeline::default(),
             removed: BTreeSet::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -314,6 +378,18 @@ impl Harness {
     fn note(&mut self, what: String) {
         let t = self.recorder.epoch.elapsed().as_secs_f64();
         self.events.push(format!("[{t:7.3}s] {what}"));
+    }
+
+    /// `fault` hits `node` from now on.
+    fn fault_begins(&mut self, node: u64, fault: NodeFault) {
+        let now = self.recorder.now_ns();
+        self.timeline.begin(node, fault, now);
+    }
+
+    /// `fault` no longer hits `node`.
+    fn fault_ends(&mut self, node: u64, fault: NodeFault) {
+        let now = self.recorder.now_ns();
+        self.timeline.end(node, fault, now);
     }
 
     fn problem(&mut self, what: String) {
@@ -329,6 +405,7 @@ impl Harness {
             }
         }
         self.note(format!("started {} nodes", ids.len()));
+        self.probe = Some(StallProbe::start(&self.dir, self.recorder.epoch));
         if !self.wait_all_ready(Duration::from_secs(30)).await {
             self.problem("the cluster did not become ready at start".into());
             return self.finish(Vec::new(), BTreeMap::new());
@@ -572,12 +649,14 @@ impl Harness {
         let Some((id, is_leader)) = self.victim().await else {
             return self.note("kill: no live node; skipped".into());
         };
+        self.fault_begins(id, NodeFault::Killed);
         self.cluster.kill(id);
         self.note(format!("SIGKILL {}", Harness::describe(id, is_leader)));
         self.hold(200..1_500).await;
         self.restart(id, false);
         self.note(format!("restarted node {id}"));
         if self.wait_ready(id, READY_WITHIN).await {
+            self.fault_ends(id, NodeFault::Killed);
             self.note(format!("node {id} ready"));
         }
     }
@@ -586,11 +665,13 @@ impl Harness {
         let Some(leader) = self.wait_leader(Duration::from_secs(5)).await else {
             return self.note("pause: no leader; skipped".into());
         };
+        self.fault_begins(leader, NodeFault::Paused);
         self.cluster.pause(leader);
         self.note(format!("SIGSTOP node {leader} (leader)"));
         let ms = ELECTION_MAX.as_millis() as u64;
-        self.hold(ms + 200..ms + 1_200).await;
+        self.hold(ms + 200..PAUSE_MAX.as_millis() as u64).await;
         self.cluster.resume(leader);
+        self.fault_ends(leader, NodeFault::Paused);
         self.note(format!("SIGCONT node {leader}"));
     }
 
@@ -625,10 +706,11 @@ impl Harness {
             let node = majority[attempt % majority.len()];
             attempt += 1;
             let invoke_ns = self.recorder.now_ns();
-            let outcome = self.http.put(node, &key, &value).await;
+            let (outcome, why) = self.http.put(node, &key, &value).await;
             let done = outcome == Outcome::Ok;
             self.recorder.push(Recorded {
                 node,
+                why,
                 op: Operation {
                     client,
                     key: key.clone(),
@@ -652,12 +734,13 @@ impl Harness {
             return self.note("stale probe: the majority took no write".into());
         }
         let invoke_ns = self.recorder.now_ns();
-        let outcome = self.http.get(isolated, &key, true).await;
+        let (outcome, why) = self.http.get(isolated, &key, true).await;
         self.note(format!(
             "stale probe: node {isolated} read {outcome:?} after {value} was acknowledged"
         ));
         self.recorder.push(Recorded {
             node: isolated,
+            why,
             op: Operation {
                 client,
                 key,
@@ -688,8 +771,12 @@ impl Harness {
         self.heal_net().await;
     }
 
+    /// Cuts `a` (the side without a majority) off from `b`.
     async fn cut(&mut self, a: &[u64], b: &[u64]) {
         let leader = self.leader().await;
+        for &id in a {
+            self.fault_begins(id, NodeFault::Isolated);
+        }
         match self.net.cut(a, b).await {
             Ok(()) => self.note(format!(
                 "partition {a:?} | {b:?} (leader before: {leader:?})"
@@ -702,6 +789,9 @@ impl Harness {
         if let Err(e) = self.net.heal().await {
             panic!("cannot remove the firewall rules: {e}");
         }
+        let now = self.recorder.now_ns();
+        self.timeline.end_all(NodeFault::Isolated, now);
+        self.timeline.end_all(NodeFault::Lossy, now);
         self.note("network healed".into());
     }
 
@@ -713,6 +803,9 @@ impl Harness {
             vec![*ids.choose(&mut self.rng).expect("a node")]
         };
         let p = self.rng.random_range(0.1..0.35);
+        for &id in &targets {
+            self.fault_begins(id, NodeFault::Lossy);
+        }
         if let Err(e) = self.net.loss(&targets, p).await {
             panic!("cannot install packet loss: {e}");
         }
@@ -733,6 +826,7 @@ impl Harness {
             let to = self.rng.random_range(20..300);
             let from = self.rng.random_range(0..200);
             let jitter = self.rng.random_range(0..50);
+            self.fault_begins(id, NodeFault::Delayed);
             self.proxies[&id].delays.set(to, from, jitter);
             what.push(format!(
                 "node {id}: +{to}ms in, +{from}ms out, jitter {jitter}ms"
@@ -743,6 +837,8 @@ impl Harness {
         for proxy in self.proxies.values() {
             proxy.delays.clear();
         }
+        let now = self.recorder.now_ns();
+        self.timeline.end_all(NodeFault::Delayed, now);
         self.note("delays removed".into());
     }
 
@@ -764,6 +860,7 @@ impl Harness {
         let Some((id, is_leader)) = self.victim().await else {
             return self.note("torn wal: no live node; skipped".into());
         };
+        self.fault_begins(id, NodeFault::Killed);
         self.cluster.kill(id);
         self.note(format!("SIGKILL {}", Harness::describe(id, is_leader)));
         let covered = self
@@ -800,6 +897,7 @@ impl Harness {
         self.restart(id, false);
         self.note(format!("restarted node {id}"));
         if self.wait_ready(id, READY_WITHIN).await {
+            self.fault_ends(id, NodeFault::Killed);
             self.note(format!("node {id} ready"));
             if torn {
                 let log = std::fs::read_to_string(self.cluster.log_path(id)).unwrap_or_default();
@@ -858,6 +956,8 @@ impl Harness {
         let Some((id, is_leader)) = self.victim().await else {
             return self.note("membership: no live node; skipped".into());
         };
+        // From the DELETE on: it may take effect before its answer comes.
+        self.fault_begins(id, NodeFault::Removed);
         if !self.change_member(id, None).await {
             return;
         }
@@ -902,6 +1002,7 @@ impl Harness {
         self.restart(id, true);
         self.note(format!("added node {id} back; started it with --join"));
         if self.wait_ready(id, READY_WITHIN).await {
+            self.fault_ends(id, NodeFault::Removed);
             self.note(format!("node {id} ready"));
         }
     }
@@ -966,7 +1067,7 @@ impl Harness {
         for key in keys {
             for id in self.cluster.ids() {
                 loop {
-                    match self.http.get(id, key, false).await {
+                    match self.http.get(id, key, false).await.0 {
                         Outcome::Value(v) => {
                             finals.entry(key.clone()).or_default().insert(id, Some(v));
                             break;
@@ -1006,12 +1107,26 @@ impl Harness {
             eprintln!("cannot save the history: {e}");
         }
         let count = |f: fn(&Operation) -> bool| ops.iter().filter(|op| f(op)).count();
+        let stalls = self
+            .probe
+            .take()
+            .map(StallProbe::finish)
+            .unwrap_or_default();
+        let unknowns = outcomes::explain(&history, &self.timeline, &stalls);
+        let slowest_answer = ops
+            .iter()
+            .filter(|op| op.outcome != Outcome::Unknown)
+            .map(|op| Duration::from_nanos(op.complete_ns.saturating_sub(op.invoke_ns)))
+            .max()
+            .unwrap_or_default();
         let mut report = RunReport {
             seed: self.config.seed,
             kind: self.kind,
             ops: ops.len(),
-            unknown: count(|op| op.outcome == Outcome::Unknown),
+            breaches: outcomes::breaches(self.kind.rule(), &unknowns),
+            unknowns,
             failed: count(|op| op.outcome == Outcome::Failed),
+            slowest_answer,
             faults: self.faults,
             violations: findings.violations,
             lost_writes: findings.lost_writes,
@@ -1021,11 +1136,28 @@ impl Harness {
         };
         let puts = count(|op| matches!(op.kind, OpKind::Put { .. }));
         report.events.push(format!(
-            "{} operations: {puts} PUTs, {} GETs",
+            "{} operations: {puts} PUTs, {} GETs; the slowest answered after {:.3} s",
             ops.len(),
-            ops.len() - puts
+            ops.len() - puts,
+            slowest_answer.as_secs_f64()
         ));
+        report.events.push(stalls_seen(&stalls));
         let _ = std::fs::write(self.dir.join("events.txt"), report.summary() + "\n");
         report
     }
+}
+
+/// One line on the stalls the probe saw: how many, and the longest few.
+fn stalls_seen(stalls: &[Stall]) -> String {
+    if stalls.is_empty() {
+        return "the machine did not stall (no sleep or disk sync overran by 200 ms)".into();
+    }
+    let mut longest: Vec<&Stall> = stalls.iter().collect();
+    longest.sort_by_key(|s| std::cmp::Reverse(s.took));
+    let shown: Vec<String> = longest.iter().take(3).map(|s| s.describe()).collect();
+    format!(
+        "the machine stalled {} times (a sleep or disk sync overran by 200 ms or more); the longest: {}",
+        stalls.len(),
+        shown.join(", ")
+    )
 }
