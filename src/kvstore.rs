@@ -172,7 +172,7 @@ impl KvStore {
             .name(format!("apply-{node_id}"))
             .spawn(move || kv.apply_loop(rx, &thread_backlog))?;
         let applier = Applier {
-            tx,
+            tx: Some(tx),
             kv: self.clone(),
             backlog,
         };
@@ -295,7 +295,8 @@ const INLINE_ENTRIES: usize = 256;
 /// else (a snapshot to save or restore, big batches, or whatever arrives while the thread is
 /// busy) goes through the channel, so everything is still applied in log order.
 pub struct Applier {
-    tx: Sender<Apply>,
+    /// The state machine's thread; `None`: everything is applied on the caller's thread.
+    tx: Option<Sender<Apply>>,
     kv: KvStore,
     /// Messages sent to the thread and not yet handled by it.
     backlog: Arc<AtomicUsize>,
@@ -306,6 +307,16 @@ pub struct Applier {
 pub struct ApplyStopped;
 
 impl Applier {
+    /// An applier with no thread of its own: everything is applied on the caller's thread, at
+    /// once (a simulation runs every node on one thread; the driver chooses).
+    pub fn inline(kv: KvStore) -> Applier {
+        Applier {
+            tx: None,
+            kv,
+            backlog: Arc::default(),
+        }
+    }
+
     /// Applies or queues `msg`, in order with everything sent before it.
     pub fn send(&self, msg: Apply) -> Result<(), ApplyStopped> {
         let small = match &msg {
@@ -315,15 +326,19 @@ impl Applier {
         };
         // Only this thread adds to the backlog, so zero stays zero until the send below:
         // nothing is queued that this message could overtake.
-        if small && self.backlog.load(Ordering::Acquire) == 0 {
+        let Some(tx) = self
+            .tx
+            .as_ref()
+            .filter(|_| !small || self.backlog.load(Ordering::Acquire) > 0)
+        else {
             return if self.kv.handle(msg) {
                 Ok(())
             } else {
                 Err(ApplyStopped)
             };
-        }
+        };
         self.backlog.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(msg).map_err(|_| {
+        tx.send(msg).map_err(|_| {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
             ApplyStopped
         })

@@ -199,7 +199,7 @@ async fn start_recovered(
     let node = RaftNode::new(
         &config,
         recovered,
-        transport,
+        Box::new(transport),
         apply_tx,
         shared.clone(),
         metrics.clone(),

@@ -197,7 +197,7 @@ impl RaftNode {
                 self.transport.add_peer(*id, url);
             }
         }
-        self.transport.filter().set_removed(&members.removed, as_of);
+        self.transport.set_removed(&members.removed, as_of);
         self.members = members;
     }
 

@@ -43,7 +43,7 @@ use crate::kvstore::Applier;
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::proposal::Sessions;
-use crate::transport::Transport;
+use crate::transport::Network;
 use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
@@ -53,7 +53,7 @@ pub use crate::request::{
 pub use handle::NodeHandle;
 use proposals::Proposals;
 use reads::Reads;
-pub use replay::{Recovered, StartError, replay_wal};
+pub use replay::{Recovered, StartError, replay_wal, replay_wal_on};
 use snapshots::PendingSnapshot;
 use storage::NodeStorage;
 
@@ -90,6 +90,7 @@ const RESEND_TICKS: u32 = 40;
 
 /// Where a joining node will create its WAL once it knows its cluster.
 struct WalPlan {
+    fs: crate::disk::SharedFs,
     dir: std::path::PathBuf,
     options: WalOptions,
     peer_url: String,
@@ -104,7 +105,8 @@ pub struct RaftNode {
     storage: NodeStorage,
     wal: Option<Wal>,
     wal_plan: WalPlan,
-    transport: Transport,
+    /// The network: the HTTP transport, or one in memory.
+    transport: Box<dyn Network>,
     apply_tx: Applier,
     members: Members,
     conf_state: ConfState,
@@ -182,7 +184,7 @@ impl RaftNode {
     pub fn new(
         config: &Config,
         recovered: Recovered,
-        mut transport: Transport,
+        mut transport: Box<dyn Network>,
         apply_tx: Applier,
         shared: Arc<Shared>,
         metrics: Arc<Metrics>,
@@ -220,9 +222,7 @@ impl RaftNode {
                 transport.add_peer(id, url);
             }
         }
-        transport
-            .filter()
-            .set_removed(&recovered.members.removed, recovered.snapshot_index);
+        transport.set_removed(&recovered.members.removed, recovered.snapshot_index);
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);
@@ -243,6 +243,7 @@ impl RaftNode {
             storage: recovered.storage,
             wal: recovered.wal,
             wal_plan: WalPlan {
+                fs: recovered.fs.clone(),
                 dir: config.wal_dir(),
                 options: config.wal_options(),
                 peer_url: config.own_peer_url().unwrap_or_default().to_string(),
@@ -302,7 +303,7 @@ impl RaftNode {
     /// The WAL, created now if this is a joining node's first write.
     fn wal_mut(&mut self) -> Result<&mut Wal, NodeError> {
         if self.wal.is_none() {
-            let cluster_id = self.transport.filter().cluster_id();
+            let cluster_id = self.transport.cluster_id();
             if cluster_id == 0 {
                 return Err(NodeError::UnknownCluster);
             }
@@ -316,7 +317,8 @@ impl RaftNode {
                 cluster = format!("{cluster_id:x}"),
                 "joined a cluster; creating the WAL"
             );
-            self.wal = Some(Wal::create(
+            self.wal = Some(Wal::create_on(
+                self.wal_plan.fs.clone(),
                 &self.wal_plan.dir,
                 &meta,
                 self.wal_plan.options,

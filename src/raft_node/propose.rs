@@ -11,8 +11,9 @@ use raft::{INVALID_ID, StateRole};
 use super::RaftNode;
 
 impl RaftNode {
-    /// When a batch the leader holds back is due, if it holds one.
-    pub(super) fn hold_until(&self) -> Option<Instant> {
+    /// When a batch the leader holds back is due, if it holds one: a driver runs a
+    /// [`RaftNode::round`] then, even with no new input.
+    pub fn hold_until(&self) -> Option<Instant> {
         let raft = &self.rn.raft;
         self.proposals.hold_until(
             raft.state == StateRole::Leader,

@@ -73,11 +73,7 @@ impl RaftNode {
                     }
                 }
             }
-            if let Err(err) = self.process() {
-                tracing::error!(%err, "fatal; stopping the node");
-                break Exit::Fatal(err.to_string());
-            }
-            if let Some(exit) = self.exit.take() {
+            if let Some(exit) = self.round() {
                 break exit;
             }
             if stop_by.is_some() && self.stopped_cleanly() {
@@ -95,7 +91,19 @@ impl RaftNode {
     }
 
     /// Everything that follows new input: propose, start reads, handle readies.
-    pub(super) fn process(&mut self) -> Result<(), NodeError> {
+    /// One round after new input (a tick, requests, peer events): everything that follows
+    /// from it. `Some` once the node has stopped (removed, or a fatal storage error): drop it.
+    /// Any driver calls this after handing the node its input; [`RaftNode::run`] is the
+    /// production one, a simulation another.
+    pub fn round(&mut self) -> Option<Exit> {
+        if let Err(err) = self.process() {
+            tracing::error!(%err, "fatal; stopping the node");
+            return Some(Exit::Fatal(err.to_string()));
+        }
+        self.exit.take()
+    }
+
+    fn process(&mut self) -> Result<(), NodeError> {
         self.poll_snapshot()?;
         // Proposals, reads and unreachable reports step raft, so they happen here, between
         // readies, never between `ready()` and `advance()`. Proposing again after each Ready
@@ -125,7 +133,8 @@ impl RaftNode {
         Ok(())
     }
 
-    pub(super) fn on_tick(&mut self) {
+    /// One tick of raft's clock (every `--tick-ms`).
+    pub fn on_tick(&mut self) {
         self.rn.tick();
         let now = self.now();
         let leader_known = self.leader_id() != INVALID_ID;

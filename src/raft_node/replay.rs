@@ -17,6 +17,7 @@ use raft::storage::MemStorage;
 
 use super::storage::NodeStorage;
 use crate::config::Config;
+use crate::disk::{SharedFs, StdFs};
 use crate::fsutil::DirLock;
 use crate::kvstore::{ClusterState, read_snapshot};
 use crate::membership::{
@@ -63,6 +64,8 @@ pub enum StartError {
 pub struct Recovered {
     /// Held for the life of the process: one owner per data dir.
     pub lock: DirLock,
+    /// The file system the node's storage is on (a joining node creates its WAL there later).
+    pub fs: SharedFs,
     /// The WAL; `None` on a joining node until it learns its cluster.
     pub wal: Option<Wal>,
     /// raft's storage, filled.
@@ -83,17 +86,22 @@ pub struct Recovered {
     pub commit_at_start: u64,
 }
 
-/// Opens (or creates) the node's storage as `config` asks.
+/// Opens (or creates) the node's storage as `config` asks, on the real file system.
 pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
+    replay_wal_on(config, StdFs::shared())
+}
+
+/// [`replay_wal`] on the file system `fs` (a simulation's, in memory).
+pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartError> {
     let own_url = check_flags(config)?;
     let wal_dir = config.wal_dir();
-    let lock = DirLock::acquire(&wal_dir)?;
-    let snapshotter = Snapshotter::new(&config.snap_dir(), config.max_snapshots)?;
+    let lock = DirLock::acquire_on(&*fs, &wal_dir)?;
+    let snapshotter = Snapshotter::new_on(fs.clone(), &config.snap_dir(), config.max_snapshots)?;
     let options = config.wal_options();
     let mem = MemStorage::new();
 
-    if Wal::exists(&wal_dir) {
-        let (wal, contents) = Wal::open(&wal_dir, options)?;
+    if Wal::exists_on(&*fs, &wal_dir) {
+        let (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
         check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
         // Streamed from the file into the map: a big store's snapshot is never whole in memory.
         let snapshot = snapshotter
@@ -161,6 +169,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         );
         return Ok(Recovered {
             lock,
+            fs,
             wal: Some(wal),
             storage: NodeStorage::new(mem, snapshotter, snap_meta),
             members,
@@ -177,6 +186,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         tracing::info!("joining: waiting for the leader to send the log");
         return Ok(Recovered {
             lock,
+            fs,
             wal: None,
             storage: NodeStorage::new(mem, snapshotter, None),
             members: Members::default(),
@@ -206,7 +216,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
         commit: entries.len() as u64,
         ..Default::default()
     };
-    let mut wal = Wal::create(&wal_dir, &meta, options)?;
+    let mut wal = Wal::create_on(fs.clone(), &wal_dir, &meta, options)?;
     wal.save(Some(&hs), &entries, true)?;
     mem.wl().append(&entries).map_err(StartError::Raft)?;
     mem.wl().set_hardstate(hs);
@@ -220,6 +230,7 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
     );
     Ok(Recovered {
         lock,
+        fs,
         wal: Some(wal),
         storage: NodeStorage::new(mem, snapshotter, None),
         members: Members::default(),

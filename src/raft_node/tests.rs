@@ -60,7 +60,7 @@ impl Fed {
         let node = RaftNode::new(
             &config,
             recovered,
-            transport,
+            Box::new(transport),
             apply_tx,
             Arc::new(Shared::default()),
             metrics,

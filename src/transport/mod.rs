@@ -276,6 +276,46 @@ impl Dropped {
     }
 }
 
+/// What the raft node needs of the network: where its peers are, and sending them messages,
+/// never waiting. [`Transport`] is the real one (HTTP between processes); tests and the
+/// simulator bring their own, in memory. What peers send back reaches the node as
+/// [`PeerEvent`]s.
+pub trait Network: Send {
+    /// Starts sending to `id` at `url` (or moves it to a new URL).
+    fn add_peer(&mut self, id: u64, url: &str);
+    /// Stops sending to `id`, after what is already queued for it, if it can.
+    fn remove_peer(&mut self, id: u64);
+    /// Queues each message for its peer; records in `dropped` what could not be queued.
+    fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped);
+    /// The ids removed from the cluster, as of log index `as_of`: their vote requests are
+    /// answered 410 Gone.
+    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64);
+    /// The cluster's identity; 0 on a joining node that has not learned it yet.
+    fn cluster_id(&self) -> u64;
+}
+
+impl Network for Transport {
+    fn add_peer(&mut self, id: u64, url: &str) {
+        Transport::add_peer(self, id, url);
+    }
+
+    fn remove_peer(&mut self, id: u64) {
+        Transport::remove_peer(self, id);
+    }
+
+    fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
+        Transport::send(self, messages, dropped);
+    }
+
+    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
+        self.filter.set_removed(removed, as_of);
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.filter.cluster_id()
+    }
+}
+
 /// The sending half: one task per peer, owned by the raft node.
 pub struct Transport {
     peers: HashMap<u64, peer::PeerHandle>,
