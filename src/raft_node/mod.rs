@@ -13,6 +13,7 @@
 //! [`crate::proposal`]).
 
 mod apply;
+mod batching;
 mod conf_change;
 mod handle;
 mod leadership;

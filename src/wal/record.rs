@@ -46,6 +46,8 @@ use protobuf::Message as PbMessage;
 use protobuf::ProtobufEnum;
 use raft::eraftpb::EntryType;
 
+use crate::varint::{MAX_LEN as MAX_VARINT, put as put_varint};
+
 use super::{Entry, HardState, Metadata, SnapshotMetadata};
 
 /// Bytes before the payload: length (4), type (1), CRC (4).
@@ -307,31 +309,8 @@ fn decode_entries(mut p: &[u8]) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// Longest LEB128 encoding of a u64.
-const MAX_VARINT: usize = 10;
-
-fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-}
-
 fn take_varint(p: &mut &[u8]) -> Result<u64, String> {
-    let mut n = 0u64;
-    for (i, &b) in p.iter().enumerate().take(MAX_VARINT) {
-        let bits = u64::from(b & 0x7f);
-        if i == MAX_VARINT - 1 && bits > 1 {
-            return Err("varint overflows 64 bits".into());
-        }
-        n |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            *p = &p[i + 1..];
-            return Ok(n);
-        }
-    }
-    Err("varint runs past its end".into())
+    crate::varint::take(p).map_err(String::from)
 }
 
 fn take_bytes<'a>(p: &mut &'a [u8]) -> Result<&'a [u8], String> {
@@ -727,27 +706,6 @@ mod tests {
             rec.extend_from_slice(p);
             let err = decode(&rec, 0).unwrap_err();
             assert!(matches!(err, DecodeError::Corrupt(_)), "payload {i}: {err}");
-        }
-    }
-
-    #[test]
-    fn varints_round_trip() {
-        for n in [
-            0,
-            1,
-            127,
-            128,
-            300,
-            u64::from(u32::MAX),
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            let mut buf = vec![];
-            put_varint(&mut buf, n);
-            assert!(buf.len() <= MAX_VARINT);
-            let mut p = &buf[..];
-            assert_eq!(take_varint(&mut p), Ok(n));
-            assert!(p.is_empty());
         }
     }
 

@@ -1,0 +1,111 @@
+//! The WAL's write path: records framed into a buffer, padded to the page boundary before a
+//! sync when that saves a page, written at the segment's logical end, synced (then marked as
+//! synced), and the active segment rotated once it is full.
+
+use super::record::{self, RecordRef};
+use super::segment;
+use super::{BUF_KEEP, Error, PAGE_SIZE, Wal, io_err, segment_header};
+
+impl Wal {
+    /// Frames `rec` at the end of the write buffer, which goes to file offset `base`.
+    pub(super) fn encode(&mut self, base: u64, rec: RecordRef<'_>) -> Result<(), Error> {
+        record::encode(&mut self.buf, base, rec).map_err(|source| {
+            self.buf.clear();
+            Error::Encode {
+                path: self.active().path.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Before a sync: ends the write buffer (going to file offset `base`) with a padding record
+    /// up to the next page boundary if the next synced write, as big as this one or as the
+    /// recent ones, would not fit in what is left of the page (see the module doc).
+    pub(super) fn pad(&mut self, base: u64) -> Result<(), Error> {
+        let len = self.buf.len() as u64;
+        // A moving average over about the last eight synced writes.
+        self.typical_write = (self.typical_write * 7 + len) / 8;
+        let room = (PAGE_SIZE - (base + len) % PAGE_SIZE) % PAGE_SIZE;
+        if room >= len.max(self.typical_write) {
+            return Ok(());
+        }
+        match record::padding_to(base + len, PAGE_SIZE) {
+            Some(pad) => self.encode(base, pad),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `buf` to the active segment in one `write_all`. A failure poisons the WAL: part
+    /// of the batch may be in the file, and appending after it would put valid records behind
+    /// a bad one.
+    pub(super) fn write_buf(&mut self) -> Result<(), Error> {
+        let res = self.writer.append(&self.buf);
+        let written = self.buf.len() as u64;
+        if self.buf.capacity() > BUF_KEEP {
+            self.buf = Vec::new();
+        }
+        if let Err(source) = res {
+            let path = self.active().path.clone();
+            return Err(self.poison(Error::Io { path, source }));
+        }
+        let n = self.segments.len() - 1;
+        self.segments[n].len += written;
+        Ok(())
+    }
+
+    /// Syncs the active segment, then appends a sync mark saying that everything before it
+    /// is on disk (see `replay.rs`). The mark itself is not synced: the next sync covers it,
+    /// and until then it is in the page cache, where a restart without a power loss finds it.
+    pub(super) fn sync_active(&mut self) -> Result<(), Error> {
+        let path = self.active().path.clone();
+        if let Err(e) = self.syncer.sync_file(self.writer.file(), &path) {
+            return Err(self.poison(e));
+        }
+        let base = self.active().len;
+        self.buf.clear();
+        self.encode(base, RecordRef::Synced(base))?;
+        self.write_buf()
+    }
+
+    pub(super) fn maybe_rotate(&mut self) -> Result<(), Error> {
+        if self.active().len < self.opts.segment_size {
+            return Ok(());
+        }
+        self.rotate().map_err(|e| self.poison(e))
+    }
+
+    /// Starts a new segment (raft-engine's `rotate_imp` order): sync the old one, write the
+    /// new header to a tmp file, sync it, rename, sync the directory, and only then switch.
+    pub(super) fn rotate(&mut self) -> Result<(), Error> {
+        // The old segment stops being the last one: from now on a torn record in it would be
+        // read as corruption, so it must be entirely on disk first, and end with its last
+        // record (only the last segment may have zeros after its records).
+        let old = self.active().path.clone();
+        self.writer.trim().map_err(io_err(&old))?;
+        self.syncer.sync_file(self.writer.file(), &old)?;
+        let seq = self.active().seq + 1;
+        let first_index = self.last_index + 1;
+        let path = self.dir.join(segment::segment_name(seq, first_index));
+        let mut records = vec![RecordRef::Metadata(&self.metadata)];
+        if let Some(m) = &self.last_marker {
+            // A plain marker even if it was a reset: here a reset would also drop the entries
+            // written after it in the previous segment.
+            records.push(RecordRef::Snapshot(m));
+        }
+        records.push(RecordRef::HardState(&self.hard_state));
+        let header = segment_header(&path, &records)?;
+        let (seg, writer) = segment::create_segment(
+            &*self.fs,
+            &self.dir,
+            seq,
+            first_index,
+            &header,
+            self.opts.preallocate,
+            &self.syncer,
+        )?;
+        tracing::debug!(path = %seg.path.display(), "started a new WAL segment");
+        self.segments.push(seg);
+        self.writer = writer;
+        Ok(())
+    }
+}
