@@ -94,8 +94,8 @@ pub enum Apply {
     Restore {
         /// The snapshot's index.
         index: u64,
-        /// The snapshot's application data (see [`encode_snapshot`]).
-        data: Bytes,
+        /// Where its application data is (see [`encode_snapshot`]).
+        from: RestoreFrom,
         /// Waiters of proposals the snapshot shows applied, answered once it is restored.
         done: Vec<Responder>,
     },
@@ -112,6 +112,20 @@ pub enum Apply {
         snapshotter: Arc<Snapshotter>,
         /// Told once the file is durable (or why it is not).
         reply: oneshot::Sender<Result<(), crate::snapshotter::Error>>,
+    },
+}
+
+/// Where the data of a snapshot to restore is.
+pub enum RestoreFrom {
+    /// In memory: a snapshot that travelled inline (an in-memory network's).
+    Bytes(Bytes),
+    /// In its file, installed by the node: streamed from there into the map, so the data is
+    /// never whole in memory.
+    File {
+        /// The snapshotter that holds the file.
+        snapshotter: Arc<Snapshotter>,
+        /// The snapshot's term (with the index, its name).
+        term: u64,
     },
 }
 
@@ -205,8 +219,8 @@ impl KvStore {
                     let _ = waiter.send(Ok(()));
                 }
             }
-            Apply::Restore { index, data, done } => match decode_snapshot(&data) {
-                Ok((_, map)) => {
+            Apply::Restore { index, from, done } => match restore(index, from) {
+                Ok(map) => {
                     // Free the old map after the lock is released: dropping a million
                     // boxed strings takes a while, and readers wait on the lock.
                     let old = std::mem::replace(&mut *self.write(), map);
@@ -218,10 +232,10 @@ impl KvStore {
                     }
                 }
                 Err(err) => {
-                    // The node has already checked this snapshot's checksum; a decode
-                    // failure here means a bug or a version mismatch, and applying
+                    // The snapshot's checksum was checked when it arrived; a failure here
+                    // means a bug, a version mismatch or a disk gone bad since, and applying
                     // entries on top of a stale map would diverge silently.
-                    tracing::error!(index, %err, "cannot decode snapshot data; stopping apply");
+                    tracing::error!(index, %err, "cannot restore the snapshot; stopping apply");
                     return false;
                 }
             },
@@ -281,6 +295,19 @@ impl KvStore {
         self.map
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Reads the map of a snapshot to restore.
+fn restore(index: u64, from: RestoreFrom) -> Result<Map, String> {
+    match from {
+        RestoreFrom::Bytes(data) => decode_snapshot(&data)
+            .map(|(_, map)| map)
+            .map_err(|e| e.to_string()),
+        RestoreFrom::File { snapshotter, term } => snapshotter
+            .load_with(term, index, read_snapshot)
+            .map(|(_, (_, map))| map)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -425,8 +452,15 @@ pub fn decode_snapshot(mut data: &[u8]) -> io::Result<(ClusterState, Map)> {
 
 /// Reads the membership and sessions at the front of snapshot data.
 pub fn decode_cluster_state(mut data: &[u8]) -> io::Result<ClusterState> {
-    let mut remaining = data.len() as u64;
-    read_state(&mut data, &mut remaining)
+    let len = data.len() as u64;
+    read_cluster_state(&mut data, len)
+}
+
+/// Reads the membership and sessions at the front of snapshot data of `len` bytes, as a
+/// stream: only those are read.
+pub fn read_cluster_state(r: &mut dyn Read, len: u64) -> io::Result<ClusterState> {
+    let mut remaining = len;
+    read_state(r, &mut remaining)
 }
 
 fn state_bytes(state: &ClusterState) -> Vec<u8> {
@@ -742,7 +776,7 @@ mod tests {
         .expect("apply loop is running");
         tx.send(Apply::Restore {
             index: 3,
-            data,
+            from: RestoreFrom::Bytes(data),
             done: vec![],
         })
         .expect("apply loop is running");
