@@ -93,8 +93,8 @@ pub fn write_wal(data_dir: &Path, url: &str, n: u64) {
 /// A snapshot of keys `0..n` at index `n + 1`, and a WAL that names it and holds nothing else.
 pub fn write_snapshot(data_dir: &Path, url: &str, n: u64) {
     let (_lock, mut wal) = create_wal(data_dir, url);
-    let value: Box<str> = "x".repeat(VALUE_LEN).into();
-    let map: Map = (0..n).map(|i| (key(i).into(), value.clone())).collect();
+    let value = "x".repeat(VALUE_LEN);
+    let map: Map = (0..n).map(|i| (key(i), value.as_str())).collect();
     let mut state = ClusterState::default();
     state.members.add(1, url.to_string());
     let mut meta = SnapshotMetadata {

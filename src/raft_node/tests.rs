@@ -356,7 +356,7 @@ fn arrived_snapshot(snap_dir: &std::path::Path, cluster: &[String], index: u64, 
         state.members.add(id, url.clone());
     }
     let mut map = Map::default();
-    map.insert("/from-snapshot".into(), "yes".into());
+    map.insert("/from-snapshot", "yes");
     let mut snap = raft::eraftpb::Snapshot {
         data: encode_snapshot(&state, &map).into(),
         ..Default::default()

@@ -458,6 +458,15 @@ impl SnapshotWriter {
     pub fn data_written(&self) -> u64 {
         self.sink.as_ref().map_or(0, FileSink::data_written)
     }
+
+    /// Gives up after `err` from writing the data: no file is left, and the error names the
+    /// file being written.
+    pub fn failed(self, err: io::Error) -> Error {
+        Error::Io {
+            path: self.tmp.clone(),
+            source: err,
+        }
+    }
 }
 
 impl Write for SnapshotWriter {
