@@ -18,6 +18,7 @@
 //!
 //! - [`clock`]: the one clock the raft node's decisions use (tokio's, or a simulated one).
 //! - [`config`]: the original's flags, plus knobs with the original's defaults.
+//! - [`in_memory`]: the same node in a test's process, on an in-memory network and disk.
 //! - [`http_api`]: the REST API; errors become status codes in one place.
 //! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
 //! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking;
@@ -42,6 +43,7 @@ pub mod disk;
 pub mod dump;
 pub mod fsutil;
 pub mod http_api;
+pub mod in_memory;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;

@@ -22,6 +22,7 @@
 //! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).
 
 pub mod join;
+pub mod mem;
 pub mod peer;
 pub mod server;
 

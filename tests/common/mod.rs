@@ -1,18 +1,22 @@
 //! Shared test helpers: free loopback ports, waiting for a condition with a deadline, an
-//! in-process cluster ([`TestCluster`]) and a cluster of real `raftexample` processes
-//! ([`ProcCluster`]).
+//! in-process cluster on an in-memory network and disks ([`TestCluster`]) and a cluster of
+//! real `raftexample` processes ([`ProcCluster`]).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use raftexample::disk::{MemFs, SharedFs};
+use raftexample::in_memory::{self, MemNode};
 use raftexample::raft_node::ReadConsistency;
-use raftexample::{Config, NodeHandle, Running};
+use raftexample::transport::mem::MemNet;
+use raftexample::{Config, NodeHandle};
 use tempfile::TempDir;
 
 /// Logs to the test's captured output; `RUST_LOG` picks the level (default: warnings).
@@ -41,18 +45,19 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
+/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout` (of tokio's
+/// clock: a test that paused it waits no wall-clock time).
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = cond().await {
             return v;
         }
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -67,15 +72,28 @@ pub fn peer_urls(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Nodes of one cluster running inside the test process, each with its own data dir.
+/// The nodes an agreed leader is asked of: `leaders` gives each node's idea of the leader
+/// (0 or `None` for none); the leader they all name, if they agree.
+pub fn agreed(leaders: impl IntoIterator<Item = Option<u64>>) -> Option<u64> {
+    let mut seen = Vec::new();
+    for leader in leaders {
+        seen.push(leader.filter(|l| *l != 0)?);
+    }
+    seen.dedup();
+    (seen.len() == 1).then(|| seen[0])
+}
+
+/// A cluster of nodes inside the test process ([`raftexample::in_memory`]): an in-memory
+/// network and one in-memory disk per node (kept across restarts), on the test's runtime, so a
+/// test with `#[tokio::test(start_paused = true)]` spends no wall-clock time on elections or
+/// timeouts.
 pub struct TestCluster {
-    /// Holds every node's data.
-    pub dir: TempDir,
-    /// Peer URLs, in id order.
+    /// The network the nodes share.
+    pub net: MemNet,
+    /// Peer URLs, in id order (names only: nothing listens on them).
     pub peers: Vec<String>,
-    /// REST ports, in id order.
-    pub rest_ports: Vec<u16>,
-    nodes: HashMap<u64, Running>,
+    disks: BTreeMap<u64, SharedFs>,
+    nodes: BTreeMap<u64, MemNode>,
     tweak: fn(&mut Config),
 }
 
@@ -84,26 +102,28 @@ impl TestCluster {
     pub async fn start(n: usize, tweak: fn(&mut Config)) -> TestCluster {
         init_logging();
         let mut cluster = TestCluster {
-            dir: TempDir::with_prefix("raftexample-test-").expect("creating a temp dir"),
-            peers: peer_urls(n),
-            rest_ports: free_ports(n),
-            nodes: HashMap::new(),
+            net: MemNet::new(),
+            peers: Vec::new(),
+            disks: BTreeMap::new(),
+            nodes: BTreeMap::new(),
             tweak,
         };
+        for _ in 0..n {
+            cluster.grow();
+        }
         for id in 1..=n as u64 {
             cluster.start_node(id, false).await;
         }
         cluster
     }
 
-    /// The config node `id` runs with.
+    /// The config node `id` runs with (its data dir is on its own in-memory disk).
     pub fn config(&self, id: u64, join: bool) -> Config {
         let mut config = Config {
             id,
             cluster: self.peers.clone(),
-            port: self.rest_ports[id as usize - 1],
             listen_host: "127.0.0.1".parse().expect("a literal address"),
-            data_dir: self.dir.path().to_path_buf(),
+            data_dir: PathBuf::from("/data"),
             join,
             ..Default::default()
         };
@@ -111,48 +131,62 @@ impl TestCluster {
         config
     }
 
-    /// Starts (or restarts) node `id`.
-    pub async fn start_node(&mut self, id: u64, join: bool) {
-        let running = raftexample::start(self.config(id, join))
-            .await
-            .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
-        self.nodes.insert(id, running);
+    /// Node `id`'s disk (the same one across its restarts).
+    pub fn disk(&mut self, id: u64) -> SharedFs {
+        self.disks
+            .entry(id)
+            .or_insert_with(|| Arc::new(MemFs::new(id)))
+            .clone()
     }
 
-    /// Adds a slot for one more node (its URL and port), returning its id.
+    /// Starts (or restarts) node `id`.
+    pub async fn start_node(&mut self, id: u64, join: bool) {
+        let disk = self.disk(id);
+        let node = in_memory::start(self.config(id, join), &self.net, disk)
+            .await
+            .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+        self.nodes.insert(id, node);
+    }
+
+    /// Adds a slot for one more node, returning its id.
     pub fn grow(&mut self) -> u64 {
-        self.peers.extend(peer_urls(1));
-        self.rest_ports.extend(free_ports(1));
-        self.peers.len() as u64
+        let id = self.peers.len() as u64 + 1;
+        self.peers.push(format!("http://127.0.0.1:{}", 20_000 + id));
+        id
     }
 
     /// Node `id`'s handle.
     pub fn node(&self, id: u64) -> &NodeHandle {
-        &self
-            .nodes
+        &self.running_node(id).node
+    }
+
+    /// Node `id`'s REST API, to call without a socket.
+    pub fn router(&self, id: u64) -> axum::Router {
+        self.running_node(id).router.clone()
+    }
+
+    fn running_node(&self, id: u64) -> &MemNode {
+        self.nodes
             .get(&id)
             .unwrap_or_else(|| panic!("node {id} is not running"))
-            .node
     }
 
     /// Ids of the running nodes.
     pub fn running(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
-        ids.sort();
-        ids
+        self.nodes.keys().copied().collect()
     }
 
     /// Stops node `id` cleanly and waits for it.
     pub async fn stop(&mut self, id: u64) -> raftexample::Exit {
-        let running = self.nodes.remove(&id).expect("stopping a running node");
-        running.shutdown();
-        running.wait().await
+        let node = self.nodes.remove(&id).expect("stopping a running node");
+        node.shutdown();
+        node.wait().await
     }
 
     /// Waits until node `id` has stopped on its own (say, after its removal).
     pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> raftexample::Exit {
-        let running = self.nodes.remove(&id).expect("a running node");
-        tokio::time::timeout(timeout, running.wait())
+        let node = self.nodes.remove(&id).expect("a running node");
+        tokio::time::timeout(timeout, node.wait())
             .await
             .unwrap_or_else(|_| panic!("node {id} did not stop within {timeout:?}"))
     }
@@ -165,13 +199,9 @@ impl TestCluster {
             || async {
                 let mut leaders = Vec::new();
                 for id in self.running() {
-                    match self.node(id).status().await {
-                        Ok(s) if s.leader != 0 => leaders.push(s.leader),
-                        _ => return None,
-                    }
+                    leaders.push(self.node(id).status().await.ok().map(|s| s.leader));
                 }
-                leaders.dedup();
-                (leaders.len() == 1).then(|| leaders[0])
+                agreed(leaders)
             },
         )
         .await
@@ -193,17 +223,42 @@ impl TestCluster {
         }
     }
 
-    /// Stops every node, keeping their folders.
+    /// Stops every node, keeping their disks.
     pub async fn stop_all(&mut self) {
         for id in self.running() {
             self.stop(id).await;
         }
     }
 
-    /// Stops every node and removes their folders.
+    /// Stops every node.
     pub async fn shutdown(mut self) {
         self.stop_all().await;
     }
+}
+
+/// Calls `router` without a socket; returns the status and the body as text.
+pub async fn call(
+    router: &axum::Router,
+    method: axum::http::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, String) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(axum::body::Body::from(body))
+        .expect("a well-formed request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router always answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Path of the built binary.
@@ -511,15 +566,9 @@ impl ProcCluster {
         wait_for(Duration::from_secs(20), "an agreed leader", || async {
             let mut leaders = Vec::new();
             for id in &ids {
-                let s = self.status(*id).await?;
-                let leader = s["leader"].as_u64()?;
-                if leader == 0 {
-                    return None;
-                }
-                leaders.push(leader);
+                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
             }
-            leaders.dedup();
-            (leaders.len() == 1).then(|| leaders[0])
+            agreed(leaders)
         })
         .await
     }
