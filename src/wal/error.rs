@@ -62,13 +62,13 @@ pub enum Error {
         /// The next index the WAL does hold.
         next: u64,
     },
-    /// [`Wal::open`] found no segment.
+    /// [`super::Wal::open`] found no segment.
     #[error("no WAL segment (*.wal) in {dir}")]
     NotFound {
         /// The directory.
         dir: PathBuf,
     },
-    /// [`Wal::create`] found segments already there.
+    /// [`super::Wal::create`] found segments already there.
     #[error("a WAL already exists in {dir}")]
     AlreadyExists {
         /// The directory.
