@@ -26,12 +26,14 @@
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
 //! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
+//! - [`events`] and [`ui`]: the live page at `/-/ui`, fed by each `Ready` while a page watches.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod dump;
+pub mod events;
 pub mod fsutil;
 pub mod http_api;
 pub mod kvstore;
@@ -41,6 +43,7 @@ pub mod proposal;
 pub mod raft_node;
 pub mod snapshotter;
 pub mod transport;
+pub mod ui;
 pub mod varint;
 pub mod wal;
 
@@ -159,7 +162,11 @@ async fn start_recovered(
     let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
-    let shared = Arc::new(raft_node::Shared::default());
+    let shared = Arc::new(raft_node::Shared {
+        events: events::Events::new(dump::entry_text),
+        ..Default::default()
+    });
+    let events = shared.events.clone();
     let transport = Transport::new(
         filter.clone(),
         inbox_tx.clone(),
@@ -201,12 +208,22 @@ async fn start_recovered(
         metrics,
     )
     .with_strict_reconfig(config.strict_reconfig_check);
-    let peer_router = PeerServer::new(filter, inbox_tx).router();
-    let rest_router = http_api::router(http_api::AppState {
+    let ui = ui::Ui::new(
+        handle.clone(),
+        events,
+        ui::advertised_rest_url(config.listen_host, rest_addr.port(), own_url),
+        own_url.to_string(),
+        &config.cluster,
+        shutdown.clone(),
+    );
+    let peer_router = PeerServer::new(filter, inbox_tx)
+        .router()
+        .merge(ui.peer_routes());
+    let rest_router = ui.around(http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
         stopping: shutdown.clone(),
-    });
+    }));
     let peer_server = serve(peer_listener, peer_router, services.clone());
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until the node has answered what is in flight.

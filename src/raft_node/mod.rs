@@ -262,6 +262,8 @@ pub struct NodeStatus {
     /// On the leader, each follower's replication progress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<BTreeMap<u64, PeerProgress>>,
+    /// The last entries of the log, described (the page's log strips).
+    pub log_tail: Vec<crate::events::EntryView>,
 }
 
 /// One member in [`NodeStatus`].
@@ -296,6 +298,9 @@ pub struct Shared {
     pub leader: AtomicU64,
     /// Commit index found in the WAL at start-up.
     pub commit_at_start: AtomicU64,
+    /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
+    /// log's last entries for the status too.
+    pub events: crate::events::Events,
 }
 
 /// Ticks of an election timeout (raft picks each node's between this and twice this).
@@ -1200,6 +1205,7 @@ impl RaftNode {
                 })
                 .collect(),
             progress,
+            log_tail: self.shared.events.log_tail(&raft.raft_log),
         }
     }
 
