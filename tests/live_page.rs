@@ -386,7 +386,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,1000",
+            "--window-size=1280,1250",
             &format!("--user-data-dir={}", browser._profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -447,6 +447,34 @@ impl Browser {
         }
     }
 
+    /// Clicks the button `id` of the page's actions; waits for the answer the page shows
+    /// for it: its status (or "failed") and its body.
+    async fn click_for_answer(&self, id: &str) -> (String, String) {
+        let count = "return document.querySelectorAll('#answers li').length;";
+        let before = self.eval(count, vec![]).await;
+        self.eval(
+            "document.getElementById(arguments[0]).click();",
+            vec![json!(id)],
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.eval(count, vec![]).await == before {
+            if Instant::now() >= deadline {
+                self.screenshot(&format!("failed-{id}")).await;
+                panic!("no answer shown for {id}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = self
+            .eval(
+                "const li = document.querySelector('#answers li');
+                 return [li.dataset.status, li.querySelector('.body')?.textContent ?? ''];",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(answer).expect("status and body")
+    }
+
     /// The member cards as the page shows them.
     async fn cards(&self) -> Vec<Card> {
         let v = self
@@ -490,8 +518,9 @@ fn screenshot_dir() -> PathBuf {
 
 /// The page in headless Chromium, against three real processes: it shows three members and
 /// one leader; when the leader is killed it shows that node down and a new leader with a
-/// higher term within seconds; the node restarted, the page shows it up again; and a key put
-/// from the page's form is answered 204 and appears in every node's log strip.
+/// higher term within seconds; the node restarted, the page shows it up again; a key put
+/// from the page's form is answered 204 and appears in every node's log strip; and the
+/// answers of a read and of a refused member removal are shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_in_a_browser() {
     let browser = match Browser::start().await {
@@ -590,4 +619,15 @@ async fn the_live_page_in_a_browser() {
         c.get(new_leader, &format!("{key}?stale")).await,
         Some((200, "hello".to_string()))
     );
+
+    // 5. The other actions show their answers too, errors included.
+    let (status, text) = browser.click_for_answer("get").await;
+    assert_eq!((status.as_str(), text.as_str()), ("200", "hello"));
+    browser
+        .eval("document.getElementById('member-id').value = '9';", vec![])
+        .await;
+    let (status, text) = browser.click_for_answer("remove").await;
+    assert_eq!(status, "404", "{text}");
+    assert!(text.contains("node 9 is not a member"), "{text}");
+    browser.screenshot("5-answers").await;
 }

@@ -108,9 +108,11 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn stream(State(ui): State<Ui>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let mut ticker = tokio::time::interval(STATUS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let feed = Feed {
         sub: ui.events.subscribe(),
-        ticker: tokio::time::interval(STATUS_EVERY),
+        ticker,
         last_status: String::new(),
         said_hello: false,
         ui,
