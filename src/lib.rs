@@ -39,6 +39,7 @@
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
+//! - [`events`] and [`ui`]: the live page at `/-/ui`, fed by each `Ready` while a page watches.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -49,6 +50,7 @@ pub mod config;
 pub mod describe;
 pub mod disk;
 pub mod dump;
+pub mod events;
 pub mod fsutil;
 pub mod http_api;
 pub mod in_memory;
@@ -62,6 +64,7 @@ pub mod request;
 pub mod snapshotter;
 pub mod tls;
 pub mod transport;
+pub mod ui;
 pub mod varint;
 pub mod wal;
 
@@ -188,8 +191,13 @@ async fn start_recovered(
     let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
-    let shared = Arc::new(raft_node::Shared::default());
+    let shared = Arc::new(raft_node::Shared {
+        events: events::Events::new(describe::entry_text),
+        ..Default::default()
+    });
+    let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
+    let ui_peer_tls = tls.peer_client.clone();
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),
@@ -241,12 +249,26 @@ async fn start_recovered(
         metrics,
     )
     .with_strict_reconfig(config.strict_reconfig_check);
-    let rest_router = http_api::router(http_api::AppState {
+    let ui = ui::Ui::new(
+        handle.clone(),
+        events,
+        ui::advertised_rest_url(
+            config.listen_host,
+            rest_addr.port(),
+            own_url,
+            tls.rest.is_some(),
+        ),
+        own_url.to_string(),
+        &config.cluster,
+        ui_peer_tls,
+        shutdown.clone(),
+    );
+    let rest_router = ui.around(http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
         peer_tls,
         stopping: shutdown.clone(),
-    });
+    }));
     let bind_err = |addr: SocketAddr| {
         move |source| StartError::Bind {
             addr: addr.to_string(),
@@ -255,7 +277,11 @@ async fn start_recovered(
     };
     let peer_listener =
         PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
-    let peer_server = serve(peer_listener, peer_endpoints.router(), services.clone());
+    let peer_server = serve(
+        peer_listener,
+        peer_endpoints.router().merge(ui.peer_routes()),
+        services.clone(),
+    );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until the node has answered what is in flight.
     let rest_listener = UntilStopped {

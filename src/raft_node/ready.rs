@@ -212,7 +212,7 @@ impl RaftNode {
     /// Handles one `Ready`.
     pub(super) fn handle_ready(&mut self) -> Result<(), NodeError> {
         let mut rd = self.rn.ready();
-        super::trace::ready(self.id, &rd);
+        super::trace::ready(self.id, &rd, &self.shared.events);
         if let Some(hs) = rd.hs() {
             self.metrics.term.set(hs.term as i64);
         }
@@ -236,7 +236,7 @@ impl RaftNode {
         self.send(rd.take_persisted_messages());
         // 7. Advance and handle what that released.
         let mut light = self.rn.advance(rd);
-        super::trace::light_ready(self.id, &light);
+        super::trace::light_ready(self.id, &light, &self.shared.events);
         if let Some(commit) = light.commit_index() {
             self.persist_commit(commit)?;
         }

@@ -452,7 +452,7 @@ impl Transport {
 }
 
 /// The peers' HTTP client; `tls` enables `https://` URLs.
-fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Raft messages are small and latency-bound: never wait for Nagle.
     connector.set_nodelay(true);

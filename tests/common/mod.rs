@@ -29,20 +29,63 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// `n` distinct loopback ports that were free a moment ago.
+/// Where the tests' ports come from: below Linux's ephemeral range (32768–60999 by default),
+/// so the kernel never hands one of them to another process's `bind(0)` or outgoing
+/// connection while a test has let go of it between two runs of a node, and clear of the
+/// README's ports (12379, 12380, 22379, ...).
+const TEST_PORTS: std::ops::Range<u16> = 13000..22000;
+
+/// `n` distinct loopback ports, each reserved for this test process until it exits.
+///
+/// Test processes run side by side (nextest runs every test in a process of its own), and a
+/// port that was merely free a moment ago was, once, taken by another test's node before this
+/// one's bound it. So each port is claimed by an exclusive lock on a file named after it in a
+/// shared folder; the lock is held for the life of the process and dropped by the OS when it
+/// ends, however it ends.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    // Hold every listener until all are chosen, so the OS cannot hand out one port twice.
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .expect("a bound listener has an address")
-                .port()
-        })
-        .collect()
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("raftexample-test-ports");
+    std::fs::create_dir_all(&dir).expect("creating the folder of port locks");
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Start where other processes are unlikely to look, so most first tries succeed.
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut held = HELD
+        .lock()
+        .expect("no test panics while holding the port list");
+    let mut ports = Vec::with_capacity(n);
+    for step in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = TEST_PORTS.start + ((seed.wrapping_add(step)) % span) as u16;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // another test process (or this one) holds it
+        }
+        // Something outside the tests may listen there.
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        held.push(file);
+        ports.push(port);
+    }
+    assert_eq!(
+        ports.len(),
+        n,
+        "no {n} free ports left in {TEST_PORTS:?} (locks in {})",
+        dir.display()
+    );
+    ports
 }
 
 /// Polls `cond` until it returns `Some`, or panics with `what` after `timeout` (of tokio's
