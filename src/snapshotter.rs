@@ -94,7 +94,7 @@ pub enum Error {
 
 impl From<fsutil::Error> for Error {
     fn from(e: fsutil::Error) -> Self {
-        let (path, source) = e.into_io();
+        let crate::disk::IoError { path, source } = e.into_io();
         Error::Io { path, source }
     }
 }
