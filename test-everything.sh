@@ -11,6 +11,8 @@
 #                   network namespaces
 #   iptables        the fault tests cut and thin the traffic between nodes with it
 #   curl            the README walk-through test runs the README's curl commands
+#   chromium, chromium-driver
+#                   the live page's browser test drives headless Chromium through chromedriver
 # The packages come from apt-get (Debian, Ubuntu), after an `apt-get update`; that needs root
 # (or sudo). Without them the suite still runs, and the tests that need them fail saying why,
 # as do the namespace tests when not run as root.
@@ -39,6 +41,8 @@ packages=()
 have ip || packages+=(iproute2)
 have iptables || packages+=(iptables)
 have curl || packages+=(curl ca-certificates)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()

@@ -8,6 +8,7 @@
 //! for curl. A file that exists is kept; an existing CA signs whatever is new, so running the
 //! command again with `--nodes 4` adds node 4's certificate to the same CA.
 
+use crate::disk::IoError;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,13 +22,8 @@ use rcgen::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// rcgen refused a parameter (a host name that is not a DNS name or an address) or a key.
     #[error("{what}: {source}")]
     Rcgen {
@@ -46,7 +42,7 @@ const CA_NAME: &str = "raftexample CA";
 
 /// Makes whatever is missing in `out`; tells `log` what it wrote and what it kept.
 pub fn run(out: &Path, nodes: u64, hosts: &[String], log: &mut dyn Write) -> Result<(), Error> {
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    std::fs::create_dir_all(out).map_err(IoError::at(out))?;
     let ca = ca(out, log)?;
     for n in 1..=nodes {
         let params = leaf_params(
@@ -81,7 +77,7 @@ fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error
     let key_path = out.join("ca.key");
     match (cert_path.exists(), key_path.exists()) {
         (true, true) => {
-            let pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+            let pem = std::fs::read_to_string(&key_path).map_err(IoError::at(&key_path))?;
             let key = KeyPair::from_pem(&pem).map_err(|source| Error::Rcgen {
                 what: format!("reading {}", key_path.display()),
                 source,
@@ -159,15 +155,8 @@ fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(path).map_err(io_err(path))?;
-    file.write_all(text.as_bytes()).map_err(io_err(path))
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    let mut file = options.open(path).map_err(IoError::at(path))?;
+    Ok(file.write_all(text.as_bytes()).map_err(IoError::at(path))?)
 }
 
 #[cfg(test)]

@@ -34,12 +34,12 @@ pub struct Config {
     #[arg(long, default_value_t = 9121)]
     pub port: u16,
 
-    /// Join an existing cluster: start with no members and wait to be added with POST /<id>.
+    /// Join an existing cluster: start with no members and wait to be added with `POST /<id>`.
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
           action = ArgAction::Set)]
     pub join: bool,
 
-    /// Folder that holds raftexample-<id>/ (the WAL) and raftexample-<id>-snap/ (snapshots).
+    /// Folder that holds `raftexample-<id>/` (the WAL) and `raftexample-<id>-snap/` (snapshots).
     #[arg(long, default_value = ".", global = true)]
     pub data_dir: PathBuf,
 

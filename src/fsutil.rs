@@ -15,7 +15,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::disk::{FileSystem, LockGuard, StdFs};
+use crate::disk::{FileSystem, IoError, LockGuard, StdFs};
 
 pub use crate::disk::parent_dir;
 
@@ -26,13 +26,8 @@ pub const LOCK_FILE: &str = "LOCK";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O operation failed.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory the operation was on.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The directory is locked by another owner.
     #[error(
         "{path} is locked: another raftexample process is already using this data directory \
@@ -45,36 +40,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// Splits the error into a path and an [`io::Error`], for modules whose own error type has
-    /// an `Io { path, source }` variant. `Locked` becomes an error of kind `WouldBlock`.
-    pub fn into_io(self) -> (PathBuf, io::Error) {
+    /// The error as an [`IoError`], for modules whose own error type wraps one. `Locked`
+    /// becomes an error of kind `WouldBlock`.
+    pub fn into_io(self) -> IoError {
         match self {
-            Error::Io { path, source } => (path, source),
+            Error::Io(e) => e,
             Error::Locked { path } => {
                 let msg = format!("{} is locked by another process", path.display());
-                (path, io::Error::new(io::ErrorKind::WouldBlock, msg))
+                IoError::new(path, io::Error::new(io::ErrorKind::WouldBlock, msg))
             }
         }
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
 /// Fsyncs a directory of the real disk, so that entries created, renamed or removed in it are
 /// durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
-    StdFs.sync_dir(dir).map_err(io_err(dir))
+    Ok(StdFs.sync_dir(dir).map_err(IoError::at(dir))?)
 }
 
 /// Creates `dir` on the real disk and any missing ancestors with mode 0750, fsyncing the parent
 /// of each directory it creates. Does nothing if `dir` already exists.
 pub fn create_dir_all_synced(dir: &Path) -> Result<(), Error> {
-    StdFs.create_dir_all(dir).map_err(io_err(dir))
+    Ok(StdFs.create_dir_all(dir).map_err(IoError::at(dir))?)
 }
 
 /// `%016x-%016x<ext>`: the file names of WAL segments (sequence, first index) and snapshots
@@ -102,7 +90,7 @@ pub fn leftover_tmp_files(
     dir: &Path,
     is_name: impl Fn(&str) -> bool,
 ) -> Result<Vec<PathBuf>, Error> {
-    let names = fs.list_dir(dir).map_err(io_err(dir))?;
+    let names = fs.list_dir(dir).map_err(IoError::at(dir))?;
     Ok(names
         .iter()
         .filter(|n| n.strip_suffix(".tmp").is_some_and(&is_name))
@@ -132,7 +120,7 @@ impl DirLock {
 
     /// [`DirLock::acquire`] on the file system `fs`.
     pub fn acquire_on(fs: &dyn FileSystem, dir: &Path) -> Result<DirLock, Error> {
-        fs.create_dir_all(dir).map_err(io_err(dir))?;
+        fs.create_dir_all(dir).map_err(IoError::at(dir))?;
         let path = dir.join(LOCK_FILE);
         match fs.try_lock(&path) {
             Ok(guard) => Ok(DirLock {
@@ -140,7 +128,7 @@ impl DirLock {
                 path,
             }),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::Locked { path }),
-            Err(source) => Err(Error::Io { path, source }),
+            Err(source) => Err(IoError::new(path, source).into()),
         }
     }
 
@@ -236,11 +224,11 @@ mod tests {
 
     #[test]
     fn locked_error_converts_to_would_block() {
-        let (path, e) = Error::Locked {
+        let e = Error::Locked {
             path: PathBuf::from("/x/LOCK"),
         }
         .into_io();
-        assert_eq!(path, PathBuf::from("/x/LOCK"));
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(e.path, PathBuf::from("/x/LOCK"));
+        assert_eq!(e.source.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -76,6 +76,11 @@ pub enum ApiError {
     /// A method the route does not serve.
     #[error("method {0} not allowed")]
     MethodNotAllowed(Method, &'static [&'static str]),
+    /// A browser request from a page that is not served from a host of this cluster.
+    #[error(
+        "cross-origin request from {0} refused: only pages served from the hosts of this cluster's members may call this node"
+    )]
+    ForeignOrigin(String),
     /// An unknown path under `/-/`.
     #[error(
         "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not keys"
@@ -111,6 +116,7 @@ impl ApiError {
             | ApiError::BadUrl(_)
             | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }

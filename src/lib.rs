@@ -1,35 +1,45 @@
 //! raftexample: etcd's `contrib/raftexample` in Rust — a replicated key-value store on raft-rs.
 //!
 //! # Layout
-//! Each module is one box of the data flow:
+//! Each module is one box of the data flow; arrows point the way modules import each other
+//! (downwards: the graph has no cycle).
 //!
 //! ```text
-//!  client ─HTTP─▶ http_api ─┬─ Inbox::Propose / ChangeMembers ─┐  (bounded mpsc)
-//!     ▲                     └─ Inbox::Read ────────────────────┤
-//!     │   peers ─HTTP─▶ transport::server ─ Inbox::Step ───────▶ raft_node ◀── tick (100 ms)
-//!     │                                                       │ each Ready (ready.rs gives
-//!     │                                                       │ the order and why):
-//!     │                                                       ├─▶ transport ─HTTP─▶ peers
-//!     │                                                       ├─▶ snapshotter, wal (one sync)
-//!     │                                                       └─▶ Apply (in log order)
-//!     │                                                                 ▼
-//!     └──── 204 / 200 / 503 ◀── answered once applied ◀──────────── kvstore
+//!  client ─HTTP─▶ http_api ──▶ raft_node::NodeHandle ── request::Request ──┐ (bounded queue)
+//!     ▲                                                                   ▼
+//!     │   peers ─HTTP─▶ transport::server ── transport::PeerEvent ──▶ raft_node ◀── tick
+//!     │                                                    each round (raft_node/ready.rs):
+//!     │                                                    propose what is due, then for
+//!     │                                                    each Ready, in raft-rs's order:
+//!     │                                      ┌─────────────┤ 1 leader's messages ─▶ transport
+//!     │                                      │             │ 2 a leader's snapshot ─▶ snapshotter
+//!     │                                      │             │ 3 committed entries, through
+//!     │                                      │             │   the exactly-once table (proposal)
+//!     │                                      │             │ 4 entries, hard state ─▶ wal (sync)
+//!     │                                      │             │ 6 follower's messages ─▶ transport
+//!     │                                      ▼             ▼
+//!     └──── 204 / 200 / 503 ◀── answered once applied ── kvstore (in log order)
 //! ```
 //!
-//! - [`clock`]: the one clock the raft node's decisions use (tokio's, or a simulated one).
-//! - [`config`]: the original's flags, plus knobs with the original's defaults.
+//! - [`request`]: what a client asks of the node and how it is answered (a leaf).
 //! - [`http_api`]: the REST API; errors become status codes in one place.
-//! - [`raft_node`]: owns the `RawNode`; the `Ready` loop lives in `raft_node/ready.rs`.
+//! - [`raft_node`]: owns the `RawNode`; its loop, top to bottom, is `raft_node/ready.rs`.
+//! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
 //! - [`wal`] and [`snapshotter`]: our own crash-safe storage; [`fsutil`]: fsync and locking;
 //!   [`disk`]: the file system they use (the real one, or one in memory that loses power).
-//! - [`transport`]: batched HTTP between peers, never blocking the raft node.
+//! - [`transport`]: batched HTTP between peers, never blocking the raft node; the
+//!   [`transport::Network`] the node sends through (the HTTP one, or one in memory).
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
 //! - [`membership`]: member URLs, removed ids and the cluster identity.
-//! - [`proposal`]: what a proposal carries through the log, and the exactly-once table.
-//! - [`pb`]: protobuf decoding bounded by its input (a leaf every decoder uses).
+//! - [`clock`]: the one clock the raft node's decisions use (tokio's, or a simulated one).
+//! - [`config`]: the original's flags, plus knobs with the original's defaults.
+//! - [`in_memory`]: the same node in a test's process, on an in-memory network and disk.
+//! - [`pb`]: protobuf decoding bounded by its input; [`varint`]: the one varint.
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
-//! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir.
+//! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
+//!   [`describe`]: log entries for people (the dump and the Ready trace).
+//! - [`events`] and [`ui`]: the live page at `/-/ui`, fed by each `Ready` while a page watches.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -40,8 +50,10 @@ pub mod config;
 pub mod describe;
 pub mod disk;
 pub mod dump;
+pub mod events;
 pub mod fsutil;
 pub mod http_api;
+pub mod in_memory;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;
@@ -52,6 +64,7 @@ pub mod request;
 pub mod snapshotter;
 pub mod tls;
 pub mod transport;
+pub mod ui;
 pub mod varint;
 pub mod wal;
 
@@ -178,8 +191,13 @@ async fn start_recovered(
     let services = CancellationToken::new();
     let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
-    let shared = Arc::new(raft_node::Shared::default());
+    let shared = Arc::new(raft_node::Shared {
+        events: events::Events::new(describe::entry_text),
+        ..Default::default()
+    });
+    let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
+    let ui_peer_tls = tls.peer_client.clone();
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),
@@ -232,12 +250,26 @@ async fn start_recovered(
         metrics,
     )
     .with_strict_reconfig(config.strict_reconfig_check);
-    let rest_router = http_api::router(http_api::AppState {
+    let ui = ui::Ui::new(
+        handle.clone(),
+        events,
+        ui::advertised_rest_url(
+            config.listen_host,
+            rest_addr.port(),
+            own_url,
+            tls.rest.is_some(),
+        ),
+        own_url.to_string(),
+        &config.cluster,
+        ui_peer_tls,
+        shutdown.clone(),
+    );
+    let rest_router = ui.around(http_api::router(http_api::AppState {
         node: handle.clone(),
         max_body_bytes: config.max_body_bytes,
         peer_tls,
         stopping: shutdown.clone(),
-    });
+    }));
     let bind_err = |addr: SocketAddr| {
         move |source| StartError::Bind {
             addr: addr.to_string(),
@@ -246,7 +278,11 @@ async fn start_recovered(
     };
     let peer_listener =
         PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
-    let peer_server = serve(peer_listener, peer_endpoints.router(), services.clone());
+    let peer_server = serve(
+        peer_listener,
+        peer_endpoints.router().merge(ui.peer_routes()),
+        services.clone(),
+    );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until the node has answered what is in flight.
     let rest_listener = UntilStopped {

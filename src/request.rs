@@ -1,7 +1,7 @@
 //! The vocabulary the node shares with everything around it: what a client asks of the raft
 //! node ([`Request`]), how it is answered ([`Responder`], [`ProposalError`]), what the node
-//! reports of itself ([`NodeStatus`], [`Shared`]) and why it stopped ([`Exit`]). A leaf: it
-//! imports nothing else of the crate, so every module may use it.
+//! reports of itself ([`NodeStatus`], [`Shared`]) and why it stopped ([`Exit`]). Nearly a leaf:
+//! it imports only [`crate::events`] (itself a leaf), so every module may use it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
+
+use crate::events::{EntryView, Events};
 
 /// Answers one client request once its entry is applied (or its read is safe to serve).
 pub type Responder = oneshot::Sender<Result<(), ProposalError>>;
@@ -197,6 +199,8 @@ pub struct NodeStatus {
     /// On the leader, each follower's replication progress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<BTreeMap<u64, PeerProgress>>,
+    /// The last entries of the log, described (the live page's log strips).
+    pub log_tail: Vec<EntryView>,
 }
 
 /// One member in [`NodeStatus`].
@@ -231,4 +235,7 @@ pub struct Shared {
     pub leader: AtomicU64,
     /// Commit index found in the WAL at start-up.
     pub commit_at_start: AtomicU64,
+    /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
+    /// log's last entries for the status too.
+    pub events: Events,
 }

@@ -145,7 +145,7 @@ async fn a_proposal_committed_twice_takes_effect_once() {
 
 /// Thousands of writes from many clients through two nodes, one of them restarted halfway:
 /// the exactly-once table holds one session per node and a handful of ranges.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn the_exactly_once_table_stays_small() {
     let mut cluster = common::TestCluster::start(3, |c| c.snapshot_count = 500).await;
     cluster.wait_leader().await;

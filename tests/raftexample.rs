@@ -1,5 +1,6 @@
-//! The original's own test suite (`raftexample_test.go`), ported: in-process clusters driven
-//! through `NodeHandle`, with waits on conditions instead of the original's fixed sleeps.
+//! The original's own test suite (`raftexample_test.go`), ported: in-process clusters on an
+//! in-memory network and disks, driven through `NodeHandle` on a paused clock, with waits on
+//! conditions instead of the original's fixed sleeps.
 
 mod common;
 
@@ -8,12 +9,13 @@ use std::time::Duration;
 use common::{TestCluster, wait_for};
 use raftexample::kvstore::{Command, decode_snapshot};
 use raftexample::raft_node::{MemberChange, ProposalError, ReadConsistency};
-use raftexample::snapshotter;
+use raftexample::snapshotter::{self, Snapshotter};
 use raftexample::wal::{self, Record};
+use reqwest::{Method, StatusCode};
 
 /// TestProposeOnCommit: three nodes each feed every commit back into a new proposal, 100
 /// times; nothing stalls, and every node ends with every value.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn propose_on_commit() {
     let cluster = TestCluster::start(3, |_| {}).await;
     cluster.wait_leader().await;
@@ -53,7 +55,7 @@ async fn propose_on_commit() {
 
 /// TestCloseProposerBeforeReplay: a node stopped right after it started shuts down cleanly
 /// and starts again from the same folders.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn close_before_replay() {
     let mut cluster = TestCluster::start(1, |_| {}).await;
     let exit = cluster.stop(1).await;
@@ -70,7 +72,7 @@ async fn close_before_replay() {
 
 /// TestCloseProposerInflight: stopping a node while proposals are in flight neither hangs
 /// nor loses an acknowledged write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn close_while_proposals_in_flight() {
     let mut cluster = TestCluster::start(1, |_| {}).await;
     cluster.wait_leader().await;
@@ -112,25 +114,24 @@ async fn close_while_proposals_in_flight() {
     cluster.shutdown().await;
 }
 
-/// TestPutAndGetKeyValue: PUT then GET over HTTP on one node, without the original's sleep:
-/// a 204 means the value is applied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// TestPutAndGetKeyValue: PUT then GET through the REST API on one node, without the
+/// original's sleep: a 204 means the value is applied.
+#[tokio::test(start_paused = true)]
 async fn put_and_get_over_http() {
     let cluster = TestCluster::start(1, |_| {}).await;
     cluster.wait_leader().await;
-    let url = format!("http://127.0.0.1:{}/test-key", cluster.rest_ports[0]);
-    let http = reqwest::Client::new();
-    let put = http.put(&url).body("test-value").send().await.expect("PUT");
-    assert_eq!(put.status().as_u16(), 204);
-    let get = http.get(&url).send().await.expect("GET");
-    assert_eq!(get.status().as_u16(), 200);
-    assert_eq!(get.text().await.expect("body"), "test-value");
+    let api = cluster.router(1);
+    let (status, _) = common::call(&api, Method::PUT, "/test-key", b"test-value".to_vec()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = common::call(&api, Method::GET, "/test-key", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "test-value");
     cluster.shutdown().await;
 }
 
 /// TestAddNewNode: a fourth node is added, started with --join, and its proposal commits on
 /// node 1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn add_new_node() {
     let mut cluster = TestCluster::start(3, |_| {}).await;
     cluster.wait_leader().await;
@@ -161,7 +162,7 @@ async fn add_new_node() {
 /// TestSnapshot: a snapshot is never taken before the state machine has applied the entries
 /// it covers. Every snapshot file must hold exactly the state the WAL's entries up to its
 /// index produce.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn snapshot_covers_exactly_the_applied_entries() {
     let mut cluster = TestCluster::start(1, |c| {
         c.snapshot_count = 4;
@@ -191,8 +192,9 @@ async fn snapshot_covers_exactly_the_applied_entries() {
     cluster.stop_all().await;
 
     // Replay the WAL by hand: the state after each index.
+    let disk = cluster.disk(1);
     let mut puts: Vec<(u64, String, String)> = Vec::new();
-    wal::scan(&config.wal_dir(), |_, _, _, record| {
+    wal::scan_on(&*disk, &config.wal_dir(), |_, _, _, record| {
         let entries = match record {
             Record::Entry(e) => std::slice::from_ref(e),
             Record::Entries(es) => es.as_slice(),
@@ -206,14 +208,17 @@ async fn snapshot_covers_exactly_the_applied_entries() {
         }
     })
     .expect("WAL scans cleanly");
-    let files = snapshotter::list_files(&config.snap_dir()).expect("listing snapshots");
+    let snapshots =
+        Snapshotter::new_on(disk, &config.snap_dir(), usize::MAX).expect("the snapshot folder");
+    let files = snapshots.list().expect("listing snapshots");
     assert!(
         files.len() >= 3,
         "expected several snapshots, got {files:?}"
     );
     for path in files {
-        let snap = snapshotter::read_file(&path).expect("snapshot reads");
-        let index = snap.get_metadata().index;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let (term, index) = snapshotter::parse_snap_name(name).expect("a snapshot's name");
+        let snap = snapshots.load(term, index).expect("snapshot reads");
         let mut expected = raftexample::kvstore::Map::default();
         for (i, k, v) in &puts {
             if *i <= index {

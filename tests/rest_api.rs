@@ -1,27 +1,20 @@
 //! The REST API's answers, good and bad: every malformed request gets its 4xx with a one-line
-//! reason, and the node keeps serving afterwards.
+//! reason, and the node keeps serving afterwards. The router is called without a socket, the
+//! node runs in memory on a paused clock.
 
 mod common;
 
+use axum::http::{Method, StatusCode};
 use common::TestCluster;
-use reqwest::{Client, Method, StatusCode};
 
+/// A node's REST API, called without a socket.
 struct Api {
-    base: String,
-    http: Client,
+    router: axum::Router,
 }
 
 impl Api {
     async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, String) {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .body(body)
-            .send()
-            .await
-            .expect("request reaches the node");
-        let status = r.status();
-        (status, r.text().await.expect("body"))
+        common::call(&self.router, method, path, body).await
     }
 
     /// The node still takes writes and serves them.
@@ -49,13 +42,12 @@ async fn single_node() -> (TestCluster, Api) {
     let cluster = TestCluster::start(1, |c| c.max_body_bytes = 1024).await;
     cluster.wait_leader().await;
     let api = Api {
-        base: format!("http://127.0.0.1:{}", cluster.rest_ports[0]),
-        http: Client::new(),
+        router: cluster.router(1),
     };
     (cluster, api)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn routes_and_codes_match_the_original() {
     let (cluster, api) = single_node().await;
     assert_eq!(
@@ -90,16 +82,18 @@ async fn routes_and_codes_match_the_original() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     let (cluster, api) = single_node().await;
 
-    let r = api
-        .http
-        .request(Method::PATCH, format!("{}/x", api.base))
-        .send()
+    let request = axum::http::Request::builder()
+        .method(Method::PATCH)
+        .uri("/x")
+        .body(axum::body::Body::empty())
+        .expect("a well-formed request");
+    let r = tower::ServiceExt::oneshot(api.router.clone(), request)
         .await
-        .expect("PATCH");
+        .expect("the router always answers");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     // The original sends one Allow header per method, in this order.
     let allow: Vec<&str> = r
@@ -109,7 +103,10 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
         .map(|v| v.to_str().expect("ascii"))
         .collect();
     assert_eq!(allow, ["PUT", "GET", "POST", "DELETE"]);
-    one_line(&r.text().await.expect("body"));
+    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    one_line(&String::from_utf8_lossy(&body));
     api.assert_serving("after-405").await;
 
     let (s, body) = api.call(Method::PUT, "/big", vec![b'x'; 1025]).await;
@@ -160,7 +157,7 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn the_reserved_prefix_is_not_a_key() {
     let (cluster, api) = single_node().await;
     let (s, body) = api.call(Method::PUT, "/-/status", b"x".to_vec()).await;
@@ -191,19 +188,18 @@ async fn the_reserved_prefix_is_not_a_key() {
 
 /// With no quorum there is no leader: a write waits for one, for the proposal timeout, then
 /// answers 503 saying that none came and that the write will not happen; a read likewise.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn no_leader_answers_503_after_waiting_for_one() {
     let mut cluster = TestCluster::start(3, |c| c.proposal_timeout_ms = 2_000).await;
     cluster.wait_leader().await;
     cluster.stop(2).await;
     cluster.stop(3).await;
     let api = Api {
-        base: format!("http://127.0.0.1:{}", cluster.rest_ports[0]),
-        http: Client::new(),
+        router: cluster.router(1),
     };
     // CheckQuorum makes the lone leader step down within an election timeout; a write sent
     // before that was proposed and may still happen (if the others came back in time).
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     loop {
         let (s, body) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -218,7 +214,7 @@ async fn no_leader_answers_503_after_waiting_for_one() {
             "never stopped claiming a leader"
         );
     }
-    let waited = std::time::Instant::now();
+    let waited = tokio::time::Instant::now();
     let (s, body) = api.call(Method::PUT, "/k", b"v".to_vec()).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("no leader was elected within 2s"), "{body}");

@@ -423,3 +423,35 @@ async fn procfile_tls_runs_the_readme_walkthrough() {
     let (code, text) = curl(&[&good[..], &["-L", &url(3)]].concat());
     assert_eq!((code, text.as_str()), (0, "foo\n200"));
 }
+
+/// The live page over TLS: a node asks its fellow members' peer ports for their REST URLs
+/// over peer TLS, and every member's REST API is advertised as `https://`, so the page's
+/// links and calls reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_lists_every_member_at_its_https_url() {
+    let mut c = ProcCluster::start_tls(3, &[]).await;
+    c.wait_leader().await;
+    let certs = c.tls.clone().expect("a TLS cluster");
+    let want: Vec<String> = (1..=3).map(|id| c.url(id)).collect();
+    assert!(want.iter().all(|u| u.starts_with("https://")), "{want:?}");
+    // The client's own timeout (10 s) ends the stream if the URLs never show up.
+    let mut response = tls_client(&certs, Some(&certs))
+        .get(format!("{}/-/events", c.url(1)))
+        .send()
+        .await
+        .expect("the event stream over TLS");
+    assert_eq!(response.status(), 200);
+    let mut seen = String::new();
+    let listed_all = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .any(|v| (1..=3u64).all(|id| v["rest_urls"][id.to_string()] == want[id as usize - 1]))
+    };
+    while !listed_all(&seen) {
+        match response.chunk().await {
+            Ok(Some(bytes)) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            end => panic!("the stream ended ({end:?}) before a status listed {want:?}:\n{seen}"),
+        }
+    }
+}

@@ -28,8 +28,36 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, FileExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+
+/// An I/O operation on a file or folder failed: the crate's one I/O error. Every storage
+/// module's error type wraps it (`Io(IoError)`), so each message names the path, in the same
+/// words everywhere.
+#[derive(Debug, thiserror::Error)]
+#[error("I/O error on {path}: {source}")]
+pub struct IoError {
+    /// The file or folder the operation was on.
+    pub path: PathBuf,
+    /// What the operating system (or the in-memory disk) said.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// The error of an operation on `path`.
+    pub fn new(path: impl Into<PathBuf>, source: io::Error) -> IoError {
+        IoError {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// For `map_err`: names `path` in an [`io::Error`].
+    pub fn at(path: &Path) -> impl FnOnce(io::Error) -> IoError + '_ {
+        move |source| IoError::new(path, source)
+    }
+}
 
 /// A file system shared by the WAL, the snapshotter and whoever created them.
 pub type SharedFs = Arc<dyn FileSystem>;

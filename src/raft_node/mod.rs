@@ -1,24 +1,30 @@
 //! The raft node: the one task that owns the `RawNode`. Everything else talks to it through
-//! its inbox ([`Inbox`]): the REST API sends proposals, reads and membership changes; the
-//! transport server sends peer messages; peer tasks report failures. The node ticks raft,
-//! handles each `Ready` in the order raft-rs requires (`ready.rs`), and publishes committed
-//! entries to the state machine (see [`crate::kvstore::Applier`]).
+//! two queues: client [`Request`]s (proposals, reads, membership changes, status, through a
+//! [`NodeHandle`]) and the transport's [`crate::transport::PeerEvent`]s (peer messages,
+//! unreachable peers, snapshot outcomes). The node ticks raft, handles each `Ready` in the
+//! order raft-rs requires (`ready.rs`), and publishes committed entries to the state machine
+//! (see [`crate::kvstore::Applier`]).
 //!
-//! It runs on a thread of its own with a single-threaded runtime, so that an fsync blocks
-//! nothing but raft itself: while it waits on the disk, HTTP requests and peer messages
-//! queue up, and the next `Ready` carries them all in one write and one sync.
+//! In production it runs on a thread of its own with a single-threaded runtime, so that an
+//! fsync blocks nothing but raft itself: while it waits on the disk, HTTP requests and peer
+//! messages queue up, and the next `Ready` carries them all in one write and one sync. The
+//! core reaches the world only through three seams: a [`crate::transport::Network`], a
+//! [`crate::disk::FileSystem`] and the clock and seed of its [`NodeEnv`]; the same core runs
+//! in memory in tests ([`crate::in_memory`]) and in the simulator.
 //!
 //! Client requests ride through leader changes: they wait for a leader, are proposed again
-//! when a leader change may have lost them, and take effect once ([`proposals`], [`reads`],
-//! [`crate::proposal`]).
+//! when a leader change may have lost them, and take effect once (`proposals.rs`, `reads.rs`,
+//! [`crate::proposal`]). The files: `ready.rs` the loop, `proposals.rs` and `batching.rs` the
+//! requests and how a leader batches them, `reads.rs` ReadIndex, `conf_change.rs` membership
+//! changes and the node's own removal, `leadership.rs` handing leadership over,
+//! `snapshots.rs`, `status.rs`, `handle.rs` the client side, `replay.rs` start-up,
+//! `storage.rs` raft's view of the log, `trace.rs` the Ready trace.
 
-mod apply;
 mod batching;
 mod conf_change;
 mod handle;
 mod leadership;
 mod proposals;
-mod propose;
 mod reads;
 mod ready;
 pub mod replay;

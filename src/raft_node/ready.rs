@@ -1,6 +1,8 @@
 //! The node's loop, top to bottom: [`RaftNode::run`] waits for input (a tick, client requests,
-//! peer messages), [`RaftNode::process`] is one round of it (propose, read, then every `Ready`
-//! raft has), and [`RaftNode::handle_ready`] carries out one `Ready`.
+//! peer messages), [`RaftNode::round`] is one round of it (propose, read, then every `Ready`
+//! raft has), and [`RaftNode::handle_ready`] carries out one `Ready`. Below them, the two ends
+//! of a write inside the node: proposing what is due at the top of a round, and applying
+//! committed entries through the exactly-once table.
 //!
 //! The `Ready` contract. raft-rs hands the node a `Ready` holding everything
 //! it must do; the order below is what makes the node safe:
@@ -18,7 +20,7 @@
 
 use std::time::Instant;
 
-use raft::eraftpb::{Entry, HardState, Message, MessageType};
+use raft::eraftpb::{Entry, EntryType, HardState, Message, MessageType};
 use raft::{INVALID_ID, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::proposals::Asked;
 use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
+use crate::proposal::{self, Payload, ProposalId, Verdict};
 use crate::transport::PeerEvent;
 
 impl RaftNode {
@@ -211,7 +214,7 @@ impl RaftNode {
     /// Handles one `Ready`.
     pub(super) fn handle_ready(&mut self) -> Result<(), NodeError> {
         let mut rd = self.rn.ready();
-        super::trace::ready(self.id, &rd);
+        super::trace::ready(self.id, &rd, &self.shared.events);
         if let Some(hs) = rd.hs() {
             self.metrics.term.set(hs.term as i64);
         }
@@ -235,7 +238,7 @@ impl RaftNode {
         self.send(rd.take_persisted_messages());
         // 7. Advance and handle what that released.
         let mut light = self.rn.advance(rd);
-        super::trace::light_ready(self.id, &light);
+        super::trace::light_ready(self.id, &light, &self.shared.events);
         if let Some(commit) = light.commit_index() {
             self.persist_commit(commit)?;
         }
@@ -330,5 +333,180 @@ impl RaftNode {
                 .map_err(|_| NodeError::ApplyStopped)?;
         }
         Ok(())
+    }
+
+    // Proposing: what is due at the top of each round. Nothing is handed to raft while no
+    // leader is known (raft would drop it); the requests wait for one instead.
+
+    /// When a batch the leader holds back is due, if it holds one: a driver runs a
+    /// [`RaftNode::round`] then, even with no new input.
+    pub fn hold_until(&self) -> Option<Instant> {
+        let raft = &self.rn.raft;
+        self.proposals.hold_until(
+            raft.state == StateRole::Leader,
+            raft.raft_log.last_index() - raft.raft_log.committed,
+            self.now(),
+        )
+    }
+
+    /// Proposes what is due: this process's session registration, the batch of queued
+    /// entries (unless the leader holds it back to grow it), and a membership change. Nothing
+    /// while no leader is known: raft would drop it, and the requests wait for one instead.
+    pub(super) fn propose(&mut self) {
+        if self.leader_id() == INVALID_ID {
+            return;
+        }
+        let now = self.now();
+        if let Some(data) = self.proposals.registration_due(now)
+            && let Err(err) = self.rn.propose(Vec::new(), data)
+        {
+            tracing::debug!(%err, "raft dropped the session registration; asking again shortly");
+            self.proposals.registration_not_sent(now, self.tick);
+        }
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let uncommitted = self.rn.raft.raft_log.last_index() - self.rn.raft.raft_log.committed;
+        let batch = self.proposals.take_batch(leading, uncommitted, now);
+        if !batch.is_empty() {
+            let (seqs, entries): (Vec<u64>, Vec<_>) = batch.into_iter().unzip();
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgPropose);
+            m.from = self.id;
+            m.set_entries(entries.into());
+            self.step_proposal(m, &seqs, now);
+        }
+        self.propose_change(now);
+    }
+
+    /// Steps a proposal of the entries `seqs` into raft and records where they went.
+    pub(super) fn step_proposal(&mut self, m: Message, seqs: &[u64], now: Instant) {
+        let leading = self.rn.raft.state == StateRole::Leader;
+        let last_before = self.rn.raft.raft_log.last_index();
+        match self.rn.step(m) {
+            // A leader appends a proposal at once, right after its last entry.
+            Ok(()) if leading => {
+                let appended = self.rn.raft.raft_log.last_index() - last_before;
+                let at =
+                    (appended == seqs.len() as u64).then_some((last_before + 1, self.rn.raft.term));
+                self.proposals.sent(seqs, at, now);
+            }
+            Ok(()) => self.proposals.sent(seqs, None, now),
+            Err(err) => {
+                // A leader handing over leadership, or over its uncommitted limit: nothing
+                // reached any log; propose again shortly.
+                tracing::debug!(%err, "raft dropped a proposal; proposing again shortly");
+                self.proposals.not_sent(seqs, now, self.tick);
+            }
+        }
+    }
+
+    /// Hands raft the ReadIndex requests due: a round for the reads that arrived since the
+    /// last one, and every round again after a leader change.
+    pub(super) fn read_index(&mut self) {
+        let leader_known = self.leader_id() != INVALID_ID;
+        for ctx in self.reads.due_contexts(leader_known, self.now()) {
+            self.rn.read_index(ctx);
+        }
+    }
+
+    // Applying: committed entries on their way to the state machine, each proposal taking
+    // effect once (the exactly-once table, crate::proposal, skips copies).
+
+    /// Hands committed entries on ([`RaftNode::publish_entries`]), except that a leader holds
+    /// back its own removal and everything after it until it has handed leadership over (see
+    /// [`RaftNode::maybe_stop_removed`]). Applied at once, the removal would take the leader's
+    /// own progress out of raft-rs, which unwraps it whenever the commit index moves; and a
+    /// leader that went at once could leave the others counting it as a voter.
+    pub(super) fn commit_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
+        if !self.held.is_empty() {
+            self.held.append(&mut entries);
+            return Ok(());
+        }
+        if self.rn.raft.state == StateRole::Leader
+            && let Some(at) = entries.iter().position(|e| self.removes_self(e))
+        {
+            tracing::info!(
+                index = entries[at].index,
+                "this leader's removal committed; handing leadership over before applying it"
+            );
+            self.held = entries.split_off(at);
+            self.removed_while_leading = Some(self.now());
+        }
+        self.publish_entries(entries)
+    }
+
+    /// Hands committed entries to the state machine, in order: each proposal takes effect
+    /// once (the exactly-once table skips copies), conf changes are applied to raft here, and
+    /// the waiters of this node's requests go along, answered once the batch is applied.
+    pub(super) fn publish_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        let now = self.now();
+        let mut done = Vec::new();
+        let mut effective = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let (id, verdict) = self.admit(entry, now);
+            let result = match (entry.get_entry_type(), verdict) {
+                (_, Verdict::Duplicate | Verdict::StaleSession) => Ok(()),
+                (EntryType::EntryNormal, Verdict::Apply) => Ok(()),
+                (_, Verdict::Apply) => self.apply_conf_change(entry),
+            };
+            effective.push(verdict == Verdict::Apply);
+            let waiter = self
+                .proposals
+                .on_committed(entry.index, entry.term, id, verdict);
+            match (waiter, result) {
+                (Some(w), Ok(())) => done.push(w),
+                (Some(w), Err(err)) => {
+                    let _ = w.send(Err(err));
+                }
+                (None, _) => {}
+            }
+        }
+        let skipped = effective.iter().filter(|e| !**e).count();
+        if skipped > 0 {
+            self.metrics.duplicates_skipped.inc_by(skipped as u64);
+            let mut keep = effective.into_iter();
+            entries.retain(|_| keep.next().unwrap_or(true));
+        }
+        self.metrics.entries_applied.inc_by(entries.len() as u64);
+        self.apply_tx
+            .send(Apply::Entries {
+                entries,
+                last,
+                done,
+            })
+            .map_err(|_| NodeError::ApplyStopped)?;
+        self.applied = last;
+        Ok(())
+    }
+
+    /// Runs a committed entry through the exactly-once table: its identity, if it has one,
+    /// and whether it takes effect. A session registration is recorded here.
+    pub(super) fn admit(
+        &mut self,
+        entry: &Entry,
+        now: std::time::Instant,
+    ) -> (Option<ProposalId>, Verdict) {
+        let found = match entry.get_entry_type() {
+            EntryType::EntryNormal => match proposal::decode(&entry.data) {
+                Ok(Payload::Proposal { id, floor, .. }) => Some((id, floor)),
+                Ok(Payload::Register { origin, nonce }) => {
+                    self.sessions.register(origin, nonce, entry.index);
+                    self.proposals.on_registration(origin, &self.sessions, now);
+                    None
+                }
+                // Written by an older version, or undecodable (the state machine says so):
+                // applies as it is, on every node alike.
+                Ok(Payload::Plain(_)) | Err(_) => None,
+            },
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                proposal::decode_context(&entry.context)
+            }
+        };
+        match found {
+            Some((id, floor)) => (Some(id), self.sessions.admit(id, floor)),
+            None => (None, Verdict::Apply),
+        }
     }
 }

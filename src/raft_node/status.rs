@@ -54,6 +54,7 @@ impl RaftNode {
                 })
                 .collect(),
             progress,
+            log_tail: self.shared.events.log_tail(&raft.raft_log),
         }
     }
 }

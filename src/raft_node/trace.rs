@@ -2,11 +2,15 @@
 //! `Ready` the node handles (hard state, new and committed entries, outgoing messages,
 //! snapshot, read states), so a person learning Raft can watch a PUT travel through the
 //! protocol. Nothing is formatted unless that target is enabled.
+//!
+//! The same Readys go to the page at `/-/ui` as [`crate::events`], built only while a page
+//! watches.
 
 use raft::eraftpb::{Entry, Message};
 use raft::{LightReady, Ready};
 
 use crate::describe::entry_text;
+use crate::events::Events;
 
 const TARGET: &str = "raftexample::ready";
 
@@ -14,8 +18,9 @@ fn enabled() -> bool {
     tracing::enabled!(target: TARGET, tracing::Level::TRACE)
 }
 
-/// Traces a `Ready` before it is handled.
-pub(super) fn ready(node: u64, rd: &Ready) {
+/// Traces a `Ready` before it is handled, and publishes it to any page watching.
+pub(super) fn ready(node: u64, rd: &Ready, events: &Events) {
+    events.ready(node, rd);
     if !enabled() {
         return;
     }
@@ -50,8 +55,9 @@ pub(super) fn ready(node: u64, rd: &Ready) {
     }
 }
 
-/// Traces what `advance` released.
-pub(super) fn light_ready(node: u64, light: &LightReady) {
+/// Traces what `advance` released, and publishes it to any page watching.
+pub(super) fn light_ready(node: u64, light: &LightReady, events: &Events) {
+    events.light_ready(node, light);
     if !enabled() {
         return;
     }

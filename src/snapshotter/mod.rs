@@ -109,7 +109,7 @@ pub enum Error {
 
 impl From<fsutil::Error> for Error {
     fn from(e: fsutil::Error) -> Self {
-        let (path, source) = e.into_io();
+        let crate::disk::IoError { path, source } = e.into_io();
         Error::Io { path, source }
     }
 }

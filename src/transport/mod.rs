@@ -23,6 +23,7 @@
 //! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).
 
 pub mod join;
+pub mod mem;
 pub mod peer;
 pub mod server;
 pub mod snapshot;
@@ -471,7 +472,7 @@ impl Transport {
 }
 
 /// The peers' HTTP client; `tls` enables `https://` URLs.
-fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Raft messages are small and latency-bound: never wait for Nagle.
     connector.set_nodelay(true);

@@ -5,18 +5,14 @@ use std::io;
 use std::path::PathBuf;
 
 use super::EncodeError;
+use crate::disk::IoError;
 
 /// Errors of the WAL. Each names the file or directory involved.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O operation (other than a sync) failed.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The WAL holds damage that is not an unsynced tail (see `replay.rs`): a sync covered
     /// it, or no crash can write it. Nothing was modified.
     #[error("{path} is corrupt at offset {offset}: {reason}")]
@@ -62,13 +58,13 @@ pub enum Error {
         /// The next index the WAL does hold.
         next: u64,
     },
-    /// [`Wal::open`] found no segment.
+    /// [`super::Wal::open`] found no segment.
     #[error("no WAL segment (*.wal) in {dir}")]
     NotFound {
         /// The directory.
         dir: PathBuf,
     },
-    /// [`Wal::create`] found segments already there.
+    /// [`super::Wal::create`] found segments already there.
     #[error("a WAL already exists in {dir}")]
     AlreadyExists {
         /// The directory.
@@ -86,7 +82,6 @@ pub enum Error {
 
 impl From<crate::fsutil::Error> for Error {
     fn from(e: crate::fsutil::Error) -> Self {
-        let (path, source) = e.into_io();
-        Error::Io { path, source }
+        Error::Io(e.into_io())
     }
 }

@@ -70,7 +70,7 @@ mod replay;
 mod segment;
 mod writer;
 
-use std::io;
+use crate::disk::IoError;
 use std::path::{Path, PathBuf};
 
 pub use error::Error;
@@ -218,13 +218,6 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// A segment header (see the module doc) for a segment at `path`: `records`, then a sync mark
 /// covering them.
 fn segment_header(path: &Path, records: &[RecordRef<'_>]) -> Result<Vec<u8>, Error> {
@@ -272,7 +265,7 @@ impl Wal {
         meta: &Metadata,
         opts: WalOptions,
     ) -> Result<Wal, Error> {
-        fs.create_dir_all(dir).map_err(io_err(dir))?;
+        fs.create_dir_all(dir).map_err(IoError::at(dir))?;
         if Wal::exists_on(&*fs, dir) {
             return Err(Error::AlreadyExists {
                 dir: dir.to_path_buf(),
@@ -327,8 +320,8 @@ impl Wal {
                 "truncating a torn record at the end of the WAL (a crash interrupted an append \
                  that was never synced)"
             );
-            let mut f = fs.open(&torn.path).map_err(io_err(&torn.path))?;
-            f.set_len(torn.offset).map_err(io_err(&torn.path))?;
+            let mut f = fs.open(&torn.path).map_err(IoError::at(&torn.path))?;
+            f.set_len(torn.offset).map_err(IoError::at(&torn.path))?;
             syncer.sync_file(&mut *f, &torn.path)?;
             if let Some(last) = segments.last_mut() {
                 last.len = torn.offset;
@@ -339,7 +332,7 @@ impl Wal {
         let tmps = segment::list_tmp_files(&*fs, dir)?;
         for tmp in &tmps {
             tracing::warn!(path = %tmp.display(), "removing an unfinished WAL segment");
-            fs.remove_file(tmp).map_err(io_err(tmp))?;
+            fs.remove_file(tmp).map_err(IoError::at(tmp))?;
         }
         if !tmps.is_empty() {
             syncer.sync_dir(&*fs, dir)?;
@@ -471,7 +464,7 @@ impl Wal {
         for _ in 0..n {
             let path = self.segments[0].path.clone();
             // Oldest first: a crash part way leaves a consecutive run of segments.
-            self.fs.remove_file(&path).map_err(io_err(&path))?;
+            self.fs.remove_file(&path).map_err(IoError::at(&path))?;
             self.segments.remove(0);
         }
         tracing::debug!(index, removed = n, "released WAL segments");
@@ -523,7 +516,7 @@ impl Wal {
     /// Marks the WAL unusable after `err` (a failed write or sync) and returns `err`.
     fn poison(&mut self, err: Error) -> Error {
         let path = match &err {
-            Error::Io { path, .. } | Error::SyncFailed { path, .. } => path.clone(),
+            Error::Io(IoError { path, .. }) | Error::SyncFailed { path, .. } => path.clone(),
             _ => self.active().path.clone(),
         };
         tracing::error!(path = %path.display(), error = %err, "WAL poisoned");
@@ -1130,7 +1123,7 @@ pub(crate) mod tests {
         );
         let e = Error::SyncFailed {
             path: "/d/x.wal".into(),
-            source: io::Error::other("EIO"),
+            source: std::io::Error::other("EIO"),
         };
         assert!(e.to_string().contains("/d/x.wal") && e.to_string().contains("must stop"));
     }

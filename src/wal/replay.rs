@@ -35,6 +35,7 @@
 //! active segment's file is extended ahead of its records, and that is where the log ends.
 //! Nothing needs cutting there; the writer carries on from that offset.
 
+use crate::disk::IoError;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Record};
@@ -78,10 +79,7 @@ pub struct Replayed {
 }
 
 fn read_segment(fs: &dyn FileSystem, seg: &Segment) -> Result<Vec<u8>, Error> {
-    fs.read(&seg.path).map_err(|source| Error::Io {
-        path: seg.path.clone(),
-        source,
-    })
+    Ok(fs.read(&seg.path).map_err(IoError::at(&seg.path))?)
 }
 
 fn corrupt(path: &Path, offset: usize, reason: impl Into<String>) -> Error {

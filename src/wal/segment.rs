@@ -18,6 +18,7 @@
 //! reason). The zeros after the last record mark the end of the log; a segment that stops
 //! being the active one is cut back to its records first.
 
+use crate::disk::IoError;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -54,13 +55,6 @@ pub struct Segment {
     pub len: u64,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// The segments in `dir`, ordered by sequence number. Other files are ignored.
 ///
 /// Fails with [`Error::Corrupt`] naming the segment after a hole if the sequence numbers are
@@ -68,7 +62,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<Segment>, Error> {
     let mut segs: Vec<Segment> = fs
         .list_dir(dir)
-        .map_err(io_err(dir))?
+        .map_err(IoError::at(dir))?
         .iter()
         .filter_map(|name| {
             let (seq, first_index) = parse_segment_name(name)?;
@@ -167,8 +161,8 @@ impl SegmentWriter {
         pos: u64,
         preallocate: u64,
     ) -> Result<SegmentWriter, Error> {
-        let file = fs.open(path).map_err(io_err(path))?;
-        let file_len = file.size().map_err(io_err(path))?.max(pos);
+        let file = fs.open(path).map_err(IoError::at(path))?;
+        let file_len = file.size().map_err(IoError::at(path))?.max(pos);
         Ok(SegmentWriter {
             file,
             pos,
@@ -224,16 +218,17 @@ pub fn create_segment(
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_EXT}"));
     // `create` truncates a stale tmp file.
-    let mut file = fs.create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all_at(header, 0).map_err(io_err(&tmp))?;
+    let mut file = fs.create(&tmp).map_err(IoError::at(&tmp))?;
+    file.write_all_at(header, 0).map_err(IoError::at(&tmp))?;
     syncer.sync_file(&mut *file, &tmp)?;
-    if fs.exists(&path).map_err(io_err(&path))? {
-        return Err(Error::Io {
+    if fs.exists(&path).map_err(IoError::at(&path))? {
+        return Err(IoError::new(
             path,
-            source: io::Error::new(io::ErrorKind::AlreadyExists, "segment already exists"),
-        });
+            io::Error::new(io::ErrorKind::AlreadyExists, "segment already exists"),
+        )
+        .into());
     }
-    fs.rename(&tmp, &path).map_err(io_err(&path))?;
+    fs.rename(&tmp, &path).map_err(IoError::at(&path))?;
     syncer.sync_dir(fs, dir)?;
     let seg = Segment {
         seq,

@@ -4,7 +4,8 @@
 
 use super::record::{self, RecordRef};
 use super::segment;
-use super::{BUF_KEEP, Error, PAGE_SIZE, Wal, io_err, segment_header};
+use super::{BUF_KEEP, Error, PAGE_SIZE, Wal, segment_header};
+use crate::disk::IoError;
 
 impl Wal {
     /// Frames `rec` at the end of the write buffer, which goes to file offset `base`.
@@ -46,7 +47,7 @@ impl Wal {
         }
         if let Err(source) = res {
             let path = self.active().path.clone();
-            return Err(self.poison(Error::Io { path, source }));
+            return Err(self.poison(IoError::new(path, source).into()));
         }
         let n = self.segments.len() - 1;
         self.segments[n].len += written;
@@ -81,7 +82,7 @@ impl Wal {
         // read as corruption, so it must be entirely on disk first, and end with its last
         // record (only the last segment may have zeros after its records).
         let old = self.active().path.clone();
-        self.writer.trim().map_err(io_err(&old))?;
+        self.writer.trim().map_err(IoError::at(&old))?;
         self.syncer.sync_file(self.writer.file(), &old)?;
         let seq = self.active().seq + 1;
         let first_index = self.last_index + 1;

@@ -1,18 +1,22 @@
 //! Shared test helpers: free loopback ports, waiting for a condition with a deadline, an
-//! in-process cluster ([`TestCluster`]) and a cluster of real `raftexample` processes
-//! ([`ProcCluster`]).
+//! in-process cluster on an in-memory network and disks ([`TestCluster`]) and a cluster of
+//! real `raftexample` processes ([`ProcCluster`]).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use raftexample::disk::{MemFs, SharedFs};
+use raftexample::in_memory::{self, MemNode};
 use raftexample::raft_node::ReadConsistency;
-use raftexample::{Config, NodeHandle, Running};
+use raftexample::transport::mem::MemNet;
+use raftexample::{Config, NodeHandle};
 use tempfile::TempDir;
 
 /// Logs to the test's captured output; `RUST_LOG` picks the level (default: warnings).
@@ -25,34 +29,78 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// `n` distinct loopback ports that were free a moment ago.
+/// Where the tests' ports come from: below Linux's ephemeral range (32768–60999 by default),
+/// so the kernel never hands one of them to another process's `bind(0)` or outgoing
+/// connection while a test has let go of it between two runs of a node, and clear of the
+/// README's ports (12379, 12380, 22379, ...).
+const TEST_PORTS: std::ops::Range<u16> = 13000..22000;
+
+/// `n` distinct loopback ports, each reserved for this test process until it exits.
+///
+/// Test processes run side by side (nextest runs every test in a process of its own), and a
+/// port that was merely free a moment ago was, once, taken by another test's node before this
+/// one's bound it. So each port is claimed by an exclusive lock on a file named after it in a
+/// shared folder; the lock is held for the life of the process and dropped by the OS when it
+/// ends, however it ends.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    // Hold every listener until all are chosen, so the OS cannot hand out one port twice.
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .expect("a bound listener has an address")
-                .port()
-        })
-        .collect()
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("raftexample-test-ports");
+    std::fs::create_dir_all(&dir).expect("creating the folder of port locks");
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Start where other processes are unlikely to look, so most first tries succeed.
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut held = HELD
+        .lock()
+        .expect("no test panics while holding the port list");
+    let mut ports = Vec::with_capacity(n);
+    for step in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = TEST_PORTS.start + ((seed.wrapping_add(step)) % span) as u16;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // another test process (or this one) holds it
+        }
+        // Something outside the tests may listen there.
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        held.push(file);
+        ports.push(port);
+    }
+    assert_eq!(
+        ports.len(),
+        n,
+        "no {n} free ports left in {TEST_PORTS:?} (locks in {})",
+        dir.display()
+    );
+    ports
 }
 
-/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
+/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout` (of tokio's
+/// clock: a test that paused it waits no wall-clock time).
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = cond().await {
             return v;
         }
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -67,15 +115,28 @@ pub fn peer_urls(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Nodes of one cluster running inside the test process, each with its own data dir.
+/// The nodes an agreed leader is asked of: `leaders` gives each node's idea of the leader
+/// (0 or `None` for none); the leader they all name, if they agree.
+pub fn agreed(leaders: impl IntoIterator<Item = Option<u64>>) -> Option<u64> {
+    let mut seen = Vec::new();
+    for leader in leaders {
+        seen.push(leader.filter(|l| *l != 0)?);
+    }
+    seen.dedup();
+    (seen.len() == 1).then(|| seen[0])
+}
+
+/// A cluster of nodes inside the test process ([`raftexample::in_memory`]): an in-memory
+/// network and one in-memory disk per node (kept across restarts), on the test's runtime, so a
+/// test with `#[tokio::test(start_paused = true)]` spends no wall-clock time on elections or
+/// timeouts.
 pub struct TestCluster {
-    /// Holds every node's data.
-    pub dir: TempDir,
-    /// Peer URLs, in id order.
+    /// The network the nodes share.
+    pub net: MemNet,
+    /// Peer URLs, in id order (names only: nothing listens on them).
     pub peers: Vec<String>,
-    /// REST ports, in id order.
-    pub rest_ports: Vec<u16>,
-    nodes: HashMap<u64, Running>,
+    disks: BTreeMap<u64, SharedFs>,
+    nodes: BTreeMap<u64, MemNode>,
     tweak: fn(&mut Config),
 }
 
@@ -84,26 +145,28 @@ impl TestCluster {
     pub async fn start(n: usize, tweak: fn(&mut Config)) -> TestCluster {
         init_logging();
         let mut cluster = TestCluster {
-            dir: TempDir::with_prefix("raftexample-test-").expect("creating a temp dir"),
-            peers: peer_urls(n),
-            rest_ports: free_ports(n),
-            nodes: HashMap::new(),
+            net: MemNet::new(),
+            peers: Vec::new(),
+            disks: BTreeMap::new(),
+            nodes: BTreeMap::new(),
             tweak,
         };
+        for _ in 0..n {
+            cluster.grow();
+        }
         for id in 1..=n as u64 {
             cluster.start_node(id, false).await;
         }
         cluster
     }
 
-    /// The config node `id` runs with.
+    /// The config node `id` runs with (its data dir is on its own in-memory disk).
     pub fn config(&self, id: u64, join: bool) -> Config {
         let mut config = Config {
             id,
             cluster: self.peers.clone(),
-            port: self.rest_ports[id as usize - 1],
             listen_host: "127.0.0.1".parse().expect("a literal address"),
-            data_dir: self.dir.path().to_path_buf(),
+            data_dir: PathBuf::from("/data"),
             join,
             ..Default::default()
         };
@@ -111,48 +174,62 @@ impl TestCluster {
         config
     }
 
-    /// Starts (or restarts) node `id`.
-    pub async fn start_node(&mut self, id: u64, join: bool) {
-        let running = raftexample::start(self.config(id, join))
-            .await
-            .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
-        self.nodes.insert(id, running);
+    /// Node `id`'s disk (the same one across its restarts).
+    pub fn disk(&mut self, id: u64) -> SharedFs {
+        self.disks
+            .entry(id)
+            .or_insert_with(|| Arc::new(MemFs::new(id)))
+            .clone()
     }
 
-    /// Adds a slot for one more node (its URL and port), returning its id.
+    /// Starts (or restarts) node `id`.
+    pub async fn start_node(&mut self, id: u64, join: bool) {
+        let disk = self.disk(id);
+        let node = in_memory::start(self.config(id, join), &self.net, disk)
+            .await
+            .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"));
+        self.nodes.insert(id, node);
+    }
+
+    /// Adds a slot for one more node, returning its id.
     pub fn grow(&mut self) -> u64 {
-        self.peers.extend(peer_urls(1));
-        self.rest_ports.extend(free_ports(1));
-        self.peers.len() as u64
+        let id = self.peers.len() as u64 + 1;
+        self.peers.push(format!("http://127.0.0.1:{}", 20_000 + id));
+        id
     }
 
     /// Node `id`'s handle.
     pub fn node(&self, id: u64) -> &NodeHandle {
-        &self
-            .nodes
+        &self.running_node(id).node
+    }
+
+    /// Node `id`'s REST API, to call without a socket.
+    pub fn router(&self, id: u64) -> axum::Router {
+        self.running_node(id).router.clone()
+    }
+
+    fn running_node(&self, id: u64) -> &MemNode {
+        self.nodes
             .get(&id)
             .unwrap_or_else(|| panic!("node {id} is not running"))
-            .node
     }
 
     /// Ids of the running nodes.
     pub fn running(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
-        ids.sort();
-        ids
+        self.nodes.keys().copied().collect()
     }
 
     /// Stops node `id` cleanly and waits for it.
     pub async fn stop(&mut self, id: u64) -> raftexample::Exit {
-        let running = self.nodes.remove(&id).expect("stopping a running node");
-        running.shutdown();
-        running.wait().await
+        let node = self.nodes.remove(&id).expect("stopping a running node");
+        node.shutdown();
+        node.wait().await
     }
 
     /// Waits until node `id` has stopped on its own (say, after its removal).
     pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> raftexample::Exit {
-        let running = self.nodes.remove(&id).expect("a running node");
-        tokio::time::timeout(timeout, running.wait())
+        let node = self.nodes.remove(&id).expect("a running node");
+        tokio::time::timeout(timeout, node.wait())
             .await
             .unwrap_or_else(|_| panic!("node {id} did not stop within {timeout:?}"))
     }
@@ -165,13 +242,9 @@ impl TestCluster {
             || async {
                 let mut leaders = Vec::new();
                 for id in self.running() {
-                    match self.node(id).status().await {
-                        Ok(s) if s.leader != 0 => leaders.push(s.leader),
-                        _ => return None,
-                    }
+                    leaders.push(self.node(id).status().await.ok().map(|s| s.leader));
                 }
-                leaders.dedup();
-                (leaders.len() == 1).then(|| leaders[0])
+                agreed(leaders)
             },
         )
         .await
@@ -193,17 +266,42 @@ impl TestCluster {
         }
     }
 
-    /// Stops every node, keeping their folders.
+    /// Stops every node, keeping their disks.
     pub async fn stop_all(&mut self) {
         for id in self.running() {
             self.stop(id).await;
         }
     }
 
-    /// Stops every node and removes their folders.
+    /// Stops every node.
     pub async fn shutdown(mut self) {
         self.stop_all().await;
     }
+}
+
+/// Calls `router` without a socket; returns the status and the body as text.
+pub async fn call(
+    router: &axum::Router,
+    method: axum::http::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, String) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(axum::body::Body::from(body))
+        .expect("a well-formed request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router always answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Path of the built binary.
@@ -511,15 +609,9 @@ impl ProcCluster {
         wait_for(Duration::from_secs(20), "an agreed leader", || async {
             let mut leaders = Vec::new();
             for id in &ids {
-                let s = self.status(*id).await?;
-                let leader = s["leader"].as_u64()?;
-                if leader == 0 {
-                    return None;
-                }
-                leaders.push(leader);
+                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
             }
-            leaders.dedup();
-            (leaders.len() == 1).then(|| leaders[0])
+            agreed(leaders)
         })
         .await
     }

@@ -1,0 +1,107 @@
+//! A node inside the calling process, with no socket and no real disk: the same raft node,
+//! state machine and REST router as [`crate::start`] runs, on a [`MemNet`] and a file system
+//! of the caller's choosing (an in-memory [`crate::disk::MemFs`], say), on the caller's tokio
+//! runtime, applying entries on the raft node's own task. A test can then pause tokio's clock:
+//! elections, heartbeats and timeouts take no wall-clock time, and a cluster test runs in
+//! milliseconds. What only real processes show (signals, ports, exit codes) stays with the
+//! whole-binary tests.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::disk::SharedFs;
+use crate::http_api;
+use crate::kvstore::{Applier, KvStore};
+use crate::metrics::Metrics;
+use crate::raft_node::{self, Exit, NodeEnv, NodeHandle, RaftNode, StartError};
+use crate::request::Shared;
+use crate::transport::mem::MemNet;
+
+/// Client requests queued before senders wait (as [`crate::start`]).
+const INBOX_CAPACITY: usize = 16 * 1024;
+
+/// A node started by [`start`].
+pub struct MemNode {
+    /// Talks to the raft node.
+    pub node: NodeHandle,
+    /// The node's REST API, to be called without a socket (`tower::ServiceExt::oneshot`).
+    pub router: Router,
+    shutdown: CancellationToken,
+    exit: JoinHandle<Exit>,
+    net: MemNet,
+    id: u64,
+}
+
+impl MemNode {
+    /// Asks the node to stop (it hands leadership over and answers what is in flight).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the node stops, and takes it off the network.
+    pub async fn wait(self) -> Exit {
+        let exit = self
+            .exit
+            .await
+            .unwrap_or_else(|e| Exit::Fatal(format!("the raft node's task failed: {e}")));
+        self.net.detach(self.id);
+        exit
+    }
+
+    /// Stops the node at once, as a crash would: nothing is flushed, and the node's task is
+    /// dropped where it stands (its disk keeps what it had synced, and more).
+    pub fn crash(self) {
+        self.exit.abort();
+        self.net.detach(self.id);
+    }
+}
+
+/// Starts node `config.id` on `net`, its storage on `fs`.
+pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode, StartError> {
+    let mut recovered = raft_node::replay_wal_on(&config, fs)?;
+    let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
+    let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
+    let (endpoint, peers_rx) = net.attach(config.id);
+    let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(Metrics::new(config.id));
+    let node = RaftNode::new(
+        &config,
+        recovered,
+        Box::new(endpoint),
+        Applier::inline(kv.clone()),
+        shared.clone(),
+        metrics.clone(),
+        NodeEnv::production(),
+    )?;
+    let shutdown = CancellationToken::new();
+    let exit = tokio::spawn(node.run(requests_rx, peers_rx, shutdown.clone()));
+    let handle = NodeHandle::new(
+        config.id,
+        requests_tx,
+        kv,
+        config.proposal_timeout(),
+        shared,
+        metrics,
+    )
+    // Peers have no port to probe here.
+    .with_strict_reconfig(false);
+    let router = http_api::router(http_api::AppState {
+        node: handle.clone(),
+        max_body_bytes: config.max_body_bytes,
+        peer_tls: false,
+        stopping: shutdown.clone(),
+    });
+    Ok(MemNode {
+        node: handle,
+        router,
+        shutdown,
+        exit,
+        net: net.clone(),
+        id: config.id,
+    })
+}

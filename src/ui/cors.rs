@@ -1,0 +1,110 @@
+//! Cross-origin requests from the live page. The page is served by one node and talks to
+//! every member (their event streams, and the REST calls of its actions), so each node
+//! answers pages served by the cluster's nodes: an `Origin` whose host is a member's host
+//! (see [`super::directory::Directory::allows_host`]). A request from any other origin is
+//! refused with 403 before it does anything: without this, a page from anywhere could send
+//! a simple cross-origin `POST /<id>` that adds a member. Requests without an `Origin`
+//! (curl, the peers) and same-origin requests pass untouched.
+//!
+//! Written here rather than taken from tower-http's `CorsLayer`, which answers every
+//! `OPTIONS` as a preflight: the REST API answers a plain `OPTIONS /<key>` with the
+//! original's 405 and its `Allow` headers, and keeps doing so.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::directory::{Directory, url_host};
+use crate::http_api::ApiError;
+
+/// How long a browser may cache a preflight's answer.
+const PREFLIGHT_MAX_AGE_SECS: &str = "600";
+/// Methods the page uses (the REST API's).
+const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE";
+
+/// The middleware: refuses foreign origins, answers preflights, and marks the answers to
+/// allowed cross-origin requests.
+pub async fn layer(State(directory): State<Arc<Directory>>, req: Request, next: Next) -> Response {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return next.run(req).await;
+    };
+    if same_origin(&origin, req.headers()) {
+        return next.run(req).await;
+    }
+    if !url_host(&origin).is_some_and(|host| directory.allows_host(&host)) {
+        return ApiError::ForeignOrigin(origin).into_response();
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
+        );
+        // Chrome asks before a page reaches a more private address than its own (a page on
+        // a LAN address calling a loopback member).
+        if req
+            .headers()
+            .get("access-control-request-private-network")
+            .is_some_and(|v| v == "true")
+        {
+            headers.insert(
+                "access-control-allow-private-network",
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
+    } else {
+        next.run(req).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// Whether `origin` is the origin the request was sent to (browsers send `Origin` on
+/// same-origin writes too).
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_compares_the_authority() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:12380"));
+        assert!(same_origin("http://127.0.0.1:12380", &headers));
+        assert!(!same_origin("http://127.0.0.1:22380", &headers));
+        assert!(!same_origin("null", &headers));
+    }
+}
