@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::ProcCluster;
+use common::{ProcCluster, rss};
 use raft::eraftpb::{Message, MessageType};
 use raftexample::membership::cluster_id;
 use raftexample::snapshotter::handle::{file_handle, follows_handle, is_incoming_name};
@@ -17,17 +17,6 @@ use raftexample::transport::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Resident memory of process `pid`, in bytes.
-fn rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
-}
 
 /// The answer to a hand-written request: its status line's code, if one came back, and what
 /// followed it.
