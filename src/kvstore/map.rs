@@ -26,6 +26,10 @@ use super::codec::{split_varint, varint_len, write_varint};
 /// (4,096 empty sets, about 200 KB).
 pub const SHARDS: usize = 1 << 12;
 
+/// The seed of [`Map`]'s shard picker (any constant will do; changing it costs a snapshot
+/// load its locality once).
+const PICKER_SEED: u64 = 0x5eed_0f5a_4d00;
+
 /// A key and its value in one allocation, in their snapshot encoding. Equal and hashed by the
 /// key alone, so that a set of pairs is a map from key to value.
 pub(super) struct Pair(Box<[u8]>);
@@ -102,9 +106,12 @@ pub(super) type Shard = HashSet<Pair, Hasher_>;
 /// The state: key to value (see the module doc for the layout).
 pub struct Map {
     shards: Box<[Shard]>,
-    /// Picks a key's shard; seeded apart from the shards' own hasher, whose bits would
-    /// otherwise be alike within a shard.
-    picker: Hasher_,
+    /// Picks a key's shard. A fixed seed, the same in every map of every node: a snapshot is
+    /// written shard after shard, so loading it fills one shard at a time (its table stays in
+    /// the cache) instead of scattering the inserts over all 4,096 (a cache miss each). The
+    /// shards' own hashers are random per map, so a client who aims keys at one shard makes
+    /// it big, not slow.
+    picker: foldhash::fast::FixedState,
     len: usize,
     /// Bytes of all pairs' encodings: the snapshot's length without reading the map.
     encoded: u64,
@@ -133,7 +140,7 @@ impl Map {
             shards: (0..SHARDS)
                 .map(|_| Shard::with_capacity_and_hasher(per_shard, hasher.clone()))
                 .collect(),
-            picker: Hasher_::default(),
+            picker: foldhash::fast::FixedState::with_seed(PICKER_SEED),
             len: 0,
             encoded: 0,
             capture: None,
