@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compare our raftexample with etcd 3.4 and with etcd's original contrib/raftexample,
-# three nodes each on loopback, one system after the other, driven by wrk.
+# NODES (3) nodes each on loopback, one system after the other, driven by wrk.
 # See bench/README.md for what it measures and the knobs.
 set -euo pipefail
 
@@ -28,19 +28,22 @@ WRK_TIMEOUT=${WRK_TIMEOUT:-5s}           # wrk's per-request timeout
 INSTALL=${INSTALL:-1}                    # 1: apt-get install what is missing
 KEEP_TMP=${KEEP_TMP:-0}                  # 1: keep the data dirs and logs (path printed)
 TLS=${TLS:-0}                            # 1: after ours, run ours again with TLS on both ports (ours-tls)
+NODES=${NODES:-3}                        # cluster size, 1 to 5
 
 DUR=${DURATION%s}
 WARM=${WARMUP%s}
 [[ $DUR =~ ^[0-9]+$ && $DUR -gt 0 ]] || { echo "DURATION must be whole seconds, got '$DURATION'" >&2; exit 2; }
 [[ $WARM =~ ^[0-9]+$ ]] || { echo "WARMUP must be whole seconds, got '$WARMUP'" >&2; exit 2; }
 [[ $CONNECTIONS =~ ^[0-9]+$ && $CONNECTIONS -gt 0 ]] || { echo "bad CONNECTIONS" >&2; exit 2; }
+[[ $NODES =~ ^[1-5]$ ]] || { echo "NODES must be 1 to 5, got '$NODES'" >&2; exit 2; }
+NODE_IDS=$(seq 1 "$NODES")
 
-CLUSTER="http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379"
+CLUSTER=$(for n in $NODE_IDS; do printf 'http://127.0.0.1:%s2379\n' "$n"; done | paste -sd,)
 TLS_CLUSTER=${CLUSTER//http:/https:}
 [[ $TLS == 1 && " $SYSTEMS " == *" ours "* && " $SYSTEMS " != *" ours-tls "* ]] && SYSTEMS=${SYSTEMS/ours/ours ours-tls}
 CURL_TLS=()                              # curl's flags for ours-tls (set once its certificates exist)
-ETCD_CLIENT_PORTS=(0 14379 24379 34379)  # index = node number
-ETCD_PEER_PORTS=(0 14380 24380 34380)
+ETCD_CLIENT_PORTS=(0 14379 24379 34379 44379 54379)  # index = node number
+ETCD_PEER_PORTS=(0 14380 24380 34380 44380 54380)
 LUA="$BENCH_DIR/kv.lua"
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
@@ -184,7 +187,7 @@ sync_cluster() { # SYS TARGET TIMEOUT_S
     if ((acked == 0)) || [[ $sys == orig ]]; then kv_put "$sys" "$tgt" __bench_sync "$token" && acked=1; fi
     if ((acked)); then
       ok=1
-      for n in 1 2 3; do
+      for n in $NODE_IDS; do
         [[ $(kv_get_local "$sys" "$n" __bench_sync || true) == "$token" ]] || { ok=0; break; }
       done
       ((ok)) && return 0
@@ -197,7 +200,7 @@ sync_cluster() { # SYS TARGET TIMEOUT_S
 find_leader() { # SYS -> node number, or empty
   local sys=$1 n
   if [[ $sys == etcd ]]; then
-    for n in 1 2 3; do
+    for n in $NODE_IDS; do
       curl -fsS --max-time 3 -X POST -d '{}' "$(node_url etcd "$n")/v3/maintenance/status" 2>/dev/null |
         python3 -c 'import sys,json; d=json.load(sys.stdin); sys.exit(0 if d["header"]["member_id"]==d["leader"] else 1)' 2>/dev/null &&
         { echo "$n"; return 0; }
@@ -206,7 +209,7 @@ find_leader() { # SYS -> node number, or empty
   fi
   if [[ $(kind "$sys") == ours ]]; then
     # Ours says who leads in /-/status (its raft log lines are off by default).
-    for n in 1 2 3; do
+    for n in $NODE_IDS; do
       curl -fsS --max-time 3 "${CURL_TLS[@]+"${CURL_TLS[@]}"}" "$(node_url "$sys" "$n")/-/status" 2>/dev/null |
         python3 -c 'import sys,json; d=json.load(sys.stdin); l=d["leader"]; print(l) if l else sys.exit(1)' 2>/dev/null &&
         return 0
@@ -215,7 +218,7 @@ find_leader() { # SYS -> node number, or empty
   fi
   # raft logs "… N became leader at term T" (etcd raft)
   local best_term=-1 best="" line term id
-  for n in 1 2 3; do
+  for n in $NODE_IDS; do
     while IFS= read -r line; do
       term=$(sed -nE 's/.*became leader at term ([0-9]+).*/\1/p' <<<"$line")
       id=$(sed -nE 's/.*raft_id[=: "]+([0-9]+).*/\1/p' <<<"$line")
@@ -291,12 +294,12 @@ start_cluster() { # SYS -> fills CLUSTER_PIDS
   local sys=$1 n dir p
   CLUSTER_PIDS=()
   mkdir -p "$TMP/$sys"
-  for n in 1 2 3; do
+  for n in $NODE_IDS; do
     for p in $([[ $sys == etcd ]] && echo "${ETCD_CLIENT_PORTS[$n]} ${ETCD_PEER_PORTS[$n]}" || echo "${n}2379 ${n}2380"); do
       if port_busy "$p"; then log "$sys: port $p is already in use"; return 1; fi
     done
   done
-  for n in 1 2 3; do
+  for n in $NODE_IDS; do
     dir="$TMP/$sys/n$n"
     mkdir -p "$dir"
     case $sys in
@@ -314,7 +317,7 @@ start_cluster() { # SYS -> fills CLUSTER_PIDS
         (cd "$dir" && exec "$bin" --id "$n" --cluster "$cluster" --port "${n}2380" "${extra[@]+"${extra[@]}"}") >"$dir/log" 2>&1 &
         ;;
       etcd)
-        local ic="n1=http://127.0.0.1:${ETCD_PEER_PORTS[1]},n2=http://127.0.0.1:${ETCD_PEER_PORTS[2]},n3=http://127.0.0.1:${ETCD_PEER_PORTS[3]}"
+        local ic; ic=$(for m in $NODE_IDS; do printf 'n%s=http://127.0.0.1:%s\n' "$m" "${ETCD_PEER_PORTS[$m]}"; done | paste -sd,)
         (cd "$dir" && exec etcd --name "n$n" --data-dir "$dir/data" \
           --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORTS[$n]}" \
           --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORTS[$n]}" \
@@ -362,7 +365,7 @@ bench_system() { # SYS
   start_cluster "$sys" || { stop_cluster; return 0; }
   if ! sync_cluster "$sys" 1 "$READY_TIMEOUT"; then
     log "$sys: cluster not ready (within ${READY_TIMEOUT}s): n/a; log tails:"
-    for r in 1 2 3; do tail -n 5 "$TMP/$sys/n$r/log" >&2 || true; done
+    for r in $NODE_IDS; do tail -n 5 "$TMP/$sys/n$r/log" >&2 || true; done
     stop_cluster
     return 0
   fi
@@ -406,7 +409,7 @@ bench_system() { # SYS
 
   sync_cluster "$sys" "$tgt" 30 || true
   INFO[$sys:rss_loaded]=$(rss_kib "${CLUSTER_PIDS[0]}")
-  for r in 1 2 3; do kill -0 "${CLUSTER_PIDS[$((r - 1))]}" 2>/dev/null || log "$sys: WARNING: node $r is no longer running"; done
+  for r in $NODE_IDS; do kill -0 "${CLUSTER_PIDS[$((r - 1))]}" 2>/dev/null || log "$sys: WARNING: node $r is no longer running"; done
   stop_cluster
 }
 
@@ -489,7 +492,7 @@ echo
 echo "raftexample comparison  $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  $(uname -r)  data on $fstype"
 echo "ours: $ver_ours   etcd: ${ver_etcd:-?}   orig: etcd ${ver_etcd:-?} contrib/raftexample (Debian golang-etcd-server-dev, bound to 127.0.0.1)   wrk: ${ver_wrk:-?}"
 [[ $OURS_ARGS != auto && -n $OURS_ARGS ]] && echo "ours started with: --id N --cluster $CLUSTER --port N2380 $OURS_ARGS"
-echo "runs: ${DUR}s each, $KEYS keys, ${VALUE_SIZE}-byte values, wrk $THREADS threads; load to the leader (TARGET=$TARGET)"
+echo "runs: $NODES nodes, ${DUR}s each, $KEYS keys, ${VALUE_SIZE}-byte values, wrk $THREADS threads; load to the leader (TARGET=$TARGET)"
 echo
 printf '%-18s %7s | %9s %7s %7s | %9s %7s %7s | %9s %7s %7s | %9s %9s\n' \
   operation clients "ours r/s" p50ms p99ms "etcd r/s" p50ms p99ms "orig r/s" p50ms p99ms ours/etcd ours/orig
@@ -535,14 +538,14 @@ for s in ours ours-tls etcd orig; do
     "$s" "$p50" "$fl" "$(awk -v a="$p50" -v b="${fl%% *}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 done
 echo
-printf '%-6s %8s %14s %18s %20s\n' system leader "idle RSS MiB" "RSS after, MiB" "disk bytes/PUT (3 nodes)"
+printf '%-6s %8s %14s %18s %20s\n' system leader "idle RSS MiB" "RSS after, MiB" "disk bytes/PUT ($NODES nodes)"
 for s in ours ours-tls etcd orig; do
   want_systems "$s" || continue
   mib() { [[ -n ${1-} ]] && awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }' || echo n/a; }
   printf '%-6s %8s %14s %18s %20s\n' "$s" "${INFO[$s:leader]-n/a}" "$(mib "${INFO[$s:rss_idle]-}")" \
     "$(mib "${INFO[$s:rss_loaded]-}")" "${INFO[$s:bpp]-n/a}"
 done
-echo "(RSS of node 1: idle = just started, empty; after = after all runs with $KEYS keys. bytes/PUT = write_bytes of /proc/PID/io summed over the 3 nodes during the ${CONNECTIONS}-client PUT run / its PUTs.)"
+echo "(RSS of node 1: idle = just started, empty; after = after all runs with $KEYS keys. bytes/PUT = write_bytes of /proc/PID/io summed over the $NODES nodes during the ${CONNECTIONS}-client PUT run / its PUTs.)"
 errs=""
 for k in "${!RES[@]}"; do
   r=${RES[$k]}

@@ -105,9 +105,9 @@ fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
     group.sample_size(10);
     let n = 100_000u64;
-    let value: Box<str> = "x".repeat(100).into();
+    let value = "x".repeat(100);
     let map: Map = (0..n)
-        .map(|i| (format!("/bench-{i:08}").into(), value.clone()))
+        .map(|i| (format!("/bench-{i:08}"), value.as_str()))
         .collect();
     let state = ClusterState::default();
     let data = encode_snapshot(&state, &map);

@@ -88,9 +88,10 @@ pub struct Config {
     #[arg(long, default_value = "")]
     pub cluster_token: String,
 
-    /// Largest snapshot accepted from a peer, in bytes. It is written to disk as it arrives
-    /// and read into memory only once whole, so this bounds what a peer can make a node hold.
-    #[arg(long, default_value_t = 1 << 30)]
+    /// Largest snapshot file accepted from a peer, in bytes; 0 (the default, as in etcd): no
+    /// limit. A snapshot streams to disk as it arrives and is never held in memory, so this
+    /// bounds the disk a peer can make a node fill, not its memory.
+    #[arg(long, default_value_t = 0)]
     pub max_snapshot_bytes: u64,
 
     /// Certificate (PEM) of the REST API. With --key-file, the REST API speaks HTTPS only.

@@ -63,10 +63,11 @@ impl MemNode {
 
 /// Starts node `config.id` on `net`, its storage on `fs`.
 pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode, StartError> {
-    let mut recovered = raft_node::replay_wal_on(&config, fs)?;
+    let mut recovered = raft_node::replay_wal_on(&config, fs.clone())?;
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
     let (endpoint, peers_rx) = net.attach(config.id);
+    let endpoint = endpoint.with_snapshots(fs, config.snap_dir());
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(Metrics::new(config.id));
     let node = RaftNode::new(

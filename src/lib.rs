@@ -205,6 +205,7 @@ async fn start_recovered(
         services.child_token(),
         metrics.clone(),
         tls.peer_client,
+        (**recovered.storage.snapshotter()).clone(),
     );
     transport.learn_cluster_id(own_url, &config.cluster);
     let peer_endpoints = PeerServer::new(

@@ -300,7 +300,7 @@ fn members() -> Members {
 fn snapshot_data() -> Vec<u8> {
     let mut map = Map::default();
     for i in 0..20 {
-        map.insert(format!("/k{i}").into(), "x".repeat(i).into());
+        map.insert(&format!("/k{i}"), &"x".repeat(i));
     }
     let mut sessions = Sessions::default();
     sessions.register(1, 77, 4);

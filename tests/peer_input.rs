@@ -8,25 +8,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::ProcCluster;
+use common::{ProcCluster, rss};
 use raft::eraftpb::{Message, MessageType};
 use raftexample::membership::cluster_id;
+use raftexample::snapshotter::handle::{file_handle, follows_handle, is_incoming_name};
 use raftexample::transport::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, RAFT_PATH, STREAM_PATH, encode_batch,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Resident memory of process `pid`, in bytes.
-fn rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
-}
 
 /// The answer to a hand-written request: its status line's code, if one came back, and what
 /// followed it.
@@ -268,9 +258,23 @@ async fn garbage_closes_the_connection_and_the_node_keeps_serving() {
     c.wait_value(2, "k", "w", false).await;
 }
 
+/// A chunked body: each part one chunk, then the end.
+fn chunked(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(format!("{:x}\r\n", part.len()).into_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
 /// Snapshots travel only on their own route, within `--max-snapshot-bytes`: a snapshot on the
-/// stream, a request on the snapshot route that is not a snapshot, and one that announces (or
-/// sends) more than the limit are refused; memory stays put and the node keeps serving.
+/// stream, a request on the snapshot route that is not a snapshot, one that announces (or
+/// sends) more than the limit, a file that is damaged or shorter than announced, and a
+/// snapshot that names a file of the receiving node are refused; nothing stays on disk,
+/// memory stays put and the node keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_only_on_their_route_and_within_the_limit() {
     let c = ProcCluster::start(3, &["--max-snapshot-bytes", "65536"]).await;
@@ -279,14 +283,21 @@ async fn snapshots_only_on_their_route_and_within_the_limit() {
     let before = rss(pid);
     let addr = peer_addr(&c, 1);
     let ours = || headers(Some(the_cluster_id(&c)), 2, 1);
-    let mut snap = Message {
-        from: 2,
-        to: 1,
-        term: 1,
-        ..Default::default()
+    let snapshot_with = |data: bytes::Bytes| {
+        let mut snap = Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            ..Default::default()
+        };
+        snap.set_msg_type(MessageType::MsgSnapshot);
+        let s = snap.mut_snapshot();
+        s.mut_metadata().index = 1000;
+        s.mut_metadata().term = 1;
+        s.data = data;
+        encode_batch(std::slice::from_ref(&snap))
     };
-    snap.set_msg_type(MessageType::MsgSnapshot);
-    let on_stream = encode_batch(std::slice::from_ref(&snap));
+    let on_stream = snapshot_with(bytes::Bytes::new());
     let head = stream_head(&addr, &ours(), on_stream.len());
     let answer = send_raw(&addr, &head, &on_stream, 4096).await;
     assert_eq!(answer.status, Some(400), "{answer:?}");
@@ -303,15 +314,59 @@ async fn snapshots_only_on_their_route_and_within_the_limit() {
     let head = head_of(RAFT_PATH, &addr, &ours(), big.len());
     let answer = send_raw(&addr, &head, &big, 1 << 20).await;
     assert_eq!(answer.status, Some(413), "{answer:?}");
-    // Sent without a length (chunked): refused once the limit is passed.
-    let chunked = head_of(RAFT_PATH, &addr, &ours(), 0)
+    // Sent without a length (chunked), a message announcing a file over the limit: refused
+    // from the message alone.
+    let chunked_head = head_of(RAFT_PATH, &addr, &ours(), 0)
         .replace("content-length: 0\r\n", "transfer-encoding: chunked\r\n");
-    let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
-    chunk.extend(vec![0x5A; 1 << 20]);
-    chunk.extend_from_slice(b"\r\n");
-    let answer = send_raw(&addr, &chunked, &chunk.repeat(32), 1 << 20).await;
+    let over = snapshot_with(follows_handle(65537));
+    let filler = vec![0x5A; 1 << 20];
+    let answer = send_raw(&addr, &chunked_head, &chunked(&[&over, &filler]), 1 << 20).await;
     assert_eq!(answer.status, Some(413), "{answer:?}");
     assert!(answer.text.contains("--max-snapshot-bytes"), "{answer:?}");
+    // Garbage where the message should be: a length prefix of 1.5 GB.
+    let answer = send_raw(
+        &addr,
+        &chunked_head,
+        &chunked(&[filler.as_slice(); 4]),
+        1 << 20,
+    )
+    .await;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+
+    // Within the limit, but not a snapshot file: checked whole, refused, deleted.
+    let damaged = snapshot_with(follows_handle(4096));
+    let answer = send_raw(
+        &addr,
+        &chunked_head,
+        &chunked(&[&damaged, &[7u8; 4096]]),
+        4096,
+    )
+    .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert!(answer.text.contains("snapshot refused"), "{answer:?}");
+    // Shorter than announced.
+    let answer = send_raw(
+        &addr,
+        &chunked_head,
+        &chunked(&[&damaged, &[7u8; 100]]),
+        4096,
+    )
+    .await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert!(answer.text.contains("ended after 100"), "{answer:?}");
+    // A handle naming a file of node 1 (only node 1 itself makes those).
+    let named = snapshot_with(file_handle("0000000000000001-0000000000000001.snap"));
+    let answer = send_raw(&addr, &chunked_head, &chunked(&[&named]), 4096).await;
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert!(answer.text.contains("cannot name a file"), "{answer:?}");
+    let snap_dir = c.data_dir(1).join("raftexample-1-snap");
+    let left: Vec<String> = std::fs::read_dir(&snap_dir)
+        .expect("node 1's snapshot folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_incoming_name(n))
+        .collect();
+    assert!(left.is_empty(), "refused snapshots left files: {left:?}");
 
     assert_bounded(before, pid);
     c.put_ok(1, "k", "w").await;

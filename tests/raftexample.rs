@@ -222,7 +222,7 @@ async fn snapshot_covers_exactly_the_applied_entries() {
         let mut expected = raftexample::kvstore::Map::default();
         for (i, k, v) in &puts {
             if *i <= index {
-                expected.insert(k.as_str().into(), v.as_str().into());
+                expected.insert(k, v);
             }
         }
         let (_, map) = decode_snapshot(&snap.data).expect("snapshot decodes");

@@ -8,10 +8,10 @@ use std::path::Path;
 use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
-    Snapshot, SnapshotMetadata,
+    SnapshotMetadata,
 };
 use raftexample::fsutil::DirLock;
-use raftexample::kvstore::{ClusterState, Command, Map, encode_snapshot};
+use raftexample::kvstore::{self, ClusterState, Command, Map};
 use raftexample::membership::cluster_id;
 use raftexample::snapshotter::Snapshotter;
 use raftexample::wal::{Metadata, Wal, WalOptions};
@@ -92,9 +92,14 @@ pub fn write_wal(data_dir: &Path, url: &str, n: u64) {
 
 /// A snapshot of keys `0..n` at index `n + 1`, and a WAL that names it and holds nothing else.
 pub fn write_snapshot(data_dir: &Path, url: &str, n: u64) {
+    write_snapshot_of(data_dir, url, n, VALUE_LEN);
+}
+
+/// [`write_snapshot`] with values of `value_len` bytes.
+pub fn write_snapshot_of(data_dir: &Path, url: &str, n: u64, value_len: usize) {
     let (_lock, mut wal) = create_wal(data_dir, url);
-    let value: Box<str> = "x".repeat(VALUE_LEN).into();
-    let map: Map = (0..n).map(|i| (key(i).into(), value.clone())).collect();
+    let value = "x".repeat(value_len);
+    let map: Map = (0..n).map(|i| (key(i), value.as_str())).collect();
     let mut state = ClusterState::default();
     state.members.add(1, url.to_string());
     let mut meta = SnapshotMetadata {
@@ -103,14 +108,14 @@ pub fn write_snapshot(data_dir: &Path, url: &str, n: u64) {
         ..Default::default()
     };
     meta.set_conf_state(ConfState::from((vec![1], vec![])));
-    let mut snap = Snapshot {
-        data: encode_snapshot(&state, &map).into(),
-        ..Default::default()
-    };
-    snap.set_metadata(meta.clone());
     let snapshotter =
         Snapshotter::new(&data_dir.join("raftexample-1-snap"), 5).expect("creating the snap dir");
-    snapshotter.save(&snap).expect("saving the snapshot");
+    // Streamed into the file: a second copy of a big state in memory is what this avoids.
+    snapshotter
+        .save_with(&meta, kvstore::snapshot_len(&state, &map), |w| {
+            kvstore::write_snapshot(w, &state, &map)
+        })
+        .expect("saving the snapshot");
     wal.save_snapshot_marker(&meta).expect("writing the marker");
     let hs = HardState {
         term: 1,

@@ -136,6 +136,8 @@ pub struct RaftNode {
     /// What the transport dropped during a Ready, reported to raft after it.
     dropped: crate::transport::Dropped,
     pending_snapshot: Option<PendingSnapshot>,
+    /// Files of arrived snapshots stepped this round, not yet installed.
+    received_snapshots: Vec<String>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
@@ -271,6 +273,7 @@ impl RaftNode {
             sessions: recovered.sessions,
             dropped: Default::default(),
             pending_snapshot: None,
+            received_snapshots: Vec::new(),
             removal_pending: false,
             added_at,
             transfer_asked: None,

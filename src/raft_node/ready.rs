@@ -129,6 +129,7 @@ impl RaftNode {
             }
             self.handle_ready()?;
         }
+        self.discard_received_snapshots();
         self.maybe_stop_removed()?;
         self.maybe_campaign_alone();
         self.maybe_trigger_snapshot()?;
@@ -182,6 +183,7 @@ impl RaftNode {
                             self.last_leader_contact = now;
                         }
                         MessageType::MsgSnapshot => {
+                            self.note_received_snapshot(&m);
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
                             self.last_leader_contact = now;

@@ -444,7 +444,7 @@ mod tests {
             let mut members = Members::default();
             members.add(1, url);
             let mut map = crate::kvstore::Map::default();
-            map.insert("/k".into(), "v".into());
+            map.insert("/k", "v");
             let mut meta = SnapshotMetadata {
                 index: 7,
                 term: 3,
@@ -475,6 +475,6 @@ mod tests {
         let hs = recovered.storage.mem.rl().hard_state().clone();
         assert_eq!((hs.term, hs.commit), (3, 7));
         assert_eq!(recovered.snapshot_index, 7);
-        assert_eq!(recovered.kv.get("/k").map(|v| &**v), Some("v"));
+        assert_eq!(recovered.kv.get("/k"), Some("v"));
     }
 }

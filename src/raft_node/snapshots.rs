@@ -1,15 +1,19 @@
 //! Snapshots: taking one when enough entries were applied (the state machine writes the file;
 //! then the WAL marker and the compaction of the log and of the WAL), and installing one the
-//! leader sent.
+//! leader sent. A snapshot from the leader arrives as a file the peer server wrote and checked
+//! ([`crate::snapshotter::handle`]); installing it renames that file into place, and the state
+//! machine streams the map from it. A snapshot with its data inline (an in-memory network's)
+//! is saved from memory instead.
 
 use std::time::Instant;
 
 use raft::Storage;
-use raft::eraftpb::{Snapshot, SnapshotMetadata};
+use raft::eraftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
 use tokio::sync::oneshot;
 
 use super::{NodeError, RaftNode};
-use crate::kvstore::{Apply, ClusterState, decode_cluster_state};
+use crate::kvstore::{Apply, ClusterState, RestoreFrom, decode_cluster_state, read_cluster_state};
+use crate::snapshotter::{self, SnapshotData};
 
 /// A snapshot the state machine is saving.
 pub(super) struct PendingSnapshot {
@@ -27,14 +31,45 @@ impl RaftNode {
             term = meta.term,
             "installing snapshot from the leader"
         );
+        let snapshotter = self.storage.snapshotter().clone();
         // File first, then the marker: a marker without its file would make the WAL
         // unreplayable, while a file without a marker is simply ignored.
-        self.storage.snapshotter().save(&snap)?;
+        let (state, from) = match SnapshotData::of(&snap.data) {
+            Ok(SnapshotData::Inline(data)) => {
+                snapshotter.save(&snap)?;
+                let state = decode_cluster_state(data).map_err(|e| e.to_string());
+                (state, RestoreFrom::Bytes(snap.data.clone()))
+            }
+            Ok(SnapshotData::File(name)) => {
+                // Checked whole when it arrived; only its first bytes are read here.
+                snapshotter.adopt(name, &meta)?;
+                self.received_snapshots.retain(|n| n != name);
+                let state = snapshotter
+                    .peek_with(meta.term, meta.index, read_cluster_state)
+                    .map_err(|e| e.to_string());
+                let term = meta.term;
+                (state, RestoreFrom::File { snapshotter, term })
+            }
+            Ok(SnapshotData::Follows(_)) => {
+                return Err(snapshotter::Error::Handle {
+                    index: meta.index,
+                    reason: "its file was to follow on the wire, and never became a file".into(),
+                }
+                .into());
+            }
+            Err(e) => {
+                return Err(snapshotter::Error::Handle {
+                    index: meta.index,
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+        };
         self.wal_mut()?.save_snapshot_reset(&meta)?;
-        self.storage.mem.wl().apply_snapshot(snap.clone())?;
+        self.storage.mem.wl().apply_snapshot(snap)?;
         self.storage.set_latest_snapshot(meta.clone());
         self.metrics.snapshots.inc();
-        match decode_cluster_state(&snap.data) {
+        match state {
             Ok(state) => {
                 if state.members.contains(self.id) {
                     self.added_at = meta.index;
@@ -53,7 +88,7 @@ impl RaftNode {
         self.apply_tx
             .send(Apply::Restore {
                 index: meta.index,
-                data: snap.data,
+                from,
                 done,
             })
             .map_err(|_| NodeError::ApplyStopped)?;
@@ -61,6 +96,30 @@ impl RaftNode {
         self.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = meta.index;
         Ok(())
+    }
+
+    /// Notes the file an arrived snapshot's handle names: installed, it is renamed into
+    /// place; otherwise (raft found it stale, or a newer one overtook it) it is deleted at the
+    /// end of the round ([`RaftNode::discard_received_snapshots`]).
+    pub(super) fn note_received_snapshot(&mut self, m: &Message) {
+        if m.get_msg_type() != MessageType::MsgSnapshot {
+            return;
+        }
+        if let Ok(SnapshotData::File(name)) = SnapshotData::of(&m.get_snapshot().data) {
+            self.received_snapshots.push(name.to_string());
+        }
+    }
+
+    /// Deletes the files of arrived snapshots that were not installed. Called once every
+    /// `Ready` of a round is handled: raft installs a snapshot it accepts in the `Ready` that
+    /// follows the step, so a file not taken by then never will be.
+    pub(super) fn discard_received_snapshots(&mut self) {
+        for name in std::mem::take(&mut self.received_snapshots) {
+            tracing::debug!(file = %name, "discarding a snapshot raft did not install");
+            if let Err(err) = self.storage.snapshotter().discard(&name) {
+                tracing::warn!(%err, "cannot delete an arrived snapshot that was not installed");
+            }
+        }
     }
 
     /// Asks the state machine for a snapshot once enough entries were applied since the last

@@ -1,8 +1,9 @@
 //! raft-rs's view of the log: a `MemStorage` holding the entries since the last compaction,
-//! plus snapshots read back from the snapshotter's files. `MemStorage` alone cannot serve a
-//! snapshot with data (its own `snapshot()` has none), and keeping the newest snapshot in
-//! memory would double the memory of a big store, so the file on disk is the copy raft reads
-//! when a follower needs it.
+//! plus the snapshotter's newest file. `MemStorage` alone cannot serve a snapshot with data
+//! (its own `snapshot()` has none), and a snapshot of a big store is gigabytes: what raft gets
+//! is the snapshot's metadata with a handle naming its file as data
+//! ([`crate::snapshotter::handle`]). Asking costs nothing on the raft thread, however big the
+//! state and however often raft asks again; the transport streams the file to the follower.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use raft::eraftpb::{Entry, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use crate::snapshotter::Snapshotter;
+use crate::snapshotter::{Snapshotter, handle, snap_name};
 
 /// The `Storage` the `RawNode` reads; the raft node writes to it through [`NodeStorage::mem`].
 #[derive(Clone)]
@@ -117,12 +118,56 @@ impl Storage for NodeStorage {
             // A follower added after this snapshot would reject it ("not in the ConfState").
             return Err(self.unavailable());
         }
-        match self.shared.snapshotter.load(meta.term, meta.index) {
-            Ok(snap) => Ok(snap),
-            Err(err) => {
-                tracing::error!(%err, "cannot read snapshot for a follower; taking a new one");
-                Err(self.unavailable())
-            }
+        let name = snap_name(meta.term, meta.index);
+        if !self.shared.snapshotter.has_file(&name) {
+            // Set aside as damaged (the transport found its checksum wrong while sending it).
+            tracing::warn!(file = %name, "the newest snapshot file is gone; taking a new one");
+            return Err(self.unavailable());
         }
+        let mut snap = Snapshot {
+            data: handle::file_handle(&name),
+            ..Default::default()
+        };
+        snap.set_metadata(meta);
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::ConfState;
+
+    /// raft gets the metadata and a handle naming the file, never the data; a file that is
+    /// gone (set aside as damaged) makes the node take a fresh snapshot instead.
+    #[test]
+    fn a_snapshot_for_a_follower_is_a_handle_to_its_file() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshotter = Snapshotter::new(dir.path(), 5).expect("snapshotter");
+        let mut snap = Snapshot {
+            data: vec![1u8; 100_000].into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().term = 3;
+        snap.mut_metadata().index = 40;
+        snap.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        snapshotter.save(&snap).expect("saved");
+        let storage = NodeStorage::new(
+            MemStorage::new(),
+            snapshotter,
+            Some(snap.get_metadata().clone()),
+        );
+        let got = storage.snapshot(40, 2).expect("a snapshot");
+        assert_eq!(got.get_metadata(), snap.get_metadata());
+        assert_eq!(
+            crate::snapshotter::SnapshotData::of(&got.data).expect("a handle"),
+            crate::snapshotter::SnapshotData::File(&snap_name(3, 40))
+        );
+        assert!(!storage.take_want_fresh());
+
+        std::fs::remove_file(dir.path().join(snap_name(3, 40))).expect("removed");
+        assert!(storage.snapshot(40, 2).is_err());
+        assert!(storage.take_want_fresh(), "a fresh snapshot is asked for");
     }
 }

@@ -56,6 +56,7 @@ impl Fed {
             shutdown.child_token(),
             metrics.clone(),
             None,
+            (**recovered.storage.snapshotter()).clone(),
         );
         let node = RaftNode::new(
             &config,
@@ -341,4 +342,93 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
         .expect("node 1 stops once node 2 leads")
         .expect("node task");
     assert_eq!(exit, Exit::Removed);
+}
+
+/// A snapshot file as the peer server leaves it for the node: the snapshot of term 2 at
+/// `index`, whose members are `cluster` and whose map holds `/from-snapshot`, written to
+/// `incoming-1-<n>.part` in `snap_dir`; returns that name.
+fn arrived_snapshot(snap_dir: &std::path::Path, cluster: &[String], index: u64, n: u64) -> String {
+    use crate::kvstore::{ClusterState, Map, encode_snapshot};
+    let leader_dir = tempfile::TempDir::new().expect("temp dir");
+    let leader = crate::snapshotter::Snapshotter::new(leader_dir.path(), 5).expect("snapshotter");
+    let mut state = ClusterState::default();
+    for (id, url) in (1..).zip(cluster) {
+        state.members.add(id, url.clone());
+    }
+    let mut map = Map::default();
+    map.insert("/from-snapshot", "yes");
+    let mut snap = raft::eraftpb::Snapshot {
+        data: encode_snapshot(&state, &map).into(),
+        ..Default::default()
+    };
+    let meta = snap.mut_metadata();
+    meta.term = 2;
+    meta.index = index;
+    meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 2, 3], vec![])));
+    leader.save(&snap).expect("saving the leader's snapshot");
+    let name = crate::snapshotter::handle::incoming_name(1, n);
+    std::fs::copy(
+        leader_dir
+            .path()
+            .join(crate::snapshotter::snap_name(2, index)),
+        snap_dir.join(&name),
+    )
+    .expect("copying the snapshot where the server writes arrivals");
+    name
+}
+
+/// The `MsgSnapshot` the peer server hands the node for the arrived file `name`.
+fn snapshot_message(name: &str, index: u64) -> Message {
+    let mut m = Message {
+        from: 1,
+        to: 2,
+        term: 2,
+        ..Default::default()
+    };
+    m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    let snap = m.mut_snapshot();
+    snap.data = crate::snapshotter::handle::file_handle(name);
+    let meta = snap.mut_metadata();
+    meta.term = 2;
+    meta.index = index;
+    meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 2, 3], vec![])));
+    m
+}
+
+/// A snapshot that arrived as a file is installed by renaming that file into place; one raft
+/// does not install (older than what the node has) is deleted, so arrived files never pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(2, cluster.clone(), false).await;
+    let snap_dir = node._dir.path().join("raftexample-2-snap");
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&snap_dir)
+            .expect("the snapshot folder")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let fresh = arrived_snapshot(&snap_dir, &cluster, 100, 0);
+    node.step(snapshot_message(&fresh, 100))
+        .await
+        .expect("running");
+    let status = node
+        .wait_status(|s| s.snapshot_index == 100 && s.applied == 100)
+        .await
+        .expect("running");
+    assert_eq!(status.members.len(), 3, "{status:?}");
+    assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
+
+    let stale = arrived_snapshot(&snap_dir, &cluster, 50, 1);
+    node.step(snapshot_message(&stale, 50))
+        .await
+        .expect("running");
+    node.wait_status(|_| !names().contains(&stale))
+        .await
+        .expect("running");
+    assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
+    assert_eq!(node.status().await.expect("running").snapshot_index, 100);
 }

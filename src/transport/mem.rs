@@ -3,14 +3,18 @@
 //! it. A message is delivered at once, as the HTTP transport would deliver it (one batch per
 //! peer, snapshots reported delivered, a removed node's vote requests answered with "gone"),
 //! unless the test has cut the link. Tests run whole clusters on it, on a paused clock.
+//! Nodes do not share a disk: a snapshot travels with its data inline, read from the sender's
+//! file system ([`super::inline_snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
-use super::{Dropped, Network, PeerEvent};
+use super::{Dropped, Network, PeerEvent, inline_snapshot};
+use crate::disk::SharedFs;
 
 /// Messages queued for a node before more are dropped (as a full peer queue drops them).
 const QUEUE: usize = 16 * 1024;
@@ -50,6 +54,7 @@ impl MemNet {
             id,
             net: self.clone(),
             peers: BTreeSet::new(),
+            snapshots: None,
         };
         (endpoint, rx)
     }
@@ -78,6 +83,36 @@ pub struct MemEndpoint {
     net: MemNet,
     /// The peers the node sends to.
     peers: BTreeSet<u64>,
+    /// The node's file system and snapshot directory, which the handles in its `MsgSnapshot`s
+    /// name; `None`: a node that sends no snapshots.
+    snapshots: Option<(SharedFs, PathBuf)>,
+}
+
+impl MemEndpoint {
+    /// The endpoint of a node whose snapshot files are in `snap_dir` on `fs`: snapshots it
+    /// sends are read from there into the message.
+    pub fn with_snapshots(mut self, fs: SharedFs, snap_dir: PathBuf) -> MemEndpoint {
+        self.snapshots = Some((fs, snap_dir));
+        self
+    }
+
+    /// Puts the data of each snapshot in `batch` inline; `false` if one cannot be read.
+    fn inline_snapshots(&self, to: u64, batch: &mut [Message]) -> bool {
+        for m in batch
+            .iter_mut()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+        {
+            let inlined = match &self.snapshots {
+                Some((fs, dir)) => inline_snapshot(fs.as_ref(), dir, m).map_err(|e| e.to_string()),
+                None => Err("the endpoint has no snapshot directory".into()),
+            };
+            if let Err(err) = inlined {
+                tracing::warn!(to, %err, "cannot send a snapshot");
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl Network for MemEndpoint {
@@ -98,7 +133,7 @@ impl Network for MemEndpoint {
             batches.entry(m.to).or_default().push(m);
         }
         let own = hub.nodes.get(&self.id).cloned();
-        for (to, batch) in batches {
+        for (to, mut batch) in batches {
             let snapshots = batch
                 .iter()
                 .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
@@ -128,6 +163,10 @@ impl Network for MemEndpoint {
                         as_of: Some(*as_of),
                     });
                 }
+                continue;
+            }
+            if snapshots > 0 && !self.inline_snapshots(to, &mut batch) {
+                dropped.add(to, true);
                 continue;
             }
             if target.try_send(PeerEvent::Step(batch)).is_err() {
@@ -213,5 +252,48 @@ mod tests {
             Ok(PeerEvent::RemovedByPeer { peer: 2, as_of }) => assert_eq!(as_of, Some(9)),
             other => panic!("expected gone, got {other:?}"),
         }
+    }
+    /// Nodes do not share a disk: a snapshot whose data names the sender's file arrives with
+    /// that file's data inline; one whose file is gone is dropped, and raft hears it failed.
+    #[test]
+    fn a_snapshot_travels_with_its_data() {
+        use crate::disk::MemFs;
+        use crate::snapshotter::{Snapshotter, handle::file_handle, snap_name};
+        use raft::eraftpb::Snapshot;
+        use std::path::Path;
+
+        let fs: SharedFs = Arc::new(MemFs::new(1));
+        let dir = Path::new("/data/raftexample-1-snap");
+        let snapshots = Snapshotter::new_on(fs.clone(), dir, 5).expect("a snapshot folder");
+        let mut snap = Snapshot {
+            data: b"the state".to_vec().into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().term = 2;
+        snap.mut_metadata().index = 7;
+        snapshots.save(&snap).expect("saved");
+
+        let net = MemNet::new();
+        let (a, _a_rx) = net.attach(1);
+        let mut a = a.with_snapshots(fs, dir.to_path_buf());
+        let (_b, mut b_rx) = net.attach(2);
+        a.add_peer(2, "");
+        let mut m = message(MessageType::MsgSnapshot, 1, 2);
+        m.mut_snapshot().set_metadata(snap.get_metadata().clone());
+        m.mut_snapshot().data = file_handle(&snap_name(2, 7));
+        let mut dropped = Dropped::default();
+        a.send(vec![m.clone()], &mut dropped);
+        match b_rx.try_recv() {
+            Ok(PeerEvent::Step(batch)) => {
+                assert_eq!(&batch[0].get_snapshot().data[..], b"the state")
+            }
+            other => panic!("expected the snapshot, got {other:?}"),
+        }
+        assert!(dropped.snapshots.is_empty());
+
+        m.mut_snapshot().data = file_handle(&snap_name(2, 8));
+        a.send(vec![m], &mut dropped);
+        assert!(b_rx.try_recv().is_err());
+        assert_eq!(dropped.snapshots, [2]);
     }
 }

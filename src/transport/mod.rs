@@ -3,7 +3,8 @@
 //! Outgoing: the raft node hands every message to [`Transport::send`], which only ever does a
 //! `try_send` into the destination peer's bounded queue, so a slow or dead peer can never block
 //! the node. Each peer has its own task ([`peer`]) that writes its queue, batch after batch,
-//! into a long-lived `POST /raft/stream`; snapshots go in a `POST /raft` of their own.
+//! into a long-lived `POST /raft/stream`; snapshots go in a `POST /raft` of their own, streamed
+//! from the leader's snapshot file to a file on the follower ([`snapshot`]).
 //! Messages that do not fit are dropped and raft is told the peer is unreachable; raft
 //! retransmits what matters.
 //!
@@ -25,6 +26,9 @@ pub mod join;
 pub mod mem;
 pub mod peer;
 pub mod server;
+pub mod snapshot;
+
+pub use snapshot::inline_snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
@@ -45,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::snapshotter::Snapshotter;
 
 /// What the transport tells the raft node about its peers.
 #[derive(Debug)]
@@ -106,7 +111,7 @@ pub struct PeerLimits {
     /// Largest message on the stream: raft's [`MAX_SIZE_PER_MSG`] of entries, one entry that
     /// may cross it (a value of up to `--max-body-bytes`), and a margin.
     pub max_message: usize,
-    /// Largest snapshot request (`--max-snapshot-bytes`).
+    /// Largest snapshot file a peer may send (`--max-snapshot-bytes`; `u64::MAX`: no limit).
     pub max_snapshot: u64,
 }
 
@@ -116,7 +121,10 @@ impl PeerLimits {
     pub fn from_config(config: &Config) -> PeerLimits {
         PeerLimits {
             max_message: MAX_SIZE_PER_MSG as usize + config.max_body_bytes + MESSAGE_MARGIN,
-            max_snapshot: config.max_snapshot_bytes,
+            max_snapshot: match config.max_snapshot_bytes {
+                0 => u64::MAX,
+                limit => limit,
+            },
         }
     }
 }
@@ -281,6 +289,12 @@ impl Dropped {
 /// never waiting. [`Transport`] is the real one (HTTP between processes); tests and the
 /// simulator bring their own, in memory. What peers send back reaches the node as
 /// [`PeerEvent`]s.
+///
+/// A `MsgSnapshot` the node sends carries no state: its data is a handle naming a file of
+/// the node's snapshot directory ([`crate::snapshotter::handle`]), which [`Transport`]
+/// streams to the peer. A network that delivers messages in memory calls
+/// [`inline_snapshot`] on it first, with the sender's file system and snapshot directory:
+/// the receiving node installs a snapshot whose data is inline as well.
 pub trait Network: Send {
     /// Starts sending to `id` at `url` (or moves it to a new URL).
     fn add_peer(&mut self, id: u64, url: &str);
@@ -328,11 +342,14 @@ pub struct Transport {
     filter: Arc<PeerFilter>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    /// The node's snapshot files, which snapshots to peers are streamed from.
+    snapshots: Snapshotter,
 }
 
 impl Transport {
     /// A transport with no peers yet. `tls` is the client side of peer TLS: `https://` peers
-    /// are reached with it (without it, they cannot be reached at all).
+    /// are reached with it (without it, they cannot be reached at all). Snapshots are sent
+    /// from the files of `snapshots`.
     pub fn new(
         filter: Arc<PeerFilter>,
         inbox: mpsc::Sender<PeerEvent>,
@@ -340,6 +357,7 @@ impl Transport {
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
         tls: Option<rustls::ClientConfig>,
+        snapshots: Snapshotter,
     ) -> Transport {
         let client = http_client(tls);
         Transport {
@@ -350,6 +368,7 @@ impl Transport {
             filter,
             shutdown,
             metrics,
+            snapshots,
         }
     }
 
@@ -375,6 +394,7 @@ impl Transport {
                 inbox: self.inbox.clone(),
                 filter: self.filter.clone(),
                 metrics: self.metrics.clone(),
+                snapshots: self.snapshots.clone(),
             },
             PEER_QUEUE,
             self.shutdown.child_token(),
@@ -542,32 +562,46 @@ pub fn decode_available(buf: &mut Vec<u8>, limit: usize) -> Result<Vec<Message>,
     Ok(messages)
 }
 
+/// The first message of `buf` and the bytes it took, once it is whole (`None` before).
+pub(crate) fn decode_one(buf: &[u8], limit: usize) -> Result<Option<(Message, usize)>, WireError> {
+    decode_at(buf, 0, limit)
+}
+
+/// The message at byte `pos` of `body` and where it ends, once it is whole (`None` before).
+/// A length prefix over `limit` is an error from its four bytes alone.
+fn decode_at(body: &[u8], pos: usize, limit: usize) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(len_bytes) = body.get(pos..pos + 4) else {
+        return Ok(None);
+    };
+    let len_bytes: [u8; 4] = len_bytes
+        .try_into()
+        .expect("a 4-byte slice converts to [u8; 4]");
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > limit {
+        return Err(WireError::TooLarge {
+            offset: pos,
+            len,
+            limit,
+        });
+    }
+    let start = pos + 4;
+    let Some(bytes) = body.get(start..start + len) else {
+        return Ok(None);
+    };
+    let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
+        offset: start,
+        source,
+    })?;
+    Ok(Some((msg, start + len)))
+}
+
 /// The whole messages at the front of `body`, and how many bytes they took.
 fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), WireError> {
     let mut out = Vec::new();
     let mut pos = 0;
-    while let Some(len_bytes) = body.get(pos..pos + 4) {
-        let len_bytes: [u8; 4] = len_bytes
-            .try_into()
-            .expect("a 4-byte slice converts to [u8; 4]");
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        if len > limit {
-            return Err(WireError::TooLarge {
-                offset: pos,
-                len,
-                limit,
-            });
-        }
-        let start = pos + 4;
-        let Some(bytes) = body.get(start..start + len) else {
-            break;
-        };
-        let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
-            offset: start,
-            source,
-        })?;
+    while let Some((msg, end)) = decode_at(body, pos, limit)? {
         out.push(msg);
-        pos = start + len;
+        pos = end;
     }
     Ok((out, pos))
 }

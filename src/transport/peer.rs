@@ -3,7 +3,8 @@
 //! batch costs one write, not an HTTP request and a wait for its answer (etcd's rafthttp
 //! streams work the same way). Whatever queued while the last write was under way goes out in
 //! the next, so batches grow with load by themselves. Snapshots, which can be large, go in a
-//! request of their own, and raft hears whether they arrived.
+//! request of their own, streamed from their file ([`super::snapshot`]), and raft hears
+//! whether they arrived.
 //!
 //! A stream is dropped and reopened when it fails, when the peer has not been heard from for a
 //! while although we keep sending (a partition leaves a TCP connection that only looks open),
@@ -26,12 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerEvent, PeerFilter, RAFT_PATH,
-    STREAM_PATH,
+    STREAM_PATH, snapshot,
 };
 use crate::metrics::Metrics;
+use crate::snapshotter::Snapshotter;
 
-/// How long a snapshot may take: it can be hundreds of megabytes.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a removed peer's last stream may take to deliver what was written to it.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Pause after a failed stream, so a dead peer costs one attempt per interval, not a spin.
@@ -72,6 +72,8 @@ pub struct PeerTask {
     pub filter: Arc<PeerFilter>,
     /// Where sent and dropped messages are counted.
     pub metrics: Arc<Metrics>,
+    /// The node's snapshot files, which snapshots are streamed from.
+    pub snapshots: Snapshotter,
 }
 
 /// Starts the task for one peer on `runtime`.
@@ -106,8 +108,31 @@ enum Sent {
     Failed(String),
 }
 
-/// A request body fed from a channel: each batch becomes one chunk.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A request body fed from a channel: each batch (or chunk of a file) becomes one chunk.
+pub(super) struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+    /// Bytes still to come, when known up front: the request then carries a
+    /// `Content-Length`, and a body cut short fails rather than ends.
+    remaining: Option<u64>,
+}
+
+impl ChannelBody {
+    /// A body of unknown length (a stream).
+    fn open(rx: mpsc::Receiver<Bytes>) -> ChannelBody {
+        ChannelBody {
+            rx,
+            remaining: None,
+        }
+    }
+
+    /// A body of exactly `len` bytes.
+    pub(super) fn sized(rx: mpsc::Receiver<Bytes>, len: u64) -> ChannelBody {
+        ChannelBody {
+            rx,
+            remaining: Some(len),
+        }
+    }
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -117,7 +142,19 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        self.rx.poll_recv(cx).map(|chunk| {
+            chunk.map(|chunk| {
+                if let Some(left) = &mut self.remaining {
+                    *left = left.saturating_sub(chunk.len() as u64);
+                }
+                Ok(Frame::data(chunk))
+            })
+        })
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.remaining
+            .map_or_else(Default::default, hyper::body::SizeHint::with_exact)
     }
 }
 
@@ -199,7 +236,7 @@ impl PeerTask {
         first: Option<Message>,
     ) -> Option<Sent> {
         let (frames, body) = mpsc::channel(STREAM_BUFFER);
-        let request = match self.request(STREAM_PATH, ChannelBody(body).boxed()) {
+        let request = match self.request(STREAM_PATH, ChannelBody::open(body).boxed()) {
             Ok(r) => r,
             Err(reason) => return Some(Sent::Failed(reason)),
         };
@@ -296,22 +333,22 @@ impl PeerTask {
             inbox: self.inbox.clone(),
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
+            snapshots: self.snapshots.clone(),
         };
         tokio::spawn(async move {
-            let body = http_body_util::Full::new(Bytes::from(super::encode_batch(
-                std::slice::from_ref(&snap),
-            )));
-            let outcome = match task.request(RAFT_PATH, body.map_err(|e| match e {}).boxed()) {
-                Ok(request) => tokio::time::timeout(SNAPSHOT_TIMEOUT, task.answer(request))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Sent::Failed(format!("not delivered in {SNAPSHOT_TIMEOUT:?}"))
-                    }),
-                Err(reason) => Sent::Failed(reason),
-            };
+            let started = Instant::now();
+            let outcome = task.send_snapshot(snap).await;
             let delivered = matches!(outcome, Sent::Ok);
-            if let Sent::Failed(reason) = &outcome {
-                tracing::warn!(peer = task.id, %reason, "snapshot not delivered");
+            match &outcome {
+                Sent::Failed(reason) => {
+                    tracing::warn!(peer = task.id, %reason, "snapshot not delivered")
+                }
+                Sent::Ok => tracing::info!(
+                    peer = task.id,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "snapshot delivered"
+                ),
+                Sent::Gone(_) => {}
             }
             let counter = if delivered {
                 &task.metrics.peer_messages_sent
@@ -327,6 +364,35 @@ impl PeerTask {
                 })
                 .await;
         });
+    }
+
+    /// Streams the snapshot `snap` names to the peer; gives up if it stalls.
+    async fn send_snapshot(&self, snap: Message) -> Sent {
+        let outgoing = match snapshot::outgoing(snap, &self.snapshots) {
+            Ok(outgoing) => outgoing,
+            Err(reason) => return Sent::Failed(reason),
+        };
+        let request = match self.request(RAFT_PATH, outgoing.body) {
+            Ok(request) => request,
+            Err(reason) => return Sent::Failed(reason),
+        };
+        let outcome = snapshot::unless_stalled(self.answer(request), &outgoing.progress)
+            .await
+            .unwrap_or_else(|| {
+                Sent::Failed(format!(
+                    "no progress for {:?}; given up",
+                    snapshot::STALL_LIMIT
+                ))
+            });
+        // Why the body ended early, if the file is what failed.
+        // The body is gone by now, so a reader still waiting to hand over a chunk stops.
+        if let Some(reader) = outgoing.reader
+            && let Ok(Err(err)) = reader.await
+            && !matches!(outcome, Sent::Ok)
+        {
+            return Sent::Failed(format!("{err}"));
+        }
+        outcome
     }
 
     fn request(

@@ -4,8 +4,8 @@
 //!   message's length is checked against [`PeerLimits::max_message`] as soon as its prefix
 //!   arrives, so a connection holds at most one bounded message; a sender has one stream at a
 //!   time (a new one replaces the old, as in etcd's rafthttp).
-//! - `POST /raft`: one snapshot, written to a file as it arrives and bounded by
-//!   `--max-snapshot-bytes`, then read back and handed to raft.
+//! - `POST /raft`: one snapshot, written to a file as it arrives, checked, and handed to raft
+//!   as a handle naming that file ([`super::snapshot`]).
 //! - `GET /raft/join`: a joining node asks for the cluster's identity ([`super::join`]).
 //!
 //! Every request must name this cluster's identity (a joining node refuses everything until it
@@ -23,7 +23,6 @@
 //! certificate from `--peer-trusted-ca-file`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +36,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use raft::eraftpb::{Message, MessageType};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -51,9 +49,6 @@ use crate::request::Shared;
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
 /// has something to say (and a vanished sender does not leave a task behind forever).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
-/// Prefix of the files arriving snapshots are written to, in the snapshot directory.
-const INCOMING_PREFIX: &str = "incoming-from-";
-const INCOMING_EXT: &str = ".part";
 
 /// A refused request: status and one line of reason. The connection is closed after it.
 #[derive(Debug)]
@@ -63,11 +58,21 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, text: impl Into<String>) -> Refusal {
+    pub(super) fn new(status: StatusCode, text: impl Into<String>) -> Refusal {
         Refusal {
             status,
             text: text.into(),
         }
+    }
+
+    /// The status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its reason.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -106,6 +111,8 @@ pub struct PeerServer {
     next_stream: Arc<AtomicU64>,
     /// Senders whose snapshot is arriving right now.
     arriving: Arc<Mutex<HashSet<u64>>>,
+    /// Numbers the files of arriving snapshots.
+    next_incoming: Arc<AtomicU64>,
     /// (sender, what) pairs already logged.
     logged: Arc<Mutex<HashSet<(u64, u64)>>>,
 }
@@ -125,9 +132,8 @@ impl PeerServer {
             .flatten()
             .flatten()
         {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(INCOMING_PREFIX) && name.ends_with(INCOMING_EXT) {
+            // Arriving when the node stopped, or arrived and never installed.
+            if crate::snapshotter::handle::is_incoming_name(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -140,8 +146,24 @@ impl PeerServer {
             streams: Arc::default(),
             next_stream: Arc::default(),
             arriving: Arc::default(),
+            next_incoming: Arc::default(),
             logged: Arc::default(),
         }
+    }
+
+    /// The limits on what peers send.
+    pub(super) fn limits(&self) -> PeerLimits {
+        self.limits
+    }
+
+    /// Where arriving snapshots are written.
+    pub(super) fn incoming_dir(&self) -> &Path {
+        &self.incoming_dir
+    }
+
+    /// A number for the next arriving snapshot's file.
+    pub(super) fn next_incoming(&self) -> u64 {
+        self.next_incoming.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The peer router.
@@ -265,7 +287,7 @@ impl PeerServer {
     }
 
     /// Hands a batch to the raft node.
-    async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
+    pub(super) async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
         if messages
             .iter()
             .any(|m| m.to != self.filter.self_id || (m.from != from && !relayed(m)))
@@ -364,37 +386,6 @@ impl PeerServer {
             arriving: self.arriving.clone(),
         })
     }
-
-    /// Writes a snapshot request's body to `path`, refusing it once it passes the limit.
-    async fn save_body(&self, path: &Path, mut body: Body) -> Result<(), Refusal> {
-        let io = |what: &str, err: std::io::Error| {
-            Refusal::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                format!("cannot {what} {}: {err}", path.display()),
-            )
-        };
-        tokio::fs::create_dir_all(&self.incoming_dir)
-            .await
-            .map_err(|e| io("create the folder of", e))?;
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| io("create", e))?;
-        let mut written = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|err| {
-                Refusal::new(StatusCode::BAD_REQUEST, format!("snapshot broken: {err}"))
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            written += data.len() as u64;
-            if written > self.limits.max_snapshot {
-                return Err(too_large_snapshot(self.limits.max_snapshot));
-            }
-            file.write_all(&data).await.map_err(|e| io("write", e))?;
-        }
-        file.flush().await.map_err(|e| io("write", e))
-    }
 }
 
 /// The slot of a sender's arriving snapshot, freed when dropped.
@@ -410,13 +401,6 @@ impl Drop for ArrivingSnapshot {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.from);
     }
-}
-
-fn too_large_snapshot(limit: u64) -> Refusal {
-    Refusal::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("snapshot exceeds --max-snapshot-bytes ({limit} bytes)"),
-    )
 }
 
 /// Whether raft may have relayed `m` from another node: a follower passes the proposals and
@@ -454,74 +438,17 @@ async fn receive_snapshot(
     body: Body,
 ) -> Result<StatusCode, Refusal> {
     let from = server.admit(&headers)?;
-    let limit = server.limits.max_snapshot;
-    if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10).is_some_and(|len| len > limit) {
-        return Err(too_large_snapshot(limit));
+    let limits = server.limits;
+    // The message, its length prefix, and the file it announces.
+    let most = limits
+        .max_snapshot
+        .saturating_add(limits.max_message as u64 + 4);
+    if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10).is_some_and(|len| len > most) {
+        return Err(super::snapshot::too_large(limits.max_snapshot));
     }
     let _slot = server.snapshot_slot(from)?;
-    let path = server
-        .incoming_dir
-        .join(format!("{INCOMING_PREFIX}{from}{INCOMING_EXT}"));
-    let result = async {
-        server.save_body(&path, body).await?;
-        let read_path = path.clone();
-        let message = tokio::task::spawn_blocking(move || read_snapshot_message(&read_path, limit))
-            .await
-            .map_err(|e| {
-                Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading the snapshot failed: {e}"),
-                )
-            })??;
-        server.deliver(from, vec![message]).await
-    }
-    .await;
-    let _ = tokio::fs::remove_file(&path).await;
-    result.map(|()| StatusCode::NO_CONTENT)
-}
-
-/// Reads the one message a snapshot request holds (a batch of one, see the module doc of
-/// [`super`]) from the file it was saved to. Only the message itself is ever in memory.
-pub fn read_snapshot_message(path: &Path, limit: u64) -> Result<Message, Refusal> {
-    let bad = |text: String| Refusal::new(StatusCode::BAD_REQUEST, text);
-    let file = std::fs::File::open(path)
-        .map_err(|e| bad(format!("cannot reopen {}: {e}", path.display())))?;
-    let size = file
-        .metadata()
-        .map_err(|e| bad(format!("cannot stat {}: {e}", path.display())))?
-        .len();
-    let mut reader = BufReader::new(file);
-    let mut prefix = [0u8; 4];
-    reader.read_exact(&mut prefix).map_err(|_| {
-        bad(format!(
-            "snapshot request of {size} bytes has no length prefix"
-        ))
-    })?;
-    let len = u64::from(u32::from_le_bytes(prefix));
-    if len > limit {
-        return Err(too_large_snapshot(limit));
-    }
-    if size != 4 + len {
-        return Err(bad(format!(
-            "snapshot request of {size} bytes announces a message of {len} bytes; a snapshot \
-             request holds exactly one message"
-        )));
-    }
-    // The message is needed whole anyway (raft takes the snapshot's data in memory): read it
-    // once, and let its data be a slice of that one buffer.
-    let mut bytes = Vec::with_capacity(len as usize);
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    let message = crate::pb::parse_bytes::<Message>(&bytes.into())
-        .map_err(|e| bad(format!("snapshot message does not parse: {e}")))?;
-    if message.get_msg_type() != MessageType::MsgSnapshot {
-        return Err(bad(format!(
-            "{RAFT_PATH} takes snapshots only, not {:?}",
-            message.get_msg_type()
-        )));
-    }
-    Ok(message)
+    super::snapshot::receive(&server, from, body).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A joining node asks whether it is a member; the answer is the cluster's identity.

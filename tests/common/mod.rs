@@ -107,6 +107,20 @@ where
     }
 }
 
+/// Resident memory of process `pid`, in bytes; 0 once the process is gone (a test that
+/// samples it while the process fails then fails on its own terms).
+pub fn rss(pid: i32) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    kib * 1024
+}
+
 /// Peer URLs for `n` nodes on fresh loopback ports.
 pub fn peer_urls(n: usize) -> Vec<String> {
     free_ports(n)

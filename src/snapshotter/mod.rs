@@ -1,10 +1,13 @@
 //! Snapshot files: the raft node saves each snapshot here before writing its marker to the WAL,
-//! and at start-up loads the newest one that the WAL's markers name.
+//! and at start-up loads the newest one that the WAL's markers name. A snapshot's data never
+//! has to be whole in memory: it is written, read, sent and received as a stream.
 //!
 //! # Files
 //! One file per snapshot in the snapshot directory (`raftexample-<id>-snap`), named
 //! `%016x-%016x.snap` after the snapshot's term and index, as etcd names them. A file that
-//! failed its checksum is renamed to `<name>.broken` and kept for inspection.
+//! failed its checksum is renamed to `<name>.broken` and kept for inspection. A snapshot
+//! arriving from the leader is written to `incoming-<from>-<n>.part` first ([`handle`]), and
+//! renamed to its `.snap` name when the node installs it.
 //!
 //! # Byte layout (integers little-endian)
 //! ```text
@@ -14,37 +17,41 @@
 //!        ..  data_len u64, then data                the application's bytes
 //!        ..  crc u32 = CRC-32C of every byte before it
 //! ```
+//! The file is also what travels between nodes: the leader sends its file as it is, and the
+//! follower checks the same checksum.
 //!
 //! # Durability
-//! [`Snapshotter::save`] (and [`Snapshotter::save_with`], which streams the data) writes `<name>.tmp`, `sync_data`s it, renames it to `<name>` and
-//! syncs the directory, so a crash leaves either no file or the complete one. Only then may
-//! the node write the WAL marker; a snapshot file without a marker (a crash in between) is
-//! ignored by [`Snapshotter::load_newest_available`]. After saving, files beyond the newest
-//! `keep` are deleted.
+//! [`Snapshotter::save`] (and [`Snapshotter::begin`], which streams the data) writes
+//! `<name>.tmp`, `sync_data`s it, renames it to `<name>` and syncs the directory, so a crash
+//! leaves either no file or the complete one. Only then may the node write the WAL marker; a
+//! snapshot file without a marker (a crash in between) is ignored by
+//! [`Snapshotter::load_newest_available`]. After saving, files beyond the newest `keep` are
+//! deleted.
 //!
 //! Files go through a [`crate::disk::FileSystem`]: the real disk for [`Snapshotter::new`], any
 //! other for [`Snapshotter::new_on`].
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+mod file;
+pub mod handle;
+
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use protobuf::Message as PbMessage;
+use bytes::Bytes;
 pub use raft::eraftpb::Snapshot;
 use raft::eraftpb::SnapshotMetadata;
 
-use crate::disk::{DiskFile, FileSystem, SharedFs, StdFs};
+use crate::disk::{FileSystem, SharedFs, StdFs};
 use crate::fsutil;
+use file::{FileSink, io_err, peek_snap, read_all, read_snap, snapshot_of};
+pub use handle::SnapshotData;
 
 /// Number of snapshot files kept by default, as etcd.
 pub const DEFAULT_KEEP: usize = 5;
 
-const MAGIC: &[u8; 8] = b"RAFTSNAP";
-const VERSION: u32 = 1;
 const SNAP_EXT: &str = ".snap";
 const BROKEN_EXT: &str = ".broken";
 const TMP_EXT: &str = ".tmp";
-/// magic + version + meta_len + data_len + crc.
-const MIN_LEN: usize = 8 + 4 + 4 + 8 + 4;
 
 /// Errors of the snapshotter; each names the file or directory.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +97,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A snapshot's data is a handle that cannot be used here.
+    #[error("snapshot at index {index}: {reason}")]
+    Handle {
+        /// The snapshot's index.
+        index: u64,
+        /// What is wrong with the handle.
+        reason: String,
+    },
 }
 
 impl From<fsutil::Error> for Error {
@@ -109,8 +124,9 @@ pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
     fsutil::parse_hex_pair_name(name, SNAP_EXT)
 }
 
-/// Saves and loads the snapshot files of one directory.
-#[derive(Debug)]
+/// Saves and loads the snapshot files of one directory. Cheap to clone: clones share the
+/// directory and the file system.
+#[derive(Debug, Clone)]
 pub struct Snapshotter {
     fs: SharedFs,
     dir: PathBuf,
@@ -180,24 +196,46 @@ impl Snapshotter {
         if meta.index == 0 {
             return Ok(());
         }
+        let mut writer = self.begin(meta, data_len)?;
+        if let Err(source) = write_data(&mut writer) {
+            return Err(Error::Io {
+                path: writer.tmp.clone(),
+                source,
+            });
+        }
+        writer.finish()
+    }
+
+    /// Starts saving the snapshot `meta` names, of `data_len` bytes of application data: the
+    /// data goes through the returned writer, in any number of writes from any thread, and
+    /// [`SnapshotWriter::finish`] makes it durable under its name. A writer dropped unfinished
+    /// leaves no file.
+    pub fn begin(&self, meta: &SnapshotMetadata, data_len: u64) -> Result<SnapshotWriter, Error> {
         let path = self.dir.join(snap_name(meta.term, meta.index));
+        if meta.index == 0 {
+            return Err(Error::Encode {
+                path,
+                reason: "a snapshot at index 0 is empty and never saved".into(),
+            });
+        }
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(TMP_EXT);
         let tmp = PathBuf::from(tmp_name);
-        let written = write_file(&*self.fs, &tmp, meta, data_len, write_data);
-        if let Err(e) = written {
-            // Nothing half-written may look like a snapshot later; `new` would remove it too.
-            let _ = self.fs.remove_file(&tmp);
-            return Err(e.into_error(&path));
+        match FileSink::create(&*self.fs, &tmp, meta, data_len) {
+            Ok(sink) => Ok(SnapshotWriter {
+                snapshotter: self.clone(),
+                path,
+                tmp,
+                term: meta.term,
+                index: meta.index,
+                sink: Some(sink),
+            }),
+            Err(e) => {
+                // Nothing half-written may look like a snapshot later; `new` would remove it.
+                let _ = self.fs.remove_file(&tmp);
+                Err(e.into_error(&path))
+            }
         }
-        self.fs.rename(&tmp, &path).map_err(io_err(&path))?;
-        self.sync_dir()?;
-        tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "saved snapshot");
-        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
-        if let Err(e) = self.prune() {
-            tracing::warn!(error = %e, "cannot delete old snapshots");
-        }
-        Ok(())
     }
 
     /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's
@@ -231,17 +269,12 @@ impl Snapshotter {
             match read_snap(&*self.fs, &f.path, f.term, f.index, &mut read_data) {
                 Ok(loaded) => return Ok(Some(loaded)),
                 Err(e @ Error::Corrupt { .. }) => {
-                    let mut broken = f.path.as_os_str().to_owned();
-                    broken.push(BROKEN_EXT);
-                    let broken = PathBuf::from(broken);
                     tracing::warn!(
                         path = %f.path.display(),
                         error = %e,
-                        renamed_to = %broken.display(),
                         "snapshot file is damaged; trying the previous one"
                     );
-                    self.fs.rename(&f.path, &broken).map_err(io_err(&f.path))?;
-                    self.sync_dir()?;
+                    self.quarantine(&f.path)?;
                 }
                 Err(e) => return Err(e),
             }
@@ -252,9 +285,89 @@ impl Snapshotter {
     /// Loads the snapshot with exactly this term and index, validating its checksum and that
     /// its metadata matches the name.
     pub fn load(&self, term: u64, index: u64) -> Result<Snapshot, Error> {
-        let path = self.dir.join(snap_name(term, index));
-        let (meta, data) = read_snap(&*self.fs, &path, term, index, read_all)?;
+        let (meta, data) = self.load_with(term, index, read_all)?;
         Ok(snapshot_of(meta, data))
+    }
+
+    /// [`Snapshotter::load`], streaming the data through `read_data`, whose result counts
+    /// only if the whole file passes its checksum.
+    pub fn load_with<T>(
+        &self,
+        term: u64,
+        index: u64,
+        read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+    ) -> Result<(SnapshotMetadata, T), Error> {
+        let path = self.dir.join(snap_name(term, index));
+        read_snap(&*self.fs, &path, term, index, read_data)
+    }
+
+    /// Hands the start of the data of snapshot (term, index) to `read_data`, checking the
+    /// header but not the checksum, which needs the whole file: for a file verified already
+    /// (one that arrived from the leader), when only its first bytes are wanted.
+    pub fn peek_with<T>(
+        &self,
+        term: u64,
+        index: u64,
+        read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+    ) -> Result<T, Error> {
+        let path = self.dir.join(snap_name(term, index));
+        peek_snap(&*self.fs, &path, term, index, read_data)
+    }
+
+    /// Whether the file `name` of the snapshot directory exists.
+    pub fn has_file(&self, name: &str) -> bool {
+        self.fs.exists(&self.dir.join(name)).unwrap_or(false)
+    }
+
+    /// Opens the file `name` of the snapshot directory to send it as it is (see
+    /// [`RawSnapshotFile`]).
+    pub fn open_raw(&self, name: &str) -> Result<RawSnapshotFile, Error> {
+        let path = self.dir.join(name);
+        match self.fs.open_read(&path) {
+            Ok((reader, len)) => Ok(RawSnapshotFile { path, len, reader }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound { path }),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Makes the arrived file `name` (checked whole already) the snapshot file `meta` names:
+    /// renamed into place, the directory synced, old files pruned. After this the WAL marker
+    /// may refer to it.
+    pub fn adopt(&self, name: &str, meta: &SnapshotMetadata) -> Result<(), Error> {
+        let target = snap_name(meta.term, meta.index);
+        let path = self.dir.join(&target);
+        if name != target {
+            let from = self.dir.join(name);
+            self.fs.rename(&from, &path).map_err(io_err(&from))?;
+        }
+        self.sync_dir()?;
+        tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "installed a snapshot file from the leader");
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %e, "cannot delete old snapshots");
+        }
+        Ok(())
+    }
+
+    /// Deletes the file `name` of the snapshot directory (an arrived snapshot that was not
+    /// installed); a file already gone is fine.
+    pub fn discard(&self, name: &str) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        match self.fs.remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
+    /// keeps it for inspection.
+    pub fn quarantine(&self, path: &Path) -> Result<(), Error> {
+        let mut broken = path.as_os_str().to_owned();
+        broken.push(BROKEN_EXT);
+        let broken = PathBuf::from(broken);
+        tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
+        self.fs.rename(path, &broken).map_err(io_err(path))?;
+        self.sync_dir()
     }
 
     /// Every `.snap` file, oldest first (by index, then term).
@@ -291,6 +404,7 @@ impl Snapshotter {
         }
         for f in &files[..excess] {
             match self.fs.remove_file(&f.path) {
+                // A file still being sent to a follower stays readable until it is closed.
                 Ok(()) => tracing::debug!(path = %f.path.display(), "pruned old snapshot"),
                 // Snapshots are saved from two threads (the node's own, and those from the
                 // leader); both prune, and one may get there first.
@@ -302,248 +416,179 @@ impl Snapshotter {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+/// A snapshot file on its way to disk (from [`Snapshotter::begin`]): the application's data
+/// is written through [`Write`], then [`SnapshotWriter::finish`] seals it.
+pub struct SnapshotWriter {
+    snapshotter: Snapshotter,
+    path: PathBuf,
+    tmp: PathBuf,
+    term: u64,
+    index: u64,
+    /// `None` once finished.
+    sink: Option<FileSink>,
+}
+
+impl SnapshotWriter {
+    /// Checks that the announced length was written, appends the checksum, syncs, renames
+    /// the file to its name and syncs the directory; then prunes old files. On error no file
+    /// is left.
+    pub fn finish(mut self) -> Result<(), Error> {
+        let sink = self
+            .sink
+            .take()
+            .expect("the sink is taken only here, and finish consumes the writer");
+        let snap = &self.snapshotter;
+        if let Err(e) = sink.seal() {
+            let _ = snap.fs.remove_file(&self.tmp);
+            return Err(e.into_error(&self.path));
+        }
+        snap.fs
+            .rename(&self.tmp, &self.path)
+            .map_err(io_err(&self.path))?;
+        snap.sync_dir()?;
+        tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
+        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
+        if let Err(e) = snap.prune() {
+            tracing::warn!(error = %e, "cannot delete old snapshots");
+        }
+        Ok(())
     }
-}
 
-/// How writing a snapshot file failed, before the final path is known to the error.
-enum WriteError {
-    Io(PathBuf, io::Error),
-    Encode(String),
-}
+    /// Data bytes written so far.
+    pub fn data_written(&self) -> u64 {
+        self.sink.as_ref().map_or(0, FileSink::data_written)
+    }
 
-impl WriteError {
-    fn into_error(self, path: &Path) -> Error {
-        match self {
-            WriteError::Io(path, source) => Error::Io { path, source },
-            WriteError::Encode(reason) => Error::Encode {
-                path: path.to_path_buf(),
-                reason,
-            },
+    /// Gives up after `err` from writing the data: no file is left, and the error names the
+    /// file being written.
+    pub fn failed(self, err: io::Error) -> Error {
+        Error::Io {
+            path: self.tmp.clone(),
+            source: err,
         }
     }
 }
 
-/// Writes the whole file (header, data, checksum) to `tmp` and syncs it.
-fn write_file(
-    fs: &dyn FileSystem,
-    tmp: &Path,
-    meta: &SnapshotMetadata,
-    data_len: u64,
-    write_data: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), WriteError> {
-    let io = |e: io::Error| WriteError::Io(tmp.to_path_buf(), e);
-    let meta_bytes = meta
-        .write_to_bytes()
-        .map_err(|e| WriteError::Encode(e.to_string()))?;
-    let meta_len = u32::try_from(meta_bytes.len())
-        .map_err(|_| WriteError::Encode("metadata over 4 GiB".into()))?;
-    let file = fs.create(tmp).map_err(io)?;
-    let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, FileWriter { file, pos: 0 }),
-        crc: 0,
-        written: 0,
-    };
-    w.write_all(MAGIC).map_err(io)?;
-    w.write_all(&VERSION.to_le_bytes()).map_err(io)?;
-    w.write_all(&meta_len.to_le_bytes()).map_err(io)?;
-    w.write_all(&meta_bytes).map_err(io)?;
-    w.write_all(&data_len.to_le_bytes()).map_err(io)?;
-    let data_start = w.written;
-    write_data(&mut w).map_err(io)?;
-    let wrote = w.written - data_start;
-    if wrote != data_len {
-        return Err(WriteError::Encode(format!(
-            "wrote {wrote} bytes of data, announced {data_len}"
-        )));
-    }
-    let crc = w.crc;
-    w.inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    let mut file = w.inner.into_inner().map_err(|e| io(e.into_error()))?.file;
-    file.sync_data().map_err(io)
-}
-
-/// A [`DiskFile`] written from its start, as a stream.
-struct FileWriter {
-    file: Box<dyn DiskFile>,
-    pos: u64,
-}
-
-impl Write for FileWriter {
+impl Write for SnapshotWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all_at(buf, self.pos)?;
-        self.pos += buf.len() as u64;
-        Ok(buf.len())
+        match &mut self.sink {
+            Some(sink) => sink.write(buf),
+            None => Err(io::Error::other("the snapshot was finished")),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Some(sink) => sink.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.sink.take().is_some() {
+            // Abandoned: nothing half-written may look like a snapshot later.
+            let _ = self.snapshotter.fs.remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A snapshot file opened to be sent as it is, byte for byte (the receiver checks it).
+pub struct RawSnapshotFile {
+    path: PathBuf,
+    len: u64,
+    reader: Box<dyn Read + Send>,
+}
+
+impl RawSnapshotFile {
+    /// The file's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty (never for a snapshot file).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands the whole file to `out` in chunks of at most `chunk` bytes, checking its
+    /// trailing checksum on the way: a damaged file gives [`Error::Corrupt`] (after every
+    /// chunk went out: the receiver refuses it on its own check). An error from `out` stops
+    /// the copy and is returned as I/O on the file.
+    pub fn copy_to(
+        mut self,
+        chunk: usize,
+        mut out: impl FnMut(Bytes) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let path = self.path;
+        let body_len = self.len.saturating_sub(4);
+        let mut crc = 0u32;
+        let mut tail = Vec::with_capacity(4);
+        let mut sent = 0u64;
+        while sent < self.len {
+            let want = usize::try_from(self.len - sent).map_or(chunk, |left| left.min(chunk));
+            let mut buf = vec![0u8; want];
+            self.reader.read_exact(&mut buf).map_err(io_err(&path))?;
+            // The checksum covers every byte before the last four, which hold it.
+            let covered =
+                usize::try_from(body_len.saturating_sub(sent)).map_or(want, |c| c.min(want));
+            crc = crc32c::crc32c_append(crc, &buf[..covered]);
+            tail.extend_from_slice(&buf[covered..]);
+            sent += want as u64;
+            out(buf.into()).map_err(io_err(&path))?;
+        }
+        let stored = <[u8; 4]>::try_from(tail.as_slice())
+            .ok()
+            .map(u32::from_le_bytes);
+        if stored != Some(crc) {
+            return Err(Error::Corrupt {
+                path,
+                offset: body_len,
+                reason: format!("checksum mismatch while sending: computed {crc:#010x}"),
+            });
+        }
         Ok(())
     }
 }
 
-/// A writer that keeps a CRC-32C of everything written through it.
-struct CrcWriter<W> {
-    inner: W,
-    crc: u32,
-    written: u64,
+/// Checks the whole file at `path` on the real disk, a snapshot (term, index) that arrived
+/// under another name: header, lengths, metadata and checksum.
+pub fn verify_file(path: &Path, term: u64, index: u64) -> Result<SnapshotMetadata, Error> {
+    read_snap(&StdFs, path, term, index, |_, _| Ok(())).map(|(meta, ())| meta)
 }
 
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A reader of at most `remaining` bytes that keeps a CRC-32C of what it read.
-struct CrcReader<R> {
-    inner: R,
-    crc: u32,
-    remaining: u64,
-}
-
-impl<R: Read> Read for CrcReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(&mut buf[..want])?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-/// `read_data` for callers that want the data as bytes.
-fn read_all(r: &mut dyn Read, len: u64) -> io::Result<Vec<u8>> {
-    // The length was checked against the file's size before this is called.
-    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    r.read_to_end(&mut data)?;
-    Ok(data)
-}
-
-fn snapshot_of(meta: SnapshotMetadata, data: Vec<u8>) -> Snapshot {
-    let mut snap = Snapshot::default();
-    snap.set_metadata(meta);
-    snap.data = data.into();
-    snap
-}
-
-/// Reads and validates the file at `path`, which by its name holds (term, index), streaming
-/// its data through `read_data`. The result of `read_data` is returned only if the checksum
-/// over the whole file matches.
-fn read_snap<T>(
-    fs: &dyn FileSystem,
-    path: &Path,
-    term: u64,
-    index: u64,
-    read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
-) -> Result<(SnapshotMetadata, T), Error> {
-    let corrupt = |offset: u64, reason: String| Error::Corrupt {
-        path: path.to_path_buf(),
-        offset,
-        reason,
-    };
-    let (file, file_len) = match fs.open_read(path) {
-        Ok(opened) => opened,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::NotFound {
-                path: path.to_path_buf(),
+/// Replaces a file handle in `snap` with the file's data, read (and checked) from the
+/// snapshot directory `dir` of the file system `fs`: what an in-memory network does to
+/// deliver a snapshot to a node on another file system. Inline data is left as it is.
+pub fn inline_data(fs: &dyn FileSystem, dir: &Path, snap: &mut Snapshot) -> Result<(), Error> {
+    let index = snap.get_metadata().index;
+    let name = match SnapshotData::of(&snap.data) {
+        Ok(SnapshotData::Inline(_)) => return Ok(()),
+        Ok(SnapshotData::File(name)) => name.to_string(),
+        Ok(SnapshotData::Follows(_)) => {
+            return Err(Error::Handle {
+                index,
+                reason: "the file follows on the wire; there is no file to read".into(),
             });
         }
-        Err(e) => return Err(io_err(path)(e)),
+        Err(e) => {
+            return Err(Error::Handle {
+                index,
+                reason: e.to_string(),
+            });
+        }
     };
-    if file_len < MIN_LEN as u64 {
-        return Err(corrupt(
-            file_len,
-            format!("{file_len} bytes, shorter than any snapshot file"),
-        ));
-    }
-    // Everything before the trailing checksum goes through the CRC.
-    let mut r = BufReader::with_capacity(
-        1 << 20,
-        CrcReader {
-            inner: file,
-            crc: 0,
-            remaining: file_len - 4,
-        },
-    );
-    let mut head = [0u8; 16];
-    r.read_exact(&mut head).map_err(io_err(path))?;
-    if &head[0..8] != MAGIC {
-        return Err(corrupt(0, "not a snapshot file (bad magic)".into()));
-    }
-    let u32_at =
-        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    let version = u32_at(8);
-    if version != VERSION {
-        return Err(corrupt(8, format!("unsupported version {version}")));
-    }
-    let meta_len = u64::from(u32_at(12));
-    if 16 + meta_len + 8 + 4 > file_len {
-        return Err(corrupt(
-            12,
-            format!("metadata length {meta_len} exceeds the file"),
-        ));
-    }
-    let mut meta_bytes = vec![0u8; meta_len as usize];
-    r.read_exact(&mut meta_bytes).map_err(io_err(path))?;
-    let meta = crate::pb::parse::<SnapshotMetadata>(&meta_bytes)
-        .map_err(|e| corrupt(16, format!("metadata: {e}")))?;
-    let mut len_bytes = [0u8; 8];
-    r.read_exact(&mut len_bytes).map_err(io_err(path))?;
-    let data_len = u64::from_le_bytes(len_bytes);
-    let data_start = 16 + meta_len + 8;
-    if data_len != file_len - 4 - data_start {
-        return Err(corrupt(
-            16 + meta_len,
-            format!(
-                "data length {data_len} but {} bytes follow",
-                file_len - 4 - data_start
-            ),
-        ));
-    }
-    if meta.term != term || meta.index != index {
-        return Err(corrupt(
-            16,
-            format!(
-                "file name says term {term} index {index}, metadata says term {} index {}",
-                meta.term, meta.index
-            ),
-        ));
-    }
-    let read = read_data(&mut r, data_len);
-    // Whatever the reader left unread still counts towards the checksum.
-    io::copy(&mut r, &mut io::sink()).map_err(io_err(path))?;
-    let CrcReader { mut inner, crc, .. } = r.into_inner();
-    let mut stored = [0u8; 4];
-    inner.read_exact(&mut stored).map_err(io_err(path))?;
-    let stored = u32::from_le_bytes(stored);
-    if stored != crc {
-        return Err(corrupt(
-            file_len - 4,
-            format!("checksum mismatch: stored {stored:#010x}, computed {crc:#010x}"),
-        ));
-    }
-    // The file is what was written; data that still does not decode is not damage but a
-    // bug or a version mismatch, and is reported as such.
-    let value = read.map_err(|e| Error::Decode {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok((meta, value))
+    let path = dir.join(name);
+    let meta = snap.get_metadata();
+    let (_, data) = read_snap(fs, &path, meta.term, meta.index, read_all)?;
+    snap.data = data.into();
+    Ok(())
 }
 
 /// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for

@@ -1,0 +1,351 @@
+//! The state machine's snapshot data, written and read as a stream (a store of millions of
+//! keys never has its snapshot whole in memory on the way to or from its file):
+//!
+//! ```text
+//! state_len u32 LE | members (bincode) | sessions (bincode)  -- first, so the raft node can
+//!                                                               read them alone
+//! count varint | count × (key_len varint | key | value_len varint | value)
+//! ```
+//!
+//! The pairs come in no particular order. Snapshots of older versions hold no sessions (the
+//! members fill `state_len`): they read as an empty exactly-once table. Varints are bincode's:
+//! a byte below 251 is the value; 251, 252, 253 announce a u16, u32 or u64 that follows,
+//! little-endian. Every length is checked against the bytes that remain before anything is
+//! allocated, so a damaged length cannot make the decoder allocate wildly.
+//!
+//! A pair in the map is kept in exactly its snapshot encoding ([`super::map`]), so writing a
+//! snapshot copies bytes and reading one allocates once per key.
+
+use std::io::{self, Read, Write};
+
+use super::ClusterState;
+use super::map::{Map, Pair};
+use crate::membership::Members;
+use crate::proposal::Sessions;
+
+/// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
+/// Constant time: the map keeps the length of its pairs' encodings.
+pub fn snapshot_len(state: &ClusterState, map: &Map) -> u64 {
+    header_len(state, map.len() as u64) + map.encoded_len()
+}
+
+/// Length of the header: the cluster state and the count of pairs.
+fn header_len(state: &ClusterState, count: u64) -> u64 {
+    4 + state_bytes(state).len() as u64 + varint_len(count)
+}
+
+/// Writes snapshot data for `state` and `map`.
+pub fn write_snapshot(w: &mut dyn Write, state: &ClusterState, map: &Map) -> io::Result<()> {
+    write_header(w, state, map.len() as u64)?;
+    let mut buf = Vec::new();
+    for shard in 0..map.shard_count() {
+        buf.clear();
+        map.encode_shard(shard, &mut buf);
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// Writes what comes before the pairs: the cluster state, then how many pairs follow.
+pub(super) fn write_header(w: &mut dyn Write, state: &ClusterState, count: u64) -> io::Result<()> {
+    let state = state_bytes(state);
+    let state_len = u32::try_from(state.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cluster state over 4 GiB"))?;
+    w.write_all(&state_len.to_le_bytes())?;
+    w.write_all(&state)?;
+    write_varint(w, count)
+}
+
+/// Reads snapshot data of `len` bytes written by [`write_snapshot`].
+pub fn read_snapshot(r: &mut dyn Read, len: u64) -> io::Result<(ClusterState, Map)> {
+    let mut remaining = len;
+    let state = read_state(r, &mut remaining)?;
+    let count = read_varint(r, &mut remaining)?;
+    // Each pair takes at least two bytes: never size the table from an unchecked count.
+    let mut map = Map::with_capacity(usize::try_from(count.min(remaining / 2)).unwrap_or(0));
+    let mut key = Vec::new();
+    for _ in 0..count {
+        map.insert_pair(read_pair(r, &mut remaining, &mut key)?);
+    }
+    if remaining != 0 {
+        return Err(invalid(format!("{remaining} bytes after the last key")));
+    }
+    Ok((state, map))
+}
+
+/// Reads one pair into its own allocation, as the map keeps it. `key` is scratch space.
+fn read_pair(r: &mut dyn Read, remaining: &mut u64, key: &mut Vec<u8>) -> io::Result<Pair> {
+    let key_len = read_varint(r, remaining)?;
+    key.resize(checked_len(key_len, *remaining)?, 0);
+    take(r, remaining, key)?;
+    let value_len = read_varint(r, remaining)?;
+    let value_len_usize = checked_len(value_len, *remaining)?;
+    let mut bytes = Vec::with_capacity(
+        (varint_len(key_len) + key_len + varint_len(value_len)) as usize + value_len_usize,
+    );
+    write_varint(&mut bytes, key_len)?;
+    bytes.extend_from_slice(key);
+    write_varint(&mut bytes, value_len)?;
+    let value_at = bytes.len();
+    bytes.resize(value_at + value_len_usize, 0);
+    take(r, remaining, &mut bytes[value_at..])?;
+    if std::str::from_utf8(key).is_err() || std::str::from_utf8(&bytes[value_at..]).is_err() {
+        return Err(invalid("a key or value is not UTF-8".into()));
+    }
+    Ok(Pair::from_encoding(bytes.into_boxed_slice()))
+}
+
+/// Snapshot data in memory (what travels in a raft message).
+pub fn encode_snapshot(state: &ClusterState, map: &Map) -> Vec<u8> {
+    let mut out = Vec::with_capacity(snapshot_len(state, map) as usize);
+    write_snapshot(&mut out, state, map).expect("writing into a Vec cannot fail");
+    out
+}
+
+/// Decodes snapshot data held in memory.
+pub fn decode_snapshot(mut data: &[u8]) -> io::Result<(ClusterState, Map)> {
+    let len = data.len() as u64;
+    read_snapshot(&mut data, len)
+}
+
+/// Reads the membership and sessions at the front of snapshot data.
+pub fn decode_cluster_state(mut data: &[u8]) -> io::Result<ClusterState> {
+    let len = data.len() as u64;
+    read_cluster_state(&mut data, len)
+}
+
+/// Reads the membership and sessions at the front of snapshot data of `len` bytes, as a
+/// stream: only those are read.
+pub fn read_cluster_state(r: &mut dyn Read, len: u64) -> io::Result<ClusterState> {
+    let mut remaining = len;
+    read_state(r, &mut remaining)
+}
+
+/// Length of the data of a snapshot of `state` and `count` pairs whose encodings take
+/// `pairs_len` bytes.
+pub(super) fn data_len(state: &ClusterState, count: u64, pairs_len: u64) -> u64 {
+    header_len(state, count) + pairs_len
+}
+
+fn state_bytes(state: &ClusterState) -> Vec<u8> {
+    let config = bincode::config::standard();
+    let mut bytes = bincode::serde::encode_to_vec(&state.members, config)
+        .expect("encoding into a Vec cannot fail: no I/O, no size limit");
+    bytes.extend(
+        bincode::serde::encode_to_vec(&state.sessions, config)
+            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+    );
+    bytes
+}
+
+fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState> {
+    let mut len = [0u8; 4];
+    take(r, remaining, &mut len)?;
+    let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
+    take(r, remaining, &mut bytes)?;
+    let config = bincode::config::standard();
+    let (members, used) =
+        Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
+    let rest = &bytes[used..];
+    let sessions: Sessions = if rest.is_empty() {
+        Sessions::default()
+    } else {
+        let (sessions, used) = bincode::serde::decode_from_slice(rest, config)
+            .map_err(|e| invalid(format!("sessions: {e}")))?;
+        if used != rest.len() {
+            return Err(invalid(format!(
+                "{} bytes after the sessions",
+                rest.len() - used
+            )));
+        }
+        sessions
+    };
+    Ok(ClusterState { members, sessions })
+}
+
+fn checked_len(len: u64, remaining: u64) -> io::Result<usize> {
+    if len > remaining {
+        return Err(invalid(format!(
+            "length {len} exceeds the {remaining} bytes left"
+        )));
+    }
+    usize::try_from(len).map_err(|_| invalid(format!("length {len} too large")))
+}
+
+fn take(r: &mut dyn Read, remaining: &mut u64, buf: &mut [u8]) -> io::Result<()> {
+    checked_len(buf.len() as u64, *remaining)?;
+    r.read_exact(buf)?;
+    *remaining -= buf.len() as u64;
+    Ok(())
+}
+
+/// Bytes the varint of `n` takes.
+pub(super) fn varint_len(n: u64) -> u64 {
+    match n {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
+    match n {
+        0..=250 => w.write_all(&[n as u8]),
+        251..=0xffff => {
+            w.write_all(&[251])?;
+            w.write_all(&(n as u16).to_le_bytes())
+        }
+        0x1_0000..=0xffff_ffff => {
+            w.write_all(&[252])?;
+            w.write_all(&(n as u32).to_le_bytes())
+        }
+        _ => {
+            w.write_all(&[253])?;
+            w.write_all(&n.to_le_bytes())
+        }
+    }
+}
+
+fn read_varint(r: &mut dyn Read, remaining: &mut u64) -> io::Result<u64> {
+    let mut first = [0u8; 1];
+    take(r, remaining, &mut first)?;
+    let mut wide = [0u8; 8];
+    let width = match first[0] {
+        n @ 0..=250 => return Ok(u64::from(n)),
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        other => return Err(invalid(format!("bad varint marker {other}"))),
+    };
+    take(r, remaining, &mut wide[..width])?;
+    Ok(u64::from_le_bytes(wide))
+}
+
+/// The varint at the start of `bytes` (written by [`write_varint`]) and the bytes after it.
+/// Only for bytes this module wrote or checked: anything else may panic.
+pub(super) fn split_varint(bytes: &[u8]) -> (usize, &[u8]) {
+    let (width, rest) = match bytes[0] {
+        n @ 0..=250 => return (usize::from(n), &bytes[1..]),
+        251 => (2, &bytes[1..]),
+        252 => (4, &bytes[1..]),
+        _ => (8, &bytes[1..]),
+    };
+    let mut wide = [0u8; 8];
+    wide[..width].copy_from_slice(&rest[..width]);
+    let n = usize::try_from(u64::from_le_bytes(wide))
+        .expect("a length this process encoded fits its address space");
+    (n, &rest[width..])
+}
+
+fn invalid(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The original's Test_kvstore_snapshot: a snapshot round-trips the map, and here the
+    /// members and the exactly-once table too.
+    #[test]
+    fn snapshot_round_trips_the_map_members_and_sessions() {
+        let mut map = Map::default();
+        map.insert("/foo", "bar");
+        map.insert("/héllo", "");
+        let mut state = ClusterState::default();
+        state.members.add(1, "http://127.0.0.1:1".into());
+        state.members.remove(2);
+        let session = state.sessions.register(1, 77, 5);
+        let id = crate::proposal::ProposalId {
+            origin: 1,
+            session,
+            seq: 3,
+        };
+        state.sessions.admit(id, 1);
+        let data = encode_snapshot(&state, &map);
+        assert_eq!(decode_cluster_state(&data).expect("state decodes"), state);
+        let (s2, map2) = decode_snapshot(&data).expect("snapshot decodes");
+        assert!(s2.sessions.settled(id));
+        assert_eq!((s2, map2), (state, map));
+    }
+
+    /// Snapshots written before sessions existed hold the members alone: they still load,
+    /// with an empty exactly-once table.
+    #[test]
+    fn snapshots_without_sessions_still_load() {
+        let mut members = Members::default();
+        members.add(1, "http://127.0.0.1:1".into());
+        let blob =
+            bincode::serde::encode_to_vec(&members, bincode::config::standard()).expect("encodes");
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.extend_from_slice(&[1, 2, b'/', b'k', 1, b'v']);
+        let (state, map) = decode_snapshot(&data).expect("an old snapshot decodes");
+        assert_eq!(state.members, members);
+        assert_eq!(state.sessions, Sessions::default());
+        assert_eq!(map.get("/k"), Some("v"));
+    }
+
+    #[test]
+    fn the_announced_length_is_exact_and_varints_round_trip() {
+        let mut map = Map::default();
+        for n in [0usize, 1, 250, 251, 0xffff, 0x1_0000] {
+            map.insert(&format!("/k{n}"), &"v".repeat(n));
+        }
+        // Replacing a value changes the length by the difference.
+        map.insert("/k1", "longer than one");
+        let state = ClusterState::default();
+        let data = encode_snapshot(&state, &map);
+        assert_eq!(data.len() as u64, snapshot_len(&state, &map));
+        let (_, back) = decode_snapshot(&data).expect("decodes");
+        assert_eq!(back, map);
+        assert_eq!(back.get("/k1"), Some("longer than one"));
+        for n in [
+            0u64,
+            250,
+            251,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, n).expect("a Vec takes writes");
+            assert_eq!(buf.len() as u64, varint_len(n));
+            let mut remaining = buf.len() as u64;
+            assert_eq!(
+                read_varint(&mut &buf[..], &mut remaining).expect("reads"),
+                n
+            );
+            if usize::try_from(n).is_ok() {
+                buf.push(42);
+                assert_eq!(split_varint(&buf), (n as usize, &[42u8][..]));
+            }
+        }
+    }
+
+    /// Damaged lengths are errors, never a panic or a huge allocation.
+    #[test]
+    fn damaged_snapshot_data_is_an_error() {
+        let mut map = Map::default();
+        map.insert("/key", "value");
+        let data = encode_snapshot(&ClusterState::default(), &map);
+        for cut in 0..data.len() {
+            assert!(decode_snapshot(&data[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = data.clone();
+        // The count of pairs, right after the membership: claim u64::MAX of them.
+        let at = 4 + state_bytes(&ClusterState::default()).len();
+        huge.splice(at..at + 1, [253, 255, 255, 255, 255, 255, 255, 255, 255]);
+        assert!(decode_snapshot(&huge).is_err());
+        let mut extra = data.clone();
+        extra.push(0);
+        assert!(decode_snapshot(&extra).is_err());
+        let mut not_utf8 = data;
+        let last = not_utf8.len() - 1;
+        not_utf8[last] = 0xff;
+        assert!(decode_snapshot(&not_utf8).is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! Snapshots between nodes, streamed from file to file: neither side ever holds one in
+//! memory, whatever the size of the state.
+//!
+//! A snapshot travels in a `POST /raft` of its own. Its body is the `MsgSnapshot` framed as a
+//! batch of one (see [`super`]), whose data is a handle announcing the file's length
+//! ([`SnapshotData::Follows`]), then the snapshot file itself, byte for byte as the leader
+//! keeps it (its layout in [`crate::snapshotter`]):
+//!
+//! - **Sending** ([`outgoing`]): the raft node hands the transport a `MsgSnapshot` whose data
+//!   names the leader's snapshot file. A blocking task on the transport's runtime reads the
+//!   file in chunks into a bounded channel that is the request's body, so the leader's memory
+//!   holds a few chunks, not the snapshot, and the raft thread never touches the file. It
+//!   checks the file's checksum on the way: a damaged file is set aside, and raft's retry then
+//!   makes the node take a fresh snapshot.
+//! - **Receiving** ([`receive`]): the peer server writes the bytes after the message to
+//!   `incoming-<from>-<n>.part` in the snapshot directory as they arrive, syncs it, checks the
+//!   whole file (header, metadata against the message's, checksum), and only then hands the
+//!   node the message with a handle naming that file. Installing it renames the file into
+//!   place ([`crate::raft_node`]'s `install_snapshot`).
+//!
+//! `--max-snapshot-bytes`, when set, bounds the file a peer may send (it costs disk, not
+//! memory); by default there is no bound, as in etcd. A message whose snapshot is inline (what
+//! an in-memory network delivers, see [`inline_snapshot`]) is accepted within the stream's
+//! per-message limit.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use raft::eraftpb::{Message, MessageType};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::peer::ChannelBody;
+use super::server::{PeerServer, Refusal};
+use super::{RAFT_PATH, encode_batch};
+use crate::disk::FileSystem;
+use crate::snapshotter::handle::{file_handle, follows_handle, incoming_name};
+use crate::snapshotter::{self, SnapshotData, Snapshotter};
+
+/// Bytes per chunk of a snapshot file on its way out.
+const CHUNK: usize = 256 << 10;
+/// Chunks read ahead of the connection: what a sender holds of a snapshot at most.
+const CHUNKS_AHEAD: usize = 4;
+/// A snapshot transfer that makes no progress for this long is given up, on either side.
+/// Generous: after the last byte the receiver reads the whole file back to check it.
+pub(super) const STALL_LIMIT: Duration = Duration::from_secs(60);
+/// Buffer between an arriving snapshot and its file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// A snapshot request on its way out: the body, how far it got, and the task reading the file.
+pub(super) struct Outgoing {
+    /// The request's body.
+    pub(super) body: BoxBody<Bytes, Infallible>,
+    /// Bytes handed to the connection so far.
+    pub(super) progress: Arc<AtomicU64>,
+    /// The task reading the file; its error says why the body ended early.
+    pub(super) reader: Option<JoinHandle<Result<(), snapshotter::Error>>>,
+}
+
+/// The body of the request that sends the snapshot `message` carries: the message, then the
+/// file its handle names, read from `snapshots` by a blocking task. An error names what
+/// could not be sent.
+pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<Outgoing, String> {
+    let progress = Arc::new(AtomicU64::new(0));
+    let data = message.get_snapshot().data.clone();
+    let name = match SnapshotData::of(&data) {
+        Ok(SnapshotData::File(name)) => name,
+        Ok(SnapshotData::Inline(_)) => {
+            // Not made by this node's storage, but valid: send it as it is.
+            let bytes = Bytes::from(encode_batch(std::slice::from_ref(&message)));
+            progress.store(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(Outgoing {
+                body: http_body_util::Full::new(bytes)
+                    .map_err(|e| match e {})
+                    .boxed(),
+                progress,
+                reader: None,
+            });
+        }
+        Ok(SnapshotData::Follows(_)) => return Err("a snapshot handle meant for the wire".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let file = snapshots.open_raw(name).map_err(|e| e.to_string())?;
+    message.mut_snapshot().data = follows_handle(file.len());
+    let head = Bytes::from(encode_batch(std::slice::from_ref(&message)));
+    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    let total = head.len() as u64 + file.len();
+    tx.try_send(head)
+        .expect("a fresh channel has room for its first chunk");
+    let snapshots = snapshots.clone();
+    let counted = progress.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let path = file.path().to_path_buf();
+        let copied = file.copy_to(CHUNK, |chunk| {
+            let len = chunk.len() as u64;
+            tx.blocking_send(chunk)
+                .map_err(|_| std::io::Error::other("the request ended before the file"))?;
+            counted.fetch_add(len, Ordering::Relaxed);
+            Ok(())
+        });
+        if let Err(err @ snapshotter::Error::Corrupt { .. }) = &copied {
+            // The follower refuses it on its own check; set it aside so that the next
+            // attempt takes a fresh snapshot instead of sending this one again.
+            tracing::error!(%err, "a snapshot file being sent is damaged");
+            if let Err(err) = snapshots.quarantine(&path) {
+                tracing::error!(%err, "cannot set the damaged snapshot aside");
+            }
+        }
+        copied
+    });
+    Ok(Outgoing {
+        body: ChannelBody::sized(rx, total).boxed(),
+        progress,
+        reader: Some(reader),
+    })
+}
+
+/// Waits for `answer` while the transfer makes progress; gives up once it has made none for
+/// [`STALL_LIMIT`]. `None`: stalled.
+pub(super) async fn unless_stalled<T>(
+    answer: impl std::future::Future<Output = T>,
+    progress: &AtomicU64,
+) -> Option<T> {
+    let mut answer = std::pin::pin!(answer);
+    let mut seen = progress.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            out = &mut answer => return Some(out),
+            _ = watch.tick() => {
+                let now = progress.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    since = Instant::now();
+                } else if since.elapsed() > STALL_LIMIT {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn bad(text: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, text)
+}
+
+/// The next chunk of an arriving body; `None` at its end.
+async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, Refusal> {
+    loop {
+        let frame = match tokio::time::timeout(STALL_LIMIT, body.frame()).await {
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
+                ));
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+}
+
+/// Receives the body of a snapshot request from `from`, and hands the snapshot to the node.
+pub(super) async fn receive(server: &PeerServer, from: u64, mut body: Body) -> Result<(), Refusal> {
+    let limits = server.limits();
+    let mut buf = Vec::new();
+    let (mut message, used) = loop {
+        if let Some(found) = super::decode_one(&buf, limits.max_message)? {
+            break found;
+        }
+        match next_chunk(&mut body).await? {
+            Some(data) => buf.extend_from_slice(&data),
+            None => {
+                return Err(bad(format!(
+                    "snapshot request of {} bytes ends before its message",
+                    buf.len()
+                )));
+            }
+        }
+    };
+    buf.drain(..used);
+    if message.get_msg_type() != MessageType::MsgSnapshot {
+        return Err(bad(format!(
+            "{RAFT_PATH} takes snapshots only, not {:?}",
+            message.get_msg_type()
+        )));
+    }
+    let len = match SnapshotData::of(&message.get_snapshot().data) {
+        Ok(SnapshotData::Follows(len)) => len,
+        Ok(SnapshotData::Inline(_)) => {
+            if !buf.is_empty() || next_chunk(&mut body).await?.is_some() {
+                return Err(bad(
+                    "a snapshot request with its data inline holds exactly one message",
+                ));
+            }
+            return server.deliver(from, vec![message]).await;
+        }
+        Ok(SnapshotData::File(_)) => {
+            return Err(bad(
+                "a snapshot from a peer cannot name a file of this node",
+            ));
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    if len > limits.max_snapshot {
+        return Err(too_large(limits.max_snapshot));
+    }
+    let name = incoming_name(from, server.next_incoming());
+    let path = server.incoming_dir().join(&name);
+    let received = async {
+        write_file(&path, &buf, &mut body, len).await?;
+        let meta = message.get_snapshot().get_metadata();
+        let (term, index) = (meta.term, meta.index);
+        let check = path.clone();
+        tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
+            .await
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("checking the snapshot failed: {e}"),
+                )
+            })?
+            .map_err(|e| bad(format!("snapshot refused: {e}")))?;
+        message.mut_snapshot().data = file_handle(&name);
+        server.deliver(from, vec![message]).await
+    }
+    .await;
+    if received.is_err() {
+        // Handed over, the file is the node's; refused, it is nobody's.
+        let _ = tokio::fs::remove_file(&path).await;
+    }
+    received
+}
+
+/// Writes the `len` bytes of the file that follow the message (`first` of them already
+/// read) to `path`, and syncs it.
+async fn write_file(path: &Path, first: &[u8], body: &mut Body, len: u64) -> Result<(), Refusal> {
+    let io = |what: &str, err: std::io::Error| {
+        Refusal::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("cannot {what} {}: {err}", path.display()),
+        )
+    };
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| io("create", e))?;
+    let mut w = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut written = 0u64;
+    let mut chunk = Bytes::copy_from_slice(first);
+    loop {
+        written += chunk.len() as u64;
+        if written > len {
+            return Err(bad(format!(
+                "the snapshot file is longer than the {len} bytes announced"
+            )));
+        }
+        w.write_all(&chunk).await.map_err(|e| io("write", e))?;
+        match next_chunk(body).await? {
+            Some(next) => chunk = next,
+            None => break,
+        }
+    }
+    if written < len {
+        return Err(bad(format!(
+            "the snapshot file ended after {written} of the {len} bytes announced"
+        )));
+    }
+    w.flush().await.map_err(|e| io("write", e))?;
+    // Durable before the node renames it into place and writes the WAL marker naming it.
+    w.into_inner().sync_data().await.map_err(|e| io("sync", e))
+}
+
+/// 413 for a snapshot over `--max-snapshot-bytes`.
+pub(super) fn too_large(limit: u64) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("snapshot exceeds --max-snapshot-bytes ({limit} bytes)"),
+    )
+}
+
+/// Makes a `MsgSnapshot` deliverable to a node on another file system: a handle naming a
+/// file of the sender's snapshot directory `snap_dir` on `fs` is replaced by the file's data
+/// (checked against its checksum). Anything else is left as it is. This is what an in-memory
+/// network (a simulation's) calls on a snapshot before delivering it; the receiving node
+/// installs inline data as well as files.
+pub fn inline_snapshot(
+    fs: &dyn FileSystem,
+    snap_dir: &Path,
+    message: &mut Message,
+) -> Result<(), snapshotter::Error> {
+    if message.get_msg_type() != MessageType::MsgSnapshot {
+        return Ok(());
+    }
+    snapshotter::inline_data(fs, snap_dir, message.mut_snapshot())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{PeerEvent, PeerFilter, PeerLimits};
+    use raft::eraftpb::{ConfState, Snapshot};
+
+    /// A leader's snapshotter holding a snapshot of term 2 at index 9 with `data`.
+    fn leader_with(dir: &Path, data: &[u8]) -> Snapshotter {
+        let snapshotter = Snapshotter::new(dir, 5).expect("snapshotter");
+        let mut snap = Snapshot {
+            data: data.to_vec().into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.term = 2;
+        meta.index = 9;
+        meta.set_conf_state(ConfState::from((vec![1, 2], vec![])));
+        snapshotter.save(&snap).expect("saved");
+        snapshotter
+    }
+
+    /// The message raft hands the transport: the snapshot's metadata and a handle.
+    fn message_for(snapshotter: &Snapshotter) -> Message {
+        let loaded = snapshotter.load(2, 9).expect("the saved snapshot");
+        let mut m = Message {
+            from: 1,
+            to: 2,
+            term: 2,
+            ..Default::default()
+        };
+        m.set_msg_type(MessageType::MsgSnapshot);
+        let snap = m.mut_snapshot();
+        snap.set_metadata(loaded.get_metadata().clone());
+        snap.data = file_handle(&crate::snapshotter::snap_name(2, 9));
+        m
+    }
+
+    fn follower(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
+        let (tx, rx) = mpsc::channel(4);
+        let server = PeerServer::new(
+            Arc::new(PeerFilter::new(2, 0xabc)),
+            tx,
+            Arc::default(),
+            PeerLimits {
+                max_message: 1 << 20,
+                max_snapshot: u64::MAX,
+            },
+            dir,
+        );
+        (server, rx)
+    }
+
+    /// The whole request body the sender would put on the wire.
+    async fn wire(outgoing: Outgoing) -> Bytes {
+        let body = outgoing
+            .body
+            .collect()
+            .await
+            .expect("infallible")
+            .to_bytes();
+        if let Some(reader) = outgoing.reader {
+            let _ = reader.await.expect("the reader task");
+        }
+        body
+    }
+
+    /// A snapshot larger than every buffer on the way goes from the leader's file to a file
+    /// of the follower, byte for byte, and the node gets a handle naming it.
+    #[tokio::test]
+    async fn a_snapshot_travels_from_file_to_file() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let leader = leader_with(leader_dir.path(), &data);
+        let out = outgoing(message_for(&leader), &leader).expect("a body");
+        let body = wire(out).await;
+        let file_len =
+            std::fs::metadata(leader_dir.path().join(crate::snapshotter::snap_name(2, 9)))
+                .expect("the leader's file")
+                .len();
+        assert!(
+            body.len() as u64 > file_len,
+            "the whole file follows the message"
+        );
+
+        let (server, mut events) = follower(follower_dir.path());
+        receive(&server, 1, Body::from(body))
+            .await
+            .expect("accepted");
+        let Some(PeerEvent::Step(mut got)) = events.recv().await else {
+            panic!("nothing reached the node");
+        };
+        let m = got.pop().expect("one message");
+        let SnapshotData::File(name) = SnapshotData::of(&m.get_snapshot().data).expect("a handle")
+        else {
+            panic!("not a file handle");
+        };
+        assert!(crate::snapshotter::handle::is_incoming_name(name));
+        let follower = Snapshotter::new(follower_dir.path(), 5).expect("snapshotter");
+        follower
+            .adopt(name, m.get_snapshot().get_metadata())
+            .expect("installed");
+        assert_eq!(follower.load(2, 9).expect("loads").data.as_ref(), &data[..]);
+    }
+
+    /// A damaged file is refused by the follower (nothing stays on its disk) and set aside by
+    /// the leader, so that raft's next attempt takes a fresh snapshot.
+    #[tokio::test]
+    async fn a_damaged_file_is_refused_and_set_aside() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let message = message_for(&leader);
+        let path = leader_dir.path().join(crate::snapshotter::snap_name(2, 9));
+        let mut bytes = std::fs::read(&path).expect("the file");
+        bytes[5_000] ^= 1;
+        std::fs::write(&path, &bytes).expect("damaged");
+        let out = outgoing(message, &leader).expect("a body");
+        let body = wire(out).await;
+        assert!(!path.exists(), "the damaged file was set aside");
+        let (server, _events) = follower(follower_dir.path());
+        let refused = receive(&server, 1, Body::from(body))
+            .await
+            .expect_err("a damaged file is refused");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.text().contains("checksum mismatch"), "{refused:?}");
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing stays behind");
+    }
+
+    /// What an in-memory network does: the handle becomes the file's data, which a node
+    /// installs from memory.
+    #[test]
+    fn inline_snapshot_replaces_the_handle_with_the_data() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(dir.path(), b"state");
+        let mut m = message_for(&leader);
+        inline_snapshot(&crate::disk::StdFs, dir.path(), &mut m).expect("inlined");
+        assert_eq!(m.get_snapshot().data.as_ref(), b"state");
+        let mut other = Message::default();
+        inline_snapshot(&crate::disk::StdFs, dir.path(), &mut other).expect("not a snapshot");
+        assert_eq!(other, Message::default());
+    }
+}

@@ -1,0 +1,140 @@
+//! A snapshot of a state far bigger than the memory a sender may spend on it: the leader
+//! streams it from its file to a new member, over plain HTTP and over TLS, its resident memory
+//! does not grow with it, nobody holds an election meanwhile, and the member then serves the
+//! whole state.
+
+#[path = "../examples/support/bigdata.rs"]
+#[allow(dead_code)] // the examples use more of it
+mod bigdata;
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{ProcCluster, rss, wait_for};
+
+/// Values of 64 KiB, so that a debug build loads the state in moments.
+const VALUE_LEN: usize = 64 << 10;
+/// 192 MiB of values.
+const KEYS: u64 = 3 * 1024;
+/// What the leader's resident memory may grow by while it sends the snapshot (the issue's
+/// bound for a state of 1 GiB): the snapshot is three times that.
+const RISE_LIMIT: u64 = 64 << 20;
+
+/// A one-node cluster adds a second member that does not answer yet (etcd's check refuses it).
+const SOLO: &[&str] = &["--strict-reconfig-check=false"];
+
+/// Samples the resident memory of `pid` every few milliseconds until dropped; keeps the peak.
+struct PeakRss {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PeakRss {
+    fn start(pid: i32) -> PeakRss {
+        let peak = Arc::new(AtomicU64::new(rss(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss(pid), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        PeakRss {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the sampler does not panic");
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Node 1 starts alone from a snapshot of [`KEYS`] keys; node 2 joins, and can only catch up
+/// through that snapshot (the log starts after it).
+async fn a_joining_member_gets_a_big_snapshot(mut c: ProcCluster) {
+    bigdata::write_snapshot_of(&c.data_dir(1), &c.peers[0], KEYS, VALUE_LEN);
+    let snap_bytes: u64 = std::fs::read_dir(c.data_dir(1).join("raftexample-1-snap"))
+        .expect("the snapshot folder")
+        .map(|e| e.expect("an entry").metadata().expect("metadata").len())
+        .sum();
+    assert!(
+        snap_bytes > 3 * RISE_LIMIT,
+        "a snapshot of {snap_bytes} bytes"
+    );
+    c.spawn(1, &[]);
+    c.wait_leader().await;
+    let value = "x".repeat(VALUE_LEN);
+    // The paths drop the keys' leading slash.
+    let last = bigdata::key(KEYS - 1)[1..].to_string();
+    c.wait_value(1, &last, &value, false).await;
+    let term = c.status(1).await.expect("node 1's status")["term"].clone();
+
+    let leader = c.pid(1);
+    let before = rss(leader);
+    let sampler = PeakRss::start(leader);
+    let id = c.grow();
+    let added = c
+        .http
+        .post(format!("{}/{id}", c.url(1)))
+        .body(c.peers[id as usize - 1].clone())
+        .send()
+        .await
+        .expect("POST /2");
+    let code = added.status().as_u16();
+    assert_eq!(code, 204, "{}", added.text().await.unwrap_or_default());
+    c.spawn(id, &["--join"]);
+    wait_for(
+        Duration::from_secs(180),
+        "node 2 to serve the snapshot's last key",
+        || async {
+            let (code, body) = c.get(id, &format!("{last}?stale")).await?;
+            (code == 200 && body == value).then_some(())
+        },
+    )
+    .await;
+    let peak = sampler.finish();
+
+    let log = c.log(id);
+    assert!(
+        log.contains("installing snapshot"),
+        "node 2 caught up without a snapshot: {log}"
+    );
+    let rise = peak.saturating_sub(before);
+    assert!(
+        rise < RISE_LIMIT,
+        "the leader's resident memory rose by {} MiB (from {} MiB) while it sent a snapshot of \
+         {} MiB",
+        rise >> 20,
+        before >> 20,
+        snap_bytes >> 20
+    );
+    let status = c.status(1).await.expect("node 1's status");
+    assert_eq!(status["leader"].as_u64(), Some(1), "{status}");
+    assert_eq!(status["term"], term, "an election was held: {status}");
+    // The new member serves linearizable reads and takes writes.
+    c.wait_value(id, &bigdata::key(0)[1..], &value, false).await;
+    c.put_ok(id, "after", "yes").await;
+    c.wait_value(1, "after", "yes", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_streams_a_big_snapshot_without_holding_it() {
+    a_joining_member_gets_a_big_snapshot(ProcCluster::new(1, SOLO)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_streams_a_big_snapshot_over_tls_without_holding_it() {
+    a_joining_member_gets_a_big_snapshot(ProcCluster::new_tls(1, SOLO)).await;
+}
