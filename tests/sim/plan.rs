@@ -154,10 +154,12 @@ impl Plan {
             2..=5 => (rng.random_range(2..=8), rng.random_range(0..=3)),
             _ => (rng.random_range(5..=60), rng.random_range(0..=50)),
         };
+        // Small segments, so that many runs rotate and cut them (and the simulated disk,
+        // which copies what it holds, stays small: a segment is preallocated up to its size).
         let segment_bytes = if rng.random_bool(0.5) {
             rng.random_range(4..=64) * 1024
         } else {
-            64 * 1024 * 1024
+            rng.random_range(64..=1024) * 1024
         };
         let value_padding = if rng.random_bool(0.08) {
             rng.random_range(50_000..=400_000)

@@ -1473,6 +1473,7 @@ impl World {
         };
         if injected {
             *self.stats.faults.entry(kind).or_default() += 1;
+            self.note(|| format!("fault injected: {}", kind.name()));
         }
     }
 
