@@ -35,6 +35,8 @@ mod disk;
 #[allow(dead_code)] // the checker's explanations and options the simulator does not use
 #[path = "../faults/lincheck.rs"]
 mod lincheck;
+#[cfg(feature = "sim-mutations")]
+mod mutations;
 mod net;
 mod plan;
 mod report;
@@ -138,6 +140,8 @@ fn replay() {
         Ok("quick") | Err(_) => Length::Quick,
         Ok(other) => panic!("SIM_LENGTH={other:?}: quick or long"),
     };
+    #[cfg(feature = "sim-mutations")]
+    mutations::from_env();
     let result = run_seed(seed, length, true);
     let dir = report::keep(&result, length);
     println!(
