@@ -63,7 +63,7 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
-  say "installing cargo-nextest (cargo install cargo-nextest --locked; a few minutes)"
+  say "installing cargo-nextest (cargo install cargo-nextest --locked: it compiles, 5 to 20 minutes on two cores)"
   cargo install cargo-nextest --locked
 fi
 

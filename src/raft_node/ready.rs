@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::proposals::Asked;
 use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
+use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
 use crate::transport::PeerEvent;
 
@@ -179,7 +180,12 @@ impl RaftNode {
                             // removal on the way, and must not take the end of one append for
                             // the end of what the leader has committed (more, with its re-add,
                             // is coming).
-                            self.leader_commit = self.leader_commit.max(m.commit);
+                            let commit = if mutation::active(Mutation::CappedLeaderCommit) {
+                                m.commit.min(m.index + m.entries.len() as u64)
+                            } else {
+                                m.commit
+                            };
+                            self.leader_commit = self.leader_commit.max(commit);
                             self.last_leader_contact = now;
                         }
                         MessageType::MsgSnapshot => {
@@ -230,6 +236,9 @@ impl RaftNode {
         // 3. Entries committed and already durable here (a leader holds back its own removal:
         // see `commit_entries`).
         self.commit_entries(rd.take_committed_entries())?;
+        if mutation::active(Mutation::AckBeforeSync) {
+            self.send(rd.take_persisted_messages());
+        }
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
         // 5. ReadIndex answers.
