@@ -172,6 +172,24 @@ impl RaftNode {
         match event {
             PeerEvent::Step(messages) => {
                 for m in messages {
+                    // A heartbeat never says more is committed than this node's log holds
+                    // (raft-rs panics on one), unless the leader's view of this node is from an
+                    // earlier life of its id: a member removed and added back under its old id
+                    // with an empty data dir, heard by a leader of an older term that applied
+                    // neither change. Nothing in it is meant for this node; the current leader
+                    // reaches it soon (found by the simulator, tests/sim).
+                    let last = self.rn.raft.raft_log.last_index();
+                    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                        tracing::warn!(
+                            leader = m.from,
+                            term = m.term,
+                            commit = m.commit,
+                            last,
+                            "ignored a heartbeat that says more is committed than this log \
+                             holds: the leader knew an earlier life of this node's id"
+                        );
+                        continue;
+                    }
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
                             // The leader's whole commit index, also beyond this message's

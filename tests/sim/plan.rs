@@ -161,10 +161,19 @@ impl Plan {
         } else {
             rng.random_range(64..=1024) * 1024
         };
-        let value_padding = if rng.random_bool(0.08) {
-            rng.random_range(50_000..=400_000)
+        // Sometimes values so large that a follower catching up needs several appends (raft
+        // fills each up to 1 MiB): a node added back under its old id then replays its own
+        // removal in one append and its addition in a later one.
+        let value_padding = if rng.random_bool(0.15) {
+            rng.random_range(100_000..=500_000)
         } else {
             0
+        };
+        // ... and half of those keep the whole log (a snapshot would skip the removal).
+        let (snapshot_count, catchup) = if value_padding > 0 && rng.random_bool(0.5) {
+            (10_000, 10_000)
+        } else {
+            (snapshot_count, catchup)
         };
         // A few kinds per schedule, so that each kind also gets schedules of its own.
         let mut faults: Vec<Fault> = Fault::ALL
