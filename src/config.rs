@@ -178,10 +178,13 @@ impl Config {
     }
 
     /// How the WAL is written: segment size from the flags, the rest as the WAL defaults.
+    /// A segment is never preallocated past its size: small segments (tests, the simulator)
+    /// would otherwise each carry megabytes of zeros.
     pub fn wal_options(&self) -> crate::wal::WalOptions {
+        let defaults = crate::wal::WalOptions::default();
         crate::wal::WalOptions {
             segment_size: self.wal_segment_bytes,
-            ..Default::default()
+            preallocate: defaults.preallocate.min(self.wal_segment_bytes),
         }
     }
 

@@ -39,6 +39,7 @@
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
+//! - [`mutation`]: fixes the simulator takes out again to show it finds their bugs.
 //! - [`events`] and [`ui`]: the live page at `/-/ui`, fed by each `Ready` while a page watches.
 
 #![forbid(unsafe_code)]
@@ -57,6 +58,7 @@ pub mod in_memory;
 pub mod kvstore;
 pub mod membership;
 pub mod metrics;
+pub mod mutation;
 pub mod pb;
 pub mod proposal;
 pub mod raft_node;

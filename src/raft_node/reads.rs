@@ -127,9 +127,10 @@ impl Reads {
         r.attempts += 1;
         self.next_ctx += 1;
         self.contexts.insert(self.next_ctx, round);
+        let (origin, nonce) = self.identity();
         let mut ctx = Vec::with_capacity(24);
-        ctx.extend_from_slice(&self.origin.to_le_bytes());
-        ctx.extend_from_slice(&self.nonce.to_le_bytes());
+        ctx.extend_from_slice(&origin.to_le_bytes());
+        ctx.extend_from_slice(&nonce.to_le_bytes());
         ctx.extend_from_slice(&self.next_ctx.to_le_bytes());
         Some(ctx)
     }
@@ -154,7 +155,16 @@ impl Reads {
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map(u64::from_le_bytes)
         };
-        (ctx.len() == 24 && word(0)? == self.origin && word(1)? == self.nonce).then_some(word(2)?)
+        let (origin, nonce) = self.identity();
+        (ctx.len() == 24 && word(0)? == origin && word(1)? == nonce).then_some(word(2)?)
+    }
+
+    /// What tells this process's contexts from all others.
+    fn identity(&self) -> (u64, u64) {
+        if crate::mutation::active(crate::mutation::Mutation::BareReadContext) {
+            return (0, 0);
+        }
+        (self.origin, self.nonce)
     }
 
     /// The waiters whose read index is at most `applied`: safe to answer once the state

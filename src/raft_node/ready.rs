@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::proposals::Asked;
 use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
+use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
 use crate::transport::PeerEvent;
 
@@ -171,6 +172,24 @@ impl RaftNode {
         match event {
             PeerEvent::Step(messages) => {
                 for m in messages {
+                    // A heartbeat never says more is committed than this node's log holds
+                    // (raft-rs panics on one), unless the leader's view of this node is from an
+                    // earlier life of its id: a member removed and added back under its old id
+                    // with an empty data dir, heard by a leader of an older term that applied
+                    // neither change. Nothing in it is meant for this node; the current leader
+                    // reaches it soon (found by the simulator, tests/sim).
+                    let last = self.rn.raft.raft_log.last_index();
+                    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                        tracing::warn!(
+                            leader = m.from,
+                            term = m.term,
+                            commit = m.commit,
+                            last,
+                            "ignored a heartbeat that says more is committed than this log \
+                             holds: the leader knew an earlier life of this node's id"
+                        );
+                        continue;
+                    }
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
                             // The leader's whole commit index, also beyond this message's
@@ -178,7 +197,12 @@ impl RaftNode {
                             // removal on the way, and must not take the end of one append for
                             // the end of what the leader has committed (more, with its re-add,
                             // is coming).
-                            self.leader_commit = self.leader_commit.max(m.commit);
+                            let commit = if mutation::active(Mutation::CappedLeaderCommit) {
+                                m.commit.min(m.index + m.entries.len() as u64)
+                            } else {
+                                m.commit
+                            };
+                            self.leader_commit = self.leader_commit.max(commit);
                             self.last_leader_contact = now;
                         }
                         MessageType::MsgSnapshot => {
@@ -228,6 +252,9 @@ impl RaftNode {
         // 3. Entries committed and already durable here (a leader holds back its own removal:
         // see `commit_entries`).
         self.commit_entries(rd.take_committed_entries())?;
+        if mutation::active(Mutation::AckBeforeSync) {
+            self.send(rd.take_persisted_messages());
+        }
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
         // 5. ReadIndex answers.

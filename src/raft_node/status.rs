@@ -6,6 +6,12 @@ use super::{MemberStatus, NodeStatus, PeerProgress, RaftNode};
 use crate::wal::Wal;
 
 impl RaftNode {
+    /// The exactly-once table as of the last applied entry: replicated state beside the map,
+    /// which a simulation compares across nodes at each applied index (tests/sim).
+    pub fn sessions(&self) -> &crate::proposal::Sessions {
+        &self.sessions
+    }
+
     pub(super) fn status(&self) -> NodeStatus {
         let raft = &self.rn.raft;
         let hs = raft.hard_state();

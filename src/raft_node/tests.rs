@@ -342,3 +342,27 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
         .expect("node task");
     assert_eq!(exit, Exit::Removed);
 }
+
+/// Node 3, added back under its old id with an empty data dir, hears a heartbeat from a leader
+/// of an older term that never applied its removal and re-addition: that leader's progress
+/// says node 3 holds entries up to 22 (its earlier life did), so the heartbeat announces
+/// commit 22 to an empty log. raft-rs would panic on it; the node ignores it, keeps running,
+/// and takes the current leader's append (found by the simulator, tests/sim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_meant_for_an_earlier_life_of_this_id_is_ignored() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let log = log_with_node_3_added_back(&cluster);
+    let node = Fed::join(3, cluster).await;
+    let mut stale = message(raft::eraftpb::MessageType::MsgHeartbeat, 2, 3, 1);
+    stale.commit = 22;
+    let status = node
+        .step(stale)
+        .await
+        .expect("the node survives the heartbeat");
+    assert_eq!(status.last_index, 0);
+    feed_one_by_one(&node, &log, 25).await;
+    let status = node.status().await.expect("still running");
+    assert_eq!(status.applied, 25);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}

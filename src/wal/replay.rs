@@ -265,6 +265,11 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
 /// The first valid sync mark after a bad record at `bad` that covers it (offset, synced bytes):
 /// proof that the bad record was synced.
 fn sync_covering(data: &[u8], bad: usize) -> Option<(usize, u64)> {
+    if crate::mutation::active(crate::mutation::Mutation::AnyRecordAfterDamageIsCorruption) {
+        return record::records_after(data, bad)
+            .next()
+            .map(|(at, _)| (at, bad as u64 + 1));
+    }
     record::records_after(data, bad).find_map(|(at, rec)| match rec {
         Record::Synced(synced) if synced > bad as u64 => Some((at, synced)),
         _ => None,

@@ -1,0 +1,48 @@
+//! Switches that take a fix out again, so that the simulator (tests/sim) can show it finds
+//! the bug each fix is for. They exist only in a build with the `sim-mutations` feature, which
+//! nothing but the simulator's mutation tests turns on; in every other build
+//! [`active`] is the constant `false` and the compiler drops the buggy branch.
+
+/// A fix taken out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mutation {
+    /// A follower takes the end of an append (`index + entries`) for the leader's commit
+    /// index: a node added back under its old id replays its own removal and exits.
+    CappedLeaderCommit = 1,
+    /// ReadIndex contexts are a bare counter from 0: they repeat across nodes and restarts.
+    BareReadContext = 2,
+    /// The WAL calls any valid record after a bad one proof of corruption: a power loss's
+    /// torn tail stops the node from starting.
+    AnyRecordAfterDamageIsCorruption = 3,
+    /// Every proposal applies, copies too: no exactly-once table.
+    NoExactlyOnce = 4,
+    /// A follower acknowledges an append before its own fsync.
+    AckBeforeSync = 5,
+}
+
+#[cfg(feature = "sim-mutations")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Takes `mutation`'s fix out for the whole process (`None`: every fix in).
+#[cfg(feature = "sim-mutations")]
+pub fn set(mutation: Option<Mutation>) {
+    ACTIVE.store(
+        mutation.map_or(0, |m| m as u8),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// Whether `mutation`'s fix is taken out.
+#[inline(always)]
+pub fn active(mutation: Mutation) -> bool {
+    #[cfg(feature = "sim-mutations")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::Relaxed) == mutation as u8
+    }
+    #[cfg(not(feature = "sim-mutations"))]
+    {
+        let _ = mutation;
+        false
+    }
+}

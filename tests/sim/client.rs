@@ -1,0 +1,131 @@
+//! The simulated clients: what each asks of which node, and how an answer becomes the
+//! checker's outcome, on the safe side as the fault suite's clients do: only an answer that
+//! proves a `PUT` was never proposed is a definite failure.
+//!
+//! Histories are recorded in the fault suite's format ([`Recorded`], one JSON line per
+//! operation), with times in simulated nanoseconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::lincheck::{OpKind, Operation, Outcome};
+use raftexample::raft_node::ProposalError;
+
+/// One recorded operation, as the fault suite writes it to `history.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The node the request went to.
+    pub node: u64,
+    /// Why the operation did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+    /// What the checker sees.
+    #[serde(flatten)]
+    pub op: Operation,
+}
+
+/// What a client saw of a request that did not succeed (the fault suite's vocabulary).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Why {
+    /// The node answered with this status and this one-line body.
+    Status(u16, String),
+    /// The node was down: the request was never sent.
+    Refused(String),
+    /// The node went down with the request in flight.
+    Cut(String),
+}
+
+/// The status the REST API gives `err` (see `http_api.rs`).
+fn status_of(err: &ProposalError) -> u16 {
+    match err {
+        ProposalError::NotMember(_) => 404,
+        ProposalError::AlreadyMember(_)
+        | ProposalError::UrlInUse { .. }
+        | ProposalError::LastVoter(_)
+        | ProposalError::ChangePending
+        | ProposalError::Rejected(_)
+        | ProposalError::WouldLoseQuorum(_) => 409,
+        _ => 503,
+    }
+}
+
+/// The outcome of a `PUT` the node answered with `answer`.
+pub fn put_outcome(answer: Result<(), ProposalError>) -> (Outcome, Option<Why>) {
+    match answer {
+        Ok(()) => (Outcome::Ok, None),
+        Err(err) => {
+            let text = err.to_string();
+            // The node is certain only when it says the write will not happen.
+            let outcome = if text.contains("will not happen") {
+                Outcome::Failed
+            } else {
+                Outcome::Unknown
+            };
+            (outcome, Some(Why::Status(status_of(&err), text)))
+        }
+    }
+}
+
+/// A client's operation in flight, or about to be.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The client.
+    pub client: usize,
+    /// The node asked.
+    pub node: u64,
+    /// The key.
+    pub key: String,
+    /// What was asked.
+    pub kind: OpKind,
+    /// When (a stamp of the world's clock).
+    pub invoke: u64,
+}
+
+impl Pending {
+    /// The record of this operation, completed at `complete` with `outcome`.
+    pub fn finish(self, complete: u64, outcome: Outcome, why: Option<Why>) -> Recorded {
+        Recorded {
+            node: self.node,
+            why,
+            op: Operation {
+                client: self.client,
+                key: self.key,
+                kind: self.kind,
+                invoke_ns: self.invoke,
+                complete_ns: complete,
+                outcome,
+            },
+        }
+    }
+}
+
+/// Stale reads that no write could have produced: a value that no `PUT` invoked before the
+/// read returned wrote, or one whose `PUT` the node said will not happen. A stale read may lag,
+/// but it never invents.
+pub fn phantom_reads(history: &[Recorded], stale: &[Recorded]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for read in stale {
+        let Outcome::Value(value) = &read.op.outcome else {
+            continue;
+        };
+        let writer = history.iter().find(|w| {
+            w.op.key == read.op.key && matches!(&w.op.kind, OpKind::Put { value: v } if v == value)
+        });
+        match writer {
+            None => problems.push(format!(
+                "stale read of {:?} on node {} returned {value:?}, which no PUT wrote",
+                read.op.key, read.node
+            )),
+            Some(w) if w.op.invoke_ns > read.op.complete_ns => problems.push(format!(
+                "stale read of {:?} on node {} returned {value:?} before its PUT was invoked",
+                read.op.key, read.node
+            )),
+            Some(w) if w.op.outcome == Outcome::Failed => problems.push(format!(
+                "stale read of {:?} on node {} returned {value:?}, whose PUT was answered \
+                 \"will not happen\": {:?}",
+                read.op.key, read.node, w.why
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}

@@ -1,0 +1,166 @@
+//! Deterministic simulation of whole clusters: the real node core, WAL, snapshotter and state
+//! machine of 3 or 5 nodes in one thread, on simulated disks, a simulated network and a
+//! simulated clock, everything drawn from one seed. A schedule of faults (delay, reordering,
+//! duplication and loss of messages; partitions both ways and one way; crashes; power loss of
+//! a node or of all; failed fsyncs; a full disk; a byte flipped at rest; slow disks;
+//! membership churn) runs under a client load, and is judged: linearizable history, committed
+//! entries that never change, one leader per term, the same state at the same applied index on
+//! every node, no acknowledged write lost, a refusal to start only over damaged synced data,
+//! no panic.
+//!
+//! # Layout
+//! - `world.rs`: the event loop, the nodes' lives and the faults.
+//! - `net.rs`: the nodes' `Network` and the links between them.
+//! - `disk.rs`: the nodes' disks (the crate's `MemFs`, with a cost per sync).
+//! - `client.rs`: the clients' history, in the fault suite's format.
+//! - `checks.rs`: what must hold at every moment.
+//! - `plan.rs`: what one seed's schedule is made of.
+//! - `report.rs`: the table of a batch of schedules, and what a failure leaves behind.
+//! - the fault suite's checker (`../faults/lincheck.rs`) and verdict (`../faults/verify.rs`).
+//!
+//! # Running
+//! `cargo nextest run` runs [`QUICK_SEEDS`] short schedules (four shards), and checks that a
+//! seed replays to the same trace. The long version:
+//!
+//! ```text
+//! SIM_SEEDS=10000 cargo nextest run --release --test sim --run-ignored only many --no-capture
+//! ```
+//!
+//! A failure prints its seed and the command that replays it, and leaves the trace, the
+//! history and what went wrong in `target/sim-runs/<seed>/`.
+
+mod checks;
+mod client;
+mod disk;
+#[allow(dead_code)] // the checker's explanations and options the simulator does not use
+#[path = "../faults/lincheck.rs"]
+mod lincheck;
+#[cfg(feature = "sim-mutations")]
+mod mutations;
+mod net;
+mod plan;
+mod report;
+#[allow(dead_code)] // load_history: the simulator only writes histories
+#[path = "../faults/verify.rs"]
+mod verify;
+mod world;
+
+use plan::Length;
+use report::{Batch, run_seed};
+
+/// Schedules in every `cargo nextest run`, over four shards.
+const QUICK_SEEDS: u64 = 1000;
+/// Shards of the quick run (nextest runs them side by side).
+const SHARDS: u64 = 4;
+/// First seed of the quick run.
+const QUICK_BASE: u64 = 1;
+
+fn quick_shard(shard: u64) {
+    let per = QUICK_SEEDS / SHARDS;
+    let seeds = QUICK_BASE + shard * per..QUICK_BASE + (shard + 1) * per;
+    let batch = Batch::run(seeds, Length::Quick, 1);
+    println!("{}", batch.table());
+    assert!(batch.passed(), "{}", batch.failures());
+}
+
+/// The first quarter of the quick run's schedules.
+#[test]
+fn quick_schedules_shard_0() {
+    quick_shard(0);
+}
+
+/// The second quarter.
+#[test]
+fn quick_schedules_shard_1() {
+    quick_shard(1);
+}
+
+/// The third quarter.
+#[test]
+fn quick_schedules_shard_2() {
+    quick_shard(2);
+}
+
+/// The last quarter.
+#[test]
+fn quick_schedules_shard_3() {
+    quick_shard(3);
+}
+
+/// A seed replays to the same run: the event trace of two runs is the same, byte for byte.
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    for seed in [3, 17, 4242] {
+        for length in [Length::Quick, Length::Long] {
+            let a = run_seed(seed, length, true);
+            let b = run_seed(seed, length, true);
+            let (ta, tb) = (a.trace.expect("traced"), b.trace.expect("traced"));
+            assert!(
+                ta.lines().count() > 300 && ta.contains("fault injected"),
+                "seed {seed}: a trace this short, or without a fault, is no test"
+            );
+            if ta != tb {
+                let line = ta
+                    .lines()
+                    .zip(tb.lines())
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(ta.lines().count().min(tb.lines().count()));
+                panic!(
+                    "seed {seed} ({length:?}): the traces differ from line {}:\n{}\n{}",
+                    line + 1,
+                    ta.lines().nth(line).unwrap_or("(end)"),
+                    tb.lines().nth(line).unwrap_or("(end)")
+                );
+            }
+        }
+    }
+}
+
+/// The long run: `SIM_SEEDS` schedules (default 10,000) from `SIM_SEED_BASE` (default
+/// 1,000,000, away from the quick run's), on every core, then the table.
+#[test]
+#[ignore = "the long run: SIM_SEEDS=10000 cargo nextest run --release --test sim --run-ignored only many"]
+fn many_schedules() {
+    let seeds = env_u64("SIM_SEEDS").unwrap_or(10_000);
+    let base = env_u64("SIM_SEED_BASE").unwrap_or(1_000_000);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let batch = Batch::run(base..base + seeds, Length::Long, workers);
+    println!("{}", batch.table());
+    assert!(batch.passed(), "{}", batch.failures());
+}
+
+/// Replays `SIM_SEED` (of `SIM_LENGTH`, `long` or `quick`), writes its trace and history to
+/// `target/sim-runs/<seed>/` and says what went wrong.
+#[test]
+#[ignore = "replays one seed: SIM_SEED=<n> SIM_LENGTH=quick|long cargo nextest run --test sim --run-ignored only replay --no-capture"]
+fn replay() {
+    let seed = env_u64("SIM_SEED").expect("set SIM_SEED to the seed to replay");
+    let length = match std::env::var("SIM_LENGTH").as_deref() {
+        Ok("long") => Length::Long,
+        Ok("quick") | Err(_) => Length::Quick,
+        Ok(other) => panic!("SIM_LENGTH={other:?}: quick or long"),
+    };
+    #[cfg(feature = "sim-mutations")]
+    mutations::from_env();
+    let result = run_seed(seed, length, true);
+    let dir = report::keep(&result, length);
+    println!(
+        "seed {seed}: {} events, {} operations; trace and history in {}",
+        result.stats.events,
+        result.stats.operations,
+        dir.display()
+    );
+    assert!(
+        result.violations.is_empty(),
+        "seed {seed}:\n{}",
+        result.violations.join("\n")
+    );
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.parse()
+            .unwrap_or_else(|e| panic!("{name}={text:?} is not a number: {e}")),
+    )
+}

@@ -1,0 +1,216 @@
+//! What one schedule is made of, drawn from its seed: the cluster (3 or 5 nodes, snapshot
+//! thresholds, WAL segment size), the load (clients, keys, value sizes) and which kinds of
+//! fault it injects, how often.
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::net::{MS, Nanos};
+
+/// One second of simulated time.
+pub const SECOND: Nanos = 1000 * MS;
+
+/// The kinds of fault, as the README's table counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Extra delay on some links.
+    Delay,
+    /// Jitter on some links: messages overtake each other.
+    Reorder,
+    /// Some messages delivered twice.
+    Duplicate,
+    /// Some messages lost.
+    Loss,
+    /// A node cut off both ways (the leader half the time), or a minority from a majority.
+    Partition,
+    /// A link cut in one direction only.
+    OneWay,
+    /// A node killed and restarted: memory lost, disk kept.
+    Crash,
+    /// A node loses power (now, or in the middle of one of its next disk operations):
+    /// unsynced pages kept, dropped or torn.
+    PowerLoss,
+    /// Every node loses power at once.
+    PowerLossAll,
+    /// The next syncs of a node fail with `EIO`.
+    Eio,
+    /// A node's disk fills up (`ENOSPC`).
+    Enospc,
+    /// A byte of a stopped node's WAL or snapshot flipped at rest.
+    Corrupt,
+    /// A node's syncs take tens to hundreds of milliseconds.
+    SlowDisk,
+    /// A member removed (the leader half the time), a removed one added back, or a new one.
+    Membership,
+}
+
+impl Fault {
+    /// Every kind.
+    pub const ALL: [Fault; 14] = [
+        Fault::Delay,
+        Fault::Reorder,
+        Fault::Duplicate,
+        Fault::Loss,
+        Fault::Partition,
+        Fault::OneWay,
+        Fault::Crash,
+        Fault::PowerLoss,
+        Fault::PowerLossAll,
+        Fault::Eio,
+        Fault::Enospc,
+        Fault::Corrupt,
+        Fault::SlowDisk,
+        Fault::Membership,
+    ];
+
+    /// The name in tables and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Delay => "delay",
+            Fault::Reorder => "reorder",
+            Fault::Duplicate => "duplicate",
+            Fault::Loss => "loss",
+            Fault::Partition => "partition",
+            Fault::OneWay => "one-way partition",
+            Fault::Crash => "crash",
+            Fault::PowerLoss => "power loss (one node)",
+            Fault::PowerLossAll => "power loss (all nodes)",
+            Fault::Eio => "fsync EIO",
+            Fault::Enospc => "ENOSPC",
+            Fault::Corrupt => "corrupted byte at rest",
+            Fault::SlowDisk => "slow disk",
+            Fault::Membership => "membership change",
+        }
+    }
+}
+
+/// How long a schedule runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// The suite's: a few seconds of faults (the suite runs in a debug build).
+    Quick,
+    /// The long run's: longer schedules, more faults each.
+    Long,
+}
+
+/// One schedule's cluster, load and faults.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The seed everything is drawn from.
+    pub seed: u64,
+    /// Initial members.
+    pub nodes: u64,
+    /// Ids that may join later (`nodes + 1 ..= max_id`).
+    pub max_id: u64,
+    /// How long faults are injected; then everything heals.
+    pub chaos: Nanos,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// The keys.
+    pub keys: Vec<String>,
+    /// Chance that an operation is a PUT.
+    pub put_ratio: f64,
+    /// Chance that a GET is a stale one (`?stale`).
+    pub stale_ratio: f64,
+    /// Bytes added to each value (0 for small values): large values split appends.
+    pub value_padding: usize,
+    /// Longest pause between two operations of a client.
+    pub max_think: Nanos,
+    /// `--snapshot-count`.
+    pub snapshot_count: u64,
+    /// `--snapshot-catchup-entries`.
+    pub catchup: u64,
+    /// `--wal-segment-bytes`.
+    pub segment_bytes: u64,
+    /// `--proposal-timeout-ms`.
+    pub proposal_timeout_ms: u64,
+    /// The kinds of fault this schedule injects.
+    pub faults: Vec<Fault>,
+    /// Pause between two faults (range).
+    pub fault_gap: (Nanos, Nanos),
+    /// One-way latency of a healthy link (range).
+    pub latency: (Nanos, Nanos),
+    /// What a healthy sync costs.
+    pub sync_cost: Nanos,
+}
+
+impl Plan {
+    /// The schedule of `seed`.
+    pub fn draw(seed: u64, length: Length) -> Plan {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
+        let nodes = if rng.random_bool(0.65) { 3 } else { 5 };
+        let max_id = nodes + rng.random_range(0..=2);
+        let chaos = match length {
+            Length::Quick => rng.random_range(2 * SECOND..=4 * SECOND),
+            Length::Long => rng.random_range(6 * SECOND..=14 * SECOND),
+        };
+        let keys = (0..rng.random_range(1..=4))
+            .map(|k| format!("/k{k}"))
+            .collect();
+        // Mostly small thresholds (snapshots every few entries, followers caught up by
+        // snapshot), sometimes the defaults (no snapshot in a run this short).
+        let (snapshot_count, catchup) = match rng.random_range(0..10) {
+            0..=1 => (10_000, 10_000),
+            2..=5 => (rng.random_range(2..=8), rng.random_range(0..=3)),
+            _ => (rng.random_range(5..=60), rng.random_range(0..=50)),
+        };
+        // Small segments, so that many runs rotate and cut them (and the simulated disk,
+        // which copies what it holds, stays small: a segment is preallocated up to its size).
+        let segment_bytes = if rng.random_bool(0.5) {
+            rng.random_range(4..=64) * 1024
+        } else {
+            rng.random_range(64..=1024) * 1024
+        };
+        // Sometimes values so large that a follower catching up needs several appends (raft
+        // fills each up to 1 MiB): a node added back under its old id then replays its own
+        // removal in one append and its addition in a later one.
+        let value_padding = if rng.random_bool(0.15) {
+            rng.random_range(100_000..=500_000)
+        } else {
+            0
+        };
+        // ... and half of those keep the whole log (a snapshot would skip the removal).
+        let (snapshot_count, catchup) = if value_padding > 0 && rng.random_bool(0.5) {
+            (10_000, 10_000)
+        } else {
+            (snapshot_count, catchup)
+        };
+        // A few kinds per schedule, so that each kind also gets schedules of its own.
+        let mut faults: Vec<Fault> = Fault::ALL
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.3))
+            .collect();
+        if faults.is_empty() {
+            faults.push(Fault::ALL[rng.random_range(0..Fault::ALL.len())]);
+        }
+        let fault_gap = match length {
+            Length::Quick => (100 * MS, 900 * MS),
+            Length::Long => (100 * MS, 1500 * MS),
+        };
+        Plan {
+            seed,
+            nodes,
+            max_id,
+            chaos,
+            clients: rng.random_range(2..=5),
+            keys,
+            put_ratio: rng.random_range(0.3..0.8),
+            stale_ratio: if rng.random_bool(0.3) { 0.2 } else { 0.0 },
+            value_padding,
+            max_think: rng.random_range(0..=200) * MS,
+            snapshot_count,
+            catchup,
+            segment_bytes,
+            proposal_timeout_ms: rng.random_range(2..=5) * 1000,
+            faults,
+            fault_gap,
+            latency: if rng.random_bool(0.5) {
+                (100_000, 2 * MS)
+            } else {
+                (MS, 20 * MS)
+            },
+            sync_cost: rng.random_range(50_000..=3 * MS),
+        }
+    }
+}

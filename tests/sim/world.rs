@@ -1,0 +1,1763 @@
+//! The world: every node of one schedule in one thread, driven by one seeded random source
+//! and one simulated clock.
+//!
+//! Everything that happens is an [`Event`] in a queue ordered by simulated time (and, at equal
+//! times, by the order it was scheduled): a node's tick, a batch of messages arriving, a
+//! transport report, a client's next request, a fault, a restart. The loop takes the earliest
+//! event, sets the clock to its time, hands the node its input and runs one round of it
+//! ([`raftexample::raft_node::RaftNode::round`]), then looks at what the round did: the
+//! messages it sent (scheduled by the links), the answers it gave (recorded in the history),
+//! and its state (checked against every other node's). Time jumps from event to event: a
+//! schedule of twenty simulated seconds takes milliseconds.
+//!
+//! Nothing here reads the wall clock, starts a thread or iterates a hash map, so a run is a
+//! function of its seed: [`World::trace`] is the same, byte for byte, every time.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{Message, MessageType};
+use raft::{GetEntriesContext, NO_LIMIT, Storage};
+use raftexample::clock::ManualClock;
+use raftexample::config::Config;
+use raftexample::kvstore::{Applier, Command, KvStore};
+use raftexample::metrics::Metrics;
+use raftexample::raft_node::storage::NodeStorage;
+use raftexample::raft_node::{
+    Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError,
+    replay_wal_on,
+};
+use raftexample::transport::PeerEvent;
+use raftexample::wal::Record;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::oneshot;
+
+use crate::checks::{Change, Invariants};
+use crate::client::{Pending, Recorded, Why, put_outcome};
+use crate::disk::SimFs;
+use crate::lincheck::{OpKind, Outcome};
+use crate::net::{Fate, LinkFault, Links, MS, Nanos, NetHandle, describe, node_network};
+use crate::plan::{Fault, Plan, SECOND};
+
+/// The raft tick.
+const TICK: Nanos = 100 * MS;
+/// After the faults end, how long the cluster has to converge before that counts as a failure.
+const SETTLE_LIMIT: Nanos = 60 * SECOND;
+/// Where every node keeps its two folders, on its own disk.
+const DATA_DIR: &str = "/data";
+
+/// Something that happens at a point of simulated time.
+enum Event {
+    /// A node's raft tick.
+    Tick { node: u64, life: u64 },
+    /// A node's leader held a batch back until now.
+    Hold { node: u64, life: u64 },
+    /// Messages `from` sent to `to` arrive.
+    Deliver {
+        from: u64,
+        from_life: u64,
+        to: u64,
+        messages: Vec<Message>,
+    },
+    /// The transport tells a node about a peer.
+    Report {
+        node: u64,
+        life: u64,
+        event: PeerEvent,
+    },
+    /// A joining node asks a member for the cluster's identity.
+    JoinLookup { node: u64, life: u64 },
+    /// A request reaches a node (it waited in the inbox while the node's disk was busy).
+    Ask {
+        node: u64,
+        life: u64,
+        request: Request,
+    },
+    /// A client's next request.
+    Client(usize),
+    /// The next fault.
+    NextFault,
+    /// A fault ends.
+    EndFault(Ending),
+    /// A stopped node is started again.
+    Restart(u64),
+    /// The faults stop; everything heals.
+    Heal,
+    /// Is the cluster back together yet?
+    Settle,
+}
+
+/// What ends when a fault ends.
+enum Ending {
+    /// Link faults, by id.
+    Links(u64),
+    /// A slow disk.
+    SlowDisk(u64),
+    /// A power loss scheduled inside a node's disk operations that has not happened yet.
+    PowerLossDue(u64),
+    /// A full disk.
+    DiskFull(u64),
+}
+
+/// A node process: what dies in a crash.
+struct Process {
+    node: RaftNode,
+    kv: KvStore,
+    net: NetHandle,
+    shared: Arc<Shared>,
+    storage: NodeStorage,
+    /// The highest applied index and committed index already checked.
+    applied_seen: u64,
+    commit_seen: u64,
+    snapshot_seen: u64,
+    /// When a Hold event is queued for it.
+    hold_at: Option<Nanos>,
+}
+
+/// Why a node is not running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Running (its process is there).
+    Up,
+    /// Stopped; will be started again.
+    Down,
+    /// Stopped because it was removed from the cluster.
+    Removed,
+    /// Never started (an id that may join later).
+    Unborn,
+}
+
+/// A byte flipped at rest, and what the next start must make of it.
+#[derive(Clone, Debug)]
+struct Flip {
+    path: PathBuf,
+    offset: u64,
+    mask: u8,
+    /// Whether a completed sync covered it: then the node must refuse to start.
+    synced: bool,
+    /// A snapshot file (a refusal then must name it; starting from an older one is fine).
+    snapshot: bool,
+}
+
+/// One node id: its disk, its flags and its process, if running.
+struct SimNode {
+    url: String,
+    config: Config,
+    fs: SimFs,
+    proc: Option<Process>,
+    /// Incremented at every start: events meant for an earlier process are dropped.
+    life_no: u64,
+    life: Life,
+    /// Until when its last round kept its disk busy.
+    busy_until: Nanos,
+    /// A disk fault was injected since its last start: it may stop on its own.
+    expect_fatal: bool,
+    /// It lost power since its WAL was last opened: its last sync mark may be gone.
+    lost_power: bool,
+    flip: Option<Flip>,
+}
+
+/// A request in flight.
+struct InFlight {
+    pending: Option<Pending>,
+    change: Option<MemberChange>,
+    node: u64,
+    rx: oneshot::Receiver<Result<(), ProposalError>>,
+}
+
+/// What one run counted.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<Fault, u64>,
+    /// Client operations (history and stale reads).
+    pub operations: u64,
+    /// Operations that ended unknown.
+    pub unknown: u64,
+    /// Membership changes acknowledged.
+    pub member_changes: u64,
+    /// Snapshots saved (taken or installed) over all nodes.
+    pub snapshots: u64,
+    /// Node starts (restarts included).
+    pub starts: u64,
+    /// Starts refused because of a byte flipped in synced data, as they must be.
+    pub refusals: u64,
+    /// Simulated nanoseconds the run lasted.
+    pub simulated: Nanos,
+    /// Events handled.
+    pub events: u64,
+    /// Entries committed.
+    pub committed: u64,
+}
+
+/// The end of a run.
+pub struct RunResult {
+    /// The schedule.
+    pub plan: Plan,
+    /// What went wrong (empty: nothing).
+    pub violations: Vec<String>,
+    /// What it counted.
+    pub stats: Stats,
+    /// The history, for a failure's folder.
+    pub history: Vec<Recorded>,
+    /// The stale reads.
+    pub stale: Vec<Recorded>,
+    /// The event trace, if asked for.
+    pub trace: Option<String>,
+}
+
+/// Where the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Chaos,
+    Settling,
+    Done,
+}
+
+/// One schedule in progress.
+pub struct World {
+    plan: Plan,
+    rng: SmallRng,
+    now: Nanos,
+    start: Instant,
+    clock: Arc<ManualClock>,
+    queue: BTreeMap<(Nanos, u64), Event>,
+    seq: u64,
+    nodes: BTreeMap<u64, SimNode>,
+    links: Links,
+    link_faults: BTreeMap<u64, Vec<(u64, u64, LinkFault)>>,
+    next_fault_id: u64,
+    cluster_id: u64,
+    inv: Invariants,
+    history: Vec<Recorded>,
+    stale: Vec<Recorded>,
+    ops: Vec<InFlight>,
+    admin_busy: bool,
+    client_seq: Vec<u64>,
+    last_stamp: u64,
+    trace: Option<String>,
+    stats: Stats,
+    phase: Phase,
+    settle_by: Nanos,
+    violations: Vec<String>,
+}
+
+/// A URL for node `id` (never dialled: the links are simulated).
+fn url_of(id: u64) -> String {
+    format!("http://10.0.0.{id}:2380")
+}
+
+/// A PUT's value, with the schedule's padding after a `.` (reads record the part before it).
+fn short_value(value: &str) -> String {
+    value.split('.').next().unwrap_or_default().to_string()
+}
+
+impl World {
+    /// The trace so far (what a panic leaves of a run).
+    pub fn take_trace(&mut self) -> Option<String> {
+        self.trace.take()
+    }
+
+    /// The world of `plan`; `trace` records every event.
+    pub fn new(plan: Plan, trace: bool) -> World {
+        let rng = SmallRng::seed_from_u64(plan.seed);
+        let start = Instant::now();
+        let links = Links::new(plan.latency);
+        let clients = plan.clients;
+        let mut world = World {
+            rng,
+            now: 0,
+            start,
+            clock: Arc::new(ManualClock::new(start)),
+            queue: BTreeMap::new(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            links,
+            link_faults: BTreeMap::new(),
+            next_fault_id: 0,
+            cluster_id: 0,
+            inv: Invariants::default(),
+            history: Vec::new(),
+            stale: Vec::new(),
+            ops: Vec::new(),
+            admin_busy: false,
+            client_seq: vec![0; clients],
+            last_stamp: 0,
+            trace: trace.then(String::new),
+            stats: Stats::default(),
+            phase: Phase::Chaos,
+            settle_by: 0,
+            violations: Vec::new(),
+            plan,
+        };
+        world.build_nodes();
+        world
+    }
+
+    fn build_nodes(&mut self) {
+        let initial: Vec<String> = (1..=self.plan.nodes).map(url_of).collect();
+        let all: Vec<String> = (1..=self.plan.max_id).map(url_of).collect();
+        for id in 1..=self.plan.max_id {
+            let joining = id > self.plan.nodes;
+            let config = Config {
+                id,
+                cluster: if joining {
+                    all.clone()
+                } else {
+                    initial.clone()
+                },
+                join: joining,
+                data_dir: PathBuf::from(DATA_DIR),
+                snapshot_count: self.plan.snapshot_count,
+                snapshot_catchup_entries: self.plan.catchup,
+                proposal_timeout_ms: self.plan.proposal_timeout_ms,
+                wal_segment_bytes: self.plan.segment_bytes,
+                tick_ms: TICK / MS,
+                ..Config::default()
+            };
+            let fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
+            self.nodes.insert(
+                id,
+                SimNode {
+                    url: url_of(id),
+                    config,
+                    fs,
+                    proc: None,
+                    life_no: 0,
+                    life: if joining { Life::Unborn } else { Life::Down },
+                    busy_until: 0,
+                    expect_fatal: false,
+                    lost_power: false,
+                    flip: None,
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- time and the queue
+
+    fn schedule(&mut self, at: Nanos, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), event);
+    }
+
+    fn instant(&self, at: Nanos) -> Instant {
+        self.start + Duration::from_nanos(at)
+    }
+
+    fn nanos(&self, at: Instant) -> Nanos {
+        at.saturating_duration_since(self.start).as_nanos() as Nanos
+    }
+
+    /// A timestamp for the history: the simulated time, made unique and increasing in the
+    /// order things happen (events at one instant still happen one after the other).
+    fn stamp(&mut self) -> u64 {
+        self.last_stamp = (self.last_stamp + 1).max(self.now * 1000);
+        self.last_stamp
+    }
+
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            let line = what();
+            trace.push_str(&format!(
+                "{:>6}.{:06} {line}\n",
+                self.now / SECOND,
+                self.now % SECOND / 1000
+            ));
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        let line = format!("at {:.3} s: {what}", self.now as f64 / SECOND as f64);
+        self.note(|| format!("VIOLATION {line}"));
+        self.violations.push(line);
+    }
+
+    fn between(&mut self, lo: Nanos, hi: Nanos) -> Nanos {
+        self.rng.random_range(lo..=hi)
+    }
+
+    // ---------------------------------------------------------------- the run
+
+    /// Runs the schedule to its end and judges it.
+    pub fn run(&mut self) -> RunResult {
+        for id in 1..=self.plan.nodes {
+            let at = self.between(0, 50 * MS);
+            self.schedule(at, Event::Restart(id));
+        }
+        for client in 0..self.plan.clients {
+            let at = self.between(0, 200 * MS);
+            self.schedule(at, Event::Client(client));
+        }
+        let first_fault = self.between(SECOND, 2 * SECOND);
+        self.schedule(first_fault, Event::NextFault);
+        self.schedule(self.plan.chaos, Event::Heal);
+        while self.phase != Phase::Done {
+            let Some(((at, _), event)) = self.queue.pop_first() else {
+                self.violation("the event queue ran dry".into());
+                break;
+            };
+            self.now = at;
+            self.clock.set(self.instant(at));
+            self.stats.events += 1;
+            self.handle(event);
+            if self.phase == Phase::Settling && self.now > self.settle_by {
+                let why = self.not_converged().unwrap_or_default();
+                self.violation(format!(
+                    "the cluster did not recover within {} s of the faults' end: {why}",
+                    SETTLE_LIMIT / SECOND
+                ));
+                self.phase = Phase::Done;
+            }
+        }
+        self.finish()
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, life } => {
+                if self.alive(node, life) {
+                    if self.defer_if_busy(node, Event::Tick { node, life }) {
+                        return;
+                    }
+                    self.input(node, |n| n.on_tick());
+                    self.schedule(self.now + TICK, Event::Tick { node, life });
+                }
+            }
+            Event::Hold { node, life } => {
+                if self.alive(node, life) {
+                    if let Some(p) = self.proc_mut(node) {
+                        p.hold_at = None;
+                    }
+                    if self.defer_if_busy(node, Event::Hold { node, life }) {
+                        return;
+                    }
+                    self.input(node, |_| {});
+                }
+            }
+            Event::Deliver {
+                from,
+                from_life,
+                to,
+                messages,
+            } => self.deliver(from, from_life, to, messages),
+            Event::Report { node, life, event } => {
+                if self.alive(node, life) {
+                    if self.busy(node) {
+                        let at = self.nodes[&node].busy_until;
+                        self.schedule(at, Event::Report { node, life, event });
+                        return;
+                    }
+                    self.input(node, |n| n.on_peer_event(event));
+                }
+            }
+            Event::JoinLookup { node, life } => self.join_lookup(node, life),
+            Event::Ask {
+                node,
+                life,
+                request,
+            } => {
+                if self.alive(node, life) {
+                    self.ask(node, request);
+                }
+            }
+            Event::Client(c) => self.client_next(c),
+            Event::NextFault => {
+                if self.phase == Phase::Chaos {
+                    self.inject_fault();
+                    let (lo, hi) = self.plan.fault_gap;
+                    let at = self.now + self.between(lo, hi);
+                    self.schedule(at, Event::NextFault);
+                }
+            }
+            Event::EndFault(ending) => self.end_fault(ending),
+            Event::Restart(id) => self.start(id),
+            Event::Heal => self.heal(),
+            Event::Settle => {
+                if self.phase == Phase::Settling {
+                    match self.not_converged() {
+                        None => self.phase = Phase::Done,
+                        Some(_) => self.schedule(self.now + TICK, Event::Settle),
+                    }
+                }
+            }
+        }
+    }
+
+    fn alive(&self, node: u64, life: u64) -> bool {
+        let n = &self.nodes[&node];
+        n.proc.is_some() && n.life_no == life
+    }
+
+    fn busy(&self, node: u64) -> bool {
+        self.nodes[&node].busy_until > self.now
+    }
+
+    /// A node busy with its disk takes its next input once the disk is done.
+    fn defer_if_busy(&mut self, node: u64, event: Event) -> bool {
+        if !self.busy(node) {
+            return false;
+        }
+        let at = self.nodes[&node].busy_until;
+        self.schedule(at, event);
+        true
+    }
+
+    fn proc_mut(&mut self, node: u64) -> Option<&mut Process> {
+        self.nodes.get_mut(&node).and_then(|n| n.proc.as_mut())
+    }
+
+    /// Hands node `id` one input, runs a round, and handles what the round did.
+    fn input(&mut self, id: u64, give: impl FnOnce(&mut RaftNode)) {
+        let Some(p) = self.proc_mut(id) else {
+            return;
+        };
+        give(&mut p.node);
+        let exit = p.node.round();
+        self.after_round(id, exit);
+    }
+
+    fn after_round(&mut self, id: u64, exit: Option<Exit>) {
+        let busy = self.nodes[&id].fs.take_busy();
+        let depart = self.now + busy;
+        if busy > 0 {
+            self.nodes.get_mut(&id).expect("node exists").busy_until = depart;
+        }
+        self.send_outbox(id, depart);
+        self.check_node(id);
+        self.poll_ops(id);
+        if let Some(exit) = exit {
+            self.on_exit(id, exit);
+            return;
+        }
+        let hold = self.nodes[&id]
+            .proc
+            .as_ref()
+            .and_then(|p| p.node.hold_until().map(|t| (t, p.hold_at)));
+        if let Some((t, queued)) = hold {
+            let at = self.nanos(t).max(self.now);
+            if queued.is_none_or(|q| at < q) {
+                let life = self.nodes[&id].life_no;
+                if let Some(p) = self.proc_mut(id) {
+                    p.hold_at = Some(at);
+                }
+                self.schedule(at, Event::Hold { node: id, life });
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- the network
+
+    fn send_outbox(&mut self, id: u64, depart: Nanos) {
+        let Some(p) = self.nodes[&id].proc.as_ref() else {
+            return;
+        };
+        let messages = p.net.take_outbox();
+        if messages.is_empty() {
+            return;
+        }
+        let life = self.nodes[&id].life_no;
+        // Arrival time → messages, per destination, in the order they were sent.
+        let mut batches: BTreeMap<(u64, Nanos), Vec<Message>> = BTreeMap::new();
+        for m in messages {
+            if crate::net::leader_only(&m) && m.from == id {
+                self.inv.leads(id, m.term, "it sent a leader's message");
+            }
+            let to = m.to;
+            let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let fate = self.links.fate(id, to, depart, &mut self.rng);
+            self.note(|| format!("n{id} send {} {fate:?}", describe(&m)));
+            match fate {
+                Fate::Arrives(times) => {
+                    for at in times {
+                        batches.entry((to, at)).or_default().push(m.clone());
+                    }
+                }
+                Fate::Cut => self.report_failure(id, life, to, snapshot, depart),
+                Fate::Lost if snapshot => self.report_failure(id, life, to, true, depart),
+                Fate::Lost => {}
+            }
+        }
+        for ((to, at), messages) in batches {
+            self.schedule(
+                at,
+                Event::Deliver {
+                    from: id,
+                    from_life: life,
+                    to,
+                    messages,
+                },
+            );
+        }
+    }
+
+    /// The sender's peer task notices that `to` could not be reached: raft hears it a little
+    /// later (and that a snapshot was not delivered).
+    fn report_failure(&mut self, node: u64, life: u64, to: u64, snapshot: bool, from: Nanos) {
+        let at = from + self.between(50 * MS, 500 * MS);
+        self.schedule(
+            at,
+            Event::Report {
+                node,
+                life,
+                event: PeerEvent::Unreachable(to),
+            },
+        );
+        if snapshot {
+            self.schedule(
+                at,
+                Event::Report {
+                    node,
+                    life,
+                    event: PeerEvent::SnapshotStatus {
+                        peer: to,
+                        delivered: false,
+                    },
+                },
+            );
+        }
+    }
+
+    /// Messages arrive at `to`; its peer server admits them or refuses, as the real one does.
+    fn deliver(&mut self, from: u64, from_life: u64, to: u64, messages: Vec<Message>) {
+        let snapshots = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .count();
+        let refusal = self.refusal(from, to, &messages);
+        match refusal {
+            Some(Refused::Unreachable) => {
+                self.note(|| format!("n{to} refuses {} messages from n{from}", messages.len()));
+                self.report_failure(from, from_life, to, snapshots > 0, self.now);
+                return;
+            }
+            Some(Refused::Gone(as_of)) => {
+                self.note(|| format!("n{to} answers n{from} 410 Gone (as of {as_of})"));
+                let at = self.now + self.between(self.plan.latency.0, self.plan.latency.1);
+                self.schedule(
+                    at,
+                    Event::Report {
+                        node: from,
+                        life: from_life,
+                        event: PeerEvent::RemovedByPeer {
+                            peer: to,
+                            as_of: Some(as_of),
+                        },
+                    },
+                );
+                return;
+            }
+            None => {}
+        }
+        if self.busy(to) {
+            let at = self.nodes[&to].busy_until;
+            self.schedule(
+                at,
+                Event::Deliver {
+                    from,
+                    from_life,
+                    to,
+                    messages,
+                },
+            );
+            return;
+        }
+        self.note(|| {
+            let list: Vec<String> = messages.iter().map(describe).collect();
+            format!("n{to} takes {}", list.join(", "))
+        });
+        for _ in 0..snapshots {
+            let at = self.now + self.between(self.plan.latency.0, self.plan.latency.1);
+            self.schedule(
+                at,
+                Event::Report {
+                    node: from,
+                    life: from_life,
+                    event: PeerEvent::SnapshotStatus {
+                        peer: to,
+                        delivered: true,
+                    },
+                },
+            );
+        }
+        self.input(to, |n| n.on_peer_event(PeerEvent::Step(messages)));
+    }
+
+    /// What `to`'s peer server would answer `from`'s batch.
+    fn refusal(&self, from: u64, to: u64, messages: &[Message]) -> Option<Refused> {
+        let Some(p) = self.nodes[&to].proc.as_ref() else {
+            return Some(Refused::Unreachable);
+        };
+        if p.net.cluster_id() == 0 {
+            return Some(Refused::Unreachable);
+        }
+        let removed = p.net.removed_as_of(from);
+        if messages.iter().any(crate::net::campaigning)
+            && let Some(as_of) = removed
+        {
+            return Some(Refused::Gone(as_of));
+        }
+        if !p.net.is_member(from) && removed.is_none() {
+            let leader = p.shared.leader.load(Ordering::Acquire);
+            if leader != 0 && leader != from {
+                return Some(Refused::Unreachable);
+            }
+        }
+        None
+    }
+
+    /// A joining node asks a reachable member whether it was added at its URL.
+    fn join_lookup(&mut self, node: u64, life: u64) {
+        if !self.alive(node, life) {
+            return;
+        }
+        let url = self.nodes[&node].url.clone();
+        let mut askable: Vec<u64> = Vec::new();
+        for (id, n) in &self.nodes {
+            if *id != node
+                && n.proc.is_some()
+                && !self.links.is_cut(node, *id)
+                && !self.links.is_cut(*id, node)
+            {
+                askable.push(*id);
+            }
+        }
+        let answered = askable.iter().any(|m| {
+            self.nodes[m].proc.as_ref().is_some_and(|p| {
+                p.net.cluster_id() != 0 && p.net.member_url(node) == Some(url.clone())
+            })
+        });
+        let p = self.nodes[&node].proc.as_ref().expect("alive");
+        if answered {
+            p.net.adopt_cluster_id(self.cluster_id);
+            self.note(|| format!("n{node} learned the cluster's identity"));
+        } else {
+            self.schedule(self.now + TICK, Event::JoinLookup { node, life });
+        }
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    /// Starts node `id` from its disk (a restart, or a first start).
+    fn start(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        if node.proc.is_some() || node.life == Life::Removed {
+            return;
+        }
+        node.fs.disk().power_on();
+        node.fs.disk().fail_syncs(0);
+        node.fs.disk().set_capacity(None);
+        node.fs.take_busy();
+        let config = node.config.clone();
+        let fs: raftexample::disk::SharedFs = Arc::new(node.fs.clone());
+        let flip = node.flip.take();
+        self.stats.starts += 1;
+        let started = replay_wal_on(&config, fs).and_then(|mut recovered| {
+            let storage = recovered.storage.clone();
+            let snapshot_index = recovered.snapshot_index;
+            let kv = KvStore::new(std::mem::take(&mut recovered.kv), snapshot_index);
+            let (net, handle) = node_network(id, recovered.cluster_id);
+            let shared = Arc::new(Shared::default());
+            let metrics = Arc::new(Metrics::new(id));
+            let cluster_id = recovered.cluster_id;
+            let env = NodeEnv {
+                clock: self.clock.clone(),
+                seed: self.rng.random(),
+            };
+            let node = RaftNode::new(
+                &config,
+                recovered,
+                Box::new(net),
+                Applier::inline(kv.clone()),
+                shared.clone(),
+                metrics,
+                env,
+            )?;
+            Ok((
+                Process {
+                    node,
+                    kv,
+                    net: handle,
+                    shared,
+                    storage,
+                    applied_seen: u64::MAX,
+                    commit_seen: 0,
+                    snapshot_seen: 0,
+                    hold_at: None,
+                },
+                cluster_id,
+            ))
+        });
+        match started {
+            Ok((proc, cluster_id)) => {
+                if let Some(flip) = &flip
+                    && flip.synced
+                    && !flip.snapshot
+                {
+                    self.violation(format!(
+                        "node {id} started although a byte a completed sync covered was \
+                         damaged: {} at offset {}",
+                        flip.path.display(),
+                        flip.offset
+                    ));
+                }
+                if cluster_id != 0 {
+                    self.cluster_id = cluster_id;
+                }
+                let joining = cluster_id == 0;
+                let node = self.nodes.get_mut(&id).expect("node exists");
+                node.proc = Some(proc);
+                node.life_no += 1;
+                node.life = Life::Up;
+                node.expect_fatal = false;
+                node.lost_power = false;
+                node.busy_until = self.now;
+                let life = node.life_no;
+                self.note(|| format!("n{id} started"));
+                self.schedule(self.now, Event::Tick { node: id, life });
+                if joining {
+                    self.schedule(self.now + TICK, Event::JoinLookup { node: id, life });
+                }
+            }
+            Err(err) => self.refused(id, err, flip),
+        }
+    }
+
+    /// Node `id` refused to start: right only if a byte a completed sync covered was damaged,
+    /// and then the error names the file and the offset.
+    fn refused(&mut self, id: u64, err: StartError, flip: Option<Flip>) {
+        let text = err.to_string();
+        self.note(|| format!("n{id} refuses to start: {text}"));
+        let Some(flip) = flip else {
+            self.violation(format!("node {id} refused to start: {text}"));
+            return self.node_down(id);
+        };
+        let named = text.contains(&flip.path.display().to_string());
+        let precise = match &err {
+            StartError::Wal(raftexample::wal::Error::Corrupt { path, offset, .. }) => {
+                *path == flip.path && *offset <= flip.offset
+            }
+            StartError::Snapshot(_) => flip.snapshot && named,
+            _ => false,
+        };
+        if !flip.synced && !flip.snapshot {
+            self.violation(format!(
+                "node {id} refused to start over a byte no completed sync covered ({} at \
+                 offset {}): {text}",
+                flip.path.display(),
+                flip.offset
+            ));
+        } else if !precise {
+            self.violation(format!(
+                "node {id} refused to start over a byte flipped at {} offset {}, but the \
+                 error does not name that file and an offset at or before it: {text}",
+                flip.path.display(),
+                flip.offset
+            ));
+        } else {
+            self.stats.refusals += 1;
+        }
+        // The operator restores the file from a backup, and starts the node again.
+        self.undo_flip(id, &flip);
+        self.node_down(id);
+    }
+
+    fn undo_flip(&mut self, id: u64, flip: &Flip) {
+        use raftexample::disk::FileSystem;
+        let disk = self.nodes[&id].fs.disk().clone();
+        let mut broken = flip.path.clone().into_os_string();
+        broken.push(".broken");
+        let broken = PathBuf::from(broken);
+        let fixed = if disk.exists(&flip.path).unwrap_or(false) {
+            disk.flip_byte(&flip.path, flip.offset, flip.mask)
+        } else {
+            disk.flip_byte(&broken, flip.offset, flip.mask)
+                .and_then(|()| {
+                    disk.rename(&broken, &flip.path)?;
+                    disk.sync_dir(raftexample::disk::parent_dir(&flip.path))
+                })
+        };
+        if let Err(e) = fixed {
+            self.violation(format!(
+                "cannot undo the flip of {} at {}: {e}",
+                flip.path.display(),
+                flip.offset
+            ));
+        }
+    }
+
+    /// Node `id` is down: it is started again a little later.
+    fn node_down(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        node.life = Life::Down;
+        let at = self.now + self.rng.random_range(0..=2 * SECOND);
+        self.schedule(at, Event::Restart(id));
+    }
+
+    /// Kills node `id`'s process: its memory is gone, its disk stays as it is.
+    fn crash(&mut self, id: u64) {
+        let Some(proc) = self.nodes.get_mut(&id).and_then(|n| n.proc.take()) else {
+            return;
+        };
+        drop(proc);
+        self.note(|| format!("n{id} crashed"));
+        self.poll_ops(id);
+    }
+
+    fn on_exit(&mut self, id: u64, exit: Exit) {
+        self.note(|| format!("n{id} exits: {exit:?}"));
+        self.crash(id);
+        match exit {
+            Exit::Removed => {
+                match self.inv.last_change(id) {
+                    Some((_, Change::Removed)) => {}
+                    Some((index, Change::Added)) => self.violation(format!(
+                        "node {id} stopped as removed, but the cluster had added it (back) \
+                         at index {index}"
+                    )),
+                    None => self.violation(format!(
+                        "node {id} stopped as removed, but no removal of it was committed"
+                    )),
+                }
+                self.nodes.get_mut(&id).expect("node exists").life = Life::Removed;
+            }
+            Exit::Fatal(why) => {
+                let node = self.nodes.get_mut(&id).expect("node exists");
+                if !node.expect_fatal {
+                    self.violation(format!("node {id} stopped on its own: {why}"));
+                }
+                let node = self.nodes.get_mut(&id).expect("node exists");
+                if node.fs.disk().is_off() {
+                    node.lost_power = true;
+                } else if self.rng.random_bool(0.5) {
+                    // After a failed fsync the kernel may have dropped the dirty pages.
+                    node.fs.disk().power_loss();
+                    node.lost_power = true;
+                }
+                self.node_down(id);
+            }
+            Exit::Shutdown => {
+                self.violation(format!("node {id} shut down although nobody asked it to"));
+                self.node_down(id);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- checks after a round
+
+    fn check_node(&mut self, id: u64) {
+        let keys = self.plan.keys.clone();
+        let Some(p) = self.nodes.get_mut(&id).and_then(|n| n.proc.as_mut()) else {
+            return;
+        };
+        let (commit, term) = {
+            let core = p.storage.mem.rl();
+            (core.hard_state().commit, core.hard_state().term)
+        };
+        let mut committed = Vec::new();
+        let first = p.storage.mem.first_index().unwrap_or(1);
+        let from = (p.commit_seen + 1).max(first);
+        if from <= commit {
+            committed = p
+                .storage
+                .mem
+                .entries(from, commit + 1, NO_LIMIT, GetEntriesContext::empty(false))
+                .unwrap_or_default();
+        }
+        p.commit_seen = p.commit_seen.max(commit);
+        let snapshot = p
+            .storage
+            .latest_snapshot()
+            .filter(|m| m.index != p.snapshot_seen);
+        if let Some(m) = &snapshot {
+            p.snapshot_seen = m.index;
+        }
+        let leads = p.shared.leader.load(Ordering::Acquire) == id;
+        let applied = p.kv.applied_index();
+        let digest = (applied != p.applied_seen).then(|| {
+            p.applied_seen = applied;
+            state_digest(&p.kv, &keys, p.node.sessions())
+        });
+        self.inv.committed(id, &committed);
+        if let Some(m) = snapshot {
+            self.stats.snapshots += 1;
+            self.inv.snapshot(id, m.index, m.term);
+        }
+        if leads {
+            self.inv.leads(id, term, "it says it leads");
+        }
+        if let Some(digest) = digest {
+            self.inv.state(id, applied, digest);
+        }
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    fn client_next(&mut self, client: usize) {
+        if self.phase != Phase::Chaos {
+            return;
+        }
+        let known: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.life != Life::Unborn)
+            .map(|(id, _)| *id)
+            .collect();
+        let node = known[self.rng.random_range(0..known.len())];
+        let key = self.plan.keys[self.rng.random_range(0..self.plan.keys.len())].clone();
+        let is_put = self.rng.random_bool(self.plan.put_ratio);
+        let stale = !is_put && self.rng.random_bool(self.plan.stale_ratio);
+        let kind = if is_put {
+            self.client_seq[client] += 1;
+            OpKind::Put {
+                value: format!("c{client}-{}", self.client_seq[client]),
+            }
+        } else {
+            OpKind::Get
+        };
+        let invoke = self.stamp();
+        let pending = Pending {
+            client,
+            node,
+            key: key.clone(),
+            kind: kind.clone(),
+            invoke,
+        };
+        self.note(|| format!("client {client} asks n{node}: {kind:?} {key}"));
+        let Some(p) = self.proc_mut(node) else {
+            // Connection refused: never sent.
+            let done = self.stamp();
+            let record = pending.finish(
+                done,
+                Outcome::Failed,
+                Some(Why::Refused(format!("node {node} is down"))),
+            );
+            return self.record(client, record, stale);
+        };
+        if stale {
+            let value = p.kv.get(&key).map(|v| short_value(&v));
+            let done = self.stamp();
+            let outcome = value.map_or(Outcome::NotFound, Outcome::Value);
+            let record = pending.finish(done, outcome, None);
+            return self.record(client, record, true);
+        }
+        let (tx, rx) = oneshot::channel();
+        let request = match &kind {
+            OpKind::Put { value } => {
+                let mut value = value.clone();
+                if self.plan.value_padding > 0 {
+                    value.push('.');
+                    value.push_str(&".".repeat(self.plan.value_padding));
+                }
+                Request::Propose {
+                    data: Command::Put { key, value }.encode(),
+                    done: tx,
+                }
+            }
+            OpKind::Get => Request::Read(tx),
+        };
+        self.ops.push(InFlight {
+            pending: Some(pending),
+            change: None,
+            node,
+            rx,
+        });
+        self.ask(node, request);
+    }
+
+    /// Hands a request to a running node, once its disk is done with the last round.
+    fn ask(&mut self, node: u64, request: Request) {
+        if self.busy(node) {
+            let at = self.nodes[&node].busy_until;
+            let life = self.nodes[&node].life_no;
+            self.schedule(
+                at,
+                Event::Ask {
+                    node,
+                    life,
+                    request,
+                },
+            );
+            return;
+        }
+        self.input(node, |n| n.on_request(request));
+    }
+
+    fn record(&mut self, client: usize, record: Recorded, stale: bool) {
+        self.note(|| format!("client {client} done: {:?}", record.op.outcome));
+        self.stats.operations += 1;
+        if record.op.outcome == Outcome::Unknown {
+            self.stats.unknown += 1;
+        }
+        if stale {
+            self.stale.push(record);
+        } else {
+            self.history.push(record);
+        }
+        if self.phase == Phase::Chaos {
+            let think = self.rng.random_range(0..=self.plan.max_think);
+            self.schedule(self.now + think, Event::Client(client));
+        }
+    }
+
+    /// Collects the answers node `id` gave (or, if it is gone, the requests it will never
+    /// answer).
+    fn poll_ops(&mut self, id: u64) {
+        let mut i = 0;
+        while i < self.ops.len() {
+            if self.ops[i].node != id {
+                i += 1;
+                continue;
+            }
+            let answer = match self.ops[i].rx.try_recv() {
+                Ok(answer) => Some(answer),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(ProposalError::Stopped)),
+            };
+            let Some(answer) = answer else {
+                i += 1;
+                continue;
+            };
+            let op = self.ops.swap_remove(i);
+            self.answered(op, answer);
+        }
+    }
+
+    fn answered(&mut self, op: InFlight, answer: Result<(), ProposalError>) {
+        if let Some(change) = op.change {
+            self.admin_busy = false;
+            self.note(|| format!("admin: {change:?} via n{}: {answer:?}", op.node));
+            // Only a yes: a node that is behind may answer "already a member" from a view in
+            // which the removal has not happened yet, and nothing was proposed then. (An
+            // addition that commits although its answer was lost is started once the faults
+            // end: see `not_converged`.)
+            if answer.is_ok() {
+                self.stats.member_changes += 1;
+                if let MemberChange::Add { id, .. } = change {
+                    self.nodes.get_mut(&id).expect("node exists").life = Life::Down;
+                    self.start(id);
+                }
+            }
+            return;
+        }
+        let Some(pending) = op.pending else {
+            return;
+        };
+        let client = pending.client;
+        let cut =
+            matches!(answer, Err(ProposalError::Stopped)) && self.nodes[&op.node].proc.is_none();
+        let done = self.stamp();
+        let (outcome, why) = match (&pending.kind, answer) {
+            (_, Err(_)) if cut => (
+                Outcome::Unknown,
+                Some(Why::Cut(format!("node {} went down", op.node))),
+            ),
+            (OpKind::Put { .. }, answer) => put_outcome(answer),
+            (OpKind::Get, Ok(())) => {
+                let value = self.nodes[&op.node]
+                    .proc
+                    .as_ref()
+                    .and_then(|p| p.kv.get(&pending.key))
+                    .map(|v| short_value(&v));
+                (value.map_or(Outcome::NotFound, Outcome::Value), None)
+            }
+            (OpKind::Get, Err(err)) => (Outcome::Failed, Some(Why::Status(503, err.to_string()))),
+        };
+        let record = pending.finish(done, outcome, why);
+        self.record(client, record, false);
+    }
+
+    // ---------------------------------------------------------------- membership
+
+    /// The voters as the most advanced running node knows them.
+    fn voters(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.proc.as_ref())
+            .max_by_key(|p| p.kv.applied_index())
+            .and_then(|p| p.storage.mem.initial_state().ok())
+            .map(|s| s.conf_state.voters)
+            .unwrap_or_default()
+    }
+
+    fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.proc.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A membership change through a random running node: a removal (the leader half the
+    /// time), a removed node added back, or a new one.
+    fn membership_change(&mut self) -> bool {
+        if self.admin_busy {
+            return false;
+        }
+        let running = self.running();
+        if running.is_empty() {
+            return false;
+        }
+        let voters = self.voters();
+        let gone: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(id, n)| {
+                matches!(n.life, Life::Removed | Life::Unborn) && !voters.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        // A removed id more often than a new one: adding an old id back is where bugs were.
+        let removed: Vec<u64> = gone
+            .iter()
+            .copied()
+            .filter(|id| self.nodes[id].life == Life::Removed)
+            .collect();
+        let gone = if !removed.is_empty() && self.rng.random_bool(0.7) {
+            removed
+        } else {
+            gone
+        };
+        let change = if !gone.is_empty() && (voters.len() < 3 || self.rng.random_bool(0.6)) {
+            let id = gone[self.rng.random_range(0..gone.len())];
+            // The operator's way back in: wipe the node's folders, add it, start it with
+            // --join (see `answered`).
+            let node = self.nodes.get_mut(&id).expect("node exists");
+            node.fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
+            node.config.join = true;
+            node.config.cluster = (1..=self.plan.max_id).map(url_of).collect();
+            node.flip = None;
+            MemberChange::Add {
+                id,
+                url: url_of(id),
+            }
+        } else if voters.len() >= 3 {
+            let leader = running
+                .iter()
+                .find(|id| {
+                    self.nodes[id]
+                        .proc
+                        .as_ref()
+                        .is_some_and(|p| p.shared.leader.load(Ordering::Acquire) == **id)
+                })
+                .copied();
+            let id = match leader {
+                Some(l) if self.rng.random_bool(0.5) => l,
+                _ => voters[self.rng.random_range(0..voters.len())],
+            };
+            MemberChange::Remove { id }
+        } else {
+            return false;
+        };
+        let via = running[self.rng.random_range(0..running.len())];
+        let (tx, rx) = oneshot::channel();
+        self.note(|| format!("admin: {change:?} via n{via}"));
+        self.admin_busy = true;
+        self.ops.push(InFlight {
+            pending: None,
+            change: Some(change.clone()),
+            node: via,
+            rx,
+        });
+        self.ask(via, Request::ChangeMembers { change, done: tx });
+        true
+    }
+
+    // ---------------------------------------------------------------- faults
+
+    fn pick_node(&mut self, prefer_leader: bool) -> Option<u64> {
+        let running = self.running();
+        if running.is_empty() {
+            return None;
+        }
+        if prefer_leader && self.rng.random_bool(0.5) {
+            let leader = running.iter().copied().find(|id| {
+                self.nodes[id]
+                    .proc
+                    .as_ref()
+                    .is_some_and(|p| p.shared.leader.load(Ordering::Acquire) == *id)
+            });
+            if leader.is_some() {
+                return leader;
+            }
+        }
+        Some(running[self.rng.random_range(0..running.len())])
+    }
+
+    fn link_fault(&mut self, links: Vec<(u64, u64, LinkFault)>, lasting: Nanos) {
+        let id = self.next_fault_id;
+        self.next_fault_id += 1;
+        self.link_faults.insert(id, links);
+        self.apply_link_faults();
+        self.schedule(self.now + lasting, Event::EndFault(Ending::Links(id)));
+    }
+
+    fn apply_link_faults(&mut self) {
+        self.links.heal();
+        for faults in self.link_faults.values() {
+            for (a, b, f) in faults {
+                let link = self.links.fault_mut(*a, *b);
+                link.cut |= f.cut;
+                link.delay = link.delay.max(f.delay);
+                link.jitter = link.jitter.max(f.jitter);
+                link.duplicate = link.duplicate.max(f.duplicate);
+                link.loss = link.loss.max(f.loss);
+            }
+        }
+    }
+
+    /// Every directed link between distinct nodes of `a` and `b`.
+    fn pairs(a: &[u64], b: &[u64]) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for x in a {
+            for y in b {
+                if x != y {
+                    out.push((*x, *y));
+                }
+            }
+        }
+        out
+    }
+
+    fn inject_fault(&mut self) {
+        let kind = self.plan.faults[self.rng.random_range(0..self.plan.faults.len())];
+        let lasting = self.between(200 * MS, 3 * SECOND);
+        let ids: Vec<u64> = (1..=self.plan.max_id).collect();
+        let injected = match kind {
+            Fault::Delay | Fault::Reorder | Fault::Duplicate | Fault::Loss => {
+                // Some nodes' links, both ways.
+                let some: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|_| self.rng.random_bool(0.5))
+                    .collect();
+                let mut faults = Vec::new();
+                for (a, b) in Self::pairs(&some, &ids)
+                    .into_iter()
+                    .chain(Self::pairs(&ids, &some))
+                {
+                    let mut f = LinkFault::default();
+                    match kind {
+                        Fault::Delay => f.delay = self.between(10 * MS, 800 * MS),
+                        Fault::Reorder => f.jitter = self.between(5 * MS, 600 * MS),
+                        Fault::Duplicate => f.duplicate = self.rng.random_range(0.05..0.4),
+                        _ => f.loss = self.rng.random_range(0.05..0.6),
+                    }
+                    faults.push((a, b, f));
+                }
+                self.link_fault(faults, lasting);
+                true
+            }
+            Fault::Partition => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                let side: Vec<u64> = if self.plan.nodes == 5 && self.rng.random_bool(0.5) {
+                    // A minority of two, the victim among them.
+                    let other = ids[self.rng.random_range(0..ids.len())];
+                    vec![victim, other]
+                } else {
+                    vec![victim]
+                };
+                let rest: Vec<u64> = ids.iter().copied().filter(|i| !side.contains(i)).collect();
+                let cut = LinkFault {
+                    cut: true,
+                    ..Default::default()
+                };
+                let faults = Self::pairs(&side, &rest)
+                    .into_iter()
+                    .chain(Self::pairs(&rest, &side))
+                    .map(|(a, b)| (a, b, cut.clone()))
+                    .collect();
+                self.note(|| format!("fault: partition {side:?} | {rest:?}"));
+                self.link_fault(faults, lasting);
+                true
+            }
+            Fault::OneWay => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                let others: Vec<u64> = ids.iter().copied().filter(|i| *i != victim).collect();
+                let cut = LinkFault {
+                    cut: true,
+                    ..Default::default()
+                };
+                let links = match self.rng.random_range(0..3) {
+                    0 => Self::pairs(&[victim], &others),
+                    1 => Self::pairs(&others, &[victim]),
+                    _ => {
+                        let other = others[self.rng.random_range(0..others.len())];
+                        vec![(victim, other)]
+                    }
+                };
+                self.note(|| format!("fault: one-way cut {links:?}"));
+                let faults = links
+                    .into_iter()
+                    .map(|(a, b)| (a, b, cut.clone()))
+                    .collect();
+                self.link_fault(faults, lasting);
+                true
+            }
+            Fault::Crash => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                self.note(|| format!("fault: crash n{victim}"));
+                self.crash(victim);
+                self.node_down(victim);
+                true
+            }
+            Fault::PowerLoss => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                let node = self.nodes.get_mut(&victim).expect("node exists");
+                if self.rng.random_bool(0.5) {
+                    self.note(|| format!("fault: power loss n{victim}"));
+                    self.crash(victim);
+                    let node = self.nodes.get_mut(&victim).expect("node exists");
+                    node.fs.disk().power_loss();
+                    node.lost_power = true;
+                    self.node_down(victim);
+                } else {
+                    // In the middle of one of its next disk operations.
+                    let ops = self.rng.random_range(0..40);
+                    node.fs.disk().power_loss_after(ops);
+                    node.expect_fatal = true;
+                    self.note(|| format!("fault: power loss n{victim} after {ops} disk ops"));
+                    self.schedule(
+                        self.now + lasting,
+                        Event::EndFault(Ending::PowerLossDue(victim)),
+                    );
+                }
+                true
+            }
+            Fault::PowerLossAll => {
+                self.note(|| "fault: power loss of every node".to_string());
+                for id in self.running() {
+                    self.crash(id);
+                    let node = self.nodes.get_mut(&id).expect("node exists");
+                    node.fs.disk().power_loss();
+                    node.lost_power = true;
+                    self.node_down(id);
+                }
+                true
+            }
+            Fault::Eio => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                let n = self.rng.random_range(1..=3);
+                let node = self.nodes.get_mut(&victim).expect("node exists");
+                node.fs.disk().fail_syncs(n);
+                node.expect_fatal = true;
+                self.note(|| format!("fault: the next {n} syncs of n{victim} fail"));
+                true
+            }
+            Fault::Enospc => {
+                let Some(victim) = self.pick_node(true) else {
+                    return;
+                };
+                let room = self.rng.random_range(0..=4) * 4096;
+                let node = self.nodes.get_mut(&victim).expect("node exists");
+                let used = node.fs.disk().used_bytes();
+                node.fs.disk().set_capacity(Some(used + room));
+                node.expect_fatal = true;
+                self.note(|| format!("fault: n{victim}'s disk full after {room} more bytes"));
+                self.schedule(
+                    self.now + lasting,
+                    Event::EndFault(Ending::DiskFull(victim)),
+                );
+                true
+            }
+            Fault::Corrupt => self.corrupt(),
+            Fault::SlowDisk => {
+                let Some(victim) = self.pick_node(false) else {
+                    return;
+                };
+                let cost = self.between(20 * MS, 500 * MS);
+                self.nodes[&victim].fs.set_sync_cost(cost);
+                self.note(|| format!("fault: n{victim}'s syncs take {} ms", cost / MS));
+                self.schedule(
+                    self.now + lasting,
+                    Event::EndFault(Ending::SlowDisk(victim)),
+                );
+                true
+            }
+            Fault::Membership => self.membership_change(),
+        };
+        if injected {
+            *self.stats.faults.entry(kind).or_default() += 1;
+            self.note(|| format!("fault injected: {}", kind.name()));
+        }
+    }
+
+    /// Stops a node and flips one byte of its WAL or of a snapshot file, at rest.
+    fn corrupt(&mut self) -> bool {
+        // Only where the last sync mark is known to be there (no power loss since the WAL was
+        // opened): a flip past it is then truly in unsynced bytes.
+        let candidates: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                matches!(n.life, Life::Up | Life::Down) && !n.lost_power && n.flip.is_none()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let victim = candidates[self.rng.random_range(0..candidates.len())];
+        self.crash(victim);
+        let node = &self.nodes[&victim];
+        let wal_dir = node.config.wal_dir();
+        let snap_dir = node.config.snap_dir();
+        let disk = node.fs.disk().clone();
+        // Every file, with its length and, for WAL segments, how much of it syncs covered.
+        let mut files: Vec<(PathBuf, u64, u64, bool)> = Vec::new();
+        let mut segments: BTreeMap<PathBuf, (u64, u64)> = BTreeMap::new();
+        let scanned = raftexample::wal::scan_on(&disk, &wal_dir, |path, off, len, rec| {
+            let seg = segments.entry(path.to_path_buf()).or_default();
+            seg.0 = seg.0.max(off + len);
+            if let Record::Synced(n) = rec {
+                seg.1 = seg.1.max(*n);
+            }
+        });
+        if scanned.is_err() {
+            self.node_down(victim);
+            return false;
+        }
+        let last = segments.keys().next_back().cloned();
+        for (path, (end, synced)) in segments {
+            let covered = if Some(&path) == last.as_ref() {
+                synced
+            } else {
+                end
+            };
+            files.push((path, end, covered, false));
+        }
+        for name in disk_list(&disk, &snap_dir) {
+            if name.ends_with(".snap") {
+                let path = snap_dir.join(&name);
+                let len = disk_len(&disk, &path);
+                files.push((path, len, len, true));
+            }
+        }
+        files.retain(|f| f.1 > 0);
+        if files.is_empty() {
+            self.node_down(victim);
+            return false;
+        }
+        let (path, len, covered, snapshot) = files[self.rng.random_range(0..files.len())].clone();
+        let offset = self.rng.random_range(0..len);
+        let mask = 1u8 << self.rng.random_range(0..8);
+        if let Err(e) = disk.flip_byte(&path, offset, mask) {
+            self.violation(format!("cannot flip {} at {offset}: {e}", path.display()));
+            self.node_down(victim);
+            return false;
+        }
+        let synced = offset < covered;
+        self.note(|| {
+            format!(
+                "fault: n{victim}: flipped bit {mask:#04x} of {} at offset {offset} ({})",
+                path.display(),
+                if synced { "synced" } else { "not synced" }
+            )
+        });
+        self.nodes.get_mut(&victim).expect("node exists").flip = Some(Flip {
+            path,
+            offset,
+            mask,
+            synced,
+            snapshot,
+        });
+        self.node_down(victim);
+        true
+    }
+
+    fn end_fault(&mut self, ending: Ending) {
+        match ending {
+            Ending::Links(id) => {
+                self.link_faults.remove(&id);
+                self.apply_link_faults();
+            }
+            Ending::SlowDisk(node) => {
+                let cost = self.plan.sync_cost;
+                self.nodes[&node].fs.set_sync_cost(cost);
+            }
+            Ending::PowerLossDue(node) => self.power_loss_now(node),
+            Ending::DiskFull(node) => {
+                let n = self.nodes.get_mut(&node).expect("node exists");
+                n.fs.disk().set_capacity(None);
+            }
+        }
+    }
+
+    /// A power loss scheduled inside a node's disk operations that is still pending happens
+    /// now.
+    fn power_loss_now(&mut self, node: u64) {
+        let disk = self.nodes[&node].fs.disk().clone();
+        if disk.is_off() || self.nodes[&node].proc.is_none() {
+            return;
+        }
+        disk.power_on();
+        self.note(|| format!("n{node} loses power now"));
+        self.crash(node);
+        disk.power_loss();
+        self.nodes.get_mut(&node).expect("node exists").lost_power = true;
+        self.node_down(node);
+    }
+
+    // ---------------------------------------------------------------- the end
+
+    /// The faults stop: links heal, disks behave, every stopped node is started again.
+    fn heal(&mut self) {
+        self.note(|| "heal".to_string());
+        self.phase = Phase::Settling;
+        self.settle_by = self.now + SETTLE_LIMIT;
+        self.link_faults.clear();
+        self.links.heal();
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let cost = self.plan.sync_cost;
+            let node = self.nodes.get_mut(&id).expect("node exists");
+            node.fs.set_sync_cost(cost);
+            node.fs.disk().fail_syncs(0);
+            node.fs.disk().set_capacity(None);
+            if node.proc.is_some() && node.expect_fatal {
+                if node.fs.disk().is_off() {
+                    // Its power failed mid-operation; the process notices at its next call.
+                } else {
+                    node.fs.disk().power_on();
+                    node.expect_fatal = false;
+                }
+            }
+            if node.life == Life::Down && node.proc.is_none() {
+                self.schedule(self.now, Event::Restart(id));
+            }
+        }
+        self.schedule(self.now + TICK, Event::Settle);
+    }
+
+    /// Why the cluster is not back together yet (`None`: it is).
+    fn not_converged(&mut self) -> Option<String> {
+        if !self.ops.is_empty() {
+            return Some(format!("{} requests still unanswered", self.ops.len()));
+        }
+        let voters = self.voters();
+        if voters.is_empty() {
+            return Some("no node runs".into());
+        }
+        for id in &voters {
+            let node = &self.nodes[id];
+            if node.proc.is_none() {
+                if node.life != Life::Down {
+                    // A member that is not running and will not be restarted: start it (an
+                    // addition whose answer was lost, or a member that stopped as removed).
+                    self.nodes.get_mut(id).expect("node exists").life = Life::Down;
+                    self.schedule(self.now, Event::Restart(*id));
+                }
+                return Some(format!("member {id} is not running"));
+            }
+        }
+        let mut seen: Option<(u64, u64)> = None;
+        for (id, node) in &self.nodes {
+            let Some(p) = &node.proc else { continue };
+            if !voters.contains(id) {
+                return Some(format!("node {id} runs but is not a member"));
+            }
+            let commit = p.storage.mem.rl().hard_state().commit;
+            let last = p.storage.mem.last_index().unwrap_or(0);
+            let applied = p.kv.applied_index();
+            let leader = p.shared.leader.load(Ordering::Acquire);
+            if applied != commit || commit != last {
+                return Some(format!(
+                    "node {id}: applied {applied}, commit {commit}, last {last}"
+                ));
+            }
+            match seen {
+                None => seen = Some((commit, leader)),
+                Some(s) if s != (commit, leader) => {
+                    return Some(format!(
+                        "nodes disagree: (commit, leader) {s:?} and node {id}'s ({commit}, {leader})"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        match seen {
+            Some((_, leader)) if leader != 0 && voters.contains(&leader) => None,
+            other => Some(format!("no leader among the members: {other:?}")),
+        }
+    }
+
+    fn finish(&mut self) -> RunResult {
+        self.stats.simulated = self.now;
+        self.stats.committed = self.inv.committed_len() as u64;
+        let mut finals: crate::verify::FinalReads = BTreeMap::new();
+        let voters = self.voters();
+        for key in &self.plan.keys {
+            let by_node = finals.entry(key.clone()).or_default();
+            for id in &voters {
+                if let Some(p) = &self.nodes[id].proc {
+                    by_node.insert(*id, p.kv.get(key).map(|v| short_value(&v)));
+                }
+            }
+        }
+        let ops: Vec<crate::lincheck::Operation> =
+            self.history.iter().map(|r| r.op.clone()).collect();
+        let found = crate::verify::verify(&ops, &finals);
+        let mut violations = std::mem::take(&mut self.inv.violations);
+        violations.append(&mut self.violations);
+        violations.extend(found.violations);
+        if found.lost_writes > 0 {
+            violations.push(format!("{} acknowledged writes lost", found.lost_writes));
+        }
+        violations.extend(crate::client::phantom_reads(&self.history, &self.stale));
+        RunResult {
+            plan: self.plan.clone(),
+            violations,
+            stats: std::mem::take(&mut self.stats),
+            history: std::mem::take(&mut self.history),
+            stale: std::mem::take(&mut self.stale),
+            trace: self.trace.take(),
+        }
+    }
+}
+
+/// What a peer server answers a batch it does not take.
+enum Refused {
+    /// Any refusal the sender sees as a failed stream.
+    Unreachable,
+    /// 410 Gone: the sender was removed as of this index.
+    Gone(u64),
+}
+
+/// A digest of a node's replicated state: the value of every key the clients use, the number
+/// of keys, and the exactly-once table.
+fn state_digest(kv: &KvStore, keys: &[String], sessions: &raftexample::proposal::Sessions) -> u64 {
+    let mut h = DefaultHasher::new();
+    kv.len().hash(&mut h);
+    for key in keys {
+        kv.get(key).hash(&mut h);
+    }
+    bincode::serde::encode_to_vec(sessions, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail")
+        .hash(&mut h);
+    h.finish()
+}
+
+fn disk_list(disk: &raftexample::disk::MemFs, dir: &Path) -> Vec<String> {
+    use raftexample::disk::FileSystem;
+    disk.list_dir(dir).unwrap_or_default()
+}
+
+fn disk_len(disk: &raftexample::disk::MemFs, path: &Path) -> u64 {
+    use raftexample::disk::FileSystem;
+    disk.read(path).map_or(0, |d| d.len() as u64)
+}
