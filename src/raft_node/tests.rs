@@ -349,7 +349,7 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
 /// commit 22 to an empty log. raft-rs would panic on it; the node ignores it, keeps running,
 /// and takes the current leader's append (found by the simulator, tests/sim).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_heartbeat_meant_for_an_earlier_life_of_this_id_is_ignored() {
+async fn a_heartbeat_meant_for_an_earlier_life_of_this_id_commits_nothing() {
     let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let log = log_with_node_3_added_back(&cluster);
     let node = Fed::join(3, cluster).await;
