@@ -62,7 +62,8 @@ pub enum Error {
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// Where the problem was found (for a checksum mismatch, where the checksum is stored).
+        /// Where the problem was found (for a checksum mismatch, 0: the checksum covers the
+        /// whole file before it, and the reason says up to where).
         offset: u64,
         /// What is wrong.
         reason: String,
@@ -115,6 +116,10 @@ pub struct Snapshotter {
     fs: SharedFs,
     dir: PathBuf,
     keep: usize,
+    /// Why each file [`Snapshotter::load_newest_available_with`] set aside was damaged: if
+    /// the WAL then lacks the entries that snapshot covered, the node's refusal to start
+    /// names the snapshot file and offset, not only the WAL.
+    set_aside: std::sync::Mutex<Vec<String>>,
 }
 
 struct SnapFile {
@@ -148,6 +153,7 @@ impl Snapshotter {
             fs,
             dir: dir.to_path_buf(),
             keep: keep.max(2),
+            set_aside: Default::default(),
         })
     }
 
@@ -242,11 +248,24 @@ impl Snapshotter {
                     );
                     self.fs.rename(&f.path, &broken).map_err(io_err(&f.path))?;
                     self.sync_dir()?;
+                    self.set_aside
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{e} (set aside as {})", broken.display()));
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(None)
+    }
+
+    /// Why the damaged files that loading set aside were damaged (each names its file and
+    /// offset), oldest call first.
+    pub fn set_aside(&self) -> Vec<String> {
+        self.set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads the snapshot with exactly this term and index, validating its checksum and that
@@ -532,9 +551,14 @@ fn read_snap<T>(
     inner.read_exact(&mut stored).map_err(io_err(path))?;
     let stored = u32::from_le_bytes(stored);
     if stored != crc {
+        // The checksum covers the whole file before it: the damage is somewhere in there, so
+        // the error points at its start and says where the range ends.
         return Err(corrupt(
-            file_len - 4,
-            format!("checksum mismatch: stored {stored:#010x}, computed {crc:#010x}"),
+            0,
+            format!(
+                "checksum mismatch over bytes 0..{}: stored {stored:#010x}, computed {crc:#010x}",
+                file_len - 4
+            ),
         ));
     }
     // The file is what was written; data that still does not decode is not damage but a
@@ -553,6 +577,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
         keep: usize::MAX,
+        set_aside: Default::default(),
     }
     .list()
 }

@@ -842,7 +842,9 @@ impl World {
             StartError::Wal(raftexample::wal::Error::Corrupt { path, offset, .. }) => {
                 *path == flip.path && *offset <= flip.offset
             }
-            StartError::Snapshot(_) => flip.snapshot && named,
+            // A damaged snapshot is named by the snapshotter's error, or, when the node set it
+            // aside and the WAL then lacks what it covered, beside the WAL's complaint.
+            StartError::Snapshot(_) | StartError::Inconsistent(_) => flip.snapshot && named,
             _ => false,
         };
         if !flip.synced && !flip.snapshot {
