@@ -172,7 +172,30 @@ impl RaftNode {
         let now = self.now();
         match event {
             PeerEvent::Step(messages) => {
-                for m in messages {
+                for mut m in messages {
+                    // A heartbeat never says more is committed than this node's log holds
+                    // (raft-rs panics on one), unless the leader's view of this node is from an
+                    // earlier life of its id: a member removed and added back under its old id
+                    // with an empty data dir, heard by a leader whose progress for the id still
+                    // counts the old life's entries (found by the simulator, tests/sim). Such a
+                    // commit index says nothing about this log, so it commits nothing here; but
+                    // the heartbeat is still answered, because a leader probing this node
+                    // waits for that answer before it sends the next append (dropping the
+                    // heartbeat left a re-added node behind for good when an append was lost).
+                    let last = self.rn.raft.raft_log.last_index();
+                    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                        let committed = self.rn.raft.raft_log.committed;
+                        tracing::warn!(
+                            leader = m.from,
+                            term = m.term,
+                            commit = m.commit,
+                            last,
+                            "a heartbeat says more is committed than this log holds (the \
+                             leader knew an earlier life of this node's id): answered, commits \
+                             nothing"
+                        );
+                        m.commit = committed;
+                    }
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
                             // The leader's whole commit index, also beyond this message's

@@ -123,7 +123,19 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         };
         let ClusterState { members, sessions } = state;
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
-        let entries = contents.entries_after(snapshot_index)?;
+        let entries = contents.entries_after(snapshot_index).map_err(|e| {
+            // The entries are missing because the snapshot that covered them is damaged: say
+            // so, with its file and offset, beside what the WAL lacks.
+            let damaged = snapshotter.set_aside();
+            if damaged.is_empty() {
+                StartError::from(e)
+            } else {
+                StartError::Inconsistent(format!(
+                    "{e}; the snapshot that covered them is damaged: {}",
+                    damaged.join("; ")
+                ))
+            }
+        })?;
         let last_index = entries.last().map_or(snapshot_index, |e| e.index);
         let mut hs = contents.hard_state.clone();
         if let Some(meta) = &snap_meta {

@@ -432,3 +432,27 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
     assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
     assert_eq!(node.status().await.expect("running").snapshot_index, 100);
 }
+
+/// Node 3, added back under its old id with an empty data dir, hears a heartbeat from a leader
+/// of an older term that never applied its removal and re-addition: that leader's progress
+/// says node 3 holds entries up to 22 (its earlier life did), so the heartbeat announces
+/// commit 22 to an empty log. raft-rs would panic on it; the node commits nothing from it,
+/// keeps running, and takes the current leader's append (found by the simulator, tests/sim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_meant_for_an_earlier_life_of_this_id_commits_nothing() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let log = log_with_node_3_added_back(&cluster);
+    let node = Fed::join(3, cluster).await;
+    let mut stale = message(raft::eraftpb::MessageType::MsgHeartbeat, 2, 3, 1);
+    stale.commit = 22;
+    let status = node
+        .step(stale)
+        .await
+        .expect("the node survives the heartbeat");
+    assert_eq!(status.last_index, 0);
+    feed_one_by_one(&node, &log, 25).await;
+    let status = node.status().await.expect("still running");
+    assert_eq!(status.applied, 25);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}

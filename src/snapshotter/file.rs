@@ -336,10 +336,15 @@ pub(super) fn read_snap<T>(
     inner.read_exact(&mut stored).map_err(io_err(path))?;
     let stored = u32::from_le_bytes(stored);
     if stored != crc {
+        // The checksum covers the whole file before it: the damage is somewhere in there, so
+        // the error points at its start and says where the range ends.
         return Err(Error::Corrupt {
             path: path.to_path_buf(),
-            offset: file_len - 4,
-            reason: format!("checksum mismatch: stored {stored:#010x}, computed {crc:#010x}"),
+            offset: 0,
+            reason: format!(
+                "checksum mismatch over bytes 0..{}: stored {stored:#010x}, computed {crc:#010x}",
+                file_len - 4
+            ),
         });
     }
     // The file is what was written; data that still does not decode is not damage but a

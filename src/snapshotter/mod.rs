@@ -69,7 +69,8 @@ pub enum Error {
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// Where the problem was found (for a checksum mismatch, where the checksum is stored).
+        /// Where the problem was found (for a checksum mismatch, 0: the checksum covers the
+        /// whole file before it, and the reason says up to where).
         offset: u64,
         /// What is wrong.
         reason: String,
@@ -131,6 +132,10 @@ pub struct Snapshotter {
     fs: SharedFs,
     dir: PathBuf,
     keep: usize,
+    /// Why each file [`Snapshotter::load_newest_available_with`] set aside was damaged: if
+    /// the WAL then lacks the entries that snapshot covered, the node's refusal to start
+    /// names the snapshot file and offset, not only the WAL.
+    set_aside: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 struct SnapFile {
@@ -164,6 +169,7 @@ impl Snapshotter {
             fs,
             dir: dir.to_path_buf(),
             keep: keep.max(2),
+            set_aside: Default::default(),
         })
     }
 
@@ -274,12 +280,25 @@ impl Snapshotter {
                         error = %e,
                         "snapshot file is damaged; trying the previous one"
                     );
-                    self.quarantine(&f.path)?;
+                    let broken = self.quarantine(&f.path)?;
+                    self.set_aside
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{e} (set aside as {})", broken.display()));
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(None)
+    }
+
+    /// Why the damaged files that loading set aside were damaged (each names its file and
+    /// offset), oldest call first.
+    pub fn set_aside(&self) -> Vec<String> {
+        self.set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Loads the snapshot with exactly this term and index, validating its checksum and that
@@ -360,14 +379,15 @@ impl Snapshotter {
     }
 
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
-    /// keeps it for inspection.
-    pub fn quarantine(&self, path: &Path) -> Result<(), Error> {
+    /// keeps it for inspection; returns the new name.
+    pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
         let mut broken = path.as_os_str().to_owned();
         broken.push(BROKEN_EXT);
         let broken = PathBuf::from(broken);
         tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
         self.fs.rename(path, &broken).map_err(io_err(path))?;
-        self.sync_dir()
+        self.sync_dir()?;
+        Ok(broken)
     }
 
     /// Every `.snap` file, oldest first (by index, then term).
@@ -598,6 +618,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
         keep: usize::MAX,
+        set_aside: Default::default(),
     }
     .list()
 }

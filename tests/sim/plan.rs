@@ -161,10 +161,20 @@ impl Plan {
         } else {
             rng.random_range(64..=1024) * 1024
         };
-        let value_padding = if rng.random_bool(0.08) {
-            rng.random_range(50_000..=400_000)
+        // Sometimes values so large that a follower catching up needs several appends (raft
+        // fills each up to 1 MiB): a node added back under its old id then replays its own
+        // removal in one append and its addition in a later one.
+        let value_padding = if rng.random_bool(0.15) {
+            rng.random_range(100_000..=300_000)
         } else {
             0
+        };
+        // Every node holds its log several times over (raft's, the disk's cache and platter):
+        // with values this large, a log kept whole would take gigabytes. Snapshot often.
+        let (snapshot_count, catchup) = if value_padding > 0 {
+            (snapshot_count.min(40), catchup.min(20))
+        } else {
+            (snapshot_count, catchup)
         };
         // A few kinds per schedule, so that each kind also gets schedules of its own.
         let mut faults: Vec<Fault> = Fault::ALL

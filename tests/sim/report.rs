@@ -18,7 +18,8 @@ use crate::world::{RunResult, Stats, World};
 /// world is a violation of the run, with its message.
 pub fn run_seed(seed: u64, length: Length, trace: bool) -> RunResult {
     let plan = Plan::draw(seed, length);
-    let run = std::panic::catch_unwind(AssertUnwindSafe(|| World::new(plan.clone(), trace).run()));
+    let mut world = World::new(plan.clone(), trace);
+    let run = std::panic::catch_unwind(AssertUnwindSafe(|| world.run()));
     run.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -31,7 +32,7 @@ pub fn run_seed(seed: u64, length: Length, trace: bool) -> RunResult {
             stats: Stats::default(),
             history: Vec::new(),
             stale: Vec::new(),
-            trace: None,
+            trace: world.take_trace(),
         }
     })
 }
