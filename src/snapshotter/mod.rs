@@ -41,7 +41,7 @@ use bytes::Bytes;
 pub use raft::eraftpb::Snapshot;
 use raft::eraftpb::SnapshotMetadata;
 
-use crate::disk::{FileSystem, SharedFs, StdFs};
+use crate::disk::{SharedFs, StdFs};
 use crate::fsutil;
 use file::{FileSink, io_err, peek_snap, read_all, read_snap, snapshot_of};
 pub use handle::SnapshotData;
@@ -378,6 +378,44 @@ impl Snapshotter {
         }
     }
 
+    /// Replaces a file handle in `snap` with the file's data, read (and checked) from this
+    /// snapshot directory: what an in-memory network does to deliver a snapshot to a node on
+    /// another file system. Inline data is left as it is. A damaged file is set aside, as the
+    /// real transport does when sending it, so that the next attempt takes a fresh snapshot.
+    pub fn inline_data(&self, snap: &mut Snapshot) -> Result<(), Error> {
+        let index = snap.get_metadata().index;
+        let name = match SnapshotData::of(&snap.data) {
+            Ok(SnapshotData::Inline(_)) => return Ok(()),
+            Ok(SnapshotData::File(name)) => name.to_string(),
+            Ok(SnapshotData::Follows(_)) => {
+                return Err(Error::Handle {
+                    index,
+                    reason: "the file follows on the wire; there is no file to read".into(),
+                });
+            }
+            Err(e) => {
+                return Err(Error::Handle {
+                    index,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let path = self.dir.join(name);
+        let meta = snap.get_metadata();
+        match read_snap(&*self.fs, &path, meta.term, meta.index, read_all) {
+            Ok((_, data)) => {
+                snap.data = data.into();
+                Ok(())
+            }
+            Err(err @ Error::Corrupt { .. }) => {
+                tracing::error!(%err, "a snapshot file being sent is damaged");
+                self.quarantine(&path)?;
+                Err(err)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
     /// keeps it for inspection; returns the new name.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
@@ -581,34 +619,6 @@ impl RawSnapshotFile {
 /// under another name: header, lengths, metadata and checksum.
 pub fn verify_file(path: &Path, term: u64, index: u64) -> Result<SnapshotMetadata, Error> {
     read_snap(&StdFs, path, term, index, |_, _| Ok(())).map(|(meta, ())| meta)
-}
-
-/// Replaces a file handle in `snap` with the file's data, read (and checked) from the
-/// snapshot directory `dir` of the file system `fs`: what an in-memory network does to
-/// deliver a snapshot to a node on another file system. Inline data is left as it is.
-pub fn inline_data(fs: &dyn FileSystem, dir: &Path, snap: &mut Snapshot) -> Result<(), Error> {
-    let index = snap.get_metadata().index;
-    let name = match SnapshotData::of(&snap.data) {
-        Ok(SnapshotData::Inline(_)) => return Ok(()),
-        Ok(SnapshotData::File(name)) => name.to_string(),
-        Ok(SnapshotData::Follows(_)) => {
-            return Err(Error::Handle {
-                index,
-                reason: "the file follows on the wire; there is no file to read".into(),
-            });
-        }
-        Err(e) => {
-            return Err(Error::Handle {
-                index,
-                reason: e.to_string(),
-            });
-        }
-    };
-    let path = dir.join(name);
-    let meta = snap.get_metadata();
-    let (_, data) = read_snap(fs, &path, meta.term, meta.index, read_all)?;
-    snap.data = data.into();
-    Ok(())
 }
 
 /// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for

@@ -7,14 +7,13 @@
 //! file system ([`super::inline_snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::{Dropped, Network, PeerEvent, inline_snapshot};
-use crate::disk::SharedFs;
+use crate::snapshotter::Snapshotter;
 
 /// Messages queued for a node before more are dropped (as a full peer queue drops them).
 const QUEUE: usize = 16 * 1024;
@@ -83,16 +82,16 @@ pub struct MemEndpoint {
     net: MemNet,
     /// The peers the node sends to.
     peers: BTreeSet<u64>,
-    /// The node's file system and snapshot directory, which the handles in its `MsgSnapshot`s
-    /// name; `None`: a node that sends no snapshots.
-    snapshots: Option<(SharedFs, PathBuf)>,
+    /// The node's snapshots, whose files the handles in its `MsgSnapshot`s name; `None`: a
+    /// node that sends no snapshots.
+    snapshots: Option<Arc<Snapshotter>>,
 }
 
 impl MemEndpoint {
-    /// The endpoint of a node whose snapshot files are in `snap_dir` on `fs`: snapshots it
-    /// sends are read from there into the message.
-    pub fn with_snapshots(mut self, fs: SharedFs, snap_dir: PathBuf) -> MemEndpoint {
-        self.snapshots = Some((fs, snap_dir));
+    /// The endpoint of a node whose snapshot files `snapshots` holds: snapshots it sends are
+    /// read from there into the message.
+    pub fn with_snapshots(mut self, snapshots: Arc<Snapshotter>) -> MemEndpoint {
+        self.snapshots = Some(snapshots);
         self
     }
 
@@ -103,7 +102,7 @@ impl MemEndpoint {
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
         {
             let inlined = match &self.snapshots {
-                Some((fs, dir)) => inline_snapshot(fs.as_ref(), dir, m).map_err(|e| e.to_string()),
+                Some(snapshots) => inline_snapshot(snapshots, m).map_err(|e| e.to_string()),
                 None => Err("the endpoint has no snapshot directory".into()),
             };
             if let Err(err) = inlined {
@@ -262,7 +261,7 @@ mod tests {
         use raft::eraftpb::Snapshot;
         use std::path::Path;
 
-        let fs: SharedFs = Arc::new(MemFs::new(1));
+        let fs: crate::disk::SharedFs = Arc::new(MemFs::new(1));
         let dir = Path::new("/data/raftexample-1-snap");
         let snapshots = Snapshotter::new_on(fs.clone(), dir, 5).expect("a snapshot folder");
         let mut snap = Snapshot {
@@ -275,7 +274,7 @@ mod tests {
 
         let net = MemNet::new();
         let (a, _a_rx) = net.attach(1);
-        let mut a = a.with_snapshots(fs, dir.to_path_buf());
+        let mut a = a.with_snapshots(Arc::new(snapshots));
         let (_b, mut b_rx) = net.attach(2);
         a.add_peer(2, "");
         let mut m = message(MessageType::MsgSnapshot, 1, 2);

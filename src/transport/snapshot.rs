@@ -42,7 +42,6 @@ use tokio::task::JoinHandle;
 use super::peer::ChannelBody;
 use super::server::{PeerServer, Refusal};
 use super::{RAFT_PATH, encode_batch};
-use crate::disk::FileSystem;
 use crate::snapshotter::handle::{file_handle, follows_handle, incoming_name};
 use crate::snapshotter::{self, SnapshotData, Snapshotter};
 
@@ -293,19 +292,18 @@ pub(super) fn too_large(limit: u64) -> Refusal {
 }
 
 /// Makes a `MsgSnapshot` deliverable to a node on another file system: a handle naming a
-/// file of the sender's snapshot directory `snap_dir` on `fs` is replaced by the file's data
-/// (checked against its checksum). Anything else is left as it is. This is what an in-memory
-/// network (a simulation's) calls on a snapshot before delivering it; the receiving node
-/// installs inline data as well as files.
+/// file of the sender's `snapshots` is replaced by the file's data (checked against its
+/// checksum; a damaged file is set aside). Anything else is left as it is. This is what an
+/// in-memory network (a simulation's) calls on a snapshot before delivering it; the
+/// receiving node installs inline data as well as files.
 pub fn inline_snapshot(
-    fs: &dyn FileSystem,
-    snap_dir: &Path,
+    snapshots: &Snapshotter,
     message: &mut Message,
 ) -> Result<(), snapshotter::Error> {
     if message.get_msg_type() != MessageType::MsgSnapshot {
         return Ok(());
     }
-    snapshotter::inline_data(fs, snap_dir, message.mut_snapshot())
+    snapshots.inline_data(message.mut_snapshot())
 }
 
 #[cfg(test)]
@@ -445,10 +443,34 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let leader = leader_with(dir.path(), b"state");
         let mut m = message_for(&leader);
-        inline_snapshot(&crate::disk::StdFs, dir.path(), &mut m).expect("inlined");
+        inline_snapshot(&leader, &mut m).expect("inlined");
         assert_eq!(m.get_snapshot().data.as_ref(), b"state");
         let mut other = Message::default();
-        inline_snapshot(&crate::disk::StdFs, dir.path(), &mut other).expect("not a snapshot");
+        inline_snapshot(&leader, &mut other).expect("not a snapshot");
         assert_eq!(other, Message::default());
+    }
+
+    /// A damaged file is refused, named, and set aside, so that the leader's next attempt
+    /// takes a fresh snapshot instead of failing on the same file for ever.
+    #[test]
+    fn inlining_a_damaged_snapshot_sets_it_aside() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(dir.path(), b"state");
+        let path = dir.path().join(crate::snapshotter::snap_name(2, 9));
+        let mut bytes = std::fs::read(&path).expect("the snapshot file");
+        let last = bytes.len() - 5;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, bytes).expect("damaged");
+        let mut m = message_for(&leader);
+        let err = inline_snapshot(&leader, &mut m).expect_err("a damaged file is refused");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(!path.exists());
+        let mut broken = path.into_os_string();
+        broken.push(".broken");
+        assert!(std::path::Path::new(&broken).exists());
     }
 }

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
-use raftexample::transport::{Dropped, Network};
+use raftexample::snapshotter::Snapshotter;
+use raftexample::transport::{Dropped, Network, inline_snapshot};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
@@ -40,6 +41,10 @@ struct NetState {
 pub struct SimNet {
     id: u64,
     state: Arc<Mutex<NetState>>,
+    /// The node's snapshots: raft names a snapshot by its file, and the receiver has a disk of
+    /// its own, so the data is read into the message as it is sent (as the real transport
+    /// streams the file when it sends it, and sets it aside if it is damaged).
+    snapshots: Arc<Snapshotter>,
 }
 
 /// The world's side of the same network: what the node's peer server would know.
@@ -49,8 +54,8 @@ pub struct NetHandle {
 }
 
 /// A new node network that knows the cluster `cluster_id` (0 for a joining node that has not
-/// learned it), and the handle the world keeps on it.
-pub fn node_network(id: u64, cluster_id: u64) -> (SimNet, NetHandle) {
+/// learned it) and sends snapshots from `snapshots`, and the handle the world keeps on it.
+pub fn node_network(id: u64, cluster_id: u64, snapshots: Arc<Snapshotter>) -> (SimNet, NetHandle) {
     let state = Arc::new(Mutex::new(NetState {
         cluster_id,
         ..Default::default()
@@ -59,6 +64,7 @@ pub fn node_network(id: u64, cluster_id: u64) -> (SimNet, NetHandle) {
         SimNet {
             id,
             state: state.clone(),
+            snapshots,
         },
         NetHandle { state },
     )
@@ -83,11 +89,16 @@ impl Network for SimNet {
 
     fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
         let mut state = lock(&self.state);
-        for m in messages {
-            if state.peers.contains_key(&m.to) {
+        for mut m in messages {
+            if !state.peers.contains_key(&m.to) {
+                // As the real transport: no peer task, nothing sent, raft is told.
+                dropped.add(m.to, m.get_msg_type() == MessageType::MsgSnapshot);
+                continue;
+            }
+            if inline_snapshot(&self.snapshots, &mut m).is_ok() {
                 state.outbox.push(m);
             } else {
-                // As the real transport: no peer task, nothing sent, raft is told.
+                // The file is gone or damaged: as the real transport, which fails to send it.
                 dropped.add(m.to, m.get_msg_type() == MessageType::MsgSnapshot);
             }
         }

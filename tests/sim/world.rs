@@ -761,7 +761,8 @@ impl World {
             let storage = recovered.storage.clone();
             let snapshot_index = recovered.snapshot_index;
             let kv = KvStore::new(std::mem::take(&mut recovered.kv), snapshot_index);
-            let (net, handle) = node_network(id, recovered.cluster_id);
+            let (net, handle) =
+                node_network(id, recovered.cluster_id, storage.snapshotter().clone());
             let shared = Arc::new(Shared::default());
             let metrics = Arc::new(Metrics::new(id));
             let cluster_id = recovered.cluster_id;
