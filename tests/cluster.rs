@@ -255,7 +255,9 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
                     Ok(r) => bad.push(format!("{} after {took:?}", r.status())),
                     // The node has gone: try the next one.
                     Err(e) if e.is_connect() => target = (target + 1) % 3,
-                    Err(e) => bad.push(format!("{e} after {took:?}")),
+                    // The whole chain: "error sending request" alone does not say whether
+                    // the connection was closed under the request or the answer never came.
+                    Err(e) => bad.push(format!("{e:?} after {took:?}")),
                 }
             }
             (writes, bad)

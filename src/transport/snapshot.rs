@@ -456,12 +456,12 @@ mod tests {
     fn inlining_a_damaged_snapshot_sets_it_aside() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let leader = leader_with(dir.path(), b"state");
+        let mut m = message_for(&leader);
         let path = dir.path().join(crate::snapshotter::snap_name(2, 9));
         let mut bytes = std::fs::read(&path).expect("the snapshot file");
         let last = bytes.len() - 5;
         bytes[last] ^= 0x40;
         std::fs::write(&path, bytes).expect("damaged");
-        let mut m = message_for(&leader);
         let err = inline_snapshot(&leader, &mut m).expect_err("a damaged file is refused");
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
         assert!(
