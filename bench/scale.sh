@@ -9,7 +9,7 @@
 #   bench/scale.sh all         every row, in that order
 #
 # Throughput rows run bench/compare.sh (ours and etcd side by side, same run); the state rows
-# run examples/scaling.rs (ours only: etcd has no equivalent of writing a snapshot straight to
+# run bench/measure/scaling.rs (ours only: etcd has no equivalent of writing a snapshot straight to
 # disk). DURATION (default 10 s here) applies to every measured run. See bench/README.md.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
 built=0
 build() {
   ((built)) && return 0
-  log "cargo build --release (the binary and examples/scaling)"
+  log "cargo build --release (the binary and bench/measure/scaling.rs)"
   (cd "$REPO" && cargo build --release --bin raftexample --example scaling) >&2
   built=1
 }

@@ -1,14 +1,11 @@
 //! Seeing inside: `/-/status` across an election and a write, `/-/ready` while a large WAL
 //! replays, `/-/metrics` as Prometheus text, and `raftexample dump` on good and torn WALs.
 
-#[path = "../examples/support/bigdata.rs"]
-#[allow(dead_code)] // the examples use more of it
-mod bigdata;
 mod common;
 
 use std::time::Duration;
 
-use common::{ProcCluster, wait_for};
+use common::{ProcCluster, bigdata, wait_for};
 
 fn field(s: &serde_json::Value, name: &str) -> u64 {
     s[name]

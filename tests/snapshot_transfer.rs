@@ -3,16 +3,13 @@
 //! does not grow with it, nobody holds an election meanwhile, and the member then serves the
 //! whole state.
 
-#[path = "../examples/support/bigdata.rs"]
-#[allow(dead_code)] // the examples use more of it
-mod bigdata;
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{ProcCluster, rss, wait_for};
+use common::{ProcCluster, bigdata, rss, wait_for};
 
 /// Values of 64 KiB, so that a debug build loads the state in moments.
 const VALUE_LEN: usize = 64 << 10;
@@ -84,16 +81,7 @@ async fn a_joining_member_gets_a_big_snapshot(mut c: ProcCluster) {
     let leader = c.pid(1);
     let before = rss(leader);
     let sampler = PeakRss::start(leader);
-    let id = c.grow();
-    let added = c
-        .http
-        .post(format!("{}/{id}", c.url(1)))
-        .body(c.peers[id as usize - 1].clone())
-        .send()
-        .await
-        .expect("POST /2");
-    let code = added.status().as_u16();
-    assert_eq!(code, 204, "{}", added.text().await.unwrap_or_default());
+    let id = c.add_member(1).await;
     c.spawn(id, &["--join"]);
     wait_for(
         Duration::from_secs(180),

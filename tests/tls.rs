@@ -163,16 +163,7 @@ async fn a_node_with_another_ca_can_neither_join_nor_send_raft_messages() {
     let certs = c.tls.clone().expect("a TLS cluster");
     let other = c.dir.path().join("other-ca");
     make_certs(&other, 4);
-    let id = c.grow();
-    let url = c.peers[id as usize - 1].clone();
-    let added = c
-        .http
-        .post(format!("{}/{id}", c.url(1)))
-        .body(url)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(added.status().as_u16(), 204);
+    let id = c.add_member(1).await;
     c.tls_dirs.insert(id, other.clone());
     c.spawn(id, &["--join"]);
     let refused = wait_for(
@@ -333,16 +324,7 @@ async fn a_node_with_the_cluster_ca_joins_over_tls_and_gets_a_snapshot() {
     for i in 0..60 {
         c.put_ok(1, &format!("k{i}"), &format!("v{i}")).await;
     }
-    let id = c.grow();
-    let url = c.peers[id as usize - 1].clone();
-    let added = c
-        .http
-        .post(format!("{}/{id}", c.url(1)))
-        .body(url)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(added.status().as_u16(), 204);
+    let id = c.add_member(1).await;
     c.spawn(id, &["--join"]);
     c.wait_value(id, "k59", "v59", true).await;
     c.wait_value(id, "k0", "v0", true).await;

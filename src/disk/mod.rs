@@ -6,7 +6,7 @@
 //!   file; read, list, rename, remove, create and sync folders; lock a file. Nothing else: the
 //!   storage code reads whole files and writes at offsets it tracks itself.
 //! - [`StdFs`]: the real one, straight onto `std::fs` (one dynamic call per operation, next to a
-//!   system call: no measurable cost; see `benches/wal.rs`).
+//!   system call: no measurable cost; see `bench/micro/wal.rs`).
 //! - [`MemFs`] (in `mem.rs`): a deterministic in-memory disk that models what a power loss does
 //!   to data that was not synced, and injects failed syncs, a full disk and flipped bytes.
 //!

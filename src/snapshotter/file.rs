@@ -8,7 +8,7 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{Snapshot, SnapshotMetadata};
 
 use super::Error;
-use crate::disk::{DiskFile, FileSystem};
+use crate::disk::{DiskFile, FileSystem, IoError};
 
 const MAGIC: &[u8; 8] = b"RAFTSNAP";
 const VERSION: u32 = 1;
@@ -19,10 +19,7 @@ const MIN_LEN: usize = 8 + 4 + 4 + 8 + 4;
 const BUFFER: usize = 1 << 20;
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error::Io(IoError::new(path, source))
 }
 
 /// How writing a snapshot file failed, before the final path is known to the error.
@@ -35,7 +32,7 @@ pub(super) enum WriteError {
 impl WriteError {
     pub(super) fn into_error(self, path: &Path) -> Error {
         match self {
-            WriteError::Io(path, source) => Error::Io { path, source },
+            WriteError::Io(path, source) => Error::Io(IoError::new(path, source)),
             WriteError::Encode(reason) => Error::Encode {
                 path: path.to_path_buf(),
                 reason,

@@ -41,7 +41,7 @@ use bytes::Bytes;
 pub use raft::eraftpb::Snapshot;
 use raft::eraftpb::SnapshotMetadata;
 
-use crate::disk::{SharedFs, StdFs};
+use crate::disk::{IoError, SharedFs, StdFs};
 use crate::fsutil;
 use file::{FileSink, io_err, peek_snap, read_all, read_snap, snapshot_of};
 pub use handle::SnapshotData;
@@ -56,14 +56,9 @@ const TMP_EXT: &str = ".tmp";
 /// Errors of the snapshotter; each names the file or directory.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O operation failed.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    /// An I/O operation failed on a file or directory (the error names it).
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A snapshot file is damaged or is not what its name says.
     #[error("{path} is corrupt at offset {offset}: {reason}")]
     Corrupt {
@@ -110,8 +105,7 @@ pub enum Error {
 
 impl From<fsutil::Error> for Error {
     fn from(e: fsutil::Error) -> Self {
-        let crate::disk::IoError { path, source } = e.into_io();
-        Error::Io { path, source }
+        Error::Io(e.into_io())
     }
 }
 
@@ -204,10 +198,7 @@ impl Snapshotter {
         }
         let mut writer = self.begin(meta, data_len)?;
         if let Err(source) = write_data(&mut writer) {
-            return Err(Error::Io {
-                path: writer.tmp.clone(),
-                source,
-            });
+            return Err(Error::Io(IoError::new(writer.tmp.clone(), source)));
         }
         writer.finish()
     }
@@ -520,10 +511,7 @@ impl SnapshotWriter {
     /// Gives up after `err` from writing the data: no file is left, and the error names the
     /// file being written.
     pub fn failed(self, err: io::Error) -> Error {
-        Error::Io {
-            path: self.tmp.clone(),
-            source: err,
-        }
+        Error::Io(IoError::new(self.tmp.clone(), err))
     }
 }
 

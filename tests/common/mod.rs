@@ -1,8 +1,11 @@
 //! Shared test helpers: free loopback ports, waiting for a condition with a deadline, an
-//! in-process cluster on an in-memory network and disks ([`TestCluster`]) and a cluster of
-//! real `raftexample` processes ([`ProcCluster`]).
+//! in-process cluster on an in-memory network and disks ([`TestCluster`]), a cluster of real
+//! `raftexample` processes ([`ProcCluster`]), and big data dirs written straight to disk
+//! ([`bigdata`], which the measuring programs under bench/measure borrow too).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod bigdata;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -445,6 +448,22 @@ impl ProcCluster {
         );
         self.rest_ports.extend(free_ports(1));
         self.peers.len() as u64
+    }
+
+    /// Adds a slot for one more node and asks node `via` to add it as a member (`POST /<id>`
+    /// with its peer URL), expecting 204; returns its id. The node is not started.
+    pub async fn add_member(&mut self, via: u64) -> u64 {
+        let id = self.grow();
+        let added = self
+            .http
+            .post(format!("{}/{id}", self.url(via)))
+            .body(self.peers[id as usize - 1].clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /{id} to node {via}: {e}"));
+        let code = added.status().as_u16();
+        assert_eq!(code, 204, "{}", added.text().await.unwrap_or_default());
+        id
     }
 
     /// The command line node `id` runs with (before `extra`).

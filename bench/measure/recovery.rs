@@ -11,7 +11,7 @@
 //! memory is the process's resident set at that moment. Each case runs three times and the
 //! median is printed.
 
-#[path = "support/bigdata.rs"]
+#[path = "../../tests/common/bigdata.rs"]
 mod bigdata;
 
 use std::net::TcpListener;

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - `state`: a node holding KEYS keys (written straight to a snapshot by
-//!   `examples/support/bigdata.rs`): its restart time from that snapshot (until `/-/ready`
+//!   `tests/common/bigdata.rs`): its restart time from that snapshot (until `/-/ready`
 //!   answers 200) and resident memory against the raw size of keys and values (median of
 //!   three); then `CLIENTS` (16) clients PUT over the same keys for `DURATION` (20) s with a
 //!   snapshot every `SNAPSHOT_COUNT` (10,000) entries: throughput, the time each snapshot took
@@ -20,7 +20,7 @@
 //!
 //! Data dirs go under `BENCH_TMPDIR` (`/var/tmp`: a real disk, fsync on).
 
-#[path = "support/bigdata.rs"]
+#[path = "../../tests/common/bigdata.rs"]
 #[allow(dead_code)] // the other examples use more of it
 mod bigdata;
 
