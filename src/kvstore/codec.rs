@@ -8,9 +8,8 @@
 //! ```
 //!
 //! The pairs come in no particular order. Snapshots of older versions hold no sessions (the
-//! members fill `state_len`): they read as an empty exactly-once table. Varints are bincode's:
-//! a byte below 251 is the value; 251, 252, 253 announce a u16, u32 or u64 that follows,
-//! little-endian. Every length is checked against the bytes that remain before anything is
+//! members fill `state_len`): they read as an empty exactly-once table. Varints are bincode's
+//! (encoded by the crate). Every length is checked against the bytes that remain before anything is
 //! allocated, so a damaged length cannot make the decoder allocate wildly.
 //!
 //! A pair in the map is kept in exactly its snapshot encoding ([`super::map`]), so writing a
@@ -179,63 +178,44 @@ fn take(r: &mut dyn Read, remaining: &mut u64, buf: &mut [u8]) -> io::Result<()>
     Ok(())
 }
 
+/// The varints of the pairs are bincode's (`config::standard()`), as older versions wrote the
+/// whole map with bincode: a byte below 251 is the value; 251, 252, 253 announce a u16, u32
+/// or u64 that follows, little-endian. The crate encodes and decodes them; these wrappers
+/// only count bytes.
+const VARINTS: bincode::config::Configuration = bincode::config::standard();
+
+/// Longest varint of a u64: a marker and eight bytes.
+const VARINT_MAX: usize = 9;
+
 /// Bytes the varint of `n` takes.
 pub(super) fn varint_len(n: u64) -> u64 {
-    match n {
-        0..=250 => 1,
-        251..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
+    let mut buf = [0u8; VARINT_MAX];
+    bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes") as u64
 }
 
 pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
-    match n {
-        0..=250 => w.write_all(&[n as u8]),
-        251..=0xffff => {
-            w.write_all(&[251])?;
-            w.write_all(&(n as u16).to_le_bytes())
-        }
-        0x1_0000..=0xffff_ffff => {
-            w.write_all(&[252])?;
-            w.write_all(&(n as u32).to_le_bytes())
-        }
-        _ => {
-            w.write_all(&[253])?;
-            w.write_all(&n.to_le_bytes())
-        }
-    }
+    let mut buf = [0u8; VARINT_MAX];
+    let len =
+        bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes");
+    w.write_all(&buf[..len])
 }
 
 fn read_varint(r: &mut dyn Read, remaining: &mut u64) -> io::Result<u64> {
-    let mut first = [0u8; 1];
-    take(r, remaining, &mut first)?;
-    let mut wide = [0u8; 8];
-    let width = match first[0] {
-        n @ 0..=250 => return Ok(u64::from(n)),
-        251 => 2,
-        252 => 4,
-        253 => 8,
-        other => return Err(invalid(format!("bad varint marker {other}"))),
-    };
-    take(r, remaining, &mut wide[..width])?;
-    Ok(u64::from_le_bytes(wide))
+    // Never past the data's end: a varint cut short there is damage, not the next field.
+    let mut within = r.take(*remaining);
+    let n = bincode::decode_from_std_read(&mut within, VARINTS)
+        .map_err(|e| invalid(format!("varint: {e}")))?;
+    *remaining = within.limit();
+    Ok(n)
 }
 
 /// The varint at the start of `bytes` (written by [`write_varint`]) and the bytes after it.
-/// Only for bytes this module wrote or checked: anything else may panic.
+/// Only for bytes this module wrote or checked.
 pub(super) fn split_varint(bytes: &[u8]) -> (usize, &[u8]) {
-    let (width, rest) = match bytes[0] {
-        n @ 0..=250 => return (usize::from(n), &bytes[1..]),
-        251 => (2, &bytes[1..]),
-        252 => (4, &bytes[1..]),
-        _ => (8, &bytes[1..]),
-    };
-    let mut wide = [0u8; 8];
-    wide[..width].copy_from_slice(&rest[..width]);
-    let n = usize::try_from(u64::from_le_bytes(wide))
-        .expect("a length this process encoded fits its address space");
-    (n, &rest[width..])
+    let (n, used): (u64, usize) = bincode::decode_from_slice(bytes, VARINTS)
+        .expect("a pair's encoding starts with a varint this module wrote");
+    let n = usize::try_from(n).expect("a length this process encoded fits its address space");
+    (n, &bytes[used..])
 }
 
 fn invalid(reason: String) -> io::Error {
