@@ -33,11 +33,11 @@
 
 mod file;
 pub mod handle;
+mod stream;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 pub use raft::eraftpb::Snapshot;
 use raft::eraftpb::SnapshotMetadata;
 
@@ -45,6 +45,7 @@ use crate::disk::{IoError, SharedFs, StdFs};
 use crate::fsutil;
 use file::{FileSink, io_err, peek_snap, read_all, read_snap, snapshot_of};
 pub use handle::SnapshotData;
+pub use stream::{RawSnapshotFile, SnapshotWriter};
 
 /// Number of snapshot files kept by default, as etcd.
 pub const DEFAULT_KEEP: usize = 5;
@@ -462,144 +463,6 @@ impl Snapshotter {
             }
         }
         self.sync_dir()
-    }
-}
-
-/// A snapshot file on its way to disk (from [`Snapshotter::begin`]): the application's data
-/// is written through [`Write`], then [`SnapshotWriter::finish`] seals it.
-pub struct SnapshotWriter {
-    snapshotter: Snapshotter,
-    path: PathBuf,
-    tmp: PathBuf,
-    term: u64,
-    index: u64,
-    /// `None` once finished.
-    sink: Option<FileSink>,
-}
-
-impl SnapshotWriter {
-    /// Checks that the announced length was written, appends the checksum, syncs, renames
-    /// the file to its name and syncs the directory; then prunes old files. On error no file
-    /// is left.
-    pub fn finish(mut self) -> Result<(), Error> {
-        let sink = self
-            .sink
-            .take()
-            .expect("the sink is taken only here, and finish consumes the writer");
-        let snap = &self.snapshotter;
-        if let Err(e) = sink.seal() {
-            let _ = snap.fs.remove_file(&self.tmp);
-            return Err(e.into_error(&self.path));
-        }
-        snap.fs
-            .rename(&self.tmp, &self.path)
-            .map_err(io_err(&self.path))?;
-        snap.sync_dir()?;
-        tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
-        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
-        if let Err(e) = snap.prune() {
-            tracing::warn!(error = %e, "cannot delete old snapshots");
-        }
-        Ok(())
-    }
-
-    /// Data bytes written so far.
-    pub fn data_written(&self) -> u64 {
-        self.sink.as_ref().map_or(0, FileSink::data_written)
-    }
-
-    /// Gives up after `err` from writing the data: no file is left, and the error names the
-    /// file being written.
-    pub fn failed(self, err: io::Error) -> Error {
-        Error::Io(IoError::new(self.tmp.clone(), err))
-    }
-}
-
-impl Write for SnapshotWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.sink {
-            Some(sink) => sink.write(buf),
-            None => Err(io::Error::other("the snapshot was finished")),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.sink {
-            Some(sink) => sink.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for SnapshotWriter {
-    fn drop(&mut self) {
-        if self.sink.take().is_some() {
-            // Abandoned: nothing half-written may look like a snapshot later.
-            let _ = self.snapshotter.fs.remove_file(&self.tmp);
-        }
-    }
-}
-
-/// A snapshot file opened to be sent as it is, byte for byte (the receiver checks it).
-pub struct RawSnapshotFile {
-    path: PathBuf,
-    len: u64,
-    reader: Box<dyn Read + Send>,
-}
-
-impl RawSnapshotFile {
-    /// The file's length.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the file is empty (never for a snapshot file).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Hands the whole file to `out` in chunks of at most `chunk` bytes, checking its
-    /// trailing checksum on the way: a damaged file gives [`Error::Corrupt`] (after every
-    /// chunk went out: the receiver refuses it on its own check). An error from `out` stops
-    /// the copy and is returned as I/O on the file.
-    pub fn copy_to(
-        mut self,
-        chunk: usize,
-        mut out: impl FnMut(Bytes) -> io::Result<()>,
-    ) -> Result<(), Error> {
-        let path = self.path;
-        let body_len = self.len.saturating_sub(4);
-        let mut crc = 0u32;
-        let mut tail = Vec::with_capacity(4);
-        let mut sent = 0u64;
-        while sent < self.len {
-            let want = usize::try_from(self.len - sent).map_or(chunk, |left| left.min(chunk));
-            let mut buf = vec![0u8; want];
-            self.reader.read_exact(&mut buf).map_err(io_err(&path))?;
-            // The checksum covers every byte before the last four, which hold it.
-            let covered =
-                usize::try_from(body_len.saturating_sub(sent)).map_or(want, |c| c.min(want));
-            crc = crc32c::crc32c_append(crc, &buf[..covered]);
-            tail.extend_from_slice(&buf[covered..]);
-            sent += want as u64;
-            out(buf.into()).map_err(io_err(&path))?;
-        }
-        let stored = <[u8; 4]>::try_from(tail.as_slice())
-            .ok()
-            .map(u32::from_le_bytes);
-        if stored != Some(crc) {
-            return Err(Error::Corrupt {
-                path,
-                offset: body_len,
-                reason: format!("checksum mismatch while sending: computed {crc:#010x}"),
-            });
-        }
-        Ok(())
     }
 }
 

@@ -178,7 +178,7 @@ pub(super) async fn receive(server: &PeerServer, from: u64, mut body: Body) -> R
     let limits = server.limits();
     let mut buf = Vec::new();
     let (mut message, used) = loop {
-        if let Some(found) = super::decode_one(&buf, limits.max_message)? {
+        if let Some(found) = super::wire::decode_one(&buf, limits.max_message)? {
             break found;
         }
         match next_chunk(&mut body).await? {

@@ -1,0 +1,154 @@
+//! A snapshot file as a stream of bytes: one on its way to disk ([`SnapshotWriter`], which
+//! the state machine writes its data through and then seals), and one read as it is to be
+//! sent to a follower ([`RawSnapshotFile`], checked on the way).
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::file::{FileSink, io_err};
+use super::{Error, Snapshotter};
+use crate::disk::IoError;
+
+/// A snapshot file on its way to disk (from [`Snapshotter::begin`]): the application's data
+/// is written through [`Write`], then [`SnapshotWriter::finish`] seals it.
+pub struct SnapshotWriter {
+    pub(super) snapshotter: Snapshotter,
+    pub(super) path: PathBuf,
+    pub(super) tmp: PathBuf,
+    pub(super) term: u64,
+    pub(super) index: u64,
+    /// `None` once finished.
+    pub(super) sink: Option<FileSink>,
+}
+
+impl SnapshotWriter {
+    /// Checks that the announced length was written, appends the checksum, syncs, renames
+    /// the file to its name and syncs the directory; then prunes old files. On error no file
+    /// is left.
+    pub fn finish(mut self) -> Result<(), Error> {
+        let sink = self
+            .sink
+            .take()
+            .expect("the sink is taken only here, and finish consumes the writer");
+        let snap = &self.snapshotter;
+        if let Err(e) = sink.seal() {
+            let _ = snap.fs.remove_file(&self.tmp);
+            return Err(e.into_error(&self.path));
+        }
+        snap.fs
+            .rename(&self.tmp, &self.path)
+            .map_err(io_err(&self.path))?;
+        snap.sync_dir()?;
+        tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
+        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
+        if let Err(e) = snap.prune() {
+            tracing::warn!(error = %e, "cannot delete old snapshots");
+        }
+        Ok(())
+    }
+
+    /// Data bytes written so far.
+    pub fn data_written(&self) -> u64 {
+        self.sink.as_ref().map_or(0, FileSink::data_written)
+    }
+
+    /// Gives up after `err` from writing the data: no file is left, and the error names the
+    /// file being written.
+    pub fn failed(self, err: io::Error) -> Error {
+        Error::Io(IoError::new(self.tmp.clone(), err))
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.sink {
+            Some(sink) => sink.write(buf),
+            None => Err(io::Error::other("the snapshot was finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Some(sink) => sink.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.sink.take().is_some() {
+            // Abandoned: nothing half-written may look like a snapshot later.
+            let _ = self.snapshotter.fs.remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A snapshot file opened to be sent as it is, byte for byte (the receiver checks it).
+pub struct RawSnapshotFile {
+    pub(super) path: PathBuf,
+    pub(super) len: u64,
+    pub(super) reader: Box<dyn Read + Send>,
+}
+
+impl RawSnapshotFile {
+    /// The file's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty (never for a snapshot file).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands the whole file to `out` in chunks of at most `chunk` bytes, checking its
+    /// trailing checksum on the way: a damaged file gives [`Error::Corrupt`] (after every
+    /// chunk went out: the receiver refuses it on its own check). An error from `out` stops
+    /// the copy and is returned as I/O on the file.
+    pub fn copy_to(
+        mut self,
+        chunk: usize,
+        mut out: impl FnMut(Bytes) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let path = self.path;
+        let body_len = self.len.saturating_sub(4);
+        let mut crc = 0u32;
+        let mut tail = Vec::with_capacity(4);
+        let mut sent = 0u64;
+        while sent < self.len {
+            let want = usize::try_from(self.len - sent).map_or(chunk, |left| left.min(chunk));
+            let mut buf = vec![0u8; want];
+            self.reader.read_exact(&mut buf).map_err(io_err(&path))?;
+            // The checksum covers every byte before the last four, which hold it.
+            let covered =
+                usize::try_from(body_len.saturating_sub(sent)).map_or(want, |c| c.min(want));
+            crc = crc32c::crc32c_append(crc, &buf[..covered]);
+            tail.extend_from_slice(&buf[covered..]);
+            sent += want as u64;
+            out(buf.into()).map_err(io_err(&path))?;
+        }
+        let stored = <[u8; 4]>::try_from(tail.as_slice())
+            .ok()
+            .map(u32::from_le_bytes);
+        if stored != Some(crc) {
+            // As when loading: the checksum covers everything before it, so the error points
+            // at the start of that range.
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                reason: format!(
+                    "checksum mismatch over bytes 0..{body_len} while sending: computed {crc:#010x}"
+                ),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! The wire format of a batch of raft messages (a peer stream is batches back to back): for
+//! each message, its protobuf length as a little-endian `u32`, then the protobuf bytes
+//! (raft-rs `eraftpb::Message`). A length over the reader's limit is an error from its four
+//! bytes alone, before the message arrives.
+
+use protobuf::Message as PbMessage;
+use raft::eraftpb::Message;
+
+/// Why a batch body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The body ends inside a length prefix or a message.
+    #[error("batch truncated at byte {0}")]
+    Truncated(usize),
+    /// A length prefix announces more than a message may hold.
+    #[error("message at byte {offset} announces {len} bytes, which exceeds the limit of {limit}")]
+    TooLarge {
+        /// Where the length prefix starts.
+        offset: usize,
+        /// The announced length.
+        len: usize,
+        /// The most a message may hold.
+        limit: usize,
+    },
+    /// A message's protobuf does not parse.
+    #[error("message at byte {offset} does not parse: {source}")]
+    Protobuf {
+        /// Where the message starts in the body.
+        offset: usize,
+        /// The parser's complaint.
+        source: protobuf::ProtobufError,
+    },
+}
+
+/// Encodes a batch of messages into one request body.
+pub fn encode_batch(messages: &[Message]) -> Vec<u8> {
+    let size: usize = messages.iter().map(|m| 4 + m.compute_size() as usize).sum();
+    let mut out = Vec::with_capacity(size);
+    for m in messages {
+        // compute_size caches the sizes, so write_to_vec does not recompute them.
+        let len = m.get_cached_size();
+        out.extend_from_slice(&len.to_le_bytes());
+        m.write_to_vec(&mut out)
+            .expect("writing a valid raft message into a Vec cannot fail");
+    }
+    out
+}
+
+/// Decodes a request body written by [`encode_batch`], none of whose messages may be longer
+/// than `limit`.
+pub fn decode_batch(body: &[u8], limit: usize) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(body, limit)?;
+    if used < body.len() {
+        return Err(WireError::Truncated(used));
+    }
+    Ok(messages)
+}
+
+/// Decodes the whole messages at the front of `buf` and removes them from it, leaving a
+/// partial message (a stream's chunk boundaries fall anywhere) for the next call. A length
+/// prefix over `limit` is an error at once, before its message arrives.
+pub fn decode_available(buf: &mut Vec<u8>, limit: usize) -> Result<Vec<Message>, WireError> {
+    let (messages, used) = decode_prefix(buf, limit)?;
+    buf.drain(..used);
+    Ok(messages)
+}
+
+/// The first message of `buf` and the bytes it took, once it is whole (`None` before).
+pub(crate) fn decode_one(buf: &[u8], limit: usize) -> Result<Option<(Message, usize)>, WireError> {
+    decode_at(buf, 0, limit)
+}
+
+/// The message at byte `pos` of `body` and where it ends, once it is whole (`None` before).
+/// A length prefix over `limit` is an error from its four bytes alone.
+fn decode_at(body: &[u8], pos: usize, limit: usize) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(len_bytes) = body.get(pos..pos + 4) else {
+        return Ok(None);
+    };
+    let len_bytes: [u8; 4] = len_bytes
+        .try_into()
+        .expect("a 4-byte slice converts to [u8; 4]");
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > limit {
+        return Err(WireError::TooLarge {
+            offset: pos,
+            len,
+            limit,
+        });
+    }
+    let start = pos + 4;
+    let Some(bytes) = body.get(start..start + len) else {
+        return Ok(None);
+    };
+    let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
+        offset: start,
+        source,
+    })?;
+    Ok(Some((msg, start + len)))
+}
+
+/// The whole messages at the front of `body`, and how many bytes they took.
+fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), WireError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some((msg, end)) = decode_at(body, pos, limit)? {
+        out.push(msg);
+        pos = end;
+    }
+    Ok((out, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::{Entry, MessageType};
+
+    #[test]
+    fn batches_round_trip() {
+        let mut a = Message {
+            to: 2,
+            from: 1,
+            term: 3,
+            ..Default::default()
+        };
+        a.set_msg_type(MessageType::MsgAppend);
+        a.mut_entries().push(Entry {
+            index: 7,
+            data: b"payload".to_vec().into(),
+            ..Default::default()
+        });
+        let mut b = Message {
+            to: 3,
+            ..Default::default()
+        };
+        b.set_msg_type(MessageType::MsgHeartbeat);
+        let body = encode_batch(&[a.clone(), b.clone()]);
+        assert_eq!(decode_batch(&body, 1 << 20).expect("decodes"), vec![a, b]);
+        assert!(decode_batch(&[], 1 << 20).expect("empty body").is_empty());
+    }
+
+    #[test]
+    fn a_stream_decodes_across_any_chunk_boundary() {
+        let messages: Vec<Message> = (1..=3)
+            .map(|i| Message {
+                to: 2,
+                term: i,
+                ..Default::default()
+            })
+            .collect();
+        let body = encode_batch(&messages);
+        for cut in 0..=body.len() {
+            let mut buf = body[..cut].to_vec();
+            let mut got = decode_available(&mut buf, 1 << 20).expect("a prefix decodes");
+            buf.extend_from_slice(&body[cut..]);
+            got.extend(decode_available(&mut buf, 1 << 20).expect("the rest decodes"));
+            assert_eq!(got, messages, "cut at {cut}");
+            assert!(buf.is_empty());
+        }
+    }
+
+    /// A length prefix over the limit is refused from its four bytes alone, before the
+    /// message arrives; one at the limit waits for its bytes.
+    #[test]
+    fn a_length_over_the_limit_is_refused_at_once() {
+        let mut buf = 1025u32.to_le_bytes().to_vec();
+        match decode_available(&mut buf, 1024) {
+            Err(WireError::TooLarge { offset, len, limit }) => {
+                assert_eq!((offset, len, limit), (0, 1025, 1024));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let mut buf = 1024u32.to_le_bytes().to_vec();
+        assert!(decode_available(&mut buf, 1024).expect("waits").is_empty());
+        assert_eq!(buf.len(), 4, "the prefix stays for the rest of its message");
+    }
+
+    #[test]
+    fn truncated_batches_are_errors() {
+        let m = Message {
+            to: 2,
+            term: 9,
+            ..Default::default()
+        };
+        let body = encode_batch(&[m]);
+        for cut in 1..body.len() {
+            assert!(decode_batch(&body[..cut], 1 << 20).is_err(), "cut at {cut}");
+        }
+    }
+}
