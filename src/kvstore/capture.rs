@@ -15,64 +15,15 @@
 //! the state during a snapshot (BENCHMARKS.md).
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
 
 use raft::eraftpb::SnapshotMetadata;
 use tokio::sync::oneshot;
 
-use super::map::{Map, Shard, encode_shard};
+use super::map::Capture;
 use super::{ClusterState, KvStore, codec};
 use crate::snapshotter::{self, SnapshotWriter, Snapshotter};
-
-/// A snapshot being written (see the module doc).
-pub(crate) struct Capture {
-    /// Per shard: already on its way into the file.
-    taken: Box<[AtomicBool]>,
-    /// Copies made by applies, for the snapshot's thread to write. A `Mutex` only so that the
-    /// capture can be shared; sends never wait.
-    copies: Mutex<Sender<Vec<u8>>>,
-}
-
-impl Capture {
-    /// Before shard `index` changes: copies it for the snapshot unless it was taken already.
-    pub(super) fn before_write(&self, index: usize, shard: &Shard) {
-        if self.taken[index].swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let mut copy = Vec::new();
-        encode_shard(shard, &mut copy);
-        // A snapshot that failed has stopped listening; its error is reported elsewhere.
-        let _ = self
-            .copies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(copy);
-    }
-
-    /// Takes every shard not taken yet: before the map is replaced by a restore.
-    pub(super) fn take_all(&self, map: &Map) {
-        for index in 0..map.shard_count() {
-            let mut copy = Vec::new();
-            if !self.taken[index].swap(true, Ordering::AcqRel) {
-                map.encode_shard(index, &mut copy);
-                let _ = self
-                    .copies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .send(copy);
-            }
-        }
-    }
-
-    /// Marks every shard taken, so that applies stop copying for a snapshot that failed.
-    fn abandon(&self) {
-        for taken in self.taken.iter() {
-            taken.store(true, Ordering::Release);
-        }
-    }
-}
 
 /// Starts a snapshot of `kv` as of now (every entry sent before it applied, none after): the
 /// header is written here, the shards by a thread of its own, which answers `reply` once the
@@ -103,12 +54,7 @@ pub(super) fn start(
         return;
     }
     let (tx, rx) = channel();
-    let capture = Arc::new(Capture {
-        taken: (0..map.shard_count())
-            .map(|_| AtomicBool::new(false))
-            .collect(),
-        copies: Mutex::new(tx),
-    });
+    let capture = Arc::new(Capture::new(map.shard_count(), tx));
     map.capture = Some(capture.clone());
     drop(map);
     let kv = kv.clone();
@@ -138,14 +84,14 @@ fn write_shards(
     file: &mut SnapshotWriter,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
-    for index in 0..capture.taken.len() {
+    for index in 0..capture.shards() {
         for copy in copies.try_iter() {
             file.write_all(&copy)?;
         }
         buf.clear();
         {
             let map = kv.read();
-            if !capture.taken[index].swap(true, Ordering::AcqRel) {
+            if capture.take(index) {
                 map.encode_shard(index, &mut buf);
             }
         }
@@ -162,7 +108,7 @@ fn write_shards(
 #[cfg(test)]
 mod tests {
     use super::super::tests::put_entry as put;
-    use super::super::{Apply, SHARDS, decode_snapshot};
+    use super::super::{Apply, Map, SHARDS, decode_snapshot};
     use super::*;
 
     /// Writes that land while a snapshot is being written (to every shard, new keys and

@@ -18,7 +18,7 @@
 use std::io::{self, Read, Write};
 
 use super::ClusterState;
-use super::map::{Map, Pair};
+use super::map::{Map, Pair, VARINTS, varint_len, write_varint};
 use crate::membership::Members;
 use crate::proposal::Sessions;
 
@@ -178,28 +178,6 @@ fn take(r: &mut dyn Read, remaining: &mut u64, buf: &mut [u8]) -> io::Result<()>
     Ok(())
 }
 
-/// The varints of the pairs are bincode's (`config::standard()`), as older versions wrote the
-/// whole map with bincode: a byte below 251 is the value; 251, 252, 253 announce a u16, u32
-/// or u64 that follows, little-endian. The crate encodes and decodes them; these wrappers
-/// only count bytes.
-const VARINTS: bincode::config::Configuration = bincode::config::standard();
-
-/// Longest varint of a u64: a marker and eight bytes.
-const VARINT_MAX: usize = 9;
-
-/// Bytes the varint of `n` takes.
-pub(super) fn varint_len(n: u64) -> u64 {
-    let mut buf = [0u8; VARINT_MAX];
-    bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes") as u64
-}
-
-pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
-    let mut buf = [0u8; VARINT_MAX];
-    let len =
-        bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes");
-    w.write_all(&buf[..len])
-}
-
 fn read_varint(r: &mut dyn Read, remaining: &mut u64) -> io::Result<u64> {
     // Never past the data's end: a varint cut short there is damage, not the next field.
     let mut within = r.take(*remaining);
@@ -207,15 +185,6 @@ fn read_varint(r: &mut dyn Read, remaining: &mut u64) -> io::Result<u64> {
         .map_err(|e| invalid(format!("varint: {e}")))?;
     *remaining = within.limit();
     Ok(n)
-}
-
-/// The varint at the start of `bytes` (written by [`write_varint`]) and the bytes after it.
-/// Only for bytes this module wrote or checked.
-pub(super) fn split_varint(bytes: &[u8]) -> (usize, &[u8]) {
-    let (n, used): (u64, usize) = bincode::decode_from_slice(bytes, VARINTS)
-        .expect("a pair's encoding starts with a varint this module wrote");
-    let n = usize::try_from(n).expect("a length this process encoded fits its address space");
-    (n, &bytes[used..])
 }
 
 fn invalid(reason: String) -> io::Error {
@@ -301,7 +270,10 @@ mod tests {
             );
             if usize::try_from(n).is_ok() {
                 buf.push(42);
-                assert_eq!(split_varint(&buf), (n as usize, &[42u8][..]));
+                assert_eq!(
+                    super::super::map::split_varint(&buf),
+                    (n as usize, &[42u8][..])
+                );
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! - **One allocation per key.** Each key and its value live in one boxed slice holding
 //!   exactly their snapshot encoding (`key_len varint | key | value_len varint | value`,
-//!   see [`super::codec`]): 16 bytes in the table and one heap block per key, against two
+//!   written by the bincode crate, see [`super::codec`]): 16 bytes in the table and one heap block per key, against two
 //!   blocks for a pair of boxed strings; at ten million keys of 100-byte values that is the
 //!   difference between 1.4 and 1.8 times the raw data. A snapshot copies these bytes as they
 //!   are, and loading one allocates once per key.
@@ -16,10 +16,10 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Arc;
-
-use super::capture::Capture;
-use super::codec::{split_varint, varint_len, write_varint};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 /// Shards of a map: enough that one is small (at ten million keys, about 2,400 keys or
 /// 280 KB, copied in well under a millisecond), few enough that an empty map costs little
@@ -239,6 +239,106 @@ impl Eq for Map {}
 impl fmt::Debug for Map {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The varints of the pairs are bincode's (`config::standard()`), as older versions wrote the
+/// whole map with bincode: a byte below 251 is the value; 251, 252, 253 announce a u16, u32
+/// or u64 that follows, little-endian. The crate encodes and decodes them; these wrappers
+/// only count bytes.
+pub(super) const VARINTS: bincode::config::Configuration = bincode::config::standard();
+
+/// Longest varint of a u64: a marker and eight bytes.
+const VARINT_MAX: usize = 9;
+
+/// Bytes the varint of `n` takes.
+pub(super) fn varint_len(n: u64) -> u64 {
+    let mut buf = [0u8; VARINT_MAX];
+    bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes") as u64
+}
+
+pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
+    let mut buf = [0u8; VARINT_MAX];
+    let len =
+        bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes");
+    w.write_all(&buf[..len])
+}
+
+/// The varint at the start of `bytes` (written by [`write_varint`]) and the bytes after it.
+/// Only for bytes this module wrote or checked.
+pub(super) fn split_varint(bytes: &[u8]) -> (usize, &[u8]) {
+    let (n, used): (u64, usize) = bincode::decode_from_slice(bytes, VARINTS)
+        .expect("a pair's encoding starts with a varint this module wrote");
+    let n = usize::try_from(n).expect("a length this process encoded fits its address space");
+    (n, &bytes[used..])
+}
+
+/// The marks of a snapshot being written while applies go on ([`super::capture`]): which
+/// shards are already on their way into the file, and where an apply sends its copy of a
+/// shard it is about to change. It lives with the map because every change to the map
+/// passes through it.
+pub(crate) struct Capture {
+    /// Per shard: already on its way into the file.
+    taken: Box<[AtomicBool]>,
+    /// Copies made by applies, for the snapshot's thread to write. A `Mutex` only so that the
+    /// capture can be shared; sends never wait.
+    copies: Mutex<Sender<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Marks for a map of `shards` shards, none taken yet; copies go to `copies`.
+    pub(super) fn new(shards: usize, copies: Sender<Vec<u8>>) -> Capture {
+        Capture {
+            taken: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            copies: Mutex::new(copies),
+        }
+    }
+
+    /// Shards of the map being captured.
+    pub(super) fn shards(&self) -> usize {
+        self.taken.len()
+    }
+
+    /// Takes shard `index` for the snapshot's own thread; `false` if an apply took it first.
+    pub(super) fn take(&self, index: usize) -> bool {
+        !self.taken[index].swap(true, Ordering::AcqRel)
+    }
+
+    /// Before shard `index` changes: copies it for the snapshot unless it was taken already.
+    pub(super) fn before_write(&self, index: usize, shard: &Shard) {
+        if self.taken[index].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut copy = Vec::new();
+        encode_shard(shard, &mut copy);
+        // A snapshot that failed has stopped listening; its error is reported elsewhere.
+        let _ = self
+            .copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(copy);
+    }
+
+    /// Takes every shard not taken yet: before the map is replaced by a restore.
+    pub(super) fn take_all(&self, map: &Map) {
+        for index in 0..map.shard_count() {
+            let mut copy = Vec::new();
+            if !self.taken[index].swap(true, Ordering::AcqRel) {
+                map.encode_shard(index, &mut copy);
+                let _ = self
+                    .copies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .send(copy);
+            }
+        }
+    }
+
+    /// Marks every shard taken, so that applies stop copying for a snapshot that failed.
+    pub(super) fn abandon(&self) {
+        for taken in self.taken.iter() {
+            taken.store(true, Ordering::Release);
+        }
     }
 }
 

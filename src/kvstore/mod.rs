@@ -318,7 +318,7 @@ impl KvStore {
     }
 
     /// Ends `capture` (its snapshot is written, or failed).
-    fn end_capture(&self, capture: &Arc<capture::Capture>) {
+    fn end_capture(&self, capture: &Arc<map::Capture>) {
         let mut map = self.write();
         if map
             .capture

@@ -20,6 +20,7 @@
 //! With `https://` peer URLs the client and the server speak TLS and each checks the other's
 //! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).
 
+mod http;
 pub mod join;
 pub mod mem;
 pub mod peer;

@@ -11,20 +11,19 @@
 //! and when it has been idle for long.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::{Body, Frame};
 use hyper::{Method, Request, StatusCode};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::http::ChannelBody;
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerEvent, PeerFilter, RAFT_PATH,
     STREAM_PATH, snapshot,
@@ -106,56 +105,6 @@ enum Sent {
     Gone(String),
     /// Refused (another cluster, wrong id), unreachable, or gone quiet.
     Failed(String),
-}
-
-/// A request body fed from a channel: each batch (or chunk of a file) becomes one chunk.
-pub(super) struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
-    /// Bytes still to come, when known up front: the request then carries a
-    /// `Content-Length`, and a body cut short fails rather than ends.
-    remaining: Option<u64>,
-}
-
-impl ChannelBody {
-    /// A body of unknown length (a stream).
-    fn open(rx: mpsc::Receiver<Bytes>) -> ChannelBody {
-        ChannelBody {
-            rx,
-            remaining: None,
-        }
-    }
-
-    /// A body of exactly `len` bytes.
-    pub(super) fn sized(rx: mpsc::Receiver<Bytes>, len: u64) -> ChannelBody {
-        ChannelBody {
-            rx,
-            remaining: Some(len),
-        }
-    }
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|chunk| {
-            chunk.map(|chunk| {
-                if let Some(left) = &mut self.remaining {
-                    *left = left.saturating_sub(chunk.len() as u64);
-                }
-                Ok(Frame::data(chunk))
-            })
-        })
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.remaining
-            .map_or_else(Default::default, hyper::body::SizeHint::with_exact)
-    }
 }
 
 impl PeerTask {

@@ -31,8 +31,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use raft::eraftpb::{Message, MessageType};
@@ -41,60 +40,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerEvent, PeerFilter,
-    PeerLimits, RAFT_PATH, STREAM_PATH, WireError, decode_available, gone_text,
+    PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_text, snapshot,
 };
 use crate::membership::normalize_url;
 use crate::request::Shared;
 
+pub use super::http::Refusal;
+
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
 /// has something to say (and a vanished sender does not leave a task behind forever).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
-
-/// A refused request: status and one line of reason. The connection is closed after it.
-#[derive(Debug)]
-pub struct Refusal {
-    status: StatusCode,
-    text: String,
-}
-
-impl Refusal {
-    pub(super) fn new(status: StatusCode, text: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            text: text.into(),
-        }
-    }
-
-    /// The status it is answered with.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// Its reason.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, self.text + "\n").into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
-    }
-}
-
-impl From<WireError> for Refusal {
-    fn from(err: WireError) -> Refusal {
-        let status = match err {
-            WireError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Refusal::new(status, format!("bad batch: {err}"))
-    }
-}
 
 /// State of the peer endpoints.
 #[derive(Clone)]
@@ -149,21 +104,6 @@ impl PeerServer {
             next_incoming: Arc::default(),
             logged: Arc::default(),
         }
-    }
-
-    /// The limits on what peers send.
-    pub(super) fn limits(&self) -> PeerLimits {
-        self.limits
-    }
-
-    /// Where arriving snapshots are written.
-    pub(super) fn incoming_dir(&self) -> &Path {
-        &self.incoming_dir
-    }
-
-    /// A number for the next arriving snapshot's file.
-    pub(super) fn next_incoming(&self) -> u64 {
-        self.next_incoming.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The peer router.
@@ -432,6 +372,24 @@ async fn receive_stream(
     result.map(|()| StatusCode::NO_CONTENT)
 }
 
+impl snapshot::Arrivals for PeerServer {
+    fn limits(&self) -> PeerLimits {
+        self.limits
+    }
+
+    fn incoming_dir(&self) -> &Path {
+        &self.incoming_dir
+    }
+
+    fn next_incoming(&self) -> u64 {
+        self.next_incoming.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
+        PeerServer::deliver(self, from, messages).await
+    }
+}
+
 async fn receive_snapshot(
     State(server): State<PeerServer>,
     headers: HeaderMap,
@@ -444,10 +402,10 @@ async fn receive_snapshot(
         .max_snapshot
         .saturating_add(limits.max_message as u64 + 4);
     if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10).is_some_and(|len| len > most) {
-        return Err(super::snapshot::too_large(limits.max_snapshot));
+        return Err(snapshot::too_large(limits.max_snapshot));
     }
     let _slot = server.snapshot_slot(from)?;
-    super::snapshot::receive(&server, from, body).await?;
+    snapshot::receive(&server, from, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -542,7 +500,7 @@ mod tests {
             .deliver(1, forged)
             .await
             .expect_err("an append claiming another sender is refused");
-        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
         assert!(
             events_rx.try_recv().is_err(),
             "nothing reached the raft node"

@@ -39,8 +39,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::peer::ChannelBody;
-use super::server::{PeerServer, Refusal};
+use super::PeerLimits;
+use super::http::{ChannelBody, Refusal};
 use super::{RAFT_PATH, encode_batch};
 use crate::snapshotter::handle::{file_handle, follows_handle, incoming_name};
 use crate::snapshotter::{self, SnapshotData, Snapshotter};
@@ -173,8 +173,29 @@ async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, Refusal> {
     }
 }
 
+/// What receiving a snapshot needs of the peer server (which calls [`receive`]): its limits,
+/// where arriving files go, and the way to the node.
+pub(super) trait Arrivals {
+    /// The limits on what a peer may send.
+    fn limits(&self) -> PeerLimits;
+    /// Where arriving snapshots are written.
+    fn incoming_dir(&self) -> &Path;
+    /// A number for the next arriving snapshot's file.
+    fn next_incoming(&self) -> u64;
+    /// Hands `messages` from `from` to the node, after checking their ids.
+    fn deliver(
+        &self,
+        from: u64,
+        messages: Vec<Message>,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
+}
+
 /// Receives the body of a snapshot request from `from`, and hands the snapshot to the node.
-pub(super) async fn receive(server: &PeerServer, from: u64, mut body: Body) -> Result<(), Refusal> {
+pub(super) async fn receive(
+    server: &impl Arrivals,
+    from: u64,
+    mut body: Body,
+) -> Result<(), Refusal> {
     let limits = server.limits();
     let mut buf = Vec::new();
     let (mut message, used) = loop {
@@ -309,6 +330,7 @@ pub fn inline_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::server::PeerServer;
     use crate::transport::{PeerEvent, PeerFilter, PeerLimits};
     use raft::eraftpb::{ConfState, Snapshot};
 
