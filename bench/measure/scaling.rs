@@ -5,6 +5,7 @@
 //! cargo build --release
 //! cargo run --release --example scaling -- state 1000000      # KEYS [VALUE_LEN]
 //! cargo run --release --example scaling -- catchup 10000 65536 # KEYS [VALUE_LEN]
+//! cargo run --release --example scaling -- wiped 4096 65536   # KEYS [VALUE_LEN]
 //! ```
 //!
 //! - `state`: a node holding KEYS keys (written straight to a snapshot by
@@ -17,6 +18,10 @@
 //! - `catchup`: node 1 holds KEYS keys; node 2 (an empty data dir) joins, and can only catch
 //!   up through the snapshot: the time until it serves the last key, the leader's resident
 //!   memory before and at its peak meanwhile, and whether the leader changed.
+//! - `wiped`: three members hold KEYS keys (nodes 2 and 3 caught up as in `catchup`); node 3
+//!   is killed, its data dir wiped, and it is started again under its id (`--join`, as an
+//!   operator restarts a node that lost its disk without removing it): the same figures for
+//!   its second catch-up.
 //!
 //! Data dirs go under `BENCH_TMPDIR` (`/var/tmp`: a real disk, fsync on).
 
@@ -174,7 +179,7 @@ fn quantile_ms(v: &mut [f64], q: f64) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: scaling (state|catchup) KEYS [VALUE_LEN]";
+    let usage = "usage: scaling (state|catchup|wiped) KEYS [VALUE_LEN]";
     let row = args.first().expect(usage).clone();
     let keys: u64 = args.get(1).expect(usage).parse().expect("KEYS is a number");
     let value_len: usize = args.get(2).map_or(bigdata::VALUE_LEN, |v| {
@@ -184,6 +189,7 @@ fn main() {
     match row.as_str() {
         "state" => runtime.block_on(state(keys, value_len)),
         "catchup" => runtime.block_on(catchup(keys, value_len)),
+        "wiped" => runtime.block_on(wiped(keys, value_len)),
         _ => panic!("{usage}"),
     }
 }
@@ -405,5 +411,65 @@ async fn catchup(keys: u64, value_len: usize) {
          {changes:?} -> {changes_after:?}; follower RSS {:.1} MiB",
         peak - before,
         rss_mib(follower.pid())
+    );
+}
+
+/// Node 3 of three loses its disk and comes back under its id (see the module doc).
+async fn wiped(keys: u64, value_len: usize) {
+    let http = http();
+    let dir = temp_dir();
+    let cluster: Vec<String> = (0..3)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| dir.path().join(format!("node{i}"))).collect();
+    for d in &dirs[1..] {
+        std::fs::create_dir_all(d).expect("a node's folder");
+    }
+    bigdata::write_snapshot_of(&dirs[0], &cluster[0], keys, value_len);
+    let leader = Node::start(1, &cluster[..1], &dirs[0], &["--strict-reconfig-check=false"]);
+    leader
+        .wait(&http, "-/ready", None, Instant::now(), || {})
+        .await;
+    let last = bigdata::key(keys - 1);
+    let last_path = format!("{}?stale", &last[1..]);
+    let value = "x".repeat(value_len);
+    let mut followers = Vec::new();
+    for id in 2..=3u64 {
+        let added = http
+            .post(leader.url(&id.to_string()))
+            .body(cluster[id as usize - 1].clone())
+            .send()
+            .await
+            .expect("POST a member");
+        assert_eq!(added.status(), 204, "adding node {id}");
+        let node = Node::start(id, &cluster, &dirs[id as usize - 1], &["--join"]);
+        node.wait(&http, &last_path, Some(&value), Instant::now(), || {})
+            .await;
+        followers.push(node);
+    }
+    let third = followers.pop().expect("node 3 was started");
+    drop(third);
+    std::fs::remove_dir_all(&dirs[2]).expect("wiping node 3");
+    std::fs::create_dir_all(&dirs[2]).expect("node 3's empty folder");
+    let term = leader.metric(&http, "_term").await;
+    let changes = leader.metric(&http, "leader_changes_total").await;
+    let before = rss_mib(leader.pid());
+    let started = Instant::now();
+    let wiped = Node::start(3, &cluster, &dirs[2], &["--join"]);
+    let mut peak = before;
+    let pid = leader.pid();
+    let secs = wiped
+        .wait(&http, &last_path, Some(&value), started, || {
+            peak = peak.max(rss_mib(pid))
+        })
+        .await;
+    let term_after = leader.metric(&http, "_term").await;
+    let changes_after = leader.metric(&http, "leader_changes_total").await;
+    println!(
+        "wiped: {keys} keys of {value_len} B: node 3, wiped and restarted under its id, served \
+         the last key after {secs:.2} s; leader RSS {before:.1} MiB before, peak {peak:.1} MiB \
+         (+{:.1} MiB); leader term {term:?} -> {term_after:?}, leader changes {changes:?} -> \
+         {changes_after:?}",
+        peak - before
     );
 }
