@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::ProcCluster;
+use common::{ProcCluster, wait_for};
 
 /// Status and body of a response, if there was one.
 async fn answer_of(r: Option<reqwest::Response>) -> (Option<u16>, String) {
@@ -58,6 +58,24 @@ async fn requests_to_a_follower_ride_through_the_leaders_death() {
     let mut fifth_member = false;
     for (round, ask) in rounds.into_iter().enumerate() {
         let leader = c.wait_leader().await;
+        // Every running node must have applied what the leader committed before it dies: a
+        // follower that has not yet learned that node 5 was removed still counts it, and with
+        // the leader and node 5 both gone it has no quorum (no Raft can elect then).
+        let running: Vec<u64> = (1..=fifth).filter(|id| c.is_running(*id)).collect();
+        wait_for(
+            Duration::from_secs(10),
+            "every running node to apply what the leader committed",
+            || async {
+                let commit = c.status(leader).await?["commit"].as_u64()?;
+                for id in &running {
+                    if c.status(*id).await?["applied"].as_u64()? < commit {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await;
         let follower = (1..=3)
             .find(|id| *id != leader && c.is_running(*id))
             .expect("a running follower");

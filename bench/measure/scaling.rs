@@ -421,12 +421,19 @@ async fn wiped(keys: u64, value_len: usize) {
     let cluster: Vec<String> = (0..3)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
-    let dirs: Vec<PathBuf> = (1..=3).map(|i| dir.path().join(format!("node{i}"))).collect();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| dir.path().join(format!("node{i}")))
+        .collect();
     for d in &dirs[1..] {
         std::fs::create_dir_all(d).expect("a node's folder");
     }
     bigdata::write_snapshot_of(&dirs[0], &cluster[0], keys, value_len);
-    let leader = Node::start(1, &cluster[..1], &dirs[0], &["--strict-reconfig-check=false"]);
+    let leader = Node::start(
+        1,
+        &cluster[..1],
+        &dirs[0],
+        &["--strict-reconfig-check=false"],
+    );
     leader
         .wait(&http, "-/ready", None, Instant::now(), || {})
         .await;
