@@ -393,6 +393,37 @@ async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
     assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
 }
 
+/// A follower that lost its disk and is started again under its id, without being removed
+/// (an operator replacing a failed disk), in an idle cluster: the leader counts the entries
+/// its earlier life acknowledged and has nothing new to send, so only the node can tell it
+/// they are missing. It does (from the first heartbeat), is sent the snapshot, and serves
+/// everything written before, with no write needed to wake the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_lost_its_disk_catches_up_in_an_idle_cluster() {
+    let mut c = ProcCluster::start(
+        3,
+        &["--snapshot-count", "20", "--snapshot-catchup-entries", "5"],
+    )
+    .await;
+    let leader = c.wait_leader().await;
+    let wiped = (1..=3).find(|id| *id != leader).expect("a follower");
+    for i in 0..60 {
+        c.put_ok(leader, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    c.wait_value(wiped, "k59", "v59", true).await;
+    c.kill(wiped);
+    std::fs::remove_dir_all(c.data_dir(wiped)).expect("wiping the follower");
+    std::fs::create_dir_all(c.data_dir(wiped)).expect("its empty data dir");
+    let earlier_log = c.log(wiped).len();
+    c.spawn(wiped, &["--join"]);
+    // Nothing is written from here on.
+    c.wait_value(wiped, "k59", "v59", true).await;
+    c.wait_value(wiped, "k0", "v0", true).await;
+    let log = c.log(wiped).split_off(earlier_log);
+    assert!(log.contains("tells the leader"), "{log}");
+    assert_eq!(c.wait_leader().await, leader, "no election was needed");
+}
+
 /// Two voters, and the leader removes itself: it hands leadership to the other first, which
 /// commits the removal, so the survivor is never left counting a departed node as a voter
 /// (it could then never win an election). The removed node exits 0; the other serves alone.

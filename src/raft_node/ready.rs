@@ -150,6 +150,42 @@ impl RaftNode {
         }
     }
 
+    /// Tells `leader`, which counts this node as holding entries up to `counted` that its log
+    /// lacks, that they are missing, as the answer to an append there would: a leader probes
+    /// a follower only when it has something new to send, so in an idle cluster it would
+    /// otherwise never find out, and the node would stay empty (a member wiped and started
+    /// again under its id). Two rejections, since the leader reads one as stale unless it
+    /// names the index it probes at (`counted` while it probes, one past it while it
+    /// replicates); each only makes it probe lower, or send a snapshot. They go out with the
+    /// next `Ready`, after the heartbeat's answer.
+    fn say_entries_are_missing(&mut self, leader: u64, counted: u64) {
+        let raft = &mut self.rn.raft;
+        if raft.leader_id != leader {
+            return;
+        }
+        let (term, last, last_term, committed) = (
+            raft.term,
+            raft.raft_log.last_index(),
+            raft.raft_log.last_term(),
+            raft.raft_log.committed,
+        );
+        for index in [counted, counted + 1] {
+            let mut reject = Message {
+                to: leader,
+                from: raft.id,
+                term,
+                index,
+                reject: true,
+                reject_hint: last,
+                log_term: last_term,
+                commit: committed,
+                ..Default::default()
+            };
+            reject.set_msg_type(MessageType::MsgAppendResponse);
+            raft.msgs.push(reject);
+        }
+    }
+
     /// A client's request.
     pub fn on_request(&mut self, request: Request) {
         let now = self.now();
@@ -183,6 +219,7 @@ impl RaftNode {
                     // waits for that answer before it sends the next append (dropping the
                     // heartbeat left a re-added node behind for good when an append was lost).
                     let last = self.rn.raft.raft_log.last_index();
+                    let mut lost = None;
                     if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
                         let committed = self.rn.raft.raft_log.committed;
                         tracing::warn!(
@@ -191,9 +228,10 @@ impl RaftNode {
                             commit = m.commit,
                             last,
                             "a heartbeat says more is committed than this log holds (the \
-                             leader knew an earlier life of this node's id): answered, commits \
-                             nothing"
+                             leader knew an earlier life of this node's id, or this node lost \
+                             its disk): answered, commits nothing, tells the leader"
                         );
+                        lost = Some((m.from, m.commit));
                         m.commit = committed;
                     }
                     match m.get_msg_type() {
@@ -224,6 +262,9 @@ impl RaftNode {
                     // already logged anything worth knowing.
                     if let Err(err) = self.rn.step(m) {
                         tracing::debug!(%err, "raft ignored a peer message");
+                    }
+                    if let Some((leader, counted)) = lost {
+                        self.say_entries_are_missing(leader, counted);
                     }
                 }
             }
