@@ -5,7 +5,7 @@
 #                                    value-100 value-4k value-64k
 #                                    nodes-3 nodes-5
 #                                    state-10k state-1m state-10m
-#                                    catchup-256m catchup-1g
+#                                    catchup-256m catchup-1g wiped-1g
 #   bench/scale.sh all         every row, in that order
 #
 # Throughput rows run bench/compare.sh (ours and etcd side by side, same run); the state rows
@@ -18,7 +18,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export DURATION=${DURATION:-10}
 export WARMUP=${WARMUP:-2}
 SYSTEMS=${SYSTEMS:-"ours etcd"}
-ALL="clients-1 clients-16 clients-64 clients-256 value-100 value-4k value-64k nodes-3 nodes-5 state-10k state-1m state-10m catchup-256m catchup-1g"
+ALL="clients-1 clients-16 clients-64 clients-256 value-100 value-4k value-64k nodes-3 nodes-5 state-10k state-1m state-10m catchup-256m catchup-1g wiped-1g"
 
 log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
 
@@ -60,6 +60,7 @@ row() {
     # 4,096 and 16,384 values of 64 KiB: 256 MiB and 1 GiB of state
     catchup-256m) scaling catchup 4096 65536 ;;
     catchup-1g) scaling catchup 16384 65536 ;;
+    wiped-1g) scaling wiped 16384 65536 ;;
     *) echo "unknown row '$1'; rows: $ALL" >&2; return 2 ;;
   esac
 }
