@@ -35,6 +35,7 @@ mod disk;
 #[allow(dead_code)] // the checker's explanations and options the simulator does not use
 #[path = "../faults/lincheck.rs"]
 mod lincheck;
+mod memory;
 #[cfg(feature = "sim-mutations")]
 mod mutations;
 mod net;
@@ -44,6 +45,10 @@ mod report;
 #[path = "../faults/verify.rs"]
 mod verify;
 mod world;
+
+/// Counts what each schedule holds (see `memory.rs`).
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 use plan::Length;
 use report::{Batch, run_seed};
@@ -133,7 +138,8 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length)] = &[
 #[test]
 fn seeds_that_found_bugs() {
     for &(seed, length) in SEEDS_THAT_FOUND_BUGS {
-        let result = run_seed(seed, length, false);
+        // Of mixed faults, as every schedule was when they failed.
+        let result = report::run_plan(plan::Plan::mixed(seed, length), false);
         assert!(
             result.violations.is_empty(),
             "seed {seed} ({length:?}):\n{}",
