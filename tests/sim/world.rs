@@ -93,6 +93,8 @@ enum Event {
     NextFault,
     /// A fault ends.
     EndFault(Ending),
+    /// A node's process is killed (a crash aimed at a moment, not drawn as the next fault).
+    Kill { node: u64, life: u64 },
     /// A stopped node is started again.
     Restart(u64),
     /// The faults stop; everything heals.
@@ -554,6 +556,14 @@ impl World {
             }
             Event::EndFault(ending) => self.end_fault(ending),
             Event::Restart(id) => self.start(id),
+            Event::Kill { node, life } => {
+                if self.phase == Phase::Chaos && self.alive(node, life) {
+                    self.note(|| format!("fault: crash n{node} while it catches up"));
+                    self.crash(node);
+                    self.node_down(node);
+                    self.count_fault(Fault::Crash);
+                }
+            }
             Event::Heal => self.heal(),
             Event::Settle => {
                 if self.phase == Phase::Settling {
@@ -1227,6 +1237,13 @@ impl World {
                 if let MemberChange::Add { id, .. } = change {
                     self.nodes.get_mut(&id).expect("node exists").life = Life::Down;
                     self.start(id);
+                    if self.plan.kind == Kind::ReAdd && self.rng.random_bool(0.5) {
+                        // Killed while it catches up: it starts again from a log that ends
+                        // somewhere between its removal and its re-addition.
+                        let at = self.now + self.between(10 * MS, 300 * MS);
+                        let life = self.nodes[&id].life_no;
+                        self.schedule(at, Event::Kill { node: id, life });
+                    }
                 }
             }
             return;
@@ -1849,9 +1866,9 @@ impl World {
         for (id, node) in &self.nodes {
             let Some(p) = &node.proc else { continue };
             if !voters.contains(id) {
-                if p.net.cluster_id() == 0 {
-                    // Started with --join, and removed again before it heard from the
-                    // cluster: it would wait for ever. The operator stops it.
+                if p.net.cluster_id() == 0 || p.storage.mem.last_index().unwrap_or(0) == 0 {
+                    // Started with --join, and removed again before it was sent anything: it
+                    // would wait for ever. The operator stops it.
                     let id = *id;
                     self.note(|| format!("the operator stops n{id}: removed before it joined"));
                     self.crash(id);
