@@ -219,6 +219,11 @@ impl RaftNode {
             let held = std::mem::take(&mut self.held);
             self.publish_entries(held)?;
         }
+        if self.rn.raft.state == StateRole::Leader {
+            // A leader knows what is committed: its own commit index (a leader that committed
+            // its own removal and handed over stops once it has applied that far).
+            self.leader_commit = self.leader_commit.max(self.rn.raft.raft_log.committed);
+        }
         if !self.removal_pending {
             return Ok(());
         }
