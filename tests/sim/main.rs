@@ -14,7 +14,8 @@
 //! - `disk.rs`: the nodes' disks (the crate's `MemFs`, with a cost per sync).
 //! - `client.rs`: the clients' history, in the fault suite's format.
 //! - `checks.rs`: what must hold at every moment.
-//! - `plan.rs`: what one seed's schedule is made of.
+//! - `plan.rs`: what one seed's schedule is made of, and the kinds of schedule.
+//! - `memory.rs`: what each schedule holds (the binary's allocator counts it).
 //! - `report.rs`: the table of a batch of schedules, and what a failure leaves behind.
 //! - the fault suite's checker (`../faults/lincheck.rs`) and verdict (`../faults/verify.rs`).
 //!
