@@ -219,10 +219,20 @@ impl RaftNode {
             let held = std::mem::take(&mut self.held);
             self.publish_entries(held)?;
         }
+        if self.rn.raft.state == StateRole::Leader {
+            // A leader knows what is committed: its own commit index (a leader that committed
+            // its own removal and handed over stops once it has applied that far).
+            self.leader_commit = self.leader_commit.max(self.rn.raft.raft_log.committed);
+        }
         if !self.removal_pending {
             return Ok(());
         }
-        // A leader stops sending to a node once it applied the removal; three of the longest
+        // Only a leader's commit index says whether more is coming: a process that has not
+        // heard one (`leader_commit` 0) does not know. A node added back under its old id and
+        // restarted in the middle of its catch-up replays its WAL up to its own old removal,
+        // and would otherwise stop at once, on every start (found by the simulator, tests/sim).
+        // A node removed for good learns it from a peer's 410 when it campaigns, or gives up:
+        // a leader stops sending to a node once it applied the removal; three of the longest
         // election timeouts without a word means nothing more is coming.
         let abandoned = self.now().duration_since(self.last_leader_contact) > self.tick * 60;
         if self.members.contains(self.id) {
@@ -230,7 +240,7 @@ impl RaftNode {
             self.removal_pending = false;
             self.removed_while_leading = None;
         } else if self.rn.raft.state == StateRole::Leader
-            || self.applied >= self.leader_commit
+            || (self.leader_commit > 0 && self.applied >= self.leader_commit)
             || abandoned
         {
             // A leader still leading here could not hand over in time; it must not step raft

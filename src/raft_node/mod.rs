@@ -238,6 +238,8 @@ impl RaftNode {
         // Tells this process's session and read contexts from those of every earlier process
         // of this node (see crate::proposal).
         let nonce: u64 = rng.random();
+        let removed_in_snapshot = !recovered.members.contains(config.id)
+            && recovered.members.removed.contains(&config.id);
         let added_at = if recovered.members.contains(config.id) {
             recovered.snapshot_index
         } else {
@@ -274,7 +276,9 @@ impl RaftNode {
             dropped: Default::default(),
             pending_snapshot: None,
             received_snapshots: Vec::new(),
-            removal_pending: false,
+            // Its snapshot already has it removed (taken after it applied its removal, before
+            // it stopped): no entry replayed will say so again, and it must still stop.
+            removal_pending: removed_in_snapshot,
             added_at,
             transfer_asked: None,
             removed_while_leading: None,

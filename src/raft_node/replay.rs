@@ -123,19 +123,22 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         };
         let ClusterState { members, sessions } = state;
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
-        let entries = contents.entries_after(snapshot_index).map_err(|e| {
-            // The entries are missing because the snapshot that covered them is damaged: say
-            // so, with its file and offset, beside what the WAL lacks.
+        // Entries missing because the snapshot that covered them is damaged (and was set
+        // aside): the error says so, with its file and offset, beside what the WAL lacks.
+        let naming_damage = |error: StartError| {
             let damaged = snapshotter.set_aside();
             if damaged.is_empty() {
-                StartError::from(e)
+                error
             } else {
                 StartError::Inconsistent(format!(
-                    "{e}; the snapshot that covered them is damaged: {}",
+                    "{error}; the snapshot that covered them is damaged: {}",
                     damaged.join("; ")
                 ))
             }
-        })?;
+        };
+        let entries = contents
+            .entries_after(snapshot_index)
+            .map_err(|e| naming_damage(StartError::from(e)))?;
         let last_index = entries.last().map_or(snapshot_index, |e| e.index);
         let mut hs = contents.hard_state.clone();
         if let Some(meta) = &snap_meta {
@@ -149,13 +152,13 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             hs.commit = hs.commit.max(meta.index);
         }
         if hs.commit > last_index {
-            return Err(StartError::Inconsistent(format!(
+            return Err(naming_damage(StartError::Inconsistent(format!(
                 "{} says entries up to {} are committed but holds entries only up to {}; \
                  the WAL lost entries it had acknowledged",
                 wal_dir.display(),
                 hs.commit,
                 last_index
-            )));
+            ))));
         }
         check_sole_voter(
             config,
@@ -433,6 +436,8 @@ fn check_metadata(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn config(dir: &Path) -> Config {
@@ -442,6 +447,61 @@ mod tests {
         }
     }
 
+    /// Saves a snapshot at index 7 of term 3 (file, then marker) on a bootstrapped node, and
+    /// with `commit` the hard state that says so; returns the snapshot file.
+    fn snapshot_at_7(config: &Config, commit: bool) -> PathBuf {
+        let url = config.cluster[0].clone();
+        let recovered = replay_wal(config).expect("bootstrap");
+        let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
+        let mut members = Members::default();
+        members.add(1, url);
+        let mut map = crate::kvstore::Map::default();
+        map.insert("/k", "v");
+        let mut meta = SnapshotMetadata {
+            index: 7,
+            term: 3,
+            ..Default::default()
+        };
+        meta.set_conf_state(ConfState::from((vec![1], vec![])));
+        let mut snap = Snapshot {
+            data: crate::kvstore::encode_snapshot(
+                &ClusterState {
+                    members,
+                    sessions: Default::default(),
+                },
+                &map,
+            )
+            .into(),
+            ..Default::default()
+        };
+        snap.set_metadata(meta.clone());
+        let snapshotter = recovered.storage.snapshotter();
+        let before: Vec<_> = list(&config.snap_dir());
+        snapshotter.save(&snap).expect("snapshot saved");
+        wal.save_snapshot_marker(&meta).expect("marker written");
+        if commit {
+            let hs = HardState {
+                term: 3,
+                vote: 1,
+                commit: 7,
+                ..Default::default()
+            };
+            wal.save(Some(&hs), &[], true).expect("hard state written");
+        }
+        let file = list(&config.snap_dir())
+            .into_iter()
+            .find(|f| !before.contains(f))
+            .expect("the snapshot's file");
+        config.snap_dir().join(file)
+    }
+
+    fn list(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("snapshot folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// A crash after a leader's snapshot was saved (file and marker) but before that Ready's
     /// hard state was written leaves a commit index below the snapshot: the node must still
     /// start, with the snapshot's entries counted as committed.
@@ -449,44 +509,35 @@ mod tests {
     fn a_snapshot_above_the_recorded_commit_still_starts() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = config(dir.path());
-        let url = config.cluster[0].clone();
-        {
-            let recovered = replay_wal(&config).expect("bootstrap");
-            let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
-            let mut members = Members::default();
-            members.add(1, url);
-            let mut map = crate::kvstore::Map::default();
-            map.insert("/k", "v");
-            let mut meta = SnapshotMetadata {
-                index: 7,
-                term: 3,
-                ..Default::default()
-            };
-            meta.set_conf_state(ConfState::from((vec![1], vec![])));
-            let mut snap = Snapshot {
-                data: crate::kvstore::encode_snapshot(
-                    &ClusterState {
-                        members,
-                        sessions: Default::default(),
-                    },
-                    &map,
-                )
-                .into(),
-                ..Default::default()
-            };
-            snap.set_metadata(meta.clone());
-            recovered
-                .storage
-                .snapshotter()
-                .save(&snap)
-                .expect("snapshot saved");
-            wal.save_snapshot_marker(&meta).expect("marker written");
-            // The crash: the hard state that would have said commit=7, term=3 never lands.
-        }
+        // The crash: the hard state that would have said commit=7, term=3 never lands.
+        snapshot_at_7(&config, false);
         let recovered = replay_wal(&config).expect("restart after the crash");
         let hs = recovered.storage.mem.rl().hard_state().clone();
         assert_eq!((hs.term, hs.commit), (3, 7));
         assert_eq!(recovered.snapshot_index, 7);
         assert_eq!(recovered.kv.get("/k"), Some("v"));
+    }
+
+    /// A damaged snapshot that held the only copy of committed entries: the node refuses to
+    /// start, and the error names the snapshot file (found by the simulator, seed 1000555 of
+    /// the long schedules before its world changed: the error blamed only the WAL).
+    #[test]
+    fn a_damaged_snapshot_of_committed_entries_is_named_when_the_node_refuses() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let file = snapshot_at_7(&config, true);
+        let mut bytes = std::fs::read(&file).expect("snapshot file");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(&file, bytes).expect("damaged");
+        let Err(err) = replay_wal(&config) else {
+            panic!("a node whose committed entries are only in a damaged snapshot started");
+        };
+        let text = err.to_string();
+        let name = file.file_name().expect("name").to_string_lossy();
+        assert!(
+            text.contains("are committed but holds entries only up to") && text.contains(&*name),
+            "the error must say what the WAL lacks and name the damaged snapshot: {text}"
+        );
     }
 }

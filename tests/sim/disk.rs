@@ -19,6 +19,8 @@ use crate::net::Nanos;
 struct Timing {
     busy: AtomicU64,
     sync_cost: AtomicU64,
+    /// Calls that failed since the last [`SimFs::take_failures`].
+    failures: AtomicU64,
 }
 
 /// [`MemFs`] with a cost per sync. Clones share the disk and the timing.
@@ -60,6 +62,25 @@ impl SimFs {
         self.timing.busy.swap(0, Ordering::Relaxed)
     }
 
+    /// How many calls failed since the last call (a fault that hit: the node may yet stop
+    /// over it, even once the fault has ended).
+    pub fn take_failures(&self) -> u64 {
+        self.timing.failures.swap(0, Ordering::Relaxed)
+    }
+
+    /// Whether a call failed since the last [`SimFs::take_failures`].
+    pub fn failed(&self) -> bool {
+        self.timing.failures.load(Ordering::Relaxed) > 0
+    }
+
+    /// `result`, counted if it is a failure.
+    fn count<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if result.is_err() {
+            self.timing.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     fn synced(&self) {
         let cost = self.timing.sync_cost.load(Ordering::Relaxed);
         self.timing.busy.fetch_add(cost, Ordering::Relaxed);
@@ -80,11 +101,11 @@ impl fmt::Debug for SimFile {
 
 impl DiskFile for SimFile {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
+        self.fs.count(self.inner.write_all_at(buf, offset))
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        self.fs.count(self.inner.set_len(len))
     }
 
     fn size(&self) -> io::Result<u64> {
@@ -93,13 +114,13 @@ impl DiskFile for SimFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.fs.synced();
-        self.inner.sync_data()
+        self.fs.count(self.inner.sync_data())
     }
 }
 
 impl FileSystem for SimFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
-        let inner = self.disk.create(path)?;
+        let inner = self.count(self.disk.create(path))?;
         Ok(Box::new(SimFile {
             inner,
             fs: self.clone(),
@@ -131,11 +152,11 @@ impl FileSystem for SimFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.disk.rename(from, to)
+        self.count(self.disk.rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.disk.remove_file(path)
+        self.count(self.disk.remove_file(path))
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -144,7 +165,7 @@ impl FileSystem for SimFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.synced();
-        self.disk.sync_dir(dir)
+        self.count(self.disk.sync_dir(dir))
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {

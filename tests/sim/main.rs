@@ -14,7 +14,8 @@
 //! - `disk.rs`: the nodes' disks (the crate's `MemFs`, with a cost per sync).
 //! - `client.rs`: the clients' history, in the fault suite's format.
 //! - `checks.rs`: what must hold at every moment.
-//! - `plan.rs`: what one seed's schedule is made of.
+//! - `plan.rs`: what one seed's schedule is made of, and the kinds of schedule.
+//! - `memory.rs`: what each schedule holds (the binary's allocator counts it).
 //! - `report.rs`: the table of a batch of schedules, and what a failure leaves behind.
 //! - the fault suite's checker (`../faults/lincheck.rs`) and verdict (`../faults/verify.rs`).
 //!
@@ -35,6 +36,7 @@ mod disk;
 #[allow(dead_code)] // the checker's explanations and options the simulator does not use
 #[path = "../faults/lincheck.rs"]
 mod lincheck;
+mod memory;
 #[cfg(feature = "sim-mutations")]
 mod mutations;
 mod net;
@@ -45,7 +47,11 @@ mod report;
 mod verify;
 mod world;
 
-use plan::Length;
+/// Counts what each schedule holds (see `memory.rs`).
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
+
+use plan::{Kind, Length};
 use report::{Batch, run_seed};
 
 /// Schedules in every `cargo nextest run`, over four shards.
@@ -116,27 +122,35 @@ fn the_same_seed_gives_the_same_trace() {
     }
 }
 
-/// Seeds that found real bugs, kept as regression tests.
-/// - 1000009, 1000096 (long): a flipped byte in a node's newest snapshot file; the node rightly
-///   refused to start, but its error named only the WAL ("lacks entry 1"), not the snapshot
-///   file and offset.
-/// - 1000239 (long): a member removed and added back under its old id with an empty data dir
-///   was left behind for good: the leader's heartbeats still counted the old life's entries,
-///   the node dropped them (raft-rs would have panicked on their commit index), and a leader
-///   probing a follower sends its next append only when a heartbeat is answered.
-const SEEDS_THAT_FOUND_BUGS: &[(u64, Length)] = &[
-    (1_000_009, Length::Long),
-    (1_000_096, Length::Long),
-    (1_000_239, Length::Long),
+/// Seeds that found real bugs, kept as regression tests, with the kind of schedule they were.
+/// - 1000009, 1000096 (long, mixed): a flipped byte in a node's newest snapshot file; the node
+///   rightly refused to start, but its error named only the WAL ("lacks entry 1"), not the
+///   snapshot file and offset.
+/// - 1000239 (long, mixed): a member removed and added back under its old id with an empty
+///   data dir was left behind for good: the leader's heartbeats still counted the old life's
+///   entries, the node dropped them (raft-rs would have panicked on their commit index), and
+///   a leader probing a follower sends its next append only when a heartbeat is answered.
+/// - 1000366 (long, ids added back): a node added back, killed in the middle of its catch-up,
+///   replayed its WAL up to its own old removal and stopped as removed at once, on every
+///   start.
+/// - 1001722 (long, mixed): a removed node whose own snapshot already had it removed (taken
+///   after it applied its removal) ran for ever after a restart, never stopping: no entry it
+///   replayed said it was removed.
+const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
+    (1_000_009, Length::Long, Kind::Mixed),
+    (1_000_096, Length::Long, Kind::Mixed),
+    (1_000_239, Length::Long, Kind::Mixed),
+    (1_000_366, Length::Long, Kind::ReAdd),
+    (1_001_722, Length::Long, Kind::Mixed),
 ];
 
 #[test]
 fn seeds_that_found_bugs() {
-    for &(seed, length) in SEEDS_THAT_FOUND_BUGS {
-        let result = run_seed(seed, length, false);
+    for &(seed, length, kind) in SEEDS_THAT_FOUND_BUGS {
+        let result = report::run_plan(plan::Plan::of_kind(seed, length, kind), false);
         assert!(
             result.violations.is_empty(),
-            "seed {seed} ({length:?}):\n{}",
+            "seed {seed} ({length:?}, {kind:?}):\n{}",
             result.violations.join("\n")
         );
     }

@@ -84,7 +84,10 @@ fn caught(m: Mutation, signs: &[&str], length: Length, limit: u64) {
     );
 }
 
-/// A node added back under its old id must not stop at its own old removal.
+/// A node added back under its old id must not stop at its own old removal (reached when it
+/// is restarted in the middle of its catch-up: the first append to a fresh follower is a probe
+/// at the leader's last index, past the re-addition, but after a restart the leader goes on
+/// from where the node was).
 #[test]
 fn mutation_capped_leader_commit() {
     caught(

@@ -84,6 +84,47 @@ impl Fault {
     }
 }
 
+/// What a schedule aims at. Most mix faults of a few kinds drawn at random; the others aim at
+/// one way a bug fixed before could come back (the mutation tests, `mutations.rs`, show that
+/// each finds its bug), with every check of every schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A few kinds of fault, drawn at random.
+    Mixed,
+    /// Members removed and added back under their old ids while large values are written and
+    /// nothing is compacted: a node added back catches up over several appends, replaying its
+    /// own removal on the way.
+    ReAdd,
+    /// Linearizable reads through a node whose incoming links are slow and whose process is
+    /// killed and restarted again and again: ReadIndex answers reach a later process than
+    /// the one that asked.
+    ReadsAcrossRestarts,
+    /// The leader's link to a node taking writes cut one way for longer than an election
+    /// timeout: the node proposes its writes again when it hears a leader again, after their
+    /// first copies committed, under reads and writes of the same keys through other nodes.
+    ProposedAgain,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [
+        Kind::Mixed,
+        Kind::ReAdd,
+        Kind::ReadsAcrossRestarts,
+        Kind::ProposedAgain,
+    ];
+
+    /// The name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mixed => "mixed faults",
+            Kind::ReAdd => "ids added back, large values",
+            Kind::ReadsAcrossRestarts => "reads across restarts",
+            Kind::ProposedAgain => "writes proposed again",
+        }
+    }
+}
+
 /// How long a schedule runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Length {
@@ -98,6 +139,10 @@ pub enum Length {
 pub struct Plan {
     /// The seed everything is drawn from.
     pub seed: u64,
+    /// What the schedule aims at.
+    pub kind: Kind,
+    /// A stopped node is started again within this long.
+    pub restart_within: Nanos,
     /// Initial members.
     pub nodes: u64,
     /// Ids that may join later (`nodes + 1 ..= max_id`).
@@ -135,8 +180,76 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The schedule of `seed`.
+    /// The schedule of `seed`: of a kind drawn from the seed (mixed faults in 7 of 10).
     pub fn draw(seed: u64, length: Length) -> Plan {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x0c1d_c1d0_c1d0_0c1d);
+        let kind = match rng.random_range(0..10) {
+            0 => Kind::ReAdd,
+            1 => Kind::ReadsAcrossRestarts,
+            2 => Kind::ProposedAgain,
+            _ => Kind::Mixed,
+        };
+        Plan::of_kind(seed, length, kind)
+    }
+
+    /// The schedule of `seed` of `kind` (the other kinds start from a mixed one).
+    pub fn of_kind(seed: u64, length: Length, kind: Kind) -> Plan {
+        let mixed = Plan::mixed(seed, length);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x6b1d_6b1d_6b1d_6b1d);
+        match kind {
+            Kind::Mixed => mixed,
+            Kind::ReAdd => Plan {
+                kind,
+                // Only ids that were members: every addition is one added back.
+                max_id: mixed.nodes,
+                // Short: the log is kept whole, of large values, on every node.
+                chaos: match length {
+                    Length::Quick => rng.random_range(3 * SECOND..=4 * SECOND),
+                    Length::Long => rng.random_range(4 * SECOND..=6 * SECOND),
+                },
+                clients: rng.random_range(2..=3),
+                put_ratio: rng.random_range(0.7..0.95),
+                value_padding: rng.random_range(100_000..=300_000),
+                max_think: rng.random_range(20..=80) * MS,
+                snapshot_count: 10_000,
+                catchup: 10_000,
+                faults: vec![Fault::Membership],
+                // Time for a few appends' worth of writes between a removal and the addition.
+                fault_gap: (600 * MS, 1500 * MS),
+                ..mixed
+            },
+            Kind::ReadsAcrossRestarts => Plan {
+                kind,
+                clients: rng.random_range(3..=5),
+                keys: vec!["/k0".to_string()],
+                put_ratio: rng.random_range(0.3..0.6),
+                stale_ratio: 0.0,
+                value_padding: 0,
+                max_think: rng.random_range(0..=30) * MS,
+                faults: vec![Fault::Delay, Fault::Crash],
+                restart_within: 300 * MS,
+                ..mixed
+            },
+            Kind::ProposedAgain => Plan {
+                kind,
+                clients: rng.random_range(3..=5),
+                keys: vec!["/k0".to_string()],
+                put_ratio: rng.random_range(0.4..0.7),
+                stale_ratio: 0.0,
+                value_padding: 0,
+                max_think: rng.random_range(0..=50) * MS,
+                // Longer than the cut: the writes are still waiting when it heals.
+                proposal_timeout_ms: 5000,
+                faults: vec![Fault::OneWay],
+                // One cut at a time, mostly.
+                fault_gap: (SECOND, 2500 * MS),
+                ..mixed
+            },
+        }
+    }
+
+    /// A schedule of mixed faults (as every schedule was before the other kinds).
+    pub fn mixed(seed: u64, length: Length) -> Plan {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
         let nodes = if rng.random_bool(0.65) { 3 } else { 5 };
         let max_id = nodes + rng.random_range(0..=2);
@@ -191,6 +304,8 @@ impl Plan {
         };
         Plan {
             seed,
+            kind: Kind::Mixed,
+            restart_within: 2 * SECOND,
             nodes,
             max_id,
             chaos,

@@ -11,13 +11,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::plan::{Fault, Length, Plan, SECOND};
+use crate::plan::{Fault, Kind, Length, Plan, SECOND};
 use crate::world::{RunResult, Stats, World};
 
 /// Runs schedule `seed`; `trace` records every event. A panic anywhere in the nodes or the
 /// world is a violation of the run, with its message.
 pub fn run_seed(seed: u64, length: Length, trace: bool) -> RunResult {
-    let plan = Plan::draw(seed, length);
+    run_plan(Plan::draw(seed, length), trace)
+}
+
+/// Runs `plan`; `trace` records every event (see [`run_seed`]).
+pub fn run_plan(plan: Plan, trace: bool) -> RunResult {
     let mut world = World::new(plan.clone(), trace);
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| world.run()));
     run.unwrap_or_else(|panic| {
@@ -70,10 +74,14 @@ pub fn keep(result: &RunResult, length: Length) -> PathBuf {
     dir
 }
 
+/// A schedule that held more than this at once is named as it ends (see `memory.rs`).
+const LARGE: u64 = 1 << 30;
+
 /// One schedule's line in a batch.
 struct Summary {
     seed: u64,
     nodes: u64,
+    kind: Kind,
     violations: Vec<String>,
     stats: Stats,
 }
@@ -102,6 +110,12 @@ impl Batch {
                             break;
                         }
                         let result = run_seed(seed, length, false);
+                        if result.stats.peak_memory > LARGE {
+                            eprintln!(
+                                "seed {seed} held {} MiB at its peak",
+                                result.stats.peak_memory >> 20
+                            );
+                        }
                         if !result.violations.is_empty() {
                             let traced = run_seed(seed, length, true);
                             let dir = keep(&traced, length);
@@ -117,6 +131,7 @@ impl Batch {
                             .push(Summary {
                                 seed,
                                 nodes: result.plan.nodes,
+                                kind: result.plan.kind,
                                 violations: result.violations,
                                 stats: result.stats,
                             });
@@ -184,6 +199,10 @@ impl Batch {
             "schedules",
             format!("{n} ({} of 3 nodes, {five} of 5)", n - five),
         );
+        for kind in Kind::ALL {
+            let of = self.runs.iter().filter(|r| r.kind == kind).count();
+            row(&format!("schedules: {}", kind.name()), of.to_string());
+        }
         row(
             "operations",
             format!(
@@ -215,6 +234,12 @@ impl Batch {
             format!("{:.0} s", sum(&|s| s.simulated) as f64 / SECOND as f64),
         );
         row("events", sum(&|s| s.events).to_string());
+        if let Some(top) = self.runs.iter().max_by_key(|r| r.stats.peak_memory) {
+            row(
+                "most memory one schedule held",
+                format!("{} MiB (seed {})", top.stats.peak_memory >> 20, top.seed),
+            );
+        }
         row(
             "failed schedules / violations",
             format!("{failed} / {violations}"),

@@ -42,12 +42,21 @@ use crate::client::{Pending, Recorded, Why, put_outcome};
 use crate::disk::SimFs;
 use crate::lincheck::{OpKind, Outcome};
 use crate::net::{Fate, LinkFault, Links, MS, Nanos, NetHandle, describe, node_network};
-use crate::plan::{Fault, Plan, SECOND};
+use crate::plan::{Fault, Kind, Plan, SECOND};
 
+/// How long a client whose connection was refused waits before its next request (without
+/// it, a client that does not think would ask the down nodes again and again at one instant
+/// of simulated time, and its history grow without end while every node is down).
+const RECONNECT: Nanos = 20 * MS;
 /// The raft tick.
 const TICK: Nanos = 100 * MS;
 /// After the faults end, how long the cluster has to converge before that counts as a failure.
 const SETTLE_LIMIT: Nanos = 60 * SECOND;
+/// The most memory one schedule may hold: past it the schedule ends as a violation (a world
+/// or a node that grows without bound), instead of taking the machine's memory.
+const MEMORY_LIMIT: u64 = 3 << 30;
+/// How often (in events) the world looks at what it holds.
+const MEMORY_CHECK_EVERY: u64 = 64;
 /// Where every node keeps its two folders, on its own disk.
 const DATA_DIR: &str = "/data";
 
@@ -84,6 +93,8 @@ enum Event {
     NextFault,
     /// A fault ends.
     EndFault(Ending),
+    /// A node's process is killed (a crash aimed at a moment, not drawn as the next fault).
+    Kill { node: u64, life: u64 },
     /// A stopped node is started again.
     Restart(u64),
     /// The faults stop; everything heals.
@@ -102,6 +113,8 @@ enum Ending {
     PowerLossDue(u64),
     /// A full disk.
     DiskFull(u64),
+    /// The slow reader's links are fast again (reads across restarts).
+    SlowReader,
 }
 
 /// A node process: what dies in a crash.
@@ -193,6 +206,8 @@ pub struct Stats {
     pub events: u64,
     /// Entries committed.
     pub committed: u64,
+    /// The most memory the schedule held at once (bytes; see `memory.rs`).
+    pub peak_memory: u64,
 }
 
 /// The end of a run.
@@ -225,6 +240,8 @@ pub struct World {
     rng: SmallRng,
     now: Nanos,
     start: Instant,
+    /// What the thread held before the world was made (see `memory.rs`).
+    memory_base: u64,
     clock: Arc<ManualClock>,
     queue: BTreeMap<(Nanos, u64), Event>,
     seq: u64,
@@ -238,6 +255,8 @@ pub struct World {
     stale: Vec<Recorded>,
     ops: Vec<InFlight>,
     admin_busy: bool,
+    /// Reads across restarts: the node whose incoming links are slow now.
+    slow_reader: Option<u64>,
     client_seq: Vec<u64>,
     last_stamp: u64,
     trace: Option<String>,
@@ -265,6 +284,8 @@ impl World {
 
     /// The world of `plan`; `trace` records every event.
     pub fn new(plan: Plan, trace: bool) -> World {
+        let memory_base = crate::memory::held();
+        crate::memory::reset_peak();
         let rng = SmallRng::seed_from_u64(plan.seed);
         let start = Instant::now();
         let links = Links::new(plan.latency);
@@ -273,6 +294,7 @@ impl World {
             rng,
             now: 0,
             start,
+            memory_base,
             clock: Arc::new(ManualClock::new(start)),
             queue: BTreeMap::new(),
             seq: 0,
@@ -286,6 +308,7 @@ impl World {
             stale: Vec::new(),
             ops: Vec::new(),
             admin_busy: false,
+            slow_reader: None,
             client_seq: vec![0; clients],
             last_stamp: 0,
             trace: trace.then(String::new),
@@ -406,6 +429,9 @@ impl World {
             self.clock.set(self.instant(at));
             self.stats.events += 1;
             self.handle(event);
+            if self.stats.events.is_multiple_of(MEMORY_CHECK_EVERY) && self.over_memory() {
+                break;
+            }
             if self.phase == Phase::Settling && self.now > self.settle_by {
                 let why = self.not_converged().unwrap_or_default();
                 self.violation(format!(
@@ -416,6 +442,54 @@ impl World {
             }
         }
         self.finish()
+    }
+
+    /// Whether the schedule holds more memory than it may (then it is a violation).
+    fn over_memory(&mut self) -> bool {
+        let held = crate::memory::held().saturating_sub(self.memory_base);
+        if held <= MEMORY_LIMIT {
+            return false;
+        }
+        let what = self.holdings();
+        self.violation(format!(
+            "the schedule holds {} MiB, more than the {} MiB a schedule may: {what}",
+            held >> 20,
+            MEMORY_LIMIT >> 20
+        ));
+        true
+    }
+
+    /// Where a schedule's memory is: the nodes' disks, logs and queued messages.
+    fn holdings(&self) -> String {
+        let mut parts = Vec::new();
+        let mut queued = 0usize;
+        for event in self.queue.values() {
+            if let Event::Deliver { messages, .. } = event {
+                queued += messages
+                    .iter()
+                    .map(protobuf::Message::compute_size)
+                    .sum::<u32>() as usize;
+            }
+        }
+        parts.push(format!(
+            "{} events queued, {} MiB of messages",
+            self.queue.len(),
+            queued >> 20
+        ));
+        for (id, n) in &self.nodes {
+            let disk = n.fs.disk().used_bytes();
+            let log = n.proc.as_ref().map(|p| {
+                let first = p.storage.mem.first_index().unwrap_or(0);
+                let last = p.storage.mem.last_index().unwrap_or(0);
+                format!("log {first}..={last}")
+            });
+            parts.push(format!(
+                "n{id}: disk {} MiB, {}",
+                disk >> 20,
+                log.unwrap_or_else(|| "down".into())
+            ));
+        }
+        parts.join("; ")
     }
 
     fn handle(&mut self, event: Event) {
@@ -464,6 +538,11 @@ impl World {
             } => {
                 if self.alive(node, life) {
                     self.ask(node, request);
+                } else {
+                    // The process it waited for is gone: its client hears so now (nothing
+                    // else polls a node that stays down).
+                    drop(request);
+                    self.poll_ops(node);
                 }
             }
             Event::Client(c) => self.client_next(c),
@@ -477,6 +556,14 @@ impl World {
             }
             Event::EndFault(ending) => self.end_fault(ending),
             Event::Restart(id) => self.start(id),
+            Event::Kill { node, life } => {
+                if self.phase == Phase::Chaos && self.alive(node, life) {
+                    self.note(|| format!("fault: crash n{node} while it catches up"));
+                    self.crash(node);
+                    self.node_down(node);
+                    self.count_fault(Fault::Crash);
+                }
+            }
             Event::Heal => self.heal(),
             Event::Settle => {
                 if self.phase == Phase::Settling {
@@ -753,6 +840,7 @@ impl World {
         node.fs.disk().fail_syncs(0);
         node.fs.disk().set_capacity(None);
         node.fs.take_busy();
+        node.fs.take_failures();
         let config = node.config.clone();
         let fs: raftexample::disk::SharedFs = Arc::new(node.fs.clone());
         let flip = node.flip.take();
@@ -898,7 +986,7 @@ impl World {
     fn node_down(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("node exists");
         node.life = Life::Down;
-        let at = self.now + self.rng.random_range(0..=2 * SECOND);
+        let at = self.now + self.rng.random_range(0..=self.plan.restart_within);
         self.schedule(at, Event::Restart(id));
     }
 
@@ -1040,14 +1128,14 @@ impl World {
                 Outcome::Failed,
                 Some(Why::Refused(format!("node {node} is down"))),
             );
-            return self.record(client, record, stale);
+            return self.record(client, record, stale, RECONNECT);
         };
         if stale {
             let value = p.kv.get(&key).map(|v| short_value(&v));
             let done = self.stamp();
             let outcome = value.map_or(Outcome::NotFound, Outcome::Value);
             let record = pending.finish(done, outcome, None);
-            return self.record(client, record, true);
+            return self.record(client, record, true, 0);
         }
         let (tx, rx) = oneshot::channel();
         let request = match &kind {
@@ -1091,7 +1179,9 @@ impl World {
         self.input(node, |n| n.on_request(request));
     }
 
-    fn record(&mut self, client: usize, record: Recorded, stale: bool) {
+    /// Records a finished operation; the client's next comes after its think time, and no
+    /// sooner than `min_think`.
+    fn record(&mut self, client: usize, record: Recorded, stale: bool, min_think: Nanos) {
         self.note(|| format!("client {client} done: {:?}", record.op.outcome));
         self.stats.operations += 1;
         if record.op.outcome == Outcome::Unknown {
@@ -1103,7 +1193,10 @@ impl World {
             self.history.push(record);
         }
         if self.phase == Phase::Chaos {
-            let think = self.rng.random_range(0..=self.plan.max_think);
+            let think = self
+                .rng
+                .random_range(0..=self.plan.max_think)
+                .max(min_think);
             self.schedule(self.now + think, Event::Client(client));
         }
     }
@@ -1144,6 +1237,13 @@ impl World {
                 if let MemberChange::Add { id, .. } = change {
                     self.nodes.get_mut(&id).expect("node exists").life = Life::Down;
                     self.start(id);
+                    if self.plan.kind == Kind::ReAdd && self.rng.random_bool(0.5) {
+                        // Killed while it catches up: it starts again from a log that ends
+                        // somewhere between its removal and its re-addition.
+                        let at = self.now + self.between(10 * MS, 300 * MS);
+                        let life = self.nodes[&id].life_no;
+                        self.schedule(at, Event::Kill { node: id, life });
+                    }
                 }
             }
             return;
@@ -1172,7 +1272,7 @@ impl World {
             (OpKind::Get, Err(err)) => (Outcome::Failed, Some(Why::Status(503, err.to_string()))),
         };
         let record = pending.finish(done, outcome, why);
-        self.record(client, record, false);
+        self.record(client, record, false, 0);
     }
 
     // ---------------------------------------------------------------- membership
@@ -1328,6 +1428,11 @@ impl World {
     }
 
     fn inject_fault(&mut self) {
+        match self.plan.kind {
+            Kind::ReadsAcrossRestarts => return self.slow_reader_fault(),
+            Kind::ProposedAgain => return self.cut_from_leader(),
+            Kind::Mixed | Kind::ReAdd => {}
+        }
         let kind = self.plan.faults[self.rng.random_range(0..self.plan.faults.len())];
         let lasting = self.between(200 * MS, 3 * SECOND);
         let ids: Vec<u64> = (1..=self.plan.max_id).collect();
@@ -1500,6 +1605,90 @@ impl World {
         }
     }
 
+    fn count_fault(&mut self, kind: Fault) {
+        *self.stats.faults.entry(kind).or_default() += 1;
+        self.note(|| format!("fault injected: {}", kind.name()));
+    }
+
+    /// The leader, if a running node says it leads.
+    fn leader(&self) -> Option<u64> {
+        self.running().into_iter().find(|id| {
+            self.nodes[id]
+                .proc
+                .as_ref()
+                .is_some_and(|p| p.shared.leader.load(Ordering::Acquire) == *id)
+        })
+    }
+
+    /// Reads across restarts: a follower's incoming links slowed for a few seconds (so that
+    /// the ReadIndex answers to it are on their way for long), then that node killed again
+    /// and again while they are (each of its processes lives a short while, and asks few
+    /// rounds: a later one's round numbers are the earlier one's).
+    fn slow_reader_fault(&mut self) {
+        if let Some(reader) = self.slow_reader.filter(|r| self.nodes[r].proc.is_some()) {
+            self.note(|| format!("fault: crash n{reader}, the slow reader"));
+            self.crash(reader);
+            self.node_down(reader);
+            return self.count_fault(Fault::Crash);
+        }
+        if self.slow_reader.is_some() {
+            return;
+        }
+        let leader = self.leader();
+        let followers: Vec<u64> = self
+            .running()
+            .into_iter()
+            .filter(|id| Some(*id) != leader)
+            .collect();
+        if followers.is_empty() {
+            return;
+        }
+        let reader = followers[self.rng.random_range(0..followers.len())];
+        let delay = self.between(300 * MS, 800 * MS);
+        let lasting = self.between(2 * SECOND, 4 * SECOND);
+        let others: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != reader).collect();
+        let faults = Self::pairs(&others, &[reader])
+            .into_iter()
+            .map(|(a, b)| {
+                let f = LinkFault {
+                    delay,
+                    ..Default::default()
+                };
+                (a, b, f)
+            })
+            .collect();
+        self.note(|| format!("fault: n{reader}'s incoming links {} ms slower", delay / MS));
+        self.slow_reader = Some(reader);
+        self.link_fault(faults, lasting);
+        self.schedule(self.now + lasting, Event::EndFault(Ending::SlowReader));
+        self.count_fault(Fault::Delay);
+    }
+
+    /// Writes proposed again: the leader's link to a follower cut one way, for longer than
+    /// an election timeout (the follower loses its leader, and finds it again at the end).
+    fn cut_from_leader(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let followers: Vec<u64> = self
+            .running()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        if followers.is_empty() {
+            return;
+        }
+        let follower = followers[self.rng.random_range(0..followers.len())];
+        let lasting = self.between(2 * SECOND, 4 * SECOND);
+        let cut = LinkFault {
+            cut: true,
+            ..Default::default()
+        };
+        self.note(|| format!("fault: one-way cut n{leader} -> n{follower}"));
+        self.link_fault(vec![(leader, follower, cut)], lasting);
+        self.count_fault(Fault::OneWay);
+    }
+
     /// Stops a node and flips one byte of its WAL or of a snapshot file, at rest.
     fn corrupt(&mut self) -> bool {
         // Only where the last sync mark is known to be there (no power loss since the WAL was
@@ -1598,6 +1787,7 @@ impl World {
                 let n = self.nodes.get_mut(&node).expect("node exists");
                 n.fs.disk().set_capacity(None);
             }
+            Ending::SlowReader => self.slow_reader = None,
         }
     }
 
@@ -1635,6 +1825,10 @@ impl World {
             if node.proc.is_some() && node.expect_fatal {
                 if node.fs.disk().is_off() {
                     // Its power failed mid-operation; the process notices at its next call.
+                } else if node.fs.failed() {
+                    // A call failed while the fault lasted: the node may learn of it later
+                    // (a snapshot's result is read in a later round), and stop then.
+                    node.fs.disk().power_on();
                 } else {
                     node.fs.disk().power_on();
                     node.expect_fatal = false;
@@ -1672,6 +1866,15 @@ impl World {
         for (id, node) in &self.nodes {
             let Some(p) = &node.proc else { continue };
             if !voters.contains(id) {
+                if p.net.cluster_id() == 0 || p.storage.mem.last_index().unwrap_or(0) == 0 {
+                    // Started with --join, and removed again before it was sent anything: it
+                    // would wait for ever. The operator stops it.
+                    let id = *id;
+                    self.note(|| format!("the operator stops n{id}: removed before it joined"));
+                    self.crash(id);
+                    self.nodes.get_mut(&id).expect("node exists").life = Life::Removed;
+                    return Some(format!("node {id} removed before it joined"));
+                }
                 return Some(format!("node {id} runs but is not a member"));
             }
             let commit = p.storage.mem.rl().hard_state().commit;
@@ -1701,6 +1904,7 @@ impl World {
 
     fn finish(&mut self) -> RunResult {
         self.stats.simulated = self.now;
+        self.stats.peak_memory = crate::memory::peak().saturating_sub(self.memory_base);
         self.stats.committed = self.inv.committed_len() as u64;
         let mut finals: crate::verify::FinalReads = BTreeMap::new();
         let voters = self.voters();
