@@ -30,6 +30,7 @@
 
 mod client;
 mod cluster;
+mod history;
 mod lincheck;
 mod netns;
 mod outcomes;

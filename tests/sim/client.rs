@@ -5,34 +5,9 @@
 //! Histories are recorded in the fault suite's format ([`Recorded`], one JSON line per
 //! operation), with times in simulated nanoseconds.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::history::{Recorded, Why};
 use crate::lincheck::{OpKind, Operation, Outcome};
 use raftexample::raft_node::ProposalError;
-
-/// One recorded operation, as the fault suite writes it to `history.jsonl`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Recorded {
-    /// The node the request went to.
-    pub node: u64,
-    /// Why the operation did not succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<Why>,
-    /// What the checker sees.
-    #[serde(flatten)]
-    pub op: Operation,
-}
-
-/// What a client saw of a request that did not succeed (the fault suite's vocabulary).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Why {
-    /// The node answered with this status and this one-line body.
-    Status(u16, String),
-    /// The node was down: the request was never sent.
-    Refused(String),
-    /// The node went down with the request in flight.
-    Cut(String),
-}
 
 /// The status the REST API gives `err` (see `http_api.rs`).
 fn status_of(err: &ProposalError) -> u16 {

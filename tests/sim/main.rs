@@ -33,6 +33,8 @@
 mod checks;
 mod client;
 mod disk;
+#[path = "../faults/history.rs"]
+mod history;
 #[allow(dead_code)] // the checker's explanations and options the simulator does not use
 #[path = "../faults/lincheck.rs"]
 mod lincheck;
