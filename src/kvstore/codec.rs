@@ -18,7 +18,7 @@
 use std::io::{self, Read, Write};
 
 use super::ClusterState;
-use super::map::{Map, Pair, VARINTS, varint_len, write_varint};
+use super::map::{Map, Pair, VARINTS, pair_head, varint_len, write_varint};
 use crate::membership::Members;
 use crate::proposal::Sessions;
 
@@ -79,12 +79,7 @@ fn read_pair(r: &mut dyn Read, remaining: &mut u64, key: &mut Vec<u8>) -> io::Re
     take(r, remaining, key)?;
     let value_len = read_varint(r, remaining)?;
     let value_len_usize = checked_len(value_len, *remaining)?;
-    let mut bytes = Vec::with_capacity(
-        (varint_len(key_len) + key_len + varint_len(value_len)) as usize + value_len_usize,
-    );
-    write_varint(&mut bytes, key_len)?;
-    bytes.extend_from_slice(key);
-    write_varint(&mut bytes, value_len)?;
+    let mut bytes = pair_head(key, value_len_usize);
     let value_at = bytes.len();
     bytes.resize(value_at + value_len_usize, 0);
     take(r, remaining, &mut bytes[value_at..])?;

@@ -37,11 +37,7 @@ pub(super) struct Pair(Box<[u8]>);
 impl Pair {
     /// The pair of `key` and `value`.
     pub(super) fn new(key: &str, value: &str) -> Pair {
-        let (k, v) = (key.len() as u64, value.len() as u64);
-        let mut bytes = Vec::with_capacity((varint_len(k) + k + varint_len(v) + v) as usize);
-        write_varint(&mut bytes, k).expect("a Vec takes writes");
-        bytes.extend_from_slice(key.as_bytes());
-        write_varint(&mut bytes, v).expect("a Vec takes writes");
+        let mut bytes = pair_head(key.as_bytes(), value.len());
         bytes.extend_from_slice(value.as_bytes());
         Pair(bytes.into_boxed_slice())
     }
@@ -251,17 +247,34 @@ pub(super) const VARINTS: bincode::config::Configuration = bincode::config::stan
 /// Longest varint of a u64: a marker and eight bytes.
 const VARINT_MAX: usize = 9;
 
-/// Bytes the varint of `n` takes.
-pub(super) fn varint_len(n: u64) -> u64 {
-    let mut buf = [0u8; VARINT_MAX];
-    bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes") as u64
-}
-
-pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
+/// The varint of `n`, encoded once: its bytes and how many of them count.
+fn varint(n: u64) -> ([u8; VARINT_MAX], usize) {
     let mut buf = [0u8; VARINT_MAX];
     let len =
         bincode::encode_into_slice(n, &mut buf, VARINTS).expect("a u64's varint fits nine bytes");
+    (buf, len)
+}
+
+/// Bytes the varint of `n` takes.
+pub(super) fn varint_len(n: u64) -> u64 {
+    varint(n).1 as u64
+}
+
+pub(super) fn write_varint(w: &mut dyn Write, n: u64) -> io::Result<()> {
+    let (buf, len) = varint(n);
     w.write_all(&buf[..len])
+}
+
+/// A pair's encoding up to its value (`key_len varint | key | value_len varint`), in a
+/// buffer with room for the `value_len` bytes that follow; each varint is encoded once.
+pub(super) fn pair_head(key: &[u8], value_len: usize) -> Vec<u8> {
+    let (key_varint, key_varint_len) = varint(key.len() as u64);
+    let (value_varint, value_varint_len) = varint(value_len as u64);
+    let mut bytes = Vec::with_capacity(key_varint_len + key.len() + value_varint_len + value_len);
+    bytes.extend_from_slice(&key_varint[..key_varint_len]);
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&value_varint[..value_varint_len]);
+    bytes
 }
 
 /// The varint at the start of `bytes` (written by [`write_varint`]) and the bytes after it.
