@@ -18,6 +18,16 @@ const MIN_LEN: usize = 8 + 4 + 4 + 8 + 4;
 /// system calls, small next to any state worth a snapshot.
 const BUFFER: usize = 1 << 20;
 
+/// A file whose checksum, over its first `covered` bytes, is wrong. The damage is somewhere
+/// in that range: the error points at its start and says where it ends.
+pub(super) fn checksum_mismatch(path: &Path, covered: u64, detail: String) -> Error {
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason: format!("checksum mismatch over bytes 0..{covered}: {detail}"),
+    }
+}
+
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io(IoError::new(path, source))
 }
@@ -333,16 +343,11 @@ pub(super) fn read_snap<T>(
     inner.read_exact(&mut stored).map_err(io_err(path))?;
     let stored = u32::from_le_bytes(stored);
     if stored != crc {
-        // The checksum covers the whole file before it: the damage is somewhere in there, so
-        // the error points at its start and says where the range ends.
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: format!(
-                "checksum mismatch over bytes 0..{}: stored {stored:#010x}, computed {crc:#010x}",
-                file_len - 4
-            ),
-        });
+        return Err(checksum_mismatch(
+            path,
+            file_len - 4,
+            format!("stored {stored:#010x}, computed {crc:#010x}"),
+        ));
     }
     // The file is what was written; data that still does not decode is not damage but a
     // bug or a version mismatch, and is reported as such.

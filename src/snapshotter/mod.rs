@@ -372,8 +372,8 @@ impl Snapshotter {
 
     /// Replaces a file handle in `snap` with the file's data, read (and checked) from this
     /// snapshot directory: what an in-memory network does to deliver a snapshot to a node on
-    /// another file system. Inline data is left as it is. A damaged file is set aside, as the
-    /// real transport does when sending it, so that the next attempt takes a fresh snapshot.
+    /// another file system. Inline data is left as it is. A damaged file is set aside
+    /// ([`Snapshotter::set_aside_if_damaged`]), as the real transport does when sending it.
     pub fn inline_data(&self, snap: &mut Snapshot) -> Result<(), Error> {
         let index = snap.get_metadata().index;
         let name = match SnapshotData::of(&snap.data) {
@@ -394,18 +394,23 @@ impl Snapshotter {
         };
         let path = self.dir.join(name);
         let meta = snap.get_metadata();
-        match read_snap(&*self.fs, &path, meta.term, meta.index, read_all) {
-            Ok((_, data)) => {
-                snap.data = data.into();
-                Ok(())
+        let read = read_snap(&*self.fs, &path, meta.term, meta.index, read_all);
+        let (_, data) = self.set_aside_if_damaged(&path, read)?;
+        snap.data = data.into();
+        Ok(())
+    }
+
+    /// Passes on `read`, the result of reading the file at `path` to send it; if the file
+    /// proved damaged, sets it aside first, so that the next attempt takes a fresh snapshot
+    /// instead of sending this one again (the receiver would refuse it on its own check).
+    pub fn set_aside_if_damaged<T>(&self, path: &Path, read: Result<T, Error>) -> Result<T, Error> {
+        if let Err(err @ Error::Corrupt { .. }) = &read {
+            tracing::error!(%err, "a snapshot file being sent is damaged");
+            if let Err(err) = self.quarantine(path) {
+                tracing::error!(%err, "cannot set the damaged snapshot aside");
             }
-            Err(err @ Error::Corrupt { .. }) => {
-                tracing::error!(%err, "a snapshot file being sent is damaged");
-                self.quarantine(&path)?;
-                Err(err)
-            }
-            Err(err) => Err(err),
         }
+        read
     }
 
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and

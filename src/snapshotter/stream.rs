@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::file::{FileSink, io_err};
+use super::file::{FileSink, checksum_mismatch, io_err};
 use super::{Error, Snapshotter};
 use crate::disk::IoError;
 
@@ -139,15 +139,11 @@ impl RawSnapshotFile {
             .ok()
             .map(u32::from_le_bytes);
         if stored != Some(crc) {
-            // As when loading: the checksum covers everything before it, so the error points
-            // at the start of that range.
-            return Err(Error::Corrupt {
-                path,
-                offset: 0,
-                reason: format!(
-                    "checksum mismatch over bytes 0..{body_len} while sending: computed {crc:#010x}"
-                ),
-            });
+            return Err(checksum_mismatch(
+                &path,
+                body_len,
+                format!("found while sending, computed {crc:#010x}"),
+            ));
         }
         Ok(())
     }

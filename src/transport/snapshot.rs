@@ -106,15 +106,7 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
             counted.fetch_add(len, Ordering::Relaxed);
             Ok(())
         });
-        if let Err(err @ snapshotter::Error::Corrupt { .. }) = &copied {
-            // The follower refuses it on its own check; set it aside so that the next
-            // attempt takes a fresh snapshot instead of sending this one again.
-            tracing::error!(%err, "a snapshot file being sent is damaged");
-            if let Err(err) = snapshots.quarantine(&path) {
-                tracing::error!(%err, "cannot set the damaged snapshot aside");
-            }
-        }
-        copied
+        snapshots.set_aside_if_damaged(&path, copied)
     });
     Ok(Outgoing {
         body: ChannelBody::sized(rx, total).boxed(),
