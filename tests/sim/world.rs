@@ -990,6 +990,16 @@ impl World {
         self.schedule(at, Event::Restart(id));
     }
 
+    /// Power loss of node `id` now: its process dies, and its disk keeps, drops or tears
+    /// every write since its last completed sync.
+    fn power_off(&mut self, id: u64) {
+        self.crash(id);
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        node.fs.disk().power_loss();
+        node.lost_power = true;
+        self.node_down(id);
+    }
+
     /// Kills node `id`'s process: its memory is gone, its disk stays as it is.
     fn crash(&mut self, id: u64) {
         let Some(proc) = self.nodes.get_mut(&id).and_then(|n| n.proc.take()) else {
@@ -1527,11 +1537,7 @@ impl World {
                 let node = self.nodes.get_mut(&victim).expect("node exists");
                 if self.rng.random_bool(0.5) {
                     self.note(|| format!("fault: power loss n{victim}"));
-                    self.crash(victim);
-                    let node = self.nodes.get_mut(&victim).expect("node exists");
-                    node.fs.disk().power_loss();
-                    node.lost_power = true;
-                    self.node_down(victim);
+                    self.power_off(victim);
                 } else {
                     // In the middle of one of its next disk operations.
                     let ops = self.rng.random_range(0..40);
@@ -1548,11 +1554,7 @@ impl World {
             Fault::PowerLossAll => {
                 self.note(|| "fault: power loss of every node".to_string());
                 for id in self.running() {
-                    self.crash(id);
-                    let node = self.nodes.get_mut(&id).expect("node exists");
-                    node.fs.disk().power_loss();
-                    node.lost_power = true;
-                    self.node_down(id);
+                    self.power_off(id);
                 }
                 true
             }
