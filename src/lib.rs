@@ -191,7 +191,7 @@ async fn start_recovered(
     let (peers_tx, peers_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
     let services = CancellationToken::new();
-    let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id));
+    let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id).with_url(own_url));
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared {
         events: events::Events::new(describe::entry_text),

@@ -500,3 +500,40 @@ async fn a_leader_of_two_removed_through_the_other_leaves_it_serving() {
         assert_eq!(member_ids(&c, other).await, [other]);
     }
 }
+
+/// A member that was down while the cluster added node 4 and removed nodes 1 and 2 comes
+/// back to a cluster of two, itself and node 4, which it has never heard of. Node 4 cannot
+/// win an election without its vote, and it knows no leader, so it lets node 4's vote requests
+/// in; its answers must reach node 4 although node 4 is no member as far as it knows (it
+/// answers at the URL node 4's requests name). Node 4 then leads and catches it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_on_membership_follows_a_leader_it_never_heard_of() {
+    // The strict check would refuse removing 1 while node 3 is down (it leaves {3, 4}).
+    let mut c = ProcCluster::start(3, &["--strict-reconfig-check=false"]).await;
+    c.put_ok(1, "before", "1").await;
+    c.wait_value(3, "before", "1", true).await;
+    let status = c.stop(3).await;
+    assert!(status.success(), "node 3 exited with {status}");
+    let added = c.add_member(1).await;
+    c.spawn(added, &["--join"]);
+    c.wait_value(added, "before", "1", true).await;
+    for removed in [2, 1] {
+        let (code, body) = delete(&c, added, removed).await;
+        assert_eq!(code, 204, "DELETE /{removed}: {body}");
+        let status = c.wait_exit(removed, Duration::from_secs(15)).await;
+        assert!(status.success(), "node {removed} exited with {status}");
+        if removed == 2 {
+            // Nodes 1 and 4 are the quorum of {1, 3, 4}: one more write that node 3 missed.
+            c.put_ok(added, "while-3-was-down", "2").await;
+        }
+    }
+    // Started again as it was first started: its --cluster names nodes 1 to 3 only.
+    let everyone = c.peers.clone();
+    c.peers.truncate(3);
+    c.spawn(3, &[]);
+    c.peers = everyone;
+    c.wait_value(3, "while-3-was-down", "2", true).await;
+    c.put_ok(3, "after", "3").await;
+    c.wait_value(added, "after", "3", false).await;
+    assert_eq!(member_ids(&c, 3).await, [3, added]);
+}

@@ -551,6 +551,11 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
+        if !self.members.removed.is_empty() {
+            // The peer server judges a removed node's vote requests by how far this node has
+            // applied: a candidate whose log ends here or before was not added back since.
+            self.transport.set_removed(&self.members.removed, last);
+        }
         Ok(())
     }
 

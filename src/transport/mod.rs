@@ -99,6 +99,10 @@ const MESSAGE_MARGIN: usize = 1 << 20;
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 
+/// Senders outside the membership a node keeps a route back to (see
+/// [`PeerFilter::note_route_back`]).
+pub const MAX_ROUTES_BACK: usize = 16;
+
 /// How long a removed peer's task may go on sending what was queued for it.
 const REMOVAL_GRACE: Duration = Duration::from_secs(2);
 
@@ -160,6 +164,12 @@ pub struct PeerFilter {
     /// When each peer's messages last arrived: a peer task that keeps sending into silence
     /// knows its connection is dead even while TCP still accepts its writes.
     last_heard: Mutex<HashMap<u64, Instant>>,
+    /// This node's own peer URL, which its requests name so that a peer that does not count
+    /// it as a member can still answer it.
+    own_url: String,
+    /// Senders outside the membership that the peer server let in, and the URL each said it
+    /// is at: a node behind on membership answers a leader added meanwhile through them.
+    routes_back: RwLock<BTreeMap<u64, String>>,
 }
 
 impl PeerFilter {
@@ -171,7 +181,39 @@ impl PeerFilter {
             members: RwLock::new(BTreeMap::new()),
             removed: RwLock::new((BTreeSet::new(), 0)),
             last_heard: Mutex::new(HashMap::new()),
+            own_url: String::new(),
+            routes_back: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// The same filter, for a node whose peer URL is `url`.
+    pub fn with_url(mut self, url: &str) -> PeerFilter {
+        self.own_url = url.to_string();
+        self
+    }
+
+    /// This node's peer URL ("" if not set).
+    pub fn own_url(&self) -> &str {
+        &self.own_url
+    }
+
+    /// The peer server let in `id`, which this node does not count as a member, and `id` said
+    /// it is at `url`. Kept for at most [`MAX_ROUTES_BACK`] such senders: they are let in only
+    /// while this node knows no other leader, so more than a few means a misconfiguration.
+    pub fn note_route_back(&self, id: u64, url: &str) {
+        let mut routes = self.routes_back.write().unwrap_or_else(|p| p.into_inner());
+        if routes.len() < MAX_ROUTES_BACK || routes.contains_key(&id) {
+            routes.insert(id, url.to_string());
+        }
+    }
+
+    /// Where to answer `id`, a sender outside the membership that the peer server let in.
+    pub fn route_back(&self, id: u64) -> Option<String> {
+        self.routes_back
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Records that messages from `peer` just arrived.
@@ -240,6 +282,11 @@ impl PeerFilter {
             Some(url) => members.insert(id, url.to_string()),
             None => members.remove(&id),
         };
+        // A member is reached at its URL in the membership; a removed one, not at all.
+        self.routes_back
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// If `id` was removed from the cluster: the log index as of which this node knows it.
@@ -254,6 +301,27 @@ impl PeerFilter {
 /// node be behind ([`removed_as_of_index`] reads it back).
 pub fn gone_text(id: u64, as_of: u64) -> String {
     format!("node {id} was removed from the cluster as of log index {as_of}\n")
+}
+
+/// Whether a batch from a peer that this node's state, as of log index `removed_as_of`, counts
+/// as removed is answered 410 Gone, and as of which index. Only a vote request gets it (this
+/// node may still be replaying a log in which the sender was added back; refusing its appends
+/// would keep this node from ever reaching that entry), and only from a candidate whose log
+/// ends at or before `as_of`: a node added back after `as_of` holds the entry that added it,
+/// so its log goes further, and this node, behind, leaves the judging of such a log to raft
+/// (refusing it could leave a cluster whose voters are it and the node added back without a
+/// leader for ever). The raft node moves `as_of` along as it applies entries.
+pub fn gone_as_of(removed_as_of: Option<u64>, messages: &[Message]) -> Option<u64> {
+    let as_of = removed_as_of?;
+    messages
+        .iter()
+        .any(|m| {
+            matches!(
+                m.get_msg_type(),
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            ) && m.index <= as_of
+        })
+        .then_some(as_of)
 }
 
 /// The index in a 410 Gone's body; `None` from a peer that does not say it.
@@ -377,14 +445,22 @@ impl Transport {
         if id == self.filter.self_id {
             return;
         }
-        if let Some(existing) = self.peers.get(&id) {
-            if existing.url == url {
-                return;
-            }
-            self.remove_peer(id);
+        self.filter.set_member(id, Some(url));
+        if self
+            .peers
+            .get(&id)
+            .is_some_and(|existing| existing.url == url)
+        {
+            // Already sending there: a route back to a leader this node did not count as a
+            // member yet, now a member at the same URL.
+            return;
         }
         tracing::debug!(peer = id, url, "adding peer");
-        self.filter.set_member(id, Some(url));
+        self.open_route(id, url);
+    }
+
+    /// Starts the task that sends to `id` at `url`, ending the one it had.
+    fn open_route(&mut self, id: u64, url: &str) {
         let handle = peer::spawn(
             &self.runtime,
             peer::PeerTask {
@@ -399,7 +475,9 @@ impl Transport {
             PEER_QUEUE,
             self.shutdown.child_token(),
         );
-        self.peers.insert(id, handle);
+        if let Some(older) = self.peers.insert(id, handle) {
+            self.retire(older);
+        }
     }
 
     /// Stops sending to `id`.
@@ -407,25 +485,38 @@ impl Transport {
         self.filter.set_member(id, None);
         if let Some(handle) = self.peers.remove(&id) {
             tracing::debug!(peer = id, "removing peer");
-            // Dropping the queue lets the peer's task send what is queued and then end: the
-            // last messages to a removed node carry the commit index that tells it its removal
-            // committed (without them it never learns, and takes a 410 for news). A peer that
-            // cannot be reached is given up after a grace period.
-            let cancel = handle.cancel.clone();
-            drop(handle);
-            self.runtime.spawn(async move {
-                tokio::time::sleep(REMOVAL_GRACE).await;
-                cancel.cancel();
-            });
+            self.retire(handle);
         }
     }
 
+    fn retire(&self, handle: peer::PeerHandle) {
+        // Dropping the queue lets the peer's task send what is queued and then end: the last
+        // messages to a removed node carry the commit index that tells it its removal
+        // committed (without them it never learns, and takes a 410 for news). A peer that
+        // cannot be reached is given up after a grace period.
+        let cancel = handle.cancel.clone();
+        drop(handle);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(REMOVAL_GRACE).await;
+            cancel.cancel();
+        });
+    }
+
     /// Queues each message for its peer without ever waiting, and records in `dropped` what
-    /// could not be queued (unknown peer or full queue) for raft to be told.
+    /// could not be queued (unknown peer or full queue) for raft to be told. A message for a
+    /// node outside the membership goes back the way that node came in, if the peer server
+    /// let it in ([`PeerFilter::route_back`]): raft answers only what it was sent, and a node
+    /// behind on membership must answer the leader that was added meanwhile.
     pub fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
         for msg in messages {
             let to = msg.to;
             let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+            if !self.peers.contains_key(&to)
+                && let Some(url) = self.filter.route_back(to)
+            {
+                tracing::debug!(peer = to, url, "answering a sender outside the membership");
+                self.open_route(to, &url);
+            }
             let queued = match self.peers.get(&to) {
                 Some(peer) => peer.tx.try_send(msg).is_ok(),
                 None => false,
@@ -515,6 +606,32 @@ mod tests {
             super::removed_as_of_index("node 3 was removed from the cluster"),
             None
         );
+    }
+
+    /// A node that saw node 2 removed as of index 40 answers its vote requests 410 Gone while
+    /// its log ends there or before, but not once it goes further (node 2 was added back in
+    /// entries this node has not applied), and never its other messages.
+    #[test]
+    fn a_410_goes_only_to_candidates_whose_log_ends_before_the_removal() {
+        let message = |kind: MessageType, index: u64| {
+            let mut m = Message {
+                from: 2,
+                to: 1,
+                index,
+                ..Default::default()
+            };
+            m.set_msg_type(kind);
+            m
+        };
+        let vote = |index| message(MessageType::MsgRequestVote, index);
+        let pre_vote = |index| message(MessageType::MsgRequestPreVote, index);
+        assert_eq!(gone_as_of(Some(40), &[vote(12)]), Some(40));
+        assert_eq!(gone_as_of(Some(40), &[pre_vote(40)]), Some(40));
+        assert_eq!(gone_as_of(Some(40), &[vote(41)]), None);
+        assert_eq!(gone_as_of(Some(40), &[pre_vote(90)]), None);
+        assert_eq!(gone_as_of(None, &[vote(12)]), None, "not removed");
+        let append = message(MessageType::MsgAppendResponse, 12);
+        assert_eq!(gone_as_of(Some(40), &[append]), None, "not a vote request");
     }
 
     /// A follower forwards proposals up to raft's message size, and always at least one.

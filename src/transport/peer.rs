@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::ChannelBody;
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HttpClient, PeerEvent, PeerFilter, RAFT_PATH,
-    STREAM_PATH, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, HttpClient, PeerEvent, PeerFilter,
+    RAFT_PATH, STREAM_PATH, snapshot,
 };
 use crate::metrics::Metrics;
 use crate::snapshotter::Snapshotter;
@@ -354,13 +354,18 @@ impl PeerTask {
             // Peers refuse a request without the identity; a joining node learns it first.
             return Err("this node has not learned its cluster's identity yet".into());
         }
-        Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.url))
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
             .header(HEADER_CLUSTER, format!("{cluster:x}"))
             .header(HEADER_FROM, self.filter.self_id.to_string())
-            .header(HEADER_TO, self.id.to_string())
+            .header(HEADER_TO, self.id.to_string());
+        if !self.filter.own_url().is_empty() {
+            // A peer behind on membership answers through it (see `PeerFilter::route_back`).
+            request = request.header(HEADER_URL, self.filter.own_url());
+        }
+        request
             .body(body)
             .map_err(|err| format!("bad peer URL {}: {err}", self.url))
     }

@@ -12,9 +12,12 @@
 //! has learned it), be meant for this node, and come from a member. A sender this node does not
 //! know is let in only while this node knows no leader or takes that sender for the leader: a
 //! node that missed a membership change must still hear the leader that was added meanwhile,
-//! while a node that hears its leader has no reason to listen to strangers. A node this one saw
-//! removed gets 410 Gone for its vote requests: that tells a removed node that never learned
-//! of its removal to stop, before its elections disturb the cluster.
+//! while a node that hears its leader has no reason to listen to strangers. Such a sender is
+//! answered at the peer URL its requests name (`x-raftexample-url`), since the transport has
+//! no peer for it. A node this one counts as removed gets 410 Gone for its vote requests when
+//! its log ends within what this node has applied: that tells a removed node that never
+//! learned of its removal to stop, before its elections disturb the cluster (a longer log may
+//! hold its re-addition, which this node has yet to apply).
 //!
 //! Refusals are 4xx (503 while joining) with a one-line reason and `Connection: close`, so a
 //! connection that sent garbage is closed; they are logged once per sender so a stray node
@@ -40,9 +43,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerEvent, PeerFilter,
-    PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_text, snapshot,
+    PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
 };
-use crate::membership::normalize_url;
+use crate::membership::{normalize_url, validate_peer_url};
 use crate::request::Shared;
 
 pub use super::http::Refusal;
@@ -164,7 +167,7 @@ impl PeerServer {
                 format!("a message from node {from} reached node {from} itself"),
             ));
         }
-        self.check_member(from)?;
+        self.check_member(from, headers)?;
         Ok(from)
     }
 
@@ -182,12 +185,22 @@ impl PeerServer {
 
     /// Refuses a sender that is neither a member nor a removed member, unless this node knows
     /// no leader or takes the sender for its leader (then it may be the one that is behind).
-    fn check_member(&self, from: u64) -> Result<(), Refusal> {
-        if self.filter.is_member(from) || self.filter.removed_as_of(from).is_some() {
+    /// A sender let in from outside the membership is answered at the URL it names.
+    fn check_member(&self, from: u64, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.filter.is_member(from) {
             return Ok(());
         }
-        let leader = self.shared.leader.load(Ordering::Acquire);
-        if leader == raft::INVALID_ID || leader == from {
+        if self.filter.removed_as_of(from).is_none() {
+            let leader = self.shared.leader.load(Ordering::Acquire);
+            if leader != raft::INVALID_ID && leader != from {
+                let text = format!(
+                    "node {from} is not a member of this cluster (as node {} knows it, led by \
+                     node {leader})",
+                    self.filter.self_id
+                );
+                self.log_once(from, 1, &text);
+                return Err(Refusal::new(StatusCode::FORBIDDEN, text));
+            }
             self.log_once(
                 from,
                 0,
@@ -196,34 +209,26 @@ impl PeerServer {
                      node knows: it knows no other leader, and may be behind on membership"
                 ),
             );
-            return Ok(());
         }
-        let text = format!(
-            "node {from} is not a member of this cluster (as node {} knows it, led by node \
-             {leader})",
-            self.filter.self_id
-        );
-        self.log_once(from, 1, &text);
-        Err(Refusal::new(StatusCode::FORBIDDEN, text))
-    }
-
-    /// 410 Gone when a removed node asks for votes. Only then: this node may still be
-    /// replaying a log in which the sender was removed and later added back, and refusing
-    /// that sender's appends would keep this node from ever reaching the re-addition.
-    fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
-        let campaigning = messages.iter().any(|m| {
-            matches!(
-                m.get_msg_type(),
-                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-            )
-        });
-        if campaigning && let Some(as_of) = self.filter.removed_as_of(from) {
-            return Err(Refusal::new(
-                StatusCode::GONE,
-                gone_text(from, as_of).trim_end(),
-            ));
+        if let Some(url) = headers
+            .get(HEADER_URL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|url| validate_peer_url(url).ok())
+        {
+            self.filter.note_route_back(from, &url);
         }
         Ok(())
+    }
+
+    /// 410 Gone when a removed node asks for votes (see [`gone_as_of`]).
+    fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
+        match gone_as_of(self.filter.removed_as_of(from), messages) {
+            Some(as_of) => Err(Refusal::new(
+                StatusCode::GONE,
+                gone_text(from, as_of).trim_end(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Hands a batch to the raft node.

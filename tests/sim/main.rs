@@ -138,12 +138,22 @@ fn the_same_seed_gives_the_same_trace() {
 /// - 1001722 (long, mixed): a removed node whose own snapshot already had it removed (taken
 ///   after it applied its removal) ran for ever after a restart, never stopping: no entry it
 ///   replayed said it was removed.
+/// - 1004956, 1006798, 1007491, 1009770 (long, mixed): a member that missed the addition of
+///   the node that then led had no route to it, so its answers were dropped and it never
+///   caught up; 1001204 (long, ids added back): with two voters, one the id added back, the
+///   member behind answered its vote requests with 410 Gone as of the old removal, and no one
+///   won an election.
 const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_000_009, Length::Long, Kind::Mixed),
     (1_000_096, Length::Long, Kind::Mixed),
     (1_000_239, Length::Long, Kind::Mixed),
     (1_000_366, Length::Long, Kind::ReAdd),
     (1_001_722, Length::Long, Kind::Mixed),
+    (1_001_204, Length::Long, Kind::ReAdd),
+    (1_004_956, Length::Long, Kind::Mixed),
+    (1_006_798, Length::Long, Kind::Mixed),
+    (1_007_491, Length::Long, Kind::Mixed),
+    (1_009_770, Length::Long, Kind::Mixed),
 ];
 
 #[test]

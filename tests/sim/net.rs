@@ -9,14 +9,15 @@
 //! process to process), and schedules each message by simulated time. What the node's peer
 //! server would refuse (a stranger while a leader is known, a removed node's vote request, any
 //! message while the node has not learned its cluster's identity) is decided at delivery from
-//! what the receiving node's own network was told ([`NetHandle`]).
+//! what the receiving node's own network was told ([`NetHandle`]); a sender it lets in from
+//! outside the membership is answered, as the real transport answers it at the URL it names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use raftexample::snapshotter::Snapshotter;
-use raftexample::transport::{Dropped, Network, inline_snapshot};
+use raftexample::transport::{Dropped, MAX_ROUTES_BACK, Network, inline_snapshot};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
@@ -34,6 +35,9 @@ struct NetState {
     removed: BTreeSet<u64>,
     removed_as_of: u64,
     cluster_id: u64,
+    /// Senders outside the membership its peer server let in, and their URLs (as
+    /// `PeerFilter::note_route_back`): the node's answers to them are sent.
+    routes_back: BTreeMap<u64, String>,
     outbox: Vec<Message>,
 }
 
@@ -79,18 +83,22 @@ fn lock(state: &Mutex<NetState>) -> MutexGuard<'_, NetState> {
 impl Network for SimNet {
     fn add_peer(&mut self, id: u64, url: &str) {
         if id != self.id {
-            lock(&self.state).peers.insert(id, url.to_string());
+            let mut state = lock(&self.state);
+            state.peers.insert(id, url.to_string());
+            state.routes_back.remove(&id);
         }
     }
 
     fn remove_peer(&mut self, id: u64) {
-        lock(&self.state).peers.remove(&id);
+        let mut state = lock(&self.state);
+        state.peers.remove(&id);
+        state.routes_back.remove(&id);
     }
 
     fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
         let mut state = lock(&self.state);
         for mut m in messages {
-            if !state.peers.contains_key(&m.to) {
+            if !state.peers.contains_key(&m.to) && !state.routes_back.contains_key(&m.to) {
                 // As the real transport: no peer task, nothing sent, raft is told.
                 dropped.add(m.to, m.get_msg_type() == MessageType::MsgSnapshot);
                 continue;
@@ -132,6 +140,14 @@ impl NetHandle {
     /// Whether this node counts `id` as a member (or is `id`).
     pub fn is_member(&self, id: u64) -> bool {
         lock(&self.state).peers.contains_key(&id)
+    }
+
+    /// The peer server let in `id` from outside the membership, at `url`.
+    pub fn note_route_back(&self, id: u64, url: &str) {
+        let mut state = lock(&self.state);
+        if state.routes_back.len() < MAX_ROUTES_BACK || state.routes_back.contains_key(&id) {
+            state.routes_back.insert(id, url.to_string());
+        }
     }
 
     /// If `id` was removed: the log index as of which this node knows it.
@@ -254,14 +270,6 @@ pub fn leader_only(m: &Message) -> bool {
             | MessageType::MsgHeartbeat
             | MessageType::MsgSnapshot
             | MessageType::MsgTimeoutNow
-    )
-}
-
-/// Whether `m` asks for a vote (a removed sender gets 410 Gone for it).
-pub fn campaigning(m: &Message) -> bool {
-    matches!(
-        m.get_msg_type(),
-        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
     )
 }
 

@@ -31,7 +31,7 @@ use raftexample::raft_node::{
     Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError,
     replay_wal_on,
 };
-use raftexample::transport::PeerEvent;
+use raftexample::transport::{PeerEvent, gone_as_of};
 use raftexample::wal::Record;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -741,6 +741,11 @@ impl World {
             }
             None => {}
         }
+        if let Some(p) = self.nodes[&to].proc.as_ref()
+            && !p.net.is_member(from)
+        {
+            p.net.note_route_back(from, &self.nodes[&from].url);
+        }
         if self.busy(to) {
             let at = self.nodes[&to].busy_until;
             self.schedule(
@@ -784,9 +789,7 @@ impl World {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
-        if messages.iter().any(crate::net::campaigning)
-            && let Some(as_of) = removed
-        {
+        if let Some(as_of) = gone_as_of(removed, messages) {
             return Some(Refused::Gone(as_of));
         }
         if !p.net.is_member(from) && removed.is_none() {
