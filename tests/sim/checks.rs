@@ -104,9 +104,13 @@ impl Invariants {
     /// `node` acts as the leader of `term`.
     pub fn leads(&mut self, node: u64, term: u64, evidence: &str) {
         match self.leaders.get(&term) {
-            Some(first) if *first != node => self.violations.push(format!(
-                "two leaders in term {term}: node {first}, and node {node} ({evidence})"
-            )),
+            Some(first) if *first != node => {
+                let text = format!("two leaders in term {term}: node {first}, and node {node}");
+                // Said once: the second leader goes on acting as one, event after event.
+                if !self.violations.iter().any(|v| v.starts_with(&text)) {
+                    self.violations.push(format!("{text} ({evidence})"));
+                }
+            }
             Some(_) => {}
             None => {
                 self.leaders.insert(term, node);

@@ -142,8 +142,13 @@ fn mutation_ack_before_sync() {
             "not linearizable",
             // raft-rs's own check: a leader counts entries the follower no longer has.
             "is out of range [last_index",
+            // A vote is a persisted message too: granted before its sync, forgotten in a power
+            // loss, granted again to another candidate of the same term.
+            "two leaders in term",
         ],
         Length::Quick,
-        3000,
+        // The rarest of the five (a power loss between a grant or an acknowledgement and its
+        // sync): 1,849 to 2,900 seeds as the world changed.
+        10_000,
     );
 }
