@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct Members {
     /// Voting members and their peer URLs.
     pub urls: BTreeMap<u64, String>,
-    /// Ids removed from the cluster and not added back: their messages are refused with 410,
-    /// which tells a removed node that never applied its own removal to stop.
+    /// Ids removed from the cluster and not added back: their vote requests are answered 410
+    /// Gone (when their log is no further than this node's applied state: see
+    /// `transport::gone_as_of`), which tells a removed node that never applied its own removal
+    /// to stop.
     pub removed: BTreeSet<u64>,
 }
 

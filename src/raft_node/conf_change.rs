@@ -171,7 +171,7 @@ impl RaftNode {
                 }
             }
         }
-        self.set_members(members, entry.index);
+        self.set_members(members);
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl RaftNode {
     }
 
     /// Replaces the member list and brings the transport in line with it.
-    pub(super) fn set_members(&mut self, members: crate::membership::Members, as_of: u64) {
+    pub(super) fn set_members(&mut self, members: crate::membership::Members) {
         for id in self.members.urls.keys() {
             if !members.contains(*id) {
                 self.transport.remove_peer(*id);
@@ -197,7 +197,7 @@ impl RaftNode {
                 self.transport.add_peer(*id, url);
             }
         }
-        self.transport.set_removed(&members.removed, as_of);
+        self.transport.set_removed(&members.removed);
         self.members = members;
     }
 

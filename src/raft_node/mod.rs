@@ -50,7 +50,7 @@ use crate::kvstore::Applier;
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::proposal::Sessions;
-use crate::transport::Network;
+use crate::transport::{AppliedAt, Network};
 use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
@@ -154,6 +154,9 @@ pub struct RaftNode {
     added_at: u64,
     /// The highest commit index a leader has announced to this node in an append.
     leader_commit: u64,
+    /// The leader and term of the last heartbeat that counted entries this log lacks, said
+    /// once in the log: the leader sends one every heartbeat until the snapshot lands.
+    lost_log_said: Option<(u64, u64)>,
     /// When a leader last sent this node anything.
     last_leader_contact: Instant,
     exit: Option<Exit>,
@@ -231,7 +234,15 @@ impl RaftNode {
                 transport.add_peer(id, url);
             }
         }
-        transport.set_removed(&recovered.members.removed, recovered.snapshot_index);
+        transport.set_removed(&recovered.members.removed);
+        transport.set_applied(AppliedAt {
+            index: recovered.snapshot_index,
+            term: rn
+                .raft
+                .raft_log
+                .term(recovered.snapshot_index)
+                .unwrap_or_default(),
+        });
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);
@@ -284,6 +295,7 @@ impl RaftNode {
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
+            lost_log_said: None,
             last_leader_contact: env.clock.now(),
             exit: None,
             shared,

@@ -30,7 +30,7 @@ use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
-use crate::transport::PeerEvent;
+use crate::transport::{AppliedAt, PeerEvent};
 
 impl RaftNode {
     /// Runs until shut down, removed, or a fatal storage error.
@@ -222,15 +222,18 @@ impl RaftNode {
                     let mut lost = None;
                     if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
                         let committed = self.rn.raft.raft_log.committed;
-                        tracing::warn!(
-                            leader = m.from,
-                            term = m.term,
-                            commit = m.commit,
-                            last,
-                            "a heartbeat says more is committed than this log holds (the \
-                             leader knew an earlier life of this node's id, or this node lost \
-                             its disk): answered, commits nothing, tells the leader"
-                        );
+                        if self.lost_log_said != Some((m.from, m.term)) {
+                            self.lost_log_said = Some((m.from, m.term));
+                            tracing::warn!(
+                                leader = m.from,
+                                term = m.term,
+                                commit = m.commit,
+                                last,
+                                "a heartbeat says more is committed than this log holds (the \
+                                 leader knew an earlier life of this node's id, or this node \
+                                 lost its disk): answered, commits nothing, tells the leader"
+                            );
+                        }
                         lost = Some((m.from, m.commit));
                         m.commit = committed;
                     }
@@ -511,7 +514,7 @@ impl RaftNode {
     /// once (the exactly-once table skips copies), conf changes are applied to raft here, and
     /// the waiters of this node's requests go along, answered once the batch is applied.
     pub(super) fn publish_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
-        let Some(last) = entries.last().map(|e| e.index) else {
+        let Some((last, last_term)) = entries.last().map(|e| (e.index, e.term)) else {
             return Ok(());
         };
         let now = self.now();
@@ -551,11 +554,12 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
-        if !self.members.removed.is_empty() {
-            // The peer server judges a removed node's vote requests by how far this node has
-            // applied: a candidate whose log ends here or before was not added back since.
-            self.transport.set_removed(&self.members.removed, last);
-        }
+        // The peer server judges a removed node's vote requests by it: a candidate whose log
+        // is no further was not added back since.
+        self.transport.set_applied(AppliedAt {
+            index: last,
+            term: last_term,
+        });
         Ok(())
     }
 

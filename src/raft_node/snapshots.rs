@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::{NodeError, RaftNode};
 use crate::kvstore::{Apply, ClusterState, RestoreFrom, decode_cluster_state, read_cluster_state};
 use crate::snapshotter::{self, SnapshotData};
+use crate::transport::AppliedAt;
 
 /// A snapshot the state machine is saving.
 pub(super) struct PendingSnapshot {
@@ -74,7 +75,7 @@ impl RaftNode {
                 if state.members.contains(self.id) {
                     self.added_at = meta.index;
                 }
-                self.set_members(state.members, meta.index);
+                self.set_members(state.members);
                 self.sessions = state.sessions;
             }
             Err(err) => tracing::error!(%err, "snapshot carries no readable membership"),
@@ -93,6 +94,10 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = meta.index;
+        self.transport.set_applied(AppliedAt {
+            index: meta.index,
+            term: meta.term,
+        });
         self.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = meta.index;
         Ok(())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
-use super::{Dropped, Network, PeerEvent, inline_snapshot};
+use super::{AppliedAt, Dropped, Network, PeerEvent, gone_as_of, inline_snapshot};
 use crate::snapshotter::Snapshotter;
 
 /// Messages queued for a node before more are dropped (as a full peer queue drops them).
@@ -28,8 +28,10 @@ pub struct MemNet {
 struct Hub {
     /// Where each attached node hears from its peers.
     nodes: BTreeMap<u64, mpsc::Sender<PeerEvent>>,
-    /// Each node's removed ids, and the log index they are as of.
-    removed: BTreeMap<u64, (BTreeSet<u64>, u64)>,
+    /// Each node's removed ids.
+    removed: BTreeMap<u64, BTreeSet<u64>>,
+    /// The last entry each node has applied.
+    applied: BTreeMap<u64, AppliedAt>,
     /// Links cut by the test, as (from, to).
     cut: BTreeSet<(u64, u64)>,
 }
@@ -145,21 +147,18 @@ impl Network for MemEndpoint {
                 dropped.add(to, snapshots > 0);
                 continue;
             };
-            let campaigning = batch.iter().any(|m| {
-                matches!(
-                    m.get_msg_type(),
-                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-                )
-            });
-            // A node that counts the sender as removed answers its vote requests "gone".
-            if let Some((removed, as_of)) = hub.removed.get(&to)
-                && campaigning
-                && removed.contains(&self.id)
-            {
+            // A node that counts the sender as removed answers its vote requests "gone", as
+            // the peer server does.
+            let removed_as_of = hub
+                .removed
+                .get(&to)
+                .is_some_and(|removed| removed.contains(&self.id))
+                .then(|| hub.applied.get(&to).copied().unwrap_or_default());
+            if let Some(as_of) = gone_as_of(removed_as_of, &batch) {
                 if let Some(own) = &own {
                     let _ = own.try_send(PeerEvent::RemovedByPeer {
                         peer: to,
-                        as_of: Some(*as_of),
+                        as_of: Some(as_of),
                     });
                 }
                 continue;
@@ -183,11 +182,12 @@ impl Network for MemEndpoint {
         }
     }
 
-    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
-        self.net
-            .hub()
-            .removed
-            .insert(self.id, (removed.clone(), as_of));
+    fn set_removed(&self, removed: &BTreeSet<u64>) {
+        self.net.hub().removed.insert(self.id, removed.clone());
+    }
+
+    fn set_applied(&self, applied: AppliedAt) {
+        self.net.hub().applied.insert(self.id, applied);
     }
 
     fn cluster_id(&self) -> u64 {
@@ -241,7 +241,8 @@ mod tests {
         net.heal();
 
         let (b, _b_rx) = net.attach(2);
-        b.set_removed(&BTreeSet::from([1]), 9);
+        b.set_removed(&BTreeSet::from([1]));
+        b.set_applied(AppliedAt { index: 9, term: 2 });
         let mut dropped = Dropped::default();
         a.send(
             vec![message(MessageType::MsgRequestPreVote, 1, 2)],

@@ -13,8 +13,9 @@
 //! A node started with `--join` first asks the members in `--cluster` for the cluster's
 //! identity ([`join`]); until one of them says it was added, it refuses every message.
 //!
-//! The wire format of a batch is [`wire`]'s. Headers name the sender's cluster identity and
-//! the sender and receiver ids. A length over [`PeerLimits::max_message`] is refused as soon
+//! The wire format of a batch is [`wire`]'s. Headers name the sender's cluster identity, the
+//! sender and receiver ids, and the sender's own peer URL (where a node that does not count
+//! the sender as a member answers it: see [`PeerFilter::route_back`]). A length over [`PeerLimits::max_message`] is refused as soon
 //! as its four bytes arrive, so a peer connection never holds more than one bounded message.
 //!
 //! With `https://` peer URLs the client and the server speak TLS and each checks the other's
@@ -86,7 +87,8 @@ pub const RAFT_PATH: &str = "/raft";
 pub const STREAM_PATH: &str = "/raft/stream";
 /// Path where a joining node asks a member for the cluster's identity.
 pub const JOIN_PATH: &str = "/raft/join";
-/// Header carrying a joining node's own peer URL.
+/// Header carrying the sender's own peer URL (on every peer request, and on a joining node's
+/// lookup).
 pub const HEADER_URL: &str = "x-raftexample-url";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
@@ -102,6 +104,10 @@ const PEER_QUEUE: usize = 4096;
 /// Senders outside the membership a node keeps a route back to (see
 /// [`PeerFilter::note_route_back`]).
 pub const MAX_ROUTES_BACK: usize = 16;
+
+/// A route back to a sender outside the membership lasts while the sender keeps sending: one
+/// silent this long is no longer answered (its task ends).
+pub const ROUTE_BACK_IDLE: Duration = Duration::from_secs(30);
 
 /// How long a removed peer's task may go on sending what was queued for it.
 const REMOVAL_GRACE: Duration = Duration::from_secs(2);
@@ -158,9 +164,11 @@ pub struct PeerFilter {
     cluster_id: AtomicU64,
     /// The other members and their peer URLs, as the transport sends to them.
     members: RwLock<BTreeMap<u64, String>>,
-    /// Members removed from the cluster (their vote requests get 410 Gone), and the log index
-    /// of the state that says so.
-    removed: RwLock<(BTreeSet<u64>, u64)>,
+    /// Members removed from the cluster, by the state this node has applied (their vote
+    /// requests may get 410 Gone: see [`gone_as_of`]).
+    removed: RwLock<BTreeSet<u64>>,
+    /// The last entry this node has applied.
+    applied: Mutex<AppliedAt>,
     /// When each peer's messages last arrived: a peer task that keeps sending into silence
     /// knows its connection is dead even while TCP still accepts its writes.
     last_heard: Mutex<HashMap<u64, Instant>>,
@@ -179,7 +187,8 @@ impl PeerFilter {
             self_id,
             cluster_id: AtomicU64::new(cluster_id),
             members: RwLock::new(BTreeMap::new()),
-            removed: RwLock::new((BTreeSet::new(), 0)),
+            removed: RwLock::new(BTreeSet::new()),
+            applied: Mutex::new(AppliedAt::default()),
             last_heard: Mutex::new(HashMap::new()),
             own_url: String::new(),
             routes_back: RwLock::new(BTreeMap::new()),
@@ -198,17 +207,40 @@ impl PeerFilter {
     }
 
     /// The peer server let in `id`, which this node does not count as a member, and `id` said
-    /// it is at `url`. Kept for at most [`MAX_ROUTES_BACK`] such senders: they are let in only
-    /// while this node knows no other leader, so more than a few means a misconfiguration.
+    /// it is at `url`. Kept for at most [`MAX_ROUTES_BACK`] such senders (they are let in only
+    /// while this node knows no other leader, so more than a few means a misconfiguration or
+    /// senders long gone): a new one takes the place of the one heard from longest ago.
     pub fn note_route_back(&self, id: u64, url: &str) {
         let mut routes = self.routes_back.write().unwrap_or_else(|p| p.into_inner());
-        if routes.len() < MAX_ROUTES_BACK || routes.contains_key(&id) {
-            routes.insert(id, url.to_string());
+        if routes.get(&id).is_some_and(|known| known == url) {
+            return;
         }
+        if routes.len() >= MAX_ROUTES_BACK && !routes.contains_key(&id) {
+            let oldest = routes
+                .keys()
+                .copied()
+                .min_by_key(|peer| self.last_heard(*peer));
+            if let Some(oldest) = oldest {
+                tracing::warn!(
+                    peer = oldest,
+                    "no longer answering node {oldest}, outside the membership: {MAX_ROUTES_BACK} \
+                     such senders at once"
+                );
+                routes.remove(&oldest);
+            }
+        }
+        routes.insert(id, url.to_string());
     }
 
-    /// Where to answer `id`, a sender outside the membership that the peer server let in.
+    /// Where to answer `id`, a sender outside the membership that the peer server let in and
+    /// that spoke within [`ROUTE_BACK_IDLE`].
     pub fn route_back(&self, id: u64) -> Option<String> {
+        let recent = self
+            .last_heard(id)
+            .is_some_and(|at| at.elapsed() < ROUTE_BACK_IDLE);
+        if !recent {
+            return None;
+        }
         self.routes_back
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -250,11 +282,17 @@ impl PeerFilter {
         }
     }
 
-    /// Replaces the set of removed ids with that of the state as of log index `as_of`.
-    pub fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
-        let mut guard = self.removed.write().unwrap_or_else(|p| p.into_inner());
-        guard.0.clone_from(removed);
-        guard.1 = as_of;
+    /// Replaces the set of removed ids with that of the state this node has applied.
+    pub fn set_removed(&self, removed: &BTreeSet<u64>) {
+        self.removed
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone_from(removed);
+    }
+
+    /// Records the last entry this node has applied.
+    pub fn set_applied(&self, applied: AppliedAt) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = applied;
     }
 
     /// Whether `id` is this node or one of the peers the transport sends to.
@@ -289,10 +327,18 @@ impl PeerFilter {
             .remove(&id);
     }
 
-    /// If `id` was removed from the cluster: the log index as of which this node knows it.
-    pub fn removed_as_of(&self, id: u64) -> Option<u64> {
-        let guard = self.removed.read().unwrap_or_else(|p| p.into_inner());
-        guard.0.contains(&id).then_some(guard.1)
+    /// If `id` was removed from the cluster: the last entry this node has applied, as of
+    /// which it knows it.
+    pub fn removed_as_of(&self, id: u64) -> Option<AppliedAt> {
+        if !self
+            .removed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+        {
+            return None;
+        }
+        Some(*self.applied.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -303,25 +349,35 @@ pub fn gone_text(id: u64, as_of: u64) -> String {
     format!("node {id} was removed from the cluster as of log index {as_of}\n")
 }
 
-/// Whether a batch from a peer that this node's state, as of log index `removed_as_of`, counts
-/// as removed is answered 410 Gone, and as of which index. Only a vote request gets it (this
-/// node may still be replaying a log in which the sender was added back; refusing its appends
-/// would keep this node from ever reaching that entry), and only from a candidate whose log
-/// ends at or before `as_of`: a node added back after `as_of` holds the entry that added it,
-/// so its log goes further, and this node, behind, leaves the judging of such a log to raft
-/// (refusing it could leave a cluster whose voters are it and the node added back without a
-/// leader for ever). The raft node moves `as_of` along as it applies entries.
-pub fn gone_as_of(removed_as_of: Option<u64>, messages: &[Message]) -> Option<u64> {
-    let as_of = removed_as_of?;
+/// The last entry a node has applied: its index and term.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedAt {
+    /// Its log index.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+}
+
+/// Whether a batch from a peer that this node, having applied up to `removed_as_of`, counts as
+/// removed is answered 410 Gone, and as of which index. Only a vote request gets it (this node
+/// may still be replaying a log in which the sender was added back; refusing its appends would
+/// keep this node from ever reaching that entry), and only from a candidate whose log is no
+/// further than what this node applied (its last term lower, or the same and its last index no
+/// higher). A node added back after that holds the entry that added it, so its log goes
+/// further; this node, behind, leaves the judging of such a log to raft (refusing it could
+/// leave a cluster whose voters are it and the node added back without a leader for ever). A
+/// removed node whose log ends in entries of an older term, never committed, still gets it.
+pub fn gone_as_of(removed_as_of: Option<AppliedAt>, messages: &[Message]) -> Option<u64> {
+    let applied = removed_as_of?;
     messages
         .iter()
         .any(|m| {
             matches!(
                 m.get_msg_type(),
                 MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-            ) && m.index <= as_of
+            ) && (m.log_term, m.index) <= (applied.term, applied.index)
         })
-        .then_some(as_of)
+        .then_some(applied.index)
 }
 
 /// The index in a 410 Gone's body; `None` from a peer that does not say it.
@@ -370,9 +426,12 @@ pub trait Network: Send {
     fn remove_peer(&mut self, id: u64);
     /// Queues each message for its peer; records in `dropped` what could not be queued.
     fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped);
-    /// The ids removed from the cluster, as of log index `as_of`: their vote requests are
-    /// answered 410 Gone.
-    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64);
+    /// The ids removed from the cluster, by the state this node has applied: their vote
+    /// requests may be answered 410 Gone ([`gone_as_of`]).
+    fn set_removed(&self, removed: &BTreeSet<u64>);
+    /// The last entry this node has applied, which a removed id's vote request is judged
+    /// against ([`gone_as_of`]).
+    fn set_applied(&self, applied: AppliedAt);
     /// The cluster's identity; 0 on a joining node that has not learned it yet.
     fn cluster_id(&self) -> u64;
 }
@@ -390,8 +449,12 @@ impl Network for Transport {
         Transport::send(self, messages, dropped);
     }
 
-    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
-        self.filter.set_removed(removed, as_of);
+    fn set_removed(&self, removed: &BTreeSet<u64>) {
+        self.filter.set_removed(removed);
+    }
+
+    fn set_applied(&self, applied: AppliedAt) {
+        self.filter.set_applied(applied);
     }
 
     fn cluster_id(&self) -> u64 {
@@ -402,6 +465,8 @@ impl Network for Transport {
 /// The sending half: one task per peer, owned by the raft node.
 pub struct Transport {
     peers: HashMap<u64, peer::PeerHandle>,
+    /// Those of `peers` that are routes back to senders outside the membership.
+    routes_back: BTreeSet<u64>,
     client: HttpClient,
     /// Runtime the peer tasks run on: the server's, not the raft node's own thread, so
     /// messages keep flowing while the node waits for an fsync.
@@ -430,6 +495,7 @@ impl Transport {
         let client = http_client(tls);
         Transport {
             peers: HashMap::new(),
+            routes_back: BTreeSet::new(),
             client,
             runtime,
             inbox,
@@ -446,6 +512,7 @@ impl Transport {
             return;
         }
         self.filter.set_member(id, Some(url));
+        self.routes_back.remove(&id);
         if self
             .peers
             .get(&id)
@@ -483,6 +550,7 @@ impl Transport {
     /// Stops sending to `id`.
     pub fn remove_peer(&mut self, id: u64) {
         self.filter.set_member(id, None);
+        self.routes_back.remove(&id);
         if let Some(handle) = self.peers.remove(&id) {
             tracing::debug!(peer = id, "removing peer");
             self.retire(handle);
@@ -508,6 +576,7 @@ impl Transport {
     /// let it in ([`PeerFilter::route_back`]): raft answers only what it was sent, and a node
     /// behind on membership must answer the leader that was added meanwhile.
     pub fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
+        self.close_idle_routes_back();
         for msg in messages {
             let to = msg.to;
             let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -516,6 +585,7 @@ impl Transport {
             {
                 tracing::debug!(peer = to, url, "answering a sender outside the membership");
                 self.open_route(to, &url);
+                self.routes_back.insert(to);
             }
             let queued = match self.peers.get(&to) {
                 Some(peer) => peer.tx.try_send(msg).is_ok(),
@@ -527,6 +597,31 @@ impl Transport {
                     .with_label_values(&[&to.to_string()])
                     .inc();
                 dropped.add(to, snapshot);
+            }
+        }
+    }
+
+    /// Ends the routes back to senders outside the membership that fell silent (or were
+    /// pushed out by others): without that, a task would go on reconnecting to a node that is
+    /// gone, for ever.
+    fn close_idle_routes_back(&mut self) {
+        if self.routes_back.is_empty() {
+            return;
+        }
+        let idle: Vec<u64> = self
+            .routes_back
+            .iter()
+            .copied()
+            .filter(|id| self.filter.route_back(*id).is_none())
+            .collect();
+        for id in idle {
+            self.routes_back.remove(&id);
+            if let Some(handle) = self.peers.remove(&id) {
+                tracing::debug!(
+                    peer = id,
+                    "no longer answering a sender outside the membership"
+                );
+                self.retire(handle);
             }
         }
     }
@@ -608,30 +703,34 @@ mod tests {
         );
     }
 
-    /// A node that saw node 2 removed as of index 40 answers its vote requests 410 Gone while
-    /// its log ends there or before, but not once it goes further (node 2 was added back in
-    /// entries this node has not applied), and never its other messages.
+    /// A node that applied up to index 40 of term 3 and counts node 2 as removed answers its
+    /// vote requests 410 Gone while its log is no further, but not once it goes further (node
+    /// 2 was added back in entries this node has not applied), and never its other messages.
     #[test]
-    fn a_410_goes_only_to_candidates_whose_log_ends_before_the_removal() {
-        let message = |kind: MessageType, index: u64| {
+    fn a_410_goes_only_to_candidates_whose_log_is_no_further() {
+        let message = |kind: MessageType, log_term: u64, index: u64| {
             let mut m = Message {
                 from: 2,
                 to: 1,
+                log_term,
                 index,
                 ..Default::default()
             };
             m.set_msg_type(kind);
             m
         };
-        let vote = |index| message(MessageType::MsgRequestVote, index);
-        let pre_vote = |index| message(MessageType::MsgRequestPreVote, index);
-        assert_eq!(gone_as_of(Some(40), &[vote(12)]), Some(40));
-        assert_eq!(gone_as_of(Some(40), &[pre_vote(40)]), Some(40));
-        assert_eq!(gone_as_of(Some(40), &[vote(41)]), None);
-        assert_eq!(gone_as_of(Some(40), &[pre_vote(90)]), None);
-        assert_eq!(gone_as_of(None, &[vote(12)]), None, "not removed");
-        let append = message(MessageType::MsgAppendResponse, 12);
-        assert_eq!(gone_as_of(Some(40), &[append]), None, "not a vote request");
+        let vote = |term, index| message(MessageType::MsgRequestVote, term, index);
+        let pre_vote = |term, index| message(MessageType::MsgRequestPreVote, term, index);
+        let applied = Some(AppliedAt { index: 40, term: 3 });
+        assert_eq!(gone_as_of(applied, &[vote(2, 12)]), Some(40));
+        assert_eq!(gone_as_of(applied, &[pre_vote(3, 40)]), Some(40));
+        assert_eq!(gone_as_of(applied, &[vote(3, 41)]), None);
+        assert_eq!(gone_as_of(applied, &[pre_vote(4, 38)]), None);
+        // A deposed leader's tail, never committed: further, but of an older term.
+        assert_eq!(gone_as_of(applied, &[vote(2, 90)]), Some(40));
+        assert_eq!(gone_as_of(None, &[vote(2, 12)]), None, "not removed");
+        let append = message(MessageType::MsgAppendResponse, 2, 12);
+        assert_eq!(gone_as_of(applied, &[append]), None, "not a vote request");
     }
 
     /// A follower forwards proposals up to raft's message size, and always at least one.

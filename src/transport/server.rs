@@ -45,7 +45,7 @@ use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerEvent, PeerFilter,
     PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
 };
-use crate::membership::{normalize_url, validate_peer_url};
+use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
 use crate::request::Shared;
 
 pub use super::http::Refusal;
@@ -167,7 +167,8 @@ impl PeerServer {
                 format!("a message from node {from} reached node {from} itself"),
             ));
         }
-        self.check_member(from, headers)?;
+        self.check_member(from)?;
+        self.keep_route_back(from, self.url_back(headers).as_deref());
         Ok(from)
     }
 
@@ -185,8 +186,7 @@ impl PeerServer {
 
     /// Refuses a sender that is neither a member nor a removed member, unless this node knows
     /// no leader or takes the sender for its leader (then it may be the one that is behind).
-    /// A sender let in from outside the membership is answered at the URL it names.
-    fn check_member(&self, from: u64, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn check_member(&self, from: u64) -> Result<(), Refusal> {
         if self.filter.is_member(from) {
             return Ok(());
         }
@@ -210,14 +210,28 @@ impl PeerServer {
                 ),
             );
         }
-        if let Some(url) = headers
-            .get(HEADER_URL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|url| validate_peer_url(url).ok())
-        {
-            self.filter.note_route_back(from, &url);
-        }
         Ok(())
+    }
+
+    /// Where a sender may be answered if this node does not count it as a member: the peer URL
+    /// its request names, if it is one, of the scheme this cluster speaks (a TLS cluster never
+    /// answers in plain HTTP).
+    fn url_back(&self, headers: &HeaderMap) -> Option<String> {
+        let url = validate_peer_url(headers.get(HEADER_URL)?.to_str().ok()?).ok()?;
+        let tls = self.filter.own_url().starts_with("https://");
+        check_peer_scheme(&url, tls).ok()?;
+        Some(url)
+    }
+
+    /// A sender let in from outside the membership is answered at `url`, for as long as it
+    /// keeps sending (every batch renews it: a removal this node replays meanwhile ends the
+    /// route, and the sender's stream goes on).
+    fn keep_route_back(&self, from: u64, url: Option<&str>) {
+        if let Some(url) = url
+            && !self.filter.is_member(from)
+        {
+            self.filter.note_route_back(from, url);
+        }
     }
 
     /// 410 Gone when a removed node asks for votes (see [`gone_as_of`]).
@@ -279,6 +293,7 @@ impl PeerServer {
     async fn read_stream(
         &self,
         from: u64,
+        url_back: Option<String>,
         mut body: Body,
         replaced: CancellationToken,
     ) -> Result<(), Refusal> {
@@ -312,6 +327,7 @@ impl PeerServer {
                     format!("snapshots go to {RAFT_PATH}, not to {STREAM_PATH}"),
                 ));
             }
+            self.keep_route_back(from, url_back.as_deref());
             self.check_not_removed(from, &messages)?;
             self.deliver(from, messages).await?;
         }
@@ -371,8 +387,9 @@ async fn receive_stream(
     body: Body,
 ) -> Result<StatusCode, Refusal> {
     let from = server.admit(&headers)?;
+    let url_back = server.url_back(&headers);
     let (number, replaced) = server.open_stream(from);
-    let result = server.read_stream(from, body, replaced).await;
+    let result = server.read_stream(from, url_back, body, replaced).await;
     server.close_stream(from, number);
     result.map(|()| StatusCode::NO_CONTENT)
 }

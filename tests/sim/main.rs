@@ -142,7 +142,9 @@ fn the_same_seed_gives_the_same_trace() {
 ///   the node that then led had no route to it, so its answers were dropped and it never
 ///   caught up; 1001204 (long, ids added back): with two voters, one the id added back, the
 ///   member behind answered its vote requests with 410 Gone as of the old removal, and no one
-///   won an election.
+///   won an election. 1003768, 1004350, 1004878, 1007966, 1009275 (long, mixed): the first fix
+///   of that 410 compared the candidate's log with the index of its removal, and removed nodes
+///   whose logs held a few entries past it were never told, and ran for ever.
 const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_000_009, Length::Long, Kind::Mixed),
     (1_000_096, Length::Long, Kind::Mixed),
@@ -154,6 +156,11 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_006_798, Length::Long, Kind::Mixed),
     (1_007_491, Length::Long, Kind::Mixed),
     (1_009_770, Length::Long, Kind::Mixed),
+    (1_003_768, Length::Long, Kind::Mixed),
+    (1_004_350, Length::Long, Kind::Mixed),
+    (1_004_878, Length::Long, Kind::Mixed),
+    (1_007_966, Length::Long, Kind::Mixed),
+    (1_009_275, Length::Long, Kind::Mixed),
 ];
 
 #[test]

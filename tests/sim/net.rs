@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use raftexample::snapshotter::Snapshotter;
-use raftexample::transport::{Dropped, MAX_ROUTES_BACK, Network, inline_snapshot};
+use raftexample::transport::{AppliedAt, Dropped, MAX_ROUTES_BACK, Network, inline_snapshot};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
@@ -33,7 +33,7 @@ pub const MS: Nanos = 1_000_000;
 struct NetState {
     peers: BTreeMap<u64, String>,
     removed: BTreeSet<u64>,
-    removed_as_of: u64,
+    applied: AppliedAt,
     cluster_id: u64,
     /// Senders outside the membership its peer server let in, and their URLs (as
     /// `PeerFilter::note_route_back`): the node's answers to them are sent.
@@ -112,10 +112,12 @@ impl Network for SimNet {
         }
     }
 
-    fn set_removed(&self, removed: &BTreeSet<u64>, as_of: u64) {
-        let mut state = lock(&self.state);
-        state.removed.clone_from(removed);
-        state.removed_as_of = as_of;
+    fn set_removed(&self, removed: &BTreeSet<u64>) {
+        lock(&self.state).removed.clone_from(removed);
+    }
+
+    fn set_applied(&self, applied: AppliedAt) {
+        lock(&self.state).applied = applied;
     }
 
     fn cluster_id(&self) -> u64 {
@@ -150,10 +152,10 @@ impl NetHandle {
         }
     }
 
-    /// If `id` was removed: the log index as of which this node knows it.
-    pub fn removed_as_of(&self, id: u64) -> Option<u64> {
+    /// If `id` was removed: the last entry this node has applied, as of which it knows it.
+    pub fn removed_as_of(&self, id: u64) -> Option<AppliedAt> {
         let state = lock(&self.state);
-        state.removed.contains(&id).then_some(state.removed_as_of)
+        state.removed.contains(&id).then_some(state.applied)
     }
 
     /// The cluster's identity as this node knows it (0: not yet).

@@ -717,6 +717,14 @@ impl World {
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .count();
         let refusal = self.refusal(from, to, &messages);
+        // As the peer server: a sender let in from outside the membership is answered at its
+        // URL, renewed with every batch (also one answered 410).
+        if !matches!(refusal, Some(Refused::Unreachable))
+            && let Some(p) = self.nodes[&to].proc.as_ref()
+            && !p.net.is_member(from)
+        {
+            p.net.note_route_back(from, &self.nodes[&from].url);
+        }
         match refusal {
             Some(Refused::Unreachable) => {
                 self.note(|| format!("n{to} refuses {} messages from n{from}", messages.len()));
@@ -740,11 +748,6 @@ impl World {
                 return;
             }
             None => {}
-        }
-        if let Some(p) = self.nodes[&to].proc.as_ref()
-            && !p.net.is_member(from)
-        {
-            p.net.note_route_back(from, &self.nodes[&from].url);
         }
         if self.busy(to) {
             let at = self.nodes[&to].busy_until;
