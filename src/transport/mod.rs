@@ -733,6 +733,30 @@ mod tests {
         assert_eq!(gone_as_of(applied, &[append]), None, "not a vote request");
     }
 
+    /// Routes back are answered only while their sender keeps sending, and a full table makes
+    /// room by pushing out the sender heard from longest ago (here one never heard at all).
+    #[test]
+    fn routes_back_last_while_their_sender_speaks_and_the_oldest_makes_room() {
+        let filter = PeerFilter::new(1, 0xabc);
+        let url = |id: u64| format!("http://127.0.0.1:{}", 20000 + id);
+        filter.note_route_back(2, &url(2));
+        assert_eq!(filter.route_back(2), None, "never heard from");
+        filter.heard_from(2);
+        assert_eq!(filter.route_back(2), Some(url(2)));
+        for id in 3..(2 + MAX_ROUTES_BACK as u64) {
+            filter.heard_from(id);
+            filter.note_route_back(id, &url(id));
+        }
+        filter.note_route_back(100, &url(100));
+        filter.heard_from(100);
+        assert_eq!(filter.route_back(100), Some(url(100)));
+        assert_eq!(filter.route_back(2), None, "the oldest was pushed out");
+        assert_eq!(filter.route_back(3), Some(url(3)));
+        // Once a member, a sender is reached at its URL in the membership.
+        filter.set_member(3, Some(&url(3)));
+        assert_eq!(filter.route_back(3), None);
+    }
+
     /// A follower forwards proposals up to raft's message size, and always at least one.
     #[test]
     fn forwarded_proposals_fit_one_message() {
