@@ -12,10 +12,13 @@
 //! cargo nextest run --release --test decoders --run-ignored only --no-capture
 //! ```
 //!
-//! Allocations are counted per thread by the allocator below, around each decode call only.
+//! Allocations are counted per thread by the allocator of `common/memory.rs`, around each
+//! decode call only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[allow(dead_code)] // held, reset_peak, peak: the simulator's way of asking
+#[path = "common/memory.rs"]
+mod memory;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -35,70 +38,9 @@ use raftexample::transport::{decode_available, decode_batch, encode_batch};
 use raftexample::wal::{self, Metadata, Wal, WalOptions};
 use tempfile::TempDir;
 
-/// Counts the bytes each thread holds, and their peak since the last [`peak_during`].
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn note(delta: isize) {
-    // try_with: a thread being torn down still frees memory after its locals are gone.
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-// SAFETY: every call is passed on unchanged to the system allocator; only sizes are noted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on as is.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, which got it from `System`.
-        unsafe { System.dealloc(ptr, layout) };
-        note(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as `dealloc` and `alloc`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            note(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
+/// Counts the bytes each thread holds (see `common/memory.rs`).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Runs `f`; returns its result and the most bytes it held at once on this thread.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let start = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(start));
-    let out = f();
-    let peak = PEAK.with(Cell::get) - start;
-    (out, peak.max(0) as usize)
-}
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 /// The most a decoder may allocate for `len` bytes of input: a small multiple of the input
 /// (a decoded message holds copies of its byte fields, plus its structs), a constant, and the
@@ -172,7 +114,7 @@ impl Decoder {
             std::fs::write(&path, input).expect("writing the input file");
             path
         });
-        let (result, peak) = peak_during(|| match self.kind {
+        let (result, peak) = memory::peak_during(|| match self.kind {
             Kind::PeerFrames => peer_frames(input),
             Kind::RaftMessage => raftexample::pb::parse::<Message>(input)
                 .map(drop)

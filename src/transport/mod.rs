@@ -15,8 +15,9 @@
 //!
 //! The wire format of a batch is [`wire`]'s. Headers name the sender's cluster identity, the
 //! sender and receiver ids, and the sender's own peer URL (where a node that does not count
-//! the sender as a member answers it: see [`PeerFilter::route_back`]). A length over [`PeerLimits::max_message`] is refused as soon
-//! as its four bytes arrive, so a peer connection never holds more than one bounded message.
+//! the sender as a member answers it: see [`PeerFilter::route_back`]). A length over
+//! [`PeerLimits::max_message`] is refused as soon as its four bytes arrive, so a peer
+//! connection never holds more than one bounded message.
 //!
 //! With `https://` peer URLs the client and the server speak TLS and each checks the other's
 //! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).

@@ -38,6 +38,8 @@ mod history;
 #[allow(dead_code)] // the checker's explanations and options the simulator does not use
 #[path = "../faults/lincheck.rs"]
 mod lincheck;
+#[allow(dead_code)] // peak_during: the decoder tests' way of asking
+#[path = "../common/memory.rs"]
 mod memory;
 #[cfg(feature = "sim-mutations")]
 mod mutations;

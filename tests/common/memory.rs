@@ -1,8 +1,11 @@
-//! How much memory one schedule holds: the sim binary's allocator counts, per thread, the
-//! bytes allocated and not yet freed, and the peak since the last [`reset_peak`]. A schedule
-//! runs start to end on one thread (and frees what it allocated on that thread), so a thread's
-//! count is its schedule's. The world ends a schedule that holds more than its bound as a
-//! violation (`world.rs`), rather than letting it take the machine's memory.
+//! How much memory a piece of work holds: an allocator that counts, per thread, the bytes
+//! allocated and not yet freed, and the peak since the last [`reset_peak`]. A test binary that
+//! wants it includes this file (`#[path]`) and makes [`Counting`] its `#[global_allocator]`.
+//!
+//! The simulator: a schedule runs start to end on one thread (and frees what it allocated on
+//! that thread), so a thread's count is its schedule's; the world ends a schedule that holds
+//! more than its bound as a violation (`tests/sim/world.rs`). The decoder tests: what one
+//! decode call allocated at most ([`peak_during`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -82,4 +85,14 @@ pub fn reset_peak() {
 /// The highest this thread held since the last [`reset_peak`].
 pub fn peak() -> u64 {
     PEAK.with(|p| p.get().max(0) as u64)
+}
+
+/// Runs `f`; returns its result and the most bytes it held at once on this thread, beyond
+/// what the thread held before.
+pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = HELD.with(|h| h.get());
+    PEAK.with(|p| p.set(start));
+    let out = f();
+    let peak = PEAK.with(|p| p.get()) - start;
+    (out, peak.max(0) as usize)
 }
