@@ -36,6 +36,8 @@
 //! - [`config`]: the original's flags, plus knobs with the original's defaults.
 //! - [`in_memory`]: the same node in a test's process, on an in-memory network and disk.
 //! - [`pb`]: protobuf decoding bounded by its input; [`varint`]: the one varint.
+//! - `listener`: the ports' listeners; the REST one counts the client connections a stopping
+//!   node still serves.
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
@@ -56,6 +58,7 @@ pub mod fsutil;
 pub mod http_api;
 pub mod in_memory;
 pub mod kvstore;
+mod listener;
 pub mod membership;
 pub mod metrics;
 pub mod mutation;
@@ -74,19 +77,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_rustls::server::TlsStream;
-use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use raft_node::{Exit, NodeHandle, StartError};
 
 use kvstore::KvStore;
+use listener::{PortListener, UntilStopped};
 use raft_node::RaftNode;
-use tls::{TlsListener, TlsSetup};
+use tls::TlsSetup;
 use transport::{PeerFilter, PeerLimits, Transport, server::PeerServer};
 
 /// Messages waiting for the raft node before senders have to wait.
@@ -227,6 +229,8 @@ async fn start_recovered(
         raft_node::NodeEnv::production(),
     )?;
 
+    let clients_gone = CancellationToken::new();
+    let node = node.serve_clients_until(clients_gone.clone());
     let (exit_tx, exit_rx) = oneshot::channel();
     let node_shutdown = shutdown.clone();
     std::thread::Builder::new()
@@ -286,12 +290,14 @@ async fn start_recovered(
         services.clone(),
     );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
-    // connections already open are served until the node has answered what is in flight.
-    let rest_listener = UntilStopped {
-        inner: Some(PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?),
-        stop: shutdown.clone(),
-        addr: rest_addr,
-    };
+    // connections already open are served until they close (each answer from then on asks
+    // the client to close it) or the node stops.
+    let rest_listener = UntilStopped::new(
+        PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?,
+        shutdown.clone(),
+        rest_addr,
+        clients_gone,
+    );
     let rest_server = serve(rest_listener, rest_router, services.clone());
     tracing::info!(
         id = config.id,
@@ -316,78 +322,6 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
         addr: addr.to_string(),
         source,
     })
-}
-
-/// One port's listener: plain TCP, or TLS when the flags ask for it.
-enum PortListener {
-    Plain(TcpListener),
-    Tls(TlsListener),
-}
-
-impl PortListener {
-    fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<Self> {
-        Ok(match tls {
-            Some(tls) => PortListener::Tls(TlsListener::new(listener, tls)?),
-            None => PortListener::Plain(listener),
-        })
-    }
-}
-
-impl axum::serve::Listener for PortListener {
-    type Io = Either<TcpStream, TlsStream<TcpStream>>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self {
-            PortListener::Plain(listener) => {
-                let (tcp, addr) = axum::serve::Listener::accept(listener).await;
-                // Small requests and answers: Nagle's delay would dominate their latency
-                // (the TLS listener sets it too).
-                let _ = tcp.set_nodelay(true);
-                (Either::Left(tcp), addr)
-            }
-            PortListener::Tls(listener) => {
-                let (tls, addr) = listener.accept().await;
-                (Either::Right(tls), addr)
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match self {
-            PortListener::Plain(listener) => listener.local_addr(),
-            PortListener::Tls(listener) => axum::serve::Listener::local_addr(listener),
-        }
-    }
-}
-
-/// A listener that stops taking connections once `stop` is cancelled, and closes its port so
-/// that new clients are refused at once, while the connections it took go on being served.
-struct UntilStopped {
-    inner: Option<PortListener>,
-    stop: CancellationToken,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for UntilStopped {
-    type Io = <PortListener as axum::serve::Listener>::Io;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let UntilStopped { inner, stop, .. } = self;
-        if let Some(listener) = inner.as_mut() {
-            tokio::select! {
-                accepted = axum::serve::Listener::accept(listener) => return accepted,
-                _ = stop.cancelled() => {}
-            }
-        }
-        *inner = None;
-        std::future::pending().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
 }
 
 fn serve<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>

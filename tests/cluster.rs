@@ -252,7 +252,15 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
                 let took = started.elapsed();
                 match sent {
                     Ok(r) if r.status().as_u16() == 204 => writes.push((started, took)),
-                    Ok(r) => bad.push(format!("{} after {took:?}", r.status())),
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        bad.push(format!(
+                            "{status} from node {} after {took:?}: {}",
+                            target + 1,
+                            body.trim_end()
+                        ));
+                    }
                     // The node has gone: try the next one.
                     Err(e) if e.is_connect() => target = (target + 1) % 3,
                     // The whole chain: "error sending request" alone does not say whether
@@ -315,6 +323,72 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
     assert!(
         exited <= Duration::from_secs(1),
         "the leader took {exited:?} to exit"
+    );
+}
+
+/// A client that keeps its connection to the leader open, and writes on it after the SIGTERM
+/// has handed leadership over: the stopping node forwards that write to the new leader (204,
+/// with `Connection: close`, so the client goes elsewhere next), rather than refusing it or
+/// closing the connection under it; and once the client has closed it, the node exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let addr = c.url(leader).trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // One PUT on `conn`: its status and its headers, lower-cased.
+    async fn put_on(conn: &mut tokio::net::TcpStream, key: &str) -> (u16, String) {
+        let request = format!("PUT /{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv");
+        conn.write_all(request.as_bytes())
+            .await
+            .expect("send the PUT");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read the answer");
+            assert!(
+                n > 0,
+                "the node closed the connection under the PUT of {key}"
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&got).to_lowercase();
+        let status = head[9..12].parse().expect("a status code");
+        (status, head)
+    }
+    let (status, head) = put_on(&mut conn, "before").await;
+    assert_eq!(status, 204, "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+
+    c.signal(leader, nix::sys::signal::Signal::SIGTERM);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    wait_for(Duration::from_secs(5), "a new leader", || async {
+        let mut seen = Vec::new();
+        for id in &others {
+            seen.push(c.status(*id).await?["leader"].as_u64()?);
+        }
+        seen.dedup();
+        (seen.len() == 1 && seen[0] != leader && seen[0] != 0).then_some(())
+    })
+    .await;
+    let (status, head) = put_on(&mut conn, "after").await;
+    assert_eq!(status, 204, "the write after the hand-over: {head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(
+        c.get(others[0], "after").await,
+        Some((200, "v".to_string()))
+    );
+    drop(conn);
+    let closed = Instant::now();
+    let status = c.wait_exit(leader, Duration::from_secs(5)).await;
+    assert!(status.success(), "the old leader exited with {status}");
+    assert!(
+        closed.elapsed() <= Duration::from_secs(1),
+        "the old leader took {:?} to exit once its last client had gone",
+        closed.elapsed()
     );
 }
 

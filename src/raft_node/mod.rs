@@ -43,6 +43,7 @@ use raft::eraftpb::ConfState;
 use raft::{RawNode, StateRole};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
@@ -90,6 +91,10 @@ const ELECTION_TICKS: u32 = 10;
 const STOP_LIMIT: Duration = Duration::from_millis(400);
 /// How long a stopping leader takes to hand leadership over and answer what is in flight.
 const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
+
+/// How long a stopping node, with nothing left in flight, waits for one more request from a
+/// client whose connection is still open before it stops (at once once they have all closed).
+const CLIENT_QUIET: Duration = Duration::from_millis(200);
 
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
 /// election timeouts: a leader change usually comes first, and sends everything again).
@@ -142,6 +147,9 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
+    /// Cancelled once every client connection to the REST port has closed: a stopping node
+    /// serves them until then (see [`RaftNode::serve_clients_until`]).
+    clients_gone: Option<CancellationToken>,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
     removed_while_leading: Option<Instant>,
@@ -292,6 +300,7 @@ impl RaftNode {
             removal_pending: removed_in_snapshot,
             added_at,
             transfer_asked: None,
+            clients_gone: None,
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
@@ -307,6 +316,14 @@ impl RaftNode {
     }
 
     /// The node's clock.
+    /// A stopping node goes on serving its clients' open connections until `gone` is
+    /// cancelled (or none of them has sent anything for a while): they may have sent a
+    /// request before they learned that the node stops.
+    pub fn serve_clients_until(mut self, gone: CancellationToken) -> Self {
+        self.clients_gone = Some(gone);
+        self
+    }
+
     fn now(&self) -> Instant {
         self.clock.now()
     }
