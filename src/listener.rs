@@ -4,12 +4,14 @@
 //! reads the answer that tells it the node stops; refusing that request, or closing the
 //! connection under it, would fail a write that a moment later any other node would take).
 
+use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -65,14 +67,19 @@ impl axum::serve::Listener for PortListener {
     }
 }
 
+/// How long a stopping node waits for one more request on a client connection that brought
+/// one in lately: a client that has just been answered may send again before it reads that
+/// the node stops. A connection quiet for longer is taken to be idle.
+const CLIENT_QUIET: Duration = Duration::from_millis(200);
+
 /// A listener that stops taking connections once `stop` is cancelled, and closes its port so
 /// that new clients are refused at once, while the connections it took go on being served;
-/// it cancels `gone` once the last of them has closed.
+/// it cancels `gone` once each of them has closed or been quiet for [`CLIENT_QUIET`].
 pub(crate) struct UntilStopped {
     inner: Option<PortListener>,
     stop: CancellationToken,
     addr: SocketAddr,
-    open: OpenConnections,
+    open: Arc<Connections>,
 }
 
 impl UntilStopped {
@@ -86,7 +93,7 @@ impl UntilStopped {
             inner: Some(inner),
             stop,
             addr,
-            open: OpenConnections::new(gone),
+            open: Arc::new(Connections::new(gone)),
         }
     }
 }
@@ -102,13 +109,21 @@ impl axum::serve::Listener for UntilStopped {
         if let Some(listener) = inner.as_mut() {
             tokio::select! {
                 (io, addr) = axum::serve::Listener::accept(listener) => {
-                    return (Counted { io, _open: open.opened() }, addr);
+                    return (Counted { io, open: Connections::opened(open) }, addr);
                 }
                 _ = stop.cancelled() => {}
             }
+            *inner = None;
+            // The server goes on polling this until the node has stopped: watch the
+            // connections meanwhile.
+            while let Some(wait) = open.close_port_and_wait(CLIENT_QUIET) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = open.gone.cancelled() => {}
+                }
+            }
+            open.gone.cancel();
         }
-        *inner = None;
-        open.closed_port();
         std::future::pending().await
     }
 
@@ -117,48 +132,93 @@ impl axum::serve::Listener for UntilStopped {
     }
 }
 
-/// How many connections are open, and whether the port has closed.
-struct OpenConnections(Arc<Counts>);
-
-struct Counts {
-    open: AtomicUsize,
-    port_closed: AtomicBool,
+/// The connections a port took and has not closed, each with when it last brought bytes in.
+struct Connections {
+    started: Instant,
+    state: Mutex<OpenState>,
+    /// Cancelled once the port has closed and no connection is open, or all are quiet.
     gone: CancellationToken,
 }
 
-impl OpenConnections {
+#[derive(Default)]
+struct OpenState {
+    /// Connection → milliseconds from `started` to the last bytes it brought in.
+    open: HashMap<u64, Arc<AtomicU64>>,
+    next: u64,
+    port_closed: bool,
+}
+
+impl Connections {
     fn new(gone: CancellationToken) -> Self {
-        OpenConnections(Arc::new(Counts {
-            open: AtomicUsize::new(0),
-            port_closed: AtomicBool::new(false),
+        Connections {
+            started: Instant::now(),
+            state: Mutex::default(),
             gone,
-        }))
-    }
-
-    fn opened(&self) -> OneOpen {
-        self.0.open.fetch_add(1, Ordering::SeqCst);
-        OneOpen(self.0.clone())
-    }
-
-    fn closed_port(&self) {
-        // SeqCst on both sides: of this and the last connection's close, at least one sees
-        // the other's write, so `gone` is never missed.
-        self.0.port_closed.store(true, Ordering::SeqCst);
-        if self.0.open.load(Ordering::SeqCst) == 0 {
-            self.0.gone.cancel();
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenState> {
+        // The state is a map and two plain fields, consistent after every statement: a
+        // panic elsewhere while it was held leaves nothing half-done.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn opened(this: &Arc<Connections>) -> OneOpen {
+        let heard = Arc::new(AtomicU64::new(this.now_ms()));
+        let mut state = this.lock();
+        let id = state.next;
+        state.next += 1;
+        state.open.insert(id, heard.clone());
+        OneOpen {
+            connections: this.clone(),
+            id,
+            heard,
+        }
+    }
+
+    /// Closes the port (if not yet), then: `None` if no connection is open or every one has
+    /// been quiet for `quiet`, else how long until the last heard from would have been.
+    fn close_port_and_wait(&self, quiet: Duration) -> Option<Duration> {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        state.port_closed = true;
+        let last = state
+            .open
+            .values()
+            .map(|heard| heard.load(Ordering::Relaxed))
+            .max()?;
+        let quiet = quiet.as_millis() as u64;
+        let since = now.saturating_sub(last);
+        (since < quiet).then(|| Duration::from_millis(quiet - since))
     }
 }
 
 /// One open connection; closing it (dropping this) may be the last.
-struct OneOpen(Arc<Counts>);
+struct OneOpen {
+    connections: Arc<Connections>,
+    id: u64,
+    heard: Arc<AtomicU64>,
+}
+
+impl OneOpen {
+    fn heard_now(&self) {
+        self.heard
+            .store(self.connections.now_ms(), Ordering::Relaxed);
+    }
+}
 
 impl Drop for OneOpen {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.0.port_closed.load(Ordering::SeqCst)
-        {
-            self.0.gone.cancel();
+        let mut state = self.connections.lock();
+        state.open.remove(&self.id);
+        if state.port_closed && state.open.is_empty() {
+            self.connections.gone.cancel();
         }
     }
 }
@@ -166,7 +226,7 @@ impl Drop for OneOpen {
 /// A connection counted among the open ones until it is dropped.
 pub(crate) struct Counted<T> {
     io: T,
-    _open: OneOpen,
+    open: OneOpen,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
@@ -175,7 +235,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.open.heard_now();
+        }
+        read
     }
 }
 
@@ -213,21 +278,45 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 mod tests {
     use super::*;
 
-    /// `gone` fires once the port has closed and the last connection has, in either order.
+    /// `gone` fires once the port has closed and the last connection has, in either order;
+    /// a connection that has brought nothing in for the quiet time does not hold it.
     #[test]
-    fn gone_once_the_port_and_every_connection_have_closed() {
-        let open = OpenConnections::new(CancellationToken::new());
-        let (a, b) = (open.opened(), open.opened());
+    fn gone_once_the_port_has_closed_and_every_connection_has_closed_or_gone_quiet() {
+        let quiet = Duration::from_secs(3600);
+        let open = Arc::new(Connections::new(CancellationToken::new()));
+        let (a, b) = (Connections::opened(&open), Connections::opened(&open));
         drop(a);
-        open.closed_port();
-        assert!(!open.0.gone.is_cancelled(), "one connection is still open");
+        assert!(
+            open.close_port_and_wait(quiet).is_some(),
+            "b was just opened"
+        );
+        assert!(!open.gone.is_cancelled(), "one connection is still open");
         drop(b);
-        assert!(open.0.gone.is_cancelled());
+        assert!(open.gone.is_cancelled());
+        assert_eq!(open.close_port_and_wait(quiet), None);
 
-        let open = OpenConnections::new(CancellationToken::new());
-        drop(open.opened());
-        assert!(!open.0.gone.is_cancelled(), "the port is still open");
-        open.closed_port();
-        assert!(open.0.gone.is_cancelled(), "no connection was open");
+        let open = Arc::new(Connections::new(CancellationToken::new()));
+        drop(Connections::opened(&open));
+        assert!(!open.gone.is_cancelled(), "the port is still open");
+        assert_eq!(
+            open.close_port_and_wait(quiet),
+            None,
+            "no connection is open"
+        );
+
+        let open = Arc::new(Connections::new(CancellationToken::new()));
+        let idle = Connections::opened(&open);
+        idle.heard.store(0, Ordering::Relaxed);
+        let _busy = Connections::opened(&open);
+        let wait = open
+            .close_port_and_wait(Duration::from_millis(50))
+            .expect("one connection brought bytes in lately");
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        std::thread::sleep(wait + Duration::from_millis(5));
+        assert_eq!(
+            open.close_port_and_wait(Duration::from_millis(50)),
+            None,
+            "both quiet now"
+        );
     }
 }

@@ -92,10 +92,6 @@ const STOP_LIMIT: Duration = Duration::from_millis(400);
 /// How long a stopping leader takes to hand leadership over and answer what is in flight.
 const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 
-/// How long a stopping node, with nothing left in flight, waits for one more request from a
-/// client whose connection is still open before it stops (at once once they have all closed).
-const CLIENT_QUIET: Duration = Duration::from_millis(200);
-
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
 /// election timeouts: a leader change usually comes first, and sends everything again).
 const RESEND_TICKS: u32 = 40;
@@ -147,8 +143,8 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
-    /// Cancelled once every client connection to the REST port has closed: a stopping node
-    /// serves them until then (see [`RaftNode::serve_clients_until`]).
+    /// Cancelled once the REST port's clients have gone: a stopping node serves them until
+    /// then (see [`RaftNode::serve_clients_until`]).
     clients_gone: Option<CancellationToken>,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
@@ -317,8 +313,8 @@ impl RaftNode {
 
     /// The node's clock.
     /// A stopping node goes on serving its clients' open connections until `gone` is
-    /// cancelled (or none of them has sent anything for a while): they may have sent a
-    /// request before they learned that the node stops.
+    /// cancelled (the listener does, once each has closed or gone quiet), or until its stop
+    /// limit: they may send a request before they learn that the node stops.
     pub fn serve_clients_until(mut self, gone: CancellationToken) -> Self {
         self.clients_gone = Some(gone);
         self

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
-use super::{CLIENT_QUIET, Exit, NodeError, RaftNode, Request, Responder};
+use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -46,8 +46,6 @@ impl RaftNode {
         let mut heard = Vec::with_capacity(1024);
         // Once asked to stop: the time by which the node stops, whatever is still in flight.
         let mut stop_by: Option<Instant> = None;
-        // Once stopping with nothing in flight: when the node stops if no client sends more.
-        let mut quiet_until: Option<Instant> = None;
         let clients_gone = self.clients_gone.clone().unwrap_or_else(|| {
             let none_to_wait_for = CancellationToken::new();
             none_to_wait_for.cancel();
@@ -55,6 +53,9 @@ impl RaftNode {
         });
         let exit = loop {
             let hold_until = self.hold_until();
+            // Stopping with nothing in flight, and clients are still connected (else it
+            // would have stopped).
+            let waiting_for_clients = stop_by.is_some() && self.stopped_cleanly();
             tokio::select! {
                 // Ticks first: under a flood of requests, elections and heartbeats still run.
                 biased;
@@ -62,15 +63,14 @@ impl RaftNode {
                     stop_by = Some(self.begin_stop());
                 }
                 _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now).into()), if stop_by.is_some() => {
-                    if quiet_until.is_some() {
+                    if waiting_for_clients {
                         tracing::info!("stopping with client connections still open");
                     } else {
                         tracing::info!("stopping with requests still in flight");
                     }
                     break Exit::Shutdown;
                 }
-                _ = clients_gone.cancelled(), if quiet_until.is_some() => {}
-                _ = tokio::time::sleep_until(quiet_until.unwrap_or_else(Instant::now).into()), if quiet_until.is_some() => {}
+                _ = clients_gone.cancelled(), if waiting_for_clients => {}
                 _ = ticker.tick() => self.on_tick(),
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
                 n = peers.recv_many(&mut heard, 4096) => {
@@ -93,18 +93,11 @@ impl RaftNode {
             if let Some(exit) = self.round() {
                 break exit;
             }
-            if stop_by.is_some() && self.stopped_cleanly() {
-                // A client on a connection still open may send one more request before it
-                // reads the answer that closes its connection: serve it (a follower forwards
-                // it to the new leader) rather than refuse it. Stop once every connection
-                // has closed, or no request came for a while.
-                let now = self.now();
-                let until = *quiet_until.get_or_insert(now + CLIENT_QUIET);
-                if clients_gone.is_cancelled() || now >= until {
-                    break Exit::Shutdown;
-                }
-            } else {
-                quiet_until = None;
+            // A client on a connection still open may send one more request before it reads
+            // the answer that closes its connection: serve it (a follower forwards it to the
+            // new leader) rather than refuse it.
+            if stop_by.is_some() && self.stopped_cleanly() && clients_gone.is_cancelled() {
+                break Exit::Shutdown;
             }
         };
         self.proposals.stop();
