@@ -290,8 +290,8 @@ async fn start_recovered(
         services.clone(),
     );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
-    // connections already open are served until they close (each answer from then on asks
-    // the client to close it) or the node stops.
+    // connections already open are served until each has closed (every answer from then on
+    // asks the client to close it) or sat answered for a moment, or the node's stop limit.
     let rest_listener = UntilStopped::new(
         PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?,
         shutdown.clone(),

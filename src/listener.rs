@@ -1,8 +1,11 @@
 //! The two ports' listeners: plain TCP or TLS, and for the REST port, one that closes when the
-//! node starts to stop while it counts the client connections still open, so that the node
-//! serves them until they have gone (a client may send on its kept-alive connection before it
-//! reads the answer that tells it the node stops; refusing that request, or closing the
-//! connection under it, would fail a write that a moment later any other node would take).
+//! node starts to stop and then watches the client connections still open, so that the node
+//! serves them until they have gone. A client may send on its kept-alive connection before it
+//! reads the answer that tells it the node stops (`Connection: close`); refusing that request,
+//! or closing the connection under it, would fail a write that any other node would take.
+//! What is left of HTTP/1.1's race: a connection idle for [`CLIENT_QUIET`] is let go, and a
+//! request sent on it just as the node exits still fails (the client cannot know it was not
+//! taken; curl, which opens a connection per request, never meets it).
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -67,14 +70,15 @@ impl axum::serve::Listener for PortListener {
     }
 }
 
-/// How long a stopping node waits for one more request on a client connection that brought
-/// one in lately: a client that has just been answered may send again before it reads that
-/// the node stops. A connection quiet for longer is taken to be idle.
+/// How long a stopping node waits for one more request on a client connection it has just
+/// answered: the client may send again before it reads that the node stops. A connection
+/// quiet for longer is taken to be idle; one with a request not yet answered always holds the
+/// node (up to its stop limit).
 const CLIENT_QUIET: Duration = Duration::from_millis(200);
 
 /// A listener that stops taking connections once `stop` is cancelled, and closes its port so
 /// that new clients are refused at once, while the connections it took go on being served;
-/// it cancels `gone` once each of them has closed or been quiet for [`CLIENT_QUIET`].
+/// it cancels `gone` once each of them has closed or sat answered for [`CLIENT_QUIET`].
 pub(crate) struct UntilStopped {
     inner: Option<PortListener>,
     stop: CancellationToken,
@@ -114,16 +118,16 @@ impl axum::serve::Listener for UntilStopped {
                 _ = stop.cancelled() => {}
             }
             *inner = None;
-            // The server goes on polling this until the node has stopped: watch the
-            // connections meanwhile.
-            while let Some(wait) = open.close_port_and_wait(CLIENT_QUIET) {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = open.gone.cancelled() => {}
-                }
-            }
-            open.gone.cancel();
         }
+        // The server goes on polling this until the node has stopped (and, were this future
+        // ever dropped, calls it again): watch the connections meanwhile.
+        while let Some(wait) = open.close_port_and_wait(CLIENT_QUIET) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = open.gone.cancelled() => {}
+            }
+        }
+        open.gone.cancel();
         std::future::pending().await
     }
 
@@ -132,7 +136,7 @@ impl axum::serve::Listener for UntilStopped {
     }
 }
 
-/// The connections a port took and has not closed, each with when it last brought bytes in.
+/// The connections a port took and has not closed, each with what it last did.
 struct Connections {
     started: Instant,
     state: Mutex<OpenState>,
@@ -142,10 +146,26 @@ struct Connections {
 
 #[derive(Default)]
 struct OpenState {
-    /// Connection → milliseconds from `started` to the last bytes it brought in.
+    /// Connection → its [`LastIo`].
     open: HashMap<u64, Arc<AtomicU64>>,
     next: u64,
     port_closed: bool,
+}
+
+/// What a connection last did, packed in a `u64` so one atomic store records it: the
+/// milliseconds from [`Connections::started`] to its last bytes in or out, shifted left one
+/// bit, and in the low bit whether those were bytes in (a request not yet answered).
+struct LastIo;
+
+impl LastIo {
+    fn pack(ms: u64, came_in: bool) -> u64 {
+        (ms << 1) | u64::from(came_in)
+    }
+
+    /// `(ms, came_in)`.
+    fn unpack(packed: u64) -> (u64, bool) {
+        (packed >> 1, packed & 1 == 1)
+    }
 }
 
 impl Connections {
@@ -170,32 +190,42 @@ impl Connections {
     }
 
     fn opened(this: &Arc<Connections>) -> OneOpen {
-        let heard = Arc::new(AtomicU64::new(this.now_ms()));
+        // A connection just opened has its request still to send: a short grace, as if just
+        // answered.
+        let last = Arc::new(AtomicU64::new(LastIo::pack(this.now_ms(), false)));
         let mut state = this.lock();
         let id = state.next;
         state.next += 1;
-        state.open.insert(id, heard.clone());
+        state.open.insert(id, last.clone());
         OneOpen {
             connections: this.clone(),
             id,
-            heard,
+            last,
         }
     }
 
-    /// Closes the port (if not yet), then: `None` if no connection is open or every one has
-    /// been quiet for `quiet`, else how long until the last heard from would have been.
+    /// Closes the port (if not yet), then: `None` if every open connection (if any) has sat
+    /// answered for `quiet`, else how long to wait before asking again.
     fn close_port_and_wait(&self, quiet: Duration) -> Option<Duration> {
         let now = self.now_ms();
         let mut state = self.lock();
         state.port_closed = true;
-        let last = state
+        let quiet = quiet.as_millis() as u64;
+        state
             .open
             .values()
-            .map(|heard| heard.load(Ordering::Relaxed))
-            .max()?;
-        let quiet = quiet.as_millis() as u64;
-        let since = now.saturating_sub(last);
-        (since < quiet).then(|| Duration::from_millis(quiet - since))
+            .map(|last| {
+                let (ms, came_in) = LastIo::unpack(last.load(Ordering::Relaxed));
+                // A request in: hold, and look again after a quiet time (its answer ends it).
+                if came_in {
+                    quiet
+                } else {
+                    quiet.saturating_sub(now.saturating_sub(ms))
+                }
+            })
+            .max()
+            .filter(|wait| *wait > 0)
+            .map(Duration::from_millis)
     }
 }
 
@@ -203,13 +233,14 @@ impl Connections {
 struct OneOpen {
     connections: Arc<Connections>,
     id: u64,
-    heard: Arc<AtomicU64>,
+    last: Arc<AtomicU64>,
 }
 
 impl OneOpen {
-    fn heard_now(&self) {
-        self.heard
-            .store(self.connections.now_ms(), Ordering::Relaxed);
+    fn moved(&self, came_in: bool) {
+        let ms = self.connections.now_ms();
+        self.last
+            .store(LastIo::pack(ms, came_in), Ordering::Relaxed);
     }
 }
 
@@ -238,7 +269,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.open.heard_now();
+            self.open.moved(true);
         }
         read
     }
@@ -250,7 +281,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.open.moved(false);
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -258,7 +293,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.open.moved(false);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -278,10 +317,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 mod tests {
     use super::*;
 
-    /// `gone` fires once the port has closed and the last connection has, in either order;
-    /// a connection that has brought nothing in for the quiet time does not hold it.
+    /// `gone` fires once the port has closed and the last connection has, in either order.
     #[test]
-    fn gone_once_the_port_has_closed_and_every_connection_has_closed_or_gone_quiet() {
+    fn gone_once_the_port_and_every_connection_have_closed() {
         let quiet = Duration::from_secs(3600);
         let open = Arc::new(Connections::new(CancellationToken::new()));
         let (a, b) = (Connections::opened(&open), Connections::opened(&open));
@@ -303,20 +341,35 @@ mod tests {
             None,
             "no connection is open"
         );
+    }
 
+    /// A connection answered long enough ago does not hold the port; one answered lately
+    /// does for the rest of the quiet time; one with a request in holds it however long.
+    #[test]
+    fn only_a_connection_answered_lately_or_with_a_request_in_holds_the_port() {
+        let quiet = Duration::from_millis(50);
         let open = Arc::new(Connections::new(CancellationToken::new()));
         let idle = Connections::opened(&open);
-        idle.heard.store(0, Ordering::Relaxed);
-        let _busy = Connections::opened(&open);
-        let wait = open
-            .close_port_and_wait(Duration::from_millis(50))
-            .expect("one connection brought bytes in lately");
-        assert!(wait <= Duration::from_millis(50), "{wait:?}");
-        std::thread::sleep(wait + Duration::from_millis(5));
+        let asking = Connections::opened(&open);
+        asking.moved(true);
+        std::thread::sleep(quiet * 2);
+        idle.moved(false);
+        let wait = open.close_port_and_wait(quiet).expect("both hold it");
+        assert!(wait <= quiet, "{wait:?}");
+        std::thread::sleep(quiet * 2);
         assert_eq!(
-            open.close_port_and_wait(Duration::from_millis(50)),
-            None,
-            "both quiet now"
+            open.close_port_and_wait(quiet),
+            Some(quiet),
+            "the request in still holds it"
         );
+        asking.moved(false);
+        std::thread::sleep(quiet * 2);
+        assert_eq!(open.close_port_and_wait(quiet), None, "all answered, quiet");
+        assert!(
+            !open.gone.is_cancelled(),
+            "the watcher cancels it, not the check"
+        );
+        drop((idle, asking));
+        assert!(open.gone.is_cancelled(), "the last one closed");
     }
 }

@@ -330,10 +330,13 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
     );
 }
 
-/// A client that keeps its connection to the leader open, and writes on it after the SIGTERM
-/// has handed leadership over: the stopping node forwards that write to the new leader (204,
-/// with `Connection: close`, so the client goes elsewhere next), rather than refusing it or
-/// closing the connection under it; and once the client has closed it, the node exits.
+/// A client that keeps its connection to the leader open and writes on it after the SIGTERM
+/// has handed leadership over: the stopping node serves that write (forwarded to the new
+/// leader: 204, with `Connection: close`, so the client goes elsewhere next) rather than
+/// refusing it or closing the connection under it; once the client has closed the connection,
+/// the node exits. The write is sent in two parts, its head at once and its body only once
+/// the new leader leads, so that it is in flight across the whole hand-over however slow the
+/// machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,12 +346,9 @@ async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
     let mut conn = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
-    // One PUT on `conn`: its status and its headers, lower-cased.
-    async fn put_on(conn: &mut tokio::net::TcpStream, key: &str) -> (u16, String) {
-        let request = format!("PUT /{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv");
-        conn.write_all(request.as_bytes())
-            .await
-            .expect("send the PUT");
+    let head = |key: &str| format!("PUT /{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n");
+    // The answer on `conn`: its status and its head, lower-cased.
+    async fn answer(conn: &mut tokio::net::TcpStream, key: &str) -> (u16, String) {
         let mut got = Vec::new();
         let mut buf = [0u8; 1024];
         while !got.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -363,11 +363,17 @@ async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
         let status = head[9..12].parse().expect("a status code");
         (status, head)
     }
-    let (status, head) = put_on(&mut conn, "before").await;
-    assert_eq!(status, 204, "{head}");
-    assert!(!head.contains("connection: close"), "{head}");
+    conn.write_all(format!("{}v", head("before")).as_bytes())
+        .await
+        .expect("send");
+    let (status, answered) = answer(&mut conn, "before").await;
+    assert_eq!(status, 204, "{answered}");
+    assert!(!answered.contains("connection: close"), "{answered}");
 
     c.signal(leader, nix::sys::signal::Signal::SIGTERM);
+    conn.write_all(head("after").as_bytes())
+        .await
+        .expect("send the head");
     let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     wait_for(Duration::from_secs(5), "a new leader", || async {
         let mut seen = Vec::new();
@@ -378,28 +384,32 @@ async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
         (seen.len() == 1 && seen[0] != leader && seen[0] != 0).then_some(())
     })
     .await;
-    let (status, head) = put_on(&mut conn, "after").await;
-    assert_eq!(status, 204, "the write after the hand-over: {head}");
-    assert!(head.contains("connection: close"), "{head}");
+    conn.write_all(b"v").await.expect("send the body");
+    let (status, answered) = answer(&mut conn, "after").await;
+    assert_eq!(status, 204, "the write across the hand-over: {answered}");
+    assert!(answered.contains("connection: close"), "{answered}");
     assert_eq!(
         c.get(others[0], "after").await,
         Some((200, "v".to_string()))
     );
     drop(conn);
-    let closed = Instant::now();
     let status = c.wait_exit(leader, Duration::from_secs(5)).await;
     assert!(status.success(), "the old leader exited with {status}");
-    assert!(
-        closed.elapsed() <= Duration::from_secs(1),
-        "the old leader took {:?} to exit once its last client had gone",
-        closed.elapsed()
-    );
+    // It stopped because its last client had gone, not at its stop limit.
+    let log = c.log(leader);
+    assert!(!log.contains("stopping with"), "{log}");
 }
 
-/// SIGTERM of a follower: it exits within half a second.
+/// SIGTERM of a follower: it exits within half a second (its clients, like curl, open a
+/// connection per request: a client it has just answered on a kept-alive connection would
+/// hold it a little longer, see the test above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_follower_is_quick() {
     let mut c = ProcCluster::start(3, &[]).await;
+    c.http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a client");
     let leader = c.wait_leader().await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     c.put_ok(follower, "k", "v").await;

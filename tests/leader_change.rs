@@ -34,10 +34,23 @@ enum Ask {
 /// timeout, and afterwards every node serves what was written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_to_a_follower_ride_through_the_leaders_death() {
-    const TIMEOUT: Duration = Duration::from_secs(5);
+    // Three times the default: on a busy machine one fsync can stall for seconds (seen: 1.6 s
+    // for a candidate persisting its vote, with four voters needing all three survivors), and
+    // the point here is that the request rides through rather than how fast the disk is. A
+    // request that does not ride through still fails: 503 once this timeout has passed.
+    const TIMEOUT: Duration = Duration::from_secs(15);
     // Adding node 5 right after the leader died is what etcd's strict reconfiguration check
     // refuses (one more failure would lose the quorum); here it is the point of the test.
-    let mut c = ProcCluster::start(3, &["--strict-reconfig-check=false"]).await;
+    let timeout_flag = TIMEOUT.as_millis().to_string();
+    let mut c = ProcCluster::start(
+        3,
+        &[
+            "--strict-reconfig-check=false",
+            "--proposal-timeout-ms",
+            &timeout_flag,
+        ],
+    )
+    .await;
     // Slots 4 (unused) and 5, after the three bootstrapped: node 5 joins and leaves during
     // the test.
     c.grow();

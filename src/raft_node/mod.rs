@@ -87,9 +87,11 @@ pub enum NodeError {
 
 /// Ticks of an election timeout (raft picks each node's between this and twice this).
 const ELECTION_TICKS: u32 = 10;
-/// How long a stopping follower answers what is in flight before it exits regardless.
+/// How long a stopping follower answers what is in flight, and the clients still connected,
+/// before it exits regardless.
 const STOP_LIMIT: Duration = Duration::from_millis(400);
-/// How long a stopping leader takes to hand leadership over and answer what is in flight.
+/// How long a stopping leader takes to hand leadership over and answer what is in flight (and
+/// the clients still connected).
 const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
@@ -311,7 +313,6 @@ impl RaftNode {
         })
     }
 
-    /// The node's clock.
     /// A stopping node goes on serving its clients' open connections until `gone` is
     /// cancelled (the listener does, once each has closed or gone quiet), or until its stop
     /// limit: they may send a request before they learn that the node stops.
@@ -320,6 +321,7 @@ impl RaftNode {
         self
     }
 
+    /// The node's clock.
     fn now(&self) -> Instant {
         self.clock.now()
     }
