@@ -468,7 +468,10 @@ pub struct Transport {
     peers: HashMap<u64, peer::PeerHandle>,
     /// Those of `peers` that are routes back to senders outside the membership.
     routes_back: BTreeSet<u64>,
+    /// For the message streams ([`stream_client`]).
     client: HttpClient,
+    /// For snapshots and joins ([`http_client`]).
+    snapshot_client: HttpClient,
     /// Runtime the peer tasks run on: the server's, not the raft node's own thread, so
     /// messages keep flowing while the node waits for an fsync.
     runtime: tokio::runtime::Handle,
@@ -493,11 +496,11 @@ impl Transport {
         tls: Option<rustls::ClientConfig>,
         snapshots: Snapshotter,
     ) -> Transport {
-        let client = http_client(tls);
         Transport {
             peers: HashMap::new(),
             routes_back: BTreeSet::new(),
-            client,
+            client: stream_client(tls.clone()),
+            snapshot_client: http_client(tls),
             runtime,
             inbox,
             filter,
@@ -535,6 +538,7 @@ impl Transport {
                 id,
                 url: url.to_string(),
                 client: self.client.clone(),
+                snapshot_client: self.snapshot_client.clone(),
                 inbox: self.inbox.clone(),
                 filter: self.filter.clone(),
                 metrics: self.metrics.clone(),
@@ -640,7 +644,7 @@ impl Transport {
             return;
         }
         let asks = join::Lookup {
-            client: self.client.clone(),
+            client: self.snapshot_client.clone(),
             filter: self.filter.clone(),
             own_url: own_url.to_string(),
             members: (1..)
@@ -658,14 +662,41 @@ impl Transport {
     }
 }
 
-/// The peers' HTTP client; `tls` enables `https://` URLs.
+/// How long bytes sent on a message stream may go unacknowledged by the peer's TCP before the
+/// connection is dropped (longer than the silence check's limit, which covers the usual cases
+/// first).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(5);
+
+/// The peers' HTTP client; `tls` enables `https://` URLs. For snapshots, joins and the live
+/// page; the message streams use [`stream_client`].
 pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+    build_client(tls, None)
+}
+
+/// The client of the message streams: as [`http_client`], and a connection whose bytes the
+/// peer has not acknowledged for [`UNACKNOWLEDGED_LIMIT`] is dead: it is closed and the stream
+/// connects again. The silence check in `peer` cannot see this when the peer's own connection
+/// to us still works (a firewall that drops only our direction), as we go on hearing it; TCP
+/// alone would retransmit with a backoff that grows past ten seconds, so that even once the
+/// path was back the peer would wait that long for our messages. Not for snapshots: a
+/// receiver busy writing one may leave its window shut for longer (Linux counts that too),
+/// and their transfers have a stall check of their own.
+fn stream_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+    build_client(tls, Some(UNACKNOWLEDGED_LIMIT))
+}
+
+fn build_client(tls: Option<rustls::ClientConfig>, unacknowledged: Option<Duration>) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Raft messages are small and latency-bound: never wait for Nagle.
     connector.set_nodelay(true);
     // A partitioned peer drops our SYNs; without a bound, connecting would retry for
     // minutes and the stream would come back long after the network did.
     connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    #[cfg(target_os = "linux")]
+    connector.set_tcp_user_timeout(unacknowledged);
+    #[cfg(not(target_os = "linux"))]
+    let _ = unacknowledged;
     // https:// URLs need hyper-rustls to hand the connection over unwrapped (enforce_http
     // is for plain connectors only).
     connector.enforce_http(false);

@@ -8,7 +8,9 @@
 //!
 //! A stream is dropped and reopened when it fails, when the peer has not been heard from for a
 //! while although we keep sending (a partition leaves a TCP connection that only looks open),
-//! and when it has been idle for long.
+//! when the peer's TCP has not acknowledged what we sent for a while although we still hear
+//! it (the connection's own timeout, see `transport::stream_client`), and when it has been
+//! idle for long.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -63,8 +65,10 @@ pub struct PeerTask {
     pub id: u64,
     /// The peer's URL.
     pub url: String,
-    /// Shared HTTP client.
+    /// Shared HTTP client of the message streams.
     pub client: HttpClient,
+    /// Shared HTTP client of snapshots (see `transport::http_client`).
+    pub snapshot_client: HttpClient,
     /// Where failures are reported.
     pub inbox: mpsc::Sender<PeerEvent>,
     /// Our cluster identity and id, and when each peer was last heard from.
@@ -278,7 +282,8 @@ impl PeerTask {
         let task = PeerTask {
             id: self.id,
             url: self.url.clone(),
-            client: self.client.clone(),
+            client: self.snapshot_client.clone(),
+            snapshot_client: self.snapshot_client.clone(),
             inbox: self.inbox.clone(),
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),

@@ -132,6 +132,21 @@ fn torn_wal_tail() {
     short_run(FaultKind::TornWal);
 }
 
+/// The leader's connection to a follower dead for 14 s (the follower's firewall drops it)
+/// while the follower's own connection to the leader works: the leader goes on hearing the
+/// follower, so only the unacknowledged bytes of its own connection say that it is dead.
+/// Once healed, the follower has what was written meanwhile within seconds (not at TCP's next
+/// retransmission, which backs off to many seconds).
+#[test]
+fn a_connection_dead_one_way_heals_within_seconds() {
+    let took = run::one_way_cut(Duration::from_secs(14)).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("the follower caught up {took:?} after the heal");
+    assert!(
+        took <= Duration::from_secs(4),
+        "the follower caught up only {took:?} after the heal"
+    );
+}
+
 /// A node removed under load and added back with a fresh data dir.
 #[test]
 fn remove_and_add_back() {

@@ -175,6 +175,44 @@ impl Net {
         run_all(commands).await
     }
 
+    /// Drops every packet the nodes of `from` send to the peer port of those of `to`, and only
+    /// those: `to`'s firewall refuses `from`'s connections (and the bytes of those already
+    /// open) while its own connections to `from` work, so `from` goes on hearing `to`. Only
+    /// the unacknowledged bytes of `from`'s own connection say that it is dead.
+    pub async fn cut_one_way(&self, from: &[u64], to: &[u64]) -> Result<(), String> {
+        let senders = ip_list(from);
+        // The nat rule has redirected the peer port to the proxy's by the time INPUT sees
+        // the packet; conntrack still knows the port it was sent to.
+        let port = PEER_PORT.to_string();
+        let commands = to
+            .iter()
+            .map(|&id| {
+                iptables_command(
+                    &self.node_ns(id),
+                    &[
+                        "-A",
+                        "INPUT",
+                        "-s",
+                        &senders,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "conntrack",
+                        // Packets of `from`'s connections only: the answers of `to`'s own
+                        // connections to `from`'s peer port come from there too.
+                        "--ctdir",
+                        "ORIGINAL",
+                        "--ctorigdstport",
+                        &port,
+                        "-j",
+                        "DROP",
+                    ],
+                )
+            })
+            .collect();
+        run_all(commands).await
+    }
+
     /// Drops each packet between `ids` and every other node with probability `p`, both ways.
     pub async fn loss(&self, ids: &[u64], p: f64) -> Result<(), String> {
         let p = format!("{p:.3}");

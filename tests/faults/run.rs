@@ -221,30 +221,66 @@ pub fn runs_root() -> PathBuf {
 /// Runs one seed and returns what it found. Panics only on harness failures (no namespaces,
 /// no binary); the store's failures are in the report.
 pub fn run(config: RunConfig) -> RunReport {
-    static RUNS: AtomicU64 = AtomicU64::new(0);
     let kind = FaultKind::of_seed(config.seed);
-    let mut dir = RunDir::create(config.seed, kind);
+    let name = format!("{}-{}", config.seed, kind.name());
+    with_harness(name, config, kind, RunReport::passed, Harness::run)
+}
+
+/// The leader's connections to a follower dead for `cut` while the follower's to the leader
+/// work ([`Net::cut_one_way`]), under no load; then healed. Returns how long after the heal
+/// the follower served a write made during the cut; `Err` says what went wrong (the run's
+/// folder is kept then).
+pub fn one_way_cut(cut: Duration) -> Result<Duration, String> {
+    let config = RunConfig {
+        seed: 0,
+        load: Duration::ZERO,
+        clients: 0,
+        stale_reads: false,
+    };
+    let kind = FaultKind::PartitionLeader;
+    with_harness(
+        "one-way-cut".into(),
+        config,
+        kind,
+        Result::is_ok,
+        move |h| h.one_way_cut(cut),
+    )
+}
+
+/// Runs `body` on a harness of `kind`'s nodes in a network of their own, on a thread (and a
+/// runtime) of its own inside the bridge namespace, in the run folder `name`, which is kept
+/// when `passed` says no, `FAULT_KEEP` is set, or the run panics.
+fn with_harness<T, Fut>(
+    name: String,
+    config: RunConfig,
+    kind: FaultKind,
+    passed: fn(&T) -> bool,
+    body: impl FnOnce(Harness) -> Fut + Send + 'static,
+) -> T
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let mut dir = RunDir::create(&name);
     let ids: Vec<u64> = (1..=kind.nodes()).collect();
     let net = Net::create(RUNS.fetch_add(1, Ordering::Relaxed), &ids);
     let path = dir.path.clone();
     let thread = std::thread::Builder::new()
-        .name(format!("fault-run-{}", config.seed))
+        .name(format!("fault-run-{name}"))
         .spawn(move || {
             netns::enter(&net.bridge_ns());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("building the run's runtime");
-            rt.block_on(async move {
-                let harness = Harness::new(config, kind, net, &path);
-                harness.run().await
-            })
+            rt.block_on(body(Harness::new(config, kind, net, &path)))
         })
         .expect("spawning the run thread");
     match thread.join() {
-        Ok(report) => {
-            dir.keep = !report.passed() || std::env::var_os("FAULT_KEEP").is_some();
-            report
+        Ok(result) => {
+            dir.keep = !passed(&result) || std::env::var_os("FAULT_KEEP").is_some();
+            result
         }
         Err(panic) => {
             dir.keep = true;
@@ -260,8 +296,8 @@ struct RunDir {
 }
 
 impl RunDir {
-    fn create(seed: u64, kind: FaultKind) -> RunDir {
-        let path = runs_root().join(format!("{seed}-{}", kind.name()));
+    fn create(name: &str) -> RunDir {
+        let path = runs_root().join(name);
         // A folder of an earlier run of this seed is replaced.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
@@ -454,6 +490,44 @@ impl Harness {
             BTreeMap::new()
         };
         self.finish(history, finals)
+    }
+
+    /// See [`one_way_cut`].
+    async fn one_way_cut(mut self, cut: Duration) -> Result<Duration, String> {
+        let ids = self.cluster.ids();
+        for &id in &ids {
+            self.cluster.start(id, false)?;
+        }
+        if !self.wait_all_ready(Duration::from_secs(30)).await {
+            return Err(format!("the cluster did not start: {:?}", self.events));
+        }
+        let leader = self
+            .wait_leader(Duration::from_secs(5))
+            .await
+            .ok_or("no leader")?;
+        let follower = *ids.iter().find(|id| **id != leader).ok_or("no follower")?;
+        self.net.cut_one_way(&[leader], &[follower]).await?;
+        self.note(format!("cut {leader} -> {follower}, one way"));
+        // Committed by the leader and the other follower while the cut lasts.
+        let (put, why) = self.http.put(leader, "during", "1").await;
+        if put != Outcome::Ok {
+            return Err(format!("the PUT during the cut: {put:?} {why:?}"));
+        }
+        tokio::time::sleep(cut).await;
+        self.net.heal().await?;
+        let healed = Instant::now();
+        loop {
+            if self.http.get(follower, "during", true).await.0 == Outcome::Value("1".into()) {
+                return Ok(healed.elapsed());
+            }
+            if healed.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "node {follower} never caught up; its log ends:\n{}",
+                    self.cluster.log_tail(follower, 20)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Injects faults until the load time is over.
