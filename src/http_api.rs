@@ -31,9 +31,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
-    /// Cancelled once the node is stopping: answers then ask the client to close the
-    /// connection, so it does not send its next request down a connection about to close.
-    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The REST router.
@@ -41,6 +38,28 @@ pub fn router(state: AppState) -> Router {
     // One handler, dispatching on method and path like the original's ServeHTTP: the key is
     // the whole path, which no route pattern captures faithfully (`/`, `//a`, `/a/b`).
     Router::new().fallback(dispatch).with_state(state)
+}
+
+/// `router` whose every answer, once `stopping` is cancelled, asks the client to close its
+/// connection, so it does not send its next request down a connection about to close (and
+/// a stopping node, which serves its clients' open connections, is left sooner).
+pub fn close_when_stopping(
+    router: Router,
+    stopping: tokio_util::sync::CancellationToken,
+) -> Router {
+    router.layer(axum::middleware::map_response(
+        move |mut response: Response| {
+            let stopping = stopping.is_cancelled();
+            async move {
+                if stopping {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
+        },
+    ))
 }
 
 /// Why a request failed; the one place where failures become HTTP answers.
@@ -161,12 +180,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
         }
     };
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    if app.stopping.is_cancelled() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    let response = result.unwrap_or_else(IntoResponse::into_response);
     app.node
         .metrics()
         .http_requests
@@ -405,6 +419,32 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once the node stops, every answer of the router it wraps (a page, a refusal) asks the
+    /// client to close its connection; before, none does.
+    #[tokio::test]
+    async fn every_answer_asks_to_close_the_connection_once_stopping() {
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let page = Router::new().route("/-/ui", axum::routing::get(|| async { "page" }));
+        let router = close_when_stopping(page, stopping.clone());
+        let ask = |path: &str| {
+            let request = axum::http::Request::builder().uri(path).body(Body::empty());
+            let request = request.expect("a well-formed request");
+            tower::ServiceExt::oneshot(router.clone(), request)
+        };
+        let before = ask("/-/ui").await.expect("the router always answers");
+        assert_eq!(before.status(), StatusCode::OK);
+        assert_eq!(before.headers().get(header::CONNECTION), None);
+        stopping.cancel();
+        for path in ["/-/ui", "/no-such-page"] {
+            let after = ask(path).await.expect("the router always answers");
+            assert_eq!(
+                after.headers().get(header::CONNECTION),
+                Some(&HeaderValue::from_static("close")),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn stale_flag_parsing() {

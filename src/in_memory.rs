@@ -91,12 +91,14 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
     )
     // Peers have no port to probe here.
     .with_strict_reconfig(false);
-    let router = http_api::router(http_api::AppState {
-        node: handle.clone(),
-        max_body_bytes: config.max_body_bytes,
-        peer_tls: false,
-        stopping: shutdown.clone(),
-    });
+    let router = http_api::close_when_stopping(
+        http_api::router(http_api::AppState {
+            node: handle.clone(),
+            max_body_bytes: config.max_body_bytes,
+            peer_tls: false,
+        }),
+        shutdown.clone(),
+    );
     Ok(MemNode {
         node: handle,
         router,

@@ -270,12 +270,15 @@ async fn start_recovered(
         ui_peer_tls,
         shutdown.clone(),
     );
-    let rest_router = ui.around(http_api::router(http_api::AppState {
-        node: handle.clone(),
-        max_body_bytes: config.max_body_bytes,
-        peer_tls,
-        stopping: shutdown.clone(),
-    }));
+    // The live page's answers too ask the clients to close their connections once stopping.
+    let rest_router = http_api::close_when_stopping(
+        ui.around(http_api::router(http_api::AppState {
+            node: handle.clone(),
+            max_body_bytes: config.max_body_bytes,
+            peer_tls,
+        })),
+        shutdown.clone(),
+    );
     let bind_err = |addr: SocketAddr| {
         move |source| StartError::Bind {
             addr: addr.to_string(),
