@@ -202,6 +202,7 @@ async fn start_recovered(
     let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
     let ui_peer_tls = tls.peer_client.clone();
+    let probe_tls = tls.peer_client.clone();
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),
@@ -255,7 +256,8 @@ async fn start_recovered(
         shared,
         metrics,
     )
-    .with_strict_reconfig(config.strict_reconfig_check);
+    .with_strict_reconfig(config.strict_reconfig_check)
+    .with_peer_probe(transport::http_client(probe_tls));
     let ui = ui::Ui::new(
         handle.clone(),
         events,

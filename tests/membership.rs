@@ -176,8 +176,10 @@ async fn removing_the_leader_moves_leadership_and_writes_continue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_changes_are_refused_with_a_reason() {
     // A slow tick gives a leader cut off from its followers time to keep leading while the
-    // test makes a change pending (CheckQuorum steps it down after an election timeout).
-    let mut c = ProcCluster::start(3, &["--tick-ms", "300"]).await;
+    // test makes a change pending (CheckQuorum steps it down after an election timeout). The
+    // strict check, which counts the frozen followers as down, would refuse that change
+    // before it is proposed: it is off here (its own test is below).
+    let mut c = ProcCluster::start(3, &["--tick-ms", "300", "--strict-reconfig-check=false"]).await;
     let leader = c.wait_leader().await;
     let (code, body) = post(&c, leader, 2, "http://127.0.0.1:1").await;
     assert_eq!(code, 409, "{body}");
@@ -480,6 +482,23 @@ async fn a_change_that_would_lose_the_quorum_is_refused() {
     lax.stop(2).await;
     let (code, body) = post(&lax, 1, 5, "http://127.0.0.1:52379").await;
     assert_eq!(code, 204, "{body}");
+}
+
+/// The strict check with a member stopped by SIGSTOP: its kernel still takes connections on
+/// its peer port, but the process gives no answer, so it counts as down. Removing another
+/// member would leave two voters, one of them the stopped one: refused, and the cluster is
+/// unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_counts_as_down_for_the_strict_check() {
+    let c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "k", "v").await;
+    c.signal(2, Signal::SIGSTOP);
+    let (code, body) = delete(&c, 1, 3).await;
+    c.signal(2, Signal::SIGCONT);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would leave 2 voters"), "{body}");
+    assert_eq!(member_ids(&c, 1).await, [1, 2, 3]);
+    c.put_ok(2, "after", "1").await;
 }
 
 /// Two voters, and the other node asks to remove the leader: the proposal reaches the leader

@@ -12,21 +12,38 @@ use tokio::sync::{mpsc, oneshot};
 use super::{MemberChange, NodeStatus, ProposalError, ReadConsistency, Request, Responder, Shared};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
+use crate::transport::{HttpClient, PROBE_PATH};
 
-/// How long a member's peer port may take to accept a connection and still count as
-/// answering, for the strict reconfiguration check.
+/// How long a member may take to answer the probe and still count as answering, for the
+/// strict reconfiguration check.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Whether something accepts connections at the peer URL `url` (a node that is down or cut
-/// off does not).
-async fn answers(url: &str) -> bool {
-    let Ok(addr) = crate::membership::host_port(url) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+/// Whether the member at peer URL `url` answers: with `client`, an HTTP answer to
+/// [`PROBE_PATH`] (a node that is down, cut off or stopped with SIGSTOP gives none, although
+/// the kernel of a stopped one still takes connections); without, something accepts
+/// connections there.
+async fn answers(client: Option<&HttpClient>, url: &str) -> bool {
+    match client {
+        Some(client) => {
+            let Ok(uri) = format!("{}{PROBE_PATH}", url.trim_end_matches('/')).parse() else {
+                return false;
+            };
+            // Any answer will do: the process is there to give it.
+            matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, client.get(uri)).await,
+                Ok(Ok(_))
+            )
+        }
+        None => {
+            let Ok(addr) = crate::membership::host_port(url) else {
+                return false;
+            };
+            matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            )
+        }
+    }
 }
 
 /// How much longer than its timeout a request waits for the node's own answer before the
@@ -45,6 +62,8 @@ pub struct NodeHandle {
     metrics: Arc<Metrics>,
     /// Whether membership changes get etcd's strict reconfiguration check.
     strict_reconfig: bool,
+    /// What the check probes members with (see [`answers`]).
+    peer_client: Option<HttpClient>,
 }
 
 impl NodeHandle {
@@ -65,12 +84,20 @@ impl NodeHandle {
             shared,
             metrics,
             strict_reconfig: true,
+            peer_client: None,
         }
     }
 
     /// Turns etcd's strict reconfiguration check on or off (on by default).
     pub fn with_strict_reconfig(mut self, strict: bool) -> Self {
         self.strict_reconfig = strict;
+        self
+    }
+
+    /// The check asks each member's peer port for an HTTP answer with `client` (able to
+    /// reach every member: with their TLS, if they use it), rather than only connecting.
+    pub fn with_peer_probe(mut self, client: HttpClient) -> Self {
+        self.peer_client = Some(client);
         self
     }
 
@@ -129,7 +156,8 @@ impl NodeHandle {
             .filter(|m| m.id != self.id && m.id != id)
         {
             let (member, url) = (m.id, m.url.clone());
-            probes.spawn(async move { answers(&url).await.then_some(member) });
+            let client = self.peer_client.clone();
+            probes.spawn(async move { answers(client.as_ref(), &url).await.then_some(member) });
         }
         let mut reachable = BTreeSet::from([self.id]);
         while let Some(probe) = probes.join_next().await {

@@ -88,6 +88,9 @@ pub const RAFT_PATH: &str = "/raft";
 pub const STREAM_PATH: &str = "/raft/stream";
 /// Path where a joining node asks a member for the cluster's identity.
 pub const JOIN_PATH: &str = "/raft/join";
+/// Where a node answers "ok" to anyone who asks: the strict reconfiguration check's probe of
+/// whether a member's process answers (its port alone is open even while it is stopped).
+pub const PROBE_PATH: &str = "/raft/probe";
 /// Header carrying the sender's own peer URL (on every peer request, and on a joining node's
 /// lookup).
 pub const HEADER_URL: &str = "x-raftexample-url";

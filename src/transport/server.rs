@@ -42,8 +42,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PeerEvent, PeerFilter,
-    PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent,
+    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
+    snapshot,
 };
 use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
 use crate::request::Shared;
@@ -115,6 +116,7 @@ impl PeerServer {
             .route(RAFT_PATH, post(receive_snapshot))
             .route(STREAM_PATH, post(receive_stream))
             .route(JOIN_PATH, get(answer_join))
+            .route(PROBE_PATH, get(|| std::future::ready("ok\n")))
             .with_state(self)
     }
 
