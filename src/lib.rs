@@ -257,7 +257,7 @@ async fn start_recovered(
         metrics,
     )
     .with_strict_reconfig(config.strict_reconfig_check)
-    .with_peer_probe(transport::http_client(probe_tls));
+    .with_peer_probe(transport::probe_client(probe_tls));
     let ui = ui::Ui::new(
         handle.clone(),
         events,

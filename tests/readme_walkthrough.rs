@@ -138,9 +138,14 @@ impl Namespaces {
             .args(["--net", "--pid", "--mount-proc", "--kill-child", "--"])
             .arg(system_tool("bash"))
             .arg("-c")
-            // Loopback up, then an init that reaps what its orphans leave behind.
+            // Loopback up; outgoing connections' ports above the README's (12379 to 52380,
+            // inside the kernel's usual ephemeral range: a node's connection to another could
+            // otherwise hold the port a node started later listens on); then an init that
+            // reaps what its orphans leave behind.
             .arg(format!(
-                "{} link set lo up || exit 1; echo up; while :; do sleep 60 & wait $!; done",
+                "{} link set lo up || exit 1; \
+                 echo '60000 64999' > /proc/sys/net/ipv4/ip_local_port_range || exit 1; \
+                 echo up; while :; do sleep 60 & wait $!; done",
                 system_tool("ip")
             ))
             .stdin(Stdio::null())

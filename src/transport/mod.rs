@@ -674,7 +674,15 @@ const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(5);
 /// The peers' HTTP client; `tls` enables `https://` URLs. For snapshots, joins and the live
 /// page; the message streams use [`stream_client`].
 pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
-    build_client(tls, None)
+    build_client(tls, None, 4)
+}
+
+/// A client that keeps no connection once answered: for the strict reconfiguration check's
+/// probes, rare and brief. An idle connection held on would keep its port from a node
+/// started meanwhile with that port in its flags (the README's ports are in the kernel's
+/// ephemeral range); a closed one leaves only a TIME_WAIT, which does not.
+pub fn probe_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+    build_client(tls, None, 0)
 }
 
 /// The client of the message streams: as [`http_client`], and a connection whose bytes the
@@ -686,10 +694,14 @@ pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
 /// receiver busy writing one may leave its window shut for longer (Linux counts that too),
 /// and their transfers have a stall check of their own.
 fn stream_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
-    build_client(tls, Some(UNACKNOWLEDGED_LIMIT))
+    build_client(tls, Some(UNACKNOWLEDGED_LIMIT), 4)
 }
 
-fn build_client(tls: Option<rustls::ClientConfig>, unacknowledged: Option<Duration>) -> HttpClient {
+fn build_client(
+    tls: Option<rustls::ClientConfig>,
+    unacknowledged: Option<Duration>,
+    idle_per_peer: usize,
+) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Raft messages are small and latency-bound: never wait for Nagle.
     connector.set_nodelay(true);
@@ -712,7 +724,7 @@ fn build_client(tls: Option<rustls::ClientConfig>, unacknowledged: Option<Durati
         .enable_http1()
         .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(idle_per_peer)
         .build(connector)
 }
 
