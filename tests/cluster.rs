@@ -284,16 +284,7 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let stopped_at = Instant::now();
     c.signal(leader, nix::sys::signal::Signal::SIGTERM);
-    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    let new_leader = wait_for(Duration::from_secs(5), "a new leader", || async {
-        let mut seen = Vec::new();
-        for id in &others {
-            seen.push(c.status(*id).await?["leader"].as_u64()?);
-        }
-        seen.dedup();
-        (seen.len() == 1 && seen[0] != leader && seen[0] != 0).then(|| seen[0])
-    })
-    .await;
+    let new_leader = c.wait_new_leader(leader, Duration::from_secs(5)).await;
     let took_over = stopped_at.elapsed();
     let status = c.wait_exit(leader, Duration::from_secs(5)).await;
     let exited = stopped_at.elapsed();
@@ -388,22 +379,13 @@ async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
     conn.write_all(head("after").as_bytes())
         .await
         .expect("send the head");
-    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    wait_for(Duration::from_secs(5), "a new leader", || async {
-        let mut seen = Vec::new();
-        for id in &others {
-            seen.push(c.status(*id).await?["leader"].as_u64()?);
-        }
-        seen.dedup();
-        (seen.len() == 1 && seen[0] != leader && seen[0] != 0).then_some(())
-    })
-    .await;
+    let new_leader = c.wait_new_leader(leader, Duration::from_secs(5)).await;
     conn.write_all(b"v").await.expect("send the body");
     let (status, answered) = answer(&mut conn, "after").await;
     assert_eq!(status, 204, "the write across the hand-over: {answered}");
     assert!(answered.contains("connection: close"), "{answered}");
     assert_eq!(
-        c.get(others[0], "after").await,
+        c.get(new_leader, "after").await,
         Some((200, "v".to_string()))
     );
     drop(conn);

@@ -91,10 +91,8 @@ impl Drop for Folder {
 
 fn alive(pid: i32) -> bool {
     // Signal 0 tests for the process; a zombie (exited, not yet reaped) does not count.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        && state != Some(Some('Z'))
+        && common::process_state(pid) != Some('Z')
 }
 
 fn text(out: &[u8]) -> String {

@@ -494,12 +494,9 @@ async fn a_stopped_member_counts_as_down_for_the_strict_check() {
     c.put_ok(1, "k", "v").await;
     c.signal(2, Signal::SIGSTOP);
     // Stopped for certain (state `T` in /proc) before the check probes it.
-    let stat = format!("/proc/{}/stat", c.pid(2));
+    let pid = c.pid(2);
     wait_for(Duration::from_secs(5), "node 2 to stop", || async {
-        let text = std::fs::read_to_string(&stat).ok()?;
-        // `pid (comm) state ...`: the state follows the last ')'.
-        let state = text.rsplit_once(')')?.1.trim_start().chars().next()?;
-        (state == 'T').then_some(())
+        (common::process_state(pid) == Some('T')).then_some(())
     })
     .await;
     let (code, body) = delete(&c, 1, 3).await;

@@ -124,6 +124,14 @@ pub fn rss(pid: i32) -> u64 {
     kib * 1024
 }
 
+/// The state letter of process `pid` in `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z`
+/// zombie...); `None` once it is gone.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: the name may hold anything, so the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// Peer URLs for `n` nodes on fresh loopback ports.
 pub fn peer_urls(n: usize) -> Vec<String> {
     free_ports(n)
@@ -645,6 +653,25 @@ impl ProcCluster {
                 leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
             }
             agreed(leaders)
+        })
+        .await
+    }
+
+    /// Waits (up to `within`) until the running nodes other than `old` agree on a leader
+    /// other than `old`; returns it.
+    pub async fn wait_new_leader(&self, old: u64, within: Duration) -> u64 {
+        let ids: Vec<u64> = self
+            .children
+            .keys()
+            .copied()
+            .filter(|id| *id != old)
+            .collect();
+        wait_for(within, "a new leader", || async {
+            let mut leaders = Vec::new();
+            for id in &ids {
+                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
+            }
+            agreed(leaders).filter(|leader| *leader != old)
         })
         .await
     }
