@@ -90,7 +90,7 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         metrics,
     )
     // Peers have no port to probe here.
-    .with_strict_reconfig(false);
+    .with_strict_reconfig(None);
     let router = http_api::close_when_stopping(
         http_api::router(http_api::AppState {
             node: handle.clone(),

@@ -256,8 +256,11 @@ async fn start_recovered(
         shared,
         metrics,
     )
-    .with_strict_reconfig(config.strict_reconfig_check)
-    .with_peer_probe(transport::probe_client(probe_tls));
+    .with_strict_reconfig(
+        config
+            .strict_reconfig_check
+            .then(|| transport::probe_client(probe_tls)),
+    );
     let ui = ui::Ui::new(
         handle.clone(),
         events,

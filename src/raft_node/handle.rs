@@ -18,32 +18,18 @@ use crate::transport::{HttpClient, PROBE_PATH};
 /// strict reconfiguration check.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Whether the member at peer URL `url` answers: with `client`, an HTTP answer to
-/// [`PROBE_PATH`] (a node that is down, cut off or stopped with SIGSTOP gives none, although
-/// the kernel of a stopped one still takes connections); without, something accepts
-/// connections there.
-async fn answers(client: Option<&HttpClient>, url: &str) -> bool {
-    match client {
-        Some(client) => {
-            let Ok(uri) = format!("{}{PROBE_PATH}", url.trim_end_matches('/')).parse() else {
-                return false;
-            };
-            // Any answer will do: the process is there to give it.
-            matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, client.get(uri)).await,
-                Ok(Ok(_))
-            )
-        }
-        None => {
-            let Ok(addr) = crate::membership::host_port(url) else {
-                return false;
-            };
-            matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-                Ok(Ok(_))
-            )
-        }
-    }
+/// Whether the member at peer URL `url` answers [`PROBE_PATH`] (a node that is down, cut off or
+/// stopped with SIGSTOP gives no answer, although the kernel of a stopped one still takes
+/// connections).
+async fn answers(client: &HttpClient, url: &str) -> bool {
+    let Ok(uri) = format!("{}{PROBE_PATH}", url.trim_end_matches('/')).parse() else {
+        return false;
+    };
+    // Any answer will do: the process is there to give it.
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, client.get(uri)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// How much longer than its timeout a request waits for the node's own answer before the
@@ -60,10 +46,9 @@ pub struct NodeHandle {
     timeout: Duration,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
-    /// Whether membership changes get etcd's strict reconfiguration check.
-    strict_reconfig: bool,
-    /// What the check probes members with (see [`answers`]).
-    peer_client: Option<HttpClient>,
+    /// With etcd's strict reconfiguration check on: what it probes members with (see
+    /// [`answers`]).
+    strict_reconfig: Option<HttpClient>,
 }
 
 impl NodeHandle {
@@ -83,21 +68,15 @@ impl NodeHandle {
             timeout,
             shared,
             metrics,
-            strict_reconfig: true,
-            peer_client: None,
+            strict_reconfig: None,
         }
     }
 
-    /// Turns etcd's strict reconfiguration check on or off (on by default).
-    pub fn with_strict_reconfig(mut self, strict: bool) -> Self {
-        self.strict_reconfig = strict;
-        self
-    }
-
-    /// The check asks each member's peer port for an HTTP answer with `client` (able to
-    /// reach every member: with their TLS, if they use it), rather than only connecting.
-    pub fn with_peer_probe(mut self, client: HttpClient) -> Self {
-        self.peer_client = Some(client);
+    /// Turns etcd's strict reconfiguration check on (`Some`) or off (`None`, the default).
+    /// It asks each member's peer port for an HTTP answer with the client given, which must
+    /// reach every member (with their TLS, if they use it).
+    pub fn with_strict_reconfig(mut self, probe: Option<HttpClient>) -> Self {
+        self.strict_reconfig = probe;
         self
     }
 
@@ -129,8 +108,8 @@ impl NodeHandle {
     /// check on, a change that would leave the cluster unable to reach a quorum with the
     /// members that answer now is refused first.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
-        if self.strict_reconfig {
-            self.check_quorum_after(&change).await?;
+        if let Some(probe) = &self.strict_reconfig {
+            self.check_quorum_after(&change, probe).await?;
         }
         self.proposal(|done| Request::ChangeMembers { change, done })
             .await
@@ -139,7 +118,11 @@ impl NodeHandle {
     /// etcd's strict reconfiguration check. Every member's peer port is probed (this node
     /// counts as answering); adding an existing member or removing a stranger is left to
     /// the raft node, which refuses it with its own reason.
-    async fn check_quorum_after(&self, change: &MemberChange) -> Result<(), ProposalError> {
+    async fn check_quorum_after(
+        &self,
+        change: &MemberChange,
+        probe: &HttpClient,
+    ) -> Result<(), ProposalError> {
         let status = self.status().await?;
         let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
         let (add, id) = match change {
@@ -156,8 +139,8 @@ impl NodeHandle {
             .filter(|m| m.id != self.id && m.id != id)
         {
             let (member, url) = (m.id, m.url.clone());
-            let client = self.peer_client.clone();
-            probes.spawn(async move { answers(client.as_ref(), &url).await.then_some(member) });
+            let client = probe.clone();
+            probes.spawn(async move { answers(&client, &url).await.then_some(member) });
         }
         let mut reachable = BTreeSet::from([self.id]);
         while let Some(probe) = probes.join_next().await {

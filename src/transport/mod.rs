@@ -668,7 +668,6 @@ impl Transport {
 /// How long bytes sent on a message stream may go unacknowledged by the peer's TCP before the
 /// connection is dropped (longer than the silence check's limit, which covers the usual cases
 /// first).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(5);
 
 /// The peers' HTTP client; `tls` enables `https://` URLs. For snapshots, joins and the live

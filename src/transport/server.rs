@@ -127,8 +127,9 @@ impl PeerServer {
         }
     }
 
-    /// Checks the headers of a raft request; returns the sender's id.
-    fn admit(&self, headers: &HeaderMap) -> Result<u64, Refusal> {
+    /// Checks the headers of a raft request; returns the sender's id and where it may be
+    /// answered if this node does not count it as a member ([`PeerServer::url_back`]).
+    fn admit(&self, headers: &HeaderMap) -> Result<(u64, Option<String>), Refusal> {
         let filter = &self.filter;
         let (Some(from), Some(to), Some(cluster)) = (
             header_u64(headers, HEADER_FROM, 10),
@@ -170,8 +171,9 @@ impl PeerServer {
             ));
         }
         self.check_member(from)?;
-        self.keep_route_back(from, self.url_back(headers).as_deref());
-        Ok(from)
+        let url_back = self.url_back(headers);
+        self.keep_route_back(from, url_back.as_deref());
+        Ok((from, url_back))
     }
 
     fn check_to(&self, from: u64, to: u64) -> Result<(), Refusal> {
@@ -388,8 +390,7 @@ async fn receive_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Refusal> {
-    let from = server.admit(&headers)?;
-    let url_back = server.url_back(&headers);
+    let (from, url_back) = server.admit(&headers)?;
     let (number, replaced) = server.open_stream(from);
     let result = server.read_stream(from, url_back, body, replaced).await;
     server.close_stream(from, number);
@@ -419,7 +420,7 @@ async fn receive_snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Refusal> {
-    let from = server.admit(&headers)?;
+    let (from, _) = server.admit(&headers)?;
     let limits = server.limits;
     // The message, its length prefix, and the file it announces.
     let most = limits
