@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
+    /// Write the WAL around the page cache (O_DIRECT), in whole disk sectors rather than
+    /// 4 KiB pages, where the file system allows it; `=false` writes through the page cache.
+    #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
+          action = ArgAction::Set)]
+    pub wal_direct_io: bool,
+
     /// Refuse a POST or DELETE of a member that would leave the cluster unable to reach a
     /// quorum with the members that answer now (etcd's --strict-reconfig-check); `=false`
     /// turns the check off.
@@ -186,6 +192,7 @@ impl Config {
         crate::wal::WalOptions {
             segment_size: self.wal_segment_bytes,
             preallocate: defaults.preallocate.min(self.wal_segment_bytes),
+            direct_io: self.wal_direct_io,
         }
     }
 

@@ -79,6 +79,7 @@ fn expected() -> String {
 const OPTS: WalOptions = WalOptions {
     segment_size: 2048,
     preallocate: 4096,
+    direct_io: false,
 };
 
 fn entries(first: u64, term: u64, n: u64) -> Vec<Entry> {

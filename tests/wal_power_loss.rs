@@ -161,6 +161,7 @@ impl Run {
         let opts = WalOptions {
             segment_size: [300, 1000, 4096, 1 << 20][rng.random_range(0..4)],
             preallocate: [0, 4096, 8192][rng.random_range(0..3)],
+            direct_io: rng.random_bool(0.5),
         };
         let dir = PathBuf::from("/data/raftexample-1");
         let meta = Metadata {

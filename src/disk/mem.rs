@@ -38,9 +38,13 @@ use rand::rngs::StdRng;
 use super::platter::{Dir, Inode};
 use super::{DiskFile, FileSystem, LockGuard};
 
-/// Linux's `EIO` and `ENOSPC`, so that errors read as the kernel's would.
+/// Linux's `EIO`, `EINVAL` and `ENOSPC`, so that errors read as the kernel's would.
 const EIO: i32 = 5;
+const EINVAL: i32 = 22;
 const ENOSPC: i32 = 28;
+
+/// The sector a [`MemFs`] offers direct writes in, by default (a 512-byte-sector disk's).
+const DIRECT_ALIGN: usize = 512;
 
 /// An in-memory file system that models a power loss (see the module doc). Clones share the
 /// same disk: give one to the code under test as a [`super::SharedFs`] and keep one to pull
@@ -78,6 +82,8 @@ struct State {
     failing_syncs: u32,
     /// Bytes of written pages the disk holds at most.
     capacity: Option<u64>,
+    /// The alignment direct writes need; `None`: no direct I/O here.
+    direct_align: Option<usize>,
     /// Held locks and the token of their guard.
     locks: BTreeMap<PathBuf, u64>,
     next_lock: u64,
@@ -146,7 +152,7 @@ impl State {
         self.dirs.get_mut(dir).ok_or_else(|| not_found(dir))
     }
 
-    fn open_handle(&mut self, fs: &MemFs, ino: u64) -> Box<dyn DiskFile> {
+    fn open_handle(&mut self, fs: &MemFs, ino: u64, align: Option<usize>) -> Box<dyn DiskFile> {
         if let Some(inode) = self.inodes.get_mut(&ino) {
             inode.open += 1;
         }
@@ -154,6 +160,7 @@ impl State {
             fs: fs.clone(),
             ino,
             boot: self.boot,
+            align,
         })
     }
 
@@ -196,6 +203,7 @@ impl MemFs {
                 ops: 0,
                 failing_syncs: 0,
                 capacity: None,
+                direct_align: Some(DIRECT_ALIGN),
                 locks: BTreeMap::new(),
                 next_lock: 1,
             })),
@@ -240,6 +248,12 @@ impl MemFs {
         self.lock().ops
     }
 
+    /// Whether [`FileSystem::open_direct`] opens files, and for which alignment (512 bytes
+    /// unless told otherwise); `None` plays a file system without direct I/O, such as tmpfs.
+    pub fn set_direct_io(&self, align: Option<usize>) {
+        self.lock().direct_align = align;
+    }
+
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
     pub fn fail_syncs(&self, n: u32) {
         self.lock().failing_syncs = n;
@@ -277,6 +291,8 @@ struct MemFile {
     fs: MemFs,
     ino: u64,
     boot: u64,
+    /// Opened for direct writes: each must be aligned to this, as the kernel demands.
+    align: Option<usize>,
 }
 
 impl fmt::Debug for MemFile {
@@ -314,6 +330,15 @@ fn inode(s: &mut State, ino: u64) -> &mut Inode {
 
 impl DiskFile for MemFile {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if let Some(align) = self.align {
+            let aligned = |n: usize| n.is_multiple_of(align);
+            if !aligned(buf.as_ptr() as usize)
+                || !aligned(buf.len())
+                || !offset.is_multiple_of(align as u64)
+            {
+                return Err(io::Error::from_raw_os_error(EINVAL));
+            }
+        }
         self.with(true, |s, ino| {
             if let Some(capacity) = s.capacity {
                 let needed = inode(s, ino).bytes_to_allocate(offset, buf.len() as u64);
@@ -402,14 +427,22 @@ impl FileSystem for MemFs {
                 ino
             }
         };
-        Ok(s.open_handle(self, ino))
+        Ok(s.open_handle(self, ino, None))
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         let mut s = self.lock();
         s.check_power()?;
         let ino = s.lookup(path)?;
-        Ok(s.open_handle(self, ino))
+        Ok(s.open_handle(self, ino, None))
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>> {
+        let mut s = self.lock();
+        s.check_power()?;
+        let ino = s.lookup(path)?;
+        let align = s.direct_align;
+        Ok(align.map(|align| (s.open_handle(self, ino, Some(align)), align)))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

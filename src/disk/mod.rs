@@ -5,6 +5,8 @@
 //! - [`FileSystem`] and [`DiskFile`]: create, open, write at an offset, set the length, sync a
 //!   file; read, list, rename, remove, create and sync folders; lock a file. Nothing else: the
 //!   storage code reads whole files and writes at offsets it tracks itself.
+//! - [`FileSystem::open_direct`]: a file whose writes skip the page cache (`O_DIRECT`), in
+//!   whole disk sectors from [`AlignedBuf`] memory, for the WAL (see `wal/segment.rs`).
 //! - [`StdFs`]: the real one, straight onto `std::fs` (one dynamic call per operation, next to a
 //!   system call: no measurable cost; see `bench/micro/wal.rs`).
 //! - [`MemFs`] (in `mem.rs`): a deterministic in-memory disk that models what a power loss does
@@ -19,9 +21,11 @@
 //! - A failed sync is final: what it should have made durable may be lost, whatever a retry
 //!   says. Callers stop (the WAL poisons itself).
 
+mod aligned;
 mod mem;
 mod platter;
 
+pub use aligned::AlignedBuf;
 pub use mem::MemFs;
 
 use std::fmt;
@@ -69,6 +73,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// Opens the existing file `path` for writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// Opens the existing file `path` for writes that go straight to the disk, around the page
+    /// cache (`O_DIRECT`), with the alignment they need: every write's offset, length and
+    /// memory must be multiples of it (the disk's logical sector). `Ok(None)` where the file
+    /// system cannot (tmpfs on older kernels, many FUSE file systems, other systems than Linux).
+    /// Syncing is still needed: a direct write may sit in the disk's own cache.
+    fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// A reader of `path` from its start, with the file's length.
@@ -178,6 +188,43 @@ impl FileSystem for StdFs {
         Ok(Box::new(StdFile(
             OpenOptions::new().write(true).open(path)?,
         )))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>> {
+        use rustix::fs::{AtFlags, OFlags, StatxFlags, statx};
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match OpenOptions::new()
+            .write(true)
+            .custom_flags(OFlags::DIRECT.bits() as i32)
+            .open(path)
+        {
+            Ok(file) => file,
+            // A file system without direct I/O refuses the flag.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // What direct writes need: the larger of the offset and memory alignments. The kernel
+        // says so since Linux 6.1; before, or without statx, write through the page cache, as
+        // the WAL always could.
+        let stx = match statx(&file, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
+            Ok(stx) => stx,
+            Err(rustix::io::Errno::NOSYS) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (offset, memory) = (stx.stx_dio_offset_align, stx.stx_dio_mem_align);
+        if stx.stx_mask & StatxFlags::DIOALIGN.bits() == 0 || offset == 0 || memory == 0 {
+            return Ok(None);
+        }
+        let align = offset.max(memory) as usize;
+        Ok(Some((Box::new(StdFile(file)), align)))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open_direct(&self, _path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>> {
+        Ok(None)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -27,8 +27,9 @@
 //! Damage in any other segment is corruption: a segment is synced before the next one starts.
 //!
 //! What this cannot tell apart: damage at rest to synced bytes whose sync mark was lost too
-//! (a mark is written after its sync, so a power loss can take it) looks exactly like an
-//! unsynced tail and is cut as one. A WAL written before sync marks existed has none, so
+//! (a mark is written after its sync, so a power loss can take it, and with direct writes,
+//! which hold it back until the next synced write, a crash of the process too) looks exactly
+//! like an unsynced tail and is cut as one. A WAL written before sync marks existed has none, so
 //! damage in its last segment always reads as a tail.
 //!
 //! Zeros from some record boundary to the end of the last segment are not damage at all: the

@@ -4,7 +4,7 @@
 
 use super::record::{self, RecordRef};
 use super::segment;
-use super::{BUF_KEEP, Error, PAGE_SIZE, Wal, segment_header};
+use super::{BUF_KEEP, Error, Wal, segment_header};
 use crate::disk::IoError;
 
 impl Wal {
@@ -26,11 +26,12 @@ impl Wal {
         let len = self.buf.len() as u64;
         // A moving average over about the last eight synced writes.
         self.typical_write = (self.typical_write * 7 + len) / 8;
-        let room = (PAGE_SIZE - (base + len) % PAGE_SIZE) % PAGE_SIZE;
+        let unit = self.writer.unit();
+        let room = (unit - (base + len) % unit) % unit;
         if room >= len.max(self.typical_write) {
             return Ok(());
         }
-        match record::padding_to(base + len, PAGE_SIZE) {
+        match record::padding_to(base + len, unit) {
             Some(pad) => self.encode(base, pad),
             None => Ok(()),
         }
@@ -59,6 +60,9 @@ impl Wal {
     /// and until then it is in the page cache, where a restart without a power loss finds it.
     pub(super) fn sync_active(&mut self) -> Result<(), Error> {
         let path = self.active().path.clone();
+        if let Err(source) = self.writer.flush() {
+            return Err(self.poison(IoError::new(path, source).into()));
+        }
         if let Err(e) = self.syncer.sync_file(self.writer.file(), &path) {
             return Err(self.poison(e));
         }
@@ -101,7 +105,7 @@ impl Wal {
             seq,
             first_index,
             &header,
-            self.opts.preallocate,
+            &self.opts,
             &self.syncer,
         )?;
         tracing::debug!(path = %seg.path.display(), "started a new WAL segment");

@@ -135,6 +135,17 @@ impl FileSystem for SimFs {
         }))
     }
 
+    fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>> {
+        let opened = self.disk.open_direct(path)?;
+        Ok(opened.map(|(inner, align)| {
+            let file: Box<dyn DiskFile> = Box::new(SimFile {
+                inner,
+                fs: self.clone(),
+            });
+            (file, align)
+        }))
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.disk.read(path)
     }
