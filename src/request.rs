@@ -186,7 +186,8 @@ pub struct NodeStatus {
     pub first_index: u64,
     /// Last index in the log.
     pub last_index: u64,
-    /// Commit index found at start-up: `/-/ready` waits until it is applied.
+    /// Commit index found at start-up, raised to the leader's when the node first heard of
+    /// one: `/-/ready` waits until it is applied.
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
@@ -233,7 +234,8 @@ pub struct PeerProgress {
 pub struct Shared {
     /// The leader this node knows, 0 for none.
     pub leader: AtomicU64,
-    /// Commit index found in the WAL at start-up.
+    /// Commit index found in the WAL at start-up, raised to the leader's when the node first
+    /// heard of one.
     pub commit_at_start: AtomicU64,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.

@@ -110,6 +110,45 @@ async fn ready_waits_for_the_replay_of_a_large_wal() {
     assert_eq!(c.get(1, &path).await.map(|r| r.0), Some(200), "{last}");
 }
 
+/// A follower SIGKILLed right after it applied a write is ready again only once it has
+/// applied that write again: its WAL's record of the commit index was written without a sync
+/// and may have died with the process, so the node also waits for the commit index the
+/// leader's first message carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_after_a_crash_waits_for_what_the_node_had_applied() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).expect("three nodes");
+    for i in 0..20 {
+        c.put_ok(leader, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    c.wait_value(follower, "k19", "v19", true).await;
+    let field = |s: &serde_json::Value, name: &str| s[name].as_u64().expect(name);
+    let before = c.status(follower).await.expect("status before the crash");
+    let applied = field(&before, "applied");
+    c.kill(follower);
+    c.spawn(follower, &[]);
+    wait_for(
+        Duration::from_secs(20),
+        "/-/ready after the restart",
+        || async { (c.get(follower, "-/ready").await.map(|r| r.0) == Some(200)).then_some(()) },
+    )
+    .await;
+    let after = c.status(follower).await.expect("status after the restart");
+    assert!(
+        field(&after, "commit_at_start") >= applied,
+        "before the crash: {before}\nafter: {after}"
+    );
+    assert!(
+        field(&after, "applied") >= applied,
+        "before the crash: {before}\nafter: {after}"
+    );
+    assert_eq!(
+        c.get(follower, "k19?stale").await,
+        Some((200, "v19".to_string()))
+    );
+}
+
 /// `name{label="value",...} number`, the exposition format's sample line (the parser crate
 /// skips lines it does not understand, so the grammar is checked here).
 fn is_sample_line(line: &str) -> bool {

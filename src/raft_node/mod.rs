@@ -128,7 +128,11 @@ pub struct RaftNode {
     prev_snapshot_index: u64,
     snapshot_count: u64,
     catchup_entries: u64,
+    /// What `/-/ready` waits to see applied: the commit index in the WAL, raised to the
+    /// cluster's when this process first hears of a leader (see `on_soft_state`).
     commit_at_start: u64,
+    /// Whether this process has known a leader yet.
+    heard_leader: bool,
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -286,6 +290,7 @@ impl RaftNode {
             snapshot_count: config.snapshot_count.max(1),
             catchup_entries: config.snapshot_catchup_entries,
             commit_at_start: recovered.commit_at_start,
+            heard_leader: false,
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
             reads: Reads::new(config.id, nonce, timeout),

@@ -351,6 +351,10 @@ impl RaftNode {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
+        if leader != raft::INVALID_ID && !self.heard_leader {
+            self.heard_leader = true;
+            self.raise_ready_target();
+        }
         // raft forgets pending ReadIndex requests when leadership moves, and a proposal
         // forwarded to the old leader or appended in its term may be lost: ask and propose
         // again as soon as this Ready is done (not now: raft must not be stepped between
@@ -358,6 +362,21 @@ impl RaftNode {
         self.reads.on_leader_change();
         if leader != previous && leader != raft::INVALID_ID {
             self.proposals.on_leader_change(self.now());
+        }
+    }
+
+    /// On first hearing of a leader: `/-/ready` also waits for the commit index that the
+    /// leader's message carried, not only for the one in this node's WAL. That record is
+    /// written without a sync (and held back by the WAL's direct writes), so a crash can take
+    /// the commit index of the node's last moments; a follower learns it again here, and does
+    /// not call itself ready before it has applied again what it had applied before the crash.
+    fn raise_ready_target(&mut self) {
+        let committed = self.rn.raft.raft_log.committed;
+        if committed > self.commit_at_start {
+            self.commit_at_start = committed;
+            self.shared
+                .commit_at_start
+                .store(committed, std::sync::atomic::Ordering::Release);
         }
     }
 
