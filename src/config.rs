@@ -76,7 +76,7 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
-    /// Write the WAL around the page cache (O_DIRECT), in whole disk sectors rather than
+    /// Write the WAL around the page cache (O_DIRECT), in whole physical sectors rather than
     /// 4 KiB pages, where the file system allows it; `=false` writes through the page cache.
     #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
           action = ArgAction::Set)]

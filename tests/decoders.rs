@@ -306,8 +306,10 @@ fn decoders() -> Vec<Decoder> {
             peer_url: "https://127.0.0.1:12379".into(),
             initial_cluster: vec!["https://127.0.0.1:12379".into()],
         };
+        // The file ends with its last record, and holds each as soon as it is saved.
         let opts = WalOptions {
             preallocate: 0,
+            direct_io: false,
             ..WalOptions::default()
         };
         let mut w = Wal::create(&dir, &meta, opts).expect("a WAL");

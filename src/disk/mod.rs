@@ -6,7 +6,7 @@
 //!   file; read, list, rename, remove, create and sync folders; lock a file. Nothing else: the
 //!   storage code reads whole files and writes at offsets it tracks itself.
 //! - [`FileSystem::open_direct`]: a file whose writes skip the page cache (`O_DIRECT`), in
-//!   whole disk sectors from [`AlignedBuf`] memory, for the WAL (see `wal/segment.rs`).
+//!   whole physical sectors from [`AlignedBuf`] memory, for the WAL (see `wal/segment.rs`).
 //! - [`StdFs`]: the real one, straight onto `std::fs` (one dynamic call per operation, next to a
 //!   system call: no measurable cost; see `bench/micro/wal.rs`).
 //! - [`MemFs`] (in `mem.rs`): a deterministic in-memory disk that models what a power loss does
@@ -75,9 +75,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// Opens the existing file `path` for writes that go straight to the disk, around the page
     /// cache (`O_DIRECT`), with the alignment they need: every write's offset, length and
-    /// memory must be multiples of it (the disk's logical sector). `Ok(None)` where the file
-    /// system cannot (tmpfs on older kernels, many FUSE file systems, other systems than Linux).
-    /// Syncing is still needed: a direct write may sit in the disk's own cache.
+    /// memory must be multiples of it (never less than the disk's physical sector). `Ok(None)`
+    /// where the file system cannot (tmpfs on older kernels, many FUSE file systems, other
+    /// systems than Linux). Syncing is still needed: a direct write may sit in the disk's own
+    /// cache.
     fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
@@ -206,9 +207,9 @@ impl FileSystem for StdFs {
             }
             Err(e) => return Err(e),
         };
-        // What direct writes need: the larger of the offset and memory alignments. The kernel
-        // says so since Linux 6.1; before, or without statx, write through the page cache, as
-        // the WAL always could.
+        // What direct writes need: the offset and memory alignments (the kernel says so since
+        // Linux 6.1; before, or without statx, write through the page cache, as the WAL always
+        // could), and no less than the disk's physical sector (below).
         let stx = match statx(&file, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
             Ok(stx) => stx,
             Err(rustix::io::Errno::NOSYS) => return Ok(None),
@@ -218,7 +219,8 @@ impl FileSystem for StdFs {
         if stx.stx_mask & StatxFlags::DIOALIGN.bits() == 0 || offset == 0 || memory == 0 {
             return Ok(None);
         }
-        let align = offset.max(memory) as usize;
+        let physical = physical_sector(stx.stx_dev_major, stx.stx_dev_minor).unwrap_or(4096);
+        let align = (offset.max(memory) as usize).max(physical);
         Ok(Some((Box::new(StdFile(file)), align)))
     }
 
@@ -283,6 +285,25 @@ impl FileSystem for StdFs {
             Err(TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// The physical sector of block device `major:minor` (or of the disk a partition of it is
+/// on), from sysfs: "the smallest unit a physical storage device can write atomically" (the
+/// kernel's words; NVMe drives report their power-fail atomic write size here). A disk with
+/// 512-byte logical but 4 KiB physical sectors rewrites a whole 4 KiB sector for a 512-byte
+/// write, and a power loss during that rewrite can damage the records already synced in it:
+/// direct writes are never smaller. `None` where sysfs has no such device (a network or a
+/// virtual file system): the caller then assumes a 4 KiB page.
+#[cfg(target_os = "linux")]
+fn physical_sector(major: u32, minor: u32) -> Option<usize> {
+    let dev = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    // A partition has no queue folder of its own: its disk's is one level up.
+    let queue = [dev.join("queue"), dev.parent()?.join("queue")]
+        .into_iter()
+        .find(|q| q.is_dir())?;
+    let text = fs::read_to_string(queue.join("physical_block_size")).ok()?;
+    let size: usize = text.trim().parse().ok()?;
+    size.is_power_of_two().then_some(size)
 }
 
 /// The folder holding `path`; `"."` for a bare relative name (whose parent is "").
@@ -411,6 +432,25 @@ mod tests {
             // The umask can only remove bits.
             assert_eq!(mode & !0o750, 0, "{}: {mode:o}", d.display());
         }
+    }
+
+    /// Direct writes are opened with an alignment no smaller than the disk's physical sector
+    /// (where the file system has direct I/O at all).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_writes_are_never_smaller_than_the_physical_sector() {
+        let tmp = TempDir::new().unwrap();
+        let path = tmp.path().join("f");
+        StdFs.create(&path).unwrap();
+        let Some((_, align)) = StdFs.open_direct(&path).unwrap() else {
+            return; // no direct I/O on this file system (tmpfs, say)
+        };
+        assert!(align.is_power_of_two() && align >= 512, "{align}");
+        let meta = fs::metadata(&path).unwrap();
+        let dev = std::os::unix::fs::MetadataExt::dev(&meta);
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let physical = physical_sector(major, minor).unwrap_or(4096);
+        assert!(align >= physical, "{align} < {physical}");
     }
 
     #[test]

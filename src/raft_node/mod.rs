@@ -109,8 +109,6 @@ struct WalPlan {
 /// The raft node. Built from what [`replay_wal`] recovered; run with [`RaftNode::run`].
 pub struct RaftNode {
     id: u64,
-    /// Held while the node runs: a second process on the same data dir fails at start-up.
-    _lock: crate::fsutil::DirLock,
     rn: RawNode<NodeStorage>,
     storage: NodeStorage,
     wal: Option<Wal>,
@@ -179,6 +177,10 @@ pub struct RaftNode {
     rng: SmallRng,
     /// The term and role raft's election timeout was last drawn for.
     timeout_drawn_for: (u64, StateRole),
+    /// Held while the node runs: a second process on the same data dir fails at start-up.
+    /// Last, so that it is released only after the WAL has been dropped (and has written what
+    /// it held back).
+    _lock: crate::fsutil::DirLock,
 }
 
 /// Where the node's core gets time and chance from: tokio's clock and the OS's randomness in

@@ -62,8 +62,6 @@ pub enum StartError {
 
 /// What start-up recovered, ready to build the node from.
 pub struct Recovered {
-    /// Held for the life of the process: one owner per data dir.
-    pub lock: DirLock,
     /// The file system the node's storage is on (a joining node creates its WAL there later).
     pub fs: SharedFs,
     /// The WAL; `None` on a joining node until it learns its cluster.
@@ -84,6 +82,9 @@ pub struct Recovered {
     pub cluster_id: u64,
     /// The commit index in the WAL: `/-/ready` waits until it is applied again.
     pub commit_at_start: u64,
+    /// Held for the life of the process: one owner per data dir. Last, so that it is released
+    /// only after the WAL has been dropped (and has written what it held back).
+    pub lock: DirLock,
 }
 
 /// Opens (or creates) the node's storage as `config` asks, on the real file system.

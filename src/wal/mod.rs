@@ -50,15 +50,18 @@
 //!   that halves the WAL's disk traffic; one small write per sync, a lone client's, keeps
 //!   filling its page instead).
 //! - Where the file system allows it, the active segment is written around the page cache
-//!   (`O_DIRECT`) in whole disk sectors, and the padding above goes to the sector boundary:
-//!   a sync then sends the disk 512 bytes for a lone client's PUT where a page cache sends
-//!   4 KiB ([`WalOptions::direct_io`], `--wal-direct-io`; see `segment.rs`). Records saved
-//!   without a sync are then held in memory until the next synced write (or a clean close):
-//!   a crash of the process loses them, as a power loss may lose any of them in either mode.
+//!   (`O_DIRECT`) in whole physical sectors of the disk, and the padding above goes to the
+//!   sector boundary. On a disk whose physical sector is 512 bytes (most NVMe drives report
+//!   their power-fail atomic unit so) a sync then sends 512 bytes for a lone client's PUT where
+//!   the page cache sends 4 KiB; on one with 4 KiB physical sectors nothing changes
+//!   ([`WalOptions::direct_io`], `--wal-direct-io`; see `segment.rs`). Records saved without a
+//!   sync are then held in memory until the next synced write (or a clean close): a crash of
+//!   the process loses them, as a power loss may lose any of them in either mode.
 //! - Every completed sync of the active segment is followed by a sync mark (written, not
 //!   synced: the next sync covers it) saying that everything before it is on disk, so that
 //!   replay can tell what a sync covered (see `replay.rs`). [`Wal::open`] syncs the active
-//!   segment and marks it so, so that everything it replayed counts as synced.
+//!   segment and marks it so (writing the mark out at once, also for direct writes), so that
+//!   everything it replayed counts as synced.
 //! - [`Wal::save_snapshot_marker`] and [`Wal::save_snapshot_reset`] always sync.
 //! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
 //!   Before switching to a new segment the old one is cut back to its records and synced,
@@ -123,7 +126,7 @@ pub struct WalOptions {
     /// (sparsely: nothing is written), so that most syncs need not record a new file size.
     /// 0 turns it off.
     pub preallocate: u64,
-    /// Write the active segment around the page cache, in whole disk sectors, where the file
+    /// Write the active segment around the page cache, in whole physical sectors, where the file
     /// system allows it (see `segment.rs`); through the page cache otherwise.
     pub direct_io: bool,
 }
@@ -376,6 +379,10 @@ impl Wal {
         // mistaken for an unsynced tail later. Not needed if the log ends with such a mark.
         if !r.ends_synced {
             wal.sync_active()?;
+            if let Err(source) = wal.writer.flush() {
+                let path = wal.active().path.clone();
+                return Err(wal.poison(IoError::new(path, source).into()));
+            }
         }
         let contents = WalContents {
             metadata: r.metadata,

@@ -20,10 +20,11 @@
 //!
 //! # Direct writes
 //! Where the file system allows it ([`crate::disk::FileSystem::open_direct`]), the active
-//! segment is written around the page cache, in whole disk sectors (512 bytes on most disks)
-//! rather than whole 4 KiB pages. A lone client's PUT is one small record per sync: through the
-//! page cache each such sync sends a full page to the disk, directly it sends one sector, an
-//! eighth of the bytes, and the sync is no slower (`bench/micro/wal.rs`).
+//! segment is written around the page cache, in whole physical sectors of the disk rather than
+//! whole 4 KiB pages. A lone client's PUT is one small record per sync: through the page cache
+//! each such sync sends a full page to the disk; directly, on a disk with 512-byte physical
+//! sectors, it sends one sector, an eighth of the bytes (on a disk with 4 KiB physical
+//! sectors, the same page as before).
 //!
 //! The writer keeps the bytes of the last, partly filled sector in memory, with every record
 //! appended since the last write; [`SegmentWriter::flush`] (before each sync, and at about
@@ -32,9 +33,12 @@
 //! a crash of the process loses it, as a power loss may lose any unsynced record; the WAL's
 //! contract promises nothing for those. Dropping the writer (a clean stop) flushes.
 //!
-//! Rewriting the last sector puts the records already synced in it through the disk again, as
-//! rewriting the last page does through the page cache, only fewer of them (a 512-byte sector
-//! holds less than a 4 KiB page); a sector is the unit a disk writes whole.
+//! Rewriting the last sector sends the records already synced in it to the disk again, as
+//! rewriting the last page through the page cache does. The sector is never smaller than the
+//! disk's physical sector, the unit the disk writes atomically, so a power loss during the
+//! rewrite leaves the old sector or the new one, and both hold those records. (A 512-byte
+//! write to a disk with 4 KiB physical sectors would be a read-modify-write of the whole
+//! physical sector inside the disk, which a power loss can tear.)
 
 use crate::disk::IoError;
 use std::io::{self, Read};
@@ -338,7 +342,7 @@ impl Drop for SegmentWriter {
     /// A clean stop leaves the held-back records in the file (unsynced, as they were).
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
-            tracing::debug!(error = %e, "could not write the WAL's last unsynced records");
+            tracing::warn!(error = %e, "could not write the WAL's last unsynced records");
         }
     }
 }
@@ -570,6 +574,12 @@ mod tests {
         let s = Syncer::default();
         let (seg, mut w) =
             create_segment(&StdFs, tmp.path(), 0, 0, b"head", &opts(0, true), &s).unwrap();
+        // Direct where the file system allows it, in the unit it said.
+        let unit = match StdFs.open_direct(&seg.path).unwrap() {
+            Some((_, align)) => align as u64,
+            None => PAGE_SIZE,
+        };
+        assert_eq!(w.unit(), unit);
         let mut want = b"head".to_vec();
         for i in 0..50u8 {
             let rec = vec![i; 37 * i as usize % 700];

@@ -56,8 +56,9 @@ impl Wal {
     }
 
     /// Syncs the active segment, then appends a sync mark saying that everything before it
-    /// is on disk (see `replay.rs`). The mark itself is not synced: the next sync covers it,
-    /// and until then it is in the page cache, where a restart without a power loss finds it.
+    /// is on disk (see `replay.rs`). The mark itself is not synced: the next sync covers it.
+    /// Until then it is in the page cache, where a restart without a power loss finds it, or,
+    /// for direct writes, in memory until the next synced write or a clean close.
     pub(super) fn sync_active(&mut self) -> Result<(), Error> {
         let path = self.active().path.clone();
         if let Err(source) = self.writer.flush() {
