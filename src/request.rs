@@ -187,7 +187,7 @@ pub struct NodeStatus {
     /// Last index in the log.
     pub last_index: u64,
     /// Commit index found at start-up, raised to the leader's when the node first heard of
-    /// one: `/-/ready` waits until it is applied.
+    /// one and first had an append or snapshot from one: `/-/ready` waits until it is applied.
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
@@ -235,7 +235,7 @@ pub struct Shared {
     /// The leader this node knows, 0 for none.
     pub leader: AtomicU64,
     /// Commit index found in the WAL at start-up, raised to the leader's when the node first
-    /// heard of one.
+    /// heard of one and first had an append or snapshot from one.
     pub commit_at_start: AtomicU64,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.

@@ -149,6 +149,44 @@ async fn ready_after_a_crash_waits_for_what_the_node_had_applied() {
     );
 }
 
+/// A follower stopped while the others took writes is ready again only once it holds them:
+/// the leader's first append after the restart says how far the cluster had committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_after_a_restart_waits_for_the_writes_the_node_missed() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).expect("three nodes");
+    c.put_ok(leader, "before", "1").await;
+    c.wait_value(follower, "before", "1", true).await;
+    c.stop(follower).await;
+    for i in 0..30 {
+        c.put_ok(leader, &format!("missed{i}"), &format!("v{i}"))
+            .await;
+    }
+    let field = |s: &serde_json::Value, name: &str| s[name].as_u64().expect(name);
+    let committed = field(&c.status(leader).await.expect("leader status"), "commit");
+    c.spawn(follower, &[]);
+    wait_for(
+        Duration::from_secs(20),
+        "/-/ready after the restart",
+        || async { (c.get(follower, "-/ready").await.map(|r| r.0) == Some(200)).then_some(()) },
+    )
+    .await;
+    let after = c.status(follower).await.expect("status after the restart");
+    assert!(
+        field(&after, "commit_at_start") >= committed,
+        "leader's commit {committed}, follower: {after}"
+    );
+    assert!(
+        field(&after, "applied") >= committed,
+        "leader's commit {committed}, follower: {after}"
+    );
+    assert_eq!(
+        c.get(follower, "missed29?stale").await,
+        Some((200, "v29".to_string()))
+    );
+}
+
 /// `name{label="value",...} number`, the exposition format's sample line (the parser crate
 /// skips lines it does not understand, so the grammar is checked here).
 fn is_sample_line(line: &str) -> bool {

@@ -131,6 +131,8 @@ pub struct RaftNode {
     commit_at_start: u64,
     /// Whether this process has known a leader yet.
     heard_leader: bool,
+    /// Whether this process has had an append or a snapshot from a leader yet.
+    heard_leader_log: bool,
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -293,6 +295,7 @@ impl RaftNode {
             catchup_entries: config.snapshot_catchup_entries,
             commit_at_start: recovered.commit_at_start,
             heard_leader: false,
+            heard_leader_log: false,
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
             reads: Reads::new(config.id, nonce, timeout),

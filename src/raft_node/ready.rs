@@ -267,12 +267,14 @@ impl RaftNode {
                             };
                             self.leader_commit = self.leader_commit.max(commit);
                             self.last_leader_contact = now;
+                            self.first_leader_log(commit);
                         }
                         MessageType::MsgSnapshot => {
                             self.note_received_snapshot(&m);
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
                             self.last_leader_contact = now;
+                            self.first_leader_log(index);
                         }
                         MessageType::MsgHeartbeat => self.last_leader_contact = now,
                         _ => {}
@@ -370,13 +372,29 @@ impl RaftNode {
     /// written without a sync (and held back by the WAL's direct writes), so a crash can take
     /// the commit index of the node's last moments; a follower learns it again here, and does
     /// not call itself ready before it has applied again what it had applied before the crash.
+    /// A heartbeat says no more than what the leader knows this node holds, hence also
+    /// [`RaftNode::first_leader_log`].
     fn raise_ready_target(&mut self) {
-        let committed = self.rn.raft.raft_log.committed;
-        if committed > self.commit_at_start {
-            self.commit_at_start = committed;
+        self.raise_ready_target_to(self.rn.raft.raft_log.committed);
+    }
+
+    /// On the first append or snapshot from a leader since start-up: `/-/ready` also waits for
+    /// the leader's commit index as that message gives it (`commit`), so a node that was down
+    /// while others wrote, or that has just joined, is ready only once it holds what the
+    /// cluster had committed when it came back.
+    fn first_leader_log(&mut self, commit: u64) {
+        if !self.heard_leader_log {
+            self.heard_leader_log = true;
+            self.raise_ready_target_to(commit);
+        }
+    }
+
+    fn raise_ready_target_to(&mut self, index: u64) {
+        if index > self.commit_at_start {
+            self.commit_at_start = index;
             self.shared
                 .commit_at_start
-                .store(committed, std::sync::atomic::Ordering::Release);
+                .store(index, std::sync::atomic::Ordering::Release);
         }
     }
 
