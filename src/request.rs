@@ -4,7 +4,7 @@
 //! it imports only [`crate::events`] (itself a leaf), so every module may use it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -186,8 +186,8 @@ pub struct NodeStatus {
     pub first_index: u64,
     /// Last index in the log.
     pub last_index: u64,
-    /// Commit index found at start-up, raised to the leader's when the node first heard of
-    /// one and first had an append or snapshot from one: `/-/ready` waits until it is applied.
+    /// Commit index found at start-up, raised to the index the leader answered the node's
+    /// ready probe with: `/-/ready` waits until it is applied.
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
@@ -234,9 +234,11 @@ pub struct PeerProgress {
 pub struct Shared {
     /// The leader this node knows, 0 for none.
     pub leader: AtomicU64,
-    /// Commit index found in the WAL at start-up, raised to the leader's when the node first
-    /// heard of one and first had an append or snapshot from one.
+    /// Commit index found in the WAL at start-up, raised to the index the leader answered the
+    /// node's ready probe with (a ReadIndex: how far the cluster had committed).
     pub commit_at_start: AtomicU64,
+    /// Whether the leader has answered the ready probe (set after `commit_at_start`).
+    pub ready_confirmed: AtomicBool,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,

@@ -150,17 +150,23 @@ impl NodeHandle {
             .map_err(ProposalError::WouldLoseQuorum)
     }
 
-    /// Whether this node should get client traffic: it knows a leader and has applied
-    /// everything that was committed when it started. `Err` says why not.
+    /// Whether this node should get client traffic: it knows a leader, the leader has said how
+    /// far the cluster has committed (the ready probe, a ReadIndex), and the node has applied
+    /// that far and everything its WAL said was committed. `Err` says why not.
     pub fn readiness(&self) -> Result<(), String> {
         if self.shared.leader.load(Ordering::Acquire) == 0 {
             return Err("no leader is known".into());
+        }
+        // Before the target: the answer is stored after the target it raised.
+        if !self.shared.ready_confirmed.load(Ordering::Acquire) {
+            return Err("waiting for the leader to say how far the cluster has committed".into());
         }
         let target = self.shared.commit_at_start.load(Ordering::Acquire);
         let applied = self.kv.applied_index();
         if applied < target {
             return Err(format!(
-                "replaying the log: applied {applied} of the {target} entries committed at start-up"
+                "replaying the log: applied {applied} of the {target} entries committed when \
+                 this node came back"
             ));
         }
         Ok(())

@@ -60,7 +60,7 @@ pub use crate::request::{
 };
 pub use handle::NodeHandle;
 use proposals::Proposals;
-use reads::Reads;
+use reads::{Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, replay_wal, replay_wal_on};
 use snapshots::PendingSnapshot;
 use storage::NodeStorage;
@@ -97,6 +97,8 @@ const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
 /// election timeouts: a leader change usually comes first, and sends everything again).
 const RESEND_TICKS: u32 = 40;
+/// Ticks between askings of the ready probe while it goes unanswered (an election's worth).
+const READY_PROBE_TICKS: u32 = ELECTION_TICKS;
 
 /// Where a joining node will create its WAL once it knows its cluster.
 struct WalPlan {
@@ -127,12 +129,10 @@ pub struct RaftNode {
     snapshot_count: u64,
     catchup_entries: u64,
     /// What `/-/ready` waits to see applied: the commit index in the WAL, raised to the
-    /// cluster's when this process first hears of a leader (see `on_soft_state`).
+    /// cluster's by the ready probe's answer.
     commit_at_start: u64,
-    /// Whether this process has known a leader yet.
-    heard_leader: bool,
-    /// Whether this process has had an append or a snapshot from a leader yet.
-    heard_leader_log: bool,
+    /// `/-/ready`'s question to the leader: how far the cluster has committed.
+    ready_probe: ReadyProbe,
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -294,8 +294,7 @@ impl RaftNode {
             snapshot_count: config.snapshot_count.max(1),
             catchup_entries: config.snapshot_catchup_entries,
             commit_at_start: recovered.commit_at_start,
-            heard_leader: false,
-            heard_leader_log: false,
+            ready_probe: ReadyProbe::new(config.id, nonce, tick * READY_PROBE_TICKS),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
             reads: Reads::new(config.id, nonce, timeout),

@@ -17,6 +17,59 @@ use raft::ReadState;
 
 use super::{ProposalError, Responder};
 
+/// The node's own ReadIndex after start-up, for `/-/ready`: the index the leader answers with
+/// is what the cluster had committed by then, so a node that was down while others wrote, that
+/// has just joined, or whose unsynced record of its last commits died with it in a crash,
+/// calls itself ready only once it has applied that far. A node's WAL knows none of that, nor
+/// does a heartbeat (raft caps its commit at what the leader knows the node holds).
+///
+/// Its context is the node id and the process's nonce (16 bytes: a client read's are 24, so
+/// the two never meet). Asked as soon as a leader is known, and again every `retry` until
+/// answered: raft drops a ReadIndex while there is no leader, or while a new one has not
+/// committed in its term.
+pub(super) struct ReadyProbe {
+    ctx: Vec<u8>,
+    retry: Duration,
+    asked_at: Option<Instant>,
+    answered: bool,
+}
+
+impl ReadyProbe {
+    /// The probe of node `origin`, whose process drew `nonce`.
+    pub fn new(origin: u64, nonce: u64, retry: Duration) -> ReadyProbe {
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&origin.to_le_bytes());
+        ctx.extend_from_slice(&nonce.to_le_bytes());
+        ReadyProbe {
+            ctx,
+            retry,
+            asked_at: None,
+            answered: false,
+        }
+    }
+
+    /// The context to hand raft's `read_index` now, if the probe is due.
+    pub fn due(&mut self, leader_known: bool, now: Instant) -> Option<Vec<u8>> {
+        let due = !self.answered
+            && leader_known
+            && self
+                .asked_at
+                .is_none_or(|at| now.duration_since(at) >= self.retry);
+        if !due {
+            return None;
+        }
+        self.asked_at = Some(now);
+        Some(self.ctx.clone())
+    }
+
+    /// Takes the probe's answer out of a Ready's read states: the read index, the first time.
+    pub fn take_answer(&mut self, states: &mut Vec<ReadState>) -> Option<u64> {
+        let at = states.iter().position(|rs| rs.request_ctx == self.ctx)?;
+        let rs = states.remove(at);
+        (!std::mem::replace(&mut self.answered, true)).then_some(rs.index)
+    }
+}
+
 /// A client waiting for its read.
 struct Waiter {
     done: Responder,
@@ -260,6 +313,48 @@ mod tests {
 
     /// Contexts differ between nodes and between two processes of one node; a context from
     /// another process is ignored.
+    /// The ready probe is asked once a leader is known, again after `retry` while unanswered,
+    /// never once answered; its answer is taken out of the read states, the others left.
+    #[test]
+    fn the_ready_probe_asks_until_answered_and_takes_only_its_own_answer() {
+        let t0 = Instant::now();
+        let retry = Duration::from_secs(1);
+        let mut probe = ReadyProbe::new(2, 77, retry);
+        assert_eq!(probe.due(false, t0), None, "no leader: nobody to ask");
+        let ctx = probe.due(true, t0).expect("asked once a leader is known");
+        assert_eq!(ctx.len(), 16);
+        assert_eq!(probe.due(true, t0 + retry / 2), None, "not again so soon");
+        assert_eq!(
+            probe.due(true, t0 + retry),
+            Some(ctx.clone()),
+            "asked again"
+        );
+        let other = ReadState {
+            index: 5,
+            request_ctx: vec![1; 24],
+        };
+        let mut states = vec![
+            other.clone(),
+            ReadState {
+                index: 42,
+                request_ctx: ctx.clone(),
+            },
+        ];
+        assert_eq!(probe.take_answer(&mut states), Some(42));
+        assert_eq!(states, vec![other]);
+        assert_eq!(
+            probe.due(true, t0 + retry * 5),
+            None,
+            "answered: never again"
+        );
+        let mut late = vec![ReadState {
+            index: 50,
+            request_ctx: ctx,
+        }];
+        assert_eq!(probe.take_answer(&mut late), None, "a late second answer");
+        assert!(late.is_empty());
+    }
+
     #[test]
     fn contexts_are_unique_across_nodes_and_restarts() {
         let t0 = Instant::now();

@@ -267,14 +267,12 @@ impl RaftNode {
                             };
                             self.leader_commit = self.leader_commit.max(commit);
                             self.last_leader_contact = now;
-                            self.first_leader_log(commit);
                         }
                         MessageType::MsgSnapshot => {
                             self.note_received_snapshot(&m);
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
                             self.last_leader_contact = now;
-                            self.first_leader_log(index);
                         }
                         MessageType::MsgHeartbeat => self.last_leader_contact = now,
                         _ => {}
@@ -353,10 +351,6 @@ impl RaftNode {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
-        if leader != raft::INVALID_ID && !self.heard_leader {
-            self.heard_leader = true;
-            self.raise_ready_target();
-        }
         // raft forgets pending ReadIndex requests when leadership moves, and a proposal
         // forwarded to the old leader or appended in its term may be lost: ask and propose
         // again as soon as this Ready is done (not now: raft must not be stepped between
@@ -367,35 +361,16 @@ impl RaftNode {
         }
     }
 
-    /// On first hearing of a leader: `/-/ready` also waits for the commit index that the
-    /// leader's message carried, not only for the one in this node's WAL. That record is
-    /// written without a sync (and held back by the WAL's direct writes), so a crash can take
-    /// the commit index of the node's last moments; a follower learns it again here, and does
-    /// not call itself ready before it has applied again what it had applied before the crash.
-    /// A heartbeat says no more than what the leader knows this node holds, hence also
-    /// [`RaftNode::first_leader_log`].
-    fn raise_ready_target(&mut self) {
-        self.raise_ready_target_to(self.rn.raft.raft_log.committed);
-    }
-
-    /// On the first append or snapshot from a leader since start-up: `/-/ready` also waits for
-    /// the leader's commit index as that message gives it (`commit`), so a node that was down
-    /// while others wrote, or that has just joined, is ready only once it holds what the
-    /// cluster had committed when it came back.
-    fn first_leader_log(&mut self, commit: u64) {
-        if !self.heard_leader_log {
-            self.heard_leader_log = true;
-            self.raise_ready_target_to(commit);
-        }
-    }
-
-    fn raise_ready_target_to(&mut self, index: u64) {
+    /// The ready probe's answer (see [`super::reads::ReadyProbe`]): `/-/ready` waits until
+    /// the state machine reaches `index` too, and from now on may say yes.
+    fn on_ready_probe_answer(&mut self, index: u64) {
+        use std::sync::atomic::Ordering;
         if index > self.commit_at_start {
             self.commit_at_start = index;
-            self.shared
-                .commit_at_start
-                .store(index, std::sync::atomic::Ordering::Release);
+            self.shared.commit_at_start.store(index, Ordering::Release);
         }
+        // After the target: a reader that sees the answer sees the target it raised.
+        self.shared.ready_confirmed.store(true, Ordering::Release);
     }
 
     /// Hands messages to the transport; whatever it could not queue is reported to raft
@@ -448,7 +423,10 @@ impl RaftNode {
         Ok(())
     }
 
-    pub(super) fn on_read_states(&mut self, states: Vec<ReadState>) {
+    pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
+        if let Some(index) = self.ready_probe.take_answer(&mut states) {
+            self.on_ready_probe_answer(index);
+        }
         self.reads.on_read_states(states);
     }
 
@@ -532,7 +510,11 @@ impl RaftNode {
     /// last one, and every round again after a leader change.
     pub(super) fn read_index(&mut self) {
         let leader_known = self.leader_id() != INVALID_ID;
-        for ctx in self.reads.due_contexts(leader_known, self.now()) {
+        let now = self.now();
+        for ctx in self.reads.due_contexts(leader_known, now) {
+            self.rn.read_index(ctx);
+        }
+        if let Some(ctx) = self.ready_probe.due(leader_known, now) {
             self.rn.read_index(ctx);
         }
     }
