@@ -422,6 +422,14 @@ mod tests {
         }
     }
 
+    /// Segment 0 holding `head` in `/wal` on `fs`, asked for direct writes.
+    fn mem_segment(fs: &MemFs, preallocate: u64) -> (Segment, SegmentWriter) {
+        let dir = Path::new("/wal");
+        fs.create_dir_all(dir).unwrap();
+        let opts = opts(preallocate, true);
+        create_segment(fs, dir, 0, 0, b"head", &opts, &Syncer::default()).unwrap()
+    }
+
     #[test]
     fn names_round_trip_and_sort_like_etcd() {
         let n = segment_name(1, 0x1234);
@@ -504,10 +512,7 @@ mod tests {
     #[test]
     fn direct_writes_go_out_in_whole_sectors_at_a_flush() {
         let fs = MemFs::new(7);
-        let dir = Path::new("/wal");
-        fs.create_dir_all(dir).unwrap();
-        let s = Syncer::default();
-        let (seg, mut w) = create_segment(&fs, dir, 0, 0, b"head", &opts(0, true), &s).unwrap();
+        let (seg, mut w) = mem_segment(&fs, 0);
         assert_eq!(w.unit(), 512);
         w.append(b"abc").unwrap();
         assert_eq!(
@@ -543,10 +548,7 @@ mod tests {
     #[test]
     fn direct_writes_extend_a_preallocated_file_in_steps() {
         let fs = MemFs::new(8);
-        let dir = Path::new("/wal");
-        fs.create_dir_all(dir).unwrap();
-        let s = Syncer::default();
-        let (seg, mut w) = create_segment(&fs, dir, 0, 0, b"head", &opts(4096, true), &s).unwrap();
+        let (seg, mut w) = mem_segment(&fs, 4096);
         w.append(&[1u8; 5000]).unwrap();
         w.flush().unwrap();
         assert_eq!(fs.read(&seg.path).unwrap().len(), 8192);
@@ -557,10 +559,7 @@ mod tests {
     fn without_direct_io_the_writer_writes_at_once() {
         let fs = MemFs::new(9);
         fs.set_direct_io(None);
-        let dir = Path::new("/wal");
-        fs.create_dir_all(dir).unwrap();
-        let s = Syncer::default();
-        let (seg, mut w) = create_segment(&fs, dir, 0, 0, b"head", &opts(0, true), &s).unwrap();
+        let (seg, mut w) = mem_segment(&fs, 0);
         assert_eq!(w.unit(), PAGE_SIZE);
         w.append(b"er").unwrap();
         assert_eq!(fs.read(&seg.path).unwrap(), b"header");

@@ -60,10 +60,8 @@ impl Wal {
     /// Until then it is in the page cache, where a restart without a power loss finds it, or,
     /// for direct writes, in memory until the next synced write or a clean close.
     pub(super) fn sync_active(&mut self) -> Result<(), Error> {
+        self.flush_held()?;
         let path = self.active().path.clone();
-        if let Err(source) = self.writer.flush() {
-            return Err(self.poison(IoError::new(path, source).into()));
-        }
         if let Err(e) = self.syncer.sync_file(self.writer.file(), &path) {
             return Err(self.poison(e));
         }
@@ -71,6 +69,16 @@ impl Wal {
         self.buf.clear();
         self.encode(base, RecordRef::Synced(base))?;
         self.write_buf()
+    }
+
+    /// Writes out what a direct writer holds back (see `segment.rs`); nothing otherwise. A
+    /// failure poisons the WAL, as a failed write does.
+    pub(super) fn flush_held(&mut self) -> Result<(), Error> {
+        if let Err(source) = self.writer.flush() {
+            let path = self.active().path.clone();
+            return Err(self.poison(IoError::new(path, source).into()));
+        }
+        Ok(())
     }
 
     pub(super) fn maybe_rotate(&mut self) -> Result<(), Error> {

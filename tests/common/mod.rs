@@ -647,14 +647,19 @@ impl ProcCluster {
     /// Waits until the running nodes agree on a leader; returns its id.
     pub async fn wait_leader(&mut self) -> u64 {
         let ids: Vec<u64> = self.children.keys().copied().collect();
-        wait_for(Duration::from_secs(20), "an agreed leader", || async {
-            let mut leaders = Vec::new();
-            for id in &ids {
-                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
-            }
-            agreed(leaders)
+        wait_for(Duration::from_secs(20), "an agreed leader", || {
+            self.agreed_leader(&ids)
         })
         .await
+    }
+
+    /// The leader nodes `ids` all name now, if they agree on one (see [`agreed`]).
+    async fn agreed_leader(&self, ids: &[u64]) -> Option<u64> {
+        let mut leaders = Vec::new();
+        for id in ids {
+            leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
+        }
+        agreed(leaders)
     }
 
     /// Waits (up to `within`) until the running nodes other than `old` agree on a leader
@@ -667,11 +672,8 @@ impl ProcCluster {
             .filter(|id| *id != old)
             .collect();
         wait_for(within, "a new leader", || async {
-            let mut leaders = Vec::new();
-            for id in &ids {
-                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
-            }
-            agreed(leaders).filter(|leader| *leader != old)
+            let leader = self.agreed_leader(&ids).await;
+            leader.filter(|leader| *leader != old)
         })
         .await
     }
