@@ -146,7 +146,11 @@ impl Node {
     }
 }
 
+/// The release binary, or `OURS_BIN` (as in `bench/compare.sh`: another build to compare).
 fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OURS_BIN") {
+        return PathBuf::from(bin);
+    }
     let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/raftexample");
     assert!(
         binary.exists(),

@@ -30,6 +30,14 @@ impl AlignedBuf {
         buf
     }
 
+    /// An empty buffer aligned to `align` with room for `capacity` bytes, so that filling it
+    /// up to that never moves it.
+    pub fn with_capacity(align: usize, capacity: usize) -> AlignedBuf {
+        let mut buf = AlignedBuf::new(align);
+        buf.reserve(capacity);
+        buf
+    }
+
     /// The bytes held.
     pub fn bytes(&self) -> &[u8] {
         &self.raw[self.start..self.start + self.len]

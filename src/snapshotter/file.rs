@@ -8,7 +8,7 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{Snapshot, SnapshotMetadata};
 
 use super::Error;
-use crate::disk::{DiskFile, FileSystem, IoError};
+use crate::disk::{AlignedBuf, DiskFile, FileSystem, IoError};
 
 const MAGIC: &[u8; 8] = b"RAFTSNAP";
 const VERSION: u32 = 1;
@@ -55,7 +55,7 @@ impl WriteError {
 /// [`FileSink::seal`] checks its length, appends the checksum and syncs.
 pub(super) struct FileSink {
     path: PathBuf,
-    w: CrcWriter<BufWriter<FileWriter>>,
+    w: CrcWriter<Out>,
     data_start: u64,
     data_len: u64,
 }
@@ -75,15 +75,23 @@ impl FileSink {
         let meta_len = u32::try_from(meta_bytes.len())
             .map_err(|_| WriteError::Encode("metadata over 4 GiB".into()))?;
         let file = fs.create(path).map_err(io)?;
-        let mut w = CrcWriter {
-            inner: BufWriter::with_capacity(
+        // Around the page cache where the file system allows it (see `DirectWriter`).
+        let out = match fs.open_direct(path).map_err(io)? {
+            Some((direct, align)) => {
+                drop(file);
+                Out::Direct(DirectWriter::new(direct, align))
+            }
+            None => Out::Cached(BufWriter::with_capacity(
                 BUFFER,
                 FileWriter {
                     file,
                     pos: 0,
                     synced: 0,
                 },
-            ),
+            )),
+        };
+        let mut w = CrcWriter {
+            inner: out,
             crc: 0,
             written: 0,
         };
@@ -119,13 +127,35 @@ impl FileSink {
         let io = |e: io::Error| WriteError::Io(path.clone(), e);
         let crc = self.w.crc;
         self.w.inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-        let mut file = self
-            .w
-            .inner
-            .into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .file;
-        file.sync_data().map_err(io)
+        match self.w.inner {
+            Out::Cached(w) => {
+                let mut file = w.into_inner().map_err(|e| io(e.into_error()))?.file;
+                file.sync_data().map_err(io)
+            }
+            Out::Direct(w) => w.finish().map_err(io),
+        }
+    }
+}
+
+/// Where a snapshot file's bytes go: straight to the disk, or through the page cache.
+enum Out {
+    Direct(DirectWriter),
+    Cached(BufWriter<FileWriter>),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Direct(w) => w.write(buf),
+            Out::Cached(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Direct(w) => w.flush(),
+            Out::Cached(w) => w.flush(),
+        }
     }
 }
 
@@ -143,10 +173,80 @@ impl Write for FileSink {
 /// sync at the end hands the disk hundreds of megabytes at once, and every WAL sync of the
 /// node (and of any other process on that disk) waits behind them: PUT p99 tripled while
 /// snapshots of a million keys were taken. Synced as it goes, the file never has more than
-/// this much waiting.
-const SYNC_EVERY: u64 = 8 << 20;
+/// this much waiting (in the page cache, or in the disk's own cache after direct writes).
+pub(super) const SYNC_EVERY: u64 = 8 << 20;
 
-/// A [`DiskFile`] written from its start, as a stream.
+/// Bytes a direct writer sends to the disk at once. Written through the page cache, a
+/// snapshot reaches the disk as the kernel's writeback sees fit, in requests of up to
+/// megabytes each; a WAL write of a few KiB queued behind them waits for all of them: PUT p99
+/// rose from 1.5 to 15 ms while snapshots of a million keys were taken, each of the node's
+/// WAL writes and syncs taking 2–4 ms instead of 0.1. Written directly in chunks this small,
+/// the disk never has more than one chunk of the snapshot ahead of a WAL write (measured on
+/// this machine's disk: a 4 KiB write and sync beside a stream of 64 KiB direct writes, p99
+/// 0.27 ms against 0.24 idle; beside 1 MiB ones, 1.6 ms), and the snapshot still goes at
+/// hundreds of MB/s.
+pub(super) const DIRECT_CHUNK: usize = 64 << 10;
+
+/// A [`DiskFile`] opened for direct writes (`O_DIRECT`), written from its start in
+/// [`DIRECT_CHUNK`]s. Each write returns once the disk has the chunk, so the file never has
+/// more than one chunk in flight and nothing piles up in the page cache for a sync to push out
+/// at once; it is still synced every [`SYNC_EVERY`] bytes (the disk's own cache). The last,
+/// partial chunk goes out padded with zeros to the alignment, and the file is then cut to its
+/// length.
+struct DirectWriter {
+    /// Takes whole chunks only.
+    out: FileWriter,
+    /// Bytes not written yet, fewer than a chunk after every `write`.
+    held: AlignedBuf,
+    chunk: usize,
+}
+
+impl DirectWriter {
+    fn new(file: Box<dyn DiskFile>, align: usize) -> DirectWriter {
+        let chunk = DIRECT_CHUNK.next_multiple_of(align);
+        DirectWriter {
+            out: FileWriter {
+                file,
+                pos: 0,
+                synced: 0,
+            },
+            held: AlignedBuf::with_capacity(align, chunk),
+            chunk,
+        }
+    }
+
+    /// Writes what is held (padded), cuts the padding off and syncs.
+    fn finish(mut self) -> io::Result<()> {
+        let file = &mut self.out.file;
+        if !self.held.is_empty() {
+            file.write_all_at(self.held.padded(), self.out.pos)?;
+            file.set_len(self.out.pos + self.held.len() as u64)?;
+        }
+        file.sync_data()
+    }
+}
+
+impl Write for DirectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let take = rest.len().min(self.chunk - self.held.len());
+            self.held.extend(&rest[..take]);
+            rest = &rest[take..];
+            if self.held.len() == self.chunk {
+                self.out.write_all(self.held.bytes())?;
+                self.held.consume(self.chunk);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A [`DiskFile`] written from its start, as a stream, synced every [`SYNC_EVERY`] bytes.
 struct FileWriter {
     file: Box<dyn DiskFile>,
     pos: u64,

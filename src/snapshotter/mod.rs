@@ -28,6 +28,10 @@
 //! [`Snapshotter::load_newest_available`]. After saving, files beyond the newest `keep` are
 //! deleted.
 //!
+//! The `.tmp` file is written around the page cache (`O_DIRECT`) where the file system allows
+//! it, a small chunk at a time, so that a snapshot of a big state never queues megabytes on the
+//! disk ahead of the WAL's writes (see `file::DIRECT_CHUNK`).
+//!
 //! Files go through a [`crate::disk::FileSystem`]: the real disk for [`Snapshotter::new`], any
 //! other for [`Snapshotter::new_on`].
 
@@ -745,13 +749,13 @@ mod tests {
         let dir = Path::new("/data/raftexample-1-snap");
         let mut outcomes = std::collections::BTreeSet::new();
         for seed in 0..20 {
-            for after in 0..8 {
+            for after in 0..10 {
                 let fs = MemFs::new(seed);
                 let shared: SharedFs = Arc::new(fs.clone());
                 let s = Snapshotter::new_on(shared.clone(), dir, DEFAULT_KEEP).unwrap();
                 let old = snap(1, 5, b"old");
                 s.save(&old).unwrap();
-                let new = snap(2, 10, &[7; 10_000]);
+                let new = snap(2, 10, &[7; 150_000]); // three direct chunks
                 fs.power_loss_after(after);
                 let saved = s.save(&new).is_ok();
                 if fs.is_off() {
@@ -777,6 +781,48 @@ mod tests {
             outcomes,
             [(false, 1), (false, 2), (true, 2)].into_iter().collect()
         );
+    }
+
+    /// Where the disk allows it, snapshot files are written around the page cache in whole
+    /// chunks, the last padded and then cut to length: files of every length around a chunk's
+    /// end, and past a periodic sync, read back whole, written directly (on the real disk and
+    /// on MemFs) or through the page cache.
+    #[test]
+    fn files_of_any_length_read_back_written_directly_or_not() {
+        use crate::disk::{MemFs, StdFs};
+        use file::{DIRECT_CHUNK, SYNC_EVERY};
+        use std::sync::Arc;
+        let tmp = TempDir::new().unwrap();
+        let cached = MemFs::new(2);
+        cached.set_direct_io(None);
+        let places: [(&str, SharedFs, PathBuf); 3] = [
+            ("disk", StdFs::shared(), tmp.path().to_path_buf()),
+            ("mem, direct", Arc::new(MemFs::new(1)), "/snap".into()),
+            ("mem, page cache", Arc::new(cached), "/snap".into()),
+        ];
+        let chunk = DIRECT_CHUNK as u64;
+        let lengths = (chunk - 80..chunk + 8).chain([0, 1, 3 * chunk + 17, SYNC_EVERY + 5]);
+        let meta = marker(3, 9);
+        for (index, len) in (10..).zip(lengths) {
+            let meta = SnapshotMetadata {
+                index,
+                ..meta.clone()
+            };
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + index) as u8).collect();
+            for (what, fs, dir) in &places {
+                let s = Snapshotter::new_on(fs.clone(), dir, 2).unwrap();
+                s.save_with(&meta, len, |w| w.write_all(&data)).unwrap();
+                let (_, got) = s
+                    .load_newest_available_with(std::slice::from_ref(&meta), |r, _| {
+                        let mut v = Vec::new();
+                        r.read_to_end(&mut v)?;
+                        Ok(v)
+                    })
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{what}: no snapshot of {len} bytes"));
+                assert!(got == data, "{what}: {len} bytes did not read back");
+            }
+        }
     }
 
     #[test]
