@@ -24,41 +24,49 @@ use super::{ProposalError, Responder};
 /// does a heartbeat (raft caps its commit at what the leader knows the node holds).
 ///
 /// Its context is the node id and the process's nonce (16 bytes: a client read's are 24, so
-/// the two never meet). Asked as soon as a leader is known, and again every `retry` until
-/// answered: raft drops a ReadIndex while there is no leader, or while a new one has not
-/// committed in its term.
+/// the two never meet). Asked as soon as a leader is known, and again until answered: raft
+/// drops a ReadIndex while there is no leader, or while a new one has not committed in its
+/// term. That commit moves the node's commit index (a leader's own at once, a follower's with
+/// the next heartbeat), so the probe is asked again once the commit index has moved, at most
+/// every `again`, and every `retry` regardless. Waiting out `retry` alone cost a node
+/// restarted alone (its own leader, asking before its first commit) a second of `/-/ready`.
 pub(super) struct ReadyProbe {
     ctx: Vec<u8>,
+    again: Duration,
     retry: Duration,
-    asked_at: Option<Instant>,
+    /// When it was last asked, and the commit index then.
+    asked: Option<(Instant, u64)>,
     answered: bool,
 }
 
 impl ReadyProbe {
     /// The probe of node `origin`, whose process drew `nonce`.
-    pub fn new(origin: u64, nonce: u64, retry: Duration) -> ReadyProbe {
+    pub fn new(origin: u64, nonce: u64, again: Duration, retry: Duration) -> ReadyProbe {
         let mut ctx = Vec::with_capacity(16);
         ctx.extend_from_slice(&origin.to_le_bytes());
         ctx.extend_from_slice(&nonce.to_le_bytes());
         ReadyProbe {
             ctx,
+            again,
             retry,
-            asked_at: None,
+            asked: None,
             answered: false,
         }
     }
 
-    /// The context to hand raft's `read_index` now, if the probe is due.
-    pub fn due(&mut self, leader_known: bool, now: Instant) -> Option<Vec<u8>> {
+    /// The context to hand raft's `read_index` now, if the probe is due; `commit` is the
+    /// node's commit index.
+    pub fn due(&mut self, leader_known: bool, commit: u64, now: Instant) -> Option<Vec<u8>> {
         let due = !self.answered
             && leader_known
-            && self
-                .asked_at
-                .is_none_or(|at| now.duration_since(at) >= self.retry);
+            && self.asked.is_none_or(|(at, commit_then)| {
+                let waited = now.duration_since(at);
+                waited >= self.retry || (commit > commit_then && waited >= self.again)
+            });
         if !due {
             return None;
         }
-        self.asked_at = Some(now);
+        self.asked = Some((now, commit));
         Some(self.ctx.clone())
     }
 
@@ -318,14 +326,26 @@ mod tests {
     #[test]
     fn the_ready_probe_asks_until_answered_and_takes_only_its_own_answer() {
         let t0 = Instant::now();
-        let retry = Duration::from_secs(1);
-        let mut probe = ReadyProbe::new(2, 77, retry);
-        assert_eq!(probe.due(false, t0), None, "no leader: nobody to ask");
-        let ctx = probe.due(true, t0).expect("asked once a leader is known");
+        let (again, retry) = (Duration::from_millis(100), Duration::from_secs(1));
+        let mut probe = ReadyProbe::new(2, 77, again, retry);
+        assert_eq!(probe.due(false, 5, t0), None, "no leader: nobody to ask");
+        let ctx = probe
+            .due(true, 5, t0)
+            .expect("asked once a leader is known");
         assert_eq!(ctx.len(), 16);
-        assert_eq!(probe.due(true, t0 + retry / 2), None, "not again so soon");
         assert_eq!(
-            probe.due(true, t0 + retry),
+            probe.due(true, 5, t0 + retry / 2),
+            None,
+            "not again so soon"
+        );
+        // The leader's first commit in its term moves the commit index: asked again, but
+        // not more often than `again`.
+        assert_eq!(probe.due(true, 6, t0 + again / 2), None, "not that soon");
+        let t1 = t0 + again;
+        assert_eq!(probe.due(true, 6, t1), Some(ctx.clone()), "commit moved");
+        assert_eq!(probe.due(true, 6, t1 + again), None, "commit still");
+        assert_eq!(
+            probe.due(true, 6, t1 + retry),
             Some(ctx.clone()),
             "asked again"
         );
@@ -343,7 +363,7 @@ mod tests {
         assert_eq!(probe.take_answer(&mut states), Some(42));
         assert_eq!(states, vec![other]);
         assert_eq!(
-            probe.due(true, t0 + retry * 5),
+            probe.due(true, 9, t0 + retry * 5),
             None,
             "answered: never again"
         );

@@ -514,7 +514,8 @@ impl RaftNode {
         for ctx in self.reads.due_contexts(leader_known, now) {
             self.rn.read_index(ctx);
         }
-        if let Some(ctx) = self.ready_probe.due(leader_known, now) {
+        let commit = self.rn.raft.raft_log.committed;
+        if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
             self.rn.read_index(ctx);
         }
     }
