@@ -96,7 +96,11 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("ENTRIES is a number"))
         .unwrap_or(1_000_000);
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/raftexample");
+    // `OURS_BIN`: another build to compare, as in `bench/compare.sh`.
+    let binary = std::env::var_os("OURS_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/raftexample"),
+        std::path::PathBuf::from,
+    );
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --release` first",
