@@ -177,15 +177,16 @@ impl Write for FileSink {
 pub(super) const SYNC_EVERY: u64 = 8 << 20;
 
 /// Bytes a direct writer sends to the disk at once. Written through the page cache, a
-/// snapshot reaches the disk as the kernel's writeback sees fit, in requests of up to
-/// megabytes each; a WAL write of a few KiB queued behind them waits for all of them: PUT p99
-/// rose from 1.5 to 15 ms while snapshots of a million keys were taken, each of the node's
-/// WAL writes and syncs taking 2–4 ms instead of 0.1. Written directly in chunks this small,
-/// the disk never has more than one chunk of the snapshot ahead of a WAL write (measured on
-/// this machine's disk: a 4 KiB write and sync beside a stream of 64 KiB direct writes, p99
-/// 0.27 ms against 0.24 idle; beside 1 MiB ones, 1.6 ms), and the snapshot still goes at
-/// hundreds of MB/s.
-pub(super) const DIRECT_CHUNK: usize = 64 << 10;
+/// snapshot reached the disk as the kernel's writeback saw fit, in requests of megabytes; a
+/// WAL write of a few KiB queued behind them waited for all of them: PUT p99 was 10-13 x its
+/// steady value while snapshots of a million keys were taken (each of the node's WAL writes
+/// and syncs taking 2-4 ms instead of 0.1). Written directly, the disk never has more than one
+/// chunk of the snapshot ahead of a WAL write. The size trades that wait against the speed of
+/// the snapshot (measured here, PUT p99 during 1 M-key snapshots against steady, and a new
+/// member's catch-up from 256 MiB, which includes writing a snapshot of it): 64 KiB 1.45-1.54
+/// x and 1.4-1.8 s; 128 KiB 1.50-1.52 x and 1.3-1.6 s; 256 KiB 1.71-1.75 x and 1.1-1.2 s;
+/// through the page cache 10-12 x and 1.0 s.
+pub(super) const DIRECT_CHUNK: usize = 128 << 10;
 
 /// A [`DiskFile`] opened for direct writes (`O_DIRECT`), written from its start in
 /// [`DIRECT_CHUNK`]s. Each write returns once the disk has the chunk, so the file never has
