@@ -294,7 +294,7 @@ impl RaftNode {
             snapshot_count: config.snapshot_count.max(1),
             catchup_entries: config.snapshot_catchup_entries,
             commit_at_start: recovered.commit_at_start,
-            ready_probe: ReadyProbe::new(config.id, nonce, tick, tick * READY_PROBE_TICKS),
+            ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
             reads: Reads::new(config.id, nonce, timeout),

@@ -28,7 +28,8 @@ use super::{ProposalError, Responder};
 /// drops a ReadIndex while there is no leader, or while a new one has not committed in its
 /// term. That commit moves the node's commit index (a leader's own at once, a follower's with
 /// the next heartbeat), so the probe is asked again once the commit index has moved, at most
-/// every `again`, and every `retry` regardless. Waiting out `retry` alone cost a node
+/// every `again` (half a tick: the ticks' own jitter must not make it wait a whole tick more),
+/// and every `retry` regardless. Waiting out `retry` alone cost a node
 /// restarted alone (its own leader, asking before its first commit) a second of `/-/ready`.
 pub(super) struct ReadyProbe {
     ctx: Vec<u8>,

@@ -228,6 +228,8 @@ impl DirectWriter {
 }
 
 impl Write for DirectWriter {
+    /// After an error the writer is of no more use (part of `buf` may be held): the file is
+    /// given up, as every caller does.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
         while !rest.is_empty() {

@@ -755,7 +755,7 @@ mod tests {
                 let s = Snapshotter::new_on(shared.clone(), dir, DEFAULT_KEEP).unwrap();
                 let old = snap(1, 5, b"old");
                 s.save(&old).unwrap();
-                let new = snap(2, 10, &[7; 150_000]); // three direct chunks
+                let new = snap(2, 10, &[7; 300_000]); // two direct chunks and a tail
                 fs.power_loss_after(after);
                 let saved = s.save(&new).is_ok();
                 if fs.is_off() {
@@ -795,9 +795,15 @@ mod tests {
         let tmp = TempDir::new().unwrap();
         let cached = MemFs::new(2);
         cached.set_direct_io(None);
-        let places: [(&str, SharedFs, PathBuf); 3] = [
+        // Direct units below a chunk, and above one (the chunk is then the unit).
+        let (sector, huge) = (MemFs::new(3), MemFs::new(4));
+        sector.set_direct_io(Some(4096));
+        huge.set_direct_io(Some(DIRECT_CHUNK * 2));
+        let places: [(&str, SharedFs, PathBuf); 5] = [
             ("disk", StdFs::shared(), tmp.path().to_path_buf()),
             ("mem, direct", Arc::new(MemFs::new(1)), "/snap".into()),
+            ("mem, direct 4 KiB", Arc::new(sector), "/snap".into()),
+            ("mem, direct 2 chunks", Arc::new(huge), "/snap".into()),
             ("mem, page cache", Arc::new(cached), "/snap".into()),
         ];
         let chunk = DIRECT_CHUNK as u64;
