@@ -297,7 +297,7 @@ impl RaftNode {
             ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
-            reads: Reads::new(config.id, nonce, timeout),
+            reads: Reads::new(config.id, nonce, timeout, tick / 2),
             sessions: recovered.sessions,
             dropped: Default::default(),
             pending_snapshot: None,

@@ -89,6 +89,8 @@ struct Waiter {
 struct Round {
     waiters: Vec<Waiter>,
     asked_at: Instant,
+    /// The node's commit index when it was last asked.
+    asked_commit: u64,
     attempts: u32,
 }
 
@@ -111,11 +113,16 @@ pub(super) struct Reads {
     next_round: u64,
     /// Leadership moved: ask again for every round as soon as the current Ready is done.
     ask_all_again: bool,
+    /// The node's commit index, as of the last [`Reads::due_contexts`].
+    commit: u64,
+    /// How soon a round may be asked again once the commit index has moved.
+    again: Duration,
 }
 
 impl Reads {
-    /// Reads of node `origin`, whose process drew `nonce`; each answered within `timeout`.
-    pub fn new(origin: u64, nonce: u64, timeout: Duration) -> Reads {
+    /// Reads of node `origin`, whose process drew `nonce`; each answered within `timeout`;
+    /// an unanswered round asked again at most every `again` when the commit index moves.
+    pub fn new(origin: u64, nonce: u64, timeout: Duration, again: Duration) -> Reads {
         Reads {
             origin,
             nonce,
@@ -127,6 +134,8 @@ impl Reads {
             next_ctx: 0,
             next_round: 0,
             ask_all_again: false,
+            commit: 0,
+            again,
         }
     }
 
@@ -154,15 +163,24 @@ impl Reads {
     }
 
     /// The contexts to hand to `read_index` now: a new round for the reads that arrived since
-    /// the last one, and every round again after a leader change. Nothing while no leader is
-    /// known (raft would drop it): the reads wait.
-    pub fn due_contexts(&mut self, leader_known: bool, now: Instant) -> Vec<Vec<u8>> {
+    /// the last one, every round again after a leader change, and a round still unanswered
+    /// once the node's `commit` index has moved since it was asked (a new leader drops a
+    /// ReadIndex until it has committed in its term, and that commit moves every node's
+    /// commit index; waiting for the next retry instead cost a read 300 ms after a leader
+    /// change). Nothing while no leader is known (raft would drop it): the reads wait.
+    pub fn due_contexts(&mut self, leader_known: bool, commit: u64, now: Instant) -> Vec<Vec<u8>> {
+        self.commit = commit;
         if !leader_known {
             return Vec::new();
         }
         let mut rounds: Vec<u64> = Vec::new();
         if std::mem::take(&mut self.ask_all_again) {
             rounds.extend(self.asked.keys());
+        } else {
+            rounds.extend(self.asked.iter().filter_map(|(round, r)| {
+                (commit > r.asked_commit && now.duration_since(r.asked_at) >= self.again)
+                    .then_some(*round)
+            }));
         }
         if !self.waiting.is_empty() {
             self.next_round += 1;
@@ -172,6 +190,7 @@ impl Reads {
                 Round {
                     waiters: std::mem::take(&mut self.waiting),
                     asked_at: now,
+                    asked_commit: commit,
                     attempts: 0,
                 },
             );
@@ -186,6 +205,7 @@ impl Reads {
     fn ask(&mut self, round: u64, now: Instant) -> Option<Vec<u8>> {
         let r = self.asked.get_mut(&round)?;
         r.asked_at = now;
+        r.asked_commit = self.commit;
         r.attempts += 1;
         self.next_ctx += 1;
         self.contexts.insert(self.next_ctx, round);
@@ -379,15 +399,15 @@ mod tests {
     #[test]
     fn contexts_are_unique_across_nodes_and_restarts() {
         let t0 = Instant::now();
-        let mut a = Reads::new(1, 7, Duration::from_secs(5));
-        let mut b = Reads::new(2, 7, Duration::from_secs(5));
-        let mut a_restarted = Reads::new(1, 8, Duration::from_secs(5));
+        let mut a = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
+        let mut b = Reads::new(2, 7, Duration::from_secs(5), Duration::from_millis(50));
+        let mut a_restarted = Reads::new(1, 8, Duration::from_secs(5), Duration::from_millis(50));
         let _ra = read(&mut a, t0);
         let _rb = read(&mut b, t0);
         let mut rc = read(&mut a_restarted, t0);
-        let ca = a.due_contexts(true, t0);
-        let cb = b.due_contexts(true, t0);
-        let cc = a_restarted.due_contexts(true, t0);
+        let ca = a.due_contexts(true, 0, t0);
+        let cb = b.due_contexts(true, 0, t0);
+        let cc = a_restarted.due_contexts(true, 0, t0);
         assert_ne!(ca, cb);
         assert_ne!(ca, cc);
         // The old process's context answered to the new one: not a confirmation.
@@ -406,20 +426,56 @@ mod tests {
         assert_eq!(rc.try_recv(), Ok(Ok(())));
     }
 
+    /// A new leader drops a ReadIndex until it has committed in its term: an unanswered
+    /// round is asked again once the commit index has moved (at most every `again`), long
+    /// before the retry on ticks would ask it.
+    #[test]
+    fn an_unanswered_round_is_asked_again_once_the_commit_index_moves() {
+        let t0 = Instant::now();
+        let again = Duration::from_millis(50);
+        let mut r = Reads::new(1, 7, Duration::from_secs(5), again);
+        let _waiting = read(&mut r, t0);
+        r.on_leader_change();
+        assert_eq!(r.due_contexts(true, 10, t0).len(), 1, "asked at once");
+        assert!(
+            r.due_contexts(true, 10, t0 + again).is_empty(),
+            "commit still"
+        );
+        assert!(
+            r.due_contexts(true, 11, t0 + again / 2).is_empty(),
+            "not that soon"
+        );
+        let ctx = r.due_contexts(true, 11, t0 + again);
+        assert_eq!(ctx.len(), 1, "the leader's first commit: asked again");
+        assert!(r.due_contexts(true, 11, t0 + again * 3).is_empty());
+        r.on_read_states(vec![ReadState {
+            index: 11,
+            request_ctx: ctx[0].clone(),
+        }]);
+        assert_eq!(r.release(11).len(), 1);
+        assert!(
+            r.due_contexts(true, 20, t0 + again * 9).is_empty(),
+            "answered"
+        );
+    }
+
     /// A read waits for a leader rather than failing, and says so if none comes in time.
     #[test]
     fn a_read_waits_for_a_leader() {
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
-        let mut r = Reads::new(1, 7, Duration::from_secs(5));
+        let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
         let mut early = read(&mut r, t0);
-        assert!(r.due_contexts(false, t0).is_empty());
+        assert!(r.due_contexts(false, 0, t0).is_empty());
         assert!(
             r.on_tick(tick, false, t0 + Duration::from_secs(1))
                 .is_empty()
         );
         assert!(early.try_recv().is_err(), "still waiting");
-        assert_eq!(r.due_contexts(true, t0 + Duration::from_secs(2)).len(), 1);
+        assert_eq!(
+            r.due_contexts(true, 0, t0 + Duration::from_secs(2)).len(),
+            1
+        );
         let mut late = read(&mut r, t0 + Duration::from_secs(2));
         r.on_tick(tick, false, t0 + Duration::from_secs(6));
         assert_eq!(

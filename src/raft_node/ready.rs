@@ -511,10 +511,10 @@ impl RaftNode {
     pub(super) fn read_index(&mut self) {
         let leader_known = self.leader_id() != INVALID_ID;
         let now = self.now();
-        for ctx in self.reads.due_contexts(leader_known, now) {
+        let commit = self.rn.raft.raft_log.committed;
+        for ctx in self.reads.due_contexts(leader_known, commit, now) {
             self.rn.read_index(ctx);
         }
-        let commit = self.rn.raft.raft_log.committed;
         if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
             self.rn.read_index(ctx);
         }
