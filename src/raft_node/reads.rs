@@ -35,8 +35,7 @@ pub(super) struct ReadyProbe {
     ctx: Vec<u8>,
     again: Duration,
     retry: Duration,
-    /// When it was last asked, and the commit index then.
-    asked: Option<(Instant, u64)>,
+    asked: Option<Asked>,
     answered: bool,
 }
 
@@ -60,14 +59,13 @@ impl ReadyProbe {
     pub fn due(&mut self, leader_known: bool, commit: u64, now: Instant) -> Option<Vec<u8>> {
         let due = !self.answered
             && leader_known
-            && self.asked.is_none_or(|(at, commit_then)| {
-                let waited = now.duration_since(at);
-                waited >= self.retry || (commit > commit_then && waited >= self.again)
+            && self.asked.is_none_or(|a| {
+                now.duration_since(a.at) >= self.retry || a.commit_moved(commit, now, self.again)
             });
         if !due {
             return None;
         }
-        self.asked = Some((now, commit));
+        self.asked = Some(Asked { at: now, commit });
         Some(self.ctx.clone())
     }
 
@@ -76,6 +74,22 @@ impl ReadyProbe {
         let at = states.iter().position(|rs| rs.request_ctx == self.ctx)?;
         let rs = states.remove(at);
         (!std::mem::replace(&mut self.answered, true)).then_some(rs.index)
+    }
+}
+
+/// When a ReadIndex was last asked, and the node's commit index then.
+#[derive(Clone, Copy)]
+struct Asked {
+    at: Instant,
+    commit: u64,
+}
+
+impl Asked {
+    /// Whether to ask again because the commit index has moved since (a new leader answers
+    /// only once it has committed in its term, and that commit moves it), at most every
+    /// `again`.
+    fn commit_moved(&self, commit: u64, now: Instant, again: Duration) -> bool {
+        commit > self.commit && now.duration_since(self.at) >= again
     }
 }
 
@@ -88,9 +102,7 @@ struct Waiter {
 /// Reads that share one ReadIndex round.
 struct Round {
     waiters: Vec<Waiter>,
-    asked_at: Instant,
-    /// The node's commit index when it was last asked.
-    asked_commit: u64,
+    asked: Asked,
     attempts: u32,
 }
 
@@ -178,7 +190,8 @@ impl Reads {
             rounds.extend(self.asked.keys());
         } else {
             rounds.extend(self.asked.iter().filter_map(|(round, r)| {
-                (commit > r.asked_commit && now.duration_since(r.asked_at) >= self.again)
+                r.asked
+                    .commit_moved(commit, now, self.again)
                     .then_some(*round)
             }));
         }
@@ -189,8 +202,7 @@ impl Reads {
                 round,
                 Round {
                     waiters: std::mem::take(&mut self.waiting),
-                    asked_at: now,
-                    asked_commit: commit,
+                    asked: Asked { at: now, commit },
                     attempts: 0,
                 },
             );
@@ -204,8 +216,10 @@ impl Reads {
 
     fn ask(&mut self, round: u64, now: Instant) -> Option<Vec<u8>> {
         let r = self.asked.get_mut(&round)?;
-        r.asked_at = now;
-        r.asked_commit = self.commit;
+        r.asked = Asked {
+            at: now,
+            commit: self.commit,
+        };
         r.attempts += 1;
         self.next_ctx += 1;
         self.contexts.insert(self.next_ctx, round);
@@ -300,7 +314,7 @@ impl Reads {
             .asked
             .iter()
             .filter(|(_, r)| {
-                now.duration_since(r.asked_at)
+                now.duration_since(r.asked.at)
                     >= base * 2u32.pow(r.attempts.saturating_sub(1).min(4))
             })
             .map(|(round, _)| *round)
