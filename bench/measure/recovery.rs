@@ -14,29 +14,13 @@
 #[path = "../../tests/common/bigdata.rs"]
 mod bigdata;
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use support::{binary, free_port, rss_mib, temp_dir};
 
 /// Starts the node on `data_dir`; returns (seconds until ready, RSS in MiB).
 fn restart(binary: &Path, data_dir: &Path, peer: u16) -> (f64, f64) {
@@ -63,7 +47,7 @@ fn restart(binary: &Path, data_dir: &Path, peer: u16) -> (f64, f64) {
         assert!(Instant::now() < deadline, "not ready after 120 s");
         std::thread::sleep(Duration::from_millis(2));
     };
-    let rss = rss_kib(child.id()) as f64 / 1024.0;
+    let rss = rss_mib(child.id());
     let _ = child.kill();
     let _ = child.wait();
     (ready, rss)
@@ -97,15 +81,7 @@ fn main() {
         .map(|a| a.parse().expect("ENTRIES is a number"))
         .unwrap_or(1_000_000);
     // `OURS_BIN`: another build to compare, as in `bench/compare.sh`.
-    let binary = std::env::var_os("OURS_BIN").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/raftexample"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --release` first",
-        binary.display()
-    );
+    let binary = binary();
     let raw = bigdata::raw_size(n) as f64 / (1 << 20) as f64;
     println!(
         "{n} keys of {} bytes: raw data {raw:.1} MiB",
@@ -116,8 +92,7 @@ fn main() {
         "restart from", "ready (s)", "RSS (MiB)", "RSS/raw"
     );
     for case in ["WAL, no snapshot", "snapshot"] {
-        let dir = tempfile::TempDir::with_prefix_in("recovery-", "/var/tmp")
-            .expect("a temp dir on a real disk");
+        let dir = temp_dir("recovery-");
         let peer = free_port();
         let url = format!("http://127.0.0.1:{peer}");
         if case == "snapshot" {
