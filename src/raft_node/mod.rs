@@ -60,7 +60,7 @@ pub use crate::request::{
 };
 pub use handle::NodeHandle;
 use proposals::Proposals;
-use reads::{Reads, ReadyProbe};
+use reads::{HeldReads, Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, replay_wal, replay_wal_on};
 use snapshots::PendingSnapshot;
 use storage::NodeStorage;
@@ -138,6 +138,8 @@ pub struct RaftNode {
     proposals: Proposals,
     /// Linearizable reads waiting for their read index.
     reads: Reads,
+    /// ReadIndex requests held while this node leads without a commit in its term.
+    held_reads: HeldReads,
     /// The exactly-once table as of `applied`: part of the replicated state.
     sessions: Sessions,
     /// What the transport dropped during a Ready, reported to raft after it.
@@ -298,6 +300,7 @@ impl RaftNode {
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
+            held_reads: HeldReads::default(),
             sessions: recovered.sessions,
             dropped: Default::default(),
             pending_snapshot: None,

@@ -2,10 +2,11 @@
 //! confirmed at a read index the state machine has not reached yet.
 //!
 //! Reads that arrive together share one ReadIndex round (one heartbeat round serves them all).
-//! A read that arrives while no leader is known waits for one. raft forgets a pending request
-//! when leadership moves, and drops one silently when a new leader has not committed in its
-//! term yet, so an unanswered round is asked again: after every leader change, and less and
-//! less often while it goes unanswered. Each round's context is unique across nodes and
+//! A read that arrives while no leader is known waits for one. A new leader holds requests
+//! that arrive before it has committed in its term ([`HeldReads`]: raft-rs would drop them).
+//! raft forgets a pending request when leadership moves, and a request can be lost on the
+//! way, so an unanswered round is asked again: after every leader change, once the commit
+//! index has moved, and less and less often while it goes unanswered. Each round's context is unique across nodes and
 //! process restarts (node id, the process's random nonce, a counter): the leader ignores a
 //! context already pending, and an old context answered after a restart must not be taken for
 //! a new one.
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use raft::ReadState;
+use raft::eraftpb::{Entry, Message, MessageType};
 
 use super::{ProposalError, Responder};
 
@@ -25,12 +27,10 @@ use super::{ProposalError, Responder};
 ///
 /// Its context is the node id and the process's nonce (16 bytes: a client read's are 24, so
 /// the two never meet). Asked as soon as a leader is known, and again until answered: raft
-/// drops a ReadIndex while there is no leader, or while a new one has not committed in its
-/// term. That commit moves the node's commit index (a leader's own at once, a follower's with
-/// the next heartbeat), so the probe is asked again once the commit index has moved, at most
-/// every `again` (half a tick: the ticks' own jitter must not make it wait a whole tick more),
-/// and every `retry` regardless. Waiting out `retry` alone cost a node
-/// restarted alone (its own leader, asking before its first commit) a second of `/-/ready`.
+/// drops a ReadIndex while there is no leader, a request can be lost on the way, and one that
+/// reached a leader which then lost its leadership is forgotten. So the probe is asked again
+/// once the commit index has moved, at most every `again` (half a tick: the ticks' own jitter
+/// must not make it wait a whole tick more), and every `retry` regardless.
 pub(super) struct ReadyProbe {
     ctx: Vec<u8>,
     again: Duration,
@@ -75,6 +75,72 @@ impl ReadyProbe {
         let rs = states.remove(at);
         (!std::mem::replace(&mut self.answered, true)).then_some(rs.index)
     }
+}
+
+/// Most ReadIndex requests a new leader holds: each is a whole round of reads, so this is
+/// far more than any cluster asks within one election; past it raft's own rule applies (the
+/// request is dropped, and its node asks again).
+const MAX_HELD: usize = 1024;
+
+/// ReadIndex requests a leader got before it had committed an entry of its term, held until
+/// it has, as etcd's raft holds them (`pendingReadIndexMessages`). raft-rs drops them instead:
+/// a read arriving at a new leader, at its own node or forwarded by a follower, then waited
+/// for a re-ask (a follower re-asks once its commit index moves, which it learns only with
+/// the next append or heartbeat: up to a tick after the leader could have answered). Held
+/// requests are stepped into raft once the leader has committed in its term, exactly as if
+/// they arrived then; they are dropped if it stops leading first (their nodes ask again after
+/// a leader change).
+#[derive(Default)]
+pub(super) struct HeldReads {
+    /// The term they were held in.
+    term: u64,
+    messages: Vec<Message>,
+}
+
+impl HeldReads {
+    /// Holds `m` (a `MsgReadIndex`) if this node leads in `term` but has not committed in it
+    /// yet (`waiting`); otherwise gives it back, to step now.
+    pub fn hold(&mut self, waiting: bool, term: u64, m: Message) -> Option<Message> {
+        if !waiting || m.get_msg_type() != MessageType::MsgReadIndex {
+            return Some(m);
+        }
+        if self.term != term {
+            self.messages.clear();
+            self.term = term;
+        }
+        if self.messages.len() < MAX_HELD {
+            self.messages.push(m);
+        }
+        None
+    }
+
+    /// The requests to step now: all of them once this node leads in the term they were held
+    /// in and has committed in it; none (and none kept) once it does not lead in that term.
+    pub fn release(&mut self, leading: bool, term: u64, committed_in_term: bool) -> Vec<Message> {
+        if self.messages.is_empty() || (leading && term == self.term && !committed_in_term) {
+            return Vec::new();
+        }
+        let held = std::mem::take(&mut self.messages);
+        if leading && term == self.term {
+            held
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The `MsgReadIndex` raft-rs's `RawNode::read_index` steps for a read of this node.
+pub(super) fn read_index_message(ctx: Vec<u8>) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgReadIndex);
+    m.set_entries(
+        vec![Entry {
+            data: ctx.into(),
+            ..Default::default()
+        }]
+        .into(),
+    );
+    m
 }
 
 /// When a ReadIndex was last asked, and the node's commit index then.
@@ -497,5 +563,66 @@ mod tests {
             Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
         );
         assert!(late.try_recv().is_err(), "its deadline is later");
+    }
+
+    fn ctx_of(m: &Message) -> &[u8] {
+        &m.get_entries()[0].data
+    }
+
+    #[test]
+    fn a_new_leader_holds_read_requests_until_it_has_committed_in_its_term() {
+        let mut held = HeldReads::default();
+        // Not a leader waiting for its first commit: stepped at once.
+        let m = held.hold(false, 3, read_index_message(b"a".to_vec()));
+        assert_eq!(m.as_ref().map(ctx_of), Some(&b"a"[..]));
+        // Anything but a ReadIndex request is never held.
+        let mut append = Message::default();
+        append.set_msg_type(MessageType::MsgAppend);
+        assert!(held.hold(true, 3, append).is_some());
+        // Leading in term 3, nothing committed in it yet: held...
+        assert!(
+            held.hold(true, 3, read_index_message(b"b".to_vec()))
+                .is_none()
+        );
+        assert!(
+            held.hold(true, 3, read_index_message(b"c".to_vec()))
+                .is_none()
+        );
+        assert!(held.release(true, 3, false).is_empty(), "not committed yet");
+        // ...and given back, in order, once it has.
+        let out = held.release(true, 3, true);
+        assert_eq!(out.iter().map(ctx_of).collect::<Vec<_>>(), [b"b", b"c"]);
+        assert!(held.release(true, 3, true).is_empty(), "given back once");
+    }
+
+    #[test]
+    fn held_read_requests_are_dropped_when_their_leader_stops_leading() {
+        let mut held = HeldReads::default();
+        assert!(
+            held.hold(true, 3, read_index_message(b"b".to_vec()))
+                .is_none()
+        );
+        // A follower now: its nodes ask again after the leader change.
+        assert!(held.release(false, 3, false).is_empty());
+        assert!(held.release(true, 3, true).is_empty(), "dropped, not kept");
+        // Leading again in a later term: only what was held in that term is answered.
+        assert!(
+            held.hold(true, 4, read_index_message(b"c".to_vec()))
+                .is_none()
+        );
+        assert!(
+            held.hold(true, 5, read_index_message(b"d".to_vec()))
+                .is_none()
+        );
+        let out = held.release(true, 5, true);
+        assert_eq!(out.iter().map(ctx_of).collect::<Vec<_>>(), [b"d"]);
+        // At most MAX_HELD; past it raft's rule applies (dropped; the node asks again).
+        for i in 0..MAX_HELD + 10 {
+            assert!(
+                held.hold(true, 6, read_index_message(i.to_le_bytes().to_vec()))
+                    .is_none()
+            );
+        }
+        assert_eq!(held.release(true, 6, true).len(), MAX_HELD);
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
+use super::reads;
 use super::{Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
@@ -125,6 +126,23 @@ impl RaftNode {
 
     fn process(&mut self) -> Result<(), NodeError> {
         self.poll_snapshot()?;
+        loop {
+            self.handle_readies()?;
+            self.discard_received_snapshots();
+            self.maybe_stop_removed()?;
+            self.maybe_campaign_alone();
+            self.maybe_trigger_snapshot()?;
+            self.settle_election_timeout();
+            // A node that campaigned alone leads at once: its Ready (the leader's first entry)
+            // is handled now, not at the next input, a tick away.
+            if self.exit.is_some() || !self.rn.has_ready() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Steps what is due into raft and handles the readies that follow, until there are none.
+    fn handle_readies(&mut self) -> Result<(), NodeError> {
         // Proposals, reads and unreachable reports step raft, so they happen here, between
         // readies, never between `ready()` and `advance()`. Proposing again after each Ready
         // sends what a batch kept back once it is no longer held (a single node commits at
@@ -133,6 +151,7 @@ impl RaftNode {
             // A tick or a message may have moved the term or the role.
             self.settle_election_timeout();
             self.propose();
+            self.release_held_reads();
             self.read_index();
             let dropped = std::mem::take(&mut self.dropped);
             for peer in dropped.unreachable {
@@ -142,16 +161,10 @@ impl RaftNode {
                 self.rn.report_snapshot(peer, SnapshotStatus::Failure);
             }
             if !self.rn.has_ready() {
-                break;
+                return Ok(());
             }
             self.handle_ready()?;
         }
-        self.discard_received_snapshots();
-        self.maybe_stop_removed()?;
-        self.maybe_campaign_alone();
-        self.maybe_trigger_snapshot()?;
-        self.settle_election_timeout();
-        Ok(())
     }
 
     /// One tick of raft's clock (every `--tick-ms`).
@@ -162,7 +175,7 @@ impl RaftNode {
         let again = self.proposals.on_tick(now, leader_known);
         self.metrics.proposals_resent.inc_by(again as u64);
         for ctx in self.reads.on_tick(self.tick, leader_known, now) {
-            self.rn.read_index(ctx);
+            self.step_read_index(reads::read_index_message(ctx));
         }
     }
 
@@ -276,6 +289,10 @@ impl RaftNode {
                         }
                         MessageType::MsgHeartbeat => self.last_leader_contact = now,
                         _ => {}
+                    }
+                    if m.get_msg_type() == MessageType::MsgReadIndex {
+                        self.step_read_index(m);
+                        continue;
                     }
                     // Late answers from removed peers and stale terms are normal; raft has
                     // already logged anything worth knowing.
@@ -513,10 +530,36 @@ impl RaftNode {
         let now = self.now();
         let commit = self.rn.raft.raft_log.committed;
         for ctx in self.reads.due_contexts(leader_known, commit, now) {
-            self.rn.read_index(ctx);
+            self.step_read_index(reads::read_index_message(ctx));
         }
         if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
-            self.rn.read_index(ctx);
+            self.step_read_index(reads::read_index_message(ctx));
+        }
+    }
+
+    /// Steps a ReadIndex request (this node's or a peer's) into raft, or holds it while this
+    /// node leads without having committed in its term (raft would drop it: see
+    /// [`reads::HeldReads`]).
+    fn step_read_index(&mut self, m: Message) {
+        let raft = &self.rn.raft;
+        let waiting = raft.state == StateRole::Leader && !raft.commit_to_current_term();
+        if let Some(m) = self.held_reads.hold(waiting, raft.term, m)
+            && let Err(err) = self.rn.step(m)
+        {
+            tracing::debug!(%err, "raft ignored a ReadIndex request");
+        }
+    }
+
+    /// Steps the ReadIndex requests held, once this node has committed in its term.
+    fn release_held_reads(&mut self) {
+        let raft = &self.rn.raft;
+        let held = self.held_reads.release(
+            raft.state == StateRole::Leader,
+            raft.term,
+            raft.commit_to_current_term(),
+        );
+        for m in held {
+            self.step_read_index(m);
         }
     }
 
