@@ -124,6 +124,7 @@ impl ApiError {
                 | ProposalError::UrlInUse { .. }
                 | ProposalError::LastVoter(_)
                 | ProposalError::ChangePending
+                | ProposalError::MembershipChanged { .. }
                 | ProposalError::Rejected(_)
                 | ProposalError::WouldLoseQuorum(_) => StatusCode::CONFLICT,
             },

@@ -132,20 +132,51 @@ pub fn decode(data: &[u8]) -> Result<Payload<'_>, MalformedHeader> {
     }
 }
 
-/// `Entry.context` of a membership change proposed as `id`.
-pub fn encode_context(id: ProposalId, floor: u64) -> Vec<u8> {
-    let mut ctx = Vec::with_capacity(CONTEXT_MAGIC.len() + 4 * varint::MAX_LEN);
+/// `Entry.context` of a membership change proposed as `id`, checked against the membership
+/// whose voters are `voters`: every node applies the change only if the voters are still
+/// those when it comes to apply it (see [`decode_context`]).
+pub fn encode_context(id: ProposalId, floor: u64, voters: &[u64]) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(CONTEXT_MAGIC.len() + (5 + voters.len()) * varint::MAX_LEN);
     ctx.extend_from_slice(&CONTEXT_MAGIC);
     put_id(&mut ctx, id, floor);
+    varint::put(&mut ctx, voters.len() as u64);
+    for v in voters {
+        varint::put(&mut ctx, *v);
+    }
     ctx
+}
+
+/// What a membership change's `Entry.context` says: its identity, its proposer's floor, and
+/// the voters it was checked against (`None` from versions that did not record them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeContext {
+    /// The change's identity.
+    pub id: ProposalId,
+    /// The proposer's floor.
+    pub floor: u64,
+    /// The voters, in ascending order, of the membership the change was checked against.
+    pub voters: Option<Vec<u64>>,
 }
 
 /// The identity in a membership change's `Entry.context`; `None` for a change with none (the
 /// bootstrap entries, raft's own leave-joint entry, and changes written by older versions).
-pub fn decode_context(ctx: &[u8]) -> Option<(ProposalId, u64)> {
+pub fn decode_context(ctx: &[u8]) -> Option<ChangeContext> {
     let mut p = ctx.strip_prefix(&CONTEXT_MAGIC)?;
-    let found = take_id(&mut p).ok()?;
-    p.is_empty().then_some(found)
+    let (id, floor) = take_id(&mut p).ok()?;
+    let voters = if p.is_empty() {
+        None
+    } else {
+        let n = varint::take(&mut p).ok()?;
+        // Each voter takes at least a byte: a count beyond the bytes left is damage.
+        if n > p.len() as u64 {
+            return None;
+        }
+        let voters = (0..n)
+            .map(|_| varint::take(&mut p).ok())
+            .collect::<Option<Vec<u64>>>()?;
+        Some(voters)
+    };
+    p.is_empty().then_some(ChangeContext { id, floor, voters })
 }
 
 fn put_id(buf: &mut Vec<u8>, id: ProposalId, floor: u64) {
@@ -341,7 +372,28 @@ mod tests {
         );
         assert_eq!(decode(b"\x00old"), Ok(Payload::Plain(b"\x00old")));
         assert!(decode(&[TAG_PROPOSAL, 0x80]).is_err());
-        assert_eq!(decode_context(&encode_context(pid, 70)), Some((pid, 70)));
+        assert_eq!(
+            decode_context(&encode_context(pid, 70, &[1, 2, 300])),
+            Some(ChangeContext {
+                id: pid,
+                floor: 70,
+                voters: Some(vec![1, 2, 300])
+            })
+        );
+        // Before the voters were recorded: the identity alone.
+        let ctx = encode_context(pid, 70, &[1]);
+        let without = &ctx[..ctx.len() - 2];
+        assert_eq!(
+            decode_context(without),
+            Some(ChangeContext {
+                id: pid,
+                floor: 70,
+                voters: None
+            })
+        );
+        // A count of voters beyond the bytes left, or bytes after them: not ours.
+        assert_eq!(decode_context(&[without, &[5, 1]].concat()), None);
+        assert_eq!(decode_context(&[&ctx[..], &[0]].concat()), None);
         // What older versions put in the context: origin and request id, 8 bytes each.
         let mut old = 3u64.to_le_bytes().to_vec();
         old.extend_from_slice(&9u64.to_le_bytes());

@@ -29,6 +29,10 @@ pub enum Request {
     ChangeMembers {
         /// What to change.
         change: MemberChange,
+        /// The voters (ascending) of the membership the strict check judged the change
+        /// against; `None` without the check. The change is applied only if the voters are
+        /// still those when it commits: another change applied first refuses it.
+        checked_voters: Option<Vec<u64>>,
         /// Answered once the change is applied on this node.
         done: Responder,
     },
@@ -112,6 +116,17 @@ pub enum ProposalError {
     /// Another membership change has not been applied yet.
     #[error("another membership change is still in progress; retry once it is applied")]
     ChangePending,
+    /// Another membership change was applied between this one's checks and its commit, so
+    /// every node skipped it: what it was checked against no longer holds.
+    #[error(
+        "another membership change was applied first (voters {checked:?} when this one was checked, {now:?} when it committed), so it was not applied; check GET /-/members and send it again if it still makes sense"
+    )]
+    MembershipChanged {
+        /// The voters the change was checked against.
+        checked: Vec<u64>,
+        /// The voters when it committed.
+        now: Vec<u64>,
+    },
     /// raft refused the change when applying it.
     #[error("membership change rejected: {0}")]
     Rejected(String),
@@ -137,6 +152,7 @@ impl ProposalError {
             ProposalError::NotMember(_) => "not_member",
             ProposalError::LastVoter(_) => "last_voter",
             ProposalError::ChangePending => "change_pending",
+            ProposalError::MembershipChanged { .. } => "membership_changed",
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
         }

@@ -1,5 +1,6 @@
 //! Membership changes on real processes: growing and shrinking under load, removing the
-//! leader, the precise refusals (404/409), and data dirs that belong to another cluster.
+//! leader, the precise refusals (404/409), and data dirs that belong to another cluster; and,
+//! in memory on a paused clock, two changes sent at once through two nodes.
 
 mod common;
 
@@ -7,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ProcCluster, wait_for};
+use common::{ProcCluster, TestCluster, wait_for};
 use nix::sys::signal::Signal;
+use raftexample::raft_node::{MemberChange, ProposalError};
 use tokio_util::sync::CancellationToken;
 
 async fn post(c: &ProcCluster, via: u64, id: u64, url: &str) -> (u16, String) {
@@ -482,6 +484,76 @@ async fn a_change_that_would_lose_the_quorum_is_refused() {
     lax.stop(2).await;
     let (code, body) = post(&lax, 1, 5, "http://127.0.0.1:52379").await;
     assert_eq!(code, 204, "{body}");
+}
+
+/// Two additions sent at once through the two followers, each checked against the same three
+/// voters by the node that took it: raft takes one and drops the other while the first is
+/// pending, and the dropped one is proposed again once the first is applied. Both used to be
+/// applied, here both at one URL (two members sharing a peer port). Every node now applies a
+/// change only if the voters are still those it was checked against: one is applied, the
+/// other answers 409 and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn two_additions_at_once_through_two_nodes_apply_one() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (a, b) = (c.grow(), c.grow());
+    let url = c.peers[a as usize - 1].clone();
+    let add = |id| MemberChange::Add {
+        id,
+        url: url.clone(),
+    };
+    let (first, second) = tokio::join!(
+        c.node(followers[0]).change_members(add(a)),
+        c.node(followers[1]).change_members(add(b)),
+    );
+    let refused = match (&first, &second) {
+        (Ok(()), Err(err)) | (Err(err), Ok(())) => err.clone(),
+        _ => panic!("exactly one of the two must be applied: {first:?}, {second:?}"),
+    };
+    assert!(
+        matches!(
+            refused,
+            ProposalError::MembershipChanged { .. }
+                | ProposalError::ChangePending
+                | ProposalError::UrlInUse { .. }
+        ),
+        "{refused}"
+    );
+    for id in 1..=3 {
+        let members = c.node(id).status().await.expect("status").members;
+        let at_url = members.iter().filter(|m| m.url == url).count();
+        assert_eq!(members.len(), 4, "node {id}: {members:?}");
+        assert_eq!(at_url, 1, "node {id}: {members:?}");
+    }
+    c.shutdown().await;
+}
+
+/// The same race under the strict check, as a user meets it: with a fourth member that was
+/// never started (four voters, three answer), adding a fifth and a sixth at once through two
+/// nodes each passes the check alone (five voters need three), but both together would make
+/// six voters, which need four, with three alive: the cluster would be stuck for good. At
+/// most one is applied, and the cluster keeps taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_additions_at_once_never_cost_the_quorum() {
+    let c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "k", "v").await;
+    let (code, body) = post(&c, 1, 4, "http://127.0.0.1:1").await;
+    assert_eq!(code, 204, "{body}");
+    let ((code5, body5), (code6, body6)) = tokio::join!(
+        post(&c, 2, 5, "http://127.0.0.1:2"),
+        post(&c, 3, 6, "http://127.0.0.1:3"),
+    );
+    assert!(
+        code5 != 204 || code6 != 204,
+        "both applied: {body5} / {body6}"
+    );
+    for (code, body) in [(code5, &body5), (code6, &body6)] {
+        assert!(code == 204 || code == 409, "{code} {body}");
+    }
+    let members = member_ids(&c, 1).await;
+    assert!(members.len() <= 5, "{members:?}");
+    c.put_ok(2, "still", "writable").await;
 }
 
 /// The strict check with a member stopped by SIGSTOP: its kernel still takes connections on

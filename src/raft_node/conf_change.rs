@@ -15,7 +15,7 @@ impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
     /// change raft would drop or ignore is refused with a reason instead.
     pub(super) fn propose_change(&mut self, now: Instant) {
-        let Some(next) = self.proposals.take_change(now) else {
+        let Some(next) = self.proposals.take_change(now, &self.voter_ids()) else {
             return;
         };
         if !next.again
@@ -70,6 +70,13 @@ impl RaftNode {
         if self.conf_change_pending() {
             return Err(ProposalError::ChangePending);
         }
+        self.makes_sense(change)
+    }
+
+    /// Whether `change` makes sense against the members as of what this node has applied: an
+    /// id added is not a member and its URL is not another member's; an id removed is a
+    /// member and not the last voter.
+    fn makes_sense(&self, change: &MemberChange) -> Result<(), ProposalError> {
         match change {
             MemberChange::Add { id, url } => {
                 if self.members.contains(*id) {
@@ -120,7 +127,8 @@ impl RaftNode {
         })
     }
 
-    /// Applies one committed conf change to raft, the member list and the transport.
+    /// Applies one committed conf change to raft, the member list and the transport, unless
+    /// it no longer holds (see [`still_holds`](Self::still_holds)).
     pub(super) fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), ProposalError> {
         let cc = match decode_conf_change(entry) {
             Ok(cc) => cc,
@@ -130,6 +138,10 @@ impl RaftNode {
                 return Err(ProposalError::Rejected(err.to_string()));
             }
         };
+        if let Err(err) = self.still_holds(&cc, entry) {
+            tracing::info!(index = entry.index, %err, "membership change skipped");
+            return Err(err);
+        }
         let cs = match self.rn.apply_conf_change(&cc) {
             Ok(cs) => cs,
             Err(err) => {
@@ -173,6 +185,48 @@ impl RaftNode {
         }
         self.set_members(members);
         Ok(())
+    }
+
+    /// Whether a committed change proposed by a node of this version (its context names it
+    /// and the voters it was checked against) still makes sense against the membership it
+    /// comes to: the voters are still those, an id added is not a member and its URL is not
+    /// another member's, an id removed is a member and not the last. Each proposing node
+    /// checked that against what it had applied, but two nodes can each pass one change
+    /// before either is applied, and a change raft dropped while another was pending is
+    /// proposed again later. Judged only by replicated state (the members as of this entry),
+    /// so every node skips the same changes. Bootstrap entries, raft's own, and changes of
+    /// older versions carry no identity and are applied as they are.
+    fn still_holds(&self, cc: &ConfChangeV2, entry: &Entry) -> Result<(), ProposalError> {
+        let Some(ctx) = crate::proposal::decode_context(&entry.context) else {
+            return Ok(());
+        };
+        let voters = self.voter_ids();
+        if let Some(checked) = ctx.voters
+            && checked != voters
+        {
+            return Err(ProposalError::MembershipChanged {
+                checked,
+                now: voters,
+            });
+        }
+        let url = String::from_utf8_lossy(&cc.context).into_owned();
+        for change in cc.get_changes() {
+            let id = change.node_id;
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let url = url.clone();
+                    self.makes_sense(&MemberChange::Add { id, url })?
+                }
+                ConfChangeType::RemoveNode => self.makes_sense(&MemberChange::Remove { id })?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The members' ids, ascending: what a change records as the voters it was checked
+    /// against.
+    fn voter_ids(&self) -> Vec<u64> {
+        self.members.urls.keys().copied().collect()
     }
 
     /// Whether `entry` removes this node from the cluster.

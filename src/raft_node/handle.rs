@@ -108,29 +108,38 @@ impl NodeHandle {
     /// check on, a change that would leave the cluster unable to reach a quorum with the
     /// members that answer now is refused first.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
-        if let Some(probe) = &self.strict_reconfig {
-            self.check_quorum_after(&change, probe).await?;
-        }
-        self.proposal(|done| Request::ChangeMembers { change, done })
-            .await
+        let checked_voters = match &self.strict_reconfig {
+            Some(probe) => Some(self.check_quorum_after(&change, probe).await?),
+            None => None,
+        };
+        self.proposal(|done| Request::ChangeMembers {
+            change,
+            checked_voters,
+            done,
+        })
+        .await
     }
 
     /// etcd's strict reconfiguration check. Every member's peer port is probed (this node
     /// counts as answering); adding an existing member or removing a stranger is left to
-    /// the raft node, which refuses it with its own reason.
+    /// the raft node, which refuses it with its own reason. Returns the voters (ascending) it
+    /// judged the change against: the change is applied only if they are still the voters
+    /// when it commits (two changes checked at once through different nodes must not both
+    /// pass a check that each alone passes).
     async fn check_quorum_after(
         &self,
         change: &MemberChange,
         probe: &HttpClient,
-    ) -> Result<(), ProposalError> {
+    ) -> Result<Vec<u64>, ProposalError> {
         let status = self.status().await?;
         let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+        let checked = voters.iter().copied().collect();
         let (add, id) = match change {
             MemberChange::Add { id, .. } => (true, *id),
             MemberChange::Remove { id } => (false, *id),
         };
         if add == voters.contains(&id) {
-            return Ok(());
+            return Ok(checked);
         }
         let mut probes = tokio::task::JoinSet::new();
         for m in status
@@ -147,7 +156,8 @@ impl NodeHandle {
             reachable.extend(probe.ok().flatten());
         }
         crate::membership::quorum_after_change(&voters, add, id, &reachable)
-            .map_err(ProposalError::WouldLoseQuorum)
+            .map_err(ProposalError::WouldLoseQuorum)?;
+        Ok(checked)
     }
 
     /// Whether this node should get client traffic: it knows a leader, the leader has said how

@@ -34,8 +34,14 @@ const CHANGE_RESEND_DIVISOR: u32 = 4;
 pub(super) enum Asked {
     /// A normal entry: an encoded [`crate::kvstore::Command`].
     Command(Bytes),
-    /// A membership change.
-    Change(MemberChange),
+    /// A membership change, and the voters of the membership it was checked against (by the
+    /// strict check; otherwise fixed when it is first proposed).
+    Change {
+        /// The change.
+        change: MemberChange,
+        /// The voters, in ascending order.
+        voters: Option<Vec<u64>>,
+    },
 }
 
 /// A request not answered yet.
@@ -119,13 +125,13 @@ impl Proposals {
 
     /// Takes a client's request.
     pub fn add(&mut self, request: Asked, done: Responder, now: Instant) {
-        if matches!(request, Asked::Change(_)) && self.change.is_some() {
+        if matches!(request, Asked::Change { .. }) && self.change.is_some() {
             let _ = done.send(Err(ProposalError::ChangePending));
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let is_change = matches!(request, Asked::Change(_));
+        let is_change = matches!(request, Asked::Change { .. });
         self.pending.insert(
             seq,
             Pending {
@@ -245,7 +251,7 @@ impl Proposals {
             .iter()
             .filter_map(|seq| match &self.pending.get(seq)?.request {
                 Asked::Command(c) => Some((*seq, c)),
-                Asked::Change(_) => None,
+                Asked::Change { .. } => None,
             })
             .collect();
         let take = if leading {
@@ -279,8 +285,9 @@ impl Proposals {
         batch
     }
 
-    /// The membership change to propose now, if one waits and there is a session.
-    pub fn take_change(&mut self, now: Instant) -> Option<ChangeToPropose> {
+    /// The membership change to propose now, if one waits and there is a session; `voters`
+    /// (ascending) are this node's now, recorded with a change the strict check did not see.
+    pub fn take_change(&mut self, now: Instant, voters: &[u64]) -> Option<ChangeToPropose> {
         let session = self.session?;
         let seq = self.change?;
         if self.paused(now) {
@@ -294,13 +301,18 @@ impl Proposals {
                 p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
             }
         };
-        let Asked::Change(change) = &p.request else {
+        let Asked::Change {
+            change,
+            voters: checked,
+        } = &mut p.request
+        else {
             return None;
         };
         if !due {
             return None;
         }
         p.queued = false;
+        let checked = checked.get_or_insert_with(|| voters.to_vec());
         Some(ChangeToPropose {
             seq,
             change: change.clone(),
@@ -311,6 +323,7 @@ impl Proposals {
                     seq,
                 },
                 floor,
+                checked,
             ),
             again: p.sent_at.is_some(),
         })
@@ -517,7 +530,7 @@ impl Proposals {
             // applied the entries of earlier terms: a change goes again sooner.
             let after = match p.request {
                 Asked::Command(_) => self.resend_after,
-                Asked::Change(_) => self.resend_after / CHANGE_RESEND_DIVISOR,
+                Asked::Change { .. } => self.resend_after / CHANGE_RESEND_DIVISOR,
             };
             let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
             if stale && !p.queued && p.local_copies == 0 {

@@ -222,9 +222,18 @@ impl RaftNode {
             Request::Propose { data, done } => {
                 self.proposals.add(Asked::Command(data.into()), done, now)
             }
-            Request::ChangeMembers { change, done } => {
-                self.proposals.add(Asked::Change(change), done, now)
-            }
+            Request::ChangeMembers {
+                change,
+                checked_voters,
+                done,
+            } => self.proposals.add(
+                Asked::Change {
+                    change,
+                    voters: checked_voters,
+                },
+                done,
+                now,
+            ),
             Request::Read(done) => self.reads.add(done, now),
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -662,7 +671,7 @@ impl RaftNode {
                 Ok(Payload::Plain(_)) | Err(_) => None,
             },
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                proposal::decode_context(&entry.context)
+                proposal::decode_context(&entry.context).map(|c| (c.id, c.floor))
             }
         };
         match found {

@@ -17,6 +17,7 @@ fn status_of(err: &ProposalError) -> u16 {
         | ProposalError::UrlInUse { .. }
         | ProposalError::LastVoter(_)
         | ProposalError::ChangePending
+        | ProposalError::MembershipChanged { .. }
         | ProposalError::Rejected(_)
         | ProposalError::WouldLoseQuorum(_) => 409,
         _ => 503,

@@ -1383,7 +1383,14 @@ impl World {
             node: via,
             rx,
         });
-        self.ask(via, Request::ChangeMembers { change, done: tx });
+        self.ask(
+            via,
+            Request::ChangeMembers {
+                change,
+                checked_voters: None,
+                done: tx,
+            },
+        );
         true
     }
 
