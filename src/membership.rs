@@ -40,10 +40,11 @@ impl Members {
 
     /// The member, other than `except`, that uses `url`, if any.
     pub fn id_with_url(&self, url: &str, except: u64) -> Option<u64> {
+        // Scheme and host names are not case-sensitive.
         let wanted = normalize_url(url);
         self.urls
             .iter()
-            .find(|(id, u)| **id != except && normalize_url(u) == wanted)
+            .find(|(id, u)| **id != except && normalize_url(u).eq_ignore_ascii_case(wanted))
             .map(|(id, _)| *id)
     }
 }
@@ -203,8 +204,17 @@ pub fn validate_peer_url(url: &str) -> Result<String, UrlError> {
     if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
         return Err(bad());
     }
-    match port.parse::<u16>() {
-        Ok(p) if p != 0 => Ok(url.to_string()),
+    // Digits only, no leading zero: `+45002` and `045002` are port 45002 to `parse`, and
+    // would let one member's port pass as an unused URL.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.starts_with('0') {
+        return Err(bad());
+    }
+    // What the transport will make of it: a URL it cannot send to (a control character,
+    // a non-ASCII host, an unclosed `[`) would make a member no one can reach.
+    match (port.parse::<u16>(), url.parse::<hyper::Uri>()) {
+        (Ok(p), Ok(uri)) if p != 0 && uri.host().is_some_and(|h| !h.is_empty()) => {
+            Ok(url.to_string())
+        }
         _ => Err(bad()),
     }
 }
@@ -349,6 +359,15 @@ mod tests {
             "http://:1",
             "http://a:1/path",
             "not a url",
+            // Found by a review: each was accepted, and made a member no one could reach or
+            // one that shadowed another member's port.
+            "http://127.0.0.1\t:45006",
+            "http://h\u{e9}:45011",
+            "http://a\\b:45012",
+            "http://[zz:45013",
+            "http://a\u{1}b:45014",
+            "http://127.0.0.1:045002",
+            "http://127.0.0.1:+45005",
         ] {
             assert!(validate_peer_url(bad).is_err(), "{bad:?}");
         }
@@ -389,6 +408,7 @@ mod tests {
         m.add(1, "http://a:1".into());
         m.add(2, "http://b:2".into());
         assert_eq!(m.id_with_url("http://b:2/", 1), Some(2));
+        assert_eq!(m.id_with_url("HTTP://B:2", 1), Some(2));
         assert_eq!(m.id_with_url("http://b:2", 2), None);
         m.remove(2);
         assert!(!m.contains(2) && m.removed.contains(&2));
