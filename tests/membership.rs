@@ -430,6 +430,38 @@ async fn a_follower_that_lost_its_disk_catches_up_in_an_idle_cluster() {
 
 /// Two voters, and the leader removes itself: it hands leadership to the other first, which
 /// commits the removal, so the survivor is never left counting a departed node as a voter
+/// The same with more log than one append carries (raft sends at most 1 MiB at a time) and no
+/// snapshot to send instead: the leader still counts the wiped follower as holding all of it.
+/// It used to send the first batch, take the follower's answer for a stale one (below its old
+/// count), and send nothing more: the member never became ready (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_lost_its_disk_catches_up_on_a_long_log() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let wiped = (1..=3).find(|id| *id != leader).expect("a follower");
+    let big = "w".repeat(300_000);
+    for i in 0..6 {
+        c.put_ok(leader, &format!("m{i}"), &big).await;
+    }
+    c.put_ok(leader, "after", "x").await;
+    c.wait_value(wiped, "after", "x", true).await;
+    c.kill(wiped);
+    std::fs::remove_dir_all(c.data_dir(wiped)).expect("wiping the follower");
+    std::fs::create_dir_all(c.data_dir(wiped)).expect("its empty data dir");
+    let earlier_log = c.log(wiped).len();
+    c.spawn(wiped, &["--join"]);
+    c.wait_value(wiped, "after", "x", true).await;
+    c.wait_value(wiped, "m0", &big, true).await;
+    let log = c.log(leader);
+    assert!(log.contains("sending it what it lacks"), "{log}");
+    assert!(
+        c.log(wiped)
+            .split_off(earlier_log)
+            .contains("tells the leader")
+    );
+    assert_eq!(c.wait_leader().await, leader, "no election was needed");
+}
+
 /// (it could then never win an election). The removed node exits 0; the other serves alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {

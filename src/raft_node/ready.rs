@@ -21,7 +21,7 @@
 use std::time::Instant;
 
 use raft::eraftpb::{Entry, EntryType, HardState, Message, MessageType};
-use raft::{INVALID_ID, ReadState, SnapshotStatus, StateRole};
+use raft::{INVALID_ID, ProgressState, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -179,6 +179,44 @@ impl RaftNode {
         }
     }
 
+    /// A leader told by a follower that its log ends below what the leader counted as
+    /// matched (a member that lost its disk and came back with `--join`, or a new life of a
+    /// re-added id; see [`Self::say_entries_are_missing`]) lowers its count to what the
+    /// follower holds. Otherwise raft-rs sends the follower its first batch of missing entries
+    /// (at most 1 MiB), takes the follower's answer for a stale one because it is below the
+    /// old count, and sends nothing more: a wiped member behind by more than a batch never
+    /// caught up (found by a review). A follower that has not lost entries always names a
+    /// last index at or above what it matched, so only such a rejection lowers the count, and
+    /// only when raft itself would act on it (not stale by raft's own rule). Lowering it is
+    /// safe: the commit index never moves back.
+    fn forget_progress_a_follower_lost(&mut self, m: &Message) {
+        if self.rn.raft.state != StateRole::Leader
+            || m.get_msg_type() != MessageType::MsgAppendResponse
+            || !m.reject
+            || m.term != self.rn.raft.term
+        {
+            return;
+        }
+        let Some(pr) = self.rn.raft.mut_prs().get_mut(m.from) else {
+            return;
+        };
+        let fresh = match pr.state {
+            ProgressState::Replicate => m.index > pr.matched,
+            ProgressState::Probe => pr.next_idx.checked_sub(1) == Some(m.index),
+            ProgressState::Snapshot => false,
+        };
+        if fresh && m.reject_hint < pr.matched {
+            tracing::warn!(
+                follower = m.from,
+                counted = pr.matched,
+                holds = m.reject_hint,
+                "a follower's log ends below what this leader counted it as holding (it lost \
+                 its disk, or is a new life of its id): sending it what it lacks"
+            );
+            pr.matched = m.reject_hint;
+        }
+    }
+
     /// Tells `leader`, which counts this node as holding entries up to `counted` that its log
     /// lacks, that they are missing, as the answer to an append there would: a leader probes
     /// a follower only when it has something new to send, so in an idle cluster it would
@@ -303,6 +341,7 @@ impl RaftNode {
                         self.step_read_index(m);
                         continue;
                     }
+                    self.forget_progress_a_follower_lost(&m);
                     // Late answers from removed peers and stale terms are normal; raft has
                     // already logged anything worth knowing.
                     if let Err(err) = self.rn.step(m) {
