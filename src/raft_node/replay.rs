@@ -215,6 +215,24 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         });
     }
 
+    // Snapshots without the WAL that names them: the WAL was lost or moved, and bootstrapping
+    // would start a new, empty cluster and in time overwrite them. (A joining node may leave
+    // some behind legitimately: it adopts the leader's snapshot just before it creates its
+    // WAL. Joining again replaces them.)
+    let orphans = snapshotter.list()?;
+    if let Some(newest) = orphans.last() {
+        return Err(StartError::Inconsistent(format!(
+            "{} holds no WAL, but {} holds {} snapshot file(s) (newest {}): the WAL was lost \
+             or moved, and starting would begin an empty log and overwrite them. Put the WAL \
+             back; or, to make this node a fresh copy of the others, start it again with \
+             --join",
+            wal_dir.display(),
+            config.snap_dir().display(),
+            orphans.len(),
+            newest.display()
+        )));
+    }
+
     // First start of an initial member: write the membership as the first entries of the
     // log, committed at term 1, the way etcd's StartNode does. Every initial member writes
     // the same entries, so their logs agree from the start; a node that later joins
@@ -292,10 +310,23 @@ pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
         .collect()
 }
 
-/// Checks the flags on their own; returns this node's peer URL.
-fn check_flags(config: &Config) -> Result<String, StartError> {
-    for url in &config.cluster {
+/// Checks the flags on their own, touching nothing; returns this node's peer URL.
+pub fn check_flags(config: &Config) -> Result<String, StartError> {
+    for (i, url) in config.cluster.iter().enumerate() {
         validate_peer_url(url).map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
+        // Two members on one URL would each take the other's messages for misrouted ones.
+        if let Some(j) = config.cluster[..i]
+            .iter()
+            .position(|u| normalize_url(u).eq_ignore_ascii_case(normalize_url(url)))
+        {
+            return Err(StartError::BadFlags(format!(
+                "--cluster lists {} twice (for nodes {} and {}): each member needs its own \
+                 peer URL",
+                normalize_url(url),
+                j + 1,
+                i + 1
+            )));
+        }
     }
     let Some(url) = config.own_peer_url() else {
         return Err(StartError::BadFlags(format!(
@@ -517,6 +548,55 @@ mod tests {
         assert_eq!((hs.term, hs.commit), (3, 7));
         assert_eq!(recovered.snapshot_index, 7);
         assert_eq!(recovered.kv.get("/k"), Some("v"));
+    }
+
+    /// `--cluster` naming one URL twice (in any spelling the peer URL check takes as one) is
+    /// refused before anything is written: the two nodes would take each other's messages
+    /// for misrouted ones and never reach a quorum (found by a review).
+    #[test]
+    fn a_cluster_listing_one_url_twice_is_refused() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut config = config(dir.path());
+        config.cluster = vec![
+            "http://127.0.0.1:9051".into(),
+            "http://127.0.0.1:9052".into(),
+            "http://LOCALHOST:9053".into(),
+            "http://localhost:9053/".into(),
+        ];
+        let Err(err) = replay_wal(&config) else {
+            panic!("started with one URL listed twice");
+        };
+        let text = err.to_string();
+        assert!(text.contains("twice (for nodes 3 and 4)"), "{text}");
+        assert!(!config.wal_dir().exists(), "nothing was written");
+    }
+
+    /// Snapshots left without their WAL (it was deleted or moved): the node refuses to start,
+    /// names both folders and says what to do, instead of bootstrapping an empty cluster that
+    /// would overwrite them (found by a review). With --join it starts, to become a copy of
+    /// the others (a joining node killed between adopting the leader's snapshot and creating
+    /// its WAL leaves the same behind).
+    #[test]
+    fn snapshots_without_their_wal_are_refused_unless_joining() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut config = config(dir.path());
+        let file = snapshot_at_7(&config, true);
+        std::fs::remove_dir_all(config.wal_dir()).expect("the WAL is lost");
+        let Err(err) = replay_wal(&config) else {
+            panic!("started without the WAL beside {}", file.display());
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("holds no WAL") && text.contains("--join") && text.contains("1 snapshot"),
+            "{text}"
+        );
+        assert!(file.exists(), "the snapshot is left alone");
+        config.join = true;
+        let joining = replay_wal(&config).expect("joining starts");
+        assert!(
+            joining.wal.is_none(),
+            "a joining node waits for the leader's log"
+        );
     }
 
     /// A damaged snapshot that held the only copy of committed entries: the node refuses to
