@@ -145,15 +145,54 @@ impl Running {
 /// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
 /// gets a thread of its own.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    // Before the data dir is touched: a TLS mistake should not leave a fresh node's folders.
+    // Before the data dir is touched: a mistake in the flags, the TLS files or the ports
+    // should not leave a fresh node's folders behind (a WAL records --cluster, and would
+    // then refuse the corrected flags).
+    raft_node::check_flags(&config)?;
     let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
+    let ports = Ports::bind(&config).await?;
     let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
             .await
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
-    start_recovered(config, recovered, tls).await
+    start_recovered(config, recovered, tls, ports).await
+}
+
+/// The node's two listeners, bound before anything else happens.
+struct Ports {
+    peer: TcpListener,
+    peer_addr: SocketAddr,
+    rest: TcpListener,
+    rest_addr: SocketAddr,
+}
+
+impl Ports {
+    async fn bind(config: &Config) -> Result<Ports, StartError> {
+        let own_url = raft_node::check_flags(config)?;
+        let peer_bind = membership::host_port(&own_url)
+            .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
+        let peer = TcpListener::bind(&peer_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: format!("{peer_bind} (this node's peer URL in --cluster)"),
+                source,
+            })?;
+        let rest_bind = SocketAddr::new(config.listen_host, config.port);
+        let rest = TcpListener::bind(rest_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: format!("{rest_bind} (--port)"),
+                source,
+            })?;
+        Ok(Ports {
+            peer_addr: local_addr(&peer, &peer_bind)?,
+            rest_addr: local_addr(&rest, &rest_bind.to_string())?,
+            peer,
+            rest,
+        })
+    }
 }
 
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered.
@@ -161,27 +200,17 @@ async fn start_recovered(
     config: Config,
     mut recovered: raft_node::Recovered,
     tls: TlsSetup,
+    ports: Ports,
 ) -> Result<Running, StartError> {
     let own_url = config
         .own_peer_url()
         .expect("replay_wal checked that --id has a URL in --cluster");
-    let peer_bind = membership::host_port(own_url)
-        .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
-    let peer_listener = TcpListener::bind(&peer_bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: peer_bind.clone(),
-            source,
-        })?;
-    let rest_bind = SocketAddr::new(config.listen_host, config.port);
-    let rest_listener = TcpListener::bind(rest_bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: rest_bind.to_string(),
-            source,
-        })?;
-    let peer_addr = local_addr(&peer_listener, &peer_bind)?;
-    let rest_addr = local_addr(&rest_listener, &rest_bind.to_string())?;
+    let Ports {
+        peer: peer_listener,
+        peer_addr,
+        rest: rest_listener,
+        rest_addr,
+    } = ports;
 
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
@@ -351,6 +380,38 @@ mod tests {
     use super::*;
     use crate::raft_node::ProposalError;
 
+    /// A start that fails because a port is taken writes nothing: the data dir stays as it
+    /// was, so the same command with a free port starts (the WAL records --cluster, and a
+    /// WAL left by the failed start used to refuse corrected flags; found by a review).
+    #[test]
+    fn a_start_refused_for_a_taken_port_writes_nothing() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+        let peer = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = Config {
+            cluster: vec![format!("http://127.0.0.1:{peer}")],
+            port: taken.local_addr().expect("its address").port(),
+            listen_host: "127.0.0.1".parse().expect("a literal address"),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let err = runtime
+            .block_on(start(config.clone()))
+            .err()
+            .expect("the REST port is taken");
+        assert!(err.to_string().contains("(--port)"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("data dir").collect();
+        assert!(left.is_empty(), "the failed start wrote {left:?}");
+        config.port = 0;
+        let running = runtime.block_on(start(config)).expect("a free port");
+        running.shutdown();
+        runtime.block_on(running.wait());
+    }
+
     /// A failed fsync is final: the node stops with an error naming the WAL file, and the
     /// write whose batch could not be synced is never acknowledged. The data dir then opens
     /// again from what is on disk.
@@ -376,7 +437,8 @@ mod tests {
                 .as_mut()
                 .expect("a bootstrapped node has a WAL")
                 .inject_sync_failure();
-            let running = start_recovered(config.clone(), recovered, TlsSetup::default())
+            let ports = Ports::bind(&config).await.expect("free ports");
+            let running = start_recovered(config.clone(), recovered, TlsSetup::default(), ports)
                 .await
                 .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;

@@ -61,7 +61,7 @@ pub use crate::request::{
 pub use handle::NodeHandle;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
-pub use replay::{Recovered, StartError, replay_wal, replay_wal_on};
+pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
 use snapshots::PendingSnapshot;
 use storage::NodeStorage;
 
