@@ -150,7 +150,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // then refuse the corrected flags).
     raft_node::check_flags(&config)?;
     let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
-    let ports = Ports::bind(&config).await?;
+    let ports = match Ports::bind(&config).await {
+        Ok(ports) => ports,
+        // Most likely this data dir's own node, already running: say that rather than which
+        // port it holds. (Its WAL folder exists, so taking the lock to see writes nothing.)
+        Err(err) if config.wal_dir().is_dir() => {
+            fsutil::DirLock::acquire(&config.wal_dir())?;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))

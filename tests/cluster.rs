@@ -227,6 +227,32 @@ async fn no_flags_start_a_working_single_node_store() {
     );
 }
 
+/// SIGTERM to every node at once (`./cluster.sh stop`, Ctrl-C of goreman): the leader hands
+/// over to a follower that is stopping too, and must not wait for it to lead (it used to
+/// wait out its 800 ms limit, and log that it stopped "with requests still in flight"). Once
+/// every other voter is unreachable it has no one to hand over to, and every node stops
+/// cleanly, on its own, well inside that limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_every_node_at_once_is_quick_and_clean() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    c.put_ok(leader, "k", "v").await;
+    for id in 1..=3 {
+        c.signal(id, nix::sys::signal::Signal::SIGTERM);
+    }
+    for id in 1..=3 {
+        let status = c.wait_exit(id, Duration::from_secs(10)).await;
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+    for id in 1..=3 {
+        let log = c.log(id);
+        assert!(
+            !log.contains("still in flight") && !log.contains("still open"),
+            "node {id} stopped at its time limit instead of cleanly:\n{log}"
+        );
+    }
+}
+
 /// SIGTERM of the leader while 16 clients write: it hands leadership to a follower before it
 /// goes (no election timeout to wait out), answers what it had in flight, and exits at once.
 /// No client gets a 503, and no write around the hand-over waits more than 500 ms (or, on a

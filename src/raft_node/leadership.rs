@@ -15,6 +15,7 @@ impl RaftNode {
     /// what is in flight. Returns the time by which it stops regardless.
     pub(super) fn begin_stop(&mut self) -> Instant {
         let now = self.now();
+        self.gone_while_stopping = Some(Default::default());
         let leading = self.rn.raft.state == StateRole::Leader;
         let limit = if leading && self.hand_over(now) {
             LEADER_STOP_LIMIT
@@ -26,10 +27,30 @@ impl RaftNode {
     }
 
     /// Whether a stopping node is done: no longer leading a cluster that has someone to lead
-    /// it, and every request it took answered.
+    /// it (a voter not gone since the stop began), and every request it took answered.
     pub(super) fn stopped_cleanly(&self) -> bool {
-        let leads_others = self.rn.raft.state == StateRole::Leader && self.successor().is_some();
+        let leads_others = self.rn.raft.state == StateRole::Leader
+            && self.successor().is_some_and(|_| {
+                let gone = self.gone_while_stopping.as_ref();
+                self.rn
+                    .raft
+                    .prs()
+                    .conf()
+                    .voters()
+                    .ids()
+                    .iter()
+                    .any(|v| v != self.id && !gone.is_some_and(|g| g.contains(&v)))
+            });
         !leads_others && self.proposals.is_empty() && self.reads.is_empty()
+    }
+
+    /// A peer's messages could not be delivered: raft hears of it, and a stopping node notes
+    /// it as gone.
+    pub(super) fn on_unreachable(&mut self, peer: u64) {
+        self.rn.report_unreachable(peer);
+        if let Some(gone) = &mut self.gone_while_stopping {
+            gone.insert(peer);
+        }
     }
 
     /// Makes the last commit index durable before the process exits (raft does not sync

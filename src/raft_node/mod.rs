@@ -151,6 +151,10 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
+    /// Once stopping: the peers that became unreachable since (and have not been heard from
+    /// again). A stopping leader whose every other voter is among them has no one to hand
+    /// over to: they are stopping too (a whole cluster stopped at once).
+    gone_while_stopping: Option<std::collections::BTreeSet<u64>>,
     /// Cancelled once the REST port's clients have gone: a stopping node serves them until
     /// then (see [`RaftNode::serve_clients_until`]).
     clients_gone: Option<CancellationToken>,
@@ -310,6 +314,7 @@ impl RaftNode {
             removal_pending: removed_in_snapshot,
             added_at,
             transfer_asked: None,
+            gone_while_stopping: None,
             clients_gone: None,
             removed_while_leading: None,
             held: Vec::new(),

@@ -155,7 +155,7 @@ impl RaftNode {
             self.read_index();
             let dropped = std::mem::take(&mut self.dropped);
             for peer in dropped.unreachable {
-                self.rn.report_unreachable(peer);
+                self.on_unreachable(peer);
             }
             for peer in dropped.snapshots {
                 self.rn.report_snapshot(peer, SnapshotStatus::Failure);
@@ -284,6 +284,9 @@ impl RaftNode {
         let now = self.now();
         match event {
             PeerEvent::Step(messages) => {
+                if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
+                    gone.remove(&m.from);
+                }
                 for mut m in messages {
                     // A heartbeat never says more is committed than this node's log holds
                     // (raft-rs panics on one), unless the leader's view of this node is from an
@@ -352,7 +355,7 @@ impl RaftNode {
                     }
                 }
             }
-            PeerEvent::Unreachable(peer) => self.rn.report_unreachable(peer),
+            PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
             PeerEvent::SnapshotStatus { peer, delivered } => {
                 let status = if delivered {
                     SnapshotStatus::Finish
