@@ -85,6 +85,9 @@ async fn serve(config: Config) -> ExitCode {
         Err(err) => {
             // Printed, not logged: a refusal must show whatever RUST_LOG says, and only once.
             eprintln!("raftexample: cannot start: {err}");
+            if let Some(remedy) = err.remedy() {
+                eprintln!("raftexample: {remedy}");
+            }
             return ExitCode::FAILURE;
         }
     };

@@ -174,6 +174,51 @@ async fn a_second_process_on_one_data_dir_is_refused() {
     );
 }
 
+/// A WAL damaged in the middle (a byte flipped in records a later sync covered): the node
+/// refuses to start, names the file and offset, and says on a second line how to bring it
+/// back (a backup, or --join to copy the others), leaving the data dir as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_wal_is_refused_with_what_to_do() {
+    let mut c = ProcCluster::start(1, &[]).await;
+    for i in 0..20 {
+        c.put_ok(1, &format!("k{i}"), "some value to fill the log")
+            .await;
+    }
+    c.stop(1).await;
+    let wal_dir = c.data_dir(1).join("raftexample-1");
+    let segment = std::fs::read_dir(&wal_dir)
+        .expect("WAL folder")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .expect("a WAL segment");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes[600] ^= 0x40;
+    std::fs::write(&segment, &bytes).expect("damaged");
+    let (status, stderr) = c.run_on_data_dir(1, &c.data_dir(1));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("raftexample:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    let name = segment.file_name().expect("name").to_string_lossy();
+    assert!(
+        lines[0].contains("cannot start:")
+            && lines[0].contains(&*name)
+            && lines[0].contains("offset"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("--join") && lines[1].contains("backup"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).expect("segment"),
+        bytes,
+        "left as it was"
+    );
+}
+
 /// With no flags, the binary serves a single-node store on the original's ports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_flags_start_a_working_single_node_store() {

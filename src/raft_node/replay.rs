@@ -87,6 +87,34 @@ pub struct Recovered {
     pub lock: DirLock,
 }
 
+impl StartError {
+    /// What to do about a data dir that cannot be used as it is (damaged or missing files),
+    /// for the line that reports the error; `None` where the error itself says it.
+    pub fn remedy(&self) -> Option<&'static str> {
+        use crate::{snapshotter, wal};
+        let damaged = match self {
+            StartError::Wal(e) => matches!(
+                e,
+                wal::Error::Corrupt { .. } | wal::Error::MissingEntries { .. }
+            ),
+            StartError::Snapshot(e) => matches!(
+                e,
+                snapshotter::Error::Corrupt { .. }
+                    | snapshotter::Error::NotFound { .. }
+                    | snapshotter::Error::Decode { .. }
+            ),
+            // The one about a lost WAL says what to do itself.
+            StartError::Inconsistent(text) => !text.contains("--join"),
+            _ => false,
+        };
+        damaged.then_some(
+            "to bring this node back, restore its data dir from a backup; or, if the other \
+             members are healthy, move its data dir aside and start it again with --join: it \
+             then copies everything from them",
+        )
+    }
+}
+
 /// Opens (or creates) the node's storage as `config` asks, on the real file system.
 pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
     replay_wal_on(config, StdFs::shared())
