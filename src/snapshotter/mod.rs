@@ -434,6 +434,40 @@ impl Snapshotter {
         Ok(self.files()?.into_iter().map(|f| f.path).collect())
     }
 
+    /// What a WAL that needs entries its snapshots covered can say about them: the files of
+    /// its `markers` above `index` that are not in the folder, and the files set aside as
+    /// damaged (now or at an earlier start). Empty when there is nothing to say.
+    pub fn missing_or_set_aside(&self, markers: &[SnapshotMetadata], index: u64) -> String {
+        let names = self.fs.list_dir(&self.dir).unwrap_or_default();
+        let missing: Vec<String> = markers
+            .iter()
+            .filter(|m| m.index > index)
+            .map(|m| snap_name(m.term, m.index))
+            .filter(|name| !names.contains(name))
+            .collect();
+        let broken: Vec<&String> = names.iter().filter(|n| n.ends_with(BROKEN_EXT)).collect();
+        let mut said = Vec::new();
+        if let Some(newest) = missing.last() {
+            said.push(format!(
+                "{} snapshot file(s) that the WAL names are not in {} (newest {newest})",
+                missing.len(),
+                self.dir.display()
+            ));
+        }
+        if !broken.is_empty() {
+            said.push(format!(
+                "{} holds snapshot files set aside as damaged: {}",
+                self.dir.display(),
+                broken
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        said.join("; ")
+    }
+
     fn files(&self) -> Result<Vec<SnapFile>, Error> {
         let names = self.fs.list_dir(&self.dir).map_err(io_err(&self.dir))?;
         let mut files: Vec<SnapFile> = names
