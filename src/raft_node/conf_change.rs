@@ -194,16 +194,20 @@ impl RaftNode {
     /// checked that against what it had applied, but two nodes can each pass one change
     /// before either is applied, and a change raft dropped while another was pending is
     /// proposed again later. Judged only by replicated state (the members as of this entry),
-    /// so every node skips the same changes. Bootstrap entries, raft's own, and changes of
-    /// older versions carry no identity and are applied as they are.
+    /// so every node skips the same changes; these rules are part of the replicated state
+    /// machine, and changing them needs the same care as changing how entries apply.
+    /// Bootstrap entries, raft's own, and changes written by versions that did not record
+    /// their voters are applied as they are.
     fn still_holds(&self, cc: &ConfChangeV2, entry: &Entry) -> Result<(), ProposalError> {
-        let Some(ctx) = crate::proposal::decode_context(&entry.context) else {
+        // Only changes that recorded their voters are judged: what earlier versions wrote
+        // (with an identity, but no voters) they applied unchecked, and a replay of their WAL
+        // or a peer restored from their snapshot must come to the same members.
+        let Some(checked) = crate::proposal::decode_context(&entry.context).and_then(|c| c.voters)
+        else {
             return Ok(());
         };
         let voters = self.voter_ids();
-        if let Some(checked) = ctx.voters
-            && checked != voters
-        {
+        if checked != voters {
             return Err(ProposalError::MembershipChanged {
                 checked,
                 now: voters,
@@ -229,13 +233,16 @@ impl RaftNode {
         self.members.urls.keys().copied().collect()
     }
 
-    /// Whether `entry` removes this node from the cluster.
+    /// Whether `entry` removes this node from the cluster (and will be applied: a change that
+    /// no longer holds is skipped; judged against the members as applied so far, which a
+    /// leader's batch cannot change before it, as raft lets a leader have one membership
+    /// change in flight at a time).
     pub(super) fn removes_self(&self, entry: &Entry) -> bool {
         entry.get_entry_type() != EntryType::EntryNormal
             && decode_conf_change(entry).is_ok_and(|cc| {
                 cc.get_changes().iter().any(|c| {
                     c.node_id == self.id && c.get_change_type() == ConfChangeType::RemoveNode
-                })
+                }) && self.still_holds(&cc, entry).is_ok()
             })
     }
 

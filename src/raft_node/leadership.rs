@@ -44,8 +44,8 @@ impl RaftNode {
         !leads_others && self.proposals.is_empty() && self.reads.is_empty()
     }
 
-    /// A peer's messages could not be delivered: raft hears of it, and a stopping node notes
-    /// it as gone.
+    /// The transport could not reach a peer (its stream failed, not merely a full queue):
+    /// raft hears of it, and a stopping node notes the peer as gone.
     pub(super) fn on_unreachable(&mut self, peer: u64) {
         self.rn.report_unreachable(peer);
         if let Some(gone) = &mut self.gone_while_stopping {

@@ -25,6 +25,7 @@ use raft::eraftpb::Entry;
 
 use super::batching::{hold_batch, whole_pages};
 use super::{MemberChange, ProposalError, Responder};
+use crate::membership::Members;
 use crate::proposal::{self, ProposalId, Sessions, Verdict};
 
 /// A membership change unanswered for this fraction of `resend_after` is sent again.
@@ -34,13 +35,16 @@ const CHANGE_RESEND_DIVISOR: u32 = 4;
 pub(super) enum Asked {
     /// A normal entry: an encoded [`crate::kvstore::Command`].
     Command(Bytes),
-    /// A membership change, and the voters of the membership it was checked against (by the
-    /// strict check; otherwise fixed when it is first proposed).
+    /// A membership change, and the voters of the membership it was checked against.
     Change {
         /// The change.
         change: MemberChange,
-        /// The voters, in ascending order.
+        /// The voters (ascending) the strict check judged it against, if it ran.
         voters: Option<Vec<u64>>,
+        /// The voters it went to raft with: the strict check's, or this node's when it was
+        /// first taken by raft (until then each attempt is checked afresh, against the voters
+        /// of its time); every copy proposed again carries the same.
+        sent_with: Option<Vec<u64>>,
     },
 }
 
@@ -301,9 +305,11 @@ impl Proposals {
                 p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
             }
         };
+        let again = p.sent_at.is_some();
         let Asked::Change {
             change,
-            voters: checked,
+            voters: strict,
+            sent_with,
         } = &mut p.request
         else {
             return None;
@@ -312,7 +318,10 @@ impl Proposals {
             return None;
         }
         p.queued = false;
-        let checked = checked.get_or_insert_with(|| voters.to_vec());
+        if !again || sent_with.is_none() {
+            *sent_with = Some(strict.clone().unwrap_or_else(|| voters.to_vec()));
+        }
+        let checked = sent_with.as_deref().unwrap_or(voters);
         Some(ChangeToPropose {
             seq,
             change: change.clone(),
@@ -325,7 +334,7 @@ impl Proposals {
                 floor,
                 checked,
             ),
-            again: p.sent_at.is_some(),
+            again,
         })
     }
 
@@ -433,7 +442,13 @@ impl Proposals {
     /// A snapshot from the leader replaced the log up to `index`, with `sessions` as of that
     /// index: answer the requests it shows applied; copies this node held up to `index` are
     /// gone.
-    pub fn on_snapshot(&mut self, index: u64, sessions: &Sessions, now: Instant) -> Vec<Responder> {
+    pub fn on_snapshot(
+        &mut self,
+        index: u64,
+        sessions: &Sessions,
+        members: &Members,
+        now: Instant,
+    ) -> Vec<Responder> {
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
@@ -458,7 +473,24 @@ impl Proposals {
                     self.change = None;
                 }
                 self.queue.retain(|s| *s != seq);
-                self.pending.remove(&seq).map(|p| p.done)
+                let p = self.pending.remove(&seq)?;
+                // A membership change that committed may have been skipped (it no longer held
+                // when it came to apply): what the snapshot's members show is the answer.
+                if let Asked::Change { change, .. } = &p.request {
+                    let took_effect = match change {
+                        MemberChange::Add { id, .. } => members.contains(*id),
+                        MemberChange::Remove { id } => !members.contains(*id),
+                    };
+                    if !took_effect {
+                        let _ = p.done.send(Err(ProposalError::Rejected(
+                            "it committed but was not applied: another membership change came \
+                             first (check GET /-/members)"
+                                .into(),
+                        )));
+                        return None;
+                    }
+                }
+                Some(p.done)
             })
             .collect()
     }
@@ -699,10 +731,53 @@ mod tests {
         let (id, floor) = decoded(&batch[0].1);
         // Applied in the leader's state, which reaches this node as a snapshot.
         assert_eq!(sessions.admit(id, floor), Verdict::Apply);
-        for done in p.on_snapshot(100, &sessions, t0) {
+        for done in p.on_snapshot(100, &sessions, &Members::default(), t0) {
             done.send(Ok(())).expect("sent");
         }
         assert_eq!(a.try_recv(), Ok(Ok(())));
         assert_eq!(p.len(), 0);
+    }
+
+    /// A membership change settled in a snapshot took effect only if the snapshot's members
+    /// show it: one that committed but was skipped (it no longer held when it came to apply)
+    /// is answered as not applied, not as done (found by a review).
+    #[test]
+    fn a_change_covered_by_a_snapshot_is_answered_by_its_members() {
+        let t0 = Instant::now();
+        for (members_have_it, expect_ok) in [(true, true), (false, false)] {
+            let (mut p, mut sessions) = registered(t0);
+            let (tx, mut answer) = tokio::sync::oneshot::channel();
+            let change = MemberChange::Add {
+                id: 4,
+                url: "http://d:4".into(),
+            };
+            p.add(
+                Asked::Change {
+                    change,
+                    voters: None,
+                    sent_with: None,
+                },
+                tx,
+                t0,
+            );
+            let next = p.take_change(t0, &[1, 2, 3]).expect("the change is due");
+            p.sent(&[next.seq], None, t0);
+            let ctx = proposal::decode_context(&next.context).expect("an identity");
+            assert_eq!(ctx.voters.as_deref(), Some(&[1, 2, 3][..]));
+            assert_eq!(sessions.admit(ctx.id, ctx.floor), Verdict::Apply);
+            let mut members = Members::default();
+            for id in 1..=3 {
+                members.add(id, format!("http://n:{id}"));
+            }
+            if members_have_it {
+                members.add(4, "http://d:4".into());
+            }
+            for done in p.on_snapshot(100, &sessions, &members, t0) {
+                done.send(Ok(())).expect("sent");
+            }
+            let got = answer.try_recv().expect("answered");
+            assert_eq!(got.is_ok(), expect_ok, "{got:?}");
+            assert_eq!(p.len(), 0);
+        }
     }
 }

@@ -155,7 +155,7 @@ impl RaftNode {
             self.read_index();
             let dropped = std::mem::take(&mut self.dropped);
             for peer in dropped.unreachable {
-                self.on_unreachable(peer);
+                self.rn.report_unreachable(peer);
             }
             for peer in dropped.snapshots {
                 self.rn.report_snapshot(peer, SnapshotStatus::Failure);
@@ -268,6 +268,7 @@ impl RaftNode {
                 Asked::Change {
                     change,
                     voters: checked_voters,
+                    sent_with: None,
                 },
                 done,
                 now,

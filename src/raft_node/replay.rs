@@ -47,6 +47,10 @@ pub enum StartError {
     /// The recovered state is inconsistent (raft-rs would panic on it).
     #[error("{0}")]
     Inconsistent(String),
+    /// The data dir lacks what it needs: entries its WAL says are committed, or that only a
+    /// damaged or missing snapshot held.
+    #[error("{0}")]
+    Damaged(String),
     /// raft-rs refused the configuration or the state.
     #[error("raft: {0}")]
     Raft(raft::Error),
@@ -103,8 +107,7 @@ impl StartError {
                     | snapshotter::Error::NotFound { .. }
                     | snapshotter::Error::Decode { .. }
             ),
-            // The one about a lost WAL says what to do itself.
-            StartError::Inconsistent(text) => !text.contains("--join"),
+            StartError::Damaged(_) => true,
             _ => false,
         };
         damaged.then_some(
@@ -163,10 +166,10 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
                 if said.is_empty() {
                     error
                 } else {
-                    StartError::Inconsistent(format!("{error}; {said}"))
+                    StartError::Damaged(format!("{error}; {said}"))
                 }
             } else {
-                StartError::Inconsistent(format!(
+                StartError::Damaged(format!(
                     "{error}; the snapshot that covered them is damaged: {}",
                     damaged.join("; ")
                 ))
@@ -188,7 +191,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             hs.commit = hs.commit.max(meta.index);
         }
         if hs.commit > last_index {
-            return Err(naming_damage(StartError::Inconsistent(format!(
+            return Err(naming_damage(StartError::Damaged(format!(
                 "{} says entries up to {} are committed but holds entries only up to {}; \
                  the WAL lost entries it had acknowledged",
                 wal_dir.display(),
@@ -267,6 +270,8 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             newest.display()
         )));
     }
+
+    check_initial_urls(config)?;
 
     // First start of an initial member: write the membership as the first entries of the
     // log, committed at term 1, the way etcd's StartNode does. Every initial member writes
@@ -347,21 +352,8 @@ pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
 
 /// Checks the flags on their own, touching nothing; returns this node's peer URL.
 pub fn check_flags(config: &Config) -> Result<String, StartError> {
-    for (i, url) in config.cluster.iter().enumerate() {
+    for url in &config.cluster {
         validate_peer_url(url).map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
-        // Two members on one URL would each take the other's messages for misrouted ones.
-        if let Some(j) = config.cluster[..i]
-            .iter()
-            .position(|u| normalize_url(u).eq_ignore_ascii_case(normalize_url(url)))
-        {
-            return Err(StartError::BadFlags(format!(
-                "--cluster lists {} twice (for nodes {} and {}): each member needs its own \
-                 peer URL",
-                normalize_url(url),
-                j + 1,
-                i + 1
-            )));
-        }
     }
     let Some(url) = config.own_peer_url() else {
         return Err(StartError::BadFlags(format!(
@@ -371,6 +363,28 @@ pub fn check_flags(config: &Config) -> Result<String, StartError> {
         )));
     };
     Ok(normalize_url(url).to_string())
+}
+
+/// Refuses an initial cluster whose `--cluster` lists one URL twice: its members would each
+/// take the other's messages for misrouted ones, and never reach a quorum. (Only for a new
+/// cluster: later, a member added at the URL of one removed before is listed at both
+/// positions, since node N uses the N-th URL.)
+fn check_initial_urls(config: &Config) -> Result<(), StartError> {
+    for (i, url) in config.cluster.iter().enumerate() {
+        if let Some(j) = config.cluster[..i]
+            .iter()
+            .position(|u| normalize_url(u).eq_ignore_ascii_case(normalize_url(url)))
+        {
+            return Err(StartError::BadFlags(format!(
+                "--cluster lists {} twice (for nodes {} and {}): each member of a new cluster \
+                 needs its own peer URL",
+                normalize_url(url),
+                j + 1,
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a data dir in which this node is the only voter when `--cluster` names peers that
@@ -585,9 +599,9 @@ mod tests {
         assert_eq!(recovered.kv.get("/k"), Some("v"));
     }
 
-    /// `--cluster` naming one URL twice (in any spelling the peer URL check takes as one) is
-    /// refused before anything is written: the two nodes would take each other's messages
-    /// for misrouted ones and never reach a quorum (found by a review).
+    /// A new cluster whose `--cluster` names one URL twice (in any spelling the peer URL check
+    /// takes as one) is refused before a WAL is written: the two nodes would take each
+    /// other's messages for misrouted ones and never reach a quorum (found by a review).
     #[test]
     fn a_cluster_listing_one_url_twice_is_refused() {
         let dir = tempfile::TempDir::new().expect("temp dir");
@@ -603,7 +617,13 @@ mod tests {
         };
         let text = err.to_string();
         assert!(text.contains("twice (for nodes 3 and 4)"), "{text}");
-        assert!(!config.wal_dir().exists(), "nothing was written");
+        assert!(
+            !Wal::exists_on(&StdFs, &config.wal_dir()),
+            "no WAL was written"
+        );
+        // Joining, the list may name a removed member's URL again for a new id.
+        config.join = true;
+        replay_wal(&config).expect("a joining node's list may repeat a removed member's URL");
     }
 
     /// Snapshots left without their WAL (it was deleted or moved): the node refuses to start,

@@ -83,9 +83,9 @@ impl RaftNode {
         self.conf_state = meta.get_conf_state().clone();
         // Requests of this node that the snapshot shows applied are answered once it is
         // restored.
-        let done = self
-            .proposals
-            .on_snapshot(meta.index, &self.sessions, self.now());
+        let done =
+            self.proposals
+                .on_snapshot(meta.index, &self.sessions, &self.members, self.now());
         self.apply_tx
             .send(Apply::Restore {
                 index: meta.index,

@@ -939,7 +939,9 @@ impl World {
             }
             // A damaged snapshot is named by the snapshotter's error, or, when the node set it
             // aside and the WAL then lacks what it covered, beside the WAL's complaint.
-            StartError::Snapshot(_) | StartError::Inconsistent(_) => flip.snapshot && named,
+            StartError::Snapshot(_) | StartError::Damaged(_) | StartError::Inconsistent(_) => {
+                flip.snapshot && named
+            }
             _ => false,
         };
         if !flip.synced && !flip.snapshot {
