@@ -41,7 +41,17 @@ fn main() {
     for signal in ["kill", "term"] {
         let mut all = Vec::with_capacity(trials);
         for trial in 1..=trials {
-            let (leader, get, put) = runtime.block_on(one_trial(signal));
+            // A node that could not start (another process took a port between `free_port`
+            // and its bind) spoils only its cluster: start another.
+            let (leader, get, put) = (0..3)
+                .find_map(|_| match runtime.block_on(one_trial(signal)) {
+                    Ok(figures) => Some(figures),
+                    Err(why) => {
+                        eprintln!("trial {trial}: {why}; starting another cluster");
+                        None
+                    }
+                })
+                .expect("three clusters in a row failed to start");
             println!("{signal:<6} {trial:>5} {leader:>14.3} {get:>12.3} {put:>12.3}");
             all.push((leader, get, put));
         }
@@ -60,25 +70,22 @@ fn main() {
     }
 }
 
-async fn one_trial(signal: &str) -> Figures {
+async fn one_trial(signal: &str) -> Result<Figures, String> {
     let client = http();
     let http = &client;
     let dir = temp_dir("failover-");
     let cluster: Vec<String> = (0..3)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
-    let nodes: Vec<Node> = (1..=3u64)
+    let mut nodes: Vec<Node> = (1..=3u64)
         .map(|id| {
             let data = dir.path().join(format!("n{id}"));
             std::fs::create_dir_all(&data).expect("a data dir");
             Node::start(id, &cluster, &data, &[])
         })
         .collect();
-    let start = Instant::now();
-    for node in &nodes {
-        node.wait(http, "-/ready", None, start, || {}).await;
-    }
-    let leader = leader_of(http, &nodes[0], 0, start).await;
+    all_ready(http, &mut nodes).await?;
+    let leader = leader_of(http, &nodes[0], 0, Instant::now()).await;
     let put = |node: &Node, value: &'static str| {
         http.put(node.url("k"))
             .body(value)
@@ -127,7 +134,32 @@ async fn one_trial(signal: &str) -> Figures {
         stopped.elapsed().as_secs_f64()
     };
     // The stopped leader's process is reaped when `nodes` is dropped.
-    tokio::join!(new_leader, first(true), first(false))
+    Ok(tokio::join!(new_leader, first(true), first(false)))
+}
+
+/// Waits until every node answers `/-/ready` (at most 60 s); `Err` if one has exited.
+async fn all_ready(http: &reqwest::Client, nodes: &mut [Node]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ready = 0;
+        for node in nodes.iter_mut() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                return Err(format!("a node exited as it started ({status})"));
+            }
+            if let Ok(r) = http.get(node.url("-/ready")).send().await
+                && r.status() == 200
+            {
+                ready += 1;
+            }
+        }
+        if ready == nodes.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the cluster was not ready within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The leader `node`'s `/-/status` names, once it names one other than `not` (0: any).
