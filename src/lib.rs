@@ -148,9 +148,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Before the data dir is touched: a mistake in the flags, the TLS files or the ports
     // should not leave a fresh node's folders behind (a WAL records --cluster, and would
     // then refuse the corrected flags).
-    raft_node::check_flags(&config)?;
+    let own_url = raft_node::check_flags(&config)?;
     let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
-    let ports = match Ports::bind(&config).await {
+    let ports = match Ports::bind(&config, &own_url).await {
         Ok(ports) => ports,
         // Most likely this data dir's own node, already running: say that rather than which
         // port it holds. (Its WAL folder exists, so taking the lock to see writes nothing.)
@@ -178,9 +178,9 @@ struct Ports {
 }
 
 impl Ports {
-    async fn bind(config: &Config) -> Result<Ports, StartError> {
-        let own_url = raft_node::check_flags(config)?;
-        let peer_bind = membership::host_port(&own_url)
+    /// Binds `own_url` (this node's peer URL, as `check_flags` returned it) and `--port`.
+    async fn bind(config: &Config, own_url: &str) -> Result<Ports, StartError> {
+        let peer_bind = membership::host_port(own_url)
             .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
         let peer = TcpListener::bind(&peer_bind)
             .await
@@ -446,7 +446,8 @@ mod tests {
                 .as_mut()
                 .expect("a bootstrapped node has a WAL")
                 .inject_sync_failure();
-            let ports = Ports::bind(&config).await.expect("free ports");
+            let own_url = raft_node::check_flags(&config).expect("valid flags");
+            let ports = Ports::bind(&config, &own_url).await.expect("free ports");
             let running = start_recovered(config.clone(), recovered, TlsSetup::default(), ports)
                 .await
                 .expect("start");

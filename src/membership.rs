@@ -40,11 +40,9 @@ impl Members {
 
     /// The member, other than `except`, that uses `url`, if any.
     pub fn id_with_url(&self, url: &str, except: u64) -> Option<u64> {
-        // Scheme and host names are not case-sensitive.
-        let wanted = normalize_url(url);
         self.urls
             .iter()
-            .find(|(id, u)| **id != except && normalize_url(u).eq_ignore_ascii_case(wanted))
+            .find(|(id, u)| **id != except && same_url(u, url))
             .map(|(id, _)| *id)
     }
 }
@@ -168,6 +166,12 @@ pub fn cluster_id(token: &str, initial_cluster: &[String]) -> u64 {
 /// compare equal.
 pub fn normalize_url(url: &str) -> &str {
     url.trim().trim_end_matches('/')
+}
+
+/// Whether two peer URLs name the same place (scheme and host names are not case-sensitive;
+/// a trailing `/` does not count).
+pub fn same_url(a: &str, b: &str) -> bool {
+    normalize_url(a).eq_ignore_ascii_case(normalize_url(b))
 }
 
 /// Why a peer URL was refused.

@@ -397,6 +397,17 @@ async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
     assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
 }
 
+/// Kills node `id`, empties its data dir and starts it again under its id with `--join` (an
+/// operator replacing a failed disk); returns the length of its log before the new start.
+fn wipe_and_rejoin(c: &mut ProcCluster, id: u64) -> usize {
+    c.kill(id);
+    std::fs::remove_dir_all(c.data_dir(id)).expect("wiping the follower");
+    std::fs::create_dir_all(c.data_dir(id)).expect("its empty data dir");
+    let earlier_log = c.log(id).len();
+    c.spawn(id, &["--join"]);
+    earlier_log
+}
+
 /// A follower that lost its disk and is started again under its id, without being removed
 /// (an operator replacing a failed disk), in an idle cluster: the leader counts the entries
 /// its earlier life acknowledged and has nothing new to send, so only the node can tell it
@@ -415,11 +426,7 @@ async fn a_follower_that_lost_its_disk_catches_up_in_an_idle_cluster() {
         c.put_ok(leader, &format!("k{i}"), &format!("v{i}")).await;
     }
     c.wait_value(wiped, "k59", "v59", true).await;
-    c.kill(wiped);
-    std::fs::remove_dir_all(c.data_dir(wiped)).expect("wiping the follower");
-    std::fs::create_dir_all(c.data_dir(wiped)).expect("its empty data dir");
-    let earlier_log = c.log(wiped).len();
-    c.spawn(wiped, &["--join"]);
+    let earlier_log = wipe_and_rejoin(&mut c, wiped);
     // Nothing is written from here on.
     c.wait_value(wiped, "k59", "v59", true).await;
     c.wait_value(wiped, "k0", "v0", true).await;
@@ -428,8 +435,6 @@ async fn a_follower_that_lost_its_disk_catches_up_in_an_idle_cluster() {
     assert_eq!(c.wait_leader().await, leader, "no election was needed");
 }
 
-/// Two voters, and the leader removes itself: it hands leadership to the other first, which
-/// commits the removal, so the survivor is never left counting a departed node as a voter
 /// The same with more log than one append carries (raft sends at most 1 MiB at a time) and no
 /// snapshot to send instead: the leader still counts the wiped follower as holding all of it.
 /// It used to send the first batch, take the follower's answer for a stale one (below its old
@@ -445,11 +450,7 @@ async fn a_follower_that_lost_its_disk_catches_up_on_a_long_log() {
     }
     c.put_ok(leader, "after", "x").await;
     c.wait_value(wiped, "after", "x", true).await;
-    c.kill(wiped);
-    std::fs::remove_dir_all(c.data_dir(wiped)).expect("wiping the follower");
-    std::fs::create_dir_all(c.data_dir(wiped)).expect("its empty data dir");
-    let earlier_log = c.log(wiped).len();
-    c.spawn(wiped, &["--join"]);
+    let earlier_log = wipe_and_rejoin(&mut c, wiped);
     c.wait_value(wiped, "after", "x", true).await;
     c.wait_value(wiped, "m0", &big, true).await;
     let log = c.log(leader);
@@ -462,6 +463,8 @@ async fn a_follower_that_lost_its_disk_catches_up_on_a_long_log() {
     assert_eq!(c.wait_leader().await, leader, "no election was needed");
 }
 
+/// Two voters, and the leader removes itself: it hands leadership to the other first, which
+/// commits the removal, so the survivor is never left counting a departed node as a voter
 /// (it could then never win an election). The removed node exits 0; the other serves alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {

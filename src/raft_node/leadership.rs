@@ -29,18 +29,12 @@ impl RaftNode {
     /// Whether a stopping node is done: no longer leading a cluster that has someone to lead
     /// it (a voter not gone since the stop began), and every request it took answered.
     pub(super) fn stopped_cleanly(&self) -> bool {
+        let gone = self.gone_while_stopping.as_ref();
+        let voters = self.rn.raft.prs().conf().voters().ids();
         let leads_others = self.rn.raft.state == StateRole::Leader
-            && self.successor().is_some_and(|_| {
-                let gone = self.gone_while_stopping.as_ref();
-                self.rn
-                    .raft
-                    .prs()
-                    .conf()
-                    .voters()
-                    .ids()
-                    .iter()
-                    .any(|v| v != self.id && !gone.is_some_and(|g| g.contains(&v)))
-            });
+            && voters
+                .iter()
+                .any(|v| v != self.id && !gone.is_some_and(|g| g.contains(&v)));
         !leads_others && self.proposals.is_empty() && self.reads.is_empty()
     }
 

@@ -318,10 +318,11 @@ impl Proposals {
             return None;
         }
         p.queued = false;
-        if !again || sent_with.is_none() {
-            *sent_with = Some(strict.clone().unwrap_or_else(|| voters.to_vec()));
+        if !again {
+            *sent_with = None;
         }
-        let checked = sent_with.as_deref().unwrap_or(voters);
+        let checked =
+            sent_with.get_or_insert_with(|| strict.clone().unwrap_or_else(|| voters.to_vec()));
         Some(ChangeToPropose {
             seq,
             change: change.clone(),

@@ -6,10 +6,10 @@
 //! that arrive before it has committed in its term ([`HeldReads`]: raft-rs would drop them).
 //! raft forgets a pending request when leadership moves, and a request can be lost on the
 //! way, so an unanswered round is asked again: after every leader change, once the commit
-//! index has moved, and less and less often while it goes unanswered. Each round's context is unique across nodes and
-//! process restarts (node id, the process's random nonce, a counter): the leader ignores a
-//! context already pending, and an old context answered after a restart must not be taken for
-//! a new one.
+//! index has moved, and less and less often while it goes unanswered. Each round's context is
+//! unique across nodes and process restarts (node id, the process's random nonce, a counter):
+//! the leader ignores a context already pending, and an old context answered after a restart
+//! must not be taken for a new one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

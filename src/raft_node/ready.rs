@@ -175,7 +175,7 @@ impl RaftNode {
         let again = self.proposals.on_tick(now, leader_known);
         self.metrics.proposals_resent.inc_by(again as u64);
         for ctx in self.reads.on_tick(self.tick, leader_known, now) {
-            self.step_read_index(reads::read_index_message(ctx));
+            self.ask_read_index(ctx);
         }
     }
 
@@ -582,11 +582,17 @@ impl RaftNode {
         let now = self.now();
         let commit = self.rn.raft.raft_log.committed;
         for ctx in self.reads.due_contexts(leader_known, commit, now) {
-            self.step_read_index(reads::read_index_message(ctx));
+            self.ask_read_index(ctx);
         }
         if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
-            self.step_read_index(reads::read_index_message(ctx));
+            self.ask_read_index(ctx);
         }
+    }
+
+    /// Asks raft for a read index for this node's `ctx` (what `RawNode::read_index` does,
+    /// through [`Self::step_read_index`]).
+    fn ask_read_index(&mut self, ctx: Vec<u8>) {
+        self.step_read_index(reads::read_index_message(ctx));
     }
 
     /// Steps a ReadIndex request (this node's or a peer's) into raft, or holds it while this

@@ -21,7 +21,7 @@ use crate::disk::{SharedFs, StdFs};
 use crate::fsutil::DirLock;
 use crate::kvstore::{ClusterState, read_snapshot};
 use crate::membership::{
-    Members, cluster_id, decode_conf_change, normalize_url, validate_peer_url,
+    Members, cluster_id, decode_conf_change, normalize_url, same_url, validate_peer_url,
 };
 use crate::snapshotter::Snapshotter;
 use crate::wal::{Metadata, Wal};
@@ -371,10 +371,7 @@ pub fn check_flags(config: &Config) -> Result<String, StartError> {
 /// positions, since node N uses the N-th URL.)
 fn check_initial_urls(config: &Config) -> Result<(), StartError> {
     for (i, url) in config.cluster.iter().enumerate() {
-        if let Some(j) = config.cluster[..i]
-            .iter()
-            .position(|u| normalize_url(u).eq_ignore_ascii_case(normalize_url(url)))
-        {
+        if let Some(j) = config.cluster[..i].iter().position(|u| same_url(u, url)) {
             return Err(StartError::BadFlags(format!(
                 "--cluster lists {} twice (for nodes {} and {}): each member of a new cluster \
                  needs its own peer URL",
