@@ -67,8 +67,10 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
     let (endpoint, peers_rx) = net.attach(config.id);
-    let endpoint = endpoint.with_snapshots(recovered.storage.snapshotter().clone());
     let shared = Arc::new(Shared::default());
+    let endpoint = endpoint
+        .with_snapshots(recovered.storage.snapshotter().clone())
+        .with_shared(shared.clone());
     let metrics = Arc::new(Metrics::new(config.id));
     let node = RaftNode::new(
         &config,

@@ -132,8 +132,10 @@ impl Running {
         self.shutdown.cancel();
         self.services.cancel();
         // Peer streams are long-lived requests that a graceful stop would wait for; nothing
-        // is owed to them.
+        // is owed to them. Awaited, so the peer port is closed when this returns (a node
+        // started again in the same process binds it at once).
         self.peer_server.abort();
+        let _ = self.peer_server.await;
         // Requests still waiting on the node fail at once now that it has stopped; give the
         // REST server a moment to answer them and close.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.rest_server).await;

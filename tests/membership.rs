@@ -669,3 +669,74 @@ async fn a_member_behind_on_membership_follows_a_leader_it_never_heard_of() {
     c.wait_value(added, "after", "3", false).await;
     assert_eq!(member_ids(&c, 3).await, [3, added]);
 }
+
+/// Node V, down, is removed and added back under its old id, its data dir kept (from before
+/// its removal). Member O is killed just as the re-addition commits, so that it holds it
+/// unapplied, and the leader is killed too. O and V start while the leader is down: O knows
+/// no leader and still counts V as removed. It used to answer V's vote requests 410 Gone, and
+/// V stopped for good (exit 0, so a supervisor would not bring it back) although it is a
+/// member (found by a review). Now only a node that knows a leader answers so: V waits, and
+/// once the leader is back, all three count three members and V serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_added_node_is_not_sent_away_by_a_member_that_knows_no_leader() {
+    // O must come back without the re-addition applied, which a race decides: a few tries.
+    for _attempt in 0..4 {
+        let mut c = ProcCluster::start(3, &[]).await;
+        let leader = c.wait_leader().await;
+        let v = (1..=3).find(|id| *id != leader).expect("a follower");
+        let o = 6 - leader - v;
+        c.put_ok(leader, "a", "1").await;
+        c.kill(v);
+        let (code, body) = delete(&c, leader, v).await;
+        assert_eq!(code, 204, "{body}");
+        c.put_ok(leader, "d", "2").await;
+        let v_url = c.peers[v as usize - 1].clone();
+        let (code, body) = post(&c, leader, v, &v_url).await;
+        assert_eq!(code, 204, "{body}");
+        c.kill(o);
+        c.kill(leader);
+        let o_log_before = c.log(o).len();
+        let v_log_before = c.log(v).len();
+        c.spawn(o, &[]);
+        c.spawn(v, &[]);
+        let o_members = wait_for(Duration::from_secs(20), "node O's members", || async {
+            let (code, body) = c.get(o, "-/members").await?;
+            (code == 200).then_some(body)
+        })
+        .await;
+        if o_members.contains(&format!("\"id\":{v},")) {
+            // O applied the re-addition before it was killed: nothing to see here.
+            continue;
+        }
+        // V campaigns at O (O logs each pre-vote it judges), or stops.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut judged = 0;
+        while judged < 3 && c.is_running(v) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {o} never heard node {v}'s vote requests: {}",
+                c.log(o)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            judged = c.log(o)[o_log_before..]
+                .matches(&format!("vote from {v} "))
+                .count();
+        }
+        assert!(
+            c.is_running(v),
+            "node {v}, a member, stopped while no one led: {}",
+            &c.log(v)[v_log_before..]
+        );
+        c.spawn(leader, &[]);
+        c.put_ok(v, "back", "3").await;
+        for id in 1..=3 {
+            c.wait_value(id, "back", "3", false).await;
+        }
+        for id in [leader, o, v] {
+            assert_eq!(member_ids(&c, id).await, [1, 2, 3], "as node {id} sees it");
+        }
+        assert!(c.is_running(v), "{}", &c.log(v)[v_log_before..]);
+        return;
+    }
+    panic!("node O applied the re-addition before it was killed, every time");
+}

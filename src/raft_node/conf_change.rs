@@ -300,10 +300,21 @@ impl RaftNode {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
             self.removed_while_leading = None;
-        } else if self.rn.raft.state == StateRole::Leader
-            || (self.leader_commit > 0 && self.applied >= self.leader_commit)
-            || abandoned
-        {
+        } else {
+            let leading = self.rn.raft.state == StateRole::Leader;
+            let told = self.leader_commit > 0 && self.applied >= self.leader_commit;
+            if !(leading || told || abandoned) {
+                return Ok(());
+            }
+            if abandoned && !leading && !told {
+                // A guess: say what it rests on, and what to do if it is wrong.
+                tracing::warn!(
+                    "this node has applied its own removal, and no leader has told it more for \
+                     {:?}: taking it as removed for good. If it was added back since, start it \
+                     again once the cluster has a leader (GET /-/members on a member lists it)",
+                    self.tick * 60
+                );
+            }
             // A leader still leading here could not hand over in time; it must not step raft
             // again (its own progress is gone), so it goes now. The original's words, so its
             // users recognise the event.

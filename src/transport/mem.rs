@@ -7,12 +7,14 @@
 //! file system ([`super::inline_snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::{AppliedAt, Dropped, Network, PeerEvent, gone_as_of, inline_snapshot};
+use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
 
 /// Messages queued for a node before more are dropped (as a full peer queue drops them).
@@ -32,6 +34,8 @@ struct Hub {
     removed: BTreeMap<u64, BTreeSet<u64>>,
     /// The last entry each node has applied.
     applied: BTreeMap<u64, AppliedAt>,
+    /// Each node's shared state, which says whom it takes for the leader.
+    shared: BTreeMap<u64, Arc<Shared>>,
     /// Links cut by the test, as (from, to).
     cut: BTreeSet<(u64, u64)>,
 }
@@ -97,6 +101,14 @@ impl MemEndpoint {
         self
     }
 
+    /// The endpoint of a node whose shared state is `shared`: a removed node's vote requests
+    /// are answered "gone" only while this node knows a leader ([`gone_as_of`]); without it,
+    /// never.
+    pub fn with_shared(self, shared: Arc<Shared>) -> MemEndpoint {
+        self.net.hub().shared.insert(self.id, shared);
+        self
+    }
+
     /// Puts the data of each snapshot in `batch` inline; `false` if one cannot be read.
     fn inline_snapshots(&self, to: u64, batch: &mut [Message]) -> bool {
         for m in batch
@@ -154,7 +166,11 @@ impl Network for MemEndpoint {
                 .get(&to)
                 .is_some_and(|removed| removed.contains(&self.id))
                 .then(|| hub.applied.get(&to).copied().unwrap_or_default());
-            if let Some(as_of) = gone_as_of(removed_as_of, &batch) {
+            let knows_leader = hub
+                .shared
+                .get(&to)
+                .is_some_and(|s| s.leader.load(Ordering::Acquire) != raft::INVALID_ID);
+            if let Some(as_of) = gone_as_of(removed_as_of, knows_leader, &batch) {
                 if let Some(own) = &own {
                     let _ = own.try_send(PeerEvent::RemovedByPeer {
                         peer: to,
@@ -199,20 +215,11 @@ impl Network for MemEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(kind: MessageType, from: u64, to: u64) -> Message {
-        let mut m = Message {
-            from,
-            to,
-            ..Default::default()
-        };
-        m.set_msg_type(kind);
-        m
-    }
+    use crate::transport::tests::message;
 
     /// Messages reach attached peers in one batch each; a cut link, a detached node or an
     /// unknown peer drops them (and raft hears so); a removed node's vote request is answered
-    /// "gone".
+    /// "gone" by a node that knows a leader.
     #[test]
     fn messages_go_where_links_allow() {
         let net = MemNet::new();
@@ -240,14 +247,20 @@ mod tests {
         assert_eq!(dropped.unreachable, [2]);
         net.heal();
 
-        let (b, _b_rx) = net.attach(2);
+        let (b, mut b_rx) = net.attach(2);
+        let shared = Arc::new(Shared::default());
+        let b = b.with_shared(shared.clone());
         b.set_removed(&BTreeSet::from([1]));
         b.set_applied(AppliedAt { index: 9, term: 2 });
         let mut dropped = Dropped::default();
-        a.send(
-            vec![message(MessageType::MsgRequestPreVote, 1, 2)],
-            &mut dropped,
+        let pre_vote = || vec![message(MessageType::MsgRequestPreVote, 1, 2)];
+        a.send(pre_vote(), &mut dropped);
+        assert!(
+            matches!(b_rx.try_recv(), Ok(PeerEvent::Step(_))) && a_rx.try_recv().is_err(),
+            "node 2 knows no leader: the pre-vote reaches it, and no 410 comes back"
         );
+        shared.leader.store(3, Ordering::Release);
+        a.send(pre_vote(), &mut dropped);
         match a_rx.try_recv() {
             Ok(PeerEvent::RemovedByPeer { peer: 2, as_of }) => assert_eq!(as_of, Some(9)),
             other => panic!("expected gone, got {other:?}"),

@@ -173,9 +173,10 @@ pub struct PeerFilter {
     removed: RwLock<BTreeSet<u64>>,
     /// The last entry this node has applied.
     applied: Mutex<AppliedAt>,
-    /// When each peer's messages last arrived: a peer task that keeps sending into silence
-    /// knows its connection is dead even while TCP still accepts its writes.
-    last_heard: Mutex<HashMap<u64, Instant>>,
+    /// When each peer's messages last arrived, and when messages other than vote requests
+    /// did: a peer task that keeps sending into silence knows its connection is dead even
+    /// while TCP still accepts its writes.
+    last_heard: Mutex<HashMap<u64, Heard>>,
     /// This node's own peer URL, which its requests name so that a peer that does not count
     /// it as a member can still answer it.
     own_url: String,
@@ -252,16 +253,36 @@ impl PeerFilter {
             .cloned()
     }
 
-    /// Records that messages from `peer` just arrived.
-    pub fn heard_from(&self, peer: u64) {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer, Instant::now());
+    /// Records that `messages` from `peer` just arrived.
+    pub fn heard_from(&self, peer: u64, messages: &[Message]) {
+        let now = Instant::now();
+        let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = heard.entry(peer).or_insert(Heard {
+            any: now,
+            besides_votes: None,
+        });
+        entry.any = now;
+        if messages.iter().any(|m| !is_vote_request(m)) {
+            entry.besides_votes = Some(now);
+        }
     }
 
     /// When messages from `peer` last arrived.
     pub fn last_heard(&self, peer: u64) -> Option<Instant> {
+        self.heard(peer).map(|h| h.any)
+    }
+
+    /// When messages from `peer` other than vote requests last arrived: what tells a peer
+    /// task that its stream reaches the peer. A peer campaigns exactly when it hears no
+    /// leader, so its vote requests say nothing of whether ours arrive: a leader whose stream
+    /// to a restarted follower never reached it (the connection accepted by the kernel, never
+    /// served) went on writing into it for good while the follower campaigned at it, once a
+    /// second, unheard (seen in the fault suite's kill runs).
+    pub fn last_heard_besides_votes(&self, peer: u64) -> Option<Instant> {
+        self.heard(peer).and_then(|h| h.besides_votes)
+    }
+
+    fn heard(&self, peer: u64) -> Option<Heard> {
         self.last_heard
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -346,6 +367,20 @@ impl PeerFilter {
     }
 }
 
+/// When a peer's messages last arrived (see [`PeerFilter::last_heard_besides_votes`]).
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    any: Instant,
+    besides_votes: Option<Instant>,
+}
+
+fn is_vote_request(m: &Message) -> bool {
+    matches!(
+        m.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    )
+}
+
 /// The body of a 410 Gone: it names the log index as of which the answering node counts the
 /// sender as removed, since the sender may have been added back after it and the answering
 /// node be behind ([`removed_as_of_index`] reads it back).
@@ -371,16 +406,21 @@ pub struct AppliedAt {
 /// further; this node, behind, leaves the judging of such a log to raft (refusing it could
 /// leave a cluster whose voters are it and the node added back without a leader for ever). A
 /// removed node whose log ends in entries of an older term, never committed, still gets it.
-pub fn gone_as_of(removed_as_of: Option<AppliedAt>, messages: &[Message]) -> Option<u64> {
-    let applied = removed_as_of?;
+///
+/// And only from a node that knows a leader (`knows_leader`, itself included). One that does
+/// not may hold the sender's re-addition unapplied, not knowing it committed: a node added
+/// back and restarted from its data of before its removal, while the leader was down, was
+/// told 410 by such a member and stopped for good (found by a review). A removed node that
+/// campaigns while no one leads disturbs nothing; it hears its 410 once someone does.
+pub fn gone_as_of(
+    removed_as_of: Option<AppliedAt>,
+    knows_leader: bool,
+    messages: &[Message],
+) -> Option<u64> {
+    let applied = removed_as_of.filter(|_| knows_leader)?;
     messages
         .iter()
-        .any(|m| {
-            matches!(
-                m.get_msg_type(),
-                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-            ) && (m.log_term, m.index) <= (applied.term, applied.index)
-        })
+        .any(|m| is_vote_request(m) && (m.log_term, m.index) <= (applied.term, applied.index))
         .then_some(applied.index)
 }
 
@@ -692,7 +732,7 @@ pub fn probe_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
 /// path was back the peer would wait that long for our messages. Not for snapshots: a
 /// receiver busy writing one may leave its window shut for longer (Linux counts that too),
 /// and their transfers have a stall check of their own.
-fn stream_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+pub(crate) fn stream_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
     build_client(tls, Some(UNACKNOWLEDGED_LIMIT), 4)
 }
 
@@ -736,8 +776,19 @@ impl Drop for Transport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A message of `kind` from `from` to `to`, the rest default (for the transport's tests).
+    pub(crate) fn message(kind: MessageType, from: u64, to: u64) -> Message {
+        let mut m = Message {
+            from,
+            to,
+            ..Default::default()
+        };
+        m.set_msg_type(kind);
+        m
+    }
 
     #[test]
     fn a_410_names_the_index_of_the_removal() {
@@ -751,7 +802,8 @@ mod tests {
 
     /// A node that applied up to index 40 of term 3 and counts node 2 as removed answers its
     /// vote requests 410 Gone while its log is no further, but not once it goes further (node
-    /// 2 was added back in entries this node has not applied), and never its other messages.
+    /// 2 was added back in entries this node has not applied), never its other messages, and
+    /// nothing while it knows no leader.
     #[test]
     fn a_410_goes_only_to_candidates_whose_log_is_no_further() {
         let message = |kind: MessageType, log_term: u64, index: u64| {
@@ -768,15 +820,21 @@ mod tests {
         let vote = |term, index| message(MessageType::MsgRequestVote, term, index);
         let pre_vote = |term, index| message(MessageType::MsgRequestPreVote, term, index);
         let applied = Some(AppliedAt { index: 40, term: 3 });
-        assert_eq!(gone_as_of(applied, &[vote(2, 12)]), Some(40));
-        assert_eq!(gone_as_of(applied, &[pre_vote(3, 40)]), Some(40));
-        assert_eq!(gone_as_of(applied, &[vote(3, 41)]), None);
-        assert_eq!(gone_as_of(applied, &[pre_vote(4, 38)]), None);
+        let gone = |messages: &[Message]| gone_as_of(applied, true, messages);
+        assert_eq!(gone(&[vote(2, 12)]), Some(40));
+        assert_eq!(gone(&[pre_vote(3, 40)]), Some(40));
+        assert_eq!(gone(&[vote(3, 41)]), None);
+        assert_eq!(gone(&[pre_vote(4, 38)]), None);
         // A deposed leader's tail, never committed: further, but of an older term.
-        assert_eq!(gone_as_of(applied, &[vote(2, 90)]), Some(40));
-        assert_eq!(gone_as_of(None, &[vote(2, 12)]), None, "not removed");
+        assert_eq!(gone(&[vote(2, 90)]), Some(40));
+        assert_eq!(gone_as_of(None, true, &[vote(2, 12)]), None, "not removed");
         let append = message(MessageType::MsgAppendResponse, 2, 12);
-        assert_eq!(gone_as_of(applied, &[append]), None, "not a vote request");
+        assert_eq!(gone(&[append]), None, "not a vote request");
+        assert_eq!(
+            gone_as_of(applied, false, &[vote(2, 12)]),
+            None,
+            "this node knows no leader: it may hold the sender's re-addition unapplied"
+        );
     }
 
     /// Routes back are answered only while their sender keeps sending, and a full table makes
@@ -787,14 +845,14 @@ mod tests {
         let url = |id: u64| format!("http://127.0.0.1:{}", 20000 + id);
         filter.note_route_back(2, &url(2));
         assert_eq!(filter.route_back(2), None, "never heard from");
-        filter.heard_from(2);
+        filter.heard_from(2, &[]);
         assert_eq!(filter.route_back(2), Some(url(2)));
         for id in 3..(2 + MAX_ROUTES_BACK as u64) {
-            filter.heard_from(id);
+            filter.heard_from(id, &[]);
             filter.note_route_back(id, &url(id));
         }
         filter.note_route_back(100, &url(100));
-        filter.heard_from(100);
+        filter.heard_from(100, &[]);
         assert_eq!(filter.route_back(100), Some(url(100)));
         assert_eq!(filter.route_back(2), None, "the oldest was pushed out");
         assert_eq!(filter.route_back(3), Some(url(3)));

@@ -7,7 +7,8 @@
 //! whether they arrived.
 //!
 //! A stream is dropped and reopened when it fails, when the peer has not been heard from for a
-//! while although we keep sending (a partition leaves a TCP connection that only looks open),
+//! while although we keep sending (a partition leaves a TCP connection that only looks open;
+//! a peer's vote requests do not count, as it campaigns precisely when it does not hear us),
 //! when the peer's TCP has not acknowledged what we sent for a while although we still hear
 //! it (the connection's own timeout, see `transport::stream_client`), and when it has been
 //! idle for long.
@@ -145,6 +146,7 @@ impl PeerTask {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 Sent::Failed(reason) => {
+                    tracing::debug!(peer = self.id, %reason, "stream ended");
                     // Once per outage: a dead peer would otherwise log ten lines a second.
                     if !logged_failure {
                         tracing::warn!(peer = self.id, url = %self.url, %reason, "cannot send to peer");
@@ -194,6 +196,7 @@ impl PeerTask {
             Err(reason) => return Some(Sent::Failed(reason)),
         };
         let opened = Instant::now();
+        tracing::debug!(peer = self.id, "opening a stream");
         let mut answer = std::pin::pin!(self.answer(request));
         let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.extend(first);
@@ -224,6 +227,7 @@ impl PeerTask {
                     };
                     let (bytes, count) = waiting.take().expect("this branch runs only with a batch waiting");
                     permit.send(bytes);
+                    tracing::trace!(peer = self.id, count, "batch written to the stream");
                     self.count(&self.metrics.peer_messages_sent, count);
                     last_send = Instant::now();
                     awaiting_since.get_or_insert(last_send);
@@ -241,7 +245,7 @@ impl PeerTask {
                     }
                 }
                 _ = watch.tick() => {
-                    let heard = self.filter.last_heard(self.id);
+                    let heard = self.filter.last_heard_besides_votes(self.id);
                     if *logged_failure && heard.is_some_and(|h| h >= opened) {
                         tracing::info!(peer = self.id, url = %self.url, "peer reachable again");
                         *logged_failure = false;
@@ -421,4 +425,83 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::tests::message;
+    use crate::transport::{http_client, stream_client};
+
+    /// A peer whose kernel accepted our stream but which never serves it (a restarted node
+    /// whose port took the connection before it served, or a proxy stuck in front of it),
+    /// while the peer, hearing nothing from us, campaigns at us: its vote requests do not
+    /// vouch for our stream, which is replaced within the silence limit. Before, they did,
+    /// and the stream was kept for good (the fault suite's kill runs, one in a few dozen).
+    #[tokio::test]
+    async fn a_stream_the_peer_never_reads_is_replaced_while_the_peer_campaigns() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a local port");
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        );
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let black_hole = tokio::spawn(async move {
+            // Held, never read: the kernel acknowledges what arrives, nobody takes it.
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+                let _ = accepted_tx.send(());
+            }
+        });
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let (inbox, _events) = mpsc::channel(1024);
+        let task = PeerTask {
+            id: 2,
+            url,
+            client: stream_client(None),
+            snapshot_client: http_client(None),
+            inbox,
+            filter: filter.clone(),
+            metrics: Arc::new(Metrics::new(1)),
+            snapshots: Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
+        };
+        let cancel = CancellationToken::new();
+        let handle = spawn(
+            &tokio::runtime::Handle::current(),
+            task,
+            1024,
+            cancel.clone(),
+        );
+
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let mut connections = 0;
+        while connections < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the stream was kept for {:?} although the peer never read it",
+                started.elapsed()
+            );
+            // Our heartbeat goes out; the peer's pre-vote comes in.
+            let _ = handle.tx.try_send(message(MessageType::MsgHeartbeat, 1, 2));
+            filter.heard_from(2, &[message(MessageType::MsgRequestPreVote, 2, 1)]);
+            if let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(100), accepted.recv()).await
+            {
+                connections += 1;
+            }
+        }
+        assert!(
+            filter.last_heard(2).is_some(),
+            "the pre-votes still count as heard (for routes back)"
+        );
+        cancel.cancel();
+        black_hole.abort();
+    }
 }

@@ -15,9 +15,10 @@
 //! while a node that hears its leader has no reason to listen to strangers. Such a sender is
 //! answered at the peer URL its requests name (`x-raftexample-url`), since the transport has
 //! no peer for it. A node this one counts as removed gets 410 Gone for its vote requests when
-//! its log ends within what this node has applied: that tells a removed node that never
-//! learned of its removal to stop, before its elections disturb the cluster (a longer log may
-//! hold its re-addition, which this node has yet to apply).
+//! its log ends within what this node has applied, and this node knows a leader: that tells a
+//! removed node that never learned of its removal to stop, before its elections disturb the
+//! cluster (a longer log may hold its re-addition, which this node has yet to apply, and so may
+//! this node's own log while it knows no leader: see [`gone_as_of`]).
 //!
 //! Refusals are 4xx (503 while joining) with a one-line reason and `Connection: close`, so a
 //! connection that sent garbage is closed; they are logged once per sender so a stray node
@@ -240,7 +241,8 @@ impl PeerServer {
 
     /// 410 Gone when a removed node asks for votes (see [`gone_as_of`]).
     fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
-        match gone_as_of(self.filter.removed_as_of(from), messages) {
+        let knows_leader = self.shared.leader.load(Ordering::Acquire) != raft::INVALID_ID;
+        match gone_as_of(self.filter.removed_as_of(from), knows_leader, messages) {
             Some(as_of) => Err(Refusal::new(
                 StatusCode::GONE,
                 gone_text(from, as_of).trim_end(),
@@ -260,7 +262,7 @@ impl PeerServer {
                 "batch holds messages whose from/to disagree with the headers",
             ));
         }
-        self.filter.heard_from(from);
+        self.filter.heard_from(from, &messages);
         if messages.is_empty() {
             return Ok(());
         }
@@ -322,6 +324,7 @@ impl PeerServer {
             };
             buf.extend_from_slice(&data);
             let messages = decode_available(&mut buf, self.limits.max_message)?;
+            tracing::trace!(peer = from, count = messages.len(), "batch arrived");
             if messages
                 .iter()
                 .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
@@ -392,7 +395,9 @@ async fn receive_stream(
 ) -> Result<StatusCode, Refusal> {
     let (from, url_back) = server.admit(&headers)?;
     let (number, replaced) = server.open_stream(from);
+    tracing::debug!(peer = from, number, "stream opened");
     let result = server.read_stream(from, url_back, body, replaced).await;
+    tracing::debug!(peer = from, number, ?result, "stream ended");
     server.close_stream(from, number);
     result.map(|()| StatusCode::NO_CONTENT)
 }

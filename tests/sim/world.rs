@@ -792,7 +792,8 @@ impl World {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
-        if let Some(as_of) = gone_as_of(removed, messages) {
+        let knows_leader = p.shared.leader.load(Ordering::Acquire) != 0;
+        if let Some(as_of) = gone_as_of(removed, knows_leader, messages) {
             return Some(Refused::Gone(as_of));
         }
         if !p.net.is_member(from) && removed.is_none() {
