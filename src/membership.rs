@@ -94,8 +94,8 @@ pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::Proto
 
 /// etcd's `--strict-reconfig-check`: whether the cluster can still reach a quorum after
 /// adding (`add`) or removing node `id`, counting only the members that answer now
-/// (`reachable`; a node being added has not started yet, so it does not count). `Err` gives
-/// the arithmetic, in words.
+/// (`reachable`; a node being added has not started yet, so it does not count), except that a
+/// lone member may take a second, as etcd allows. `Err` gives the arithmetic, in words.
 pub fn quorum_after_change(
     voters: &BTreeSet<u64>,
     add: bool,
@@ -121,6 +121,12 @@ pub fn quorum_after_change(
     if up.len() >= quorum {
         return Ok(());
     }
+    if add && after.len() == 2 && up.len() == 1 {
+        // etcd's exception: a lone member running may take a second (the way to grow a
+        // single node, or to restore a cluster from one member's data); until the newcomer
+        // runs, the two have no quorum.
+        return Ok(());
+    }
     let down: Vec<String> = after
         .iter()
         .filter(|v| **v != id && !reachable.contains(v))
@@ -128,16 +134,26 @@ pub fn quorum_after_change(
         .collect();
     let list = |ids: Vec<String>| ids.join(", ");
     let up_list = list(up.iter().map(u64::to_string).collect());
-    let what = if add {
-        format!("adding node {id} would make {} voters", after.len())
+    let (what, missing) = if add {
+        (
+            format!("adding node {id} would make {} voters", after.len()),
+            // The newcomer has not started: it never counts.
+            format!(
+                "not {}",
+                list(down.into_iter().chain([format!("{id} (new)")]).collect())
+            ),
+        )
     } else {
-        format!("removing node {id} would leave {} voters", after.len())
+        (
+            format!("removing node {id} would leave {} voters", after.len()),
+            format!("not {}", list(down)),
+        )
     };
     Err(format!(
         "{what}, which need {quorum} for a quorum, but only {} of them answer now ({up_list}; \
-         not {}): bring the missing members back first, or pass --strict-reconfig-check=false",
+         {missing}): bring the missing members back first, or pass \
+         --strict-reconfig-check=false",
         up.len(),
-        list(down)
     ))
 }
 
@@ -285,7 +301,8 @@ pub fn parse_node_id(text: &str) -> Option<u64> {
 mod tests {
 
     /// etcd's arithmetic: after the change, the members that answer (a new one does not
-    /// count: it has not started) must be a quorum of the voters.
+    /// count: it has not started) must be a quorum of the voters, except that a lone member
+    /// may take a second.
     #[test]
     fn a_change_is_refused_when_those_who_answer_would_not_be_a_quorum() {
         let ids = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
@@ -298,7 +315,12 @@ mod tests {
             err.contains("adding node 5 would make 4 voters, which need 3"),
             "{err}"
         );
-        assert!(err.contains("not 2"), "{err}");
+        assert!(err.contains("(1, 3; not 2, 5 (new))"), "{err}");
+        // A lone member may take a second, as etcd allows (the pair has no quorum until the
+        // newcomer runs); not a third while the second is down.
+        assert!(quorum_after_change(&ids(&[1]), true, 2, &ids(&[1])).is_ok());
+        let err = quorum_after_change(&ids(&[1, 2]), true, 3, &ids(&[1])).expect_err("refused");
+        assert!(err.contains("(1; not 2, 3 (new))"), "{err}");
         // Removing the member that is down leaves 2 voters, both up: fine.
         assert!(quorum_after_change(&three, false, 2, &ids(&[1, 3])).is_ok());
         // Removing a live one while another is down: 2 voters, 1 answers.

@@ -147,8 +147,10 @@ impl PeerTask {
                 }
                 Sent::Failed(reason) => {
                     tracing::debug!(peer = self.id, %reason, "stream ended");
-                    // Once per outage: a dead peer would otherwise log ten lines a second.
-                    if !logged_failure {
+                    // Once per outage: a dead peer would otherwise log ten lines a second. A
+                    // joining node that has not learned its cluster's identity yet cannot
+                    // speak at all: that is the join's to report, not a failure of this peer.
+                    if !logged_failure && self.filter.cluster_id() != 0 {
                         tracing::warn!(peer = self.id, url = %self.url, %reason, "cannot send to peer");
                         logged_failure = true;
                     }
