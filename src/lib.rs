@@ -132,8 +132,9 @@ impl Running {
         self.shutdown.cancel();
         self.services.cancel();
         // Peer streams are long-lived requests that a graceful stop would wait for; nothing
-        // is owed to them. Awaited, so the peer port is closed when this returns (a node
-        // started again in the same process binds it at once).
+        // is owed to them. Awaited, so a plain peer port is closed when this returns (a node
+        // started again in the same process binds it at once; a TLS port's accept loop is a
+        // task of its own, which ends shortly after).
         self.peer_server.abort();
         let _ = self.peer_server.await;
         // Requests still waiting on the node fail at once now that it has stopped; give the

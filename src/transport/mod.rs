@@ -253,7 +253,7 @@ impl PeerFilter {
             .cloned()
     }
 
-    /// Records that `messages` from `peer` just arrived.
+    /// Records that `messages` (none: part of one) from `peer` just arrived.
     pub fn heard_from(&self, peer: u64, messages: &[Message]) {
         let now = Instant::now();
         let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
@@ -262,7 +262,9 @@ impl PeerFilter {
             besides_votes: None,
         });
         entry.any = now;
-        if messages.iter().any(|m| !is_vote_request(m)) {
+        // No message yet: part of one arrived (a large one can take a while), and a vote
+        // request is small.
+        if messages.is_empty() || messages.iter().any(|m| !is_vote_request(m)) {
             entry.besides_votes = Some(now);
         }
     }
@@ -411,7 +413,11 @@ pub struct AppliedAt {
 /// not may hold the sender's re-addition unapplied, not knowing it committed: a node added
 /// back and restarted from its data of before its removal, while the leader was down, was
 /// told 410 by such a member and stopped for good (found by a review). A removed node that
-/// campaigns while no one leads disturbs nothing; it hears its 410 once someone does.
+/// campaigns while no one leads may even win a term (a member that knows no leader and has the
+/// same log grants it votes); that is safe, as its configuration is at most one change behind
+/// (raft has one in flight at a time), and it stops once it applies its removal. Otherwise it
+/// hears its 410 once someone leads (a leader and followers in their lease ignore its
+/// pre-votes anyway: the 410 ends its process, it does not protect the cluster).
 pub fn gone_as_of(
     removed_as_of: Option<AppliedAt>,
     knows_leader: bool,
