@@ -4,7 +4,7 @@
 //! it imports only [`crate::events`] (itself a leaf), so every module may use it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -258,4 +258,11 @@ pub struct Shared {
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,
+}
+
+impl Shared {
+    /// Whether this node knows a leader (itself included).
+    pub fn knows_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire) != raft::INVALID_ID
+    }
 }

@@ -164,7 +164,7 @@ impl NodeHandle {
     /// far the cluster has committed (the ready probe, a ReadIndex), and the node has applied
     /// that far and everything its WAL said was committed. `Err` says why not.
     pub fn readiness(&self) -> Result<(), String> {
-        if self.shared.leader.load(Ordering::Acquire) == 0 {
+        if !self.shared.knows_leader() {
             return Err("no leader is known".into());
         }
         // Before the target: the answer is stored after the target it raised.

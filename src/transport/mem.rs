@@ -7,7 +7,6 @@
 //! file system ([`super::inline_snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
@@ -166,10 +165,7 @@ impl Network for MemEndpoint {
                 .get(&to)
                 .is_some_and(|removed| removed.contains(&self.id))
                 .then(|| hub.applied.get(&to).copied().unwrap_or_default());
-            let knows_leader = hub
-                .shared
-                .get(&to)
-                .is_some_and(|s| s.leader.load(Ordering::Acquire) != raft::INVALID_ID);
+            let knows_leader = hub.shared.get(&to).is_some_and(|s| s.knows_leader());
             if let Some(as_of) = gone_as_of(removed_as_of, knows_leader, &batch) {
                 if let Some(own) = &own {
                     let _ = own.try_send(PeerEvent::RemovedByPeer {
@@ -216,6 +212,7 @@ impl Network for MemEndpoint {
 mod tests {
     use super::*;
     use crate::transport::tests::message;
+    use std::sync::atomic::Ordering;
 
     /// Messages reach attached peers in one batch each; a cut link, a detached node or an
     /// unknown peer drops them (and raft hears so); a removed node's vote request is answered

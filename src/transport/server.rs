@@ -241,7 +241,7 @@ impl PeerServer {
 
     /// 410 Gone when a removed node asks for votes (see [`gone_as_of`]).
     fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
-        let knows_leader = self.shared.leader.load(Ordering::Acquire) != raft::INVALID_ID;
+        let knows_leader = self.shared.knows_leader();
         match gone_as_of(self.filter.removed_as_of(from), knows_leader, messages) {
             Some(as_of) => Err(Refusal::new(
                 StatusCode::GONE,

@@ -792,7 +792,7 @@ impl World {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
-        let knows_leader = p.shared.leader.load(Ordering::Acquire) != 0;
+        let knows_leader = p.shared.knows_leader();
         if let Some(as_of) = gone_as_of(removed, knows_leader, messages) {
             return Some(Refused::Gone(as_of));
         }
