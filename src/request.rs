@@ -258,11 +258,21 @@ pub struct Shared {
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,
+    /// Whether this node leads with every membership change in its log applied: the one
+    /// node whose "removed" is the cluster's last word (a leader's log holds every committed
+    /// entry), so the peer server answers a removed node's vote requests 410 Gone only then.
+    pub settled_leader: AtomicBool,
 }
 
 impl Shared {
     /// Whether this node knows a leader (itself included).
     pub fn knows_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) != raft::INVALID_ID
+    }
+
+    /// Whether this node leads with no membership change left to apply (see
+    /// [`settled_leader`](Self::settled_leader)).
+    pub fn is_settled_leader(&self) -> bool {
+        self.settled_leader.load(Ordering::Acquire)
     }
 }

@@ -740,3 +740,32 @@ async fn a_re_added_node_is_not_sent_away_by_a_member_that_knows_no_leader() {
     }
     panic!("node O applied the re-addition before it was killed, every time");
 }
+
+/// Node V, down, is removed; started again from its data dir, it never learns of its removal
+/// from raft (the leader sends nothing to a removed node) and asks for votes. The leader,
+/// with the removal applied, answers 410 Gone and V stops with status 0, naming the leader
+/// as the peer that told it; the follower does not answer so (it may not have received a
+/// re-addition yet: only a leader's log holds every committed entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_while_down_is_told_by_the_leader_and_stops() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let v = (1..=3).find(|id| *id != leader).expect("a follower");
+    c.put_ok(leader, "a", "1").await;
+    c.kill(v);
+    let (code, body) = delete(&c, leader, v).await;
+    assert_eq!(code, 204, "{body}");
+    c.put_ok(leader, "b", "2").await;
+    let before = c.log(v).len();
+    c.spawn(v, &[]);
+    let status = c.wait_exit(v, Duration::from_secs(30)).await;
+    let log = c.log(v).split_off(before);
+    assert!(status.success(), "node {v} exited with {status}: {log}");
+    assert!(
+        log.contains(&format!("peer {leader} refuses its messages")),
+        "node {v} did not hear of its removal from the leader, node {leader}: {log}"
+    );
+    let leads = c.status(leader).await.and_then(|s| s["leader"].as_u64());
+    assert_eq!(leads, Some(leader), "the leader stayed");
+    c.put_ok(leader, "c", "3").await;
+}

@@ -407,6 +407,13 @@ impl RaftNode {
         self.commit_entries(light.take_committed_entries())?;
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
+        // For the peer server's 410 Gone (`transport::gone_as_of`). A new leader counts its
+        // whole unapplied tail as pending, so a re-addition in it is never missed.
+        let raft = &self.rn.raft;
+        let settled = raft.state == StateRole::Leader && !raft.has_pending_conf();
+        self.shared
+            .settled_leader
+            .store(settled, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -101,8 +101,8 @@ impl MemEndpoint {
     }
 
     /// The endpoint of a node whose shared state is `shared`: a removed node's vote requests
-    /// are answered "gone" only while this node knows a leader ([`gone_as_of`]); without it,
-    /// never.
+    /// are answered "gone" only while this node leads with every membership change applied
+    /// ([`gone_as_of`]); without it, never.
     pub fn with_shared(self, shared: Arc<Shared>) -> MemEndpoint {
         self.net.hub().shared.insert(self.id, shared);
         self
@@ -165,8 +165,8 @@ impl Network for MemEndpoint {
                 .get(&to)
                 .is_some_and(|removed| removed.contains(&self.id))
                 .then(|| hub.applied.get(&to).copied().unwrap_or_default());
-            let knows_leader = hub.shared.get(&to).is_some_and(|s| s.knows_leader());
-            if let Some(as_of) = gone_as_of(removed_as_of, knows_leader, &batch) {
+            let settled = hub.shared.get(&to).is_some_and(|s| s.is_settled_leader());
+            if let Some(as_of) = gone_as_of(removed_as_of, settled, &batch) {
                 if let Some(own) = &own {
                     let _ = own.try_send(PeerEvent::RemovedByPeer {
                         peer: to,
@@ -216,7 +216,7 @@ mod tests {
 
     /// Messages reach attached peers in one batch each; a cut link, a detached node or an
     /// unknown peer drops them (and raft hears so); a removed node's vote request is answered
-    /// "gone" by a node that knows a leader.
+    /// "gone" by a leader with every membership change applied, not by a follower.
     #[test]
     fn messages_go_where_links_allow() {
         let net = MemNet::new();
@@ -257,6 +257,13 @@ mod tests {
             "node 2 knows no leader: the pre-vote reaches it, and no 410 comes back"
         );
         shared.leader.store(3, Ordering::Release);
+        a.send(pre_vote(), &mut dropped);
+        assert!(
+            matches!(b_rx.try_recv(), Ok(PeerEvent::Step(_))) && a_rx.try_recv().is_err(),
+            "node 2 follows node 3, which may have added node 1 back: no 410 from a follower"
+        );
+        shared.leader.store(2, Ordering::Release);
+        shared.settled_leader.store(true, Ordering::Release);
         a.send(pre_vote(), &mut dropped);
         match a_rx.try_recv() {
             Ok(PeerEvent::RemovedByPeer { peer: 2, as_of }) => assert_eq!(as_of, Some(9)),

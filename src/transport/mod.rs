@@ -409,21 +409,25 @@ pub struct AppliedAt {
 /// leave a cluster whose voters are it and the node added back without a leader for ever). A
 /// removed node whose log ends in entries of an older term, never committed, still gets it.
 ///
-/// And only from a node that knows a leader (`knows_leader`, itself included). One that does
-/// not may hold the sender's re-addition unapplied, not knowing it committed: a node added
-/// back and restarted from its data of before its removal, while the leader was down, was
-/// told 410 by such a member and stopped for good (found by a review). A removed node that
-/// campaigns while no one leads may even win a term (a member that knows no leader and has the
-/// same log grants it votes); that is safe, as its configuration is at most one change behind
-/// (raft has one in flight at a time), and it stops once it applies its removal. Otherwise it
-/// hears its 410 once someone leads (a leader and followers in their lease ignore its
-/// pre-votes anyway: the 410 ends its process, it does not protect the cluster).
+/// And only from a leader with every membership change in its log applied
+/// (`settled_leader`): a leader's log holds every committed entry, so only it can know the
+/// sender was not added back since. Any other member may hold the sender's re-addition
+/// unapplied, or not hold it yet: a node added back and restarted from its data of before its
+/// removal, while the leader was down, was told 410 by a member that knew no leader and
+/// stopped for good (found by a review); a member that has just heard of a new leader, but
+/// not yet received the entries it missed, could do the same. A removed node's vote requests
+/// go to every member it knows, the leader among them unless the whole membership changed
+/// since; meanwhile it may even win a term (a member that knows no leader and has the same
+/// log grants it votes), which is safe, as its configuration is at most one change behind
+/// (raft has one in flight at a time), and it stops once it applies its removal (a leader and
+/// followers in their lease ignore its pre-votes anyway: the 410 ends its process, it does
+/// not protect the cluster).
 pub fn gone_as_of(
     removed_as_of: Option<AppliedAt>,
-    knows_leader: bool,
+    settled_leader: bool,
     messages: &[Message],
 ) -> Option<u64> {
-    let applied = removed_as_of.filter(|_| knows_leader)?;
+    let applied = removed_as_of.filter(|_| settled_leader)?;
     messages
         .iter()
         .any(|m| is_vote_request(m) && (m.log_term, m.index) <= (applied.term, applied.index))
@@ -839,7 +843,8 @@ pub(crate) mod tests {
         assert_eq!(
             gone_as_of(applied, false, &[vote(2, 12)]),
             None,
-            "this node knows no leader: it may hold the sender's re-addition unapplied"
+            "this node is not a leader with every membership change applied: it may hold \
+             the sender's re-addition unapplied, or not yet"
         );
     }
 

@@ -792,8 +792,8 @@ impl World {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
-        let knows_leader = p.shared.knows_leader();
-        if let Some(as_of) = gone_as_of(removed, knows_leader, messages) {
+        let settled = p.shared.is_settled_leader();
+        if let Some(as_of) = gone_as_of(removed, settled, messages) {
             return Some(Refused::Gone(as_of));
         }
         if !p.net.is_member(from) && removed.is_none() {
