@@ -111,6 +111,8 @@ pub struct Running {
     exit: oneshot::Receiver<Exit>,
     rest_server: JoinHandle<()>,
     peer_server: JoinHandle<()>,
+    /// A TLS peer port's accept loop, which holds the port open until it ends.
+    peer_accept: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -132,11 +134,14 @@ impl Running {
         self.shutdown.cancel();
         self.services.cancel();
         // Peer streams are long-lived requests that a graceful stop would wait for; nothing
-        // is owed to them. Awaited, so a plain peer port is closed when this returns (a node
-        // started again in the same process binds it at once; a TLS port's accept loop is a
-        // task of its own, which ends shortly after).
+        // is owed to them. Awaited, with a TLS port's accept loop (which owns the port and
+        // ends once the server has dropped its listener), so the peer port is closed when
+        // this returns: a node started again in the same process binds it at once.
         self.peer_server.abort();
         let _ = self.peer_server.await;
+        if let Some(accept) = self.peer_accept {
+            let _ = accept.await;
+        }
         // Requests still waiting on the node fail at once now that it has stopped; give the
         // REST server a moment to answer them and close.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.rest_server).await;
@@ -331,8 +336,9 @@ async fn start_recovered(
             source,
         }
     };
-    let peer_listener =
+    let mut peer_listener =
         PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
+    let peer_accept = peer_listener.take_accept_task();
     let peer_server = serve(
         peer_listener,
         peer_endpoints.router().merge(ui.peer_routes()),
@@ -363,6 +369,7 @@ async fn start_recovered(
         exit: exit_rx,
         rest_server,
         peer_server,
+        peer_accept,
     })
 }
 

@@ -40,6 +40,15 @@ impl PortListener {
             None => PortListener::Plain(listener),
         })
     }
+
+    /// A TLS port's accept loop, which owns the port and ends once this listener is dropped
+    /// (see [`TlsListener::take_accept_task`]); a plain port has none (it closes on drop).
+    pub(crate) fn take_accept_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            PortListener::Plain(_) => None,
+            PortListener::Tls(listener) => listener.take_accept_task(),
+        }
+    }
 }
 
 impl axum::serve::Listener for PortListener {

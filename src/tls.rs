@@ -289,6 +289,10 @@ fn read_roots(flag: &'static str, path: &Path) -> Result<RootCertStore, Error> {
 pub struct TlsListener {
     local: SocketAddr,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    /// The accept loop, which owns the port: aborted when this listener is dropped.
+    accept: tokio::task::AbortHandle,
+    /// The same task, for whoever must know when the port is closed ([`Self::take_accept_task`]).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TlsListener {
@@ -297,8 +301,28 @@ impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(TlsListener { local, ready })
+        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        Ok(TlsListener {
+            local,
+            ready,
+            accept: task.abort_handle(),
+            task: Some(task),
+        })
+    }
+
+    /// The accept loop's task: once this listener is dropped, the port is closed when that
+    /// task has ended (awaiting it says when; a node started again in the same process binds
+    /// the port at once).
+    pub fn take_accept_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.take()
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        // Not left to the loop noticing that no one takes its connections: it may sit waiting
+        // for a handshake permit for up to HANDSHAKE_TIMEOUT, holding the port.
+        self.accept.abort();
     }
 }
 
@@ -358,5 +382,47 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_config() -> Arc<ServerConfig> {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("a self-signed certificate");
+        let key =
+            PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("the key rcgen made");
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("a usable certificate");
+        Arc::new(config)
+    }
+
+    /// Dropping a TLS listener closes its port once its accept loop has ended, at once even
+    /// while every handshake permit is held by clients that never send a byte (the loop used
+    /// to wait for a permit, up to HANDSHAKE_TIMEOUT, before it noticed): a node started again
+    /// in the same process must be able to bind the port as soon as the old one has stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_listener_frees_its_port_even_with_handshakes_stuck() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let mut listener = TlsListener::new(tcp, server_config()).expect("a TLS listener");
+        let task = listener.take_accept_task().expect("the accept loop");
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES + 8 {
+            silent.push(TcpStream::connect(addr).await.expect("connects"));
+        }
+        drop(listener);
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("the accept loop ends within 3 s of its listener's drop")
+            .ok();
+        std::net::TcpListener::bind(addr).expect("the port is free again");
+        drop(silent);
     }
 }
