@@ -258,10 +258,11 @@ pub struct Shared {
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,
-    /// Whether this node leads with every membership change in its log applied: the one
-    /// node whose "removed" is the cluster's last word (a leader's log holds every committed
-    /// entry), so the peer server answers a removed node's vote requests 410 Gone only then.
-    pub settled_leader: AtomicBool,
+    /// Whether the members this node has applied are the cluster's latest as far as it can
+    /// tell (it leads with every membership change in its log applied, or follows a leader
+    /// and has applied an entry of its term with none left unapplied): the peer server
+    /// answers a removed node's vote requests 410 Gone only then.
+    pub membership_settled: AtomicBool,
 }
 
 impl Shared {
@@ -270,9 +271,9 @@ impl Shared {
         self.leader.load(Ordering::Acquire) != raft::INVALID_ID
     }
 
-    /// Whether this node leads with no membership change left to apply (see
-    /// [`settled_leader`](Self::settled_leader)).
-    pub fn is_settled_leader(&self) -> bool {
-        self.settled_leader.load(Ordering::Acquire)
+    /// Whether this node's applied members are the cluster's latest as far as it can tell
+    /// (see [`membership_settled`](Self::membership_settled)).
+    pub fn is_membership_settled(&self) -> bool {
+        self.membership_settled.load(Ordering::Acquire)
     }
 }

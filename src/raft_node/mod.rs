@@ -170,6 +170,11 @@ pub struct RaftNode {
     added_at: u64,
     /// The highest commit index a leader has announced to this node in an append.
     leader_commit: u64,
+    /// The highest index at which this node's log may hold a membership change (raised as
+    /// entries arrive, never lowered when raft overwrites them): none is left unapplied once
+    /// `applied` reaches it. Starts at the replayed log's end, as raft-rs counts a new
+    /// leader's whole unapplied tail as pending.
+    conf_in_log_to: u64,
     /// The leader and term of the last heartbeat that counted entries this log lacks, said
     /// once in the log: the leader sends one every heartbeat until the snapshot lands.
     lost_log_said: Option<(u64, u64)>,
@@ -278,6 +283,7 @@ impl RaftNode {
         };
         let timeout = config.proposal_timeout();
         let tick = config.tick();
+        let conf_in_log_to = rn.raft.raft_log.last_index();
         Ok(RaftNode {
             id: config.id,
             _lock: recovered.lock,
@@ -319,6 +325,7 @@ impl RaftNode {
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
+            conf_in_log_to,
             lost_log_said: None,
             last_leader_contact: env.clock.now(),
             exit: None,

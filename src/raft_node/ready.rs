@@ -392,6 +392,7 @@ impl RaftNode {
             self.send(rd.take_persisted_messages());
         }
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
+        self.note_conf_changes(rd.entries());
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
         // 5. ReadIndex answers.
         self.on_read_states(rd.take_read_states());
@@ -407,14 +408,47 @@ impl RaftNode {
         self.commit_entries(light.take_committed_entries())?;
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
-        // For the peer server's 410 Gone (`transport::gone_as_of`). A new leader counts its
-        // whole unapplied tail as pending, so a re-addition in it is never missed.
-        let raft = &self.rn.raft;
-        let settled = raft.state == StateRole::Leader && !raft.has_pending_conf();
+        let settled = self.membership_settled();
         self.shared
-            .settled_leader
+            .membership_settled
             .store(settled, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the members this node has applied are the cluster's latest as far as it can
+    /// tell, for the peer server's 410 Gone (`transport::gone_as_of`): it leads with every
+    /// membership change in its log applied (a leader's log holds every committed entry, and
+    /// raft-rs counts a new leader's whole unapplied tail as pending), or it follows a leader
+    /// and has applied an entry of that leader's term with no membership change left
+    /// unapplied in its log. A leader's first entry of its term follows every entry committed
+    /// before it, so such a follower has applied all of those (a member that has just heard of
+    /// a new leader, but not received what it missed, has not).
+    fn membership_settled(&self) -> bool {
+        let raft = &self.rn.raft;
+        match raft.state {
+            StateRole::Leader => !raft.has_pending_conf(),
+            StateRole::Follower => {
+                let applied = raft.raft_log.applied;
+                raft.leader_id != INVALID_ID
+                    && raft.raft_log.term(applied).is_ok_and(|t| t == raft.term)
+                    && self.conf_in_log_to <= applied
+            }
+            _ => false,
+        }
+    }
+
+    /// Raises [`conf_in_log_to`](RaftNode::conf_in_log_to) past a membership change among
+    /// `entries`, which are about to join the log.
+    fn note_conf_changes(&mut self, entries: &[Entry]) {
+        let last_change = entries.iter().rev().find(|e| {
+            matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            )
+        });
+        if let Some(e) = last_change {
+            self.conf_in_log_to = self.conf_in_log_to.max(e.index);
+        }
     }
 
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {

@@ -23,6 +23,7 @@ struct Fed {
     peers: mpsc::Sender<PeerEvent>,
     exit: tokio::task::JoinHandle<Exit>,
     shutdown: CancellationToken,
+    shared: Arc<Shared>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,6 +59,7 @@ impl Fed {
         let (requests, requests_rx) = mpsc::channel(1024);
         let (peers, peers_rx) = mpsc::channel(1024);
         let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared::default());
         // As if the first message from the cluster had told it the cluster's identity.
         let filter = Arc::new(PeerFilter::new(id, 0xC1));
         let metrics = Arc::new(Metrics::new(id));
@@ -75,7 +77,7 @@ impl Fed {
             recovered,
             Box::new(transport),
             apply_tx,
-            Arc::new(Shared::default()),
+            shared.clone(),
             metrics,
             super::NodeEnv::production(),
         )
@@ -86,6 +88,7 @@ impl Fed {
             peers,
             exit,
             shutdown,
+            shared,
             _dir: dir,
         }
     }
@@ -506,6 +509,96 @@ async fn a_heartbeat_meant_for_an_earlier_life_of_this_id_commits_nothing() {
     feed_one_by_one(&node, &log, 25).await;
     let status = node.status().await.expect("still running");
     assert_eq!(status.applied, 25);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}
+
+/// Whether a node tells a removed node 410 Gone rests on whether its members are the latest
+/// it can know of (`Shared::membership_settled`). Node 3 of four follows leader 1 and applies
+/// node 2's removal: settled. A new leader, 4, of a later term makes itself heard before its
+/// entries arrive (it may have added node 2 back meanwhile): not settled, until node 3 has
+/// applied an entry of term 3. A membership change in its log, not yet applied: not settled,
+/// until it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_applied() {
+    use raft::eraftpb::MessageType::{MsgAppend, MsgHeartbeat};
+    let cluster: Vec<String> = (1..=4).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let mut log = replay::bootstrap_entries(&cluster);
+    log.push(conf_change(5, 2, ConfChangeType::RemoveNode, 2, ""));
+    for index in 6..=10 {
+        log.push(put(index, 2, &format!("/k{index}")));
+    }
+    let node = Fed::join(3, cluster).await;
+    feed_one_by_one(&node, &log, 10).await;
+    // The flag as the peer server reads it, seen while the node is in the state `cond` (still
+    // following leader 4: a node that campaigns is never settled, which proves nothing).
+    let settled = |want: bool, cond: fn(&NodeStatus) -> bool, what: &'static str| {
+        let node = &node;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let flag = node.shared.is_membership_settled();
+                let status = node.status().await.expect("running");
+                if flag == want && cond(&status) {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {status:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    settled(
+        true,
+        |s| s.applied == 10 && s.leader == 1,
+        "a follower of leader 1 that applied its term and the removal",
+    )
+    .await;
+
+    let mut heartbeat = message(MsgHeartbeat, 4, 3, 3);
+    heartbeat.commit = 10;
+    node.step(heartbeat).await.expect("running");
+    settled(
+        false,
+        |s| s.leader == 4,
+        "node 3 follows leader 4, but holds nothing of its term",
+    )
+    .await;
+
+    let append = |index: u64, entry: Entry, commit: u64| {
+        let mut m = message(MsgAppend, 4, 3, 3);
+        m.index = index - 1;
+        m.log_term = if index == 11 { 2 } else { 3 };
+        m.commit = commit;
+        m.set_entries(vec![entry].into());
+        m
+    };
+    node.step(append(11, put(11, 3, "/k11"), 11))
+        .await
+        .expect("running");
+    settled(
+        true,
+        |s| s.applied == 11 && s.leader == 4,
+        "node 3 applied leader 4's first entry",
+    )
+    .await;
+
+    let re_add = conf_change(12, 3, ConfChangeType::AddNode, 2, "http://127.0.0.1:2");
+    node.step(append(12, re_add, 11)).await.expect("running");
+    settled(
+        false,
+        |s| s.last_index == 12 && s.leader == 4,
+        "node 2's re-addition is in node 3's log, unapplied",
+    )
+    .await;
+    node.step(append(13, put(13, 3, "/k13"), 13))
+        .await
+        .expect("running");
+    settled(
+        true,
+        |s| s.applied == 13 && s.leader == 4,
+        "the re-addition applied",
+    )
+    .await;
     node.shutdown.cancel();
     assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
 }

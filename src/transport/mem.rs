@@ -101,8 +101,8 @@ impl MemEndpoint {
     }
 
     /// The endpoint of a node whose shared state is `shared`: a removed node's vote requests
-    /// are answered "gone" only while this node leads with every membership change applied
-    /// ([`gone_as_of`]); without it, never.
+    /// are answered "gone" only while this node's members are settled ([`gone_as_of`]);
+    /// without it, never.
     pub fn with_shared(self, shared: Arc<Shared>) -> MemEndpoint {
         self.net.hub().shared.insert(self.id, shared);
         self
@@ -165,7 +165,10 @@ impl Network for MemEndpoint {
                 .get(&to)
                 .is_some_and(|removed| removed.contains(&self.id))
                 .then(|| hub.applied.get(&to).copied().unwrap_or_default());
-            let settled = hub.shared.get(&to).is_some_and(|s| s.is_settled_leader());
+            let settled = hub
+                .shared
+                .get(&to)
+                .is_some_and(|s| s.is_membership_settled());
             if let Some(as_of) = gone_as_of(removed_as_of, settled, &batch) {
                 if let Some(own) = &own {
                     let _ = own.try_send(PeerEvent::RemovedByPeer {
@@ -216,7 +219,7 @@ mod tests {
 
     /// Messages reach attached peers in one batch each; a cut link, a detached node or an
     /// unknown peer drops them (and raft hears so); a removed node's vote request is answered
-    /// "gone" by a leader with every membership change applied, not by a follower.
+    /// "gone" by a node whose members are settled, not by one that merely knows a leader.
     #[test]
     fn messages_go_where_links_allow() {
         let net = MemNet::new();
@@ -260,10 +263,9 @@ mod tests {
         a.send(pre_vote(), &mut dropped);
         assert!(
             matches!(b_rx.try_recv(), Ok(PeerEvent::Step(_))) && a_rx.try_recv().is_err(),
-            "node 2 follows node 3, which may have added node 1 back: no 410 from a follower"
+            "node 2 follows node 3 but has not applied its term: no 410"
         );
-        shared.leader.store(2, Ordering::Release);
-        shared.settled_leader.store(true, Ordering::Release);
+        shared.membership_settled.store(true, Ordering::Release);
         a.send(pre_vote(), &mut dropped);
         match a_rx.try_recv() {
             Ok(PeerEvent::RemovedByPeer { peer: 2, as_of }) => assert_eq!(as_of, Some(9)),

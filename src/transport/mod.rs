@@ -409,25 +409,28 @@ pub struct AppliedAt {
 /// leave a cluster whose voters are it and the node added back without a leader for ever). A
 /// removed node whose log ends in entries of an older term, never committed, still gets it.
 ///
-/// And only from a leader with every membership change in its log applied
-/// (`settled_leader`): a leader's log holds every committed entry, so only it can know the
-/// sender was not added back since. Any other member may hold the sender's re-addition
-/// unapplied, or not hold it yet: a node added back and restarted from its data of before its
-/// removal, while the leader was down, was told 410 by a member that knew no leader and
-/// stopped for good (found by a review); a member that has just heard of a new leader, but
-/// not yet received the entries it missed, could do the same. A removed node's vote requests
-/// go to every member it knows, the leader among them unless the whole membership changed
-/// since; meanwhile it may even win a term (a member that knows no leader and has the same
+/// And only from a node whose applied members are the cluster's latest as far as it can tell
+/// (`settled`, published by the raft node: it leads with every membership change in its log
+/// applied, or follows a leader and has applied an entry of that leader's term with none left
+/// unapplied in its log). Another member may hold the sender's re-addition unapplied, or not
+/// hold it yet: a node added back and restarted from its data of before its removal, while
+/// the leader was down, was told 410 by a member that knew no leader and stopped for good
+/// (found by a review); a member that has just heard of a new leader, but not yet received
+/// the entries it missed, could do the same. (Left: a follower that lags behind its leader by
+/// the re-addition itself, proposed in the leader's current term, while the node added back
+/// already campaigns, at least an election timeout after its start.) Followers answer too,
+/// since a removed node asks only the members it knows, and the leader may be one it never
+/// heard of. Meanwhile it may even win a term (a member that knows no leader and has the same
 /// log grants it votes), which is safe, as its configuration is at most one change behind
 /// (raft has one in flight at a time), and it stops once it applies its removal (a leader and
 /// followers in their lease ignore its pre-votes anyway: the 410 ends its process, it does
 /// not protect the cluster).
 pub fn gone_as_of(
     removed_as_of: Option<AppliedAt>,
-    settled_leader: bool,
+    settled: bool,
     messages: &[Message],
 ) -> Option<u64> {
-    let applied = removed_as_of.filter(|_| settled_leader)?;
+    let applied = removed_as_of.filter(|_| settled)?;
     messages
         .iter()
         .any(|m| is_vote_request(m) && (m.log_term, m.index) <= (applied.term, applied.index))
@@ -843,8 +846,8 @@ pub(crate) mod tests {
         assert_eq!(
             gone_as_of(applied, false, &[vote(2, 12)]),
             None,
-            "this node is not a leader with every membership change applied: it may hold \
-             the sender's re-addition unapplied, or not yet"
+            "this node does not know its members to be the latest: it may hold the sender's \
+             re-addition unapplied, or not yet"
         );
     }
 

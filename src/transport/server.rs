@@ -15,11 +15,11 @@
 //! while a node that hears its leader has no reason to listen to strangers. Such a sender is
 //! answered at the peer URL its requests name (`x-raftexample-url`), since the transport has
 //! no peer for it. A node this one counts as removed gets 410 Gone for its vote requests when
-//! its log ends within what this node has applied, and this node leads with every membership
-//! change in its log applied: that tells a removed node that never learned of its removal to
-//! stop, before its elections disturb the cluster (a longer log may hold its re-addition, which
-//! this node has yet to apply; and only a leader's log is sure to hold every committed entry:
-//! see [`gone_as_of`]).
+//! its log ends within what this node has applied, and this node's members are the latest as
+//! far as it can tell (it leads with every membership change in its log applied, or follows a
+//! leader and has applied an entry of its term with none left unapplied): that tells a removed
+//! node that never learned of its removal to stop, before its elections disturb the cluster (a
+//! longer log may hold its re-addition, which this node has yet to apply: see [`gone_as_of`]).
 //!
 //! Refusals are 4xx (503 while joining) with a one-line reason and `Connection: close`, so a
 //! connection that sent garbage is closed; they are logged once per sender so a stray node
@@ -242,7 +242,7 @@ impl PeerServer {
 
     /// 410 Gone when a removed node asks for votes (see [`gone_as_of`]).
     fn check_not_removed(&self, from: u64, messages: &[Message]) -> Result<(), Refusal> {
-        let settled = self.shared.is_settled_leader();
+        let settled = self.shared.is_membership_settled();
         match gone_as_of(self.filter.removed_as_of(from), settled, messages) {
             Some(as_of) => Err(Refusal::new(
                 StatusCode::GONE,

@@ -792,7 +792,7 @@ impl World {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
-        let settled = p.shared.is_settled_leader();
+        let settled = p.shared.is_membership_settled();
         if let Some(as_of) = gone_as_of(removed, settled, messages) {
             return Some(Refused::Gone(as_of));
         }
