@@ -190,6 +190,10 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
         Record::Entry(e) => entry_line(e),
         Record::Entries(es) => return es.iter().map(entry_line).collect(),
         Record::Padding(n) => format!("{place}  padding  {n} zero bytes (to a page boundary)"),
+        Record::Next { seq, first_index } => format!(
+            "{place}  next  the log goes on in {}",
+            crate::wal::segment_name(*seq, *first_index)
+        ),
     };
     vec![line]
 }
@@ -243,6 +247,10 @@ fn record_json(
         }),
         Record::Synced(n) => json!({
             "file": file, "offset": offset, "type": "synced", "bytes": n,
+        }),
+        Record::Next { seq, first_index } => json!({
+            "file": file, "offset": offset, "type": "next",
+            "next_file": crate::wal::segment_name(*seq, *first_index),
         }),
         Record::Entry(e) => entry_json(&file, offset, e, limit),
         Record::Entries(es) => {

@@ -219,6 +219,47 @@ async fn a_damaged_wal_is_refused_with_what_to_do() {
     );
 }
 
+/// The newest WAL segment deleted (by hand, or lost): the node refuses to start, naming the
+/// segment that names it and the missing one, where it used to start without the writes that
+/// segment held (and acknowledge that log as its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_newest_wal_segment_is_refused() {
+    let mut c = ProcCluster::start(1, &["--wal-segment-bytes", "4096"]).await;
+    for i in 0..60 {
+        c.put_ok(
+            1,
+            &format!("k{i}"),
+            "some value to fill the log, segment after segment",
+        )
+        .await;
+    }
+    c.stop(1).await;
+    let wal_dir = c.data_dir(1).join("raftexample-1");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("WAL folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "{segments:?}");
+    let newest = segments.pop().expect("a segment");
+    std::fs::remove_file(&newest).expect("deleting the newest segment");
+    let (status, stderr) = c.run_on_data_dir(1, &c.data_dir(1));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let name = |p: &std::path::Path| p.file_name().expect("name").to_string_lossy().into_owned();
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("raftexample: cannot start:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let before = segments.last().expect("the segment before");
+    assert!(
+        first.contains(&name(before))
+            && first.contains(&name(&newest))
+            && first.contains("missing"),
+        "{stderr}"
+    );
+}
+
 /// With no flags, the binary serves a single-node store on the original's ports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_flags_start_a_working_single_node_store() {

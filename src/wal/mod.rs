@@ -31,7 +31,7 @@
 //! [`Metadata`]), 2 one raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
 //! last three as protobuf bytes, 5 padding, 6 a run of entries (each `Ready`'s entries are one
 //! run), 7 a sync mark (how many bytes of the segment a completed sync covered), 8 a snapshot
-//! marker that resets the log (see `record.rs`). Every segment begins with a header: the
+//! marker that resets the log, 9 the end of a segment, naming the next one (see `record.rs`). Every segment begins with a header: the
 //! metadata record, then in every segment after the first the newest snapshot marker (if any)
 //! and the hard state current when it was created, so that the oldest segments can be deleted
 //! without losing them, and last a sync mark covering the header.
@@ -63,9 +63,11 @@
 //!   segment and marks it so (writing the mark out at once, also for direct writes), so that
 //!   everything it replayed counts as synced.
 //! - [`Wal::save_snapshot_marker`] and [`Wal::save_snapshot_reset`] always sync.
-//! - Creating a segment: write its header to `<name>.tmp`, sync it, rename, sync the directory.
-//!   Before switching to a new segment the old one is cut back to its records and synced,
-//!   because only the last segment may end in a torn record or in zeros.
+//! - Creating a segment: write its header to `<name>.tmp`, sync it, sync the directory, rename,
+//!   sync the directory. Between the first sync of the directory and the rename, a rotation
+//!   ends the old segment with a record naming the new one, cuts it back to its records and
+//!   syncs it, because only the last segment may end in a torn record or in zeros, and so that
+//!   a newest segment that goes missing later is noticed (see `replay.rs`).
 //! - [`Wal::create`] creates the directory with its parents synced; [`Wal::release_to`] syncs
 //!   the directory after deleting segments; a torn-tail repair syncs the truncated file.
 //! - A failed sync is final ("fsyncgate": after a failed fsync the kernel may have dropped the
@@ -85,6 +87,7 @@ use std::path::{Path, PathBuf};
 pub use error::Error;
 pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 pub use record::{DecodeError, EncodeError, Record};
+pub use segment::segment_name;
 
 use crate::disk::{FileSystem, SharedFs, StdFs};
 use record::RecordRef;
@@ -320,8 +323,20 @@ impl Wal {
         dir: &Path,
         opts: WalOptions,
     ) -> Result<(Wal, WalContents), Error> {
-        let r = replay::replay(&*fs, dir)?;
+        let mut r = replay::replay(&*fs, dir)?;
         let syncer = Syncer::default();
+        if let Some((tmp, path)) = r.unfinished.take() {
+            // The last segment was ended, naming this one, after its header was durable
+            // under the temporary name: nothing was written to it, and its header is checked
+            // by the replay that follows.
+            tracing::warn!(
+                path = %path.display(),
+                "finishing a new WAL segment that a crash interrupted"
+            );
+            fs.rename(&tmp, &path).map_err(IoError::at(&path))?;
+            syncer.sync_dir(&*fs, dir)?;
+            r = replay::replay(&*fs, dir)?;
+        }
         let mut segments = r.segments;
         if let Some(torn) = &r.torn {
             tracing::warn!(
@@ -841,6 +856,117 @@ pub(crate) mod tests {
         assert!(c.entries_after(100).unwrap().is_empty());
     }
 
+    /// Three segments (each save rotates), then written no more.
+    fn three_segments(dir: &Path) -> Vec<PathBuf> {
+        let mut wal = Wal::create(dir, &meta(), opts(256)).unwrap();
+        for batch in 0..2u64 {
+            let first = batch * 10 + 1;
+            wal.save(
+                Some(&hs(1, 1, first + 9)),
+                &ents(first..=first + 9, 1),
+                true,
+            )
+            .unwrap();
+        }
+        let segs = wal.segment_paths();
+        assert_eq!(segs.len(), 3);
+        segs
+    }
+
+    /// The newest segment deleted (by hand, or lost with a disk's folder): the one before it
+    /// names it as the next, so opening refuses, naming both files and the first index lost,
+    /// and changes nothing; the older WALs had no such record and started without the lost
+    /// entries. Two segments deleted: the same, one segment earlier.
+    #[test]
+    fn a_deleted_newest_segment_is_refused_naming_it() {
+        let tmp = TempDir::new().unwrap();
+        let segs = three_segments(tmp.path());
+        fs::remove_file(&segs[2]).unwrap();
+        let before = fs::read(&segs[1]).unwrap();
+        let missing = segs[2].file_name().unwrap().to_str().unwrap().to_string();
+        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, segs[1]);
+                assert!(reason.contains(&missing), "{reason}");
+                assert!(reason.contains("from index 21 on"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(fs::read(&segs[1]).unwrap(), before, "read-only");
+        // The dump tool's scan prints every record, then stops at the same place.
+        let mut n = 0;
+        match scan(tmp.path(), |_, _, _, _| n += 1).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, segs[1]);
+                assert!(reason.contains(&missing), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(n > 6, "the records before the end were visited: {n}");
+
+        fs::remove_file(&segs[1]).unwrap();
+        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, segs[0]);
+                assert!(reason.contains("from index 11 on"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    /// A crash after the old segment was ended, naming the new one, but before the new one
+    /// got its name: its header waits under the temporary name, and opening finishes the
+    /// rotation (the log is whole, and the WAL goes on in that segment).
+    #[test]
+    fn a_rotation_cut_short_before_the_rename_is_finished_on_open() {
+        let tmp = TempDir::new().unwrap();
+        let segs = three_segments(tmp.path());
+        let (seq, first) =
+            segment::parse_segment_name(segs[2].file_name().unwrap().to_str().unwrap()).unwrap();
+        fs::rename(&segs[2], segment::tmp_path(tmp.path(), seq, first)).unwrap();
+        let (mut wal, c) = Wal::open(tmp.path(), opts(256)).unwrap();
+        assert_eq!(c.last_index(), 20);
+        assert_eq!(c.hard_state, hs(1, 1, 20));
+        assert_eq!(wal.segment_paths(), segs);
+        wal.save(Some(&hs(1, 1, 21)), &ents(21..=21, 1), true)
+            .unwrap();
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts(256)).unwrap();
+        assert_eq!(c.last_index(), 21);
+    }
+
+    /// A record ending a segment that names anything but the segment that follows it, or that
+    /// has data after it, is corruption.
+    #[test]
+    fn a_segment_end_that_disagrees_with_the_next_segment_is_corruption() {
+        let tmp = TempDir::new().unwrap();
+        let segs = three_segments(tmp.path());
+        // Segment 1 renamed as if it began at another index: segment 0's end names the old name.
+        let (seq, first) =
+            segment::parse_segment_name(segs[1].file_name().unwrap().to_str().unwrap()).unwrap();
+        let moved = tmp.path().join(segment::segment_name(seq, first + 1));
+        fs::rename(&segs[1], &moved).unwrap();
+        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, moved);
+                assert!(reason.contains("as the next one"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        fs::rename(&moved, &segs[1]).unwrap();
+        // A valid record after segment 0's end.
+        let mut bytes = fs::read(&segs[0]).unwrap();
+        record::encode(&mut bytes, 0, RecordRef::HardState(&hs(1, 1, 5))).unwrap();
+        fs::write(&segs[0], &bytes).unwrap();
+        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, segs[0]);
+                assert!(reason.contains("after the record that ends"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     #[test]
     fn segment_headers_keep_marker_and_hard_state_across_release() {
         let tmp = TempDir::new().unwrap();
@@ -1119,7 +1245,8 @@ pub(crate) mod tests {
                 "synced",
                 "entries",
                 "hardstate",
-                "synced", // segment 0
+                "synced",
+                "next", // segment 0, ended by the record naming segment 1
                 "metadata",
                 "hardstate",
                 "synced",
@@ -1130,12 +1257,12 @@ pub(crate) mod tests {
         assert_eq!(seen[0].0, segs[0]);
         assert_eq!(seen[0].1, 0);
         assert!(seen[1].1 > 0);
-        assert_eq!(seen[5].0, segs[1]);
-        assert_eq!(seen[5].1, 0);
+        assert_eq!(seen[6].0, segs[1]);
+        assert_eq!(seen[6].1, 0);
 
         // A damaged record: the good ones before it are visited, then the error names it.
         let mut bytes = fs::read(&segs[1]).unwrap();
-        let off = seen[6].1 as usize;
+        let off = seen[7].1 as usize;
         bytes[off + 2] ^= 0xFF;
         fs::write(&segs[1], &bytes).unwrap();
         let mut n = 0;
@@ -1145,7 +1272,7 @@ pub(crate) mod tests {
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        assert_eq!(n, 6);
+        assert_eq!(n, 7);
         // Read-only: the file is as we left it.
         assert_eq!(fs::read(&segs[1]).unwrap(), bytes);
     }

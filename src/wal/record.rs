@@ -34,6 +34,10 @@
 //! them to tell damage that a sync covered from an unsynced tail (see `replay.rs`).
 //! 8 = a snapshot marker (as type 4) for a snapshot installed from the leader, which replaced
 //! the whole log: replay drops every entry written before it.
+//! 9 = the end of a segment, `seq: varint | first_index: varint`: the log goes on in the segment
+//! of that sequence number and first index. Written, and synced, once that segment's header is
+//! durable under a temporary name and before it gets its own, so that a segment that ends with
+//! one and has no successor says that the successor went missing (see `replay.rs`).
 //!
 //! Varints are LEB128 (7 bits per byte, low bits first). A run costs one header and one
 //! checksum, and each entry about 4 bytes beside its data, where a type-2 record costs 9 bytes
@@ -65,8 +69,9 @@ const TYPE_PADDING: u8 = 5;
 const TYPE_ENTRIES: u8 = 6;
 const TYPE_SYNCED: u8 = 7;
 const TYPE_SNAPSHOT_RESET: u8 = 8;
+const TYPE_NEXT: u8 = 9;
 /// The highest type this version knows.
-const TYPE_LAST: u8 = TYPE_SNAPSHOT_RESET;
+const TYPE_LAST: u8 = TYPE_NEXT;
 
 /// One decoded WAL record.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +95,14 @@ pub enum Record {
     /// A snapshot marker for a snapshot installed from the leader: the log was replaced by the
     /// snapshot, so every entry written before this record is obsolete.
     SnapshotReset(SnapshotMetadata),
+    /// The end of this segment: the log goes on in the segment with this sequence number and
+    /// first index. Only zeros may follow it.
+    Next {
+        /// The next segment's sequence number.
+        seq: u64,
+        /// The index of the first entry the next segment was created to hold.
+        first_index: u64,
+    },
 }
 
 impl Record {
@@ -104,6 +117,7 @@ impl Record {
             Record::Entries(_) => "entries",
             Record::Synced(_) => "synced",
             Record::SnapshotReset(_) => "snapshot-reset",
+            Record::Next { .. } => "next",
         }
     }
 
@@ -119,6 +133,10 @@ impl Record {
             Record::Entries(es) => RecordRef::Entries(es),
             Record::Synced(n) => RecordRef::Synced(*n),
             Record::SnapshotReset(s) => RecordRef::SnapshotReset(s),
+            Record::Next { seq, first_index } => RecordRef::Next {
+                seq: *seq,
+                first_index: *first_index,
+            },
         }
     }
 }
@@ -144,6 +162,13 @@ pub enum RecordRef<'a> {
     Synced(u64),
     /// See [`Record::SnapshotReset`].
     SnapshotReset(&'a SnapshotMetadata),
+    /// See [`Record::Next`].
+    Next {
+        /// The next segment's sequence number.
+        seq: u64,
+        /// Its first index.
+        first_index: u64,
+    },
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -233,6 +258,11 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
             "snapshot-reset",
             s.write_to_vec(buf).map_err(|e| e.to_string()),
         ),
+        RecordRef::Next { seq, first_index } => {
+            put_varint(buf, seq);
+            put_varint(buf, first_index);
+            (TYPE_NEXT, "next", Ok(()))
+        }
     };
     let fail = |buf: &mut Vec<u8>, reason: String| {
         buf.truncate(start);
@@ -425,6 +455,15 @@ fn decode_payload(frame: &Frame<'_>) -> Result<Record, DecodeError> {
             SnapshotMetadata::parse_from_bytes(frame.payload)
                 .map_err(|e| bad("snapshot-reset", e.to_string()))?,
         ),
+        TYPE_NEXT => {
+            let mut p = frame.payload;
+            let seq = take_varint(&mut p).map_err(|e| bad("next", e))?;
+            let first_index = take_varint(&mut p).map_err(|e| bad("next", e))?;
+            if !p.is_empty() {
+                return Err(bad("next", format!("{} trailing bytes", p.len())));
+            }
+            Record::Next { seq, first_index }
+        }
         // check_frame admits only known types, so this arm is TYPE_PADDING. The length fits:
         // it was read from the header's u32.
         _ => Record::Padding(frame.payload.len() as u32),
@@ -525,6 +564,14 @@ mod tests {
             Record::Synced(0),
             Record::Synced(u64::MAX),
             Record::SnapshotReset(sm),
+            Record::Next {
+                seq: 1,
+                first_index: 0,
+            },
+            Record::Next {
+                seq: u64::MAX,
+                first_index: u64::MAX,
+            },
         ]
     }
 

@@ -35,6 +35,14 @@
 //! Zeros from some record boundary to the end of the last segment are not damage at all: the
 //! active segment's file is extended ahead of its records, and that is where the log ends.
 //! Nothing needs cutting there; the writer carries on from that offset.
+//!
+//! # Segments that went missing
+//! A gap in the sequence numbers is corruption. So is a last segment that ends with a record
+//! naming its successor (type 9, written once the successor's header was durable under a
+//! temporary name, before it got its own): the successor, and every entry written after it
+//! began, was deleted or lost. Unless that temporary file is still there: a crash came between
+//! the two, nothing was written to the new segment yet, and `Wal::open` gives it its name.
+//! Only zeros may follow such a record.
 
 use crate::disk::IoError;
 use std::path::{Path, PathBuf};
@@ -77,6 +85,9 @@ pub struct Replayed {
     /// Whether the last segment's last good record is a sync mark covering all before it:
     /// then nothing needs syncing (or marking) before the WAL is written to again.
     pub ends_synced: bool,
+    /// The last segment names a successor that a crash left under its temporary name: that
+    /// file and the name it is to get.
+    pub unfinished: Option<(PathBuf, PathBuf)>,
 }
 
 fn read_segment(fs: &dyn FileSystem, seg: &Segment) -> Result<Vec<u8>, Error> {
@@ -172,9 +183,77 @@ impl State {
                 ));
             }
             Record::Synced(_) => {}
+            // The segments' order: checked where they are read (see `replay`).
+            Record::Next { .. } => {}
         }
         Ok(())
     }
+}
+
+/// Checks a record naming segment `next_seq`/`next_first_index` as the successor of `seg`,
+/// found at `off` in its `data`: it names the next sequence number, only zeros follow it,
+/// and the successor is `following` (the next segment listed) or, if there is none, waits
+/// under its temporary name (returned: a crash interrupted the rotation).
+fn check_next(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: &Segment,
+    data: &[u8],
+    (off, len): (usize, usize),
+    (next_seq, next_first_index): (u64, u64),
+    following: Option<&Segment>,
+) -> Result<Option<(PathBuf, PathBuf)>, Error> {
+    let name = super::segment::segment_name(next_seq, next_first_index);
+    if next_seq != seg.seq + 1 {
+        return Err(corrupt(
+            &seg.path,
+            off,
+            format!("the segment ends by naming {name}, which is not the next sequence number"),
+        ));
+    }
+    if !data[off + len..].iter().all(|&b| b == 0) {
+        return Err(corrupt(
+            &seg.path,
+            off + len,
+            "data after the record that ends the segment",
+        ));
+    }
+    if let Some(following) = following {
+        if (following.seq, following.first_index) != (next_seq, next_first_index) {
+            return Err(corrupt(
+                &following.path,
+                0,
+                format!(
+                    "the segment before it, {}, ends by naming {name} as the next one",
+                    seg.path.display()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let tmp = super::segment::tmp_path(dir, next_seq, next_first_index);
+    if fs.exists(&tmp).map_err(IoError::at(&tmp))? {
+        return Ok(Some((tmp, dir.join(name))));
+    }
+    Err(missing_successor(
+        &seg.path,
+        off,
+        next_seq,
+        next_first_index,
+    ))
+}
+
+/// The error for a last segment that ends, at `off`, by naming a successor that is not there.
+fn missing_successor(path: &Path, off: usize, next_seq: u64, next_first_index: u64) -> Error {
+    let name = super::segment::segment_name(next_seq, next_first_index);
+    corrupt(
+        path,
+        off,
+        format!(
+            "the segment ends by naming the next one, {name}, which is missing: it was deleted \
+             or lost, and with it every entry written from index {next_first_index} on"
+        ),
+    )
 }
 
 /// Whether everything from `off` to the end of `data` is zero: the unwritten, preallocated
@@ -195,8 +274,11 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
     let mut state = State::default();
     let mut torn = None;
     let mut ends_synced = false;
+    let mut unfinished = None;
     let last = segments.len() - 1;
-    for (i, seg) in segments.iter_mut().enumerate() {
+    for i in 0..segments.len() {
+        let (done, rest) = segments.split_at_mut(i + 1);
+        let seg = &mut done[i];
         let data = read_segment(fs, seg)?;
         seg.len = data.len() as u64;
         if data.is_empty() {
@@ -205,6 +287,20 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         let mut off = 0;
         while off < data.len() {
             match record::decode(&data, off) {
+                Ok((Record::Next { seq, first_index }, len)) if off > 0 => {
+                    unfinished = check_next(
+                        fs,
+                        dir,
+                        seg,
+                        &data,
+                        (off, len),
+                        (seq, first_index),
+                        rest.first(),
+                    )?;
+                    ends_synced = false;
+                    seg.len = (off + len) as u64;
+                    break;
+                }
                 Ok((rec, len)) => {
                     ends_synced = rec == Record::Synced(off as u64);
                     state.apply(rec, &seg.path, off)?;
@@ -260,6 +356,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         segments,
         torn,
         ends_synced,
+        unfinished,
     })
 }
 
@@ -293,13 +390,22 @@ pub fn scan(
     for (i, seg) in segments.iter().enumerate() {
         let data = read_segment(fs, seg)?;
         let mut off = 0;
+        // After the record that ends a segment, only zeros.
+        let mut ended = false;
         while off < data.len() {
-            if i == last && off > 0 && is_zero_tail(&data, off) {
+            if (i == last || ended) && off > 0 && is_zero_tail(&data, off) {
                 break;
             }
             let (rec, len) =
                 record::decode(&data, off).map_err(|e| corrupt(&seg.path, off, e.to_string()))?;
             visit(&seg.path, off as u64, len as u64, &rec);
+            if let Record::Next { seq, first_index } = rec {
+                let tmp = super::segment::tmp_path(dir, seq, first_index);
+                if i == last && !fs.exists(&tmp).map_err(IoError::at(&tmp))? {
+                    return Err(missing_successor(&seg.path, off, seq, first_index));
+                }
+                ended = true;
+            }
             off += len;
         }
     }

@@ -348,8 +348,8 @@ impl Drop for SegmentWriter {
 }
 
 /// Creates segment `seq`/`first_index` in `dir` holding `header` (already framed records):
-/// write `<name>.tmp`, sync it, rename it to `<name>`, sync the directory. Returns the segment
-/// and its append handle. Nothing named `<name>` exists until the header is durable.
+/// [`prepare_segment`], then [`install_segment`]. Returns the segment and its append handle.
+/// Nothing named `<name>` exists until the header is durable.
 pub fn create_segment(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -359,14 +359,42 @@ pub fn create_segment(
     opts: &WalOptions,
     syncer: &Syncer,
 ) -> Result<(Segment, SegmentWriter), Error> {
-    let preallocate = opts.preallocate;
-    let name = segment_name(seq, first_index);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}{TMP_EXT}"));
+    prepare_segment(fs, dir, seq, first_index, header, syncer)?;
+    install_segment(fs, dir, seq, first_index, header.len() as u64, opts, syncer)
+}
+
+/// The first half of creating segment `seq`/`first_index`: its header written to
+/// `<name>.tmp`, the file synced and then the folder, so that the file and its name survive a
+/// crash from here on (a rotation seals the old segment only after this: see `writer.rs`).
+pub fn prepare_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seq: u64,
+    first_index: u64,
+    header: &[u8],
+    syncer: &Syncer,
+) -> Result<(), Error> {
+    let tmp = tmp_path(dir, seq, first_index);
     // `create` truncates a stale tmp file.
     let mut file = fs.create(&tmp).map_err(IoError::at(&tmp))?;
     file.write_all_at(header, 0).map_err(IoError::at(&tmp))?;
     syncer.sync_file(&mut *file, &tmp)?;
+    syncer.sync_dir(fs, dir)
+}
+
+/// The second half: `<name>.tmp`, holding a `header_len`-byte header, renamed to `<name>` and
+/// the folder synced. Returns the segment and its append handle.
+pub fn install_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seq: u64,
+    first_index: u64,
+    header_len: u64,
+    opts: &WalOptions,
+    syncer: &Syncer,
+) -> Result<(Segment, SegmentWriter), Error> {
+    let tmp = tmp_path(dir, seq, first_index);
+    let path = dir.join(segment_name(seq, first_index));
     if fs.exists(&path).map_err(IoError::at(&path))? {
         return Err(IoError::new(
             path,
@@ -376,35 +404,19 @@ pub fn create_segment(
     }
     fs.rename(&tmp, &path).map_err(IoError::at(&path))?;
     syncer.sync_dir(fs, dir)?;
+    let writer = SegmentWriter::open_at(fs, &path, header_len, opts)?;
     let seg = Segment {
         seq,
         first_index,
         path,
-        len: header.len() as u64,
-    };
-    let pos = header.len() as u64;
-    if opts.direct_io
-        && let Some((file, align)) = fs.open_direct(&seg.path).map_err(IoError::at(&seg.path))?
-    {
-        let start = pos - pos % align as u64;
-        let tail = &header[start as usize..];
-        let writer = SegmentWriter {
-            file,
-            pos,
-            file_len: pos,
-            preallocate,
-            direct: Some(Direct::new(align, pos, tail)),
-        };
-        return Ok((seg, writer));
-    }
-    let writer = SegmentWriter {
-        file,
-        pos,
-        file_len: pos,
-        preallocate,
-        direct: None,
+        len: header_len,
     };
     Ok((seg, writer))
+}
+
+/// Where segment `seq`/`first_index` is written before it gets its name.
+pub fn tmp_path(dir: &Path, seq: u64, first_index: u64) -> PathBuf {
+    dir.join(format!("{}{TMP_EXT}", segment_name(seq, first_index)))
 }
 
 #[cfg(test)]

@@ -88,15 +88,15 @@ impl Wal {
         self.rotate().map_err(|e| self.poison(e))
     }
 
-    /// Starts a new segment (raft-engine's `rotate_imp` order): sync the old one, write the
-    /// new header to a tmp file, sync it, rename, sync the directory, and only then switch.
+    /// Starts a new segment: its header durable under a temporary name; then the old segment
+    /// ended by a record naming it, cut back to its records and synced; then the new one
+    /// renamed and the folder synced, and only then the switch. A segment that ends so and
+    /// has no successor was cut off from the rest of the log (deleted or lost), unless the
+    /// successor's temporary file is there, which `Wal::open` then names (a crash came
+    /// between the two). Every segment but the last thus ends with such a record, which
+    /// WALs written before it do not have.
     pub(super) fn rotate(&mut self) -> Result<(), Error> {
-        // The old segment stops being the last one: from now on a torn record in it would be
-        // read as corruption, so it must be entirely on disk first, and end with its last
-        // record (only the last segment may have zeros after its records).
         let old = self.active().path.clone();
-        self.writer.trim().map_err(IoError::at(&old))?;
-        self.syncer.sync_file(self.writer.file(), &old)?;
         let seq = self.active().seq + 1;
         let first_index = self.last_index + 1;
         let path = self.dir.join(segment::segment_name(seq, first_index));
@@ -108,12 +108,29 @@ impl Wal {
         }
         records.push(RecordRef::HardState(&self.hard_state));
         let header = segment_header(&path, &records)?;
-        let (seg, writer) = segment::create_segment(
+        segment::prepare_segment(
             &*self.fs,
             &self.dir,
             seq,
             first_index,
             &header,
+            &self.syncer,
+        )?;
+        // The old segment stops being the last one: from now on a torn record in it would be
+        // read as corruption, so it must be entirely on disk first, and end with its last
+        // record (only the last segment may have zeros after its records).
+        let base = self.active().len;
+        self.buf.clear();
+        self.encode(base, RecordRef::Next { seq, first_index })?;
+        self.write_buf()?;
+        self.writer.trim().map_err(IoError::at(&old))?;
+        self.syncer.sync_file(self.writer.file(), &old)?;
+        let (seg, writer) = segment::install_segment(
+            &*self.fs,
+            &self.dir,
+            seq,
+            first_index,
+            header.len() as u64,
             &self.opts,
             &self.syncer,
         )?;
