@@ -80,6 +80,8 @@ struct State {
     ops: u64,
     /// Syncs left to fail with `EIO`.
     failing_syncs: u32,
+    /// Syncs that succeed before the next one fails ([`MemFs::fail_sync_after`]).
+    syncs_before_failure: Option<u32>,
     /// Bytes of written pages the disk holds at most.
     capacity: Option<u64>,
     /// The alignment direct writes need; `None`: no direct I/O here.
@@ -136,7 +138,17 @@ impl State {
             self.failing_syncs -= 1;
             return Err(io::Error::from_raw_os_error(EIO));
         }
-        Ok(())
+        match self.syncs_before_failure {
+            Some(0) => {
+                self.syncs_before_failure = None;
+                Err(io::Error::from_raw_os_error(EIO))
+            }
+            Some(n) => {
+                self.syncs_before_failure = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn lookup(&self, path: &Path) -> io::Result<u64> {
@@ -202,6 +214,7 @@ impl MemFs {
                 loss_after: None,
                 ops: 0,
                 failing_syncs: 0,
+                syncs_before_failure: None,
                 capacity: None,
                 direct_align: Some(DIRECT_ALIGN),
                 locks: BTreeMap::new(),
@@ -257,6 +270,12 @@ impl MemFs {
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
     pub fn fail_syncs(&self, n: u32) {
         self.lock().failing_syncs = n;
+    }
+
+    /// The next `ok` syncs succeed; the one after them fails with `EIO` and makes nothing
+    /// durable (one step of a multi-sync operation, such as a WAL rotation, can fail so).
+    pub fn fail_sync_after(&self, ok: u32) {
+        self.lock().syncs_before_failure = Some(ok);
     }
 
     /// Bytes of written pages the disk holds (what [`MemFs::set_capacity`] limits).

@@ -170,11 +170,14 @@ pub struct RaftNode {
     added_at: u64,
     /// The highest commit index a leader has announced to this node in an append.
     leader_commit: u64,
-    /// The highest index at which this node's log may hold a membership change (raised as
-    /// entries arrive, never lowered when raft overwrites them): none is left unapplied once
-    /// `applied` reaches it. Starts at the replayed log's end, as raft-rs counts a new
-    /// leader's whole unapplied tail as pending.
+    /// The highest index at which this node's log may hold a membership change: none is
+    /// left unapplied once `applied` reaches it. Starts at the replayed log's end, as raft-rs
+    /// counts a new leader's whole unapplied tail as pending; follows the entries raft
+    /// appends (and the ones they replace) and the snapshots it installs.
     conf_in_log_to: u64,
+    /// When each peer's messages last arrived: a leader counts itself in touch with its
+    /// voters only while a quorum of them was heard lately.
+    heard_at: std::collections::HashMap<u64, Instant>,
     /// The leader and term of the last heartbeat that counted entries this log lacks, said
     /// once in the log: the leader sends one every heartbeat until the snapshot lands.
     lost_log_said: Option<(u64, u64)>,
@@ -326,6 +329,7 @@ impl RaftNode {
             held: Vec::new(),
             leader_commit: 0,
             conf_in_log_to,
+            heard_at: Default::default(),
             lost_log_said: None,
             last_leader_contact: env.clock.now(),
             exit: None,

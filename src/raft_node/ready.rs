@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
 use super::reads;
-use super::{Exit, NodeError, RaftNode, Request, Responder};
+use super::{ELECTION_TICKS, Exit, NodeError, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -130,6 +130,7 @@ impl RaftNode {
             self.handle_readies()?;
             self.discard_received_snapshots();
             self.maybe_stop_removed()?;
+            self.publish_membership_settled();
             self.maybe_campaign_alone();
             self.maybe_trigger_snapshot()?;
             self.settle_election_timeout();
@@ -288,6 +289,12 @@ impl RaftNode {
                 if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
                     gone.remove(&m.from);
                 }
+                // Voters only: anyone else's ids would only grow the map.
+                if let Some(m) = messages.first()
+                    && self.conf_state.voters.contains(&m.from)
+                {
+                    self.heard_at.insert(m.from, now);
+                }
                 for mut m in messages {
                     // A heartbeat never says more is committed than this node's log holds
                     // (raft-rs panics on one), unless the leader's view of this node is from an
@@ -383,6 +390,10 @@ impl RaftNode {
         self.send(rd.take_messages());
         // 2. A snapshot from the leader.
         if !rd.snapshot().is_empty() {
+            // raft-rs hands one over only when it replaced the log (it merely commits to a
+            // snapshot its log already matches): no entry beyond it is left.
+            let index = rd.snapshot().get_metadata().index;
+            self.conf_in_log_to = self.conf_in_log_to.min(index);
             self.install_snapshot(rd.snapshot().clone())?;
         }
         // 3. Entries committed and already durable here (a leader holds back its own removal:
@@ -408,11 +419,16 @@ impl RaftNode {
         self.commit_entries(light.take_committed_entries())?;
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
+        Ok(())
+    }
+
+    /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
+    /// every round (it also changes with time alone: a leader heard from no more).
+    fn publish_membership_settled(&self) {
         let settled = self.membership_settled();
         self.shared
             .membership_settled
             .store(settled, std::sync::atomic::Ordering::Release);
-        Ok(())
     }
 
     /// Whether the members this node has applied are the cluster's latest as far as it can
@@ -423,32 +439,58 @@ impl RaftNode {
     /// unapplied in its log. A leader's first entry of its term follows every entry committed
     /// before it, so such a follower has applied all of those (a member that has just heard of
     /// a new leader, but not received what it missed, has not).
+    ///
+    /// That holds up to the newest term this node knows of; a newer one may have begun
+    /// elsewhere if it is cut off from the rest. So also only while it is in touch: a leader
+    /// that heard from a quorum of voters, a follower that heard from its leader, within half
+    /// an election timeout (the rest need at least an election timeout to elect another
+    /// leader, which must then add a node back, which must then wait out an election timeout
+    /// of its own before it asks for votes). And not while a leader holds back entries after
+    /// its own removal (raft counts them applied; the members do not show them yet).
     fn membership_settled(&self) -> bool {
+        if !self.held.is_empty() {
+            return false;
+        }
         let raft = &self.rn.raft;
+        let now = self.now();
+        let lately = |at: Instant| now.duration_since(at) <= self.tick * (ELECTION_TICKS / 2);
         match raft.state {
-            StateRole::Leader => !raft.has_pending_conf(),
+            StateRole::Leader => {
+                let voters = &self.conf_state.voters;
+                let heard = voters
+                    .iter()
+                    .filter(|v| **v == self.id || self.heard_at.get(v).is_some_and(|t| lately(*t)))
+                    .count();
+                !raft.has_pending_conf() && heard * 2 > voters.len()
+            }
             StateRole::Follower => {
-                let applied = raft.raft_log.applied;
                 raft.leader_id != INVALID_ID
-                    && raft.raft_log.term(applied).is_ok_and(|t| t == raft.term)
-                    && self.conf_in_log_to <= applied
+                    && lately(self.last_leader_contact)
+                    && raft
+                        .raft_log
+                        .term(self.applied)
+                        .is_ok_and(|t| t == raft.term)
+                    && self.conf_in_log_to <= self.applied
             }
             _ => false,
         }
     }
 
-    /// Raises [`conf_in_log_to`](RaftNode::conf_in_log_to) past a membership change among
-    /// `entries`, which are about to join the log.
+    /// Moves [`conf_in_log_to`](RaftNode::conf_in_log_to) for `entries`, which are about to
+    /// join the log: they replace every entry from the first one's index on, and may hold a
+    /// membership change themselves.
     fn note_conf_changes(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
         let last_change = entries.iter().rev().find(|e| {
             matches!(
                 e.get_entry_type(),
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2
             )
         });
-        if let Some(e) = last_change {
-            self.conf_in_log_to = self.conf_in_log_to.max(e.index);
-        }
+        let kept = self.conf_in_log_to.min(first.index.saturating_sub(1));
+        self.conf_in_log_to = kept.max(last_change.map_or(0, |e| e.index));
     }
 
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {

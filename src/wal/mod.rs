@@ -312,7 +312,10 @@ impl Wal {
     /// one (with a warning), and returns the WAL ready to append together with what it holds.
     ///
     /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
-    /// damage that is not an unsynced tail; in both cases nothing on disk is modified.
+    /// damage that is not an unsynced tail; in both cases nothing on disk is modified, except
+    /// that a rotation a crash interrupted is finished first (the new segment's header was
+    /// durable under its temporary name, and the old segment named it), which the replay
+    /// after it may still find damage beyond.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), Error> {
         Wal::open_on(StdFs::shared(), dir, opts)
     }
@@ -328,11 +331,19 @@ impl Wal {
         if let Some((tmp, path)) = r.unfinished.take() {
             // The last segment was ended, naming this one, after its header was durable
             // under the temporary name: nothing was written to it, and its header is checked
-            // by the replay that follows.
+            // by the replay that follows. The old segment stops being the last one, so first
+            // its end goes to the disk, cut back to its records: the rotation may have stopped
+            // before it was synced (a failed sync; the process killed), and only the last
+            // segment may end in a torn record or in zeros.
             tracing::warn!(
                 path = %path.display(),
                 "finishing a new WAL segment that a crash interrupted"
             );
+            if let Some(old) = r.segments.last() {
+                let mut f = fs.open(&old.path).map_err(IoError::at(&old.path))?;
+                f.set_len(old.len).map_err(IoError::at(&old.path))?;
+                syncer.sync_file(&mut *f, &old.path)?;
+            }
             fs.rename(&tmp, &path).map_err(IoError::at(&path))?;
             syncer.sync_dir(&*fs, dir)?;
             r = replay::replay(&*fs, dir)?;
@@ -933,6 +944,50 @@ pub(crate) mod tests {
         drop(wal);
         let (_wal, c) = Wal::open(tmp.path(), opts(256)).unwrap();
         assert_eq!(c.last_index(), 21);
+    }
+
+    /// A rotation whose sync of the old segment failed (the node stops on it), then a start
+    /// without a power loss, which finishes the rotation: the old segment stops being the
+    /// last one then, so its end, never synced, must be synced first. A power loss after that
+    /// start leaves a WAL that opens, with everything the first save synced.
+    #[test]
+    fn finishing_a_rotation_on_open_syncs_the_old_segment_first() {
+        use crate::disk::MemFs;
+        let opts = WalOptions {
+            segment_size: 256,
+            preallocate: 4096,
+            direct_io: true,
+        };
+        let dir = Path::new("/wal");
+        for seed in 0..16 {
+            let fs = MemFs::new(seed);
+            let shared: SharedFs = std::sync::Arc::new(fs.clone());
+            let mut wal = Wal::create_on(shared.clone(), dir, &meta(), opts).unwrap();
+            wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
+                .unwrap();
+            // Unsynced entries, then the rotation: its two syncs of the new segment succeed,
+            // the old segment's fails.
+            fs.fail_sync_after(2);
+            let err = wal.save(Some(&hs(1, 1, 20)), &ents(11..=20, 1), false);
+            assert!(matches!(err, Err(Error::SyncFailed { .. })), "{err:?}");
+            drop(wal);
+            let (wal, c) = Wal::open_on(shared.clone(), dir, opts).unwrap();
+            assert_eq!(
+                c.last_index(),
+                20,
+                "seed {seed}: the page cache still has them"
+            );
+            assert_eq!(wal.segment_paths().len(), 3);
+            drop(wal);
+            fs.power_loss();
+            let (_wal, c) = Wal::open_on(shared.clone(), dir, opts)
+                .unwrap_or_else(|e| panic!("seed {seed}: after the power loss: {e}"));
+            assert_eq!(
+                c.last_index(),
+                20,
+                "seed {seed}: synced by the start before"
+            );
+        }
     }
 
     /// A record ending a segment that names anything but the segment that follows it, or that
