@@ -214,6 +214,13 @@ impl Run {
                 self.log.push("next sync fails".into());
                 self.fs.fail_syncs(1);
             }
+            // A later step of a call that syncs more than once (a rotation syncs the new
+            // segment, the folder, the old segment and the folder again).
+            21..24 => {
+                let ok = self.rng.random_range(1..5);
+                self.log.push(format!("sync {} from now fails", ok + 1));
+                self.fs.fail_sync_after(ok);
+            }
             18..21 => {
                 let room = self.rng.random_range(0..3) * 4096;
                 self.log.push(format!("disk full in {room} bytes"));

@@ -268,8 +268,11 @@ impl MemFs {
     }
 
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
+    /// Cancels a pending [`MemFs::fail_sync_after`] too.
     pub fn fail_syncs(&self, n: u32) {
-        self.lock().failing_syncs = n;
+        let mut s = self.lock();
+        s.failing_syncs = n;
+        s.syncs_before_failure = None;
     }
 
     /// The next `ok` syncs succeed; the one after them fails with `EIO` and makes nothing
