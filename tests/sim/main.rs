@@ -147,6 +147,9 @@ fn the_same_seed_gives_the_same_trace() {
 ///   won an election. 1003768, 1004350, 1004878, 1007966, 1009275 (long, mixed): the first fix
 ///   of that 410 compared the candidate's log with the index of its removal, and removed nodes
 ///   whose logs held a few entries past it were never told, and ran for ever.
+/// - 1001730 (long, mixed): with 410 Gone answered by the leader alone, a node removed while
+///   it was down knew only members that now followed a leader it had never heard of, and
+///   campaigned for ever.
 const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_000_009, Length::Long, Kind::Mixed),
     (1_000_096, Length::Long, Kind::Mixed),
@@ -163,6 +166,7 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_004_878, Length::Long, Kind::Mixed),
     (1_007_966, Length::Long, Kind::Mixed),
     (1_009_275, Length::Long, Kind::Mixed),
+    (1_001_730, Length::Long, Kind::Mixed),
 ];
 
 #[test]
