@@ -259,9 +259,11 @@ pub struct Shared {
     /// log's last entries for the status too.
     pub events: Events,
     /// Whether the members this node has applied are the cluster's latest as far as it can
-    /// tell (it leads with every membership change in its log applied, or follows a leader
-    /// and has applied an entry of its term with none left unapplied): the peer server
-    /// answers a removed node's vote requests 410 Gone only then.
+    /// tell (it leads with every membership change in its log applied and a quorum heard
+    /// lately, or follows a leader heard lately and has applied an entry of its term with
+    /// none left unapplied; never while a leader holds back entries): the peer server
+    /// answers a removed node's vote requests 410 Gone only then (see `RaftNode`'s
+    /// `membership_settled`).
     pub membership_settled: AtomicBool,
 }
 

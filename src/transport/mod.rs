@@ -410,9 +410,11 @@ pub struct AppliedAt {
 /// removed node whose log ends in entries of an older term, never committed, still gets it.
 ///
 /// And only from a node whose applied members are the cluster's latest as far as it can tell
-/// (`settled`, published by the raft node: it leads with every membership change in its log
-/// applied, or follows a leader and has applied an entry of that leader's term with none left
-/// unapplied in its log). Another member may hold the sender's re-addition unapplied, or not
+/// (`settled`, published by the raft node every round: it leads with every membership change
+/// in its log applied and has heard from a quorum of voters within half an election timeout,
+/// or follows a leader it heard from within that time and has applied an entry of that
+/// leader's term with none left unapplied in its log; never while a leader holds back entries
+/// after its own removal). Another member may hold the sender's re-addition unapplied, or not
 /// hold it yet: a node added back and restarted from its data of before its removal, while
 /// the leader was down, was told 410 by a member that knew no leader and stopped for good
 /// (found by a review); a member that has just heard of a new leader, but not yet received
