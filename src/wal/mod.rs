@@ -641,6 +641,14 @@ pub(crate) mod tests {
         m
     }
 
+    /// The file and reason of an error that must be [`Error::Corrupt`].
+    pub(crate) fn corrupt_in(err: Error) -> (PathBuf, String) {
+        match err {
+            Error::Corrupt { path, reason, .. } => (path, reason),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     fn count_segments(dir: &Path) -> usize {
         segment::list_segments(&StdFs, dir).unwrap().len()
     }
@@ -895,34 +903,22 @@ pub(crate) mod tests {
         fs::remove_file(&segs[2]).unwrap();
         let before = fs::read(&segs[1]).unwrap();
         let missing = segs[2].file_name().unwrap().to_str().unwrap().to_string();
-        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, segs[1]);
-                assert!(reason.contains(&missing), "{reason}");
-                assert!(reason.contains("from index 21 on"), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(Wal::open(tmp.path(), opts(256)).unwrap_err());
+        assert_eq!(path, segs[1]);
+        assert!(reason.contains(&missing), "{reason}");
+        assert!(reason.contains("from index 21 on"), "{reason}");
         assert_eq!(fs::read(&segs[1]).unwrap(), before, "read-only");
         // The dump tool's scan prints every record, then stops at the same place.
         let mut n = 0;
-        match scan(tmp.path(), |_, _, _, _| n += 1).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, segs[1]);
-                assert!(reason.contains(&missing), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(scan(tmp.path(), |_, _, _, _| n += 1).unwrap_err());
+        assert_eq!(path, segs[1]);
+        assert!(reason.contains(&missing), "{reason}");
         assert!(n > 6, "the records before the end were visited: {n}");
 
         fs::remove_file(&segs[1]).unwrap();
-        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, segs[0]);
-                assert!(reason.contains("from index 11 on"), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(Wal::open(tmp.path(), opts(256)).unwrap_err());
+        assert_eq!(path, segs[0]);
+        assert!(reason.contains("from index 11 on"), "{reason}");
     }
 
     /// A crash after the old segment was ended, naming the new one, but before the new one
@@ -1001,25 +997,17 @@ pub(crate) mod tests {
             segment::parse_segment_name(segs[1].file_name().unwrap().to_str().unwrap()).unwrap();
         let moved = tmp.path().join(segment::segment_name(seq, first + 1));
         fs::rename(&segs[1], &moved).unwrap();
-        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, moved);
-                assert!(reason.contains("as the next one"), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(Wal::open(tmp.path(), opts(256)).unwrap_err());
+        assert_eq!(path, moved);
+        assert!(reason.contains("as the next one"), "{reason}");
         fs::rename(&moved, &segs[1]).unwrap();
         // A valid record after segment 0's end.
         let mut bytes = fs::read(&segs[0]).unwrap();
         record::encode(&mut bytes, 0, RecordRef::HardState(&hs(1, 1, 5))).unwrap();
         fs::write(&segs[0], &bytes).unwrap();
-        match Wal::open(tmp.path(), opts(256)).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, segs[0]);
-                assert!(reason.contains("after the record that ends"), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(Wal::open(tmp.path(), opts(256)).unwrap_err());
+        assert_eq!(path, segs[0]);
+        assert!(reason.contains("after the record that ends"), "{reason}");
     }
 
     #[test]

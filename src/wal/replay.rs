@@ -422,7 +422,7 @@ pub fn scan(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ent, ents, hs, meta, opts};
+    use super::super::tests::{corrupt_in, ent, ents, hs, meta, opts};
     use super::super::{Wal, WalOptions, record::RecordRef};
     use super::*;
     use crate::disk::StdFs;
@@ -822,13 +822,9 @@ mod tests {
         let b_segs = wal.segment_paths();
         drop(wal);
         fs::copy(&b_segs[1], &a_segs[1]).unwrap();
-        match Wal::open(a.path(), WalOptions::default()).unwrap_err() {
-            Error::Corrupt { path, reason, .. } => {
-                assert_eq!(path, a_segs[1]);
-                assert!(reason.contains("differs"), "{reason}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let (path, reason) = corrupt_in(Wal::open(a.path(), WalOptions::default()).unwrap_err());
+        assert_eq!(path, a_segs[1]);
+        assert!(reason.contains("differs"), "{reason}");
     }
 
     #[test]
