@@ -5,7 +5,8 @@
 //! old segments, snapshots installed from a leader (reset markers), small segments that rotate,
 //! clean restarts, and faults: the power fails between two calls or inside one (after a random
 //! number of the disk operations it makes, opening included), a sync fails (`EIO`), the disk is
-//! full (`ENOSPC`). At a power loss every page written since the last completed sync of its
+//! full (`ENOSPC`); in half the runs a failed sync also marks what it did not write clean, as
+//! Linux does, so that no later sync writes it. At a power loss every page written since the last completed sync of its
 //! file is kept, dropped or torn, independently (see `disk/mem.rs`).
 //!
 //! After every restart the WAL must open, and give back the state after some prefix of the
@@ -157,6 +158,10 @@ impl Run {
     fn new(seed: u64) -> Run {
         let mut rng = StdRng::seed_from_u64(seed);
         let fs = MemFs::new(seed ^ 0x5eed_0fd1_5c00);
+        // Half the runs fail syncs as Linux does: what a failed sync did not write is marked
+        // clean and never written by a later one.
+        let forgets = rng.random_bool(0.5);
+        fs.set_failed_sync_forgets(forgets);
         let shared: SharedFs = Arc::new(fs.clone());
         let opts = WalOptions {
             segment_size: [300, 1000, 4096, 1 << 20][rng.random_range(0..4)],
@@ -184,7 +189,9 @@ impl Run {
             last: 0,
             floor: 0,
             term: 1,
-            log: vec![format!("seed {seed}, {opts:?}")],
+            log: vec![format!(
+                "seed {seed}, {opts:?}, a failed sync forgets its pages: {forgets}"
+            )],
         }
     }
 

@@ -18,7 +18,9 @@
 //! order.
 //!
 //! # Other faults
-//! [`MemFs::fail_syncs`] makes syncs fail with `EIO`; [`MemFs::set_capacity`] makes writes
+//! [`MemFs::fail_syncs`] makes syncs fail with `EIO` (and, with
+//! [`MemFs::set_failed_sync_forgets`], forget what they failed to write, as Linux does);
+//! [`MemFs::set_capacity`] makes writes
 //! that need more space fail with `ENOSPC` (nothing of such a write is stored); and
 //! [`MemFs::flip_byte`] damages a file at rest (on the platter and in the cache), which no
 //! crash can do.
@@ -82,6 +84,9 @@ struct State {
     failing_syncs: u32,
     /// Syncs that succeed before the next one fails ([`MemFs::fail_sync_after`]).
     syncs_before_failure: Option<u32>,
+    /// A failed file sync marks the file's pages clean without writing them
+    /// ([`MemFs::set_failed_sync_forgets`]).
+    failed_sync_forgets: bool,
     /// Bytes of written pages the disk holds at most.
     capacity: Option<u64>,
     /// The alignment direct writes need; `None`: no direct I/O here.
@@ -215,6 +220,7 @@ impl MemFs {
                 ops: 0,
                 failing_syncs: 0,
                 syncs_before_failure: None,
+                failed_sync_forgets: false,
                 capacity: None,
                 direct_align: Some(DIRECT_ALIGN),
                 locks: BTreeMap::new(),
@@ -279,6 +285,15 @@ impl MemFs {
     /// durable (one step of a multi-sync operation, such as a WAL rotation, can fail so).
     pub fn fail_sync_after(&self, ok: u32) {
         self.lock().syncs_before_failure = Some(ok);
+    }
+
+    /// Whether a failed sync of a file forgets what it failed to write, as Linux does since
+    /// 4.13 ("fsyncgate"): the writeback error marks the pages clean, the cache keeps their
+    /// new bytes for readers, and a later sync that succeeds does not write them, so a power
+    /// loss after it still finds the old bytes there. Off by default: then failed pages stay
+    /// dirty and a later sync writes them.
+    pub fn set_failed_sync_forgets(&self, on: bool) {
+        self.lock().failed_sync_forgets = on;
     }
 
     /// Bytes of written pages the disk holds (what [`MemFs::set_capacity`] limits).
@@ -386,7 +401,12 @@ impl DiskFile for MemFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.with(true, |s, ino| {
-            s.sync_failure()?;
+            if let Err(e) = s.sync_failure() {
+                if s.failed_sync_forgets {
+                    inode(s, ino).forget_dirty();
+                }
+                return Err(e);
+            }
             inode(s, ino).sync();
             Ok(())
         })
@@ -746,6 +766,39 @@ mod tests {
         let got = fs.read(Path::new("/d/a")).unwrap();
         assert_eq!(got[1], 2 ^ 0xFF, "damage at rest survives a power loss");
         assert!(fs.flip_byte(Path::new("/d/a"), 1 << 40, 1).is_err());
+    }
+
+    /// With the mode on, the bytes a failed sync did not write stay readable but are never
+    /// written by a later sync: a power loss brings back the old ones. Off, the later sync
+    /// writes them.
+    #[test]
+    fn a_failed_sync_may_forget_what_it_did_not_write() {
+        for forgets in [false, true] {
+            for seed in 0..20 {
+                let fs = MemFs::new(seed);
+                fs.set_failed_sync_forgets(forgets);
+                let mut f = file(&fs, "/d/a");
+                f.write_all_at(&[1; 100], 0).unwrap();
+                f.sync_data().unwrap();
+                fs.sync_dir(Path::new("/d")).unwrap();
+                f.write_all_at(&[2; 100], 0).unwrap();
+                fs.fail_syncs(1);
+                f.sync_data().unwrap_err();
+                assert_eq!(
+                    fs.read(Path::new("/d/a")).unwrap(),
+                    [2; 100],
+                    "the cache keeps them"
+                );
+                f.sync_data().unwrap();
+                fs.power_loss();
+                let want = if forgets { 1 } else { 2 };
+                assert_eq!(
+                    fs.read(Path::new("/d/a")).unwrap(),
+                    [want; 100],
+                    "seed {seed}"
+                );
+            }
+        }
     }
 
     #[test]

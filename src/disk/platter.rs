@@ -179,6 +179,12 @@ impl Inode {
         self.dirty.clear();
     }
 
+    /// A failed writeback that marks the pages clean: readers still see `data`, but neither
+    /// a later sync nor a power loss writes it to the platter.
+    pub(super) fn forget_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
     /// Damage at rest: on the platter and in the cache. Whether there is such a byte.
     pub(super) fn flip(&mut self, at: usize, mask: u8) -> bool {
         let Some(b) = self.data.get_mut(at) else {

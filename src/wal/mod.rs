@@ -89,7 +89,7 @@ pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 pub use record::{DecodeError, EncodeError, Record};
 pub use segment::segment_name;
 
-use crate::disk::{FileSystem, SharedFs, StdFs};
+use crate::disk::{DiskFile, FileSystem, SharedFs, StdFs};
 use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
 
@@ -234,6 +234,21 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Writes `bytes` back where they were read (`at`), before the sync that open makes claim them.
+///
+/// They may be in the page cache only, and there marked clean although never written: on
+/// Linux a failed sync (the one that poisoned the WAL before the restart) marks the pages it
+/// could not write clean, so a sync on open would succeed without writing them, and the sync
+/// mark after it would promise bytes that a power loss then takes back. Writing them again
+/// makes them dirty; if the cache had dropped them instead, replay read the disk's bytes and
+/// this writes those, unchanged.
+fn rewrite(f: &mut dyn DiskFile, path: &Path, (at, bytes): &(u64, Vec<u8>)) -> Result<(), Error> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    Ok(f.write_all_at(bytes, *at).map_err(IoError::at(path))?)
+}
+
 /// A segment header (see the module doc) for a segment at `path`: `records`, then a sync mark
 /// covering them.
 fn segment_header(path: &Path, records: &[RecordRef<'_>]) -> Result<Vec<u8>, Error> {
@@ -342,6 +357,7 @@ impl Wal {
             if let Some(old) = r.segments.last() {
                 let mut f = fs.open(&old.path).map_err(IoError::at(&old.path))?;
                 f.set_len(old.len).map_err(IoError::at(&old.path))?;
+                rewrite(&mut *f, &old.path, &r.unsynced)?;
                 syncer.sync_file(&mut *f, &old.path)?;
             }
             fs.rename(&tmp, &path).map_err(IoError::at(&path))?;
@@ -364,6 +380,8 @@ impl Wal {
             if let Some(last) = segments.last_mut() {
                 last.len = torn.offset;
             }
+            let (from, bytes) = &mut r.unsynced;
+            bytes.truncate(torn.offset.saturating_sub(*from) as usize);
         }
         // Leftovers of a segment creation that a crash interrupted: never renamed, so never
         // part of the log.
@@ -381,6 +399,12 @@ impl Wal {
                 dir: dir.to_path_buf(),
             });
         };
+        if !r.ends_synced {
+            // The sync below (`sync_active`) must write these: see `rewrite`. Any handle's
+            // sync covers the file's pages.
+            let mut f = fs.open(&active.path).map_err(IoError::at(&active.path))?;
+            rewrite(&mut *f, &active.path, &r.unsynced)?;
+        }
         let writer = SegmentWriter::open_at(&*fs, &active.path, active.len, &opts)?;
         let last_entry = r.entries.last().map_or(0, |e| e.index);
         let last_marker = r.markers.last().cloned();
@@ -983,6 +1007,49 @@ pub(crate) mod tests {
                 20,
                 "seed {seed}: synced by the start before"
             );
+        }
+    }
+
+    /// On Linux a failed sync marks the pages it could not write clean, so a sync on the next
+    /// start succeeds without writing them. Open writes what it replayed beyond the last sync
+    /// mark again before it syncs and marks it, so that a power loss after the start loses
+    /// nothing the start claimed: in the active segment (a failed synced save), and in the
+    /// old segment of a rotation that a failed sync interrupted.
+    #[test]
+    fn open_writes_again_what_a_failed_sync_marked_clean() {
+        use crate::disk::MemFs;
+        let opts = |segment_size| WalOptions {
+            segment_size,
+            preallocate: 4096,
+            direct_io: true,
+        };
+        let dir = Path::new("/wal");
+        // (segment size, syncs that succeed before the one that fails, segments after open)
+        for (size, ok, segments) in [(1 << 20, 0, 1), (256, 2, 3)] {
+            for seed in 0..16 {
+                let fs = MemFs::new(seed);
+                fs.set_failed_sync_forgets(true);
+                let shared: SharedFs = std::sync::Arc::new(fs.clone());
+                let mut wal = Wal::create_on(shared.clone(), dir, &meta(), opts(size)).unwrap();
+                wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
+                    .unwrap();
+                fs.fail_sync_after(ok);
+                let err = wal.save(Some(&hs(1, 1, 20)), &ents(11..=20, 1), size > 256);
+                assert!(matches!(err, Err(Error::SyncFailed { .. })), "{err:?}");
+                drop(wal);
+                let (wal, c) = Wal::open_on(shared.clone(), dir, opts(size)).unwrap();
+                assert_eq!(c.last_index(), 20, "seed {seed}: the page cache has them");
+                assert_eq!(wal.segment_paths().len(), segments);
+                drop(wal);
+                fs.power_loss();
+                let (_wal, c) = Wal::open_on(shared.clone(), dir, opts(size))
+                    .unwrap_or_else(|e| panic!("seed {seed}, size {size}: after the loss: {e}"));
+                assert_eq!(
+                    c.last_index(),
+                    20,
+                    "seed {seed}, size {size}: the start before synced them"
+                );
+            }
         }
     }
 

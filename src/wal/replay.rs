@@ -88,6 +88,9 @@ pub struct Replayed {
     /// The last segment names a successor that a crash left under its temporary name: that
     /// file and the name it is to get.
     pub unfinished: Option<(PathBuf, PathBuf)>,
+    /// The last segment's records that no sync mark covers, as read, and their offset: what
+    /// may be in the page cache only (see `Wal::open`).
+    pub unsynced: (u64, Vec<u8>),
 }
 
 fn read_segment(fs: &dyn FileSystem, seg: &Segment) -> Result<Vec<u8>, Error> {
@@ -275,6 +278,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
     let mut torn = None;
     let mut ends_synced = false;
     let mut unfinished = None;
+    let mut unsynced = (0, Vec::new());
     let last = segments.len() - 1;
     for i in 0..segments.len() {
         let (done, rest) = segments.split_at_mut(i + 1);
@@ -284,6 +288,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         if data.is_empty() {
             return Err(corrupt(&seg.path, 0, "empty segment: no metadata record"));
         }
+        let mut synced_to = 0;
         let mut off = 0;
         while off < data.len() {
             match record::decode(&data, off) {
@@ -303,6 +308,9 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
                 }
                 Ok((rec, len)) => {
                     ends_synced = rec == Record::Synced(off as u64);
+                    if let Record::Synced(n) = rec {
+                        synced_to = n;
+                    }
                     state.apply(rec, &seg.path, off)?;
                     off += len;
                 }
@@ -343,6 +351,11 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
                 }
             }
         }
+        if i == last {
+            // A mark never claims more than its own offset (checked when applied).
+            let from = synced_to.min(seg.len) as usize;
+            unsynced = (from as u64, data[from..seg.len as usize].to_vec());
+        }
     }
     let Some(metadata) = state.metadata else {
         // Unreachable: a non-empty first segment either starts with metadata or failed above.
@@ -357,6 +370,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         torn,
         ends_synced,
         unfinished,
+        unsynced,
     })
 }
 
