@@ -281,6 +281,29 @@ impl RaftNode {
         }
     }
 
+    /// Who this node is in touch with, for [`membership_settled`](RaftNode::membership_settled):
+    /// a message stepped from `from`, counted only if it is of the current term (raft has
+    /// just moved to it if it was newer), so that neither a stale leader nor a message
+    /// relayed for someone else (proposals and read requests carry no term) vouches for
+    /// anyone.
+    fn note_heard(&mut self, kind: MessageType, from: u64, term: u64, now: Instant) {
+        let raft = &self.rn.raft;
+        if term != raft.term {
+            return;
+        }
+        // Voters only: anyone else's ids would only grow the map.
+        if self.conf_state.voters.contains(&from) {
+            self.heard_at.insert(from, now);
+        }
+        let from_leader = matches!(
+            kind,
+            MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
+        );
+        if from_leader && from == raft.leader_id {
+            self.last_leader_contact = now;
+        }
+    }
+
     /// What the transport tells of the peers.
     pub fn on_peer_event(&mut self, event: PeerEvent) {
         let now = self.now();
@@ -288,12 +311,6 @@ impl RaftNode {
             PeerEvent::Step(messages) => {
                 if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
                     gone.remove(&m.from);
-                }
-                // Voters only: anyone else's ids would only grow the map.
-                if let Some(m) = messages.first()
-                    && self.conf_state.voters.contains(&m.from)
-                {
-                    self.heard_at.insert(m.from, now);
                 }
                 for mut m in messages {
                     // A heartbeat never says more is committed than this node's log holds
@@ -337,15 +354,12 @@ impl RaftNode {
                                 m.commit
                             };
                             self.leader_commit = self.leader_commit.max(commit);
-                            self.last_leader_contact = now;
                         }
                         MessageType::MsgSnapshot => {
                             self.note_received_snapshot(&m);
                             let index = m.get_snapshot().get_metadata().index;
                             self.leader_commit = self.leader_commit.max(index);
-                            self.last_leader_contact = now;
                         }
-                        MessageType::MsgHeartbeat => self.last_leader_contact = now,
                         _ => {}
                     }
                     if m.get_msg_type() == MessageType::MsgReadIndex {
@@ -353,11 +367,13 @@ impl RaftNode {
                         continue;
                     }
                     self.forget_progress_a_follower_lost(&m);
+                    let (kind, from, term) = (m.get_msg_type(), m.from, m.term);
                     // Late answers from removed peers and stale terms are normal; raft has
                     // already logged anything worth knowing.
                     if let Err(err) = self.rn.step(m) {
                         tracing::debug!(%err, "raft ignored a peer message");
                     }
+                    self.note_heard(kind, from, term, now);
                     if let Some((leader, counted)) = lost {
                         self.say_entries_are_missing(leader, counted);
                     }

@@ -614,6 +614,17 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
         "node 3 has not heard from its leader for half an election timeout",
     )
     .await;
+    // A heartbeat from the former leader, of its old term, is not word from the leader: still
+    // not settled. (Two status rounds after it: the flag is published every round.)
+    let mut stale = message(MsgHeartbeat, 1, 3, 2);
+    stale.commit = 10;
+    node.step(stale).await.expect("running");
+    node.status().await.expect("running");
+    let status = node.status().await.expect("running");
+    assert!(
+        !node.shared.is_membership_settled() && status.leader == 4 && status.role == "Follower",
+        "a stale leader's heartbeat made node 3 settled: {status:?}"
+    );
     node.shutdown.cancel();
     assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
 }
