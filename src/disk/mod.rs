@@ -97,6 +97,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Makes the entries of folder `dir` (created, renamed, removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether the WAL removes the segments it released on a thread of its own. On a real disk
+    /// unlinking a big file takes milliseconds, which the raft thread must not wait for; an
+    /// in-memory disk says no, so that a simulation stays on one thread and deterministic.
+    fn background_removal(&self) -> bool {
+        false
+    }
     /// Takes an exclusive lock on `path` (created if missing), held until the guard is
     /// dropped; fails with [`io::ErrorKind::WouldBlock`] while anyone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
@@ -268,6 +274,10 @@ impl FileSystem for StdFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn background_removal(&self) -> bool {
+        true
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {

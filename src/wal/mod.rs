@@ -69,13 +69,15 @@
 //!   syncs it, because only the last segment may end in a torn record or in zeros, and so that
 //!   a newest segment that goes missing later is noticed (see `replay.rs`).
 //! - [`Wal::create`] creates the directory with its parents synced; [`Wal::release_to`] syncs
-//!   the directory after deleting segments; a torn-tail repair syncs the truncated file.
+//!   the directory after deleting segments (on a real disk, on a thread of its own: nothing
+//!   depends on a removal being durable); a torn-tail repair syncs the truncated file.
 //! - A failed sync is final ("fsyncgate": after a failed fsync the kernel may have dropped the
 //!   dirty pages, and a retry can report success). The call returns [`Error::SyncFailed`]; the
 //!   WAL is then poisoned and every later call returns [`Error::Poisoned`]. The node must stop
 //!   and recover from what is on disk. A failed write poisons it the same way.
 
 mod error;
+mod reaper;
 mod record;
 mod replay;
 mod segment;
@@ -219,6 +221,8 @@ pub struct Wal {
     /// Set by a failed sync or write: the file or directory involved.
     poisoned: Option<PathBuf>,
     syncer: Syncer,
+    /// Removes released segments where the file system says to do it on another thread.
+    reaper: reaper::Reaper,
 }
 
 // By hand, so that logging a `Wal` does not print its write buffer.
@@ -320,6 +324,7 @@ impl Wal {
             last_index: 0,
             poisoned: None,
             syncer,
+            reaper: reaper::Reaper::default(),
         })
     }
 
@@ -423,6 +428,7 @@ impl Wal {
             last_index,
             poisoned: None,
             syncer,
+            reaper: reaper::Reaper::default(),
         };
         // What was replayed may sit in the page cache only (the process died, not the
         // machine): sync it, and say so with a sync mark, so that damage to it is never
@@ -507,8 +513,11 @@ impl Wal {
     }
 
     /// Deletes the oldest segments whose entries all have an index below `index`, and syncs
-    /// the directory. The active segment is never deleted, so the current segment and its
-    /// header (metadata, newest marker, hard state) always remain.
+    /// the directory: on the caller's thread, or on one of its own where the file system
+    /// says so ([`FileSystem::background_removal`]: a real disk), in which case they are no
+    /// longer the WAL's at once but may stay on the disk a little longer (see `reaper.rs`;
+    /// [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
+    /// current segment and its header (metadata, newest marker, hard state) always remain.
     ///
     /// Call it with a snapshot's index after the snapshot and its marker are durable.
     pub fn release_to(&mut self, index: u64) -> Result<(), Error> {
@@ -524,6 +533,11 @@ impl Wal {
         if n == 0 {
             return Ok(());
         }
+        if self.fs.background_removal() {
+            let released = self.segments.drain(..n).map(|s| s.path).collect();
+            self.reaper.remove(&self.fs, &self.dir, released);
+            return Ok(());
+        }
         for _ in 0..n {
             let path = self.segments[0].path.clone();
             // Oldest first: a crash part way leaves a consecutive run of segments.
@@ -535,6 +549,12 @@ impl Wal {
             return Err(self.poison(e));
         }
         Ok(())
+    }
+
+    /// Returns once the segments released so far are gone from the disk (they may be removed
+    /// on a thread of their own: see `reaper.rs`).
+    pub fn wait_for_removals(&mut self) {
+        self.reaper.wait();
     }
 
     /// Sum of the lengths of the segment files.
@@ -859,12 +879,14 @@ pub(crate) mod tests {
 
         // Releasing below the second segment's first index removes nothing.
         wal.release_to(10).unwrap();
+        wal.wait_for_removals();
         assert_eq!(count_segments(tmp.path()), 11);
 
         // A snapshot at 55: segments whose entries are all below 55 go (those holding
         // 1..=10, .., 41..=50); the one holding 51..=60 stays.
         wal.save_snapshot_marker(&marker(1, 55)).unwrap();
         wal.release_to(55).unwrap();
+        wal.wait_for_removals();
         assert_eq!(count_segments(tmp.path()), 6);
         assert_eq!(wal.segment_paths().len(), 6);
         assert!(wal.size_on_disk() < before);
@@ -889,6 +911,7 @@ pub(crate) mod tests {
         // the metadata, the newest marker and the hard state.
         wal.save_snapshot_marker(&marker(1, 100)).unwrap();
         wal.release_to(u64::MAX).unwrap();
+        wal.wait_for_removals();
         assert_eq!(count_segments(tmp.path()), 1);
         drop(wal);
         let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
@@ -1092,6 +1115,7 @@ pub(crate) mod tests {
         wal.save(None, &ents(21..=30, 2), true).unwrap();
         let n = count_segments(tmp.path());
         wal.release_to(25).unwrap();
+        wal.wait_for_removals();
         assert!(count_segments(tmp.path()) < n);
         let first = &wal.segment_paths()[0];
         let mut kinds = Vec::new();
@@ -1119,13 +1143,60 @@ pub(crate) mod tests {
             wal.save(Some(&hs(1, 1, i)), &[ent(i, 1)], false).unwrap();
             if i % 100 == 0 {
                 wal.save_snapshot_marker(&marker(1, i)).unwrap();
+                // Not waited for: releases queue up behind the reaper while rotations go on.
                 wal.release_to(i).unwrap();
             }
             max_size = max_size.max(wal.size_on_disk());
         }
         // About 100 entries of ~60 bytes between releases: a few segments at most.
         assert!(max_size < 4 * 4096, "max size {max_size}");
+        wal.wait_for_removals();
         assert!(count_segments(tmp.path()) <= 3);
+    }
+
+    /// On the real disk, released segments are removed by the reaper thread, oldest first;
+    /// a WAL dropped right after a release waits for them, so opening it again (in the same
+    /// process) finds only the live ones. A segment that cannot be removed (here already gone)
+    /// is logged, not an error: the node goes on.
+    #[test]
+    fn released_segments_are_removed_off_the_callers_thread() {
+        let tmp = TempDir::new().unwrap();
+        let opts = opts(256);
+        let mut wal = Wal::create(tmp.path(), &meta(), opts).unwrap();
+        assert!(StdFs.background_removal());
+        for batch in 0..10u64 {
+            let first = batch * 10 + 1;
+            let last = first + 9;
+            wal.save(Some(&hs(1, 1, last)), &ents(first..=last, 1), true)
+                .unwrap();
+        }
+        let before = wal.segment_paths();
+        assert_eq!(before.len(), 11);
+        wal.save_snapshot_marker(&marker(1, 55)).unwrap();
+        wal.release_to(55).unwrap();
+        // No longer the WAL's at once, whether or not the files are gone yet.
+        assert_eq!(wal.segment_paths(), before[5..]);
+        drop(wal);
+        assert_eq!(
+            count_segments(tmp.path()),
+            6,
+            "the drop waited for the removals"
+        );
+        let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.entries_after(55).unwrap(), &ents(56..=100, 1)[..]);
+
+        std::fs::remove_file(&before[5]).unwrap();
+        wal.save_snapshot_marker(&marker(1, 100)).unwrap();
+        wal.release_to(100).unwrap();
+        wal.save(Some(&hs(1, 1, 101)), &ents(101..=101, 1), true)
+            .unwrap();
+        wal.wait_for_removals();
+        // Removal stopped at the missing one, leaving the rest consecutive, and the WAL opens.
+        let left = count_segments(tmp.path());
+        assert!(left > 1, "{left}");
+        drop(wal);
+        let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
+        assert_eq!(c.entries_after(100).unwrap(), &ents(101..=101, 1)[..]);
     }
 
     #[test]
@@ -1532,6 +1603,7 @@ pub(crate) mod tests {
                         let mk = marker(term, index);
                         wal.save_snapshot_marker(&mk).unwrap();
                         wal.release_to(index.saturating_sub(slack)).unwrap();
+                        wal.wait_for_removals();
                         m.entries.retain(|e| e.index > index);
                         m.floor = index;
                         m.marker = Some(mk);
@@ -1546,6 +1618,7 @@ pub(crate) mod tests {
                         let mk = marker(m.term, index);
                         wal.save_snapshot_reset(&mk).unwrap();
                         wal.release_to(index).unwrap();
+                        wal.wait_for_removals();
                         m.entries.clear();
                         m.floor = index;
                         m.last = index;
