@@ -36,7 +36,7 @@
 //! carries the same identity in `Entry.context`, behind a four-byte magic number (older
 //! versions put 16 bytes of their own there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -219,6 +219,19 @@ pub enum Verdict {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
     by_origin: BTreeMap<u64, Session>,
+    /// Membership changes that committed with [`Verdict::Apply`] but were not applied (they
+    /// no longer held, see `raft_node/conf_change.rs`), while their origin may still be
+    /// waiting to answer them: a node that learns of such a change from a snapshot must answer
+    /// `409`, not `204`, and the members alone cannot tell (an identical change may have come
+    /// first). Kept only at or above each origin's floor, in its current session: a handful
+    /// at most. Not part of the bincode form of the table: the snapshot codec writes it after
+    /// it, so that snapshots of older versions still load.
+    #[serde(skip)]
+    skipped_changes: BTreeSet<ProposalId>,
+    /// Set for a table read from a snapshot that predates `skipped_changes`: which of the
+    /// changes it settled were skipped is unknown.
+    #[serde(skip)]
+    skips_unknown: bool,
 }
 
 /// One node process's session.
@@ -241,6 +254,7 @@ impl Sessions {
         match self.by_origin.get(&origin) {
             Some(s) if s.nonce == nonce => s.id,
             _ => {
+                self.skipped_changes.retain(|c| c.origin != origin);
                 self.by_origin.insert(
                     origin,
                     Session {
@@ -277,6 +291,8 @@ impl Sessions {
         if floor > s.floor {
             s.floor = floor;
             forget_below(&mut s.applied, floor);
+            self.skipped_changes
+                .retain(|c| c.origin != id.origin || c.seq >= floor);
         }
         if id.seq < s.floor || contains(&s.applied, id.seq) {
             return Verdict::Duplicate;
@@ -296,6 +312,42 @@ impl Sessions {
     /// Drops a removed node's session: whatever it still has in flight is skipped.
     pub fn forget(&mut self, origin: u64) {
         self.by_origin.remove(&origin);
+        self.skipped_changes.retain(|c| c.origin != origin);
+    }
+
+    /// Records that the membership change `id`, admitted with [`Verdict::Apply`], was not
+    /// applied after all.
+    pub fn note_skipped_change(&mut self, id: ProposalId) {
+        let by_origin = &self.by_origin;
+        let live = |c: &ProposalId| {
+            by_origin
+                .get(&c.origin)
+                .is_some_and(|s| s.id == c.session && c.seq >= s.floor)
+        };
+        // Pruned here too: a registration that replaced a session leaves its skips behind.
+        self.skipped_changes.retain(live);
+        if live(&id) {
+            self.skipped_changes.insert(id);
+        }
+    }
+
+    /// Whether the settled membership change `id` was skipped rather than applied; `None` if
+    /// this table came from a snapshot too old to say.
+    pub fn change_was_skipped(&self, id: ProposalId) -> Option<bool> {
+        (!self.skips_unknown).then(|| self.skipped_changes.contains(&id))
+    }
+
+    /// The skipped changes, as the snapshot codec writes them.
+    pub fn skipped_changes(&self) -> impl Iterator<Item = ProposalId> + '_ {
+        self.skipped_changes.iter().copied()
+    }
+
+    /// The table as read from a snapshot, with the skipped changes written after it (`None`:
+    /// the snapshot predates them).
+    pub fn with_skipped_changes(mut self, skipped: Option<Vec<ProposalId>>) -> Sessions {
+        self.skips_unknown = skipped.is_none();
+        self.skipped_changes = skipped.unwrap_or_default().into_iter().collect();
+        self
     }
 
     /// Sessions held, and ranges of applied numbers held across them: the table's size.
@@ -458,6 +510,47 @@ mod tests {
         );
         forget_below(&mut r, 10);
         assert!(r.is_empty());
+    }
+
+    /// A skipped membership change is remembered while its origin may still wait for it: not
+    /// once the origin's floor passes it, its session is replaced, or the origin is removed.
+    #[test]
+    fn skipped_changes_are_kept_only_while_they_may_be_unanswered() {
+        let mut s = Sessions::default();
+        let a = s.register(2, 1, 1);
+        let b = s.register(3, 1, 2);
+        assert_eq!(s.admit(id(a, 5), 5), Verdict::Apply);
+        s.note_skipped_change(id(a, 5));
+        assert_eq!(s.change_was_skipped(id(a, 5)), Some(true));
+        assert_eq!(s.change_was_skipped(id(a, 4)), Some(false));
+        // Stale: below the floor, or of a session that is not the origin's.
+        s.note_skipped_change(id(a, 1));
+        s.note_skipped_change(id(99, 5));
+        assert_eq!(s.skipped_changes().count(), 1);
+        // The origin answered it: its floor passed it.
+        s.admit(id(a, 6), 6);
+        assert_eq!(s.change_was_skipped(id(a, 5)), Some(false));
+
+        let from_b = ProposalId {
+            origin: 3,
+            session: b,
+            seq: 1,
+        };
+        s.admit(from_b, 1);
+        s.note_skipped_change(from_b);
+        s.register(3, 2, 10);
+        assert_eq!(
+            s.skipped_changes().count(),
+            0,
+            "a new session of 3 drops its skips"
+        );
+        s.note_skipped_change(id(a, 7));
+        s.forget(2);
+        assert_eq!(
+            s.skipped_changes().count(),
+            0,
+            "a removed origin's skips go with it"
+        );
     }
 
     /// A long run of one origin, with numbers applied out of order and some twice: the table

@@ -2,13 +2,15 @@
 //! keys never has its snapshot whole in memory on the way to or from its file):
 //!
 //! ```text
-//! state_len u32 LE | members (bincode) | sessions (bincode)  -- first, so the raft node can
-//!                                                               read them alone
+//! state_len u32 LE | members (bincode) | sessions (bincode) | skipped changes (bincode)
+//!                                   -- first, so the raft node can read them alone
 //! count varint | count × (key_len varint | key | value_len varint | value)
 //! ```
 //!
 //! The pairs come in no particular order. Snapshots of older versions hold no sessions (the
-//! members fill `state_len`): they read as an empty exactly-once table. Varints are bincode's
+//! members fill `state_len`): they read as an empty exactly-once table; or no skipped
+//! changes (the membership changes that committed but were not applied, see
+//! [`Sessions::note_skipped_change`]): the table then says it cannot tell. Varints are bincode's
 //! (encoded by the crate). Every length is checked against the bytes that remain before anything is
 //! allocated, so a damaged length cannot make the decoder allocate wildly.
 //!
@@ -20,7 +22,7 @@ use std::io::{self, Read, Write};
 use super::ClusterState;
 use super::map::{Map, Pair, VARINTS, pair_head, varint_len, write_varint};
 use crate::membership::Members;
-use crate::proposal::Sessions;
+use crate::proposal::{ProposalId, Sessions};
 
 /// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
 /// Constant time: the map keeps the length of its pairs' encodings.
@@ -129,6 +131,15 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
         bincode::serde::encode_to_vec(&state.sessions, config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
+    let skipped: Vec<(u64, u64, u64)> = state
+        .sessions
+        .skipped_changes()
+        .map(|id| (id.origin, id.session, id.seq))
+        .collect();
+    bytes.extend(
+        bincode::serde::encode_to_vec(&skipped, config)
+            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+    );
     bytes
 }
 
@@ -142,17 +153,33 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
         Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
     let rest = &bytes[used..];
     let sessions: Sessions = if rest.is_empty() {
-        Sessions::default()
+        Sessions::default().with_skipped_changes(None)
     } else {
-        let (sessions, used) = bincode::serde::decode_from_slice(rest, config)
+        let (sessions, used): (Sessions, usize) = bincode::serde::decode_from_slice(rest, config)
             .map_err(|e| invalid(format!("sessions: {e}")))?;
-        if used != rest.len() {
-            return Err(invalid(format!(
-                "{} bytes after the sessions",
-                rest.len() - used
-            )));
+        let rest = &rest[used..];
+        if rest.is_empty() {
+            sessions.with_skipped_changes(None)
+        } else {
+            let (skipped, used): (Vec<(u64, u64, u64)>, usize) =
+                bincode::serde::decode_from_slice(rest, config)
+                    .map_err(|e| invalid(format!("skipped membership changes: {e}")))?;
+            if used != rest.len() {
+                return Err(invalid(format!(
+                    "{} bytes after the skipped membership changes",
+                    rest.len() - used
+                )));
+            }
+            let skipped = skipped
+                .into_iter()
+                .map(|(origin, session, seq)| ProposalId {
+                    origin,
+                    session,
+                    seq,
+                })
+                .collect();
+            sessions.with_skipped_changes(Some(skipped))
         }
-        sessions
     };
     Ok(ClusterState { members, sessions })
 }
@@ -207,10 +234,15 @@ mod tests {
             seq: 3,
         };
         state.sessions.admit(id, 1);
+        let change = ProposalId { seq: 2, ..id };
+        state.sessions.admit(change, 1);
+        state.sessions.note_skipped_change(change);
         let data = encode_snapshot(&state, &map);
         assert_eq!(decode_cluster_state(&data).expect("state decodes"), state);
         let (s2, map2) = decode_snapshot(&data).expect("snapshot decodes");
         assert!(s2.sessions.settled(id));
+        assert_eq!(s2.sessions.change_was_skipped(id), Some(false));
+        assert_eq!(s2.sessions.change_was_skipped(change), Some(true));
         assert_eq!((s2, map2), (state, map));
     }
 
@@ -227,7 +259,13 @@ mod tests {
         data.extend_from_slice(&[1, 2, b'/', b'k', 1, b'v']);
         let (state, map) = decode_snapshot(&data).expect("an old snapshot decodes");
         assert_eq!(state.members, members);
-        assert_eq!(state.sessions, Sessions::default());
+        assert_eq!(state.sessions.size(), (0, 0));
+        let any = ProposalId {
+            origin: 1,
+            session: 1,
+            seq: 1,
+        };
+        assert_eq!(state.sessions.change_was_skipped(any), None, "cannot tell");
         assert_eq!(map.get("/k"), Some("v"));
     }
 

@@ -761,7 +761,14 @@ impl RaftNode {
             let result = match (entry.get_entry_type(), verdict) {
                 (_, Verdict::Duplicate | Verdict::StaleSession) => Ok(()),
                 (EntryType::EntryNormal, Verdict::Apply) => Ok(()),
-                (_, Verdict::Apply) => self.apply_conf_change(entry),
+                (_, Verdict::Apply) => {
+                    let applied = self.apply_conf_change(entry);
+                    if let (Err(_), Some(id)) = (&applied, id) {
+                        // So that a node answering it from a snapshot later says 409 too.
+                        self.sessions.note_skipped_change(id);
+                    }
+                    applied
+                }
             };
             effective.push(verdict == Verdict::Apply);
             let waiter = self
