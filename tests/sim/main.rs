@@ -167,6 +167,10 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     (1_007_966, Length::Long, Kind::Mixed),
     (1_009_275, Length::Long, Kind::Mixed),
     (1_001_730, Length::Long, Kind::Mixed),
+    // An Add sent through two nodes at once: one node learned of its own (skipped) copy from
+    // a snapshot and answered 204 from the members alone.
+    (1_006_407, Length::Long, Kind::Mixed),
+    (1_009_246, Length::Long, Kind::Mixed),
 ];
 
 #[test]

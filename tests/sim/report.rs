@@ -218,6 +218,37 @@ impl Batch {
             "membership changes acknowledged",
             sum(&|s| s.member_changes).to_string(),
         );
+        let mut answers: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in &self.runs {
+            for (label, count) in &r.stats.overlapped_answers {
+                *answers.entry(label).or_default() += count;
+            }
+        }
+        let answers: Vec<String> = answers
+            .iter()
+            .map(|(label, count)| format!("{count} {label}"))
+            .collect();
+        row(
+            "membership changes sent while another was in flight",
+            format!(
+                "{} (both of each pair answered: {})",
+                sum(&|s| s.concurrent_changes),
+                if answers.is_empty() {
+                    "-".to_string()
+                } else {
+                    answers.join(", ")
+                }
+            ),
+        );
+        row(
+            "committed membership changes: took effect / skipped by every node / not judged",
+            format!(
+                "{} / {} / {}",
+                sum(&|s| s.changes_judged.applied),
+                sum(&|s| s.changes_judged.skipped),
+                sum(&|s| s.changes_judged.unknown)
+            ),
+        );
         row(
             "starts refused over a flipped synced byte (as they must be)",
             sum(&|s| s.refusals).to_string(),

@@ -179,9 +179,20 @@ struct SimNode {
 struct InFlight {
     pending: Option<Pending>,
     change: Option<MemberChange>,
+    /// A membership change that was in flight at the same time as another one.
+    overlapped: bool,
+    /// The pairs of membership changes in flight together that this one is part of, each
+    /// named by the number of its later one.
+    pairs: Vec<u64>,
     node: u64,
     rx: oneshot::Receiver<Result<(), ProposalError>>,
 }
+
+/// Of the membership faults that find no change in flight, the share that sends two at once,
+/// through two nodes.
+const TWO_CHANGES_AT_ONCE: f64 = 0.25;
+/// Of the membership faults that find one change in flight, the share that sends a second.
+const SECOND_CHANGE: f64 = 0.5;
 
 /// What one run counted.
 #[derive(Debug, Default, Clone)]
@@ -194,6 +205,13 @@ pub struct Stats {
     pub unknown: u64,
     /// Membership changes acknowledged.
     pub member_changes: u64,
+    /// Membership changes sent while another one was in flight.
+    pub concurrent_changes: u64,
+    /// The committed membership changes, as the end of the run judged them.
+    pub changes_judged: crate::checks::Judged,
+    /// What the changes that were in flight together were answered (both of each pair), by
+    /// the answer's label (see [`change_answer`]).
+    pub overlapped_answers: BTreeMap<&'static str, u64>,
     /// Snapshots saved (taken or installed) over all nodes.
     pub snapshots: u64,
     /// Node starts (restarts included).
@@ -254,7 +272,11 @@ pub struct World {
     history: Vec<Recorded>,
     stale: Vec<Recorded>,
     ops: Vec<InFlight>,
-    admin_busy: bool,
+    /// Membership changes sent so far.
+    changes_sent: u64,
+    /// Per pair of membership changes in flight together, the first of the two answered
+    /// 204 (see `answered`).
+    pair_ok: BTreeMap<u64, MemberChange>,
     /// Reads across restarts: the node whose incoming links are slow now.
     slow_reader: Option<u64>,
     client_seq: Vec<u64>,
@@ -307,7 +329,8 @@ impl World {
             history: Vec::new(),
             stale: Vec::new(),
             ops: Vec::new(),
-            admin_busy: false,
+            changes_sent: 0,
+            pair_ok: BTreeMap::new(),
             slow_reader: None,
             client_seq: vec![0; clients],
             last_stamp: 0,
@@ -1093,6 +1116,26 @@ impl World {
             p.applied_seen = applied;
             state_digest(&p.kv, &keys, p.node.sessions())
         });
+        let membership = digest.is_some().then(|| {
+            let mut voters = p
+                .storage
+                .mem
+                .initial_state()
+                .map(|s| s.conf_state.voters)
+                .unwrap_or_default();
+            voters.sort_unstable();
+            let urls: Vec<(u64, String)> = voters
+                .iter()
+                .filter_map(|v| {
+                    if *v == id {
+                        Some((id, url_of(id)))
+                    } else {
+                        p.net.member_url(*v).map(|url| (*v, url))
+                    }
+                })
+                .collect();
+            (voters, urls)
+        });
         self.inv.committed(id, &committed);
         if let Some(m) = snapshot {
             self.stats.snapshots += 1;
@@ -1103,6 +1146,9 @@ impl World {
         }
         if let Some(digest) = digest {
             self.inv.state(id, applied, digest);
+        }
+        if let Some((voters, urls)) = membership {
+            self.inv.membership(id, applied, voters, &urls);
         }
     }
 
@@ -1174,6 +1220,8 @@ impl World {
         self.ops.push(InFlight {
             pending: Some(pending),
             change: None,
+            overlapped: false,
+            pairs: Vec::new(),
             node,
             rx,
         });
@@ -1245,15 +1293,40 @@ impl World {
 
     fn answered(&mut self, op: InFlight, answer: Result<(), ProposalError>) {
         if let Some(change) = op.change {
-            self.admin_busy = false;
             self.note(|| format!("admin: {change:?} via n{}: {answer:?}", op.node));
+            if op.overlapped {
+                let label = change_answer(&answer);
+                *self.stats.overlapped_answers.entry(label).or_default() += 1;
+            }
             // Only a yes: a node that is behind may answer "already a member" from a view in
             // which the removal has not happened yet, and nothing was proposed then. (An
             // addition that commits although its answer was lost is started once the faults
             // end: see `not_converged`.)
             if answer.is_ok() {
                 self.stats.member_changes += 1;
+                // The same change sent twice at once can take effect only once: once one has,
+                // the other no longer makes sense (or was checked against voters that are no
+                // longer those), and must answer 409. Judged only while no change was sent
+                // after the pair (one could undo the first, and the second then hold again).
+                let latest = self.changes_sent;
+                for pair in op.pairs.iter().filter(|p| **p == latest) {
+                    match self.pair_ok.get(pair) {
+                        Some(first) if *first == change => self.violation(format!(
+                            "{change:?} was sent twice at once, through two nodes, and both \
+                             answered 204: only one can have taken effect"
+                        )),
+                        Some(_) => {}
+                        None => {
+                            self.pair_ok.insert(*pair, change.clone());
+                        }
+                    }
+                }
                 if let MemberChange::Add { id, .. } = change {
+                    if self.nodes[&id].proc.is_some() {
+                        // It runs already: started as a member once the faults ended (see
+                        // `not_converged`).
+                        return;
+                    }
                     self.nodes.get_mut(&id).expect("node exists").life = Life::Down;
                     self.start(id);
                     if self.plan.kind == Kind::ReAdd && self.rng.random_bool(0.5) {
@@ -1316,15 +1389,36 @@ impl World {
     }
 
     /// A membership change through a random running node: a removal (the leader half the
-    /// time), a removed node added back, or a new one.
+    /// time), a removed node added back, or a new one. Sometimes two at once, through two
+    /// nodes (or a second while one is in flight): each makes sense against the voters as
+    /// they are, but only one may take effect if both were checked against the same voters.
     fn membership_change(&mut self) -> bool {
-        if self.admin_busy {
+        let in_flight = self.ops.iter().filter(|op| op.change.is_some()).count();
+        if in_flight >= 2 || (in_flight == 1 && !self.rng.random_bool(SECOND_CHANGE)) {
             return false;
         }
+        if !self.send_change() {
+            return false;
+        }
+        if in_flight == 0 && self.rng.random_bool(TWO_CHANGES_AT_ONCE) {
+            self.send_change();
+        }
+        true
+    }
+
+    /// Sends one membership change (see [`membership_change`](Self::membership_change)); a
+    /// second one goes through another node than the first, if another runs, and adds the
+    /// id the first adds some of the time.
+    fn send_change(&mut self) -> bool {
         let running = self.running();
         if running.is_empty() {
             return false;
         }
+        let first = self
+            .ops
+            .iter()
+            .find(|op| op.change.is_some())
+            .map(|op| (op.node, op.change.clone()));
         let voters = self.voters();
         let gone: Vec<u64> = self
             .nodes
@@ -1345,10 +1439,19 @@ impl World {
         } else {
             gone
         };
+        // The id the change in flight adds, if it adds one that can still be added.
+        let adding = match &first {
+            Some((_, Some(MemberChange::Add { id, .. }))) if gone.contains(id) => Some(*id),
+            _ => None,
+        };
         let change = if !gone.is_empty() && (voters.len() < 3 || self.rng.random_bool(0.6)) {
-            let id = gone[self.rng.random_range(0..gone.len())];
+            let id = match adding {
+                Some(id) if self.rng.random_bool(0.4) => id,
+                _ => gone[self.rng.random_range(0..gone.len())],
+            };
             // The operator's way back in: wipe the node's folders, add it, start it with
-            // --join (see `answered`).
+            // --join (see `answered`). (Not running: an addition in flight has not been
+            // answered yet, and the node is started only once it is.)
             let node = self.nodes.get_mut(&id).expect("node exists");
             node.fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
             node.config.join = true;
@@ -1376,13 +1479,34 @@ impl World {
         } else {
             return false;
         };
-        let via = running[self.rng.random_range(0..running.len())];
+        let others: Vec<u64> = running
+            .iter()
+            .copied()
+            .filter(|id| first.as_ref().is_none_or(|(via, _)| via != id))
+            .collect();
+        let choices = if others.is_empty() { &running } else { &others };
+        let via = choices[self.rng.random_range(0..choices.len())];
         let (tx, rx) = oneshot::channel();
-        self.note(|| format!("admin: {change:?} via n{via}"));
-        self.admin_busy = true;
+        let overlapped = first.is_some();
+        self.changes_sent += 1;
+        let sent_no = self.changes_sent;
+        let mut pairs = Vec::new();
+        if overlapped {
+            self.stats.concurrent_changes += 1;
+            self.note(|| format!("admin: {change:?} via n{via}, while another is in flight"));
+            for op in self.ops.iter_mut().filter(|op| op.change.is_some()) {
+                op.overlapped = true;
+                op.pairs.push(sent_no);
+            }
+            pairs.push(sent_no);
+        } else {
+            self.note(|| format!("admin: {change:?} via n{via}"));
+        }
         self.ops.push(InFlight {
             pending: None,
             change: Some(change.clone()),
+            overlapped,
+            pairs,
             node: via,
             rx,
         });
@@ -1937,6 +2061,7 @@ impl World {
         let ops: Vec<crate::lincheck::Operation> =
             self.history.iter().map(|r| r.op.clone()).collect();
         let found = crate::verify::verify(&ops, &finals);
+        self.stats.changes_judged = self.inv.check_membership();
         let mut violations = std::mem::take(&mut self.inv.violations);
         violations.append(&mut self.violations);
         violations.extend(found.violations);
@@ -1952,6 +2077,26 @@ impl World {
             stale: std::mem::take(&mut self.stale),
             trace: self.trace.take(),
         }
+    }
+}
+
+/// A membership change's answer, as the REST API would give it: its status, and for a `409`
+/// whether it was refused at its commit because another change was applied first.
+pub fn change_answer(answer: &Result<(), ProposalError>) -> &'static str {
+    match answer {
+        Ok(()) => "204",
+        Err(ProposalError::MembershipChanged { .. }) => "409 (another applied first)",
+        Err(ProposalError::ChangePending) => "409 (another pending)",
+        Err(ProposalError::NotMember(_)) => "404",
+        Err(
+            ProposalError::AlreadyMember(_)
+            | ProposalError::UrlInUse { .. }
+            | ProposalError::LastVoter(_)
+            | ProposalError::Rejected(_)
+            | ProposalError::WouldLoseQuorum(_),
+        ) => "409 (other)",
+        Err(ProposalError::Timeout(_) | ProposalError::Stopped) => "503 (may still happen)",
+        Err(_) => "503 (will not happen)",
     }
 }
 
