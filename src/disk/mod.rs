@@ -24,6 +24,7 @@
 mod aligned;
 mod mem;
 mod platter;
+pub mod reaper;
 
 pub use aligned::AlignedBuf;
 pub use mem::MemFs;
@@ -97,9 +98,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Makes the entries of folder `dir` (created, renamed, removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Whether the WAL removes the segments it released on a thread of its own. On a real disk
-    /// unlinking a big file takes milliseconds, which the raft thread must not wait for; an
-    /// in-memory disk says no, so that a simulation stays on one thread and deterministic.
+    /// Whether files that are never read again (released WAL segments, old snapshots) are
+    /// removed on a thread of their own ([`reaper`]). On a real disk unlinking a big file takes
+    /// milliseconds, which the raft thread must not wait for; an in-memory disk says no, so
+    /// that a simulation stays on one thread and deterministic.
     fn background_removal(&self) -> bool {
         false
     }

@@ -77,7 +77,6 @@
 //!   and recover from what is on disk. A failed write poisons it the same way.
 
 mod error;
-mod reaper;
 mod record;
 mod replay;
 mod segment;
@@ -91,9 +90,11 @@ pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 pub use record::{DecodeError, EncodeError, Record};
 pub use segment::segment_name;
 
+use crate::disk::reaper::Reaper;
 use crate::disk::{DiskFile, FileSystem, SharedFs, StdFs};
 use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
+use std::sync::Arc;
 
 /// The page size synced writes are aligned to (the page cache's, and ext4's block size).
 pub const PAGE_SIZE: u64 = 4096;
@@ -222,7 +223,7 @@ pub struct Wal {
     poisoned: Option<PathBuf>,
     syncer: Syncer,
     /// Removes released segments where the file system says to do it on another thread.
-    reaper: reaper::Reaper,
+    reaper: Reaper,
 }
 
 // By hand, so that logging a `Wal` does not print its write buffer.
@@ -324,7 +325,7 @@ impl Wal {
             last_index: 0,
             poisoned: None,
             syncer,
-            reaper: reaper::Reaper::default(),
+            reaper: Reaper::new("wal-reaper"),
         })
     }
 
@@ -428,7 +429,7 @@ impl Wal {
             last_index,
             poisoned: None,
             syncer,
-            reaper: reaper::Reaper::default(),
+            reaper: Reaper::new("wal-reaper"),
         };
         // What was replayed may sit in the page cache only (the process died, not the
         // machine): sync it, and say so with a sync mark, so that damage to it is never
@@ -515,7 +516,7 @@ impl Wal {
     /// Deletes the oldest segments whose entries all have an index below `index`, and syncs
     /// the directory: on the caller's thread, or on one of its own where the file system
     /// says so ([`FileSystem::background_removal`]: a real disk), in which case they are no
-    /// longer the WAL's at once but may stay on the disk a little longer (see `reaper.rs`;
+    /// longer the WAL's at once but may stay on the disk a little longer (see [`crate::disk::reaper`];
     /// [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
     /// current segment and its header (metadata, newest marker, hard state) always remain.
     ///
@@ -534,8 +535,10 @@ impl Wal {
             return Ok(());
         }
         if self.fs.background_removal() {
-            let released = self.segments.drain(..n).map(|s| s.path).collect();
-            self.reaper.remove(&self.fs, &self.dir, released);
+            let released: Vec<PathBuf> = self.segments.drain(..n).map(|s| s.path).collect();
+            let (fs, dir) = (Arc::clone(&self.fs), self.dir.clone());
+            self.reaper
+                .run(Box::new(move || remove_in_order(&*fs, &dir, released)));
             return Ok(());
         }
         for _ in 0..n {
@@ -552,7 +555,7 @@ impl Wal {
     }
 
     /// Returns once the segments released so far are gone from the disk (they may be removed
-    /// on a thread of their own: see `reaper.rs`).
+    /// on a thread of their own: see [`crate::disk::reaper`]).
     pub fn wait_for_removals(&mut self) {
         self.reaper.wait();
     }
@@ -626,6 +629,22 @@ pub fn scan_on(
     replay::scan(fs, dir, visit)
 }
 
+/// Removes released segments `paths` oldest first, stopping at the first failure (so the ones
+/// left stay consecutive), then syncs `dir`: the reaper's chore. Failures only leave disk
+/// space in use until the next release or start, so they are logged, naming the file.
+fn remove_in_order(fs: &dyn FileSystem, dir: &Path, paths: Vec<PathBuf>) {
+    let n = paths.len();
+    for path in paths {
+        if let Err(err) = fs.remove_file(&path) {
+            tracing::warn!(path = %path.display(), %err, "cannot remove a released WAL segment; it is released again after the next start");
+            break;
+        }
+    }
+    if let Err(err) = fs.sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), %err, "cannot sync the WAL folder after removing segments");
+    }
+    tracing::debug!(removed = n, "released WAL segments removed");
+}
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
