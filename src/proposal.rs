@@ -228,10 +228,21 @@ pub struct Sessions {
     /// it, so that snapshots of older versions still load.
     #[serde(skip)]
     skipped_changes: BTreeSet<ProposalId>,
-    /// Set for a table read from a snapshot that predates `skipped_changes`: which of the
-    /// changes it settled were skipped is unknown.
+    /// For a table read from a snapshot that predates `skipped_changes`, per origin: its
+    /// session then, and the number below which its changes settled in that snapshot may have
+    /// been skipped unbeknownst to the table. Kept, and written to later snapshots, until the
+    /// origin's floor passes that number or its session ends: then nothing of it is unknown.
     #[serde(skip)]
-    skips_unknown: bool,
+    skips_unknown: BTreeMap<u64, (u64, u64)>,
+}
+
+/// What a table knows of skipped membership changes, as the snapshot codec writes it after
+/// the table: `(origin, session, seq)` of each skipped change, and `(origin, session, below)`
+/// of each origin whose skips below a number are unknown (see [`Sessions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipRecord {
+    skipped: Vec<(u64, u64, u64)>,
+    unknown: Vec<(u64, u64, u64)>,
 }
 
 /// One node process's session.
@@ -255,6 +266,7 @@ impl Sessions {
             Some(s) if s.nonce == nonce => s.id,
             _ => {
                 self.skipped_changes.retain(|c| c.origin != origin);
+                self.skips_unknown.remove(&origin);
                 self.by_origin.insert(
                     origin,
                     Session {
@@ -293,6 +305,13 @@ impl Sessions {
             forget_below(&mut s.applied, floor);
             self.skipped_changes
                 .retain(|c| c.origin != id.origin || c.seq >= floor);
+            if self
+                .skips_unknown
+                .get(&id.origin)
+                .is_some_and(|&(_, below)| floor >= below)
+            {
+                self.skips_unknown.remove(&id.origin);
+            }
         }
         if id.seq < s.floor || contains(&s.applied, id.seq) {
             return Verdict::Duplicate;
@@ -313,6 +332,7 @@ impl Sessions {
     pub fn forget(&mut self, origin: u64) {
         self.by_origin.remove(&origin);
         self.skipped_changes.retain(|c| c.origin != origin);
+        self.skips_unknown.remove(&origin);
     }
 
     /// Records that the membership change `id`, admitted with [`Verdict::Apply`], was not
@@ -332,21 +352,66 @@ impl Sessions {
     }
 
     /// Whether the settled membership change `id` was skipped rather than applied; `None` if
-    /// this table came from a snapshot too old to say.
+    /// the table cannot tell (it came from a snapshot too old to record skips, and `id` was
+    /// settled before it).
     pub fn change_was_skipped(&self, id: ProposalId) -> Option<bool> {
-        (!self.skips_unknown).then(|| self.skipped_changes.contains(&id))
+        let unknown = self
+            .skips_unknown
+            .get(&id.origin)
+            .is_some_and(|&(session, below)| session == id.session && id.seq < below);
+        (!unknown).then(|| self.skipped_changes.contains(&id))
     }
 
-    /// The skipped changes, as the snapshot codec writes them.
+    /// The skipped changes held.
     pub fn skipped_changes(&self) -> impl Iterator<Item = ProposalId> + '_ {
         self.skipped_changes.iter().copied()
     }
 
-    /// The table as read from a snapshot, with the skipped changes written after it (`None`:
-    /// the snapshot predates them).
-    pub fn with_skipped_changes(mut self, skipped: Option<Vec<ProposalId>>) -> Sessions {
-        self.skips_unknown = skipped.is_none();
-        self.skipped_changes = skipped.unwrap_or_default().into_iter().collect();
+    /// What the table knows of skipped changes, for the snapshot codec to write.
+    pub fn skip_record(&self) -> SkipRecord {
+        SkipRecord {
+            skipped: self
+                .skipped_changes
+                .iter()
+                .map(|c| (c.origin, c.session, c.seq))
+                .collect(),
+            unknown: self
+                .skips_unknown
+                .iter()
+                .map(|(&origin, &(session, below))| (origin, session, below))
+                .collect(),
+        }
+    }
+
+    /// The table as read from a snapshot, with what the snapshot says of skipped changes
+    /// after it (`None`: the snapshot predates them, so every change its sessions settled may
+    /// have been skipped for all it knows).
+    pub fn with_skip_record(mut self, record: Option<SkipRecord>) -> Sessions {
+        let record = record.unwrap_or_else(|| SkipRecord {
+            skipped: Vec::new(),
+            unknown: self
+                .by_origin
+                .iter()
+                .filter_map(|(&origin, s)| {
+                    let below = s.applied.values().copied().max().unwrap_or(0).max(s.floor);
+                    (below > s.floor).then_some((origin, s.id, below))
+                })
+                .collect(),
+        });
+        self.skipped_changes = record
+            .skipped
+            .into_iter()
+            .map(|(origin, session, seq)| ProposalId {
+                origin,
+                session,
+                seq,
+            })
+            .collect();
+        self.skips_unknown = record
+            .unknown
+            .into_iter()
+            .map(|(origin, session, below)| (origin, (session, below)))
+            .collect();
         self
     }
 

@@ -10,7 +10,8 @@
 //! The pairs come in no particular order. Snapshots of older versions hold no sessions (the
 //! members fill `state_len`): they read as an empty exactly-once table; or no skipped
 //! changes (the membership changes that committed but were not applied, see
-//! [`Sessions::note_skipped_change`]): the table then says it cannot tell. Varints are bincode's
+//! [`Sessions::note_skipped_change`]): the table then says it cannot tell for the changes it
+//! settled, and so do the snapshots written after it while that matters. Varints are bincode's
 //! (encoded by the crate). Every length is checked against the bytes that remain before anything is
 //! allocated, so a damaged length cannot make the decoder allocate wildly.
 //!
@@ -22,7 +23,7 @@ use std::io::{self, Read, Write};
 use super::ClusterState;
 use super::map::{Map, Pair, VARINTS, pair_head, varint_len, write_varint};
 use crate::membership::Members;
-use crate::proposal::{ProposalId, Sessions};
+use crate::proposal::{Sessions, SkipRecord};
 
 /// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
 /// Constant time: the map keeps the length of its pairs' encodings.
@@ -131,13 +132,8 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
         bincode::serde::encode_to_vec(&state.sessions, config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
-    let skipped: Vec<(u64, u64, u64)> = state
-        .sessions
-        .skipped_changes()
-        .map(|id| (id.origin, id.session, id.seq))
-        .collect();
     bytes.extend(
-        bincode::serde::encode_to_vec(&skipped, config)
+        bincode::serde::encode_to_vec(state.sessions.skip_record(), config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
     bytes
@@ -153,15 +149,15 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
         Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
     let rest = &bytes[used..];
     let sessions: Sessions = if rest.is_empty() {
-        Sessions::default().with_skipped_changes(None)
+        Sessions::default()
     } else {
         let (sessions, used): (Sessions, usize) = bincode::serde::decode_from_slice(rest, config)
             .map_err(|e| invalid(format!("sessions: {e}")))?;
         let rest = &rest[used..];
         if rest.is_empty() {
-            sessions.with_skipped_changes(None)
+            sessions.with_skip_record(None)
         } else {
-            let (skipped, used): (Vec<(u64, u64, u64)>, usize) =
+            let (record, used): (SkipRecord, usize) =
                 bincode::serde::decode_from_slice(rest, config)
                     .map_err(|e| invalid(format!("skipped membership changes: {e}")))?;
             if used != rest.len() {
@@ -170,15 +166,7 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
                     rest.len() - used
                 )));
             }
-            let skipped = skipped
-                .into_iter()
-                .map(|(origin, session, seq)| ProposalId {
-                    origin,
-                    session,
-                    seq,
-                })
-                .collect();
-            sessions.with_skipped_changes(Some(skipped))
+            sessions.with_skip_record(Some(record))
         }
     };
     Ok(ClusterState { members, sessions })
@@ -216,6 +204,7 @@ fn invalid(reason: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proposal::ProposalId;
 
     /// The original's Test_kvstore_snapshot: a snapshot round-trips the map, and here the
     /// members and the exactly-once table too.
@@ -228,7 +217,7 @@ mod tests {
         state.members.add(1, "http://127.0.0.1:1".into());
         state.members.remove(2);
         let session = state.sessions.register(1, 77, 5);
-        let id = crate::proposal::ProposalId {
+        let id = ProposalId {
             origin: 1,
             session,
             seq: 3,
@@ -260,13 +249,53 @@ mod tests {
         let (state, map) = decode_snapshot(&data).expect("an old snapshot decodes");
         assert_eq!(state.members, members);
         assert_eq!(state.sessions.size(), (0, 0));
-        let any = ProposalId {
-            origin: 1,
-            session: 1,
-            seq: 1,
-        };
-        assert_eq!(state.sessions.change_was_skipped(any), None, "cannot tell");
         assert_eq!(map.get("/k"), Some("v"));
+    }
+
+    /// Snapshots written before skipped changes were recorded hold the table alone: which
+    /// changes it settled were skipped is unknown, and stays unknown in the snapshots written
+    /// after it (a review found a re-encoded table claiming to know), until the origin's floor
+    /// passes them; what is applied after it is known.
+    #[test]
+    fn snapshots_without_skipped_changes_say_they_cannot_tell() {
+        let mut sessions = Sessions::default();
+        let session = sessions.register(1, 77, 5);
+        let id = |seq| ProposalId {
+            origin: 1,
+            session,
+            seq,
+        };
+        sessions.admit(id(3), 1);
+        let config = bincode::config::standard();
+        let members = Members::default();
+        let mut blob = bincode::serde::encode_to_vec(&members, config).expect("encodes");
+        blob.extend(bincode::serde::encode_to_vec(&sessions, config).expect("encodes"));
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.push(0);
+        let mut state = decode_cluster_state(&data).expect("an old snapshot decodes");
+        assert_eq!(
+            state.sessions.change_was_skipped(id(3)),
+            None,
+            "settled before"
+        );
+        assert_eq!(
+            state.sessions.admit(id(4), 1),
+            crate::proposal::Verdict::Apply
+        );
+        assert_eq!(state.sessions.change_was_skipped(id(4)), Some(false));
+
+        let again = encode_snapshot(&state, &Map::default());
+        let mut state = decode_cluster_state(&again).expect("decodes");
+        assert_eq!(
+            state.sessions.change_was_skipped(id(3)),
+            None,
+            "still unknown"
+        );
+        assert_eq!(state.sessions.change_was_skipped(id(4)), Some(false));
+        // The origin answered everything below 5: nothing of it is unknown any more.
+        state.sessions.admit(id(5), 5);
+        assert_eq!(state.sessions.change_was_skipped(id(3)), Some(false));
     }
 
     #[test]

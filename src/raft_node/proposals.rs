@@ -784,7 +784,7 @@ mod tests {
                 sessions.note_skipped_change(ctx.id);
             }
             if !known {
-                sessions = sessions.with_skipped_changes(None);
+                sessions = sessions.with_skip_record(None);
             }
             let mut members = Members::default();
             for id in 1..=3 {

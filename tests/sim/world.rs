@@ -2109,7 +2109,7 @@ enum Refused {
 }
 
 /// A digest of a node's replicated state: the value of every key the clients use, the number
-/// of keys, and the exactly-once table.
+/// of keys, and the exactly-once table with its skipped membership changes.
 fn state_digest(kv: &KvStore, keys: &[String], sessions: &raftexample::proposal::Sessions) -> u64 {
     let mut h = DefaultHasher::new();
     kv.len().hash(&mut h);
@@ -2119,6 +2119,10 @@ fn state_digest(kv: &KvStore, keys: &[String], sessions: &raftexample::proposal:
     bincode::serde::encode_to_vec(sessions, bincode::config::standard())
         .expect("encoding into a Vec cannot fail")
         .hash(&mut h);
+    // Not in the bincode form of the table, but replicated all the same.
+    for c in sessions.skipped_changes() {
+        (c.origin, c.session, c.seq).hash(&mut h);
+    }
     h.finish()
 }
 
