@@ -78,7 +78,11 @@ impl RaftNode {
                 self.set_members(state.members);
                 self.sessions = state.sessions;
             }
-            Err(err) => tracing::error!(%err, "snapshot carries no readable membership"),
+            // The error names the part: members, sessions or skipped changes.
+            Err(err) => tracing::error!(
+                %err,
+                "cannot read the snapshot's members and exactly-once table; keeping this node's"
+            ),
         }
         self.conf_state = meta.get_conf_state().clone();
         // Requests of this node that the snapshot shows applied are answered once it is
