@@ -239,7 +239,7 @@ pub struct Sessions {
 /// What a table knows of skipped membership changes, as the snapshot codec writes it after
 /// the table: `(origin, session, seq)` of each skipped change, and `(origin, session, below)`
 /// of each origin whose skips below a number are unknown (see [`Sessions`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SkipRecord {
     skipped: Vec<(u64, u64, u64)>,
     unknown: Vec<(u64, u64, u64)>,
@@ -355,6 +355,11 @@ impl Sessions {
     /// the table cannot tell (it came from a snapshot too old to record skips, and `id` was
     /// settled before it).
     pub fn change_was_skipped(&self, id: ProposalId) -> Option<bool> {
+        // A recorded skip is a fact even where the rest is unknown: a snapshot of 2026-12-03's
+        // builds holds the skips it saw, but may have re-written a table that could not tell.
+        if self.skipped_changes.contains(&id) {
+            return Some(true);
+        }
         let unknown = self
             .skips_unknown
             .get(&id.origin)
@@ -384,22 +389,26 @@ impl Sessions {
     }
 
     /// The table as read from a snapshot, with what the snapshot says of skipped changes
-    /// after it (`None`: the snapshot predates them, so every change its sessions settled may
-    /// have been skipped for all it knows).
-    pub fn with_skip_record(mut self, record: Option<SkipRecord>) -> Sessions {
-        let record = record.unwrap_or_else(|| SkipRecord {
-            skipped: Vec::new(),
-            unknown: self
-                .by_origin
+    /// after it: the skips it recorded, and the `(origin, session, below)` ranges it could not
+    /// tell. `unknown` is `None` for a snapshot that says nothing of what it could not tell
+    /// (written before skips were recorded, or by the builds of 2026-12-03 that recorded them
+    /// but could re-write an older table as if it knew): every change its sessions settled
+    /// and did not record may have been skipped, for all it knows.
+    pub fn with_skips(
+        mut self,
+        skipped: Vec<(u64, u64, u64)>,
+        unknown: Option<Vec<(u64, u64, u64)>>,
+    ) -> Sessions {
+        let unknown = unknown.unwrap_or_else(|| {
+            self.by_origin
                 .iter()
                 .filter_map(|(&origin, s)| {
                     let below = s.applied.values().copied().max().unwrap_or(0).max(s.floor);
                     (below > s.floor).then_some((origin, s.id, below))
                 })
-                .collect(),
+                .collect()
         });
-        self.skipped_changes = record
-            .skipped
+        self.skipped_changes = skipped
             .into_iter()
             .map(|(origin, session, seq)| ProposalId {
                 origin,
@@ -407,8 +416,7 @@ impl Sessions {
                 seq,
             })
             .collect();
-        self.skips_unknown = record
-            .unknown
+        self.skips_unknown = unknown
             .into_iter()
             .map(|(origin, session, below)| (origin, (session, below)))
             .collect();

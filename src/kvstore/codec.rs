@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use super::ClusterState;
 use super::map::{Map, Pair, VARINTS, pair_head, varint_len, write_varint};
 use crate::membership::Members;
-use crate::proposal::{Sessions, SkipRecord};
+use crate::proposal::Sessions;
 
 /// Exact length of what [`write_snapshot`] writes: the snapshot file announces it first.
 /// Constant time: the map keeps the length of its pairs' encodings.
@@ -155,18 +155,29 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
             .map_err(|e| invalid(format!("sessions: {e}")))?;
         let rest = &rest[used..];
         if rest.is_empty() {
-            sessions.with_skip_record(None)
+            sessions.with_skips(Vec::new(), None)
         } else {
-            let (record, used): (SkipRecord, usize) =
+            // A SkipRecord: the skipped changes, then what the table could not tell. The
+            // builds of 2026-12-03 wrote the first alone, so a record may end after it.
+            let (skipped, used): (Vec<(u64, u64, u64)>, usize) =
                 bincode::serde::decode_from_slice(rest, config)
                     .map_err(|e| invalid(format!("skipped membership changes: {e}")))?;
-            if used != rest.len() {
-                return Err(invalid(format!(
-                    "{} bytes after the skipped membership changes",
-                    rest.len() - used
-                )));
+            let rest = &rest[used..];
+            if rest.is_empty() {
+                sessions.with_skips(skipped, None)
+            } else {
+                let (unknown, used): (Vec<(u64, u64, u64)>, usize) =
+                    bincode::serde::decode_from_slice(rest, config).map_err(|e| {
+                        invalid(format!("membership changes of unknown outcome: {e}"))
+                    })?;
+                if used != rest.len() {
+                    return Err(invalid(format!(
+                        "{} bytes after the skipped membership changes",
+                        rest.len() - used
+                    )));
+                }
+                sessions.with_skips(skipped, Some(unknown))
             }
-            sessions.with_skip_record(Some(record))
         }
     };
     Ok(ClusterState { members, sessions })
@@ -252,27 +263,47 @@ mod tests {
         assert_eq!(map.get("/k"), Some("v"));
     }
 
+    /// A table with one session of origin 1 that applied `seqs`, and its ids by number.
+    fn one_session_that_settled(seqs: &[u64]) -> (Sessions, impl Fn(u64) -> ProposalId) {
+        let mut sessions = Sessions::default();
+        let session = sessions.register(1, 77, 5);
+        let id = move |seq| ProposalId {
+            origin: 1,
+            session,
+            seq,
+        };
+        for &seq in seqs {
+            sessions.admit(id(seq), 1);
+        }
+        (sessions, id)
+    }
+
+    /// The cluster state and an empty map as older builds wrote them: no members, the table,
+    /// then (the builds of 2026-12-03) the skipped changes alone, or (before) nothing.
+    fn snapshot_of_an_older_build(
+        sessions: &Sessions,
+        skipped: Option<Vec<(u64, u64, u64)>>,
+    ) -> Vec<u8> {
+        let config = bincode::config::standard();
+        let mut blob = bincode::serde::encode_to_vec(Members::default(), config).expect("encodes");
+        blob.extend(bincode::serde::encode_to_vec(sessions, config).expect("encodes"));
+        if let Some(skipped) = skipped {
+            blob.extend(bincode::serde::encode_to_vec(skipped, config).expect("encodes"));
+        }
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.push(0);
+        data
+    }
+
     /// Snapshots written before skipped changes were recorded hold the table alone: which
     /// changes it settled were skipped is unknown, and stays unknown in the snapshots written
     /// after it (a review found a re-encoded table claiming to know), until the origin's floor
     /// passes them; what is applied after it is known.
     #[test]
     fn snapshots_without_skipped_changes_say_they_cannot_tell() {
-        let mut sessions = Sessions::default();
-        let session = sessions.register(1, 77, 5);
-        let id = |seq| ProposalId {
-            origin: 1,
-            session,
-            seq,
-        };
-        sessions.admit(id(3), 1);
-        let config = bincode::config::standard();
-        let members = Members::default();
-        let mut blob = bincode::serde::encode_to_vec(&members, config).expect("encodes");
-        blob.extend(bincode::serde::encode_to_vec(&sessions, config).expect("encodes"));
-        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
-        data.extend_from_slice(&blob);
-        data.push(0);
+        let (sessions, id) = one_session_that_settled(&[3]);
+        let data = snapshot_of_an_older_build(&sessions, None);
         let mut state = decode_cluster_state(&data).expect("an old snapshot decodes");
         assert_eq!(
             state.sessions.change_was_skipped(id(3)),
@@ -296,6 +327,34 @@ mod tests {
         // The origin answered everything below 5: nothing of it is unknown any more.
         state.sessions.admit(id(5), 5);
         assert_eq!(state.sessions.change_was_skipped(id(3)), Some(false));
+    }
+
+    /// The builds of 2026-12-03 wrote the skipped changes alone after the table, nothing of
+    /// what it could not tell. Such a snapshot loads (it was refused: "unexpected end"); its
+    /// recorded skips are known, the other changes it settled are not (it may have re-written
+    /// a table that could not tell), and both stay so in the snapshots written after it.
+    #[test]
+    fn snapshots_with_skipped_changes_alone_load_and_keep_what_they_know() {
+        let (sessions, id) = one_session_that_settled(&[3, 4]);
+        let data = snapshot_of_an_older_build(&sessions, Some(vec![(1, id(4).session, 4)]));
+
+        let mut state = decode_cluster_state(&data).expect("a snapshot of 2026-12-03 decodes");
+        for round in ["as read", "written again"] {
+            let skipped = |seq| state.sessions.change_was_skipped(id(seq));
+            assert_eq!(skipped(4), Some(true), "{round}: recorded as skipped");
+            assert_eq!(
+                skipped(3),
+                None,
+                "{round}: settled, not recorded: cannot tell"
+            );
+            let again = encode_snapshot(&state, &Map::default());
+            state = decode_cluster_state(&again).expect("decodes");
+        }
+        assert_eq!(
+            state.sessions.admit(id(5), 1),
+            crate::proposal::Verdict::Apply
+        );
+        assert_eq!(state.sessions.change_was_skipped(id(5)), Some(false));
     }
 
     #[test]

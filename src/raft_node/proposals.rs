@@ -784,7 +784,7 @@ mod tests {
                 sessions.note_skipped_change(ctx.id);
             }
             if !known {
-                sessions = sessions.with_skip_record(None);
+                sessions = sessions.with_skips(Vec::new(), None);
             }
             let mut members = Members::default();
             for id in 1..=3 {
