@@ -236,15 +236,6 @@ pub struct Sessions {
     skips_unknown: BTreeMap<u64, (u64, u64)>,
 }
 
-/// What a table knows of skipped membership changes, as the snapshot codec writes it after
-/// the table: `(origin, session, seq)` of each skipped change, and `(origin, session, below)`
-/// of each origin whose skips below a number are unknown (see [`Sessions`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SkipRecord {
-    skipped: Vec<(u64, u64, u64)>,
-    unknown: Vec<(u64, u64, u64)>,
-}
-
 /// One node process's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
@@ -372,20 +363,12 @@ impl Sessions {
         self.skipped_changes.iter().copied()
     }
 
-    /// What the table knows of skipped changes, for the snapshot codec to write.
-    pub fn skip_record(&self) -> SkipRecord {
-        SkipRecord {
-            skipped: self
-                .skipped_changes
-                .iter()
-                .map(|c| (c.origin, c.session, c.seq))
-                .collect(),
-            unknown: self
-                .skips_unknown
-                .iter()
-                .map(|(&origin, &(session, below))| (origin, session, below))
-                .collect(),
-        }
+    /// `(origin, session, below)` of each origin whose changes below `below` settled in a
+    /// snapshot that could not tell whether they were skipped (see [`Sessions::with_skips`]).
+    pub fn unknown_skips(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.skips_unknown
+            .iter()
+            .map(|(&origin, &(session, below))| (origin, session, below))
     }
 
     /// The table as read from a snapshot, with what the snapshot says of skipped changes

@@ -132,10 +132,20 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
         bincode::serde::encode_to_vec(&state.sessions, config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
-    bytes.extend(
-        bincode::serde::encode_to_vec(state.sessions.skip_record(), config)
-            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
-    );
+    // What the table knows of skipped changes: `(origin, session, seq)` of each skipped one,
+    // then what it cannot tell, `(origin, session, below)`; `read_state` reads them back.
+    let skipped: Vec<(u64, u64, u64)> = state
+        .sessions
+        .skipped_changes()
+        .map(|c| (c.origin, c.session, c.seq))
+        .collect();
+    let unknown: Vec<(u64, u64, u64)> = state.sessions.unknown_skips().collect();
+    for list in [skipped, unknown] {
+        bytes.extend(
+            bincode::serde::encode_to_vec(list, config)
+                .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+        );
+    }
     bytes
 }
 
@@ -157,8 +167,8 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
         if rest.is_empty() {
             sessions.with_skips(Vec::new(), None)
         } else {
-            // A SkipRecord: the skipped changes, then what the table could not tell. The
-            // builds of 2026-12-03 wrote the first alone, so a record may end after it.
+            // The skipped changes, then what the table could not tell (see `state_bytes`).
+            // The builds of 2026-12-03 wrote the first alone, so the data may end after it.
             let (skipped, used): (Vec<(u64, u64, u64)>, usize) =
                 bincode::serde::decode_from_slice(rest, config)
                     .map_err(|e| invalid(format!("skipped membership changes: {e}")))?;
