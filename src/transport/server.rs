@@ -57,6 +57,11 @@ pub use super::http::Refusal;
 /// has something to say (and a vanished sender does not leave a task behind forever).
 const STREAM_IDLE: Duration = Duration::from_secs(60);
 
+/// Numbers the files of arriving snapshots, across every server of the process: a node
+/// stopped and started again in one process (the tests do) never names a file as the one
+/// before it did, whose removal may still be queued on the snapshotter's reaper thread.
+static NEXT_INCOMING: AtomicU64 = AtomicU64::new(0);
+
 /// State of the peer endpoints.
 #[derive(Clone)]
 pub struct PeerServer {
@@ -72,8 +77,6 @@ pub struct PeerServer {
     next_stream: Arc<AtomicU64>,
     /// Senders whose snapshot is arriving right now.
     arriving: Arc<Mutex<HashSet<u64>>>,
-    /// Numbers the files of arriving snapshots.
-    next_incoming: Arc<AtomicU64>,
     /// (sender, what) pairs already logged.
     logged: Arc<Mutex<HashSet<(u64, u64)>>>,
 }
@@ -107,7 +110,6 @@ impl PeerServer {
             streams: Arc::default(),
             next_stream: Arc::default(),
             arriving: Arc::default(),
-            next_incoming: Arc::default(),
             logged: Arc::default(),
         }
     }
@@ -413,7 +415,7 @@ impl snapshot::Arrivals for PeerServer {
     }
 
     fn next_incoming(&self) -> u64 {
-        self.next_incoming.fetch_add(1, Ordering::Relaxed)
+        NEXT_INCOMING.fetch_add(1, Ordering::Relaxed)
     }
 
     async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
@@ -485,6 +487,38 @@ async fn answer_join(
 mod tests {
     use super::*;
 
+    fn server(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
+        let (events_tx, events_rx) = mpsc::channel(8);
+        let server = PeerServer::new(
+            Arc::new(PeerFilter::new(3, 0xabc)),
+            events_tx,
+            Arc::default(),
+            PeerLimits {
+                max_message: 1 << 20,
+                max_snapshot: 1 << 20,
+            },
+            dir,
+        );
+        (server, events_rx)
+    }
+
+    /// A server started again on the same folder in the same process never reuses an
+    /// arriving file's number: the reaper may still be about to remove the old one's.
+    #[tokio::test]
+    async fn arriving_files_are_never_numbered_alike_in_one_process() {
+        use snapshot::Arrivals;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (first, _events) = server(dir.path());
+        let before: Vec<u64> = (0..3).map(|_| first.next_incoming()).collect();
+        drop(first);
+        let (again, _events) = server(dir.path());
+        let after = again.next_incoming();
+        assert!(
+            before.iter().all(|&n| n != after),
+            "{after} reused from {before:?}"
+        );
+    }
+
     fn message(kind: MessageType, from: u64) -> Message {
         let mut m = Message {
             from,
@@ -501,17 +535,7 @@ mod tests {
     #[tokio::test]
     async fn relayed_proposals_and_reads_keep_their_originator() {
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let (events_tx, mut events_rx) = mpsc::channel(8);
-        let server = PeerServer::new(
-            Arc::new(PeerFilter::new(3, 0xabc)),
-            events_tx,
-            Arc::default(),
-            PeerLimits {
-                max_message: 1 << 20,
-                max_snapshot: 1 << 20,
-            },
-            dir.path(),
-        );
+        let (server, mut events_rx) = server(dir.path());
         let batch = vec![
             message(MessageType::MsgAppendResponse, 1),
             message(MessageType::MsgPropose, 2),
