@@ -115,6 +115,7 @@ impl ApiError {
                 | ProposalError::NotProposed(_)
                 | ProposalError::Replaced(_)
                 | ProposalError::Timeout(_)
+                | ProposalError::OutcomeUnknown
                 | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::Busy(_)

@@ -84,6 +84,13 @@ pub enum ProposalError {
     /// The entry was proposed but not applied in time; it may still commit.
     #[error("not committed within {0:?} (a quorum may be down); it may still happen")]
     Timeout(Duration),
+    /// This node was removed and added back (or its session replaced) while the request was
+    /// in flight, and it learnt so from a snapshot, which cannot tell whether the request
+    /// took effect before: it is not proposed again.
+    #[error(
+        "this node's session ended while the request was in flight (the node was removed from the cluster and added back, or an earlier run of it registered late), and the snapshot it caught up from cannot tell whether the request was applied: it may have happened; check before sending it again"
+    )]
+    OutcomeUnknown,
     /// No leader was known for the whole wait of a read.
     #[error("no leader was elected within {0:?} (a quorum may be down); nothing was read")]
     ReadNoLeader(Duration),
@@ -144,6 +151,7 @@ impl ProposalError {
             ProposalError::NotProposed(_) => "not_proposed",
             ProposalError::Replaced(_) => "replaced",
             ProposalError::Timeout(_) => "timeout",
+            ProposalError::OutcomeUnknown => "outcome_unknown",
             ProposalError::ReadTimeout(_) => "read_timeout",
             ProposalError::Busy(_) => "busy",
             ProposalError::Stopped => "stopped",

@@ -397,6 +397,71 @@ async fn a_node_added_back_under_its_old_id_catches_up_and_stays() {
     assert_eq!(member_ids(&c, 3).await, [1, 2, 3]);
 }
 
+/// A follower frozen (SIGSTOP) while it is removed and added back under its old id, its
+/// process kept: it learns both from the log once it runs again, and goes on serving, its
+/// writes committed. (Found by a review: its removal forgot its session on every node, but the
+/// node kept proposing under it, so every node skipped its writes and each answered 503 after
+/// the proposal timeout, until the node was restarted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_and_added_back_while_frozen_goes_on_writing() {
+    // An append the leader sent between committing the removal and applying it waits in the
+    // frozen node's socket: read first, it tells the node its removal committed and nothing
+    // after, and the node rightly stops as removed. That race decides: a few tries.
+    for _ in 0..8 {
+        let mut c = ProcCluster::start(3, &["--proposal-timeout-ms", "3000"]).await;
+        let leader = c.wait_leader().await;
+        let v = (1..=3).find(|id| *id != leader).expect("a follower");
+        c.put_ok(v, "before", "1").await;
+        c.signal(v, Signal::SIGSTOP);
+        let pid = c.pid(v);
+        wait_for(Duration::from_secs(5), "the follower to stop", || async {
+            (common::process_state(pid) == Some('T')).then_some(())
+        })
+        .await;
+        let (code, body) = delete(&c, leader, v).await;
+        assert_eq!(code, 204, "{body}");
+        let url = c.peers[v as usize - 1].clone();
+        let (code, body) = post(&c, leader, v, &url).await;
+        assert_eq!(code, 204, "{body}");
+        let commit = |s: serde_json::Value| s["commit"].as_u64();
+        let added_at = commit(c.status(leader).await.expect("status")).expect("commit");
+        c.signal(v, Signal::SIGCONT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let back = loop {
+            if !c.is_running(v) {
+                let log = c.log(v);
+                assert!(log.contains("I've been removed"), "it stopped: {log}");
+                break false;
+            }
+            let applied = c.status(v).await.and_then(|s| s["applied"].as_u64());
+            if applied.is_some_and(|a| a >= added_at) {
+                break true;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "it did not apply its re-addition at {added_at} (applied {applied:?}): {}",
+                c.log(v)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if !back {
+            continue;
+        }
+        for (i, via) in [v, v, leader].into_iter().enumerate() {
+            let key = format!("after-{i}");
+            assert_eq!(
+                c.put(via, &key, "2").await,
+                Some(204),
+                "PUT {key} via {via}"
+            );
+            c.wait_value(leader, &key, "2", false).await;
+        }
+        assert_eq!(member_ids(&c, v).await, [1, 2, 3]);
+        return;
+    }
+    panic!("the frozen node read its removal alone and stopped, every time");
+}
+
 /// Kills node `id`, empties its data dir and starts it again under its id with `--join` (an
 /// operator replacing a failed disk); returns the length of its log before the new start.
 fn wipe_and_rejoin(c: &mut ProcCluster, id: u64) -> usize {

@@ -387,21 +387,68 @@ impl Proposals {
     /// A committed registration was applied to `sessions`.
     pub fn on_registration(&mut self, origin: u64, sessions: &Sessions, now: Instant) {
         if origin == self.origin {
-            self.adopt_session(sessions.session_of(self.origin, self.nonce), now);
+            self.adopt_session(sessions.session_of(self.origin, self.nonce), false, now);
         }
     }
 
-    /// Takes the session the replicated table gives this process. Losing it (a late copy of
-    /// an older process's registration replaced it) means every copy in flight will be
-    /// skipped: everything is proposed again under a new one.
-    fn adopt_session(&mut self, session: Option<u64>, now: Instant) {
+    /// A membership change was applied to `sessions`: the removal of this node forgot its
+    /// session (the node may be added back before it stops, and then goes on serving).
+    pub fn after_membership_change(&mut self, sessions: &Sessions, now: Instant) {
+        self.adopt_session(sessions.session_of(self.origin, self.nonce), false, now);
+    }
+
+    /// Takes the session the replicated table gives this process, as of an entry applied in
+    /// log order, or (`from_snapshot`) of a snapshot. Losing the one its requests went out
+    /// under (this node was removed, or a late copy of an older process's registration
+    /// replaced it) means every copy still in flight will be skipped. Applied in log order,
+    /// each copy before the loss was answered as it applied, so whatever is pending did not
+    /// take effect: it is all proposed again under a new session. From a snapshot, whether a
+    /// request sent before took effect in the entries it covers went with the session: such
+    /// requests are answered so ([`ProposalError::OutcomeUnknown`]), never proposed again.
+    fn adopt_session(&mut self, session: Option<u64>, from_snapshot: bool, now: Instant) {
         if session.is_some() {
             self.register_sent = None;
-        } else if self.session.is_some() {
-            tracing::warn!("this node's session was replaced; proposing its requests again");
-            self.propose_all_again(now);
+        }
+        if self.session.is_some() && session != self.session {
+            if from_snapshot {
+                self.answer_sent(|| ProposalError::OutcomeUnknown);
+            } else {
+                tracing::warn!(
+                    "this node's session was forgotten or replaced; proposing its requests again"
+                );
+                self.propose_all_again(now);
+            }
         }
         self.session = session;
+    }
+
+    /// Answers `err()` to every request that was proposed at least once.
+    fn answer_sent(&mut self, err: impl Fn() -> ProposalError) {
+        let sent: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent_at.is_some())
+            .map(|(seq, _)| *seq)
+            .collect();
+        if sent.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            requests = sent.len(),
+            "this node's session was forgotten or replaced in a snapshot: whether its requests \
+             in flight took effect is unknown"
+        );
+        for seq in &sent {
+            let Some(p) = self.pending.remove(seq) else {
+                continue;
+            };
+            if self.change == Some(*seq) {
+                self.change = None;
+            }
+            let _ = p.done.send(Err(err()));
+        }
+        self.queue.retain(|s| !sent.contains(s));
+        self.local_at.retain(|_, (_, seq)| !sent.contains(seq));
     }
 
     /// The committed entry at `index` of `term`, whose identity (if it has one) got `verdict`
@@ -457,7 +504,7 @@ impl Proposals {
                 p.local_copies = p.local_copies.saturating_sub(1);
             }
         }
-        self.adopt_session(sessions.session_of(self.origin, self.nonce), now);
+        self.adopt_session(sessions.session_of(self.origin, self.nonce), true, now);
         let Some(session) = self.session else {
             return Vec::new();
         };
@@ -610,16 +657,30 @@ mod tests {
         let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_secs(2));
         let mut sessions = Sessions::default();
         let _early = put(&mut p, now);
+        register_at(&mut p, &mut sessions, 7, now);
+        p.stop();
+        (p, sessions)
+    }
+
+    /// Applies the registration `p` is due to propose at `index`.
+    fn register_at(p: &mut Proposals, sessions: &mut Sessions, index: u64, now: Instant) {
         let reg = p.registration_due(now).expect("a registration is due");
         let proposal::Payload::Register { origin, nonce } =
             proposal::decode(&reg).expect("decodes")
         else {
             panic!("not a registration")
         };
-        sessions.register(origin, nonce, 7);
-        p.on_registration(origin, &sessions, now);
-        p.stop();
-        (p, sessions)
+        sessions.register(origin, nonce, index);
+        p.on_registration(origin, sessions, now);
+    }
+
+    /// A PUT proposed (forwarded to the leader): its answer, and its identity and floor.
+    fn put_sent(p: &mut Proposals, now: Instant) -> (Answer, ProposalId, u64) {
+        let answer = put(p, now);
+        let batch = p.take_batch(false, 0, now);
+        p.sent(&[batch[0].0], None, now);
+        let (id, floor) = decoded(&batch[0].1);
+        (answer, id, floor)
     }
 
     fn decoded(entry: &Entry) -> (ProposalId, u64) {
@@ -726,15 +787,74 @@ mod tests {
         assert_eq!(p.take_batch(true, 0, t0).len(), 1);
     }
 
+    /// This node's removal, applied in log order, forgot its session. If it is added back
+    /// before it stops, it goes on serving: what it had in flight did not take effect (each
+    /// copy that did was answered as it applied), so it registers again and proposes it anew,
+    /// under the new session, which the table admits (found by a review: the node kept its
+    /// old session, every node skipped its requests, and each one timed out).
+    #[test]
+    fn a_node_removed_and_added_back_in_the_log_proposes_again_under_a_new_session() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let (mut a, old, _) = put_sent(&mut p, t0);
+
+        sessions.forget(1);
+        p.after_membership_change(&sessions, t0);
+        assert_eq!(sessions.admit(old, 0), Verdict::StaleSession, "skipped");
+        assert!(
+            p.on_committed(20, 2, Some(old), Verdict::StaleSession)
+                .is_none()
+        );
+        assert!(a.try_recv().is_err(), "not answered: it did not happen");
+
+        register_at(&mut p, &mut sessions, 30, t0);
+        let again = p.take_batch(false, 0, t0);
+        assert_eq!(again.len(), 1, "proposed again");
+        let (new, floor) = decoded(&again[0].1);
+        assert_eq!((new.session, new.seq), (30, old.seq));
+        let verdict = sessions.admit(new, floor);
+        assert_eq!(verdict, Verdict::Apply);
+        let done = p.on_committed(31, 2, Some(new), verdict).expect("answered");
+        done.send(Ok(())).expect("sent");
+        assert_eq!(a.try_recv(), Ok(Ok(())));
+    }
+
+    /// The same, learnt from a snapshot: whether a request sent under the old session took
+    /// effect in the entries the snapshot covers went with the session, so it is answered as
+    /// unknown and never proposed again (that could apply it twice); one never sent goes out
+    /// under the new session.
+    #[test]
+    fn a_session_lost_in_a_snapshot_answers_what_was_sent_as_unknown() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let (mut sent, id, floor) = put_sent(&mut p, t0);
+        let mut unsent = put(&mut p, t0);
+        // On the leader: applied, then this node removed (its session forgotten with it) and
+        // added back; the snapshot says nothing of what its old session applied.
+        assert_eq!(sessions.admit(id, floor), Verdict::Apply);
+        sessions.forget(1);
+        assert!(
+            p.on_snapshot(100, &sessions, &Members::default(), t0)
+                .is_empty()
+        );
+        match sent.try_recv() {
+            Ok(Err(ProposalError::OutcomeUnknown)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(unsent.try_recv().is_err(), "still pending");
+        assert_eq!(p.len(), 1);
+        register_at(&mut p, &mut sessions, 110, t0);
+        let batch = p.take_batch(false, 0, t0);
+        assert_eq!(batch.len(), 1, "the unsent one, alone");
+        assert_eq!(decoded(&batch[0].1).0.session, 110);
+    }
+
     /// A snapshot from the leader that shows a pending request applied answers it.
     #[test]
     fn a_request_covered_by_a_snapshot_is_answered() {
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
-        let mut a = put(&mut p, t0);
-        let batch = p.take_batch(false, 0, t0);
-        p.sent(&[batch[0].0], None, t0);
-        let (id, floor) = decoded(&batch[0].1);
+        let (mut a, id, floor) = put_sent(&mut p, t0);
         // Applied in the leader's state, which reaches this node as a snapshot.
         assert_eq!(sessions.admit(id, floor), Verdict::Apply);
         for done in p.on_snapshot(100, &sessions, &Members::default(), t0) {

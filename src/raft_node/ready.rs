@@ -774,12 +774,21 @@ impl RaftNode {
             let waiter = self
                 .proposals
                 .on_committed(entry.index, entry.term, id, verdict);
+            let changed_members = result.is_ok()
+                && verdict == Verdict::Apply
+                && entry.get_entry_type() != EntryType::EntryNormal;
             match (waiter, result) {
                 (Some(w), Ok(())) => done.push(w),
                 (Some(w), Err(err)) => {
                     let _ = w.send(Err(err));
                 }
                 (None, _) => {}
+            }
+            if changed_members {
+                // This node's removal forgot its session (once the entry itself is answered:
+                // it may be this node's own request); if the node is added back before it
+                // stops, it serves what it had in flight under a new one.
+                self.proposals.after_membership_change(&self.sessions, now);
             }
         }
         let skipped = effective.iter().filter(|e| !**e).count();

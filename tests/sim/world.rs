@@ -2096,6 +2096,7 @@ pub fn change_answer(answer: &Result<(), ProposalError>) -> &'static str {
             | ProposalError::WouldLoseQuorum(_),
         ) => "409 (other)",
         Err(ProposalError::Timeout(_) | ProposalError::Stopped) => "503 (may still happen)",
+        Err(ProposalError::OutcomeUnknown) => "503 (may have happened)",
         Err(_) => "503 (will not happen)",
     }
 }
