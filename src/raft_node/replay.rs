@@ -199,6 +199,23 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
                 last_index
             ))));
         }
+        // The WAL's newest snapshot marker is part of the log the node acknowledged: a
+        // snapshot installed from the leader (a reset marker) replaced every entry before
+        // it. If its file is damaged and an older snapshot was loaded instead, the entries
+        // held may end below it, and the node would come back with a shorter log than it
+        // acknowledged (found by a review).
+        if let Some(newest) = contents.snapshot_markers.last()
+            && newest.index > last_index
+        {
+            return Err(naming_damage(StartError::Damaged(format!(
+                "{} names a snapshot at index {} (term {}), but it cannot be loaded and the \
+                 entries held end at {last_index}; the node would lose entries it had \
+                 acknowledged",
+                wal_dir.display(),
+                newest.index,
+                newest.term
+            ))));
+        }
         check_sole_voter(
             config,
             &wal_dir,
@@ -474,12 +491,11 @@ fn check_metadata(
     }
     // A node that joined never knew the bootstrap list (it is empty); its peers check its
     // cluster identity on every message instead.
-    let same = |a: &String, b: &String| normalize_url(a) == normalize_url(b);
     let list_matches = meta
         .initial_cluster
         .iter()
         .zip(&config.cluster)
-        .all(|(a, b)| same(a, b));
+        .all(|(a, b)| same_url(a, b));
     if !list_matches {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to a cluster started with --cluster {} (cluster {:x}), but the \
@@ -501,7 +517,7 @@ fn check_metadata(
             meta.cluster_id, config.cluster_token
         )));
     }
-    if normalize_url(&meta.peer_url) != own_url {
+    if !same_url(&meta.peer_url, own_url) {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
              {ways_out} (--cluster with {} in position {}), or with --join if this node is \
@@ -596,6 +612,34 @@ mod tests {
         assert_eq!(recovered.kv.get("/k"), Some("v"));
     }
 
+    /// Host names are not case-sensitive: a restart whose `--cluster` spells them otherwise
+    /// is the same node of the same cluster; another port is another node.
+    #[test]
+    fn a_restart_may_spell_host_names_in_any_case() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let with = |urls: &[&str]| Config {
+            cluster: urls.iter().map(|u| u.to_string()).collect(),
+            ..config(dir.path())
+        };
+        let first = with(&["http://localhost:12379", "http://node2:22379"]);
+        drop(replay_wal(&first).expect("bootstrap"));
+        let recovered = replay_wal(&with(&["http://LocalHost:12379/", "http://NODE2:22379"]))
+            .expect("the same URLs, spelled otherwise");
+        assert_eq!(recovered.snapshot_index, 0);
+        drop(recovered);
+        for moved in [
+            ["http://localhost:12380", "http://node2:22379"],
+            ["http://localhost:12379", "http://node3:22379"],
+        ] {
+            match replay_wal(&with(&moved)) {
+                Err(StartError::ForeignDataDir(why)) => {
+                    assert!(why.contains("belongs to"), "{why}")
+                }
+                other => panic!("{moved:?}: {:?}", other.map(|_| "started")),
+            }
+        }
+    }
+
     /// A new cluster whose `--cluster` names one URL twice (in any spelling the peer URL check
     /// takes as one) is refused before a WAL is written: the two nodes would take each
     /// other's messages for misrouted ones and never reach a quorum (found by a review).
@@ -659,19 +703,8 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = config(dir.path());
         let file = snapshot_at_7(&config, true);
-        let mut bytes = std::fs::read(&file).expect("snapshot file");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x10;
-        std::fs::write(&file, bytes).expect("damaged");
-        let Err(err) = replay_wal(&config) else {
-            panic!("a node whose committed entries are only in a damaged snapshot started");
-        };
-        let text = err.to_string();
-        let name = file.file_name().expect("name").to_string_lossy();
-        assert!(
-            text.contains("are committed but holds entries only up to") && text.contains(&*name),
-            "the error must say what the WAL lacks and name the damaged snapshot: {text}"
-        );
+        let name =
+            refused_naming_damaged(&config, &file, "are committed but holds entries only up to");
         // Started again: the file was set aside the first time, and is still named.
         let Err(err) = replay_wal(&config) else {
             panic!("started the second time");
@@ -681,6 +714,41 @@ mod tests {
             text.contains("set aside as damaged") && text.contains(&format!("{name}.broken")),
             "{text}"
         );
+    }
+
+    /// A snapshot from the leader replaced the log (a reset marker), the crash came before
+    /// that Ready's hard state (so the recorded commit is below it), and its file is then
+    /// found damaged: the node must refuse, naming the file, not start with the shorter log
+    /// it held before (found by a review: nothing compared the log with the marker).
+    #[test]
+    fn a_damaged_snapshot_above_the_recorded_commit_is_named_when_the_node_refuses() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let file = snapshot_at_7(&config, false);
+        refused_naming_damaged(&config, &file, "names a snapshot at index 7");
+    }
+
+    /// Damages the snapshot `file`; the node must refuse to start with an error that says
+    /// `lacks` and names the file. Returns its name.
+    fn refused_naming_damaged(config: &Config, file: &Path, lacks: &str) -> String {
+        let mut bytes = std::fs::read(file).expect("snapshot file");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(file, bytes).expect("damaged");
+        let Err(err) = replay_wal(config) else {
+            panic!("a node whose acknowledged log needs a damaged snapshot started");
+        };
+        let text = err.to_string();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            text.contains(lacks) && text.contains(&name),
+            "the error must say what the WAL lacks and name the damaged snapshot: {text}"
+        );
+        name
     }
 
     /// The snapshot files a WAL names deleted: the refusal says they are missing, not only

@@ -25,7 +25,8 @@
 //! `<name>.tmp`, `sync_data`s it, renames it to `<name>` and syncs the directory, so a crash
 //! leaves either no file or the complete one. Only then may the node write the WAL marker; a
 //! snapshot file without a marker (a crash in between) is ignored by
-//! [`Snapshotter::load_newest_available`]. After saving, files beyond the newest `keep` are
+//! [`Snapshotter::load_newest_available`], which removes those newer than the WAL's newest
+//! marker (nothing will ever load them). After saving, files beyond the newest `keep` are
 //! deleted.
 //!
 //! The `.tmp` file is written around the page cache (`O_DIRECT`) where the file system allows
@@ -265,6 +266,7 @@ impl Snapshotter {
         markers: &[SnapshotMetadata],
         mut read_data: impl FnMut(&mut dyn Read, u64) -> io::Result<T>,
     ) -> Result<Option<(SnapshotMetadata, T)>, Error> {
+        self.remove_unrecorded(markers)?;
         for f in self.files()?.into_iter().rev() {
             if !markers
                 .iter()
@@ -291,6 +293,27 @@ impl Snapshotter {
             }
         }
         Ok(None)
+    }
+
+    /// Removes the files newer than the newest of `markers`: saved, but the crash came before
+    /// the WAL recorded them, so nothing will ever load them. Left, they would count among
+    /// the newest `keep` when the next save prunes, and push out a file the WAL still relies
+    /// on (found by a review: two such crashes with `keep` 2 left no usable snapshot behind
+    /// the newest). Without any marker, nothing is removed: the WAL cannot say.
+    fn remove_unrecorded(&self, markers: &[SnapshotMetadata]) -> Result<(), Error> {
+        let Some(newest) = markers.iter().map(|m| m.index).max() else {
+            return Ok(());
+        };
+        let mut removed = false;
+        for f in self.files()?.into_iter().filter(|f| f.index > newest) {
+            tracing::warn!(path = %f.path.display(), newest_recorded = newest, "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
+            remove_if_there(&*self.fs, &f.path)?;
+            removed = true;
+        }
+        if removed {
+            self.sync_dir()?;
+        }
+        Ok(())
     }
 
     /// Why the damaged files that loading set aside were damaged (each names its file and
@@ -735,21 +758,26 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![tmp.path().join(snap_name(1, 10))]);
     }
 
+    /// A file the WAL never recorded is not loaded; one newer than the newest marker (the
+    /// crash came before its marker) is removed, so that it never counts among the files
+    /// pruning keeps; an older one stays (its marker may be in a released segment).
     #[test]
-    fn snapshot_without_a_marker_is_ignored() {
+    fn snapshot_without_a_marker_is_ignored_and_removed_if_newer() {
         let tmp = TempDir::new().unwrap();
         let s = Snapshotter::new(tmp.path(), DEFAULT_KEEP).unwrap();
+        s.save(&snap(1, 5, b"older, its marker released")).unwrap();
         let marked = snap(1, 10, b"marked");
         s.save(&marked).unwrap();
         // Saved, but the crash came before its WAL marker.
         s.save(&snap(1, 20, b"unmarked")).unwrap();
+        assert_eq!(s.load_newest_available(&[]).unwrap(), None);
+        assert_eq!(s.list().unwrap().len(), 3, "no marker: nothing removed");
         assert_eq!(
             s.load_newest_available(&[marker(1, 10)]).unwrap(),
             Some(marked)
         );
-        assert_eq!(s.load_newest_available(&[]).unwrap(), None);
-        // Nothing was renamed: an unmarked file is not damaged.
-        assert_eq!(s.list().unwrap().len(), 2);
+        // Nothing was renamed as damaged.
+        assert_eq!(names(tmp.path()), vec![snap_name(1, 5), snap_name(1, 10)]);
     }
 
     #[test]
