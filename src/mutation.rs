@@ -19,6 +19,9 @@ pub enum Mutation {
     NoExactlyOnce = 4,
     /// A follower acknowledges an append before its own fsync.
     AckBeforeSync = 5,
+    /// A node keeps the session its own removal ended: added back while it runs, it
+    /// proposes under it, and every node skips its writes.
+    KeepSessionOnRemoval = 6,
 }
 
 #[cfg(feature = "sim-mutations")]

@@ -394,6 +394,9 @@ impl Proposals {
     /// A membership change was applied to `sessions`: the removal of this node forgot its
     /// session (the node may be added back before it stops, and then goes on serving).
     pub fn after_membership_change(&mut self, sessions: &Sessions, now: Instant) {
+        if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
+            return;
+        }
         self.adopt_session(sessions.session_of(self.origin, self.nonce), false, now);
     }
 

@@ -31,6 +31,7 @@ pub fn from_env() {
         Mutation::AnyRecordAfterDamageIsCorruption,
         Mutation::NoExactlyOnce,
         Mutation::AckBeforeSync,
+        Mutation::KeepSessionOnRemoval,
     ];
     let m = all
         .into_iter()
@@ -150,5 +151,18 @@ fn mutation_ack_before_sync() {
         // The rarest of the five (a power loss between a grant or an acknowledgement and its
         // sync): 1,849 to 2,900 seeds as the world changed.
         10_000,
+    );
+}
+
+/// A node removed and added back while its process runs writes again: its removal ended its
+/// session, and it registers a new one (caught only by the final probe: every other check
+/// counts its 503s as unknown outcomes).
+#[test]
+fn mutation_keep_session_on_removal() {
+    caught(
+        Mutation::KeepSessionOnRemoval,
+        &["was answered 204 within"],
+        Length::Quick,
+        3000,
     );
 }

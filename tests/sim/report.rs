@@ -241,6 +241,10 @@ impl Batch {
             ),
         );
         row(
+            "removals undone at once (the id added back while its process still ran)",
+            sum(&|s| s.removals_undone).to_string(),
+        );
+        row(
             "committed membership changes: took effect / skipped by every node / not judged",
             format!(
                 "{} / {} / {}",
