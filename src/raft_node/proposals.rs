@@ -85,6 +85,9 @@ pub(super) struct Proposals {
     session: Option<u64>,
     /// When the registration was last proposed, while it is not applied yet.
     register_sent: Option<Instant>,
+    /// This node is not a member as of what it applied (removed, or not yet added): it
+    /// registers no session, which would only fill every node's table with a non-member's.
+    outside: bool,
     next_seq: u64,
     pending: BTreeMap<u64, Pending>,
     /// Normal entries to propose (the first time or again), oldest first.
@@ -114,6 +117,7 @@ impl Proposals {
             nonce,
             session: None,
             register_sent: None,
+            outside: false,
             next_seq: 1,
             pending: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -189,7 +193,7 @@ impl Proposals {
     /// The registration to propose, when this process needs a session and has not asked for
     /// one lately.
     pub fn registration_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.session.is_some() || self.pending.is_empty() || self.paused(now) {
+        if self.session.is_some() || self.outside || self.pending.is_empty() || self.paused(now) {
             return None;
         }
         if self
@@ -391,9 +395,11 @@ impl Proposals {
         }
     }
 
-    /// A membership change was applied to `sessions`: the removal of this node forgot its
-    /// session (the node may be added back before it stops, and then goes on serving).
-    pub fn after_membership_change(&mut self, sessions: &Sessions, now: Instant) {
+    /// A membership change was applied to `sessions`, after which this node is a `member` or
+    /// not: the removal of this node forgot its session (the node may be added back before
+    /// it stops, and then goes on serving, under a new one).
+    pub fn after_membership_change(&mut self, sessions: &Sessions, member: bool, now: Instant) {
+        self.outside = !member;
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
@@ -500,6 +506,7 @@ impl Proposals {
         members: &Members,
         now: Instant,
     ) -> Vec<Responder> {
+        self.outside = !members.contains(self.origin);
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
@@ -802,14 +809,19 @@ mod tests {
         let (mut a, old, _) = put_sent(&mut p, t0);
 
         sessions.forget(1);
-        p.after_membership_change(&sessions, t0);
+        p.after_membership_change(&sessions, false, t0);
         assert_eq!(sessions.admit(old, 0), Verdict::StaleSession, "skipped");
         assert!(
             p.on_committed(20, 2, Some(old), Verdict::StaleSession)
                 .is_none()
         );
         assert!(a.try_recv().is_err(), "not answered: it did not happen");
+        assert!(
+            p.registration_due(t0).is_none(),
+            "no session for a node that is not a member (found by a review)"
+        );
 
+        p.after_membership_change(&sessions, true, t0);
         register_at(&mut p, &mut sessions, 30, t0);
         let again = p.take_batch(false, 0, t0);
         assert_eq!(again.len(), 1, "proposed again");
@@ -836,10 +848,9 @@ mod tests {
         // added back; the snapshot says nothing of what its old session applied.
         assert_eq!(sessions.admit(id, floor), Verdict::Apply);
         sessions.forget(1);
-        assert!(
-            p.on_snapshot(100, &sessions, &Members::default(), t0)
-                .is_empty()
-        );
+        let mut members = Members::default();
+        members.add(1, "http://n:1".into());
+        assert!(p.on_snapshot(100, &sessions, &members, t0).is_empty());
         match sent.try_recv() {
             Ok(Err(ProposalError::OutcomeUnknown)) => {}
             other => panic!("{other:?}"),
@@ -850,6 +861,13 @@ mod tests {
         let batch = p.take_batch(false, 0, t0);
         assert_eq!(batch.len(), 1, "the unsent one, alone");
         assert_eq!(decoded(&batch[0].1).0.session, 110);
+
+        // Removed again, for good, as a snapshot says: no session is asked for (it would
+        // put a non-member in every node's table; found by a review).
+        sessions.forget(1);
+        let _late = put(&mut p, t0);
+        p.on_snapshot(200, &sessions, &Members::default(), t0);
+        assert!(p.registration_due(t0).is_none());
     }
 
     /// A snapshot from the leader that shows a pending request applied answers it.
