@@ -395,11 +395,16 @@ impl Proposals {
         }
     }
 
-    /// A membership change was applied to `sessions`, after which this node is a `member` or
-    /// not: the removal of this node forgot its session (the node may be added back before
-    /// it stops, and then goes on serving, under a new one).
-    pub fn after_membership_change(&mut self, sessions: &Sessions, member: bool, now: Instant) {
-        self.outside = !member;
+    /// A membership change was applied to `sessions`, leaving `members`: the removal of this
+    /// node forgot its session (the node may be added back before it stops, and then goes on
+    /// serving, under a new one).
+    pub fn after_membership_change(
+        &mut self,
+        sessions: &Sessions,
+        members: &Members,
+        now: Instant,
+    ) {
+        self.outside = !members.contains(self.origin);
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
@@ -420,7 +425,7 @@ impl Proposals {
         }
         if self.session.is_some() && session != self.session {
             if from_snapshot {
-                self.answer_sent(|| ProposalError::OutcomeUnknown);
+                self.answer_sent_unknown();
             } else {
                 tracing::warn!(
                     "this node's session was forgotten or replaced; proposing its requests again"
@@ -431,8 +436,8 @@ impl Proposals {
         self.session = session;
     }
 
-    /// Answers `err()` to every request that was proposed at least once.
-    fn answer_sent(&mut self, err: impl Fn() -> ProposalError) {
+    /// Answers [`ProposalError::OutcomeUnknown`] to every request proposed at least once.
+    fn answer_sent_unknown(&mut self) {
         let sent: Vec<u64> = self
             .pending
             .iter()
@@ -454,7 +459,7 @@ impl Proposals {
             if self.change == Some(*seq) {
                 self.change = None;
             }
-            let _ = p.done.send(Err(err()));
+            let _ = p.done.send(Err(ProposalError::OutcomeUnknown));
         }
         self.queue.retain(|s| !sent.contains(s));
         self.local_at.retain(|_, (_, seq)| !sent.contains(seq));
@@ -809,7 +814,7 @@ mod tests {
         let (mut a, old, _) = put_sent(&mut p, t0);
 
         sessions.forget(1);
-        p.after_membership_change(&sessions, false, t0);
+        p.after_membership_change(&sessions, &Members::default(), t0);
         assert_eq!(sessions.admit(old, 0), Verdict::StaleSession, "skipped");
         assert!(
             p.on_committed(20, 2, Some(old), Verdict::StaleSession)
@@ -821,7 +826,9 @@ mod tests {
             "no session for a node that is not a member (found by a review)"
         );
 
-        p.after_membership_change(&sessions, true, t0);
+        let mut members = Members::default();
+        members.add(1, "http://n:1".into());
+        p.after_membership_change(&sessions, &members, t0);
         register_at(&mut p, &mut sessions, 30, t0);
         let again = p.take_batch(false, 0, t0);
         assert_eq!(again.len(), 1, "proposed again");

@@ -788,9 +788,8 @@ impl RaftNode {
                 // This node's removal forgot its session (once the entry itself is answered:
                 // it may be this node's own request); if the node is added back before it
                 // stops, it serves what it had in flight under a new one.
-                let member = self.members.contains(self.id);
                 self.proposals
-                    .after_membership_change(&self.sessions, member, now);
+                    .after_membership_change(&self.sessions, &self.members, now);
             }
         }
         let skipped = effective.iter().filter(|e| !**e).count();

@@ -266,8 +266,11 @@ impl Snapshotter {
         markers: &[SnapshotMetadata],
         mut read_data: impl FnMut(&mut dyn Read, u64) -> io::Result<T>,
     ) -> Result<Option<(SnapshotMetadata, T)>, Error> {
-        self.remove_unrecorded(markers)?;
-        for f in self.files()?.into_iter().rev() {
+        for f in self
+            .remove_unrecorded(self.files()?, markers)?
+            .into_iter()
+            .rev()
+        {
             if !markers
                 .iter()
                 .any(|m| m.term == f.term && m.index == f.index)
@@ -300,20 +303,25 @@ impl Snapshotter {
     /// the newest `keep` when the next save prunes, and push out a file the WAL still relies
     /// on (found by a review: two such crashes with `keep` 2 left no usable snapshot behind
     /// the newest). Without any marker, nothing is removed: the WAL cannot say.
-    fn remove_unrecorded(&self, markers: &[SnapshotMetadata]) -> Result<(), Error> {
+    /// Returns the `files` kept.
+    fn remove_unrecorded(
+        &self,
+        files: Vec<SnapFile>,
+        markers: &[SnapshotMetadata],
+    ) -> Result<Vec<SnapFile>, Error> {
         let Some(newest) = markers.iter().map(|m| m.index).max() else {
-            return Ok(());
+            return Ok(files);
         };
-        let mut removed = false;
-        for f in self.files()?.into_iter().filter(|f| f.index > newest) {
+        let (unrecorded, kept): (Vec<SnapFile>, Vec<SnapFile>) =
+            files.into_iter().partition(|f| f.index > newest);
+        for f in &unrecorded {
             tracing::warn!(path = %f.path.display(), newest_recorded = newest, "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
             remove_if_there(&*self.fs, &f.path)?;
-            removed = true;
         }
-        if removed {
+        if !unrecorded.is_empty() {
             self.sync_dir()?;
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Why the damaged files that loading set aside were damaged (each names its file and

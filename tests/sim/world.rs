@@ -1511,8 +1511,7 @@ impl World {
             let via = voters
                 .iter()
                 .copied()
-                .filter(|v| running.contains(v))
-                .nth(0)
+                .find(|v| running.contains(v))
                 .unwrap_or(id);
             let change = MemberChange::Add {
                 id,
@@ -1521,23 +1520,7 @@ impl World {
             self.stats.removals_undone += 1;
             self.changes_sent += 1;
             self.note(|| format!("admin: {change:?} via n{via}, undoing its removal"));
-            let (tx, rx) = oneshot::channel();
-            self.ops.push(InFlight {
-                pending: None,
-                change: Some(change.clone()),
-                overlapped: false,
-                pairs: Vec::new(),
-                node: via,
-                rx,
-            });
-            self.ask(
-                via,
-                Request::ChangeMembers {
-                    change,
-                    checked_voters: None,
-                    done: tx,
-                },
-            );
+            self.ask_change(via, change, false, Vec::new());
             return true;
         }
         // The id the change in flight adds, if it adds one that can still be added.
@@ -1587,7 +1570,6 @@ impl World {
             .collect();
         let choices = if others.is_empty() { &running } else { &others };
         let via = choices[self.rng.random_range(0..choices.len())];
-        let (tx, rx) = oneshot::channel();
         let overlapped = first.is_some();
         self.changes_sent += 1;
         let sent_no = self.changes_sent;
@@ -1603,6 +1585,13 @@ impl World {
         } else {
             self.note(|| format!("admin: {change:?} via n{via}"));
         }
+        self.ask_change(via, change, overlapped, pairs);
+        true
+    }
+
+    /// Sends `change` through node `via`, and follows its answer as an operation in flight.
+    fn ask_change(&mut self, via: u64, change: MemberChange, overlapped: bool, pairs: Vec<u64>) {
+        let (tx, rx) = oneshot::channel();
         self.ops.push(InFlight {
             pending: None,
             change: Some(change.clone()),
@@ -1619,7 +1608,6 @@ impl World {
                 done: tx,
             },
         );
-        true
     }
 
     // ---------------------------------------------------------------- faults
