@@ -67,6 +67,8 @@ impl RaftNode {
             }
         };
         self.wal_mut()?.save_snapshot_reset(&meta)?;
+        // Only now that the WAL names the new file may old ones go.
+        self.storage.snapshotter().prune_behind(meta.index);
         self.storage.mem.wl().apply_snapshot(snap)?;
         self.storage.set_latest_snapshot(meta.clone());
         self.metrics.snapshots.inc();
@@ -188,10 +190,19 @@ impl RaftNode {
             .expect("pending_snapshot was Some a few lines above");
         let index = meta.index;
         if index <= self.snapshot_index {
-            // A snapshot from the leader overtook this one; its file is harmless (no marker).
+            // A snapshot from the leader overtook this one. Its file has no marker, so nothing
+            // loads it; left, it would count among the newest files kept and push out one the
+            // WAL names. (At the same index it is the leader's file, renamed over it.)
+            if index < self.snapshot_index {
+                let name = snapshotter::snap_name(meta.term, index);
+                if let Err(err) = self.storage.snapshotter().discard(&name) {
+                    tracing::warn!(%err, "cannot delete a snapshot a newer one overtook");
+                }
+            }
             return Ok(());
         }
         self.wal_mut()?.save_snapshot_marker(&meta)?;
+        self.storage.snapshotter().prune_behind(index);
         self.storage.set_latest_snapshot(meta);
         self.metrics.snapshots.inc();
         self.metrics

@@ -34,7 +34,7 @@ impl Fed {
 
     async fn start(id: u64, cluster: Vec<String>, join: bool) -> Fed {
         let dir = tempfile::TempDir::new().expect("temp dir");
-        Fed::start_in(id, cluster, join, dir).await
+        Fed::start_in(id, cluster, join, dir, |_| {}).await
     }
 
     /// Stops this process and starts another on the same data dir.
@@ -42,17 +42,24 @@ impl Fed {
         self.shutdown.cancel();
         let exit = self.exit.await.expect("node task");
         assert_eq!(exit, Exit::Shutdown, "the first process stopped on its own");
-        Fed::start_in(id, cluster, true, self._dir).await
+        Fed::start_in(id, cluster, true, self._dir, |_| {}).await
     }
 
-    async fn start_in(id: u64, cluster: Vec<String>, join: bool, dir: tempfile::TempDir) -> Fed {
-        let config = Config {
+    async fn start_in(
+        id: u64,
+        cluster: Vec<String>,
+        join: bool,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Fed {
+        let mut config = Config {
             id,
             cluster,
             join,
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
+        tweak(&mut config);
         let mut recovered = replay::replay_wal(&config).expect("a joining node's data dir");
         let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
         let (apply_tx, _thread) = kv.spawn_apply_loop(id).expect("apply thread");
@@ -440,6 +447,17 @@ fn arrived_snapshot(snap_dir: &std::path::Path, cluster: &[String], index: u64, 
     name
 }
 
+/// The names in `dir`, sorted.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the snapshot folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The `MsgSnapshot` the peer server hands the node for the arrived file `name`.
 fn snapshot_message(name: &str, index: u64) -> Message {
     let mut m = Message {
@@ -465,15 +483,7 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
     let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let node = Fed::start(2, cluster.clone(), false).await;
     let snap_dir = node._dir.path().join("raftexample-2-snap");
-    let names = || -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&snap_dir)
-            .expect("the snapshot folder")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
+    let names = || file_names(&snap_dir);
     let fresh = arrived_snapshot(&snap_dir, &cluster, 100, 0);
     node.step(snapshot_message(&fresh, 100))
         .await
@@ -494,6 +504,37 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
         .expect("running");
     assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
     assert_eq!(node.status().await.expect("running").snapshot_index, 100);
+}
+
+/// Snapshots installed from the leader leave the newest `--max-snapshots` files, the older
+/// ones deleted once the newer one's WAL marker is written; a restart starts from the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_snapshots_leave_the_newest_max_snapshots_files() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(2, cluster.clone(), false, dir, |c| c.max_snapshots = 2).await;
+    let snap_dir = node._dir.path().join("raftexample-2-snap");
+    let names = || file_names(&snap_dir);
+    for (n, index) in [100, 200, 300].into_iter().enumerate() {
+        let arrived = arrived_snapshot(&snap_dir, &cluster, index, n as u64);
+        node.step(snapshot_message(&arrived, index))
+            .await
+            .expect("running");
+        node.wait_status(|s| s.snapshot_index == index)
+            .await
+            .expect("running");
+    }
+    let newest_two = vec![
+        crate::snapshotter::snap_name(2, 200),
+        crate::snapshotter::snap_name(2, 300),
+    ];
+    // Old files go on the snapshotter's reaper thread.
+    node.wait_status(|_| names() == newest_two)
+        .await
+        .expect("running");
+    let node = node.restart(2, cluster).await;
+    let status = node.status().await.expect("running");
+    assert_eq!((status.snapshot_index, status.applied), (300, 300));
 }
 
 /// Node 3, added back under its old id with an empty data dir, hears a heartbeat from a leader

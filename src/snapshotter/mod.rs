@@ -26,8 +26,10 @@
 //! leaves either no file or the complete one. Only then may the node write the WAL marker; a
 //! snapshot file without a marker (a crash in between) is ignored by
 //! [`Snapshotter::load_newest_available`], which removes those newer than the WAL's newest
-//! marker (nothing will ever load them). After saving, files beyond the newest `keep` are
-//! deleted.
+//! marker (nothing will ever load them). Once the WAL marker of a new snapshot is durable,
+//! the node asks [`Snapshotter::prune_behind`] to delete the files beyond the newest `keep`;
+//! never sooner, or a crash between the prune and the marker could leave the WAL's newest
+//! marked snapshot deleted and the new one unrecorded, so nothing to start from.
 //!
 //! The `.tmp` file is written around the page cache (`O_DIRECT`) where the file system allows
 //! it, a small chunk at a time, so that a snapshot of a big state never queues megabytes on the
@@ -184,10 +186,10 @@ impl Snapshotter {
     }
 
     /// Saves `snap` atomically as `%016x-%016x.snap` (term-index): tmp file, write,
-    /// `sync_data`, rename, sync the directory. Then deletes the oldest files beyond `keep`.
+    /// `sync_data`, rename, sync the directory. Old files stay until the caller's WAL marker
+    /// of this one is durable and it calls [`Snapshotter::prune_behind`].
     ///
-    /// An empty snapshot (index 0) is not saved, as in etcd. A failure to prune is logged,
-    /// not returned: the new snapshot is durable by then.
+    /// An empty snapshot (index 0) is not saved, as in etcd.
     pub fn save(&self, snap: &Snapshot) -> Result<(), Error> {
         self.save_with(snap.get_metadata(), snap.data.len() as u64, |w| {
             w.write_all(&snap.data)
@@ -196,7 +198,7 @@ impl Snapshotter {
 
     /// Saves a snapshot whose `data_len` bytes of application data `write_data` writes,
     /// streaming them to the file, so that a big store's snapshot never has to sit in memory
-    /// whole. Same atomicity, checks and pruning as [`Snapshotter::save`]; writing other than
+    /// whole. Same atomicity and checks as [`Snapshotter::save`]; writing other than
     /// `data_len` bytes is an error and leaves no file.
     pub fn save_with(
         &self,
@@ -298,24 +300,33 @@ impl Snapshotter {
         Ok(None)
     }
 
-    /// Removes the files newer than the newest of `markers`: saved, but the crash came before
-    /// the WAL recorded them, so nothing will ever load them. Left, they would count among
-    /// the newest `keep` when the next save prunes, and push out a file the WAL still relies
-    /// on (found by a review: two such crashes with `keep` 2 left no usable snapshot behind
-    /// the newest). Without any marker, nothing is removed: the WAL cannot say.
-    /// Returns the `files` kept.
+    /// Removes the files above the oldest of `markers` that no marker names: saved, but the
+    /// crash came before the WAL recorded them (or a snapshot from the leader overtook them
+    /// and the node stopped before deleting them), so nothing will ever load them. Left,
+    /// they would count among the newest `keep` when the next snapshot prunes, and push out a
+    /// file the WAL still relies on (found by a review: two such crashes with `keep` 2 left no
+    /// usable snapshot behind the newest). Markers are written in index order and the WAL
+    /// releases its oldest segments first, so it still holds every marker above its oldest;
+    /// a file below that may be named by a released one, and stays. Without any marker,
+    /// nothing is removed: the WAL cannot say. Returns the `files` kept.
     fn remove_unrecorded(
         &self,
         files: Vec<SnapFile>,
         markers: &[SnapshotMetadata],
     ) -> Result<Vec<SnapFile>, Error> {
-        let Some(newest) = markers.iter().map(|m| m.index).max() else {
+        let Some(oldest) = markers.iter().map(|m| m.index).min() else {
             return Ok(files);
         };
-        let (unrecorded, kept): (Vec<SnapFile>, Vec<SnapFile>) =
-            files.into_iter().partition(|f| f.index > newest);
+        let named = |f: &SnapFile| {
+            markers
+                .iter()
+                .any(|m| m.term == f.term && m.index == f.index)
+        };
+        let (unrecorded, kept): (Vec<SnapFile>, Vec<SnapFile>) = files
+            .into_iter()
+            .partition(|f| f.index > oldest && !named(f));
         for f in &unrecorded {
-            tracing::warn!(path = %f.path.display(), newest_recorded = newest, "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
+            tracing::warn!(path = %f.path.display(), "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
             remove_if_there(&*self.fs, &f.path)?;
         }
         if !unrecorded.is_empty() {
@@ -382,8 +393,8 @@ impl Snapshotter {
     }
 
     /// Makes the arrived file `name` (checked whole already) the snapshot file `meta` names:
-    /// renamed into place, the directory synced, old files pruned. After this the WAL marker
-    /// may refer to it.
+    /// renamed into place, the directory synced. After this the WAL marker may refer to it,
+    /// and once that is durable, [`Snapshotter::prune_behind`] may delete old files.
     pub fn adopt(&self, name: &str, meta: &SnapshotMetadata) -> Result<(), Error> {
         let target = snap_name(meta.term, meta.index);
         let path = self.dir.join(&target);
@@ -393,7 +404,6 @@ impl Snapshotter {
         }
         self.sync_dir()?;
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "installed a snapshot file from the leader");
-        self.prune_soon();
         Ok(())
     }
 
@@ -544,25 +554,21 @@ impl Snapshotter {
         self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 
-    /// The files beyond the newest `keep`, oldest first.
-    fn excess_files(&self) -> Result<Vec<PathBuf>, Error> {
-        let files = self.files()?;
+    /// The files up to `index` beyond the newest `keep` of them, oldest first.
+    fn excess_files(&self, index: u64) -> Result<Vec<PathBuf>, Error> {
+        let mut files = self.files()?;
+        files.retain(|f| f.index <= index);
         let excess = files.len().saturating_sub(self.keep);
         Ok(files.into_iter().take(excess).map(|f| f.path).collect())
     }
 
-    fn prune(&self) -> Result<(), Error> {
-        let excess = self.excess_files()?;
-        if excess.is_empty() {
-            return Ok(());
-        }
-        prune_files(&*self.fs, &self.dir, &excess)
-    }
-
-    /// [`Snapshotter::prune`] for the raft thread: on a thread of its own where the file
-    /// system says so, failures logged.
-    fn prune_soon(&self) {
-        let excess = match self.excess_files() {
+    /// Deletes the oldest files beyond the newest `keep` among those up to `index`: the
+    /// snapshot whose WAL marker has just become durable. A file above it (saved, its marker
+    /// not yet written) is neither counted nor deleted. On a real disk the files go on a
+    /// thread of their own (this is the raft thread); a failure costs disk, not safety, and
+    /// is logged.
+    pub fn prune_behind(&self, index: u64) {
+        let excess = match self.excess_files(index) {
             Ok(excess) if excess.is_empty() => return,
             Ok(excess) => excess,
             Err(e) => return tracing::warn!(error = %e, "cannot delete old snapshots"),
@@ -766,9 +772,9 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![tmp.path().join(snap_name(1, 10))]);
     }
 
-    /// A file the WAL never recorded is not loaded; one newer than the newest marker (the
-    /// crash came before its marker) is removed, so that it never counts among the files
-    /// pruning keeps; an older one stays (its marker may be in a released segment).
+    /// A file the WAL never recorded is not loaded; one above the oldest marker (the crash
+    /// came before its marker) is removed, so that it never counts among the files pruning
+    /// keeps; one below it stays (its marker may be in a released segment).
     #[test]
     fn snapshot_without_a_marker_is_ignored_and_removed_if_newer() {
         let tmp = TempDir::new().unwrap();
@@ -786,6 +792,20 @@ mod tests {
         );
         // Nothing was renamed as damaged.
         assert_eq!(names(tmp.path()), vec![snap_name(1, 5), snap_name(1, 10)]);
+
+        // Between two markers: overtaken by a newer snapshot, never recorded.
+        s.save(&snap(1, 15, b"overtaken")).unwrap();
+        let newest = snap(1, 30, b"newest");
+        s.save(&newest).unwrap();
+        assert_eq!(
+            s.load_newest_available(&[marker(1, 10), marker(1, 30)])
+                .unwrap(),
+            Some(newest)
+        );
+        assert_eq!(
+            names(tmp.path()),
+            vec![snap_name(1, 5), snap_name(1, 10), snap_name(1, 30)]
+        );
     }
 
     #[test]
@@ -795,6 +815,9 @@ mod tests {
         for i in 1..=7 {
             s.save(&snap(1, i * 100, b"d")).unwrap();
         }
+        assert_eq!(s.list().unwrap().len(), 7, "a save alone prunes nothing");
+        s.prune_behind(700);
+        s.clone().wait_for_removals();
         assert_eq!(
             s.list().unwrap(),
             [500, 600, 700]
@@ -805,14 +828,34 @@ mod tests {
         // keep is raised to 2.
         let s1 = Snapshotter::new(tmp.path(), 1).unwrap();
         s1.save(&snap(1, 800, b"d")).unwrap();
+        s1.prune_behind(800);
+        s1.clone().wait_for_removals();
         assert_eq!(s1.list().unwrap().len(), 2);
     }
 
-    /// `adopt` and `discard` run on the raft thread: on a real disk the files they remove go
+    /// A file above the snapshot whose marker became durable (saved, its own marker still
+    /// to come) neither counts among the files kept nor goes: counted, with `keep` 2 it would
+    /// push out the WAL's newest marked file behind the new one.
+    #[test]
+    fn prune_counts_nothing_above_the_recorded_snapshot() {
+        let tmp = TempDir::new().unwrap();
+        let s = Snapshotter::new(tmp.path(), 2).unwrap();
+        for i in [100, 200, 300, 400] {
+            s.save(&snap(1, i, b"d")).unwrap();
+        }
+        s.prune_behind(300);
+        s.clone().wait_for_removals();
+        assert_eq!(
+            names(tmp.path()),
+            vec![snap_name(1, 200), snap_name(1, 300), snap_name(1, 400)]
+        );
+    }
+
+    /// `prune_behind` and `discard` run on the raft thread: on a real disk the files they remove go
     /// on the reaper's thread (a 1 GiB unlink takes ~250 ms here), and are gone once
     /// `wait_for_removals` returns; a file already gone is fine.
     #[test]
-    fn adopt_and_discard_remove_on_the_reaper() {
+    fn prune_and_discard_remove_on_the_reaper() {
         let tmp = TempDir::new().unwrap();
         assert!(StdFs.background_removal());
         let wide = Snapshotter::new(tmp.path(), 5).unwrap();
@@ -821,6 +864,7 @@ mod tests {
         }
         let s = Snapshotter::new(tmp.path(), 2).unwrap();
         s.adopt(&snap_name(1, 400), &marker(1, 400)).unwrap();
+        s.prune_behind(400);
         fs::write(tmp.path().join("arrived"), b"not taken").unwrap();
         s.discard("arrived").unwrap();
         s.discard("never-there").unwrap();

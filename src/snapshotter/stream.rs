@@ -25,8 +25,8 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Checks that the announced length was written, appends the checksum, syncs, renames
-    /// the file to its name and syncs the directory; then prunes old files. On error no file
-    /// is left.
+    /// the file to its name and syncs the directory. On error no file is left. Old files are
+    /// not pruned here: see [`Snapshotter::prune_behind`].
     pub fn finish(mut self) -> Result<(), Error> {
         let sink = self
             .sink
@@ -42,10 +42,6 @@ impl SnapshotWriter {
             .map_err(io_err(&self.path))?;
         snap.sync_dir()?;
         tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
-        // The new snapshot is durable: failing to delete old ones costs disk, not safety.
-        if let Err(e) = snap.prune() {
-            tracing::warn!(error = %e, "cannot delete old snapshots");
-        }
         Ok(())
     }
 

@@ -177,6 +177,9 @@ pub struct Plan {
     pub latency: (Nanos, Nanos),
     /// What a healthy sync costs.
     pub sync_cost: Nanos,
+    /// `--max-snapshots`: sometimes the fewest allowed, where a file pruned too early is
+    /// the one the WAL needs.
+    pub max_snapshots: usize,
 }
 
 impl Plan {
@@ -327,6 +330,12 @@ impl Plan {
                 (MS, 20 * MS)
             },
             sync_cost: rng.random_range(50_000..=3 * MS),
+            // Drawn last, so that the fields above stay what they were for each seed.
+            max_snapshots: if rng.random_bool(0.4) {
+                2
+            } else {
+                raftexample::snapshotter::DEFAULT_KEEP
+            },
         }
     }
 }

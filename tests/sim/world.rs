@@ -392,6 +392,7 @@ impl World {
                 proposal_timeout_ms: self.plan.proposal_timeout_ms,
                 wal_segment_bytes: self.plan.segment_bytes,
                 tick_ms: TICK / MS,
+                max_snapshots: self.plan.max_snapshots,
                 ..Config::default()
             };
             let fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
