@@ -68,6 +68,8 @@
 //!   ends the old segment with a record naming the new one, cuts it back to its records and
 //!   syncs it, because only the last segment may end in a torn record or in zeros, and so that
 //!   a newest segment that goes missing later is noticed (see `replay.rs`).
+//! - [`Wal::open`] syncs the directory: a creation or rotation whose process died before its
+//!   last directory sync left a segment name that is not yet durable.
 //! - [`Wal::create`] creates the directory with its parents synced; [`Wal::release_to`] syncs
 //!   the directory after deleting segments (on a real disk, on a thread of its own: nothing
 //!   depends on a removal being durable); a torn-tail repair syncs the truncated file.
@@ -396,9 +398,11 @@ impl Wal {
             tracing::warn!(path = %tmp.display(), "removing an unfinished WAL segment");
             fs.remove_file(tmp).map_err(IoError::at(tmp))?;
         }
-        if !tmps.is_empty() {
-            syncer.sync_dir(&*fs, dir)?;
-        }
+        // Always, not only after removing leftovers: a process that died between renaming a
+        // segment into place and syncing the directory left a name that is not durable, and
+        // syncs of the file's data need not make it so (a power loss after this start would
+        // take the segment, and everything synced into it, away).
+        syncer.sync_dir(&*fs, dir)?;
         let Some(active) = segments.last() else {
             // replay() fails on an empty directory; kept as an error rather than a panic.
             return Err(Error::NotFound {
@@ -1050,6 +1054,48 @@ pub(crate) mod tests {
                 "seed {seed}: synced by the start before"
             );
         }
+    }
+
+    /// A segment's rename whose directory sync failed (the node stops on it), then a start
+    /// that writes and syncs entries, then a power loss: the start synced the directory, so
+    /// the segment is still there under its name with what the start synced (without it, the
+    /// rename could be lost and the WAL with it, as a file's sync need not commit its name).
+    #[test]
+    fn open_makes_a_rename_whose_directory_sync_failed_durable() {
+        use crate::disk::MemFs;
+        let opts = WalOptions {
+            segment_size: 256,
+            preallocate: 4096,
+            direct_io: true,
+        };
+        let dir = Path::new("/wal");
+        let mut reached = 0;
+        for seed in 0..32 {
+            for ok in 0..8 {
+                let fs = MemFs::new(seed);
+                let shared: SharedFs = std::sync::Arc::new(fs.clone());
+                fs.fail_sync_after(ok);
+                let created = Wal::create_on(shared.clone(), dir, &meta(), opts);
+                fs.fail_syncs(0);
+                if created.is_ok() || !Wal::exists_on(&*shared, dir) {
+                    continue;
+                }
+                // The failed sync came after the rename.
+                reached += 1;
+                drop(created);
+                let (mut wal, _) = Wal::open_on(shared.clone(), dir, opts).unwrap();
+                wal.save(Some(&hs(1, 1, 5)), &ents(1..=5, 1), true).unwrap();
+                drop(wal);
+                fs.power_loss();
+                let (_wal, c) = Wal::open_on(shared.clone(), dir, opts)
+                    .unwrap_or_else(|e| panic!("seed {seed}, {ok} syncs: {e}"));
+                assert_eq!(c.last_index(), 5, "seed {seed}, {ok} syncs");
+            }
+        }
+        assert!(
+            reached >= 32,
+            "the failed sync came after the rename {reached} times"
+        );
     }
 
     /// On Linux a failed sync marks the pages it could not write clean, so a sync on the next
