@@ -28,7 +28,8 @@ use super::{MemberChange, ProposalError, Responder};
 use crate::membership::Members;
 use crate::proposal::{self, ProposalId, Sessions, Verdict};
 
-/// A membership change unanswered for this fraction of `resend_after` is sent again.
+/// A membership change unanswered for this fraction of `resend_after` (as given to
+/// [`Proposals::new`]) is sent again.
 const CHANGE_RESEND_DIVISOR: u32 = 4;
 
 /// What a client asked for.
@@ -104,13 +105,19 @@ pub(super) struct Proposals {
     /// or it is over its uncommitted limit).
     paused_until: Option<Instant>,
     timeout: Duration,
-    /// How long a forwarded proposal may go unanswered before it is sent again.
+    /// How long a forwarded proposal or a registration may go unanswered before it is sent
+    /// again: `resend_after`, or half the timeout if that is shorter.
     resend_after: Duration,
+    /// The same for a membership change (a fraction of `resend_after` as given).
+    change_resend_after: Duration,
 }
 
 impl Proposals {
     /// Proposals of node `origin`, whose process drew `nonce`; each is answered within
-    /// `timeout`, and a forwarded one is sent again after `resend_after` without an answer.
+    /// `timeout`, and a forwarded one is sent again after `resend_after` without an answer,
+    /// or after half the timeout if that is shorter: a proposal lost to a connection cut
+    /// then gets a second try before its client is told it "may still happen" (with a
+    /// 2-second timeout and the node's 4-second `resend_after` it never did).
     pub fn new(origin: u64, nonce: u64, timeout: Duration, resend_after: Duration) -> Self {
         Proposals {
             origin,
@@ -127,7 +134,8 @@ impl Proposals {
             local_at: BTreeMap::new(),
             paused_until: None,
             timeout,
-            resend_after,
+            resend_after: resend_after.min(timeout / 2),
+            change_resend_after: resend_after / CHANGE_RESEND_DIVISOR,
         }
     }
 
@@ -305,9 +313,7 @@ impl Proposals {
         let p = self.pending.get_mut(&seq)?;
         let due = match p.sent_at {
             None => true,
-            Some(t) => {
-                p.queued || now.duration_since(t) >= self.resend_after / CHANGE_RESEND_DIVISOR
-            }
+            Some(t) => p.queued || now.duration_since(t) >= self.change_resend_after,
         };
         let again = p.sent_at.is_some();
         let Asked::Change {
@@ -630,7 +636,7 @@ impl Proposals {
             // applied the entries of earlier terms: a change goes again sooner.
             let after = match p.request {
                 Asked::Command(_) => self.resend_after,
-                Asked::Change { .. } => self.resend_after / CHANGE_RESEND_DIVISOR,
+                Asked::Change { .. } => self.change_resend_after,
             };
             let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
             if stale && !p.queued && p.local_copies == 0 {
@@ -800,6 +806,37 @@ mod tests {
         sessions.register(1, 42, 3);
         p.on_registration(1, &sessions, t0);
         assert_eq!(p.take_batch(true, 0, t0).len(), 1);
+    }
+
+    /// With a timeout shorter than twice the resend interval, a forwarded write and a
+    /// registration that went unanswered (lost to a cut connection) are sent again at half
+    /// the timeout, so they get a second try before the client is told "may still happen";
+    /// a membership change keeps its own interval.
+    #[test]
+    fn a_short_timeout_leaves_room_for_a_second_try() {
+        let t0 = Instant::now();
+        let (timeout, resend) = (Duration::from_secs(2), Duration::from_secs(4));
+        let half = t0 + timeout / 2;
+        let just_before = half - Duration::from_millis(1);
+
+        let mut p = Proposals::new(1, 42, timeout, resend);
+        let _a = put(&mut p, t0);
+        assert!(p.registration_due(t0).is_some());
+        assert!(p.registration_due(just_before).is_none(), "not yet");
+        assert!(
+            p.registration_due(half).is_some(),
+            "asked again at half the timeout"
+        );
+
+        let mut p = Proposals::new(1, 42, timeout, resend);
+        let _b = put(&mut p, t0);
+        let mut sessions = Sessions::default();
+        register_at(&mut p, &mut sessions, 3, t0);
+        let batch = p.take_batch(false, 0, t0);
+        p.sent(&[batch[0].0], None, t0);
+        assert_eq!(p.on_tick(just_before, true), 0, "not yet");
+        assert_eq!(p.on_tick(half, true), 1, "sent again at half the timeout");
+        assert_eq!(p.change_resend_after, resend / CHANGE_RESEND_DIVISOR);
     }
 
     /// This node's removal, applied in log order, forgot its session. If it is added back
