@@ -25,8 +25,8 @@
 //! `<name>.tmp`, `sync_data`s it, renames it to `<name>` and syncs the directory, so a crash
 //! leaves either no file or the complete one. Only then may the node write the WAL marker; a
 //! snapshot file without a marker (a crash in between) is ignored by
-//! [`Snapshotter::load_newest_available`], which removes those newer than the WAL's newest
-//! marker (nothing will ever load them). Once the WAL marker of a new snapshot is durable,
+//! [`Snapshotter::load_newest_available`], which removes those above the WAL's oldest marker
+//! (nothing will ever load them). Once the WAL marker of a new snapshot is durable,
 //! the node asks [`Snapshotter::prune_behind`] to delete the files beyond the newest `keep`;
 //! never sooner, or a crash between the prune and the marker could leave the WAL's newest
 //! marked snapshot deleted and the new one unrecorded, so nothing to start from.
@@ -139,8 +139,8 @@ pub struct Snapshotter {
     /// the WAL then lacks the entries that snapshot covered, the node's refusal to start
     /// names the snapshot file and offset, not only the WAL.
     set_aside: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    /// Removes files off the caller's thread on a real disk: `adopt` and `discard` run on the
-    /// raft thread, and unlinking a snapshot of a GiB takes about 250 ms here.
+    /// Removes files off the caller's thread on a real disk: `prune_behind` and `discard` run
+    /// on the raft thread, and unlinking a snapshot of a GiB takes about 250 ms here.
     reaper: std::sync::Arc<std::sync::Mutex<Reaper>>,
 }
 
@@ -148,6 +148,15 @@ struct SnapFile {
     term: u64,
     index: u64,
     path: PathBuf,
+}
+
+impl SnapFile {
+    /// Whether one of the WAL's `markers` names this file.
+    fn named_by(&self, markers: &[SnapshotMetadata]) -> bool {
+        markers
+            .iter()
+            .any(|m| m.term == self.term && m.index == self.index)
+    }
 }
 
 impl Snapshotter {
@@ -273,10 +282,7 @@ impl Snapshotter {
             .into_iter()
             .rev()
         {
-            if !markers
-                .iter()
-                .any(|m| m.term == f.term && m.index == f.index)
-            {
+            if !f.named_by(markers) {
                 tracing::debug!(path = %f.path.display(), "snapshot not named by the WAL, skipped");
                 continue;
             }
@@ -305,9 +311,11 @@ impl Snapshotter {
     /// and the node stopped before deleting them), so nothing will ever load them. Left,
     /// they would count among the newest `keep` when the next snapshot prunes, and push out a
     /// file the WAL still relies on (found by a review: two such crashes with `keep` 2 left no
-    /// usable snapshot behind the newest). Markers are written in index order and the WAL
-    /// releases its oldest segments first, so it still holds every marker above its oldest;
-    /// a file below that may be named by a released one, and stays. Without any marker,
+    /// usable snapshot behind the newest). The WAL releases its oldest segments first and each
+    /// segment's header repeats the newest marker, so it still holds every marker written
+    /// after its oldest; a file below that may be named by a released one, and stays. (After
+    /// a start that fell back past a damaged newest file, a later marker can be below a
+    /// released one; that one's file was set aside as damaged, so nothing is lost.) Without any marker,
     /// nothing is removed: the WAL cannot say. Returns the `files` kept.
     fn remove_unrecorded(
         &self,
@@ -317,14 +325,9 @@ impl Snapshotter {
         let Some(oldest) = markers.iter().map(|m| m.index).min() else {
             return Ok(files);
         };
-        let named = |f: &SnapFile| {
-            markers
-                .iter()
-                .any(|m| m.term == f.term && m.index == f.index)
-        };
         let (unrecorded, kept): (Vec<SnapFile>, Vec<SnapFile>) = files
             .into_iter()
-            .partition(|f| f.index > oldest && !named(f));
+            .partition(|f| f.index > oldest && !f.named_by(markers));
         for f in &unrecorded {
             tracing::warn!(path = %f.path.display(), "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
             remove_if_there(&*self.fs, &f.path)?;
@@ -408,7 +411,7 @@ impl Snapshotter {
     }
 
     /// Deletes the file `name` of the snapshot directory (an arrived snapshot that was not
-    /// installed); a file already gone is fine. On a real disk the file goes on a thread of
+    /// installed, or a local one a newer snapshot overtook); a file already gone is fine. On a real disk the file goes on a thread of
     /// its own, and a failure is logged there, naming it.
     pub fn discard(&self, name: &str) -> Result<(), Error> {
         let path = self.dir.join(name);
@@ -594,9 +597,8 @@ fn new_reaper() -> std::sync::Arc<std::sync::Mutex<Reaper>> {
 /// Removes the old snapshot files `paths`, then syncs `dir`.
 fn prune_files(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) -> Result<(), Error> {
     for path in paths {
-        // A file still being sent to a follower stays readable until it is closed. Snapshots
-        // are pruned from two threads (the state machine's saves, and installs from the
-        // leader), so one may get there first.
+        // A file still being sent to a follower stays readable until it is closed. A file
+        // may be gone already: an overtaken snapshot is discarded and may be pruned too.
         remove_if_there(fs, path)?;
         tracing::debug!(path = %path.display(), "pruned old snapshot");
     }

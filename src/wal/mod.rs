@@ -667,6 +667,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// Options for tests on `MemFs` that rotate often and take the direct-write path: small
+    /// segments, preallocated as on a real disk.
+    fn direct_opts(segment_size: u64) -> WalOptions {
+        WalOptions {
+            segment_size,
+            preallocate: 4096,
+            direct_io: true,
+        }
+    }
+
     pub(crate) fn meta() -> Metadata {
         Metadata {
             node_id: 1,
@@ -1019,11 +1029,7 @@ pub(crate) mod tests {
     #[test]
     fn finishing_a_rotation_on_open_syncs_the_old_segment_first() {
         use crate::disk::MemFs;
-        let opts = WalOptions {
-            segment_size: 256,
-            preallocate: 4096,
-            direct_io: true,
-        };
+        let opts = direct_opts(256);
         let dir = Path::new("/wal");
         for seed in 0..16 {
             let fs = MemFs::new(seed);
@@ -1063,11 +1069,7 @@ pub(crate) mod tests {
     #[test]
     fn open_makes_a_rename_whose_directory_sync_failed_durable() {
         use crate::disk::MemFs;
-        let opts = WalOptions {
-            segment_size: 256,
-            preallocate: 4096,
-            direct_io: true,
-        };
+        let opts = direct_opts(256);
         let dir = Path::new("/wal");
         let mut reached = 0;
         for seed in 0..32 {
@@ -1106,11 +1108,7 @@ pub(crate) mod tests {
     #[test]
     fn open_writes_again_what_a_failed_sync_marked_clean() {
         use crate::disk::MemFs;
-        let opts = |segment_size| WalOptions {
-            segment_size,
-            preallocate: 4096,
-            direct_io: true,
-        };
+        let opts = direct_opts;
         let dir = Path::new("/wal");
         // (segment size, syncs that succeed before the one that fails, segments after open)
         for (size, ok, segments) in [(1 << 20, 0, 1), (256, 2, 3)] {
