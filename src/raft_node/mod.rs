@@ -95,7 +95,8 @@ const STOP_LIMIT: Duration = Duration::from_millis(400);
 const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 
 /// Ticks a forwarded proposal goes unanswered before it is sent again (two of the longest
-/// election timeouts: a leader change usually comes first, and sends everything again).
+/// election timeouts: a leader change usually comes first, and sends everything again); half
+/// the proposal timeout if that is shorter, never less than a tick (see `Proposals::new`).
 const RESEND_TICKS: u32 = 40;
 /// Ticks between askings of the ready probe while it goes unanswered (an election's worth).
 const READY_PROBE_TICKS: u32 = ELECTION_TICKS;
@@ -311,7 +312,7 @@ impl RaftNode {
             commit_at_start: recovered.commit_at_start,
             ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
             tick: config.tick(),
-            proposals: Proposals::new(config.id, nonce, timeout, tick * RESEND_TICKS),
+            proposals: Proposals::new(config.id, nonce, timeout, tick),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
             held_reads: HeldReads::default(),
             sessions: recovered.sessions,

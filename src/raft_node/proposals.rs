@@ -28,8 +28,8 @@ use super::{MemberChange, ProposalError, Responder};
 use crate::membership::Members;
 use crate::proposal::{self, ProposalId, Sessions, Verdict};
 
-/// A membership change unanswered for this fraction of `resend_after` (as given to
-/// [`Proposals::new`]) is sent again.
+/// A membership change unanswered for this fraction of [`super::RESEND_TICKS`] ticks is sent
+/// again.
 const CHANGE_RESEND_DIVISOR: u32 = 4;
 
 /// What a client asked for.
@@ -106,19 +106,22 @@ pub(super) struct Proposals {
     paused_until: Option<Instant>,
     timeout: Duration,
     /// How long a forwarded proposal or a registration may go unanswered before it is sent
-    /// again: `resend_after`, or half the timeout if that is shorter.
+    /// again (see [`Proposals::new`]).
     resend_after: Duration,
     /// The same for a membership change (a fraction of `resend_after` as given).
     change_resend_after: Duration,
 }
 
 impl Proposals {
-    /// Proposals of node `origin`, whose process drew `nonce`; each is answered within
-    /// `timeout`, and a forwarded one is sent again after `resend_after` without an answer,
-    /// or after half the timeout if that is shorter: a proposal lost to a connection cut
-    /// then gets a second try before its client is told it "may still happen" (with a
-    /// 2-second timeout and the node's 4-second `resend_after` it never did).
-    pub fn new(origin: u64, nonce: u64, timeout: Duration, resend_after: Duration) -> Self {
+    /// Proposals of node `origin`, whose process drew `nonce`, on a raft tick of `tick`; each
+    /// is answered within `timeout`, and a forwarded one is sent again after
+    /// [`super::RESEND_TICKS`] ticks without an answer, or after half the timeout if that is
+    /// shorter: a proposal lost to a connection cut then gets a second try before its client
+    /// is told it "may still happen" (with a 2-second timeout and the 4 seconds of 40 ticks it
+    /// never did). Never sooner than a tick, whatever the timeout: with a timeout of a
+    /// millisecond or none, every round would propose everything again.
+    pub fn new(origin: u64, nonce: u64, timeout: Duration, tick: Duration) -> Self {
+        let resend_after = tick * super::RESEND_TICKS;
         Proposals {
             origin,
             nonce,
@@ -134,7 +137,7 @@ impl Proposals {
             local_at: BTreeMap::new(),
             paused_until: None,
             timeout,
-            resend_after: resend_after.min(timeout / 2),
+            resend_after: resend_after.min(timeout / 2).max(tick),
             change_resend_after: resend_after / CHANGE_RESEND_DIVISOR,
         }
     }
@@ -675,7 +678,7 @@ mod tests {
     }
 
     fn registered(now: Instant) -> (Proposals, Sessions) {
-        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_secs(2));
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
         let mut sessions = Sessions::default();
         let _early = put(&mut p, now);
         register_at(&mut p, &mut sessions, 7, now);
@@ -792,7 +795,7 @@ mod tests {
     #[test]
     fn proposals_wait_for_the_session() {
         let t0 = Instant::now();
-        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_secs(2));
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
         let _a = put(&mut p, t0);
         assert!(p.take_batch(true, 0, t0).is_empty());
         assert!(p.registration_due(t0).is_some());
@@ -815,11 +818,13 @@ mod tests {
     #[test]
     fn a_short_timeout_leaves_room_for_a_second_try() {
         let t0 = Instant::now();
-        let (timeout, resend) = (Duration::from_secs(2), Duration::from_secs(4));
+        let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
+        let resend = tick * super::super::RESEND_TICKS;
+        assert_eq!(resend, Duration::from_secs(4));
         let half = t0 + timeout / 2;
         let just_before = half - Duration::from_millis(1);
 
-        let mut p = Proposals::new(1, 42, timeout, resend);
+        let mut p = Proposals::new(1, 42, timeout, tick);
         let _a = put(&mut p, t0);
         assert!(p.registration_due(t0).is_some());
         assert!(p.registration_due(just_before).is_none(), "not yet");
@@ -828,7 +833,7 @@ mod tests {
             "asked again at half the timeout"
         );
 
-        let mut p = Proposals::new(1, 42, timeout, resend);
+        let mut p = Proposals::new(1, 42, timeout, tick);
         let _b = put(&mut p, t0);
         let mut sessions = Sessions::default();
         register_at(&mut p, &mut sessions, 3, t0);
@@ -837,6 +842,23 @@ mod tests {
         assert_eq!(p.on_tick(just_before, true), 0, "not yet");
         assert_eq!(p.on_tick(half, true), 1, "sent again at half the timeout");
         assert_eq!(p.change_resend_after, resend / CHANGE_RESEND_DIVISOR);
+    }
+
+    /// However short the timeout (the flag has no minimum), nothing is sent again sooner
+    /// than a tick after it was sent: with none, a registration went out every round while
+    /// requests waited (found by a review of the change above).
+    #[test]
+    fn nothing_is_sent_again_within_a_tick() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(100);
+        let mut p = Proposals::new(1, 42, Duration::ZERO, tick);
+        let _a = put(&mut p, t0);
+        assert!(p.registration_due(t0).is_some());
+        assert!(
+            p.registration_due(t0 + tick / 2).is_none(),
+            "not within a tick"
+        );
+        assert!(p.registration_due(t0 + tick).is_some());
     }
 
     /// This node's removal, applied in log order, forgot its session. If it is added back
