@@ -55,6 +55,12 @@ pub struct Config {
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_catchup_entries: u64,
 
+    /// Bytes of entries that bound the log in memory, for big values: a snapshot is also taken
+    /// once the entries applied since the last one carry this many bytes (or as many as that
+    /// snapshot, if more), and no more than this stays behind a snapshot. 0: entries only.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub snapshot_log_bytes: u64,
+
     /// Snapshot files kept on disk (older ones are deleted).
     #[arg(long, default_value_t = 5)]
     pub max_snapshots: usize,
@@ -271,6 +277,8 @@ mod tests {
         assert!(!c.join);
         assert_eq!(c.snapshot_count, 10_000);
         assert_eq!(c.snapshot_catchup_entries, 10_000);
+        // Not the original's (it has no such bound); 10,000 entries of up to 6 KiB are under it.
+        assert_eq!(c.snapshot_log_bytes, 64 << 20);
         assert_eq!(c.own_peer_url(), Some("http://127.0.0.1:9021"));
         assert_eq!(c.wal_dir(), PathBuf::from("./raftexample-1"));
         assert_eq!(c.snap_dir(), PathBuf::from("./raftexample-1-snap"));

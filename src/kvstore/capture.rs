@@ -27,13 +27,14 @@ use crate::snapshotter::{self, SnapshotWriter, Snapshotter};
 
 /// Starts a snapshot of `kv` as of now (every entry sent before it applied, none after): the
 /// header is written here, the shards by a thread of its own, which answers `reply` once the
-/// file is durable. Called on the state machine's thread, in log order.
+/// file is durable, with the bytes of data it holds. Called on the state machine's thread, in
+/// log order.
 pub(super) fn start(
     kv: &KvStore,
     state: &ClusterState,
     meta: &SnapshotMetadata,
     snapshotter: &Snapshotter,
-    reply: oneshot::Sender<Result<(), snapshotter::Error>>,
+    reply: oneshot::Sender<Result<u64, snapshotter::Error>>,
 ) {
     let mut map = kv.write();
     if let Some(earlier) = map.capture.take() {
@@ -65,7 +66,7 @@ pub(super) fn start(
             capture.abandon();
             kv.end_capture(&capture);
             let _ = reply.send(match written {
-                Ok(()) => file.finish(),
+                Ok(()) => file.finish().map(|()| data_len),
                 Err(err) => Err(file.failed(err)),
             });
         });

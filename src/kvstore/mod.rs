@@ -141,8 +141,8 @@ pub enum Apply {
         meta: SnapshotMetadata,
         /// Where it is saved.
         snapshotter: Arc<Snapshotter>,
-        /// Told once the file is durable (or why it is not).
-        reply: oneshot::Sender<Result<(), crate::snapshotter::Error>>,
+        /// Told once the file is durable, with the bytes of data it holds (or why it is not).
+        reply: oneshot::Sender<Result<u64, crate::snapshotter::Error>>,
     },
 }
 
@@ -291,7 +291,7 @@ impl KvStore {
                     let saved =
                         snapshotter.save_with(&meta, len, |w| write_snapshot(w, &state, &map));
                     drop(map);
-                    let _ = reply.send(saved);
+                    let _ = reply.send(saved.map(|()| len));
                 }
             }
         }

@@ -24,6 +24,7 @@ mod batching;
 mod conf_change;
 mod handle;
 mod leadership;
+mod log_bytes;
 mod proposals;
 mod reads;
 mod ready;
@@ -59,6 +60,7 @@ pub use crate::request::{
     Request, Responder, Shared,
 };
 pub use handle::NodeHandle;
+use log_bytes::LogBytes;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
@@ -129,6 +131,8 @@ pub struct RaftNode {
     prev_snapshot_index: u64,
     snapshot_count: u64,
     catchup_entries: u64,
+    /// The log's bytes, which bound it beside its entries (`--snapshot-log-bytes`).
+    log_bytes: LogBytes,
     /// What `/-/ready` waits to see applied: the commit index in the WAL, raised to the
     /// cluster's by the ready probe's answer.
     commit_at_start: u64,
@@ -309,6 +313,7 @@ impl RaftNode {
             prev_snapshot_index: recovered.snapshot_index,
             snapshot_count: config.snapshot_count.max(1),
             catchup_entries: config.snapshot_catchup_entries,
+            log_bytes: LogBytes::new(config.snapshot_log_bytes, recovered.snapshot_index),
             commit_at_start: recovered.commit_at_start,
             ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
             tick: config.tick(),

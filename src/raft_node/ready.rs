@@ -753,6 +753,8 @@ impl RaftNode {
         let Some((last, last_term)) = entries.last().map(|e| (e.index, e.term)) else {
             return Ok(());
         };
+        // Copies skipped below still weigh on the log.
+        self.log_bytes.applied(&entries);
         let now = self.now();
         let mut done = Vec::new();
         let mut effective = Vec::with_capacity(entries.len());

@@ -20,7 +20,8 @@ use crate::transport::AppliedAt;
 pub(super) struct PendingSnapshot {
     pub(super) started: Instant,
     pub(super) meta: SnapshotMetadata,
-    pub(super) saved: oneshot::Receiver<Result<(), crate::snapshotter::Error>>,
+    /// Bytes of application data it saved, once durable.
+    pub(super) saved: oneshot::Receiver<Result<u64, crate::snapshotter::Error>>,
 }
 
 impl RaftNode {
@@ -92,6 +93,7 @@ impl RaftNode {
         let done =
             self.proposals
                 .on_snapshot(meta.index, &self.sessions, &self.members, self.now());
+        self.log_bytes.snapshot_installed(meta.index);
         self.apply_tx
             .send(Apply::Restore {
                 index: meta.index,
@@ -133,14 +135,15 @@ impl RaftNode {
         }
     }
 
-    /// Asks the state machine for a snapshot once enough entries were applied since the last
-    /// one, or when raft needs a newer one for a follower.
+    /// Asks the state machine for a snapshot once enough entries (or bytes of entries) were
+    /// applied since the last one, or when raft needs a newer one for a follower.
     pub(super) fn maybe_trigger_snapshot(&mut self) -> Result<(), NodeError> {
         if self.pending_snapshot.is_some() {
             return Ok(());
         }
         let wanted = self.storage.take_want_fresh();
-        let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count;
+        let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count
+            || self.log_bytes.due();
         if !(due || wanted) || self.applied <= self.snapshot_index {
             return Ok(());
         }
@@ -165,6 +168,7 @@ impl RaftNode {
                 reply,
             })
             .map_err(|_| NodeError::ApplyStopped)?;
+        self.log_bytes.snapshot_asked();
         self.pending_snapshot = Some(PendingSnapshot {
             started: std::time::Instant::now(),
             meta,
@@ -180,7 +184,7 @@ impl RaftNode {
             return Ok(());
         };
         match pending.saved.try_recv() {
-            Ok(saved) => saved?,
+            Ok(saved) => self.log_bytes.snapshot_saved(saved?),
             Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
             Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
         }
@@ -211,11 +215,15 @@ impl RaftNode {
         tracing::info!(index, "snapshot saved");
 
         // Keep some entries behind the snapshot so a slightly slow follower catches up from
-        // the log instead of needing the whole snapshot.
-        let compact_to = index.saturating_sub(self.catchup_entries).max(1);
+        // the log instead of needing the whole snapshot; with big values, fewer.
+        let compact_to = index
+            .saturating_sub(self.catchup_entries)
+            .max(self.log_bytes.keep_from(index))
+            .max(1);
         if compact_to > self.storage.first_index()? {
             self.storage.mem.wl().compact(compact_to)?;
         }
+        self.log_bytes.compacted(compact_to);
         self.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = index;
         // Everything after the previous snapshot stays in the WAL: if the newest snapshot file

@@ -152,12 +152,16 @@ fn conf_change(index: u64, term: u64, kind: ConfChangeType, node: u64, url: &str
 }
 
 fn put(index: u64, term: u64, key: &str) -> Entry {
+    put_value(index, term, key, "v")
+}
+
+fn put_value(index: u64, term: u64, key: &str, value: &str) -> Entry {
     Entry {
         term,
         index,
         data: Command::Put {
             key: key.into(),
-            value: "v".into(),
+            value: value.into(),
         }
         .encode()
         .into(),
@@ -535,6 +539,48 @@ async fn installed_snapshots_leave_the_newest_max_snapshots_files() {
     let node = node.restart(2, cluster).await;
     let status = node.status().await.expect("running");
     assert_eq!((status.snapshot_index, status.applied), (300, 300));
+}
+
+/// With big values the log in memory is bounded by its bytes, not by its 10,000 entries: a
+/// snapshot comes once the entries since the last one carry `--snapshot-log-bytes` (here 64
+/// KiB: eight values of 8 KiB), and no more than that stays behind it. With the bound off
+/// (0, the original's way) the same 40 entries bring no snapshot and stay in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_values_bring_snapshots_and_compaction_by_bytes() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let mut log = replay::bootstrap_entries(&cluster);
+    let value = "x".repeat(8 << 10);
+    for index in log.len() as u64 + 1..=40 {
+        log.push(put_value(index, 2, &format!("/k{index}"), &value));
+    }
+    for budget in [64 << 10, 0] {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let node = Fed::start_in(3, cluster.clone(), true, dir, |c| {
+            c.snapshot_log_bytes = budget;
+        })
+        .await;
+        feed_one_by_one(&node, &log, 40).await;
+        let status = if budget == 0 {
+            node.wait_status(|s| s.applied == 40).await
+        } else {
+            // The last snapshot's compaction comes when its file is saved.
+            node.wait_status(|s| s.applied == 40 && s.first_index > 1)
+                .await
+        }
+        .expect("running");
+        if budget == 0 {
+            assert_eq!((status.snapshot_index, status.first_index), (0, 1));
+        } else {
+            assert!(status.snapshot_index >= 11, "{status:?}");
+            // Each entry carries a little over 8 KiB: seven fit in 64 KiB, not eight.
+            assert!(
+                status.snapshot_index - status.first_index < 8,
+                "more than 64 KiB kept behind the snapshot: {status:?}"
+            );
+        }
+        node.shutdown.cancel();
+        assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+    }
 }
 
 /// Node 3, added back under its old id with an empty data dir, hears a heartbeat from a leader

@@ -180,6 +180,9 @@ pub struct Plan {
     /// `--max-snapshots`: sometimes the fewest allowed, where a file pruned too early is
     /// the one the WAL needs.
     pub max_snapshots: usize,
+    /// `--snapshot-log-bytes`: sometimes small enough that snapshots and compaction come by
+    /// bytes, not by the count of entries.
+    pub snapshot_log_bytes: u64,
 }
 
 impl Plan {
@@ -216,6 +219,7 @@ impl Plan {
                 max_think: rng.random_range(20..=80) * MS,
                 snapshot_count: 10_000,
                 catchup: 10_000,
+                snapshot_log_bytes: raftexample::config::Config::default().snapshot_log_bytes,
                 faults: vec![Fault::Membership],
                 // Time for a few appends' worth of writes between a removal and the addition.
                 fault_gap: (600 * MS, 1500 * MS),
@@ -335,6 +339,11 @@ impl Plan {
                 2
             } else {
                 raftexample::snapshotter::DEFAULT_KEEP
+            },
+            snapshot_log_bytes: match (rng.random_bool(0.3), value_padding > 0) {
+                (false, _) => raftexample::config::Config::default().snapshot_log_bytes,
+                (true, false) => rng.random_range(300..=5_000),
+                (true, true) => rng.random_range(200_000..=2_000_000),
             },
         }
     }

@@ -393,6 +393,7 @@ impl World {
                 wal_segment_bytes: self.plan.segment_bytes,
                 tick_ms: TICK / MS,
                 max_snapshots: self.plan.max_snapshots,
+                snapshot_log_bytes: self.plan.snapshot_log_bytes,
                 ..Config::default()
             };
             let fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
