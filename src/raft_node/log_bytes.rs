@@ -5,7 +5,8 @@
 //! followers. `--snapshot-log-bytes` bounds both in bytes: a snapshot is also taken once the
 //! entries applied since the last one carry that many bytes (or as many as the last snapshot
 //! this node wrote, if that is more, so that a big state is not rewritten for every few
-//! megabytes of writes: a snapshot then never writes more than the entries it covers), and
+//! megabytes of writes: a snapshot taken for bytes writes no more than the entries it covers;
+//! after a restart or a leader's snapshot, until this node's next, the budget alone counts), and
 //! no more than that many bytes of entries stay behind a snapshot.
 
 use std::collections::VecDeque;
@@ -21,9 +22,9 @@ pub(super) struct LogBytes {
     since_snapshot: u64,
     /// Index of the entry `sizes[0]` describes.
     first: u64,
-    /// Bytes of each applied entry still in the log, from `first` on. Entries applied before
-    /// this process started (or before a snapshot from the leader) are not in it: what they
-    /// weigh is unknown, and only the count of entries bounds them.
+    /// Bytes of each applied entry still in the log, from `first` on. (The log holds nothing
+    /// applied before this process started or before a snapshot from the leader: a gap here is
+    /// not expected, and only makes the count start over.)
     sizes: VecDeque<u64>,
 }
 
