@@ -108,7 +108,8 @@ pub(super) struct Proposals {
     /// How long a forwarded proposal or a registration may go unanswered before it is sent
     /// again (see [`Proposals::new`]).
     resend_after: Duration,
-    /// The same for a membership change (a fraction of `resend_after` as given).
+    /// The same for a membership change: a fraction of [`super::RESEND_TICKS`] ticks, whatever
+    /// the timeout.
     change_resend_after: Duration,
 }
 

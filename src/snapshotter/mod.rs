@@ -315,8 +315,8 @@ impl Snapshotter {
     /// segment's header repeats the newest marker, so it still holds every marker written
     /// after its oldest; a file below that may be named by a released one, and stays. (After
     /// a start that fell back past a damaged newest file, a later marker can be below a
-    /// released one; that one's file was set aside as damaged, so nothing is lost.) Without any marker,
-    /// nothing is removed: the WAL cannot say. Returns the `files` kept.
+    /// released one; that one's file was set aside as damaged, so nothing is lost.) Without
+    /// any marker, nothing is removed: the WAL cannot say. Returns the `files` kept.
     fn remove_unrecorded(
         &self,
         files: Vec<SnapFile>,
@@ -411,8 +411,9 @@ impl Snapshotter {
     }
 
     /// Deletes the file `name` of the snapshot directory (an arrived snapshot that was not
-    /// installed, or a local one a newer snapshot overtook); a file already gone is fine. On a real disk the file goes on a thread of
-    /// its own, and a failure is logged there, naming it.
+    /// installed, or a local one a newer snapshot overtook); a file already gone is fine. On a
+    /// real disk the file goes on a thread of its own, and a failure is logged there, naming
+    /// it.
     pub fn discard(&self, name: &str) -> Result<(), Error> {
         let path = self.dir.join(name);
         if !self.fs.background_removal() {
