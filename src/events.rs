@@ -11,7 +11,7 @@
 //! The raft node calls this from its Ready trace (`raft_node/trace.rs`); the event stream
 //! itself (`GET /-/events`, server-sent events) is in [`crate::ui`]. This module sits below
 //! the raft node and the state machine: how an entry is described in one line
-//! ([`crate::dump::entry_text`], which decodes commands) is handed to it by whoever builds
+//! ([`crate::describe::entry_text`], which decodes commands) is handed to it by whoever builds
 //! the node ([`Events::new`]).
 
 use std::collections::BTreeMap;
@@ -333,7 +333,7 @@ pub struct SnapshotView {
 pub struct EntryList {
     /// How many entries there are.
     pub count: usize,
-    /// The first [`ENTRIES_LISTED`] of them.
+    /// The first few of them (eight).
     pub first: Vec<EntryView>,
 }
 
@@ -378,7 +378,7 @@ pub struct MessageSummary {
     pub count: usize,
     /// How many of each kind (`MsgAppend`, `MsgHeartbeat`, ...).
     pub by_kind: BTreeMap<String, usize>,
-    /// The first [`MESSAGES_LISTED`] of them.
+    /// The first few of them (eight).
     pub first: Vec<MessageView>,
 }
 

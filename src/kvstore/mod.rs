@@ -7,9 +7,9 @@
 //! take the same path, so they are answered only after every entry up to their read index is
 //! in the map.
 //!
-//! - [`map`]: the map itself, sharded, a key and its value in one allocation.
-//! - [`codec`]: the snapshot data format, written and read as a stream.
-//! - [`capture`]: snapshots written while entries go on being applied.
+//! - `map`: the map itself, sharded, a key and its value in one allocation.
+//! - `codec`: the snapshot data format, written and read as a stream.
+//! - `capture`: snapshots written while entries go on being applied.
 
 mod capture;
 mod codec;

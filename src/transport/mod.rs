@@ -726,7 +726,7 @@ impl Transport {
 const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(5);
 
 /// The peers' HTTP client; `tls` enables `https://` URLs. For snapshots, joins and the live
-/// page; the message streams use [`stream_client`].
+/// page; the message streams use `stream_client`.
 pub fn http_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
     build_client(tls, None, 4)
 }

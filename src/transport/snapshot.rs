@@ -6,13 +6,13 @@
 //! ([`SnapshotData::Follows`]), then the snapshot file itself, byte for byte as the leader
 //! keeps it (its layout in [`crate::snapshotter`]):
 //!
-//! - **Sending** ([`outgoing`]): the raft node hands the transport a `MsgSnapshot` whose data
+//! - **Sending** (`outgoing`): the raft node hands the transport a `MsgSnapshot` whose data
 //!   names the leader's snapshot file. A blocking task on the transport's runtime reads the
 //!   file in chunks into a bounded channel that is the request's body, so the leader's memory
 //!   holds a few chunks, not the snapshot, and the raft thread never touches the file. It
 //!   checks the file's checksum on the way: a damaged file is set aside, and raft's retry then
 //!   makes the node take a fresh snapshot.
-//! - **Receiving** ([`receive`]): the peer server writes the bytes after the message to
+//! - **Receiving** (`receive`): the peer server writes the bytes after the message to
 //!   `incoming-<from>-<n>.part` in the snapshot directory as they arrive, syncs it, checks the
 //!   whole file (header, metadata against the message's, checksum), and only then hands the
 //!   node the message with a handle naming that file. Installing it renames the file into

@@ -1,6 +1,6 @@
 //! Where each member's REST API is. Members are known by their peer URLs only (that is what
 //! the log records), so a node asks each member's peer port (`GET /-/rest-url`, served by
-//! [`super::peer_router`]) and keeps the answers. The page learns every member's REST URL
+//! [`super::Ui::peer_routes`]) and keeps the answers. The page learns every member's REST URL
 //! from whichever node it is connected to, in that node's `status` events.
 //!
 //! The same list says which pages may call this node from another origin: those served from

@@ -520,8 +520,8 @@ impl Wal {
     /// Deletes the oldest segments whose entries all have an index below `index`, and syncs
     /// the directory: on the caller's thread, or on one of its own where the file system
     /// says so ([`FileSystem::background_removal`]: a real disk), in which case they are no
-    /// longer the WAL's at once but may stay on the disk a little longer (see [`crate::disk::reaper`];
-    /// [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
+    /// longer the WAL's at once but may stay on the disk a little longer (see
+    /// [`crate::disk::reaper`]; [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
     /// current segment and its header (metadata, newest marker, hard state) always remain.
     ///
     /// Call it with a snapshot's index after the snapshot and its marker are durable.
