@@ -6,8 +6,8 @@
 //! entries applied since the last one carry that many bytes (or as many as the last snapshot
 //! this node wrote, if that is more, so that a big state is not rewritten for every few
 //! megabytes of writes: a snapshot taken for bytes writes no more than the entries it covers;
-//! after a restart or a leader's snapshot, until this node's next, the budget alone counts), and
-//! no more than that many bytes of entries stay behind a snapshot.
+//! after a restart or a leader's snapshot, the size of the snapshot loaded or installed counts
+//! the same way), and no more than that many bytes of entries stay behind a snapshot.
 
 use std::collections::VecDeque;
 
@@ -16,7 +16,8 @@ use raft::eraftpb::Entry;
 pub(super) struct LogBytes {
     /// The flag; 0 counts entries only, as the original does.
     budget: u64,
-    /// Bytes of application data in the newest snapshot this node wrote.
+    /// Bytes of application data in the newest snapshot this node wrote, loaded at start or
+    /// installed from the leader.
     last_snapshot: u64,
     /// Bytes of the entries applied since the newest snapshot was asked for.
     since_snapshot: u64,
@@ -29,11 +30,12 @@ pub(super) struct LogBytes {
 }
 
 impl LogBytes {
-    /// Nothing known yet; the next entry applied is `applied + 1`.
-    pub(super) fn new(budget: u64, applied: u64) -> LogBytes {
+    /// No entry known yet; the next one applied is `applied + 1`, and the snapshot the node
+    /// started from (if any) holds `snapshot_bytes` of data.
+    pub(super) fn new(budget: u64, applied: u64, snapshot_bytes: u64) -> LogBytes {
         LogBytes {
             budget,
-            last_snapshot: 0,
+            last_snapshot: snapshot_bytes,
             since_snapshot: 0,
             first: applied + 1,
             sizes: VecDeque::new(),
@@ -72,11 +74,13 @@ impl LogBytes {
         self.last_snapshot = bytes;
     }
 
-    /// The leader's snapshot at `index` replaced the state: nothing before it is applied here.
-    pub(super) fn snapshot_installed(&mut self, index: u64) {
+    /// The leader's snapshot at `index`, `bytes` of data, replaced the state: nothing before
+    /// it is applied here.
+    pub(super) fn snapshot_installed(&mut self, index: u64, bytes: u64) {
         self.sizes.clear();
         self.first = index + 1;
         self.since_snapshot = 0;
+        self.last_snapshot = bytes;
     }
 
     /// The first index worth keeping behind a snapshot at `index` (at most `index`: the
@@ -125,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_is_due_once_the_entries_weigh_the_budget_or_the_last_snapshot() {
-        let mut log = LogBytes::new(100, 0);
+        let mut log = LogBytes::new(100, 0, 0);
         log.applied(&entries(1, &[40, 40]));
         assert!(!log.due(), "80 bytes of a 100-byte budget");
         log.applied(&entries(3, &[20]));
@@ -141,9 +145,29 @@ mod tests {
         assert!(log.due());
     }
 
+    /// Found by a review: a node that restarted, or took the leader's snapshot, counted only
+    /// the budget until it wrote a snapshot of its own, so a big state was written once more
+    /// than needed after every restart or install.
+    #[test]
+    fn a_snapshot_loaded_or_installed_counts_like_one_written() {
+        let mut log = LogBytes::new(100, 10, 300);
+        log.applied(&entries(11, &[100, 100]));
+        assert!(
+            !log.due(),
+            "200 bytes after starting from a 300-byte snapshot"
+        );
+        log.applied(&entries(13, &[100]));
+        assert!(log.due());
+        log.snapshot_installed(50, 500);
+        log.applied(&entries(51, &[200, 200]));
+        assert!(!log.due(), "400 bytes after installing a 500-byte snapshot");
+        log.applied(&entries(53, &[100]));
+        assert!(log.due());
+    }
+
     #[test]
     fn no_budget_never_calls_for_a_snapshot_or_limits_what_is_kept() {
-        let mut log = LogBytes::new(0, 0);
+        let mut log = LogBytes::new(0, 0, 0);
         log.applied(&entries(1, &[1 << 20; 4]));
         assert!(!log.due());
         assert_eq!(log.keep_from(4), 0);
@@ -151,7 +175,7 @@ mod tests {
 
     #[test]
     fn what_is_kept_behind_a_snapshot_weighs_at_most_the_budget() {
-        let mut log = LogBytes::new(100, 10);
+        let mut log = LogBytes::new(100, 10, 0);
         log.applied(&entries(11, &[50, 30, 30, 30, 10]));
         // Behind a snapshot at 15: 10 + 30 + 30 = 70 fit, the next 30 would make 100 (fits),
         // the 50 before it 150 (does not).
@@ -167,16 +191,16 @@ mod tests {
 
     #[test]
     fn the_snapshots_own_entry_stays_however_big() {
-        let mut log = LogBytes::new(100, 0);
+        let mut log = LogBytes::new(100, 0, 0);
         log.applied(&entries(1, &[10, 500]));
         assert_eq!(log.keep_from(2), 2);
     }
 
     #[test]
     fn a_gap_in_the_applied_entries_starts_the_count_over() {
-        let mut log = LogBytes::new(100, 0);
+        let mut log = LogBytes::new(100, 0, 0);
         log.applied(&entries(1, &[60, 60]));
-        log.snapshot_installed(50);
+        log.snapshot_installed(50, 0);
         assert!(!log.due(), "the installed snapshot reset what was counted");
         log.applied(&entries(51, &[60]));
         assert_eq!(log.first, 51);

@@ -313,7 +313,11 @@ impl RaftNode {
             prev_snapshot_index: recovered.snapshot_index,
             snapshot_count: config.snapshot_count.max(1),
             catchup_entries: config.snapshot_catchup_entries,
-            log_bytes: LogBytes::new(config.snapshot_log_bytes, recovered.snapshot_index),
+            log_bytes: LogBytes::new(
+                config.snapshot_log_bytes,
+                recovered.snapshot_index,
+                recovered.snapshot_bytes,
+            ),
             commit_at_start: recovered.commit_at_start,
             ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
             tick: config.tick(),

@@ -80,6 +80,8 @@ pub struct Recovered {
     pub kv: crate::kvstore::Map,
     /// Index of the snapshot loaded (0 if none).
     pub snapshot_index: u64,
+    /// Bytes of application data in that snapshot (0 if none).
+    pub snapshot_bytes: u64,
     /// Its conf state.
     pub conf_state: ConfState,
     /// The cluster identity; 0 on a joining node that has not heard from its cluster.
@@ -138,19 +140,20 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         // Streamed from the file into the map: a big store's snapshot is never whole in memory.
         let snapshot = snapshotter
             .load_newest_available_with(&contents.snapshot_markers, |r, len| {
-                read_snapshot(r, len)
+                read_snapshot(r, len).map(|loaded| (loaded, len))
             })?;
-        let (state, kv, snap_meta) = match snapshot {
-            Some((meta, (state, kv))) => {
+        let (state, kv, snap_meta, snapshot_bytes) = match snapshot {
+            Some((meta, ((state, kv), len))) => {
                 let mut snap = Snapshot::default();
                 snap.set_metadata(meta.clone());
                 mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
-                (state, kv, Some(meta))
+                (state, kv, Some(meta), len)
             }
             None => (
                 ClusterState::default(),
                 crate::kvstore::Map::default(),
                 None,
+                0,
             ),
         };
         let ClusterState { members, sessions } = state;
@@ -247,6 +250,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             sessions,
             kv,
             snapshot_index,
+            snapshot_bytes,
             conf_state,
             cluster_id: contents.metadata.cluster_id,
             commit_at_start: hs.commit,
@@ -264,6 +268,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             sessions: Default::default(),
             kv: crate::kvstore::Map::default(),
             snapshot_index: 0,
+            snapshot_bytes: 0,
             conf_state: ConfState::default(),
             cluster_id: 0,
             commit_at_start: 0,
@@ -328,6 +333,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         sessions: Default::default(),
         kv: crate::kvstore::Map::default(),
         snapshot_index: 0,
+        snapshot_bytes: 0,
         conf_state,
         cluster_id: cluster,
         commit_at_start: 0,

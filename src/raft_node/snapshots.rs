@@ -36,21 +36,27 @@ impl RaftNode {
         let snapshotter = self.storage.snapshotter().clone();
         // File first, then the marker: a marker without its file would make the WAL
         // unreplayable, while a file without a marker is simply ignored.
-        let (state, from) = match SnapshotData::of(&snap.data) {
+        let (state, from, bytes) = match SnapshotData::of(&snap.data) {
             Ok(SnapshotData::Inline(data)) => {
                 snapshotter.save(&snap)?;
                 let state = decode_cluster_state(data).map_err(|e| e.to_string());
-                (state, RestoreFrom::Bytes(snap.data.clone()))
+                let bytes = data.len() as u64;
+                (state, RestoreFrom::Bytes(snap.data.clone()), bytes)
             }
             Ok(SnapshotData::File(name)) => {
                 // Checked whole when it arrived; only its first bytes are read here.
                 snapshotter.adopt(name, &meta)?;
                 self.received_snapshots.retain(|n| n != name);
-                let state = snapshotter
-                    .peek_with(meta.term, meta.index, read_cluster_state)
-                    .map_err(|e| e.to_string());
+                let peeked = snapshotter.peek_with(meta.term, meta.index, |r, len| {
+                    read_cluster_state(r, len).map(|state| (state, len))
+                });
+                let (state, bytes) = match peeked {
+                    Ok((state, len)) => (Ok(state), len),
+                    // Only the guard against rewriting a big state too often goes without it.
+                    Err(e) => (Err(e.to_string()), 0),
+                };
                 let term = meta.term;
-                (state, RestoreFrom::File { snapshotter, term })
+                (state, RestoreFrom::File { snapshotter, term }, bytes)
             }
             Ok(SnapshotData::Follows(_)) => {
                 return Err(snapshotter::Error::Handle {
@@ -93,7 +99,7 @@ impl RaftNode {
         let done =
             self.proposals
                 .on_snapshot(meta.index, &self.sessions, &self.members, self.now());
-        self.log_bytes.snapshot_installed(meta.index);
+        self.log_bytes.snapshot_installed(meta.index, bytes);
         self.apply_tx
             .send(Apply::Restore {
                 index: meta.index,

@@ -422,15 +422,26 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
 /// `index`, whose members are `cluster` and whose map holds `/from-snapshot`, written to
 /// `incoming-1-<n>.part` in `snap_dir`; returns that name.
 fn arrived_snapshot(snap_dir: &std::path::Path, cluster: &[String], index: u64, n: u64) -> String {
-    use crate::kvstore::{ClusterState, Map, encode_snapshot};
+    let mut map = crate::kvstore::Map::default();
+    map.insert("/from-snapshot", "yes");
+    arrived_snapshot_of(map, snap_dir, cluster, index, n)
+}
+
+/// Like [`arrived_snapshot`], with `map` for the data.
+fn arrived_snapshot_of(
+    map: crate::kvstore::Map,
+    snap_dir: &std::path::Path,
+    cluster: &[String],
+    index: u64,
+    n: u64,
+) -> String {
+    use crate::kvstore::{ClusterState, encode_snapshot};
     let leader_dir = tempfile::TempDir::new().expect("temp dir");
     let leader = crate::snapshotter::Snapshotter::new(leader_dir.path(), 5).expect("snapshotter");
     let mut state = ClusterState::default();
     for (id, url) in (1..).zip(cluster) {
         state.members.add(id, url.clone());
     }
-    let mut map = Map::default();
-    map.insert("/from-snapshot", "yes");
     let mut snap = raft::eraftpb::Snapshot {
         data: encode_snapshot(&state, &map).into(),
         ..Default::default()
@@ -463,10 +474,10 @@ fn file_names(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// The `MsgSnapshot` the peer server hands the node for the arrived file `name`.
-fn snapshot_message(name: &str, index: u64) -> Message {
+fn snapshot_message(name: &str, index: u64, to: u64) -> Message {
     let mut m = Message {
         from: 1,
-        to: 2,
+        to,
         term: 2,
         ..Default::default()
     };
@@ -489,7 +500,7 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
     let snap_dir = node._dir.path().join("raftexample-2-snap");
     let names = || file_names(&snap_dir);
     let fresh = arrived_snapshot(&snap_dir, &cluster, 100, 0);
-    node.step(snapshot_message(&fresh, 100))
+    node.step(snapshot_message(&fresh, 100, 2))
         .await
         .expect("running");
     let status = node
@@ -500,7 +511,7 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
     assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
 
     let stale = arrived_snapshot(&snap_dir, &cluster, 50, 1);
-    node.step(snapshot_message(&stale, 50))
+    node.step(snapshot_message(&stale, 50, 2))
         .await
         .expect("running");
     node.wait_status(|_| !names().contains(&stale))
@@ -521,7 +532,7 @@ async fn installed_snapshots_leave_the_newest_max_snapshots_files() {
     let names = || file_names(&snap_dir);
     for (n, index) in [100, 200, 300].into_iter().enumerate() {
         let arrived = arrived_snapshot(&snap_dir, &cluster, index, n as u64);
-        node.step(snapshot_message(&arrived, index))
+        node.step(snapshot_message(&arrived, index, 2))
             .await
             .expect("running");
         node.wait_status(|s| s.snapshot_index == index)
@@ -578,6 +589,60 @@ async fn big_values_bring_snapshots_and_compaction_by_bytes() {
                 "more than 64 KiB kept behind the snapshot: {status:?}"
             );
         }
+        node.shutdown.cancel();
+        assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+    }
+}
+
+/// A node whose state came from a snapshot (the leader's, or its own loaded at a restart) of
+/// more bytes than `--snapshot-log-bytes` writes its next snapshot only once the entries
+/// since carry as many bytes as that state, as after one it wrote itself: before, it knew only
+/// the budget, and rewrote a big state once more than needed after each install or restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_from_a_snapshot_is_rewritten_only_for_as_many_bytes() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let value = "x".repeat(8 << 10);
+    // 20 values of 8 KiB: over twice the 64 KiB budget.
+    let state = || {
+        let mut map = crate::kvstore::Map::default();
+        for k in 0..20 {
+            map.insert(&format!("/s{k}"), &value);
+        }
+        map
+    };
+    // The leader's log from its snapshot at 100 on (entry 100 stands for the snapshot): 25
+    // values of 8 KiB after it call for one snapshot, after about 20, and not for a second.
+    let log: Vec<Entry> = (100..=125)
+        .map(|index| put_value(index, 2, &format!("/k{index}"), &value))
+        .collect();
+    for restart in [false, true] {
+        let budget = |c: &mut Config| c.snapshot_log_bytes = 64 << 10;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut node = Fed::start_in(3, cluster.clone(), true, dir, budget).await;
+        let snap_dir = node._dir.path().join("raftexample-3-snap");
+        let arrived = arrived_snapshot_of(state(), &snap_dir, &cluster, 100, 0);
+        node.step(snapshot_message(&arrived, 100, 3))
+            .await
+            .expect("running");
+        node.wait_status(|s| s.snapshot_index == 100 && s.applied == 100)
+            .await
+            .expect("running");
+        if restart {
+            node.shutdown.cancel();
+            assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+            node = Fed::start_in(3, cluster.clone(), true, node._dir, budget).await;
+        }
+        feed_from(&node, &log, 1, 125).await;
+        let status = node
+            .wait_status(|s| s.applied == 125 && s.snapshot_index > 100)
+            .await
+            .expect("running");
+        // The budget alone would call for one after eight entries (at 108), and the next
+        // only after as many bytes as that one holds (at 136).
+        assert!(
+            status.snapshot_index >= 116,
+            "restart {restart}: the state was rewritten after fewer bytes than it holds: {status:?}"
+        );
         node.shutdown.cancel();
         assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
     }
