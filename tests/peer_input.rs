@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ProcCluster, rss};
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{ConfState, Entry, Message, MessageType};
 use raftexample::membership::cluster_id;
 use raftexample::snapshotter::handle::{file_handle, follows_handle, is_incoming_name};
 use raftexample::transport::{
@@ -294,6 +294,8 @@ async fn snapshots_only_on_their_route_and_within_the_limit() {
         let s = snap.mut_snapshot();
         s.mut_metadata().index = 1000;
         s.mut_metadata().term = 1;
+        s.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
         s.data = data;
         encode_batch(std::slice::from_ref(&snap))
     };
@@ -371,4 +373,100 @@ async fn snapshots_only_on_their_route_and_within_the_limit() {
     assert_bounded(before, pid);
     c.put_ok(1, "k", "w").await;
     c.wait_value(3, "k", "w", false).await;
+}
+
+/// Messages no correct raft node sends, each of which made raft-rs panic and the node exit
+/// (found by a review): a proposal or a read request without entries, an append whose entries
+/// do not follow its index, and a snapshot whose membership cannot be restored (a voter that
+/// is also a learner). Sent by a member, with the right cluster identity, to the leader and to
+/// a follower (which would relay the first two to the leader), each is refused with a 400 that
+/// says what was wrong, and the whole cluster keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_would_make_raft_panic_are_refused() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    c.put_ok(leader, "k", "v").await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let sender = (1..=3)
+        .find(|id| ![leader, follower].contains(id))
+        .expect("a third node");
+    for to in [leader, follower] {
+        let addr = peer_addr(&c, to);
+        let term = term_of(&c, to).await;
+        let message = |kind: MessageType, index: u64, entries: &[u64]| {
+            let mut m = Message {
+                from: sender,
+                to,
+                term,
+                index,
+                ..Default::default()
+            };
+            m.set_msg_type(kind);
+            m.set_entries(
+                entries
+                    .iter()
+                    .map(|&index| Entry {
+                        index,
+                        term,
+                        ..Default::default()
+                    })
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            m
+        };
+        let mut propose = message(MessageType::MsgPropose, 0, &[]);
+        propose.term = 0;
+        let mut read = message(MessageType::MsgReadIndex, 0, &[]);
+        read.term = 0;
+        // Matches the receiver's last entry, then skips ahead: a follower would slice its
+        // entries at the gap.
+        let last = c.status(to).await.expect("status")["last_index"]
+            .as_u64()
+            .expect("a last index");
+        let mut append = message(MessageType::MsgAppend, last, &[last + 100]);
+        append.log_term = term;
+        for (m, said) in [
+            (propose, "without entries"),
+            (read, "0 entries"),
+            (append, "do not follow"),
+        ] {
+            let body = encode_batch(std::slice::from_ref(&m));
+            let head = stream_head(
+                &addr,
+                &headers(Some(the_cluster_id(&c)), sender, to),
+                body.len(),
+            );
+            let answer = send_raw(&addr, &head, &body, body.len()).await;
+            assert_eq!(answer.status, Some(400), "{m:?} to node {to}: {answer:?}");
+            assert!(answer.text.contains(said), "{answer:?}");
+        }
+        // From a leader of a later term, above the commit: raft would restore it.
+        let mut snap = message(MessageType::MsgSnapshot, 0, &[]);
+        snap.term = term + 1;
+        let meta = snap.mut_snapshot().mut_metadata();
+        meta.index = 1_000_000;
+        meta.term = term + 1;
+        meta.set_conf_state(ConfState::from((vec![1, 2, 3], vec![3])));
+        snap.mut_snapshot().data = b"inline".to_vec().into();
+        let body = encode_batch(std::slice::from_ref(&snap));
+        let head = head_of(
+            RAFT_PATH,
+            &addr,
+            &headers(Some(the_cluster_id(&c)), sender, to),
+            body.len(),
+        );
+        let answer = send_raw(&addr, &head, &body, body.len()).await;
+        assert_eq!(
+            answer.status,
+            Some(400),
+            "snapshot to node {to}: {answer:?}"
+        );
+        assert!(answer.text.contains("cannot be restored"), "{answer:?}");
+    }
+    for id in 1..=3 {
+        assert!(c.is_running(id), "node {id} exited");
+        c.put_ok(id, "k", &format!("w{id}")).await;
+        c.wait_value(id, "k", &format!("w{id}"), false).await;
+    }
 }

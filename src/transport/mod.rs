@@ -27,6 +27,7 @@ pub mod join;
 pub mod mem;
 pub mod peer;
 pub mod server;
+mod shape;
 pub mod snapshot;
 pub mod wire;
 

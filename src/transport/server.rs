@@ -81,6 +81,9 @@ pub struct PeerServer {
     logged: Arc<Mutex<HashSet<(u64, u64)>>>,
 }
 
+/// At most this many (sender, what) pairs are remembered as logged.
+const LOGGED_MAX: usize = 1024;
+
 impl PeerServer {
     /// A server feeding `inbox`, writing arriving snapshots into `incoming_dir`. Removes the
     /// files of snapshots that were still arriving when the node last stopped.
@@ -126,6 +129,11 @@ impl PeerServer {
 
     fn log_once(&self, from: u64, what: u64, text: &str) {
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        // The pairs come from headers anyone can write: forgetting them all now and then keeps
+        // the set bounded (a line may then be logged again).
+        if logged.len() >= LOGGED_MAX {
+            logged.clear();
+        }
         if logged.insert((from, what)) {
             tracing::warn!("{text}");
         }
@@ -263,6 +271,12 @@ impl PeerServer {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "batch holds messages whose from/to disagree with the headers",
+            ));
+        }
+        if let Some(problem) = messages.iter().find_map(super::shape::problem) {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("node {from} sent {problem}; no correct raft node sends that"),
             ));
         }
         self.filter.heard_from(from, &messages);
@@ -519,6 +533,27 @@ mod tests {
         );
     }
 
+    /// Refusals are logged once per sender and reason, but the senders and reasons are what
+    /// a request's headers say: a flood of made-up ones leaves the memory of them bounded.
+    #[tokio::test]
+    async fn what_was_logged_stays_bounded_under_made_up_headers() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        for n in 0..3 * LOGGED_MAX as u64 {
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER_FROM, (n + 10).to_string().parse().expect("a value"));
+            headers.insert(HEADER_TO, "3".parse().expect("a value"));
+            headers.insert(
+                HEADER_CLUSTER,
+                format!("{:x}", n + 0x10_000).parse().expect("a value"),
+            );
+            let refused = server.admit(&headers).expect_err("another cluster");
+            assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        }
+        let logged = server.logged.lock().expect("not poisoned").len();
+        assert!(logged <= LOGGED_MAX, "{logged} pairs remembered");
+    }
+
     fn message(kind: MessageType, from: u64) -> Message {
         let mut m = Message {
             from,
@@ -526,6 +561,10 @@ mod tests {
             ..Default::default()
         };
         m.set_msg_type(kind);
+        if matches!(kind, MessageType::MsgPropose | MessageType::MsgReadIndex) {
+            // As raft sends them: the command, or the read's context.
+            m.set_entries(vec![raft::eraftpb::Entry::default()].into());
+        }
         m
     }
 

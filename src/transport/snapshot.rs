@@ -211,6 +211,9 @@ pub(super) async fn receive(
             message.get_msg_type()
         )));
     }
+    if let Some(problem) = super::shape::problem(&message) {
+        return Err(bad(format!("node {from} sent {problem}")));
+    }
     let len = match SnapshotData::of(&message.get_snapshot().data) {
         Ok(SnapshotData::Follows(len)) => len,
         Ok(SnapshotData::Inline(_)) => {
@@ -238,15 +241,24 @@ pub(super) async fn receive(
         let meta = message.get_snapshot().get_metadata();
         let (term, index) = (meta.term, meta.index);
         let check = path.clone();
-        tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
-            .await
-            .map_err(|e| {
-                Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("checking the snapshot failed: {e}"),
-                )
-            })?
-            .map_err(|e| bad(format!("snapshot refused: {e}")))?;
+        let in_file =
+            tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
+                .await
+                .map_err(|e| {
+                    Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("checking the snapshot failed: {e}"),
+                    )
+                })?
+                .map_err(|e| bad(format!("snapshot refused: {e}")))?;
+        // raft installs the message's membership, a restart the file's: they must agree.
+        if !super::shape::same_members(in_file.get_conf_state(), meta.get_conf_state()) {
+            return Err(bad(format!(
+                "snapshot refused: its message says the members are {:?}, its file {:?}",
+                meta.get_conf_state(),
+                in_file.get_conf_state()
+            )));
+        }
         message.mut_snapshot().data = file_handle(&name);
         server.deliver(from, vec![message]).await
     }
@@ -446,6 +458,29 @@ mod tests {
             .expect_err("a damaged file is refused");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         assert!(refused.text().contains("checksum mismatch"), "{refused:?}");
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing stays behind");
+    }
+
+    /// raft installs the members the message names, a restart those of the file: a message
+    /// whose members differ from its file's is refused, and nothing stays on the disk.
+    #[tokio::test]
+    async fn a_message_whose_members_differ_from_its_file_is_refused() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 1_000]);
+        let mut message = message_for(&leader);
+        message
+            .mut_snapshot()
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        let body = wire(outgoing(message, &leader).expect("a body")).await;
+        let (server, _events) = follower(follower_dir.path());
+        let refused = receive(&server, 1, Body::from(body))
+            .await
+            .expect_err("members that differ are refused");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.text().contains("its file"), "{refused:?}");
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
     }
