@@ -300,9 +300,12 @@ impl RaftNode {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
             self.removed_while_leading = None;
+            self.commit_to_hear = 0;
         } else {
             let leading = self.rn.raft.state == StateRole::Leader;
-            let told = self.leader_commit > 0 && self.applied >= self.leader_commit;
+            let told = self.leader_commit > 0
+                && self.leader_commit >= self.commit_to_hear
+                && self.applied >= self.leader_commit;
             if !(leading || told || abandoned) {
                 return Ok(());
             }

@@ -175,6 +175,10 @@ pub struct RaftNode {
     added_at: u64,
     /// The highest commit index a leader has announced to this node in an append.
     leader_commit: u64,
+    /// A removed leader asked for its vote by a successor (which may not know that the
+    /// removal committed, and then counts this node as a voter it needs) goes only once a
+    /// leader has announced a commit index at least this high: what this node had committed.
+    commit_to_hear: u64,
     /// The highest index at which this node's log may hold a membership change: none is
     /// left unapplied once `applied` reaches it. Starts at the replayed log's end, as raft-rs
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
@@ -338,6 +342,7 @@ impl RaftNode {
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
+            commit_to_hear: 0,
             conf_in_log_to,
             heard_at: Default::default(),
             lost_log_said: None,

@@ -341,6 +341,21 @@ impl RaftNode {
                         lost = Some((m.from, m.commit));
                         m.commit = committed;
                     }
+                    if m.get_msg_type() == MessageType::MsgRequestVote
+                        && m.term > self.rn.raft.term
+                        && self.removed_while_leading.is_some()
+                    {
+                        // This node led when its removal committed. A candidate asking for its
+                        // vote still counts it as a voter: if the append that told it the
+                        // removal committed was lost, it needs this node to commit anything
+                        // (with two voters, for good). So the commit index this node counted as
+                        // leader no longer tells it that it may go; the new leader's must reach
+                        // it (found by a review).
+                        self.commit_to_hear =
+                            self.commit_to_hear.max(self.rn.raft.raft_log.committed);
+                        self.leader_commit = 0;
+                        self.last_leader_contact = now;
+                    }
                     match m.get_msg_type() {
                         MessageType::MsgAppend => {
                             // The leader's whole commit index, also beyond this message's

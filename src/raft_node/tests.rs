@@ -418,6 +418,88 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
     assert_eq!(exit, Exit::Removed);
 }
 
+/// As above, but the append that told node 2 the removal committed was lost: node 2 takes
+/// over still counting node 1 as a voter, and asks it for its vote. Node 1, which led when
+/// its removal committed, must not take its own commit index for the new leader's: going
+/// right after it votes, it left node 2 a leader of two voters with one gone, unable ever to
+/// commit (and so to learn of the removal). It stays, acknowledging node 2's entries, until
+/// node 2 says that far is committed (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_removed_stays_until_a_successor_that_still_counts_it_has_committed() {
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(1, cluster, false).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" {
+            break status.term;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(status.role, "Leader", "{status:?}");
+    let term = status.term;
+    let ack = |index: u64| {
+        let mut m = message(MsgAppendResponse, 2, 1, term);
+        m.index = index;
+        m
+    };
+    node.step(ack(status.last_index)).await.expect("running");
+    let mut propose = message(MsgPropose, 2, 1, 0);
+    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
+    let removal = node.step(propose).await.expect("running").last_index;
+    node.step(ack(removal)).await;
+    node.wait_status(|s| s.commit == removal)
+        .await
+        .expect("the leader stopped as soon as its removal committed");
+    // Node 2 campaigns (the leader's MsgTimeoutNow), its log as long as node 1's.
+    let mut vote = message(MsgRequestVote, 2, 1, term + 1);
+    (vote.index, vote.log_term) = (removal, term);
+    vote.context = b"CampaignTransfer".to_vec().into();
+    node.step(vote).await.expect("running");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = node
+        .status()
+        .await
+        .expect("node 1 stopped while node 2 still needed its vote and its acknowledgements");
+    assert_eq!(status.role, "Follower", "{status:?}");
+    // Node 2 leads, with a commit index short of the removal: node 1 takes its entry.
+    let mut append = message(MsgAppend, 2, 1, term + 1);
+    (append.index, append.log_term, append.commit) = (removal, term, removal - 1);
+    let entry = Entry {
+        index: removal + 1,
+        term: term + 1,
+        ..Default::default()
+    };
+    append.set_entries(vec![entry].into());
+    node.step(append).await.expect("running");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = node
+        .status()
+        .await
+        .expect("node 1 stopped although node 2 had not said the removal committed");
+    assert_eq!(status.last_index, removal + 1, "{status:?}");
+    // Once node 2 says its entry committed (node 1's acknowledgement made it so), node 1 goes.
+    let mut committed = message(MsgAppend, 2, 1, term + 1);
+    (committed.index, committed.log_term, committed.commit) = (removal + 1, term + 1, removal + 1);
+    let _ = node.peers.send(PeerEvent::Step(vec![committed])).await;
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("node 1 stops once node 2 says it committed past the removal")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
+
 /// A snapshot file as the peer server leaves it for the node: the snapshot of term 2 at
 /// `index`, whose members are `cluster` and whose map holds `/from-snapshot`, written to
 /// `incoming-1-<n>.part` in `snap_dir`; returns that name.
