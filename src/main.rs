@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         };
     }
 
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,6 +107,27 @@ async fn serve(config: Config) -> ExitCode {
         Exit::Fatal(reason) => {
             eprintln!("raftexample: stopped: {reason}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard one, as Go does at start (since 1.19), so
+/// the original's users get the same headroom: every client connection holds a descriptor,
+/// and with the common soft limit of 1,024 a busy node ran out, and then could not open a WAL
+/// segment or a snapshot file either (found by a review). Left as it is if it cannot be
+/// raised (an unlimited hard limit is more than Linux lets a process have).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(%err, current, maximum, "cannot raise the open-files limit");
         }
     }
 }

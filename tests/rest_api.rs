@@ -229,3 +229,38 @@ async fn no_leader_answers_503_after_waiting_for_one() {
     assert!(body.contains("nothing was read"), "{body}");
     cluster.shutdown().await;
 }
+
+/// Each client connection holds a descriptor: the node raises its soft limit of open files to
+/// the hard one, as Go (and so the original) does, rather than run out at the common 1,024
+/// and then fail to open a WAL segment. Started from a process whose soft limit is 256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_to_the_hard_one() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let hard = getrlimit(Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit of open files");
+    let low = 256.min(hard / 2);
+    // nextest runs each test in a process of its own: the node inherits this.
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(low),
+            maximum: Some(hard),
+        },
+    )
+    .expect("lowering this test's soft limit");
+    let c = common::ProcCluster::start(1, &[]).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", c.pid(1)))
+        .expect("the node's /proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a line for open files");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers,
+        vec![hard.to_string(), hard.to_string()],
+        "soft and hard limits of the node: {line}"
+    );
+    c.put_ok(1, "k", "v").await;
+}
