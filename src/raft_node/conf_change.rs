@@ -234,9 +234,8 @@ impl RaftNode {
     }
 
     /// Whether `entry` removes this node from the cluster (and will be applied: a change that
-    /// no longer holds is skipped; judged against the members as applied so far, which a
-    /// leader's batch cannot change before it, as raft lets a leader have one membership
-    /// change in flight at a time).
+    /// no longer holds is skipped; judged against the members as applied so far, so every
+    /// change before it must have been applied: see [`RaftNode::commit_entries`]).
     pub(super) fn removes_self(&self, entry: &Entry) -> bool {
         entry.get_entry_type() != EntryType::EntryNormal
             && decode_conf_change(entry).is_ok_and(|cc| {

@@ -748,15 +748,29 @@ impl RaftNode {
             self.held.append(&mut entries);
             return Ok(());
         }
-        if self.rn.raft.state == StateRole::Leader
-            && let Some(at) = entries.iter().position(|e| self.removes_self(e))
-        {
-            tracing::info!(
-                index = entries[at].index,
-                "this leader's removal committed; handing leadership over before applying it"
-            );
-            self.held = entries.split_off(at);
-            self.removed_while_leading = Some(self.now());
+        if self.rn.raft.state == StateRole::Leader {
+            // A removal is judged against the members as applied before it, so each change
+            // in the batch is applied before the next is judged: a new leader may commit
+            // several at once (its log's tail from the leader before), and a removal checked
+            // against the voters an earlier one makes would look like one to be skipped
+            // (found by a review).
+            while let Some(at) = entries
+                .iter()
+                .position(|e| e.get_entry_type() != EntryType::EntryNormal)
+            {
+                if self.removes_self(&entries[at]) {
+                    tracing::info!(
+                        index = entries[at].index,
+                        "this leader's removal committed; handing leadership over before \
+                         applying it"
+                    );
+                    self.held = entries.split_off(at);
+                    self.removed_while_leading = Some(self.now());
+                    break;
+                }
+                let rest = entries.split_off(at + 1);
+                self.publish_entries(std::mem::replace(&mut entries, rest))?;
+            }
         }
         self.publish_entries(entries)
     }

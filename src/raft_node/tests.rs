@@ -500,6 +500,88 @@ async fn a_leader_removed_stays_until_a_successor_that_still_counts_it_has_commi
     assert_eq!(exit, Exit::Removed);
 }
 
+/// A new leader can commit two membership changes in one batch (both in its log from the
+/// leader before, whose commit of the first it never heard). The second removes this node
+/// and was checked against the voters the first makes: judged against the members before the
+/// batch, it looked like a change that would be skipped, was not held back, and was applied
+/// while this node led (raft-rs then panics on its own progress gone). Each change is now
+/// applied before the next is judged, and the removal is held while the node hands over
+/// (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_after_another_change_in_one_batch_is_still_held() {
+    use crate::proposal::{ProposalId, encode_context, encode_register};
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(1, cluster, false).await;
+    // Leader 2 (term 2) appends a session of its own, then "add 4" and "remove 1", the second
+    // checked against the voters with 4; node 1 hears of no commit past the bootstrap.
+    let change = |index: u64, kind, id, url: &str, seq, voters: &[u64]| {
+        let mut e = conf_change(index, 2, kind, id, url);
+        let pid = ProposalId {
+            origin: 2,
+            session: 4,
+            seq,
+        };
+        e.context = encode_context(pid, 1, voters).into();
+        e
+    };
+    let entries = vec![
+        Entry {
+            index: 4,
+            term: 2,
+            data: encode_register(2, 7).into(),
+            ..Default::default()
+        },
+        change(
+            5,
+            ConfChangeType::AddNode,
+            4,
+            "http://127.0.0.1:4",
+            1,
+            &[1, 2, 3],
+        ),
+        change(6, ConfChangeType::RemoveNode, 1, "", 2, &[1, 2, 3, 4]),
+    ];
+    let mut append = message(MsgAppend, 2, 1, 2);
+    (append.index, append.log_term, append.commit) = (3, 1, 3);
+    append.set_entries(entries.into());
+    let status = node.step(append).await.expect("running");
+    assert_eq!((status.last_index, status.commit), (6, 3), "{status:?}");
+    // Leader 2 goes quiet; node 1 campaigns and node 2 votes for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" {
+            break status.term;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(status.role, "Leader", "{status:?}");
+    // Node 2 takes the new leader's first entry: everything up to it commits at once.
+    let mut ack = message(MsgAppendResponse, 2, 1, status.term);
+    ack.index = status.last_index;
+    node.step(ack).await.expect("running");
+    let status = node
+        .wait_status(|s| s.commit == s.last_index)
+        .await
+        .expect("node 1 stopped: it applied its own removal while leading");
+    assert!(status.members.iter().any(|m| m.id == 4), "{status:?}");
+    assert!(
+        status.members.iter().any(|m| m.id == 1),
+        "the removal was applied while node 1 led: {status:?}"
+    );
+}
+
 /// A snapshot file as the peer server leaves it for the node: the snapshot of term 2 at
 /// `index`, whose members are `cluster` and whose map holds `/from-snapshot`, written to
 /// `incoming-1-<n>.part` in `snap_dir`; returns that name.
