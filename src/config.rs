@@ -70,8 +70,8 @@ pub struct Config {
     #[arg(long, default_value_t = 5_000)]
     pub proposal_timeout_ms: u64,
 
-    /// Largest accepted request body, in bytes (larger bodies get 413).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Largest accepted request body, in bytes (larger bodies get 413); at most 1 GiB.
+    #[arg(long, default_value_t = 1 << 20, value_parser = body_limit)]
     pub max_body_bytes: usize,
 
     /// Raft tick interval in milliseconds (election timeout is 10 ticks, heartbeat 1 tick).
@@ -170,6 +170,20 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1,localhost,::1", value_delimiter = ',')]
         hosts: Vec<String>,
     },
+}
+
+/// The largest `--max-body-bytes`: a value travels to the peers in one raft message, whose
+/// length on the wire is a 32-bit number (with raft's 1 MiB of other entries beside it).
+pub const MAX_BODY_LIMIT: usize = 1 << 30;
+
+fn body_limit(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if n > MAX_BODY_LIMIT {
+        return Err(format!(
+            "at most {MAX_BODY_LIMIT} (1 GiB): a value travels to the peers in one message"
+        ));
+    }
+    Ok(n)
 }
 
 impl Config {
@@ -282,6 +296,19 @@ mod tests {
         assert_eq!(c.own_peer_url(), Some("http://127.0.0.1:9021"));
         assert_eq!(c.wal_dir(), PathBuf::from("./raftexample-1"));
         assert_eq!(c.snap_dir(), PathBuf::from("./raftexample-1-snap"));
+    }
+
+    /// Found by a review: a limit near `usize::MAX` overflowed the peers' message limit
+    /// (raft's 1 MiB plus this), so the REST port took values the peers refused.
+    #[test]
+    fn a_body_limit_past_what_a_message_can_carry_is_refused() {
+        let parsed = Config::from_args(
+            ["raftexample", "--max-body-bytes", "18446744073709551615"].map(String::from),
+        );
+        let err = parsed.expect_err("a limit past 1 GiB");
+        assert!(err.to_string().contains("at most 1073741824"), "{err}");
+        let c = parse(&["raftexample", "--max-body-bytes", "1073741824"]);
+        assert_eq!(c.max_body_bytes, MAX_BODY_LIMIT);
     }
 
     #[test]
