@@ -656,9 +656,17 @@ impl Transport {
                 None => false,
             };
             if !queued {
+                // A relayed read request is answered to the id it names, which a peer may
+                // make up: one series per made-up id would grow without bound (found by a
+                // review).
+                let label = if self.peers.contains_key(&to) || self.filter.is_member(to) {
+                    to.to_string()
+                } else {
+                    "other".to_string()
+                };
                 self.metrics
                     .peer_messages_dropped
-                    .with_label_values(&[&to.to_string()])
+                    .with_label_values(&[&label])
                     .inc();
                 dropped.add(to, snapshot);
             }
@@ -876,6 +884,37 @@ pub(crate) mod tests {
         // Once a member, a sender is reached at its URL in the membership.
         filter.set_member(3, Some(&url(3)));
         assert_eq!(filter.route_back(3), None);
+    }
+
+    /// Messages for ids that are neither peers nor members (answers to relayed read requests
+    /// name whatever id the request did) are counted under one label, not one each.
+    #[tokio::test]
+    async fn drops_to_unknown_ids_share_one_metric_series() {
+        use prometheus::core::Collector;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (events, _rx) = tokio::sync::mpsc::channel(8);
+        let metrics = Arc::new(Metrics::new(1));
+        let mut transport = Transport::new(
+            Arc::new(PeerFilter::new(1, 0xabc)),
+            events,
+            tokio::runtime::Handle::current(),
+            tokio_util::sync::CancellationToken::new(),
+            metrics.clone(),
+            None,
+            Snapshotter::new(dir.path(), 2).expect("snapshotter"),
+        );
+        let answers: Vec<Message> = (1_000..2_000)
+            .map(|to| message(MessageType::MsgReadIndexResp, 1, to))
+            .collect();
+        let mut dropped = Dropped::default();
+        transport.send(answers, &mut dropped);
+        let series: usize = metrics
+            .peer_messages_dropped
+            .collect()
+            .iter()
+            .map(|family| family.get_metric().len())
+            .sum();
+        assert_eq!(series, 1, "one series for every id outside the cluster");
     }
 
     /// A follower forwards proposals up to raft's message size, and always at least one.
