@@ -278,6 +278,12 @@ impl RaftNode {
             }
             let held = std::mem::take(&mut self.held);
             self.publish_entries(held)?;
+            if self.members.contains(self.id) {
+                // The removal was skipped after all (a copy, or of a session that was gone):
+                // nothing is left to hand over for.
+                self.removed_while_leading = None;
+                self.commit_to_hear = 0;
+            }
         }
         if self.rn.raft.state == StateRole::Leader {
             // A leader knows what is committed: its own commit index (a leader that committed
@@ -294,7 +300,15 @@ impl RaftNode {
         // A node removed for good learns it from a peer's 410 when it campaigns, or gives up:
         // a leader stops sending to a node once it applied the removal; three of the longest
         // election timeouts without a word means nothing more is coming.
-        let abandoned = self.now().duration_since(self.last_leader_contact) > self.tick * 60;
+        // A leader that took over from this node and still counts it as a voter speaks to it
+        // every tick; one that does not (it applied the removal) falls silent: two election
+        // timeouts of silence say so.
+        let patience = if self.removed_while_leading.is_some() {
+            self.tick * (2 * ELECTION_TICKS)
+        } else {
+            self.tick * 60
+        };
+        let abandoned = self.now().duration_since(self.last_leader_contact) > patience;
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
@@ -308,7 +322,7 @@ impl RaftNode {
             if !(leading || told || abandoned) {
                 return Ok(());
             }
-            if abandoned && !leading && !told {
+            if abandoned && !leading && !told && self.removed_while_leading.is_none() {
                 // A guess: say what it rests on, and what to do if it is wrong.
                 tracing::warn!(
                     "this node has applied its own removal, and no leader has told it more for \

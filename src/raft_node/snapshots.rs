@@ -189,11 +189,11 @@ impl RaftNode {
         let Some(pending) = self.pending_snapshot.as_mut() else {
             return Ok(());
         };
-        match pending.saved.try_recv() {
-            Ok(saved) => self.log_bytes.snapshot_saved(saved?),
+        let saved = match pending.saved.try_recv() {
+            Ok(saved) => saved?,
             Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
             Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
-        }
+        };
         let PendingSnapshot { started, meta, .. } = self
             .pending_snapshot
             .take()
@@ -209,8 +209,10 @@ impl RaftNode {
                     tracing::warn!(%err, "cannot delete a snapshot a newer one overtook");
                 }
             }
+            // The installed snapshot's size stands, not this older state's.
             return Ok(());
         }
+        self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.snapshotter().prune_behind(index);
         self.storage.set_latest_snapshot(meta);

@@ -167,7 +167,8 @@ mod tests {
         assert_eq!(problem(&snapshot_with(joint)), None);
     }
 
-    /// Each of these panicked raft-rs when a peer sent it (found by a review).
+    /// Each of these panicked raft-rs when a peer sent it (found by a review), but for the
+    /// id listed twice: raft compares members as sets, and would take it for another list.
     #[test]
     fn shapes_that_would_panic_raft_are_named() {
         let cases = [
