@@ -335,6 +335,56 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
     assert_eq!(exit, Exit::Removed);
 }
 
+/// Waits for node 1 to campaign, then has node 2 grant its pre-vote and its vote; returns
+/// node 1's status as leader.
+async fn elected_by_node_2(node: &Fed) -> NodeStatus {
+    use raft::eraftpb::MessageType::*;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let term = loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" {
+            break status.term;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never campaigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+        .await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(status.role, "Leader", "{status:?}");
+    status
+}
+
+/// Node 1, of two voters, is elected; node 2 acknowledges its first entry, proposes removing
+/// node 1 and acknowledges that too. Returns node 1's term as leader and its status once the
+/// removal committed (its commit index is the removal's).
+async fn removal_committed_by_leader_of_two(node: &Fed) -> (u64, NodeStatus) {
+    use raft::eraftpb::MessageType::*;
+    let status = elected_by_node_2(node).await;
+    let term = status.term;
+    let ack = |index: u64| {
+        let mut m = message(MsgAppendResponse, 2, 1, term);
+        m.index = index;
+        m
+    };
+    node.step(ack(status.last_index)).await.expect("running");
+    let mut propose = message(MsgPropose, 2, 1, 0);
+    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
+    let removal = node.step(propose).await.expect("running").last_index;
+    node.step(ack(removal)).await;
+    let status = node
+        .wait_status(|s| s.commit == removal)
+        .await
+        .expect("the leader stopped as soon as its removal committed");
+    (term, status)
+}
+
 fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
     let mut m = Message {
         from,
@@ -355,44 +405,8 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
     use raft::eraftpb::MessageType::*;
     let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let node = Fed::start(1, cluster, false).await;
-    // Elect node 1: node 2 grants the pre-vote and the vote it asks for.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let term = loop {
-        let status = node.status().await.expect("running");
-        if status.role == "PreCandidate" {
-            break status.term;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 1 never campaigned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
-        .await;
-    let status = node
-        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
-        .await;
-    let status = status.expect("running");
-    assert_eq!(status.role, "Leader", "{status:?}");
-    let term = status.term;
-    // Node 2 acknowledges the leader's first entry, then proposes removing node 1.
-    let ack = |index: u64| {
-        let mut m = message(MsgAppendResponse, 2, 1, term);
-        m.index = index;
-        m
-    };
-    node.step(ack(status.last_index)).await.expect("running");
-    let mut propose = message(MsgPropose, 2, 1, 0);
-    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
-    let status = node.step(propose).await.expect("running");
-    let removal = status.last_index;
-    // Node 2 has it: the removal commits, and node 1 applies it.
-    node.step(ack(removal)).await;
-    let status = node
-        .wait_status(|s| s.commit == removal)
-        .await
-        .expect("the leader stopped as soon as its removal committed");
+    let (term, status) = removal_committed_by_leader_of_two(&node).await;
+    let removal = status.commit;
     // Held back: applied only once node 1 no longer leads.
     assert!(status.applied < removal, "{status:?}");
     // Raft counts the held entries applied, the members do not show them yet: not a node to
@@ -429,39 +443,8 @@ async fn a_leader_removed_stays_until_a_successor_that_still_counts_it_has_commi
     use raft::eraftpb::MessageType::*;
     let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let node = Fed::start(1, cluster, false).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let term = loop {
-        let status = node.status().await.expect("running");
-        if status.role == "PreCandidate" {
-            break status.term;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 1 never campaigned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
-        .await;
-    let status = node
-        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
-        .await
-        .expect("running");
-    assert_eq!(status.role, "Leader", "{status:?}");
-    let term = status.term;
-    let ack = |index: u64| {
-        let mut m = message(MsgAppendResponse, 2, 1, term);
-        m.index = index;
-        m
-    };
-    node.step(ack(status.last_index)).await.expect("running");
-    let mut propose = message(MsgPropose, 2, 1, 0);
-    propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
-    let removal = node.step(propose).await.expect("running").last_index;
-    node.step(ack(removal)).await;
-    node.wait_status(|s| s.commit == removal)
-        .await
-        .expect("the leader stopped as soon as its removal committed");
+    let (term, status) = removal_committed_by_leader_of_two(&node).await;
+    let removal = status.commit;
     // Node 2 campaigns (the leader's MsgTimeoutNow), its log as long as node 1's.
     let mut vote = message(MsgRequestVote, 2, 1, term + 1);
     (vote.index, vote.log_term) = (removal, term);
@@ -548,25 +531,7 @@ async fn a_removal_after_another_change_in_one_batch_is_still_held() {
     let status = node.step(append).await.expect("running");
     assert_eq!((status.last_index, status.commit), (6, 3), "{status:?}");
     // Leader 2 goes quiet; node 1 campaigns and node 2 votes for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let term = loop {
-        let status = node.status().await.expect("running");
-        if status.role == "PreCandidate" {
-            break status.term;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 1 never campaigned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
-        .await;
-    let status = node
-        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
-        .await
-        .expect("running");
-    assert_eq!(status.role, "Leader", "{status:?}");
+    let status = elected_by_node_2(&node).await;
     // Node 2 takes the new leader's first entry: everything up to it commits at once.
     let mut ack = message(MsgAppendResponse, 2, 1, status.term);
     ack.index = status.last_index;
