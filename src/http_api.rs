@@ -415,6 +415,9 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
             );
         }
     }
+    if let Some(to) = s.transferring_to {
+        let _ = writeln!(out, "handing leadership to {to}");
+    }
     out
 }
 

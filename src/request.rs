@@ -224,6 +224,9 @@ pub struct NodeStatus {
     /// On the leader, each follower's replication progress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<BTreeMap<u64, PeerProgress>>,
+    /// On a leader handing leadership over (stopping, or removed): the voter it asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transferring_to: Option<u64>,
     /// The last entries of the log, described (the live page's log strips).
     pub log_tail: Vec<EntryView>,
 }
@@ -248,7 +251,7 @@ pub struct PeerProgress {
     pub next: u64,
     /// Probe, replicate or snapshot.
     pub state: String,
-    /// Whether the last message batch reached it.
+    /// Whether it was heard from within the last election timeout.
     pub reachable: bool,
 }
 

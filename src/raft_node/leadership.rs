@@ -9,6 +9,11 @@ use raft::StateRole;
 
 use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
 
+/// Ticks a leader handing over waits to hear from the voter it chose before it tries the
+/// next: a live voter answers the heartbeat of every tick, so three ticks of silence leave
+/// room for a slow network while a stopping leader (which has eight ticks) can still try again.
+const TRANSFER_SILENCE_TICKS: u32 = 3;
+
 impl RaftNode {
     /// Asked to stop: a leader hands leadership to the most caught-up follower first (as
     /// etcd does), so the others need not wait out an election timeout; then the node answers
@@ -58,33 +63,77 @@ impl RaftNode {
         Ok(())
     }
 
-    /// The voter best placed to take over from this leader: one heard from recently, the most
-    /// caught up of them.
-    pub(super) fn successor(&self) -> Option<u64> {
+    /// Whether voter `id` was heard from within the last election timeout (its messages of
+    /// the current term; see `note_heard`). Not raft's `recent_active`: CheckQuorum clears
+    /// that for everyone once per election timeout, so just after, nobody has it.
+    pub(super) fn heard_lately(&self, id: u64, now: Instant) -> bool {
+        self.heard_at
+            .get(&id)
+            .is_some_and(|t| now.duration_since(*t) <= self.tick * ELECTION_TICKS)
+    }
+
+    /// The voter best placed to take over from this leader: one heard from lately, the most
+    /// caught up of them; never one gone since a stop began, nor `passed_over`.
+    pub(super) fn successor(&self, now: Instant, passed_over: Option<u64>) -> Option<u64> {
         let raft = &self.rn.raft;
         let voters = raft.prs().conf().voters().ids();
+        let gone = |id: u64| {
+            self.gone_while_stopping
+                .as_ref()
+                .is_some_and(|g| g.contains(&id))
+        };
         raft.prs()
             .iter()
             .filter(|(id, _)| **id != self.id && voters.contains(**id))
-            // Heard from lately first (CheckQuorum clears the mark once per election timeout,
-            // so right after that nobody has it), then the most caught up.
-            .max_by_key(|(id, pr)| (pr.recent_active, pr.matched, std::cmp::Reverse(**id)))
+            .filter(|(id, _)| !gone(**id) && Some(**id) != passed_over)
+            .max_by_key(|(id, pr)| {
+                (
+                    self.heard_lately(**id, now),
+                    pr.matched,
+                    std::cmp::Reverse(**id),
+                )
+            })
             .map(|(id, _)| *id)
     }
 
-    /// Asks raft to hand leadership to [`RaftNode::successor`] (at most once per election
-    /// timeout: raft gives a transfer that long). Returns whether a transfer is under way.
+    /// Asks raft to hand leadership to [`RaftNode::successor`]: again once raft has given up
+    /// on the last transfer (after an election timeout), or to the next voter once the one
+    /// asked has said nothing for [`TRANSFER_SILENCE_TICKS`] (it is likely down: raft would
+    /// wait for it a whole election timeout, longer than a stopping leader stays). Called every
+    /// tick while a handover is wanted. Returns whether a transfer is under way.
     pub(super) fn hand_over(&mut self, now: Instant) -> bool {
-        if self
-            .transfer_asked
-            .is_some_and(|t| now.duration_since(t) < self.tick * ELECTION_TICKS)
-        {
-            return true;
+        let mut passed_over = None;
+        if let Some(asked) = self.transfer_asked {
+            let waited = now.duration_since(asked);
+            let silent = self
+                .rn
+                .raft
+                .lead_transferee
+                .filter(|to| self.heard_at.get(to).is_none_or(|t| *t < asked));
+            match silent {
+                Some(to) if waited >= self.tick * TRANSFER_SILENCE_TICKS => passed_over = Some(to),
+                _ if waited < self.tick * ELECTION_TICKS => return true,
+                _ => {}
+            }
         }
-        let Some(to) = self.successor() else {
-            return false;
+        // Another voter only if it is heard from: raft restarts its election timer (and so
+        // its quorum check) at each transfer, and switching among silent voters every few
+        // ticks would keep a leader that lost its quorum from ever noticing.
+        let next = self.successor(now, passed_over);
+        let Some(to) = next.filter(|to| passed_over.is_none() || self.heard_lately(*to, now))
+        else {
+            // Nobody else to try: the transfer under way, if any, stands.
+            return self.rn.raft.lead_transferee.is_some();
         };
-        tracing::info!(to, "handing leadership over");
+        if let Some(silent) = passed_over {
+            tracing::info!(
+                silent,
+                to,
+                "no word from the voter leadership was handed to; trying another"
+            );
+        } else {
+            tracing::info!(to, "handing leadership over");
+        }
         self.rn.transfer_leader(to);
         self.transfer_asked = Some(now);
         true

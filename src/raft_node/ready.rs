@@ -178,6 +178,10 @@ impl RaftNode {
         for ctx in self.reads.on_tick(self.tick, leader_known, now) {
             self.ask_read_index(ctx);
         }
+        if self.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
+            // A stopping leader: try another voter if the one it chose has not answered.
+            self.hand_over(now);
+        }
     }
 
     /// A leader told by a follower that its log ends below what the leader counted as

@@ -16,6 +16,7 @@ impl RaftNode {
         let raft = &self.rn.raft;
         let hs = raft.hard_state();
         let leader = raft.leader_id;
+        let now = self.now();
         let progress = (raft.state == StateRole::Leader).then(|| {
             raft.prs()
                 .iter()
@@ -27,9 +28,7 @@ impl RaftNode {
                             matched: pr.matched,
                             next: pr.next_idx,
                             state: format!("{:?}", pr.state),
-                            // Heard from within the last election timeout
-                            // (CheckQuorum keeps this up to date).
-                            reachable: pr.recent_active,
+                            reachable: self.heard_lately(*id, now),
                         },
                     )
                 })
@@ -60,6 +59,7 @@ impl RaftNode {
                 })
                 .collect(),
             progress,
+            transferring_to: raft.lead_transferee,
             log_tail: self.shared.events.log_tail(&raft.raft_log),
         }
     }

@@ -338,6 +338,12 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
 /// Waits for node 1 to campaign, then has node 2 grant its pre-vote and its vote; returns
 /// node 1's status as leader.
 async fn elected_by_node_2(node: &Fed) -> NodeStatus {
+    elected_by(node, 2).await
+}
+
+/// Waits for node 1 to campaign, then has `voter` grant its pre-vote and its vote; returns
+/// node 1's status as leader.
+async fn elected_by(node: &Fed, voter: u64) -> NodeStatus {
     use raft::eraftpb::MessageType::*;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let term = loop {
@@ -351,10 +357,10 @@ async fn elected_by_node_2(node: &Fed) -> NodeStatus {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    node.step(message(MsgRequestPreVoteResponse, 2, 1, term + 1))
+    node.step(message(MsgRequestPreVoteResponse, voter, 1, term + 1))
         .await;
     let status = node
-        .step(message(MsgRequestVoteResponse, 2, 1, term + 1))
+        .step(message(MsgRequestVoteResponse, voter, 1, term + 1))
         .await
         .expect("running");
     assert_eq!(status.role, "Leader", "{status:?}");
@@ -383,6 +389,74 @@ async fn removal_committed_by_leader_of_two(node: &Fed) -> (u64, NodeStatus) {
         .await
         .expect("the leader stopped as soon as its removal committed");
     (term, status)
+}
+
+/// A three-voter cluster whose nodes 2 and 3 have peer URLs that take connections and never
+/// answer (the kernel accepts into the backlog): node 1's messages to them neither arrive nor
+/// fail at once, as with peers that have stopped answering (a refused connection would make
+/// node 1 count them gone, and a stopping leader with no one to hand over to just goes).
+fn three_with_silent_peers() -> (Vec<String>, [std::net::TcpListener; 2]) {
+    let listen = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let silent = [listen(), listen()];
+    let mut cluster = vec!["http://127.0.0.1:1".to_string()];
+    for l in &silent {
+        let addr = l.local_addr().expect("a bound port's address");
+        cluster.push(format!("http://{addr}"));
+    }
+    (cluster, silent)
+}
+
+/// A leader asked to stop hands leadership to a voter it has heard from, not to one it never
+/// has. It chose by raft's `recent_active` before, which raft clears for every follower once
+/// per election timeout: right after that (or, as here, right after an election), a dead
+/// voter as caught up as a live one (here neither has acknowledged anything) won on its lower
+/// id, and the stop waited on it to the end (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster, false).await;
+    // Node 3 votes; node 2 has never said a word.
+    elected_by(&node, 3).await;
+    node.shutdown.cancel();
+    let status = node
+        .wait_status(|s| s.transferring_to.is_some())
+        .await
+        .expect("a stopping leader with live voters stays to hand over");
+    assert_eq!(status.transferring_to, Some(3), "{status:?}");
+}
+
+/// A stopping leader whose chosen successor then says nothing (it stopped too) tries the next
+/// voter after a few ticks, rather than waiting out the transfer raft gives a whole election
+/// timeout (longer than a stopping leader stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster, false).await;
+    let term = elected_by(&node, 2).await.term;
+    node.step(message(MsgHeartbeatResponse, 3, 1, term))
+        .await
+        .expect("running");
+    // Both heard from just now, neither ahead: node 2 first, by its lower id.
+    node.shutdown.cancel();
+    let status = node
+        .wait_status(|s| s.transferring_to.is_some())
+        .await
+        .expect("a stopping leader with live voters stays to hand over");
+    assert_eq!(status.transferring_to, Some(2), "{status:?}");
+    // Node 2 goes silent; node 3 answers every heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = node
+            .step(message(MsgHeartbeatResponse, 3, 1, term))
+            .await
+            .expect("the leader stopped still waiting on its silent choice");
+        if status.transferring_to == Some(3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
