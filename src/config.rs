@@ -74,6 +74,18 @@ pub struct Config {
     #[arg(long, default_value_t = 1 << 20, value_parser = body_limit)]
     pub max_body_bytes: usize,
 
+    /// How long a connection to either port may take to send a request's head (counted from
+    /// when it opens or was last answered, so an idle connection is closed after this long)
+    /// or leave an answer's bytes untaken; past this long a request body must have arrived at
+    /// 64 KiB/s on average, else 408. Milliseconds; at least 1.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_timeout_ms: u64,
+
+    /// Connections each port holds open at once; more wait in the kernel's queue until one
+    /// closes.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections: u64,
+
     /// Raft tick interval in milliseconds (election timeout is 10 ticks, heartbeat 1 tick).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -224,6 +236,11 @@ impl Config {
     /// How long a proposal may take to commit and apply.
     pub fn proposal_timeout(&self) -> Duration {
         Duration::from_millis(self.proposal_timeout_ms)
+    }
+
+    /// See `--client-timeout-ms`.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
     }
 
     /// The raft tick.

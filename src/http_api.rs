@@ -29,6 +29,8 @@ pub struct AppState {
     pub node: NodeHandle,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// `--client-timeout-ms`: past it, a body must have averaged [`MIN_BODY_RATE`].
+    pub client_timeout: std::time::Duration,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
 }
@@ -92,6 +94,11 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     Body(String),
+    /// The body came too slowly (see [`MIN_BODY_RATE`]).
+    #[error(
+        "request body too slow: {0} bytes in {1} ms; past --client-timeout-ms a body must average 64 KiB/s"
+    )]
+    SlowBody(u64, u128),
     /// A method the route does not serve.
     #[error("method {0} not allowed")]
     MethodNotAllowed(Method, &'static [&'static str]),
@@ -137,6 +144,7 @@ impl ApiError {
             | ApiError::BadUrl(_)
             | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::SlowBody(..) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -245,7 +253,7 @@ async fn put_key(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = decode_key(path)?;
-    let body = read_body(headers, body, app.max_body_bytes).await?;
+    let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let value = String::from_utf8(body.into()).map_err(|_| ApiError::BadValue)?;
     app.node.put(key, value).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -266,7 +274,7 @@ async fn add_member(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = node_id(path)?;
-    let body = read_body(headers, body, app.max_body_bytes).await?;
+    let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadUrl("not UTF-8".into()))?;
     let url = validate_peer_url(text)
         .and_then(|url| check_peer_scheme(&url, app.peer_tls).map(|()| url))
@@ -283,13 +291,21 @@ async fn remove_member(app: &AppState, path: &str) -> Result<Response, ApiError>
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Past the client timeout, the least average rate (bytes per second) at which a request
+/// body must have arrived: one trickled in (a byte every few seconds) would otherwise hold its
+/// connection, and a task, for as long as its sender likes. A 1 Mbit/s link sends twice this.
+pub const MIN_BODY_RATE: u64 = 64 << 10;
+
 /// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length, when
-/// the client says how much it will send).
+/// the client says how much it will send), and one that arrives too slowly: each byte buys
+/// its sender 1/[`MIN_BODY_RATE`] s beyond `patience`.
 async fn read_body(
     headers: &axum::http::HeaderMap,
     body: Body,
     limit: usize,
+    patience: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -297,17 +313,41 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
-        // to_bytes reports the limit through a boxed LengthLimitError somewhere in the chain.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-        while let Some(e) = source {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return ApiError::TooLarge(limit);
-            }
-            source = e.source();
+    let started = tokio::time::Instant::now();
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut received: u64 = 0;
+    loop {
+        let earned =
+            std::time::Duration::from_micros(received.saturating_mul(1_000_000) / MIN_BODY_RATE);
+        let frame = match tokio::time::timeout_at(started + patience + earned, body.frame()).await {
+            Err(_) => return Err(ApiError::SlowBody(received, started.elapsed().as_millis())),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|err| body_error(&*err, limit))?,
+        };
+        if let Ok(data) = frame.into_data() {
+            received += data.len() as u64;
+            chunks.push(data);
         }
-        ApiError::Body(err.to_string())
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
     })
+}
+
+/// What a failure to read a body says: over the limit (reported through a
+/// `LengthLimitError` somewhere in the chain), or the connection's trouble.
+fn body_error(err: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge(limit);
+        }
+        source = e.source();
+    }
+    ApiError::Body(err.to_string())
 }
 
 /// The node's own endpoints under `/-/` (`path` is one of [`KNOWN_ENDPOINTS`]): read-only,

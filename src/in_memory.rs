@@ -97,6 +97,7 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         http_api::router(http_api::AppState {
             node: handle.clone(),
             max_body_bytes: config.max_body_bytes,
+            client_timeout: config.client_timeout(),
             peer_tls: false,
         }),
         shutdown.clone(),

@@ -37,7 +37,8 @@
 //! - [`in_memory`]: the same node in a test's process, on an in-memory network and disk.
 //! - [`pb`]: protobuf decoding bounded by its input; [`varint`]: the one varint.
 //! - `listener`: the ports' listeners; the REST one counts the client connections a stopping
-//!   node still serves.
+//!   node still serves. `serving`: the loop that serves a port's connections, with its limits
+//!   on slow and idle clients and on connections open at once.
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
@@ -66,6 +67,7 @@ pub mod pb;
 pub mod proposal;
 pub mod raft_node;
 pub mod request;
+mod serving;
 pub mod snapshotter;
 pub mod tls;
 pub mod transport;
@@ -326,6 +328,7 @@ async fn start_recovered(
         ui.around(http_api::router(http_api::AppState {
             node: handle.clone(),
             max_body_bytes: config.max_body_bytes,
+            client_timeout: config.client_timeout(),
             peer_tls,
         })),
         shutdown.clone(),
@@ -339,9 +342,11 @@ async fn start_recovered(
     let mut peer_listener =
         PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
     let peer_accept = peer_listener.take_accept_task();
-    let peer_server = serve(
+    let limits = serving::Limits::new(&config);
+    let peer_server = serving::serve(
         peer_listener,
         peer_endpoints.router().merge(ui.peer_routes()),
+        limits,
         services.clone(),
     );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
@@ -353,7 +358,7 @@ async fn start_recovered(
         rest_addr,
         clients_gone,
     );
-    let rest_server = serve(rest_listener, rest_router, services.clone());
+    let rest_server = serving::serve(rest_listener, rest_router, limits, services.clone());
     tracing::info!(
         id = config.id,
         rest = %rest_addr,
@@ -377,20 +382,6 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
     listener.local_addr().map_err(|source| StartError::Bind {
         addr: addr.to_string(),
         source,
-    })
-}
-
-fn serve<L>(listener: L, router: axum::Router, shutdown: CancellationToken) -> JoinHandle<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(err) = served {
-            tracing::error!(%err, "HTTP server stopped");
-        }
     })
 }
 

@@ -1,0 +1,221 @@
+//! Serving a port's connections (the REST API's and the peers'): the accept loop, with a cap
+//! on the connections open at once, hyper's limit on the time a client takes to send a
+//! request's head, and a limit on how long an answer may wait for a client that takes none of
+//! it. Without them, a client that opens connections and then sends nothing (or reads
+//! nothing) holds a task, its buffers and a file descriptor per connection for as long as it
+//! likes. The limit on a slow request body is the REST API's (`http_api::read_body`): a peer
+//! stream is a body that never ends.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+/// What one port allows each client connection (`--client-timeout-ms`, `--max-connections`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// To send a request's head (from when the connection opens or was last answered), and
+    /// to take any of an answer that waits for it.
+    pub(crate) client_timeout: Duration,
+    /// Connections open at once; the next waits in the kernel's accept queue.
+    pub(crate) max_connections: usize,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
+        Limits {
+            client_timeout: config.client_timeout(),
+            // The flag's parser bounds it to 2^20.
+            max_connections: config.max_connections as usize,
+        }
+    }
+}
+
+/// Serves `router` on the connections `listener` takes until `shutdown`; then stops taking
+/// connections and ends each open one once its request in flight, if any, is answered.
+pub(crate) fn serve<L>(
+    mut listener: L,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        // HTTP/1.1 only, as before (and as the original).
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.client_timeout);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot,
+                _ = shutdown.cancelled() => break,
+            };
+            let Ok(slot) = slot else {
+                // Never closed; were it, serving without a cap beats not serving.
+                break;
+            };
+            let (io, _) = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.cancelled() => break,
+            };
+            let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
+            let service = TowerToHyperService::new(router.clone());
+            let conn = graceful.watch(builder.serve_connection(io, service));
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    // A client that went away, or one that ran out of time: its own business.
+                    tracing::debug!(%err, "connection ended");
+                }
+                drop(slot);
+            });
+        }
+        // Closes the port (a plain listener; a TLS one's accept task ends with it).
+        drop(listener);
+        graceful.shutdown().await;
+    })
+}
+
+/// A connection whose writes fail once one has waited `limit` for the client to take any
+/// byte of it (hyper waits for ever).
+struct WriteDeadline<T> {
+    io: T,
+    limit: Duration,
+    /// Armed while a write waits: when it gives up.
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+
+    /// Passes a write's outcome on, unless it has waited too long.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if outcome.is_ready() {
+            self.armed = false;
+            return outcome;
+        }
+        if !self.armed {
+            self.armed = true;
+            self.timer.as_mut().reset(Instant::now() + self.limit);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took none of the answer within the client timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, outcome)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let outcome = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let outcome = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A write the other end never takes fails after the limit; one it takes resets the clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_nobody_takes_fails_after_the_limit() {
+        let (ours, theirs) = tokio::io::duplex(16);
+        let mut conn = WriteDeadline::new(ours, Duration::from_secs(30));
+        conn.write_all(&[0; 16]).await.expect("fits the buffer");
+        let started = Instant::now();
+        let err = conn
+            .write_all(&[0; 16])
+            .await
+            .expect_err("nobody reads the other end");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+
+        // Taken a little at a time, well within the limit each: never fails.
+        let (ours, mut theirs2) = tokio::io::duplex(16);
+        let mut conn = WriteDeadline::new(ours, Duration::from_secs(30));
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 16];
+            let mut total = 0;
+            while total < 160 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                total += tokio::io::AsyncReadExt::read(&mut theirs2, &mut buf)
+                    .await
+                    .expect("reads");
+            }
+        });
+        conn.write_all(&[0; 160])
+            .await
+            .expect("each byte taken in time");
+        reader.await.expect("reader");
+        drop(theirs);
+    }
+}
