@@ -76,8 +76,8 @@ pub struct Config {
 
     /// How long a connection to either port may take to send a request's head (counted from
     /// when it opens or was last answered, so an idle connection is closed after this long)
-    /// or leave an answer's bytes untaken; past this long a request body must have arrived at
-    /// 64 KiB/s on average, else 408. Milliseconds; at least 1.
+    /// or leave an answer's bytes untaken; past this long a request body (or a peer's
+    /// snapshot) must have arrived at 64 KiB/s on average, else 408. Milliseconds; at least 1.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub client_timeout_ms: u64,
 
@@ -182,6 +182,18 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1,localhost,::1", value_delimiter = ',')]
         hosts: Vec<String>,
     },
+}
+
+/// Past `--client-timeout-ms`, the least average rate (bytes per second) at which a body
+/// must have arrived, a REST request's or a peer's snapshot: one trickled in (a byte every
+/// few seconds) would otherwise hold its connection, and a task, for as long as its sender
+/// likes. A 1 Mbit/s link carries twice this.
+pub const MIN_BODY_RATE: u64 = 64 << 10;
+
+/// How long a body may have taken once `received` bytes of it arrived: the client timeout,
+/// and 1/[`MIN_BODY_RATE`] s for each byte.
+pub fn body_patience(client_timeout: Duration, received: u64) -> Duration {
+    client_timeout + Duration::from_micros(received.saturating_mul(1_000_000) / MIN_BODY_RATE)
 }
 
 /// The largest `--max-body-bytes`: a value travels to the peers in one raft message, whose

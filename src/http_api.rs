@@ -29,7 +29,8 @@ pub struct AppState {
     pub node: NodeHandle,
     /// Largest accepted body.
     pub max_body_bytes: usize,
-    /// `--client-timeout-ms`: past it, a body must have averaged [`MIN_BODY_RATE`].
+    /// `--client-timeout-ms`: past it, a body must have averaged
+    /// [`crate::config::MIN_BODY_RATE`].
     pub client_timeout: std::time::Duration,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
@@ -94,7 +95,7 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     Body(String),
-    /// The body came too slowly (see [`MIN_BODY_RATE`]).
+    /// The body came too slowly (see [`crate::config::body_patience`]).
     #[error(
         "request body too slow: {0} bytes in {1} ms; past --client-timeout-ms a body must average 64 KiB/s"
     )]
@@ -291,14 +292,9 @@ async fn remove_member(app: &AppState, path: &str) -> Result<Response, ApiError>
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Past the client timeout, the least average rate (bytes per second) at which a request
-/// body must have arrived: one trickled in (a byte every few seconds) would otherwise hold its
-/// connection, and a task, for as long as its sender likes. A 1 Mbit/s link sends twice this.
-pub const MIN_BODY_RATE: u64 = 64 << 10;
-
 /// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length, when
-/// the client says how much it will send), and one that arrives too slowly: each byte buys
-/// its sender 1/[`MIN_BODY_RATE`] s beyond `patience`.
+/// the client says how much it will send), and one that arrives too slowly (see
+/// [`crate::config::body_patience`]; `patience` is the client timeout).
 async fn read_body(
     headers: &axum::http::HeaderMap,
     body: Body,
@@ -318,9 +314,8 @@ async fn read_body(
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut received: u64 = 0;
     loop {
-        let earned =
-            std::time::Duration::from_micros(received.saturating_mul(1_000_000) / MIN_BODY_RATE);
-        let frame = match tokio::time::timeout_at(started + patience + earned, body.frame()).await {
+        let due = started + crate::config::body_patience(patience, received);
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
             Err(_) => return Err(ApiError::SlowBody(received, started.elapsed().as_millis())),
             Ok(None) => break,
             Ok(Some(frame)) => frame.map_err(|err| body_error(&*err, limit))?,

@@ -113,6 +113,10 @@ pub const MAX_ROUTES_BACK: usize = 16;
 /// A route back to a sender outside the membership lasts while the sender keeps sending: one
 /// silent this long is no longer answered (its task ends).
 pub const ROUTE_BACK_IDLE: Duration = Duration::from_secs(30);
+/// Senders whose last message time [`PeerFilter`] keeps: more than a cluster has, so only
+/// made-up ids (let in while a node knows no leader) ever push one out, the one heard from
+/// longest ago.
+const MAX_HEARD: usize = 1024;
 
 /// How long a removed peer's task may go on sending what was queued for it.
 const REMOVAL_GRACE: Duration = Duration::from_secs(2);
@@ -128,6 +132,9 @@ pub struct PeerLimits {
     pub max_message: usize,
     /// Largest snapshot file a peer may send (`--max-snapshot-bytes`; `u64::MAX`: no limit).
     pub max_snapshot: u64,
+    /// `--client-timeout-ms`: past it, a snapshot must have arrived at
+    /// [`crate::config::MIN_BODY_RATE`] on average (see [`crate::config::body_patience`]).
+    pub snapshot_grace: Duration,
 }
 
 impl PeerLimits {
@@ -140,6 +147,7 @@ impl PeerLimits {
                 0 => u64::MAX,
                 limit => limit,
             },
+            snapshot_grace: config.client_timeout(),
         }
     }
 }
@@ -258,6 +266,12 @@ impl PeerFilter {
     pub fn heard_from(&self, peer: u64, messages: &[Message]) {
         let now = Instant::now();
         let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
+        if heard.len() >= MAX_HEARD && !heard.contains_key(&peer) {
+            let oldest = heard.iter().min_by_key(|(_, h)| h.any).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                heard.remove(&oldest);
+            }
+        }
         let entry = heard.entry(peer).or_insert(Heard {
             any: now,
             besides_votes: None,
@@ -884,6 +898,33 @@ pub(crate) mod tests {
         // Once a member, a sender is reached at its URL in the membership.
         filter.set_member(3, Some(&url(3)));
         assert_eq!(filter.route_back(3), None);
+    }
+
+    /// Made-up sender ids do not grow the table of when each sender was last heard: past
+    /// its size, the one heard from longest ago makes room, never one that keeps speaking.
+    #[test]
+    fn made_up_senders_do_not_grow_what_is_remembered_of_them() {
+        let filter = PeerFilter::new(1, 0xabc);
+        let batch = MAX_HEARD as u64 / 4;
+        let mut stranger = 1_000_000;
+        for _ in 0..12 {
+            // Node 2 speaks between batches of strangers (the pauses keep the times apart
+            // on a coarse clock).
+            std::thread::sleep(Duration::from_millis(2));
+            filter.heard_from(2, &[]);
+            std::thread::sleep(Duration::from_millis(2));
+            for _ in 0..batch {
+                stranger += 1;
+                filter.heard_from(stranger, &[]);
+            }
+        }
+        let kept = filter.last_heard.lock().expect("not poisoned").len();
+        assert_eq!(kept, MAX_HEARD);
+        assert!(
+            filter.last_heard(2).is_some(),
+            "a sender that keeps speaking stays"
+        );
+        assert!(filter.last_heard(stranger).is_some(), "the newest is kept");
     }
 
     /// Messages for ids that are neither peers nor members (answers to relayed read requests

@@ -510,6 +510,7 @@ mod tests {
             PeerLimits {
                 max_message: 1 << 20,
                 max_snapshot: 1 << 20,
+                snapshot_grace: Duration::from_secs(30),
             },
             dir,
         );

@@ -145,22 +145,60 @@ fn bad(text: impl Into<String>) -> Refusal {
     Refusal::new(StatusCode::BAD_REQUEST, text)
 }
 
-/// The next chunk of an arriving body; `None` at its end.
-async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>, Refusal> {
-    loop {
-        let frame = match tokio::time::timeout(STALL_LIMIT, body.frame()).await {
-            Err(_) => {
-                return Err(Refusal::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
-                ));
+/// An arriving snapshot body and how fast it comes.
+struct Arriving {
+    body: Body,
+    started: Instant,
+    /// `--client-timeout-ms` (see [`crate::config::body_patience`]).
+    grace: Duration,
+    received: u64,
+}
+
+impl Arriving {
+    fn new(body: Body, grace: Duration) -> Self {
+        Arriving {
+            body,
+            started: Instant::now(),
+            grace,
+            received: 0,
+        }
+    }
+
+    /// The next chunk; `None` at the body's end. Refused (408) when nothing arrives for
+    /// [`STALL_LIMIT`], and when the body falls behind the least average rate: trickled (a
+    /// byte a minute) it would hold its sender's slot for good, and with it the snapshots of
+    /// the peer whose id the sender claims.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Refusal> {
+        loop {
+            let due = self.started + crate::config::body_patience(self.grace, self.received);
+            let stalled = Instant::now() + STALL_LIMIT;
+            let frame =
+                match tokio::time::timeout_at(due.min(stalled).into(), self.body.frame()).await {
+                    Err(_) if stalled <= due => {
+                        return Err(Refusal::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(Refusal::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "snapshot too slow: {} bytes in {} ms; past --client-timeout-ms it \
+                             must average 64 KiB/s",
+                                self.received,
+                                self.started.elapsed().as_millis()
+                            ),
+                        ));
+                    }
+                    Ok(None) => return Ok(None),
+                    Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
+                    Ok(Some(Ok(frame))) => frame,
+                };
+            if let Ok(data) = frame.into_data() {
+                self.received += data.len() as u64;
+                return Ok(Some(data));
             }
-            Ok(None) => return Ok(None),
-            Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data() {
-            return Ok(Some(data));
         }
     }
 }
@@ -183,18 +221,15 @@ pub(super) trait Arrivals {
 }
 
 /// Receives the body of a snapshot request from `from`, and hands the snapshot to the node.
-pub(super) async fn receive(
-    server: &impl Arrivals,
-    from: u64,
-    mut body: Body,
-) -> Result<(), Refusal> {
+pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Result<(), Refusal> {
     let limits = server.limits();
+    let mut body = Arriving::new(body, limits.snapshot_grace);
     let mut buf = Vec::new();
     let (mut message, used) = loop {
         if let Some(found) = super::wire::decode_one(&buf, limits.max_message)? {
             break found;
         }
-        match next_chunk(&mut body).await? {
+        match body.next_chunk().await? {
             Some(data) => buf.extend_from_slice(&data),
             None => {
                 return Err(bad(format!(
@@ -217,7 +252,7 @@ pub(super) async fn receive(
     let len = match SnapshotData::of(&message.get_snapshot().data) {
         Ok(SnapshotData::Follows(len)) => len,
         Ok(SnapshotData::Inline(_)) => {
-            if !buf.is_empty() || next_chunk(&mut body).await?.is_some() {
+            if !buf.is_empty() || body.next_chunk().await?.is_some() {
                 return Err(bad(
                     "a snapshot request with its data inline holds exactly one message",
                 ));
@@ -272,7 +307,12 @@ pub(super) async fn receive(
 
 /// Writes the `len` bytes of the file that follow the message (`first` of them already
 /// read) to `path`, and syncs it.
-async fn write_file(path: &Path, first: &[u8], body: &mut Body, len: u64) -> Result<(), Refusal> {
+async fn write_file(
+    path: &Path,
+    first: &[u8],
+    body: &mut Arriving,
+    len: u64,
+) -> Result<(), Refusal> {
     let io = |what: &str, err: std::io::Error| {
         Refusal::new(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -293,7 +333,7 @@ async fn write_file(path: &Path, first: &[u8], body: &mut Body, len: u64) -> Res
             )));
         }
         w.write_all(&chunk).await.map_err(|e| io("write", e))?;
-        match next_chunk(body).await? {
+        match body.next_chunk().await? {
             Some(next) => chunk = next,
             None => break,
         }
@@ -370,6 +410,10 @@ mod tests {
     }
 
     fn follower(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
+        follower_with_grace(dir, Duration::from_secs(30))
+    }
+
+    fn follower_with_grace(dir: &Path, grace: Duration) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
         let (tx, rx) = mpsc::channel(4);
         let server = PeerServer::new(
             Arc::new(PeerFilter::new(2, 0xabc)),
@@ -378,6 +422,7 @@ mod tests {
             PeerLimits {
                 max_message: 1 << 20,
                 max_snapshot: u64::MAX,
+                snapshot_grace: grace,
             },
             dir,
         );
@@ -481,6 +526,40 @@ mod tests {
             .expect_err("members that differ are refused");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         assert!(refused.text().contains("its file"), "{refused:?}");
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing stays behind");
+    }
+
+    /// A snapshot trickled in (a byte every 10 ms: never a stall) is refused once it falls
+    /// behind the least average rate past the grace, and nothing stays on the disk. Before,
+    /// only a minute without a byte ended it: a sender claiming a leader's id could hold that
+    /// leader's snapshots to this node off for good.
+    #[tokio::test]
+    async fn a_trickled_snapshot_is_refused() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (server, _events) =
+            follower_with_grace(follower_dir.path(), Duration::from_millis(300));
+        let (tx, rx) = mpsc::channel(1);
+        let trickle = tokio::spawn(async move {
+            // The message and half the file at once, then the rest a byte at a time.
+            let (first, rest) = body.split_at(body.len() / 2);
+            let chunks = std::iter::once(first).chain(rest.chunks(1));
+            for chunk in chunks {
+                if tx.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let refused = receive(&server, 1, Body::new(ChannelBody::open(rx)))
+            .await
+            .expect_err("a trickled snapshot is refused");
+        trickle.abort();
+        assert_eq!(refused.status(), StatusCode::REQUEST_TIMEOUT, "{refused:?}");
+        assert!(refused.text().contains("too slow"), "{refused:?}");
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
     }
