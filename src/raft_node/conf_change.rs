@@ -261,6 +261,13 @@ impl RaftNode {
         self.members = members;
     }
 
+    /// This node is a member after all: what it kept of a removal committed while it led
+    /// (when, and the commit index it waits to hear from a successor) no longer applies.
+    fn forget_removal_while_leading(&mut self) {
+        self.removed_while_leading = None;
+        self.commit_to_hear = 0;
+    }
+
     /// Stops the node once it has applied its own removal and everything the leader has
     /// committed since, and is still not a member (a node re-added under its old id replays
     /// its removal first, then the entry that added it back).
@@ -281,8 +288,7 @@ impl RaftNode {
             if self.members.contains(self.id) {
                 // The removal was skipped after all (a copy, or of a session that was gone):
                 // nothing is left to hand over for.
-                self.removed_while_leading = None;
-                self.commit_to_hear = 0;
+                self.forget_removal_while_leading();
             }
         }
         if self.rn.raft.state == StateRole::Leader {
@@ -312,8 +318,7 @@ impl RaftNode {
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
             self.removal_pending = false;
-            self.removed_while_leading = None;
-            self.commit_to_hear = 0;
+            self.forget_removal_while_leading();
         } else {
             let leading = self.rn.raft.state == StateRole::Leader;
             let told = self.leader_commit > 0
