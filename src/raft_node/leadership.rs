@@ -9,9 +9,9 @@ use raft::StateRole;
 
 use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
 
-/// Ticks a leader handing over waits to hear from the voter it chose before it tries the
-/// next: a live voter answers the heartbeat of every tick, so three ticks of silence leave
-/// room for a slow network while a stopping leader (which has eight ticks) can still try again.
+/// Ticks of silence from the voter a leader handed over to before it tries the next: a live
+/// voter answers the heartbeat of every tick, so three ticks leave room for a slow network
+/// while a stopping leader (which stays at least eight) can still try again.
 const TRANSFER_SILENCE_TICKS: u32 = 3;
 
 impl RaftNode {
@@ -23,7 +23,8 @@ impl RaftNode {
         self.gone_while_stopping = Some(Default::default());
         let leading = self.rn.raft.state == StateRole::Leader;
         let limit = if leading && self.hand_over(now) {
-            LEADER_STOP_LIMIT
+            // Room to pass over a silent successor and try another, whatever the tick.
+            LEADER_STOP_LIMIT.max(self.tick * (2 * TRANSFER_SILENCE_TICKS + 2))
         } else {
             STOP_LIMIT
         };
@@ -63,13 +64,18 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Whether voter `id` was heard from within the last election timeout (its messages of
-    /// the current term; see `note_heard`). Not raft's `recent_active`: CheckQuorum clears
-    /// that for everyone once per election timeout, so just after, nobody has it.
+    /// Whether voter `id` was heard from within the last election timeout. Not raft's
+    /// `recent_active`: CheckQuorum clears that for everyone once per election timeout, so
+    /// just after, nobody has it.
     pub(super) fn heard_lately(&self, id: u64, now: Instant) -> bool {
-        self.heard_at
-            .get(&id)
-            .is_some_and(|t| now.duration_since(*t) <= self.tick * ELECTION_TICKS)
+        self.heard_within(id, self.tick * ELECTION_TICKS, now)
+    }
+
+    /// Whether `id` became unreachable since this node began to stop (see `on_unreachable`).
+    fn gone_since_stop(&self, id: u64) -> bool {
+        self.gone_while_stopping
+            .as_ref()
+            .is_some_and(|gone| gone.contains(&id))
     }
 
     /// The voter best placed to take over from this leader: one heard from lately, the most
@@ -77,15 +83,10 @@ impl RaftNode {
     pub(super) fn successor(&self, now: Instant, passed_over: Option<u64>) -> Option<u64> {
         let raft = &self.rn.raft;
         let voters = raft.prs().conf().voters().ids();
-        let gone = |id: u64| {
-            self.gone_while_stopping
-                .as_ref()
-                .is_some_and(|g| g.contains(&id))
-        };
         raft.prs()
             .iter()
             .filter(|(id, _)| **id != self.id && voters.contains(**id))
-            .filter(|(id, _)| !gone(**id) && Some(**id) != passed_over)
+            .filter(|(id, _)| !self.gone_since_stop(**id) && Some(**id) != passed_over)
             .max_by_key(|(id, pr)| {
                 (
                     self.heard_lately(**id, now),
@@ -96,34 +97,34 @@ impl RaftNode {
             .map(|(id, _)| *id)
     }
 
-    /// Asks raft to hand leadership to [`RaftNode::successor`]: again once raft has given up
-    /// on the last transfer (after an election timeout), or to the next voter once the one
-    /// asked has said nothing for [`TRANSFER_SILENCE_TICKS`] (it is likely down: raft would
-    /// wait for it a whole election timeout, longer than a stopping leader stays). Called every
-    /// tick while a handover is wanted. Returns whether a transfer is under way.
+    /// Asks raft to hand leadership to [`RaftNode::successor`], unless a transfer is under
+    /// way: then to another voter only once the one asked has been silent for
+    /// [`TRANSFER_SILENCE_TICKS`] (or gone) that long after it was asked (it is likely down:
+    /// raft would wait for it a whole election timeout, longer than a stopping leader
+    /// stays). Called every tick while a handover is wanted. Returns whether a transfer is
+    /// under way.
     pub(super) fn hand_over(&mut self, now: Instant) -> bool {
+        let silence = self.tick * TRANSFER_SILENCE_TICKS;
         let mut passed_over = None;
-        if let Some(asked) = self.transfer_asked {
-            let waited = now.duration_since(asked);
-            let silent = self
-                .rn
-                .raft
-                .lead_transferee
-                .filter(|to| self.heard_at.get(to).is_none_or(|t| *t < asked));
-            match silent {
-                Some(to) if waited >= self.tick * TRANSFER_SILENCE_TICKS => passed_over = Some(to),
-                _ if waited < self.tick * ELECTION_TICKS => return true,
-                _ => {}
+        if let (Some(asked), Some(to)) = (self.transfer_asked, self.rn.raft.lead_transferee) {
+            // Silence counts from its last word, not from the asking: a reply already on its
+            // way when it was asked says nothing of whether it is still there.
+            let silent = !self.heard_within(to, silence, now) || self.gone_since_stop(to);
+            if !silent || now.duration_since(asked) < silence {
+                return true;
             }
+            passed_over = Some(to);
         }
-        // Another voter only if it is heard from: raft restarts its election timer (and so
-        // its quorum check) at each transfer, and switching among silent voters every few
-        // ticks would keep a leader that lost its quorum from ever noticing.
+        // After a pass-over, only a voter that spoke within the same few ticks: one as silent
+        // would only be passed over in turn, and raft restarts its election timer (and so
+        // its quorum check) at each transfer, so switching among silent voters would keep a
+        // leader that lost its quorum from noticing.
         let next = self.successor(now, passed_over);
-        let Some(to) = next.filter(|to| passed_over.is_none() || self.heard_lately(*to, now))
+        let Some(to) =
+            next.filter(|to| passed_over.is_none() || self.heard_within(*to, silence, now))
         else {
             // Nobody else to try: the transfer under way, if any, stands.
-            return self.rn.raft.lead_transferee.is_some();
+            return passed_over.is_some();
         };
         if let Some(silent) = passed_over {
             tracing::info!(

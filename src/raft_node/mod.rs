@@ -184,9 +184,10 @@ pub struct RaftNode {
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
     /// appends (and the ones they replace) and the snapshots it installs.
     conf_in_log_to: u64,
-    /// When each peer's messages last arrived: a leader counts itself in touch with its
-    /// voters only while a quorum of them was heard lately.
-    heard_at: std::collections::HashMap<u64, Instant>,
+    /// When each voter's messages last arrived, and in which term (only the current term's
+    /// count): a leader counts itself in touch with its voters only while a quorum of them
+    /// was heard lately, and hands leadership only to one heard lately.
+    heard_at: std::collections::HashMap<u64, (Instant, u64)>,
     /// The leader and term of the last heartbeat that counted entries this log lacks, said
     /// once in the log: the leader sends one every heartbeat until the snapshot lands.
     lost_log_said: Option<(u64, u64)>,

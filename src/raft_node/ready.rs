@@ -297,7 +297,7 @@ impl RaftNode {
         }
         // Voters only: anyone else's ids would only grow the map.
         if self.conf_state.voters.contains(&from) {
-            self.heard_at.insert(from, now);
+            self.heard_at.insert(from, (now, term));
         }
         let from_leader = matches!(
             kind,
@@ -306,6 +306,14 @@ impl RaftNode {
         if from_leader && from == raft.leader_id {
             self.last_leader_contact = now;
         }
+    }
+
+    /// Whether voter `id` spoke within `within` of `now`, in the current term (see
+    /// [`Self::note_heard`]; what it said in an earlier term vouches for nothing now).
+    pub(super) fn heard_within(&self, id: u64, within: std::time::Duration, now: Instant) -> bool {
+        self.heard_at.get(&id).is_some_and(|(at, term)| {
+            *term == self.rn.raft.term && now.duration_since(*at) <= within
+        })
     }
 
     /// What the transport tells of the peers.
@@ -488,13 +496,14 @@ impl RaftNode {
         }
         let raft = &self.rn.raft;
         let now = self.now();
-        let lately = |at: Instant| now.duration_since(at) <= self.tick * (ELECTION_TICKS / 2);
+        let within = self.tick * (ELECTION_TICKS / 2);
+        let lately = |at: Instant| now.duration_since(at) <= within;
         match raft.state {
             StateRole::Leader => {
                 let voters = &self.conf_state.voters;
                 let heard = voters
                     .iter()
-                    .filter(|v| **v == self.id || self.heard_at.get(v).is_some_and(|t| lately(*t)))
+                    .filter(|v| **v == self.id || self.heard_within(**v, within, now))
                     .count();
                 !raft.has_pending_conf() && heard * 2 > voters.len()
             }

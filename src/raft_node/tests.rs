@@ -427,7 +427,8 @@ async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
 
 /// A stopping leader whose chosen successor then says nothing (it stopped too) tries the next
 /// voter after a few ticks, rather than waiting out the transfer raft gives a whole election
-/// timeout (longer than a stopping leader stays).
+/// timeout (longer than a stopping leader stays). A last reply that was already on its way
+/// when the leader asked does not count as an answer: silence counts from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
     use raft::eraftpb::MessageType::*;
@@ -444,7 +445,11 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
         .await
         .expect("a stopping leader with live voters stays to hand over");
     assert_eq!(status.transferring_to, Some(2), "{status:?}");
-    // Node 2 goes silent; node 3 answers every heartbeat.
+    // Node 2's last word, sent before it stopped, arrives; then it is silent, while node 3
+    // answers every heartbeat.
+    node.step(message(MsgHeartbeatResponse, 2, 1, term))
+        .await
+        .expect("running");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let status = node
@@ -457,6 +462,33 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
         assert!(std::time::Instant::now() < deadline, "{status:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A stopping leader whose every other voter is silent does not switch its handover from one
+/// to another: each would only be passed over in turn, and each switch restarts raft's
+/// election timer (with it the quorum check that would tell a cut-off leader to step down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_does_not_switch_among_silent_voters() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster, false).await;
+    let term = elected_by(&node, 2).await.term;
+    node.step(message(MsgHeartbeatResponse, 3, 1, term))
+        .await
+        .expect("running");
+    node.shutdown.cancel();
+    // Neither says anything more: node 1 stays with its first choice until it goes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    while let Some(status) = node.status().await {
+        if status.transferring_to.is_some() {
+            assert_eq!(status.transferring_to, Some(2), "{status:?}");
+            seen += 1;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen > 10, "looked only {seen} times before the node went");
 }
 
 fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
