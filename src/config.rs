@@ -78,7 +78,8 @@ pub struct Config {
     /// when it opens or was last answered, so an idle connection is closed after this long)
     /// or leave an answer's bytes untaken; past this long a request body (or a peer's
     /// snapshot) must have arrived at 64 KiB/s on average, else 408. Milliseconds; at least 1.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CLIENT_TIMEOUT_MS))]
     pub client_timeout_ms: u64,
 
     /// Connections each port holds open at once; more wait in the kernel's queue until one
@@ -183,6 +184,10 @@ pub enum Command {
         hosts: Vec<String>,
     },
 }
+
+/// The longest `--client-timeout-ms`, a day: deadlines are instants, which a far larger one
+/// would overflow.
+pub const MAX_CLIENT_TIMEOUT_MS: u64 = 86_400_000;
 
 /// Past `--client-timeout-ms`, the least average rate (bytes per second) at which a body
 /// must have arrived, a REST request's or a peer's snapshot: one trickled in (a byte every
@@ -338,6 +343,19 @@ mod tests {
         assert!(err.to_string().contains("at most 1073741824"), "{err}");
         let c = parse(&["raftexample", "--max-body-bytes", "1073741824"]);
         assert_eq!(c.max_body_bytes, MAX_BODY_LIMIT);
+    }
+
+    /// Found by a review: a client timeout near `u64::MAX` overflowed the deadlines made
+    /// from it (a panic at the first connection); 0 would close every connection at once.
+    #[test]
+    fn client_timeouts_past_a_day_or_of_zero_are_refused() {
+        for bad in ["0", "86400001", "18446744073709551615"] {
+            let parsed =
+                Config::from_args(["raftexample", "--client-timeout-ms", bad].map(String::from));
+            assert!(parsed.is_err(), "--client-timeout-ms {bad} was taken");
+        }
+        let c = parse(&["raftexample", "--client-timeout-ms", "86400000"]);
+        assert_eq!(c.client_timeout(), Duration::from_secs(86_400));
     }
 
     #[test]

@@ -348,6 +348,7 @@ async fn start_recovered(
         peer_endpoints.router().merge(ui.peer_routes()),
         limits,
         services.clone(),
+        services.clone(),
     );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until each has closed (every answer from then on
@@ -358,7 +359,13 @@ async fn start_recovered(
         rest_addr,
         clients_gone,
     );
-    let rest_server = serving::serve(rest_listener, rest_router, limits, services.clone());
+    let rest_server = serving::serve(
+        rest_listener,
+        rest_router,
+        limits,
+        shutdown.clone(),
+        services.clone(),
+    );
     tracing::info!(
         id = config.id,
         rest = %rest_addr,

@@ -85,12 +85,14 @@ impl axum::serve::Listener for PortListener {
 /// node (up to its stop limit).
 const CLIENT_QUIET: Duration = Duration::from_millis(200);
 
-/// A listener that stops taking connections once `stop` is cancelled, and closes its port so
-/// that new clients are refused at once, while the connections it took go on being served;
-/// it cancels `gone` once each of them has closed or sat answered for [`CLIENT_QUIET`].
+/// A listener that counts the connections it took, for a node that stops: once `stop` is
+/// cancelled, the server drops this listener (closing the port, so that new clients are
+/// refused at once) while the connections it took go on being served; a watcher cancels
+/// `gone` once each of them has closed or sat answered for [`CLIENT_QUIET`]. The watcher is a
+/// task of its own, not the server's calls to `accept`: a server with every connection slot
+/// taken does not call it.
 pub(crate) struct UntilStopped {
-    inner: Option<PortListener>,
-    stop: CancellationToken,
+    inner: PortListener,
     addr: SocketAddr,
     open: Arc<Connections>,
 }
@@ -102,12 +104,19 @@ impl UntilStopped {
         addr: SocketAddr,
         gone: CancellationToken,
     ) -> Self {
-        UntilStopped {
-            inner: Some(inner),
-            stop,
-            addr,
-            open: Arc::new(Connections::new(gone)),
-        }
+        let open = Arc::new(Connections::new(gone));
+        let watching = open.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            while let Some(wait) = watching.close_port_and_wait(CLIENT_QUIET) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = watching.gone.cancelled() => {}
+                }
+            }
+            watching.gone.cancel();
+        });
+        UntilStopped { inner, addr, open }
     }
 }
 
@@ -116,28 +125,9 @@ impl axum::serve::Listener for UntilStopped {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let UntilStopped {
-            inner, stop, open, ..
-        } = self;
-        if let Some(listener) = inner.as_mut() {
-            tokio::select! {
-                (io, addr) = axum::serve::Listener::accept(listener) => {
-                    return (Counted { io, open: Connections::opened(open) }, addr);
-                }
-                _ = stop.cancelled() => {}
-            }
-            *inner = None;
-        }
-        // The server goes on polling this until the node has stopped (and, were this future
-        // ever dropped, calls it again): watch the connections meanwhile.
-        while let Some(wait) = open.close_port_and_wait(CLIENT_QUIET) {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = open.gone.cancelled() => {}
-            }
-        }
-        open.gone.cancel();
-        std::future::pending().await
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let open = Connections::opened(&self.open);
+        (Counted { io, open }, addr)
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -213,8 +203,9 @@ impl Connections {
         }
     }
 
-    /// Closes the port (if not yet), then: `None` if every open connection (if any) has sat
-    /// answered for `quiet`, else how long to wait before asking again.
+    /// Notes that the port is closed (the server stops taking connections when the node
+    /// stops), then: `None` if every open connection (if any) has sat answered for `quiet`,
+    /// else how long to wait before asking again.
     fn close_port_and_wait(&self, quiet: Duration) -> Option<Duration> {
         let now = self.now_ms();
         let mut state = self.lock();

@@ -43,12 +43,14 @@ impl Limits {
     }
 }
 
-/// Serves `router` on the connections `listener` takes until `shutdown`; then stops taking
-/// connections and ends each open one once its request in flight, if any, is answered.
+/// Serves `router` on the connections `listener` takes until `stop_taking`, then drops the
+/// listener (closing the port) and goes on serving the connections it took until
+/// `shutdown`; then ends each once its request in flight, if any, is answered.
 pub(crate) fn serve<L>(
     mut listener: L,
     router: axum::Router,
     limits: Limits,
+    stop_taking: CancellationToken,
     shutdown: CancellationToken,
 ) -> JoinHandle<()>
 where
@@ -63,17 +65,20 @@ where
             .header_read_timeout(limits.client_timeout);
         let graceful = GracefulShutdown::new();
         loop {
+            // Stopping comes first, also while every slot is taken.
             let slot = tokio::select! {
+                biased;
+                _ = stop_taking.cancelled() => break,
                 slot = slots.clone().acquire_owned() => slot,
-                _ = shutdown.cancelled() => break,
             };
             let Ok(slot) = slot else {
                 // Never closed; were it, serving without a cap beats not serving.
                 break;
             };
             let (io, _) = tokio::select! {
+                biased;
+                _ = stop_taking.cancelled() => break,
                 accepted = listener.accept() => accepted,
-                _ = shutdown.cancelled() => break,
             };
             let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
             let service = TowerToHyperService::new(router.clone());
@@ -88,6 +93,7 @@ where
         }
         // Closes the port (a plain listener; a TLS one's accept task ends with it).
         drop(listener);
+        shutdown.cancelled().await;
         graceful.shutdown().await;
     })
 }

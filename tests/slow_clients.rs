@@ -69,14 +69,15 @@ async fn health_within(c: &common::ProcCluster, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_never_finished_or_an_idle_connection_is_closed() {
     let c = start(&["--client-timeout-ms", "500", "--max-connections", "1"]).await;
+    // Before the connection opens: the server's clock starts once it has taken it.
+    let started = Instant::now();
     let mut half = connect(&c).await;
     half.write_all(b"GET /-/health HTTP/1.1\r\nHo")
         .await
         .expect("sending half a head");
-    let started = Instant::now();
     read_until_closed(&mut half, Duration::from_secs(10)).await;
     assert!(
-        started.elapsed() >= Duration::from_millis(400),
+        started.elapsed() >= Duration::from_millis(500),
         "closed before the client timeout: {:?}",
         started.elapsed()
     );
@@ -151,4 +152,51 @@ async fn a_client_that_never_reads_its_answers_is_cut() {
     greedy.write_all(&ask).await.expect("sending the requests");
     health_within(&c, Duration::from_secs(20)).await;
     drop(greedy);
+}
+
+/// A node asked to stop while every connection slot is taken closes its port at once (new
+/// clients are refused, not queued for a server that will never take them), while it still
+/// finishes with the connection it holds. It did not while its server waited for a free slot
+/// (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopping_with_every_slot_taken_closes_its_port_at_once() {
+    let mut c = start(&["--max-connections", "1"]).await;
+    // A connection the server has taken (it answered on it), then a request on it that never
+    // completes: the node holds on for it up to its stop limit.
+    let mut holder = connect(&c).await;
+    holder
+        .write_all(b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sending a request");
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\nok\n") {
+        let mut buf = [0; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), holder.read(&mut buf))
+            .await
+            .expect("answered within 10 s")
+            .expect("reading the answer");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    holder
+        .write_all(b"PUT /held HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("sending part of a request");
+    c.signal(1, nix::sys::signal::Signal::SIGTERM);
+    let addr = c.url(1).replacen("http://", "", 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if TcpStream::connect(&addr).await.is_err() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the port stayed open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        c.is_running(1),
+        "the port closed only when the process exited"
+    );
+    let exit = c.wait_exit(1, Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}");
+    drop(holder);
 }

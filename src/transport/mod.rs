@@ -774,6 +774,9 @@ pub(crate) fn stream_client(tls: Option<rustls::ClientConfig>) -> HttpClient {
     build_client(tls, Some(UNACKNOWLEDGED_LIMIT), 4)
 }
 
+/// How long an idle connection to a peer is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(10);
+
 fn build_client(
     tls: Option<rustls::ClientConfig>,
     unacknowledged: Option<Duration>,
@@ -802,6 +805,9 @@ fn build_client(
         .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(idle_per_peer)
+        // Well inside the peers' --client-timeout-ms (30 s by default), after which a peer
+        // closes an idle connection: reusing one just as it closes fails a stream.
+        .pool_idle_timeout(POOL_IDLE)
         .build(connector)
 }
 
