@@ -355,7 +355,6 @@ async fn start_recovered(
     // asks the client to close it) or sat answered for a moment, or the node's stop limit.
     let rest_listener = UntilStopped::new(
         PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?,
-        shutdown.clone(),
         rest_addr,
         clients_gone,
     );

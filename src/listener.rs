@@ -85,29 +85,27 @@ impl axum::serve::Listener for PortListener {
 /// node (up to its stop limit).
 const CLIENT_QUIET: Duration = Duration::from_millis(200);
 
-/// A listener that counts the connections it took, for a node that stops: once `stop` is
-/// cancelled, the server drops this listener (closing the port, so that new clients are
-/// refused at once) while the connections it took go on being served; a watcher cancels
-/// `gone` once each of them has closed or sat answered for [`CLIENT_QUIET`]. The watcher is a
-/// task of its own, not the server's calls to `accept`: a server with every connection slot
-/// taken does not call it.
+/// A listener that counts the connections it took, for a node that stops: the server drops
+/// it once the node is asked to stop (closing the port, so that new clients are refused at
+/// once) while the connections it took go on being served; from then a watcher cancels
+/// `gone` once each of them has closed or sat answered for [`CLIENT_QUIET`]. The watcher
+/// starts at the drop, not at the stop: by then every connection the server took is
+/// counted (one accepted just as the stop came is not missed), and the server calls
+/// `accept` only with a connection slot free, so it is not the place to watch from.
 pub(crate) struct UntilStopped {
     inner: PortListener,
     addr: SocketAddr,
     open: Arc<Connections>,
+    dropped: CancellationToken,
 }
 
 impl UntilStopped {
-    pub(crate) fn new(
-        inner: PortListener,
-        stop: CancellationToken,
-        addr: SocketAddr,
-        gone: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(inner: PortListener, addr: SocketAddr, gone: CancellationToken) -> Self {
         let open = Arc::new(Connections::new(gone));
-        let watching = open.clone();
+        let dropped = CancellationToken::new();
+        let (watching, closed) = (open.clone(), dropped.clone());
         tokio::spawn(async move {
-            stop.cancelled().await;
+            closed.cancelled().await;
             while let Some(wait) = watching.close_port_and_wait(CLIENT_QUIET) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -116,7 +114,18 @@ impl UntilStopped {
             }
             watching.gone.cancel();
         });
-        UntilStopped { inner, addr, open }
+        UntilStopped {
+            inner,
+            addr,
+            open,
+            dropped,
+        }
+    }
+}
+
+impl Drop for UntilStopped {
+    fn drop(&mut self) {
+        self.dropped.cancel();
     }
 }
 
@@ -203,8 +212,7 @@ impl Connections {
         }
     }
 
-    /// Notes that the port is closed (the server stops taking connections when the node
-    /// stops), then: `None` if every open connection (if any) has sat answered for `quiet`,
+    /// Notes that the port is closed (the server has dropped its listener), then: `None` if every open connection (if any) has sat answered for `quiet`,
     /// else how long to wait before asking again.
     fn close_port_and_wait(&self, quiet: Duration) -> Option<Duration> {
         let now = self.now_ms();

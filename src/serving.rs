@@ -189,7 +189,67 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one answer whose body is `ok`.
+    async fn answered(conn: &mut tokio::net::TcpStream) {
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0; 256];
+            let n = conn.read(&mut buf).await.expect("reading an answer");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Told to stop taking connections while its only slot is taken, the server closes the
+    /// port at once (new clients are refused, not queued for a server that will never take
+    /// them), and goes on serving the connection it holds. It waited for a free slot before,
+    /// and closed the port only once the node had stopped (found by a review).
+    #[tokio::test]
+    async fn told_to_stop_with_every_slot_taken_it_closes_the_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = Limits {
+            client_timeout: Duration::from_secs(30),
+            max_connections: 1,
+        };
+        let (stop_taking, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let server = serve(
+            crate::listener::PortListener::Plain(listener),
+            router,
+            limits,
+            stop_taking.clone(),
+            shutdown.clone(),
+        );
+        let ask = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut holder = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        holder.write_all(ask).await.expect("asks");
+        tokio::time::timeout(Duration::from_secs(10), answered(&mut holder))
+            .await
+            .expect("answered within 10 s");
+        stop_taking.cancel();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "the port stayed open");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        holder.write_all(ask).await.expect("asks again");
+        tokio::time::timeout(Duration::from_secs(10), answered(&mut holder))
+            .await
+            .expect("the connection it holds is still served");
+        shutdown.cancel();
+        drop(holder);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server ends once its connections have")
+            .expect("the server task");
+    }
 
     /// A write the other end never takes fails after the limit; one it takes resets the clock.
     #[tokio::test(start_paused = true)]
