@@ -79,14 +79,21 @@ impl RaftNode {
     }
 
     /// The voter best placed to take over from this leader: one heard from lately, the most
-    /// caught up of them; never one gone since a stop began, nor `passed_over`.
-    pub(super) fn successor(&self, now: Instant, passed_over: Option<u64>) -> Option<u64> {
+    /// caught up of them; never one gone since a stop began, nor `passed_over`; after a
+    /// pass-over, only one heard from within `within`.
+    pub(super) fn successor(
+        &self,
+        now: Instant,
+        passed_over: Option<u64>,
+        within: Option<std::time::Duration>,
+    ) -> Option<u64> {
         let raft = &self.rn.raft;
         let voters = raft.prs().conf().voters().ids();
         raft.prs()
             .iter()
             .filter(|(id, _)| **id != self.id && voters.contains(**id))
             .filter(|(id, _)| !self.gone_since_stop(**id) && Some(**id) != passed_over)
+            .filter(|(id, _)| within.is_none_or(|within| self.heard_within(**id, within, now)))
             .max_by_key(|(id, pr)| {
                 (
                     self.heard_lately(**id, now),
@@ -119,10 +126,7 @@ impl RaftNode {
         // would only be passed over in turn, and raft restarts its election timer (and so
         // its quorum check) at each transfer, so switching among silent voters would keep a
         // leader that lost its quorum from noticing.
-        let next = self.successor(now, passed_over);
-        let Some(to) =
-            next.filter(|to| passed_over.is_none() || self.heard_within(*to, silence, now))
-        else {
+        let Some(to) = self.successor(now, passed_over, passed_over.map(|_| silence)) else {
             // Nobody else to try: the transfer under way, if any, stands.
             return passed_over.is_some();
         };

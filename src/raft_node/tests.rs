@@ -338,12 +338,12 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
 /// Waits for node 1 to campaign, then has node 2 grant its pre-vote and its vote; returns
 /// node 1's status as leader.
 async fn elected_by_node_2(node: &Fed) -> NodeStatus {
-    elected_by(node, 2).await
+    elected_by(node, &[2]).await
 }
 
-/// Waits for node 1 to campaign, then has `voter` grant its pre-vote and its vote; returns
-/// node 1's status as leader.
-async fn elected_by(node: &Fed, voter: u64) -> NodeStatus {
+/// Waits for node 1 to campaign, then has `voters` grant their pre-votes and their votes;
+/// returns node 1's status as leader.
+async fn elected_by(node: &Fed, voters: &[u64]) -> NodeStatus {
     use raft::eraftpb::MessageType::*;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let term = loop {
@@ -357,12 +357,17 @@ async fn elected_by(node: &Fed, voter: u64) -> NodeStatus {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    node.step(message(MsgRequestPreVoteResponse, voter, 1, term + 1))
-        .await;
-    let status = node
-        .step(message(MsgRequestVoteResponse, voter, 1, term + 1))
-        .await
-        .expect("running");
+    for voter in voters {
+        node.step(message(MsgRequestPreVoteResponse, *voter, 1, term + 1))
+            .await;
+    }
+    let mut status = None;
+    for voter in voters {
+        status = node
+            .step(message(MsgRequestVoteResponse, *voter, 1, term + 1))
+            .await;
+    }
+    let status = status.expect("running");
     assert_eq!(status.role, "Leader", "{status:?}");
     status
 }
@@ -395,9 +400,14 @@ async fn removal_committed_by_leader_of_two(node: &Fed) -> (u64, NodeStatus) {
 /// answer (the kernel accepts into the backlog): node 1's messages to them neither arrive nor
 /// fail at once, as with peers that have stopped answering (a refused connection would make
 /// node 1 count them gone, and a stopping leader with no one to hand over to just goes).
-fn three_with_silent_peers() -> (Vec<String>, [std::net::TcpListener; 2]) {
+fn three_with_silent_peers() -> (Vec<String>, Vec<std::net::TcpListener>) {
+    with_silent_peers(3)
+}
+
+/// As [`three_with_silent_peers`], of `n` voters.
+fn with_silent_peers(n: usize) -> (Vec<String>, Vec<std::net::TcpListener>) {
     let listen = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let silent = [listen(), listen()];
+    let silent: Vec<_> = (1..n).map(|_| listen()).collect();
     let mut cluster = vec!["http://127.0.0.1:1".to_string()];
     for l in &silent {
         let addr = l.local_addr().expect("a bound port's address");
@@ -416,7 +426,7 @@ async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster, false).await;
     // Node 3 votes; node 2 has never said a word.
-    elected_by(&node, 3).await;
+    elected_by(&node, &[3]).await;
     node.shutdown.cancel();
     let status = node
         .wait_status(|s| s.transferring_to.is_some())
@@ -434,7 +444,7 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster, false).await;
-    let term = elected_by(&node, 2).await.term;
+    let term = elected_by(&node, &[2]).await.term;
     node.step(message(MsgHeartbeatResponse, 3, 1, term))
         .await
         .expect("running");
@@ -464,6 +474,44 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
     }
 }
 
+/// The pass-over goes to a voter heard from within the last few ticks, even when one that
+/// spoke earlier would rank first (by its lower id): of five voters, 2 (chosen) and 3 stop
+/// answering, 4 and 5 go on. Judging only the first-ranked, the leader kept its silent choice
+/// and went without handing over (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_goes_to_a_voter_still_speaking() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = with_silent_peers(5);
+    let node = Fed::start(1, cluster, false).await;
+    let term = elected_by(&node, &[2, 3]).await.term;
+    for voter in [4, 5] {
+        node.step(message(MsgHeartbeatResponse, voter, 1, term))
+            .await
+            .expect("running");
+    }
+    node.shutdown.cancel();
+    let status = node
+        .wait_status(|s| s.transferring_to.is_some())
+        .await
+        .expect("a stopping leader with live voters stays to hand over");
+    assert_eq!(status.transferring_to, Some(2), "{status:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut status = None;
+        for voter in [4, 5] {
+            status = node
+                .step(message(MsgHeartbeatResponse, voter, 1, term))
+                .await;
+        }
+        let status = status.expect("the leader went still waiting on its silent choice");
+        if status.transferring_to == Some(4) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A stopping leader whose every other voter is silent does not switch its handover from one
 /// to another: each would only be passed over in turn, and each switch restarts raft's
 /// election timer (with it the quorum check that would tell a cut-off leader to step down).
@@ -472,7 +520,7 @@ async fn a_stopping_leader_does_not_switch_among_silent_voters() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster, false).await;
-    let term = elected_by(&node, 2).await.term;
+    let term = elected_by(&node, &[2]).await.term;
     node.step(message(MsgHeartbeatResponse, 3, 1, term))
         .await
         .expect("running");
