@@ -115,7 +115,7 @@ pub const MAX_ROUTES_BACK: usize = 16;
 pub const ROUTE_BACK_IDLE: Duration = Duration::from_secs(30);
 /// Senders whose last message time [`PeerFilter`] keeps: more than a cluster has, so only
 /// made-up ids (let in while a node knows no leader) ever push one out, the one heard from
-/// longest ago.
+/// longest ago that is not a member.
 const MAX_HEARD: usize = 1024;
 
 /// How long a removed peer's task may go on sending what was queued for it.
@@ -265,9 +265,25 @@ impl PeerFilter {
     /// Records that `messages` (none: part of one) from `peer` just arrived.
     pub fn heard_from(&self, peer: u64, messages: &[Message]) {
         let now = Instant::now();
+        // The members, read before the table is locked (never both locks at once), and only
+        // when the table is full: a member silent for a while is never the one to make room.
+        let full = {
+            let heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
+            heard.len() >= MAX_HEARD && !heard.contains_key(&peer)
+        };
+        let members: BTreeSet<u64> = if full {
+            let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+            members.keys().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
         let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
         if heard.len() >= MAX_HEARD && !heard.contains_key(&peer) {
-            let oldest = heard.iter().min_by_key(|(_, h)| h.any).map(|(id, _)| *id);
+            let oldest = heard
+                .iter()
+                .filter(|(id, _)| !members.contains(id))
+                .min_by_key(|(_, h)| h.any)
+                .map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 heard.remove(&oldest);
             }
@@ -907,10 +923,14 @@ pub(crate) mod tests {
     }
 
     /// Made-up sender ids do not grow the table of when each sender was last heard: past
-    /// its size, the one heard from longest ago makes room, never one that keeps speaking.
+    /// its size, the one heard from longest ago makes room, never one that keeps speaking
+    /// nor a member.
     #[test]
     fn made_up_senders_do_not_grow_what_is_remembered_of_them() {
         let filter = PeerFilter::new(1, 0xabc);
+        // Node 3, a member, spoke once, before them all.
+        filter.set_member(3, Some("http://127.0.0.1:3"));
+        filter.heard_from(3, &[]);
         let batch = MAX_HEARD as u64 / 4;
         let mut stranger = 1_000_000;
         for _ in 0..12 {
@@ -931,6 +951,7 @@ pub(crate) mod tests {
             "a sender that keeps speaking stays"
         );
         assert!(filter.last_heard(stranger).is_some(), "the newest is kept");
+        assert!(filter.last_heard(3).is_some(), "a member stays");
     }
 
     /// Messages for ids that are neither peers nor members (answers to relayed read requests
