@@ -416,6 +416,39 @@ fn with_silent_peers(n: usize) -> (Vec<String>, Vec<std::net::TcpListener>) {
     (cluster, silent)
 }
 
+/// Asks node 1 to stop; returns its status once it has asked raft to hand leadership over.
+async fn stopped_handing_over(node: &Fed) -> NodeStatus {
+    node.shutdown.cancel();
+    node.wait_status(|s| s.transferring_to.is_some())
+        .await
+        .expect("a stopping leader with live voters stays to hand over")
+}
+
+/// `voters` answer node 1's heartbeat of `term`; returns its status after the last.
+async fn heartbeats_answered_by(node: &Fed, voters: &[u64], term: u64) -> NodeStatus {
+    use raft::eraftpb::MessageType::MsgHeartbeatResponse;
+    let mut status = None;
+    for voter in voters {
+        status = node
+            .step(message(MsgHeartbeatResponse, *voter, 1, term))
+            .await;
+    }
+    status.expect("node 1 went before it handed leadership over")
+}
+
+/// `voters` answer every heartbeat (up to 5 s) until node 1 hands leadership to `want`.
+async fn handed_over_while_answering(node: &Fed, voters: &[u64], term: u64, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = heartbeats_answered_by(node, voters, term).await;
+        if status.transferring_to == Some(want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A leader asked to stop hands leadership to a voter it has heard from, not to one it never
 /// has. It chose by raft's `recent_active` before, which raft clears for every follower once
 /// per election timeout: right after that (or, as here, right after an election), a dead
@@ -427,11 +460,7 @@ async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
     let node = Fed::start(1, cluster, false).await;
     // Node 3 votes; node 2 has never said a word.
     elected_by(&node, &[3]).await;
-    node.shutdown.cancel();
-    let status = node
-        .wait_status(|s| s.transferring_to.is_some())
-        .await
-        .expect("a stopping leader with live voters stays to hand over");
+    let status = stopped_handing_over(&node).await;
     assert_eq!(status.transferring_to, Some(3), "{status:?}");
 }
 
@@ -441,37 +470,17 @@ async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
 /// when the leader asked does not count as an answer: silence counts from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
-    use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster, false).await;
     let term = elected_by(&node, &[2]).await.term;
-    node.step(message(MsgHeartbeatResponse, 3, 1, term))
-        .await
-        .expect("running");
+    heartbeats_answered_by(&node, &[3], term).await;
     // Both heard from just now, neither ahead: node 2 first, by its lower id.
-    node.shutdown.cancel();
-    let status = node
-        .wait_status(|s| s.transferring_to.is_some())
-        .await
-        .expect("a stopping leader with live voters stays to hand over");
+    let status = stopped_handing_over(&node).await;
     assert_eq!(status.transferring_to, Some(2), "{status:?}");
     // Node 2's last word, sent before it stopped, arrives; then it is silent, while node 3
     // answers every heartbeat.
-    node.step(message(MsgHeartbeatResponse, 2, 1, term))
-        .await
-        .expect("running");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = node
-            .step(message(MsgHeartbeatResponse, 3, 1, term))
-            .await
-            .expect("the leader stopped still waiting on its silent choice");
-        if status.transferring_to == Some(3) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    heartbeats_answered_by(&node, &[2], term).await;
+    handed_over_while_answering(&node, &[3], term, 3).await;
 }
 
 /// The pass-over goes to a voter heard from within the last few ticks, even when one that
@@ -480,36 +489,13 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
 /// and went without handing over (found by a review).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_over_goes_to_a_voter_still_speaking() {
-    use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = with_silent_peers(5);
     let node = Fed::start(1, cluster, false).await;
     let term = elected_by(&node, &[2, 3]).await.term;
-    for voter in [4, 5] {
-        node.step(message(MsgHeartbeatResponse, voter, 1, term))
-            .await
-            .expect("running");
-    }
-    node.shutdown.cancel();
-    let status = node
-        .wait_status(|s| s.transferring_to.is_some())
-        .await
-        .expect("a stopping leader with live voters stays to hand over");
+    heartbeats_answered_by(&node, &[4, 5], term).await;
+    let status = stopped_handing_over(&node).await;
     assert_eq!(status.transferring_to, Some(2), "{status:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut status = None;
-        for voter in [4, 5] {
-            status = node
-                .step(message(MsgHeartbeatResponse, voter, 1, term))
-                .await;
-        }
-        let status = status.expect("the leader went still waiting on its silent choice");
-        if status.transferring_to == Some(4) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    handed_over_while_answering(&node, &[4, 5], term, 4).await;
 }
 
 /// A stopping leader whose every other voter is silent does not switch its handover from one
@@ -517,13 +503,10 @@ async fn a_pass_over_goes_to_a_voter_still_speaking() {
 /// election timer (with it the quorum check that would tell a cut-off leader to step down).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_does_not_switch_among_silent_voters() {
-    use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster, false).await;
     let term = elected_by(&node, &[2]).await.term;
-    node.step(message(MsgHeartbeatResponse, 3, 1, term))
-        .await
-        .expect("running");
+    heartbeats_answered_by(&node, &[3], term).await;
     node.shutdown.cancel();
     // Neither says anything more: node 1 stays with its first choice until it goes.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
