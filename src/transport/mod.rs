@@ -265,27 +265,30 @@ impl PeerFilter {
     /// Records that `messages` (none: part of one) from `peer` just arrived.
     pub fn heard_from(&self, peer: u64, messages: &[Message]) {
         let now = Instant::now();
-        // The members, read before the table is locked (never both locks at once), and only
-        // when the table is full: a member silent for a while is never the one to make room.
-        let full = {
-            let heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
-            heard.len() >= MAX_HEARD && !heard.contains_key(&peer)
-        };
-        let members: BTreeSet<u64> = if full {
-            let members = self.members.read().unwrap_or_else(|p| p.into_inner());
-            members.keys().copied().collect()
-        } else {
-            BTreeSet::new()
-        };
-        let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
-        if heard.len() >= MAX_HEARD && !heard.contains_key(&peer) {
-            let oldest = heard
-                .iter()
-                .filter(|(id, _)| !members.contains(id))
-                .min_by_key(|(_, h)| h.any)
-                .map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                heard.remove(&oldest);
+        let lock = || self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
+        let full =
+            |heard: &HashMap<u64, Heard>| heard.len() >= MAX_HEARD && !heard.contains_key(&peer);
+        let mut heard = lock();
+        if full(&heard) {
+            // A member silent for a while is never the one to make room. The members are
+            // read with the table unlocked (never both locks at once), and only when it is
+            // full: each batch from a peer passes here.
+            drop(heard);
+            let members: BTreeSet<u64> = {
+                let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+                members.keys().copied().collect()
+            };
+            heard = lock();
+            // Others may have made room meanwhile.
+            if full(&heard) {
+                let oldest = heard
+                    .iter()
+                    .filter(|(id, _)| !members.contains(id))
+                    .min_by_key(|(_, h)| h.any)
+                    .map(|(id, _)| *id);
+                if let Some(oldest) = oldest {
+                    heard.remove(&oldest);
+                }
             }
         }
         let entry = heard.entry(peer).or_insert(Heard {
