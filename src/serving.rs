@@ -3,7 +3,8 @@
 //! request's head, and a limit on how long an answer may wait for a client that takes none of
 //! it. Without them, a client that opens connections and then sends nothing (or reads
 //! nothing) holds a task, its buffers and a file descriptor per connection for as long as it
-//! likes. The limit on a slow request body is the REST API's (`http_api::read_body`): a peer
+//! likes. The limits on a slow body are the REST API's (`http_api::read_body`) and the
+//! snapshot receiver's (`transport::snapshot`), on the same `config::body_patience`: a peer
 //! stream is a body that never ends.
 
 use std::future::Future;
@@ -72,7 +73,7 @@ where
                 slot = slots.clone().acquire_owned() => slot,
             };
             let Ok(slot) = slot else {
-                // Never closed; were it, serving without a cap beats not serving.
+                // Only a closed semaphore fails, and nothing closes this one.
                 break;
             };
             let (io, _) = tokio::select! {
