@@ -522,6 +522,47 @@ async fn a_stopping_leader_does_not_switch_among_silent_voters() {
     assert!(seen > 10, "looked only {seen} times before the node went");
 }
 
+/// Only what a voter said in the current term counts as having heard from it: a leader elected
+/// again in a newer term does not hand leadership to a voter whose last word, however recent,
+/// was of its earlier term (that voter may since have followed another leader, or stopped),
+/// over one that voted for it in this term; nor does it show that voter as reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_word_of_the_current_term_counts_as_heard() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster, false).await;
+    let term = elected_by(&node, &[2]).await.term;
+    heartbeats_answered_by(&node, &[2], term).await;
+    // Node 3 leads the next term, then hands leadership back to node 1, which it alone elects.
+    let status = node
+        .step(message(MsgHeartbeat, 3, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(
+        (status.role.as_str(), status.leader),
+        ("Follower", 3),
+        "{status:?}"
+    );
+    node.step(message(MsgTimeoutNow, 3, 1, term + 1)).await;
+    let status = node
+        .step(message(MsgRequestVoteResponse, 3, 1, term + 2))
+        .await
+        .expect("running");
+    assert_eq!(
+        (status.role.as_str(), status.term),
+        ("Leader", term + 2),
+        "{status:?}"
+    );
+    let reachable = |status: &NodeStatus, id: u64| {
+        status.progress.as_ref().expect("a leader's progress")[&id].reachable
+    };
+    assert!(!reachable(&status, 2), "{status:?}");
+    assert!(reachable(&status, 3), "{status:?}");
+    // Neither has acknowledged anything of this term: node 2 would win on its lower id.
+    let status = stopped_handing_over(&node).await;
+    assert_eq!(status.transferring_to, Some(3), "{status:?}");
+}
+
 fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
     let mut m = Message {
         from,
