@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -38,6 +38,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::PeerLimits;
 use super::http::{ChannelBody, Refusal};
@@ -172,29 +173,28 @@ impl Arriving {
         loop {
             let due = self.started + crate::config::body_patience(self.grace, self.received);
             let stalled = Instant::now() + STALL_LIMIT;
-            let frame =
-                match tokio::time::timeout_at(due.min(stalled).into(), self.body.frame()).await {
-                    Err(_) if stalled <= due => {
-                        return Err(Refusal::new(
-                            StatusCode::REQUEST_TIMEOUT,
-                            format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
-                        ));
-                    }
-                    Err(_) => {
-                        return Err(Refusal::new(
-                            StatusCode::REQUEST_TIMEOUT,
-                            format!(
-                                "snapshot too slow: {} bytes in {} ms; past --client-timeout-ms it \
+            let frame = match tokio::time::timeout_at(due.min(stalled), self.body.frame()).await {
+                Err(_) if stalled <= due => {
+                    return Err(Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
+                    ));
+                }
+                Err(_) => {
+                    return Err(Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "snapshot too slow: {} bytes in {} ms; past --client-timeout-ms it \
                              must average 64 KiB/s",
-                                self.received,
-                                self.started.elapsed().as_millis()
-                            ),
-                        ));
-                    }
-                    Ok(None) => return Ok(None),
-                    Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
-                    Ok(Some(Ok(frame))) => frame,
-                };
+                            self.received,
+                            self.started.elapsed().as_millis()
+                        ),
+                    ));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
+                Ok(Some(Ok(frame))) => frame,
+            };
             if let Ok(data) = frame.into_data() {
                 self.received += data.len() as u64;
                 return Ok(Some(data));
@@ -562,6 +562,62 @@ mod tests {
         assert!(refused.text().contains("too slow"), "{refused:?}");
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
+    }
+
+    /// A snapshot that stops coming (half sent, then nothing, the connection held open) is
+    /// refused once nothing has arrived for STALL_LIMIT, even while the least average rate
+    /// would still wait (a long grace), and nothing stays on the disk.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_snapshot_is_refused() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (server, _events) = follower_with_grace(follower_dir.path(), Duration::from_secs(3600));
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(body.slice(..body.len() / 2))
+            .await
+            .expect("room for one chunk");
+        let started = Instant::now();
+        let refused = receive(&server, 1, Body::new(ChannelBody::open(rx)))
+            .await
+            .expect_err("a stalled snapshot is refused");
+        assert_eq!(refused.status(), StatusCode::REQUEST_TIMEOUT, "{refused:?}");
+        assert!(refused.text().contains("stalled"), "{refused:?}");
+        assert!(
+            started.elapsed() >= STALL_LIMIT,
+            "gave up after {:?}",
+            started.elapsed()
+        );
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing stays behind");
+        drop(tx);
+    }
+
+    /// The sender waits for the receiver's answer as long as the transfer moves (here a
+    /// chunk every 10 s for two minutes, twice STALL_LIMIT), and gives up once it has not
+    /// moved for STALL_LIMIT.
+    #[tokio::test(start_paused = true)]
+    async fn a_send_is_given_up_only_once_it_stops_moving() {
+        let progress = Arc::new(AtomicU64::new(0));
+        let moving = {
+            let progress = progress.clone();
+            async move {
+                for _ in 0..12 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    progress.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                }
+            }
+        };
+        assert_eq!(unless_stalled(moving, &progress).await, Some(()));
+        let started = Instant::now();
+        let stuck = unless_stalled(std::future::pending::<()>(), &progress).await;
+        assert_eq!(stuck, None);
+        let waited = started.elapsed();
+        assert!(
+            (STALL_LIMIT..STALL_LIMIT + Duration::from_secs(2)).contains(&waited),
+            "gave up after {waited:?}"
+        );
     }
 
     /// What an in-memory network does: the handle becomes the file's data, which a node
