@@ -19,7 +19,7 @@ use clap::{ArgAction, Parser, Subcommand};
         Start a single node with no flags, or three nodes with the Procfile. \
         PUT /<key> stores the request body, GET /<key> reads it, \
         POST /<id> with a peer URL adds a member, DELETE /<id> removes one. \
-        Go-style single-dash flags (-id 2) are accepted too."
+        Every flag also takes a single dash, Go-style (-id 2)."
 )]
 pub struct Config {
     /// This node's raft id: a 1-based index into --cluster.
@@ -65,8 +65,9 @@ pub struct Config {
     #[arg(long, default_value_t = 5)]
     pub max_snapshots: usize,
 
-    /// How long a PUT, POST or DELETE waits for its entry to commit and apply before it
-    /// answers 503 (the entry may still commit later). Milliseconds.
+    /// How long a PUT, POST or DELETE waits for its entry to commit and apply, and a
+    /// linearizable GET or /-/status for the node, before it answers 503 (a write may still
+    /// commit later). Milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub proposal_timeout_ms: u64,
 
@@ -87,8 +88,9 @@ pub struct Config {
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_connections: u64,
 
-    /// Raft tick interval in milliseconds (election timeout is 10 ticks, heartbeat 1 tick).
-    #[arg(long, default_value_t = 100)]
+    /// Raft tick interval in milliseconds (elections after 10 to 20 ticks, a heartbeat every
+    /// tick). 1 to 60000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub tick_ms: u64,
 
     /// WAL segment size in bytes before a new segment file is started.
@@ -217,9 +219,10 @@ fn body_limit(text: &str) -> Result<usize, String> {
 
 impl Config {
     /// Parses flags the way the original's Go `flag` package does: `-id 2` and `--id 2`
-    /// both work, as do `--join=true` and `-join`.
+    /// both work, as do `--join=true` and `-join`, for every flag.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, clap::Error> {
-        Config::try_parse_from(args.into_iter().map(go_style_flag))
+        let longs = long_flags();
+        Config::try_parse_from(args.into_iter().map(|arg| go_style_flag(arg, &longs)))
     }
 
     /// This node's own peer URL (`--cluster[id-1]`).
@@ -273,28 +276,27 @@ impl Default for Config {
     }
 }
 
-/// Long flags known to the original, and etcd's TLS flags, so `-id` becomes `--id`. Unknown
-/// single-dash words are left alone for clap to report.
-const GO_FLAGS: &[&str] = &[
-    "id",
-    "cluster",
-    "port",
-    "join",
-    "cert-file",
-    "key-file",
-    "trusted-ca-file",
-    "client-cert-auth",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-];
+/// The long flags of the server and of its subcommands.
+fn long_flags() -> Vec<String> {
+    let command = <Config as clap::CommandFactory>::command();
+    let subcommands = command.get_subcommands().flat_map(|c| c.get_arguments());
+    command
+        .get_arguments()
+        .chain(subcommands)
+        .filter_map(|a| a.get_long())
+        .map(str::to_owned)
+        .collect()
+}
 
-fn go_style_flag(arg: String) -> String {
+/// `-name` (or `-name=value`) becomes `--name` for every long flag `name`, as Go's `flag`
+/// package takes one dash or two (the original's `-id 2`, etcd's `-cert-file x`). Other
+/// single-dash words are left alone for clap to report.
+fn go_style_flag(arg: String, longs: &[String]) -> String {
     if let Some(rest) = arg.strip_prefix('-')
         && !rest.starts_with('-')
     {
         let name = rest.split('=').next().unwrap_or(rest);
-        if GO_FLAGS.contains(&name) {
+        if longs.iter().any(|long| long == name) {
             return format!("-{arg}");
         }
     }
@@ -358,6 +360,20 @@ mod tests {
         assert_eq!(c.client_timeout(), Duration::from_secs(86_400));
     }
 
+    /// A tick of 0 was taken as 1 ms without a word; past a minute, elections would take ten
+    /// minutes or more: a slip of the finger, not a setting.
+    #[test]
+    fn ticks_of_zero_or_over_a_minute_are_refused() {
+        for bad in ["0", "60001"] {
+            let parsed = Config::from_args(["raftexample", "--tick-ms", bad].map(String::from));
+            assert!(parsed.is_err(), "--tick-ms {bad} was taken");
+        }
+        assert_eq!(
+            parse(&["raftexample", "-tick-ms", "1"]).tick(),
+            Duration::from_millis(1)
+        );
+    }
+
     #[test]
     fn procfile_flags_parse() {
         let c = parse(&[
@@ -379,6 +395,14 @@ mod tests {
     fn go_style_single_dash_and_join_forms() {
         let c = parse(&["raftexample", "-id", "4", "-join", "-port=42380"]);
         assert_eq!((c.id, c.join, c.port), (4, true, 42380));
+        // Not only the original's four: every flag, the subcommand's too.
+        let c = parse(&["raftexample", "-data-dir", "/d", "-snapshot-count=7"]);
+        assert_eq!((c.data_dir, c.snapshot_count), (PathBuf::from("/d"), 7));
+        let c = parse(&["raftexample", "dump", "-json", "-id", "2"]);
+        assert!(matches!(c.command, Some(Command::Dump { json: true, .. })));
+        assert_eq!(c.id, 2);
+        // A single-dash word that is no flag is still refused.
+        assert!(Config::from_args(["raftexample", "-no-such-flag"].map(String::from)).is_err());
         let c = parse(&["raftexample", "--join=false"]);
         assert!(!c.join);
         let c = parse(&["raftexample", "--join=true"]);

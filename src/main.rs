@@ -12,8 +12,8 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc rather than glibc's malloc: every HTTP request and raft message allocates a
 /// little, and with mimalloc a three-node cluster served 12-16% more PUTs and GETs per second
 /// on the development machine (measured back to back, same load). mimalloc keeps freed memory
-/// for reuse, so the node avoids large temporary buffers: its own snapshots stream to and
-/// from their files (one sent to or received from a peer is still whole in memory).
+/// for reuse, so the node avoids large temporary buffers: its snapshots stream to and from
+/// their files, also on their way to and from a peer.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -316,6 +316,20 @@ async fn the_page_and_its_cross_origin_rules() {
         .expect("options");
     assert_eq!(options.status(), 405);
     assert_eq!(options.headers().get_all("allow").iter().count(), 4);
+    // The page and its stream are GET only, and say so as every other endpoint does.
+    for path in ["/-/ui", "/-/events"] {
+        let put = http
+            .put(format!("{url}{path}"))
+            .body("v")
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.status(), 405, "{path}");
+        let allow: Vec<_> = put.headers().get_all("allow").iter().collect();
+        assert_eq!(allow, ["GET"], "{path}");
+        let reason = put.text().await.expect("text");
+        assert_eq!(reason, "method PUT not allowed\n", "{path}");
+    }
     let plain = http.get(format!("{url}/k")).send().await.expect("get");
     assert_eq!(plain.status(), 200);
     assert!(plain.headers().get("access-control-allow-origin").is_none());

@@ -1,7 +1,7 @@
 //! Removing files off the caller's thread. On a real disk, unlinking a big file costs the file
 //! system time in proportion to its extents (about 20 ms for a 64 MiB WAL segment, 250 ms for a
 //! 1 GiB snapshot here), and the raft thread must not wait for it: a snapshot of 64 KiB values
-//! released several segments at once and stalled every write for 130–250 ms. What is removed
+//! released several segments at once and stalled every write for 130–165 ms. What is removed
 //! this way is never read again, and its removal need not be durable before anyone goes on (a
 //! file a crash left behind is removed again after the next start), so nothing waits for it.
 //! Whether to use it is the file system's call ([`super::FileSystem::background_removal`]): an

@@ -184,7 +184,7 @@ pub(super) const SYNC_EVERY: u64 = 8 << 20;
 /// chunk of the snapshot ahead of a WAL write. The size trades that wait against the speed of
 /// the snapshot (measured here, PUT p99 during 1 M-key snapshots against steady, and a new
 /// member's catch-up from 256 MiB, which includes writing a snapshot of it): 64 KiB 1.45-1.54
-/// x and 1.4-1.8 s; 128 KiB 1.50-1.52 x and 1.3-1.6 s; 256 KiB 1.71-1.75 x and 1.1-1.2 s;
+/// x and 1.4-1.8 s; 128 KiB 1.35-1.52 x and 1.3-1.6 s; 256 KiB 1.71-1.75 x and 1.1-1.2 s;
 /// through the page cache 10-12 x and 1.0 s.
 pub(super) const DIRECT_CHUNK: usize = 128 << 10;
 

@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{CAPACITY, Events, Received, Subscription};
+use crate::http_api::ApiError;
 use crate::raft_node::{NodeHandle, NodeStatus};
 use directory::{Directory, REST_URL_PATH};
 
@@ -85,8 +86,8 @@ impl Ui {
     /// pages allowed ([`cors`]).
     pub fn around(&self, rest: Router) -> Router {
         Router::new()
-            .route("/-/ui", get(page))
-            .route("/-/events", get(stream))
+            .route("/-/ui", get(page).fallback(only_get))
+            .route("/-/events", get(stream).fallback(only_get))
             .with_state(self.clone())
             .merge(rest)
             .layer(axum::middleware::from_fn_with_state(
@@ -103,6 +104,12 @@ impl Ui {
             get(move || std::future::ready(url.clone() + "\n")),
         )
     }
+}
+
+/// Any other method: the 405 of the node's other endpoints (a reason, `Allow: GET`), not
+/// axum's bare one.
+async fn only_get(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(method, &["GET"])
 }
 
 async fn page() -> impl IntoResponse {
