@@ -28,7 +28,7 @@ pub struct Metrics {
     pub term: IntGauge,
     /// The leader this node knows (0: none).
     pub leader: IntGauge,
-    /// Times the known leader changed.
+    /// Times a new leader became known (not the times none was).
     pub leader_changes: IntCounter,
     /// Linearizable reads started.
     pub read_index_requests: IntCounter,
@@ -125,7 +125,7 @@ impl Metrics {
             ),
             term: gauge("term", "Current raft term."),
             leader: gauge("leader", "Id of the leader this node knows (0 for none)."),
-            leader_changes: counter("leader_changes_total", "Times the known leader changed."),
+            leader_changes: counter("leader_changes_total", "Times a new leader became known."),
             read_index_requests: counter(
                 "read_index_requests_total",
                 "Linearizable reads (ReadIndex) started.",

@@ -4,8 +4,9 @@
 //! it imports only [`crate::events`] (itself a leaf), so every module may use it.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -211,7 +212,8 @@ pub struct NodeStatus {
     /// Last index in the log.
     pub last_index: u64,
     /// Commit index found at start-up, raised to the index the leader answered the node's
-    /// ready probe with: `/-/ready` waits until it is applied.
+    /// ready probe with (at start-up, and again after each time out of touch): `/-/ready`
+    /// waits until it is applied.
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
@@ -262,10 +264,18 @@ pub struct Shared {
     /// The leader this node knows, 0 for none.
     pub leader: AtomicU64,
     /// Commit index found in the WAL at start-up, raised to the index the leader answered the
-    /// node's ready probe with (a ReadIndex: how far the cluster had committed).
+    /// node's ready probe with (a ReadIndex: how far the cluster had committed; asked at
+    /// start-up, and again after each time out of touch).
     pub commit_at_start: AtomicU64,
-    /// Whether the leader has answered the ready probe (set after `commit_at_start`).
+    /// Whether the leader has answered the ready probe (set after `commit_at_start`); cleared
+    /// when the node asks again, after a time out of touch.
     pub ready_confirmed: AtomicBool,
+    /// When this node was last in touch with its cluster, and for how long that counts: a
+    /// follower's last word from its leader, a leader's last moment with a quorum of its
+    /// voters heard (itself included). `None` while it has neither. Read with the time of the
+    /// reader, not the node's last round, so that a node that was paused (SIGSTOP, a frozen
+    /// VM) is out of touch from the moment it runs again, before it has handled anything.
+    pub touch: Mutex<Option<(Instant, Duration)>>,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,
@@ -282,6 +292,17 @@ impl Shared {
     /// Whether this node knows a leader (itself included).
     pub fn knows_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) != raft::INVALID_ID
+    }
+
+    /// See [`touch`](Self::touch).
+    pub fn touch(&self) -> Option<(Instant, Duration)> {
+        // A plain value: what a panicking writer left is still a time.
+        *self.touch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets [`touch`](Self::touch) (the raft node, after every round).
+    pub(crate) fn set_touch(&self, touch: Option<(Instant, Duration)>) {
+        *self.touch.lock().unwrap_or_else(|p| p.into_inner()) = touch;
     }
 
     /// Whether this node's applied members are the cluster's latest as far as it can tell

@@ -64,6 +64,15 @@ async fn status_follows_elections_and_writes() {
         field(&moved, "term") > field(&after, "term"),
         "{after} -> {moved}"
     );
+    // Two leaders known, two changes: not the loss of the first counted as a third.
+    let (code, metrics) = c.get(survivor, "-/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    let changes = metrics
+        .lines()
+        .find(|l| l.starts_with("raftexample_leader_changes_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(changes, Some(2.0), "{metrics}");
 
     let (code, text) = c
         .get(survivor, "-/status?pretty")
@@ -143,6 +152,58 @@ async fn ready_after_a_restart_waits_for_the_writes_the_node_missed() {
     }
     let committed = field(&c.status(leader).await.expect("leader status"), "commit");
     ready_again_at(&mut c, follower, committed, "missed29", "v29").await;
+}
+
+/// A follower paused (SIGSTOP) while the others took writes, then let go on, is not ready
+/// again until it holds them: out of touch from the moment it runs again, then until the
+/// leader has said how far the cluster has committed and the node has applied that far.
+/// Before, `/-/ready` was checked at start-up only, and a resumed follower said ready while
+/// its `?stale` reads missed writes acknowledged during the pause (found by a user's test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_after_a_pause_waits_for_the_writes_the_node_missed() {
+    use nix::sys::signal::Signal;
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).expect("three nodes");
+    c.put_ok(leader, "before", "1").await;
+    c.wait_value(follower, "before", "1", true).await;
+    assert_eq!(c.get(follower, "-/ready").await.map(|r| r.0), Some(200));
+    c.signal(follower, Signal::SIGSTOP);
+    // Big values, so that catching up takes a while after the pause.
+    let big = "v".repeat(1_000_000);
+    for i in 0..30 {
+        c.put_ok(leader, &format!("paused{i}"), &big).await;
+    }
+    // Paused for longer than the node counts itself in touch: the leader has stopped
+    // counting it reachable (an election timeout of silence).
+    wait_for(
+        Duration::from_secs(10),
+        "the leader to miss the follower",
+        || async {
+            let status = c.status(leader).await?;
+            let reachable = &status["progress"][follower.to_string()]["reachable"];
+            (reachable == false).then_some(())
+        },
+    )
+    .await;
+    let committed = field(&c.status(leader).await.expect("leader status"), "commit");
+    c.signal(follower, Signal::SIGCONT);
+    wait_for(
+        Duration::from_secs(20),
+        "/-/ready after the pause",
+        || async { (c.get(follower, "-/ready").await.map(|r| r.0) == Some(200)).then_some(()) },
+    )
+    .await;
+    let status = c.status(follower).await.expect("status after the pause");
+    assert!(
+        field(&status, "applied") >= committed,
+        "ready before reaching index {committed}: {status}"
+    );
+    assert_eq!(
+        c.get(follower, "paused29?stale").await.map(|r| r.0),
+        Some(200),
+        "ready without the last write of the pause"
+    );
 }
 
 /// Starts node `id` again and waits for its `/-/ready`; by then it must count `index` as

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MemberChange, NodeStatus, ProposalError, ReadConsistency, Request, Responder, Shared};
+use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
 use crate::transport::{HttpClient, PROBE_PATH};
@@ -160,12 +161,33 @@ impl NodeHandle {
         Ok(checked)
     }
 
-    /// Whether this node should get client traffic: it knows a leader, the leader has said how
-    /// far the cluster has committed (the ready probe, a ReadIndex), and the node has applied
-    /// that far and everything its WAL said was committed. `Err` says why not.
+    /// Whether this node should get client traffic: it knows a leader and is in touch with it
+    /// (a leader: with a quorum), the leader has said how far the cluster has committed (the
+    /// ready probe, a ReadIndex, asked at start-up and again after every time out of touch),
+    /// and the node has applied that far and everything its WAL said was committed. `Err`
+    /// says why not.
     pub fn readiness(&self) -> Result<(), String> {
         if !self.shared.knows_leader() {
             return Err("no leader is known".into());
+        }
+        let leading = self.shared.leader.load(Ordering::Acquire) == self.id;
+        let whom = if leading {
+            "a quorum of the voters"
+        } else {
+            "the leader"
+        };
+        // tokio's clock, the node's own in production (the only place a handle exists).
+        let now = TokioClock.now();
+        match self.shared.touch() {
+            None => return Err(format!("not in touch with {whom} yet")),
+            Some((at, within)) if now.saturating_duration_since(at) > within => {
+                return Err(format!(
+                    "out of touch: nothing from {whom} for {} ms; the cluster may have \
+                     committed what this node lacks",
+                    now.saturating_duration_since(at).as_millis()
+                ));
+            }
+            Some(_) => {}
         }
         // Before the target: the answer is stored after the target it raised.
         if !self.shared.ready_confirmed.load(Ordering::Acquire) {

@@ -33,6 +33,9 @@ use super::{ProposalError, Responder};
 /// must not make it wait a whole tick more), and every `retry` regardless.
 pub(super) struct ReadyProbe {
     ctx: Vec<u8>,
+    nonce: u64,
+    /// How many times it was asked anew ([`Self::ask_again`]); part of the context.
+    generation: u64,
     again: Duration,
     retry: Duration,
     asked: Option<Asked>,
@@ -47,6 +50,8 @@ impl ReadyProbe {
         ctx.extend_from_slice(&nonce.to_le_bytes());
         ReadyProbe {
             ctx,
+            nonce,
+            generation: 0,
             again,
             retry,
             asked: None,
@@ -67,6 +72,17 @@ impl ReadyProbe {
         }
         self.asked = Some(Asked { at: now, commit });
         Some(self.ctx.clone())
+    }
+
+    /// Asks anew, under a new context, so that an answer to an earlier asking (still on its
+    /// way) is not taken for an answer to this one: the node was out of touch, and the
+    /// cluster may have committed much since.
+    pub fn ask_again(&mut self) {
+        self.generation += 1;
+        let word = self.nonce.wrapping_add(self.generation).to_le_bytes();
+        self.ctx[8..16].copy_from_slice(&word);
+        self.asked = None;
+        self.answered = false;
     }
 
     /// Takes the probe's answer out of a Ready's read states: the read index, the first time.
@@ -474,6 +490,45 @@ mod tests {
         }];
         assert_eq!(probe.take_answer(&mut late), None, "a late second answer");
         assert!(late.is_empty());
+    }
+
+    /// Asked anew (after a time out of touch), the probe is due at once under a new context:
+    /// an answer to the earlier asking, still on its way, is not taken for this one's.
+    #[test]
+    fn the_ready_probe_asked_again_takes_only_the_new_answer() {
+        let t0 = Instant::now();
+        let (again, retry) = (Duration::from_millis(100), Duration::from_secs(1));
+        let mut probe = ReadyProbe::new(2, 77, again, retry);
+        let first = probe
+            .due(true, 5, t0)
+            .expect("asked once a leader is known");
+        probe.ask_again();
+        let second = probe.due(true, 5, t0).expect("asked again at once");
+        assert_ne!(first, second);
+        assert_eq!(
+            second.len(),
+            16,
+            "still a probe's length, not a client read's"
+        );
+        let answer = |ctx: &Vec<u8>, index| ReadState {
+            index,
+            request_ctx: ctx.clone(),
+        };
+        let mut old = vec![answer(&first, 10)];
+        assert_eq!(
+            probe.take_answer(&mut old),
+            None,
+            "the earlier asking's answer"
+        );
+        assert_eq!(old.len(), 1, "left for the client reads, which ignore it");
+        let mut new = vec![answer(&second, 40)];
+        assert_eq!(probe.take_answer(&mut new), Some(40));
+        assert_eq!(probe.due(true, 9, t0 + retry * 5), None, "answered");
+        probe.ask_again();
+        assert!(
+            probe.due(true, 9, t0 + retry * 5).is_some(),
+            "answered, then asked anew"
+        );
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl RaftNode {
             self.discard_received_snapshots();
             self.maybe_stop_removed()?;
             self.publish_membership_settled();
+            self.publish_touch();
             self.maybe_campaign_alone();
             self.maybe_trigger_snapshot()?;
             self.settle_election_timeout();
@@ -304,8 +305,60 @@ impl RaftNode {
             MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
         );
         if from_leader && from == raft.leader_id {
+            if now.duration_since(self.last_leader_contact) > self.touch_window() {
+                // Out of touch for a while (paused, cut off, or leading until now): the
+                // cluster may have committed much this node lacks. As after a start,
+                // `/-/ready` waits for the leader to say how far, and for the node to get
+                // there (found by a user's test: a follower resumed after SIGSTOP said ready
+                // while its `?stale` reads missed acknowledged writes).
+                self.ask_ready_again();
+            }
             self.last_leader_contact = now;
         }
+    }
+
+    /// How long a word from the leader (a leader: from a quorum) keeps a node in touch: half an
+    /// election timeout (see [`Self::membership_settled`]).
+    pub(super) fn touch_window(&self) -> std::time::Duration {
+        self.tick * (ELECTION_TICKS / 2)
+    }
+
+    /// Asks the ready probe anew; `/-/ready` says no until the leader has answered it and this
+    /// node has applied that far.
+    fn ask_ready_again(&mut self) {
+        self.ready_probe.ask_again();
+        self.shared
+            .ready_confirmed
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// When this leader last had a quorum of its voters in touch, itself included: the
+    /// quorum-th most recent word among them, of the current term.
+    fn quorum_heard_at(&self, now: Instant) -> Option<Instant> {
+        let voters = &self.conf_state.voters;
+        let term = self.rn.raft.term;
+        let mut heard: Vec<Instant> = voters
+            .iter()
+            .filter_map(|v| match self.heard_at.get(v) {
+                _ if *v == self.id => Some(now),
+                Some((at, t)) if *t == term => Some(*at),
+                _ => None,
+            })
+            .collect();
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        heard.get(voters.len() / 2).copied()
+    }
+
+    /// Publishes when this node was last in touch (see [`Shared::touch`]), after every round.
+    fn publish_touch(&self) {
+        let raft = &self.rn.raft;
+        let at = match raft.state {
+            StateRole::Leader => self.quorum_heard_at(self.now()),
+            StateRole::Follower if raft.leader_id != INVALID_ID => Some(self.last_leader_contact),
+            _ => None,
+        };
+        self.shared
+            .set_touch(at.map(|at| (at, self.touch_window())));
     }
 
     /// Whether voter `id` spoke within `within` of `now`, in the current term (see
@@ -496,7 +549,7 @@ impl RaftNode {
         }
         let raft = &self.rn.raft;
         let now = self.now();
-        let within = self.tick * (ELECTION_TICKS / 2);
+        let within = self.touch_window();
         let lately = |at: Instant| now.duration_since(at) <= within;
         match raft.state {
             StateRole::Leader => {
@@ -543,7 +596,9 @@ impl RaftNode {
             .shared
             .leader
             .swap(leader, std::sync::atomic::Ordering::AcqRel);
-        if previous != leader {
+        // A new leader known, as etcd counts them: losing one (an election under way) is not
+        // a change of its own, or every failover would count twice.
+        if previous != leader && leader != INVALID_ID {
             self.metrics.leader_changes.inc();
         }
         self.metrics.leader.set(leader as i64);
