@@ -132,27 +132,28 @@ pub fn quorum_after_change(
         .filter(|v| **v != id && !reachable.contains(v))
         .map(u64::to_string)
         .collect();
-    let list = |ids: Vec<String>| ids.join(", ");
-    let up_list = list(up.iter().map(u64::to_string).collect());
+    let voters = match after.len() {
+        1 => "1 voter, which needs".to_string(),
+        n => format!("{n} voters, which need"),
+    };
     let (what, missing) = if add {
-        (
-            format!("adding node {id} would make {} voters", after.len()),
-            // The newcomer has not started: it never counts.
-            format!(
-                "not {}",
-                list(down.into_iter().chain([format!("{id} (new)")]).collect())
-            ),
-        )
+        // The newcomer has not started: it never counts.
+        let missing = down.into_iter().chain([format!("{id} (new)")]).collect();
+        (format!("adding node {id} would make {voters}"), missing)
     } else {
-        (
-            format!("removing node {id} would leave {} voters", after.len()),
-            format!("not {}", list(down)),
-        )
+        (format!("removing node {id} would leave {voters}"), down)
+    };
+    // Those that answer, then those that do not: "(1, 3; not 2)", "(not 2)".
+    let answering = up.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let missing = format!("not {}", missing.join(", "));
+    let who = if up.is_empty() {
+        missing
+    } else {
+        format!("{answering}; {missing}")
     };
     Err(format!(
-        "{what}, which need {quorum} for a quorum, but only {} of them answer now ({up_list}; \
-         {missing}): bring the missing members back first, or pass \
-         --strict-reconfig-check=false",
+        "{what} {quorum} for a quorum, but only {} of them answer now ({who}): \
+         bring the missing members back first, or pass --strict-reconfig-check=false",
         up.len(),
     ))
 }
@@ -327,6 +328,12 @@ mod tests {
         let err = quorum_after_change(&three, false, 3, &ids(&[1, 3])).expect_err("refused");
         assert!(
             err.contains("removing node 3 would leave 2 voters"),
+            "{err}"
+        );
+        // Removing a lone live member whose only partner is down: nobody answers after it.
+        let err = quorum_after_change(&ids(&[1, 2]), false, 1, &ids(&[1])).expect_err("refused");
+        assert!(
+            err.contains("removing node 1 would leave 1 voter, which needs 1 for a quorum, but only 0 of them answer now (not 2):"),
             "{err}"
         );
     }
