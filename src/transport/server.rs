@@ -170,8 +170,9 @@ impl PeerServer {
         if cluster != ours {
             let text = format!(
                 "refusing messages from node {from}: it names cluster {cluster:x}, this node \
-                 belongs to cluster {ours:x}; node {from} was probably started on a data dir of \
-                 another cluster (or with another --cluster-token)"
+                 belongs to cluster {ours:x}; node {from} was probably started with another \
+                 --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
+                 member without --join (start one with --join, after POST /{from} on a member)"
             );
             self.log_once(from, cluster, &text);
             return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));

@@ -403,6 +403,10 @@ pub fn scan(
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
         let data = read_segment(fs, seg)?;
+        if data.is_empty() {
+            // As replay judges it: a start refuses it, so a dump must not pass it in silence.
+            return Err(corrupt(&seg.path, 0, "empty segment: no metadata record"));
+        }
         let mut off = 0;
         // After the record that ends a segment, only zeros.
         let mut ended = false;
@@ -442,6 +446,20 @@ mod tests {
     use crate::disk::StdFs;
     use std::fs;
     use tempfile::TempDir;
+
+    /// An empty segment is refused by a scan (what `dump` reads with) as by a replay, naming
+    /// the file and offset 0; before, a dump printed nothing and said nothing.
+    #[test]
+    fn a_scan_refuses_an_empty_segment_as_a_replay_does() {
+        let tmp = TempDir::new().expect("temp dir");
+        let path = tmp.path().join(super::super::segment::segment_name(0, 0));
+        fs::write(&path, b"").expect("an empty segment");
+        let err = scan(&StdFs, tmp.path(), |_, _, _, _| {}).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("empty segment"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("offset 0"), "{text}");
+    }
 
     /// The (offset, kind) of every record of `path`.
     fn records_of(dir: &Path, path: &Path) -> Vec<(u64, &'static str)> {
