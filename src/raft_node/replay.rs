@@ -380,9 +380,11 @@ pub fn check_flags(config: &Config) -> Result<String, StartError> {
     }
     let Some(url) = config.own_peer_url() else {
         return Err(StartError::BadFlags(format!(
-            "--id {} has no peer URL: --cluster lists {} URL(s), and node N uses the N-th",
-            config.id,
-            config.cluster.len()
+            "--id {id} has no peer URL: --cluster lists {} URL(s), and node N uses the N-th; \
+             list at least {id}, this node's own at place {id} (a node started with --join asks \
+             the others whether it was added, so a place that is no member's may hold any URL)",
+            config.cluster.len(),
+            id = config.id,
         )));
     };
     Ok(normalize_url(url).to_string())
@@ -671,6 +673,28 @@ mod tests {
         // Joining, the list may name a removed member's URL again for a new id.
         config.join = true;
         replay_wal(&config).expect("a joining node's list may repeat a removed member's URL");
+    }
+
+    /// A node whose id is past the end of `--cluster` (a member added as node 7 to a cluster
+    /// of five URLs) is told how to list it, not only that it has no URL.
+    #[test]
+    fn an_id_past_the_cluster_list_is_told_how_to_list_it() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut config = config(dir.path());
+        config.id = config.cluster.len() as u64 + 2;
+        config.join = true;
+        let text = check_flags(&config).expect_err("refused").to_string();
+        let id = config.id;
+        assert!(
+            text.contains(&format!("--id {id} has no peer URL")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "list at least {id}, this node's own at place {id}"
+            )),
+            "{text}"
+        );
     }
 
     /// Snapshots left without their WAL (it was deleted or moved): the node refuses to start,
