@@ -437,9 +437,16 @@ impl Proposals {
             if from_snapshot {
                 self.answer_sent_unknown();
             } else {
-                tracing::warn!(
-                    "this node's session was forgotten or replaced; proposing its requests again"
-                );
+                // Said only when it changes something: every removed node loses its session,
+                // and with nothing in flight that is routine.
+                if !self.pending.is_empty() {
+                    tracing::warn!(
+                        requests = self.pending.len(),
+                        "this node's session ended (the node was removed, or a late \
+                         registration of an earlier run replaced it); proposing its requests \
+                         in flight again"
+                    );
+                }
                 self.propose_all_again(now);
             }
         }
