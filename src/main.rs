@@ -30,6 +30,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr())
+        // A log line that cannot be written (its reader went away: `... 2>&1 | head`) is
+        // dropped. By default the subscriber would say so on stderr, the same broken pipe,
+        // and that write panicked whichever thread was logging, the raft thread included.
+        .log_internal_errors(false)
         .init();
 
     if let Some(Command::Dump { json, full_values }) = &config.command {

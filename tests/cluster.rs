@@ -362,6 +362,65 @@ async fn no_flags_start_a_working_single_node_store() {
     );
 }
 
+/// A node whose log reader goes away (`raftexample 2>&1 | head -1`) goes on serving and stops
+/// cleanly: a log line it cannot write is dropped. Before, the subscriber reported the failed
+/// write on stderr, the same broken pipe, and that panicked the logging thread (exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_log_reader_went_away_serves_on() {
+    use std::io::BufRead;
+    let ports = common::free_ports(2);
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut child = std::process::Command::new(common::binary())
+        .current_dir(dir.path())
+        .args([
+            "--listen-host",
+            "127.0.0.1",
+            "--port",
+            &ports[0].to_string(),
+        ])
+        .args(["--cluster", &format!("http://127.0.0.1:{}", ports[1])])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting raftexample");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    {
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut first = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut first)
+            .expect("the first log line");
+        assert!(!first.is_empty(), "the node logged nothing");
+        // Dropped here: the pipe's reader is gone, as `head -1` goes.
+    }
+    let url = format!("http://127.0.0.1:{}", ports[0]);
+    let http = reqwest::Client::new();
+    wait_for(
+        Duration::from_secs(15),
+        "a PUT after the reader went",
+        || async {
+            let r = http.put(format!("{url}/k")).body("v").send().await.ok()?;
+            (r.status().as_u16() == 204).then_some(())
+        },
+    )
+    .await;
+    let r = http.get(format!("{url}/k")).send().await.expect("GET");
+    assert_eq!(r.text().await.expect("body"), "v");
+    // Stopping logs (to nowhere now) and must still end cleanly.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exited with {status}");
+}
+
 /// SIGTERM to every node at once (`./cluster.sh stop`, Ctrl-C of goreman): the leader hands
 /// over to a follower that is stopping too, and must not wait for it to lead (it used to
 /// wait out its 800 ms limit, and log that it stopped "with requests still in flight"). Once
