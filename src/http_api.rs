@@ -84,7 +84,9 @@ pub enum ApiError {
     #[error("the value is not valid UTF-8")]
     BadValue,
     /// `/<id>` is not a positive integer.
-    #[error("bad node id {0:?}: want a positive integer such as 4")]
+    #[error(
+        "bad node id {0:?}: want a positive integer such as 4 (POST and DELETE add and remove members; a key is only written with PUT, and cannot be deleted, as in the original)"
+    )]
     BadId(String),
     /// The body of a POST is not a peer URL.
     #[error("bad peer URL in the body: {0}")]
