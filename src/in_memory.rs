@@ -72,6 +72,8 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         .with_snapshots(recovered.storage.snapshotter().clone())
         .with_shared(shared.clone());
     let metrics = Arc::new(Metrics::new(config.id));
+    let env = NodeEnv::production();
+    let clock = env.clock.clone();
     let node = RaftNode::new(
         &config,
         recovered,
@@ -79,7 +81,7 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         Applier::inline(kv.clone()),
         shared.clone(),
         metrics.clone(),
-        NodeEnv::production(),
+        env,
     )?;
     let shutdown = CancellationToken::new();
     let exit = tokio::spawn(node.run(requests_rx, peers_rx, shutdown.clone()));
@@ -91,6 +93,7 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         shared,
         metrics,
     )
+    .with_clock(clock)
     // Peers have no port to probe here.
     .with_strict_reconfig(None);
     let router = http_api::close_when_stopping(

@@ -268,6 +268,8 @@ async fn start_recovered(
         PeerLimits::from_config(&config),
         &config.snap_dir(),
     );
+    let env = raft_node::NodeEnv::production();
+    let clock = env.clock.clone();
     let node = RaftNode::new(
         &config,
         recovered,
@@ -275,7 +277,7 @@ async fn start_recovered(
         apply_tx,
         shared.clone(),
         metrics.clone(),
-        raft_node::NodeEnv::production(),
+        env,
     )?;
 
     let clients_gone = CancellationToken::new();
@@ -304,6 +306,7 @@ async fn start_recovered(
         shared,
         metrics,
     )
+    .with_clock(clock)
     .with_strict_reconfig(
         config
             .strict_reconfig_check

@@ -17,6 +17,13 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A line on stderr for the person running the node, dropped if nobody reads it any more
+/// (`eprintln!` panics on a broken pipe: `raftexample ... 2>&1 | head -1`).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args()) {
         Ok(config) => config,
@@ -51,7 +58,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(err) => {
-                eprintln!("raftexample dump: {err}");
+                say(format_args!("raftexample dump: {err}"));
                 ExitCode::FAILURE
             }
         };
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
         return match raftexample::certs::run(out, *nodes, hosts, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("raftexample certs: {err}");
+                say(format_args!("raftexample certs: {err}"));
                 ExitCode::FAILURE
             }
         };
@@ -74,7 +81,9 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            eprintln!("raftexample: cannot start the async runtime: {err}");
+            say(format_args!(
+                "raftexample: cannot start the async runtime: {err}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -89,9 +98,9 @@ async fn serve(config: Config) -> ExitCode {
         Ok(running) => running,
         Err(err) => {
             // Printed, not logged: a refusal must show whatever RUST_LOG says, and only once.
-            eprintln!("raftexample: cannot start: {err}");
+            say(format_args!("raftexample: cannot start: {err}"));
             if let Some(remedy) = err.remedy() {
-                eprintln!("raftexample: {remedy}");
+                say(format_args!("raftexample: {remedy}"));
             }
             return ExitCode::FAILURE;
         }
@@ -109,7 +118,7 @@ async fn serve(config: Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Exit::Fatal(reason) => {
-            eprintln!("raftexample: stopped: {reason}");
+            say(format_args!("raftexample: stopped: {reason}"));
             ExitCode::FAILURE
         }
     }

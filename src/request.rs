@@ -4,6 +4,7 @@
 //! it imports only [`crate::events`] (itself a leaf), so every module may use it.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -212,8 +213,7 @@ pub struct NodeStatus {
     /// Last index in the log.
     pub last_index: u64,
     /// Commit index found at start-up, raised to the index the leader answered the node's
-    /// ready probe with (at start-up, and again after each time out of touch): `/-/ready`
-    /// waits until it is applied.
+    /// ready probe with: `/-/ready` waits until it is applied.
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
@@ -264,18 +264,12 @@ pub struct Shared {
     /// The leader this node knows, 0 for none.
     pub leader: AtomicU64,
     /// Commit index found in the WAL at start-up, raised to the index the leader answered the
-    /// node's ready probe with (a ReadIndex: how far the cluster had committed; asked at
-    /// start-up, and again after each time out of touch).
+    /// node's first ready probe with (a ReadIndex: how far the cluster had committed).
     pub commit_at_start: AtomicU64,
-    /// Whether the leader has answered the ready probe (set after `commit_at_start`); cleared
-    /// when the node asks again, after a time out of touch.
-    pub ready_confirmed: AtomicBool,
-    /// When this node was last in touch with its cluster, and for how long that counts: a
-    /// follower's last word from its leader, a leader's last moment with a quorum of its
-    /// voters heard (itself included). `None` while it has neither. Read with the time of the
-    /// reader, not the node's last round, so that a node that was paused (SIGSTOP, a frozen
-    /// VM) is out of touch from the moment it runs again, before it has handled anything.
-    pub touch: Mutex<Option<(Instant, Duration)>>,
+    /// The leader's latest answers to the node's ready probe, oldest first (at most
+    /// [`KEPT_PROBE_ANSWERS`]): `/-/ready` says yes while the node has applied one asked within
+    /// its window.
+    pub probe_answers: Mutex<VecDeque<ProbeAnswer>>,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
     pub events: Events,
@@ -288,21 +282,41 @@ pub struct Shared {
     pub membership_settled: AtomicBool,
 }
 
+/// Answers kept in [`Shared::probe_answers`]: with a round every two ticks and a window of an
+/// election timeout (ten), more than the window holds.
+pub const KEPT_PROBE_ANSWERS: usize = 16;
+
+/// The leader's answer to one round of a node's ready probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    /// What the cluster had committed when the round was asked.
+    pub index: u64,
+    /// When the round was asked (the node's clock).
+    pub asked_at: Instant,
+    /// How long after that a node that has applied `index` still counts as caught up.
+    pub window: Duration,
+}
+
 impl Shared {
+    /// The leader's latest answers to the ready probe, oldest first.
+    pub fn probe_answers(&self) -> Vec<ProbeAnswer> {
+        // Plain values: what a panicking writer left is still usable.
+        let answers = self.probe_answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers.iter().copied().collect()
+    }
+
+    /// Adds the answer to a round of the ready probe (the raft node).
+    pub(crate) fn add_probe_answer(&self, answer: ProbeAnswer) {
+        let mut answers = self.probe_answers.lock().unwrap_or_else(|p| p.into_inner());
+        if answers.len() == KEPT_PROBE_ANSWERS {
+            answers.pop_front();
+        }
+        answers.push_back(answer);
+    }
+
     /// Whether this node knows a leader (itself included).
     pub fn knows_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) != raft::INVALID_ID
-    }
-
-    /// See [`touch`](Self::touch).
-    pub fn touch(&self) -> Option<(Instant, Duration)> {
-        // A plain value: what a panicking writer left is still a time.
-        *self.touch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sets [`touch`](Self::touch) (the raft node, after every round).
-    pub(crate) fn set_touch(&self, touch: Option<(Instant, Duration)>) {
-        *self.touch.lock().unwrap_or_else(|p| p.into_inner()) = touch;
     }
 
     /// Whether this node's applied members are the cluster's latest as far as it can tell

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ProcCluster, bigdata, wait_for};
+use axum::http::{Method, StatusCode};
+use common::{ProcCluster, TestCluster, bigdata, wait_for};
 
 fn field(s: &serde_json::Value, name: &str) -> u64 {
     s[name]
@@ -53,6 +54,7 @@ async fn status_follows_elections_and_writes() {
         "followers report no progress: {follower}"
     );
 
+    let changes_before = leader_changes(&c, survivor).await;
     c.kill(leader);
     let moved = wait_for(Duration::from_secs(15), "a new leader", || async {
         let s = c.status(survivor).await?;
@@ -64,15 +66,8 @@ async fn status_follows_elections_and_writes() {
         field(&moved, "term") > field(&after, "term"),
         "{after} -> {moved}"
     );
-    // Two leaders known, two changes: not the loss of the first counted as a third.
-    let (code, metrics) = c.get(survivor, "-/metrics").await.expect("metrics");
-    assert_eq!(code, 200);
-    let changes = metrics
-        .lines()
-        .find(|l| l.starts_with("raftexample_leader_changes_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
-    assert_eq!(changes, Some(2.0), "{metrics}");
+    // One new leader, one change: not the loss of the old one counted as another.
+    assert_eq!(leader_changes(&c, survivor).await, changes_before + 1.0);
 
     let (code, text) = c
         .get(survivor, "-/status?pretty")
@@ -81,6 +76,18 @@ async fn status_follows_elections_and_writes() {
     assert_eq!(code, 200);
     assert!(text.contains(&format!("node {survivor} is")), "{text}");
     assert!(text.contains("members:"), "{text}");
+}
+
+/// Node `id`'s `raftexample_leader_changes_total`.
+async fn leader_changes(c: &ProcCluster, id: u64) -> f64 {
+    let (code, metrics) = c.get(id, "-/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    metrics
+        .lines()
+        .find(|l| l.starts_with("raftexample_leader_changes_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no leader_changes_total in {metrics}"))
 }
 
 /// `/-/ready` answers 503 while a large WAL replays and 200 once everything committed before
@@ -204,6 +211,46 @@ async fn ready_after_a_pause_waits_for_the_writes_the_node_missed() {
         Some(200),
         "ready without the last write of the pause"
     );
+}
+
+/// A follower cut off from its leader in one direction (it hears the leader, the leader does
+/// not hear it) stops being ready within an election timeout: it still gets heartbeats, but
+/// the leader no longer confirms how far the cluster has committed (its rounds of the ready
+/// probe go unanswered), and it could neither forward a write nor confirm a read. It is
+/// ready again once the link is back. Before, readiness was judged at start-up only.
+#[tokio::test(start_paused = true)]
+async fn a_follower_cut_off_one_way_is_not_ready_until_the_link_is_back() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).expect("three nodes");
+    let ready = |c: &TestCluster| c.node(follower).readiness();
+    wait_for(
+        Duration::from_secs(10),
+        "the follower to be ready",
+        || async { ready(&c).ok() },
+    )
+    .await;
+    c.net.cut_one_way(follower, leader);
+    let why = wait_for(
+        Duration::from_secs(10),
+        "the follower to say it is not ready",
+        || async { ready(&c).err() },
+    )
+    .await;
+    assert!(why.contains("has not said"), "{why}");
+    // Writes go on through the other follower meanwhile.
+    let (status, body) =
+        common::call(&c.router(leader), Method::PUT, "/during", b"v".to_vec()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    c.net.heal();
+    wait_for(
+        Duration::from_secs(10),
+        "the follower to be ready again",
+        || async { ready(&c).ok() },
+    )
+    .await;
+    assert_eq!(c.node(follower).kv().get("/during").as_deref(), Some("v"));
+    c.shutdown().await;
 }
 
 /// Starts node `id` again and waits for its `/-/ready`; by then it must count `index` as

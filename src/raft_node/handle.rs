@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{MemberChange, NodeStatus, ProposalError, ReadConsistency, Request, Responder, Shared};
+use super::{
+    MemberChange, NodeStatus, ProbeAnswer, ProposalError, ReadConsistency, Request, Responder,
+    Shared,
+};
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
@@ -50,6 +53,8 @@ pub struct NodeHandle {
     /// With etcd's strict reconfiguration check on: what it probes members with (see
     /// [`answers`]).
     strict_reconfig: Option<HttpClient>,
+    /// The raft node's clock, which stamps the ready probe's rounds.
+    clock: Arc<dyn Clock>,
 }
 
 impl NodeHandle {
@@ -70,7 +75,14 @@ impl NodeHandle {
             shared,
             metrics,
             strict_reconfig: None,
+            clock: Arc::new(TokioClock),
         }
+    }
+
+    /// Reads the raft node's `clock` (tokio's, the default, in production).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Turns etcd's strict reconfiguration check on (`Some`) or off (`None`, the default).
@@ -161,38 +173,23 @@ impl NodeHandle {
         Ok(checked)
     }
 
-    /// Whether this node should get client traffic: it knows a leader and is in touch with it
-    /// (a leader: with a quorum), the leader has said how far the cluster has committed (the
-    /// ready probe, a ReadIndex, asked at start-up and again after every time out of touch),
-    /// and the node has applied that far and everything its WAL said was committed. `Err`
-    /// says why not.
+    /// Whether this node should get client traffic: it knows a leader, it has applied
+    /// everything its WAL said was committed, and everything the cluster had committed when a
+    /// recent round of its ready probe was asked (a ReadIndex, asked every two ticks: the
+    /// leader's answer says how far the cluster had committed then), recent meaning within an
+    /// election timeout. So a node that was down, paused, cut off from its leader in either
+    /// direction, or is behind for any reason, says no within about that long. `Err` says why
+    /// not.
     pub fn readiness(&self) -> Result<(), String> {
         if !self.shared.knows_leader() {
             return Err("no leader is known".into());
         }
-        let leading = self.shared.leader.load(Ordering::Acquire) == self.id;
-        let whom = if leading {
-            "a quorum of the voters"
-        } else {
-            "the leader"
-        };
-        // tokio's clock, the node's own in production (the only place a handle exists).
-        let now = TokioClock.now();
-        match self.shared.touch() {
-            None => return Err(format!("not in touch with {whom} yet")),
-            Some((at, within)) if now.saturating_duration_since(at) > within => {
-                return Err(format!(
-                    "out of touch: nothing from {whom} for {} ms; the cluster may have \
-                     committed what this node lacks",
-                    now.saturating_duration_since(at).as_millis()
-                ));
-            }
-            Some(_) => {}
-        }
-        // Before the target: the answer is stored after the target it raised.
-        if !self.shared.ready_confirmed.load(Ordering::Acquire) {
+        // Before the target: an answer is stored after the target it raised.
+        let answers = self.shared.probe_answers();
+        // Rounds may be answered out of order: the newest is the one asked last.
+        let Some(newest) = answers.iter().max_by_key(|a| a.asked_at) else {
             return Err("waiting for the leader to say how far the cluster has committed".into());
-        }
+        };
         let target = self.shared.commit_at_start.load(Ordering::Acquire);
         let applied = self.kv.applied_index();
         if applied < target {
@@ -201,7 +198,33 @@ impl NodeHandle {
                  this node came back"
             ));
         }
-        Ok(())
+        // Read after the answers: a round answered since is not yet counted, never one that
+        // is not applied yet.
+        let now = self.clock.now();
+        let age = |a: &ProbeAnswer| now.saturating_duration_since(a.asked_at);
+        // Caught up as of the newest round whose answer it has applied.
+        let caught_up = answers
+            .iter()
+            .filter(|a| a.index <= applied)
+            .max_by_key(|a| a.asked_at);
+        if let Some(caught_up) = caught_up
+            && age(caught_up) <= caught_up.window
+        {
+            return Ok(());
+        }
+        if age(newest) > newest.window {
+            return Err(format!(
+                "the leader has not said for {} ms how far the cluster has committed (this node \
+                 may be cut off from it, or was paused)",
+                age(newest).as_millis()
+            ));
+        }
+        Err(format!(
+            "catching up: applied {applied} of the {} entries the cluster had committed {} ms \
+             ago",
+            newest.index,
+            age(newest).as_millis()
+        ))
     }
 
     /// This node's metrics.

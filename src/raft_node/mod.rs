@@ -56,8 +56,8 @@ use crate::transport::{AppliedAt, Network};
 use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
-    Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProposalError, ReadConsistency,
-    Request, Responder, Shared,
+    Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
+    ReadConsistency, Request, Responder, Shared,
 };
 pub use handle::NodeHandle;
 use log_bytes::LogBytes;
@@ -102,6 +102,14 @@ const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 const RESEND_TICKS: u32 = 40;
 /// Ticks between askings of the ready probe while it goes unanswered (an election's worth).
 const READY_PROBE_TICKS: u32 = ELECTION_TICKS;
+/// Ticks between rounds of the ready probe once answered: a node behind by more than this
+/// plus a round trip is seen within a few rounds.
+const READY_EVERY_TICKS: u32 = 2;
+/// How long after a round of the ready probe was asked a node that has applied its answer
+/// counts as caught up: an election timeout, so that a round trip slowed by fsyncs on a busy
+/// machine does not make a healthy node flap, while a node paused, cut off or stuck behind
+/// says so within about that long.
+const READY_WINDOW_TICKS: u32 = ELECTION_TICKS;
 
 /// Where a joining node will create its WAL once it knows its cluster.
 struct WalPlan {
@@ -138,6 +146,9 @@ pub struct RaftNode {
     commit_at_start: u64,
     /// `/-/ready`'s question to the leader: how far the cluster has committed.
     ready_probe: ReadyProbe,
+    /// Whether a round of the ready probe was answered yet (the first raises the start-up
+    /// target).
+    probe_answered: bool,
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -324,7 +335,14 @@ impl RaftNode {
                 recovered.snapshot_bytes,
             ),
             commit_at_start: recovered.commit_at_start,
-            ready_probe: ReadyProbe::new(config.id, nonce, tick / 2, tick * READY_PROBE_TICKS),
+            ready_probe: ReadyProbe::new(
+                config.id,
+                nonce,
+                tick / 2,
+                tick * READY_PROBE_TICKS,
+                tick * READY_EVERY_TICKS,
+            ),
+            probe_answered: false,
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),

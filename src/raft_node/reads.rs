@@ -19,77 +19,127 @@ use raft::eraftpb::{Entry, Message, MessageType};
 
 use super::{ProposalError, Responder};
 
-/// The node's own ReadIndex after start-up, for `/-/ready`: the index the leader answers with
-/// is what the cluster had committed by then, so a node that was down while others wrote, that
-/// has just joined, or whose unsynced record of its last commits died with it in a crash,
-/// calls itself ready only once it has applied that far. A node's WAL knows none of that, nor
-/// does a heartbeat (raft caps its commit at what the leader knows the node holds).
+/// The node's own ReadIndex rounds, for `/-/ready`: the index the leader answers a round with
+/// is what the cluster had committed when the round was asked, so once the node has applied
+/// that far it holds every write acknowledged before then. A node's WAL knows none of that,
+/// nor does a heartbeat (raft caps its commit at what the leader knows the node holds). A node
+/// that was down while others wrote, that has just joined, or whose unsynced record of its
+/// last commits died with it in a crash, is ready only once it has applied the first answer;
+/// and rounds go on every `every` for as long as the node runs, so that one that falls behind
+/// later (paused, cut off from the leader in either direction, waiting for a snapshot, slow to
+/// apply) stops being ready once its last round applied is older than the ready window.
 ///
-/// Its context is the node id and the process's nonce (16 bytes: a client read's are 24, so
-/// the two never meet). Asked as soon as a leader is known, and again until answered: raft
-/// drops a ReadIndex while there is no leader, a request can be lost on the way, and one that
-/// reached a leader which then lost its leadership is forgotten. So the probe is asked again
-/// once the commit index has moved, at most every `again` (half a tick: the ticks' own jitter
-/// must not make it wait a whole tick more), and every `retry` regardless.
+/// Each round's context is the node id and the process's nonce plus the round's number (16
+/// bytes: a client read's are 24, so the two never meet). Before the first answer a round is
+/// asked as soon as a leader is known, and again once the commit index has moved, at most
+/// every `again` (half a tick: a new leader answers once it has committed in its term, and the
+/// ticks' own jitter must not make that wait a whole tick more), and every `retry` regardless:
+/// raft drops a ReadIndex while there is no leader, a request can be lost on the way, and one
+/// that reached a leader which then lost its leadership is forgotten.
 pub(super) struct ReadyProbe {
-    ctx: Vec<u8>,
+    origin: u64,
     nonce: u64,
-    /// How many times it was asked anew ([`Self::ask_again`]); part of the context.
-    generation: u64,
     again: Duration,
     retry: Duration,
+    every: Duration,
+    /// The next round's number.
+    next: u64,
+    /// Rounds asked and not answered yet, oldest first: number, when asked.
+    out: VecDeque<(u64, Instant)>,
+    /// The last round asked: when, and the node's commit index then.
     asked: Option<Asked>,
     answered: bool,
 }
 
+/// Unanswered rounds remembered (a cut-off node asks on, and nothing comes back): the oldest
+/// is forgotten past this, its answer no longer taken.
+const PROBES_OUT: usize = 16;
+
 impl ReadyProbe {
     /// The probe of node `origin`, whose process drew `nonce`.
-    pub fn new(origin: u64, nonce: u64, again: Duration, retry: Duration) -> ReadyProbe {
-        let mut ctx = Vec::with_capacity(16);
-        ctx.extend_from_slice(&origin.to_le_bytes());
-        ctx.extend_from_slice(&nonce.to_le_bytes());
+    pub fn new(
+        origin: u64,
+        nonce: u64,
+        again: Duration,
+        retry: Duration,
+        every: Duration,
+    ) -> ReadyProbe {
         ReadyProbe {
-            ctx,
+            origin,
             nonce,
-            generation: 0,
             again,
             retry,
+            every,
+            next: 0,
+            out: VecDeque::new(),
             asked: None,
             answered: false,
         }
     }
 
-    /// The context to hand raft's `read_index` now, if the probe is due; `commit` is the
-    /// node's commit index.
+    fn ctx(&self, round: u64) -> Vec<u8> {
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&self.origin.to_le_bytes());
+        ctx.extend_from_slice(&self.nonce.wrapping_add(round).to_le_bytes());
+        ctx
+    }
+
+    /// The round a context of this process names, if it is one.
+    fn round_of(&self, ctx: &[u8]) -> Option<u64> {
+        let word = |i: usize| <[u8; 8]>::try_from(ctx.get(i * 8..i * 8 + 8)?).ok();
+        if ctx.len() != 16 || u64::from_le_bytes(word(0)?) != self.origin {
+            return None;
+        }
+        Some(u64::from_le_bytes(word(1)?).wrapping_sub(self.nonce))
+    }
+
+    /// The context to hand raft's `read_index` now, if a round is due; `commit` is the node's
+    /// commit index.
     pub fn due(&mut self, leader_known: bool, commit: u64, now: Instant) -> Option<Vec<u8>> {
-        let due = !self.answered
-            && leader_known
+        let due = leader_known
             && self.asked.is_none_or(|a| {
-                now.duration_since(a.at) >= self.retry || a.commit_moved(commit, now, self.again)
+                let since = now.duration_since(a.at);
+                if self.answered {
+                    since >= self.every
+                } else {
+                    since >= self.retry || a.commit_moved(commit, now, self.again)
+                }
             });
         if !due {
             return None;
         }
         self.asked = Some(Asked { at: now, commit });
-        Some(self.ctx.clone())
+        let round = self.next;
+        self.next += 1;
+        if self.out.len() == PROBES_OUT {
+            self.out.pop_front();
+        }
+        self.out.push_back((round, now));
+        Some(self.ctx(round))
     }
 
-    /// Asks anew, under a new context, so that an answer to an earlier asking (still on its
-    /// way) is not taken for an answer to this one: the node was out of touch, and the
-    /// cluster may have committed much since.
-    pub fn ask_again(&mut self) {
-        self.generation += 1;
-        let word = self.nonce.wrapping_add(self.generation).to_le_bytes();
-        self.ctx[8..16].copy_from_slice(&word);
-        self.asked = None;
-        self.answered = false;
-    }
-
-    /// Takes the probe's answer out of a Ready's read states: the read index, the first time.
-    pub fn take_answer(&mut self, states: &mut Vec<ReadState>) -> Option<u64> {
-        let at = states.iter().position(|rs| rs.request_ctx == self.ctx)?;
-        let rs = states.remove(at);
-        (!std::mem::replace(&mut self.answered, true)).then_some(rs.index)
+    /// Takes the answers to this node's rounds out of a Ready's read states: each round's
+    /// read index, and when the round was asked.
+    pub fn take_answers(&mut self, states: &mut Vec<ReadState>) -> Vec<(u64, Instant)> {
+        let mut answers = Vec::new();
+        states.retain(|rs| {
+            // Rounds forgotten (past PROBES_OUT) and other processes' are left, for the
+            // client reads to ignore.
+            let Some(at) = self
+                .round_of(&rs.request_ctx)
+                .and_then(|round| self.out.iter().position(|(r, _)| *r == round))
+            else {
+                return true;
+            };
+            if let Some((_, asked)) = self.out.remove(at) {
+                answers.push((rs.index, asked));
+            }
+            false
+        });
+        if !answers.is_empty() {
+            self.answered = true;
+        }
+        answers
     }
 }
 
@@ -438,18 +488,24 @@ mod tests {
 
     /// Contexts differ between nodes and between two processes of one node; a context from
     /// another process is ignored.
-    /// The ready probe is asked once a leader is known, again after `retry` while unanswered,
-    /// never once answered; its answer is taken out of the read states, the others left.
+    /// The ready probe is asked once a leader is known, again after `retry` (or once the
+    /// commit index moves) while unanswered, then every `every` once answered; each round has
+    /// a context of its own, and only this process's rounds are taken out of the read states
+    /// (each with when it was asked), the others left.
     #[test]
-    fn the_ready_probe_asks_until_answered_and_takes_only_its_own_answer() {
+    fn the_ready_probe_asks_in_rounds_and_takes_only_its_own_answers() {
         let t0 = Instant::now();
-        let (again, retry) = (Duration::from_millis(100), Duration::from_secs(1));
-        let mut probe = ReadyProbe::new(2, 77, again, retry);
+        let (again, retry, every) = (
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+        );
+        let mut probe = ReadyProbe::new(2, 77, again, retry, every);
         assert_eq!(probe.due(false, 5, t0), None, "no leader: nobody to ask");
-        let ctx = probe
+        let first = probe
             .due(true, 5, t0)
             .expect("asked once a leader is known");
-        assert_eq!(ctx.len(), 16);
+        assert_eq!(first.len(), 16, "not a client read's 24 bytes");
         assert_eq!(
             probe.due(true, 5, t0 + retry / 2),
             None,
@@ -459,75 +515,43 @@ mod tests {
         // not more often than `again`.
         assert_eq!(probe.due(true, 6, t0 + again / 2), None, "not that soon");
         let t1 = t0 + again;
-        assert_eq!(probe.due(true, 6, t1), Some(ctx.clone()), "commit moved");
+        let second = probe.due(true, 6, t1).expect("commit moved");
+        assert_ne!(second, first, "a round of its own");
         assert_eq!(probe.due(true, 6, t1 + again), None, "commit still");
-        assert_eq!(
-            probe.due(true, 6, t1 + retry),
-            Some(ctx.clone()),
-            "asked again"
-        );
-        let other = ReadState {
-            index: 5,
-            request_ctx: vec![1; 24],
-        };
-        let mut states = vec![
-            other.clone(),
-            ReadState {
-                index: 42,
-                request_ctx: ctx.clone(),
-            },
-        ];
-        assert_eq!(probe.take_answer(&mut states), Some(42));
-        assert_eq!(states, vec![other]);
-        assert_eq!(
-            probe.due(true, 9, t0 + retry * 5),
-            None,
-            "answered: never again"
-        );
-        let mut late = vec![ReadState {
-            index: 50,
-            request_ctx: ctx,
-        }];
-        assert_eq!(probe.take_answer(&mut late), None, "a late second answer");
-        assert!(late.is_empty());
-    }
-
-    /// Asked anew (after a time out of touch), the probe is due at once under a new context:
-    /// an answer to the earlier asking, still on its way, is not taken for this one's.
-    #[test]
-    fn the_ready_probe_asked_again_takes_only_the_new_answer() {
-        let t0 = Instant::now();
-        let (again, retry) = (Duration::from_millis(100), Duration::from_secs(1));
-        let mut probe = ReadyProbe::new(2, 77, again, retry);
-        let first = probe
-            .due(true, 5, t0)
-            .expect("asked once a leader is known");
-        probe.ask_again();
-        let second = probe.due(true, 5, t0).expect("asked again at once");
-        assert_ne!(first, second);
-        assert_eq!(
-            second.len(),
-            16,
-            "still a probe's length, not a client read's"
-        );
+        let third = probe.due(true, 6, t1 + retry).expect("asked again");
         let answer = |ctx: &Vec<u8>, index| ReadState {
             index,
             request_ctx: ctx.clone(),
         };
-        let mut old = vec![answer(&first, 10)];
+        let other = answer(&vec![1; 24], 5);
+        let another_process = ReadyProbe::new(2, 77 << 40, again, retry, every).ctx(0);
+        let mut states = vec![
+            other.clone(),
+            answer(&second, 42),
+            answer(&another_process, 43),
+        ];
+        assert_eq!(probe.take_answers(&mut states), vec![(42, t1)]);
+        assert_eq!(states, vec![other, answer(&another_process, 43)]);
+        // Answered: a round every `every` from the last asking, not before.
+        let t2 = t1 + retry;
+        assert_eq!(probe.due(true, 9, t2 + every / 2), None, "too soon");
+        let fourth = probe.due(true, 9, t2 + every).expect("the next round");
+        // Late answers to earlier rounds are still taken, with when they were asked.
+        let mut late = vec![answer(&first, 40), answer(&third, 44), answer(&fourth, 45)];
         assert_eq!(
-            probe.take_answer(&mut old),
-            None,
-            "the earlier asking's answer"
+            probe.take_answers(&mut late),
+            vec![(40, t0), (44, t2), (45, t2 + every)]
         );
-        assert_eq!(old.len(), 1, "left for the client reads, which ignore it");
-        let mut new = vec![answer(&second, 40)];
-        assert_eq!(probe.take_answer(&mut new), Some(40));
-        assert_eq!(probe.due(true, 9, t0 + retry * 5), None, "answered");
-        probe.ask_again();
+        assert!(late.is_empty());
+        let mut again_answered = vec![answer(&fourth, 46)];
         assert!(
-            probe.due(true, 9, t0 + retry * 5).is_some(),
-            "answered, then asked anew"
+            probe.take_answers(&mut again_answered).is_empty(),
+            "a round is answered once"
+        );
+        assert_eq!(
+            again_answered.len(),
+            1,
+            "left for the client reads to ignore"
         );
     }
 

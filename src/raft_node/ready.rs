@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
 use super::reads;
-use super::{ELECTION_TICKS, Exit, NodeError, RaftNode, Request, Responder};
+use super::{
+    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, READY_WINDOW_TICKS, RaftNode, Request, Responder,
+};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -131,7 +133,6 @@ impl RaftNode {
             self.discard_received_snapshots();
             self.maybe_stop_removed()?;
             self.publish_membership_settled();
-            self.publish_touch();
             self.maybe_campaign_alone();
             self.maybe_trigger_snapshot()?;
             self.settle_election_timeout();
@@ -305,60 +306,8 @@ impl RaftNode {
             MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
         );
         if from_leader && from == raft.leader_id {
-            if now.duration_since(self.last_leader_contact) > self.touch_window() {
-                // Out of touch for a while (paused, cut off, or leading until now): the
-                // cluster may have committed much this node lacks. As after a start,
-                // `/-/ready` waits for the leader to say how far, and for the node to get
-                // there (found by a user's test: a follower resumed after SIGSTOP said ready
-                // while its `?stale` reads missed acknowledged writes).
-                self.ask_ready_again();
-            }
             self.last_leader_contact = now;
         }
-    }
-
-    /// How long a word from the leader (a leader: from a quorum) keeps a node in touch: half an
-    /// election timeout (see [`Self::membership_settled`]).
-    pub(super) fn touch_window(&self) -> std::time::Duration {
-        self.tick * (ELECTION_TICKS / 2)
-    }
-
-    /// Asks the ready probe anew; `/-/ready` says no until the leader has answered it and this
-    /// node has applied that far.
-    fn ask_ready_again(&mut self) {
-        self.ready_probe.ask_again();
-        self.shared
-            .ready_confirmed
-            .store(false, std::sync::atomic::Ordering::Release);
-    }
-
-    /// When this leader last had a quorum of its voters in touch, itself included: the
-    /// quorum-th most recent word among them, of the current term.
-    fn quorum_heard_at(&self, now: Instant) -> Option<Instant> {
-        let voters = &self.conf_state.voters;
-        let term = self.rn.raft.term;
-        let mut heard: Vec<Instant> = voters
-            .iter()
-            .filter_map(|v| match self.heard_at.get(v) {
-                _ if *v == self.id => Some(now),
-                Some((at, t)) if *t == term => Some(*at),
-                _ => None,
-            })
-            .collect();
-        heard.sort_unstable_by(|a, b| b.cmp(a));
-        heard.get(voters.len() / 2).copied()
-    }
-
-    /// Publishes when this node was last in touch (see [`Shared::touch`]), after every round.
-    fn publish_touch(&self) {
-        let raft = &self.rn.raft;
-        let at = match raft.state {
-            StateRole::Leader => self.quorum_heard_at(self.now()),
-            StateRole::Follower if raft.leader_id != INVALID_ID => Some(self.last_leader_contact),
-            _ => None,
-        };
-        self.shared
-            .set_touch(at.map(|at| (at, self.touch_window())));
     }
 
     /// Whether voter `id` spoke within `within` of `now`, in the current term (see
@@ -549,7 +498,7 @@ impl RaftNode {
         }
         let raft = &self.rn.raft;
         let now = self.now();
-        let within = self.touch_window();
+        let within = self.tick * (ELECTION_TICKS / 2);
         let lately = |at: Instant| now.duration_since(at) <= within;
         match raft.state {
             StateRole::Leader => {
@@ -612,16 +561,23 @@ impl RaftNode {
         }
     }
 
-    /// The ready probe's answer (see [`super::reads::ReadyProbe`]): `/-/ready` waits until
-    /// the state machine reaches `index` too, and from now on may say yes.
-    fn on_ready_probe_answer(&mut self, index: u64) {
+    /// The answer to a round of the ready probe asked at `asked_at` (see
+    /// [`super::reads::ReadyProbe`]): `/-/ready` says yes once the state machine has reached
+    /// `index`, for a window after `asked_at`. The first answer also raises the start-up
+    /// target.
+    fn on_ready_probe_answer(&mut self, index: u64, asked_at: Instant) {
         use std::sync::atomic::Ordering;
-        if index > self.commit_at_start {
+        if !self.probe_answered && index > self.commit_at_start {
             self.commit_at_start = index;
             self.shared.commit_at_start.store(index, Ordering::Release);
         }
+        self.probe_answered = true;
         // After the target: a reader that sees the answer sees the target it raised.
-        self.shared.ready_confirmed.store(true, Ordering::Release);
+        self.shared.add_probe_answer(ProbeAnswer {
+            index,
+            asked_at,
+            window: self.tick * READY_WINDOW_TICKS,
+        });
     }
 
     /// Hands messages to the transport; whatever it could not queue is reported to raft
@@ -675,8 +631,8 @@ impl RaftNode {
     }
 
     pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
-        if let Some(index) = self.ready_probe.take_answer(&mut states) {
-            self.on_ready_probe_answer(index);
+        for (index, asked_at) in self.ready_probe.take_answers(&mut states) {
+            self.on_ready_probe_answer(index, asked_at);
         }
         self.reads.on_read_states(states);
     }

@@ -75,6 +75,11 @@ impl MemNet {
         hub.cut.insert((b, a));
     }
 
+    /// Cuts the link from `from` to `to` only: `to` still reaches `from`.
+    pub fn cut_one_way(&self, from: u64, to: u64) {
+        self.hub().cut.insert((from, to));
+    }
+
     /// Mends every cut link.
     pub fn heal(&self) {
         self.hub().cut.clear();
