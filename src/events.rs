@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use raft::eraftpb::{Entry, Message};
+use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{LightReady, Ready};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -107,7 +107,11 @@ impl Events {
         if !self.watched() {
             return false;
         }
-        self.publish(Event::Ready(ReadyEvent::new(node, rd, self.inner.describe)));
+        self.publish(Event::Ready(Box::new(ReadyEvent::new(
+            node,
+            rd,
+            self.inner.describe,
+        ))));
         true
     }
 
@@ -198,8 +202,8 @@ impl Drop for Subscription {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Event {
-    /// A `Ready`, before it is handled.
-    Ready(ReadyEvent),
+    /// A `Ready`, before it is handled (boxed: it is three times the size of the other).
+    Ready(Box<ReadyEvent>),
     /// What `advance` released after the `Ready`.
     LightReady(LightReadyEvent),
 }
@@ -245,6 +249,8 @@ pub struct ReadyEvent {
     pub persisted_messages: MessageSummary,
     /// ReadIndex answers.
     pub read_states: usize,
+    /// Of them, answers to the ready probe (background traffic).
+    pub probe_read_states: usize,
 }
 
 impl ReadyEvent {
@@ -277,6 +283,11 @@ impl ReadyEvent {
             messages: MessageSummary::new(rd.messages()),
             persisted_messages: MessageSummary::new(rd.persisted_messages()),
             read_states: rd.read_states().len(),
+            probe_read_states: rd
+                .read_states()
+                .iter()
+                .filter(|rs| rs.request_ctx.len() == PROBE_CONTEXT_LEN)
+                .count(),
         }
     }
 }
@@ -371,11 +382,31 @@ impl EntryView {
     }
 }
 
+/// Length of the context of a node's ready probe (`raft_node::reads::ReadyProbe`), which a
+/// client read's (24 bytes) never has: what tells the probe's rounds, background traffic
+/// every two ticks, from the reads people send.
+pub const PROBE_CONTEXT_LEN: usize = 16;
+
+/// Whether `m` is background traffic, as the live page counts it: a heartbeat or its answer,
+/// or a round of a ready probe (a ReadIndex request or answer with a probe's context).
+fn is_background(m: &Message) -> bool {
+    match m.get_msg_type() {
+        MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse => true,
+        MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => {
+            m.entries.len() == 1 && m.entries[0].data.len() == PROBE_CONTEXT_LEN
+        }
+        _ => false,
+    }
+}
+
 /// Messages: how many of each kind, and the first few in full.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct MessageSummary {
     /// How many messages there are.
     pub count: usize,
+    /// Whether every one is background traffic (heartbeats and the ready probe's rounds),
+    /// which the live page hides unless asked.
+    pub background: bool,
     /// How many of each kind (`MsgAppend`, `MsgHeartbeat`, ...).
     pub by_kind: BTreeMap<String, usize>,
     /// The first few of them (eight).
@@ -386,6 +417,7 @@ impl MessageSummary {
     fn new(messages: &[Message]) -> MessageSummary {
         let mut summary = MessageSummary {
             count: messages.len(),
+            background: messages.iter().all(is_background),
             ..Default::default()
         };
         for (i, m) in messages.iter().enumerate() {
@@ -569,6 +601,24 @@ mod tests {
         append.set_entries(vec![Entry::default(), Entry::default()].into());
         msgs.push(append);
         let summary = MessageSummary::new(&msgs);
+        assert!(!summary.background, "an append is not background");
+        assert!(
+            MessageSummary::new(&msgs[..11]).background,
+            "heartbeats are"
+        );
+        // A ready probe's round is background; a client read's is not.
+        let read_index = |ctx_len: usize| {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgReadIndex);
+            let e = Entry {
+                data: vec![7; ctx_len].into(),
+                ..Default::default()
+            };
+            m.set_entries(vec![e].into());
+            m
+        };
+        assert!(MessageSummary::new(&[read_index(PROBE_CONTEXT_LEN)]).background);
+        assert!(!MessageSummary::new(&[read_index(24)]).background);
         assert_eq!(summary.count, 12);
         assert_eq!(summary.by_kind["MsgHeartbeat"], 11);
         assert_eq!(summary.by_kind["MsgAppend"], 1);

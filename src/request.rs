@@ -266,7 +266,8 @@ pub struct Shared {
     /// Commit index found in the WAL at start-up, raised to the index the leader answered the
     /// node's first ready probe with (a ReadIndex: how far the cluster had committed).
     pub commit_at_start: AtomicU64,
-    /// The leader's latest answers to the node's ready probe, oldest first (at most
+    /// The leader's latest answers to the node's ready probe, in the order their rounds were
+    /// asked (at most
     /// [`KEPT_PROBE_ANSWERS`]): `/-/ready` says yes while the node has applied one asked within
     /// its window.
     pub probe_answers: Mutex<VecDeque<ProbeAnswer>>,
@@ -308,10 +309,13 @@ impl Shared {
     /// Adds the answer to a round of the ready probe (the raft node).
     pub(crate) fn add_probe_answer(&self, answer: ProbeAnswer) {
         let mut answers = self.probe_answers.lock().unwrap_or_else(|p| p.into_inner());
-        if answers.len() == KEPT_PROBE_ANSWERS {
+        // Kept in the order the rounds were asked (a late answer to an earlier round may come
+        // after a later one's), so that the one dropped is the round asked first.
+        let at = answers.partition_point(|a| a.asked_at <= answer.asked_at);
+        answers.insert(at, answer);
+        if answers.len() > KEPT_PROBE_ANSWERS {
             answers.pop_front();
         }
-        answers.push_back(answer);
     }
 
     /// Whether this node knows a leader (itself included).

@@ -102,14 +102,17 @@ const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
 const RESEND_TICKS: u32 = 40;
 /// Ticks between askings of the ready probe while it goes unanswered (an election's worth).
 const READY_PROBE_TICKS: u32 = ELECTION_TICKS;
-/// Ticks between rounds of the ready probe once answered: a node behind by more than this
-/// plus a round trip is seen within a few rounds.
+/// Ticks between rounds of the ready probe once answered, and never more often than every
+/// `READY_EVERY_FLOOR` (each round is a heartbeat broadcast of the leader's).
 const READY_EVERY_TICKS: u32 = 2;
+const READY_EVERY_FLOOR: Duration = Duration::from_millis(100);
 /// How long after a round of the ready probe was asked a node that has applied its answer
-/// counts as caught up: an election timeout, so that a round trip slowed by fsyncs on a busy
-/// machine does not make a healthy node flap, while a node paused, cut off or stuck behind
-/// says so within about that long.
+/// counts as caught up: an election timeout, and at least `READY_WINDOW_FLOOR`, so that a
+/// round trip slowed by fsyncs on a busy machine does not make a healthy node flap (with a
+/// tick of a few milliseconds, a few fsyncs would), while a node paused, cut off or stuck
+/// behind says so within about that long.
 const READY_WINDOW_TICKS: u32 = ELECTION_TICKS;
+const READY_WINDOW_FLOOR: Duration = Duration::from_secs(1);
 
 /// Where a joining node will create its WAL once it knows its cluster.
 struct WalPlan {
@@ -149,6 +152,8 @@ pub struct RaftNode {
     /// Whether a round of the ready probe was answered yet (the first raises the start-up
     /// target).
     probe_answered: bool,
+    /// How long an answer to the ready probe counts (see `READY_WINDOW_TICKS`).
+    ready_window: Duration,
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -340,9 +345,10 @@ impl RaftNode {
                 nonce,
                 tick / 2,
                 tick * READY_PROBE_TICKS,
-                tick * READY_EVERY_TICKS,
+                (tick * READY_EVERY_TICKS).max(READY_EVERY_FLOOR),
             ),
             probe_answered: false,
+            ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),

@@ -18,6 +18,7 @@ use raft::ReadState;
 use raft::eraftpb::{Entry, Message, MessageType};
 
 use super::{ProposalError, Responder};
+use crate::events::PROBE_CONTEXT_LEN;
 
 /// The node's own ReadIndex rounds, for `/-/ready`: the index the leader answers a round with
 /// is what the cluster had committed when the round was asked, so once the node has applied
@@ -53,7 +54,7 @@ pub(super) struct ReadyProbe {
 
 /// Unanswered rounds remembered (a cut-off node asks on, and nothing comes back): the oldest
 /// is forgotten past this, its answer no longer taken.
-const PROBES_OUT: usize = 16;
+const PROBES_OUT: usize = 64;
 
 impl ReadyProbe {
     /// The probe of node `origin`, whose process drew `nonce`.
@@ -78,7 +79,7 @@ impl ReadyProbe {
     }
 
     fn ctx(&self, round: u64) -> Vec<u8> {
-        let mut ctx = Vec::with_capacity(16);
+        let mut ctx = Vec::with_capacity(PROBE_CONTEXT_LEN);
         ctx.extend_from_slice(&self.origin.to_le_bytes());
         ctx.extend_from_slice(&self.nonce.wrapping_add(round).to_le_bytes());
         ctx
@@ -87,7 +88,7 @@ impl ReadyProbe {
     /// The round a context of this process names, if it is one.
     fn round_of(&self, ctx: &[u8]) -> Option<u64> {
         let word = |i: usize| <[u8; 8]>::try_from(ctx.get(i * 8..i * 8 + 8)?).ok();
-        if ctx.len() != 16 || u64::from_le_bytes(word(0)?) != self.origin {
+        if ctx.len() != PROBE_CONTEXT_LEN || u64::from_le_bytes(word(0)?) != self.origin {
             return None;
         }
         Some(u64::from_le_bytes(word(1)?).wrapping_sub(self.nonce))

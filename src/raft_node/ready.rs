@@ -27,9 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
 use super::reads;
-use super::{
-    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, READY_WINDOW_TICKS, RaftNode, Request, Responder,
-};
+use super::{ELECTION_TICKS, Exit, NodeError, ProbeAnswer, RaftNode, Request, Responder};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -576,7 +574,7 @@ impl RaftNode {
         self.shared.add_probe_answer(ProbeAnswer {
             index,
             asked_at,
-            window: self.tick * READY_WINDOW_TICKS,
+            window: self.ready_window,
         });
     }
 
