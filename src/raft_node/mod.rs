@@ -144,8 +144,9 @@ pub struct RaftNode {
     catchup_entries: u64,
     /// The log's bytes, which bound it beside its entries (`--snapshot-log-bytes`).
     log_bytes: LogBytes,
-    /// What `/-/ready` waits to see applied: the commit index in the WAL, raised to the
-    /// cluster's by the ready probe's answer.
+    /// What `/-/ready` waits to see applied at start-up: the commit index in the WAL, raised
+    /// to the cluster's by the ready probe's first answer (later answers are judged with the
+    /// time their rounds were asked, see `Shared::probe_answers`).
     commit_at_start: u64,
     /// `/-/ready`'s question to the leader: how far the cluster has committed.
     ready_probe: ReadyProbe,

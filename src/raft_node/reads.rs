@@ -10,6 +10,10 @@
 //! unique across nodes and process restarts (node id, the process's random nonce, a counter):
 //! the leader ignores a context already pending, and an old context answered after a restart
 //! must not be taken for a new one.
+//!
+//! The node asks rounds of its own too, every two ticks for as long as it runs ([`ReadyProbe`]):
+//! their answers say how far the cluster had committed when each was asked, which is what
+//! `/-/ready` judges the node against.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
