@@ -185,9 +185,9 @@ impl NodeHandle {
             return Err("no leader is known".into());
         }
         // Before the target: an answer is stored after the target it raised.
+        // In the order their rounds were asked (see `Shared::add_probe_answer`).
         let answers = self.shared.probe_answers();
-        // Rounds may be answered out of order: the newest is the one asked last.
-        let Some(newest) = answers.iter().max_by_key(|a| a.asked_at) else {
+        let Some(newest) = answers.last() else {
             return Err("waiting for the leader to say how far the cluster has committed".into());
         };
         let target = self.shared.commit_at_start.load(Ordering::Acquire);
@@ -203,10 +203,7 @@ impl NodeHandle {
         let now = self.clock.now();
         let age = |a: &ProbeAnswer| now.saturating_duration_since(a.asked_at);
         // Caught up as of the newest round whose answer it has applied.
-        let caught_up = answers
-            .iter()
-            .filter(|a| a.index <= applied)
-            .max_by_key(|a| a.asked_at);
+        let caught_up = answers.iter().rev().find(|a| a.index <= applied);
         if let Some(caught_up) = caught_up
             && age(caught_up) <= caught_up.window
         {

@@ -150,9 +150,6 @@ pub struct RaftNode {
     commit_at_start: u64,
     /// `/-/ready`'s question to the leader: how far the cluster has committed.
     ready_probe: ReadyProbe,
-    /// Whether a round of the ready probe was answered yet (the first raises the start-up
-    /// target).
-    probe_answered: bool,
     /// How long an answer to the ready probe counts (see `READY_WINDOW_TICKS`).
     ready_window: Duration,
     tick: Duration,
@@ -348,7 +345,6 @@ impl RaftNode {
                 tick * READY_PROBE_TICKS,
                 (tick * READY_EVERY_TICKS).max(READY_EVERY_FLOOR),
             ),
-            probe_answered: false,
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),

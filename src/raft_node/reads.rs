@@ -24,6 +24,28 @@ use raft::eraftpb::{Entry, Message, MessageType};
 use super::{ProposalError, Responder};
 use crate::events::PROBE_CONTEXT_LEN;
 
+/// A ReadIndex context made of `words`, little-endian: a client read round's is three (node,
+/// nonce, counter), a ready probe round's two (node, nonce plus round).
+fn context<const N: usize>(words: [u64; N]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The words of a context made by [`context`] of `N` words; `None` for any other length.
+fn words<const N: usize>(ctx: &[u8]) -> Option<[u64; N]> {
+    if ctx.len() != N * 8 {
+        return None;
+    }
+    let word = |i: usize| <[u8; 8]>::try_from(&ctx[i * 8..i * 8 + 8]).map(u64::from_le_bytes);
+    let mut out = [0; N];
+    for (i, w) in out.iter_mut().enumerate() {
+        *w = word(i).ok()?;
+    }
+    Some(out)
+}
+
+// The live page tells the probe's rounds apart by this length (see `events`).
+const _: () = assert!(PROBE_CONTEXT_LEN == 2 * 8);
+
 /// The node's own ReadIndex rounds, for `/-/ready`: the index the leader answers a round with
 /// is what the cluster had committed when the round was asked, so once the node has applied
 /// that far it holds every write acknowledged before then. A node's WAL knows none of that,
@@ -83,19 +105,13 @@ impl ReadyProbe {
     }
 
     fn ctx(&self, round: u64) -> Vec<u8> {
-        let mut ctx = Vec::with_capacity(PROBE_CONTEXT_LEN);
-        ctx.extend_from_slice(&self.origin.to_le_bytes());
-        ctx.extend_from_slice(&self.nonce.wrapping_add(round).to_le_bytes());
-        ctx
+        context([self.origin, self.nonce.wrapping_add(round)])
     }
 
     /// The round a context of this process names, if it is one.
     fn round_of(&self, ctx: &[u8]) -> Option<u64> {
-        let word = |i: usize| <[u8; 8]>::try_from(ctx.get(i * 8..i * 8 + 8)?).ok();
-        if ctx.len() != PROBE_CONTEXT_LEN || u64::from_le_bytes(word(0)?) != self.origin {
-            return None;
-        }
-        Some(u64::from_le_bytes(word(1)?).wrapping_sub(self.nonce))
+        let [origin, word] = words(ctx)?;
+        (origin == self.origin).then(|| word.wrapping_sub(self.nonce))
     }
 
     /// The context to hand raft's `read_index` now, if a round is due; `commit` is the node's
@@ -121,6 +137,11 @@ impl ReadyProbe {
         }
         self.out.push_back((round, now));
         Some(self.ctx(round))
+    }
+
+    /// Whether any round was answered yet.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Takes the answers to this node's rounds out of a Ready's read states: each round's
@@ -361,11 +382,7 @@ impl Reads {
         self.next_ctx += 1;
         self.contexts.insert(self.next_ctx, round);
         let (origin, nonce) = self.identity();
-        let mut ctx = Vec::with_capacity(24);
-        ctx.extend_from_slice(&origin.to_le_bytes());
-        ctx.extend_from_slice(&nonce.to_le_bytes());
-        ctx.extend_from_slice(&self.next_ctx.to_le_bytes());
-        Some(ctx)
+        Some(context([origin, nonce, self.next_ctx]))
     }
 
     /// Read states from a Ready: their rounds are confirmed at their read index.
@@ -383,13 +400,8 @@ impl Reads {
 
     /// The counter of a context this process made.
     fn parse(&self, ctx: &[u8]) -> Option<u64> {
-        let word = |i: usize| {
-            ctx.get(i * 8..i * 8 + 8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_le_bytes)
-        };
-        let (origin, nonce) = self.identity();
-        (ctx.len() == 24 && word(0)? == origin && word(1)? == nonce).then_some(word(2)?)
+        let [origin, nonce, counter] = words(ctx)?;
+        ((origin, nonce) == self.identity()).then_some(counter)
     }
 
     /// What tells this process's contexts from all others.

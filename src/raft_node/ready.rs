@@ -561,15 +561,14 @@ impl RaftNode {
 
     /// The answer to a round of the ready probe asked at `asked_at` (see
     /// [`super::reads::ReadyProbe`]): `/-/ready` says yes once the state machine has reached
-    /// `index`, for a window after `asked_at`. The first answer also raises the start-up
+    /// `index`, for a window after `asked_at`. The `first` answer also raises the start-up
     /// target.
-    fn on_ready_probe_answer(&mut self, index: u64, asked_at: Instant) {
+    fn on_ready_probe_answer(&mut self, index: u64, asked_at: Instant, first: bool) {
         use std::sync::atomic::Ordering;
-        if !self.probe_answered && index > self.commit_at_start {
+        if first && index > self.commit_at_start {
             self.commit_at_start = index;
             self.shared.commit_at_start.store(index, Ordering::Release);
         }
-        self.probe_answered = true;
         // After the target: a reader that sees the answer sees the target it raised.
         self.shared.add_probe_answer(ProbeAnswer {
             index,
@@ -629,8 +628,9 @@ impl RaftNode {
     }
 
     pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
+        let mut first = !self.ready_probe.answered();
         for (index, asked_at) in self.ready_probe.take_answers(&mut states) {
-            self.on_ready_probe_answer(index, asked_at);
+            self.on_ready_probe_answer(index, asked_at, std::mem::take(&mut first));
         }
         self.reads.on_read_states(states);
     }
