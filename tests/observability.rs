@@ -162,8 +162,8 @@ async fn ready_after_a_restart_waits_for_the_writes_the_node_missed() {
 }
 
 /// A follower paused (SIGSTOP) while the others took writes, then let go on, is not ready
-/// again until it holds them: out of touch from the moment it runs again, then until the
-/// leader has said how far the cluster has committed and the node has applied that far.
+/// again until it holds them: the answers to its ready probe are all older than the window
+/// from the moment it runs again, and a new one counts only once applied.
 /// Before, `/-/ready` was checked at start-up only, and a resumed follower said ready while
 /// its `?stale` reads missed writes acknowledged during the pause (found by a user's test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,8 +181,8 @@ async fn ready_after_a_pause_waits_for_the_writes_the_node_missed() {
     for i in 0..30 {
         c.put_ok(leader, &format!("paused{i}"), &big).await;
     }
-    // Paused for longer than the node counts itself in touch: the leader has stopped
-    // counting it reachable (an election timeout of silence).
+    // Paused for longer than the ready window (an election timeout): the leader has stopped
+    // counting it reachable.
     wait_for(
         Duration::from_secs(10),
         "the leader to miss the follower",
@@ -195,22 +195,7 @@ async fn ready_after_a_pause_waits_for_the_writes_the_node_missed() {
     .await;
     let committed = field(&c.status(leader).await.expect("leader status"), "commit");
     c.signal(follower, Signal::SIGCONT);
-    wait_for(
-        Duration::from_secs(20),
-        "/-/ready after the pause",
-        || async { (c.get(follower, "-/ready").await.map(|r| r.0) == Some(200)).then_some(()) },
-    )
-    .await;
-    let status = c.status(follower).await.expect("status after the pause");
-    assert!(
-        field(&status, "applied") >= committed,
-        "ready before reaching index {committed}: {status}"
-    );
-    assert_eq!(
-        c.get(follower, "paused29?stale").await.map(|r| r.0),
-        Some(200),
-        "ready without the last write of the pause"
-    );
+    ready_holding(&c, follower, committed, "paused29", &big).await;
 }
 
 /// A follower cut off from its leader in one direction (it hears the leader, the leader does
@@ -257,21 +242,37 @@ async fn a_follower_cut_off_one_way_is_not_ready_until_the_link_is_back() {
 /// committed when it came back, have applied that far, and serve `key` as `value` locally.
 async fn ready_again_at(c: &mut ProcCluster, id: u64, index: u64, key: &str, value: &str) {
     c.spawn(id, &[]);
-    wait_for(
-        Duration::from_secs(20),
-        "/-/ready after the restart",
-        || async { (c.get(id, "-/ready").await.map(|r| r.0) == Some(200)).then_some(()) },
-    )
-    .await;
-    let status = c.status(id).await.expect("status after the restart");
+    let status = ready_holding(c, id, index, key, value).await;
     assert!(
-        field(&status, "commit_at_start") >= index && field(&status, "applied") >= index,
+        field(&status, "commit_at_start") >= index,
+        "ready before counting index {index} as committed when it came back: {status}"
+    );
+}
+
+/// Waits for node `id`'s `/-/ready`; by then it must have applied `index` and serve `key` as
+/// `value` locally. Returns its status.
+async fn ready_holding(
+    c: &ProcCluster,
+    id: u64,
+    index: u64,
+    key: &str,
+    value: &str,
+) -> serde_json::Value {
+    wait_for(Duration::from_secs(20), "/-/ready", || async {
+        (c.get(id, "-/ready").await.map(|r| r.0) == Some(200)).then_some(())
+    })
+    .await;
+    let status = c.status(id).await.expect("status once ready");
+    assert!(
+        field(&status, "applied") >= index,
         "ready before reaching index {index}: {status}"
     );
     assert_eq!(
         c.get(id, &format!("{key}?stale")).await,
-        Some((200, value.to_string()))
+        Some((200, value.to_string())),
+        "ready without {key}"
     );
+    status
 }
 
 /// `name{label="value",...} number`, the exposition format's sample line (the parser crate
