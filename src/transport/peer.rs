@@ -115,7 +115,13 @@ enum Sent {
 impl PeerTask {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut logged_failure = false;
-        let mut first = None;
+        // The first stream opens when there is something to carry: a restarting node adds
+        // every member its log names, some of them removed a few entries later, and a
+        // follower has nothing to say to anyone until a leader speaks to it.
+        let mut first = match rx.recv().await {
+            Some(m) => Some(m),
+            None => return,
+        };
         loop {
             let outcome = match self
                 .stream(&mut rx, &mut logged_failure, first.take())
