@@ -105,9 +105,9 @@ pub enum ApiError {
     /// A method the route does not serve.
     #[error("method {0} not allowed")]
     MethodNotAllowed(Method, &'static [&'static str]),
-    /// A browser request from a page that is not served from a host of this cluster.
+    /// A browser request from a page that is not served by a member of this cluster.
     #[error(
-        "cross-origin request from {0} refused: only pages served from the hosts of this cluster's members may call this node"
+        "cross-origin request from {0} refused: only pages served by this cluster's members (their REST URLs) may call this node"
     )]
     ForeignOrigin(String),
     /// An unknown path under `/-/`.

@@ -220,11 +220,12 @@ async fn closed_streams_stop_counting_as_watchers() {
 
 /// The page is served as HTML by every node, each member's peer port says where its REST API
 /// is, and the cross-origin rules hold: the cluster's own pages may call any member (with a
-/// preflight for writes), any other origin gets 403 with a reason, a plain `OPTIONS` is still
-/// the original's 405, and requests without an `Origin` (curl) are untouched.
+/// preflight for writes), any other origin gets 403 with a reason (another port of a
+/// member's host too), a plain `OPTIONS` is still the original's 405, and requests without
+/// an `Origin` (curl) are untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_its_cross_origin_rules() {
-    let mut c = ProcCluster::start(1, &[]).await;
+    let mut c = ProcCluster::start(2, &[]).await;
     c.wait_leader().await;
     let url = rest_url(c.rest_ports[0]);
     let http = reqwest::Client::new();
@@ -254,8 +255,9 @@ async fn the_page_and_its_cross_origin_rules() {
         .expect("the peer port answers");
     assert_eq!(rest.text().await.expect("text").trim(), url);
 
-    // Another member's page (a loopback origin, as the members are).
-    let other = "http://localhost:22380";
+    // Another member's page, asked for before this node has looked up that member's REST
+    // URL (no page has watched its stream), under another loopback name than its own.
+    let other = &format!("http://localhost:{}", c.rest_ports[1]);
     let preflight = http
         .request(reqwest::Method::OPTIONS, format!("{url}/k"))
         .header("origin", other)
@@ -280,23 +282,27 @@ async fn the_page_and_its_cross_origin_rules() {
     assert_eq!(put.status(), 204);
     assert_eq!(put.headers()["access-control-allow-origin"], other);
 
-    let foreign = http
-        .post(format!("{url}/4"))
-        .header("origin", "http://evil.example")
-        .body("http://127.0.0.1:1")
-        .send()
-        .await
-        .expect("foreign post");
-    assert_eq!(foreign.status(), 403);
-    assert!(
-        foreign
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
-    let reason = foreign.text().await.expect("text");
-    assert_eq!(reason.lines().count(), 1, "{reason}");
-    assert!(reason.contains("evil.example"), "{reason}");
+    // Another host, and another program on a member's host (a port no member serves).
+    let elsewhere = format!("http://127.0.0.1:{}", free_ports(1)[0]);
+    for origin in ["http://evil.example", elsewhere.as_str()] {
+        let foreign = http
+            .post(format!("{url}/4"))
+            .header("origin", origin)
+            .body("http://127.0.0.1:1")
+            .send()
+            .await
+            .expect("foreign post");
+        assert_eq!(foreign.status(), 403, "{origin}");
+        assert!(
+            foreign
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+        let reason = foreign.text().await.expect("text");
+        assert_eq!(reason.lines().count(), 1, "{reason}");
+        assert!(reason.contains(origin), "{reason}");
+    }
     let members = http
         .get(format!("{url}/-/members"))
         .send()
@@ -305,7 +311,7 @@ async fn the_page_and_its_cross_origin_rules() {
     let members: Value = serde_json::from_str(&members.text().await.expect("text")).expect("JSON");
     assert_eq!(
         members.as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "nothing was added"
     );
 

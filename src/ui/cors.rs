@@ -1,23 +1,23 @@
 //! Cross-origin requests from the live page. The page is served by one node and talks to
 //! every member (their event streams, and the REST calls of its actions), so each node
-//! answers pages served by the cluster's nodes: an `Origin` whose host is a member's host
-//! (see [`super::directory::Directory::allows_host`]). A request from any other origin is
-//! refused with 403 before it does anything: without this, a page from anywhere could send
-//! a simple cross-origin `POST /<id>` that adds a member. Requests without an `Origin`
-//! (curl, the peers) and same-origin requests pass untouched.
+//! answers pages served by the cluster's nodes: an `Origin` that is a member's REST URL (see
+//! [`super::directory::Directory::judge`]). A request from any other origin is refused with
+//! 403 before it does anything: without this, a page from anywhere could send a simple
+//! cross-origin `POST /<id>` that adds a member, and a page served by any other program on a
+//! member's host (a development server on another port of the same laptop) still could.
+//! Requests without an `Origin` (curl, the peers) and same-origin requests pass untouched.
 //!
 //! Written here rather than taken from tower-http's `CorsLayer`, which answers every
 //! `OPTIONS` as a preflight: the REST API answers a plain `OPTIONS /<key>` with the
 //! original's 405 and its `Allow` headers, and keeps doing so.
-
-use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::directory::{Directory, url_host};
+use super::Ui;
+use super::directory::OriginIs;
 use crate::http_api::ApiError;
 
 /// How long a browser may cache a preflight's answer.
@@ -27,7 +27,7 @@ const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE";
 
 /// The middleware: refuses foreign origins, answers preflights, and marks the answers to
 /// allowed cross-origin requests.
-pub async fn layer(State(directory): State<Arc<Directory>>, req: Request, next: Next) -> Response {
+pub async fn layer(State(ui): State<Ui>, req: Request, next: Next) -> Response {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -39,7 +39,7 @@ pub async fn layer(State(directory): State<Arc<Directory>>, req: Request, next: 
     if same_origin(&origin, req.headers()) {
         return next.run(req).await;
     }
-    if !url_host(&origin).is_some_and(|host| directory.allows_host(&host)) {
+    if !allowed(&ui, &origin).await {
         return ApiError::ForeignOrigin(origin).into_response();
     }
     let preflight = req.method() == Method::OPTIONS
@@ -83,6 +83,23 @@ pub async fn layer(State(directory): State<Arc<Directory>>, req: Request, next: 
         headers.append(header::VARY, HeaderValue::from_static("origin"));
     }
     response
+}
+
+/// Whether a page from `origin` is one of the cluster's: judged by the REST URLs known, and
+/// once more after asking the members when it comes from a member's host.
+async fn allowed(ui: &Ui, origin: &str) -> bool {
+    match ui.directory.judge(origin) {
+        OriginIs::Member => true,
+        OriginIs::Foreign => false,
+        OriginIs::Unknown => {
+            // A node too busy to say who its members are refuses this once; the page retries.
+            let Ok(status) = ui.node.status().await else {
+                return false;
+            };
+            ui.directory.ask_again(&status.members).await;
+            ui.directory.judge(origin) == OriginIs::Member
+        }
+    }
 }
 
 /// Whether `origin` is the origin the request was sent to (browsers send `Origin` on

@@ -3,13 +3,18 @@
 //! [`super::Ui::peer_routes`]) and keeps the answers. The page learns every member's REST URL
 //! from whichever node it is connected to, in that node's `status` events.
 //!
-//! The same list says which pages may call this node from another origin: those served from
-//! a host of a member (see [`super::cors`]).
+//! The same list says which pages may call this node from another origin: those served by a
+//! member's REST API (see [`super::cors`]). A page may call before this node has asked the
+//! member that served it (the page opens every member's stream at once): an origin on a
+//! member's host but at no REST URL known makes the node ask every member again, at most
+//! once per [`RETRY_MISSING`], and wait for their answers before it judges.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use http_body_util::BodyExt;
 
 use crate::raft_node::MemberStatus;
@@ -43,6 +48,20 @@ struct State {
     asked: HashMap<String, Instant>,
     /// Hosts of every peer URL seen, and of this node's REST URL.
     hosts: BTreeSet<String>,
+    /// The last time every member was asked for an origin's sake, and that round of asking
+    /// (callers meanwhile wait for the same round).
+    refresh: Option<(Instant, Shared<BoxFuture<'static, ()>>)>,
+}
+
+/// How a page's origin stands with this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OriginIs {
+    /// Served by a member's REST API (this node's included).
+    Member,
+    /// On a member's host, at no REST URL known: the members are worth asking again.
+    Unknown,
+    /// Elsewhere.
+    Foreign,
 }
 
 impl Directory {
@@ -154,12 +173,102 @@ impl Directory {
         Ok(text.to_string())
     }
 
-    /// Whether a page served from `host` may call this node: `host` is a host of a member
-    /// (any loopback name counts for a loopback member).
-    pub fn allows_host(&self, host: &str) -> bool {
-        let state = self.state();
+    /// Whether `host` is a host of a member (any loopback name counts for a loopback member).
+    fn is_member_host(state: &State, host: &str) -> bool {
         state.hosts.contains(host)
             || (is_loopback(host) && state.hosts.iter().any(|h| is_loopback(h)))
+    }
+
+    /// How a page served from `origin` stands: served by a member's REST API as far as this
+    /// node knows (the scheme, the host, any loopback name for a loopback one, and the port
+    /// must match), on a member's host only, or elsewhere.
+    pub fn judge(&self, origin: &str) -> OriginIs {
+        let Some(page) = Endpoint::parse(origin) else {
+            return OriginIs::Foreign;
+        };
+        let state = self.state();
+        let known = std::iter::once(&self.own_rest_url)
+            .chain(state.rest_urls.values())
+            .filter_map(|url| Endpoint::parse(url))
+            .any(|url| url.is(&page));
+        if known {
+            OriginIs::Member
+        } else if Self::is_member_host(&state, &page.host) {
+            OriginIs::Unknown
+        } else {
+            OriginIs::Foreign
+        }
+    }
+
+    /// Asks every one of `members` but this node for its REST URL again and waits for the
+    /// answers (each at most [`LOOKUP_TIMEOUT`]); a round asked less than [`RETRY_MISSING`]
+    /// ago is waited for (or taken as it is) instead, so that pages cannot make the node ask
+    /// more often than that.
+    pub async fn ask_again(self: &Arc<Self>, members: &[MemberStatus]) {
+        let round = {
+            let mut state = self.state();
+            match &state.refresh {
+                Some((at, round)) if at.elapsed() < RETRY_MISSING => round.clone(),
+                _ => {
+                    let now = Instant::now();
+                    let peers: Vec<String> = members
+                        .iter()
+                        .filter(|m| m.id != self.own_id)
+                        .map(|m| m.url.clone())
+                        .collect();
+                    for peer in &peers {
+                        state.asked.insert(peer.clone(), now);
+                    }
+                    let directory = self.clone();
+                    let round = async move {
+                        let asks = peers.into_iter().map(|p| directory.look_up(p));
+                        futures_util::future::join_all(asks).await;
+                    }
+                    .boxed()
+                    .shared();
+                    state.refresh = Some((now, round.clone()));
+                    round
+                }
+            }
+        };
+        round.await;
+    }
+}
+
+/// The parts of an `http://` or `https://` URL (or origin) that an origin is judged by.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Option<Endpoint> {
+        let host = url_host(url)?;
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://")?),
+        };
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let port = if authority.starts_with('[') {
+            authority[authority.find(']')? + 1..].strip_prefix(':')
+        } else {
+            authority.rsplit_once(':').map(|(_, port)| port)
+        };
+        let port = match port {
+            Some(port) => port.parse().ok()?,
+            None if https => 443,
+            None => 80,
+        };
+        Some(Endpoint { https, host, port })
+    }
+
+    /// The same REST API: any two loopback names are one host.
+    fn is(&self, other: &Endpoint) -> bool {
+        self.https == other.https
+            && self.port == other.port
+            && (self.host == other.host || (is_loopback(&self.host) && is_loopback(&other.host)))
     }
 }
 
@@ -241,29 +350,105 @@ mod tests {
         );
     }
 
-    /// Pages from the members' hosts may call the node; a loopback member admits every
-    /// loopback name; other hosts are refused.
+    #[test]
+    fn endpoints_of_urls() {
+        let at = |https, host: &str, port| {
+            Some(Endpoint {
+                https,
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:12380"),
+            at(false, "127.0.0.1", 12380)
+        );
+        assert_eq!(Endpoint::parse("https://[::1]/x"), at(true, "[::1]", 443));
+        assert_eq!(Endpoint::parse("http://Node1"), at(false, "node1", 80));
+        assert_eq!(Endpoint::parse("http://[::1]:8/"), at(false, "[::1]", 8));
+        assert_eq!(Endpoint::parse("http://a:port"), None);
+        assert_eq!(Endpoint::parse("null"), None);
+    }
+
+    /// Pages served by a member's REST API may call the node (any loopback name for a
+    /// loopback member); another port on a member's host is worth asking the members about;
+    /// other hosts are refused.
     #[tokio::test]
-    async fn pages_from_member_hosts_are_allowed() {
+    async fn pages_served_by_members_are_allowed() {
         let dir = Directory::new(
             1,
             "http://127.0.0.1:12380".into(),
             &["http://127.0.0.1:12379".into()],
             None,
         );
-        assert!(dir.allows_host("127.0.0.1"));
-        assert!(dir.allows_host("localhost"));
-        assert!(dir.allows_host("[::1]"));
-        assert!(!dir.allows_host("evil.example"));
-        assert!(!dir.allows_host("192.0.2.7"));
+        assert_eq!(dir.judge("http://127.0.0.1:12380"), OriginIs::Member);
+        assert_eq!(dir.judge("http://localhost:12380"), OriginIs::Member);
+        assert_eq!(dir.judge("https://127.0.0.1:12380"), OriginIs::Unknown);
+        assert_eq!(dir.judge("http://[::1]:3000"), OriginIs::Unknown);
+        assert_eq!(dir.judge("http://evil.example:12380"), OriginIs::Foreign);
+        assert_eq!(dir.judge("http://192.0.2.7:22380"), OriginIs::Foreign);
+        assert_eq!(dir.judge("null"), OriginIs::Foreign);
         dir.rest_urls(&[MemberStatus {
             id: 2,
             url: "http://192.0.2.7:22379".into(),
             is_leader: false,
         }]);
-        assert!(
-            dir.allows_host("192.0.2.7"),
-            "a member's host, learned from its status"
+        assert_eq!(
+            dir.judge("http://192.0.2.7:22380"),
+            OriginIs::Unknown,
+            "a member's host, learned from its status; its REST URL not yet"
         );
+        dir.state().rest_urls.insert(
+            "http://192.0.2.7:22379".into(),
+            "http://192.0.2.7:22380".into(),
+        );
+        assert_eq!(dir.judge("http://192.0.2.7:22380"), OriginIs::Member);
+        assert_eq!(dir.judge("http://192.0.2.7:22381"), OriginIs::Unknown);
+    }
+
+    /// A page from a member this node has not asked yet is judged after asking it; pages
+    /// cannot make the node ask more than once per RETRY_MISSING.
+    #[tokio::test]
+    async fn an_unknown_origin_makes_the_node_ask_the_members_once() {
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the member's peer API");
+        let peer_url = format!("http://{}", peer.local_addr().expect("its address"));
+        let app = axum::Router::new().route(
+            REST_URL_PATH,
+            axum::routing::get(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::future::ready("http://127.0.0.1:22380\n")
+            }),
+        );
+        tokio::spawn(async move { axum::serve(peer, app).await });
+        let dir = Directory::new(1, "http://127.0.0.1:12380".into(), &[], None);
+        let members = [
+            MemberStatus {
+                id: 1,
+                url: "http://127.0.0.1:1".into(),
+                is_leader: true,
+            },
+            MemberStatus {
+                id: 2,
+                url: peer_url,
+                is_leader: false,
+            },
+        ];
+        assert_eq!(dir.judge("http://localhost:22380"), OriginIs::Unknown);
+        dir.ask_again(&members).await;
+        assert_eq!(dir.judge("http://localhost:22380"), OriginIs::Member);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for _ in 0..5 {
+            dir.ask_again(&members).await;
+        }
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "asked again within RETRY_MISSING"
+        );
+        assert_eq!(dir.judge("http://localhost:3000"), OriginIs::Unknown);
     }
 }

@@ -91,7 +91,7 @@ impl Ui {
             .with_state(self.clone())
             .merge(rest)
             .layer(axum::middleware::from_fn_with_state(
-                self.directory.clone(),
+                self.clone(),
                 cors::layer,
             ))
     }
