@@ -204,6 +204,39 @@ async fn a_restart_does_not_complain_about_a_member_its_log_removes() {
     );
 }
 
+/// A member that joined later (its data dir records no initial cluster to check the flag
+/// against) restarted with a `--cluster` that puts another member at a new URL (someone trying
+/// to move that member by editing the flag) is told that the log's URL is used and how a
+/// member moves; it keeps serving with the log's membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_another_url_for_a_member_says_the_log_wins() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    let joined = c.add_member(leader).await;
+    c.spawn(joined, &["--join"]);
+    c.put_ok(leader, "before", "1").await;
+    c.wait_value(joined, "before", "1", true).await;
+    assert!(c.stop(joined).await.success());
+    let real = c.peers[1].clone();
+    let moved = common::peer_urls(1).remove(0);
+    c.peers[1] = moved.clone();
+    let earlier_log = c.log(joined).len();
+    c.spawn(joined, &[]);
+    c.peers[1] = real.clone();
+    c.wait_value(joined, "before", "1", false).await;
+    c.put_ok(joined, "after", "2").await;
+    c.wait_value(2, "after", "2", false).await;
+    let log = c.log(joined).split_off(earlier_log);
+    let said = format!("--cluster lists node 2 at {moved}, but the cluster's log has it at {real}");
+    assert!(log.contains(&said), "no warning: {log}");
+    assert!(log.contains("DELETE /2, then POST /2"), "{log}");
+    assert_eq!(
+        log.matches("--cluster lists node").count(),
+        1,
+        "only node 2 moved: {log}"
+    );
+}
+
 /// The refusals: adding a member twice or on a used URL, removing a stranger, removing the
 /// last voter, and a second change while one is in progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use raft::StateRole;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
-use crate::membership::decode_conf_change;
+use crate::membership::{decode_conf_change, same_url};
 
 impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
@@ -243,6 +243,31 @@ impl RaftNode {
                     c.node_id == self.id && c.get_change_type() == ConfChangeType::RemoveNode
                 }) && self.still_holds(&cc, entry).is_ok()
             })
+    }
+
+    /// Once the log this node started with is applied: warns of each member that `--cluster`
+    /// places elsewhere than the log does. The log's URL is used, as a member's URL is part of
+    /// the replicated membership; someone who edited `--cluster` to move a member would
+    /// otherwise never learn that it moved nothing.
+    pub(super) fn check_cluster_flag(&mut self) {
+        if self.applied < self.commit_at_start {
+            return;
+        }
+        let Some(listed) = self.cluster_flag.take() else {
+            return;
+        };
+        for (id, listed) in (1..).zip(&listed) {
+            let Some(url) = self.members.urls.get(&id).filter(|url| !url.is_empty()) else {
+                continue;
+            };
+            if id != self.id && !same_url(url, listed) {
+                tracing::warn!(
+                    "--cluster lists node {id} at {listed}, but the cluster's log has it at \
+                     {url}: the log's URL is used (a member moves by being removed and added \
+                     back at its new URL: DELETE /{id}, then POST /{id})"
+                );
+            }
+        }
     }
 
     /// Replaces the member list and brings the transport in line with it.

@@ -150,6 +150,9 @@ pub struct RaftNode {
     commit_at_start: u64,
     /// `/-/ready`'s question to the leader: how far the cluster has committed.
     ready_probe: ReadyProbe,
+    /// `--cluster`, until it is compared with the members of the log this node started with
+    /// (see `check_cluster_flag`).
+    cluster_flag: Option<Vec<String>>,
     /// How long an answer to the ready probe counts (see `READY_WINDOW_TICKS`).
     ready_window: Duration,
     tick: Duration,
@@ -345,6 +348,7 @@ impl RaftNode {
                 tick * READY_PROBE_TICKS,
                 (tick * READY_EVERY_TICKS).max(READY_EVERY_FLOOR),
             ),
+            cluster_flag: Some(config.cluster.clone()),
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),

@@ -52,6 +52,7 @@ impl RaftNode {
             none_to_wait_for.cancel();
             none_to_wait_for
         });
+        self.check_cluster_flag();
         let exit = loop {
             let hold_until = self.hold_until();
             // Stopping with nothing in flight, and clients are still connected (else it
@@ -860,6 +861,7 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
+        self.check_cluster_flag();
         // The peer server judges a removed node's vote requests by it: a candidate whose log
         // is no further was not added back since.
         self.transport.set_applied(AppliedAt {
