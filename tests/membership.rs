@@ -144,7 +144,11 @@ async fn grow_to_five_and_shrink_back_under_load() {
     c.wait_value(1, "after-shrink", "y", false).await;
 }
 
-/// Removing the leader: it exits 0 and the others elect a new one and keep taking writes.
+/// Removing the leader (asked through a follower): it exits 0 and the others elect a new one
+/// and keep taking writes. The follower it hands over to campaigns at the first asking: it
+/// hears the removal commit and the request to campaign together, and used to drop the
+/// request (raft campaigns only once the committed membership changes are applied), leaving
+/// the cluster without a leader for an election timeout until the leader asked another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_leader_moves_leadership_and_writes_continue() {
     let mut c = ProcCluster::start(3, &[]).await;
@@ -154,7 +158,17 @@ async fn removing_the_leader_moves_leadership_and_writes_continue() {
     assert_eq!(delete(&c, via, leader).await.0, 204);
     let status = c.wait_exit(leader, Duration::from_secs(15)).await;
     assert!(status.success(), "removed leader exited with {status}");
-    assert!(c.log(leader).contains("removed from the cluster"));
+    let log = c.log(leader);
+    assert!(log.contains("removed from the cluster"));
+    assert_eq!(
+        log.matches("handing leadership over to=").count(),
+        1,
+        "asked more than one follower: {log}"
+    );
+    for id in (1..=3).filter(|id| *id != leader) {
+        let log = c.log(id);
+        assert!(!log.contains("cannot campaign"), "node {id}: {log}");
+    }
     // The others keep the old leader's id until their election timeout; wait for a new one.
     wait_for(Duration::from_secs(15), "a new leader", || async {
         let mut leaders = Vec::new();

@@ -1,11 +1,13 @@
 //! Handing leadership over: a stopping leader, and a leader that removed itself, pass it to
 //! the most caught-up follower first (as etcd does), so the others need not wait out an
-//! election timeout and are never left counting a departed node as a voter. Also: a node
-//! that is the only voter elects itself at once.
+//! election timeout and are never left counting a departed node as a voter. The follower
+//! handed to campaigns once it can: not before it has applied the membership changes it knows
+//! are committed. Also: a node that is the only voter elects itself at once.
 
 use std::time::Instant;
 
 use raft::StateRole;
+use raft::eraftpb::{EntryType, Message};
 
 use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
 
@@ -142,6 +144,65 @@ impl RaftNode {
         self.rn.transfer_leader(to);
         self.transfer_asked = Some(now);
         true
+    }
+
+    /// Whether raft would refuse to campaign now: a membership change it has committed is not
+    /// applied yet (raft-rs's own rule, the check of its `hup`). A leader that removed itself
+    /// hands over as soon as the removal commits, so the follower it picks often hears the
+    /// commit and the `MsgTimeoutNow` in one batch; raft then drops the request and the
+    /// leader waited out the transfer's election timeout before trying another follower, a
+    /// second without a leader (found by a hands-on test).
+    fn campaign_waits_for_conf(&self) -> bool {
+        let log = &self.rn.raft.raft_log;
+        let first = log.unstable.maybe_first_index().unwrap_or(log.applied + 1);
+        if first > log.committed {
+            return false;
+        }
+        log.slice(
+            first,
+            log.committed + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        )
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.get_entry_type() != EntryType::EntryNormal)
+    }
+
+    /// Steps a leader's `MsgTimeoutNow` (its request that this node campaign at once), or
+    /// holds it until the membership changes committed before it are applied (see
+    /// [`RaftNode::campaign_waits_for_conf`]).
+    pub(super) fn step_timeout_now(&mut self, m: Message, now: Instant) {
+        if self.campaign_waits_for_conf() {
+            self.held_timeout_now = Some((m, now));
+            return;
+        }
+        if let Err(err) = self.rn.step(m) {
+            tracing::debug!(%err, "raft ignored a request to campaign");
+        }
+    }
+
+    /// Steps the held `MsgTimeoutNow` once raft would act on it; drops it after an election
+    /// timeout (the leader has given that transfer up by then).
+    pub(super) fn release_held_timeout_now(&mut self) {
+        let Some((_, held_at)) = &self.held_timeout_now else {
+            return;
+        };
+        let now = self.now();
+        if now.duration_since(*held_at) >= self.tick * ELECTION_TICKS {
+            self.held_timeout_now = None;
+            return;
+        }
+        if self.campaign_waits_for_conf() {
+            return;
+        }
+        if let Some((m, _)) = self.held_timeout_now.take() {
+            tracing::debug!(
+                from = m.from,
+                "campaigning as asked, its membership applied"
+            );
+            self.step_timeout_now(m, now);
+        }
     }
 
     /// A node that is the only voter needs nobody's vote: elect it now rather than after an

@@ -173,6 +173,9 @@ pub struct RaftNode {
     removal_pending: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
+    /// A leader's request to campaign, held while a committed membership change is not
+    /// applied yet (see `step_timeout_now`), and when it came.
+    held_timeout_now: Option<(raft::eraftpb::Message, Instant)>,
     /// Once stopping: the peers that became unreachable since (and have not been heard from
     /// again). A stopping leader whose every other voter is among them has no one to hand
     /// over to: they are stopping too (a whole cluster stopped at once).
@@ -363,6 +366,7 @@ impl RaftNode {
             removal_pending: removed_in_snapshot,
             added_at,
             transfer_asked: None,
+            held_timeout_now: None,
             gone_while_stopping: None,
             clients_gone: None,
             removed_while_leading: None,

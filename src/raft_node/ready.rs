@@ -154,6 +154,7 @@ impl RaftNode {
             self.settle_election_timeout();
             self.propose();
             self.release_held_reads();
+            self.release_held_timeout_now();
             self.read_index();
             let dropped = std::mem::take(&mut self.dropped);
             for peer in dropped.unreachable {
@@ -392,6 +393,12 @@ impl RaftNode {
                     }
                     if m.get_msg_type() == MessageType::MsgReadIndex {
                         self.step_read_index(m);
+                        continue;
+                    }
+                    if m.get_msg_type() == MessageType::MsgTimeoutNow {
+                        let (from, term) = (m.from, m.term);
+                        self.step_timeout_now(m, now);
+                        self.note_heard(MessageType::MsgTimeoutNow, from, term, now);
                         continue;
                     }
                     self.forget_progress_a_follower_lost(&m);
