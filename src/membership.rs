@@ -191,6 +191,79 @@ pub fn same_url(a: &str, b: &str) -> bool {
     normalize_url(a).eq_ignore_ascii_case(normalize_url(b))
 }
 
+/// Whether two URLs name one listener: the same scheme and port, and the same host, where
+/// any two loopback names (`localhost`, `127.0.0.1`, `[::1]`) count as one. Looser than
+/// [`same_url`], which the replicated membership rules use and must keep as it is: this one
+/// only judges requests (a member added at another spelling of a member's URL, a page's
+/// origin).
+pub fn same_place(a: &str, b: &str) -> bool {
+    match (Endpoint::parse(a), Endpoint::parse(b)) {
+        (Some(a), Some(b)) => {
+            a.https == b.https
+                && a.port == b.port
+                && (a.host == b.host || (is_loopback(&a.host) && is_loopback(&b.host)))
+        }
+        _ => false,
+    }
+}
+
+/// The parts of an `http://` or `https://` URL (or origin) that [`same_place`] compares.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Option<Endpoint> {
+        let url = url.trim();
+        let host = url_host(url)?;
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://")?),
+        };
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let port = if authority.starts_with('[') {
+            authority[authority.find(']')? + 1..].strip_prefix(':')
+        } else {
+            authority.rsplit_once(':').map(|(_, port)| port)
+        };
+        let port = match port {
+            Some(port) => port.parse().ok()?,
+            None if https => 443,
+            None => 80,
+        };
+        Some(Endpoint { https, host, port })
+    }
+}
+
+/// The host of an `http://` or `https://` URL (or origin), lower-cased: `127.0.0.1`,
+/// `[::1]`, `node1`.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = if authority.starts_with('[') {
+        &authority[..=authority.find(']')?]
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether `host` (as [`url_host`] gives it) names this machine's loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    if host == "localhost" {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Why a peer URL was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
@@ -300,6 +373,63 @@ pub fn parse_node_id(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(
+            url_host("http://127.0.0.1:12379").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(url_host("http://[::1]:80/x").as_deref(), Some("[::1]"));
+        assert_eq!(url_host("https://Node1").as_deref(), Some("node1"));
+        assert_eq!(url_host("null"), None);
+        assert_eq!(url_host("ftp://a:1"), None);
+        assert_eq!(url_host("http://:80"), None);
+    }
+
+    #[test]
+    fn endpoints_of_urls() {
+        let at = |https, host: &str, port| {
+            Some(Endpoint {
+                https,
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:12380"),
+            at(false, "127.0.0.1", 12380)
+        );
+        assert_eq!(Endpoint::parse("https://[::1]/x"), at(true, "[::1]", 443));
+        assert_eq!(Endpoint::parse("http://Node1"), at(false, "node1", 80));
+        assert_eq!(Endpoint::parse("http://[::1]:8/"), at(false, "[::1]", 8));
+        assert_eq!(Endpoint::parse("http://a:port"), None);
+        assert_eq!(Endpoint::parse("null"), None);
+    }
+
+    /// One listener in other spellings: loopback names alike, the default port spelled out
+    /// or not; another port, scheme or host is another place.
+    #[test]
+    fn places_of_urls() {
+        assert!(same_place(
+            "http://127.0.0.1:12379",
+            "http://LOCALHOST:12379/"
+        ));
+        assert!(same_place("http://[::1]:12379", "http://localhost:12379"));
+        assert!(same_place("https://node1", "https://Node1:443"));
+        assert!(!same_place(
+            "http://127.0.0.1:12379",
+            "http://127.0.0.1:12380"
+        ));
+        assert!(!same_place(
+            "http://127.0.0.1:12379",
+            "https://127.0.0.1:12379"
+        ));
+        assert!(!same_place(
+            "http://127.0.0.2:12379",
+            "http://10.0.0.2:12379"
+        ));
+        assert!(!same_place("null", "null"));
+    }
 
     /// etcd's arithmetic: after the change, the members that answer (a new one does not
     /// count: it has not started) must be a quorum of the voters, except that a lone member

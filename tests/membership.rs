@@ -251,6 +251,41 @@ async fn a_restart_with_another_url_for_a_member_says_the_log_wins() {
     );
 }
 
+/// A new member started without `--join` makes a cluster of its own in its data dir, which
+/// the members refuse; the refusal says to remove that data dir, and a start with `--join` on
+/// it says that `--join` is ignored and what to remove (it used to say neither, and the node
+/// stayed refused for good). Following the advice, it joins (found by a hands-on test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_started_without_join_is_told_what_to_remove() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    let leader = c.wait_leader().await;
+    c.put_ok(leader, "k", "v").await;
+    let new = c.add_member(leader).await;
+    c.spawn(new, &[]);
+    wait_for(Duration::from_secs(15), "the members' refusal", || async {
+        c.log(new)
+            .contains("remove that data dir, then start it with --join")
+            .then_some(())
+    })
+    .await;
+    assert!(c.stop(new).await.success());
+    let earlier_log = c.log(new).len();
+    c.spawn(new, &["--join"]);
+    let wal_dir = c.data_dir(new).join(format!("raftexample-{new}"));
+    let said = format!("--join is ignored: {} holds a cluster", wal_dir.display());
+    wait_for(Duration::from_secs(15), "the warning", || async {
+        c.log(new)
+            .split_off(earlier_log)
+            .contains(&said)
+            .then_some(())
+    })
+    .await;
+    c.kill(new);
+    std::fs::remove_dir_all(c.data_dir(new)).expect("removing what the advice names");
+    c.spawn(new, &["--join"]);
+    c.wait_value(new, "k", "v", false).await;
+}
+
 /// The refusals: adding a member twice or on a used URL, removing a stranger, removing the
 /// last voter, and a second change while one is in progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,6 +301,11 @@ async fn impossible_changes_are_refused_with_a_reason() {
     assert!(body.contains("already a member"), "{body}");
     let used = c.peers[1].clone();
     let (code, body) = post(&c, leader, 9, &used).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already used by node 2"), "{body}");
+    // The same listener under another loopback name.
+    let alias = used.replace("127.0.0.1", "LocalHost");
+    let (code, body) = post(&c, leader, 9, &alias).await;
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already used by node 2"), "{body}");
     let (code, body) = delete(&c, leader, 9).await;

@@ -9,7 +9,7 @@ use raft::StateRole;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
-use crate::membership::{decode_conf_change, same_url};
+use crate::membership::{decode_conf_change, same_place, same_url};
 
 impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
@@ -65,12 +65,29 @@ impl RaftNode {
     }
 
     /// The checks that make a change's answer precise: raft itself would drop an overlapping
-    /// change silently, and accept a duplicate add as a no-op.
+    /// change silently, and accept a duplicate add as a no-op. Also, before anything is
+    /// proposed, a member's URL in another spelling (`localhost` for `127.0.0.1`): a voter
+    /// added there would be one nobody can be (found by a hands-on test). That check is not
+    /// part of `makes_sense`, whose rules every node applies to committed changes alike and
+    /// must not change.
     pub(super) fn check_conf_change(&self, change: &MemberChange) -> Result<(), ProposalError> {
         if self.conf_change_pending() {
             return Err(ProposalError::ChangePending);
         }
-        self.makes_sense(change)
+        self.makes_sense(change)?;
+        if let MemberChange::Add { id, url } = change
+            && let Some((other, _)) = self
+                .members
+                .urls
+                .iter()
+                .find(|(other, used)| *other != id && same_place(used, url))
+        {
+            return Err(ProposalError::UrlInUse {
+                url: url.clone(),
+                id: *other,
+            });
+        }
+        Ok(())
     }
 
     /// Whether `change` makes sense against the members as of what this node has applied: an

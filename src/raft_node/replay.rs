@@ -137,6 +137,21 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
     if Wal::exists_on(&*fs, &wal_dir) {
         let (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
         check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
+        if config.join && !contents.metadata.initial_cluster.is_empty() {
+            // As in the original, a data dir decides; but a new member started once without
+            // --join made a cluster of its own there, which the members refuse for good.
+            tracing::warn!(
+                "--join is ignored: {} holds a cluster this node started itself (--cluster {}, \
+                 without --join), and the node restarts as its member. If it is meant to join \
+                 a cluster it was added to (POST /{} on a member), stop it, remove {} and {}, \
+                 and start it again with --join",
+                wal_dir.display(),
+                contents.metadata.initial_cluster.join(","),
+                config.id,
+                wal_dir.display(),
+                config.snap_dir().display()
+            );
+        }
         // Streamed from the file into the map: a big store's snapshot is never whole in memory.
         let snapshot = snapshotter
             .load_newest_available_with(&contents.snapshot_markers, |r, len| {
@@ -491,6 +506,19 @@ fn check_metadata(
         "Either remove {folder} and {snap} to start this node with no data, or start it with \
          the flags its data was created with"
     );
+    // A node asked to join brings no data: whatever is there is of an earlier life (a node
+    // removed and added back, at its old URL or a new one), and the old flags would restart
+    // that life, stuck if its URL changed since.
+    let join_instead = || {
+        StartError::ForeignDataDir(format!(
+            "{folder} holds the data of node {} at peer URL {}, but --join asks this node to join \
+             at {own_url}, and a node joins with no data. Remove {folder} and {snap}, then start \
+             it again with the same flags (its data is of no use once it was removed and added \
+             back). To restart it as it was instead, if it is still a member at {}: the flags \
+             its data was created with, without --join.",
+            meta.node_id, meta.peer_url, meta.peer_url
+        ))
+    };
     if meta.node_id != config.id {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {}, but --id is {}. {ways_out} (--id {}).",
@@ -504,6 +532,9 @@ fn check_metadata(
         .iter()
         .zip(&config.cluster)
         .all(|(a, b)| same_url(a, b));
+    if !list_matches && config.join {
+        return Err(join_instead());
+    }
     if !list_matches {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to a cluster started with --cluster {} (cluster {:x}), but the \
@@ -524,6 +555,9 @@ fn check_metadata(
              than {:?}. {ways_out} (the same --cluster-token).",
             meta.cluster_id, config.cluster_token
         )));
+    }
+    if !same_url(&meta.peer_url, own_url) && config.join {
+        return Err(join_instead());
     }
     if !same_url(&meta.peer_url, own_url) {
         return Err(StartError::ForeignDataDir(format!(
@@ -646,6 +680,39 @@ mod tests {
                 other => panic!("{moved:?}: {:?}", other.map(|_| "started")),
             }
         }
+    }
+
+    /// `--join` on the data of an earlier life at another URL (a node removed and added back
+    /// at a new one) is told to remove the data and join with the same flags: the flags the
+    /// data was created with would restart that earlier life, stuck unheard at its old URL
+    /// (found by a hands-on test). With the flags the data was made with, `--join` is
+    /// ignored, as in the original (and the node says so in its log).
+    #[test]
+    fn joining_on_the_data_of_an_earlier_life_says_to_remove_it() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut config = config(dir.path());
+        drop(replay_wal(&config).expect("bootstrap"));
+        config.join = true;
+        drop(replay_wal(&config).expect("--join with the flags the data was made with"));
+        let old_url = config.cluster[0].clone();
+        config.cluster[0] = "http://127.0.0.1:9099".into();
+        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
+            panic!("joined on the data of node 1 at {old_url}");
+        };
+        for needle in [
+            "a node joins with no data",
+            "start it again with the same flags",
+            &format!("if it is still a member at {old_url}"),
+            &config.wal_dir().display().to_string(),
+            &config.snap_dir().display().to_string(),
+        ] {
+            assert!(why.contains(needle), "lacks {needle:?}: {why}");
+        }
+        config.join = false;
+        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
+            panic!("restarted node 1 at another URL");
+        };
+        assert!(why.contains("belongs to a cluster started with"), "{why}");
     }
 
     /// A new cluster whose `--cluster` names one URL twice (in any spelling the peer URL check

@@ -172,7 +172,8 @@ impl PeerServer {
                 "refusing messages from node {from}: it names cluster {cluster:x}, this node \
                  belongs to cluster {ours:x}; node {from} was probably started with another \
                  --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
-                 member without --join (start one with --join, after POST /{from} on a member)"
+                 member without --join, which made a cluster of its own in its data dir (remove \
+                 that data dir, then start it with --join, after POST /{from} on a member)"
             );
             self.log_once(from, cluster, &text);
             return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
@@ -194,7 +195,8 @@ impl PeerServer {
             return Ok(());
         }
         let text = format!(
-            "message for node {to} reached node {} (check the order of --cluster)",
+            "message for node {to} reached node {} (check the order of --cluster, and the peer \
+             URL node {to} was added with)",
             self.filter.self_id
         );
         self.log_once(from, u64::MAX - to, &text);

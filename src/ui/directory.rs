@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http_body_util::BodyExt;
 
+use crate::membership::{is_loopback, same_place, url_host};
 use crate::raft_node::MemberStatus;
 use crate::transport::{self, HttpClient};
 
@@ -183,17 +184,16 @@ impl Directory {
     /// node knows (the scheme, the host, any loopback name for a loopback one, and the port
     /// must match), on a member's host only, or elsewhere.
     pub fn judge(&self, origin: &str) -> OriginIs {
-        let Some(page) = Endpoint::parse(origin) else {
+        let Some(host) = url_host(origin) else {
             return OriginIs::Foreign;
         };
         let state = self.state();
         let known = std::iter::once(&self.own_rest_url)
             .chain(state.rest_urls.values())
-            .filter_map(|url| Endpoint::parse(url))
-            .any(|url| url.is(&page));
+            .any(|url| same_place(url, origin));
         if known {
             OriginIs::Member
-        } else if Self::is_member_host(&state, &page.host) {
+        } else if Self::is_member_host(&state, &host) {
             OriginIs::Unknown
         } else {
             OriginIs::Foreign
@@ -235,67 +235,6 @@ impl Directory {
     }
 }
 
-/// The parts of an `http://` or `https://` URL (or origin) that an origin is judged by.
-#[derive(Debug, PartialEq, Eq)]
-struct Endpoint {
-    https: bool,
-    host: String,
-    port: u16,
-}
-
-impl Endpoint {
-    fn parse(url: &str) -> Option<Endpoint> {
-        let host = url_host(url)?;
-        let (https, rest) = match url.strip_prefix("https://") {
-            Some(rest) => (true, rest),
-            None => (false, url.strip_prefix("http://")?),
-        };
-        let authority = rest.split(['/', '?', '#']).next()?;
-        let port = if authority.starts_with('[') {
-            authority[authority.find(']')? + 1..].strip_prefix(':')
-        } else {
-            authority.rsplit_once(':').map(|(_, port)| port)
-        };
-        let port = match port {
-            Some(port) => port.parse().ok()?,
-            None if https => 443,
-            None => 80,
-        };
-        Some(Endpoint { https, host, port })
-    }
-
-    /// The same REST API: any two loopback names are one host.
-    fn is(&self, other: &Endpoint) -> bool {
-        self.https == other.https
-            && self.port == other.port
-            && (self.host == other.host || (is_loopback(&self.host) && is_loopback(&other.host)))
-    }
-}
-
-/// The host of an `http://` or `https://` URL (or origin): `127.0.0.1`, `[::1]`, `node1`.
-pub fn url_host(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = if authority.starts_with('[') {
-        &authority[..=authority.find(']')?]
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-fn is_loopback(host: &str) -> bool {
-    if host == "localhost" {
-        return true;
-    }
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The URL this node's REST API is reached at (`https://` when it speaks TLS): its listen
 /// address, or, when it listens on every interface, the host of its peer URL (the address
 /// the other members reach it at).
@@ -319,19 +258,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_of_urls() {
-        assert_eq!(
-            url_host("http://127.0.0.1:12379").as_deref(),
-            Some("127.0.0.1")
-        );
-        assert_eq!(url_host("http://[::1]:80/x").as_deref(), Some("[::1]"));
-        assert_eq!(url_host("https://Node1").as_deref(), Some("node1"));
-        assert_eq!(url_host("null"), None);
-        assert_eq!(url_host("ftp://a:1"), None);
-        assert_eq!(url_host("http://:80"), None);
-    }
-
-    #[test]
     fn the_advertised_url_follows_the_peer_url_when_listening_everywhere() {
         let any: std::net::IpAddr = "0.0.0.0".parse().expect("literal");
         let one: std::net::IpAddr = "10.0.0.5".parse().expect("literal");
@@ -348,26 +274,6 @@ mod tests {
             "https://node1:12380",
             "a REST API on TLS is advertised as https://"
         );
-    }
-
-    #[test]
-    fn endpoints_of_urls() {
-        let at = |https, host: &str, port| {
-            Some(Endpoint {
-                https,
-                host: host.into(),
-                port,
-            })
-        };
-        assert_eq!(
-            Endpoint::parse("http://127.0.0.1:12380"),
-            at(false, "127.0.0.1", 12380)
-        );
-        assert_eq!(Endpoint::parse("https://[::1]/x"), at(true, "[::1]", 443));
-        assert_eq!(Endpoint::parse("http://Node1"), at(false, "node1", 80));
-        assert_eq!(Endpoint::parse("http://[::1]:8/"), at(false, "[::1]", 8));
-        assert_eq!(Endpoint::parse("http://a:port"), None);
-        assert_eq!(Endpoint::parse("null"), None);
     }
 
     /// Pages served by a member's REST API may call the node (any loopback name for a
