@@ -87,6 +87,27 @@ pub enum NodeError {
     UnknownCluster,
 }
 
+impl NodeError {
+    /// What the node says as it stops on this error: the error, and for a full disk what to
+    /// do about it (the error alone reads like damage; nothing synced is lost).
+    pub fn stop_text(&self) -> String {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = cause {
+            let full = err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+            if full {
+                return format!(
+                    "{self}. The disk is full: free space on it and start the node again; it \
+                     keeps everything it had synced"
+                );
+            }
+            cause = err.source();
+        }
+        self.to_string()
+    }
+}
+
 /// Ticks of an election timeout (raft picks each node's between this and twice this).
 const ELECTION_TICKS: u32 = 10;
 /// How long a stopping follower answers what is in flight, and the clients still connected,

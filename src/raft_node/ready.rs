@@ -107,7 +107,7 @@ impl RaftNode {
         if exit == Exit::Shutdown
             && let Err(err) = self.flush()
         {
-            return Exit::Fatal(err.to_string());
+            return Exit::Fatal(err.stop_text());
         }
         exit
     }
@@ -120,7 +120,7 @@ impl RaftNode {
     pub fn round(&mut self) -> Option<Exit> {
         if let Err(err) = self.process() {
             tracing::error!(%err, "fatal; stopping the node");
-            return Some(Exit::Fatal(err.to_string()));
+            return Some(Exit::Fatal(err.stop_text()));
         }
         self.exit.take()
     }

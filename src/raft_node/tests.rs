@@ -9,7 +9,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, Entry
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Exit, NodeStatus, RaftNode, Request, Shared, replay};
+use super::{Exit, NodeError, NodeStatus, RaftNode, Request, Shared, replay};
 use crate::config::Config;
 use crate::kvstore::{Command, KvStore};
 use crate::metrics::Metrics;
@@ -1086,4 +1086,25 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
     );
     node.shutdown.cancel();
     assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}
+
+/// A node stopped by a full disk says what to do about it (found by a hands-on test: the
+/// error alone read like damage); other errors read as they are.
+#[test]
+fn a_full_disk_is_named_with_what_to_do() {
+    let io = |errno| {
+        crate::disk::IoError::new(
+            "/data/raftexample-1/0000000000000000-0000000000000000.wal",
+            std::io::Error::from_raw_os_error(errno),
+        )
+    };
+    let full = NodeError::Wal(crate::wal::Error::Io(io(28)));
+    let text = full.stop_text();
+    assert!(text.starts_with(&full.to_string()), "{text}");
+    assert!(
+        text.contains("free space on it and start the node again"),
+        "{text}"
+    );
+    let failed = NodeError::Wal(crate::wal::Error::Io(io(5)));
+    assert_eq!(failed.stop_text(), failed.to_string());
 }

@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,12 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(2);
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// How often the task looks at the clock when there is nothing to send.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// After the second snapshot in a row that did not arrive, raft hears of each failure this
+/// late, doubled per failure up to [`SNAPSHOT_BACKOFF_MAX`]: it sends the next one only then.
+/// A follower whose disk is full refuses every one, each after part of the file travelled,
+/// and raft would otherwise send the next at its next heartbeat, ten a second.
+const SNAPSHOT_BACKOFF: Duration = Duration::from_millis(250);
+const SNAPSHOT_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// What the raft node keeps for a running peer task.
 pub struct PeerHandle {
@@ -78,6 +85,8 @@ pub struct PeerTask {
     pub metrics: Arc<Metrics>,
     /// The node's snapshot files, which snapshots are streamed from.
     pub snapshots: Snapshotter,
+    /// Snapshots to this peer in a row that did not arrive.
+    pub snapshot_failures: Arc<AtomicU32>,
 }
 
 /// Starts the task for one peer on `runtime`.
@@ -300,21 +309,39 @@ impl PeerTask {
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
             snapshots: self.snapshots.clone(),
+            snapshot_failures: self.snapshot_failures.clone(),
         };
         tokio::spawn(async move {
             let started = Instant::now();
             let outcome = task.send_snapshot(snap).await;
             let delivered = matches!(outcome, Sent::Ok);
+            let failed_before = if delivered {
+                task.snapshot_failures.swap(0, Ordering::Relaxed)
+            } else {
+                task.snapshot_failures.fetch_add(1, Ordering::Relaxed)
+            };
             match &outcome {
-                Sent::Failed(reason) => {
+                // Once per streak: a follower that cannot take one (its disk is full) is
+                // sent the next after a pause, and each would say the same.
+                Sent::Failed(reason) if failed_before == 0 => {
                     tracing::warn!(peer = task.id, %reason, "snapshot not delivered")
                 }
+                Sent::Failed(reason) => tracing::debug!(
+                    peer = task.id,
+                    %reason,
+                    attempts = failed_before + 1,
+                    "snapshot not delivered again"
+                ),
                 Sent::Ok => tracing::info!(
                     peer = task.id,
                     seconds = started.elapsed().as_secs_f64(),
+                    failed_before,
                     "snapshot delivered"
                 ),
                 Sent::Gone(_) => {}
+            }
+            if !delivered && failed_before > 0 {
+                tokio::time::sleep(snapshot_backoff(failed_before)).await;
             }
             let counter = if delivered {
                 &task.metrics.peer_messages_sent
@@ -407,6 +434,13 @@ impl PeerTask {
     }
 }
 
+/// How long raft waits to hear of a failed snapshot after `failed_before` others in a row.
+fn snapshot_backoff(failed_before: u32) -> Duration {
+    SNAPSHOT_BACKOFF
+        .saturating_mul(1 << failed_before.saturating_sub(1).min(16))
+        .min(SNAPSHOT_BACKOFF_MAX)
+}
+
 /// Takes the snapshots out of a batch, keeping the other messages in order.
 fn extract_snapshots(batch: &mut Vec<Message>) -> Vec<Message> {
     if !batch
@@ -438,6 +472,15 @@ pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failed snapshots in a row: the first two are reported at once, then later and later,
+    /// up to the cap.
+    #[test]
+    fn failed_snapshots_are_reported_later_and_later() {
+        let waits: Vec<u128> = (1..=8).map(|n| snapshot_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 8000, 8000, 8000]);
+        assert_eq!(snapshot_backoff(u32::MAX), SNAPSHOT_BACKOFF_MAX);
+    }
     use crate::transport::tests::message;
     use crate::transport::{http_client, stream_client};
 
@@ -478,6 +521,7 @@ mod tests {
             filter: filter.clone(),
             metrics: Arc::new(Metrics::new(1)),
             snapshots: Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
+            snapshot_failures: Arc::default(),
         };
         let cancel = CancellationToken::new();
         let handle = spawn(

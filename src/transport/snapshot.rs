@@ -100,13 +100,21 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
     let counted = progress.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let path = file.path().to_path_buf();
+        let mut cut_short = false;
         let copied = file.copy_to(CHUNK, |chunk| {
             let len = chunk.len() as u64;
-            tx.blocking_send(chunk)
-                .map_err(|_| std::io::Error::other("the request ended before the file"))?;
+            if tx.blocking_send(chunk).is_err() {
+                cut_short = true;
+                return Err(std::io::Error::other("the request ended before the file"));
+            }
             counted.fetch_add(len, Ordering::Relaxed);
             Ok(())
         });
+        if cut_short {
+            // Not the file's doing: the request ended (the follower refused it, or the
+            // connection broke), and its outcome says why.
+            return Ok(());
+        }
         snapshots.set_aside_if_damaged(&path, copied)
     });
     Ok(Outgoing {
@@ -298,9 +306,18 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         server.deliver(from, vec![message]).await
     }
     .await;
-    if received.is_err() {
+    if let Err(refused) = &received {
         // Handed over, the file is the node's; refused, it is nobody's.
         let _ = tokio::fs::remove_file(&path).await;
+        if refused.status() == StatusCode::INSUFFICIENT_STORAGE {
+            // This node's own trouble, which only its log can tell its operator about (the
+            // leader tries again later, and meanwhile this node stays behind).
+            tracing::warn!(
+                "cannot store the snapshot the leader sends: {}; free space there, and the \
+                 leader's next attempt will catch this node up",
+                refused.text()
+            );
+        }
     }
     received
 }
@@ -480,6 +497,39 @@ mod tests {
             .adopt(name, m.get_snapshot().get_metadata())
             .expect("installed");
         assert_eq!(follower.load(2, 9).expect("loads").data.as_ref(), &data[..]);
+    }
+
+    /// A request that ends before the file (the follower refused it half-way, its disk full)
+    /// is not the file's failure: the reader says nothing, so the sender reports the
+    /// follower's answer. It used to report "the request ended before the file" as an I/O
+    /// error on the leader's own file, in place of the follower's 507 (found by a hands-on
+    /// test).
+    #[tokio::test]
+    async fn a_request_cut_short_is_not_the_files_failure() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let data: Vec<u8> = (0..(CHUNKS_AHEAD + 4) * CHUNK)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let leader = leader_with(leader_dir.path(), &data);
+        let out = outgoing(message_for(&leader), &leader).expect("a body");
+        let mut body = out.body;
+        let first = body
+            .frame()
+            .await
+            .expect("a first frame")
+            .expect("infallible");
+        assert!(first.is_data());
+        drop(body);
+        let reader = out.reader.expect("a file is read");
+        let read = reader.await.expect("the reader task");
+        assert!(read.is_ok(), "{read:?}");
+        assert!(
+            leader_dir
+                .path()
+                .join(crate::snapshotter::snap_name(2, 9))
+                .exists(),
+            "the file is not set aside"
+        );
     }
 
     /// A damaged file is refused by the follower (nothing stays on its disk) and set aside by

@@ -377,10 +377,11 @@ impl Wal {
             tracing::warn!(
                 path = %torn.path.display(),
                 offset = torn.offset,
-                dropped_bytes = torn.file_len - torn.offset,
+                bytes_cut = torn.file_len - torn.offset,
                 reason = %torn.reason,
-                "truncating a torn record at the end of the WAL (a crash interrupted an append \
-                 that was never synced)"
+                "truncating a torn record at the end of the WAL (an append that was never \
+                 synced: a crash interrupted it, or it failed, as on a full disk; the bytes cut \
+                 include the unused tail the file was extended by ahead of its records)"
             );
             let mut f = fs.open(&torn.path).map_err(IoError::at(&torn.path))?;
             f.set_len(torn.offset).map_err(IoError::at(&torn.path))?;
