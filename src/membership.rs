@@ -192,7 +192,8 @@ pub fn same_url(a: &str, b: &str) -> bool {
 }
 
 /// Whether two URLs name one listener: the same scheme and port, and the same host, where
-/// any two loopback names (`localhost`, `127.0.0.1`, `[::1]`) count as one. Looser than
+/// `localhost` stands for `127.0.0.1` and `[::1]` (other addresses are compared as they are:
+/// `127.0.0.2` is another listener, as is `[::1]` beside `127.0.0.1`). Looser than
 /// [`same_url`], which the replicated membership rules use and must keep as it is: this one
 /// only judges requests (a member added at another spelling of a member's URL, a page's
 /// origin).
@@ -201,7 +202,9 @@ pub fn same_place(a: &str, b: &str) -> bool {
         (Some(a), Some(b)) => {
             a.https == b.https
                 && a.port == b.port
-                && (a.host == b.host || (is_loopback(&a.host) && is_loopback(&b.host)))
+                && (a.host == b.host
+                    || (a.host == "localhost" && localhost_is(&b.host))
+                    || (b.host == "localhost" && localhost_is(&a.host)))
         }
         _ => false,
     }
@@ -251,6 +254,11 @@ pub fn url_host(url: &str) -> Option<String> {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether `localhost` names the address `host`: `127.0.0.1` or `[::1]`.
+fn localhost_is(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "[::1]")
 }
 
 /// Whether `host` (as [`url_host`] gives it) names this machine's loopback interface.
@@ -415,6 +423,15 @@ mod tests {
             "http://LOCALHOST:12379/"
         ));
         assert!(same_place("http://[::1]:12379", "http://localhost:12379"));
+        assert!(!same_place(
+            "http://127.0.0.1:12379",
+            "http://127.0.0.2:12379"
+        ));
+        assert!(!same_place("http://127.0.0.1:12379", "http://[::1]:12379"));
+        assert!(!same_place(
+            "http://localhost:12379",
+            "http://127.0.0.2:12379"
+        ));
         assert!(same_place("https://node1", "https://Node1:443"));
         assert!(!same_place(
             "http://127.0.0.1:12379",

@@ -249,6 +249,25 @@ async fn a_restart_with_another_url_for_a_member_says_the_log_wins() {
         1,
         "only node 2 moved: {log}"
     );
+
+    // A member moved the documented way: a node of the first cluster, which must start with
+    // the list it began with, is not told about it at every restart.
+    let leader = c.wait_leader().await;
+    let moved = (1..=3).find(|id| *id != leader).expect("a follower");
+    let first = (1..=3)
+        .find(|id| *id != leader && *id != moved)
+        .expect("another follower of the first three");
+    let (code, body) = delete(&c, leader, moved).await;
+    assert_eq!(code, 204, "{body}");
+    c.wait_exit(moved, Duration::from_secs(15)).await;
+    let (code, body) = post(&c, leader, moved, &common::peer_urls(1).remove(0)).await;
+    assert_eq!(code, 204, "{body}");
+    assert!(c.stop(first).await.success());
+    let earlier_log = c.log(first).len();
+    c.spawn(first, &[]);
+    c.put_ok(first, "after-move", "3").await;
+    let log = c.log(first).split_off(earlier_log);
+    assert!(!log.contains("--cluster lists node"), "{log}");
 }
 
 /// A new member started without `--join` makes a cluster of its own in its data dir, which

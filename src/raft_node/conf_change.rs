@@ -263,9 +263,10 @@ impl RaftNode {
     }
 
     /// Once the log this node started with is applied: warns of each member that `--cluster`
-    /// places elsewhere than the log does. The log's URL is used, as a member's URL is part of
-    /// the replicated membership; someone who edited `--cluster` to move a member would
-    /// otherwise never learn that it moved nothing.
+    /// places elsewhere than the log does (past the list the data dir was bootstrapped with,
+    /// which a start holds to, moved members and all). The log's URL is used, as a member's
+    /// URL is part of the replicated membership; someone who edited `--cluster` to move a
+    /// member would otherwise never learn that it moved nothing.
     pub(super) fn check_cluster_flag(&mut self) {
         if self.applied < self.commit_at_start {
             return;
@@ -273,11 +274,11 @@ impl RaftNode {
         let Some(listed) = self.cluster_flag.take() else {
             return;
         };
-        for (id, listed) in (1..).zip(&listed) {
+        for (id, listed) in listed {
             let Some(url) = self.members.urls.get(&id).filter(|url| !url.is_empty()) else {
                 continue;
             };
-            if id != self.id && !same_url(url, listed) {
+            if id != self.id && !same_url(url, &listed) {
                 tracing::warn!(
                     "--cluster lists node {id} at {listed}, but the cluster's log has it at \
                      {url}: the log's URL is used (a member moves by being removed and added \

@@ -171,9 +171,10 @@ pub struct RaftNode {
     commit_at_start: u64,
     /// `/-/ready`'s question to the leader: how far the cluster has committed.
     ready_probe: ReadyProbe,
-    /// `--cluster`, until it is compared with the members of the log this node started with
-    /// (see `check_cluster_flag`).
-    cluster_flag: Option<Vec<String>>,
+    /// The places of `--cluster` past the list the data dir was bootstrapped with (a start
+    /// refuses changes to that list), as (id, URL), until they are compared with the members
+    /// of the log this node started with (see `check_cluster_flag`).
+    cluster_flag: Option<Vec<(u64, String)>>,
     /// How long an answer to the ready probe counts (see `READY_WINDOW_TICKS`).
     ready_window: Duration,
     tick: Duration,
@@ -338,6 +339,10 @@ impl RaftNode {
         let timeout = config.proposal_timeout();
         let tick = config.tick();
         let conf_in_log_to = rn.raft.raft_log.last_index();
+        let bootstrapped_with = recovered
+            .wal
+            .as_ref()
+            .map_or(0, |w| w.metadata().initial_cluster.len());
         Ok(RaftNode {
             id: config.id,
             _lock: recovered.lock,
@@ -372,7 +377,12 @@ impl RaftNode {
                 tick * READY_PROBE_TICKS,
                 (tick * READY_EVERY_TICKS).max(READY_EVERY_FLOOR),
             ),
-            cluster_flag: Some(config.cluster.clone()),
+            cluster_flag: Some(
+                (1..)
+                    .zip(config.cluster.iter().cloned())
+                    .skip(bootstrapped_with)
+                    .collect(),
+            ),
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),

@@ -532,7 +532,7 @@ fn check_metadata(
         .iter()
         .zip(&config.cluster)
         .all(|(a, b)| same_url(a, b));
-    if !list_matches && config.join {
+    if !list_matches && config.join && !same_url(&meta.peer_url, own_url) {
         return Err(join_instead());
     }
     if !list_matches {
@@ -556,10 +556,10 @@ fn check_metadata(
             meta.cluster_id, config.cluster_token
         )));
     }
-    if !same_url(&meta.peer_url, own_url) && config.join {
-        return Err(join_instead());
-    }
     if !same_url(&meta.peer_url, own_url) {
+        if config.join {
+            return Err(join_instead());
+        }
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
              {ways_out} (--cluster with {} in position {}), or with --join if this node is \
@@ -691,9 +691,20 @@ mod tests {
     fn joining_on_the_data_of_an_earlier_life_says_to_remove_it() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let mut config = config(dir.path());
+        config.cluster = vec![
+            "http://127.0.0.1:9021".into(),
+            "http://127.0.0.1:9022".into(),
+        ];
         drop(replay_wal(&config).expect("bootstrap"));
         config.join = true;
         drop(replay_wal(&config).expect("--join with the flags the data was made with"));
+        // Another member's place changed, not this node's: the list's own refusal.
+        config.cluster[1] = "http://127.0.0.1:9098".into();
+        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
+            panic!("started with another list than the data's");
+        };
+        assert!(why.contains("belongs to a cluster started with"), "{why}");
+        config.cluster[1] = "http://127.0.0.1:9022".into();
         let old_url = config.cluster[0].clone();
         config.cluster[0] = "http://127.0.0.1:9099".into();
         let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {

@@ -635,7 +635,7 @@ impl Transport {
                 filter: self.filter.clone(),
                 metrics: self.metrics.clone(),
                 snapshots: self.snapshots.clone(),
-                snapshot_failures: Arc::default(),
+                snapshot_streak: Arc::default(),
             },
             PEER_QUEUE,
             self.shutdown.child_token(),

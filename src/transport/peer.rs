@@ -14,8 +14,7 @@
 //! idle for long.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
@@ -85,8 +84,66 @@ pub struct PeerTask {
     pub metrics: Arc<Metrics>,
     /// The node's snapshot files, which snapshots are streamed from.
     pub snapshots: Snapshotter,
-    /// Snapshots to this peer in a row that did not arrive.
-    pub snapshot_failures: Arc<AtomicU32>,
+    /// The snapshots sent to this peer: failures in a row, and which was sent last.
+    pub snapshot_streak: Arc<SnapshotStreak>,
+}
+
+/// The snapshots sent to one peer: how many in a row did not arrive (a streak ends with one
+/// that arrives, or after a quiet spell longer than twice the longest pause), and the number
+/// of the last one sent, so that a failure reported late (see [`SNAPSHOT_BACKOFF`]) is
+/// dropped once a newer snapshot is under way: raft would take it for that one's, and give
+/// it up.
+#[derive(Default)]
+pub struct SnapshotStreak {
+    state: Mutex<StreakState>,
+}
+
+#[derive(Default)]
+struct StreakState {
+    failed: u32,
+    last_failure: Option<Instant>,
+    sent: u64,
+}
+
+impl SnapshotStreak {
+    fn state(&self) -> std::sync::MutexGuard<'_, StreakState> {
+        // Counters only: what a panicking holder left is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot is sent: its number.
+    fn started(&self) -> u64 {
+        let mut state = self.state();
+        state.sent += 1;
+        state.sent
+    }
+
+    /// A snapshot did not arrive, at `now`: how many before it in this streak did not.
+    fn failed(&self, now: Instant) -> u32 {
+        let mut state = self.state();
+        let quiet = state
+            .last_failure
+            .is_some_and(|at| now.saturating_duration_since(at) > 2 * SNAPSHOT_BACKOFF_MAX);
+        if quiet {
+            state.failed = 0;
+        }
+        let before = state.failed;
+        state.failed += 1;
+        state.last_failure = Some(now);
+        before
+    }
+
+    /// A snapshot arrived: how many before it did not.
+    fn delivered(&self) -> u32 {
+        let mut state = self.state();
+        state.last_failure = None;
+        std::mem::take(&mut state.failed)
+    }
+
+    /// Whether snapshot `number` is the last one sent.
+    fn is_latest(&self, number: u64) -> bool {
+        self.state().sent == number
+    }
 }
 
 /// Starts the task for one peer on `runtime`.
@@ -309,16 +366,17 @@ impl PeerTask {
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
             snapshots: self.snapshots.clone(),
-            snapshot_failures: self.snapshot_failures.clone(),
+            snapshot_streak: self.snapshot_streak.clone(),
         };
+        let number = self.snapshot_streak.started();
         tokio::spawn(async move {
             let started = Instant::now();
             let outcome = task.send_snapshot(snap).await;
             let delivered = matches!(outcome, Sent::Ok);
             let failed_before = if delivered {
-                task.snapshot_failures.swap(0, Ordering::Relaxed)
+                task.snapshot_streak.delivered()
             } else {
-                task.snapshot_failures.fetch_add(1, Ordering::Relaxed)
+                task.snapshot_streak.failed(Instant::now())
             };
             match &outcome {
                 // Once per streak: a follower that cannot take one (its disk is full) is
@@ -340,15 +398,20 @@ impl PeerTask {
                 ),
                 Sent::Gone(_) => {}
             }
-            if !delivered && failed_before > 0 {
-                tokio::time::sleep(snapshot_backoff(failed_before)).await;
-            }
             let counter = if delivered {
                 &task.metrics.peer_messages_sent
             } else {
                 &task.metrics.peer_messages_dropped
             };
             task.count(counter, 1);
+            if !delivered {
+                if failed_before > 0 {
+                    tokio::time::sleep(snapshot_backoff(failed_before)).await;
+                }
+                if !task.snapshot_streak.is_latest(number) {
+                    return;
+                }
+            }
             let _ = task
                 .inbox
                 .send(PeerEvent::SnapshotStatus {
@@ -481,6 +544,26 @@ mod tests {
         assert_eq!(waits, [250, 500, 1000, 2000, 4000, 8000, 8000, 8000]);
         assert_eq!(snapshot_backoff(u32::MAX), SNAPSHOT_BACKOFF_MAX);
     }
+
+    /// A streak of failures ends with a snapshot that arrives, or after a quiet spell (a
+    /// later incident, say once this node leads again, starts with a warning and no pause);
+    /// a failure of a snapshot that a newer one followed is not the latest.
+    #[test]
+    fn a_streak_ends_with_a_delivery_or_a_quiet_spell() {
+        let streak = SnapshotStreak::default();
+        let t0 = Instant::now();
+        let first = streak.started();
+        assert_eq!(streak.failed(t0), 0);
+        let second = streak.started();
+        assert!(!streak.is_latest(first) && streak.is_latest(second));
+        assert_eq!(streak.failed(t0 + SNAPSHOT_BACKOFF_MAX), 1);
+        assert_eq!(streak.failed(t0 + 2 * SNAPSHOT_BACKOFF_MAX), 2);
+        assert_eq!(streak.delivered(), 3);
+        assert_eq!(streak.failed(t0 + 3 * SNAPSHOT_BACKOFF_MAX), 0);
+        let later = t0 + 6 * SNAPSHOT_BACKOFF_MAX;
+        assert_eq!(streak.failed(later), 0, "a quiet spell ended the streak");
+        assert_eq!(streak.failed(later + SNAPSHOT_BACKOFF), 1);
+    }
     use crate::transport::tests::message;
     use crate::transport::{http_client, stream_client};
 
@@ -521,7 +604,7 @@ mod tests {
             filter: filter.clone(),
             metrics: Arc::new(Metrics::new(1)),
             snapshots: Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
-            snapshot_failures: Arc::default(),
+            snapshot_streak: Arc::default(),
         };
         let cancel = CancellationToken::new();
         let handle = spawn(

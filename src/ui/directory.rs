@@ -49,6 +49,9 @@ struct State {
     asked: HashMap<String, Instant>,
     /// Hosts of every peer URL seen, and of this node's REST URL.
     hosts: BTreeSet<String>,
+    /// The other members' peer URLs, as last told (their REST URLs alone admit pages: a
+    /// removed member's port may serve anything later).
+    members: Option<BTreeSet<String>>,
     /// The last time every member was asked for an origin's sake, and that round of asking
     /// (callers meanwhile wait for the same round).
     refresh: Option<(Instant, Shared<BoxFuture<'static, ()>>)>,
@@ -107,6 +110,7 @@ impl Directory {
         let mut ask = Vec::new();
         {
             let mut state = self.state();
+            self.set_members(&mut state, members);
             for m in members {
                 if let Some(host) = url_host(&m.url) {
                     state.hosts.insert(host);
@@ -180,16 +184,32 @@ impl Directory {
             || (is_loopback(host) && state.hosts.iter().any(|h| is_loopback(h)))
     }
 
+    /// Keeps `members` (but this node) as the members whose REST URLs admit pages.
+    fn set_members(&self, state: &mut State, members: &[MemberStatus]) {
+        state.members = Some(
+            members
+                .iter()
+                .filter(|m| m.id != self.own_id)
+                .map(|m| m.url.clone())
+                .collect(),
+        );
+    }
+
     /// How a page served from `origin` stands: served by a member's REST API as far as this
-    /// node knows (the scheme, the host, any loopback name for a loopback one, and the port
-    /// must match), on a member's host only, or elsewhere.
+    /// node knows (the scheme, the host, `localhost` for `127.0.0.1` or `[::1]`, and the port
+    /// must match: see [`same_place`]), on a member's host only, or elsewhere.
     pub fn judge(&self, origin: &str) -> OriginIs {
         let Some(host) = url_host(origin) else {
             return OriginIs::Foreign;
         };
         let state = self.state();
+        let members = state
+            .rest_urls
+            .iter()
+            .filter(|(peer, _)| state.members.as_ref().is_none_or(|m| m.contains(*peer)))
+            .map(|(_, rest)| rest);
         let known = std::iter::once(&self.own_rest_url)
-            .chain(state.rest_urls.values())
+            .chain(members)
             .any(|url| same_place(url, origin));
         if known {
             OriginIs::Member
@@ -211,6 +231,7 @@ impl Directory {
                 Some((at, round)) if at.elapsed() < RETRY_MISSING => round.clone(),
                 _ => {
                     let now = Instant::now();
+                    self.set_members(&mut state, members);
                     let peers: Vec<String> = members
                         .iter()
                         .filter(|m| m.id != self.own_id)
@@ -220,9 +241,14 @@ impl Directory {
                         state.asked.insert(peer.clone(), now);
                     }
                     let directory = self.clone();
-                    let round = async move {
+                    // A task of its own, so that it finishes even if every request waiting
+                    // on it goes away (the peers are marked asked).
+                    let asking = tokio::spawn(async move {
                         let asks = peers.into_iter().map(|p| directory.look_up(p));
                         futures_util::future::join_all(asks).await;
+                    });
+                    let round = async move {
+                        let _ = asking.await;
                     }
                     .boxed()
                     .shared();
@@ -310,6 +336,9 @@ mod tests {
         );
         assert_eq!(dir.judge("http://192.0.2.7:22380"), OriginIs::Member);
         assert_eq!(dir.judge("http://192.0.2.7:22381"), OriginIs::Unknown);
+        // Removed: its REST port may serve anything later.
+        dir.rest_urls(&[]);
+        assert_ne!(dir.judge("http://192.0.2.7:22380"), OriginIs::Member);
     }
 
     /// A page from a member this node has not asked yet is judged after asking it; pages
