@@ -125,23 +125,26 @@ impl RaftNode {
             return self.rn.raft.has_pending_conf();
         }
         // A follower does not track pending changes; look for one in its unapplied log.
-        let last = self.rn.raft.raft_log.last_index();
-        let first = self.applied + 1;
+        self.conf_change_in(self.applied + 1, self.rn.raft.raft_log.last_index())
+    }
+
+    /// Whether raft's log holds a membership change from `first` to `last`, both included.
+    pub(super) fn conf_change_in(&self, first: u64, last: u64) -> bool {
         if first > last {
             return false;
         }
-        let unapplied = self
-            .rn
+        self.rn
             .raft
             .raft_log
-            .entries(first, raft::NO_LIMIT, raft::GetEntriesContext::empty(false))
-            .unwrap_or_default();
-        unapplied.iter().any(|e| {
-            matches!(
-                e.get_entry_type(),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-            )
-        })
+            .slice(first, last + 1, None, raft::GetEntriesContext::empty(false))
+            .unwrap_or_default()
+            .iter()
+            .any(|e| {
+                matches!(
+                    e.get_entry_type(),
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                )
+            })
     }
 
     /// Applies one committed conf change to raft, the member list and the transport, unless

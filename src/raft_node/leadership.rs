@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use raft::StateRole;
-use raft::eraftpb::{EntryType, Message};
+use raft::eraftpb::Message;
 
 use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
 
@@ -155,18 +155,7 @@ impl RaftNode {
     fn campaign_waits_for_conf(&self) -> bool {
         let log = &self.rn.raft.raft_log;
         let first = log.unstable.maybe_first_index().unwrap_or(log.applied + 1);
-        if first > log.committed {
-            return false;
-        }
-        log.slice(
-            first,
-            log.committed + 1,
-            None,
-            raft::GetEntriesContext::empty(false),
-        )
-        .unwrap_or_default()
-        .iter()
-        .any(|e| e.get_entry_type() != EntryType::EntryNormal)
+        self.conf_change_in(first, log.committed)
     }
 
     /// Steps a leader's `MsgTimeoutNow` (its request that this node campaign at once), or

@@ -395,17 +395,13 @@ impl RaftNode {
                         self.step_read_index(m);
                         continue;
                     }
-                    if m.get_msg_type() == MessageType::MsgTimeoutNow {
-                        let (from, term) = (m.from, m.term);
-                        self.step_timeout_now(m, now);
-                        self.note_heard(MessageType::MsgTimeoutNow, from, term, now);
-                        continue;
-                    }
                     self.forget_progress_a_follower_lost(&m);
                     let (kind, from, term) = (m.get_msg_type(), m.from, m.term);
                     // Late answers from removed peers and stale terms are normal; raft has
                     // already logged anything worth knowing.
-                    if let Err(err) = self.rn.step(m) {
+                    if kind == MessageType::MsgTimeoutNow {
+                        self.step_timeout_now(m, now);
+                    } else if let Err(err) = self.rn.step(m) {
                         tracing::debug!(%err, "raft ignored a peer message");
                     }
                     self.note_heard(kind, from, term, now);

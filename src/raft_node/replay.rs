@@ -532,7 +532,8 @@ fn check_metadata(
         .iter()
         .zip(&config.cluster)
         .all(|(a, b)| same_url(a, b));
-    if !list_matches && config.join && !same_url(&meta.peer_url, own_url) {
+    let own_url_moved = !same_url(&meta.peer_url, own_url);
+    if !list_matches && config.join && own_url_moved {
         return Err(join_instead());
     }
     if !list_matches {
@@ -556,7 +557,7 @@ fn check_metadata(
             meta.cluster_id, config.cluster_token
         )));
     }
-    if !same_url(&meta.peer_url, own_url) {
+    if own_url_moved {
         if config.join {
             return Err(join_instead());
         }
@@ -696,20 +697,20 @@ mod tests {
             "http://127.0.0.1:9022".into(),
         ];
         drop(replay_wal(&config).expect("bootstrap"));
+        let refusal = |config: &Config| match replay_wal(config) {
+            Err(StartError::ForeignDataDir(why)) => why,
+            other => panic!("{:?}: {:?}", config.cluster, other.map(|_| "started")),
+        };
         config.join = true;
         drop(replay_wal(&config).expect("--join with the flags the data was made with"));
         // Another member's place changed, not this node's: the list's own refusal.
         config.cluster[1] = "http://127.0.0.1:9098".into();
-        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
-            panic!("started with another list than the data's");
-        };
+        let why = refusal(&config);
         assert!(why.contains("belongs to a cluster started with"), "{why}");
         config.cluster[1] = "http://127.0.0.1:9022".into();
         let old_url = config.cluster[0].clone();
         config.cluster[0] = "http://127.0.0.1:9099".into();
-        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
-            panic!("joined on the data of node 1 at {old_url}");
-        };
+        let why = refusal(&config);
         for needle in [
             "a node joins with no data",
             "start it again with the same flags",
@@ -720,9 +721,7 @@ mod tests {
             assert!(why.contains(needle), "lacks {needle:?}: {why}");
         }
         config.join = false;
-        let Err(StartError::ForeignDataDir(why)) = replay_wal(&config) else {
-            panic!("restarted node 1 at another URL");
-        };
+        let why = refusal(&config);
         assert!(why.contains("belongs to a cluster started with"), "{why}");
     }
 

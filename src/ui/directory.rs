@@ -232,11 +232,7 @@ impl Directory {
                 _ => {
                     let now = Instant::now();
                     self.set_members(&mut state, members);
-                    let peers: Vec<String> = members
-                        .iter()
-                        .filter(|m| m.id != self.own_id)
-                        .map(|m| m.url.clone())
-                        .collect();
+                    let peers: Vec<String> = state.members.iter().flatten().cloned().collect();
                     for peer in &peers {
                         state.asked.insert(peer.clone(), now);
                     }
