@@ -266,6 +266,8 @@ pub struct Shared {
     /// Commit index found in the WAL at start-up, raised to the index the leader answered the
     /// node's first ready probe with (a ReadIndex: how far the cluster had committed).
     pub commit_at_start: AtomicU64,
+    /// Commit index found in the WAL at start-up (what replaying it reaches).
+    pub commit_in_wal: AtomicU64,
     /// The leader's latest answers to the node's ready probe, in the order their rounds were
     /// asked (at most
     /// [`KEPT_PROBE_ANSWERS`]): `/-/ready` says yes while the node has applied one asked within
@@ -281,6 +283,10 @@ pub struct Shared {
     /// answers a removed node's vote requests 410 Gone only then (see `RaftNode`'s
     /// `membership_settled`).
     pub membership_settled: AtomicBool,
+    /// Why this node refused the latest snapshot a leader sent it for reasons of its own (no
+    /// room on its disk, over its `--max-snapshot-bytes`), until one is delivered: such a node
+    /// stays behind however often the leader tries, and `/-/ready` says why.
+    pub snapshot_refused: Mutex<Option<String>>,
 }
 
 /// Answers kept in [`Shared::probe_answers`]: with a round every two ticks and a window of an
@@ -316,6 +322,22 @@ impl Shared {
         if answers.len() > KEPT_PROBE_ANSWERS {
             answers.pop_front();
         }
+    }
+
+    /// Records why the peer server refused a leader's snapshot (`None`: it delivered one).
+    pub(crate) fn note_snapshot_refused(&self, why: Option<String>) {
+        *self
+            .snapshot_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why this node refused the latest snapshot a leader sent it, if it did.
+    pub fn snapshot_refused(&self) -> Option<String> {
+        self.snapshot_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether this node knows a leader (itself included).

@@ -179,8 +179,19 @@ impl NodeHandle {
     /// leader's answer says how far the cluster had committed then), recent meaning within an
     /// election timeout. So a node that was down, paused, cut off from its leader in either
     /// direction, or is behind for any reason, says no within about that long. `Err` says why
-    /// not.
+    /// not, and why the node cannot catch up if it refused the leader's snapshot.
     pub fn readiness(&self) -> Result<(), String> {
+        self.judge_readiness()
+            .map_err(|why| match self.shared.snapshot_refused() {
+                Some(refused) => format!(
+                    "{why}; it cannot catch up until it stores the leader's snapshot, which it \
+                     could not: {refused}"
+                ),
+                None => why,
+            })
+    }
+
+    fn judge_readiness(&self) -> Result<(), String> {
         if !self.shared.knows_leader() {
             return Err("no leader is known".into());
         }
@@ -193,10 +204,18 @@ impl NodeHandle {
         let target = self.shared.commit_at_start.load(Ordering::Acquire);
         let applied = self.kv.applied_index();
         if applied < target {
-            return Err(format!(
-                "replaying the log: applied {applied} of the {target} entries committed when \
-                 this node came back"
-            ));
+            let in_wal = self.shared.commit_in_wal.load(Ordering::Acquire);
+            return Err(if applied < in_wal {
+                format!(
+                    "replaying the log: applied {applied} of the {in_wal} entries its WAL holds \
+                     as committed"
+                )
+            } else {
+                format!(
+                    "catching up: applied {applied} of the {target} entries the cluster had \
+                     committed when this node started"
+                )
+            });
         }
         // Read after the answers: a round answered since is not yet counted, never one that
         // is not applied yet.

@@ -326,6 +326,9 @@ impl RaftNode {
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);
+        shared
+            .commit_in_wal
+            .store(recovered.commit_at_start, Ordering::Release);
         // Tells this process's session and read contexts from those of every earlier process
         // of this node (see crate::proposal).
         let nonce: u64 = rng.random();

@@ -451,12 +451,31 @@ async fn receive_snapshot(
     let most = limits
         .max_snapshot
         .saturating_add(limits.max_message as u64 + 4);
-    if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10).is_some_and(|len| len > most) {
-        return Err(snapshot::too_large(limits.max_snapshot));
+    let received = if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10)
+        .is_some_and(|len| len > most)
+    {
+        Err(snapshot::too_large(limits.max_snapshot))
+    } else {
+        let _slot = server.snapshot_slot(from)?;
+        snapshot::receive(&server, from, body).await
+    };
+    match &received {
+        Ok(()) => server.shared.note_snapshot_refused(None),
+        // This node's own limits, which the leader's next attempt meets again: the node stays
+        // behind until its operator acts, and its /-/ready says why.
+        Err(refused)
+            if matches!(
+                refused.status(),
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE
+            ) =>
+        {
+            server
+                .shared
+                .note_snapshot_refused(Some(refused.text().to_string()));
+        }
+        Err(_) => {}
     }
-    let _slot = server.snapshot_slot(from)?;
-    snapshot::receive(&server, from, body).await?;
-    Ok(StatusCode::NO_CONTENT)
+    received.map(|()| StatusCode::NO_CONTENT)
 }
 
 /// A joining node asks whether it is a member; the answer is the cluster's identity.
