@@ -42,6 +42,8 @@ pub struct Metrics {
     pub wal_bytes_written: IntCounter,
     /// Snapshots saved (taken here or received from the leader).
     pub snapshots: IntCounter,
+    /// Snapshots this node could not save for want of disk space (it goes on, and tries again).
+    pub snapshots_failed: IntCounter,
     /// Time to take and save a snapshot.
     pub snapshot_seconds: Histogram,
     /// Raft messages handed to a peer's connection, by peer.
@@ -146,6 +148,10 @@ impl Metrics {
             ),
             wal_bytes_written: counter("wal_bytes_written_total", "Bytes appended to the WAL."),
             snapshots: counter("snapshots_total", "Snapshots saved."),
+            snapshots_failed: counter(
+                "snapshots_failed_total",
+                "Snapshots not saved for want of disk space (the node tries again).",
+            ),
             snapshot_seconds: histogram(
                 "snapshot_seconds",
                 "Time to serialize and save a snapshot.",

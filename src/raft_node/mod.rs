@@ -64,7 +64,7 @@ use log_bytes::LogBytes;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
-use snapshots::PendingSnapshot;
+use snapshots::{PendingSnapshot, SnapshotRetry};
 use storage::NodeStorage;
 
 /// A failure that stops the node.
@@ -91,21 +91,29 @@ impl NodeError {
     /// What the node says as it stops on this error: the error, and for a full disk what to
     /// do about it (the error alone reads like damage; nothing synced is lost).
     pub fn stop_text(&self) -> String {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(err) = cause {
-            let full = err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
-            if full {
-                return format!(
-                    "{self}. The disk is full: free space on it and start the node again; it \
-                     keeps everything it had synced"
-                );
-            }
-            cause = err.source();
+        if disk_full(self) {
+            return format!(
+                "{self}. The disk is full: free space on it and start the node again; it keeps \
+                 everything it had synced"
+            );
         }
         self.to_string()
     }
+}
+
+/// Whether `err` comes from a disk with no room left (`ENOSPC`), by its chain of causes.
+fn disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Ticks of an election timeout (raft picks each node's between this and twice this).
@@ -189,6 +197,8 @@ pub struct RaftNode {
     /// What the transport dropped during a Ready, reported to raft after it.
     dropped: crate::transport::Dropped,
     pending_snapshot: Option<PendingSnapshot>,
+    /// Set while the disk had no room for this node's last snapshot: when to try again.
+    snapshot_retry: Option<SnapshotRetry>,
     /// Files of arrived snapshots stepped this round, not yet installed.
     received_snapshots: Vec<String>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
@@ -394,6 +404,7 @@ impl RaftNode {
             sessions: recovered.sessions,
             dropped: Default::default(),
             pending_snapshot: None,
+            snapshot_retry: None,
             received_snapshots: Vec::new(),
             // Its snapshot already has it removed (taken after it applied its removal, before
             // it stopped): no entry replayed will say so again, and it must still stop.

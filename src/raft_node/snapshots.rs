@@ -5,7 +5,7 @@
 //! machine streams the map from it. A snapshot with its data inline (an in-memory network's)
 //! is saved from memory instead.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use raft::Storage;
 use raft::eraftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
@@ -23,6 +23,21 @@ pub(super) struct PendingSnapshot {
     /// Bytes of application data it saved, once durable.
     pub(super) saved: oneshot::Receiver<Result<u64, crate::snapshotter::Error>>,
 }
+
+/// A snapshot the disk had no room for: the node goes on with its log (a snapshot only lets it
+/// compact; the WAL holds everything), and tries again after `wait`, doubled at each failure
+/// up to [`LONGEST_RETRY`], so that freeing space is enough and a full disk costs no
+/// busy loop. Before, the node stopped, and under a supervisor restarted, replayed, took the
+/// same snapshot and stopped again until someone freed space.
+pub(super) struct SnapshotRetry {
+    at: Instant,
+    wait: Duration,
+}
+
+/// The first wait after a snapshot the disk had no room for.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest.
+const LONGEST_RETRY: Duration = Duration::from_secs(32);
 
 impl RaftNode {
     /// Saves a snapshot sent by the leader and replaces the state with it.
@@ -144,7 +159,12 @@ impl RaftNode {
     /// Asks the state machine for a snapshot once enough entries (or bytes of entries) were
     /// applied since the last one, or when raft needs a newer one for a follower.
     pub(super) fn maybe_trigger_snapshot(&mut self) -> Result<(), NodeError> {
-        if self.pending_snapshot.is_some() {
+        if self.pending_snapshot.is_some()
+            || self
+                .snapshot_retry
+                .as_ref()
+                .is_some_and(|retry| self.now() < retry.at)
+        {
             return Ok(());
         }
         let wanted = self.storage.take_want_fresh();
@@ -190,7 +210,13 @@ impl RaftNode {
             return Ok(());
         };
         let saved = match pending.saved.try_recv() {
-            Ok(saved) => saved?,
+            Ok(Ok(saved)) => saved,
+            Ok(Err(err)) if super::disk_full(&err) => {
+                self.pending_snapshot = None;
+                self.snapshot_failed_for_space(&err);
+                return Ok(());
+            }
+            Ok(Err(err)) => return Err(err.into()),
             Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
             Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
         };
@@ -211,6 +237,9 @@ impl RaftNode {
             }
             // The installed snapshot's size stands, not this older state's.
             return Ok(());
+        }
+        if self.snapshot_retry.take().is_some() {
+            tracing::info!(index, "the disk had room for a snapshot again");
         }
         self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
@@ -239,5 +268,30 @@ impl RaftNode {
         let keep_from = self.prev_snapshot_index + 1;
         self.wal_mut()?.release_to(keep_from)?;
         Ok(())
+    }
+
+    /// The disk had no room for this node's snapshot (the snapshotter removed what it wrote):
+    /// warns at the first failure of a run, and tries again later.
+    fn snapshot_failed_for_space(&mut self, err: &snapshotter::Error) {
+        self.metrics.snapshots_failed.inc();
+        let wait = self
+            .snapshot_retry
+            .as_ref()
+            .map_or(FIRST_RETRY, |retry| (retry.wait * 2).min(LONGEST_RETRY));
+        if self.snapshot_retry.is_none() {
+            tracing::warn!(
+                "cannot save a snapshot: {err}. The disk is full: free space on it. This node \
+                 goes on with its log, which holds everything (it grows until a snapshot lets \
+                 it compact), and tries again in {} s, then less often, up to every {} s",
+                wait.as_secs(),
+                LONGEST_RETRY.as_secs()
+            );
+        } else {
+            tracing::debug!(%err, "still no room for a snapshot");
+        }
+        self.snapshot_retry = Some(SnapshotRetry {
+            at: self.now() + wait,
+            wait,
+        });
     }
 }

@@ -160,7 +160,7 @@ pub struct TestCluster {
     pub net: MemNet,
     /// Peer URLs, in id order (names only: nothing listens on them).
     pub peers: Vec<String>,
-    disks: BTreeMap<u64, SharedFs>,
+    disks: BTreeMap<u64, MemFs>,
     nodes: BTreeMap<u64, MemNode>,
     tweak: fn(&mut Config),
 }
@@ -201,9 +201,14 @@ impl TestCluster {
 
     /// Node `id`'s disk (the same one across its restarts).
     pub fn disk(&mut self, id: u64) -> SharedFs {
+        Arc::new(self.mem_disk(id))
+    }
+
+    /// Node `id`'s disk, to fill or fail (clones share it).
+    pub fn mem_disk(&mut self, id: u64) -> MemFs {
         self.disks
             .entry(id)
-            .or_insert_with(|| Arc::new(MemFs::new(id)))
+            .or_insert_with(|| MemFs::new(id))
             .clone()
     }
 

@@ -1,0 +1,63 @@
+//! A node whose disk fills up, on the in-memory disk (`raftexample::disk::MemFs`): what it
+//! keeps doing, what it says, and that freeing space is all it takes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestCluster, wait_for};
+
+/// A snapshot the disk has no room for does not stop the node (the original, and this port
+/// before, stopped, and under a supervisor restarted into the same snapshot, in a loop until
+/// someone freed space): the snapshotter leaves no file, the WAL still holds every entry, the
+/// node goes on serving and counts the failure, and once there is room again its next try
+/// saves the snapshot.
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_the_disk_has_no_room_for_is_tried_again_later() {
+    let mut c = TestCluster::start(3, |c| {
+        c.snapshot_count = 40;
+        c.snapshot_catchup_entries = 5;
+    })
+    .await;
+    let leader = c.wait_leader().await;
+    let node = c.node(leader).clone();
+    // A state far larger than the room left below.
+    let big = "b".repeat(16 << 10);
+    for i in 0..20 {
+        node.put(format!("/big{i}"), big.clone())
+            .await
+            .expect("put");
+    }
+    let disk = c.mem_disk(leader);
+    disk.set_capacity(Some(disk.used_bytes() + (96 << 10)));
+    let failed = || node.metrics().snapshots_failed.get();
+    let mut i = 0;
+    while failed() == 0 {
+        assert!(i < 60, "no snapshot was tried");
+        node.put(format!("/small{i}"), "s".into())
+            .await
+            .expect("a small write has room in the WAL");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.status().await.expect("status").snapshot_index, 0);
+    // Still serving, and writes still commit through it.
+    node.put("/after".into(), "yes".into())
+        .await
+        .expect("the node still serves");
+    c.wait_converged("/after", "yes").await;
+
+    disk.set_capacity(None);
+    let saved = wait_for(
+        Duration::from_secs(60),
+        "the node to save a snapshot once there is room",
+        || async {
+            let index = node.status().await.ok()?.snapshot_index;
+            (index > 0).then_some(index)
+        },
+    )
+    .await;
+    assert!(saved >= 40, "a snapshot at {saved}");
+    assert_eq!(node.metrics().snapshots.get(), 1);
+    c.shutdown().await;
+}
