@@ -581,6 +581,11 @@ impl FileSystem for MemFs {
         Ok(())
     }
 
+    fn free_bytes(&self, _dir: &Path) -> io::Result<Option<u64>> {
+        let s = self.lock();
+        Ok(s.capacity.map(|c| c.saturating_sub(s.used_bytes())))
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
         let mut s = self.lock();
         s.check_power()?;

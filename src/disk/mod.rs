@@ -108,6 +108,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on `path` (created if missing), held until the guard is
     /// dropped; fails with [`io::ErrorKind::WouldBlock`] while anyone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
+    /// Bytes this process may still write on the file system that holds `dir`; `None` where
+    /// that cannot be told (no limit, or no way to ask).
+    fn free_bytes(&self, dir: &Path) -> io::Result<Option<u64>> {
+        let _ = dir;
+        Ok(None)
+    }
 }
 
 /// An open file, for writing.
@@ -280,6 +286,11 @@ impl FileSystem for StdFs {
 
     fn background_removal(&self) -> bool {
         true
+    }
+
+    fn free_bytes(&self, dir: &Path) -> io::Result<Option<u64>> {
+        let stat = rustix::fs::statvfs(dir)?;
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {

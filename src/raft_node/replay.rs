@@ -17,7 +17,7 @@ use raft::storage::MemStorage;
 
 use super::storage::NodeStorage;
 use crate::config::Config;
-use crate::disk::{SharedFs, StdFs};
+use crate::disk::{FileSystem, SharedFs, StdFs};
 use crate::fsutil::DirLock;
 use crate::kvstore::{ClusterState, read_snapshot};
 use crate::membership::{
@@ -256,6 +256,11 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             commit = hs.commit,
             "replayed the WAL"
         );
+        if let Some(warning) =
+            low_space_warning(&*fs, &wal_dir, options.segment_size, snapshot_bytes)
+        {
+            tracing::warn!("{warning}");
+        }
         return Ok(Recovered {
             lock,
             fs,
@@ -571,11 +576,53 @@ fn check_metadata(
     Ok(())
 }
 
+/// What to say when a node starts again on a disk with less room than its WAL's next segment
+/// (`segment_size`) and a snapshot as big as its last (`snapshot_bytes`) need: it would
+/// start, serve, and stop at the first write that finds no room, which without this reads as
+/// a failure out of the blue (found by a hands-on test: a node restarted on a disk still
+/// full).
+fn low_space_warning(
+    fs: &dyn FileSystem,
+    wal_dir: &Path,
+    segment_size: u64,
+    snapshot_bytes: u64,
+) -> Option<String> {
+    let free = fs.free_bytes(wal_dir).ok().flatten()?;
+    let wanted = segment_size.saturating_add(snapshot_bytes);
+    (free < wanted).then(|| {
+        format!(
+            "only {free} bytes are free on the disk that holds {}, and this node wants about \
+             {wanted} (a WAL segment and a snapshot as big as its last): it stops when a write \
+             finds no room, keeping what it synced. Free space on it",
+            wal_dir.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// A restart on a disk with less room than a WAL segment and the last snapshot want is
+    /// warned of; with room, or on a disk that cannot tell, nothing is said.
+    #[test]
+    fn a_restart_on_a_nearly_full_disk_is_warned_of() {
+        let fs = crate::disk::MemFs::new(1);
+        let dir = Path::new("/data/raftexample-1");
+        assert_eq!(low_space_warning(&fs, dir, 1 << 20, 0), None, "no limit");
+        fs.set_capacity(Some(fs.used_bytes() + (2 << 20)));
+        assert_eq!(low_space_warning(&fs, dir, 1 << 20, 512 << 10), None);
+        let warning = low_space_warning(&fs, dir, 1 << 20, 2 << 20).expect("a warning");
+        assert!(
+            warning.contains("/data/raftexample-1") && warning.contains("Free space on it"),
+            "{warning}"
+        );
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let free = StdFs::shared().free_bytes(tmp.path()).expect("statvfs");
+        assert!(free.is_some_and(|f| f > 0), "{free:?}");
+    }
 
     fn config(dir: &Path) -> Config {
         Config {
