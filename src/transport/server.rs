@@ -461,14 +461,22 @@ async fn receive_snapshot(
     };
     match &received {
         Ok(()) => server.shared.note_snapshot_refused(None),
-        // This node's own limits, which the leader's next attempt meets again: the node stays
-        // behind until its operator acts, and its /-/ready says why.
+        // This node's own trouble (its limit, its disk), which the leader's next attempt meets
+        // again: the node stays behind until its operator acts, and only its log and its
+        // /-/ready can tell the operator so.
         Err(refused)
             if matches!(
                 refused.status(),
                 StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE
             ) =>
         {
+            if refused.status() == StatusCode::INSUFFICIENT_STORAGE {
+                tracing::warn!(
+                    "cannot store the snapshot the leader sends: {}; free space there, and the \
+                     leader's next attempt will catch this node up",
+                    refused.text()
+                );
+            }
             server
                 .shared
                 .note_snapshot_refused(Some(refused.text().to_string()));

@@ -306,18 +306,9 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         server.deliver(from, vec![message]).await
     }
     .await;
-    if let Err(refused) = &received {
+    if received.is_err() {
         // Handed over, the file is the node's; refused, it is nobody's.
         let _ = tokio::fs::remove_file(&path).await;
-        if refused.status() == StatusCode::INSUFFICIENT_STORAGE {
-            // This node's own trouble, which only its log can tell its operator about (the
-            // leader tries again later, and meanwhile this node stays behind).
-            tracing::warn!(
-                "cannot store the snapshot the leader sends: {}; free space there, and the \
-                 leader's next attempt will catch this node up",
-                refused.text()
-            );
-        }
     }
     received
 }
