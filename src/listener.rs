@@ -5,7 +5,10 @@
 //! or closing the connection under it, would fail a write that any other node would take.
 //! What is left of HTTP/1.1's race: a connection idle for [`CLIENT_QUIET`] is let go, and a
 //! request sent on it just as the node exits still fails (the client cannot know it was not
-//! taken; curl, which opens a connection per request, never meets it).
+//! taken; curl, which opens a connection per request, never meets it). A connection the
+//! kernel had completed but the server not yet taken when the node was asked to stop is
+//! taken before the port closes ([`Queued`]): closing a port resets the connections in its
+//! queue, and their clients, curl too, could not know whether their requests were taken.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -48,6 +51,54 @@ impl PortListener {
             PortListener::Plain(_) => None,
             PortListener::Tls(listener) => listener.take_accept_task(),
         }
+    }
+}
+
+/// A listener whose connections already queued can be taken without waiting: the server
+/// takes them before it closes the port, which would reset them.
+pub(crate) trait Queued: axum::serve::Listener {
+    /// Up to `at_most` connections that are ready to be taken now.
+    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)>;
+}
+
+impl Queued for PortListener {
+    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
+        let mut taken = Vec::new();
+        match self {
+            PortListener::Plain(listener) => {
+                // Asked of the socket itself, through a second handle on it (non-blocking, as
+                // tokio set it): tokio's own accept answers from the readiness its reactor
+                // last saw, which may not include the latest arrivals.
+                let Ok(socket) = std::os::fd::AsFd::as_fd(listener).try_clone_to_owned() else {
+                    return taken;
+                };
+                let socket = std::net::TcpListener::from(socket);
+                while taken.len() < at_most {
+                    // WouldBlock (the queue is empty) or any other failure ends it.
+                    let Ok((tcp, addr)) = socket.accept() else {
+                        break;
+                    };
+                    let tcp = tcp
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(tcp));
+                    if let Ok(tcp) = tcp {
+                        let _ = tcp.set_nodelay(true);
+                        taken.push((Either::Left(tcp), addr));
+                    }
+                }
+            }
+            // The handshakes done; one still under way ends with the port (a TLS client that
+            // has not finished its handshake has sent no request).
+            PortListener::Tls(listener) => {
+                while taken.len() < at_most {
+                    let Some((tls, addr)) = listener.try_take() else {
+                        break;
+                    };
+                    taken.push((Either::Right(tls), addr));
+                }
+            }
+        }
+        taken
     }
 }
 
@@ -141,6 +192,19 @@ impl axum::serve::Listener for UntilStopped {
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.addr)
+    }
+}
+
+impl Queued for UntilStopped {
+    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
+        // Counted before the drop starts the watcher, like every connection taken.
+        let queued = self.inner.take_queued(at_most).into_iter();
+        queued
+            .map(|(io, addr)| {
+                let open = Connections::opened(&self.open);
+                (Counted { io, open }, addr)
+            })
+            .collect()
     }
 }
 

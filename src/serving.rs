@@ -19,10 +19,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+use crate::listener::Queued;
 
 /// What one port allows each client connection (`--client-timeout-ms`, `--max-connections`).
 #[derive(Clone, Copy, Debug)]
@@ -44,9 +46,10 @@ impl Limits {
     }
 }
 
-/// Serves `router` on the connections `listener` takes until `stop_taking`, then drops the
-/// listener (closing the port) and goes on serving the connections it took until
-/// `shutdown`; then ends each once its request in flight, if any, is answered.
+/// Serves `router` on the connections `listener` takes until `stop_taking`, then takes those
+/// already waiting in the kernel's queue (while slots are free), drops the listener (closing
+/// the port) and goes on serving the connections it took until `shutdown`; then ends each
+/// once its request in flight, if any, is answered.
 pub(crate) fn serve<L>(
     mut listener: L,
     router: axum::Router,
@@ -55,7 +58,7 @@ pub(crate) fn serve<L>(
     shutdown: CancellationToken,
 ) -> JoinHandle<()>
 where
-    L: axum::serve::Listener<Addr = SocketAddr>,
+    L: Queued<Addr = SocketAddr>,
 {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -65,6 +68,18 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(limits.client_timeout);
         let graceful = GracefulShutdown::new();
+        let serve_one = |io, slot: OwnedSemaphorePermit| {
+            let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
+            let service = TowerToHyperService::new(router.clone());
+            let conn = graceful.watch(builder.serve_connection(io, service));
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    // A client that went away, or one that ran out of time: its own business.
+                    tracing::debug!(%err, "connection ended");
+                }
+                drop(slot);
+            });
+        };
         loop {
             // Stopping comes first, also while every slot is taken.
             let slot = tokio::select! {
@@ -81,16 +96,15 @@ where
                 _ = stop_taking.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
-            let service = TowerToHyperService::new(router.clone());
-            let conn = graceful.watch(builder.serve_connection(io, service));
-            tokio::spawn(async move {
-                if let Err(err) = conn.await {
-                    // A client that went away, or one that ran out of time: its own business.
-                    tracing::debug!(%err, "connection ended");
-                }
-                drop(slot);
-            });
+            serve_one(io, slot);
+        }
+        // Closing the port resets the connections in its queue: their clients sent requests
+        // that they could not know were never taken.
+        for (io, _) in listener.take_queued(slots.available_permits()) {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            serve_one(io, slot);
         }
         // Closes the port (a plain listener; a TLS one's accept task ends with it).
         drop(listener);
@@ -246,6 +260,57 @@ mod tests {
             .expect("the connection it holds is still served");
         shutdown.cancel();
         drop(holder);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server ends once its connections have")
+            .expect("the server task");
+    }
+
+    /// Connections the kernel completed before the server was told to stop are taken and
+    /// answered, not reset by the port's close: their clients had sent requests they could not
+    /// know were never taken (a PUT in flight when a node was stopped, found by using it).
+    /// Told to stop before it starts, the server takes no connection but the queued ones.
+    #[tokio::test]
+    async fn the_connections_queued_when_told_to_stop_are_answered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let ask = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let mut client = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("the kernel completes the connection");
+            client.write_all(ask).await.expect("asks");
+            queued.push(client);
+        }
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = Limits {
+            client_timeout: Duration::from_secs(30),
+            max_connections: 8,
+        };
+        let (stop_taking, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        stop_taking.cancel();
+        let server = serve(
+            crate::listener::PortListener::Plain(listener),
+            router,
+            limits,
+            stop_taking,
+            shutdown.clone(),
+        );
+        for client in &mut queued {
+            tokio::time::timeout(Duration::from_secs(10), answered(client))
+                .await
+                .expect("a queued connection is answered within 10 s");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "the port stayed open");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        drop(queued);
         tokio::time::timeout(Duration::from_secs(10), server)
             .await
             .expect("the server ends once its connections have")

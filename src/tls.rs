@@ -316,6 +316,11 @@ impl TlsListener {
     pub fn take_accept_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.task.take()
     }
+
+    /// A connection whose handshake is done, if one waits to be taken.
+    pub(crate) fn try_take(&mut self) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
+        self.ready.try_recv().ok()
+    }
 }
 
 impl Drop for TlsListener {
