@@ -7,10 +7,12 @@
 //! request sent on it just as the node exits still fails (the client cannot know it was not
 //! taken; curl, which opens a connection per request, never meets it). A connection the
 //! kernel had completed but the server not yet taken when the node was asked to stop is
-//! taken before the port closes ([`Queued`]): closing a port resets the connections in its
-//! queue, and their clients, curl too, could not know whether their requests were taken.
+//! taken before the port closes ([`Queued`]; on a TLS port, once its handshake is done, as
+//! are those under way): closing a port resets the connections in its queue, and their
+//! clients, curl too, could not know whether their requests were taken.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -57,48 +59,28 @@ impl PortListener {
 /// A listener whose connections already queued can be taken without waiting: the server
 /// takes them before it closes the port, which would reset them.
 pub(crate) trait Queued: axum::serve::Listener {
-    /// Up to `at_most` connections that are ready to be taken now.
-    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)>;
+    /// Up to `at_most` connections that are ready to be taken now (a TLS port: once their
+    /// handshakes, under way or not yet begun, are done).
+    fn take_queued(
+        &mut self,
+        at_most: usize,
+    ) -> impl Future<Output = Vec<(Self::Io, Self::Addr)>> + Send;
 }
 
 impl Queued for PortListener {
-    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
-        let mut taken = Vec::new();
+    async fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
         match self {
-            PortListener::Plain(listener) => {
-                // Asked of the socket itself, through a second handle on it (non-blocking, as
-                // tokio set it): tokio's own accept answers from the readiness its reactor
-                // last saw, which may not include the latest arrivals.
-                let Ok(socket) = std::os::fd::AsFd::as_fd(listener).try_clone_to_owned() else {
-                    return taken;
-                };
-                let socket = std::net::TcpListener::from(socket);
-                while taken.len() < at_most {
-                    // WouldBlock (the queue is empty) or any other failure ends it.
-                    let Ok((tcp, addr)) = socket.accept() else {
-                        break;
-                    };
-                    let tcp = tcp
-                        .set_nonblocking(true)
-                        .and_then(|()| TcpStream::from_std(tcp));
-                    if let Ok(tcp) = tcp {
-                        let _ = tcp.set_nodelay(true);
-                        taken.push((Either::Left(tcp), addr));
-                    }
-                }
-            }
-            // The handshakes done; one still under way ends with the port (a TLS client that
-            // has not finished its handshake has sent no request).
-            PortListener::Tls(listener) => {
-                while taken.len() < at_most {
-                    let Some((tls, addr)) = listener.try_take() else {
-                        break;
-                    };
-                    taken.push((Either::Right(tls), addr));
-                }
-            }
+            PortListener::Plain(listener) => crate::tls::accept_queued(listener, at_most)
+                .into_iter()
+                .map(|(tcp, addr)| (Either::Left(tcp), addr))
+                .collect(),
+            PortListener::Tls(listener) => listener
+                .finish(at_most)
+                .await
+                .into_iter()
+                .map(|(tls, addr)| (Either::Right(tls), addr))
+                .collect(),
         }
-        taken
     }
 }
 
@@ -196,9 +178,9 @@ impl axum::serve::Listener for UntilStopped {
 }
 
 impl Queued for UntilStopped {
-    fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
+    async fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
         // Counted before the drop starts the watcher, like every connection taken.
-        let queued = self.inner.take_queued(at_most).into_iter();
+        let queued = self.inner.take_queued(at_most).await.into_iter();
         queued
             .map(|(io, addr)| {
                 let open = Connections::opened(&self.open);

@@ -100,7 +100,7 @@ where
         }
         // Closing the port resets the connections in its queue: their clients sent requests
         // that they could not know were never taken.
-        for (io, _) in listener.take_queued(slots.available_permits()) {
+        for (io, _) in listener.take_queued(slots.available_permits()).await {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break;
             };

@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
@@ -33,6 +34,10 @@ use crate::config::Config;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes under way at once; more connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 256;
+/// How long a port that stops waits for the handshakes under way (the kernel's queue
+/// included) before it leaves the rest unserved: a handshake on a live network takes
+/// milliseconds, and a node's stop waits for it.
+const HANDSHAKES_AT_STOP: Duration = Duration::from_secs(1);
 /// Only HTTP/1.1 is served.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
 
@@ -293,6 +298,8 @@ pub struct TlsListener {
     accept: tokio::task::AbortHandle,
     /// The same task, for whoever must know when the port is closed ([`Self::take_accept_task`]).
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the accept loop to take what the kernel has queued and close the port.
+    finish: CancellationToken,
 }
 
 impl TlsListener {
@@ -301,13 +308,41 @@ impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        let finish = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(config),
+            tx,
+            finish.clone(),
+        ));
         Ok(TlsListener {
             local,
             ready,
             accept: task.abort_handle(),
             task: Some(task),
+            finish,
         })
+    }
+
+    /// For a port that stops: closes it, having taken the connections the kernel completed,
+    /// and answers up to `at_most` connections whose handshakes are done, waiting up to
+    /// [`HANDSHAKES_AT_STOP`] for those under way. Closing the port with them would cut
+    /// clients that have sent, or are about to send, a request.
+    pub(crate) async fn finish(
+        &mut self,
+        at_most: usize,
+    ) -> Vec<(TlsStream<TcpStream>, SocketAddr)> {
+        self.finish.cancel();
+        let by = tokio::time::Instant::now() + HANDSHAKES_AT_STOP;
+        let mut taken = Vec::new();
+        while taken.len() < at_most {
+            // None: the accept loop and every handshake it started have ended.
+            match tokio::time::timeout_at(by, self.ready.recv()).await {
+                Ok(Some(done)) => taken.push(done),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        taken
     }
 
     /// The accept loop's task: once this listener is dropped, the port is closed when that
@@ -315,11 +350,6 @@ impl TlsListener {
     /// the port at once).
     pub fn take_accept_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.task.take()
-    }
-
-    /// A connection whose handshake is done, if one waits to be taken.
-    pub(crate) fn try_take(&mut self) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
-        self.ready.try_recv().ok()
     }
 }
 
@@ -335,10 +365,13 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    finish: CancellationToken,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
+            biased;
+            _ = finish.cancelled() => break,
             _ = ready.closed() => return,
             accepted = listener.accept() => accepted,
         };
@@ -356,21 +389,72 @@ async fn accept_loop(
         let Ok(permit) = handshakes.clone().acquire_owned().await else {
             return;
         };
-        let acceptor = acceptor.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = ready.send((stream, addr)).await;
-                }
-                // A client without the right certificate: its side says why; here it is
-                // only noise a stranger could make.
-                Ok(Err(err)) => tracing::debug!(%addr, %err, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
-        });
+        handshake(tcp, addr, permit, &acceptor, &ready);
     }
+    // Told to finish: the connections the kernel completed are taken too (the port's close
+    // would reset them); the channel closes once the last handshake has ended.
+    for (tcp, addr) in accept_queued(&listener, usize::MAX) {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        handshake(tcp, addr, permit, &acceptor, &ready);
+    }
+}
+
+/// Connections the kernel has completed on `listener` and nobody has taken, up to `at_most`,
+/// taken now without waiting. Asked of the socket itself, through a second handle on it
+/// (non-blocking, as tokio set it): tokio's own accept answers from the readiness its reactor
+/// last saw, which may not include the latest arrivals. The plain port's too
+/// (`listener::Queued`).
+pub(crate) fn accept_queued(
+    listener: &TcpListener,
+    at_most: usize,
+) -> Vec<(TcpStream, SocketAddr)> {
+    let mut taken = Vec::new();
+    let Ok(socket) = std::os::fd::AsFd::as_fd(listener).try_clone_to_owned() else {
+        return taken;
+    };
+    let socket = std::net::TcpListener::from(socket);
+    while taken.len() < at_most {
+        // WouldBlock (the queue is empty) or any other failure ends it.
+        let Ok((tcp, addr)) = socket.accept() else {
+            break;
+        };
+        let tcp = tcp
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(tcp));
+        if let Ok(tcp) = tcp {
+            // Small requests and answers: Nagle's delay would dominate their latency.
+            let _ = tcp.set_nodelay(true);
+            taken.push((tcp, addr));
+        }
+    }
+    taken
+}
+
+/// Runs one connection's handshake beside the accept loop, and hands the connection on once
+/// it is done.
+fn handshake(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    acceptor: &TlsAcceptor,
+    ready: &mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let acceptor = acceptor.clone();
+    let ready = ready.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => {
+                let _ = ready.send((stream, addr)).await;
+            }
+            // A client without the right certificate: its side says why; here it is
+            // only noise a stranger could make.
+            Ok(Err(err)) => tracing::debug!(%addr, %err, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+        }
+    });
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -395,6 +479,11 @@ mod tests {
     use super::*;
 
     fn server_config() -> Arc<ServerConfig> {
+        self_signed().1
+    }
+
+    /// A server's configuration for `localhost` and its certificate, for a client to trust.
+    fn self_signed() -> (CertificateDer<'static>, Arc<ServerConfig>) {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
             .expect("a self-signed certificate");
         let key =
@@ -405,7 +494,56 @@ mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .expect("a usable certificate");
-        Arc::new(config)
+        (cert.cert.der().clone(), Arc::new(config))
+    }
+
+    /// A port that stops hands on the connections the kernel had completed, once their
+    /// handshakes are done, and closes: closing it with them reset clients that had sent a
+    /// request (a SIGTERM'd node's TLS port, found by using it). The clients connect before
+    /// the accept loop has run, and the listener is told to finish before it does.
+    #[tokio::test]
+    async fn a_port_that_stops_hands_on_the_connections_queued() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let (cert, config) = self_signed();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).expect("the test certificate");
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .expect("the kernel completes it");
+            let connector = connector.clone();
+            clients.push(tokio::spawn(async move {
+                let name =
+                    rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+                connector.connect(name, tcp).await
+            }));
+        }
+        let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
+        let task = listener.take_accept_task().expect("the accept loop");
+        let taken = listener.finish(usize::MAX).await;
+        assert_eq!(taken.len(), 4, "every queued connection is handed on");
+        for client in clients {
+            client
+                .await
+                .expect("the client task")
+                .expect("its handshake succeeds");
+        }
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("the accept loop ends once it has handed them on")
+            .expect("the accept loop");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the port is closed once the listener has finished"
+        );
     }
 
     /// Dropping a TLS listener closes its port once its accept loop has ended, at once even
