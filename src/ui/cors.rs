@@ -27,7 +27,7 @@ const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE";
 
 /// The middleware: refuses foreign origins, answers preflights, and marks the answers to
 /// allowed cross-origin requests.
-pub async fn layer(State(ui): State<Ui>, req: Request, next: Next) -> Response {
+pub async fn layer(State(ui): State<std::sync::Arc<Ui>>, req: Request, next: Next) -> Response {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
