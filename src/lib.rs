@@ -96,6 +96,13 @@ use transport::{PeerFilter, PeerLimits, Transport, server::PeerServer};
 /// Messages waiting for the raft node before senders have to wait.
 const INBOX_CAPACITY: usize = 16 * 1024;
 
+// A connection a stopping TLS port hands on after its handshake must still find the node
+// there to answer it: the port stops waiting for handshakes well before the node's stop limit.
+const _: () = assert!(
+    tls::HANDSHAKES_AT_STOP.as_millis() + 100 <= raft_node::STOP_LIMIT.as_millis(),
+    "a stopping TLS port waits for handshakes for less than a node's stop limit"
+);
+
 /// A started node: its handle, its addresses, and a way to stop or await it.
 pub struct Running {
     /// Talks to the raft node (what the REST API uses).

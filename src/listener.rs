@@ -7,9 +7,10 @@
 //! request sent on it just as the node exits still fails (the client cannot know it was not
 //! taken; curl, which opens a connection per request, never meets it). A connection the
 //! kernel had completed but the server not yet taken when the node was asked to stop is
-//! taken before the port closes ([`Queued`]; on a TLS port, once its handshake is done, as
-//! are those under way): closing a port resets the connections in its queue, and their
-//! clients, curl too, could not know whether their requests were taken.
+//! taken before the port closes ([`Queued`]; on a TLS port, each once its handshake is done, as
+//! are those under way, for up to a quarter of a second): closing a port resets the
+//! connections in its queue, and their clients, curl too, could not know whether their
+//! requests were taken.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,27 +60,22 @@ impl PortListener {
 /// A listener whose connections already queued can be taken without waiting: the server
 /// takes them before it closes the port, which would reset them.
 pub(crate) trait Queued: axum::serve::Listener {
-    /// Up to `at_most` connections that are ready to be taken now (a TLS port: once their
-    /// handshakes, under way or not yet begun, are done).
-    fn take_queued(
-        &mut self,
-        at_most: usize,
-    ) -> impl Future<Output = Vec<(Self::Io, Self::Addr)>> + Send;
+    /// The next connection already queued, or `None` once there is none left (a TLS port:
+    /// each as soon as its handshake is done, for those under way or not yet begun, and
+    /// `None` once they have ended or the port has waited its limit for them).
+    fn next_queued(&mut self) -> impl Future<Output = Option<(Self::Io, Self::Addr)>> + Send;
 }
 
 impl Queued for PortListener {
-    async fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
+    async fn next_queued(&mut self) -> Option<(Self::Io, Self::Addr)> {
         match self {
-            PortListener::Plain(listener) => crate::tls::accept_queued(listener, at_most)
-                .into_iter()
-                .map(|(tcp, addr)| (Either::Left(tcp), addr))
-                .collect(),
+            PortListener::Plain(listener) => crate::tls::accept_queued(listener, 1)
+                .pop()
+                .map(|(tcp, addr)| (Either::Left(tcp), addr)),
             PortListener::Tls(listener) => listener
-                .finish(at_most)
+                .next_queued()
                 .await
-                .into_iter()
-                .map(|(tls, addr)| (Either::Right(tls), addr))
-                .collect(),
+                .map(|(tls, addr)| (Either::Right(tls), addr)),
         }
     }
 }
@@ -178,15 +174,11 @@ impl axum::serve::Listener for UntilStopped {
 }
 
 impl Queued for UntilStopped {
-    async fn take_queued(&mut self, at_most: usize) -> Vec<(Self::Io, Self::Addr)> {
+    async fn next_queued(&mut self) -> Option<(Self::Io, Self::Addr)> {
         // Counted before the drop starts the watcher, like every connection taken.
-        let queued = self.inner.take_queued(at_most).await.into_iter();
-        queued
-            .map(|(io, addr)| {
-                let open = Connections::opened(&self.open);
-                (Counted { io, open }, addr)
-            })
-            .collect()
+        let (io, addr) = self.inner.next_queued().await?;
+        let open = Connections::opened(&self.open);
+        Some((Counted { io, open }, addr))
     }
 }
 

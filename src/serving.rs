@@ -99,9 +99,10 @@ where
             serve_one(io, slot);
         }
         // Closing the port resets the connections in its queue: their clients sent requests
-        // that they could not know were never taken.
-        for (io, _) in listener.take_queued(slots.available_permits()).await {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+        // that they could not know were never taken. Each is served as soon as it is ready
+        // (a TLS one once its handshake is done), while connection slots are free.
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            let Some((io, _)) = listener.next_queued().await else {
                 break;
             };
             serve_one(io, slot);

@@ -36,8 +36,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 256;
 /// How long a port that stops waits for the handshakes under way (the kernel's queue
 /// included) before it leaves the rest unserved: a handshake on a live network takes
-/// milliseconds, and a node's stop waits for it.
-const HANDSHAKES_AT_STOP: Duration = Duration::from_secs(1);
+/// milliseconds, and a connection handed on must still have time to be answered before the
+/// node exits, so this stays under the node's stop limit (asserted in `lib.rs`).
+pub(crate) const HANDSHAKES_AT_STOP: Duration = Duration::from_millis(250);
+/// A client sends its ClientHello right behind the packet that completes its connection.
+/// One that has sent nothing this long after it connected, when the port stops, is a
+/// preconnect or a probe: it is closed, not waited for (it sent no request, so it loses none).
+const CLIENT_HELLO_GRACE: Duration = Duration::from_millis(100);
 /// Only HTTP/1.1 is served.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
 
@@ -300,12 +305,26 @@ pub struct TlsListener {
     task: Option<tokio::task::JoinHandle<()>>,
     /// Tells the accept loop to take what the kernel has queued and close the port.
     finish: CancellationToken,
+    /// How long the port waits, once told to finish, for the handshakes under way.
+    at_stop: Duration,
+    /// Set when the port is told to finish: when it stops waiting for handshakes.
+    stop_by: Option<tokio::time::Instant>,
 }
 
 impl TlsListener {
     /// Starts accepting on `listener` (on the current runtime). The accept loop ends when
     /// this listener is dropped.
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+        Self::waiting_at_stop(listener, config, HANDSHAKES_AT_STOP)
+    }
+
+    /// As [`Self::new`], waiting up to `at_stop` for the handshakes under way when told to
+    /// finish (tests tell a wait that ends from one that times out).
+    fn waiting_at_stop(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        at_stop: Duration,
+    ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
         let finish = CancellationToken::new();
@@ -321,28 +340,27 @@ impl TlsListener {
             accept: task.abort_handle(),
             task: Some(task),
             finish,
+            at_stop,
+            stop_by: None,
         })
     }
 
-    /// For a port that stops: closes it, having taken the connections the kernel completed,
-    /// and answers up to `at_most` connections whose handshakes are done, waiting up to
-    /// [`HANDSHAKES_AT_STOP`] for those under way. Closing the port with them would cut
-    /// clients that have sent, or are about to send, a request.
-    pub(crate) async fn finish(
-        &mut self,
-        at_most: usize,
-    ) -> Vec<(TlsStream<TcpStream>, SocketAddr)> {
+    /// For a port that stops: the first call closes it, having taken the connections the
+    /// kernel completed; each call returns the next connection whose handshake is done, as
+    /// soon as it is (the server answers it while the others shake hands), and `None` once
+    /// the handshakes under way have all ended (a client silent at the stop is not waited
+    /// for) or the port has waited [`HANDSHAKES_AT_STOP`] for them. Closing the port with
+    /// them would cut clients that have sent, or are about to send, a request.
+    pub(crate) async fn next_queued(&mut self) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
         self.finish.cancel();
-        let by = tokio::time::Instant::now() + HANDSHAKES_AT_STOP;
-        let mut taken = Vec::new();
-        while taken.len() < at_most {
-            // None: the accept loop and every handshake it started have ended.
-            match tokio::time::timeout_at(by, self.ready.recv()).await {
-                Ok(Some(done)) => taken.push(done),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        taken
+        let by = *self
+            .stop_by
+            .get_or_insert_with(|| tokio::time::Instant::now() + self.at_stop);
+        // None from the channel: the accept loop and every handshake it started have ended.
+        tokio::time::timeout_at(by, self.ready.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The accept loop's task: once this listener is dropped, the port is closed when that
@@ -386,18 +404,25 @@ async fn accept_loop(
         };
         // Small requests and answers: Nagle's delay would dominate their latency.
         let _ = tcp.set_nodelay(true);
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            biased;
+            permit = handshakes.clone().acquire_owned() => permit.ok(),
+            // Told to finish while every permit is held: not waited for, as below.
+            () = finish.cancelled() => handshakes.clone().try_acquire_owned().ok(),
         };
-        handshake(tcp, addr, permit, &acceptor, &ready);
+        if let Some(permit) = permit {
+            handshake(tcp, addr, permit, &acceptor, &ready, &finish);
+        }
     }
     // Told to finish: the connections the kernel completed are taken too (the port's close
-    // would reset them); the channel closes once the last handshake has ended.
-    for (tcp, addr) in accept_queued(&listener, usize::MAX) {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+    // would reset them), as many as there are handshake permits free; with every permit
+    // held, the port is as full as a full server's, which closes the rest. The channel closes
+    // once the last handshake has ended.
+    for (tcp, addr) in accept_queued(&listener, handshakes.available_permits()) {
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            break;
         };
-        handshake(tcp, addr, permit, &acceptor, &ready);
+        handshake(tcp, addr, permit, &acceptor, &ready, &finish);
     }
 }
 
@@ -433,19 +458,43 @@ pub(crate) fn accept_queued(
 }
 
 /// Runs one connection's handshake beside the accept loop, and hands the connection on once
-/// it is done.
+/// it is done. Its task holds the channel open, so a port that stops waits for it; unless
+/// the client is silent at the stop ([`silent_at_stop`]).
 fn handshake(
     tcp: TcpStream,
     addr: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
     acceptor: &TlsAcceptor,
     ready: &mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    finish: &CancellationToken,
 ) {
     let acceptor = acceptor.clone();
     let ready = ready.clone();
+    let finish = finish.clone();
+    let connected = tokio::time::Instant::now();
     tokio::spawn(async move {
         let _permit = permit;
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        let by = connected + HANDSHAKE_TIMEOUT;
+        let mut first = [0; 1];
+        tokio::select! {
+            biased;
+            // Its first bytes (or its close, which the handshake then meets). Peeked, not
+            // `readable()`, which may wake with nothing to read.
+            peeked = tcp.peek(&mut first) => {
+                if peeked.is_err() {
+                    return;
+                }
+            }
+            () = silent_at_stop(&tcp, connected, &finish) => {
+                tracing::debug!(%addr, "closed at stop: no TLS handshake begun");
+                return;
+            }
+            () = tokio::time::sleep_until(by) => {
+                tracing::debug!(%addr, "TLS handshake timed out");
+                return;
+            }
+        }
+        match tokio::time::timeout_at(by, acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => {
                 let _ = ready.send((stream, addr)).await;
             }
@@ -455,6 +504,32 @@ fn handshake(
             Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
         }
     });
+}
+
+/// Ends once the port is told to finish while `tcp`'s client, connected at `connected`, has
+/// still sent nothing [`CLIENT_HELLO_GRACE`] after it connected; never if it has. Asked of
+/// the socket itself: the reactor may not yet have seen bytes that are there.
+async fn silent_at_stop(
+    tcp: &TcpStream,
+    connected: tokio::time::Instant,
+    finish: &CancellationToken,
+) {
+    finish.cancelled().await;
+    tokio::time::sleep_until(connected + CLIENT_HELLO_GRACE).await;
+    if has_bytes(tcp) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Whether `tcp` has bytes to read (or its end closed), peeked without taking them, through a
+/// second handle on the socket (non-blocking, as tokio set it). If that cannot be asked, it is
+/// taken to have some: the connection is then waited for, as before the stop.
+fn has_bytes(tcp: &TcpStream) -> bool {
+    let Ok(socket) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
+        return true;
+    };
+    let socket = std::net::TcpStream::from(socket);
+    !matches!(socket.peek(&mut [0; 1]), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -482,6 +557,106 @@ mod tests {
         self_signed().1
     }
 
+    /// A server's configuration, and a connector for clients that trust it.
+    fn server_and_connector() -> (Arc<ServerConfig>, tokio_rustls::TlsConnector) {
+        let (cert, config) = self_signed();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).expect("the test certificate");
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (config, tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    fn localhost() -> rustls::pki_types::ServerName<'static> {
+        rustls::pki_types::ServerName::try_from("localhost").expect("a valid name")
+    }
+
+    /// A port that stops hands on each connection as soon as its handshake is done, and is
+    /// done once the handshakes under way have ended, not waiting for a client that has sent
+    /// nothing (a browser's preconnect, a probe), which it closes. It used to collect them
+    /// all and wait for every handshake task: one silent client held the others back for its
+    /// whole wait at stop, past the node's stop limit, and they found the node gone (503);
+    /// found by a review. Here the port would wait a minute for handshakes: only the silent
+    /// client's close ends the wait within seconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_silent_at_the_stop_holds_back_no_one() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let (config, connector) = server_and_connector();
+        let mut listener = TlsListener::waiting_at_stop(tcp, config, Duration::from_secs(60))
+            .expect("a TLS listener");
+        let mut silent = TcpStream::connect(addr).await.expect("connects");
+        let talking = TcpStream::connect(addr).await.expect("connects");
+        let client = tokio::spawn(async move { connector.connect(localhost(), talking).await });
+        let (_, from) = tokio::time::timeout(Duration::from_secs(5), listener.next_queued())
+            .await
+            .expect("the handshaken connection is handed on within 5 s")
+            .expect("a connection");
+        let client = client
+            .await
+            .expect("the client task")
+            .expect("its handshake succeeds");
+        assert_eq!(
+            from,
+            client.get_ref().0.local_addr().expect("its address"),
+            "the connection handed on is the one that shook hands"
+        );
+        let rest = tokio::time::timeout(Duration::from_secs(5), listener.next_queued())
+            .await
+            .expect("the port is done within 5 s: the silent client is not waited for");
+        assert!(
+            rest.is_none(),
+            "nothing but the handshaken one is handed on"
+        );
+        let mut buf = [0; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+        )
+        .await
+        .expect("the silent client is closed within 5 s");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the silent client is sent nothing but its close: {read:?}"
+        );
+    }
+
+    /// A port that stops while every handshake permit is held by clients that began a
+    /// handshake and went quiet closes at once: the connections it cannot start a handshake
+    /// for are closed, as a full server closes them, not held while it waits for a permit
+    /// (up to HANDSHAKE_TIMEOUT, with the port open; found by a review).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_port_that_stops_with_every_handshake_slot_held_closes_at_once() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let mut listener =
+            TlsListener::waiting_at_stop(tcp, server_config(), Duration::from_millis(300))
+                .expect("a TLS listener");
+        let task = listener.take_accept_task().expect("the accept loop");
+        let mut slow = Vec::new();
+        for _ in 0..MAX_HANDSHAKES + 8 {
+            let mut conn = TcpStream::connect(addr).await.expect("connects");
+            // The first byte of a TLS record: a handshake begun, never finished.
+            tokio::io::AsyncWriteExt::write_all(&mut conn, &[0x16])
+                .await
+                .expect("sends a byte");
+            slow.push(conn);
+        }
+        while listener.next_queued().await.is_some() {}
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the accept loop ends within 5 s of the stop")
+            .expect("the accept loop");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the port is closed once the accept loop has ended"
+        );
+        drop(slow);
+    }
+
     /// A server's configuration for `localhost` and its certificate, for a client to trust.
     fn self_signed() -> (CertificateDer<'static>, Arc<ServerConfig>) {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
@@ -505,15 +680,7 @@ mod tests {
     async fn a_port_that_stops_hands_on_the_connections_queued() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
-        let (cert, config) = self_signed();
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).expect("the test certificate");
-        let client = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("the default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let (config, connector) = server_and_connector();
         let mut clients = Vec::new();
         for _ in 0..4 {
             let tcp = TcpStream::connect(addr)
@@ -521,15 +688,16 @@ mod tests {
                 .expect("the kernel completes it");
             let connector = connector.clone();
             clients.push(tokio::spawn(async move {
-                let name =
-                    rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
-                connector.connect(name, tcp).await
+                connector.connect(localhost(), tcp).await
             }));
         }
         let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
-        let taken = listener.finish(usize::MAX).await;
-        assert_eq!(taken.len(), 4, "every queued connection is handed on");
+        let mut taken = 0;
+        while listener.next_queued().await.is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, 4, "every queued connection is handed on");
         for client in clients {
             client
                 .await

@@ -120,7 +120,7 @@ fn disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
 const ELECTION_TICKS: u32 = 10;
 /// How long a stopping follower answers what is in flight, and the clients still connected,
 /// before it exits regardless.
-const STOP_LIMIT: Duration = Duration::from_millis(400);
+pub(crate) const STOP_LIMIT: Duration = Duration::from_millis(400);
 /// How long a stopping leader takes to hand leadership over and answer what is in flight (and
 /// the clients still connected).
 const LEADER_STOP_LIMIT: Duration = Duration::from_millis(800);
