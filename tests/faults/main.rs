@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use client::Recorded;
-use lincheck::{OpKind, Outcome};
+use lincheck::{OpKind, Operation, Outcome};
 use outcomes::{Cause, Counts, MAX_UNKNOWN_SHARE};
 use run::{FaultKind, RunConfig, RunReport};
 
@@ -410,4 +410,70 @@ fn shares_over_the_limit(reports: &[RunReport]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Seed 35 of a 100-seed run (2026-12-05): a PUT told "may still happen" (c7-7) landed while
+/// the harness read the final values, so four nodes read the value before it and the fifth,
+/// read last, the value after: linearizable, but judged "the nodes read different final
+/// values". The harness now reads again until the nodes agree, and puts every final read into
+/// the history, so a stale one is still caught.
+#[test]
+fn final_reads_taken_while_a_write_lands_are_judged_by_the_history() {
+    let op = |client, kind, invoke_ns, complete_ns, outcome| Operation {
+        client,
+        key: "k0".into(),
+        kind,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    };
+    let put = |value: &str| OpKind::Put {
+        value: value.into(),
+    };
+    let read = |value: &str| Outcome::Value(value.into());
+    let mut history = vec![
+        op(7, put("c7-7"), 1_000, 3_000, Outcome::Unknown),
+        op(1, put("c1-7"), 2_000, 4_000, Outcome::Ok),
+    ];
+    // The first round: nodes 1-4 read before c7-7 lands, node 5 after.
+    let first: Vec<(u64, &str)> = vec![
+        (1, "c1-7"),
+        (2, "c1-7"),
+        (3, "c1-7"),
+        (4, "c1-7"),
+        (5, "c7-7"),
+    ];
+    let mut t = 5_000;
+    let mut round = |history: &mut Vec<Operation>, reads: &[(u64, &str)]| {
+        let mut finals = verify::FinalReads::new();
+        for (node, value) in reads {
+            history.push(op(9, OpKind::Get, t, t + 100, read(value)));
+            t += 200;
+            finals
+                .entry("k0".into())
+                .or_default()
+                .insert(*node, Some(value.to_string()));
+        }
+        finals
+    };
+    let finals = round(&mut history, &first);
+    assert!(!verify::agreed(&finals), "the first round disagrees");
+    let second: Vec<(u64, &str)> = (1..=5).map(|node| (node, "c7-7")).collect();
+    let finals = round(&mut history, &second);
+    assert!(verify::agreed(&finals), "the second round agrees");
+    let findings = verify::verify(&history, &finals);
+    assert!(findings.violations.is_empty(), "{findings:?}");
+    assert_eq!(findings.lost_writes, 0, "{findings:?}");
+
+    // A final read that goes back to c1-7 after c7-7 was read is stale: still caught.
+    let stale = [(3, "c1-7")];
+    round(&mut history, &stale);
+    let findings = verify::verify(&history, &finals);
+    assert!(
+        findings
+            .violations
+            .iter()
+            .any(|v| v.contains("not linearizable")),
+        "a stale final read is reported: {findings:?}"
+    );
 }

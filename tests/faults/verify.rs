@@ -79,6 +79,17 @@ pub fn verify(history: &[Operation], finals: &FinalReads) -> Findings {
     findings
 }
 
+/// Whether every node read the same final value of every key: the harness reads again until
+/// they do (a write told "may still happen" can land while it reads), and [`verify`] reports
+/// nodes that never did.
+pub fn agreed(finals: &FinalReads) -> bool {
+    finals.values().all(|by_node| {
+        let mut values = by_node.values();
+        let first = values.next();
+        values.all(|value| Some(value) == first)
+    })
+}
+
 /// Acknowledged PUTs on `key` that cannot be reconciled with the final value `last`: when the
 /// key is absent, every acknowledged PUT; when `last` was written by an acknowledged PUT `w`,
 /// every acknowledged PUT invoked after `w` completed (it had to take effect after `w`, so a
