@@ -97,7 +97,8 @@ use transport::{PeerFilter, PeerLimits, Transport, server::PeerServer};
 const INBOX_CAPACITY: usize = 16 * 1024;
 
 // A connection a stopping TLS port hands on after its handshake must still find the node
-// there to answer it: the port stops waiting for handshakes well before the node's stop limit.
+// there to answer it: the port stops waiting for handshakes well before the node's stop limit,
+// leaving at least 100 ms to answer the last one handed on.
 const _: () = assert!(
     tls::HANDSHAKES_AT_STOP.as_millis() + 100 <= raft_node::STOP_LIMIT.as_millis(),
     "a stopping TLS port waits for handshakes for less than a node's stop limit"

@@ -40,8 +40,9 @@ const MAX_HANDSHAKES: usize = 256;
 /// node exits, so this stays under the node's stop limit (asserted in `lib.rs`).
 pub(crate) const HANDSHAKES_AT_STOP: Duration = Duration::from_millis(250);
 /// A client sends its ClientHello right behind the packet that completes its connection.
-/// One that has sent nothing this long after it connected, when the port stops, is a
-/// preconnect or a probe: it is closed, not waited for (it sent no request, so it loses none).
+/// One that has sent nothing this long after the server took its connection, when the port
+/// stops, is a preconnect or a probe: it is closed, not waited for (it sent no request, so it
+/// loses none).
 const CLIENT_HELLO_GRACE: Duration = Duration::from_millis(100);
 /// Only HTTP/1.1 is served.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -315,25 +316,28 @@ impl TlsListener {
     /// Starts accepting on `listener` (on the current runtime). The accept loop ends when
     /// this listener is dropped.
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
-        Self::waiting_at_stop(listener, config, HANDSHAKES_AT_STOP)
+        Self::waiting_at_stop(listener, config, HANDSHAKES_AT_STOP, CLIENT_HELLO_GRACE)
     }
 
     /// As [`Self::new`], waiting up to `at_stop` for the handshakes under way when told to
-    /// finish (tests tell a wait that ends from one that times out).
+    /// finish, and `grace` for a client's first bytes (tests use waits that a slow machine
+    /// cannot outlast, to tell a wait that ends from one that times out).
     fn waiting_at_stop(
         listener: TcpListener,
         config: Arc<ServerConfig>,
         at_stop: Duration,
+        grace: Duration,
     ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
         let finish = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(config),
-            tx,
-            finish.clone(),
-        ));
+        let shared = Handshaking {
+            acceptor: TlsAcceptor::from(config),
+            ready: tx,
+            finish: finish.clone(),
+            grace,
+        };
+        let task = tokio::spawn(accept_loop(listener, shared));
         Ok(TlsListener {
             local,
             ready,
@@ -379,12 +383,20 @@ impl Drop for TlsListener {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What the accept loop and the handshakes it starts share.
+#[derive(Clone)]
+struct Handshaking {
     acceptor: TlsAcceptor,
+    /// Where a connection goes once its handshake is done; closed when the listener is dropped.
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    /// Cancelled when the port is told to finish.
     finish: CancellationToken,
-) {
+    /// [`CLIENT_HELLO_GRACE`], or a test's.
+    grace: Duration,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Handshaking) {
+    let Handshaking { finish, ready, .. } = &shared;
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
@@ -411,7 +423,7 @@ async fn accept_loop(
             () = finish.cancelled() => handshakes.clone().try_acquire_owned().ok(),
         };
         if let Some(permit) = permit {
-            handshake(tcp, addr, permit, &acceptor, &ready, &finish);
+            handshake(tcp, addr, permit, &shared);
         }
     }
     // Told to finish: the connections the kernel completed are taken too (the port's close
@@ -422,7 +434,7 @@ async fn accept_loop(
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             break;
         };
-        handshake(tcp, addr, permit, &acceptor, &ready, &finish);
+        handshake(tcp, addr, permit, &shared);
     }
 }
 
@@ -459,44 +471,29 @@ pub(crate) fn accept_queued(
 
 /// Runs one connection's handshake beside the accept loop, and hands the connection on once
 /// it is done. Its task holds the channel open, so a port that stops waits for it; unless
-/// the client is silent at the stop ([`silent_at_stop`]).
+/// the client is silent at the stop ([`silent_at_stop`]). Once the listener is gone (nobody
+/// would take the connection) the handshake is cut, before its client can send a request.
 fn handshake(
     tcp: TcpStream,
     addr: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
-    acceptor: &TlsAcceptor,
-    ready: &mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    finish: &CancellationToken,
+    shared: &Handshaking,
 ) {
-    let acceptor = acceptor.clone();
-    let ready = ready.clone();
-    let finish = finish.clone();
+    let shared = shared.clone();
     let connected = tokio::time::Instant::now();
     tokio::spawn(async move {
         let _permit = permit;
-        let by = connected + HANDSHAKE_TIMEOUT;
-        let mut first = [0; 1];
-        tokio::select! {
-            biased;
-            // Its first bytes (or its close, which the handshake then meets). Peeked, not
-            // `readable()`, which may wake with nothing to read.
-            peeked = tcp.peek(&mut first) => {
-                if peeked.is_err() {
-                    return;
-                }
-            }
-            () = silent_at_stop(&tcp, connected, &finish) => {
-                tracing::debug!(%addr, "closed at stop: no TLS handshake begun");
-                return;
-            }
-            () = tokio::time::sleep_until(by) => {
-                tracing::debug!(%addr, "TLS handshake timed out");
-                return;
-            }
-        }
-        match tokio::time::timeout_at(by, acceptor.accept(tcp)).await {
+        let shaking = tokio::time::timeout_at(
+            connected + HANDSHAKE_TIMEOUT,
+            shake_hands(tcp, connected, &shared),
+        );
+        let outcome = tokio::select! {
+            outcome = shaking => outcome,
+            () = shared.ready.closed() => return,
+        };
+        match outcome {
             Ok(Ok(stream)) => {
-                let _ = ready.send((stream, addr)).await;
+                let _ = shared.ready.send((stream, addr)).await;
             }
             // A client without the right certificate: its side says why; here it is
             // only noise a stranger could make.
@@ -506,16 +503,36 @@ fn handshake(
     });
 }
 
-/// Ends once the port is told to finish while `tcp`'s client, connected at `connected`, has
-/// still sent nothing [`CLIENT_HELLO_GRACE`] after it connected; never if it has. Asked of
-/// the socket itself: the reactor may not yet have seen bytes that are there.
-async fn silent_at_stop(
-    tcp: &TcpStream,
+/// The server's side of a handshake, from the client's first bytes; an error if the port
+/// stops while the client, taken at `connected`, has sent none ([`silent_at_stop`]).
+async fn shake_hands(
+    tcp: TcpStream,
     connected: tokio::time::Instant,
-    finish: &CancellationToken,
-) {
-    finish.cancelled().await;
-    tokio::time::sleep_until(connected + CLIENT_HELLO_GRACE).await;
+    shared: &Handshaking,
+) -> io::Result<TlsStream<TcpStream>> {
+    let mut first = [0; 1];
+    tokio::select! {
+        biased;
+        // Its first bytes (or its close, which the handshake then meets). Peeked, not
+        // `readable()`, which may wake with nothing to read.
+        peeked = tcp.peek(&mut first) => {
+            peeked?;
+        }
+        () = silent_at_stop(&tcp, connected, shared) => {
+            return Err(io::Error::other("closed at stop: no TLS handshake begun"));
+        }
+    }
+    shared.acceptor.accept(tcp).await
+}
+
+/// Ends once the port is told to finish while `tcp`'s client, taken at `connected`, has still
+/// sent nothing a grace ([`CLIENT_HELLO_GRACE`]) after it was taken; never if it has. Asked of
+/// the socket itself: the reactor may not yet have seen bytes that are there. A ClientHello
+/// that arrives just after the check finds the connection closed: no request can have been
+/// sent on it yet, so its client knows that nothing was taken.
+async fn silent_at_stop(tcp: &TcpStream, connected: tokio::time::Instant, shared: &Handshaking) {
+    shared.finish.cancelled().await;
+    tokio::time::sleep_until(connected + shared.grace).await;
     if has_bytes(tcp) {
         std::future::pending::<()>().await;
     }
@@ -586,8 +603,14 @@ mod tests {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
         let (config, connector) = server_and_connector();
-        let mut listener = TlsListener::waiting_at_stop(tcp, config, Duration::from_secs(60))
-            .expect("a TLS listener");
+        // Waits no slow machine outlasts: a minute for handshakes, a second for a ClientHello.
+        let mut listener = TlsListener::waiting_at_stop(
+            tcp,
+            config,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .expect("a TLS listener");
         let mut silent = TcpStream::connect(addr).await.expect("connects");
         let talking = TcpStream::connect(addr).await.expect("connects");
         let client = tokio::spawn(async move { connector.connect(localhost(), talking).await });
@@ -632,9 +655,13 @@ mod tests {
     async fn a_port_that_stops_with_every_handshake_slot_held_closes_at_once() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
-        let mut listener =
-            TlsListener::waiting_at_stop(tcp, server_config(), Duration::from_millis(300))
-                .expect("a TLS listener");
+        let mut listener = TlsListener::waiting_at_stop(
+            tcp,
+            server_config(),
+            Duration::from_millis(300),
+            CLIENT_HELLO_GRACE,
+        )
+        .expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
         let mut slow = Vec::new();
         for _ in 0..MAX_HANDSHAKES + 8 {
@@ -650,10 +677,7 @@ mod tests {
             .await
             .expect("the accept loop ends within 5 s of the stop")
             .expect("the accept loop");
-        assert!(
-            TcpStream::connect(addr).await.is_err(),
-            "the port is closed once the accept loop has ended"
-        );
+        std::net::TcpListener::bind(addr).expect("the port is free once the accept loop ended");
         drop(slow);
     }
 
@@ -682,6 +706,8 @@ mod tests {
         let addr = tcp.local_addr().expect("its address");
         let (config, connector) = server_and_connector();
         let mut clients = Vec::new();
+        // Waits no slow machine outlasts, for the handshakes and for the ClientHellos.
+        let waits = (Duration::from_secs(60), Duration::from_secs(5));
         for _ in 0..4 {
             let tcp = TcpStream::connect(addr)
                 .await
@@ -691,7 +717,8 @@ mod tests {
                 connector.connect(localhost(), tcp).await
             }));
         }
-        let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
+        let mut listener =
+            TlsListener::waiting_at_stop(tcp, config, waits.0, waits.1).expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
         let mut taken = 0;
         while listener.next_queued().await.is_some() {
@@ -712,6 +739,54 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "the port is closed once the listener has finished"
         );
+    }
+
+    /// A listener dropped (its port stopped, every connection slot taken, or the node gone)
+    /// cuts the handshakes under way: nobody would take their connections, and a client whose
+    /// handshake completed later might send a request into a socket about to close. They
+    /// used to run on for up to HANDSHAKE_TIMEOUT, holding their sockets (found by a review).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_listener_cuts_the_handshakes_under_way() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let (config, connector) = server_and_connector();
+        let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
+        let task = listener.take_accept_task().expect("the accept loop");
+        let mut begun = TcpStream::connect(addr).await.expect("connects");
+        // The first byte of a TLS record: a handshake begun, never finished.
+        tokio::io::AsyncWriteExt::write_all(&mut begun, &[0x16])
+            .await
+            .expect("sends a byte");
+        let mut silent = TcpStream::connect(addr).await.expect("connects");
+        // A handshake after theirs, done: the accept loop, which takes connections in order,
+        // has taken both.
+        let after = TcpStream::connect(addr).await.expect("connects");
+        let client = tokio::spawn(async move { connector.connect(localhost(), after).await });
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            axum::serve::Listener::accept(&mut listener),
+        )
+        .await
+        .expect("the later handshake is done within 5 s");
+        client
+            .await
+            .expect("the client task")
+            .expect("its handshake succeeds");
+        drop(listener);
+        task.await.ok();
+        for (what, conn) in [("begun", &mut begun), ("silent", &mut silent)] {
+            let mut buf = [0; 64];
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read(conn, &mut buf),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the {what} handshake is cut within 5 s"));
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "the {what} client gets its connection closed: {read:?}"
+            );
+        }
     }
 
     /// Dropping a TLS listener closes its port once its accept loop has ended, at once even
