@@ -438,20 +438,24 @@ async fn accept_loop(listener: TcpListener, shared: Handshaking) {
     }
 }
 
+/// A second, std handle on a tokio socket (non-blocking, as tokio set it), to ask the socket
+/// itself: tokio's own calls answer from the readiness its reactor last saw, which may not
+/// include the latest arrivals.
+fn std_handle<S: From<std::os::fd::OwnedFd>>(socket: &impl std::os::fd::AsFd) -> io::Result<S> {
+    Ok(S::from(socket.as_fd().try_clone_to_owned()?))
+}
+
 /// Connections the kernel has completed on `listener` and nobody has taken, up to `at_most`,
-/// taken now without waiting. Asked of the socket itself, through a second handle on it
-/// (non-blocking, as tokio set it): tokio's own accept answers from the readiness its reactor
-/// last saw, which may not include the latest arrivals. The plain port's too
+/// taken now without waiting, through a [`std_handle`]. The plain port's too
 /// (`listener::Queued`).
 pub(crate) fn accept_queued(
     listener: &TcpListener,
     at_most: usize,
 ) -> Vec<(TcpStream, SocketAddr)> {
     let mut taken = Vec::new();
-    let Ok(socket) = std::os::fd::AsFd::as_fd(listener).try_clone_to_owned() else {
+    let Ok(socket) = std_handle::<std::net::TcpListener>(listener) else {
         return taken;
     };
-    let socket = std::net::TcpListener::from(socket);
     while taken.len() < at_most {
         // WouldBlock (the queue is empty) or any other failure ends it.
         let Ok((tcp, addr)) = socket.accept() else {
@@ -539,13 +543,12 @@ async fn silent_at_stop(tcp: &TcpStream, connected: tokio::time::Instant, shared
 }
 
 /// Whether `tcp` has bytes to read (or its end closed), peeked without taking them, through a
-/// second handle on the socket (non-blocking, as tokio set it). If that cannot be asked, it is
-/// taken to have some: the connection is then waited for, as before the stop.
+/// [`std_handle`]. If that cannot be asked, it is taken to have some: the connection is then
+/// waited for, as before the stop.
 fn has_bytes(tcp: &TcpStream) -> bool {
-    let Ok(socket) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
+    let Ok(socket) = std_handle::<std::net::TcpStream>(tcp) else {
         return true;
     };
-    let socket = std::net::TcpStream::from(socket);
     !matches!(socket.peek(&mut [0; 1]), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
 
@@ -591,6 +594,32 @@ mod tests {
         rustls::pki_types::ServerName::try_from("localhost").expect("a valid name")
     }
 
+    /// A client that begins a handshake and goes quiet: it sends the first byte of a TLS
+    /// record and no more.
+    async fn begins_a_handshake(addr: SocketAddr) -> TcpStream {
+        let mut conn = TcpStream::connect(addr).await.expect("connects");
+        tokio::io::AsyncWriteExt::write_all(&mut conn, &[0x16])
+            .await
+            .expect("sends a byte");
+        conn
+    }
+
+    /// Asserts that the server closes `conn` (the `what` client's) within 5 s, having sent
+    /// it nothing.
+    async fn closed_within_5s(conn: &mut TcpStream, what: &str) {
+        let mut buf = [0; 64];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(conn, &mut buf),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {what} client is closed within 5 s"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the {what} client is sent nothing but its close: {read:?}"
+        );
+    }
+
     /// A port that stops hands on each connection as soon as its handshake is done, and is
     /// done once the handshakes under way have ended, not waiting for a client that has sent
     /// nothing (a browser's preconnect, a probe), which it closes. It used to collect them
@@ -634,17 +663,7 @@ mod tests {
             rest.is_none(),
             "nothing but the handshaken one is handed on"
         );
-        let mut buf = [0; 1];
-        let read = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
-        )
-        .await
-        .expect("the silent client is closed within 5 s");
-        assert!(
-            matches!(read, Ok(0) | Err(_)),
-            "the silent client is sent nothing but its close: {read:?}"
-        );
+        closed_within_5s(&mut silent, "silent").await;
     }
 
     /// A port that stops while every handshake permit is held by clients that began a
@@ -665,12 +684,7 @@ mod tests {
         let task = listener.take_accept_task().expect("the accept loop");
         let mut slow = Vec::new();
         for _ in 0..MAX_HANDSHAKES + 8 {
-            let mut conn = TcpStream::connect(addr).await.expect("connects");
-            // The first byte of a TLS record: a handshake begun, never finished.
-            tokio::io::AsyncWriteExt::write_all(&mut conn, &[0x16])
-                .await
-                .expect("sends a byte");
-            slow.push(conn);
+            slow.push(begins_a_handshake(addr).await);
         }
         while listener.next_queued().await.is_some() {}
         tokio::time::timeout(Duration::from_secs(5), task)
@@ -706,8 +720,6 @@ mod tests {
         let addr = tcp.local_addr().expect("its address");
         let (config, connector) = server_and_connector();
         let mut clients = Vec::new();
-        // Waits no slow machine outlasts, for the handshakes and for the ClientHellos.
-        let waits = (Duration::from_secs(60), Duration::from_secs(5));
         for _ in 0..4 {
             let tcp = TcpStream::connect(addr)
                 .await
@@ -717,8 +729,14 @@ mod tests {
                 connector.connect(localhost(), tcp).await
             }));
         }
-        let mut listener =
-            TlsListener::waiting_at_stop(tcp, config, waits.0, waits.1).expect("a TLS listener");
+        // Waits no slow machine outlasts, for the handshakes and for the ClientHellos.
+        let mut listener = TlsListener::waiting_at_stop(
+            tcp,
+            config,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+        .expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
         let mut taken = 0;
         while listener.next_queued().await.is_some() {
@@ -752,11 +770,7 @@ mod tests {
         let (config, connector) = server_and_connector();
         let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
-        let mut begun = TcpStream::connect(addr).await.expect("connects");
-        // The first byte of a TLS record: a handshake begun, never finished.
-        tokio::io::AsyncWriteExt::write_all(&mut begun, &[0x16])
-            .await
-            .expect("sends a byte");
+        let mut begun = begins_a_handshake(addr).await;
         let mut silent = TcpStream::connect(addr).await.expect("connects");
         // A handshake after theirs, done: the accept loop, which takes connections in order,
         // has taken both.
@@ -774,19 +788,8 @@ mod tests {
             .expect("its handshake succeeds");
         drop(listener);
         task.await.ok();
-        for (what, conn) in [("begun", &mut begun), ("silent", &mut silent)] {
-            let mut buf = [0; 64];
-            let read = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::io::AsyncReadExt::read(conn, &mut buf),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("the {what} handshake is cut within 5 s"));
-            assert!(
-                matches!(read, Ok(0) | Err(_)),
-                "the {what} client gets its connection closed: {read:?}"
-            );
-        }
+        closed_within_5s(&mut begun, "begun").await;
+        closed_within_5s(&mut silent, "silent").await;
     }
 
     /// Dropping a TLS listener closes its port once its accept loop has ended, at once even
