@@ -27,6 +27,16 @@ pub fn describe_entry(e: &Entry, limit: Option<usize>) -> String {
                 Ok(Payload::Register { origin, nonce }) => {
                     return format!("session registration of node {origin} (nonce {nonce:x})");
                 }
+                Ok(Payload::Fence {
+                    origin,
+                    session,
+                    floor,
+                }) => {
+                    return format!(
+                        "fence of node {origin} session {session}: its requests below #{floor} \
+                         are given up"
+                    );
+                }
                 Ok(Payload::Proposal { id, .. }) => {
                     format!(" (node {} session {} #{})", id.origin, id.session, id.seq)
                 }

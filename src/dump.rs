@@ -285,6 +285,17 @@ fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value
             (Ok(Payload::Register { origin, nonce }), _) => {
                 json!({"entry_type": "normal", "op": "register", "origin": origin, "nonce": nonce})
             }
+            (
+                Ok(Payload::Fence {
+                    origin,
+                    session,
+                    floor,
+                }),
+                _,
+            ) => json!({
+                "entry_type": "normal", "op": "fence",
+                "origin": origin, "session": session, "floor": floor,
+            }),
             (payload, Ok(Some(Command::Put { key, value }))) => {
                 let (shown_key, shown_value) = (cut(&key, limit), cut(&value, limit));
                 let mut put = json!({

@@ -133,6 +133,8 @@ impl ApiError {
                 | ProposalError::NotProposed(_)
                 | ProposalError::Replaced(_)
                 | ProposalError::Timeout(_)
+                | ProposalError::Withdrawn(_)
+                | ProposalError::WithdrawnUnknown(_)
                 | ProposalError::OutcomeUnknown
                 | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)

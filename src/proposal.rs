@@ -11,7 +11,10 @@
 //!   nodes and restarts, and a later session of the same node has a higher id.
 //! - Every proposal then carries a [`ProposalId`] (origin node, session, sequence number) and
 //!   the origin's *floor*: its lowest sequence number still unanswered. Every proposal below
-//!   the floor has been answered, and its origin never proposes it again.
+//!   the floor has been answered or given up, and its origin never proposes it again. An
+//!   origin that gives up a request it had sent, with no other proposal to carry the new
+//!   floor, proposes a *fence*: the floor alone. Once the fence applies, no copy of the
+//!   request still in flight can take effect, so the origin can tell its client for certain.
 //! - The [`Sessions`] table, part of the replicated state (in log order on every node, in
 //!   every snapshot), keeps per origin node only its newest session: the floor and the
 //!   sequence numbers applied at or above it. An entry takes effect only if its session is
@@ -28,6 +31,7 @@
 //! ```text
 //!   0xF0 | origin | session | seq | seq - floor | command      a proposal
 //!   0xF1 | origin | nonce                                      a session registration
+//!   0xF2 | origin | session | floor                            a fence: the floor alone
 //!   anything else                                             a command with no identity
 //! ```
 //!
@@ -46,6 +50,8 @@ use crate::varint;
 const TAG_PROPOSAL: u8 = 0xF0;
 /// First byte of a session registration.
 const TAG_REGISTER: u8 = 0xF1;
+/// First byte of a fence.
+const TAG_FENCE: u8 = 0xF2;
 /// First bytes of a membership change's `Entry.context` that carries a [`ProposalId`].
 const CONTEXT_MAGIC: [u8; 4] = [0xF0, b'r', b'x', b'1'];
 
@@ -79,6 +85,15 @@ pub enum Payload<'a> {
         /// Its process's random nonce.
         nonce: u64,
     },
+    /// An origin's floor alone: numbers below it are given up (see the module documentation).
+    Fence {
+        /// The node.
+        origin: u64,
+        /// Its session.
+        session: u64,
+        /// Its lowest sequence number not given up.
+        floor: u64,
+    },
     /// A command with no identity (written by an older version): applies as it is.
     Plain(&'a [u8]),
 }
@@ -106,6 +121,16 @@ pub fn encode_register(origin: u64, nonce: u64) -> Vec<u8> {
     data
 }
 
+/// `Entry.data` of a fence: `origin`'s session `session` gives up every number below `floor`.
+pub fn encode_fence(origin: u64, session: u64, floor: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + 3 * varint::MAX_LEN);
+    data.push(TAG_FENCE);
+    varint::put(&mut data, origin);
+    varint::put(&mut data, session);
+    varint::put(&mut data, floor);
+    data
+}
+
 /// Decodes a normal entry's data.
 pub fn decode(data: &[u8]) -> Result<Payload<'_>, MalformedHeader> {
     let mut p = data;
@@ -127,6 +152,19 @@ pub fn decode(data: &[u8]) -> Result<Payload<'_>, MalformedHeader> {
                 return Err(MalformedHeader("bytes after a registration"));
             }
             Ok(Payload::Register { origin, nonce })
+        }
+        Some(&TAG_FENCE) => {
+            p = &p[1..];
+            let mut next = || varint::take(&mut p).map_err(MalformedHeader);
+            let (origin, session, floor) = (next()?, next()?, next()?);
+            if !p.is_empty() {
+                return Err(MalformedHeader("bytes after a fence"));
+            }
+            Ok(Payload::Fence {
+                origin,
+                session,
+                floor,
+            })
         }
         _ => Ok(Payload::Plain(data)),
     }
@@ -200,6 +238,18 @@ fn take_id(p: &mut &[u8]) -> Result<(ProposalId, u64), MalformedHeader> {
         .checked_sub(below)
         .ok_or(MalformedHeader("floor below zero"))?;
     Ok((id, floor))
+}
+
+/// Where a request of an origin's current session stands in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Not applied, and its origin's floor is not past it: a copy may still take effect.
+    Open,
+    /// Applied.
+    Applied,
+    /// Its origin's floor passed it: no copy will take effect from now on, and whether one
+    /// did before is forgotten (or its session is not the current one).
+    Closed,
 }
 
 /// What applying an entry with an identity comes to.
@@ -285,30 +335,56 @@ impl Sessions {
         if crate::mutation::active(crate::mutation::Mutation::NoExactlyOnce) {
             return Verdict::Apply;
         }
-        let Some(s) = self.by_origin.get_mut(&id.origin) else {
+        self.raise_floor(id.origin, id.session, floor);
+        let Some(s) = self
+            .by_origin
+            .get_mut(&id.origin)
+            .filter(|s| s.id == id.session)
+        else {
             return Verdict::StaleSession;
         };
-        if s.id != id.session {
-            return Verdict::StaleSession;
-        }
-        if floor > s.floor {
-            s.floor = floor;
-            forget_below(&mut s.applied, floor);
-            self.skipped_changes
-                .retain(|c| c.origin != id.origin || c.seq >= floor);
-            if self
-                .skips_unknown
-                .get(&id.origin)
-                .is_some_and(|&(_, below)| floor >= below)
-            {
-                self.skips_unknown.remove(&id.origin);
-            }
-        }
         if id.seq < s.floor || contains(&s.applied, id.seq) {
             return Verdict::Duplicate;
         }
         insert(&mut s.applied, id.seq);
         Verdict::Apply
+    }
+
+    /// Applies a fence: `origin`'s session `session` gives up every number below `floor`
+    /// (nothing, if that session is not its current one).
+    pub fn raise_floor(&mut self, origin: u64, session: u64, floor: u64) {
+        let Some(s) = self
+            .by_origin
+            .get_mut(&origin)
+            .filter(|s| s.id == session && floor > s.floor)
+        else {
+            return;
+        };
+        s.floor = floor;
+        forget_below(&mut s.applied, floor);
+        self.skipped_changes
+            .retain(|c| c.origin != origin || c.seq >= floor);
+        if self
+            .skips_unknown
+            .get(&origin)
+            .is_some_and(|&(_, below)| floor >= below)
+        {
+            self.skips_unknown.remove(&origin);
+        }
+    }
+
+    /// Where the request `id` stands.
+    pub fn fate(&self, id: ProposalId) -> Fate {
+        match self
+            .by_origin
+            .get(&id.origin)
+            .filter(|s| s.id == id.session)
+        {
+            None => Fate::Closed,
+            Some(s) if id.seq < s.floor => Fate::Closed,
+            Some(s) if contains(&s.applied, id.seq) => Fate::Applied,
+            Some(_) => Fate::Open,
+        }
     }
 
     /// Whether the entry `id` has taken effect (or was given up by its origin).
@@ -478,6 +554,21 @@ mod tests {
                 nonce: u64::MAX
             })
         );
+        assert_eq!(
+            decode(&encode_fence(3, 1_000_000, 78)),
+            Ok(Payload::Fence {
+                origin: 3,
+                session: 1_000_000,
+                floor: 78
+            })
+        );
+        let mut long = encode_fence(3, 1, 2);
+        long.push(0);
+        assert!(decode(&long).is_err(), "bytes after a fence");
+        assert!(
+            decode(&long[..long.len() - 2]).is_err(),
+            "a fence cut short"
+        );
         assert_eq!(decode(b"\x00old"), Ok(Payload::Plain(b"\x00old")));
         assert!(decode(&[TAG_PROPOSAL, 0x80]).is_err());
         assert_eq!(
@@ -507,6 +598,33 @@ mod tests {
         old.extend_from_slice(&9u64.to_le_bytes());
         assert_eq!(decode_context(&old), None);
         assert_eq!(decode_context(&[]), None);
+    }
+
+    /// A fence closes its session's numbers below its floor, whatever comes later; a fence of
+    /// a session that is not the current one changes nothing.
+    #[test]
+    fn a_fence_closes_the_numbers_below_it() {
+        let mut t = Sessions::default();
+        let s = t.register(2, 9, 5);
+        assert_eq!(t.admit(id(s, 1), 1), Verdict::Apply);
+        assert_eq!(t.fate(id(s, 1)), Fate::Applied);
+        assert_eq!(t.fate(id(s, 2)), Fate::Open);
+        t.raise_floor(2, s + 1, 4);
+        assert_eq!(t.fate(id(s, 2)), Fate::Open, "another session's fence");
+        t.raise_floor(2, s, 4);
+        for seq in 1..4 {
+            assert_eq!(t.fate(id(s, seq)), Fate::Closed);
+        }
+        assert_eq!(t.admit(id(s, 3), 3), Verdict::Duplicate, "a late copy");
+        assert_eq!(t.fate(id(s, 4)), Fate::Open);
+        t.raise_floor(2, s, 2);
+        assert_eq!(t.fate(id(s, 3)), Fate::Closed, "a floor never goes down");
+        assert_eq!(t.admit(id(s, 4), 2), Verdict::Apply);
+        assert_eq!(
+            t.fate(id(s + 1, 4)),
+            Fate::Closed,
+            "not the current session"
+        );
     }
 
     #[test]

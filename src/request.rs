@@ -86,6 +86,18 @@ pub enum ProposalError {
     /// The entry was proposed but not applied in time; it may still commit.
     #[error("not committed within {0:?} (a quorum may be down); it may still happen")]
     Timeout(Duration),
+    /// The entry was proposed but not applied in time, and its withdrawal (a fence) was
+    /// applied before any copy of it: no copy can take effect any more.
+    #[error(
+        "not committed within {0:?}, and withdrawn before any copy of it was: it will not happen"
+    )]
+    Withdrawn(Duration),
+    /// Withdrawn, but this node learnt so from a snapshot, which cannot tell whether a copy
+    /// was applied before the withdrawal.
+    #[error(
+        "not committed within {0:?} and then withdrawn, but this node caught up from a snapshot that cannot tell whether a copy of it was applied first: it may have happened, and cannot any more; check before sending it again"
+    )]
+    WithdrawnUnknown(Duration),
     /// This node was removed and added back (or its session replaced) while the request was
     /// in flight, and it learnt so from a snapshot, which cannot tell whether the request
     /// took effect before: it is not proposed again.
@@ -153,6 +165,8 @@ impl ProposalError {
             ProposalError::NotProposed(_) => "not_proposed",
             ProposalError::Replaced(_) => "replaced",
             ProposalError::Timeout(_) => "timeout",
+            ProposalError::Withdrawn(_) => "withdrawn",
+            ProposalError::WithdrawnUnknown(_) => "withdrawn_unknown",
             ProposalError::OutcomeUnknown => "outcome_unknown",
             ProposalError::ReadTimeout(_) => "read_timeout",
             ProposalError::Busy(_) => "busy",

@@ -67,10 +67,10 @@ impl Command {
 
     /// The command in a normal entry's data, behind its identity if it has one (see
     /// [`crate::proposal`]); `None` for an entry that is no command (a session registration,
-    /// a new leader's empty entry).
+    /// a fence, a new leader's empty entry).
     pub fn from_entry(data: &[u8]) -> Result<Option<Command>, String> {
         match proposal::decode(data).map_err(|e| e.to_string())? {
-            Payload::Register { .. } => Ok(None),
+            Payload::Register { .. } | Payload::Fence { .. } => Ok(None),
             Payload::Plain([]) => Ok(None),
             Payload::Proposal { command, .. } | Payload::Plain(command) => Command::decode(command)
                 .map(Some)
@@ -83,7 +83,7 @@ impl Command {
 /// [`Command::from_entry`] reads, without a copy); `None` for an entry that is no command.
 fn put_of(data: &[u8]) -> Result<Option<(&str, &str)>, String> {
     let command = match proposal::decode(data).map_err(|e| e.to_string())? {
-        Payload::Register { .. } | Payload::Plain([]) => return Ok(None),
+        Payload::Register { .. } | Payload::Fence { .. } | Payload::Plain([]) => return Ok(None),
         Payload::Proposal { command, .. } | Payload::Plain(command) => command,
     };
     // Put's layout: its variant, the key, the value.

@@ -8,11 +8,16 @@
 //! exactly-once table makes the copies harmless: the first to commit takes effect, the others
 //! are skipped on every node.
 //!
-//! A request is answered when its entry is applied, or at its deadline, with an answer that
-//! says whether it can still happen: "it will not happen" only when that is certain (it never
-//! left this node, or every copy of it was overwritten by another entry), "it may still
-//! happen" otherwise. Once answered it is never proposed again, and the floor carried by later
-//! proposals makes every node skip any copy still in flight.
+//! A request is answered when its entry is applied, or by its deadline, with an answer that
+//! says whether it can still happen: "it will not happen" only when that is certain, "it may
+//! still happen" otherwise. It is certain when the request never left this node, when every
+//! copy of it was overwritten by another entry, or once it is *withdrawn*: in the last part of
+//! its wait ([`settle_window`]) a request that went out is no longer proposed, and this node
+//! proposes its floor past it (a fence, see [`crate::proposal`]). If the fence applies before
+//! any copy does, no copy can take effect any more, and the client hears so at once; if a copy
+//! applies first, the client hears it did. Only when neither applies by the deadline (a quorum
+//! is down) is the answer "it may still happen". Once answered a request is never proposed
+//! again, and the floor carried by later proposals makes every node skip any copy in flight.
 //!
 //! Under load a leader gathers proposals into bigger batches, so each WAL sync (on this node
 //! and on every follower) carries more entries: see [`super::batching`].
@@ -26,11 +31,21 @@ use raft::eraftpb::Entry;
 use super::batching::{hold_batch, whole_pages};
 use super::{MemberChange, ProposalError, Responder};
 use crate::membership::Members;
-use crate::proposal::{self, ProposalId, Sessions, Verdict};
+use crate::proposal::{self, Fate, ProposalId, Sessions, Verdict};
 
 /// A membership change unanswered for this fraction of [`super::RESEND_TICKS`] ticks is sent
 /// again.
 const CHANGE_RESEND_DIVISOR: u32 = 4;
+
+/// The last part of a request's wait in which, if it went out, it is no longer proposed and a
+/// fence settles it: a fifth of the timeout, at most [`SETTLE_MAX`]. A fence commits within a
+/// round trip of a working quorum; without one, waiting longer would not help.
+fn settle_window(timeout: Duration) -> Duration {
+    (timeout / 5).min(SETTLE_MAX)
+}
+
+/// See [`settle_window`].
+const SETTLE_MAX: Duration = Duration::from_secs(1);
 
 /// What a client asked for.
 pub(super) enum Asked {
@@ -91,6 +106,12 @@ pub(super) struct Proposals {
     outside: bool,
     next_seq: u64,
     pending: BTreeMap<u64, Pending>,
+    /// Normal requests withdrawn (see the module documentation), waiting for a fence or a copy
+    /// to settle them, or for their deadline. All below every number in `pending` that is
+    /// not a membership change, as deadlines follow the numbers.
+    settling: BTreeMap<u64, Pending>,
+    /// When the last fence was proposed, and the floor it carried.
+    fence_sent: Option<(Instant, u64)>,
     /// Normal entries to propose (the first time or again), oldest first.
     queue: VecDeque<u64>,
     /// When the oldest entry of the queue was queued.
@@ -105,6 +126,8 @@ pub(super) struct Proposals {
     /// or it is over its uncommitted limit).
     paused_until: Option<Instant>,
     timeout: Duration,
+    /// See [`settle_window`].
+    settle_for: Duration,
     /// How long a forwarded proposal or a registration may go unanswered before it is sent
     /// again (see [`Proposals::new`]).
     resend_after: Duration,
@@ -131,6 +154,8 @@ impl Proposals {
             outside: false,
             next_seq: 1,
             pending: BTreeMap::new(),
+            settling: BTreeMap::new(),
+            fence_sent: None,
             queue: VecDeque::new(),
             queued_since: None,
             last_batch: 0,
@@ -138,6 +163,7 @@ impl Proposals {
             local_at: BTreeMap::new(),
             paused_until: None,
             timeout,
+            settle_for: settle_window(timeout),
             resend_after: resend_after.min(timeout / 2).max(tick),
             change_resend_after: resend_after / CHANGE_RESEND_DIVISOR,
         }
@@ -175,15 +201,16 @@ impl Proposals {
     /// Requests not answered yet.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.settling.len()
     }
 
     /// Whether every request has been answered.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.settling.is_empty()
     }
 
-    /// The lowest sequence number not answered yet: every number below it is settled.
+    /// The lowest sequence number neither answered nor withdrawn: no number below it is
+    /// proposed again.
     fn floor(&self) -> u64 {
         self.pending
             .first_key_value()
@@ -216,6 +243,34 @@ impl Proposals {
         }
         self.register_sent = Some(now);
         Some(proposal::encode_register(self.origin, self.nonce))
+    }
+
+    /// The fence to propose, when withdrawn requests wait for one: when the floor has moved
+    /// since the last one, or that one may have been lost (a quarter of the settle window
+    /// went by, or the leader changed).
+    pub fn fence_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let session = self.session?;
+        let (&newest, _) = self.settling.last_key_value()?;
+        let floor = self.floor();
+        // A membership change below holds the floor until it is answered.
+        if floor <= newest || self.paused(now) {
+            return None;
+        }
+        let again_after = (self.settle_for / 4).max(Duration::from_millis(1));
+        if self
+            .fence_sent
+            .is_some_and(|(t, f)| f == floor && now.duration_since(t) < again_after)
+        {
+            return None;
+        }
+        self.fence_sent = Some((now, floor));
+        Some(proposal::encode_fence(self.origin, session, floor))
+    }
+
+    /// raft refused the fence: propose it again after a pause.
+    pub fn fence_not_sent(&mut self, now: Instant, pause: Duration) {
+        self.fence_sent = None;
+        self.paused_until = Some(now + pause);
     }
 
     /// raft refused the registration: ask again after a pause.
@@ -447,6 +502,11 @@ impl Proposals {
                          in flight again"
                     );
                 }
+                // Withdrawn ones are not proposed again: under the old session no copy can
+                // take effect any more.
+                for (_, p) in std::mem::take(&mut self.settling) {
+                    let _ = p.done.send(Err(ProposalError::Withdrawn(self.timeout)));
+                }
                 self.propose_all_again(now);
             }
         }
@@ -461,14 +521,18 @@ impl Proposals {
             .filter(|(_, p)| p.sent_at.is_some())
             .map(|(seq, _)| *seq)
             .collect();
-        if sent.is_empty() {
+        if sent.is_empty() && self.settling.is_empty() {
             return;
         }
         tracing::warn!(
-            requests = sent.len(),
+            requests = sent.len() + self.settling.len(),
             "this node's session was forgotten or replaced in a snapshot: whether its requests \
              in flight took effect is unknown"
         );
+        let settling = std::mem::take(&mut self.settling);
+        for (_, p) in settling {
+            let _ = p.done.send(Err(ProposalError::OutcomeUnknown));
+        }
         for seq in &sent {
             let Some(p) = self.pending.remove(seq) else {
                 continue;
@@ -498,7 +562,7 @@ impl Proposals {
         };
         if let Some((copy_term, seq)) = self.local_at.remove(&index)
             && (copy_term != term || ours(self, id) != Some(seq))
-            && let Some(p) = self.pending.get_mut(&seq)
+            && let Some(p) = self.pending.get_mut(&seq).or(self.settling.get_mut(&seq))
         {
             // Another entry committed where this node had put a copy as leader.
             p.local_copies = p.local_copies.saturating_sub(1);
@@ -507,8 +571,14 @@ impl Proposals {
         if verdict == Verdict::StaleSession {
             return None;
         }
-        // Applied now, or skipped as a copy of one applied before: the request took effect.
-        let p = self.pending.remove(&seq)?;
+        // Applied now, or skipped as a copy of one applied before: the request took effect. A
+        // withdrawn request's copy is skipped once the floor has passed it, when
+        // [`Proposals::settle`] answers it.
+        let p = match self.pending.remove(&seq) {
+            Some(p) => p,
+            None if verdict == Verdict::Apply => self.settling.remove(&seq)?,
+            None => return None,
+        };
         if self.change == Some(seq) {
             self.change = None;
         }
@@ -532,7 +602,7 @@ impl Proposals {
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
-            if let Some(p) = self.pending.get_mut(&seq) {
+            if let Some(p) = self.pending.get_mut(&seq).or(self.settling.get_mut(&seq)) {
                 p.local_copies = p.local_copies.saturating_sub(1);
             }
         }
@@ -540,6 +610,21 @@ impl Proposals {
         let Some(session) = self.session else {
             return Vec::new();
         };
+        let mut done = Vec::new();
+        for (seq, p) in std::mem::take(&mut self.settling) {
+            match sessions.fate(self.id(session, seq)) {
+                Fate::Open => {
+                    self.settling.insert(seq, p);
+                }
+                Fate::Applied => done.push(p.done),
+                // Whether a copy applied before the fence is not in the snapshot.
+                Fate::Closed => {
+                    let _ = p
+                        .done
+                        .send(Err(ProposalError::WithdrawnUnknown(self.timeout)));
+                }
+            }
+        }
         let settled: Vec<u64> = self
             .pending
             .keys()
@@ -577,12 +662,38 @@ impl Proposals {
                 }
                 Some(p.done)
             })
+            .chain(done)
             .collect()
+    }
+
+    /// Committed entries were applied to `sessions`: a withdrawn request its origin's floor
+    /// has passed (a fence, or a later proposal, applied before any copy of it) will not
+    /// happen, and its client hears so now.
+    pub fn settle(&mut self, sessions: &Sessions) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let origin = self.origin;
+        while let Some(first) = self.settling.first_entry() {
+            let id = ProposalId {
+                origin,
+                session,
+                seq: *first.key(),
+            };
+            if sessions.fate(id) != Fate::Closed {
+                break;
+            }
+            let _ = first
+                .remove()
+                .done
+                .send(Err(ProposalError::Withdrawn(self.timeout)));
+        }
     }
 
     /// The leader changed: whatever was proposed may be lost; propose it all again.
     pub fn on_leader_change(&mut self, now: Instant) {
         self.paused_until = None;
+        self.fence_sent = None;
         self.propose_all_again(now);
     }
 
@@ -608,20 +719,44 @@ impl Proposals {
         self.queued_since.get_or_insert(now);
     }
 
-    /// Once per tick: answer the requests whose time is up (and forget those whose client
-    /// gave up), and queue again forwarded proposals that went unanswered too long. Returns
-    /// how many were queued again.
+    /// Once per tick: withdraw the requests that went out and are in the last part of their
+    /// wait, answer those whose time is up (and forget those whose client gave up), and queue
+    /// again forwarded proposals that went unanswered too long. Returns how many were queued
+    /// again.
     pub fn on_tick(&mut self, now: Instant, leader_known: bool) -> usize {
-        let expired: Vec<u64> = self
+        let withdrawn: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| now >= p.deadline || p.done.is_closed())
+            .filter(|(_, p)| {
+                p.sent_at.is_some()
+                    && matches!(p.request, Asked::Command(_))
+                    && now + self.settle_for >= p.deadline
+            })
             .map(|(seq, _)| *seq)
             .collect();
-        for seq in expired {
-            let Some(p) = self.pending.remove(&seq) else {
-                continue;
-            };
+        for seq in withdrawn {
+            if let Some(mut p) = self.pending.remove(&seq) {
+                if p.queued {
+                    self.queue.retain(|s| *s != seq);
+                    p.queued = false;
+                }
+                self.settling.insert(seq, p);
+            }
+        }
+        let mut expired = Vec::new();
+        for map in [&mut self.pending, &mut self.settling] {
+            let seqs: Vec<u64> = map
+                .iter()
+                .filter(|(_, p)| now >= p.deadline || p.done.is_closed())
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in seqs {
+                if let Some(p) = map.remove(&seq) {
+                    expired.push((seq, p));
+                }
+            }
+        }
+        for (seq, p) in expired {
             if self.change == Some(seq) {
                 self.change = None;
             }
@@ -715,6 +850,28 @@ mod tests {
         (answer, id, floor)
     }
 
+    /// A membership change taken and forwarded (checked against voters 1 to 3): its answer,
+    /// and what went out.
+    fn change_sent(
+        p: &mut Proposals,
+        change: MemberChange,
+        now: Instant,
+    ) -> (Answer, ChangeToPropose) {
+        let (tx, answer) = oneshot::channel();
+        p.add(
+            Asked::Change {
+                change,
+                voters: None,
+                sent_with: None,
+            },
+            tx,
+            now,
+        );
+        let next = p.take_change(now, &[1, 2, 3]).expect("the change is due");
+        p.sent(&[next.seq], None, now);
+        (answer, next)
+    }
+
     fn decoded(entry: &Entry) -> (ProposalId, u64) {
         match proposal::decode(&entry.data).expect("decodes") {
             proposal::Payload::Proposal { id, floor, .. } => (id, floor),
@@ -744,6 +901,139 @@ mod tests {
             Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
         );
         assert_eq!(p.len(), 0);
+    }
+
+    fn fence_of(data: &[u8]) -> (u64, u64, u64) {
+        match proposal::decode(data).expect("decodes") {
+            proposal::Payload::Fence {
+                origin,
+                session,
+                floor,
+            } => (origin, session, floor),
+            other => panic!("not a fence: {other:?}"),
+        }
+    }
+
+    /// In the last fifth of its wait (1 s of 5) a PUT that went out is withdrawn: not
+    /// proposed again, even after a leader change, and a fence carries the floor past it. The
+    /// fence is proposed again a quarter of that window later, and at once after a leader
+    /// change. Once it applies before any copy, the client hears it will not happen.
+    #[test]
+    fn a_withdrawn_put_is_settled_by_its_fence() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let (mut answer, id, _) = put_sent(&mut p, t0);
+        let before = t0 + Duration::from_millis(3_990);
+        p.on_tick(before, true);
+        assert!(p.fence_due(before).is_none(), "not withdrawn yet");
+        let withdrawn = t0 + Duration::from_secs(4);
+        p.on_tick(withdrawn, true);
+        let fence = p.fence_due(withdrawn).expect("a fence is due");
+        assert_eq!(fence_of(&fence), (1, id.session, id.seq + 1));
+        assert!(p.fence_due(withdrawn).is_none(), "just sent");
+        let later = withdrawn + Duration::from_millis(250);
+        assert!(p.fence_due(later).is_some(), "sent again");
+        p.on_leader_change(later);
+        assert!(
+            p.take_batch(false, 0, later).is_empty(),
+            "never proposed again"
+        );
+        assert!(p.fence_due(later).is_some(), "sent to the new leader");
+        assert!(answer.try_recv().is_err(), "nothing settled it yet");
+
+        let (origin, session, floor) = fence_of(&fence);
+        sessions.raise_floor(origin, session, floor);
+        p.settle(&sessions);
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err(ProposalError::Withdrawn(Duration::from_secs(5))))
+        );
+        assert!(p.is_empty());
+        assert!(p.fence_due(later).is_none(), "nothing left to fence");
+        // A late copy is skipped, and answers no one.
+        let verdict = sessions.admit(id, id.seq);
+        assert_eq!(verdict, Verdict::Duplicate);
+        assert!(p.on_committed(30, 3, Some(id), verdict).is_none());
+    }
+
+    /// A withdrawn PUT whose copy applies before the fence took effect; one that neither
+    /// settles by the deadline (no quorum) may still happen.
+    #[test]
+    fn a_withdrawn_put_is_answered_by_its_copy_or_at_its_deadline() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let (mut applied, id, floor) = put_sent(&mut p, t0);
+        let (mut stuck, _, _) = put_sent(&mut p, t0);
+        let withdrawn = t0 + Duration::from_secs(4);
+        p.on_tick(withdrawn, true);
+        assert_eq!(p.len(), 2);
+        let verdict = sessions.admit(id, floor);
+        assert_eq!(verdict, Verdict::Apply);
+        let done = p
+            .on_committed(40, 2, Some(id), verdict)
+            .expect("its waiter");
+        done.send(Ok(())).expect("sent");
+        assert_eq!(applied.try_recv(), Ok(Ok(())));
+        p.settle(&sessions);
+        assert!(stuck.try_recv().is_err(), "its fence has not applied");
+        p.on_tick(t0 + Duration::from_secs(5), true);
+        assert_eq!(
+            stuck.try_recv(),
+            Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
+        );
+        assert!(p.is_empty());
+    }
+
+    /// A membership change below a withdrawn PUT holds the floor, so no fence goes until the
+    /// change is answered; a request never sent is not withdrawn (it cannot be in flight).
+    #[test]
+    fn a_pending_change_below_holds_the_fence_back() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (_change, next) = change_sent(&mut p, MemberChange::Remove { id: 3 }, t0);
+        let (_put, sent, _) = put_sent(&mut p, t0 + Duration::from_millis(1));
+        let _never_sent = put(&mut p, t0 + Duration::from_millis(2));
+        let withdrawn = t0 + Duration::from_millis(4_001);
+        p.on_tick(withdrawn, true);
+        assert_eq!(p.settling.len(), 1, "only the PUT that went out");
+        assert!(
+            p.fence_due(withdrawn).is_none(),
+            "the change holds the floor"
+        );
+        p.refuse_change(next.seq, ProposalError::ChangePending);
+        let fence = p
+            .fence_due(withdrawn)
+            .expect("due once the change is answered");
+        assert_eq!(
+            fence_of(&fence).2,
+            sent.seq + 1,
+            "up to the request never sent"
+        );
+    }
+
+    /// Learnt from a snapshot: a withdrawn PUT the snapshot shows applied is done; one its
+    /// floor passed may have been applied before: the snapshot cannot tell.
+    #[test]
+    fn a_snapshot_settles_withdrawn_puts_as_far_as_it_can_tell() {
+        let t0 = Instant::now();
+        let (mut p, mut sessions) = registered(t0);
+        let (mut passed, b, _) = put_sent(&mut p, t0);
+        let (mut applied, a, a_floor) = put_sent(&mut p, t0);
+        let (mut open, _, _) = put_sent(&mut p, t0);
+        p.on_tick(t0 + Duration::from_secs(4), true);
+        assert_eq!(sessions.admit(a, a_floor), Verdict::Apply);
+        // Past `passed` only: a floor past `applied` would forget that it applied.
+        sessions.raise_floor(1, b.session, b.seq + 1);
+        for done in p.on_snapshot(100, &sessions, &Members::default(), t0) {
+            done.send(Ok(())).expect("sent");
+        }
+        assert_eq!(applied.try_recv(), Ok(Ok(())));
+        assert_eq!(
+            passed.try_recv(),
+            Ok(Err(ProposalError::WithdrawnUnknown(Duration::from_secs(5))))
+        );
+        assert!(open.try_recv().is_err(), "still open");
+        assert_eq!(p.len(), 1);
     }
 
     /// As leader: the copy is overwritten by a new leader's entry, and the proposal cannot be
@@ -976,22 +1266,11 @@ mod tests {
             (false, false, false, false),
         ] {
             let (mut p, mut sessions) = registered(t0);
-            let (tx, mut answer) = tokio::sync::oneshot::channel();
             let change = MemberChange::Add {
                 id: 4,
                 url: "http://d:4".into(),
             };
-            p.add(
-                Asked::Change {
-                    change,
-                    voters: None,
-                    sent_with: None,
-                },
-                tx,
-                t0,
-            );
-            let next = p.take_change(t0, &[1, 2, 3]).expect("the change is due");
-            p.sent(&[next.seq], None, t0);
+            let (mut answer, next) = change_sent(&mut p, change, t0);
             let ctx = proposal::decode_context(&next.context).expect("an identity");
             assert_eq!(ctx.voters.as_deref(), Some(&[1, 2, 3][..]));
             assert_eq!(sessions.admit(ctx.id, ctx.floor), Verdict::Apply);

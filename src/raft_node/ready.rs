@@ -665,8 +665,8 @@ impl RaftNode {
         )
     }
 
-    /// Proposes what is due: this process's session registration, the batch of queued
-    /// entries (unless the leader holds it back to grow it), and a membership change. Nothing
+    /// Proposes what is due: this process's session registration, a fence for withdrawn
+    /// requests, the batch of queued entries (unless the leader holds it back to grow it), and a membership change. Nothing
     /// while no leader is known: raft would drop it, and the requests wait for one instead.
     pub(super) fn propose(&mut self) {
         if self.leader_id() == INVALID_ID {
@@ -678,6 +678,12 @@ impl RaftNode {
         {
             tracing::debug!(%err, "raft dropped the session registration; asking again shortly");
             self.proposals.registration_not_sent(now, self.tick);
+        }
+        if let Some(data) = self.proposals.fence_due(now)
+            && let Err(err) = self.rn.propose(Vec::new(), data)
+        {
+            tracing::debug!(%err, "raft dropped a fence; proposing it again shortly");
+            self.proposals.fence_not_sent(now, self.tick);
         }
         let leading = self.rn.raft.state == StateRole::Leader;
         let uncommitted = self.rn.raft.raft_log.last_index() - self.rn.raft.raft_log.committed;
@@ -849,6 +855,7 @@ impl RaftNode {
                     .after_membership_change(&self.sessions, &self.members, now);
             }
         }
+        self.proposals.settle(&self.sessions);
         let skipped = effective.iter().filter(|e| !**e).count();
         if skipped > 0 {
             self.metrics.duplicates_skipped.inc_by(skipped as u64);
@@ -887,6 +894,14 @@ impl RaftNode {
                 Ok(Payload::Register { origin, nonce }) => {
                     self.sessions.register(origin, nonce, entry.index);
                     self.proposals.on_registration(origin, &self.sessions, now);
+                    None
+                }
+                Ok(Payload::Fence {
+                    origin,
+                    session,
+                    floor,
+                }) => {
+                    self.sessions.raise_floor(origin, session, floor);
                     None
                 }
                 // Written by an older version, or undecodable (the state machine says so):

@@ -24,6 +24,7 @@ struct Fed {
     exit: tokio::task::JoinHandle<Exit>,
     shutdown: CancellationToken,
     shared: Arc<Shared>,
+    kv: KvStore,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +64,7 @@ impl Fed {
         let mut recovered = replay::replay_wal(&config).expect("a joining node's data dir");
         let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
         let (apply_tx, _thread) = kv.spawn_apply_loop(id).expect("apply thread");
+        let kv_seen = kv.clone();
         let (requests, requests_rx) = mpsc::channel(1024);
         let (peers, peers_rx) = mpsc::channel(1024);
         let shutdown = CancellationToken::new();
@@ -96,6 +98,7 @@ impl Fed {
             exit,
             shutdown,
             shared,
+            kv: kv_seen,
             _dir: dir,
         }
     }
@@ -379,11 +382,7 @@ async fn removal_committed_by_leader_of_two(node: &Fed) -> (u64, NodeStatus) {
     use raft::eraftpb::MessageType::*;
     let status = elected_by_node_2(node).await;
     let term = status.term;
-    let ack = |index: u64| {
-        let mut m = message(MsgAppendResponse, 2, 1, term);
-        m.index = index;
-        m
-    };
+    let ack = |index: u64| acked_by_node_2(term, index);
     node.step(ack(status.last_index)).await.expect("running");
     let mut propose = message(MsgPropose, 2, 1, 0);
     propose.set_entries(vec![conf_change(0, 0, ConfChangeType::RemoveNode, 1, "")].into());
@@ -561,6 +560,13 @@ async fn only_a_word_of_the_current_term_counts_as_heard() {
     // Neither has acknowledged anything of this term: node 2 would win on its lower id.
     let status = stopped_handing_over(&node).await;
     assert_eq!(status.transferring_to, Some(3), "{status:?}");
+}
+
+/// Node 2's acknowledgement to leader 1 of `term` of its log up to `index`.
+fn acked_by_node_2(term: u64, index: u64) -> Message {
+    let mut m = message(raft::eraftpb::MessageType::MsgAppendResponse, 2, 1, term);
+    m.index = index;
+    m
 }
 
 fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> Message {
@@ -1107,4 +1113,153 @@ fn a_full_disk_is_named_with_what_to_do() {
     );
     let failed = NodeError::Wal(crate::wal::Error::Io(io(5)));
     assert_eq!(failed.stop_text(), failed.to_string());
+}
+
+/// Node 1, elected leader of three (its peers silent) by node 2, with a PUT of `/w` from a
+/// client appended but not acknowledged; it then withdraws the PUT in the last fifth of its
+/// 2 s wait and appends a fence. Returns the client's answer, node 1's session and the indexes of
+/// the PUT's copy and of the fence.
+async fn put_withdrawn_by_a_leader(
+    node: &Fed,
+) -> (
+    oneshot::Receiver<Result<(), super::ProposalError>>,
+    u64,
+    (u64, u64),
+    u64,
+) {
+    let status = elected_by_node_2(node).await;
+    let term = status.term;
+    let ack = |index: u64| acked_by_node_2(term, index);
+    node.step(ack(status.last_index)).await.expect("running");
+    let (done, answer) = oneshot::channel();
+    let data = Command::Put {
+        key: "/w".into(),
+        value: "late".into(),
+    }
+    .encode();
+    node.requests
+        .send(Request::Propose { data, done })
+        .await
+        .expect("running");
+    // The session's registration, then the PUT once it is applied.
+    let registered = node
+        .wait_status(|s| s.last_index > status.last_index)
+        .await
+        .expect("running")
+        .last_index;
+    node.step(ack(registered)).await.expect("running");
+    let copy = node
+        .wait_status(|s| s.last_index > registered)
+        .await
+        .expect("running")
+        .last_index;
+    // Node 2 keeps answering heartbeats, or node 1 would step down (CheckQuorum) before then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let fence = loop {
+        let status = heartbeats_answered_by(node, &[2], term).await;
+        if status.last_index > copy {
+            break status.last_index;
+        }
+        assert!(std::time::Instant::now() < deadline, "no fence: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (answer, registered, (copy, term), fence)
+}
+
+fn with_a_2s_proposal_timeout(config: &mut Config) {
+    config.proposal_timeout_ms = 2000;
+}
+
+/// A PUT that a leader change holds up past most of its wait is withdrawn: its origin proposes
+/// a fence (its floor past it), and if the fence commits before any copy, the client hears for
+/// certain that it will not happen, and a copy committed later is skipped on every node. Before,
+/// the client heard it "may still happen" and such a late copy landed, half a second after
+/// that answer, over whatever the client wrote next (fault suite seed 35, 2026-12-05).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_fence_commits_first_will_not_happen() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(1, cluster, false, dir, with_a_2s_proposal_timeout).await;
+    let (mut answer, session, (copy, term), fence) = put_withdrawn_by_a_leader(&node).await;
+    assert!(
+        answer.try_recv().is_err(),
+        "answered before the fence committed"
+    );
+    // Node 2 takes over; its log has node 1's fence (forwarded to it) and then a late copy of
+    // the PUT, in its own term, where node 1 had its copy and its fence.
+    let late = Entry {
+        term: term + 1,
+        index: fence,
+        data: crate::proposal::encode_proposal(
+            crate::proposal::ProposalId {
+                origin: 1,
+                session,
+                seq: 1,
+            },
+            1,
+            &Command::Put {
+                key: "/w".into(),
+                value: "late".into(),
+            }
+            .encode(),
+        )
+        .into(),
+        ..Default::default()
+    };
+    let fence_entry = Entry {
+        term: term + 1,
+        index: copy,
+        data: crate::proposal::encode_fence(1, session, 2).into(),
+        ..Default::default()
+    };
+    let mut append = message(MsgAppend, 2, 1, term + 1);
+    append.index = copy - 1;
+    append.log_term = term;
+    append.commit = fence;
+    append.set_entries(vec![fence_entry, late].into());
+    node.step(append).await.expect("running");
+    let got = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered once the fence applied")
+        .expect("answered");
+    match got {
+        Err(err) => assert!(err.to_string().contains("will not happen"), "{err}"),
+        Ok(()) => panic!("the PUT was answered as done, and it was skipped"),
+    }
+    node.wait_status(|s| s.applied >= fence)
+        .await
+        .expect("running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while node.kv.applied_index() < fence {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the state machine is stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        node.kv.get("/w"),
+        None,
+        "the late copy took effect after the fence"
+    );
+}
+
+/// The same, but the PUT's own copy commits before the fence: the client hears it is done,
+/// and the fence changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_copy_commits_before_its_fence_is_done() {
+    let (cluster, _silent) = three_with_silent_peers();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(1, cluster, false, dir, with_a_2s_proposal_timeout).await;
+    let (answer, _, (_, term), fence) = put_withdrawn_by_a_leader(&node).await;
+    node.step(acked_by_node_2(term, fence))
+        .await
+        .expect("running");
+    let got = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered once the copy applied")
+        .expect("answered");
+    assert_eq!(got, Ok(()));
+    assert_eq!(node.kv.get("/w").as_deref(), Some("late"));
 }
