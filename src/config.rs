@@ -67,8 +67,9 @@ pub struct Config {
     pub max_snapshots: usize,
 
     /// How long a PUT, POST or DELETE waits for its entry to commit and apply, and a
-    /// linearizable GET or /-/status for the node, before it answers 503 (a write may still
-    /// commit later). Milliseconds.
+    /// linearizable GET or /-/status for the node, before it answers 503. A write that went
+    /// out is withdrawn in the last fifth of the wait (at most 1 s), and the 503 says whether
+    /// it can still commit. Milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub proposal_timeout_ms: u64,
 

@@ -22,6 +22,9 @@ pub enum Mutation {
     /// A node keeps the session its own removal ended: added back while it runs, it
     /// proposes under it, and every node skips its writes.
     KeepSessionOnRemoval = 6,
+    /// A PUT withdrawn in the last part of its wait is answered "it will not happen" at once,
+    /// with no fence to make sure no copy in flight takes effect.
+    WithdrawnWithoutFence = 7,
 }
 
 #[cfg(feature = "sim-mutations")]

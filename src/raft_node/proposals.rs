@@ -740,6 +740,10 @@ impl Proposals {
                     self.queue.retain(|s| *s != seq);
                     p.queued = false;
                 }
+                if crate::mutation::active(crate::mutation::Mutation::WithdrawnWithoutFence) {
+                    let _ = p.done.send(Err(ProposalError::Withdrawn(self.timeout)));
+                    continue;
+                }
                 self.settling.insert(seq, p);
             }
         }

@@ -32,6 +32,7 @@ pub fn from_env() {
         Mutation::NoExactlyOnce,
         Mutation::AckBeforeSync,
         Mutation::KeepSessionOnRemoval,
+        Mutation::WithdrawnWithoutFence,
     ];
     let m = all
         .into_iter()
@@ -162,6 +163,18 @@ fn mutation_keep_session_on_removal() {
     caught(
         Mutation::KeepSessionOnRemoval,
         &["was answered 204 within"],
+        Length::Quick,
+        3000,
+    );
+}
+
+/// A withdrawn PUT is answered "it will not happen" only once a fence has applied before any
+/// copy of it: a copy in flight can still land.
+#[test]
+fn mutation_withdrawn_without_fence() {
+    caught(
+        Mutation::WithdrawnWithoutFence,
+        &["not linearizable", "will not happen"],
         Length::Quick,
         3000,
     );
