@@ -245,9 +245,10 @@ impl Proposals {
         Some(proposal::encode_register(self.origin, self.nonce))
     }
 
-    /// The fence to propose, when withdrawn requests wait for one: when the floor has moved
-    /// since the last one, or that one may have been lost (a quarter of the settle window
-    /// went by, or the leader changed).
+    /// The fence to propose, when withdrawn requests wait for one: when the last one does
+    /// not cover the newest of them, or may have been lost (a quarter of the settle window
+    /// went by, or the leader changed). Not each time the floor moves: under load it moves
+    /// every round, and the batches that move it carry it anyway.
     pub fn fence_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         let session = self.session?;
         let (&newest, _) = self.settling.last_key_value()?;
@@ -259,7 +260,7 @@ impl Proposals {
         let again_after = (self.settle_for / 4).max(Duration::from_millis(1));
         if self
             .fence_sent
-            .is_some_and(|(t, f)| f == floor && now.duration_since(t) < again_after)
+            .is_some_and(|(t, f)| f > newest && now.duration_since(t) < again_after)
         {
             return None;
         }
@@ -927,6 +928,7 @@ mod tests {
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut answer, id, _) = put_sent(&mut p, t0);
+        let (_next, next, next_floor) = put_sent(&mut p, t0 + Duration::from_secs(2));
         let before = t0 + Duration::from_millis(3_990);
         p.on_tick(before, true);
         assert!(p.fence_due(before).is_none(), "not withdrawn yet");
@@ -935,6 +937,15 @@ mod tests {
         let fence = p.fence_due(withdrawn).expect("a fence is due");
         assert_eq!(fence_of(&fence), (1, id.session, id.seq + 1));
         assert!(p.fence_due(withdrawn).is_none(), "just sent");
+        // A later PUT, not withdrawn, is applied: the floor moves, and the fence sent still
+        // covers what is withdrawn.
+        let verdict = sessions.admit(next, next_floor);
+        let done = p
+            .on_committed(20, 2, Some(next), verdict)
+            .expect("its waiter");
+        done.send(Ok(())).expect("sent");
+        assert!(p.floor() > next.seq);
+        assert!(p.fence_due(withdrawn).is_none(), "the fence sent covers it");
         let later = withdrawn + Duration::from_millis(250);
         assert!(p.fence_due(later).is_some(), "sent again");
         p.on_leader_change(later);
