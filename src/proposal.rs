@@ -12,9 +12,14 @@
 //! - Every proposal then carries a [`ProposalId`] (origin node, session, sequence number) and
 //!   the origin's *floor*: its lowest sequence number still unanswered. Every proposal below
 //!   the floor has been answered or given up, and its origin never proposes it again. An
-//!   origin that gives up a request it had sent, with no other proposal to carry the new
-//!   floor, proposes a *fence*: the floor alone. Once the fence applies, no copy of the
-//!   request still in flight can take effect, so the origin can tell its client for certain.
+//!   origin that gives up a request it had sent proposes a *fence*: the floor alone (its
+//!   next proposal would carry the floor too, but there may be none). Once either applies,
+//!   no copy of the request still in flight can take effect, so the origin can tell its
+//!   client for certain.
+//!
+//! Builds before this table read each of these entries as an undecodable command and skip
+//! it: every node of a cluster must run a build that knows them (fences came last, on
+//! 2026-12-05).
 //! - The [`Sessions`] table, part of the replicated state (in log order on every node, in
 //!   every snapshot), keeps per origin node only its newest session: the floor and the
 //!   sequence numbers applied at or above it. An entry takes effect only if its session is

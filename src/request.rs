@@ -86,10 +86,11 @@ pub enum ProposalError {
     /// The entry was proposed but not applied in time; it may still commit.
     #[error("not committed within {0:?} (a quorum may be down); it may still happen")]
     Timeout(Duration),
-    /// The entry was proposed but not applied in time, and its withdrawal (a fence) was
-    /// applied before any copy of it: no copy can take effect any more.
+    /// The entry was proposed but not applied in the first part of its wait, and no copy can
+    /// take effect any more: its withdrawal (a fence, or a later proposal carrying the floor
+    /// past it) applied before any copy did, or its session ended in log order.
     #[error(
-        "not committed within {0:?}, and withdrawn before any copy of it was: it will not happen"
+        "not committed in most of its {0:?} wait, and withdrawn before any copy of it was applied: it will not happen"
     )]
     Withdrawn(Duration),
     /// Withdrawn, but this node learnt so from a snapshot, which cannot tell whether a copy

@@ -804,7 +804,11 @@ impl Proposals {
 
     /// The node stops: every request hears so.
     pub fn stop(&mut self) {
-        for (_, p) in std::mem::take(&mut self.pending) {
+        let pending = std::mem::take(&mut self.pending);
+        for (_, p) in pending
+            .into_iter()
+            .chain(std::mem::take(&mut self.settling))
+        {
             let _ = p.done.send(Err(ProposalError::Stopped));
         }
         self.queue.clear();
@@ -996,6 +1000,22 @@ mod tests {
             stuck.try_recv(),
             Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
         );
+        assert!(p.is_empty());
+    }
+
+    /// A node that stops answers its withdrawn requests too (found by a review).
+    #[test]
+    fn a_stopping_node_answers_what_it_withdrew() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (mut answer, _, _) = put_sent(&mut p, t0);
+        p.on_tick(t0 + Duration::from_secs(4), true);
+        assert!(
+            p.fence_due(t0 + Duration::from_secs(4)).is_some(),
+            "withdrawn"
+        );
+        p.stop();
+        assert_eq!(answer.try_recv(), Ok(Err(ProposalError::Stopped)));
         assert!(p.is_empty());
     }
 
