@@ -340,7 +340,6 @@ impl Sessions {
         if crate::mutation::active(crate::mutation::Mutation::NoExactlyOnce) {
             return Verdict::Apply;
         }
-        self.raise_floor(id.origin, id.session, floor);
         let Some(s) = self
             .by_origin
             .get_mut(&id.origin)
@@ -348,6 +347,15 @@ impl Sessions {
         else {
             return Verdict::StaleSession;
         };
+        if floor > s.floor {
+            lift_floor(
+                s,
+                id.origin,
+                floor,
+                &mut self.skipped_changes,
+                &mut self.skips_unknown,
+            );
+        }
         if id.seq < s.floor || contains(&s.applied, id.seq) {
             return Verdict::Duplicate;
         }
@@ -365,17 +373,13 @@ impl Sessions {
         else {
             return;
         };
-        s.floor = floor;
-        forget_below(&mut s.applied, floor);
-        self.skipped_changes
-            .retain(|c| c.origin != origin || c.seq >= floor);
-        if self
-            .skips_unknown
-            .get(&origin)
-            .is_some_and(|&(_, below)| floor >= below)
-        {
-            self.skips_unknown.remove(&origin);
-        }
+        lift_floor(
+            s,
+            origin,
+            floor,
+            &mut self.skipped_changes,
+            &mut self.skips_unknown,
+        );
     }
 
     /// Where the request `id` stands.
@@ -509,6 +513,27 @@ fn insert(ranges: &mut BTreeMap<u64, u64>, n: u64) {
     };
     let end = ranges.remove(&(n + 1)).unwrap_or(n + 1);
     ranges.insert(start, end);
+}
+
+/// Raises `origin`'s session `s` to `floor` (above its own) and drops what the side tables
+/// of [`Sessions`] keep below it. A free function over the fields, so that [`Sessions::admit`]
+/// raises the floor of the session it has already looked up.
+fn lift_floor(
+    s: &mut Session,
+    origin: u64,
+    floor: u64,
+    skipped_changes: &mut BTreeSet<ProposalId>,
+    skips_unknown: &mut BTreeMap<u64, (u64, u64)>,
+) {
+    s.floor = floor;
+    forget_below(&mut s.applied, floor);
+    skipped_changes.retain(|c| c.origin != origin || c.seq >= floor);
+    if skips_unknown
+        .get(&origin)
+        .is_some_and(|&(_, below)| floor >= below)
+    {
+        skips_unknown.remove(&origin);
+    }
 }
 
 fn forget_below(ranges: &mut BTreeMap<u64, u64>, floor: u64) {
