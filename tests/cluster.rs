@@ -429,6 +429,12 @@ async fn a_node_whose_log_reader_went_away_serves_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_every_node_at_once_is_quick_and_clean() {
     let mut c = ProcCluster::start(3, &[]).await;
+    // A connection per request, as curl: a kept-alive one would hold its node a little
+    // longer at the stop (see the kept-alive test below), and the leader with it.
+    c.http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a client");
     let leader = c.wait_leader().await;
     c.put_ok(leader, "k", "v").await;
     for id in 1..=3 {
@@ -546,12 +552,12 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
          machine's stalls meanwhile: {seen:?})"
     );
     assert!(
-        took_over <= Duration::from_secs(1),
-        "node {new_leader} led only after {took_over:?}"
+        took_over <= Duration::from_secs(1) + stalled,
+        "node {new_leader} led only after {took_over:?} (the machine's stalls: {seen:?})"
     );
     assert!(
-        exited <= Duration::from_secs(1),
-        "the leader took {exited:?} to exit"
+        exited <= Duration::from_secs(1) + stalled,
+        "the leader took {exited:?} to exit (the machine's stalls: {seen:?})"
     );
 }
 
@@ -565,7 +571,10 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_a_kept_alive_connection_to_a_stopping_leader_is_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = ProcCluster::start(3, &[]).await;
+    // Ticks of 300 ms: the stopping leader goes at its limit of eight ticks whatever is in
+    // flight, and the hand-over, the test's polling and the forwarded write must fit in it;
+    // 800 ms (the default) is short for that on a loaded machine.
+    let mut c = ProcCluster::start(3, &["--tick-ms", "300"]).await;
     let leader = c.wait_leader().await;
     let addr = c.url(leader).trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&addr)
@@ -629,13 +638,24 @@ async fn stopping_a_follower_is_quick() {
     let leader = c.wait_leader().await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     c.put_ok(follower, "k", "v").await;
+    let epoch = Instant::now();
+    let probe = stalls::StallProbe::start(c.dir.path(), epoch);
     let started = Instant::now();
     let status = c.stop(follower).await;
     let took = started.elapsed();
     eprintln!("the follower exited after {took:?}");
     assert!(status.success(), "the follower exited with {status}");
+    // Beyond what the machine stalled meanwhile (its last WAL sync is part of the stop).
+    let ns = |t: Instant| u64::try_from(t.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
+    let stalls: Vec<stalls::Stall> = probe
+        .finish()
+        .into_iter()
+        .filter(|s| s.overlaps(ns(started), ns(started + took)))
+        .collect();
+    let stalled = stalls.iter().map(|s| s.took).max().unwrap_or_default();
+    let seen: Vec<String> = stalls.iter().map(stalls::Stall::describe).collect();
     assert!(
-        took <= Duration::from_millis(500),
-        "the follower took {took:?} to exit"
+        took <= Duration::from_millis(500) + stalled,
+        "the follower took {took:?} to exit (the machine's stalls: {seen:?})"
     );
 }

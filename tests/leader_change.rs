@@ -52,6 +52,12 @@ async fn requests_to_a_follower_ride_through_the_leaders_death() {
         ],
     )
     .await;
+    // The harness's client gives up after 10 s: a request must be free to take the whole
+    // proposal timeout.
+    c.http = reqwest::Client::builder()
+        .timeout(TIMEOUT + Duration::from_secs(5))
+        .build()
+        .expect("building an HTTP client");
     // Slots 4 (unused) and 5, after the three bootstrapped: node 5 joins and leaves during
     // the test.
     c.grow();

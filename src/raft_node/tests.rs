@@ -38,6 +38,14 @@ impl Fed {
         Fed::start_in(id, cluster, join, dir, |_| {}).await
     }
 
+    /// Node 1 of `cluster`, bootstrapped, with [`long_ticks`]: a leader-to-be whose stop the
+    /// test follows. A stopping leader goes after eight ticks, and the test must see the
+    /// pass-over (or the lack of one) before that, however slow the machine.
+    async fn stopping_leader_to_be(cluster: Vec<String>) -> Fed {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        Fed::start_in(1, cluster, false, dir, long_ticks).await
+    }
+
     /// Stops this process and starts another on the same data dir.
     async fn restart(self, id: u64, cluster: Vec<String>) -> Fed {
         self.shutdown.cancel();
@@ -425,6 +433,13 @@ fn with_silent_peers(n: usize) -> (Vec<String>, Vec<std::net::TcpListener>) {
     (cluster, silent)
 }
 
+/// Ticks of 300 ms for a test that must see the node in a state that lasts only a few ticks
+/// (a stop limit, a window after word from the leader): at the default 100 ms, a loaded
+/// machine (an fsync of a few hundred ms) could miss it.
+fn long_ticks(config: &mut Config) {
+    config.tick_ms = 300;
+}
+
 /// Asks node 1 to stop; returns its status once it has asked raft to hand leadership over.
 async fn stopped_handing_over(node: &Fed) -> NodeStatus {
     node.shutdown.cancel();
@@ -480,7 +495,7 @@ async fn a_stopping_leader_hands_over_to_a_voter_it_has_heard_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
     let (cluster, _silent) = three_with_silent_peers();
-    let node = Fed::start(1, cluster, false).await;
+    let node = Fed::stopping_leader_to_be(cluster).await;
     let term = elected_by(&node, &[2]).await.term;
     heartbeats_answered_by(&node, &[3], term).await;
     // Both heard from just now, neither ahead: node 2 first, by its lower id.
@@ -499,7 +514,7 @@ async fn a_stopping_leader_tries_another_voter_when_its_choice_is_silent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_over_goes_to_a_voter_still_speaking() {
     let (cluster, _silent) = with_silent_peers(5);
-    let node = Fed::start(1, cluster, false).await;
+    let node = Fed::stopping_leader_to_be(cluster).await;
     let term = elected_by(&node, &[2, 3]).await.term;
     heartbeats_answered_by(&node, &[4, 5], term).await;
     let status = stopped_handing_over(&node).await;
@@ -513,7 +528,7 @@ async fn a_pass_over_goes_to_a_voter_still_speaking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_leader_does_not_switch_among_silent_voters() {
     let (cluster, _silent) = three_with_silent_peers();
-    let node = Fed::start(1, cluster, false).await;
+    let node = Fed::stopping_leader_to_be(cluster).await;
     let term = elected_by(&node, &[2]).await.term;
     heartbeats_answered_by(&node, &[3], term).await;
     node.shutdown.cancel();
@@ -1010,7 +1025,10 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
     for index in 6..=10 {
         log.push(put(index, 2, &format!("/k{index}")));
     }
-    let node = Fed::join(3, cluster).await;
+    // Ticks of 300 ms: the flag holds for five ticks after word from the leader, and the test
+    // must see it within them, after an fsync (at 100 ms, a loaded machine could miss it).
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(3, cluster, true, dir, long_ticks).await;
     feed_one_by_one(&node, &log, 10).await;
     // The flag as the peer server reads it, seen while the node is in the state `cond` (still
     // following leader 4: a node that campaigns is never settled, which proves nothing).
@@ -1164,7 +1182,7 @@ async fn put_withdrawn_by_a_leader(
         .expect("running")
         .last_index;
     // Node 2 keeps answering heartbeats, or node 1 would step down (CheckQuorum) before then.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let fence = loop {
         let status = heartbeats_answered_by(node, &[2], term).await;
         if status.last_index > copy {
@@ -1176,8 +1194,11 @@ async fn put_withdrawn_by_a_leader(
     (answer, registered, (copy, term), fence)
 }
 
-fn with_a_2s_proposal_timeout(config: &mut Config) {
-    config.proposal_timeout_ms = 2000;
+/// The default proposal timeout (5 s): withdrawn at 4 s, answered "may still happen" at 5 s.
+/// The test must step the fence or the copy within that last second; a shorter timeout left a
+/// loaded machine (an fsync of a few hundred ms) too little of it.
+fn with_the_default_proposal_timeout(config: &mut Config) {
+    assert_eq!(config.proposal_timeout_ms, 5000);
 }
 
 /// A PUT that a leader change holds up past most of its wait is withdrawn: its origin proposes
@@ -1190,7 +1211,7 @@ async fn a_put_whose_fence_commits_first_will_not_happen() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let node = Fed::start_in(1, cluster, false, dir, with_a_2s_proposal_timeout).await;
+    let node = Fed::start_in(1, cluster, false, dir, with_the_default_proposal_timeout).await;
     let (mut answer, session, (copy, term), fence) = put_withdrawn_by_a_leader(&node).await;
     assert!(
         answer.try_recv().is_err(),
@@ -1261,7 +1282,7 @@ async fn a_put_whose_fence_commits_first_will_not_happen() {
 async fn a_put_whose_copy_commits_before_its_fence_is_done() {
     let (cluster, _silent) = three_with_silent_peers();
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let node = Fed::start_in(1, cluster, false, dir, with_a_2s_proposal_timeout).await;
+    let node = Fed::start_in(1, cluster, false, dir, with_the_default_proposal_timeout).await;
     let (answer, _, (_, term), fence) = put_withdrawn_by_a_leader(&node).await;
     node.step(acked_by_node_2(term, fence))
         .await

@@ -222,7 +222,10 @@ pub fn runs_root() -> PathBuf {
 /// no binary); the store's failures are in the report.
 pub fn run(config: RunConfig) -> RunReport {
     let kind = FaultKind::of_seed(config.seed);
-    let name = format!("{}-{}", config.seed, kind.name());
+    // The stale-reads test runs a seed of the short runs again: a folder of its own, or the
+    // two, run side by side, would delete each other's data dirs.
+    let stale = if config.stale_reads { "-stale" } else { "" };
+    let name = format!("{}-{}{stale}", config.seed, kind.name());
     with_harness(name, config, kind, RunReport::passed, Harness::run)
 }
 
