@@ -632,12 +632,13 @@ mod tests {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
         let (config, connector) = server_and_connector();
-        // Waits no slow machine outlasts: a minute for handshakes, a second for a ClientHello.
+        // Waits no slow machine outlasts: a minute for handshakes, three seconds for a
+        // ClientHello (the silent client is closed then, inside the 5 s the test allows).
         let mut listener = TlsListener::waiting_at_stop(
             tcp,
             config,
             Duration::from_secs(60),
-            Duration::from_secs(1),
+            Duration::from_secs(3),
         )
         .expect("a TLS listener");
         let mut silent = TcpStream::connect(addr).await.expect("connects");
