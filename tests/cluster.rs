@@ -421,6 +421,27 @@ async fn a_node_whose_log_reader_went_away_serves_on() {
     assert!(status.success(), "exited with {status}");
 }
 
+/// Stops `probe` (started at `epoch`); of the stalls it saw that overlap `from..=to`, the
+/// longest (what a timing bound excuses) and each described (for the assertion's message).
+fn stalls_within(
+    probe: stalls::StallProbe,
+    epoch: Instant,
+    from: Instant,
+    to: Instant,
+) -> (Duration, Vec<String>) {
+    let ns = |t: Instant| u64::try_from(t.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
+    let stalls: Vec<stalls::Stall> = probe
+        .finish()
+        .into_iter()
+        .filter(|s| s.overlaps(ns(from), ns(to)))
+        .collect();
+    let longest = stalls.iter().map(|s| s.took).max().unwrap_or_default();
+    (
+        longest,
+        stalls.iter().map(stalls::Stall::describe).collect(),
+    )
+}
+
 /// SIGTERM to every node at once (`./cluster.sh stop`, Ctrl-C of goreman): the leader hands
 /// over to a follower that is stopping too, and must not wait for it to lead (it used to
 /// wait out its 800 ms limit, and log that it stopped "with requests still in flight"). Once
@@ -538,14 +559,7 @@ async fn stopping_the_leader_hands_over_without_stalling_writes() {
          exited after {exited:?}; slowest write {around:?} around the hand-over, {before:?} before"
     );
     assert!(total > 0, "no write went through");
-    let ns = |t: Instant| u64::try_from(t.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
-    let stalls: Vec<stalls::Stall> = probe
-        .finish()
-        .into_iter()
-        .filter(|s| s.overlaps(ns(stopped_at), ns(window.end + around)))
-        .collect();
-    let stalled = stalls.iter().map(|s| s.took).max().unwrap_or_default();
-    let seen: Vec<String> = stalls.iter().map(stalls::Stall::describe).collect();
+    let (stalled, seen) = stalls_within(probe, epoch, stopped_at, window.end + around);
     assert!(
         around <= Duration::from_millis(500).max(before) + stalled,
         "a write around the hand-over waited {around:?} (before it, at most {before:?}; the \
@@ -646,14 +660,7 @@ async fn stopping_a_follower_is_quick() {
     eprintln!("the follower exited after {took:?}");
     assert!(status.success(), "the follower exited with {status}");
     // Beyond what the machine stalled meanwhile (its last WAL sync is part of the stop).
-    let ns = |t: Instant| u64::try_from(t.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
-    let stalls: Vec<stalls::Stall> = probe
-        .finish()
-        .into_iter()
-        .filter(|s| s.overlaps(ns(started), ns(started + took)))
-        .collect();
-    let stalled = stalls.iter().map(|s| s.took).max().unwrap_or_default();
-    let seen: Vec<String> = stalls.iter().map(stalls::Stall::describe).collect();
+    let (stalled, seen) = stalls_within(probe, epoch, started, started + took);
     assert!(
         took <= Duration::from_millis(500) + stalled,
         "the follower took {took:?} to exit (the machine's stalls: {seen:?})"
