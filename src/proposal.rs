@@ -347,15 +347,13 @@ impl Sessions {
         else {
             return Verdict::StaleSession;
         };
-        if floor > s.floor {
-            lift_floor(
-                s,
-                id.origin,
-                floor,
-                &mut self.skipped_changes,
-                &mut self.skips_unknown,
-            );
-        }
+        lift_floor(
+            s,
+            id.origin,
+            floor,
+            &mut self.skipped_changes,
+            &mut self.skips_unknown,
+        );
         if id.seq < s.floor || contains(&s.applied, id.seq) {
             return Verdict::Duplicate;
         }
@@ -366,11 +364,7 @@ impl Sessions {
     /// Applies a fence: `origin`'s session `session` gives up every number below `floor`
     /// (nothing, if that session is not its current one).
     pub fn raise_floor(&mut self, origin: u64, session: u64, floor: u64) {
-        let Some(s) = self
-            .by_origin
-            .get_mut(&origin)
-            .filter(|s| s.id == session && floor > s.floor)
-        else {
+        let Some(s) = self.by_origin.get_mut(&origin).filter(|s| s.id == session) else {
             return;
         };
         lift_floor(
@@ -515,9 +509,9 @@ fn insert(ranges: &mut BTreeMap<u64, u64>, n: u64) {
     ranges.insert(start, end);
 }
 
-/// Raises `origin`'s session `s` to `floor` (above its own) and drops what the side tables
-/// of [`Sessions`] keep below it. A free function over the fields, so that [`Sessions::admit`]
-/// raises the floor of the session it has already looked up.
+/// Raises `origin`'s session `s` to `floor`, if that is above its own, and drops what the side
+/// tables of [`Sessions`] keep below it. A free function over the fields, so that
+/// [`Sessions::admit`] raises the floor of the session it has already looked up.
 fn lift_floor(
     s: &mut Session,
     origin: u64,
@@ -525,6 +519,9 @@ fn lift_floor(
     skipped_changes: &mut BTreeSet<ProposalId>,
     skips_unknown: &mut BTreeMap<u64, (u64, u64)>,
 ) {
+    if floor <= s.floor {
+        return;
+    }
     s.floor = floor;
     forget_below(&mut s.applied, floor);
     skipped_changes.retain(|c| c.origin != origin || c.seq >= floor);
