@@ -432,14 +432,10 @@ impl PeerTask {
             Ok(request) => request,
             Err(reason) => return Sent::Failed(reason),
         };
-        let outcome = snapshot::unless_stalled(self.answer(request), &outgoing.progress)
-            .await
-            .unwrap_or_else(|| {
-                Sent::Failed(format!(
-                    "no progress for {:?}; given up",
-                    snapshot::STALL_LIMIT
-                ))
-            });
+        let outcome =
+            snapshot::unless_stalled(self.answer(request), &outgoing.progress, outgoing.total)
+                .await
+                .unwrap_or_else(|stalled| Sent::Failed(stalled.to_string()));
         // Why the body ended early, if the file is what failed.
         // The body is gone by now, so a reader still waiting to hand over a chunk stops.
         if let Some(reader) = outgoing.reader

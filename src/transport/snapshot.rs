@@ -24,7 +24,7 @@
 //! per-message limit.
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,9 +50,12 @@ use crate::snapshotter::{self, SnapshotData, Snapshotter};
 const CHUNK: usize = 256 << 10;
 /// Chunks read ahead of the connection: what a sender holds of a snapshot at most.
 const CHUNKS_AHEAD: usize = 4;
-/// A snapshot transfer that makes no progress for this long is given up, on either side.
-/// Generous: after the last byte the receiver reads the whole file back to check it.
+/// A snapshot transfer that makes no progress for this long is given up, on either side;
+/// after the last byte, the sender waits longer for the receiver's check ([`stall_limit`]).
 pub(super) const STALL_LIMIT: Duration = Duration::from_secs(60);
+/// The rate at which a sender expects a receiver to sync and read back the file it has
+/// sent, whatever its disk: slow, so that only a receiver that is stuck is given up on.
+const CHECK_RATE: u64 = 16 << 20;
 /// Buffer between an arriving snapshot and its file.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -62,6 +65,8 @@ pub(super) struct Outgoing {
     pub(super) body: BoxBody<Bytes, Infallible>,
     /// Bytes handed to the connection so far.
     pub(super) progress: Arc<AtomicU64>,
+    /// Bytes of the whole body: once `progress` gets there, the receiver is checking the file.
+    pub(super) total: u64,
     /// The task reading the file; its error says why the body ended early.
     pub(super) reader: Option<JoinHandle<Result<(), snapshotter::Error>>>,
 }
@@ -77,12 +82,14 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
         Ok(SnapshotData::Inline(_)) => {
             // Not made by this node's storage, but valid: send it as it is.
             let bytes = Bytes::from(encode_batch(std::slice::from_ref(&message)));
-            progress.store(bytes.len() as u64, Ordering::Relaxed);
+            let total = bytes.len() as u64;
+            progress.store(total, Ordering::Relaxed);
             return Ok(Outgoing {
                 body: http_body_util::Full::new(bytes)
                     .map_err(|e| match e {})
                     .boxed(),
                 progress,
+                total,
                 reader: None,
             });
         }
@@ -120,30 +127,74 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
     Ok(Outgoing {
         body: ChannelBody::sized(rx, total).boxed(),
         progress,
+        total,
         reader: Some(reader),
     })
 }
 
-/// Waits for `answer` while the transfer makes progress; gives up once it has made none for
-/// [`STALL_LIMIT`]. `None`: stalled.
+/// A send given up: it made no progress for `waited`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Stalled {
+    pub(super) waited: Duration,
+    /// Whether the whole body had been handed over (the receiver was checking the file).
+    pub(super) after_last_byte: bool,
+}
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.after_last_byte {
+            write!(
+                f,
+                "no answer for {:?} after the last byte; given up",
+                self.waited
+            )
+        } else {
+            write!(f, "no progress for {:?}; given up", self.waited)
+        }
+    }
+}
+
+/// How long a sender waits without progress once `sent` of the body's `total` bytes are
+/// handed over. After the last byte the receiver syncs the file and reads it all back
+/// before it answers, which no byte of progress shows: a fixed limit would give up on every
+/// attempt to send a file that takes longer than that to check (multi-GB state, a slow
+/// disk), and each attempt would cost the receiver a full copy again. So the wait then grows
+/// with the file, at [`CHECK_RATE`]: a receiver that checks at least that fast is waited
+/// for. The price is that a receiver that is stuck there holds the leader's next attempt
+/// off for about a minute more per GiB; retrying sooner would not help it, and would cost
+/// the network and its disk the whole file again.
+fn stall_limit(sent: u64, total: u64) -> Duration {
+    if sent < total {
+        return STALL_LIMIT;
+    }
+    STALL_LIMIT.saturating_add(Duration::from_secs(total.div_ceil(CHECK_RATE)))
+}
+
+/// Waits for `answer` while the transfer of a body of `total` bytes makes progress; gives up
+/// once it has made none for [`stall_limit`].
 pub(super) async fn unless_stalled<T>(
     answer: impl std::future::Future<Output = T>,
     progress: &AtomicU64,
-) -> Option<T> {
+    total: u64,
+) -> Result<T, Stalled> {
     let mut answer = std::pin::pin!(answer);
     let mut seen = progress.load(Ordering::Relaxed);
     let mut since = Instant::now();
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            out = &mut answer => return Some(out),
+            out = &mut answer => return Ok(out),
             _ = watch.tick() => {
                 let now = progress.load(Ordering::Relaxed);
+                let limit = stall_limit(now, total);
                 if now != seen {
                     seen = now;
                     since = Instant::now();
-                } else if since.elapsed() > STALL_LIMIT {
-                    return None;
+                } else if since.elapsed() > limit {
+                    return Err(Stalled {
+                        waited: limit,
+                        after_last_byte: now >= total,
+                    });
                 }
             }
         }
@@ -278,39 +329,64 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         return Err(too_large(limits.max_snapshot));
     }
     let name = incoming_name(from, server.next_incoming());
-    let path = server.incoming_dir().join(&name);
-    let received = async {
-        write_file(&path, &buf, &mut body, len).await?;
-        let meta = message.get_snapshot().get_metadata();
-        let (term, index) = (meta.term, meta.index);
-        let check = path.clone();
-        let in_file =
-            tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
-                .await
-                .map_err(|e| {
-                    Refusal::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("checking the snapshot failed: {e}"),
-                    )
-                })?
-                .map_err(|e| bad(format!("snapshot refused: {e}")))?;
-        // raft installs the message's membership, a restart the file's: they must agree.
-        if !super::shape::same_members(in_file.get_conf_state(), meta.get_conf_state()) {
-            return Err(bad(format!(
-                "snapshot refused: its message says the members are {:?}, its file {:?}",
-                meta.get_conf_state(),
-                in_file.get_conf_state()
-            )));
+    let part = PartFile {
+        path: server.incoming_dir().join(&name),
+        handed_over: false,
+    };
+    write_file(&part.path, &buf, &mut body, len).await?;
+    let meta = message.get_snapshot().get_metadata();
+    let (term, index) = (meta.term, meta.index);
+    let check = part.path.clone();
+    let in_file =
+        tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
+            .await
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("checking the snapshot failed: {e}"),
+                )
+            })?
+            .map_err(|e| bad(format!("snapshot refused: {e}")))?;
+    // raft installs the message's membership, a restart the file's: they must agree.
+    if !super::shape::same_members(in_file.get_conf_state(), meta.get_conf_state()) {
+        return Err(bad(format!(
+            "snapshot refused: its message says the members are {:?}, its file {:?}",
+            meta.get_conf_state(),
+            in_file.get_conf_state()
+        )));
+    }
+    message.mut_snapshot().data = file_handle(&name);
+    server.deliver(from, vec![message]).await?;
+    // Handed over, the file is the node's. `deliver` returns in the poll its send completes
+    // in, so no drop of this future falls between the node taking the file and this line.
+    part.handed_over();
+    Ok(())
+}
+
+/// The file of an arriving snapshot, removed when dropped unless handed over: refused, it
+/// is nobody's. A guard and not code after the refusal, because hyper drops the handler's
+/// future when the sender's connection ends (a leader that gave up, after the last byte,
+/// while this side syncs and checks the file): no code after an `.await` runs then, and a
+/// full-size file stayed until the next restart, one per attempt.
+struct PartFile {
+    path: PathBuf,
+    handed_over: bool,
+}
+
+impl PartFile {
+    fn handed_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            // One unlink, on the runtime's thread: a drop cannot await, and a task spawned to
+            // do it may never run when the drop is the runtime's shutting down.
+            let _ = std::fs::remove_file(&self.path);
         }
-        message.mut_snapshot().data = file_handle(&name);
-        server.deliver(from, vec![message]).await
     }
-    .await;
-    if received.is_err() {
-        // Handed over, the file is the node's; refused, it is nobody's.
-        let _ = tokio::fs::remove_file(&path).await;
-    }
-    received
 }
 
 /// Writes the `len` bytes of the file that follow the message (`first` of them already
@@ -650,15 +726,144 @@ mod tests {
                 }
             }
         };
-        assert_eq!(unless_stalled(moving, &progress).await, Some(()));
+        let total = 13 * CHUNK as u64;
+        assert_eq!(unless_stalled(moving, &progress, total).await, Ok(()));
         let started = Instant::now();
-        let stuck = unless_stalled(std::future::pending::<()>(), &progress).await;
-        assert_eq!(stuck, None);
+        let stuck = unless_stalled(std::future::pending::<()>(), &progress, total).await;
+        assert_eq!(
+            stuck,
+            Err(Stalled {
+                waited: STALL_LIMIT,
+                after_last_byte: false
+            })
+        );
         let waited = started.elapsed();
         assert!(
             (STALL_LIMIT..STALL_LIMIT + Duration::from_secs(2)).contains(&waited),
             "gave up after {waited:?}"
         );
+    }
+
+    /// Once the whole body is handed over, the receiver syncs the file and reads it back,
+    /// which shows no progress: the sender waits for its answer in proportion to the file (a
+    /// 10 GiB one answered 10 minutes after its last byte is delivered), and gives up on one
+    /// that never answers only after that allowance. It gave up after STALL_LIMIT before,
+    /// and so on every attempt to send a file that takes longer than that to check.
+    #[tokio::test(start_paused = true)]
+    async fn after_the_last_byte_the_sender_waits_in_proportion_to_the_file() {
+        let total = 10u64 << 30;
+        let progress = AtomicU64::new(total);
+        let checking = tokio::time::sleep(Duration::from_secs(600));
+        assert_eq!(unless_stalled(checking, &progress, total).await, Ok(()));
+
+        let allowance = STALL_LIMIT + Duration::from_secs(total / CHECK_RATE);
+        let started = Instant::now();
+        let stuck = unless_stalled(std::future::pending::<()>(), &progress, total).await;
+        assert_eq!(
+            stuck,
+            Err(Stalled {
+                waited: allowance,
+                after_last_byte: true
+            })
+        );
+        let waited = started.elapsed();
+        assert!(
+            (allowance..allowance + Duration::from_secs(2)).contains(&waited),
+            "gave up after {waited:?}"
+        );
+    }
+
+    /// The leader's connection ends while the follower is past the last byte of a snapshot
+    /// and waits to hand it over (here on a full inbox, as it would on a slow sync or check):
+    /// hyper drops the handler, and the arrived file goes with it. It stayed, full size,
+    /// until the next restart: the removal ran only after an `.await` that never returned
+    /// (found by a review).
+    #[tokio::test]
+    async fn a_snapshot_whose_sender_hangs_up_after_the_last_byte_leaves_no_file() {
+        use tokio::io::AsyncWriteExt as _;
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let leader = leader_with(leader_dir.path(), &data);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let file_len =
+            std::fs::metadata(leader_dir.path().join(crate::snapshotter::snap_name(2, 9)))
+                .expect("the leader's file")
+                .len();
+
+        let (inbox, _events) = mpsc::channel(1);
+        inbox
+            .try_send(PeerEvent::Unreachable(3))
+            .expect("a fresh inbox has room for one event");
+        let server = PeerServer::new(
+            Arc::new(PeerFilter::new(2, 0xabc)),
+            inbox,
+            Arc::default(),
+            PeerLimits {
+                max_message: 1 << 20,
+                max_snapshot: u64::MAX,
+                snapshot_grace: Duration::from_secs(30),
+            },
+            follower_dir.path(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let serving = crate::serving::serve(
+            crate::listener::PortListener::Plain(listener),
+            server.router(),
+            crate::serving::Limits {
+                client_timeout: Duration::from_secs(30),
+                max_connections: 4,
+            },
+            shutdown.clone(),
+            shutdown.clone(),
+        );
+
+        let mut leader_conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST {RAFT_PATH} HTTP/1.1\r\nHost: follower\r\nContent-Length: {}\r\n\
+             {}: 1\r\n{}: 2\r\n{}: abc\r\n\r\n",
+            body.len(),
+            crate::transport::HEADER_FROM,
+            crate::transport::HEADER_TO,
+            crate::transport::HEADER_CLUSTER,
+        );
+        leader_conn
+            .write_all(head.as_bytes())
+            .await
+            .expect("sends the head");
+        leader_conn.write_all(&body).await.expect("sends the body");
+
+        let parts = || -> Vec<u64> {
+            std::fs::read_dir(follower_dir.path())
+                .expect("the follower's folder")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while parts() != [file_len] {
+            assert!(
+                Instant::now() < deadline,
+                "the file never arrived whole: {:?} of {file_len} bytes",
+                parts()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(leader_conn);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !parts().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(parts(), Vec::<u64>::new(), "the arrived file stays behind");
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
     }
 
     /// What an in-memory network does: the handle becomes the file's data, which a node
