@@ -83,7 +83,9 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn open_direct(&self, path: &Path) -> io::Result<Option<(Box<dyn DiskFile>, usize)>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
-    /// A reader of `path` from its start, with the file's length.
+    /// A reader of `path` from its start, with the file's length. It goes on reading the file
+    /// it opened once that file's name is removed or renamed over (a snapshot restored later
+    /// relies on it: see [`crate::snapshotter::Snapshotter::open`]).
     fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
@@ -421,6 +423,14 @@ mod tests {
             fs.open(&dir.join("nope")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+        // A reader opened before its name goes still reads the file.
+        let gone = dir.join("gone");
+        fs.create(&gone).unwrap().write_all_at(b"kept", 0).unwrap();
+        let (mut kept, _) = fs.open_read(&gone).unwrap();
+        fs.remove_file(&gone).unwrap();
+        let mut got = Vec::new();
+        kept.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"kept");
         // A file in the way of a folder.
         assert!(fs.create_dir_all(&dir.join("g/sub")).is_err());
         // One owner per lock.

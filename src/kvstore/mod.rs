@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use crate::membership::Members;
 use crate::proposal::{self, Payload, Sessions};
 use crate::request::Responder;
-use crate::snapshotter::Snapshotter;
+use crate::snapshotter::{OpenedSnapshot, Snapshotter};
 pub use codec::{
     decode_cluster_state, decode_snapshot, encode_snapshot, read_cluster_state, read_snapshot,
     snapshot_len, write_snapshot,
@@ -151,13 +151,9 @@ pub enum RestoreFrom {
     /// In memory: a snapshot that travelled inline (an in-memory network's).
     Bytes(Bytes),
     /// In its file, installed by the node: streamed from there into the map, so the data is
-    /// never whole in memory.
-    File {
-        /// The snapshotter that holds the file.
-        snapshotter: Arc<Snapshotter>,
-        /// The snapshot's term (with the index, its name).
-        term: u64,
-    },
+    /// never whole in memory. Opened by the node when it installed the snapshot, not by name
+    /// here: see [`crate::raft_node`]'s `install_snapshot`.
+    File(OpenedSnapshot),
 }
 
 /// A cheap, cloneable handle on the map, for readers (the REST API) and for tests.
@@ -246,7 +242,7 @@ impl KvStore {
                     let _ = waiter.send(Ok(()));
                 }
             }
-            Apply::Restore { index, from, done } => match restore(index, from) {
+            Apply::Restore { index, from, done } => match restore(from) {
                 Ok(map) => {
                     let mut current = self.write();
                     if let Some(capture) = current.capture.take() {
@@ -345,13 +341,13 @@ impl KvStore {
 }
 
 /// Reads the map of a snapshot to restore.
-fn restore(index: u64, from: RestoreFrom) -> Result<Map, String> {
+fn restore(from: RestoreFrom) -> Result<Map, String> {
     match from {
         RestoreFrom::Bytes(data) => decode_snapshot(&data)
             .map(|(_, map)| map)
             .map_err(|e| e.to_string()),
-        RestoreFrom::File { snapshotter, term } => snapshotter
-            .load_with(term, index, read_snapshot)
+        RestoreFrom::File(file) => file
+            .read_with(read_snapshot)
             .map(|(_, (_, map))| map)
             .map_err(|e| e.to_string()),
     }

@@ -62,6 +62,14 @@ impl RaftNode {
                 // Checked whole when it arrived; only its first bytes are read here.
                 snapshotter.adopt(name, &meta)?;
                 self.received_snapshots.retain(|n| n != name);
+                // Opened here, not by name when the state machine gets to it: by then more
+                // installs may have come (it may be busy restoring a big state), each pruning
+                // the folder to the newest `--max-snapshots` files, and this one's name may be
+                // gone; the state machine stopped on it, and the node with it (found by a
+                // review). An open file outlives its name, so pruning stays as it was and never
+                // has to know what the state machine has queued; the space of a file pruned
+                // meanwhile is freed once its restore closes it.
+                let file = snapshotter.open(meta.term, meta.index)?;
                 let peeked = snapshotter.peek_with(meta.term, meta.index, |r, len| {
                     read_cluster_state(r, len).map(|state| (state, len))
                 });
@@ -70,8 +78,7 @@ impl RaftNode {
                     // Only the guard against rewriting a big state too often goes without it.
                     Err(e) => (Err(e.to_string()), 0),
                 };
-                let term = meta.term;
-                (state, RestoreFrom::File { snapshotter, term }, bytes)
+                (state, RestoreFrom::File(file), bytes)
             }
             Ok(SnapshotData::Follows(_)) => {
                 return Err(snapshotter::Error::Handle {

@@ -890,6 +890,51 @@ async fn installed_snapshots_leave_the_newest_max_snapshots_files() {
     assert_eq!((status.snapshot_index, status.applied), (300, 300));
 }
 
+/// A restore the state machine has not reached yet keeps its file: installs that come while
+/// it is busy (here restoring a big state) prune the folder to the newest `--max-snapshots`
+/// files, and used to delete a queued restore's file before the state machine opened it, which
+/// stopped it and the node (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installs_that_outrun_the_state_machine_leave_its_queued_restores_their_files() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(2, cluster.clone(), false, dir, |c| c.max_snapshots = 2).await;
+    let snap_dir = node._dir.path().join("raftexample-2-snap");
+    let mut big = crate::kvstore::Map::default();
+    for i in 0..600_000 {
+        big.insert(&format!("/k{i}"), "v");
+    }
+    let arrived = [
+        arrived_snapshot_of(big, &snap_dir, &cluster, 100, 0),
+        arrived_snapshot(&snap_dir, &cluster, 200, 1),
+        arrived_snapshot(&snap_dir, &cluster, 300, 2),
+        arrived_snapshot(&snap_dir, &cluster, 400, 3),
+    ];
+    // Back to back: the state machine is still restoring the first when the last is installed.
+    for (name, index) in arrived.iter().zip([100, 200, 300, 400]) {
+        node.step(snapshot_message(name, index, 2))
+            .await
+            .expect("running");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while node.kv.applied_index() != 400 {
+        assert!(
+            std::time::Instant::now() < deadline && !node.exit.is_finished(),
+            "the state machine stopped at {} (files: {:?})",
+            node.kv.applied_index(),
+            file_names(&snap_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.kv.get("/from-snapshot").as_deref(), Some("yes"));
+    assert_eq!(
+        node.kv.len(),
+        1,
+        "the newest snapshot's map, not the big one"
+    );
+    assert!(node.status().await.is_some(), "the node still runs");
+}
+
 /// With big values the log in memory is bounded by its bytes, not by its 10,000 entries: a
 /// snapshot comes once the entries since the last one carry `--snapshot-log-bytes` (here 64
 /// KiB: eight values of 8 KiB), and no more than that stays behind it. With the bound off

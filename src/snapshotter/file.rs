@@ -338,22 +338,42 @@ struct Opened {
     reader: BufReader<CrcReader<Box<dyn Read + Send>>>,
 }
 
-/// Opens `path`, which by its name holds (term, index), and checks its header: magic,
-/// version, lengths that add up to the file's, metadata that matches the name.
+/// Opens the file at `path` for reading, with its length; a missing file is
+/// [`Error::NotFound`].
+pub(super) fn open_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+) -> Result<(Box<dyn Read + Send>, u64), Error> {
+    match fs.open_read(path) {
+        Ok(opened) => Ok(opened),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Opens `path`, which by its name holds (term, index), and checks its header (see
+/// [`check_header`]).
 fn open_snap(fs: &dyn FileSystem, path: &Path, term: u64, index: u64) -> Result<Opened, Error> {
+    let (file, file_len) = open_file(fs, path)?;
+    check_header(path, file, file_len, term, index)
+}
+
+/// Reads the header of `file` (of `file_len` bytes, opened from `path`, which by its name
+/// holds (term, index)) and checks it: magic, version, lengths that add up to the file's,
+/// metadata that matches the name.
+fn check_header(
+    path: &Path,
+    file: Box<dyn Read + Send>,
+    file_len: u64,
+    term: u64,
+    index: u64,
+) -> Result<Opened, Error> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason,
-    };
-    let (file, file_len) = match fs.open_read(path) {
-        Ok(opened) => opened,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::NotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(io_err(path)(e)),
     };
     if file_len < MIN_LEN as u64 {
         return Err(corrupt(
@@ -432,12 +452,25 @@ pub(super) fn read_snap<T>(
     index: u64,
     read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
 ) -> Result<(SnapshotMetadata, T), Error> {
+    let (file, file_len) = open_file(fs, path)?;
+    read_opened(path, file, file_len, term, index, read_data)
+}
+
+/// [`read_snap`] on `file` (of `file_len` bytes), opened from `path` earlier.
+pub(super) fn read_opened<T>(
+    path: &Path,
+    file: Box<dyn Read + Send>,
+    file_len: u64,
+    term: u64,
+    index: u64,
+    read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+) -> Result<(SnapshotMetadata, T), Error> {
     let Opened {
         meta,
         data_len,
         file_len,
         mut reader,
-    } = open_snap(fs, path, term, index)?;
+    } = check_header(path, file, file_len, term, index)?;
     let read = read_data(&mut reader, data_len);
     // Whatever the reader left unread still counts towards the checksum.
     io::copy(&mut reader, &mut io::sink()).map_err(io_err(path))?;

@@ -51,9 +51,9 @@ use raft::eraftpb::SnapshotMetadata;
 use crate::disk::reaper::{Chore, Reaper};
 use crate::disk::{FileSystem, IoError, SharedFs, StdFs};
 use crate::fsutil;
-use file::{FileSink, io_err, peek_snap, read_all, read_snap, snapshot_of};
+use file::{FileSink, io_err, open_file, peek_snap, read_all, read_snap, snapshot_of};
 pub use handle::SnapshotData;
-pub use stream::{RawSnapshotFile, SnapshotWriter};
+pub use stream::{OpenedSnapshot, RawSnapshotFile, SnapshotWriter};
 
 /// Number of snapshot files kept by default, as etcd.
 pub const DEFAULT_KEEP: usize = 5;
@@ -366,6 +366,21 @@ impl Snapshotter {
         read_snap(&*self.fs, &path, term, index, read_data)
     }
 
+    /// Opens the file of snapshot (term, index) to read it later ([`OpenedSnapshot::read_with`]),
+    /// whatever happens to its name meanwhile: on a real disk an open file outlives its
+    /// unlinking, and [`crate::disk::MemFs`] hands out a copy of the bytes.
+    pub fn open(&self, term: u64, index: u64) -> Result<OpenedSnapshot, Error> {
+        let path = self.dir.join(snap_name(term, index));
+        let (reader, len) = open_file(&*self.fs, &path)?;
+        Ok(OpenedSnapshot {
+            path,
+            term,
+            index,
+            len,
+            reader,
+        })
+    }
+
     /// Hands the start of the data of snapshot (term, index) to `read_data`, checking the
     /// header but not the checksum, which needs the whole file: for a file verified already
     /// (one that arrived from the leader), when only its first bytes are wanted.
@@ -598,8 +613,9 @@ fn new_reaper() -> std::sync::Arc<std::sync::Mutex<Reaper>> {
 /// Removes the old snapshot files `paths`, then syncs `dir`.
 fn prune_files(fs: &dyn FileSystem, dir: &Path, paths: &[PathBuf]) -> Result<(), Error> {
     for path in paths {
-        // A file still being sent to a follower stays readable until it is closed. A file
-        // may be gone already: an overtaken snapshot is discarded and may be pruned too.
+        // A file still being sent to a follower, or waiting for the state machine to restore
+        // it ([`Snapshotter::open`]), stays readable until it is closed. A file may be gone
+        // already: an overtaken snapshot is discarded and may be pruned too.
         remove_if_there(fs, path)?;
         tracing::debug!(path = %path.display(), "pruned old snapshot");
     }
@@ -852,6 +868,33 @@ mod tests {
             names(tmp.path()),
             vec![snap_name(1, 200), snap_name(1, 300), snap_name(1, 400)]
         );
+    }
+
+    /// A file opened for a restore still to come reads whole after pruning removed its name,
+    /// on the real disk and on MemFs: the state machine restores a snapshot from the leader
+    /// after newer installs may have pruned it.
+    #[test]
+    fn an_opened_snapshot_outlives_its_pruning() {
+        use crate::disk::MemFs;
+        use std::sync::Arc;
+        let tmp = TempDir::new().unwrap();
+        let places: [(SharedFs, PathBuf); 2] = [
+            (StdFs::shared(), tmp.path().to_path_buf()),
+            (Arc::new(MemFs::new(1)), "/snap".into()),
+        ];
+        for (fs, dir) in places {
+            let s = Snapshotter::new_on(fs, &dir, 2).unwrap();
+            s.save(&snap(1, 100, b"queued")).unwrap();
+            let opened = s.open(1, 100).unwrap();
+            for i in [200, 300] {
+                s.save(&snap(1, i, b"newer")).unwrap();
+                s.prune_behind(i);
+            }
+            s.wait_for_removals();
+            assert!(!s.has_file(&snap_name(1, 100)), "{}", dir.display());
+            let (meta, data) = opened.read_with(read_all).unwrap();
+            assert_eq!((meta.index, data.as_slice()), (100, &b"queued"[..]));
+        }
     }
 
     /// `prune_behind` and `discard` run on the raft thread: on a real disk the files they remove go

@@ -1,13 +1,15 @@
 //! A snapshot file as a stream of bytes: one on its way to disk ([`SnapshotWriter`], which
-//! the state machine writes its data through and then seals), and one read as it is to be
-//! sent to a follower ([`RawSnapshotFile`], checked on the way).
+//! the state machine writes its data through and then seals), one read as it is to be sent
+//! to a follower ([`RawSnapshotFile`], checked on the way), and one opened now to be restored
+//! later ([`OpenedSnapshot`]).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use raft::eraftpb::SnapshotMetadata;
 
-use super::file::{FileSink, checksum_mismatch, io_err};
+use super::file::{FileSink, checksum_mismatch, io_err, read_opened};
 use super::{Error, Snapshotter};
 use crate::disk::IoError;
 
@@ -142,5 +144,34 @@ impl RawSnapshotFile {
             ));
         }
         Ok(())
+    }
+}
+
+/// A snapshot file opened by [`Snapshotter::open`], to be read (and checked) later, on
+/// another thread: the open file, not its name, so that the file stays readable if its name
+/// is removed meanwhile.
+pub struct OpenedSnapshot {
+    pub(super) path: PathBuf,
+    pub(super) term: u64,
+    pub(super) index: u64,
+    pub(super) len: u64,
+    pub(super) reader: Box<dyn Read + Send>,
+}
+
+impl OpenedSnapshot {
+    /// [`Snapshotter::load_with`] on this file: the data streams through `read_data`, whose
+    /// result counts only if the whole file passes its checksum.
+    pub fn read_with<T>(
+        self,
+        read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+    ) -> Result<(SnapshotMetadata, T), Error> {
+        read_opened(
+            &self.path,
+            self.reader,
+            self.len,
+            self.term,
+            self.index,
+            read_data,
+        )
     }
 }
