@@ -8,7 +8,7 @@
 //! plain text; [`ApiError`] is the single place where failures become status codes.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -183,7 +183,7 @@ impl IntoResponse for ApiError {
 }
 
 async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let (route, result) = if path.starts_with(RESERVED_PREFIX) {
@@ -194,15 +194,22 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
     } else {
         match parts.method {
             Method::GET => ("get", get_key(&app, &path, &query).await),
-            Method::PUT => ("put", put_key(&app, &path, &parts.headers, body).await),
+            Method::PUT => ("put", put_key(&app, &path, &parts.headers, &mut body).await),
             Method::POST => (
                 "add_member",
-                add_member(&app, &path, &parts.headers, body).await,
+                add_member(&app, &path, &parts.headers, &mut body).await,
             ),
             Method::DELETE => ("remove_member", remove_member(&app, &path).await),
             m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
         }
     };
+    // A body left unread (a refused request's, a GET's) is read to its end first: see
+    // `discard`. Refusing before reading, rather than reading first, names the request's
+    // first fault (a bad key, not its size) and asks no `Expect: 100-continue` client for a
+    // body that would be thrown away.
+    if !body.is_end_stream() && !waits_to_send(&parts.headers) {
+        discard(body, tokio::time::Instant::now(), 0, app.client_timeout).await;
+    }
     let response = result.unwrap_or_else(IntoResponse::into_response);
     app.node
         .metrics()
@@ -263,9 +270,11 @@ async fn put_key(
     app: &AppState,
     path: &str,
     headers: &axum::http::HeaderMap,
-    body: Body,
+    body: &mut Body,
 ) -> Result<Response, ApiError> {
+    // Left unread when the key is refused: `dispatch` discards it.
     let key = decode_key(path)?;
+    let body = std::mem::take(body);
     let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let value = String::from_utf8(body.into()).map_err(|_| ApiError::BadValue)?;
     app.node.put(key, value).await?;
@@ -284,9 +293,11 @@ async fn add_member(
     app: &AppState,
     path: &str,
     headers: &axum::http::HeaderMap,
-    body: Body,
+    body: &mut Body,
 ) -> Result<Response, ApiError> {
+    // Left unread when the id is refused: `dispatch` discards it.
     let id = node_id(path)?;
+    let body = std::mem::take(body);
     let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadUrl("not UTF-8".into()))?;
     let url = validate_peer_url(text)
@@ -306,23 +317,23 @@ async fn remove_member(app: &AppState, path: &str) -> Result<Response, ApiError>
 
 /// Reads the whole body, refusing more than `limit` bytes (early, from Content-Length, when
 /// the client says how much it will send), and one that arrives too slowly (see
-/// [`crate::config::body_patience`]; `patience` is the client timeout).
+/// [`crate::config::body_patience`]; `patience` is the client timeout). A refused body is
+/// read to its end first when the client is sending it (see [`discard`]).
 async fn read_body(
     headers: &axum::http::HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: usize,
     patience: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    let started = tokio::time::Instant::now();
+    // A body's size hint is its Content-Length (a chunked body's is 0).
+    if body.size_hint().lower() > limit as u64 {
+        if !waits_to_send(headers) {
+            discard(body, started, 0, patience).await;
+        }
         return Err(ApiError::TooLarge(limit));
     }
-    let started = tokio::time::Instant::now();
-    let mut body = http_body_util::Limited::new(body, limit);
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut received: u64 = 0;
     loop {
@@ -330,10 +341,17 @@ async fn read_body(
         let frame = match tokio::time::timeout_at(due, body.frame()).await {
             Err(_) => return Err(ApiError::SlowBody(received, started.elapsed().as_millis())),
             Ok(None) => break,
-            Ok(Some(frame)) => frame.map_err(|err| body_error(&*err, limit))?,
+            Ok(Some(frame)) => frame.map_err(|err| ApiError::Body(err.to_string()))?,
         };
         if let Ok(data) = frame.into_data() {
             received += data.len() as u64;
+            if received > limit as u64 {
+                // A chunked body past the limit. Reading it sent any `100 Continue`: the
+                // client is sending the rest.
+                drop(chunks);
+                discard(body, started, received, patience).await;
+                return Err(ApiError::TooLarge(limit));
+            }
             chunks.push(data);
         }
     }
@@ -344,17 +362,51 @@ async fn read_body(
     })
 }
 
-/// What a failure to read a body says: over the limit (reported through a
-/// `LengthLimitError` somewhere in the chain), or the connection's trouble.
-fn body_error(err: &(dyn std::error::Error + 'static), limit: usize) -> ApiError {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return ApiError::TooLarge(limit);
-        }
-        source = e.source();
+/// Whether the client waits for an answer before it sends its body (`Expect: 100-continue`):
+/// hyper sends the `100 Continue` only once the body is first read, so a body never read never
+/// comes, and need not be discarded.
+fn waits_to_send(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads the rest of a body that will not be used, keeping none of it (`received` bytes of it
+/// arrived since `started`), so that hyper can send the answer and keep the connection. Hyper
+/// closes a connection whose body is left unread, the kernel resets one closed with data
+/// unread, and a client that sends its whole body before it reads (Python's http.client, for
+/// one) then gets an error instead of the answer (nginx's lingering close and Go's server
+/// discard such a body too). Bounded: it gives up (the connection is then closed) past
+/// [`crate::config::MAX_BODY_LIMIT`] bytes in all, at once when the Content-Length says so, and
+/// under the slow-body rule of [`read_body`].
+async fn discard(
+    mut body: Body,
+    started: tokio::time::Instant,
+    mut received: u64,
+    patience: std::time::Duration,
+) {
+    use http_body_util::BodyExt;
+    const MAX: u64 = crate::config::MAX_BODY_LIMIT as u64;
+    if received.saturating_add(body.size_hint().lower()) > MAX {
+        return;
     }
-    ApiError::Body(err.to_string())
+    while received <= MAX {
+        let due = started + crate::config::body_patience(patience, received);
+        match tokio::time::timeout_at(due, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                }
+            }
+            // Its end, or the connection's.
+            Ok(None | Some(Err(_))) => return,
+            Err(_) => {
+                tracing::debug!(received, "stopped discarding a slow request body");
+                return;
+            }
+        }
+    }
+    tracing::debug!(received, "stopped discarding a request body past 1 GiB");
 }
 
 /// The node's own endpoints under `/-/` (`path` is one of [`KNOWN_ENDPOINTS`]): read-only,

@@ -4,8 +4,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
 use common::TestCluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A node's REST API, called without a socket.
 struct Api {
@@ -265,4 +269,136 @@ async fn the_open_files_limit_is_raised_to_the_hard_one() {
         "soft and hard limits of the node: {line}"
     );
     c.put_ok(1, "k", "v").await;
+}
+
+/// One answer read off a raw connection: its status, head and body (by its Content-Length).
+async fn read_answer(conn: &mut TcpStream) -> (u16, String, String) {
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                let length = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| {
+                        v.trim().parse().expect("a numeric Content-Length")
+                    });
+                if got.len() >= end + 4 + length {
+                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]);
+                    let status = head
+                        .split(' ')
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("no status in {head:?}"));
+                    return (status, head.clone(), body.into_owned());
+                }
+            }
+            let n = conn.read(&mut buf).await.unwrap_or_else(|e| {
+                panic!(
+                    "reading an answer: {e} (got {:?})",
+                    String::from_utf8_lossy(&got)
+                )
+            });
+            assert!(
+                n > 0,
+                "closed before an answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("an answer within 30 s")
+}
+
+async fn connect(c: &common::ProcCluster) -> TcpStream {
+    let addr = c.url(1).replacen("http://", "", 1);
+    TcpStream::connect(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
+/// Sixteen times `--max-body-bytes` (1 MiB by default).
+const BIG: usize = 16 << 20;
+
+/// A client that sends its whole body before it reads (Python's http.client, urllib and
+/// requests do) gets the refusal, and its connection is kept: the node reads a refused body
+/// to its end. Before, it answered at once and closed the connection with the body unread,
+/// the kernel reset it, and the client saw a broken pipe. Also for a body refused for its
+/// key, its id or its path, which the node did not read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_sent_before_reading_still_gets_its_answer() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    let body = vec![b'x'; BIG];
+    for (method, path, status) in [
+        ("PUT", "/big", 413),
+        ("PUT", "/-/x", 404),
+        ("PUT", "/%FF", 400),
+        ("POST", "/0", 400),
+        ("GET", "/big", 404),
+    ] {
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG}\r\n\r\n");
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("sending a head");
+        conn.write_all(&body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: sending the whole body: {e}"));
+        let (got, head, reason) = read_answer(&mut conn).await;
+        assert_eq!(got, status, "{method} {path}: {head}\n{reason}");
+        one_line(&reason);
+    }
+    // Still the same connection.
+    conn.write_all(b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sending a request");
+    assert_eq!(read_answer(&mut conn).await.0, 200);
+}
+
+/// The same for a chunked body, which passes the limit on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_past_the_limit_sent_before_reading_still_gets_its_answer() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    let chunk = vec![b'x'; 1 << 20];
+    let mut request =
+        b"PUT /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..BIG / chunk.len() {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    conn.write_all(&request)
+        .await
+        .expect("sending the whole chunked body");
+    let (status, head, reason) = read_answer(&mut conn).await;
+    assert_eq!(status, 413, "{head}\n{reason}");
+    one_line(&reason);
+    conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sending a request");
+    assert_eq!(read_answer(&mut conn).await.0, 404);
+}
+
+/// A client that asks before it sends (`Expect: 100-continue`) is answered `413` at once, from
+/// the Content-Length, and never asked for the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_too_large_with_expect_is_refused_before_it_is_sent() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    let head = format!(
+        "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes())
+        .await
+        .expect("sending a head");
+    let (status, head, reason) = read_answer(&mut conn).await;
+    assert_eq!(status, 413, "{head}\n{reason}");
+    one_line(&reason);
 }
