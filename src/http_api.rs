@@ -82,6 +82,11 @@ pub enum ApiError {
     /// GET of a missing key.
     #[error("key {0:?} not found")]
     NotFound(String),
+    /// The path has a `%` not followed by two hex digits (the escape, as sent).
+    #[error(
+        "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 for a % itself)"
+    )]
+    BadEscape(String),
     /// The key is not UTF-8 once percent-decoded.
     #[error("the key is not valid UTF-8 once percent-decoded")]
     BadKey,
@@ -150,7 +155,8 @@ impl ApiError {
                 | ProposalError::WouldLoseQuorum(_) => StatusCode::CONFLICT,
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
-            ApiError::BadKey
+            ApiError::BadEscape(_)
+            | ApiError::BadKey
             | ApiError::ReservedKey(_)
             | ApiError::BadValue
             | ApiError::BadId(_)
@@ -229,6 +235,11 @@ const KNOWN_ENDPOINTS: &[&str] = &[
 ];
 
 fn decode_key(path: &str) -> Result<String, ApiError> {
+    // Taken literally, `/a%zz` would be the key `/a%25zz` names; the original refused it too
+    // (Go's URL parser does).
+    if let Some(at) = bad_escape(path) {
+        return Err(ApiError::BadEscape(path[at..].chars().take(3).collect()));
+    }
     let key = percent_decode_str(path)
         .decode_utf8()
         .map(|k| k.into_owned())
@@ -238,6 +249,17 @@ fn decode_key(path: &str) -> Result<String, ApiError> {
         return Err(ApiError::ReservedKey(key));
     }
     Ok(key)
+}
+
+/// Where `path` has a `%` not followed by two hex digits.
+fn bad_escape(path: &str) -> Option<usize> {
+    let bytes = path.as_bytes();
+    (0..bytes.len()).find(|&at| {
+        bytes[at] == b'%'
+            && !bytes
+                .get(at + 1..at + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
@@ -575,6 +597,34 @@ mod tests {
             Err(ApiError::ReservedKey(_))
         ));
         assert_eq!(decode_key("/-x").ok().as_deref(), Some("/-x"));
+    }
+
+    /// Go's URL parser refuses a `%` not followed by two hex digits, so the original answered
+    /// 400; taken literally, `/bad%zz` was the key `/bad%25zz` names.
+    #[test]
+    fn malformed_percent_escapes_are_refused() {
+        for (path, escape) in [
+            ("/bad%zz", "%zz"),
+            ("/a%4", "%4"),
+            ("/a%", "%"),
+            ("/%%41", "%%4"),
+            ("/ok%41%g1", "%g1"),
+            ("/a%4é", "%4é"),
+        ] {
+            match decode_key(path) {
+                Err(err @ ApiError::BadEscape(_)) => {
+                    assert!(
+                        matches!(&err, ApiError::BadEscape(e) if e == escape),
+                        "{path}: {err}"
+                    );
+                    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+                    assert!(err.to_string().contains(&format!("{escape:?}")), "{err}");
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        assert_eq!(decode_key("/bad%25zz").ok().as_deref(), Some("/bad%zz"));
+        assert_eq!(decode_key("/%4a%4A").ok().as_deref(), Some("/JJ"));
     }
 
     #[test]

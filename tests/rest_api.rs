@@ -149,6 +149,20 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     }
     api.assert_serving("after-bad-url").await;
 
+    // The original refused a malformed escape too (Go's URL parser does); taken literally,
+    // it would be the key its `%25` spelling names.
+    for path in ["/bad%zz", "/bad%2", "/bad%"] {
+        let (s, body) = api.call(Method::PUT, path, b"v".to_vec()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "PUT {path}: {body}");
+        assert!(body.contains("percent-escape"), "{body}");
+        one_line(&body);
+    }
+    assert_eq!(
+        api.call(Method::GET, "/bad%25zz", vec![]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    api.assert_serving("after-bad-escape").await;
+
     let (s, body) = api.call(Method::PUT, "/%FF%FE", b"v".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     one_line(&body);
@@ -339,6 +353,7 @@ async fn a_refused_body_sent_before_reading_still_gets_its_answer() {
         ("PUT", "/big", 413),
         ("PUT", "/-/x", 404),
         ("PUT", "/%FF", 400),
+        ("PUT", "/bad%zz", 400),
         ("POST", "/0", 400),
         ("GET", "/big", 404),
     ] {
