@@ -87,6 +87,9 @@ pub enum ApiError {
         "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 for a % itself)"
     )]
     BadEscape(String),
+    /// The request target is not a path (`GET k`, `OPTIONS *`), which hyper lets through.
+    #[error("request target {0:?} is not a path: it must start with /")]
+    NotAPath(String),
     /// The key is not UTF-8 once percent-decoded.
     #[error("the key is not valid UTF-8 once percent-decoded")]
     BadKey,
@@ -156,6 +159,7 @@ impl ApiError {
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadEscape(_)
+            | ApiError::NotAPath(_)
             | ApiError::BadKey
             | ApiError::ReservedKey(_)
             | ApiError::BadValue
@@ -192,7 +196,10 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
-    let (route, result) = if path.starts_with(RESERVED_PREFIX) {
+    let (route, result) = if !path.starts_with('/') {
+        // Hyper takes an authority-form target (`GET k`), whose path is empty.
+        ("bad_target", Err(ApiError::NotAPath(parts.uri.to_string())))
+    } else if path.starts_with(RESERVED_PREFIX) {
         match KNOWN_ENDPOINTS.iter().find(|known| **known == path) {
             Some(route) => (*route, endpoints(&app, &parts.method, route, &query).await),
             None => ("/-/unknown", Err(ApiError::UnknownEndpoint(path.clone()))),

@@ -161,7 +161,12 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
         api.call(Method::GET, "/bad%25zz", vec![]).await.0,
         StatusCode::NOT_FOUND
     );
-    api.assert_serving("after-bad-escape").await;
+    // A target that is not a path, which hyper lets through (`GET k HTTP/1.1`).
+    let (s, body) = api.call(Method::GET, "k", vec![]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("must start with /"), "{body}");
+    one_line(&body);
+    api.assert_serving("after-bad-path").await;
 
     let (s, body) = api.call(Method::PUT, "/%FF%FE", b"v".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -356,6 +361,7 @@ async fn a_refused_body_sent_before_reading_still_gets_its_answer() {
         ("PUT", "/bad%zz", 400),
         ("POST", "/0", 400),
         ("GET", "/big", 404),
+        ("GET", "k", 400),
     ] {
         let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG}\r\n\r\n");
         conn.write_all(head.as_bytes())
