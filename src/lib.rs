@@ -178,6 +178,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         Err(err) => return Err(err),
     };
+    // A member of the first cluster on an empty data dir makes its first entries again and
+    // rejoins as it is: not if it has run before, which lost that run's data (its votes and
+    // what it acknowledged: see transport::join).
+    if !config.join && !wal::Wal::exists(&config.wal_dir()) && config.cluster.len() > 1 {
+        let lookup = transport::join::Lookup::new(
+            transport::http_client(tls.peer_client.clone()),
+            Arc::new(PeerFilter::new(config.id, 0)),
+            &own_url,
+            &config.cluster,
+        );
+        lookup
+            .before_bootstrap()
+            .await
+            .map_err(StartError::LostData)?;
+    }
     let recovered = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))

@@ -327,6 +327,13 @@ impl Sessions {
         }
     }
 
+    /// Each origin with a session, and the session's id (its registration's index). A member
+    /// is here once a process of it has run since it was last added (a removal forgets its
+    /// session): what a joining node on an empty data dir is checked against.
+    pub fn origins(&self) -> BTreeMap<u64, u64> {
+        self.by_origin.iter().map(|(o, s)| (*o, s.id)).collect()
+    }
+
     /// The id of `origin`'s current session registered with `nonce`, if it is the current one.
     pub fn session_of(&self, origin: u64, nonce: u64) -> Option<u64> {
         self.by_origin

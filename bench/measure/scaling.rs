@@ -19,9 +19,9 @@
 //!   up through the snapshot: the time until it serves the last key, the leader's resident
 //!   memory before and at its peak meanwhile, and whether the leader changed.
 //! - `wiped`: three members hold KEYS keys (nodes 2 and 3 caught up as in `catchup`); node 3
-//!   is killed, its data dir wiped, and it is started again under its id (`--join`, as an
-//!   operator restarts a node that lost its disk without removing it): the same figures for
-//!   its second catch-up.
+//!   is killed, its data dir wiped, removed and added back under its id (as the README says to
+//!   bring back a member that lost its disk; started again without that, it is refused), and
+//!   started with `--join`: the same figures for its second catch-up.
 //!
 //! Data dirs go under `BENCH_TMPDIR` (`/var/tmp`: a real disk, fsync on).
 
@@ -319,6 +319,19 @@ async fn wiped(keys: u64, value_len: usize) {
     drop(third);
     std::fs::remove_dir_all(&dirs[2]).expect("wiping node 3");
     std::fs::create_dir_all(&dirs[2]).expect("node 3's empty folder");
+    let removed = http
+        .delete(leader.url("3"))
+        .send()
+        .await
+        .expect("DELETE node 3");
+    assert_eq!(removed.status(), 204, "removing node 3");
+    let added = http
+        .post(leader.url("3"))
+        .body(cluster[2].clone())
+        .send()
+        .await
+        .expect("POST node 3");
+    assert_eq!(added.status(), 204, "adding node 3 back");
     let term = leader.metric(&http, "_term").await;
     let changes = leader.metric(&http, "leader_changes_total").await;
     let before = rss_mib(leader.pid());
@@ -334,7 +347,7 @@ async fn wiped(keys: u64, value_len: usize) {
     let term_after = leader.metric(&http, "_term").await;
     let changes_after = leader.metric(&http, "leader_changes_total").await;
     println!(
-        "wiped: {keys} keys of {value_len} B: node 3, wiped and restarted under its id, served \
+        "wiped: {keys} keys of {value_len} B: node 3, wiped, removed and added back, served \
          the last key after {secs:.2} s; leader RSS {before:.1} MiB before, peak {peak:.1} MiB \
          (+{:.1} MiB); leader term {term:?} -> {term_after:?}, leader changes {changes:?} -> \
          {changes_after:?}",

@@ -193,6 +193,7 @@ impl RaftNode {
                     members.remove(id);
                     // Whatever the removed node still has in flight is skipped.
                     self.sessions.forget(id);
+                    self.publish_sessions();
                     if id == self.id {
                         // Not necessarily the end: a node added back under its old id replays
                         // its earlier removal before the entry that re-added it. It stops once

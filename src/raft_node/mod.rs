@@ -356,7 +356,7 @@ impl RaftNode {
             .wal
             .as_ref()
             .map_or(0, |w| w.metadata().initial_cluster.len());
-        Ok(RaftNode {
+        let mut node = RaftNode {
             id: config.id,
             _lock: recovered.lock,
             rn,
@@ -428,7 +428,12 @@ impl RaftNode {
             clock: env.clock,
             rng,
             timeout_drawn_for,
-        })
+        };
+        if node.members.contains(config.id) {
+            node.proposals.started_as_member();
+        }
+        node.publish_sessions();
+        Ok(node)
     }
 
     /// A stopping node goes on serving its clients' open connections until `gone` is

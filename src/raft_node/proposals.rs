@@ -104,6 +104,11 @@ pub(super) struct Proposals {
     /// This node is not a member as of what it applied (removed, or not yet added): it
     /// registers no session, which would only fill every node's table with a non-member's.
     outside: bool,
+    /// This node is a member as of what it applied (its addition, a snapshot that has it, or
+    /// the state it started from): it registers its session then, with or without a client
+    /// write, so that every node's table shows that this id has run since it was added, which
+    /// a start of the id on an empty data dir is refused by (`Sessions::origins`).
+    known_member: bool,
     next_seq: u64,
     pending: BTreeMap<u64, Pending>,
     /// Normal requests withdrawn (see the module documentation), waiting for a fence or a copy
@@ -152,6 +157,7 @@ impl Proposals {
             session: None,
             register_sent: None,
             outside: false,
+            known_member: false,
             next_seq: 1,
             pending: BTreeMap::new(),
             settling: BTreeMap::new(),
@@ -229,10 +235,18 @@ impl Proposals {
         self.paused_until.is_some_and(|t| now < t)
     }
 
+    /// This node started from a state that has it as a member.
+    pub fn started_as_member(&mut self) {
+        self.known_member = true;
+    }
+
     /// The registration to propose, when this process needs a session and has not asked for
-    /// one lately.
+    /// one lately: once it is known to be a member, or has a request to propose.
     pub fn registration_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.session.is_some() || self.outside || self.pending.is_empty() || self.paused(now) {
+        if self.session.is_some() || self.outside || self.paused(now) {
+            return None;
+        }
+        if !self.known_member && self.pending.is_empty() {
             return None;
         }
         if self
@@ -471,6 +485,7 @@ impl Proposals {
         now: Instant,
     ) {
         self.outside = !members.contains(self.origin);
+        self.known_member = !self.outside;
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
@@ -600,6 +615,7 @@ impl Proposals {
         now: Instant,
     ) -> Vec<Responder> {
         self.outside = !members.contains(self.origin);
+        self.known_member = !self.outside;
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
@@ -1142,6 +1158,33 @@ mod tests {
         sessions.register(1, 42, 3);
         p.on_registration(1, &sessions, t0);
         assert_eq!(p.take_batch(true, 0, t0).len(), 1);
+    }
+
+    /// A node known to be a member registers its session with no request to propose, so that
+    /// every node's table shows it has run since it was added; one not known to be a member
+    /// yet waits for a request (as before), and one that is not a member never registers.
+    #[test]
+    fn a_member_registers_without_a_request() {
+        let t0 = Instant::now();
+        let new = || Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
+        let mut unknown = new();
+        assert!(
+            unknown.registration_due(t0).is_none(),
+            "not known to be a member"
+        );
+        let mut started = new();
+        started.started_as_member();
+        assert!(started.registration_due(t0).is_some());
+        let mut members = Members::default();
+        members.add(1, "http://127.0.0.1:1".into());
+        let mut added = new();
+        added.after_membership_change(&Sessions::default(), &members, t0);
+        assert!(added.registration_due(t0).is_some(), "added");
+        let mut outside = new();
+        outside.started_as_member();
+        outside.after_membership_change(&Sessions::default(), &Members::default(), t0);
+        let _a = put(&mut outside, t0);
+        assert!(outside.registration_due(t0).is_none(), "removed");
     }
 
     /// With a timeout shorter than twice the resend interval, a forwarded write and a

@@ -420,6 +420,11 @@ impl RaftNode {
                 self.rn.report_snapshot(peer, status);
             }
             PeerEvent::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
+            PeerEvent::JoinRefused(reason) => {
+                // Nothing was written: a joining node creates its WAL only once admitted.
+                tracing::error!(%reason, "cannot join; stopping");
+                self.exit = Some(Exit::Fatal(reason));
+            }
         }
     }
 
@@ -471,6 +476,17 @@ impl RaftNode {
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
     /// every round (it also changes with time alone: a leader heard from no more).
+    /// Publishes who has a session, for the peer server's answers to joining nodes (see
+    /// [`Shared::running`](crate::request::Shared::running)); after each change to the table's
+    /// sessions.
+    pub(super) fn publish_sessions(&self) {
+        *self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self.sessions.origins();
+    }
+
     fn publish_membership_settled(&self) {
         let settled = self.membership_settled();
         self.shared
@@ -893,6 +909,7 @@ impl RaftNode {
                 Ok(Payload::Proposal { id, floor, .. }) => Some((id, floor)),
                 Ok(Payload::Register { origin, nonce }) => {
                     self.sessions.register(origin, nonce, entry.index);
+                    self.publish_sessions();
                     self.proposals.on_registration(origin, &self.sessions, now);
                     None
                 }

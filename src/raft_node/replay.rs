@@ -51,6 +51,10 @@ pub enum StartError {
     /// damaged or missing snapshot held.
     #[error("{0}")]
     Damaged(String),
+    /// A member says this id has run since it was added: its data was lost (see
+    /// `transport::join`).
+    #[error("{0}")]
+    LostData(String),
     /// raft-rs refused the configuration or the state.
     #[error("raft: {0}")]
     Raft(raft::Error),

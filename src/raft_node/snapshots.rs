@@ -108,6 +108,7 @@ impl RaftNode {
                 }
                 self.set_members(state.members);
                 self.sessions = state.sessions;
+                self.publish_sessions();
             }
             // The error names the part: members, sessions or skipped changes.
             Err(err) => tracing::error!(

@@ -1203,7 +1203,18 @@ async fn put_withdrawn_by_a_leader(
     let status = elected_by_node_2(node).await;
     let term = status.term;
     let ack = |index: u64| acked_by_node_2(term, index);
-    node.step(ack(status.last_index)).await.expect("running");
+    // A member registers its session once it knows a leader, request or not: node 2
+    // acknowledges until the registration is applied (its index is the session's id).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let registered = loop {
+        let now = node.step(ack(status.last_index)).await.expect("running");
+        let now = node.step(ack(now.last_index)).await.expect("running");
+        if now.sessions.0 > 0 && now.applied == now.last_index {
+            break now.last_index;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session: {now:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let (done, answer) = oneshot::channel();
     let data = Command::Put {
         key: "/w".into(),
@@ -1214,13 +1225,6 @@ async fn put_withdrawn_by_a_leader(
         .send(Request::Propose { data, done })
         .await
         .expect("running");
-    // The session's registration, then the PUT once it is applied.
-    let registered = node
-        .wait_status(|s| s.last_index > status.last_index)
-        .await
-        .expect("running")
-        .last_index;
-    node.step(ack(registered)).await.expect("running");
     let copy = node
         .wait_status(|s| s.last_index > registered)
         .await

@@ -6,6 +6,12 @@
 //! answers with the identity only if it has that id as a member at that URL, that is once a
 //! `POST /<id>` was applied; with peer TLS the answer comes from a certificate the node
 //! trusts. Until then the node refuses every raft message (503), and asks again.
+//!
+//! A member refuses for good (410 Gone) an id that has run since it was last added (it has a
+//! session in the member's exactly-once table): this start on an empty data dir lost the
+//! data of that run, the votes it cast and the entries it acknowledged, and a voter that
+//! forgot them can help elect a leader that lacks acknowledged writes, or let a leader that
+//! is cut off go on serving. The node then stops, saying to remove the id and add it back.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -18,12 +24,24 @@ use hyper::{Method, Request, StatusCode};
 
 use super::{HEADER_FROM, HEADER_TO, HEADER_URL, HttpClient, JOIN_PATH, PeerFilter};
 
+/// How long a member of the first cluster about to start on an empty data dir waits for the
+/// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
+/// starting too, their ports bound but not answering yet, and every start would wait this long.
+const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
 /// Pause between rounds of questions.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long one question may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest answer read (a hex id, or a one-line refusal).
 const MAX_ANSWER: usize = 4096;
+
+/// A member's answer.
+enum Answer {
+    /// This node is a member: the cluster's identity.
+    Admitted(u64),
+    /// This node must not join as it is, and why.
+    Refused(String),
+}
 
 /// The questions a joining node asks.
 pub struct Lookup {
@@ -38,20 +56,45 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// Asks round after round until a member answers.
-    pub async fn run(self) {
+    /// The questions node `filter.self_id`, at `own_url`, asks the other nodes of `cluster`
+    /// (`--cluster`: the n-th URL is node n's).
+    pub fn new(
+        client: HttpClient,
+        filter: Arc<PeerFilter>,
+        own_url: &str,
+        cluster: &[String],
+    ) -> Lookup {
+        let members = (1..)
+            .zip(cluster.iter().cloned())
+            .filter(|(id, _)| *id != filter.self_id)
+            .collect();
+        Lookup {
+            client,
+            filter,
+            own_url: own_url.to_string(),
+            members,
+        }
+    }
+
+    /// Asks round after round until a member answers; `Err`: a member refused this node for
+    /// good, and why.
+    pub async fn run(self) -> Result<(), String> {
         let mut logged = BTreeSet::new();
         loop {
             for (id, url) in &self.members {
                 match self.ask(*id, url).await {
-                    Ok(cluster) => {
+                    Ok(Answer::Refused(reason)) => {
+                        tracing::error!(member = id, %reason, "refused by a member");
+                        return Err(format!("node {id} refuses this node: {reason}"));
+                    }
+                    Ok(Answer::Admitted(cluster)) => {
                         let now = self.filter.adopt_cluster_id(cluster);
                         tracing::info!(
                             member = id,
                             cluster = format!("{now:x}"),
                             "learned the cluster's identity from a member"
                         );
-                        return;
+                        return Ok(());
                     }
                     Err(reason) => {
                         // Once per distinct answer: the node may wait long for its POST.
@@ -65,8 +108,34 @@ impl Lookup {
         }
     }
 
-    /// One question to member `id` at `url`: the identity, or why not.
-    async fn ask(&self, id: u64, url: &str) -> Result<u64, String> {
+    /// A member of the first cluster (its id in `--cluster`, no `--join`) about to start on an
+    /// empty data dir, which would make its first entries again and rejoin as it is: asks the
+    /// other members, at once and for [`BOOTSTRAP_ASK`] at most, whether its id has run since it
+    /// was added. `Err`: one refused it for good (it lost the data of that run), and why. A
+    /// member that does not answer in time, or is not sure, says nothing: in a new cluster
+    /// they are all starting. So this is a check on what the members that answer know, where
+    /// a joining node waits for a definite answer.
+    pub async fn before_bootstrap(&self) -> Result<(), String> {
+        let asks = self.members.iter().map(|(id, url)| async move {
+            match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
+                Ok(Ok(Answer::Refused(reason))) => Some((*id, reason)),
+                _ => None,
+            }
+        });
+        match futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            Some((id, reason)) => Err(format!("node {id} refuses this node: {reason}")),
+            None => Ok(()),
+        }
+    }
+
+    /// One question to member `id` at `url`: the identity, or a refusal for good; `Err`: why
+    /// not now.
+    async fn ask(&self, id: u64, url: &str) -> Result<Answer, String> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(format!("{url}{JOIN_PATH}"))
@@ -96,11 +165,14 @@ impl Lookup {
         let (status, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
             .await
             .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
+        if status == StatusCode::GONE {
+            return Ok(Answer::Refused(text));
+        }
         if status != StatusCode::OK {
             return Err(format!("{status}: {text}"));
         }
         match u64::from_str_radix(&text, 16) {
-            Ok(cluster) if cluster != 0 => Ok(cluster),
+            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted(cluster)),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
     }

@@ -68,6 +68,10 @@ pub enum PeerEvent {
         /// Whether it accepted the snapshot.
         delivered: bool,
     },
+    /// This node asked to join on an empty data dir, and a member refused for good: the id
+    /// has run since it was last added, so this start lost that run's data ([`join`]). The
+    /// member's reason.
+    JoinRefused(String),
     /// A peer answered 410 Gone: it believes this node was removed.
     RemovedByPeer {
         /// The peer.
@@ -744,20 +748,23 @@ impl Transport {
         if self.filter.cluster_id() != 0 {
             return;
         }
-        let asks = join::Lookup {
-            client: self.snapshot_client.clone(),
-            filter: self.filter.clone(),
-            own_url: own_url.to_string(),
-            members: (1..)
-                .zip(cluster.iter().cloned())
-                .filter(|(id, _)| *id != self.filter.self_id)
-                .collect(),
-        };
+        let asks = join::Lookup::new(
+            self.snapshot_client.clone(),
+            self.filter.clone(),
+            own_url,
+            cluster,
+        );
         let shutdown = self.shutdown.child_token();
+        let inbox = self.inbox.clone();
         self.runtime.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = asks.run() => {}
+                refused = asks.run() => {
+                    if let Err(reason) = refused {
+                        // The node stops on it; a closed inbox means it already has.
+                        let _ = inbox.send(PeerEvent::JoinRefused(reason)).await;
+                    }
+                }
             }
         });
     }

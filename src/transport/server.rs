@@ -512,7 +512,37 @@ async fn answer_join(
         ));
     }
     match filter.member_url(from) {
-        Some(known) if normalize_url(&known) == normalize_url(url) => Ok(format!("{ours:x}")),
+        Some(known) if normalize_url(&known) == normalize_url(url) => {
+            let running = server
+                .shared
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&from)
+                .copied();
+            match running {
+                None => Ok(format!("{ours:x}")),
+                // Only a member sure of the latest membership says so: one behind may not
+                // have applied a removal and re-addition of the id since that session began.
+                Some(_) if !server.shared.is_membership_settled() => Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "node {to} is not sure it has applied the latest membership; ask another"
+                    ),
+                )),
+                Some(session) => Err(Refusal::new(
+                    StatusCode::GONE,
+                    format!(
+                        "node {from} has run since it was last added (its session began at log \
+                         index {session}), so this start on an empty data dir lost that run's \
+                         data: the votes it cast and the entries it acknowledged, which Raft \
+                         needs every voter to keep. Remove it and add it back (DELETE /{from}, \
+                         then POST /{from} with its peer URL, on a member), then start it again \
+                         with --join"
+                    ),
+                )),
+            }
+        }
         Some(known) => Err(Refusal::new(
             StatusCode::CONFLICT,
             format!("node {from} is a member at {known}, not at {url}"),
@@ -545,6 +575,50 @@ mod tests {
             dir,
         );
         (server, events_rx)
+    }
+
+    /// A node that asks to join is told the cluster's identity, unless its id has run since it
+    /// was last added (a session in the table): then this start lost that run's data, and a
+    /// member sure of the latest membership refuses it for good (410); one that is not sure
+    /// says to ask another.
+    #[tokio::test]
+    async fn a_joining_id_that_has_run_is_refused_for_good() {
+        use axum::http::HeaderValue;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        let url = "http://127.0.0.1:2";
+        server.filter.set_member(2, Some(url));
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_FROM, HeaderValue::from_static("2"));
+        headers.insert(HEADER_TO, HeaderValue::from_static("3"));
+        headers.insert(HEADER_URL, HeaderValue::from_static(url));
+        let ask = || answer_join(State(server.clone()), headers.clone());
+        assert_eq!(ask().await.expect("admitted"), "abc");
+        server
+            .shared
+            .running
+            .lock()
+            .expect("not poisoned")
+            .insert(2, 7);
+        let unsure = ask().await.expect_err("not admitted while unsure");
+        assert_eq!(
+            unsure.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{unsure:?}"
+        );
+        server
+            .shared
+            .membership_settled
+            .store(true, Ordering::Release);
+        let refused = ask().await.expect_err("refused");
+        assert_eq!(refused.status(), StatusCode::GONE, "{refused:?}");
+        assert!(
+            refused.text().contains("index 7") && refused.text().contains("add it back"),
+            "{refused:?}"
+        );
+        // Removed and added back, it has no session: admitted again.
+        server.shared.running.lock().expect("not poisoned").clear();
+        assert_eq!(ask().await.expect("admitted"), "abc");
     }
 
     /// A server started again on the same folder in the same process never reuses an
