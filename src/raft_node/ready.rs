@@ -474,8 +474,6 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
-    /// every round (it also changes with time alone: a leader heard from no more).
     /// Publishes who has a session, for the peer server's answers to joining nodes (see
     /// [`Shared::running`](crate::request::Shared::running)); after each change to the table's
     /// sessions.
@@ -487,11 +485,20 @@ impl RaftNode {
             .unwrap_or_else(|p| p.into_inner()) = self.sessions.origins();
     }
 
+    /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
+    /// every round (it also changes with time alone: a leader heard from no more), and whether
+    /// this node leads with every membership change in its log applied.
     fn publish_membership_settled(&self) {
         let settled = self.membership_settled();
         self.shared
             .membership_settled
             .store(settled, std::sync::atomic::Ordering::Release);
+        let leads_applied = self.rn.raft.state == StateRole::Leader
+            && self.held.is_empty()
+            && !self.rn.raft.has_pending_conf();
+        self.shared
+            .leads_with_changes_applied
+            .store(leads_applied, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether the members this node has applied are the cluster's latest as far as it can

@@ -7,11 +7,14 @@
 //! `POST /<id>` was applied; with peer TLS the answer comes from a certificate the node
 //! trusts. Until then the node refuses every raft message (503), and asks again.
 //!
-//! A member refuses for good (410 Gone) an id that has run since it was last added (it has a
-//! session in the member's exactly-once table): this start on an empty data dir lost the
-//! data of that run, the votes it cast and the entries it acknowledged, and a voter that
-//! forgot them can help elect a leader that lacks acknowledged writes, or let a leader that
-//! is cut off go on serving. The node then stops, saying to remove the id and add it back.
+//! Only a member sure its membership is the latest admits a node. An id that has run since
+//! it was last added (it has a session in the exactly-once table) is refused: this start on
+//! an empty data dir lost the data of that run, the votes it cast and the entries it
+//! acknowledged, and a voter that forgot them can help elect a leader that lacks
+//! acknowledged writes, or let a leader that is cut off go on serving. The leader, in touch
+//! with a quorum, refuses it for good (410 Gone), and the node stops, saying to remove the id
+//! and add it back; a follower that knows of the session says so (409), and the node asks
+//! another.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -41,6 +44,11 @@ enum Answer {
     Admitted(u64),
     /// This node must not join as it is, and why.
     Refused(String),
+    /// Not a definite answer, but the member knows something against this node: its id has
+    /// run since it was added (a follower, or a member not sure of the latest membership),
+    /// or it is a member at another URL. Ask another; a node about to make its first entries
+    /// again does not start.
+    Doubt(String),
 }
 
 /// The questions a joining node asks.
@@ -87,6 +95,11 @@ impl Lookup {
                         tracing::error!(member = id, %reason, "refused by a member");
                         return Err(format!("node {id} refuses this node: {reason}"));
                     }
+                    Ok(Answer::Doubt(reason)) => {
+                        if logged.insert((*id, reason.clone())) {
+                            tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
+                        }
+                    }
                     Ok(Answer::Admitted(cluster)) => {
                         let now = self.filter.adopt_cluster_id(cluster);
                         tracing::info!(
@@ -111,14 +124,15 @@ impl Lookup {
     /// A member of the first cluster (its id in `--cluster`, no `--join`) about to start on an
     /// empty data dir, which would make its first entries again and rejoin as it is: asks the
     /// other members, at once and for [`BOOTSTRAP_ASK`] at most, whether its id has run since it
-    /// was added. `Err`: one refused it for good (it lost the data of that run), and why. A
-    /// member that does not answer in time, or is not sure, says nothing: in a new cluster
-    /// they are all starting. So this is a check on what the members that answer know, where
-    /// a joining node waits for a definite answer.
+    /// was added. `Err`: one knows it has (it lost the data of that run; here a follower's
+    /// word is enough, as a node that starts anew must not guess), or knows it at another
+    /// URL, and why. A member that does not answer in time, or knows nothing of it, says
+    /// nothing: in a new cluster they are all starting. So this is a check on what the members
+    /// that answer know, where a joining node waits for a definite answer.
     pub async fn before_bootstrap(&self) -> Result<(), String> {
         let asks = self.members.iter().map(|(id, url)| async move {
             match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
-                Ok(Ok(Answer::Refused(reason))) => Some((*id, reason)),
+                Ok(Ok(Answer::Refused(reason) | Answer::Doubt(reason))) => Some((*id, reason)),
                 _ => None,
             }
         });
@@ -133,8 +147,8 @@ impl Lookup {
         }
     }
 
-    /// One question to member `id` at `url`: the identity, or a refusal for good; `Err`: why
-    /// not now.
+    /// One question to member `id` at `url`: the identity, a refusal for good, or a doubt;
+    /// `Err`: why not now.
     async fn ask(&self, id: u64, url: &str) -> Result<Answer, String> {
         let request = Request::builder()
             .method(Method::GET)
@@ -167,6 +181,9 @@ impl Lookup {
             .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
         if status == StatusCode::GONE {
             return Ok(Answer::Refused(text));
+        }
+        if status == StatusCode::CONFLICT {
+            return Ok(Answer::Doubt(text));
         }
         if status != StatusCode::OK {
             return Err(format!("{status}: {text}"));

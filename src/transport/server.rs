@@ -520,14 +520,34 @@ async fn answer_join(
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&from)
                 .copied();
+            let settled = server.shared.is_membership_settled();
+            let leads = server.shared.leader.load(Ordering::Acquire) == to;
+            let current = settled
+                || server
+                    .shared
+                    .leads_with_changes_applied
+                    .load(Ordering::Acquire);
             match running {
-                None => Ok(format!("{ours:x}")),
-                // Only a member sure of the latest membership says so: one behind may not
-                // have applied a removal and re-addition of the id since that session began.
-                Some(_) if !server.shared.is_membership_settled() => Err(Refusal::new(
+                // A member behind may have missed the id's session: only one that knows its
+                // membership is the latest (a new member of a cluster of one is admitted by
+                // a leader that cannot hear a quorum until it starts).
+                None if current => Ok(format!("{ours:x}")),
+                None => Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "node {to} is not sure it has applied the latest membership; ask another"
+                    ),
+                )),
+                // For good only from the leader, in touch with a quorum: its log holds every
+                // committed entry, where a follower, settled or not, may not have applied a
+                // removal and re-addition of the id since that session began. A node about
+                // to make its first entries again stops on this answer too (`Lookup`).
+                Some(session) if !(settled && leads) => Err(Refusal::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "as far as node {to} knows, node {from} has run since it was last added \
+                         (its session began at log index {session}); node {to} is not the \
+                         leader, or not sure its membership is the latest: ask another"
                     ),
                 )),
                 Some(session) => Err(Refusal::new(
@@ -577,10 +597,11 @@ mod tests {
         (server, events_rx)
     }
 
-    /// A node that asks to join is told the cluster's identity, unless its id has run since it
-    /// was last added (a session in the table): then this start lost that run's data, and a
-    /// member sure of the latest membership refuses it for good (410); one that is not sure
-    /// says to ask another.
+    /// A node that asks to join is told the cluster's identity by a member sure of the latest
+    /// membership, unless its id has run since it was last added (a session in the table):
+    /// then this start lost that run's data, and the leader, in touch with a quorum, refuses
+    /// it for good (410); a follower, or a member not sure, says so and to ask another (409),
+    /// and a member not sure that knows nothing of it says only to ask another (503).
     #[tokio::test]
     async fn a_joining_id_that_has_run_is_refused_for_good() {
         use axum::http::HeaderValue;
@@ -593,31 +614,48 @@ mod tests {
         headers.insert(HEADER_TO, HeaderValue::from_static("3"));
         headers.insert(HEADER_URL, HeaderValue::from_static(url));
         let ask = || answer_join(State(server.clone()), headers.clone());
-        assert_eq!(ask().await.expect("admitted"), "abc");
-        server
-            .shared
-            .running
-            .lock()
-            .expect("not poisoned")
-            .insert(2, 7);
-        let unsure = ask().await.expect_err("not admitted while unsure");
+        let status = |answer: Result<String, Refusal>| match answer {
+            Ok(_) => StatusCode::OK,
+            Err(refusal) => refusal.status(),
+        };
+        let shared = &server.shared;
         assert_eq!(
-            unsure.status(),
+            status(ask().await),
             StatusCode::SERVICE_UNAVAILABLE,
-            "{unsure:?}"
+            "not sure"
         );
-        server
-            .shared
-            .membership_settled
+        shared
+            .leads_with_changes_applied
             .store(true, Ordering::Release);
+        assert_eq!(ask().await.expect("admitted by a leader"), "abc");
+        shared
+            .leads_with_changes_applied
+            .store(false, Ordering::Release);
+        shared.membership_settled.store(true, Ordering::Release);
+        assert_eq!(ask().await.expect("admitted when settled"), "abc");
+
+        shared.running.lock().expect("not poisoned").insert(2, 7);
+        let doubt = ask().await.expect_err("a follower does not admit it");
+        assert_eq!(doubt.status(), StatusCode::CONFLICT, "{doubt:?}");
+        assert!(doubt.text().contains("index 7"), "{doubt:?}");
+        shared.leader.store(3, Ordering::Release);
         let refused = ask().await.expect_err("refused");
         assert_eq!(refused.status(), StatusCode::GONE, "{refused:?}");
         assert!(
             refused.text().contains("index 7") && refused.text().contains("add it back"),
             "{refused:?}"
         );
+        shared.membership_settled.store(false, Ordering::Release);
+        shared
+            .leads_with_changes_applied
+            .store(true, Ordering::Release);
+        assert_eq!(
+            status(ask().await),
+            StatusCode::CONFLICT,
+            "for good only from a leader in touch with a quorum"
+        );
         // Removed and added back, it has no session: admitted again.
-        server.shared.running.lock().expect("not poisoned").clear();
+        shared.running.lock().expect("not poisoned").clear();
         assert_eq!(ask().await.expect("admitted"), "abc");
     }
 
