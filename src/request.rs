@@ -298,11 +298,6 @@ pub struct Shared {
     /// answers a removed node's vote requests 410 Gone only then (see `RaftNode`'s
     /// `membership_settled`).
     pub membership_settled: AtomicBool,
-    /// Whether this node leads with every membership change in its log applied (settled but
-    /// for having heard a quorum lately: a leader of one voter and a member just added, which
-    /// has not started yet, is that). Its log holds every committed entry, so a joining id
-    /// without a session in its table has not run since it was added, as far as anyone knows.
-    pub leads_with_changes_applied: AtomicBool,
     /// Why this node refused the latest snapshot a leader sent it for reasons of its own (no
     /// room on its disk, over its `--max-snapshot-bytes`), until one is delivered: such a node
     /// stays behind however often the leader tries, and `/-/ready` says why.

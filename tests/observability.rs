@@ -20,6 +20,13 @@ fn field(s: &serde_json::Value, name: &str) -> u64 {
 async fn status_follows_elections_and_writes() {
     let mut c = ProcCluster::start(3, &[]).await;
     let leader = c.wait_leader().await;
+    // Every member registers its session once it knows the leader: wait for the three, so
+    // that no registration lands between the write below and the status after it.
+    wait_for(Duration::from_secs(15), "three sessions", || async {
+        let s = c.status(leader).await?;
+        (s["sessions"][0].as_u64() == Some(3) && s["last_index"] == s["applied"]).then_some(())
+    })
+    .await;
     let before = c.status(leader).await.expect("status");
     assert_eq!(before["role"], "Leader");
     assert_eq!(field(&before, "id"), leader);

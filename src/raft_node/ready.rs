@@ -486,19 +486,12 @@ impl RaftNode {
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
-    /// every round (it also changes with time alone: a leader heard from no more), and whether
-    /// this node leads with every membership change in its log applied.
+    /// every round (it also changes with time alone: a leader heard from no more).
     fn publish_membership_settled(&self) {
         let settled = self.membership_settled();
         self.shared
             .membership_settled
             .store(settled, std::sync::atomic::Ordering::Release);
-        let leads_applied = self.rn.raft.state == StateRole::Leader
-            && self.held.is_empty()
-            && !self.rn.raft.has_pending_conf();
-        self.shared
-            .leads_with_changes_applied
-            .store(leads_applied, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether the members this node has applied are the cluster's latest as far as it can

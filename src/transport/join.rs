@@ -7,14 +7,13 @@
 //! `POST /<id>` was applied; with peer TLS the answer comes from a certificate the node
 //! trusts. Until then the node refuses every raft message (503), and asks again.
 //!
-//! Only a member sure its membership is the latest admits a node. An id that has run since
-//! it was last added (it has a session in the exactly-once table) is refused: this start on
-//! an empty data dir lost the data of that run, the votes it cast and the entries it
+//! An id that has run since it was last added (it has a session in the exactly-once table)
+//! is refused: this start on an empty data dir lost the data of that run, the votes it cast and the entries it
 //! acknowledged, and a voter that forgot them can help elect a leader that lacks
 //! acknowledged writes, or let a leader that is cut off go on serving. The leader, in touch
 //! with a quorum, refuses it for good (410 Gone), and the node stops, saying to remove the id
-//! and add it back; a follower that knows of the session says so (409), and the node asks
-//! another.
+//! and add it back; another member that knows of the session says so (409), and the node asks
+//! another. A member with no session for the id admits it.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
