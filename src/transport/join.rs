@@ -131,18 +131,34 @@ impl Lookup {
     pub async fn before_bootstrap(&self) -> Result<(), String> {
         let asks = self.members.iter().map(|(id, url)| async move {
             match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
-                Ok(Ok(Answer::Refused(reason) | Answer::Doubt(reason))) => Some((*id, reason)),
+                Ok(Ok(answer @ (Answer::Refused(_) | Answer::Doubt(_)))) => Some((*id, answer)),
                 _ => None,
             }
         });
-        match futures_util::future::join_all(asks)
+        let answers: Vec<_> = futures_util::future::join_all(asks)
             .await
             .into_iter()
             .flatten()
-            .next()
+            .collect();
+        // The leader's refusal says what to do; a follower's doubt does not (the same answer
+        // sends a joining node on to ask another), so it is said here.
+        if let Some((id, Answer::Refused(reason))) = answers
+            .iter()
+            .find(|(_, a)| matches!(a, Answer::Refused(_)))
         {
-            Some((id, reason)) => Err(format!("node {id} refuses this node: {reason}")),
-            None => Ok(()),
+            return Err(format!("node {id} refuses this node: {reason}"));
+        }
+        match answers.first() {
+            Some((id, Answer::Doubt(reason))) => {
+                let me = self.filter.self_id;
+                Err(format!(
+                    "node {id} refuses this node: {reason}. This node starts on an empty data \
+                     dir, so it would start anew under an id that has run: remove it and add it \
+                     back (DELETE /{me}, then POST /{me} with its peer URL, on a member), then \
+                     start it again with --join"
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
