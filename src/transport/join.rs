@@ -8,9 +8,9 @@
 //! trusts. Until then the node refuses every raft message (503), and asks again.
 //!
 //! An id that has run since it was last added (it has a session in the exactly-once table)
-//! is refused: this start on an empty data dir lost the data of that run, the votes it cast and the entries it
-//! acknowledged, and a voter that forgot them can help elect a leader that lacks
-//! acknowledged writes, or let a leader that is cut off go on serving. The leader, in touch
+//! is refused: this start on an empty data dir lost the data of that run, the votes it cast
+//! and the entries it acknowledged, and a voter that forgot them can help elect a leader that
+//! lacks acknowledged writes, or let a leader that is cut off go on serving. The leader, in touch
 //! with a quorum, refuses it for good (410 Gone), and the node stops, saying to remove the id
 //! and add it back; another member that knows of the session says so (409), and the node asks
 //! another. A member with no session for the id admits it.
@@ -36,6 +36,15 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest answer read (a hex id, or a one-line refusal).
 const MAX_ANSWER: usize = 4096;
+
+/// What node `id`, refused for having run before, must do: said by the leader's refusal and
+/// by a node that stops on another member's doubt.
+pub(super) fn add_back(id: u64) -> String {
+    format!(
+        "remove it and add it back (DELETE /{id}, then POST /{id} with its peer URL, on a \
+         member), then start it again with --join"
+    )
+}
 
 /// A member's answer.
 enum Answer {
@@ -94,11 +103,6 @@ impl Lookup {
                         tracing::error!(member = id, %reason, "refused by a member");
                         return Err(format!("node {id} refuses this node: {reason}"));
                     }
-                    Ok(Answer::Doubt(reason)) => {
-                        if logged.insert((*id, reason.clone())) {
-                            tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
-                        }
-                    }
                     Ok(Answer::Admitted(cluster)) => {
                         let now = self.filter.adopt_cluster_id(cluster);
                         tracing::info!(
@@ -108,7 +112,7 @@ impl Lookup {
                         );
                         return Ok(());
                     }
-                    Err(reason) => {
+                    Ok(Answer::Doubt(reason)) | Err(reason) => {
                         // Once per distinct answer: the node may wait long for its POST.
                         if logged.insert((*id, reason.clone())) {
                             tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
@@ -140,24 +144,21 @@ impl Lookup {
             .into_iter()
             .flatten()
             .collect();
-        // The leader's refusal says what to do; a follower's doubt does not (the same answer
-        // sends a joining node on to ask another), so it is said here.
-        if let Some((id, Answer::Refused(reason))) = answers
+        // The leader's refusal first: it says what to do. A follower's doubt does not (the
+        // same answer sends a joining node on to ask another), so that is said here.
+        let refusal = answers
             .iter()
             .find(|(_, a)| matches!(a, Answer::Refused(_)))
-        {
-            return Err(format!("node {id} refuses this node: {reason}"));
-        }
-        match answers.first() {
-            Some((id, Answer::Doubt(reason))) => {
-                let me = self.filter.self_id;
-                Err(format!(
-                    "node {id} refuses this node: {reason}. This node starts on an empty data \
-                     dir, so it would start anew under an id that has run: remove it and add it \
-                     back (DELETE /{me}, then POST /{me} with its peer URL, on a member), then \
-                     start it again with --join"
-                ))
+            .or(answers.first());
+        match refusal {
+            Some((id, Answer::Refused(reason))) => {
+                Err(format!("node {id} refuses this node: {reason}"))
             }
+            Some((id, Answer::Doubt(reason))) => Err(format!(
+                "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
+                 it would start anew under an id that has run: {}",
+                add_back(self.filter.self_id)
+            )),
             _ => Ok(()),
         }
     }

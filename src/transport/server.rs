@@ -548,9 +548,8 @@ async fn answer_join(
                         "node {from} has run since it was last added (its session began at log \
                          index {session}), so this start on an empty data dir lost that run's \
                          data: the votes it cast and the entries it acknowledged, which Raft \
-                         needs every voter to keep. Remove it and add it back (DELETE /{from}, \
-                         then POST /{from} with its peer URL, on a member), then start it again \
-                         with --join"
+                         needs every voter to keep: {}",
+                        super::join::add_back(from)
                     ),
                 )),
             }
