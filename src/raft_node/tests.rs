@@ -1206,9 +1206,9 @@ async fn put_withdrawn_by_a_leader(
     // A member registers its session once it knows a leader, request or not: node 2
     // acknowledges until the registration is applied (its index is the session's id).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut now = status.clone();
     let registered = loop {
-        let now = node.step(ack(status.last_index)).await.expect("running");
-        let now = node.step(ack(now.last_index)).await.expect("running");
+        now = node.step(ack(now.last_index)).await.expect("running");
         if now.sessions.0 > 0 && now.applied == now.last_index {
             break now.last_index;
         }
