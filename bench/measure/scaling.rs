@@ -241,13 +241,7 @@ async fn catchup(keys: u64, value_len: usize) {
     let term = leader.metric(&http, "_term").await;
     let changes = leader.metric(&http, "leader_changes_total").await;
     let before = rss_mib(leader.pid());
-    let added = http
-        .post(leader.url("2"))
-        .body(cluster[1].clone())
-        .send()
-        .await
-        .expect("POST /2");
-    assert_eq!(added.status(), 204, "adding node 2");
+    add_member(&http, &leader, 2, &cluster[1]).await;
     let started = Instant::now();
     let follower = Node::start(2, &cluster, &d2, &["--join"]);
     let last = bigdata::key(keys - 1);
@@ -276,6 +270,17 @@ async fn catchup(keys: u64, value_len: usize) {
 }
 
 /// Node 3 of three loses its disk and comes back under its id (see the module doc).
+/// `POST /<id>` with `url` through `leader`: adds the member, or the run stops.
+async fn add_member(http: &reqwest::Client, leader: &Node, id: u64, url: &str) {
+    let added = http
+        .post(leader.url(&id.to_string()))
+        .body(url.to_string())
+        .send()
+        .await
+        .expect("POST a member");
+    assert_eq!(added.status(), 204, "adding node {id}");
+}
+
 async fn wiped(keys: u64, value_len: usize) {
     let http = http();
     let dir = temp_dir("scaling-");
@@ -303,13 +308,7 @@ async fn wiped(keys: u64, value_len: usize) {
     let value = "x".repeat(value_len);
     let mut followers = Vec::new();
     for id in 2..=3u64 {
-        let added = http
-            .post(leader.url(&id.to_string()))
-            .body(cluster[id as usize - 1].clone())
-            .send()
-            .await
-            .expect("POST a member");
-        assert_eq!(added.status(), 204, "adding node {id}");
+        add_member(&http, &leader, id, &cluster[id as usize - 1]).await;
         let node = Node::start(id, &cluster, &dirs[id as usize - 1], &["--join"]);
         node.wait(&http, &last_path, Some(&value), Instant::now(), || {})
             .await;
@@ -325,13 +324,7 @@ async fn wiped(keys: u64, value_len: usize) {
         .await
         .expect("DELETE node 3");
     assert_eq!(removed.status(), 204, "removing node 3");
-    let added = http
-        .post(leader.url("3"))
-        .body(cluster[2].clone())
-        .send()
-        .await
-        .expect("POST node 3");
-    assert_eq!(added.status(), 204, "adding node 3 back");
+    add_member(&http, &leader, 3, &cluster[2]).await;
     let term = leader.metric(&http, "_term").await;
     let changes = leader.metric(&http, "leader_changes_total").await;
     let before = rss_mib(leader.pid());
