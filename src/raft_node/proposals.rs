@@ -101,14 +101,14 @@ pub(super) struct Proposals {
     session: Option<u64>,
     /// When the registration was last proposed, while it is not applied yet.
     register_sent: Option<Instant>,
-    /// This node is not a member as of what it applied (removed, or not yet added): it
-    /// registers no session, which would only fill every node's table with a non-member's.
-    outside: bool,
-    /// This node is a member as of what it applied (its addition, a snapshot that has it, or
-    /// the state it started from): it registers its session then, with or without a client
-    /// write, so that every node's table shows that this id has run since it was added, which
-    /// a start of the id on an empty data dir is refused by (`Sessions::origins`).
-    known_member: bool,
+    /// Whether this node is a member as of what it applied (its addition, a snapshot, or the
+    /// state it started from); `None` until it knows. A member registers its session at once,
+    /// with or without a client write, so that every node's table shows that this id has run
+    /// since it was added, which a start of the id on an empty data dir is refused by
+    /// (`Sessions::origins`). One that is not (removed, or not yet added) registers none,
+    /// which would only fill every node's table with a non-member's; one that does not know
+    /// yet registers when it has a request to propose.
+    member: Option<bool>,
     next_seq: u64,
     pending: BTreeMap<u64, Pending>,
     /// Normal requests withdrawn (see the module documentation), waiting for a fence or a copy
@@ -156,8 +156,7 @@ impl Proposals {
             nonce,
             session: None,
             register_sent: None,
-            outside: false,
-            known_member: false,
+            member: None,
             next_seq: 1,
             pending: BTreeMap::new(),
             settling: BTreeMap::new(),
@@ -237,17 +236,19 @@ impl Proposals {
 
     /// This node started from a state that has it as a member.
     pub fn started_as_member(&mut self) {
-        self.known_member = true;
+        self.member = Some(true);
     }
 
     /// The registration to propose, when this process needs a session and has not asked for
     /// one lately: once it is known to be a member, or has a request to propose.
     pub fn registration_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.session.is_some() || self.outside || self.paused(now) {
+        if self.session.is_some() || self.paused(now) {
             return None;
         }
-        if !self.known_member && self.pending.is_empty() {
-            return None;
+        match self.member {
+            Some(false) => return None,
+            None if self.pending.is_empty() => return None,
+            _ => {}
         }
         if self
             .register_sent
@@ -484,8 +485,7 @@ impl Proposals {
         members: &Members,
         now: Instant,
     ) {
-        self.outside = !members.contains(self.origin);
-        self.known_member = !self.outside;
+        self.member = Some(members.contains(self.origin));
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
@@ -614,8 +614,7 @@ impl Proposals {
         members: &Members,
         now: Instant,
     ) -> Vec<Responder> {
-        self.outside = !members.contains(self.origin);
-        self.known_member = !self.outside;
+        self.member = Some(members.contains(self.origin));
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
