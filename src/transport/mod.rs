@@ -99,6 +99,10 @@ pub const PROBE_PATH: &str = "/raft/probe";
 /// Header carrying the sender's own peer URL (on every peer request, and on a joining node's
 /// lookup).
 pub const HEADER_URL: &str = "x-raftexample-url";
+/// Header on a member's admission of a joining node when the leader gave it, in touch with a
+/// quorum and sure its membership is the latest: its word outweighs a follower's doubt, which
+/// may come from a removal and re-addition the follower has yet to apply (see [`join`]).
+pub const HEADER_LEADER: &str = "x-raftexample-leader";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
 /// up to this many bytes, plus one more entry that may cross it.

@@ -36,7 +36,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use raft::eraftpb::{Message, MessageType};
@@ -44,9 +45,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent,
-    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
-    snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, JOIN_PATH, PROBE_PATH,
+    PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of,
+    gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
 use crate::request::Shared;
@@ -487,10 +488,30 @@ async fn receive_snapshot(
 }
 
 /// A joining node asks whether it is a member; the answer is the cluster's identity.
+/// A member's admission of a joining node: the cluster's identity, and whether the leader
+/// gave it, settled and in touch with a quorum (said in [`HEADER_LEADER`]).
+#[derive(Debug, PartialEq, Eq)]
+struct Admission {
+    cluster: u64,
+    by_leader: bool,
+}
+
+impl IntoResponse for Admission {
+    fn into_response(self) -> Response {
+        let mut response = format!("{:x}", self.cluster).into_response();
+        if self.by_leader {
+            response
+                .headers_mut()
+                .insert(HEADER_LEADER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
 async fn answer_join(
     State(server): State<PeerServer>,
     headers: HeaderMap,
-) -> Result<String, Refusal> {
+) -> Result<Admission, Refusal> {
     let filter = &server.filter;
     let url = headers.get(HEADER_URL).and_then(|v| v.to_str().ok());
     let (Some(from), Some(to), Some(url)) = (
@@ -529,7 +550,12 @@ async fn answer_join(
                 // the quorum itself: a leader of one voter that added a second steps down
                 // (CheckQuorum) unless the newcomer answers within an election timeout or so,
                 // and then no member is sure (found by a review of a version that waited).
-                None => Ok(format!("{ours:x}")),
+                // The leader says so, for a joining node to prefer its word to a
+                // follower's doubt.
+                None => Ok(Admission {
+                    cluster: ours,
+                    by_leader: settled && leads,
+                }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
                 // removal and re-addition of the id since that session began. A node about
@@ -594,7 +620,6 @@ mod tests {
     /// the session says so and to ask another (409).
     #[tokio::test]
     async fn a_joining_id_that_has_run_is_refused_for_good() {
-        use axum::http::HeaderValue;
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (server, _events) = server(dir.path());
         let url = "http://127.0.0.1:2";
@@ -605,7 +630,11 @@ mod tests {
         headers.insert(HEADER_URL, HeaderValue::from_static(url));
         let ask = || answer_join(State(server.clone()), headers.clone());
         let shared = &server.shared;
-        assert_eq!(ask().await.expect("admitted"), "abc");
+        let admitted = |by_leader| Admission {
+            cluster: 0xabc,
+            by_leader,
+        };
+        assert_eq!(ask().await.expect("admitted"), admitted(false));
         shared.running.lock().expect("not poisoned").insert(2, 7);
         for (leader, settled) in [(0, false), (0, true), (3, false)] {
             shared.leader.store(leader, Ordering::Release);
@@ -621,9 +650,12 @@ mod tests {
             refused.text().contains("index 7") && refused.text().contains("add it back"),
             "{refused:?}"
         );
-        // Removed and added back, it has no session: admitted again.
+        // Removed and added back, it has no session: admitted again, by the leader, whose
+        // word the joining node prefers to a follower's doubt.
         shared.running.lock().expect("not poisoned").clear();
-        assert_eq!(ask().await.expect("admitted"), "abc");
+        assert_eq!(ask().await.expect("admitted"), admitted(true));
+        shared.leader.store(1, Ordering::Release);
+        assert_eq!(ask().await.expect("admitted"), admitted(false));
     }
 
     /// A server started again on the same folder in the same process never reuses an
