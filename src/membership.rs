@@ -18,19 +18,38 @@ pub struct Members {
     /// `transport::gone_as_of`), which tells a removed node that never applied its own removal
     /// to stop.
     pub removed: BTreeSet<u64>,
+    /// The log index of each member's latest addition, where known (a snapshot of an older
+    /// build does not say): a session registered before it belongs to an earlier life of the
+    /// id (see [`ran_since_added`](Self::ran_since_added)). Not part of the bincode form: the
+    /// snapshot codec writes it after the rest of the cluster state, so that older snapshots
+    /// still load.
+    #[serde(skip)]
+    pub added: BTreeMap<u64, u64>,
 }
 
 impl Members {
-    /// Records `id` as a member at `url` (an id re-added after removal is a member again).
-    pub fn add(&mut self, id: u64, url: String) {
+    /// Records `id` as a member at `url`, added by the entry at `index` (an id re-added after
+    /// removal is a member again).
+    pub fn add(&mut self, id: u64, url: String, index: u64) {
         self.removed.remove(&id);
         self.urls.insert(id, url);
+        self.added.insert(id, index);
     }
 
     /// Records that `id` left the cluster.
     pub fn remove(&mut self, id: u64) {
         self.urls.remove(&id);
         self.removed.insert(id);
+        self.added.remove(&id);
+    }
+
+    /// Whether member `id`'s session `session` (its registration's index) began since the
+    /// id was last added: then a process ran under the id as this member. A registration can
+    /// commit after its node's removal (it was in flight), and the removal's forgetting of
+    /// the session cannot catch it; such a session belongs to no run as this member. Where the
+    /// addition's index is unknown, every session of a member counts.
+    pub fn ran_since_added(&self, id: u64, session: u64) -> bool {
+        self.contains(id) && session > self.added.get(&id).copied().unwrap_or(0)
     }
 
     /// Whether `id` is a member.
@@ -71,6 +90,7 @@ impl Members {
                 .map(|(id, u)| (id, u.to_string()))
                 .collect(),
             removed: m.removed,
+            added: BTreeMap::new(),
         };
         Ok((members, used))
     }
@@ -569,10 +589,12 @@ mod tests {
     #[test]
     fn members_decode_what_bincode_encodes_and_refuse_lying_lengths() {
         let mut m = Members::default();
-        m.add(1, "https://a:1".into());
-        m.add(7, "http://b:2".into());
+        m.add(1, "https://a:1".into(), 1);
+        m.add(7, "http://b:2".into(), 9);
         m.remove(3);
         let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).expect("encode");
+        // The addition indexes travel apart (see the snapshot codec).
+        m.added.clear();
         assert_eq!(
             Members::decode_prefix(&bytes).expect("decodes"),
             (m, bytes.len())
@@ -585,14 +607,35 @@ mod tests {
     #[test]
     fn membership_tracks_removals_and_urls() {
         let mut m = Members::default();
-        m.add(1, "http://a:1".into());
-        m.add(2, "http://b:2".into());
+        m.add(1, "http://a:1".into(), 1);
+        m.add(2, "http://b:2".into(), 2);
         assert_eq!(m.id_with_url("http://b:2/", 1), Some(2));
         assert_eq!(m.id_with_url("HTTP://B:2", 1), Some(2));
         assert_eq!(m.id_with_url("http://b:2", 2), None);
         m.remove(2);
         assert!(!m.contains(2) && m.removed.contains(&2));
-        m.add(2, "http://b:2".into());
+        m.add(2, "http://b:2".into(), 9);
         assert!(m.contains(2) && !m.removed.contains(&2));
+    }
+
+    /// A session counts as a run of a member only if it began after the member's latest
+    /// addition: a registration that was in flight when its node was removed can commit
+    /// after the removal, and must not make the id's next life look as if it had run.
+    #[test]
+    fn a_session_counts_only_if_it_began_since_the_member_was_added() {
+        let mut m = Members::default();
+        m.add(3, "http://c:3".into(), 3);
+        assert!(m.ran_since_added(3, 7));
+        m.remove(3);
+        assert!(!m.ran_since_added(3, 12), "not a member");
+        m.add(3, "http://c:3".into(), 14);
+        assert!(
+            !m.ran_since_added(3, 12),
+            "registered between removal and re-addition"
+        );
+        assert!(m.ran_since_added(3, 15));
+        // Where the addition's index is unknown (an older snapshot), every session counts.
+        m.added.clear();
+        assert!(m.ran_since_added(3, 12));
     }
 }

@@ -233,8 +233,8 @@ fn message(ty: MessageType, entries: usize) -> Message {
 
 fn members() -> Members {
     let mut m = Members::default();
-    m.add(1, "https://127.0.0.1:12379".into());
-    m.add(2, "https://127.0.0.1:22379".into());
+    m.add(1, "https://127.0.0.1:12379".into(), 1);
+    m.add(2, "https://127.0.0.1:22379".into(), 2);
     m.remove(3);
     m
 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! state_len u32 LE | members (bincode) | sessions (bincode) | skipped changes (bincode)
+//!                  | changes of unknown outcome (bincode) | members' addition indexes (bincode)
 //!                                   -- first, so the raft node can read them alone
 //! count varint | count × (key_len varint | key | value_len varint | value)
 //! ```
@@ -11,7 +12,9 @@
 //! members fill `state_len`): they read as an empty exactly-once table; or no skipped
 //! changes (the membership changes that committed but were not applied, see
 //! [`Sessions::note_skipped_change`]): the table then says it cannot tell for the changes it
-//! settled, and so do the snapshots written after it while that matters. Varints are bincode's
+//! settled, and so do the snapshots written after it while that matters; or no addition
+//! indexes (the index of each member's latest addition): every session of a member then
+//! counts as begun since the member was added. Varints are bincode's
 //! (encoded by the crate). Every length is checked against the bytes that remain before anything is
 //! allocated, so a damaged length cannot make the decoder allocate wildly.
 //!
@@ -146,6 +149,12 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
                 .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
         );
     }
+    // Then `(id, index)` of each member's latest addition.
+    let added: Vec<(u64, u64)> = state.members.added.iter().map(|(i, a)| (*i, *a)).collect();
+    bytes.extend(
+        bincode::serde::encode_to_vec(added, config)
+            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+    );
     bytes
 }
 
@@ -155,7 +164,7 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
     let mut bytes = vec![0u8; checked_len(u64::from(u32::from_le_bytes(len)), *remaining)?];
     take(r, remaining, &mut bytes)?;
     let config = bincode::config::standard();
-    let (members, used) =
+    let (mut members, used) =
         Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
     let rest = &bytes[used..];
     let sessions: Sessions = if rest.is_empty() {
@@ -180,11 +189,22 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
                     bincode::serde::decode_from_slice(rest, config).map_err(|e| {
                         invalid(format!("membership changes of unknown outcome: {e}"))
                     })?;
-                if used != rest.len() {
-                    return Err(invalid(format!(
-                        "{} bytes after the skipped membership changes",
-                        rest.len() - used
-                    )));
+                // Builds before 2026-12-05 wrote no addition indexes after them.
+                let rest = &rest[used..];
+                if !rest.is_empty() {
+                    let (added, used): (Vec<(u64, u64)>, usize) =
+                        bincode::serde::decode_from_slice(rest, config)
+                            .map_err(|e| invalid(format!("members' addition indexes: {e}")))?;
+                    if used != rest.len() {
+                        return Err(invalid(format!(
+                            "{} bytes after the members' addition indexes",
+                            rest.len() - used
+                        )));
+                    }
+                    members.added = added
+                        .into_iter()
+                        .filter(|(id, _)| members.contains(*id))
+                        .collect();
                 }
                 sessions.with_skips(skipped, Some(unknown))
             }
@@ -235,7 +255,7 @@ mod tests {
         map.insert("/foo", "bar");
         map.insert("/héllo", "");
         let mut state = ClusterState::default();
-        state.members.add(1, "http://127.0.0.1:1".into());
+        state.members.add(1, "http://127.0.0.1:1".into(), 1);
         state.members.remove(2);
         let session = state.sessions.register(1, 77, 5);
         let id = ProposalId {
@@ -261,13 +281,15 @@ mod tests {
     #[test]
     fn snapshots_without_sessions_still_load() {
         let mut members = Members::default();
-        members.add(1, "http://127.0.0.1:1".into());
+        members.add(1, "http://127.0.0.1:1".into(), 1);
         let blob =
             bincode::serde::encode_to_vec(&members, bincode::config::standard()).expect("encodes");
         let mut data = (blob.len() as u32).to_le_bytes().to_vec();
         data.extend_from_slice(&blob);
         data.extend_from_slice(&[1, 2, b'/', b'k', 1, b'v']);
         let (state, map) = decode_snapshot(&data).expect("an old snapshot decodes");
+        // Nor does it say when each member was added.
+        members.added.clear();
         assert_eq!(state.members, members);
         assert_eq!(state.sessions.size(), (0, 0));
         assert_eq!(map.get("/k"), Some("v"));
@@ -365,6 +387,39 @@ mod tests {
             crate::proposal::Verdict::Apply
         );
         assert_eq!(state.sessions.change_was_skipped(id(5)), Some(false));
+    }
+
+    /// The builds before 2026-12-05 wrote no addition indexes after the table's lists. Such a
+    /// snapshot loads; it cannot say when a member was added, so every session of a member
+    /// counts as begun since (a joining node under its id is refused, as those builds did);
+    /// indexes written later round-trip.
+    #[test]
+    fn snapshots_without_addition_indexes_load_and_count_every_session() {
+        let config = bincode::config::standard();
+        let mut members = Members::default();
+        members.add(1, "http://127.0.0.1:1".into(), 1);
+        let mut sessions = Sessions::default();
+        let session = sessions.register(1, 77, 5);
+        let mut blob = bincode::serde::encode_to_vec(&members, config).expect("encodes");
+        blob.extend(bincode::serde::encode_to_vec(&sessions, config).expect("encodes"));
+        for list in [Vec::<(u64, u64, u64)>::new(), Vec::new()] {
+            blob.extend(bincode::serde::encode_to_vec(list, config).expect("encodes"));
+        }
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.push(0);
+        let mut state = decode_cluster_state(&data).expect("a snapshot of 2026-12-04 decodes");
+        assert!(state.members.added.is_empty());
+        assert!(state.members.ran_since_added(1, session));
+
+        // Added back at 9 (in a later log): the session of 5 is of an earlier life.
+        state.members.remove(1);
+        state.members.add(1, "http://127.0.0.1:1".into(), 9);
+        let again = encode_snapshot(&state, &Map::default());
+        let read = decode_cluster_state(&again).expect("decodes");
+        assert_eq!(read.members.added.get(&1), Some(&9));
+        assert!(!read.members.ran_since_added(1, session));
+        assert!(read.members.ran_since_added(1, 10));
     }
 
     #[test]

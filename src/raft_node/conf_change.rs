@@ -183,7 +183,7 @@ impl RaftNode {
                         url.clone()
                     };
                     tracing::info!(index = entry.index, member = id, %url, "member added");
-                    members.add(id, url);
+                    members.add(id, url, entry.index);
                     if id == self.id {
                         self.added_at = entry.index;
                     }
@@ -193,7 +193,6 @@ impl RaftNode {
                     members.remove(id);
                     // Whatever the removed node still has in flight is skipped.
                     self.sessions.forget(id);
-                    self.publish_sessions();
                     if id == self.id {
                         // Not necessarily the end: a node added back under its old id replays
                         // its earlier removal before the entry that re-added it. It stops once
@@ -205,6 +204,9 @@ impl RaftNode {
             }
         }
         self.set_members(members);
+        // Who ran since added changes with either: a removal forgets the session, an addition
+        // makes an earlier one count no more.
+        self.publish_sessions();
         Ok(())
     }
 

@@ -1175,7 +1175,7 @@ mod tests {
         started.started_as_member();
         assert!(started.registration_due(t0).is_some());
         let mut members = Members::default();
-        members.add(1, "http://127.0.0.1:1".into());
+        members.add(1, "http://127.0.0.1:1".into(), 1);
         let mut added = new();
         added.after_membership_change(&Sessions::default(), &members, t0);
         assert!(added.registration_due(t0).is_some(), "added");
@@ -1261,7 +1261,7 @@ mod tests {
         );
 
         let mut members = Members::default();
-        members.add(1, "http://n:1".into());
+        members.add(1, "http://n:1".into(), 1);
         p.after_membership_change(&sessions, &members, t0);
         register_at(&mut p, &mut sessions, 30, t0);
         let again = p.take_batch(false, 0, t0);
@@ -1290,7 +1290,7 @@ mod tests {
         assert_eq!(sessions.admit(id, floor), Verdict::Apply);
         sessions.forget(1);
         let mut members = Members::default();
-        members.add(1, "http://n:1".into());
+        members.add(1, "http://n:1".into(), 1);
         assert!(p.on_snapshot(100, &sessions, &members, t0).is_empty());
         match sent.try_recv() {
             Ok(Err(ProposalError::OutcomeUnknown)) => {}
@@ -1359,10 +1359,10 @@ mod tests {
             }
             let mut members = Members::default();
             for id in 1..=3 {
-                members.add(id, format!("http://n:{id}"));
+                members.add(id, format!("http://n:{id}"), id);
             }
             if members_have_it {
-                members.add(4, "http://d:4".into());
+                members.add(4, "http://d:4".into(), 50);
             }
             for done in p.on_snapshot(100, &sessions, &members, t0) {
                 done.send(Ok(())).expect("sent");

@@ -474,15 +474,18 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Publishes who has a session, for the peer server's answers to joining nodes (see
+    /// Publishes which members have run since they were last added (a session that began
+    /// since), for the peer server's answers to joining nodes (see
     /// [`Shared::running`](crate::request::Shared::running)); after each change to the table's
-    /// sessions.
+    /// sessions or to the members.
     pub(super) fn publish_sessions(&self) {
+        let mut running = self.sessions.origins();
+        running.retain(|id, session| self.members.ran_since_added(*id, *session));
         *self
             .shared
             .running
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = self.sessions.origins();
+            .unwrap_or_else(|p| p.into_inner()) = running;
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after

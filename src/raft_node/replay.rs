@@ -642,7 +642,7 @@ mod tests {
         let recovered = replay_wal(config).expect("bootstrap");
         let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
         let mut members = Members::default();
-        members.add(1, url);
+        members.add(1, url, 1);
         let mut map = crate::kvstore::Map::default();
         map.insert("/k", "v");
         let mut meta = SnapshotMetadata {

@@ -778,7 +778,7 @@ fn arrived_snapshot_of(
     let leader = crate::snapshotter::Snapshotter::new(leader_dir.path(), 5).expect("snapshotter");
     let mut state = ClusterState::default();
     for (id, url) in (1..).zip(cluster) {
-        state.members.add(id, url.clone());
+        state.members.add(id, url.clone(), id);
     }
     let mut snap = raft::eraftpb::Snapshot {
         data: encode_snapshot(&state, &map).into(),
@@ -1342,4 +1342,61 @@ async fn a_put_whose_copy_commits_before_its_fence_is_done() {
         .expect("answered");
     assert_eq!(got, Ok(()));
     assert_eq!(node.kv.get("/w").as_deref(), Some("late"));
+}
+
+/// A registration that was in flight when its node's removal committed lands after the
+/// removal (raft takes a proposal from anyone, and a removed node's process runs until it
+/// learns of its removal). The removal forgot the id's session; the late one is of no run as
+/// a member, and once the id is added back it must not count as "has run since it was last
+/// added", or the leader would refuse, 410, the re-added node's start with --join on an empty
+/// data dir (found by a review, reproduced with a DELETE sent while a new node was catching
+/// up). A registration after the re-addition counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_added_back() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster.clone(), false).await;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    let ack = |index: u64| acked_by_node_2(term, index);
+    let running = || node.shared.running.lock().expect("not poisoned").clone();
+    // Node 2 acknowledges whatever node 1 appends: a proposal through node 2 commits.
+    let commit = |entry: Entry| {
+        let node = &node;
+        async move {
+            let mut propose = message(MsgPropose, 2, 1, 0);
+            propose.set_entries(vec![entry].into());
+            let index = node.step(propose).await.expect("running").last_index;
+            node.step(ack(index)).await.expect("running");
+            node.wait_status(|s| s.applied >= index)
+                .await
+                .expect("running");
+            index
+        }
+    };
+    let register = |nonce| Entry {
+        data: crate::proposal::encode_register(3, nonce).into(),
+        ..Default::default()
+    };
+
+    commit(conf_change(0, 0, ConfChangeType::RemoveNode, 3, "")).await;
+    let late = commit(register(0xBEEF)).await;
+    assert!(
+        !running().contains_key(&3),
+        "a non-member ran: {:?}",
+        running()
+    );
+    commit(conf_change(0, 0, ConfChangeType::AddNode, 3, &cluster[2])).await;
+    let status = heartbeats_answered_by(&node, &[2], term).await;
+    assert!(status.members.iter().any(|m| m.id == 3), "{status:?}");
+    assert!(node.shared.is_membership_settled());
+    assert!(
+        !running().contains_key(&3),
+        "the session of {late}, begun before node 3 was added back, counts: {:?}",
+        running()
+    );
+
+    // Node 3's process, started after the re-addition, registers: it has run.
+    let session = commit(register(0xF00D)).await;
+    assert_eq!(running().get(&3), Some(&session));
 }

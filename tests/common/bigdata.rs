@@ -101,7 +101,7 @@ pub fn write_snapshot_of(data_dir: &Path, url: &str, n: u64, value_len: usize) {
     let value = "x".repeat(value_len);
     let map: Map = (0..n).map(|i| (key(i), value.as_str())).collect();
     let mut state = ClusterState::default();
-    state.members.add(1, url.to_string());
+    state.members.add(1, url.to_string(), 1);
     let mut meta = SnapshotMetadata {
         index: n + 1,
         term: 1,
