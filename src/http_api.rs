@@ -6,6 +6,9 @@
 //!
 //! Paths under `/-/` are the node's own endpoints and never keys. Every error is one line of
 //! plain text; [`ApiError`] is the single place where failures become status codes.
+//!
+//! Before any of that, [`server_checks`] refuses what Go's HTTP server, and so the original,
+//! refuses before its handler runs.
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody as _};
@@ -73,6 +76,54 @@ pub fn close_when_stopping(
     ))
 }
 
+/// `router` behind the checks Go's HTTP server (and so the original) makes before any
+/// handler runs, for the REST port: a client switching over gets the answers it got there.
+/// An `Expect` other than `100-continue` is `417`. A refused body is discarded first, as for
+/// the handlers' refusals, within `client_timeout` (see `discard`). The peer port has none of
+/// these checks: only nodes talk to it.
+pub fn server_checks(router: Router, client_timeout: std::time::Duration) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        client_timeout,
+        check_request,
+    ))
+}
+
+/// The middleware of [`server_checks`].
+async fn check_request(
+    State(client_timeout): State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expectation) = unmet_expectation(request.headers()) else {
+        return next.run(request).await;
+    };
+    let refusal = ApiError::UnmetExpectation(expectation);
+    // Read to its end, as for the handlers' refusals (see `discard`): a client sends its
+    // body at once unless it waits for a `100 Continue`, and an unknown expectation is not
+    // one it can wait for (one that waits anyway is answered once the slow-body rule gives
+    // up on it).
+    let waits = waits_to_send(request.headers());
+    let body = request.into_body();
+    if !body.is_end_stream() && !waits {
+        discard(body, tokio::time::Instant::now(), 0, client_timeout).await;
+    }
+    refusal.into_response()
+}
+
+/// The first `Expect` value that is neither empty nor `100-continue` (the only expectation
+/// HTTP defines, in any case), if any. Go answers `417` to any other, and serves an empty
+/// one. Go accepts `100-continue` within a list (`foo, 100-continue`) too; hyper sends its
+/// `100 Continue` only for the token alone, so a list is refused here rather than left
+/// waiting for it. Every value is checked because hyper heeds the last and `waits_to_send`
+/// the first: two that disagree are refused, not half obeyed.
+fn unmet_expectation(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .find(|v| !v.is_empty() && !v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 /// Why a request failed; the one place where failures become HTTP answers.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -126,6 +177,11 @@ pub enum ApiError {
         "cross-origin request from {0} refused: only pages served by this cluster's members (their REST URLs) may call this node"
     )]
     ForeignOrigin(String),
+    /// An `Expect` header other than `100-continue` (the value, as sent).
+    #[error(
+        "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the request without an Expect header)"
+    )]
+    UnmetExpectation(String),
     /// An unknown path under `/-/`.
     #[error(
         "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not keys"
@@ -170,6 +226,7 @@ impl ApiError {
             ApiError::SlowBody(..) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnmetExpectation(_) => StatusCode::EXPECTATION_FAILED,
         }
     }
 }
@@ -181,12 +238,22 @@ impl IntoResponse for ApiError {
             tracing::debug!(%status, error = %self, "request failed");
         }
         let mut response = (status, format!("{self}\n")).into_response();
-        if let ApiError::MethodNotAllowed(_, allow) = self {
-            for method in allow {
+        match self {
+            ApiError::MethodNotAllowed(_, allow) => {
+                for method in allow {
+                    response
+                        .headers_mut()
+                        .append(header::ALLOW, HeaderValue::from_static(method));
+                }
+            }
+            // Go closes the connection after this answer; so does this node: a client that
+            // held its body back could send it after the answer, to be read as a request.
+            ApiError::UnmetExpectation(_) => {
                 response
                     .headers_mut()
-                    .append(header::ALLOW, HeaderValue::from_static(method));
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            _ => {}
         }
         response
     }
@@ -577,6 +644,38 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    /// Go's server answers `417` to any `Expect` but `100-continue`, in any case, and serves
+    /// an empty one; a list and a second value must be met too (see `unmet_expectation`).
+    #[test]
+    fn only_100_continue_is_an_expectation_met() {
+        let headers = |values: &[&'static str]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for v in values {
+                headers.append(header::EXPECT, HeaderValue::from_static(v));
+            }
+            headers
+        };
+        for met in [&[][..], &["100-continue"], &["100-Continue"], &[""]] {
+            assert_eq!(unmet_expectation(&headers(met)), None, "{met:?}");
+        }
+        for (sent, unmet) in [
+            (&["foo"][..], "foo"),
+            (&["100-continue, foo"], "100-continue, foo"),
+            (&["100-continue", "foo"], "foo"),
+            (&["foo", "100-continue"], "foo"),
+        ] {
+            assert_eq!(
+                unmet_expectation(&headers(sent)).as_deref(),
+                Some(unmet),
+                "{sent:?}"
+            );
+        }
+        assert_eq!(
+            ApiError::UnmetExpectation("foo".into()).status(),
+            StatusCode::EXPECTATION_FAILED
+        );
     }
 
     #[test]

@@ -349,14 +349,18 @@ async fn start_recovered(
         ui_peer_tls,
         shutdown.clone(),
     );
-    // The live page's answers too ask the clients to close their connections once stopping.
+    // The live page's answers too ask the clients to close their connections once stopping,
+    // and its requests pass the same checks as the REST API's.
     let rest_router = http_api::close_when_stopping(
-        ui.around(http_api::router(http_api::AppState {
-            node: handle.clone(),
-            max_body_bytes: config.max_body_bytes,
-            client_timeout: config.client_timeout(),
-            peer_tls,
-        })),
+        http_api::server_checks(
+            ui.around(http_api::router(http_api::AppState {
+                node: handle.clone(),
+                max_body_bytes: config.max_body_bytes,
+                client_timeout: config.client_timeout(),
+                peer_tls,
+            })),
+            config.client_timeout(),
+        ),
         shutdown.clone(),
     );
     let bind_err = |addr: SocketAddr| {

@@ -423,3 +423,105 @@ async fn a_body_announced_too_large_with_expect_is_refused_before_it_is_sent() {
     assert_eq!(status, 413, "{head}\n{reason}");
     one_line(&reason);
 }
+
+/// The node still takes a write and serves it, asked on `conn`.
+async fn assert_serving_on(conn: &mut TcpStream, tag: &str) {
+    let put = format!(
+        "PUT /alive HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{tag}",
+        tag.len()
+    );
+    conn.write_all(put.as_bytes()).await.expect("sending a PUT");
+    let (status, head, body) = read_answer(conn).await;
+    assert_eq!(status, 204, "PUT after {tag}: {head}\n{body}");
+    conn.write_all(b"GET /alive HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sending a GET");
+    let (status, head, body) = read_answer(conn).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, tag),
+        "GET after {tag}: {head}"
+    );
+}
+
+/// The node closes `conn` after the answer read from it.
+async fn assert_closed(conn: &mut TcpStream, what: &str) {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the connection stayed open"))
+        .unwrap_or_else(|e| panic!("{what}: reading to the close: {e}"));
+    assert!(
+        rest.is_empty(),
+        "{what}: more after the answer: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+/// An `Expect` other than `100-continue` is `417`, as Go's server (the original's) answers:
+/// the handler never runs (nothing is written), a body sent with the request is read and
+/// dropped so that the client gets the answer, the connection is closed as Go closes it, and
+/// the node serves on. Before, the request was served as if it had no `Expect`. An empty
+/// `Expect` is served, as by Go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expectation_other_than_100_continue_is_417_and_nothing_is_written() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let big = vec![b'x'; BIG];
+    for (what, head, body) in [
+        (
+            "Expect: foo",
+            "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 1\r\n\r\n".to_string(),
+            &b"v"[..],
+        ),
+        (
+            "HTTP/1.0",
+            "PUT /exp HTTP/1.0\r\nExpect: foo\r\nContent-Length: 1\r\n\r\n".to_string(),
+            b"v",
+        ),
+        (
+            "no body",
+            "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue-please\r\n\r\n".to_string(),
+            b"",
+        ),
+        (
+            "a second Expect",
+            "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: foo\r\nContent-Length: 1\r\n\r\n"
+                .to_string(),
+            b"",
+        ),
+        (
+            "a big body sent before reading",
+            format!("PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: {BIG}\r\n\r\n"),
+            &big[..],
+        ),
+    ] {
+        let mut conn = connect(&c).await;
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("sending a head");
+        conn.write_all(body)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: sending the body: {e}"));
+        let (status, head, reason) = read_answer(&mut conn).await;
+        assert_eq!(status, 417, "{what}: {head}\n{reason}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nconnection: close"),
+            "{what}: {head}"
+        );
+        assert!(reason.contains("100-continue"), "{what}: {reason}");
+        one_line(&reason);
+        assert_closed(&mut conn, what).await;
+    }
+    assert_eq!(
+        c.get(1, "exp").await,
+        Some((404, "key \"/exp\" not found\n".into()))
+    );
+    let mut conn = connect(&c).await;
+    assert_serving_on(&mut conn, "after-417").await;
+    conn.write_all(
+        b"PUT /empty-expect HTTP/1.1\r\nHost: x\r\nExpect:\r\nContent-Length: 1\r\n\r\nv",
+    )
+    .await
+    .expect("sending a PUT");
+    assert_eq!(read_answer(&mut conn).await.0, 204);
+}
