@@ -78,9 +78,10 @@ pub fn close_when_stopping(
 
 /// `router` behind the checks Go's HTTP server (and so the original) makes before any
 /// handler runs, for the REST port: a client switching over gets the answers it got there.
-/// An `Expect` other than `100-continue` is `417`. A refused body is discarded first, as for
-/// the handlers' refusals, within `client_timeout` (see `discard`). The peer port has none of
-/// these checks: only nodes talk to it.
+/// An HTTP/1.1 request without a `Host` header is `400` (HTTP/1.0 need not send one), and an
+/// `Expect` other than `100-continue` is `417`, checked in that order as Go does. A refused
+/// body is discarded first, as for the handlers' refusals, within `client_timeout` (see
+/// `discard`). The peer port has none of these checks: only nodes talk to it.
 pub fn server_checks(router: Router, client_timeout: std::time::Duration) -> Router {
     router.layer(axum::middleware::from_fn_with_state(
         client_timeout,
@@ -94,20 +95,31 @@ async fn check_request(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some(expectation) = unmet_expectation(request.headers()) else {
+    let refusal = if lacks_host(&request) {
+        ApiError::MissingHost
+    } else if let Some(expectation) = unmet_expectation(request.headers()) {
+        ApiError::UnmetExpectation(expectation)
+    } else {
         return next.run(request).await;
     };
-    let refusal = ApiError::UnmetExpectation(expectation);
     // Read to its end, as for the handlers' refusals (see `discard`): a client sends its
-    // body at once unless it waits for a `100 Continue`, and an unknown expectation is not
-    // one it can wait for (one that waits anyway is answered once the slow-body rule gives
-    // up on it).
+    // body at once unless it waits for a `100 Continue`, which is sent only once the body is
+    // read. One that waits on an unknown expectation is answered once the slow-body rule
+    // gives up on it.
     let waits = waits_to_send(request.headers());
     let body = request.into_body();
     if !body.is_end_stream() && !waits {
         discard(body, tokio::time::Instant::now(), 0, client_timeout).await;
     }
     refusal.into_response()
+}
+
+/// Whether `request` is HTTP/1.1 without a `Host` header, which HTTP/1.1 requires. Go
+/// refuses it (an empty `Host` is one) unless it is a `CONNECT`; so does this node.
+fn lacks_host(request: &Request) -> bool {
+    request.version() >= axum::http::Version::HTTP_11
+        && request.method() != Method::CONNECT
+        && !request.headers().contains_key(header::HOST)
 }
 
 /// The first `Expect` value that is neither empty nor `100-continue` (the only expectation
@@ -177,6 +189,9 @@ pub enum ApiError {
         "cross-origin request from {0} refused: only pages served by this cluster's members (their REST URLs) may call this node"
     )]
     ForeignOrigin(String),
+    /// An HTTP/1.1 request without a `Host` header.
+    #[error("missing required Host header: an HTTP/1.1 request must name the host it is sent to")]
+    MissingHost,
     /// An `Expect` header other than `100-continue` (the value, as sent).
     #[error(
         "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the request without an Expect header)"
@@ -221,7 +236,8 @@ impl ApiError {
             | ApiError::BadValue
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
-            | ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            | ApiError::Body(_)
+            | ApiError::MissingHost => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::SlowBody(..) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
@@ -246,9 +262,9 @@ impl IntoResponse for ApiError {
                         .append(header::ALLOW, HeaderValue::from_static(method));
                 }
             }
-            // Go closes the connection after this answer; so does this node: a client that
+            // Go closes the connection after these answers; so does this node: a client that
             // held its body back could send it after the answer, to be read as a request.
-            ApiError::UnmetExpectation(_) => {
+            ApiError::MissingHost | ApiError::UnmetExpectation(_) => {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -676,6 +692,42 @@ mod tests {
             ApiError::UnmetExpectation("foo".into()).status(),
             StatusCode::EXPECTATION_FAILED
         );
+    }
+
+    /// HTTP/1.1 requires a `Host` header, HTTP/1.0 does not; an empty one is one, and a
+    /// `CONNECT` is let through, as by Go.
+    #[test]
+    fn only_http_1_1_must_name_its_host() {
+        let request = |version, method, host: Option<&'static str>| {
+            let mut request = axum::http::Request::builder()
+                .version(version)
+                .method(method)
+                .uri("/k");
+            if let Some(host) = host {
+                request = request.header(header::HOST, host);
+            }
+            request.body(Body::empty()).expect("a well-formed request")
+        };
+        use axum::http::Version;
+        assert!(lacks_host(&request(Version::HTTP_11, Method::GET, None)));
+        assert!(lacks_host(&request(Version::HTTP_11, Method::PUT, None)));
+        assert!(!lacks_host(&request(
+            Version::HTTP_11,
+            Method::GET,
+            Some("x")
+        )));
+        assert!(!lacks_host(&request(
+            Version::HTTP_11,
+            Method::GET,
+            Some("")
+        )));
+        assert!(!lacks_host(&request(Version::HTTP_10, Method::GET, None)));
+        assert!(!lacks_host(&request(
+            Version::HTTP_11,
+            Method::CONNECT,
+            None
+        )));
+        assert_eq!(ApiError::MissingHost.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

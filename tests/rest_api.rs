@@ -525,3 +525,73 @@ async fn an_expectation_other_than_100_continue_is_417_and_nothing_is_written() 
     .expect("sending a PUT");
     assert_eq!(read_answer(&mut conn).await.0, 204);
 }
+
+/// An HTTP/1.1 request without a `Host` header is `400`, as Go's server (the original's)
+/// answers, before anything is done and on any path, and the connection is closed as Go
+/// closes it; the node serves on. An HTTP/1.0 one, which need not name its host, is served,
+/// as is an empty `Host` (as by Go). Before, every one was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_without_host_is_400_and_nothing_is_written() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let big = vec![b'x'; BIG];
+    for (what, head, body) in [
+        (
+            "PUT",
+            "PUT /nohost HTTP/1.1\r\nContent-Length: 1\r\n\r\n".to_string(),
+            &b"v"[..],
+        ),
+        (
+            "GET of an endpoint",
+            "GET /-/health HTTP/1.1\r\n\r\n".to_string(),
+            b"",
+        ),
+        (
+            "an absolute target (Go wants the header too)",
+            "PUT http://x/nohost HTTP/1.1\r\nContent-Length: 1\r\n\r\n".to_string(),
+            b"v",
+        ),
+        (
+            "with an unmet expectation (the Host is checked first, as by Go)",
+            "PUT /nohost HTTP/1.1\r\nExpect: foo\r\nContent-Length: 1\r\n\r\n".to_string(),
+            b"v",
+        ),
+        (
+            "a big body sent before reading",
+            format!("PUT /nohost HTTP/1.1\r\nContent-Length: {BIG}\r\n\r\n"),
+            &big[..],
+        ),
+    ] {
+        let mut conn = connect(&c).await;
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("sending a head");
+        conn.write_all(body)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: sending the body: {e}"));
+        let (status, head, reason) = read_answer(&mut conn).await;
+        assert_eq!(status, 400, "{what}: {head}\n{reason}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nconnection: close"),
+            "{what}: {head}"
+        );
+        assert!(reason.contains("Host header"), "{what}: {reason}");
+        one_line(&reason);
+        assert_closed(&mut conn, what).await;
+    }
+    assert_eq!(
+        c.get(1, "nohost").await,
+        Some((404, "key \"/nohost\" not found\n".into()))
+    );
+    let mut conn = connect(&c).await;
+    conn.write_all(b"PUT /old HTTP/1.0\r\nContent-Length: 3\r\n\r\nold")
+        .await
+        .expect("sending an HTTP/1.0 PUT");
+    assert_eq!(read_answer(&mut conn).await.0, 204, "HTTP/1.0 without Host");
+    assert_eq!(c.get(1, "old").await, Some((200, "old".into())));
+    let mut conn = connect(&c).await;
+    conn.write_all(b"PUT /empty-host HTTP/1.1\r\nHost:\r\nContent-Length: 1\r\n\r\nv")
+        .await
+        .expect("sending a PUT");
+    assert_eq!(read_answer(&mut conn).await.0, 204, "an empty Host");
+    assert_serving_on(&mut conn, "after-400").await;
+}
