@@ -7,8 +7,8 @@
 //! Paths under `/-/` are the node's own endpoints and never keys. Every error is one line of
 //! plain text; [`ApiError`] is the single place where failures become status codes.
 //!
-//! Before any of that, [`server_checks`] refuses what Go's HTTP server, and so the original,
-//! refuses before its handler runs.
+//! Before any of that, [`server_checks`] answers what Go's HTTP server, and so the original,
+//! answers before its handler runs.
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody as _};
@@ -79,9 +79,10 @@ pub fn close_when_stopping(
 /// `router` behind the checks Go's HTTP server (and so the original) makes before any
 /// handler runs, for the REST port: a client switching over gets the answers it got there.
 /// An HTTP/1.1 request without a `Host` header is `400` (HTTP/1.0 need not send one), and an
-/// `Expect` other than `100-continue` is `417`, checked in that order as Go does. A refused
-/// body is discarded first, as for the handlers' refusals, within `client_timeout` (see
-/// `discard`). The peer port has none of these checks: only nodes talk to it.
+/// `Expect` other than `100-continue` is `417`, checked in that order as Go does; then
+/// `OPTIONS *` is `200` with an empty body. A body is discarded first, as for the handlers'
+/// refusals, within `client_timeout` (see `discard`). The peer port has none of these: only
+/// nodes talk to it.
 pub fn server_checks(router: Router, client_timeout: std::time::Duration) -> Router {
     router.layer(axum::middleware::from_fn_with_state(
         client_timeout,
@@ -95,23 +96,28 @@ async fn check_request(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let refusal = if lacks_host(&request) {
-        ApiError::MissingHost
+    let answer = if lacks_host(&request) {
+        Err(ApiError::MissingHost)
     } else if let Some(expectation) = unmet_expectation(request.headers()) {
-        ApiError::UnmetExpectation(expectation)
+        Err(ApiError::UnmetExpectation(expectation))
+    } else if request.method() == Method::OPTIONS && request.uri() == "*" {
+        // A question about the server rather than a resource, which Go's server answers
+        // itself: an empty 200, and no `Allow` (a plain `OPTIONS /<key>` still gets the
+        // original's 405 with its `Allow` headers).
+        Ok(StatusCode::OK.into_response())
     } else {
         return next.run(request).await;
     };
     // Read to its end, as for the handlers' refusals (see `discard`): a client sends its
     // body at once unless it waits for a `100 Continue`, which is sent only once the body is
     // read. One that waits on an unknown expectation is answered once the slow-body rule
-    // gives up on it.
-    let waits = waits_to_send(request.headers());
+    // gives up on it. `OPTIONS *` reads it even then, as Go does.
+    let waits = answer.is_err() && waits_to_send(request.headers());
     let body = request.into_body();
     if !body.is_end_stream() && !waits {
         discard(body, tokio::time::Instant::now(), 0, client_timeout).await;
     }
-    refusal.into_response()
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Whether `request` is HTTP/1.1 without a `Host` header, which HTTP/1.1 requires. Go
@@ -150,7 +156,7 @@ pub enum ApiError {
         "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 for a % itself)"
     )]
     BadEscape(String),
-    /// The request target is not a path (`GET k`, `OPTIONS *`), which hyper lets through.
+    /// The request target is not a path (`GET k`, `GET *`), which hyper lets through.
     #[error("request target {0:?} is not a path: it must start with /")]
     NotAPath(String),
     /// The key is not UTF-8 once percent-decoded.

@@ -595,3 +595,46 @@ async fn an_http_1_1_request_without_host_is_400_and_nothing_is_written() {
     assert_eq!(read_answer(&mut conn).await.0, 204, "an empty Host");
     assert_serving_on(&mut conn, "after-400").await;
 }
+
+/// `OPTIONS *` (a question about the server, not a key) is `200` with an empty body, as Go's
+/// server (the original's) answers it, body or not, and the connection is kept; a plain
+/// `OPTIONS /key` is still the original's `405` with its `Allow` headers. Before, `OPTIONS *`
+/// was `400` (its target is not a path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_asterisk_is_an_empty_200_and_options_of_a_key_stays_405() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    for (what, request) in [
+        ("no body", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "a body",
+            "OPTIONS * HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        ),
+    ] {
+        conn.write_all(request.as_bytes())
+            .await
+            .expect("sending OPTIONS *");
+        let (status, head, body) = read_answer(&mut conn).await;
+        assert_eq!((status, body.as_str()), (200, ""), "{what}: {head}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("\r\ncontent-length: 0"), "{what}: {head}");
+        assert!(!head.contains("\r\nallow:"), "{what}: {head}");
+        assert!(!head.contains("\r\nconnection: close"), "{what}: {head}");
+    }
+    // Still the same connection.
+    assert_serving_on(&mut conn, "after-options-star").await;
+    conn.write_all(b"OPTIONS /key HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sending OPTIONS /key");
+    let (status, head, reason) = read_answer(&mut conn).await;
+    assert_eq!(status, 405, "{head}\n{reason}");
+    let allow: Vec<&str> = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("allow"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    assert_eq!(allow, ["PUT", "GET", "POST", "DELETE"]);
+    one_line(&reason);
+    assert_serving_on(&mut conn, "after-options-key").await;
+}
