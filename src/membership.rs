@@ -29,11 +29,14 @@ pub struct Members {
 
 impl Members {
     /// Records `id` as a member at `url`, added by the entry at `index` (an id re-added after
-    /// removal is a member again).
+    /// removal is a member again). An addition of a member (an older build's log may hold
+    /// one, unchecked) does not move its addition's index: its session of before is still
+    /// a run as this member.
     pub fn add(&mut self, id: u64, url: String, index: u64) {
         self.removed.remove(&id);
-        self.urls.insert(id, url);
-        self.added.insert(id, index);
+        if self.urls.insert(id, url).is_none() {
+            self.added.insert(id, index);
+        }
     }
 
     /// Records that `id` left the cluster.
@@ -633,6 +636,9 @@ mod tests {
             !m.ran_since_added(3, 12),
             "registered between removal and re-addition"
         );
+        assert!(m.ran_since_added(3, 15));
+        // Added again while a member (unchecked in an older build's log): no new life.
+        m.add(3, "http://c:3".into(), 20);
         assert!(m.ran_since_added(3, 15));
         // Where the addition's index is unknown (an older snapshot), every session counts.
         m.added.clear();

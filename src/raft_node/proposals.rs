@@ -92,11 +92,23 @@ pub(super) struct ChangeToPropose {
     pub again: bool,
 }
 
+/// splitmix64's finaliser: a new nonce from an old one.
+fn mix(nonce: u64) -> u64 {
+    let mut z = nonce.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The proposals of this node process; see the module documentation.
 pub(super) struct Proposals {
     origin: u64,
     /// This process's random nonce: its session registration is told apart by it.
     nonce: u64,
+    /// The nonce this process registered under before, while it renews a session that began
+    /// before its node's latest addition (see [`Proposals::renew_if_older_than_addition`]):
+    /// that session is still used until the new one replaces it.
+    renewing: Option<u64>,
     /// The session's id once its registration is applied.
     session: Option<u64>,
     /// When the registration was last proposed, while it is not applied yet.
@@ -154,6 +166,7 @@ impl Proposals {
         Proposals {
             origin,
             nonce,
+            renewing: None,
             session: None,
             register_sent: None,
             member: None,
@@ -242,7 +255,7 @@ impl Proposals {
     /// The registration to propose, when this process needs a session and has not asked for
     /// one lately: once it is known to be a member, or has a request to propose.
     pub fn registration_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.session.is_some() || self.paused(now) {
+        if (self.session.is_some() && self.renewing.is_none()) || self.paused(now) {
             return None;
         }
         match self.member {
@@ -472,7 +485,44 @@ impl Proposals {
     /// A committed registration was applied to `sessions`.
     pub fn on_registration(&mut self, origin: u64, sessions: &Sessions, now: Instant) {
         if origin == self.origin {
-            self.adopt_session(sessions.session_of(self.origin, self.nonce), false, now);
+            let session = self.session_in(sessions);
+            self.adopt_session(session, false, now);
+        }
+    }
+
+    /// This process's session in `sessions`: under its nonce, or, while it renews its session,
+    /// the one it replaces (then done once the new one is there).
+    fn session_in(&mut self, sessions: &Sessions) -> Option<u64> {
+        let ours = sessions.session_of(self.origin, self.nonce);
+        if ours.is_some() {
+            self.renewing = None;
+        }
+        ours.or_else(|| {
+            self.renewing
+                .and_then(|before| sessions.session_of(self.origin, before))
+        })
+    }
+
+    /// A process that outlived its node's removal, and whose registration landed after it (it
+    /// was in flight), still has that session once its node is added back; but a session
+    /// that began before the node's latest addition counts for no run as this member
+    /// (`Members::ran_since_added`), so no member would know this process ran, and a start of
+    /// the id on an empty data dir would be admitted (found by a review). Such a process
+    /// registers anew under a new nonce, going on with the old session until the new one
+    /// replaces it in log order (then its requests in flight are proposed again, as when any
+    /// later registration replaces a session).
+    fn renew_if_older_than_addition(&mut self, sessions: &Sessions, members: &Members) {
+        let Some(session) = sessions.session_of(self.origin, self.nonce) else {
+            return;
+        };
+        if self.renewing.is_none()
+            && !members.ran_since_added(self.origin, session)
+            && members.contains(self.origin)
+        {
+            self.renewing = Some(self.nonce);
+            // As unpredictable as the first, and the same for a given seed in the simulator.
+            self.nonce = mix(self.nonce);
+            self.register_sent = None;
         }
     }
 
@@ -489,7 +539,9 @@ impl Proposals {
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
-        self.adopt_session(sessions.session_of(self.origin, self.nonce), false, now);
+        self.renew_if_older_than_addition(sessions, members);
+        let session = self.session_in(sessions);
+        self.adopt_session(session, false, now);
     }
 
     /// Takes the session the replicated table gives this process, as of an entry applied in
@@ -513,9 +565,9 @@ impl Proposals {
                 if !self.pending.is_empty() {
                     tracing::warn!(
                         requests = self.pending.len(),
-                        "this node's session ended (the node was removed, or a late \
-                         registration of an earlier run replaced it); proposing its requests \
-                         in flight again"
+                        "this node's session ended (the node was removed, a late \
+                         registration of an earlier run replaced it, or this process renewed \
+                         it once added back); proposing its requests in flight again"
                     );
                 }
                 // Withdrawn ones are not proposed again: under the old session no copy can
@@ -622,7 +674,9 @@ impl Proposals {
                 p.local_copies = p.local_copies.saturating_sub(1);
             }
         }
-        self.adopt_session(sessions.session_of(self.origin, self.nonce), true, now);
+        self.renew_if_older_than_addition(sessions, members);
+        let session = self.session_in(sessions);
+        self.adopt_session(session, true, now);
         let Some(session) = self.session else {
             return Vec::new();
         };
@@ -851,6 +905,54 @@ mod tests {
         register_at(&mut p, &mut sessions, 7, now);
         p.stop();
         (p, sessions)
+    }
+
+    /// A process whose registration was in flight when its node's removal committed (at 20)
+    /// takes the session it lands with (21); added back (22) before it stops, it must not
+    /// keep it: a session from before the latest addition counts for no run as this member,
+    /// and a start of the id on an empty data dir would be admitted. It registers anew, goes
+    /// on with the old session meanwhile, and takes the new one (found by a review).
+    #[test]
+    fn a_process_that_outlives_its_removal_registers_anew_once_added_back() {
+        let t0 = Instant::now();
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
+        p.started_as_member();
+        let mut sessions = Sessions::default();
+        let mut members = Members::default();
+        members.add(1, "http://n:1".into(), 1);
+        members.add(2, "http://n:2".into(), 2);
+        let late = p.registration_due(t0).expect("a member registers");
+        members.remove(1);
+        sessions.forget(1);
+        p.after_membership_change(&sessions, &members, t0);
+        let register = |reg: &[u8], sessions: &mut Sessions, index| {
+            let proposal::Payload::Register { origin, nonce } =
+                proposal::decode(reg).expect("decodes")
+            else {
+                panic!("not a registration")
+            };
+            sessions.register(origin, nonce, index)
+        };
+        register(&late, &mut sessions, 21);
+        p.on_registration(1, &sessions, t0);
+        assert_eq!(p.session, Some(21));
+        members.add(1, "http://n:1".into(), 22);
+        p.after_membership_change(&sessions, &members, t0);
+
+        let anew = p
+            .registration_due(t0)
+            .expect("a registration under a new nonce is due");
+        assert_ne!(anew, late, "the same nonce would keep the session of 21");
+        assert_eq!(p.session, Some(21), "the old session is used meanwhile");
+        let _write = put(&mut p, t0);
+        assert_eq!(register(&anew, &mut sessions, 30), 30);
+        p.on_registration(1, &sessions, t0);
+        assert_eq!(p.session, Some(30));
+        assert!(members.ran_since_added(1, 30));
+        assert!(
+            p.registration_due(t0 + Duration::from_secs(60)).is_none(),
+            "registers again with a session"
+        );
     }
 
     /// Applies the registration `p` is due to propose at `index`.
