@@ -631,3 +631,28 @@ fn a_million_inputs_per_decoder() {
         );
     }
 }
+
+/// The lists after the exactly-once table (the skipped changes, and the members' addition
+/// indexes last) with a length that claims 65,536 items: the decoder must not reserve room
+/// for them before it reads them (a `Vec` reserved a MiB for 376 bytes of input; found by a
+/// review). `decode` fails the test past the allocation bound.
+#[test]
+fn a_lying_length_in_the_lists_after_the_table_allocates_within_bound() {
+    let decoders = decoders();
+    let decoder = decoders
+        .iter()
+        .find(|d| d.name == "snapshot data")
+        .expect("the snapshot data decoder");
+    let data = snapshot_data();
+    let state_len = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
+    let end = 4 + state_len;
+    // The skipped changes and the unknown ones are empty; members() added 1 at 1, 2 at 2.
+    assert_eq!(&data[end - 7..end], &[0, 0, 2, 1, 1, 2, 2], "layout");
+    let claim = [0xFC, 0x00, 0x00, 0x01, 0x00]; // a u32 varint: 65,536 items
+    for (list, at) in [("skipped changes", end - 7), ("addition indexes", end - 5)] {
+        let mut input = data.clone();
+        input[at..at + 5].copy_from_slice(&claim);
+        let (result, _) = decoder.decode(&input);
+        assert!(result.is_err(), "{list}: damaged data decoded");
+    }
+}

@@ -21,6 +21,7 @@
 //! A pair in the map is kept in exactly its snapshot encoding ([`super::map`]), so writing a
 //! snapshot copies bytes and reading one allocates once per key.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
 use super::ClusterState;
@@ -158,6 +159,9 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
     bytes
 }
 
+/// A list of `(origin, session, number)` after the exactly-once table, as read.
+type Items = BTreeSet<(u64, u64, u64)>;
+
 fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState> {
     let mut len = [0u8; 4];
     take(r, remaining, &mut len)?;
@@ -178,21 +182,26 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
         } else {
             // The skipped changes, then what the table could not tell (see `state_bytes`).
             // The builds of 2026-12-03 wrote the first alone, so the data may end after it.
-            let (skipped, used): (Vec<(u64, u64, u64)>, usize) =
+            // Each list is read as a set (a map for the addition indexes), the same bytes:
+            // decoding a `Vec` reserves room for as many items as its length claims (up to
+            // a MiB), whatever bytes follow; a set grows as its items are read (found by a
+            // review).
+            let (skipped, used): (Items, usize) =
                 bincode::serde::decode_from_slice(rest, config)
                     .map_err(|e| invalid(format!("skipped membership changes: {e}")))?;
             let rest = &rest[used..];
+            let skipped = skipped.into_iter().collect();
             if rest.is_empty() {
                 sessions.with_skips(skipped, None)
             } else {
-                let (unknown, used): (Vec<(u64, u64, u64)>, usize) =
+                let (unknown, used): (Items, usize) =
                     bincode::serde::decode_from_slice(rest, config).map_err(|e| {
                         invalid(format!("membership changes of unknown outcome: {e}"))
                     })?;
                 // Builds before 2026-12-05 wrote no addition indexes after them.
                 let rest = &rest[used..];
                 if !rest.is_empty() {
-                    let (added, used): (Vec<(u64, u64)>, usize) =
+                    let (added, used): (BTreeMap<u64, u64>, usize) =
                         bincode::serde::decode_from_slice(rest, config)
                             .map_err(|e| invalid(format!("members' addition indexes: {e}")))?;
                     if used != rest.len() {
@@ -206,7 +215,7 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
                         .filter(|(id, _)| members.contains(*id))
                         .collect();
                 }
-                sessions.with_skips(skipped, Some(unknown))
+                sessions.with_skips(skipped, Some(unknown.into_iter().collect()))
             }
         }
     };
