@@ -308,10 +308,6 @@ pub struct Shared {
     /// that asks to join on an empty data dir under one of these ids lost the data of that
     /// run, and is refused (`transport::server`'s `answer_join`).
     pub running: Mutex<BTreeMap<u64, u64>>,
-    /// The log index of each member's latest addition, where known (see
-    /// `Members::added`): a joining node weighs a member's doubt, a session it knows of, by
-    /// another's knowledge that the id was added back since.
-    pub added: Mutex<BTreeMap<u64, u64>>,
 }
 
 /// Answers kept in [`Shared::probe_answers`]: with a round every two ticks and a window of an

@@ -486,11 +486,6 @@ impl RaftNode {
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = running;
-        self.shared
-            .added
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone_from(&self.members.added);
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after

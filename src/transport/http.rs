@@ -69,8 +69,6 @@ impl Body for ChannelBody {
 pub struct Refusal {
     status: StatusCode,
     text: String,
-    /// A header that says in figures what the text says in words, for a node to act on.
-    header: Option<(&'static str, String)>,
 }
 
 impl Refusal {
@@ -78,23 +76,7 @@ impl Refusal {
         Refusal {
             status,
             text: text.into(),
-            header: None,
         }
-    }
-
-    /// The same, answered with header `name: value` too.
-    pub(super) fn with_header(self, name: &'static str, value: String) -> Refusal {
-        Refusal {
-            header: Some((name, value)),
-            ..self
-        }
-    }
-
-    /// The header it is answered with, if any.
-    pub fn header(&self) -> Option<(&'static str, &str)> {
-        self.header
-            .as_ref()
-            .map(|(name, value)| (*name, value.as_str()))
     }
 
     /// The status it is answered with.
@@ -111,13 +93,9 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.text + "\n").into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if let Some((name, value)) = self.header
-            && let Ok(value) = HeaderValue::from_str(&value)
-        {
-            headers.insert(name, value);
-        }
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
 }

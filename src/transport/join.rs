@@ -20,11 +20,7 @@
 //! member doubts it. A member that has not applied the session yet (it joined a moment ago, or
 //! lags) would admit a node that lost its data, and one that has not applied a removal and
 //! re-addition yet doubts a node that may join: the leader's word settles both, and until it
-//! comes a doubt holds the node back (asked one at a time, the first to answer decided). A
-//! doubt names its session, and an admission the index of the id's latest addition where the
-//! member knows it: a session that began before an addition another member has applied is of
-//! an earlier life of the id, and that doubt is set aside (else a member that lags a removal
-//! and re-addition could hold the node back for as long as no leader can settle without it).
+//! comes a doubt holds the node back (asked one at a time, the first to answer decided).
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -35,10 +31,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
-use super::{
-    HEADER_ADDED, HEADER_FROM, HEADER_LEADER, HEADER_SESSION, HEADER_TO, HEADER_URL, HttpClient,
-    JOIN_PATH, PeerFilter,
-};
+use super::{HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, HttpClient, JOIN_PATH, PeerFilter};
 
 /// How long a member of the first cluster about to start on an empty data dir waits for the
 /// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
@@ -62,20 +55,15 @@ pub(super) fn add_back(id: u64) -> String {
 
 /// A member's answer.
 enum Answer {
-    /// This node is a member: the cluster's identity, whether the leader said so, and the
-    /// index of this id's latest addition, if the member knows it.
-    Admitted {
-        cluster: u64,
-        by_leader: bool,
-        added: Option<u64>,
-    },
+    /// This node is a member: the cluster's identity, and whether the leader said so.
+    Admitted { cluster: u64, by_leader: bool },
     /// This node must not join as it is, and why.
     Refused(String),
     /// Not a definite answer, but the member knows something against this node: its id has
     /// run since it was added (a follower, or a member not sure of the latest membership),
     /// or it is a member at another URL. Ask another; a node about to make its first entries
-    /// again does not start. With the session the member knows of, if it said.
-    Doubt(String, Option<u64>),
+    /// again does not start.
+    Doubt(String),
 }
 
 /// The questions a joining node asks.
@@ -150,10 +138,7 @@ impl Lookup {
             .map(|(id, url)| async move { (*id, url, self.ask(*id, url).await) })
             .collect();
         let mut admitted = None;
-        // The latest addition of this id an admitting member knows of.
-        let mut added = 0;
-        // Members that doubt this node, and the session each knows of.
-        let mut doubts = Vec::new();
+        let mut doubted = None;
         let note = |logged: &mut BTreeSet<_>, id, url: &String, reason: String| {
             if logged.insert((id, reason.clone())) {
                 tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
@@ -167,27 +152,17 @@ impl Lookup {
                 Ok(Answer::Admitted {
                     cluster,
                     by_leader: true,
-                    ..
                 }) => return Ok(Some((id, cluster))),
-                Ok(Answer::Admitted {
-                    cluster, added: a, ..
-                }) => {
+                Ok(Answer::Admitted { cluster, .. }) => {
                     admitted.get_or_insert((id, cluster));
-                    added = added.max(a.unwrap_or(0));
                 }
-                Ok(Answer::Doubt(reason, session)) => {
-                    doubts.push((id, session));
+                Ok(Answer::Doubt(reason)) => {
+                    doubted.get_or_insert(id);
                     note(logged, id, url, reason);
                 }
                 Err(reason) => note(logged, id, url, reason),
             }
         }
-        // A doubt of a session older than an addition another member knows of is of an
-        // earlier life of this id; one that names no session holds.
-        let doubted = doubts
-            .iter()
-            .find(|(_, session)| session.is_none_or(|s| s > added))
-            .map(|(id, _)| *id);
         match (admitted, doubted) {
             (Some(admission), None) => Ok(Some(admission)),
             (Some((id, _)), Some(doubter)) => {
@@ -215,7 +190,7 @@ impl Lookup {
     pub async fn before_bootstrap(&self) -> Result<(), String> {
         let asks = self.members.iter().map(|(id, url)| async move {
             match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
-                Ok(Ok(answer @ (Answer::Refused(_) | Answer::Doubt(..)))) => Some((*id, answer)),
+                Ok(Ok(answer @ (Answer::Refused(_) | Answer::Doubt(_)))) => Some((*id, answer)),
                 _ => None,
             }
         });
@@ -234,7 +209,7 @@ impl Lookup {
             Some((id, Answer::Refused(reason))) => {
                 Err(format!("node {id} refuses this node: {reason}"))
             }
-            Some((id, Answer::Doubt(reason, _))) => Err(format!(
+            Some((id, Answer::Doubt(reason))) => Err(format!(
                 "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
                  it would start anew under an id that has run: {}",
                 add_back(self.filter.self_id)
@@ -265,41 +240,29 @@ impl Lookup {
                 .await
                 .map_err(|e| super::peer::error_chain(&e))?;
             let status = response.status();
-            let headers = response.headers();
-            let by_leader = headers.contains_key(HEADER_LEADER);
-            let number = |name| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            let (added, session) = (number(HEADER_ADDED), number(HEADER_SESSION));
+            let by_leader = response.headers().contains_key(HEADER_LEADER);
             let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?
                 .to_bytes();
             let text = String::from_utf8_lossy(&body).trim().to_string();
-            Ok::<_, String>((status, by_leader, added, session, text))
+            Ok::<_, String>((status, by_leader, text))
         };
-        let (status, by_leader, added, session, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
+        let (status, by_leader, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
             .await
             .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
         if status == StatusCode::GONE {
             return Ok(Answer::Refused(text));
         }
         if status == StatusCode::CONFLICT {
-            return Ok(Answer::Doubt(text, session));
+            return Ok(Answer::Doubt(text));
         }
         if status != StatusCode::OK {
             return Err(format!("{status}: {text}"));
         }
         match u64::from_str_radix(&text, 16) {
-            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted {
-                cluster,
-                by_leader,
-                added,
-            }),
+            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted { cluster, by_leader }),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
     }
@@ -318,12 +281,8 @@ mod tests {
 
     use super::*;
 
-    /// What a stand-in member answers: status, headers, body.
-    type Reply = (
-        StatusCode,
-        &'static [(&'static str, &'static str)],
-        &'static str,
-    );
+    /// What a stand-in member answers: status, whether as the leader, body.
+    type Reply = (StatusCode, bool, &'static str);
 
     /// A stand-in member on 127.0.0.1 that answers every question as it is told to, and
     /// counts them.
@@ -352,12 +311,12 @@ mod tests {
 
         async fn answer(State(member): State<Member>) -> axum::response::Response {
             member.asked.fetch_add(1, Ordering::SeqCst);
-            let (status, headers, text) = *member.reply.lock().expect("not poisoned");
+            let (status, by_leader, text) = *member.reply.lock().expect("not poisoned");
             let mut response = (status, text).into_response();
-            for (name, value) in headers {
+            if by_leader {
                 response
                     .headers_mut()
-                    .insert(*name, HeaderValue::from_static(value));
+                    .insert(HEADER_LEADER, HeaderValue::from_static("1"));
             }
             response
         }
@@ -365,27 +324,6 @@ mod tests {
         fn set(&self, reply: Reply) {
             *self.reply.lock().expect("not poisoned") = reply;
         }
-    }
-
-    /// Waits until `doubter` was asked three more times, the lookup `run` waiting all along
-    /// and the identity not adopted.
-    async fn held_back(
-        run: &tokio::task::JoinHandle<Result<(), String>>,
-        doubter: &Member,
-        filter: &PeerFilter,
-    ) {
-        let asked = doubter.asked.load(Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while doubter.asked.load(Ordering::SeqCst) < asked + 3 {
-            assert!(!run.is_finished(), "node 4 joined over the doubt");
-            assert!(
-                Instant::now() < deadline,
-                "the doubting member was not asked again"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!run.is_finished(), "node 4 joined over the doubt");
-        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
     }
 
     fn lookup(members: Vec<(u64, String)>) -> Lookup {
@@ -397,10 +335,10 @@ mod tests {
         }
     }
 
-    const ADMIT: Reply = (StatusCode::OK, &[], "abc");
+    const ADMIT: Reply = (StatusCode::OK, false, "abc");
     const DOUBT: Reply = (
         StatusCode::CONFLICT,
-        &[(HEADER_SESSION, "21")],
+        false,
         "as far as node 2 knows, node 4 has run since it was last added",
     );
 
@@ -412,7 +350,7 @@ mod tests {
         let (_lagging, lagging_url) = Member::start(ADMIT).await;
         let refusal = (
             StatusCode::GONE,
-            &[][..],
+            false,
             "node 4 has run since it was last added",
         );
         let (_leader, leader_url) = Member::start(refusal).await;
@@ -430,14 +368,21 @@ mod tests {
     async fn a_doubt_holds_back_an_admission_until_the_leader_admits() {
         let (_admits, admits_url) = Member::start(ADMIT).await;
         let (doubts, doubts_url) = Member::start(DOUBT).await;
-        let electing = (StatusCode::SERVICE_UNAVAILABLE, &[][..], "no leader yet");
+        let electing = (StatusCode::SERVICE_UNAVAILABLE, false, "no leader yet");
         let (leader, leader_url) = Member::start(electing).await;
         let lookup = lookup(vec![(1, admits_url), (2, doubts_url), (3, leader_url)]);
         let filter = lookup.filter.clone();
         let run = tokio::spawn(lookup.run());
-        held_back(&run, &doubts, &filter).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while doubts.asked.load(Ordering::SeqCst) < 3 {
+            assert!(!run.is_finished(), "node 4 joined over node 2's doubt");
+            assert!(Instant::now() < deadline, "node 2 was not asked again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!run.is_finished(), "node 4 joined over node 2's doubt");
+        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
 
-        leader.set((StatusCode::OK, &[(HEADER_LEADER, "1")], "abc"));
+        leader.set((StatusCode::OK, true, "abc"));
         tokio::time::timeout(Duration::from_secs(20), run)
             .await
             .expect("admitted once the leader says so")
@@ -458,32 +403,5 @@ mod tests {
             .expect("admitted within the round")
             .expect("admitted, not refused");
         assert_eq!(filter.cluster_id(), 0xabc);
-    }
-
-    /// A member that has not applied node 4's removal and re-addition still knows the
-    /// session of its earlier life (21), and doubts it; another has applied the re-addition
-    /// (22) and says so: the doubt is of an earlier life, and node 4 joins without the
-    /// leader's word (in a cluster that needs node 4 for a quorum no leader can settle until it
-    /// does; found by a review). A doubt of a session after that addition still holds it back.
-    #[tokio::test]
-    async fn a_doubt_of_a_session_before_the_ids_latest_addition_is_set_aside() {
-        let (_admits, admits_url) =
-            Member::start((StatusCode::OK, &[(HEADER_ADDED, "22")], "abc")).await;
-        let (doubts, doubts_url) = Member::start(DOUBT).await;
-        let members = vec![(1, admits_url), (2, doubts_url)];
-        let first = lookup(members.clone());
-        let filter = first.filter.clone();
-        tokio::time::timeout(Duration::from_secs(20), first.run())
-            .await
-            .expect("admitted within the round")
-            .expect("admitted, not refused");
-        assert_eq!(filter.cluster_id(), 0xabc);
-
-        doubts.set((StatusCode::CONFLICT, &[(HEADER_SESSION, "23")], DOUBT.2));
-        let again = lookup(members);
-        let filter = again.filter.clone();
-        let run = tokio::spawn(again.run());
-        held_back(&run, &doubts, &filter).await;
-        run.abort();
     }
 }

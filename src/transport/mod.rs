@@ -103,13 +103,6 @@ pub const HEADER_URL: &str = "x-raftexample-url";
 /// quorum and sure its membership is the latest: its word outweighs a follower's doubt, which
 /// may come from a removal and re-addition the follower has yet to apply (see [`join`]).
 pub const HEADER_LEADER: &str = "x-raftexample-leader";
-/// Header on a member's admission of a joining node: the log index of the id's latest
-/// addition, as far as that member knows.
-pub const HEADER_ADDED: &str = "x-raftexample-added";
-/// Header on a member's doubt (409) of a joining node: the id of the session the member
-/// knows of for it, its registration's index. A doubt whose session began before an
-/// addition another member knows of is of an earlier life of the id (see [`join`]).
-pub const HEADER_SESSION: &str = "x-raftexample-session";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
 /// up to this many bytes, plus one more entry that may cross it.

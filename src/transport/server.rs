@@ -45,9 +45,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_ADDED, HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_SESSION, HEADER_TO,
-    HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
-    decode_available, gone_as_of, gone_text, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, JOIN_PATH, PROBE_PATH,
+    PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of,
+    gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
 use crate::request::Shared;
@@ -488,25 +488,21 @@ async fn receive_snapshot(
 }
 
 /// A joining node asks whether it is a member; the answer is the cluster's identity.
-/// A member's admission of a joining node: the cluster's identity, whether the leader gave
-/// it, settled and in touch with a quorum (said in [`HEADER_LEADER`]), and the index of the
-/// id's latest addition if this member knows it ([`HEADER_ADDED`]).
+/// A member's admission of a joining node: the cluster's identity, and whether the leader
+/// gave it, settled and in touch with a quorum (said in [`HEADER_LEADER`]).
 #[derive(Debug, PartialEq, Eq)]
 struct Admission {
     cluster: u64,
     by_leader: bool,
-    added: Option<u64>,
 }
 
 impl IntoResponse for Admission {
     fn into_response(self) -> Response {
         let mut response = format!("{:x}", self.cluster).into_response();
-        let headers = response.headers_mut();
         if self.by_leader {
-            headers.insert(HEADER_LEADER, HeaderValue::from_static("1"));
-        }
-        if let Some(added) = self.added {
-            headers.insert(HEADER_ADDED, HeaderValue::from(added));
+            response
+                .headers_mut()
+                .insert(HEADER_LEADER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -559,13 +555,6 @@ async fn answer_join(
                 None => Ok(Admission {
                     cluster: ours,
                     by_leader: settled && leads,
-                    added: server
-                        .shared
-                        .added
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&from)
-                        .copied(),
                 }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
@@ -578,8 +567,7 @@ async fn answer_join(
                          (its session began at log index {session}); node {to} is not the \
                          leader, or not sure its membership is the latest: ask another"
                     ),
-                )
-                .with_header(HEADER_SESSION, session.to_string())),
+                )),
                 Some(session) => Err(Refusal::new(
                     StatusCode::GONE,
                     format!(
@@ -645,7 +633,6 @@ mod tests {
         let admitted = |by_leader| Admission {
             cluster: 0xabc,
             by_leader,
-            added: None,
         };
         assert_eq!(ask().await.expect("admitted"), admitted(false));
         shared.running.lock().expect("not poisoned").insert(2, 7);
@@ -655,7 +642,6 @@ mod tests {
             let doubt = ask().await.expect_err("not admitted");
             assert_eq!(doubt.status(), StatusCode::CONFLICT, "{doubt:?}");
             assert!(doubt.text().contains("index 7"), "{doubt:?}");
-            assert_eq!(doubt.header(), Some((HEADER_SESSION, "7")));
         }
         shared.membership_settled.store(true, Ordering::Release);
         let refused = ask().await.expect_err("refused");
@@ -670,10 +656,6 @@ mod tests {
         assert_eq!(ask().await.expect("admitted"), admitted(true));
         shared.leader.store(1, Ordering::Release);
         assert_eq!(ask().await.expect("admitted"), admitted(false));
-        // Saying when it was added back, where known.
-        shared.added.lock().expect("not poisoned").insert(2, 9);
-        let known = ask().await.expect("admitted");
-        assert_eq!(known.added, Some(9), "{known:?}");
     }
 
     /// A server started again on the same folder in the same process never reuses an
