@@ -515,10 +515,7 @@ impl Proposals {
         let Some(session) = sessions.session_of(self.origin, self.nonce) else {
             return;
         };
-        if self.renewing.is_none()
-            && !members.ran_since_added(self.origin, session)
-            && members.contains(self.origin)
-        {
+        if !members.ran_since_added(self.origin, session) && members.contains(self.origin) {
             self.renewing = Some(self.nonce);
             // As unpredictable as the first, and the same for a given seed in the simulator.
             self.nonce = mix(self.nonce);
@@ -952,6 +949,52 @@ mod tests {
         assert!(
             p.registration_due(t0 + Duration::from_secs(60)).is_none(),
             "registers again with a session"
+        );
+    }
+
+    /// The renewal's own registration was in flight when the node was removed a second time
+    /// (26); it lands at 27, before the node is added back at 28, and this node learns of it
+    /// all from a snapshot while it is still renewing: it renews again, as session 27 began
+    /// before its latest addition (it kept it: found by a review).
+    #[test]
+    fn a_renewal_landing_before_a_second_readdition_seen_in_a_snapshot_renews_again() {
+        let t0 = Instant::now();
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
+        p.started_as_member();
+        let mut sessions = Sessions::default();
+        let mut members = Members::default();
+        members.add(1, "http://n:1".into(), 1);
+        members.add(2, "http://n:2".into(), 2);
+        let register = |reg: &[u8], sessions: &mut Sessions, index| {
+            let proposal::Payload::Register { origin, nonce } =
+                proposal::decode(reg).expect("decodes")
+            else {
+                panic!("not a registration")
+            };
+            sessions.register(origin, nonce, index)
+        };
+        let late = p.registration_due(t0).expect("a member registers");
+        members.remove(1);
+        sessions.forget(1);
+        p.after_membership_change(&sessions, &members, t0);
+        register(&late, &mut sessions, 21);
+        p.on_registration(1, &sessions, t0);
+        members.add(1, "http://n:1".into(), 22);
+        p.after_membership_change(&sessions, &members, t0);
+        let anew = p.registration_due(t0).expect("renewal due");
+        assert_eq!(p.session, Some(21));
+        // The leader's state at 28, sent as a snapshot.
+        let (mut s2, mut m2) = (sessions.clone(), members.clone());
+        m2.remove(1);
+        s2.forget(1);
+        assert_eq!(register(&anew, &mut s2, 27), 27);
+        m2.add(1, "http://n:1".into(), 28);
+        let _ = p.on_snapshot(28, &s2, &m2, t0);
+        let session = p.session.expect("a session");
+        assert!(
+            m2.ran_since_added(1, session)
+                || p.registration_due(t0 + Duration::from_secs(60)).is_some(),
+            "kept session {session}, from before its latest addition (28), and registers no new one"
         );
     }
 
