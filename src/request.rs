@@ -302,11 +302,11 @@ pub struct Shared {
     /// room on its disk, over its `--max-snapshot-bytes`), until one is delivered: such a node
     /// stays behind however often the leader tries, and `/-/ready` says why.
     pub snapshot_refused: Mutex<Option<String>>,
-    /// The members with a session in the exactly-once table this node has applied that began
-    /// since they were last added, and each session's id (its registration's index): each has
-    /// run since it was last added. A node
-    /// that asks to join on an empty data dir under one of these ids lost the data of that
-    /// run, and is refused (`transport::server`'s `answer_join`).
+    /// The members whose session in the exactly-once table this node has applied began after
+    /// their latest addition, and each session's id (its registration's index): each has run
+    /// since it was last added. A node that asks to join on an empty data dir under one of
+    /// these ids lost the data of that run, and is refused (`transport::server`'s
+    /// `answer_join`).
     pub running: Mutex<BTreeMap<u64, u64>>,
 }
 
