@@ -912,33 +912,13 @@ mod tests {
     #[test]
     fn a_process_that_outlives_its_removal_registers_anew_once_added_back() {
         let t0 = Instant::now();
-        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
-        p.started_as_member();
-        let mut sessions = Sessions::default();
-        let mut members = Members::default();
-        members.add(1, "http://n:1".into(), 1);
-        members.add(2, "http://n:2".into(), 2);
-        let late = p.registration_due(t0).expect("a member registers");
-        members.remove(1);
-        sessions.forget(1);
-        p.after_membership_change(&sessions, &members, t0);
-        let register = |reg: &[u8], sessions: &mut Sessions, index| {
-            let proposal::Payload::Register { origin, nonce } =
-                proposal::decode(reg).expect("decodes")
-            else {
-                panic!("not a registration")
-            };
-            sessions.register(origin, nonce, index)
-        };
-        register(&late, &mut sessions, 21);
-        p.on_registration(1, &sessions, t0);
-        assert_eq!(p.session, Some(21));
-        members.add(1, "http://n:1".into(), 22);
-        p.after_membership_change(&sessions, &members, t0);
-
-        let anew = p
-            .registration_due(t0)
-            .expect("a registration under a new nonce is due");
+        let Renewing {
+            mut p,
+            mut sessions,
+            members,
+            late,
+            anew,
+        } = renewing_after_a_late_registration(t0);
         assert_ne!(anew, late, "the same nonce would keep the session of 21");
         assert_eq!(p.session, Some(21), "the old session is used meanwhile");
         let _write = put(&mut p, t0);
@@ -959,29 +939,13 @@ mod tests {
     #[test]
     fn a_renewal_landing_before_a_second_readdition_seen_in_a_snapshot_renews_again() {
         let t0 = Instant::now();
-        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
-        p.started_as_member();
-        let mut sessions = Sessions::default();
-        let mut members = Members::default();
-        members.add(1, "http://n:1".into(), 1);
-        members.add(2, "http://n:2".into(), 2);
-        let register = |reg: &[u8], sessions: &mut Sessions, index| {
-            let proposal::Payload::Register { origin, nonce } =
-                proposal::decode(reg).expect("decodes")
-            else {
-                panic!("not a registration")
-            };
-            sessions.register(origin, nonce, index)
-        };
-        let late = p.registration_due(t0).expect("a member registers");
-        members.remove(1);
-        sessions.forget(1);
-        p.after_membership_change(&sessions, &members, t0);
-        register(&late, &mut sessions, 21);
-        p.on_registration(1, &sessions, t0);
-        members.add(1, "http://n:1".into(), 22);
-        p.after_membership_change(&sessions, &members, t0);
-        let anew = p.registration_due(t0).expect("renewal due");
+        let Renewing {
+            mut p,
+            sessions,
+            members,
+            anew,
+            ..
+        } = renewing_after_a_late_registration(t0);
         assert_eq!(p.session, Some(21));
         // The leader's state at 28, sent as a snapshot.
         let (mut s2, mut m2) = (sessions.clone(), members.clone());
@@ -1001,13 +965,56 @@ mod tests {
     /// Applies the registration `p` is due to propose at `index`.
     fn register_at(p: &mut Proposals, sessions: &mut Sessions, index: u64, now: Instant) {
         let reg = p.registration_due(now).expect("a registration is due");
-        let proposal::Payload::Register { origin, nonce } =
-            proposal::decode(&reg).expect("decodes")
+        register(&reg, sessions, index);
+        p.on_registration(p.origin, sessions, now);
+    }
+
+    /// Applies registration `reg` to `sessions` at `index`; the session it gives its origin.
+    fn register(reg: &[u8], sessions: &mut Sessions, index: u64) -> u64 {
+        let proposal::Payload::Register { origin, nonce } = proposal::decode(reg).expect("decodes")
         else {
             panic!("not a registration")
         };
-        sessions.register(origin, nonce, index);
-        p.on_registration(origin, sessions, now);
+        sessions.register(origin, nonce, index)
+    }
+
+    /// Node 1's process, a member, after its registration (`late`) was in flight at its
+    /// removal (20), landed after it (21) and the node was added back (22): it holds session
+    /// 21 and has its renewal (`anew`) due.
+    struct Renewing {
+        p: Proposals,
+        sessions: Sessions,
+        members: Members,
+        late: Vec<u8>,
+        anew: Vec<u8>,
+    }
+
+    fn renewing_after_a_late_registration(t0: Instant) -> Renewing {
+        let mut p = Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
+        p.started_as_member();
+        let mut sessions = Sessions::default();
+        let mut members = Members::default();
+        members.add(1, "http://n:1".into(), 1);
+        members.add(2, "http://n:2".into(), 2);
+        let late = p.registration_due(t0).expect("a member registers");
+        members.remove(1);
+        sessions.forget(1);
+        p.after_membership_change(&sessions, &members, t0);
+        register(&late, &mut sessions, 21);
+        p.on_registration(1, &sessions, t0);
+        assert_eq!(p.session, Some(21));
+        members.add(1, "http://n:1".into(), 22);
+        p.after_membership_change(&sessions, &members, t0);
+        let anew = p
+            .registration_due(t0)
+            .expect("a registration under a new nonce is due");
+        Renewing {
+            p,
+            sessions,
+            members,
+            late,
+            anew,
+        }
     }
 
     /// A PUT proposed (forwarded to the leader): its answer, and its identity and floor.
