@@ -458,6 +458,34 @@ async fn assert_closed(conn: &mut TcpStream, what: &str) {
     );
 }
 
+/// Sends `head` and `body` on a new connection: the answer is `status`, a one-line reason
+/// that contains `part`, and the connection is closed after it.
+async fn refused_and_closed(
+    c: &common::ProcCluster,
+    what: &str,
+    head: &str,
+    body: &[u8],
+    status: u16,
+    part: &str,
+) {
+    let mut conn = connect(c).await;
+    conn.write_all(head.as_bytes())
+        .await
+        .expect("sending a head");
+    conn.write_all(body)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: sending the body: {e}"));
+    let (got, head, reason) = read_answer(&mut conn).await;
+    assert_eq!(got, status, "{what}: {head}\n{reason}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nconnection: close"),
+        "{what}: {head}"
+    );
+    assert!(reason.contains(part), "{what}: {reason}");
+    one_line(&reason);
+    assert_closed(&mut conn, what).await;
+}
+
 /// An `Expect` other than `100-continue` is `417`, as Go's server (the original's) answers:
 /// the handler never runs (nothing is written), a body sent with the request is read and
 /// dropped so that the client gets the answer, the connection is closed as Go closes it, and
@@ -495,22 +523,7 @@ async fn an_expectation_other_than_100_continue_is_417_and_nothing_is_written() 
             &big[..],
         ),
     ] {
-        let mut conn = connect(&c).await;
-        conn.write_all(head.as_bytes())
-            .await
-            .expect("sending a head");
-        conn.write_all(body)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: sending the body: {e}"));
-        let (status, head, reason) = read_answer(&mut conn).await;
-        assert_eq!(status, 417, "{what}: {head}\n{reason}");
-        assert!(
-            head.to_ascii_lowercase().contains("\r\nconnection: close"),
-            "{what}: {head}"
-        );
-        assert!(reason.contains("100-continue"), "{what}: {reason}");
-        one_line(&reason);
-        assert_closed(&mut conn, what).await;
+        refused_and_closed(&c, what, &head, body, 417, "100-continue").await;
     }
     assert_eq!(
         c.get(1, "exp").await,
@@ -561,22 +574,7 @@ async fn an_http_1_1_request_without_host_is_400_and_nothing_is_written() {
             &big[..],
         ),
     ] {
-        let mut conn = connect(&c).await;
-        conn.write_all(head.as_bytes())
-            .await
-            .expect("sending a head");
-        conn.write_all(body)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: sending the body: {e}"));
-        let (status, head, reason) = read_answer(&mut conn).await;
-        assert_eq!(status, 400, "{what}: {head}\n{reason}");
-        assert!(
-            head.to_ascii_lowercase().contains("\r\nconnection: close"),
-            "{what}: {head}"
-        );
-        assert!(reason.contains("Host header"), "{what}: {reason}");
-        one_line(&reason);
-        assert_closed(&mut conn, what).await;
+        refused_and_closed(&c, what, &head, body, 400, "Host header").await;
     }
     assert_eq!(
         c.get(1, "nohost").await,
