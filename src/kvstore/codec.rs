@@ -150,10 +150,10 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
                 .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
         );
     }
-    // Then `(id, index)` of each member's latest addition.
-    let added: Vec<(u64, u64)> = state.members.added.iter().map(|(i, a)| (*i, *a)).collect();
+    // Then `(id, index)` of each member's latest addition (a map is written as the list of
+    // its pairs).
     bytes.extend(
-        bincode::serde::encode_to_vec(added, config)
+        bincode::serde::encode_to_vec(&state.members.added, config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
     bytes
