@@ -5,7 +5,8 @@
 //! (a length field is never trusted to size a buffer), and must fail with an error that says
 //! what is wrong (and for a file, which file).
 //!
-//! The property tests run in the normal suite. The long version runs `DECODER_INPUTS`
+//! The property tests run in the normal suite, from a fresh seed each run; a failure names
+//! its seed, and `DECODER_SEED=N` replays it. The long version runs `DECODER_INPUTS`
 //! (1,000,000 by default) inputs through each decoder and prints a table:
 //!
 //! ```text
@@ -522,15 +523,42 @@ fn input(decoder: &Decoder) -> impl Strategy<Value = Vec<u8>> + use<> {
     ]
 }
 
+/// The generator's seed for one decoder: `DECODER_SEED` if set, so that a failure seen once
+/// can be replayed; otherwise a fresh one each run, so that the suite keeps exploring. A
+/// fresh-clone run once found a bug the runs before had not, and without the seed it could
+/// not be replayed.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    match std::env::var("DECODER_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("DECODER_SEED={v:?} is not a number")),
+        Err(_) => std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish(),
+    }
+}
+
+/// A generator drawing from `seed` alone.
+fn seeded_rng(seed: u64) -> TestRng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRng::from_seed(RngAlgorithm::ChaCha, &key)
+}
+
 /// Runs the property test of decoder number `which`.
 fn property(which: usize, cases: u32) {
     let decoders = decoders();
     let decoder = &decoders[which];
-    let mut runner = TestRunner::new(PtConfig {
-        cases,
-        failure_persistence: None,
-        ..PtConfig::default()
-    });
+    let seed = seed();
+    let mut runner = TestRunner::new_with_rng(
+        PtConfig {
+            cases,
+            failure_persistence: None,
+            ..PtConfig::default()
+        },
+        seeded_rng(seed),
+    );
     // The seeds themselves decode.
     for seed in &decoder.seeds {
         decoder
@@ -543,7 +571,12 @@ fn property(which: usize, cases: u32) {
             let _ = decoder.decode(&data);
             Ok(())
         })
-        .unwrap_or_else(|e| panic!("{}: {e}", decoder.name));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}\n(replay with DECODER_SEED={seed} cargo nextest run --test decoders)",
+                decoder.name
+            )
+        });
 }
 
 #[test]
@@ -599,12 +632,7 @@ fn a_million_inputs_per_decoder() {
         if !decoder.name.to_lowercase().contains(&only) {
             continue;
         }
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        let mut runner = TestRunner::new_with_rng(
-            PtConfig::default(),
-            TestRng::from_seed(RngAlgorithm::ChaCha, &key),
-        );
+        let mut runner = TestRunner::new_with_rng(PtConfig::default(), seeded_rng(seed));
         let strategy = input(&decoder);
         let (mut ok, mut refused, mut worst) = (0u64, 0u64, (0usize, 0usize));
         let started = Instant::now();
