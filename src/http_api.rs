@@ -287,7 +287,8 @@ impl ApiError {
                 | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::Busy(_)
-                | ProposalError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                | ProposalError::Stopped
+                | ProposalError::StoppedUnproposed => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
                 ProposalError::AlreadyMember(_)
                 | ProposalError::UrlInUse { .. }

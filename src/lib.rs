@@ -492,7 +492,9 @@ mod tests {
             assert!(
                 matches!(
                     put,
-                    Err(ProposalError::Stopped | ProposalError::NoLeader(_))
+                    Err(ProposalError::Stopped
+                        | ProposalError::StoppedUnproposed
+                        | ProposalError::NoLeader(_))
                 ),
                 "a write must not be acknowledged: {put:?}"
             );

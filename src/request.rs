@@ -72,9 +72,10 @@ pub enum ProposalError {
     )]
     NoLeader(Duration),
     /// A leader was known, but the request could not be handed to it in time (it was busy
-    /// handing over leadership, or over its limit of uncommitted entries).
+    /// handing over leadership, or over its limit of uncommitted entries), or this node had no
+    /// session yet to propose it under (its registration had not committed).
     #[error(
-        "the leader did not take the request within {0:?}; it was not proposed: it will not happen"
+        "the request was not proposed within {0:?} (the leader did not take it, or this node's registration had not committed yet): it will not happen"
     )]
     NotProposed(Duration),
     /// Every copy of the entry was overwritten by a new leader, and it could not be proposed
@@ -115,9 +116,12 @@ pub enum ProposalError {
     /// The raft node did not answer a status request in time.
     #[error("the node did not answer within {0:?} (it may be busy); retry")]
     Busy(Duration),
-    /// The node is stopping.
+    /// The node is stopping, and had proposed the request (or, for a read, was reading).
     #[error("the node is shutting down; a request it had proposed may still happen")]
     Stopped,
+    /// The node is stopping before it proposed the request: no copy of it exists anywhere.
+    #[error("the node is shutting down and had not proposed the request: it will not happen")]
+    StoppedUnproposed,
     /// Adding an id that is already a member.
     #[error("node {0} is already a member")]
     AlreadyMember(u64),
@@ -172,6 +176,7 @@ impl ProposalError {
             ProposalError::ReadTimeout(_) => "read_timeout",
             ProposalError::Busy(_) => "busy",
             ProposalError::Stopped => "stopped",
+            ProposalError::StoppedUnproposed => "stopped_unproposed",
             ProposalError::AlreadyMember(_) => "already_member",
             ProposalError::UrlInUse { .. } => "url_in_use",
             ProposalError::NotMember(_) => "not_member",

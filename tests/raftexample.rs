@@ -71,7 +71,7 @@ async fn close_before_replay() {
 }
 
 /// TestCloseProposerInflight: stopping a node while proposals are in flight neither hangs
-/// nor loses an acknowledged write.
+/// nor loses an acknowledged write, and a write told it was never proposed is not there.
 #[tokio::test(start_paused = true)]
 async fn close_while_proposals_in_flight() {
     let mut cluster = TestCluster::start(1, |_| {}).await;
@@ -89,7 +89,7 @@ async fn close_while_proposals_in_flight() {
         .await
         .expect("stopping with proposals in flight hung");
     assert_eq!(exit, raftexample::Exit::Shutdown);
-    let mut acked = Vec::new();
+    let (mut acked, mut unproposed) = (Vec::new(), Vec::new());
     for w in writers {
         let (i, result) = tokio::time::timeout(Duration::from_secs(10), w)
             .await
@@ -98,18 +98,26 @@ async fn close_while_proposals_in_flight() {
         match result {
             Ok(()) => acked.push(i),
             Err(ProposalError::Stopped) => {}
+            Err(ProposalError::StoppedUnproposed) => unproposed.push(i),
             Err(e) => panic!("unexpected error for write {i}: {e}"),
         }
     }
     cluster.start_node(1, false).await;
     cluster.wait_leader().await;
-    for i in acked {
+    for (i, expected) in acked
+        .into_iter()
+        .map(|i| (i, Some(format!("v{i}"))))
+        .chain(unproposed.into_iter().map(|i| (i, None)))
+    {
         let v = cluster
             .node(1)
             .get(&format!("/k{i}"), ReadConsistency::Linearizable)
             .await
             .expect("read after restart");
-        assert_eq!(v, Some(format!("v{i}")), "acknowledged write {i} lost");
+        assert_eq!(
+            v, expected,
+            "write {i}: acknowledged and lost, or never proposed and there"
+        );
     }
     cluster.shutdown().await;
 }

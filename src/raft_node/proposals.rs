@@ -868,14 +868,19 @@ impl Proposals {
         again
     }
 
-    /// The node stops: every request hears so.
+    /// The node stops: every request hears so, and one that never went out hears that it
+    /// will not happen (as when its wait runs out), so its client may send it elsewhere.
     pub fn stop(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending
             .into_iter()
             .chain(std::mem::take(&mut self.settling))
         {
-            let _ = p.done.send(Err(ProposalError::Stopped));
+            let err = match p.sent_at {
+                None => ProposalError::StoppedUnproposed,
+                Some(_) => ProposalError::Stopped,
+            };
+            let _ = p.done.send(Err(err));
         }
         self.queue.clear();
         self.change = None;
@@ -1184,6 +1189,23 @@ mod tests {
         p.stop();
         assert_eq!(answer.try_recv(), Ok(Err(ProposalError::Stopped)));
         assert!(p.is_empty());
+    }
+
+    /// A node that stops before proposing a request says it will not happen; one it had
+    /// proposed may still happen (found by a review: both said "may still happen").
+    #[test]
+    fn a_stopping_node_says_which_requests_it_never_proposed() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (mut sent, _, _) = put_sent(&mut p, t0);
+        let mut held = put(&mut p, t0);
+        p.stop();
+        assert_eq!(sent.try_recv(), Ok(Err(ProposalError::Stopped)));
+        let Ok(Err(err)) = held.try_recv() else {
+            panic!("the unproposed request was not answered");
+        };
+        assert_eq!(err, ProposalError::StoppedUnproposed);
+        assert!(err.to_string().contains("will not happen"), "{err}");
     }
 
     /// A membership change below a withdrawn PUT holds the floor, so no fence goes until the
