@@ -16,7 +16,8 @@
 //!   `incoming-<from>-<n>.part` in the snapshot directory as they arrive, syncs it, checks the
 //!   whole file (header, metadata against the message's, checksum), and only then hands the
 //!   node the message with a handle naming that file. Installing it renames the file into
-//!   place ([`crate::raft_node`]'s `install_snapshot`).
+//!   place ([`crate::raft_node`]'s `install_snapshot`). The sync, the check and the hand-off
+//!   have a time limit of their own ([`answer_limit`]), past which the sender gets a 503.
 //!
 //! `--max-snapshot-bytes`, when set, bounds the file a peer may send (it costs disk, not
 //! memory); by default there is no bound, as in etcd. A message whose snapshot is inline (what
@@ -170,6 +171,18 @@ fn stall_limit(sent: u64, total: u64) -> Duration {
     STALL_LIMIT.saturating_add(Duration::from_secs(total.div_ceil(CHECK_RATE)))
 }
 
+/// How long a receiver gives itself, from the last byte of a snapshot file of `len` bytes, to
+/// sync it, check it and hand it to the raft node, before it answers 503. Without a limit of
+/// its own, a step that never finishes (a raft node that takes nothing from its inbox, a disk
+/// that never completes a sync) held the sender's slot here and a full-size file until the
+/// sender's connection ended, which for a sender that vanished without closing it (power
+/// lost, a cut link) is never: that sender's later snapshots were all refused as "already
+/// arriving". Half a [`STALL_LIMIT`] below the sender's own allowance ([`stall_limit`]), so
+/// the sender hears why rather than giving up blind.
+fn answer_limit(len: u64) -> Duration {
+    (STALL_LIMIT / 2).saturating_add(Duration::from_secs(len.div_ceil(CHECK_RATE)))
+}
+
 /// Waits for `answer` while the transfer of a body of `total` bytes makes progress; gives up
 /// once it has made none for [`stall_limit`].
 pub(super) async fn unless_stalled<T>(
@@ -316,7 +329,11 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
                     "a snapshot request with its data inline holds exactly one message",
                 ));
             }
-            return server.deliver(from, vec![message]).await;
+            let deadline = Instant::now() + answer_limit(0);
+            return within(deadline, from, None, "hand it to the raft node", async {
+                server.deliver(from, vec![message]).await
+            })
+            .await;
         }
         Ok(SnapshotData::File(_)) => {
             return Err(bad(
@@ -333,11 +350,22 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         path: server.incoming_dir().join(&name),
         handed_over: false,
     };
-    write_file(&part.path, &buf, &mut body, len).await?;
+    let arrived = write_file(&part.path, &buf, &mut body, len).await?;
+    // The sender sees no progress from here on; see [`answer_limit`].
+    let deadline = Instant::now() + answer_limit(len);
+    let file = Some(part.path.as_path());
+    within(
+        deadline,
+        from,
+        file,
+        "sync it",
+        sync_file(&part.path, arrived),
+    )
+    .await?;
     let meta = message.get_snapshot().get_metadata();
     let (term, index) = (meta.term, meta.index);
     let check = part.path.clone();
-    let in_file =
+    let in_file = within(deadline, from, file, "check it", async move {
         tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
             .await
             .map_err(|e| {
@@ -346,7 +374,9 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
                     format!("checking the snapshot failed: {e}"),
                 )
             })?
-            .map_err(|e| bad(format!("snapshot refused: {e}")))?;
+            .map_err(|e| bad(format!("snapshot refused: {e}")))
+    })
+    .await?;
     // raft installs the message's membership, a restart the file's: they must agree.
     if !super::shape::same_members(in_file.get_conf_state(), meta.get_conf_state()) {
         return Err(bad(format!(
@@ -356,11 +386,47 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         )));
     }
     message.mut_snapshot().data = file_handle(&name);
-    server.deliver(from, vec![message]).await?;
+    within(deadline, from, file, "hand it to the raft node", async {
+        server.deliver(from, vec![message]).await
+    })
+    .await?;
     // Handed over, the file is the node's. `deliver` returns in the poll its send completes
-    // in, so no drop of this future falls between the node taking the file and this line.
+    // in, and `within` polls it before its deadline, so neither a drop of this future nor the
+    // deadline falls between the node taking the file and this line.
     part.handed_over();
     Ok(())
+}
+
+/// Runs `step` of settling an arrived snapshot from `from` (in `file`, if it has one), unless
+/// `deadline` passes first: then logs it and refuses with 503, which the sender reports to
+/// raft as a failed snapshot and retries later. A step in a blocking task goes on after it
+/// is given up (it cannot be cancelled); the file it works on is removed all the same.
+async fn within<T>(
+    deadline: Instant,
+    from: u64,
+    file: Option<&Path>,
+    step: &str,
+    work: impl Future<Output = Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(done) => done,
+        Err(_) => {
+            let file = file.map_or_else(|| "inline data".to_string(), |f| f.display().to_string());
+            tracing::warn!(
+                peer = from,
+                %file,
+                "snapshot given up: could not {step} in time after its last byte; the sender \
+                 will try again"
+            );
+            Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "snapshot from node {from} given up: this node could not {step} in time \
+                     after its last byte ({file}); try again later"
+                ),
+            ))
+        }
+    }
 }
 
 /// The file of an arriving snapshot, removed when dropped unless handed over: refused, it
@@ -389,20 +455,22 @@ impl Drop for PartFile {
     }
 }
 
+fn io_refusal(path: &Path, what: &str, err: std::io::Error) -> Refusal {
+    Refusal::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!("cannot {what} {}: {err}", path.display()),
+    )
+}
+
 /// Writes the `len` bytes of the file that follow the message (`first` of them already
-/// read) to `path`, and syncs it.
+/// read) to `path`; returns the writer once the last byte has arrived, not yet flushed.
 async fn write_file(
     path: &Path,
     first: &[u8],
     body: &mut Arriving,
     len: u64,
-) -> Result<(), Refusal> {
-    let io = |what: &str, err: std::io::Error| {
-        Refusal::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("cannot {what} {}: {err}", path.display()),
-        )
-    };
+) -> Result<tokio::io::BufWriter<tokio::fs::File>, Refusal> {
+    let io = |what: &str, err: std::io::Error| io_refusal(path, what, err);
     let file = tokio::fs::File::create(path)
         .await
         .map_err(|e| io("create", e))?;
@@ -427,9 +495,20 @@ async fn write_file(
             "the snapshot file ended after {written} of the {len} bytes announced"
         )));
     }
-    w.flush().await.map_err(|e| io("write", e))?;
-    // Durable before the node renames it into place and writes the WAL marker naming it.
-    w.into_inner().sync_data().await.map_err(|e| io("sync", e))
+    Ok(w)
+}
+
+/// Flushes and syncs the arrived file at `path`: durable before the node renames it into
+/// place and writes the WAL marker naming it.
+async fn sync_file(
+    path: &Path,
+    mut w: tokio::io::BufWriter<tokio::fs::File>,
+) -> Result<(), Refusal> {
+    w.flush().await.map_err(|e| io_refusal(path, "write", e))?;
+    w.into_inner()
+        .sync_data()
+        .await
+        .map_err(|e| io_refusal(path, "sync", e))
 }
 
 /// 413 for a snapshot over `--max-snapshot-bytes`.
@@ -709,6 +788,63 @@ mod tests {
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
         drop(tx);
+    }
+
+    /// A snapshot that arrived whole, and that the raft node never takes (its inbox full and
+    /// never read), is given up by the receiver on its own once [`answer_limit`] has passed
+    /// since the last byte: 503, before the sender's own allowance runs out, and nothing
+    /// stays on the disk. It waited for the node for as long as the sender's connection
+    /// lasted, and for a sender gone without closing it, for good, its slot with it.
+    #[tokio::test(start_paused = true)]
+    async fn a_hand_off_the_node_never_takes_is_given_up_after_the_last_byte() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let total = body.len() as u64;
+        let (inbox, mut events) = mpsc::channel(1);
+        inbox
+            .try_send(PeerEvent::Unreachable(3))
+            .expect("a fresh inbox has room for one event");
+        let server = PeerServer::new(
+            Arc::new(PeerFilter::new(2, 0xabc)),
+            inbox,
+            Arc::default(),
+            PeerLimits {
+                max_message: 1 << 20,
+                max_snapshot: u64::MAX,
+                snapshot_grace: Duration::from_secs(30),
+            },
+            follower_dir.path(),
+        );
+        let senders_allowance = stall_limit(total, total);
+        let started = Instant::now();
+        let refused =
+            tokio::time::timeout(senders_allowance, receive(&server, 1, Body::from(body)))
+                .await
+                .expect("answered before the sender gives up")
+                .expect_err("a hand-off that never completes is refused");
+        let waited = started.elapsed();
+        assert_eq!(
+            refused.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{refused:?}"
+        );
+        assert!(
+            refused.text().contains("hand it to the raft node"),
+            "{refused:?}"
+        );
+        assert!(waited >= answer_limit(total), "gave up after {waited:?}");
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing stays behind");
+        assert!(
+            matches!(events.try_recv(), Ok(PeerEvent::Unreachable(3))),
+            "the event that filled the inbox"
+        );
+        assert!(
+            events.try_recv().is_err(),
+            "the snapshot was not handed over"
+        );
     }
 
     /// The sender waits for the receiver's answer as long as the transfer moves (here a
