@@ -502,11 +502,23 @@ impl Snapshotter {
     }
 
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
-    /// keeps it for inspection; returns the new name.
+    /// keeps it for inspection; returns the new name. A file of that name already there (the
+    /// same snapshot, taken again and damaged again) is kept too: the new one is
+    /// `<name>.<n>.broken`, since a rename over it would delete it unseen.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
-        let mut broken = path.as_os_str().to_owned();
-        broken.push(BROKEN_EXT);
-        let broken = PathBuf::from(broken);
+        let aside = |n: u32| {
+            let mut broken = path.as_os_str().to_owned();
+            if n > 1 {
+                broken.push(format!(".{n}"));
+            }
+            broken.push(BROKEN_EXT);
+            PathBuf::from(broken)
+        };
+        let mut n = 1;
+        while self.fs.exists(&aside(n)).map_err(io_err(path))? {
+            n += 1;
+        }
+        let broken = aside(n);
         tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
         self.fs.rename(path, &broken).map_err(io_err(path))?;
         self.sync_dir()?;
@@ -794,6 +806,41 @@ mod tests {
     /// A file the WAL never recorded is not loaded; one above the oldest marker (the crash
     /// came before its marker) is removed, so that it never counts among the files pruning
     /// keeps; one below it stays (its marker may be in a released segment).
+    /// A snapshot taken again at the same term and index, and damaged again, is set aside
+    /// beside the first damaged copy, which stays: a rename to the same `.broken` name
+    /// deleted it unseen.
+    #[test]
+    fn a_second_damaged_file_of_one_snapshot_is_set_aside_beside_the_first() {
+        let dir = TempDir::new().expect("temp dir");
+        let s = Snapshotter::new(dir.path(), 5).expect("snapshotter");
+        let path = dir.path().join(snap_name(1, 10));
+        for round in 1..=3u8 {
+            s.save(&snap(1, 10, &[round; 64])).expect("saved");
+            s.quarantine(&path).expect("set aside");
+        }
+        let mut kept: Vec<(String, Vec<u8>)> = names(dir.path())
+            .into_iter()
+            .map(|n| {
+                let bytes = fs::read(dir.path().join(&n)).expect("a file set aside");
+                (n, bytes)
+            })
+            .collect();
+        kept.sort();
+        let first = snap_name(1, 10);
+        assert_eq!(
+            kept.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            vec![
+                format!("{first}.2.broken"),
+                format!("{first}.3.broken"),
+                format!("{first}.broken"),
+            ]
+        );
+        assert!(kept.iter().all(|(n, _)| n.ends_with(BROKEN_EXT)));
+        assert_eq!(s.list().expect("listed"), Vec::<PathBuf>::new());
+        let distinct: std::collections::BTreeSet<&Vec<u8>> = kept.iter().map(|(_, b)| b).collect();
+        assert_eq!(distinct.len(), 3, "each damaged copy is kept");
+    }
+
     #[test]
     fn snapshot_without_a_marker_is_ignored_and_removed_if_newer() {
         let tmp = TempDir::new().unwrap();
