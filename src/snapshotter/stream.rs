@@ -108,9 +108,10 @@ impl RawSnapshotFile {
     }
 
     /// Hands the whole file to `out` in chunks of at most `chunk` bytes, checking its
-    /// trailing checksum on the way: a damaged file gives [`Error::Corrupt`] (after every
-    /// chunk went out: the receiver refuses it on its own check). An error from `out` stops
-    /// the copy and is returned as I/O on the file.
+    /// trailing checksum on the way. The last chunk is held back until the checksum has
+    /// matched, so a damaged file never goes out whole: it gives [`Error::Corrupt`], and the
+    /// receiver gets a body that ends short, which it refuses without reading a damaged
+    /// file through. An error from `out` stops the copy and is returned as I/O on the file.
     pub fn copy_to(
         mut self,
         chunk: usize,
@@ -121,6 +122,7 @@ impl RawSnapshotFile {
         let mut crc = 0u32;
         let mut tail = Vec::with_capacity(4);
         let mut sent = 0u64;
+        let mut held: Option<Vec<u8>> = None;
         while sent < self.len {
             let want = usize::try_from(self.len - sent).map_or(chunk, |left| left.min(chunk));
             let mut buf = vec![0u8; want];
@@ -131,7 +133,9 @@ impl RawSnapshotFile {
             crc = crc32c::crc32c_append(crc, &buf[..covered]);
             tail.extend_from_slice(&buf[covered..]);
             sent += want as u64;
-            out(buf.into()).map_err(io_err(&path))?;
+            if let Some(before) = held.replace(buf) {
+                out(before.into()).map_err(io_err(&path))?;
+            }
         }
         let stored = <[u8; 4]>::try_from(tail.as_slice())
             .ok()
@@ -140,8 +144,11 @@ impl RawSnapshotFile {
             return Err(checksum_mismatch(
                 &path,
                 body_len,
-                format!("found while sending, computed {crc:#010x}"),
+                format!("found while sending, computed {crc:#010x}; its last bytes not sent"),
             ));
+        }
+        if let Some(last) = held {
+            out(last.into()).map_err(io_err(&path))?;
         }
         Ok(())
     }

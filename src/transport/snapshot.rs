@@ -10,8 +10,9 @@
 //!   names the leader's snapshot file. A blocking task on the transport's runtime reads the
 //!   file in chunks into a bounded channel that is the request's body, so the leader's memory
 //!   holds a few chunks, not the snapshot, and the raft thread never touches the file. It
-//!   checks the file's checksum on the way: a damaged file is set aside, and raft's retry then
-//!   makes the node take a fresh snapshot.
+//!   checks the file's checksum on the way and holds the last chunk back until it matches: a
+//!   damaged file never goes out whole (the request ends short), it is set aside, and raft's
+//!   retry then makes the node take a fresh snapshot.
 //! - **Receiving** (`receive`): the peer server writes the bytes after the message to
 //!   `incoming-<from>-<n>.part` in the snapshot directory as they arrive, syncs it, checks the
 //!   whole file (header, metadata against the message's, checksum), and only then hands the
@@ -678,27 +679,61 @@ mod tests {
         );
     }
 
-    /// A damaged file is refused by the follower (nothing stays on its disk) and set aside by
-    /// the leader, so that raft's next attempt takes a fresh snapshot.
+    /// A damaged file never goes out whole: its last chunk is held back until the checksum
+    /// matches, so the body ends short (the follower refuses it, and nothing stays on its
+    /// disk), the reader names the file and offset, and the leader sets the file aside, so
+    /// that raft's next attempt takes a fresh snapshot. The whole damaged file was sent
+    /// before, and only the follower's own check refused it.
     #[tokio::test]
-    async fn a_damaged_file_is_refused_and_set_aside() {
+    async fn a_damaged_file_never_goes_out_whole_and_is_set_aside() {
         let leader_dir = tempfile::TempDir::new().expect("temp dir");
         let follower_dir = tempfile::TempDir::new().expect("temp dir");
-        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let leader = leader_with(leader_dir.path(), &data);
         let message = message_for(&leader);
         let path = leader_dir.path().join(crate::snapshotter::snap_name(2, 9));
         let mut bytes = std::fs::read(&path).expect("the file");
         bytes[5_000] ^= 1;
         std::fs::write(&path, &bytes).expect("damaged");
         let out = outgoing(message, &leader).expect("a body");
-        let body = wire(out).await;
-        assert!(!path.exists(), "the damaged file was set aside");
-        let (server, _events) = follower(follower_dir.path());
-        let refused = receive(&server, 1, Body::from(body))
+        let total = out.total;
+        let mut body = out.body;
+        let mut sent = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("infallible").into_data() {
+                sent.extend_from_slice(&data);
+            }
+        }
+        let read = out
+            .reader
+            .expect("a file is read")
             .await
-            .expect_err("a damaged file is refused");
+            .expect("the reader task");
+        let err = read.expect_err("the reader finds the damage");
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("at offset"),
+            "{text}"
+        );
+        assert!(
+            (sent.len() as u64) < total,
+            "the whole damaged file went out: {} of {total} bytes",
+            sent.len()
+        );
+        assert!(
+            !sent.ends_with(&bytes[bytes.len() - CHUNK / 2..]),
+            "the file's last bytes went out"
+        );
+        assert!(!path.exists(), "the damaged file was set aside");
+        let mut broken = path.clone().into_os_string();
+        broken.push(".broken");
+        assert!(Path::new(&broken).exists(), "and kept");
+        let (server, _events) = follower(follower_dir.path());
+        let refused = receive(&server, 1, Body::from(sent))
+            .await
+            .expect_err("a body cut short is refused");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-        assert!(refused.text().contains("checksum mismatch"), "{refused:?}");
+        assert!(refused.text().contains("ended after"), "{refused:?}");
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
     }
