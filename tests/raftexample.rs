@@ -240,3 +240,97 @@ async fn snapshot_covers_exactly_the_applied_entries() {
         );
     }
 }
+
+/// A leader whose newest snapshot file is damaged while the cluster is idle, right after it
+/// took that snapshot at its applied index, takes a fresh one of the same state at once for
+/// a follower that needs one, and keeps the damaged file aside (`.broken`) rather than
+/// deleting it. It waited for the next write before: a new snapshot needs an entry applied
+/// past the last one, so the follower stayed behind for as long as the cluster stayed idle.
+#[tokio::test(start_paused = true)]
+async fn a_damaged_snapshot_is_taken_again_at_once_for_a_follower_that_needs_it() {
+    const COUNT: u64 = 5;
+    let mut cluster = TestCluster::start(3, |c| {
+        c.snapshot_count = COUNT;
+        c.snapshot_catchup_entries = 1;
+    })
+    .await;
+    let leader = cluster.wait_leader().await;
+    let behind = if leader == 3 { 2 } else { 3 };
+    let behind_last = cluster
+        .node(behind)
+        .status()
+        .await
+        .expect("the follower's status")
+        .last_index;
+    cluster.net.cut(leader, behind);
+
+    // One write at a time, each waited for until any snapshot it made due is saved, until one
+    // lands on the leader's applied index past the follower's log: the cluster then goes idle.
+    let node = cluster.node(leader).clone();
+    let mut taken = None;
+    for i in 0..100 {
+        node.put(format!("/k{i}"), "v".into()).await.expect("put");
+        let status = wait_for(
+            Duration::from_secs(10),
+            "a snapshot made due to be saved",
+            || async {
+                let s = node.status().await.ok()?;
+                (s.applied - s.snapshot_index < COUNT).then_some(s)
+            },
+        )
+        .await;
+        if status.snapshot_index == status.applied && status.first_index > behind_last + 1 {
+            taken = Some(status);
+            break;
+        }
+    }
+    let idle = taken.expect("a snapshot at the leader's applied index");
+
+    let config = cluster.config(leader, false);
+    let disk = cluster.disk(leader);
+    let snap_dir = config.snap_dir();
+    let name = disk
+        .list_dir(&snap_dir)
+        .expect("the leader's snapshot folder")
+        .into_iter()
+        .find(|n| snapshotter::parse_snap_name(n).is_some_and(|(_, i)| i == idle.snapshot_index))
+        .expect("the file of the leader's newest snapshot");
+    let path = snap_dir.join(&name);
+    let (_, len) = disk.open_read(&path).expect("the snapshot file");
+    cluster
+        .mem_disk(leader)
+        .flip_byte(&path, len - 5, 0x40)
+        .expect("damaged");
+
+    cluster.net.heal();
+    wait_for(
+        Duration::from_secs(30),
+        "the follower to catch up from a fresh snapshot, with no write",
+        || async {
+            let s = cluster.node(behind).status().await.ok()?;
+            (s.applied >= idle.applied).then_some(())
+        },
+    )
+    .await;
+    let now = cluster
+        .node(leader)
+        .status()
+        .await
+        .expect("the leader's status");
+    assert_eq!(
+        now.last_index, idle.last_index,
+        "nothing was written meanwhile"
+    );
+    let names = disk
+        .list_dir(&snap_dir)
+        .expect("the leader's snapshot folder");
+    assert!(
+        names.contains(&format!("{name}.broken")),
+        "the damaged file is kept aside: {names:?}"
+    );
+    assert!(
+        names.contains(&name),
+        "a fresh file took its place: {names:?}"
+    );
+    cluster.shutdown().await;
+}

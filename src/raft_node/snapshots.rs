@@ -22,6 +22,9 @@ pub(super) struct PendingSnapshot {
     pub(super) meta: SnapshotMetadata,
     /// Bytes of application data it saved, once durable.
     pub(super) saved: oneshot::Receiver<Result<u64, crate::snapshotter::Error>>,
+    /// Taken again at the index of the newest snapshot, whose file was set aside as damaged:
+    /// the WAL already names it, so once saved it only has to be served again.
+    pub(super) retake: bool,
 }
 
 /// A snapshot the disk had no room for: the node goes on with its log (a snapshot only lets it
@@ -178,8 +181,22 @@ impl RaftNode {
         let wanted = self.storage.take_want_fresh();
         let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count
             || self.log_bytes.due();
-        if !(due || wanted) || self.applied <= self.snapshot_index {
+        // Nothing applied since the newest snapshot, whose file was set aside as damaged (or
+        // is gone): only a write would have moved `applied` on, so in an idle cluster a
+        // follower needing a snapshot waited for one. The same state is taken again instead.
+        let retake = wanted
+            && self.snapshot_index > 0
+            && self.applied == self.snapshot_index
+            && self.storage.latest_file_gone();
+        if !(due || wanted) || (self.applied <= self.snapshot_index && !retake) {
             return Ok(());
+        }
+        if retake {
+            tracing::warn!(
+                index = self.applied,
+                "taking the newest snapshot again: its file was set aside as damaged, and a \
+                 follower needs one"
+            );
         }
         let mut meta = SnapshotMetadata {
             index: self.applied,
@@ -207,6 +224,7 @@ impl RaftNode {
             started: std::time::Instant::now(),
             meta,
             saved,
+            retake,
         });
         Ok(())
     }
@@ -228,11 +246,27 @@ impl RaftNode {
             Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
             Err(oneshot::error::TryRecvError::Closed) => return Err(NodeError::ApplyStopped),
         };
-        let PendingSnapshot { started, meta, .. } = self
+        let PendingSnapshot {
+            started,
+            meta,
+            retake,
+            ..
+        } = self
             .pending_snapshot
             .take()
             .expect("pending_snapshot was Some a few lines above");
         let index = meta.index;
+        if retake && index == self.snapshot_index {
+            // The WAL's marker names this term and index already, and nothing is left to
+            // compact: the file is back, so raft's next attempt finds it.
+            self.storage.set_latest_snapshot(meta);
+            self.metrics.snapshots.inc();
+            self.metrics
+                .snapshot_seconds
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(index, "snapshot taken again in place of the damaged file");
+            return Ok(());
+        }
         if index <= self.snapshot_index {
             // A snapshot from the leader overtook this one. Its file has no marker, so nothing
             // loads it; left, it would count among the newest files kept and push out one the

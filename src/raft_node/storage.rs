@@ -5,7 +5,7 @@
 //! ([`crate::snapshotter::handle`]). Asking costs nothing on the raft thread, however big the
 //! state and however often raft asks again; the transport streams the file to the follower.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::{Entry, Snapshot, SnapshotMetadata};
@@ -29,6 +29,8 @@ struct Shared {
     /// Set when raft asked for a snapshot the newest file cannot serve (too old, or taken
     /// before the follower joined): the raft node then takes a fresh one.
     want_fresh: AtomicBool,
+    /// The index of the last snapshot whose file was found gone, so that it is said once.
+    gone_said: AtomicU64,
 }
 
 impl NodeStorage {
@@ -45,6 +47,7 @@ impl NodeStorage {
                 snapshotter: Arc::new(snapshotter),
                 latest: Mutex::new(latest),
                 want_fresh: AtomicBool::new(false),
+                gone_said: AtomicU64::new(0),
             }),
         }
     }
@@ -66,6 +69,16 @@ impl NodeStorage {
     /// Whether raft asked for a snapshot that has to be taken first; clears the request.
     pub fn take_want_fresh(&self) -> bool {
         self.shared.want_fresh.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether the newest snapshot's file is not in the folder (set aside as damaged).
+    pub fn latest_file_gone(&self) -> bool {
+        self.latest_snapshot().is_some_and(|meta| {
+            !self
+                .shared
+                .snapshotter
+                .has_file(&snap_name(meta.term, meta.index))
+        })
     }
 
     /// The snapshotter whose files back this storage.
@@ -121,7 +134,11 @@ impl Storage for NodeStorage {
         let name = snap_name(meta.term, meta.index);
         if !self.shared.snapshotter.has_file(&name) {
             // Set aside as damaged (the transport found its checksum wrong while sending it).
-            tracing::warn!(file = %name, "the newest snapshot file is gone; taking a new one");
+            // raft asks again on every heartbeat answer until the new file is saved: said once
+            // per file.
+            if self.shared.gone_said.swap(meta.index, Ordering::AcqRel) != meta.index {
+                tracing::warn!(file = %name, "the newest snapshot file is gone; taking a new one");
+            }
             return Err(self.unavailable());
         }
         let mut snap = Snapshot {
