@@ -219,7 +219,7 @@ pub enum ApiError {
         "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 for a % itself)"
     )]
     BadEscape(String),
-    /// The request target is not a path (`GET k`, `GET *`), which hyper lets through.
+    /// The request target is neither a path nor `*` (`GET k`), which hyper lets through.
     #[error("request target {0:?} is not a path: it must start with /")]
     NotAPath(String),
     /// The key is not UTF-8 once percent-decoded.
@@ -349,8 +349,10 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
-    let (route, result) = if !path.starts_with('/') {
-        // Hyper takes an authority-form target (`GET k`), whose path is empty.
+    let (route, result) = if !path.starts_with('/') && path != "*" {
+        // Hyper takes an authority-form target (`GET k`), whose path is empty. `*` is a key
+        // in the original (its key is the request target, which Go's server lets be `*`),
+        // one that no path can name.
         ("bad_target", Err(ApiError::NotAPath(parts.uri.to_string())))
     } else if path.starts_with(RESERVED_PREFIX) {
         match KNOWN_ENDPOINTS.iter().find(|known| **known == path) {

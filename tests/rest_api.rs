@@ -626,13 +626,59 @@ async fn options_asterisk_is_an_empty_200_and_options_of_a_key_stays_405() {
         .expect("sending OPTIONS /key");
     let (status, head, reason) = read_answer(&mut conn).await;
     assert_eq!(status, 405, "{head}\n{reason}");
-    let allow: Vec<&str> = head
-        .lines()
+    assert_eq!(allow_headers(&head), ["PUT", "GET", "POST", "DELETE"]);
+    one_line(&reason);
+    assert_serving_on(&mut conn, "after-options-key").await;
+}
+
+/// Sends `request` on `conn` and reads its answer: (status, head, body).
+async fn exchange(conn: &mut TcpStream, request: &str) -> (u16, String, String) {
+    conn.write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("sending {request:?}: {e}"));
+    read_answer(conn).await
+}
+
+/// The values of the `Allow` headers in `head`, in order.
+fn allow_headers(head: &str) -> Vec<&str> {
+    head.lines()
         .filter_map(|l| l.split_once(':'))
         .filter(|(name, _)| name.eq_ignore_ascii_case("allow"))
         .map(|(_, v)| v.trim())
-        .collect();
-    assert_eq!(allow, ["PUT", "GET", "POST", "DELETE"]);
+        .collect()
+}
+
+/// The request target `*` is the key `*` for every method but `OPTIONS`, as in the original,
+/// whose key is the request target (Go's server takes `*` for any method): `GET *` is `404`
+/// until `PUT *` stores it, `POST *` and `DELETE *` are a bad id, another method is `405`, and
+/// the key is not `/*`. The connection is kept throughout. Before, each was `400` (not a
+/// path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_asterisk_is_the_key_asterisk() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    let (status, head, reason) = exchange(&mut conn, "GET * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 404, "GET * before PUT *: {head}\n{reason}");
+    assert!(reason.contains(r#""*""#), "{reason}");
     one_line(&reason);
-    assert_serving_on(&mut conn, "after-options-key").await;
+    let put = "PUT * HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nstar";
+    assert_eq!(exchange(&mut conn, put).await.0, 204, "PUT *");
+    let (status, head, value) = exchange(&mut conn, "GET * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!((status, value.as_str()), (200, "star"), "GET *: {head}");
+    let (status, head, reason) = exchange(&mut conn, "GET /* HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 404, "GET /* is another key: {head}\n{reason}");
+    for request in [
+        "POST * HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\nhttp://127.0.0.1:1",
+        "DELETE * HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (status, head, reason) = exchange(&mut conn, request).await;
+        assert_eq!(status, 400, "{request:?}: {head}\n{reason}");
+        assert!(reason.contains("bad node id"), "{reason}");
+        one_line(&reason);
+    }
+    let (status, head, reason) = exchange(&mut conn, "PATCH * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 405, "PATCH *: {head}\n{reason}");
+    assert_eq!(allow_headers(&head), ["PUT", "GET", "POST", "DELETE"]);
+    one_line(&reason);
+    assert_serving_on(&mut conn, "after-asterisk").await;
 }
