@@ -349,7 +349,14 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
-    let (route, result) = if !path.starts_with('/') && path != "*" {
+    let (route, result) = if parts.method == Method::CONNECT && !path.starts_with('/') {
+        // Go's server takes a CONNECT's `host:port` target, and the original's handler then
+        // refuses the method, as for any target.
+        (
+            "other",
+            Err(ApiError::MethodNotAllowed(Method::CONNECT, ALLOWED)),
+        )
+    } else if !path.starts_with('/') && path != "*" {
         // Hyper takes an authority-form target (`GET k`), whose path is empty. `*` is a key
         // in the original (its key is the request target, which Go's server lets be `*`),
         // one that no path can name.

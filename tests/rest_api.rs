@@ -682,3 +682,38 @@ async fn the_target_asterisk_is_the_key_asterisk() {
     one_line(&reason);
     assert_serving_on(&mut conn, "after-asterisk").await;
 }
+
+/// A `CONNECT` is `405` with the original's `Allow` headers whatever its target, as the
+/// original's handler answers any method but its four: Go's server takes the `host:port`
+/// target a `CONNECT` carries (and needs no `Host` header with it). Its body, if any, is read
+/// and the connection kept, as by Go. Before, a `host:port` target was `400` (not a path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_405_whatever_its_target() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    for request in [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+        "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        "CONNECT /k HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (status, head, reason) = exchange(&mut conn, request).await;
+        assert_eq!(status, 405, "{request:?}: {head}\n{reason}");
+        assert_eq!(
+            allow_headers(&head),
+            ["PUT", "GET", "POST", "DELETE"],
+            "{request:?}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("\r\nconnection: close"),
+            "{request:?}: {head}"
+        );
+        one_line(&reason);
+    }
+    assert_serving_on(&mut conn, "after-connect").await;
+    // HTTP/1.0 closes after its answer, as it does for any request without keep-alive.
+    let mut conn = connect(&c).await;
+    let (status, head, _) = exchange(&mut conn, "CONNECT example.com:443 HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 405, "{head}");
+    assert_closed(&mut conn, "CONNECT over HTTP/1.0").await;
+}
