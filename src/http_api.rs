@@ -153,7 +153,9 @@ where
 fn server_answer(request: &Request) -> Option<Result<Response, ApiError>> {
     if lacks_host(request) {
         Some(Err(ApiError::MissingHost))
-    } else if let Some(expectation) = unmet_expectation(request.headers()) {
+    } else if let Some(expectation) =
+        unmet_expectation(request.headers(), !request.body().is_end_stream())
+    {
         Some(Err(ApiError::UnmetExpectation(expectation)))
     } else if request.method() == Method::OPTIONS && request.uri() == "*" {
         // A question about the server rather than a resource, which Go's server answers
@@ -194,15 +196,30 @@ fn lacks_host(request: &Request) -> bool {
 /// The first `Expect` value that is neither empty nor `100-continue` (the only expectation
 /// HTTP defines, in any case), if any. Go answers `417` to any other, and serves an empty
 /// one. Go accepts `100-continue` within a list (`foo, 100-continue`) too; hyper sends its
-/// `100 Continue` only for the token alone, so a list is refused here rather than left
-/// waiting for it. Every value is checked because hyper heeds the last and `waits_to_send`
-/// the first: two that disagree are refused, not half obeyed.
-fn unmet_expectation(headers: &axum::http::HeaderMap) -> Option<String> {
+/// `100 Continue` only for the token alone, so with a body (`has_body`) a list is refused
+/// here rather than left waiting for it. Without one there is nothing to wait for (Go sends
+/// no `100 Continue` then either), so the list is served, as by Go. Every value is checked
+/// because hyper heeds the last and `waits_to_send` the first: two that disagree are
+/// refused, not half obeyed.
+fn unmet_expectation(headers: &axum::http::HeaderMap, has_body: bool) -> Option<String> {
+    let met = |v: &HeaderValue| {
+        v.is_empty()
+            || v.as_bytes().eq_ignore_ascii_case(b"100-continue")
+            || (!has_body && lists_100_continue(v.as_bytes()))
+    };
     headers
         .get_all(header::EXPECT)
         .iter()
-        .find(|v| !v.is_empty() && !v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        .find(|v| !met(v))
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Whether `100-continue` is one of the tokens of `value`, split where Go's `hasToken`
+/// splits (a comma, space or tab).
+fn lists_100_continue(value: &[u8]) -> bool {
+    value
+        .split(|b| matches!(b, b',' | b' ' | b'\t'))
+        .any(|token| token.eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Why a request failed; the one place where failures become HTTP answers.
@@ -742,7 +759,8 @@ mod tests {
     }
 
     /// Go's server answers `417` to any `Expect` but `100-continue`, in any case, and serves
-    /// an empty one; a list and a second value must be met too (see `unmet_expectation`).
+    /// an empty one; a second value must be met too, and a list with `100-continue` in it
+    /// only without a body (see `unmet_expectation`).
     #[test]
     fn only_100_continue_is_an_expectation_met() {
         let headers = |values: &[&'static str]| {
@@ -752,19 +770,29 @@ mod tests {
             }
             headers
         };
-        for met in [&[][..], &["100-continue"], &["100-Continue"], &[""]] {
-            assert_eq!(unmet_expectation(&headers(met)), None, "{met:?}");
+        for has_body in [false, true] {
+            for met in [&[][..], &["100-continue"], &["100-Continue"], &[""]] {
+                assert_eq!(unmet_expectation(&headers(met), has_body), None, "{met:?}");
+            }
+            for (sent, unmet) in [
+                (&["foo"][..], "foo"),
+                (&["100-continue", "foo"], "foo"),
+                (&["foo", "100-continue"], "foo"),
+                (&["100-continuer, foo"], "100-continuer, foo"),
+            ] {
+                assert_eq!(
+                    unmet_expectation(&headers(sent), has_body).as_deref(),
+                    Some(unmet),
+                    "{sent:?}, body: {has_body}"
+                );
+            }
         }
-        for (sent, unmet) in [
-            (&["foo"][..], "foo"),
-            (&["100-continue, foo"], "100-continue, foo"),
-            (&["100-continue", "foo"], "foo"),
-            (&["foo", "100-continue"], "foo"),
-        ] {
+        for list in ["100-continue, foo", "foo,100-CONTINUE", "foo 100-continue"] {
+            assert_eq!(unmet_expectation(&headers(&[list]), false), None, "{list}");
             assert_eq!(
-                unmet_expectation(&headers(sent)).as_deref(),
-                Some(unmet),
-                "{sent:?}"
+                unmet_expectation(&headers(&[list]), true).as_deref(),
+                Some(list),
+                "{list} with a body"
             );
         }
         assert_eq!(
