@@ -174,10 +174,17 @@ async fn answer_itself(
     client_timeout: std::time::Duration,
 ) -> Result<Response, std::convert::Infallible> {
     // Read to its end, as for the handlers' refusals (see `discard`): a client sends its
-    // body at once unless it waits for a `100 Continue`, which is sent only once the body is
-    // read. One that waits on an unknown expectation is answered once the slow-body rule
-    // gives up on it. `OPTIONS *` reads it even then, as Go does.
-    let waits = answer.is_err() && waits_to_send(request.headers());
+    // body at once unless it waits for a `100 Continue`. One that lists `100-continue`
+    // among others may wait for one that hyper never sends, so it is answered at once (the
+    // refusal closes the connection); one that waits on an expectation it does not name is
+    // answered once the slow-body rule gives up on it. `OPTIONS *` reads it even then, as
+    // Go does.
+    let waits = answer.is_err()
+        && request
+            .headers()
+            .get_all(header::EXPECT)
+            .iter()
+            .any(|v| lists_100_continue(v.as_bytes()));
     let body = request.into_body();
     if !body.is_end_stream() && !waits {
         discard(body, tokio::time::Instant::now(), 0, client_timeout).await;

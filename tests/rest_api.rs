@@ -734,3 +734,30 @@ async fn connect_is_405_whatever_its_target() {
     assert_eq!(status, 405, "{head}");
     assert_closed(&mut conn, "CONNECT over HTTP/1.0").await;
 }
+
+/// A client whose `Expect` lists `100-continue` (`foo, 100-continue`) may wait for the
+/// `100 Continue` before it sends its body, which hyper does not send for a list: it gets its
+/// `417` at once, not once the slow-body rule gives up on the body (30 s), and the connection
+/// is closed. Before, it waited the 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_on_a_listed_100_continue_gets_its_417_at_once() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    conn.write_all(
+        b"PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo, 100-continue\r\nContent-Length: 3\r\n\r\n",
+    )
+    .await
+    .expect("sending a head");
+    let (status, head, reason) =
+        tokio::time::timeout(Duration::from_secs(5), read_answer(&mut conn))
+            .await
+            .expect("the 417 within 5 s, its body never sent");
+    assert_eq!(status, 417, "{head}\n{reason}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nconnection: close"),
+        "{head}"
+    );
+    one_line(&reason);
+    assert_closed(&mut conn, "a listed 100-continue").await;
+    assert_serving_on(&mut connect(&c).await, "after-a-waiting-417").await;
+}
