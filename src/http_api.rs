@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
-use crate::membership::{check_peer_scheme, parse_node_id, validate_peer_url};
+use crate::membership::{check_peer_scheme, parse_node_id, reaches_listener, validate_peer_url};
 use crate::raft_node::{MemberChange, NodeHandle, ProposalError, ReadConsistency};
 
 /// Methods the key-value routes answer, listed as the original does: one `Allow` header each.
@@ -37,6 +37,11 @@ pub struct AppState {
     pub client_timeout: std::time::Duration,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
+    /// The address the REST API listens on, and this node's peer URL: a new member's URL that
+    /// reaches this listener is refused (see [`reaches_listener`]).
+    pub rest_addr: std::net::SocketAddr,
+    /// This node's own peer URL (its `--cluster` entry).
+    pub own_peer_url: String,
 }
 
 /// The REST router.
@@ -518,6 +523,15 @@ async fn add_member(
     let url = validate_peer_url(text)
         .and_then(|url| check_peer_scheme(&url, app.peer_tls).map(|()| url))
         .map_err(|e| ApiError::BadUrl(e.to_string()))?;
+    // A member there could never be reached (raft's messages would go to the REST API), and
+    // counting in the quorum from its addition on, it could leave the cluster unable to
+    // commit even its own removal: `12380` for `12379` is an easy slip.
+    if reaches_listener(&url, app.rest_addr, &app.own_peer_url) {
+        return Err(ApiError::BadUrl(format!(
+            "{url} is this node's REST API (--port {}), not a peer port: a member's peer URL is its entry in --cluster",
+            app.rest_addr.port()
+        )));
+    }
     app.node
         .change_members(MemberChange::Add { id, url })
         .await?;

@@ -102,6 +102,9 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
             max_body_bytes: config.max_body_bytes,
             client_timeout: config.client_timeout(),
             peer_tls: false,
+            // No socket: the address the flags give, which a test may name.
+            rest_addr: std::net::SocketAddr::new(config.listen_host, config.port),
+            own_peer_url: config.own_peer_url().unwrap_or_default().to_string(),
         }),
         shutdown.clone(),
     );

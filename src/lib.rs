@@ -358,6 +358,8 @@ async fn start_recovered(
                 max_body_bytes: config.max_body_bytes,
                 client_timeout: config.client_timeout(),
                 peer_tls,
+                rest_addr,
+                own_peer_url: own_url.to_string(),
             })),
             config.client_timeout(),
         ),

@@ -761,3 +761,55 @@ async fn a_client_waiting_on_a_listed_100_continue_gets_its_417_at_once() {
     assert_closed(&mut conn, "a listed 100-continue").await;
     assert_serving_on(&mut connect(&c).await, "after-a-waiting-417").await;
 }
+
+/// A new member's peer URL that is this node's own REST API (`--port`, here the default
+/// 9121 on 127.0.0.1, in any spelling of that listener) is `400` with a one-line reason, and
+/// nothing is proposed: such a member could never be reached, and counting in the quorum, it
+/// left a single node unable to commit anything, its removal included (the original accepted
+/// it, as this node did). The same host at another port, a peer's, is still added.
+#[tokio::test(start_paused = true)]
+async fn a_peer_url_that_is_this_nodes_rest_api_is_refused() {
+    let (cluster, api) = single_node().await;
+    for url in ["http://127.0.0.1:9121", "http://localhost:9121/"] {
+        let (s, body) = api.call(Method::POST, "/2", url.into()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "POST /2 {url}: {body}");
+        assert!(body.contains("REST API (--port 9121)"), "{body}");
+        one_line(&body);
+    }
+    api.assert_serving("after-own-rest-url").await;
+    let (s, body) = api.call(Method::GET, "/-/members", vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!body.contains("\"id\":2"), "{body}");
+    let (s, body) = api
+        .call(Method::POST, "/2", b"http://127.0.0.1:9122".to_vec())
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NO_CONTENT,
+        "another port of the same host: {body}"
+    );
+    cluster.shutdown().await;
+}
+
+/// The same refusal by the binary, whose REST port is the one it bound: `POST /2` with its
+/// own REST URL is `400`, and the node serves on alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_its_own_rest_url_as_a_peer_url() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let own = c.url(1);
+    let localhost = own.replacen("127.0.0.1", "localhost", 1);
+    for url in [own.clone(), localhost] {
+        let r = c
+            .http
+            .post(format!("{own}/2"))
+            .body(url.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /2 {url}: {e}"));
+        assert_eq!(r.status().as_u16(), 400, "POST /2 {url}");
+        let reason = r.text().await.expect("a reason");
+        assert!(reason.contains("REST API"), "{reason}");
+        one_line(&reason);
+    }
+    assert_serving_on(&mut connect(&c).await, "after-own-rest-url").await;
+}
