@@ -249,7 +249,7 @@ pub enum ApiError {
     )]
     BadEscape(String),
     /// The request target is neither a path nor `*` (`GET k`), which hyper lets through.
-    #[error("request target {0:?} is not a path: it must start with /")]
+    #[error("request target {0:?} is not a path: it must start with / (or be *)")]
     NotAPath(String),
     /// The key is not UTF-8 once percent-decoded.
     #[error("the key is not valid UTF-8 once percent-decoded")]
