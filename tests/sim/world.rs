@@ -55,6 +55,12 @@ const SETTLE_LIMIT: Nanos = 60 * SECOND;
 /// Once the cluster has converged, how long each member has to take a write (asked again
 /// after each 503): a few proposal timeouts and resend delays.
 const PROBE_LIMIT: Nanos = 20 * SECOND;
+/// Once every member took a write, how long the nodes have to count every member's process
+/// as running since the member's latest addition (see [`World::check_sessions`]): a process
+/// added back while it ran renews its session with one registration, sent again after at most
+/// half the proposal timeout (2.5 s for the longest the schedules draw) if it is lost; the
+/// cluster is healed by now, so a few of those delays are plenty.
+const SESSION_LIMIT: Nanos = 10 * SECOND;
 /// The most memory one schedule may hold: past it the schedule ends as a violation (a world
 /// or a node that grows without bound), instead of taking the machine's memory.
 const MEMORY_LIMIT: u64 = 3 << 30;
@@ -271,6 +277,9 @@ enum Phase {
     Settling,
     /// Converged: each member takes one write (see [`World::start_probes`]).
     Probing,
+    /// Every member took a write: each one's process must come to count as running since the
+    /// member's latest addition (see [`World::check_sessions`]).
+    Sessions,
     Done,
 }
 
@@ -318,6 +327,8 @@ pub struct World {
     /// The writes of [`Phase::Probing`] not answered yet: the member asked, and its answer.
     probes: Vec<Probe>,
     probe_by: Nanos,
+    /// The end of [`Phase::Sessions`]: see [`SESSION_LIMIT`].
+    sessions_by: Nanos,
     violations: Vec<String>,
 }
 
@@ -373,6 +384,7 @@ impl World {
             settle_by: 0,
             probes: Vec::new(),
             probe_by: 0,
+            sessions_by: 0,
             violations: Vec::new(),
             plan,
         };
@@ -632,6 +644,7 @@ impl World {
                     Some(_) => self.schedule(self.now + TICK, Event::Settle),
                 },
                 Phase::Probing => self.check_probes(),
+                Phase::Sessions => self.check_sessions(),
                 Phase::Chaos | Phase::Done => {}
             },
         }
@@ -2240,10 +2253,92 @@ impl World {
             self.probe(id, before);
         }
         if self.probes.is_empty() {
-            self.phase = Phase::Done;
+            self.phase = Phase::Sessions;
+            self.sessions_by = self.now + SESSION_LIMIT;
+            self.check_sessions();
         } else {
             self.schedule(self.now + TICK, Event::Settle);
         }
+    }
+
+    /// Every member took a write; now every member's process must be counted as running
+    /// since the member's latest addition by every node (`Shared::running`, the sessions the
+    /// join path refuses a node that lost its data against): else a start of that id on an
+    /// empty data dir would be admitted, and could lose what the process acknowledged. A
+    /// process added back while it ran, whose registration landed between its removal and
+    /// its re-addition, must renew its session for that (`Members::ran_since_added`): the
+    /// renewal's two bugs were found by review, before this check.
+    ///
+    /// Checked only when the cluster is quiet again (every node has applied all it holds, up
+    /// to the same index, under the same leader: their tables are then the same), not at the
+    /// first convergence: a renewal starts when the re-addition applies and takes a round trip
+    /// of its own, so a process just added back may rightly not be counted yet, and may go on
+    /// with its old session meanwhile. So it must hold at some quiet moment within
+    /// [`SESSION_LIMIT`] of the probes' end, by then long after every addition: a renewal
+    /// lost on the way is sent again well within it. Every live member counts, whenever its
+    /// process started: one that started later registers once it knows it is a member, as
+    /// surely as one added back renews. A member that stopped meanwhile sends the cluster back
+    /// to settling, as during the probes.
+    fn check_sessions(&mut self) {
+        let voters = self.voters();
+        if voters.iter().any(|id| self.nodes[id].proc.is_none()) {
+            self.note(|| "sessions: a member stopped; settling again".to_string());
+            self.phase = Phase::Settling;
+            self.schedule(self.now + TICK, Event::Settle);
+            return;
+        }
+        let why = self.not_converged().or_else(|| self.uncounted_sessions());
+        match why {
+            None => {
+                self.note(|| "sessions: every member's process counts as running".to_string());
+                self.phase = Phase::Done;
+            }
+            Some(why) if self.now > self.sessions_by => {
+                self.violation(format!(
+                    "not every member's process was counted as running since the member's \
+                     latest addition at a quiet moment within {} s of every member taking a \
+                     write (a start of its id on an empty data dir would be admitted): {why}",
+                    SESSION_LIMIT / SECOND
+                ));
+                self.phase = Phase::Done;
+            }
+            Some(_) => self.schedule(self.now + TICK, Event::Settle),
+        }
+    }
+
+    /// The members some running node does not count as running since their latest addition,
+    /// and what that node holds of each (`None`: every member counts on every node).
+    fn uncounted_sessions(&self) -> Option<String> {
+        let voters = self.voters();
+        let mut found = Vec::new();
+        for id in &voters {
+            let added = match self.inv.last_change(*id) {
+                Some((index, Change::Added)) => index.to_string(),
+                _ => "unknown".to_string(),
+            };
+            for (by, node) in &self.nodes {
+                let Some(p) = &node.proc else { continue };
+                let counted = p
+                    .shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(id);
+                if counted {
+                    continue;
+                }
+                let held = match p.node.sessions().origins().get(id) {
+                    Some(session) => format!("its session {session}"),
+                    None => "no session of it".to_string(),
+                };
+                found.push(format!(
+                    "node {by} does not count member {id} (added at index {added}): it holds \
+                     {held}, at applied index {}",
+                    p.kv.applied_index()
+                ));
+            }
+        }
+        (!found.is_empty()).then(|| found.join("; "))
     }
 
     fn finish(&mut self) -> RunResult {
