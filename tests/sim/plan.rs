@@ -103,15 +103,21 @@ pub enum Kind {
     /// timeout: the node proposes its writes again when it hears a leader again, after their
     /// first copies committed, under reads and writes of the same keys through other nodes.
     ProposedAgain,
+    /// A follower's process killed and started again, its incoming links slowed, and the
+    /// member removed at once: the new process hears of a leader, and registers, only after
+    /// its removal committed, and the member is added back before it hears of either. It
+    /// lives on with a session from before its latest addition, which it must renew.
+    AddedBackWhileRegistering,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Mixed,
         Kind::ReAdd,
         Kind::ReadsAcrossRestarts,
         Kind::ProposedAgain,
+        Kind::AddedBackWhileRegistering,
     ];
 
     /// The name in tables.
@@ -121,6 +127,7 @@ impl Kind {
             Kind::ReAdd => "ids added back, large values",
             Kind::ReadsAcrossRestarts => "reads across restarts",
             Kind::ProposedAgain => "writes proposed again",
+            Kind::AddedBackWhileRegistering => "ids added back while registering",
         }
     }
 }
@@ -186,13 +193,16 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The schedule of `seed`: of a kind drawn from the seed (mixed faults in 7 of 10).
+    /// The schedule of `seed`: of a kind drawn from the seed (mixed faults in 63 of 100).
     pub fn draw(seed: u64, length: Length) -> Plan {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0c1d_c1d0_c1d0_0c1d);
         let kind = match rng.random_range(0..10) {
             0 => Kind::ReAdd,
             1 => Kind::ReadsAcrossRestarts,
             2 => Kind::ProposedAgain,
+            // Taken from the mixed ones by a second draw, so that every other seed keeps
+            // the kind it had before this kind was added.
+            _ if rng.random_bool(0.1) => Kind::AddedBackWhileRegistering,
             _ => Kind::Mixed,
         };
         Plan::of_kind(seed, length, kind)
@@ -250,6 +260,18 @@ impl Plan {
                 faults: vec![Fault::OneWay],
                 // One cut at a time, mostly.
                 fault_gap: (SECOND, 2500 * MS),
+                ..mixed
+            },
+            Kind::AddedBackWhileRegistering => Plan {
+                kind,
+                // A few episodes (see `World::remove_while_registering`), each about
+                // a second and a half long.
+                chaos: match length {
+                    Length::Quick => rng.random_range(4 * SECOND..=6 * SECOND),
+                    Length::Long => rng.random_range(8 * SECOND..=14 * SECOND),
+                },
+                faults: vec![Fault::Membership],
+                fault_gap: (1500 * MS, 3 * SECOND),
                 ..mixed
             },
         }

@@ -245,6 +245,10 @@ impl Batch {
             sum(&|s| s.removals_undone).to_string(),
         );
         row(
+            "sessions renewed (a process's session began before its node's latest addition)",
+            sum(&|s| s.sessions_renewed).to_string(),
+        );
+        row(
             "committed membership changes: took effect / skipped by every node / not judged",
             format!(
                 "{} / {} / {}",

@@ -106,6 +106,9 @@ enum Event {
     Kill { node: u64, life: u64 },
     /// A stopped node is started again.
     Restart(u64),
+    /// Ids added back while registering: the end of an episode, if it stalled (see
+    /// [`World::undo_removal`]).
+    UndoRemoval { node: u64, life: u64 },
     /// The faults stop; everything heals.
     Heal,
     /// Is the cluster back together yet?
@@ -142,6 +145,10 @@ struct Process {
     told_commit: u64,
     /// When a Hold event is queued for it.
     hold_at: Option<Nanos>,
+    /// Its session in its own applied state, when that did not count as a run since its
+    /// latest addition while it was a member: it is to renew it (counted in
+    /// [`Stats::sessions_renewed`] once it has).
+    uncounted: Option<u64>,
 }
 
 /// Why a node is not running.
@@ -189,6 +196,16 @@ struct SimNode {
     undone_in_life: Option<u64>,
 }
 
+/// Ids added back while registering: where an episode stands (see
+/// [`World::registering_step`]).
+#[derive(Clone, Copy, Debug)]
+enum Registering {
+    /// Node `id`'s process of `life` started again, and has not heard of a leader yet.
+    Restarted { id: u64, life: u64 },
+    /// It heard of one, and was removed; the link fault `cut` keeps it from hearing more.
+    Removed { id: u64, life: u64, cut: u64 },
+}
+
 /// A request in flight.
 struct InFlight {
     pending: Option<Pending>,
@@ -233,6 +250,9 @@ pub struct Stats {
     pub concurrent_changes: u64,
     /// Removals undone at once: the id added back while its process still ran.
     pub removals_undone: u64,
+    /// Sessions a process renewed, seen in its own applied state: one that began before its
+    /// node's latest addition, replaced by one that counts.
+    pub sessions_renewed: u64,
     /// The committed membership changes, as the end of the run judged them.
     pub changes_judged: crate::checks::Judged,
     /// What the changes that were in flight together were answered (both of each pair), by
@@ -318,6 +338,8 @@ pub struct World {
     pair_ok: BTreeMap<u64, MemberChange>,
     /// Reads across restarts: the node whose incoming links are slow now.
     slow_reader: Option<u64>,
+    /// Ids added back while registering: where the episode under way stands.
+    registering: Option<Registering>,
     client_seq: Vec<u64>,
     last_stamp: u64,
     trace: Option<String>,
@@ -376,6 +398,7 @@ impl World {
             changes_sent: 0,
             pair_ok: BTreeMap::new(),
             slow_reader: None,
+            registering: None,
             client_seq: vec![0; clients],
             last_stamp: 0,
             trace: trace.then(String::new),
@@ -629,6 +652,7 @@ impl World {
             }
             Event::EndFault(ending) => self.end_fault(ending),
             Event::Restart(id) => self.start(id),
+            Event::UndoRemoval { node, life } => self.undo_removal(node, life),
             Event::Kill { node, life } => {
                 if self.phase == Phase::Chaos && self.alive(node, life) {
                     self.note(|| format!("fault: crash n{node} while it catches up"));
@@ -695,6 +719,9 @@ impl World {
         if let Some(exit) = exit {
             self.on_exit(id, exit);
             return;
+        }
+        if self.registering.is_some() {
+            self.registering_step();
         }
         let hold = self.nodes[&id]
             .proc
@@ -970,6 +997,7 @@ impl World {
                     snapshot_seen: 0,
                     told_commit: 0,
                     hold_at: None,
+                    uncounted: None,
                 },
                 cluster_id,
             ))
@@ -1214,6 +1242,20 @@ impl World {
                 .collect();
             (voters, urls)
         });
+        if let Some((voters, _)) = &membership {
+            let own = p.node.sessions().origins().get(&id).copied();
+            let counted = p
+                .shared
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&id);
+            if counted && p.uncounted.take().is_some() {
+                self.stats.sessions_renewed += 1;
+            } else if !counted && own.is_some() && voters.contains(&id) {
+                p.uncounted = own;
+            }
+        }
         self.inv.committed(id, &committed);
         if let Some(m) = snapshot {
             self.stats.snapshots += 1;
@@ -1707,6 +1749,7 @@ impl World {
         match self.plan.kind {
             Kind::ReadsAcrossRestarts => return self.slow_reader_fault(),
             Kind::ProposedAgain => return self.cut_from_leader(),
+            Kind::AddedBackWhileRegistering => return self.remove_while_registering(),
             Kind::Mixed | Kind::ReAdd => {}
         }
         let kind = self.plan.faults[self.rng.random_range(0..self.plan.faults.len())];
@@ -1955,6 +1998,160 @@ impl World {
         self.note(|| format!("fault: one-way cut n{leader} -> n{follower}"));
         self.link_fault(vec![(leader, follower, cut)], lasting);
         self.count_fault(Fault::OneWay);
+    }
+
+    /// Ids added back while registering: one episode. A follower's process is killed and
+    /// started again; the new one registers a session as soon as it hears of a leader (see
+    /// [`registering_step`](Self::registering_step) for the rest). An episode that misses
+    /// (the registration landed first, or the node went) leaves the member removed, and the
+    /// next one adds it back the operator's way.
+    fn remove_while_registering(&mut self) {
+        if self.registering.is_some() || self.ops.iter().any(|op| op.change.is_some()) {
+            return;
+        }
+        let voters = self.voters();
+        let running = self.running();
+        if voters.len() < 3 || voters.iter().any(|v| !running.contains(v)) {
+            // An earlier episode missed (or a member is down): back to a full cluster first.
+            if self.membership_change() {
+                self.count_fault(Fault::Membership);
+            }
+            return;
+        }
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let followers: Vec<u64> = voters.iter().copied().filter(|v| *v != leader).collect();
+        let id = followers[self.rng.random_range(0..followers.len())];
+        self.note(|| format!("fault: n{id} restarted, to be removed once it hears of a leader"));
+        self.crash(id);
+        self.start(id);
+        if self.nodes[&id].proc.is_none() {
+            return;
+        }
+        let life = self.nodes[&id].life_no;
+        self.registering = Some(Registering::Restarted { id, life });
+        // The episode's end, should it stall (no leader heard of, no registration applied).
+        self.schedule(self.now + 2 * SECOND, Event::UndoRemoval { node: id, life });
+        self.count_fault(Fault::Membership);
+    }
+
+    /// Ids added back while registering: the episode's next step, after any node's round.
+    /// 1. Once the restarted node has heard of a leader (its registration left in that very
+    ///    round), it is removed through the leader, at once (ahead of the registration,
+    ///    still on its way), and its incoming links are cut: it must not hear that its
+    ///    removal committed, or it would go (`maybe_stop_removed`).
+    /// 2. Once the leader has applied the removal and then the registration (a session of
+    ///    the id while it is no member), the member is added back, and the cut ends (the
+    ///    leader sends it nothing until the addition applies). The node then learns of its
+    ///    removal, its registration and its re-addition together, keeps running, and holds
+    ///    a session from before its latest addition (see
+    ///    `Proposals::renew_if_older_than_addition`).
+    fn registering_step(&mut self) {
+        match self.registering {
+            Some(Registering::Restarted { id, life }) => {
+                if !self.alive(id, life) {
+                    self.registering = None;
+                    return;
+                }
+                let heard = self.nodes[&id]
+                    .proc
+                    .as_ref()
+                    .is_some_and(|p| p.shared.leader.load(Ordering::Acquire) != 0);
+                let Some(leader) = self.leader().filter(|l| *l != id) else {
+                    return;
+                };
+                if !heard {
+                    return;
+                }
+                let cut = self.next_fault_id;
+                self.registering = Some(Registering::Removed { id, life, cut });
+                let others: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != id).collect();
+                let faults = Self::pairs(&others, &[id])
+                    .into_iter()
+                    .map(|(a, b)| {
+                        let f = LinkFault {
+                            cut: true,
+                            ..Default::default()
+                        };
+                        (a, b, f)
+                    })
+                    .collect();
+                self.note(|| format!("fault: n{id} heard of a leader: cut off from hearing more"));
+                self.link_fault(faults, 2 * SECOND);
+                let change = MemberChange::Remove { id };
+                self.changes_sent += 1;
+                self.note(|| format!("admin: {change:?} via n{leader}"));
+                self.ask_change(leader, change, false, Vec::new());
+            }
+            Some(Registering::Removed { id, life, cut }) => {
+                let Some(leader) = self.leader() else {
+                    return;
+                };
+                let Some(p) = self.nodes[&leader].proc.as_ref() else {
+                    return;
+                };
+                let removed = p
+                    .storage
+                    .mem
+                    .initial_state()
+                    .is_ok_and(|s| !s.conf_state.voters.contains(&id));
+                let registered = p.node.sessions().origins().contains_key(&id);
+                if !(removed && registered) {
+                    return;
+                }
+                self.registering = None;
+                self.link_faults.remove(&cut);
+                self.apply_link_faults();
+                if self.alive(id, life) {
+                    self.add_back(id, leader);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The end of an episode of ids added back while registering: if it stalled, the cut
+    /// ends, and the member, if removed while the same process of it runs, is added back.
+    fn undo_removal(&mut self, id: u64, life: u64) {
+        let cut = match self.registering {
+            Some(Registering::Restarted { id: i, life: l }) if (i, l) == (id, life) => None,
+            Some(Registering::Removed {
+                id: i,
+                life: l,
+                cut,
+            }) if (i, l) == (id, life) => Some(cut),
+            _ => return,
+        };
+        self.registering = None;
+        if let Some(cut) = cut {
+            self.link_faults.remove(&cut);
+            self.apply_link_faults();
+        }
+        let voters = self.voters();
+        let running = self.running();
+        let via = voters.iter().copied().find(|v| running.contains(v));
+        if let Some(via) = via
+            && self.phase == Phase::Chaos
+            && self.alive(id, life)
+            && !voters.contains(&id)
+        {
+            self.add_back(id, via);
+        }
+    }
+
+    /// Adds member `id` back through `via` while its process runs (its data kept).
+    fn add_back(&mut self, id: u64, via: u64) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        node.undone_in_life = Some(node.life_no);
+        let change = MemberChange::Add {
+            id,
+            url: url_of(id),
+        };
+        self.stats.removals_undone += 1;
+        self.changes_sent += 1;
+        self.note(|| format!("admin: {change:?} via n{via}, undoing its removal"));
+        self.ask_change(via, change, false, Vec::new());
     }
 
     /// Stops a node and flips one byte of its WAL or of a snapshot file, at rest.
