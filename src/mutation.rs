@@ -25,6 +25,11 @@ pub enum Mutation {
     /// A PUT withdrawn in the last part of its wait is answered "it will not happen" at once,
     /// with no fence to make sure no copy in flight takes effect.
     WithdrawnWithoutFence = 7,
+    /// A process added back while it ran keeps a session that began before its node's latest
+    /// addition (its registration was in flight when the node was removed, and landed before
+    /// the node was added back) instead of registering anew: no member counts it as running,
+    /// and a start of its id on an empty data dir would be admitted.
+    KeepSessionOlderThanAddition = 8,
 }
 
 #[cfg(feature = "sim-mutations")]

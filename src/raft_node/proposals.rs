@@ -512,6 +512,9 @@ impl Proposals {
     /// replaces it in log order (then its requests in flight are proposed again, as when any
     /// later registration replaces a session).
     fn renew_if_older_than_addition(&mut self, sessions: &Sessions, members: &Members) {
+        if crate::mutation::active(crate::mutation::Mutation::KeepSessionOlderThanAddition) {
+            return;
+        }
         let Some(session) = sessions.session_of(self.origin, self.nonce) else {
             return;
         };
