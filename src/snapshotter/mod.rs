@@ -142,6 +142,12 @@ pub struct Snapshotter {
     /// Removes files off the caller's thread on a real disk: `prune_behind` and `discard` run
     /// on the raft thread, and unlinking a snapshot of a GiB takes about 250 ms here.
     reaper: std::sync::Arc<std::sync::Mutex<Reaper>>,
+    /// Held while a file is put under a snapshot's name, and while a file found damaged is
+    /// set aside from it: a snapshot taken again at the same term and index (a leader whose
+    /// file was damaged retakes it) gets the same name, so a send of the old, damaged file
+    /// that ends after the retake must check what the name holds now, with no save between
+    /// that check and its rename (see [`Snapshotter::set_aside_if_damaged`]).
+    naming: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 struct SnapFile {
@@ -186,6 +192,7 @@ impl Snapshotter {
             keep: keep.max(2),
             set_aside: Default::default(),
             reaper: new_reaper(),
+            naming: Default::default(),
         })
     }
 
@@ -418,6 +425,7 @@ impl Snapshotter {
         let path = self.dir.join(&target);
         if name != target {
             let from = self.dir.join(name);
+            let _naming = self.naming();
             self.fs.rename(&from, &path).map_err(io_err(&from))?;
         }
         self.sync_dir()?;
@@ -494,31 +502,61 @@ impl Snapshotter {
     pub fn set_aside_if_damaged<T>(&self, path: &Path, read: Result<T, Error>) -> Result<T, Error> {
         if let Err(err @ Error::Corrupt { .. }) = &read {
             tracing::error!(%err, "a snapshot file being sent is damaged");
-            if let Err(err) = self.quarantine(path) {
+            let _naming = self.naming();
+            if self.still_damaged(path)
+                && let Err(err) = self.quarantine(path)
+            {
                 tracing::error!(%err, "cannot set the damaged snapshot aside");
             }
         }
         read
     }
 
+    /// Whether the file now at `path`, which a send found damaged, still is: another send of
+    /// it may have set it aside already, and the node may since have saved the same snapshot
+    /// again under that name (found by a review: a second send of the damaged file, to
+    /// another follower, set the good new one aside). A file that cannot be read counts as
+    /// damaged, as the send found it. Called with [`naming`](Self::naming) held.
+    fn still_damaged(&self, path: &Path) -> bool {
+        if !self.fs.exists(path).unwrap_or(true) {
+            return false;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((term, index)) = parse_snap_name(name) else {
+            return true;
+        };
+        match file::read_snap(&*self.fs, path, term, index, |_, _| Ok(())) {
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "the snapshot file now under that name is sound (taken again since): kept");
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// The lock held while a file is put under a snapshot's name or set aside from it.
+    pub(super) fn naming(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding it leaves nothing half done that the lock guards.
+        self.naming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
     /// keeps it for inspection; returns the new name. A file of that name already there (the
-    /// same snapshot, taken again and damaged again) is kept too: the new one is
-    /// `<name>.<n>.broken`, since a rename over it would delete it unseen.
+    /// same snapshot, taken again and damaged again) is kept too, and the new one is
+    /// `<name>.2.broken`: a rename over the first would delete it unseen. A third replaces
+    /// the second, so the first and the latest damaged copies are kept, and a disk that
+    /// damages every copy cannot fill up with them (the leader takes a damaged snapshot again
+    /// as soon as a follower needs one).
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
-        let aside = |n: u32| {
+        let aside = |latest: bool| {
             let mut broken = path.as_os_str().to_owned();
-            if n > 1 {
-                broken.push(format!(".{n}"));
+            if latest {
+                broken.push(".2");
             }
             broken.push(BROKEN_EXT);
             PathBuf::from(broken)
         };
-        let mut n = 1;
-        while self.fs.exists(&aside(n)).map_err(io_err(path))? {
-            n += 1;
-        }
-        let broken = aside(n);
+        let broken = aside(self.fs.exists(&aside(false)).map_err(io_err(path))?);
         tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
         self.fs.rename(path, &broken).map_err(io_err(path))?;
         self.sync_dir()?;
@@ -658,6 +696,7 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         keep: usize::MAX,
         set_aside: Default::default(),
         reaper: new_reaper(),
+        naming: Default::default(),
     }
     .list()
 }
@@ -803,44 +842,43 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![tmp.path().join(snap_name(1, 10))]);
     }
 
-    /// A file the WAL never recorded is not loaded; one above the oldest marker (the crash
-    /// came before its marker) is removed, so that it never counts among the files pruning
-    /// keeps; one below it stays (its marker may be in a released segment).
     /// A snapshot taken again at the same term and index, and damaged again, is set aside
     /// beside the first damaged copy, which stays: a rename to the same `.broken` name
-    /// deleted it unseen.
+    /// deleted it unseen. A third replaces the second, so that the first and the latest stay
+    /// and copies damaged again and again cannot fill the disk (found by a review).
     #[test]
     fn a_second_damaged_file_of_one_snapshot_is_set_aside_beside_the_first() {
         let dir = TempDir::new().expect("temp dir");
         let s = Snapshotter::new(dir.path(), 5).expect("snapshotter");
         let path = dir.path().join(snap_name(1, 10));
+        let mut copies = Vec::new();
         for round in 1..=3u8 {
             s.save(&snap(1, 10, &[round; 64])).expect("saved");
+            copies.push(fs::read(&path).expect("the file saved"));
             s.quarantine(&path).expect("set aside");
         }
-        let mut kept: Vec<(String, Vec<u8>)> = names(dir.path())
-            .into_iter()
-            .map(|n| {
-                let bytes = fs::read(dir.path().join(&n)).expect("a file set aside");
-                (n, bytes)
-            })
-            .collect();
-        kept.sort();
         let first = snap_name(1, 10);
         assert_eq!(
-            kept.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-            vec![
-                format!("{first}.2.broken"),
-                format!("{first}.3.broken"),
-                format!("{first}.broken"),
-            ]
+            names(dir.path()),
+            vec![format!("{first}.2.broken"), format!("{first}.broken")]
         );
-        assert!(kept.iter().all(|(n, _)| n.ends_with(BROKEN_EXT)));
+        let kept = |name: String| fs::read(dir.path().join(name)).expect("a file set aside");
+        assert_eq!(
+            kept(format!("{first}.broken")),
+            copies[0],
+            "the first stays"
+        );
+        assert_eq!(
+            kept(format!("{first}.2.broken")),
+            copies[2],
+            "and the latest"
+        );
         assert_eq!(s.list().expect("listed"), Vec::<PathBuf>::new());
-        let distinct: std::collections::BTreeSet<&Vec<u8>> = kept.iter().map(|(_, b)| b).collect();
-        assert_eq!(distinct.len(), 3, "each damaged copy is kept");
     }
 
+    /// A file the WAL never recorded is not loaded; one above the oldest marker (the crash
+    /// came before its marker) is removed, so that it never counts among the files pruning
+    /// keeps; one below it stays (its marker may be in a released segment).
     #[test]
     fn snapshot_without_a_marker_is_ignored_and_removed_if_newer() {
         let tmp = TempDir::new().unwrap();

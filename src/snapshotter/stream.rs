@@ -39,9 +39,12 @@ impl SnapshotWriter {
             let _ = snap.fs.remove_file(&self.tmp);
             return Err(e.into_error(&self.path));
         }
-        snap.fs
-            .rename(&self.tmp, &self.path)
-            .map_err(io_err(&self.path))?;
+        {
+            let _naming = snap.naming();
+            snap.fs
+                .rename(&self.tmp, &self.path)
+                .map_err(io_err(&self.path))?;
+        }
         snap.sync_dir()?;
         tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
         Ok(())
