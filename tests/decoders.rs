@@ -551,6 +551,9 @@ fn property(which: usize, cases: u32) {
     let decoders = decoders();
     let decoder = &decoders[which];
     let seed = seed();
+    // Said before the run too: a decoder that aborts the process (out of memory, a stack
+    // overflow) or hangs never reaches the failure message (found by a review).
+    eprintln!("{}: DECODER_SEED={seed}", decoder.name);
     let mut runner = TestRunner::new_with_rng(
         PtConfig {
             cases,
