@@ -37,11 +37,9 @@ pub struct AppState {
     pub client_timeout: std::time::Duration,
     /// Whether peers speak TLS: a new member's URL must then be `https://` (else `http://`).
     pub peer_tls: bool,
-    /// The address the REST API listens on, and this node's peer URL: a new member's URL that
-    /// reaches this listener is refused (see [`reaches_listener`]).
+    /// The address the REST API listens on: a new member's URL that reaches this listener is
+    /// refused (see [`reaches_listener`]).
     pub rest_addr: std::net::SocketAddr,
-    /// This node's own peer URL (its `--cluster` entry).
-    pub own_peer_url: String,
 }
 
 /// The REST router.
@@ -526,7 +524,7 @@ async fn add_member(
     // A member there could never be reached (raft's messages would go to the REST API), and
     // counting in the quorum from its addition on, it could leave the cluster unable to
     // commit even its own removal: `12380` for `12379` is an easy slip.
-    if reaches_listener(&url, app.rest_addr, &app.own_peer_url) {
+    if reaches_listener(&url, app.rest_addr) {
         return Err(ApiError::BadUrl(format!(
             "{url} is this node's REST API (--port {}), not a peer port: a member's peer URL is its entry in --cluster",
             app.rest_addr.port()

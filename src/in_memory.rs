@@ -104,7 +104,6 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
             peer_tls: false,
             // No socket: the address the flags give, which a test may name.
             rest_addr: std::net::SocketAddr::new(config.listen_host, config.port),
-            own_peer_url: config.own_peer_url().unwrap_or_default().to_string(),
         }),
         shutdown.clone(),
     );

@@ -359,7 +359,6 @@ async fn start_recovered(
                 client_timeout: config.client_timeout(),
                 peer_tls,
                 rest_addr,
-                own_peer_url: own_url.to_string(),
             })),
             config.client_timeout(),
         ),
