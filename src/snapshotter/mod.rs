@@ -142,12 +142,13 @@ pub struct Snapshotter {
     /// Removes files off the caller's thread on a real disk: `prune_behind` and `discard` run
     /// on the raft thread, and unlinking a snapshot of a GiB takes about 250 ms here.
     reaper: std::sync::Arc<std::sync::Mutex<Reaper>>,
-    /// Held while a file is put under a snapshot's name, and while a file found damaged is
-    /// set aside from it: a snapshot taken again at the same term and index (a leader whose
-    /// file was damaged retakes it) gets the same name, so a send of the old, damaged file
-    /// that ends after the retake must check what the name holds now, with no save between
-    /// that check and its rename (see [`Snapshotter::set_aside_if_damaged`]).
-    naming: std::sync::Arc<std::sync::Mutex<()>>,
+    /// How many files were put under a snapshot's name so far, counted under the lock that
+    /// every such rename, every open to send, and every set-aside holds (each for a rename
+    /// or an open, no longer): a snapshot taken again at the same term and index (a leader
+    /// whose file was damaged retakes it) gets the same name, so a send of the old, damaged
+    /// file that ends after the retake must not set the new one aside (see
+    /// [`Snapshotter::set_aside_if_damaged`]).
+    naming: std::sync::Arc<std::sync::Mutex<u64>>,
 }
 
 struct SnapFile {
@@ -410,8 +411,14 @@ impl Snapshotter {
     /// [`RawSnapshotFile`]).
     pub fn open_raw(&self, name: &str) -> Result<RawSnapshotFile, Error> {
         let path = self.dir.join(name);
+        let naming = self.naming();
         match self.fs.open_read(&path) {
-            Ok((reader, len)) => Ok(RawSnapshotFile { path, len, reader }),
+            Ok((reader, len)) => Ok(RawSnapshotFile {
+                path,
+                len,
+                reader,
+                named: *naming,
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound { path }),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -425,8 +432,9 @@ impl Snapshotter {
         let path = self.dir.join(&target);
         if name != target {
             let from = self.dir.join(name);
-            let _naming = self.naming();
+            let mut naming = self.naming();
             self.fs.rename(&from, &path).map_err(io_err(&from))?;
+            *naming += 1;
         }
         self.sync_dir()?;
         tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "installed a snapshot file from the leader");
@@ -490,20 +498,35 @@ impl Snapshotter {
         };
         let path = self.dir.join(name);
         let meta = snap.get_metadata();
+        // Counted before the open: a file put under the name in between is then spared.
+        let named = *self.naming();
         let read = read_snap(&*self.fs, &path, meta.term, meta.index, read_all);
-        let (_, data) = self.set_aside_if_damaged(&path, read)?;
+        let (_, data) = self.set_aside_if_damaged(&path, named, read)?;
         snap.data = data.into();
         Ok(())
     }
 
-    /// Passes on `read`, the result of reading the file at `path` to send it; if the file
-    /// proved damaged, sets it aside first, so that the next attempt takes a fresh snapshot
-    /// instead of sending this one again (the receiver would refuse it on its own check).
-    pub fn set_aside_if_damaged<T>(&self, path: &Path, read: Result<T, Error>) -> Result<T, Error> {
+    /// Passes on `read`, the result of reading the file at `path` to send it, opened when
+    /// `named` files had been put under a snapshot's name ([`RawSnapshotFile::named`]); if
+    /// the file proved damaged, sets it aside first, so that the next attempt takes a fresh
+    /// snapshot instead of sending this one again (the receiver would refuse it on its own
+    /// check). Only if no file was put under a name since: then the path still holds the
+    /// file that was read, unless another send set it aside already. Otherwise the name may
+    /// hold the same snapshot taken again, good (found by a review: a second send of the
+    /// damaged file, to another follower, ending after the retake, set the new one aside),
+    /// and is left for its own sends to judge.
+    pub fn set_aside_if_damaged<T>(
+        &self,
+        path: &Path,
+        named: u64,
+        read: Result<T, Error>,
+    ) -> Result<T, Error> {
         if let Err(err @ Error::Corrupt { .. }) = &read {
             tracing::error!(%err, "a snapshot file being sent is damaged");
-            let _naming = self.naming();
-            if self.still_damaged(path)
+            let naming = self.naming();
+            if *naming != named {
+                tracing::info!(path = %path.display(), "a snapshot file was saved since this one was opened: the name is left to its own sends");
+            } else if self.fs.exists(path).unwrap_or(false)
                 && let Err(err) = self.quarantine(path)
             {
                 tracing::error!(%err, "cannot set the damaged snapshot aside");
@@ -512,30 +535,9 @@ impl Snapshotter {
         read
     }
 
-    /// Whether the file now at `path`, which a send found damaged, still is: another send of
-    /// it may have set it aside already, and the node may since have saved the same snapshot
-    /// again under that name (found by a review: a second send of the damaged file, to
-    /// another follower, set the good new one aside). A file that cannot be read counts as
-    /// damaged, as the send found it. Called with [`naming`](Self::naming) held.
-    fn still_damaged(&self, path: &Path) -> bool {
-        if !self.fs.exists(path).unwrap_or(true) {
-            return false;
-        }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some((term, index)) = parse_snap_name(name) else {
-            return true;
-        };
-        match file::read_snap(&*self.fs, path, term, index, |_, _| Ok(())) {
-            Ok(_) => {
-                tracing::info!(path = %path.display(), "the snapshot file now under that name is sound (taken again since): kept");
-                false
-            }
-            Err(_) => true,
-        }
-    }
-
-    /// The lock held while a file is put under a snapshot's name or set aside from it.
-    pub(super) fn naming(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// The lock held while a file is put under a snapshot's name, opened to be sent, or set
+    /// aside from it; it guards the count of files put under a name.
+    pub(super) fn naming(&self) -> std::sync::MutexGuard<'_, u64> {
         // A panic while holding it leaves nothing half done that the lock guards.
         self.naming.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -546,7 +548,8 @@ impl Snapshotter {
     /// `<name>.2.broken`: a rename over the first would delete it unseen. A third replaces
     /// the second, so the first and the latest damaged copies are kept, and a disk that
     /// damages every copy cannot fill up with them (the leader takes a damaged snapshot again
-    /// as soon as a follower needs one).
+    /// as soon as a follower needs one). Called at a start, before anything sends, or by
+    /// [`Snapshotter::set_aside_if_damaged`] under the naming lock.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
         let aside = |latest: bool| {
             let mut broken = path.as_os_str().to_owned();

@@ -40,10 +40,11 @@ impl SnapshotWriter {
             return Err(e.into_error(&self.path));
         }
         {
-            let _naming = snap.naming();
+            let mut naming = snap.naming();
             snap.fs
                 .rename(&self.tmp, &self.path)
                 .map_err(io_err(&self.path))?;
+            *naming += 1;
         }
         snap.sync_dir()?;
         tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
@@ -92,9 +93,17 @@ pub struct RawSnapshotFile {
     pub(super) path: PathBuf,
     pub(super) len: u64,
     pub(super) reader: Box<dyn Read + Send>,
+    /// How many files had been put under a snapshot's name when this one was opened.
+    pub(super) named: u64,
 }
 
 impl RawSnapshotFile {
+    /// How many files had been put under a snapshot's name when this one was opened: for
+    /// [`Snapshotter::set_aside_if_damaged`](super::Snapshotter::set_aside_if_damaged).
+    pub fn named(&self) -> u64 {
+        self.named
+    }
+
     /// The file's length.
     pub fn len(&self) -> u64 {
         self.len

@@ -110,6 +110,7 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
     let counted = progress.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let path = file.path().to_path_buf();
+        let named = file.named();
         let mut cut_short = false;
         let copied = file.copy_to(CHUNK, |chunk| {
             let len = chunk.len() as u64;
@@ -125,7 +126,10 @@ pub(super) fn outgoing(mut message: Message, snapshots: &Snapshotter) -> Result<
             // connection broke), and its outcome says why.
             return Ok(());
         }
-        snapshots.set_aside_if_damaged(&path, copied)
+        // The body ends here, not after the set-aside: the receiver is not kept waiting on
+        // the sender's own bookkeeping (found by a review).
+        drop(tx);
+        snapshots.set_aside_if_damaged(&path, named, copied)
     });
     Ok(Outgoing {
         body: ChannelBody::sized(rx, total).boxed(),
@@ -164,7 +168,7 @@ impl std::fmt::Display for Stalled {
 /// disk), and each attempt would cost the receiver a full copy again. So the wait then grows
 /// with the file, at [`CHECK_RATE`]: a receiver that checks at least that fast is waited
 /// for. The price is that a receiver that is stuck there holds the leader's next attempt
-/// off for about a minute more per GiB; retrying sooner would not help it, and would cost
+/// off for about two minutes more per GiB; retrying sooner would not help it, and would cost
 /// the network and its disk the whole file again.
 fn stall_limit(sent: u64, total: u64) -> Duration {
     if sent < total {
