@@ -592,9 +592,22 @@ mod tests {
 
     fn follower_with_grace(dir: &Path, grace: Duration) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
         let (tx, rx) = mpsc::channel(4);
-        let server = PeerServer::new(
+        (follower_on(dir, tx, grace), rx)
+    }
+
+    /// A follower whose raft node's inbox is full and never read: a hand-off to it never
+    /// completes.
+    fn follower_with_full_inbox(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(PeerEvent::Unreachable(3))
+            .expect("a fresh inbox has room for one event");
+        (follower_on(dir, tx, Duration::from_secs(30)), rx)
+    }
+
+    fn follower_on(dir: &Path, inbox: mpsc::Sender<PeerEvent>, grace: Duration) -> PeerServer {
+        PeerServer::new(
             Arc::new(PeerFilter::new(2, 0xabc)),
-            tx,
+            inbox,
             Arc::default(),
             PeerLimits {
                 max_message: 1 << 20,
@@ -602,8 +615,7 @@ mod tests {
                 snapshot_grace: grace,
             },
             dir,
-        );
-        (server, rx)
+        )
     }
 
     /// Two sends of one damaged file (to two followers) are under way. The first finds the
@@ -913,21 +925,7 @@ mod tests {
         let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
         let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
         let total = body.len() as u64;
-        let (inbox, mut events) = mpsc::channel(1);
-        inbox
-            .try_send(PeerEvent::Unreachable(3))
-            .expect("a fresh inbox has room for one event");
-        let server = PeerServer::new(
-            Arc::new(PeerFilter::new(2, 0xabc)),
-            inbox,
-            Arc::default(),
-            PeerLimits {
-                max_message: 1 << 20,
-                max_snapshot: u64::MAX,
-                snapshot_grace: Duration::from_secs(30),
-            },
-            follower_dir.path(),
-        );
+        let (server, mut events) = follower_with_full_inbox(follower_dir.path());
         let senders_allowance = stall_limit(total, total);
         let started = Instant::now();
         let refused =
@@ -1038,21 +1036,7 @@ mod tests {
                 .expect("the leader's file")
                 .len();
 
-        let (inbox, _events) = mpsc::channel(1);
-        inbox
-            .try_send(PeerEvent::Unreachable(3))
-            .expect("a fresh inbox has room for one event");
-        let server = PeerServer::new(
-            Arc::new(PeerFilter::new(2, 0xabc)),
-            inbox,
-            Arc::default(),
-            PeerLimits {
-                max_message: 1 << 20,
-                max_snapshot: u64::MAX,
-                snapshot_grace: Duration::from_secs(30),
-            },
-            follower_dir.path(),
-        );
+        let (server, _events) = follower_with_full_inbox(follower_dir.path());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
