@@ -1570,21 +1570,12 @@ impl World {
             .collect();
         if !lingering.is_empty() && first.is_none() && self.rng.random_bool(UNDO_REMOVAL) {
             let id = lingering[self.rng.random_range(0..lingering.len())];
-            let node = self.nodes.get_mut(&id).expect("node exists");
-            node.undone_in_life = Some(node.life_no);
             let via = voters
                 .iter()
                 .copied()
                 .find(|v| running.contains(v))
                 .unwrap_or(id);
-            let change = MemberChange::Add {
-                id,
-                url: url_of(id),
-            };
-            self.stats.removals_undone += 1;
-            self.changes_sent += 1;
-            self.note(|| format!("admin: {change:?} via n{via}, undoing its removal"));
-            self.ask_change(via, change, false, Vec::new());
+            self.add_back(id, via);
             return true;
         }
         // The id the change in flight adds, if it adds one that can still be added.
