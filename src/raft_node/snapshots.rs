@@ -229,6 +229,15 @@ impl RaftNode {
         Ok(())
     }
 
+    /// The snapshot `meta` names, taken since `started`, is the one raft is served from now.
+    fn now_newest(&mut self, meta: SnapshotMetadata, started: Instant) {
+        self.storage.set_latest_snapshot(meta);
+        self.metrics.snapshots.inc();
+        self.metrics
+            .snapshot_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     /// Once the state machine has saved its snapshot: the WAL marker, then compaction of the
     /// log and of the WAL.
     pub(super) fn poll_snapshot(&mut self) -> Result<(), NodeError> {
@@ -259,11 +268,7 @@ impl RaftNode {
         if retake && index == self.snapshot_index {
             // The WAL's marker names this term and index already, and nothing is left to
             // compact: the file is back, so raft's next attempt finds it.
-            self.storage.set_latest_snapshot(meta);
-            self.metrics.snapshots.inc();
-            self.metrics
-                .snapshot_seconds
-                .observe(started.elapsed().as_secs_f64());
+            self.now_newest(meta, started);
             tracing::info!(index, "snapshot taken again in place of the damaged file");
             return Ok(());
         }
@@ -286,11 +291,7 @@ impl RaftNode {
         self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.snapshotter().prune_behind(index);
-        self.storage.set_latest_snapshot(meta);
-        self.metrics.snapshots.inc();
-        self.metrics
-            .snapshot_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.now_newest(meta, started);
         tracing::info!(index, "snapshot saved");
 
         // Keep some entries behind the snapshot so a slightly slow follower catches up from
