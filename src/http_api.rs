@@ -374,7 +374,18 @@ impl IntoResponse for ApiError {
 
 async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request) -> Response {
     let (parts, mut body) = request.into_parts();
-    let path = parts.uri.path().to_string();
+    // Hyper takes an authority-form target (`GET k`, `GET h:1`), whose path is empty. The
+    // original's key is the request target, and Go's server takes one that starts like a URL
+    // scheme (see `go_takes_as_uri`): such a target is a key here too, one that no path can
+    // name, as `*` is.
+    let opaque_key = match parts.uri.authority() {
+        Some(target) if parts.uri.scheme().is_none() && go_takes_as_uri(target.as_str()) => {
+            Some(target.as_str().to_string())
+        }
+        _ => None,
+    };
+    let is_key_target = opaque_key.is_some();
+    let path = opaque_key.unwrap_or_else(|| parts.uri.path().to_string());
     let query = parts.uri.query().unwrap_or("").to_string();
     let (route, result) = if parts.method == Method::CONNECT && !path.starts_with('/') {
         // Go's server takes a CONNECT's `host:port` target, and the original's handler then
@@ -383,8 +394,8 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
             "other",
             Err(ApiError::MethodNotAllowed(Method::CONNECT, ALLOWED)),
         )
-    } else if !path.starts_with('/') && path != "*" {
-        // Hyper takes an authority-form target (`GET k`), whose path is empty. `*` is a key
+    } else if !path.starts_with('/') && path != "*" && !is_key_target {
+        // What Go's server refuses too (`GET 127.0.0.1:9121`, `GET k`): `400`. `*` is a key
         // in the original (its key is the request target, which Go's server lets be `*`),
         // one that no path can name.
         ("bad_target", Err(ApiError::NotAPath(parts.uri.to_string())))
@@ -419,6 +430,19 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     response
+}
+
+/// Whether Go's server takes `target`, a request target that is neither a path nor `*`, as a
+/// URI (and so the original as a key): a scheme, that is a letter then letters, digits, `+`,
+/// `-` or `.`, before a `:` (`localhost:9121`, `h:1`; Go's `url.ParseRequestURI`). Go refuses
+/// any other such target (`127.0.0.1:9121`, `[::1]:80`, `k`) with `400`.
+fn go_takes_as_uri(target: &str) -> bool {
+    let Some((scheme, _)) = target.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.bytes();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
 /// The node's own endpoints.
@@ -918,5 +942,34 @@ mod tests {
         assert!(node_id("/0").is_err());
         assert!(node_id("/abc").is_err());
         assert!(node_id("/").is_err());
+    }
+
+    /// The targets Go's server takes as a URI (a scheme before the `:`), and so the original
+    /// as a key, and those it refuses with `400`, as sent to it.
+    #[test]
+    fn targets_that_go_takes_as_a_uri() {
+        for taken in [
+            "h:1",
+            "localhost:9121",
+            "H:1",
+            "h:",
+            "u:p@h:1",
+            "a+b.c-d:1",
+            "xn--e:1",
+        ] {
+            assert!(go_takes_as_uri(taken), "{taken}");
+        }
+        for refused in [
+            "127.0.0.1:9121",
+            "[::1]:80",
+            "k",
+            ":1",
+            "h@x:1",
+            "h_x:1",
+            "1h:1",
+            "+h:1",
+        ] {
+            assert!(!go_takes_as_uri(refused), "{refused}");
+        }
     }
 }

@@ -700,6 +700,53 @@ async fn the_target_asterisk_is_the_key_asterisk() {
     assert_serving_on(&mut conn, "after-asterisk").await;
 }
 
+/// A target that is neither a path nor `*` but starts like a URL scheme (`h:1`,
+/// `localhost:9121`; hyper takes it as authority-form) is a key, as in the original, whose key
+/// is the request target, which Go's server takes as a URI: `GET h:1` is `404` until `PUT h:1`
+/// stores it, spelt as sent (`H:1` and `/h:1` are other keys); `POST` and `DELETE` of it are a
+/// bad id, and another method `405`, as there. A target Go refuses (`127.0.0.1:9121`, `k`)
+/// stays `400`. Before, every such target was `400` (not a path).
+#[tokio::test(start_paused = true)]
+async fn a_target_go_takes_as_a_uri_is_a_key() {
+    let (cluster, api) = single_node().await;
+    let (s, body) = api.call(Method::GET, "localhost:9121", vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "GET localhost:9121: {body}");
+    assert!(body.contains(r#""localhost:9121""#), "{body}");
+    one_line(&body);
+    let (s, body) = api.call(Method::PUT, "h:1", b"opaque".to_vec()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "PUT h:1: {body}");
+    assert_eq!(
+        api.call(Method::GET, "h:1", vec![]).await,
+        (StatusCode::OK, "opaque".to_string())
+    );
+    for other in ["H:1", "/h:1"] {
+        let (s, body) = api.call(Method::GET, other, vec![]).await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "GET {other} is another key: {body}"
+        );
+    }
+    for method in [Method::POST, Method::DELETE] {
+        let (s, body) = api
+            .call(method.clone(), "h:5", b"http://127.0.0.1:1".to_vec())
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} h:5: {body}");
+        assert!(body.contains("bad node id"), "{body}");
+        one_line(&body);
+    }
+    let (s, body) = api.call(Method::OPTIONS, "h:1", vec![]).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "OPTIONS h:1: {body}");
+    for refused in ["127.0.0.1:9121", "[::1]:80", "h@x:1", "k"] {
+        let (s, body) = api.call(Method::GET, refused, vec![]).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "GET {refused}: {body}");
+        assert!(body.contains("must start with /"), "{body}");
+        one_line(&body);
+    }
+    api.assert_serving("after-uri-targets").await;
+    cluster.shutdown().await;
+}
+
 /// A `CONNECT` is `405` with the original's `Allow` headers whatever its target, as the
 /// original's handler answers any method but its four: Go's server takes the `host:port`
 /// target a `CONNECT` carries (and needs no `Host` header with it). Its body, if any, is read
