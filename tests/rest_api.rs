@@ -556,6 +556,42 @@ async fn an_expectation_other_than_100_continue_is_417_and_nothing_is_written() 
     assert_serving_on(&mut conn, "after-a-list").await;
 }
 
+/// Go's server heeds the first `Expect` header only, and so does the node: a header that
+/// follows an empty first one (`Expect:` then `Expect: foo`), or one listing `100-continue`
+/// on a request without a body, is not looked at (served, and a `PUT`'s body written), and
+/// one that follows an unmet first one (`Expect: foo` then `Expect: 100-continue`) does not
+/// save it (`417`, closed, nothing written). Before, every value had to be met: the served
+/// ones here were `417`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_first_expect_header_counts_as_in_go() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let mut conn = connect(&c).await;
+    for request in [
+        "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: foo\r\n\r\n",
+        "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect: foo, 100-continue\r\nExpect: bar\r\n\r\n",
+        "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: foo\r\n\r\n",
+        "PUT /second HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: foo\r\nContent-Length: 6\r\n\r\nsecond",
+    ] {
+        let (status, head, body) = exchange(&mut conn, request).await;
+        assert!(matches!(status, 200 | 204), "{request:?}: {head}\n{body}");
+    }
+    assert_eq!(c.get(1, "second").await, Some((200, "second".into())));
+    assert_serving_on(&mut conn, "after-two-expects").await;
+    refused_and_closed(
+        &c,
+        "an unmet first Expect",
+        "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        b"",
+        417,
+        r#""foo""#,
+    )
+    .await;
+    assert_eq!(
+        c.get(1, "exp").await,
+        Some((404, "key \"/exp\" not found\n".into()))
+    );
+}
+
 /// An HTTP/1.1 request without a `Host` header is `400`, as Go's server (the original's)
 /// answers, before anything is done and on any path, and the connection is closed as Go
 /// closes it; the node serves on. An HTTP/1.0 one, which need not name its host, is served,
