@@ -783,6 +783,41 @@ async fn a_target_go_takes_as_a_uri_is_a_key() {
     cluster.shutdown().await;
 }
 
+/// A target in absolute form (`PUT http://host/k`, as a client sends it to a proxy) names
+/// the resource of its path, whatever its host (RFC 9112): the key is its decoded path, as
+/// for `PUT /k`, and `POST`/`DELETE http://host/<id>` name member `<id>`. Deliberately not
+/// the original's answer, whose key was the whole target (`http://host/k`, a key that
+/// `GET /k` did not find) and which parsed `ttp://host/<id>` as the id (`400`).
+#[tokio::test(start_paused = true)]
+async fn an_absolute_target_names_the_key_of_its_path() {
+    let (cluster, api) = single_node().await;
+    let (s, body) = api
+        .call(
+            Method::PUT,
+            "http://node.example/abs%20k?q=1",
+            b"v".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    for get in ["/abs%20k", "http://another:1/abs%20k"] {
+        assert_eq!(
+            api.call(Method::GET, get, vec![]).await,
+            (StatusCode::OK, "v".to_string()),
+            "GET {get}"
+        );
+    }
+    let (s, body) = api
+        .call(Method::DELETE, "http://node.example/7", vec![])
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "DELETE of member 7: {body}");
+    one_line(&body);
+    let (s, body) = api
+        .call(Method::GET, "http://node.example/-/health", vec![])
+        .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok\n"));
+    cluster.shutdown().await;
+}
+
 /// A `CONNECT` is `405` with the original's `Allow` headers whatever its target, as the
 /// original's handler answers any method but its four: Go's server takes the `host:port`
 /// target a `CONNECT` carries (and needs no `Host` header with it). Its body, if any, is read
