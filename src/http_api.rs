@@ -326,6 +326,8 @@ impl ApiError {
                 | ProposalError::Stopped
                 | ProposalError::StoppedUnproposed => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
+                // As for this node's own REST URL (`add_member`): a bad URL.
+                ProposalError::UrlIsRestApi { .. } => StatusCode::BAD_REQUEST,
                 ProposalError::AlreadyMember(_)
                 | ProposalError::UrlInUse { .. }
                 | ProposalError::LastVoter(_)

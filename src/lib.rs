@@ -290,7 +290,8 @@ async fn start_recovered(
         shared.clone(),
         PeerLimits::from_config(&config),
         &config.snap_dir(),
-    );
+    )
+    .with_rest_listen(rest_addr);
     let env = raft_node::NodeEnv::production();
     let clock = env.clock.clone();
     let node = RaftNode::new(

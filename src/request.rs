@@ -133,6 +133,19 @@ pub enum ProposalError {
         /// The member using it.
         id: u64,
     },
+    /// Adding a URL that is another member's REST API (it says where that listens in its
+    /// answer to the strict reconfiguration check's probe).
+    #[error(
+        "{url} is node {id}'s REST API (it listens on {listen}), not a peer port: a member's peer URL is its entry in --cluster"
+    )]
+    UrlIsRestApi {
+        /// The URL.
+        url: String,
+        /// The member whose REST API it reaches.
+        id: u64,
+        /// Where that member's REST API listens.
+        listen: std::net::SocketAddr,
+    },
     /// Removing an id that is not a member.
     #[error("node {0} is not a member")]
     NotMember(u64),
@@ -179,6 +192,7 @@ impl ProposalError {
             ProposalError::StoppedUnproposed => "stopped_unproposed",
             ProposalError::AlreadyMember(_) => "already_member",
             ProposalError::UrlInUse { .. } => "url_in_use",
+            ProposalError::UrlIsRestApi { .. } => "url_is_rest_api",
             ProposalError::NotMember(_) => "not_member",
             ProposalError::LastVoter(_) => "last_voter",
             ProposalError::ChangePending => "change_pending",

@@ -931,3 +931,39 @@ async fn the_binary_refuses_its_own_rest_url_as_a_peer_url() {
     }
     assert_serving_on(&mut connect(&c).await, "after-own-rest-url").await;
 }
+
+/// A new member's peer URL that is another member's REST API is `400` too, and nothing is
+/// proposed: that member tells where its REST API listens when the strict reconfiguration
+/// check probes it, and its messages to the new member would go to that REST API (the
+/// original accepted it). The same host at another port is still added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_url_that_is_another_members_rest_api_is_refused() {
+    let c = common::ProcCluster::start(2, &[]).await;
+    let other = c.url(2);
+    let localhost = other.replacen("127.0.0.1", "localhost", 1);
+    for url in [other.clone(), localhost] {
+        let r = c
+            .http
+            .post(format!("{}/3", c.url(1)))
+            .body(url.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /3 {url}: {e}"));
+        assert_eq!(r.status().as_u16(), 400, "POST /3 {url}");
+        let reason = r.text().await.expect("a reason");
+        assert!(reason.contains("node 2's REST API"), "{reason}");
+        one_line(&reason);
+    }
+    let members = c.status(1).await.expect("a status")["members"].to_string();
+    assert!(!members.contains("\"id\":3"), "{members}");
+    assert_serving_on(&mut connect(&c).await, "after-another-rest-url").await;
+    let free = common::free_ports(1)[0];
+    let r = c
+        .http
+        .post(format!("{}/3", c.url(1)))
+        .body(format!("http://127.0.0.1:{free}"))
+        .send()
+        .await
+        .expect("POST /3 at a free port");
+    assert_eq!(r.status().as_u16(), 204, "{:?}", r.text().await);
+}

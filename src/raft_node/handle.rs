@@ -3,6 +3,7 @@
 //! the node's answer; the node answers each by its deadline, saying what became of it.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use super::{
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
-use crate::transport::{HttpClient, PROBE_PATH};
+use crate::transport::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH};
 
 /// How long a member may take to answer the probe and still count as answering, for the
 /// strict reconfiguration check.
@@ -25,14 +26,21 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Whether the member at peer URL `url` answers [`PROBE_PATH`] (a node that is down, cut off or
 /// stopped with SIGSTOP gives no answer, although the kernel of a stopped one still takes
 /// connections).
-async fn answers(client: &HttpClient, url: &str) -> bool {
-    let Ok(uri) = format!("{}{PROBE_PATH}", url.trim_end_matches('/')).parse() else {
-        return false;
-    };
+/// `None` if not; else where its REST API listens, if it says (see [`HEADER_REST_LISTEN`]).
+async fn answers(client: &HttpClient, url: &str) -> Option<Option<SocketAddr>> {
+    let uri = format!("{}{PROBE_PATH}", url.trim_end_matches('/'))
+        .parse()
+        .ok()?;
     // Any answer will do: the process is there to give it.
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, client.get(uri)).await,
-        Ok(Ok(_))
+    let response = tokio::time::timeout(PROBE_TIMEOUT, client.get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    Some(
+        response
+            .headers()
+            .get(HEADER_REST_LISTEN)
+            .and_then(|v| v.to_str().ok()?.parse().ok()),
     )
 }
 
@@ -162,11 +170,27 @@ impl NodeHandle {
         {
             let (member, url) = (m.id, m.url.clone());
             let client = probe.clone();
-            probes.spawn(async move { answers(&client, &url).await.then_some(member) });
+            probes.spawn(async move { Some((member, answers(&client, &url).await?)) });
         }
         let mut reachable = BTreeSet::from([self.id]);
         while let Some(probe) = probes.join_next().await {
-            reachable.extend(probe.ok().flatten());
+            let Some((member, rest_listen)) = probe.ok().flatten() else {
+                continue;
+            };
+            reachable.insert(member);
+            // A URL that reaches the member's own REST API from where it runs (judged as for
+            // this node's, in `http_api::add_member`): that member's messages to the new one
+            // would go to its REST API. An easy slip: `22380`, node 2's REST port, for a new
+            // node's `42379`.
+            if let (MemberChange::Add { url, .. }, Some(listen)) = (change, rest_listen)
+                && crate::membership::reaches_listener(url, listen)
+            {
+                return Err(ProposalError::UrlIsRestApi {
+                    url: url.clone(),
+                    id: member,
+                    listen,
+                });
+            }
         }
         crate::membership::quorum_after_change(&voters, add, id, &reachable)
             .map_err(ProposalError::WouldLoseQuorum)?;

@@ -96,6 +96,10 @@ pub const JOIN_PATH: &str = "/raft/join";
 /// Where a node answers "ok" to anyone who asks: the strict reconfiguration check's probe of
 /// whether a member's process answers (its port alone is open even while it is stopped).
 pub const PROBE_PATH: &str = "/raft/probe";
+/// Header on the answer to [`PROBE_PATH`] carrying the address the member's REST API listens
+/// on, so that a member's REST URL given as a new member's peer URL is caught (see
+/// [`crate::membership::reaches_listener`]).
+pub const HEADER_REST_LISTEN: &str = "x-raftexample-rest-listen";
 /// Header carrying the sender's own peer URL (on every peer request, and on a joining node's
 /// lookup).
 pub const HEADER_URL: &str = "x-raftexample-url";

@@ -45,9 +45,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, JOIN_PATH, PROBE_PATH,
-    PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of,
-    gone_text, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_TO, HEADER_URL,
+    JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
+    decode_available, gone_as_of, gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
 use crate::request::Shared;
@@ -80,6 +80,9 @@ pub struct PeerServer {
     arriving: Arc<Mutex<HashSet<u64>>>,
     /// (sender, what) pairs already logged.
     logged: Arc<Mutex<HashSet<(u64, u64)>>>,
+    /// The address this node's REST API listens on, told in the probe's answer (see
+    /// [`HEADER_REST_LISTEN`]); none in tests that run no REST API.
+    rest_listen: Option<std::net::SocketAddr>,
 }
 
 /// At most this many (sender, what) pairs are remembered as logged.
@@ -115,7 +118,14 @@ impl PeerServer {
             next_stream: Arc::default(),
             arriving: Arc::default(),
             logged: Arc::default(),
+            rest_listen: None,
         }
+    }
+
+    /// The server, telling in the probe's answer that this node's REST API listens on `addr`.
+    pub fn with_rest_listen(mut self, addr: std::net::SocketAddr) -> PeerServer {
+        self.rest_listen = Some(addr);
+        self
     }
 
     /// The peer router.
@@ -124,7 +134,7 @@ impl PeerServer {
             .route(RAFT_PATH, post(receive_snapshot))
             .route(STREAM_PATH, post(receive_stream))
             .route(JOIN_PATH, get(answer_join))
-            .route(PROBE_PATH, get(|| std::future::ready("ok\n")))
+            .route(PROBE_PATH, get(answer_probe))
             .with_state(self)
     }
 
@@ -592,6 +602,17 @@ async fn answer_join(
             ),
         )),
     }
+}
+
+/// The strict reconfiguration check's probe: "ok", and where this node's REST API listens.
+async fn answer_probe(State(server): State<PeerServer>) -> Response {
+    let mut response = "ok\n".into_response();
+    if let Some(addr) = server.rest_listen
+        && let Ok(value) = HeaderValue::from_str(&addr.to_string())
+    {
+        response.headers_mut().insert(HEADER_REST_LISTEN, value);
+    }
+    response
 }
 
 #[cfg(test)]
