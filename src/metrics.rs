@@ -28,7 +28,8 @@ pub struct Metrics {
     pub term: IntGauge,
     /// The leader this node knows (0: none).
     pub leader: IntGauge,
-    /// Times a new leader became known (not the times none was).
+    /// Times a leader became known for a new term (not the times none was): a leader deposed
+    /// and elected again counts again.
     pub leader_changes: IntCounter,
     /// Linearizable reads started.
     pub read_index_requests: IntCounter,
@@ -127,7 +128,10 @@ impl Metrics {
             ),
             term: gauge("term", "Current raft term."),
             leader: gauge("leader", "Id of the leader this node knows (0 for none)."),
-            leader_changes: counter("leader_changes_total", "Times a new leader became known."),
+            leader_changes: counter(
+                "leader_changes_total",
+                "Times a leader became known for a new term.",
+            ),
             read_index_requests: counter(
                 "read_index_requests_total",
                 "Linearizable reads (ReadIndex) started.",

@@ -243,6 +243,11 @@ pub struct RaftNode {
     /// The leader and term of the last heartbeat that counted entries this log lacks, said
     /// once in the log: the leader sends one every heartbeat until the snapshot lands.
     lost_log_said: Option<(u64, u64)>,
+    /// The leader and term this node last acted on as a new leader (proposals and reads asked
+    /// again): compared on every `Ready`, not only when raft reports a new soft state, because
+    /// a leader deposed and elected again is the same (leader, role) pair to a follower that
+    /// took the new term's first message without a `Ready` in between.
+    leader_term: (u64, u64),
     /// When a leader last sent this node anything.
     last_leader_contact: Instant,
     exit: Option<Exit>,
@@ -421,6 +426,7 @@ impl RaftNode {
             conf_in_log_to,
             heard_at: Default::default(),
             lost_log_said: None,
+            leader_term: (raft::INVALID_ID, 0),
             last_leader_contact: env.clock.now(),
             exit: None,
             shared,

@@ -438,6 +438,7 @@ impl RaftNode {
         if let Some(ss) = rd.ss() {
             self.on_soft_state(ss.leader_id, ss.raft_state);
         }
+        self.note_leader_term();
         // 1. Leader: replicate before persisting.
         self.send(rd.take_messages());
         // 2. A snapshot from the leader.
@@ -562,24 +563,33 @@ impl RaftNode {
 
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {
         tracing::info!(leader, role = ?role, term = self.rn.raft.term, "raft state changed");
-        let previous = self
-            .shared
+        self.shared
             .leader
-            .swap(leader, std::sync::atomic::Ordering::AcqRel);
-        // A new leader known, as etcd counts them: losing one (an election under way) is not
-        // a change of its own, or every failover would count twice.
-        if previous != leader && leader != INVALID_ID {
-            self.metrics.leader_changes.inc();
-        }
+            .store(leader, std::sync::atomic::Ordering::Release);
         self.metrics.leader.set(leader as i64);
-        // raft forgets pending ReadIndex requests when leadership moves, and a proposal
-        // forwarded to the old leader or appended in its term may be lost: ask and propose
-        // again as soon as this Ready is done (not now: raft must not be stepped between
-        // ready and advance).
+        // raft forgets pending ReadIndex requests when leadership moves: ask again as soon as
+        // this Ready is done (not now: raft must not be stepped between ready and advance).
         self.reads.on_leader_change();
-        if leader != previous && leader != raft::INVALID_ID {
-            self.proposals.on_leader_change(self.now());
+    }
+
+    /// A leader known in a term this node has not acted on yet: a new leader, or the same one
+    /// deposed and elected again. A proposal forwarded to it meanwhile (which it dropped while
+    /// it had no leader) or appended in its old term may be lost, and so may a ReadIndex
+    /// request: propose and ask again as soon as this Ready is done. Keyed on the term too,
+    /// because raft reports no new soft state to a follower that took the new term's first
+    /// message without a `Ready` in between (it saw the same leader, as a follower, before and
+    /// after), and such a follower's writes waited out the resend timer (found by a review).
+    fn note_leader_term(&mut self) {
+        let now = (self.rn.raft.leader_id, self.rn.raft.term);
+        if now.0 == INVALID_ID || now == self.leader_term {
+            return;
         }
+        self.leader_term = now;
+        // Counted once per term with a known leader: losing one (an election under way) is
+        // not a change of its own, or every failover would count twice.
+        self.metrics.leader_changes.inc();
+        self.reads.on_leader_change();
+        self.proposals.on_leader_change(self.now());
     }
 
     /// The answer to a round of the ready probe asked at `asked_at` (see

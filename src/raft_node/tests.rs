@@ -24,6 +24,7 @@ struct Fed {
     exit: tokio::task::JoinHandle<Exit>,
     shutdown: CancellationToken,
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     kv: KvStore,
     _dir: tempfile::TempDir,
 }
@@ -95,7 +96,7 @@ impl Fed {
             Box::new(transport),
             apply_tx,
             shared.clone(),
-            metrics,
+            metrics.clone(),
             super::NodeEnv::production(),
         )
         .expect("node");
@@ -106,6 +107,7 @@ impl Fed {
             exit,
             shutdown,
             shared,
+            metrics,
             kv: kv_seen,
             _dir: dir,
         }
@@ -1399,4 +1401,77 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
     // Node 3's process, started after the re-addition, registers: it has run.
     let session = commit(register(0xF00D)).await;
     assert_eq!(running().get(&3), Some(&session));
+}
+
+/// How many proposals `event` forwards or sends.
+fn proposals_in(event: &crate::events::Event) -> usize {
+    use crate::events::Event;
+    let kind = |m: &crate::events::MessageSummary| m.by_kind.get("MsgPropose").copied();
+    match event {
+        Event::Ready(rd) => {
+            kind(&rd.messages).unwrap_or(0) + kind(&rd.persisted_messages).unwrap_or(0)
+        }
+        Event::LightReady(light) => kind(&light.messages).unwrap_or(0),
+    }
+}
+
+/// Waits up to `within` for a Ready that forwards a proposal; whether one came.
+async fn forwards_within(events: &mut crate::events::Subscription, within: Duration) -> bool {
+    use crate::events::Received;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return false,
+            Ok(Received::Event(event)) if proposals_in(&event) > 0 => return true,
+            Ok(Received::Event(_) | Received::Lagged(_)) => {}
+            Ok(Received::Closed) => panic!("the node stopped"),
+        }
+    }
+}
+
+/// Node 3 follows leader 1 in term 2 and has forwarded its session registration to it. Leader
+/// 1 is deposed (it drops what it is forwarded while it knows no leader) and elected again in
+/// term 3, and node 3, which did not vote, first hears of it from a heartbeat: raft reports no
+/// new soft state (leader 1, follower, before and after). Node 3 took that for no leader
+/// change and forwarded again only when its resend timer ran out (2.5 s at the defaults, 12 s
+/// here), holding up every write sent to it meanwhile (found by a review). It forwards again at
+/// once, and counts a leader change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_proposes_again_when_its_leader_is_elected_again() {
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(3, cluster.clone(), true, dir, |config| {
+        long_ticks(config);
+        config.proposal_timeout_ms = 60_000;
+    })
+    .await;
+    let mut events = node.shared.events.subscribe();
+    let log = replay::bootstrap_entries(&cluster);
+    let commit = log.last().expect("bootstrap entries").index;
+    feed_one_by_one(&node, &log, commit).await;
+    assert!(
+        forwards_within(&mut events, Duration::from_secs(10)).await,
+        "node 3 never forwarded its registration to leader 1"
+    );
+    let changes = node.metrics.leader_changes.get();
+    // Leader 1's heartbeats in term 3 (repeated, or node 3 would campaign meanwhile): well
+    // within the resend timer, node 3 forwards again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut heartbeat = message(MsgHeartbeat, 1, 3, 3);
+        heartbeat.commit = commit;
+        let status = node.step(heartbeat).await.expect("running");
+        assert_eq!((status.leader, status.term), (1, 3), "{status:?}");
+        if forwards_within(&mut events, Duration::from_millis(200)).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 did not forward its registration again when leader 1 was elected again"
+        );
+    }
+    assert_eq!(node.metrics.leader_changes.get(), changes + 1);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
 }
