@@ -69,6 +69,10 @@ impl Body for ChannelBody {
 pub struct Refusal {
     status: StatusCode,
     text: String,
+    /// Set only when this node gave up on a snapshot on its own, after its last byte (a time
+    /// limit of its own ran out): why, and what its operator should do, since the leader's
+    /// next attempts are likely to meet the same trouble (see [`Refusal::gave_up`]).
+    gave_up: Option<String>,
 }
 
 impl Refusal {
@@ -76,7 +80,20 @@ impl Refusal {
         Refusal {
             status,
             text: text.into(),
+            gave_up: None,
         }
+    }
+
+    /// The same refusal, marked as this node giving up on its own: `why` is one line for its
+    /// operator (its `/-/ready` says it), where the text is for the sender.
+    pub(super) fn gave_up_because(mut self, why: impl Into<String>) -> Refusal {
+        self.gave_up = Some(why.into());
+        self
+    }
+
+    /// Why this node gave up on its own, if that is what this refusal is.
+    pub fn gave_up(&self) -> Option<&str> {
+        self.gave_up.as_deref()
     }
 
     /// The status it is answered with.

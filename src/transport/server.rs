@@ -472,27 +472,29 @@ async fn receive_snapshot(
     };
     match &received {
         Ok(()) => server.shared.note_snapshot_refused(None),
-        // This node's own trouble (its limit, its disk), which the leader's next attempt meets
-        // again: the node stays behind until its operator acts, and only its log and its
-        // /-/ready can tell the operator so.
-        Err(refused)
-            if matches!(
-                refused.status(),
-                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE
-            ) =>
-        {
-            if refused.status() == StatusCode::INSUFFICIENT_STORAGE {
-                tracing::warn!(
-                    "cannot store the snapshot the leader sends: {}; free space there, and the \
-                     leader's next attempt will catch this node up",
-                    refused.text()
-                );
+        // This node's own trouble (its limit, its disk, a step after the last byte it could
+        // not finish in time), which the leader's next attempt meets again: the node stays
+        // behind until its operator acts, and only its log and its /-/ready can tell the
+        // operator so. (The give-up was logged where it happened.)
+        Err(refused) => {
+            let status = refused.status();
+            let why = match refused.gave_up() {
+                Some(why) => Some(why),
+                None if status == StatusCode::PAYLOAD_TOO_LARGE => Some(refused.text()),
+                None if status == StatusCode::INSUFFICIENT_STORAGE => {
+                    tracing::warn!(
+                        "cannot store the snapshot the leader sends: {}; free space there, and \
+                         the leader's next attempt will catch this node up",
+                        refused.text()
+                    );
+                    Some(refused.text())
+                }
+                None => None,
+            };
+            if let Some(why) = why {
+                server.shared.note_snapshot_refused(Some(why.to_string()));
             }
-            server
-                .shared
-                .note_snapshot_refused(Some(refused.text().to_string()));
         }
-        Err(_) => {}
     }
     received.map(|()| StatusCode::NO_CONTENT)
 }
@@ -715,6 +717,68 @@ mod tests {
         }
         let logged = server.logged.lock().expect("not poisoned").len();
         assert!(logged <= LOGGED_MAX, "{logged} pairs remembered");
+    }
+
+    /// A leader's snapshot of members 1 and 3, its data inline (as an in-memory network
+    /// sends one), as the body of a `POST /raft` from node 1.
+    fn inline_snapshot_request() -> (HeaderMap, Body) {
+        let mut m = message(MessageType::MsgSnapshot, 1);
+        m.term = 2;
+        let snap = m.mut_snapshot();
+        snap.data = vec![7u8; 64].into();
+        let meta = snap.mut_metadata();
+        (meta.term, meta.index) = (2, 9);
+        meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 3], vec![])));
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
+        headers.insert(HEADER_TO, HeaderValue::from_static("3"));
+        headers.insert(HEADER_CLUSTER, HeaderValue::from_static("abc"));
+        (headers, Body::from(super::super::encode_batch(&[m])))
+    }
+
+    /// A snapshot this node gave up on after its last byte, its raft node taking nothing
+    /// (its inbox full), is this node's own trouble as much as a full disk: the leader's next
+    /// attempts meet it too. So `/-/ready`'s reason names it, with what to look at, until a
+    /// snapshot is delivered. It was only logged, and the node said nothing but how far
+    /// behind it was.
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_given_up_after_its_last_byte_says_why_until_one_is_delivered() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, mut events) = server(dir.path());
+        while server.inbox.try_send(PeerEvent::Unreachable(2)).is_ok() {}
+        let (headers, body) = inline_snapshot_request();
+        let refused = receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect_err("a hand-off that never completes is given up");
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let why = server
+            .shared
+            .snapshot_refused()
+            .expect("the give-up is this node's own trouble");
+        assert!(
+            why.contains("after its last byte")
+                && why.contains("hand it to the raft node")
+                && why.contains("check its log"),
+            "{why}"
+        );
+        assert!(!why.contains('\n'), "one line: {why}");
+
+        // Any other refusal (here: the sender's own mistake) leaves the reason as it was.
+        let mut wrong = HeaderMap::new();
+        wrong.insert(HEADER_FROM, HeaderValue::from_static("1"));
+        let refused = receive_snapshot(State(server.clone()), wrong, Body::empty())
+            .await
+            .expect_err("no headers");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(server.shared.snapshot_refused(), Some(why));
+
+        while events.try_recv().is_ok() {}
+        let (headers, body) = inline_snapshot_request();
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect("delivered, now that the node takes it");
+        assert_eq!(server.shared.snapshot_refused(), None, "cleared");
+        assert!(matches!(events.try_recv(), Ok(PeerEvent::Step(_))));
     }
 
     fn message(kind: MessageType, from: u64) -> Message {

@@ -344,7 +344,7 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
                 ));
             }
             let deadline = Instant::now() + answer_limit(0);
-            return within(deadline, from, None, "hand it to the raft node", async {
+            return within(deadline, from, None, Settle::HandOff, async {
                 server.deliver(from, vec![message]).await
             })
             .await;
@@ -372,14 +372,14 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         deadline,
         from,
         file,
-        "sync it",
+        Settle::Sync,
         sync_file(&part.path, arrived),
     )
     .await?;
     let meta = message.get_snapshot().get_metadata();
     let (term, index) = (meta.term, meta.index);
     let check = part.path.clone();
-    let in_file = within(deadline, from, file, "check it", async move {
+    let in_file = within(deadline, from, file, Settle::Check, async move {
         tokio::task::spawn_blocking(move || snapshotter::verify_file(&check, term, index))
             .await
             .map_err(|e| {
@@ -400,7 +400,7 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
         )));
     }
     message.mut_snapshot().data = file_handle(&name);
-    within(deadline, from, file, "hand it to the raft node", async {
+    within(deadline, from, file, Settle::HandOff, async {
         server.deliver(from, vec![message]).await
     })
     .await?;
@@ -411,34 +411,76 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
     Ok(())
 }
 
+/// A step of settling an arrived snapshot after its last byte, under [`answer_limit`].
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    /// Syncing the file.
+    Sync,
+    /// Reading it back to check it.
+    Check,
+    /// Handing it to the raft node.
+    HandOff,
+}
+
+impl Settle {
+    /// What this node could not do in time, as in "could not ...".
+    fn what(self) -> &'static str {
+        match self {
+            Settle::Sync => "sync it",
+            Settle::Check => "check it",
+            Settle::HandOff => "hand it to the raft node",
+        }
+    }
+
+    /// Where its operator should look: the leader's next attempt meets the same trouble.
+    fn advice(self) -> String {
+        match self {
+            Settle::Sync | Settle::Check => format!(
+                "check this node's disk (stuck, failing, or slower than {} MiB/s) and its load",
+                CHECK_RATE >> 20
+            ),
+            Settle::HandOff => "its raft node took nothing from its inbox: check its log and \
+                                its CPU, and restart it if it stays stuck"
+                .to_string(),
+        }
+    }
+}
+
 /// Runs `step` of settling an arrived snapshot from `from` (in `file`, if it has one), unless
 /// `deadline` passes first: then logs it and refuses with 503, which the sender reports to
-/// raft as a failed snapshot and retries later. A step in a blocking task goes on after it
-/// is given up (it cannot be cancelled); the file it works on is removed all the same.
+/// raft as a failed snapshot and retries later. The refusal says why this node gave up, for
+/// its `/-/ready` ([`Refusal::gave_up`]). A step in a blocking task goes on after it is given
+/// up (it cannot be cancelled); the file it works on is removed all the same.
 async fn within<T>(
     deadline: Instant,
     from: u64,
     file: Option<&Path>,
-    step: &str,
+    step: Settle,
     work: impl Future<Output = Result<T, Refusal>>,
 ) -> Result<T, Refusal> {
     match tokio::time::timeout_at(deadline, work).await {
         Ok(done) => done,
         Err(_) => {
             let file = file.map_or_else(|| "inline data".to_string(), |f| f.display().to_string());
+            let what = step.what();
             tracing::warn!(
                 peer = from,
                 %file,
-                "snapshot given up: could not {step} in time after its last byte; the sender \
+                "snapshot given up: could not {what} in time after its last byte; the sender \
                  will try again"
             );
             Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "snapshot from node {from} given up: this node could not {step} in time \
+                    "snapshot from node {from} given up: this node could not {what} in time \
                      after its last byte ({file}); try again later"
                 ),
-            ))
+            )
+            .gave_up_because(format!(
+                "it gave up on one from node {from} after its last byte, as it could not {what} \
+                 in time; {}; the leader tries again",
+                step.advice()
+            )))
         }
     }
 }
