@@ -5,7 +5,7 @@
 //! ([`crate::snapshotter::handle`]). Asking costs nothing on the raft thread, however big the
 //! state and however often raft asks again; the transport streams the file to the follower.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::{Entry, Snapshot, SnapshotMetadata};
@@ -29,8 +29,11 @@ struct Shared {
     /// Set when raft asked for a snapshot the newest file cannot serve (too old, or taken
     /// before the follower joined): the raft node then takes a fresh one.
     want_fresh: AtomicBool,
-    /// The index of the last snapshot whose file was found gone, so that it is said once.
-    gone_said: AtomicU64,
+    /// Whether the newest snapshot's file was found gone and said so: raft asks again on
+    /// every heartbeat answer, so it is said once per file. Cleared when a newer file is
+    /// recorded ([`NodeStorage::set_latest_snapshot`]), a retake's at the same index included:
+    /// when that copy is damaged too, it is said again.
+    gone_said: AtomicBool,
 }
 
 impl NodeStorage {
@@ -47,7 +50,7 @@ impl NodeStorage {
                 snapshotter: Arc::new(snapshotter),
                 latest: Mutex::new(latest),
                 want_fresh: AtomicBool::new(false),
-                gone_said: AtomicU64::new(0),
+                gone_said: AtomicBool::new(false),
             }),
         }
     }
@@ -55,6 +58,7 @@ impl NodeStorage {
     /// Records that a newer snapshot file is on disk.
     pub fn set_latest_snapshot(&self, meta: SnapshotMetadata) {
         *self.shared.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta);
+        self.shared.gone_said.store(false, Ordering::Release);
     }
 
     /// Metadata of the newest snapshot on disk.
@@ -135,8 +139,8 @@ impl Storage for NodeStorage {
         if !self.shared.snapshotter.has_file(&name) {
             // Set aside as damaged (the transport found its checksum wrong while sending it).
             // raft asks again on every heartbeat answer until the new file is saved: said once
-            // per file.
-            if self.shared.gone_said.swap(meta.index, Ordering::AcqRel) != meta.index {
+            // per file, so once per damage, however many copies of one index are damaged.
+            if !self.shared.gone_said.swap(true, Ordering::AcqRel) {
                 tracing::warn!(file = %name, "the newest snapshot file is gone; taking a new one");
             }
             return Err(self.unavailable());
@@ -186,5 +190,77 @@ mod tests {
         std::fs::remove_file(dir.path().join(snap_name(3, 40))).expect("removed");
         assert!(storage.snapshot(40, 2).is_err());
         assert!(storage.take_want_fresh(), "a fresh snapshot is asked for");
+    }
+
+    /// Log lines, as the node's subscriber would write them, captured for a test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        /// How many captured lines contain `text`.
+        fn count(&self, text: &str) -> usize {
+            let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            String::from_utf8_lossy(&bytes).matches(text).count()
+        }
+    }
+
+    /// A newest file found gone is said once, however often raft asks meanwhile; a copy taken
+    /// again at the same index and damaged too is a new damage, said again. The second was
+    /// silent: what was said was remembered by index alone.
+    #[test]
+    fn each_damaged_copy_of_a_snapshot_is_said_once() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshotter = Snapshotter::new(dir.path(), 5).expect("snapshotter");
+        let mut snap = Snapshot {
+            data: vec![1u8; 1_000].into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().term = 3;
+        snap.mut_metadata().index = 40;
+        snap.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        snapshotter.save(&snap).expect("saved");
+        let storage = NodeStorage::new(
+            MemStorage::new(),
+            snapshotter,
+            Some(snap.get_metadata().clone()),
+        );
+        let log = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let gone = "the newest snapshot file is gone";
+        let path = dir.path().join(snap_name(3, 40));
+        tracing::subscriber::with_default(subscriber, || {
+            for copy in 1..=2 {
+                std::fs::remove_file(&path).expect("set aside");
+                for _ in 0..5 {
+                    assert!(storage.snapshot(40, 2).is_err());
+                }
+                assert_eq!(log.count(gone), copy, "said once for damaged copy {copy}");
+                // Taken again at the same term and index, as the raft node does.
+                storage.snapshotter().save(&snap).expect("taken again");
+                storage.set_latest_snapshot(snap.get_metadata().clone());
+                assert!(storage.snapshot(40, 2).is_ok());
+            }
+        });
     }
 }
