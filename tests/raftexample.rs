@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, wait_for};
+use common::{SnapshotBehind, TestCluster, wait_for};
 use raftexample::kvstore::{Command, decode_snapshot};
 use raftexample::raft_node::{MemberChange, ProposalError, ReadConsistency};
 use raftexample::snapshotter::{self, Snapshotter};
@@ -254,53 +254,16 @@ async fn a_damaged_snapshot_is_taken_again_at_once_for_a_follower_that_needs_it(
         c.snapshot_catchup_entries = 1;
     })
     .await;
-    let leader = cluster.wait_leader().await;
-    let behind = if leader == 3 { 2 } else { 3 };
-    let behind_last = cluster
-        .node(behind)
-        .status()
-        .await
-        .expect("the follower's status")
-        .last_index;
-    cluster.net.cut(leader, behind);
-
-    // One write at a time, each waited for until any snapshot it made due is saved, until one
-    // lands on the leader's applied index past the follower's log: the cluster then goes idle.
-    let node = cluster.node(leader).clone();
-    let mut taken = None;
-    for i in 0..100 {
-        node.put(format!("/k{i}"), "v".into()).await.expect("put");
-        let status = wait_for(
-            Duration::from_secs(10),
-            "a snapshot made due to be saved",
-            || async {
-                let s = node.status().await.ok()?;
-                (s.applied - s.snapshot_index < COUNT).then_some(s)
-            },
-        )
-        .await;
-        if status.snapshot_index == status.applied && status.first_index > behind_last + 1 {
-            taken = Some(status);
-            break;
-        }
-    }
-    let idle = taken.expect("a snapshot at the leader's applied index");
-
-    let config = cluster.config(leader, false);
+    let setup = cluster.snapshot_with_a_follower_behind(COUNT).await;
+    cluster.damage(&setup);
+    let SnapshotBehind {
+        leader,
+        behind,
+        idle,
+        snap_dir,
+        name,
+    } = setup;
     let disk = cluster.disk(leader);
-    let snap_dir = config.snap_dir();
-    let name = disk
-        .list_dir(&snap_dir)
-        .expect("the leader's snapshot folder")
-        .into_iter()
-        .find(|n| snapshotter::parse_snap_name(n).is_some_and(|(_, i)| i == idle.snapshot_index))
-        .expect("the file of the leader's newest snapshot");
-    let path = snap_dir.join(&name);
-    let (_, len) = disk.open_read(&path).expect("the snapshot file");
-    cluster
-        .mem_disk(leader)
-        .flip_byte(&path, len - 5, 0x40)
-        .expect("damaged");
 
     cluster.net.heal();
     wait_for(

@@ -296,6 +296,73 @@ impl TestCluster {
         }
     }
 
+    /// Cuts a follower off its leader and writes, one entry at a time (each waited for until
+    /// any snapshot it made due is saved), until the leader's newest snapshot lands on its
+    /// applied index past the follower's log: the cluster then goes idle, and the follower
+    /// can catch up only from that snapshot once the network heals. Needs
+    /// `snapshot_count == count`.
+    pub async fn snapshot_with_a_follower_behind(&mut self, count: u64) -> SnapshotBehind {
+        let leader = self.wait_leader().await;
+        let behind = if leader == 3 { 2 } else { 3 };
+        let behind_last = self
+            .node(behind)
+            .status()
+            .await
+            .expect("the follower's status")
+            .last_index;
+        self.net.cut(leader, behind);
+        let node = self.node(leader).clone();
+        let mut taken = None;
+        for i in 0..100 {
+            node.put(format!("/k{i}"), "v".into()).await.expect("put");
+            let status = wait_for(
+                Duration::from_secs(10),
+                "a snapshot made due to be saved",
+                || async {
+                    let s = node.status().await.ok()?;
+                    (s.applied - s.snapshot_index < count).then_some(s)
+                },
+            )
+            .await;
+            if status.snapshot_index == status.applied && status.first_index > behind_last + 1 {
+                taken = Some(status);
+                break;
+            }
+        }
+        let idle = taken.expect("a snapshot at the leader's applied index");
+        let snap_dir = self.config(leader, false).snap_dir();
+        let name = self
+            .disk(leader)
+            .list_dir(&snap_dir)
+            .expect("the leader's snapshot folder")
+            .into_iter()
+            .find(|n| {
+                raftexample::snapshotter::parse_snap_name(n)
+                    .is_some_and(|(_, i)| i == idle.snapshot_index)
+            })
+            .expect("the file of the leader's newest snapshot");
+        SnapshotBehind {
+            leader,
+            behind,
+            idle,
+            snap_dir,
+            name,
+        }
+    }
+
+    /// Flips a byte near the end of the leader's newest snapshot file (its data's last):
+    /// damage its checksum catches.
+    pub fn damage(&mut self, s: &SnapshotBehind) {
+        let path = s.snap_dir.join(&s.name);
+        let (_, len) = self
+            .disk(s.leader)
+            .open_read(&path)
+            .expect("the snapshot file");
+        self.mem_disk(s.leader)
+            .flip_byte(&path, len - 5, 0x40)
+            .expect("damaged");
+    }
+
     /// Stops every node, keeping their disks.
     pub async fn stop_all(&mut self) {
         for id in self.running() {
@@ -307,6 +374,20 @@ impl TestCluster {
     pub async fn shutdown(mut self) {
         self.stop_all().await;
     }
+}
+
+/// What [`TestCluster::snapshot_with_a_follower_behind`] set up.
+pub struct SnapshotBehind {
+    /// The leader.
+    pub leader: u64,
+    /// The follower cut off behind the leader's snapshot.
+    pub behind: u64,
+    /// The leader's status once idle: its snapshot at its applied index.
+    pub idle: raftexample::request::NodeStatus,
+    /// The leader's snapshot folder, on its disk.
+    pub snap_dir: PathBuf,
+    /// The name of its newest snapshot file there.
+    pub name: String,
 }
 
 /// Calls `router` without a socket; returns the status and the body as text.
