@@ -61,3 +61,71 @@ async fn a_snapshot_the_disk_has_no_room_for_is_tried_again_later() {
     assert_eq!(node.metrics().snapshots.get(), 1);
     c.shutdown().await;
 }
+
+/// A snapshot taken again in place of a damaged file shows that the disk has room as much as
+/// one at a new index does: the next time the disk fills, the node starts over, trying again
+/// after the first wait (1 s) and warning again. The retake left the full disk's retry
+/// behind, so the next full disk waited twice the last wait (up to 32 s), and said so only in
+/// a debug line.
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
+    const COUNT: u64 = 5;
+    let mut c = TestCluster::start(3, |c| {
+        c.snapshot_count = COUNT;
+        c.snapshot_catchup_entries = 1;
+    })
+    .await;
+    let leader = c.wait_leader().await;
+    // A state far larger than the room left below.
+    let big = "b".repeat(16 << 10);
+    for i in 0..20 {
+        c.node(leader)
+            .put(format!("/big{i}"), big.clone())
+            .await
+            .expect("put");
+    }
+    let setup = c.snapshot_with_a_follower_behind(COUNT).await;
+    let node = c.node(setup.leader).clone();
+    let failed = || node.metrics().snapshots_failed.get();
+    let disk = c.mem_disk(setup.leader);
+    c.damage(&setup);
+    disk.set_capacity(Some(disk.used_bytes() + (96 << 10)));
+    c.net.heal();
+    wait_for(
+        Duration::from_secs(30),
+        "the snapshot taken again to find no room",
+        || async { (failed() >= 1).then_some(()) },
+    )
+    .await;
+    disk.set_capacity(None);
+    let behind = c.node(setup.behind).clone();
+    wait_for(
+        Duration::from_secs(30),
+        "the follower to catch up from the snapshot taken again",
+        || async {
+            let s = behind.status().await.ok()?;
+            (s.applied >= setup.idle.applied).then_some(())
+        },
+    )
+    .await;
+    let before = failed();
+
+    disk.set_capacity(Some(disk.used_bytes() + (96 << 10)));
+    let mut i = 0;
+    while failed() == before {
+        assert!(i < 60, "no snapshot was tried");
+        node.put(format!("/small{i}"), "s".into())
+            .await
+            .expect("a small write has room in the WAL");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_for(
+        Duration::from_millis(1_500),
+        "the next try after the first wait, 1 s",
+        || async { (failed() > before + 1).then_some(()) },
+    )
+    .await;
+    disk.set_capacity(None);
+    c.shutdown().await;
+}

@@ -265,6 +265,14 @@ impl RaftNode {
             .take()
             .expect("pending_snapshot was Some a few lines above");
         let index = meta.index;
+        // Saved, whichever way it goes on below: the disk had room. Cleared here and not only
+        // for a snapshot at a new index: a retake in place of a damaged file (or one a
+        // leader's overtook) left a full disk's retry behind, and the next time the disk
+        // filled, the node said nothing but a debug line and waited twice as long as the
+        // last wait before trying again, up to 32 s, instead of 1 s.
+        if self.snapshot_retry.take().is_some() {
+            tracing::info!(index, "the disk had room for a snapshot again");
+        }
         if retake && index == self.snapshot_index {
             // The WAL's marker names this term and index already, and nothing is left to
             // compact: the file is back, so raft's next attempt finds it.
@@ -284,9 +292,6 @@ impl RaftNode {
             }
             // The installed snapshot's size stands, not this older state's.
             return Ok(());
-        }
-        if self.snapshot_retry.take().is_some() {
-            tracing::info!(index, "the disk had room for a snapshot again");
         }
         self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
