@@ -23,7 +23,8 @@
 //! [`MemFs::set_capacity`] makes writes
 //! that need more space fail with `ENOSPC` (nothing of such a write is stored); and
 //! [`MemFs::flip_byte`] damages a file at rest (on the platter and in the cache), which no
-//! crash can do.
+//! crash can do; [`MemFs::damage_renamed`] so damages every file renamed to a given kind of
+//! name (a disk that damages every copy).
 //!
 //! Simplifications: folders are created durably and never removed, a rename must stay in its
 //! folder, and a lock is kept in memory only (it needs no file).
@@ -89,6 +90,9 @@ struct State {
     failed_sync_forgets: bool,
     /// Bytes of written pages the disk holds at most.
     capacity: Option<u64>,
+    /// Files renamed to a name ending in this are damaged as they land
+    /// ([`MemFs::damage_renamed`]).
+    damage_renamed: Option<String>,
     /// The alignment direct writes need; `None`: no direct I/O here.
     direct_align: Option<usize>,
     /// Held locks and the token of their guard.
@@ -222,6 +226,7 @@ impl MemFs {
                 syncs_before_failure: None,
                 failed_sync_forgets: false,
                 capacity: None,
+                damage_renamed: None,
                 direct_align: Some(DIRECT_ALIGN),
                 locks: BTreeMap::new(),
                 next_lock: 1,
@@ -305,6 +310,13 @@ impl MemFs {
     /// fails with `ENOSPC` and stores nothing. `None`: no limit.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.lock().capacity = bytes;
+    }
+
+    /// From now on, every file renamed to a name ending in `suffix` has the byte 5 from its
+    /// end flipped as it lands (as [`MemFs::flip_byte`] does; a file shorter than that is
+    /// left alone): a disk that damages every copy of what is written so. `None`: no more.
+    pub fn damage_renamed(&self, suffix: Option<&str>) {
+        self.lock().damage_renamed = suffix.map(str::to_string);
     }
 
     /// XORs the byte at `offset` of `path` with `mask`, on the platter and in the cache:
@@ -538,6 +550,18 @@ impl FileSystem for MemFs {
             return Err(not_found(from));
         }
         s.collect_garbage();
+        if s.damage_renamed
+            .as_deref()
+            .is_some_and(|suffix| to_name.ends_with(suffix))
+        {
+            let ino = s.lookup(to)?;
+            if let Some(inode) = s.inodes.get_mut(&ino) {
+                let len = inode.data().len();
+                if len >= 5 {
+                    inode.flip(len - 5, 0x40);
+                }
+            }
+        }
         Ok(())
     }
 
