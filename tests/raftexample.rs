@@ -297,3 +297,63 @@ async fn a_damaged_snapshot_is_taken_again_at_once_for_a_follower_that_needs_it(
     );
     cluster.shutdown().await;
 }
+
+/// A leader whose disk damages every copy of its snapshot takes it again less and less
+/// often: the gaps between its retakes double from a heartbeat (up to 32 s). It took one
+/// every heartbeat or so for as long as a follower needed a snapshot, writing the whole
+/// state each time. Once the disk is mended, the follower catches up.
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_damaged_again_and_again_is_taken_again_less_and_less_often() {
+    const COUNT: u64 = 5;
+    let mut cluster = TestCluster::start(3, |c| {
+        c.snapshot_count = COUNT;
+        c.snapshot_catchup_entries = 1;
+    })
+    .await;
+    let setup = cluster.snapshot_with_a_follower_behind(COUNT).await;
+    let heartbeat = Duration::from_millis(cluster.config(setup.leader, false).tick_ms);
+    let node = cluster.node(setup.leader).clone();
+    let taken = || node.metrics().snapshots.get();
+    let disk = cluster.mem_disk(setup.leader);
+    disk.damage_renamed(Some(".snap"));
+    cluster.damage(&setup);
+    cluster.net.heal();
+    let mut seen = taken();
+    let mut at = Vec::new();
+    while at.len() < 7 {
+        wait_for(
+            Duration::from_secs(60),
+            "the snapshot to be taken again",
+            || async { (taken() > seen).then_some(()) },
+        )
+        .await;
+        seen = taken();
+        at.push(tokio::time::Instant::now());
+    }
+    // A retake is counted once saved, up to a tick after it was asked, and seen within
+    // wait_for's 20 ms: a gap may look shorter than its wait by that much, or longer.
+    let slack = heartbeat + Duration::from_millis(50);
+    let since_first: Vec<Duration> = at.iter().map(|t| *t - at[0]).collect();
+    for (k, gap) in at.windows(2).map(|w| w[1] - w[0]).enumerate() {
+        let wait = heartbeat * (1 << k);
+        assert!(
+            gap + slack >= wait && gap < wait * 2 + Duration::from_secs(1),
+            "retake {} came {gap:?} after the one before; its wait is {wait:?} (retakes at \
+             {since_first:?} after the first)",
+            k + 1
+        );
+    }
+
+    disk.damage_renamed(None);
+    let behind = cluster.node(setup.behind).clone();
+    wait_for(
+        Duration::from_secs(60),
+        "the follower to catch up once the disk is mended",
+        || async {
+            let s = behind.status().await.ok()?;
+            (s.applied >= setup.idle.applied).then_some(())
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}

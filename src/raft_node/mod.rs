@@ -64,7 +64,7 @@ use log_bytes::LogBytes;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
-use snapshots::{PendingSnapshot, SnapshotRetry};
+use snapshots::{PendingSnapshot, RetakeBackoff, SnapshotRetry};
 use storage::NodeStorage;
 
 /// A failure that stops the node.
@@ -199,6 +199,9 @@ pub struct RaftNode {
     pending_snapshot: Option<PendingSnapshot>,
     /// Set while the disk had no room for this node's last snapshot: when to try again.
     snapshot_retry: Option<SnapshotRetry>,
+    /// Set while copies of the newest snapshot are damaged one after another: when it may be
+    /// taken again.
+    retake_backoff: Option<RetakeBackoff>,
     /// Files of arrived snapshots stepped this round, not yet installed.
     received_snapshots: Vec<String>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
@@ -410,6 +413,7 @@ impl RaftNode {
             dropped: Default::default(),
             pending_snapshot: None,
             snapshot_retry: None,
+            retake_backoff: None,
             received_snapshots: Vec::new(),
             // Its snapshot already has it removed (taken after it applied its removal, before
             // it stopped): no entry replayed will say so again, and it must still stop.

@@ -413,6 +413,8 @@ impl RaftNode {
             PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
             PeerEvent::SnapshotStatus { peer, delivered } => {
                 let status = if delivered {
+                    // Sent whole: its file was sound, so a later damage is a new trouble.
+                    self.retake_backoff = None;
                     SnapshotStatus::Finish
                 } else {
                     SnapshotStatus::Failure

@@ -42,6 +42,55 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest.
 const LONGEST_RETRY: Duration = Duration::from_secs(32);
 
+/// Retakes of the newest snapshot whose copies were set aside as damaged one after another:
+/// the first is taken at once, and each later one of the same snapshot waits twice as long
+/// after the one before, from one heartbeat up to [`LONGEST_RETAKE`]. A disk that damages
+/// every copy made the leader write the whole state again (and its sender read it back) at
+/// heartbeat pace, for as long as a follower needed a snapshot: disk I/O without bound.
+/// Forgotten once a snapshot is sent whole or one is saved at a new index.
+pub(super) struct RetakeBackoff {
+    /// The snapshot taken again: its term and index.
+    of: (u64, u64),
+    /// When its next retake may be taken.
+    at: Instant,
+    /// The wait before that one.
+    wait: Duration,
+}
+
+/// The longest wait between two retakes of one snapshot. As for a full disk
+/// ([`LONGEST_RETRY`], the same trouble: a disk that fails the node's own writes), a disk that
+/// damages every copy costs at most one write of the state, and one read by its sender, per
+/// 32 s, and a follower that needs the snapshot waits at most that much longer once the disk
+/// is mended. Starting from one heartbeat (raft's pace of asking) keeps a damage that repeats
+/// only a few times cheap in waiting too: 0.1 s, 0.2 s, 0.4 s... at the default tick.
+const LONGEST_RETAKE: Duration = Duration::from_secs(32);
+
+impl RetakeBackoff {
+    /// After a retake of `of` at `now`: when the next may be taken. The wait doubles from
+    /// `prev`'s if that was of the same snapshot, and is `heartbeat` otherwise.
+    fn after(
+        prev: Option<&RetakeBackoff>,
+        of: (u64, u64),
+        now: Instant,
+        heartbeat: Duration,
+    ) -> RetakeBackoff {
+        let wait = match prev {
+            Some(prev) if prev.of == of => (prev.wait * 2).min(LONGEST_RETAKE),
+            _ => heartbeat,
+        };
+        RetakeBackoff {
+            of,
+            at: now + wait,
+            wait,
+        }
+    }
+
+    /// Whether a retake of `of` must wait at `now`.
+    fn holds_off(&self, of: (u64, u64), now: Instant) -> bool {
+        self.of == of && now < self.at
+    }
+}
+
 impl RaftNode {
     /// Saves a snapshot sent by the leader and replaces the state with it.
     pub(super) fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
@@ -191,19 +240,32 @@ impl RaftNode {
         if !(due || wanted) || (self.applied <= self.snapshot_index && !retake) {
             return Ok(());
         }
-        if retake {
-            tracing::warn!(
-                index = self.applied,
-                "taking the newest snapshot again: its file was set aside as damaged, and a \
-                 follower needs one"
-            );
-        }
         let mut meta = SnapshotMetadata {
             index: self.applied,
             term: self.storage.term(self.applied)?,
             ..Default::default()
         };
         meta.set_conf_state(self.conf_state.clone());
+        if retake {
+            let of = (meta.term, meta.index);
+            let now = self.now();
+            if let Some(backoff) = &self.retake_backoff
+                && backoff.holds_off(of, now)
+            {
+                // raft asks again at its next heartbeat answer, which wants a fresh one again.
+                return Ok(());
+            }
+            // A tick is a heartbeat: raft's heartbeat_tick is 1.
+            let next = RetakeBackoff::after(self.retake_backoff.as_ref(), of, now, self.tick);
+            tracing::warn!(
+                index = meta.index,
+                "taking the newest snapshot again: its file was set aside as damaged, and a \
+                 follower needs one; should this copy be damaged too, the next is taken no \
+                 sooner than {} ms after this one",
+                next.wait.as_millis()
+            );
+            self.retake_backoff = Some(next);
+        }
         let (reply, saved) = oneshot::channel();
         // Sent after every entry up to `applied`, so the map it saves is exactly the state at
         // `applied`: a snapshot never runs ahead of (or behind) what it claims. The state
@@ -293,6 +355,8 @@ impl RaftNode {
             // The installed snapshot's size stands, not this older state's.
             return Ok(());
         }
+        // A new index: its retakes, if any, start over from no wait.
+        self.retake_backoff = None;
         self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.snapshotter().prune_behind(index);
@@ -341,5 +405,39 @@ impl RaftNode {
             at: self.now() + wait,
             wait,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retakes of one snapshot wait twice as long each time, from a heartbeat up to
+    /// [`LONGEST_RETAKE`]; a retake of another snapshot starts over.
+    #[test]
+    fn retakes_of_one_snapshot_wait_twice_as_long_each_time_up_to_a_cap() {
+        let heartbeat = Duration::from_millis(100);
+        let now = Instant::now();
+        let mut prev: Option<RetakeBackoff> = None;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            let next = RetakeBackoff::after(prev.as_ref(), (2, 9), now, heartbeat);
+            assert!(next.holds_off((2, 9), now));
+            assert!(!next.holds_off((2, 9), next.at));
+            assert!(
+                !next.holds_off((3, 9), now),
+                "another snapshot is not held off"
+            );
+            waits.push(next.wait.as_millis());
+            prev = Some(next);
+        }
+        assert_eq!(
+            waits,
+            [
+                100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 32_000, 32_000, 32_000
+            ]
+        );
+        let other = RetakeBackoff::after(prev.as_ref(), (2, 14), now, heartbeat);
+        assert_eq!(other.wait, heartbeat, "a new snapshot starts over");
     }
 }
