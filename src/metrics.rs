@@ -28,8 +28,8 @@ pub struct Metrics {
     pub term: IntGauge,
     /// The leader this node knows (0: none).
     pub leader: IntGauge,
-    /// Times a leader became known for a new term (not the times none was): a leader deposed
-    /// and elected again counts again.
+    /// Times a leader became known, after none was or in a new term (not the times none was):
+    /// a leader deposed and elected again counts again.
     pub leader_changes: IntCounter,
     /// Linearizable reads started.
     pub read_index_requests: IntCounter,
@@ -130,7 +130,7 @@ impl Metrics {
             leader: gauge("leader", "Id of the leader this node knows (0 for none)."),
             leader_changes: counter(
                 "leader_changes_total",
-                "Times a leader became known for a new term.",
+                "Times a leader became known, after none was or in a new term.",
             ),
             read_index_requests: counter(
                 "read_index_requests_total",

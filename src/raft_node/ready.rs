@@ -572,10 +572,16 @@ impl RaftNode {
         // raft forgets pending ReadIndex requests when leadership moves: ask again as soon as
         // this Ready is done (not now: raft must not be stepped between ready and advance).
         self.reads.on_leader_change();
+        if leader == INVALID_ID {
+            // A leader found again after none was known (a pre-candidate's term does not
+            // move: the same leader in the same term) is a change too: what was forwarded to
+            // it meanwhile may have been dropped on the way (found by a review).
+            self.leader_term = (INVALID_ID, 0);
+        }
     }
 
-    /// A leader known in a term this node has not acted on yet: a new leader, or the same one
-    /// deposed and elected again. A proposal forwarded to it meanwhile (which it dropped while
+    /// A leader known in a term this node has not acted on yet, or again after none was: a
+    /// new leader, the same one deposed and elected again, or the same one heard again. A proposal forwarded to it meanwhile (which it dropped while
     /// it had no leader) or appended in its old term may be lost, and so may a ReadIndex
     /// request: propose and ask again as soon as this Ready is done. Keyed on the term too,
     /// because raft reports no new soft state to a follower that took the new term's first
@@ -587,8 +593,9 @@ impl RaftNode {
             return;
         }
         self.leader_term = now;
-        // Counted once per term with a known leader: losing one (an election under way) is
-        // not a change of its own, or every failover would count twice.
+        // Counted when a leader becomes known (as etcd counts them: one lost and found again
+        // counts), and in a new term: losing one (an election under way) is not a change of
+        // its own, or every failover would count twice.
         self.metrics.leader_changes.inc();
         self.reads.on_leader_change();
         self.proposals.on_leader_change(self.now());

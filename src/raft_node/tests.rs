@@ -1438,7 +1438,37 @@ async fn forwards_within(events: &mut crate::events::Subscription, within: Durat
 /// once, and counts a leader change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_proposes_again_when_its_leader_is_elected_again() {
-    use raft::eraftpb::MessageType::*;
+    let (node, mut events, commit) = follower_that_forwarded().await;
+    let changes = node.metrics.leader_changes.get();
+    forwards_again_on_heartbeats(&node, &mut events, 3, commit).await;
+    assert_eq!(node.metrics.leader_changes.get(), changes + 1);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}
+
+/// The same follower hears nothing for an election timeout and campaigns (a pre-candidate:
+/// no leader, the same term), then hears leader 1 again in the same term (it was cut off, and
+/// what it forwarded meanwhile may have been dropped on the way). It forwards again at once:
+/// leader 1 is the same leader in the same term, but one found again after none was known (a
+/// review found that the first version of keying leader changes on the term missed this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_proposes_again_when_it_hears_its_leader_again() {
+    let (node, mut events, commit) = follower_that_forwarded().await;
+    let changes = node.metrics.leader_changes.get();
+    node.wait_status(|s| s.role == "PreCandidate" && s.leader == 0)
+        .await
+        .expect("running");
+    forwards_again_on_heartbeats(&node, &mut events, 2, commit).await;
+    assert_eq!(node.metrics.leader_changes.get(), changes + 1);
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+}
+
+/// Node 3 of three, a follower of leader 1 in term 2 (fed its bootstrap entries, committed),
+/// once it has forwarded its session registration to leader 1, which never acknowledges it.
+/// Ticks of 300 ms and a proposal timeout of 60 s: its resend timer is 12 s. Returns it, a
+/// subscription to its Readys and the commit index.
+async fn follower_that_forwarded() -> (Fed, crate::events::Subscription, u64) {
     let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let node = Fed::start_in(3, cluster.clone(), true, dir, |config| {
@@ -1454,24 +1484,30 @@ async fn a_follower_proposes_again_when_its_leader_is_elected_again() {
         forwards_within(&mut events, Duration::from_secs(10)).await,
         "node 3 never forwarded its registration to leader 1"
     );
-    let changes = node.metrics.leader_changes.get();
-    // Leader 1's heartbeats in term 3 (repeated, or node 3 would campaign meanwhile): well
-    // within the resend timer, node 3 forwards again.
+    (node, events, commit)
+}
+
+/// Leader 1's heartbeats in `term` (repeated, or node 3 would campaign meanwhile) until node 3
+/// forwards a proposal again: within 5 s, well within its resend timer.
+async fn forwards_again_on_heartbeats(
+    node: &Fed,
+    events: &mut crate::events::Subscription,
+    term: u64,
+    commit: u64,
+) {
+    use raft::eraftpb::MessageType::MsgHeartbeat;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let mut heartbeat = message(MsgHeartbeat, 1, 3, 3);
+        let mut heartbeat = message(MsgHeartbeat, 1, 3, term);
         heartbeat.commit = commit;
         let status = node.step(heartbeat).await.expect("running");
-        assert_eq!((status.leader, status.term), (1, 3), "{status:?}");
-        if forwards_within(&mut events, Duration::from_millis(200)).await {
-            break;
+        assert_eq!((status.leader, status.term), (1, term), "{status:?}");
+        if forwards_within(events, Duration::from_millis(200)).await {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "node 3 did not forward its registration again when leader 1 was elected again"
+            "node 3 did not forward its registration again on leader 1's heartbeat in term {term}"
         );
     }
-    assert_eq!(node.metrics.leader_changes.get(), changes + 1);
-    node.shutdown.cancel();
-    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
 }
