@@ -417,8 +417,11 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
         }
     } else {
         match parts.method {
-            Method::GET => ("get", get_key(&app, &path, &query).await),
-            Method::PUT => ("put", put_key(&app, &path, &parts.headers, &mut body).await),
+            Method::GET => ("get", get_key(&app, &path, is_key_target, &query).await),
+            Method::PUT => (
+                "put",
+                put_key(&app, &path, is_key_target, &parts.headers, &mut body).await,
+            ),
             Method::POST => (
                 "add_member",
                 add_member(&app, &path, &parts.headers, &mut body).await,
@@ -465,6 +468,17 @@ const KNOWN_ENDPOINTS: &[&str] = &[
     "/-/metrics",
 ];
 
+/// The key a request names: its decoded path, or (`literal`) a target Go's server takes as
+/// a URI (see [`go_takes_as_uri`]), spelt as sent, as the original's key is: Go decodes
+/// nothing of it (`u:p%41@h:1` is not `u:pA@h:1`, and `u:p%zz@h:1` is a key, not a bad
+/// escape). It cannot start with `/-/`.
+fn key_of(target: &str, literal: bool) -> Result<String, ApiError> {
+    if literal {
+        return Ok(target.to_string());
+    }
+    decode_key(target)
+}
+
 fn decode_key(path: &str) -> Result<String, ApiError> {
     // Taken literally, `/a%zz` would be the key `/a%25zz` names; the original refused it too
     // (Go's URL parser does).
@@ -501,8 +515,13 @@ fn wants_stale(query: &str) -> bool {
     })
 }
 
-async fn get_key(app: &AppState, path: &str, query: &str) -> Result<Response, ApiError> {
-    let key = decode_key(path)?;
+async fn get_key(
+    app: &AppState,
+    path: &str,
+    literal: bool,
+    query: &str,
+) -> Result<Response, ApiError> {
+    let key = key_of(path, literal)?;
     let consistency = if wants_stale(query) {
         ReadConsistency::Stale
     } else {
@@ -522,11 +541,12 @@ async fn get_key(app: &AppState, path: &str, query: &str) -> Result<Response, Ap
 async fn put_key(
     app: &AppState,
     path: &str,
+    literal: bool,
     headers: &axum::http::HeaderMap,
     body: &mut Body,
 ) -> Result<Response, ApiError> {
     // Left unread when the key is refused: `dispatch` discards it.
-    let key = decode_key(path)?;
+    let key = key_of(path, literal)?;
     let body = std::mem::take(body);
     let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let value = String::from_utf8(body.into()).map_err(|_| ApiError::BadValue)?;

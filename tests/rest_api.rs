@@ -755,7 +755,15 @@ async fn a_target_go_takes_as_a_uri_is_a_key() {
         api.call(Method::GET, "h:1", vec![]).await,
         (StatusCode::OK, "opaque".to_string())
     );
-    for other in ["H:1", "/h:1"] {
+    // Spelt as sent: nothing of it is decoded, as Go decodes nothing of it (a `%` is let
+    // through in the user part alone).
+    let (s, body) = api.call(Method::PUT, "u:p%41@h:1", b"kept".to_vec()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "PUT u:p%41@h:1: {body}");
+    assert_eq!(
+        api.call(Method::GET, "u:p%41@h:1", vec![]).await,
+        (StatusCode::OK, "kept".to_string())
+    );
+    for other in ["H:1", "/h:1", "u:pA@h:1", "u:p%zz@h:1"] {
         let (s, body) = api.call(Method::GET, other, vec![]).await;
         assert_eq!(
             s,
