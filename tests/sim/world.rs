@@ -2269,6 +2269,11 @@ impl World {
         self.note(|| "heal".to_string());
         self.phase = Phase::Settling;
         self.settle_by = self.now + SETTLE_LIMIT;
+        // An episode of ids added back while registering ends with the faults, as when it
+        // stalls outside them: its next step would remove the member or add it back while the
+        // cluster settles, and the final checks would judge a cluster still changing. A member
+        // it left removed hears so once the cut heals, and stops.
+        self.registering = None;
         self.link_faults.clear();
         self.links.heal();
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
