@@ -108,16 +108,23 @@ pub enum Kind {
     /// its removal committed, and the member is added back before it hears of either. It
     /// lives on with a session from before its latest addition, which it must renew.
     AddedBackWhileRegistering,
+    /// The same, then the member removed again, cut off, as soon as it renews (the renewal's
+    /// registration on its way, to land after the removal), and added back again; it hears
+    /// again only once the leader's log begins past that addition, so a snapshot tells it
+    /// that its new session, too, began before its latest addition. Snapshots come every few
+    /// entries.
+    RemovedWhileRenewing,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Mixed,
         Kind::ReAdd,
         Kind::ReadsAcrossRestarts,
         Kind::ProposedAgain,
         Kind::AddedBackWhileRegistering,
+        Kind::RemovedWhileRenewing,
     ];
 
     /// The name in tables.
@@ -128,6 +135,7 @@ impl Kind {
             Kind::ReadsAcrossRestarts => "reads across restarts",
             Kind::ProposedAgain => "writes proposed again",
             Kind::AddedBackWhileRegistering => "ids added back while registering",
+            Kind::RemovedWhileRenewing => "ids removed again while renewing",
         }
     }
 }
@@ -193,7 +201,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The schedule of `seed`: of a kind drawn from the seed (mixed faults in 63 of 100).
+    /// The schedule of `seed`: of a kind drawn from the seed (mixed faults in 57 of 100).
     pub fn draw(seed: u64, length: Length) -> Plan {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0c1d_c1d0_c1d0_0c1d);
         let kind = match rng.random_range(0..10) {
@@ -203,6 +211,8 @@ impl Plan {
             // Taken from the mixed ones by a second draw, so that every other seed keeps
             // the kind it had before this kind was added.
             _ if rng.random_bool(0.1) => Kind::AddedBackWhileRegistering,
+            // And by a third, for the same reason.
+            _ if rng.random_bool(0.1) => Kind::RemovedWhileRenewing,
             _ => Kind::Mixed,
         };
         Plan::of_kind(seed, length, kind)
@@ -270,6 +280,23 @@ impl Plan {
                     Length::Quick => rng.random_range(4 * SECOND..=6 * SECOND),
                     Length::Long => rng.random_range(8 * SECOND..=14 * SECOND),
                 },
+                faults: vec![Fault::Membership],
+                fault_gap: (1500 * MS, 3 * SECOND),
+                ..mixed
+            },
+            Kind::RemovedWhileRenewing => Plan {
+                kind,
+                // One episode that reaches its end (see `World::registering_step`), about
+                // three seconds long, after any that miss.
+                chaos: match length {
+                    Length::Quick => rng.random_range(5 * SECOND..=7 * SECOND),
+                    Length::Long => rng.random_range(8 * SECOND..=14 * SECOND),
+                },
+                // Snapshots every few entries, the log compacted close behind them: the
+                // leader's log soon begins past the second re-addition.
+                snapshot_count: rng.random_range(2..=8),
+                catchup: rng.random_range(0..=3),
+                snapshot_log_bytes: raftexample::config::Config::default().snapshot_log_bytes,
                 faults: vec![Fault::Membership],
                 fault_gap: (1500 * MS, 3 * SECOND),
                 ..mixed

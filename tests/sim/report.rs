@@ -249,6 +249,10 @@ impl Batch {
             sum(&|s| s.sessions_renewed).to_string(),
         );
         row(
+            "renewals removed again in flight (re-added, the node then sent a snapshot)",
+            sum(&|s| s.removed_while_renewing).to_string(),
+        );
+        row(
             "committed membership changes: took effect / skipped by every node / not judged",
             format!(
                 "{} / {} / {}",

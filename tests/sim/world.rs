@@ -106,9 +106,9 @@ enum Event {
     Kill { node: u64, life: u64 },
     /// A stopped node is started again.
     Restart(u64),
-    /// Ids added back while registering: the end of an episode, if it stalled (see
-    /// [`World::undo_removal`]).
-    UndoRemoval { node: u64, life: u64 },
+    /// Ids added back while registering: the end of an episode's step, if it stalled (see
+    /// [`World::undo_removal`]); `until` tells a later step's from an earlier one's.
+    UndoRemoval { node: u64, life: u64, until: Nanos },
     /// The faults stop; everything heals.
     Heal,
     /// Is the cluster back together yet?
@@ -204,6 +204,27 @@ enum Registering {
     Restarted { id: u64, life: u64 },
     /// It heard of one, and was removed; the link fault `cut` keeps it from hearing more.
     Removed { id: u64, life: u64, cut: u64 },
+    /// Ids removed again while renewing: it was added back, and has not yet applied its
+    /// re-addition (and started to renew its session).
+    AddedBack { id: u64, life: u64 },
+    /// It renews, and was removed again (`cut` as before) before the renewal's registration
+    /// reached the leader, whose log ended at `after` then.
+    RemovedAgain {
+        id: u64,
+        life: u64,
+        cut: u64,
+        after: u64,
+    },
+    /// The renewal's registration applied after the second removal, and the member was
+    /// added back again, still cut off; `added` is the leader's applied index once it had
+    /// applied that addition. The cut ends once the leader's log begins past it, so that
+    /// the node learns of it all from a snapshot.
+    AddedBackAgain {
+        id: u64,
+        life: u64,
+        cut: u64,
+        added: Option<u64>,
+    },
 }
 
 /// A request in flight.
@@ -253,6 +274,10 @@ pub struct Stats {
     /// Sessions a process renewed, seen in its own applied state: one that began before its
     /// node's latest addition, replaced by one that counts.
     pub sessions_renewed: u64,
+    /// Ids removed again while renewing: episodes that reached their end (the renewal's
+    /// registration applied between a second removal and re-addition, and the node let hear
+    /// again once the leader's log began past that re-addition).
+    pub removed_while_renewing: u64,
     /// The committed membership changes, as the end of the run judged them.
     pub changes_judged: crate::checks::Judged,
     /// What the changes that were in flight together were answered (both of each pair), by
@@ -340,6 +365,12 @@ pub struct World {
     slow_reader: Option<u64>,
     /// Ids added back while registering: where the episode under way stands.
     registering: Option<Registering>,
+    /// When the step of the episode under way counts as stalled (see [`Event::UndoRemoval`]).
+    registering_until: Nanos,
+    /// Ids removed again while renewing: an episode reached its end (the last one: a later
+    /// membership change would renew the session in log order, hiding what the snapshot
+    /// left).
+    renewed_from_snapshot: bool,
     client_seq: Vec<u64>,
     last_stamp: u64,
     trace: Option<String>,
@@ -399,6 +430,8 @@ impl World {
             pair_ok: BTreeMap::new(),
             slow_reader: None,
             registering: None,
+            registering_until: 0,
+            renewed_from_snapshot: false,
             client_seq: vec![0; clients],
             last_stamp: 0,
             trace: trace.then(String::new),
@@ -652,7 +685,11 @@ impl World {
             }
             Event::EndFault(ending) => self.end_fault(ending),
             Event::Restart(id) => self.start(id),
-            Event::UndoRemoval { node, life } => self.undo_removal(node, life),
+            Event::UndoRemoval { node, life, until } => {
+                if until == self.registering_until {
+                    self.undo_removal(node, life);
+                }
+            }
             Event::Kill { node, life } => {
                 if self.phase == Phase::Chaos && self.alive(node, life) {
                     self.note(|| format!("fault: crash n{node} while it catches up"));
@@ -1740,7 +1777,9 @@ impl World {
         match self.plan.kind {
             Kind::ReadsAcrossRestarts => return self.slow_reader_fault(),
             Kind::ProposedAgain => return self.cut_from_leader(),
-            Kind::AddedBackWhileRegistering => return self.remove_while_registering(),
+            Kind::AddedBackWhileRegistering | Kind::RemovedWhileRenewing => {
+                return self.remove_while_registering();
+            }
             Kind::Mixed | Kind::ReAdd => {}
         }
         let kind = self.plan.faults[self.rng.random_range(0..self.plan.faults.len())];
@@ -1997,7 +2036,10 @@ impl World {
     /// (the registration landed first, or the node went) leaves the member removed, and the
     /// next one adds it back the operator's way.
     fn remove_while_registering(&mut self) {
-        if self.registering.is_some() || self.ops.iter().any(|op| op.change.is_some()) {
+        if self.registering.is_some()
+            || self.renewed_from_snapshot
+            || self.ops.iter().any(|op| op.change.is_some())
+        {
             return;
         }
         let voters = self.voters();
@@ -2023,8 +2065,82 @@ impl World {
         let life = self.nodes[&id].life_no;
         self.registering = Some(Registering::Restarted { id, life });
         // The episode's end, should it stall (no leader heard of, no registration applied).
-        self.schedule(self.now + 2 * SECOND, Event::UndoRemoval { node: id, life });
+        self.stall_after(id, life, 2 * SECOND);
         self.count_fault(Fault::Membership);
+    }
+
+    /// The step of an episode just begun ends as stalled after `lasting` (an earlier step's
+    /// end, still queued, then does nothing).
+    fn stall_after(&mut self, id: u64, life: u64, lasting: Nanos) {
+        let until = self.now + lasting;
+        self.registering_until = until;
+        self.schedule(
+            until,
+            Event::UndoRemoval {
+                node: id,
+                life,
+                until,
+            },
+        );
+    }
+
+    /// Cuts every link into node `id` for up to `lasting`: it hears nothing more (what it
+    /// sends still goes out). Returns the link fault's id.
+    fn cut_incoming(&mut self, id: u64, lasting: Nanos) -> u64 {
+        let cut = self.next_fault_id;
+        let others: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != id).collect();
+        let faults = Self::pairs(&others, &[id])
+            .into_iter()
+            .map(|(a, b)| {
+                let f = LinkFault {
+                    cut: true,
+                    ..Default::default()
+                };
+                (a, b, f)
+            })
+            .collect();
+        self.link_fault(faults, lasting);
+        cut
+    }
+
+    /// Whether node `id`'s process, as of its own applied state, is a member whose session
+    /// began before its latest addition: it renews it (see
+    /// `Proposals::renew_if_older_than_addition`).
+    fn renews(&self, id: u64) -> bool {
+        let Some(p) = self.nodes[&id].proc.as_ref() else {
+            return false;
+        };
+        let member = p
+            .storage
+            .mem
+            .initial_state()
+            .is_ok_and(|s| s.conf_state.voters.contains(&id));
+        let counted = p
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id);
+        member && !counted && p.node.sessions().origins().contains_key(&id)
+    }
+
+    /// The leader, if it has applied the removal of `id` and then a registration of it at an
+    /// index past `after` (a session of the id while it is no member).
+    fn leader_registered_removed(&self, id: u64, after: u64) -> Option<u64> {
+        let leader = self.leader()?;
+        let p = self.nodes[&leader].proc.as_ref()?;
+        let removed = p
+            .storage
+            .mem
+            .initial_state()
+            .is_ok_and(|s| !s.conf_state.voters.contains(&id));
+        let registered = p
+            .node
+            .sessions()
+            .origins()
+            .get(&id)
+            .is_some_and(|session| *session > after);
+        (removed && registered).then_some(leader)
     }
 
     /// Ids added back while registering: the episode's next step, after any node's round.
@@ -2038,6 +2154,17 @@ impl World {
     ///    removal, its registration and its re-addition together, keeps running, and holds
     ///    a session from before its latest addition (see
     ///    `Proposals::renew_if_older_than_addition`).
+    ///
+    /// Ids removed again while renewing go on:
+    /// 3. Once the node has applied its re-addition and renews (the renewal's registration
+    ///    left in that very round), it is removed again through the leader, at once, and cut
+    ///    off again.
+    /// 4. Once the leader has applied that removal and then the renewal's registration, the
+    ///    member is added back again, still cut off.
+    /// 5. Once the leader has applied that addition and its log begins past it, the cut
+    ///    ends: the leader sends the node a snapshot, which shows that the renewal's session,
+    ///    too, began before its latest addition (it must renew again). No episode follows:
+    ///    a later membership change, applied in log order, would renew it anyway.
     fn registering_step(&mut self) {
         match self.registering {
             Some(Registering::Restarted { id, life }) => {
@@ -2055,48 +2182,128 @@ impl World {
                 if !heard {
                     return;
                 }
-                let cut = self.next_fault_id;
-                self.registering = Some(Registering::Removed { id, life, cut });
-                let others: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != id).collect();
-                let faults = Self::pairs(&others, &[id])
-                    .into_iter()
-                    .map(|(a, b)| {
-                        let f = LinkFault {
-                            cut: true,
-                            ..Default::default()
-                        };
-                        (a, b, f)
-                    })
-                    .collect();
                 self.note(|| format!("fault: n{id} heard of a leader: cut off from hearing more"));
-                self.link_fault(faults, 2 * SECOND);
+                let cut = self.cut_incoming(id, 2 * SECOND);
+                self.registering = Some(Registering::Removed { id, life, cut });
                 let change = MemberChange::Remove { id };
                 self.changes_sent += 1;
                 self.note(|| format!("admin: {change:?} via n{leader}"));
                 self.ask_change(leader, change, false, Vec::new());
             }
             Some(Registering::Removed { id, life, cut }) => {
-                let Some(leader) = self.leader() else {
+                let Some(leader) = self.leader_registered_removed(id, 0) else {
                     return;
                 };
-                let Some(p) = self.nodes[&leader].proc.as_ref() else {
-                    return;
-                };
-                let removed = p
-                    .storage
-                    .mem
-                    .initial_state()
-                    .is_ok_and(|s| !s.conf_state.voters.contains(&id));
-                let registered = p.node.sessions().origins().contains_key(&id);
-                if !(removed && registered) {
-                    return;
-                }
                 self.registering = None;
                 self.link_faults.remove(&cut);
                 self.apply_link_faults();
                 if self.alive(id, life) {
                     self.add_back(id, leader);
+                    if self.plan.kind == Kind::RemovedWhileRenewing {
+                        self.registering = Some(Registering::AddedBack { id, life });
+                        self.stall_after(id, life, 2 * SECOND);
+                    }
                 }
+            }
+            Some(Registering::AddedBack { id, life }) => {
+                if !self.alive(id, life) {
+                    self.registering = None;
+                    return;
+                }
+                if !self.renews(id) {
+                    return;
+                }
+                let Some(leader) = self.leader().filter(|l| *l != id) else {
+                    return;
+                };
+                // The renewal's registration (its round's outbox) is on its way: it lands
+                // after the removal, and only a registration past this index is it.
+                let after = self.nodes[&leader]
+                    .proc
+                    .as_ref()
+                    .map_or(0, |p| p.storage.mem.last_index().unwrap_or(0));
+                self.note(|| format!("fault: n{id} renews its session: cut off again"));
+                // Until the episode ends it (or the faults do).
+                let cut = self.cut_incoming(id, 10 * SECOND);
+                self.registering = Some(Registering::RemovedAgain {
+                    id,
+                    life,
+                    cut,
+                    after,
+                });
+                self.stall_after(id, life, 3 * SECOND);
+                let change = MemberChange::Remove { id };
+                self.changes_sent += 1;
+                self.note(|| format!("admin: {change:?} via n{leader}, while it renews"));
+                self.ask_change(leader, change, false, Vec::new());
+            }
+            Some(Registering::RemovedAgain {
+                id,
+                life,
+                cut,
+                after,
+            }) => {
+                let Some(leader) = self.leader_registered_removed(id, after) else {
+                    return;
+                };
+                if !self.alive(id, life) {
+                    self.registering = None;
+                    self.link_faults.remove(&cut);
+                    self.apply_link_faults();
+                    return;
+                }
+                self.add_back(id, leader);
+                self.registering = Some(Registering::AddedBackAgain {
+                    id,
+                    life,
+                    cut,
+                    added: None,
+                });
+                self.stall_after(id, life, 3 * SECOND);
+            }
+            Some(Registering::AddedBackAgain {
+                id,
+                life,
+                cut,
+                added,
+            }) => {
+                let Some(p) = self.leader().and_then(|l| self.nodes[&l].proc.as_ref()) else {
+                    return;
+                };
+                let added = match added {
+                    Some(added) => added,
+                    None => {
+                        let member = p
+                            .storage
+                            .mem
+                            .initial_state()
+                            .is_ok_and(|s| s.conf_state.voters.contains(&id));
+                        if !member {
+                            return;
+                        }
+                        let added = p.kv.applied_index();
+                        self.registering = Some(Registering::AddedBackAgain {
+                            id,
+                            life,
+                            cut,
+                            added: Some(added),
+                        });
+                        added
+                    }
+                };
+                if p.storage.mem.first_index().unwrap_or(0) <= added {
+                    return;
+                }
+                self.registering = None;
+                self.link_faults.remove(&cut);
+                self.apply_link_faults();
+                self.renewed_from_snapshot = true;
+                self.stats.removed_while_renewing += 1;
+                self.note(|| {
+                    format!(
+                        "fault: n{id} may hear again: the leader's log begins past index {added}"
+                    )
+                });
             }
             None => {}
         }
@@ -2105,13 +2312,32 @@ impl World {
     /// The end of an episode of ids added back while registering: if it stalled, the cut
     /// ends, and the member, if removed while the same process of it runs, is added back.
     fn undo_removal(&mut self, id: u64, life: u64) {
-        let cut = match self.registering {
-            Some(Registering::Restarted { id: i, life: l }) if (i, l) == (id, life) => None,
-            Some(Registering::Removed {
+        // The cut to end, and whether the member's removal is to be undone (not once its
+        // addition was sent).
+        let (cut, removed) = match self.registering {
+            Some(Registering::Restarted { id: i, life: l }) if (i, l) == (id, life) => (None, true),
+            Some(Registering::AddedBack { id: i, life: l }) if (i, l) == (id, life) => {
+                (None, false)
+            }
+            Some(
+                Registering::Removed {
+                    id: i,
+                    life: l,
+                    cut,
+                }
+                | Registering::RemovedAgain {
+                    id: i,
+                    life: l,
+                    cut,
+                    ..
+                },
+            ) if (i, l) == (id, life) => (Some(cut), true),
+            Some(Registering::AddedBackAgain {
                 id: i,
                 life: l,
                 cut,
-            }) if (i, l) == (id, life) => Some(cut),
+                ..
+            }) if (i, l) == (id, life) => (Some(cut), false),
             _ => return,
         };
         self.registering = None;
@@ -2123,6 +2349,7 @@ impl World {
         let running = self.running();
         let via = voters.iter().copied().find(|v| running.contains(v));
         if let Some(via) = via
+            && removed
             && self.phase == Phase::Chaos
             && self.alive(id, life)
             && !voters.contains(&id)
