@@ -30,6 +30,11 @@ pub enum Mutation {
     /// the node was added back) instead of registering anew: no member counts it as running,
     /// and a start of its id on an empty data dir would be admitted.
     KeepSessionOlderThanAddition = 8,
+    /// A process renewing such a session keeps its new one when a snapshot shows that it,
+    /// too, began before a later re-addition (the renewal's registration was in flight when
+    /// the node was removed a second time, and landed before it was added back again): the
+    /// same as [`Mutation::KeepSessionOlderThanAddition`], one renewal later.
+    KeepRenewalOlderThanReaddition = 9,
 }
 
 #[cfg(feature = "sim-mutations")]

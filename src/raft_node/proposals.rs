@@ -519,6 +519,13 @@ impl Proposals {
             return;
         };
         if !members.ran_since_added(self.origin, session) && members.contains(self.origin) {
+            if self.renewing.is_some()
+                && crate::mutation::active(
+                    crate::mutation::Mutation::KeepRenewalOlderThanReaddition,
+                )
+            {
+                return;
+            }
             self.renewing = Some(self.nonce);
             // As unpredictable as the first, and the same for a given seed in the simulator.
             self.nonce = mix(self.nonce);

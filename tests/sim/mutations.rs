@@ -34,6 +34,7 @@ pub fn from_env() {
         Mutation::KeepSessionOnRemoval,
         Mutation::WithdrawnWithoutFence,
         Mutation::KeepSessionOlderThanAddition,
+        Mutation::KeepRenewalOlderThanReaddition,
     ];
     let m = all
         .into_iter()
@@ -196,6 +197,21 @@ fn mutation_withdrawn_without_fence() {
 fn mutation_keep_session_older_than_addition() {
     caught(
         Mutation::KeepSessionOlderThanAddition,
+        &["counted as running since the member's latest addition"],
+        Length::Quick,
+        3000,
+    );
+}
+
+/// A process renewing a session from before its node's latest addition renews again when a
+/// snapshot shows that its new session, too, began before a later re-addition: the renewal's
+/// registration was in flight when the node was removed a second time (0ecda60; found by
+/// review). Only a snapshot shows it so: applied in log order, the later addition renews the
+/// session as the first one did. An "ids removed again while renewing" schedule.
+#[test]
+fn mutation_keep_renewal_older_than_readdition() {
+    caught(
+        Mutation::KeepRenewalOlderThanReaddition,
         &["counted as running since the member's latest addition"],
         Length::Quick,
         3000,
