@@ -286,8 +286,8 @@ impl Plan {
             },
             Kind::RemovedWhileRenewing => Plan {
                 kind,
-                // One episode that reaches its end (see `World::registering_step`), about
-                // three seconds long, after any that miss.
+                // One episode that reaches its end (see `World::registering_step`; half a
+                // second at seed 3), after any that miss.
                 chaos: match length {
                     Length::Quick => rng.random_range(5 * SECOND..=7 * SECOND),
                     Length::Long => rng.random_range(8 * SECOND..=14 * SECOND),

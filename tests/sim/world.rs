@@ -2252,7 +2252,8 @@ impl World {
                     self.apply_link_faults();
                     return;
                 }
-                self.add_back(id, leader);
+                // The step moves on first: asking the leader runs its round, and the step
+                // again after it.
                 self.registering = Some(Registering::AddedBackAgain {
                     id,
                     life,
@@ -2260,6 +2261,7 @@ impl World {
                     added: None,
                 });
                 self.stall_after(id, life, 3 * SECOND);
+                self.add_back(id, leader);
             }
             Some(Registering::AddedBackAgain {
                 id,
