@@ -413,8 +413,12 @@ impl RaftNode {
             PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
             PeerEvent::SnapshotStatus { peer, delivered } => {
                 let status = if delivered {
-                    // Sent whole: its file was sound, so a later damage is a new trouble.
-                    self.retake_backoff = None;
+                    // Sent whole: its file was sound, so a later damage is a new trouble; not
+                    // if the newest is set aside meanwhile (an older snapshot's long send
+                    // ending while copies of the newest are damaged for another follower).
+                    if !self.storage.latest_file_gone() {
+                        self.retake_backoff = None;
+                    }
                     SnapshotStatus::Finish
                 } else {
                     SnapshotStatus::Failure

@@ -42,16 +42,18 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest.
 const LONGEST_RETRY: Duration = Duration::from_secs(32);
 
-/// Retakes of the newest snapshot whose copies were set aside as damaged one after another:
-/// the first is taken at once, and each later one of the same snapshot waits twice as long
-/// after the one before, from one heartbeat up to [`LONGEST_RETAKE`]. A disk that damages
-/// every copy made the leader write the whole state again (and its sender read it back) at
-/// heartbeat pace, for as long as a follower needed a snapshot: disk I/O without bound.
-/// Forgotten once a snapshot is sent whole or one is saved at a new index.
+/// Snapshots taken in place of the newest, whose file was set aside as damaged, one after
+/// another: of the same state again in an idle cluster, or of a newer one if anything was
+/// applied since. The first is taken at once, and each later one waits twice as long after the
+/// one before, from one heartbeat up to [`LONGEST_RETAKE`]. A disk that damages every copy
+/// made the leader write the whole state again (and its sender read it back) at the pace of
+/// raft's asking, for as long as a follower needed a snapshot: disk I/O without bound. Keyed on
+/// the damage, not on the snapshot's index: a version that started over at every new index
+/// held nothing back in a cluster taking writes (found by a review). Forgotten once a
+/// snapshot is sent whole, or when a damage comes long after the last (see
+/// [`RetakeBackoff::after`]).
 pub(super) struct RetakeBackoff {
-    /// The snapshot taken again: its term and index.
-    of: (u64, u64),
-    /// When its next retake may be taken.
+    /// When the next may be taken.
     at: Instant,
     /// The wait before that one.
     wait: Duration,
@@ -66,28 +68,25 @@ pub(super) struct RetakeBackoff {
 const LONGEST_RETAKE: Duration = Duration::from_secs(32);
 
 impl RetakeBackoff {
-    /// After a retake of `of` at `now`: when the next may be taken. The wait doubles from
-    /// `prev`'s if that was of the same snapshot, and is `heartbeat` otherwise.
-    fn after(
-        prev: Option<&RetakeBackoff>,
-        of: (u64, u64),
-        now: Instant,
-        heartbeat: Duration,
-    ) -> RetakeBackoff {
+    /// After a snapshot taken in place of a damaged one at `now`: when the next may be taken.
+    /// The wait doubles from `prev`'s while damages keep coming, that is within
+    /// [`LONGEST_RETAKE`] of when `prev` let the next be taken (over HTTP the sender's own
+    /// back-off after a failed send paces raft's asking, up to 8 s, so a window of a heartbeat
+    /// or two would start over every time); it is `heartbeat` for the first of a streak.
+    fn after(prev: Option<&RetakeBackoff>, now: Instant, heartbeat: Duration) -> RetakeBackoff {
         let wait = match prev {
-            Some(prev) if prev.of == of => (prev.wait * 2).min(LONGEST_RETAKE),
+            Some(prev) if now < prev.at + LONGEST_RETAKE => (prev.wait * 2).min(LONGEST_RETAKE),
             _ => heartbeat,
         };
         RetakeBackoff {
-            of,
             at: now + wait,
             wait,
         }
     }
 
-    /// Whether a retake of `of` must wait at `now`.
-    fn holds_off(&self, of: (u64, u64), now: Instant) -> bool {
-        self.of == of && now < self.at
+    /// Whether a snapshot in place of a damaged one must wait at `now`.
+    fn holds_off(&self, now: Instant) -> bool {
+        now < self.at
     }
 }
 
@@ -230,15 +229,36 @@ impl RaftNode {
         let wanted = self.storage.take_want_fresh();
         let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count
             || self.log_bytes.due();
-        // Nothing applied since the newest snapshot, whose file was set aside as damaged (or
-        // is gone): only a write would have moved `applied` on, so in an idle cluster a
-        // follower needing a snapshot waited for one. The same state is taken again instead.
-        let retake = wanted
-            && self.snapshot_index > 0
-            && self.applied == self.snapshot_index
-            && self.storage.latest_file_gone();
+        // Wanted for a follower in place of the newest snapshot, whose file was set aside as
+        // damaged (or is gone).
+        let replacing = wanted && self.snapshot_index > 0 && self.storage.latest_file_gone();
+        // Nothing applied since: only a write would have moved `applied` on, so in an idle
+        // cluster a follower needing a snapshot waited for one. The same state is taken again
+        // instead.
+        let retake = replacing && self.applied == self.snapshot_index;
         if !(due || wanted) || (self.applied <= self.snapshot_index && !retake) {
             return Ok(());
+        }
+        let now = self.now();
+        if replacing && !due {
+            if self
+                .retake_backoff
+                .as_ref()
+                .is_some_and(|b| b.holds_off(now))
+            {
+                // raft asks again at its next heartbeat answer, which wants a fresh one again.
+                return Ok(());
+            }
+            // A tick is a heartbeat: raft's heartbeat_tick is 1.
+            let next = RetakeBackoff::after(self.retake_backoff.as_ref(), now, self.tick);
+            tracing::warn!(
+                index = self.applied,
+                "taking a snapshot in place of the newest, whose file was set aside as \
+                 damaged: a follower needs one; should this copy be damaged too, the next is \
+                 taken no sooner than {} ms after this one",
+                next.wait.as_millis()
+            );
+            self.retake_backoff = Some(next);
         }
         let mut meta = SnapshotMetadata {
             index: self.applied,
@@ -246,26 +266,6 @@ impl RaftNode {
             ..Default::default()
         };
         meta.set_conf_state(self.conf_state.clone());
-        if retake {
-            let of = (meta.term, meta.index);
-            let now = self.now();
-            if let Some(backoff) = &self.retake_backoff
-                && backoff.holds_off(of, now)
-            {
-                // raft asks again at its next heartbeat answer, which wants a fresh one again.
-                return Ok(());
-            }
-            // A tick is a heartbeat: raft's heartbeat_tick is 1.
-            let next = RetakeBackoff::after(self.retake_backoff.as_ref(), of, now, self.tick);
-            tracing::warn!(
-                index = meta.index,
-                "taking the newest snapshot again: its file was set aside as damaged, and a \
-                 follower needs one; should this copy be damaged too, the next is taken no \
-                 sooner than {} ms after this one",
-                next.wait.as_millis()
-            );
-            self.retake_backoff = Some(next);
-        }
         let (reply, saved) = oneshot::channel();
         // Sent after every entry up to `applied`, so the map it saves is exactly the state at
         // `applied`: a snapshot never runs ahead of (or behind) what it claims. The state
@@ -355,8 +355,6 @@ impl RaftNode {
             // The installed snapshot's size stands, not this older state's.
             return Ok(());
         }
-        // A new index: its retakes, if any, start over from no wait.
-        self.retake_backoff = None;
         self.log_bytes.snapshot_saved(saved);
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.snapshotter().prune_behind(index);
@@ -412,23 +410,22 @@ impl RaftNode {
 mod tests {
     use super::*;
 
-    /// Retakes of one snapshot wait twice as long each time, from a heartbeat up to
-    /// [`LONGEST_RETAKE`]; a retake of another snapshot starts over.
+    /// Snapshots in place of damaged ones, one after another, wait twice as long each time,
+    /// from a heartbeat up to [`LONGEST_RETAKE`], however late after its allowed time each
+    /// comes within that window (over HTTP the sender's back-off paces them, up to 8 s); a
+    /// damage long after the last starts over.
     #[test]
-    fn retakes_of_one_snapshot_wait_twice_as_long_each_time_up_to_a_cap() {
+    fn retakes_wait_twice_as_long_each_time_up_to_a_cap() {
         let heartbeat = Duration::from_millis(100);
-        let now = Instant::now();
+        let mut now = Instant::now();
         let mut prev: Option<RetakeBackoff> = None;
         let mut waits = Vec::new();
-        for _ in 0..12 {
-            let next = RetakeBackoff::after(prev.as_ref(), (2, 9), now, heartbeat);
-            assert!(next.holds_off((2, 9), now));
-            assert!(!next.holds_off((2, 9), next.at));
-            assert!(
-                !next.holds_off((3, 9), now),
-                "another snapshot is not held off"
-            );
+        for late in [0, 8, 0, 3, 8, 0, 1, 8, 0, 8, 0, 8] {
+            let next = RetakeBackoff::after(prev.as_ref(), now, heartbeat);
+            assert!(next.holds_off(now));
+            assert!(!next.holds_off(next.at));
             waits.push(next.wait.as_millis());
+            now = next.at + Duration::from_secs(late);
             prev = Some(next);
         }
         assert_eq!(
@@ -437,7 +434,11 @@ mod tests {
                 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 32_000, 32_000, 32_000
             ]
         );
-        let other = RetakeBackoff::after(prev.as_ref(), (2, 14), now, heartbeat);
-        assert_eq!(other.wait, heartbeat, "a new snapshot starts over");
+        let prev = prev.expect("twelve taken");
+        let later = RetakeBackoff::after(Some(&prev), prev.at + LONGEST_RETAKE, heartbeat);
+        assert_eq!(
+            later.wait, heartbeat,
+            "a damage long after the last starts over"
+        );
     }
 }
