@@ -318,9 +318,10 @@ pub struct Shared {
     /// `membership_settled`).
     pub membership_settled: AtomicBool,
     /// Why this node refused the latest snapshot a leader sent it for reasons of its own (no
-    /// room on its disk, over its `--max-snapshot-bytes`), until one is delivered: such a node
-    /// stays behind however often the leader tries, and `/-/ready` says why.
-    pub snapshot_refused: Mutex<Option<String>>,
+    /// room on its disk, over its `--max-snapshot-bytes`, a step after its last byte it could
+    /// not finish in time), and the snapshot's index if it was read, until one is delivered:
+    /// such a node stays behind however often the leader tries, and `/-/ready` says why.
+    pub snapshot_refused: Mutex<Option<(Option<u64>, String)>>,
     /// The members whose session in the exactly-once table this node has applied began after
     /// their latest addition, and each session's id (its registration's index): each has run
     /// since it was last added. A node that asks to join on an empty data dir under one of
@@ -364,20 +365,29 @@ impl Shared {
         }
     }
 
-    /// Records why the peer server refused a leader's snapshot (`None`: it delivered one).
-    pub(crate) fn note_snapshot_refused(&self, why: Option<String>) {
+    /// Records why the peer server refused a leader's snapshot, and the snapshot's index if
+    /// known (`None`: it delivered one).
+    pub(crate) fn note_snapshot_refused(&self, why: Option<(Option<u64>, String)>) {
         *self
             .snapshot_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = why;
     }
 
-    /// Why this node refused the latest snapshot a leader sent it, if it did.
-    pub fn snapshot_refused(&self) -> Option<String> {
-        self.snapshot_refused
+    /// Why this node refused the latest snapshot a leader sent it, if it did and has not
+    /// `applied` that snapshot's index since: a node that caught up past it by the log (from
+    /// a new leader that still had the entries) no longer needs it, and a reason that stayed
+    /// would tell its operator to mend what is not broken (found by a review).
+    pub fn snapshot_refused(&self, applied: u64) -> Option<String> {
+        let refused = self
+            .snapshot_refused
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*refused {
+            Some((Some(index), _)) if applied >= *index => None,
+            Some((_, why)) => Some(why.clone()),
+            None => None,
+        }
     }
 
     /// Whether this node knows a leader (itself included).

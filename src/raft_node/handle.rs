@@ -205,14 +205,15 @@ impl NodeHandle {
     /// direction, or is behind for any reason, says no within about that long. `Err` says why
     /// not, and why the node cannot catch up if it refused the leader's snapshot.
     pub fn readiness(&self) -> Result<(), String> {
-        self.judge_readiness()
-            .map_err(|why| match self.shared.snapshot_refused() {
+        self.judge_readiness().map_err(|why| {
+            match self.shared.snapshot_refused(self.kv.applied_index()) {
                 Some(refused) => format!(
                     "{why}; it cannot catch up until it stores the leader's snapshot, which it \
                      could not: {refused}"
                 ),
                 None => why,
-            })
+            }
+        })
     }
 
     fn judge_readiness(&self) -> Result<(), String> {

@@ -73,6 +73,8 @@ pub struct Refusal {
     /// limit of its own ran out): why, and what its operator should do, since the leader's
     /// next attempts are likely to meet the same trouble (see [`Refusal::gave_up`]).
     gave_up: Option<String>,
+    /// The index of the snapshot refused, once its message was read.
+    snapshot_index: Option<u64>,
 }
 
 impl Refusal {
@@ -81,7 +83,19 @@ impl Refusal {
             status,
             text: text.into(),
             gave_up: None,
+            snapshot_index: None,
         }
+    }
+
+    /// The same refusal, of the snapshot at `index`.
+    pub(super) fn of_snapshot(mut self, index: u64) -> Refusal {
+        self.snapshot_index = Some(index);
+        self
+    }
+
+    /// The index of the snapshot refused, if its message was read.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.snapshot_index
     }
 
     /// The same refusal, marked as this node giving up on its own: `why` is one line for its

@@ -492,7 +492,9 @@ async fn receive_snapshot(
                 None => None,
             };
             if let Some(why) = why {
-                server.shared.note_snapshot_refused(Some(why.to_string()));
+                server
+                    .shared
+                    .note_snapshot_refused(Some((refused.snapshot_index(), why.to_string())));
             }
         }
     }
@@ -753,7 +755,7 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         let why = server
             .shared
-            .snapshot_refused()
+            .snapshot_refused(0)
             .expect("the give-up is this node's own trouble");
         assert!(
             why.contains("after its last byte")
@@ -770,14 +772,22 @@ mod tests {
             .await
             .expect_err("no headers");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(server.shared.snapshot_refused(), Some(why));
+        assert_eq!(server.shared.snapshot_refused(0), Some(why.clone()));
+        // A node that has applied the snapshot's index (9) since, by the log, needs it no
+        // longer: the reason is stale.
+        assert_eq!(server.shared.snapshot_refused(8), Some(why));
+        assert_eq!(
+            server.shared.snapshot_refused(9),
+            None,
+            "stale once applied"
+        );
 
         while events.try_recv().is_ok() {}
         let (headers, body) = inline_snapshot_request();
         receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect("delivered, now that the node takes it");
-        assert_eq!(server.shared.snapshot_refused(), None, "cleared");
+        assert_eq!(server.shared.snapshot_refused(0), None, "cleared");
         assert!(matches!(events.try_recv(), Ok(PeerEvent::Step(_))));
     }
 

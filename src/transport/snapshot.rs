@@ -307,7 +307,25 @@ pub(super) trait Arrivals {
 }
 
 /// Receives the body of a snapshot request from `from`, and hands the snapshot to the node.
+/// A refusal after the snapshot's message was read names the snapshot's index
+/// ([`Refusal::snapshot_index`]).
 pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Result<(), Refusal> {
+    let mut index = None;
+    receive_naming(server, from, body, &mut index)
+        .await
+        .map_err(|refused| match index {
+            Some(index) => refused.of_snapshot(index),
+            None => refused,
+        })
+}
+
+/// [`receive`], setting `index` to the snapshot's once its message is read.
+async fn receive_naming(
+    server: &impl Arrivals,
+    from: u64,
+    body: Body,
+    index: &mut Option<u64>,
+) -> Result<(), Refusal> {
     let limits = server.limits();
     let mut body = Arriving::new(body, limits.snapshot_grace);
     let mut buf = Vec::new();
@@ -335,6 +353,7 @@ pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Re
     if let Some(problem) = super::shape::problem(&message) {
         return Err(bad(format!("node {from} sent {problem}")));
     }
+    *index = Some(message.get_snapshot().get_metadata().index);
     let len = match SnapshotData::of(&message.get_snapshot().data) {
         Ok(SnapshotData::Follows(len)) => len,
         Ok(SnapshotData::Inline(_)) => {
