@@ -1455,9 +1455,20 @@ async fn a_follower_proposes_again_when_its_leader_is_elected_again() {
 async fn a_follower_proposes_again_when_it_hears_its_leader_again() {
     let (node, mut events, commit) = follower_that_forwarded().await;
     let changes = node.metrics.leader_changes.get();
-    node.wait_status(|s| s.role == "PreCandidate" && s.leader == 0)
-        .await
-        .expect("running");
+    // Its election timeout is 3 to 6 s at these ticks; more under load: longer than
+    // `wait_status`'s 5 s (it ran out so once in a full run).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = node.status().await.expect("running");
+        if status.role == "PreCandidate" && status.leader == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 never campaigned: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     forwards_again_on_heartbeats(&node, &mut events, 2, commit).await;
     assert_eq!(node.metrics.leader_changes.get(), changes + 1);
     node.shutdown.cancel();
