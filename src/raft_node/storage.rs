@@ -159,14 +159,12 @@ mod tests {
     use super::*;
     use raft::eraftpb::ConfState;
 
-    /// raft gets the metadata and a handle naming the file, never the data; a file that is
-    /// gone (set aside as damaged) makes the node take a fresh snapshot instead.
-    #[test]
-    fn a_snapshot_for_a_follower_is_a_handle_to_its_file() {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let snapshotter = Snapshotter::new(dir.path(), 5).expect("snapshotter");
+    /// A storage in `dir` whose newest snapshot, of `bytes` bytes of state, is saved at term 3,
+    /// index 40, of voters 1, 2 and 3.
+    fn storage_with_a_snapshot(dir: &std::path::Path, bytes: usize) -> (NodeStorage, Snapshot) {
+        let snapshotter = Snapshotter::new(dir, 5).expect("snapshotter");
         let mut snap = Snapshot {
-            data: vec![1u8; 100_000].into(),
+            data: vec![1u8; bytes].into(),
             ..Default::default()
         };
         snap.mut_metadata().term = 3;
@@ -179,6 +177,15 @@ mod tests {
             snapshotter,
             Some(snap.get_metadata().clone()),
         );
+        (storage, snap)
+    }
+
+    /// raft gets the metadata and a handle naming the file, never the data; a file that is
+    /// gone (set aside as damaged) makes the node take a fresh snapshot instead.
+    #[test]
+    fn a_snapshot_for_a_follower_is_a_handle_to_its_file() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (storage, snap) = storage_with_a_snapshot(dir.path(), 100_000);
         let got = storage.snapshot(40, 2).expect("a snapshot");
         assert_eq!(got.get_metadata(), snap.get_metadata());
         assert_eq!(
@@ -224,21 +231,7 @@ mod tests {
     #[test]
     fn each_damaged_copy_of_a_snapshot_is_said_once() {
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let snapshotter = Snapshotter::new(dir.path(), 5).expect("snapshotter");
-        let mut snap = Snapshot {
-            data: vec![1u8; 1_000].into(),
-            ..Default::default()
-        };
-        snap.mut_metadata().term = 3;
-        snap.mut_metadata().index = 40;
-        snap.mut_metadata()
-            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-        snapshotter.save(&snap).expect("saved");
-        let storage = NodeStorage::new(
-            MemStorage::new(),
-            snapshotter,
-            Some(snap.get_metadata().clone()),
-        );
+        let (storage, snap) = storage_with_a_snapshot(dir.path(), 1_000);
         let log = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer({
