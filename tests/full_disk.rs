@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestCluster, wait_for};
+use raftexample::NodeHandle;
 
 /// A snapshot the disk has no room for does not stop the node (the original, and this port
 /// before, stopped, and under a supervisor restarted into the same snapshot, in a loop until
@@ -30,16 +31,7 @@ async fn a_snapshot_the_disk_has_no_room_for_is_tried_again_later() {
     }
     let disk = c.mem_disk(leader);
     disk.set_capacity(Some(disk.used_bytes() + (96 << 10)));
-    let failed = || node.metrics().snapshots_failed.get();
-    let mut i = 0;
-    while failed() == 0 {
-        assert!(i < 60, "no snapshot was tried");
-        node.put(format!("/small{i}"), "s".into())
-            .await
-            .expect("a small write has room in the WAL");
-        i += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    small_writes_until_a_snapshot_fails(&node).await;
     assert_eq!(node.status().await.expect("status").snapshot_index, 0);
     // Still serving, and writes still commit through it.
     node.put("/after".into(), "yes".into())
@@ -69,12 +61,7 @@ async fn a_snapshot_the_disk_has_no_room_for_is_tried_again_later() {
 /// a debug line.
 #[tokio::test(start_paused = true)]
 async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
-    const COUNT: u64 = 5;
-    let mut c = TestCluster::start(3, |c| {
-        c.snapshot_count = COUNT;
-        c.snapshot_catchup_entries = 1;
-    })
-    .await;
+    let mut c = TestCluster::snapshotting_often().await;
     let leader = c.wait_leader().await;
     // A state far larger than the room left below.
     let big = "b".repeat(16 << 10);
@@ -84,7 +71,7 @@ async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
             .await
             .expect("put");
     }
-    let setup = c.snapshot_with_a_follower_behind(COUNT).await;
+    let setup = c.snapshot_with_a_follower_behind().await;
     let node = c.node(setup.leader).clone();
     let failed = || node.metrics().snapshots_failed.get();
     let disk = c.mem_disk(setup.leader);
@@ -98,19 +85,30 @@ async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
     )
     .await;
     disk.set_capacity(None);
-    let behind = c.node(setup.behind).clone();
-    wait_for(
+    c.caught_up(
+        &setup,
         Duration::from_secs(30),
         "the follower to catch up from the snapshot taken again",
-        || async {
-            let s = behind.status().await.ok()?;
-            (s.applied >= setup.idle.applied).then_some(())
-        },
     )
     .await;
-    let before = failed();
 
     disk.set_capacity(Some(disk.used_bytes() + (96 << 10)));
+    let before = small_writes_until_a_snapshot_fails(&node).await;
+    wait_for(
+        Duration::from_millis(1_500),
+        "the next try after the first wait, 1 s",
+        || async { (failed() > before + 1).then_some(()) },
+    )
+    .await;
+    disk.set_capacity(None);
+    c.shutdown().await;
+}
+
+/// Small writes to `node`, one every 10 ms (at most 60), until it fails a snapshot; returns
+/// how many it had failed before.
+async fn small_writes_until_a_snapshot_fails(node: &NodeHandle) -> u64 {
+    let failed = || node.metrics().snapshots_failed.get();
+    let before = failed();
     let mut i = 0;
     while failed() == before {
         assert!(i < 60, "no snapshot was tried");
@@ -120,12 +118,5 @@ async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
         i += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_for(
-        Duration::from_millis(1_500),
-        "the next try after the first wait, 1 s",
-        || async { (failed() > before + 1).then_some(()) },
-    )
-    .await;
-    disk.set_capacity(None);
-    c.shutdown().await;
+    before
 }

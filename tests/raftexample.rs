@@ -248,13 +248,8 @@ async fn snapshot_covers_exactly_the_applied_entries() {
 /// past the last one, so the follower stayed behind for as long as the cluster stayed idle.
 #[tokio::test(start_paused = true)]
 async fn a_damaged_snapshot_is_taken_again_at_once_for_a_follower_that_needs_it() {
-    const COUNT: u64 = 5;
-    let mut cluster = TestCluster::start(3, |c| {
-        c.snapshot_count = COUNT;
-        c.snapshot_catchup_entries = 1;
-    })
-    .await;
-    let setup = cluster.snapshot_with_a_follower_behind(COUNT).await;
+    let mut cluster = TestCluster::snapshotting_often().await;
+    let setup = cluster.snapshot_with_a_follower_behind().await;
     cluster.damage(&setup);
     let SnapshotBehind {
         leader,
@@ -318,13 +313,8 @@ async fn a_snapshot_damaged_again_and_again_under_writes_is_taken_less_and_less_
 /// A leader's disk damages every copy of its snapshots while a follower needs one; with
 /// `busy`, a write lands after each copy, so the next is of a newer state.
 async fn damaged_again_and_again(busy: bool) {
-    const COUNT: u64 = 5;
-    let mut cluster = TestCluster::start(3, |c| {
-        c.snapshot_count = COUNT;
-        c.snapshot_catchup_entries = 1;
-    })
-    .await;
-    let setup = cluster.snapshot_with_a_follower_behind(COUNT).await;
+    let mut cluster = TestCluster::snapshotting_often().await;
+    let setup = cluster.snapshot_with_a_follower_behind().await;
     let heartbeat = Duration::from_millis(cluster.config(setup.leader, false).tick_ms);
     let node = cluster.node(setup.leader).clone();
     let taken = || node.metrics().snapshots.get();
@@ -375,15 +365,12 @@ async fn damaged_again_and_again(busy: bool) {
             .expect("a write commits with two of three");
     }
     disk.damage_renamed(None);
-    let behind = cluster.node(setup.behind).clone();
-    wait_for(
-        Duration::from_secs(60),
-        "the follower to catch up once the disk is mended",
-        || async {
-            let s = behind.status().await.ok()?;
-            (s.applied >= setup.idle.applied).then_some(())
-        },
-    )
-    .await;
+    cluster
+        .caught_up(
+            &setup,
+            Duration::from_secs(60),
+            "the follower to catch up once the disk is mended",
+        )
+        .await;
     cluster.shutdown().await;
 }

@@ -296,13 +296,34 @@ impl TestCluster {
         }
     }
 
+    /// Three nodes taking a snapshot every five entries and keeping one entry behind it: a
+    /// cluster for [`Self::snapshot_with_a_follower_behind`].
+    pub async fn snapshotting_often() -> TestCluster {
+        TestCluster::start(3, |c| {
+            c.snapshot_count = 5;
+            c.snapshot_catchup_entries = 1;
+        })
+        .await
+    }
+
+    /// Waits up to `within` for the follower `setup` left behind to have applied what the
+    /// leader had when it went idle.
+    pub async fn caught_up(&self, setup: &SnapshotBehind, within: Duration, what: &str) {
+        let behind = self.node(setup.behind).clone();
+        wait_for(within, what, || async {
+            let s = behind.status().await.ok()?;
+            (s.applied >= setup.idle.applied).then_some(())
+        })
+        .await;
+    }
+
     /// Cuts a follower off its leader and writes, one entry at a time (each waited for until
     /// any snapshot it made due is saved), until the leader's newest snapshot lands on its
     /// applied index past the follower's log: the cluster then goes idle, and the follower
-    /// can catch up only from that snapshot once the network heals. Needs
-    /// `snapshot_count == count`.
-    pub async fn snapshot_with_a_follower_behind(&mut self, count: u64) -> SnapshotBehind {
+    /// can catch up only from that snapshot once the network heals.
+    pub async fn snapshot_with_a_follower_behind(&mut self) -> SnapshotBehind {
         let leader = self.wait_leader().await;
+        let count = self.config(leader, false).snapshot_count;
         let behind = if leader == 3 { 2 } else { 3 };
         let behind_last = self
             .node(behind)
