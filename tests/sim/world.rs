@@ -151,6 +151,17 @@ struct Process {
     uncounted: Option<u64>,
 }
 
+impl Process {
+    /// Whether this process counts member `id` as running since its latest addition.
+    fn counts_running(&self, id: u64) -> bool {
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+}
+
 /// Why a node is not running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
@@ -1281,12 +1292,7 @@ impl World {
         });
         if let Some((voters, _)) = &membership {
             let own = p.node.sessions().origins().get(&id).copied();
-            let counted = p
-                .shared
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&id);
+            let counted = p.counts_running(id);
             if counted && p.uncounted.take().is_some() {
                 self.stats.sessions_renewed += 1;
             } else if !counted && own.is_some() && voters.contains(&id) {
@@ -2115,13 +2121,7 @@ impl World {
             .mem
             .initial_state()
             .is_ok_and(|s| s.conf_state.voters.contains(&id));
-        let counted = p
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id);
-        member && !counted && p.node.sessions().origins().contains_key(&id)
+        member && !p.counts_running(id) && p.node.sessions().origins().contains_key(&id)
     }
 
     /// The leader, if it has applied the removal of `id` and then a registration of it at an
