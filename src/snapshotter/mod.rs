@@ -5,7 +5,9 @@
 //! # Files
 //! One file per snapshot in the snapshot directory (`raftexample-<id>-snap`), named
 //! `%016x-%016x.snap` after the snapshot's term and index, as etcd names them. A file that
-//! failed its checksum is renamed to `<name>.broken` and kept for inspection. A snapshot
+//! failed its checksum at a start is renamed to `<name>.broken` and kept for inspection; one
+//! found damaged while being sent, to `<name>.sent.broken` (of those, only the oldest
+//! snapshot's and the latest are kept: see [`Snapshotter::set_aside_if_damaged`]). A snapshot
 //! arriving from the leader is written to `incoming-<from>-<n>.part` first ([`handle`]), and
 //! renamed to its `.snap` name when the node installs it.
 //!
@@ -60,6 +62,10 @@ pub const DEFAULT_KEEP: usize = 5;
 
 const SNAP_EXT: &str = ".snap";
 const BROKEN_EXT: &str = ".broken";
+/// What a file set aside by a send is named after its snapshot's name (and a later copy of
+/// the same snapshot, `.sent.2.broken`).
+const SENT_BROKEN_EXT: &str = ".sent.broken";
+const SENT_LATER_BROKEN_EXT: &str = ".sent.2.broken";
 const TMP_EXT: &str = ".tmp";
 
 /// Errors of the snapshotter; each names the file or directory.
@@ -126,6 +132,17 @@ pub fn snap_name(term: u64, index: u64) -> String {
 /// Parses a snapshot file name into `(term, index)`; `None` for any other file.
 pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
     fsutil::parse_hex_pair_name(name, SNAP_EXT)
+}
+
+/// The (index, term, later copy) of a file a send set aside as damaged
+/// (`<name>.sent.broken` or `<name>.sent.2.broken`), sorting the oldest snapshot's first.
+fn parse_sent_aside_name(name: &str) -> Option<(u64, u64, bool)> {
+    let (snap, later) = match name.strip_suffix(SENT_LATER_BROKEN_EXT) {
+        Some(snap) => (snap, true),
+        None => (name.strip_suffix(SENT_BROKEN_EXT)?, false),
+    };
+    let (term, index) = parse_snap_name(snap)?;
+    Some((index, term, later))
 }
 
 /// Saves and loads the snapshot files of one directory. Cheap to clone: clones share the
@@ -515,6 +532,15 @@ impl Snapshotter {
     /// hold the same snapshot taken again, good (found by a review: a second send of the
     /// damaged file, to another follower, ending after the retake, set the new one aside),
     /// and is left for its own sends to judge.
+    ///
+    /// The file goes to `<name>.sent.broken` (`<name>.sent.2.broken` if the same snapshot,
+    /// taken again, was set aside before), apart from the files a start sets aside
+    /// ([`Snapshotter::quarantine`]): of the sender's, only the oldest snapshot's and this
+    /// latest one are kept. The leader takes a snapshot in place of each damaged one, of a
+    /// newer state under a new name in a cluster taking writes, so a disk damaging every copy
+    /// left one full copy of the state per damage until it filled (found by a review). A
+    /// start's are never deleted: a node refusing to start names them so that its operator
+    /// can restore them (a first fix pruned both, and the simulator caught it).
     pub fn set_aside_if_damaged<T>(
         &self,
         path: &Path,
@@ -527,7 +553,7 @@ impl Snapshotter {
             if *naming != named {
                 tracing::info!(path = %path.display(), "a snapshot file was saved since this one was opened: the name is left to its own sends");
             } else if self.fs.exists(path).unwrap_or(false)
-                && let Err(err) = self.quarantine(path)
+                && let Err(err) = self.set_aside_sent(path)
             {
                 tracing::error!(%err, "cannot set the damaged snapshot aside");
             }
@@ -546,10 +572,9 @@ impl Snapshotter {
     /// keeps it for inspection; returns the new name. A file of that name already there (the
     /// same snapshot, taken again and damaged again) is kept too, and the new one is
     /// `<name>.2.broken`: a rename over the first would delete it unseen. A third replaces
-    /// the second, so the first and the latest damaged copies are kept, and a disk that
-    /// damages every copy cannot fill up with them (the leader takes a damaged snapshot again
-    /// as soon as a follower needs one). Called at a start, before anything sends, or by
-    /// [`Snapshotter::set_aside_if_damaged`] under the naming lock.
+    /// the second, so the first and the latest damaged copies are kept. Called at a start,
+    /// before anything sends; nothing deletes these files, which a refusal to start names
+    /// (a send's set-asides have names of their own: [`Snapshotter::set_aside_if_damaged`]).
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
         let aside = |latest: bool| {
             let mut broken = path.as_os_str().to_owned();
@@ -564,6 +589,49 @@ impl Snapshotter {
         self.fs.rename(path, &broken).map_err(io_err(path))?;
         self.sync_dir()?;
         Ok(broken)
+    }
+
+    /// Renames a file a send found damaged to `<name>.sent.broken`, or `<name>.sent.2.broken`
+    /// if the first is there, and deletes the sender's set-asides but the oldest snapshot's
+    /// and this one (see [`Snapshotter::set_aside_if_damaged`]); returns the new name.
+    fn set_aside_sent(&self, path: &Path) -> Result<PathBuf, Error> {
+        let aside = |ext: &str| {
+            let mut broken = path.as_os_str().to_owned();
+            broken.push(ext);
+            PathBuf::from(broken)
+        };
+        let first = aside(SENT_BROKEN_EXT);
+        let broken = if self.fs.exists(&first).map_err(io_err(path))? {
+            aside(SENT_LATER_BROKEN_EXT)
+        } else {
+            first
+        };
+        tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
+        self.fs.rename(path, &broken).map_err(io_err(path))?;
+        self.sync_dir()?;
+        self.drop_sent_aside_but(&broken);
+        Ok(broken)
+    }
+
+    /// Deletes the files sends set aside, but `latest` and the oldest snapshot's among the
+    /// others. A file of a name this node does not give is left alone; a failure costs only
+    /// disk, and is logged.
+    fn drop_sent_aside_but(&self, latest: &Path) {
+        let names = self.fs.list_dir(&self.dir).unwrap_or_default();
+        let Some(latest) = latest.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        let mut others: Vec<((u64, u64, bool), &String)> = names
+            .iter()
+            .filter(|name| name.as_str() != latest)
+            .filter_map(|name| Some((parse_sent_aside_name(name)?, name)))
+            .collect();
+        others.sort();
+        for (_, name) in others.into_iter().skip(1) {
+            if let Err(err) = self.discard(name) {
+                tracing::warn!(%err, "cannot delete a damaged snapshot file set aside by an earlier send");
+            }
+        }
     }
 
     /// Every `.snap` file, oldest first (by index, then term).
@@ -875,6 +943,58 @@ mod tests {
             kept(format!("{first}.2.broken")),
             copies[2],
             "and the latest"
+        );
+        assert_eq!(s.list().expect("listed"), Vec::<PathBuf>::new());
+    }
+
+    /// Of the files sends found damaged, under many names (a cluster taking writes, each
+    /// snapshot in place of a damaged one of a newer state) or one (an idle cluster), the
+    /// oldest snapshot's and the latest are kept, and a start's set-asides all stay: a node
+    /// refusing to start names those for its operator to restore (found by a review, and a
+    /// first fix that pruned both was caught by the simulator).
+    #[test]
+    fn a_sends_damaged_files_are_kept_first_and_latest_and_a_starts_all() {
+        let dir = TempDir::new().expect("temp dir");
+        let s = Snapshotter::new(dir.path(), 5).expect("snapshotter");
+        fs::write(dir.path().join("notes.sent.broken"), b"not ours").expect("written");
+        // Set aside by starts: never deleted.
+        for index in [3, 4] {
+            s.save(&snap(1, index, &[index as u8; 64])).expect("saved");
+            s.quarantine(&dir.path().join(snap_name(1, index)))
+                .expect("set aside at a start");
+        }
+        let damaged = || Error::Corrupt {
+            path: dir.path().to_path_buf(),
+            offset: 0,
+            reason: "a test's damage".into(),
+        };
+        let mut latest = Vec::new();
+        for (index, copies) in [(10, 2), (11, 1), (12, 3), (13, 1), (13, 1)] {
+            for _ in 0..copies {
+                s.save(&snap(1, index, &[index as u8; 64])).expect("saved");
+                let path = dir.path().join(snap_name(1, index));
+                latest = fs::read(&path).expect("the file saved");
+                let named = *s.naming();
+                assert!(
+                    s.set_aside_if_damaged::<()>(&path, named, Err(damaged()))
+                        .is_err()
+                );
+                assert!(!path.exists(), "set aside");
+            }
+        }
+        let mut want = vec![
+            format!("{}.broken", snap_name(1, 3)),
+            format!("{}.broken", snap_name(1, 4)),
+            format!("{}.sent.broken", snap_name(1, 10)),
+            format!("{}.sent.2.broken", snap_name(1, 13)),
+            "notes.sent.broken".to_string(),
+        ];
+        want.sort();
+        assert_eq!(names(dir.path()), want);
+        assert_eq!(
+            fs::read(dir.path().join(&want[3])).expect("the latest"),
+            latest,
+            "the latest copy is the one kept"
         );
         assert_eq!(s.list().expect("listed"), Vec::<PathBuf>::new());
     }

@@ -718,7 +718,7 @@ mod tests {
             "the file taken again stays under its name"
         );
         let mut broken = path.clone().into_os_string();
-        broken.push(".broken");
+        broken.push(".sent.broken");
         assert_eq!(
             std::fs::read(&broken).expect("the damaged file, set aside"),
             bytes
@@ -875,7 +875,7 @@ mod tests {
         );
         assert!(!path.exists(), "the damaged file was set aside");
         let mut broken = path.clone().into_os_string();
-        broken.push(".broken");
+        broken.push(".sent.broken");
         assert!(Path::new(&broken).exists(), "and kept");
         let (server, _events) = follower(follower_dir.path());
         let refused = receive(&server, 1, Body::from(sent))
@@ -1192,7 +1192,7 @@ mod tests {
         );
         assert!(!path.exists());
         let mut broken = path.into_os_string();
-        broken.push(".broken");
+        broken.push(".sent.broken");
         assert!(std::path::Path::new(&broken).exists());
     }
 }
