@@ -24,7 +24,7 @@ use crate::membership::{
     Members, cluster_id, decode_conf_change, normalize_url, same_url, validate_peer_url,
 };
 use crate::snapshotter::Snapshotter;
-use crate::wal::{Metadata, Wal};
+use crate::wal::{Metadata, Wal, WalContents};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +139,22 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
     let mem = MemStorage::new();
 
     if Wal::exists_on(&*fs, &wal_dir) {
-        let (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+        let (mut wal, mut contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
         check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
+        if unfinished_bootstrap(&contents) {
+            // The first start stopped between creating the WAL and syncing its first entries
+            // (a power loss, or a kill: the batch waits in memory for its sync). Started as it
+            // is, the node has no members and never elects a leader, which a restart does not
+            // mend (found by a review). It has promised nothing, so its first start is finished.
+            tracing::warn!(
+                wal = %wal_dir.display(),
+                "the first start stopped before it saved the cluster's first entries; saving them now"
+            );
+            let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
+            wal.save(Some(&hs), &entries, true)?;
+            drop(wal);
+            (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+        }
         if config.join && !contents.metadata.initial_cluster.is_empty() {
             // As in the original, a data dir decides; but a new member started once without
             // --join made a cluster of its own there, which the members refuse for good.
@@ -330,12 +344,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         peer_url: own_url,
         initial_cluster: config.cluster.clone(),
     };
-    let entries = bootstrap_entries(&config.cluster);
-    let hs = HardState {
-        term: 1,
-        commit: entries.len() as u64,
-        ..Default::default()
-    };
+    let (hs, entries) = bootstrap_log(&config.cluster);
     let mut wal = Wal::create_on(fs.clone(), &wal_dir, &meta, options)?;
     wal.save(Some(&hs), &entries, true)?;
     mem.wl().append(&entries).map_err(StartError::Raft)?;
@@ -362,6 +371,28 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         cluster_id: cluster,
         commit_at_start: 0,
     })
+}
+
+/// The log an initial member of `cluster` starts with: [`bootstrap_entries`], committed at
+/// term 1.
+fn bootstrap_log(cluster: &[String]) -> (HardState, Vec<Entry>) {
+    let entries = bootstrap_entries(cluster);
+    let hs = HardState {
+        term: 1,
+        commit: entries.len() as u64,
+        ..Default::default()
+    };
+    (hs, entries)
+}
+
+/// Whether `contents` is a WAL an initial member created at its first start and holds
+/// nothing else: no entry, no hard state, no snapshot marker. A node that joined has no
+/// initial list; one that ran holds at least its first entries.
+fn unfinished_bootstrap(contents: &WalContents) -> bool {
+    !contents.metadata.initial_cluster.is_empty()
+        && contents.hard_state == HardState::default()
+        && contents.snapshot_markers.is_empty()
+        && contents.entries_after(0).is_ok_and(|e| e.is_empty())
 }
 
 /// Entries 1..=n: one AddNode per initial member, its URL as the change's context.
@@ -608,6 +639,54 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// A first start cut short after it created the WAL and before it synced the first
+    /// entries (a power loss; a kill, in direct-I/O mode) left a WAL holding nothing: the
+    /// next start had no members and never elected a leader, restart after restart (found by
+    /// a review). It now finishes the first start: the log is the one a whole first start
+    /// writes.
+    #[test]
+    fn a_first_start_cut_short_before_its_first_entries_is_finished_by_the_next() {
+        use raft::{GetEntriesContext, Storage as _};
+        let whole = tempfile::TempDir::new().expect("temp dir");
+        let cut = tempfile::TempDir::new().expect("temp dir");
+        let log = |config: &Config| {
+            let recovered = replay_wal(config).expect("started");
+            let storage = &recovered.storage;
+            let state = storage.initial_state().expect("the hard state");
+            let last = storage.last_index().expect("the last index");
+            // raft-rs's storage panics when asked for entries it does not hold.
+            let entries = match last {
+                0 => Vec::new(),
+                _ => storage
+                    .entries(1, last + 1, None, GetEntriesContext::empty(false))
+                    .expect("the entries"),
+            };
+            (state.hard_state, entries)
+        };
+        let want = log(&config(whole.path()));
+        assert_eq!(want.1.len(), config(whole.path()).cluster.len());
+
+        let config = config(cut.path());
+        let own_url = check_flags(&config).expect("the flags");
+        let meta = Metadata {
+            node_id: config.id,
+            cluster_id: cluster_id(&config.cluster_token, &config.cluster),
+            peer_url: own_url,
+            initial_cluster: config.cluster.clone(),
+        };
+        drop(
+            Wal::create_on(
+                StdFs::shared(),
+                &config.wal_dir(),
+                &meta,
+                config.wal_options(),
+            )
+            .expect("the WAL created"),
+        );
+        assert_eq!(log(&config), want, "the first start finished");
+        assert_eq!(log(&config), want, "and saved: the next start replays it");
+    }
 
     /// A restart on a disk with less room than a WAL segment and the last snapshot want is
     /// warned of; with room, or on a disk that cannot tell, nothing is said.
