@@ -123,6 +123,29 @@ async fn close_while_proposals_in_flight() {
     cluster.shutdown().await;
 }
 
+/// A write sent to a node that has stopped never reached it: its client hears that it will
+/// not happen, and may send it elsewhere (it heard "may still happen": found by a review).
+#[tokio::test(start_paused = true)]
+async fn a_write_to_a_stopped_node_will_not_happen() {
+    let mut cluster = TestCluster::start(1, |_| {}).await;
+    cluster.wait_leader().await;
+    let node = cluster.node(1).clone();
+    assert_eq!(cluster.stop(1).await, raftexample::Exit::Shutdown);
+    assert_eq!(
+        node.put("/k".into(), "v".into()).await,
+        Err(ProposalError::StoppedUnproposed)
+    );
+    cluster.start_node(1, false).await;
+    cluster.wait_leader().await;
+    let v = cluster
+        .node(1)
+        .get("/k", ReadConsistency::Linearizable)
+        .await
+        .expect("read after restart");
+    assert_eq!(v, None, "a write told it will not happen is not there");
+    cluster.shutdown().await;
+}
+
 /// TestPutAndGetKeyValue: PUT then GET through the REST API on one node, without the
 /// original's sleep: a 204 means the value is applied.
 #[tokio::test(start_paused = true)]

@@ -314,10 +314,11 @@ impl NodeHandle {
     ) -> Result<(), ProposalError> {
         let (tx, rx) = oneshot::channel();
         let round_trip = async {
+            // Not sent: the node had stopped reading its inbox, and never saw the request.
             self.inbox
                 .send(make(tx))
                 .await
-                .map_err(|_| ProposalError::Stopped)?;
+                .map_err(|_| ProposalError::StoppedUnproposed)?;
             // A dropped responder means the node stopped before answering.
             rx.await.map_err(|_| ProposalError::Stopped)?
         };

@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
 use super::reads;
-use super::{ELECTION_TICKS, Exit, NodeError, ProbeAnswer, RaftNode, Request, Responder};
+use super::{
+    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, ProposalError, RaftNode, Request, Responder,
+};
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -104,6 +106,22 @@ impl RaftNode {
         };
         self.proposals.stop();
         self.reads.stop();
+        // Requests still in the inbox were never read, so never proposed: they hear that they
+        // will not happen, and may be sent elsewhere. Dropped, their clients heard "may still
+        // happen" (found by a review). Closed first: a request sent from now on fails to send,
+        // which the handle reads the same way.
+        requests.close();
+        while let Ok(request) = requests.try_recv() {
+            match request {
+                Request::Propose { done, .. }
+                | Request::ChangeMembers { done, .. }
+                | Request::Read(done) => {
+                    let _ = done.send(Err(ProposalError::StoppedUnproposed));
+                }
+                // Nothing to tell: the handle says the node stopped.
+                Request::Status(_) => {}
+            }
+        }
         if exit == Exit::Shutdown
             && let Err(err) = self.flush()
         {

@@ -9,7 +9,9 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, Entry
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Exit, NodeError, NodeStatus, RaftNode, Request, Shared, replay};
+use super::{
+    Exit, MemberChange, NodeError, NodeStatus, ProposalError, RaftNode, Request, Shared, replay,
+};
 use crate::config::Config;
 use crate::kvstore::{Command, KvStore};
 use crate::metrics::Metrics;
@@ -236,6 +238,49 @@ async fn feed_from(node: &Fed, log: &[Entry], from: usize, commit: u64) {
             )
         });
         assert_eq!(status.last_index, entry.index);
+    }
+}
+
+/// Requests still in the inbox when the node stops were never read, so never proposed: they
+/// hear that they will not happen, so their clients may send them elsewhere. They were
+/// dropped unread, which the handle reads as "may still happen" (found by a review).
+#[tokio::test]
+async fn requests_the_node_never_read_before_it_stopped_will_not_happen() {
+    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::join(2, cluster).await;
+    node.status().await.expect("running");
+    // Queued and the stop asked before the node's task runs again (this runtime has one
+    // thread): the node stops at its next turn, with every request still unread.
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let (done, answer) = oneshot::channel();
+        let request = match n {
+            0 => Request::Propose {
+                data: Command::Put {
+                    key: "/k".into(),
+                    value: "v".into(),
+                }
+                .encode(),
+                done,
+            },
+            1 => Request::ChangeMembers {
+                change: MemberChange::Remove { id: 1 },
+                checked_voters: None,
+                done,
+            },
+            _ => Request::Read(done),
+        };
+        node.requests.try_send(request).expect("room in the inbox");
+        answers.push(answer);
+    }
+    node.shutdown.cancel();
+    assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
+    for (n, answer) in answers.into_iter().enumerate() {
+        assert_eq!(
+            answer.await.map_err(|_| "dropped unanswered"),
+            Ok(Err(ProposalError::StoppedUnproposed)),
+            "request {n}"
+        );
     }
 }
 
