@@ -429,14 +429,13 @@ impl RaftNode {
                 }
             }
             PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
-            PeerEvent::SnapshotStatus { peer, delivered } => {
+            PeerEvent::SnapshotStatus {
+                peer,
+                snapshot,
+                delivered,
+            } => {
                 let status = if delivered {
-                    // Sent whole: its file was sound, so a later damage is a new trouble; not
-                    // if the newest is set aside meanwhile (an older snapshot's long send
-                    // ending while copies of the newest are damaged for another follower).
-                    if !self.storage.latest_file_gone() {
-                        self.retake_backoff = None;
-                    }
+                    self.snapshot_delivered(snapshot);
                     SnapshotStatus::Finish
                 } else {
                     SnapshotStatus::Failure

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{NodeError, RaftNode};
 use crate::kvstore::{Apply, ClusterState, RestoreFrom, decode_cluster_state, read_cluster_state};
 use crate::snapshotter::{self, SnapshotData};
-use crate::transport::AppliedAt;
+use crate::transport::{AppliedAt, SnapshotId};
 
 /// A snapshot the state machine is saving.
 pub(super) struct PendingSnapshot {
@@ -215,6 +215,18 @@ impl RaftNode {
         }
     }
 
+    /// `sent` was delivered whole to a peer. If it is the newest snapshot, its file was sound,
+    /// so a later damage is a new trouble and the retakes' back-off starts over. Not for an
+    /// older snapshot: its long send may have begun before the newest was taken and ended
+    /// while the newest's copy, damaged too, was not read yet; that reset the streak, and a
+    /// disk damaging every copy was written at the pace of raft's asking again. Nor once the
+    /// newest is set aside (copies of it damaged meanwhile, for another follower).
+    pub(super) fn snapshot_delivered(&mut self, sent: SnapshotId) {
+        if self.storage.is_newest_on_disk(sent) {
+            self.retake_backoff = None;
+        }
+    }
+
     /// Asks the state machine for a snapshot once enough entries (or bytes of entries) were
     /// applied since the last one, or when raft needs a newer one for a follower.
     pub(super) fn maybe_trigger_snapshot(&mut self) -> Result<(), NodeError> {
@@ -409,6 +421,105 @@ impl RaftNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use raft::eraftpb::ConfState;
+
+    use crate::config::Config;
+    use crate::kvstore::{Applier, KvStore};
+    use crate::metrics::Metrics;
+    use crate::raft_node::{NodeEnv, Shared, replay_wal};
+    use crate::snapshotter::snap_name;
+    use crate::transport::PeerEvent;
+    use crate::transport::mem::MemNet;
+
+    /// Node 1 of a cluster of one, bootstrapped in `config`'s data dir, driven by hand: no
+    /// loop runs it, so a test sees its fields between two events.
+    fn node(config: &Config) -> RaftNode {
+        let mut recovered = replay_wal(config).expect("an empty data dir");
+        let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
+        let (endpoint, _peers) = MemNet::new().attach(config.id);
+        RaftNode::new(
+            config,
+            recovered,
+            Box::new(endpoint),
+            Applier::inline(kv),
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(config.id)),
+            NodeEnv::production(),
+        )
+        .expect("node")
+    }
+
+    /// Saves a snapshot file at `term`, `index` in `node`'s snapshot folder.
+    fn saved(node: &RaftNode, term: u64, index: u64) -> SnapshotMetadata {
+        let mut snap = Snapshot {
+            data: vec![7u8; 64].into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        (meta.term, meta.index) = (term, index);
+        meta.set_conf_state(ConfState::from((vec![1, 2], vec![])));
+        node.storage.snapshotter().save(&snap).expect("saved");
+        snap.take_metadata()
+    }
+
+    /// Only the newest snapshot sent whole ends a streak of retakes. A long send of an older
+    /// one (begun before the newest was taken, in place of a damaged one) that ends while the
+    /// newest's copy is damaged too, and not read yet, said nothing of that copy, but reset
+    /// the back-off: the next damage was taken again after a heartbeat, not after twice the
+    /// last wait. Nor does a failed send, or one whose file was set aside since.
+    #[tokio::test]
+    async fn only_the_newest_snapshot_sent_whole_ends_a_streak_of_retakes() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = Config {
+            id: 1,
+            cluster: vec!["http://127.0.0.1:1".into()],
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mut node = node(&config);
+        let older = saved(&node, 2, 10);
+        let newest = saved(&node, 3, 20);
+        node.storage.set_latest_snapshot(newest.clone());
+        let in_streak = |node: &RaftNode| node.retake_backoff.is_some();
+        let status = |meta: &SnapshotMetadata, delivered| PeerEvent::SnapshotStatus {
+            peer: 2,
+            snapshot: SnapshotId {
+                term: meta.term,
+                index: meta.index,
+            },
+            delivered,
+        };
+        let streak = RetakeBackoff::after(None, node.now(), node.tick);
+        node.retake_backoff = Some(streak);
+
+        node.on_peer_event(status(&older, true));
+        assert!(
+            in_streak(&node),
+            "an older snapshot's send ended the streak"
+        );
+        // Same index, another term: not the newest either.
+        let mut other_term = newest.clone();
+        other_term.term = 2;
+        node.on_peer_event(status(&other_term, true));
+        assert!(in_streak(&node), "another term's send ended the streak");
+        node.on_peer_event(status(&newest, false));
+        assert!(in_streak(&node), "a failed send ended the streak");
+
+        let file = config.snap_dir().join(snap_name(newest.term, newest.index));
+        let kept = std::fs::read(&file).expect("the newest file");
+        std::fs::remove_file(&file).expect("set aside");
+        node.on_peer_event(status(&newest, true));
+        assert!(
+            in_streak(&node),
+            "a send of a file set aside since ended it"
+        );
+
+        std::fs::write(&file, kept).expect("taken again");
+        node.on_peer_event(status(&newest, true));
+        assert!(!in_streak(&node), "the newest, sent whole, ends the streak");
+    }
 
     /// Snapshots in place of damaged ones, one after another, wait twice as long each time,
     /// from a heartbeat up to [`LONGEST_RETAKE`], however late after its allowed time each

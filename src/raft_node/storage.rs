@@ -13,6 +13,7 @@ use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use crate::snapshotter::{Snapshotter, handle, snap_name};
+use crate::transport::SnapshotId;
 
 /// The `Storage` the `RawNode` reads; the raft node writes to it through [`NodeStorage::mem`].
 #[derive(Clone)]
@@ -82,6 +83,17 @@ impl NodeStorage {
                 .shared
                 .snapshotter
                 .has_file(&snap_name(meta.term, meta.index))
+        })
+    }
+
+    /// Whether `snapshot` is the newest and its file is in the folder.
+    pub fn is_newest_on_disk(&self, snapshot: SnapshotId) -> bool {
+        self.latest_snapshot().is_some_and(|meta| {
+            (meta.term, meta.index) == (snapshot.term, snapshot.index)
+                && self
+                    .shared
+                    .snapshotter
+                    .has_file(&snap_name(meta.term, meta.index))
         })
     }
 

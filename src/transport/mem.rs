@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
-use super::{AppliedAt, Dropped, Network, PeerEvent, gone_as_of, inline_snapshot};
+use super::{AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot};
 use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
 
@@ -187,15 +187,22 @@ impl Network for MemEndpoint {
                 dropped.add(to, true);
                 continue;
             }
+            // One report, naming the newest: raft keeps one snapshot in flight per peer.
+            let sent = batch
+                .iter()
+                .rev()
+                .find(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                .map(SnapshotId::of);
             if target.try_send(PeerEvent::Step(batch)).is_err() {
                 dropped.add(to, snapshots > 0);
                 continue;
             }
-            if snapshots > 0
+            if let Some(snapshot) = sent
                 && let Some(own) = &own
             {
                 let _ = own.try_send(PeerEvent::SnapshotStatus {
                     peer: to,
+                    snapshot,
                     delivered: true,
                 });
             }

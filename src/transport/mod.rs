@@ -65,6 +65,10 @@ pub enum PeerEvent {
     SnapshotStatus {
         /// The peer.
         peer: u64,
+        /// Which snapshot: a long send may end after a newer snapshot was taken, and the
+        /// node must not take its success for the newer one's (see `RaftNode`'s
+        /// `snapshot_delivered`).
+        snapshot: SnapshotId,
         /// Whether it accepted the snapshot.
         delivered: bool,
     },
@@ -79,6 +83,27 @@ pub enum PeerEvent {
         /// The log index as of which it believes so (`None`: it did not say).
         as_of: Option<u64>,
     },
+}
+
+/// A snapshot, as its metadata names it: a snapshot taken again in place of a damaged one,
+/// in an idle cluster, has the same term and index (and file name) as the damaged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotId {
+    /// The term of its last entry.
+    pub term: u64,
+    /// The index of its last entry.
+    pub index: u64,
+}
+
+impl SnapshotId {
+    /// The snapshot the `MsgSnapshot` `m` carries.
+    pub fn of(m: &Message) -> SnapshotId {
+        let meta = m.get_snapshot().get_metadata();
+        SnapshotId {
+            term: meta.term,
+            index: meta.index,
+        }
+    }
 }
 
 /// Header carrying the sender's cluster identity, in hex.

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::http::ChannelBody;
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, HttpClient, PeerEvent, PeerFilter,
-    RAFT_PATH, STREAM_PATH, snapshot,
+    RAFT_PATH, STREAM_PATH, SnapshotId, snapshot,
 };
 use crate::metrics::Metrics;
 use crate::snapshotter::Snapshotter;
@@ -234,14 +234,18 @@ impl PeerTask {
                     let mut stale = Vec::new();
                     while rx.try_recv().map(|m| stale.push(m)).is_ok() {}
                     self.count(&self.metrics.peer_messages_dropped, stale.len());
-                    if stale
+                    // One report, naming the newest queued: raft keeps one snapshot in
+                    // flight per peer.
+                    if let Some(snap) = stale
                         .iter()
-                        .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                        .rev()
+                        .find(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                     {
                         let _ = self
                             .inbox
                             .send(PeerEvent::SnapshotStatus {
                                 peer: self.id,
+                                snapshot: SnapshotId::of(snap),
                                 delivered: false,
                             })
                             .await;
@@ -369,6 +373,7 @@ impl PeerTask {
             snapshot_streak: self.snapshot_streak.clone(),
         };
         let number = self.snapshot_streak.started();
+        let snapshot = SnapshotId::of(&snap);
         tokio::spawn(async move {
             let started = Instant::now();
             let outcome = task.send_snapshot(snap).await;
@@ -416,6 +421,7 @@ impl PeerTask {
                 .inbox
                 .send(PeerEvent::SnapshotStatus {
                     peer: task.id,
+                    snapshot,
                     delivered,
                 })
                 .await;

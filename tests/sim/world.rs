@@ -31,7 +31,7 @@ use raftexample::raft_node::{
     Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError,
     replay_wal_on,
 };
-use raftexample::transport::{PeerEvent, gone_as_of};
+use raftexample::transport::{PeerEvent, SnapshotId, gone_as_of};
 use raftexample::wal::Record;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -805,7 +805,8 @@ impl World {
                 self.inv.leads(id, m.term, "it sent a leader's message");
             }
             let to = m.to;
-            let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let snapshot =
+                (m.get_msg_type() == MessageType::MsgSnapshot).then(|| SnapshotId::of(&m));
             let fate = self.links.fate(id, to, depart, &mut self.rng);
             self.note(|| format!("n{id} send {} {fate:?}", describe(&m)));
             match fate {
@@ -815,7 +816,9 @@ impl World {
                     }
                 }
                 Fate::Cut => self.report_failure(id, life, to, snapshot, depart),
-                Fate::Lost if snapshot => self.report_failure(id, life, to, true, depart),
+                Fate::Lost if snapshot.is_some() => {
+                    self.report_failure(id, life, to, snapshot, depart)
+                }
                 Fate::Lost => {}
             }
         }
@@ -833,8 +836,15 @@ impl World {
     }
 
     /// The sender's peer task notices that `to` could not be reached: raft hears it a little
-    /// later (and that a snapshot was not delivered).
-    fn report_failure(&mut self, node: u64, life: u64, to: u64, snapshot: bool, from: Nanos) {
+    /// later (and that `snapshot`, if any, was not delivered).
+    fn report_failure(
+        &mut self,
+        node: u64,
+        life: u64,
+        to: u64,
+        snapshot: Option<SnapshotId>,
+        from: Nanos,
+    ) {
         let at = from + self.between(50 * MS, 500 * MS);
         self.schedule(
             at,
@@ -844,7 +854,7 @@ impl World {
                 event: PeerEvent::Unreachable(to),
             },
         );
-        if snapshot {
+        if let Some(snapshot) = snapshot {
             self.schedule(
                 at,
                 Event::Report {
@@ -852,6 +862,7 @@ impl World {
                     life,
                     event: PeerEvent::SnapshotStatus {
                         peer: to,
+                        snapshot,
                         delivered: false,
                     },
                 },
@@ -861,10 +872,11 @@ impl World {
 
     /// Messages arrive at `to`; its peer server admits them or refuses, as the real one does.
     fn deliver(&mut self, from: u64, from_life: u64, to: u64, messages: Vec<Message>) {
-        let snapshots = messages
+        let snapshots: Vec<SnapshotId> = messages
             .iter()
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
-            .count();
+            .map(SnapshotId::of)
+            .collect();
         let refusal = self.refusal(from, to, &messages);
         // As the peer server: a sender let in from outside the membership is answered at its
         // URL, renewed with every batch (also one answered 410).
@@ -877,7 +889,8 @@ impl World {
         match refusal {
             Some(Refused::Unreachable) => {
                 self.note(|| format!("n{to} refuses {} messages from n{from}", messages.len()));
-                self.report_failure(from, from_life, to, snapshots > 0, self.now);
+                // One report, as the peer task's: the newest snapshot of the batch.
+                self.report_failure(from, from_life, to, snapshots.last().copied(), self.now);
                 return;
             }
             Some(Refused::Gone(as_of)) => {
@@ -925,7 +938,7 @@ impl World {
                 p.told_commit = p.told_commit.max(told);
             }
         }
-        for _ in 0..snapshots {
+        for snapshot in snapshots {
             let at = self.now + self.between(self.plan.latency.0, self.plan.latency.1);
             self.schedule(
                 at,
@@ -934,6 +947,7 @@ impl World {
                     life: from_life,
                     event: PeerEvent::SnapshotStatus {
                         peer: to,
+                        snapshot,
                         delivered: true,
                     },
                 },
