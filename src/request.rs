@@ -319,8 +319,9 @@ pub struct Shared {
     pub membership_settled: AtomicBool,
     /// Why this node refused the latest snapshot a leader sent it for reasons of its own (no
     /// room on its disk, over its `--max-snapshot-bytes`, a step after its last byte it could
-    /// not finish in time), and the snapshot's index if it was read, until one is delivered:
-    /// such a node stays behind however often the leader tries, and `/-/ready` says why.
+    /// not finish in time), and the snapshot's index if it was read, until it or a newer one
+    /// is delivered: such a node stays behind however often the leader tries, and `/-/ready`
+    /// says why.
     pub snapshot_refused: Mutex<Option<(Option<u64>, String)>>,
     /// The members whose session in the exactly-once table this node has applied began after
     /// their latest addition, and each session's id (its registration's index): each has run
@@ -365,13 +366,40 @@ impl Shared {
         }
     }
 
-    /// Records why the peer server refused a leader's snapshot, and the snapshot's index if
-    /// known (`None`: it delivered one).
-    pub(crate) fn note_snapshot_refused(&self, why: Option<(Option<u64>, String)>) {
-        *self
+    /// Records why the peer server refused a leader's snapshot at `index` (`None`: refused
+    /// before its message was read, by its length). The refusal of a snapshot older than the
+    /// one whose reason is kept (from a deposed leader still sending) leaves that reason:
+    /// replacing it hid the newer one's trouble on a node that had applied the older index
+    /// by the log, until the current leader tried again (up to its sender's back-off, 8 s,
+    /// later). A refusal whose index is not known cannot be ordered against the kept one, so
+    /// it replaces it as the latest word, and a refusal of a known index replaces it in turn:
+    /// a reason without an index never goes stale by the applied index, so it hides nothing;
+    /// at worst it names another attempt's trouble until the next refusal or delivery.
+    pub(crate) fn note_snapshot_refused(&self, index: Option<u64>, why: String) {
+        let mut refused = self
             .snapshot_refused
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = why;
+            .unwrap_or_else(|p| p.into_inner());
+        if let (Some(index), Some((Some(kept), _))) = (index, &*refused)
+            && index < *kept
+        {
+            return;
+        }
+        *refused = Some((index, why));
+    }
+
+    /// Records that the peer server handed the raft node a leader's snapshot at `index`. The
+    /// reason kept goes, unless it is of a newer snapshot: an older one delivered (from a
+    /// deposed leader) says nothing of whether this node can store the newer one. A reason
+    /// whose index is not known goes too, as before: a snapshot got through.
+    pub(crate) fn note_snapshot_delivered(&self, index: u64) {
+        let mut refused = self
+            .snapshot_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !matches!(&*refused, Some((Some(kept), _)) if index < *kept) {
+            *refused = None;
+        }
     }
 
     /// Why this node refused the latest snapshot a leader sent it, if it did and has not
@@ -399,5 +427,65 @@ impl Shared {
     /// (see [`membership_settled`](Self::membership_settled)).
     pub fn is_membership_settled(&self) -> bool {
         self.membership_settled.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal of an older snapshot than the one whose reason is kept (a deposed leader's,
+    /// still sending) leaves that reason: it replaced it, and a node that had applied the
+    /// older index by the log said nothing of the newer one's trouble until the current
+    /// leader tried again. Nor does an older snapshot delivered clear it; the newer one's
+    /// refusal says why anew, and its delivery (or a newer one's) clears it.
+    #[test]
+    fn an_older_snapshot_neither_hides_nor_clears_a_newer_ones_refusal() {
+        let shared = Shared::default();
+        shared.note_snapshot_refused(Some(9), "no room for 9".into());
+        shared.note_snapshot_refused(Some(5), "no room for 5".into());
+        assert_eq!(
+            shared.snapshot_refused(5),
+            Some("no room for 9".into()),
+            "an older snapshot's refusal hid the newer one's"
+        );
+        shared.note_snapshot_delivered(5);
+        assert_eq!(
+            shared.snapshot_refused(5),
+            Some("no room for 9".into()),
+            "an older snapshot delivered cleared the newer one's reason"
+        );
+        shared.note_snapshot_refused(Some(9), "over --max-snapshot-bytes".into());
+        assert_eq!(
+            shared.snapshot_refused(5),
+            Some("over --max-snapshot-bytes".into()),
+            "the same snapshot refused again says why anew"
+        );
+        shared.note_snapshot_delivered(9);
+        assert_eq!(shared.snapshot_refused(0), None, "it was delivered");
+        shared.note_snapshot_refused(Some(9), "no room for 9".into());
+        shared.note_snapshot_delivered(12);
+        assert_eq!(
+            shared.snapshot_refused(0),
+            None,
+            "a newer one was delivered"
+        );
+    }
+
+    /// A refusal before the snapshot's message was read (its length over the limit) cannot
+    /// be told older or newer than the one whose reason is kept: it is the latest word, and
+    /// never stale by the applied index. The next refusal of a known index replaces it, as
+    /// any delivery clears it.
+    #[test]
+    fn a_refusal_whose_index_is_not_known_is_the_latest_word() {
+        let shared = Shared::default();
+        shared.note_snapshot_refused(Some(9), "no room for 9".into());
+        shared.note_snapshot_refused(None, "too large".into());
+        assert_eq!(shared.snapshot_refused(100), Some("too large".into()));
+        shared.note_snapshot_refused(Some(5), "no room for 5".into());
+        assert_eq!(shared.snapshot_refused(0), Some("no room for 5".into()));
+        shared.note_snapshot_refused(None, "too large".into());
+        shared.note_snapshot_delivered(1);
+        assert_eq!(shared.snapshot_refused(0), None);
     }
 }

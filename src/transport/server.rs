@@ -471,7 +471,7 @@ async fn receive_snapshot(
         snapshot::receive(&server, from, body).await
     };
     match &received {
-        Ok(()) => server.shared.note_snapshot_refused(None),
+        Ok(index) => server.shared.note_snapshot_delivered(*index),
         // This node's own trouble (its limit, its disk, a step after the last byte it could
         // not finish in time), which the leader's next attempt meets again: the node stays
         // behind until its operator acts, and only its log and its /-/ready can tell the
@@ -494,11 +494,11 @@ async fn receive_snapshot(
             if let Some(why) = why {
                 server
                     .shared
-                    .note_snapshot_refused(Some((refused.snapshot_index(), why.to_string())));
+                    .note_snapshot_refused(refused.snapshot_index(), why.to_string());
             }
         }
     }
-    received.map(|()| StatusCode::NO_CONTENT)
+    received.map(|_| StatusCode::NO_CONTENT)
 }
 
 /// A joining node asks whether it is a member; the answer is the cluster's identity.
@@ -721,15 +721,15 @@ mod tests {
         assert!(logged <= LOGGED_MAX, "{logged} pairs remembered");
     }
 
-    /// A leader's snapshot of members 1 and 3, its data inline (as an in-memory network
-    /// sends one), as the body of a `POST /raft` from node 1.
-    fn inline_snapshot_request() -> (HeaderMap, Body) {
+    /// A leader's snapshot at `index` (term 2) of members 1 and 3, its data inline (as an
+    /// in-memory network sends one), as the body of a `POST /raft` from node 1.
+    fn inline_snapshot_request(index: u64) -> (HeaderMap, Body) {
         let mut m = message(MessageType::MsgSnapshot, 1);
         m.term = 2;
         let snap = m.mut_snapshot();
         snap.data = vec![7u8; 64].into();
         let meta = snap.mut_metadata();
-        (meta.term, meta.index) = (2, 9);
+        (meta.term, meta.index) = (2, index);
         meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 3], vec![])));
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
@@ -742,13 +742,14 @@ mod tests {
     /// (its inbox full), is this node's own trouble as much as a full disk: the leader's next
     /// attempts meet it too. So `/-/ready`'s reason names it, with what to look at, until a
     /// snapshot is delivered. It was only logged, and the node said nothing but how far
-    /// behind it was.
+    /// behind it was. An older snapshot (from a deposed leader still sending) refused or
+    /// delivered meanwhile leaves the reason as it was.
     #[tokio::test(start_paused = true)]
     async fn a_snapshot_given_up_after_its_last_byte_says_why_until_one_is_delivered() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (server, mut events) = server(dir.path());
         while server.inbox.try_send(PeerEvent::Unreachable(2)).is_ok() {}
-        let (headers, body) = inline_snapshot_request();
+        let (headers, body) = inline_snapshot_request(9);
         let refused = receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect_err("a hand-off that never completes is given up");
@@ -775,15 +776,38 @@ mod tests {
         assert_eq!(server.shared.snapshot_refused(0), Some(why.clone()));
         // A node that has applied the snapshot's index (9) since, by the log, needs it no
         // longer: the reason is stale.
-        assert_eq!(server.shared.snapshot_refused(8), Some(why));
+        assert_eq!(server.shared.snapshot_refused(8), Some(why.clone()));
         assert_eq!(
             server.shared.snapshot_refused(9),
             None,
             "stale once applied"
         );
 
+        // This node may have applied an older snapshot's index by the log: its refusal
+        // replaced the reason, which was then stale and said nothing until the current
+        // leader tried again.
+        let (headers, body) = inline_snapshot_request(5);
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect_err("still given up");
+        assert_eq!(
+            server.shared.snapshot_refused(5),
+            Some(why.clone()),
+            "an older snapshot's refusal hid the newer one's"
+        );
         while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request();
+        let (headers, body) = inline_snapshot_request(5);
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect("an older one delivered");
+        assert_eq!(
+            server.shared.snapshot_refused(5),
+            Some(why),
+            "an older snapshot delivered cleared the newer one's reason"
+        );
+
+        while events.try_recv().is_ok() {}
+        let (headers, body) = inline_snapshot_request(9);
         receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect("delivered, now that the node takes it");

@@ -306,10 +306,10 @@ pub(super) trait Arrivals {
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
 }
 
-/// Receives the body of a snapshot request from `from`, and hands the snapshot to the node.
-/// A refusal after the snapshot's message was read names the snapshot's index
-/// ([`Refusal::snapshot_index`]).
-pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Result<(), Refusal> {
+/// Receives the body of a snapshot request from `from`, and hands the snapshot to the node;
+/// the snapshot's index once handed over. A refusal after the snapshot's message was read
+/// names the snapshot's index ([`Refusal::snapshot_index`]).
+pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Result<u64, Refusal> {
     let mut index = None;
     receive_naming(server, from, body, &mut index)
         .await
@@ -325,7 +325,7 @@ async fn receive_naming(
     from: u64,
     body: Body,
     index: &mut Option<u64>,
-) -> Result<(), Refusal> {
+) -> Result<u64, Refusal> {
     let limits = server.limits();
     let mut body = Arriving::new(body, limits.snapshot_grace);
     let mut buf = Vec::new();
@@ -353,7 +353,8 @@ async fn receive_naming(
     if let Some(problem) = super::shape::problem(&message) {
         return Err(bad(format!("node {from} sent {problem}")));
     }
-    *index = Some(message.get_snapshot().get_metadata().index);
+    let delivered = message.get_snapshot().get_metadata().index;
+    *index = Some(delivered);
     let len = match SnapshotData::of(&message.get_snapshot().data) {
         Ok(SnapshotData::Follows(len)) => len,
         Ok(SnapshotData::Inline(_)) => {
@@ -366,7 +367,8 @@ async fn receive_naming(
             return within(deadline, from, None, Settle::HandOff, async {
                 server.deliver(from, vec![message]).await
             })
-            .await;
+            .await
+            .map(|()| delivered);
         }
         Ok(SnapshotData::File(_)) => {
             return Err(bad(
@@ -427,7 +429,7 @@ async fn receive_naming(
     // in, and `within` polls it before its deadline, so neither a drop of this future nor the
     // deadline falls between the node taking the file and this line.
     part.handed_over();
-    Ok(())
+    Ok(delivered)
 }
 
 /// A step of settling an arrived snapshot after its last byte, under [`answer_limit`].
