@@ -13,7 +13,8 @@ use crate::membership::{decode_conf_change, same_place, same_url};
 
 impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
-    /// change raft would drop or ignore is refused with a reason instead.
+    /// change raft would drop or ignore is refused with a reason instead. A leader holds it
+    /// back while raft-rs counts a change pending for a reason of its own (see below).
     pub(super) fn propose_change(&mut self, now: Instant) {
         let Some(next) = self.proposals.take_change(now, &self.voter_ids()) else {
             return;
@@ -33,6 +34,16 @@ impl RaftNode {
             // the new leader then commits the removal (this node forwards it once it follows).
             self.hand_over(now);
             self.proposals.not_sent(&[next.seq], now, self.tick);
+            return;
+        }
+        if self.rn.raft.state == StateRole::Leader && self.rn.raft.has_pending_conf() {
+            // raft-rs would turn the change into an empty entry and still return Ok. A new
+            // leader counts its whole log as of its election pending until it has applied it,
+            // which under writes is a round trip away: the change waits for that, and the
+            // client's timeout bounds the wait. A first attempt gets here only with no change
+            // in the unapplied log (the check above refuses it otherwise); one proposed before,
+            // when this node followed, waits either way, as that change may be its own copy.
+            self.proposals.change_waits(next.seq);
             return;
         }
         let mut cc = ConfChangeV2::default();
@@ -119,13 +130,18 @@ impl RaftNode {
     }
 
     /// Whether a membership change (of another node's making: this node's own is refused
-    /// before it gets here) is proposed but not yet applied.
+    /// before it gets here) is proposed but not yet applied: one is in the unapplied log.
+    /// raft-rs's flag alone would not do for a leader: a new leader counts its whole log as
+    /// of its election pending (`become_leader` sets `pending_conf_index` to the last index,
+    /// unseen), and a change refused on it was refused for a change nobody had made (found by
+    /// a review). It only spares a leader the look when it says none.
     pub(super) fn conf_change_pending(&self) -> bool {
-        if self.rn.raft.state == StateRole::Leader {
-            return self.rn.raft.has_pending_conf();
+        let raft = &self.rn.raft;
+        if raft.state == StateRole::Leader && !raft.has_pending_conf() {
+            return false;
         }
-        // A follower does not track pending changes; look for one in its unapplied log.
-        self.conf_change_in(self.applied + 1, self.rn.raft.raft_log.last_index())
+        // A follower does not track pending changes.
+        self.conf_change_in(self.applied + 1, raft.raft_log.last_index())
     }
 
     /// Whether raft's log holds a membership change from `first` to `last`, both included.

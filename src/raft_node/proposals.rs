@@ -482,6 +482,15 @@ impl Proposals {
         self.paused_until = Some(now + pause);
     }
 
+    /// The membership change could not go to raft yet (see `RaftNode::propose_change`): it
+    /// is taken again next round, as it stands (one never proposed is checked again then).
+    /// Unlike [`Proposals::not_sent`], nothing else pauses: a new leader's writes go on.
+    pub fn change_waits(&mut self, seq: u64) {
+        if let Some(p) = self.pending.get_mut(&seq) {
+            p.queued = true;
+        }
+    }
+
     /// A committed registration was applied to `sessions`.
     pub fn on_registration(&mut self, origin: u64, sessions: &Sessions, now: Instant) {
         if origin == self.origin {

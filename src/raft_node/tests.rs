@@ -803,6 +803,177 @@ async fn a_removal_after_another_change_in_one_batch_is_still_held() {
     );
 }
 
+/// Node 1 of two, with a session, following leader 2 of a later term, whose last append
+/// carried a PUT node 1 has not heard committed (as any follower of a leader taking writes
+/// often has). Returns node 1 and the PUT's index.
+async fn following_node_2_with_a_put_unapplied() -> (Fed, u64) {
+    following_node_2_with_unapplied(|index, term| put(index, term, "/k")).await
+}
+
+/// As [`following_node_2_with_a_put_unapplied`], with the entry `entry(index, term)` in place
+/// of the PUT.
+async fn following_node_2_with_unapplied(entry: impl FnOnce(u64, u64) -> Entry) -> (Fed, u64) {
+    use raft::eraftpb::MessageType::MsgAppend;
+    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(1, cluster, false).await;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    let registered = registered_while_leading(&node, status).await;
+    let mut append = message(MsgAppend, 2, 1, term + 1);
+    (append.index, append.log_term, append.commit) = (registered, term, registered);
+    append.set_entries(vec![entry(registered + 1, term + 1)].into());
+    let status = node.step(append).await.expect("running");
+    assert_eq!(
+        (
+            status.role.as_str(),
+            status.leader,
+            status.last_index,
+            status.applied
+        ),
+        ("Follower", 2, registered + 1, registered),
+        "{status:?}"
+    );
+    (node, registered + 1)
+}
+
+/// A request to add node 3 to node 1.
+async fn add_node_3(node: &Fed) -> oneshot::Receiver<Result<(), ProposalError>> {
+    let (done, answer) = oneshot::channel();
+    let change = MemberChange::Add {
+        id: 3,
+        url: "http://127.0.0.1:3".into(),
+    };
+    node.requests
+        .send(Request::ChangeMembers {
+            change,
+            checked_voters: None,
+            done,
+        })
+        .await
+        .expect("running");
+    answer
+}
+
+/// How node 1's log describes its entry at `index` (entry type and size), from its status.
+fn entry_at(status: &NodeStatus, index: u64) -> String {
+    status
+        .log_tail
+        .iter()
+        .find(|e| e.index == index)
+        .map_or_else(
+            || format!("no entry {index}: {status:?}"),
+            |e| e.text.clone(),
+        )
+}
+
+/// Node 1, elected while `answer`'s change waits, leads with its empty entry last: nothing is
+/// appended for the change while raft-rs counts a change pending (its whole log as of its
+/// election, until that is applied), and the change is not refused. Once node 2 has
+/// acknowledged the empty entry, and node 1 applied its log, the change is appended, and
+/// answered once node 2 acknowledges that too.
+async fn proposed_once_the_first_entry_is_applied(
+    node: &Fed,
+    mut answer: oneshot::Receiver<Result<(), ProposalError>>,
+    put: u64,
+) {
+    elected_by_node_2(node).await;
+    let first = put + 1;
+    // The round that elected node 1 went through its proposals before its status was answered.
+    let status = node.status().await.expect("running");
+    assert_eq!(
+        answer.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty),
+        "a change waiting for the new leader was answered before anything committed"
+    );
+    assert_eq!(
+        status.last_index,
+        first,
+        "appended for the change while raft-rs counted one pending: {}",
+        entry_at(&status, status.last_index)
+    );
+    node.step(acked_by_node_2(status.term, first))
+        .await
+        .expect("running");
+    let status = node
+        .wait_status(|s| s.applied == first && s.last_index == first + 1)
+        .await
+        .expect("running");
+    assert!(
+        entry_at(&status, first + 1).starts_with("EntryConfChangeV2"),
+        "{}",
+        entry_at(&status, first + 1)
+    );
+    node.step(acked_by_node_2(status.term, first + 1))
+        .await
+        .expect("running");
+    let got = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered once the change applied")
+        .expect("answered");
+    assert_eq!(got, Ok(()));
+    let status = node.status().await.expect("running");
+    assert!(status.members.iter().any(|m| m.id == 3), "{status:?}");
+}
+
+/// A membership change asked of a node during an election, which it then wins: raft-rs counts
+/// a change pending on a new leader until it has applied its whole log as of its election,
+/// which under writes holds entries of the term before. The change was refused at once with
+/// "another membership change is still in progress" (409), though none was; it now waits for
+/// that log to apply, and is proposed then (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_asked_during_an_election_waits_for_the_new_leaders_log() {
+    let (node, put) = following_node_2_with_a_put_unapplied().await;
+    node.wait_status(|s| s.role == "PreCandidate")
+        .await
+        .expect("running");
+    // No leader known: the change waits for one.
+    let answer = add_node_3(&node).await;
+    proposed_once_the_first_entry_is_applied(&node, answer, put).await;
+}
+
+/// The same change asked while node 1 still followed leader 2: it forwards the change (which
+/// leader 2, gone, never takes), and proposes it again once it leads. Proposed while raft-rs
+/// counted a change pending, it was turned into an empty entry, counted as the change's copy,
+/// and sent again only a second after that copy committed; it now waits for the log to apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_forwarded_before_an_election_waits_for_the_new_leaders_log() {
+    let (node, put) = following_node_2_with_a_put_unapplied().await;
+    let mut events = node.shared.events.subscribe();
+    let answer = add_node_3(&node).await;
+    assert!(
+        forwards_within(&mut events, Duration::from_secs(5)).await,
+        "node 1 never forwarded the change to leader 2"
+    );
+    proposed_once_the_first_entry_is_applied(&node, answer, put).await;
+}
+
+/// As above, but what leader 2 left unapplied is a membership change of its own: that one is
+/// in progress, and a change asked during the election is refused once node 1 leads, as
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_asked_while_another_is_in_the_new_leaders_log_is_refused() {
+    let (node, _) = following_node_2_with_unapplied(|index, term| {
+        conf_change(
+            index,
+            term,
+            ConfChangeType::AddNode,
+            4,
+            "http://127.0.0.1:4",
+        )
+    })
+    .await;
+    node.wait_status(|s| s.role == "PreCandidate")
+        .await
+        .expect("running");
+    let answer = add_node_3(&node).await;
+    elected_by_node_2(&node).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered while node 4's addition was unapplied")
+        .expect("answered");
+    assert_eq!(got, Err(ProposalError::ChangePending));
+}
+
 /// A snapshot file as the peer server leaves it for the node: the snapshot of term 2 at
 /// `index`, whose members are `cluster` and whose map holds `/from-snapshot`, written to
 /// `incoming-1-<n>.part` in `snap_dir`; returns that name.
@@ -1249,19 +1420,7 @@ async fn put_withdrawn_by_a_leader(
 ) {
     let status = elected_by_node_2(node).await;
     let term = status.term;
-    let ack = |index: u64| acked_by_node_2(term, index);
-    // A member registers its session once it knows a leader, request or not: node 2
-    // acknowledges until the registration is applied (its index is the session's id).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut now = status.clone();
-    let registered = loop {
-        now = node.step(ack(now.last_index)).await.expect("running");
-        if now.sessions.0 > 0 && now.applied == now.last_index {
-            break now.last_index;
-        }
-        assert!(std::time::Instant::now() < deadline, "no session: {now:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let registered = registered_while_leading(node, status).await;
     let (done, answer) = oneshot::channel();
     let data = Command::Put {
         key: "/w".into(),
@@ -1288,6 +1447,23 @@ async fn put_withdrawn_by_a_leader(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     (answer, registered, (copy, term), fence)
+}
+
+/// Node 1, just elected (`status`), registers its session: a member does once it knows a
+/// leader, request or not. Node 2 acknowledges until the registration is applied; returns its
+/// index, the session's id.
+async fn registered_while_leading(node: &Fed, status: NodeStatus) -> u64 {
+    let ack = |index: u64| acked_by_node_2(status.term, index);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut now = status.clone();
+    loop {
+        now = node.step(ack(now.last_index)).await.expect("running");
+        if now.sessions.0 > 0 && now.applied == now.last_index {
+            return now.last_index;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session: {now:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The default proposal timeout (5 s): withdrawn at 4 s, answered "may still happen" at 5 s.
