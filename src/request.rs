@@ -319,10 +319,10 @@ pub struct Shared {
     pub membership_settled: AtomicBool,
     /// Why this node refused the latest snapshot a leader sent it for reasons of its own (no
     /// room on its disk, over its `--max-snapshot-bytes`, a step after its last byte it could
-    /// not finish in time), and the snapshot's index if it was read, until it or a newer one
-    /// is delivered: such a node stays behind however often the leader tries, and `/-/ready`
-    /// says why.
-    pub snapshot_refused: Mutex<Option<(Option<u64>, String)>>,
+    /// not finish in time), and which snapshot if its message was read, until it or a newer
+    /// one is delivered: such a node stays behind however often the leader tries, and
+    /// `/-/ready` says why.
+    pub snapshot_refused: Mutex<Option<(Option<SentSnapshot>, String)>>,
     /// The members whose session in the exactly-once table this node has applied began after
     /// their latest addition, and each session's id (its registration's index): each has run
     /// since it was last added. A node that asks to join on an empty data dir under one of
@@ -346,6 +346,19 @@ pub struct ProbeAnswer {
     pub window: Duration,
 }
 
+/// A leader's snapshot as a follower received it: the term of the leader that sent it, and
+/// the snapshot's index. Ordered by the term first: a deposed leader may still be sending a
+/// snapshot of a higher index than the current leader's (each takes its own on its own
+/// schedule), and it is the current leader's that the node must store to catch up (found by
+/// a review: an order by index alone kept a deposed leader's reason over the current one's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SentSnapshot {
+    /// The sender's term when it sent the snapshot.
+    pub term: u64,
+    /// The index of the snapshot's last entry.
+    pub index: u64,
+}
+
 impl Shared {
     /// The leader's latest answers to the ready probe, oldest first.
     pub fn probe_answers(&self) -> Vec<ProbeAnswer> {
@@ -366,38 +379,39 @@ impl Shared {
         }
     }
 
-    /// Records why the peer server refused a leader's snapshot at `index` (`None`: refused
-    /// before its message was read, by its length). The refusal of a snapshot older than the
-    /// one whose reason is kept (from a deposed leader still sending) leaves that reason:
-    /// replacing it hid the newer one's trouble on a node that had applied the older index
-    /// by the log, until the current leader tried again (up to its sender's back-off, 8 s,
-    /// later). A refusal whose index is not known cannot be ordered against the kept one, so
-    /// it replaces it as the latest word, and a refusal of a known index replaces it in turn:
-    /// a reason without an index never goes stale by the applied index, so it hides nothing;
-    /// at worst it names another attempt's trouble until the next refusal or delivery.
-    pub(crate) fn note_snapshot_refused(&self, index: Option<u64>, why: String) {
+    /// Records why the peer server refused a leader's `snapshot` (`None`: refused before its
+    /// message was read, by its length). The refusal of a snapshot sent before the one whose
+    /// reason is kept (by a deposed leader still sending) leaves that reason: replacing it
+    /// hid the current leader's trouble on a node that had applied the older index by the
+    /// log, until that leader tried again (up to its sender's back-off, 8 s, later). A
+    /// refusal whose snapshot is not known cannot be ordered against the kept one, so it
+    /// replaces it as the latest word, and a refusal of a known one replaces it in turn: a
+    /// reason without an index never goes stale by the applied index, so it hides nothing; at
+    /// worst it names another attempt's trouble until the next refusal or delivery.
+    pub(crate) fn note_snapshot_refused(&self, snapshot: Option<SentSnapshot>, why: String) {
         let mut refused = self
             .snapshot_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let (Some(index), Some((Some(kept), _))) = (index, &*refused)
-            && index < *kept
+        if let (Some(snapshot), Some((Some(kept), _))) = (snapshot, &*refused)
+            && snapshot < *kept
         {
             return;
         }
-        *refused = Some((index, why));
+        *refused = Some((snapshot, why));
     }
 
-    /// Records that the peer server handed the raft node a leader's snapshot at `index`. The
-    /// reason kept goes, unless it is of a newer snapshot: an older one delivered (from a
-    /// deposed leader) says nothing of whether this node can store the newer one. A reason
-    /// whose index is not known goes too, as before: a snapshot got through.
-    pub(crate) fn note_snapshot_delivered(&self, index: u64) {
+    /// Records that the peer server handed the raft node a leader's `snapshot`. The reason
+    /// kept goes, unless it is of one sent later: a snapshot from a deposed leader, delivered
+    /// (raft then drops it as stale), says nothing of whether this node can store the current
+    /// leader's. A reason whose snapshot is not known goes too, as before: a snapshot got
+    /// through.
+    pub(crate) fn note_snapshot_delivered(&self, snapshot: SentSnapshot) {
         let mut refused = self
             .snapshot_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if !matches!(&*refused, Some((Some(kept), _)) if index < *kept) {
+        if !matches!(&*refused, Some((Some(kept), _)) if snapshot < *kept) {
             *refused = None;
         }
     }
@@ -412,7 +426,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match &*refused {
-            Some((Some(index), _)) if applied >= *index => None,
+            Some((Some(snapshot), _)) if applied >= snapshot.index => None,
             Some((_, why)) => Some(why.clone()),
             None => None,
         }
@@ -434,37 +448,41 @@ impl Shared {
 mod tests {
     use super::*;
 
-    /// The refusal of an older snapshot than the one whose reason is kept (a deposed leader's,
-    /// still sending) leaves that reason: it replaced it, and a node that had applied the
-    /// older index by the log said nothing of the newer one's trouble until the current
-    /// leader tried again. Nor does an older snapshot delivered clear it; the newer one's
-    /// refusal says why anew, and its delivery (or a newer one's) clears it.
+    fn sent(term: u64, index: u64) -> SentSnapshot {
+        SentSnapshot { term, index }
+    }
+
+    /// The refusal of a snapshot sent before the one whose reason is kept leaves that
+    /// reason: it replaced it, and a node that had applied the older index by the log said
+    /// nothing of the newer one's trouble until the current leader tried again. Nor does such
+    /// a snapshot delivered clear it; the kept one's refusal says why anew, and its delivery
+    /// (or a later one's) clears it.
     #[test]
     fn an_older_snapshot_neither_hides_nor_clears_a_newer_ones_refusal() {
         let shared = Shared::default();
-        shared.note_snapshot_refused(Some(9), "no room for 9".into());
-        shared.note_snapshot_refused(Some(5), "no room for 5".into());
+        shared.note_snapshot_refused(Some(sent(2, 9)), "no room for 9".into());
+        shared.note_snapshot_refused(Some(sent(2, 5)), "no room for 5".into());
         assert_eq!(
             shared.snapshot_refused(5),
             Some("no room for 9".into()),
             "an older snapshot's refusal hid the newer one's"
         );
-        shared.note_snapshot_delivered(5);
+        shared.note_snapshot_delivered(sent(2, 5));
         assert_eq!(
             shared.snapshot_refused(5),
             Some("no room for 9".into()),
             "an older snapshot delivered cleared the newer one's reason"
         );
-        shared.note_snapshot_refused(Some(9), "over --max-snapshot-bytes".into());
+        shared.note_snapshot_refused(Some(sent(2, 9)), "over --max-snapshot-bytes".into());
         assert_eq!(
             shared.snapshot_refused(5),
             Some("over --max-snapshot-bytes".into()),
             "the same snapshot refused again says why anew"
         );
-        shared.note_snapshot_delivered(9);
+        shared.note_snapshot_delivered(sent(2, 9));
         assert_eq!(shared.snapshot_refused(0), None, "it was delivered");
-        shared.note_snapshot_refused(Some(9), "no room for 9".into());
-        shared.note_snapshot_delivered(12);
+        shared.note_snapshot_refused(Some(sent(2, 9)), "no room for 9".into());
+        shared.note_snapshot_delivered(sent(2, 12));
         assert_eq!(
             shared.snapshot_refused(0),
             None,
@@ -472,20 +490,47 @@ mod tests {
         );
     }
 
+    /// A deposed leader may still be sending a snapshot of a higher index than the current
+    /// leader's (each takes its own on its own schedule): the current leader's, sent in a
+    /// later term, is the one the node must store, so its reason wins whatever the indexes
+    /// (found by a review: ordered by index alone, a deposed leader's stale reason was kept
+    /// over the current leader's "no room", for as long as the current leader's snapshots
+    /// stayed below it, and its late delivery cleared the current one's).
+    #[test]
+    fn the_current_leaders_refusal_wins_over_a_deposed_leaders_of_a_higher_index() {
+        let shared = Shared::default();
+        shared.note_snapshot_refused(Some(sent(5, 60_000)), "gave up handing it over".into());
+        shared.note_snapshot_refused(Some(sent(6, 55_000)), "no room: free space".into());
+        assert_eq!(
+            shared.snapshot_refused(20_000),
+            Some("no room: free space".into()),
+            "the deposed leader's reason was kept over the current one's"
+        );
+        shared.note_snapshot_refused(Some(sent(5, 60_000)), "gave up handing it over".into());
+        shared.note_snapshot_delivered(sent(5, 60_000));
+        assert_eq!(
+            shared.snapshot_refused(20_000),
+            Some("no room: free space".into()),
+            "the deposed leader's late send replaced or cleared the current one's reason"
+        );
+        shared.note_snapshot_delivered(sent(6, 55_000));
+        assert_eq!(shared.snapshot_refused(0), None, "delivered");
+    }
+
     /// A refusal before the snapshot's message was read (its length over the limit) cannot
     /// be told older or newer than the one whose reason is kept: it is the latest word, and
-    /// never stale by the applied index. The next refusal of a known index replaces it, as
+    /// never stale by the applied index. The next refusal of a known snapshot replaces it, as
     /// any delivery clears it.
     #[test]
     fn a_refusal_whose_index_is_not_known_is_the_latest_word() {
         let shared = Shared::default();
-        shared.note_snapshot_refused(Some(9), "no room for 9".into());
+        shared.note_snapshot_refused(Some(sent(2, 9)), "no room for 9".into());
         shared.note_snapshot_refused(None, "too large".into());
         assert_eq!(shared.snapshot_refused(100), Some("too large".into()));
-        shared.note_snapshot_refused(Some(5), "no room for 5".into());
+        shared.note_snapshot_refused(Some(sent(2, 5)), "no room for 5".into());
         assert_eq!(shared.snapshot_refused(0), Some("no room for 5".into()));
         shared.note_snapshot_refused(None, "too large".into());
-        shared.note_snapshot_delivered(1);
+        shared.note_snapshot_delivered(sent(2, 1));
         assert_eq!(shared.snapshot_refused(0), None);
     }
 }

@@ -13,6 +13,7 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 
 use super::wire::WireError;
+use crate::request::SentSnapshot;
 
 /// A request body fed from a channel: each batch (or chunk of a file) becomes one chunk.
 pub(super) struct ChannelBody {
@@ -73,8 +74,8 @@ pub struct Refusal {
     /// limit of its own ran out): why, and what its operator should do, since the leader's
     /// next attempts are likely to meet the same trouble (see [`Refusal::gave_up`]).
     gave_up: Option<String>,
-    /// The index of the snapshot refused, once its message was read.
-    snapshot_index: Option<u64>,
+    /// The snapshot refused, once its message was read.
+    snapshot: Option<SentSnapshot>,
 }
 
 impl Refusal {
@@ -83,19 +84,19 @@ impl Refusal {
             status,
             text: text.into(),
             gave_up: None,
-            snapshot_index: None,
+            snapshot: None,
         }
     }
 
-    /// The same refusal, of the snapshot at `index`.
-    pub(super) fn of_snapshot(mut self, index: u64) -> Refusal {
-        self.snapshot_index = Some(index);
+    /// The same refusal, of `snapshot`.
+    pub(super) fn of_snapshot(mut self, snapshot: SentSnapshot) -> Refusal {
+        self.snapshot = Some(snapshot);
         self
     }
 
-    /// The index of the snapshot refused, if its message was read.
-    pub fn snapshot_index(&self) -> Option<u64> {
-        self.snapshot_index
+    /// The snapshot refused, if its message was read.
+    pub fn snapshot(&self) -> Option<SentSnapshot> {
+        self.snapshot
     }
 
     /// The same refusal, marked as this node giving up on its own: `why` is one line for its

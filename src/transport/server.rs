@@ -471,7 +471,7 @@ async fn receive_snapshot(
         snapshot::receive(&server, from, body).await
     };
     match &received {
-        Ok(index) => server.shared.note_snapshot_delivered(*index),
+        Ok(snapshot) => server.shared.note_snapshot_delivered(*snapshot),
         // This node's own trouble (its limit, its disk, a step after the last byte it could
         // not finish in time), which the leader's next attempt meets again: the node stays
         // behind until its operator acts, and only its log and its /-/ready can tell the
@@ -494,7 +494,7 @@ async fn receive_snapshot(
             if let Some(why) = why {
                 server
                     .shared
-                    .note_snapshot_refused(refused.snapshot_index(), why.to_string());
+                    .note_snapshot_refused(refused.snapshot(), why.to_string());
             }
         }
     }
@@ -721,15 +721,15 @@ mod tests {
         assert!(logged <= LOGGED_MAX, "{logged} pairs remembered");
     }
 
-    /// A leader's snapshot at `index` (term 2) of members 1 and 3, its data inline (as an
-    /// in-memory network sends one), as the body of a `POST /raft` from node 1.
-    fn inline_snapshot_request(index: u64) -> (HeaderMap, Body) {
+    /// A snapshot at `index` of members 1 and 3 that a leader of `term` sends, its data
+    /// inline (as an in-memory network sends one), as the body of a `POST /raft` from node 1.
+    fn inline_snapshot_request(term: u64, index: u64) -> (HeaderMap, Body) {
         let mut m = message(MessageType::MsgSnapshot, 1);
-        m.term = 2;
+        m.term = term;
         let snap = m.mut_snapshot();
         snap.data = vec![7u8; 64].into();
         let meta = snap.mut_metadata();
-        (meta.term, meta.index) = (2, index);
+        (meta.term, meta.index) = (term, index);
         meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 3], vec![])));
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
@@ -742,14 +742,14 @@ mod tests {
     /// (its inbox full), is this node's own trouble as much as a full disk: the leader's next
     /// attempts meet it too. So `/-/ready`'s reason names it, with what to look at, until a
     /// snapshot is delivered. It was only logged, and the node said nothing but how far
-    /// behind it was. An older snapshot (from a deposed leader still sending) refused or
-    /// delivered meanwhile leaves the reason as it was.
+    /// behind it was. A deposed leader's snapshot (sent in an earlier term, here of a higher
+    /// index) refused or delivered meanwhile leaves the reason as it was.
     #[tokio::test(start_paused = true)]
     async fn a_snapshot_given_up_after_its_last_byte_says_why_until_one_is_delivered() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (server, mut events) = server(dir.path());
         while server.inbox.try_send(PeerEvent::Unreachable(2)).is_ok() {}
-        let (headers, body) = inline_snapshot_request(9);
+        let (headers, body) = inline_snapshot_request(3, 9);
         let refused = receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect_err("a hand-off that never completes is given up");
@@ -783,31 +783,30 @@ mod tests {
             "stale once applied"
         );
 
-        // This node may have applied an older snapshot's index by the log: its refusal
-        // replaced the reason, which was then stale and said nothing until the current
-        // leader tried again.
-        let (headers, body) = inline_snapshot_request(5);
+        // A deposed leader's snapshot: its refusal replaced the current leader's reason,
+        // and this node may have applied its index by the log, or never reach it.
+        let (headers, body) = inline_snapshot_request(2, 12);
         receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect_err("still given up");
         assert_eq!(
             server.shared.snapshot_refused(5),
             Some(why.clone()),
-            "an older snapshot's refusal hid the newer one's"
+            "a deposed leader's refusal hid the current one's"
         );
         while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request(5);
+        let (headers, body) = inline_snapshot_request(2, 12);
         receive_snapshot(State(server.clone()), headers, body)
             .await
-            .expect("an older one delivered");
+            .expect("a deposed leader's delivered");
         assert_eq!(
             server.shared.snapshot_refused(5),
             Some(why),
-            "an older snapshot delivered cleared the newer one's reason"
+            "a deposed leader's snapshot delivered cleared the current one's reason"
         );
 
         while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request(9);
+        let (headers, body) = inline_snapshot_request(3, 9);
         receive_snapshot(State(server.clone()), headers, body)
             .await
             .expect("delivered, now that the node takes it");

@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use super::PeerLimits;
 use super::http::{ChannelBody, Refusal};
 use super::{RAFT_PATH, encode_batch};
+use crate::request::SentSnapshot;
 use crate::snapshotter::handle::{file_handle, follows_handle, incoming_name};
 use crate::snapshotter::{self, SnapshotData, Snapshotter};
 
@@ -307,25 +308,29 @@ pub(super) trait Arrivals {
 }
 
 /// Receives the body of a snapshot request from `from`, and hands the snapshot to the node;
-/// the snapshot's index once handed over. A refusal after the snapshot's message was read
-/// names the snapshot's index ([`Refusal::snapshot_index`]).
-pub(super) async fn receive(server: &impl Arrivals, from: u64, body: Body) -> Result<u64, Refusal> {
-    let mut index = None;
-    receive_naming(server, from, body, &mut index)
+/// which snapshot, once handed over. A refusal after the snapshot's message was read names
+/// it ([`Refusal::snapshot`]).
+pub(super) async fn receive(
+    server: &impl Arrivals,
+    from: u64,
+    body: Body,
+) -> Result<SentSnapshot, Refusal> {
+    let mut sent = None;
+    receive_naming(server, from, body, &mut sent)
         .await
-        .map_err(|refused| match index {
-            Some(index) => refused.of_snapshot(index),
+        .map_err(|refused| match sent {
+            Some(sent) => refused.of_snapshot(sent),
             None => refused,
         })
 }
 
-/// [`receive`], setting `index` to the snapshot's once its message is read.
+/// [`receive`], setting `sent` to the snapshot once its message is read.
 async fn receive_naming(
     server: &impl Arrivals,
     from: u64,
     body: Body,
-    index: &mut Option<u64>,
-) -> Result<u64, Refusal> {
+    sent: &mut Option<SentSnapshot>,
+) -> Result<SentSnapshot, Refusal> {
     let limits = server.limits();
     let mut body = Arriving::new(body, limits.snapshot_grace);
     let mut buf = Vec::new();
@@ -353,8 +358,11 @@ async fn receive_naming(
     if let Some(problem) = super::shape::problem(&message) {
         return Err(bad(format!("node {from} sent {problem}")));
     }
-    let delivered = message.get_snapshot().get_metadata().index;
-    *index = Some(delivered);
+    let delivered = SentSnapshot {
+        term: message.term,
+        index: message.get_snapshot().get_metadata().index,
+    };
+    *sent = Some(delivered);
     let len = match SnapshotData::of(&message.get_snapshot().data) {
         Ok(SnapshotData::Follows(len)) => len,
         Ok(SnapshotData::Inline(_)) => {
