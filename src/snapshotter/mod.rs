@@ -982,6 +982,8 @@ mod tests {
                 assert!(!path.exists(), "set aside");
             }
         }
+        // On a real disk the files go on the reaper's thread.
+        s.wait_for_removals();
         let mut want = vec![
             format!("{}.broken", snap_name(1, 3)),
             format!("{}.broken", snap_name(1, 4)),
