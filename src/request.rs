@@ -379,8 +379,9 @@ impl Shared {
         }
     }
 
-    /// Records why the peer server refused a leader's `snapshot` (`None`: refused before its
-    /// message was read, by its length). The refusal of a snapshot sent before the one whose
+    /// Records why the peer server refused a leader's `snapshot` (`None`: refused by its
+    /// length before its message was read, from a sender of an older build that does not name
+    /// it in a header). The refusal of a snapshot sent before the one whose
     /// reason is kept (by a deposed leader still sending) leaves that reason: replacing it
     /// hid the current leader's trouble on a node that had applied the older index by the
     /// log, until that leader tried again (up to its sender's back-off, 8 s, later). A

@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::request::SentSnapshot;
 use crate::snapshotter::Snapshotter;
 
 /// What the transport tells the raft node about its peers.
@@ -106,6 +107,20 @@ impl SnapshotId {
     }
 }
 
+/// The value of [`HEADER_SNAPSHOT`] for the `MsgSnapshot` `m`.
+pub(crate) fn snapshot_header(m: &Message) -> String {
+    format!("{}/{}", m.term, m.get_snapshot().get_metadata().index)
+}
+
+/// The snapshot a [`HEADER_SNAPSHOT`] value names, if it is one ([`snapshot_header`]).
+pub(crate) fn snapshot_named(value: &str) -> Option<SentSnapshot> {
+    let (term, index) = value.split_once('/')?;
+    Some(SentSnapshot {
+        term: term.parse().ok()?,
+        index: index.parse().ok()?,
+    })
+}
+
 /// Header carrying the sender's cluster identity, in hex.
 pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
 /// Header carrying the sender's node id.
@@ -125,6 +140,11 @@ pub const PROBE_PATH: &str = "/raft/probe";
 /// on, so that a member's REST URL given as a new member's peer URL is caught (see
 /// [`crate::membership::reaches_listener`]).
 pub const HEADER_REST_LISTEN: &str = "x-raftexample-rest-listen";
+/// Header on a snapshot request naming the snapshot it carries, `<sender's term>/<index>`
+/// ([`snapshot_header`]): a receiver that refuses it by its announced length alone, before
+/// reading its message, still knows which snapshot it refused (see `PeerServer`'s
+/// `receive_snapshot`).
+pub const HEADER_SNAPSHOT: &str = "x-raftexample-snapshot";
 /// Header carrying the sender's own peer URL (on every peer request, and on a joining node's
 /// lookup).
 pub const HEADER_URL: &str = "x-raftexample-url";

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::ChannelBody;
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_TO, HEADER_URL, HttpClient, PeerEvent, PeerFilter,
-    RAFT_PATH, STREAM_PATH, SnapshotId, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_SNAPSHOT, HEADER_TO, HEADER_URL, HttpClient, PeerEvent,
+    PeerFilter, RAFT_PATH, STREAM_PATH, SnapshotId, snapshot,
 };
 use crate::metrics::Metrics;
 use crate::snapshotter::Snapshotter;
@@ -430,14 +430,18 @@ impl PeerTask {
 
     /// Streams the snapshot `snap` names to the peer; gives up if it stalls.
     async fn send_snapshot(&self, snap: Message) -> Sent {
+        let named = super::snapshot_header(&snap);
         let outgoing = match snapshot::outgoing(snap, &self.snapshots) {
             Ok(outgoing) => outgoing,
             Err(reason) => return Sent::Failed(reason),
         };
-        let request = match self.request(RAFT_PATH, outgoing.body) {
+        let mut request = match self.request(RAFT_PATH, outgoing.body) {
             Ok(request) => request,
             Err(reason) => return Sent::Failed(reason),
         };
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&named) {
+            request.headers_mut().insert(HEADER_SNAPSHOT, value);
+        }
         let outcome =
             snapshot::unless_stalled(self.answer(request), &outgoing.progress, outgoing.total)
                 .await
@@ -640,5 +644,73 @@ mod tests {
         );
         cancel.cancel();
         black_hole.abort();
+    }
+
+    /// A snapshot's request names it in a header, `<sender's term>/<index>`, so that a
+    /// receiver refusing it by its announced length alone, before reading its message, knows
+    /// which snapshot it refused (its `/-/ready` reason then goes stale once it has applied
+    /// that index; without it, the reason stayed for the life of the process).
+    #[tokio::test]
+    async fn a_snapshot_request_names_its_snapshot_in_a_header() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a local port");
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        );
+        let receiver = tokio::spawn(async move {
+            let (mut connection, _) = listener.accept().await.expect("a connection");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 << 10 {
+                connection.read_exact(&mut byte).await.expect("the head");
+                head.push(byte[0]);
+            }
+            connection
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("the answer");
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshots = Snapshotter::new(dir.path(), 1).expect("snapshot dir");
+        let mut snap = raft::eraftpb::Snapshot {
+            data: vec![7u8; 4096].into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        (meta.term, meta.index) = (2, 9);
+        meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 2], vec![])));
+        snapshots.save(&snap).expect("saved");
+        snap.data = crate::snapshotter::handle::file_handle(&crate::snapshotter::snap_name(2, 9));
+        let mut m = message(MessageType::MsgSnapshot, 1, 2);
+        m.term = 3;
+        m.set_snapshot(snap);
+        let (inbox, _events) = mpsc::channel(1024);
+        let task = PeerTask {
+            id: 2,
+            url,
+            client: stream_client(None),
+            snapshot_client: http_client(None),
+            inbox,
+            filter: Arc::new(super::super::PeerFilter::new(1, 0xabc)),
+            metrics: Arc::new(Metrics::new(1)),
+            snapshots,
+            snapshot_streak: Arc::default(),
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(10), task.send_snapshot(m))
+            .await
+            .expect("the send ends once refused");
+        assert!(!matches!(sent, Sent::Ok), "refused, not delivered");
+        let head = receiver.await.expect("the receiver");
+        assert!(
+            head.contains("\r\nx-raftexample-snapshot: 3/9\r\n"),
+            "{head}"
+        );
     }
 }

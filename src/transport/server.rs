@@ -45,8 +45,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_TO, HEADER_URL,
-    JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SNAPSHOT, HEADER_TO,
+    HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
     decode_available, gone_as_of, gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
@@ -465,7 +465,19 @@ async fn receive_snapshot(
     let received = if header_u64(&headers, header::CONTENT_LENGTH.as_str(), 10)
         .is_some_and(|len| len > most)
     {
-        Err(snapshot::too_large(limits.max_snapshot))
+        // Refused before its message is read: the sender's header says which snapshot, so
+        // that the reason kept for /-/ready goes stale once this node has applied its index,
+        // and is ordered against other leaders' snapshots, as any other refusal's. Without it
+        // the reason stayed for the life of the process (found by a review).
+        let refused = snapshot::too_large(limits.max_snapshot);
+        let named = headers
+            .get(HEADER_SNAPSHOT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::snapshot_named);
+        Err(match named {
+            Some(sent) => refused.of_snapshot(sent),
+            None => refused,
+        })
     } else {
         let _slot = server.snapshot_slot(from)?;
         snapshot::receive(&server, from, body).await
@@ -812,6 +824,57 @@ mod tests {
             .expect("delivered, now that the node takes it");
         assert_eq!(server.shared.snapshot_refused(0), None, "cleared");
         assert!(matches!(events.try_recv(), Ok(PeerEvent::Step(_))));
+    }
+
+    /// A snapshot refused by its announced length alone, before its message is read, is
+    /// named by its sender's header: its reason for `/-/ready` goes stale once this node has
+    /// applied its index, and a deposed leader's snapshot delivered later leaves it. Unnamed,
+    /// the reason stayed for the life of the process, and any delivery cleared it (found by
+    /// a review).
+    #[tokio::test]
+    async fn a_snapshot_refused_by_its_length_is_named_by_its_senders_header() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, mut events) = server(dir.path());
+        let mut m = message(MessageType::MsgSnapshot, 1);
+        m.term = 3;
+        m.mut_snapshot().mut_metadata().index = 9;
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
+        headers.insert(HEADER_TO, HeaderValue::from_static("3"));
+        headers.insert(HEADER_CLUSTER, HeaderValue::from_static("abc"));
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from_static("1099511627776"),
+        );
+        headers.insert(
+            HEADER_SNAPSHOT,
+            HeaderValue::from_str(&super::super::snapshot_header(&m)).expect("a header value"),
+        );
+        let refused = receive_snapshot(State(server.clone()), headers, Body::empty())
+            .await
+            .expect_err("announced over the limit");
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let why = server
+            .shared
+            .snapshot_refused(8)
+            .expect("this node's own limit");
+        assert!(why.contains("--max-snapshot-bytes"), "{why}");
+        assert_eq!(
+            server.shared.snapshot_refused(9),
+            None,
+            "stale once its index is applied"
+        );
+
+        while events.try_recv().is_ok() {}
+        let (headers, body) = inline_snapshot_request(2, 12);
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect("a deposed leader's delivered");
+        assert_eq!(
+            server.shared.snapshot_refused(8),
+            Some(why),
+            "a deposed leader's snapshot delivered cleared the current one's reason"
+        );
     }
 
     fn message(kind: MessageType, from: u64) -> Message {
