@@ -379,12 +379,13 @@ impl Shared {
         }
     }
 
-    /// Records why the peer server refused a leader's `snapshot` (`None`: refused by its
-    /// length before its message was read, from a sender of an older build that does not name
-    /// it in a header). The refusal of a snapshot sent before the one whose
-    /// reason is kept (by a deposed leader still sending) leaves that reason: replacing it
-    /// hid the current leader's trouble on a node that had applied the older index by the
-    /// log, until that leader tried again (up to its sender's back-off, 8 s, later). A
+    /// Records why the peer server refused a leader's `snapshot` (`None`: not known, refused
+    /// before its message was read without a header naming it that parses: from a sender of
+    /// an older build, or one whose message's length prefix was over the limit). The refusal
+    /// of a snapshot sent before the one whose reason is kept (by a deposed leader still
+    /// sending) leaves that reason: replacing it hid the current leader's trouble on a node
+    /// that had applied the older index by the log, until that leader tried again (up to its
+    /// sender's back-off, 8 s, later). A
     /// refusal whose snapshot is not known cannot be ordered against the kept one, so it
     /// replaces it as the latest word, and a refusal of a known one replaces it in turn: a
     /// reason without an index never goes stale by the applied index, so it hides nothing; at

@@ -914,6 +914,35 @@ pub(crate) mod tests {
         m
     }
 
+    /// The header a snapshot's sender adds names the message's term and the snapshot's
+    /// index, and reads back as that; anything else names no snapshot (the refusal then
+    /// keeps its reason unnamed, as from a sender of an older build).
+    #[test]
+    fn a_snapshot_header_reads_back_and_nothing_else_names_a_snapshot() {
+        let mut m = message(MessageType::MsgSnapshot, 1, 2);
+        m.term = 3;
+        let meta = m.mut_snapshot().mut_metadata();
+        (meta.term, meta.index) = (2, 9);
+        assert_eq!(snapshot_header(&m), "3/9");
+        assert_eq!(
+            snapshot_named(&snapshot_header(&m)),
+            Some(SentSnapshot { term: 3, index: 9 })
+        );
+        for bad in [
+            "",
+            "3",
+            "3/",
+            "/9",
+            "x/9",
+            "3/9/1",
+            "3 / 9",
+            "-1/9",
+            "18446744073709551616/9",
+        ] {
+            assert_eq!(snapshot_named(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn a_410_names_the_index_of_the_removal() {
         let text = super::gone_text(3, 42);
