@@ -395,9 +395,7 @@ impl Shared {
             .snapshot_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let (Some(snapshot), Some((Some(kept), _))) = (snapshot, &*refused)
-            && snapshot < *kept
-        {
+        if snapshot.is_some_and(|snapshot| kept_is_later(&refused, snapshot)) {
             return;
         }
         *refused = Some((snapshot, why));
@@ -413,7 +411,7 @@ impl Shared {
             .snapshot_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if !matches!(&*refused, Some((Some(kept), _)) if snapshot < *kept) {
+        if !kept_is_later(&refused, snapshot) {
             *refused = None;
         }
     }
@@ -444,6 +442,12 @@ impl Shared {
     pub fn is_membership_settled(&self) -> bool {
         self.membership_settled.load(Ordering::Acquire)
     }
+}
+
+/// Whether the refusal `kept` is of a snapshot sent after `snapshot`, which then says nothing
+/// of it (see [`Shared::note_snapshot_refused`]).
+fn kept_is_later(kept: &Option<(Option<SentSnapshot>, String)>, snapshot: SentSnapshot) -> bool {
+    matches!(kept, Some((Some(kept), _)) if snapshot < *kept)
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub const DEFAULT_KEEP: usize = 5;
 
 const SNAP_EXT: &str = ".snap";
 const BROKEN_EXT: &str = ".broken";
+/// A later damaged copy of the same snapshot, set aside at a start beside the first.
+const LATER_BROKEN_EXT: &str = ".2.broken";
 /// What a file set aside by a send is named after its snapshot's name (and a later copy of
 /// the same snapshot, `.sent.2.broken`).
 const SENT_BROKEN_EXT: &str = ".sent.broken";
@@ -576,15 +578,24 @@ impl Snapshotter {
     /// before anything sends; nothing deletes these files, which a refusal to start names
     /// (a send's set-asides have names of their own: [`Snapshotter::set_aside_if_damaged`]).
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
-        let aside = |latest: bool| {
+        self.rename_aside(path, BROKEN_EXT, LATER_BROKEN_EXT)
+    }
+
+    /// Renames the damaged file at `path` to `<name><first>`, or to `<name><later>` if a file
+    /// of the first name is there (kept: a rename over it would delete it unseen), and syncs
+    /// the folder; returns the new name.
+    fn rename_aside(&self, path: &Path, first: &str, later: &str) -> Result<PathBuf, Error> {
+        let aside = |ext: &str| {
             let mut broken = path.as_os_str().to_owned();
-            if latest {
-                broken.push(".2");
-            }
-            broken.push(BROKEN_EXT);
+            broken.push(ext);
             PathBuf::from(broken)
         };
-        let broken = aside(self.fs.exists(&aside(false)).map_err(io_err(path))?);
+        let first = aside(first);
+        let broken = if self.fs.exists(&first).map_err(io_err(path))? {
+            aside(later)
+        } else {
+            first
+        };
         tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
         self.fs.rename(path, &broken).map_err(io_err(path))?;
         self.sync_dir()?;
@@ -595,20 +606,7 @@ impl Snapshotter {
     /// if the first is there, and deletes the sender's set-asides but the oldest snapshot's
     /// and this one (see [`Snapshotter::set_aside_if_damaged`]); returns the new name.
     fn set_aside_sent(&self, path: &Path) -> Result<PathBuf, Error> {
-        let aside = |ext: &str| {
-            let mut broken = path.as_os_str().to_owned();
-            broken.push(ext);
-            PathBuf::from(broken)
-        };
-        let first = aside(SENT_BROKEN_EXT);
-        let broken = if self.fs.exists(&first).map_err(io_err(path))? {
-            aside(SENT_LATER_BROKEN_EXT)
-        } else {
-            first
-        };
-        tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
-        self.fs.rename(path, &broken).map_err(io_err(path))?;
-        self.sync_dir()?;
+        let broken = self.rename_aside(path, SENT_BROKEN_EXT, SENT_LATER_BROKEN_EXT)?;
         self.drop_sent_aside_but(&broken);
         Ok(broken)
     }
