@@ -573,13 +573,8 @@ mod tests {
     use crate::transport::tests::message;
     use crate::transport::{http_client, stream_client};
 
-    /// A peer whose kernel accepted our stream but which never serves it (a restarted node
-    /// whose port took the connection before it served, or a proxy stuck in front of it),
-    /// while the peer, hearing nothing from us, campaigns at us: its vote requests do not
-    /// vouch for our stream, which is replaced within the silence limit. Before, they did,
-    /// and the stream was kept for good (the fault suite's kill runs, one in a few dozen).
-    #[tokio::test]
-    async fn a_stream_the_peer_never_reads_is_replaced_while_the_peer_campaigns() {
+    /// A listener on a free local port, and its URL.
+    async fn local_listener() -> (tokio::net::TcpListener, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a local port");
@@ -589,6 +584,38 @@ mod tests {
                 .local_addr()
                 .expect("a bound listener has an address")
         );
+        (listener, url)
+    }
+
+    /// Node 1's task for peer 2 at `url`, and the receiver of what it tells node 1.
+    fn peer_task(
+        url: String,
+        filter: Arc<super::super::PeerFilter>,
+        snapshots: Snapshotter,
+    ) -> (PeerTask, mpsc::Receiver<PeerEvent>) {
+        let (inbox, events) = mpsc::channel(1024);
+        let task = PeerTask {
+            id: 2,
+            url,
+            client: stream_client(None),
+            snapshot_client: http_client(None),
+            inbox,
+            filter,
+            metrics: Arc::new(Metrics::new(1)),
+            snapshots,
+            snapshot_streak: Arc::default(),
+        };
+        (task, events)
+    }
+
+    /// A peer whose kernel accepted our stream but which never serves it (a restarted node
+    /// whose port took the connection before it served, or a proxy stuck in front of it),
+    /// while the peer, hearing nothing from us, campaigns at us: its vote requests do not
+    /// vouch for our stream, which is replaced within the silence limit. Before, they did,
+    /// and the stream was kept for good (the fault suite's kill runs, one in a few dozen).
+    #[tokio::test]
+    async fn a_stream_the_peer_never_reads_is_replaced_while_the_peer_campaigns() {
+        let (listener, url) = local_listener().await;
         let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
         let black_hole = tokio::spawn(async move {
             // Held, never read: the kernel acknowledges what arrives, nobody takes it.
@@ -600,18 +627,11 @@ mod tests {
         });
         let dir = tempfile::TempDir::new().expect("temp dir");
         let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
-        let (inbox, _events) = mpsc::channel(1024);
-        let task = PeerTask {
-            id: 2,
+        let (task, _events) = peer_task(
             url,
-            client: stream_client(None),
-            snapshot_client: http_client(None),
-            inbox,
-            filter: filter.clone(),
-            metrics: Arc::new(Metrics::new(1)),
-            snapshots: Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
-            snapshot_streak: Arc::default(),
-        };
+            filter.clone(),
+            Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
+        );
         let cancel = CancellationToken::new();
         let handle = spawn(
             &tokio::runtime::Handle::current(),
@@ -654,15 +674,7 @@ mod tests {
     async fn a_snapshot_request_names_its_snapshot_in_a_header() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a local port");
-        let url = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .expect("a bound listener has an address")
-        );
+        let (listener, url) = local_listener().await;
         let receiver = tokio::spawn(async move {
             let (mut connection, _) = listener.accept().await.expect("a connection");
             let mut head = Vec::new();
@@ -691,18 +703,8 @@ mod tests {
         let mut m = message(MessageType::MsgSnapshot, 1, 2);
         m.term = 3;
         m.set_snapshot(snap);
-        let (inbox, _events) = mpsc::channel(1024);
-        let task = PeerTask {
-            id: 2,
-            url,
-            client: stream_client(None),
-            snapshot_client: http_client(None),
-            inbox,
-            filter: Arc::new(super::super::PeerFilter::new(1, 0xabc)),
-            metrics: Arc::new(Metrics::new(1)),
-            snapshots,
-            snapshot_streak: Arc::default(),
-        };
+        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let (task, _events) = peer_task(url, filter, snapshots);
         let sent = tokio::time::timeout(Duration::from_secs(10), task.send_snapshot(m))
             .await
             .expect("the send ends once refused");

@@ -743,11 +743,36 @@ mod tests {
         let meta = snap.mut_metadata();
         (meta.term, meta.index) = (term, index);
         meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 3], vec![])));
+        (
+            leaders_headers(),
+            Body::from(super::super::encode_batch(&[m])),
+        )
+    }
+
+    /// The headers of a request from node 1 to node 3 of cluster `abc`.
+    fn leaders_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
         headers.insert(HEADER_TO, HeaderValue::from_static("3"));
         headers.insert(HEADER_CLUSTER, HeaderValue::from_static("abc"));
-        (headers, Body::from(super::super::encode_batch(&[m])))
+        headers
+    }
+
+    /// Hands `server` the snapshot at `index` that a leader of `term` sends
+    /// ([`inline_snapshot_request`]), delivered: its node takes it (the events it had are
+    /// dropped first, so that it has room).
+    async fn deliver(
+        server: &PeerServer,
+        events: &mut mpsc::Receiver<PeerEvent>,
+        term: u64,
+        index: u64,
+        what: &str,
+    ) {
+        while events.try_recv().is_ok() {}
+        let (headers, body) = inline_snapshot_request(term, index);
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect(what);
     }
 
     /// A snapshot this node gave up on after its last byte, its raft node taking nothing
@@ -806,22 +831,21 @@ mod tests {
             Some(why.clone()),
             "a deposed leader's refusal hid the current one's"
         );
-        while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request(2, 12);
-        receive_snapshot(State(server.clone()), headers, body)
-            .await
-            .expect("a deposed leader's delivered");
+        deliver(&server, &mut events, 2, 12, "a deposed leader's delivered").await;
         assert_eq!(
             server.shared.snapshot_refused(5),
             Some(why),
             "a deposed leader's snapshot delivered cleared the current one's reason"
         );
 
-        while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request(3, 9);
-        receive_snapshot(State(server.clone()), headers, body)
-            .await
-            .expect("delivered, now that the node takes it");
+        deliver(
+            &server,
+            &mut events,
+            3,
+            9,
+            "delivered, now that the node takes it",
+        )
+        .await;
         assert_eq!(server.shared.snapshot_refused(0), None, "cleared");
         assert!(matches!(events.try_recv(), Ok(PeerEvent::Step(_))));
     }
@@ -838,10 +862,7 @@ mod tests {
         let mut m = message(MessageType::MsgSnapshot, 1);
         m.term = 3;
         m.mut_snapshot().mut_metadata().index = 9;
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
-        headers.insert(HEADER_TO, HeaderValue::from_static("3"));
-        headers.insert(HEADER_CLUSTER, HeaderValue::from_static("abc"));
+        let mut headers = leaders_headers();
         headers.insert(
             header::CONTENT_LENGTH,
             HeaderValue::from_static("1099511627776"),
@@ -865,11 +886,7 @@ mod tests {
             "stale once its index is applied"
         );
 
-        while events.try_recv().is_ok() {}
-        let (headers, body) = inline_snapshot_request(2, 12);
-        receive_snapshot(State(server.clone()), headers, body)
-            .await
-            .expect("a deposed leader's delivered");
+        deliver(&server, &mut events, 2, 12, "a deposed leader's delivered").await;
         assert_eq!(
             server.shared.snapshot_refused(8),
             Some(why),
