@@ -1,12 +1,15 @@
 //! The `raftexample` binary: parse flags, set up logging, run a node until it stops.
 //! Exit status: 0 when stopped by a signal or removed from the cluster (as the original),
-//! 1 when it cannot start or a storage failure stops it.
+//! 1 when it cannot start or a storage failure stops it, 130 or 143 when a second SIGINT or
+//! SIGTERM cut its stop short (as a shell reports a process those signals killed).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use raftexample::config::{Command, Config};
 use raftexample::{Exit, start};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: every HTTP request and raft message allocates a
@@ -87,13 +90,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // Dropping a runtime waits for every blocking task it started, however long it takes: a
+    // follower's check of a big snapshot still arriving (minutes per GiB on a slow disk) held
+    // the exit that long (found by a review). The node has stopped and its state is durable
+    // by now; a task cut off here is no different from one a crash cuts off.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 async fn serve(config: Config) -> ExitCode {
     // Listening before the node serves: a SIGTERM sent as soon as it answers (a script that
     // waits for /health, then stops it) must stop it gracefully, not kill it.
-    let signalled = stop_signals();
+    // A signal during the start stops the node as soon as it has started.
+    let stop_asked = CancellationToken::new();
+    tokio::spawn(on_signals(StopSignals::listen(), stop_asked.clone()));
     let running = match start(config).await {
         Ok(running) => running,
         Err(err) => {
@@ -107,8 +118,7 @@ async fn serve(config: Config) -> ExitCode {
     };
     let token = running.shutdown_token();
     tokio::spawn(async move {
-        signalled.await;
-        tracing::info!("signal received; shutting down");
+        stop_asked.cancelled().await;
         token.cancel();
     });
     match running.wait().await {
@@ -151,32 +161,58 @@ fn colour_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// SIGINT or SIGTERM, listened for from the moment this is called (on Unix; elsewhere
-/// Ctrl-C, listened for once the future is polled).
-fn stop_signals() -> impl Future<Output = ()> {
+/// The first stop signal asks for a graceful stop; a second one ends the process at once,
+/// for a person whose stop hangs (a disk that stopped answering) and who presses Ctrl-C
+/// again: tokio keeps the signals' handlers, so without this nothing would happen.
+async fn on_signals(mut signals: StopSignals, stop_asked: CancellationToken) {
+    signals.next().await;
+    tracing::info!("signal received; shutting down (a second one stops at once)");
+    stop_asked.cancel();
+    let code = signals.next().await;
+    say(format_args!(
+        "raftexample: a second signal: exiting without finishing the stop"
+    ));
+    // What the node has acknowledged is durable; ending here is no worse than a crash.
+    std::process::exit(code);
+}
+
+/// SIGINT and SIGTERM, listened for from the moment they are created (on Unix; elsewhere
+/// Ctrl-C, listened for while awaited).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let int = signal(SignalKind::interrupt());
-        let term = signal(SignalKind::terminate());
-        async move {
-            match (int, term) {
-                (Ok(mut int), Ok(mut term)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal; returns the status a shell gives a process that signal killed.
+    async fn next(&mut self) -> i32 {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.unix {
+            return tokio::select! {
+                _ = int.recv() => 128 + 2,
+                _ = term.recv() => 128 + 15,
+            };
         }
+        let _ = tokio::signal::ctrl_c().await;
+        128 + 2
     }
 }

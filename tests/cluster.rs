@@ -666,3 +666,51 @@ async fn stopping_a_follower_is_quick() {
         "the follower took {took:?} to exit (the machine's stalls: {seen:?})"
     );
 }
+
+/// A stop held up (here by a client that sends half a body: the node waits for it up to two
+/// seconds) ends at once at a second Ctrl-C, with the status a shell gives a process SIGINT
+/// killed. tokio keeps the signal's handler once the first has come, so a second one did
+/// nothing: a person whose stop hung (a disk that stopped answering) had to find a `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_ends_a_stop_that_is_held_up() {
+    use tokio::io::AsyncWriteExt;
+    let mut c = ProcCluster::start(1, &[]).await;
+    c.wait_leader().await;
+    let addr = c.url(1).trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
+        .await
+        .expect("send half a request");
+    c.signal(1, nix::sys::signal::Signal::SIGINT);
+    // Once the first signal has been taken (two sent together may arrive as one).
+    wait_for(
+        Duration::from_secs(10),
+        "the node to log the signal",
+        || {
+            let taken = c.log(1).contains("signal received");
+            async move { taken.then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        c.is_running(1),
+        "the half-sent request did not hold the stop up"
+    );
+    c.signal(1, nix::sys::signal::Signal::SIGINT);
+    let status = c.wait_exit(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the second Ctrl-C did not end the stop: {status}\n{}",
+        c.log(1)
+    );
+    assert!(
+        c.log(1)
+            .contains("a second signal: exiting without finishing the stop"),
+        "{}",
+        c.log(1)
+    );
+    drop(conn);
+}
