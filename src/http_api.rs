@@ -315,6 +315,7 @@ impl ApiError {
             ApiError::Proposal(p) => match p {
                 ProposalError::NoLeader(_)
                 | ProposalError::NotProposed(_)
+                | ProposalError::NotTaken(_)
                 | ProposalError::Replaced(_)
                 | ProposalError::Timeout(_)
                 | ProposalError::Withdrawn(_)

@@ -78,6 +78,12 @@ pub enum ProposalError {
         "the request was not proposed within {0:?} (the leader did not take it, or this node's registration had not committed yet): it will not happen"
     )]
     NotProposed(Duration),
+    /// The node's inbox stayed full for the whole wait, so the request never reached it (a
+    /// node stuck on a disk that hangs, or far behind its clients).
+    #[error(
+        "the node did not take the request within {0:?} (its queue of requests stayed full: it is stuck or overloaded); it was not proposed: it will not happen"
+    )]
+    NotTaken(Duration),
     /// Every copy of the entry was overwritten by a new leader, and it could not be proposed
     /// again in time.
     #[error(
@@ -181,6 +187,7 @@ impl ProposalError {
         match self {
             ProposalError::NoLeader(_) | ProposalError::ReadNoLeader(_) => "no_leader",
             ProposalError::NotProposed(_) => "not_proposed",
+            ProposalError::NotTaken(_) => "not_taken",
             ProposalError::Replaced(_) => "replaced",
             ProposalError::Timeout(_) => "timeout",
             ProposalError::Withdrawn(_) => "withdrawn",

@@ -313,20 +313,54 @@ impl NodeHandle {
         on_timeout: fn(Duration) -> ProposalError,
     ) -> Result<(), ProposalError> {
         let (tx, rx) = oneshot::channel();
-        let round_trip = async {
-            // Not sent: the node had stopped reading its inbox, and never saw the request.
-            self.inbox
-                .send(make(tx))
-                .await
-                .map_err(|_| ProposalError::StoppedUnproposed)?;
-            // A dropped responder means the node stopped before answering.
-            rx.await.map_err(|_| ProposalError::Stopped)?
-        };
         // The node answers every request by its deadline, saying what became of it; this
         // only covers a node too stuck to answer (a disk that hangs).
-        match tokio::time::timeout(self.timeout + STUCK_MARGIN, round_trip).await {
-            Ok(result) => result,
+        let waited = self.timeout + STUCK_MARGIN;
+        let deadline = tokio::time::Instant::now() + waited;
+        // A send given up on leaves nothing in the inbox (tokio's `send` is cancel-safe), so
+        // a request still waiting for room at the deadline never reached the node.
+        match tokio::time::timeout_at(deadline, self.inbox.send(make(tx))).await {
+            Err(_) => return Err(ProposalError::NotTaken(waited)),
+            // The node had stopped reading its inbox, and never saw the request.
+            Ok(Err(_)) => return Err(ProposalError::StoppedUnproposed),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            // A dropped responder means the node stopped before answering.
+            Ok(Err(_)) => Err(ProposalError::Stopped),
             Err(_) => Err(on_timeout(self.timeout)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose inbox stays full (stuck on a disk that hangs) never receives a write that
+    /// waits for room, and says so: "it will not happen", not "it may still happen" (found by
+    /// a review: the whole wait ended as a proposal's timeout).
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_never_found_room_in_the_inbox_will_not_happen() {
+        let (inbox, mut stuck) = mpsc::channel(1);
+        let (status, _unanswered) = oneshot::channel();
+        inbox
+            .try_send(Request::Status(status))
+            .expect("room for one request");
+        let timeout = Duration::from_secs(5);
+        let handle = NodeHandle::new(
+            1,
+            inbox,
+            KvStore::default(),
+            timeout,
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(1)),
+        );
+        let put = handle.put("/k".into(), "v".into()).await;
+        assert_eq!(put, Err(ProposalError::NotTaken(timeout + STUCK_MARGIN)));
+        // Nothing of the write reached the inbox: only the request that filled it is there.
+        assert!(matches!(stuck.try_recv(), Ok(Request::Status(_))));
+        assert!(stuck.try_recv().is_err(), "the write was queued after all");
     }
 }
