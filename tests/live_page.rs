@@ -303,6 +303,37 @@ async fn the_page_and_its_cross_origin_rules() {
         assert_eq!(reason.lines().count(), 1, "{reason}");
         assert!(reason.contains(origin), "{reason}");
     }
+    // A page from elsewhere whose name was pointed at this machine once it had loaded (DNS
+    // rebinding): to the node, its requests look same-origin, under a name not the cluster's.
+    let port = c.rest_ports[0];
+    let rebound = format!("http://rebind.example:{port}");
+    let put = http
+        .put(format!("{url}/k"))
+        .header("host", format!("rebind.example:{port}"))
+        .header("origin", &rebound)
+        .body("rebound")
+        .send()
+        .await
+        .expect("rebound put");
+    assert_eq!(put.status(), 403);
+    let reason = put.text().await.expect("text");
+    assert_eq!(reason.lines().count(), 1, "{reason}");
+    assert!(reason.contains(&rebound), "{reason}");
+    let k = http.get(format!("{url}/k")).send().await.expect("get k");
+    assert_eq!(
+        k.text().await.expect("text"),
+        "v",
+        "the rebound write took effect"
+    );
+    // The page's own writes, under the name it was served at, still pass.
+    let own = http
+        .put(format!("{url}/own"))
+        .header("origin", &url)
+        .body("v")
+        .send()
+        .await
+        .expect("same-origin put");
+    assert_eq!(own.status(), 204);
     let members = http
         .get(format!("{url}/-/members"))
         .send()

@@ -5,7 +5,8 @@
 //! 403 before it does anything: without this, a page from anywhere could send a simple
 //! cross-origin `POST /<id>` that adds a member, and a page served by any other program on a
 //! member's host (a development server on another port of the same laptop) still could.
-//! Requests without an `Origin` (curl, the peers) and same-origin requests pass untouched.
+//! Requests without an `Origin` (curl, the peers) pass untouched, and so do same-origin
+//! requests to a name of the cluster's (not one whose DNS was pointed at this machine).
 //!
 //! Written here rather than taken from tower-http's `CorsLayer`, which answers every
 //! `OPTIONS` as a preflight: the REST API answers a plain `OPTIONS /<key>` with the
@@ -36,7 +37,10 @@ pub async fn layer(State(ui): State<std::sync::Arc<Ui>>, req: Request, next: Nex
     else {
         return next.run(req).await;
     };
-    if same_origin(&origin, req.headers()) {
+    // Same-origin only under a name of this cluster's: a page served from anywhere whose
+    // name its DNS then points at this machine (DNS rebinding) sends its own name as both
+    // `Host` and `Origin`, and got every write through (found by a review).
+    if same_origin(&origin, req.headers()) && ui.directory.judge(&origin) != OriginIs::Foreign {
         return next.run(req).await;
     }
     if !allowed(&ui, &origin).await {
