@@ -98,6 +98,11 @@ struct State {
     /// Held locks and the token of their guard.
     locks: BTreeMap<PathBuf, u64>,
     next_lock: u64,
+    /// Removals run on a thread of their own, as on a real disk
+    /// ([`MemFs::set_background_removal`]).
+    background_removal: bool,
+    /// Files whose removal fails with `EIO` ([`MemFs::refuse_removal`]).
+    refused_removals: BTreeSet<PathBuf>,
 }
 
 /// The folder and the name of `path`.
@@ -230,6 +235,8 @@ impl MemFs {
                 direct_align: Some(DIRECT_ALIGN),
                 locks: BTreeMap::new(),
                 next_lock: 1,
+                background_removal: false,
+                refused_removals: BTreeSet::new(),
             })),
         }
     }
@@ -276,6 +283,22 @@ impl MemFs {
     /// unless told otherwise); `None` plays a file system without direct I/O, such as tmpfs.
     pub fn set_direct_io(&self, align: Option<usize>) {
         self.lock().direct_align = align;
+    }
+
+    /// Whether callers remove files on a thread of their own, as on a real disk (off by
+    /// default, so that a simulation stays deterministic).
+    pub fn set_background_removal(&self, on: bool) {
+        self.lock().background_removal = on;
+    }
+
+    /// Removing `path` fails with `EIO` (a bad block in its folder) until `refused` is false.
+    pub fn refuse_removal(&self, path: &Path, refused: bool) {
+        let mut s = self.lock();
+        if refused {
+            s.refused_removals.insert(path.to_path_buf());
+        } else {
+            s.refused_removals.remove(path);
+        }
     }
 
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
@@ -568,6 +591,9 @@ impl FileSystem for MemFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
+        if s.refused_removals.contains(path) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         let (dir, name) = split(path)?;
         if !s.dir_mut(&dir)?.unlink(&name) {
             return Err(not_found(path));
@@ -603,6 +629,10 @@ impl FileSystem for MemFs {
         s.dir_mut(dir)?.sync();
         s.collect_garbage();
         Ok(())
+    }
+
+    fn background_removal(&self) -> bool {
+        self.lock().background_removal
     }
 
     fn free_bytes(&self, _dir: &Path) -> io::Result<Option<u64>> {

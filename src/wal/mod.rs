@@ -96,7 +96,7 @@ use crate::disk::reaper::Reaper;
 use crate::disk::{DiskFile, FileSystem, SharedFs, StdFs};
 use record::RecordRef;
 use segment::{Segment, SegmentWriter, Syncer};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The page size synced writes are aligned to (the page cache's, and ext4's block size).
 pub const PAGE_SIZE: u64 = 4096;
@@ -226,6 +226,9 @@ pub struct Wal {
     syncer: Syncer,
     /// Removes released segments where the file system says to do it on another thread.
     reaper: Reaper,
+    /// Released segments the reaper could not remove yet, oldest first: each later removal
+    /// tries them first, and removes no newer one while one of them is still there.
+    stranded: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 // By hand, so that logging a `Wal` does not print its write buffer.
@@ -328,6 +331,7 @@ impl Wal {
             poisoned: None,
             syncer,
             reaper: Reaper::new("wal-reaper"),
+            stranded: Arc::default(),
         })
     }
 
@@ -435,6 +439,7 @@ impl Wal {
             poisoned: None,
             syncer,
             reaper: Reaper::new("wal-reaper"),
+            stranded: Arc::default(),
         };
         // What was replayed may sit in the page cache only (the process died, not the
         // machine): sync it, and say so with a sync mark, so that damage to it is never
@@ -542,14 +547,22 @@ impl Wal {
         if self.fs.background_removal() {
             let released: Vec<PathBuf> = self.segments.drain(..n).map(|s| s.path).collect();
             let (fs, dir) = (Arc::clone(&self.fs), self.dir.clone());
-            self.reaper
-                .run(Box::new(move || remove_in_order(&*fs, &dir, released)));
+            let stranded = Arc::clone(&self.stranded);
+            self.reaper.run(Box::new(move || {
+                remove_in_order(&*fs, &dir, &stranded, released)
+            }));
             return Ok(());
         }
         for _ in 0..n {
             let path = self.segments[0].path.clone();
-            // Oldest first: a crash part way leaves a consecutive run of segments.
-            self.fs.remove_file(&path).map_err(IoError::at(&path))?;
+            // Oldest first: a crash part way leaves a consecutive run of segments. One already
+            // gone (an operator freeing a full disk) is as good as removed.
+            match self.fs.remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(IoError::at(&path)(e).into());
+                }
+                _ => {}
+            }
             self.segments.remove(0);
         }
         tracing::debug!(index, removed = n, "released WAL segments");
@@ -634,22 +647,41 @@ pub fn scan_on(
     replay::scan(fs, dir, visit)
 }
 
-/// Removes released segments `paths` oldest first, stopping at the first failure (so the ones
-/// left stay consecutive), then syncs `dir`: the reaper's chore. Failures only leave disk
-/// space in use until the next release or start, so they are logged, naming the file.
-fn remove_in_order(fs: &dyn FileSystem, dir: &Path, paths: Vec<PathBuf>) {
-    let n = paths.len();
-    for path in paths {
-        if let Err(err) = fs.remove_file(&path) {
-            tracing::warn!(path = %path.display(), %err, "cannot remove a released WAL segment; it is released again after the next start");
-            break;
+/// Removes released segments `paths` oldest first, after those an earlier removal left
+/// (`stranded`), stopping at the first failure, then syncs `dir`: the reaper's chore. What it
+/// cannot remove is kept in `stranded` for the next removal, so the segments left on the disk
+/// stay one consecutive run: with a newer run removed past an older one left, the next start
+/// found a gap in the sequence and refused to run (found by a review). Failures only leave
+/// disk space in use until the next release or start, so they are logged, naming the file.
+fn remove_in_order(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    stranded: &Mutex<Vec<PathBuf>>,
+    paths: Vec<PathBuf>,
+) {
+    // Plain paths: what a panicking chore left is still usable.
+    let mut left = stranded.lock().unwrap_or_else(|p| p.into_inner());
+    left.extend(paths);
+    let mut removed = 0;
+    for path in left.iter() {
+        match fs.remove_file(path) {
+            // Already gone (an operator freeing a full disk): as good as removed.
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), %err, "cannot remove a released WAL segment; it is tried again at the next release, or released again after the next start");
+                break;
+            }
+            _ => removed += 1,
         }
     }
+    left.drain(..removed);
+    let stranded = left.len();
+    drop(left);
     if let Err(err) = fs.sync_dir(dir) {
         tracing::warn!(dir = %dir.display(), %err, "cannot sync the WAL folder after removing segments");
     }
-    tracing::debug!(removed = n, "released WAL segments removed");
+    tracing::debug!(removed, stranded, "released WAL segments removed");
 }
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1249,18 +1281,83 @@ pub(crate) mod tests {
         let (mut wal, c) = Wal::open(tmp.path(), opts).unwrap();
         assert_eq!(c.entries_after(55).unwrap(), &ents(56..=100, 1)[..]);
 
+        // One already gone (an operator freeing a full disk) counts as removed: the rest of
+        // the released go too, and the WAL opens.
         std::fs::remove_file(&before[5]).unwrap();
         wal.save_snapshot_marker(&marker(1, 100)).unwrap();
         wal.release_to(100).unwrap();
         wal.save(Some(&hs(1, 1, 101)), &ents(101..=101, 1), true)
             .unwrap();
         wal.wait_for_removals();
-        // Removal stopped at the missing one, leaving the rest consecutive, and the WAL opens.
-        let left = count_segments(tmp.path());
-        assert!(left > 1, "{left}");
+        assert_eq!(count_segments(tmp.path()), wal.segment_paths().len());
         drop(wal);
         let (_wal, c) = Wal::open(tmp.path(), opts).unwrap();
         assert_eq!(c.entries_after(100).unwrap(), &ents(101..=101, 1)[..]);
+    }
+
+    /// A released segment the disk will not let go of (`EIO`) is tried again at each later
+    /// release, and no newer segment is removed while it is there, so those on the disk stay
+    /// one run and the WAL opens. Removing a newer run past it left a gap in the sequence, and
+    /// the next start refused to run, blaming lost segments (found by a review).
+    #[test]
+    fn a_segment_that_cannot_be_removed_leaves_no_gap_behind_later_releases() {
+        use crate::disk::MemFs;
+        let opts = opts(256);
+        let dir = Path::new("/wal");
+        let fs = MemFs::new(1);
+        fs.set_background_removal(true);
+        let shared: SharedFs = Arc::new(fs.clone());
+        let on_disk = || {
+            let mut names: Vec<PathBuf> = fs
+                .list_dir(dir)
+                .unwrap()
+                .into_iter()
+                .filter(|n| n.ends_with(".wal"))
+                .map(|n| dir.join(n))
+                .collect();
+            names.sort();
+            names
+        };
+        let mut wal = Wal::create_on(shared.clone(), dir, &meta(), opts).unwrap();
+        let save = |wal: &mut Wal, batches: std::ops::Range<u64>| {
+            for batch in batches {
+                let first = batch * 10 + 1;
+                let last = first + 9;
+                wal.save(Some(&hs(1, 1, last)), &ents(first..=last, 1), true)
+                    .unwrap();
+            }
+        };
+        save(&mut wal, 0..10);
+        let before = wal.segment_paths();
+        fs.refuse_removal(&before[2], true);
+        wal.save_snapshot_marker(&marker(1, 55)).unwrap();
+        wal.release_to(55).unwrap();
+        wal.wait_for_removals();
+        assert_eq!(on_disk(), before[2..], "removal stops at the one refused");
+
+        save(&mut wal, 10..12);
+        wal.save_snapshot_marker(&marker(1, 115)).unwrap();
+        wal.release_to(115).unwrap();
+        wal.wait_for_removals();
+        let left = on_disk();
+        assert!(
+            left.starts_with(&before[2..]),
+            "a newer segment was removed past the one refused: {left:?}"
+        );
+        drop(wal);
+        let (mut wal, c) = Wal::open_on(shared.clone(), dir, opts).expect("one run, no gap");
+        assert_eq!(c.entries_after(115).unwrap(), &ents(116..=120, 1)[..]);
+
+        // Once the disk lets it go, the next release removes the whole run.
+        fs.refuse_removal(&before[2], false);
+        save(&mut wal, 12..13);
+        wal.save_snapshot_marker(&marker(1, 125)).unwrap();
+        wal.release_to(125).unwrap();
+        wal.wait_for_removals();
+        assert_eq!(on_disk(), wal.segment_paths());
+        assert!(on_disk().len() < 3, "{:?}", on_disk());
+        drop(wal);
+        Wal::open_on(shared, dir, opts).expect("opens");
     }
 
     #[test]
