@@ -426,9 +426,12 @@ async fn dispatch(State(app): State<std::sync::Arc<AppState>>, request: Request)
             ),
             Method::POST => (
                 "add_member",
-                add_member(&app, &path, &parts.headers, &mut body).await,
+                add_member(&app, &path, parts.uri.query(), &parts.headers, &mut body).await,
             ),
-            Method::DELETE => ("remove_member", remove_member(&app, &path).await),
+            Method::DELETE => (
+                "remove_member",
+                remove_member(&app, &path, parts.uri.query()).await,
+            ),
             m => ("other", Err(ApiError::MethodNotAllowed(m, ALLOWED))),
         }
     };
@@ -556,22 +559,28 @@ async fn put_key(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn node_id(path: &str) -> Result<u64, ApiError> {
-    let text = path.trim_start_matches('/');
-    match parse_node_id(text) {
-        Some(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::BadId(text.to_string())),
+/// The id of `POST`/`DELETE /<id>`. As the original's, it is the request target after its one
+/// leading `/`, query string and all, so `//4` and `/4?dry-run=1` are no ids (`400`): folded
+/// into `4`, they removed member 4 without a word about what else they said (found by a
+/// review).
+fn node_id(path: &str, query: Option<&str>) -> Result<u64, ApiError> {
+    let text = path.strip_prefix('/').unwrap_or(path);
+    match (parse_node_id(text), query) {
+        (Some(id), None) if id > 0 => Ok(id),
+        (_, None) => Err(ApiError::BadId(text.to_string())),
+        (_, Some(query)) => Err(ApiError::BadId(format!("{text}?{query}"))),
     }
 }
 
 async fn add_member(
     app: &AppState,
     path: &str,
+    query: Option<&str>,
     headers: &axum::http::HeaderMap,
     body: &mut Body,
 ) -> Result<Response, ApiError> {
     // Left unread when the id is refused: `dispatch` discards it.
-    let id = node_id(path)?;
+    let id = node_id(path, query)?;
     let body = std::mem::take(body);
     let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadUrl("not UTF-8".into()))?;
@@ -593,8 +602,12 @@ async fn add_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove_member(app: &AppState, path: &str) -> Result<Response, ApiError> {
-    let id = node_id(path)?;
+async fn remove_member(
+    app: &AppState,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let id = node_id(path, query)?;
     app.node.change_members(MemberChange::Remove { id }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1030,11 +1043,23 @@ mod tests {
 
     #[test]
     fn ids_must_be_positive() {
-        assert_eq!(node_id("/4").expect("valid"), 4);
-        assert_eq!(node_id("/0x10").expect("valid"), 16);
-        assert!(node_id("/0").is_err());
-        assert!(node_id("/abc").is_err());
-        assert!(node_id("/").is_err());
+        assert_eq!(node_id("/4", None).expect("valid"), 4);
+        assert_eq!(node_id("/0x10", None).expect("valid"), 16);
+        assert!(node_id("/0", None).is_err());
+        assert!(node_id("/abc", None).is_err());
+        assert!(node_id("/", None).is_err());
+    }
+
+    /// The id is the whole target after its first `/`, as in the original.
+    #[test]
+    fn an_id_is_the_whole_target_after_its_first_slash() {
+        assert!(node_id("//4", None).is_err());
+        let with_query = node_id("/4", Some("dry-run=1")).expect_err("a query is no id");
+        assert!(
+            with_query.to_string().contains("4?dry-run=1"),
+            "{with_query}"
+        );
+        assert!(node_id("/4", Some("")).is_err());
     }
 
     /// The targets Go's server takes as a URI (a scheme before the `:`), and so the original

@@ -257,12 +257,26 @@ pub fn reaches_listener(url: &str, listen: std::net::SocketAddr) -> bool {
         .parse::<std::net::IpAddr>()
         .ok();
     let listen_ip = listen.ip();
+    // A connection to `0.0.0.0` (`::`) goes to `127.0.0.1` (`::1`) on Linux: the address the
+    // start-up line prints for a node listening on every interface, easy to paste (found by
+    // a review).
+    let to_this_host = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
     if !listen_ip.is_unspecified() {
-        return ip == Some(listen_ip) || (host == "localhost" && listen_ip.is_loopback());
+        let first_loopback = match listen_ip {
+            std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+            std::net::IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
+        };
+        return match ip {
+            Some(ip) if ip.is_unspecified() => {
+                first_loopback && ip.is_ipv4() == listen_ip.is_ipv4()
+            }
+            Some(ip) => ip == listen_ip,
+            None => host == "localhost" && listen_ip.is_loopback(),
+        };
     }
     // `0.0.0.0` takes IPv4 only; `::` takes both on the usual dual-stack set-up.
     match ip {
-        Some(ip) => ip.is_loopback() && (listen_ip.is_ipv6() || ip.is_ipv4()),
+        Some(ip) => to_this_host(ip) && (listen_ip.is_ipv6() || ip.is_ipv4()),
         None => host == "localhost",
     }
 }
@@ -416,12 +430,13 @@ pub fn parse_node_id(text: &str) -> Option<u64> {
     } else {
         (lower.as_str(), 10)
     };
-    // Go allows underscores only with a base prefix, between the prefix and a digit or
-    // between digits; be as strict.
-    if radix == 10 && digits.contains('_') {
-        return None;
-    }
-    let digits = digits.strip_prefix('_').unwrap_or(digits);
+    // Go's syntax of integer literals, which base 0 follows: underscores between digits, and
+    // between a base prefix (or octal's leading `0`) and a digit (`1_000`, `0x_1f`, `0_7`;
+    // not `_10`). A first version refused them in decimal (found by a review).
+    let digits = match digits.strip_prefix('_') {
+        Some(rest) if radix != 10 => rest,
+        _ => digits,
+    };
     if digits.is_empty()
         || digits.starts_with('_')
         || digits.ends_with('_')
@@ -466,6 +481,12 @@ mod tests {
             ("http://127.0.0.1:12380", one, false),
             ("http://localhost:12380", one, false),
             ("not a url", any, false),
+            ("http://0.0.0.0:12380", any, true),
+            ("http://[::]:12380", any6, true),
+            ("http://[::]:12380", any, false),
+            ("http://0.0.0.0:12380", lo, true),
+            ("http://0.0.0.0:12380", one, false),
+            ("http://0.0.0.0:12379", any, false),
         ] {
             assert_eq!(
                 reaches_listener(url, listen),
@@ -589,12 +610,17 @@ mod tests {
         assert_eq!(parse_node_id("0b101"), Some(5));
         assert_eq!(parse_node_id("0x_1_0"), Some(16));
         assert_eq!(parse_node_id("0"), Some(0));
+        assert_eq!(parse_node_id("1_0"), Some(10));
+        assert_eq!(parse_node_id("1_2_3_4_5"), Some(12345));
+        assert_eq!(parse_node_id("0_17"), Some(15));
         for bad in [
             "",
             "abc",
             "-1",
             "+1",
-            "1_0",
+            "_10",
+            "10_",
+            "1__0",
             "0x",
             "4 ",
             "18446744073709551616",

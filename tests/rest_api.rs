@@ -122,7 +122,9 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     );
     api.assert_serving("after-413").await;
 
-    for path in ["/abc", "/0", "/-1", "/1.5"] {
+    // As in the original, the id is all of the target after its first `/`: `//4` and
+    // `/4?dry-run=1` name no id (and there is no member 4 to add or remove by mistake).
+    for path in ["/abc", "/0", "/-1", "/1.5", "//4", "/4?dry-run=1", "/4?"] {
         let (s, body) = api
             .call(Method::POST, path, b"http://127.0.0.1:1".to_vec())
             .await;
