@@ -687,3 +687,29 @@ fn a_lying_length_in_the_lists_after_the_table_allocates_within_bound() {
         assert!(result.is_err(), "{list}: damaged data decoded");
     }
 }
+
+/// Describing a put for a person (the live page's log strips, four times a second, and the
+/// Ready trace) costs what it shows, not the size of its value: it copied the whole value
+/// (found by a review: with the log's tail full of big values, a few open pages kept the raft
+/// thread busy).
+#[test]
+fn describing_a_put_holds_what_it_shows_not_its_value() {
+    let value = "x".repeat(16 << 20);
+    let entry = Entry {
+        index: 7,
+        term: 2,
+        data: Command::Put {
+            key: "/big".into(),
+            value,
+        }
+        .encode()
+        .into(),
+        ..Default::default()
+    };
+    let (text, peak) = memory::peak_during(|| raftexample::describe::entry_text(&entry));
+    assert!(
+        text.starts_with("put \"/big\" = \"xxxx") && text.ends_with("(16777216 bytes)"),
+        "{text}"
+    );
+    assert!(peak < 64 << 10, "describing it held {peak} bytes");
+}

@@ -82,17 +82,26 @@ impl Command {
 /// The key and value of a PUT in a normal entry's data, borrowed from it (what
 /// [`Command::from_entry`] reads, without a copy); `None` for an entry that is no command.
 fn put_of(data: &[u8]) -> Result<Option<(&str, &str)>, String> {
+    let Some((key, value)) = put_bytes_of(data)? else {
+        return Ok(None);
+    };
+    let value = std::str::from_utf8(value).map_err(|e| format!("the value is not UTF-8: {e}"))?;
+    Ok(Some((key, value)))
+}
+
+/// [`put_of`] with the value's bytes not checked for UTF-8, for a description that shows only
+/// the first of them: a value may be a GiB.
+pub(crate) fn put_bytes_of(data: &[u8]) -> Result<Option<(&str, &[u8])>, String> {
     let command = match proposal::decode(data).map_err(|e| e.to_string())? {
         Payload::Register { .. } | Payload::Fence { .. } | Payload::Plain([]) => return Ok(None),
         Payload::Proposal { command, .. } | Payload::Plain(command) => command,
     };
-    // Put's layout: its variant, the key, the value.
-    let ((variant, key, value), _) =
-        bincode::serde::borrow_decode_from_slice::<(u32, &str, &str), _>(
-            command,
-            bincode::config::standard(),
-        )
-        .map_err(|e| e.to_string())?;
+    // Put's layout: its variant, the key, the value (a string's encoding is its bytes').
+    let ((variant, key, value), _) = bincode::serde::borrow_decode_from_slice::<
+        (u32, &str, &[u8]),
+        _,
+    >(command, bincode::config::standard())
+    .map_err(|e| e.to_string())?;
     if variant != 0 {
         return Err(format!("unknown command {variant}"));
     }

@@ -299,6 +299,9 @@ impl RaftNode {
                 now,
             ),
             Request::Read(done) => self.reads.add(done, now),
+            // Not built for an asker that has gone (it gave up waiting): a status describes
+            // the log's last entries.
+            Request::Status(reply) if reply.is_closed() => {}
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }

@@ -11,7 +11,8 @@
 //!
 //! A stream sends, in this order and then as things happen (the README documents each):
 //! `hello` (who this node is), `status` (this node's `/-/status` plus the members' REST URLs,
-//! sent whenever it changes, checked every [`STATUS_EVERY`]), `ready` and `light_ready` (each
+//! sent whenever it changes, checked every [`STATUS_EVERY`] by one poll that every stream of
+//! the node shares), `ready` and `light_ready` (each
 //! `Ready` the node handles, [`crate::events`]), and `lagged` when the page fell behind and
 //! events were dropped. A stream ends when its node starts to stop.
 
@@ -29,6 +30,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use futures_util::Stream;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{CAPACITY, Events, Received, Subscription};
@@ -57,6 +59,20 @@ pub struct Ui {
     /// Cancelled when the node starts to stop: every stream ends then, so that open pages do
     /// not hold up the REST server's graceful stop.
     stopping: CancellationToken,
+    poll: Arc<StatusPoll>,
+}
+
+/// The node's status, asked for once per [`STATUS_EVERY`] while any page watches, however
+/// many do: each ask is a request to the raft thread, which describes the log's last entries
+/// for it. Asked by every stream, 60 streams (or one, with values of tens of MiB) kept the raft
+/// thread busy with them alone (found by a review).
+struct StatusPoll {
+    /// The latest `status` event's text; empty until the first answer.
+    latest: watch::Sender<Arc<str>>,
+    /// Whether the poll runs. The poll clears it itself, under this lock, when it finds no
+    /// page watching; a stream sets it (and starts the poll) under it once subscribed, so one
+    /// of the two always sees the other.
+    running: std::sync::Mutex<bool>,
 }
 
 impl Ui {
@@ -79,7 +95,33 @@ impl Ui {
             directory,
             peer_url,
             stopping,
+            poll: Arc::new(StatusPoll {
+                latest: watch::Sender::new(Arc::from("")),
+                running: std::sync::Mutex::new(false),
+            }),
         }
+    }
+
+    /// Starts the status poll unless it runs; after the caller has subscribed to the events.
+    fn ensure_status_poll(self: &Arc<Self>) {
+        // A plain flag: what a panicking holder left is still usable.
+        let mut running = self.poll.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !*running {
+            *running = true;
+            tokio::spawn(poll_status(self.clone()));
+        }
+    }
+
+    /// A `status` event's text: the node's status and the members' REST URLs.
+    async fn status_text(&self) -> Option<String> {
+        // A node too busy to answer in time is simply asked again at the next tick.
+        let status = self.node.status().await.ok()?;
+        let event = StatusEvent {
+            rest_urls: self.directory.rest_urls(&status.members),
+            status: &status,
+            watchers: self.events.watchers(),
+        };
+        serde_json::to_string(&event).ok()
     }
 
     /// `rest` with the page and the stream added, and cross-origin calls from the cluster's
@@ -107,6 +149,36 @@ impl Ui {
     }
 }
 
+/// Asks the node's status every [`STATUS_EVERY`] and publishes it when it changed, while a
+/// page watches.
+async fn poll_status(ui: Arc<Ui>) {
+    let mut ticker = tokio::time::interval(STATUS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = ui.stopping.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        {
+            let mut running = ui.poll.running.lock().unwrap_or_else(|p| p.into_inner());
+            if ui.events.watchers() == 0 {
+                *running = false;
+                return;
+            }
+        }
+        if let Some(text) = ui.status_text().await {
+            ui.poll.latest.send_if_modified(|latest| {
+                let changed = **latest != *text;
+                if changed {
+                    *latest = Arc::from(text);
+                }
+                changed
+            });
+        }
+    }
+}
+
 /// Any other method: the 405 of the node's other endpoints (a reason, `Allow: GET`), not
 /// axum's bare one.
 async fn only_get(method: axum::http::Method) -> ApiError {
@@ -120,12 +192,14 @@ async fn page() -> impl IntoResponse {
 async fn stream(
     State(ui): State<Arc<Ui>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let mut ticker = tokio::time::interval(STATUS_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sub = ui.events.subscribe();
+    ui.ensure_status_poll();
+    let mut status = ui.poll.latest.subscribe();
+    // The latest status is this page's first, once there is one.
+    status.mark_changed();
     let feed = Feed {
-        sub: ui.events.subscribe(),
-        ticker,
-        last_status: String::new(),
+        sub,
+        status,
         said_hello: false,
         ui,
     };
@@ -162,9 +236,8 @@ struct StatusEvent<'a> {
 struct Feed {
     ui: Arc<Ui>,
     sub: Subscription,
-    ticker: tokio::time::Interval,
-    /// The last `status` sent: only changes are sent.
-    last_status: String,
+    /// The node's status poll: each change is sent.
+    status: watch::Receiver<Arc<str>>,
     said_hello: bool,
 }
 
@@ -192,9 +265,12 @@ impl Feed {
                 // The status first: under load, Readys come faster than a page reads them.
                 biased;
                 _ = self.ui.stopping.cancelled() => return None,
-                _ = self.ticker.tick() => {
-                    if let Some(event) = self.status_event().await {
-                        return Some(event);
+                changed = self.status.changed() => {
+                    // The sender lives as long as the node's page.
+                    changed.ok()?;
+                    let text = self.status.borrow_and_update().clone();
+                    if !text.is_empty() {
+                        return Some(SseEvent::default().event("status").data(&*text));
                     }
                 }
                 received = self.sub.recv() => return match received {
@@ -207,23 +283,6 @@ impl Feed {
             }
         }
     }
-
-    /// A `status` event if the status changed since the last one.
-    async fn status_event(&mut self) -> Option<SseEvent> {
-        // A node too busy to answer in time is simply asked again at the next tick.
-        let status = self.ui.node.status().await.ok()?;
-        let event = StatusEvent {
-            rest_urls: self.ui.directory.rest_urls(&status.members),
-            status: &status,
-            watchers: self.ui.events.watchers(),
-        };
-        let text = serde_json::to_string(&event).ok()?;
-        if text == self.last_status {
-            return None;
-        }
-        self.last_status = text.clone();
-        Some(SseEvent::default().event("status").data(text))
-    }
 }
 
 fn json_event<T: Serialize>(name: &str, data: &T) -> SseEvent {
@@ -232,5 +291,111 @@ fn json_event<T: Serialize>(name: &str, data: &T) -> SseEvent {
         Ok(text) => event.data(text),
         // Our own plain structs always serialize; say so in the stream if one ever did not.
         Err(err) => event.data(serde_json::json!({ "error": err.to_string() }).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvstore::KvStore;
+    use crate::metrics::Metrics;
+    use crate::request::{NodeStatus, Request, Shared};
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::mpsc;
+
+    fn status() -> NodeStatus {
+        NodeStatus {
+            id: 1,
+            role: "Leader".into(),
+            leader: 1,
+            term: 2,
+            vote: 1,
+            commit: 3,
+            applied: 3,
+            snapshot_index: 0,
+            first_index: 1,
+            last_index: 3,
+            commit_at_start: 0,
+            wal_bytes: 0,
+            sessions: (0, 0),
+            members: Vec::new(),
+            progress: None,
+            transferring_to: None,
+            log_tail: Vec::new(),
+        }
+    }
+
+    /// However many pages watch a node, its raft thread is asked for the status once per
+    /// tick: each ask describes the log's last entries there, and asked by every stream, a few
+    /// dozen pages kept it busy (found by a review). Each page still gets the status.
+    #[tokio::test(start_paused = true)]
+    async fn many_pages_share_one_status_poll() {
+        let (inbox, mut requests) = mpsc::channel(64);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                if let Request::Status(reply) = request {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = reply.send(status());
+                }
+            }
+        });
+        let node = NodeHandle::new(
+            1,
+            inbox,
+            KvStore::default(),
+            Duration::from_secs(5),
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(1)),
+        );
+        let stopping = CancellationToken::new();
+        let ui = Ui::new(
+            node,
+            Events::new(crate::describe::entry_text),
+            "http://127.0.0.1:12380".into(),
+            "http://127.0.0.1:12379".into(),
+            &["http://127.0.0.1:12379".to_string()],
+            None,
+            stopping.clone(),
+        );
+        let router = ui.around(Router::new());
+        const PAGES: usize = 20;
+        let mut pages = Vec::new();
+        for _ in 0..PAGES {
+            let request = axum::http::Request::builder()
+                .uri("/-/events")
+                .body(axum::body::Body::empty())
+                .expect("a well-formed request");
+            let answer = tower::ServiceExt::oneshot(router.clone(), request)
+                .await
+                .expect("the router always answers");
+            assert_eq!(answer.status(), 200);
+            // Read as a browser does, counting the page's `status` events.
+            pages.push(tokio::spawn(async move {
+                let mut body = answer.into_body();
+                let mut statuses = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        statuses += String::from_utf8_lossy(&data)
+                            .matches("event: status")
+                            .count();
+                    }
+                }
+                statuses
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stopping.cancel();
+        for page in pages {
+            let statuses = page.await.expect("the page's reader");
+            assert_eq!(
+                statuses, 1,
+                "each page gets the status (once: it did not change)"
+            );
+        }
+        let asked = asked.load(Ordering::SeqCst);
+        assert!(asked <= 6, "{asked} asks in a second for {PAGES} pages");
     }
 }
