@@ -11,14 +11,22 @@ use protobuf::{CodedInputStream, Message, ProtobufResult};
 /// Parses `bytes` as an `M`, allocating no more than a copy of `bytes` and the message's own
 /// structs. Its `bytes` fields share that one copy.
 pub fn parse<M: Message>(bytes: &[u8]) -> ProtobufResult<M> {
-    parse_bytes(&Bytes::copy_from_slice(bytes))
+    parse_into(bytes, M::new())
+}
+
+/// [`parse`] into `message` (fresh, its repeated fields perhaps given room beforehand).
+pub fn parse_into<M: Message>(bytes: &[u8], message: M) -> ProtobufResult<M> {
+    parse_bytes_into(&Bytes::copy_from_slice(bytes), message)
 }
 
 /// [`parse`] without the copy: the message's `bytes` fields are slices of `bytes`.
 pub fn parse_bytes<M: Message>(bytes: &Bytes) -> ProtobufResult<M> {
+    parse_bytes_into(bytes, M::new())
+}
+
+fn parse_bytes_into<M: Message>(bytes: &Bytes, mut message: M) -> ProtobufResult<M> {
     let mut input = CodedInputStream::from_carllerche_bytes(bytes);
     input.push_limit(bytes.len() as u64)?;
-    let mut message = M::new();
     message.merge_from(&mut input)?;
     message.check_initialized()?;
     input.check_eof()?;

@@ -22,6 +22,15 @@ pub enum WireError {
         /// The most a message may hold.
         limit: usize,
     },
+    /// A message no raft node writes, refused before it is decoded: decoded, its structs
+    /// would take many times its bytes.
+    #[error("message at byte {offset} is refused: {reason}")]
+    Implausible {
+        /// Where the message starts in the body.
+        offset: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A message's protobuf does not parse.
     #[error("message at byte {offset} does not parse: {source}")]
     Protobuf {
@@ -73,6 +82,36 @@ pub(crate) fn decode_one(buf: &[u8], limit: usize) -> Result<Option<(Message, us
 /// The message at byte `pos` of `body` and where it ends, once it is whole (`None` before).
 /// A length prefix over `limit` is an error from its four bytes alone.
 fn decode_at(body: &[u8], pos: usize, limit: usize) -> Result<Option<(Message, usize)>, WireError> {
+    let Some((start, end)) = frame_at(body, pos, limit)? else {
+        return Ok(None);
+    };
+    let bytes = &body[start..end];
+    let implausible = |reason| WireError::Implausible {
+        offset: start,
+        reason,
+    };
+    // A message's structs take about 190 bytes and an entry's about 110: an empty message
+    // (4 bytes of input) or a run of empty entries (2 bytes each) held 50 to 100 times its
+    // input once decoded (found by a review). Neither comes from a raft node.
+    if bytes.is_empty() {
+        return Err(implausible(
+            "it is empty (every message names its sender and receiver)",
+        ));
+    }
+    let entries = count_entries(bytes).map_err(implausible)?;
+    // Room for exactly its entries: grown one by one, they would hold up to twice that.
+    let mut msg = Message::new();
+    msg.set_entries(Vec::with_capacity(entries).into());
+    let msg = crate::pb::parse_into(bytes, msg).map_err(|source| WireError::Protobuf {
+        offset: start,
+        source,
+    })?;
+    Ok(Some((msg, end)))
+}
+
+/// Where the message whose length prefix is at byte `pos` of `body` starts and ends, once it
+/// is whole (`None` before). A length over `limit` is an error from its four bytes alone.
+fn frame_at(body: &[u8], pos: usize, limit: usize) -> Result<Option<(usize, usize)>, WireError> {
     let Some(len_bytes) = body.get(pos..pos + 4) else {
         return Ok(None);
     };
@@ -88,19 +127,68 @@ fn decode_at(body: &[u8], pos: usize, limit: usize) -> Result<Option<(Message, u
         });
     }
     let start = pos + 4;
-    let Some(bytes) = body.get(start..start + len) else {
-        return Ok(None);
-    };
-    let msg = crate::pb::parse::<Message>(bytes).map_err(|source| WireError::Protobuf {
-        offset: start,
-        source,
-    })?;
-    Ok(Some((msg, start + len)))
+    Ok((body.len() - start >= len).then_some((start, start + len)))
+}
+
+/// The smallest encoding of an entry a raft node writes: its term and its index, each at
+/// least one, each a tag and a byte.
+const MIN_ENTRY: usize = 4;
+
+/// How many entries the message `bytes` holds, counted from its top-level fields without
+/// decoding them; an error for an entry shorter than any a raft node writes. What is not
+/// protobuf is left to the parser to refuse.
+fn count_entries(mut p: &[u8]) -> Result<usize, &'static str> {
+    // Field 7 of `eraftpb.Message`, length-delimited.
+    const ENTRIES_TAG: u64 = (7 << 3) | 2;
+    let mut entries = 0;
+    while !p.is_empty() {
+        let Ok(tag) = crate::varint::take(&mut p) else {
+            break;
+        };
+        let skip = match tag & 7 {
+            0 => match crate::varint::take(&mut p) {
+                Ok(_) => 0,
+                Err(_) => break,
+            },
+            1 => 8,
+            5 => 4,
+            2 => {
+                let Ok(len) = crate::varint::take(&mut p) else {
+                    break;
+                };
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if tag == ENTRIES_TAG {
+                    if len < MIN_ENTRY && len <= p.len() {
+                        return Err("an entry without a term and an index");
+                    }
+                    entries += 1;
+                }
+                len
+            }
+            _ => break,
+        };
+        let Some(rest) = p.get(skip..) else {
+            break;
+        };
+        p = rest;
+    }
+    Ok(entries)
 }
 
 /// The whole messages at the front of `body`, and how many bytes they took.
 fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), WireError> {
-    let mut out = Vec::new();
+    // Room for exactly the whole messages there: grown one by one, the list of the smallest
+    // messages would hold up to twice their structs.
+    let mut whole = 0;
+    let mut at = 0;
+    // (Not past an empty one, which is refused.)
+    while let Ok(Some((start, end))) = frame_at(body, at, limit)
+        && end > start
+    {
+        whole += 1;
+        at = end;
+    }
+    let mut out = Vec::with_capacity(whole);
     let mut pos = 0;
     while let Some((msg, end)) = decode_at(body, pos, limit)? {
         out.push(msg);
@@ -113,6 +201,29 @@ fn decode_prefix(body: &[u8], limit: usize) -> Result<(Vec<Message>, usize), Wir
 mod tests {
     use super::*;
     use raft::eraftpb::{Entry, MessageType};
+
+    /// The smallest entries a raft node sends pass the checks: a new leader's empty entry (a
+    /// term and an index of 1), and a forwarded proposal's (data only, no term or index yet).
+    #[test]
+    fn the_smallest_entries_a_raft_node_sends_are_taken() {
+        let mut m = Message {
+            to: 2,
+            from: 1,
+            ..Default::default()
+        };
+        m.set_msg_type(MessageType::MsgAppend);
+        m.mut_entries().push(Entry {
+            term: 1,
+            index: 1,
+            ..Default::default()
+        });
+        m.mut_entries().push(Entry {
+            data: crate::proposal::encode_register(1, 1).into(),
+            ..Default::default()
+        });
+        let batch = encode_batch(std::slice::from_ref(&m));
+        assert_eq!(decode_batch(&batch, 1 << 20).expect("decodes"), vec![m]);
+    }
 
     #[test]
     fn batches_round_trip() {
