@@ -10,7 +10,10 @@
 //! [`TlsSetup::load`] checks the flags against each other and reads every file at start-up,
 //! so a missing or broken file stops the node with its name. [`TlsListener`] serves a bound
 //! listener over TLS: handshakes run beside the accept loop, each with a deadline, so a slow
-//! or silent client holds up no one else.
+//! or silent client holds up no one else, as long as fewer than [`MAX_HANDSHAKES`] are under
+//! way: clients that keep that many silent connections open (about 26 new ones a second, no
+//! certificate needed, since none is checked before the handshake) make new connections wait
+//! in the kernel's backlog.
 
 use std::io;
 use std::net::SocketAddr;
@@ -526,7 +529,39 @@ async fn shake_hands(
             return Err(io::Error::other("closed at stop: no TLS handshake begun"));
         }
     }
+    // Every TLS connection begins with a handshake record (22); a capital letter begins an
+    // HTTP method. Handed to rustls, plain HTTP got 7 bytes of a TLS alert, which curl shows
+    // as "Received HTTP/0.9 when not allowed" (found by a review); Go's server, so the
+    // original's, answers it with a 400 saying what happened, and so does this port.
+    if first[0].is_ascii_uppercase() {
+        answer_plain_http(tcp).await;
+        return Err(io::Error::other("plain HTTP on a TLS port: answered 400"));
+    }
     shared.acceptor.accept(tcp).await
+}
+
+/// What a TLS port answers a plain HTTP request.
+const PLAIN_HTTP_ANSWER: &str =
+    "this port speaks HTTPS (TLS): send the request to https://, not http://\n";
+
+/// Answers plain HTTP on `tcp` with a `400` saying to use `https://`, and closes it. The
+/// request's first bytes are read first (up to 16 KiB), so that the close does not reset the
+/// connection before the client has the answer.
+async fn answer_plain_http(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = [0; 16 << 10];
+    let _ = tcp.read(&mut request).await;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{PLAIN_HTTP_ANSWER}",
+        PLAIN_HTTP_ANSWER.len()
+    );
+    if tcp.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = tcp.shutdown().await;
+        // What else the client sends is read and dropped until it closes (within the
+        // handshake's time limit, which bounds this whole task).
+        while matches!(tcp.read(&mut request).await, Ok(n) if n > 0) {}
+    }
 }
 
 /// Ends once the port is told to finish while `tcp`'s client, taken at `connected`, has still

@@ -490,10 +490,12 @@ impl PeerTask {
             Err(err) => return Sent::Failed(error_chain(&err)),
         };
         let status = response.status();
-        // Read the (short) body to the end so the connection can be reused.
-        let text = match response.into_body().collect().await {
+        // Read the (short) body to the end so the connection can be reused; no more than a
+        // reason's worth, as the other readers of a peer's answers (found by a review).
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER);
+        let text = match body.collect().await {
             Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_string(),
-            Err(err) => return Sent::Failed(err.to_string()),
+            Err(err) => return Sent::Failed(format!("{status}, then its answer: {err}")),
         };
         match status {
             s if s.is_success() => Sent::Ok,
@@ -502,6 +504,9 @@ impl PeerTask {
         }
     }
 }
+
+/// Longest answer of a peer read: its answers are one-line reasons.
+const MAX_ANSWER: usize = 16 << 10;
 
 /// How long raft waits to hear of a failed snapshot after `failed_before` others in a row.
 fn snapshot_backoff(failed_before: u32) -> Duration {
@@ -606,6 +611,51 @@ mod tests {
             snapshot_streak: Arc::default(),
         };
         (task, events)
+    }
+
+    /// A peer's answer is read up to a reason's length: one answering a refusal with a body of
+    /// a MiB (a peer of another program on that port, or a misbehaving one) is not held whole.
+    #[tokio::test]
+    async fn a_peers_long_answer_is_cut_short() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (listener, url) = local_listener().await;
+        tokio::spawn(async move {
+            let (mut connection, _) = listener.accept().await.expect("a connection");
+            let mut request = [0u8; 4096];
+            let _ = connection.read(&mut request).await;
+            let body = "x".repeat(1 << 20);
+            let head = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = connection.write_all(head.as_bytes()).await;
+            let _ = connection.write_all(body.as_bytes()).await;
+        });
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let snapshots = Snapshotter::new(dir.path(), 1).expect("snapshot dir");
+        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let (task, _events) = peer_task(url, filter, snapshots);
+        let request = task
+            .request(RAFT_PATH, BoxBody::new(http_body_util::Empty::new()))
+            .expect("a request");
+        match tokio::time::timeout(Duration::from_secs(10), task.answer(request))
+            .await
+            .expect("answered")
+        {
+            Sent::Failed(reason) => {
+                assert!(
+                    reason.starts_with("400"),
+                    "{}",
+                    &reason[..80.min(reason.len())]
+                );
+                assert!(
+                    reason.len() < MAX_ANSWER,
+                    "{} bytes of reason",
+                    reason.len()
+                );
+            }
+            _ => panic!("a 400 is a failure"),
+        }
     }
 
     /// A peer whose kernel accepted our stream but which never serves it (a restarted node
