@@ -103,6 +103,17 @@ struct State {
     background_removal: bool,
     /// Files whose removal fails with `EIO` ([`MemFs::refuse_removal`]).
     refused_removals: BTreeSet<PathBuf>,
+    /// Files whose renaming fails with `EIO` ([`MemFs::refuse_rename`]).
+    refused_renames: BTreeSet<PathBuf>,
+}
+
+/// Puts `path` in `set` or takes it out.
+fn set_member(set: &mut BTreeSet<PathBuf>, path: &Path, member: bool) {
+    if member {
+        set.insert(path.to_path_buf());
+    } else {
+        set.remove(path);
+    }
 }
 
 /// The folder and the name of `path`.
@@ -237,6 +248,7 @@ impl MemFs {
                 next_lock: 1,
                 background_removal: false,
                 refused_removals: BTreeSet::new(),
+                refused_renames: BTreeSet::new(),
             })),
         }
     }
@@ -293,12 +305,12 @@ impl MemFs {
 
     /// Removing `path` fails with `EIO` (a bad block in its folder) until `refused` is false.
     pub fn refuse_removal(&self, path: &Path, refused: bool) {
-        let mut s = self.lock();
-        if refused {
-            s.refused_removals.insert(path.to_path_buf());
-        } else {
-            s.refused_removals.remove(path);
-        }
+        set_member(&mut self.lock().refused_removals, path, refused);
+    }
+
+    /// Renaming `path` fails with `EIO` (a folder with no room for the new name's entry).
+    pub fn refuse_rename(&self, path: &Path, refused: bool) {
+        set_member(&mut self.lock().refused_renames, path, refused);
     }
 
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
@@ -561,6 +573,9 @@ impl FileSystem for MemFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.lock();
         s.mutate()?;
+        if s.refused_renames.contains(from) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         let (dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
         if dir != to_dir {

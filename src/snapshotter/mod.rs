@@ -1260,6 +1260,24 @@ mod tests {
         );
     }
 
+    /// A save whose last step, the rename to its name, fails leaves no file behind: the
+    /// `.tmp` held a whole copy of the state, kept until the next start, on a disk that may
+    /// be full (a rename may need a block of the folder; found by a review).
+    #[test]
+    fn a_save_whose_rename_fails_leaves_no_file() {
+        use crate::disk::MemFs;
+        use std::sync::Arc;
+        let dir = Path::new("/data/raftexample-1-snap");
+        let fs = MemFs::new(1);
+        let shared: SharedFs = Arc::new(fs.clone());
+        let s = Snapshotter::new_on(shared.clone(), dir, DEFAULT_KEEP).unwrap();
+        let tmp = dir.join(format!("{}{TMP_EXT}", snap_name(2, 10)));
+        fs.refuse_rename(&tmp, true);
+        let err = s.save(&snap(2, 10, &[7; 10_000])).unwrap_err();
+        assert!(err.to_string().contains(&snap_name(2, 10)), "{err}");
+        assert_eq!(shared.list_dir(dir).unwrap(), Vec::<String>::new());
+    }
+
     /// Where the disk allows it, snapshot files are written around the page cache in whole
     /// chunks, the last padded and then cut to length: files of every length around a chunk's
     /// end, and past a periodic sync, read back whole, written directly (on the real disk and

@@ -41,9 +41,12 @@ impl SnapshotWriter {
         }
         {
             let mut naming = snap.naming();
-            snap.fs
-                .rename(&self.tmp, &self.path)
-                .map_err(io_err(&self.path))?;
+            if let Err(e) = snap.fs.rename(&self.tmp, &self.path) {
+                // A whole copy of the state, which a full disk (a rename may need a block of
+                // the folder) would otherwise keep until the next start (found by a review).
+                let _ = snap.fs.remove_file(&self.tmp);
+                return Err(io_err(&self.path)(e));
+            }
             *naming += 1;
         }
         snap.sync_dir()?;
