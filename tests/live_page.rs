@@ -751,5 +751,39 @@ async fn the_live_page_in_a_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.screenshot("6-overwritten").await;
+
+    // 7. Readys older than the status shown (a status can overtake the Readys queued for the
+    // page) draw no ghost and move no number back: fed to the page's own handlers, for a node
+    // of its own. They cut the log after each and drew ghosts of entries nobody overwrote.
+    let fed = browser
+        .eval(
+            r#"
+            const n = node(9999);
+            const tail = [];
+            for (let i = 1; i <= 20; i++) tail.push({ index: i, term: 2, text: "put" });
+            n.status = { last_index: 20, first_index: 1, commit: 20, applied: 20, term: 2,
+                         vote: 1, log_tail: tail, members: [] };
+            mergeTail(n, n.status);
+            const none = { count: 0, first: [], background: true, by_kind: {} };
+            const ready = (from, to) => ({
+                number: from, at_ms: Date.now(), entries: { count: to - from + 1,
+                first: tail.slice(from - 1, to) }, committed: none, messages: none,
+                persisted_messages: none, hard_state: { term: 2, vote: 1, commit: from - 1 },
+                must_sync: true, read_states: 0, probe_read_states: 0 });
+            onReady(n, ready(11, 15));
+            onReady(n, ready(16, 20));
+            const out = { ghosts: n.ghosts.length, held: n.log.size,
+                          last: n.status.last_index, commit: n.status.commit };
+            nodes.delete(9999);
+            return out;
+            "#,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        fed,
+        serde_json::json!({ "ghosts": 0, "held": 20, "last": 20, "commit": 20 }),
+        "older Readys replayed after the status"
+    );
     browser.close().await;
 }
