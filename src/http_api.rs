@@ -277,7 +277,7 @@ pub enum ApiError {
     #[error("bad peer URL in the body: {0}")]
     BadUrl(String),
     /// The body exceeds the limit.
-    #[error("request body exceeds {0} bytes")]
+    #[error("request body exceeds {0} bytes (the limit of --max-body-bytes)")]
     TooLarge(usize),
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]

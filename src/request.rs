@@ -91,7 +91,9 @@ pub enum ProposalError {
     )]
     Replaced(Duration),
     /// The entry was proposed but not applied in time; it may still commit.
-    #[error("not committed within {0:?} (a quorum may be down); it may still happen")]
+    #[error(
+        "not committed within {0:?} (a quorum may be down); it may still happen: check before sending it again"
+    )]
     Timeout(Duration),
     /// The entry was proposed but not applied in the first part of its wait, and no copy can
     /// take effect any more: its withdrawal (a fence, or a later proposal carrying the floor
