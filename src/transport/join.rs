@@ -42,7 +42,7 @@ use crate::request::Shared;
 /// starting too, their ports bound but not answering yet, and every start would wait this long.
 const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
 /// Pause between rounds of questions.
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long one question may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest answer read (a hex id, or a one-line refusal).
