@@ -266,11 +266,13 @@ impl Batch {
             sum(&|s| s.refusals).to_string(),
         );
         row(
-            "voters wiped without removal, started with --join / refused (as they must be)",
+            "voters wiped without removal, started with --join / starts refused / admitted by \
+             members none of which knew it ran",
             format!(
-                "{} / {}",
+                "{} / {} / {}",
                 sum(&|s| s.wiped_voters),
-                sum(&|s| s.wiped_refused)
+                sum(&|s| s.wiped_refused),
+                sum(&|s| s.wiped_admitted)
             ),
         );
         for kind in Fault::ALL {
