@@ -295,6 +295,17 @@ pub enum ApiError {
         "cross-origin request from {0} refused: only pages served by this cluster's members (their REST URLs) may call this node"
     )]
     ForeignOrigin(String),
+    /// A browser request from a page at this node, but under a DNS name that is not one of
+    /// its cluster's (a page whose name was pointed here: DNS rebinding).
+    #[error(
+        "request from a page at {origin} refused: that name is not one of this cluster's; open the page at {open}"
+    )]
+    ForeignName {
+        /// The page's origin.
+        origin: String,
+        /// Where to open it.
+        open: String,
+    },
     /// An HTTP/1.1 request without a `Host` header.
     #[error("missing required Host header: an HTTP/1.1 request must name the host it is sent to")]
     MissingHost,
@@ -350,7 +361,7 @@ impl ApiError {
             | ApiError::MissingHost => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::SlowBody(..) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::ForeignOrigin(_) | ApiError::ForeignName { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnmetExpectation(_) => StatusCode::EXPECTATION_FAILED,
         }
@@ -825,28 +836,8 @@ mod tests {
     /// a client trickling a body held 8 KiB per byte sent.
     #[tokio::test]
     async fn a_trickled_body_keeps_none_of_the_buffers_its_bytes_came_in() {
-        use futures_util::StreamExt;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static ALIVE: AtomicUsize = AtomicUsize::new(0);
-        static MOST_ALIVE: AtomicUsize = AtomicUsize::new(0);
-        struct Buffer(Vec<u8>);
-        impl AsRef<[u8]> for Buffer {
-            fn as_ref(&self) -> &[u8] {
-                &self.0
-            }
-        }
-        impl Drop for Buffer {
-            fn drop(&mut self) {
-                ALIVE.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         const BYTES: usize = 1000;
-        let frames = futures_util::stream::iter(0..BYTES).map(|_| {
-            let alive = ALIVE.fetch_add(1, Ordering::SeqCst) + 1;
-            MOST_ALIVE.fetch_max(alive, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(Bytes::from_owner(Buffer(vec![b'x'; 8192])).slice(0..1))
-        });
-        let body = Body::from_stream(frames);
+        let (body, buffers) = crate::transport::http_tests::trickled(BYTES);
         let got = read_body(
             &axum::http::HeaderMap::new(),
             body,
@@ -856,9 +847,9 @@ mod tests {
         .await
         .expect("a body within its limits");
         assert_eq!(got, Bytes::from(vec![b'x'; BYTES]));
-        assert_eq!(ALIVE.load(Ordering::SeqCst), 0);
-        let most = MOST_ALIVE.load(Ordering::SeqCst);
+        let (most, alive) = buffers.most_and_alive();
         assert!(most <= 2, "{most} buffers of 8 KiB held at once");
+        assert_eq!(alive, 0);
     }
 
     /// Once the node stops, every answer of the router it wraps (a page, a refusal) asks the

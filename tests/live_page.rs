@@ -325,6 +325,22 @@ async fn the_page_and_its_cross_origin_rules() {
         "v",
         "the rebound write took effect"
     );
+    assert!(
+        reason.contains(&url),
+        "it says where to open the page: {reason}"
+    );
+    // An address no member's URL names (the machine's LAN address, here one of the
+    // documentation's) needs no DNS, so no rebinding: the page's writes pass there.
+    let by_address = format!("192.0.2.5:{port}");
+    let put = http
+        .put(format!("{url}/by-address"))
+        .header("host", &by_address)
+        .header("origin", format!("http://{by_address}"))
+        .body("v")
+        .send()
+        .await
+        .expect("put under an address");
+    assert_eq!(put.status(), 204);
     // The page's own writes, under the name it was served at, still pass.
     let own = http
         .put(format!("{url}/own"))

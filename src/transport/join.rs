@@ -241,11 +241,7 @@ impl Lookup {
                 .map_err(|e| super::peer::error_chain(&e))?;
             let status = response.status();
             let by_leader = response.headers().contains_key(HEADER_LEADER);
-            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
             let text = String::from_utf8_lossy(&body).trim().to_string();
             Ok::<_, String>((status, by_leader, text))
         };

@@ -31,6 +31,9 @@ mod shape;
 pub mod snapshot;
 pub mod wire;
 
+pub use http::read_short;
+#[cfg(test)]
+pub(crate) use http::tests as http_tests;
 pub use snapshot::inline_snapshot;
 pub use wire::{WireError, decode_available, decode_batch, encode_batch};
 

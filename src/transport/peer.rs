@@ -492,9 +492,8 @@ impl PeerTask {
         let status = response.status();
         // Read the (short) body to the end so the connection can be reused; no more than a
         // reason's worth, as the other readers of a peer's answers (found by a review).
-        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER);
-        let text = match body.collect().await {
-            Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_string(),
+        let text = match super::http::read_short(response.into_body(), MAX_ANSWER).await {
+            Ok(body) => String::from_utf8_lossy(&body).trim().to_string(),
             Err(err) => return Sent::Failed(format!("{status}, then its answer: {err}")),
         };
         match status {

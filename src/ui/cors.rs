@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::Ui;
 use super::directory::OriginIs;
 use crate::http_api::ApiError;
+use crate::membership::url_host;
 
 /// How long a browser may cache a preflight's answer.
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
@@ -37,11 +38,21 @@ pub async fn layer(State(ui): State<std::sync::Arc<Ui>>, req: Request, next: Nex
     else {
         return next.run(req).await;
     };
-    // Same-origin only under a name of this cluster's: a page served from anywhere whose
-    // name its DNS then points at this machine (DNS rebinding) sends its own name as both
-    // `Host` and `Origin`, and got every write through (found by a review).
-    if same_origin(&origin, req.headers()) && ui.directory.judge(&origin) != OriginIs::Foreign {
-        return next.run(req).await;
+    // Same-origin only under an address, `localhost`, or a name of this cluster's: a page
+    // served from anywhere whose name its DNS then points at this machine (DNS rebinding)
+    // sends that name as both `Host` and `Origin`, and got every write through (found by a
+    // review). An address or `localhost` is no DNS name (browsers resolve `localhost`
+    // themselves), so a page opened so (at the machine's LAN address, through an SSH tunnel)
+    // keeps working on a cluster whose URLs name its hosts otherwise (found by the next).
+    if same_origin(&origin, req.headers()) {
+        if resolves_without_dns(&origin) || ui.directory.judge(&origin) != OriginIs::Foreign {
+            return next.run(req).await;
+        }
+        return ApiError::ForeignName {
+            origin,
+            open: ui.directory.own_rest_url().to_string(),
+        }
+        .into_response();
     }
     if !allowed(&ui, &origin).await {
         return ApiError::ForeignOrigin(origin).into_response();
@@ -106,6 +117,18 @@ async fn allowed(ui: &Ui, origin: &str) -> bool {
     }
 }
 
+/// Whether `origin`'s host is an address or `localhost`: a name no DNS answers for.
+fn resolves_without_dns(origin: &str) -> bool {
+    url_host(origin).is_some_and(|host| {
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+    })
+}
+
 /// Whether `origin` is the origin the request was sent to (browsers send `Origin` on
 /// same-origin writes too).
 fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
@@ -127,5 +150,20 @@ mod tests {
         assert!(same_origin("http://127.0.0.1:12380", &headers));
         assert!(!same_origin("http://127.0.0.1:22380", &headers));
         assert!(!same_origin("null", &headers));
+    }
+
+    #[test]
+    fn addresses_and_localhost_need_no_dns() {
+        for origin in [
+            "http://127.0.0.1:12380",
+            "http://192.168.1.5:12380",
+            "https://[::1]:12380",
+            "http://localhost:12380",
+        ] {
+            assert!(resolves_without_dns(origin), "{origin}");
+        }
+        for origin in ["http://rebind.example:12380", "http://node1:12380", "null"] {
+            assert!(!resolves_without_dns(origin), "{origin}");
+        }
     }
 }

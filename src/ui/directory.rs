@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use http_body_util::BodyExt;
 
 use crate::membership::{is_loopback, same_place, url_host};
 use crate::raft_node::MemberStatus;
@@ -164,11 +163,7 @@ impl Directory {
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let body = transport::read_short(response.into_body(), MAX_ANSWER).await?;
         let text = std::str::from_utf8(&body)
             .map_err(|_| "answer is not UTF-8".to_string())?
             .trim();

@@ -163,6 +163,9 @@ async fn poll_status(ui: Arc<Ui>) {
         {
             let mut running = ui.poll.running.lock().unwrap_or_else(|p| p.into_inner());
             if ui.events.watchers() == 0 {
+                // Forgotten: a page that comes back later must get the status as it is then,
+                // not this one (which would turn what it has since seen into ghosts).
+                ui.poll.latest.send_replace(Arc::from(""));
                 *running = false;
                 return;
             }
@@ -301,15 +304,15 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::request::{NodeStatus, Request, Shared};
     use http_body_util::BodyExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use tokio::sync::mpsc;
 
-    fn status() -> NodeStatus {
+    fn status(term: u64) -> NodeStatus {
         NodeStatus {
             id: 1,
             role: "Leader".into(),
             leader: 1,
-            term: 2,
+            term,
             vote: 1,
             commit: 3,
             applied: 3,
@@ -326,55 +329,100 @@ mod tests {
         }
     }
 
+    /// A node's page and stream, the node faked: it answers each status request with the
+    /// term in `term`, counting the requests in `asked`.
+    struct Fake {
+        router: Router,
+        asked: Arc<AtomicUsize>,
+        term: Arc<AtomicU64>,
+        stopping: CancellationToken,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            let (inbox, mut requests) = mpsc::channel(64);
+            let asked = Arc::new(AtomicUsize::new(0));
+            let term = Arc::new(AtomicU64::new(2));
+            let (counted, answered) = (asked.clone(), term.clone());
+            tokio::spawn(async move {
+                while let Some(request) = requests.recv().await {
+                    if let Request::Status(reply) = request {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = reply.send(status(answered.load(Ordering::SeqCst)));
+                    }
+                }
+            });
+            let node = NodeHandle::new(
+                1,
+                inbox,
+                KvStore::default(),
+                Duration::from_secs(5),
+                Arc::new(Shared::default()),
+                Arc::new(Metrics::new(1)),
+            );
+            let stopping = CancellationToken::new();
+            let ui = Ui::new(
+                node,
+                Events::new(crate::describe::entry_text),
+                "http://127.0.0.1:12380".into(),
+                "http://127.0.0.1:12379".into(),
+                &["http://127.0.0.1:12379".to_string()],
+                None,
+                stopping.clone(),
+            );
+            Fake {
+                router: ui.around(Router::new()),
+                asked,
+                term,
+                stopping,
+            }
+        }
+
+        /// A page's stream.
+        async fn open(&self) -> axum::body::Body {
+            let request = axum::http::Request::builder()
+                .uri("/-/events")
+                .body(axum::body::Body::empty())
+                .expect("a well-formed request");
+            let answer = tower::ServiceExt::oneshot(self.router.clone(), request)
+                .await
+                .expect("the router always answers");
+            assert_eq!(answer.status(), 200);
+            answer.into_body()
+        }
+    }
+
+    /// The data of the first `status` event on `body`.
+    async fn first_status(body: &mut axum::body::Body) -> serde_json::Value {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&data).into_owned();
+            if let Some(event) = text.split("event: status\n").nth(1) {
+                let json = event
+                    .trim_start_matches("data: ")
+                    .lines()
+                    .next()
+                    .unwrap_or("");
+                return serde_json::from_str(json).expect("a status event's data is JSON");
+            }
+        }
+        panic!("the stream ended before a status");
+    }
+
     /// However many pages watch a node, its raft thread is asked for the status once per
     /// tick: each ask describes the log's last entries there, and asked by every stream, a few
     /// dozen pages kept it busy (found by a review). Each page still gets the status.
     #[tokio::test(start_paused = true)]
     async fn many_pages_share_one_status_poll() {
-        let (inbox, mut requests) = mpsc::channel(64);
-        let asked = Arc::new(AtomicUsize::new(0));
-        let counted = asked.clone();
-        tokio::spawn(async move {
-            while let Some(request) = requests.recv().await {
-                if let Request::Status(reply) = request {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let _ = reply.send(status());
-                }
-            }
-        });
-        let node = NodeHandle::new(
-            1,
-            inbox,
-            KvStore::default(),
-            Duration::from_secs(5),
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(1)),
-        );
-        let stopping = CancellationToken::new();
-        let ui = Ui::new(
-            node,
-            Events::new(crate::describe::entry_text),
-            "http://127.0.0.1:12380".into(),
-            "http://127.0.0.1:12379".into(),
-            &["http://127.0.0.1:12379".to_string()],
-            None,
-            stopping.clone(),
-        );
-        let router = ui.around(Router::new());
+        let fake = Fake::new();
         const PAGES: usize = 20;
         let mut pages = Vec::new();
         for _ in 0..PAGES {
-            let request = axum::http::Request::builder()
-                .uri("/-/events")
-                .body(axum::body::Body::empty())
-                .expect("a well-formed request");
-            let answer = tower::ServiceExt::oneshot(router.clone(), request)
-                .await
-                .expect("the router always answers");
-            assert_eq!(answer.status(), 200);
+            let mut body = fake.open().await;
             // Read as a browser does, counting the page's `status` events.
             pages.push(tokio::spawn(async move {
-                let mut body = answer.into_body();
                 let mut statuses = 0;
                 while let Some(Ok(frame)) = body.frame().await {
                     if let Ok(data) = frame.into_data() {
@@ -387,7 +435,7 @@ mod tests {
             }));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        stopping.cancel();
+        fake.stopping.cancel();
         for page in pages {
             let statuses = page.await.expect("the page's reader");
             assert_eq!(
@@ -395,7 +443,23 @@ mod tests {
                 "each page gets the status (once: it did not change)"
             );
         }
-        let asked = asked.load(Ordering::SeqCst);
+        let asked = fake.asked.load(Ordering::SeqCst);
         assert!(asked <= 6, "{asked} asks in a second for {PAGES} pages");
+    }
+
+    /// A page that comes back after every page had gone gets the status as it is then, not
+    /// the last one the poll saw before it stopped (found by a review: the page took the old
+    /// one's log for the truth, and drew what it had seen since as overwritten).
+    #[tokio::test(start_paused = true)]
+    async fn a_page_that_comes_back_gets_the_status_of_now() {
+        let fake = Fake::new();
+        let mut page = fake.open().await;
+        assert_eq!(first_status(&mut page).await["term"], 2);
+        drop(page);
+        tokio::time::sleep(STATUS_EVERY * 2).await;
+        fake.term.store(3, Ordering::SeqCst);
+        let mut page = fake.open().await;
+        assert_eq!(first_status(&mut page).await["term"], 3);
+        fake.stopping.cancel();
     }
 }
