@@ -10,7 +10,7 @@
 //! [`TlsSetup::load`] checks the flags against each other and reads every file at start-up,
 //! so a missing or broken file stops the node with its name. [`TlsListener`] serves a bound
 //! listener over TLS: handshakes run beside the accept loop, each with a deadline, so a slow
-//! or silent client holds up no one else, as long as fewer than [`MAX_HANDSHAKES`] are under
+//! or silent client holds up no one else, as long as fewer than `MAX_HANDSHAKES` are under
 //! way: clients that keep that many silent connections open (about 26 new ones a second, no
 //! certificate needed, since none is checked before the handshake) make new connections wait
 //! in the kernel's backlog.

@@ -181,7 +181,7 @@ impl Lookup {
 
     /// A member of the first cluster (its id in `--cluster`, no `--join`) about to start on an
     /// empty data dir, which would make its first entries again and rejoin as it is: asks the
-    /// other members, at once and for [`BOOTSTRAP_ASK`] at most, whether its id has run since it
+    /// other members, at once and for `BOOTSTRAP_ASK` at most, whether its id has run since it
     /// was added. `Err`: one knows it has (it lost the data of that run; here a follower's
     /// word is enough, as a node that starts anew must not guess), or knows it at another
     /// URL, and why. A member that does not answer in time, or knows nothing of it, says

@@ -115,7 +115,7 @@ pub(crate) fn snapshot_header(m: &Message) -> String {
     format!("{}/{}", m.term, m.get_snapshot().get_metadata().index)
 }
 
-/// The snapshot a [`HEADER_SNAPSHOT`] value names, if it is one ([`snapshot_header`]).
+/// The snapshot a [`HEADER_SNAPSHOT`] value names, if it is one (`snapshot_header`).
 pub(crate) fn snapshot_named(value: &str) -> Option<SentSnapshot> {
     let (term, index) = value.split_once('/')?;
     Some(SentSnapshot {
@@ -144,7 +144,7 @@ pub const PROBE_PATH: &str = "/raft/probe";
 /// [`crate::membership::reaches_listener`]).
 pub const HEADER_REST_LISTEN: &str = "x-raftexample-rest-listen";
 /// Header on a snapshot request naming the snapshot it carries, `<sender's term>/<index>`
-/// ([`snapshot_header`]): a receiver that refuses it by its announced length alone, before
+/// (`snapshot_header`): a receiver that refuses it by its announced length alone, before
 /// reading its message, still knows which snapshot it refused (see `PeerServer`'s
 /// `receive_snapshot`).
 pub const HEADER_SNAPSHOT: &str = "x-raftexample-snapshot";

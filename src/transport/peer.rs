@@ -90,7 +90,7 @@ pub struct PeerTask {
 
 /// The snapshots sent to one peer: how many in a row did not arrive (a streak ends with one
 /// that arrives, or after a quiet spell longer than twice the longest pause), and the number
-/// of the last one sent, so that a failure reported late (see [`SNAPSHOT_BACKOFF`]) is
+/// of the last one sent, so that a failure reported late (see `SNAPSHOT_BACKOFF`) is
 /// dropped once a newer snapshot is under way: raft would take it for that one's, and give
 /// it up.
 #[derive(Default)]

@@ -18,7 +18,7 @@
 //!   whole file (header, metadata against the message's, checksum), and only then hands the
 //!   node the message with a handle naming that file. Installing it renames the file into
 //!   place ([`crate::raft_node`]'s `install_snapshot`). The sync, the check and the hand-off
-//!   have a time limit of their own ([`answer_limit`]), past which the sender gets a 503.
+//!   have a time limit of their own (`answer_limit`), past which the sender gets a 503.
 //!
 //! `--max-snapshot-bytes`, when set, bounds the file a peer may send (it costs disk, not
 //! memory); by default there is no bound, as in etcd. A message whose snapshot is inline (what
@@ -440,7 +440,7 @@ async fn receive_naming(
     Ok(delivered)
 }
 
-/// A step of settling an arrived snapshot after its last byte, under [`answer_limit`].
+/// A step of settling an arrived snapshot after its last byte, under `answer_limit`.
 #[derive(Debug, Clone, Copy)]
 enum Settle {
     /// Syncing the file.
@@ -985,7 +985,7 @@ mod tests {
     }
 
     /// A snapshot that arrived whole, and that the raft node never takes (its inbox full and
-    /// never read), is given up by the receiver on its own once [`answer_limit`] has passed
+    /// never read), is given up by the receiver on its own once `answer_limit` has passed
     /// since the last byte: 503, before the sender's own allowance runs out, and nothing
     /// stays on the disk. It waited for the node for as long as the sender's connection
     /// lasted, and for a sender gone without closing it, for good, its slot with it.

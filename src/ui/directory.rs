@@ -7,7 +7,7 @@
 //! member's REST API (see [`super::cors`]). A page may call before this node has asked the
 //! member that served it (the page opens every member's stream at once): an origin on a
 //! member's host but at no REST URL known makes the node ask every member again, at most
-//! once per [`RETRY_MISSING`], and wait for their answers before it judges.
+//! once per `RETRY_MISSING`, and wait for their answers before it judges.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -216,7 +216,7 @@ impl Directory {
     }
 
     /// Asks every one of `members` but this node for its REST URL again and waits for the
-    /// answers (each at most [`LOOKUP_TIMEOUT`]); a round asked less than [`RETRY_MISSING`]
+    /// answers (each at most `LOOKUP_TIMEOUT`); a round asked less than `RETRY_MISSING`
     /// ago is waited for (or taken as it is) instead, so that pages cannot make the node ask
     /// more often than that.
     pub async fn ask_again(self: &Arc<Self>, members: &[MemberStatus]) {
