@@ -251,11 +251,7 @@ pub fn reaches_listener(url: &str, listen: std::net::SocketAddr) -> bool {
         return false;
     }
     let host = endpoint.host.as_str();
-    let ip = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .ok();
+    let ip = host_ip(host);
     let listen_ip = listen.ip();
     // A connection to `0.0.0.0` (`::`) goes to `127.0.0.1` (`::1`) on Linux: the address the
     // start-up line prints for a node listening on every interface, easy to paste (found by
@@ -334,13 +330,16 @@ fn localhost_is(host: &str) -> bool {
 
 /// Whether `host` (as [`url_host`] gives it) names this machine's loopback interface.
 pub fn is_loopback(host: &str) -> bool {
-    if host == "localhost" {
-        return true;
-    }
+    host == "localhost" || host_ip(host).is_some_and(|ip| ip.is_loopback())
+}
+
+/// The address `host` (as [`url_host`] gives it, an IPv6 one in brackets or not) is, if it is
+/// one rather than a name.
+pub fn host_ip(host: &str) -> Option<std::net::IpAddr> {
     host.trim_start_matches('[')
         .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+        .parse()
+        .ok()
 }
 
 /// Why a peer URL was refused.

@@ -306,13 +306,16 @@ async fn the_page_and_its_cross_origin_rules() {
     // A page from elsewhere whose name was pointed at this machine once it had loaded (DNS
     // rebinding): to the node, its requests look same-origin, under a name not the cluster's.
     let port = c.rest_ports[0];
+    // A page's PUT of `value` at `key`, to the page's own origin under `host`.
+    let same_origin_put = |host: String, key: &str, value: &'static str| {
+        http.put(format!("{url}/{key}"))
+            .header("host", &host)
+            .header("origin", format!("http://{host}"))
+            .body(value)
+            .send()
+    };
     let rebound = format!("http://rebind.example:{port}");
-    let put = http
-        .put(format!("{url}/k"))
-        .header("host", format!("rebind.example:{port}"))
-        .header("origin", &rebound)
-        .body("rebound")
-        .send()
+    let put = same_origin_put(format!("rebind.example:{port}"), "k", "rebound")
         .await
         .expect("rebound put");
     assert_eq!(put.status(), 403);
@@ -331,13 +334,7 @@ async fn the_page_and_its_cross_origin_rules() {
     );
     // An address no member's URL names (the machine's LAN address, here one of the
     // documentation's) needs no DNS, so no rebinding: the page's writes pass there.
-    let by_address = format!("192.0.2.5:{port}");
-    let put = http
-        .put(format!("{url}/by-address"))
-        .header("host", &by_address)
-        .header("origin", format!("http://{by_address}"))
-        .body("v")
-        .send()
+    let put = same_origin_put(format!("192.0.2.5:{port}"), "by-address", "v")
         .await
         .expect("put under an address");
     assert_eq!(put.status(), 204);

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::Ui;
 use super::directory::OriginIs;
 use crate::http_api::ApiError;
-use crate::membership::url_host;
+use crate::membership::{host_ip, url_host};
 
 /// How long a browser may cache a preflight's answer.
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
@@ -119,14 +119,7 @@ async fn allowed(ui: &Ui, origin: &str) -> bool {
 
 /// Whether `origin`'s host is an address or `localhost`: a name no DNS answers for.
 fn resolves_without_dns(origin: &str) -> bool {
-    url_host(origin).is_some_and(|host| {
-        host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok()
-    })
+    url_host(origin).is_some_and(|host| host == "localhost" || host_ip(&host).is_some())
 }
 
 /// Whether `origin` is the origin the request was sent to (browsers send `Origin` on
