@@ -683,6 +683,14 @@ fn a_million_inputs_per_decoder() {
     }
 }
 
+/// The decoder called `name` among `decoders`.
+fn named<'a>(decoders: &'a [Decoder], name: &str) -> &'a Decoder {
+    decoders
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no decoder called {name}"))
+}
+
 /// The lists after the exactly-once table (the skipped changes, and the members' addition
 /// indexes last) with a length that claims 65,536 items: the decoder must not reserve room
 /// for them before it reads them (a `Vec` reserved a MiB for 376 bytes of input; found by a
@@ -690,10 +698,7 @@ fn a_million_inputs_per_decoder() {
 #[test]
 fn a_lying_length_in_the_lists_after_the_table_allocates_within_bound() {
     let decoders = decoders();
-    let decoder = decoders
-        .iter()
-        .find(|d| d.name == "snapshot data")
-        .expect("the snapshot data decoder");
+    let decoder = named(&decoders, "snapshot data");
     let data = snapshot_data();
     let state_len = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
     let end = 4 + state_len;
@@ -743,10 +748,7 @@ fn describing_a_put_holds_what_it_shows_not_its_value() {
 #[test]
 fn the_smallest_messages_and_entries_decode_within_bound() {
     let decoders = decoders();
-    let frames = decoders
-        .iter()
-        .find(|d| d.name == "peer frames")
-        .expect("the peer frames decoder");
+    let frames = named(&decoders, "peer frames");
     // to 3, from 1, then 30,000 empty entries (2 bytes each).
     let mut empty_entries = vec![0x10, 0x03, 0x18, 0x01];
     empty_entries.extend([0x3a, 0x00].repeat(30_000));
@@ -784,10 +786,7 @@ fn the_smallest_messages_and_entries_decode_within_bound() {
         eprintln!("{what}: {peak} bytes held for {}", input.len());
     }
     // One message of them, as the peer server reads one.
-    let messages = decoders
-        .iter()
-        .find(|d| d.name == "raft messages")
-        .expect("the raft messages decoder");
+    let messages = named(&decoders, "raft messages");
     assert!(messages.decode(&empty_entries).0.is_err());
     messages
         .decode(&small_entries)
