@@ -3,8 +3,9 @@
 //! of the caller's choosing (an in-memory [`crate::disk::MemFs`], say), on the caller's tokio
 //! runtime, applying entries on the raft node's own task. A test can then pause tokio's clock:
 //! elections, heartbeats and timeouts take no wall-clock time, and a cluster test runs in
-//! milliseconds. What only real processes show (signals, ports, exit codes) stays with the
-//! whole-binary tests.
+//! milliseconds. A node on an empty data dir asks the members first, as [`crate::start`]'s
+//! does: with `--join` until they admit it ([`MemNet::join`]), without it once. What only real
+//! processes show (signals, ports, exit codes) stays with the whole-binary tests.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::raft_node::{self, Exit, NodeEnv, NodeHandle, RaftNode, StartError};
 use crate::request::Shared;
 use crate::transport::mem::MemNet;
+use crate::wal::Wal;
 
 /// Client requests queued before senders wait (as [`crate::start`]).
 const INBOX_CAPACITY: usize = 16 * 1024;
@@ -33,6 +35,8 @@ pub struct MemNode {
     pub router: Router,
     shutdown: CancellationToken,
     exit: JoinHandle<Exit>,
+    /// Ends a joining node's questions to the members.
+    lookup: CancellationToken,
     net: MemNet,
     id: u64,
 }
@@ -49,6 +53,7 @@ impl MemNode {
             .exit
             .await
             .unwrap_or_else(|e| Exit::Fatal(format!("the raft node's task failed: {e}")));
+        self.lookup.cancel();
         self.net.detach(self.id);
         exit
     }
@@ -57,16 +62,29 @@ impl MemNode {
     /// dropped where it stands (its disk keeps what it had synced, and more).
     pub fn crash(self) {
         self.exit.abort();
+        self.lookup.cancel();
         self.net.detach(self.id);
     }
 }
 
 /// Starts node `config.id` on `net`, its storage on `fs`.
 pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode, StartError> {
+    let own_url = raft_node::check_flags(&config)?;
+    // As `crate::start`: a member of the first cluster on an empty data dir would make its
+    // first entries again, which it must not if its id has run (see `transport::join`).
+    if !config.join && !Wal::exists_on(&*fs, &config.wal_dir()) && config.cluster.len() > 1 {
+        net.before_bootstrap(config.id, &own_url)
+            .map_err(StartError::LostData)?;
+    }
     let mut recovered = raft_node::replay_wal_on(&config, fs.clone())?;
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
-    let (endpoint, peers_rx) = net.attach(config.id);
+    let joining = recovered.cluster_id == 0;
+    let (endpoint, peers_rx) = if joining {
+        net.attach_joining(config.id)
+    } else {
+        net.attach(config.id)
+    };
     let shared = Arc::new(Shared::default());
     let endpoint = endpoint
         .with_snapshots(recovered.storage.snapshotter().clone())
@@ -85,6 +103,14 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
     )?;
     let shutdown = CancellationToken::new();
     let exit = tokio::spawn(node.run(requests_rx, peers_rx, shutdown.clone()));
+    let lookup = shutdown.child_token();
+    if joining {
+        tokio::spawn({
+            let net = net.clone();
+            let lookup = lookup.clone();
+            async move { net.join(config.id, own_url, lookup).await }
+        });
+    }
     let handle = NodeHandle::new(
         config.id,
         requests_tx,
@@ -112,6 +138,7 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         router,
         shutdown,
         exit,
+        lookup,
         net: net.clone(),
         id: config.id,
     })

@@ -35,6 +35,10 @@ pub enum Mutation {
     /// the node was removed a second time, and landed before it was added back again): the
     /// same as [`Mutation::KeepSessionOlderThanAddition`], one renewal later.
     KeepRenewalOlderThanReaddition = 9,
+    /// A member answers a node that asks to join as if it had no session for its id: a voter
+    /// whose data dir was wiped, started with `--join` without being removed and added back,
+    /// is admitted although it lost the votes it cast and the entries it acknowledged.
+    AdmitWipedVoter = 10,
 }
 
 #[cfg(feature = "sim-mutations")]

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{SnapshotBehind, TestCluster, wait_for};
+use raftexample::Exit;
 use raftexample::disk::FileSystem;
 use raftexample::kvstore::{Command, decode_snapshot};
 use raftexample::raft_node::{MemberChange, ProposalError, ReadConsistency};
@@ -188,6 +189,42 @@ async fn add_new_node() {
         .await
         .expect("read on node 1");
     assert_eq!(v.as_deref(), Some("hello"));
+    cluster.shutdown().await;
+}
+
+/// A voter whose data dir was wiped, started again with --join without being removed and
+/// added back, is refused: it lost the votes it cast and the entries it acknowledged. The
+/// in-memory network asks the members as the HTTP transport does (`transport::join`); before
+/// it did, the node was taken in at once. Without --join, as a member of the first cluster, it
+/// is refused before it starts.
+#[tokio::test(start_paused = true)]
+async fn a_wiped_voter_is_refused() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    cluster.wait_leader().await;
+    // A write through node 3 is taken once its session is applied: it has run.
+    let node3 = cluster.node(3).clone();
+    wait_for(
+        Duration::from_secs(15),
+        "a write through node 3",
+        || async { node3.put("/from3".into(), "1".into()).await.ok() },
+    )
+    .await;
+    assert!(matches!(cluster.stop(3).await, Exit::Shutdown));
+    cluster.wipe(3);
+    cluster.start_node(3, true).await;
+    match cluster.wait_exit(3, Duration::from_secs(30)).await {
+        Exit::Fatal(reason) => assert!(reason.contains("remove it and add it back"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let disk = cluster.disk(3);
+    let err = raftexample::in_memory::start(cluster.config(3, false), &cluster.net, disk)
+        .await
+        .err()
+        .expect("refused before it starts");
+    assert!(
+        err.to_string().contains("remove it and add it back"),
+        "{err}"
+    );
     cluster.shutdown().await;
 }
 

@@ -25,6 +25,7 @@
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,13 +33,16 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
 use super::{HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, HttpClient, JOIN_PATH, PeerFilter};
+use crate::membership::normalize_url;
+use crate::mutation::{self, Mutation};
+use crate::request::Shared;
 
 /// How long a member of the first cluster about to start on an empty data dir waits for the
 /// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
 /// starting too, their ports bound but not answering yet, and every start would wait this long.
 const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
 /// Pause between rounds of questions.
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long one question may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest answer read (a hex id, or a one-line refusal).
@@ -46,24 +50,222 @@ const MAX_ANSWER: usize = 4096;
 
 /// What node `id`, refused for having run before, must do: said by the leader's refusal and
 /// by a node that stops on another member's doubt.
-pub(super) fn add_back(id: u64) -> String {
+pub fn add_back(id: u64) -> String {
     format!(
         "remove it and add it back (DELETE /{id}, then POST /{id} with its peer URL, on a \
          member), then start it again with --join"
     )
 }
 
-/// A member's answer.
-enum Answer {
-    /// This node is a member: the cluster's identity, and whether the leader said so.
-    Admitted { cluster: u64, by_leader: bool },
-    /// This node must not join as it is, and why.
+/// A member's answer to a joining node (over HTTP: 200 with the identity, 410, 409).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The node is a member: the cluster's identity, and whether the leader said so.
+    Admitted {
+        /// The cluster's identity.
+        cluster: u64,
+        /// Said by the leader, settled and in touch with a quorum.
+        by_leader: bool,
+    },
+    /// The node must not join as it is, and why: the leader's word (410 Gone).
     Refused(String),
-    /// Not a definite answer, but the member knows something against this node: its id has
+    /// Not a definite answer, but the member knows something against the node: its id has
     /// run since it was added (a follower, or a member not sure of the latest membership),
-    /// or it is a member at another URL. Ask another; a node about to make its first entries
-    /// again does not start.
+    /// or it is a member at another URL (409). Ask another; a node about to make its first
+    /// entries again does not start.
     Doubt(String),
+}
+
+/// Why a member gives no answer yet: ask again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// The member does not know the cluster's identity itself (503).
+    Joining(String),
+    /// The member does not count the node as a member (404).
+    NotMember(String),
+}
+
+/// What member `to` knows that its answer to a joining node depends on: the one place that
+/// reads it, for the peer server ([`super::server`]) and for nodes in one process (the
+/// simulator, [`super::mem`]), so that both decide alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// The member answering.
+    pub to: u64,
+    /// The cluster's identity as it knows it (0: it is joining too).
+    pub cluster: u64,
+    /// The peer URL it has the joining node at, if it counts it as a member.
+    pub url: Option<String>,
+    /// The joining node's session in the member's exactly-once table, if its applied state
+    /// counts it as running since its latest addition (its registration's index).
+    pub session: Option<u64>,
+    /// It leads, with its members settled ([`Shared::is_membership_settled`]): its log holds
+    /// every committed entry.
+    pub settled_leader: bool,
+}
+
+impl MemberView {
+    /// What member `to` knows of node `from`: the cluster's identity and `from`'s URL as its
+    /// transport knows them, and the rest from its shared state.
+    pub fn new(to: u64, cluster: u64, url: Option<String>, shared: &Shared, from: u64) -> Self {
+        let session = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&from)
+            .copied();
+        MemberView {
+            to,
+            cluster,
+            url,
+            session,
+            settled_leader: shared.is_membership_settled()
+                && shared.leader.load(Ordering::Acquire) == to,
+        }
+    }
+
+    /// The answer to node `from`, which asks to join at `url`.
+    pub fn answer(&self, from: u64, url: &str) -> Result<Answer, NoAnswer> {
+        let to = self.to;
+        if self.cluster == 0 {
+            return Err(NoAnswer::Joining(format!(
+                "node {to} is joining too and does not know the cluster's identity yet"
+            )));
+        }
+        let session = self
+            .session
+            .filter(|_| !mutation::active(Mutation::AdmitWipedVoter));
+        match &self.url {
+            Some(known) if normalize_url(known) == normalize_url(url) => match session {
+                // Any member admits it, as before the sessions were checked: one behind may
+                // not have applied the id's session (a gap the README names), but waiting for
+                // one sure of the latest membership could wait for ever. The new member may be
+                // the quorum itself: a leader of one voter that added a second steps down
+                // (CheckQuorum) unless the newcomer answers within an election timeout or so,
+                // and then no member is sure (found by a review of a version that waited).
+                // The leader says so, for a joining node to prefer its word to a follower's
+                // doubt.
+                None => Ok(Answer::Admitted {
+                    cluster: self.cluster,
+                    by_leader: self.settled_leader,
+                }),
+                // For good only from the leader, in touch with a quorum: its log holds every
+                // committed entry, where a follower, settled or not, may not have applied a
+                // removal and re-addition of the id since that session began. A node about
+                // to make its first entries again stops on this answer too (`Lookup`).
+                Some(session) if !self.settled_leader => Ok(Answer::Doubt(format!(
+                    "as far as node {to} knows, node {from} has run since it was last added \
+                     (its session began at log index {session}); node {to} is not the \
+                     leader, or not sure its membership is the latest: ask another"
+                ))),
+                Some(session) => Ok(Answer::Refused(format!(
+                    "node {from} has run since it was last added (its session began at log \
+                     index {session}), so this start on an empty data dir lost that run's \
+                     data: the votes it cast and the entries it acknowledged, which Raft \
+                     needs every voter to keep: {}",
+                    add_back(from)
+                ))),
+            },
+            Some(known) => Ok(Answer::Doubt(format!(
+                "node {from} is a member at {known}, not at {url}"
+            ))),
+            None => Err(NoAnswer::NotMember(format!(
+                "node {from} is not a member of this cluster (as node {to} knows it): add it \
+                 first with POST /{from} on a member"
+            ))),
+        }
+    }
+}
+
+/// Where a round of questions stands, or how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted by `member` into `cluster`.
+    Admitted {
+        /// Whose admission counted.
+        member: u64,
+        /// The cluster's identity.
+        cluster: u64,
+    },
+    /// Refused for good, and why: the node stops.
+    Refused(String),
+    /// Not yet: ask again (and why, when a doubt holds back an admission).
+    NotYet(Option<String>),
+}
+
+/// The weighing of one round of answers: the leader's refusal or admission is final; another
+/// member's admission counts only when no member of the round doubts it. Fed the answers as
+/// they come, in any order; [`Lookup`] asks over HTTP, the simulator asks members in its
+/// process.
+#[derive(Debug, Default)]
+pub struct Round {
+    admitted: Option<(u64, u64)>,
+    doubted: Option<u64>,
+}
+
+impl Round {
+    /// Member `id`'s answer; `Some`: it settles the round at once (the leader's word).
+    pub fn take(&mut self, id: u64, answer: &Answer) -> Option<Verdict> {
+        match answer {
+            Answer::Refused(reason) => Some(Verdict::Refused(format!(
+                "node {id} refuses this node: {reason}"
+            ))),
+            Answer::Admitted {
+                cluster,
+                by_leader: true,
+            } => Some(Verdict::Admitted {
+                member: id,
+                cluster: *cluster,
+            }),
+            Answer::Admitted { cluster, .. } => {
+                self.admitted.get_or_insert((id, *cluster));
+                None
+            }
+            Answer::Doubt(_) => {
+                self.doubted.get_or_insert(id);
+                None
+            }
+        }
+    }
+
+    /// The round's verdict once every member answered, or gave up.
+    pub fn end(self) -> Verdict {
+        match (self.admitted, self.doubted) {
+            (Some((member, cluster)), None) => Verdict::Admitted { member, cluster },
+            (Some((id, _)), Some(doubter)) => Verdict::NotYet(Some(format!(
+                "node {id} admits this node but node {doubter} doubts it: waiting for the \
+                 leader's word"
+            ))),
+            (None, _) => Verdict::NotYet(None),
+        }
+    }
+}
+
+/// What node `self_id`, a member of the first cluster about to start on an empty data dir,
+/// makes of the answers that came in time ([`Lookup::before_bootstrap`]): `Err`, and why, if
+/// one refuses or doubts it.
+pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), String> {
+    let against = || {
+        answers
+            .iter()
+            .filter(|(_, a)| matches!(a, Answer::Refused(_) | Answer::Doubt(_)))
+    };
+    // The leader's refusal first: it says what to do. A follower's doubt does not (the
+    // same answer sends a joining node on to ask another), so that is said here.
+    let refusal = against()
+        .find(|(_, a)| matches!(a, Answer::Refused(_)))
+        .or_else(|| against().next());
+    match refusal {
+        Some((id, Answer::Refused(reason))) => {
+            Err(format!("node {id} refuses this node: {reason}"))
+        }
+        Some((id, Answer::Doubt(reason))) => Err(format!(
+            "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
+             it would start anew under an id that has run: {}",
+            add_back(self_id)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The questions a joining node asks.
@@ -125,8 +327,7 @@ impl Lookup {
     }
 
     /// One round: every member asked at once. `Ok(Some)`: admitted, by whom and into which
-    /// cluster; `Ok(None)`: not yet (ask again); `Err`: refused for good. The leader's answer
-    /// decides as soon as it comes; otherwise an admission holds only if no member doubted it.
+    /// cluster; `Ok(None)`: not yet (ask again); `Err`: refused for good. See [`Round`].
     async fn round(
         &self,
         logged: &mut BTreeSet<(u64, String)>,
@@ -137,45 +338,38 @@ impl Lookup {
             .iter()
             .map(|(id, url)| async move { (*id, url, self.ask(*id, url).await) })
             .collect();
-        let mut admitted = None;
-        let mut doubted = None;
-        let note = |logged: &mut BTreeSet<_>, id, url: &String, reason: String| {
-            if logged.insert((id, reason.clone())) {
+        let note = |logged: &mut BTreeSet<_>, id, url: &String, reason: &str| {
+            if logged.insert((id, reason.to_string())) {
                 tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
             }
         };
+        let mut round = Round::default();
+        let mut verdict = None;
         while let Some((id, url, answer)) = asks.next().await {
             match answer {
-                Ok(Answer::Refused(reason)) => {
-                    return Err(format!("node {id} refuses this node: {reason}"));
+                Ok(answer) => {
+                    if let Answer::Doubt(reason) = &answer {
+                        note(logged, id, url, reason);
+                    }
+                    verdict = round.take(id, &answer);
+                    if verdict.is_some() {
+                        break;
+                    }
                 }
-                Ok(Answer::Admitted {
-                    cluster,
-                    by_leader: true,
-                }) => return Ok(Some((id, cluster))),
-                Ok(Answer::Admitted { cluster, .. }) => {
-                    admitted.get_or_insert((id, cluster));
-                }
-                Ok(Answer::Doubt(reason)) => {
-                    doubted.get_or_insert(id);
-                    note(logged, id, url, reason);
-                }
-                Err(reason) => note(logged, id, url, reason),
+                Err(reason) => note(logged, id, url, &reason),
             }
         }
-        match (admitted, doubted) {
-            (Some(admission), None) => Ok(Some(admission)),
-            (Some((id, _)), Some(doubter)) => {
-                let why = format!(
-                    "node {id} admits this node but node {doubter} doubts it: waiting for the \
-                     leader's word"
-                );
-                if logged.insert((id, why.clone())) {
+        match verdict.unwrap_or_else(|| round.end()) {
+            Verdict::Admitted { member, cluster } => Ok(Some((member, cluster))),
+            Verdict::Refused(reason) => Err(reason),
+            Verdict::NotYet(why) => {
+                if let Some(why) = why
+                    && logged.insert((0, why.clone()))
+                {
                     tracing::warn!("{why}");
                 }
                 Ok(None)
             }
-            (None, _) => Ok(None),
         }
     }
 
@@ -190,7 +384,7 @@ impl Lookup {
     pub async fn before_bootstrap(&self) -> Result<(), String> {
         let asks = self.members.iter().map(|(id, url)| async move {
             match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
-                Ok(Ok(answer @ (Answer::Refused(_) | Answer::Doubt(_)))) => Some((*id, answer)),
+                Ok(Ok(answer)) => Some((*id, answer)),
                 _ => None,
             }
         });
@@ -199,23 +393,7 @@ impl Lookup {
             .into_iter()
             .flatten()
             .collect();
-        // The leader's refusal first: it says what to do. A follower's doubt does not (the
-        // same answer sends a joining node on to ask another), so that is said here.
-        let refusal = answers
-            .iter()
-            .find(|(_, a)| matches!(a, Answer::Refused(_)))
-            .or(answers.first());
-        match refusal {
-            Some((id, Answer::Refused(reason))) => {
-                Err(format!("node {id} refuses this node: {reason}"))
-            }
-            Some((id, Answer::Doubt(reason))) => Err(format!(
-                "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
-                 it would start anew under an id that has run: {}",
-                add_back(self.filter.self_id)
-            )),
-            _ => Ok(()),
-        }
+        before_bootstrap(self.filter.self_id, &answers)
     }
 
     /// One question to member `id` at `url`: the identity, a refusal for good, or a doubt;
@@ -355,6 +533,120 @@ mod tests {
         let refused = lookup.run().await.expect_err("refused by the leader");
         assert!(refused.contains("node 2 refuses"), "{refused}");
         assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
+    }
+
+    /// The weighing without HTTP, as the simulator drives it: a doubt holds back a follower's
+    /// admission in whatever order the answers come; the leader's word settles the round at
+    /// once; with no doubt, any admission is enough.
+    #[test]
+    fn a_round_weighs_the_answers_in_any_order() {
+        let admit = Answer::Admitted {
+            cluster: 0xabc,
+            by_leader: false,
+        };
+        let doubt = Answer::Doubt("node 4 has run".into());
+        for order in [[(1, &admit), (2, &doubt)], [(2, &doubt), (1, &admit)]] {
+            let mut round = Round::default();
+            for (id, answer) in order {
+                assert_eq!(round.take(id, answer), None);
+            }
+            assert!(
+                matches!(round.end(), Verdict::NotYet(Some(why)) if why.contains("node 2 doubts")),
+                "a doubt holds the admission back"
+            );
+        }
+        let mut round = Round::default();
+        assert_eq!(round.take(2, &doubt), None);
+        let by_leader = Answer::Admitted {
+            cluster: 0xabc,
+            by_leader: true,
+        };
+        assert_eq!(
+            round.take(3, &by_leader),
+            Some(Verdict::Admitted {
+                member: 3,
+                cluster: 0xabc
+            })
+        );
+        let mut round = Round::default();
+        assert_eq!(round.take(1, &admit), None);
+        let refused = round.take(3, &Answer::Refused("lost its data".into()));
+        assert_eq!(
+            refused,
+            Some(Verdict::Refused(
+                "node 3 refuses this node: lost its data".into()
+            ))
+        );
+        let mut round = Round::default();
+        assert_eq!(round.take(1, &admit), None);
+        assert_eq!(
+            round.end(),
+            Verdict::Admitted {
+                member: 1,
+                cluster: 0xabc
+            }
+        );
+        assert_eq!(Round::default().end(), Verdict::NotYet(None));
+    }
+
+    /// A member of the first cluster on an empty data dir: admissions say nothing against it;
+    /// a refusal says what to do, ahead of a doubt; a doubt alone stops it too, and says to
+    /// remove the id and add it back.
+    #[test]
+    fn before_bootstrap_stops_on_a_refusal_or_a_doubt() {
+        let admit = Answer::Admitted {
+            cluster: 0xabc,
+            by_leader: true,
+        };
+        assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
+        assert_eq!(before_bootstrap(4, &[]), Ok(()));
+        let doubt = (2, Answer::Doubt("node 4 has run".into()));
+        let refusal = (3, Answer::Refused("gone".into()));
+        let err = before_bootstrap(4, &[(1, admit), doubt.clone(), refusal]).expect_err("refused");
+        assert_eq!(err, "node 3 refuses this node: gone");
+        let err = before_bootstrap(4, &[doubt]).expect_err("doubted");
+        assert!(
+            err.starts_with("node 2 refuses this node: node 4 has run"),
+            "{err}"
+        );
+        assert!(err.contains(&add_back(4)), "{err}");
+    }
+
+    /// A member's answer, from what it knows: not yet while it is joining itself or does not
+    /// count the node as a member; a doubt for another URL, or for a session when it is not
+    /// the settled leader; the settled leader's refusal for a session; else an admission,
+    /// the leader's when it is settled.
+    #[test]
+    fn a_members_answer_follows_what_it_knows() {
+        let url = "http://10.0.0.4:2380";
+        let mut view = MemberView {
+            to: 1,
+            cluster: 0xabc,
+            url: Some(format!("{url}/")),
+            session: None,
+            settled_leader: false,
+        };
+        let admitted = |by_leader| {
+            Ok(Answer::Admitted {
+                cluster: 0xabc,
+                by_leader,
+            })
+        };
+        assert_eq!(view.answer(4, url), admitted(false));
+        view.settled_leader = true;
+        assert_eq!(view.answer(4, url), admitted(true));
+        view.session = Some(7);
+        assert!(matches!(view.answer(4, url), Ok(Answer::Refused(r)) if r.contains("index 7")));
+        view.settled_leader = false;
+        assert!(matches!(view.answer(4, url), Ok(Answer::Doubt(r)) if r.contains("index 7")));
+        assert!(matches!(
+            view.answer(4, "http://10.0.0.9:2380"),
+            Ok(Answer::Doubt(r)) if r.contains("not at")
+        ));
+        view.url = None;
+        assert!(matches!(view.answer(4, url), Err(NoAnswer::NotMember(_))));
+        view.cluster = 0;
+        assert!(matches!(view.answer(4, url), Err(NoAnswer::Joining(_))));
     }
 
     /// One member admits node 4, another doubts it (it has a session for it, which a removal

@@ -4,7 +4,10 @@
 //! peer, snapshots reported delivered, a removed node's vote requests answered with "gone"),
 //! unless the test has cut the link. Tests run whole clusters on it, on a paused clock.
 //! Nodes do not share a disk: a snapshot travels with its data inline, read from the sender's
-//! file system ([`super::inline_snapshot`]).
+//! file system ([`super::inline_snapshot`]). A node that joins on an empty data dir refuses
+//! every message until it has asked the members it reaches and their answers admit it: each
+//! answers as the peer server would ([`MemberView::answer`]) and a round is weighed as over
+//! HTTP ([`Round`]), so a voter that lost its data is refused here too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
+use super::join::{self, Answer, MemberView, Round, Verdict};
 use super::{AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot};
 use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
@@ -37,7 +41,15 @@ struct Hub {
     shared: BTreeMap<u64, Arc<Shared>>,
     /// Links cut by the test, as (from, to).
     cut: BTreeSet<(u64, u64)>,
+    /// Each node's members and their peer URLs, as its raft node told its endpoint.
+    members: BTreeMap<u64, BTreeMap<u64, String>>,
+    /// Each node's cluster identity: [`CLUSTER`], or 0 while it joins and has not been
+    /// admitted.
+    cluster: BTreeMap<u64, u64>,
 }
+
+/// The identity of the one cluster on a network.
+const CLUSTER: u64 = 1;
 
 impl MemNet {
     /// A network with no node on it.
@@ -52,8 +64,23 @@ impl MemNet {
     /// Attaches node `id` (again, after a restart): its endpoint, and the queue of what its
     /// peers send it.
     pub fn attach(&self, id: u64) -> (MemEndpoint, mpsc::Receiver<PeerEvent>) {
+        self.attach_as(id, CLUSTER)
+    }
+
+    /// Attaches node `id`, started with `--join` on an empty data dir: it refuses every
+    /// message until [`MemNet::join_round`] admits it.
+    pub fn attach_joining(&self, id: u64) -> (MemEndpoint, mpsc::Receiver<PeerEvent>) {
+        self.attach_as(id, 0)
+    }
+
+    fn attach_as(&self, id: u64, cluster: u64) -> (MemEndpoint, mpsc::Receiver<PeerEvent>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.hub().nodes.insert(id, tx);
+        let mut hub = self.hub();
+        hub.nodes.insert(id, tx);
+        hub.cluster.insert(id, cluster);
+        // Its raft node tells the new endpoint its members again.
+        hub.members.remove(&id);
+        drop(hub);
         let endpoint = MemEndpoint {
             id,
             net: self.clone(),
@@ -83,6 +110,67 @@ impl MemNet {
     /// Mends every cut link.
     pub fn heal(&self) {
         self.hub().cut.clear();
+    }
+
+    /// What the attached members that node `id` reaches both ways answer it, asking to join
+    /// at `url` (members that give no answer yet are left out).
+    fn join_answers(&self, id: u64, url: &str) -> Vec<(u64, Answer)> {
+        let hub = self.hub();
+        hub.nodes
+            .keys()
+            .filter(|m| **m != id && !hub.cut.contains(&(id, **m)) && !hub.cut.contains(&(**m, id)))
+            .filter_map(|m| {
+                let known = hub.members.get(m).and_then(|peers| peers.get(&id)).cloned();
+                let cluster = hub.cluster.get(m).copied().unwrap_or(CLUSTER);
+                let view = MemberView::new(*m, cluster, known, hub.shared.get(m)?, id);
+                Some((*m, view.answer(id, url).ok()?))
+            })
+            .collect()
+    }
+
+    /// One round of node `id`'s questions to join at `url`; admitted, it takes messages.
+    pub fn join_round(&self, id: u64, url: &str) -> Verdict {
+        let mut round = Round::default();
+        let verdict = self
+            .join_answers(id, url)
+            .iter()
+            .find_map(|(m, answer)| round.take(*m, answer))
+            .unwrap_or_else(|| round.end());
+        if let Verdict::Admitted { cluster, .. } = &verdict {
+            self.hub().cluster.insert(id, *cluster);
+        }
+        verdict
+    }
+
+    /// What the members node `id` reaches say of it, a member of the first cluster about to
+    /// start at `url` on an empty data dir ([`join::before_bootstrap`]).
+    pub fn before_bootstrap(&self, id: u64, url: &str) -> Result<(), String> {
+        join::before_bootstrap(id, &self.join_answers(id, url))
+    }
+
+    /// Asks node `id` until it is admitted, refused (it hears so, and stops) or `stop` is
+    /// cancelled: the in-memory twin of the transport's lookup task.
+    pub async fn join(&self, id: u64, url: String, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.join_round(id, &url) {
+                Verdict::Admitted { member, .. } => {
+                    tracing::info!(member, "learned the cluster's identity from a member");
+                    return;
+                }
+                Verdict::Refused(reason) => {
+                    let inbox = self.hub().nodes.get(&id).cloned();
+                    if let Some(inbox) = inbox {
+                        let _ = inbox.send(PeerEvent::JoinRefused(reason)).await;
+                    }
+                    return;
+                }
+                Verdict::NotYet(_) => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(join::RETRY_PAUSE) => {}
+            }
+        }
     }
 }
 
@@ -133,14 +221,20 @@ impl MemEndpoint {
 }
 
 impl Network for MemEndpoint {
-    fn add_peer(&mut self, id: u64, _url: &str) {
+    fn add_peer(&mut self, id: u64, url: &str) {
         if id != self.id {
             self.peers.insert(id);
+            let mut hub = self.net.hub();
+            let members = hub.members.entry(self.id).or_default();
+            members.insert(id, url.to_string());
         }
     }
 
     fn remove_peer(&mut self, id: u64) {
         self.peers.remove(&id);
+        if let Some(members) = self.net.hub().members.get_mut(&self.id) {
+            members.remove(&id);
+        }
     }
 
     fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
@@ -159,7 +253,9 @@ impl Network for MemEndpoint {
                 .nodes
                 .get(&to)
                 .filter(|_| self.peers.contains(&to) && !hub.cut.contains(&(self.id, to)));
-            let Some(target) = target else {
+            // A node that has not been admitted yet refuses everything, as its peer server.
+            let joining = hub.cluster.get(&to) == Some(&0);
+            let Some(target) = target.filter(|_| !joining) else {
                 dropped.add(to, snapshots > 0);
                 continue;
             };
@@ -219,7 +315,12 @@ impl Network for MemEndpoint {
 
     fn cluster_id(&self) -> u64 {
         // One network, one cluster.
-        1
+        self.net
+            .hub()
+            .cluster
+            .get(&self.id)
+            .copied()
+            .unwrap_or(CLUSTER)
     }
 }
 

@@ -44,12 +44,13 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::join::{Answer, MemberView, NoAnswer};
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SNAPSHOT, HEADER_TO,
     HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
     decode_available, gone_as_of, gone_text, snapshot,
 };
-use crate::membership::{check_peer_scheme, normalize_url, validate_peer_url};
+use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
 
 pub use super::http::Refusal;
@@ -513,7 +514,6 @@ async fn receive_snapshot(
     received.map(|_| StatusCode::NO_CONTENT)
 }
 
-/// A joining node asks whether it is a member; the answer is the cluster's identity.
 /// A member's admission of a joining node: the cluster's identity, and whether the leader
 /// gave it, settled and in touch with a quorum (said in [`HEADER_LEADER`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -534,6 +534,8 @@ impl IntoResponse for Admission {
     }
 }
 
+/// A joining node asks whether it is a member; the answer is the cluster's identity. What to
+/// answer is decided by [`MemberView::answer`], which the simulator calls too.
 async fn answer_join(
     State(server): State<PeerServer>,
     headers: HeaderMap,
@@ -551,72 +553,21 @@ async fn answer_join(
         ));
     };
     server.check_to(from, to)?;
-    let ours = filter.cluster_id();
-    if ours == 0 {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("node {to} is joining too and does not know the cluster's identity yet"),
-        ));
-    }
-    match filter.member_url(from) {
-        Some(known) if normalize_url(&known) == normalize_url(url) => {
-            let running = server
-                .shared
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&from)
-                .copied();
-            let settled = server.shared.is_membership_settled();
-            let leads = server.shared.leader.load(Ordering::Acquire) == to;
-            match running {
-                // Any member admits it, as before the sessions were checked: one behind may
-                // not have applied the id's session (a gap the README names), but waiting for
-                // one sure of the latest membership could wait for ever. The new member may be
-                // the quorum itself: a leader of one voter that added a second steps down
-                // (CheckQuorum) unless the newcomer answers within an election timeout or so,
-                // and then no member is sure (found by a review of a version that waited).
-                // The leader says so, for a joining node to prefer its word to a
-                // follower's doubt.
-                None => Ok(Admission {
-                    cluster: ours,
-                    by_leader: settled && leads,
-                }),
-                // For good only from the leader, in touch with a quorum: its log holds every
-                // committed entry, where a follower, settled or not, may not have applied a
-                // removal and re-addition of the id since that session began. A node about
-                // to make its first entries again stops on this answer too (`Lookup`).
-                Some(session) if !(settled && leads) => Err(Refusal::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "as far as node {to} knows, node {from} has run since it was last added \
-                         (its session began at log index {session}); node {to} is not the \
-                         leader, or not sure its membership is the latest: ask another"
-                    ),
-                )),
-                Some(session) => Err(Refusal::new(
-                    StatusCode::GONE,
-                    format!(
-                        "node {from} has run since it was last added (its session began at log \
-                         index {session}), so this start on an empty data dir lost that run's \
-                         data: the votes it cast and the entries it acknowledged, which Raft \
-                         needs every voter to keep: {}",
-                        super::join::add_back(from)
-                    ),
-                )),
-            }
+    let view = MemberView::new(
+        to,
+        filter.cluster_id(),
+        filter.member_url(from),
+        &server.shared,
+        from,
+    );
+    match view.answer(from, url) {
+        Ok(Answer::Admitted { cluster, by_leader }) => Ok(Admission { cluster, by_leader }),
+        Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
+        Ok(Answer::Doubt(reason)) => Err(Refusal::new(StatusCode::CONFLICT, reason)),
+        Err(NoAnswer::Joining(reason)) => {
+            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, reason))
         }
-        Some(known) => Err(Refusal::new(
-            StatusCode::CONFLICT,
-            format!("node {from} is a member at {known}, not at {url}"),
-        )),
-        None => Err(Refusal::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "node {from} is not a member of this cluster (as node {to} knows it): add it \
-                 first with POST /{from} on a member"
-            ),
-        )),
+        Err(NoAnswer::NotMember(reason)) => Err(Refusal::new(StatusCode::NOT_FOUND, reason)),
     }
 }
 

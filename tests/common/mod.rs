@@ -221,6 +221,12 @@ impl TestCluster {
         self.nodes.insert(id, node);
     }
 
+    /// Wipes stopped node `id`'s disk: its next start is on an empty data dir.
+    pub fn wipe(&mut self, id: u64) {
+        assert!(!self.nodes.contains_key(&id), "node {id} is running");
+        self.disks.insert(id, MemFs::new(id + 1000));
+    }
+
     /// Adds a slot for one more node, returning its id.
     pub fn grow(&mut self) -> u64 {
         let id = self.peers.len() as u64 + 1;

@@ -35,6 +35,7 @@ pub fn from_env() {
         Mutation::WithdrawnWithoutFence,
         Mutation::KeepSessionOlderThanAddition,
         Mutation::KeepRenewalOlderThanReaddition,
+        Mutation::AdmitWipedVoter,
     ];
     let m = all
         .into_iter()
@@ -213,6 +214,19 @@ fn mutation_keep_renewal_older_than_readdition() {
     caught(
         Mutation::KeepRenewalOlderThanReaddition,
         &["counted as running since the member's latest addition"],
+        Length::Quick,
+        3000,
+    );
+}
+
+/// A voter whose folders were wiped, started with `--join` without its removal and
+/// re-addition, is refused: it lost the votes it cast and the entries it acknowledged (the
+/// join path, `transport::join`, which the simulator runs since the wiped voters were added).
+#[test]
+fn mutation_admit_wiped_voter() {
+    caught(
+        Mutation::AdmitWipedVoter,
+        &["after its folders were wiped"],
         Length::Quick,
         3000,
     );

@@ -265,6 +265,16 @@ impl Batch {
             "starts refused over a flipped synced byte (as they must be)",
             sum(&|s| s.refusals).to_string(),
         );
+        row(
+            "voters wiped without removal, started with --join / starts refused / admitted by \
+             members none of which knew it ran",
+            format!(
+                "{} / {} / {}",
+                sum(&|s| s.wiped_voters),
+                sum(&|s| s.wiped_refused),
+                sum(&|s| s.wiped_admitted)
+            ),
+        );
         for kind in Fault::ALL {
             let (count, runs) = faults.get(&kind).copied().unwrap_or_default();
             row(

@@ -31,6 +31,7 @@ use raftexample::raft_node::{
     Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError,
     replay_wal_on,
 };
+use raftexample::transport::join::{self, MemberView, Round, Verdict};
 use raftexample::transport::{PeerEvent, SnapshotId, gone_as_of};
 use raftexample::wal::Record;
 use rand::rngs::SmallRng;
@@ -205,6 +206,10 @@ struct SimNode {
     flip: Option<Flip>,
     /// The life in which its removal was undone while it ran (see `send_change`).
     undone_in_life: Option<u64>,
+    /// Its folders were wiped while it was a voter, not removed (see [`World::wipe_voter`]):
+    /// the latest membership change of it that took effect then. Until another one does, it
+    /// must not be admitted again.
+    wiped: Option<Option<(u64, Change)>>,
 }
 
 /// Ids added back while registering: where an episode stands (see
@@ -267,6 +272,12 @@ const UNDO_REMOVAL: f64 = 0.5;
 /// removed node's session to be caught.)
 const REMOVE_UNREACHABLE: f64 = 0.3;
 
+/// How often a fault of a mixed schedule is, instead, a voter's folders wiped without its
+/// removal, and the voter started again with `--join` (an operator's mistake; see
+/// [`World::wipe_voter`]). Drawn from a source of its own, so that a schedule that draws no
+/// such fault draws everything else as it did before.
+const WIPE_VOTER: f64 = 0.03;
+
 /// What one run counted.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -300,6 +311,14 @@ pub struct Stats {
     pub starts: u64,
     /// Starts refused because of a byte flipped in synced data, as they must be.
     pub refusals: u64,
+    /// Voters whose folders were wiped without their removal, and started again.
+    pub wiped_voters: u64,
+    /// Starts of such voters refused, as they must be (the node stops, saying to remove the
+    /// id and add it back).
+    pub wiped_refused: u64,
+    /// Such voters admitted by members none of which knew of their session (the leader could
+    /// not answer): a gap the README names.
+    pub wiped_admitted: u64,
     /// Simulated nanoseconds the run lasted.
     pub simulated: Nanos,
     /// Events handled.
@@ -351,6 +370,8 @@ type Probe = (
 pub struct World {
     plan: Plan,
     rng: SmallRng,
+    /// Draws the wiped voters (see [`WIPE_VOTER`]), apart from `rng`.
+    wipe_rng: SmallRng,
     now: Nanos,
     start: Instant,
     /// What the thread held before the world was made (see `memory.rs`).
@@ -417,11 +438,13 @@ impl World {
         let memory_base = crate::memory::held();
         crate::memory::reset_peak();
         let rng = SmallRng::seed_from_u64(plan.seed);
+        let wipe_rng = SmallRng::seed_from_u64(plan.seed ^ 0x3a9e_3a9e_3a9e_3a9e);
         let start = Instant::now();
         let links = Links::new(plan.latency);
         let clients = plan.clients;
         let mut world = World {
             rng,
+            wipe_rng,
             now: 0,
             start,
             memory_base,
@@ -497,6 +520,7 @@ impl World {
                     lost_power: false,
                     flip: None,
                     undone_in_life: None,
+                    wiped: None,
                 },
             );
         }
@@ -978,33 +1002,77 @@ impl World {
         None
     }
 
-    /// A joining node asks a reachable member whether it was added at its URL.
+    /// A joining node asks the members it can reach whether it was added at its URL, and
+    /// weighs their answers: each member answers as its peer server would
+    /// ([`MemberView::answer`], from what its network and shared state hold), and the round is
+    /// weighed as `transport::join::Lookup` weighs one ([`Round`]).
     fn join_lookup(&mut self, node: u64, life: u64) {
         if !self.alive(node, life) {
             return;
         }
         let url = self.nodes[&node].url.clone();
-        let mut askable: Vec<u64> = Vec::new();
+        let mut round = Round::default();
+        let mut settled = None;
+        // The members it reaches that count it as running since its latest addition, read
+        // from their state, not from their answers: none may let it in.
+        let mut knew = Vec::new();
         for (id, n) in &self.nodes {
-            if *id != node
-                && n.proc.is_some()
-                && !self.links.is_cut(node, *id)
-                && !self.links.is_cut(*id, node)
-            {
-                askable.push(*id);
+            let Some(p) = n.proc.as_ref() else { continue };
+            if *id == node || self.links.is_cut(node, *id) || self.links.is_cut(*id, node) {
+                continue;
+            }
+            if p.counts_running(node) {
+                knew.push(*id);
+            }
+            if settled.is_some() {
+                continue;
+            }
+            let view = MemberView::new(
+                *id,
+                p.net.cluster_id(),
+                p.net.member_url(node),
+                &p.shared,
+                node,
+            );
+            if let Ok(answer) = view.answer(node, &url) {
+                settled = round.take(*id, &answer);
             }
         }
-        let answered = askable.iter().any(|m| {
-            self.nodes[m].proc.as_ref().is_some_and(|p| {
-                p.net.cluster_id() != 0 && p.net.member_url(node) == Some(url.clone())
-            })
-        });
-        let p = self.nodes[&node].proc.as_ref().expect("alive");
-        if answered {
-            p.net.adopt_cluster_id(self.cluster_id);
-            self.note(|| format!("n{node} learned the cluster's identity"));
-        } else {
-            self.schedule(self.now + TICK, Event::JoinLookup { node, life });
+        match settled.unwrap_or_else(|| round.end()) {
+            Verdict::Admitted { member, cluster } => {
+                if let Some(since) = self.nodes[&node].wiped
+                    && self.inv.last_change(node) == since
+                {
+                    if knew.is_empty() {
+                        // The first gap the README names: the leader cannot answer, and the
+                        // members that do have not applied its session yet.
+                        self.stats.wiped_admitted += 1;
+                        self.note(|| {
+                            format!("n{node}, wiped, admitted: no member it reached knew it ran")
+                        });
+                        // A member like any other from now on.
+                        self.nodes.get_mut(&node).expect("node exists").wiped = None;
+                    } else {
+                        self.violation(format!(
+                            "node {node} was admitted by node {member} after its folders were \
+                             wiped while it was a voter, not removed, although nodes {knew:?}, \
+                             which it asked, count it as running since its latest addition: it \
+                             lost the votes it cast and the entries it acknowledged"
+                        ));
+                    }
+                }
+                let p = self.nodes[&node].proc.as_ref().expect("alive");
+                p.net.adopt_cluster_id(cluster);
+                self.note(|| format!("n{node} learned the cluster's identity from n{member}"));
+            }
+            Verdict::Refused(reason) => {
+                self.note(|| format!("n{node} is refused: {reason}"));
+                // As the transport's lookup task: the node stops on it.
+                self.input(node, |n| n.on_peer_event(PeerEvent::JoinRefused(reason)));
+            }
+            Verdict::NotYet(_) => {
+                self.schedule(self.now + TICK, Event::JoinLookup { node, life });
+            }
         }
     }
 
@@ -1025,45 +1093,56 @@ impl World {
         let fs: raftexample::disk::SharedFs = Arc::new(node.fs.clone());
         let flip = node.flip.take();
         self.stats.starts += 1;
-        let started = replay_wal_on(&config, fs).and_then(|mut recovered| {
-            let storage = recovered.storage.clone();
-            let snapshot_index = recovered.snapshot_index;
-            let kv = KvStore::new(std::mem::take(&mut recovered.kv), snapshot_index);
-            let (net, handle) =
-                node_network(id, recovered.cluster_id, storage.snapshotter().clone());
-            let shared = Arc::new(Shared::default());
-            let metrics = Arc::new(Metrics::new(id));
-            let cluster_id = recovered.cluster_id;
-            let env = NodeEnv {
-                clock: self.clock.clone(),
-                seed: self.rng.random(),
-            };
-            let node = RaftNode::new(
-                &config,
-                recovered,
-                Box::new(net),
-                Applier::inline(kv.clone()),
-                shared.clone(),
-                metrics,
-                env,
-            )?;
-            Ok((
-                Process {
-                    node,
-                    kv,
-                    net: handle,
-                    shared,
-                    storage,
-                    applied_seen: u64::MAX,
-                    commit_seen: 0,
-                    snapshot_seen: 0,
-                    told_commit: 0,
-                    hold_at: None,
-                    uncounted: None,
-                },
-                cluster_id,
-            ))
-        });
+        // As `raftexample::start`: a member of the first cluster on an empty data dir asks the
+        // others first whether its id has run (the ones it reaches answer in time here).
+        let empty = !raftexample::wal::Wal::exists_on(&node.fs, &config.wal_dir());
+        let started = if !config.join && empty && config.cluster.len() > 1 {
+            self.before_bootstrap(id).map_err(StartError::LostData)
+        } else {
+            Ok(())
+        };
+        let started =
+            started
+                .and_then(|()| replay_wal_on(&config, fs))
+                .and_then(|mut recovered| {
+                    let storage = recovered.storage.clone();
+                    let snapshot_index = recovered.snapshot_index;
+                    let kv = KvStore::new(std::mem::take(&mut recovered.kv), snapshot_index);
+                    let (net, handle) =
+                        node_network(id, recovered.cluster_id, storage.snapshotter().clone());
+                    let shared = Arc::new(Shared::default());
+                    let metrics = Arc::new(Metrics::new(id));
+                    let cluster_id = recovered.cluster_id;
+                    let env = NodeEnv {
+                        clock: self.clock.clone(),
+                        seed: self.rng.random(),
+                    };
+                    let node = RaftNode::new(
+                        &config,
+                        recovered,
+                        Box::new(net),
+                        Applier::inline(kv.clone()),
+                        shared.clone(),
+                        metrics,
+                        env,
+                    )?;
+                    Ok((
+                        Process {
+                            node,
+                            kv,
+                            net: handle,
+                            shared,
+                            storage,
+                            applied_seen: u64::MAX,
+                            commit_seen: 0,
+                            snapshot_seen: 0,
+                            told_commit: 0,
+                            hold_at: None,
+                            uncounted: None,
+                        },
+                        cluster_id,
+                    ))
+                });
         match started {
             Ok((proc, cluster_id)) => {
                 if let Some(flip) = &flip
@@ -1095,7 +1174,57 @@ impl World {
                     self.schedule(self.now + TICK, Event::JoinLookup { node: id, life });
                 }
             }
+            Err(StartError::LostData(why)) if self.nodes[&id].wiped.is_some() => {
+                self.wiped_refused(id, &why)
+            }
             Err(err) => self.refused(id, err, flip),
+        }
+    }
+
+    /// What the members node `id` reaches answer a member of the first cluster about to start
+    /// on an empty data dir ([`join::before_bootstrap`]).
+    fn before_bootstrap(&self, id: u64) -> Result<(), String> {
+        let url = self.nodes[&id].url.clone();
+        let answers: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(m, _)| {
+                **m != id && !self.links.is_cut(id, **m) && !self.links.is_cut(**m, id)
+            })
+            .filter_map(|(m, n)| {
+                let p = n.proc.as_ref()?;
+                let view =
+                    MemberView::new(*m, p.net.cluster_id(), p.net.member_url(id), &p.shared, id);
+                Some((*m, view.answer(id, &url).ok()?))
+            })
+            .collect();
+        join::before_bootstrap(id, &answers)
+    }
+
+    /// Node `id`, whose folders were wiped while it was a voter, was refused, as it must be:
+    /// the reason must say to remove the id and add it back, and the operator does so (the
+    /// removal now, through a running voter; an addition, as for any removed id, when a later
+    /// membership change draws it). Until the removal commits it is not started again but to
+    /// converge (see `not_converged`), and is refused again.
+    fn wiped_refused(&mut self, id: u64, why: &str) {
+        if why.contains(&join::add_back(id)) {
+            self.stats.wiped_refused += 1;
+        } else {
+            self.violation(format!(
+                "node {id}, wiped while a voter, was refused without being told to remove the \
+                 id and add it back: {why}"
+            ));
+        }
+        self.nodes.get_mut(&id).expect("node exists").life = Life::Removed;
+        let voters = self.voters();
+        let via = self
+            .running()
+            .into_iter()
+            .find(|v| voters.contains(v) && *v != id);
+        if let Some(via) = via {
+            self.changes_sent += 1;
+            self.note(|| format!("admin: remove n{id}, refused after its wipe, via n{via}"));
+            self.ask_change(via, MemberChange::Remove { id }, false, Vec::new());
         }
     }
 
@@ -1226,6 +1355,12 @@ impl World {
                     )),
                 }
                 self.nodes.get_mut(&id).expect("node exists").life = Life::Removed;
+            }
+            // Refused after its wipe (a disk fault injected since may stop it too).
+            Exit::Fatal(why)
+                if self.nodes[&id].wiped.is_some() && !self.nodes[&id].expect_fatal =>
+            {
+                self.wiped_refused(id, &why);
             }
             Exit::Fatal(why) => {
                 let node = self.nodes.get_mut(&id).expect("node exists");
@@ -1650,6 +1785,7 @@ impl World {
             // answered yet, and the node is started only once it is.)
             let node = self.nodes.get_mut(&id).expect("node exists");
             node.fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
+            node.wiped = None;
             node.config.join = true;
             node.config.cluster = (1..=self.plan.max_id).map(url_of).collect();
             node.flip = None;
@@ -1657,7 +1793,14 @@ impl World {
                 id,
                 url: url_of(id),
             }
-        } else if voters.len() >= 3 {
+        } else if voters
+            .iter()
+            .filter(|v| self.nodes[v].wiped.is_none())
+            .count()
+            >= 3
+        {
+            // (A wiped voter does not count: two voters, one of them wiped, have no quorum
+            // left to remove it by.)
             let leader = running
                 .iter()
                 .find(|id| {
@@ -1801,6 +1944,12 @@ impl World {
                 return self.remove_while_registering();
             }
             Kind::Mixed | Kind::ReAdd => {}
+        }
+        if self.plan.kind == Kind::Mixed
+            && self.wipe_rng.random_bool(WIPE_VOTER)
+            && self.wipe_voter()
+        {
+            return;
         }
         let kind = self.plan.faults[self.rng.random_range(0..self.plan.faults.len())];
         let lasting = self.between(200 * MS, 3 * SECOND);
@@ -1964,6 +2113,56 @@ impl World {
             *self.stats.faults.entry(kind).or_default() += 1;
             self.note(|| format!("fault injected: {}", kind.name()));
         }
+    }
+
+    /// An operator's mistake: a voter's folders wiped (a running one's process killed first)
+    /// and the node started again with `--join`, neither removed nor added back. Only a voter
+    /// the leader counts as running (its session committed: every later leader, once settled,
+    /// has applied it and refuses the node for good), only one at a time, and only while at
+    /// least two other voters remain (the quorum that removes it once it is refused). Its
+    /// members must refuse it (see `join_lookup` and `wiped_refused`), and every safety check
+    /// must hold. `false`: no voter fits, and the drawn fault is injected instead.
+    fn wipe_voter(&mut self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let voters = self.voters();
+        if voters.len() < 3 || self.nodes.values().any(|n| n.wiped.is_some()) {
+            return false;
+        }
+        let counted = self.nodes[&leader].proc.as_ref().expect("the leader runs");
+        let victims: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| {
+                matches!(self.nodes[v].life, Life::Up | Life::Down) && counted.counts_running(*v)
+            })
+            .collect();
+        if victims.is_empty() {
+            return false;
+        }
+        let id = victims[self.wipe_rng.random_range(0..victims.len())];
+        let running = self.nodes[&id].proc.is_some();
+        self.note(|| {
+            let how = if running { "running" } else { "stopped" };
+            format!("fault: n{id}'s folders wiped ({how}, not removed), started with --join")
+        });
+        self.crash(id);
+        let since = self.inv.last_change(id);
+        let seed = self.wipe_rng.random();
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        node.fs = SimFs::new(seed, self.plan.sync_cost);
+        node.flip = None;
+        node.config.join = true;
+        node.config.cluster = (1..=self.plan.max_id).map(url_of).collect();
+        node.wiped = Some(since);
+        self.stats.wiped_voters += 1;
+        if running {
+            self.nodes.get_mut(&id).expect("node exists").life = Life::Down;
+            self.start(id);
+        }
+        // A stopped one starts at the restart already due.
+        true
     }
 
     fn count_fault(&mut self, kind: Fault) {
