@@ -117,6 +117,11 @@ pub fn encode_proposal(id: ProposalId, floor: u64, command: &[u8]) -> Vec<u8> {
     data
 }
 
+/// Whether `data` is a session registration's (or its start), told by its first byte alone.
+pub fn is_registration(data: &[u8]) -> bool {
+    data.first() == Some(&TAG_REGISTER)
+}
+
 /// `Entry.data` of a session registration.
 pub fn encode_register(origin: u64, nonce: u64) -> Vec<u8> {
     let mut data = Vec::with_capacity(1 + 2 * varint::MAX_LEN);

@@ -332,12 +332,32 @@ pub struct Shared {
     /// one is delivered: such a node stays behind however often the leader tries, and
     /// `/-/ready` says why.
     pub snapshot_refused: Mutex<Option<(Option<SentSnapshot>, String)>>,
+    /// What this node's answer to a joining node rests on (`transport::join`'s
+    /// `MemberView`): published as one piece, so that an answer never catches a session
+    /// between the log and the applied table.
+    pub join_facts: Mutex<JoinFacts>,
+}
+
+/// What a member knows of who has run, for its answer to a node that asks to join on an empty
+/// data dir: one under an id that has run since it was last added lost the data of that run,
+/// and is refused (`transport::join`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinFacts {
     /// The members whose session in the exactly-once table this node has applied began after
     /// their latest addition, and each session's id (its registration's index): each has run
-    /// since it was last added. A node that asks to join on an empty data dir under one of
-    /// these ids lost the data of that run, and is refused (`transport::server`'s
-    /// `answer_join`).
-    pub running: Mutex<BTreeMap<u64, u64>>,
+    /// since it was last added.
+    pub running: BTreeMap<u64, u64>,
+    /// The session registrations this node's log holds past what it has applied (appended,
+    /// committed or not), by the node that registered, and the first one's index. Published
+    /// before this node acknowledges them, and taken out once applied (then `running` says
+    /// it), overwritten (never committed) or replaced by a snapshot (whose table holds it): a
+    /// registration that committed is in the log of a quorum, which then all say so.
+    pub logged: BTreeMap<u64, u64>,
+    /// The voters of the membership this node has applied, in ascending order.
+    pub voters: Vec<u64>,
+    /// Whether its log may hold a membership change it has not applied (or, leading, it holds
+    /// back committed entries): its voters may be behind its own log.
+    pub changing: bool,
 }
 
 /// Answers kept in [`Shared::probe_answers`]: with a round every two ticks and a window of an
@@ -450,6 +470,21 @@ impl Shared {
     /// (see [`membership_settled`](Self::membership_settled)).
     pub fn is_membership_settled(&self) -> bool {
         self.membership_settled.load(Ordering::Acquire)
+    }
+
+    /// Whether this node counts member `id` as running since its latest addition, by the
+    /// sessions it has applied.
+    pub fn counts_running(&self, id: u64) -> bool {
+        self.join_facts().running.contains_key(&id)
+    }
+
+    /// A copy of [`join_facts`](Self::join_facts).
+    pub fn join_facts(&self) -> JoinFacts {
+        // Plain values: what a panicking writer left is still usable.
+        self.join_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

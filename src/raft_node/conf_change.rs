@@ -222,7 +222,7 @@ impl RaftNode {
         self.set_members(members);
         // Who ran since added changes with either: a removal forgets the session, an addition
         // makes an earlier one count no more.
-        self.publish_sessions();
+        self.publish_join_facts();
         Ok(())
     }
 

@@ -32,6 +32,7 @@ pub mod replay;
 mod snapshots;
 mod status;
 pub mod storage;
+mod tail;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -239,6 +240,12 @@ pub struct RaftNode {
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
     /// appends (and the ones they replace) and the snapshots it installs.
     conf_in_log_to: u64,
+    /// The registrations and membership changes in the log past `applied`, for this node's
+    /// answers to joining nodes ([`Shared::join_facts`]).
+    tail: tail::UnappliedTail,
+    /// Whether the last [`JoinFacts`](crate::request::JoinFacts) published said a membership
+    /// change was pending.
+    published_changing: bool,
     /// When each voter's messages last arrived, and in which term (only the current term's
     /// count): a leader counts itself in touch with its voters only while a quorum of them
     /// was heard lately, and hands leadership only to one heard lately.
@@ -360,6 +367,7 @@ impl RaftNode {
         let timeout = config.proposal_timeout();
         let tick = config.tick();
         let conf_in_log_to = rn.raft.raft_log.last_index();
+        let tail = unapplied_tail(&rn, recovered.snapshot_index);
         let bootstrapped_with = recovered
             .wal
             .as_ref()
@@ -428,6 +436,8 @@ impl RaftNode {
             leader_commit: 0,
             commit_to_hear: 0,
             conf_in_log_to,
+            tail,
+            published_changing: false,
             heard_at: Default::default(),
             lost_log_said: None,
             leader_term: (raft::INVALID_ID, 0),
@@ -442,7 +452,7 @@ impl RaftNode {
         if node.members.contains(config.id) {
             node.proposals.started_as_member();
         }
-        node.publish_sessions();
+        node.publish_join_facts();
         Ok(node)
     }
 
@@ -503,6 +513,29 @@ impl RaftNode {
             .as_mut()
             .expect("the WAL was created just above when it was missing"))
     }
+}
+
+/// The tail of a log replayed at start-up: its entries past `applied`, read a chunk at a time
+/// (the log may hold tens of megabytes). One that cannot be read counts as holding a
+/// membership change, so that no joining node counts on this node's voters until it has
+/// applied that far.
+fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTail {
+    let log = &rn.raft.raft_log;
+    let mut tail = tail::UnappliedTail::default();
+    let mut next = applied + 1;
+    while next <= log.last_index() {
+        match log.entries(next, Some(1 << 20), raft::GetEntriesContext::empty(false)) {
+            Ok(entries) if !entries.is_empty() => {
+                next = entries[entries.len() - 1].index + 1;
+                tail.append(&entries);
+            }
+            _ => {
+                tail.unreadable(log.last_index());
+                break;
+            }
+        }
+    }
+    tail
 }
 
 /// Sets raft's randomized election timeout from `rng`, in raft's own range.

@@ -474,6 +474,9 @@ impl RaftNode {
             let index = rd.snapshot().get_metadata().index;
             self.conf_in_log_to = self.conf_in_log_to.min(index);
             self.install_snapshot(rd.snapshot().clone())?;
+            // After the snapshot's table was published: a session is never in neither.
+            self.tail.clear();
+            self.refresh_join_facts();
         }
         // 3. Entries committed and already durable here (a leader holds back its own removal:
         // see `commit_entries`).
@@ -483,7 +486,11 @@ impl RaftNode {
         }
         // 4. New entries and hard state: one write, one sync (raft says when a sync is due).
         self.note_conf_changes(rd.entries());
+        self.tail.append(rd.entries());
         self.persist(rd.hs(), rd.entries(), rd.must_sync())?;
+        // Before the acknowledgements below: a member that helped commit a registration
+        // says so from then on.
+        self.refresh_join_facts();
         // 5. ReadIndex answers.
         self.on_read_states(rd.take_read_states());
         // 6. Follower and candidate messages, now that the WAL holds what they promise.
@@ -501,18 +508,43 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Publishes which members have run since they were last added (a session that began
-    /// since), for the peer server's answers to joining nodes (see
-    /// [`Shared::running`](crate::request::Shared::running)); after each change to the table's
-    /// sessions or to the members.
-    pub(super) fn publish_sessions(&self) {
+    /// Publishes what this node's answers to joining nodes rest on (see
+    /// [`JoinFacts`](crate::request::JoinFacts)): which members have run since they were last
+    /// added (a session that began since), what its log holds past what it applied, and its
+    /// voters. After each change to the table's sessions or to the members, and whenever the
+    /// log's tail moves (see [`refresh_join_facts`](Self::refresh_join_facts)).
+    pub(super) fn publish_join_facts(&mut self) {
         let mut running = self.sessions.origins();
         running.retain(|id, session| self.members.ran_since_added(*id, *session));
+        self.tail.take_moved();
+        self.published_changing = self.changing();
+        let mut voters = self.conf_state.voters.clone();
+        voters.sort_unstable();
+        let facts = crate::request::JoinFacts {
+            running,
+            logged: self.tail.logged(),
+            voters,
+            changing: self.published_changing,
+        };
         *self
             .shared
-            .running
+            .join_facts
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = running;
+            .unwrap_or_else(|p| p.into_inner()) = facts;
+    }
+
+    /// Publishes the join facts again if the log's tail moved since, or a leader began or
+    /// ended holding back entries.
+    fn refresh_join_facts(&mut self) {
+        if self.tail.take_moved() || self.changing() != self.published_changing {
+            self.publish_join_facts();
+        }
+    }
+
+    /// Whether the voters this node has applied may be behind its own log: a membership
+    /// change in the log is not applied yet, or a leader holds back committed entries.
+    fn changing(&self) -> bool {
+        self.tail.changing() || !self.held.is_empty()
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
@@ -842,6 +874,13 @@ impl RaftNode {
             self.held.append(&mut entries);
             return Ok(());
         }
+        let result = self.commit_in_order(entries);
+        self.refresh_join_facts();
+        result
+    }
+
+    /// [`commit_entries`](Self::commit_entries) with no entries held back yet.
+    fn commit_in_order(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
         if self.rn.raft.state == StateRole::Leader {
             // A removal is judged against the members as applied before it, so each change
             // in the batch is applied before the next is judged: a new leader may commit
@@ -933,6 +972,9 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
+        // After the table was published (`admit`): a session is never in neither.
+        self.tail.applied(last);
+        self.refresh_join_facts();
         self.check_cluster_flag();
         // The peer server judges a removed node's vote requests by it: a candidate whose log
         // is no further was not added back since.
@@ -955,7 +997,7 @@ impl RaftNode {
                 Ok(Payload::Proposal { id, floor, .. }) => Some((id, floor)),
                 Ok(Payload::Register { origin, nonce }) => {
                     self.sessions.register(origin, nonce, entry.index);
-                    self.publish_sessions();
+                    self.publish_join_facts();
                     self.proposals.on_registration(origin, &self.sessions, now);
                     None
                 }

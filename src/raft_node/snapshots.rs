@@ -152,6 +152,8 @@ impl RaftNode {
         self.storage.mem.wl().apply_snapshot(snap)?;
         self.storage.set_latest_snapshot(meta.clone());
         self.metrics.snapshots.inc();
+        // Before the join facts are published below, which name the voters.
+        self.conf_state = meta.get_conf_state().clone();
         match state {
             Ok(state) => {
                 if state.members.contains(self.id) {
@@ -159,7 +161,7 @@ impl RaftNode {
                 }
                 self.set_members(state.members);
                 self.sessions = state.sessions;
-                self.publish_sessions();
+                self.publish_join_facts();
             }
             // The error names the part: members, sessions or skipped changes.
             Err(err) => tracing::error!(
@@ -167,7 +169,6 @@ impl RaftNode {
                 "cannot read the snapshot's members and exactly-once table; keeping this node's"
             ),
         }
-        self.conf_state = meta.get_conf_state().clone();
         // Requests of this node that the snapshot shows applied are answered once it is
         // restored.
         let done =

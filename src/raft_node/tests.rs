@@ -1582,7 +1582,7 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
     let status = elected_by_node_2(&node).await;
     let term = status.term;
     let ack = |index: u64| acked_by_node_2(term, index);
-    let running = || node.shared.running.lock().expect("not poisoned").clone();
+    let running = || node.shared.join_facts().running;
     // Node 2 acknowledges whatever node 1 appends: a proposal through node 2 commits.
     let commit = |entry: Entry| {
         let node = &node;
@@ -1622,6 +1622,77 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
     // Node 3's process, started after the re-addition, registers: it has run.
     let session = commit(register(0xF00D)).await;
     assert_eq!(running().get(&3), Some(&session));
+}
+
+/// A member says a registration from its log as soon as it has appended it, before it
+/// acknowledges it (so the quorum that commits it all say so), and from its table once it is
+/// applied; it says its voters, and they count, only while no membership change in its log is
+/// unapplied. A member that said a session from its table alone let a node that lost its data
+/// in (simulator seed 10500710: one that lagged admitted it, and a committed entry changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_said_from_the_log_before_it_is_applied() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster.clone(), false).await;
+    let term = elected_by_node_2(&node).await.term;
+    let facts_become = |what: &'static str, check: &dyn Fn(&crate::request::JoinFacts) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let facts = node.shared.join_facts();
+            if check(&facts) {
+                return facts;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {facts:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    facts_become("the bootstrap voters, nothing pending", &|f| {
+        f.voters == [1, 2, 3] && !f.changing
+    });
+    // Node 2 forwards node 3's registration; node 1 appends it and waits for node 2's ack.
+    let propose = |entry: Entry| {
+        let node = &node;
+        async move {
+            let mut propose = message(MsgPropose, 2, 1, 0);
+            propose.set_entries(vec![entry].into());
+            node.step(propose).await.expect("running").last_index
+        }
+    };
+    let register = Entry {
+        data: crate::proposal::encode_register(3, 0xF00D).into(),
+        ..Default::default()
+    };
+    let index = propose(register).await;
+    let facts = facts_become("the registration said from the log", &|f| {
+        f.logged.get(&3) == Some(&index)
+    });
+    assert!(
+        !facts.running.contains_key(&3),
+        "applied before committed: {facts:?}"
+    );
+    node.step(acked_by_node_2(term, index))
+        .await
+        .expect("running");
+    facts_become("the registration said from the table once applied", &|f| {
+        f.running.get(&3) == Some(&index) && f.logged.is_empty()
+    });
+
+    // A membership change appended: the voters this node applied may be behind its log.
+    let add = propose(conf_change(
+        0,
+        0,
+        ConfChangeType::AddNode,
+        4,
+        "http://127.0.0.1:4",
+    ))
+    .await;
+    facts_become("a change pending", &|f| f.changing && f.voters == [1, 2, 3]);
+    node.step(acked_by_node_2(term, add))
+        .await
+        .expect("running");
+    facts_become("the change applied", &|f| {
+        !f.changing && f.voters == [1, 2, 3, 4]
+    });
 }
 
 /// How many proposals `event` forwards or sends.

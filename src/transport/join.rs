@@ -15,14 +15,23 @@
 //! and add it back; another member that knows of the session says so (409). A member with no
 //! session for the id admits it.
 //!
+//! A member knows of a session once its log holds the registration, applied or not: a
+//! registration that committed is in the log of a quorum of the voters, so any set of members
+//! that outnumbers the voters outside a quorum holds one that knows it.
+//!
 //! So the node asks every member at once, round after round, and weighs their answers: the
-//! leader's refusal or admission is final; another member's admission counts only when no
-//! member doubts it. A member that has not applied the session yet (it joined a moment ago, or
-//! lags) would admit a node that lost its data, and one that has not applied a removal and
-//! re-addition yet doubts a node that may join: the leader's word settles both, and until it
-//! comes a doubt holds the node back (asked one at a time, the first to answer decided).
+//! leader's refusal or admission is final; without it, an admission counts only when every
+//! other voter admits the node, each with the same voters applied and no membership change
+//! pending in its log, and no member doubts it. One member's admission was enough until
+//! 2026-12-06: a member that had not applied the session yet (it joined a moment ago, or lagged)
+//! admitted a node that lost its data, and the simulator showed a committed entry changed
+//! that way. One that has not applied a removal and re-addition yet doubts a node that may
+//! join: the leader's word settles that, and until it comes a doubt holds the node back.
+//! Every other voter, not the leader alone: a leader of one voter that added a second steps
+//! down (CheckQuorum) unless the newcomer answers within an election timeout or so, and then
+//! only the first voter's word can let it in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,7 +41,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
-use super::{HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, HttpClient, JOIN_PATH, PeerFilter};
+use super::{
+    HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient, JOIN_PATH,
+    PeerFilter,
+};
 use crate::membership::normalize_url;
 use crate::mutation::{self, Mutation};
 use crate::request::Shared;
@@ -66,6 +78,9 @@ pub enum Answer {
         cluster: u64,
         /// Said by the leader, settled and in touch with a quorum.
         by_leader: bool,
+        /// The voters of the membership the member has applied, when no membership change
+        /// is pending in its log (the admission then counts towards every voter's).
+        voters: Option<Vec<u64>>,
     },
     /// The node must not join as it is, and why: the leader's word (410 Gone).
     Refused(String),
@@ -99,6 +114,11 @@ pub struct MemberView {
     /// The joining node's session in the member's exactly-once table, if its applied state
     /// counts it as running since its latest addition (its registration's index).
     pub session: Option<u64>,
+    /// The index of a registration of the joining node in the member's log past what it
+    /// applied (committed or not: it is after any addition the member applied).
+    pub logged: Option<u64>,
+    /// The member's voters, if no membership change is pending in its log.
+    pub voters: Option<Vec<u64>>,
     /// It leads, with its members settled ([`Shared::is_membership_settled`]): its log holds
     /// every committed entry.
     pub settled_leader: bool,
@@ -108,17 +128,14 @@ impl MemberView {
     /// What member `to` knows of node `from`: the cluster's identity and `from`'s URL as its
     /// transport knows them, and the rest from its shared state.
     pub fn new(to: u64, cluster: u64, url: Option<String>, shared: &Shared, from: u64) -> Self {
-        let session = shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&from)
-            .copied();
+        let facts = shared.join_facts();
         MemberView {
             to,
             cluster,
             url,
-            session,
+            session: facts.running.get(&from).copied(),
+            logged: facts.logged.get(&from).copied(),
+            voters: (!facts.changing).then_some(facts.voters),
             settled_leader: shared.is_membership_settled()
                 && shared.leader.load(Ordering::Acquire) == to,
         }
@@ -132,33 +149,34 @@ impl MemberView {
                 "node {to} is joining too and does not know the cluster's identity yet"
             )));
         }
-        let session = self
-            .session
-            .filter(|_| !mutation::active(Mutation::AdmitWipedVoter));
+        let admit_wiped = mutation::active(Mutation::AdmitWipedVoter);
+        let session = self.session.filter(|_| !admit_wiped);
+        let logged = self.logged.filter(|_| !admit_wiped);
         match &self.url {
-            Some(known) if normalize_url(known) == normalize_url(url) => match session {
-                // Any member admits it, as before the sessions were checked: one behind may
-                // not have applied the id's session (a gap the README names), but waiting for
-                // one sure of the latest membership could wait for ever. The new member may be
-                // the quorum itself: a leader of one voter that added a second steps down
-                // (CheckQuorum) unless the newcomer answers within an election timeout or so,
-                // and then no member is sure (found by a review of a version that waited).
-                // The leader says so, for a joining node to prefer its word to a follower's
-                // doubt.
-                None => Ok(Answer::Admitted {
+            Some(known) if normalize_url(known) == normalize_url(url) => match (session, logged) {
+                // Any member admits it, saying whether it leads and which voters it counts:
+                // the joining node weighs that (`Round`).
+                (None, None) => Ok(Answer::Admitted {
                     cluster: self.cluster,
                     by_leader: self.settled_leader,
+                    voters: self.voters.clone(),
                 }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
                 // removal and re-addition of the id since that session began. A node about
                 // to make its first entries again stops on this answer too (`Lookup`).
-                Some(session) if !self.settled_leader => Ok(Answer::Doubt(format!(
+                (Some(session), _) if !self.settled_leader => Ok(Answer::Doubt(format!(
                     "as far as node {to} knows, node {from} has run since it was last added \
                      (its session began at log index {session}); node {to} is not the \
                      leader, or not sure its membership is the latest: ask another"
                 ))),
-                Some(session) => Ok(Answer::Refused(format!(
+                // Not for good, even from the leader: the registration may not commit.
+                (None, Some(index)) => Ok(Answer::Doubt(format!(
+                    "node {to}'s log holds a registration of node {from} at index {index}, \
+                     not applied yet: node {from} has run since it was last added, unless \
+                     that entry is dropped; ask again"
+                ))),
+                (Some(session), _) => Ok(Answer::Refused(format!(
                     "node {from} has run since it was last added (its session began at log \
                      index {session}), so this start on an empty data dir lost that run's \
                      data: the votes it cast and the entries it acknowledged, which Raft \
@@ -193,17 +211,36 @@ pub enum Verdict {
     NotYet(Option<String>),
 }
 
-/// The weighing of one round of answers: the leader's refusal or admission is final; another
-/// member's admission counts only when no member of the round doubts it. Fed the answers as
-/// they come, in any order; [`Lookup`] asks over HTTP, the simulator asks members in its
-/// process.
-#[derive(Debug, Default)]
+/// The weighing of one round of answers: the leader's refusal or admission is final; without
+/// it, admissions count only when every other voter admits the node, all with the same voters
+/// and none with a membership change pending, and no member of the round doubts it. Fed the
+/// answers as they come, in any order; [`Lookup`] asks over HTTP, the simulator asks members
+/// in its process.
+///
+/// Why every other voter: a registration of the node that committed is in the logs of a
+/// quorum, which the node itself may be most of (it lost its copy), and a member says it from
+/// its log, applied or not. With the same voters applied and no change pending, the admitters
+/// are the whole of that membership but the node, so one of them holds the registration
+/// (committed under a later membership, the change to it is in one of their logs first).
+#[derive(Debug)]
 pub struct Round {
-    admitted: Option<(u64, u64)>,
+    /// The node asking.
+    node: u64,
+    /// The admissions not by the leader: who, into which cluster, counting which voters.
+    admitted: BTreeMap<u64, (u64, Option<Vec<u64>>)>,
     doubted: Option<u64>,
 }
 
 impl Round {
+    /// A round of node `node`'s questions.
+    pub fn new(node: u64) -> Round {
+        Round {
+            node,
+            admitted: BTreeMap::new(),
+            doubted: None,
+        }
+    }
+
     /// Member `id`'s answer; `Some`: it settles the round at once (the leader's word).
     pub fn take(&mut self, id: u64, answer: &Answer) -> Option<Verdict> {
         match answer {
@@ -213,12 +250,21 @@ impl Round {
             Answer::Admitted {
                 cluster,
                 by_leader: true,
+                ..
             } => Some(Verdict::Admitted {
                 member: id,
                 cluster: *cluster,
             }),
-            Answer::Admitted { cluster, .. } => {
-                self.admitted.get_or_insert((id, *cluster));
+            Answer::Admitted {
+                cluster, voters, ..
+            } => {
+                // As a set: an older member may say them in another order.
+                let voters = voters.clone().map(|mut v| {
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                });
+                self.admitted.insert(id, (*cluster, voters));
                 None
             }
             Answer::Doubt(_) => {
@@ -230,14 +276,45 @@ impl Round {
 
     /// The round's verdict once every member answered, or gave up.
     pub fn end(self) -> Verdict {
-        match (self.admitted, self.doubted) {
-            (Some((member, cluster)), None) => Verdict::Admitted { member, cluster },
-            (Some((id, _)), Some(doubter)) => Verdict::NotYet(Some(format!(
-                "node {id} admits this node but node {doubter} doubts it: waiting for the \
+        let Some((&first, (cluster, voters))) = self.admitted.first_key_value() else {
+            return Verdict::NotYet(None);
+        };
+        if let Some(doubter) = self.doubted {
+            return Verdict::NotYet(Some(format!(
+                "node {first} admits this node but node {doubter} doubts it: waiting for the \
                  leader's word"
-            ))),
-            (None, _) => Verdict::NotYet(None),
+            )));
         }
+        let agreed = voters.is_some() && self.admitted.values().all(|(_, v)| v == voters);
+        let others: Vec<u64> = voters
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| *v != self.node)
+            .collect();
+        let missing: Vec<u64> = others
+            .iter()
+            .copied()
+            .filter(|v| !self.admitted.contains_key(v))
+            .collect();
+        let counted = voters.as_ref().is_some_and(|v| v.contains(&self.node));
+        if agreed && counted && !others.is_empty() && missing.is_empty() {
+            return Verdict::Admitted {
+                member: first,
+                cluster: *cluster,
+            };
+        }
+        let why = if !agreed || !counted {
+            "the members that admit it do not all count the same voters, this node among them, \
+             with no membership change pending"
+                .to_string()
+        } else {
+            format!("voters {missing:?} have not admitted it")
+        };
+        Verdict::NotYet(Some(format!(
+            "node {first} admits this node but {why}: waiting for every other voter's \
+             admission, or the leader's word"
+        )))
     }
 }
 
@@ -266,6 +343,19 @@ pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), S
         )),
         _ => Ok(()),
     }
+}
+
+/// The voters a member counts, as [`HEADER_VOTERS`] says them (`1,2,3`); `None` if it does not
+/// (a member of an older version, which says no voters), or the value is no list of ids.
+pub fn parse_voters(value: &[u8]) -> Option<Vec<u64>> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.split(',').map(|id| id.trim().parse().ok()).collect()
+}
+
+/// [`HEADER_VOTERS`]'s value for `voters`.
+pub fn format_voters(voters: &[u64]) -> String {
+    let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
+    ids.join(",")
 }
 
 /// The questions a joining node asks.
@@ -343,7 +433,7 @@ impl Lookup {
                 tracing::warn!(member = id, %url, %reason, "not admitted yet; asking again");
             }
         };
-        let mut round = Round::default();
+        let mut round = Round::new(self.filter.self_id);
         let mut verdict = None;
         while let Some((id, url, answer)) = asks.next().await {
             match answer {
@@ -419,13 +509,18 @@ impl Lookup {
                 .map_err(|e| super::peer::error_chain(&e))?;
             let status = response.status();
             let by_leader = response.headers().contains_key(HEADER_LEADER);
+            let voters = response
+                .headers()
+                .get(HEADER_VOTERS)
+                .and_then(|v| parse_voters(v.as_bytes()));
             let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
             let text = String::from_utf8_lossy(&body).trim().to_string();
-            Ok::<_, String>((status, by_leader, text))
+            Ok::<_, String>((status, by_leader, voters, text))
         };
-        let (status, by_leader, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
-            .await
-            .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
+        let (status, by_leader, voters, text) =
+            tokio::time::timeout(ASK_TIMEOUT, answer)
+                .await
+                .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
         if status == StatusCode::GONE {
             return Ok(Answer::Refused(text));
         }
@@ -436,7 +531,11 @@ impl Lookup {
             return Err(format!("{status}: {text}"));
         }
         match u64::from_str_radix(&text, 16) {
-            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted { cluster, by_leader }),
+            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted {
+                cluster,
+                by_leader,
+                voters,
+            }),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
     }
@@ -455,8 +554,9 @@ mod tests {
 
     use super::*;
 
-    /// What a stand-in member answers: status, whether as the leader, body.
-    type Reply = (StatusCode, bool, &'static str);
+    /// What a stand-in member answers: status, whether as the leader, the voters it says,
+    /// body.
+    type Reply = (StatusCode, bool, Option<&'static str>, &'static str);
 
     /// A stand-in member on 127.0.0.1 that answers every question as it is told to, and
     /// counts them.
@@ -485,12 +585,17 @@ mod tests {
 
         async fn answer(State(member): State<Member>) -> axum::response::Response {
             member.asked.fetch_add(1, Ordering::SeqCst);
-            let (status, by_leader, text) = *member.reply.lock().expect("not poisoned");
+            let (status, by_leader, voters, text) = *member.reply.lock().expect("not poisoned");
             let mut response = (status, text).into_response();
             if by_leader {
                 response
                     .headers_mut()
                     .insert(HEADER_LEADER, HeaderValue::from_static("1"));
+            }
+            if let Some(voters) = voters {
+                response
+                    .headers_mut()
+                    .insert(HEADER_VOTERS, HeaderValue::from_static(voters));
             }
             response
         }
@@ -509,11 +614,19 @@ mod tests {
         }
     }
 
-    const ADMIT: Reply = (StatusCode::OK, false, "abc");
+    /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.
+    const ADMIT: Reply = (StatusCode::OK, false, Some("1,2,3,4"), "abc");
     const DOUBT: Reply = (
         StatusCode::CONFLICT,
         false,
+        None,
         "as far as node 2 knows, node 4 has run since it was last added",
+    );
+    const NO_LEADER: Reply = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        false,
+        None,
+        "no leader yet",
     );
 
     /// Node 4 lost its data; node 1 joined a moment ago and has not applied node 4's session,
@@ -525,6 +638,7 @@ mod tests {
         let refusal = (
             StatusCode::GONE,
             false,
+            None,
             "node 4 has run since it was last added",
         );
         let (_leader, leader_url) = Member::start(refusal).await;
@@ -535,18 +649,27 @@ mod tests {
         assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
     }
 
-    /// The weighing without HTTP, as the simulator drives it: a doubt holds back a follower's
-    /// admission in whatever order the answers come; the leader's word settles the round at
-    /// once; with no doubt, any admission is enough.
-    #[test]
-    fn a_round_weighs_the_answers_in_any_order() {
-        let admit = Answer::Admitted {
+    /// A follower's admission of node 4, counting `voters` (`None`: a change is pending).
+    fn admit(voters: Option<&[u64]>) -> Answer {
+        Answer::Admitted {
             cluster: 0xabc,
             by_leader: false,
-        };
+            voters: voters.map(<[u64]>::to_vec),
+        }
+    }
+
+    /// The weighing without HTTP, as the simulator drives it: a doubt holds back followers'
+    /// admissions in whatever order the answers come; the leader's word settles the round at
+    /// once.
+    #[test]
+    fn a_round_weighs_the_answers_in_any_order() {
+        let admit = admit(Some(&[1, 2, 4]));
         let doubt = Answer::Doubt("node 4 has run".into());
-        for order in [[(1, &admit), (2, &doubt)], [(2, &doubt), (1, &admit)]] {
-            let mut round = Round::default();
+        for order in [
+            [(1, &admit), (2, &doubt), (3, &admit)],
+            [(2, &doubt), (3, &admit), (1, &admit)],
+        ] {
+            let mut round = Round::new(4);
             for (id, answer) in order {
                 assert_eq!(round.take(id, answer), None);
             }
@@ -555,11 +678,12 @@ mod tests {
                 "a doubt holds the admission back"
             );
         }
-        let mut round = Round::default();
+        let mut round = Round::new(4);
         assert_eq!(round.take(2, &doubt), None);
         let by_leader = Answer::Admitted {
             cluster: 0xabc,
             by_leader: true,
+            voters: None,
         };
         assert_eq!(
             round.take(3, &by_leader),
@@ -568,7 +692,7 @@ mod tests {
                 cluster: 0xabc
             })
         );
-        let mut round = Round::default();
+        let mut round = Round::new(4);
         assert_eq!(round.take(1, &admit), None);
         let refused = round.take(3, &Answer::Refused("lost its data".into()));
         assert_eq!(
@@ -577,16 +701,69 @@ mod tests {
                 "node 3 refuses this node: lost its data".into()
             ))
         );
-        let mut round = Round::default();
-        assert_eq!(round.take(1, &admit), None);
-        assert_eq!(
-            round.end(),
-            Verdict::Admitted {
-                member: 1,
-                cluster: 0xabc
+        assert_eq!(Round::new(4).end(), Verdict::NotYet(None));
+    }
+
+    /// Without the leader's word, followers' admissions count only when every other voter
+    /// admits the node, all counting the same voters (the node among them) with no change
+    /// pending. One lagging member's admission let a node that lost its data in before
+    /// (simulator seed 10500710: a committed entry changed).
+    #[test]
+    fn without_the_leader_every_other_voter_must_admit() {
+        let weigh = |node: u64, answers: &[(u64, Answer)]| {
+            let mut round = Round::new(node);
+            for (id, answer) in answers {
+                assert_eq!(round.take(*id, answer), None);
             }
+            round.end()
+        };
+        let voters = [1, 2, 4];
+        let admitted = Verdict::Admitted {
+            member: 1,
+            cluster: 0xabc,
+        };
+        let not_yet = |verdict: Verdict, says: &str| match verdict {
+            Verdict::NotYet(Some(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("{other:?} where {says:?} was expected"),
+        };
+        // Node 2, which may hold its registration unapplied, has not answered.
+        not_yet(weigh(4, &[(1, admit(Some(&voters)))]), "voters [2]");
+        assert_eq!(
+            weigh(4, &[(1, admit(Some(&voters))), (2, admit(Some(&voters)))]),
+            admitted
         );
-        assert_eq!(Round::default().end(), Verdict::NotYet(None));
+        // The same voters in another order are the same voters.
+        assert_eq!(
+            weigh(4, &[(1, admit(Some(&[4, 2, 1]))), (2, admit(Some(&voters)))]),
+            admitted
+        );
+        // A member outside the membership counts for nothing.
+        not_yet(
+            weigh(4, &[(1, admit(Some(&voters))), (3, admit(Some(&voters)))]),
+            "voters [2]",
+        );
+        // Members that count different voters, or one with a change pending in its log:
+        // a membership they have not all applied may have committed the registration.
+        not_yet(
+            weigh(
+                4,
+                &[(1, admit(Some(&voters))), (2, admit(Some(&[1, 2, 3, 4])))],
+            ),
+            "not all count the same voters",
+        );
+        not_yet(
+            weigh(4, &[(1, admit(Some(&voters))), (2, admit(None))]),
+            "not all count the same voters",
+        );
+        // Voters without the node, or none but the node: nobody to vouch.
+        not_yet(
+            weigh(4, &[(1, admit(Some(&[1, 2])))]),
+            "not all count the same voters",
+        );
+        assert!(matches!(weigh(4, &[]), Verdict::NotYet(None)));
+        // A lone voter that added a second and stepped down, having heard nothing from it:
+        // its word is every other voter's.
+        assert_eq!(weigh(2, &[(1, admit(Some(&[1, 2])))]), admitted);
     }
 
     /// A member of the first cluster on an empty data dir: admissions say nothing against it;
@@ -597,6 +774,7 @@ mod tests {
         let admit = Answer::Admitted {
             cluster: 0xabc,
             by_leader: true,
+            voters: Some(vec![1, 2, 3, 4]),
         };
         assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
         assert_eq!(before_bootstrap(4, &[]), Ok(()));
@@ -613,9 +791,10 @@ mod tests {
     }
 
     /// A member's answer, from what it knows: not yet while it is joining itself or does not
-    /// count the node as a member; a doubt for another URL, or for a session when it is not
-    /// the settled leader; the settled leader's refusal for a session; else an admission,
-    /// the leader's when it is settled.
+    /// count the node as a member; a doubt for another URL, for a registration in its log it
+    /// has not applied, or for a session when it is not the settled leader; the settled
+    /// leader's refusal for a session; else an admission, the leader's when it is settled,
+    /// with its voters when no change is pending.
     #[test]
     fn a_members_answer_follows_what_it_knows() {
         let url = "http://10.0.0.4:2380";
@@ -624,17 +803,25 @@ mod tests {
             cluster: 0xabc,
             url: Some(format!("{url}/")),
             session: None,
+            logged: None,
+            voters: Some(vec![1, 4]),
             settled_leader: false,
         };
-        let admitted = |by_leader| {
+        let admitted = |by_leader, voters: Option<Vec<u64>>| {
             Ok(Answer::Admitted {
                 cluster: 0xabc,
                 by_leader,
+                voters,
             })
         };
-        assert_eq!(view.answer(4, url), admitted(false));
+        assert_eq!(view.answer(4, url), admitted(false, Some(vec![1, 4])));
+        view.voters = None;
+        assert_eq!(view.answer(4, url), admitted(false, None));
         view.settled_leader = true;
-        assert_eq!(view.answer(4, url), admitted(true));
+        assert_eq!(view.answer(4, url), admitted(true, None));
+        // In its log, not applied: not for good, even from the leader (it may not commit).
+        view.logged = Some(9);
+        assert!(matches!(view.answer(4, url), Ok(Answer::Doubt(r)) if r.contains("index 9")));
         view.session = Some(7);
         assert!(matches!(view.answer(4, url), Ok(Answer::Refused(r)) if r.contains("index 7")));
         view.settled_leader = false;
@@ -656,8 +843,7 @@ mod tests {
     async fn a_doubt_holds_back_an_admission_until_the_leader_admits() {
         let (_admits, admits_url) = Member::start(ADMIT).await;
         let (doubts, doubts_url) = Member::start(DOUBT).await;
-        let electing = (StatusCode::SERVICE_UNAVAILABLE, false, "no leader yet");
-        let (leader, leader_url) = Member::start(electing).await;
+        let (leader, leader_url) = Member::start(NO_LEADER).await;
         let lookup = lookup(vec![(1, admits_url), (2, doubts_url), (3, leader_url)]);
         let filter = lookup.filter.clone();
         let run = tokio::spawn(lookup.run());
@@ -670,7 +856,7 @@ mod tests {
         assert!(!run.is_finished(), "node 4 joined over node 2's doubt");
         assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
 
-        leader.set((StatusCode::OK, true, "abc"));
+        leader.set((StatusCode::OK, true, None, "abc"));
         tokio::time::timeout(Duration::from_secs(20), run)
             .await
             .expect("admitted once the leader says so")
@@ -679,17 +865,57 @@ mod tests {
         assert_eq!(filter.cluster_id(), 0xabc);
     }
 
-    /// With no doubt, any member's admission is enough: the leader may be down, or the node
-    /// the only one a new member can reach yet.
+    /// Without the leader, node 4 waits until every other voter admits it: node 2 may hold
+    /// its registration in its log, unapplied (over HTTP, the voters in their header).
     #[tokio::test]
-    async fn without_a_doubt_a_followers_admission_is_enough() {
-        let (_admits, admits_url) = Member::start(ADMIT).await;
-        let lookup = lookup(vec![(1, admits_url), (2, "http://127.0.0.1:9".to_string())]);
+    async fn without_the_leader_every_other_voter_admits_over_http() {
+        let (_one, one_url) = Member::start(ADMIT).await;
+        let (two, two_url) = Member::start(NO_LEADER).await;
+        let (three, three_url) = Member::start(ADMIT).await;
+        let lookup = lookup(vec![(1, one_url), (2, two_url), (3, three_url)]);
+        let filter = lookup.filter.clone();
+        let run = tokio::spawn(lookup.run());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while two.asked.load(Ordering::SeqCst) < 3 {
+            assert!(!run.is_finished(), "node 4 joined without node 2's word");
+            assert!(Instant::now() < deadline, "node 2 was not asked again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!run.is_finished(), "node 4 joined without node 2's word");
+        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
+        assert!(three.asked.load(Ordering::SeqCst) >= 3);
+
+        two.set(ADMIT);
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("admitted once every other voter does")
+            .expect("the lookup task")
+            .expect("admitted, not refused");
+        assert_eq!(filter.cluster_id(), 0xabc);
+    }
+
+    /// A lone voter that added node 4 as a second and stepped down, not hearing from it,
+    /// admits it alone: there is no other voter to ask, and no leader without node 4.
+    #[tokio::test]
+    async fn the_only_other_voters_admission_is_enough() {
+        let (_one, one_url) = Member::start((StatusCode::OK, false, Some("1,4"), "abc")).await;
+        let lookup = lookup(vec![(1, one_url), (2, "http://127.0.0.1:9".to_string())]);
         let filter = lookup.filter.clone();
         tokio::time::timeout(Duration::from_secs(20), lookup.run())
             .await
             .expect("admitted within the round")
             .expect("admitted, not refused");
         assert_eq!(filter.cluster_id(), 0xabc);
+    }
+
+    /// The voters header reads as the member wrote it; anything else counts as none.
+    #[test]
+    fn voters_read_as_written() {
+        assert_eq!(
+            parse_voters(format_voters(&[1, 2, 30]).as_bytes()),
+            Some(vec![1, 2, 30])
+        );
+        assert_eq!(parse_voters(b"1,x"), None);
+        assert_eq!(parse_voters(b""), None);
     }
 }

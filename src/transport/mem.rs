@@ -130,7 +130,7 @@ impl MemNet {
 
     /// One round of node `id`'s questions to join at `url`; admitted, it takes messages.
     pub fn join_round(&self, id: u64, url: &str) -> Verdict {
-        let mut round = Round::default();
+        let mut round = Round::new(id);
         let verdict = self
             .join_answers(id, url)
             .iter()

@@ -155,6 +155,10 @@ pub const HEADER_URL: &str = "x-raftexample-url";
 /// quorum and sure its membership is the latest: its word outweighs a follower's doubt, which
 /// may come from a removal and re-addition the follower has yet to apply (see [`join`]).
 pub const HEADER_LEADER: &str = "x-raftexample-leader";
+/// Header on a member's admission of a joining node: the voters of the membership it has
+/// applied (`1,2,3`), sent only when no membership change is pending in its log. Without the
+/// leader's word, a node is admitted only when every other voter admits it (see [`join`]).
+pub const HEADER_VOTERS: &str = "x-raftexample-voters";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
 /// up to this many bytes, plus one more entry that may cross it.

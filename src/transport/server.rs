@@ -47,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
     HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SNAPSHOT, HEADER_TO,
-    HEADER_URL, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH,
-    decode_available, gone_as_of, gone_text, snapshot,
+    HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH,
+    STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -514,12 +514,14 @@ async fn receive_snapshot(
     received.map(|_| StatusCode::NO_CONTENT)
 }
 
-/// A member's admission of a joining node: the cluster's identity, and whether the leader
-/// gave it, settled and in touch with a quorum (said in [`HEADER_LEADER`]).
+/// A member's admission of a joining node: the cluster's identity, whether the leader gave
+/// it, settled and in touch with a quorum (said in [`HEADER_LEADER`]), and the voters the
+/// member counts, if no membership change is pending in its log ([`HEADER_VOTERS`]).
 #[derive(Debug, PartialEq, Eq)]
 struct Admission {
     cluster: u64,
     by_leader: bool,
+    voters: Option<Vec<u64>>,
 }
 
 impl IntoResponse for Admission {
@@ -529,6 +531,11 @@ impl IntoResponse for Admission {
             response
                 .headers_mut()
                 .insert(HEADER_LEADER, HeaderValue::from_static("1"));
+        }
+        if let Some(voters) = &self.voters
+            && let Ok(value) = HeaderValue::from_str(&super::join::format_voters(voters))
+        {
+            response.headers_mut().insert(HEADER_VOTERS, value);
         }
         response
     }
@@ -561,7 +568,15 @@ async fn answer_join(
         from,
     );
     match view.answer(from, url) {
-        Ok(Answer::Admitted { cluster, by_leader }) => Ok(Admission { cluster, by_leader }),
+        Ok(Answer::Admitted {
+            cluster,
+            by_leader,
+            voters,
+        }) => Ok(Admission {
+            cluster,
+            by_leader,
+            voters,
+        }),
         Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
         Ok(Answer::Doubt(reason)) => Err(Refusal::new(StatusCode::CONFLICT, reason)),
         Err(NoAnswer::Joining(reason)) => {
@@ -618,12 +633,35 @@ mod tests {
         headers.insert(HEADER_URL, HeaderValue::from_static(url));
         let ask = || answer_join(State(server.clone()), headers.clone());
         let shared = &server.shared;
+        let facts = |edit: &dyn Fn(&mut crate::request::JoinFacts)| {
+            edit(&mut shared.join_facts.lock().expect("not poisoned"));
+        };
+        facts(&|f| f.voters = vec![2, 3]);
         let admitted = |by_leader| Admission {
             cluster: 0xabc,
             by_leader,
+            voters: Some(vec![2, 3]),
         };
-        assert_eq!(ask().await.expect("admitted"), admitted(false));
-        shared.running.lock().expect("not poisoned").insert(2, 7);
+        let answer = ask().await.expect("admitted");
+        assert_eq!(answer, admitted(false));
+        let response = answer.into_response();
+        assert_eq!(response.headers()[HEADER_VOTERS], "2,3");
+        assert!(!response.headers().contains_key(HEADER_LEADER));
+        // A membership change pending in its log: its voters may be behind, and go unsaid.
+        facts(&|f| f.changing = true);
+        let answer = ask().await.expect("admitted");
+        assert_eq!(answer.voters, None);
+        assert!(!answer.into_response().headers().contains_key(HEADER_VOTERS));
+        facts(&|f| f.changing = false);
+        // A registration in its log, not applied: a doubt, even from the settled leader.
+        facts(&|f| _ = f.logged.insert(2, 9));
+        shared.leader.store(3, Ordering::Release);
+        shared.membership_settled.store(true, Ordering::Release);
+        let doubt = ask().await.expect_err("not admitted");
+        assert_eq!(doubt.status(), StatusCode::CONFLICT, "{doubt:?}");
+        assert!(doubt.text().contains("index 9"), "{doubt:?}");
+        facts(&|f| f.logged.clear());
+        facts(&|f| _ = f.running.insert(2, 7));
         for (leader, settled) in [(0, false), (0, true), (3, false)] {
             shared.leader.store(leader, Ordering::Release);
             shared.membership_settled.store(settled, Ordering::Release);
@@ -640,7 +678,7 @@ mod tests {
         );
         // Removed and added back, it has no session: admitted again, by the leader, whose
         // word the joining node prefers to a follower's doubt.
-        shared.running.lock().expect("not poisoned").clear();
+        facts(&|f| f.running.clear());
         assert_eq!(ask().await.expect("admitted"), admitted(true));
         shared.leader.store(1, Ordering::Release);
         assert_eq!(ask().await.expect("admitted"), admitted(false));

@@ -155,11 +155,7 @@ struct Process {
 impl Process {
     /// Whether this process counts member `id` as running since its latest addition.
     fn counts_running(&self, id: u64) -> bool {
-        self.shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
+        self.shared.counts_running(id)
     }
 }
 
@@ -1011,7 +1007,7 @@ impl World {
             return;
         }
         let url = self.nodes[&node].url.clone();
-        let mut round = Round::default();
+        let mut round = Round::new(node);
         let mut settled = None;
         // The members it reaches that count it as running since its latest addition, read
         // from their state, not from their answers: none may let it in.
@@ -2953,12 +2949,7 @@ impl World {
             };
             for (by, node) in &self.nodes {
                 let Some(p) = &node.proc else { continue };
-                let counted = p
-                    .shared
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains_key(id);
+                let counted = p.shared.counts_running(*id);
                 if counted {
                     continue;
                 }

@@ -1,0 +1,192 @@
+//! What this node's log holds past what it has applied that its answer to a joining node
+//! rests on: session registrations (a node that registered has run) and membership changes
+//! (while one is unapplied, the voters this node has applied may be behind its own log). See
+//! [`JoinFacts`](crate::request::JoinFacts) and `transport::join`.
+//!
+//! The applied table cannot say it alone: a registration commits once a quorum has it in its
+//! log, and a member that has not applied it yet would admit the node it names as one that
+//! never ran. What each member's log holds can: any quorum shares a member with the quorum
+//! that committed the registration.
+
+use std::collections::BTreeMap;
+
+use raft::eraftpb::{Entry, EntryType};
+
+use crate::proposal::{self, Payload};
+
+/// One entry of interest in the unapplied part of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    /// A session registration by this node.
+    Registration(u64),
+    /// A membership change.
+    Change,
+}
+
+/// The registrations and membership changes in the log past the applied index, by index.
+#[derive(Debug, Default)]
+pub(super) struct UnappliedTail {
+    items: BTreeMap<u64, Item>,
+    /// Whether `items` changed since [`take_moved`](Self::take_moved) last said so.
+    moved: bool,
+}
+
+impl UnappliedTail {
+    /// Notes `entries`, about to join the log: they replace every entry from the first one's
+    /// index on (raft overwrites a tail no leader committed).
+    pub(super) fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        if !self.items.split_off(&first.index).is_empty() {
+            self.moved = true;
+        }
+        for entry in entries {
+            if let Some(item) = item(entry) {
+                self.items.insert(entry.index, item);
+                self.moved = true;
+            }
+        }
+    }
+
+    /// Forgets what is applied, through `index`: the applied table says it from now on.
+    pub(super) fn applied(&mut self, index: u64) {
+        let kept = self.items.split_off(&(index + 1));
+        if !self.items.is_empty() {
+            self.moved = true;
+        }
+        self.items = kept;
+    }
+
+    /// Counts the log through `last` as holding a membership change: it could not be read.
+    pub(super) fn unreadable(&mut self, last: u64) {
+        self.items.insert(last, Item::Change);
+        self.moved = true;
+    }
+
+    /// Forgets everything: a snapshot replaced the log, and its table holds what it applied.
+    pub(super) fn clear(&mut self) {
+        if !self.items.is_empty() {
+            self.moved = true;
+        }
+        self.items.clear();
+    }
+
+    /// Whether anything changed since the last call.
+    pub(super) fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// The nodes that registered in the tail, and each one's first registration's index.
+    pub(super) fn logged(&self) -> BTreeMap<u64, u64> {
+        let mut logged = BTreeMap::new();
+        for (index, item) in &self.items {
+            if let Item::Registration(origin) = item {
+                logged.entry(*origin).or_insert(*index);
+            }
+        }
+        logged
+    }
+
+    /// Whether the tail holds a membership change.
+    pub(super) fn changing(&self) -> bool {
+        self.items.values().any(|i| *i == Item::Change)
+    }
+}
+
+/// What `entry` is, if it is of interest. Only a registration is decoded: any other entry
+/// is told by its type or first byte, on every append.
+fn item(entry: &Entry) -> Option<Item> {
+    match entry.get_entry_type() {
+        EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Some(Item::Change),
+        EntryType::EntryNormal if proposal::is_registration(&entry.data) => {
+            match proposal::decode(&entry.data) {
+                Ok(Payload::Register { origin, .. }) => Some(Item::Registration(origin)),
+                // The apply path refuses it too; an unreadable registration names no one.
+                _ => None,
+            }
+        }
+        EntryType::EntryNormal => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(index: u64, data: Vec<u8>) -> Entry {
+        Entry {
+            index,
+            data: data.into(),
+            ..Default::default()
+        }
+    }
+
+    fn register(index: u64, origin: u64) -> Entry {
+        normal(index, proposal::encode_register(origin, 99))
+    }
+
+    fn change(index: u64) -> Entry {
+        let mut e = normal(index, Vec::new());
+        e.set_entry_type(EntryType::EntryConfChangeV2);
+        e
+    }
+
+    /// A registration is said from its append until it is applied, whatever came between;
+    /// one overwritten (never committed) or replaced by a snapshot is said no more.
+    #[test]
+    fn a_registration_is_said_from_its_append_to_its_apply() {
+        let mut tail = UnappliedTail::default();
+        tail.append(&[normal(5, b"put".to_vec()), register(6, 2)]);
+        assert_eq!(tail.logged(), BTreeMap::from([(2, 6)]));
+        assert!(tail.take_moved());
+        assert!(!tail.take_moved(), "said once");
+
+        tail.append(&[normal(7, vec![]), register(8, 3), register(9, 2)]);
+        assert_eq!(tail.logged(), BTreeMap::from([(2, 6), (3, 8)]));
+        assert!(!tail.changing());
+
+        // A new leader overwrites from 8 on: 3's registration was never committed.
+        tail.take_moved();
+        tail.append(&[normal(8, vec![])]);
+        assert!(tail.take_moved());
+        assert_eq!(tail.logged(), BTreeMap::from([(2, 6)]));
+
+        tail.applied(5);
+        assert!(!tail.take_moved(), "nothing of interest applied");
+        assert_eq!(tail.logged(), BTreeMap::from([(2, 6)]));
+        tail.applied(6);
+        assert!(tail.take_moved());
+        assert!(tail.logged().is_empty());
+
+        tail.append(&[register(9, 4)]);
+        tail.clear();
+        assert!(tail.logged().is_empty());
+    }
+
+    /// A membership change makes the node's voters behind its log until it is applied.
+    #[test]
+    fn a_membership_change_is_pending_until_applied() {
+        let mut tail = UnappliedTail::default();
+        tail.append(&[normal(3, vec![]), change(4), normal(5, vec![])]);
+        assert!(tail.changing());
+        tail.applied(3);
+        assert!(tail.changing());
+        tail.applied(4);
+        assert!(!tail.changing());
+
+        tail.append(&[change(6)]);
+        tail.append(&[normal(6, vec![])]);
+        assert!(!tail.changing(), "the change was overwritten");
+    }
+
+    /// A registration that does not decode names no one, and stops nothing.
+    #[test]
+    fn a_malformed_registration_names_no_one() {
+        let mut bad = proposal::encode_register(2, 1);
+        bad.push(0);
+        let mut tail = UnappliedTail::default();
+        tail.append(&[normal(3, bad)]);
+        assert!(tail.logged().is_empty());
+    }
+}
