@@ -143,9 +143,10 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
         if unfinished_bootstrap(&contents) {
             // The first start stopped between creating the WAL and syncing its first entries
-            // (a power loss, or a kill: the batch waits in memory for its sync). Started as it
-            // is, the node has no members and never elects a leader, which a restart does not
-            // mend (found by a review). It has promised nothing, so its first start is finished.
+            // and hard state (a power loss, or a kill: the batch waits in memory for its
+            // sync). Started as it is, the node has no members and never elects a leader,
+            // which a restart does not mend (found by a review). It has promised nothing, so
+            // its first start is finished.
             tracing::warn!(
                 wal = %wal_dir.display(),
                 "the first start stopped before it saved the cluster's first entries; saving them now"
@@ -386,13 +387,19 @@ fn bootstrap_log(cluster: &[String]) -> (HardState, Vec<Entry>) {
 }
 
 /// Whether `contents` is a WAL an initial member created at its first start and holds
-/// nothing else: no entry, no hard state, no snapshot marker. A node that joined has no
-/// initial list; one that ran holds at least its first entries.
+/// nothing else: no hard state, no snapshot marker, and no entry but the first ones the
+/// first start writes (its batch is one record of entries then one of the hard state, and
+/// a power loss may keep the first without the second, when they lie in two sectors: the
+/// node then had the entries uncommitted and no members). A node that joined has no
+/// initial list; one that ran holds a hard state (a term, at least) after its first entries.
 fn unfinished_bootstrap(contents: &WalContents) -> bool {
-    !contents.metadata.initial_cluster.is_empty()
+    let initial = &contents.metadata.initial_cluster;
+    !initial.is_empty()
         && contents.hard_state == HardState::default()
         && contents.snapshot_markers.is_empty()
-        && contents.entries_after(0).is_ok_and(|e| e.is_empty())
+        && contents
+            .entries_after(0)
+            .is_ok_and(|e| bootstrap_entries(initial).starts_with(e))
 }
 
 /// Entries 1..=n: one AddNode per initial member, its URL as the change's context.
@@ -686,6 +693,27 @@ mod tests {
         );
         assert_eq!(log(&config), want, "the first start finished");
         assert_eq!(log(&config), want, "and saved: the next start replays it");
+
+        // The entries kept and the hard state after them lost (they lay in two sectors): the
+        // node had them uncommitted and no members (found by a review).
+        let torn = tempfile::TempDir::new().expect("temp dir");
+        let config = super::tests::config(torn.path());
+        let mut wal = Wal::create_on(
+            StdFs::shared(),
+            &config.wal_dir(),
+            &meta,
+            config.wal_options(),
+        )
+        .expect("the WAL created");
+        wal.save(None, &bootstrap_entries(&config.cluster), true)
+            .expect("the first entries saved");
+        drop(wal);
+        assert_eq!(
+            log(&config),
+            want,
+            "the first start finished after a torn batch"
+        );
+        assert_eq!(log(&config), want, "and saved");
     }
 
     /// A restart on a disk with less room than a WAL segment and the last snapshot want is

@@ -734,7 +734,10 @@ mod tests {
         );
         // The same voters in another order are the same voters.
         assert_eq!(
-            weigh(4, &[(1, admit(Some(&[4, 2, 1]))), (2, admit(Some(&voters)))]),
+            weigh(
+                4,
+                &[(1, admit(Some(&[4, 2, 1]))), (2, admit(Some(&voters)))]
+            ),
             admitted
         );
         // A member outside the membership counts for nothing.
