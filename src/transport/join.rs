@@ -16,20 +16,22 @@
 //! session for the id admits it.
 //!
 //! A member knows of a session once its log holds the registration, applied or not: a
-//! registration that committed is in the log of a quorum of the voters, so any set of members
-//! that outnumbers the voters outside a quorum holds one that knows it.
+//! registration that committed is in the logs of a quorum of the voters, so any set of
+//! voters that every quorum meets holds one that knows it.
 //!
 //! So the node asks every member at once, round after round, and weighs their answers: the
-//! leader's refusal or admission is final; without it, an admission counts only when every
-//! other voter admits the node, each with the same voters applied and no membership change
-//! pending in its log, and no member doubts it. One member's admission was enough until
-//! 2026-12-06: a member that had not applied the session yet (it joined a moment ago, or lagged)
-//! admitted a node that lost its data, and the simulator showed a committed entry changed
-//! that way. One that has not applied a removal and re-addition yet doubts a node that may
-//! join: the leader's word settles that, and until it comes a doubt holds the node back.
-//! Every other voter, not the leader alone: a leader of one voter that added a second steps
-//! down (CheckQuorum) unless the newcomer answers within an election timeout or so, and then
-//! only the first voter's word can let it in.
+//! leader's refusal or admission is final; without it, admissions count only from voters that
+//! every quorum meets (half of them, rounded up, the node not among them), each with the same
+//! voters applied and no membership change pending in its log, and only if no member doubts
+//! it. One member's admission was enough until 2026-12-06: a member that had not applied the
+//! session yet (it joined a moment ago, or lagged) admitted a node that lost its data, and the
+//! simulator showed a committed entry changed that way. One that has not applied a removal
+//! and re-addition yet doubts a node that may join: the leader's word settles that, and until
+//! it comes a doubt holds the node back. Not the leader's word alone: a new member may be
+//! needed for the quorum a leader must hear from to be sure of itself (a leader of one voter
+//! that added a second steps down, CheckQuorum, unless the newcomer answers; four voters, one
+//! of them down, and the fourth just added), and the voters that committed its addition are
+//! always enough.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -212,16 +214,17 @@ pub enum Verdict {
 }
 
 /// The weighing of one round of answers: the leader's refusal or admission is final; without
-/// it, admissions count only when every other voter admits the node, all with the same voters
-/// and none with a membership change pending, and no member of the round doubts it. Fed the
-/// answers as they come, in any order; [`Lookup`] asks over HTTP, the simulator asks members
-/// in its process.
+/// it, admissions count only from voters that every quorum meets (half of them, rounded up,
+/// the node not among them), all counting the same voters with no membership change
+/// pending, and only if no member of the round doubts the node. Fed the answers as they
+/// come, in any order; [`Lookup`] asks over HTTP, the simulator asks members in its process.
 ///
-/// Why every other voter: a registration of the node that committed is in the logs of a
-/// quorum, which the node itself may be most of (it lost its copy), and a member says it from
-/// its log, applied or not. With the same voters applied and no change pending, the admitters
-/// are the whole of that membership but the node, so one of them holds the registration
-/// (committed under a later membership, the change to it is in one of their logs first).
+/// Why that many: a registration of the node that committed is in the logs of a quorum, which
+/// the node itself may be part of (it lost its copy), and a member says it from its log,
+/// applied or not; a set of voters that every quorum meets holds one that says so. Committed
+/// under a later membership, the change to it committed first under these voters' quorum, so
+/// one of them has it in its log: pending, or applied (and then it counts other voters). The
+/// voters that committed the node's addition are as many, whatever their number.
 #[derive(Debug)]
 pub struct Round {
     /// The node asking.
@@ -276,45 +279,49 @@ impl Round {
 
     /// The round's verdict once every member answered, or gave up.
     pub fn end(self) -> Verdict {
-        let Some((&first, (cluster, voters))) = self.admitted.first_key_value() else {
+        let Some(&first) = self.admitted.keys().next() else {
             return Verdict::NotYet(None);
         };
-        if let Some(doubter) = self.doubted {
-            return Verdict::NotYet(Some(format!(
-                "node {first} admits this node but node {doubter} doubts it: waiting for the \
+        let not_yet = |why: String| {
+            Verdict::NotYet(Some(format!(
+                "node {first} admits this node but {why}: waiting for more admissions, or the \
                  leader's word"
-            )));
-        }
-        let agreed = voters.is_some() && self.admitted.values().all(|(_, v)| v == voters);
-        let others: Vec<u64> = voters
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| *v != self.node)
-            .collect();
-        let missing: Vec<u64> = others
-            .iter()
-            .copied()
-            .filter(|v| !self.admitted.contains_key(v))
-            .collect();
-        let counted = voters.as_ref().is_some_and(|v| v.contains(&self.node));
-        if agreed && counted && !others.is_empty() && missing.is_empty() {
-            return Verdict::Admitted {
-                member: first,
-                cluster: *cluster,
-            };
-        }
-        let why = if !agreed || !counted {
-            "the members that admit it do not all count the same voters, this node among them, \
-             with no membership change pending"
-                .to_string()
-        } else {
-            format!("voters {missing:?} have not admitted it")
+            )))
         };
-        Verdict::NotYet(Some(format!(
-            "node {first} admits this node but {why}: waiting for every other voter's \
-             admission, or the leader's word"
-        )))
+        if let Some(doubter) = self.doubted {
+            return not_yet(format!("node {doubter} doubts it"));
+        }
+        // Those with a change pending count no voters, and vouch for nothing.
+        let mut said = self
+            .admitted
+            .values()
+            .filter_map(|(cluster, voters)| Some((*cluster, voters.as_ref()?)));
+        let Some((cluster, voters)) = said.next() else {
+            return not_yet("has a membership change pending".into());
+        };
+        if said.any(|(_, v)| v != voters) {
+            return not_yet("the members that admit it count different voters".into());
+        }
+        if !voters.contains(&self.node) {
+            return not_yet(format!("the voters it counts, {voters:?}, are without it"));
+        }
+        let vouching: Vec<u64> = self
+            .admitted
+            .iter()
+            .filter(|(id, (_, v))| {
+                **id != self.node && voters.contains(id) && v.as_ref() == Some(voters)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        // As many as no quorum can do without: all but a quorum's number, and one more.
+        let needed = voters.len().div_ceil(2);
+        match vouching.first() {
+            Some(&member) if vouching.len() >= needed => Verdict::Admitted { member, cluster },
+            _ => not_yet(format!(
+                "of the voters {voters:?} only {vouching:?} do, and it takes {needed}, as every \
+                 quorum meets that many"
+            )),
+        }
     }
 }
 
@@ -704,12 +711,13 @@ mod tests {
         assert_eq!(Round::new(4).end(), Verdict::NotYet(None));
     }
 
-    /// Without the leader's word, followers' admissions count only when every other voter
-    /// admits the node, all counting the same voters (the node among them) with no change
-    /// pending. One lagging member's admission let a node that lost its data in before
-    /// (simulator seed 10500710: a committed entry changed).
+    /// Without the leader's word, followers' admissions count only from voters that every
+    /// quorum meets (half of them, rounded up), all counting the same voters, the node among
+    /// them. One lagging member's admission let a node that lost its data in before
+    /// (simulator seed 10500710: a committed entry changed); every other voter's was too many
+    /// (seed 10500719: voters 1 to 4, node 2 wiped, node 4 just added, never admitted).
     #[test]
-    fn without_the_leader_every_other_voter_must_admit() {
+    fn without_the_leader_voters_every_quorum_meets_must_admit() {
         let weigh = |node: u64, answers: &[(u64, Answer)]| {
             let mut round = Round::new(node);
             for (id, answer) in answers {
@@ -717,56 +725,63 @@ mod tests {
             }
             round.end()
         };
-        let voters = [1, 2, 4];
-        let admitted = Verdict::Admitted {
-            member: 1,
+        let admitted = |member| Verdict::Admitted {
+            member,
             cluster: 0xabc,
         };
         let not_yet = |verdict: Verdict, says: &str| match verdict {
             Verdict::NotYet(Some(why)) => assert!(why.contains(says), "{why}"),
             other => panic!("{other:?} where {says:?} was expected"),
         };
+        let three = [1, 2, 4];
         // Node 2, which may hold its registration unapplied, has not answered.
-        not_yet(weigh(4, &[(1, admit(Some(&voters)))]), "voters [2]");
-        assert_eq!(
-            weigh(4, &[(1, admit(Some(&voters))), (2, admit(Some(&voters)))]),
-            admitted
+        not_yet(
+            weigh(4, &[(1, admit(Some(&three)))]),
+            "only [1] do, and it takes 2",
         );
+        let both = [(1, admit(Some(&three))), (2, admit(Some(&three)))];
+        assert_eq!(weigh(4, &both), admitted(1));
         // The same voters in another order are the same voters.
         assert_eq!(
-            weigh(
-                4,
-                &[(1, admit(Some(&[4, 2, 1]))), (2, admit(Some(&voters)))]
-            ),
-            admitted
+            weigh(4, &[(1, admit(Some(&[4, 2, 1]))), (2, admit(Some(&three)))]),
+            admitted(1)
         );
         // A member outside the membership counts for nothing.
         not_yet(
-            weigh(4, &[(1, admit(Some(&voters))), (3, admit(Some(&voters)))]),
-            "voters [2]",
+            weigh(4, &[(1, admit(Some(&three))), (9, admit(Some(&three)))]),
+            "only [1] do",
         );
-        // Members that count different voters, or one with a change pending in its log:
-        // a membership they have not all applied may have committed the registration.
+        // Four voters: any quorum of three meets two of them, whichever two.
+        let four = [1, 2, 3, 4];
+        not_yet(weigh(4, &[(3, admit(Some(&four)))]), "it takes 2");
+        assert_eq!(
+            weigh(4, &[(1, admit(Some(&four))), (3, admit(Some(&four)))]),
+            admitted(1)
+        );
+        // Five: three.
+        let five = [1, 2, 3, 4, 5];
+        let two_of_five = [(1, admit(Some(&five))), (2, admit(Some(&five)))];
+        not_yet(weigh(5, &two_of_five), "it takes 3");
+        let mut three_of_five = two_of_five.to_vec();
+        three_of_five.push((4, admit(Some(&five))));
+        assert_eq!(weigh(5, &three_of_five), admitted(1));
+        // Members that count different voters: a membership they have not all applied may
+        // have committed the registration.
         not_yet(
-            weigh(
-                4,
-                &[(1, admit(Some(&voters))), (2, admit(Some(&[1, 2, 3, 4])))],
-            ),
-            "not all count the same voters",
+            weigh(4, &[(1, admit(Some(&three))), (2, admit(Some(&four)))]),
+            "count different voters",
         );
-        not_yet(
-            weigh(4, &[(1, admit(Some(&voters))), (2, admit(None))]),
-            "not all count the same voters",
-        );
+        // One with a change pending vouches for nothing, and holds nothing back.
+        not_yet(weigh(4, &[(1, admit(None))]), "membership change pending");
+        let mut pending = both.to_vec();
+        pending.push((3, admit(None)));
+        assert_eq!(weigh(4, &pending), admitted(1));
         // Voters without the node, or none but the node: nobody to vouch.
-        not_yet(
-            weigh(4, &[(1, admit(Some(&[1, 2])))]),
-            "not all count the same voters",
-        );
+        not_yet(weigh(4, &[(1, admit(Some(&[1, 2])))]), "are without it");
+        not_yet(weigh(4, &[(1, admit(Some(&[4])))]), "it takes 1");
         assert!(matches!(weigh(4, &[]), Verdict::NotYet(None)));
-        // A lone voter that added a second and stepped down, having heard nothing from it:
-        // its word is every other voter's.
-        assert_eq!(weigh(2, &[(1, admit(Some(&[1, 2])))]), admitted);
+        // A lone voter that added a second and stepped down, having heard nothing from it.
+        assert_eq!(weigh(2, &[(1, admit(Some(&[1, 2])))]), admitted(1));
     }
 
     /// A member of the first cluster on an empty data dir: admissions say nothing against it;
@@ -868,30 +883,37 @@ mod tests {
         assert_eq!(filter.cluster_id(), 0xabc);
     }
 
-    /// Without the leader, node 4 waits until every other voter admits it: node 2 may hold
-    /// its registration in its log, unapplied (over HTTP, the voters in their header).
+    /// Without the leader, node 4 of five voters waits until three others admit it (over
+    /// HTTP, the voters in their header): node 2 may hold its registration in its log.
     #[tokio::test]
-    async fn without_the_leader_every_other_voter_admits_over_http() {
-        let (_one, one_url) = Member::start(ADMIT).await;
+    async fn without_the_leader_enough_voters_admit_over_http() {
+        const FIVE: Reply = (StatusCode::OK, false, Some("1,2,3,4,5"), "abc");
+        let (_one, one_url) = Member::start(FIVE).await;
         let (two, two_url) = Member::start(NO_LEADER).await;
-        let (three, three_url) = Member::start(ADMIT).await;
+        let (three, three_url) = Member::start(FIVE).await;
         let lookup = lookup(vec![(1, one_url), (2, two_url), (3, three_url)]);
         let filter = lookup.filter.clone();
         let run = tokio::spawn(lookup.run());
         let deadline = Instant::now() + Duration::from_secs(20);
         while two.asked.load(Ordering::SeqCst) < 3 {
-            assert!(!run.is_finished(), "node 4 joined without node 2's word");
+            assert!(
+                !run.is_finished(),
+                "node 4 joined on two voters' word of five"
+            );
             assert!(Instant::now() < deadline, "node 2 was not asked again");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!run.is_finished(), "node 4 joined without node 2's word");
+        assert!(
+            !run.is_finished(),
+            "node 4 joined on two voters' word of five"
+        );
         assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
         assert!(three.asked.load(Ordering::SeqCst) >= 3);
 
-        two.set(ADMIT);
+        two.set(FIVE);
         tokio::time::timeout(Duration::from_secs(20), run)
             .await
-            .expect("admitted once every other voter does")
+            .expect("admitted once three voters do")
             .expect("the lookup task")
             .expect("admitted, not refused");
         assert_eq!(filter.cluster_id(), 0xabc);

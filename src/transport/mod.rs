@@ -157,7 +157,7 @@ pub const HEADER_URL: &str = "x-raftexample-url";
 pub const HEADER_LEADER: &str = "x-raftexample-leader";
 /// Header on a member's admission of a joining node: the voters of the membership it has
 /// applied (`1,2,3`), sent only when no membership change is pending in its log. Without the
-/// leader's word, a node is admitted only when every other voter admits it (see [`join`]).
+/// leader's word, a node is admitted only by voters that every quorum meets (see [`join`]).
 pub const HEADER_VOTERS: &str = "x-raftexample-voters";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
