@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{GetEntriesContext, NO_LIMIT, Storage};
 use raftexample::clock::ManualClock;
 use raftexample::config::Config;
@@ -2118,20 +2118,44 @@ impl World {
     /// least two other voters remain (the quorum that removes it once it is refused). Its
     /// members must refuse it (see `join_lookup` and `wiped_refused`), and every safety check
     /// must hold. `false`: no voter fits, and the drawn fault is injected instead.
+    ///
+    /// Only while the membership is quiet ([`World::membership_quiet`]) and every other voter
+    /// runs and reaches the others: a wipe while a removal is in flight leaves, once the
+    /// removal commits, two voters one of which is wiped, a quorum lost for good (long seeds
+    /// 10300105, 10302062, 10502353). That is an operator's mistake no cluster survives, where
+    /// the fault is meant to check that a quorum of healthy voters refuses the wiped one.
     fn wipe_voter(&mut self) -> bool {
         let Some(leader) = self.leader() else {
             return false;
         };
         let voters = self.voters();
-        if voters.len() < 3 || self.nodes.values().any(|n| n.wiped.is_some()) {
+        if voters.len() < 3
+            || self.nodes.values().any(|n| n.wiped.is_some())
+            || !self.membership_quiet(leader, &voters)
+        {
             return false;
         }
         let counted = self.nodes[&leader].proc.as_ref().expect("the leader runs");
+        // The others, running and in touch with each other, are the quorum that refuses the
+        // wiped voter and removes it (a cut or a crash at the same time is a fault of its own
+        // that comes later, if it is drawn).
+        let healthy_without = |victim: u64| {
+            let others: Vec<u64> = voters.iter().copied().filter(|v| *v != victim).collect();
+            others.iter().all(|o| {
+                self.nodes[o].life == Life::Up
+                    && self.nodes[o].proc.is_some()
+                    && others.iter().all(|p| {
+                        p == o || (!self.links.is_cut(*o, *p) && !self.links.is_cut(*p, *o))
+                    })
+            })
+        };
         let victims: Vec<u64> = voters
             .iter()
             .copied()
             .filter(|v| {
-                matches!(self.nodes[v].life, Life::Up | Life::Down) && counted.counts_running(*v)
+                matches!(self.nodes[v].life, Life::Up | Life::Down)
+                    && counted.counts_running(*v)
+                    && healthy_without(*v)
             })
             .collect();
         if victims.is_empty() {
@@ -2159,6 +2183,61 @@ impl World {
         }
         // A stopped one starts at the restart already due.
         true
+    }
+
+    /// Whether no membership change is under way: none the admin asked for is unanswered (nor
+    /// an episode of `registering_step`), the leader is settled (no change pending in its log,
+    /// a quorum heard lately), and every running node has applied the leader's voters with no
+    /// membership change in the leader's log past its applied index (a removed node that has
+    /// not applied its removal, or an added one still catching up, counts as under way).
+    fn membership_quiet(&self, leader: u64, voters: &[u64]) -> bool {
+        if self.ops.iter().any(|op| op.change.is_some()) || self.registering.is_some() {
+            return false;
+        }
+        let lead = self.nodes[&leader].proc.as_ref().expect("the leader runs");
+        if !lead.shared.is_membership_settled() {
+            return false;
+        }
+        let sorted = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v
+        };
+        let voters = sorted(voters.to_vec());
+        let last = lead.storage.mem.last_index().unwrap_or(0);
+        self.nodes
+            .values()
+            .filter_map(|n| n.proc.as_ref())
+            .all(|p| {
+                let applied = p.kv.applied_index();
+                let same = p
+                    .storage
+                    .mem
+                    .initial_state()
+                    .is_ok_and(|s| sorted(s.conf_state.voters) == voters);
+                // Entries the leader no longer holds (compacted) cannot be read: not quiet then.
+                let unapplied = if applied < last {
+                    lead.storage
+                        .mem
+                        .entries(
+                            applied + 1,
+                            last + 1,
+                            NO_LIMIT,
+                            GetEntriesContext::empty(false),
+                        )
+                        .map(|entries| {
+                            entries.iter().any(|e| {
+                                matches!(
+                                    e.get_entry_type(),
+                                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                                )
+                            })
+                        })
+                        .unwrap_or(true)
+                } else {
+                    false
+                };
+                same && !unapplied
+            })
     }
 
     fn count_fault(&mut self, kind: Fault) {
