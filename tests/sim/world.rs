@@ -206,6 +206,13 @@ struct SimNode {
     /// the latest membership change of it that took effect then. Until another one does, it
     /// must not be admitted again.
     wiped: Option<Option<(u64, Change)>>,
+    /// Wiped as above, and admitted through a gap (no member it reached knew it ran, see
+    /// `join_lookup`): the same latest change. It is a member like any other from then on,
+    /// but it lost its data all the same, so a later start on an empty data dir (its disk
+    /// lost power before a sync) that the members refuse until another change of it takes
+    /// effect is a refusal as after the wipe, not a node stopping on its own (long seed
+    /// 10302300).
+    admitted_after_wipe: Option<Option<(u64, Change)>>,
 }
 
 /// Ids added back while registering: where an episode stands (see
@@ -517,6 +524,7 @@ impl World {
                     flip: None,
                     undone_in_life: None,
                     wiped: None,
+                    admitted_after_wipe: None,
                 },
             );
         }
@@ -1047,7 +1055,8 @@ impl World {
                             format!("n{node}, wiped, admitted: no member it reached knew it ran")
                         });
                         // A member like any other from now on.
-                        self.nodes.get_mut(&node).expect("node exists").wiped = None;
+                        let n = self.nodes.get_mut(&node).expect("node exists");
+                        n.admitted_after_wipe = n.wiped.take();
                     } else {
                         self.violation(format!(
                             "node {node} was admitted by node {member} after its folders were \
@@ -1356,6 +1365,20 @@ impl World {
             Exit::Fatal(why)
                 if self.nodes[&id].wiped.is_some() && !self.nodes[&id].expect_fatal =>
             {
+                self.wiped_refused(id, &why);
+            }
+            // Refused after an admission through a gap, on an empty data dir again: the wiped
+            // voter it still is (no change of it took effect since), refused at last.
+            Exit::Fatal(why)
+                if !self.nodes[&id].expect_fatal
+                    && why.contains(&join::add_back(id))
+                    && self.nodes[&id]
+                        .admitted_after_wipe
+                        .is_some_and(|since| self.inv.last_change(id) == since) =>
+            {
+                let node = self.nodes.get_mut(&id).expect("node exists");
+                node.wiped = node.admitted_after_wipe.take();
+                self.note(|| format!("n{id}, admitted after its wipe, is refused at last"));
                 self.wiped_refused(id, &why);
             }
             Exit::Fatal(why) => {
@@ -1782,6 +1805,7 @@ impl World {
             let node = self.nodes.get_mut(&id).expect("node exists");
             node.fs = SimFs::new(self.rng.random(), self.plan.sync_cost);
             node.wiped = None;
+            node.admitted_after_wipe = None;
             node.config.join = true;
             node.config.cluster = (1..=self.plan.max_id).map(url_of).collect();
             node.flip = None;
