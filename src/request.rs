@@ -336,6 +336,9 @@ pub struct Shared {
     /// `MemberView`): published as one piece, so that an answer never catches a session
     /// between the log and the applied table.
     pub join_facts: Mutex<JoinFacts>,
+    /// The last entry this node has applied (a snapshot's, or a committed entry's), for its
+    /// answers to joining nodes.
+    pub applied: AtomicU64,
 }
 
 /// What a member knows of who has run, for its answer to a node that asks to join on an empty
@@ -355,8 +358,9 @@ pub struct JoinFacts {
     pub logged: BTreeMap<u64, u64>,
     /// The voters of the membership this node has applied, in ascending order.
     pub voters: Vec<u64>,
-    /// Whether its log may hold a membership change it has not applied (or, leading, it holds
-    /// back committed entries): its voters may be behind its own log.
+    /// Whether, leading, it holds back committed entries (its own removal among them: see
+    /// `RaftNode::commit_entries`), or its log past what it applied could not be read at
+    /// start: its voters may be behind what it committed, and it vouches for nothing.
     pub changing: bool,
 }
 

@@ -452,6 +452,7 @@ impl RaftNode {
         if node.members.contains(config.id) {
             node.proposals.started_as_member();
         }
+        node.shared.applied.store(node.applied, Ordering::Release);
         node.publish_join_facts();
         Ok(node)
     }

@@ -474,9 +474,6 @@ impl RaftNode {
             let index = rd.snapshot().get_metadata().index;
             self.conf_in_log_to = self.conf_in_log_to.min(index);
             self.install_snapshot(rd.snapshot().clone())?;
-            // After the snapshot's table was published: a session is never in neither.
-            self.tail.clear();
-            self.refresh_join_facts();
         }
         // 3. Entries committed and already durable here (a leader holds back its own removal:
         // see `commit_entries`).
@@ -541,10 +538,13 @@ impl RaftNode {
         }
     }
 
-    /// Whether the voters this node has applied may be behind its own log: a membership
-    /// change in the log is not applied yet, or a leader holds back committed entries.
+    /// Whether the voters this node has applied may be behind what it committed: a leader
+    /// holds back committed entries, or the log could not be read at start. (Not a change in
+    /// the log it has not seen commit: a lone voter that added a second and then a third,
+    /// and stepped down, would never vouch for the second, which it needs to commit the
+    /// third; a review found that deadlock.)
     fn changing(&self) -> bool {
-        self.tail.changing() || !self.held.is_empty()
+        self.tail.unread() || !self.held.is_empty()
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
@@ -972,6 +972,9 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
+        self.shared
+            .applied
+            .store(last, std::sync::atomic::Ordering::Release);
         // After the table was published (`admit`): a session is never in neither.
         self.tail.applied(last);
         self.refresh_join_facts();

@@ -161,6 +161,9 @@ impl RaftNode {
                 }
                 self.set_members(state.members);
                 self.sessions = state.sessions;
+                // The log was replaced; its registrations are in the table now, published
+                // with it. (A table that cannot be read keeps this node's, and the tail.)
+                self.tail.clear();
                 self.publish_join_facts();
             }
             // The error names the part: members, sessions or skipped changes.
@@ -183,6 +186,9 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = meta.index;
+        self.shared
+            .applied
+            .store(meta.index, std::sync::atomic::Ordering::Release);
         self.transport.set_applied(AppliedAt {
             index: meta.index,
             term: meta.term,

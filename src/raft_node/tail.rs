@@ -1,6 +1,5 @@
 //! What this node's log holds past what it has applied that its answer to a joining node
-//! rests on: session registrations (a node that registered has run) and membership changes
-//! (while one is unapplied, the voters this node has applied may be behind its own log). See
+//! rests on: session registrations (a node that registered has run). See
 //! [`JoinFacts`](crate::request::JoinFacts) and `transport::join`.
 //!
 //! The applied table cannot say it alone: a registration commits once a quorum has it in its
@@ -19,11 +18,11 @@ use crate::proposal::{self, Payload};
 enum Item {
     /// A session registration by this node.
     Registration(u64),
-    /// A membership change.
-    Change,
+    /// The end of a stretch of the log that could not be read at start.
+    Unread,
 }
 
-/// The registrations and membership changes in the log past the applied index, by index.
+/// The registrations in the log past the applied index, by index.
 #[derive(Debug, Default)]
 pub(super) struct UnappliedTail {
     items: BTreeMap<u64, Item>,
@@ -58,9 +57,9 @@ impl UnappliedTail {
         self.items = kept;
     }
 
-    /// Counts the log through `last` as holding a membership change: it could not be read.
+    /// Counts the log through `last` as unknown: it could not be read.
     pub(super) fn unreadable(&mut self, last: u64) {
-        self.items.insert(last, Item::Change);
+        self.items.insert(last, Item::Unread);
         self.moved = true;
     }
 
@@ -88,25 +87,22 @@ impl UnappliedTail {
         logged
     }
 
-    /// Whether the tail holds a membership change.
-    pub(super) fn changing(&self) -> bool {
-        self.items.values().any(|i| *i == Item::Change)
+    /// Whether part of the tail could not be read at start (until that part is applied).
+    pub(super) fn unread(&self) -> bool {
+        self.items.values().any(|i| *i == Item::Unread)
     }
 }
 
 /// What `entry` is, if it is of interest. Only a registration is decoded: any other entry
 /// is told by its type or first byte, on every append.
 fn item(entry: &Entry) -> Option<Item> {
-    match entry.get_entry_type() {
-        EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Some(Item::Change),
-        EntryType::EntryNormal if proposal::is_registration(&entry.data) => {
-            match proposal::decode(&entry.data) {
-                Ok(Payload::Register { origin, .. }) => Some(Item::Registration(origin)),
-                // The apply path refuses it too; an unreadable registration names no one.
-                _ => None,
-            }
-        }
-        EntryType::EntryNormal => None,
+    if entry.get_entry_type() != EntryType::EntryNormal || !proposal::is_registration(&entry.data) {
+        return None;
+    }
+    match proposal::decode(&entry.data) {
+        Ok(Payload::Register { origin, .. }) => Some(Item::Registration(origin)),
+        // The apply path refuses it too; an unreadable registration names no one.
+        _ => None,
     }
 }
 
@@ -126,12 +122,6 @@ mod tests {
         normal(index, proposal::encode_register(origin, 99))
     }
 
-    fn change(index: u64) -> Entry {
-        let mut e = normal(index, Vec::new());
-        e.set_entry_type(EntryType::EntryConfChangeV2);
-        e
-    }
-
     /// A registration is said from its append until it is applied, whatever came between;
     /// one overwritten (never committed) or replaced by a snapshot is said no more.
     #[test]
@@ -144,7 +134,7 @@ mod tests {
 
         tail.append(&[normal(7, vec![]), register(8, 3), register(9, 2)]);
         assert_eq!(tail.logged(), BTreeMap::from([(2, 6), (3, 8)]));
-        assert!(!tail.changing());
+        assert!(!tail.unread());
 
         // A new leader overwrites from 8 on: 3's registration was never committed.
         tail.take_moved();
@@ -164,20 +154,16 @@ mod tests {
         assert!(tail.logged().is_empty());
     }
 
-    /// A membership change makes the node's voters behind its log until it is applied.
+    /// A stretch that could not be read at start leaves the node unsure until it is applied.
     #[test]
-    fn a_membership_change_is_pending_until_applied() {
+    fn an_unread_stretch_is_pending_until_applied() {
         let mut tail = UnappliedTail::default();
-        tail.append(&[normal(3, vec![]), change(4), normal(5, vec![])]);
-        assert!(tail.changing());
-        tail.applied(3);
-        assert!(tail.changing());
-        tail.applied(4);
-        assert!(!tail.changing());
-
-        tail.append(&[change(6)]);
-        tail.append(&[normal(6, vec![])]);
-        assert!(!tail.changing(), "the change was overwritten");
+        tail.unreadable(9);
+        assert!(tail.unread());
+        tail.applied(8);
+        assert!(tail.unread());
+        tail.applied(9);
+        assert!(!tail.unread());
     }
 
     /// A registration that does not decode names no one, and stops nothing.

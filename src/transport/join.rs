@@ -22,16 +22,23 @@
 //! So the node asks every member at once, round after round, and weighs their answers: the
 //! leader's refusal or admission is final; without it, admissions count only from voters that
 //! every quorum meets (half of them, rounded up, the node not among them), each with the same
-//! voters applied and no membership change pending in its log, and only if no member doubts
-//! it. One member's admission was enough until 2026-12-06: a member that had not applied the
-//! session yet (it joined a moment ago, or lagged) admitted a node that lost its data, and the
-//! simulator showed a committed entry changed that way. One that has not applied a removal
-//! and re-addition yet doubts a node that may join: the leader's word settles that, and until
-//! it comes a doubt holds the node back. Not the leader's word alone: a new member may be
-//! needed for the quorum a leader must hear from to be sure of itself (a leader of one voter
-//! that added a second steps down, CheckQuorum, unless the newcomer answers; four voters, one
-//! of them down, and the fourth just added), and the voters that committed its addition are
-//! always enough.
+//! voters applied, and only if no member doubts it, or each doubt is about a session that one
+//! of them has applied past and dropped. One member's admission was enough until 2026-12-06: a
+//! member that had not applied the session yet (it joined a moment ago, or lagged) admitted a
+//! node that lost its data, and the simulator showed a committed entry changed that way. One
+//! that has not applied a removal and re-addition yet (behind, or removed since and still
+//! running) doubts a node that may join: an admitter that has applied past that session
+//! settles it, or the leader. Not the leader's word alone: a new member may be needed for
+//! the quorum a leader must hear from to be sure of itself (a leader of one voter that added
+//! a second steps down, CheckQuorum, unless the newcomer answers; four voters, one of them
+//! down, and the fourth just added), and the voters that committed its addition are always
+//! enough.
+//!
+//! What the rule cannot see (the README lists these gaps): admitters that all lag behind a
+//! membership change that committed, when the registration committed under the new
+//! membership; and a leader that committed the registration under the membership before a
+//! change the admitters applied (raft-rs counts with the membership a node has applied, and
+//! a node that has not yet seen a removal commit may still win an election with it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -44,8 +51,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
 use super::{
-    HEADER_FROM, HEADER_LEADER, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient, JOIN_PATH,
-    PeerFilter,
+    HEADER_APPLIED, HEADER_FROM, HEADER_LEADER, HEADER_SESSION, HEADER_TO, HEADER_URL,
+    HEADER_VOTERS, HttpClient, JOIN_PATH, PeerFilter,
 };
 use crate::membership::normalize_url;
 use crate::mutation::{self, Mutation};
@@ -80,17 +87,20 @@ pub enum Answer {
         cluster: u64,
         /// Said by the leader, settled and in touch with a quorum.
         by_leader: bool,
-        /// The voters of the membership the member has applied, when no membership change
-        /// is pending in its log (the admission then counts towards every voter's).
+        /// The voters of the membership the member has applied (`None` while, leading, it
+        /// holds back committed entries: then they may be behind, and it vouches for nothing).
         voters: Option<Vec<u64>>,
+        /// The last entry the member had applied: it outweighs a doubt about a session that
+        /// began at or before it (committed history it has applied dropped that session).
+        applied: u64,
     },
     /// The node must not join as it is, and why: the leader's word (410 Gone).
     Refused(String),
     /// Not a definite answer, but the member knows something against the node: its id has
     /// run since it was added (a follower, or a member not sure of the latest membership),
-    /// or it is a member at another URL (409). Ask another; a node about to make its first
-    /// entries again does not start.
-    Doubt(String),
+    /// or it is a member at another URL (409); and the session's index, for the first. Ask
+    /// another; a node about to make its first entries again does not start.
+    Doubt(String, Option<u64>),
 }
 
 /// Why a member gives no answer yet: ask again.
@@ -119,8 +129,10 @@ pub struct MemberView {
     /// The index of a registration of the joining node in the member's log past what it
     /// applied (committed or not: it is after any addition the member applied).
     pub logged: Option<u64>,
-    /// The member's voters, if no membership change is pending in its log.
+    /// The member's voters, unless (leading) it holds back committed entries.
     pub voters: Option<Vec<u64>>,
+    /// The last entry it had applied when it was asked.
+    pub applied: u64,
     /// It leads, with its members settled ([`Shared::is_membership_settled`]): its log holds
     /// every committed entry.
     pub settled_leader: bool,
@@ -130,8 +142,11 @@ impl MemberView {
     /// What member `to` knows of node `from`: the cluster's identity and `from`'s URL as its
     /// transport knows them, and the rest from its shared state.
     pub fn new(to: u64, cluster: u64, url: Option<String>, shared: &Shared, from: u64) -> Self {
+        // Before the facts: what they say holds at least as far as this.
+        let applied = shared.applied.load(Ordering::Acquire);
         let facts = shared.join_facts();
         MemberView {
+            applied,
             to,
             cluster,
             url,
@@ -162,22 +177,29 @@ impl MemberView {
                     cluster: self.cluster,
                     by_leader: self.settled_leader,
                     voters: self.voters.clone(),
+                    applied: self.applied,
                 }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
                 // removal and re-addition of the id since that session began. A node about
                 // to make its first entries again stops on this answer too (`Lookup`).
-                (Some(session), _) if !self.settled_leader => Ok(Answer::Doubt(format!(
-                    "as far as node {to} knows, node {from} has run since it was last added \
-                     (its session began at log index {session}); node {to} is not the \
-                     leader, or not sure its membership is the latest: ask another"
-                ))),
+                (Some(session), _) if !self.settled_leader => Ok(Answer::Doubt(
+                    format!(
+                        "as far as node {to} knows, node {from} has run since it was last \
+                         added (its session began at log index {session}); node {to} is not \
+                         the leader, or not sure its membership is the latest: ask another"
+                    ),
+                    Some(session),
+                )),
                 // Not for good, even from the leader: the registration may not commit.
-                (None, Some(index)) => Ok(Answer::Doubt(format!(
-                    "node {to}'s log holds a registration of node {from} at index {index}, \
-                     not applied yet: node {from} has run since it was last added, unless \
-                     that entry is dropped; ask again"
-                ))),
+                (None, Some(index)) => Ok(Answer::Doubt(
+                    format!(
+                        "node {to}'s log holds a registration of node {from} at index {index}, \
+                         not applied yet: node {from} has run since it was last added, unless \
+                         that entry is dropped; ask again"
+                    ),
+                    Some(index),
+                )),
                 (Some(session), _) => Ok(Answer::Refused(format!(
                     "node {from} has run since it was last added (its session began at log \
                      index {session}), so this start on an empty data dir lost that run's \
@@ -186,9 +208,10 @@ impl MemberView {
                     add_back(from)
                 ))),
             },
-            Some(known) => Ok(Answer::Doubt(format!(
-                "node {from} is a member at {known}, not at {url}"
-            ))),
+            Some(known) => Ok(Answer::Doubt(
+                format!("node {from} is a member at {known}, not at {url}"),
+                None,
+            )),
             None => Err(NoAnswer::NotMember(format!(
                 "node {from} is not a member of this cluster (as node {to} knows it): add it \
                  first with POST /{from} on a member"
@@ -215,23 +238,24 @@ pub enum Verdict {
 
 /// The weighing of one round of answers: the leader's refusal or admission is final; without
 /// it, admissions count only from voters that every quorum meets (half of them, rounded up,
-/// the node not among them), all counting the same voters with no membership change
-/// pending, and only if no member of the round doubts the node. Fed the answers as they
-/// come, in any order; [`Lookup`] asks over HTTP, the simulator asks members in its process.
+/// the node not among them), all counting the same voters, and only if each doubt of the
+/// round is about a session one of them applied past. Fed the answers as they come, in any
+/// order; [`Lookup`] asks over HTTP, the simulator asks members in its process.
 ///
-/// Why that many: a registration of the node that committed is in the logs of a quorum, which
-/// the node itself may be part of (it lost its copy), and a member says it from its log,
-/// applied or not; a set of voters that every quorum meets holds one that says so. Committed
-/// under a later membership, the change to it committed first under these voters' quorum, so
-/// one of them has it in its log: pending, or applied (and then it counts other voters). The
-/// voters that committed the node's addition are as many, whatever their number.
+/// Why that many: a registration of the node that committed under these voters is in the
+/// logs of a quorum, which the node itself may be part of (it lost its copy), and a member
+/// says it from its log, applied or not; a set of voters that every quorum meets holds one
+/// that says so. The voters that committed the node's addition are as many, whatever their
+/// number. Under another membership, see the module's doc.
 #[derive(Debug)]
 pub struct Round {
     /// The node asking.
     node: u64,
-    /// The admissions not by the leader: who, into which cluster, counting which voters.
-    admitted: BTreeMap<u64, (u64, Option<Vec<u64>>)>,
-    doubted: Option<u64>,
+    /// The admissions not by the leader: who, into which cluster, counting which voters,
+    /// having applied how far.
+    admitted: BTreeMap<u64, (u64, Option<Vec<u64>>, u64)>,
+    /// The doubts: whose, and the index of the session each is about, if it is one.
+    doubted: BTreeMap<u64, Option<u64>>,
 }
 
 impl Round {
@@ -240,7 +264,7 @@ impl Round {
         Round {
             node,
             admitted: BTreeMap::new(),
-            doubted: None,
+            doubted: BTreeMap::new(),
         }
     }
 
@@ -259,7 +283,10 @@ impl Round {
                 cluster: *cluster,
             }),
             Answer::Admitted {
-                cluster, voters, ..
+                cluster,
+                voters,
+                applied,
+                ..
             } => {
                 // As a set: an older member may say them in another order.
                 let voters = voters.clone().map(|mut v| {
@@ -267,11 +294,11 @@ impl Round {
                     v.dedup();
                     v
                 });
-                self.admitted.insert(id, (*cluster, voters));
+                self.admitted.insert(id, (*cluster, voters, *applied));
                 None
             }
-            Answer::Doubt(_) => {
-                self.doubted.get_or_insert(id);
+            Answer::Doubt(_, session) => {
+                self.doubted.insert(id, *session);
                 None
             }
         }
@@ -288,16 +315,13 @@ impl Round {
                  leader's word"
             )))
         };
-        if let Some(doubter) = self.doubted {
-            return not_yet(format!("node {doubter} doubts it"));
-        }
-        // Those with a change pending count no voters, and vouch for nothing.
+        // A leader holding back entries counts no voters, and vouches for nothing.
         let mut said = self
             .admitted
             .values()
-            .filter_map(|(cluster, voters)| Some((*cluster, voters.as_ref()?)));
+            .filter_map(|(cluster, voters, _)| Some((*cluster, voters.as_ref()?)));
         let Some((cluster, voters)) = said.next() else {
-            return not_yet("has a membership change pending".into());
+            return not_yet("holds back entries it committed".into());
         };
         if said.any(|(_, v)| v != voters) {
             return not_yet("the members that admit it count different voters".into());
@@ -308,11 +332,25 @@ impl Round {
         let vouching: Vec<u64> = self
             .admitted
             .iter()
-            .filter(|(id, (_, v))| {
+            .filter(|(id, (_, v, _))| {
                 **id != self.node && voters.contains(id) && v.as_ref() == Some(voters)
             })
             .map(|(id, _)| *id)
             .collect();
+        // A doubt about a session holds unless one who vouches has applied past where the
+        // session began, and still counts none: committed history dropped it there (a
+        // removal and re-addition the doubter, removed since or behind, has not applied).
+        // Any other doubt holds.
+        let outweighed = |session: &Option<u64>| {
+            session.is_some_and(|s| {
+                vouching
+                    .iter()
+                    .any(|id| self.admitted.get(id).is_some_and(|(_, _, a)| *a >= s))
+            })
+        };
+        if let Some((doubter, _)) = self.doubted.iter().find(|(_, s)| !outweighed(s)) {
+            return not_yet(format!("node {doubter} doubts it"));
+        }
         // As many as no quorum can do without: all but a quorum's number, and one more.
         let needed = voters.len().div_ceil(2);
         match vouching.first() {
@@ -332,7 +370,7 @@ pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), S
     let against = || {
         answers
             .iter()
-            .filter(|(_, a)| matches!(a, Answer::Refused(_) | Answer::Doubt(_)))
+            .filter(|(_, a)| matches!(a, Answer::Refused(_) | Answer::Doubt(..)))
     };
     // The leader's refusal first: it says what to do. A follower's doubt does not (the
     // same answer sends a joining node on to ask another), so that is said here.
@@ -343,7 +381,7 @@ pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), S
         Some((id, Answer::Refused(reason))) => {
             Err(format!("node {id} refuses this node: {reason}"))
         }
-        Some((id, Answer::Doubt(reason))) => Err(format!(
+        Some((id, Answer::Doubt(reason, _))) => Err(format!(
             "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
              it would start anew under an id that has run: {}",
             add_back(self_id)
@@ -363,6 +401,14 @@ pub fn parse_voters(value: &[u8]) -> Option<Vec<u64>> {
 pub fn format_voters(voters: &[u64]) -> String {
     let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
     ids.join(",")
+}
+
+/// What a member's answer says in its headers.
+struct Said {
+    by_leader: bool,
+    voters: Option<Vec<u64>>,
+    applied: u64,
+    session: Option<u64>,
 }
 
 /// The questions a joining node asks.
@@ -445,7 +491,7 @@ impl Lookup {
         while let Some((id, url, answer)) = asks.next().await {
             match answer {
                 Ok(answer) => {
-                    if let Answer::Doubt(reason) = &answer {
+                    if let Answer::Doubt(reason, _) = &answer {
                         note(logged, id, url, reason);
                     }
                     verdict = round.take(id, &answer);
@@ -515,24 +561,33 @@ impl Lookup {
                 .await
                 .map_err(|e| super::peer::error_chain(&e))?;
             let status = response.status();
-            let by_leader = response.headers().contains_key(HEADER_LEADER);
-            let voters = response
-                .headers()
-                .get(HEADER_VOTERS)
-                .and_then(|v| parse_voters(v.as_bytes()));
+            let headers = response.headers();
+            // A member of an older version says none of these: its admission then counts
+            // only as the leader's, and its doubt holds.
+            let number = |name| {
+                let value = headers.get(name)?.to_str().ok()?;
+                value.parse::<u64>().ok()
+            };
+            let said = Said {
+                by_leader: headers.contains_key(HEADER_LEADER),
+                voters: headers
+                    .get(HEADER_VOTERS)
+                    .and_then(|v| parse_voters(v.as_bytes())),
+                applied: number(HEADER_APPLIED).unwrap_or(0),
+                session: number(HEADER_SESSION),
+            };
             let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
             let text = String::from_utf8_lossy(&body).trim().to_string();
-            Ok::<_, String>((status, by_leader, voters, text))
+            Ok::<_, String>((status, said, text))
         };
-        let (status, by_leader, voters, text) =
-            tokio::time::timeout(ASK_TIMEOUT, answer)
-                .await
-                .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
+        let (status, said, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
+            .await
+            .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
         if status == StatusCode::GONE {
             return Ok(Answer::Refused(text));
         }
         if status == StatusCode::CONFLICT {
-            return Ok(Answer::Doubt(text));
+            return Ok(Answer::Doubt(text, said.session));
         }
         if status != StatusCode::OK {
             return Err(format!("{status}: {text}"));
@@ -540,8 +595,9 @@ impl Lookup {
         match u64::from_str_radix(&text, 16) {
             Ok(cluster) if cluster != 0 => Ok(Answer::Admitted {
                 cluster,
-                by_leader,
-                voters,
+                by_leader: said.by_leader,
+                voters: said.voters,
+                applied: said.applied,
             }),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
@@ -656,12 +712,19 @@ mod tests {
         assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
     }
 
-    /// A follower's admission of node 4, counting `voters` (`None`: a change is pending).
+    /// A follower's admission, counting `voters` (`None`: it vouches for nothing), having
+    /// applied through 100.
     fn admit(voters: Option<&[u64]>) -> Answer {
+        admit_at(voters, 100)
+    }
+
+    /// A follower's admission, counting `voters`, having applied through `applied`.
+    fn admit_at(voters: Option<&[u64]>, applied: u64) -> Answer {
         Answer::Admitted {
             cluster: 0xabc,
             by_leader: false,
             voters: voters.map(<[u64]>::to_vec),
+            applied,
         }
     }
 
@@ -671,7 +734,7 @@ mod tests {
     #[test]
     fn a_round_weighs_the_answers_in_any_order() {
         let admit = admit(Some(&[1, 2, 4]));
-        let doubt = Answer::Doubt("node 4 has run".into());
+        let doubt = Answer::Doubt("node 4 has run".into(), None);
         for order in [
             [(1, &admit), (2, &doubt), (3, &admit)],
             [(2, &doubt), (3, &admit), (1, &admit)],
@@ -691,6 +754,7 @@ mod tests {
             cluster: 0xabc,
             by_leader: true,
             voters: None,
+            applied: 0,
         };
         assert_eq!(
             round.take(3, &by_leader),
@@ -771,8 +835,8 @@ mod tests {
             weigh(4, &[(1, admit(Some(&three))), (2, admit(Some(&four)))]),
             "count different voters",
         );
-        // One with a change pending vouches for nothing, and holds nothing back.
-        not_yet(weigh(4, &[(1, admit(None))]), "membership change pending");
+        // A leader holding back entries vouches for nothing, and holds nothing back.
+        not_yet(weigh(4, &[(1, admit(None))]), "holds back entries");
         let mut pending = both.to_vec();
         pending.push((3, admit(None)));
         assert_eq!(weigh(4, &pending), admitted(1));
@@ -782,6 +846,26 @@ mod tests {
         assert!(matches!(weigh(4, &[]), Verdict::NotYet(None)));
         // A lone voter that added a second and stepped down, having heard nothing from it.
         assert_eq!(weigh(2, &[(1, admit(Some(&[1, 2])))]), admitted(1));
+
+        // A doubt about a session outweighed: one who vouches applied past where it began and
+        // counts none (node 1 was removed and added back since; node 3, removed meanwhile
+        // and still running, never applied that: seed 10302212 of the long schedules).
+        let pair = [1, 2];
+        let behind = Answer::Doubt("node 1 has run (session 7)".into(), Some(7));
+        assert_eq!(
+            weigh(1, &[(2, admit_at(Some(&pair), 27)), (3, behind.clone())]),
+            admitted(2)
+        );
+        // Not when it applied no further than the session, nor for a doubt of another kind.
+        not_yet(
+            weigh(1, &[(2, admit_at(Some(&pair), 6)), (3, behind)]),
+            "node 3 doubts it",
+        );
+        let elsewhere = Answer::Doubt("node 1 is a member at another URL".into(), None);
+        not_yet(
+            weigh(1, &[(2, admit_at(Some(&pair), 27)), (3, elsewhere)]),
+            "node 3 doubts it",
+        );
     }
 
     /// A member of the first cluster on an empty data dir: admissions say nothing against it;
@@ -793,10 +877,11 @@ mod tests {
             cluster: 0xabc,
             by_leader: true,
             voters: Some(vec![1, 2, 3, 4]),
+            applied: 9,
         };
         assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
         assert_eq!(before_bootstrap(4, &[]), Ok(()));
-        let doubt = (2, Answer::Doubt("node 4 has run".into()));
+        let doubt = (2, Answer::Doubt("node 4 has run".into(), Some(7)));
         let refusal = (3, Answer::Refused("gone".into()));
         let err = before_bootstrap(4, &[(1, admit), doubt.clone(), refusal]).expect_err("refused");
         assert_eq!(err, "node 3 refuses this node: gone");
@@ -812,7 +897,7 @@ mod tests {
     /// count the node as a member; a doubt for another URL, for a registration in its log it
     /// has not applied, or for a session when it is not the settled leader; the settled
     /// leader's refusal for a session; else an admission, the leader's when it is settled,
-    /// with its voters when no change is pending.
+    /// with its voters unless it vouches for nothing, and how far it had applied.
     #[test]
     fn a_members_answer_follows_what_it_knows() {
         let url = "http://10.0.0.4:2380";
@@ -823,6 +908,7 @@ mod tests {
             session: None,
             logged: None,
             voters: Some(vec![1, 4]),
+            applied: 30,
             settled_leader: false,
         };
         let admitted = |by_leader, voters: Option<Vec<u64>>| {
@@ -830,6 +916,7 @@ mod tests {
                 cluster: 0xabc,
                 by_leader,
                 voters,
+                applied: 30,
             })
         };
         assert_eq!(view.answer(4, url), admitted(false, Some(vec![1, 4])));
@@ -839,14 +926,20 @@ mod tests {
         assert_eq!(view.answer(4, url), admitted(true, None));
         // In its log, not applied: not for good, even from the leader (it may not commit).
         view.logged = Some(9);
-        assert!(matches!(view.answer(4, url), Ok(Answer::Doubt(r)) if r.contains("index 9")));
+        assert!(matches!(
+            view.answer(4, url),
+            Ok(Answer::Doubt(r, Some(9))) if r.contains("index 9")
+        ));
         view.session = Some(7);
         assert!(matches!(view.answer(4, url), Ok(Answer::Refused(r)) if r.contains("index 7")));
         view.settled_leader = false;
-        assert!(matches!(view.answer(4, url), Ok(Answer::Doubt(r)) if r.contains("index 7")));
+        assert!(matches!(
+            view.answer(4, url),
+            Ok(Answer::Doubt(r, Some(7))) if r.contains("index 7")
+        ));
         assert!(matches!(
             view.answer(4, "http://10.0.0.9:2380"),
-            Ok(Answer::Doubt(r)) if r.contains("not at")
+            Ok(Answer::Doubt(r, None)) if r.contains("not at")
         ));
         view.url = None;
         assert!(matches!(view.answer(4, url), Err(NoAnswer::NotMember(_))));

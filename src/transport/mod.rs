@@ -156,9 +156,14 @@ pub const HEADER_URL: &str = "x-raftexample-url";
 /// may come from a removal and re-addition the follower has yet to apply (see [`join`]).
 pub const HEADER_LEADER: &str = "x-raftexample-leader";
 /// Header on a member's admission of a joining node: the voters of the membership it has
-/// applied (`1,2,3`), sent only when no membership change is pending in its log. Without the
+/// applied (`1,2,3`), sent unless (leading) it holds back committed entries. Without the
 /// leader's word, a node is admitted only by voters that every quorum meets (see [`join`]).
 pub const HEADER_VOTERS: &str = "x-raftexample-voters";
+/// Header on a member's admission of a joining node: the last entry it had applied. Its
+/// admission outweighs another member's doubt about a session that began at or before it.
+pub const HEADER_APPLIED: &str = "x-raftexample-applied";
+/// Header on a member's doubt (409) of a joining node for its session: the session's index.
+pub const HEADER_SESSION: &str = "x-raftexample-session";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
 /// up to this many bytes, plus one more entry that may cross it.

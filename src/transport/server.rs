@@ -46,9 +46,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SNAPSHOT, HEADER_TO,
-    HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH,
-    STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
+    HEADER_APPLIED, HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SESSION,
+    HEADER_SNAPSHOT, HEADER_TO, HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent,
+    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
+    snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -514,28 +515,55 @@ async fn receive_snapshot(
     received.map(|_| StatusCode::NO_CONTENT)
 }
 
-/// A member's admission of a joining node: the cluster's identity, whether the leader gave
-/// it, settled and in touch with a quorum (said in [`HEADER_LEADER`]), and the voters the
-/// member counts, if no membership change is pending in its log ([`HEADER_VOTERS`]).
+/// A member's answer to a joining node, other than a refusal for good or no answer yet.
 #[derive(Debug, PartialEq, Eq)]
-struct Admission {
-    cluster: u64,
-    by_leader: bool,
-    voters: Option<Vec<u64>>,
+enum Reply {
+    /// 200 with the cluster's identity; whether the leader gave it, settled and in touch with
+    /// a quorum ([`HEADER_LEADER`]); the voters the member counts, unless it vouches for
+    /// nothing ([`HEADER_VOTERS`]); and how far it had applied ([`HEADER_APPLIED`]).
+    Admitted {
+        cluster: u64,
+        by_leader: bool,
+        voters: Option<Vec<u64>>,
+        applied: u64,
+    },
+    /// 409 and why; the session's index, if the doubt is about one ([`HEADER_SESSION`]).
+    Doubted {
+        reason: String,
+        session: Option<u64>,
+    },
 }
 
-impl IntoResponse for Admission {
+impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut response = format!("{:x}", self.cluster).into_response();
-        if self.by_leader {
-            response
-                .headers_mut()
-                .insert(HEADER_LEADER, HeaderValue::from_static("1"));
-        }
-        if let Some(voters) = &self.voters
-            && let Ok(value) = HeaderValue::from_str(&super::join::format_voters(voters))
-        {
-            response.headers_mut().insert(HEADER_VOTERS, value);
+        let (mut response, headers) = match self {
+            Reply::Admitted {
+                cluster,
+                by_leader,
+                voters,
+                applied,
+            } => {
+                let mut headers = vec![(HEADER_APPLIED, applied.to_string())];
+                if by_leader {
+                    headers.push((HEADER_LEADER, "1".to_string()));
+                }
+                if let Some(voters) = &voters {
+                    headers.push((HEADER_VOTERS, super::join::format_voters(voters)));
+                }
+                (format!("{cluster:x}").into_response(), headers)
+            }
+            Reply::Doubted { reason, session } => {
+                let headers = session
+                    .map(|s| (HEADER_SESSION, s.to_string()))
+                    .into_iter()
+                    .collect();
+                ((StatusCode::CONFLICT, reason).into_response(), headers)
+            }
+        };
+        for (name, value) in headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
         }
         response
     }
@@ -546,7 +574,7 @@ impl IntoResponse for Admission {
 async fn answer_join(
     State(server): State<PeerServer>,
     headers: HeaderMap,
-) -> Result<Admission, Refusal> {
+) -> Result<Reply, Refusal> {
     let filter = &server.filter;
     let url = headers.get(HEADER_URL).and_then(|v| v.to_str().ok());
     let (Some(from), Some(to), Some(url)) = (
@@ -572,13 +600,15 @@ async fn answer_join(
             cluster,
             by_leader,
             voters,
-        }) => Ok(Admission {
+            applied,
+        }) => Ok(Reply::Admitted {
             cluster,
             by_leader,
             voters,
+            applied,
         }),
         Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
-        Ok(Answer::Doubt(reason)) => Err(Refusal::new(StatusCode::CONFLICT, reason)),
+        Ok(Answer::Doubt(reason, session)) => Ok(Reply::Doubted { reason, session }),
         Err(NoAnswer::Joining(reason)) => {
             Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, reason))
         }
@@ -637,37 +667,55 @@ mod tests {
             edit(&mut shared.join_facts.lock().expect("not poisoned"));
         };
         facts(&|f| f.voters = vec![2, 3]);
-        let admitted = |by_leader| Admission {
+        shared.applied.store(40, Ordering::Release);
+        let admitted = |by_leader, voters: Option<Vec<u64>>| Reply::Admitted {
             cluster: 0xabc,
             by_leader,
-            voters: Some(vec![2, 3]),
+            voters,
+            applied: 40,
         };
         let answer = ask().await.expect("admitted");
-        assert_eq!(answer, admitted(false));
+        assert_eq!(answer, admitted(false, Some(vec![2, 3])));
         let response = answer.into_response();
         assert_eq!(response.headers()[HEADER_VOTERS], "2,3");
+        assert_eq!(response.headers()[HEADER_APPLIED], "40");
         assert!(!response.headers().contains_key(HEADER_LEADER));
-        // A membership change pending in its log: its voters may be behind, and go unsaid.
+        // Leading and holding back entries it committed: its voters may be behind, unsaid.
         facts(&|f| f.changing = true);
         let answer = ask().await.expect("admitted");
-        assert_eq!(answer.voters, None);
+        assert_eq!(answer, admitted(false, None));
         assert!(!answer.into_response().headers().contains_key(HEADER_VOTERS));
         facts(&|f| f.changing = false);
+        // A 409, with the session's index for the joining node to weigh.
+        let doubted = |answer: Reply, session: u64| {
+            let response = answer.into_response();
+            assert_eq!(response.status(), StatusCode::CONFLICT);
+            assert_eq!(
+                response.headers()[HEADER_SESSION],
+                session.to_string().as_str()
+            );
+        };
         // A registration in its log, not applied: a doubt, even from the settled leader.
         facts(&|f| _ = f.logged.insert(2, 9));
         shared.leader.store(3, Ordering::Release);
         shared.membership_settled.store(true, Ordering::Release);
-        let doubt = ask().await.expect_err("not admitted");
-        assert_eq!(doubt.status(), StatusCode::CONFLICT, "{doubt:?}");
-        assert!(doubt.text().contains("index 9"), "{doubt:?}");
+        let doubt = ask().await.expect("answered");
+        assert!(
+            matches!(&doubt, Reply::Doubted { reason, session: Some(9) } if reason.contains("index 9")),
+            "{doubt:?}"
+        );
+        doubted(doubt, 9);
         facts(&|f| f.logged.clear());
         facts(&|f| _ = f.running.insert(2, 7));
         for (leader, settled) in [(0, false), (0, true), (3, false)] {
             shared.leader.store(leader, Ordering::Release);
             shared.membership_settled.store(settled, Ordering::Release);
-            let doubt = ask().await.expect_err("not admitted");
-            assert_eq!(doubt.status(), StatusCode::CONFLICT, "{doubt:?}");
-            assert!(doubt.text().contains("index 7"), "{doubt:?}");
+            let doubt = ask().await.expect("answered");
+            assert!(
+                matches!(&doubt, Reply::Doubted { reason, session: Some(7) } if reason.contains("index 7")),
+                "{doubt:?}"
+            );
+            doubted(doubt, 7);
         }
         shared.membership_settled.store(true, Ordering::Release);
         let refused = ask().await.expect_err("refused");
@@ -679,9 +727,14 @@ mod tests {
         // Removed and added back, it has no session: admitted again, by the leader, whose
         // word the joining node prefers to a follower's doubt.
         facts(&|f| f.running.clear());
-        assert_eq!(ask().await.expect("admitted"), admitted(true));
+        let by_leader = ask().await.expect("admitted");
+        assert_eq!(by_leader, admitted(true, Some(vec![2, 3])));
+        assert_eq!(by_leader.into_response().headers()[HEADER_LEADER], "1");
         shared.leader.store(1, Ordering::Release);
-        assert_eq!(ask().await.expect("admitted"), admitted(false));
+        assert_eq!(
+            ask().await.expect("admitted"),
+            admitted(false, Some(vec![2, 3]))
+        );
     }
 
     /// A server started again on the same folder in the same process never reuses an
