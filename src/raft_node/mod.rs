@@ -219,6 +219,9 @@ pub struct RaftNode {
     /// Cancelled once the REST port's clients have gone: a stopping node serves them until
     /// then (see [`RaftNode::serve_clients_until`]).
     clients_gone: Option<CancellationToken>,
+    /// The last snapshot installed had a table this node could not read (it kept its own):
+    /// it vouches for no joining node until it installs one it can read.
+    table_unread: bool,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
     removed_while_leading: Option<Instant>,
@@ -431,6 +434,7 @@ impl RaftNode {
             held_timeout_now: None,
             gone_while_stopping: None,
             clients_gone: None,
+            table_unread: false,
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
@@ -517,9 +521,8 @@ impl RaftNode {
 }
 
 /// The tail of a log replayed at start-up: its entries past `applied`, read a chunk at a time
-/// (the log may hold tens of megabytes). One that cannot be read counts as holding a
-/// membership change, so that no joining node counts on this node's voters until it has
-/// applied that far.
+/// (the log may hold tens of megabytes). One that cannot be read leaves this node vouching
+/// for no joining node until it has applied that far.
 fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTail {
     let log = &rn.raft.raft_log;
     let mut tail = tail::UnappliedTail::default();

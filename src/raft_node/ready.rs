@@ -544,7 +544,7 @@ impl RaftNode {
     /// and stepped down, would never vouch for the second, which it needs to commit the
     /// third; a review found that deadlock.)
     fn changing(&self) -> bool {
-        self.tail.unread() || !self.held.is_empty()
+        self.tail.unread() || !self.held.is_empty() || self.table_unread
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after

@@ -162,15 +162,22 @@ impl RaftNode {
                 self.set_members(state.members);
                 self.sessions = state.sessions;
                 // The log was replaced; its registrations are in the table now, published
-                // with it. (A table that cannot be read keeps this node's, and the tail.)
+                // with it.
                 self.tail.clear();
+                self.table_unread = false;
                 self.publish_join_facts();
             }
             // The error names the part: members, sessions or skipped changes.
-            Err(err) => tracing::error!(
-                %err,
-                "cannot read the snapshot's members and exactly-once table; keeping this node's"
-            ),
+            Err(err) => {
+                tracing::error!(
+                    %err,
+                    "cannot read the snapshot's members and exactly-once table; keeping this node's"
+                );
+                // Its table misses what the snapshot holds, and the tail goes at the next
+                // apply: it vouches for no joining node until a table it can read comes.
+                self.table_unread = true;
+                self.publish_join_facts();
+            }
         }
         // Requests of this node that the snapshot shows applied are answered once it is
         // restored.

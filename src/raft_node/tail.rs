@@ -76,12 +76,13 @@ impl UnappliedTail {
         std::mem::take(&mut self.moved)
     }
 
-    /// The nodes that registered in the tail, and each one's first registration's index.
+    /// The nodes that registered in the tail, and each one's latest registration's index (a
+    /// doubt cites it: an admitter that applied past an earlier one may not have seen it).
     pub(super) fn logged(&self) -> BTreeMap<u64, u64> {
         let mut logged = BTreeMap::new();
         for (index, item) in &self.items {
             if let Item::Registration(origin) = item {
-                logged.entry(*origin).or_insert(*index);
+                logged.insert(*origin, *index);
             }
         }
         logged
@@ -133,7 +134,11 @@ mod tests {
         assert!(!tail.take_moved(), "said once");
 
         tail.append(&[normal(7, vec![]), register(8, 3), register(9, 2)]);
-        assert_eq!(tail.logged(), BTreeMap::from([(2, 6), (3, 8)]));
+        assert_eq!(
+            tail.logged(),
+            BTreeMap::from([(2, 9), (3, 8)]),
+            "the latest of each"
+        );
         assert!(!tail.unread());
 
         // A new leader overwrites from 8 on: 3's registration was never committed.

@@ -183,13 +183,15 @@ impl MemberView {
                 // committed entry, where a follower, settled or not, may not have applied a
                 // removal and re-addition of the id since that session began. A node about
                 // to make its first entries again stops on this answer too (`Lookup`).
-                (Some(session), _) if !self.settled_leader => Ok(Answer::Doubt(
+                // The doubt cites the latest registration it knows: an admitter that applied
+                // past the table's but not past a later one in the log must not outweigh it.
+                (Some(session), logged) if !self.settled_leader => Ok(Answer::Doubt(
                     format!(
                         "as far as node {to} knows, node {from} has run since it was last \
                          added (its session began at log index {session}); node {to} is not \
                          the leader, or not sure its membership is the latest: ask another"
                     ),
-                    Some(session),
+                    Some(logged.map_or(session, |l| l.max(session))),
                 )),
                 // Not for good, even from the leader: the registration may not commit.
                 (None, Some(index)) => Ok(Answer::Doubt(
@@ -321,7 +323,11 @@ impl Round {
             .values()
             .filter_map(|(cluster, voters, _)| Some((*cluster, voters.as_ref()?)));
         let Some((cluster, voters)) = said.next() else {
-            return not_yet("holds back entries it committed".into());
+            return not_yet(
+                "counts no voters (leading, it holds back entries it committed, or it is of an \
+                 older version)"
+                    .into(),
+            );
         };
         if said.any(|(_, v)| v != voters) {
             return not_yet("the members that admit it count different voters".into());
@@ -836,7 +842,7 @@ mod tests {
             "count different voters",
         );
         // A leader holding back entries vouches for nothing, and holds nothing back.
-        not_yet(weigh(4, &[(1, admit(None))]), "holds back entries");
+        not_yet(weigh(4, &[(1, admit(None))]), "counts no voters");
         let mut pending = both.to_vec();
         pending.push((3, admit(None)));
         assert_eq!(weigh(4, &pending), admitted(1));
@@ -933,6 +939,12 @@ mod tests {
         view.session = Some(7);
         assert!(matches!(view.answer(4, url), Ok(Answer::Refused(r)) if r.contains("index 7")));
         view.settled_leader = false;
+        // A follower's doubt cites the latest registration it knows, the logged one here.
+        assert!(matches!(
+            view.answer(4, url),
+            Ok(Answer::Doubt(r, Some(9))) if r.contains("index 7")
+        ));
+        view.logged = None;
         assert!(matches!(
             view.answer(4, url),
             Ok(Answer::Doubt(r, Some(7))) if r.contains("index 7")
