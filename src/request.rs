@@ -359,9 +359,10 @@ pub struct JoinFacts {
     /// The voters of the membership this node has applied, in ascending order.
     pub voters: Vec<u64>,
     /// Whether, leading, it holds back committed entries (its own removal among them: see
-    /// `RaftNode::commit_entries`), or its log past what it applied could not be read at
-    /// start: its voters may be behind what it committed, and it vouches for nothing.
-    pub changing: bool,
+    /// `RaftNode::commit_entries`), its log past what it applied could not be read at start,
+    /// or its last snapshot's table could not be read: its voters may be behind what it
+    /// committed, and it vouches for no joining node.
+    pub vouch_for_none: bool,
 }
 
 /// Answers kept in [`Shared::probe_answers`]: with a round every two ticks and a window of an
@@ -479,7 +480,9 @@ impl Shared {
     /// Whether this node counts member `id` as running since its latest addition, by the
     /// sessions it has applied.
     pub fn counts_running(&self, id: u64) -> bool {
-        self.join_facts().running.contains_key(&id)
+        // Plain values: what a panicking writer left is still usable.
+        let facts = self.join_facts.lock().unwrap_or_else(|p| p.into_inner());
+        facts.running.contains_key(&id)
     }
 
     /// A copy of [`join_facts`](Self::join_facts).

@@ -243,12 +243,12 @@ pub struct RaftNode {
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
     /// appends (and the ones they replace) and the snapshots it installs.
     conf_in_log_to: u64,
-    /// The registrations and membership changes in the log past `applied`, for this node's
-    /// answers to joining nodes ([`Shared::join_facts`]).
+    /// The registrations in the log past `applied`, for this node's answers to joining nodes
+    /// ([`Shared::join_facts`]).
     tail: tail::UnappliedTail,
-    /// Whether the last [`JoinFacts`](crate::request::JoinFacts) published said a membership
-    /// change was pending.
-    published_changing: bool,
+    /// Whether the last [`JoinFacts`](crate::request::JoinFacts) published said this node
+    /// vouches for no joining node.
+    published_vouch_for_none: bool,
     /// When each voter's messages last arrived, and in which term (only the current term's
     /// count): a leader counts itself in touch with its voters only while a quorum of them
     /// was heard lately, and hands leadership only to one heard lately.
@@ -441,7 +441,7 @@ impl RaftNode {
             commit_to_hear: 0,
             conf_in_log_to,
             tail,
-            published_changing: false,
+            published_vouch_for_none: false,
             heard_at: Default::default(),
             lost_log_said: None,
             leader_term: (raft::INVALID_ID, 0),

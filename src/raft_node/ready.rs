@@ -514,14 +514,14 @@ impl RaftNode {
         let mut running = self.sessions.origins();
         running.retain(|id, session| self.members.ran_since_added(*id, *session));
         self.tail.take_moved();
-        self.published_changing = self.changing();
+        self.published_vouch_for_none = self.vouches_for_none();
         let mut voters = self.conf_state.voters.clone();
         voters.sort_unstable();
         let facts = crate::request::JoinFacts {
             running,
             logged: self.tail.logged(),
             voters,
-            changing: self.published_changing,
+            vouch_for_none: self.published_vouch_for_none,
         };
         *self
             .shared
@@ -530,20 +530,21 @@ impl RaftNode {
             .unwrap_or_else(|p| p.into_inner()) = facts;
     }
 
-    /// Publishes the join facts again if the log's tail moved since, or a leader began or
-    /// ended holding back entries.
+    /// Publishes the join facts again if the log's tail moved since, or whether this node
+    /// vouches for none changed (a leader began or ended holding back entries).
     fn refresh_join_facts(&mut self) {
-        if self.tail.take_moved() || self.changing() != self.published_changing {
+        if self.tail.take_moved() || self.vouches_for_none() != self.published_vouch_for_none {
             self.publish_join_facts();
         }
     }
 
-    /// Whether the voters this node has applied may be behind what it committed: a leader
-    /// holds back committed entries, or the log could not be read at start. (Not a change in
+    /// Whether the voters this node has applied may be behind what it committed, so that it
+    /// vouches for no joining node: a leader holds back committed entries, the log could not
+    /// be read at start, or the last snapshot's table could not be read. (Not a change in
     /// the log it has not seen commit: a lone voter that added a second and then a third,
     /// and stepped down, would never vouch for the second, which it needs to commit the
     /// third; a review found that deadlock.)
-    fn changing(&self) -> bool {
+    fn vouches_for_none(&self) -> bool {
         self.tail.unread() || !self.held.is_empty() || self.table_unread
     }
 

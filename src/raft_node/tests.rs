@@ -1646,7 +1646,7 @@ async fn a_registration_is_said_from_the_log_before_it_is_applied() {
         }
     };
     facts_become("the bootstrap voters, nothing pending", &|f| {
-        f.voters == [1, 2, 3] && !f.changing
+        f.voters == [1, 2, 3] && !f.vouch_for_none
     });
     // Node 2 forwards node 3's registration; node 1 appends it and waits for node 2's ack.
     let propose = |entry: Entry| {
@@ -1686,13 +1686,13 @@ async fn a_registration_is_said_from_the_log_before_it_is_applied() {
     ))
     .await;
     facts_become("the change appended", &|f| {
-        !f.changing && f.voters == [1, 2, 3]
+        !f.vouch_for_none && f.voters == [1, 2, 3]
     });
     node.step(acked_by_node_2(term, add))
         .await
         .expect("running");
     facts_become("the change applied", &|f| {
-        !f.changing && f.voters == [1, 2, 3, 4]
+        !f.vouch_for_none && f.voters == [1, 2, 3, 4]
     });
     assert!(
         node.shared

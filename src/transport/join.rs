@@ -152,7 +152,7 @@ impl MemberView {
             url,
             session: facts.running.get(&from).copied(),
             logged: facts.logged.get(&from).copied(),
-            voters: (!facts.changing).then_some(facts.voters),
+            voters: (!facts.vouch_for_none).then_some(facts.voters),
             settled_leader: shared.is_membership_settled()
                 && shared.leader.load(Ordering::Acquire) == to,
         }
@@ -674,6 +674,39 @@ mod tests {
         }
     }
 
+    /// Waits until `member` has been asked three times, the lookup `run` still going and the
+    /// cluster's identity not adopted (`why` it failed, if it is).
+    async fn held_back(
+        run: &tokio::task::JoinHandle<Result<(), String>>,
+        member: &Member,
+        filter: &PeerFilter,
+        why: &str,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while member.asked.load(Ordering::SeqCst) < 3 {
+            assert!(!run.is_finished(), "{why}");
+            assert!(Instant::now() < deadline, "the member was not asked again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!run.is_finished(), "{why}");
+        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
+    }
+
+    /// The lookup `run` ends in an admission within 20 s (`why` it should), and the cluster's
+    /// identity is adopted.
+    async fn admitted(
+        run: tokio::task::JoinHandle<Result<(), String>>,
+        filter: &PeerFilter,
+        why: &str,
+    ) {
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect(why)
+            .expect("the lookup task")
+            .expect("admitted, not refused");
+        assert_eq!(filter.cluster_id(), 0xabc);
+    }
+
     fn lookup(members: Vec<(u64, String)>) -> Lookup {
         Lookup {
             client: super::super::http_client(None),
@@ -970,22 +1003,10 @@ mod tests {
         let lookup = lookup(vec![(1, admits_url), (2, doubts_url), (3, leader_url)]);
         let filter = lookup.filter.clone();
         let run = tokio::spawn(lookup.run());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while doubts.asked.load(Ordering::SeqCst) < 3 {
-            assert!(!run.is_finished(), "node 4 joined over node 2's doubt");
-            assert!(Instant::now() < deadline, "node 2 was not asked again");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!run.is_finished(), "node 4 joined over node 2's doubt");
-        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
+        held_back(&run, &doubts, &filter, "node 4 joined over node 2's doubt").await;
 
         leader.set((StatusCode::OK, true, None, "abc"));
-        tokio::time::timeout(Duration::from_secs(20), run)
-            .await
-            .expect("admitted once the leader says so")
-            .expect("the lookup task")
-            .expect("admitted, not refused");
-        assert_eq!(filter.cluster_id(), 0xabc);
+        admitted(run, &filter, "admitted once the leader says so").await;
     }
 
     /// Without the leader, node 4 of five voters waits until three others admit it (over
@@ -999,29 +1020,17 @@ mod tests {
         let lookup = lookup(vec![(1, one_url), (2, two_url), (3, three_url)]);
         let filter = lookup.filter.clone();
         let run = tokio::spawn(lookup.run());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while two.asked.load(Ordering::SeqCst) < 3 {
-            assert!(
-                !run.is_finished(),
-                "node 4 joined on two voters' word of five"
-            );
-            assert!(Instant::now() < deadline, "node 2 was not asked again");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            !run.is_finished(),
-            "node 4 joined on two voters' word of five"
-        );
-        assert_eq!(filter.cluster_id(), 0, "the cluster's identity was adopted");
+        held_back(
+            &run,
+            &two,
+            &filter,
+            "node 4 joined on two voters' word of five",
+        )
+        .await;
         assert!(three.asked.load(Ordering::SeqCst) >= 3);
 
         two.set(FIVE);
-        tokio::time::timeout(Duration::from_secs(20), run)
-            .await
-            .expect("admitted once three voters do")
-            .expect("the lookup task")
-            .expect("admitted, not refused");
-        assert_eq!(filter.cluster_id(), 0xabc);
+        admitted(run, &filter, "admitted once three voters do").await;
     }
 
     /// A lone voter that added node 4 as a second and stepped down, not hearing from it,

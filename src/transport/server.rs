@@ -681,13 +681,20 @@ mod tests {
         assert_eq!(response.headers()[HEADER_APPLIED], "40");
         assert!(!response.headers().contains_key(HEADER_LEADER));
         // Leading and holding back entries it committed: its voters may be behind, unsaid.
-        facts(&|f| f.changing = true);
+        facts(&|f| f.vouch_for_none = true);
         let answer = ask().await.expect("admitted");
         assert_eq!(answer, admitted(false, None));
         assert!(!answer.into_response().headers().contains_key(HEADER_VOTERS));
-        facts(&|f| f.changing = false);
-        // A 409, with the session's index for the joining node to weigh.
+        facts(&|f| f.vouch_for_none = false);
+        // A doubt that names the session's index in its text, and a 409 with that index for
+        // the joining node to weigh.
         let doubted = |answer: Reply, session: u64| {
+            let index = format!("index {session}");
+            assert!(
+                matches!(&answer, Reply::Doubted { reason, session: Some(s) }
+                    if *s == session && reason.contains(&index)),
+                "{answer:?}"
+            );
             let response = answer.into_response();
             assert_eq!(response.status(), StatusCode::CONFLICT);
             assert_eq!(
@@ -699,23 +706,13 @@ mod tests {
         facts(&|f| _ = f.logged.insert(2, 9));
         shared.leader.store(3, Ordering::Release);
         shared.membership_settled.store(true, Ordering::Release);
-        let doubt = ask().await.expect("answered");
-        assert!(
-            matches!(&doubt, Reply::Doubted { reason, session: Some(9) } if reason.contains("index 9")),
-            "{doubt:?}"
-        );
-        doubted(doubt, 9);
+        doubted(ask().await.expect("answered"), 9);
         facts(&|f| f.logged.clear());
         facts(&|f| _ = f.running.insert(2, 7));
         for (leader, settled) in [(0, false), (0, true), (3, false)] {
             shared.leader.store(leader, Ordering::Release);
             shared.membership_settled.store(settled, Ordering::Release);
-            let doubt = ask().await.expect("answered");
-            assert!(
-                matches!(&doubt, Reply::Doubted { reason, session: Some(7) } if reason.contains("index 7")),
-                "{doubt:?}"
-            );
-            doubted(doubt, 7);
+            doubted(ask().await.expect("answered"), 7);
         }
         shared.membership_settled.store(true, Ordering::Release);
         let refused = ask().await.expect_err("refused");
