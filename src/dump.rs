@@ -169,10 +169,13 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
             m.node_id,
             m.cluster_id,
             m.peer_url,
-            if m.initial_cluster.is_empty() {
-                "(joined)".to_string()
-            } else {
-                m.initial_cluster.join(",")
+            match (&m.joined_at, m.initial_cluster.is_empty()) {
+                (Some(at), _) => format!(
+                    "(joined; its admitters had applied index {} of term {})",
+                    at.index, at.term
+                ),
+                (None, true) => "(joined)".to_string(),
+                (None, false) => m.initial_cluster.join(","),
             }
         ),
         Record::HardState(hs) => format!(
@@ -229,6 +232,7 @@ fn record_json(
             "file": file, "offset": offset, "type": "metadata", "node": m.node_id,
             "cluster": format!("{:x}", m.cluster_id), "peer_url": m.peer_url,
             "initial_cluster": m.initial_cluster,
+            "joined_at": m.joined_at.map(|at| json!({"index": at.index, "term": at.term})),
         }),
         Record::HardState(hs) => json!({
             "file": file, "offset": offset, "type": "hardstate",
@@ -329,4 +333,43 @@ fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value
         obj.extend(extra);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{JoinedAt, Metadata};
+
+    /// A node that joined on an empty data dir: its metadata says where its admitters were,
+    /// which it votes by until its log commits that far.
+    #[test]
+    fn a_joined_nodes_metadata_says_what_its_admitters_had_applied() {
+        let joined = Metadata {
+            node_id: 4,
+            cluster_id: 0xabc,
+            peer_url: "http://127.0.0.1:4".into(),
+            initial_cluster: vec![],
+            joined_at: Some(JoinedAt { index: 30, term: 4 }),
+        };
+        let path = Path::new("/data/wal/0000000000000000-0000000000000000.wal");
+        let record = Record::Metadata(joined.clone());
+        let text = record_text(path, 0, &record, None);
+        assert!(
+            text[0].ends_with(
+                "initial-cluster=(joined; its admitters had applied index 30 of term 4)"
+            ),
+            "{text:?}"
+        );
+        let json = record_json(path, 0, 64, &record, None);
+        assert_eq!(json[0]["joined_at"], json!({"index": 30, "term": 4}));
+        let before = Record::Metadata(Metadata {
+            joined_at: None,
+            ..joined
+        });
+        assert!(record_text(path, 0, &before, None)[0].ends_with("initial-cluster=(joined)"));
+        assert_eq!(
+            record_json(path, 0, 64, &before, None)[0]["joined_at"],
+            Value::Null
+        );
+    }
 }

@@ -339,6 +339,11 @@ pub struct Shared {
     /// The last entry this node has applied (a snapshot's, or a committed entry's), for its
     /// answers to joining nodes.
     pub applied: AtomicU64,
+    /// That entry's term, stored before `applied`: read after it, it is that entry's or a later
+    /// one's.
+    pub applied_term: AtomicU64,
+    /// The node's current term, for its answers to joining nodes.
+    pub term: AtomicU64,
 }
 
 /// What a member knows of who has run, for its answer to a node that asks to join on an empty

@@ -326,6 +326,7 @@ fn decoders() -> Vec<Decoder> {
             cluster_id: 0x1000,
             peer_url: "https://127.0.0.1:12379".into(),
             initial_cluster: vec!["https://127.0.0.1:12379".into()],
+            joined_at: None,
         };
         // The file ends with its last record, and holds each as soon as it is saved.
         let opts = WalOptions {

@@ -844,6 +844,75 @@ async fn a_removed_node_that_cannot_reach_the_leader_hears_it_from_a_follower() 
     c.shutdown().await;
 }
 
+/// Node N's id is removed and added back, and N starts with `--join` on an empty data dir;
+/// node R was removed meanwhile while it was cut off, and still runs with the voters it had,
+/// N among them, and a log that misses committed entries (its own removal among them). The
+/// leader admits N, but what it sends N is lost for a while; R reaches N. An empty log's vote
+/// goes to any candidate, and R would lead with it, acknowledging writes the cluster never
+/// has (a hazard a helper reasoned out; the simulator's schedules never met it). N votes for
+/// no log that ends before what the leader had applied when it admitted N, so R never leads;
+/// once the leader's messages come through, N catches up and R hears it was removed.
+#[tokio::test(start_paused = true)]
+async fn a_removed_member_still_running_cannot_lead_with_a_newly_admitted_nodes_vote() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (r, n) = (followers[0], followers[1]);
+    c.node(leader)
+        .put("before".into(), "1".into())
+        .await
+        .expect("the first write commits");
+    c.net.cut(r, leader);
+    c.net.cut(r, n);
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: r })
+        .await
+        .expect("R's removal commits without R");
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits");
+    assert_eq!(
+        c.wait_exit(n, Duration::from_secs(30)).await,
+        raftexample::Exit::Removed
+    );
+    c.wipe(n);
+    let url = c.peers[n as usize - 1].clone();
+    c.node(leader)
+        .change_members(MemberChange::Add { id: n, url })
+        .await
+        .expect("N's addition commits with the leader alone");
+    // The leader's messages to N are lost; its answers to N's questions are not.
+    c.net.mute(leader, n);
+    c.net.mend(r, n);
+    c.start_node(n, true).await;
+    // R's election timeout is 10 to 20 ticks of 100 ms: within a minute it asks N many times.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        let status = c.node(r).status().await.expect("R runs");
+        assert_ne!(
+            status.role, "Leader",
+            "R, removed, leads with N's vote: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = c.node(n).status().await.expect("N runs");
+    assert_eq!(seen.vote, 0, "N voted: {seen:?}");
+    c.net.mend(leader, n);
+    wait_for(
+        Duration::from_secs(30),
+        "the leader to commit with N",
+        || async { c.node(leader).put("after".into(), "2".into()).await.ok() },
+    )
+    .await;
+    assert_eq!(
+        c.wait_exit(r, Duration::from_secs(30)).await,
+        raftexample::Exit::Removed
+    );
+    c.wait_converged("after", "2").await;
+    c.shutdown().await;
+}
+
 /// The same race under the strict check, as a user meets it: with a fourth member that was
 /// never started (four voters, three answer), adding a fifth and a sixth at once through two
 /// nodes each passes the check alone (five voters need three), but both together would make

@@ -174,6 +174,7 @@ impl Run {
             cluster_id: 0x1000,
             peer_url: "http://127.0.0.1:12379".into(),
             initial_cluster: vec!["http://127.0.0.1:12379".into()],
+            joined_at: None,
         };
         let wal = Wal::create_on(shared.clone(), &dir, &meta, opts).expect("create");
         Run {
@@ -577,6 +578,7 @@ fn an_unsynced_write_torn_by_a_power_loss_never_stops_the_wal() {
             cluster_id: 1,
             peer_url: "http://127.0.0.1:1".into(),
             initial_cluster: vec![],
+            joined_at: None,
         };
         let opts = WalOptions {
             preallocate: 64 * 1024,

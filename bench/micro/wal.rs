@@ -44,6 +44,7 @@ fn append(c: &mut Criterion, name: &str, sync: bool) {
                 cluster_id: 0x1000,
                 peer_url: "http://127.0.0.1:12379".into(),
                 initial_cluster: vec!["http://127.0.0.1:12379".into()],
+                joined_at: None,
             };
             let opts = WalOptions {
                 direct_io,

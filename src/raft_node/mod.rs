@@ -23,6 +23,7 @@
 mod batching;
 mod conf_change;
 mod handle;
+mod joined;
 mod leadership;
 mod log_bytes;
 mod proposals;
@@ -54,7 +55,7 @@ use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::proposal::Sessions;
 use crate::transport::{AppliedAt, Network};
-use crate::wal::{Metadata, Wal, WalOptions};
+use crate::wal::{JoinedAt, Metadata, Wal, WalOptions};
 
 pub use crate::request::{
     Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
@@ -222,6 +223,9 @@ pub struct RaftNode {
     /// The last snapshot installed had a table this node could not read (it kept its own):
     /// it vouches for no joining node until it installs one it can read.
     table_unread: bool,
+    /// A node that joined on an empty data dir, until its log commits this far: the last entry
+    /// the members that admitted it had applied (see `joined`).
+    joined_at: Option<JoinedAt>,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
     removed_while_leading: Option<Instant>,
@@ -343,14 +347,6 @@ impl RaftNode {
             }
         }
         transport.set_removed(&recovered.members.removed);
-        transport.set_applied(AppliedAt {
-            index: recovered.snapshot_index,
-            term: rn
-                .raft
-                .raft_log
-                .term(recovered.snapshot_index)
-                .unwrap_or_default(),
-        });
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);
@@ -435,6 +431,7 @@ impl RaftNode {
             gone_while_stopping: None,
             clients_gone: None,
             table_unread: false,
+            joined_at: None,
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
@@ -456,7 +453,16 @@ impl RaftNode {
         if node.members.contains(config.id) {
             node.proposals.started_as_member();
         }
-        node.shared.applied.store(node.applied, Ordering::Release);
+        node.publish_applied(AppliedAt {
+            index: node.applied,
+            term: node.rn.raft.raft_log.term(node.applied).unwrap_or_default(),
+        });
+        node.shared.term.store(node.rn.raft.term, Ordering::Release);
+        node.joined_at = node
+            .wal
+            .as_ref()
+            .and_then(|wal| wal.metadata().joined_at)
+            .filter(|at| node.rn.raft.raft_log.committed < at.index);
         node.publish_join_facts();
         Ok(node)
     }
@@ -496,11 +502,13 @@ impl RaftNode {
             if cluster_id == 0 {
                 return Err(NodeError::UnknownCluster);
             }
+            // Taken with the first message from the cluster, which comes before any write.
             let meta = Metadata {
                 node_id: self.id,
                 cluster_id,
                 peer_url: self.wal_plan.peer_url.clone(),
                 initial_cluster: Vec::new(),
+                joined_at: self.joined_at,
             };
             tracing::info!(
                 cluster = format!("{cluster_id:x}"),

@@ -347,7 +347,11 @@ impl RaftNode {
                 if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
                     gone.remove(&m.from);
                 }
+                self.take_admission();
                 for mut m in messages {
+                    if self.below_joined_at(&m) {
+                        continue;
+                    }
                     // A heartbeat never says more is committed than this node's log holds
                     // (raft-rs panics on one), unless the leader's view of this node is from an
                     // earlier life of its id: a member removed and added back under its old id
@@ -460,6 +464,9 @@ impl RaftNode {
         super::trace::ready(self.id, &rd, &self.shared.events);
         if let Some(hs) = rd.hs() {
             self.metrics.term.set(hs.term as i64);
+            self.shared
+                .term
+                .store(hs.term, std::sync::atomic::Ordering::Release);
         }
         if let Some(ss) = rd.ss() {
             self.on_soft_state(ss.leader_id, ss.raft_state);
@@ -503,6 +510,17 @@ impl RaftNode {
         self.rn.advance_apply();
         self.release_confirmed_reads()?;
         Ok(())
+    }
+
+    /// Publishes the last entry this node has applied: for its answers to joining nodes (the
+    /// term first, see `Shared::applied_term`), and for the peer server, which judges a removed
+    /// node's vote requests by it (a candidate whose log is no further was not added back
+    /// since).
+    pub(super) fn publish_applied(&self, at: AppliedAt) {
+        use std::sync::atomic::Ordering::Release;
+        self.shared.applied_term.store(at.term, Release);
+        self.shared.applied.store(at.index, Release);
+        self.transport.set_applied(at);
     }
 
     /// Publishes what this node's answers to joining nodes rest on (see
@@ -973,19 +991,14 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = last;
-        self.shared
-            .applied
-            .store(last, std::sync::atomic::Ordering::Release);
         // After the table was published (`admit`): a session is never in neither.
-        self.tail.applied(last);
-        self.refresh_join_facts();
-        self.check_cluster_flag();
-        // The peer server judges a removed node's vote requests by it: a candidate whose log
-        // is no further was not added back since.
-        self.transport.set_applied(AppliedAt {
+        self.publish_applied(AppliedAt {
             index: last,
             term: last_term,
         });
+        self.tail.applied(last);
+        self.refresh_join_facts();
+        self.check_cluster_flag();
         Ok(())
     }
 

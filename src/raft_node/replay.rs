@@ -344,6 +344,7 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         cluster_id: cluster,
         peer_url: own_url,
         initial_cluster: config.cluster.clone(),
+        joined_at: None,
     };
     let (hs, entries) = bootstrap_log(&config.cluster);
     let mut wal = Wal::create_on(fs.clone(), &wal_dir, &meta, options)?;
@@ -681,6 +682,7 @@ mod tests {
             cluster_id: cluster_id(&config.cluster_token, &config.cluster),
             peer_url: own_url,
             initial_cluster: config.cluster.clone(),
+            joined_at: None,
         };
         drop(
             Wal::create_on(

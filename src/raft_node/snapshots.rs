@@ -193,10 +193,7 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.applied = meta.index;
-        self.shared
-            .applied
-            .store(meta.index, std::sync::atomic::Ordering::Release);
-        self.transport.set_applied(AppliedAt {
+        self.publish_applied(AppliedAt {
             index: meta.index,
             term: meta.term,
         });

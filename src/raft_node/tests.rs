@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::kvstore::{Command, KvStore};
 use crate::metrics::Metrics;
 use crate::transport::PeerEvent;
-use crate::transport::{PeerFilter, Transport};
+use crate::transport::{Admission, AppliedAt, PeerFilter, Transport};
 
 /// A node started on an empty data dir with `--join`, whose peers never answer: everything
 /// it learns comes through [`Fed::step`].
@@ -57,12 +57,34 @@ impl Fed {
         Fed::start_in(id, cluster, true, self._dir, |_| {}).await
     }
 
+    /// Node `id` of `cluster` on an empty data dir, started with `--join` and admitted by
+    /// members that had seen `seen`.
+    async fn admitted(id: u64, cluster: Vec<String>, seen: Admission) -> Fed {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let filter = PeerFilter::new(id, 0);
+        filter.admitted(0xC1, seen);
+        Fed::start_filtered(id, cluster, true, dir, |_| {}, filter).await
+    }
+
     async fn start_in(
         id: u64,
         cluster: Vec<String>,
         join: bool,
         dir: tempfile::TempDir,
         tweak: impl FnOnce(&mut Config),
+    ) -> Fed {
+        // As if the first message from the cluster had told it the cluster's identity.
+        let filter = PeerFilter::new(id, 0xC1);
+        Fed::start_filtered(id, cluster, join, dir, tweak, filter).await
+    }
+
+    async fn start_filtered(
+        id: u64,
+        cluster: Vec<String>,
+        join: bool,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+        filter: PeerFilter,
     ) -> Fed {
         let mut config = Config {
             id,
@@ -80,8 +102,7 @@ impl Fed {
         let (peers, peers_rx) = mpsc::channel(1024);
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared::default());
-        // As if the first message from the cluster had told it the cluster's identity.
-        let filter = Arc::new(PeerFilter::new(id, 0xC1));
+        let filter = Arc::new(filter);
         let metrics = Arc::new(Metrics::new(id));
         let transport = Transport::new(
             filter,
@@ -1820,4 +1841,54 @@ async fn forwards_again_on_heartbeats(
             "node 3 did not forward its registration again on leader 1's heartbeat in term {term}"
         );
     }
+}
+
+/// Node 3, its id removed and added back, starts with `--join` on an empty data dir and is
+/// admitted by members that had applied index 30, of term 4, and were in term 6. Node 2 was
+/// removed while cut off and still runs with the voters it had, node 3 among them: its log
+/// misses committed entries (longer, but of an older term). An empty log's vote would go to
+/// it, and with it node 2 would lead the voters it counts, its log overwriting committed
+/// entries (helper 90's hazard). Node 3 answers no vote request for a log that ends before
+/// index 30 of term 4, before and after a restart, and follows no leader of a term before 6;
+/// a candidate whose log reaches that entry gets its vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_votes_only_for_logs_that_reach_what_its_admitters_applied() {
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let seen = Admission {
+        applied: AppliedAt { index: 30, term: 4 },
+        term: 6,
+    };
+    let mut node = Fed::admitted(3, cluster.clone(), seen).await;
+    let stale = |kind| {
+        let mut ask = message(kind, 2, 3, 7);
+        (ask.index, ask.log_term) = (40, 3);
+        ask
+    };
+    for life in ["admitted", "restarted"] {
+        for kind in [MsgRequestPreVote, MsgRequestVote] {
+            let status = node.step(stale(kind)).await.expect("running");
+            assert_eq!(
+                (status.term, status.vote, status.leader),
+                (6, 0, 0),
+                "{life}, {kind:?}: {status:?}"
+            );
+        }
+        // A leader of term 5, deposed or removed while cut off, that still sends.
+        let mut heartbeat = message(MsgHeartbeat, 2, 3, 5);
+        heartbeat.commit = 0;
+        let status = node.step(heartbeat).await.expect("running");
+        assert_eq!((status.term, status.leader), (6, 0), "{life}: {status:?}");
+        if life == "admitted" {
+            // The WAL, created with the first hard state, keeps the entry for the next start.
+            node.wait_status(|s| s.wal_bytes > 0)
+                .await
+                .expect("running");
+            node = node.restart(3, cluster.clone()).await;
+        }
+    }
+    let mut reaches = message(MsgRequestVote, 1, 3, 7);
+    (reaches.index, reaches.log_term) = (30, 4);
+    let status = node.step(reaches).await.expect("running");
+    assert_eq!((status.term, status.vote), (7, 1), "{status:?}");
 }

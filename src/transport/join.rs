@@ -39,6 +39,12 @@
 //! membership; and a leader that committed the registration under the membership before a
 //! change the admitters applied (raft-rs counts with the membership a node has applied, and
 //! a node that has not yet seen a removal commit may still win an election with it).
+//!
+//! An admission also says the last entry the member had applied, its term, and the member's
+//! current term ([`Admission`]). The admitted node starts from the latest of those that
+//! counted: in that term, voting for no log that ends before that entry until its own log
+//! commits it (the raft node's `joined`). An empty log's vote would go to any candidate, a
+//! member removed while cut off and still running among them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -51,8 +57,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
 use super::{
-    HEADER_APPLIED, HEADER_FROM, HEADER_LEADER, HEADER_SESSION, HEADER_TO, HEADER_URL,
-    HEADER_VOTERS, HttpClient, JOIN_PATH, PeerFilter,
+    Admission, AppliedAt, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_FROM, HEADER_LEADER,
+    HEADER_SESSION, HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient, JOIN_PATH,
+    PeerFilter,
 };
 use crate::membership::normalize_url;
 use crate::mutation::{self, Mutation};
@@ -90,9 +97,10 @@ pub enum Answer {
         /// The voters of the membership the member has applied (`None` while, leading, it
         /// holds back committed entries: then they may be behind, and it vouches for nothing).
         voters: Option<Vec<u64>>,
-        /// The last entry the member had applied: it outweighs a doubt about a session that
-        /// began at or before it (committed history it has applied dropped that session).
-        applied: u64,
+        /// What the member had seen: the last entry it had applied outweighs a doubt about a
+        /// session that began at or before it (committed history it has applied dropped that
+        /// session); the node starts from it ([`Admission`]).
+        seen: Admission,
     },
     /// The node must not join as it is, and why: the leader's word (410 Gone).
     Refused(String),
@@ -131,8 +139,8 @@ pub struct MemberView {
     pub logged: Option<u64>,
     /// The member's voters, unless (leading) it holds back committed entries.
     pub voters: Option<Vec<u64>>,
-    /// The last entry it had applied when it was asked.
-    pub applied: u64,
+    /// The last entry it had applied when it was asked, and its term then.
+    pub seen: Admission,
     /// It leads, with its members settled ([`Shared::is_membership_settled`]): its log holds
     /// every committed entry.
     pub settled_leader: bool,
@@ -142,11 +150,20 @@ impl MemberView {
     /// What member `to` knows of node `from`: the cluster's identity and `from`'s URL as its
     /// transport knows them, and the rest from its shared state.
     pub fn new(to: u64, cluster: u64, url: Option<String>, shared: &Shared, from: u64) -> Self {
-        // Before the facts: what they say holds at least as far as this.
-        let applied = shared.applied.load(Ordering::Acquire);
+        // Before the facts: what they say holds at least as far as this. Then the term of the
+        // entry and the current one, each as late as or later than the index: a later entry's
+        // term with this index still marks a log that every committed one reaches.
+        let index = shared.applied.load(Ordering::Acquire);
+        let seen = Admission {
+            applied: AppliedAt {
+                index,
+                term: shared.applied_term.load(Ordering::Acquire),
+            },
+            term: shared.term.load(Ordering::Acquire),
+        };
         let facts = shared.join_facts();
         MemberView {
-            applied,
+            seen,
             to,
             cluster,
             url,
@@ -177,7 +194,7 @@ impl MemberView {
                     cluster: self.cluster,
                     by_leader: self.settled_leader,
                     voters: self.voters.clone(),
-                    applied: self.applied,
+                    seen: self.seen,
                 }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
@@ -231,6 +248,8 @@ pub enum Verdict {
         member: u64,
         /// The cluster's identity.
         cluster: u64,
+        /// What the members whose admissions counted had seen, the strongest of each.
+        seen: Admission,
     },
     /// Refused for good, and why: the node stops.
     Refused(String),
@@ -254,8 +273,8 @@ pub struct Round {
     /// The node asking.
     node: u64,
     /// The admissions not by the leader: who, into which cluster, counting which voters,
-    /// having applied how far.
-    admitted: BTreeMap<u64, (u64, Option<Vec<u64>>, u64)>,
+    /// having seen what.
+    admitted: BTreeMap<u64, (u64, Option<Vec<u64>>, Admission)>,
     /// The doubts: whose, and the index of the session each is about, if it is one.
     doubted: BTreeMap<u64, Option<u64>>,
 }
@@ -279,15 +298,17 @@ impl Round {
             Answer::Admitted {
                 cluster,
                 by_leader: true,
+                seen,
                 ..
             } => Some(Verdict::Admitted {
                 member: id,
                 cluster: *cluster,
+                seen: *seen,
             }),
             Answer::Admitted {
                 cluster,
                 voters,
-                applied,
+                seen,
                 ..
             } => {
                 // As a set: an older member may say them in another order.
@@ -296,7 +317,7 @@ impl Round {
                     v.dedup();
                     v
                 });
-                self.admitted.insert(id, (*cluster, voters, *applied));
+                self.admitted.insert(id, (*cluster, voters, *seen));
                 None
             }
             Answer::Doubt(_, session) => {
@@ -349,9 +370,11 @@ impl Round {
         // Any other doubt holds.
         let outweighed = |session: &Option<u64>| {
             session.is_some_and(|s| {
-                vouching
-                    .iter()
-                    .any(|id| self.admitted.get(id).is_some_and(|(_, _, a)| *a >= s))
+                vouching.iter().any(|id| {
+                    self.admitted
+                        .get(id)
+                        .is_some_and(|(_, _, seen)| seen.applied.index >= s)
+                })
             })
         };
         if let Some((doubter, _)) = self.doubted.iter().find(|(_, s)| !outweighed(s)) {
@@ -360,7 +383,14 @@ impl Round {
         // As many as no quorum can do without: all but a quorum's number, and one more.
         let needed = voters.len().div_ceil(2);
         match vouching.first() {
-            Some(&member) if vouching.len() >= needed => Verdict::Admitted { member, cluster },
+            Some(&member) if vouching.len() >= needed => Verdict::Admitted {
+                member,
+                cluster,
+                seen: vouching
+                    .iter()
+                    .filter_map(|id| Some(self.admitted.get(id)?.2))
+                    .fold(Admission::default(), Admission::max),
+            },
             _ => not_yet(format!(
                 "of the voters {voters:?} only {vouching:?} do, and it takes {needed}, as every \
                  quorum meets that many"
@@ -413,7 +443,7 @@ pub fn format_voters(voters: &[u64]) -> String {
 struct Said {
     by_leader: bool,
     voters: Option<Vec<u64>>,
-    applied: u64,
+    seen: Admission,
     session: Option<u64>,
 }
 
@@ -457,8 +487,8 @@ impl Lookup {
         let mut logged = BTreeSet::new();
         loop {
             match self.round(&mut logged).await {
-                Ok(Some((id, cluster))) => {
-                    let now = self.filter.adopt_cluster_id(cluster);
+                Ok(Some((id, cluster, seen))) => {
+                    let now = self.filter.admitted(cluster, seen);
                     tracing::info!(
                         member = id,
                         cluster = format!("{now:x}"),
@@ -475,12 +505,13 @@ impl Lookup {
         }
     }
 
-    /// One round: every member asked at once. `Ok(Some)`: admitted, by whom and into which
-    /// cluster; `Ok(None)`: not yet (ask again); `Err`: refused for good. See [`Round`].
+    /// One round: every member asked at once. `Ok(Some)`: admitted, by whom, into which
+    /// cluster, having seen what; `Ok(None)`: not yet (ask again); `Err`: refused for good.
+    /// See [`Round`].
     async fn round(
         &self,
         logged: &mut BTreeSet<(u64, String)>,
-    ) -> Result<Option<(u64, u64)>, String> {
+    ) -> Result<Option<(u64, u64, Admission)>, String> {
         use futures_util::StreamExt;
         let mut asks: futures_util::stream::FuturesUnordered<_> = self
             .members
@@ -509,7 +540,11 @@ impl Lookup {
             }
         }
         match verdict.unwrap_or_else(|| round.end()) {
-            Verdict::Admitted { member, cluster } => Ok(Some((member, cluster))),
+            Verdict::Admitted {
+                member,
+                cluster,
+                seen,
+            } => Ok(Some((member, cluster, seen))),
             Verdict::Refused(reason) => Err(reason),
             Verdict::NotYet(why) => {
                 if let Some(why) = why
@@ -579,7 +614,13 @@ impl Lookup {
                 voters: headers
                     .get(HEADER_VOTERS)
                     .and_then(|v| parse_voters(v.as_bytes())),
-                applied: number(HEADER_APPLIED).unwrap_or(0),
+                seen: Admission {
+                    applied: AppliedAt {
+                        index: number(HEADER_APPLIED).unwrap_or(0),
+                        term: number(HEADER_APPLIED_TERM).unwrap_or(0),
+                    },
+                    term: number(HEADER_TERM).unwrap_or(0),
+                },
                 session: number(HEADER_SESSION),
             };
             let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
@@ -603,7 +644,7 @@ impl Lookup {
                 cluster,
                 by_leader: said.by_leader,
                 voters: said.voters,
-                applied: said.applied,
+                seen: said.seen,
             }),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
@@ -763,7 +804,18 @@ mod tests {
             cluster: 0xabc,
             by_leader: false,
             voters: voters.map(<[u64]>::to_vec),
-            applied,
+            seen: seen(applied),
+        }
+    }
+
+    /// What a member that applied through `index` says it saw: terms that grow with it.
+    fn seen(index: u64) -> Admission {
+        Admission {
+            applied: AppliedAt {
+                index,
+                term: index / 10,
+            },
+            term: index / 10 + 1,
         }
     }
 
@@ -793,13 +845,14 @@ mod tests {
             cluster: 0xabc,
             by_leader: true,
             voters: None,
-            applied: 0,
+            seen: seen(40),
         };
         assert_eq!(
             round.take(3, &by_leader),
             Some(Verdict::Admitted {
                 member: 3,
-                cluster: 0xabc
+                cluster: 0xabc,
+                seen: seen(40),
             })
         );
         let mut round = Round::new(4);
@@ -831,6 +884,7 @@ mod tests {
         let admitted = |member| Verdict::Admitted {
             member,
             cluster: 0xabc,
+            seen: seen(100),
         };
         let not_yet = |verdict: Verdict, says: &str| match verdict {
             Verdict::NotYet(Some(why)) => assert!(why.contains(says), "{why}"),
@@ -883,6 +937,20 @@ mod tests {
         not_yet(weigh(4, &[(1, admit(Some(&[1, 2])))]), "are without it");
         not_yet(weigh(4, &[(1, admit(Some(&[4])))]), "it takes 1");
         assert!(matches!(weigh(4, &[]), Verdict::NotYet(None)));
+        // The node starts from the most any of those that count had seen; not from what a
+        // member that does not count had.
+        let seen_by = |answers: &[(u64, Answer)]| match weigh(4, answers) {
+            Verdict::Admitted { seen, .. } => seen,
+            other => panic!("{other:?}"),
+        };
+        let apart = [
+            (1, admit_at(Some(&three), 80)),
+            (2, admit_at(Some(&three), 50)),
+        ];
+        assert_eq!(seen_by(&apart), seen(80));
+        let mut outside = apart.to_vec();
+        outside.push((9, admit_at(Some(&three), 500)));
+        assert_eq!(seen_by(&outside), seen(80));
         // A lone voter that added a second and stepped down, having heard nothing from it.
         assert_eq!(weigh(2, &[(1, admit(Some(&[1, 2])))]), admitted(1));
 
@@ -893,7 +961,11 @@ mod tests {
         let behind = Answer::Doubt("node 1 has run (session 7)".into(), Some(7));
         assert_eq!(
             weigh(1, &[(2, admit_at(Some(&pair), 27)), (3, behind.clone())]),
-            admitted(2)
+            Verdict::Admitted {
+                member: 2,
+                cluster: 0xabc,
+                seen: seen(27),
+            }
         );
         // Not when it applied no further than the session, nor for a doubt of another kind.
         not_yet(
@@ -916,7 +988,7 @@ mod tests {
             cluster: 0xabc,
             by_leader: true,
             voters: Some(vec![1, 2, 3, 4]),
-            applied: 9,
+            seen: seen(9),
         };
         assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
         assert_eq!(before_bootstrap(4, &[]), Ok(()));
@@ -947,7 +1019,7 @@ mod tests {
             session: None,
             logged: None,
             voters: Some(vec![1, 4]),
-            applied: 30,
+            seen: seen(30),
             settled_leader: false,
         };
         let admitted = |by_leader, voters: Option<Vec<u64>>| {
@@ -955,7 +1027,7 @@ mod tests {
                 cluster: 0xabc,
                 by_leader,
                 voters,
-                applied: 30,
+                seen: seen(30),
             })
         };
         assert_eq!(view.answer(4, url), admitted(false, Some(vec![1, 4])));

@@ -16,7 +16,9 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::join::{self, Answer, MemberView, Round, Verdict};
-use super::{AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot};
+use super::{
+    Admission, AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot,
+};
 use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
 
@@ -41,11 +43,15 @@ struct Hub {
     shared: BTreeMap<u64, Arc<Shared>>,
     /// Links cut by the test, as (from, to).
     cut: BTreeSet<(u64, u64)>,
+    /// Links that carry a joining node's questions but lose raft messages, as (from, to).
+    muted: BTreeSet<(u64, u64)>,
     /// Each node's members and their peer URLs, as its raft node told its endpoint.
     members: BTreeMap<u64, BTreeMap<u64, String>>,
     /// Each node's cluster identity: [`CLUSTER`], or 0 while it joins and has not been
     /// admitted.
     cluster: BTreeMap<u64, u64>,
+    /// What the members that admitted each joining node had seen.
+    admissions: BTreeMap<u64, Admission>,
 }
 
 /// The identity of the one cluster on a network.
@@ -78,6 +84,7 @@ impl MemNet {
         let mut hub = self.hub();
         hub.nodes.insert(id, tx);
         hub.cluster.insert(id, cluster);
+        hub.admissions.remove(&id);
         // Its raft node tells the new endpoint its members again.
         hub.members.remove(&id);
         drop(hub);
@@ -107,9 +114,27 @@ impl MemNet {
         self.hub().cut.insert((from, to));
     }
 
-    /// Mends every cut link.
+    /// Loses the raft messages `from` sends to `to`, and only those: a node joining at `to`
+    /// still asks `from` and hears its answer. A test's way to hold back what a joining node
+    /// hears from the members that admit it.
+    pub fn mute(&self, from: u64, to: u64) {
+        self.hub().muted.insert((from, to));
+    }
+
+    /// Mends the links between `a` and `b`, both ways, cut or muted.
+    pub fn mend(&self, a: u64, b: u64) {
+        let mut hub = self.hub();
+        for link in [(a, b), (b, a)] {
+            hub.cut.remove(&link);
+            hub.muted.remove(&link);
+        }
+    }
+
+    /// Mends every cut or muted link.
     pub fn heal(&self) {
-        self.hub().cut.clear();
+        let mut hub = self.hub();
+        hub.cut.clear();
+        hub.muted.clear();
     }
 
     /// What the attached members that node `id` reaches both ways answer it, asking to join
@@ -136,8 +161,10 @@ impl MemNet {
             .iter()
             .find_map(|(m, answer)| round.take(*m, answer))
             .unwrap_or_else(|| round.end());
-        if let Verdict::Admitted { cluster, .. } = &verdict {
-            self.hub().cluster.insert(id, *cluster);
+        if let Verdict::Admitted { cluster, seen, .. } = &verdict {
+            let mut hub = self.hub();
+            hub.admissions.insert(id, *seen);
+            hub.cluster.insert(id, *cluster);
         }
         verdict
     }
@@ -249,10 +276,10 @@ impl Network for MemEndpoint {
                 .iter()
                 .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                 .count();
-            let target = hub
-                .nodes
-                .get(&to)
-                .filter(|_| self.peers.contains(&to) && !hub.cut.contains(&(self.id, to)));
+            let link = (self.id, to);
+            let target = hub.nodes.get(&to).filter(|_| {
+                self.peers.contains(&to) && !hub.cut.contains(&link) && !hub.muted.contains(&link)
+            });
             // A node that has not been admitted yet refuses everything, as its peer server.
             let joining = hub.cluster.get(&to) == Some(&0);
             let Some(target) = target.filter(|_| !joining) else {
@@ -321,6 +348,10 @@ impl Network for MemEndpoint {
             .get(&self.id)
             .copied()
             .unwrap_or(CLUSTER)
+    }
+
+    fn admission(&self) -> Option<Admission> {
+        self.net.hub().admissions.get(&self.id).copied()
     }
 }
 

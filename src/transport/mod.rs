@@ -162,6 +162,11 @@ pub const HEADER_VOTERS: &str = "x-raftexample-voters";
 /// Header on a member's admission of a joining node: the last entry it had applied. Its
 /// admission outweighs another member's doubt about a session that began at or before it.
 pub const HEADER_APPLIED: &str = "x-raftexample-applied";
+/// Header on a member's admission of a joining node: the term of the last entry it had
+/// applied ([`Admission::applied`]).
+pub const HEADER_APPLIED_TERM: &str = "x-raftexample-applied-term";
+/// Header on a member's admission of a joining node: its current term ([`Admission::term`]).
+pub const HEADER_TERM: &str = "x-raftexample-term";
 /// Header on a member's doubt (409) of a joining node for its session: the session's index.
 pub const HEADER_SESSION: &str = "x-raftexample-session";
 
@@ -251,6 +256,8 @@ pub struct PeerFilter {
     removed: RwLock<BTreeSet<u64>>,
     /// The last entry this node has applied.
     applied: Mutex<AppliedAt>,
+    /// What the members that admitted this node had seen, if it joined on an empty data dir.
+    admission: Mutex<Option<Admission>>,
     /// When each peer's messages last arrived, and when messages other than vote requests
     /// did: a peer task that keeps sending into silence knows its connection is dead even
     /// while TCP still accepts its writes.
@@ -272,6 +279,7 @@ impl PeerFilter {
             members: RwLock::new(BTreeMap::new()),
             removed: RwLock::new(BTreeSet::new()),
             applied: Mutex::new(AppliedAt::default()),
+            admission: Mutex::new(None),
             last_heard: Mutex::new(HashMap::new()),
             own_url: String::new(),
             routes_back: RwLock::new(BTreeMap::new()),
@@ -400,9 +408,24 @@ impl PeerFilter {
         self.cluster_id.load(Ordering::Acquire)
     }
 
-    /// Adopts `id` if no identity is known yet; returns the identity now in force. Only a
-    /// member's answer to [`join`] gets here: a message never sets the identity.
-    pub fn adopt_cluster_id(&self, id: u64) -> u64 {
+    /// Adopts `id`, into which the members admitted this node having seen `admission`, if no
+    /// identity is known yet; returns the identity now in force. Only the members' answers to
+    /// [`join`] get here: a message never sets the identity. The admission is in place first:
+    /// messages are let in once the identity is known, and the node reads it before the first.
+    pub fn admitted(&self, id: u64, admission: Admission) -> u64 {
+        if self.cluster_id() == 0 {
+            *self.admission.lock().unwrap_or_else(|p| p.into_inner()) = Some(admission);
+        }
+        self.adopt_cluster_id(id)
+    }
+
+    /// What the members that admitted this node had seen ([`PeerFilter::admitted`]).
+    pub fn admission(&self) -> Option<Admission> {
+        *self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adopts `id` if no identity is known yet; returns the identity now in force.
+    fn adopt_cluster_id(&self, id: u64) -> u64 {
         match self
             .cluster_id
             .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
@@ -502,6 +525,39 @@ pub struct AppliedAt {
     pub term: u64,
 }
 
+/// What the members that admitted a joining node (started with `--join` on an empty data dir)
+/// had seen, which the node starts from: its log is empty, and raft grants an empty log's vote
+/// to any candidate and follows a leader of any term. A member removed while cut off, still
+/// running with the voters it had, would win an election with that vote and a log missing
+/// committed entries, or, leading still, go on committing with the node's acknowledgements.
+/// Zero where a member of an older version said nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The last entry they had applied, so committed: until the node's log commits that far,
+    /// it votes for no candidate whose log ends before it (see [`crate::wal::JoinedAt`]).
+    pub applied: AppliedAt,
+    /// Their current term, at least that in which that entry committed: the node starts in it,
+    /// so it follows no leader of an earlier term, and every leader from this term on holds
+    /// that entry (raft's leader completeness).
+    pub term: u64,
+}
+
+impl Admission {
+    /// The stronger of the two: the later applied entry, the later term (each holds for the
+    /// cluster, whichever member said it).
+    pub fn max(self, other: Admission) -> Admission {
+        let key = |a: &AppliedAt| (a.term, a.index);
+        Admission {
+            applied: if key(&other.applied) > key(&self.applied) {
+                other.applied
+            } else {
+                self.applied
+            },
+            term: self.term.max(other.term),
+        }
+    }
+}
+
 /// Whether a batch from a peer that this node, having applied up to `removed_as_of`, counts as
 /// removed is answered 410 Gone, and as of which index. Only a vote request gets it (this node
 /// may still be replaying a log in which the sender was added back; refusing its appends would
@@ -596,6 +652,9 @@ pub trait Network: Send {
     fn set_applied(&self, applied: AppliedAt);
     /// The cluster's identity; 0 on a joining node that has not learned it yet.
     fn cluster_id(&self) -> u64;
+    /// On a node started with `--join` on an empty data dir, once admitted: what the members
+    /// that admitted it had seen. Known before the identity is, so before any message arrives.
+    fn admission(&self) -> Option<Admission>;
 }
 
 impl Network for Transport {
@@ -621,6 +680,10 @@ impl Network for Transport {
 
     fn cluster_id(&self) -> u64 {
         self.filter.cluster_id()
+    }
+
+    fn admission(&self) -> Option<Admission> {
+        self.filter.admission()
     }
 }
 

@@ -46,10 +46,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
-    HEADER_APPLIED, HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SESSION,
-    HEADER_SNAPSHOT, HEADER_TO, HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent,
-    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
-    snapshot,
+    Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER,
+    HEADER_REST_LISTEN, HEADER_SESSION, HEADER_SNAPSHOT, HEADER_TERM, HEADER_TO, HEADER_URL,
+    HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH,
+    STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -520,12 +520,13 @@ async fn receive_snapshot(
 enum Reply {
     /// 200 with the cluster's identity; whether the leader gave it, settled and in touch with
     /// a quorum ([`HEADER_LEADER`]); the voters the member counts, unless it vouches for
-    /// nothing ([`HEADER_VOTERS`]); and how far it had applied ([`HEADER_APPLIED`]).
+    /// nothing ([`HEADER_VOTERS`]); and how far it had applied, and in which terms
+    /// ([`HEADER_APPLIED`], [`HEADER_APPLIED_TERM`], [`HEADER_TERM`]).
     Admitted {
         cluster: u64,
         by_leader: bool,
         voters: Option<Vec<u64>>,
-        applied: u64,
+        seen: Admission,
     },
     /// 409 and why; the session's index, if the doubt is about one ([`HEADER_SESSION`]).
     Doubted {
@@ -541,9 +542,13 @@ impl IntoResponse for Reply {
                 cluster,
                 by_leader,
                 voters,
-                applied,
+                seen,
             } => {
-                let mut headers = vec![(HEADER_APPLIED, applied.to_string())];
+                let mut headers = vec![
+                    (HEADER_APPLIED, seen.applied.index.to_string()),
+                    (HEADER_APPLIED_TERM, seen.applied.term.to_string()),
+                    (HEADER_TERM, seen.term.to_string()),
+                ];
                 if by_leader {
                     headers.push((HEADER_LEADER, "1".to_string()));
                 }
@@ -600,12 +605,12 @@ async fn answer_join(
             cluster,
             by_leader,
             voters,
-            applied,
+            seen,
         }) => Ok(Reply::Admitted {
             cluster,
             by_leader,
             voters,
-            applied,
+            seen,
         }),
         Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
         Ok(Answer::Doubt(reason, session)) => Ok(Reply::Doubted { reason, session }),
@@ -630,6 +635,7 @@ async fn answer_probe(State(server): State<PeerServer>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::AppliedAt;
 
     fn server(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
         let (events_tx, events_rx) = mpsc::channel(8);
@@ -667,18 +673,25 @@ mod tests {
             edit(&mut shared.join_facts.lock().expect("not poisoned"));
         };
         facts(&|f| f.voters = vec![2, 3]);
+        shared.applied_term.store(4, Ordering::Release);
         shared.applied.store(40, Ordering::Release);
+        shared.term.store(6, Ordering::Release);
         let admitted = |by_leader, voters: Option<Vec<u64>>| Reply::Admitted {
             cluster: 0xabc,
             by_leader,
             voters,
-            applied: 40,
+            seen: Admission {
+                applied: AppliedAt { index: 40, term: 4 },
+                term: 6,
+            },
         };
         let answer = ask().await.expect("admitted");
         assert_eq!(answer, admitted(false, Some(vec![2, 3])));
         let response = answer.into_response();
         assert_eq!(response.headers()[HEADER_VOTERS], "2,3");
         assert_eq!(response.headers()[HEADER_APPLIED], "40");
+        assert_eq!(response.headers()[HEADER_APPLIED_TERM], "4");
+        assert_eq!(response.headers()[HEADER_TERM], "6");
         assert!(!response.headers().contains_key(HEADER_LEADER));
         // Leading and holding back entries it committed: its voters may be behind, unsaid.
         facts(&|f| f.vouch_for_none = true);

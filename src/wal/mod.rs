@@ -119,6 +119,32 @@ pub struct Metadata {
     pub peer_url: String,
     /// The --cluster list the cluster was bootstrapped from; empty for a node that joined.
     pub initial_cluster: Vec<String>,
+    /// For a node that joined on an empty data dir: the last entry the members that admitted
+    /// it had applied. Written after the other fields only when set, so that the WAL of
+    /// every other node reads as it did before.
+    #[serde(skip)]
+    pub joined_at: Option<JoinedAt>,
+}
+
+/// The last entry the members that admitted a joining node had applied, so committed: until
+/// the node's own log commits that far, it votes for no candidate whose log ends before it,
+/// as a voter holding that entry would not. (Its log is empty when it joins, and raft grants
+/// an empty log's vote to any candidate: a member removed while cut off, still running with
+/// the old voters, would win with it, its log missing committed entries.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinedAt {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry's term.
+    pub term: u64,
+}
+
+impl JoinedAt {
+    /// Whether a log whose last entry is at `index` in term `term` ends before this entry, by
+    /// raft's comparison (the later term first, then the longer log).
+    pub fn is_after(&self, term: u64, index: u64) -> bool {
+        (term, index) < (self.term, self.index)
+    }
 }
 
 /// Default step by which the active segment's file is extended ahead of its records.
@@ -716,6 +742,7 @@ pub(crate) mod tests {
             cluster_id: 0x1000,
             peer_url: "http://127.0.0.1:12379".into(),
             initial_cluster: vec!["http://127.0.0.1:12379".into()],
+            joined_at: None,
         }
     }
 

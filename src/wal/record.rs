@@ -52,7 +52,7 @@ use raft::eraftpb::EntryType;
 
 use crate::varint::{MAX_LEN as MAX_VARINT, put as put_varint};
 
-use super::{Entry, HardState, Metadata, SnapshotMetadata};
+use super::{Entry, HardState, JoinedAt, Metadata, SnapshotMetadata};
 
 /// Bytes before the payload: length (4), type (1), CRC (4).
 pub const HEADER_LEN: usize = 9;
@@ -225,6 +225,15 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
             TYPE_METADATA,
             "metadata",
             bincode::serde::encode_to_vec(m, bincode::config::standard())
+                .and_then(|mut bytes| {
+                    if let Some(at) = &m.joined_at {
+                        bytes.extend(bincode::serde::encode_to_vec(
+                            at,
+                            bincode::config::standard(),
+                        )?);
+                    }
+                    Ok(bytes)
+                })
                 .map(|bytes| buf.extend_from_slice(&bytes))
                 .map_err(|e| e.to_string()),
         ),
@@ -419,8 +428,16 @@ fn decode_payload(frame: &Frame<'_>) -> Result<Record, DecodeError> {
     let rec = match frame.ty {
         TYPE_METADATA => {
             let cfg = bincode::config::standard().with_limit::<METADATA_LIMIT>();
-            let (m, used) = bincode::serde::decode_from_slice::<Metadata, _>(frame.payload, cfg)
-                .map_err(|e| bad("metadata", e.to_string()))?;
+            let (mut m, mut used) =
+                bincode::serde::decode_from_slice::<Metadata, _>(frame.payload, cfg)
+                    .map_err(|e| bad("metadata", e.to_string()))?;
+            if used < frame.payload.len() {
+                let (at, more) =
+                    bincode::serde::decode_from_slice::<JoinedAt, _>(&frame.payload[used..], cfg)
+                        .map_err(|e| bad("metadata's joined-at", e.to_string()))?;
+                m.joined_at = Some(at);
+                used += more;
+            }
             if used != frame.payload.len() {
                 return Err(bad(
                     "metadata",
@@ -529,6 +546,7 @@ mod tests {
                 "http://127.0.0.1:12379".into(),
                 "http://127.0.0.1:22379".into(),
             ],
+            joined_at: None,
         };
         let mut e = Entry {
             term: 3,
@@ -550,6 +568,14 @@ mod tests {
             ..Default::default()
         };
         sm.set_conf_state(ConfState::from((vec![1, 2, 3], vec![4])));
+        let joined = Metadata {
+            initial_cluster: vec![],
+            joined_at: Some(JoinedAt {
+                index: 1 << 40,
+                term: 9,
+            }),
+            ..meta.clone()
+        };
         vec![
             Record::Metadata(meta),
             Record::Entry(e),
@@ -572,6 +598,7 @@ mod tests {
                 seq: u64::MAX,
                 first_index: u64::MAX,
             },
+            Record::Metadata(joined),
         ]
     }
 
@@ -614,6 +641,35 @@ mod tests {
             off += len;
         }
         assert_eq!(off, file.len());
+    }
+
+    /// The metadata of a node that did not join on an empty data dir is written exactly as
+    /// before `joined_at` existed, so that an older version still reads its WAL (which checks
+    /// that the payload holds nothing more); a joined node's carries it after the rest.
+    #[test]
+    fn metadata_without_joined_at_is_written_as_before() {
+        let Record::Metadata(meta) = &sample_records()[0] else {
+            panic!("the first sample is metadata");
+        };
+        let before = (
+            meta.node_id,
+            meta.cluster_id,
+            meta.peer_url.clone(),
+            meta.initial_cluster.clone(),
+        );
+        let old = bincode::serde::encode_to_vec(&before, bincode::config::standard()).unwrap();
+        let mut buf = vec![];
+        encode(&mut buf, 0, RecordRef::Metadata(meta)).unwrap();
+        assert_eq!(&buf[HEADER_LEN..], &old[..]);
+        let joined = Metadata {
+            joined_at: Some(JoinedAt { index: 7, term: 2 }),
+            ..meta.clone()
+        };
+        let mut buf = vec![];
+        encode(&mut buf, 0, RecordRef::Metadata(&joined)).unwrap();
+        assert_eq!(&buf[HEADER_LEN..HEADER_LEN + old.len()], &old[..]);
+        assert_eq!(&buf[HEADER_LEN + old.len()..], &[7, 2]);
+        assert_eq!(decode(&buf, 0).unwrap().0, Record::Metadata(joined));
     }
 
     #[test]

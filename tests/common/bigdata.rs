@@ -37,6 +37,7 @@ fn create_wal(data_dir: &Path, url: &str) -> (DirLock, Wal) {
         cluster_id: cluster_id("", &[url.to_string()]),
         peer_url: url.to_string(),
         initial_cluster: vec![url.to_string()],
+        joined_at: None,
     };
     let wal = Wal::create(&dir, &meta, WalOptions::default()).expect("creating the WAL");
     (lock, wal)

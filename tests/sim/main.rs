@@ -200,6 +200,9 @@ fn seeds_that_found_bugs() {
 fn many_schedules() {
     let seeds = env_u64("SIM_SEEDS").unwrap_or(10_000);
     let base = env_u64("SIM_SEED_BASE").unwrap_or(1_000_000);
+    // A long run with a fix taken out (`SIM_MUTATION`) shows how often the schedules meet it.
+    #[cfg(feature = "sim-mutations")]
+    mutations::from_env();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let batch = Batch::run(base..base + seeds, Length::Long, workers);
     println!("{}", batch.table());

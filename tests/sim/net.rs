@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{Message, MessageType};
 use raftexample::snapshotter::Snapshotter;
-use raftexample::transport::{AppliedAt, Dropped, MAX_ROUTES_BACK, Network, inline_snapshot};
+use raftexample::transport::{
+    Admission, AppliedAt, Dropped, MAX_ROUTES_BACK, Network, inline_snapshot,
+};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
@@ -35,6 +37,8 @@ struct NetState {
     removed: BTreeSet<u64>,
     applied: AppliedAt,
     cluster_id: u64,
+    /// What the members that admitted this joining node had seen.
+    admission: Option<Admission>,
     /// Senders outside the membership its peer server let in, and their URLs (as
     /// `PeerFilter::note_route_back`): the node's answers to them are sent.
     routes_back: BTreeMap<u64, String>,
@@ -123,6 +127,10 @@ impl Network for SimNet {
     fn cluster_id(&self) -> u64 {
         lock(&self.state).cluster_id
     }
+
+    fn admission(&self) -> Option<Admission> {
+        lock(&self.state).admission
+    }
 }
 
 impl NetHandle {
@@ -163,10 +171,12 @@ impl NetHandle {
         lock(&self.state).cluster_id
     }
 
-    /// A member answered this joining node's lookup: it adopts the identity.
-    pub fn adopt_cluster_id(&self, id: u64) {
+    /// The members admitted this joining node into cluster `id`, having seen `admission`:
+    /// it adopts both (as `PeerFilter::admitted`).
+    pub fn admitted(&self, id: u64, admission: Admission) {
         let mut state = lock(&self.state);
         if state.cluster_id == 0 {
+            state.admission = Some(admission);
             state.cluster_id = id;
         }
     }

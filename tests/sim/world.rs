@@ -1045,7 +1045,11 @@ impl World {
             }
         }
         match settled.unwrap_or_else(|| round.end()) {
-            Verdict::Admitted { member, cluster } => {
+            Verdict::Admitted {
+                member,
+                cluster,
+                seen,
+            } => {
                 if let Some(since) = self.nodes[&node].wiped
                     && self.inv.last_change(node) == since
                 {
@@ -1070,7 +1074,7 @@ impl World {
                     }
                 }
                 let p = self.nodes[&node].proc.as_ref().expect("alive");
-                p.net.adopt_cluster_id(cluster);
+                p.net.admitted(cluster, seen);
                 self.note(|| format!("n{node} learned the cluster's identity from n{member}"));
             }
             Verdict::Refused(reason) => {

@@ -1,0 +1,76 @@
+//! A node started with `--join` on an empty data dir, once the members admitted it
+//! (`transport::join`): what it starts from. Its log is empty, and raft grants an empty log's
+//! vote to any candidate and follows a leader of any term, so a member removed while cut off,
+//! still running with the voters it had (the node among them when it is added back under its
+//! old id), could win an election with that one vote and a log missing committed entries, or
+//! go on leading with its acknowledgements. The members' answers say the last entry they had
+//! applied and their current term ([`Admission`]): the node starts in that term, and until its
+//! own log commits that entry it answers no vote request for a log that ends before it, as a
+//! voter holding the entry would refuse it. The entry is kept in the WAL's metadata for a
+//! restart before then.
+
+use raft::INVALID_ID;
+use raft::eraftpb::{Message, MessageType};
+
+use super::RaftNode;
+use crate::transport::Admission;
+use crate::wal::JoinedAt;
+
+impl RaftNode {
+    /// Takes what the members that admitted this node had seen, before the first message
+    /// from the cluster is stepped (the transport knows it before it lets any message in), so
+    /// before the WAL is created. Only once: on a node that has persisted nothing yet.
+    pub(super) fn take_admission(&mut self) {
+        if self.wal.is_some() || self.joined_at.is_some() {
+            return;
+        }
+        let Some(Admission { applied, term }) = self.transport.admission() else {
+            return;
+        };
+        if applied.index > 0 {
+            self.joined_at = Some(JoinedAt {
+                index: applied.index,
+                term: applied.term,
+            });
+        }
+        if term > self.rn.raft.term {
+            self.rn.raft.become_follower(term, INVALID_ID);
+        }
+        tracing::info!(
+            applied = applied.index,
+            applied_term = applied.term,
+            term,
+            "admitted: starting in the members' term, voting only for logs that reach what \
+             they had applied"
+        );
+    }
+
+    /// Whether `m` asks this node's vote for a log that ends before the entry its admitters
+    /// had applied, while its own log has not committed that far: it goes unanswered.
+    pub(super) fn below_joined_at(&mut self, m: &Message) -> bool {
+        let Some(at) = self.joined_at else {
+            return false;
+        };
+        if self.rn.raft.raft_log.committed >= at.index {
+            // Its own log holds the entry now: raft's own comparison covers it.
+            self.joined_at = None;
+            return false;
+        }
+        let asks_vote = matches!(
+            m.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        );
+        if asks_vote && at.is_after(m.log_term, m.index) {
+            tracing::debug!(
+                candidate = m.from,
+                log_term = m.log_term,
+                log_index = m.index,
+                joined_at = at.index,
+                "no vote for a log that ends before what the members that admitted this node \
+                 had applied"
+            );
+            return true;
+        }
+        false
+    }
+}
