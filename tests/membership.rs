@@ -913,6 +913,70 @@ async fn a_removed_member_still_running_cannot_lead_with_a_newly_admitted_nodes_
     c.shutdown().await;
 }
 
+/// Node N's id is removed and added back, and N starts with `--join` on an empty data dir,
+/// out of the leader's reach; node R applied N's re-addition and was removed afterwards while
+/// cut off, and still runs, reaching N. R admits N too, counting the voters it had: the other
+/// members' admissions counted only if every admitter counted the same voters, so N waited
+/// as long as R ran (review 91 F3). R applied less than the members that vouch for N: its
+/// voters are older, and its admission says no more than its silence would. N is admitted by
+/// the two followers, catches up once the leader reaches it, and R hears it was removed.
+#[tokio::test(start_paused = true)]
+async fn a_removed_member_still_running_does_not_hold_back_a_node_with_its_old_voters() {
+    let mut c = TestCluster::start(5, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let others: Vec<u64> = (1..=5).filter(|id| *id != leader).collect();
+    let (r, n) = (others[0], others[1]);
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits");
+    assert_eq!(
+        c.wait_exit(n, Duration::from_secs(30)).await,
+        raftexample::Exit::Removed
+    );
+    c.wipe(n);
+    let url = c.peers[n as usize - 1].clone();
+    c.node(leader)
+        .change_members(MemberChange::Add { id: n, url })
+        .await
+        .expect("N's addition commits");
+    wait_for(
+        Duration::from_secs(10),
+        "R to apply N's re-addition",
+        || async {
+            let members = c.node(r).status().await.ok()?.members;
+            members.iter().any(|m| m.id == n).then_some(())
+        },
+    )
+    .await;
+    for id in (1..=5).filter(|id| *id != r && *id != n) {
+        c.net.cut(r, id);
+    }
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: r })
+        .await
+        .expect("R's removal commits without R");
+    c.net.cut(n, leader);
+    c.start_node(n, true).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the followers to admit N",
+        || async { c.net.knows_cluster(n).then_some(()) },
+    )
+    .await;
+    c.net.mend(n, leader);
+    wait_for(Duration::from_secs(30), "the leader to commit", || async {
+        c.node(leader).put("after".into(), "1".into()).await.ok()
+    })
+    .await;
+    assert_eq!(
+        c.wait_exit(r, Duration::from_secs(30)).await,
+        raftexample::Exit::Removed
+    );
+    c.wait_converged("after", "1").await;
+    c.shutdown().await;
+}
+
 /// The same race under the strict check, as a user meets it: with a fourth member that was
 /// never started (four voters, three answer), adding a fifth and a sixth at once through two
 /// nodes each passes the check alone (five voters need three), but both together would make

@@ -21,9 +21,11 @@
 //!
 //! So the node asks every member at once, round after round, and weighs their answers: the
 //! leader's refusal or admission is final; without it, admissions count only from voters that
-//! every quorum meets (half of them, rounded up, the node not among them), each with the same
-//! voters applied, and only if no member doubts it, or each doubt is about a session that one
-//! of them has applied past and dropped. One member's admission was enough until 2026-12-06: a
+//! every quorum meets (half of them, rounded up, the node not among them), each with the
+//! voters applied of the admitter that applied furthest (one that applied less and counts
+//! others is behind), and only if no member doubts it, or each doubt is about a session that
+//! one of them has applied past and dropped, or about the node's URL as of less than one of
+//! them has applied. One member's admission was enough until 2026-12-06: a
 //! member that had not applied the session yet (it joined a moment ago, or lagged) admitted a
 //! node that lost its data, and the simulator showed a committed entry changed that way. One
 //! that has not applied a removal and re-addition yet (behind, or removed since and still
@@ -106,8 +108,10 @@ pub enum Answer {
     Refused(String),
     /// Not a definite answer, but the member knows something against the node: its id has
     /// run since it was added (a follower, or a member not sure of the latest membership),
-    /// or it is a member at another URL (409); and the session's index, for the first. Ask
-    /// another; a node about to make its first entries again does not start.
+    /// or it is a member at another URL (409); and the index an admitter must have applied to
+    /// outweigh it: the session's, for the first; the entry after the member's applied one,
+    /// for the second. Ask another; a node about to make its first entries again does not
+    /// start.
     Doubt(String, Option<u64>),
 }
 
@@ -227,9 +231,15 @@ impl MemberView {
                     add_back(from)
                 ))),
             },
+            // As of what it applied: an admitter that applied further may know the node
+            // moved (removed and added back at this URL), and outweighs it.
             Some(known) => Ok(Answer::Doubt(
-                format!("node {from} is a member at {known}, not at {url}"),
-                None,
+                format!(
+                    "node {from} is a member at {known}, not at {url}, as far as node {to} \
+                     knows (it applied up to log index {})",
+                    self.seen.applied.index
+                ),
+                Some(self.seen.applied.index + 1),
             )),
             None => Err(NoAnswer::NotMember(format!(
                 "node {from} is not a member of this cluster (as node {to} knows it): add it \
@@ -338,19 +348,28 @@ impl Round {
                  leader's word"
             )))
         };
-        // A leader holding back entries counts no voters, and vouches for nothing.
-        let mut said = self
-            .admitted
-            .values()
-            .filter_map(|(cluster, voters, _)| Some((*cluster, voters.as_ref()?)));
-        let Some((cluster, voters)) = said.next() else {
+        // A leader holding back entries counts no voters, and vouches for nothing. The voters
+        // are those of the admitter that applied furthest: what each member applied is a part
+        // of one committed history, so one that applied less and counts other voters is
+        // behind (or removed, and still running), and its admission says no more than its
+        // silence would. Two that applied as far cannot count different voters; if they do,
+        // wait.
+        let said = || {
+            self.admitted
+                .values()
+                .filter_map(|(cluster, voters, seen)| {
+                    Some((*cluster, voters.as_ref()?, seen.applied.index))
+                })
+        };
+        let Some((cluster, voters, furthest)) = said().max_by_key(|(_, _, applied)| *applied)
+        else {
             return not_yet(
                 "counts no voters (leading, it holds back entries it committed, or it is of an \
                  older version)"
                     .into(),
             );
         };
-        if said.any(|(_, v)| v != voters) {
+        if said().any(|(c, v, applied)| applied == furthest && (v != voters || c != cluster)) {
             return not_yet("the members that admit it count different voters".into());
         }
         if !voters.contains(&self.node) {
@@ -367,7 +386,9 @@ impl Round {
         // A doubt about a session holds unless one who vouches has applied past where the
         // session began, and still counts none: committed history dropped it there (a
         // removal and re-addition the doubter, removed since or behind, has not applied).
-        // Any other doubt holds.
+        // One about the node's URL, unless one who vouches applied past what the doubter had
+        // (and has the node at this URL). One without an index (a member of an older
+        // version) holds.
         let outweighed = |session: &Option<u64>| {
             session.is_some_and(|s| {
                 vouching.iter().any(|id| {
@@ -922,11 +943,23 @@ mod tests {
         let mut three_of_five = two_of_five.to_vec();
         three_of_five.push((4, admit(Some(&five))));
         assert_eq!(weigh(5, &three_of_five), admitted(1));
-        // Members that count different voters: a membership they have not all applied may
-        // have committed the registration.
+        // Members that applied as far and count different voters: not one history.
         not_yet(
             weigh(4, &[(1, admit(Some(&three))), (2, admit(Some(&four)))]),
             "count different voters",
+        );
+        // One that applied less and counts other voters is behind, or removed and still
+        // running with the voters it had (review 91 F3): it neither vouches nor holds the
+        // others back. The voters are those of the one that applied furthest, whoever that is.
+        let behind_with = |voters: &[u64], applied| (3, admit_at(Some(voters), applied));
+        let mut old_voters = both.to_vec();
+        old_voters.push(behind_with(&four, 60));
+        assert_eq!(weigh(4, &old_voters), admitted(1));
+        let mut further = both.to_vec();
+        further.push(behind_with(&[1, 2, 3], 150));
+        not_yet(
+            weigh(4, &further),
+            "the voters it counts, [1, 2, 3], are without it",
         );
         // A leader holding back entries vouches for nothing, and holds nothing back.
         not_yet(weigh(4, &[(1, admit(None))]), "counts no voters");
@@ -967,14 +1000,36 @@ mod tests {
                 seen: seen(27),
             }
         );
-        // Not when it applied no further than the session, nor for a doubt of another kind.
+        // Not when it applied no further than the session.
         not_yet(
             weigh(1, &[(2, admit_at(Some(&pair), 6)), (3, behind)]),
             "node 3 doubts it",
         );
-        let elsewhere = Answer::Doubt("node 1 is a member at another URL".into(), None);
+        // A doubt about the node's URL, by a member that applied up to 27: outweighed by one
+        // that applied further (the node was removed and added back at this URL since), not
+        // by one that applied as far; one from a member of an older version, with no index,
+        // holds.
+        let elsewhere = |index| Answer::Doubt("node 1 is a member at another URL".into(), index);
+        assert_eq!(
+            weigh(
+                1,
+                &[(2, admit_at(Some(&pair), 28)), (3, elsewhere(Some(28)))]
+            ),
+            Verdict::Admitted {
+                member: 2,
+                cluster: 0xabc,
+                seen: seen(28),
+            }
+        );
         not_yet(
-            weigh(1, &[(2, admit_at(Some(&pair), 27)), (3, elsewhere)]),
+            weigh(
+                1,
+                &[(2, admit_at(Some(&pair), 27)), (3, elsewhere(Some(28)))],
+            ),
+            "node 3 doubts it",
+        );
+        not_yet(
+            weigh(1, &[(2, admit_at(Some(&pair), 500)), (3, elsewhere(None))]),
             "node 3 doubts it",
         );
     }
@@ -1054,9 +1109,10 @@ mod tests {
             view.answer(4, url),
             Ok(Answer::Doubt(r, Some(7))) if r.contains("index 7")
         ));
+        // At another URL, as of what it applied: one that applied further outweighs it.
         assert!(matches!(
             view.answer(4, "http://10.0.0.9:2380"),
-            Ok(Answer::Doubt(r, None)) if r.contains("not at")
+            Ok(Answer::Doubt(r, Some(31))) if r.contains("not at") && r.contains("index 30")
         ));
         view.url = None;
         assert!(matches!(view.answer(4, url), Err(NoAnswer::NotMember(_))));

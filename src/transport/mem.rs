@@ -130,6 +130,12 @@ impl MemNet {
         }
     }
 
+    /// Whether node `id` knows the cluster's identity: for one that joins on an empty data
+    /// dir, whether the members admitted it.
+    pub fn knows_cluster(&self, id: u64) -> bool {
+        self.hub().cluster.get(&id).is_some_and(|c| *c != 0)
+    }
+
     /// Mends every cut or muted link.
     pub fn heal(&self) {
         let mut hub = self.hub();
