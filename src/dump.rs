@@ -171,8 +171,8 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
             m.peer_url,
             match (&m.joined_at, m.initial_cluster.is_empty()) {
                 (Some(at), _) => format!(
-                    "(joined; its admitters had applied index {} of term {})",
-                    at.index, at.term
+                    "(joined in term {}; its admitters had applied index {} of term {})",
+                    at.in_term, at.index, at.term
                 ),
                 (None, true) => "(joined)".to_string(),
                 (None, false) => m.initial_cluster.join(","),
@@ -232,7 +232,9 @@ fn record_json(
             "file": file, "offset": offset, "type": "metadata", "node": m.node_id,
             "cluster": format!("{:x}", m.cluster_id), "peer_url": m.peer_url,
             "initial_cluster": m.initial_cluster,
-            "joined_at": m.joined_at.map(|at| json!({"index": at.index, "term": at.term})),
+            "joined_at": m.joined_at.map(|at| json!({
+                "index": at.index, "term": at.term, "in_term": at.in_term,
+            })),
         }),
         Record::HardState(hs) => json!({
             "file": file, "offset": offset, "type": "hardstate",
@@ -349,19 +351,26 @@ mod tests {
             cluster_id: 0xabc,
             peer_url: "http://127.0.0.1:4".into(),
             initial_cluster: vec![],
-            joined_at: Some(JoinedAt { index: 30, term: 4 }),
+            joined_at: Some(JoinedAt {
+                index: 30,
+                term: 4,
+                in_term: 6,
+            }),
         };
         let path = Path::new("/data/wal/0000000000000000-0000000000000000.wal");
         let record = Record::Metadata(joined.clone());
         let text = record_text(path, 0, &record, None);
         assert!(
             text[0].ends_with(
-                "initial-cluster=(joined; its admitters had applied index 30 of term 4)"
+                "initial-cluster=(joined in term 6; its admitters had applied index 30 of term 4)"
             ),
             "{text:?}"
         );
         let json = record_json(path, 0, 64, &record, None);
-        assert_eq!(json[0]["joined_at"], json!({"index": 30, "term": 4}));
+        assert_eq!(
+            json[0]["joined_at"],
+            json!({"index": 30, "term": 4, "in_term": 6})
+        );
         let before = Record::Metadata(Metadata {
             joined_at: None,
             ..joined

@@ -27,10 +27,13 @@ impl RaftNode {
         let Some(Admission { applied, term }) = self.transport.admission() else {
             return;
         };
-        if applied.index > 0 {
+        // Without a term (a member of a build that said only the index), the entry marks
+        // nothing a candidate's log can be compared with.
+        if applied.index > 0 && applied.term > 0 {
             self.joined_at = Some(JoinedAt {
                 index: applied.index,
                 term: applied.term,
+                in_term: term,
             });
         }
         if term > self.rn.raft.term {
@@ -43,6 +46,18 @@ impl RaftNode {
             "admitted: starting in the members' term, voting only for logs that reach what \
              they had applied"
         );
+    }
+
+    /// On a start from a WAL that says this node joined and has not committed that far yet:
+    /// starts in its admitters' term, should the WAL not have it (see [`JoinedAt::in_term`]).
+    pub(super) fn restart_joined(&mut self, at: JoinedAt) {
+        if self.rn.raft.raft_log.committed >= at.index {
+            return;
+        }
+        self.joined_at = Some(at);
+        if at.in_term > self.rn.raft.term {
+            self.rn.raft.become_follower(at.in_term, INVALID_ID);
+        }
     }
 
     /// Whether `m` asks this node's vote for a log that ends before the entry its admitters

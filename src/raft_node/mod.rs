@@ -458,11 +458,9 @@ impl RaftNode {
             term: node.rn.raft.raft_log.term(node.applied).unwrap_or_default(),
         });
         node.shared.term.store(node.rn.raft.term, Ordering::Release);
-        node.joined_at = node
-            .wal
-            .as_ref()
-            .and_then(|wal| wal.metadata().joined_at)
-            .filter(|at| node.rn.raft.raft_log.committed < at.index);
+        if let Some(at) = node.wal.as_ref().and_then(|wal| wal.metadata().joined_at) {
+            node.restart_joined(at);
+        }
         node.publish_join_facts();
         Ok(node)
     }

@@ -1892,3 +1892,44 @@ async fn an_admitted_node_votes_only_for_logs_that_reach_what_its_admitters_appl
     let status = node.step(reaches).await.expect("running");
     assert_eq!((status.term, status.vote), (7, 1), "{status:?}");
 }
+
+/// Node 3's process was admitted and stopped after it created its WAL and before it wrote its
+/// first hard state: its WAL holds the metadata alone. The next start takes the admitters'
+/// term from the metadata, with the entry: it follows no leader of an earlier term, and votes
+/// for no log that ends before that entry (review 92).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_stopped_before_its_first_hard_state_starts_in_its_admitters_term() {
+    use crate::wal::{JoinedAt, Metadata, Wal};
+    use raft::eraftpb::MessageType::*;
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let config = Config {
+        id: 3,
+        cluster: cluster.clone(),
+        join: true,
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let meta = Metadata {
+        node_id: 3,
+        cluster_id: 0xC1,
+        peer_url: cluster[2].clone(),
+        initial_cluster: Vec::new(),
+        joined_at: Some(JoinedAt {
+            index: 30,
+            term: 4,
+            in_term: 6,
+        }),
+    };
+    drop(Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("a WAL"));
+    let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
+    let status = node.status().await.expect("running");
+    assert_eq!(status.term, 6, "{status:?}");
+    let heartbeat = message(MsgHeartbeat, 2, 3, 5);
+    let status = node.step(heartbeat).await.expect("running");
+    assert_eq!((status.term, status.leader), (6, 0), "{status:?}");
+    let mut stale = message(MsgRequestVote, 2, 3, 7);
+    (stale.index, stale.log_term) = (40, 3);
+    let status = node.step(stale).await.expect("running");
+    assert_eq!((status.term, status.vote), (6, 0), "{status:?}");
+}

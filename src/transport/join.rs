@@ -232,14 +232,17 @@ impl MemberView {
                 ))),
             },
             // As of what it applied: an admitter that applied further may know the node
-            // moved (removed and added back at this URL), and outweighs it.
+            // moved (removed and added back at this URL), and outweighs it; unless its log
+            // holds a registration of the node past that, which must be applied past too (a
+            // member restarting from a snapshot taken before the move has its URL of before,
+            // and the registration in its tail: review 92).
             Some(known) => Ok(Answer::Doubt(
                 format!(
                     "node {from} is a member at {known}, not at {url}, as far as node {to} \
                      knows (it applied up to log index {})",
                     self.seen.applied.index
                 ),
-                Some(self.seen.applied.index + 1),
+                Some((self.seen.applied.index + 1).max(self.logged.unwrap_or(0))),
             )),
             None => Err(NoAnswer::NotMember(format!(
                 "node {from} is not a member of this cluster (as node {to} knows it): add it \
@@ -269,8 +272,9 @@ pub enum Verdict {
 
 /// The weighing of one round of answers: the leader's refusal or admission is final; without
 /// it, admissions count only from voters that every quorum meets (half of them, rounded up,
-/// the node not among them), all counting the same voters, and only if each doubt of the
-/// round is about a session one of them applied past. Fed the answers as they come, in any
+/// the node not among them), all counting the voters of the admitter that applied furthest,
+/// and only if each doubt of the round cites an index one of them applied past (a session's,
+/// or the node's URL as of an earlier entry). Fed the answers as they come, in any
 /// order; [`Lookup`] asks over HTTP, the simulator asks members in its process.
 ///
 /// Why that many: a registration of the node that committed under these voters is in the
@@ -285,7 +289,8 @@ pub struct Round {
     /// The admissions not by the leader: who, into which cluster, counting which voters,
     /// having seen what.
     admitted: BTreeMap<u64, (u64, Option<Vec<u64>>, Admission)>,
-    /// The doubts: whose, and the index of the session each is about, if it is one.
+    /// The doubts: whose, and the index an admitter must have applied to outweigh each (none:
+    /// a member of an older version, whose doubt holds).
     doubted: BTreeMap<u64, Option<u64>>,
 }
 
@@ -1109,11 +1114,18 @@ mod tests {
             view.answer(4, url),
             Ok(Answer::Doubt(r, Some(7))) if r.contains("index 7")
         ));
-        // At another URL, as of what it applied: one that applied further outweighs it.
+        // At another URL, as of what it applied: one that applied further outweighs it;
+        // with a registration in its log past that, one that applied past the registration.
         assert!(matches!(
             view.answer(4, "http://10.0.0.9:2380"),
             Ok(Answer::Doubt(r, Some(31))) if r.contains("not at") && r.contains("index 30")
         ));
+        view.logged = Some(40);
+        assert!(matches!(
+            view.answer(4, "http://10.0.0.9:2380"),
+            Ok(Answer::Doubt(r, Some(40))) if r.contains("not at")
+        ));
+        view.logged = None;
         view.url = None;
         assert!(matches!(view.answer(4, url), Err(NoAnswer::NotMember(_))));
         view.cluster = 0;

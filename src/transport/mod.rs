@@ -167,7 +167,9 @@ pub const HEADER_APPLIED: &str = "x-raftexample-applied";
 pub const HEADER_APPLIED_TERM: &str = "x-raftexample-applied-term";
 /// Header on a member's admission of a joining node: its current term ([`Admission::term`]).
 pub const HEADER_TERM: &str = "x-raftexample-term";
-/// Header on a member's doubt (409) of a joining node for its session: the session's index.
+/// Header on a member's doubt (409) of a joining node: the index an admitter must have applied
+/// to outweigh it (for a session, the latest registration the member knows; for the node at
+/// another URL, the entry after the member's applied one, or a later registration in its log).
 pub const HEADER_SESSION: &str = "x-raftexample-session";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries

@@ -137,6 +137,10 @@ pub struct JoinedAt {
     pub index: u64,
     /// The entry's term.
     pub term: u64,
+    /// The admitters' current term, in which the node starts: a start that finds a lower one
+    /// in the WAL (the process stopped before it wrote its first hard state) starts in it
+    /// again, so that it follows no leader of an earlier term.
+    pub in_term: u64,
 }
 
 impl JoinedAt {

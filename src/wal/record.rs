@@ -573,6 +573,7 @@ mod tests {
             joined_at: Some(JoinedAt {
                 index: 1 << 40,
                 term: 9,
+                in_term: 11,
             }),
             ..meta.clone()
         };
@@ -662,13 +663,17 @@ mod tests {
         encode(&mut buf, 0, RecordRef::Metadata(meta)).unwrap();
         assert_eq!(&buf[HEADER_LEN..], &old[..]);
         let joined = Metadata {
-            joined_at: Some(JoinedAt { index: 7, term: 2 }),
+            joined_at: Some(JoinedAt {
+                index: 7,
+                term: 2,
+                in_term: 3,
+            }),
             ..meta.clone()
         };
         let mut buf = vec![];
         encode(&mut buf, 0, RecordRef::Metadata(&joined)).unwrap();
         assert_eq!(&buf[HEADER_LEN..HEADER_LEN + old.len()], &old[..]);
-        assert_eq!(&buf[HEADER_LEN + old.len()..], &[7, 2]);
+        assert_eq!(&buf[HEADER_LEN + old.len()..], &[7, 2, 3]);
         assert_eq!(decode(&buf, 0).unwrap().0, Record::Metadata(joined));
     }
 
