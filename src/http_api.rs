@@ -335,6 +335,8 @@ impl ApiError {
                 | ProposalError::OutcomeUnknown
                 | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
+                | ProposalError::ReadNotTaken(_)
+                | ProposalError::ReadStopped
                 | ProposalError::Busy(_)
                 | ProposalError::Stopped
                 | ProposalError::StoppedUnproposed => StatusCode::SERVICE_UNAVAILABLE,

@@ -121,6 +121,15 @@ pub enum ProposalError {
     /// A read could not be confirmed by a quorum in time.
     #[error("read not confirmed by a quorum within {0:?}; retry")]
     ReadTimeout(Duration),
+    /// The node's inbox stayed full for the whole wait of a read (a node stuck on a disk that
+    /// hangs, or far behind its clients).
+    #[error(
+        "the node did not take the read within {0:?} (its queue of requests stayed full: it is stuck or overloaded); nothing was read: retry on another member"
+    )]
+    ReadNotTaken(Duration),
+    /// The node is stopping while a read waits.
+    #[error("the node is shutting down; nothing was read: retry on another member")]
+    ReadStopped,
     /// The raft node did not answer a status request in time.
     #[error("the node did not answer within {0:?} (it may be busy); retry")]
     Busy(Duration),
@@ -196,6 +205,8 @@ impl ProposalError {
             ProposalError::WithdrawnUnknown(_) => "withdrawn_unknown",
             ProposalError::OutcomeUnknown => "outcome_unknown",
             ProposalError::ReadTimeout(_) => "read_timeout",
+            ProposalError::ReadNotTaken(_) => "not_taken",
+            ProposalError::ReadStopped => "stopped",
             ProposalError::Busy(_) => "busy",
             ProposalError::Stopped => "stopped",
             ProposalError::StoppedUnproposed => "stopped_unproposed",

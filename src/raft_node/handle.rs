@@ -116,8 +116,17 @@ impl NodeHandle {
         if consistency == ReadConsistency::Linearizable {
             self.metrics.read_index_requests.inc();
             let started = Instant::now();
+            // What a write would hear of a request that never reached the node, or of a stop,
+            // speaks of something that may still happen; nothing of a read does.
             self.request(Request::Read, ProposalError::ReadTimeout)
-                .await?;
+                .await
+                .map_err(|err| match err {
+                    ProposalError::NotTaken(waited) => ProposalError::ReadNotTaken(waited),
+                    ProposalError::Stopped | ProposalError::StoppedUnproposed => {
+                        ProposalError::ReadStopped
+                    }
+                    other => other,
+                })?;
             self.metrics
                 .read_index_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -359,8 +368,20 @@ mod tests {
         );
         let put = handle.put("/k".into(), "v".into()).await;
         assert_eq!(put, Err(ProposalError::NotTaken(timeout + STUCK_MARGIN)));
+        // A read that never found room says nothing of a write's fate (found by a review: it
+        // said "it will not happen").
+        let read = handle.get("/k", ReadConsistency::Linearizable).await;
+        assert_eq!(
+            read,
+            Err(ProposalError::ReadNotTaken(timeout + STUCK_MARGIN))
+        );
+        assert!(!read.unwrap_err().to_string().contains("happen"));
         // Nothing of the write reached the inbox: only the request that filled it is there.
         assert!(matches!(stuck.try_recv(), Ok(Request::Status(_))));
         assert!(stuck.try_recv().is_err(), "the write was queued after all");
+        // A node that stopped reading its inbox: a read hears it was not read.
+        drop(stuck);
+        let read = handle.get("/k", ReadConsistency::Linearizable).await;
+        assert_eq!(read, Err(ProposalError::ReadStopped));
     }
 }

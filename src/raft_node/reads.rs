@@ -485,7 +485,7 @@ impl Reads {
             )
             .chain(self.confirmed.drain(..).flat_map(|(_, w)| w));
         for w in waiters {
-            let _ = w.done.send(Err(ProposalError::Stopped));
+            let _ = w.done.send(Err(ProposalError::ReadStopped));
         }
     }
 }
@@ -659,6 +659,22 @@ mod tests {
             Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
         );
         assert!(late.try_recv().is_err(), "its deadline is later");
+    }
+
+    /// A stopping node tells every read still waiting, asked or not, that nothing was read:
+    /// not a write's "may still happen" (found by a review).
+    #[test]
+    fn reads_waiting_at_a_stop_hear_that_nothing_was_read() {
+        let t0 = Instant::now();
+        let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
+        let mut unasked = read(&mut r, t0);
+        let mut asked = read(&mut r, t0);
+        assert_eq!(r.due_contexts(true, 0, t0).len(), 1, "one round for both");
+        let mut later = read(&mut r, t0);
+        r.stop();
+        for answer in [&mut unasked, &mut asked, &mut later] {
+            assert_eq!(answer.try_recv(), Ok(Err(ProposalError::ReadStopped)));
+        }
     }
 
     fn ctx_of(m: &Message) -> &[u8] {

@@ -113,10 +113,11 @@ impl RaftNode {
         requests.close();
         while let Ok(request) = requests.try_recv() {
             match request {
-                Request::Propose { done, .. }
-                | Request::ChangeMembers { done, .. }
-                | Request::Read(done) => {
+                Request::Propose { done, .. } | Request::ChangeMembers { done, .. } => {
                     let _ = done.send(Err(ProposalError::StoppedUnproposed));
+                }
+                Request::Read(done) => {
+                    let _ = done.send(Err(ProposalError::ReadStopped));
                 }
                 // Nothing to tell: the handle says the node stopped.
                 Request::Status(_) => {}

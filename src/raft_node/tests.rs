@@ -297,9 +297,16 @@ async fn requests_the_node_never_read_before_it_stopped_will_not_happen() {
     node.shutdown.cancel();
     assert_eq!(node.exit.await.expect("node task"), Exit::Shutdown);
     for (n, answer) in answers.into_iter().enumerate() {
+        // The read hears nothing was read; the write and the change, that they will not
+        // happen.
+        let said = if n == 2 {
+            ProposalError::ReadStopped
+        } else {
+            ProposalError::StoppedUnproposed
+        };
         assert_eq!(
             answer.await.map_err(|_| "dropped unanswered"),
-            Ok(Err(ProposalError::StoppedUnproposed)),
+            Ok(Err(said)),
             "request {n}"
         );
     }
