@@ -32,9 +32,10 @@ pub enum Error {
         /// rcgen's complaint.
         source: rcgen::Error,
     },
-    /// Only one of `ca.crt` and `ca.key` exists.
+    /// Only one of a certificate and its key exists (`ca.crt` and `ca.key`, or a node's): made
+    /// again, the other would be lost or no longer match.
     #[error("{0} exists without its partner; remove it, or put both back")]
-    HalfCa(PathBuf),
+    HalfPair(PathBuf),
 }
 
 /// The CA's name: fixed, so a CA reloaded from its key signs exactly as when it was made.
@@ -98,8 +99,8 @@ fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error
             let _ = writeln!(log, "wrote {}", cert_path.display());
             Ok(Issuer::new(params, key))
         }
-        (true, false) => Err(Error::HalfCa(cert_path)),
-        (false, true) => Err(Error::HalfCa(key_path)),
+        (true, false) => Err(Error::HalfPair(cert_path)),
+        (false, true) => Err(Error::HalfPair(key_path)),
     }
 }
 
@@ -129,9 +130,16 @@ fn leaf(
 ) -> Result<(), Error> {
     let cert_path = out.join(format!("{name}.crt"));
     let key_path = out.join(format!("{name}.key"));
-    if cert_path.exists() && key_path.exists() {
-        let _ = writeln!(log, "kept {}", cert_path.display());
-        return Ok(());
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {
+            let _ = writeln!(log, "kept {}", cert_path.display());
+            return Ok(());
+        }
+        // Made anew, a lone key would be overwritten, a lone certificate replaced by one
+        // that no longer matches what was handed out with it.
+        (true, false) => return Err(Error::HalfPair(cert_path)),
+        (false, true) => return Err(Error::HalfPair(key_path)),
+        (false, false) => {}
     }
     let rcgen_err = |source| Error::Rcgen {
         what: format!("making {}", cert_path.display()),
@@ -233,5 +241,26 @@ mod tests {
         let err = run(dir.path(), 1, &["localhost".into()], &mut Vec::new())
             .expect_err("a CA certificate without its key");
         assert!(err.to_string().contains("ca.crt"), "{err}");
+    }
+
+    /// A node's key without its certificate (or the other way round) is refused too, and left
+    /// as it was: it used to be overwritten by a new pair.
+    #[test]
+    fn half_a_nodes_pair_is_refused_and_kept() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let hosts = vec!["localhost".to_string()];
+        run(dir.path(), 1, &hosts, &mut Vec::new()).expect("first run");
+        for (gone, kept) in [("node1.crt", "node1.key"), ("node1.key", "node1.crt")] {
+            let kept_path = dir.path().join(kept);
+            let before = std::fs::read(&kept_path).expect("the kept half");
+            let gone_path = dir.path().join(gone);
+            let gone_bytes = std::fs::read(&gone_path).expect("the other half");
+            std::fs::remove_file(&gone_path).expect("remove");
+            let err = run(dir.path(), 1, &hosts, &mut Vec::new()).expect_err("half a pair");
+            assert!(err.to_string().contains(kept), "{err}");
+            assert_eq!(std::fs::read(&kept_path).expect("still there"), before);
+            assert!(!gone_path.exists(), "the missing half was made anew");
+            std::fs::write(&gone_path, gone_bytes).expect("put it back");
+        }
     }
 }

@@ -287,8 +287,8 @@ pub enum ApiError {
         "request body too slow: {0} bytes in {1} ms; past --client-timeout-ms a body must average 64 KiB/s"
     )]
     SlowBody(u64, u128),
-    /// A method the route does not serve.
-    #[error("method {0} not allowed")]
+    /// A method the route does not serve, and those it does (also in `Allow` headers).
+    #[error("method {0} not allowed; this path takes {allowed}", allowed = .1.join(", "))]
     MethodNotAllowed(Method, &'static [&'static str]),
     /// A browser request from a page that is not served by a member of this cluster.
     #[error(

@@ -69,16 +69,16 @@ pub enum Error {
     /// rustls refused the certificates or the key (say, a key that does not match).
     #[error("{what}: {source}")]
     Rustls {
-        /// Which configuration.
-        what: &'static str,
+        /// Which configuration, with the flags and the files they name.
+        what: String,
         /// rustls's complaint.
         source: rustls::Error,
     },
     /// The CA file could not be turned into a client certificate verifier.
     #[error("{what}: {reason}")]
     Verifier {
-        /// Which configuration.
-        what: &'static str,
+        /// Which configuration, with the flags and the files they name.
+        what: String,
         /// What is wrong.
         reason: String,
     },
@@ -164,9 +164,10 @@ fn rest_server(config: &Config) -> Result<Option<Arc<ServerConfig>>, Error> {
             ));
         }
     };
+    let what = pair_named("client TLS", ("--cert-file", cert), ("--key-file", key));
     let certs = read_certs("--cert-file", cert)?;
     let key = read_key("--key-file", key)?;
-    server_config("client TLS (--cert-file, --key-file)", certs, key, ca).map(Some)
+    server_config(what, certs, key, ca).map(Some)
 }
 
 /// The peer flags, if `--cluster` uses https:// (an error if it does and they are missing,
@@ -197,33 +198,34 @@ fn peer_server(config: &Config) -> Result<Option<Arc<ServerConfig>>, Error> {
     let Some((cert, key, ca)) = peer_files(config)? else {
         return Ok(None);
     };
+    let what = peer_pair(cert, key);
     let certs = read_certs("--peer-cert-file", cert)?;
     let key = read_key("--peer-key-file", key)?;
     let roots = read_roots("--peer-trusted-ca-file", ca)?;
-    server_config(
-        "peer TLS (--peer-cert-file, --peer-key-file)",
-        certs,
-        key,
-        Some(roots),
-    )
-    .map(Some)
+    server_config(what, certs, key, Some(roots)).map(Some)
 }
 
 fn peer_client(config: &Config) -> Result<Option<ClientConfig>, Error> {
     let Some((cert, key, ca)) = peer_files(config)? else {
         return Ok(None);
     };
-    let what = "peer TLS (--peer-cert-file, --peer-key-file)";
+    let what = || peer_pair(cert, key);
     let certs = read_certs("--peer-cert-file", cert)?;
     let key = read_key("--peer-key-file", key)?;
     let roots = read_roots("--peer-trusted-ca-file", ca)?;
     // No ALPN here: hyper-rustls sets it (to HTTP/1.1) and refuses a config that has one.
     let client = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| Error::Rustls { what, source })?
+        .map_err(|source| Error::Rustls {
+            what: what(),
+            source,
+        })?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
-        .map_err(|source| Error::Rustls { what, source })?;
+        .map_err(|source| Error::Rustls {
+            what: what(),
+            source,
+        })?;
     Ok(Some(client))
 }
 
@@ -237,21 +239,47 @@ pub fn untrusting_client() -> ClientConfig {
         .with_no_client_auth()
 }
 
+/// Which configuration a certificate and its key make, with the flags and the files they
+/// name: what an error about the pair says (a key that does not match its certificate is
+/// found only once both are read).
+fn pair_named(
+    what: &str,
+    (cert_flag, cert): (&str, &Path),
+    (key_flag, key): (&str, &Path),
+) -> String {
+    format!(
+        "{what} ({cert_flag} {}, {key_flag} {})",
+        cert.display(),
+        key.display()
+    )
+}
+
+fn peer_pair(cert: &Path, key: &Path) -> String {
+    pair_named(
+        "peer TLS",
+        ("--peer-cert-file", cert),
+        ("--peer-key-file", key),
+    )
+}
+
 fn server_config(
-    what: &'static str,
+    what: String,
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_ca: Option<RootCertStore>,
 ) -> Result<Arc<ServerConfig>, Error> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| Error::Rustls { what, source })?;
+        .map_err(|source| Error::Rustls {
+            what: what.clone(),
+            source,
+        })?;
     let builder = match client_ca {
         Some(roots) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| Error::Verifier {
-                    what,
+                    what: what.clone(),
                     reason: e.to_string(),
                 })?;
             builder.with_client_cert_verifier(verifier)

@@ -378,7 +378,10 @@ async fn the_page_and_its_cross_origin_rules() {
         let allow: Vec<_> = put.headers().get_all("allow").iter().collect();
         assert_eq!(allow, ["GET"], "{path}");
         let reason = put.text().await.expect("text");
-        assert_eq!(reason, "method PUT not allowed\n", "{path}");
+        assert_eq!(
+            reason, "method PUT not allowed; this path takes GET\n",
+            "{path}"
+        );
     }
     let plain = http.get(format!("{url}/k")).send().await.expect("get");
     assert_eq!(plain.status(), 200);

@@ -110,7 +110,13 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     let body = axum::body::to_bytes(r.into_body(), usize::MAX)
         .await
         .expect("a body");
-    one_line(&String::from_utf8_lossy(&body));
+    let body = String::from_utf8_lossy(&body);
+    one_line(&body);
+    // The body says what the path takes too, for a reader that shows no headers.
+    assert!(
+        body.ends_with("this path takes PUT, GET, POST, DELETE\n"),
+        "{body}"
+    );
     api.assert_serving("after-405").await;
 
     let (s, body) = api.call(Method::PUT, "/big", vec![b'x'; 1025]).await;

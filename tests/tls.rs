@@ -241,7 +241,7 @@ async fn a_tls_cluster_refuses_a_plain_member_url() {
 async fn tls_flags_are_checked_before_start() {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let certs = dir.path().join("certs");
-    make_certs(&certs, 1);
+    make_certs(&certs, 2);
     let f = |name: &str| Some(certs.join(name));
     let base = Config {
         cluster: vec!["https://127.0.0.1:1".into()],
@@ -305,6 +305,26 @@ async fn tls_flags_are_checked_before_start() {
             },
             "--peer-trusted-ca-file",
         ),
+        // A key of another certificate: only the pair is wrong, and the error names both
+        // files (it named only the flags).
+        (
+            Config {
+                peer_cert_file: f("node1.crt"),
+                peer_key_file: f("node2.key"),
+                peer_trusted_ca_file: f("ca.crt"),
+                ..base.clone()
+            },
+            "node2.key",
+        ),
+        (
+            Config {
+                cluster: vec!["http://127.0.0.1:1".into()],
+                cert_file: f("node1.crt"),
+                key_file: f("node2.key"),
+                ..base.clone()
+            },
+            "--key-file",
+        ),
     ];
     for (config, wanted) in cases {
         let err = match raftexample::start(config.clone()).await {
@@ -312,6 +332,14 @@ async fn tls_flags_are_checked_before_start() {
             Err(err) => err.to_string(),
         };
         assert!(err.contains(wanted), "{wanted:?} not in {err:?}");
+        if wanted.ends_with("node2.key") || wanted == "--key-file" {
+            let cert = certs.join("node1.crt");
+            let key = certs.join("node2.key");
+            assert!(
+                err.contains(&*cert.to_string_lossy()) && err.contains(&*key.to_string_lossy()),
+                "the mismatched pair's files not named: {err:?}"
+            );
+        }
     }
     assert!(
         !dir.path().join("data").exists(),
