@@ -164,17 +164,30 @@ fn colour_on_stderr() -> bool {
 /// The first stop signal asks for a graceful stop; a second one ends the process at once,
 /// for a person whose stop hangs (a disk that stopped answering) and who presses Ctrl-C
 /// again: tokio keeps the signals' handlers, so without this nothing would happen.
+///
+/// Nothing here waits on stderr: one that nobody reads (a terminal stopped with Ctrl-S, a
+/// pager that does not read) blocks every write to it, and a second signal must still end the
+/// process (found by a review: the first signal's log line held this task, so the second was
+/// never heard).
 async fn on_signals(mut signals: StopSignals, stop_asked: CancellationToken) {
     signals.next().await;
-    tracing::info!("signal received; shutting down (a second one stops at once)");
     stop_asked.cancel();
+    tokio::task::spawn_blocking(|| {
+        tracing::info!("signal received; shutting down (a second one stops at once)");
+    });
     let code = signals.next().await;
-    say(format_args!(
-        "raftexample: a second signal: exiting without finishing the stop"
-    ));
+    let said = tokio::task::spawn_blocking(|| {
+        say(format_args!(
+            "raftexample: a second signal: exiting without finishing the stop"
+        ));
+    });
+    let _ = tokio::time::timeout(SAY_AT_EXIT, said).await;
     // What the node has acknowledged is durable; ending here is no worse than a crash.
     std::process::exit(code);
 }
+
+/// How long the exit at a second signal waits for its line to reach stderr.
+const SAY_AT_EXIT: Duration = Duration::from_millis(200);
 
 /// SIGINT and SIGTERM, listened for from the moment they are created (on Unix; elsewhere
 /// Ctrl-C, listened for while awaited).

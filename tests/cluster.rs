@@ -714,3 +714,115 @@ async fn a_second_ctrl_c_ends_a_stop_that_is_held_up() {
     );
     drop(conn);
 }
+
+/// A stop whose log lines cannot be written (stderr a pipe nobody reads: a terminal stopped
+/// with Ctrl-S, a pager that does not read) and that is held up (a client that sent half a
+/// body) still ends at a second signal, with the status a shell gives a process SIGTERM
+/// killed. The first signal's log line blocked the task that waits for the second, so the
+/// second went unheard, and the process hung on its stop (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
+    use std::io::Write;
+    use tokio::io::AsyncWriteExt;
+    let c = ProcCluster::new(1, &[]);
+    std::fs::create_dir_all(c.data_dir(1)).expect("the node's folder");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // A write end of its own (a new open file description, not a copy of the node's): made
+    // non-blocking below, it must not make the node's writes non-blocking too.
+    let mut filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&writer)
+        ))
+        .expect("a write end of the test's own");
+    /// Stops the node, by its PID, however the test ends.
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut node = Stopped(
+        std::process::Command::new(common::binary())
+            .args(c.args(1))
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(writer)
+            .spawn()
+            .expect("starting raftexample"),
+    );
+    // Read while it starts (its start-up lines must not block it), until told to stop; the
+    // reading end stays open after that, unread.
+    let stop_reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain = std::thread::spawn({
+        let stop_reading = stop_reading.clone();
+        move || {
+            let mut reader = reader;
+            let mut buf = [0u8; 4096];
+            while !stop_reading.load(std::sync::atomic::Ordering::Acquire) {
+                match std::io::Read::read(&mut reader, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            reader
+        }
+    });
+    c.put_ok(1, "k", "v").await;
+    let addr = c.url(1).trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
+        .await
+        .expect("send half a request");
+    // From now on nobody reads: the reader stops (a byte wakes its read), its end stays
+    // open, and the pipe is filled to the brim.
+    stop_reading.store(true, std::sync::atomic::Ordering::Release);
+    filler.write_all(b"\n").expect("a byte to wake the reader");
+    let unread = drain.join().expect("the reader thread");
+    rustix::fs::fcntl_setfl(&filler, rustix::fs::OFlags::NONBLOCK).expect("non-blocking");
+    // Big writes first, then single bytes: a pipe takes a write of a page only where a whole
+    // page is free, and a log line fits in less.
+    for size in [4096, 1] {
+        let chunk = vec![b'.'; size];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match filler.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pipe never filled"
+            );
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(node.0.id() as i32);
+    // A signal, then another every half second until it exits (two sent at once may arrive
+    // as one): the first asks for the stop, any later one ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+        let until = std::time::Instant::now() + Duration::from_millis(500);
+        let mut exited = None;
+        while exited.is_none() && std::time::Instant::now() < until {
+            exited = node.0.try_wait().expect("try_wait");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(status) = exited {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not exit at its second signal with stderr blocked"
+        );
+    };
+    assert_eq!(status.code(), Some(143), "{status}");
+    drop(conn);
+    drop(filler);
+    drop(unread);
+}
