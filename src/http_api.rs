@@ -337,6 +337,7 @@ impl ApiError {
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::ReadNotTaken(_)
                 | ProposalError::ReadStopped
+                | ProposalError::NodeStopped
                 | ProposalError::Busy(_)
                 | ProposalError::Stopped
                 | ProposalError::StoppedUnproposed => StatusCode::SERVICE_UNAVAILABLE,

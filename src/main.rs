@@ -104,7 +104,7 @@ async fn serve(config: Config) -> ExitCode {
     // waits for /health, then stops it) must stop it gracefully, not kill it.
     // A signal during the start stops the node as soon as it has started.
     let stop_asked = CancellationToken::new();
-    tokio::spawn(on_signals(StopSignals::listen(), stop_asked.clone()));
+    listen_for_signals(stop_asked.clone());
     let running = match start(config).await {
         Ok(running) => running,
         Err(err) => {
@@ -165,25 +165,71 @@ fn colour_on_stderr() -> bool {
 /// for a person whose stop hangs (a disk that stopped answering) and who presses Ctrl-C
 /// again: tokio keeps the signals' handlers, so without this nothing would happen.
 ///
-/// Nothing here waits on stderr: one that nobody reads (a terminal stopped with Ctrl-S, a
-/// pager that does not read) blocks every write to it, and a second signal must still end the
-/// process (found by a review: the first signal's log line held this task, so the second was
-/// never heard).
+/// Nothing here waits on stderr, nor on the node's threads: a stderr nobody reads (a terminal
+/// stopped with Ctrl-S, a pager that does not read) blocks every write to it, and with it any
+/// worker thread that logs, and a second signal must still end the process (found by two
+/// reviews: the first signal's log line held this task, so the second was never heard; then
+/// workers blocked in log lines left no thread to run it). So it runs on a thread of its own
+/// (see [`listen_for_signals`]) and says its lines from others.
 async fn on_signals(mut signals: StopSignals, stop_asked: CancellationToken) {
     signals.next().await;
     stop_asked.cancel();
-    tokio::task::spawn_blocking(|| {
+    off_thread(|| {
         tracing::info!("signal received; shutting down (a second one stops at once)");
     });
     let code = signals.next().await;
-    let said = tokio::task::spawn_blocking(|| {
+    let said = off_thread(|| {
         say(format_args!(
             "raftexample: a second signal: exiting without finishing the stop"
         ));
     });
-    let _ = tokio::time::timeout(SAY_AT_EXIT, said).await;
+    if let Some(said) = said {
+        // This thread runs nothing else: waiting here holds up no one.
+        let _ = said.recv_timeout(SAY_AT_EXIT);
+    }
     // What the node has acknowledged is durable; ending here is no worse than a crash.
     std::process::exit(code);
+}
+
+/// Listens for stop signals from now on, on a thread of its own with a runtime of its own
+/// ([`on_signals`]), or on the node's runtime if that thread cannot be made.
+fn listen_for_signals(stop_asked: CancellationToken) {
+    let (listening, started) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new().name("signals".into()).spawn({
+        let stop_asked = stop_asked.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    let signals = StopSignals::listen();
+                    let _ = listening.send(true);
+                    on_signals(signals, stop_asked).await;
+                }),
+                Err(_) => {
+                    let _ = listening.send(false);
+                }
+            }
+        }
+    });
+    // Listening before the node starts: a signal sent the moment it answers must be heard.
+    let on_its_own = thread.is_ok() && started.recv().unwrap_or(false);
+    if !on_its_own {
+        tokio::spawn(on_signals(StopSignals::listen(), stop_asked));
+    }
+}
+
+/// Runs `f` on a thread of its own, if one can be made; the receiver hears when it is done.
+fn off_thread(f: impl FnOnce() + Send + 'static) -> Option<std::sync::mpsc::Receiver<()>> {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .spawn(move || {
+            f();
+            let _ = done.send(());
+        })
+        .ok()
+        .map(|_| finished)
 }
 
 /// How long the exit at a second signal waits for its line to reach stderr.

@@ -130,10 +130,14 @@ pub enum ProposalError {
     /// The node is stopping while a read waits.
     #[error("the node is shutting down; nothing was read: retry on another member")]
     ReadStopped,
+    /// The node stopped before it answered a question about itself (its status, its
+    /// members).
+    #[error("the node is shutting down: ask another member")]
+    NodeStopped,
     /// The raft node did not answer a status request in time.
     #[error("the node did not answer within {0:?} (it may be busy); retry")]
     Busy(Duration),
-    /// The node is stopping, and had proposed the request (or, for a read, was reading).
+    /// The node is stopping, and had proposed the write or the change.
     #[error("the node is shutting down; a request it had proposed may still happen")]
     Stopped,
     /// The node is stopping before it proposed the request: no copy of it exists anywhere.
@@ -206,7 +210,7 @@ impl ProposalError {
             ProposalError::OutcomeUnknown => "outcome_unknown",
             ProposalError::ReadTimeout(_) => "read_timeout",
             ProposalError::ReadNotTaken(_) => "not_taken",
-            ProposalError::ReadStopped => "stopped",
+            ProposalError::ReadStopped | ProposalError::NodeStopped => "stopped",
             ProposalError::Busy(_) => "busy",
             ProposalError::Stopped => "stopped",
             ProposalError::StoppedUnproposed => "stopped_unproposed",

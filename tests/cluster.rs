@@ -722,6 +722,7 @@ async fn a_second_ctrl_c_ends_a_stop_that_is_held_up() {
 /// second went unheard, and the process hung on its stop (found by a review).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
+    use raftexample::transport::{HEADER_CLUSTER, HEADER_FROM, HEADER_TO, STREAM_PATH};
     use std::io::Write;
     use tokio::io::AsyncWriteExt;
     let c = ProcCluster::new(1, &[]);
@@ -748,6 +749,8 @@ async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
         std::process::Command::new(common::binary())
             .args(c.args(1))
             .env("RUST_LOG", "info")
+            // One worker thread, which a log line below holds.
+            .env("TOKIO_WORKER_THREADS", "1")
             .stdout(std::process::Stdio::null())
             .stderr(writer)
             .spawn()
@@ -801,6 +804,20 @@ async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
             );
         }
     }
+    // A peer request naming another cluster: the node logs its refusal, and the worker that
+    // serves it stays in that write. Not waited for: it is never answered.
+    let peer = c.peers[0].trim_start_matches("http://").to_string();
+    let mut stray = tokio::net::TcpStream::connect(&peer)
+        .await
+        .expect("connect to the peer port");
+    let request = format!(
+        "POST {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n{HEADER_CLUSTER}: ff\r\n{HEADER_FROM}: 9\r\n\
+         {HEADER_TO}: 1\r\nContent-Length: 0\r\n\r\n"
+    );
+    stray
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the stray request");
     let pid = nix::unistd::Pid::from_raw(node.0.id() as i32);
     // A signal, then another every half second until it exits (two sent at once may arrive
     // as one): the first asks for the stop, any later one ends it.
@@ -823,6 +840,7 @@ async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
     };
     assert_eq!(status.code(), Some(143), "{status}");
     drop(conn);
+    drop(stray);
     drop(filler);
     drop(unread);
 }

@@ -138,10 +138,17 @@ impl NodeHandle {
     /// check on, a change that would leave the cluster unable to reach a quorum with the
     /// members that answer now is refused first.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
-        let checked_voters = match &self.strict_reconfig {
-            Some(probe) => Some(self.check_quorum_after(&change, probe).await?),
-            None => None,
-        };
+        let checked_voters =
+            match &self.strict_reconfig {
+                // A node that stops during the check has proposed nothing.
+                Some(probe) => Some(self.check_quorum_after(&change, probe).await.map_err(
+                    |err| match err {
+                        ProposalError::NodeStopped => ProposalError::StoppedUnproposed,
+                        other => other,
+                    },
+                )?),
+                None => None,
+            };
         self.proposal(|done| Request::ChangeMembers {
             change,
             checked_voters,
@@ -303,8 +310,8 @@ impl NodeHandle {
             self.inbox
                 .send(Request::Status(tx))
                 .await
-                .map_err(|_| ProposalError::Stopped)?;
-            rx.await.map_err(|_| ProposalError::Stopped)
+                .map_err(|_| ProposalError::NodeStopped)?;
+            rx.await.map_err(|_| ProposalError::NodeStopped)
         };
         tokio::time::timeout(self.timeout, ask)
             .await
@@ -379,9 +386,19 @@ mod tests {
         // Nothing of the write reached the inbox: only the request that filled it is there.
         assert!(matches!(stuck.try_recv(), Ok(Request::Status(_))));
         assert!(stuck.try_recv().is_err(), "the write was queued after all");
-        // A node that stopped reading its inbox: a read hears it was not read.
+        // A node that stopped reading its inbox: a read hears it was not read; a question
+        // about the node, to ask another member; a membership change, whose strict check
+        // asks the node first, that it will not happen (each heard a write's "may still
+        // happen": review 93).
         drop(stuck);
         let read = handle.get("/k", ReadConsistency::Linearizable).await;
         assert_eq!(read, Err(ProposalError::ReadStopped));
+        assert_eq!(
+            handle.status().await.err(),
+            Some(ProposalError::NodeStopped)
+        );
+        let strict = handle.with_strict_reconfig(Some(crate::transport::probe_client(None)));
+        let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
+        assert_eq!(change, Err(ProposalError::StoppedUnproposed));
     }
 }

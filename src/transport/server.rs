@@ -147,7 +147,11 @@ impl PeerServer {
         if logged.len() >= LOGGED_MAX {
             logged.clear();
         }
-        if logged.insert((from, what)) {
+        let first = logged.insert((from, what));
+        // Not under the lock: a stderr nobody reads blocks the write, and every other
+        // request refused meanwhile would wait on the lock, each holding a worker thread.
+        drop(logged);
+        if first {
             tracing::warn!("{text}");
         }
     }
