@@ -6,8 +6,8 @@
 //! go on leading with its acknowledgements. The members' answers say the last entry they had
 //! applied and their current term ([`Admission`]): the node starts in that term, and until its
 //! own log commits that entry it answers no vote request for a log that ends before it, as a
-//! voter holding the entry would refuse it. The entry is kept in the WAL's metadata for a
-//! restart before then.
+//! voter holding the entry would refuse it. The entry and the term are kept in the WAL's
+//! metadata for a restart before then.
 
 use raft::INVALID_ID;
 use raft::eraftpb::{Message, MessageType};
