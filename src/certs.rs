@@ -36,6 +36,13 @@ pub enum Error {
     /// again, the other would be lost or no longer match.
     #[error("{0} exists without its partner; remove it, or put both back")]
     HalfPair(PathBuf),
+    /// A node's or the client's certificate is in the folder, and the CA that signed it is
+    /// not.
+    #[error(
+        "{0} was signed by a CA whose ca.crt and ca.key are gone: put them back, or remove the \
+         certificates and keys of the nodes and the client to make everything anew"
+    )]
+    Orphan(PathBuf),
 }
 
 /// The CA's name: fixed, so a CA reloaded from its key signs exactly as when it was made.
@@ -72,6 +79,24 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+/// The certificates of nodes and the client in `out` (`node<N>.crt`, `client.crt`), sorted.
+fn leaves_in(out: &Path) -> Vec<PathBuf> {
+    let mut leaves: Vec<PathBuf> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| {
+                n == "client.crt" || (n.starts_with("node") && n.ends_with(".crt"))
+            })
+        })
+        .collect();
+    leaves.sort();
+    leaves
+}
+
 /// The CA of `out`: loaded from `ca.key` if it exists, made otherwise.
 fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error> {
     let cert_path = out.join("ca.crt");
@@ -87,6 +112,11 @@ fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error
             Ok(Issuer::new(ca_params(), key))
         }
         (false, false) => {
+            // A certificate of the old CA left beside a new one would be kept as it is and
+            // trusted by nobody: the cluster's TLS fails at the next start, naming no file.
+            if let Some(orphan) = leaves_in(out).into_iter().next() {
+                return Err(Error::Orphan(orphan));
+            }
             let rcgen_err = |source| Error::Rcgen {
                 what: "making the CA".into(),
                 source,
@@ -241,6 +271,25 @@ mod tests {
         let err = run(dir.path(), 1, &["localhost".into()], &mut Vec::new())
             .expect_err("a CA certificate without its key");
         assert!(err.to_string().contains("ca.crt"), "{err}");
+    }
+
+    /// A CA removed with the nodes' files left beside it is not made anew: the new CA would
+    /// not have signed them (it did, silently, before).
+    #[test]
+    fn a_ca_gone_from_beside_its_certificates_is_not_made_anew() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let hosts = vec!["localhost".to_string()];
+        run(dir.path(), 1, &hosts, &mut Vec::new()).expect("first run");
+        std::fs::remove_file(dir.path().join("ca.crt")).expect("remove");
+        std::fs::remove_file(dir.path().join("ca.key")).expect("remove");
+        let err = run(dir.path(), 1, &hosts, &mut Vec::new()).expect_err("orphans");
+        assert!(err.to_string().contains("client.crt"), "{err}");
+        assert!(!dir.path().join("ca.crt").exists(), "a new CA was made");
+        // With everything removed, it starts anew.
+        for name in ["client.crt", "client.key", "node1.crt", "node1.key"] {
+            std::fs::remove_file(dir.path().join(name)).expect("remove");
+        }
+        run(dir.path(), 1, &hosts, &mut Vec::new()).expect("a new start");
     }
 
     /// A node's key without its certificate (or the other way round) is refused too, and left

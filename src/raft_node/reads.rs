@@ -667,12 +667,22 @@ mod tests {
     fn reads_waiting_at_a_stop_hear_that_nothing_was_read() {
         let t0 = Instant::now();
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
-        let mut unasked = read(&mut r, t0);
+        // Confirmed by the leader at index 9, not yet applied that far.
+        let mut confirmed = read(&mut r, t0);
+        let ctx = r.due_contexts(true, 0, t0);
+        assert_eq!(ctx.len(), 1);
+        r.on_read_states(vec![ReadState {
+            index: 9,
+            request_ctx: ctx[0].clone(),
+        }]);
+        assert!(r.release(5).is_empty(), "applied short of the read's index");
+        // Asked, not answered yet.
         let mut asked = read(&mut r, t0);
-        assert_eq!(r.due_contexts(true, 0, t0).len(), 1, "one round for both");
-        let mut later = read(&mut r, t0);
+        assert_eq!(r.due_contexts(true, 0, t0).len(), 1, "a round of its own");
+        // Not asked yet.
+        let mut waiting = read(&mut r, t0);
         r.stop();
-        for answer in [&mut unasked, &mut asked, &mut later] {
+        for answer in [&mut confirmed, &mut asked, &mut waiting] {
             assert_eq!(answer.try_recv(), Ok(Err(ProposalError::ReadStopped)));
         }
     }
