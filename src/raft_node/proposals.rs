@@ -142,6 +142,10 @@ pub(super) struct Proposals {
     /// No proposing before this (raft just dropped a proposal: a leader transfer is under way,
     /// or it is over its uncommitted limit).
     paused_until: Option<Instant>,
+    /// The last tick at which a leader was known: a request never proposed heard "no leader"
+    /// only if none was known at any tick of its wait (one known for most of it, lost at the
+    /// end, was not "no leader elected": review 86).
+    leader_seen: Option<Instant>,
     timeout: Duration,
     /// See [`settle_window`].
     settle_for: Duration,
@@ -180,6 +184,7 @@ impl Proposals {
             change: None,
             local_at: BTreeMap::new(),
             paused_until: None,
+            leader_seen: None,
             timeout,
             settle_for: settle_window(timeout),
             resend_after: resend_after.min(timeout / 2).max(tick),
@@ -810,6 +815,9 @@ impl Proposals {
     /// again forwarded proposals that went unanswered too long. Returns how many were queued
     /// again.
     pub fn on_tick(&mut self, now: Instant, leader_known: bool) -> usize {
+        if leader_known {
+            self.leader_seen = Some(now);
+        }
         let withdrawn: Vec<u64> = self
             .pending
             .iter()
@@ -853,8 +861,12 @@ impl Proposals {
             if p.queued {
                 self.queue.retain(|s| *s != seq);
             }
+            let began = p.deadline.checked_sub(self.timeout);
+            let no_leader_all_along = self
+                .leader_seen
+                .is_none_or(|seen| began.is_some_and(|began| seen < began));
             let err = match p.sent_at {
-                None if !leader_known => ProposalError::NoLeader(self.timeout),
+                None if no_leader_all_along => ProposalError::NoLeader(self.timeout),
                 None => ProposalError::NotProposed(self.timeout),
                 Some(_) if !p.forwarded && p.local_copies == 0 => {
                     ProposalError::Replaced(self.timeout)
@@ -1095,6 +1107,15 @@ mod tests {
         assert_eq!(
             never_sent.try_recv(),
             Ok(Err(ProposalError::NoLeader(Duration::from_secs(5))))
+        );
+        // One never proposed although a leader was known for part of its wait: not "no
+        // leader was elected" (found by a review), though it will not happen either.
+        let mut unsent = put(&mut p, t0 + Duration::from_secs(6));
+        p.on_tick(t0 + Duration::from_secs(7), true);
+        p.on_tick(t0 + Duration::from_secs(12), false);
+        assert_eq!(
+            unsent.try_recv(),
+            Ok(Err(ProposalError::NotProposed(Duration::from_secs(5))))
         );
         assert_eq!(
             forwarded.try_recv(),

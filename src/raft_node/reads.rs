@@ -287,6 +287,9 @@ pub(super) struct Reads {
     commit: u64,
     /// How soon a round may be asked again once the commit index has moved.
     again: Duration,
+    /// The last tick at which a leader was known: a read hears "no leader" only if none was
+    /// known at any tick of its wait (review 86).
+    leader_seen: Option<Instant>,
 }
 
 impl Reads {
@@ -306,6 +309,7 @@ impl Reads {
             ask_all_again: false,
             commit: 0,
             again,
+            leader_seen: None,
         }
     }
 
@@ -431,10 +435,19 @@ impl Reads {
     /// again for rounds unanswered for a while (three ticks, doubling up to 48). Returns the
     /// contexts to hand to `read_index`.
     pub fn on_tick(&mut self, tick: Duration, leader_known: bool, now: Instant) -> Vec<Vec<u8>> {
-        let err = if leader_known {
-            ProposalError::ReadTimeout(self.timeout)
-        } else {
-            ProposalError::ReadNoLeader(self.timeout)
+        if leader_known {
+            self.leader_seen = Some(now);
+        }
+        let (timeout, leader_seen) = (self.timeout, self.leader_seen);
+        let err = |w: &Waiter| {
+            let began = w.deadline.checked_sub(timeout);
+            let no_leader_all_along =
+                leader_seen.is_none_or(|seen| began.is_some_and(|began| seen < began));
+            if no_leader_all_along {
+                ProposalError::ReadNoLeader(timeout)
+            } else {
+                ProposalError::ReadTimeout(timeout)
+            }
         };
         let mut late = Vec::new();
         let mut sweep = |waiters: &mut Vec<Waiter>| {
@@ -449,7 +462,8 @@ impl Reads {
             sweep(waiters);
         }
         for w in late {
-            let _ = w.done.send(Err(err.clone()));
+            let said = err(&w);
+            let _ = w.done.send(Err(said));
         }
         self.confirmed.retain(|(_, w)| !w.is_empty());
         self.asked.retain(|_, r| !r.waiters.is_empty());
@@ -659,6 +673,14 @@ mod tests {
             Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
         );
         assert!(late.try_recv().is_err(), "its deadline is later");
+        // A leader known for part of the later read's wait: not "no leader was elected"
+        // (found by a review), though nothing was read.
+        r.on_tick(tick, true, t0 + Duration::from_secs(3));
+        r.on_tick(tick, false, t0 + Duration::from_secs(7));
+        assert_eq!(
+            late.try_recv(),
+            Ok(Err(ProposalError::ReadTimeout(Duration::from_secs(5))))
+        );
     }
 
     /// A stopping node tells every read still waiting, asked or not, that nothing was read:
