@@ -97,41 +97,47 @@ fn leaves_in(out: &Path) -> Vec<PathBuf> {
     leaves
 }
 
+/// Whether the certificate at `cert` and its key at `key` both exist (`false`: neither does).
+/// Half a pair is refused, the CA's or a node's: made again, a lone key would be overwritten,
+/// a lone certificate replaced by one that no longer matches what was handed out with it.
+fn pair_exists(cert: &Path, key: &Path) -> Result<bool, Error> {
+    match (cert.exists(), key.exists()) {
+        (true, true) => Ok(true),
+        (false, false) => Ok(false),
+        (true, false) => Err(Error::HalfPair(cert.to_path_buf())),
+        (false, true) => Err(Error::HalfPair(key.to_path_buf())),
+    }
+}
+
 /// The CA of `out`: loaded from `ca.key` if it exists, made otherwise.
 fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error> {
     let cert_path = out.join("ca.crt");
     let key_path = out.join("ca.key");
-    match (cert_path.exists(), key_path.exists()) {
-        (true, true) => {
-            let pem = std::fs::read_to_string(&key_path).map_err(IoError::at(&key_path))?;
-            let key = KeyPair::from_pem(&pem).map_err(|source| Error::Rcgen {
-                what: format!("reading {}", key_path.display()),
-                source,
-            })?;
-            let _ = writeln!(log, "kept {} (signs what is new)", cert_path.display());
-            Ok(Issuer::new(ca_params(), key))
-        }
-        (false, false) => {
-            // A certificate of the old CA left beside a new one would be kept as it is and
-            // trusted by nobody: the cluster's TLS fails at the next start, naming no file.
-            if let Some(orphan) = leaves_in(out).into_iter().next() {
-                return Err(Error::Orphan(orphan));
-            }
-            let rcgen_err = |source| Error::Rcgen {
-                what: "making the CA".into(),
-                source,
-            };
-            let key = KeyPair::generate().map_err(rcgen_err)?;
-            let params = ca_params();
-            let cert = params.self_signed(&key).map_err(rcgen_err)?;
-            write_file(&cert_path, &cert.pem(), false)?;
-            write_file(&key_path, &key.serialize_pem(), true)?;
-            let _ = writeln!(log, "wrote {}", cert_path.display());
-            Ok(Issuer::new(params, key))
-        }
-        (true, false) => Err(Error::HalfPair(cert_path)),
-        (false, true) => Err(Error::HalfPair(key_path)),
+    if pair_exists(&cert_path, &key_path)? {
+        let pem = std::fs::read_to_string(&key_path).map_err(IoError::at(&key_path))?;
+        let key = KeyPair::from_pem(&pem).map_err(|source| Error::Rcgen {
+            what: format!("reading {}", key_path.display()),
+            source,
+        })?;
+        let _ = writeln!(log, "kept {} (signs what is new)", cert_path.display());
+        return Ok(Issuer::new(ca_params(), key));
     }
+    // A certificate of the old CA left beside a new one would be kept as it is and trusted by
+    // nobody: the cluster's TLS fails at the next start, naming no file.
+    if let Some(orphan) = leaves_in(out).into_iter().next() {
+        return Err(Error::Orphan(orphan));
+    }
+    let rcgen_err = |source| Error::Rcgen {
+        what: "making the CA".into(),
+        source,
+    };
+    let key = KeyPair::generate().map_err(rcgen_err)?;
+    let params = ca_params();
+    let cert = params.self_signed(&key).map_err(rcgen_err)?;
+    write_file(&cert_path, &cert.pem(), false)?;
+    write_file(&key_path, &key.serialize_pem(), true)?;
+    let _ = writeln!(log, "wrote {}", cert_path.display());
+    Ok(Issuer::new(params, key))
 }
 
 fn leaf_params(
@@ -160,16 +166,9 @@ fn leaf(
 ) -> Result<(), Error> {
     let cert_path = out.join(format!("{name}.crt"));
     let key_path = out.join(format!("{name}.key"));
-    match (cert_path.exists(), key_path.exists()) {
-        (true, true) => {
-            let _ = writeln!(log, "kept {}", cert_path.display());
-            return Ok(());
-        }
-        // Made anew, a lone key would be overwritten, a lone certificate replaced by one
-        // that no longer matches what was handed out with it.
-        (true, false) => return Err(Error::HalfPair(cert_path)),
-        (false, true) => return Err(Error::HalfPair(key_path)),
-        (false, false) => {}
+    if pair_exists(&cert_path, &key_path)? {
+        let _ = writeln!(log, "kept {}", cert_path.display());
+        return Ok(());
     }
     let rcgen_err = |source| Error::Rcgen {
         what: format!("making {}", cert_path.display()),

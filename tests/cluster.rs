@@ -667,22 +667,29 @@ async fn stopping_a_follower_is_quick() {
     );
 }
 
-/// A stop held up (here by a client that sends half a body: the node waits for it up to two
-/// seconds) ends at once at a second Ctrl-C, with the status a shell gives a process SIGINT
-/// killed. tokio keeps the signal's handler once the first has come, so a second one did
-/// nothing: a person whose stop hung (a disk that stopped answering) had to find a `kill -9`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_ctrl_c_ends_a_stop_that_is_held_up() {
+/// A client connected to node `id` that has sent half a body: a stop waits for it (up to two
+/// seconds) while the connection stays open.
+async fn holding_the_stop_up(c: &ProcCluster, id: u64) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let mut c = ProcCluster::start(1, &[]).await;
-    c.wait_leader().await;
-    let addr = c.url(1).trim_start_matches("http://").to_string();
+    let addr = c.url(id).trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
     conn.write_all(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
         .await
         .expect("send half a request");
+    conn
+}
+
+/// A stop held up (here by a client that sends half a body: the node waits for it up to two
+/// seconds) ends at once at a second Ctrl-C, with the status a shell gives a process SIGINT
+/// killed. tokio keeps the signal's handler once the first has come, so a second one did
+/// nothing: a person whose stop hung (a disk that stopped answering) had to find a `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_ends_a_stop_that_is_held_up() {
+    let mut c = ProcCluster::start(1, &[]).await;
+    c.wait_leader().await;
+    let conn = holding_the_stop_up(&c, 1).await;
     c.signal(1, nix::sys::signal::Signal::SIGINT);
     // Once the first signal has been taken (two sent together may arrive as one).
     wait_for(
@@ -774,13 +781,7 @@ async fn a_second_signal_ends_a_stop_whose_stderr_nobody_reads() {
         }
     });
     c.put_ok(1, "k", "v").await;
-    let addr = c.url(1).trim_start_matches("http://").to_string();
-    let mut conn = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    conn.write_all(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
-        .await
-        .expect("send half a request");
+    let conn = holding_the_stop_up(&c, 1).await;
     // From now on nobody reads: the reader stops (a byte wakes its read), its end stays
     // open, and the pipe is filled to the brim.
     stop_reading.store(true, std::sync::atomic::Ordering::Release);

@@ -868,20 +868,7 @@ async fn a_removed_member_still_running_cannot_lead_with_a_newly_admitted_nodes_
         .change_members(MemberChange::Remove { id: r })
         .await
         .expect("R's removal commits without R");
-    c.node(leader)
-        .change_members(MemberChange::Remove { id: n })
-        .await
-        .expect("N's removal commits");
-    assert_eq!(
-        c.wait_exit(n, Duration::from_secs(30)).await,
-        raftexample::Exit::Removed
-    );
-    c.wipe(n);
-    let url = c.peers[n as usize - 1].clone();
-    c.node(leader)
-        .change_members(MemberChange::Add { id: n, url })
-        .await
-        .expect("N's addition commits with the leader alone");
+    removed_wiped_and_added_back(&mut c, leader, n).await;
     // The leader's messages to N are lost; its answers to N's questions are not.
     c.net.mute(leader, n);
     c.net.mend(r, n);
@@ -899,18 +886,7 @@ async fn a_removed_member_still_running_cannot_lead_with_a_newly_admitted_nodes_
     let seen = c.node(n).status().await.expect("N runs");
     assert_eq!(seen.vote, 0, "N voted: {seen:?}");
     c.net.mend(leader, n);
-    wait_for(
-        Duration::from_secs(30),
-        "the leader to commit with N",
-        || async { c.node(leader).put("after".into(), "2".into()).await.ok() },
-    )
-    .await;
-    assert_eq!(
-        c.wait_exit(r, Duration::from_secs(30)).await,
-        raftexample::Exit::Removed
-    );
-    c.wait_converged("after", "2").await;
-    c.shutdown().await;
+    commits_and_the_removed_member_goes(c, leader, r).await;
 }
 
 /// Node N's id is removed and added back, and N starts with `--join` on an empty data dir,
@@ -926,20 +902,7 @@ async fn a_removed_member_still_running_does_not_hold_back_a_node_with_its_old_v
     let leader = c.wait_leader().await;
     let others: Vec<u64> = (1..=5).filter(|id| *id != leader).collect();
     let (r, n) = (others[0], others[1]);
-    c.node(leader)
-        .change_members(MemberChange::Remove { id: n })
-        .await
-        .expect("N's removal commits");
-    assert_eq!(
-        c.wait_exit(n, Duration::from_secs(30)).await,
-        raftexample::Exit::Removed
-    );
-    c.wipe(n);
-    let url = c.peers[n as usize - 1].clone();
-    c.node(leader)
-        .change_members(MemberChange::Add { id: n, url })
-        .await
-        .expect("N's addition commits");
+    removed_wiped_and_added_back(&mut c, leader, n).await;
     wait_for(
         Duration::from_secs(10),
         "R to apply N's re-addition",
@@ -965,6 +928,31 @@ async fn a_removed_member_still_running_does_not_hold_back_a_node_with_its_old_v
     )
     .await;
     c.net.mend(n, leader);
+    commits_and_the_removed_member_goes(c, leader, r).await;
+}
+
+/// Node `n` is removed through `leader` (it stops as removed), its disk wiped, and added back
+/// at its URL: its next start is with `--join` on an empty data dir.
+async fn removed_wiped_and_added_back(c: &mut TestCluster, leader: u64, n: u64) {
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits");
+    assert_eq!(
+        c.wait_exit(n, Duration::from_secs(30)).await,
+        raftexample::Exit::Removed
+    );
+    c.wipe(n);
+    let url = c.peers[n as usize - 1].clone();
+    c.node(leader)
+        .change_members(MemberChange::Add { id: n, url })
+        .await
+        .expect("N's addition commits");
+}
+
+/// With every link back, `leader` commits a write, `r` (removed while cut off) hears it was
+/// removed and stops, and every node left reads the write.
+async fn commits_and_the_removed_member_goes(mut c: TestCluster, leader: u64, r: u64) {
     wait_for(Duration::from_secs(30), "the leader to commit", || async {
         c.node(leader).put("after".into(), "1".into()).await.ok()
     })

@@ -36,9 +36,7 @@ impl RaftNode {
                 in_term: term,
             });
         }
-        if term > self.rn.raft.term {
-            self.rn.raft.become_follower(term, INVALID_ID);
-        }
+        self.start_in_term(term);
         tracing::info!(
             applied = applied.index,
             applied_term = applied.term,
@@ -55,8 +53,13 @@ impl RaftNode {
             return;
         }
         self.joined_at = Some(at);
-        if at.in_term > self.rn.raft.term {
-            self.rn.raft.become_follower(at.in_term, INVALID_ID);
+        self.start_in_term(at.in_term);
+    }
+
+    /// Moves to the admitters' `term` if this node is behind it, following no leader yet.
+    fn start_in_term(&mut self, term: u64) {
+        if term > self.rn.raft.term {
+            self.rn.raft.become_follower(term, INVALID_ID);
         }
     }
 

@@ -548,6 +548,15 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
     tail
 }
 
+/// Whether no leader was known at any tick of a wait that ends at `deadline` and lasts
+/// `timeout`, the last tick that knew one being `leader_seen`: only then does a request or a
+/// read that was never proposed hear "no leader was elected" (one known for most of its wait
+/// and lost at the end was not: review 86).
+fn no_leader_during(leader_seen: Option<Instant>, deadline: Instant, timeout: Duration) -> bool {
+    let began = deadline.checked_sub(timeout);
+    leader_seen.is_none_or(|seen| began.is_some_and(|began| seen < began))
+}
+
 /// Sets raft's randomized election timeout from `rng`, in raft's own range.
 fn draw_election_timeout(rn: &mut RawNode<NodeStorage>, rng: &mut SmallRng) {
     let min = rn.raft.election_timeout();

@@ -142,9 +142,7 @@ pub(super) struct Proposals {
     /// No proposing before this (raft just dropped a proposal: a leader transfer is under way,
     /// or it is over its uncommitted limit).
     paused_until: Option<Instant>,
-    /// The last tick at which a leader was known: a request never proposed heard "no leader"
-    /// only if none was known at any tick of its wait (one known for most of it, lost at the
-    /// end, was not "no leader elected": review 86).
+    /// The last tick at which a leader was known (see [`super::no_leader_during`]).
     leader_seen: Option<Instant>,
     timeout: Duration,
     /// See [`settle_window`].
@@ -861,12 +859,9 @@ impl Proposals {
             if p.queued {
                 self.queue.retain(|s| *s != seq);
             }
-            let began = p.deadline.checked_sub(self.timeout);
-            let no_leader_all_along = self
-                .leader_seen
-                .is_none_or(|seen| began.is_some_and(|began| seen < began));
+            let no_leader = super::no_leader_during(self.leader_seen, p.deadline, self.timeout);
             let err = match p.sent_at {
-                None if no_leader_all_along => ProposalError::NoLeader(self.timeout),
+                None if no_leader => ProposalError::NoLeader(self.timeout),
                 None => ProposalError::NotProposed(self.timeout),
                 Some(_) if !p.forwarded && p.local_copies == 0 => {
                     ProposalError::Replaced(self.timeout)

@@ -287,8 +287,7 @@ pub(super) struct Reads {
     commit: u64,
     /// How soon a round may be asked again once the commit index has moved.
     again: Duration,
-    /// The last tick at which a leader was known: a read hears "no leader" only if none was
-    /// known at any tick of its wait (review 86).
+    /// The last tick at which a leader was known (see [`super::no_leader_during`]).
     leader_seen: Option<Instant>,
 }
 
@@ -440,10 +439,7 @@ impl Reads {
         }
         let (timeout, leader_seen) = (self.timeout, self.leader_seen);
         let err = |w: &Waiter| {
-            let began = w.deadline.checked_sub(timeout);
-            let no_leader_all_along =
-                leader_seen.is_none_or(|seen| began.is_some_and(|began| seen < began));
-            if no_leader_all_along {
+            if super::no_leader_during(leader_seen, w.deadline, timeout) {
                 ProposalError::ReadNoLeader(timeout)
             } else {
                 ProposalError::ReadTimeout(timeout)

@@ -532,7 +532,8 @@ enum Reply {
         voters: Option<Vec<u64>>,
         seen: Admission,
     },
-    /// 409 and why; the session's index, if the doubt is about one ([`HEADER_SESSION`]).
+    /// 409 and why; the index an admitter must have applied to outweigh it, if any
+    /// ([`HEADER_SESSION`]).
     Doubted {
         reason: String,
         session: Option<u64>,
