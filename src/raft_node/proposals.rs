@@ -190,8 +190,13 @@ impl Proposals {
         }
     }
 
-    /// Takes a client's request.
+    /// Takes a client's request. One whose client has already gone (it waited in the inbox
+    /// past the handle's timeout, and the client heard "may still happen") is dropped
+    /// unproposed: proposed now, it could take effect after its client gave up on it.
     pub fn add(&mut self, request: Asked, done: Responder, now: Instant) {
+        if done.is_closed() {
+            return;
+        }
         if matches!(request, Asked::Change { .. }) && self.change.is_some() {
             let _ = done.send(Err(ProposalError::ChangePending));
             return;
@@ -924,6 +929,38 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, now);
         rx
+    }
+
+    /// A request that waited in the inbox past its client's timeout (the raft thread held up
+    /// by a long fsync) reaches the node with nobody left to answer: it is never proposed,
+    /// so it cannot take effect after the client gave up (review 86).
+    #[test]
+    fn a_request_whose_client_has_gone_is_never_proposed() {
+        let t0 = Instant::now();
+        let (mut p, _sessions) = registered(t0);
+        let (tx, gone) = oneshot::channel();
+        drop(gone);
+        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, t0);
+        let (tx, gone) = oneshot::channel();
+        drop(gone);
+        let change = Asked::Change {
+            change: MemberChange::Remove { id: 3 },
+            voters: None,
+            sent_with: None,
+        };
+        p.add(change, tx, t0);
+        assert!(p.is_empty(), "nothing kept for a client that has gone");
+        assert!(p.take_batch(true, 0, t0).is_empty(), "no write proposed");
+        assert!(
+            p.take_change(t0, &[1, 2, 3]).is_none(),
+            "no change proposed"
+        );
+        let _waiting = put(&mut p, t0);
+        assert_eq!(
+            p.take_batch(true, 0, t0).len(),
+            1,
+            "a client still waiting is"
+        );
     }
 
     fn registered(now: Instant) -> (Proposals, Sessions) {

@@ -317,8 +317,12 @@ impl Reads {
         self.waiting.is_empty() && self.asked.is_empty() && self.confirmed.is_empty()
     }
 
-    /// A client's read arrived.
+    /// A client's read arrived. One whose client has already gone (it waited in the inbox
+    /// past the handle's timeout) is dropped rather than asked for.
     pub fn add(&mut self, done: Responder, now: Instant) {
+        if done.is_closed() {
+            return;
+        }
         self.waiting.push(Waiter {
             done,
             deadline: now + self.timeout,
@@ -511,6 +515,28 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         r.add(tx, now);
         rx
+    }
+
+    /// A read that waited in the inbox past its client's timeout is not asked for: nobody
+    /// is left to answer (review 86).
+    #[test]
+    fn a_read_whose_client_has_gone_is_not_asked_for() {
+        let t0 = Instant::now();
+        let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(100));
+        let (tx, gone) = oneshot::channel();
+        drop(gone);
+        r.add(tx, t0);
+        assert!(r.is_empty());
+        assert!(
+            r.due_contexts(true, 5, t0).is_empty(),
+            "no round for nobody"
+        );
+        let _waiting = read(&mut r, t0);
+        assert_eq!(
+            r.due_contexts(true, 5, t0).len(),
+            1,
+            "a client still waiting is"
+        );
     }
 
     /// Contexts differ between nodes and between two processes of one node; a context from
