@@ -10,15 +10,17 @@
 //! [`TlsSetup::load`] checks the flags against each other and reads every file at start-up,
 //! so a missing or broken file stops the node with its name. [`TlsListener`] serves a bound
 //! listener over TLS: handshakes run beside the accept loop, each with a deadline, so a slow
-//! or silent client holds up no one else, as long as fewer than `MAX_HANDSHAKES` are under
-//! way: clients that keep that many silent connections open (about 26 new ones a second, no
-//! certificate needed, since none is checked before the handshake) make new connections wait
-//! in the kernel's backlog.
+//! or silent client holds up no one else. With all `MAX_HANDSHAKES` slots held, a new
+//! connection cuts the oldest handshake still under way: clients that keep silent connections
+//! open (no certificate is needed for that, since none is checked before the handshake) cannot
+//! make new ones wait behind them; a real client's handshake, milliseconds long, is cut only
+//! if that many newer connections arrive meanwhile.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -35,7 +37,8 @@ use crate::config::Config;
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes under way at once; more connections wait in the kernel's backlog.
+/// Handshakes under way at once; a connection that finds them all held cuts the oldest
+/// ([`UnderWay`]).
 const MAX_HANDSHAKES: usize = 256;
 /// How long a port that stops waits for the handshakes under way (the kernel's queue
 /// included) before it leaves the rest unserved: a handshake on a live network takes
@@ -350,6 +353,23 @@ impl TlsListener {
         Self::waiting_at_stop(listener, config, HANDSHAKES_AT_STOP, CLIENT_HELLO_GRACE)
     }
 
+    /// As [`Self::waiting_at_stop`], with `timeout` for a handshake (a test's, longer than it
+    /// waits, to tell a handshake that got a slot from one that waited for a timeout).
+    #[cfg(test)]
+    fn shaking_for(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> io::Result<TlsListener> {
+        Self::starting(
+            listener,
+            config,
+            HANDSHAKES_AT_STOP,
+            CLIENT_HELLO_GRACE,
+            timeout,
+        )
+    }
+
     /// As [`Self::new`], waiting up to `at_stop` for the handshakes under way when told to
     /// finish, and `grace` for a client's first bytes (tests use waits that a slow machine
     /// cannot outlast, to tell a wait that ends from one that times out).
@@ -359,6 +379,16 @@ impl TlsListener {
         at_stop: Duration,
         grace: Duration,
     ) -> io::Result<TlsListener> {
+        Self::starting(listener, config, at_stop, grace, HANDSHAKE_TIMEOUT)
+    }
+
+    fn starting(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        at_stop: Duration,
+        grace: Duration,
+        timeout: Duration,
+    ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
         let finish = CancellationToken::new();
@@ -367,6 +397,7 @@ impl TlsListener {
             ready: tx,
             finish: finish.clone(),
             grace,
+            timeout,
         };
         let task = tokio::spawn(accept_loop(listener, shared));
         Ok(TlsListener {
@@ -424,11 +455,54 @@ struct Handshaking {
     finish: CancellationToken,
     /// [`CLIENT_HELLO_GRACE`], or a test's.
     grace: Duration,
+    /// [`HANDSHAKE_TIMEOUT`], or a test's.
+    timeout: Duration,
+}
+
+/// The handshakes under way, oldest first, for a connection that finds every slot held to cut
+/// the oldest: otherwise clients keeping silent connections open (some 26 new ones a second)
+/// made every other connection wait behind them for a slot (found by a review). A real
+/// client's handshake takes milliseconds; it is cut only if `MAX_HANDSHAKES` newer
+/// connections arrive before it is done.
+#[derive(Default)]
+struct UnderWay(VecDeque<(Weak<()>, CancellationToken)>);
+
+/// What a handshake's task holds while its handshake is under way: its mark in [`UnderWay`]
+/// (alive until dropped) and the token that cuts it.
+struct Shaking {
+    _alive: Arc<()>,
+    cut: CancellationToken,
+}
+
+impl UnderWay {
+    fn start(&mut self) -> Shaking {
+        // Those done are left until they reach the front, or until there are twice as many
+        // entries as slots: at most `MAX_HANDSHAKES` are alive (each holds a slot).
+        if self.0.len() >= 2 * MAX_HANDSHAKES {
+            self.0.retain(|(alive, _)| alive.strong_count() > 0);
+        }
+        let alive = Arc::new(());
+        let cut = CancellationToken::new();
+        self.0.push_back((Arc::downgrade(&alive), cut.clone()));
+        Shaking { _alive: alive, cut }
+    }
+
+    /// Cuts the oldest handshake still under way, if there is one (a slot may be held by a
+    /// handshake done and waiting to be handed on, which is not cut).
+    fn cut_oldest(&mut self) {
+        while let Some((alive, cut)) = self.0.pop_front() {
+            if alive.strong_count() > 0 {
+                cut.cancel();
+                return;
+            }
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Handshaking) {
     let Handshaking { finish, ready, .. } = &shared;
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut under_way = UnderWay::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -447,6 +521,9 @@ async fn accept_loop(listener: TcpListener, shared: Handshaking) {
         };
         // Small requests and answers: Nagle's delay would dominate their latency.
         let _ = tcp.set_nodelay(true);
+        if handshakes.available_permits() == 0 {
+            under_way.cut_oldest();
+        }
         let permit = tokio::select! {
             biased;
             permit = handshakes.clone().acquire_owned() => permit.ok(),
@@ -454,7 +531,7 @@ async fn accept_loop(listener: TcpListener, shared: Handshaking) {
             () = finish.cancelled() => handshakes.clone().try_acquire_owned().ok(),
         };
         if let Some(permit) = permit {
-            handshake(tcp, addr, permit, &shared);
+            handshake(tcp, addr, permit, under_way.start(), &shared);
         }
     }
     // Told to finish: the connections the kernel completed are taken too (the port's close
@@ -465,7 +542,7 @@ async fn accept_loop(listener: TcpListener, shared: Handshaking) {
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             break;
         };
-        handshake(tcp, addr, permit, &shared);
+        handshake(tcp, addr, permit, under_way.start(), &shared);
     }
 }
 
@@ -507,25 +584,32 @@ pub(crate) fn accept_queued(
 /// Runs one connection's handshake beside the accept loop, and hands the connection on once
 /// it is done. Its task holds the channel open, so a port that stops waits for it; unless
 /// the client is silent at the stop ([`silent_at_stop`]). Once the listener is gone (nobody
-/// would take the connection) the handshake is cut, before its client can send a request.
+/// would take the connection) the handshake is cut, before its client can send a request; so
+/// it is when a newer connection finds every slot held ([`UnderWay`]).
 fn handshake(
     tcp: TcpStream,
     addr: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
+    shaking: Shaking,
     shared: &Handshaking,
 ) {
     let shared = shared.clone();
     let connected = tokio::time::Instant::now();
     tokio::spawn(async move {
         let _permit = permit;
-        let shaking = tokio::time::timeout_at(
-            connected + HANDSHAKE_TIMEOUT,
+        let handshake = tokio::time::timeout_at(
+            connected + shared.timeout,
             shake_hands(tcp, connected, &shared),
         );
         let outcome = tokio::select! {
-            outcome = shaking => outcome,
+            outcome = handshake => outcome,
             () = shared.ready.closed() => return,
+            () = shaking.cut.cancelled() => {
+                tracing::debug!(%addr, "TLS handshake cut: every slot was held, a newer one came");
+                return;
+            }
         };
+        drop(shaking);
         match outcome {
             Ok(Ok(stream)) => {
                 let _ = shared.ready.send((stream, addr)).await;
@@ -757,6 +841,39 @@ mod tests {
             .expect("the accept loop");
         std::net::TcpListener::bind(addr).expect("the port is free once the accept loop ended");
         drop(slow);
+    }
+
+    /// Clients that keep every handshake slot held with silent connections hold up no one: a
+    /// new connection cuts the oldest handshake still under way, and a real client's is done
+    /// at once, not once a slot's handshake times out (review 85: some 26 silent connections
+    /// a second, no certificate needed, held every new connection to a port back).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_connections_holding_every_handshake_slot_hold_up_no_real_client() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = tcp.local_addr().expect("its address");
+        let (config, connector) = server_and_connector();
+        // Handshakes time out after an hour: a client through within the test's wait waited
+        // for no timeout.
+        let mut listener = TlsListener::shaking_for(tcp, config, Duration::from_secs(3600))
+            .expect("a TLS listener");
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES {
+            silent.push(begins_a_handshake(addr).await);
+        }
+        let talking = TcpStream::connect(addr).await.expect("connects");
+        let client = tokio::spawn(async move { connector.connect(localhost(), talking).await });
+        let (_, from) = tokio::time::timeout(
+            Duration::from_secs(30),
+            axum::serve::Listener::accept(&mut listener),
+        )
+        .await
+        .expect("the real client's connection is handed on with every slot held");
+        let client = client
+            .await
+            .expect("the client task")
+            .expect("its handshake succeeds");
+        assert_eq!(from, client.get_ref().0.local_addr().expect("its address"));
+        closed_within_5s(&mut silent[0], "oldest silent").await;
     }
 
     /// A server's configuration for `localhost` and its certificate, for a client to trust.
