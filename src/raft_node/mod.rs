@@ -87,6 +87,19 @@ pub enum NodeError {
     /// A joining node must persist before it learned which cluster it joined.
     #[error("cannot create the WAL: no message from the cluster has said its identity yet")]
     UnknownCluster,
+    /// The leader's snapshot, checked whole when it arrived, holds members and an
+    /// exactly-once table this node cannot read; nothing of it was made this node's.
+    #[error(
+        "not installing the leader's snapshot at index {index}: {reason}. This node's data dir \
+         is as it was; if the leader runs a newer version of raftexample, start this node with \
+         that version"
+    )]
+    SnapshotUnreadable {
+        /// The snapshot's index.
+        index: u64,
+        /// Why it could not be read (naming the file, for one that arrived as a file).
+        reason: String,
+    },
 }
 
 impl NodeError {
@@ -220,9 +233,6 @@ pub struct RaftNode {
     /// Cancelled once the REST port's clients have gone: a stopping node serves them until
     /// then (see [`RaftNode::serve_clients_until`]).
     clients_gone: Option<CancellationToken>,
-    /// The last snapshot installed had a table this node could not read (it kept its own):
-    /// it vouches for no joining node until it installs one it can read.
-    table_unread: bool,
     /// A node that joined on an empty data dir, until its log commits this far: the last entry
     /// the members that admitted it had applied (see `joined`).
     joined_at: Option<JoinedAt>,
@@ -430,7 +440,6 @@ impl RaftNode {
             held_timeout_now: None,
             gone_while_stopping: None,
             clients_gone: None,
-            table_unread: false,
             joined_at: None,
             removed_while_leading: None,
             held: Vec::new(),

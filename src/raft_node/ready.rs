@@ -558,13 +558,13 @@ impl RaftNode {
     }
 
     /// Whether the voters this node has applied may be behind what it committed, so that it
-    /// vouches for no joining node: a leader holds back committed entries, the log could not
-    /// be read at start, or the last snapshot's table could not be read. (Not a change in
+    /// vouches for no joining node: a leader holds back committed entries, or the log could not
+    /// be read at start. (Not a change in
     /// the log it has not seen commit: a lone voter that added a second and then a third,
     /// and stepped down, would never vouch for the second, which it needs to commit the
     /// third; a review found that deadlock.)
     fn vouches_for_none(&self) -> bool {
-        self.tail.unread() || !self.held.is_empty() || self.table_unread
+        self.tail.unread() || !self.held.is_empty()
     }
 
     /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after

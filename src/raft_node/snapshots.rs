@@ -100,12 +100,20 @@ impl RaftNode {
             "installing snapshot from the leader"
         );
         let snapshotter = self.storage.snapshotter().clone();
+        // A snapshot whose members and exactly-once table this build cannot read (a leader of
+        // a newer version, whose format has more fields) is refused before its marker makes
+        // it this node's state: the node stops with its data dir as it was, rather than with
+        // one it can no longer start from (found by a review).
+        let unreadable = |reason: String| NodeError::SnapshotUnreadable {
+            index: meta.index,
+            reason,
+        };
         // File first, then the marker: a marker without its file would make the WAL
         // unreplayable, while a file without a marker is simply ignored.
         let (state, from, bytes) = match SnapshotData::of(&snap.data) {
             Ok(SnapshotData::Inline(data)) => {
+                let state = decode_cluster_state(data).map_err(|e| unreadable(e.to_string()))?;
                 snapshotter.save(&snap)?;
-                let state = decode_cluster_state(data).map_err(|e| e.to_string());
                 let bytes = data.len() as u64;
                 (state, RestoreFrom::Bytes(snap.data.clone()), bytes)
             }
@@ -121,14 +129,11 @@ impl RaftNode {
                 // has to know what the state machine has queued; the space of a file pruned
                 // meanwhile is freed once its restore closes it.
                 let file = snapshotter.open(meta.term, meta.index)?;
-                let peeked = snapshotter.peek_with(meta.term, meta.index, |r, len| {
-                    read_cluster_state(r, len).map(|state| (state, len))
-                });
-                let (state, bytes) = match peeked {
-                    Ok((state, len)) => (Ok(state), len),
-                    // Only the guard against rewriting a big state too often goes without it.
-                    Err(e) => (Err(e.to_string()), 0),
-                };
+                let (state, bytes) = snapshotter
+                    .peek_with(meta.term, meta.index, |r, len| {
+                        read_cluster_state(r, len).map(|state| (state, len))
+                    })
+                    .map_err(|e| unreadable(e.to_string()))?;
                 (state, RestoreFrom::File(file), bytes)
             }
             Ok(SnapshotData::Follows(_)) => {
@@ -154,31 +159,14 @@ impl RaftNode {
         self.metrics.snapshots.inc();
         // Before the join facts are published below, which name the voters.
         self.conf_state = meta.get_conf_state().clone();
-        match state {
-            Ok(state) => {
-                if state.members.contains(self.id) {
-                    self.added_at = meta.index;
-                }
-                self.set_members(state.members);
-                self.sessions = state.sessions;
-                // The log was replaced; its registrations are in the table now, published
-                // with it.
-                self.tail.clear();
-                self.table_unread = false;
-                self.publish_join_facts();
-            }
-            // The error names the part: members, sessions or skipped changes.
-            Err(err) => {
-                tracing::error!(
-                    %err,
-                    "cannot read the snapshot's members and exactly-once table; keeping this node's"
-                );
-                // Its table misses what the snapshot holds, and the tail goes at the next
-                // apply: it vouches for no joining node until a table it can read comes.
-                self.table_unread = true;
-                self.publish_join_facts();
-            }
+        if state.members.contains(self.id) {
+            self.added_at = meta.index;
         }
+        self.set_members(state.members);
+        self.sessions = state.sessions;
+        // The log was replaced; its registrations are in the table now, published with it.
+        self.tail.clear();
+        self.publish_join_facts();
         // Requests of this node that the snapshot shows applied are answered once it is
         // restored.
         let done =

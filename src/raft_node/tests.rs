@@ -1020,14 +1020,19 @@ fn arrived_snapshot_of(
     n: u64,
 ) -> String {
     use crate::kvstore::{ClusterState, encode_snapshot};
-    let leader_dir = tempfile::TempDir::new().expect("temp dir");
-    let leader = crate::snapshotter::Snapshotter::new(leader_dir.path(), 5).expect("snapshotter");
     let mut state = ClusterState::default();
     for (id, url) in (1..).zip(cluster) {
         state.members.add(id, url.clone(), id);
     }
+    arrived_snapshot_data(encode_snapshot(&state, &map), snap_dir, index, n)
+}
+
+/// Like [`arrived_snapshot`], with `data` for the whole of the snapshot's data.
+fn arrived_snapshot_data(data: Vec<u8>, snap_dir: &std::path::Path, index: u64, n: u64) -> String {
+    let leader_dir = tempfile::TempDir::new().expect("temp dir");
+    let leader = crate::snapshotter::Snapshotter::new(leader_dir.path(), 5).expect("snapshotter");
     let mut snap = raft::eraftpb::Snapshot {
-        data: encode_snapshot(&state, &map).into(),
+        data: data.into(),
         ..Default::default()
     };
     let meta = snap.mut_metadata();
@@ -1103,6 +1108,44 @@ async fn an_arrived_snapshot_file_is_installed_in_place_or_deleted() {
         .expect("running");
     assert_eq!(names(), vec![crate::snapshotter::snap_name(2, 100)]);
     assert_eq!(node.status().await.expect("running").snapshot_index, 100);
+}
+
+/// A leader's snapshot, intact as it arrived, whose members and exactly-once table this build
+/// cannot read (a newer version's format) is refused before its WAL marker makes it this
+/// node's state: the node stops saying why, and starts again from its data dir as it was. It
+/// used to install it anyway, stop when the state machine could not read it either, and then
+/// refuse to start at all (found by a review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_this_build_cannot_read_stops_the_node_with_its_data_dir_as_it_was() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(2, cluster.clone(), false, dir, |_| {}).await;
+    let snap_dir = node._dir.path().join("raftexample-2-snap");
+    let unreadable = b"a cluster state of a format no build reads".to_vec();
+    let arrived = arrived_snapshot_data(unreadable, &snap_dir, 100, 0);
+    // The node stops on it: no status comes back.
+    let _ = node.step(snapshot_message(&arrived, 100, 2)).await;
+    let Fed { exit, _dir, .. } = node;
+    let exit = tokio::time::timeout(Duration::from_secs(30), exit)
+        .await
+        .expect("the node stops within 30 s")
+        .expect("node task");
+    let Exit::Fatal(why) = exit else {
+        panic!("the node stopped on the snapshot, not {exit:?}")
+    };
+    assert!(
+        why.contains("not installing the leader's snapshot at index 100")
+            && why.contains(&crate::snapshotter::snap_name(2, 100))
+            && why.contains("start this node with that version"),
+        "{why}"
+    );
+    let node = Fed::start_in(2, cluster, true, _dir, |_| {}).await;
+    let status = node.status().await.expect("starts again");
+    assert_eq!(
+        (status.snapshot_index, status.applied < 100),
+        (0, true),
+        "nothing of the snapshot was kept"
+    );
 }
 
 /// Snapshots installed from the leader leave the newest `--max-snapshots` files, the older
