@@ -452,6 +452,14 @@ impl snapshot::Arrivals for PeerServer {
         NEXT_INCOMING.fetch_add(1, Ordering::Relaxed)
     }
 
+    fn free_bytes(&self) -> Option<u64> {
+        use crate::disk::FileSystem;
+        crate::disk::StdFs
+            .free_bytes(&self.incoming_dir)
+            .ok()
+            .flatten()
+    }
+
     async fn deliver(&self, from: u64, messages: Vec<Message>) -> Result<(), Refusal> {
         PeerServer::deliver(self, from, messages).await
     }

@@ -299,6 +299,8 @@ pub(super) trait Arrivals {
     fn incoming_dir(&self) -> &Path;
     /// A number for the next arriving snapshot's file.
     fn next_incoming(&self) -> u64;
+    /// Bytes free on the file system of the incoming folder; `None` where that cannot be told.
+    fn free_bytes(&self) -> Option<u64>;
     /// Hands `messages` from `from` to the node, after checking their ids.
     fn deliver(
         &self,
@@ -387,6 +389,11 @@ async fn receive_naming(
     };
     if len > limits.max_snapshot {
         return Err(too_large(limits.max_snapshot));
+    }
+    if let Some(free) = server.free_bytes()
+        && len.saturating_add(KEEP_FREE) > free
+    {
+        return Err(no_room(len, free, server.incoming_dir()));
     }
     let name = incoming_name(from, server.next_incoming());
     let part = PartFile {
@@ -597,6 +604,24 @@ async fn sync_file(
 }
 
 /// 413 for a snapshot over `--max-snapshot-bytes`.
+/// Room a snapshot must leave on the disk: the WAL's next segment (of this node, or of another
+/// on the same disk, as `./cluster.sh` runs them). A snapshot that could never fit was written
+/// until the disk was full, on every retry of the leader's, and a WAL write that met the full
+/// disk meanwhile stopped its node (found by a review).
+const KEEP_FREE: u64 = crate::wal::DEFAULT_SEGMENT_SIZE;
+
+/// A snapshot of `len` bytes refused before any of it is written: `free` bytes in `dir`.
+fn no_room(len: u64, free: u64, dir: &Path) -> Refusal {
+    Refusal::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!(
+            "no room for a snapshot of {len} bytes: {free} bytes free in {}, of which this node \
+             leaves {KEEP_FREE} to the WAL; free space there",
+            dir.display()
+        ),
+    )
+}
+
 pub(super) fn too_large(limit: u64) -> Refusal {
     Refusal::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -952,6 +977,76 @@ mod tests {
         assert!(refused.text().contains("too slow"), "{refused:?}");
         let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
         assert_eq!(left, 0, "nothing stays behind");
+    }
+
+    /// A follower whose disk has `free` bytes left.
+    struct Tight<'a> {
+        server: &'a PeerServer,
+        free: u64,
+    }
+
+    impl Arrivals for Tight<'_> {
+        fn limits(&self) -> PeerLimits {
+            self.server.limits()
+        }
+        fn incoming_dir(&self) -> &Path {
+            self.server.incoming_dir()
+        }
+        fn next_incoming(&self) -> u64 {
+            self.server.next_incoming()
+        }
+        fn free_bytes(&self) -> Option<u64> {
+            Some(self.free)
+        }
+        fn deliver(
+            &self,
+            from: u64,
+            messages: Vec<Message>,
+        ) -> impl Future<Output = Result<(), Refusal>> + Send {
+            Arrivals::deliver(self.server, from, messages)
+        }
+    }
+
+    /// A snapshot the disk has no room for (with a WAL segment's worth to spare) is refused
+    /// before any of it is written: 507 at once, naming the folder, where it was written
+    /// until the disk was full, on every retry of the leader's, leaving no room for the WAL
+    /// of this node or another on that disk (found by a review). Here the body stalls after
+    /// its first half: a receiver that began writing would wait for the rest.
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_the_disk_has_no_room_for_is_refused_before_it_is_written() {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let follower_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (server, _events) = follower(follower_dir.path());
+        let tight = Tight {
+            server: &server,
+            free: KEEP_FREE + 5_000,
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(body.slice(..body.len() / 2))
+            .await
+            .expect("room for one chunk");
+        let started = Instant::now();
+        let refused = receive(&tight, 1, Body::new(ChannelBody::open(rx)))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            refused.status(),
+            StatusCode::INSUFFICIENT_STORAGE,
+            "{refused:?}"
+        );
+        assert!(
+            refused.text().contains("no room for a snapshot")
+                && refused
+                    .text()
+                    .contains(&follower_dir.path().display().to_string()),
+            "{refused:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "at once");
+        let left = std::fs::read_dir(follower_dir.path()).expect("dir").count();
+        assert_eq!(left, 0, "nothing written");
+        drop(tx);
     }
 
     /// A snapshot that stops coming (half sent, then nothing, the connection held open) is
