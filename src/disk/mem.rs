@@ -105,6 +105,8 @@ struct State {
     refused_removals: BTreeSet<PathBuf>,
     /// Files whose renaming fails with `EIO` ([`MemFs::refuse_rename`]).
     refused_renames: BTreeSet<PathBuf>,
+    /// Files whose reads fail with `EIO` from an offset on ([`MemFs::fail_reads`]).
+    unreadable: BTreeMap<PathBuf, u64>,
 }
 
 /// Puts `path` in `set` or takes it out.
@@ -225,7 +227,29 @@ impl State {
     }
 }
 
+/// What a reader meets at a bad sector ([`MemFs::fail_reads`]).
+struct BadSector;
+
+impl Read for BadSector {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(5))
+    }
+}
+
 impl MemFs {
+    /// The file at `path` whole, and where its reads fail ([`MemFs::fail_reads`]).
+    fn read_all(&self, path: &Path) -> io::Result<(Vec<u8>, Option<u64>)> {
+        let s = self.lock();
+        s.check_power()?;
+        let ino = s.lookup(path)?;
+        let data = s
+            .inodes
+            .get(&ino)
+            .map(|i| i.data().to_vec())
+            .unwrap_or_default();
+        Ok((data, s.unreadable.get(path).copied()))
+    }
+
     /// An empty disk whose power losses are drawn from `seed`.
     pub fn new(seed: u64) -> MemFs {
         MemFs {
@@ -249,6 +273,7 @@ impl MemFs {
                 background_removal: false,
                 refused_removals: BTreeSet::new(),
                 refused_renames: BTreeSet::new(),
+                unreadable: BTreeMap::new(),
             })),
         }
     }
@@ -311,6 +336,16 @@ impl MemFs {
     /// Renaming `path` fails with `EIO` (a folder with no room for the new name's entry).
     pub fn refuse_rename(&self, path: &Path, refused: bool) {
         set_member(&mut self.lock().refused_renames, path, refused);
+    }
+
+    /// Reading the file at `path` fails with `EIO` from byte `from` on (a bad sector the drive's
+    /// own check caught), until `None`: a whole read fails, a streamed one once it gets there.
+    pub fn fail_reads(&self, path: &Path, from: Option<u64>) {
+        let mut s = self.lock();
+        match from {
+            Some(from) => s.unreadable.insert(path.to_path_buf(), from),
+            None => s.unreadable.remove(path),
+        };
     }
 
     /// The next `n` syncs (of files or folders) fail with `EIO` and make nothing durable.
@@ -535,19 +570,22 @@ impl FileSystem for MemFs {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let s = self.lock();
-        s.check_power()?;
-        let ino = s.lookup(path)?;
-        Ok(s.inodes
-            .get(&ino)
-            .map(|i| i.data().to_vec())
-            .unwrap_or_default())
+        let (data, bad_from) = self.read_all(path)?;
+        match bad_from {
+            Some(_) => Err(io::Error::from_raw_os_error(5)),
+            None => Ok(data),
+        }
     }
 
     fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
-        let data = self.read(path)?;
+        let (mut data, bad_from) = self.read_all(path)?;
         let len = data.len() as u64;
-        Ok((Box::new(Cursor::new(data)), len))
+        let Some(from) = bad_from else {
+            return Ok((Box::new(Cursor::new(data)), len));
+        };
+        data.truncate(usize::try_from(from).unwrap_or(usize::MAX));
+        let bad_sector = io::Read::chain(Cursor::new(data), BadSector);
+        Ok((Box::new(bad_sector), len))
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {

@@ -120,6 +120,21 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether this says the file is unusable: damaged bytes (its checksum or framing), or
+    /// bytes the disk cannot read (`EIO`: a bad sector the drive's own check caught, the
+    /// usual way a disk reports damage). Either way the file is set aside and the state taken
+    /// again, or an older file used; only a checksum mismatch counted, so a leader sent the
+    /// same unreadable file for ever, and a restart refused to start (found by a review).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } => true,
+            Error::Io(e) => e.source.raw_os_error() == Some(5),
+            _ => false,
+        }
+    }
+}
+
 impl From<fsutil::Error> for Error {
     fn from(e: fsutil::Error) -> Self {
         Error::Io(e.into_io())
@@ -315,7 +330,7 @@ impl Snapshotter {
             }
             match read_snap(&*self.fs, &f.path, f.term, f.index, &mut read_data) {
                 Ok(loaded) => return Ok(Some(loaded)),
-                Err(e @ Error::Corrupt { .. }) => {
+                Err(e) if e.is_damage() => {
                     tracing::warn!(
                         path = %f.path.display(),
                         error = %e,
@@ -549,7 +564,9 @@ impl Snapshotter {
         named: u64,
         read: Result<T, Error>,
     ) -> Result<T, Error> {
-        if let Err(err @ Error::Corrupt { .. }) = &read {
+        if let Err(err) = &read
+            && err.is_damage()
+        {
             tracing::error!(%err, "a snapshot file being sent is damaged");
             let naming = self.naming();
             if *naming != named {
@@ -1214,6 +1231,50 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let early = s.load(2, 7);
         assert!(matches!(early, Err(Error::Corrupt { .. })), "{early:?}");
+    }
+
+    /// A snapshot file the disk cannot read (`EIO` from a bad sector, the usual way a disk
+    /// reports damage) is as unusable as one whose checksum fails: a send sets it aside, so
+    /// that the leader takes the state again, and a start falls back to the previous file.
+    /// Only a checksum mismatch counted: a leader sent the same unreadable file for ever, and
+    /// a restart refused to start (found by a review).
+    #[test]
+    fn a_file_the_disk_cannot_read_is_set_aside_as_damaged() {
+        use crate::disk::MemFs;
+        use std::sync::Arc;
+        let dir = Path::new("/data/raftexample-1-snap");
+        let disk = MemFs::new(1);
+        let s = Snapshotter::new_on(Arc::new(disk.clone()), dir, DEFAULT_KEEP).unwrap();
+        let older = snap(1, 10, b"older");
+        s.save(&older).unwrap();
+        s.save(&snap(1, 20, &[7; 100_000])).unwrap();
+        let newest = dir.join(snap_name(1, 20));
+        let listed = || disk.list_dir(dir).unwrap();
+
+        // A send meets the bad sector halfway.
+        disk.fail_reads(&newest, Some(50_000));
+        let raw = s.open_raw(&snap_name(1, 20)).unwrap();
+        let named = raw.named();
+        let sent = s.set_aside_if_damaged(&newest, named, raw.copy_to(4096, |_| Ok(())));
+        assert!(sent.as_ref().is_err_and(Error::is_damage), "{sent:?}");
+        assert!(!disk.exists(&newest).unwrap(), "set aside");
+        assert_eq!(
+            listed(),
+            vec![
+                snap_name(1, 10),
+                format!("{}{SENT_BROKEN_EXT}", snap_name(1, 20))
+            ]
+        );
+
+        // Saved again (the leader's retake), then unreadable at a start.
+        s.save(&snap(1, 20, &[7; 100_000])).unwrap();
+        disk.fail_reads(&newest, Some(0));
+        let got = s
+            .load_newest_available(&[marker(1, 10), marker(1, 20)])
+            .unwrap();
+        assert_eq!(got, Some(older), "the previous file");
+        assert!(!disk.exists(&newest).unwrap(), "set aside");
+        assert_eq!(s.set_aside().len(), 1, "and named");
     }
 
     /// On a disk that loses power at any step of a save, the new snapshot is afterwards
