@@ -36,7 +36,7 @@ pub struct Config {
 
     /// Join an existing cluster: start with no members and wait to be added with `POST /<id>`.
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
-          action = ArgAction::Set)]
+          action = ArgAction::Set, value_parser = go_bool)]
     pub join: bool,
 
     /// Folder that holds `raftexample-<id>/` (the WAL) and `raftexample-<id>-snap/` (snapshots).
@@ -208,6 +208,16 @@ pub fn body_patience(client_timeout: Duration, received: u64) -> Duration {
 /// The largest `--max-body-bytes`: a value travels to the peers in one raft message, whose
 /// length on the wire is a 32-bit number (with raft's 1 MiB of other entries beside it).
 pub const MAX_BODY_LIMIT: usize = 1 << 30;
+
+/// A boolean as Go's `flag` package takes one (`strconv.ParseBool`), so that `-join=1` or
+/// `-join=T` works as with the original.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err("true or false (or 1, t, T, TRUE, True and 0, f, F, FALSE, False)".into()),
+    }
+}
 
 fn body_limit(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;
@@ -409,6 +419,15 @@ mod tests {
         assert!(!c.join);
         let c = parse(&["raftexample", "--join=true"]);
         assert!(c.join);
+        // Go's spellings of a boolean, as the original takes them.
+        for (text, join) in [("1", true), ("T", true), ("TRUE", true), ("t", true)]
+            .into_iter()
+            .chain([("0", false), ("F", false), ("False", false), ("f", false)])
+        {
+            let c = parse(&["raftexample", &format!("-join={text}")]);
+            assert_eq!(c.join, join, "-join={text}");
+        }
+        assert!(Config::from_args(["raftexample", "--join=yes"].map(String::from)).is_err());
     }
 
     #[test]

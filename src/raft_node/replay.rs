@@ -438,6 +438,11 @@ pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
 
 /// Checks the flags on their own, touching nothing; returns this node's peer URL.
 pub fn check_flags(config: &Config) -> Result<String, StartError> {
+    if config.id == 0 {
+        return Err(StartError::BadFlags(
+            "--id 0: ids start at 1 (node N uses the N-th URL of --cluster)".into(),
+        ));
+    }
     for url in &config.cluster {
         validate_peer_url(url).map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
     }
@@ -910,6 +915,17 @@ mod tests {
         // Joining, the list may name a removed member's URL again for a new id.
         config.join = true;
         replay_wal(&config).expect("a joining node's list may repeat a removed member's URL");
+    }
+
+    /// `--id 0` is told that ids start at 1 (it was told to list at least 0 URLs, with its
+    /// own at place 0: found by a user).
+    #[test]
+    fn id_0_is_told_that_ids_start_at_1() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut config = config(dir.path());
+        config.id = 0;
+        let text = check_flags(&config).expect_err("refused").to_string();
+        assert!(text.contains("ids start at 1"), "{text}");
     }
 
     /// A node whose id is past the end of `--cluster` (a member added as node 7 to a cluster
