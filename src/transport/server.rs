@@ -185,12 +185,16 @@ impl PeerServer {
             ));
         }
         if cluster != ours {
+            // Either side may be the one started wrongly: a new member started without --join
+            // hears first from the healthy leader (the text blamed the leader, found by a user).
+            let me = filter.self_id;
             let text = format!(
-                "refusing messages from node {from}: it names cluster {cluster:x}, this node \
-                 belongs to cluster {ours:x}; node {from} was probably started with another \
+                "refusing messages from node {from}: it names cluster {cluster:x}, and this node \
+                 (node {me}) belongs to cluster {ours:x}. One of the two was started with another \
                  --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
-                 member without --join, which made a cluster of its own in its data dir (remove \
-                 that data dir, then start it with --join, after POST /{from} on a member)"
+                 member without --join, which made a cluster of its own in its data dir: for \
+                 that node, remove its data dir, then start it with --join, after POST /<its id> \
+                 on a member"
             );
             self.log_once(from, cluster, &text);
             return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
@@ -774,6 +778,29 @@ mod tests {
         assert!(
             before.iter().all(|&n| n != after),
             "{after} reused from {before:?}"
+        );
+    }
+
+    /// A message naming another cluster is refused with a text that suspects either side: a
+    /// new member started without --join (which made a cluster of its own) hears first from
+    /// the healthy leader, and was told to wipe the leader's data dir (found by a user).
+    #[tokio::test]
+    async fn another_clusters_message_is_refused_naming_both_sides() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_FROM, HeaderValue::from_static("1"));
+        headers.insert(HEADER_TO, HeaderValue::from_static("3"));
+        headers.insert(HEADER_CLUSTER, HeaderValue::from_static("def"));
+        let refused = server.admit(&headers).expect_err("another cluster");
+        assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        let text = refused.text();
+        assert!(
+            text.contains("from node 1: it names cluster def")
+                && text.contains("this node (node 3) belongs to cluster abc")
+                && text.contains("One of the two")
+                && !text.contains("POST /1"),
+            "{text}"
         );
     }
 
