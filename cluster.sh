@@ -107,12 +107,14 @@ log_since() {
   tail -c +"$(($2 + 1))" "$state/$1.log" | tail -n "${3:-15}" | sed 's/^/    /'
 }
 
-# Starts entry $1 in the background with command $2; records its PID and start time.
+# Starts entry $1 in the background with command $2; records its PID and start time. Under
+# nohup: the nodes stay in this script's process group, which a terminal that closes (an ssh
+# session ending, `script`, a CI step's pty) sends SIGHUP, and they are meant to outlive it.
 spawn() {
   local name=$1 line=$2 pid
   touch "$state/$name.log"
   log_start[$name]=$(wc -c <"$state/$name.log")
-  bash -c "exec $line" >>"$state/$name.log" 2>&1 </dev/null &
+  nohup bash -c "exec $line" >>"$state/$name.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid $(proc_stat "$pid" 2>/dev/null | cut -d' ' -f2)" >"$state/$name.pid"
 }

@@ -235,6 +235,18 @@ fn start_returns_when_every_node_answers_and_stop_when_they_exit() {
     for port in &f.rest_ports {
         assert_eq!(health(*port), Some(200), "node on port {port}");
     }
+    // A terminal that closes sends the script's process group SIGHUP: the nodes ignore it
+    // (they died with the session that started them: found by a user).
+    for id in 1..=3 {
+        let pid = f.pid(&format!("raftexample{id}")).expect("a pid file");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .expect("a SigIgn line");
+        assert_eq!(ignored & 1, 1, "node {id} ignores SIGHUP (signal 1)");
+    }
     let again = text(&f.cluster_sh(&["start", "raftexample2"]).stdout);
     assert!(again.contains("raftexample2 is already running"), "{again}");
 
