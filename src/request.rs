@@ -379,9 +379,8 @@ pub struct JoinFacts {
     /// The voters of the membership this node has applied, in ascending order.
     pub voters: Vec<u64>,
     /// Whether, leading, it holds back committed entries (its own removal among them: see
-    /// `RaftNode::commit_entries`), its log past what it applied could not be read at start,
-    /// or its last snapshot's table could not be read: its voters may be behind what it
-    /// committed, and it vouches for no joining node.
+    /// `RaftNode::commit_entries`), or its log past what it applied could not be read at
+    /// start: its voters may be behind what it committed, and it vouches for no joining node.
     pub vouch_for_none: bool,
 }
 
