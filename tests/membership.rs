@@ -740,12 +740,20 @@ async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {
     c.put_ok(other, "after", "2").await;
     c.wait_value(other, "before", "1", false).await;
     assert_eq!(member_ids(&c, other).await, [other]);
-    // Started again on its data, the removed node learns it is out and exits 0.
+    // Started again on its data, the removed node says at once that its log removes it
+    // (it served meanwhile, and looked started: found by a user), learns it is out, and
+    // exits 0.
     c.spawn(leader, &[]);
     let status = c.wait_exit(leader, Duration::from_secs(15)).await;
     assert!(
         status.success(),
         "the removed node exited with {status} on restart"
+    );
+    assert!(
+        c.log(leader)
+            .contains("this node's own log removes it from the cluster"),
+        "{}",
+        c.log(leader)
     );
     c.put_ok(other, "still", "3").await;
 }

@@ -215,6 +215,18 @@ impl RaftNode {
                         // it has applied everything the leader has committed and is still
                         // out (see `maybe_stop_removed`).
                         self.removal_pending = true;
+                        if self.leader_commit == 0 && self.rn.raft.state != StateRole::Leader {
+                            // Its own log at a start: it serves meanwhile, which reads as a
+                            // start that worked until it stops (found by a user).
+                            tracing::warn!(
+                                index = entry.index,
+                                "this node's own log removes it from the cluster: unless a \
+                                 leader says it was added back since, it stops within {:?} (to \
+                                 add it back, POST /{} with its peer URL on a member)",
+                                self.tick * 60,
+                                self.id
+                            );
+                        }
                     }
                 }
             }
