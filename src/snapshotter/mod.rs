@@ -121,11 +121,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this says the file is unusable: damaged bytes (its checksum or framing), or
-    /// bytes the disk cannot read (`EIO`: a bad sector the drive's own check caught, the
-    /// usual way a disk reports damage). Either way the file is set aside and the state taken
-    /// again, or an older file used; only a checksum mismatch counted, so a leader sent the
-    /// same unreadable file for ever, and a restart refused to start (found by a review).
+    /// Whether this says a file being sent is unusable: damaged bytes (its checksum or
+    /// framing), or bytes the disk cannot read (`EIO`: a bad sector the drive's own check
+    /// caught, the usual way a disk reports damage). Either way the leader sets the file aside
+    /// and takes the state again; only a checksum mismatch counted, so a leader sent the same
+    /// unreadable file for ever (found by a review). A start sets aside only checksum damage:
+    /// a read error there may pass, and the file set aside could be the only one the WAL can
+    /// start from (a snapshot installed from the leader), so the next start, with the disk
+    /// reading again, would be refused for good (found by the next review).
     pub fn is_damage(&self) -> bool {
         match self {
             Error::Corrupt { .. } => true,
@@ -330,7 +333,7 @@ impl Snapshotter {
             }
             match read_snap(&*self.fs, &f.path, f.term, f.index, &mut read_data) {
                 Ok(loaded) => return Ok(Some(loaded)),
-                Err(e) if e.is_damage() => {
+                Err(e @ Error::Corrupt { .. }) => {
                     tracing::warn!(
                         path = %f.path.display(),
                         error = %e,
@@ -1234,19 +1237,19 @@ mod tests {
     }
 
     /// A snapshot file the disk cannot read (`EIO` from a bad sector, the usual way a disk
-    /// reports damage) is as unusable as one whose checksum fails: a send sets it aside, so
-    /// that the leader takes the state again, and a start falls back to the previous file.
-    /// Only a checksum mismatch counted: a leader sent the same unreadable file for ever, and
-    /// a restart refused to start (found by a review).
+    /// reports damage) is as unusable to a send as one whose checksum fails: the send sets it
+    /// aside, so that the leader takes the state again (a leader sent the same unreadable file
+    /// for ever: found by a review). A start leaves it where it is and names it: the error may
+    /// pass, and setting aside the only file the WAL can start from would refuse every later
+    /// start (found by the next review).
     #[test]
-    fn a_file_the_disk_cannot_read_is_set_aside_as_damaged() {
+    fn a_file_the_disk_cannot_read_is_set_aside_by_a_send_and_named_by_a_start() {
         use crate::disk::MemFs;
         use std::sync::Arc;
         let dir = Path::new("/data/raftexample-1-snap");
         let disk = MemFs::new(1);
         let s = Snapshotter::new_on(Arc::new(disk.clone()), dir, DEFAULT_KEEP).unwrap();
-        let older = snap(1, 10, b"older");
-        s.save(&older).unwrap();
+        s.save(&snap(1, 10, b"older")).unwrap();
         s.save(&snap(1, 20, &[7; 100_000])).unwrap();
         let newest = dir.join(snap_name(1, 20));
         let listed = || disk.list_dir(dir).unwrap();
@@ -1266,15 +1269,21 @@ mod tests {
             ]
         );
 
-        // Saved again (the leader's retake), then unreadable at a start.
-        s.save(&snap(1, 20, &[7; 100_000])).unwrap();
+        // Saved again (the leader's retake), then unreadable at a start: named, and left.
+        let newer = snap(1, 20, &[7; 100_000]);
+        s.save(&newer).unwrap();
         disk.fail_reads(&newest, Some(0));
-        let got = s
-            .load_newest_available(&[marker(1, 10), marker(1, 20)])
-            .unwrap();
-        assert_eq!(got, Some(older), "the previous file");
-        assert!(!disk.exists(&newest).unwrap(), "set aside");
-        assert_eq!(s.set_aside().len(), 1, "and named");
+        let markers = [marker(1, 10), marker(1, 20)];
+        let err = s.load_newest_available(&markers).expect_err("unreadable");
+        assert!(
+            err.to_string().contains(&newest.display().to_string()),
+            "{err}"
+        );
+        assert!(disk.exists(&newest).unwrap(), "left where it is");
+        assert!(s.set_aside().is_empty());
+        // The disk reads it again: the next start uses it.
+        disk.fail_reads(&newest, None);
+        assert_eq!(s.load_newest_available(&markers).unwrap(), Some(newer));
     }
 
     /// On a disk that loses power at any step of a save, the new snapshot is afterwards
