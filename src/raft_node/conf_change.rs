@@ -215,18 +215,6 @@ impl RaftNode {
                         // it has applied everything the leader has committed and is still
                         // out (see `maybe_stop_removed`).
                         self.removal_pending = true;
-                        if self.leader_commit == 0 && self.rn.raft.state != StateRole::Leader {
-                            // Its own log at a start: it serves meanwhile, which reads as a
-                            // start that worked until it stops (found by a user).
-                            tracing::warn!(
-                                index = entry.index,
-                                "this node's own log removes it from the cluster: unless a \
-                                 leader says it was added back since, it stops within {:?} (to \
-                                 add it back, POST /{} with its peer URL on a member)",
-                                self.tick * 60,
-                                self.id
-                            );
-                        }
                     }
                 }
             }
@@ -348,6 +336,30 @@ impl RaftNode {
     /// Stops the node once it has applied its own removal and everything the leader has
     /// committed since, and is still not a member (a node re-added under its old id replays
     /// its removal first, then the entry that added it back).
+    /// A node started on a data dir whose log, as far as it knows it committed, removes it:
+    /// it serves until a leader says more or its patience runs out, which read as a start that
+    /// worked until it stopped (found by a user). Said once it has applied all it knew
+    /// committed at the start, not at the removal itself: a log that adds it back later
+    /// replays the removal first (a first version warned those too: found by a review).
+    fn say_removed_at_start(&mut self) {
+        if self.said_removed_at_start
+            || self.leader_commit > 0
+            || self.rn.raft.state == StateRole::Leader
+            || self.applied < self.rn.raft.raft_log.committed
+        {
+            return;
+        }
+        self.said_removed_at_start = true;
+        tracing::warn!(
+            applied = self.applied,
+            "this node's own log removes it from the cluster: unless a leader says it was added \
+             back since, it stops within {:?} (to add it back, POST /{} with its peer URL on a \
+             member)",
+            self.tick * 60,
+            self.id
+        );
+    }
+
     pub(super) fn maybe_stop_removed(&mut self) -> Result<(), NodeError> {
         if !self.held.is_empty() {
             // A leader holding back its own removal: it hands leadership to a voter that has
@@ -397,6 +409,7 @@ impl RaftNode {
             self.removal_pending = false;
             self.forget_removal_while_leading();
         } else {
+            self.say_removed_at_start();
             let leading = self.rn.raft.state == StateRole::Leader;
             let told = self.leader_commit > 0
                 && self.leader_commit >= self.commit_to_hear

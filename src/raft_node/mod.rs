@@ -221,6 +221,8 @@ pub struct RaftNode {
     received_snapshots: Vec<String>,
     /// This node applied its own removal; it stops unless more of the log adds it back.
     removal_pending: bool,
+    /// Said, once, that its own log at the start removes it (see `maybe_stop_removed`).
+    said_removed_at_start: bool,
     /// When this node last asked raft to hand its leadership over.
     transfer_asked: Option<Instant>,
     /// A leader's request to campaign, held while a committed membership change is not
@@ -435,6 +437,7 @@ impl RaftNode {
             // Its snapshot already has it removed (taken after it applied its removal, before
             // it stopped): no entry replayed will say so again, and it must still stop.
             removal_pending: removed_in_snapshot,
+            said_removed_at_start: false,
             added_at,
             transfer_asked: None,
             held_timeout_now: None,
