@@ -211,6 +211,11 @@ pub struct PeerLimits {
     /// `--client-timeout-ms`: past it, a snapshot must have arrived at
     /// [`crate::config::MIN_BODY_RATE`] on average (see [`crate::config::body_patience`]).
     pub snapshot_grace: Duration,
+    /// Room a snapshot must leave on the disk: a WAL segment (`--wal-segment-bytes`), this
+    /// node's next, or another's on the same disk, as `./cluster.sh` runs them. One that could
+    /// never fit was written until the disk was full, on every retry of the leader's, and a
+    /// WAL write that met the full disk meanwhile stopped its node (found by a review).
+    pub keep_free: u64,
 }
 
 impl PeerLimits {
@@ -224,6 +229,7 @@ impl PeerLimits {
                 limit => limit,
             },
             snapshot_grace: config.client_timeout(),
+            keep_free: config.wal_segment_bytes,
         }
     }
 }

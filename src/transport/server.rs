@@ -664,6 +664,7 @@ mod tests {
                 max_message: 1 << 20,
                 max_snapshot: 1 << 20,
                 snapshot_grace: Duration::from_secs(30),
+                keep_free: 64 << 20,
             },
             dir,
         );

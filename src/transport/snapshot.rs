@@ -391,9 +391,9 @@ async fn receive_naming(
         return Err(too_large(limits.max_snapshot));
     }
     if let Some(free) = server.free_bytes()
-        && len.saturating_add(KEEP_FREE) > free
+        && len.saturating_add(limits.keep_free) > free
     {
-        return Err(no_room(len, free, server.incoming_dir()));
+        return Err(no_room(len, free, limits.keep_free, server.incoming_dir()));
     }
     let name = incoming_name(from, server.next_incoming());
     let part = PartFile {
@@ -603,25 +603,20 @@ async fn sync_file(
         .map_err(|e| io_refusal(path, "sync", e))
 }
 
-/// 413 for a snapshot over `--max-snapshot-bytes`.
-/// Room a snapshot must leave on the disk: the WAL's next segment (of this node, or of another
-/// on the same disk, as `./cluster.sh` runs them). A snapshot that could never fit was written
-/// until the disk was full, on every retry of the leader's, and a WAL write that met the full
-/// disk meanwhile stopped its node (found by a review).
-const KEEP_FREE: u64 = crate::wal::DEFAULT_SEGMENT_SIZE;
-
-/// A snapshot of `len` bytes refused before any of it is written: `free` bytes in `dir`.
-fn no_room(len: u64, free: u64, dir: &Path) -> Refusal {
+/// A snapshot of `len` bytes refused before any of it is written: `free` bytes in `dir`, of
+/// which `keep` are left to the WAL ([`PeerLimits::keep_free`]).
+fn no_room(len: u64, free: u64, keep: u64, dir: &Path) -> Refusal {
     Refusal::new(
         StatusCode::INSUFFICIENT_STORAGE,
         format!(
             "no room for a snapshot of {len} bytes: {free} bytes free in {}, of which this node \
-             leaves {KEEP_FREE} to the WAL; free space there",
+             leaves {keep} to the WAL; free space there",
             dir.display()
         ),
     )
 }
 
+/// 413 for a snapshot over `--max-snapshot-bytes`.
 pub(super) fn too_large(limit: u64) -> Refusal {
     Refusal::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -709,6 +704,7 @@ mod tests {
                 max_message: 1 << 20,
                 max_snapshot: u64::MAX,
                 snapshot_grace: grace,
+                keep_free: 64 << 20,
             },
             dir,
         )
@@ -1021,7 +1017,7 @@ mod tests {
         let (server, _events) = follower(follower_dir.path());
         let tight = Tight {
             server: &server,
-            free: KEEP_FREE + 5_000,
+            free: server.limits().keep_free + 5_000,
         };
         let (tx, rx) = mpsc::channel(1);
         tx.send(body.slice(..body.len() / 2))
