@@ -108,6 +108,12 @@ impl RaftNode {
             index: meta.index,
             reason,
         };
+        // A file the disk could not read is no question of version: the node stops on the
+        // I/O error itself (its data dir as it was too).
+        let peek_failed = |e: snapshotter::Error| match e {
+            snapshotter::Error::Decode { .. } => unreadable(e.to_string()),
+            e => NodeError::Snapshot(e),
+        };
         // File first, then the marker: a marker without its file would make the WAL
         // unreplayable, while a file without a marker is simply ignored.
         let (state, from, bytes) = match SnapshotData::of(&snap.data) {
@@ -133,7 +139,7 @@ impl RaftNode {
                     .peek_with(meta.term, meta.index, |r, len| {
                         read_cluster_state(r, len).map(|state| (state, len))
                     })
-                    .map_err(|e| unreadable(e.to_string()))?;
+                    .map_err(peek_failed)?;
                 (state, RestoreFrom::File(file), bytes)
             }
             Ok(SnapshotData::Follows(_)) => {
