@@ -39,6 +39,12 @@ pub enum Mutation {
     /// whose data dir was wiped, started with `--join` without being removed and added back,
     /// is admitted although it lost the votes it cast and the entries it acknowledged.
     AdmitWipedVoter = 10,
+    /// A node admitted through the join path starts from nothing its admitters had seen: in
+    /// its own term, and granting its vote as an empty log does, to any candidate. A member
+    /// removed while cut off, still running with the voters it had (the node's id among them,
+    /// removed and added back), leads again with that one vote, on a log that lacks its own
+    /// removal.
+    NoJoinFloor = 11,
 }
 
 #[cfg(feature = "sim-mutations")]

@@ -24,6 +24,9 @@ impl RaftNode {
         if self.wal.is_some() || self.joined_at.is_some() {
             return;
         }
+        if crate::mutation::active(crate::mutation::Mutation::NoJoinFloor) {
+            return;
+        }
         let Some(Admission { applied, term }) = self.transport.admission() else {
             return;
         };
