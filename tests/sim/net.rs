@@ -1,7 +1,7 @@
 //! The simulated network: each node's [`SimNet`] (the node's `Network`), which only buffers
 //! what raft sends, and the [`Links`] between nodes, which decide when (and whether) each
-//! message arrives: latency, extra delay, jitter that reorders, duplication, loss, and cuts in
-//! one direction or both.
+//! message arrives: latency, extra delay, jitter that reorders, duplication, loss, cuts in
+//! one direction or both, and mutes (raft's messages lost, a joining node's questions carried).
 //!
 //! A node's messages come out of its round through [`SimNet::send`]; the world drains them
 //! after the round ([`NetHandle::take_outbox`]), puts each batch in a canonical order (raft-rs
@@ -195,6 +195,10 @@ pub struct LinkFault {
     pub duplicate: f64,
     /// Chance that a message is lost.
     pub loss: f64,
+    /// Every message is lost, silently (as `MemNet::mute`): the link carries raft's messages
+    /// no more, while a joining node's questions still go through (the world asks them past
+    /// it, `World::join_lookup`, as they go over HTTP of their own).
+    pub mute: bool,
 }
 
 /// What happens to one message on its way.
@@ -233,7 +237,7 @@ impl Links {
         self.faults.entry((from, to)).or_default()
     }
 
-    /// Whether `from → to` is cut.
+    /// Whether `from → to` is cut (a muted link is not: it carries a joining node's questions).
     pub fn is_cut(&self, from: u64, to: u64) -> bool {
         self.faults.get(&(from, to)).is_some_and(|f| f.cut)
     }
@@ -248,6 +252,9 @@ impl Links {
         let fault = self.faults.get(&(from, to)).cloned().unwrap_or_default();
         if fault.cut {
             return Fate::Cut;
+        }
+        if fault.mute {
+            return Fate::Lost;
         }
         if fault.loss > 0.0 && rng.random_bool(fault.loss) {
             return Fate::Lost;

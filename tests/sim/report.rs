@@ -275,6 +275,24 @@ impl Batch {
                 sum(&|s| s.wiped_admitted)
             ),
         );
+        row(
+            "nodes just admitted that heard no raft message from the members for 1.5-4 s / of \
+             them, in reach of a removed member still running",
+            format!(
+                "{} / {}",
+                sum(&|s| s.admissions_muted),
+                sum(&|s| s.muted_in_reach)
+            ),
+        );
+        row(
+            "episodes of a removed member in reach of a node just admitted: begun / reached \
+             the admission",
+            format!(
+                "{} / {}",
+                sum(&|s| s.in_reach_episodes.0),
+                sum(&|s| s.in_reach_episodes.1)
+            ),
+        );
         for kind in Fault::ALL {
             let (count, runs) = faults.get(&kind).copied().unwrap_or_default();
             row(

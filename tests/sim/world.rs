@@ -246,6 +246,33 @@ enum Registering {
     },
 }
 
+/// A removed member in reach of a node just admitted: the episode under way (see
+/// [`World::in_reach_step`]).
+#[derive(Clone, Copy, Debug)]
+struct InReach {
+    /// The member removed while cut off, which goes on running.
+    r: u64,
+    /// The member removed and added back, in `r`'s reach once admitted.
+    n: u64,
+    /// The link fault that cuts `r` off from every other node.
+    cut: u64,
+    /// When the episode gives up if its step has not moved on.
+    until: Nanos,
+    step: InReachStep,
+}
+
+/// Where an episode of [`InReach`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InReachStep {
+    /// `r`'s removal was sent through the leader.
+    RemovingR,
+    /// `r`'s removal applied; `n`'s was sent.
+    RemovingN,
+    /// `n` stopped as removed, its folders were wiped and its addition sent: once it is
+    /// admitted, [`World::after_admission`] mutes the members' links to it and mends `r`'s.
+    AddingN,
+}
+
 /// A request in flight.
 struct InFlight {
     pending: Option<Pending>,
@@ -280,6 +307,20 @@ const REMOVE_UNREACHABLE: f64 = 0.3;
 /// [`World::wipe_voter`]). Drawn from a source of its own, so that a schedule that draws no
 /// such fault draws everything else as it did before.
 const WIPE_VOTER: f64 = 0.03;
+
+/// How often a node admitted through the join path (in a mixed or "ids added back" schedule)
+/// hears no raft message from the members for a while, while removed members still running
+/// reach it (see [`World::after_admission`]). Drawn from a source of its own, as the wiped
+/// voters are.
+const MUTE_ADMITTED: f64 = 0.2;
+
+/// How often a fault of a mixed schedule of three voters is, instead, an episode that puts a
+/// removed member still running in reach of a node just admitted (see
+/// [`World::in_reach_step`]); drawn from the same source as [`MUTE_ADMITTED`].
+const REMOVED_IN_REACH: f64 = 0.04;
+/// How long a step of that episode may take before the episode ends (each is a change that
+/// commits, or a node that stops, within milliseconds when no other fault gets in the way).
+const IN_REACH_STEP: Nanos = 3 * SECOND;
 
 /// What one run counted.
 #[derive(Debug, Default, Clone)]
@@ -322,6 +363,13 @@ pub struct Stats {
     /// Such voters admitted by members none of which knew of their session (the leader could
     /// not answer): a gap the README names.
     pub wiped_admitted: u64,
+    /// Nodes admitted through the join path that then heard no raft message from the members
+    /// for a while (see [`World::after_admission`]).
+    pub admissions_muted: u64,
+    /// Of those, the ones a removed member still running reached meanwhile.
+    pub muted_in_reach: u64,
+    /// Episodes of a removed member in reach begun, and those that reached the mute.
+    pub in_reach_episodes: (u64, u64),
     /// Simulated nanoseconds the run lasted.
     pub simulated: Nanos,
     /// Events handled.
@@ -375,6 +423,9 @@ pub struct World {
     rng: SmallRng,
     /// Draws the wiped voters (see [`WIPE_VOTER`]), apart from `rng`.
     wipe_rng: SmallRng,
+    /// Draws the mutes after an admission and the episodes of a removed member in reach (see
+    /// [`MUTE_ADMITTED`], [`REMOVED_IN_REACH`]), apart from `rng` and `wipe_rng`.
+    mute_rng: SmallRng,
     now: Nanos,
     start: Instant,
     /// What the thread held before the world was made (see `memory.rs`).
@@ -402,6 +453,8 @@ pub struct World {
     registering: Option<Registering>,
     /// When the step of the episode under way counts as stalled (see [`Event::UndoRemoval`]).
     registering_until: Nanos,
+    /// A removed member in reach of a node just admitted: where the episode under way stands.
+    in_reach: Option<InReach>,
     /// Ids removed again while renewing: an episode reached its end (the last one: a later
     /// membership change would renew the session in log order, hiding what the snapshot
     /// left).
@@ -442,12 +495,14 @@ impl World {
         crate::memory::reset_peak();
         let rng = SmallRng::seed_from_u64(plan.seed);
         let wipe_rng = SmallRng::seed_from_u64(plan.seed ^ 0x3a9e_3a9e_3a9e_3a9e);
+        let mute_rng = SmallRng::seed_from_u64(plan.seed ^ 0x4d07_4d07_4d07_4d07);
         let start = Instant::now();
         let links = Links::new(plan.latency);
         let clients = plan.clients;
         let mut world = World {
             rng,
             wipe_rng,
+            mute_rng,
             now: 0,
             start,
             memory_base,
@@ -468,6 +523,7 @@ impl World {
             slow_reader: None,
             registering: None,
             registering_until: 0,
+            in_reach: None,
             renewed_from_snapshot: false,
             client_seq: vec![0; clients],
             last_stamp: 0,
@@ -799,6 +855,9 @@ impl World {
         if self.registering.is_some() {
             self.registering_step();
         }
+        if self.in_reach.is_some() {
+            self.in_reach_step();
+        }
         let hold = self.nodes[&id]
             .proc
             .as_ref()
@@ -1076,6 +1135,7 @@ impl World {
                 let p = self.nodes[&node].proc.as_ref().expect("alive");
                 p.net.admitted(cluster, seen);
                 self.note(|| format!("n{node} learned the cluster's identity from n{member}"));
+                self.after_admission(node);
             }
             Verdict::Refused(reason) => {
                 self.note(|| format!("n{node} is refused: {reason}"));
@@ -1731,6 +1791,10 @@ impl World {
     /// nodes (or a second while one is in flight): each makes sense against the voters as
     /// they are, but only one may take effect if both were checked against the same voters.
     fn membership_change(&mut self) -> bool {
+        if self.in_reach.is_some() {
+            // The episode sends its own changes; another would undo what it builds.
+            return false;
+        }
         let in_flight = self.ops.iter().filter(|op| op.change.is_some()).count();
         if in_flight >= 2 || (in_flight == 1 && !self.rng.random_bool(SECOND_CHANGE)) {
             return false;
@@ -1946,6 +2010,7 @@ impl World {
                 link.jitter = link.jitter.max(f.jitter);
                 link.duplicate = link.duplicate.max(f.duplicate);
                 link.loss = link.loss.max(f.loss);
+                link.mute |= f.mute;
             }
         }
     }
@@ -1975,6 +2040,12 @@ impl World {
         if self.plan.kind == Kind::Mixed
             && self.wipe_rng.random_bool(WIPE_VOTER)
             && self.wipe_voter()
+        {
+            return;
+        }
+        if self.plan.kind == Kind::Mixed
+            && self.mute_rng.random_bool(REMOVED_IN_REACH)
+            && self.removed_in_reach()
         {
             return;
         }
@@ -2213,12 +2284,16 @@ impl World {
     }
 
     /// Whether no membership change is under way: none the admin asked for is unanswered (nor
-    /// an episode of `registering_step`), the leader is settled (no change pending in its log,
-    /// a quorum heard lately), and every running node has applied the leader's voters with no
+    /// an episode of `registering_step` or of `in_reach_step`), the leader is settled (no
+    /// change pending in its log, a quorum heard lately), and every running node has applied
+    /// the leader's voters with no
     /// membership change in the leader's log past its applied index (a removed node that has
     /// not applied its removal, or an added one still catching up, counts as under way).
     fn membership_quiet(&self, leader: u64, voters: &[u64]) -> bool {
-        if self.ops.iter().any(|op| op.change.is_some()) || self.registering.is_some() {
+        if self.ops.iter().any(|op| op.change.is_some())
+            || self.registering.is_some()
+            || self.in_reach.is_some()
+        {
             return false;
         }
         let lead = self.nodes[&leader].proc.as_ref().expect("the leader runs");
@@ -2689,6 +2764,204 @@ impl World {
         self.ask_change(via, change, false, Vec::new());
     }
 
+    /// Mends the links between `a` and `b`, both ways: no link fault holds them any more.
+    fn mend(&mut self, a: u64, b: u64) {
+        for links in self.link_faults.values_mut() {
+            links.retain(|(x, y, _)| (*x, *y) != (a, b) && (*x, *y) != (b, a));
+        }
+        self.apply_link_faults();
+    }
+
+    /// Node `id` was just admitted through the join path. Sometimes ([`MUTE_ADMITTED`], and
+    /// always at the end of an episode of [`removed_in_reach`](Self::removed_in_reach)) every
+    /// member's link to it is muted for 1.5–4 s: the leader's appends are lost, so its log
+    /// stays empty; and every removed member still running (cut off, it may not know it was
+    /// removed) is let reach it, both ways. Such a member campaigns with the voters it had,
+    /// and asks for the vote of a node whose log is empty: the admitted node must not give it
+    /// (`RaftNode::take_admission`).
+    fn after_admission(&mut self, id: u64) {
+        let episode = self
+            .in_reach
+            .is_some_and(|e| e.step == InReachStep::AddingN && e.n == id);
+        if episode {
+            self.in_reach = None;
+            self.stats.in_reach_episodes.1 += 1;
+        } else if !matches!(self.plan.kind, Kind::Mixed | Kind::ReAdd)
+            || !self.mute_rng.random_bool(MUTE_ADMITTED)
+        {
+            return;
+        }
+        let voters = self.voters();
+        let members: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+        let removed: Vec<u64> = self
+            .running()
+            .into_iter()
+            .filter(|r| *r != id && !voters.contains(r))
+            .collect();
+        for r in &removed {
+            self.mend(*r, id);
+        }
+        let lasting = self.mute_rng.random_range(1500 * MS..=4 * SECOND);
+        let mute = LinkFault {
+            mute: true,
+            ..Default::default()
+        };
+        let faults = Self::pairs(&members, &[id])
+            .into_iter()
+            .map(|(a, b)| (a, b, mute.clone()))
+            .collect();
+        self.note(|| {
+            format!(
+                "fault: n{id}, just admitted, hears no raft message from {members:?} for {} ms;                  removed members still running in its reach: {removed:?}",
+                lasting / MS
+            )
+        });
+        self.link_fault(faults, lasting);
+        self.stats.admissions_muted += 1;
+        if !removed.is_empty() {
+            self.stats.muted_in_reach += 1;
+        }
+    }
+
+    /// A removed member in reach of a node just admitted, one episode: of three voters, all
+    /// running, quiet (see [`membership_quiet`](Self::membership_quiet)), a follower `r` is
+    /// cut off from every other node and removed through the leader; it goes on running
+    /// with the voters it had. Then the other follower `n` is removed and added back under
+    /// its id, wiped, with `--join`, and admitted while `r` still runs (see
+    /// [`in_reach_step`](Self::in_reach_step)): of `r`'s old voters, `r` and `n` are a
+    /// quorum, and `n`'s log is empty. The operator's steps are each ordinary; the interleaving
+    /// is what the mixed schedules never met. `false`: no cluster fits, and the drawn fault is
+    /// injected instead.
+    fn removed_in_reach(&mut self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let voters = self.voters();
+        let running = self.running();
+        if voters.len() != 3
+            || !voters.contains(&leader)
+            || voters.iter().any(|v| !running.contains(v))
+            || self.nodes.values().any(|n| n.wiped.is_some())
+            || !self.membership_quiet(leader, &voters)
+        {
+            return false;
+        }
+        let followers: Vec<u64> = voters.iter().copied().filter(|v| *v != leader).collect();
+        let pick = self.mute_rng.random_range(0..followers.len());
+        let (r, n) = (followers[pick], followers[1 - pick]);
+        let rest: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != r).collect();
+        let cut_off = LinkFault {
+            cut: true,
+            ..Default::default()
+        };
+        let faults = Self::pairs(&[r], &rest)
+            .into_iter()
+            .chain(Self::pairs(&rest, &[r]))
+            .map(|(a, b)| (a, b, cut_off.clone()))
+            .collect();
+        let cut = self.next_fault_id;
+        self.note(|| {
+            format!(
+                "fault: n{r} cut off from the others and removed; then n{n} removed and added                  back, in its reach"
+            )
+        });
+        // Until the episode ends it, or the faults do (a removed member in reach stays so
+        // after the episode's last step, and hears of its removal once the cut ends).
+        self.link_fault(faults, 10 * SECOND);
+        self.stats.in_reach_episodes.0 += 1;
+        self.in_reach = Some(InReach {
+            r,
+            n,
+            cut,
+            until: self.now + IN_REACH_STEP,
+            step: InReachStep::RemovingR,
+        });
+        let change = MemberChange::Remove { id: r };
+        self.changes_sent += 1;
+        self.note(|| format!("admin: {change:?} via n{leader}, while it is cut off"));
+        self.ask_change(leader, change, false, Vec::new());
+        self.count_fault(Fault::Membership);
+        true
+    }
+
+    /// A removed member in reach: the episode's next step, after any node's round.
+    /// 1. Once a leader other than `r` has applied `r`'s removal, and its members are
+    ///    settled, `n` is removed through it.
+    /// 2. Once `n` has stopped as removed, and the leader has applied that, `n`'s folders are
+    ///    wiped and it is added back at its URL, as any removed id is (its addition's answer
+    ///    starts it with `--join`, see `answered`).
+    /// 3. Once the members admit it, [`after_admission`](Self::after_admission) mutes their
+    ///    links to it and lets `r` reach it; the episode ends there.
+    ///
+    /// A step that has not moved on within [`IN_REACH_STEP`] (another fault got in the way)
+    /// ends the episode, and `r`'s cut with it: it then hears that it was removed.
+    fn in_reach_step(&mut self) {
+        let Some(episode) = self.in_reach else {
+            return;
+        };
+        let InReach { r, n, cut, .. } = episode;
+        if self.now > episode.until {
+            self.note(|| format!("fault: n{r} to be in reach of n{n}: a step stalled"));
+            self.in_reach = None;
+            self.link_faults.remove(&cut);
+            self.apply_link_faults();
+            return;
+        }
+        let Some(leader) = self.leader().filter(|l| *l != r) else {
+            return;
+        };
+        let lead = self.nodes[&leader].proc.as_ref().expect("the leader runs");
+        let voters = lead
+            .storage
+            .mem
+            .initial_state()
+            .map(|s| s.conf_state.voters)
+            .unwrap_or_default();
+        if !lead.shared.is_membership_settled() {
+            return;
+        }
+        let next = |step| {
+            Some(InReach {
+                step,
+                until: self.now + IN_REACH_STEP,
+                ..episode
+            })
+        };
+        match episode.step {
+            InReachStep::RemovingR if !voters.contains(&r) => {
+                self.in_reach = next(InReachStep::RemovingN);
+                let change = MemberChange::Remove { id: n };
+                self.changes_sent += 1;
+                self.note(|| format!("admin: {change:?} via n{leader}, n{r} removed"));
+                self.ask_change(leader, change, false, Vec::new());
+            }
+            InReachStep::RemovingN
+                if !voters.contains(&n)
+                    && self.nodes[&n].life == Life::Removed
+                    && self.nodes[&n].proc.is_none() =>
+            {
+                self.in_reach = next(InReachStep::AddingN);
+                // The operator's way back in, as for any id added back (see `send_change`).
+                let seed = self.mute_rng.random();
+                let node = self.nodes.get_mut(&n).expect("node exists");
+                node.fs = SimFs::new(seed, self.plan.sync_cost);
+                node.wiped = None;
+                node.admitted_after_wipe = None;
+                node.config.join = true;
+                node.config.cluster = (1..=self.plan.max_id).map(url_of).collect();
+                node.flip = None;
+                let change = MemberChange::Add {
+                    id: n,
+                    url: url_of(n),
+                };
+                self.changes_sent += 1;
+                self.note(|| format!("admin: {change:?} via n{leader}, n{r} still running"));
+                self.ask_change(leader, change, false, Vec::new());
+            }
+            _ => {}
+        }
+    }
+
     /// Stops a node and flips one byte of its WAL or of a snapshot file, at rest.
     fn corrupt(&mut self) -> bool {
         // Only where the last sync mark is known to be there (no power loss since the WAL was
@@ -2818,6 +3091,7 @@ impl World {
         // cluster settles, and the final checks would judge a cluster still changing. A member
         // it left removed hears so once the cut heals, and stops.
         self.registering = None;
+        self.in_reach = None;
         self.link_faults.clear();
         self.links.heal();
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
