@@ -3,7 +3,8 @@
 //! simulated clock, everything drawn from one seed. A schedule of faults (delay, reordering,
 //! duplication and loss of messages; partitions both ways and one way; crashes; power loss of
 //! a node or of all; failed fsyncs; a full disk; a byte flipped at rest; slow disks;
-//! membership churn) runs under a client load, and is judged: linearizable history, committed
+//! membership churn; a node just admitted that hears from a removed member before the leader)
+//! runs under a client load, and is judged: linearizable history, committed
 //! entries that never change, one leader per term, the same state at the same applied index on
 //! every node, no acknowledged write lost, a refusal to start only over damaged synced data,
 //! no panic; and once the faults end, every member takes a write, and every member's process
