@@ -162,6 +162,15 @@ impl RaftNode {
     /// holds it until the membership changes committed before it are applied (see
     /// [`RaftNode::campaign_waits_for_conf`]).
     pub(super) fn step_timeout_now(&mut self, m: Message, now: Instant) {
+        if self.holds_campaigns() {
+            // A leader whose log reaches this node's floor sends it only once this node's
+            // log matches its own; one that does not is a removed member still running.
+            tracing::debug!(
+                from = m.from,
+                "no campaign below the floor of this node's admission"
+            );
+            return;
+        }
         if self.campaign_waits_for_conf() {
             self.held_timeout_now = Some((m, now));
             return;
@@ -197,6 +206,9 @@ impl RaftNode {
     /// A node that is the only voter needs nobody's vote: elect it now rather than after an
     /// election timeout, so a single-node store answers as soon as it starts.
     pub(super) fn maybe_campaign_alone(&mut self) {
+        if self.holds_campaigns() {
+            return;
+        }
         let raft = &self.rn.raft;
         // Followers only: a candidate is already campaigning, and campaigning again each
         // loop would only inflate the term.

@@ -191,6 +191,10 @@ impl RaftNode {
 
     /// One tick of raft's clock (every `--tick-ms`).
     pub fn on_tick(&mut self) {
+        if self.holds_campaigns() && self.rn.raft.state != StateRole::Leader {
+            // Its election timer never runs out (see `holds_campaigns`).
+            self.rn.raft.election_elapsed = 0;
+        }
         self.rn.tick();
         let now = self.now();
         let leader_known = self.leader_id() != INVALID_ID;

@@ -1943,6 +1943,53 @@ async fn an_admitted_node_votes_only_for_logs_that_reach_what_its_admitters_appl
     assert_eq!((status.term, status.vote), (7, 1), "{status:?}");
 }
 
+/// A node admitted with a floor (the members had applied entry 30) whose log is taken back
+/// below it by a snapshot of an earlier state (a member restarted from an older snapshot sent
+/// it entry 14, with voters 1, 2 and 3) does not campaign: it could win only with the votes of
+/// logs that miss committed entries too (a removed member still running), and would overwrite
+/// what it lacks. It campaigned, and led so (found by the simulator: long seed 10502520).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
+    use crate::wal::{JoinedAt, Metadata, Wal};
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let config = Config {
+        id: 3,
+        cluster: cluster.clone(),
+        join: true,
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let meta = Metadata {
+        node_id: 3,
+        cluster_id: 0xC1,
+        peer_url: cluster[2].clone(),
+        initial_cluster: Vec::new(),
+        joined_at: Some(JoinedAt {
+            index: 30,
+            term: 2,
+            in_term: 2,
+        }),
+    };
+    drop(Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("a WAL"));
+    // Elections after 10 to 20 ticks of 10 ms.
+    let node = Fed::start_in(3, cluster.clone(), true, dir, |c| c.tick_ms = 10).await;
+    let snap_dir = node._dir.path().join("raftexample-3-snap");
+    let older = arrived_snapshot(&snap_dir, &cluster, 14, 0);
+    let status = node
+        .step(snapshot_message(&older, 14, 3))
+        .await
+        .expect("running");
+    assert_eq!(status.snapshot_index, 14, "{status:?}");
+    // Some fifteen election timeouts or more: it would have campaigned within the first two.
+    let watched_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watched_until {
+        let status = node.status().await.expect("running");
+        assert_eq!(status.role, "Follower", "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Node 3's process was admitted and stopped after it created its WAL and before it wrote its
 /// first hard state: its WAL holds the metadata alone. The next start takes the admitters'
 /// term from the metadata, with the entry: it follows no leader of an earlier term, and votes
