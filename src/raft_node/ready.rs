@@ -739,6 +739,31 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Makes the commit index through `last` durable before a batch with a membership change
+    /// in it is applied (and answered). A commit index is otherwise written without a sync,
+    /// as a lost one is learned again from the leader; but a node that a change leaves the
+    /// only voter has no leader to learn it from: one that answered the removal of the other
+    /// voter, then lost its unsynced pages (a failed sync), restarted counting that voter
+    /// again and could not be elected without it, removed and wiped meanwhile (found by the
+    /// simulator: long seed 857).
+    fn sync_commit_before_conf_change(
+        &mut self,
+        entries: &[Entry],
+        last: u64,
+    ) -> Result<(), NodeError> {
+        if entries
+            .iter()
+            .all(|e| e.get_entry_type() == EntryType::EntryNormal)
+        {
+            return Ok(());
+        }
+        let mut hs = self.storage.mem.rl().hard_state().clone();
+        hs.commit = hs.commit.max(last);
+        self.wal_mut()?.save(Some(&hs), &[], true)?;
+        self.storage.mem.wl().mut_hard_state().commit = hs.commit;
+        Ok(())
+    }
+
     /// Records a commit index that `advance` reported. No sync: a lost commit index is
     /// learned again from the leader.
     pub(super) fn persist_commit(&mut self, commit: u64) -> Result<(), NodeError> {
@@ -939,6 +964,7 @@ impl RaftNode {
         let Some((last, last_term)) = entries.last().map(|e| (e.index, e.term)) else {
             return Ok(());
         };
+        self.sync_commit_before_conf_change(&entries, last)?;
         // Copies skipped below still weigh on the log.
         self.log_bytes.applied(&entries);
         let now = self.now();

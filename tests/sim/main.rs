@@ -180,6 +180,11 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     // A node removed and added back, never admitted: a removed member still running doubted
     // it with a session from before. Outweighed now by a voter that applied past it.
     (10_302_212, Length::Long, Kind::Mixed),
+    // Node 1 removed through node 3, the last other voter (204), then wiped: node 3's syncs
+    // failed before its commit index past the removal was on disk, and restarted it counted
+    // node 1 again and could not be elected. A membership change now waits for its commit
+    // index to be synced.
+    (857, Length::Long, Kind::Mixed),
 ];
 
 #[test]
