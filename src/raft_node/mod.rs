@@ -259,6 +259,9 @@ pub struct RaftNode {
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
     /// appends (and the ones they replace) and the snapshots it installs.
     conf_in_log_to: u64,
+    /// Every membership change at or below this commit index has had its commit index synced
+    /// (see `sync_commit_for_conf_change`); at a start, the WAL's commit index.
+    conf_commit_checked: u64,
     /// The registrations in the log past `applied`, for this node's answers to joining nodes
     /// ([`Shared::join_facts`]).
     tail: tail::UnappliedTail,
@@ -449,6 +452,7 @@ impl RaftNode {
             leader_commit: 0,
             commit_to_hear: 0,
             conf_in_log_to,
+            conf_commit_checked: recovered.commit_at_start,
             tail,
             published_vouch_for_none: false,
             heard_at: Default::default(),

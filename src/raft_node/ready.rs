@@ -192,8 +192,16 @@ impl RaftNode {
     /// One tick of raft's clock (every `--tick-ms`).
     pub fn on_tick(&mut self) {
         if self.holds_campaigns() && self.rn.raft.state != StateRole::Leader {
-            // Its election timer never runs out (see `holds_campaigns`).
-            self.rn.raft.election_elapsed = 0;
+            // Its election timer stops just short of a campaign (see `holds_campaigns`), past
+            // the leader's lease (check_quorum): once the leader is gone it votes for a
+            // candidate whose log reaches the floor. Held at 0, the lease never ran out, and
+            // it answered no candidate at all (found by a review).
+            let top = 2 * ELECTION_TICKS as usize - 1; // raft's longest randomized timeout
+            if self.rn.raft.randomized_election_timeout() != top {
+                self.rn.raft.set_randomized_election_timeout(top);
+            }
+            let raft = &mut self.rn.raft;
+            raft.election_elapsed = raft.election_elapsed.min(top - 2);
         }
         self.rn.tick();
         let now = self.now();
@@ -477,7 +485,11 @@ impl RaftNode {
             self.on_soft_state(ss.leader_id, ss.raft_state);
         }
         self.note_leader_term();
-        // 1. Leader: replicate before persisting.
+        // 1. Leader: replicate before persisting (a commit past a membership change synced
+        // first: see `sync_commit_for_conf_change`).
+        if let Some(hs) = rd.hs() {
+            self.sync_commit_for_conf_change(hs.commit)?;
+        }
         self.send(rd.take_messages());
         // 2. A snapshot from the leader.
         if !rd.snapshot().is_empty() {
@@ -509,6 +521,7 @@ impl RaftNode {
         super::trace::light_ready(self.id, &light, &self.shared.events);
         if let Some(commit) = light.commit_index() {
             self.persist_commit(commit)?;
+            self.sync_commit_for_conf_change(commit)?;
         }
         self.send(light.take_messages());
         self.commit_entries(light.take_committed_entries())?;
@@ -739,28 +752,29 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Makes the commit index through `last` durable before a batch with a membership change
-    /// in it is applied (and answered). A commit index is otherwise written without a sync,
-    /// as a lost one is learned again from the leader; but a node that a change leaves the
-    /// only voter has no leader to learn it from: one that answered the removal of the other
-    /// voter, then lost its unsynced pages (a failed sync), restarted counting that voter
-    /// again and could not be elected without it, removed and wiped meanwhile (found by the
-    /// simulator: long seed 857).
-    fn sync_commit_before_conf_change(
-        &mut self,
-        entries: &[Entry],
-        last: u64,
-    ) -> Result<(), NodeError> {
-        if entries
-            .iter()
-            .all(|e| e.get_entry_type() == EntryType::EntryNormal)
-        {
+    /// Makes the commit index `commit` (at most what the WAL holds) durable when it covers a
+    /// membership change, before anything acts on it: before a leader sends it (a follower
+    /// may apply its own removal, stop, and be wiped), and before this node applies and
+    /// answers the change. A commit index is otherwise written without a sync, as a lost one
+    /// is learned again from the leader; but a node that a change leaves the only voter has
+    /// no leader to learn it from: one that answered the removal of the other voter, then lost
+    /// its unsynced pages (a failed sync), restarted counting that voter again and could not
+    /// be elected without it, removed and wiped meanwhile (found by the simulator: long seed
+    /// 857; the leader's send before its sync, by a review).
+    fn sync_commit_for_conf_change(&mut self, commit: u64) -> Result<(), NodeError> {
+        let commit = commit.min(self.rn.raft.raft_log.persisted);
+        if commit <= self.conf_commit_checked {
             return Ok(());
         }
-        let mut hs = self.storage.mem.rl().hard_state().clone();
-        hs.commit = hs.commit.max(last);
-        self.wal_mut()?.save(Some(&hs), &[], true)?;
-        self.storage.mem.wl().mut_hard_state().commit = hs.commit;
+        let from = self.conf_commit_checked + 1;
+        // The log is read only when it may hold a change past what was checked: rarely.
+        if self.conf_in_log_to >= from && self.conf_change_in(from, commit) {
+            let mut hs = self.storage.mem.rl().hard_state().clone();
+            hs.commit = hs.commit.max(commit);
+            self.wal_mut()?.save(Some(&hs), &[], true)?;
+            self.storage.mem.wl().mut_hard_state().commit = hs.commit;
+        }
+        self.conf_commit_checked = commit;
         Ok(())
     }
 
@@ -964,7 +978,7 @@ impl RaftNode {
         let Some((last, last_term)) = entries.last().map(|e| (e.index, e.term)) else {
             return Ok(());
         };
-        self.sync_commit_before_conf_change(&entries, last)?;
+        self.sync_commit_for_conf_change(last)?;
         // Copies skipped below still weigh on the log.
         self.log_bytes.applied(&entries);
         let now = self.now();

@@ -1988,6 +1988,13 @@ async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
         assert_eq!(status.role, "Follower", "{status:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Its leader (node 1) silent for that long, its lease has run out: it votes for a
+    // candidate whose log reaches the floor (held at 0, its election timer kept the lease, and
+    // it answered no one: found by a review).
+    let mut vote = message(raft::eraftpb::MessageType::MsgRequestVote, 2, 3, 3);
+    (vote.index, vote.log_term) = (30, 2);
+    let status = node.step(vote).await.expect("running");
+    assert_eq!((status.term, status.vote), (3, 2), "{status:?}");
 }
 
 /// Node 3's process was admitted and stopped after it created its WAL and before it wrote its
