@@ -285,7 +285,8 @@ async fn a_restart_with_another_url_for_a_member_says_the_log_wins() {
 }
 
 /// A new member started without `--join` makes a cluster of its own in its data dir, which
-/// the members refuse; the refusal says to remove that data dir, and a start with `--join` on
+/// the members refuse; the refusal says to remove the data dir of whichever node was started
+/// so (it cannot tell which side), and a start with `--join` on
 /// it says that `--join` is ignored and what to remove (it used to say neither, and the node
 /// stayed refused for good). Following the advice, it joins (found by a hands-on test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +298,7 @@ async fn a_new_member_started_without_join_is_told_what_to_remove() {
     c.spawn(new, &[]);
     wait_for(Duration::from_secs(15), "the members' refusal", || async {
         c.log(new)
-            .contains("remove that data dir, then start it with --join")
+            .contains("for that node, remove its data dir, then start it with --join")
             .then_some(())
     })
     .await;
