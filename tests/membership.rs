@@ -1106,8 +1106,7 @@ async fn a_member_behind_on_membership_follows_a_leader_it_never_heard_of() {
 /// the test failed on a wrong premise). The rule itself is covered by
 /// `raft_node::tests::members_are_settled_only_once_the_leaders_term_and_every_change_are_applied`
 /// and `transport::tests::a_410_goes_only_to_candidates_whose_log_is_no_further` (only
-/// settled members answer `410`). Run it
-/// with `--run-ignored only`.
+/// settled members answer `410`). Run it with `--run-ignored only`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "its premise is a race this build no longer meets; see its doc comment"]
 async fn a_re_added_node_is_not_sent_away_by_a_member_that_knows_no_leader() {
