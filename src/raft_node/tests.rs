@@ -1943,14 +1943,10 @@ async fn an_admitted_node_votes_only_for_logs_that_reach_what_its_admitters_appl
     assert_eq!((status.term, status.vote), (7, 1), "{status:?}");
 }
 
-/// A node admitted with a floor (the members had applied entry 30) whose log is taken back
-/// below it by a snapshot of an earlier state (a member restarted from an older snapshot sent
-/// it entry 14, with voters 1, 2 and 3) does not campaign: it could win only with the votes of
-/// logs that miss committed entries too (a removed member still running), and would overwrite
-/// what it lacks. It campaigned, and led so (found by the simulator: long seed 10502520).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
-    use crate::wal::{JoinedAt, Metadata, Wal};
+/// Node 3 of three, admitted (`--join`) with `at` and stopped once it had created its WAL,
+/// before its first hard state: a data dir whose WAL holds the metadata alone.
+fn admitted_with_its_wal_alone(at: crate::wal::JoinedAt) -> (Vec<String>, tempfile::TempDir) {
+    use crate::wal::{Metadata, Wal};
     let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let config = Config {
@@ -1965,13 +1961,24 @@ async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
         cluster_id: 0xC1,
         peer_url: cluster[2].clone(),
         initial_cluster: Vec::new(),
-        joined_at: Some(JoinedAt {
-            index: 30,
-            term: 2,
-            in_term: 2,
-        }),
+        joined_at: Some(at),
     };
     drop(Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("a WAL"));
+    (cluster, dir)
+}
+
+/// A node admitted with a floor (the members had applied entry 30) whose log is taken back
+/// below it by a snapshot of an earlier state (a member restarted from an older snapshot sent
+/// it entry 14, with voters 1, 2 and 3) does not campaign: it could win only with the votes of
+/// logs that miss committed entries too (a removed member still running), and would overwrite
+/// what it lacks. It campaigned, and led so (found by the simulator: long seed 10502520).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
+    let (cluster, dir) = admitted_with_its_wal_alone(crate::wal::JoinedAt {
+        index: 30,
+        term: 2,
+        in_term: 2,
+    });
     // Elections after 10 to 20 ticks of 10 ms.
     let node = Fed::start_in(3, cluster.clone(), true, dir, |c| c.tick_ms = 10).await;
     let snap_dir = node._dir.path().join("raftexample-3-snap");
@@ -2003,29 +2010,12 @@ async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
 /// for no log that ends before that entry (review 92).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admitted_node_stopped_before_its_first_hard_state_starts_in_its_admitters_term() {
-    use crate::wal::{JoinedAt, Metadata, Wal};
     use raft::eraftpb::MessageType::*;
-    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let config = Config {
-        id: 3,
-        cluster: cluster.clone(),
-        join: true,
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    let meta = Metadata {
-        node_id: 3,
-        cluster_id: 0xC1,
-        peer_url: cluster[2].clone(),
-        initial_cluster: Vec::new(),
-        joined_at: Some(JoinedAt {
-            index: 30,
-            term: 4,
-            in_term: 6,
-        }),
-    };
-    drop(Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("a WAL"));
+    let (cluster, dir) = admitted_with_its_wal_alone(crate::wal::JoinedAt {
+        index: 30,
+        term: 4,
+        in_term: 6,
+    });
     let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
     let status = node.status().await.expect("running");
     assert_eq!(status.term, 6, "{status:?}");

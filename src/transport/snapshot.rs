@@ -975,6 +975,19 @@ mod tests {
         assert_eq!(left, 0, "nothing stays behind");
     }
 
+    /// A snapshot request's body (a 10,000-byte snapshot's) that sends its first half and then
+    /// nothing, its connection held open while the sender returned with it lives.
+    async fn half_sent_then_silent() -> (mpsc::Sender<Bytes>, Body) {
+        let leader_dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
+        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(body.slice(..body.len() / 2))
+            .await
+            .expect("room for one chunk");
+        (tx, Body::new(ChannelBody::open(rx)))
+    }
+
     /// A follower whose disk has `free` bytes left.
     struct Tight<'a> {
         server: &'a PeerServer,
@@ -1010,23 +1023,15 @@ mod tests {
     /// its first half: a receiver that began writing would wait for the rest.
     #[tokio::test(start_paused = true)]
     async fn a_snapshot_the_disk_has_no_room_for_is_refused_before_it_is_written() {
-        let leader_dir = tempfile::TempDir::new().expect("temp dir");
         let follower_dir = tempfile::TempDir::new().expect("temp dir");
-        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
-        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (tx, half_sent) = half_sent_then_silent().await;
         let (server, _events) = follower(follower_dir.path());
         let tight = Tight {
             server: &server,
             free: server.limits().keep_free + 5_000,
         };
-        let (tx, rx) = mpsc::channel(1);
-        tx.send(body.slice(..body.len() / 2))
-            .await
-            .expect("room for one chunk");
         let started = Instant::now();
-        let refused = receive(&tight, 1, Body::new(ChannelBody::open(rx)))
-            .await
-            .expect_err("refused");
+        let refused = receive(&tight, 1, half_sent).await.expect_err("refused");
         assert_eq!(
             refused.status(),
             StatusCode::INSUFFICIENT_STORAGE,
@@ -1050,17 +1055,11 @@ mod tests {
     /// would still wait (a long grace), and nothing stays on the disk.
     #[tokio::test(start_paused = true)]
     async fn a_stalled_snapshot_is_refused() {
-        let leader_dir = tempfile::TempDir::new().expect("temp dir");
         let follower_dir = tempfile::TempDir::new().expect("temp dir");
-        let leader = leader_with(leader_dir.path(), &[5u8; 10_000]);
-        let body = wire(outgoing(message_for(&leader), &leader).expect("a body")).await;
+        let (tx, half_sent) = half_sent_then_silent().await;
         let (server, _events) = follower_with_grace(follower_dir.path(), Duration::from_secs(3600));
-        let (tx, rx) = mpsc::channel(1);
-        tx.send(body.slice(..body.len() / 2))
-            .await
-            .expect("room for one chunk");
         let started = Instant::now();
-        let refused = receive(&server, 1, Body::new(ChannelBody::open(rx)))
+        let refused = receive(&server, 1, half_sent)
             .await
             .expect_err("a stalled snapshot is refused");
         assert_eq!(refused.status(), StatusCode::REQUEST_TIMEOUT, "{refused:?}");

@@ -1906,16 +1906,7 @@ impl World {
                 _ => voters[self.rng.random_range(0..voters.len())],
             };
             if running.contains(&id) && self.rng.random_bool(REMOVE_UNREACHABLE) {
-                let rest: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != id).collect();
-                let cut = LinkFault {
-                    cut: true,
-                    ..Default::default()
-                };
-                let faults = Self::pairs(&[id], &rest)
-                    .into_iter()
-                    .chain(Self::pairs(&rest, &[id]))
-                    .map(|(a, b)| (a, b, cut.clone()))
-                    .collect();
+                let faults = self.cut_off(id);
                 let lasting = self.between(SECOND, 3 * SECOND);
                 self.note(|| format!("fault: n{id} cut off from the others, to be removed"));
                 self.link_fault(faults, lasting);
@@ -2013,6 +2004,20 @@ impl World {
                 link.mute |= f.mute;
             }
         }
+    }
+
+    /// Cuts on every link between node `id` and every other id, both ways.
+    fn cut_off(&self, id: u64) -> Vec<(u64, u64, LinkFault)> {
+        let rest: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != id).collect();
+        let cut = LinkFault {
+            cut: true,
+            ..Default::default()
+        };
+        Self::pairs(&[id], &rest)
+            .into_iter()
+            .chain(Self::pairs(&rest, &[id]))
+            .map(|(a, b)| (a, b, cut.clone()))
+            .collect()
     }
 
     /// Every directed link between distinct nodes of `a` and `b`.
@@ -2849,16 +2854,7 @@ impl World {
         let followers: Vec<u64> = voters.iter().copied().filter(|v| *v != leader).collect();
         let pick = self.mute_rng.random_range(0..followers.len());
         let (r, n) = (followers[pick], followers[1 - pick]);
-        let rest: Vec<u64> = (1..=self.plan.max_id).filter(|i| *i != r).collect();
-        let cut_off = LinkFault {
-            cut: true,
-            ..Default::default()
-        };
-        let faults = Self::pairs(&[r], &rest)
-            .into_iter()
-            .chain(Self::pairs(&rest, &[r]))
-            .map(|(a, b)| (a, b, cut_off.clone()))
-            .collect();
+        let faults = self.cut_off(r);
         let cut = self.next_fault_id;
         self.note(|| {
             format!(
