@@ -23,7 +23,7 @@ use clap::{ArgAction, Parser, Subcommand};
 )]
 pub struct Config {
     /// This node's raft id: a 1-based index into --cluster.
-    #[arg(long, default_value_t = 1, global = true)]
+    #[arg(long, default_value_t = 1)]
     pub id: u64,
 
     /// Comma-separated peer URLs of the cluster, in id order.
@@ -40,7 +40,7 @@ pub struct Config {
     pub join: bool,
 
     /// Folder that holds `raftexample-<id>/` (the WAL) and `raftexample-<id>-snap/` (snapshots).
-    #[arg(long, default_value = ".", global = true)]
+    #[arg(long, default_value = ".")]
     pub data_dir: PathBuf,
 
     /// Address the REST API listens on (the original listens on every interface).
@@ -165,6 +165,16 @@ pub enum Command {
     /// Print every WAL record and snapshot file of a node's data dir, one per line
     /// (`raftexample dump --id 1 --data-dir .`). Read-only: works on a stopped node's files.
     Dump {
+        /// The node whose files to print: they are in `raftexample-<id>/` and
+        /// `raftexample-<id>-snap/` [default: 1].
+        // Not the server's flags made global: `certs --help` then listed them, and `dump`
+        // described `--id` as an index into a `--cluster` it does not take. `from_args` copies
+        // these into the server's fields, so `raftexample --id 2 dump` still works too.
+        #[arg(long)]
+        id: Option<u64>,
+        /// Folder that holds the node's folders [default: .].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Print JSON lines instead of text.
         #[arg(long)]
         json: bool,
@@ -234,7 +244,13 @@ impl Config {
     /// both work, as do `--join=true` and `-join`, for every flag.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, clap::Error> {
         let longs = long_flags();
-        Config::try_parse_from(args.into_iter().map(|arg| go_style_flag(arg, &longs)))
+        let mut config =
+            Config::try_parse_from(args.into_iter().map(|arg| go_style_flag(arg, &longs)))?;
+        if let Some(Command::Dump { id, data_dir, .. }) = &config.command {
+            config.id = id.unwrap_or(config.id);
+            config.data_dir = data_dir.clone().unwrap_or(config.data_dir);
+        }
+        Ok(config)
     }
 
     /// This node's own peer URL (`--cluster[id-1]`).
@@ -443,6 +459,25 @@ mod tests {
         ]);
         assert_eq!(c.wal_dir(), PathBuf::from("/tmp/x/raftexample-2"));
         assert!(matches!(c.command, Some(Command::Dump { json: true, .. })));
+        // Before the subcommand, as the server's flags, they count as well.
+        let c = parse(&["raftexample", "--id", "3", "--data-dir", "/d", "dump"]);
+        assert_eq!(c.wal_dir(), PathBuf::from("/d/raftexample-3"));
+    }
+
+    #[test]
+    fn certs_takes_no_node_flags_and_dump_describes_its_own() {
+        // `certs` makes files for every node: an --id or --data-dir given to it was ignored.
+        for flag in ["--id", "--data-dir"] {
+            let args = ["raftexample", "certs", flag, "7"].map(String::from);
+            assert!(Config::from_args(args).is_err(), "certs took {flag}");
+        }
+        let mut command = <Config as clap::CommandFactory>::command();
+        let dump = command
+            .find_subcommand_mut("dump")
+            .expect("the dump subcommand");
+        let help = dump.render_long_help().to_string();
+        assert!(help.contains("raftexample-<id>-snap"), "{help}");
+        assert!(!help.contains("--cluster"), "{help}");
     }
 
     #[test]

@@ -46,7 +46,10 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
 
-    if let Some(Command::Dump { json, full_values }) = &config.command {
+    if let Some(Command::Dump {
+        json, full_values, ..
+    }) = &config.command
+    {
         let options = raftexample::dump::Options {
             json: *json,
             full_values: *full_values,
