@@ -105,3 +105,65 @@ async fn dump_is_quiet_when_its_reader_stops() {
         "dump said something"
     );
 }
+
+/// Each node process registers its session once: `dump` of a three-node cluster, one of whose
+/// nodes was restarted, shows one registration per process (four), each nonce once. Every
+/// start but a `--join` wrote two identical registrations at consecutive indexes (a new-user
+/// campaign saw them in `dump`): a follower proposed its registration as soon as it heard of a
+/// leader, then took that leader for a new one and proposed it again. A leader change before
+/// the registration commits would rightly send it again, so a run with one does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_process_registers_its_session_once() {
+    for _attempt in 0..3 {
+        let mut c = ProcCluster::start(3, &[]).await;
+        let leader = c.wait_leader().await;
+        let follower = if leader == 1 { 2 } else { 1 };
+        for id in 1..=3 {
+            c.put_ok(id, &format!("k{id}"), "v").await;
+        }
+        c.stop(follower).await;
+        c.spawn(follower, &[]);
+        c.put_ok(follower, "again", "v").await;
+        for id in 1..=3 {
+            c.wait_value(id, "again", "v", true).await;
+        }
+        let data_dir = c.data_dir(1);
+        for id in 1..=3 {
+            c.stop(id).await;
+        }
+        let out = dump(&data_dir, &["--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .filter(|v: &serde_json::Value| v["type"] == "entry")
+            .collect();
+        let terms: std::collections::BTreeSet<u64> = entries
+            .iter()
+            .filter(|e| e["op"] == "register" || e["op"] == "put")
+            .filter_map(|e| e["term"].as_u64())
+            .collect();
+        if terms.len() > 1 {
+            // A second leader: a registration in flight is rightly proposed again.
+            continue;
+        }
+        let mut nonces: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for e in entries.iter().filter(|e| e["op"] == "register") {
+            let nonce = e["nonce"].as_u64().expect("a nonce");
+            nonces
+                .entry(nonce)
+                .or_default()
+                .push(e["index"].as_u64().expect("an index"));
+        }
+        assert_eq!(nonces.len(), 4, "one registration per process: {nonces:?}");
+        for (nonce, at) in &nonces {
+            assert_eq!(at.len(), 1, "nonce {nonce:x} registered at indexes {at:?}");
+        }
+        return;
+    }
+    panic!("every try saw a second leader");
+}

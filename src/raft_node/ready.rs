@@ -171,6 +171,10 @@ impl RaftNode {
         loop {
             // A tick or a message may have moved the term or the role.
             self.settle_election_timeout();
+            // A leader heard of since the last Ready is noted before anything is proposed to
+            // it: noted after, it looked new and what had just gone to it was proposed again
+            // (every start registered its session twice, found by a new-user campaign).
+            self.note_leader_term();
             self.propose();
             self.release_held_reads();
             self.release_held_timeout_now();
