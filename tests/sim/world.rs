@@ -2817,7 +2817,8 @@ impl World {
             .collect();
         self.note(|| {
             format!(
-                "fault: n{id}, just admitted, hears no raft message from {members:?} for {} ms;                  removed members still running in its reach: {removed:?}",
+                "fault: n{id}, just admitted, hears no raft message from {members:?} for {} ms; \
+                 removed members still running in its reach: {removed:?}",
                 lasting / MS
             )
         });
