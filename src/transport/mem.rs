@@ -2,7 +2,8 @@
 //! and gets an endpoint ([`MemEndpoint`], a [`Network`]) and the queue of what its peers send
 //! it. A message is delivered at once, as the HTTP transport would deliver it (one batch per
 //! peer, snapshots reported delivered, a removed node's vote requests answered with "gone"),
-//! unless the test has cut the link. Tests run whole clusters on it, on a paused clock.
+//! unless the test has cut the link (at once, or right after a message it picks). Tests run
+//! whole clusters on it, on a paused clock.
 //! Nodes do not share a disk: a snapshot travels with its data inline, read from the sender's
 //! file system ([`super::inline_snapshot`]). A node that joins on an empty data dir refuses
 //! every message until it has asked the members it reaches and their answers admit it: each
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use super::join::{self, Answer, MemberView, Round, Verdict};
 use super::{
     Admission, AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot,
+    is_vote_request,
 };
 use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
@@ -45,6 +47,10 @@ struct Hub {
     cut: BTreeSet<(u64, u64)>,
     /// Links that carry a joining node's questions but lose raft messages, as (from, to).
     muted: BTreeSet<(u64, u64)>,
+    /// Links to be cut once they have delivered a message their test picks, as (from, to).
+    cut_after: BTreeMap<(u64, u64), Pick>,
+    /// Vote requests (pre-votes included) delivered on each link, as (from, to).
+    vote_requests: BTreeMap<(u64, u64), u64>,
     /// Each node's members and their peer URLs, as its raft node told its endpoint.
     members: BTreeMap<u64, BTreeMap<u64, String>>,
     /// Each node's cluster identity: [`CLUSTER`], or 0 while it joins and has not been
@@ -56,6 +62,9 @@ struct Hub {
 
 /// The identity of the one cluster on a network.
 const CLUSTER: u64 = 1;
+
+/// Which message a test waits for on a link ([`MemNet::cut_after`]).
+type Pick = Box<dyn Fn(&Message) -> bool + Send>;
 
 impl MemNet {
     /// A network with no node on it.
@@ -112,6 +121,30 @@ impl MemNet {
     /// Cuts the link from `from` to `to` only: `to` still reaches `from`.
     pub fn cut_one_way(&self, from: u64, to: u64) {
         self.hub().cut.insert((from, to));
+    }
+
+    /// Cuts the link from `from` to `to` one way right after it has delivered a batch holding
+    /// a message `picked` picks (the batch arrives whole). A test's way to let a node
+    /// acknowledge an entry and hear nothing more, not even that the entry committed: which
+    /// a cut made by the test after the fact could not promise, since the leader announces
+    /// the commit within one round trip.
+    pub fn cut_after(
+        &self,
+        from: u64,
+        to: u64,
+        picked: impl Fn(&Message) -> bool + Send + 'static,
+    ) {
+        self.hub().cut_after.insert((from, to), Box::new(picked));
+    }
+
+    /// How many vote requests (pre-votes included) the link from `from` to `to` has
+    /// delivered: those answered "gone" were not.
+    pub fn vote_requests(&self, from: u64, to: u64) -> u64 {
+        self.hub()
+            .vote_requests
+            .get(&(from, to))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Loses the raft messages `from` sends to `to`, and only those: a node joining at `to`
@@ -271,7 +304,7 @@ impl Network for MemEndpoint {
     }
 
     fn send(&mut self, messages: Vec<Message>, dropped: &mut Dropped) {
-        let hub = self.net.hub();
+        let mut hub = self.net.hub();
         let mut batches: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
         for m in messages {
             batches.entry(m.to).or_default().push(m);
@@ -322,10 +355,20 @@ impl Network for MemEndpoint {
                 .rev()
                 .find(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                 .map(SnapshotId::of);
+            let picked = hub
+                .cut_after
+                .get(&link)
+                .is_some_and(|pick| batch.iter().any(pick));
+            let votes = batch.iter().filter(|m| is_vote_request(m)).count() as u64;
             if target.try_send(PeerEvent::Step(batch)).is_err() {
                 dropped.add(to, snapshots > 0);
                 continue;
             }
+            if picked {
+                hub.cut_after.remove(&link);
+                hub.cut.insert(link);
+            }
+            *hub.vote_requests.entry(link).or_default() += votes;
             if let Some(snapshot) = sent
                 && let Some(own) = &own
             {
@@ -422,6 +465,43 @@ mod tests {
             other => panic!("expected gone, got {other:?}"),
         }
     }
+
+    /// A link cut after a message the test picks delivers the batch that holds it, whole, and
+    /// nothing after it, that way only; the vote requests each link delivered are counted.
+    #[test]
+    fn a_link_cut_after_a_picked_message_delivers_that_batch_and_no_more() {
+        let net = MemNet::new();
+        let (mut a, mut a_rx) = net.attach(1);
+        let (mut b, mut b_rx) = net.attach(2);
+        a.add_peer(2, "");
+        b.add_peer(1, "");
+        net.cut_after(1, 2, |m| m.get_msg_type() == MessageType::MsgAppend);
+        let mut dropped = Dropped::default();
+        let heartbeat = || message(MessageType::MsgHeartbeat, 1, 2);
+        for batch in [
+            vec![heartbeat()],
+            vec![message(MessageType::MsgAppend, 1, 2), heartbeat()],
+        ] {
+            let sent = batch.len();
+            a.send(batch, &mut dropped);
+            match b_rx.try_recv() {
+                Ok(PeerEvent::Step(got)) => assert_eq!(got.len(), sent),
+                other => panic!("expected the batch, got {other:?}"),
+            }
+        }
+        assert!(dropped.unreachable.is_empty());
+        a.send(vec![heartbeat()], &mut dropped);
+        assert!(b_rx.try_recv().is_err(), "the link is cut after the append");
+        assert_eq!(dropped.unreachable, [2]);
+
+        b.send(
+            vec![message(MessageType::MsgRequestPreVote, 2, 1)],
+            &mut Dropped::default(),
+        );
+        assert!(matches!(a_rx.try_recv(), Ok(PeerEvent::Step(_))));
+        assert_eq!((net.vote_requests(2, 1), net.vote_requests(1, 2)), (1, 0));
+    }
+
     /// Nodes do not share a disk: a snapshot whose data names the sender's file arrives with
     /// that file's data inline; one whose file is gone is dropped, and raft hears it failed.
     #[test]
