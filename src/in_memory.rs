@@ -58,12 +58,21 @@ impl MemNode {
         exit
     }
 
+    /// Whether the node's task has ended (it stopped on its own: removed, say), though
+    /// nobody has waited for it yet.
+    pub fn has_stopped(&self) -> bool {
+        self.exit.is_finished()
+    }
+
     /// Stops the node at once, as a crash would: nothing is flushed, and the node's task is
-    /// dropped where it stands (its disk keeps what it had synced, and more).
-    pub fn crash(self) {
+    /// dropped where it stands (its disk keeps what it had synced, and more). Returns once the
+    /// task is gone, and with it its hold on the data dir's lock: the node can start again.
+    pub async fn crash(self) {
         self.exit.abort();
         self.lookup.cancel();
         self.net.detach(self.id);
+        // Its error says the task was cancelled, as asked (or how it ended before that).
+        let _ = self.exit.await;
     }
 }
 

@@ -262,6 +262,17 @@ impl TestCluster {
         node.wait().await
     }
 
+    /// Crashes node `id` (see [`MemNode::crash`]): its disk keeps what it had synced.
+    pub async fn crash(&mut self, id: u64) {
+        let node = self.nodes.remove(&id).expect("crashing a running node");
+        node.crash().await;
+    }
+
+    /// Whether started node `id` has stopped on its own, though not yet waited for.
+    pub fn has_stopped(&self, id: u64) -> bool {
+        self.running_node(id).has_stopped()
+    }
+
     /// Waits until node `id` has stopped on its own (say, after its removal).
     pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> raftexample::Exit {
         let node = self.nodes.remove(&id).expect("a running node");
