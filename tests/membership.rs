@@ -1,17 +1,20 @@
 //! Membership changes on real processes: growing and shrinking under load, removing the
 //! leader, the precise refusals (404/409), and data dirs that belong to another cluster; and,
-//! in memory on a paused clock, two changes sent at once through two nodes.
+//! in memory on a paused clock, what needs links cut at a given message or moment: two
+//! changes sent at once through two nodes, removed nodes and members that lag behind.
 
 mod common;
 #[path = "faults/stalls.rs"]
 mod stalls;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ProcCluster, TestCluster, wait_for};
 use nix::sys::signal::Signal;
+use raft::eraftpb::EntryType;
 use raftexample::raft_node::{MemberChange, ProposalError};
 use tokio_util::sync::CancellationToken;
 
@@ -1092,90 +1095,130 @@ async fn a_member_behind_on_membership_follows_a_leader_it_never_heard_of() {
 }
 
 /// Node V, down, is removed and added back under its old id, its data dir kept (from before
-/// its removal). Member O is killed just as the re-addition commits, so that it holds it
-/// unapplied, and the leader is killed too. O and V start while the leader is down: O knows
-/// no leader and still counts V as removed. It used to answer V's vote requests 410 Gone, and
-/// V stopped for good (exit 0, so a supervisor would not bring it back) although it is a
-/// member (found by a review). Now only a node that knows a leader answers so: V waits, and
-/// once the leader is back, all three count three members and V serves.
-///
-/// Ignored: O holding the re-addition unapplied is a race (O killed between its
-/// acknowledgement and the commit), which builds that sync a commit index past a membership
-/// change before sending it no longer meet: in every try O has applied it (checked once O has
-/// applied what its WAL said was committed; read earlier, its members looked unapplied and
-/// the test failed on a wrong premise). The rule itself is covered by
-/// `raft_node::tests::members_are_settled_only_once_the_leaders_term_and_every_change_are_applied`
-/// and `transport::tests::a_410_goes_only_to_candidates_whose_log_is_no_further` (only
-/// settled members answer `410`). Run it with `--run-ignored only`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "its premise is a race this build no longer meets; see its doc comment"]
+/// its removal). Member O acknowledges the re-addition but never hears that it committed (the
+/// leader's link to O is cut right after the entry reaches it), and O and the leader crash: O
+/// holds the re-addition unapplied and still counts V as removed. O and V start while the
+/// leader is down, so O knows no leader. It used to answer V's vote requests 410 Gone, and V
+/// stopped for good (exit 0, so a supervisor would not bring it back) although it is a member
+/// (found by a review). Now only a node whose members are settled answers so: V's vote
+/// requests reach O, V waits, and once the leader is back, all three count three members and
+/// V serves. (On processes, O holding the entry unapplied was a race with the leader's next
+/// message, which builds that sync the commit index before sending a membership change no
+/// longer met; here the cut makes it certain, and the test checks it.)
+#[tokio::test(start_paused = true)]
 async fn a_re_added_node_is_not_sent_away_by_a_member_that_knows_no_leader() {
-    // O must come back without the re-addition applied, which a race decides: a few tries.
-    for _attempt in 0..4 {
-        let mut c = ProcCluster::start(3, &[]).await;
-        let leader = c.wait_leader().await;
-        let v = (1..=3).find(|id| *id != leader).expect("a follower");
-        let o = 6 - leader - v;
-        c.put_ok(leader, "a", "1").await;
-        c.kill(v);
-        let (code, body) = delete(&c, leader, v).await;
-        assert_eq!(code, 204, "{body}");
-        c.put_ok(leader, "d", "2").await;
-        let v_url = c.peers[v as usize - 1].clone();
-        let (code, body) = post(&c, leader, v, &v_url).await;
-        assert_eq!(code, 204, "{body}");
-        c.kill(o);
-        c.kill(leader);
-        let o_log_before = c.log(o).len();
-        let v_log_before = c.log(v).len();
-        c.spawn(o, &[]);
-        c.spawn(v, &[]);
-        // Asked once O has applied what its WAL said was committed: its REST port answers
-        // before that, with the members of its log's start (the test read them so, and took
-        // an applied re-addition for one held unapplied).
-        let o_members = wait_for(Duration::from_secs(20), "node O's members", || async {
-            let status = c.status(o).await?;
-            let applied = status["applied"].as_u64()?;
-            (applied >= status["commit_at_start"].as_u64()?).then_some(())?;
-            let (code, body) = c.get(o, "-/members").await?;
-            (code == 200).then_some(body)
-        })
-        .await;
-        if o_members.contains(&format!("\"id\":{v},")) {
-            // O applied the re-addition before it was killed: nothing to see here.
-            continue;
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let v = (1..=3).find(|id| *id != leader).expect("a follower");
+    let o = 6 - leader - v;
+    c.node(leader)
+        .put("a".into(), "1".into())
+        .await
+        .expect("the first write commits");
+    c.crash(v).await;
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: v })
+        .await
+        .expect("V's removal commits with O");
+    c.node(leader)
+        .put("d".into(), "2".into())
+        .await
+        .expect("a write after V's removal commits");
+    // The next membership change on the link is the re-addition: O gets it, acknowledges it
+    // (so it commits, O and the leader being the voters), and hears nothing more.
+    let readd = Arc::new(AtomicU64::new(0));
+    c.net.cut_after(leader, o, {
+        let readd = readd.clone();
+        move |m| {
+            let change = m.get_entries().iter().find(|e| {
+                matches!(
+                    e.get_entry_type(),
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                )
+            });
+            change
+                .inspect(|e| readd.store(e.index, Ordering::SeqCst))
+                .is_some()
         }
-        // V campaigns at O (O logs each pre-vote it judges), or stops.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut judged = 0;
-        while judged < 3 && c.is_running(v) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "node {o} never heard node {v}'s vote requests: {}",
-                c.log(o)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            judged = c.log(o)[o_log_before..]
-                .matches(&format!("vote from {v} "))
-                .count();
-        }
-        assert!(
-            c.is_running(v),
-            "node {v}, a member, stopped while no one led: {}",
-            &c.log(v)[v_log_before..]
-        );
-        c.spawn(leader, &[]);
-        c.put_ok(v, "back", "3").await;
-        for id in 1..=3 {
-            c.wait_value(id, "back", "3", false).await;
-        }
-        for id in [leader, o, v] {
-            assert_eq!(member_ids(&c, id).await, [1, 2, 3], "as node {id} sees it");
-        }
-        assert!(c.is_running(v), "{}", &c.log(v)[v_log_before..]);
-        return;
+    });
+    let url = c.peers[v as usize - 1].clone();
+    c.node(leader)
+        .change_members(MemberChange::Add { id: v, url })
+        .await
+        .expect("V's re-addition commits with O's acknowledgement");
+    let readd = readd.load(Ordering::SeqCst);
+    assert_ne!(readd, 0, "the leader sent O no membership change");
+    let seen = c.node(o).status().await.expect("O runs");
+    assert!(
+        seen.last_index >= readd && seen.commit < readd,
+        "O must hold the re-addition (entry {readd}) without knowing it committed: last \
+         index {}, commit {}",
+        seen.last_index,
+        seen.commit
+    );
+    c.crash(o).await;
+    c.crash(leader).await;
+
+    c.start_node(o, false).await;
+    c.start_node(v, false).await;
+    let unapplied = || async {
+        let s = c.node(o).status().await.ok()?;
+        (s.applied >= s.commit_at_start).then_some(())?;
+        let counts_v = s.members.iter().any(|m| m.id == v);
+        Some(s.last_index >= readd && s.applied < readd && !counts_v)
+    };
+    let held = wait_for(
+        Duration::from_secs(10),
+        "O to apply what it knew committed",
+        unapplied,
+    )
+    .await;
+    assert!(
+        held,
+        "O came back with the re-addition (entry {readd}) applied"
+    );
+    // V campaigns at O (which judges its vote requests), or stops.
+    let asked = wait_for(
+        Duration::from_secs(60),
+        "V's vote requests to reach O",
+        || async {
+            if c.has_stopped(v) {
+                return Some(false);
+            }
+            (c.net.vote_requests(v, o) >= 3).then_some(true)
+        },
+    )
+    .await;
+    if !asked {
+        let exit = c.wait_exit(v, Duration::from_secs(1)).await;
+        panic!("node {v}, a member, stopped while no one led: {exit:?}");
     }
-    panic!("node O applied the re-addition before it was killed, every time");
+    // O judged them all with the re-addition unapplied (its applied index only grows).
+    let seen = c.node(o).status().await.expect("O runs");
+    assert!(
+        seen.applied < readd && seen.leader == 0,
+        "O applied {} and knows leader {}",
+        seen.applied,
+        seen.leader
+    );
+
+    c.net.heal();
+    c.start_node(leader, false).await;
+    wait_for(Duration::from_secs(60), "V to take a write", || async {
+        c.node(v).put("back".into(), "3".into()).await.ok()
+    })
+    .await;
+    c.wait_converged("back", "3").await;
+    for id in [leader, o, v] {
+        let mut members: Vec<u64> = (c.node(id).status().await.expect("status").members)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        members.sort_unstable();
+        assert_eq!(members, [1, 2, 3], "as node {id} sees it");
+    }
+    assert!(!c.has_stopped(v), "node {v} stopped");
+    c.shutdown().await;
 }
 
 /// Node V, down, is removed; started again from its data dir, it never learns of its removal
