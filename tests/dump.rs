@@ -111,11 +111,13 @@ async fn dump_is_quiet_when_its_reader_stops() {
 /// start but a `--join` wrote two identical registrations at consecutive indexes (a new-user
 /// campaign saw them in `dump`): a follower proposed its registration as soon as it heard of a
 /// leader, then took that leader for a new one and proposed it again. A leader change before
-/// the registration commits would rightly send it again, so a run with one does not count.
+/// the registration commits would rightly send it again, so a run with one does not count; and
+/// so would a registration unapplied for 40 ticks (a loaded machine): ticks of 250 ms make
+/// that 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_node_process_registers_its_session_once() {
     for _attempt in 0..3 {
-        let mut c = ProcCluster::start(3, &[]).await;
+        let mut c = ProcCluster::start(3, &["--tick-ms", "250"]).await;
         let leader = c.wait_leader().await;
         let follower = if leader == 1 { 2 } else { 1 };
         for id in 1..=3 {

@@ -678,9 +678,11 @@ impl RaftNode {
     }
 
     /// A leader known in a term this node has not acted on yet, or again after none was: a
-    /// new leader, the same one deposed and elected again, or the same one heard again. A proposal forwarded to it meanwhile (which it dropped while
-    /// it had no leader) or appended in its old term may be lost, and so may a ReadIndex
-    /// request: propose and ask again as soon as this Ready is done. Keyed on the term too,
+    /// new leader, the same one deposed and elected again, or the same one heard again. A
+    /// proposal forwarded to it meanwhile (which it dropped while it had no leader) or appended
+    /// in its old term may be lost, and so may a ReadIndex request: propose and ask again as
+    /// soon as this Ready is done (or at once, when a message made it known between readies:
+    /// see `handle_readies`). Keyed on the term too,
     /// because raft reports no new soft state to a follower that took the new term's first
     /// message without a `Ready` in between (it saw the same leader, as a follower, before and
     /// after), and such a follower's writes waited out the resend timer (found by a review).
