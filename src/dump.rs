@@ -4,8 +4,10 @@
 //! it works on a stopped node's files and on a broken WAL: it prints the good records and then
 //! where and why reading stopped. Keys and values longer than [`SHOWN_BYTES`] are cut there,
 //! with their full length, unless `--full-values` asks for them whole: a 1 MiB value would
-//! otherwise be a 1 MiB line.
+//! otherwise be a 1 MiB line. A last line gives the cluster's incarnation as a start of the
+//! node would know it (see [`crate::incarnation`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::describe::{SHOWN_BYTES, conf_change_text, cut, describe_entry};
+use crate::incarnation::Incarnation;
 use crate::kvstore::{Command, decode_snapshot};
 use crate::membership::decode_conf_change;
 use crate::proposal::{self, Payload};
@@ -59,7 +62,9 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
         return Err(DumpError::NoWal(wal_dir.display().to_string()));
     }
     let mut write_error = None;
+    let mut trail = IncarnationTrail::default();
     let scanned = wal::scan(&wal_dir, |path, offset, len, record| {
+        trail.note(record);
         if write_error.is_some() {
             return;
         }
@@ -82,7 +87,16 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
         return Err(err.into());
     }
     // Snapshots are listed even when the WAL is damaged: they may be what is left.
-    dump_snapshots(&config.snap_dir(), as_json, out)?;
+    let snapshots = dump_snapshots(&config.snap_dir(), as_json, out)?;
+    if scanned.is_ok() {
+        let (incarnation, from) = trail.conclude(&snapshots);
+        let line = if as_json {
+            json!({"type": "incarnation", "incarnation": incarnation, "from": from}).to_string()
+        } else {
+            format!("incarnation  {incarnation}  ({from})")
+        };
+        writeln!(out, "{line}")?;
+    }
     if let Err(err) = scanned {
         let line = if as_json {
             json!({"type": "error", "error": err.to_string()}).to_string()
@@ -97,39 +111,50 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     Ok(())
 }
 
-fn dump_snapshots(dir: &Path, as_json: bool, out: &mut impl Write) -> Result<(), DumpError> {
+/// Prints each snapshot file; returns the incarnation of each one that decodes, by (term,
+/// index).
+fn dump_snapshots(
+    dir: &Path,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<BTreeMap<(u64, u64), Incarnation>, DumpError> {
+    let mut incarnations = BTreeMap::new();
     let Ok(files) = crate::snapshotter::list_files(dir) else {
-        return Ok(());
+        return Ok(incarnations);
     };
     for path in files {
         let line = match crate::snapshotter::read_file(&path) {
             Ok(snap) => {
                 let meta = snap.get_metadata();
                 let decoded = decode_snapshot(&snap.data);
-                let (members, keys) = match &decoded {
-                    Ok((state, map)) => (
-                        state
-                            .members
-                            .urls
-                            .iter()
-                            .map(|(id, url)| format!("{id}={url}"))
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        map.len().to_string(),
-                    ),
-                    Err(e) => (format!("undecodable: {e}"), "?".into()),
+                let (members, keys, incarnation) = match &decoded {
+                    Ok((state, map)) => {
+                        incarnations.insert((meta.term, meta.index), state.incarnation);
+                        (
+                            state
+                                .members
+                                .urls
+                                .iter()
+                                .map(|(id, url)| format!("{id}={url}"))
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            map.len().to_string(),
+                            state.incarnation.text(),
+                        )
+                    }
+                    Err(e) => (format!("undecodable: {e}"), "?".into(), "?".into()),
                 };
                 if as_json {
                     json!({
                         "file": path.display().to_string(), "type": "snapshot-file",
                         "term": meta.term, "index": meta.index,
                         "voters": meta.get_conf_state().voters, "members": members,
-                        "keys": keys, "bytes": snap.data.len(),
+                        "keys": keys, "incarnation": incarnation, "bytes": snap.data.len(),
                     })
                     .to_string()
                 } else {
                     format!(
-                        "{}  snapshot-file  term={} index={} voters={:?} members={members} keys={keys} bytes={}",
+                        "{}  snapshot-file  term={} index={} voters={:?} members={members} keys={keys} incarnation={incarnation} bytes={}",
                         path.display(),
                         meta.term,
                         meta.index,
@@ -149,7 +174,90 @@ fn dump_snapshots(dir: &Path, as_json: bool, out: &mut impl Write) -> Result<(),
         };
         writeln!(out, "{line}")?;
     }
-    Ok(())
+    Ok(incarnations)
+}
+
+/// The incarnation a start would know (see `raft_node::replay_wal`), followed through the
+/// records as they are read: the newest snapshot marker's, or else the first session
+/// registration among the entries committed after it.
+#[derive(Debug, Default)]
+struct IncarnationTrail {
+    /// The registrations of the log as written so far, by index: an entry written at an index
+    /// replaces the log from there on (a new leader overwrote it).
+    registrations: BTreeMap<u64, u64>,
+    /// The newest snapshot marker, as (term, index).
+    snapshot: Option<(u64, u64)>,
+    /// The newest hard state's commit index.
+    commit: u64,
+}
+
+impl IncarnationTrail {
+    fn note(&mut self, record: &Record) {
+        match record {
+            Record::HardState(hs) => self.commit = hs.commit,
+            Record::Snapshot(meta) => self.snapshot = Some((meta.term, meta.index)),
+            Record::SnapshotReset(meta) => {
+                self.snapshot = Some((meta.term, meta.index));
+                self.registrations.clear();
+            }
+            Record::Entry(e) => self.note_entry(e),
+            Record::Entries(es) => es.iter().for_each(|e| self.note_entry(e)),
+            Record::Metadata(_) | Record::Synced(_) | Record::Padding(_) | Record::Next { .. } => {}
+        }
+    }
+
+    fn note_entry(&mut self, e: &Entry) {
+        self.registrations.split_off(&e.index);
+        if e.get_entry_type() == EntryType::EntryNormal
+            && let Ok(Payload::Register { nonce, .. }) = proposal::decode(&e.data)
+        {
+            self.registrations.insert(e.index, nonce);
+        }
+    }
+
+    /// The incarnation as text, and where it comes from, given the incarnation of each
+    /// snapshot file that decodes.
+    fn conclude(&self, snapshots: &BTreeMap<(u64, u64), Incarnation>) -> (String, String) {
+        let (from_snapshot, after) = match self.snapshot {
+            None => (Incarnation::NotYet, 0),
+            Some(key) => match snapshots.get(&key) {
+                Some(incarnation) => (*incarnation, key.1),
+                None => {
+                    return (
+                        "?".into(),
+                        format!("the snapshot at index {} cannot be read", key.1),
+                    );
+                }
+            },
+        };
+        match from_snapshot {
+            Incarnation::Known(_) => (
+                from_snapshot.text(),
+                format!("from the snapshot at index {after}"),
+            ),
+            Incarnation::Unknown => (
+                from_snapshot.text(),
+                format!(
+                    "the snapshot at index {after} was written by a version that did not \
+                     record it"
+                ),
+            ),
+            Incarnation::NotYet => {
+                let committed = self.registrations.range(after + 1..=self.commit.max(after));
+                let mut incarnation = Incarnation::NotYet;
+                for (index, nonce) in committed {
+                    if incarnation.note_registration(*nonce).is_some() {
+                        let from = format!("the first session registration, at index {index}");
+                        return (incarnation.text(), from);
+                    }
+                }
+                (
+                    incarnation.text(),
+                    "no session registration committed yet".into(),
+                )
+            }
+        }
+    }
 }
 
 /// One line per record, and per entry of a run of entries.
@@ -341,6 +449,61 @@ fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value
 mod tests {
     use super::*;
     use crate::wal::{JoinedAt, Metadata};
+
+    /// The incarnation line follows the log as a start reads it: the first registration
+    /// committed, not one a new leader overwrote nor one beyond the commit; a snapshot marker
+    /// gives its file's, and an older version's snapshot says it is unknown.
+    #[test]
+    fn the_incarnation_is_the_first_committed_registration_or_the_snapshots() {
+        let register = |index: u64, term: u64, nonce: u64| {
+            Record::Entry(Entry {
+                index,
+                term,
+                data: proposal::encode_register(1, nonce).into(),
+                ..Default::default()
+            })
+        };
+        let hs = |commit: u64| {
+            Record::HardState(raft::eraftpb::HardState {
+                term: 3,
+                commit,
+                ..Default::default()
+            })
+        };
+        let mut trail = IncarnationTrail::default();
+        for record in [register(2, 2, 0xa1), register(3, 2, 0xa2), hs(1)] {
+            trail.note(&record);
+        }
+        let none = BTreeMap::new();
+        assert_eq!(trail.conclude(&none).0, "not-yet", "nothing committed");
+        // A new leader overwrote both (its empty entry first), then committed its own.
+        let empty = Record::Entry(Entry {
+            index: 2,
+            term: 3,
+            ..Default::default()
+        });
+        for record in [empty, register(3, 3, 0xb1), hs(3)] {
+            trail.note(&record);
+        }
+        assert_eq!(
+            trail.conclude(&none),
+            (
+                "b1".to_string(),
+                "the first session registration, at index 3".to_string()
+            )
+        );
+        let meta = SnapshotMetadata {
+            term: 3,
+            index: 5,
+            ..Default::default()
+        };
+        trail.note(&Record::SnapshotReset(meta));
+        assert!(trail.conclude(&none).1.contains("cannot be read"));
+        let older = BTreeMap::from([((3, 5), Incarnation::Unknown)]);
+        assert_eq!(trail.conclude(&older).0, "unknown");
+        let known = BTreeMap::from([((3, 5), Incarnation::Known(0xc1))]);
+        assert_eq!(trail.conclude(&known).0, "c1");
+    }
 
     /// A node that joined on an empty data dir: its metadata says where its admitters were,
     /// which it votes by until its log commits that far.

@@ -804,6 +804,7 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
         "sessions: {} ({} ranges of applied requests)",
         s.sessions.0, s.sessions.1
     );
+    let _ = writeln!(out, "incarnation: {}", s.incarnation);
     let _ = writeln!(out, "members:");
     for m in &s.members {
         let mark = if m.is_leader { "  (leader)" } else { "" };

@@ -31,7 +31,8 @@
 //!   [`transport::Network`] the node sends through (the HTTP one, or one in memory).
 //! - [`kvstore`]: the state machine, fed committed entries in log order (small batches on the
 //!   raft thread, the rest over the apply channel to a thread of its own).
-//! - [`membership`]: member URLs, removed ids and the cluster identity.
+//! - [`membership`]: member URLs, removed ids and the cluster identity; [`incarnation`]: which
+//!   run of the cluster a log belongs to (the first session registration's nonce).
 //! - [`clock`]: the one clock the raft node's decisions use (tokio's, or a simulated one).
 //! - [`config`]: the original's flags, plus knobs with the original's defaults.
 //! - [`in_memory`]: the same node in a test's process, on an in-memory network and disk.
@@ -58,6 +59,7 @@ pub mod events;
 pub mod fsutil;
 pub mod http_api;
 pub mod in_memory;
+pub mod incarnation;
 pub mod kvstore;
 mod listener;
 pub mod membership;

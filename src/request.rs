@@ -279,6 +279,10 @@ pub struct NodeStatus {
     /// restarted) and the ranges of applied request numbers it holds: its size, which stays
     /// small however long the cluster runs.
     pub sessions: (usize, usize),
+    /// The cluster's incarnation as of `applied` (see [`crate::incarnation`]): hex, or
+    /// `not-yet` (no session registration applied yet) or `unknown` (restored from a
+    /// snapshot of a version that did not record it).
+    pub incarnation: String,
     /// The members and their peer URLs.
     pub members: Vec<MemberStatus>,
     /// On the leader, each follower's replication progress.

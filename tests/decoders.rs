@@ -271,6 +271,7 @@ fn snapshot_data() -> Vec<u8> {
     let state = ClusterState {
         members: members(),
         sessions,
+        incarnation: raftexample::incarnation::Incarnation::Known(0xfeed),
     };
     kvstore::encode_snapshot(&state, &map)
 }
@@ -702,7 +703,9 @@ fn a_lying_length_in_the_lists_after_the_table_allocates_within_bound() {
     let decoder = named(&decoders, "snapshot data");
     let data = snapshot_data();
     let state_len = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
-    let end = 4 + state_len;
+    // The lists end before the incarnation: its variant (1, known), then 0xfeed as a varint.
+    let end = 4 + state_len - 4;
+    assert_eq!(&data[end..end + 4], &[1, 251, 0xed, 0xfe], "layout");
     // The skipped changes and the unknown ones are empty; members() added 1 at 1, 2 at 2.
     assert_eq!(&data[end - 7..end], &[0, 0, 2, 1, 1, 2, 2], "layout");
     let claim = [0xFC, 0x00, 0x00, 0x01, 0x00]; // a u32 varint: 65,536 items

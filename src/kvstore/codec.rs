@@ -4,6 +4,7 @@
 //! ```text
 //! state_len u32 LE | members (bincode) | sessions (bincode) | skipped changes (bincode)
 //!                  | changes of unknown outcome (bincode) | members' addition indexes (bincode)
+//!                  | incarnation (bincode)
 //!                                   -- first, so the raft node can read them alone
 //! count varint | count × (key_len varint | key | value_len varint | value)
 //! ```
@@ -14,7 +15,10 @@
 //! [`Sessions::note_skipped_change`]): the table then says it cannot tell for the changes it
 //! settled, and so do the snapshots written after it while that matters; or no addition
 //! indexes (the index of each member's latest addition): every session of a member then
-//! counts as begun since the member was added. Varints are bincode's
+//! counts as begun since the member was added; or no incarnation: it reads as
+//! [`Incarnation::Unknown`], never learned (see [`crate::incarnation`]). Builds before the
+//! incarnation refuse a snapshot that holds one ("bytes after the members' addition
+//! indexes"): every node of a cluster runs the same build. Varints are bincode's
 //! (encoded by the crate). Every length is checked against the bytes that remain before anything is
 //! allocated, so a damaged length cannot make the decoder allocate wildly.
 //!
@@ -26,6 +30,7 @@ use std::io::{self, Read, Write};
 
 use super::ClusterState;
 use super::map::{Map, Pair, VARINTS, pair_head, varint_len, write_varint};
+use crate::incarnation::Incarnation;
 use crate::membership::Members;
 use crate::proposal::Sessions;
 
@@ -156,6 +161,11 @@ fn state_bytes(state: &ClusterState) -> Vec<u8> {
         bincode::serde::encode_to_vec(&state.members.added, config)
             .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
     );
+    // Then the incarnation, in each of its three states: a missing one reads as unknown.
+    bytes.extend(
+        bincode::serde::encode_to_vec(state.incarnation, config)
+            .expect("encoding into a Vec cannot fail: no I/O, no size limit"),
+    );
     bytes
 }
 
@@ -171,6 +181,9 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
     let (mut members, used) =
         Members::decode_prefix(&bytes).map_err(|e| invalid(format!("membership: {e}")))?;
     let rest = &bytes[used..];
+    // Snapshots of builds before the incarnation hold none: never learned (see
+    // `crate::incarnation`). Read, it is set where the sections end.
+    let mut incarnation = Incarnation::Unknown;
     let sessions: Sessions = if rest.is_empty() {
         Sessions::default()
     } else {
@@ -204,11 +217,19 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
                     let (added, used): (BTreeMap<u64, u64>, usize) =
                         bincode::serde::decode_from_slice(rest, config)
                             .map_err(|e| invalid(format!("members' addition indexes: {e}")))?;
-                    if used != rest.len() {
-                        return Err(invalid(format!(
-                            "{} bytes after the members' addition indexes",
-                            rest.len() - used
-                        )));
+                    // Builds before the evening of 2026-12-06 wrote no incarnation after them.
+                    let rest = &rest[used..];
+                    if !rest.is_empty() {
+                        let (read, used): (Incarnation, usize) =
+                            bincode::serde::decode_from_slice(rest, config)
+                                .map_err(|e| invalid(format!("incarnation: {e}")))?;
+                        if used != rest.len() {
+                            return Err(invalid(format!(
+                                "{} bytes after the incarnation",
+                                rest.len() - used
+                            )));
+                        }
+                        incarnation = read;
                     }
                     members.added = added
                         .into_iter()
@@ -219,7 +240,11 @@ fn read_state(r: &mut dyn Read, remaining: &mut u64) -> io::Result<ClusterState>
             }
         }
     };
-    Ok(ClusterState { members, sessions })
+    Ok(ClusterState {
+        members,
+        sessions,
+        incarnation,
+    })
 }
 
 fn checked_len(len: u64, remaining: u64) -> io::Result<usize> {
@@ -429,6 +454,46 @@ mod tests {
         assert_eq!(read.members.added.get(&1), Some(&9));
         assert!(!read.members.ran_since_added(1, session));
         assert!(read.members.ran_since_added(1, 10));
+    }
+
+    /// Each state of the incarnation round-trips; a snapshot of a build before it (which
+    /// ends after the addition indexes) reads as unknown, never as not yet: a node restored
+    /// from it must not adopt a later registration (see `crate::incarnation`).
+    #[test]
+    fn the_incarnation_round_trips_and_is_unknown_in_older_snapshots() {
+        for incarnation in [
+            Incarnation::NotYet,
+            Incarnation::Known(0xfeed_beef),
+            Incarnation::Unknown,
+        ] {
+            let state = ClusterState {
+                incarnation,
+                ..ClusterState::default()
+            };
+            let data = encode_snapshot(&state, &Map::default());
+            assert_eq!(decode_cluster_state(&data).expect("decodes"), state);
+            assert_eq!(snapshot_len(&state, &Map::default()), data.len() as u64);
+        }
+
+        let config = bincode::config::standard();
+        let mut blob = bincode::serde::encode_to_vec(Members::default(), config).expect("encodes");
+        blob.extend(bincode::serde::encode_to_vec(Sessions::default(), config).expect("encodes"));
+        for list in [Vec::<(u64, u64, u64)>::new(), Vec::new()] {
+            blob.extend(bincode::serde::encode_to_vec(list, config).expect("encodes"));
+        }
+        blob.extend(
+            bincode::serde::encode_to_vec(BTreeMap::<u64, u64>::new(), config).expect("encodes"),
+        );
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&blob);
+        data.push(0);
+        let state =
+            decode_cluster_state(&data).expect("a snapshot of the builds before it decodes");
+        assert_eq!(state.incarnation, Incarnation::Unknown);
+        let (sessions, _) = one_session_that_settled(&[]);
+        let oldest = snapshot_of_an_older_build(&sessions, None);
+        let state = decode_cluster_state(&oldest).expect("an older snapshot decodes");
+        assert_eq!(state.incarnation, Incarnation::Unknown);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use raft::eraftpb::{Entry, EntryType, SnapshotMetadata};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::incarnation::Incarnation;
 use crate::membership::Members;
 use crate::proposal::{self, Payload, Sessions};
 use crate::request::Responder;
@@ -115,6 +116,8 @@ pub struct ClusterState {
     pub members: Members,
     /// The exactly-once table.
     pub sessions: Sessions,
+    /// Which run of the cluster this state belongs to (see [`crate::incarnation`]).
+    pub incarnation: Incarnation,
 }
 
 /// A message from the raft node to the state machine, in log order.

@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
+use crate::incarnation::Incarnation;
 use crate::kvstore::Applier;
 use crate::membership::Members;
 use crate::metrics::Metrics;
@@ -209,6 +210,8 @@ pub struct RaftNode {
     held_reads: HeldReads,
     /// The exactly-once table as of `applied`: part of the replicated state.
     sessions: Sessions,
+    /// The cluster's incarnation as of `applied`: part of the replicated state too.
+    incarnation: Incarnation,
     /// What the transport dropped during a Ready, reported to raft after it.
     dropped: crate::transport::Dropped,
     pending_snapshot: Option<PendingSnapshot>,
@@ -432,6 +435,7 @@ impl RaftNode {
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
             held_reads: HeldReads::default(),
             sessions: recovered.sessions,
+            incarnation: recovered.incarnation,
             dropped: Default::default(),
             pending_snapshot: None,
             snapshot_retry: None,

@@ -1064,6 +1064,13 @@ impl RaftNode {
             EntryType::EntryNormal => match proposal::decode(&entry.data) {
                 Ok(Payload::Proposal { id, floor, .. }) => Some((id, floor)),
                 Ok(Payload::Register { origin, nonce }) => {
+                    if let Some(n) = self.incarnation.note_registration(nonce) {
+                        tracing::info!(
+                            index = entry.index,
+                            incarnation = format!("{n:x}"),
+                            "the cluster's first session registration names its incarnation"
+                        );
+                    }
                     self.sessions.register(origin, nonce, entry.index);
                     self.publish_join_facts();
                     self.proposals.on_registration(origin, &self.sessions, now);

@@ -19,6 +19,7 @@ use super::storage::NodeStorage;
 use crate::config::Config;
 use crate::disk::{FileSystem, SharedFs, StdFs};
 use crate::fsutil::DirLock;
+use crate::incarnation::Incarnation;
 use crate::kvstore::{ClusterState, read_snapshot};
 use crate::membership::{
     Members, cluster_id, decode_conf_change, normalize_url, same_url, validate_peer_url,
@@ -80,6 +81,11 @@ pub struct Recovered {
     pub members: Members,
     /// The exactly-once table as of the snapshot (likewise).
     pub sessions: crate::proposal::Sessions,
+    /// The cluster's incarnation as of the snapshot (likewise).
+    pub incarnation: Incarnation,
+    /// The incarnation once the committed entries the WAL holds are applied again: what the
+    /// transport checks its peers with from the start.
+    pub incarnation_at_start: Incarnation,
     /// The key-value map as of the snapshot.
     pub kv: crate::kvstore::Map,
     /// Index of the snapshot loaded (0 if none).
@@ -190,7 +196,11 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
                 0,
             ),
         };
-        let ClusterState { members, sessions } = state;
+        let ClusterState {
+            members,
+            sessions,
+            incarnation,
+        } = state;
         let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
         // Entries missing because the snapshot that covered them is damaged (and was set
         // aside): the error says so, with its file and offset, beside what the WAL lacks.
@@ -262,6 +272,11 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             entries,
             hs.commit,
         )?;
+        // Known before the transport sends or takes a message: a node that answered its
+        // peers before it had applied its committed entries again could unseat their leader
+        // with its term, before its incarnation told them apart (see crate::incarnation).
+        let committed = entries.partition_point(|e| e.index <= hs.commit);
+        let incarnation_at_start = incarnation.after(&entries[..committed]);
         mem.wl().append(entries).map_err(StartError::Raft)?;
         mem.wl().set_hardstate(hs.clone());
         let conf_state = snap_meta
@@ -287,6 +302,8 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             storage: NodeStorage::new(mem, snapshotter, snap_meta),
             members,
             sessions,
+            incarnation,
+            incarnation_at_start,
             kv,
             snapshot_index,
             snapshot_bytes,
@@ -305,6 +322,8 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             storage: NodeStorage::new(mem, snapshotter, None),
             members: Members::default(),
             sessions: Default::default(),
+            incarnation: Incarnation::NotYet,
+            incarnation_at_start: Incarnation::NotYet,
             kv: crate::kvstore::Map::default(),
             snapshot_index: 0,
             snapshot_bytes: 0,
@@ -366,6 +385,8 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         storage: NodeStorage::new(mem, snapshotter, None),
         members: Members::default(),
         sessions: Default::default(),
+        incarnation: Incarnation::NotYet,
+        incarnation_at_start: Incarnation::NotYet,
         kv: crate::kvstore::Map::default(),
         snapshot_index: 0,
         snapshot_bytes: 0,
@@ -723,6 +744,47 @@ mod tests {
         assert_eq!(log(&config), want, "and saved");
     }
 
+    /// A start knows the incarnation before it applies anything: from the first registration
+    /// among the committed entries its WAL holds, never from one beyond the commit (which a
+    /// new leader may overwrite). The replayed state itself starts where its snapshot was.
+    #[test]
+    fn a_start_knows_the_incarnation_from_its_committed_entries() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let mut wal = replay_wal(&config)
+            .expect("bootstrap")
+            .wal
+            .expect("a bootstrapped node has a WAL");
+        let first = bootstrap_entries(&config.cluster).len() as u64;
+        let registration = |index: u64, nonce: u64| Entry {
+            index,
+            term: 2,
+            data: crate::proposal::encode_register(1, nonce).into(),
+            ..Default::default()
+        };
+        let hs = |commit: u64| HardState {
+            term: 2,
+            vote: 1,
+            commit,
+            ..Default::default()
+        };
+        let entries = [registration(first + 1, 0xaa), registration(first + 2, 0xbb)];
+        wal.save(Some(&hs(first)), &entries, true)
+            .expect("entries saved");
+        drop(wal);
+        let recovered = replay_wal(&config).expect("restart");
+        assert_eq!(recovered.incarnation_at_start, Incarnation::NotYet);
+        let mut wal = recovered.wal.expect("a WAL");
+        wal.save(Some(&hs(first + 2)), &[], true)
+            .expect("commit saved");
+        // The WAL first, then the rest (its lock last), as a node stops.
+        drop(wal);
+        drop(recovered.lock);
+        let recovered = replay_wal(&config).expect("restart");
+        assert_eq!(recovered.incarnation_at_start, Incarnation::Known(0xaa));
+        assert_eq!(recovered.incarnation, Incarnation::NotYet, "no snapshot");
+    }
+
     /// A restart on a disk with less room than a WAL segment and the last snapshot want is
     /// warned of; with room, or on a disk that cannot tell, nothing is said.
     #[test]
@@ -770,6 +832,7 @@ mod tests {
                 &ClusterState {
                     members,
                     sessions: Default::default(),
+                    incarnation: Incarnation::NotYet,
                 },
                 &map,
             )

@@ -170,6 +170,7 @@ impl RaftNode {
         }
         self.set_members(state.members);
         self.sessions = state.sessions;
+        self.incarnation = state.incarnation;
         // The log was replaced; its registrations are in the table now, published with it.
         self.tail.clear();
         self.publish_join_facts();
@@ -292,6 +293,7 @@ impl RaftNode {
                 state: ClusterState {
                     members: self.members.clone(),
                     sessions: self.sessions.clone(),
+                    incarnation: self.incarnation,
                 },
                 meta: meta.clone(),
                 snapshotter: self.storage.snapshotter().clone(),

@@ -12,6 +12,11 @@ impl RaftNode {
         &self.sessions
     }
 
+    /// The cluster's incarnation as of the last applied entry (replicated state too).
+    pub fn incarnation(&self) -> crate::incarnation::Incarnation {
+        self.incarnation
+    }
+
     pub(super) fn status(&self) -> NodeStatus {
         let raft = &self.rn.raft;
         let hs = raft.hard_state();
@@ -48,6 +53,7 @@ impl RaftNode {
             commit_at_start: self.commit_at_start,
             wal_bytes: self.wal.as_ref().map_or(0, Wal::size_on_disk),
             sessions: self.sessions.size(),
+            incarnation: self.incarnation.text(),
             members: self
                 .members
                 .urls

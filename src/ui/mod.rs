@@ -322,6 +322,7 @@ mod tests {
             commit_at_start: 0,
             wal_bytes: 0,
             sessions: (0, 0),
+            incarnation: "not-yet".into(),
             members: Vec::new(),
             progress: None,
             transferring_to: None,
