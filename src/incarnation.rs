@@ -11,7 +11,9 @@
 //! registration ([`Payload::Register`]) applied in the cluster's log: every node process
 //! registers once a leader is known, with a random nonce, so a run that took a write has one.
 //! It is part of the replicated state, decided in log order like the rest, so every node that
-//! applies the same log agrees on it; no entry of its own, nothing new in the WAL.
+//! applies the same log agrees on it; no entry of its own, nothing new in the WAL. The peer
+//! transport sends it with every request and refuses a peer whose incarnation differs from
+//! this node's when both are known.
 //!
 //! A snapshot written by a version that had no incarnation leaves it [`Incarnation::Unknown`]
 //! for good: the registrations before the snapshot are gone, and adopting a later one would

@@ -120,6 +120,13 @@ async fn grow_to_five_and_shrink_back_under_load() {
         c.log(4).contains("installing snapshot from the leader"),
         "node 4 should have caught up from a snapshot"
     );
+    // The snapshot carried the cluster's incarnation: taken from it, not from a registration
+    // applied after it (the new member's own), which the others would refuse.
+    let incarnation = |s: Option<serde_json::Value>| s.map(|s| s["incarnation"].clone());
+    let of_one = incarnation(c.status(1).await);
+    for id in [4, 5] {
+        assert_eq!(incarnation(c.status(id).await), of_one, "node {id}");
+    }
 
     for id in [5, 4] {
         targets.lock().expect("lock").retain(|t| *t != id);
@@ -476,6 +483,99 @@ async fn a_foreign_node_is_rejected_and_the_cluster_keeps_working() {
     let _ = foreign.kill();
     let _ = foreign.wait();
     result
+}
+
+/// A user's report: run A of a three-node cluster, stopped; node 3's data dir kept, nodes 1
+/// and 2 wiped and started again with the same flags (run B, the same cluster identity); then
+/// node 3 comes back. Its log ends in a later term than B's and begins with the same bootstrap
+/// entries, so raft took it as a member: it was elected, A's entries were appended after B's,
+/// and the nodes' states parted without an error. Now each run has its own incarnation (the
+/// first session registration's nonce): both sides refuse the other's messages, saying so, and
+/// run B keeps its leader, its values and its writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_an_earlier_run_with_the_same_flags_is_refused_by_its_incarnation() {
+    let mut c = ProcCluster::start(3, &[]).await;
+    c.put_ok(1, "my-key", "A-value").await;
+    // A few handovers, so that A's log ends in a later term than B's first leader's.
+    for round in 0..3 {
+        let leader = c.wait_leader().await;
+        c.stop(leader).await;
+        c.spawn(leader, &[]);
+        c.put_ok(1, &format!("a{round}"), "fromA").await;
+    }
+    c.wait_value(3, "a2", "fromA", true).await;
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+    for id in [1, 2] {
+        std::fs::remove_dir_all(c.data_dir(id)).expect("wiping a node of run A");
+    }
+    c.spawn(1, &[]);
+    c.spawn(2, &[]);
+    c.put_ok(1, "b1", "fromB").await;
+    c.put_ok(1, "my-key", "B-value").await;
+    let incarnation = |status: Option<serde_json::Value>| {
+        status.and_then(|s| s["incarnation"].as_str().map(str::to_string))
+    };
+    let known = |inc: &Option<String>| {
+        inc.as_deref()
+            .is_some_and(|i| u64::from_str_radix(i, 16).is_ok())
+    };
+    let run_b = wait_for(Duration::from_secs(15), "run B's incarnation", || async {
+        let one = incarnation(c.status(1).await);
+        let two = incarnation(c.status(2).await);
+        (known(&one) && one == two).then_some(one)
+    })
+    .await;
+
+    c.spawn(3, &[]);
+    // Node 3 refuses B's leader, and nodes 1 and 2 refuse node 3's campaign.
+    let refused = |log: String| {
+        log.lines()
+            .any(|l| l.contains("refusing messages from node") && l.contains("incarnation"))
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the refusals, both ways",
+        || async { (refused(c.log(3)) && refused(c.log(1) + &c.log(2))).then_some(()) },
+    )
+    .await;
+    let line = c
+        .log(3)
+        .lines()
+        .find(|l| l.contains("refusing messages from node"))
+        .map(str::to_string)
+        .expect("seen above");
+    for needle in ["earlier run", "same flags", "remove its data dir", "--join"] {
+        assert!(line.contains(needle), "lacks {needle:?}: {line}");
+    }
+    let run_b = run_b.expect("known above");
+    assert!(line.contains(&run_b), "names B's incarnation: {line}");
+    let run_a = wait_for(Duration::from_secs(15), "node 3's incarnation", || async {
+        let three = incarnation(c.status(3).await);
+        known(&three).then_some(three)
+    })
+    .await
+    .expect("known above");
+    assert!(run_a != run_b && line.contains(&run_a), "{run_a}: {line}");
+
+    // B kept its leader, its values and its writes; node 3 serves nothing of A's.
+    for id in [1, 2] {
+        c.wait_value(id, "b1", "fromB", false).await;
+        c.wait_value(id, "my-key", "B-value", false).await;
+    }
+    let leader = |s: Option<serde_json::Value>| s.and_then(|s| s["leader"].as_u64());
+    let (one, two) = (leader(c.status(1).await), leader(c.status(2).await));
+    assert!(one == two && matches!(one, Some(1 | 2)), "{one:?} {two:?}");
+    let three = c.status(3).await.expect("node 3's status");
+    assert_ne!(three["role"], "Leader", "{three}");
+    assert_ne!(
+        c.get(3, "my-key").await,
+        Some((200, "A-value".to_string())),
+        "a linearizable read of run A's value"
+    );
+    c.put_ok(1, "after", "x").await;
+    c.wait_value(2, "after", "x", false).await;
 }
 
 /// A data dir where this node is the only voter, started with a --cluster that names peers

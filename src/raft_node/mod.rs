@@ -365,6 +365,11 @@ impl RaftNode {
             }
         }
         transport.set_removed(&recovered.members.removed);
+        // Before the first message either way: the committed entries it will apply again
+        // name it (see `replay_wal`).
+        if let Some(n) = recovered.incarnation_at_start.known() {
+            transport.set_incarnation(n);
+        }
         shared
             .commit_at_start
             .store(recovered.commit_at_start, Ordering::Release);

@@ -30,6 +30,7 @@ use super::reads;
 use super::{
     ELECTION_TICKS, Exit, NodeError, ProbeAnswer, ProposalError, RaftNode, Request, Responder,
 };
+use crate::incarnation::Incarnation;
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
 use crate::proposal::{self, Payload, ProposalId, Verdict};
@@ -543,6 +544,16 @@ impl RaftNode {
         self.shared.applied_term.store(at.term, Release);
         self.shared.applied.store(at.index, Release);
         self.transport.set_applied(at);
+    }
+
+    /// Replaces the incarnation with a snapshot's; the transport checks peers with it once
+    /// it is known. One already known stays in the transport when the snapshot's is not
+    /// (a leader restored from an older version's snapshot): it came from this same log.
+    pub(super) fn set_incarnation(&mut self, incarnation: Incarnation) {
+        self.incarnation = incarnation;
+        if let Some(n) = incarnation.known() {
+            self.transport.set_incarnation(n);
+        }
     }
 
     /// Publishes what this node's answers to joining nodes rest on (see
@@ -1070,6 +1081,7 @@ impl RaftNode {
                             incarnation = format!("{n:x}"),
                             "the cluster's first session registration names its incarnation"
                         );
+                        self.transport.set_incarnation(n);
                     }
                     self.sessions.register(origin, nonce, entry.index);
                     self.publish_join_facts();

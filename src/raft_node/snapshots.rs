@@ -170,7 +170,7 @@ impl RaftNode {
         }
         self.set_members(state.members);
         self.sessions = state.sessions;
-        self.incarnation = state.incarnation;
+        self.set_incarnation(state.incarnation);
         // The log was replaced; its registrations are in the table now, published with it.
         self.tail.clear();
         self.publish_join_facts();

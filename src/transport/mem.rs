@@ -58,6 +58,8 @@ struct Hub {
     cluster: BTreeMap<u64, u64>,
     /// What the members that admitted each joining node had seen.
     admissions: BTreeMap<u64, Admission>,
+    /// Each node's cluster incarnation, once its raft node knows it.
+    incarnations: BTreeMap<u64, u64>,
 }
 
 /// The identity of the one cluster on a network.
@@ -94,6 +96,8 @@ impl MemNet {
         hub.nodes.insert(id, tx);
         hub.cluster.insert(id, cluster);
         hub.admissions.remove(&id);
+        // Its raft node tells the new endpoint its incarnation again, if it knows it.
+        hub.incarnations.remove(&id);
         // Its raft node tells the new endpoint its members again.
         hub.members.remove(&id);
         drop(hub);
@@ -319,9 +323,14 @@ impl Network for MemEndpoint {
             let target = hub.nodes.get(&to).filter(|_| {
                 self.peers.contains(&to) && !hub.cut.contains(&link) && !hub.muted.contains(&link)
             });
-            // A node that has not been admitted yet refuses everything, as its peer server.
+            // A node that has not been admitted yet refuses everything, as its peer server;
+            // so does one of another incarnation, when both know theirs.
             let joining = hub.cluster.get(&to) == Some(&0);
-            let Some(target) = target.filter(|_| !joining) else {
+            let other_run = match (hub.incarnations.get(&self.id), hub.incarnations.get(&to)) {
+                (Some(ours), Some(theirs)) => ours != theirs,
+                _ => false,
+            };
+            let Some(target) = target.filter(|_| !joining && !other_run) else {
                 dropped.add(to, snapshots > 0);
                 continue;
             };
@@ -401,6 +410,10 @@ impl Network for MemEndpoint {
 
     fn admission(&self) -> Option<Admission> {
         self.net.hub().admissions.get(&self.id).copied()
+    }
+
+    fn set_incarnation(&self, incarnation: u64) {
+        self.net.hub().incarnations.insert(self.id, incarnation);
     }
 }
 

@@ -13,9 +13,10 @@
 //! A node started with `--join` first asks the members in `--cluster` for the cluster's
 //! identity ([`join`]); until one of them says it was added, it refuses every message.
 //!
-//! The wire format of a batch is [`wire`]'s. Headers name the sender's cluster identity, the
-//! sender and receiver ids, and the sender's own peer URL (where a node that does not count
-//! the sender as a member answers it: see [`PeerFilter::route_back`]). A length over
+//! The wire format of a batch is [`wire`]'s. Headers name the sender's cluster identity (and
+//! its incarnation once it knows it: see [`crate::incarnation`]), the sender and receiver
+//! ids, and the sender's own peer URL (where a node that does not count the sender as a
+//! member answers it: see [`PeerFilter::route_back`]). A length over
 //! [`PeerLimits::max_message`] is refused as soon as its four bytes arrive, so a peer
 //! connection never holds more than one bounded message.
 //!
@@ -126,6 +127,10 @@ pub(crate) fn snapshot_named(value: &str) -> Option<SentSnapshot> {
 
 /// Header carrying the sender's cluster identity, in hex.
 pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
+/// Header carrying the sender's cluster incarnation, in hex, once it knows it (see
+/// [`crate::incarnation`]): a peer whose incarnation differs is of another run of a cluster
+/// started with the same flags.
+pub const HEADER_INCARNATION: &str = "x-raftexample-incarnation";
 /// Header carrying the sender's node id.
 pub const HEADER_FROM: &str = "x-raftexample-from";
 /// Header carrying the receiver's node id.
@@ -257,6 +262,9 @@ pub struct PeerFilter {
     pub self_id: u64,
     /// The cluster identity; 0 on a joining node until a member tells it ([`join`]).
     cluster_id: AtomicU64,
+    /// The cluster's incarnation ([`crate::incarnation`]), set by the raft node; 0 while it
+    /// does not know it.
+    incarnation: AtomicU64,
     /// The other members and their peer URLs, as the transport sends to them.
     members: RwLock<BTreeMap<u64, String>>,
     /// Members removed from the cluster, by the state this node has applied (their vote
@@ -284,6 +292,7 @@ impl PeerFilter {
         PeerFilter {
             self_id,
             cluster_id: AtomicU64::new(cluster_id),
+            incarnation: AtomicU64::new(0),
             members: RwLock::new(BTreeMap::new()),
             removed: RwLock::new(BTreeSet::new()),
             applied: Mutex::new(AppliedAt::default()),
@@ -414,6 +423,16 @@ impl PeerFilter {
     /// The cluster identity, 0 if not known yet.
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id.load(Ordering::Acquire)
+    }
+
+    /// The cluster's incarnation as this node knows it, 0 if it does not.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Acquire)
+    }
+
+    /// Records the cluster's incarnation, once the raft node knows it.
+    pub fn set_incarnation(&self, incarnation: u64) {
+        self.incarnation.store(incarnation, Ordering::Release);
     }
 
     /// Adopts `id`, into which the members admitted this node having seen `admission`, if no
@@ -660,6 +679,9 @@ pub trait Network: Send {
     fn set_applied(&self, applied: AppliedAt);
     /// The cluster's identity; 0 on a joining node that has not learned it yet.
     fn cluster_id(&self) -> u64;
+    /// The cluster's incarnation, once this node knows it (see [`crate::incarnation`]): sent
+    /// with every request, and a peer whose own differs is refused.
+    fn set_incarnation(&self, incarnation: u64);
     /// On a node started with `--join` on an empty data dir, once admitted: what the members
     /// that admitted it had seen. Known before the identity is, so before any message arrives.
     fn admission(&self) -> Option<Admission>;
@@ -688,6 +710,10 @@ impl Network for Transport {
 
     fn cluster_id(&self) -> u64 {
         self.filter.cluster_id()
+    }
+
+    fn set_incarnation(&self, incarnation: u64) {
+        self.filter.set_incarnation(incarnation);
     }
 
     fn admission(&self) -> Option<Admission> {

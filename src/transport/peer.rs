@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::ChannelBody;
 use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_SNAPSHOT, HEADER_TO, HEADER_URL, HttpClient, PeerEvent,
-    PeerFilter, RAFT_PATH, STREAM_PATH, SnapshotId, snapshot,
+    HEADER_CLUSTER, HEADER_FROM, HEADER_INCARNATION, HEADER_SNAPSHOT, HEADER_TO, HEADER_URL,
+    HttpClient, PeerEvent, PeerFilter, RAFT_PATH, STREAM_PATH, SnapshotId, snapshot,
 };
 use crate::metrics::Metrics;
 use crate::snapshotter::Snapshotter;
@@ -474,6 +474,10 @@ impl PeerTask {
             .header(HEADER_CLUSTER, format!("{cluster:x}"))
             .header(HEADER_FROM, self.filter.self_id.to_string())
             .header(HEADER_TO, self.id.to_string());
+        let incarnation = self.filter.incarnation();
+        if incarnation != 0 {
+            request = request.header(HEADER_INCARNATION, format!("{incarnation:x}"));
+        }
         if !self.filter.own_url().is_empty() {
             // A peer behind on membership answers through it (see `PeerFilter::route_back`).
             request = request.header(HEADER_URL, self.filter.own_url());

@@ -9,7 +9,9 @@
 //! - `GET /raft/join`: a joining node asks for the cluster's identity ([`super::join`]).
 //!
 //! Every request must name this cluster's identity (a joining node refuses everything until it
-//! has learned it), be meant for this node, and come from a member. A sender this node does not
+//! has learned it) and, when both sides know it, this run's incarnation (a data dir kept from
+//! an earlier run with the same flags: see [`crate::incarnation`]), be meant for this node, and
+//! come from a member. A sender this node does not
 //! know is let in only while this node knows no leader or takes that sender for the leader: a
 //! node that missed a membership change must still hear the leader that was added meanwhile,
 //! while a node that hears its leader has no reason to listen to strangers. Such a sender is
@@ -46,10 +48,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
-    Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM, HEADER_LEADER,
-    HEADER_REST_LISTEN, HEADER_SESSION, HEADER_SNAPSHOT, HEADER_TERM, HEADER_TO, HEADER_URL,
-    HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH,
-    STREAM_PATH, decode_available, gone_as_of, gone_text, snapshot,
+    Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM,
+    HEADER_INCARNATION, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SESSION, HEADER_SNAPSHOT,
+    HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent,
+    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
+    snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -199,6 +202,7 @@ impl PeerServer {
             self.log_once(from, cluster, &text);
             return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
         }
+        self.check_incarnation(from, headers)?;
         if from == filter.self_id {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -209,6 +213,31 @@ impl PeerServer {
         let url_back = self.url_back(headers);
         self.keep_route_back(from, url_back.as_deref());
         Ok((from, url_back))
+    }
+
+    /// Refuses a sender of another run of a cluster started with the same flags: both know
+    /// their incarnation, and they differ (see [`crate::incarnation`]). A sender that does not
+    /// name one (it has applied no registration yet, or runs an older build) is let in.
+    fn check_incarnation(&self, from: u64, headers: &HeaderMap) -> Result<(), Refusal> {
+        let theirs = match headers.get(HEADER_INCARNATION) {
+            None => return Ok(()),
+            Some(_) => header_u64(headers, HEADER_INCARNATION, 16).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed {HEADER_INCARNATION} header"),
+                )
+            })?,
+        };
+        let ours = self.filter.incarnation();
+        if ours == 0 || theirs == 0 || theirs == ours {
+            return Ok(());
+        }
+        let me = self.filter.self_id;
+        let text = format!(
+            "refusing messages from node {from}: it is of incarnation {theirs:x} of this              cluster, and this node (node {me}) of incarnation {ours:x}. The data dir of one of              the two comes from an earlier run of a cluster started with the same flags, and              their logs must not merge: stop the node whose data is stale, remove its data dir,              then add it back (POST /<its id> on a member, and start it with --join)"
+        );
+        self.log_once(from, theirs, &text);
+        Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text))
     }
 
     fn check_to(&self, from: u64, to: u64) -> Result<(), Refusal> {
@@ -803,6 +832,55 @@ mod tests {
                 && !text.contains("POST /1"),
             "{text}"
         );
+    }
+
+    /// A peer of another run of a cluster started with the same flags (a data dir kept from
+    /// an earlier run) is refused as one of another cluster is (412), on both routes, naming
+    /// both incarnations and what to do; while either side does not know its incarnation, or
+    /// the sender names none (an older build), it is let in (found by a user: the two runs'
+    /// logs merged).
+    #[tokio::test]
+    async fn a_peer_of_another_incarnation_is_refused_once_both_know_theirs() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        let naming = |incarnation: Option<&'static str>| {
+            let mut headers = leaders_headers();
+            if let Some(value) = incarnation {
+                headers.insert(HEADER_INCARNATION, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        assert!(
+            server.admit(&naming(Some("a1"))).is_ok(),
+            "this node knows none yet"
+        );
+        server.filter.set_incarnation(0xb2);
+        assert!(server.admit(&naming(None)).is_ok(), "the sender names none");
+        assert!(server.admit(&naming(Some("b2"))).is_ok(), "the same run");
+        let refused = server.admit(&naming(Some("a1"))).expect_err("another run");
+        assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        let text = refused.text();
+        for needle in [
+            "from node 1: it is of incarnation a1",
+            "this node (node 3) of incarnation b2",
+            "earlier run of a cluster started with the same flags",
+            "stop the node whose data is stale, remove its data dir",
+            "POST /<its id> on a member, and start it with --join",
+        ] {
+            assert!(text.contains(needle), "lacks {needle:?}: {text}");
+        }
+        assert!(!text.contains('\n'), "one line: {text}");
+
+        let (mut headers, body) = inline_snapshot_request(2, 9);
+        headers.insert(HEADER_INCARNATION, HeaderValue::from_static("a1"));
+        let refused = receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect_err("a snapshot of another run");
+        assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        let refused = server
+            .admit(&naming(Some("not hex")))
+            .expect_err("malformed");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 
     /// Refusals are logged once per sender and reason, but the senders and reasons are what

@@ -8,7 +8,8 @@
 //! builds one Ready's messages by iterating a `HashMap` of progress, whose order changes from
 //! process to process), and schedules each message by simulated time. What the node's peer
 //! server would refuse (a stranger while a leader is known, a removed node's vote request, any
-//! message while the node has not learned its cluster's identity) is decided at delivery from
+//! message while the node has not learned its cluster's identity, a sender of another
+//! incarnation) is decided at delivery from
 //! what the receiving node's own network was told ([`NetHandle`]); a sender it lets in from
 //! outside the membership is answered, as the real transport answers it at the URL it names.
 
@@ -37,6 +38,8 @@ struct NetState {
     removed: BTreeSet<u64>,
     applied: AppliedAt,
     cluster_id: u64,
+    /// The cluster's incarnation, once the node knows it (0 until then).
+    incarnation: u64,
     /// What the members that admitted this joining node had seen.
     admission: Option<Admission>,
     /// Senders outside the membership its peer server let in, and their URLs (as
@@ -131,6 +134,10 @@ impl Network for SimNet {
     fn admission(&self) -> Option<Admission> {
         lock(&self.state).admission
     }
+
+    fn set_incarnation(&self, incarnation: u64) {
+        lock(&self.state).incarnation = incarnation;
+    }
 }
 
 impl NetHandle {
@@ -169,6 +176,11 @@ impl NetHandle {
     /// The cluster's identity as this node knows it (0: not yet).
     pub fn cluster_id(&self) -> u64 {
         lock(&self.state).cluster_id
+    }
+
+    /// The cluster's incarnation as this node knows it (0: not yet).
+    pub fn incarnation(&self) -> u64 {
+        lock(&self.state).incarnation
     }
 
     /// The members admitted this joining node into cluster `id`, having seen `admission`:

@@ -1051,6 +1051,15 @@ impl World {
         if p.net.cluster_id() == 0 {
             return Some(Refused::Unreachable);
         }
+        // Another run of the cluster: refused (412), which its sender takes as unreachable.
+        let sender = self.nodes[&from]
+            .proc
+            .as_ref()
+            .map_or(0, |s| s.net.incarnation());
+        let ours = p.net.incarnation();
+        if sender != 0 && ours != 0 && sender != ours {
+            return Some(Refused::Unreachable);
+        }
         let removed = p.net.removed_as_of(from);
         let settled = p.shared.is_membership_settled();
         if let Some(as_of) = gone_as_of(removed, settled, messages) {
