@@ -1073,6 +1073,66 @@ async fn removed_wiped_and_added_back(c: &mut TestCluster, leader: u64, n: u64) 
         .expect("N's addition commits");
 }
 
+/// Node N's id is removed and added back, and N starts with `--join` on an empty data dir;
+/// the leader's first batch of entries reaches it (the cluster's first entries, its voters
+/// among them) and nothing after, so its log stays below what the members had applied when
+/// they admitted it, and it holds its campaigns. N crashes, is removed again, and starts
+/// again on its data dir. No leader sends a removed node anything, and N asked no one for a
+/// vote, which is what members answer `410 Gone` to: it ran on for good, a node that is no
+/// member (found by the simulator: long seed 10300448). It asks its voters with a pre-vote
+/// request once per election timeout while it knows no leader, hears it was removed, and
+/// stops.
+#[tokio::test(start_paused = true)]
+async fn a_node_removed_while_its_campaigns_are_held_hears_so_and_stops() {
+    use raft::eraftpb::MessageType;
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let n = (1..=3).find(|id| *id != leader).expect("a follower");
+    // Entries of 700 KB: a batch (at most 1 MiB) carries one of them.
+    for i in 0..3 {
+        c.node(leader)
+            .put(format!("big{i}"), "v".repeat(700_000))
+            .await
+            .expect("a big write commits");
+    }
+    removed_wiped_and_added_back(&mut c, leader, n).await;
+    // The leader's entries from the log's start, once: the batch that holds the first.
+    c.net.cut_after(leader, n, |m| {
+        m.get_msg_type() == MessageType::MsgAppend && m.index == 0 && !m.entries.is_empty()
+    });
+    c.start_node(n, true).await;
+    let status = wait_for(
+        Duration::from_secs(30),
+        "N to hold the first batch",
+        || async {
+            let status = c.node(n).status().await.ok()?;
+            (status.last_index > 0).then_some(status)
+        },
+    )
+    .await;
+    let leaders = c.node(leader).status().await.expect("the leader runs");
+    assert!(
+        status.last_index < leaders.applied,
+        "N must be left below what its admitters had applied: {status:?}"
+    );
+    assert_eq!(status.role, "Follower", "{status:?}");
+    c.crash(n).await;
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits without N");
+    c.start_node(n, true).await;
+    assert_eq!(
+        c.wait_exit(n, Duration::from_secs(60)).await,
+        raftexample::Exit::Removed,
+        "N, removed, must hear so and stop"
+    );
+    c.node(leader)
+        .put("after".into(), "1".into())
+        .await
+        .expect("the cluster writes on");
+}
+
 /// With every link back, `leader` commits a write, `r` (removed while cut off) hears it was
 /// removed and stops, and every node left reads the write.
 async fn commits_and_the_removed_member_goes(mut c: TestCluster, leader: u64, r: u64) {

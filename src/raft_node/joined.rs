@@ -12,7 +12,7 @@
 use raft::INVALID_ID;
 use raft::eraftpb::{Message, MessageType};
 
-use super::RaftNode;
+use super::{ELECTION_TICKS, RaftNode};
 use crate::transport::Admission;
 use crate::wal::JoinedAt;
 
@@ -90,6 +90,51 @@ impl RaftNode {
         };
         let log = &self.rn.raft.raft_log;
         at.is_after(log.last_term(), log.last_index())
+    }
+
+    /// Once per longest election timeout while this node's campaigns are held and it knows no
+    /// leader: asks its voters for a pre-vote that raft never made, so that members that
+    /// removed it say so (`410 Gone`, to vote requests only) and it stops. Otherwise a node
+    /// removed while its log was below the floor (a crash while it caught up) heard nothing
+    /// for good: no leader sends a removed node anything, and it asked no one for a vote (found
+    /// by the simulator: long seed 10300448). No answer can start a campaign: raft ignores
+    /// pre-vote answers it did not ask for, and one that rejects at a later term only tells
+    /// it the term.
+    pub(super) fn ask_whether_still_a_member(&mut self) {
+        if self.leader_id() != INVALID_ID {
+            self.held_silent_ticks = 0;
+            return;
+        }
+        self.held_silent_ticks += 1;
+        if self.held_silent_ticks < 2 * ELECTION_TICKS as usize {
+            return;
+        }
+        self.held_silent_ticks = 0;
+        let raft = &self.rn.raft;
+        let (term, index, log_term) = (
+            raft.term + 1,
+            raft.raft_log.last_index(),
+            raft.raft_log.last_term(),
+        );
+        let voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        let asks: Vec<Message> = voters
+            .into_iter()
+            .filter(|to| *to != self.id)
+            .map(|to| {
+                let mut m = Message::default();
+                m.set_msg_type(MessageType::MsgRequestPreVote);
+                (m.from, m.to, m.term, m.index, m.log_term) = (self.id, to, term, index, log_term);
+                m
+            })
+            .collect();
+        if !asks.is_empty() {
+            tracing::debug!(
+                to = ?asks.iter().map(|m| m.to).collect::<Vec<_>>(),
+                "campaigns held below the floor and no leader heard: asking the voters whether \
+                 this node is still a member"
+            );
+            self.send(asks);
+        }
     }
 
     /// Whether `m` asks this node's vote for a log that ends before the entry its admitters

@@ -241,6 +241,9 @@ pub struct RaftNode {
     /// A node that joined on an empty data dir, until its log commits this far: the last entry
     /// the members that admitted it had applied (see `joined`).
     joined_at: Option<JoinedAt>,
+    /// Ticks since this node, its campaigns held and no leader known, last asked its voters
+    /// whether it is still a member (see `ask_whether_still_a_member`).
+    held_silent_ticks: usize,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
     removed_while_leading: Option<Instant>,
@@ -456,6 +459,7 @@ impl RaftNode {
             gone_while_stopping: None,
             clients_gone: None,
             joined_at: None,
+            held_silent_ticks: 0,
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,

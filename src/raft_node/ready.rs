@@ -207,6 +207,7 @@ impl RaftNode {
             }
             let raft = &mut self.rn.raft;
             raft.election_elapsed = raft.election_elapsed.min(top - 2);
+            self.ask_whether_still_a_member();
         }
         self.rn.tick();
         let now = self.now();
