@@ -185,6 +185,11 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     // node 1 again and could not be elected. A membership change now waits for its commit
     // index to be synced.
     (857, Length::Long, Kind::Mixed),
+    // Node 2, added back with `--join`, crashed while it caught up (its log below what its
+    // admitters had applied, so its campaigns held), was removed, and ran on for good: no
+    // leader sends a removed node anything, and it asked no one for a vote. A node holding its
+    // campaigns now asks its voters with a pre-vote request while it knows no leader.
+    (10_300_448, Length::Long, Kind::ReAdd),
 ];
 
 #[test]
