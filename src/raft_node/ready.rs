@@ -553,7 +553,22 @@ impl RaftNode {
     pub(super) fn set_incarnation(&mut self, incarnation: Incarnation) {
         self.incarnation = incarnation;
         if let Some(n) = incarnation.known() {
-            self.transport.set_incarnation(n);
+            self.tell_transport_incarnation(n);
+        }
+    }
+
+    /// Gives the transport the incarnation this node applied. A joining node's transport may
+    /// hold its admitters' already, from the same run, so the same value; if not, that is a
+    /// bug, said loudly, and what was applied wins: it is this node's replicated state.
+    fn tell_transport_incarnation(&self, applied: u64) {
+        let before = self.transport.set_incarnation(applied);
+        if before != 0 && before != applied {
+            tracing::error!(
+                adopted = format!("{before:x}"),
+                applied = format!("{applied:x}"),
+                "the incarnation this node adopted from its admitters differs from the one it \
+                 applied (a bug); it checks its peers with the applied one from now on"
+            );
         }
     }
 
@@ -1082,7 +1097,7 @@ impl RaftNode {
                             incarnation = format!("{n:x}"),
                             "the cluster's first session registration names its incarnation"
                         );
-                        self.transport.set_incarnation(n);
+                        self.tell_transport_incarnation(n);
                     }
                     self.sessions.register(origin, nonce, entry.index);
                     self.publish_join_facts();

@@ -62,7 +62,7 @@ impl Fed {
     async fn admitted(id: u64, cluster: Vec<String>, seen: Admission) -> Fed {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let filter = PeerFilter::new(id, 0);
-        filter.admitted(0xC1, seen);
+        filter.admitted(0xC1, seen, 0);
         Fed::start_filtered(id, cluster, true, dir, |_| {}, filter).await
     }
 

@@ -47,6 +47,11 @@
 //! counted: in that term, voting for no log that ends before that entry until its own log
 //! commits it (the raft node's `joined`). An empty log's vote would go to any candidate, a
 //! member removed while cut off and still running among them.
+//!
+//! And the cluster's incarnation as the member's transport knows it ([`crate::incarnation`]):
+//! the node checks its peers with it from the moment it takes messages, so a data dir of an
+//! earlier run of a cluster started with the same flags cannot reach it while it catches up
+//! (found by a review). Only one that every admission of the round named is adopted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -59,9 +64,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
 use super::{
-    Admission, AppliedAt, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_FROM, HEADER_LEADER,
-    HEADER_SESSION, HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient, JOIN_PATH,
-    PeerFilter,
+    Admission, AppliedAt, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_FROM, HEADER_INCARNATION,
+    HEADER_LEADER, HEADER_SESSION, HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient,
+    JOIN_PATH, PeerFilter,
 };
 use crate::membership::normalize_url;
 use crate::mutation::{self, Mutation};
@@ -103,6 +108,9 @@ pub enum Answer {
         /// session that began at or before it (committed history it has applied dropped that
         /// session); the node starts from it ([`Admission`]).
         seen: Admission,
+        /// The cluster's incarnation as the member's transport knows it (0: not yet, or a
+        /// member of an older version): the node checks its peers with it from the start.
+        incarnation: u64,
     },
     /// The node must not join as it is, and why: the leader's word (410 Gone).
     Refused(String),
@@ -133,6 +141,8 @@ pub struct MemberView {
     pub to: u64,
     /// The cluster's identity as it knows it (0: it is joining too).
     pub cluster: u64,
+    /// The cluster's incarnation as its transport knows it (0: not yet).
+    pub incarnation: u64,
     /// The peer URL it has the joining node at, if it counts it as a member.
     pub url: Option<String>,
     /// The joining node's session in the member's exactly-once table, if its applied state
@@ -151,9 +161,16 @@ pub struct MemberView {
 }
 
 impl MemberView {
-    /// What member `to` knows of node `from`: the cluster's identity and `from`'s URL as its
-    /// transport knows them, and the rest from its shared state.
-    pub fn new(to: u64, cluster: u64, url: Option<String>, shared: &Shared, from: u64) -> Self {
+    /// What member `to` knows of node `from`: the cluster's identity and incarnation, as
+    /// `(cluster, incarnation)`, and `from`'s URL as its transport knows them, and the rest
+    /// from its shared state.
+    pub fn new(
+        to: u64,
+        (cluster, incarnation): (u64, u64),
+        url: Option<String>,
+        shared: &Shared,
+        from: u64,
+    ) -> Self {
         // Before the facts: what they say holds at least as far as this. Then the term of the
         // entry and the current one, each as late as or later than the index: a later entry's
         // term with this index still marks a log that every committed one reaches.
@@ -170,6 +187,7 @@ impl MemberView {
             seen,
             to,
             cluster,
+            incarnation,
             url,
             session: facts.running.get(&from).copied(),
             logged: facts.logged.get(&from).copied(),
@@ -199,6 +217,7 @@ impl MemberView {
                     by_leader: self.settled_leader,
                     voters: self.voters.clone(),
                     seen: self.seen,
+                    incarnation: self.incarnation,
                 }),
                 // For good only from the leader, in touch with a quorum: its log holds every
                 // committed entry, where a follower, settled or not, may not have applied a
@@ -263,6 +282,9 @@ pub enum Verdict {
         cluster: u64,
         /// What the members whose admissions counted had seen, the strongest of each.
         seen: Admission,
+        /// The cluster's incarnation, if every admission of the round named the same one;
+        /// else 0 (the node then learns it from what it applies, as before).
+        incarnation: u64,
     },
     /// Refused for good, and why: the node stops.
     Refused(String),
@@ -289,6 +311,8 @@ pub struct Round {
     /// The admissions not by the leader: who, into which cluster, counting which voters,
     /// having seen what.
     admitted: BTreeMap<u64, (u64, Option<Vec<u64>>, Admission)>,
+    /// The incarnation each admission named (0: none).
+    incarnations: BTreeMap<u64, u64>,
     /// The doubts: whose, and the index an admitter must have applied to outweigh each (none:
     /// a member of an older version, whose doubt holds).
     doubted: BTreeMap<u64, Option<u64>>,
@@ -300,6 +324,7 @@ impl Round {
         Round {
             node,
             admitted: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
             doubted: BTreeMap::new(),
         }
     }
@@ -314,18 +339,25 @@ impl Round {
                 cluster,
                 by_leader: true,
                 seen,
+                incarnation,
                 ..
-            } => Some(Verdict::Admitted {
-                member: id,
-                cluster: *cluster,
-                seen: *seen,
-            }),
+            } => {
+                self.incarnations.insert(id, *incarnation);
+                Some(Verdict::Admitted {
+                    member: id,
+                    cluster: *cluster,
+                    seen: *seen,
+                    incarnation: self.agreed_incarnation(),
+                })
+            }
             Answer::Admitted {
                 cluster,
                 voters,
                 seen,
+                incarnation,
                 ..
             } => {
+                self.incarnations.insert(id, *incarnation);
                 // As a set: an older member may say them in another order.
                 let voters = voters.clone().map(|mut v| {
                     v.sort_unstable();
@@ -339,6 +371,18 @@ impl Round {
                 self.doubted.insert(id, *session);
                 None
             }
+        }
+    }
+
+    /// The incarnation every admission of the round named, or 0 if one named none or two
+    /// differ: within one run the members cannot know two, so a difference means one answer
+    /// came from a data dir of another run, and a node that adopts none only learns it later
+    /// (from what it applies), where one that adopts the wrong one would refuse its cluster.
+    fn agreed_incarnation(&self) -> u64 {
+        let mut named = self.incarnations.values();
+        match named.next() {
+            Some(&first) if named.all(|n| *n == first) => first,
+            _ => 0,
         }
     }
 
@@ -412,6 +456,7 @@ impl Round {
             Some(&member) if vouching.len() >= needed => Verdict::Admitted {
                 member,
                 cluster,
+                incarnation: self.agreed_incarnation(),
                 seen: vouching
                     .iter()
                     .filter_map(|id| Some(self.admitted.get(id)?.2))
@@ -471,6 +516,7 @@ struct Said {
     voters: Option<Vec<u64>>,
     seen: Admission,
     session: Option<u64>,
+    incarnation: u64,
 }
 
 /// The questions a joining node asks.
@@ -513,8 +559,8 @@ impl Lookup {
         let mut logged = BTreeSet::new();
         loop {
             match self.round(&mut logged).await {
-                Ok(Some((id, cluster, seen))) => {
-                    let now = self.filter.admitted(cluster, seen);
+                Ok(Some((id, cluster, seen, incarnation))) => {
+                    let now = self.filter.admitted(cluster, seen, incarnation);
                     tracing::info!(
                         member = id,
                         cluster = format!("{now:x}"),
@@ -532,12 +578,12 @@ impl Lookup {
     }
 
     /// One round: every member asked at once. `Ok(Some)`: admitted, by whom, into which
-    /// cluster, having seen what; `Ok(None)`: not yet (ask again); `Err`: refused for good.
+    /// cluster, having seen what, of which incarnation (0: none agreed); `Ok(None)`: not yet (ask again); `Err`: refused for good.
     /// See [`Round`].
     async fn round(
         &self,
         logged: &mut BTreeSet<(u64, String)>,
-    ) -> Result<Option<(u64, u64, Admission)>, String> {
+    ) -> Result<Option<(u64, u64, Admission, u64)>, String> {
         use futures_util::StreamExt;
         let mut asks: futures_util::stream::FuturesUnordered<_> = self
             .members
@@ -570,7 +616,8 @@ impl Lookup {
                 member,
                 cluster,
                 seen,
-            } => Ok(Some((member, cluster, seen))),
+                incarnation,
+            } => Ok(Some((member, cluster, seen, incarnation))),
             Verdict::Refused(reason) => Err(reason),
             Verdict::NotYet(why) => {
                 if let Some(why) = why
@@ -648,6 +695,11 @@ impl Lookup {
                     term: number(HEADER_TERM).unwrap_or(0),
                 },
                 session: number(HEADER_SESSION),
+                incarnation: headers
+                    .get(HEADER_INCARNATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| u64::from_str_radix(v, 16).ok())
+                    .unwrap_or(0),
             };
             let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
             let text = String::from_utf8_lossy(&body).trim().to_string();
@@ -671,6 +723,7 @@ impl Lookup {
                 by_leader: said.by_leader,
                 voters: said.voters,
                 seen: said.seen,
+                incarnation: said.incarnation,
             }),
             _ => Err(format!("answer {text:?} is not a cluster identity")),
         }
@@ -831,6 +884,7 @@ mod tests {
             by_leader: false,
             voters: voters.map(<[u64]>::to_vec),
             seen: seen(applied),
+            incarnation: 0,
         }
     }
 
@@ -843,6 +897,40 @@ mod tests {
             },
             term: index / 10 + 1,
         }
+    }
+
+    /// A round names the incarnation its admissions named, only if each named the same: two
+    /// that differ mean one answer came from a data dir of an earlier run, and adopting none
+    /// (the node learns it from what it applies) beats adopting the wrong one (review 100).
+    #[test]
+    fn a_round_names_the_incarnation_only_if_every_admission_named_it() {
+        let naming = |incarnation, by_leader| Answer::Admitted {
+            cluster: 0xabc,
+            by_leader,
+            voters: Some(vec![1, 2, 3, 4]),
+            seen: seen(100),
+            incarnation,
+        };
+        let named = |verdict: Verdict| match verdict {
+            Verdict::Admitted { incarnation, .. } => incarnation,
+            other => panic!("{other:?}"),
+        };
+        let weigh = |answers: &[(u64, u64)]| {
+            let mut round = Round::new(4);
+            for (id, incarnation) in answers {
+                assert_eq!(round.take(*id, &naming(*incarnation, false)), None);
+            }
+            named(round.end())
+        };
+        assert_eq!(weigh(&[(1, 0xb2), (2, 0xb2)]), 0xb2);
+        assert_eq!(weigh(&[(1, 0xb2), (2, 0xa1)]), 0, "they differ");
+        assert_eq!(weigh(&[(1, 0xb2), (2, 0)]), 0, "one names none");
+        let mut round = Round::new(4);
+        let leader = |round: &mut Round| round.take(3, &naming(0xb2, true)).map(named);
+        assert_eq!(leader(&mut round), Some(0xb2), "the leader's word");
+        let mut round = Round::new(4);
+        assert_eq!(round.take(1, &naming(0xa1, false)), None);
+        assert_eq!(leader(&mut round), Some(0), "a follower named another");
     }
 
     /// The weighing without HTTP, as the simulator drives it: a doubt holds back followers'
@@ -872,6 +960,7 @@ mod tests {
             by_leader: true,
             voters: None,
             seen: seen(40),
+            incarnation: 0,
         };
         assert_eq!(
             round.take(3, &by_leader),
@@ -879,6 +968,7 @@ mod tests {
                 member: 3,
                 cluster: 0xabc,
                 seen: seen(40),
+                incarnation: 0,
             })
         );
         let mut round = Round::new(4);
@@ -911,6 +1001,7 @@ mod tests {
             member,
             cluster: 0xabc,
             seen: seen(100),
+            incarnation: 0,
         };
         let not_yet = |verdict: Verdict, says: &str| match verdict {
             Verdict::NotYet(Some(why)) => assert!(why.contains(says), "{why}"),
@@ -1003,6 +1094,7 @@ mod tests {
                 member: 2,
                 cluster: 0xabc,
                 seen: seen(27),
+                incarnation: 0,
             }
         );
         // Not when it applied no further than the session.
@@ -1024,6 +1116,7 @@ mod tests {
                 member: 2,
                 cluster: 0xabc,
                 seen: seen(28),
+                incarnation: 0,
             }
         );
         not_yet(
@@ -1049,6 +1142,7 @@ mod tests {
             by_leader: true,
             voters: Some(vec![1, 2, 3, 4]),
             seen: seen(9),
+            incarnation: 0,
         };
         assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
         assert_eq!(before_bootstrap(4, &[]), Ok(()));
@@ -1080,6 +1174,7 @@ mod tests {
             logged: None,
             voters: Some(vec![1, 4]),
             seen: seen(30),
+            incarnation: 0,
             settled_leader: false,
         };
         let admitted = |by_leader, voters: Option<Vec<u64>>| {
@@ -1088,6 +1183,7 @@ mod tests {
                 by_leader,
                 voters,
                 seen: seen(30),
+                incarnation: 0,
             })
         };
         assert_eq!(view.answer(4, url), admitted(false, Some(vec![1, 4])));

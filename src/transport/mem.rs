@@ -190,7 +190,9 @@ impl MemNet {
             .filter_map(|m| {
                 let known = hub.members.get(m).and_then(|peers| peers.get(&id)).cloned();
                 let cluster = hub.cluster.get(m).copied().unwrap_or(CLUSTER);
-                let view = MemberView::new(*m, cluster, known, hub.shared.get(m)?, id);
+                let incarnation = hub.incarnations.get(m).copied().unwrap_or(0);
+                let view =
+                    MemberView::new(*m, (cluster, incarnation), known, hub.shared.get(m)?, id);
                 Some((*m, view.answer(id, url).ok()?))
             })
             .collect()
@@ -204,9 +206,19 @@ impl MemNet {
             .iter()
             .find_map(|(m, answer)| round.take(*m, answer))
             .unwrap_or_else(|| round.end());
-        if let Verdict::Admitted { cluster, seen, .. } = &verdict {
+        if let Verdict::Admitted {
+            cluster,
+            seen,
+            incarnation,
+            ..
+        } = &verdict
+        {
             let mut hub = self.hub();
             hub.admissions.insert(id, *seen);
+            // As `PeerFilter::admitted`: checked with from the first message.
+            if *incarnation != 0 {
+                hub.incarnations.entry(id).or_insert(*incarnation);
+            }
             hub.cluster.insert(id, *cluster);
         }
         verdict
@@ -412,8 +424,9 @@ impl Network for MemEndpoint {
         self.net.hub().admissions.get(&self.id).copied()
     }
 
-    fn set_incarnation(&self, incarnation: u64) {
-        self.net.hub().incarnations.insert(self.id, incarnation);
+    fn set_incarnation(&self, incarnation: u64) -> u64 {
+        let before = self.net.hub().incarnations.insert(self.id, incarnation);
+        before.unwrap_or(0)
     }
 }
 
@@ -477,6 +490,37 @@ mod tests {
             Ok(PeerEvent::RemovedByPeer { peer: 2, as_of }) => assert_eq!(as_of, Some(9)),
             other => panic!("expected gone, got {other:?}"),
         }
+    }
+
+    /// A node that joins on an empty data dir takes the incarnation its admitters name, as
+    /// over HTTP: a node of an earlier run cannot reach it while it catches up (review 100).
+    #[test]
+    fn a_joining_node_takes_its_admitters_incarnation() {
+        let net = MemNet::new();
+        let url = "mem://2";
+        let (a, _a_rx) = net.attach(1);
+        let shared = Arc::new(Shared::default());
+        shared.join_facts.lock().expect("not poisoned").voters = vec![1, 2];
+        shared.leader.store(1, Ordering::Release);
+        shared.membership_settled.store(true, Ordering::Release);
+        let mut a = a.with_shared(shared);
+        a.add_peer(2, url);
+        a.set_incarnation(0xb2);
+        let (mut stale, _stale_rx) = net.attach(3);
+        stale.add_peer(2, url);
+        stale.set_incarnation(0xa1);
+        let (_b, mut b_rx) = net.attach_joining(2);
+        match net.join_round(2, url) {
+            Verdict::Admitted { incarnation, .. } => assert_eq!(incarnation, 0xb2),
+            other => panic!("{other:?}"),
+        }
+        let mut dropped = Dropped::default();
+        stale.send(
+            vec![message(MessageType::MsgRequestVote, 3, 2)],
+            &mut dropped,
+        );
+        assert!(b_rx.try_recv().is_err(), "a node of an earlier run got in");
+        assert_eq!(dropped.unreachable, [2]);
     }
 
     /// A link cut after a message the test picks delivers the batch that holds it, whole, and

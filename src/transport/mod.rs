@@ -430,18 +430,30 @@ impl PeerFilter {
         self.incarnation.load(Ordering::Acquire)
     }
 
-    /// Records the cluster's incarnation, once the raft node knows it.
-    pub fn set_incarnation(&self, incarnation: u64) {
-        self.incarnation.store(incarnation, Ordering::Release);
+    /// Records the cluster's incarnation, once the raft node knows it; returns the one it
+    /// replaces (0: none). Streams opened before it was known carry no header: each peer task
+    /// sees the change at its next batch and opens a new stream, which names it.
+    pub fn set_incarnation(&self, incarnation: u64) -> u64 {
+        self.incarnation.swap(incarnation, Ordering::AcqRel)
     }
 
-    /// Adopts `id`, into which the members admitted this node having seen `admission`, if no
-    /// identity is known yet; returns the identity now in force. Only the members' answers to
-    /// [`join`] get here: a message never sets the identity. The admission is in place first:
-    /// messages are let in once the identity is known, and the node reads it before the first.
-    pub fn admitted(&self, id: u64, admission: Admission) -> u64 {
+    /// Adopts `id`, into which the members admitted this node having seen `admission`, naming
+    /// `incarnation` (0: none agreed), if no identity is known yet; returns the identity now in
+    /// force. Only the members' answers to [`join`] get here: a message never sets the
+    /// identity. The admission and the incarnation are in place first: messages are let in
+    /// once the identity is known, and a peer of another run must be refused from the first.
+    pub fn admitted(&self, id: u64, admission: Admission, incarnation: u64) -> u64 {
         if self.cluster_id() == 0 {
             *self.admission.lock().unwrap_or_else(|p| p.into_inner()) = Some(admission);
+            if incarnation != 0 {
+                // Not over one the raft node already told: what it applied decides.
+                let _ = self.incarnation.compare_exchange(
+                    0,
+                    incarnation,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
         }
         self.adopt_cluster_id(id)
     }
@@ -680,8 +692,9 @@ pub trait Network: Send {
     /// The cluster's identity; 0 on a joining node that has not learned it yet.
     fn cluster_id(&self) -> u64;
     /// The cluster's incarnation, once this node knows it (see [`crate::incarnation`]): sent
-    /// with every request, and a peer whose own differs is refused.
-    fn set_incarnation(&self, incarnation: u64);
+    /// with every request, and a peer whose own differs is refused. Returns the one it
+    /// replaces (0: none; a joining node may have adopted its admitters').
+    fn set_incarnation(&self, incarnation: u64) -> u64;
     /// On a node started with `--join` on an empty data dir, once admitted: what the members
     /// that admitted it had seen. Known before the identity is, so before any message arrives.
     fn admission(&self) -> Option<Admission>;
@@ -712,8 +725,8 @@ impl Network for Transport {
         self.filter.cluster_id()
     }
 
-    fn set_incarnation(&self, incarnation: u64) {
-        self.filter.set_incarnation(incarnation);
+    fn set_incarnation(&self, incarnation: u64) -> u64 {
+        self.filter.set_incarnation(incarnation)
     }
 
     fn admission(&self) -> Option<Admission> {

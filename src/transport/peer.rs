@@ -176,6 +176,9 @@ enum Sent {
     Gone(String),
     /// Refused (another cluster, wrong id), unreachable, or gone quiet.
     Failed(String),
+    /// Ended by us, what it carried delivered, because this node's incarnation changed since
+    /// it opened (it learned it): the next stream names it at once, carrying these.
+    Renamed(Vec<Message>),
 }
 
 impl PeerTask {
@@ -185,12 +188,12 @@ impl PeerTask {
         // every member its log names, some of them removed a few entries later, and a
         // follower has nothing to say to anyone until a leader speaks to it.
         let mut first = match rx.recv().await {
-            Some(m) => Some(m),
+            Some(m) => vec![m],
             None => return,
         };
         loop {
             let outcome = match self
-                .stream(&mut rx, &mut logged_failure, first.take())
+                .stream(&mut rx, &mut logged_failure, std::mem::take(&mut first))
                 .await
             {
                 Some(outcome) => outcome,
@@ -201,9 +204,16 @@ impl PeerTask {
                     // Closed for idleness: open the next stream when there is something to
                     // carry, not before.
                     match rx.recv().await {
-                        Some(m) => first = Some(m),
+                        Some(m) => first = vec![m],
                         None => return,
                     }
+                }
+                Sent::Renamed(pending) => {
+                    tracing::debug!(
+                        peer = self.id,
+                        "reopening the stream to name the incarnation"
+                    );
+                    first = pending;
                 }
                 Sent::Gone(reason) => {
                     tracing::warn!(peer = self.id, %reason, "peer says this node was removed");
@@ -266,9 +276,11 @@ impl PeerTask {
         &self,
         rx: &mut mpsc::Receiver<Message>,
         logged_failure: &mut bool,
-        first: Option<Message>,
+        first: Vec<Message>,
     ) -> Option<Sent> {
         let (frames, body) = mpsc::channel(STREAM_BUFFER);
+        // What the request names, or less recent: a change in between costs one more reopen.
+        let named = self.filter.incarnation();
         let request = match self.request(STREAM_PATH, ChannelBody::open(body).boxed()) {
             Ok(r) => r,
             Err(reason) => return Some(Sent::Failed(reason)),
@@ -287,6 +299,9 @@ impl PeerTask {
         let mut last_send = Instant::now();
         let mut awaiting_since: Option<Instant> = None;
         let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        // Set when this node's incarnation changed since the stream opened: what was read
+        // for the next batch, which the next stream carries.
+        let mut renamed = None;
         loop {
             tokio::select! {
                 biased;
@@ -312,6 +327,13 @@ impl PeerTask {
                 }
                 n = rx.recv_many(&mut batch, MAX_BATCH), if waiting.is_none() => {
                     if n == 0 {
+                        break;
+                    }
+                    // One load a batch: a stream opened before this node knew its incarnation
+                    // names none, and its receiver, knowing its own, must be able to refuse a
+                    // node of another run (review 100).
+                    if self.filter.incarnation() != named {
+                        renamed = Some(std::mem::take(&mut batch));
                         break;
                     }
                     for snap in extract_snapshots(&mut batch) {
@@ -343,12 +365,12 @@ impl PeerTask {
                 }
             }
         }
-        // The transport dropped this peer (it was removed): end the body and let the request
-        // finish, so what was written is delivered (it ends with the commit index that tells a
-        // removed node its removal committed), then stop.
+        // The transport dropped this peer (it was removed), or the stream must be renamed:
+        // end the body and let the request finish, so what was written is delivered (it ends
+        // with the commit index that tells a removed node its removal committed), then stop.
         drop(frames);
         let _ = tokio::time::timeout(DRAIN_LIMIT, answer).await;
-        None
+        renamed.map(Sent::Renamed)
     }
 
     fn count(&self, counter: &prometheus::IntCounterVec, n: usize) {
@@ -401,7 +423,7 @@ impl PeerTask {
                     failed_before,
                     "snapshot delivered"
                 ),
-                Sent::Gone(_) => {}
+                Sent::Gone(_) | Sent::Renamed(_) => {}
             }
             let counter = if delivered {
                 &task.metrics.peer_messages_sent
@@ -717,6 +739,75 @@ mod tests {
         );
         cancel.cancel();
         black_hole.abort();
+    }
+
+    /// A stream opened before this node knew its incarnation named none; once it knows it, the
+    /// next batch goes on a new stream that names it, so the receiver can refuse a node of
+    /// another run. The stream stayed as it was for as long as it was busy (review 100).
+    #[tokio::test]
+    async fn a_stream_is_opened_again_to_name_the_incarnation_once_known() {
+        let (listener, url) = local_listener().await;
+        let (named_tx, mut named) = mpsc::unbounded_channel();
+        let receiver = axum::Router::new()
+            .route(
+                STREAM_PATH,
+                axum::routing::post(
+                    |axum::extract::State(named_tx): axum::extract::State<
+                        mpsc::UnboundedSender<Option<String>>,
+                    >,
+                     headers: hyper::HeaderMap,
+                     body: axum::body::Body| async move {
+                        let incarnation = headers
+                            .get(HEADER_INCARNATION)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let _ = named_tx.send(incarnation);
+                        let _ = body.collect().await;
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(named_tx);
+        let serving = tokio::spawn(axum::serve(listener, receiver).into_future());
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let (task, _events) = peer_task(
+            url,
+            filter.clone(),
+            Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
+        );
+        let cancel = CancellationToken::new();
+        let handle = spawn(
+            &tokio::runtime::Handle::current(),
+            task,
+            1024,
+            cancel.clone(),
+        );
+        // Heartbeats out, their answers in: a live stream, which nothing else would end.
+        async fn next_named(
+            handle: &PeerHandle,
+            filter: &super::super::PeerFilter,
+            named: &mut mpsc::UnboundedReceiver<Option<String>>,
+        ) -> Option<String> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                assert!(Instant::now() < deadline, "no new stream within 5 s");
+                let _ = handle.tx.try_send(message(MessageType::MsgHeartbeat, 1, 2));
+                filter.heard_from(2, &[message(MessageType::MsgHeartbeatResponse, 2, 1)]);
+                if let Ok(Some(incarnation)) =
+                    tokio::time::timeout(Duration::from_millis(50), named.recv()).await
+                {
+                    return incarnation;
+                }
+            }
+        }
+        let opened = next_named(&handle, &filter, &mut named).await;
+        assert_eq!(opened, None, "this node knows none yet");
+        filter.set_incarnation(0xb2);
+        let reopened = next_named(&handle, &filter, &mut named).await;
+        assert_eq!(reopened.as_deref(), Some("b2"));
+        cancel.cancel();
+        serving.abort();
     }
 
     /// A snapshot's request names it in a header, `<sender's term>/<index>`, so that a

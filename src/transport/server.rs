@@ -219,15 +219,12 @@ impl PeerServer {
     /// their incarnation, and they differ (see [`crate::incarnation`]). A sender that does not
     /// name one (it has applied no registration yet, or runs an older build) is let in.
     fn check_incarnation(&self, from: u64, headers: &HeaderMap) -> Result<(), Refusal> {
-        let theirs = match headers.get(HEADER_INCARNATION) {
-            None => return Ok(()),
-            Some(_) => header_u64(headers, HEADER_INCARNATION, 16).ok_or_else(|| {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed {HEADER_INCARNATION} header"),
-                )
-            })?,
-        };
+        self.check_incarnation_of(from, named_incarnation(headers)?)
+    }
+
+    /// As [`Self::check_incarnation`], for a sender that named `theirs` (0: none). Called again
+    /// for every batch of a stream: this node may learn its own after the stream opened.
+    fn check_incarnation_of(&self, from: u64, theirs: u64) -> Result<(), Refusal> {
         let ours = self.filter.incarnation();
         if ours == 0 || theirs == 0 || theirs == ours {
             return Ok(());
@@ -365,10 +362,12 @@ impl PeerServer {
         }
     }
 
-    /// Reads batch after batch until the sender closes the stream or opens a newer one.
+    /// Reads batch after batch until the sender closes the stream or opens a newer one, or
+    /// this node learns an incarnation other than the one the sender named, `theirs`.
     async fn read_stream(
         &self,
         from: u64,
+        theirs: u64,
         url_back: Option<String>,
         mut body: Body,
         replaced: CancellationToken,
@@ -404,6 +403,9 @@ impl PeerServer {
                     format!("snapshots go to {RAFT_PATH}, not to {STREAM_PATH}"),
                 ));
             }
+            // Checked at the open only, a stream opened while this node knew none carried a
+            // node of an earlier run's messages for as long as it stayed busy (review 100).
+            self.check_incarnation_of(from, theirs)?;
             self.keep_route_back(from, url_back.as_deref());
             self.check_not_removed(from, &messages)?;
             self.deliver(from, messages).await?;
@@ -453,6 +455,19 @@ fn relayed(m: &Message) -> bool {
     )
 }
 
+/// The incarnation a request's sender names, 0 if none (it knows none, or runs an older build).
+fn named_incarnation(headers: &HeaderMap) -> Result<u64, Refusal> {
+    match headers.get(HEADER_INCARNATION) {
+        None => Ok(0),
+        Some(_) => header_u64(headers, HEADER_INCARNATION, 16).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("malformed {HEADER_INCARNATION} header"),
+            )
+        }),
+    }
+}
+
 fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?;
     u64::from_str_radix(text, radix).ok()
@@ -464,9 +479,13 @@ async fn receive_stream(
     body: Body,
 ) -> Result<StatusCode, Refusal> {
     let (from, url_back) = server.admit(&headers)?;
+    // Well-formed: `admit` checked it.
+    let theirs = named_incarnation(&headers)?;
     let (number, replaced) = server.open_stream(from);
     tracing::debug!(peer = from, number, "stream opened");
-    let result = server.read_stream(from, url_back, body, replaced).await;
+    let result = server
+        .read_stream(from, theirs, url_back, body, replaced)
+        .await;
     tracing::debug!(peer = from, number, ?result, "stream ended");
     server.close_stream(from, number);
     result.map(|()| StatusCode::NO_CONTENT)
@@ -566,12 +585,14 @@ enum Reply {
     /// 200 with the cluster's identity; whether the leader gave it, settled and in touch with
     /// a quorum ([`HEADER_LEADER`]); the voters the member counts, unless it vouches for
     /// nothing ([`HEADER_VOTERS`]); and how far it had applied, and in which terms
-    /// ([`HEADER_APPLIED`], [`HEADER_APPLIED_TERM`], [`HEADER_TERM`]).
+    /// ([`HEADER_APPLIED`], [`HEADER_APPLIED_TERM`], [`HEADER_TERM`]); and the cluster's
+    /// incarnation once the member knows it ([`HEADER_INCARNATION`]).
     Admitted {
         cluster: u64,
         by_leader: bool,
         voters: Option<Vec<u64>>,
         seen: Admission,
+        incarnation: u64,
     },
     /// 409 and why; the index an admitter must have applied to outweigh it, if any
     /// ([`HEADER_SESSION`]).
@@ -589,12 +610,16 @@ impl IntoResponse for Reply {
                 by_leader,
                 voters,
                 seen,
+                incarnation,
             } => {
                 let mut headers = vec![
                     (HEADER_APPLIED, seen.applied.index.to_string()),
                     (HEADER_APPLIED_TERM, seen.applied.term.to_string()),
                     (HEADER_TERM, seen.term.to_string()),
                 ];
+                if incarnation != 0 {
+                    headers.push((HEADER_INCARNATION, format!("{incarnation:x}")));
+                }
                 if by_leader {
                     headers.push((HEADER_LEADER, "1".to_string()));
                 }
@@ -641,7 +666,7 @@ async fn answer_join(
     server.check_to(from, to)?;
     let view = MemberView::new(
         to,
-        filter.cluster_id(),
+        (filter.cluster_id(), filter.incarnation()),
         filter.member_url(from),
         &server.shared,
         from,
@@ -652,11 +677,13 @@ async fn answer_join(
             by_leader,
             voters,
             seen,
+            incarnation,
         }) => Ok(Reply::Admitted {
             cluster,
             by_leader,
             voters,
             seen,
+            incarnation,
         }),
         Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
         Ok(Answer::Doubt(reason, session)) => Ok(Reply::Doubted { reason, session }),
@@ -684,9 +711,14 @@ mod tests {
     use crate::transport::AppliedAt;
 
     fn server(dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
+        server_of(PeerFilter::new(3, 0xabc), dir)
+    }
+
+    /// The peer server of the node whose filter is `filter`.
+    fn server_of(filter: PeerFilter, dir: &Path) -> (PeerServer, mpsc::Receiver<PeerEvent>) {
         let (events_tx, events_rx) = mpsc::channel(8);
         let server = PeerServer::new(
-            Arc::new(PeerFilter::new(3, 0xabc)),
+            Arc::new(filter),
             events_tx,
             Arc::default(),
             PeerLimits {
@@ -731,6 +763,7 @@ mod tests {
                 applied: AppliedAt { index: 40, term: 4 },
                 term: 6,
             },
+            incarnation: 0,
         };
         let answer = ask().await.expect("admitted");
         assert_eq!(answer, admitted(false, Some(vec![2, 3])));
@@ -881,6 +914,91 @@ mod tests {
             .admit(&naming(Some("not hex")))
             .expect_err("malformed");
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// A stream opened while this node knew no incarnation, from a sender that named one, ends
+    /// with the same refusal at its next batch once this node learns another: it was checked
+    /// at its open only, and a busy stream of a node of an earlier run stayed open for good
+    /// (review 100).
+    #[tokio::test]
+    async fn an_open_stream_of_another_incarnation_ends_once_this_node_knows_its_own() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, mut events) = server(dir.path());
+        let (frames, rx) = mpsc::channel::<bytes::Bytes>(4);
+        let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            let frame = rx.recv().await?;
+            Some((Ok::<_, std::convert::Infallible>(frame), rx))
+        }));
+        let mut headers = leaders_headers();
+        headers.insert(HEADER_INCARNATION, HeaderValue::from_static("a1"));
+        let stream = tokio::spawn(receive_stream(State(server.clone()), headers, body));
+        let batch = || {
+            let mut m = message(MessageType::MsgHeartbeat, 1);
+            m.term = 2;
+            bytes::Bytes::from(super::super::encode_batch(&[m]))
+        };
+        frames.send(batch()).await.expect("the stream is open");
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(PeerEvent::Step(_))) => {}
+            other => panic!("the first batch was not delivered: {other:?}"),
+        }
+        server.filter.set_incarnation(0xb2);
+        // The stream may end before it reads this: either way nothing more is delivered.
+        let _ = frames.send(batch()).await;
+        let refused = tokio::time::timeout(Duration::from_secs(10), stream)
+            .await
+            .expect("the stream ended")
+            .expect("the stream's task")
+            .expect_err("refused");
+        assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        assert!(refused.text().contains("incarnation a1"), "{refused:?}");
+        assert!(events.try_recv().is_err(), "the second batch was delivered");
+    }
+
+    /// A node that joins on an empty data dir takes the incarnation its admitters name in its
+    /// answer (over HTTP), with the cluster's identity: a node of an earlier run that reaches
+    /// it before it has caught up is refused from its first message. It was let in until the
+    /// node applied the run's registration, a window a stale node could lead through (review
+    /// 100).
+    #[tokio::test]
+    async fn a_joining_node_takes_its_admitters_incarnation_with_the_identity() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (admitter, _events) = server(dir.path());
+        let joiner_url = "http://127.0.0.1:2";
+        admitter.filter.set_member(2, Some(joiner_url));
+        admitter.filter.set_incarnation(0xb2);
+        let shared = &admitter.shared;
+        shared.join_facts.lock().expect("not poisoned").voters = vec![2, 3];
+        shared.leader.store(3, Ordering::Release);
+        shared.membership_settled.store(true, Ordering::Release);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let admitter_url = format!("http://{}", listener.local_addr().expect("bound"));
+        let serving = tokio::spawn(axum::serve(listener, admitter.clone().router()).into_future());
+
+        let joiner_dir = tempfile::TempDir::new().expect("temp dir");
+        let (joiner, _joiner_events) = server_of(PeerFilter::new(2, 0), joiner_dir.path());
+        let lookup = super::super::join::Lookup {
+            client: crate::transport::http_client(None),
+            filter: joiner.filter.clone(),
+            own_url: joiner_url.to_string(),
+            members: vec![(3, admitter_url)],
+        };
+        tokio::time::timeout(Duration::from_secs(20), lookup.run())
+            .await
+            .expect("admitted within 20 s")
+            .expect("admitted, not refused");
+        serving.abort();
+        assert_eq!(joiner.filter.cluster_id(), 0xabc);
+        assert_eq!(joiner.filter.incarnation(), 0xb2);
+        let mut stale = HeaderMap::new();
+        stale.insert(HEADER_FROM, HeaderValue::from_static("1"));
+        stale.insert(HEADER_TO, HeaderValue::from_static("2"));
+        stale.insert(HEADER_CLUSTER, HeaderValue::from_static("abc"));
+        stale.insert(HEADER_INCARNATION, HeaderValue::from_static("a1"));
+        let refused = joiner.admit(&stale).expect_err("a node of an earlier run");
+        assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
     }
 
     /// Refusals are logged once per sender and reason, but the senders and reasons are what

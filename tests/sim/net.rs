@@ -135,8 +135,8 @@ impl Network for SimNet {
         lock(&self.state).admission
     }
 
-    fn set_incarnation(&self, incarnation: u64) {
-        lock(&self.state).incarnation = incarnation;
+    fn set_incarnation(&self, incarnation: u64) -> u64 {
+        std::mem::replace(&mut lock(&self.state).incarnation, incarnation)
     }
 }
 
@@ -183,12 +183,15 @@ impl NetHandle {
         lock(&self.state).incarnation
     }
 
-    /// The members admitted this joining node into cluster `id`, having seen `admission`:
-    /// it adopts both (as `PeerFilter::admitted`).
-    pub fn admitted(&self, id: u64, admission: Admission) {
+    /// The members admitted this joining node into cluster `id`, having seen `admission`,
+    /// naming `incarnation` (0: none agreed): it adopts them (as `PeerFilter::admitted`).
+    pub fn admitted(&self, id: u64, admission: Admission, incarnation: u64) {
         let mut state = lock(&self.state);
         if state.cluster_id == 0 {
             state.admission = Some(admission);
+            if state.incarnation == 0 {
+                state.incarnation = incarnation;
+            }
             state.cluster_id = id;
         }
     }

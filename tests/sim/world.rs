@@ -1103,7 +1103,7 @@ impl World {
             }
             let view = MemberView::new(
                 *id,
-                p.net.cluster_id(),
+                (p.net.cluster_id(), p.net.incarnation()),
                 p.net.member_url(node),
                 &p.shared,
                 node,
@@ -1117,6 +1117,7 @@ impl World {
                 member,
                 cluster,
                 seen,
+                incarnation,
             } => {
                 if let Some(since) = self.nodes[&node].wiped
                     && self.inv.last_change(node) == since
@@ -1142,7 +1143,7 @@ impl World {
                     }
                 }
                 let p = self.nodes[&node].proc.as_ref().expect("alive");
-                p.net.admitted(cluster, seen);
+                p.net.admitted(cluster, seen, incarnation);
                 self.note(|| format!("n{node} learned the cluster's identity from n{member}"));
                 self.after_admission(node);
             }
@@ -1274,8 +1275,8 @@ impl World {
             })
             .filter_map(|(m, n)| {
                 let p = n.proc.as_ref()?;
-                let view =
-                    MemberView::new(*m, p.net.cluster_id(), p.net.member_url(id), &p.shared, id);
+                let known = (p.net.cluster_id(), p.net.incarnation());
+                let view = MemberView::new(*m, known, p.net.member_url(id), &p.shared, id);
                 Some((*m, view.answer(id, &url).ok()?))
             })
             .collect();
