@@ -546,7 +546,12 @@ async fn a_data_dir_of_an_earlier_run_with_the_same_flags_is_refused_by_its_inca
         .find(|l| l.contains("refusing messages from node"))
         .map(str::to_string)
         .expect("seen above");
-    for needle in ["earlier run", "same flags", "remove its data dir", "--join"] {
+    for needle in [
+        "earlier run",
+        "same flags",
+        "`incarnation` in /-/status",
+        "remove its data dir, and start it again with --join",
+    ] {
         assert!(line.contains(needle), "lacks {needle:?}: {line}");
     }
     let run_b = run_b.expect("known above");
@@ -576,6 +581,16 @@ async fn a_data_dir_of_an_earlier_run_with_the_same_flags_is_refused_by_its_inca
     );
     c.put_ok(1, "after", "x").await;
     c.wait_value(2, "after", "x", false).await;
+
+    // What the line says works as it says: node 3 is still a member of run B, so a POST of
+    // it would answer 409 (the line said to POST it first: review 100). Stopped, wiped and
+    // started with --join, it is admitted, and takes B's incarnation and values.
+    c.stop(3).await;
+    std::fs::remove_dir_all(c.data_dir(3)).expect("wiping node 3's stale data dir");
+    c.spawn(3, &["--join"]);
+    c.wait_value(3, "my-key", "B-value", true).await;
+    c.wait_value(3, "after", "x", true).await;
+    assert_eq!(incarnation(c.status(3).await), Some(run_b));
 }
 
 /// A data dir where this node is the only voter, started with a --cluster that names peers

@@ -231,7 +231,13 @@ impl PeerServer {
         }
         let me = self.filter.self_id;
         let text = format!(
-            "refusing messages from node {from}: it is of incarnation {theirs:x} of this              cluster, and this node (node {me}) of incarnation {ours:x}. The data dir of one of              the two comes from an earlier run of a cluster started with the same flags, and              their logs must not merge: stop the node whose data is stale, remove its data dir,              then add it back (POST /<its id> on a member, and start it with --join)"
+            "refusing messages from node {from}: it is of incarnation {theirs:x} of this \
+             cluster, and this node (node {me}) of incarnation {ours:x}. The data dir of one of \
+             the two comes from an earlier run of a cluster started with the same flags, and \
+             their logs must not merge: stop the node whose data is stale (the one whose \
+             incarnation differs from the other members': `incarnation` in /-/status, or \
+             raftexample dump), remove its data dir, and start it again with --join (if its \
+             id is no longer a member, POST /<its id> on a member first)"
         );
         self.log_once(from, theirs, &text);
         Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text))
@@ -897,12 +903,16 @@ mod tests {
             "from node 1: it is of incarnation a1",
             "this node (node 3) of incarnation b2",
             "earlier run of a cluster started with the same flags",
-            "stop the node whose data is stale, remove its data dir",
-            "POST /<its id> on a member, and start it with --join",
+            "stop the node whose data is stale (the one whose incarnation differs from the \
+             other members': `incarnation` in /-/status, or raftexample dump)",
+            "remove its data dir, and start it again with --join (if its id is no longer a \
+             member, POST /<its id> on a member first)",
         ] {
             assert!(text.contains(needle), "lacks {needle:?}: {text}");
         }
         assert!(!text.contains('\n'), "one line: {text}");
+        // Lost line continuations left runs of spaces in it (review 100).
+        assert!(!text.contains("  "), "a run of spaces: {text}");
 
         let (mut headers, body) = inline_snapshot_request(2, 9);
         headers.insert(HEADER_INCARNATION, HeaderValue::from_static("a1"));
