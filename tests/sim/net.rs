@@ -8,9 +8,9 @@
 //! builds one Ready's messages by iterating a `HashMap` of progress, whose order changes from
 //! process to process), and schedules each message by simulated time. What the node's peer
 //! server would refuse (a stranger while a leader is known, a removed node's vote request, any
-//! message while the node has not learned its cluster's identity, a sender of another
-//! incarnation) is decided at delivery from
-//! what the receiving node's own network was told ([`NetHandle`]); a sender it lets in from
+//! message while the node has not learned its cluster's identity) is decided at delivery from
+//! what the receiving node's own network was told ([`NetHandle`]); a sender of another
+//! incarnation is a violation, as a world is one run (`World::refusal`); a sender it lets in from
 //! outside the membership is answered, as the real transport answers it at the URL it names.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1044,20 +1044,28 @@ impl World {
     }
 
     /// What `to`'s peer server would answer `from`'s batch.
-    fn refusal(&self, from: u64, to: u64, messages: &[Message]) -> Option<Refused> {
+    fn refusal(&mut self, from: u64, to: u64, messages: &[Message]) -> Option<Refused> {
+        // Another run of the cluster would be refused (412), which its sender takes as
+        // unreachable; but a world is one run, so two nodes that know different incarnations
+        // are a bug (a false refusal), not a fault to ride out: said, not hidden as a stall.
+        let incarnation = |id: u64| {
+            self.nodes[&id]
+                .proc
+                .as_ref()
+                .map_or(0, |p| p.net.incarnation())
+        };
+        let (sender, ours) = (incarnation(from), incarnation(to));
+        if sender != 0 && ours != 0 && sender != ours {
+            self.violation(format!(
+                "node {to}, of incarnation {ours:x}, would refuse node {from}, of incarnation \
+                 {sender:x}: two nodes of one run know different incarnations"
+            ));
+            return Some(Refused::Unreachable);
+        }
         let Some(p) = self.nodes[&to].proc.as_ref() else {
             return Some(Refused::Unreachable);
         };
         if p.net.cluster_id() == 0 {
-            return Some(Refused::Unreachable);
-        }
-        // Another run of the cluster: refused (412), which its sender takes as unreachable.
-        let sender = self.nodes[&from]
-            .proc
-            .as_ref()
-            .map_or(0, |s| s.net.incarnation());
-        let ours = p.net.incarnation();
-        if sender != 0 && ours != 0 && sender != ours {
             return Some(Refused::Unreachable);
         }
         let removed = p.net.removed_as_of(from);
