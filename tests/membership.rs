@@ -1095,15 +1095,42 @@ async fn removed_wiped_and_added_back(c: &mut TestCluster, leader: u64, n: u64) 
 /// again on its data dir. No leader sends a removed node anything, and N asked no one for a
 /// vote, which is what members answer `410 Gone` to: it ran on for good, a node that is no
 /// member (found by the simulator: long seed 10300448). It asks its voters with a pre-vote
-/// request once per election timeout while it knows no leader, hears it was removed, and
-/// stops.
+/// request once per election timeout while no leader speaks to it, hears it was removed,
+/// and stops.
 #[tokio::test(start_paused = true)]
 async fn a_node_removed_while_its_campaigns_are_held_hears_so_and_stops() {
+    let (mut c, leader, n) = held_below_its_floor().await;
+    c.crash(n).await;
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits without N");
+    c.start_node(n, true).await;
+    removed_and_stopped(c, leader, n).await;
+}
+
+/// The same node removed while it runs: it still knows the leader it heard from (a follower
+/// keeps it however long it is silent), and asked only while it knew none, so it ran on for
+/// good too (review 101). It asks once no leader has spoken to it for an election timeout.
+#[tokio::test(start_paused = true)]
+async fn a_node_removed_while_it_runs_with_its_campaigns_held_hears_so_and_stops() {
+    let (c, leader, n) = held_below_its_floor().await;
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits without N");
+    assert_eq!(c.node(n).status().await.expect("N runs").leader, leader);
+    removed_and_stopped(c, leader, n).await;
+}
+
+/// Three nodes; a follower N removed, wiped and added back, running with `--join`, its log
+/// the leader's first batch alone (entries of 700 KB: a batch of at most 1 MiB carries one),
+/// below what its admitters had applied. Returns the cluster, the leader and N.
+async fn held_below_its_floor() -> (TestCluster, u64, u64) {
     use raft::eraftpb::MessageType;
     let mut c = TestCluster::start(3, |_| {}).await;
     let leader = c.wait_leader().await;
     let n = (1..=3).find(|id| *id != leader).expect("a follower");
-    // Entries of 700 KB: a batch (at most 1 MiB) carries one of them.
     for i in 0..3 {
         c.node(leader)
             .put(format!("big{i}"), "v".repeat(700_000))
@@ -1131,12 +1158,11 @@ async fn a_node_removed_while_its_campaigns_are_held_hears_so_and_stops() {
         "N must be left below what its admitters had applied: {status:?}"
     );
     assert_eq!(status.role, "Follower", "{status:?}");
-    c.crash(n).await;
-    c.node(leader)
-        .change_members(MemberChange::Remove { id: n })
-        .await
-        .expect("N's removal commits without N");
-    c.start_node(n, true).await;
+    (c, leader, n)
+}
+
+/// N, removed, hears so and stops; the cluster writes on.
+async fn removed_and_stopped(mut c: TestCluster, leader: u64, n: u64) {
     assert_eq!(
         c.wait_exit(n, Duration::from_secs(60)).await,
         raftexample::Exit::Removed,

@@ -444,7 +444,9 @@ impl RaftNode {
             // A leader sends no vote requests: a late answer from before it was added back.
             return;
         }
-        if !removal_is_current(self.members.contains(self.id), self.added_at, as_of) {
+        if !removal_is_current(self.members.contains(self.id), self.added_at, as_of)
+            || self.removal_behind_floor(as_of)
+        {
             tracing::info!(
                 peer,
                 as_of,

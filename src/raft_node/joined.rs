@@ -92,16 +92,19 @@ impl RaftNode {
         at.is_after(log.last_term(), log.last_index())
     }
 
-    /// Once per longest election timeout while this node's campaigns are held and it knows no
-    /// leader: asks its voters for a pre-vote that raft never made, so that members that
-    /// removed it say so (`410 Gone`, to vote requests only) and it stops. Otherwise a node
-    /// removed while its log was below the floor (a crash while it caught up) heard nothing
-    /// for good: no leader sends a removed node anything, and it asked no one for a vote (found
-    /// by the simulator: long seed 10300448). No answer can start a campaign: raft ignores
-    /// pre-vote answers it did not ask for, and one that rejects at a later term only tells
-    /// it the term.
+    /// Once per longest election timeout while this node's campaigns are held and no leader
+    /// has been heard from for as long: asks its voters for a pre-vote that raft never made,
+    /// so that members that removed it say so (`410 Gone`, to vote requests only) and it
+    /// stops. Otherwise a node removed while its log was below the floor (a crash while it
+    /// caught up) heard nothing for good: no leader sends a removed node anything, and it
+    /// asked no one for a vote (found by the simulator: long seed 10300448). Silence, not an
+    /// unknown leader: a follower keeps the leader it knew however long it is silent, as a
+    /// node removed while it runs cut off does (review 101). No answer can start a campaign:
+    /// raft ignores pre-vote answers it did not ask for, and one that rejects at a later term
+    /// only tells it the term.
     pub(super) fn ask_whether_still_a_member(&mut self) {
-        if self.leader_id() != INVALID_ID {
+        let patience = self.tick * (2 * ELECTION_TICKS);
+        if self.now().duration_since(self.last_leader_contact) < patience {
             self.held_silent_ticks = 0;
             return;
         }
@@ -134,6 +137,19 @@ impl RaftNode {
                  this node is still a member"
             );
             self.send(asks);
+        }
+    }
+
+    /// Whether a peer that counts this node as removed as of its log index `as_of` is behind
+    /// the members that admitted it: they had applied the entry at the floor, the node's
+    /// latest addition among what they had applied, so such a peer may not have applied that
+    /// addition (its settled members still answer `410`). A node whose campaigns are held asks
+    /// its voters (see `ask_whether_still_a_member`) before its log reaches the addition, so
+    /// the addition it has applied cannot tell it (review 101).
+    pub(super) fn removal_behind_floor(&mut self, as_of: Option<u64>) -> bool {
+        match (self.floor(), as_of) {
+            (Some(at), Some(as_of)) => as_of < at.index,
+            _ => false,
         }
     }
 

@@ -2004,6 +2004,43 @@ async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
     assert_eq!((status.term, status.vote), (3, 2), "{status:?}");
 }
 
+/// A node admitted with a floor (its admitters had applied entry 30, its latest addition
+/// among it) whose log is still below it asks its voters whether it is still a member (see
+/// `ask_whether_still_a_member`). A peer that answers `410 Gone` as of an index before the
+/// floor has not applied all its admitters had, the addition perhaps among it: the node goes
+/// on (it stopped, a member, found by a review). One as of an index past the floor tells of a
+/// later removal: the node stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_below_its_floor_ignores_a_410_from_a_peer_behind_the_floor() {
+    let (cluster, dir) = admitted_with_its_wal_alone(crate::wal::JoinedAt {
+        index: 30,
+        term: 2,
+        in_term: 2,
+    });
+    let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
+    assert!(
+        node.hand_in(PeerEvent::RemovedByPeer {
+            peer: 2,
+            as_of: Some(20),
+        })
+        .await
+        .is_some(),
+        "the node stopped on a 410 from a peer behind its floor"
+    );
+    node.peers
+        .send(PeerEvent::RemovedByPeer {
+            peer: 2,
+            as_of: Some(31),
+        })
+        .await
+        .expect("the node takes messages");
+    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
+        .await
+        .expect("the node stops within 5 s")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+}
+
 /// Node 3's process was admitted and stopped after it created its WAL and before it wrote its
 /// first hard state: its WAL holds the metadata alone. The next start takes the admitters'
 /// term from the metadata, with the entry: it follows no leader of an earlier term, and votes
