@@ -379,27 +379,7 @@ async fn a_re_added_node_ignores_a_410_from_a_peer_that_is_behind() {
     let log = log_with_node_3_added_back(&cluster);
     let node = Fed::join(3, cluster).await;
     feed_one_by_one(&node, &log, 25).await;
-    assert!(
-        node.hand_in(PeerEvent::RemovedByPeer {
-            peer: 2,
-            as_of: Some(10),
-        })
-        .await
-        .is_some(),
-        "the node stopped on a 410 from a peer that is behind"
-    );
-    node.peers
-        .send(PeerEvent::RemovedByPeer {
-            peer: 2,
-            as_of: Some(30),
-        })
-        .await
-        .expect("the node takes messages");
-    let exit = tokio::time::timeout(Duration::from_secs(5), node.exit)
-        .await
-        .expect("the node stops within 5 s")
-        .expect("node task");
-    assert_eq!(exit, Exit::Removed);
+    ignores_a_410_as_of_then_stops_at(node, 10, 30).await;
 }
 
 /// The same node, removed for good: once it has applied its removal and everything the
@@ -2018,19 +1998,25 @@ async fn a_node_below_its_floor_ignores_a_410_from_a_peer_behind_the_floor() {
         in_term: 2,
     });
     let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
+    ignores_a_410_as_of_then_stops_at(node, 20, 31).await;
+}
+
+/// Node 3 told by peer 2 that it was removed as of `behind`: it goes on (the peer is behind
+/// what it knows); then as of `newer`: it stops, removed.
+async fn ignores_a_410_as_of_then_stops_at(node: Fed, behind: u64, newer: u64) {
     assert!(
         node.hand_in(PeerEvent::RemovedByPeer {
             peer: 2,
-            as_of: Some(20),
+            as_of: Some(behind),
         })
         .await
         .is_some(),
-        "the node stopped on a 410 from a peer behind its floor"
+        "the node stopped on a 410 as of {behind}, from a peer that is behind"
     );
     node.peers
         .send(PeerEvent::RemovedByPeer {
             peer: 2,
-            as_of: Some(31),
+            as_of: Some(newer),
         })
         .await
         .expect("the node takes messages");

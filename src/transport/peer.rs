@@ -638,6 +638,33 @@ mod tests {
         (task, events)
     }
 
+    /// Node 1's task for peer 2 at `url`, running: its handle, its filter, what stops it, and
+    /// the folder its snapshots would be in (kept while the test runs).
+    fn running_peer_task(
+        url: String,
+    ) -> (
+        PeerHandle,
+        Arc<super::super::PeerFilter>,
+        CancellationToken,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let (task, _events) = peer_task(
+            url,
+            filter.clone(),
+            Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
+        );
+        let cancel = CancellationToken::new();
+        let handle = spawn(
+            &tokio::runtime::Handle::current(),
+            task,
+            1024,
+            cancel.clone(),
+        );
+        (handle, filter, cancel, dir)
+    }
+
     /// A peer's answer is read up to a reason's length: one answering a refusal with a body of
     /// a MiB (a peer of another program on that port, or a misbehaving one) is not held whole.
     #[tokio::test]
@@ -700,20 +727,7 @@ mod tests {
                 let _ = accepted_tx.send(());
             }
         });
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
-        let (task, _events) = peer_task(
-            url,
-            filter.clone(),
-            Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
-        );
-        let cancel = CancellationToken::new();
-        let handle = spawn(
-            &tokio::runtime::Handle::current(),
-            task,
-            1024,
-            cancel.clone(),
-        );
+        let (handle, filter, cancel, _dir) = running_peer_task(url);
 
         let started = Instant::now();
         let deadline = started + Duration::from_secs(10);
@@ -769,20 +783,7 @@ mod tests {
             )
             .with_state(named_tx);
         let serving = tokio::spawn(axum::serve(listener, receiver).into_future());
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let filter = Arc::new(super::super::PeerFilter::new(1, 0xabc));
-        let (task, _events) = peer_task(
-            url,
-            filter.clone(),
-            Snapshotter::new(dir.path(), 1).expect("snapshot dir"),
-        );
-        let cancel = CancellationToken::new();
-        let handle = spawn(
-            &tokio::runtime::Handle::current(),
-            task,
-            1024,
-            cancel.clone(),
-        );
+        let (handle, filter, cancel, _dir) = running_peer_task(url);
         // Heartbeats out, their answers in: a live stream, which nothing else would end.
         async fn next_named(
             handle: &PeerHandle,
