@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::join::{self, Answer, MemberView, Round, Verdict};
 use super::{
     Admission, AppliedAt, Dropped, Network, PeerEvent, SnapshotId, gone_as_of, inline_snapshot,
-    is_vote_request,
+    is_vote_request, of_another_run,
 };
 use crate::request::Shared;
 use crate::snapshotter::Snapshotter;
@@ -338,10 +338,8 @@ impl Network for MemEndpoint {
             // A node that has not been admitted yet refuses everything, as its peer server;
             // so does one of another incarnation, when both know theirs.
             let joining = hub.cluster.get(&to) == Some(&0);
-            let other_run = match (hub.incarnations.get(&self.id), hub.incarnations.get(&to)) {
-                (Some(ours), Some(theirs)) => ours != theirs,
-                _ => false,
-            };
+            let incarnation = |id| hub.incarnations.get(id).copied().unwrap_or(0);
+            let other_run = of_another_run(incarnation(&self.id), incarnation(&to));
             let Some(target) = target.filter(|_| !joining && !other_run) else {
                 dropped.add(to, snapshots > 0);
                 continue;

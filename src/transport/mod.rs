@@ -597,6 +597,13 @@ impl Admission {
     }
 }
 
+/// Whether a node whose cluster incarnation is `ours` refuses a peer that names `theirs`
+/// (0: not known): only when both know theirs and they differ, as the peer server, the
+/// in-memory network and the simulator judge it (see [`crate::incarnation`]).
+pub fn of_another_run(ours: u64, theirs: u64) -> bool {
+    ours != 0 && theirs != 0 && ours != theirs
+}
+
 /// Whether a batch from a peer that this node, having applied up to `removed_as_of`, counts as
 /// removed is answered 410 Gone, and as of which index. Only a vote request gets it (this node
 /// may still be replaying a log in which the sender was added back; refusing its appends would

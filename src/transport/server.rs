@@ -226,7 +226,7 @@ impl PeerServer {
     /// for every batch of a stream: this node may learn its own after the stream opened.
     fn check_incarnation_of(&self, from: u64, theirs: u64) -> Result<(), Refusal> {
         let ours = self.filter.incarnation();
-        if ours == 0 || theirs == 0 || theirs == ours {
+        if !super::of_another_run(ours, theirs) {
             return Ok(());
         }
         let me = self.filter.self_id;

@@ -1055,7 +1055,7 @@ impl World {
                 .map_or(0, |p| p.net.incarnation())
         };
         let (sender, ours) = (incarnation(from), incarnation(to));
-        if sender != 0 && ours != 0 && sender != ours {
+        if raftexample::transport::of_another_run(ours, sender) {
             self.violation(format!(
                 "node {to}, of incarnation {ours:x}, would refuse node {from}, of incarnation \
                  {sender:x}: two nodes of one run know different incarnations"
