@@ -1123,6 +1123,54 @@ async fn a_node_removed_while_it_runs_with_its_campaigns_held_hears_so_and_stops
     removed_and_stopped(c, leader, n).await;
 }
 
+/// Node N's id is removed and added back, and N starts with `--join` on an empty data dir;
+/// the members admit it, and of their raft messages only the leader's first batch reaches
+/// it, which holds no entry it can append (the leader probes where N's log would end): it
+/// creates its WAL (the admitters' term, its floor) and holds no entry and no snapshot, so it
+/// knows no voters.
+/// N crashes, is removed again, and starts again on its data dir. With no voters to ask it
+/// asked no one, and ran on for good, a node that is no member (review 101). It asks the
+/// others listed in `--cluster`, hears it was removed, and stops.
+#[tokio::test(start_paused = true)]
+async fn a_node_removed_before_it_knew_any_voter_hears_so_and_stops() {
+    use raft::eraftpb::MessageType;
+    use raftexample::wal::Wal;
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let n = (1..=3).find(|id| *id != leader).expect("a follower");
+    c.node(leader)
+        .put("k".into(), "v".into())
+        .await
+        .expect("a write commits");
+    removed_wiped_and_added_back(&mut c, leader, n).await;
+    let other = (1..=3)
+        .find(|m| *m != n && *m != leader)
+        .expect("a third node");
+    c.net.mute(other, n);
+    c.net.cut_after(leader, n, |m| {
+        m.get_msg_type() != MessageType::MsgSnapshot && m.entries.is_empty()
+    });
+    c.start_node(n, true).await;
+    let wal_dir = c.config(n, true).wal_dir();
+    let disk = c.mem_disk(n);
+    wait_for(
+        Duration::from_secs(30),
+        "N to be admitted and create its WAL",
+        || async { Wal::exists_on(&disk, &wal_dir).then_some(()) },
+    )
+    .await;
+    let status = c.node(n).status().await.expect("N runs");
+    assert_eq!(status.last_index, 0, "N must hold no entry: {status:?}");
+    c.crash(n).await;
+    c.net.heal();
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits without N");
+    c.start_node(n, true).await;
+    removed_and_stopped(c, leader, n).await;
+}
+
 /// Three nodes; a follower N removed, wiped and added back, running with `--join`, its log
 /// the leader's first batch alone (entries of 700 KB: a batch of at most 1 MiB carries one),
 /// below what its admitters had applied. Returns the cluster, the leader and N.

@@ -101,7 +101,9 @@ impl RaftNode {
     /// unknown leader: a follower keeps the leader it knew however long it is silent, as a
     /// node removed while it runs cut off does (review 101). No answer can start a campaign:
     /// raft ignores pre-vote answers it did not ask for, and one that rejects at a later term
-    /// only tells it the term.
+    /// only tells it the term. A node that knows no voters (it crashed once admitted, before
+    /// any entry or snapshot reached it) asks the others listed in `--cluster`, the members
+    /// it asked to join (review 101).
     pub(super) fn ask_whether_still_a_member(&mut self) {
         let patience = self.tick * (2 * ELECTION_TICKS);
         if self.now().duration_since(self.last_leader_contact) < patience {
@@ -119,7 +121,10 @@ impl RaftNode {
             raft.raft_log.last_index(),
             raft.raft_log.last_term(),
         );
-        let voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        if voters.is_empty() {
+            voters.clone_from(&self.listed);
+        }
         let asks: Vec<Message> = voters
             .into_iter()
             .filter(|to| *to != self.id)

@@ -244,6 +244,9 @@ pub struct RaftNode {
     /// Ticks since this node, its campaigns held and no leader known, last asked its voters
     /// whether it is still a member (see `ask_whether_still_a_member`).
     held_silent_ticks: usize,
+    /// The other ids of `--cluster`: whom a node whose campaigns are held asks when it knows
+    /// no voters (see `ask_whether_still_a_member`).
+    listed: Vec<u64>,
     /// When this node, leading, saw its own removal commit: it hands leadership over before
     /// it applies it.
     removed_while_leading: Option<Instant>,
@@ -460,6 +463,9 @@ impl RaftNode {
             clients_gone: None,
             joined_at: None,
             held_silent_ticks: 0,
+            listed: (1..=config.cluster.len() as u64)
+                .filter(|id| *id != config.id)
+                .collect(),
             removed_while_leading: None,
             held: Vec::new(),
             leader_commit: 0,
