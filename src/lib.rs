@@ -275,7 +275,10 @@ async fn start_recovered(
     let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
     let ui_peer_tls = tls.peer_client.clone();
-    let probe_tls = tls.peer_client.clone();
+    let prober = transport::probe::Prober::new(
+        transport::probe_client(tls.peer_client.clone()),
+        filter.clone(),
+    );
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),
@@ -333,11 +336,7 @@ async fn start_recovered(
         metrics,
     )
     .with_clock(clock)
-    .with_strict_reconfig(
-        config
-            .strict_reconfig_check
-            .then(|| transport::probe_client(probe_tls)),
-    );
+    .with_strict_reconfig(config.strict_reconfig_check.then_some(prober));
     let ui = ui::Ui::new(
         handle.clone(),
         events,

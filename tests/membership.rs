@@ -581,6 +581,11 @@ async fn a_data_dir_of_an_earlier_run_with_the_same_flags_is_refused_by_its_inca
     );
     c.put_ok(1, "after", "x").await;
     c.wait_value(2, "after", "x", false).await;
+    // The strict reconfiguration check (on by default) counts node 3 as down: it answers at
+    // its URL, but the members refuse it, so removing node 2 would leave {1, 3} with one vote.
+    let (code, body) = delete(&c, 1, 2).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("would leave 2 voters"), "{body}");
 
     // What the line says works as it says: node 3 is still a member of run B, so a POST of
     // it would answer 409 (the line said to POST it first: review 100). Stopped, wiped and

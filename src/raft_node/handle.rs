@@ -3,7 +3,6 @@
 //! the node's answer; the node answers each by its deadline, saying what became of it.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,32 +16,7 @@ use super::{
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
-use crate::transport::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH};
-
-/// How long a member may take to answer the probe and still count as answering, for the
-/// strict reconfiguration check.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// Whether the member at peer URL `url` answers [`PROBE_PATH`] (a node that is down, cut off or
-/// stopped with SIGSTOP gives no answer, although the kernel of a stopped one still takes
-/// connections).
-/// `None` if not; else where its REST API listens, if it says (see [`HEADER_REST_LISTEN`]).
-async fn answers(client: &HttpClient, url: &str) -> Option<Option<SocketAddr>> {
-    let uri = format!("{}{PROBE_PATH}", url.trim_end_matches('/'))
-        .parse()
-        .ok()?;
-    // Any answer will do: the process is there to give it.
-    let response = tokio::time::timeout(PROBE_TIMEOUT, client.get(uri))
-        .await
-        .ok()?
-        .ok()?;
-    Some(
-        response
-            .headers()
-            .get(HEADER_REST_LISTEN)
-            .and_then(|v| v.to_str().ok()?.parse().ok()),
-    )
-}
+use crate::transport::probe::Prober;
 
 /// How much longer than its timeout a request waits for the node's own answer before the
 /// handle gives up on it.
@@ -58,9 +32,8 @@ pub struct NodeHandle {
     timeout: Duration,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
-    /// With etcd's strict reconfiguration check on: what it probes members with (see
-    /// [`answers`]).
-    strict_reconfig: Option<HttpClient>,
+    /// With etcd's strict reconfiguration check on: what it probes members with.
+    strict_reconfig: Option<Prober>,
     /// The raft node's clock, which stamps the ready probe's rounds.
     clock: Arc<dyn Clock>,
 }
@@ -94,9 +67,9 @@ impl NodeHandle {
     }
 
     /// Turns etcd's strict reconfiguration check on (`Some`) or off (`None`, the default).
-    /// It asks each member's peer port for an HTTP answer with the client given, which must
-    /// reach every member (with their TLS, if they use it).
-    pub fn with_strict_reconfig(mut self, probe: Option<HttpClient>) -> Self {
+    /// It asks each member's peer port for an HTTP answer with the prober given, whose client
+    /// must reach every member (with their TLS, if they use it).
+    pub fn with_strict_reconfig(mut self, probe: Option<Prober>) -> Self {
         self.strict_reconfig = probe;
         self
     }
@@ -166,7 +139,7 @@ impl NodeHandle {
     async fn check_quorum_after(
         &self,
         change: &MemberChange,
-        probe: &HttpClient,
+        probe: &Prober,
     ) -> Result<Vec<u64>, ProposalError> {
         let status = self.status().await?;
         let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
@@ -185,8 +158,8 @@ impl NodeHandle {
             .filter(|m| m.id != self.id && m.id != id)
         {
             let (member, url) = (m.id, m.url.clone());
-            let client = probe.clone();
-            probes.spawn(async move { Some((member, answers(&client, &url).await?)) });
+            let probe = probe.clone();
+            probes.spawn(async move { Some((member, probe.answers(&url).await?)) });
         }
         let mut reachable = BTreeSet::from([self.id]);
         while let Some(probe) = probes.join_next().await {
@@ -397,7 +370,11 @@ mod tests {
             handle.status().await.err(),
             Some(ProposalError::NodeStopped)
         );
-        let strict = handle.with_strict_reconfig(Some(crate::transport::probe_client(None)));
+        let prober = crate::transport::probe::Prober::new(
+            crate::transport::probe_client(None),
+            Arc::new(crate::transport::PeerFilter::new(1, 0)),
+        );
+        let strict = handle.with_strict_reconfig(Some(prober));
         let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
         assert_eq!(change, Err(ProposalError::StoppedUnproposed));
     }

@@ -27,6 +27,7 @@ mod http;
 pub mod join;
 pub mod mem;
 pub mod peer;
+pub mod probe;
 pub mod server;
 mod shape;
 pub mod snapshot;

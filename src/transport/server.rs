@@ -187,21 +187,7 @@ impl PeerServer {
                 ),
             ));
         }
-        if cluster != ours {
-            // Either side may be the one started wrongly: a new member started without --join
-            // hears first from the healthy leader (the text blamed the leader, found by a user).
-            let me = filter.self_id;
-            let text = format!(
-                "refusing messages from node {from}: it names cluster {cluster:x}, and this node \
-                 (node {me}) belongs to cluster {ours:x}. One of the two was started with another \
-                 --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
-                 member without --join, which made a cluster of its own in its data dir: for \
-                 that node, remove its data dir, then start it with --join, after POST /<its id> \
-                 on a member"
-            );
-            self.log_once(from, cluster, &text);
-            return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
-        }
+        self.check_cluster(from, cluster)?;
         self.check_incarnation(from, headers)?;
         if from == filter.self_id {
             return Err(Refusal::new(
@@ -213,6 +199,27 @@ impl PeerServer {
         let url_back = self.url_back(headers);
         self.keep_route_back(from, url_back.as_deref());
         Ok((from, url_back))
+    }
+
+    /// Refuses a sender that names another cluster than this node's, which it knows.
+    fn check_cluster(&self, from: u64, cluster: u64) -> Result<(), Refusal> {
+        let ours = self.filter.cluster_id();
+        if cluster != ours {
+            // Either side may be the one started wrongly: a new member started without --join
+            // hears first from the healthy leader (the text blamed the leader, found by a user).
+            let me = self.filter.self_id;
+            let text = format!(
+                "refusing messages from node {from}: it names cluster {cluster:x}, and this node \
+                 (node {me}) belongs to cluster {ours:x}. One of the two was started with another \
+                 --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
+                 member without --join, which made a cluster of its own in its data dir: for \
+                 that node, remove its data dir, then start it with --join, after POST /<its id> \
+                 on a member"
+            );
+            self.log_once(from, cluster, &text);
+            return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
+        }
+        Ok(())
     }
 
     /// Refuses a sender of another run of a cluster started with the same flags: both know
@@ -700,8 +707,19 @@ async fn answer_join(
     }
 }
 
-/// The strict reconfiguration check's probe: "ok", and where this node's REST API listens.
-async fn answer_probe(State(server): State<PeerServer>) -> Response {
+/// The strict reconfiguration check's probe: "ok", and where this node's REST API listens;
+/// refused (`412`) to a prober of another cluster or another run, as its messages would be
+/// (see [`super::probe`]). A prober that names neither (an older build) gets its "ok".
+async fn answer_probe(State(server): State<PeerServer>, headers: HeaderMap) -> Response {
+    let from = header_u64(&headers, HEADER_FROM, 10).unwrap_or(0);
+    let cluster = header_u64(&headers, HEADER_CLUSTER, 16).unwrap_or(0);
+    let identity = match (server.filter.cluster_id(), cluster) {
+        (0, _) | (_, 0) => Ok(()),
+        _ => server.check_cluster(from, cluster),
+    };
+    if let Err(refusal) = identity.and_then(|()| server.check_incarnation(from, &headers)) {
+        return refusal.into_response();
+    }
     let mut response = "ok\n".into_response();
     if let Some(addr) = server.rest_listen
         && let Ok(value) = HeaderValue::from_str(&addr.to_string())
@@ -963,6 +981,52 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
         assert!(refused.text().contains("incarnation a1"), "{refused:?}");
         assert!(events.try_recv().is_err(), "the second batch was delivered");
+    }
+
+    /// The strict reconfiguration check counts a member as up if something answers its probe
+    /// at the member's URL: a node of another cluster, or of an earlier run of this one (a data
+    /// dir kept from a run started with the same flags), answered too, though the members
+    /// refuse its messages, so a change judged with it could leave no quorum. It refuses the
+    /// probe (412), and the prober counts it as down; a side that knows no identity or
+    /// incarnation (an older build, a node still joining) still answers.
+    #[tokio::test]
+    async fn the_strict_checks_probe_counts_no_node_of_another_cluster_or_run() {
+        use crate::transport::probe::Prober;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (member, _events) = server(dir.path());
+        member.filter.set_incarnation(0xb2);
+        let rest: std::net::SocketAddr = "127.0.0.1:22379".parse().expect("an address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let router = member.clone().with_rest_listen(rest).router();
+        let serving = tokio::spawn(axum::serve(listener, router).into_future());
+        let answers = |cluster: u64, incarnation: u64| {
+            let filter = PeerFilter::new(1, cluster);
+            filter.set_incarnation(incarnation);
+            let prober = Prober::new(crate::transport::probe_client(None), Arc::new(filter));
+            let url = url.clone();
+            async move { prober.answers(&url).await }
+        };
+        assert_eq!(answers(0xabc, 0xb2).await, Some(Some(rest)), "the same run");
+        assert_eq!(
+            answers(0xabc, 0).await,
+            Some(Some(rest)),
+            "the prober knows none"
+        );
+        assert_eq!(answers(0, 0).await, Some(Some(rest)), "nor its cluster");
+        assert_eq!(answers(0xabc, 0xa1).await, None, "another run");
+        assert_eq!(answers(0xdef, 0xb2).await, None, "another cluster");
+        member.filter.set_incarnation(0);
+        assert_eq!(
+            answers(0xabc, 0xa1).await,
+            Some(Some(rest)),
+            "it knows none"
+        );
+        serving.abort();
+        let _ = serving.await;
+        assert_eq!(answers(0xabc, 0xb2).await, None, "nothing listens");
     }
 
     /// A node that joins on an empty data dir takes the incarnation its admitters name in its

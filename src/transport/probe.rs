@@ -1,0 +1,76 @@
+//! The strict reconfiguration check's probe of a member's peer port ([`PROBE_PATH`]): whether
+//! a process that the cluster would count on answers at the member's URL. The probe names the
+//! prober's cluster and incarnation, and a node of another cluster or of another run of this
+//! one (a data dir kept from a run started with the same flags) refuses it as the members
+//! refuse its messages (`412`): such a node answers at its URL, but its vote counts for
+//! nothing, and a change judged with it could leave the members without a quorum (a review).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, StatusCode};
+
+use super::{
+    HEADER_CLUSTER, HEADER_FROM, HEADER_INCARNATION, HEADER_REST_LISTEN, HttpClient, PROBE_PATH,
+    PeerFilter,
+};
+
+/// How long a member may take to answer the probe and still count as answering.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// What the strict reconfiguration check asks members with: a client that keeps no
+/// connection ([`super::probe_client`]) and this node's identity.
+#[derive(Clone)]
+pub struct Prober {
+    client: HttpClient,
+    filter: Arc<PeerFilter>,
+}
+
+impl Prober {
+    /// Probes with `client`, naming the identity and incarnation `filter` knows at each probe.
+    pub fn new(client: HttpClient, filter: Arc<PeerFilter>) -> Prober {
+        Prober { client, filter }
+    }
+
+    /// Whether the member at peer URL `url` answers as a member of this cluster and run (a
+    /// node that is down, cut off or stopped with SIGSTOP gives no answer, although the
+    /// kernel of a stopped one still takes connections). `None` if not; else where its REST
+    /// API listens, if it says (see [`HEADER_REST_LISTEN`]).
+    pub async fn answers(&self, url: &str) -> Option<Option<SocketAddr>> {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{PROBE_PATH}", url.trim_end_matches('/')))
+            .header(HEADER_FROM, self.filter.self_id.to_string())
+            .header(HEADER_CLUSTER, format!("{:x}", self.filter.cluster_id()));
+        let incarnation = self.filter.incarnation();
+        if incarnation != 0 {
+            request = request.header(HEADER_INCARNATION, format!("{incarnation:x}"));
+        }
+        let request = request
+            .body(
+                Empty::<Bytes>::new()
+                    .map_err(|e: Infallible| match e {})
+                    .boxed(),
+            )
+            .ok()?;
+        let response = tokio::time::timeout(PROBE_TIMEOUT, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        // Any other answer will do: the process is there to give it (a node of an older
+        // build answers without looking at the headers).
+        if response.status() == StatusCode::PRECONDITION_FAILED {
+            return None;
+        }
+        Some(
+            response
+                .headers()
+                .get(HEADER_REST_LISTEN)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+        )
+    }
+}
