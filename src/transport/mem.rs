@@ -173,11 +173,13 @@ impl MemNet {
         self.hub().cluster.get(&id).is_some_and(|c| *c != 0)
     }
 
-    /// Mends every cut or muted link.
+    /// Mends every cut or muted link, and disarms every cut still waiting for its message
+    /// ([`MemNet::cut_after`]): a healed network does not cut itself later (review 99).
     pub fn heal(&self) {
         let mut hub = self.hub();
         hub.cut.clear();
         hub.muted.clear();
+        hub.cut_after.clear();
     }
 
     /// What the attached members that node `id` reaches both ways answer it, asking to join
@@ -555,6 +557,28 @@ mod tests {
         );
         assert!(matches!(a_rx.try_recv(), Ok(PeerEvent::Step(_))));
         assert_eq!((net.vote_requests(2, 1), net.vote_requests(1, 2)), (1, 0));
+
+        // Healed, the link carries everything, and a cut still armed is disarmed with it.
+        net.heal();
+        net.cut_after(2, 1, |m| m.get_msg_type() == MessageType::MsgAppend);
+        net.heal();
+        for batch in [
+            vec![message(MessageType::MsgAppend, 1, 2)],
+            vec![heartbeat()],
+        ] {
+            a.send(batch, &mut dropped);
+            assert!(matches!(b_rx.try_recv(), Ok(PeerEvent::Step(_))));
+        }
+        for _ in 0..2 {
+            b.send(
+                vec![message(MessageType::MsgAppend, 2, 1)],
+                &mut Dropped::default(),
+            );
+            assert!(
+                matches!(a_rx.try_recv(), Ok(PeerEvent::Step(_))),
+                "cut after heal"
+            );
+        }
     }
 
     /// Nodes do not share a disk: a snapshot whose data names the sender's file arrives with
