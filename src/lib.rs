@@ -275,10 +275,12 @@ async fn start_recovered(
     let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
     let ui_peer_tls = tls.peer_client.clone();
-    let prober = transport::probe::Prober::new(
-        transport::probe_client(tls.peer_client.clone()),
-        filter.clone(),
-    );
+    let prober = config.strict_reconfig_check.then(|| {
+        transport::probe::Prober::new(
+            transport::probe_client(tls.peer_client.clone()),
+            filter.clone(),
+        )
+    });
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),
@@ -336,7 +338,7 @@ async fn start_recovered(
         metrics,
     )
     .with_clock(clock)
-    .with_strict_reconfig(config.strict_reconfig_check.then_some(prober));
+    .with_strict_reconfig(prober);
     let ui = ui::Ui::new(
         handle.clone(),
         events,

@@ -159,7 +159,7 @@ impl NodeHandle {
         {
             let (member, url) = (m.id, m.url.clone());
             let probe = probe.clone();
-            probes.spawn(async move { Some((member, probe.answers(&url).await?)) });
+            probes.spawn(async move { Some((member, probe.answers(member, &url).await?)) });
         }
         let mut reachable = BTreeSet::from([self.id]);
         while let Some(probe) = probes.join_next().await {

@@ -102,8 +102,9 @@ impl RaftNode {
     /// node removed while it runs cut off does (review 101). No answer can start a campaign:
     /// raft ignores pre-vote answers it did not ask for, and one that rejects at a later term
     /// only tells it the term. A node that knows no voters (it crashed once admitted, before
-    /// any entry or snapshot reached it) asks the others listed in `--cluster`, the members
-    /// it asked to join (review 101).
+    /// any entry or snapshot reached it) asks the others listed in `--cluster`, whom its join
+    /// asked (review 101); if every one of them has been removed since, it asks no
+    /// member and runs on, as before (its admitters' voters are not kept: review 102).
     pub(super) fn ask_whether_still_a_member(&mut self) {
         let patience = self.tick * (2 * ELECTION_TICKS);
         if self.now().duration_since(self.last_leader_contact) < patience {
@@ -122,9 +123,12 @@ impl RaftNode {
             raft.raft_log.last_term(),
         );
         let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
-        if voters.is_empty() {
+        let asked = if voters.is_empty() {
             voters.clone_from(&self.listed);
-        }
+            "--cluster"
+        } else {
+            "voters"
+        };
         let asks: Vec<Message> = voters
             .into_iter()
             .filter(|to| *to != self.id)
@@ -138,8 +142,9 @@ impl RaftNode {
         if !asks.is_empty() {
             tracing::debug!(
                 to = ?asks.iter().map(|m| m.to).collect::<Vec<_>>(),
-                "campaigns held below the floor and no leader heard: asking the voters whether \
-                 this node is still a member"
+                asked,
+                "campaigns held below the floor and no leader heard: asking whether this node \
+                 is still a member"
             );
             self.send(asks);
         }

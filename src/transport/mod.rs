@@ -310,6 +310,24 @@ impl PeerFilter {
         self
     }
 
+    /// `request` naming what every peer request names: the cluster's identity (0 while
+    /// joining), this node, the peer `to` it is meant for, and the incarnation once this node
+    /// knows it (see `server`).
+    pub fn name_sender(
+        &self,
+        request: hyper::http::request::Builder,
+        to: u64,
+    ) -> hyper::http::request::Builder {
+        let request = request
+            .header(HEADER_CLUSTER, format!("{:x}", self.cluster_id()))
+            .header(HEADER_FROM, self.self_id.to_string())
+            .header(HEADER_TO, to.to_string());
+        match self.incarnation() {
+            0 => request,
+            incarnation => request.header(HEADER_INCARNATION, format!("{incarnation:x}")),
+        }
+    }
+
     /// This node's peer URL ("" if not set).
     pub fn own_url(&self) -> &str {
         &self.own_url

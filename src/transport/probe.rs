@@ -1,9 +1,10 @@
 //! The strict reconfiguration check's probe of a member's peer port ([`PROBE_PATH`]): whether
 //! a process that the cluster would count on answers at the member's URL. The probe names the
-//! prober's cluster and incarnation, and a node of another cluster or of another run of this
-//! one (a data dir kept from a run started with the same flags) refuses it as the members
-//! refuse its messages (`412`): such a node answers at its URL, but its vote counts for
-//! nothing, and a change judged with it could leave the members without a quorum (a review).
+//! prober's cluster and incarnation and the member it is meant for, and a node of another
+//! cluster, of another run of this one (a data dir kept from a run started with the same
+//! flags), or another member at that URL refuses it as the members refuse its messages
+//! (`412`): such a node answers at the URL, but its vote does not count for that member, and a
+//! change judged with it could leave the members without a quorum (reviews 101, 102).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,10 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
-use super::{
-    HEADER_CLUSTER, HEADER_FROM, HEADER_INCARNATION, HEADER_REST_LISTEN, HttpClient, PROBE_PATH,
-    PeerFilter,
-};
+use super::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH, PeerFilter};
 
 /// How long a member may take to answer the probe and still count as answering.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -36,21 +34,19 @@ impl Prober {
         Prober { client, filter }
     }
 
-    /// Whether the member at peer URL `url` answers as a member of this cluster and run (a
-    /// node that is down, cut off or stopped with SIGSTOP gives no answer, although the
+    /// Whether member `id` at peer URL `url` answers as that member, of this cluster and run
+    /// (a node that is down, cut off or stopped with SIGSTOP gives no answer, although the
     /// kernel of a stopped one still takes connections). `None` if not; else where its REST
     /// API listens, if it says (see [`HEADER_REST_LISTEN`]).
-    pub async fn answers(&self, url: &str) -> Option<Option<SocketAddr>> {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(format!("{}{PROBE_PATH}", url.trim_end_matches('/')))
-            .header(HEADER_FROM, self.filter.self_id.to_string())
-            .header(HEADER_CLUSTER, format!("{:x}", self.filter.cluster_id()));
-        let incarnation = self.filter.incarnation();
-        if incarnation != 0 {
-            request = request.header(HEADER_INCARNATION, format!("{incarnation:x}"));
-        }
-        let request = request
+    pub async fn answers(&self, id: u64, url: &str) -> Option<Option<SocketAddr>> {
+        let request = self
+            .filter
+            .name_sender(
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(format!("{}{PROBE_PATH}", url.trim_end_matches('/'))),
+                id,
+            )
             .body(
                 Empty::<Bytes>::new()
                     .map_err(|e: Infallible| match e {})

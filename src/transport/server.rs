@@ -7,8 +7,11 @@
 //! - `POST /raft`: one snapshot, written to a file as it arrives, checked, and handed to raft
 //!   as a handle naming that file ([`super::snapshot`]).
 //! - `GET /raft/join`: a joining node asks for the cluster's identity ([`super::join`]).
+//! - `GET /raft/probe`: the strict reconfiguration check asks whether this node answers as
+//!   the member it probes ([`super::probe`]); refused only for what the prober names and this
+//!   node knows otherwise.
 //!
-//! Every request must name this cluster's identity (a joining node refuses everything until it
+//! A stream or a snapshot must name this cluster's identity (a joining node refuses everything until it
 //! has learned it) and, when both sides know it, this run's incarnation (a data dir kept from
 //! an earlier run with the same flags: see [`crate::incarnation`]), be meant for this node, and
 //! come from a member. A sender this node does not
@@ -199,6 +202,19 @@ impl PeerServer {
         let url_back = self.url_back(headers);
         self.keep_route_back(from, url_back.as_deref());
         Ok((from, url_back))
+    }
+
+    /// The checks of [`Self::admit`] that a probe can fail (see `answer_probe`).
+    fn check_probe(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let from = header_u64(headers, HEADER_FROM, 10).unwrap_or(0);
+        if let Some(to) = header_u64(headers, HEADER_TO, 10) {
+            self.check_to(from, to)?;
+        }
+        let cluster = header_u64(headers, HEADER_CLUSTER, 16).unwrap_or(0);
+        if cluster != 0 && self.filter.cluster_id() != 0 {
+            self.check_cluster(from, cluster)?;
+        }
+        self.check_incarnation(from, headers)
     }
 
     /// Refuses a sender that names another cluster than this node's, which it knows.
@@ -708,16 +724,11 @@ async fn answer_join(
 }
 
 /// The strict reconfiguration check's probe: "ok", and where this node's REST API listens;
-/// refused (`412`) to a prober of another cluster or another run, as its messages would be
-/// (see [`super::probe`]). A prober that names neither (an older build) gets its "ok".
+/// refused (`412`) to a prober of another cluster or another run, or meant for another
+/// member, as its messages would be (see [`super::probe`]). What the prober does not name
+/// (an older build names nothing) or this node does not know yet is not checked.
 async fn answer_probe(State(server): State<PeerServer>, headers: HeaderMap) -> Response {
-    let from = header_u64(&headers, HEADER_FROM, 10).unwrap_or(0);
-    let cluster = header_u64(&headers, HEADER_CLUSTER, 16).unwrap_or(0);
-    let identity = match (server.filter.cluster_id(), cluster) {
-        (0, _) | (_, 0) => Ok(()),
-        _ => server.check_cluster(from, cluster),
-    };
-    if let Err(refusal) = identity.and_then(|()| server.check_incarnation(from, &headers)) {
+    if let Err(refusal) = server.check_probe(&headers) {
         return refusal.into_response();
     }
     let mut response = "ok\n".into_response();
@@ -988,7 +999,8 @@ mod tests {
     /// dir kept from a run started with the same flags), answered too, though the members
     /// refuse its messages, so a change judged with it could leave no quorum. It refuses the
     /// probe (412), and the prober counts it as down; a side that knows no identity or
-    /// incarnation (an older build, a node still joining) still answers.
+    /// incarnation (an older build, a node still joining) still answers. So is a node of the
+    /// same run answering at another member's URL (review 102).
     #[tokio::test]
     async fn the_strict_checks_probe_counts_no_node_of_another_cluster_or_run() {
         use crate::transport::probe::Prober;
@@ -1002,13 +1014,20 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let router = member.clone().with_rest_listen(rest).router();
         let serving = tokio::spawn(axum::serve(listener, router).into_future());
-        let answers = |cluster: u64, incarnation: u64| {
+        let probe = |to: u64, cluster: u64, incarnation: u64| {
             let filter = PeerFilter::new(1, cluster);
             filter.set_incarnation(incarnation);
             let prober = Prober::new(crate::transport::probe_client(None), Arc::new(filter));
             let url = url.clone();
-            async move { prober.answers(&url).await }
+            async move { prober.answers(to, &url).await }
         };
+        // Probing node 3, which this member is.
+        let answers = |cluster, incarnation| probe(3, cluster, incarnation);
+        assert_eq!(
+            probe(2, 0xabc, 0xb2).await,
+            None,
+            "another member at that URL"
+        );
         assert_eq!(answers(0xabc, 0xb2).await, Some(Some(rest)), "the same run");
         assert_eq!(
             answers(0xabc, 0).await,
