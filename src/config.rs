@@ -102,14 +102,14 @@ pub struct Config {
     /// Write the WAL around the page cache (O_DIRECT), in whole physical sectors rather than
     /// 4 KiB pages, where the file system allows it; `=false` writes through the page cache.
     #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
-          action = ArgAction::Set)]
+          action = ArgAction::Set, value_parser = go_bool)]
     pub wal_direct_io: bool,
 
     /// Refuse a POST or DELETE of a member that would leave the cluster unable to reach a
     /// quorum with the members that answer now (etcd's --strict-reconfig-check); `=false`
     /// turns the check off.
     #[arg(long, num_args = 0..=1, default_value_t = true, default_missing_value = "true",
-          action = ArgAction::Set)]
+          action = ArgAction::Set, value_parser = go_bool)]
     pub strict_reconfig_check: bool,
 
     /// Mixed into the cluster identity, so two clusters started from the same peer URLs
@@ -137,7 +137,8 @@ pub struct Config {
 
     /// Admit only clients that present a certificate signed by --trusted-ca-file.
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
-          action = ArgAction::Set, help_heading = "Client TLS (etcd's flags)")]
+          action = ArgAction::Set, value_parser = go_bool,
+          help_heading = "Client TLS (etcd's flags)")]
     pub client_cert_auth: bool,
 
     /// Certificate (PEM) this node presents to its peers, as server and as client. Required
@@ -444,6 +445,21 @@ mod tests {
             assert_eq!(c.join, join, "-join={text}");
         }
         assert!(Config::from_args(["raftexample", "--join=yes"].map(String::from)).is_err());
+        // Every switch, as etcd's flags take them (`-client-cert-auth=1` was refused: a
+        // review).
+        let c = parse(&[
+            "raftexample",
+            "-client-cert-auth=1",
+            "-strict-reconfig-check=F",
+            "-wal-direct-io=0",
+        ]);
+        assert!(c.client_cert_auth && !c.strict_reconfig_check && !c.wal_direct_io);
+        let c = parse(&[
+            "raftexample",
+            "-strict-reconfig-check=T",
+            "-wal-direct-io=t",
+        ]);
+        assert!(c.strict_reconfig_check && c.wal_direct_io);
     }
 
     #[test]
