@@ -41,14 +41,15 @@ pub fn describe_entry(e: &Entry, limit: Option<usize>) -> String {
                 }
                 _ => String::new(),
             };
-            // Borrowed, and the value checked for UTF-8 only as far as it is shown: a page's
-            // status describes the log's last entries four times a second, whole values
-            // copied cost milliseconds per MiB on the raft thread (found by a review).
-            match crate::kvstore::put_bytes_of(&e.data).and_then(|put| {
-                put.map(|(k, v)| Ok((k, quoted_value(v, limit)?)))
-                    .transpose()
-            }) {
-                Ok(Some((key, value))) => format!("put {} = {value}{origin}", quoted(key, limit)),
+            // Borrowed, and the value looked at only as far as it is shown: a page's status
+            // describes the log's last entries four times a second, whole values copied cost
+            // milliseconds per MiB on the raft thread (found by a review).
+            match crate::kvstore::put_of(&e.data) {
+                Ok(Some((key, value))) => format!(
+                    "put {} = {}{origin}",
+                    quoted(key, limit),
+                    quoted_value(value, limit)
+                ),
                 Ok(None) => "empty".into(),
                 Err(err) => format!("undecodable ({} bytes): {err}", e.data.len()),
             }
@@ -73,22 +74,70 @@ pub fn quoted(s: &str, limit: Option<usize>) -> String {
     }
 }
 
-/// [`quoted`] for a value's bytes, which must be UTF-8 as far as they are shown.
-fn quoted_value(value: &[u8], limit: Option<usize>) -> Result<String, String> {
+/// What is shown of a value cut at some limit.
+pub enum ShownValue<'a> {
+    /// It is UTF-8 as far as it is shown (ending before a character the limit cuts).
+    Text(&'a str),
+    /// It is not: its first bytes, shown escaped.
+    Bytes(&'a [u8]),
+}
+
+impl ShownValue<'_> {
+    /// How many of the value's bytes are shown.
+    pub fn len(&self) -> usize {
+        match self {
+            ShownValue::Text(text) => text.len(),
+            ShownValue::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether no byte is shown.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shown part as text: itself, or its bytes with printable ASCII as it is and the rest
+    /// escaped (`a\xff`), so that a value of any bytes is shown readably and never longer than
+    /// four characters a byte.
+    pub fn text(&self) -> String {
+        match self {
+            ShownValue::Text(text) => (*text).to_string(),
+            ShownValue::Bytes(bytes) => bytes.escape_ascii().to_string(),
+        }
+    }
+}
+
+/// The first `limit` bytes of `value` (all with `None`), as text if they are UTF-8 (fewer, to
+/// end on a character boundary, when the limit falls inside a character); only those bytes
+/// are looked at, since a value may be a GiB.
+pub fn shown_value(value: &[u8], limit: Option<usize>) -> ShownValue<'_> {
     let shown = &value[..limit.unwrap_or(value.len()).min(value.len())];
-    let text = match std::str::from_utf8(shown) {
-        Ok(text) => text,
+    match std::str::from_utf8(shown) {
+        Ok(text) => ShownValue::Text(text),
         // Cut inside a character (its first bytes shown only): shown up to it.
         Err(e) if e.error_len().is_none() && shown.len() < value.len() => {
-            std::str::from_utf8(&shown[..e.valid_up_to()]).expect("valid up to there")
+            match std::str::from_utf8(&shown[..e.valid_up_to()]) {
+                Ok(text) => ShownValue::Text(text),
+                Err(_) => ShownValue::Bytes(shown),
+            }
         }
-        Err(e) => return Err(format!("the value is not UTF-8: {e}")),
+        Err(_) => ShownValue::Bytes(shown),
+    }
+}
+
+/// [`quoted`] for a value's bytes: as text if they are UTF-8 as far as they are shown, else
+/// as a byte string (`b"a\xff"`), cut at `limit` bytes all the same.
+fn quoted_value(value: &[u8], limit: Option<usize>) -> String {
+    let shown = shown_value(value, limit);
+    let quoted = match &shown {
+        ShownValue::Text(text) => format!("{text:?}"),
+        ShownValue::Bytes(bytes) => format!("b\"{}\"", bytes.escape_ascii()),
     };
-    Ok(if text.len() < value.len() {
-        format!("{text:?}... ({} bytes)", value.len())
+    if shown.len() < value.len() {
+        format!("{quoted}... ({} bytes)", value.len())
     } else {
-        format!("{text:?}")
-    })
+        quoted
+    }
 }
 
 /// The first `limit` bytes of `s`, or fewer to end on a character boundary.
@@ -124,28 +173,36 @@ pub fn conf_change_text(cc: &ConfChangeV2) -> String {
 mod tests {
     use super::*;
 
-    /// A value is shown as `quoted` shows a string, checked for UTF-8 as far as it is shown.
+    /// A value is shown as `quoted` shows a string, looked at only as far as it is shown.
     #[test]
     fn a_value_is_shown_as_far_as_its_limit() {
-        assert_eq!(quoted_value(b"abc", Some(64)), Ok("\"abc\"".to_string()));
-        assert_eq!(quoted_value(b"abc", None), Ok("\"abc\"".to_string()));
+        assert_eq!(quoted_value(b"abc", Some(64)), "\"abc\"");
+        assert_eq!(quoted_value(b"abc", None), "\"abc\"");
         // Cut inside the two bytes of "é": shown up to it, as `cut` does.
         let value = "abé".as_bytes();
         assert_eq!(
             quoted_value(value, Some(3)),
-            Ok(format!("{}... (4 bytes)", quoted("ab", None)))
+            format!("{}... (4 bytes)", quoted("ab", None))
         );
+        assert_eq!(quoted_value(value, Some(3)), quoted("abé", Some(3)));
+        // Past what is shown, not looked at.
+        assert_eq!(quoted_value(b"ab\xff", Some(2)), "\"ab\"... (3 bytes)");
+    }
+
+    /// A value that is not UTF-8 is shown as a byte string, escaped, and cut like any other.
+    #[test]
+    fn a_value_that_is_not_text_is_shown_escaped() {
+        assert_eq!(quoted_value(b"a\xffb\0\"", None), r#"b"a\xffb\x00\"""#);
         assert_eq!(
-            quoted_value(value, Some(3)).ok(),
-            Some(quoted("abé", Some(3)))
-        );
-        assert!(quoted_value(b"a\xffb", Some(64)).is_err());
-        assert!(
-            quoted_value(b"a\xc3", None).is_err(),
+            quoted_value(b"a\xc3", None),
+            r#"b"a\xc3""#,
             "a value ending inside a character"
         );
-        // Past what is shown, not looked at.
-        assert!(quoted_value(b"ab\xff", Some(2)).is_ok());
+        let long = [0xffu8; 1000];
+        assert_eq!(
+            quoted_value(&long, Some(SHOWN_BYTES)),
+            format!("b\"{}\"... (1000 bytes)", r"\xff".repeat(SHOWN_BYTES))
+        );
     }
 
     #[test]

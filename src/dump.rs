@@ -15,7 +15,9 @@ use raft::eraftpb::{Entry, EntryType, SnapshotMetadata};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::describe::{SHOWN_BYTES, conf_change_text, cut, describe_entry};
+use crate::describe::{
+    SHOWN_BYTES, ShownValue, conf_change_text, cut, describe_entry, shown_value,
+};
 use crate::incarnation::Incarnation;
 use crate::kvstore::{Command, decode_snapshot};
 use crate::membership::decode_conf_change;
@@ -385,7 +387,8 @@ fn with_len(mut v: Value, len: u64) -> Value {
 }
 
 /// A put gives its key and value (cut at `limit`), their full lengths in bytes, and
-/// `"cut": true` when either was cut.
+/// `"cut": true` when either was cut. A value that is not UTF-8 is given escaped (`a\xff`)
+/// with `"value_escaped": true`.
 fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value {
     let mut v = json!({
         "file": file, "offset": offset, "type": "entry",
@@ -411,12 +414,15 @@ fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value
                 "origin": origin, "session": session, "floor": floor,
             }),
             (payload, Ok(Some(Command::Put { key, value }))) => {
-                let (shown_key, shown_value) = (cut(&key, limit), cut(&value, limit));
+                let (shown_key, shown_value) = (cut(&key, limit), shown_value(&value, limit));
                 let mut put = json!({
                     "entry_type": "normal", "op": "put",
-                    "key": shown_key, "value": shown_value,
+                    "key": shown_key, "value": shown_value.text(),
                     "key_bytes": key.len(), "value_bytes": value.len(),
                 });
+                if let ShownValue::Bytes(_) = shown_value {
+                    put["value_escaped"] = true.into();
+                }
                 if shown_key.len() < key.len() || shown_value.len() < value.len() {
                     put["cut"] = true.into();
                 }
@@ -542,6 +548,44 @@ mod tests {
         assert_eq!(
             record_json(path, 0, 64, &before, None)[0]["joined_at"],
             Value::Null
+        );
+    }
+
+    /// A value that is not UTF-8 is shown escaped, cut like any other, in text and in JSON
+    /// (where `value_escaped` says so); a text value is shown as text.
+    #[test]
+    fn a_value_that_is_not_text_is_shown_escaped() {
+        let put = |value: &'static [u8]| Entry {
+            index: 5,
+            term: 2,
+            data: crate::kvstore::Command::Put {
+                key: "/bin".into(),
+                value: bytes::Bytes::from_static(value),
+            }
+            .encode()
+            .into(),
+            ..Default::default()
+        };
+        let binary = put(b"a\xff\x00\"");
+        assert_eq!(
+            describe_entry(&binary, Some(SHOWN_BYTES)),
+            r#"put "/bin" = b"a\xff\x00\"""#
+        );
+        let json = entry_json("f", 0, &binary, Some(SHOWN_BYTES));
+        assert_eq!(json["value"], r#"a\xff\x00\""#);
+        assert_eq!(json["value_escaped"], true);
+        assert_eq!(json["value_bytes"], 4);
+        assert_eq!(json["cut"], Value::Null);
+        let long = entry_json("f", 0, &put(&[0xfe; 100]), Some(SHOWN_BYTES));
+        assert_eq!(long["value"], r"\xfe".repeat(SHOWN_BYTES));
+        assert_eq!(
+            (&long["value_bytes"], &long["cut"]),
+            (&100.into(), &true.into())
+        );
+        let text = entry_json("f", 0, &put("é".as_bytes()), Some(SHOWN_BYTES));
+        assert_eq!(
+            (&text["value"], &text["value_escaped"]),
+            (&"é".into(), &Value::Null)
         );
     }
 }

@@ -265,9 +265,6 @@ pub enum ApiError {
     /// The key, once percent-decoded, is under `/-/`.
     #[error("key {0:?} is under /-/, which is reserved for the node's own endpoints")]
     ReservedKey(String),
-    /// The body is not UTF-8.
-    #[error("the value is not valid UTF-8")]
-    BadValue,
     /// `/<id>` is not a positive integer.
     #[error(
         "bad node id {0:?}: want a positive integer such as 4 (POST and DELETE add and remove members; a key is only written with PUT, and cannot be deleted, as in the original)"
@@ -357,7 +354,6 @@ impl ApiError {
             | ApiError::NotAPath(_)
             | ApiError::BadKey
             | ApiError::ReservedKey(_)
-            | ApiError::BadValue
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
             | ApiError::Body(_)
@@ -547,12 +543,21 @@ async fn get_key(
         ReadConsistency::Linearizable
     };
     match app.node.get(&key, consistency).await? {
-        Some(value) => Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            value,
-        )
-            .into_response()),
+        Some(value) => {
+            // A value is any bytes: text is labelled text, as every value was when values had
+            // to be UTF-8; the rest is labelled as bytes, not passed off as text.
+            let content_type = if std::str::from_utf8(&value).is_ok() {
+                "text/plain; charset=utf-8"
+            } else {
+                "application/octet-stream"
+            };
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type)],
+                value,
+            )
+                .into_response())
+        }
         None => Err(ApiError::NotFound(key)),
     }
 }
@@ -568,8 +573,7 @@ async fn put_key(
     let key = key_of(path, literal)?;
     let body = std::mem::take(body);
     let body = read_body(headers, body, app.max_body_bytes, app.client_timeout).await?;
-    let value = String::from_utf8(body.into()).map_err(|_| ApiError::BadValue)?;
-    app.node.put(key, value).await?;
+    app.node.put(key, body).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -241,7 +241,7 @@ fn message(ty: MessageType, entries: usize) -> Message {
             index: 41 + i as u64,
             data: Command::Put {
                 key: format!("/key-{i}"),
-                value: "v".repeat(i * 10),
+                value: "v".repeat(i * 10).into(),
             }
             .encode()
             .into(),
@@ -263,7 +263,7 @@ fn members() -> Members {
 fn snapshot_data() -> Vec<u8> {
     let mut map = Map::default();
     for i in 0..20 {
-        map.insert(&format!("/k{i}"), &"x".repeat(i));
+        map.insert(&format!("/k{i}"), "x".repeat(i));
     }
     let mut sessions = Sessions::default();
     sessions.register(1, 77, 4);
@@ -729,7 +729,7 @@ fn describing_a_put_holds_what_it_shows_not_its_value() {
         term: 2,
         data: Command::Put {
             key: "/big".into(),
-            value,
+            value: value.into(),
         }
         .encode()
         .into(),

@@ -36,7 +36,7 @@ fn config(dir: &Path, snapshot_count: u64) -> Config {
 fn put(id: ProposalId, floor: u64, key: &str, value: &str) -> Vec<u8> {
     let command = Command::Put {
         key: key.into(),
-        value: value.into(),
+        value: bytes::Bytes::copy_from_slice(value.as_bytes()),
     }
     .encode();
     encode_proposal(id, floor, &command)
@@ -67,7 +67,7 @@ fn append_committed(config: &Config, data: Vec<Vec<u8>>) {
     wal.save(Some(&hs), &entries, true).expect("appending");
 }
 
-async fn values(config: &Config, keys: &[&str]) -> Vec<Option<String>> {
+async fn values(config: &Config, keys: &[&str]) -> Vec<Option<bytes::Bytes>> {
     let running = raftexample::start(config.clone()).await.expect("start");
     let node = running.node.clone();
     common::wait_for(Duration::from_secs(10), "the node to apply its log", || {
@@ -156,7 +156,7 @@ async fn the_exactly_once_table_stays_small() {
             writers.push(tokio::spawn(async move {
                 for i in 0..100u64 {
                     let key = format!("/w{w}-{}", i % 7);
-                    node.put(key, format!("{half}-{i}"))
+                    node.put(key, format!("{half}-{i}").into())
                         .await
                         .expect("a healthy cluster commits");
                 }

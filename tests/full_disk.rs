@@ -23,7 +23,7 @@ async fn a_snapshot_the_disk_has_no_room_for_is_tried_again_later() {
     let leader = c.wait_leader().await;
     let node = c.node(leader).clone();
     // A state far larger than the room left below.
-    let big = "b".repeat(16 << 10);
+    let big = bytes::Bytes::from("b".repeat(16 << 10));
     for i in 0..20 {
         node.put(format!("/big{i}"), big.clone())
             .await
@@ -64,7 +64,7 @@ async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
     let mut c = TestCluster::snapshotting_often().await;
     let leader = c.wait_leader().await;
     // A state far larger than the room left below.
-    let big = "b".repeat(16 << 10);
+    let big = bytes::Bytes::from("b".repeat(16 << 10));
     for i in 0..20 {
         c.node(leader)
             .put(format!("/big{i}"), big.clone())

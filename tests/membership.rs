@@ -1186,7 +1186,7 @@ async fn held_below_its_floor() -> (TestCluster, u64, u64) {
     let n = (1..=3).find(|id| *id != leader).expect("a follower");
     for i in 0..3 {
         c.node(leader)
-            .put(format!("big{i}"), "v".repeat(700_000))
+            .put(format!("big{i}"), "v".repeat(700_000).into())
             .await
             .expect("a big write commits");
     }

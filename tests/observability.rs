@@ -241,7 +241,7 @@ async fn a_follower_cut_off_one_way_is_not_ready_until_the_link_is_back() {
         || async { ready(&c).ok() },
     )
     .await;
-    assert_eq!(c.node(follower).kv().get("/during").as_deref(), Some("v"));
+    assert_eq!(c.node(follower).kv().get("/during"), Some("v".into()));
     c.shutdown().await;
 }
 

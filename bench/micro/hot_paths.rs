@@ -14,7 +14,7 @@ use raftexample::transport::{decode_batch, encode_batch};
 fn put(i: u64) -> Command {
     Command::Put {
         key: format!("/bench-{i:08}"),
-        value: "x".repeat(100),
+        value: "x".repeat(100).into(),
     }
 }
 

@@ -144,7 +144,7 @@ mod tests {
                 let mut entries = Vec::new();
                 for i in chunk {
                     index += 1;
-                    entries.push(put(index, &format!("/k{i}"), &format!("after-{round}")));
+                    entries.push(put(index, &format!("/k{i}"), format!("after-{round}")));
                 }
                 index += 1;
                 entries.push(put(index, &format!("/new-{index}"), "x"));
@@ -161,10 +161,10 @@ mod tests {
         let data = snapshotter.load(1, 1).expect("snapshot file").data;
         let (_, snap) = decode_snapshot(&data).expect("decodes");
         assert_eq!(snap.len() as u64, keys);
-        assert!(snap.iter().all(|(_, v)| v == "before"));
+        assert!(snap.iter().all(|(_, v)| v == b"before"));
         drop(applier);
         handle.join().expect("apply thread ends cleanly");
-        assert_eq!(kv.get("/k0").as_deref(), Some("after-2"));
+        assert_eq!(kv.get("/k0"), Some("after-2".into()));
         assert_eq!(kv.len() as u64, keys + 3 * keys.div_ceil(200));
     }
 }

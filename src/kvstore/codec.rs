@@ -95,8 +95,9 @@ fn read_pair(r: &mut dyn Read, remaining: &mut u64, key: &mut Vec<u8>) -> io::Re
     let value_at = bytes.len();
     bytes.resize(value_at + value_len_usize, 0);
     take(r, remaining, &mut bytes[value_at..])?;
-    if std::str::from_utf8(key).is_err() || std::str::from_utf8(&bytes[value_at..]).is_err() {
-        return Err(invalid("a key or value is not UTF-8".into()));
+    // A value is any bytes; a key is UTF-8, as the REST API takes it.
+    if std::str::from_utf8(key).is_err() {
+        return Err(invalid("a key is not UTF-8".into()));
     }
     Ok(Pair::from_encoding(bytes.into_boxed_slice()))
 }
@@ -326,7 +327,7 @@ mod tests {
         members.added.clear();
         assert_eq!(state.members, members);
         assert_eq!(state.sessions.size(), (0, 0));
-        assert_eq!(map.get("/k"), Some("v"));
+        assert_eq!(map.get("/k"), Some("v".as_bytes()));
     }
 
     /// A table with one session of origin 1 that applied `seqs`, and its ids by number.
@@ -500,7 +501,7 @@ mod tests {
     fn the_announced_length_is_exact_and_varints_round_trip() {
         let mut map = Map::default();
         for n in [0usize, 1, 250, 251, 0xffff, 0x1_0000] {
-            map.insert(&format!("/k{n}"), &"v".repeat(n));
+            map.insert(&format!("/k{n}"), "v".repeat(n));
         }
         // Replacing a value changes the length by the difference.
         map.insert("/k1", "longer than one");
@@ -509,7 +510,7 @@ mod tests {
         assert_eq!(data.len() as u64, snapshot_len(&state, &map));
         let (_, back) = decode_snapshot(&data).expect("decodes");
         assert_eq!(back, map);
-        assert_eq!(back.get("/k1"), Some("longer than one"));
+        assert_eq!(back.get("/k1"), Some("longer than one".as_bytes()));
         for n in [
             0u64,
             250,
@@ -555,9 +556,39 @@ mod tests {
         let mut extra = data.clone();
         extra.push(0);
         assert!(decode_snapshot(&extra).is_err());
+        // The first byte of the key, after the count and the key's length.
         let mut not_utf8 = data;
-        let last = not_utf8.len() - 1;
-        not_utf8[last] = 0xff;
-        assert!(decode_snapshot(&not_utf8).is_err());
+        not_utf8[at + 2] = 0xff;
+        assert!(decode_snapshot(&not_utf8).is_err(), "a key must be UTF-8");
+    }
+
+    /// A value is any bytes: one that is no UTF-8 (a lone 0xFF, a NUL, a character cut short)
+    /// is written and read back as it is, in memory and as a stream; a text value's pair is
+    /// what older builds wrote for two strings, so their snapshots read the same.
+    #[test]
+    fn a_snapshot_holds_values_of_any_bytes() {
+        let binary: &[u8] = b"\xff\x00a\xe2\x82";
+        let mut map = Map::default();
+        map.insert("/bin", binary);
+        map.insert("/text", "v");
+        let state = ClusterState::default();
+        let data = encode_snapshot(&state, &map);
+        let (_, back) = decode_snapshot(&data).expect("a value of any bytes decodes");
+        assert_eq!(back.get("/bin"), Some(binary));
+        assert_eq!(back, map);
+        let (_, streamed) =
+            read_snapshot(&mut &data[..], data.len() as u64).expect("and reads as a stream");
+        assert_eq!(streamed, map);
+
+        let old = bincode::serde::encode_to_vec(
+            ("/text".to_string(), "v".to_string()),
+            bincode::config::standard(),
+        )
+        .expect("encoding into a Vec");
+        let count_at = 4 + state_bytes(&state).len() + 1;
+        assert!(
+            data[count_at..].windows(old.len()).any(|w| w == old),
+            "a text value's pair is encoded as two strings were"
+        );
     }
 }

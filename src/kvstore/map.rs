@@ -36,13 +36,13 @@ pub(super) struct Pair(Box<[u8]>);
 
 impl Pair {
     /// The pair of `key` and `value`.
-    pub(super) fn new(key: &str, value: &str) -> Pair {
+    pub(super) fn new(key: &str, value: &[u8]) -> Pair {
         let mut bytes = pair_head(key.as_bytes(), value.len());
-        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(value);
         Pair(bytes.into_boxed_slice())
     }
 
-    /// A pair from its encoding, which the caller read and checked (lengths, UTF-8).
+    /// A pair from its encoding, which the caller read and checked (lengths, a UTF-8 key).
     pub(super) fn from_encoding(bytes: Box<[u8]>) -> Pair {
         Pair(bytes)
     }
@@ -64,9 +64,9 @@ impl Pair {
         std::str::from_utf8(self.split().0).expect("keys are checked UTF-8 when stored")
     }
 
-    /// The value.
-    pub(super) fn value(&self) -> &str {
-        std::str::from_utf8(self.split().1).expect("values are checked UTF-8 when stored")
+    /// The value: any bytes.
+    pub(super) fn value(&self) -> &[u8] {
+        self.split().1
     }
 
     /// The pair's snapshot encoding.
@@ -148,8 +148,8 @@ impl Map {
     }
 
     /// Sets `key` to `value`.
-    pub fn insert(&mut self, key: &str, value: &str) {
-        self.insert_pair(Pair::new(key, value));
+    pub fn insert(&mut self, key: &str, value: impl AsRef<[u8]>) {
+        self.insert_pair(Pair::new(key, value.as_ref()));
     }
 
     /// Inserts `pair`, replacing the pair of its key.
@@ -167,7 +167,7 @@ impl Map {
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
         let key = key.as_bytes();
         self.shards[self.shard_of(key)].get(key).map(Pair::value)
     }
@@ -183,7 +183,7 @@ impl Map {
     }
 
     /// Every key and its value, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.shards
             .iter()
             .flat_map(|s| s.iter())
@@ -213,7 +213,7 @@ pub(super) fn encode_shard(shard: &Shard, out: &mut Vec<u8>) {
     }
 }
 
-impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Map {
+impl<K: AsRef<str>, V: AsRef<[u8]>> FromIterator<(K, V)> for Map {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Map {
         let iter = iter.into_iter();
         let mut map = Map::with_capacity(iter.size_hint().0);
@@ -234,7 +234,17 @@ impl Eq for Map {}
 
 impl fmt::Debug for Map {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        // Values as text where they are (most are), so a failed test's map reads.
+        let shown = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(text) => format!("{text:?}"),
+            Err(_) => format!("b\"{}\"", v.escape_ascii()),
+        };
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(k, v)| (k, fmt::from_fn(move |f| f.write_str(&shown(v))))),
+            )
+            .finish()
     }
 }
 
@@ -371,9 +381,9 @@ mod tests {
         map.insert("/b", &long_value);
         map.insert("/a", "2");
         assert_eq!(map.len(), 3);
-        assert_eq!(map.get("/a"), Some("2"));
-        assert_eq!(map.get(&long_key), Some("short"));
-        assert_eq!(map.get("/b").map(str::len), Some(70_000));
+        assert_eq!(map.get("/a"), Some(&b"2"[..]));
+        assert_eq!(map.get(&long_key), Some(&b"short"[..]));
+        assert_eq!(map.get("/b").map(<[u8]>::len), Some(70_000));
         assert_eq!(map.get("/c"), None);
         let encoded: u64 = map
             .iter()

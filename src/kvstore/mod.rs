@@ -43,8 +43,9 @@ pub enum Command {
     Put {
         /// The key: the request path, percent-decoded.
         key: String,
-        /// The request body.
-        value: String,
+        /// The request body: any bytes. Encoded as a string is (a length, then the bytes), so
+        /// entries written when values had to be UTF-8 read the same.
+        value: Bytes,
     },
 }
 
@@ -59,7 +60,7 @@ impl Command {
     pub fn decode(data: &[u8]) -> Result<Command, bincode::error::DecodeError> {
         // Borrowed first (variant, key, value: Put's layout): each length is checked against
         // `data` there, where the owned decode would allocate whatever a length claims.
-        bincode::serde::borrow_decode_from_slice::<(u32, &str, &str), _>(
+        bincode::serde::borrow_decode_from_slice::<(u32, &str, &[u8]), _>(
             data,
             bincode::config::standard(),
         )?;
@@ -82,17 +83,7 @@ impl Command {
 
 /// The key and value of a PUT in a normal entry's data, borrowed from it (what
 /// [`Command::from_entry`] reads, without a copy); `None` for an entry that is no command.
-fn put_of(data: &[u8]) -> Result<Option<(&str, &str)>, String> {
-    let Some((key, value)) = put_bytes_of(data)? else {
-        return Ok(None);
-    };
-    let value = std::str::from_utf8(value).map_err(|e| format!("the value is not UTF-8: {e}"))?;
-    Ok(Some((key, value)))
-}
-
-/// [`put_of`] with the value's bytes not checked for UTF-8, for a description that shows only
-/// the first of them: a value may be a GiB.
-pub(crate) fn put_bytes_of(data: &[u8]) -> Result<Option<(&str, &[u8])>, String> {
+pub(crate) fn put_of(data: &[u8]) -> Result<Option<(&str, &[u8])>, String> {
     let command = match proposal::decode(data).map_err(|e| e.to_string())? {
         Payload::Register { .. } | Payload::Fence { .. } | Payload::Plain([]) => return Ok(None),
         Payload::Proposal { command, .. } | Payload::Plain(command) => command,
@@ -185,8 +176,8 @@ impl KvStore {
     }
 
     /// The value of `key`, from the local map (callers decide whether a ReadIndex comes first).
-    pub fn get(&self, key: &str) -> Option<String> {
-        self.read().get(key).map(str::to_string)
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.read().get(key).map(Bytes::copy_from_slice)
     }
 
     /// Number of keys.
@@ -430,13 +421,13 @@ impl Applier {
 mod tests {
     use super::*;
 
-    pub(super) fn put_entry(index: u64, key: &str, value: &str) -> Entry {
+    pub(super) fn put_entry(index: u64, key: &str, value: impl AsRef<[u8]>) -> Entry {
         Entry {
             index,
             term: 1,
             data: Command::Put {
                 key: key.into(),
-                value: value.into(),
+                value: Bytes::copy_from_slice(value.as_ref()),
             }
             .encode()
             .into(),
@@ -457,7 +448,7 @@ mod tests {
             let index = round * 2 - 1;
             applier
                 .send(Apply::Entries {
-                    entries: vec![put_entry(index, "/a", &format!("{index}"))],
+                    entries: vec![put_entry(index, "/a", format!("{index}"))],
                     last: index,
                     done: vec![],
                 })
@@ -485,12 +476,54 @@ mod tests {
             saved.blocking_recv().expect("answered").expect("saved");
             let data = snapshotter.load(1, index).expect("snapshot file").data;
             let (_, map) = decode_snapshot(&data).expect("decodes");
-            assert_eq!(map.get("/a"), Some(&*format!("{index}")));
+            assert_eq!(map.get("/a"), Some(format!("{index}").as_bytes()));
         }
         drop(applier);
         handle.join().expect("apply thread ends cleanly");
-        assert_eq!(kv.get("/a").as_deref(), Some("later"));
+        assert_eq!(kv.get("/a"), Some("later".into()));
         assert_eq!(kv.applied_index(), 40);
+    }
+
+    /// A PUT's value is any bytes, and a text value is encoded as when `Command::Put`'s value
+    /// was a `String`: entries in the WAL of an older build read the same.
+    #[test]
+    fn a_put_of_any_bytes_decodes_and_old_entries_still_do() {
+        /// `Command` as older builds had it.
+        #[derive(Serialize)]
+        enum OldCommand {
+            Put { key: String, value: String },
+        }
+        let old = OldCommand::Put {
+            key: "/k".into(),
+            value: "vé".into(),
+        };
+        let old = bincode::serde::encode_to_vec(&old, bincode::config::standard())
+            .expect("encoding into a Vec");
+        let new = Command::Put {
+            key: "/k".into(),
+            value: Bytes::from("vé"),
+        };
+        assert_eq!(Command::decode(&old).expect("an old entry decodes"), new);
+        assert_eq!(new.encode(), old, "a text value is encoded as before");
+
+        let binary = Command::Put {
+            key: "/bin".into(),
+            value: Bytes::from_static(b"\xff\x00a\xe2\x82"),
+        };
+        let data = binary.encode();
+        assert_eq!(Command::decode(&data).expect("decodes"), binary);
+        assert_eq!(
+            put_of(&data),
+            Ok(Some(("/bin", &b"\xff\x00a\xe2\x82"[..]))),
+            "the borrowed read agrees"
+        );
+        let kv = KvStore::default();
+        kv.apply_entries(&[put_entry(1, "/bin", b"\xff\x00a\xe2\x82")], 1);
+        assert_eq!(
+            kv.get("/bin"),
+            Some(Bytes::from_static(b"\xff\x00a\xe2\x82")),
+            "and is applied as it is"
+        );
     }
 
     #[test]
@@ -509,7 +542,7 @@ mod tests {
         })
         .expect("apply loop is running");
         done_rx.blocking_recv().expect("answered").expect("ok");
-        assert_eq!(kv.get("/a").as_deref(), Some("2"));
+        assert_eq!(kv.get("/a"), Some("2".into()));
         assert_eq!(kv.applied_index(), 3);
 
         let dir = tempfile::TempDir::new().expect("temp dir");
@@ -547,7 +580,7 @@ mod tests {
         drop(tx);
         handle.join().expect("apply thread ends cleanly");
         assert_eq!(kv.get("/b"), None, "restore replaced the map");
-        assert_eq!(kv.get("/a").as_deref(), Some("2"));
+        assert_eq!(kv.get("/a"), Some("2".into()));
         assert_eq!(kv.applied_index(), 3);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -74,8 +75,9 @@ impl NodeHandle {
         self
     }
 
-    /// Sets `key` to `value`; returns once the entry is committed and applied on this node.
-    pub async fn put(&self, key: String, value: String) -> Result<(), ProposalError> {
+    /// Sets `key` to `value` (any bytes); returns once the entry is committed and applied on
+    /// this node.
+    pub async fn put(&self, key: String, value: Bytes) -> Result<(), ProposalError> {
         let data = crate::kvstore::Command::Put { key, value }.encode();
         self.proposal(|done| Request::Propose { data, done }).await
     }
@@ -85,7 +87,7 @@ impl NodeHandle {
         &self,
         key: &str,
         consistency: ReadConsistency,
-    ) -> Result<Option<String>, ProposalError> {
+    ) -> Result<Option<Bytes>, ProposalError> {
         if consistency == ReadConsistency::Linearizable {
             self.metrics.read_index_requests.inc();
             let started = Instant::now();

@@ -880,7 +880,7 @@ mod tests {
         let hs = recovered.storage.mem.rl().hard_state().clone();
         assert_eq!((hs.term, hs.commit), (3, 7));
         assert_eq!(recovered.snapshot_index, 7);
-        assert_eq!(recovered.kv.get("/k"), Some("v"));
+        assert_eq!(recovered.kv.get("/k"), Some("v".as_bytes()));
     }
 
     /// Host names are not case-sensitive: a restart whose `--cluster` spells them otherwise

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use tokio::sync::{mpsc, oneshot};
@@ -209,7 +210,7 @@ fn put_value(index: u64, term: u64, key: &str, value: &str) -> Entry {
         index,
         data: Command::Put {
             key: key.into(),
-            value: value.into(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
         }
         .encode()
         .into(),
@@ -1195,7 +1196,7 @@ async fn installs_that_outrun_the_state_machine_leave_its_queued_restores_their_
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(node.kv.get("/from-snapshot").as_deref(), Some("yes"));
+    assert_eq!(node.kv.get("/from-snapshot"), Some("yes".into()));
     assert_eq!(
         node.kv.len(),
         1,
@@ -1615,7 +1616,7 @@ async fn a_put_whose_copy_commits_before_its_fence_is_done() {
         .expect("answered once the copy applied")
         .expect("answered");
     assert_eq!(got, Ok(()));
-    assert_eq!(node.kv.get("/w").as_deref(), Some("late"));
+    assert_eq!(node.kv.get("/w"), Some("late".into()));
 }
 
 /// A registration that was in flight when its node's removal committed lands after the

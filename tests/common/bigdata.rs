@@ -64,7 +64,7 @@ pub fn write_wal(data_dir: &Path, url: &str, n: u64) {
     };
     first.set_entry_type(EntryType::EntryConfChangeV2);
     wal.save(None, &[first], false).expect("writing the WAL");
-    let value = "x".repeat(VALUE_LEN);
+    let value = bytes::Bytes::from("x".repeat(VALUE_LEN));
     let mut next = 0;
     while next < n {
         let batch: Vec<Entry> = (next..(next + 10_000).min(n))

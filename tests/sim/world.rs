@@ -479,8 +479,10 @@ fn url_of(id: u64) -> String {
 }
 
 /// A PUT's value, with the schedule's padding after a `.` (reads record the part before it).
-fn short_value(value: &str) -> String {
-    value.split('.').next().unwrap_or_default().to_string()
+/// The schedule writes only text.
+fn short_value(value: &[u8]) -> String {
+    let end = value.iter().position(|b| *b == b'.').unwrap_or(value.len());
+    String::from_utf8_lossy(&value[..end]).into_owned()
 }
 
 impl World {
@@ -1627,7 +1629,11 @@ impl World {
                     value.push_str(&".".repeat(self.plan.value_padding));
                 }
                 Request::Propose {
-                    data: Command::Put { key, value }.encode(),
+                    data: Command::Put {
+                        key,
+                        value: value.into(),
+                    }
+                    .encode(),
                     done: tx,
                 }
             }
