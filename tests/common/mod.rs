@@ -435,6 +435,17 @@ pub async fn call(
     path: &str,
     body: Vec<u8>,
 ) -> (axum::http::StatusCode, String) {
+    let (status, _, bytes) = call_raw(router, method, path, body).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// [`call`], returning the answer's Content-Type (empty if none) and its body as it is.
+pub async fn call_raw(
+    router: &axum::Router,
+    method: axum::http::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, String, axum::body::Bytes) {
     use tower::ServiceExt;
     let request = axum::http::Request::builder()
         .method(method)
@@ -447,10 +458,15 @@ pub async fn call(
         .await
         .expect("the router always answers");
     let status = response.status();
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .expect("a body");
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    (status, content_type, bytes)
 }
 
 /// Path of the built binary.
