@@ -116,6 +116,8 @@ pub fn shown_value(value: &[u8], limit: Option<usize>) -> ShownValue<'_> {
         Ok(text) => ShownValue::Text(text),
         // Cut inside a character (its first bytes shown only): shown up to it.
         Err(e) if e.error_len().is_none() && shown.len() < value.len() => {
+            // Up to `valid_up_to` is UTF-8 by what the error says: the second arm is never
+            // taken, and is there rather than an `expect`.
             match std::str::from_utf8(&shown[..e.valid_up_to()]) {
                 Ok(text) => ShownValue::Text(text),
                 Err(_) => ShownValue::Bytes(shown),

@@ -387,8 +387,8 @@ fn with_len(mut v: Value, len: u64) -> Value {
 }
 
 /// A put gives its key and value (cut at `limit`), their full lengths in bytes, and
-/// `"cut": true` when either was cut. A value that is not UTF-8 is given escaped (`a\xff`)
-/// with `"value_escaped": true`.
+/// `"cut": true` when either was cut. A value whose shown bytes are not UTF-8 is given escaped
+/// (`a\xff`) with `"value_escaped": true`; a cut value may hold other bytes past the cut.
 fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value {
     let mut v = json!({
         "file": file, "offset": offset, "type": "entry",

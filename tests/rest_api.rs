@@ -222,6 +222,12 @@ async fn a_value_of_any_bytes_reads_back_exactly() {
     // Bounded by --max-body-bytes all the same.
     let (s, body) = api.call(Method::PUT, "/bin0", vec![0xff; 1025]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (s, _, body) = common::call_raw(&api.router, Method::GET, "/bin0", vec![]).await;
+    assert_eq!(
+        (s, &body[..]),
+        (StatusCode::OK, values[0]),
+        "a refused PUT left it"
+    );
     cluster.shutdown().await;
 }
 

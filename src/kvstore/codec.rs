@@ -585,6 +585,8 @@ mod tests {
             bincode::config::standard(),
         )
         .expect("encoding into a Vec");
+        // Pinned as well (a new bincode would change both sides: review 104).
+        assert_eq!(old, b"\x05/text\x01v", "each length, then its bytes");
         let count_at = 4 + state_bytes(&state).len() + 1;
         assert!(
             data[count_at..].windows(old.len()).any(|w| w == old),

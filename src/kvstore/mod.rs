@@ -505,6 +505,12 @@ mod tests {
         };
         assert_eq!(Command::decode(&old).expect("an old entry decodes"), new);
         assert_eq!(new.encode(), old, "a text value is encoded as before");
+        // Pinned as well: a change of bincode's or bytes' encoding would change both sides
+        // above, and still break every WAL written before it (review 104).
+        assert_eq!(
+            old, b"\x00\x02/k\x03v\xc3\xa9",
+            "the variant, then each length and bytes"
+        );
 
         let binary = Command::Put {
             key: "/bin".into(),

@@ -479,10 +479,11 @@ fn url_of(id: u64) -> String {
 }
 
 /// A PUT's value, with the schedule's padding after a `.` (reads record the part before it).
-/// The schedule writes only text.
+/// Escaped, not decoded lossily: two values that differ in bytes that are not UTF-8 must not
+/// read alike (review 104).
 fn short_value(value: &[u8]) -> String {
     let end = value.iter().position(|b| *b == b'.').unwrap_or(value.len());
-    String::from_utf8_lossy(&value[..end]).into_owned()
+    value[..end].escape_ascii().to_string()
 }
 
 impl World {
@@ -1623,10 +1624,13 @@ impl World {
         let (tx, rx) = oneshot::channel();
         let request = match &kind {
             OpKind::Put { value } => {
-                let mut value = value.clone();
+                let mut value = value.clone().into_bytes();
                 if self.plan.value_padding > 0 {
-                    value.push('.');
-                    value.push_str(&".".repeat(self.plan.value_padding));
+                    // Not UTF-8, of the same length as the dots it replaces: the values of
+                    // these schedules go through the log, snapshots and their installs as any
+                    // bytes a client may PUT.
+                    value.extend_from_slice(b".\xff");
+                    value.extend_from_slice(&b".".repeat(self.plan.value_padding - 1));
                 }
                 Request::Propose {
                     data: Command::Put {
