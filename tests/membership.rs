@@ -362,6 +362,15 @@ async fn impossible_changes_are_refused_with_a_reason() {
     for id in &followers {
         c.signal(*id, Signal::SIGSTOP);
     }
+    // Stopped for certain, every thread, before the change is sent: once, a follower still
+    // acknowledged it and it committed, and the second change then waited for a quorum.
+    for id in &followers {
+        let pid = c.pid(*id);
+        wait_for(Duration::from_secs(5), "a follower to stop", || async {
+            common::all_threads_stopped(pid).then_some(())
+        })
+        .await;
+    }
     let first = {
         let http = c.http.clone();
         let url = format!("{}/4", c.url(leader));

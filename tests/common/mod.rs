@@ -132,6 +132,21 @@ pub fn process_state(pid: i32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` or `t` in
+/// `/proc/PID/task/*/stat`): a SIGSTOP stops each thread as it next gets to run, and one
+/// that had not stopped yet could still answer a peer.
+pub fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            state.is_some_and(|s| s.starts_with('T') || s.starts_with('t'))
+        })
+    })
+}
+
 /// Peer URLs for `n` nodes on fresh loopback ports.
 pub fn peer_urls(n: usize) -> Vec<String> {
     free_ports(n)
