@@ -359,17 +359,10 @@ async fn impossible_changes_are_refused_with_a_reason() {
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let last_index = |s: serde_json::Value| s["last_index"].as_u64();
     let before = last_index(c.status(leader).await.expect("status")).expect("last_index");
-    for id in &followers {
-        c.signal(*id, Signal::SIGSTOP);
-    }
     // Stopped for certain, every thread, before the change is sent: once, a follower still
     // acknowledged it and it committed, and the second change then waited for a quorum.
     for id in &followers {
-        let pid = c.pid(*id);
-        wait_for(Duration::from_secs(5), "a follower to stop", || async {
-            common::all_threads_stopped(pid).then_some(())
-        })
-        .await;
+        c.freeze(*id).await;
     }
     let first = {
         let http = c.http.clone();
@@ -707,12 +700,7 @@ async fn a_node_removed_and_added_back_while_frozen_goes_on_writing() {
         let leader = c.wait_leader().await;
         let v = (1..=3).find(|id| *id != leader).expect("a follower");
         c.put_ok(v, "before", "1").await;
-        c.signal(v, Signal::SIGSTOP);
-        let pid = c.pid(v);
-        wait_for(Duration::from_secs(5), "the follower to stop", || async {
-            (common::process_state(pid) == Some('T')).then_some(())
-        })
-        .await;
+        c.freeze(v).await;
         let (code, body) = delete(&c, leader, v).await;
         assert_eq!(code, 204, "{body}");
         let url = c.peers[v as usize - 1].clone();
@@ -1115,12 +1103,7 @@ async fn removed_wiped_and_added_back(c: &mut TestCluster, leader: u64, n: u64) 
 async fn a_node_removed_while_its_campaigns_are_held_hears_so_and_stops() {
     let (mut c, leader, n) = held_below_its_floor().await;
     c.crash(n).await;
-    c.node(leader)
-        .change_members(MemberChange::Remove { id: n })
-        .await
-        .expect("N's removal commits without N");
-    c.start_node(n, true).await;
-    removed_and_stopped(c, leader, n).await;
+    removed_while_down_then_started(c, leader, n).await;
 }
 
 /// The same node removed while it runs: it still knows the leader it heard from (a follower
@@ -1177,12 +1160,7 @@ async fn a_node_removed_before_it_knew_any_voter_hears_so_and_stops() {
     assert_eq!(status.last_index, 0, "N must hold no entry: {status:?}");
     c.crash(n).await;
     c.net.heal();
-    c.node(leader)
-        .change_members(MemberChange::Remove { id: n })
-        .await
-        .expect("N's removal commits without N");
-    c.start_node(n, true).await;
-    removed_and_stopped(c, leader, n).await;
+    removed_while_down_then_started(c, leader, n).await;
 }
 
 /// Three nodes; a follower N removed, wiped and added back, running with `--join`, its log
@@ -1221,6 +1199,17 @@ async fn held_below_its_floor() -> (TestCluster, u64, u64) {
     );
     assert_eq!(status.role, "Follower", "{status:?}");
     (c, leader, n)
+}
+
+/// N, crashed, is removed and started again on its data dir (with `--join`, as it was): it
+/// hears so and stops, and the cluster writes on.
+async fn removed_while_down_then_started(mut c: TestCluster, leader: u64, n: u64) {
+    c.node(leader)
+        .change_members(MemberChange::Remove { id: n })
+        .await
+        .expect("N's removal commits without N");
+    c.start_node(n, true).await;
+    removed_and_stopped(c, leader, n).await;
 }
 
 /// N, removed, hears so and stops; the cluster writes on.
@@ -1286,13 +1275,8 @@ async fn two_additions_at_once_never_cost_the_quorum() {
 async fn a_stopped_member_counts_as_down_for_the_strict_check() {
     let c = ProcCluster::start(3, &[]).await;
     c.put_ok(1, "k", "v").await;
-    c.signal(2, Signal::SIGSTOP);
-    // Stopped for certain (state `T` in /proc) before the check probes it.
-    let pid = c.pid(2);
-    wait_for(Duration::from_secs(5), "node 2 to stop", || async {
-        (common::process_state(pid) == Some('T')).then_some(())
-    })
-    .await;
+    // Stopped for certain (every thread in state `T` in /proc) before the check probes it.
+    c.freeze(2).await;
     let (code, body) = delete(&c, 1, 3).await;
     c.signal(2, Signal::SIGCONT);
     assert_eq!(code, 409, "{body}");

@@ -364,25 +364,17 @@ async fn a_damaged_snapshot_is_taken_again_at_once_for_a_follower_that_needs_it(
 async fn a_binary_value_survives_a_snapshot_sent_to_a_follower_and_a_restart() {
     let value = bytes::Bytes::from_static(b"\xff\x00bin\xe2\x82");
     let mut cluster = TestCluster::snapshotting_often().await;
-    let leader = cluster.wait_leader().await;
-    // The follower `snapshot_with_a_follower_behind` leaves behind, cut off before the value
-    // is written: it can only learn it from a snapshot.
-    let behind = if leader == 3 { 2 } else { 3 };
-    let behind_last = cluster
-        .node(behind)
-        .status()
-        .await
-        .expect("the follower's status")
-        .last_index;
-    cluster.net.cut(leader, behind);
+    // A follower cut off before the value is written: it can only learn it from a snapshot.
+    let cut = cluster.cut_a_follower_off().await;
+    let (leader, behind) = (cut.leader, cut.behind);
     cluster
         .node(leader)
         .put("/bin".into(), value.clone())
         .await
         .expect("a binary value is taken");
-    let setup = cluster.snapshot_with_a_follower_behind().await;
+    let setup = cluster.snapshot_past(cut).await;
     assert_eq!(setup.behind, behind);
-    assert!(setup.idle.first_index > behind_last + 1);
+    assert!(setup.idle.first_index > cut.behind_last + 1);
     cluster.net.heal();
     cluster
         .caught_up(

@@ -1948,6 +1948,12 @@ fn admitted_with_its_wal_alone(at: crate::wal::JoinedAt) -> (Vec<String>, tempfi
     (cluster, dir)
 }
 
+/// That node, started on that data dir with the default config.
+async fn started_admitted_with_its_wal_alone(at: crate::wal::JoinedAt) -> Fed {
+    let (cluster, dir) = admitted_with_its_wal_alone(at);
+    Fed::start_in(3, cluster, true, dir, |_| {}).await
+}
+
 /// A node admitted with a floor (the members had applied entry 30) whose log is taken back
 /// below it by a snapshot of an earlier state (a member restarted from an older snapshot sent
 /// it entry 14, with voters 1, 2 and 3) does not campaign: it could win only with the votes of
@@ -1993,12 +1999,12 @@ async fn an_admitted_node_whose_log_is_below_its_floor_does_not_campaign() {
 /// later removal: the node stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_below_its_floor_ignores_a_410_from_a_peer_behind_the_floor() {
-    let (cluster, dir) = admitted_with_its_wal_alone(crate::wal::JoinedAt {
+    let node = started_admitted_with_its_wal_alone(crate::wal::JoinedAt {
         index: 30,
         term: 2,
         in_term: 2,
-    });
-    let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
+    })
+    .await;
     ignores_a_410_as_of_then_stops_at(node, 20, 31).await;
 }
 
@@ -2035,12 +2041,12 @@ async fn ignores_a_410_as_of_then_stops_at(node: Fed, behind: u64, newer: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admitted_node_stopped_before_its_first_hard_state_starts_in_its_admitters_term() {
     use raft::eraftpb::MessageType::*;
-    let (cluster, dir) = admitted_with_its_wal_alone(crate::wal::JoinedAt {
+    let node = started_admitted_with_its_wal_alone(crate::wal::JoinedAt {
         index: 30,
         term: 4,
         in_term: 6,
-    });
-    let node = Fed::start_in(3, cluster, true, dir, |_| {}).await;
+    })
+    .await;
     let status = node.status().await.expect("running");
     assert_eq!(status.term, 6, "{status:?}");
     let heartbeat = message(MsgHeartbeat, 2, 3, 5);

@@ -800,7 +800,7 @@ mod tests {
     /// acknowledged. It heard nothing, and waited for the gap to show (review 101).
     #[tokio::test]
     async fn a_renamed_stream_that_does_not_drain_reports_the_peer_unreachable() {
-        let events = renamed_after_a_first_stream_that(None).await;
+        let events = renamed_after_a_first_stream_that(FirstStream::Stalls).await;
         assert!(
             events
                 .iter()
@@ -816,7 +816,7 @@ mod tests {
     #[tokio::test]
     async fn a_410_that_ends_a_renamed_stream_is_told_to_the_node() {
         let gone = crate::transport::gone_text(1, 7);
-        let events = renamed_after_a_first_stream_that(Some(gone)).await;
+        let events = renamed_after_a_first_stream_that(FirstStream::IsGone(gone)).await;
         assert!(
             events.iter().any(|e| matches!(
                 e,
@@ -829,20 +829,30 @@ mod tests {
         );
     }
 
+    /// What peer 2 does with the stream that names no incarnation, once this node ends it.
+    #[derive(Clone)]
+    enum FirstStream {
+        /// Reads it to its end and answers 204.
+        IsRead,
+        /// Reads nothing and never answers.
+        Stalls,
+        /// Reads it to its end and answers `410` with this text.
+        IsGone(String),
+    }
+
     /// Node 1's task for peer 2, whose first stream names no incarnation and is ended by this
-    /// node learning its own: the peer stalls on it (`gone` is `None`: reads nothing, never
-    /// answers) or reads it to its end and answers `410` with `gone`. Returns what the task
-    /// told the node by the time the next stream, which names the incarnation, opened.
-    async fn renamed_after_a_first_stream_that(gone: Option<String>) -> Vec<PeerEvent> {
+    /// node learning its own, the peer doing with it what `first` says; the next stream must
+    /// name the incarnation. Returns what the task told the node by the time it opened.
+    async fn renamed_after_a_first_stream_that(first: FirstStream) -> Vec<PeerEvent> {
         let (listener, url) = local_listener().await;
         let (named_tx, mut named) = mpsc::unbounded_channel();
         let receiver = axum::Router::new()
             .route(
                 STREAM_PATH,
                 axum::routing::post(
-                    |axum::extract::State((named_tx, gone)): axum::extract::State<(
+                    |axum::extract::State((named_tx, how)): axum::extract::State<(
                         mpsc::UnboundedSender<Option<String>>,
-                        Option<String>,
+                        FirstStream,
                     )>,
                      headers: hyper::HeaderMap,
                      body: axum::body::Body| async move {
@@ -852,22 +862,23 @@ mod tests {
                             .map(str::to_string);
                         let first = incarnation.is_none();
                         let _ = named_tx.send(incarnation);
-                        if first && gone.is_none() {
+                        if first && matches!(how, FirstStream::Stalls) {
                             // Holds the stream (and its body) open.
                             std::future::pending::<()>().await;
                         }
                         let _ = body.collect().await;
-                        match gone.filter(|_| first) {
-                            Some(text) => (StatusCode::GONE, text),
-                            None => (StatusCode::NO_CONTENT, String::new()),
+                        match how {
+                            FirstStream::IsGone(text) if first => (StatusCode::GONE, text),
+                            _ => (StatusCode::NO_CONTENT, String::new()),
                         }
                     },
                 ),
             )
-            .with_state((named_tx, gone));
+            .with_state((named_tx, first));
         let serving = tokio::spawn(axum::serve(listener, receiver).into_future());
         let (handle, filter, cancel, _dir, mut events) = running_peer_task(url);
-        assert_eq!(next_named(&handle, &filter, &mut named).await, None);
+        let opened = next_named(&handle, &filter, &mut named).await;
+        assert_eq!(opened, None, "this node knows none yet");
         filter.set_incarnation(0xb2);
         let reopened = next_named(&handle, &filter, &mut named).await;
         assert_eq!(reopened.as_deref(), Some("b2"));
@@ -885,37 +896,7 @@ mod tests {
     /// another run. The stream stayed as it was for as long as it was busy (review 100).
     #[tokio::test]
     async fn a_stream_is_opened_again_to_name_the_incarnation_once_known() {
-        let (listener, url) = local_listener().await;
-        let (named_tx, mut named) = mpsc::unbounded_channel();
-        let receiver = axum::Router::new()
-            .route(
-                STREAM_PATH,
-                axum::routing::post(
-                    |axum::extract::State(named_tx): axum::extract::State<
-                        mpsc::UnboundedSender<Option<String>>,
-                    >,
-                     headers: hyper::HeaderMap,
-                     body: axum::body::Body| async move {
-                        let incarnation = headers
-                            .get(HEADER_INCARNATION)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        let _ = named_tx.send(incarnation);
-                        let _ = body.collect().await;
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .with_state(named_tx);
-        let serving = tokio::spawn(axum::serve(listener, receiver).into_future());
-        let (handle, filter, cancel, _dir, _events) = running_peer_task(url);
-        let opened = next_named(&handle, &filter, &mut named).await;
-        assert_eq!(opened, None, "this node knows none yet");
-        filter.set_incarnation(0xb2);
-        let reopened = next_named(&handle, &filter, &mut named).await;
-        assert_eq!(reopened.as_deref(), Some("b2"));
-        cancel.cancel();
-        serving.abort();
+        renamed_after_a_first_stream_that(FirstStream::IsRead).await;
     }
 
     /// A snapshot's request names it in a header, `<sender's term>/<index>`, so that a

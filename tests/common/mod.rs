@@ -127,7 +127,12 @@ pub fn rss(pid: i32) -> u64 {
 /// The state letter of process `pid` in `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z`
 /// zombie...); `None` once it is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    state_in(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The state letter in the `stat` file at `path` (a process's or a thread's).
+fn state_in(path: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // `pid (comm) state ...`: the name may hold anything, so the state follows the last ')'.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
@@ -139,12 +144,9 @@ pub fn all_threads_stopped(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
-    tasks.flatten().all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            state.is_some_and(|s| s.starts_with('T') || s.starts_with('t'))
-        })
-    })
+    tasks
+        .flatten()
+        .all(|task| matches!(state_in(&task.path().join("stat")), Some('T' | 't')))
 }
 
 /// Peer URLs for `n` nodes on fresh loopback ports.
@@ -354,8 +356,13 @@ impl TestCluster {
     /// applied index past the follower's log: the cluster then goes idle, and the follower
     /// can catch up only from that snapshot once the network heals.
     pub async fn snapshot_with_a_follower_behind(&mut self) -> SnapshotBehind {
+        let cut = self.cut_a_follower_off().await;
+        self.snapshot_past(cut).await
+    }
+
+    /// Cuts a follower off its leader (both ways); returns them and where its log ends.
+    pub async fn cut_a_follower_off(&mut self) -> CutOff {
         let leader = self.wait_leader().await;
-        let count = self.config(leader, false).snapshot_count;
         let behind = if leader == 3 { 2 } else { 3 };
         let behind_last = self
             .node(behind)
@@ -364,6 +371,22 @@ impl TestCluster {
             .expect("the follower's status")
             .last_index;
         self.net.cut(leader, behind);
+        CutOff {
+            leader,
+            behind,
+            behind_last,
+        }
+    }
+
+    /// The rest of [`TestCluster::snapshot_with_a_follower_behind`], for a follower cut off
+    /// by [`TestCluster::cut_a_follower_off`] (a test may write between the two).
+    pub async fn snapshot_past(&mut self, cut: CutOff) -> SnapshotBehind {
+        let CutOff {
+            leader,
+            behind,
+            behind_last,
+        } = cut;
+        let count = self.config(leader, false).snapshot_count;
         let node = self.node(leader).clone();
         let mut taken = None;
         for i in 0..100 {
@@ -427,6 +450,17 @@ impl TestCluster {
     pub async fn shutdown(mut self) {
         self.stop_all().await;
     }
+}
+
+/// A follower cut off from its leader ([`TestCluster::cut_a_follower_off`]).
+#[derive(Clone, Copy)]
+pub struct CutOff {
+    /// The leader.
+    pub leader: u64,
+    /// The follower cut off.
+    pub behind: u64,
+    /// The last index of the follower's log when it was cut off.
+    pub behind_last: u64,
 }
 
 /// What [`TestCluster::snapshot_with_a_follower_behind`] set up.
@@ -706,6 +740,17 @@ impl ProcCluster {
     pub fn signal(&self, id: u64, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid(id)), sig)
             .expect("signalling our own child");
+    }
+
+    /// Stops node `id` with SIGSTOP and returns once every thread of it has stopped (its
+    /// kernel still takes connections on its ports; the process answers nothing).
+    pub async fn freeze(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGSTOP);
+        let pid = self.pid(id);
+        wait_for(Duration::from_secs(5), "a frozen node to stop", || async {
+            all_threads_stopped(pid).then_some(())
+        })
+        .await;
     }
 
     /// SIGKILLs node `id` and reaps it.
