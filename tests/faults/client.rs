@@ -94,12 +94,13 @@ impl Http {
         format!("{scheme}://{}:{REST_PORT}{path}", node_ip(id))
     }
 
-    /// `PUT /key` on node `id`, and why it did not succeed if it did not.
-    pub async fn put(&self, id: u64, key: &str, value: &str) -> (Outcome, Option<Why>) {
+    /// `PUT /key` on node `id`, and why it did not succeed if it did not. The value is any
+    /// bytes, as the REST API takes.
+    pub async fn put(&self, id: u64, key: &str, value: &[u8]) -> (Outcome, Option<Why>) {
         let request = self
             .client
             .put(Http::url(id, &format!("/{key}")))
-            .body(value.to_owned());
+            .body(value.to_vec());
         let (status, body) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -142,12 +143,30 @@ impl Http {
         match self.client.get(url).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body = match response.text().await {
+                let content_type = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .cloned();
+                let body = match response.bytes().await {
                     Ok(body) => body,
                     Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
                 };
+                if status == 200 {
+                    let text = std::str::from_utf8(&body).is_ok();
+                    let expected = if text {
+                        "text/plain; charset=utf-8"
+                    } else {
+                        "application/octet-stream"
+                    };
+                    assert!(
+                        content_type.as_ref().is_some_and(|c| c == expected),
+                        "GET {key} on node {id} read {} as {content_type:?}, not {expected}",
+                        shown(&body)
+                    );
+                    return (Outcome::Value(shown(&body)), None);
+                }
+                let body = String::from_utf8_lossy(&body);
                 match status {
-                    200 => (Outcome::Value(body), None),
                     404 => (Outcome::NotFound, None),
                     // A read changes nothing: any refusal is a definite failure.
                     503 => (
@@ -209,6 +228,24 @@ impl Http {
             Err(e) => Answer::NoAnswer(e.to_string()),
         }
     }
+}
+
+/// A value as the history shows it: escaped, so that values of any bytes compare as the bytes
+/// do (text is shown as it is, but for `\\`, quotes and control characters).
+pub fn shown(value: &[u8]) -> String {
+    value.escape_ascii().to_string()
+}
+
+/// Client `client`'s `seq`th value: unique (`c<client>-<seq>`), and every third one followed by
+/// bytes that are not UTF-8 (a byte that never starts a character, a NUL, a character cut
+/// short), so the history covers values of any bytes through every fault, the log, snapshots
+/// and restarts. Drawn from no random number: the schedules are what they were.
+fn client_value(client: usize, seq: u64) -> Vec<u8> {
+    let mut value = format!("c{client}-{seq}").into_bytes();
+    if seq.is_multiple_of(3) {
+        value.extend_from_slice(b"\xff\x00\xe2\x82");
+    }
+    value
 }
 
 /// The first line of an answer's body, trimmed (the nodes' errors are one line).
@@ -274,7 +311,7 @@ pub struct Workload {
 }
 
 /// Client `client`'s loop: random PUTs and GETs on random keys and nodes until `stop` fires.
-/// PUT values are unique (`c<client>-<seq>`), so a read names the write it saw.
+/// PUT values are unique ([`client_value`]), so a read names the write it saw.
 pub async fn run_client(
     client: usize,
     seed: u64,
@@ -292,9 +329,14 @@ pub async fn run_client(
         let invoke_ns = recorder.now_ns();
         let (kind, (outcome, why)) = if is_put {
             seq += 1;
-            let value = format!("c{client}-{seq}");
+            let value = client_value(client, seq);
             let answer = http.put(node, &key, &value).await;
-            (OpKind::Put { value }, answer)
+            (
+                OpKind::Put {
+                    value: shown(&value),
+                },
+                answer,
+            )
         } else {
             (
                 OpKind::Get,

@@ -513,7 +513,7 @@ impl Harness {
         self.net.cut_one_way(&[leader], &[follower]).await?;
         self.note(format!("cut {leader} -> {follower}, one way"));
         // Committed by the leader and the other follower while the cut lasts.
-        let (put, why) = self.http.put(leader, "during", "1").await;
+        let (put, why) = self.http.put(leader, "during", b"1").await;
         if put != Outcome::Ok {
             return Err(format!("the PUT during the cut: {put:?} {why:?}"));
         }
@@ -784,7 +784,7 @@ impl Harness {
             let node = majority[attempt % majority.len()];
             attempt += 1;
             let invoke_ns = self.recorder.now_ns();
-            let (outcome, why) = self.http.put(node, &key, &value).await;
+            let (outcome, why) = self.http.put(node, &key, value.as_bytes()).await;
             let done = outcome == Outcome::Ok;
             self.recorder.push(Recorded {
                 node,
