@@ -182,7 +182,8 @@ async fn ready_after_a_pause_waits_for_the_writes_the_node_missed() {
     c.put_ok(leader, "before", "1").await;
     c.wait_value(follower, "before", "1", true).await;
     assert_eq!(c.get(follower, "-/ready").await.map(|r| r.0), Some(200));
-    c.signal(follower, Signal::SIGSTOP);
+    // Every thread stopped before the writes: none of them may reach it.
+    c.freeze(follower).await;
     // Big values, so that catching up takes a while after the pause.
     let big = "v".repeat(1_000_000);
     for i in 0..30 {
