@@ -15,7 +15,7 @@ mod capture;
 mod codec;
 mod map;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -204,24 +204,28 @@ impl KvStore {
         // raft commits in that time, which its own flow control bounds.
         let (tx, rx) = channel();
         let backlog = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
         let kv = self.clone();
-        let thread_backlog = backlog.clone();
+        let (thread_backlog, thread_stopped) = (backlog.clone(), stopped.clone());
         let handle = std::thread::Builder::new()
             .name(format!("apply-{node_id}"))
-            .spawn(move || kv.apply_loop(rx, &thread_backlog))?;
+            .spawn(move || kv.apply_loop(rx, &thread_backlog, &thread_stopped))?;
         let applier = Applier {
             tx: Some(tx),
             kv: self.clone(),
             backlog,
+            stopped,
         };
         Ok((applier, handle))
     }
 
-    fn apply_loop(self, rx: Receiver<Apply>, backlog: &AtomicUsize) {
+    fn apply_loop(self, rx: Receiver<Apply>, backlog: &AtomicUsize, stopped: &AtomicBool) {
         while let Ok(msg) = rx.recv() {
             if !self.handle(msg, true) {
                 // The backlog never drops back to zero now: nothing more is applied inline,
-                // and the next send finds the channel closed.
+                // and the next send finds the channel closed. The flag tells the node before
+                // any send: an idle node would otherwise serve its stale map until one.
+                stopped.store(true, Ordering::Release);
                 return;
             }
             // Release: whoever sees the backlog drop also sees what this message did to the map.
@@ -372,6 +376,8 @@ pub struct Applier {
     kv: KvStore,
     /// Messages sent to the thread and not yet handled by it.
     backlog: Arc<AtomicUsize>,
+    /// Set once applying has stopped for good (see [`Applier::check`]).
+    stopped: Arc<AtomicBool>,
 }
 
 /// The state machine's thread has stopped (it could not decode a snapshot).
@@ -386,6 +392,18 @@ impl Applier {
             tx: None,
             kv,
             backlog: Arc::default(),
+            stopped: Arc::default(),
+        }
+    }
+
+    /// `Err` once applying has stopped for good (a snapshot that could not be restored),
+    /// without sending anything: the node checks it every round, so an idle node stops
+    /// within a tick instead of serving a stale map until its next write or read.
+    pub fn check(&self) -> Result<(), ApplyStopped> {
+        if self.stopped.load(Ordering::Acquire) {
+            Err(ApplyStopped)
+        } else {
+            Ok(())
         }
     }
 
@@ -406,6 +424,7 @@ impl Applier {
             return if self.kv.handle(msg, false) {
                 Ok(())
             } else {
+                self.stopped.store(true, Ordering::Release);
                 Err(ApplyStopped)
             };
         };
@@ -588,5 +607,29 @@ mod tests {
         assert_eq!(kv.get("/b"), None, "restore replaced the map");
         assert_eq!(kv.get("/a"), Some("2".into()));
         assert_eq!(kv.applied_index(), 3);
+    }
+
+    /// A snapshot the state machine cannot restore stops applying for good, and the applier
+    /// says so with nothing more sent (an idle node learns it at its next tick, not at its
+    /// next write or read), on the state machine's thread and inline alike.
+    #[test]
+    fn a_restore_that_fails_is_told_without_another_send() {
+        let garbage = || Apply::Restore {
+            index: 7,
+            from: RestoreFrom::Bytes(Bytes::from_static(b"not a snapshot")),
+            done: vec![],
+        };
+        let kv = KvStore::default();
+        let (applier, handle) = kv.spawn_apply_loop(1).expect("an apply thread");
+        assert_eq!(applier.check(), Ok(()));
+        applier.send(garbage()).expect("queued: the thread runs");
+        handle
+            .join()
+            .expect("the thread stops on it, without panicking");
+        assert_eq!(applier.check(), Err(ApplyStopped), "on its thread");
+
+        let inline = Applier::inline(KvStore::default());
+        assert_eq!(inline.send(garbage()), Err(ApplyStopped));
+        assert_eq!(inline.check(), Err(ApplyStopped), "inline");
     }
 }

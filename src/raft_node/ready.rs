@@ -146,6 +146,7 @@ impl RaftNode {
     }
 
     fn process(&mut self) -> Result<(), NodeError> {
+        self.apply_tx.check().map_err(|_| NodeError::ApplyStopped)?;
         self.poll_snapshot()?;
         loop {
             self.handle_readies()?;

@@ -1000,12 +1000,17 @@ fn arrived_snapshot_of(
     index: u64,
     n: u64,
 ) -> String {
+    arrived_snapshot_data(snapshot_data(&map, cluster), snap_dir, index, n)
+}
+
+/// A snapshot's data: `map`, and the members of `cluster` (ids from 1).
+fn snapshot_data(map: &crate::kvstore::Map, cluster: &[String]) -> Vec<u8> {
     use crate::kvstore::{ClusterState, encode_snapshot};
     let mut state = ClusterState::default();
     for (id, url) in (1..).zip(cluster) {
         state.members.add(id, url.clone(), id);
     }
-    arrived_snapshot_data(encode_snapshot(&state, &map), snap_dir, index, n)
+    encode_snapshot(&state, map)
 }
 
 /// Like [`arrived_snapshot`], with `data` for the whole of the snapshot's data.
@@ -1059,6 +1064,32 @@ fn snapshot_message(name: &str, index: u64, to: u64) -> Message {
     meta.index = index;
     meta.set_conf_state(raft::eraftpb::ConfState::from((vec![1, 2, 3], vec![])));
     m
+}
+
+/// A node whose state machine stopped (a snapshot it could not restore) stops too, saying why,
+/// though nothing more comes to apply: it used to go on serving its stale map (to `?stale`
+/// reads, `/-/ready`) until its next write or read sent something to the stopped thread. The
+/// snapshot's members and table read (the node installs it); its pairs are cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_state_machine_stopped_stops_with_nothing_more_to_apply() {
+    let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
+    let node = Fed::start(2, cluster.clone(), false).await;
+    let snap_dir = node._dir.path().join("raftexample-2-snap");
+    let mut map = crate::kvstore::Map::default();
+    map.insert("/from-snapshot", "yes");
+    let mut data = snapshot_data(&map, &cluster);
+    data.truncate(data.len() - 2);
+    let arrived = arrived_snapshot_data(data, &snap_dir, 100, 0);
+    let _ = node.step(snapshot_message(&arrived, 100, 2)).await;
+    let exit = tokio::time::timeout(Duration::from_secs(10), node.exit)
+        .await
+        .expect("the node stops within 10 s")
+        .expect("node task");
+    assert_eq!(
+        exit,
+        Exit::Fatal(NodeError::ApplyStopped.stop_text()),
+        "it says why"
+    );
 }
 
 /// A snapshot that arrived as a file is installed by renaming that file into place; one raft
