@@ -155,6 +155,13 @@ pub struct Config {
     #[arg(long, help_heading = "Peer TLS (etcd's flags; https:// peer URLs)")]
     pub peer_trusted_ca_file: Option<PathBuf>,
 
+    /// For tests of rolling upgrades only, hidden from `--help`: this node's peer requests and
+    /// probe answers leave out the header that says its build stores values of any bytes, so
+    /// its peers take it for a build before them (which skips a PUT's value that is not
+    /// UTF-8) and refuse such values (see `transport::builds`). It still stores them itself.
+    #[arg(long, hide = true)]
+    pub test_as_older_build: bool,
+
     /// Tools that work on a data dir instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -347,7 +347,8 @@ impl ApiError {
                 | ProposalError::ChangePending
                 | ProposalError::MembershipChanged { .. }
                 | ProposalError::Rejected(_)
-                | ProposalError::WouldLoseQuorum(_) => StatusCode::CONFLICT,
+                | ProposalError::WouldLoseQuorum(_)
+                | ProposalError::OlderBuild(_) => StatusCode::CONFLICT,
             },
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadEscape(_)

@@ -129,8 +129,9 @@ pub async fn start(config: Config, net: &MemNet, fs: SharedFs) -> Result<MemNode
         metrics,
     )
     .with_clock(clock)
-    // Peers have no port to probe here.
-    .with_strict_reconfig(None);
+    // Peers have no port to probe here, and every node runs this build.
+    .with_strict_reconfig(None)
+    .with_values_check(None);
     let router = http_api::close_when_stopping(
         http_api::router(http_api::AppState {
             node: handle.clone(),

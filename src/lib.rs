@@ -266,7 +266,11 @@ async fn start_recovered(
     let (peers_tx, peers_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
     let services = CancellationToken::new();
-    let filter = Arc::new(PeerFilter::new(config.id, recovered.cluster_id).with_url(own_url));
+    let filter = Arc::new(
+        PeerFilter::new(config.id, recovered.cluster_id)
+            .with_url(own_url)
+            .announcing_values(!config.test_as_older_build),
+    );
     let metrics = Arc::new(metrics::Metrics::new(config.id));
     let shared = Arc::new(raft_node::Shared {
         events: events::Events::new(describe::entry_text),
@@ -275,6 +279,10 @@ async fn start_recovered(
     let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
     let ui_peer_tls = tls.peer_client.clone();
+    let values_check = transport::builds::ValuesCheck::new(
+        transport::probe_client(tls.peer_client.clone()),
+        filter.clone(),
+    );
     let prober = config.strict_reconfig_check.then(|| {
         transport::probe::Prober::new(
             transport::probe_client(tls.peer_client.clone()),
@@ -338,7 +346,8 @@ async fn start_recovered(
         metrics,
     )
     .with_clock(clock)
-    .with_strict_reconfig(prober);
+    .with_strict_reconfig(prober)
+    .with_values_check(Some(values_check));
     let ui = ui::Ui::new(
         handle.clone(),
         events,

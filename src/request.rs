@@ -194,6 +194,12 @@ pub enum ProposalError {
     /// answer now.
     #[error("{0}")]
     WouldLoseQuorum(String),
+    /// A PUT of a value that is not UTF-8 while this member runs a build that would skip it
+    /// (see [`crate::transport::builds`]): nothing was proposed.
+    #[error(
+        "node {0} runs an older build that would skip a value that is not UTF-8, so it was not written; upgrade every node first (text values are unaffected)"
+    )]
+    OlderBuild(u64),
 }
 
 impl ProposalError {
@@ -223,6 +229,7 @@ impl ProposalError {
             ProposalError::MembershipChanged { .. } => "membership_changed",
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
+            ProposalError::OlderBuild(_) => "older_build",
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
+use crate::transport::builds::ValuesCheck;
 use crate::transport::probe::Prober;
 
 /// How much longer than its timeout a request waits for the node's own answer before the
@@ -35,6 +36,9 @@ pub struct NodeHandle {
     metrics: Arc<Metrics>,
     /// With etcd's strict reconfiguration check on: what it probes members with.
     strict_reconfig: Option<Prober>,
+    /// Over HTTP: whether another member runs a build that would skip a value that is not
+    /// UTF-8 (in memory every node runs this build).
+    values_check: Option<ValuesCheck>,
     /// The raft node's clock, which stamps the ready probe's rounds.
     clock: Arc<dyn Clock>,
 }
@@ -57,6 +61,7 @@ impl NodeHandle {
             shared,
             metrics,
             strict_reconfig: None,
+            values_check: None,
             clock: Arc::new(TokioClock),
         }
     }
@@ -75,9 +80,25 @@ impl NodeHandle {
         self
     }
 
+    /// Checks, before a PUT of a value that is not UTF-8, that no other member runs a build
+    /// that would skip it (`Some`), or not (`None`, the default). Its client must reach every
+    /// member (with their TLS, if they use it).
+    pub fn with_values_check(mut self, check: Option<ValuesCheck>) -> Self {
+        self.values_check = check;
+        self
+    }
+
     /// Sets `key` to `value` (any bytes); returns once the entry is committed and applied on
-    /// this node.
+    /// this node. A value that is not UTF-8 is refused, unproposed, while another member runs
+    /// a build that would skip it (see [`Self::with_values_check`]).
     pub async fn put(&self, key: String, value: Bytes) -> Result<(), ProposalError> {
+        // Text is what every build stores: only another value asks anything of the members.
+        if let Some(check) = &self.values_check
+            && std::str::from_utf8(&value).is_err()
+            && let Some(member) = check.older_member().await
+        {
+            return Err(ProposalError::OlderBuild(member));
+        }
         let data = crate::kvstore::Command::Put { key, value }.encode();
         self.proposal(|done| Request::Propose { data, done }).await
     }

@@ -23,6 +23,7 @@
 //! With `https://` peer URLs the client and the server speak TLS and each checks the other's
 //! certificate against `--peer-trusted-ca-file` (see [`crate::tls`]).
 
+pub mod builds;
 mod http;
 pub mod join;
 pub mod mem;
@@ -132,6 +133,10 @@ pub const HEADER_CLUSTER: &str = "x-raftexample-cluster";
 /// [`crate::incarnation`]): a peer whose incarnation differs is of another run of a cluster
 /// started with the same flags.
 pub const HEADER_INCARNATION: &str = "x-raftexample-incarnation";
+/// Header on every peer request of this build, and on its answer to [`PROBE_PATH`]: this
+/// build stores a PUT's value of any bytes. Builds before that send none, and skip a log entry
+/// writing a value that is not UTF-8 (see [`builds`]).
+pub const HEADER_VALUES: &str = "x-raftexample-values";
 /// Header carrying the sender's node id.
 pub const HEADER_FROM: &str = "x-raftexample-from";
 /// Header carrying the receiver's node id.
@@ -285,6 +290,12 @@ pub struct PeerFilter {
     /// Senders outside the membership that the peer server let in, and the URL each said it
     /// is at: a node behind on membership answers a leader added meanwhile through them.
     routes_back: RwLock<BTreeMap<u64, String>>,
+    /// What each member last said of its build ([`builds`]).
+    builds: builds::Builds,
+    /// Whether this node's requests and probe answers carry [`HEADER_VALUES`]: false only on
+    /// a node that plays an older build in tests of rolling upgrades
+    /// ([`Config::test_as_older_build`]).
+    announce_values: bool,
 }
 
 impl PeerFilter {
@@ -301,7 +312,27 @@ impl PeerFilter {
             last_heard: Mutex::new(HashMap::new()),
             own_url: String::new(),
             routes_back: RwLock::new(BTreeMap::new()),
+            builds: builds::Builds::default(),
+            announce_values: true,
         }
+    }
+
+    /// The same filter, saying (`true`, the default) or not that this build stores values of
+    /// any bytes: `false` only to play an older build in tests of rolling upgrades.
+    pub fn announcing_values(mut self, announce: bool) -> PeerFilter {
+        self.announce_values = announce;
+        self
+    }
+
+    /// What this node says of its build in its requests and probe answers: the
+    /// [`HEADER_VALUES`] header's value, if it sends one.
+    pub fn values_header(&self) -> Option<&'static str> {
+        self.announce_values.then_some("bytes")
+    }
+
+    /// What each member last said of its build.
+    pub fn builds(&self) -> &builds::Builds {
+        &self.builds
     }
 
     /// The same filter, for a node whose peer URL is `url`.
@@ -311,17 +342,21 @@ impl PeerFilter {
     }
 
     /// `request` naming what every peer request names: the cluster's identity (0 while
-    /// joining), this node, the peer `to` it is meant for, and the incarnation once this node
-    /// knows it (see `server`).
+    /// joining), this node, the peer `to` it is meant for, that this build stores values of
+    /// any bytes ([`HEADER_VALUES`]), and the incarnation once this node knows it (see
+    /// `server`).
     pub fn name_sender(
         &self,
         request: hyper::http::request::Builder,
         to: u64,
     ) -> hyper::http::request::Builder {
-        let request = request
+        let mut request = request
             .header(HEADER_CLUSTER, format!("{:x}", self.cluster_id()))
             .header(HEADER_FROM, self.self_id.to_string())
             .header(HEADER_TO, to.to_string());
+        if let Some(values) = self.values_header() {
+            request = request.header(HEADER_VALUES, values);
+        }
         match self.incarnation() {
             0 => request,
             incarnation => request.header(HEADER_INCARNATION, format!("{incarnation:x}")),
@@ -516,6 +551,12 @@ impl PeerFilter {
                 .contains_key(&id)
     }
 
+    /// The other members and their peer URLs, as the transport sends to them.
+    pub fn other_members(&self) -> Vec<(u64, String)> {
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        members.iter().map(|(id, url)| (*id, url.clone())).collect()
+    }
+
     /// The peer URL of member `id`, if it is one of the peers.
     pub fn member_url(&self, id: u64) -> Option<String> {
         self.members
@@ -536,6 +577,9 @@ impl PeerFilter {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        if url.is_none() {
+            self.builds.forget(id);
+        }
     }
 
     /// If `id` was removed from the cluster: the last entry this node has applied, as of

@@ -5,6 +5,9 @@
 //! flags), or another member at that URL refuses it as the members refuse its messages
 //! (`412`): such a node answers at the URL, but its vote does not count for that member, and a
 //! change judged with it could leave the members without a quorum (reviews 101, 102).
+//!
+//! The same probe tells which build a member runs, for the check before a value that is not
+//! UTF-8 is written ([`super::builds`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,8 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 
+use super::builds::Build;
 use super::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH, PeerFilter};
 
 /// How long a member may take to answer the probe and still count as answering.
@@ -39,6 +43,24 @@ impl Prober {
     /// kernel of a stopped one still takes connections). `None` if not; else where its REST
     /// API listens, if it says (see [`HEADER_REST_LISTEN`]).
     pub async fn answers(&self, id: u64, url: &str) -> Option<Option<SocketAddr>> {
+        let headers = self.ask(id, url).await?;
+        Some(
+            headers
+                .get(HEADER_REST_LISTEN)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+        )
+    }
+
+    /// The build member `id` at peer URL `url` runs, as its answer says ([`Build::of`]: a
+    /// build without this probe answers 404, without the header, as an older build does);
+    /// `None` if it does not answer as that member.
+    pub async fn build_of(&self, id: u64, url: &str) -> Option<Build> {
+        Some(Build::of(&self.ask(id, url).await?))
+    }
+
+    /// The headers of member `id`'s answer to the probe, if it answers as that member; the
+    /// build they say it runs is recorded ([`PeerFilter::builds`]).
+    async fn ask(&self, id: u64, url: &str) -> Option<HeaderMap> {
         let request = self
             .filter
             .name_sender(
@@ -62,11 +84,8 @@ impl Prober {
         if response.status() == StatusCode::PRECONDITION_FAILED {
             return None;
         }
-        Some(
-            response
-                .headers()
-                .get(HEADER_REST_LISTEN)
-                .and_then(|v| v.to_str().ok()?.parse().ok()),
-        )
+        let headers = response.into_parts().0.headers;
+        self.filter.builds().record(id, Build::of(&headers));
+        Some(headers)
     }
 }

@@ -9,7 +9,9 @@
 //! - `GET /raft/join`: a joining node asks for the cluster's identity ([`super::join`]).
 //! - `GET /raft/probe`: the strict reconfiguration check asks whether this node answers as
 //!   the member it probes ([`super::probe`]); refused only for what the prober names and this
-//!   node knows otherwise.
+//!   node knows otherwise. The answer says whether this build stores values of any bytes, as
+//!   every request of this build does ([`super::builds`], which the server records for each
+//!   member it admits).
 //!
 //! A stream or a snapshot must name this cluster's identity (a joining node refuses everything until it
 //! has learned it) and, when both sides know it, this run's incarnation (a data dir kept from
@@ -49,13 +51,14 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::builds::Build;
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
     Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM,
     HEADER_INCARNATION, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SESSION, HEADER_SNAPSHOT,
-    HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, JOIN_PATH, PROBE_PATH, PeerEvent,
-    PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of, gone_text,
-    snapshot,
+    HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VALUES, HEADER_VOTERS, JOIN_PATH, PROBE_PATH,
+    PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of,
+    gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -201,7 +204,17 @@ impl PeerServer {
         self.check_member(from)?;
         let url_back = self.url_back(headers);
         self.keep_route_back(from, url_back.as_deref());
+        self.note_build(from, headers);
         Ok((from, url_back))
+    }
+
+    /// Records the build an admitted request's sender runs, if it is a member (see
+    /// [`super::builds`]): at each request, as a node restarted on another build opens new
+    /// streams.
+    fn note_build(&self, from: u64, headers: &HeaderMap) {
+        if from != self.filter.self_id && self.filter.is_member(from) {
+            self.filter.builds().record(from, Build::of(headers));
+        }
     }
 
     /// The checks of [`Self::admit`] that a probe can fail (see `answer_probe`).
@@ -214,7 +227,12 @@ impl PeerServer {
         if cluster != 0 && self.filter.cluster_id() != 0 {
             self.check_cluster(from, cluster)?;
         }
-        self.check_incarnation(from, headers)
+        self.check_incarnation(from, headers)?;
+        // A member of this cluster, as the prober names itself, is heard as a sender is.
+        if from != 0 && cluster != 0 && cluster == self.filter.cluster_id() {
+            self.note_build(from, headers);
+        }
+        Ok(())
     }
 
     /// Refuses a sender that names another cluster than this node's, which it knows.
@@ -723,7 +741,8 @@ async fn answer_join(
     }
 }
 
-/// The strict reconfiguration check's probe: "ok", and where this node's REST API listens;
+/// The strict reconfiguration check's probe: "ok", where this node's REST API listens, and
+/// that this build stores values of any bytes ([`HEADER_VALUES`]: see [`super::builds`]);
 /// refused (`412`) to a prober of another cluster or another run, or meant for another
 /// member, as its messages would be (see [`super::probe`]). What the prober does not name
 /// (an older build names nothing) or this node does not know yet is not checked.
@@ -736,6 +755,11 @@ async fn answer_probe(State(server): State<PeerServer>, headers: HeaderMap) -> R
         && let Ok(value) = HeaderValue::from_str(&addr.to_string())
     {
         response.headers_mut().insert(HEADER_REST_LISTEN, value);
+    }
+    if let Some(values) = server.filter.values_header() {
+        response
+            .headers_mut()
+            .insert(HEADER_VALUES, HeaderValue::from_static(values));
     }
     response
 }
@@ -992,6 +1016,142 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
         assert!(refused.text().contains("incarnation a1"), "{refused:?}");
         assert!(events.try_recv().is_err(), "the second batch was delivered");
+    }
+
+    /// Every admitted request from a member records whether its sender said it stores values
+    /// of any bytes (`x-raftexample-values`), each overwriting the last (a node restarted on
+    /// an older build opens new streams without it); a sender outside the membership is not
+    /// recorded. A probe from a member of this cluster is recorded too, and the probe's answer
+    /// says this build stores such values, unless the node plays an older build.
+    #[tokio::test]
+    async fn admitted_requests_record_their_senders_build_and_the_probe_tells_this_ones() {
+        use crate::transport::builds::Build;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        server.filter.set_member(1, Some("http://127.0.0.1:1"));
+        let build_of = |id| server.filter.builds().of(id).map(|(build, _)| build);
+        assert_eq!(build_of(1), None, "not heard yet");
+        let with_values = || {
+            let mut headers = leaders_headers();
+            headers.insert(HEADER_VALUES, HeaderValue::from_static("bytes"));
+            headers
+        };
+        server.admit(&with_values()).expect("admitted");
+        assert_eq!(build_of(1), Some(Build::AnyBytes));
+        server.admit(&leaders_headers()).expect("admitted");
+        assert_eq!(
+            build_of(1),
+            Some(Build::Older),
+            "restarted on an older build"
+        );
+        let (mut headers, body) = inline_snapshot_request(2, 9);
+        headers.insert(HEADER_VALUES, HeaderValue::from_static("bytes"));
+        receive_snapshot(State(server.clone()), headers, body)
+            .await
+            .expect("delivered");
+        assert_eq!(build_of(1), Some(Build::AnyBytes), "a snapshot's sender");
+
+        let mut stranger = with_values();
+        stranger.insert(HEADER_FROM, HeaderValue::from_static("7"));
+        server.admit(&stranger).expect("let in: no leader known");
+        assert_eq!(build_of(7), None, "not a member");
+
+        let probe = |headers: HeaderMap| answer_probe(State(server.clone()), headers);
+        let answer = probe(leaders_headers()).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()[HEADER_VALUES], "bytes");
+        assert_eq!(
+            build_of(1),
+            Some(Build::Older),
+            "a prober of an older build"
+        );
+        let answer = probe(with_values()).await;
+        assert_eq!(answer.headers()[HEADER_VALUES], "bytes");
+        assert_eq!(build_of(1), Some(Build::AnyBytes));
+
+        let older = PeerFilter::new(3, 0xabc).announcing_values(false);
+        let (older, _events) = server_of(older, dir.path());
+        let answer = answer_probe(State(older), HeaderMap::new()).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(
+            !answer.headers().contains_key(HEADER_VALUES),
+            "a node playing an older build says nothing"
+        );
+    }
+
+    /// Before a value that is not UTF-8 is written, node 1 asks the other members it has not
+    /// heard lately which build they run: one answering as an older build (without the header,
+    /// or with a 404 from a build without the probe) is named, the lowest first; one that
+    /// answers as this build is not. A member last known as an older build is asked again,
+    /// and named if it does not answer; one that nothing names so is not, answering or not.
+    /// One heard as this build a moment ago is not asked.
+    #[tokio::test]
+    async fn the_values_check_names_only_a_member_that_runs_or_ran_an_older_build() {
+        use crate::transport::builds::{Build, ValuesCheck};
+        async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a free port on 127.0.0.1");
+            let url = format!("http://{}", listener.local_addr().expect("bound"));
+            let serving = tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+            (url, serving)
+        }
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let node = |id: u64, announce: bool| {
+            let filter = PeerFilter::new(id, 0xabc).announcing_values(announce);
+            server_of(filter, dir.path()).0.router()
+        };
+        let (new2, _serving) = serve(node(2, true)).await;
+        let (older2, _serving) = serve(node(2, false)).await;
+        let (older3, _serving) = serve(node(3, false)).await;
+        let (new3, _serving) = serve(node(3, true)).await;
+        let (no_probe, _serving) = serve(Router::new()).await;
+        let nothing = {
+            let (url, serving) = serve(Router::new()).await;
+            serving.abort();
+            let _ = serving.await;
+            url
+        };
+
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        let check = ValuesCheck::new(crate::transport::probe_client(None), filter.clone());
+        let members = |two: &str, three: &str| {
+            filter.set_member(2, Some(two));
+            filter.set_member(3, Some(three));
+        };
+        let build_of = |id| filter.builds().of(id).map(|(build, _)| build);
+        members(&new2, &older3);
+        assert_eq!(check.older_member().await, Some(3));
+        assert_eq!(build_of(2), Some(Build::AnyBytes));
+        assert_eq!(build_of(3), Some(Build::Older));
+        members(&no_probe, &new3);
+        assert_eq!(check.older_member().await, None, "node 3 was upgraded");
+        filter.builds().forget(2);
+        assert_eq!(check.older_member().await, Some(2), "a 404: no probe there");
+        members(&older2, &older3);
+        assert_eq!(check.older_member().await, Some(2), "the lowest");
+
+        members(&new2, &nothing);
+        filter.builds().record(3, Build::Older);
+        assert_eq!(
+            check.older_member().await,
+            Some(3),
+            "last known as an older build, and silent now"
+        );
+        filter.builds().forget(3);
+        assert_eq!(check.older_member().await, None, "never known, silent");
+        members(&older2, &older3);
+        filter.builds().record(2, Build::AnyBytes);
+        filter.builds().record(3, Build::AnyBytes);
+        assert_eq!(
+            check.older_member().await,
+            None,
+            "heard as this build a moment ago: not asked"
+        );
+        filter.set_member(2, None);
+        assert_eq!(build_of(2), None, "a removed member is forgotten");
     }
 
     /// The strict reconfiguration check counts a member as up if something answers its probe

@@ -19,7 +19,8 @@ fn status_of(err: &ProposalError) -> u16 {
         | ProposalError::ChangePending
         | ProposalError::MembershipChanged { .. }
         | ProposalError::Rejected(_)
-        | ProposalError::WouldLoseQuorum(_) => 409,
+        | ProposalError::WouldLoseQuorum(_)
+        | ProposalError::OlderBuild(_) => 409,
         _ => 503,
     }
 }
