@@ -231,6 +231,75 @@ async fn a_value_of_any_bytes_reads_back_exactly() {
     cluster.shutdown().await;
 }
 
+/// A rolling upgrade: while node 3 runs a build before values of any bytes (played with the
+/// hidden `--test-as-older-build`; such a build skips a value that is not UTF-8 where this one
+/// stores it), a PUT of such a value to either other node is refused with `409` naming node 3,
+/// and nothing is written anywhere; text is written as before. Once node 3 runs this build
+/// again, the same PUT is `204` on both, and reads back exactly on every node. It was `204`
+/// all along, and node 3's copy would have lacked the key without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_is_not_utf8_waits_until_no_member_runs_an_older_build() {
+    let mut c = common::ProcCluster::new(3, &[]);
+    c.spawn(1, &[]);
+    c.spawn(2, &[]);
+    c.spawn(3, &["--test-as-older-build"]);
+    c.wait_leader().await;
+    let value: &[u8] = b"\x00\xff not UTF-8 \xfe";
+    async fn put(c: &common::ProcCluster, id: u64, value: &[u8]) -> (u16, String) {
+        let request = c
+            .http
+            .put(format!("{}/bin", c.url(id)))
+            .body(value.to_vec());
+        let answer = request.send().await.expect("the node answers");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
+    }
+    for id in [1, 2] {
+        let (status, body) = put(&c, id, value).await;
+        assert_eq!(status, 409, "node {id}: {body}");
+        one_line(&body);
+        assert!(
+            body.contains("node 3 runs an older build")
+                && body.contains("not UTF-8")
+                && body.contains("upgrade every node first"),
+            "node {id}: {body}"
+        );
+    }
+    for id in 1..=3 {
+        assert_eq!(
+            c.get(id, "bin").await.map(|(status, _)| status),
+            Some(404),
+            "node {id} has the refused value"
+        );
+    }
+    for id in [1, 2] {
+        assert_eq!(c.put(id, "text", "café").await, Some(204), "node {id}");
+    }
+
+    c.stop(3).await;
+    c.spawn(3, &[]);
+    c.wait_leader().await;
+    common::wait_for(Duration::from_secs(20), "node 3 ready", || async {
+        (c.get(3, "-/ready").await?.0 == 200).then_some(())
+    })
+    .await;
+    for id in [1, 2] {
+        let (status, body) = put(&c, id, value).await;
+        assert_eq!(status, 204, "node {id}: {body}");
+    }
+    for id in 1..=3 {
+        let answer = c
+            .http
+            .get(format!("{}/bin", c.url(id)))
+            .send()
+            .await
+            .expect("the node answers");
+        assert_eq!(answer.status().as_u16(), 200, "node {id}");
+        let got = answer.bytes().await.expect("the body");
+        assert_eq!(&got[..], value, "node {id}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_reserved_prefix_is_not_a_key() {
     let (cluster, api) = single_node().await;
