@@ -23,6 +23,9 @@ use crate::raft_node::{MemberChange, NodeHandle, ProposalError, ReadConsistency}
 
 /// Methods the key-value routes answer, listed as the original does: one `Allow` header each.
 const ALLOWED: &[&str] = &["PUT", "GET", "POST", "DELETE"];
+
+/// Methods the node's own endpoints under `/-/` answer (the live page's too).
+pub const ENDPOINT_METHODS: &[&str] = &["GET", "HEAD"];
 /// Prefix reserved for the node's own endpoints.
 pub const RESERVED_PREFIX: &str = "/-/";
 
@@ -725,15 +728,15 @@ async fn discard(
 }
 
 /// The node's own endpoints under `/-/` (`path` is one of [`KNOWN_ENDPOINTS`]): read-only,
-/// GET only.
+/// GET and HEAD (health checkers often ask with HEAD; the server sends a HEAD's headers only).
 async fn endpoints(
     app: &AppState,
     method: &Method,
     path: &str,
     query: &str,
 ) -> Result<Response, ApiError> {
-    if method != Method::GET {
-        return Err(ApiError::MethodNotAllowed(method.clone(), &["GET"]));
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed(method.clone(), ENDPOINT_METHODS));
     }
     match path {
         "/-/health" => Ok((StatusCode::OK, "ok\n").into_response()),

@@ -366,8 +366,25 @@ async fn the_page_and_its_cross_origin_rules() {
         .expect("options");
     assert_eq!(options.status(), 405);
     assert_eq!(options.headers().get_all("allow").iter().count(), 4);
-    // The page and its stream are GET only, and say so as every other endpoint does.
-    for path in ["/-/ui", "/-/events"] {
+    // The page, its stream and every other endpoint answer GET and HEAD alone, and say so
+    // alike. A HEAD is the GET's status and headers, without a body (health checkers ask so).
+    for path in [
+        "/-/ui",
+        "/-/events",
+        "/-/status",
+        "/-/health",
+        "/-/ready",
+        "/-/members",
+        "/-/metrics",
+    ] {
+        let head = http
+            .head(format!("{url}{path}"))
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert!(head.headers().contains_key("content-type"), "HEAD {path}");
+        assert_eq!(head.bytes().await.expect("body").len(), 0, "HEAD {path}");
         let put = http
             .put(format!("{url}{path}"))
             .body("v")
@@ -376,10 +393,10 @@ async fn the_page_and_its_cross_origin_rules() {
             .expect("put");
         assert_eq!(put.status(), 405, "{path}");
         let allow: Vec<_> = put.headers().get_all("allow").iter().collect();
-        assert_eq!(allow, ["GET"], "{path}");
+        assert_eq!(allow, ["GET", "HEAD"], "{path}");
         let reason = put.text().await.expect("text");
         assert_eq!(
-            reason, "method PUT not allowed; this path takes GET\n",
+            reason, "method PUT not allowed; this path takes GET, HEAD\n",
             "{path}"
         );
     }

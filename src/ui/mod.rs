@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{CAPACITY, Events, Received, Subscription};
-use crate::http_api::ApiError;
+use crate::http_api::{ApiError, ENDPOINT_METHODS};
 use crate::raft_node::{NodeHandle, NodeStatus};
 use directory::{Directory, REST_URL_PATH};
 
@@ -182,10 +182,10 @@ async fn poll_status(ui: Arc<Ui>) {
     }
 }
 
-/// Any other method: the 405 of the node's other endpoints (a reason, `Allow: GET`), not
-/// axum's bare one.
+/// Any other method than GET (and HEAD, which axum answers with GET's route): the 405 of the
+/// node's other endpoints (a reason, `Allow: GET` and `Allow: HEAD`), not axum's bare one.
 async fn only_get(method: axum::http::Method) -> ApiError {
-    ApiError::MethodNotAllowed(method, &["GET"])
+    ApiError::MethodNotAllowed(method, ENDPOINT_METHODS)
 }
 
 async fn page() -> impl IntoResponse {
