@@ -340,7 +340,8 @@ impl ApiError {
                 | ProposalError::NodeStopped
                 | ProposalError::Busy(_)
                 | ProposalError::Stopped
-                | ProposalError::StoppedUnproposed => StatusCode::SERVICE_UNAVAILABLE,
+                | ProposalError::StoppedUnproposed
+                | ProposalError::BuildsUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
                 // As for this node's own REST URL (`add_member`): a bad URL.
                 ProposalError::UrlIsRestApi { .. } => StatusCode::BAD_REQUEST,

@@ -200,6 +200,12 @@ pub enum ProposalError {
         "node {0} runs an older build that would skip a value that is not UTF-8, so it was not written; upgrade every node first (text values are unaffected)"
     )]
     OlderBuild(u64),
+    /// A PUT of a value that is not UTF-8 while the leader (this id) did not say in time which
+    /// builds the members run (see [`crate::transport::builds`]): nothing was proposed.
+    #[error(
+        "the leader (node {0}) did not say within 1 s whether every member runs a build that stores a value that is not UTF-8, so it was not written: it will not happen; try again"
+    )]
+    BuildsUnknown(u64),
 }
 
 impl ProposalError {
@@ -230,6 +236,7 @@ impl ProposalError {
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
             ProposalError::OlderBuild(_) => "older_build",
+            ProposalError::BuildsUnknown(_) => "builds_unknown",
         }
     }
 }

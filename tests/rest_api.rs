@@ -242,8 +242,14 @@ async fn a_value_that_is_not_utf8_waits_until_no_member_runs_an_older_build() {
     let mut c = common::ProcCluster::new(3, &[]);
     c.spawn(1, &[]);
     c.spawn(2, &[]);
+    // Node 3 starts once 1 and 2 have a leader, so that of the two nodes asked below one leads
+    // (it judges by what it heard) and one follows (it asks the leader).
+    let leader = c.wait_leader().await;
     c.spawn(3, &["--test-as-older-build"]);
-    c.wait_leader().await;
+    // Once node 3 has an entry, the leader has heard from it (a leader just elected may not
+    // have yet, and cannot tell its build until it does).
+    c.put_ok(leader, "first", "1").await;
+    c.wait_value(3, "first", "1", true).await;
     let value: &[u8] = b"\x00\xff not UTF-8 \xfe";
     async fn put(c: &common::ProcCluster, id: u64, value: &[u8]) -> (u16, String) {
         let request = c

@@ -17,7 +17,7 @@ use super::{
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
-use crate::transport::builds::ValuesCheck;
+use crate::transport::builds::{Refusal, ValuesCheck};
 use crate::transport::probe::Prober;
 
 /// How much longer than its timeout a request waits for the node's own answer before the
@@ -95,9 +95,18 @@ impl NodeHandle {
         // Text is what every build stores: only another value asks anything of the members.
         if let Some(check) = &self.values_check
             && std::str::from_utf8(&value).is_err()
-            && let Some(member) = check.older_member().await
         {
-            return Err(ProposalError::OlderBuild(member));
+            let leader = self
+                .shared
+                .leader
+                .load(std::sync::atomic::Ordering::Acquire);
+            check
+                .older_member(leader)
+                .await
+                .map_err(|refusal| match refusal {
+                    Refusal::Older(member) => ProposalError::OlderBuild(member),
+                    Refusal::LeaderSilent(leader) => ProposalError::BuildsUnknown(leader),
+                })?;
         }
         let data = crate::kvstore::Command::Put { key, value }.encode();
         self.proposal(|done| Request::Propose { data, done }).await

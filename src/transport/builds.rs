@@ -6,20 +6,23 @@
 //!
 //! Every peer request of this build and its answer to [`super::PROBE_PATH`] carry
 //! [`HEADER_VALUES`]; older builds send neither. The peer server records, for each member whose
-//! request it admits, whether the header was there ([`Builds::record`]), and so does the
-//! [`Prober`] for each answer; a request from a restarted process overwrites what its
-//! predecessor said. Before a PUT of a value that is not UTF-8, [`ValuesCheck::older_member`]
-//! looks at every other member: text values never come here. The in-memory network and the
-//! simulator carry no headers and run no check: every node there runs this build.
+//! request it admits, whether the header was there ([`Builds::record`]); a request from a
+//! restarted process overwrites what its predecessor said.
+//!
+//! The leader is the node that knows: every follower sends it its answers, over connections
+//! whose opening recorded the sender's build, so its records follow each restart. A follower
+//! hears from its leader alone, so before a PUT of a value that is not UTF-8
+//! ([`ValuesCheck::older_member`]) it asks the leader, whose probe answer lists the members it
+//! knows as older ([`HEADER_OLDER`]). Text values never come here. The in-memory network and
+//! the simulator carry no headers and run no check: every node there runs this build.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 
 use super::probe::Prober;
-use super::{HEADER_VALUES, HttpClient, PeerFilter};
+use super::{HEADER_OLDER, HEADER_VALUES, HttpClient, PeerFilter};
 
 /// What a member's request or probe answer said of its build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,49 +45,71 @@ impl Build {
     }
 }
 
-/// How long a member's build, once learned, is taken as it was without asking again, unless
-/// the member keeps speaking: its messages arrive over a connection whose opening recorded the
-/// build of the process that sends them. A member restarted on another build within this long,
-/// and silent since, is the window this leaves (as is a member that cannot be reached: see
-/// [`ValuesCheck::older_member`]).
-pub const BUILD_FRESH: Duration = Duration::from_secs(5);
-
-/// The build each member last said it runs, and when it said so.
+/// The build each member last said it runs.
 #[derive(Debug, Default)]
 pub struct Builds {
-    known: Mutex<HashMap<u64, (Build, Instant)>>,
+    known: Mutex<HashMap<u64, Build>>,
 }
 
 impl Builds {
     /// Records that `peer` just said it runs `build` (a request's headers, or a probe's
     /// answer), replacing what it said before.
     pub fn record(&self, peer: u64, build: Build) {
-        self.lock().insert(peer, (build, Instant::now()));
+        self.lock().insert(peer, build);
     }
 
-    /// What `peer` last said of its build, and when.
-    pub fn of(&self, peer: u64) -> Option<(Build, Instant)> {
+    /// What `peer` last said of its build.
+    pub fn of(&self, peer: u64) -> Option<Build> {
         self.lock().get(&peer).copied()
     }
 
-    /// Forgets `peer` (removed from the membership: it is asked again if added back).
+    /// Forgets `peer` (removed from the membership: it is heard afresh if added back).
     pub fn forget(&self, peer: u64) {
         self.lock().remove(&peer);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Build, Instant)>> {
+    /// Those of `members` last heard as an older build, ascending.
+    pub fn older_among(&self, members: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let known = self.lock();
+        let mut older: Vec<u64> = members
+            .into_iter()
+            .filter(|id| known.get(id) == Some(&Build::Older))
+            .collect();
+        older.sort_unstable();
+        older
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Build>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// What to do about member `id` before a value that is not UTF-8 is written.
+/// [`HEADER_OLDER`]'s value: `older` as `2,3` (empty for none).
+pub fn older_header(older: &[u64]) -> String {
+    older
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ids a [`HEADER_OLDER`] value names; `None` if there is no such header, or it is not a
+/// list of ids.
+pub fn older_of(headers: &HeaderMap) -> Option<Vec<u64>> {
+    let value = headers.get(HEADER_OLDER)?.to_str().ok()?;
+    if value.is_empty() {
+        return Some(Vec::new());
+    }
+    value.split(',').map(|id| id.parse().ok()).collect()
+}
+
+/// Why a value that is not UTF-8 was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// It stores such a value, as recently learned.
-    Stores,
-    /// Ask it; if it does not answer, refuse (`true`: it was last known as an older build) or
-    /// allow (`false`: nothing says it is one).
-    Ask { refuse_if_silent: bool },
+pub enum Refusal {
+    /// This member runs (or last ran) a build that would skip it.
+    Older(u64),
+    /// The leader (this id) did not say in time which builds the members run.
+    LeaderSilent(u64),
 }
 
 /// The check a node makes before it proposes a PUT whose value is not UTF-8: whether another
@@ -96,7 +121,7 @@ pub struct ValuesCheck {
 }
 
 impl ValuesCheck {
-    /// Asks members with `client` (the strict reconfiguration check's kind, which keeps no
+    /// Asks the leader with `client` (the strict reconfiguration check's kind, which keeps no
     /// connection), naming what `filter` knows; reads the members and their builds there.
     pub fn new(client: HttpClient, filter: Arc<PeerFilter>) -> ValuesCheck {
         ValuesCheck {
@@ -105,57 +130,39 @@ impl ValuesCheck {
         }
     }
 
-    /// The lowest id of a member that runs a build that would skip a value that is not UTF-8,
-    /// if any, of the other members this node sends to (voters and learners alike):
+    /// Whether a value that is not UTF-8 may be written, `leader` being the leader this node
+    /// knows (0 for none):
     ///
-    /// - one whose build said so, when asked now ([`super::PROBE_PATH`]), or when last heard
-    ///   and unreachable now: it may well come back as it was. One that answers as this build
-    ///   was upgraded since;
-    /// - one never heard from (a follower hears from its leader alone), or not lately, is
-    ///   asked; one that does not answer cannot tell, and counts as none: refusing such values
-    ///   while any member is down would refuse what the original stored;
-    /// - one heard as this build within [`BUILD_FRESH`], or speaking still, is not asked.
+    /// - a leader, or a node that knows none (its PUT waits for one), judges by what it has
+    ///   heard: the lowest member last heard as an older build is named;
+    /// - a follower names its leader if it last heard it as an older build, or else asks it
+    ///   ([`super::PROBE_PATH`]) and names the lowest member (not itself) the answer lists as
+    ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
+    ///   of a build without the probe). A leader that does not answer in time refuses it too:
+    ///   nothing is written, and the client may try again.
     ///
-    /// The members are asked at once, each for at most the probe's timeout; what they answer
-    /// is recorded (by the [`Prober`]). No lock is held while waiting.
-    pub async fn older_member(&self) -> Option<u64> {
-        let mut asks = tokio::task::JoinSet::new();
-        for (id, url) in self.filter.other_members() {
-            let Verdict::Ask { refuse_if_silent } = self.verdict(id) else {
-                continue;
-            };
-            let prober = self.prober.clone();
-            asks.spawn(async move {
-                let older = match prober.build_of(id, &url).await {
-                    Some(build) => build == Build::Older,
-                    None => refuse_if_silent,
-                };
-                older.then_some(id)
-            });
+    /// A member that nobody has heard since it started (down throughout, or not yet connected
+    /// to a leader that has just started) cannot be told apart from this build, and is not
+    /// named. No lock is held while waiting.
+    pub async fn older_member(&self, leader: u64) -> Result<(), Refusal> {
+        let builds = self.filter.builds();
+        let self_id = self.filter.self_id;
+        let members = self.filter.other_members();
+        let named = |older: Vec<u64>| match older.into_iter().find(|id| *id != self_id) {
+            Some(id) => Err(Refusal::Older(id)),
+            None => Ok(()),
+        };
+        let leader_url = members.iter().find(|(id, _)| *id == leader);
+        let Some((_, url)) = leader_url.filter(|_| leader != self_id) else {
+            return named(builds.older_among(members.iter().map(|(id, _)| *id)));
+        };
+        if builds.of(leader) == Some(Build::Older) {
+            return Err(Refusal::Older(leader));
         }
-        let mut older = None;
-        while let Some(answer) = asks.join_next().await {
-            if let Ok(Some(id)) = answer {
-                older = Some(older.map_or(id, |o: u64| o.min(id)));
-            }
-        }
-        older
-    }
-
-    fn verdict(&self, id: u64) -> Verdict {
-        let recent = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < BUILD_FRESH);
-        match self.filter.builds().of(id) {
-            Some((Build::AnyBytes, at))
-                if recent(Some(at)) || recent(self.filter.last_heard(id)) =>
-            {
-                Verdict::Stores
-            }
-            Some((Build::Older, _)) => Verdict::Ask {
-                refuse_if_silent: true,
-            },
-            _ => Verdict::Ask {
-                refuse_if_silent: false,
-            },
+        match self.prober.builds_known_to(leader, url).await {
+            Some((Build::Older, _)) => Err(Refusal::Older(leader)),
+            Some((Build::AnyBytes, older)) => named(older),
+            None => Err(Refusal::LeaderSilent(leader)),
         }
     }
 }

@@ -137,6 +137,10 @@ pub const HEADER_INCARNATION: &str = "x-raftexample-incarnation";
 /// build stores a PUT's value of any bytes. Builds before that send none, and skip a log entry
 /// writing a value that is not UTF-8 (see [`builds`]).
 pub const HEADER_VALUES: &str = "x-raftexample-values";
+/// Header on this build's answer to [`PROBE_PATH`]: the members it last heard as an older
+/// build (`2,3`; empty for none), which a follower asks its leader before it writes a value
+/// that is not UTF-8 (see [`builds`]).
+pub const HEADER_OLDER: &str = "x-raftexample-older";
 /// Header carrying the sender's node id.
 pub const HEADER_FROM: &str = "x-raftexample-from";
 /// Header carrying the receiver's node id.

@@ -24,6 +24,11 @@ use super::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH, PeerFilter};
 /// How long a member may take to answer the probe and still count as answering.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// How long the leader may take to say which builds the members run, before a value that is
+/// not UTF-8 is refused (a request the client may send again): longer than a probe, as the
+/// write waits on it, and a slow answer must not pass for "none".
+const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What the strict reconfiguration check asks members with: a client that keeps no
 /// connection ([`super::probe_client`]) and this node's identity.
 #[derive(Clone)]
@@ -43,7 +48,7 @@ impl Prober {
     /// kernel of a stopped one still takes connections). `None` if not; else where its REST
     /// API listens, if it says (see [`HEADER_REST_LISTEN`]).
     pub async fn answers(&self, id: u64, url: &str) -> Option<Option<SocketAddr>> {
-        let headers = self.ask(id, url).await?;
+        let (_, headers) = self.ask(id, url, PROBE_TIMEOUT).await?;
         Some(
             headers
                 .get(HEADER_REST_LISTEN)
@@ -51,16 +56,24 @@ impl Prober {
         )
     }
 
-    /// The build member `id` at peer URL `url` runs, as its answer says ([`Build::of`]: a
-    /// build without this probe answers 404, without the header, as an older build does);
-    /// `None` if it does not answer as that member.
-    pub async fn build_of(&self, id: u64, url: &str) -> Option<Build> {
-        Some(Build::of(&self.ask(id, url).await?))
+    /// The build the leader `id` at peer URL `url` runs, as its answer says ([`Build::of`]: a
+    /// build without this probe answers 404, without the header, as an older build does),
+    /// and the members it last heard as older ([`super::builds::older_of`]); `None` if it
+    /// does not answer as that member within [`BUILDS_TIMEOUT`], or answers something else.
+    pub async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Vec<u64>)> {
+        let (status, headers) = self.ask(id, url, BUILDS_TIMEOUT).await?;
+        let build = match status {
+            StatusCode::OK => Build::of(&headers),
+            StatusCode::NOT_FOUND => Build::Older,
+            _ => return None,
+        };
+        self.filter.builds().record(id, build);
+        Some((build, super::builds::older_of(&headers).unwrap_or_default()))
     }
 
-    /// The headers of member `id`'s answer to the probe, if it answers as that member; the
-    /// build they say it runs is recorded ([`PeerFilter::builds`]).
-    async fn ask(&self, id: u64, url: &str) -> Option<HeaderMap> {
+    /// The status and headers of member `id`'s answer to the probe, if it answers as that
+    /// member within `timeout`.
+    async fn ask(&self, id: u64, url: &str, timeout: Duration) -> Option<(StatusCode, HeaderMap)> {
         let request = self
             .filter
             .name_sender(
@@ -75,7 +88,7 @@ impl Prober {
                     .boxed(),
             )
             .ok()?;
-        let response = tokio::time::timeout(PROBE_TIMEOUT, self.client.request(request))
+        let response = tokio::time::timeout(timeout, self.client.request(request))
             .await
             .ok()?
             .ok()?;
@@ -84,8 +97,7 @@ impl Prober {
         if response.status() == StatusCode::PRECONDITION_FAILED {
             return None;
         }
-        let headers = response.into_parts().0.headers;
-        self.filter.builds().record(id, Build::of(&headers));
-        Some(headers)
+        let parts = response.into_parts().0;
+        Some((parts.status, parts.headers))
     }
 }

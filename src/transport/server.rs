@@ -55,10 +55,10 @@ use super::builds::Build;
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
     Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM,
-    HEADER_INCARNATION, HEADER_LEADER, HEADER_REST_LISTEN, HEADER_SESSION, HEADER_SNAPSHOT,
-    HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VALUES, HEADER_VOTERS, JOIN_PATH, PROBE_PATH,
-    PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available, gone_as_of,
-    gone_text, snapshot,
+    HEADER_INCARNATION, HEADER_LEADER, HEADER_OLDER, HEADER_REST_LISTEN, HEADER_SESSION,
+    HEADER_SNAPSHOT, HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VALUES, HEADER_VOTERS, JOIN_PATH,
+    PROBE_PATH, PeerEvent, PeerFilter, PeerLimits, RAFT_PATH, STREAM_PATH, decode_available,
+    gone_as_of, gone_text, snapshot,
 };
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
@@ -741,8 +741,9 @@ async fn answer_join(
     }
 }
 
-/// The strict reconfiguration check's probe: "ok", where this node's REST API listens, and
-/// that this build stores values of any bytes ([`HEADER_VALUES`]: see [`super::builds`]);
+/// The strict reconfiguration check's probe: "ok", where this node's REST API listens, that
+/// this build stores values of any bytes ([`HEADER_VALUES`]), and the members this node last
+/// heard as older ([`HEADER_OLDER`]: a follower asks its leader, see [`super::builds`]);
 /// refused (`412`) to a prober of another cluster or another run, or meant for another
 /// member, as its messages would be (see [`super::probe`]). What the prober does not name
 /// (an older build names nothing) or this node does not know yet is not checked.
@@ -757,9 +758,13 @@ async fn answer_probe(State(server): State<PeerServer>, headers: HeaderMap) -> R
         response.headers_mut().insert(HEADER_REST_LISTEN, value);
     }
     if let Some(values) = server.filter.values_header() {
-        response
-            .headers_mut()
-            .insert(HEADER_VALUES, HeaderValue::from_static(values));
+        let members = server.filter.other_members().into_iter().map(|(id, _)| id);
+        let older = super::builds::older_header(&server.filter.builds().older_among(members));
+        let headers = response.headers_mut();
+        headers.insert(HEADER_VALUES, HeaderValue::from_static(values));
+        if let Ok(older) = HeaderValue::from_str(&older) {
+            headers.insert(HEADER_OLDER, older);
+        }
     }
     response
 }
@@ -1029,7 +1034,7 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (server, _events) = server(dir.path());
         server.filter.set_member(1, Some("http://127.0.0.1:1"));
-        let build_of = |id| server.filter.builds().of(id).map(|(build, _)| build);
+        let build_of = |id| server.filter.builds().of(id);
         assert_eq!(build_of(1), None, "not heard yet");
         let with_values = || {
             let mut headers = leaders_headers();
@@ -1065,9 +1070,15 @@ mod tests {
             Some(Build::Older),
             "a prober of an older build"
         );
+        assert_eq!(
+            answer.headers()[HEADER_OLDER],
+            "1",
+            "the members heard as older"
+        );
         let answer = probe(with_values()).await;
         assert_eq!(answer.headers()[HEADER_VALUES], "bytes");
         assert_eq!(build_of(1), Some(Build::AnyBytes));
+        assert_eq!(answer.headers()[HEADER_OLDER], "", "none now");
 
         let older = PeerFilter::new(3, 0xabc).announcing_values(false);
         let (older, _events) = server_of(older, dir.path());
@@ -1079,79 +1090,83 @@ mod tests {
         );
     }
 
-    /// Before a value that is not UTF-8 is written, node 1 asks the other members it has not
-    /// heard lately which build they run: one answering as an older build (without the header,
-    /// or with a 404 from a build without the probe) is named, the lowest first; one that
-    /// answers as this build is not. A member last known as an older build is asked again,
-    /// and named if it does not answer; one that nothing names so is not, answering or not.
-    /// One heard as this build a moment ago is not asked.
+    /// Before a value that is not UTF-8 is written, follower 1 asks its leader, which names
+    /// the members it heard as older (never the asker, which knows its own build), or is one
+    /// itself (no header, or the 404 of a build without the probe); a leader that does not
+    /// answer gets the write refused too. A leader, or a node that knows none, judges by what
+    /// it heard itself, and a member removed is forgotten.
     #[tokio::test]
-    async fn the_values_check_names_only_a_member_that_runs_or_ran_an_older_build() {
-        use crate::transport::builds::{Build, ValuesCheck};
-        async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
+    async fn the_values_check_asks_the_leader_which_members_run_an_older_build() {
+        use crate::transport::builds::{Build, Refusal, ValuesCheck};
+        async fn serve(router: Router) -> String {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("a free port on 127.0.0.1");
             let url = format!("http://{}", listener.local_addr().expect("bound"));
-            let serving = tokio::spawn(async move {
+            tokio::spawn(async move {
                 let _ = axum::serve(listener, router).await;
             });
-            (url, serving)
+            url
         }
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let node = |id: u64, announce: bool| {
-            let filter = PeerFilter::new(id, 0xabc).announcing_values(announce);
-            server_of(filter, dir.path()).0.router()
+        // Leader 2 of members 1 to 3, playing an older build or not, that heard `older` so.
+        let leader = |announce: bool, older: &[u64]| {
+            let filter = PeerFilter::new(2, 0xabc).announcing_values(announce);
+            for id in [1, 3] {
+                filter.set_member(id, Some(&format!("http://127.0.0.1:{id}")));
+            }
+            for id in older {
+                filter.builds().record(*id, Build::Older);
+            }
+            serve(server_of(filter, dir.path()).0.router())
         };
-        let (new2, _serving) = serve(node(2, true)).await;
-        let (older2, _serving) = serve(node(2, false)).await;
-        let (older3, _serving) = serve(node(3, false)).await;
-        let (new3, _serving) = serve(node(3, true)).await;
-        let (no_probe, _serving) = serve(Router::new()).await;
+        let heard_3_older = leader(true, &[3]).await;
+        let heard_1_older = leader(true, &[1]).await;
+        let heard_none = leader(true, &[]).await;
+        let older = leader(false, &[]).await;
+        let no_probe = serve(Router::new()).await;
         let nothing = {
-            let (url, serving) = serve(Router::new()).await;
-            serving.abort();
-            let _ = serving.await;
-            url
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            format!("http://{}", listener.local_addr().expect("bound"))
         };
 
         let filter = Arc::new(PeerFilter::new(1, 0xabc));
         let check = ValuesCheck::new(crate::transport::probe_client(None), filter.clone());
-        let members = |two: &str, three: &str| {
-            filter.set_member(2, Some(two));
-            filter.set_member(3, Some(three));
-        };
-        let build_of = |id| filter.builds().of(id).map(|(build, _)| build);
-        members(&new2, &older3);
-        assert_eq!(check.older_member().await, Some(3));
-        assert_eq!(build_of(2), Some(Build::AnyBytes));
-        assert_eq!(build_of(3), Some(Build::Older));
-        members(&no_probe, &new3);
-        assert_eq!(check.older_member().await, None, "node 3 was upgraded");
+        filter.set_member(3, Some("http://127.0.0.1:3"));
+        let at = |url: &str| filter.set_member(2, Some(url));
+        at(&heard_3_older);
+        assert_eq!(check.older_member(2).await, Err(Refusal::Older(3)));
+        assert_eq!(filter.builds().of(2), Some(Build::AnyBytes), "recorded");
+        at(&heard_none);
+        assert_eq!(check.older_member(2).await, Ok(()));
+        at(&heard_1_older);
+        assert_eq!(check.older_member(2).await, Ok(()), "not the asker");
+        at(&older);
+        assert_eq!(check.older_member(2).await, Err(Refusal::Older(2)));
+        at(&heard_none);
+        assert_eq!(
+            check.older_member(2).await,
+            Err(Refusal::Older(2)),
+            "a leader last heard as older is named without asking"
+        );
         filter.builds().forget(2);
-        assert_eq!(check.older_member().await, Some(2), "a 404: no probe there");
-        members(&older2, &older3);
-        assert_eq!(check.older_member().await, Some(2), "the lowest");
+        at(&no_probe);
+        assert_eq!(check.older_member(2).await, Err(Refusal::Older(2)), "a 404");
+        filter.builds().forget(2);
+        at(&nothing);
+        assert_eq!(check.older_member(2).await, Err(Refusal::LeaderSilent(2)));
 
-        members(&new2, &nothing);
         filter.builds().record(3, Build::Older);
-        assert_eq!(
-            check.older_member().await,
-            Some(3),
-            "last known as an older build, and silent now"
-        );
-        filter.builds().forget(3);
-        assert_eq!(check.older_member().await, None, "never known, silent");
-        members(&older2, &older3);
-        filter.builds().record(2, Build::AnyBytes);
-        filter.builds().record(3, Build::AnyBytes);
-        assert_eq!(
-            check.older_member().await,
-            None,
-            "heard as this build a moment ago: not asked"
-        );
-        filter.set_member(2, None);
-        assert_eq!(build_of(2), None, "a removed member is forgotten");
+        for leader in [1, 0] {
+            assert_eq!(
+                check.older_member(leader).await,
+                Err(Refusal::Older(3)),
+                "leader {leader}: what this node heard"
+            );
+        }
+        filter.set_member(3, None);
+        assert_eq!(filter.builds().of(3), None, "a removed member is forgotten");
+        assert_eq!(check.older_member(1).await, Ok(()));
     }
 
     /// The strict reconfiguration check counts a member as up if something answers its probe
