@@ -238,7 +238,7 @@ async fn a_value_of_any_bytes_reads_back_exactly() {
 /// again, the same PUT is `204` on both, and reads back exactly on every node. It was `204`
 /// all along, and node 3's copy would have lacked the key without an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_value_that_is_not_utf8_waits_until_no_member_runs_an_older_build() {
+async fn a_value_that_is_not_utf8_is_refused_while_a_member_runs_an_older_build() {
     let mut c = common::ProcCluster::new(3, &[]);
     c.spawn(1, &[]);
     c.spawn(2, &[]);

@@ -231,7 +231,7 @@ impl Http {
 }
 
 /// A value as the history shows it: escaped, so that values of any bytes compare as the bytes
-/// do (text is shown as it is, but for `\\`, quotes and control characters).
+/// do (ASCII text is shown as it is, but for `\\`, quotes and control characters).
 pub fn shown(value: &[u8]) -> String {
     value.escape_ascii().to_string()
 }

@@ -23,7 +23,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Answer, Http, Recorded, Recorder, Workload, run_client};
+use crate::client::{Answer, Http, Recorded, Recorder, Workload, run_client, shown};
 use crate::cluster::{Cluster, NodeKnobs, Tear};
 use crate::lincheck::{OpKind, Operation, Outcome};
 use crate::netns::{self, Net};
@@ -792,8 +792,9 @@ impl Harness {
                 op: Operation {
                     client,
                     key: key.clone(),
+                    // One rule for every value a history holds (this one is ASCII: the same).
                     kind: OpKind::Put {
-                        value: value.clone(),
+                        value: shown(value.as_bytes()),
                     },
                     invoke_ns,
                     complete_ns: self.recorder.now_ns(),
