@@ -76,6 +76,10 @@ use crate::request::Shared;
 /// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
 /// starting too, their ports bound but not answering yet, and every start would wait this long.
 const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
+/// Pause before asking again, within [`BOOTSTRAP_ASK`], a member whose port refused the
+/// question: started a moment after this node (`cluster.sh` and goreman start them one after
+/// another), it binds its port within tens of milliseconds.
+const BOOTSTRAP_RETRY: Duration = Duration::from_millis(25);
 /// Pause between rounds of questions.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long one question may take.
@@ -637,12 +641,22 @@ impl Lookup {
     /// word is enough, as a node that starts anew must not guess), or knows it at another
     /// URL, and why. A member that does not answer in time, or knows nothing of it, says
     /// nothing: in a new cluster they are all starting. So this is a check on what the members
-    /// that answer know, where a joining node waits for a definite answer.
+    /// that answer know, where a joining node waits for a definite answer. One whose port
+    /// refuses the question is asked again until the time is up: asked once, a member started
+    /// a moment later (as `./cluster.sh start` does) said nothing, and a voter that had lost
+    /// its data was taken back at once (found by a user's campaign).
     pub async fn before_bootstrap(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + BOOTSTRAP_ASK;
         let asks = self.members.iter().map(|(id, url)| async move {
-            match tokio::time::timeout(BOOTSTRAP_ASK, self.ask(*id, url)).await {
-                Ok(Ok(answer)) => Some((*id, answer)),
-                _ => None,
+            loop {
+                match tokio::time::timeout_at(deadline, self.ask(*id, url)).await {
+                    Ok(Ok(answer)) => return Some((*id, answer)),
+                    Ok(Err(_)) => {
+                        let pause = tokio::time::sleep(BOOTSTRAP_RETRY);
+                        tokio::time::timeout_at(deadline, pause).await.ok()?;
+                    }
+                    Err(_) => return None,
+                }
             }
         });
         let answers: Vec<_> = futures_util::future::join_all(asks)
@@ -761,6 +775,11 @@ mod tests {
                 .await
                 .expect("a free port on 127.0.0.1");
             let url = format!("http://{}", listener.local_addr().expect("bound"));
+            (Member::serve(listener, reply), url)
+        }
+
+        /// A member answering `reply` on `listener`.
+        fn serve(listener: tokio::net::TcpListener, reply: Reply) -> Member {
             let member = Member {
                 reply: Arc::new(Mutex::new(reply)),
                 asked: Arc::default(),
@@ -769,7 +788,7 @@ mod tests {
                 .route(JOIN_PATH, get(Member::answer))
                 .with_state(member.clone());
             tokio::spawn(async move { axum::serve(listener, app).await });
-            (member, url)
+            member
         }
 
         async fn answer(State(member): State<Member>) -> axum::response::Response {
@@ -834,6 +853,30 @@ mod tests {
             own_url: "http://127.0.0.1:9".to_string(),
             members,
         }
+    }
+
+    /// Node 4, of the first cluster, starts on an empty data dir, and member 2, started a
+    /// moment after it, knows it has run: its doubt stops the start though its port was not
+    /// bound yet when node 4 first asked (that question was refused, and counted as no answer).
+    #[tokio::test]
+    async fn a_member_that_binds_its_port_a_moment_later_is_still_asked_before_bootstrap() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("bound");
+        let url = format!("http://{port}");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let listener = tokio::net::TcpListener::bind(port)
+                .await
+                .expect("the port again");
+            Member::serve(listener, DOUBT)
+        });
+        let err = lookup(vec![(2, url)])
+            .before_bootstrap()
+            .await
+            .expect_err("member 2's doubt stops it");
+        assert!(err.contains("has run since it was last added"), "{err}");
     }
 
     /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.
