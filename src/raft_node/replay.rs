@@ -122,10 +122,15 @@ impl StartError {
             StartError::Damaged(_) => true,
             _ => false,
         };
+        // As for a lost disk: a voter that starts on less than it had must first be removed
+        // and added back, and a backup is less than it had (it forgot votes and entries it
+        // acknowledged since), so it is no remedy (found by a user's campaign).
         damaged.then_some(
-            "to bring this node back, restore its data dir from a backup; or, if the other \
-             members are healthy, move its data dir aside and start it again with --join: it \
-             then copies everything from them",
+            "to bring this node back, if the other members are healthy: remove it and add it \
+             back (DELETE /<its id>, then POST /<its id> with its peer URL, on a member), move \
+             its data dir aside, and start it again with --join; it then copies everything from \
+             them. A copy of its data dir from a backup will not do: it has forgotten votes it \
+             cast and entries it acknowledged since",
         )
     }
 }
@@ -673,6 +678,22 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// A damaged data dir gets the advice for a lost disk: removed and added back, then
+    /// started with `--join`. It advised restoring a backup (a voter that forgot what it
+    /// promised) or starting with `--join` alone, which the members refuse.
+    #[test]
+    fn a_damaged_data_dir_is_advised_as_a_lost_disk() {
+        let remedy = StartError::Damaged("a record is corrupt".into())
+            .remedy()
+            .expect("advice for a damaged data dir");
+        assert!(
+            remedy.contains("DELETE /<its id>, then POST /<its id>")
+                && remedy.contains("--join")
+                && remedy.contains("backup will not do"),
+            "{remedy}"
+        );
+    }
 
     /// A first start cut short after it created the WAL and before it synced the first
     /// entries (a power loss; a kill, in direct-I/O mode) left a WAL holding nothing: the
