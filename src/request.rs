@@ -203,7 +203,7 @@ pub enum ProposalError {
     /// A PUT of a value that is not UTF-8 while the leader (this id) did not say in time which
     /// builds the members run (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
-        "the leader (node {0}) did not say within 1 s whether every member runs a build that stores a value that is not UTF-8, so it was not written: it will not happen; try again"
+        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within 1 s, or none it could read), so it was not written: it will not happen; try again"
     )]
     BuildsUnknown(u64),
 }

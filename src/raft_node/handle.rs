@@ -96,16 +96,18 @@ impl NodeHandle {
         if let Some(check) = &self.values_check
             && std::str::from_utf8(&value).is_err()
         {
-            let leader = self
-                .shared
-                .leader
-                .load(std::sync::atomic::Ordering::Acquire);
+            let leader = || {
+                self.shared
+                    .leader
+                    .load(std::sync::atomic::Ordering::Acquire)
+            };
             check
-                .older_member(leader)
+                .older_member(leader, self.timeout)
                 .await
                 .map_err(|refusal| match refusal {
                     Refusal::Older(member) => ProposalError::OlderBuild(member),
                     Refusal::LeaderSilent(leader) => ProposalError::BuildsUnknown(leader),
+                    Refusal::NoLeader => ProposalError::NoLeader(self.timeout),
                 })?;
         }
         let data = crate::kvstore::Command::Put { key, value }.encode();

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 
@@ -110,7 +111,19 @@ pub enum Refusal {
     Older(u64),
     /// The leader (this id) did not say in time which builds the members run.
     LeaderSilent(u64),
+    /// No leader came within the wait, to say it.
+    NoLeader,
 }
+
+/// How long a follower reuses its leader's answer: a burst of such writes asks once, not once
+/// each over a new connection. A member restarted on an older build in that time passes.
+const ANSWER_FRESH: Duration = Duration::from_millis(500);
+
+/// How often a node that knows no leader looks again, while it waits for one.
+const LEADER_POLL: Duration = Duration::from_millis(10);
+
+/// A leader's answer: who asked at which URL, when, and what it said.
+type Answer = (u64, String, Instant, Result<(), Refusal>);
 
 /// The check a node makes before it proposes a PUT whose value is not UTF-8: whether another
 /// member runs a build that would skip it.
@@ -118,6 +131,8 @@ pub enum Refusal {
 pub struct ValuesCheck {
     filter: Arc<PeerFilter>,
     prober: Prober,
+    /// The leader's latest answer (see [`ANSWER_FRESH`]).
+    last: Arc<Mutex<Option<Answer>>>,
 }
 
 impl ValuesCheck {
@@ -127,42 +142,88 @@ impl ValuesCheck {
         ValuesCheck {
             prober: Prober::new(client, filter.clone()),
             filter,
+            last: Arc::default(),
         }
     }
 
-    /// Whether a value that is not UTF-8 may be written, `leader` being the leader this node
-    /// knows (0 for none):
+    /// Whether a value that is not UTF-8 may be written, `leader` saying the leader this node
+    /// knows (0 for none) at each look:
     ///
-    /// - a leader, or a node that knows none (its PUT waits for one), judges by what it has
-    ///   heard: the lowest member last heard as an older build is named;
+    /// - a node that knows no leader, or one no longer a member, waits for one up to `wait`,
+    ///   as its write would (judged by its own records, a follower, which hears from its
+    ///   leader alone, would let anything through in an election);
+    /// - a leader judges by what it heard: the lowest member last heard as an older build is
+    ///   named;
     /// - a follower names its leader if it last heard it as an older build, or else asks it
     ///   ([`super::PROBE_PATH`]) and names the lowest member (not itself) the answer lists as
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
-    ///   of a build without the probe). A leader that does not answer in time refuses it too:
-    ///   nothing is written, and the client may try again.
+    ///   of a build without the probe). A leader that does not answer in time, or whose
+    ///   answer does not say, refuses it too: nothing is written, and the client may try
+    ///   again. An answer is reused for [`ANSWER_FRESH`].
     ///
-    /// A member that nobody has heard since it started (down throughout, or not yet connected
-    /// to a leader that has just started) cannot be told apart from this build, and is not
-    /// named. No lock is held while waiting.
-    pub async fn older_member(&self, leader: u64) -> Result<(), Refusal> {
+    /// A member that the leader has not heard since the leader started (down all that time,
+    /// or not yet connected to a leader just elected) cannot be told apart from this build,
+    /// and is not named. No lock is held while waiting.
+    pub async fn older_member(
+        &self,
+        leader: impl Fn() -> u64,
+        wait: Duration,
+    ) -> Result<(), Refusal> {
         let builds = self.filter.builds();
         let self_id = self.filter.self_id;
-        let members = self.filter.other_members();
-        let named = |older: Vec<u64>| match older.into_iter().find(|id| *id != self_id) {
-            Some(id) => Err(Refusal::Older(id)),
-            None => Ok(()),
-        };
-        let leader_url = members.iter().find(|(id, _)| *id == leader);
-        let Some((_, url)) = leader_url.filter(|_| leader != self_id) else {
-            return named(builds.older_among(members.iter().map(|(id, _)| *id)));
+        let deadline = tokio::time::Instant::now() + wait;
+        let (leader, url) = loop {
+            let leader = leader();
+            if leader == self_id {
+                let members = self.filter.other_members().into_iter().map(|(id, _)| id);
+                return match builds.older_among(members).first() {
+                    Some(id) => Err(Refusal::Older(*id)),
+                    None => Ok(()),
+                };
+            }
+            if let Some(url) = self.filter.member_url(leader).filter(|_| leader != 0) {
+                break (leader, url);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Refusal::NoLeader);
+            }
+            tokio::time::sleep(LEADER_POLL).await;
         };
         if builds.of(leader) == Some(Build::Older) {
             return Err(Refusal::Older(leader));
         }
-        match self.prober.builds_known_to(leader, url).await {
-            Some((Build::Older, _)) => Err(Refusal::Older(leader)),
-            Some((Build::AnyBytes, older)) => named(older),
-            None => Err(Refusal::LeaderSilent(leader)),
+        if let Some(answer) = self.fresh_answer(leader, &url) {
+            return answer;
         }
+        let answer = match self.prober.builds_known_to(leader, &url).await {
+            Some((Build::Older, _)) => Err(Refusal::Older(leader)),
+            Some((Build::AnyBytes, Some(older))) => {
+                match older.into_iter().find(|id| *id != self_id) {
+                    Some(id) => Err(Refusal::Older(id)),
+                    None => Ok(()),
+                }
+            }
+            // Says this build but not whom it heard as older: it cannot tell, so neither can
+            // this node.
+            Some((Build::AnyBytes, None)) | None => return Err(Refusal::LeaderSilent(leader)),
+        };
+        *self.lock() = Some((leader, url, Instant::now(), answer));
+        answer
+    }
+
+    /// The leader's answer, if it is `leader`'s at `url` and fresh.
+    fn fresh_answer(&self, leader: u64, url: &str) -> Option<Result<(), Refusal>> {
+        match &*self.lock() {
+            Some((id, at_url, at, answer))
+                if *id == leader && at_url == url && at.elapsed() < ANSWER_FRESH =>
+            {
+                Some(*answer)
+            }
+            _ => None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Answer>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

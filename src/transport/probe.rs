@@ -58,9 +58,10 @@ impl Prober {
 
     /// The build the leader `id` at peer URL `url` runs, as its answer says ([`Build::of`]: a
     /// build without this probe answers 404, without the header, as an older build does),
-    /// and the members it last heard as older ([`super::builds::older_of`]); `None` if it
+    /// and the members it last heard as older ([`super::builds::older_of`], `None` if it
+    /// does not say, or not readably); `None` if it
     /// does not answer as that member within [`BUILDS_TIMEOUT`], or answers something else.
-    pub async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Vec<u64>)> {
+    pub async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Option<Vec<u64>>)> {
         let (status, headers) = self.ask(id, url, BUILDS_TIMEOUT).await?;
         let build = match status {
             StatusCode::OK => Build::of(&headers),
@@ -68,7 +69,7 @@ impl Prober {
             _ => return None,
         };
         self.filter.builds().record(id, build);
-        Some((build, super::builds::older_of(&headers).unwrap_or_default()))
+        Some((build, super::builds::older_of(&headers)))
     }
 
     /// The status and headers of member `id`'s answer to the probe, if it answers as that

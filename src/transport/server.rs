@@ -1093,8 +1093,9 @@ mod tests {
     /// Before a value that is not UTF-8 is written, follower 1 asks its leader, which names
     /// the members it heard as older (never the asker, which knows its own build), or is one
     /// itself (no header, or the 404 of a build without the probe); a leader that does not
-    /// answer gets the write refused too. A leader, or a node that knows none, judges by what
-    /// it heard itself, and a member removed is forgotten.
+    /// answer gets the write refused too; an answer is reused for a moment. A leader judges by
+    /// what it heard itself, a node that knows none waits for one, and a member removed is
+    /// forgotten.
     #[tokio::test]
     async fn the_values_check_asks_the_leader_which_members_run_an_older_build() {
         use crate::transport::builds::{Build, Refusal, ValuesCheck};
@@ -1108,9 +1109,10 @@ mod tests {
             });
             url
         }
+        const WAIT: Duration = Duration::from_secs(5);
         let dir = tempfile::TempDir::new().expect("temp dir");
         // Leader 2 of members 1 to 3, playing an older build or not, that heard `older` so.
-        let leader = |announce: bool, older: &[u64]| {
+        let leader_router = |announce: bool, older: &[u64]| {
             let filter = PeerFilter::new(2, 0xabc).announcing_values(announce);
             for id in [1, 3] {
                 filter.set_member(id, Some(&format!("http://127.0.0.1:{id}")));
@@ -1118,8 +1120,9 @@ mod tests {
             for id in older {
                 filter.builds().record(*id, Build::Older);
             }
-            serve(server_of(filter, dir.path()).0.router())
+            server_of(filter, dir.path()).0.router()
         };
+        let leader = |announce: bool, older: &[u64]| serve(leader_router(announce, older));
         let heard_3_older = leader(true, &[3]).await;
         let heard_1_older = leader(true, &[1]).await;
         let heard_none = leader(true, &[]).await;
@@ -1135,38 +1138,83 @@ mod tests {
         filter.set_member(3, Some("http://127.0.0.1:3"));
         let at = |url: &str| filter.set_member(2, Some(url));
         at(&heard_3_older);
-        assert_eq!(check.older_member(2).await, Err(Refusal::Older(3)));
+        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
         assert_eq!(filter.builds().of(2), Some(Build::AnyBytes), "recorded");
         at(&heard_none);
-        assert_eq!(check.older_member(2).await, Ok(()));
+        assert_eq!(check.older_member(|| 2, WAIT).await, Ok(()));
         at(&heard_1_older);
-        assert_eq!(check.older_member(2).await, Ok(()), "not the asker");
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Ok(()),
+            "not the asker"
+        );
         at(&older);
-        assert_eq!(check.older_member(2).await, Err(Refusal::Older(2)));
+        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(2)));
         at(&heard_none);
         assert_eq!(
-            check.older_member(2).await,
+            check.older_member(|| 2, WAIT).await,
             Err(Refusal::Older(2)),
             "a leader last heard as older is named without asking"
         );
         filter.builds().forget(2);
         at(&no_probe);
-        assert_eq!(check.older_member(2).await, Err(Refusal::Older(2)), "a 404");
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(2)),
+            "a 404"
+        );
         filter.builds().forget(2);
         at(&nothing);
-        assert_eq!(check.older_member(2).await, Err(Refusal::LeaderSilent(2)));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::LeaderSilent(2))
+        );
+
+        // Reused for a moment: the same leader at the same URL, gone since, is not asked.
+        let (gone, serving) = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a free port on 127.0.0.1");
+            let url = format!("http://{}", listener.local_addr().expect("bound"));
+            let router = leader_router(true, &[3]);
+            (
+                url,
+                tokio::spawn(async move { axum::serve(listener, router).await }),
+            )
+        };
+        at(&gone);
+        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
+        serving.abort();
+        let _ = serving.await;
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(3)),
+            "the answer of a moment ago"
+        );
 
         filter.builds().record(3, Build::Older);
-        for leader in [1, 0] {
-            assert_eq!(
-                check.older_member(leader).await,
-                Err(Refusal::Older(3)),
-                "leader {leader}: what this node heard"
-            );
-        }
+        assert_eq!(
+            check.older_member(|| 1, WAIT).await,
+            Err(Refusal::Older(3)),
+            "a leader: what it heard"
+        );
+        assert_eq!(
+            check.older_member(|| 0, Duration::from_millis(50)).await,
+            Err(Refusal::NoLeader)
+        );
+        // A node that knows no leader waits for one, then asks it.
+        let known = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let later = known.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            later.store(2, std::sync::atomic::Ordering::SeqCst);
+        });
+        at(&heard_none);
+        let leader = || known.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(check.older_member(leader, WAIT).await, Ok(()));
         filter.set_member(3, None);
         assert_eq!(filter.builds().of(3), None, "a removed member is forgotten");
-        assert_eq!(check.older_member(1).await, Ok(()));
+        assert_eq!(check.older_member(|| 1, WAIT).await, Ok(()));
     }
 
     /// The strict reconfiguration check counts a member as up if something answers its probe
