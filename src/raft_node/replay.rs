@@ -108,6 +108,14 @@ impl StartError {
     /// for the line that reports the error; `None` where the error itself says it.
     pub fn remedy(&self) -> Option<&'static str> {
         use crate::{snapshotter, wal};
+        if let StartError::Snapshot(snapshotter::Error::Decode { .. }) = self {
+            // Intact, so not damage: most likely a newer build's snapshot (a downgrade). Taken
+            // for damage, the node would be added back only to meet the same snapshot again.
+            return Some(
+                "the snapshot is whole but this build cannot read it: if a newer build of \
+                 raftexample wrote it, start this node with that build",
+            );
+        }
         let damaged = match self {
             StartError::Wal(e) => matches!(
                 e,
@@ -115,22 +123,22 @@ impl StartError {
             ),
             StartError::Snapshot(e) => matches!(
                 e,
-                snapshotter::Error::Corrupt { .. }
-                    | snapshotter::Error::NotFound { .. }
-                    | snapshotter::Error::Decode { .. }
+                snapshotter::Error::Corrupt { .. } | snapshotter::Error::NotFound { .. }
             ),
             StartError::Damaged(_) => true,
             _ => false,
         };
         // As for a lost disk: a voter that starts on less than it had must first be removed
         // and added back, and a backup is less than it had (it forgot votes and entries it
-        // acknowledged since), so it is no remedy (found by a user's campaign).
+        // acknowledged since), so it is no remedy where others hold the data (found by a
+        // user's campaign); a node alone holds it nowhere else.
         damaged.then_some(
             "to bring this node back, if the other members are healthy: remove it and add it \
-             back (DELETE /<its id>, then POST /<its id> with its peer URL, on a member), move \
-             its data dir aside, and start it again with --join; it then copies everything from \
-             them. A copy of its data dir from a backup will not do: it has forgotten votes it \
-             cast and entries it acknowledged since",
+             back (DELETE /<id>, then POST /<id> with its peer URL, on a member), move \
+             raftexample-<id> and raftexample-<id>-snap aside, and start it again with --join; \
+             it then copies everything from them. A backup of a member of a larger cluster will \
+             not do (it has forgotten votes it cast and entries it acknowledged since); a \
+             cluster of one node has only its backup",
         )
     }
 }
@@ -681,16 +689,29 @@ mod tests {
 
     /// A damaged data dir gets the advice for a lost disk: removed and added back, then
     /// started with `--join`. It advised restoring a backup (a voter that forgot what it
-    /// promised) or starting with `--join` alone, which the members refuse.
+    /// promised) or starting with `--join` alone, which the members refuse. A snapshot that
+    /// is whole but does not decode is not damage: most likely a newer build's.
     #[test]
     fn a_damaged_data_dir_is_advised_as_a_lost_disk() {
         let remedy = StartError::Damaged("a record is corrupt".into())
             .remedy()
             .expect("advice for a damaged data dir");
         assert!(
-            remedy.contains("DELETE /<its id>, then POST /<its id>")
+            remedy.contains("DELETE /<id>, then POST /<id>")
+                && remedy.contains("move raftexample-<id> and raftexample-<id>-snap aside")
                 && remedy.contains("--join")
-                && remedy.contains("backup will not do"),
+                && remedy.contains("larger cluster will not do"),
+            "{remedy}"
+        );
+        let unreadable = StartError::Snapshot(crate::snapshotter::Error::Decode {
+            path: "raftexample-1-snap/0000000000000002-0000000000000007.snap".into(),
+            reason: "a cluster state of a newer format".into(),
+        });
+        let remedy = unreadable
+            .remedy()
+            .expect("advice for an unreadable snapshot");
+        assert!(
+            remedy.contains("start this node with that build"),
             "{remedy}"
         );
     }
