@@ -119,6 +119,11 @@ pub enum Refusal {
 /// each over a new connection. A member restarted on an older build in that time passes.
 const ANSWER_FRESH: Duration = Duration::from_millis(500);
 
+/// How long the leader may take to say which builds the members run, before a value that is
+/// not UTF-8 is refused (a request the client may send again): longer than a probe, as the
+/// write waits on it, and a slow answer must not pass for "none".
+const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often a node that knows no leader looks again, while it waits for one.
 const LEADER_POLL: Duration = Duration::from_millis(10);
 
@@ -195,7 +200,7 @@ impl ValuesCheck {
         if let Some(answer) = self.fresh_answer(leader, &url) {
             return answer;
         }
-        let answer = match self.prober.builds_known_to(leader, &url).await {
+        let answer = match self.builds_known_to(leader, &url).await {
             Some((Build::Older, _)) => Err(Refusal::Older(leader)),
             Some((Build::AnyBytes, Some(older))) => {
                 match older.into_iter().find(|id| *id != self_id) {
@@ -209,6 +214,22 @@ impl ValuesCheck {
         };
         *self.lock() = Some((leader, url, Instant::now(), answer));
         answer
+    }
+
+    /// The build the leader `id` at peer URL `url` runs, as its answer to the probe says
+    /// ([`Build::of`]: a build without the probe answers 404, without the header, as an older
+    /// build does), recorded, and the members it last heard as older ([`older_of`], `None` if
+    /// it does not say, or not readably); `None` if it does not answer as that member within
+    /// [`BUILDS_TIMEOUT`], or answers something else.
+    async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Option<Vec<u64>>)> {
+        let (status, headers) = self.prober.ask(id, url, BUILDS_TIMEOUT).await?;
+        let build = match status {
+            axum::http::StatusCode::OK => Build::of(&headers),
+            axum::http::StatusCode::NOT_FOUND => Build::Older,
+            _ => return None,
+        };
+        self.filter.builds().record(id, build);
+        Some((build, older_of(&headers)))
     }
 
     /// The leader's answer, if it is `leader`'s at `url` and fresh.

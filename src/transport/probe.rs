@@ -7,7 +7,7 @@
 //! change judged with it could leave the members without a quorum (reviews 101, 102).
 //!
 //! The same probe tells which build a member runs, for the check before a value that is not
-//! UTF-8 is written ([`super::builds`]).
+//! UTF-8 is written (`builds`, which asks with [`Prober::ask`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,16 +18,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 
-use super::builds::Build;
 use super::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH, PeerFilter};
 
 /// How long a member may take to answer the probe and still count as answering.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// How long the leader may take to say which builds the members run, before a value that is
-/// not UTF-8 is refused (a request the client may send again): longer than a probe, as the
-/// write waits on it, and a slow answer must not pass for "none".
-const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the strict reconfiguration check asks members with: a client that keeps no
 /// connection ([`super::probe_client`]) and this node's identity.
@@ -56,25 +50,14 @@ impl Prober {
         )
     }
 
-    /// The build the leader `id` at peer URL `url` runs, as its answer says ([`Build::of`]: a
-    /// build without this probe answers 404, without the header, as an older build does),
-    /// and the members it last heard as older ([`super::builds::older_of`], `None` if it
-    /// does not say, or not readably); `None` if it
-    /// does not answer as that member within [`BUILDS_TIMEOUT`], or answers something else.
-    pub async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Option<Vec<u64>>)> {
-        let (status, headers) = self.ask(id, url, BUILDS_TIMEOUT).await?;
-        let build = match status {
-            StatusCode::OK => Build::of(&headers),
-            StatusCode::NOT_FOUND => Build::Older,
-            _ => return None,
-        };
-        self.filter.builds().record(id, build);
-        Some((build, super::builds::older_of(&headers)))
-    }
-
     /// The status and headers of member `id`'s answer to the probe, if it answers as that
     /// member within `timeout`.
-    async fn ask(&self, id: u64, url: &str, timeout: Duration) -> Option<(StatusCode, HeaderMap)> {
+    pub(super) async fn ask(
+        &self,
+        id: u64,
+        url: &str,
+        timeout: Duration,
+    ) -> Option<(StatusCode, HeaderMap)> {
         let request = self
             .filter
             .name_sender(
