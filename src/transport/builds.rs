@@ -115,8 +115,10 @@ pub enum Refusal {
     NoLeader,
 }
 
-/// How long a follower reuses its leader's answer: a burst of such writes asks once, not once
-/// each over a new connection. A member restarted on an older build in that time passes.
+/// How long a follower reuses its leader's "no member runs an older build": a burst of such
+/// writes asks once, not once each over a new connection. A member restarted on an older
+/// build in that time passes. A refusal is never reused: the last older member may have been
+/// upgraded a moment ago (a test's write was refused so, half a second after the upgrade).
 const ANSWER_FRESH: Duration = Duration::from_millis(500);
 
 /// How long the leader may take to say which builds the members run, before a value that is
@@ -127,8 +129,8 @@ const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a node that knows no leader looks again, while it waits for one.
 const LEADER_POLL: Duration = Duration::from_millis(10);
 
-/// A leader's answer: who asked at which URL, when, and what it said.
-type Answer = (u64, String, Instant, Result<(), Refusal>);
+/// A leader's "none": which leader, at which URL, and when.
+type Answer = (u64, String, Instant);
 
 /// The check a node makes before it proposes a PUT whose value is not UTF-8: whether another
 /// member runs a build that would skip it.
@@ -136,7 +138,7 @@ type Answer = (u64, String, Instant, Result<(), Refusal>);
 pub struct ValuesCheck {
     filter: Arc<PeerFilter>,
     prober: Prober,
-    /// The leader's latest answer (see [`ANSWER_FRESH`]).
+    /// The leader's latest "none" (see [`ANSWER_FRESH`]).
     last: Arc<Mutex<Option<Answer>>>,
 }
 
@@ -164,7 +166,7 @@ impl ValuesCheck {
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
     ///   of a build without the probe). A leader that does not answer in time, or whose
     ///   answer does not say, refuses it too: nothing is written, and the client may try
-    ///   again. An answer is reused for [`ANSWER_FRESH`].
+    ///   again. A "none" is reused for [`ANSWER_FRESH`].
     ///
     /// A member that the leader has not heard since the leader started (down all that time,
     /// or not yet connected to a leader just elected) cannot be told apart from this build,
@@ -197,8 +199,8 @@ impl ValuesCheck {
         if builds.of(leader) == Some(Build::Older) {
             return Err(Refusal::Older(leader));
         }
-        if let Some(answer) = self.fresh_answer(leader, &url) {
-            return answer;
+        if self.fresh_none(leader, &url) {
+            return Ok(());
         }
         let answer = match self.builds_known_to(leader, &url).await {
             Some((Build::Older, _)) => Err(Refusal::Older(leader)),
@@ -212,7 +214,9 @@ impl ValuesCheck {
             // this node.
             Some((Build::AnyBytes, None)) | None => return Err(Refusal::LeaderSilent(leader)),
         };
-        *self.lock() = Some((leader, url, Instant::now(), answer));
+        if answer.is_ok() {
+            *self.lock() = Some((leader, url, Instant::now()));
+        }
         answer
     }
 
@@ -232,16 +236,10 @@ impl ValuesCheck {
         Some((build, older_of(&headers)))
     }
 
-    /// The leader's answer, if it is `leader`'s at `url` and fresh.
-    fn fresh_answer(&self, leader: u64, url: &str) -> Option<Result<(), Refusal>> {
-        match &*self.lock() {
-            Some((id, at_url, at, answer))
-                if *id == leader && at_url == url && at.elapsed() < ANSWER_FRESH =>
-            {
-                Some(*answer)
-            }
-            _ => None,
-        }
+    /// Whether `leader` at `url` said "none" within [`ANSWER_FRESH`].
+    fn fresh_none(&self, leader: u64, url: &str) -> bool {
+        matches!(&*self.lock(), Some((id, at_url, at))
+            if *id == leader && at_url == url && at.elapsed() < ANSWER_FRESH)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Answer>> {

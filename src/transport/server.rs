@@ -1170,26 +1170,41 @@ mod tests {
             Err(Refusal::LeaderSilent(2))
         );
 
-        // Reused for a moment: the same leader at the same URL, gone since, is not asked.
+        // A "none" is reused for a moment: the same leader at the same URL, gone since, is not
+        // asked; a refusal is asked again (the older member may have been upgraded since).
         let (gone, serving) = {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("a free port on 127.0.0.1");
             let url = format!("http://{}", listener.local_addr().expect("bound"));
-            let router = leader_router(true, &[3]);
+            let router = leader_router(true, &[]);
             (
                 url,
                 tokio::spawn(async move { axum::serve(listener, router).await }),
             )
         };
         at(&gone);
-        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
+        assert_eq!(check.older_member(|| 2, WAIT).await, Ok(()));
         serving.abort();
         let _ = serving.await;
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
-            Err(Refusal::Older(3)),
+            Ok(()),
             "the answer of a moment ago"
+        );
+        let upgrading = {
+            let filter = PeerFilter::new(2, 0xabc);
+            filter.set_member(3, Some("http://127.0.0.1:3"));
+            filter.builds().record(3, Build::Older);
+            server_of(filter, dir.path()).0
+        };
+        at(&serve(upgrading.clone().router()).await);
+        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
+        upgrading.filter.builds().record(3, Build::AnyBytes);
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Ok(()),
+            "node 3 upgraded a moment ago: asked again"
         );
 
         filter.builds().record(3, Build::Older);
