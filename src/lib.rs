@@ -279,16 +279,14 @@ async fn start_recovered(
     let events = shared.events.clone();
     let peer_tls = tls.peer_client.is_some();
     let ui_peer_tls = tls.peer_client.clone();
-    let values_check = transport::builds::ValuesCheck::new(
+    // One prober, for the check before a value that is not UTF-8 and, if on, the strict
+    // reconfiguration check.
+    let probes = transport::probe::Prober::new(
         transport::probe_client(tls.peer_client.clone()),
         filter.clone(),
     );
-    let prober = config.strict_reconfig_check.then(|| {
-        transport::probe::Prober::new(
-            transport::probe_client(tls.peer_client.clone()),
-            filter.clone(),
-        )
-    });
+    let values_check = transport::builds::ValuesCheck::new(probes.clone(), filter.clone());
+    let prober = config.strict_reconfig_check.then_some(probes);
     let transport = Transport::new(
         filter.clone(),
         peers_tx.clone(),

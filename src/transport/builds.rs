@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 
 use super::probe::Prober;
-use super::{HEADER_OLDER, HEADER_VALUES, HttpClient, PeerFilter};
+use super::{HEADER_OLDER, HEADER_VALUES, PeerFilter};
 
 /// What a member's request or probe answer said of its build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +143,11 @@ pub struct ValuesCheck {
 }
 
 impl ValuesCheck {
-    /// Asks the leader with `client` (the strict reconfiguration check's kind, which keeps no
-    /// connection), naming what `filter` knows; reads the members and their builds there.
-    pub fn new(client: HttpClient, filter: Arc<PeerFilter>) -> ValuesCheck {
+    /// Asks the leader with `prober` (the strict reconfiguration check's, which keeps no
+    /// connection); reads the members and their builds in `filter`, the prober's.
+    pub fn new(prober: Prober, filter: Arc<PeerFilter>) -> ValuesCheck {
         ValuesCheck {
-            prober: Prober::new(client, filter.clone()),
+            prober,
             filter,
             last: Arc::default(),
         }

@@ -1099,6 +1099,7 @@ mod tests {
     #[tokio::test]
     async fn the_values_check_asks_the_leader_which_members_run_an_older_build() {
         use crate::transport::builds::{Build, Refusal, ValuesCheck};
+        use crate::transport::probe::Prober;
         async fn serve(router: Router) -> String {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -1134,7 +1135,8 @@ mod tests {
         };
 
         let filter = Arc::new(PeerFilter::new(1, 0xabc));
-        let check = ValuesCheck::new(crate::transport::probe_client(None), filter.clone());
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter.clone());
         filter.set_member(3, Some("http://127.0.0.1:3"));
         let at = |url: &str| filter.set_member(2, Some(url));
         at(&heard_3_older);
