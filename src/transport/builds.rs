@@ -182,8 +182,7 @@ impl ValuesCheck {
         let (leader, url) = loop {
             let leader = leader();
             if leader == self_id {
-                let members = self.filter.other_members().into_iter().map(|(id, _)| id);
-                return match builds.older_among(members).first() {
+                return match self.filter.older_members().first() {
                     Some(id) => Err(Refusal::Older(*id)),
                     None => Ok(()),
                 };

@@ -555,10 +555,14 @@ impl PeerFilter {
                 .contains_key(&id)
     }
 
-    /// The other members and their peer URLs, as the transport sends to them.
-    pub fn other_members(&self) -> Vec<(u64, String)> {
-        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
-        members.iter().map(|(id, url)| (*id, url.clone())).collect()
+    /// The other members (those the transport sends to) last heard as an older build,
+    /// ascending ([`builds`]).
+    pub fn older_members(&self) -> Vec<u64> {
+        let members: Vec<u64> = {
+            let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+            members.keys().copied().collect()
+        };
+        self.builds.older_among(members)
     }
 
     /// The peer URL of member `id`, if it is one of the peers.

@@ -758,8 +758,7 @@ async fn answer_probe(State(server): State<PeerServer>, headers: HeaderMap) -> R
         response.headers_mut().insert(HEADER_REST_LISTEN, value);
     }
     if let Some(values) = server.filter.values_header() {
-        let members = server.filter.other_members().into_iter().map(|(id, _)| id);
-        let older = super::builds::older_header(&server.filter.builds().older_among(members));
+        let older = super::builds::older_header(&server.filter.older_members());
         let headers = response.headers_mut();
         headers.insert(HEADER_VALUES, HeaderValue::from_static(values));
         if let Ok(older) = HeaderValue::from_str(&older) {
