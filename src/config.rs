@@ -228,8 +228,8 @@ pub fn body_patience(client_timeout: Duration, received: u64) -> Duration {
 pub const MAX_BODY_LIMIT: usize = 1 << 30;
 
 /// A boolean as Go's `flag` package takes one (`strconv.ParseBool`), so that `-join=1` or
-/// `-join=T` works as with the original.
-fn go_bool(text: &str) -> Result<bool, String> {
+/// `-join=T` works as with the original (and `?pretty=0` as a flag would take it).
+pub(crate) fn go_bool(text: &str) -> Result<bool, String> {
     match text {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),

@@ -314,6 +314,12 @@ pub enum ApiError {
         "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the request without an Expect header)"
     )]
     UnmetExpectation(String),
+    /// `?pretty=` with a value that is not a boolean (the value as sent, and what is taken).
+    #[error(
+        "bad value {0:?} for ?pretty: want {1}; ?pretty alone is true, and without it the \
+         status is JSON"
+    )]
+    BadPretty(String, String),
     /// An unknown path under `/-/`.
     #[error(
         "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not keys"
@@ -361,6 +367,7 @@ impl ApiError {
             | ApiError::ReservedKey(_)
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
+            | ApiError::BadPretty(..)
             | ApiError::Body(_)
             | ApiError::MissingHost => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -533,6 +540,25 @@ fn wants_stale(query: &str) -> bool {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         name == "stale" && matches!(value, "" | "true" | "1")
     })
+}
+
+/// Whether the query string asks `/-/status` for the text laid out for a person: `?pretty`
+/// alone, or a boolean as the flags take one (`pretty=1`, `pretty=false`; the last counts).
+/// Any other value is refused: taken as "yes", `?pretty=0` was the text.
+fn wants_pretty(query: &str) -> Result<bool, ApiError> {
+    let mut pretty = false;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            None if pair == "pretty" => pretty = true,
+            Some(("pretty", "")) => pretty = true,
+            Some(("pretty", value)) => {
+                pretty = crate::config::go_bool(value)
+                    .map_err(|want| ApiError::BadPretty(value.to_string(), want))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(pretty)
 }
 
 async fn get_key(
@@ -746,11 +772,9 @@ async fn endpoints(
             Ok(json(&status.members))
         }
         "/-/status" => {
+            let pretty = wants_pretty(query)?;
             let status = app.node.status().await?;
-            if query
-                .split('&')
-                .any(|p| p == "pretty" || p.starts_with("pretty="))
-            {
+            if pretty {
                 Ok((StatusCode::OK, pretty_status(&status)).into_response())
             } else {
                 Ok(json(&status))
@@ -998,6 +1022,34 @@ mod tests {
         assert!(!wants_stale("stale=false"));
         assert!(!wants_stale(""));
         assert!(!wants_stale("notstale"));
+    }
+
+    /// `?pretty` takes the flags' booleans: `pretty=0` and `pretty=false` are the JSON, where
+    /// any value was taken as "yes"; a value that is no boolean is refused, naming it.
+    #[test]
+    fn pretty_takes_a_boolean() {
+        for query in [
+            "pretty",
+            "pretty=",
+            "pretty=1",
+            "a=b&pretty=true",
+            "pretty=T",
+        ] {
+            assert!(matches!(wants_pretty(query), Ok(true)), "{query}");
+        }
+        for query in [
+            "",
+            "pretty=0",
+            "pretty=false",
+            "pretty=F",
+            "prettyx",
+            "pretty=1&pretty=0",
+        ] {
+            assert!(matches!(wants_pretty(query), Ok(false)), "{query}");
+        }
+        let err = wants_pretty("pretty=yes").expect_err("not a boolean");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(err.to_string().contains(r#""yes" for ?pretty"#), "{err}");
     }
 
     #[test]

@@ -51,6 +51,35 @@ async fn single_node() -> (TestCluster, Api) {
     (cluster, api)
 }
 
+/// `/-/status?pretty` is the text for a person, and so are `pretty=1` and `pretty=true`;
+/// `pretty=0` and `pretty=false` are the JSON, as is no `pretty` at all (both were the text);
+/// another value is a `400` naming it.
+#[tokio::test(start_paused = true)]
+async fn status_takes_pretty_as_a_boolean() {
+    let (cluster, api) = single_node().await;
+    for query in ["?pretty", "?pretty=1", "?pretty=true", "?stale&pretty=True"] {
+        let (s, body) = api
+            .call(Method::GET, &format!("/-/status{query}"), vec![])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{query}: {body}");
+        assert!(body.starts_with("node 1 is "), "{query}: {body}");
+    }
+    for query in ["", "?pretty=0", "?pretty=false", "?pretty=1&pretty=false"] {
+        let (s, body) = api
+            .call(Method::GET, &format!("/-/status{query}"), vec![])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{query}: {body}");
+        let status: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{query}: not JSON ({e}): {body}"));
+        assert_eq!(status["id"], 1, "{query}: {body}");
+    }
+    let (s, body) = api.call(Method::GET, "/-/status?pretty=yes", vec![]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    one_line(&body);
+    assert!(body.contains(r#""yes" for ?pretty"#), "{body}");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn routes_and_codes_match_the_original() {
     let (cluster, api) = single_node().await;
