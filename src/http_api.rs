@@ -262,9 +262,12 @@ pub enum ApiError {
     /// The request target is neither a path nor `*` (`GET k`), which hyper lets through.
     #[error("request target {0:?} is not a path: it must start with / (or be *)")]
     NotAPath(String),
-    /// The key is not UTF-8 once percent-decoded.
-    #[error("the key is not valid UTF-8 once percent-decoded")]
-    BadKey,
+    /// The key is not UTF-8 once percent-decoded (the path, as sent).
+    #[error(
+        "path {0:?} names no key: a key must be UTF-8 text once percent-decoded \
+         (%C3%A9 for é, not %E9); a value may be any bytes"
+    )]
+    BadKey(String),
     /// The key, once percent-decoded, is under `/-/`.
     #[error("key {0:?} is under /-/, which is reserved for the node's own endpoints")]
     ReservedKey(String),
@@ -363,7 +366,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadEscape(_)
             | ApiError::NotAPath(_)
-            | ApiError::BadKey
+            | ApiError::BadKey(_)
             | ApiError::ReservedKey(_)
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
@@ -515,7 +518,7 @@ fn decode_key(path: &str) -> Result<String, ApiError> {
     let key = percent_decode_str(path)
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| ApiError::BadKey)?;
+        .map_err(|_| ApiError::BadKey(path.to_string()))?;
     // `/%2D/x` decodes to `/-/x`: the node's own namespace, which is never a key.
     if key.starts_with(RESERVED_PREFIX) {
         return Err(ApiError::ReservedKey(key));
@@ -1056,7 +1059,7 @@ mod tests {
     fn keys_are_percent_decoded_paths() {
         assert_eq!(decode_key("/a%20b").expect("valid"), "/a b");
         assert_eq!(decode_key("/").expect("valid"), "/");
-        assert!(matches!(decode_key("/%FF"), Err(ApiError::BadKey)));
+        assert!(matches!(decode_key("/%FF"), Err(ApiError::BadKey(_))));
         // The reserved namespace, spelled with a percent escape, is still reserved.
         assert!(matches!(
             decode_key("/%2D/x"),
@@ -1067,6 +1070,24 @@ mod tests {
             Err(ApiError::ReservedKey(_))
         ));
         assert_eq!(decode_key("/-x").ok().as_deref(), Some("/-x"));
+    }
+
+    /// A key that is not UTF-8 once decoded is refused naming the path as sent and what a
+    /// key must be: the reason said neither. The path is quoted and escaped, one line.
+    #[test]
+    fn a_key_that_is_not_utf8_names_the_path_and_what_a_key_must_be() {
+        let err = decode_key("/bad%FF").expect_err("not UTF-8");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(r#"path "/bad%FF" names no key: "#),
+            "{text}"
+        );
+        assert!(text.contains("UTF-8 text once percent-decoded"), "{text}");
+        assert!(text.contains("a value may be any bytes"), "{text}");
+        let text = ApiError::BadKey("/a\"\n%C3".into()).to_string();
+        assert!(text.starts_with(r#"path "/a\"\n%C3" "#), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 
     /// Go's URL parser refuses a `%` not followed by two hex digits, so the original answered

@@ -209,6 +209,9 @@ async fn bad_input_gets_a_4xx_and_the_node_keeps_serving() {
     let (s, body) = api.call(Method::PUT, "/%FF%FE", b"v".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     one_line(&body);
+    // It names the path and says what a key must be, as every error body says what to do.
+    assert!(body.contains(r#""/%FF%FE""#), "{body}");
+    assert!(body.contains("must be UTF-8 text"), "{body}");
     assert_eq!(
         api.call(Method::GET, "/%FF%FE", vec![]).await.0,
         StatusCode::BAD_REQUEST
