@@ -118,7 +118,8 @@ pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::Proto
 /// etcd's `--strict-reconfig-check`: whether the cluster can still reach a quorum after
 /// adding (`add`) or removing node `id`, counting only the members that answer now
 /// (`reachable`; a node being added has not started yet, so it does not count), except that a
-/// lone member may take a second, as etcd allows. `Err` gives the arithmetic, in words.
+/// lone member may take a second, as etcd allows. `Err` gives the arithmetic in words, who
+/// answers and who does not, and what to do.
 pub fn quorum_after_change(
     voters: &BTreeSet<u64>,
     add: bool,
@@ -150,35 +151,61 @@ pub fn quorum_after_change(
         // runs, the two have no quorum.
         return Ok(());
     }
-    let down: Vec<String> = after
+    let down: Vec<u64> = after
         .iter()
         .filter(|v| **v != id && !reachable.contains(v))
-        .map(u64::to_string)
+        .copied()
         .collect();
     let voters = match after.len() {
         1 => "1 voter, which needs".to_string(),
         n => format!("{n} voters, which need"),
     };
-    let (what, missing) = if add {
+    let what = if add {
+        format!("adding node {id} would make {voters}")
+    } else {
+        format!("removing node {id} would leave {voters}")
+    };
+    let answer = match up.len() {
+        0 if after.len() == 1 => "it does not answer now".to_string(),
+        0 => "none of them answers now".to_string(),
+        1 => "only 1 of them answers now".to_string(),
+        n => format!("only {n} of them answer now"),
+    };
+    // Who answers and who does not, by name: "(node 1 does; node 2 does not)".
+    let does = |ids: &[u64], not: &str| {
+        let verb = if ids.len() == 1 { "does" } else { "do" };
+        format!("{} {verb}{not}", nodes(ids))
+    };
+    let mut who = Vec::new();
+    if !up.is_empty() {
+        who.push(does(&up, ""));
+    }
+    who.push(does(&down, " not"));
+    if add {
         // The newcomer has not started: it never counts.
-        let missing = down.into_iter().chain([format!("{id} (new)")]).collect();
-        (format!("adding node {id} would make {voters}"), missing)
-    } else {
-        (format!("removing node {id} would leave {voters}"), down)
-    };
-    // Those that answer, then those that do not: "(1, 3; not 2)", "(not 2)".
-    let answering = up.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-    let missing = format!("not {}", missing.join(", "));
-    let who = if up.is_empty() {
-        missing
-    } else {
-        format!("{answering}; {missing}")
-    };
+        who.push(format!("node {id}, being added, has not started yet"));
+    }
+    // The check runs on the node asked, with the flag it started with.
     Err(format!(
-        "{what} {quorum} for a quorum, but only {} of them answer now ({who}): \
-         bring the missing members back first, or pass --strict-reconfig-check=false",
-        up.len(),
+        "{what} {quorum} for a quorum, but {answer} ({}): bring {} back first, or restart this \
+         node with --strict-reconfig-check=false",
+        who.join("; "),
+        nodes(&down),
     ))
+}
+
+/// Node ids for a sentence: "node 2", "nodes 2 and 4", "nodes 2, 4 and 5".
+fn nodes(ids: &[u64]) -> String {
+    match ids {
+        [one] => format!("node {one}"),
+        [init @ .., last] => {
+            let init: Vec<String> = init.iter().map(u64::to_string).collect();
+            format!("nodes {} and {last}", init.join(", "))
+        }
+        // Not in a refusal: one has a member down (a full house is a quorum, and a lone
+        // member may take a second).
+        [] => "no node".to_string(),
+    }
 }
 
 /// The cluster identity derived from the bootstrap peer list: the same `--cluster` list and
@@ -577,24 +604,45 @@ mod tests {
             err.contains("adding node 5 would make 4 voters, which need 3"),
             "{err}"
         );
-        assert!(err.contains("(1, 3; not 2, 5 (new))"), "{err}");
+        assert!(
+            err.contains(
+                "but only 2 of them answer now (nodes 1 and 3 do; node 2 does not; node 5, \
+                 being added, has not started yet): bring node 2 back first"
+            ),
+            "{err}"
+        );
         // A lone member may take a second, as etcd allows (the pair has no quorum until the
         // newcomer runs); not a third while the second is down.
         assert!(quorum_after_change(&ids(&[1]), true, 2, &ids(&[1])).is_ok());
         let err = quorum_after_change(&ids(&[1, 2]), true, 3, &ids(&[1])).expect_err("refused");
-        assert!(err.contains("(1; not 2, 3 (new))"), "{err}");
+        assert!(
+            err.contains("only 1 of them answers now (node 1 does; node 2 does not; node 3,"),
+            "{err}"
+        );
         // Removing the member that is down leaves 2 voters, both up: fine.
         assert!(quorum_after_change(&three, false, 2, &ids(&[1, 3])).is_ok());
         // Removing a live one while another is down: 2 voters, 1 answers.
         let err = quorum_after_change(&three, false, 3, &ids(&[1, 3])).expect_err("refused");
+        assert_eq!(
+            err,
+            "removing node 3 would leave 2 voters, which need 2 for a quorum, but only 1 of them \
+             answers now (node 1 does; node 2 does not): bring node 2 back first, or restart \
+             this node with --strict-reconfig-check=false"
+        );
+        // Three of five down, removing one that answers: four voters left, one answers.
+        let five = ids(&[1, 2, 3, 4, 5]);
+        let err = quorum_after_change(&five, false, 5, &ids(&[1, 5])).expect_err("refused");
         assert!(
-            err.contains("removing node 3 would leave 2 voters"),
+            err.contains("(node 1 does; nodes 2, 3 and 4 do not): bring nodes 2, 3 and 4 back"),
             "{err}"
         );
         // Removing a lone live member whose only partner is down: nobody answers after it.
         let err = quorum_after_change(&ids(&[1, 2]), false, 1, &ids(&[1])).expect_err("refused");
         assert!(
-            err.contains("removing node 1 would leave 1 voter, which needs 1 for a quorum, but only 0 of them answer now (not 2):"),
+            err.contains(
+                "removing node 1 would leave 1 voter, which needs 1 for a quorum, but it does not \
+                 answer now (node 2 does not): bring node 2 back first"
+            ),
             "{err}"
         );
     }
