@@ -41,6 +41,19 @@ names() {
   if [ "$with_run" = with-run ]; then run_names; fi
 }
 
+# Exits 2, naming what is known, unless every name given is a Procfile entry or an earlier `run`:
+# a typo must not pass for a node that was stopped, or stop nothing while it looks done.
+known_or_exit() {
+  local name known
+  for name; do
+    if ! command_of "$name" >/dev/null; then
+      known=$( (procfile_entries | cut -f1; run_names) | paste -sd' ')
+      echo "no Procfile entry (or earlier 'run') named $name; known: ${known:-none}" >&2
+      exit 2
+    fi
+  done
+}
+
 command_of() {
   local line
   line=$(procfile_entries | awk -F'\t' -v n="$1" '$1 == n { print $2 }')
@@ -156,11 +169,9 @@ wait_healthy() {
 # Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each.
 start_entries() {
   local name line started=() failed=0
+  known_or_exit "$@"
   for name; do
-    line=$(command_of "$name") || {
-      echo "no Procfile entry (or earlier 'run') named $name" >&2
-      exit 2
-    }
+    line=$(command_of "$name")
     if running "$name"; then
       echo "$name is already running (pid $(pid_of "$name"))"
       continue
@@ -177,12 +188,13 @@ start_entries() {
   fi
 }
 
-# SIGTERMs entry $1 if it runs (by its recorded PID).
+# SIGTERMs entry $1 if it runs (by its recorded PID); if not, says so when $2 is `named`.
 signal_entry() {
   if running "$1"; then
     kill -TERM "$(pid_of "$1")"
   else
     rm -f "$state/$1.pid"
+    if [ "${2:-}" = named ]; then echo "$1 is not running"; fi
   fi
 }
 
@@ -227,8 +239,10 @@ case "$cmd" in
     start_entries "$name" ;;
   stop)
     # Signal them all first, then wait: the nodes stop side by side.
+    known_or_exit "$@"
     mapfile -t todo < <(names with-run "$@")
-    for name in "${todo[@]}"; do signal_entry "$name"; done
+    if [ $# -gt 0 ]; then named=named; else named=; fi
+    for name in "${todo[@]}"; do signal_entry "$name" "$named"; done
     failed=0
     for name in "${todo[@]}"; do wait_stopped "$name" || failed=1; done
     exit "$failed" ;;
@@ -237,6 +251,7 @@ case "$cmd" in
       if running "$name"; then echo "$name running (pid $(pid_of "$name"))"; else echo "$name stopped"; fi
     done ;;
   logs)
+    known_or_exit "$@"
     if [ $# -gt 0 ]; then tail -f "$state/$1.log"; else tail -f "$state"/*.log; fi ;;
   *)
     sed -n '2,18p' "$0"

@@ -325,3 +325,33 @@ fn run_reports_a_command_that_exits() {
     let status = text(&f.cluster_sh(&["status"]).stdout);
     assert!(status.contains("extra stopped"), "{status}");
 }
+
+/// `stop` of a name it does not know (a typo: `raftexample-2`) exits 2 naming the names it
+/// knows, and stops nothing, not even the names given with it: it said nothing and exited 0,
+/// as if the node had stopped. A known name that is not running is said to be so.
+#[test]
+fn stop_refuses_a_name_it_does_not_know() {
+    let f = Folder::new(2);
+    let out = f.cluster_sh(&["start", "raftexample1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = f.pid("raftexample1").expect("a pid file");
+
+    let out = f.cluster_sh(&["stop", "raftexample1", "raftexample-2"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "no Procfile entry (or earlier 'run') named raftexample-2; known: raftexample1 \
+         raftexample2\n"
+    );
+    assert!(alive(pid), "a refused stop stopped raftexample1");
+
+    let out = f.cluster_sh(&["stop", "raftexample2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "raftexample2 is not running\n");
+
+    let out = f.cluster_sh(&["stop", "raftexample1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "stopped raftexample1\n");
+    assert!(!alive(pid), "pid {pid} still runs after stop");
+}
