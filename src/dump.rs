@@ -127,43 +127,12 @@ fn dump_snapshots(
     for path in files {
         let line = match crate::snapshotter::read_file(&path) {
             Ok(snap) => {
-                let meta = snap.get_metadata();
-                let decoded = decode_snapshot(&snap.data);
-                let (members, keys, incarnation) = match &decoded {
-                    Ok((state, map)) => {
-                        incarnations.insert((meta.term, meta.index), state.incarnation);
-                        (
-                            state
-                                .members
-                                .urls
-                                .iter()
-                                .map(|(id, url)| format!("{id}={url}"))
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            map.len().to_string(),
-                            state.incarnation.text(),
-                        )
-                    }
-                    Err(e) => (format!("undecodable: {e}"), "?".into(), "?".into()),
-                };
-                if as_json {
-                    json!({
-                        "file": path.display().to_string(), "type": "snapshot-file",
-                        "term": meta.term, "index": meta.index,
-                        "voters": meta.get_conf_state().voters, "members": members,
-                        "keys": keys, "incarnation": incarnation, "bytes": snap.data.len(),
-                    })
-                    .to_string()
-                } else {
-                    format!(
-                        "{}  snapshot-file  term={} index={} voters={:?} members={members} keys={keys} incarnation={incarnation} bytes={}",
-                        path.display(),
-                        meta.term,
-                        meta.index,
-                        meta.get_conf_state().voters,
-                        snap.data.len()
-                    )
+                let (line, incarnation) = snapshot_file_line(&path, &snap, as_json);
+                if let Some(incarnation) = incarnation {
+                    let meta = snap.get_metadata();
+                    incarnations.insert((meta.term, meta.index), incarnation);
                 }
+                line
             }
             Err(err) => {
                 if as_json {
@@ -177,6 +146,68 @@ fn dump_snapshots(
         writeln!(out, "{line}")?;
     }
     Ok(incarnations)
+}
+
+/// The line of a snapshot file that reads, and its incarnation if its data decodes. In JSON,
+/// `keys` is a number and `members` maps each id to its peer URL, as scripts take them (an
+/// undecodable file gives them as `null`, with an `error`).
+fn snapshot_file_line(
+    path: &Path,
+    snap: &raft::eraftpb::Snapshot,
+    as_json: bool,
+) -> (String, Option<Incarnation>) {
+    let meta = snap.get_metadata();
+    let file = path.display().to_string();
+    let voters = sorted_voters(meta);
+    let decoded = decode_snapshot(&snap.data);
+    let line = match (&decoded, as_json) {
+        (Ok((state, map)), true) => json!({
+            "file": file, "type": "snapshot-file", "term": meta.term, "index": meta.index,
+            "voters": voters, "members": state.members.urls, "keys": map.len(),
+            "incarnation": state.incarnation.text(), "bytes": snap.data.len(),
+        })
+        .to_string(),
+        (Err(e), true) => json!({
+            "file": file, "type": "snapshot-file", "term": meta.term, "index": meta.index,
+            "voters": voters, "members": null, "keys": null, "incarnation": null,
+            "bytes": snap.data.len(), "error": format!("its data does not decode: {e}"),
+        })
+        .to_string(),
+        (Ok((state, map)), false) => {
+            let members: Vec<String> = state
+                .members
+                .urls
+                .iter()
+                .map(|(id, url)| format!("{id}={url}"))
+                .collect();
+            format!(
+                "{file}  snapshot-file  term={} index={} voters={voters:?} members={} keys={} \
+                 incarnation={} bytes={}",
+                meta.term,
+                meta.index,
+                members.join(","),
+                map.len(),
+                state.incarnation.text(),
+                snap.data.len()
+            )
+        }
+        (Err(e), false) => format!(
+            "{file}  snapshot-file  term={} index={} voters={voters:?} members=undecodable: {e} \
+             keys=? incarnation=? bytes={}",
+            meta.term,
+            meta.index,
+            snap.data.len()
+        ),
+    };
+    (line, decoded.ok().map(|(state, _)| state.incarnation))
+}
+
+/// A snapshot's voters in ascending order: raft keeps them in no order, and `[2, 1, 3]`
+/// reads like a fault.
+fn sorted_voters(meta: &SnapshotMetadata) -> Vec<u64> {
+    let mut voters = meta.get_conf_state().voters.clone();
+    voters.sort_unstable();
+    voters
 }
 
 /// The incarnation a start would know (see `raft_node::replay_wal`), followed through the
@@ -316,7 +347,7 @@ fn snapshot_text(meta: &SnapshotMetadata) -> String {
         "term={} index={} voters={:?}",
         meta.term,
         meta.index,
-        meta.get_conf_state().voters
+        sorted_voters(meta)
     )
 }
 
@@ -352,11 +383,11 @@ fn record_json(
         }),
         Record::Snapshot(meta) => json!({
             "file": file, "offset": offset, "type": "snapshot-marker",
-            "term": meta.term, "index": meta.index, "voters": meta.get_conf_state().voters,
+            "term": meta.term, "index": meta.index, "voters": sorted_voters(meta),
         }),
         Record::SnapshotReset(meta) => json!({
             "file": file, "offset": offset, "type": "snapshot-marker", "reset": true,
-            "term": meta.term, "index": meta.index, "voters": meta.get_conf_state().voters,
+            "term": meta.term, "index": meta.index, "voters": sorted_voters(meta),
         }),
         Record::Padding(n) => json!({
             "file": file, "offset": offset, "type": "padding", "bytes": n,
@@ -549,6 +580,77 @@ mod tests {
             record_json(path, 0, 64, &before, None)[0]["joined_at"],
             Value::Null
         );
+    }
+
+    /// A snapshot file's line in JSON gives `keys` as a number and `members` as an object of
+    /// id to peer URL (they were a string each: `"13"`, `"1=http://..,2=.."`); voters are in
+    /// ascending order there, in its text line and on a snapshot marker's lines, whatever
+    /// order raft keeps them in (`[2, 1, 3]` read like a fault).
+    #[test]
+    fn snapshot_lines_give_numbers_a_map_of_members_and_sorted_voters() {
+        let mut state = crate::kvstore::ClusterState::default();
+        for id in [2, 1, 3] {
+            state.members.add(id, format!("http://127.0.0.1:{id}"), id);
+        }
+        let mut map = crate::kvstore::Map::default();
+        map.insert("/a", "1");
+        map.insert("/b", b"\xff");
+        let mut meta = SnapshotMetadata {
+            term: 4,
+            index: 20,
+            ..Default::default()
+        };
+        meta.mut_conf_state().voters = vec![2, 1, 3];
+        let mut snap = raft::eraftpb::Snapshot {
+            data: crate::kvstore::encode_snapshot(&state, &map).into(),
+            ..Default::default()
+        };
+        snap.set_metadata(meta.clone());
+        let path = Path::new("/data/snap/0000000000000004-0000000000000014.snap");
+
+        let (line, incarnation) = snapshot_file_line(path, &snap, true);
+        assert_eq!(incarnation, Some(state.incarnation));
+        let v: Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(v["keys"], 2, "{v}");
+        assert_eq!(
+            v["members"],
+            json!({
+                "1": "http://127.0.0.1:1", "2": "http://127.0.0.1:2", "3": "http://127.0.0.1:3",
+            }),
+        );
+        assert_eq!(v["voters"], json!([1, 2, 3]));
+        let (line, _) = snapshot_file_line(path, &snap, false);
+        assert!(
+            line.contains(" voters=[1, 2, 3] members=1=http://127.0.0.1:1,"),
+            "{line}"
+        );
+        assert!(line.contains(" keys=2 "), "{line}");
+
+        snap.data = b"not a snapshot".to_vec().into();
+        let (line, incarnation) = snapshot_file_line(path, &snap, true);
+        assert_eq!(incarnation, None);
+        let v: Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(
+            (&v["keys"], &v["members"]),
+            (&Value::Null, &Value::Null),
+            "{v}"
+        );
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not decode")),
+            "{v}"
+        );
+
+        let wal = Path::new("/data/wal/0000000000000000-0000000000000000.wal");
+        for record in [Record::Snapshot(meta.clone()), Record::SnapshotReset(meta)] {
+            let text = record_text(wal, 0, &record, None);
+            assert!(text[0].contains("index=20 voters=[1, 2, 3]"), "{text:?}");
+            assert_eq!(
+                record_json(wal, 0, 64, &record, None)[0]["voters"],
+                json!([1, 2, 3])
+            );
+        }
     }
 
     /// A value that is not UTF-8 is shown escaped, cut like any other, in text and in JSON
