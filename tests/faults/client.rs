@@ -101,37 +101,10 @@ impl Http {
             .client
             .put(Http::url(id, &format!("/{key}")))
             .body(value.to_vec());
-        let (status, body) = match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                match response.text().await {
-                    Ok(body) => (status, body),
-                    // A 204 is a success whatever became of its (empty) body.
-                    Err(_) if status == 204 => return (Outcome::Ok, None),
-                    // A 503's body says whether the write may still happen; it was lost.
-                    Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
-                }
-            }
-            Err(e) => {
-                let why = Why::of_error(&e);
-                // Refused: the connection was never made, so the request was never sent.
-                let outcome = match why {
-                    Why::Refused(_) => Outcome::Failed,
-                    _ => Outcome::Unknown,
-                };
-                return (outcome, Some(why));
-            }
-        };
-        let outcome = match status {
-            204 => return (Outcome::Ok, None),
-            // The node is certain the write did not and will not happen (it never left the
-            // node, or every copy of it was overwritten).
-            503 if body.contains("will not happen") => Outcome::Failed,
-            // A timeout (or any other 503) may still commit.
-            503 => Outcome::Unknown,
-            _ => panic!("PUT on node {id} answered {status}: {body}"),
-        };
-        (outcome, Some(Why::Status(status, first_line(&body))))
+        match request.send().await {
+            Ok(response) => put_answer(key, response).await,
+            Err(e) => unsent(&e),
+        }
     }
 
     /// `GET /key` on node `id`, and why it did not succeed if it did not: linearizable, or
@@ -141,49 +114,8 @@ impl Http {
         let query = if stale { "?stale" } else { "" };
         let url = Http::url(id, &format!("/{key}{query}"));
         match self.client.get(url).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let content_type = response
-                    .headers()
-                    .get(reqwest::header::CONTENT_TYPE)
-                    .cloned();
-                let body = match response.bytes().await {
-                    Ok(body) => body,
-                    Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
-                };
-                if status == 200 {
-                    let text = std::str::from_utf8(&body).is_ok();
-                    let expected = if text {
-                        "text/plain; charset=utf-8"
-                    } else {
-                        "application/octet-stream"
-                    };
-                    assert!(
-                        content_type.as_ref().is_some_and(|c| c == expected),
-                        "GET {key} on node {id} read {} as {content_type:?}, not {expected}",
-                        shown(&body)
-                    );
-                    return (Outcome::Value(shown(&body)), None);
-                }
-                let body = String::from_utf8_lossy(&body);
-                match status {
-                    404 => (Outcome::NotFound, None),
-                    // A read changes nothing: any refusal is a definite failure.
-                    503 => (
-                        Outcome::Failed,
-                        Some(Why::Status(status, first_line(&body))),
-                    ),
-                    _ => panic!("GET on node {id} answered {status}: {body}"),
-                }
-            }
-            Err(e) => {
-                let why = Why::of_error(&e);
-                let outcome = match why {
-                    Why::Refused(_) => Outcome::Failed,
-                    _ => Outcome::Unknown,
-                };
-                (outcome, Some(why))
-            }
+            Ok(response) => get_answer(key, response).await,
+            Err(e) => unsent(&e),
         }
     }
 
@@ -228,6 +160,110 @@ impl Http {
             Err(e) => Answer::NoAnswer(e.to_string()),
         }
     }
+}
+
+/// A request that got no answer: refused (never sent, so a definite failure), timed out or
+/// cut (unknown).
+fn unsent(e: &reqwest::Error) -> (Outcome, Option<Why>) {
+    let why = Why::of_error(e);
+    let outcome = match why {
+        Why::Refused(_) => Outcome::Failed,
+        _ => Outcome::Unknown,
+    };
+    (outcome, Some(why))
+}
+
+/// What a node's answer to `PUT /key` says of the write.
+async fn put_answer(key: &str, response: reqwest::Response) -> (Outcome, Option<Why>) {
+    let status = response.status().as_u16();
+    let body = match response.text().await {
+        Ok(body) => body,
+        // A 204 is a success whatever became of its (empty) body.
+        Err(_) if status == 204 => return (Outcome::Ok, None),
+        // A 503's body says whether the write may still happen; it was lost.
+        Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
+    };
+    let outcome = match status {
+        204 => return (Outcome::Ok, None),
+        // The node is certain the write did not and will not happen (it never left the
+        // node, or every copy of it was overwritten).
+        503 if body.contains("will not happen") => Outcome::Failed,
+        // A timeout (or any other 503) may still commit.
+        503 => Outcome::Unknown,
+        // Whatever went wrong in the node, the write may have been proposed.
+        _ => {
+            let what = format!("PUT {key} answered {status}: {}", first_line(&body));
+            return (Outcome::Unknown, Some(Why::Unexpected(what)));
+        }
+    };
+    (outcome, Some(Why::Status(status, first_line(&body))))
+}
+
+/// What a node's answer to `GET /key` read. A 200 whose Content-Type does not fit its bytes
+/// is not taken as a read: the history keeps it as [`Why::Unexpected`], and the run turns
+/// that into a problem ([`unexpected_answers`]) instead of the harness panicking and losing
+/// the run's files.
+async fn get_answer(key: &str, response: reqwest::Response) -> (Outcome, Option<Why>) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .cloned();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(e) => return (Outcome::Unknown, Some(Why::Cut(error_chain(&e)))),
+    };
+    if status == 200 {
+        let expected = if std::str::from_utf8(&body).is_ok() {
+            "text/plain; charset=utf-8"
+        } else {
+            "application/octet-stream"
+        };
+        if content_type.as_ref().is_some_and(|c| c == expected) {
+            return (Outcome::Value(shown(&body)), None);
+        }
+        let what = format!(
+            "GET {key} read {} as {content_type:?}, not {expected}",
+            shown(&body)
+        );
+        return (Outcome::Failed, Some(Why::Unexpected(what)));
+    }
+    let body = String::from_utf8_lossy(&body);
+    match status {
+        404 => (Outcome::NotFound, None),
+        // A read changes nothing: any refusal is a definite failure.
+        503 => (
+            Outcome::Failed,
+            Some(Why::Status(status, first_line(&body))),
+        ),
+        _ => {
+            let what = format!("GET {key} answered {status}: {}", first_line(&body));
+            (Outcome::Failed, Some(Why::Unexpected(what)))
+        }
+    }
+}
+
+/// The problem a run reports when any of `history`'s answers was one the REST API never
+/// gives ([`Why::Unexpected`]): how many, and the first three; `None` when there was none.
+/// Any such answer fails the run, wherever it came from: a client, the stale probe, the final
+/// reads.
+pub fn unexpected_answers(history: &[Recorded]) -> Option<String> {
+    let odd: Vec<String> = history
+        .iter()
+        .filter_map(|r| match &r.why {
+            Some(Why::Unexpected(what)) => Some(format!("node {}: {what}", r.node)),
+            _ => None,
+        })
+        .collect();
+    if odd.is_empty() {
+        return None;
+    }
+    let first: Vec<&str> = odd.iter().take(3).map(String::as_str).collect();
+    Some(format!(
+        "answers the REST API never gives: {} in all; {}",
+        odd.len(),
+        first.join("; ")
+    ))
 }
 
 /// A value as the history shows it: escaped, so that values of any bytes compare as the bytes
@@ -361,5 +397,107 @@ pub async fn run_client(
             _ = stop.cancelled() => {}
             _ = tokio::time::sleep(think) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node's answer as reqwest hands it over: `status`, a Content-Type if any, `body`.
+    fn answer(status: u16, content_type: Option<&str>, body: &[u8]) -> reqwest::Response {
+        let mut builder = axum::http::Response::builder().status(status);
+        if let Some(content_type) = content_type {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        reqwest::Response::from(
+            builder
+                .body(body.to_vec())
+                .expect("a status and a header that parse"),
+        )
+    }
+
+    fn recorded(node: u64, (outcome, why): (Outcome, Option<Why>)) -> Recorded {
+        Recorded {
+            node,
+            why,
+            op: Operation {
+                client: 0,
+                key: "k0".into(),
+                kind: OpKind::Get,
+                invoke_ns: 1_000,
+                complete_ns: 2_000,
+                outcome,
+            },
+        }
+    }
+
+    /// A GET whose Content-Type does not fit its bytes, and a GET or PUT answered with a status
+    /// the REST API never sends it, come back as `Why::Unexpected` (the harness used to panic
+    /// on them, in its own final reads too, and lost the run's history); the history holding
+    /// them gives the run a problem naming each, and one without them none.
+    #[tokio::test]
+    async fn an_answer_the_api_never_gives_is_recorded_for_the_run_to_report() {
+        let binary = b"c0-3\xff\x00\xe2\x82";
+        let as_text = get_answer("k0", answer(200, Some("text/plain; charset=utf-8"), binary));
+        let (outcome, why) = as_text.await;
+        assert_eq!(outcome, Outcome::Failed, "not taken as a read");
+        let Some(Why::Unexpected(what)) = &why else {
+            panic!("a mismatch is Unexpected: {why:?}");
+        };
+        assert!(
+            what.contains(r"c0-3\xff\x00\xe2\x82") && what.contains("not application/octet-stream"),
+            "{what}"
+        );
+        let untyped = get_answer("k0", answer(200, None, b"c0-1")).await;
+        assert!(matches!(untyped.1, Some(Why::Unexpected(_))), "{untyped:?}");
+        let server_error = get_answer("k1", answer(500, None, b"boom\nmore")).await;
+        assert_eq!(
+            server_error,
+            (
+                Outcome::Failed,
+                Some(Why::Unexpected("GET k1 answered 500: boom".into()))
+            )
+        );
+        let put = put_answer("k2", answer(400, None, b"bad request")).await;
+        assert_eq!(
+            put,
+            (
+                Outcome::Unknown,
+                Some(Why::Unexpected("PUT k2 answered 400: bad request".into()))
+            ),
+            "the write may have been proposed"
+        );
+
+        // The answers the API does give are what they were.
+        let octets = Some("application/octet-stream");
+        let fine = [
+            get_answer("k0", answer(200, octets, binary)).await,
+            get_answer(
+                "k0",
+                answer(200, Some("text/plain; charset=utf-8"), b"c0-1"),
+            )
+            .await,
+            get_answer("k0", answer(404, None, b"")).await,
+            put_answer("k0", answer(204, None, b"")).await,
+        ];
+        assert_eq!(
+            fine.clone().map(|(outcome, _)| outcome),
+            [
+                Outcome::Value(shown(binary)),
+                Outcome::Value("c0-1".into()),
+                Outcome::NotFound,
+                Outcome::Ok
+            ]
+        );
+        let mut history: Vec<Recorded> = fine.into_iter().map(|a| recorded(1, a)).collect();
+        assert_eq!(unexpected_answers(&history), None);
+
+        history.push(recorded(2, (outcome, why)));
+        history.push(recorded(3, server_error));
+        let problem = unexpected_answers(&history).expect("a problem for the run");
+        assert!(problem.contains("2 in all"), "{problem}");
+        assert!(problem.contains("node 2: GET k0 read"), "{problem}");
+        assert!(problem.contains("node 3: GET k1 answered 500"), "{problem}");
     }
 }

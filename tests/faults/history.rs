@@ -35,4 +35,8 @@ pub enum Why {
     Refused(String),
     /// The connection broke after the request was sent, or the body could not be read.
     Cut(String),
+    /// An answer the REST API never gives to that request (a status it does not send, a
+    /// GET's Content-Type that does not fit the bytes), said in one line: a bug of the node,
+    /// which fails the run with its files kept. Not taken as a read, nor as a PUT's verdict.
+    Unexpected(String),
 }

@@ -258,7 +258,7 @@ pub fn explain(history: &[Recorded], timeline: &Timeline, stalls: &[Stall]) -> V
             };
             let detail = match &r.why {
                 Some(Why::Status(status, body)) => format!("{status} {body}"),
-                Some(Why::Cut(e) | Why::Refused(e)) => e.clone(),
+                Some(Why::Cut(e) | Why::Refused(e) | Why::Unexpected(e)) => e.clone(),
                 Some(Why::ClientTimeout) | None => String::new(),
             };
             UnknownOp {
