@@ -164,6 +164,10 @@ pub enum RestoreFrom {
 pub struct KvStore {
     map: Arc<RwLock<Map>>,
     applied: Arc<AtomicU64>,
+    /// Test seam: once set, the state machine's thread panics on the next message it takes,
+    /// as a bug there would make it (see [`KvStore::panic_on_its_thread`]).
+    #[cfg(test)]
+    panic_on_its_thread: Arc<AtomicBool>,
 }
 
 impl KvStore {
@@ -172,7 +176,16 @@ impl KvStore {
         KvStore {
             map: Arc::new(RwLock::new(map)),
             applied: Arc::new(AtomicU64::new(applied)),
+            #[cfg(test)]
+            panic_on_its_thread: Arc::default(),
         }
+    }
+
+    /// Test seam: the state machine's thread panics on the next message it takes, so tests
+    /// can check that the node hears of a thread that unwound as of one that returned.
+    #[cfg(test)]
+    pub(crate) fn panic_on_its_thread(&self) {
+        self.panic_on_its_thread.store(true, Ordering::Release);
     }
 
     /// The value of `key`, from the local map (callers decide whether a ReadIndex comes first).
@@ -220,12 +233,18 @@ impl KvStore {
     }
 
     fn apply_loop(self, rx: Receiver<Apply>, backlog: &AtomicUsize, stopped: &AtomicBool) {
+        // Set however this thread ends: a snapshot it cannot restore returns below, a bug
+        // unwinds through here. The backlog never drops back to zero then: nothing more is
+        // applied inline, and the next send finds the channel closed. The flag tells the node
+        // before any send: an idle node would otherwise serve its stale map until one. (Also
+        // set when the applier is dropped and the loop ends; nobody reads it then.)
+        let _stops = StopsOnExit(stopped);
         while let Ok(msg) = rx.recv() {
+            #[cfg(test)]
+            if self.panic_on_its_thread.load(Ordering::Acquire) {
+                panic!("injected: a bug on the state machine's thread");
+            }
             if !self.handle(msg, true) {
-                // The backlog never drops back to zero now: nothing more is applied inline,
-                // and the next send finds the channel closed. The flag tells the node before
-                // any send: an idle node would otherwise serve its stale map until one.
-                stopped.store(true, Ordering::Release);
                 return;
             }
             // Release: whoever sees the backlog drop also sees what this message did to the map.
@@ -347,6 +366,16 @@ impl KvStore {
     }
 }
 
+/// Raises the applier's `stopped` flag when dropped, which the state machine's thread's end
+/// does whether it returns or unwinds.
+struct StopsOnExit<'a>(&'a AtomicBool);
+
+impl Drop for StopsOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Reads the map of a snapshot to restore.
 fn restore(from: RestoreFrom) -> Result<Map, String> {
     match from {
@@ -380,7 +409,7 @@ pub struct Applier {
     stopped: Arc<AtomicBool>,
 }
 
-/// The state machine's thread has stopped (it could not decode a snapshot).
+/// The state machine's thread has stopped (it could not decode a snapshot, or it panicked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApplyStopped;
 
@@ -396,9 +425,10 @@ impl Applier {
         }
     }
 
-    /// `Err` once applying has stopped for good (a snapshot that could not be restored),
-    /// without sending anything: the node checks it every round, so an idle node stops
-    /// within a tick instead of serving a stale map until its next write or read.
+    /// `Err` once applying has stopped for good (a snapshot that could not be restored, a
+    /// panic on the state machine's thread), without sending anything: the node checks it
+    /// every round, so an idle node stops within a tick instead of serving a stale map until
+    /// its next write or read.
     pub fn check(&self) -> Result<(), ApplyStopped> {
         if self.stopped.load(Ordering::Acquire) {
             Err(ApplyStopped)
@@ -631,5 +661,28 @@ mod tests {
         let inline = Applier::inline(KvStore::default());
         assert_eq!(inline.send(garbage()), Err(ApplyStopped));
         assert_eq!(inline.check(), Err(ApplyStopped), "inline");
+    }
+
+    /// A panic on the state machine's thread (a bug) stops applying for good as well, and the
+    /// applier says so with nothing more sent: the thread's end is told however it ends.
+    #[test]
+    fn a_panic_on_the_state_machines_thread_is_told_without_another_send() {
+        let kv = KvStore::default();
+        let (applier, handle) = kv.spawn_apply_loop(1).expect("an apply thread");
+        kv.panic_on_its_thread();
+        // Too many entries to apply inline: they go to the thread, which would apply them.
+        let entries: Vec<Entry> = (1..=INLINE_ENTRIES as u64 + 1)
+            .map(|i| put_entry(i, "/k", "v"))
+            .collect();
+        let last = entries.len() as u64;
+        applier
+            .send(Apply::Entries {
+                entries,
+                last,
+                done: vec![],
+            })
+            .expect("queued: the thread runs");
+        assert!(handle.join().is_err(), "the thread panicked");
+        assert_eq!(applier.check(), Err(ApplyStopped));
     }
 }

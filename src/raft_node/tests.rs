@@ -1072,13 +1072,36 @@ fn snapshot_message(name: &str, index: u64, to: u64) -> Message {
 /// snapshot's members and table read (the node installs it); its pairs are cut short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_state_machine_stopped_stops_with_nothing_more_to_apply() {
+    stops_on_a_snapshot_its_state_machine_does_not_get_through(|_, data| {
+        data.truncate(data.len() - 2);
+    })
+    .await;
+}
+
+/// The same for a state machine whose thread panicked (a bug) on the snapshot, sound this
+/// time: the thread's end is told however it ends. It used to be told only when it returned,
+/// and the node found out at its next send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_state_machine_panicked_stops_with_nothing_more_to_apply() {
+    stops_on_a_snapshot_its_state_machine_does_not_get_through(|node, _| {
+        node.kv.panic_on_its_thread();
+    })
+    .await;
+}
+
+/// Gives node 2 of three a snapshot at index 100, after `spoil` saw to it that its state
+/// machine does not get through it, and nothing more: the node must stop within 10 s, saying
+/// why.
+async fn stops_on_a_snapshot_its_state_machine_does_not_get_through(
+    spoil: impl FnOnce(&Fed, &mut Vec<u8>),
+) {
     let cluster: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
     let node = Fed::start(2, cluster.clone(), false).await;
     let snap_dir = node._dir.path().join("raftexample-2-snap");
     let mut map = crate::kvstore::Map::default();
     map.insert("/from-snapshot", "yes");
     let mut data = snapshot_data(&map, &cluster);
-    data.truncate(data.len() - 2);
+    spoil(&node, &mut data);
     let arrived = arrived_snapshot_data(data, &snap_dir, 100, 0);
     let _ = node.step(snapshot_message(&arrived, 100, 2)).await;
     let exit = tokio::time::timeout(Duration::from_secs(10), node.exit)
