@@ -856,27 +856,30 @@ mod tests {
     }
 
     /// Node 4, of the first cluster, starts on an empty data dir, and member 2, started a
-    /// moment after it, knows it has run: its doubt stops the start though its port was not
-    /// bound yet when node 4 first asked (that question was refused, and counted as no answer).
+    /// moment after it, knows it has run: its doubt stops the start though its port did not
+    /// listen yet when node 4 first asked (that question was refused, and counted as no answer).
     #[tokio::test]
     async fn a_member_that_binds_its_port_a_moment_later_is_still_asked_before_bootstrap() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("bound");
-        let url = format!("http://{port}");
-        tokio::spawn(async move {
+        // Bound and not listening, the port refuses connections (Linux answers a reset), and
+        // no other process can take it before member 2 listens on it (no SO_REUSEADDR).
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("a free port on 127.0.0.1");
+        let url = format!("http://{}", socket.local_addr().expect("bound"));
+        let member_starts = async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let listener = tokio::net::TcpListener::bind(port)
-                .await
-                .expect("the port again");
+            let listener = socket.listen(16).expect("listening on the port kept bound");
             Member::serve(listener, DOUBT)
-        });
-        let err = lookup(vec![(2, url)])
-            .before_bootstrap()
-            .await
-            .expect_err("member 2's doubt stops it");
+        };
+        let lookup = lookup(vec![(2, url)]);
+        let (member, asked) = tokio::join!(member_starts, lookup.before_bootstrap());
+        let err = asked.expect_err("member 2's doubt stops it");
         assert!(err.contains("has run since it was last added"), "{err}");
+        assert!(
+            member.asked.load(Ordering::SeqCst) >= 1,
+            "asked once it listened"
+        );
     }
 
     /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.
