@@ -134,7 +134,8 @@ impl StartError {
         // user's campaign); a node alone holds it nowhere else.
         damaged.then_some(
             "to bring this node back, if the other members are healthy: remove it and add it \
-             back (DELETE /<id>, then POST /<id> with its peer URL, on a member), move \
+             back (DELETE /<id>, then POST /<id> with its peer URL, on a member; a 404 to the \
+             DELETE means it was removed already: go on with the POST), move \
              raftexample-<id> and raftexample-<id>-snap aside, and start it again with --join; \
              it then copies everything from them. A backup of a member of a larger cluster will \
              not do (it has forgotten votes it cast and entries it acknowledged since); a \
@@ -687,8 +688,8 @@ mod tests {
 
     use super::*;
 
-    /// A damaged data dir gets the advice for a lost disk: removed and added back, then
-    /// started with `--join`. It advised restoring a backup (a voter that forgot what it
+    /// A damaged data dir gets the advice for a lost disk: removed and added back (a 404 to
+    /// the DELETE: a node removed already), then started with `--join`. It advised restoring a backup (a voter that forgot what it
     /// promised) or starting with `--join` alone, which the members refuse. A snapshot that
     /// is whole but does not decode is not damage: most likely a newer build's.
     #[test]
@@ -698,6 +699,7 @@ mod tests {
             .expect("advice for a damaged data dir");
         assert!(
             remedy.contains("DELETE /<id>, then POST /<id>")
+                && remedy.contains("a 404 to the DELETE means it was removed already")
                 && remedy.contains("move raftexample-<id> and raftexample-<id>-snap aside")
                 && remedy.contains("--join")
                 && remedy.contains("larger cluster will not do"),
