@@ -13,9 +13,9 @@
 #   ./cluster.sh status                which entries are running
 #   ./cluster.sh logs [name]           follow the logs
 #
-# PIDs and logs live in .cluster/ next to the Procfile. A node's REST address is read from its
-# --port (9121 if absent) and --listen-host flags. CLUSTER_START_TIMEOUT and
-# CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs nothing but bash.
+# PIDs and logs live in .cluster/ next to the Procfile; a node's REST address is read from its
+# --port (9121 if absent) and --listen-host. CLUSTER_START_TIMEOUT and CLUSTER_STOP_TIMEOUT
+# (seconds, default 60 and 30) bound the waits. Needs bash, coreutils, grep, sed and awk.
 set -euo pipefail
 cd "$(dirname "$0")"
 state=.cluster

@@ -47,8 +47,9 @@ pub struct Config {
     #[arg(long, default_value = "0.0.0.0")]
     pub listen_host: IpAddr,
 
-    /// Take a snapshot after this many applied entries. A snapshot writes the whole state, so a
-    /// big state wants a bigger count (1 M keys of 100 bytes: 110 MB per snapshot).
+    /// Take a snapshot after this many applied entries (0 counts as 1). A snapshot writes the
+    /// whole state, so a big state wants a bigger count (1 M keys of 100 bytes: 110 MB per
+    /// snapshot).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_count: u64,
 
@@ -62,7 +63,8 @@ pub struct Config {
     #[arg(long, default_value_t = 64 << 20)]
     pub snapshot_log_bytes: u64,
 
-    /// Snapshot files kept on disk (older ones are deleted).
+    /// Snapshot files kept on disk (older ones are deleted); at least 2: a lower value counts
+    /// as 2.
     #[arg(long, default_value_t = 5)]
     pub max_snapshots: usize,
 

@@ -289,9 +289,9 @@ pub struct NodeStatus {
     pub commit_at_start: u64,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
-    /// Sessions in the exactly-once table (one per node that proposed since it last
-    /// restarted) and the ranges of applied request numbers it holds: its size, which stays
-    /// small however long the cluster runs.
+    /// Sessions in the exactly-once table (one per member, its running process's: every
+    /// process registers one as soon as it is a member) and the ranges of applied request
+    /// numbers it holds: its size, which stays small however long the cluster runs.
     pub sessions: (usize, usize),
     /// The cluster's incarnation as of `applied` (see [`crate::incarnation`]): hex, or
     /// `not-yet` (no session registration applied yet) or `unknown` (restored from a
