@@ -24,6 +24,10 @@ pub enum Request {
     Propose {
         /// An encoded [`crate::kvstore::Command`].
         data: Vec<u8>,
+        /// How long the node has to answer, from when it reads the request: what is left of
+        /// the client's wait after the checks made before proposing it; `None` (or longer):
+        /// the proposal timeout.
+        wait: Option<Duration>,
         /// Answered once the entry is applied on this node.
         done: Responder,
     },
@@ -35,6 +39,8 @@ pub enum Request {
         /// against; `None` without the check. The change is applied only if the voters are
         /// still those when it commits: another change applied first refuses it.
         checked_voters: Option<Vec<u64>>,
+        /// As for [`Request::Propose`]: the strict check's time comes out of it.
+        wait: Option<Duration>,
         /// Answered once the change is applied on this node.
         done: Responder,
     },

@@ -111,7 +111,12 @@ impl NodeHandle {
                 })?;
         }
         let data = crate::kvstore::Command::Put { key, value }.encode();
-        self.proposal(|done| Request::Propose { data, done }).await
+        self.proposal(|done| Request::Propose {
+            data,
+            wait: None,
+            done,
+        })
+        .await
     }
 
     /// Reads `key`.
@@ -159,6 +164,7 @@ impl NodeHandle {
         self.proposal(|done| Request::ChangeMembers {
             change,
             checked_voters,
+            wait: None,
             done,
         })
         .await

@@ -124,8 +124,12 @@ pub(super) struct Proposals {
     next_seq: u64,
     pending: BTreeMap<u64, Pending>,
     /// Normal requests withdrawn (see the module documentation), waiting for a fence or a copy
-    /// to settle them, or for their deadline. All below every number in `pending` that is
-    /// not a membership change, as deadlines follow the numbers.
+    /// to settle them, or for their deadline. Nearly always below every number in `pending`
+    /// that is not a membership change, as deadlines follow the numbers; but a request whose
+    /// checks took part of its wait (see `NodeHandle::put`) comes with a shorter one, and may
+    /// be withdrawn above a request still pending. Its fence then waits, as behind a
+    /// membership change, until those below are settled too ([`Proposals::fence_due`]): if
+    /// neither comes by its deadline, it hears "may still happen".
     settling: BTreeMap<u64, Pending>,
     /// When the last fence was proposed, and the floor it carried.
     fence_sent: Option<(Instant, u64)>,
@@ -190,10 +194,12 @@ impl Proposals {
         }
     }
 
-    /// Takes a client's request. One whose client has already gone (it waited in the inbox
-    /// past the handle's timeout, and the client heard "may still happen") is dropped
-    /// unproposed: proposed now, it could take effect after its client gave up on it.
-    pub fn add(&mut self, request: Asked, done: Responder, now: Instant) {
+    /// Takes a client's request, to answer within `wait` (at most, and by default, the
+    /// timeout: what checks before it left of its client's wait). One whose client has
+    /// already gone (it waited in the inbox past the handle's timeout, and the client heard
+    /// "may still happen") is dropped unproposed: proposed now, it could take effect after its
+    /// client gave up on it.
+    pub fn add(&mut self, request: Asked, done: Responder, now: Instant, wait: Option<Duration>) {
         if done.is_closed() {
             return;
         }
@@ -209,7 +215,7 @@ impl Proposals {
             Pending {
                 request,
                 done,
-                deadline: now + self.timeout,
+                deadline: now + wait.map_or(self.timeout, |wait| wait.min(self.timeout)),
                 sent_at: None,
                 queued: !is_change,
                 forwarded: false,
@@ -927,7 +933,12 @@ mod tests {
 
     fn put(p: &mut Proposals, now: Instant) -> Answer {
         let (tx, rx) = oneshot::channel();
-        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, now);
+        p.add(
+            Asked::Command(Bytes::from_static(b"\x00cmd")),
+            tx,
+            now,
+            None,
+        );
         rx
     }
 
@@ -940,7 +951,7 @@ mod tests {
         let (mut p, _sessions) = registered(t0);
         let (tx, gone) = oneshot::channel();
         drop(gone);
-        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, t0);
+        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, t0, None);
         let (tx, gone) = oneshot::channel();
         drop(gone);
         let change = Asked::Change {
@@ -948,7 +959,7 @@ mod tests {
             voters: None,
             sent_with: None,
         };
-        p.add(change, tx, t0);
+        p.add(change, tx, t0, None);
         assert!(p.is_empty(), "nothing kept for a client that has gone");
         assert!(p.take_batch(true, 0, t0).is_empty(), "no write proposed");
         assert!(
@@ -1110,6 +1121,7 @@ mod tests {
             },
             tx,
             now,
+            None,
         );
         let next = p.take_change(now, &[1, 2, 3]).expect("the change is due");
         p.sent(&[next.seq], None, now);
@@ -1153,6 +1165,46 @@ mod tests {
             forwarded.try_recv(),
             Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
         );
+        assert_eq!(p.len(), 0);
+    }
+
+    /// A request whose checks took part of its client's wait (a PUT of a value that is not
+    /// UTF-8, a membership change under the strict check) comes with what is left of it, and
+    /// is answered by then, its answer counting the client's whole wait; a wait longer than the
+    /// timeout is cut to it (review 107: the checks and then a whole timeout made twice the
+    /// wait the REST API promises). Withdrawn while a request below it, with a later deadline,
+    /// is still pending, it gets no fence: the floor cannot pass it alone.
+    #[test]
+    fn a_request_with_part_of_its_wait_left_is_answered_by_then() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let (mut p, _) = registered(t0);
+        let mut whole = put(&mut p, t0);
+        let mut add = |wait| {
+            let (tx, answer) = oneshot::channel();
+            p.add(
+                Asked::Command(Bytes::from_static(b"\x00cmd")),
+                tx,
+                t0,
+                Some(wait),
+            );
+            answer
+        };
+        let mut rest = add(secs(2));
+        let mut longer = add(secs(60));
+        let batch = p.take_batch(false, 0, t0);
+        let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
+        p.sent(&seqs, None, t0);
+        // In the last second of its 2 s: withdrawn, but `whole` holds the floor below it.
+        p.on_tick(t0 + Duration::from_millis(1500), true);
+        assert_eq!(p.fence_due(t0 + Duration::from_millis(1500)), None);
+        p.on_tick(t0 + secs(2), true);
+        assert_eq!(rest.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
+        assert!(whole.try_recv().is_err(), "answered before its deadline");
+        assert!(longer.try_recv().is_err(), "answered before its deadline");
+        p.on_tick(t0 + secs(5), true);
+        assert_eq!(whole.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
+        assert_eq!(longer.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
         assert_eq!(p.len(), 0);
     }
 

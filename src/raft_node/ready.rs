@@ -302,12 +302,14 @@ impl RaftNode {
     pub fn on_request(&mut self, request: Request) {
         let now = self.now();
         match request {
-            Request::Propose { data, done } => {
-                self.proposals.add(Asked::Command(data.into()), done, now)
+            Request::Propose { data, wait, done } => {
+                self.proposals
+                    .add(Asked::Command(data.into()), done, now, wait)
             }
             Request::ChangeMembers {
                 change,
                 checked_voters,
+                wait,
                 done,
             } => self.proposals.add(
                 Asked::Change {
@@ -317,6 +319,7 @@ impl RaftNode {
                 },
                 done,
                 now,
+                wait,
             ),
             Request::Read(done) => self.reads.add(done, now),
             // Not built for an asker that has gone (it gave up waiting): a status describes

@@ -283,11 +283,13 @@ async fn requests_the_node_never_read_before_it_stopped_will_not_happen() {
                     value: "v".into(),
                 }
                 .encode(),
+                wait: None,
                 done,
             },
             1 => Request::ChangeMembers {
                 change: MemberChange::Remove { id: 1 },
                 checked_voters: None,
+                wait: None,
                 done,
             },
             _ => Request::Read(done),
@@ -856,6 +858,7 @@ async fn add_node_3(node: &Fed) -> oneshot::Receiver<Result<(), ProposalError>> 
         .send(Request::ChangeMembers {
             change,
             checked_voters: None,
+            wait: None,
             done,
         })
         .await
@@ -1534,7 +1537,11 @@ async fn put_withdrawn_by_a_leader(
     }
     .encode();
     node.requests
-        .send(Request::Propose { data, done })
+        .send(Request::Propose {
+            data,
+            wait: None,
+            done,
+        })
         .await
         .expect("running");
     let copy = node

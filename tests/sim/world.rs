@@ -1638,6 +1638,7 @@ impl World {
                         value: value.into(),
                     }
                     .encode(),
+                    wait: None,
                     done: tx,
                 }
             }
@@ -1985,6 +1986,7 @@ impl World {
             Request::ChangeMembers {
                 change,
                 checked_voters: None,
+                wait: None,
                 done: tx,
             },
         );
@@ -3232,6 +3234,7 @@ impl World {
                 value: "1".into(),
             }
             .encode(),
+            wait: None,
             done: tx,
         };
         self.note(|| format!("probe: a write through n{id} (before: {before:?})"));
