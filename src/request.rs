@@ -79,9 +79,11 @@ pub enum ProposalError {
     NoLeader(Duration),
     /// A leader was known, but the request could not be handed to it in time (it was busy
     /// handing over leadership, or over its limit of uncommitted entries), or this node had no
-    /// session yet to propose it under (its registration had not committed).
+    /// session yet to propose it under (its registration had not committed), or the checks
+    /// made before proposing it (a value that is not UTF-8, the strict reconfiguration check)
+    /// took the whole wait.
     #[error(
-        "the request was not proposed within {0:?} (the leader did not take it, or this node's registration had not committed yet): it will not happen"
+        "the request was not proposed within {0:?} (the leader did not take it, this node's registration had not committed yet, or the checks before proposing it took all that time): it will not happen"
     )]
     NotProposed(Duration),
     /// The node's inbox stayed full for the whole wait, so the request never reached it (a
@@ -206,12 +208,13 @@ pub enum ProposalError {
         "node {0} runs an older build that would skip a value that is not UTF-8, so it was not written; upgrade every node first (text values are unaffected)"
     )]
     OlderBuild(u64),
-    /// A PUT of a value that is not UTF-8 while the leader (this id) did not say in time which
-    /// builds the members run (see [`crate::transport::builds`]): nothing was proposed.
+    /// A PUT of a value that is not UTF-8 while the leader (this id) did not say within the
+    /// time given (a second, or what was left of the write's wait) which builds the members
+    /// run (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
-        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within 1 s, or none it could read), so it was not written: it will not happen; try again"
+        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within {1:?}, or none it could read), so it was not written: it will not happen; try again"
     )]
-    BuildsUnknown(u64),
+    BuildsUnknown(u64, Duration),
 }
 
 impl ProposalError {
@@ -242,7 +245,7 @@ impl ProposalError {
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
             ProposalError::OlderBuild(_) => "older_build",
-            ProposalError::BuildsUnknown(_) => "builds_unknown",
+            ProposalError::BuildsUnknown(..) => "builds_unknown",
         }
     }
 }

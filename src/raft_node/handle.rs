@@ -22,7 +22,18 @@ use crate::transport::probe::Prober;
 
 /// How much longer than its timeout a request waits for the node's own answer before the
 /// handle gives up on it.
-const STUCK_MARGIN: Duration = Duration::from_secs(1);
+pub(super) const STUCK_MARGIN: Duration = Duration::from_secs(1);
+
+/// When a request must be answered by: its timeout after the handle got it. The checks some
+/// make before proposing take their time out of the same wait, so that every request is
+/// answered within the timeout (the REST API's promise, by which clients size their own),
+/// and within [`STUCK_MARGIN`] more only if the node is too stuck to answer.
+type Deadline = tokio::time::Instant;
+
+/// What is left until `deadline`.
+fn left(deadline: Deadline) -> Duration {
+    deadline.saturating_duration_since(Deadline::now())
+}
 
 /// The client side of the inbox: what the REST API and in-process tests use.
 #[derive(Clone)]
@@ -92,28 +103,28 @@ impl NodeHandle {
     /// this node. A value that is not UTF-8 is refused, unproposed, while another member runs
     /// a build that would skip it (see [`Self::with_values_check`]).
     pub async fn put(&self, key: String, value: Bytes) -> Result<(), ProposalError> {
+        let deadline = self.deadline();
         // Text is what every build stores: only another value asks anything of the members.
         if let Some(check) = &self.values_check
             && std::str::from_utf8(&value).is_err()
         {
-            let leader = || {
-                self.shared
-                    .leader
-                    .load(std::sync::atomic::Ordering::Acquire)
-            };
+            let leader = || self.shared.leader.load(Ordering::Acquire);
             check
-                .older_member(leader, self.timeout)
+                .older_member(leader, left(deadline))
                 .await
                 .map_err(|refusal| match refusal {
                     Refusal::Older(member) => ProposalError::OlderBuild(member),
-                    Refusal::LeaderSilent(leader) => ProposalError::BuildsUnknown(leader),
+                    Refusal::LeaderSilent(leader, waited) => {
+                        ProposalError::BuildsUnknown(leader, waited)
+                    }
                     Refusal::NoLeader => ProposalError::NoLeader(self.timeout),
                 })?;
+            self.time_left_after_checks(deadline)?;
         }
         let data = crate::kvstore::Command::Put { key, value }.encode();
-        self.proposal(|done| Request::Propose {
+        self.proposal(deadline, |done, wait| Request::Propose {
             data,
-            wait: None,
+            wait: Some(wait),
             done,
         })
         .await
@@ -129,8 +140,10 @@ impl NodeHandle {
             self.metrics.read_index_requests.inc();
             let started = Instant::now();
             // What a write would hear of a request that never reached the node, or of a stop,
-            // speaks of something that may still happen; nothing of a read does.
-            self.request(Request::Read, ProposalError::ReadTimeout)
+            // speaks of something that may still happen; nothing of a read does. Nothing is
+            // checked first: the node gives it its whole timeout.
+            let read = |done, _| Request::Read(done);
+            self.request(self.deadline(), read, ProposalError::ReadTimeout)
                 .await
                 .map_err(|err| match err {
                     ProposalError::NotTaken(waited) => ProposalError::ReadNotTaken(waited),
@@ -150,24 +163,39 @@ impl NodeHandle {
     /// check on, a change that would leave the cluster unable to reach a quorum with the
     /// members that answer now is refused first.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), ProposalError> {
-        let checked_voters =
-            match &self.strict_reconfig {
-                // A node that stops during the check has proposed nothing.
-                Some(probe) => Some(self.check_quorum_after(&change, probe).await.map_err(
-                    |err| match err {
+        let deadline = self.deadline();
+        let checked_voters = match &self.strict_reconfig {
+            Some(probe) => {
+                let voters = self
+                    .check_quorum_after(&change, probe, deadline)
+                    .await
+                    // A node that stops during the check has proposed nothing.
+                    .map_err(|err| match err {
                         ProposalError::NodeStopped => ProposalError::StoppedUnproposed,
                         other => other,
-                    },
-                )?),
-                None => None,
-            };
-        self.proposal(|done| Request::ChangeMembers {
+                    })?;
+                self.time_left_after_checks(deadline)?;
+                Some(voters)
+            }
+            None => None,
+        };
+        self.proposal(deadline, |done, wait| Request::ChangeMembers {
             change,
             checked_voters,
-            wait: None,
+            wait: Some(wait),
             done,
         })
         .await
+    }
+
+    /// A request whose checks took all its wait, up to `deadline`, is not proposed: it hears
+    /// what it would have at its deadline had it never been proposed. One with any time left
+    /// goes to the node, which answers within that (raft may still commit it in time).
+    fn time_left_after_checks(&self, deadline: Deadline) -> Result<(), ProposalError> {
+        if left(deadline).is_zero() {
+            return Err(ProposalError::NotProposed(self.timeout));
+        }
+        Ok(())
     }
 
     /// etcd's strict reconfiguration check. Every member's peer port is probed (this node
@@ -175,13 +203,14 @@ impl NodeHandle {
     /// the raft node, which refuses it with its own reason. Returns the voters (ascending) it
     /// judged the change against: the change is applied only if they are still the voters
     /// when it commits (two changes checked at once through different nodes must not both
-    /// pass a check that each alone passes).
+    /// pass a check that each alone passes). All of it ends by the request's `deadline`.
     async fn check_quorum_after(
         &self,
         change: &MemberChange,
         probe: &Prober,
+        deadline: Deadline,
     ) -> Result<Vec<u64>, ProposalError> {
-        let status = self.status().await?;
+        let status = self.status_by(deadline).await?;
         let voters: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
         let checked = voters.iter().copied().collect();
         let (add, id) = match change {
@@ -201,26 +230,34 @@ impl NodeHandle {
             let probe = probe.clone();
             probes.spawn(async move { Some((member, probe.answers(member, &url).await?)) });
         }
-        let mut reachable = BTreeSet::from([self.id]);
-        while let Some(probe) = probes.join_next().await {
-            let Some((member, rest_listen)) = probe.ok().flatten() else {
-                continue;
-            };
-            reachable.insert(member);
-            // A URL that reaches the member's own REST API from where it runs (judged as for
-            // this node's, in `http_api::add_member`): that member's messages to the new one
-            // would go to its REST API. An easy slip: `22380`, node 2's REST port, for a new
-            // node's `42379`.
-            if let (MemberChange::Add { url, .. }, Some(listen)) = (change, rest_listen)
-                && crate::membership::reaches_listener(url, listen)
-            {
-                return Err(ProposalError::UrlIsRestApi {
-                    url: url.clone(),
-                    id: member,
-                    listen,
-                });
+        let answers = async {
+            let mut reachable = BTreeSet::from([self.id]);
+            while let Some(probe) = probes.join_next().await {
+                let Some((member, rest_listen)) = probe.ok().flatten() else {
+                    continue;
+                };
+                reachable.insert(member);
+                // A URL that reaches the member's own REST API from where it runs (judged as
+                // for this node's, in `http_api::add_member`): that member's messages to the
+                // new one would go to its REST API. An easy slip: `22380`, node 2's REST port,
+                // for a new node's `42379`.
+                if let (MemberChange::Add { url, .. }, Some(listen)) = (change, rest_listen)
+                    && crate::membership::reaches_listener(url, listen)
+                {
+                    return Err(ProposalError::UrlIsRestApi {
+                        url: url.clone(),
+                        id: member,
+                        listen,
+                    });
+                }
             }
-        }
+            Ok(reachable)
+        };
+        // Probes cut short would count members that answer as down: a change is not judged
+        // on them, and with no time left it could not be proposed anyway.
+        let reachable = tokio::time::timeout_at(deadline, answers)
+            .await
+            .map_err(|_| ProposalError::NotProposed(self.timeout))??;
         crate::membership::quorum_after_change(&voters, add, id, &reachable)
             .map_err(ProposalError::WouldLoseQuorum)?;
         Ok(checked)
@@ -302,9 +339,13 @@ impl NodeHandle {
         &self.metrics
     }
 
-    async fn proposal(&self, make: impl FnOnce(Responder) -> Request) -> Result<(), ProposalError> {
+    async fn proposal(
+        &self,
+        deadline: Deadline,
+        make: impl FnOnce(Responder, Duration) -> Request,
+    ) -> Result<(), ProposalError> {
         self.metrics.proposals_received.inc();
-        let result = self.request(make, ProposalError::Timeout).await;
+        let result = self.request(deadline, make, ProposalError::Timeout).await;
         match &result {
             Ok(()) => self.metrics.proposals_committed.inc(),
             Err(err) => self
@@ -318,6 +359,11 @@ impl NodeHandle {
 
     /// The node's current state.
     pub async fn status(&self) -> Result<NodeStatus, ProposalError> {
+        self.status_by(self.deadline()).await
+    }
+
+    /// The node's current state, if it answers by `deadline`.
+    async fn status_by(&self, deadline: Deadline) -> Result<NodeStatus, ProposalError> {
         let (tx, rx) = oneshot::channel();
         let ask = async {
             self.inbox
@@ -326,7 +372,7 @@ impl NodeHandle {
                 .map_err(|_| ProposalError::NodeStopped)?;
             rx.await.map_err(|_| ProposalError::NodeStopped)
         };
-        tokio::time::timeout(self.timeout, ask)
+        tokio::time::timeout_at(deadline, ask)
             .await
             .map_err(|_| ProposalError::Busy(self.timeout))?
     }
@@ -336,25 +382,35 @@ impl NodeHandle {
         &self.kv
     }
 
+    /// A request the handle got now: see [`Deadline`].
+    fn deadline(&self) -> Deadline {
+        Deadline::now() + self.timeout
+    }
+
+    /// Sends the node the request `make` builds from its responder and what is left of its
+    /// wait, and waits for the answer, which the node gives by `deadline`.
     async fn request(
         &self,
-        make: impl FnOnce(Responder) -> Request,
+        deadline: Deadline,
+        make: impl FnOnce(Responder, Duration) -> Request,
         on_timeout: fn(Duration) -> ProposalError,
     ) -> Result<(), ProposalError> {
         let (tx, rx) = oneshot::channel();
         // The node answers every request by its deadline, saying what became of it; this
-        // only covers a node too stuck to answer (a disk that hangs).
+        // only covers a node too stuck to answer (a disk that hangs). What either says counts
+        // the whole wait, from when the handle got the request.
         let waited = self.timeout + STUCK_MARGIN;
-        let deadline = tokio::time::Instant::now() + waited;
+        let stuck = deadline + STUCK_MARGIN;
+        let request = make(tx, left(deadline));
         // A send given up on leaves nothing in the inbox (tokio's `send` is cancel-safe), so
         // a request still waiting for room at the deadline never reached the node.
-        match tokio::time::timeout_at(deadline, self.inbox.send(make(tx))).await {
+        match tokio::time::timeout_at(stuck, self.inbox.send(request)).await {
             Err(_) => return Err(ProposalError::NotTaken(waited)),
             // The node had stopped reading its inbox, and never saw the request.
             Ok(Err(_)) => return Err(ProposalError::StoppedUnproposed),
             Ok(Ok(())) => {}
         }
-        match tokio::time::timeout_at(deadline, rx).await {
+        match tokio::time::timeout_at(stuck, rx).await {
             Ok(Ok(result)) => result,
             // A dropped responder means the node stopped before answering.
             Ok(Err(_)) => Err(ProposalError::Stopped),

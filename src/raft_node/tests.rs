@@ -29,6 +29,8 @@ struct Fed {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     kv: KvStore,
+    /// The transport's: what the checks before a proposal ask members with, as in production.
+    filter: Arc<PeerFilter>,
     _dir: tempfile::TempDir,
 }
 
@@ -106,7 +108,7 @@ impl Fed {
         let filter = Arc::new(filter);
         let metrics = Arc::new(Metrics::new(id));
         let transport = Transport::new(
-            filter,
+            filter.clone(),
             peers.clone(),
             tokio::runtime::Handle::current(),
             shutdown.child_token(),
@@ -133,6 +135,7 @@ impl Fed {
             shared,
             metrics,
             kv: kv_seen,
+            filter,
             _dir: dir,
         }
     }
@@ -2117,4 +2120,136 @@ async fn an_admitted_node_stopped_before_its_first_hard_state_starts_in_its_admi
     (stale.index, stale.log_term) = (40, 3);
     let status = node.step(stale).await.expect("running");
     assert_eq!((status.term, status.vote), (6, 0), "{status:?}");
+}
+
+/// A peer port that answers the probe alone, as a member of this build that heard no member
+/// as older: all the checks before a proposal ask of the members. Whatever else is sent there
+/// gets a 404, as from a route this build does not have.
+async fn answering_probes() -> String {
+    use crate::transport::{HEADER_OLDER, HEADER_VALUES, PROBE_PATH};
+    let router = axum::Router::new().route(
+        PROBE_PATH,
+        axum::routing::get(|| async { [(HEADER_VALUES, "bytes"), (HEADER_OLDER, "")] }),
+    );
+    crate::transport::tests::serve(router).await
+}
+
+/// The proposal timeout of [`checked_by_members_answering_probes`]: long enough that a loaded
+/// machine still gets its work done inside it, short enough for a test.
+const CHECKED_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Node 3 of three, started with `--join` and fed nothing yet (it knows no leader), whose
+/// members 1 and 2 answer the probe at their peer URLs ([`answering_probes`]) and nothing
+/// else: a request it proposes never commits. Its proposal timeout is [`CHECKED_TIMEOUT`].
+/// Returns it, the cluster, and a handle to it that makes the checks production makes.
+async fn checked_by_members_answering_probes() -> (Fed, Vec<String>, super::NodeHandle) {
+    let cluster = vec![
+        answering_probes().await,
+        answering_probes().await,
+        "http://127.0.0.1:3".to_string(),
+    ];
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(3, cluster.clone(), true, dir, |config| {
+        config.proposal_timeout_ms = CHECKED_TIMEOUT.as_millis() as u64;
+    })
+    .await;
+    let handle = checking_handle(&node, node.requests.clone());
+    (node, cluster, handle)
+}
+
+/// A handle to `node` sending into `inbox`, with both checks on, as `crate::start` builds
+/// it: the prober and the values check read the members from the transport's filter.
+fn checking_handle(node: &Fed, inbox: mpsc::Sender<Request>) -> super::NodeHandle {
+    use crate::transport::builds::ValuesCheck;
+    use crate::transport::probe::Prober;
+    let prober = Prober::new(crate::transport::probe_client(None), node.filter.clone());
+    let values_check = ValuesCheck::new(prober.clone(), node.filter.clone());
+    super::NodeHandle::new(
+        3,
+        inbox,
+        node.kv.clone(),
+        CHECKED_TIMEOUT,
+        node.shared.clone(),
+        node.metrics.clone(),
+    )
+    .with_strict_reconfig(Some(prober))
+    .with_values_check(Some(values_check))
+}
+
+/// The bound the REST API promises, and the fault suite's clients count on: a request is
+/// answered within the proposal timeout, and a node too stuck to answer within the handle's
+/// margin more. Checked with room to spare: the request's own deadline is well before.
+fn assert_answered_within_the_timeout(elapsed: Duration) {
+    let bound = CHECKED_TIMEOUT + super::handle::STUCK_MARGIN;
+    assert!(
+        elapsed < bound,
+        "answered after {elapsed:?}, past the {bound:?} the REST API promises"
+    );
+}
+
+/// A PUT of a value that is not UTF-8 on a follower that knows no leader for most of the
+/// wait (its check waits for one), then hears one, whose answer names no older member, and
+/// cannot commit: answered within the one timeout, saying it was not proposed. The check
+/// waited for the leader up to the whole timeout, and the proposal then had a fresh one:
+/// nearly twice the wait the REST API promises (review 107, M1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_waited_for_a_leader_to_check_it_is_answered_within_its_timeout() {
+    let (node, cluster, handle) = checked_by_members_answering_probes().await;
+    let started = std::time::Instant::now();
+    let put = tokio::spawn(async move {
+        let answer = handle.put("/k".into(), Bytes::from_static(b"\xff")).await;
+        (answer, started.elapsed())
+    });
+    // The leader's first word comes late in the write's wait.
+    tokio::time::sleep(CHECKED_TIMEOUT * 3 / 4).await;
+    let log = replay::bootstrap_entries(&cluster);
+    feed_one_by_one(&node, &log, log.last().expect("bootstrap entries").index).await;
+    let (answer, elapsed) = put.await.expect("the write's task");
+    assert_answered_within_the_timeout(elapsed);
+    assert_eq!(answer, Err(ProposalError::NotProposed(CHECKED_TIMEOUT)));
+    assert_eq!(
+        node.metrics.proposals_received.get(),
+        1,
+        "handed to the node with what was left of its wait"
+    );
+}
+
+/// A membership change under the strict check, on a node too busy to answer its status for
+/// most of the wait (the first thing the check asks), whose members then answer the probe,
+/// and which cannot commit: answered within the one timeout, saying it was not proposed. The
+/// status had a timeout of its own, the probes 0.3 s more, and the proposal a fresh timeout
+/// (review 107, M1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_check_waited_for_the_status_is_answered_within_its_timeout() {
+    let (node, cluster, _) = checked_by_members_answering_probes().await;
+    let log = replay::bootstrap_entries(&cluster);
+    feed_one_by_one(&node, &log, log.last().expect("bootstrap entries").index).await;
+    // Between the handle and the node: a status is read late in the wait, all else at once.
+    let (inbox, mut busy) = mpsc::channel(16);
+    let requests = node.requests.clone();
+    tokio::spawn(async move {
+        while let Some(request) = busy.recv().await {
+            if matches!(request, Request::Status(_)) {
+                tokio::time::sleep(CHECKED_TIMEOUT * 3 / 4).await;
+            }
+            if requests.send(request).await.is_err() {
+                return;
+            }
+        }
+    });
+    let handle = checking_handle(&node, inbox);
+    let started = std::time::Instant::now();
+    let add = MemberChange::Add {
+        id: 4,
+        url: "http://127.0.0.1:4".into(),
+    };
+    let answer = handle.change_members(add).await;
+    let elapsed = started.elapsed();
+    assert_answered_within_the_timeout(elapsed);
+    assert_eq!(answer, Err(ProposalError::NotProposed(CHECKED_TIMEOUT)));
+    assert_eq!(
+        node.metrics.proposals_received.get(),
+        1,
+        "handed to the node with what was left of its wait"
+    );
 }

@@ -109,8 +109,9 @@ pub fn older_of(headers: &HeaderMap) -> Option<Vec<u64>> {
 pub enum Refusal {
     /// This member runs (or last ran) a build that would skip it.
     Older(u64),
-    /// The leader (this id) did not say in time which builds the members run.
-    LeaderSilent(u64),
+    /// The leader (this id) did not say which builds the members run within this long: a
+    /// second, or what was left of the wait if less.
+    LeaderSilent(u64, Duration),
     /// No leader came within the wait, to say it.
     NoLeader,
 }
@@ -123,7 +124,8 @@ const ANSWER_FRESH: Duration = Duration::from_millis(500);
 
 /// How long the leader may take to say which builds the members run, before a value that is
 /// not UTF-8 is refused (a request the client may send again): longer than a probe, as the
-/// write waits on it, and a slow answer must not pass for "none".
+/// write waits on it, and a slow answer must not pass for "none". Less when the write's own
+/// wait ends sooner (see [`ValuesCheck::older_member`]).
 const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often a node that knows no leader looks again, while it waits for one.
@@ -158,15 +160,17 @@ impl ValuesCheck {
     ///
     /// - a node that knows no leader, or one no longer a member, waits for one up to `wait`,
     ///   as its write would (judged by its own records, a follower, which hears from its
-    ///   leader alone, would let anything through in an election);
+    ///   leader alone, would let anything through in an election); the whole check ends
+    ///   within `wait`, the write's, which then proposes with what is left of it;
     /// - a leader judges by what it heard: the lowest member last heard as an older build is
     ///   named;
     /// - a follower names its leader if it last heard it as an older build, or else asks it
     ///   ([`super::PROBE_PATH`]) and names the lowest member (not itself) the answer lists as
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
-    ///   of a build without the probe). A leader that does not answer in time, or whose
-    ///   answer does not say, refuses it too: nothing is written, and the client may try
-    ///   again. A "none" is reused for [`ANSWER_FRESH`].
+    ///   of a build without the probe). A leader that does not answer within
+    ///   [`BUILDS_TIMEOUT`] (or what is left of `wait`, if less), or whose answer does not
+    ///   say, refuses it too: nothing is written, and the client may try again. A "none" is
+    ///   reused for [`ANSWER_FRESH`].
     ///
     /// A member that the leader has not heard since the leader started (down all that time,
     /// or not yet connected to a leader just elected) cannot be told apart from this build,
@@ -201,7 +205,10 @@ impl ValuesCheck {
         if self.fresh_none(leader, &url) {
             return Ok(());
         }
-        let answer = match self.builds_known_to(leader, &url).await {
+        // A leader found late in the wait has only what is left of it to answer in.
+        let patience =
+            BUILDS_TIMEOUT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let answer = match self.builds_known_to(leader, &url, patience).await {
             Some((Build::Older, _)) => Err(Refusal::Older(leader)),
             Some((Build::AnyBytes, Some(older))) => {
                 match older.into_iter().find(|id| *id != self_id) {
@@ -211,7 +218,9 @@ impl ValuesCheck {
             }
             // Says this build but not whom it heard as older: it cannot tell, so neither can
             // this node.
-            Some((Build::AnyBytes, None)) | None => return Err(Refusal::LeaderSilent(leader)),
+            Some((Build::AnyBytes, None)) | None => {
+                return Err(Refusal::LeaderSilent(leader, patience));
+            }
         };
         if answer.is_ok() {
             *self.lock() = Some((leader, url, Instant::now()));
@@ -223,9 +232,14 @@ impl ValuesCheck {
     /// ([`Build::of`]: a build without the probe answers 404, without the header, as an older
     /// build does), recorded, and the members it last heard as older ([`older_of`], `None` if
     /// it does not say, or not readably); `None` if it does not answer as that member within
-    /// [`BUILDS_TIMEOUT`], or answers something else.
-    async fn builds_known_to(&self, id: u64, url: &str) -> Option<(Build, Option<Vec<u64>>)> {
-        let (status, headers) = self.prober.ask(id, url, BUILDS_TIMEOUT).await?;
+    /// `patience`, or answers something else.
+    async fn builds_known_to(
+        &self,
+        id: u64,
+        url: &str,
+        patience: Duration,
+    ) -> Option<(Build, Option<Vec<u64>>)> {
+        let (status, headers) = self.prober.ask(id, url, patience).await?;
         let build = match status {
             axum::http::StatusCode::OK => Build::of(&headers),
             axum::http::StatusCode::NOT_FOUND => Build::Older,

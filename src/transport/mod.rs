@@ -1103,6 +1103,19 @@ impl Drop for Transport {
 pub(crate) mod tests {
     use super::*;
 
+    /// Serves `router` on a free loopback port, for as long as the test's runtime runs;
+    /// returns its URL.
+    pub(crate) async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    }
+
     /// A message of `kind` from `from` to `to`, the rest default (for the transport's tests).
     pub(crate) fn message(kind: MessageType, from: u64, to: u64) -> Message {
         let mut m = Message {

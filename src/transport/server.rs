@@ -1099,16 +1099,7 @@ mod tests {
     async fn the_values_check_asks_the_leader_which_members_run_an_older_build() {
         use crate::transport::builds::{Build, Refusal, ValuesCheck};
         use crate::transport::probe::Prober;
-        async fn serve(router: Router) -> String {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a free port on 127.0.0.1");
-            let url = format!("http://{}", listener.local_addr().expect("bound"));
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, router).await;
-            });
-            url
-        }
+        use crate::transport::tests::serve;
         const WAIT: Duration = Duration::from_secs(5);
         let dir = tempfile::TempDir::new().expect("temp dir");
         // Leader 2 of members 1 to 3, playing an older build or not, that heard `older` so.
@@ -1168,8 +1159,27 @@ mod tests {
         at(&nothing);
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
-            Err(Refusal::LeaderSilent(2))
+            Err(Refusal::LeaderSilent(2, Duration::from_secs(1))),
+            "a second to answer, with most of the wait left"
         );
+        // A leader found late in the write's wait has only what is left of it to answer in:
+        // the write then answers within its timeout (review 107). This one takes the
+        // connection (the kernel does) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        at(&format!("http://{}", silent.local_addr().expect("bound")));
+        let short = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let refused = check.older_member(|| 2, short).await;
+        assert!(
+            matches!(refused, Err(Refusal::LeaderSilent(2, waited)) if waited <= short),
+            "{refused:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(silent);
 
         // A "none" is reused for a moment: the same leader at the same URL, gone since, is not
         // asked; a refusal is asked again (the older member may have been upgraded since).
