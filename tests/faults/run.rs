@@ -350,9 +350,11 @@ fn knobs(kind: FaultKind) -> NodeKnobs {
 }
 
 /// How long the harness's clients wait for an answer. A node answers every request within
-/// its proposal timeout of reading it (its HTTP handler within a second more, if the node is
-/// stuck); a paused node reads it only once resumed. Waiting less than all that would turn
-/// answers still to come into unknown outcomes of the harness's own making.
+/// its proposal timeout of reading it, the checks some make before proposing included (a
+/// value that is not UTF-8, every third PUT here, first waits for a leader and asks it about
+/// the members' builds, within the same timeout); its HTTP handler within a second more, if
+/// the node is stuck. A paused node reads it only once resumed. Waiting less than all that
+/// would turn answers still to come into unknown outcomes of the harness's own making.
 fn client_timeout(knobs: &NodeKnobs) -> Duration {
     PAUSE_MAX + Duration::from_millis(knobs.proposal_timeout_ms + 2_000)
 }
