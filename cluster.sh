@@ -6,6 +6,8 @@
 #   ./cluster.sh start [name...]       start every Procfile entry (or the named ones) in the
 #                                      background; wait until each answers GET /-/health, or
 #                                      exits: then show the end of its log and exit non-zero
+#   ./cluster.sh start name... --join  start the named ones with --join added, this time only
+#                                      (a member back from a lost disk, removed and added back)
 #   ./cluster.sh run name command...   start one more process under a name of its own (a node
 #                                      that joins the cluster), waiting the same way; later
 #                                      `start name` starts it again with the same command
@@ -13,9 +15,12 @@
 #   ./cluster.sh status                which entries are running
 #   ./cluster.sh logs [name]           follow the logs
 #
-# PIDs and logs live in .cluster/ next to the Procfile; a node's REST address is read from its
-# --port (9121 if absent) and --listen-host. CLUSTER_START_TIMEOUT and CLUSTER_STOP_TIMEOUT
-# (seconds, default 60 and 30) bound the waits. Needs bash, coreutils, grep, sed and awk.
+# A node whose command has --join is waited for until the members have admitted it: it answers
+# /-/health before they do, and exits if they refuse it.
+# PIDs and logs live in .cluster/ next to the Procfile. A node's REST address is read from its
+# --port (9121 if absent) and --listen-host flags. CLUSTER_START_TIMEOUT and
+# CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs bash, coreutils,
+# grep, sed and awk.
 set -euo pipefail
 cd "$(dirname "$0")"
 state=.cluster
@@ -105,13 +110,55 @@ rest_addr() {
   echo "$host $port"
 }
 
-# GET /-/health over bash's own /dev/tcp: 200 means the node has replayed its WAL and serves.
+# Whether command line $1 has its node join (the binary's forms: --join or -join, alone or with
+# a value as Go's flag package takes one): "true", "false", or nothing if it does not say.
+join_of() {
+  local words i value=''
+  read -r -a words <<<"$1"
+  for ((i = 0; i < ${#words[@]}; i++)); do
+    case "${words[i]}" in
+      --join | -join)
+        value=true
+        case "${words[i + 1]:-}" in 0 | f | F | FALSE | false | False) value=false ;; esac ;;
+      --join=* | -join=*)
+        case "${words[i]#*=}" in
+          1 | t | T | TRUE | true | True) value=true ;;
+          *) value=false ;;
+        esac ;;
+    esac
+  done
+  echo "$value"
+}
+
+# Sends GET $3 to $1:$2 over bash's own /dev/tcp, on fd 3 of the calling subshell.
+ask() {
+  exec 3<>"/dev/tcp/$1/$2" &&
+    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$3" "$1" "$2" >&3
+}
+
+# GET /-/health: 200 means the node has replayed its WAL and serves.
 healthy() {
   (
-    exec 3<>"/dev/tcp/$1/$2" &&
-      printf 'GET /-/health HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$1" "$2" >&3 &&
+    ask "$1" "$2" /-/health &&
       IFS= read -r -t 2 status_line <&3 &&
       [[ $status_line == "HTTP/1."[01]" 200"* ]]
+  ) 2>/dev/null
+}
+
+# GET /-/status names a leader or members: a node started with --join has been admitted (one
+# restarting on its data dir holds its members at once). Until the members admit it, a joining
+# node refuses every raft message, so no leader reaches it, and it has no members to show; a
+# refusal comes before that, never after. The JSON is one line, where text in a value that looks
+# like a field is escaped (\"leader\":), so only the fields match.
+admitted() {
+  (
+    ask "$1" "$2" /-/status &&
+      IFS= read -r -t 2 status_line <&3 &&
+      [[ $status_line == "HTTP/1."[01]" 200"* ]] &&
+      while IFS= read -r -t 2 line <&3; do
+        if [[ $line == '{'* ]]; then break; fi
+      done &&
+      [[ $line == *'"leader":'[1-9]* || $line == *'"members":[{'* ]]
   ) 2>/dev/null
 }
 
@@ -132,13 +179,20 @@ spawn() {
   echo "$pid $(proc_stat "$pid" 2>/dev/null | cut -d' ' -f2)" >"$state/$name.pid"
 }
 
-# Waits until entry $1 answers /-/health (0), or exits or stays silent too long (1, said why).
+# Waits until entry $1, started with command line $2, answers /-/health, or if it joins until
+# it is admitted (0); or until it exits or stays silent too long (1, said why).
 wait_healthy() {
-  local name=$1 line pid addr host port code deadline
-  line=$(command_of "$name")
+  local name=$1 line=$2 pid addr host port code deadline check=healthy before silent
   pid=$(pid_of "$name")
   addr=$(rest_addr "$line")
   host=${addr% *} port=${addr#* }
+  before="it answered on $host:$port"
+  silent="did not answer GET http://$host:$port/-/health"
+  if [ "$(join_of "$line")" = true ]; then
+    check=admitted
+    before="the members admitted it"
+    silent="was not admitted by the members"
+  fi
   deadline=$((SECONDS + start_timeout))
   while :; do
     if ! running "$name"; then
@@ -146,18 +200,18 @@ wait_healthy() {
       wait "$pid" 2>/dev/null || code=$?
       rm -f "$state/$name.pid"
       {
-        echo "$name exited (status $code) before it answered on $host:$port; the end of $state/$name.log:"
+        echo "$name exited (status $code) before $before; the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"
       } >&2
       return 1
     fi
-    if healthy "$host" "$port"; then
+    if "$check" "$host" "$port"; then
       echo "started $name (pid $pid, http://$host:$port, log $state/$name.log)"
       return 0
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       {
-        echo "$name (pid $pid) is running but did not answer GET http://$host:$port/-/health within ${start_timeout} s; the end of $state/$name.log:"
+        echo "$name (pid $pid) is running but $silent within ${start_timeout} s; the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"
       } >&2
       return 1
@@ -166,9 +220,21 @@ wait_healthy() {
   done
 }
 
+# Command line $2 of entry $1 with --join: as it is if it joins already, or with --join added.
+with_join() {
+  case "$(join_of "$2")" in
+    true) echo "$2" ;;
+    false) echo "$1's command says --join=false: edit it rather than add --join" >&2; return 1 ;;
+    *) echo "$2 --join" ;;
+  esac
+}
+
 # Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each.
+# With $1 = --join, each with --join added, this time only.
 start_entries() {
-  local name line started=() failed=0
+  local join=$1 name line started=() failed=0
+  local -A lines
+  shift
   known_or_exit "$@"
   for name; do
     line=$(command_of "$name")
@@ -176,11 +242,13 @@ start_entries() {
       echo "$name is already running (pid $(pid_of "$name"))"
       continue
     fi
+    if [ -n "$join" ]; then line=$(with_join "$name" "$line") || exit 2; fi
     spawn "$name" "$line"
+    lines[$name]=$line
     started+=("$name")
   done
   for name in "${started[@]}"; do
-    wait_healthy "$name" || failed=$((failed + 1))
+    wait_healthy "$name" "${lines[$name]}" || failed=$((failed + 1))
   done
   if [ "$failed" -gt 0 ]; then
     echo "$failed of ${#started[@]} did not start; ./cluster.sh status shows what runs" >&2
@@ -220,9 +288,22 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
   start)
+    join='' named=()
+    for arg; do
+      case "$arg" in
+        --join) join=--join ;;
+        -*) echo "unknown option $arg; usage: ./cluster.sh start [name...] [--join]" >&2; exit 2 ;;
+        *) named+=("$arg") ;;
+      esac
+    done
+    if [ -n "$join" ] && [ ${#named[@]} -eq 0 ]; then
+      # The whole cluster joining: no member would be left to admit them.
+      echo "--join starts named entries only: ./cluster.sh start name... --join" >&2
+      exit 2
+    fi
     [ -x ./target/release/raftexample ] || cargo build --release
-    mapfile -t todo < <(names procfile-only "$@")
-    start_entries "${todo[@]}" ;;
+    mapfile -t todo < <(names procfile-only "${named[@]}")
+    start_entries "$join" "${todo[@]}" ;;
   run)
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }
     name=$1; shift
@@ -236,7 +317,7 @@ case "$cmd" in
       exit 1
     fi
     printf '%q ' "$@" >"$state/$name.cmd"
-    start_entries "$name" ;;
+    start_entries '' "$name" ;;
   stop)
     # Signal them all first, then wait: the nodes stop side by side.
     known_or_exit "$@"
@@ -254,6 +335,6 @@ case "$cmd" in
     known_or_exit "$@"
     if [ $# -gt 0 ]; then tail -f "$state/$1.log"; else tail -f "$state"/*.log; fi ;;
   *)
-    sed -n '2,18p' "$0"
+    sed -n '2,/^[^#]/{/^#/p}' "$0"
     exit 2 ;;
 esac

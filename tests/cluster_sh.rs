@@ -11,11 +11,14 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{free_ports, wait_for};
+use reqwest::Method;
 use tempfile::TempDir;
 
 /// A folder laid out like a clone: `cluster.sh`, a `Procfile`, `target/release/raftexample`.
 struct Folder {
     dir: TempDir,
+    /// Peer URLs, one per Procfile entry, in order.
+    peers: Vec<String>,
     /// REST ports, one per Procfile entry, in order.
     rest_ports: Vec<u16>,
 }
@@ -47,7 +50,11 @@ impl Folder {
             dir.path().join("target/release/raftexample"),
         )
         .expect("linking the binary");
-        Folder { dir, rest_ports }
+        Folder {
+            dir,
+            peers,
+            rest_ports,
+        }
     }
 
     fn path(&self) -> &Path {
@@ -87,6 +94,62 @@ impl Folder {
     fn pid_file(&self, name: &str) -> PathBuf {
         self.path().join(format!(".cluster/{name}.pid"))
     }
+
+    /// The command line entry `name` runs, as its process has it.
+    fn command_line(&self, name: &str) -> Vec<String> {
+        let pid = self.pid(name).expect("a pid file");
+        let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).expect("its command line");
+        bytes
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(text)
+            .collect()
+    }
+
+    /// Stops node `id` and removes its folders, as a lost disk leaves it.
+    fn lose_the_disk_of(&self, id: u64) {
+        let out = self.cluster_sh(&["stop", &format!("raftexample{id}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for dir in [
+            format!("raftexample-{id}"),
+            format!("raftexample-{id}-snap"),
+        ] {
+            std::fs::remove_dir_all(self.path().join(&dir)).expect("removing a node's folder");
+        }
+    }
+
+    /// `method` `path` on node `id`, once: its status and body, `None` if it did not answer.
+    async fn ask(&self, method: Method, id: u64, path: &str, body: &str) -> Option<(u16, String)> {
+        let url = format!(
+            "http://127.0.0.1:{}{path}",
+            self.rest_ports[id as usize - 1]
+        );
+        let r = reqwest::Client::new()
+            .request(method, url)
+            .body(body.to_string())
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    /// [`Folder::ask`], blocking.
+    fn request(&self, method: Method, id: u64, path: &str, body: &str) -> Option<(u16, String)> {
+        block_on(self.ask(method, id, path, body))
+    }
+
+    /// [`Folder::request`] until it answers `want`, for a write that waits for a leader.
+    fn request_until(&self, method: Method, id: u64, path: &str, body: &str, want: u16) {
+        block_on(wait_for(
+            Duration::from_secs(20),
+            &format!("{method} {path} on node {id} to answer {want}"),
+            || async {
+                let (status, _) = self.ask(method.clone(), id, path, body).await?;
+                (status == want).then_some(())
+            },
+        ))
+    }
 }
 
 impl Drop for Folder {
@@ -106,6 +169,17 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
+/// The stdout and stderr of a `cluster.sh` that must have failed with status 1.
+fn failed(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "it must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// GET `/-/health`, once: no retry.
 async fn health_of(port: u16) -> Option<u16> {
     let r = reqwest::get(format!("http://127.0.0.1:{port}/-/health"))
@@ -116,11 +190,15 @@ async fn health_of(port: u16) -> Option<u16> {
 
 /// [`health_of`], blocking.
 fn health(port: u16) -> Option<u16> {
+    block_on(health_of(port))
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(health_of(port))
+        .block_on(future)
 }
 
 /// Leaves node 1's data dir holding a cluster of one on other ports, as the README's single
@@ -179,12 +257,7 @@ fn start_names_a_node_refused_by_its_data_dir() {
     leave_a_foreign_data_dir(f.path());
 
     let out = f.cluster_sh(&["start"]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "start must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = failed(&out);
     assert!(
         stderr.contains("raftexample1 exited (status 1)"),
         "the node that exited, by name:\n{stderr}"
@@ -354,4 +427,119 @@ fn stop_refuses_a_name_it_does_not_know() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "stopped raftexample1\n");
     assert!(!alive(pid), "pid {pid} still runs after stop");
+}
+
+/// Three nodes that stored my-key=foo, node 3 then stopped and its folders removed.
+fn node_3_lost_its_disk() -> Folder {
+    let f = Folder::new(3);
+    let out = f.cluster_sh(&["start"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    f.request_until(Method::PUT, 1, "/my-key", "foo", 204);
+    f.lose_the_disk_of(3);
+    f
+}
+
+/// The README's procedure for a lost disk, through `cluster.sh`: node 3 stopped, removed and
+/// added back, its folders gone. `start raftexample3 --join` starts it with `--join` (this
+/// start only: the Procfile has none, and the next start goes without), returns once the
+/// members have admitted it, and it serves what the cluster wrote. `start raftexample3` alone
+/// took the path of a first cluster's member on an empty data dir, without the admitters'
+/// floor on its term and vote, and `run` refuses a Procfile entry's name (review 107 L2).
+#[test]
+fn a_lost_disk_comes_back_with_start_join() {
+    let f = node_3_lost_its_disk();
+    f.request_until(Method::DELETE, 1, "/3", "", 204);
+    f.request_until(Method::POST, 1, "/3", &f.peers[2], 204);
+
+    let out = f.cluster_sh(&["start", "raftexample3", "--join"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("started raftexample3"), "{stdout}");
+    assert_eq!(
+        f.command_line("raftexample3").last().map(String::as_str),
+        Some("--join")
+    );
+    assert!(
+        f.log("raftexample3")
+            .contains("joining: waiting for the leader"),
+        "the --join path:\n{}",
+        f.log("raftexample3")
+    );
+    // Admitted when start returned: a read on it at once sees the write it never had.
+    assert_eq!(
+        f.request(Method::GET, 3, "/my-key", ""),
+        Some((200, "foo".to_string()))
+    );
+
+    // Its data dir decides from now on: started again as the Procfile says, without --join.
+    let out = f.cluster_sh(&["stop", "raftexample3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = f.cluster_sh(&["start", "raftexample3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!f.command_line("raftexample3").iter().any(|a| a == "--join"));
+    assert_eq!(
+        f.request(Method::GET, 3, "/my-key", ""),
+        Some((200, "foo".to_string()))
+    );
+}
+
+/// A `--join` start the members refuse is reported as a failed start, with the reason from
+/// the node's log: the lost disk's node started with `--join` but not removed and added back
+/// (the leader refuses it and it exits), and one that is not a member (it waits to be added,
+/// and is not admitted within `CLUSTER_START_TIMEOUT`). A joining node answers `/-/health`
+/// before it is admitted: `cluster.sh` reported both as started, with status 0 (review 107
+/// L3).
+#[test]
+fn a_join_the_members_refuse_is_a_failed_start() {
+    let f = node_3_lost_its_disk();
+
+    let out = f.cluster_sh(&["start", "raftexample3", "--join"]);
+    let (stdout, stderr) = failed(&out);
+    assert!(!stdout.contains("started raftexample3"), "{stdout}");
+    assert!(
+        stderr.contains("raftexample3 exited (status 1) before the members admitted it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("node 3 has run since it was last added"),
+        "the reason, from its log:\n{stderr}"
+    );
+
+    f.request_until(Method::DELETE, 1, "/3", "", 204);
+    let out = f.cluster_sh_under(
+        &["CLUSTER_START_TIMEOUT=2"],
+        &["start", "raftexample3", "--join"],
+    );
+    let (stdout, stderr) = failed(&out);
+    assert!(!stdout.contains("started raftexample3"), "{stdout}");
+    assert!(
+        stderr.contains("raftexample3 (pid")
+            && stderr.contains("is running but was not admitted by the members within 2 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("node 3 is not a member of this cluster"),
+        "the reason, from its log:\n{stderr}"
+    );
+}
+
+/// `start` takes `--join` only with names (the whole cluster joining, none would admit it),
+/// and no other option; each refusal is one line and starts nothing.
+#[test]
+fn start_takes_join_with_names_and_no_other_option() {
+    let f = Folder::new(1);
+    for (args, says) in [
+        (&["start", "--join"][..], "--join starts named entries only"),
+        (
+            &["start", "raftexample1", "--joni"][..],
+            "unknown option --joni",
+        ),
+    ] {
+        let out = f.cluster_sh(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(f.pid("raftexample1").is_none(), "{args:?} started a node");
+    }
 }
