@@ -501,8 +501,9 @@ fn a_join_the_members_refuse_is_a_failed_start() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("node 3 has run since it was last added"),
-        "the reason, from its log:\n{stderr}"
+        stderr.contains("node 3 has run since it was last added")
+            && stderr.contains("(under ./cluster.sh: ./cluster.sh start raftexample3 --join)"),
+        "the reason and the remedy, from its log:\n{stderr}"
     );
 
     f.request_until(Method::DELETE, 1, "/3", "", 204);

@@ -136,10 +136,11 @@ impl StartError {
             "to bring this node back, if the other members are healthy: remove it and add it \
              back (DELETE /<id>, then POST /<id> with its peer URL, on a member; a 404 to the \
              DELETE means it was removed already: go on with the POST), move \
-             raftexample-<id> and raftexample-<id>-snap aside, and start it again with --join; \
-             it then copies everything from them. A backup of a member of a larger cluster will \
-             not do (it has forgotten votes it cast and entries it acknowledged since); a \
-             cluster of one node has only its backup",
+             raftexample-<id> and raftexample-<id>-snap aside, and start it again with --join \
+             (under ./cluster.sh: ./cluster.sh start raftexample<id> --join); it then copies \
+             everything from them. A backup of a member of a larger cluster will not do (it \
+             has forgotten votes it cast and entries it acknowledged since); a cluster of one \
+             node has only its backup",
         )
     }
 }
@@ -701,7 +702,7 @@ mod tests {
             remedy.contains("DELETE /<id>, then POST /<id>")
                 && remedy.contains("a 404 to the DELETE means it was removed already")
                 && remedy.contains("move raftexample-<id> and raftexample-<id>-snap aside")
-                && remedy.contains("--join")
+                && remedy.contains("./cluster.sh start raftexample<id> --join")
                 && remedy.contains("larger cluster will not do"),
             "{remedy}"
         );

@@ -88,11 +88,13 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_ANSWER: usize = 4096;
 
 /// What node `id`, refused for having run before, must do: said by the leader's refusal and
-/// by a node that stops on another member's doubt.
+/// by a node that stops on another member's doubt. The README's Procfile names node `id`
+/// `raftexample<id>`, and the README's runner adds the flag for one start: the command itself.
 pub fn add_back(id: u64) -> String {
     format!(
         "remove it and add it back (DELETE /{id}, then POST /{id} with its peer URL, on a \
-         member), then start it again with --join"
+         member), then start it again with --join (under ./cluster.sh: ./cluster.sh start \
+         raftexample{id} --join)"
     )
 }
 
