@@ -403,7 +403,12 @@ async fn start_recovered(
     let rest_server = serving::serve(
         rest_listener,
         rest_router,
-        limits,
+        // Clients may half-close; peers keep hyper's default, which notices at once a sender
+        // that went away (a leader that gave up on a snapshot): nodes never half-close.
+        serving::Limits {
+            half_close: true,
+            ..limits
+        },
         shutdown.clone(),
         services.clone(),
     );

@@ -34,6 +34,14 @@ pub(crate) struct Limits {
     pub(crate) client_timeout: Duration,
     /// Connections open at once; the next waits in the kernel's accept queue.
     pub(crate) max_connections: usize,
+    /// Whether a client that shuts down its sending side once its request is sent (`nc -N`,
+    /// many HTTP/1.0 tools) still gets the answer, as from Go's server. Without it hyper
+    /// takes that end of input for a client gone, drops the request's future and closes the
+    /// connection unanswered (a PUT could still take effect). The price, as in Go, whose
+    /// handler runs on: a client that goes away while its answer is worked out is noticed
+    /// only once a write to it fails, so its request runs to its end (a PUT or a read within
+    /// `--proposal-timeout-ms`), and an event stream ends at its next event or keep-alive.
+    pub(crate) half_close: bool,
 }
 
 impl Limits {
@@ -42,6 +50,7 @@ impl Limits {
             client_timeout: config.client_timeout(),
             // The flag's parser bounds it to 2^20.
             max_connections: config.max_connections as usize,
+            half_close: false,
         }
     }
 }
@@ -66,7 +75,8 @@ where
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.client_timeout);
+            .header_read_timeout(limits.client_timeout)
+            .half_close(limits.half_close);
         let graceful = GracefulShutdown::new();
         let serve_one = |io, slot: OwnedSemaphorePermit| {
             let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
@@ -232,6 +242,7 @@ mod tests {
         let limits = Limits {
             client_timeout: Duration::from_secs(30),
             max_connections: 1,
+            half_close: false,
         };
         let (stop_taking, shutdown) = (CancellationToken::new(), CancellationToken::new());
         let server = serve(
@@ -290,6 +301,7 @@ mod tests {
         let limits = Limits {
             client_timeout: Duration::from_secs(30),
             max_connections: 8,
+            half_close: false,
         };
         let (stop_taking, shutdown) = (CancellationToken::new(), CancellationToken::new());
         stop_taking.cancel();

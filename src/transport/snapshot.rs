@@ -1209,6 +1209,7 @@ mod tests {
             crate::serving::Limits {
                 client_timeout: Duration::from_secs(30),
                 max_connections: 4,
+                half_close: false,
             },
             shutdown.clone(),
             shutdown.clone(),
