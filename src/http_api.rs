@@ -85,11 +85,12 @@ pub fn close_when_stopping(
 
 /// `router` behind the checks Go's HTTP server (and so the original) makes before any
 /// handler runs, for the REST port: a client switching over gets the answers it got there.
-/// An HTTP/1.1 request without a `Host` header is `400` (HTTP/1.0 need not send one), and an
-/// `Expect` other than `100-continue` is `417`, checked in that order as Go does; then
-/// `OPTIONS *` is `200` with an empty body. A body is discarded first, as for the handlers'
-/// refusals, within `client_timeout` (see `discard`). The peer port has none of these: only
-/// nodes talk to it.
+/// A transfer coding other than `chunked` alone is `501`; an HTTP/1.1 request without a
+/// `Host` header (HTTP/1.0 need not send one), or one with two, or with one that names no
+/// host, is `400`; an `Expect` other than `100-continue` is `417`, checked in that order as
+/// Go does; then `OPTIONS *` is `200` with an empty body. A body is discarded first, as for
+/// the handlers' refusals, within `client_timeout` (see `discard`). The peer port has none
+/// of these: only nodes talk to it.
 pub fn server_checks(router: Router, client_timeout: std::time::Duration) -> Router {
     router.layer(ServerChecks { client_timeout })
 }
@@ -158,8 +159,12 @@ where
 
 /// What Go's server answers `request` itself, if anything: checked in Go's order.
 fn server_answer(request: &Request) -> Option<Result<Response, ApiError>> {
-    if lacks_host(request) {
+    if let Some(codings) = unsupported_transfer_coding(request.headers()) {
+        Some(Err(ApiError::UnsupportedTransferCoding(codings)))
+    } else if lacks_host(request) {
         Some(Err(ApiError::MissingHost))
+    } else if let Some(fault) = bad_host(request.headers()) {
+        Some(Err(fault))
     } else if let Some(expectation) =
         unmet_expectation(request.headers(), !request.body().is_end_stream())
     {
@@ -205,6 +210,48 @@ fn lacks_host(request: &Request) -> bool {
     request.version() >= axum::http::Version::HTTP_11
         && request.method() != Method::CONNECT
         && !request.headers().contains_key(header::HOST)
+}
+
+/// The `Transfer-Encoding` values, as sent, unless there are none or a single `chunked` (in
+/// any case), the only coding Go's server decodes; it answers `501` to any other. Hyper,
+/// which refuses a list that does not end in `chunked`, decodes the chunks of one that does
+/// (`gzip, chunked`) and passes the body on still coded: it would be stored so. An HTTP/1.0
+/// request with a `Transfer-Encoding` never gets here: hyper refuses it (`400`).
+fn unsupported_transfer_coding(headers: &axum::http::HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(only), None) if only.as_bytes().eq_ignore_ascii_case(b"chunked") => None,
+        _ => {
+            let sent = headers.get_all(header::TRANSFER_ENCODING).iter();
+            let sent: Vec<_> = sent
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect();
+            Some(sent.join(", "))
+        }
+    }
+}
+
+/// What is wrong with the request's `Host` headers, if anything: RFC 9112 (§3.2) wants a
+/// server to refuse a request with more than one, or with one that is not a host, and Go's
+/// server does, whatever the HTTP version. As lenient as Go's `httpguts.ValidHostHeader`: a
+/// value is refused only for a byte that no host, address or port has (a space, a `/`, a
+/// `@`, a control byte); an empty one is let through.
+fn bad_host(headers: &axum::http::HeaderMap) -> Option<ApiError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next()?;
+    if hosts.next().is_some() {
+        return Some(ApiError::ManyHosts(
+            headers.get_all(header::HOST).iter().count(),
+        ));
+    }
+    let host_byte = |b: &u8| b.is_ascii_alphanumeric() || b"!$%&'()*+,-.:;=[]_~".contains(b);
+    if first.as_bytes().iter().all(host_byte) {
+        return None;
+    }
+    Some(ApiError::BadHost(
+        String::from_utf8_lossy(first.as_bytes()).into_owned(),
+    ))
 }
 
 /// The expectation this node cannot meet, if any (the `Expect` values, as sent). Go heeds
@@ -312,6 +359,18 @@ pub enum ApiError {
     /// An HTTP/1.1 request without a `Host` header.
     #[error("missing required Host header: an HTTP/1.1 request must name the host it is sent to")]
     MissingHost,
+    /// More than one `Host` header (how many).
+    #[error("{0} Host headers: a request names the host it is sent to once")]
+    ManyHosts(usize),
+    /// A `Host` header that cannot be a host (the value, as sent).
+    #[error("malformed Host header {0:?}: want a host name or address, with an optional :port")]
+    BadHost(String),
+    /// A transfer coding other than `chunked` alone (the `Transfer-Encoding` values, as sent).
+    #[error(
+        "unsupported transfer encoding {0:?}: send the body as it is, with a Content-Length or \
+         Transfer-Encoding: chunked alone"
+    )]
+    UnsupportedTransferCoding(String),
     /// An `Expect` header other than `100-continue` (the value, as sent).
     #[error(
         "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the request without an Expect header)"
@@ -372,12 +431,15 @@ impl ApiError {
             | ApiError::BadUrl(_)
             | ApiError::BadPretty(..)
             | ApiError::Body(_)
-            | ApiError::MissingHost => StatusCode::BAD_REQUEST,
+            | ApiError::MissingHost
+            | ApiError::ManyHosts(_)
+            | ApiError::BadHost(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::SlowBody(..) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ForeignOrigin(_) | ApiError::ForeignName { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnmetExpectation(_) => StatusCode::EXPECTATION_FAILED,
+            ApiError::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -399,7 +461,11 @@ impl IntoResponse for ApiError {
             }
             // Go closes the connection after these answers; so does this node: a client that
             // held its body back could send it after the answer, to be read as a request.
-            ApiError::MissingHost | ApiError::UnmetExpectation(_) => {
+            ApiError::MissingHost
+            | ApiError::ManyHosts(_)
+            | ApiError::BadHost(_)
+            | ApiError::UnmetExpectation(_)
+            | ApiError::UnsupportedTransferCoding(_) => {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -871,6 +937,16 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
 mod tests {
     use super::*;
 
+    /// Headers with `values` of `name`, in order.
+    fn header_map(name: header::HeaderName, values: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for v in values {
+            let value = HeaderValue::from_bytes(v.as_bytes()).expect("a header value");
+            headers.append(name.clone(), value);
+        }
+        headers
+    }
+
     /// A body that arrives a byte at a time, each byte a frame pinning a buffer of 8 KiB (as
     /// hyper's are), is read whole while holding at most one such buffer: kept as they came,
     /// a client trickling a body held 8 KiB per byte sent.
@@ -924,13 +1000,7 @@ mod tests {
     /// (the last value is `100-continue` alone; see `unmet_expectation`).
     #[test]
     fn only_100_continue_is_an_expectation_met() {
-        let headers = |values: &[&'static str]| {
-            let mut headers = axum::http::HeaderMap::new();
-            for v in values {
-                headers.append(header::EXPECT, HeaderValue::from_static(v));
-            }
-            headers
-        };
+        let headers = |values: &[&str]| header_map(header::EXPECT, values);
         for has_body in [false, true] {
             for met in [
                 &[][..],
@@ -1015,6 +1085,74 @@ mod tests {
             None
         )));
         assert_eq!(ApiError::MissingHost.status(), StatusCode::BAD_REQUEST);
+    }
+
+    /// Two `Host` headers are refused, even alike, and so is one with a byte no host has, as
+    /// by Go; a name, an address (IPv6 and its zone too), a port, an empty value are not.
+    #[test]
+    fn a_host_is_named_once_and_is_a_host() {
+        let headers = |values: &[&str]| header_map(header::HOST, values);
+        for fine in [
+            &[][..],
+            &["x"],
+            &[""],
+            &["localhost:9121"],
+            &["127.0.0.1:9121"],
+            &["[fe80::1%25eth0]:9121"],
+            &["a-b.example_1.com"],
+        ] {
+            assert!(bad_host(&headers(fine)).is_none(), "{fine:?}");
+        }
+        for (sent, count) in [(&["x", "y"][..], 2), (&["x", "x", "x"], 3)] {
+            let fault = bad_host(&headers(sent));
+            assert!(
+                matches!(fault, Some(ApiError::ManyHosts(n)) if n == count),
+                "{fault:?}"
+            );
+        }
+        for sent in ["a b", "user@host", "host/path", "hé", "h\tx"] {
+            let fault = bad_host(&headers(&[sent]));
+            assert!(
+                matches!(&fault, Some(ApiError::BadHost(v)) if v == sent),
+                "{fault:?}"
+            );
+        }
+        assert_eq!(ApiError::ManyHosts(2).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ApiError::BadHost("a b".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    /// Only `chunked`, alone, in any case, is a transfer coding served, as by Go's server;
+    /// any other, a list ending in `chunked` included, or two headers, is `501`.
+    #[test]
+    fn chunked_alone_is_the_only_transfer_coding() {
+        let headers = |values: &[&str]| header_map(header::TRANSFER_ENCODING, values);
+        for fine in [&[][..], &["chunked"], &["Chunked"], &["CHUNKED"]] {
+            assert_eq!(
+                unsupported_transfer_coding(&headers(fine)),
+                None,
+                "{fine:?}"
+            );
+        }
+        for (sent, as_sent) in [
+            (&["gzip, chunked"][..], "gzip, chunked"),
+            (&["gzip", "chunked"], "gzip, chunked"),
+            (&["chunked", "chunked"], "chunked, chunked"),
+            (&["chunked, chunked"], "chunked, chunked"),
+            (&["identity"], "identity"),
+        ] {
+            assert_eq!(
+                unsupported_transfer_coding(&headers(sent)).as_deref(),
+                Some(as_sent),
+                "{sent:?}"
+            );
+        }
+        assert_eq!(
+            ApiError::UnsupportedTransferCoding("gzip, chunked".into()).status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
     }
 
     #[test]

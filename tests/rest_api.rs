@@ -809,6 +809,87 @@ async fn an_http_1_1_request_without_host_is_400_and_nothing_is_written() {
     assert_serving_on(&mut conn, "after-400").await;
 }
 
+/// Two `Host` headers, or one that names no host (`Host: a b`), are `400` as RFC 9112 (§3.2)
+/// wants and Go's server (the original's) answers, whatever the HTTP version; a transfer
+/// coding other than `chunked` alone (`gzip, chunked`, or `gzip` then `chunked`) is `501`,
+/// as from Go, checked before the `Host` as Go does. Each before anything is done, with a
+/// one-line reason, and the connection closed as Go closes it; the node serves on, and a
+/// body sent `chunked` alone (in any case) is still stored as sent. Before, each was served:
+/// a `gzip, chunked` body was stored still coded (found by using it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_a_bad_host_or_a_coded_body_are_refused_and_nothing_is_written() {
+    let c = common::ProcCluster::start(1, &[]).await;
+    let chunk = b"4\r\nbody\r\n0\r\n\r\n";
+    for (what, head, body, status, part) in [
+        (
+            "two Host headers",
+            "PUT /refused HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 4\r\n\r\n",
+            &b"body"[..],
+            400,
+            "2 Host headers",
+        ),
+        (
+            "two alike, HTTP/1.0",
+            "PUT /refused HTTP/1.0\r\nHost: x\r\nHost: x\r\nContent-Length: 4\r\n\r\n",
+            b"body",
+            400,
+            "2 Host headers",
+        ),
+        (
+            "a Host with a space",
+            "PUT /refused HTTP/1.1\r\nHost: a b\r\nContent-Length: 4\r\n\r\n",
+            b"body",
+            400,
+            r#"malformed Host header "a b""#,
+        ),
+        (
+            "a Host with a path, on an endpoint",
+            "GET /-/health HTTP/1.1\r\nHost: x/y\r\n\r\n",
+            b"",
+            400,
+            "malformed Host header",
+        ),
+        (
+            "gzip, chunked",
+            "PUT /refused HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            chunk,
+            501,
+            r#"unsupported transfer encoding "gzip, chunked""#,
+        ),
+        (
+            "gzip, then chunked",
+            "PUT /refused HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            chunk,
+            501,
+            r#""gzip, chunked""#,
+        ),
+        (
+            "gzip, chunked without a Host (the coding is checked first, as by Go)",
+            "PUT /refused HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            chunk,
+            501,
+            "unsupported transfer encoding",
+        ),
+    ] {
+        refused_and_closed(&c, what, head, body, status, part).await;
+    }
+    assert_eq!(
+        c.get(1, "refused").await,
+        Some((404, "key \"/refused\" not found\n".into()))
+    );
+    let mut conn = connect(&c).await;
+    let (status, head, body) = exchange(
+        &mut conn,
+        "PUT /plain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n\
+         4\r\nbody\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 204, "chunked alone: {head}\n{body}");
+    assert_eq!(c.get(1, "plain").await, Some((200, "body".into())));
+    assert_serving_on(&mut conn, "after-501").await;
+}
+
 /// `OPTIONS *` (a question about the server, not a key) is `200` with an empty body, as Go's
 /// server (the original's) answers it, body or not, and the connection is kept; a plain
 /// `OPTIONS /key` is still the original's `405` with its `Allow` headers. Before, `OPTIONS *`
