@@ -108,12 +108,12 @@ async fn serve(config: Config) -> ExitCode {
     // A signal during the start stops the node as soon as it has started.
     let stop_asked = CancellationToken::new();
     listen_for_signals(stop_asked.clone());
-    let running = match start(config).await {
+    let running = match start(config.clone()).await {
         Ok(running) => running,
         Err(err) => {
             // Printed, not logged: a refusal must show whatever RUST_LOG says, and only once.
             say(format_args!("raftexample: cannot start: {err}"));
-            if let Some(remedy) = err.remedy() {
+            if let Some(remedy) = err.remedy(&config) {
                 say(format_args!("raftexample: {remedy}"));
             }
             return ExitCode::FAILURE;

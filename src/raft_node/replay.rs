@@ -105,15 +105,18 @@ pub struct Recovered {
 
 impl StartError {
     /// What to do about a data dir that cannot be used as it is (damaged or missing files),
-    /// for the line that reports the error; `None` where the error itself says it.
-    pub fn remedy(&self) -> Option<&'static str> {
+    /// for the line that reports the error; `None` where the error itself says it. Written for
+    /// the node `config` describes, with its id, peer URL and folders, so that it can be
+    /// followed as printed (found by a user's campaign: it said `/<id>`).
+    pub fn remedy(&self, config: &Config) -> Option<String> {
         use crate::{snapshotter, wal};
         if let StartError::Snapshot(snapshotter::Error::Decode { .. }) = self {
             // Intact, so not damage: most likely a newer build's snapshot (a downgrade). Taken
             // for damage, the node would be added back only to meet the same snapshot again.
             return Some(
                 "the snapshot is whole but this build cannot read it: if a newer build of \
-                 raftexample wrote it, start this node with that build",
+                 raftexample wrote it, start this node with that build"
+                    .into(),
             );
         }
         let damaged = match self {
@@ -128,20 +131,30 @@ impl StartError {
             StartError::Damaged(_) => true,
             _ => false,
         };
+        if !damaged {
+            return None;
+        }
+        let id = config.id;
+        // The URL it listens on, as `check_flags` reads it: the one to add it back at.
+        let url = config.own_peer_url().map_or_else(
+            || "its peer URL".into(),
+            |url| normalize_url(url).to_string(),
+        );
         // As for a lost disk: a voter that starts on less than it had must first be removed
         // and added back, and a backup is less than it had (it forgot votes and entries it
         // acknowledged since), so it is no remedy where others hold the data (found by a
         // user's campaign); a node alone holds it nowhere else.
-        damaged.then_some(
+        Some(format!(
             "to bring this node back, if the other members are healthy: remove it and add it \
-             back (DELETE /<id>, then POST /<id> with its peer URL, on a member; a 404 to the \
-             DELETE means it was removed already: go on with the POST), move \
-             raftexample-<id> and raftexample-<id>-snap aside, and start it again with --join \
-             (under ./cluster.sh: ./cluster.sh start raftexample<id> --join); it then copies \
-             everything from them. A backup of a member of a larger cluster will not do (it \
-             has forgotten votes it cast and entries it acknowledged since); a cluster of one \
-             node has only its backup",
-        )
+             back (DELETE /{id}, then POST /{id} with {url}, on a member; a 404 to the DELETE \
+             means it was removed already: go on with the POST), move {} and {} aside, and \
+             start it again with --join (under ./cluster.sh: ./cluster.sh start \
+             raftexample{id} --join); it then copies everything from them. A backup of a \
+             member of a larger cluster will not do (it has forgotten votes it cast and entries \
+             it acknowledged since); a cluster of one node has only its backup",
+            config.wal_dir().display(),
+            config.snap_dir().display(),
+        ))
     }
 }
 
@@ -690,19 +703,34 @@ mod tests {
     use super::*;
 
     /// A damaged data dir gets the advice for a lost disk: removed and added back (a 404 to
-    /// the DELETE: a node removed already), then started with `--join`. It advised restoring a backup (a voter that forgot what it
-    /// promised) or starting with `--join` alone, which the members refuse. A snapshot that
-    /// is whole but does not decode is not damage: most likely a newer build's.
+    /// the DELETE: a node removed already), then started with `--join`. It advised restoring a
+    /// backup (a voter that forgot what it promised) or starting with `--join` alone, which the
+    /// members refuse. The advice names this node's id, peer URL and folders, not `<id>`, so
+    /// that it can be pasted (a user's campaign). A snapshot that is whole but does not decode
+    /// is not damage: most likely a newer build's.
     #[test]
     fn a_damaged_data_dir_is_advised_as_a_lost_disk() {
+        let config = Config {
+            id: 3,
+            cluster: [
+                "http://127.0.0.1:23001",
+                "http://127.0.0.1:23002",
+                "http://127.0.0.1:23003",
+            ]
+            .map(String::from)
+            .to_vec(),
+            data_dir: PathBuf::from("/srv/d3"),
+            ..Config::default()
+        };
         let remedy = StartError::Damaged("a record is corrupt".into())
-            .remedy()
+            .remedy(&config)
             .expect("advice for a damaged data dir");
         assert!(
-            remedy.contains("DELETE /<id>, then POST /<id>")
+            remedy.contains("DELETE /3, then POST /3 with http://127.0.0.1:23003, on a member")
                 && remedy.contains("a 404 to the DELETE means it was removed already")
-                && remedy.contains("move raftexample-<id> and raftexample-<id>-snap aside")
-                && remedy.contains("./cluster.sh start raftexample<id> --join")
+                && remedy
+                    .contains("move /srv/d3/raftexample-3 and /srv/d3/raftexample-3-snap aside")
+                && remedy.contains("./cluster.sh start raftexample3 --join")
                 && remedy.contains("larger cluster will not do"),
             "{remedy}"
         );
@@ -711,7 +739,7 @@ mod tests {
             reason: "a cluster state of a newer format".into(),
         });
         let remedy = unreadable
-            .remedy()
+            .remedy(&config)
             .expect("advice for an unreadable snapshot");
         assert!(
             remedy.contains("start this node with that build"),
