@@ -690,4 +690,101 @@ mod tests {
             (&"é".into(), &Value::Null)
         );
     }
+
+    /// A WAL of node 1 in `dir` with at least three segments (every record synced); returns
+    /// its config and its segments, oldest first.
+    fn wal_of_segments(dir: &Path) -> (Config, Vec<std::path::PathBuf>) {
+        use crate::wal::tests::{ents, hs, meta, opts};
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let mut wal = wal::Wal::create(&config.wal_dir(), &meta(), opts(256)).expect("a WAL");
+        for first in [1, 11, 21] {
+            wal.save(
+                Some(&hs(1, 1, first + 9)),
+                &ents(first..=first + 9, 1),
+                true,
+            )
+            .expect("saved");
+        }
+        drop(wal);
+        let mut segments: Vec<_> = std::fs::read_dir(config.wal_dir())
+            .expect("the WAL folder")
+            .map(|entry| entry.expect("a folder entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wal"))
+            .collect();
+        segments.sort();
+        assert!(segments.len() >= 3, "{segments:?}");
+        (config, segments)
+    }
+
+    fn cut(path: &Path, bytes: u64) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("a segment");
+        let len = file.metadata().expect("its length").len();
+        file.set_len(len - bytes).expect("cut");
+    }
+
+    /// The last line of a dump that stopped.
+    fn stopped(config: &Config) -> String {
+        let mut out = Vec::new();
+        run(config, &Options::default(), &mut out).expect_err("the dump stops");
+        let text = String::from_utf8(out).expect("text");
+        let last = text.lines().last().expect("a line");
+        assert!(last.starts_with("stopped: "), "{text}");
+        last.to_string()
+    }
+
+    /// An older segment cut short is damage a start refuses ("not the last segment, so not an
+    /// unsynced tail"); dump called it a plain torn record, which reads as the crash tail a
+    /// start cuts, and did not say that newer segments followed unread (a user's campaign). It
+    /// now says what the start says, and names them.
+    #[test]
+    fn a_middle_segment_cut_short_is_told_as_a_start_tells_it_with_the_segments_not_read() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, segments) = wal_of_segments(tmp.path());
+        cut(&segments[0], 3);
+        let start = wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        assert!(start.contains("not the last segment"), "{start}");
+        let line = stopped(&config);
+        assert!(line.contains(&start), "the start says {start:?}\n{line}");
+        let name = |path: &std::path::PathBuf| {
+            path.file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned()
+        };
+        let unread = format!(
+            "the {} newer segments, {} to {}, were not read",
+            segments.len() - 1,
+            name(&segments[1]),
+            name(segments.last().expect("segments"))
+        );
+        assert!(line.contains(&unread), "{line}");
+    }
+
+    /// A torn end of the newest segment is what a crash leaves, and a start cuts it and goes
+    /// on: dump says so, rather than leave it to look like damage.
+    #[test]
+    fn a_torn_tail_is_told_as_one_a_start_cuts() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, segments) = wal_of_segments(tmp.path());
+        let newest = segments.last().expect("segments");
+        cut(newest, 3);
+        let line = stopped(&config);
+        assert!(
+            line.contains("(an unsynced tail: a start cuts these last ")
+                && line.contains(&newest.display().to_string())
+                && !line.contains("not read"),
+            "{line}"
+        );
+        wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .expect("a start cuts the tail and goes on");
+    }
 }

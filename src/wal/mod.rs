@@ -663,7 +663,9 @@ impl Wal {
 /// `dump` tool.
 ///
 /// Read-only: nothing is repaired. Returns [`Error::Corrupt`] naming the file and offset at the
-/// first torn or corrupt record, after having visited all the good records before it.
+/// first torn or corrupt record, after having visited all the good records before it. Its
+/// reason says what a start would make of that record (an unsynced tail it cuts, or damage
+/// it refuses, and why) and names the newer segments left unread.
 pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
     replay::scan(&StdFs, dir, visit)
 }

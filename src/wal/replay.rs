@@ -323,34 +323,9 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
                     seg.len = off as u64;
                     break;
                 }
-                // The header of the last segment was synced before the segment got its name,
-                // so even there a bad record at offset 0 is not a torn append.
-                Err(e) if i == last && off > 0 && e.may_be_torn() => {
-                    if let Some((at, synced)) = sync_covering(&data, off) {
-                        return Err(corrupt(
-                            &seg.path,
-                            off,
-                            format!(
-                                "{e}; the sync mark at offset {at} says a completed sync covered \
-                                 the first {synced} bytes, so this is damage, not an unsynced tail"
-                            ),
-                        ));
-                    }
-                    torn = Some(TornTail {
-                        path: seg.path.clone(),
-                        offset: off as u64,
-                        file_len: data.len() as u64,
-                        reason: e.to_string(),
-                    });
-                    break;
-                }
                 Err(e) => {
-                    let where_ = if i == last {
-                        ""
-                    } else {
-                        " (not the last segment, so not an unsynced tail)"
-                    };
-                    return Err(corrupt(&seg.path, off, format!("{e}{where_}")));
+                    torn = Some(judge_bad_record(&seg.path, &data, off, i == last, &e)?);
+                    break;
                 }
             }
         }
@@ -381,6 +356,47 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
     })
 }
 
+/// How a start judges the first record of segment `path` that does not decode (`e`, at `off`
+/// of its `data`; `last`: the newest segment): the unsynced tail a crash left, which it cuts,
+/// or damage, which it refuses. [`scan`] judges by it too, so that `dump` says what a start
+/// would (it called a middle segment cut short a plain torn record: a user's campaign).
+fn judge_bad_record(
+    path: &Path,
+    data: &[u8],
+    off: usize,
+    last: bool,
+    e: &record::DecodeError,
+) -> Result<TornTail, Error> {
+    if !last {
+        return Err(corrupt(
+            path,
+            off,
+            format!("{e} (not the last segment, so not an unsynced tail)"),
+        ));
+    }
+    // The header of the last segment was synced before the segment got its name, so even
+    // there a bad record at offset 0 is not a torn append.
+    if off == 0 || !e.may_be_torn() {
+        return Err(corrupt(path, off, e.to_string()));
+    }
+    if let Some((at, synced)) = sync_covering(data, off) {
+        return Err(corrupt(
+            path,
+            off,
+            format!(
+                "{e}; the sync mark at offset {at} says a completed sync covered the first \
+                 {synced} bytes, so this is damage, not an unsynced tail"
+            ),
+        ));
+    }
+    Ok(TornTail {
+        path: path.to_path_buf(),
+        offset: off as u64,
+        file_len: data.len() as u64,
+        reason: e.to_string(),
+    })
+}
+
 /// The first valid sync mark after a bad record at `bad` that covers it (offset, synced bytes):
 /// proof that the bad record was synced.
 fn sync_covering(data: &[u8], bad: usize) -> Option<(usize, u64)> {
@@ -407,47 +423,112 @@ pub fn scan(
             dir: dir.to_path_buf(),
         });
     }
-    let last = segments.len() - 1;
     let mut previous_ended = false;
-    for (i, seg) in segments.iter().enumerate() {
-        let data = read_segment(fs, seg)?;
-        if data.is_empty() {
-            // As replay judges it: a start refuses it, so a dump must not pass it in silence.
-            return Err(corrupt(&seg.path, 0, "empty segment: no metadata record"));
-        }
-        let mut off = 0;
-        // After the record that ends a segment, only zeros.
-        let mut ended = false;
-        while off < data.len() {
-            if (i == last || ended) && off > 0 && is_zero_tail(&data, off) {
-                break;
-            }
-            let (rec, len) =
-                record::decode(&data, off).map_err(|e| corrupt(&seg.path, off, e.to_string()))?;
-            visit(&seg.path, off as u64, len as u64, &rec);
-            if let Record::Next { seq, first_index } = rec {
-                // Judged as replay judges it (a successor under its temporary name is fine
-                // here: dump only reads).
-                let following = segments.get(i + 1);
-                check_next(
-                    fs,
-                    dir,
-                    seg,
-                    &data,
-                    (off, len),
-                    (seq, first_index),
-                    following,
-                )?;
-                ended = true;
-            }
-            off += len;
-        }
-        if i != last && previous_ended && !ended {
-            return Err(lost_end(&seg.path, off));
-        }
-        previous_ended = ended;
+    for i in 0..segments.len() {
+        previous_ended = scan_segment(fs, dir, &segments, i, previous_ended, &mut visit)
+            .map_err(|err| unread_after(err, &segments[i + 1..]))?;
     }
     Ok(())
+}
+
+/// [`scan`] of `segments[i]`; returns whether it ends by naming the next one.
+fn scan_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segments: &[Segment],
+    i: usize,
+    previous_ended: bool,
+    visit: &mut impl FnMut(&Path, u64, u64, &Record),
+) -> Result<bool, Error> {
+    let seg = &segments[i];
+    let last = i + 1 == segments.len();
+    let data = read_segment(fs, seg)?;
+    if data.is_empty() {
+        // As replay judges it: a start refuses it, so a dump must not pass it in silence.
+        return Err(corrupt(&seg.path, 0, "empty segment: no metadata record"));
+    }
+    let mut off = 0;
+    // After the record that ends a segment, only zeros.
+    let mut ended = false;
+    while off < data.len() {
+        if (last || ended) && off > 0 && is_zero_tail(&data, off) {
+            break;
+        }
+        let (rec, len) = match record::decode(&data, off) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // A scan stops here either way; a start would go on past a torn tail.
+                let torn = judge_bad_record(&seg.path, &data, off, last, &e)?;
+                return Err(corrupt(
+                    &seg.path,
+                    off,
+                    format!(
+                        "{} (an unsynced tail: a start cuts these last {} bytes and goes on)",
+                        torn.reason,
+                        torn.file_len - torn.offset
+                    ),
+                ));
+            }
+        };
+        visit(&seg.path, off as u64, len as u64, &rec);
+        if let Record::Next { seq, first_index } = rec {
+            // Judged as replay judges it (a successor under its temporary name is fine
+            // here: dump only reads).
+            check_next(
+                fs,
+                dir,
+                seg,
+                &data,
+                (off, len),
+                (seq, first_index),
+                segments.get(i + 1),
+            )?;
+            ended = true;
+        }
+        off += len;
+    }
+    if !last && previous_ended && !ended {
+        return Err(lost_end(&seg.path, off));
+    }
+    Ok(ended)
+}
+
+/// `err`, which stopped a scan, naming the newer segments `unread` it left unread: a reader
+/// of `dump` would otherwise take the place it stopped at for the end of the log.
+fn unread_after(err: Error, unread: &[Segment]) -> Error {
+    let Error::Corrupt {
+        path,
+        offset,
+        reason,
+    } = err
+    else {
+        return err;
+    };
+    // The error may name a newer segment than the one read (one its predecessor does not
+    // name as the next): only those after it go unread.
+    let unread = unread
+        .iter()
+        .position(|seg| seg.path == path)
+        .map_or(unread, |at| &unread[at + 1..]);
+    let name = |seg: &Segment| super::segment::segment_name(seg.seq, seg.first_index);
+    let which = match unread {
+        [] => String::new(),
+        [only] => format!(
+            "; reading stopped there, so the newer segment {} was not read",
+            name(only)
+        ),
+        [first, .., newest] => format!(
+            "; reading stopped there, so the {} newer segments, {} to {}, were not read",
+            unread.len(),
+            name(first),
+            name(newest)
+        ),
+    };
+    Error::Corrupt {
+        path,
+        offset,
+        reason: reason + &which,
+    }
 }
 
 /// A segment, not the last, that ends after a whole record but without the record naming the
