@@ -99,10 +99,8 @@ pub enum ProposalError {
     )]
     Replaced(Duration),
     /// The entry was proposed but not applied in time; it may still commit.
-    #[error(
-        "not committed within {0:?} (a quorum may be down); it may still happen: check before sending it again"
-    )]
-    Timeout(Duration),
+    #[error("not committed {0}; it may still happen: check before sending it again")]
+    Timeout(Waited),
     /// The entry was proposed but not applied in the first part of its wait, and no copy can
     /// take effect any more: its withdrawal (a fence, or a later proposal carrying the floor
     /// past it) applied before any copy did, or its session ended in log order.
@@ -126,9 +124,9 @@ pub enum ProposalError {
     /// No leader was known for the whole wait of a read.
     #[error("no leader was elected within {0:?} (a quorum may be down); nothing was read")]
     ReadNoLeader(Duration),
-    /// A read could not be confirmed by a quorum in time.
-    #[error("read not confirmed by a quorum within {0:?}; retry")]
-    ReadTimeout(Duration),
+    /// A read was not confirmed in time (see [`Waited`] for what the node saw of why).
+    #[error("read not confirmed {0}; retry")]
+    ReadTimeout(Waited),
     /// The node's inbox stayed full for the whole wait of a read (a node stuck on a disk that
     /// hangs, or far behind its clients).
     #[error(
@@ -217,7 +215,55 @@ pub enum ProposalError {
     BuildsUnknown(u64, Duration),
 }
 
+/// How long a request waited before the answer that it was not done in time, and what the
+/// node saw of its own part in that: the cause that answer names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waited {
+    /// The whole wait (`--proposal-timeout-ms`).
+    pub wait: Duration,
+    /// How long the node's own loop stood still at the end of the wait, when that was most
+    /// of it (see `raft_node::stood_still`): its process paused or starved of CPU, or a round
+    /// stuck on its disk. A quorum may have been fine all along, and then blaming it sent a
+    /// user looking for a fault that was not there (a user's campaign: a leader paused for
+    /// 8 s said "a quorum may be down").
+    pub stood_still: Option<Duration>,
+}
+
+impl From<Duration> for Waited {
+    /// A wait of which nothing more is known.
+    fn from(wait: Duration) -> Self {
+        Waited {
+            wait,
+            stood_still: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Waited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "within {:?} ", self.wait)?;
+        match self.stood_still {
+            None => f.write_str("(a quorum may be down, or this node itself was held up)"),
+            Some(still) => write!(
+                f,
+                "(this node itself stood still for the last {still:.1?} of that wait: its \
+                 process was paused or starved of CPU, or it was stuck on its disk)"
+            ),
+        }
+    }
+}
+
 impl ProposalError {
+    /// A write's [`ProposalError::Timeout`] after `wait`, of which nothing more is known.
+    pub fn timeout_after(wait: Duration) -> Self {
+        ProposalError::Timeout(wait.into())
+    }
+
+    /// A read's [`ProposalError::ReadTimeout`] after `wait`, of which nothing more is known.
+    pub fn read_timeout_after(wait: Duration) -> Self {
+        ProposalError::ReadTimeout(wait.into())
+    }
+
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

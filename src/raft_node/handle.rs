@@ -143,7 +143,7 @@ impl NodeHandle {
             // speaks of something that may still happen; nothing of a read does. Nothing is
             // checked first: the node gives it its whole timeout.
             let read = |done, _| Request::Read(done);
-            self.request(self.deadline(), read, ProposalError::ReadTimeout)
+            self.request(self.deadline(), read, ProposalError::read_timeout_after)
                 .await
                 .map_err(|err| match err {
                     ProposalError::NotTaken(waited) => ProposalError::ReadNotTaken(waited),
@@ -345,7 +345,9 @@ impl NodeHandle {
         make: impl FnOnce(Responder, Duration) -> Request,
     ) -> Result<(), ProposalError> {
         self.metrics.proposals_received.inc();
-        let result = self.request(deadline, make, ProposalError::Timeout).await;
+        let result = self
+            .request(deadline, make, ProposalError::timeout_after)
+            .await;
         match &result {
             Ok(()) => self.metrics.proposals_committed.inc(),
             Err(err) => self

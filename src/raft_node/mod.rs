@@ -60,7 +60,7 @@ use crate::wal::{JoinedAt, Metadata, Wal, WalOptions};
 
 pub use crate::request::{
     Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
-    ReadConsistency, Request, Responder, Shared,
+    ReadConsistency, Request, Responder, Shared, Waited,
 };
 pub use handle::NodeHandle;
 use log_bytes::LogBytes;
@@ -590,6 +590,26 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
 fn no_leader_during(leader_seen: Option<Instant>, deadline: Instant, timeout: Duration) -> bool {
     let began = deadline.checked_sub(timeout);
     leader_seen.is_none_or(|seen| began.is_some_and(|began| seen < began))
+}
+
+/// How long this node's loop stood still (no tick since `last_tick`: its process paused or
+/// starved of CPU, or a round stuck on its disk) at the end of a wait that ends at `deadline`
+/// and lasts `timeout`, if that was most of the wait: at least half of it, and two ticks of
+/// `tick` (a tick apart is no stall). A request not done by then says so, rather than blame
+/// a quorum the node was not there to hear (found by a user's campaign: a leader paused for
+/// 8 s said "a quorum may be down" of a healthy one).
+fn stood_still(
+    last_tick: Option<Instant>,
+    deadline: Instant,
+    timeout: Duration,
+    tick: Duration,
+) -> Option<Duration> {
+    let last_tick = last_tick?;
+    let from = deadline
+        .checked_sub(timeout)
+        .map_or(last_tick, |began| began.max(last_tick));
+    let still = deadline.saturating_duration_since(from);
+    (still >= (timeout / 2).max(tick * 2)).then_some(still)
 }
 
 /// Sets raft's randomized election timeout from `rng`, in raft's own range.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use raft::eraftpb::Entry;
 
 use super::batching::{hold_batch, whole_pages};
-use super::{MemberChange, ProposalError, Responder};
+use super::{MemberChange, ProposalError, Responder, Waited};
 use crate::membership::Members;
 use crate::proposal::{self, Fate, ProposalId, Sessions, Verdict};
 
@@ -148,6 +148,10 @@ pub(super) struct Proposals {
     paused_until: Option<Instant>,
     /// The last tick at which a leader was known (see [`super::no_leader_during`]).
     leader_seen: Option<Instant>,
+    /// The last tick (see [`super::stood_still`]).
+    last_tick: Option<Instant>,
+    /// Raft's tick.
+    tick: Duration,
     timeout: Duration,
     /// See [`settle_window`].
     settle_for: Duration,
@@ -187,6 +191,8 @@ impl Proposals {
             local_at: BTreeMap::new(),
             paused_until: None,
             leader_seen: None,
+            last_tick: None,
+            tick,
             timeout,
             settle_for: settle_window(timeout),
             resend_after: resend_after.min(timeout / 2).max(tick),
@@ -827,6 +833,7 @@ impl Proposals {
         if leader_known {
             self.leader_seen = Some(now);
         }
+        let last_tick = self.last_tick.replace(now);
         let withdrawn: Vec<u64> = self
             .pending
             .iter()
@@ -877,7 +884,10 @@ impl Proposals {
                 Some(_) if !p.forwarded && p.local_copies == 0 => {
                     ProposalError::Replaced(self.timeout)
                 }
-                Some(_) => ProposalError::Timeout(self.timeout),
+                Some(_) => ProposalError::Timeout(Waited {
+                    wait: self.timeout,
+                    stood_still: super::stood_still(last_tick, p.deadline, self.timeout, self.tick),
+                }),
             };
             let _ = p.done.send(Err(err));
         }
@@ -1163,7 +1173,7 @@ mod tests {
         );
         assert_eq!(
             forwarded.try_recv(),
-            Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
+            Ok(Err(ProposalError::timeout_after(Duration::from_secs(5))))
         );
         assert_eq!(p.len(), 0);
     }
@@ -1199,12 +1209,16 @@ mod tests {
         p.on_tick(t0 + Duration::from_millis(1500), true);
         assert_eq!(p.fence_due(t0 + Duration::from_millis(1500)), None);
         p.on_tick(t0 + secs(2), true);
-        assert_eq!(rest.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
+        let timeout = Ok(Err(ProposalError::timeout_after(secs(5))));
+        assert_eq!(rest.try_recv(), timeout);
         assert!(whole.try_recv().is_err(), "answered before its deadline");
         assert!(longer.try_recv().is_err(), "answered before its deadline");
+        // A tick shortly before, as a running node's (3 s without one is a node that stood
+        // still, which the answer would say).
+        p.on_tick(t0 + Duration::from_millis(4_950), true);
         p.on_tick(t0 + secs(5), true);
-        assert_eq!(whole.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
-        assert_eq!(longer.try_recv(), Ok(Err(ProposalError::Timeout(secs(5)))));
+        assert_eq!(whole.try_recv(), timeout);
+        assert_eq!(longer.try_recv(), timeout);
         assert_eq!(p.len(), 0);
     }
 
@@ -1294,9 +1308,58 @@ mod tests {
         p.on_tick(t0 + Duration::from_secs(5), true);
         assert_eq!(
             stuck.try_recv(),
-            Ok(Err(ProposalError::Timeout(Duration::from_secs(5))))
+            Ok(Err(ProposalError::timeout_after(Duration::from_secs(5))))
         );
         assert!(p.is_empty());
+    }
+
+    /// A PUT whose wait ran out while the node itself stood still (a leader paused for 8 s
+    /// with SIGSTOP, in a user's campaign) says so, and for how long, rather than "a quorum
+    /// may be down" of a quorum that was fine all along. One whose node ticked all along, or
+    /// stood still for less than half its wait, names both causes.
+    #[test]
+    fn a_put_whose_wait_ran_out_while_the_node_stood_still_says_so() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (mut paused, _, _) = put_sent(&mut p, t0);
+        p.on_tick(t0 + Duration::from_millis(100), true);
+        // The process stops here, and runs again 8 s later.
+        p.on_tick(t0 + Duration::from_millis(8_100), true);
+        let said = paused.try_recv().expect("answered").expect_err("not done");
+        assert_eq!(
+            said,
+            ProposalError::Timeout(Waited {
+                wait: Duration::from_secs(5),
+                stood_still: Some(Duration::from_millis(4_900)),
+            })
+        );
+        let text = said.to_string();
+        assert!(
+            text.contains("within 5s (this node itself stood still for the last 4.9s of that wait")
+                && text.contains("it may still happen")
+                && !text.contains("quorum"),
+            "{text}"
+        );
+
+        // Ticking every 50 ms to the end, or until 3 s into the wait (2 s still: less than
+        // half of it).
+        for (t1, ticked_until) in [
+            (t0 + Duration::from_secs(10), 5_000),
+            (t0 + Duration::from_secs(20), 3_000),
+        ] {
+            let (mut answer, _, _) = put_sent(&mut p, t1);
+            for ms in (50..=ticked_until).step_by(50) {
+                p.on_tick(t1 + Duration::from_millis(ms), true);
+            }
+            p.on_tick(t1 + Duration::from_secs(5), true);
+            let said = answer.try_recv().expect("answered").expect_err("not done");
+            assert_eq!(said, ProposalError::timeout_after(Duration::from_secs(5)));
+            assert!(
+                said.to_string()
+                    .contains("(a quorum may be down, or this node itself was held up)"),
+                "{said}"
+            );
+        }
     }
 
     /// A node that stops answers its withdrawn requests too (found by a review).

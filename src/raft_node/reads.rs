@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use raft::ReadState;
 use raft::eraftpb::{Entry, Message, MessageType};
 
-use super::{ProposalError, Responder};
+use super::{ProposalError, Responder, Waited};
 use crate::events::PROBE_CONTEXT_LEN;
 
 /// A ReadIndex context made of `words`, little-endian: a client read round's is three (node,
@@ -289,6 +289,8 @@ pub(super) struct Reads {
     again: Duration,
     /// The last tick at which a leader was known (see [`super::no_leader_during`]).
     leader_seen: Option<Instant>,
+    /// The last tick (see [`super::stood_still`]).
+    last_tick: Option<Instant>,
 }
 
 impl Reads {
@@ -309,6 +311,7 @@ impl Reads {
             commit: 0,
             again,
             leader_seen: None,
+            last_tick: None,
         }
     }
 
@@ -442,11 +445,15 @@ impl Reads {
             self.leader_seen = Some(now);
         }
         let (timeout, leader_seen) = (self.timeout, self.leader_seen);
+        let last_tick = self.last_tick.replace(now);
         let err = |w: &Waiter| {
             if super::no_leader_during(leader_seen, w.deadline, timeout) {
                 ProposalError::ReadNoLeader(timeout)
             } else {
-                ProposalError::ReadTimeout(timeout)
+                ProposalError::ReadTimeout(Waited {
+                    wait: timeout,
+                    stood_still: super::stood_still(last_tick, w.deadline, timeout, tick),
+                })
             }
         };
         let mut late = Vec::new();
@@ -697,11 +704,66 @@ mod tests {
         assert!(late.try_recv().is_err(), "its deadline is later");
         // A leader known for part of the later read's wait: not "no leader was elected"
         // (found by a review), though nothing was read.
+        // (Ticks as a running node's, not one that stood still: see the next test.)
         r.on_tick(tick, true, t0 + Duration::from_secs(3));
+        r.on_tick(tick, false, t0 + Duration::from_millis(6_950));
         r.on_tick(tick, false, t0 + Duration::from_secs(7));
         assert_eq!(
             late.try_recv(),
-            Ok(Err(ProposalError::ReadTimeout(Duration::from_secs(5))))
+            Ok(Err(ProposalError::read_timeout_after(Duration::from_secs(
+                5
+            ))))
+        );
+    }
+
+    /// A read whose wait ran out while the node itself stood still (paused with SIGSTOP for
+    /// 8 s, in a user's campaign) says so, rather than that a quorum did not confirm it; one
+    /// whose node ticked all along names both causes.
+    #[test]
+    fn a_read_whose_wait_ran_out_while_the_node_stood_still_says_so() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(100);
+        let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
+        let mut paused = read(&mut r, t0);
+        r.on_tick(tick, true, t0 + tick);
+        // The process stops here, and runs again 8 s later.
+        r.on_tick(tick, true, t0 + Duration::from_millis(8_100));
+        let said = paused
+            .try_recv()
+            .expect("answered")
+            .expect_err("nothing read");
+        assert_eq!(
+            said,
+            ProposalError::ReadTimeout(Waited {
+                wait: Duration::from_secs(5),
+                stood_still: Some(Duration::from_millis(4_900)),
+            })
+        );
+        let text = said.to_string();
+        assert!(
+            text.starts_with(
+                "read not confirmed within 5s (this node itself stood still for the last 4.9s"
+            ) && !text.contains("quorum"),
+            "{text}"
+        );
+
+        let t1 = t0 + Duration::from_secs(10);
+        let mut ticking = read(&mut r, t1);
+        for n in 1..=50 {
+            r.on_tick(tick, true, t1 + tick * n);
+        }
+        let said = ticking
+            .try_recv()
+            .expect("answered")
+            .expect_err("nothing read");
+        assert_eq!(
+            said,
+            ProposalError::read_timeout_after(Duration::from_secs(5))
+        );
+        assert_eq!(
+            said.to_string(),
+            "read not confirmed within 5s (a quorum may be down, or this node itself was held \
+             up); retry"
         );
     }
 
