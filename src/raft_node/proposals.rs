@@ -293,16 +293,19 @@ impl Proposals {
         Some(proposal::encode_register(self.origin, self.nonce))
     }
 
-    /// The fence to propose, when withdrawn requests wait for one: when the last one does
-    /// not cover the newest of them, or may have been lost (a quarter of the settle window
+    /// The fence to propose, when withdrawn requests below the floor wait for one: when the
+    /// last one does not cover the newest of them, or may have been lost (a quarter of the settle window
     /// went by, or the leader changed). Not each time the floor moves: under load it moves
     /// every round, and the batches that move it carry it anyway.
     pub fn fence_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         let session = self.session?;
-        let (&newest, _) = self.settling.last_key_value()?;
         let floor = self.floor();
-        // A membership change below holds the floor until it is answered.
-        if floor <= newest || self.paused(now) {
+        // Only those below the floor can be settled now. A membership change still pending
+        // below a withdrawn request, or a request with more of its wait left (its checks took
+        // less), holds the floor until it is answered; it holds back only the withdrawn
+        // requests above it (review 108: one such request held back every fence).
+        let (&newest, _) = self.settling.range(..floor).next_back()?;
+        if self.paused(now) {
             return None;
         }
         let again_after = (self.settle_for / 4).max(Duration::from_millis(1));
@@ -1220,6 +1223,49 @@ mod tests {
         assert_eq!(whole.try_recv(), timeout);
         assert_eq!(longer.try_recv(), timeout);
         assert_eq!(p.len(), 0);
+    }
+
+    /// A withdrawn request above the floor (a request below it, with more of its wait left,
+    /// still pending) holds back only itself: one withdrawn below the floor still gets its
+    /// fence, which stops at the floor (review 108: the newest withdrawn request held back
+    /// every fence, so requests withdrawn in time heard "may still happen").
+    #[test]
+    fn a_withdrawn_request_above_the_floor_holds_back_no_fence_below_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let (mut p, _) = registered(t0);
+        let mut add = |wait| {
+            let (tx, answer) = oneshot::channel();
+            p.add(
+                Asked::Command(Bytes::from_static(b"\x00cmd")),
+                tx,
+                t0,
+                Some(wait),
+            );
+            answer
+        };
+        let _below = add(ms(2800));
+        let _whole = add(ms(5000));
+        let _above = add(ms(3000));
+        let batch = p.take_batch(false, 0, t0);
+        let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
+        p.sent(&seqs, None, t0);
+        let [below, whole, above] = seqs[..] else {
+            panic!("three requests in the batch: {seqs:?}");
+        };
+        assert!(below < whole && whole < above, "{seqs:?}");
+        // Both short ones are withdrawn (their last second), the whole one still pending.
+        for at in [1900, 2100, 2500] {
+            p.on_tick(t0 + ms(at), true);
+        }
+        let fence = p
+            .fence_due(t0 + ms(2500))
+            .expect("a fence for the request withdrawn below the floor");
+        assert_eq!(
+            fence_of(&fence).2,
+            whole,
+            "the fence stops at the pending request"
+        );
     }
 
     fn fence_of(data: &[u8]) -> (u64, u64, u64) {
