@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     MemberChange, NodeStatus, ProbeAnswer, ProposalError, ReadConsistency, Request, Responder,
-    Shared,
+    Shared, Waited,
 };
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
@@ -143,7 +143,7 @@ impl NodeHandle {
             // speaks of something that may still happen; nothing of a read does. Nothing is
             // checked first: the node gives it its whole timeout.
             let read = |done, _| Request::Read(done);
-            self.request(self.deadline(), read, ProposalError::read_timeout_after)
+            self.request(self.deadline(), read, ProposalError::ReadTimeout)
                 .await
                 .map_err(|err| match err {
                     ProposalError::NotTaken(waited) => ProposalError::ReadNotTaken(waited),
@@ -169,9 +169,13 @@ impl NodeHandle {
                 let voters = self
                     .check_quorum_after(&change, probe, deadline)
                     .await
-                    // A node that stops during the check has proposed nothing.
+                    // A node that stops during the check has proposed nothing, nor one that
+                    // did not tell its status within the wait: the client hears it will not
+                    // happen, as from any check that took the whole wait (review 108: a
+                    // status's "retry" said nothing of the change).
                     .map_err(|err| match err {
                         ProposalError::NodeStopped => ProposalError::StoppedUnproposed,
+                        ProposalError::Busy(_) => ProposalError::NotProposed(self.timeout),
                         other => other,
                     })?;
                 self.time_left_after_checks(deadline)?;
@@ -345,9 +349,7 @@ impl NodeHandle {
         make: impl FnOnce(Responder, Duration) -> Request,
     ) -> Result<(), ProposalError> {
         self.metrics.proposals_received.inc();
-        let result = self
-            .request(deadline, make, ProposalError::timeout_after)
-            .await;
+        let result = self.request(deadline, make, ProposalError::Timeout).await;
         match &result {
             Ok(()) => self.metrics.proposals_committed.inc(),
             Err(err) => self
@@ -395,7 +397,7 @@ impl NodeHandle {
         &self,
         deadline: Deadline,
         make: impl FnOnce(Responder, Duration) -> Request,
-        on_timeout: fn(Duration) -> ProposalError,
+        on_timeout: fn(Waited) -> ProposalError,
     ) -> Result<(), ProposalError> {
         let (tx, rx) = oneshot::channel();
         // The node answers every request by its deadline, saying what became of it; this
@@ -416,7 +418,12 @@ impl NodeHandle {
             Ok(Ok(result)) => result,
             // A dropped responder means the node stopped before answering.
             Ok(Err(_)) => Err(ProposalError::Stopped),
-            Err(_) => Err(on_timeout(self.timeout)),
+            // Past its own deadline the node did not answer: the cause is this node, whatever
+            // became of the quorum.
+            Err(_) => Err(on_timeout(Waited {
+                wait: waited,
+                stood_still: Some(STUCK_MARGIN),
+            })),
         }
     }
 }
@@ -475,5 +482,95 @@ mod tests {
         let strict = handle.with_strict_reconfig(Some(prober));
         let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
         assert_eq!(change, Err(ProposalError::StoppedUnproposed));
+    }
+
+    /// A node that takes a write and does not answer it within a second past its wait (stuck
+    /// on a disk that hangs) is named as the cause: whatever the quorum did, this node did
+    /// not answer (review 108: the REST side's own answer blamed "a quorum" first).
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_node_took_and_never_answered_names_the_node() {
+        let (inbox, mut taken) = mpsc::channel(4);
+        let timeout = Duration::from_secs(5);
+        let handle = NodeHandle::new(
+            1,
+            inbox,
+            KvStore::default(),
+            timeout,
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(1)),
+        );
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(request) = taken.recv().await {
+                kept.push(request);
+            }
+            kept
+        });
+        let put = handle.put("/k".into(), "v".into()).await;
+        let waited = Waited {
+            wait: timeout + STUCK_MARGIN,
+            stood_still: Some(STUCK_MARGIN),
+        };
+        assert_eq!(put, Err(ProposalError::Timeout(waited)));
+        let said = put.unwrap_err().to_string();
+        assert!(!said.contains("quorum"), "{said}");
+        assert!(said.contains("it may still happen"), "{said}");
+        drop(handle);
+        let kept = held.await.expect("the holder does not panic");
+        assert!(
+            matches!(kept[..], [Request::Propose { .. }]),
+            "the write was taken"
+        );
+    }
+
+    /// A node that does not tell its status within the wait of a membership change under the
+    /// strict check has proposed nothing: the client hears that the change will not happen,
+    /// and within the wait (review 108: it heard the status's "retry", which says nothing of
+    /// the change, though the README promised "will not happen").
+    #[tokio::test(start_paused = true)]
+    async fn a_change_whose_check_got_no_status_in_its_wait_will_not_happen() {
+        let (inbox, mut taken) = mpsc::channel(4);
+        let timeout = Duration::from_secs(5);
+        let handle = NodeHandle::new(
+            1,
+            inbox,
+            KvStore::default(),
+            timeout,
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(1)),
+        );
+        let prober = crate::transport::probe::Prober::new(
+            crate::transport::probe_client(None),
+            Arc::new(crate::transport::PeerFilter::new(1, 0)),
+        );
+        let strict = handle.with_strict_reconfig(Some(prober));
+        // The node takes the status request and holds it unanswered.
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(request) = taken.recv().await {
+                kept.push(request);
+            }
+            kept
+        });
+        let started = tokio::time::Instant::now();
+        let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
+        assert_eq!(change, Err(ProposalError::NotProposed(timeout)));
+        assert!(
+            change
+                .unwrap_err()
+                .to_string()
+                .contains("it will not happen")
+        );
+        assert!(
+            started.elapsed() <= timeout,
+            "answered after {:?}",
+            started.elapsed()
+        );
+        drop(strict);
+        let kept = held.await.expect("the holder does not panic");
+        assert!(
+            kept.iter().all(|r| matches!(r, Request::Status(_))),
+            "only the status was asked: nothing was proposed"
+        );
     }
 }
