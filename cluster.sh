@@ -236,6 +236,7 @@ start_entries() {
   local -A lines
   shift
   known_or_exit "$@"
+  # Every command is settled before any starts: a refused --join leaves nothing running.
   for name; do
     line=$(command_of "$name")
     if running "$name"; then
@@ -243,10 +244,10 @@ start_entries() {
       continue
     fi
     if [ -n "$join" ]; then line=$(with_join "$name" "$line") || exit 2; fi
-    spawn "$name" "$line"
     lines[$name]=$line
     started+=("$name")
   done
+  for name in "${started[@]}"; do spawn "$name" "${lines[$name]}"; done
   for name in "${started[@]}"; do
     wait_healthy "$name" "${lines[$name]}" || failed=$((failed + 1))
   done

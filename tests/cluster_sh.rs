@@ -544,3 +544,32 @@ fn start_takes_join_with_names_and_no_other_option() {
         assert!(f.pid("raftexample1").is_none(), "{args:?} started a node");
     }
 }
+
+/// A `--join` that one named entry's command refuses (`--join=false`) starts none of them:
+/// every command is settled before any starts (review 108: the entries named before it were
+/// started and left running, unreported, as the script exited 2).
+#[test]
+fn a_join_one_entry_refuses_starts_none() {
+    let f = Folder::new(2);
+    let procfile = f.path().join("Procfile");
+    let text_of = std::fs::read_to_string(&procfile).expect("reading the Procfile");
+    let changed: String = text_of
+        .lines()
+        .map(|line| match line.starts_with("raftexample2:") {
+            true => format!("{line} --join=false\n"),
+            false => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&procfile, changed).expect("writing the Procfile");
+    let out = f.cluster_sh(&["start", "raftexample1", "raftexample2", "--join"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("raftexample2's command says --join=false"),
+        "{stderr}"
+    );
+    assert!(
+        f.pid("raftexample1").is_none(),
+        "raftexample1 was started before raftexample2's command was refused"
+    );
+}
