@@ -302,8 +302,10 @@ case "$cmd" in
       echo "--join starts named entries only: ./cluster.sh start name... --join" >&2
       exit 2
     fi
+    # A typo is told before anything is built or started.
+    known_or_exit ${named[@]+"${named[@]}"}
     [ -x ./target/release/raftexample ] || cargo build --release
-    mapfile -t todo < <(names procfile-only "${named[@]}")
+    mapfile -t todo < <(names procfile-only ${named[@]+"${named[@]}"})
     start_entries "$join" "${todo[@]}" ;;
   run)
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }
