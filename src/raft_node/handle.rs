@@ -432,6 +432,40 @@ impl NodeHandle {
 mod tests {
     use super::*;
 
+    /// A handle of node 1 sending to `inbox`, waiting `timeout`.
+    fn handle_on(inbox: mpsc::Sender<Request>, timeout: Duration) -> NodeHandle {
+        NodeHandle::new(
+            1,
+            inbox,
+            KvStore::default(),
+            timeout,
+            Arc::new(Shared::default()),
+            Arc::new(Metrics::new(1)),
+        )
+    }
+
+    /// `handle` with the strict reconfiguration check on.
+    fn with_strict_check(handle: NodeHandle) -> NodeHandle {
+        let prober = crate::transport::probe::Prober::new(
+            crate::transport::probe_client(None),
+            Arc::new(crate::transport::PeerFilter::new(1, 0)),
+        );
+        handle.with_strict_reconfig(Some(prober))
+    }
+
+    /// A node that takes every request and answers none: what it took, once the handle is gone.
+    fn hold_every_request(
+        mut taken: mpsc::Receiver<Request>,
+    ) -> tokio::task::JoinHandle<Vec<Request>> {
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(request) = taken.recv().await {
+                kept.push(request);
+            }
+            kept
+        })
+    }
+
     /// A node whose inbox stays full (stuck on a disk that hangs) never receives a write that
     /// waits for room, and says so: "it will not happen", not "it may still happen" (found by
     /// a review: the whole wait ended as a proposal's timeout).
@@ -443,14 +477,7 @@ mod tests {
             .try_send(Request::Status(status))
             .expect("room for one request");
         let timeout = Duration::from_secs(5);
-        let handle = NodeHandle::new(
-            1,
-            inbox,
-            KvStore::default(),
-            timeout,
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(1)),
-        );
+        let handle = handle_on(inbox, timeout);
         let put = handle.put("/k".into(), "v".into()).await;
         assert_eq!(put, Err(ProposalError::NotTaken(timeout + STUCK_MARGIN)));
         // A read that never found room says nothing of a write's fate (found by a review: it
@@ -475,11 +502,7 @@ mod tests {
             handle.status().await.err(),
             Some(ProposalError::NodeStopped)
         );
-        let prober = crate::transport::probe::Prober::new(
-            crate::transport::probe_client(None),
-            Arc::new(crate::transport::PeerFilter::new(1, 0)),
-        );
-        let strict = handle.with_strict_reconfig(Some(prober));
+        let strict = with_strict_check(handle);
         let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
         assert_eq!(change, Err(ProposalError::StoppedUnproposed));
     }
@@ -489,23 +512,10 @@ mod tests {
     /// not answer (review 108: the REST side's own answer blamed "a quorum" first).
     #[tokio::test(start_paused = true)]
     async fn a_write_the_node_took_and_never_answered_names_the_node() {
-        let (inbox, mut taken) = mpsc::channel(4);
+        let (inbox, taken) = mpsc::channel(4);
         let timeout = Duration::from_secs(5);
-        let handle = NodeHandle::new(
-            1,
-            inbox,
-            KvStore::default(),
-            timeout,
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(1)),
-        );
-        let held = tokio::spawn(async move {
-            let mut kept = Vec::new();
-            while let Some(request) = taken.recv().await {
-                kept.push(request);
-            }
-            kept
-        });
+        let handle = handle_on(inbox, timeout);
+        let held = hold_every_request(taken);
         let put = handle.put("/k".into(), "v".into()).await;
         let waited = Waited {
             wait: timeout + STUCK_MARGIN,
@@ -529,29 +539,12 @@ mod tests {
     /// the change, though the README promised "will not happen").
     #[tokio::test(start_paused = true)]
     async fn a_change_whose_check_got_no_status_in_its_wait_will_not_happen() {
-        let (inbox, mut taken) = mpsc::channel(4);
+        let (inbox, taken) = mpsc::channel(4);
         let timeout = Duration::from_secs(5);
-        let handle = NodeHandle::new(
-            1,
-            inbox,
-            KvStore::default(),
-            timeout,
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(1)),
-        );
-        let prober = crate::transport::probe::Prober::new(
-            crate::transport::probe_client(None),
-            Arc::new(crate::transport::PeerFilter::new(1, 0)),
-        );
-        let strict = handle.with_strict_reconfig(Some(prober));
+        let handle = handle_on(inbox, timeout);
+        let strict = with_strict_check(handle);
         // The node takes the status request and holds it unanswered.
-        let held = tokio::spawn(async move {
-            let mut kept = Vec::new();
-            while let Some(request) = taken.recv().await {
-                kept.push(request);
-            }
-            kept
-        });
+        let held = hold_every_request(taken);
         let started = tokio::time::Instant::now();
         let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
         assert_eq!(change, Err(ProposalError::NotProposed(timeout)));

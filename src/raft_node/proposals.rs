@@ -945,12 +945,21 @@ mod tests {
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
 
     fn put(p: &mut Proposals, now: Instant) -> Answer {
+        put_waiting(p, now, None)
+    }
+
+    /// A write whose checks left it `wait` of its client's wait.
+    fn put_within(p: &mut Proposals, now: Instant, wait: Duration) -> Answer {
+        put_waiting(p, now, Some(wait))
+    }
+
+    fn put_waiting(p: &mut Proposals, now: Instant, wait: Option<Duration>) -> Answer {
         let (tx, rx) = oneshot::channel();
         p.add(
             Asked::Command(Bytes::from_static(b"\x00cmd")),
             tx,
             now,
-            None,
+            wait,
         );
         rx
     }
@@ -1193,18 +1202,8 @@ mod tests {
         let secs = Duration::from_secs;
         let (mut p, _) = registered(t0);
         let mut whole = put(&mut p, t0);
-        let mut add = |wait| {
-            let (tx, answer) = oneshot::channel();
-            p.add(
-                Asked::Command(Bytes::from_static(b"\x00cmd")),
-                tx,
-                t0,
-                Some(wait),
-            );
-            answer
-        };
-        let mut rest = add(secs(2));
-        let mut longer = add(secs(60));
+        let mut rest = put_within(&mut p, t0, secs(2));
+        let mut longer = put_within(&mut p, t0, secs(60));
         let batch = p.take_batch(false, 0, t0);
         let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
         p.sent(&seqs, None, t0);
@@ -1234,19 +1233,9 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let (mut p, _) = registered(t0);
-        let mut add = |wait| {
-            let (tx, answer) = oneshot::channel();
-            p.add(
-                Asked::Command(Bytes::from_static(b"\x00cmd")),
-                tx,
-                t0,
-                Some(wait),
-            );
-            answer
-        };
-        let _below = add(ms(2800));
-        let _whole = add(ms(5000));
-        let _above = add(ms(3000));
+        let _below = put_within(&mut p, t0, ms(2800));
+        let _whole = put_within(&mut p, t0, ms(5000));
+        let _above = put_within(&mut p, t0, ms(3000));
         let batch = p.take_batch(false, 0, t0);
         let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
         p.sent(&seqs, None, t0);
