@@ -294,9 +294,9 @@ impl Proposals {
     }
 
     /// The fence to propose, when withdrawn requests below the floor wait for one: when the
-    /// last one does not cover the newest of them, or may have been lost (a quarter of the settle window
-    /// went by, or the leader changed). Not each time the floor moves: under load it moves
-    /// every round, and the batches that move it carry it anyway.
+    /// last one does not cover the newest of them, or may have been lost (a quarter of the
+    /// settle window went by, or the leader changed). Not each time the floor moves: under load
+    /// it moves every round, and the batches that move it carry it anyway.
     pub fn fence_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         let session = self.session?;
         let floor = self.floor();
