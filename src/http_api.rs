@@ -604,27 +604,24 @@ fn bad_escape(path: &str) -> Option<usize> {
 }
 
 /// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
+/// Names and values are decoded as a form's are: `?stale=%31` is `?stale=1`, not a
+/// linearizable read (review 108).
 fn wants_stale(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        name == "stale" && matches!(value, "" | "true" | "1")
-    })
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(name, value)| name == "stale" && matches!(&*value, "" | "true" | "1"))
 }
 
 /// Whether the query string asks `/-/status` for the text laid out for a person: `?pretty`
 /// alone, or a boolean as the flags take one (`pretty=1`, `pretty=false`; the last counts).
-/// Any other value is refused: taken as "yes", `?pretty=0` was the text.
+/// Any other value is refused: taken as "yes", `?pretty=0` was the text. Decoded as a form
+/// is, since a client may escape any character: compared raw, `?pretty=%31` was a 400.
 fn wants_pretty(query: &str) -> Result<bool, ApiError> {
     let mut pretty = false;
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            None if pair == "pretty" => pretty = true,
-            Some(("pretty", "")) => pretty = true,
-            Some(("pretty", value)) => {
-                pretty = crate::config::go_bool(value)
-                    .map_err(|want| ApiError::BadPretty(value.to_string(), want))?;
-            }
-            _ => {}
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "pretty" {
+            pretty = value.is_empty()
+                || crate::config::go_bool(&value)
+                    .map_err(|want| ApiError::BadPretty(value.into_owned(), want))?;
         }
     }
     Ok(pretty)
@@ -1191,6 +1188,28 @@ mod tests {
         let err = wants_pretty("pretty=yes").expect_err("not a boolean");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(err.to_string().contains(r#""yes" for ?pretty"#), "{err}");
+    }
+
+    /// The query is decoded as a form is, names and values alike: `?pretty=%31` is
+    /// `?pretty=1` (it was a 400, compared raw: review 108), and `?stale=%31` a stale read (it
+    /// was a linearizable one). A refused value is named decoded.
+    #[test]
+    fn query_names_and_values_are_percent_decoded() {
+        for query in [
+            "pretty=%31",
+            "pretty=%74rue",
+            "%70retty=1",
+            "a=%26&pretty=%54",
+        ] {
+            assert!(matches!(wants_pretty(query), Ok(true)), "{query}");
+        }
+        for query in ["pretty=%30", "pretty=%66alse", "pretty=1&%70retty=0"] {
+            assert!(matches!(wants_pretty(query), Ok(false)), "{query}");
+        }
+        let err = wants_pretty("pretty=%79es").expect_err("not a boolean");
+        assert!(err.to_string().contains(r#""yes" for ?pretty"#), "{err}");
+        assert!(wants_stale("stale=%31") && wants_stale("st%61le=true"));
+        assert!(!wants_stale("stale=%30"));
     }
 
     #[test]
