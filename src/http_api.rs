@@ -327,14 +327,16 @@ pub enum ApiError {
     #[error("bad peer URL in the body: {0}")]
     BadUrl(String),
     /// The body exceeds the limit.
-    #[error("request body exceeds {0} bytes (the limit of --max-body-bytes)")]
+    #[error("request body exceeds {} (the limit of --max-body-bytes)", count(*.0 as u64, "byte"))]
     TooLarge(usize),
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     Body(String),
     /// The body came too slowly (see [`crate::config::body_patience`]).
     #[error(
-        "request body too slow: {0} bytes in {1} ms; past --client-timeout-ms a body must average 64 KiB/s"
+        "request body too slow: {} in {} ms; past --client-timeout-ms a body must average 64 KiB/s",
+        count(*.0, "byte"),
+        .1
     )]
     SlowBody(u64, u128),
     /// A method the route does not serve, and those it does (also in `Allow` headers).
@@ -900,8 +902,9 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
     let _ = writeln!(out, "wal: {} bytes on disk", s.wal_bytes);
     let _ = writeln!(
         out,
-        "sessions: {} ({} ranges of applied requests)",
-        s.sessions.0, s.sessions.1
+        "sessions: {} ({} of applied requests)",
+        s.sessions.0,
+        count(s.sessions.1 as u64, "range")
     );
     let _ = writeln!(out, "incarnation: {}", s.incarnation);
     let _ = writeln!(out, "members:");
@@ -928,6 +931,15 @@ fn pretty_status(s: &crate::raft_node::NodeStatus) -> String {
         let _ = writeln!(out, "handing leadership to {to}");
     }
     out
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1: "1 range", "3 ranges" (it said "1 ranges").
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 #[cfg(test)]
@@ -1210,6 +1222,69 @@ mod tests {
         assert!(err.to_string().contains(r#""yes" for ?pretty"#), "{err}");
         assert!(wants_stale("stale=%31") && wants_stale("st%61le=true"));
         assert!(!wants_stale("stale=%30"));
+    }
+
+    /// The README's `/-/status?pretty` example is what the code prints for that state, and a
+    /// count of 1 is singular there ("1 range": it said "1 ranges") as in the errors.
+    #[test]
+    fn the_readme_shows_the_pretty_status_as_printed() {
+        use crate::raft_node::{MemberStatus, PeerProgress};
+        let member = |id, is_leader| MemberStatus {
+            id,
+            url: format!("http://127.0.0.1:{id}2379"),
+            is_leader,
+        };
+        let follower = || PeerProgress {
+            matched: 8,
+            next: 9,
+            state: "Replicate".into(),
+            reachable: true,
+        };
+        let status = crate::raft_node::NodeStatus {
+            id: 2,
+            role: "Leader".into(),
+            leader: 2,
+            term: 2,
+            vote: 2,
+            commit: 8,
+            applied: 8,
+            snapshot_index: 0,
+            first_index: 1,
+            last_index: 8,
+            commit_at_start: 8,
+            wal_bytes: 539,
+            sessions: (3, 1),
+            incarnation: "f3a7143625a82248".into(),
+            members: vec![member(1, false), member(2, true), member(3, false)],
+            progress: Some([(1, follower()), (3, follower())].into()),
+            transferring_to: None,
+            log_tail: Vec::new(),
+        };
+        const README: &str = include_str!("../README.md");
+        let (_, example) = README
+            .split_once("$ curl -s 'localhost:22380/-/status?pretty'\n")
+            .expect("README.md shows /-/status?pretty");
+        let (example, _) = example.split_once("```").expect("the example's block ends");
+        // The block is indented by two spaces under its list item.
+        let shown: String = example
+            .trim_end()
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string() + "\n")
+            .collect();
+        let printed = pretty_status(&status);
+        assert_eq!(shown, printed);
+        assert!(
+            printed.contains("sessions: 3 (1 range of applied requests)"),
+            "{printed}"
+        );
+        assert_eq!(count(0, "byte"), "0 bytes");
+        let slow = ApiError::SlowBody(1, 5000).to_string();
+        assert!(
+            slow.starts_with("request body too slow: 1 byte in 5000 ms"),
+            "{slow}"
+        );
+        let large = ApiError::TooLarge(1).to_string();
+        assert!(large.starts_with("request body exceeds 1 byte "), "{large}");
     }
 
     #[test]

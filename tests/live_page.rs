@@ -612,8 +612,8 @@ fn screenshot_dir() -> PathBuf {
 /// one leader; when the leader is killed it shows that node down and a new leader with a
 /// higher term within seconds; the node restarted, the page shows it up again; a key put
 /// from the page's form is answered 204 and appears in every node's log strip; the answers
-/// of a read and of a refused member removal are shown; and an entry that a new leader
-/// overwrote is shown under its replacement.
+/// of a read and of a refused member removal are shown; an entry that a new leader
+/// overwrote is shown under its replacement; and a count of 1 is singular.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_in_a_browser() {
     let browser = match Browser::start().await {
@@ -817,6 +817,40 @@ async fn the_live_page_in_a_browser() {
         fed,
         serde_json::json!({ "ghosts": 0, "held": 20, "last": 20, "commit": 20 }),
         "older Readys replayed after the status"
+    );
+
+    // 8. A count of 1 is singular, as in the pretty status (review 108: "1 ranges"): a Ready
+    // with one read state, and one heartbeat hidden, through the page's own handlers; and one
+    // event dropped, as the lagged row and the node's card say it.
+    let said = browser
+        .eval(
+            r#"
+            const n = node(9999);
+            const none = { count: 0, first: [], background: true, by_kind: {} };
+            onReady(n, { number: 77, at_ms: Date.now(), entries: none, committed: none,
+                         messages: none, persisted_messages: none, must_sync: false,
+                         read_states: 1, probe_read_states: 0 });
+            const row = [...document.querySelectorAll('#stream li')]
+              .map(li => li.textContent).find(t => t.includes("Ready 77"));
+            hiddenHeartbeats = 0;
+            document.getElementById("show-heartbeats").checked = false;
+            addRow(9999, "Ready 78", [], true);
+            const hidden = document.getElementById("hidden-count").textContent;
+            nodes.delete(9999);
+            return { row, hidden, dropped: count(1, "event"), many: count(2, "event") };
+            "#,
+            vec![],
+        )
+        .await;
+    let row = said["row"].as_str().unwrap_or_default();
+    assert!(row.ends_with("Ready 77 1 read state"), "{said}");
+    assert_eq!(
+        said["hidden"], "1 heartbeat or ready-probe Ready hidden",
+        "{said}"
+    );
+    assert_eq!(
+        (&said["dropped"], &said["many"]),
+        (&json!("1 event"), &json!("2 events"))
     );
     browser.close().await;
 }
