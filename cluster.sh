@@ -336,7 +336,22 @@ case "$cmd" in
     done ;;
   logs)
     known_or_exit "$@"
-    if [ $# -gt 0 ]; then tail -f "$state/$1.log"; else tail -f "$state"/*.log; fi ;;
+    # A log exists once a node has started: for one that has not, say so, not tail's
+    # "cannot open".
+    if [ $# -gt 0 ]; then
+      if [ ! -e "$state/$1.log" ]; then
+        echo "$1 has not been started, so it has no log yet: ./cluster.sh start $1" >&2
+        exit 1
+      fi
+      tail -f "$state/$1.log"
+    else
+      logs=("$state"/*.log)
+      if [ ! -e "${logs[0]}" ]; then
+        echo "no node has been started, so there is no log yet: ./cluster.sh start" >&2
+        exit 1
+      fi
+      tail -f "${logs[@]}"
+    fi ;;
   *)
     sed -n '2,/^[^#]/{/^#/p}' "$0"
     exit 2 ;;

@@ -429,6 +429,31 @@ fn stop_refuses_a_name_it_does_not_know() {
     assert!(!alive(pid), "pid {pid} still runs after stop");
 }
 
+/// `logs` of a known name that has not been started says so and exits 1, as does `logs` alone
+/// before any node has: it gave tail's "cannot open" error (review 108). A name it does not
+/// know is still a usage error (2).
+#[test]
+fn logs_of_a_node_not_started_says_so() {
+    let f = Folder::new(2);
+    let out = f.cluster_sh(&["logs", "raftexample2"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "raftexample2 has not been started, so it has no log yet: ./cluster.sh start \
+         raftexample2\n"
+    );
+    let out = f.cluster_sh(&["logs"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "no node has been started, so there is no log yet: ./cluster.sh start\n"
+    );
+    let out = f.cluster_sh(&["logs", "raftexample-2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 /// Three nodes that stored my-key=foo, node 3 then stopped and its folders removed.
 fn node_3_lost_its_disk() -> Folder {
     let f = Folder::new(3);
