@@ -758,7 +758,8 @@ fn wipe_and_restart(c: &mut ProcCluster, id: u64, flags: &[&str]) -> usize {
 }
 
 /// Node `wiped`, started again under its id on an empty data dir with `flags`, is refused:
-/// it exits with a failure, having written nothing, and says to remove it and add it back;
+/// it exits with a failure, having written nothing, and says to remove it and add it back
+/// (at its URL, to be pasted: it said "with its peer URL");
 /// the others never counted on it (no election). Then it is removed and added back, as told,
 /// and started again with `--join`.
 async fn refused_then_added_back(c: &mut ProcCluster, leader: u64, wiped: u64, flags: &[&str]) {
@@ -766,8 +767,12 @@ async fn refused_then_added_back(c: &mut ProcCluster, leader: u64, wiped: u64, f
     let status = c.wait_exit(wiped, Duration::from_secs(30)).await;
     assert!(!status.success(), "the wiped node exited {status}");
     let log = c.log(wiped).split_off(earlier_log);
+    let url = c.peers[wiped as usize - 1].clone();
     assert!(
-        log.contains("has run since it was last added") && log.contains("add it back"),
+        log.contains("has run since it was last added")
+            && log.contains(&format!(
+                "DELETE /{wiped}, then POST /{wiped} with {url}, on a"
+            )),
         "{log}"
     );
     // Its WAL and snapshot folders, and nothing in them but the lock file each has.
@@ -784,7 +789,6 @@ async fn refused_then_added_back(c: &mut ProcCluster, leader: u64, wiped: u64, f
     assert!(written.is_empty(), "the refused node wrote {written:?}");
     assert_eq!(c.wait_leader().await, leader, "no election was needed");
     assert_eq!(delete(c, leader, wiped).await.0, 204);
-    let url = c.peers[wiped as usize - 1].clone();
     assert_eq!(post(c, leader, wiped, &url).await.0, 204);
     c.spawn(wiped, &["--join"]);
 }
@@ -873,17 +877,21 @@ async fn a_leader_of_two_removing_itself_leaves_the_other_serving() {
     c.wait_value(other, "before", "1", false).await;
     assert_eq!(member_ids(&c, other).await, [other]);
     // Started again on its data, the removed node says at once that its log removes it
-    // (it served meanwhile, and looked started: found by a user), learns it is out, and
-    // exits 0.
+    // (it served meanwhile, and looked started: found by a user), and how to add it back at
+    // its URL (it said "with its peer URL"), learns it is out, and exits 0.
     c.spawn(leader, &[]);
     let status = c.wait_exit(leader, Duration::from_secs(15)).await;
     assert!(
         status.success(),
         "the removed node exited with {status} on restart"
     );
+    let url = &c.peers[leader as usize - 1];
     assert!(
         c.log(leader)
-            .contains("this node's own log removes it from the cluster"),
+            .contains("this node's own log removes it from the cluster")
+            && c.log(leader).contains(&format!(
+                "to add it back, POST /{leader} with {url} on a member"
+            )),
         "{}",
         c.log(leader)
     );

@@ -9,7 +9,7 @@ use raft::StateRole;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
-use crate::membership::{decode_conf_change, same_place, same_url};
+use crate::membership::{decode_conf_change, normalize_url, same_place, same_url};
 
 impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
@@ -350,10 +350,15 @@ impl RaftNode {
             return;
         }
         self.said_removed_at_start = true;
+        // The URL it listens on (its --cluster entry), so that the POST can be pasted.
+        let url = match normalize_url(&self.wal_plan.peer_url) {
+            "" => "its peer URL",
+            url => url,
+        };
         tracing::warn!(
             applied = self.applied,
             "this node's own log removes it from the cluster: unless a leader says it was added \
-             back since, it stops within {:?} (to add it back, POST /{} with its peer URL on a \
+             back since, it stops within {:?} (to add it back, POST /{} with {url} on a \
              member)",
             self.tick * 60,
             self.id

@@ -87,13 +87,16 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest answer read (a hex id, or a one-line refusal).
 const MAX_ANSWER: usize = 4096;
 
-/// What node `id`, refused for having run before, must do: said by the leader's refusal and
-/// by a node that stops on another member's doubt. The README's Procfile names node `id`
-/// `raftexample<id>`, and the README's runner adds the flag for one start: the command itself.
-pub fn add_back(id: u64) -> String {
+/// What node `id` at peer URL `url`, refused for having run before, must do: said by the
+/// leader's refusal and by a node that stops on another member's doubt. Its URL, not "its
+/// peer URL", so that the POST can be pasted (review 108). The README's Procfile names node
+/// `id` `raftexample<id>`, and the README's runner adds the flag for one start: the command
+/// itself.
+pub fn add_back(id: u64, url: &str) -> String {
+    let url = normalize_url(url);
     format!(
-        "remove it and add it back (DELETE /{id}, then POST /{id} with its peer URL, on a \
-         member), then start it again with --join (under ./cluster.sh: ./cluster.sh start \
+        "remove it and add it back (DELETE /{id}, then POST /{id} with {url}, on a member), \
+         then start it again with --join (under ./cluster.sh: ./cluster.sh start \
          raftexample{id} --join)"
     )
 }
@@ -253,7 +256,7 @@ impl MemberView {
                      index {session}), so this start on an empty data dir lost that run's \
                      data: the votes it cast and the entries it acknowledged, which Raft \
                      needs every voter to keep: {}",
-                    add_back(from)
+                    add_back(from, url)
                 ))),
             },
             // As of what it applied: an admitter that applied further may know the node
@@ -476,10 +479,14 @@ impl Round {
     }
 }
 
-/// What node `self_id`, a member of the first cluster about to start on an empty data dir,
-/// makes of the answers that came in time ([`Lookup::before_bootstrap`]): `Err`, and why, if
-/// one refuses or doubts it.
-pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), String> {
+/// What node `self_id` at `own_url`, a member of the first cluster about to start on an empty
+/// data dir, makes of the answers that came in time ([`Lookup::before_bootstrap`]): `Err`, and
+/// why, if one refuses or doubts it.
+pub fn before_bootstrap(
+    self_id: u64,
+    own_url: &str,
+    answers: &[(u64, Answer)],
+) -> Result<(), String> {
     let against = || {
         answers
             .iter()
@@ -497,7 +504,7 @@ pub fn before_bootstrap(self_id: u64, answers: &[(u64, Answer)]) -> Result<(), S
         Some((id, Answer::Doubt(reason, _))) => Err(format!(
             "node {id} refuses this node: {reason}. This node starts on an empty data dir, so \
              it would start anew under an id that has run: {}",
-            add_back(self_id)
+            add_back(self_id, own_url)
         )),
         _ => Ok(()),
     }
@@ -666,7 +673,7 @@ impl Lookup {
             .into_iter()
             .flatten()
             .collect();
-        before_bootstrap(self.filter.self_id, &answers)
+        before_bootstrap(self.filter.self_id, &self.own_url, &answers)
     }
 
     /// One question to member `id` at `url`: the identity, a refusal for good, or a doubt;
@@ -1192,18 +1199,25 @@ mod tests {
             seen: seen(9),
             incarnation: 0,
         };
-        assert_eq!(before_bootstrap(4, &[(1, admit.clone())]), Ok(()));
-        assert_eq!(before_bootstrap(4, &[]), Ok(()));
+        let url = "http://10.0.0.4:2380/";
+        assert_eq!(before_bootstrap(4, url, &[(1, admit.clone())]), Ok(()));
+        assert_eq!(before_bootstrap(4, url, &[]), Ok(()));
         let doubt = (2, Answer::Doubt("node 4 has run".into(), Some(7)));
         let refusal = (3, Answer::Refused("gone".into()));
-        let err = before_bootstrap(4, &[(1, admit), doubt.clone(), refusal]).expect_err("refused");
+        let err =
+            before_bootstrap(4, url, &[(1, admit), doubt.clone(), refusal]).expect_err("refused");
         assert_eq!(err, "node 3 refuses this node: gone");
-        let err = before_bootstrap(4, &[doubt]).expect_err("doubted");
+        let err = before_bootstrap(4, url, &[doubt]).expect_err("doubted");
         assert!(
             err.starts_with("node 2 refuses this node: node 4 has run"),
             "{err}"
         );
-        assert!(err.contains(&add_back(4)), "{err}");
+        assert!(err.contains(&add_back(4, url)), "{err}");
+        // Its own URL, to be pasted, not "its peer URL".
+        assert!(
+            err.contains("DELETE /4, then POST /4 with http://10.0.0.4:2380, on a member"),
+            "{err}"
+        );
     }
 
     /// A member's answer, from what it knows: not yet while it is joining itself or does not
@@ -1246,7 +1260,12 @@ mod tests {
             Ok(Answer::Doubt(r, Some(9))) if r.contains("index 9")
         ));
         view.session = Some(7);
-        assert!(matches!(view.answer(4, url), Ok(Answer::Refused(r)) if r.contains("index 7")));
+        // The refusal says to add it back at the URL it asked from, to be pasted.
+        assert!(matches!(
+            view.answer(4, url),
+            Ok(Answer::Refused(r)) if r.contains("index 7")
+                && r.contains("POST /4 with http://10.0.0.4:2380, on a member")
+        ));
         view.settled_leader = false;
         // A follower's doubt cites the latest registration it knows, the logged one here.
         assert!(matches!(

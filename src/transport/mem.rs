@@ -229,7 +229,7 @@ impl MemNet {
     /// What the members node `id` reaches say of it, a member of the first cluster about to
     /// start at `url` on an empty data dir ([`join::before_bootstrap`]).
     pub fn before_bootstrap(&self, id: u64, url: &str) -> Result<(), String> {
-        join::before_bootstrap(id, &self.join_answers(id, url))
+        join::before_bootstrap(id, url, &self.join_answers(id, url))
     }
 
     /// Asks node `id` until it is admitted, refused (it hears so, and stops) or `stop` is

@@ -1291,7 +1291,7 @@ impl World {
                 Some((*m, view.answer(id, &url).ok()?))
             })
             .collect();
-        join::before_bootstrap(id, &answers)
+        join::before_bootstrap(id, &url, &answers)
     }
 
     /// Node `id`, whose folders were wiped while it was a voter, was refused, as it must be:
@@ -1300,7 +1300,7 @@ impl World {
     /// membership change draws it). Until the removal commits it is not started again but to
     /// converge (see `not_converged`), and is refused again.
     fn wiped_refused(&mut self, id: u64, why: &str) {
-        if why.contains(&join::add_back(id)) {
+        if why.contains(&join::add_back(id, &self.nodes[&id].url)) {
             self.stats.wiped_refused += 1;
         } else {
             self.violation(format!(
@@ -1459,7 +1459,7 @@ impl World {
             // voter it still is (no change of it took effect since), refused at last.
             Exit::Fatal(why)
                 if !self.nodes[&id].expect_fatal
-                    && why.contains(&join::add_back(id))
+                    && why.contains(&join::add_back(id, &self.nodes[&id].url))
                     && self.nodes[&id]
                         .admitted_after_wipe
                         .is_some_and(|since| self.inv.last_change(id) == since) =>
