@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 
+use super::http::PeerRefusal;
 use super::probe::Prober;
 use super::{HEADER_OLDER, HEADER_VALUES, PeerFilter};
 
@@ -43,6 +44,19 @@ impl Build {
         } else {
             Build::Older
         }
+    }
+}
+
+/// The build a member's answer to the probe says it runs: by the answer's headers when it is
+/// 200 ([`Build::of`]); [`Build::Older`] when the member does not know the probe
+/// ([`PeerRefusal::Unknown`], a build older than the probe); `None` for any other answer.
+pub(super) fn build_of(status: StatusCode, headers: &HeaderMap) -> Option<Build> {
+    if status == StatusCode::OK {
+        return Some(Build::of(headers));
+    }
+    match PeerRefusal::from_status(status) {
+        Some(PeerRefusal::Unknown) => Some(Build::Older),
+        _ => None,
     }
 }
 
@@ -240,11 +254,7 @@ impl ValuesCheck {
         patience: Duration,
     ) -> Option<(Build, Option<Vec<u64>>)> {
         let (status, headers) = self.prober.ask(id, url, patience).await?;
-        let build = match status {
-            axum::http::StatusCode::OK => Build::of(&headers),
-            axum::http::StatusCode::NOT_FOUND => Build::Older,
-            _ => return None,
-        };
+        let build = build_of(status, &headers)?;
         self.filter.builds().record(id, build);
         Some((build, older_of(&headers)))
     }

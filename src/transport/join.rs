@@ -63,6 +63,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 
+use super::http::PeerRefusal;
 use super::{
     Admission, AppliedAt, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_FROM, HEADER_INCARNATION,
     HEADER_LEADER, HEADER_SESSION, HEADER_TERM, HEADER_TO, HEADER_URL, HEADER_VOTERS, HttpClient,
@@ -524,7 +525,8 @@ pub fn format_voters(voters: &[u64]) -> String {
 }
 
 /// What a member's answer says in its headers.
-struct Said {
+#[derive(Default)]
+pub(super) struct Said {
     by_leader: bool,
     voters: Option<Vec<u64>>,
     seen: Admission,
@@ -731,25 +733,28 @@ impl Lookup {
         let (status, said, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
             .await
             .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
-        if status == StatusCode::GONE {
-            return Ok(Answer::Refused(text));
-        }
-        if status == StatusCode::CONFLICT {
-            return Ok(Answer::Doubt(text, said.session));
-        }
-        if status != StatusCode::OK {
-            return Err(format!("{status}: {text}"));
-        }
-        match u64::from_str_radix(&text, 16) {
-            Ok(cluster) if cluster != 0 => Ok(Answer::Admitted {
-                cluster,
-                by_leader: said.by_leader,
-                voters: said.voters,
-                seen: said.seen,
-                incarnation: said.incarnation,
-            }),
-            _ => Err(format!("answer {text:?} is not a cluster identity")),
-        }
+        read_answer(status, said, text)
+    }
+}
+
+/// What a member's answer says, from its `status`, its headers (`said`) and its body `text` (a
+/// reason, or the cluster's identity); `Err`: why not now.
+pub(super) fn read_answer(status: StatusCode, said: Said, text: String) -> Result<Answer, String> {
+    match PeerRefusal::from_status(status) {
+        Some(PeerRefusal::Removed) => return Ok(Answer::Refused(text)),
+        Some(PeerRefusal::Conflict) => return Ok(Answer::Doubt(text, said.session)),
+        _ if status != StatusCode::OK => return Err(format!("{status}: {text}")),
+        _ => {}
+    }
+    match u64::from_str_radix(&text, 16) {
+        Ok(cluster) if cluster != 0 => Ok(Answer::Admitted {
+            cluster,
+            by_leader: said.by_leader,
+            voters: said.voters,
+            seen: said.seen,
+            incarnation: said.incarnation,
+        }),
+        _ => Err(format!("answer {text:?} is not a cluster identity")),
     }
 }
 

@@ -26,7 +26,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http::ChannelBody;
+use super::http::{ChannelBody, PeerRefusal};
 use super::{
     HEADER_SNAPSHOT, HEADER_URL, HttpClient, PeerEvent, PeerFilter, RAFT_PATH, STREAM_PATH,
     SnapshotId, snapshot,
@@ -169,7 +169,7 @@ pub fn spawn(
 }
 
 /// How a stream or a request ended.
-enum Sent {
+pub(super) enum Sent {
     /// Closed by us (idle) or accepted.
     Ok,
     /// The peer says we were removed from the cluster.
@@ -538,11 +538,18 @@ impl PeerTask {
             Ok(body) => String::from_utf8_lossy(&body).trim().to_string(),
             Err(err) => return Sent::Failed(format!("{status}, then its answer: {err}")),
         };
-        match status {
-            s if s.is_success() => Sent::Ok,
-            StatusCode::GONE => Sent::Gone(text),
-            s => Sent::Failed(format!("{s}: {text}")),
-        }
+        sent(status, text)
+    }
+}
+
+/// What a peer's answer with `status` and the reason `text` says of a stream or a request.
+pub(super) fn sent(status: StatusCode, text: String) -> Sent {
+    if status.is_success() {
+        return Sent::Ok;
+    }
+    match PeerRefusal::from_status(status) {
+        Some(PeerRefusal::Removed) => Sent::Gone(text),
+        _ => Sent::Failed(format!("{status}: {text}")),
     }
 }
 

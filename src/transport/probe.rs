@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 
+use super::http::PeerRefusal;
 use super::{HEADER_REST_LISTEN, HttpClient, PROBE_PATH, PeerFilter};
 
 /// How long a member may take to answer the probe and still count as answering.
@@ -76,12 +77,17 @@ impl Prober {
             .await
             .ok()?
             .ok()?;
-        // Any other answer will do: the process is there to give it (a node of an older
-        // build answers without looking at the headers).
-        if response.status() == StatusCode::PRECONDITION_FAILED {
+        if !answers_as_member(response.status()) {
             return None;
         }
         let parts = response.into_parts().0;
         Some((parts.status, parts.headers))
     }
+}
+
+/// Whether a probed node's answer with `status` counts as the member's: any answer but "meant
+/// for another node" will do, since the process is there to give it (a node of an older build
+/// answers without looking at the headers).
+pub(super) fn answers_as_member(status: StatusCode) -> bool {
+    PeerRefusal::from_status(status) != Some(PeerRefusal::WrongNode)
 }

@@ -28,11 +28,12 @@
 //! node that never learned of its removal to stop, before its elections disturb the cluster (a
 //! longer log may hold its re-addition, which this node has yet to apply: see [`gone_as_of`]).
 //!
-//! Refusals are 4xx (503 while joining) with a one-line reason and `Connection: close`, so a
-//! connection that sent garbage is closed; they are logged once per sender so a stray node
-//! cannot flood the log. Without TLS these checks keep out mistakes, not attackers: the
-//! headers can be forged by anyone who can reach the port. Peer TLS keeps out whoever has no
-//! certificate from `--peer-trusted-ca-file`.
+//! A refusal's status says what it means, chosen in one place for both ends ([`PeerRefusal`]:
+//! mostly 4xx; 503 for not now, joining among them; 507 for no room for a snapshot). It comes
+//! with a one-line reason and `Connection: close`, so a connection that sent garbage is closed;
+//! refusals are logged once per sender so a stray node cannot flood the log. Without TLS these
+//! checks keep out mistakes, not attackers: the headers can be forged by anyone who can reach
+//! the port. Peer TLS keeps out whoever has no certificate from `--peer-trusted-ca-file`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ use super::{
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
 
-pub use super::http::Refusal;
+pub use super::http::{PeerRefusal, Refusal};
 
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
 /// has something to say (and a vanished sender does not leave a task behind forever).
@@ -175,7 +176,7 @@ impl PeerServer {
             header_u64(headers, HEADER_CLUSTER, 16),
         ) else {
             return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
+                PeerRefusal::Malformed,
                 format!(
                     "missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_CLUSTER} header"
                 ),
@@ -185,7 +186,7 @@ impl PeerServer {
         let ours = filter.cluster_id();
         if ours == 0 {
             return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                PeerRefusal::Unavailable,
                 format!(
                     "node {} has not learned its cluster's identity yet: it asks the members in \
                      its --cluster until one says it was added (POST /{})",
@@ -197,7 +198,7 @@ impl PeerServer {
         self.check_incarnation(from, headers)?;
         if from == filter.self_id {
             return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
+                PeerRefusal::Malformed,
                 format!("a message from node {from} reached node {from} itself"),
             ));
         }
@@ -251,7 +252,7 @@ impl PeerServer {
                  on a member"
             );
             self.log_once(from, cluster, &text);
-            return Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text));
+            return Err(Refusal::new(PeerRefusal::WrongNode, text));
         }
         Ok(())
     }
@@ -281,7 +282,7 @@ impl PeerServer {
              id is no longer a member, POST /<its id> on a member first)"
         );
         self.log_once(from, theirs, &text);
-        Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text))
+        Err(Refusal::new(PeerRefusal::WrongNode, text))
     }
 
     fn check_to(&self, from: u64, to: u64) -> Result<(), Refusal> {
@@ -294,7 +295,7 @@ impl PeerServer {
             self.filter.self_id
         );
         self.log_once(from, u64::MAX - to, &text);
-        Err(Refusal::new(StatusCode::PRECONDITION_FAILED, text))
+        Err(Refusal::new(PeerRefusal::WrongNode, text))
     }
 
     /// Refuses a sender that is neither a member nor a removed member, unless this node knows
@@ -312,7 +313,7 @@ impl PeerServer {
                     self.filter.self_id
                 );
                 self.log_once(from, 1, &text);
-                return Err(Refusal::new(StatusCode::FORBIDDEN, text));
+                return Err(Refusal::new(PeerRefusal::Stranger, text));
             }
             self.log_once(
                 from,
@@ -352,7 +353,7 @@ impl PeerServer {
         let settled = self.shared.is_membership_settled();
         match gone_as_of(self.filter.removed_as_of(from), settled, messages) {
             Some(as_of) => Err(Refusal::new(
-                StatusCode::GONE,
+                PeerRefusal::Removed,
                 gone_text(from, as_of).trim_end(),
             )),
             None => Ok(()),
@@ -366,13 +367,13 @@ impl PeerServer {
             .any(|m| m.to != self.filter.self_id || (m.from != from && !relayed(m)))
         {
             return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
+                PeerRefusal::Malformed,
                 "batch holds messages whose from/to disagree with the headers",
             ));
         }
         if let Some(problem) = messages.iter().find_map(super::shape::problem) {
             return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
+                PeerRefusal::Malformed,
                 format!("node {from} sent {problem}; no correct raft node sends that"),
             ));
         }
@@ -383,12 +384,7 @@ impl PeerServer {
         self.inbox
             .send(PeerEvent::Step(messages))
             .await
-            .map_err(|_| {
-                Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "raft node is shutting down",
-                )
-            })
+            .map_err(|_| Refusal::new(PeerRefusal::Unavailable, "raft node is shutting down"))
     }
 
     /// Registers a new stream from `from`, ending the one it had open.
@@ -429,7 +425,7 @@ impl PeerServer {
                 Err(_) | Ok(None) => return Ok(()),
                 Ok(Some(Err(err))) => {
                     return Err(Refusal::new(
-                        StatusCode::BAD_REQUEST,
+                        PeerRefusal::Malformed,
                         format!("stream broken: {err}"),
                     ));
                 }
@@ -446,7 +442,7 @@ impl PeerServer {
                 .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             {
                 return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
+                    PeerRefusal::Malformed,
                     format!("snapshots go to {RAFT_PATH}, not to {STREAM_PATH}"),
                 ));
             }
@@ -464,7 +460,7 @@ impl PeerServer {
         let mut arriving = self.arriving.lock().unwrap_or_else(|p| p.into_inner());
         if !arriving.insert(from) {
             return Err(Refusal::new(
-                StatusCode::CONFLICT,
+                PeerRefusal::Conflict,
                 format!("a snapshot from node {from} is already arriving"),
             ));
         }
@@ -508,7 +504,7 @@ fn named_incarnation(headers: &HeaderMap) -> Result<u64, Refusal> {
         None => Ok(0),
         Some(_) => header_u64(headers, HEADER_INCARNATION, 16).ok_or_else(|| {
             Refusal::new(
-                StatusCode::BAD_REQUEST,
+                PeerRefusal::Malformed,
                 format!("malformed {HEADER_INCARNATION} header"),
             )
         }),
@@ -602,11 +598,10 @@ async fn receive_snapshot(
         // behind until its operator acts, and only its log and its /-/ready can tell the
         // operator so. (The give-up was logged where it happened.)
         Err(refused) => {
-            let status = refused.status();
-            let why = match refused.gave_up() {
-                Some(why) => Some(why),
-                None if status == StatusCode::PAYLOAD_TOO_LARGE => Some(refused.text()),
-                None if status == StatusCode::INSUFFICIENT_STORAGE => {
+            let why = match (refused.gave_up(), refused.kind()) {
+                (Some(why), _) => Some(why),
+                (None, PeerRefusal::TooLarge) => Some(refused.text()),
+                (None, PeerRefusal::CannotStore) => {
                     tracing::warn!(
                         "cannot store the snapshot the leader sends: {}; free space there, and \
                          the leader's next attempt will catch this node up",
@@ -614,7 +609,7 @@ async fn receive_snapshot(
                     );
                     Some(refused.text())
                 }
-                None => None,
+                (None, _) => None,
             };
             if let Some(why) = why {
                 server
@@ -680,7 +675,8 @@ impl IntoResponse for Reply {
                     .map(|s| (HEADER_SESSION, s.to_string()))
                     .into_iter()
                     .collect();
-                ((StatusCode::CONFLICT, reason).into_response(), headers)
+                let status = PeerRefusal::Conflict.status();
+                ((status, reason).into_response(), headers)
             }
         };
         for (name, value) in headers {
@@ -706,7 +702,7 @@ async fn answer_join(
         url,
     ) else {
         return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
+            PeerRefusal::Malformed,
             format!("missing or malformed {HEADER_FROM}, {HEADER_TO} or {HEADER_URL} header"),
         ));
     };
@@ -732,12 +728,10 @@ async fn answer_join(
             seen,
             incarnation,
         }),
-        Ok(Answer::Refused(reason)) => Err(Refusal::new(StatusCode::GONE, reason)),
+        Ok(Answer::Refused(reason)) => Err(Refusal::new(PeerRefusal::Removed, reason)),
         Ok(Answer::Doubt(reason, session)) => Ok(Reply::Doubted { reason, session }),
-        Err(NoAnswer::Joining(reason)) => {
-            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, reason))
-        }
-        Err(NoAnswer::NotMember(reason)) => Err(Refusal::new(StatusCode::NOT_FOUND, reason)),
+        Err(NoAnswer::Joining(reason)) => Err(Refusal::new(PeerRefusal::Unavailable, reason)),
+        Err(NoAnswer::NotMember(reason)) => Err(Refusal::new(PeerRefusal::Unknown, reason)),
     }
 }
 

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::StatusCode;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
@@ -43,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::PeerLimits;
-use super::http::{ChannelBody, Refusal};
+use super::http::{ChannelBody, PeerRefusal, Refusal};
 use super::{RAFT_PATH, encode_batch};
 use crate::request::SentSnapshot;
 use crate::snapshotter::handle::{file_handle, follows_handle, incoming_name};
@@ -230,7 +229,7 @@ pub(super) async fn unless_stalled<T>(
 }
 
 fn bad(text: impl Into<String>) -> Refusal {
-    Refusal::new(StatusCode::BAD_REQUEST, text)
+    Refusal::new(PeerRefusal::Malformed, text)
 }
 
 /// An arriving snapshot body and how fast it comes.
@@ -263,13 +262,13 @@ impl Arriving {
             let frame = match tokio::time::timeout_at(due.min(stalled), self.body.frame()).await {
                 Err(_) if stalled <= due => {
                     return Err(Refusal::new(
-                        StatusCode::REQUEST_TIMEOUT,
+                        PeerRefusal::TimedOut,
                         format!("snapshot stalled: nothing arrived for {STALL_LIMIT:?}"),
                     ));
                 }
                 Err(_) => {
                     return Err(Refusal::new(
-                        StatusCode::REQUEST_TIMEOUT,
+                        PeerRefusal::TimedOut,
                         format!(
                             "snapshot too slow: {} bytes in {} ms; past --client-timeout-ms it \
                              must average 64 KiB/s",
@@ -420,7 +419,7 @@ async fn receive_naming(
             .await
             .map_err(|e| {
                 Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    PeerRefusal::Internal,
                     format!("checking the snapshot failed: {e}"),
                 )
             })?
@@ -506,7 +505,7 @@ async fn within<T>(
                  will try again"
             );
             Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                PeerRefusal::Unavailable,
                 format!(
                     "snapshot from node {from} given up: this node could not {what} in time \
                      after its last byte ({file}); try again later"
@@ -549,7 +548,7 @@ impl Drop for PartFile {
 
 fn io_refusal(path: &Path, what: &str, err: std::io::Error) -> Refusal {
     Refusal::new(
-        StatusCode::INSUFFICIENT_STORAGE,
+        PeerRefusal::CannotStore,
         format!("cannot {what} {}: {err}", path.display()),
     )
 }
@@ -607,7 +606,7 @@ async fn sync_file(
 /// which `keep` are left to the WAL ([`PeerLimits::keep_free`]).
 fn no_room(len: u64, free: u64, keep: u64, dir: &Path) -> Refusal {
     Refusal::new(
-        StatusCode::INSUFFICIENT_STORAGE,
+        PeerRefusal::CannotStore,
         format!(
             "no room for a snapshot of {len} bytes: {free} bytes free in {}, of which this node \
              leaves {keep} to the WAL; free space there",
@@ -619,7 +618,7 @@ fn no_room(len: u64, free: u64, keep: u64, dir: &Path) -> Refusal {
 /// 413 for a snapshot over `--max-snapshot-bytes`.
 pub(super) fn too_large(limit: u64) -> Refusal {
     Refusal::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        PeerRefusal::TooLarge,
         format!("snapshot exceeds --max-snapshot-bytes ({limit} bytes)"),
     )
 }
@@ -644,6 +643,7 @@ mod tests {
     use super::*;
     use crate::transport::server::PeerServer;
     use crate::transport::{PeerEvent, PeerFilter, PeerLimits};
+    use axum::http::StatusCode;
     use raft::eraftpb::{ConfState, Snapshot};
 
     /// A leader's snapshotter holding a snapshot of term 2 at index 9 with `data`.
