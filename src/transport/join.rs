@@ -593,8 +593,8 @@ impl Lookup {
     }
 
     /// One round: every member asked at once. `Ok(Some)`: admitted, by whom, into which
-    /// cluster, having seen what, of which incarnation (0: none agreed); `Ok(None)`: not yet (ask again); `Err`: refused for good.
-    /// See [`Round`].
+    /// cluster, having seen what, of which incarnation (0: none agreed); `Ok(None)`: not yet
+    /// (ask again); `Err`: refused for good. See [`Round`].
     async fn round(
         &self,
         logged: &mut BTreeSet<(u64, String)>,

@@ -225,7 +225,12 @@ impl PeerTask {
                     // joining node that has not learned its cluster's identity yet cannot
                     // speak at all: that is the join's to report, not a failure of this peer.
                     if !logged_failure && self.filter.cluster_id() != 0 {
-                        tracing::warn!(peer = self.id, url = %self.url, %reason, "cannot send to peer");
+                        tracing::warn!(
+                            peer = self.id,
+                            url = %self.url,
+                            %reason,
+                            "cannot send to peer"
+                        );
                         logged_failure = true;
                     }
                     // try_send: the node may be busy, and a report lost now is made again.
@@ -310,7 +315,9 @@ impl PeerTask {
                             other => other,
                         });
                     };
-                    let (bytes, count) = waiting.take().expect("this branch runs only with a batch waiting");
+                    let (bytes, count) = waiting
+                        .take()
+                        .expect("this branch runs only with a batch waiting");
                     permit.send(bytes);
                     tracing::trace!(peer = self.id, count, "batch written to the stream");
                     self.count(&self.metrics.peer_messages_sent, count);
@@ -924,7 +931,10 @@ mod tests {
                 head.push(byte[0]);
             }
             connection
-                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\
+                      connection: close\r\n\r\n",
+                )
                 .await
                 .expect("the answer");
             String::from_utf8_lossy(&head).to_lowercase()

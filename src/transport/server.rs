@@ -13,20 +13,20 @@
 //!   every request of this build does ([`super::builds`], which the server records for each
 //!   member it admits).
 //!
-//! A stream or a snapshot must name this cluster's identity (a joining node refuses everything until it
-//! has learned it) and, when both sides know it, this run's incarnation (a data dir kept from
-//! an earlier run with the same flags: see [`crate::incarnation`]), be meant for this node, and
-//! come from a member. A sender this node does not
-//! know is let in only while this node knows no leader or takes that sender for the leader: a
-//! node that missed a membership change must still hear the leader that was added meanwhile,
-//! while a node that hears its leader has no reason to listen to strangers. Such a sender is
-//! answered at the peer URL its requests name (`x-raftexample-url`), since the transport has
-//! no peer for it. A node this one counts as removed gets 410 Gone for its vote requests when
-//! its log ends within what this node has applied, and this node's members are the latest as
-//! far as it can tell (it leads with every membership change in its log applied, or follows a
-//! leader and has applied an entry of its term with none left unapplied): that tells a removed
-//! node that never learned of its removal to stop, before its elections disturb the cluster (a
-//! longer log may hold its re-addition, which this node has yet to apply: see [`gone_as_of`]).
+//! A stream or a snapshot must name this cluster's identity (a joining node refuses everything
+//! until it has learned it) and, when both sides know it, this run's incarnation (a data dir
+//! kept from an earlier run with the same flags: see [`crate::incarnation`]), be meant for this
+//! node, and come from a member. A sender this node does not know is let in only while this
+//! node knows no leader or takes that sender for the leader: a node that missed a membership
+//! change must still hear the leader that was added meanwhile, while a node that hears its
+//! leader has no reason to listen to strangers. Such a sender is answered at the peer URL its
+//! requests name (`x-raftexample-url`), since the transport has no peer for it. A node this one
+//! counts as removed gets 410 Gone for its vote requests when its log ends within what this
+//! node has applied, and this node's members are the latest as far as it can tell (it leads
+//! with every membership change in its log applied, or follows a leader and has applied an
+//! entry of its term with none left unapplied): that tells a removed node that never learned of
+//! its removal to stop, before its elections disturb the cluster (a longer log may hold its
+//! re-addition, which this node has yet to apply: see [`gone_as_of`]).
 //!
 //! A refusal's status says what it means, chosen in one place for both ends ([`PeerRefusal`]:
 //! mostly 4xx; 503 for not now, joining among them; 507 for no room for a snapshot). It comes
