@@ -204,6 +204,8 @@ pub struct RaftNode {
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
+    /// What the loop saw at its ticks, which both `proposals` and `reads` judge by.
+    ticks: Ticks,
     /// Linearizable reads waiting for their read index.
     reads: Reads,
     /// ReadIndex requests held while this node leads without a commit in its term.
@@ -443,6 +445,7 @@ impl RaftNode {
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),
+            ticks: Ticks::default(),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
             held_reads: HeldReads::default(),
             sessions: recovered.sessions,
@@ -583,33 +586,74 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
     tail
 }
 
-/// Whether no leader was known at any tick of a wait that ends at `deadline` and lasts
-/// `timeout`, the last tick that knew one being `leader_seen`: only then does a request or a
-/// read that was never proposed hear "no leader was elected" (one known for most of its wait
-/// and lost at the end was not: review 86).
-fn no_leader_during(leader_seen: Option<Instant>, deadline: Instant, timeout: Duration) -> bool {
-    let began = deadline.checked_sub(timeout);
-    leader_seen.is_none_or(|seen| began.is_some_and(|began| seen < began))
+/// What the node's loop saw at its ticks. The loop alone keeps this record, and hands each
+/// tick it makes to both its proposals and its reads, so that the two judge alike the requests
+/// whose time is up at it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ticks {
+    /// The latest tick.
+    last: Option<Instant>,
+    /// The latest tick at which a leader was known.
+    leader_seen: Option<Instant>,
 }
 
-/// How long this node's loop stood still (no tick since `last_tick`: its process paused or
-/// starved of CPU, or a round stuck on its disk) at the end of a wait that ends at `deadline`
-/// and lasts `timeout`, if that was most of the wait: at least half of it, and two ticks of
-/// `tick` (a tick apart is no stall). A request not done by then says so, rather than blame
-/// a quorum the node was not there to hear (found by a user's campaign: a leader paused for
-/// 8 s said "a quorum may be down" of a healthy one).
-fn stood_still(
-    last_tick: Option<Instant>,
-    deadline: Instant,
-    timeout: Duration,
-    tick: Duration,
-) -> Option<Duration> {
-    let last_tick = last_tick?;
-    let from = deadline
-        .checked_sub(timeout)
-        .map_or(last_tick, |began| began.max(last_tick));
-    let still = deadline.saturating_duration_since(from);
-    (still >= (timeout / 2).max(tick * 2)).then_some(still)
+impl Ticks {
+    /// Records a tick at `at`, with a leader known then or not.
+    fn next(&mut self, at: Instant, leader_known: bool) -> Tick {
+        if leader_known {
+            self.leader_seen = Some(at);
+        }
+        Tick {
+            at,
+            leader_known,
+            previous: self.last.replace(at),
+            leader_seen: self.leader_seen,
+        }
+    }
+}
+
+/// One tick of the node's loop, as a request or a read whose time is up at it is judged.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    /// When.
+    at: Instant,
+    /// Whether a leader was known then.
+    leader_known: bool,
+    /// The tick before it.
+    previous: Option<Instant>,
+    /// The latest tick, this one included, at which a leader was known.
+    leader_seen: Option<Instant>,
+}
+
+impl Tick {
+    /// Whether no leader was known at any tick of a wait that ends at `deadline` and lasts
+    /// `timeout`: only then does a request or a read that was never proposed hear "no leader
+    /// was elected" (one known for most of its wait and lost at the end was not: review 86).
+    fn no_leader_during(&self, deadline: Instant, timeout: Duration) -> bool {
+        let began = deadline.checked_sub(timeout);
+        self.leader_seen
+            .is_none_or(|seen| began.is_some_and(|began| seen < began))
+    }
+
+    /// How long this node's loop stood still (no tick since the one before: its process paused
+    /// or starved of CPU, or a round stuck on its disk) at the end of a wait that ends at
+    /// `deadline` and lasts `timeout`, if that was most of the wait: at least half of it, and
+    /// two ticks of `tick` (a tick apart is no stall). A request not done by then says so,
+    /// rather than blame a quorum the node was not there to hear (found by a user's campaign:
+    /// a leader paused for 8 s said "a quorum may be down" of a healthy one).
+    fn stood_still(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        tick: Duration,
+    ) -> Option<Duration> {
+        let previous = self.previous?;
+        let from = deadline
+            .checked_sub(timeout)
+            .map_or(previous, |began| began.max(previous));
+        let still = deadline.saturating_duration_since(from);
+        (still >= (timeout / 2).max(tick * 2)).then_some(still)
+    }
 }
 
 /// Sets raft's randomized election timeout from `rng`, in raft's own range.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use raft::eraftpb::Entry;
 
 use super::batching::{hold_batch, whole_pages};
-use super::{MemberChange, ProposalError, Responder, Waited};
+use super::{MemberChange, ProposalError, Responder, Tick, Waited};
 use crate::membership::Members;
 use crate::proposal::{self, Fate, ProposalId, Sessions, Verdict};
 
@@ -146,10 +146,6 @@ pub(super) struct Proposals {
     /// No proposing before this (raft just dropped a proposal: a leader transfer is under way,
     /// or it is over its uncommitted limit).
     paused_until: Option<Instant>,
-    /// The last tick at which a leader was known (see [`super::no_leader_during`]).
-    leader_seen: Option<Instant>,
-    /// The last tick (see [`super::stood_still`]).
-    last_tick: Option<Instant>,
     /// Raft's tick.
     tick: Duration,
     timeout: Duration,
@@ -190,8 +186,6 @@ impl Proposals {
             change: None,
             local_at: BTreeMap::new(),
             paused_until: None,
-            leader_seen: None,
-            last_tick: None,
             tick,
             timeout,
             settle_for: settle_window(timeout),
@@ -832,11 +826,8 @@ impl Proposals {
     /// wait, answer those whose time is up (and forget those whose client gave up), and queue
     /// again forwarded proposals that went unanswered too long. Returns how many were queued
     /// again.
-    pub fn on_tick(&mut self, now: Instant, leader_known: bool) -> usize {
-        if leader_known {
-            self.leader_seen = Some(now);
-        }
-        let last_tick = self.last_tick.replace(now);
+    pub fn on_tick(&mut self, tick: Tick) -> usize {
+        let now = tick.at;
         let withdrawn: Vec<u64> = self
             .pending
             .iter()
@@ -880,7 +871,7 @@ impl Proposals {
             if p.queued {
                 self.queue.retain(|s| *s != seq);
             }
-            let no_leader = super::no_leader_during(self.leader_seen, p.deadline, self.timeout);
+            let no_leader = tick.no_leader_during(p.deadline, self.timeout);
             let err = match p.sent_at {
                 None if no_leader => ProposalError::NoLeader(self.timeout),
                 None => ProposalError::NotProposed(self.timeout),
@@ -889,7 +880,7 @@ impl Proposals {
                 }
                 Some(_) => ProposalError::Timeout(Waited {
                     wait: self.timeout,
-                    stood_still: super::stood_still(last_tick, p.deadline, self.timeout, self.tick),
+                    stood_still: tick.stood_still(p.deadline, self.timeout, self.tick),
                 }),
             };
             let _ = p.done.send(Err(err));
@@ -940,6 +931,7 @@ impl Proposals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft_node::Ticks;
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -1161,6 +1153,7 @@ mod tests {
     /// that was forwarded says it may.
     #[test]
     fn answers_at_the_deadline_say_whether_the_request_can_still_happen() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let mut never_sent = put(&mut p, t0);
@@ -1169,7 +1162,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         p.sent(&[batch[1].0], None, t0);
         p.not_sent(&[batch[0].0], t0, Duration::from_millis(100));
-        p.on_tick(t0 + Duration::from_secs(6), false);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(6), false));
         assert_eq!(
             never_sent.try_recv(),
             Ok(Err(ProposalError::NoLeader(Duration::from_secs(5))))
@@ -1177,8 +1170,8 @@ mod tests {
         // One never proposed although a leader was known for part of its wait: not "no
         // leader was elected" (found by a review), though it will not happen either.
         let mut unsent = put(&mut p, t0 + Duration::from_secs(6));
-        p.on_tick(t0 + Duration::from_secs(7), true);
-        p.on_tick(t0 + Duration::from_secs(12), false);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(7), true));
+        p.on_tick(ticks.next(t0 + Duration::from_secs(12), false));
         assert_eq!(
             unsent.try_recv(),
             Ok(Err(ProposalError::NotProposed(Duration::from_secs(5))))
@@ -1198,6 +1191,7 @@ mod tests {
     /// is still pending, it gets no fence: the floor cannot pass it alone.
     #[test]
     fn a_request_with_part_of_its_wait_left_is_answered_by_then() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let secs = Duration::from_secs;
         let (mut p, _) = registered(t0);
@@ -1208,17 +1202,17 @@ mod tests {
         let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
         p.sent(&seqs, None, t0);
         // In the last second of its 2 s: withdrawn, but `whole` holds the floor below it.
-        p.on_tick(t0 + Duration::from_millis(1500), true);
+        p.on_tick(ticks.next(t0 + Duration::from_millis(1500), true));
         assert_eq!(p.fence_due(t0 + Duration::from_millis(1500)), None);
-        p.on_tick(t0 + secs(2), true);
+        p.on_tick(ticks.next(t0 + secs(2), true));
         let timeout = Ok(Err(ProposalError::timeout_after(secs(5))));
         assert_eq!(rest.try_recv(), timeout);
         assert!(whole.try_recv().is_err(), "answered before its deadline");
         assert!(longer.try_recv().is_err(), "answered before its deadline");
         // A tick shortly before, as a running node's (3 s without one is a node that stood
         // still, which the answer would say).
-        p.on_tick(t0 + Duration::from_millis(4_950), true);
-        p.on_tick(t0 + secs(5), true);
+        p.on_tick(ticks.next(t0 + Duration::from_millis(4_950), true));
+        p.on_tick(ticks.next(t0 + secs(5), true));
         assert_eq!(whole.try_recv(), timeout);
         assert_eq!(longer.try_recv(), timeout);
         assert_eq!(p.len(), 0);
@@ -1230,6 +1224,7 @@ mod tests {
     /// every fence, so requests withdrawn in time heard "may still happen").
     #[test]
     fn a_withdrawn_request_above_the_floor_holds_back_no_fence_below_it() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let (mut p, _) = registered(t0);
@@ -1245,7 +1240,7 @@ mod tests {
         assert!(below < whole && whole < above, "{seqs:?}");
         // Both short ones are withdrawn (their last second), the whole one still pending.
         for at in [1900, 2100, 2500] {
-            p.on_tick(t0 + ms(at), true);
+            p.on_tick(ticks.next(t0 + ms(at), true));
         }
         let fence = p
             .fence_due(t0 + ms(2500))
@@ -1274,15 +1269,16 @@ mod tests {
     /// change. Once it applies before any copy, the client hears it will not happen.
     #[test]
     fn a_withdrawn_put_is_settled_by_its_fence() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut answer, id, _) = put_sent(&mut p, t0);
         let (_next, next, next_floor) = put_sent(&mut p, t0 + Duration::from_secs(2));
         let before = t0 + Duration::from_millis(3_990);
-        p.on_tick(before, true);
+        p.on_tick(ticks.next(before, true));
         assert!(p.fence_due(before).is_none(), "not withdrawn yet");
         let withdrawn = t0 + Duration::from_secs(4);
-        p.on_tick(withdrawn, true);
+        p.on_tick(ticks.next(withdrawn, true));
         let fence = p.fence_due(withdrawn).expect("a fence is due");
         assert_eq!(fence_of(&fence), (1, id.session, id.seq + 1));
         assert!(p.fence_due(withdrawn).is_none(), "just sent");
@@ -1324,12 +1320,13 @@ mod tests {
     /// settles by the deadline (no quorum) may still happen.
     #[test]
     fn a_withdrawn_put_is_answered_by_its_copy_or_at_its_deadline() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut applied, id, floor) = put_sent(&mut p, t0);
         let (mut stuck, _, _) = put_sent(&mut p, t0);
         let withdrawn = t0 + Duration::from_secs(4);
-        p.on_tick(withdrawn, true);
+        p.on_tick(ticks.next(withdrawn, true));
         assert_eq!(p.len(), 2);
         let verdict = sessions.admit(id, floor);
         assert_eq!(verdict, Verdict::Apply);
@@ -1340,7 +1337,7 @@ mod tests {
         assert_eq!(applied.try_recv(), Ok(Ok(())));
         p.settle(&sessions);
         assert!(stuck.try_recv().is_err(), "its fence has not applied");
-        p.on_tick(t0 + Duration::from_secs(5), true);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(5), true));
         assert_eq!(
             stuck.try_recv(),
             Ok(Err(ProposalError::timeout_after(Duration::from_secs(5))))
@@ -1354,12 +1351,13 @@ mod tests {
     /// stood still for less than half its wait, names both causes.
     #[test]
     fn a_put_whose_wait_ran_out_while_the_node_stood_still_says_so() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (mut paused, _, _) = put_sent(&mut p, t0);
-        p.on_tick(t0 + Duration::from_millis(100), true);
+        p.on_tick(ticks.next(t0 + Duration::from_millis(100), true));
         // The process stops here, and runs again 8 s later.
-        p.on_tick(t0 + Duration::from_millis(8_100), true);
+        p.on_tick(ticks.next(t0 + Duration::from_millis(8_100), true));
         let said = paused.try_recv().expect("answered").expect_err("not done");
         assert_eq!(
             said,
@@ -1384,9 +1382,9 @@ mod tests {
         ] {
             let (mut answer, _, _) = put_sent(&mut p, t1);
             for ms in (50..=ticked_until).step_by(50) {
-                p.on_tick(t1 + Duration::from_millis(ms), true);
+                p.on_tick(ticks.next(t1 + Duration::from_millis(ms), true));
             }
-            p.on_tick(t1 + Duration::from_secs(5), true);
+            p.on_tick(ticks.next(t1 + Duration::from_secs(5), true));
             let said = answer.try_recv().expect("answered").expect_err("not done");
             assert_eq!(said, ProposalError::timeout_after(Duration::from_secs(5)));
             assert!(
@@ -1400,10 +1398,11 @@ mod tests {
     /// A node that stops answers its withdrawn requests too (found by a review).
     #[test]
     fn a_stopping_node_answers_what_it_withdrew() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (mut answer, _, _) = put_sent(&mut p, t0);
-        p.on_tick(t0 + Duration::from_secs(4), true);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(4), true));
         assert!(
             p.fence_due(t0 + Duration::from_secs(4)).is_some(),
             "withdrawn"
@@ -1434,13 +1433,14 @@ mod tests {
     /// change is answered; a request never sent is not withdrawn (it cannot be in flight).
     #[test]
     fn a_pending_change_below_holds_the_fence_back() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (_change, next) = change_sent(&mut p, MemberChange::Remove { id: 3 }, t0);
         let (_put, sent, _) = put_sent(&mut p, t0 + Duration::from_millis(1));
         let _never_sent = put(&mut p, t0 + Duration::from_millis(2));
         let withdrawn = t0 + Duration::from_millis(4_001);
-        p.on_tick(withdrawn, true);
+        p.on_tick(ticks.next(withdrawn, true));
         assert_eq!(p.settling.len(), 1, "only the PUT that went out");
         assert!(
             p.fence_due(withdrawn).is_none(),
@@ -1461,12 +1461,13 @@ mod tests {
     /// floor passed may have been applied before: the snapshot cannot tell.
     #[test]
     fn a_snapshot_settles_withdrawn_puts_as_far_as_it_can_tell() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut passed, b, _) = put_sent(&mut p, t0);
         let (mut applied, a, a_floor) = put_sent(&mut p, t0);
         let (mut open, _, _) = put_sent(&mut p, t0);
-        p.on_tick(t0 + Duration::from_secs(4), true);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(4), true));
         assert_eq!(sessions.admit(a, a_floor), Verdict::Apply);
         // Past `passed` only: a floor past `applied` would forget that it applied.
         sessions.raise_floor(1, b.session, b.seq + 1);
@@ -1486,6 +1487,7 @@ mod tests {
     /// proposed again in time: certain that it will not happen.
     #[test]
     fn an_overwritten_copy_that_could_not_be_sent_again_will_not_happen() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let mut answer = put(&mut p, t0);
@@ -1494,7 +1496,7 @@ mod tests {
         p.on_leader_change(t0);
         // Another entry committed at index 10, in term 3.
         assert!(p.on_committed(10, 3, None, Verdict::Apply).is_none());
-        p.on_tick(t0 + Duration::from_secs(6), false);
+        p.on_tick(ticks.next(t0 + Duration::from_secs(6), false));
         assert_eq!(
             answer.try_recv(),
             Ok(Err(ProposalError::Replaced(Duration::from_secs(5))))
@@ -1588,6 +1590,7 @@ mod tests {
     /// a membership change keeps its own interval.
     #[test]
     fn a_short_timeout_leaves_room_for_a_second_try() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
         let resend = tick * super::super::RESEND_TICKS;
@@ -1610,8 +1613,12 @@ mod tests {
         register_at(&mut p, &mut sessions, 3, t0);
         let batch = p.take_batch(false, 0, t0);
         p.sent(&[batch[0].0], None, t0);
-        assert_eq!(p.on_tick(just_before, true), 0, "not yet");
-        assert_eq!(p.on_tick(half, true), 1, "sent again at half the timeout");
+        assert_eq!(p.on_tick(ticks.next(just_before, true)), 0, "not yet");
+        assert_eq!(
+            p.on_tick(ticks.next(half, true)),
+            1,
+            "sent again at half the timeout"
+        );
         assert_eq!(p.change_resend_after, resend / CHANGE_RESEND_DIVISOR);
     }
 

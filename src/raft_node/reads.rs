@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use raft::ReadState;
 use raft::eraftpb::{Entry, Message, MessageType};
 
-use super::{ProposalError, Responder, Waited};
+use super::{ProposalError, Responder, Tick, Waited};
 use crate::events::PROBE_CONTEXT_LEN;
 
 /// A ReadIndex context made of `words`, little-endian: a client read round's is three (node,
@@ -287,10 +287,6 @@ pub(super) struct Reads {
     commit: u64,
     /// How soon a round may be asked again once the commit index has moved.
     again: Duration,
-    /// The last tick at which a leader was known (see [`super::no_leader_during`]).
-    leader_seen: Option<Instant>,
-    /// The last tick (see [`super::stood_still`]).
-    last_tick: Option<Instant>,
 }
 
 impl Reads {
@@ -310,8 +306,6 @@ impl Reads {
             ask_all_again: false,
             commit: 0,
             again,
-            leader_seen: None,
-            last_tick: None,
         }
     }
 
@@ -437,22 +431,18 @@ impl Reads {
         ready
     }
 
-    /// Once per tick: answer reads whose time is up, forget those whose client left, and ask
-    /// again for rounds unanswered for a while (three ticks, doubling up to 48). Returns the
-    /// contexts to hand to `read_index`.
-    pub fn on_tick(&mut self, tick: Duration, leader_known: bool, now: Instant) -> Vec<Vec<u8>> {
-        if leader_known {
-            self.leader_seen = Some(now);
-        }
-        let (timeout, leader_seen) = (self.timeout, self.leader_seen);
-        let last_tick = self.last_tick.replace(now);
+    /// Once per `tick` (raft's, every `every`): answer reads whose time is up, forget those
+    /// whose client left, and ask again for rounds unanswered for a while (three ticks,
+    /// doubling up to 48). Returns the contexts to hand to `read_index`.
+    pub fn on_tick(&mut self, every: Duration, tick: Tick) -> Vec<Vec<u8>> {
+        let (now, timeout) = (tick.at, self.timeout);
         let err = |w: &Waiter| {
-            if super::no_leader_during(leader_seen, w.deadline, timeout) {
+            if tick.no_leader_during(w.deadline, timeout) {
                 ProposalError::ReadNoLeader(timeout)
             } else {
                 ProposalError::ReadTimeout(Waited {
                     wait: timeout,
-                    stood_still: super::stood_still(last_tick, w.deadline, timeout, tick),
+                    stood_still: tick.stood_still(w.deadline, timeout, every),
                 })
             }
         };
@@ -476,10 +466,10 @@ impl Reads {
         self.asked.retain(|_, r| !r.waiters.is_empty());
         let asked = &self.asked;
         self.contexts.retain(|_, round| asked.contains_key(round));
-        if !leader_known {
+        if !tick.leader_known {
             return Vec::new();
         }
-        let base = tick * 3;
+        let base = every * 3;
         let due: Vec<u64> = self
             .asked
             .iter()
@@ -514,6 +504,7 @@ impl Reads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft_node::Ticks;
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -681,13 +672,14 @@ mod tests {
     /// A read waits for a leader rather than failing, and says so if none comes in time.
     #[test]
     fn a_read_waits_for_a_leader() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
         let mut early = read(&mut r, t0);
         assert!(r.due_contexts(false, 0, t0).is_empty());
         assert!(
-            r.on_tick(tick, false, t0 + Duration::from_secs(1))
+            r.on_tick(tick, ticks.next(t0 + Duration::from_secs(1), false))
                 .is_empty()
         );
         assert!(early.try_recv().is_err(), "still waiting");
@@ -696,7 +688,7 @@ mod tests {
             1
         );
         let mut late = read(&mut r, t0 + Duration::from_secs(2));
-        r.on_tick(tick, false, t0 + Duration::from_secs(6));
+        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(6), false));
         assert_eq!(
             early.try_recv(),
             Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
@@ -705,9 +697,9 @@ mod tests {
         // A leader known for part of the later read's wait: not "no leader was elected"
         // (found by a review), though nothing was read.
         // (Ticks as a running node's, not one that stood still: see the next test.)
-        r.on_tick(tick, true, t0 + Duration::from_secs(3));
-        r.on_tick(tick, false, t0 + Duration::from_millis(6_950));
-        r.on_tick(tick, false, t0 + Duration::from_secs(7));
+        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(3), true));
+        r.on_tick(tick, ticks.next(t0 + Duration::from_millis(6_950), false));
+        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(7), false));
         assert_eq!(
             late.try_recv(),
             Ok(Err(ProposalError::read_timeout_after(Duration::from_secs(
@@ -721,13 +713,14 @@ mod tests {
     /// whose node ticked all along names both causes.
     #[test]
     fn a_read_whose_wait_ran_out_while_the_node_stood_still_says_so() {
+        let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
         let mut paused = read(&mut r, t0);
-        r.on_tick(tick, true, t0 + tick);
+        r.on_tick(tick, ticks.next(t0 + tick, true));
         // The process stops here, and runs again 8 s later.
-        r.on_tick(tick, true, t0 + Duration::from_millis(8_100));
+        r.on_tick(tick, ticks.next(t0 + Duration::from_millis(8_100), true));
         let said = paused
             .try_recv()
             .expect("answered")
@@ -750,7 +743,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         let mut ticking = read(&mut r, t1);
         for n in 1..=50 {
-            r.on_tick(tick, true, t1 + tick * n);
+            r.on_tick(tick, ticks.next(t1 + tick * n, true));
         }
         let said = ticking
             .try_recv()

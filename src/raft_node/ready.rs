@@ -211,16 +211,15 @@ impl RaftNode {
             self.ask_whether_still_a_member();
         }
         self.rn.tick();
-        let now = self.now();
-        let leader_known = self.leader_id() != INVALID_ID;
-        let again = self.proposals.on_tick(now, leader_known);
+        let tick = self.ticks.next(self.now(), self.leader_id() != INVALID_ID);
+        let again = self.proposals.on_tick(tick);
         self.metrics.proposals_resent.inc_by(again as u64);
-        for ctx in self.reads.on_tick(self.tick, leader_known, now) {
+        for ctx in self.reads.on_tick(self.tick, tick) {
             self.ask_read_index(ctx);
         }
         if self.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
             // A stopping leader: try another voter if the one it chose has not answered.
-            self.hand_over(now);
+            self.hand_over(tick.at);
         }
     }
 
