@@ -24,9 +24,10 @@ pub enum Request {
     Propose {
         /// An encoded [`crate::kvstore::Command`].
         data: Vec<u8>,
-        /// How long the node has to answer, from when it reads the request: what is left of
-        /// the client's wait after the checks made before proposing it; `None` (or longer):
-        /// the proposal timeout.
+        /// How long the node has to answer, from when the request was made (see [`Sent`];
+        /// from when the node reads it, if it comes unstamped): what is left of the client's
+        /// wait after the checks made before proposing it; `None` (or longer): the proposal
+        /// timeout.
         wait: Option<Duration>,
         /// Answered once the entry is applied on this node.
         done: Responder,
@@ -49,6 +50,18 @@ pub enum Request {
     Read(Responder),
     /// Report the node's state.
     Status(oneshot::Sender<NodeStatus>),
+}
+
+/// A request as a [`crate::raft_node::NodeHandle`] puts it in the node's inbox: stamped with
+/// when the handle made it, on the node's clock. The node counts the request's wait from then,
+/// so that time spent in the inbox (a node held up by its disk, a flood of requests) comes out
+/// of it, as it does out of the client's (review 108: the node's wait began when it read the
+/// request, and behind a full inbox could end after the handle had answered for it).
+pub struct Sent {
+    /// The request.
+    pub request: Request,
+    /// When its handle made it.
+    pub at: Instant,
 }
 
 /// A membership change requested over REST.

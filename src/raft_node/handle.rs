@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     MemberChange, NodeStatus, ProbeAnswer, ProposalError, ReadConsistency, Request, Responder,
-    Shared, Waited,
+    Sent, Shared, Waited,
 };
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
@@ -40,7 +40,7 @@ fn left(deadline: Deadline) -> Duration {
 pub struct NodeHandle {
     /// This node's id.
     pub id: u64,
-    inbox: mpsc::Sender<Request>,
+    inbox: mpsc::Sender<Sent>,
     kv: KvStore,
     timeout: Duration,
     shared: Arc<Shared>,
@@ -50,7 +50,8 @@ pub struct NodeHandle {
     /// Over HTTP: whether another member runs a build that would skip a value that is not
     /// UTF-8 (in memory every node runs this build).
     values_check: Option<ValuesCheck>,
-    /// The raft node's clock, which stamps the ready probe's rounds.
+    /// The raft node's clock, which stamps the ready probe's rounds, and the requests this
+    /// handle sends (see [`Sent`]).
     clock: Arc<dyn Clock>,
 }
 
@@ -58,7 +59,7 @@ impl NodeHandle {
     /// A handle sending to `inbox` and reading from `kv`.
     pub fn new(
         id: u64,
-        inbox: mpsc::Sender<Request>,
+        inbox: mpsc::Sender<Sent>,
         kv: KvStore,
         timeout: Duration,
         shared: Arc<Shared>,
@@ -371,7 +372,7 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         let ask = async {
             self.inbox
-                .send(Request::Status(tx))
+                .send(self.stamped(Request::Status(tx)))
                 .await
                 .map_err(|_| ProposalError::NodeStopped)?;
             rx.await.map_err(|_| ProposalError::NodeStopped)
@@ -391,6 +392,14 @@ impl NodeHandle {
         Deadline::now() + self.timeout
     }
 
+    /// `request`, made now: its wait, as the node counts it, begins now.
+    fn stamped(&self, request: Request) -> Sent {
+        Sent {
+            request,
+            at: self.clock.now(),
+        }
+    }
+
     /// Sends the node the request `make` builds from its responder and what is left of its
     /// wait, and waits for the answer, which the node gives by `deadline`.
     async fn request(
@@ -405,7 +414,7 @@ impl NodeHandle {
         // the whole wait, from when the handle got the request.
         let waited = self.timeout + STUCK_MARGIN;
         let stuck = deadline + STUCK_MARGIN;
-        let request = make(tx, left(deadline));
+        let request = self.stamped(make(tx, left(deadline)));
         // A send given up on leaves nothing in the inbox (tokio's `send` is cancel-safe), so
         // a request still waiting for room at the deadline never reached the node.
         match tokio::time::timeout_at(stuck, self.inbox.send(request)).await {
@@ -433,7 +442,7 @@ mod tests {
     use super::*;
 
     /// A handle of node 1 sending to `inbox`, waiting `timeout`.
-    fn handle_on(inbox: mpsc::Sender<Request>, timeout: Duration) -> NodeHandle {
+    fn handle_on(inbox: mpsc::Sender<Sent>, timeout: Duration) -> NodeHandle {
         NodeHandle::new(
             1,
             inbox,
@@ -455,12 +464,12 @@ mod tests {
 
     /// A node that takes every request and answers none: what it took, once the handle is gone.
     fn hold_every_request(
-        mut taken: mpsc::Receiver<Request>,
+        mut taken: mpsc::Receiver<Sent>,
     ) -> tokio::task::JoinHandle<Vec<Request>> {
         tokio::spawn(async move {
             let mut kept = Vec::new();
-            while let Some(request) = taken.recv().await {
-                kept.push(request);
+            while let Some(sent) = taken.recv().await {
+                kept.push(sent.request);
             }
             kept
         })
@@ -473,11 +482,12 @@ mod tests {
     async fn a_request_that_never_found_room_in_the_inbox_will_not_happen() {
         let (inbox, mut stuck) = mpsc::channel(1);
         let (status, _unanswered) = oneshot::channel();
-        inbox
-            .try_send(Request::Status(status))
-            .expect("room for one request");
         let timeout = Duration::from_secs(5);
         let handle = handle_on(inbox, timeout);
+        handle
+            .inbox
+            .try_send(handle.stamped(Request::Status(status)))
+            .expect("room for one request");
         let put = handle.put("/k".into(), "v".into()).await;
         assert_eq!(put, Err(ProposalError::NotTaken(timeout + STUCK_MARGIN)));
         // A read that never found room says nothing of a write's fate (found by a review: it
@@ -489,7 +499,13 @@ mod tests {
         );
         assert!(!read.unwrap_err().to_string().contains("happen"));
         // Nothing of the write reached the inbox: only the request that filled it is there.
-        assert!(matches!(stuck.try_recv(), Ok(Request::Status(_))));
+        assert!(matches!(
+            stuck.try_recv(),
+            Ok(Sent {
+                request: Request::Status(_),
+                ..
+            })
+        ));
         assert!(stuck.try_recv().is_err(), "the write was queued after all");
         // A node that stopped reading its inbox: a read hears it was not read; a question
         // about the node, to ask another member; a membership change, whose strict check

@@ -60,7 +60,7 @@ use crate::wal::{JoinedAt, Metadata, Wal, WalOptions};
 
 pub use crate::request::{
     Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
-    ReadConsistency, Request, Responder, Shared, Waited,
+    ReadConsistency, Request, Responder, Sent, Shared, Waited,
 };
 pub use handle::NodeHandle;
 use log_bytes::LogBytes;

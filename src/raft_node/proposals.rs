@@ -194,15 +194,24 @@ impl Proposals {
         }
     }
 
-    /// Takes a client's request, to answer within `wait` (at most, and by default, the
-    /// timeout: what checks before it left of its client's wait). One whose client has
-    /// already gone (it waited in the inbox past the handle's timeout, and the client heard
-    /// "may still happen") is dropped unproposed: proposed now, it could take effect after its
-    /// client gave up on it.
-    pub fn add(&mut self, request: Asked, done: Responder, now: Instant, wait: Option<Duration>) {
+    /// Takes a client's request, read at `now`, to answer within `wait` of `made`, when its
+    /// handle made it (at most, and by default, the timeout: what checks before it left of its
+    /// client's wait), so that time it spent in the inbox counts (see
+    /// [`crate::request::Sent`]). One whose client has already gone (it waited in the inbox
+    /// past the handle's timeout, and the client heard "may still happen") is dropped
+    /// unproposed: proposed now, it could take effect after its client gave up on it.
+    pub fn add(
+        &mut self,
+        request: Asked,
+        done: Responder,
+        made: Instant,
+        wait: Option<Duration>,
+        now: Instant,
+    ) {
         if done.is_closed() {
             return;
         }
+        let deadline = made + wait.map_or(self.timeout, |wait| wait.min(self.timeout));
         if matches!(request, Asked::Change { .. }) && self.change.is_some() {
             let _ = done.send(Err(ProposalError::ChangePending));
             return;
@@ -215,7 +224,7 @@ impl Proposals {
             Pending {
                 request,
                 done,
-                deadline: now + wait.map_or(self.timeout, |wait| wait.min(self.timeout)),
+                deadline,
                 sent_at: None,
                 queued: !is_change,
                 forwarded: false,
@@ -937,22 +946,24 @@ mod tests {
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
 
     fn put(p: &mut Proposals, now: Instant) -> Answer {
-        put_waiting(p, now, None)
+        put_waiting(p, now, None, now)
     }
 
     /// A write whose checks left it `wait` of its client's wait.
     fn put_within(p: &mut Proposals, now: Instant, wait: Duration) -> Answer {
-        put_waiting(p, now, Some(wait))
+        put_waiting(p, now, Some(wait), now)
     }
 
-    fn put_waiting(p: &mut Proposals, now: Instant, wait: Option<Duration>) -> Answer {
+    /// A write made at `made` with `wait` of its client's wait left, read at `now`.
+    fn put_waiting(
+        p: &mut Proposals,
+        made: Instant,
+        wait: Option<Duration>,
+        now: Instant,
+    ) -> Answer {
         let (tx, rx) = oneshot::channel();
-        p.add(
-            Asked::Command(Bytes::from_static(b"\x00cmd")),
-            tx,
-            now,
-            wait,
-        );
+        let command = Asked::Command(Bytes::from_static(b"\x00cmd"));
+        p.add(command, tx, made, wait, now);
         rx
     }
 
@@ -965,7 +976,13 @@ mod tests {
         let (mut p, _sessions) = registered(t0);
         let (tx, gone) = oneshot::channel();
         drop(gone);
-        p.add(Asked::Command(Bytes::from_static(b"\x00cmd")), tx, t0, None);
+        p.add(
+            Asked::Command(Bytes::from_static(b"\x00cmd")),
+            tx,
+            t0,
+            None,
+            t0,
+        );
         let (tx, gone) = oneshot::channel();
         drop(gone);
         let change = Asked::Change {
@@ -973,7 +990,7 @@ mod tests {
             voters: None,
             sent_with: None,
         };
-        p.add(change, tx, t0, None);
+        p.add(change, tx, t0, None, t0);
         assert!(p.is_empty(), "nothing kept for a client that has gone");
         assert!(p.take_batch(true, 0, t0).is_empty(), "no write proposed");
         assert!(
@@ -1136,6 +1153,7 @@ mod tests {
             tx,
             now,
             None,
+            now,
         );
         let next = p.take_change(now, &[1, 2, 3]).expect("the change is due");
         p.sent(&[next.seq], None, now);
@@ -1180,6 +1198,34 @@ mod tests {
             forwarded.try_recv(),
             Ok(Err(ProposalError::timeout_after(Duration::from_secs(5))))
         );
+        assert_eq!(p.len(), 0);
+    }
+
+    /// A request that waited in the inbox (the node held up by its disk, or a flood of
+    /// requests) has only what is left of its client's wait: the node counts it from when the
+    /// handle made the request, not from when it read it, so the client hears by its own
+    /// deadline (review 108: the node gave it a whole new wait, and could still propose it
+    /// after the handle had answered for it).
+    #[test]
+    fn a_request_that_waited_in_the_inbox_is_answered_by_its_clients_deadline() {
+        let mut ticks = Ticks::default();
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let read = t0 + Duration::from_secs(3);
+        let mut answer = put_waiting(&mut p, t0, None, read);
+        let batch = p.take_batch(false, 0, read);
+        p.sent(&[batch[0].0], None, read);
+        // Withdrawn in the last second of its client's wait, not of a new one.
+        let withdrawn = t0 + Duration::from_secs(4);
+        p.on_tick(ticks.next(withdrawn, true));
+        assert!(p.fence_due(withdrawn).is_some(), "withdrawn");
+        p.on_tick(ticks.next(t0 + Duration::from_secs(5), true));
+        let said = answer
+            .try_recv()
+            .expect("answered at its client's deadline")
+            .expect_err("not committed");
+        assert_eq!(said, ProposalError::timeout_after(Duration::from_secs(5)));
+        assert!(said.to_string().contains("it may still happen"), "{said}");
         assert_eq!(p.len(), 0);
     }
 

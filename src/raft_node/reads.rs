@@ -314,15 +314,16 @@ impl Reads {
         self.waiting.is_empty() && self.asked.is_empty() && self.confirmed.is_empty()
     }
 
-    /// A client's read arrived. One whose client has already gone (it waited in the inbox
+    /// A client's read arrived, made at `made` (its wait begins then: see
+    /// [`crate::request::Sent`]). One whose client has already gone (it waited in the inbox
     /// past the handle's timeout) is dropped rather than asked for.
-    pub fn add(&mut self, done: Responder, now: Instant) {
+    pub fn add(&mut self, done: Responder, made: Instant) {
         if done.is_closed() {
             return;
         }
         self.waiting.push(Waiter {
             done,
-            deadline: now + self.timeout,
+            deadline: made + self.timeout,
         });
     }
 

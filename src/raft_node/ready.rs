@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::proposals::Asked;
 use super::reads;
 use super::{
-    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, ProposalError, RaftNode, Request, Responder,
+    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, ProposalError, RaftNode, Request, Responder, Sent,
 };
 use crate::incarnation::Incarnation;
 use crate::kvstore::Apply;
@@ -40,7 +40,7 @@ impl RaftNode {
     /// Runs until shut down, removed, or a fatal storage error.
     pub async fn run(
         mut self,
-        mut requests: mpsc::Receiver<Request>,
+        mut requests: mpsc::Receiver<Sent>,
         mut peers: mpsc::Receiver<PeerEvent>,
         shutdown: CancellationToken,
     ) -> Exit {
@@ -90,8 +90,8 @@ impl RaftNode {
                     if n == 0 {
                         break Exit::Shutdown;
                     }
-                    for request in asked.drain(..) {
-                        self.on_request(request);
+                    for sent in asked.drain(..) {
+                        self.on_sent(sent);
                     }
                 }
             }
@@ -112,7 +112,7 @@ impl RaftNode {
         // happen" (found by a review). Closed first: a request sent from now on fails to send,
         // which the handle reads the same way.
         requests.close();
-        while let Ok(request) = requests.try_recv() {
+        while let Ok(Sent { request, .. }) = requests.try_recv() {
             match request {
                 Request::Propose { done, .. } | Request::ChangeMembers { done, .. } => {
                     let _ = done.send(Err(ProposalError::StoppedUnproposed));
@@ -297,13 +297,20 @@ impl RaftNode {
         }
     }
 
-    /// A client's request.
+    /// A client's request, handed to the node directly (a simulation's driver): its wait
+    /// begins now.
     pub fn on_request(&mut self, request: Request) {
+        let at = self.now();
+        self.on_sent(Sent { request, at });
+    }
+
+    /// A client's request from the inbox: its wait began when its handle made it.
+    fn on_sent(&mut self, Sent { request, at: made }: Sent) {
         let now = self.now();
         match request {
             Request::Propose { data, wait, done } => {
                 self.proposals
-                    .add(Asked::Command(data.into()), done, now, wait)
+                    .add(Asked::Command(data.into()), done, made, wait, now)
             }
             Request::ChangeMembers {
                 change,
@@ -317,10 +324,11 @@ impl RaftNode {
                     sent_with: None,
                 },
                 done,
-                now,
+                made,
                 wait,
+                now,
             ),
-            Request::Read(done) => self.reads.add(done, now),
+            Request::Read(done) => self.reads.add(done, made),
             // Not built for an asker that has gone (it gave up waiting): a status describes
             // the log's last entries.
             Request::Status(reply) if reply.is_closed() => {}

@@ -11,18 +11,28 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Exit, MemberChange, NodeError, NodeStatus, ProposalError, RaftNode, Request, Shared, replay,
+    Exit, MemberChange, NodeError, NodeStatus, ProposalError, RaftNode, Request, Sent, Shared,
+    replay,
 };
+use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
 use crate::kvstore::{Command, KvStore};
 use crate::metrics::Metrics;
 use crate::transport::PeerEvent;
 use crate::transport::{Admission, AppliedAt, PeerFilter, Transport};
 
+/// `request`, made now on the clock of a [`Fed`] node (tokio's, as in production).
+fn sent(request: Request) -> Sent {
+    Sent {
+        request,
+        at: TokioClock.now(),
+    }
+}
+
 /// A node started on an empty data dir with `--join`, whose peers never answer: everything
 /// it learns comes through [`Fed::step`].
 struct Fed {
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<Sent>,
     peers: mpsc::Sender<PeerEvent>,
     exit: tokio::task::JoinHandle<Exit>,
     shutdown: CancellationToken,
@@ -142,7 +152,7 @@ impl Fed {
 
     async fn status(&self) -> Option<NodeStatus> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::Status(tx)).await.ok()?;
+        self.requests.send(sent(Request::Status(tx))).await.ok()?;
         rx.await.ok()
     }
 
@@ -297,7 +307,9 @@ async fn requests_the_node_never_read_before_it_stopped_will_not_happen() {
             },
             _ => Request::Read(done),
         };
-        node.requests.try_send(request).expect("room in the inbox");
+        node.requests
+            .try_send(sent(request))
+            .expect("room in the inbox");
         answers.push(answer);
     }
     node.shutdown.cancel();
@@ -858,12 +870,12 @@ async fn add_node_3(node: &Fed) -> oneshot::Receiver<Result<(), ProposalError>> 
         url: "http://127.0.0.1:3".into(),
     };
     node.requests
-        .send(Request::ChangeMembers {
+        .send(sent(Request::ChangeMembers {
             change,
             checked_voters: None,
             wait: None,
             done,
-        })
+        }))
         .await
         .expect("running");
     answer
@@ -1540,11 +1552,11 @@ async fn put_withdrawn_by_a_leader(
     }
     .encode();
     node.requests
-        .send(Request::Propose {
+        .send(sent(Request::Propose {
             data,
             wait: None,
             done,
-        })
+        }))
         .await
         .expect("running");
     let copy = node
@@ -2159,7 +2171,7 @@ async fn checked_by_members_answering_probes() -> (Fed, Vec<String>, super::Node
 
 /// A handle to `node` sending into `inbox`, with both checks on, as `crate::start` builds
 /// it: the prober and the values check read the members from the transport's filter.
-fn checking_handle(node: &Fed, inbox: mpsc::Sender<Request>) -> super::NodeHandle {
+fn checking_handle(node: &Fed, inbox: mpsc::Sender<Sent>) -> super::NodeHandle {
     use crate::transport::builds::ValuesCheck;
     use crate::transport::probe::Prober;
     let prober = Prober::new(crate::transport::probe_client(None), node.filter.clone());
@@ -2224,19 +2236,9 @@ async fn a_change_whose_check_waited_for_the_status_is_answered_within_its_timeo
     let (node, cluster, _) = checked_by_members_answering_probes().await;
     let log = replay::bootstrap_entries(&cluster);
     feed_one_by_one(&node, &log, log.last().expect("bootstrap entries").index).await;
-    // Between the handle and the node: a status is read late in the wait, all else at once.
-    let (inbox, mut busy) = mpsc::channel(16);
-    let requests = node.requests.clone();
-    tokio::spawn(async move {
-        while let Some(request) = busy.recv().await {
-            if matches!(request, Request::Status(_)) {
-                tokio::time::sleep(CHECKED_TIMEOUT * 3 / 4).await;
-            }
-            if requests.send(request).await.is_err() {
-                return;
-            }
-        }
-    });
+    // A status is read late in the wait, all else at once.
+    let is_status = |r: &Request| matches!(r, Request::Status(_));
+    let inbox = inbox_read_late(&node, is_status, CHECKED_TIMEOUT * 3 / 4);
     let handle = checking_handle(&node, inbox);
     let started = std::time::Instant::now();
     let add = MemberChange::Add {
@@ -2251,5 +2253,63 @@ async fn a_change_whose_check_waited_for_the_status_is_answered_within_its_timeo
         node.metrics.proposals_received.get(),
         1,
         "handed to the node with what was left of its wait"
+    );
+}
+
+/// An inbox in front of `node`'s that passes each request on at once, but holds each one
+/// `late` picks for `delay` first: the node reads those late, as from a queue behind a disk
+/// that hangs.
+fn inbox_read_late(node: &Fed, late: fn(&Request) -> bool, delay: Duration) -> mpsc::Sender<Sent> {
+    let (inbox, mut held) = mpsc::channel::<Sent>(16);
+    let requests = node.requests.clone();
+    tokio::spawn(async move {
+        while let Some(sent) = held.recv().await {
+            let requests = requests.clone();
+            if late(&sent.request) {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = requests.send(sent).await;
+                });
+            } else if requests.send(sent).await.is_err() {
+                return;
+            }
+        }
+    });
+    inbox
+}
+
+/// What `answer` came to, and how long it took.
+async fn timed<T>(answer: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = std::time::Instant::now();
+    let answer = answer.await;
+    (answer, started.elapsed())
+}
+
+/// A write and a read that wait in the node's queue for half their wait (the node held up by
+/// its disk, or a flood of requests), and cannot be done, are answered by the node within the
+/// one timeout, counted from when the handle made them (review 108: the node counted a whole
+/// new wait from when it read each, so the handle gave up first and answered for it, while
+/// the node could still propose the write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_waited_in_the_queue_are_answered_within_their_timeout() {
+    let (node, cluster, _) = checked_by_members_answering_probes().await;
+    let log = replay::bootstrap_entries(&cluster);
+    feed_one_by_one(&node, &log, log.last().expect("bootstrap entries").index).await;
+    let not_status = |r: &Request| !matches!(r, Request::Status(_));
+    let handle = checking_handle(
+        &node,
+        inbox_read_late(&node, not_status, CHECKED_TIMEOUT / 2),
+    );
+    let ((put, put_took), (read, read_took)) = tokio::join!(
+        timed(handle.put("/k".into(), "v".into())),
+        timed(handle.get("/k", super::ReadConsistency::Linearizable)),
+    );
+    assert_answered_within_the_timeout(put_took);
+    assert_eq!(put, Err(ProposalError::NotProposed(CHECKED_TIMEOUT)));
+    assert!(put.unwrap_err().to_string().contains("it will not happen"));
+    assert_answered_within_the_timeout(read_took);
+    assert_eq!(
+        read,
+        Err(ProposalError::read_timeout_after(CHECKED_TIMEOUT))
     );
 }

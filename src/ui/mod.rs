@@ -302,7 +302,7 @@ mod tests {
     use super::*;
     use crate::kvstore::KvStore;
     use crate::metrics::Metrics;
-    use crate::request::{NodeStatus, Request, Shared};
+    use crate::request::{NodeStatus, Request, Sent, Shared};
     use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use tokio::sync::mpsc;
@@ -341,13 +341,13 @@ mod tests {
 
     impl Fake {
         fn new() -> Fake {
-            let (inbox, mut requests) = mpsc::channel(64);
+            let (inbox, mut requests) = mpsc::channel::<Sent>(64);
             let asked = Arc::new(AtomicUsize::new(0));
             let term = Arc::new(AtomicU64::new(2));
             let (counted, answered) = (asked.clone(), term.clone());
             tokio::spawn(async move {
-                while let Some(request) = requests.recv().await {
-                    if let Request::Status(reply) = request {
+                while let Some(sent) = requests.recv().await {
+                    if let Request::Status(reply) = sent.request {
                         counted.fetch_add(1, Ordering::SeqCst);
                         let _ = reply.send(status(answered.load(Ordering::SeqCst)));
                     }
