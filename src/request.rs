@@ -93,10 +93,11 @@ pub enum ProposalError {
     /// A leader was known, but the request could not be handed to it in time (it was busy
     /// handing over leadership, or over its limit of uncommitted entries), or this node had no
     /// session yet to propose it under (its registration had not committed), or the checks
-    /// made before proposing it (a value that is not UTF-8, the strict reconfiguration check)
-    /// took the whole wait.
+    /// made before proposing it (a value that is not UTF-8, the strict reconfiguration check),
+    /// or its time in the node's queue, left it less than the last part of its wait, in which
+    /// nothing is proposed any more (see `raft_node::proposals`).
     #[error(
-        "the request was not proposed within {0:?} (the leader did not take it, this node's registration had not committed yet, or the checks before proposing it took all that time): it will not happen"
+        "the request was not proposed within {0:?} (the leader did not take it, this node's registration had not committed yet, or the checks before proposing it, or its time in the node's queue, left too little of that time): it will not happen"
     )]
     NotProposed(Duration),
     /// The node's inbox stayed full for the whole wait, so the request never reached it (a

@@ -195,7 +195,8 @@ impl NodeHandle {
 
     /// A request whose checks took all its wait, up to `deadline`, is not proposed: it hears
     /// what it would have at its deadline had it never been proposed. One with any time left
-    /// goes to the node, which answers within that (raft may still commit it in time).
+    /// goes to the node, which answers within that, and proposes it only if enough is left
+    /// (see `Proposals::add`).
     fn time_left_after_checks(&self, deadline: Deadline) -> Result<(), ProposalError> {
         if left(deadline).is_zero() {
             return Err(ProposalError::NotProposed(self.timeout));

@@ -197,9 +197,10 @@ impl Proposals {
     /// Takes a client's request, read at `now`, to answer within `wait` of `made`, when its
     /// handle made it (at most, and by default, the timeout: what checks before it left of its
     /// client's wait), so that time it spent in the inbox counts (see
-    /// [`crate::request::Sent`]). One whose client has already gone (it waited in the inbox
-    /// past the handle's timeout, and the client heard "may still happen") is dropped
-    /// unproposed: proposed now, it could take effect after its client gave up on it.
+    /// [`crate::request::Sent`]); one with less than the [`settle_window`] left is answered
+    /// at once, unproposed. One whose client has already gone (it waited in the inbox past the
+    /// handle's timeout, and the client heard "may still happen") is dropped unproposed:
+    /// proposed now, it could take effect after its client gave up on it.
     pub fn add(
         &mut self,
         request: Asked,
@@ -212,6 +213,16 @@ impl Proposals {
             return;
         }
         let deadline = made + wait.map_or(self.timeout, |wait| wait.min(self.timeout));
+        // Nothing is proposed in the last part of a wait, the settle window: a request that
+        // went out is withdrawn then and settled by a fence. One that comes with no more of
+        // its wait left than that (its checks, or its time in the inbox, took the rest) is in
+        // that part from the start, and its client hears at once that it will not happen.
+        // Proposed, it was nearly always withdrawn at the next tick and answered "may still
+        // happen" (review 108).
+        if deadline.saturating_duration_since(now) < self.settle_for {
+            let _ = done.send(Err(ProposalError::NotProposed(self.timeout)));
+            return;
+        }
         if matches!(request, Asked::Change { .. }) && self.change.is_some() {
             let _ = done.send(Err(ProposalError::ChangePending));
             return;
@@ -1199,6 +1210,44 @@ mod tests {
             Ok(Err(ProposalError::timeout_after(Duration::from_secs(5))))
         );
         assert_eq!(p.len(), 0);
+    }
+
+    /// A request whose checks, or its time in the inbox, left it less than the last part of
+    /// its wait (the settle window: a fifth of it, at most a second), in which nothing is
+    /// proposed any more, is answered at once that it will not happen, and never proposed;
+    /// one left the window is proposed (review 108: proposed, it was withdrawn at the next
+    /// tick and nearly always heard "may still happen").
+    #[test]
+    fn a_request_left_less_than_the_settle_window_is_not_proposed() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let window = settle_window(Duration::from_secs(5));
+        assert_eq!(window, Duration::from_secs(1));
+        let mut checked = put_within(&mut p, t0, window - Duration::from_millis(1));
+        let mut queued = put_waiting(&mut p, t0, None, t0 + Duration::from_millis(4_001));
+        let (tx, mut change) = oneshot::channel();
+        let remove = Asked::Change {
+            change: MemberChange::Remove { id: 3 },
+            voters: None,
+            sent_with: None,
+        };
+        p.add(remove, tx, t0, Some(window / 2), t0);
+        for answer in [&mut checked, &mut queued, &mut change] {
+            let said = answer
+                .try_recv()
+                .expect("answered at once")
+                .expect_err("not proposed");
+            assert_eq!(said, ProposalError::NotProposed(Duration::from_secs(5)));
+            assert!(said.to_string().ends_with("it will not happen"), "{said}");
+        }
+        assert!(p.is_empty());
+        assert!(p.take_batch(true, 0, t0).is_empty(), "no write proposed");
+        assert!(
+            p.take_change(t0, &[1, 2, 3]).is_none(),
+            "no change proposed"
+        );
+        let _left_the_window = put_within(&mut p, t0, window);
+        assert_eq!(p.take_batch(true, 0, t0).len(), 1, "proposed");
     }
 
     /// A request that waited in the inbox (the node held up by its disk, or a flood of
