@@ -224,7 +224,7 @@ pub enum ProposalError {
     /// time given (a second, or what was left of the write's wait) which builds the members
     /// run (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
-        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within {1:?}, or none it could read), so it was not written: it will not happen; try again"
+        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within {1:.1?}, or none it could read), so it was not written: it will not happen; try again"
     )]
     BuildsUnknown(u64, Duration),
 }

@@ -119,6 +119,7 @@ impl NodeHandle {
                         ProposalError::BuildsUnknown(leader, waited)
                     }
                     Refusal::NoLeader => ProposalError::NoLeader(self.timeout),
+                    Refusal::NoTimeLeft => ProposalError::NotProposed(self.timeout),
                 })?;
             self.time_left_after_checks(deadline)?;
         }
@@ -456,11 +457,13 @@ mod tests {
 
     /// `handle` with the strict reconfiguration check on.
     fn with_strict_check(handle: NodeHandle) -> NodeHandle {
-        let prober = crate::transport::probe::Prober::new(
-            crate::transport::probe_client(None),
-            Arc::new(crate::transport::PeerFilter::new(1, 0)),
-        );
+        let prober = prober_on(Arc::new(crate::transport::PeerFilter::new(1, 0)));
         handle.with_strict_reconfig(Some(prober))
+    }
+
+    /// A prober of node 1, reading the members from `filter`.
+    fn prober_on(filter: Arc<crate::transport::PeerFilter>) -> crate::transport::probe::Prober {
+        crate::transport::probe::Prober::new(crate::transport::probe_client(None), filter)
     }
 
     /// A node that takes every request and answers none: what it took, once the handle is gone.
@@ -582,5 +585,42 @@ mod tests {
             kept.iter().all(|r| matches!(r, Request::Status(_))),
             "only the status was asked: nothing was proposed"
         );
+    }
+
+    /// A PUT of a value that is not UTF-8 on a follower that hears of its leader only as its
+    /// wait ends has no time left to ask the leader which builds the members run: it hears
+    /// that it was not proposed (review 108: "the leader did not say ... (no answer within
+    /// 0ns ...)").
+    #[tokio::test(start_paused = true)]
+    async fn a_write_whose_leader_came_as_its_wait_ended_is_not_proposed() {
+        let (inbox, taken) = mpsc::channel(4);
+        let timeout = Duration::from_secs(5);
+        let filter = Arc::new(crate::transport::PeerFilter::new(1, 0));
+        filter.set_member(2, Some("http://127.0.0.1:2"));
+        let check = ValuesCheck::new(prober_on(filter.clone()), filter);
+        let handle = handle_on(inbox, timeout).with_values_check(Some(check));
+        let held = hold_every_request(taken);
+        // Heard of between the check's last two looks for a leader (10 ms apart, the last at
+        // the deadline).
+        let shared = handle.shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout - Duration::from_millis(5)).await;
+            shared.leader.store(2, Ordering::Release);
+        });
+        let put = handle.put("/k".into(), Bytes::from_static(b"\xff")).await;
+        assert_eq!(put, Err(ProposalError::NotProposed(timeout)));
+        let said = put.unwrap_err().to_string();
+        assert!(said.ends_with("it will not happen"), "{said}");
+        drop(handle);
+        let kept = held.await.expect("the holder does not panic");
+        assert!(kept.is_empty(), "nothing was sent to the node");
+    }
+
+    /// A wait left over from a write's own, in an answer, is said to a tenth of its unit, not
+    /// to the nanosecond (review 108: "734.123456ms").
+    #[test]
+    fn a_leftover_wait_is_said_rounded() {
+        let said = ProposalError::BuildsUnknown(2, Duration::from_nanos(734_123_456)).to_string();
+        assert!(said.contains("(no answer within 734.1ms,"), "{said}");
     }
 }

@@ -128,6 +128,8 @@ pub enum Refusal {
     LeaderSilent(u64, Duration),
     /// No leader came within the wait, to say it.
     NoLeader,
+    /// A leader came only as the wait ended, with no time left to ask it.
+    NoTimeLeft,
 }
 
 /// How long a follower reuses its leader's "no member runs an older build": a burst of such
@@ -183,8 +185,9 @@ impl ValuesCheck {
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
     ///   of a build without the probe). A leader that does not answer within
     ///   [`BUILDS_TIMEOUT`] (or what is left of `wait`, if less), or whose answer does not
-    ///   say, refuses it too: nothing is written, and the client may try again. A "none" is
-    ///   reused for [`ANSWER_FRESH`].
+    ///   say, refuses it too: nothing is written, and the client may try again. One found with
+    ///   nothing left of `wait` is not asked ([`Refusal::NoTimeLeft`]). A "none" is reused for
+    ///   [`ANSWER_FRESH`].
     ///
     /// A member that the leader has not heard since the leader started (down all that time,
     /// or not yet connected to a leader just elected) cannot be told apart from this build,
@@ -222,6 +225,9 @@ impl ValuesCheck {
         // A leader found late in the wait has only what is left of it to answer in.
         let patience =
             BUILDS_TIMEOUT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if patience.is_zero() {
+            return Err(Refusal::NoTimeLeft);
+        }
         let answer = match self.builds_known_to(leader, &url, patience).await {
             Some((Build::Older, _)) => Err(Refusal::Older(leader)),
             Some((Build::AnyBytes, Some(older))) => {

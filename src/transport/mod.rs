@@ -574,7 +574,9 @@ impl PeerFilter {
             .cloned()
     }
 
-    fn set_member(&self, id: u64, url: Option<&str>) {
+    /// Records `id` as a member reached at `url`, or (`None`) as no longer one: the transport
+    /// does as the membership changes; a test of a check that reads the members, directly.
+    pub(crate) fn set_member(&self, id: u64, url: Option<&str>) {
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         match url {
             Some(url) => members.insert(id, url.to_string()),
