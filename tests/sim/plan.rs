@@ -10,6 +10,11 @@ use crate::net::{MS, Nanos};
 /// One second of simulated time.
 pub const SECOND: Nanos = 1000 * MS;
 
+/// The share of `PUT`s and membership changes sent with less than the proposal timeout to
+/// wait, as the REST side sends one whose checks took part of its wait (see
+/// `World::short_wait`).
+pub const SHORT_WAITS: f64 = 0.25;
+
 /// The kinds of fault, as the README's table counts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -184,6 +189,9 @@ pub struct Plan {
     pub segment_bytes: u64,
     /// `--proposal-timeout-ms`.
     pub proposal_timeout_ms: u64,
+    /// The share of `PUT`s and membership changes sent with a shorter wait than that (see
+    /// [`SHORT_WAITS`]).
+    pub short_waits: f64,
     /// The kinds of fault this schedule injects.
     pub faults: Vec<Fault>,
     /// Pause between two faults (range).
@@ -377,6 +385,8 @@ impl Plan {
             catchup,
             segment_bytes,
             proposal_timeout_ms: rng.random_range(2..=5) * 1000,
+            // Not drawn: every field drawn after it stays what it was for each seed.
+            short_waits: SHORT_WAITS,
             faults,
             fault_gap,
             latency: if rng.random_bool(0.5) {

@@ -240,6 +240,31 @@ impl Batch {
                 }
             ),
         );
+        let mut short: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
+        let mut by_answer: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for r in &self.runs {
+            for (key, count) in &r.stats.short_waits {
+                *by_answer.entry(*key).or_default() += count;
+            }
+        }
+        for ((what, label), count) in by_answer {
+            let e = short.entry(what).or_default();
+            e.0 += count;
+            e.1.push(format!("{count} {label}"));
+        }
+        row(
+            "requests sent with less than the proposal timeout to wait (a quarter of PUTs and \
+             membership changes), by answer",
+            if short.is_empty() {
+                "-".to_string()
+            } else {
+                short
+                    .iter()
+                    .map(|(what, (n, answers))| format!("{n} {what}: {}", answers.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        );
         row(
             "removals undone at once (the id added back while its process still ran)",
             sum(&|s| s.removals_undone).to_string(),

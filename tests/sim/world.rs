@@ -277,6 +277,8 @@ enum InReachStep {
 struct InFlight {
     pending: Option<Pending>,
     change: Option<MemberChange>,
+    /// Sent with less than the proposal timeout to wait (see [`World::short_wait`]).
+    short: bool,
     /// A membership change that was in flight at the same time as another one.
     overlapped: bool,
     /// The pairs of membership changes in flight together that this one is part of, each
@@ -346,6 +348,10 @@ pub struct Stats {
     pub removed_while_renewing: u64,
     /// The committed membership changes, as the end of the run judged them.
     pub changes_judged: crate::checks::Judged,
+    /// The requests sent with a shorter wait than the proposal timeout (see
+    /// [`World::short_wait`]), by what they were (`PUTs`, `membership changes`) and their
+    /// answer ([`ProposalError::reason`], or `ok`).
+    pub short_waits: BTreeMap<(&'static str, &'static str), u64>,
     /// What the changes that were in flight together were answered (both of each pair), by
     /// the answer's label (see [`change_answer`]).
     pub overlapped_answers: BTreeMap<&'static str, u64>,
@@ -426,6 +432,9 @@ pub struct World {
     /// Draws the mutes after an admission and the episodes of a removed member in reach (see
     /// [`MUTE_ADMITTED`], [`REMOVED_IN_REACH`]), apart from `rng` and `wipe_rng`.
     mute_rng: SmallRng,
+    /// Draws the shorter waits (see [`World::short_wait`]), apart from the others: a request
+    /// answered as it would have been with the whole wait leaves the schedule as it was.
+    wait_rng: SmallRng,
     now: Nanos,
     start: Instant,
     /// What the thread held before the world was made (see `memory.rs`).
@@ -499,6 +508,7 @@ impl World {
         let rng = SmallRng::seed_from_u64(plan.seed);
         let wipe_rng = SmallRng::seed_from_u64(plan.seed ^ 0x3a9e_3a9e_3a9e_3a9e);
         let mute_rng = SmallRng::seed_from_u64(plan.seed ^ 0x4d07_4d07_4d07_4d07);
+        let wait_rng = SmallRng::seed_from_u64(plan.seed ^ 0x7a17_7a17_7a17_7a17);
         let start = Instant::now();
         let links = Links::new(plan.latency);
         let clients = plan.clients;
@@ -506,6 +516,7 @@ impl World {
             rng,
             wipe_rng,
             mute_rng,
+            wait_rng,
             now: 0,
             start,
             memory_base,
@@ -630,6 +641,30 @@ impl World {
 
     fn between(&mut self, lo: Nanos, hi: Nanos) -> Nanos {
         self.rng.random_range(lo..=hi)
+    }
+
+    /// A wait shorter than the proposal timeout for a request, [`Plan::short_waits`] of the
+    /// time (else `None`: the whole timeout), as the REST side sends one whose checks took
+    /// part of its wait (a `PUT` of a value that is not UTF-8, a membership change under the
+    /// strict check). A third each: under two ticks (out of time at the next tick), under the
+    /// node's settle window (too short for a fence to settle it), and anywhere up to the
+    /// timeout (its deadline may come before those of requests sent earlier: withdrawn above
+    /// one still pending). Never zero: the REST side sends no request with no time left.
+    fn short_wait(&mut self) -> Option<Duration> {
+        if !self.wait_rng.random_bool(self.plan.short_waits) {
+            return None;
+        }
+        let timeout = self.plan.proposal_timeout_ms * MS;
+        // The node's settle window (`raft_node::proposals::settle_window`).
+        let settle = (timeout / 5).min(SECOND);
+        let most = match self.wait_rng.random_range(0..3) {
+            0 => 2 * TICK,
+            1 => settle,
+            _ => timeout,
+        };
+        let wait = Duration::from_nanos(self.wait_rng.random_range(1..=most));
+        self.note(|| format!("  with {wait:?} to wait"));
+        Some(wait)
     }
 
     // ---------------------------------------------------------------- the run
@@ -1622,6 +1657,10 @@ impl World {
             return self.record(client, record, true, 0);
         }
         let (tx, rx) = oneshot::channel();
+        let wait = match kind {
+            OpKind::Put { .. } => self.short_wait(),
+            OpKind::Get => None,
+        };
         let request = match &kind {
             OpKind::Put { value } => {
                 let mut value = value.clone().into_bytes();
@@ -1638,7 +1677,7 @@ impl World {
                         value: value.into(),
                     }
                     .encode(),
-                    wait: None,
+                    wait,
                     done: tx,
                 }
             }
@@ -1647,6 +1686,7 @@ impl World {
         self.ops.push(InFlight {
             pending: Some(pending),
             change: None,
+            short: wait.is_some(),
             overlapped: false,
             pairs: Vec::new(),
             node,
@@ -1719,6 +1759,15 @@ impl World {
     }
 
     fn answered(&mut self, op: InFlight, answer: Result<(), ProposalError>) {
+        if op.short {
+            let what = if op.change.is_some() {
+                "membership changes"
+            } else {
+                "PUTs"
+            };
+            let label = answer.as_ref().err().map_or("ok", ProposalError::reason);
+            *self.stats.short_waits.entry((what, label)).or_default() += 1;
+        }
         if let Some(change) = op.change {
             self.note(|| format!("admin: {change:?} via n{}: {answer:?}", op.node));
             if op.overlapped {
@@ -1966,16 +2015,32 @@ impl World {
         } else {
             self.note(|| format!("admin: {change:?} via n{via}"));
         }
-        self.ask_change(via, change, overlapped, pairs);
+        // Only these: the episodes' own changes must go through for the episode to go on.
+        let wait = self.short_wait();
+        self.ask_change_within(via, change, overlapped, pairs, wait);
         true
     }
 
     /// Sends `change` through node `via`, and follows its answer as an operation in flight.
     fn ask_change(&mut self, via: u64, change: MemberChange, overlapped: bool, pairs: Vec<u64>) {
+        self.ask_change_within(via, change, overlapped, pairs, None);
+    }
+
+    /// [`ask_change`](Self::ask_change), the node to answer within `wait` (`None`: the
+    /// proposal timeout).
+    fn ask_change_within(
+        &mut self,
+        via: u64,
+        change: MemberChange,
+        overlapped: bool,
+        pairs: Vec<u64>,
+        wait: Option<Duration>,
+    ) {
         let (tx, rx) = oneshot::channel();
         self.ops.push(InFlight {
             pending: None,
             change: Some(change.clone()),
+            short: wait.is_some(),
             overlapped,
             pairs,
             node: via,
@@ -1986,7 +2051,7 @@ impl World {
             Request::ChangeMembers {
                 change,
                 checked_voters: None,
-                wait: None,
+                wait,
                 done: tx,
             },
         );
