@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use raft::eraftpb::{ConfChangeType, Entry, EntryType};
 
 /// A membership change for one node, as the committed log says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
     /// Added (or added back).
     Added,
@@ -32,9 +32,15 @@ pub struct Judged {
     pub unknown: u64,
 }
 
-/// A committed membership change: the voters it was checked against (`None`: it records
-/// none, as the bootstrap entries), and what it changes.
-type CommittedChange = (Option<Vec<u64>>, Vec<(u64, Change)>);
+/// A committed membership change.
+struct CommittedChange {
+    /// The node it was proposed through (`None`: it records none, as the bootstrap entries).
+    origin: Option<u64>,
+    /// The voters it was checked against (`None`: it records none).
+    checked: Option<Vec<u64>>,
+    /// What it changes.
+    changes: Vec<(u64, Change)>,
+}
 
 /// What the run has seen so far, and what it found wrong.
 #[derive(Default)]
@@ -43,8 +49,7 @@ pub struct Invariants {
     committed: BTreeMap<u64, (u64, u64)>,
     /// Per node, the membership changes in the committed log, by index.
     changes: BTreeMap<u64, BTreeMap<u64, Change>>,
-    /// Every membership change in the committed log, by index: the voters it was checked
-    /// against (`None`: it records none, as the bootstrap entries) and what it changes.
+    /// Every membership change in the committed log, by index.
     confs: BTreeMap<u64, CommittedChange>,
     /// The voters at each applied index (from 1), and the node that showed them first.
     voters: BTreeMap<u64, (Vec<u64>, u64)>,
@@ -117,8 +122,13 @@ impl Invariants {
                 .insert(e.index, change);
             all.push((c.node_id, change));
         }
-        let checked = raftexample::proposal::decode_context(&e.context).and_then(|c| c.voters);
-        self.confs.insert(e.index, (checked, all));
+        let context = raftexample::proposal::decode_context(&e.context);
+        let change = CommittedChange {
+            origin: context.as_ref().map(|c| c.id.origin),
+            checked: context.and_then(|c| c.voters),
+            changes: all,
+        };
+        self.confs.insert(e.index, change);
     }
 
     /// The latest committed membership change of `node` seen so far, and its index; a
@@ -196,8 +206,8 @@ impl Invariants {
     pub fn check_membership(&mut self) -> Judged {
         let mut found = Vec::new();
         let mut judged = Judged::default();
-        for (index, (checked, changes)) in &self.confs {
-            let Some(checked) = checked else {
+        for (index, conf) in &self.confs {
+            let (Some(checked), changes) = (&conf.checked, &conf.changes) else {
                 continue;
             };
             let Some((before, after)) = self.took_effect(*index) else {
@@ -234,6 +244,20 @@ impl Invariants {
         }
         self.violations.append(&mut found);
         judged
+    }
+
+    /// The index of a committed membership change proposed through node `origin` that made
+    /// `change` to node `id` and took effect (the voters before and after it, as nodes showed
+    /// them, differ), if there is one.
+    pub fn took_effect_through(&self, origin: u64, id: u64, change: Change) -> Option<u64> {
+        self.confs
+            .iter()
+            .filter(|(_, c)| c.origin == Some(origin) && c.changes.contains(&(id, change)))
+            .map(|(index, _)| *index)
+            .find(|index| {
+                self.took_effect(*index)
+                    .is_some_and(|(before, after)| before != after)
+            })
     }
 
     /// `node` acts as the leader of `term`.
@@ -281,7 +305,8 @@ mod tests {
 
     use super::*;
 
-    /// A committed membership change at `index`, checked against `voters`.
+    /// A committed membership change at `index`, checked against `voters` (then proposed
+    /// through node 1; without them, it records no identity, as the bootstrap entries).
     fn conf(index: u64, id: u64, remove: bool, voters: Option<&[u64]>) -> Entry {
         let mut single = ConfChangeSingle {
             node_id: id,
@@ -359,6 +384,32 @@ mod tests {
         assert!(inv.violations.is_empty(), "{:?}", inv.violations);
         // The second removal was skipped: node 2's latest change is its addition.
         assert_eq!(inv.last_change(2), Some((2, Change::Added)));
+    }
+
+    /// A membership change that took effect is found by the node it was proposed through (a
+    /// change answered "will not happen" there must not be), one skipped by every node is not.
+    #[test]
+    fn a_change_that_took_effect_is_found_by_the_node_it_went_through() {
+        let inv = two_removals(false);
+        // Both removals were proposed through node 1 (see `conf`).
+        assert_eq!(inv.took_effect_through(1, 3, Change::Removed), Some(5));
+        assert_eq!(
+            inv.took_effect_through(1, 2, Change::Removed),
+            None,
+            "skipped"
+        );
+        assert_eq!(
+            inv.took_effect_through(2, 3, Change::Removed),
+            None,
+            "not through 2"
+        );
+        assert_eq!(
+            inv.took_effect_through(1, 3, Change::Added),
+            None,
+            "not added"
+        );
+        let inv = two_removals(true);
+        assert_eq!(inv.took_effect_through(1, 2, Change::Removed), Some(7));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! runs under a client load (a quarter of the writes and membership changes with less than the
 //! proposal timeout to wait), and is judged: linearizable history, committed entries that
 //! never change, one leader per term, the same state at the same applied index on every node,
-//! no acknowledged write lost, a refusal to start only over damaged synced data, no panic; and
-//! once the faults end, every member takes a write, and every member's process comes to count
-//! as running since its latest addition on every node (the sessions the join path refuses a
-//! node that lost its data by).
+//! no acknowledged write lost, no membership change answered "will not happen" in effect, a
+//! refusal to start only over damaged synced data, no panic; and once the faults end, every
+//! member takes a write, and every member's process comes to count as running since its
+//! latest addition on every node (the sessions the join path refuses a node that lost its
+//! data by).
 //!
 //! # Layout
 //! - `world.rs`: the event loop, the nodes' lives and the faults.

@@ -288,6 +288,16 @@ struct InFlight {
     rx: oneshot::Receiver<Result<(), ProposalError>>,
 }
 
+/// A membership change as asked: the node asked, the node changed, and how.
+type ChangeKey = (u64, u64, Change);
+
+fn change_key(via: u64, change: &MemberChange) -> ChangeKey {
+    match change {
+        MemberChange::Add { id, .. } => (via, *id, Change::Added),
+        MemberChange::Remove { id } => (via, *id, Change::Removed),
+    }
+}
+
 /// Of the membership faults that find no change in flight, the share that sends two at once,
 /// through two nodes.
 const TWO_CHANGES_AT_ONCE: f64 = 0.25;
@@ -453,6 +463,11 @@ pub struct World {
     ops: Vec<InFlight>,
     /// Membership changes sent so far.
     changes_sent: u64,
+    /// Membership changes asked, by the node asked, the node changed and how.
+    changes_asked: BTreeMap<ChangeKey, u64>,
+    /// Of those, the ones answered "will not happen" (see
+    /// [`World::changes_that_will_not_happen`]).
+    changes_refused: BTreeMap<ChangeKey, u64>,
     /// Per pair of membership changes in flight together, the first of the two answered
     /// 204 (see `answered`).
     pair_ok: BTreeMap<u64, MemberChange>,
@@ -533,6 +548,8 @@ impl World {
             stale: Vec::new(),
             ops: Vec::new(),
             changes_sent: 0,
+            changes_asked: BTreeMap::new(),
+            changes_refused: BTreeMap::new(),
             pair_ok: BTreeMap::new(),
             slow_reader: None,
             registering: None,
@@ -1770,6 +1787,12 @@ impl World {
         }
         if let Some(change) = op.change {
             self.note(|| format!("admin: {change:?} via n{}: {answer:?}", op.node));
+            if let Err(err) = &answer
+                && err.to_string().contains("will not happen")
+            {
+                let key = change_key(op.node, &change);
+                *self.changes_refused.entry(key).or_default() += 1;
+            }
             if op.overlapped {
                 let label = change_answer(&answer);
                 *self.stats.overlapped_answers.entry(label).or_default() += 1;
@@ -2037,6 +2060,10 @@ impl World {
         wait: Option<Duration>,
     ) {
         let (tx, rx) = oneshot::channel();
+        *self
+            .changes_asked
+            .entry(change_key(via, &change))
+            .or_default() += 1;
         self.ops.push(InFlight {
             pending: None,
             change: Some(change.clone()),
@@ -3440,6 +3467,29 @@ impl World {
         (!found.is_empty()).then(|| found.join("; "))
     }
 
+    /// At the end: a membership change answered "will not happen" never took effect. The
+    /// node asked is the origin of every copy it proposes, and the log names it, but not which
+    /// request of that node a copy was for: judged only where every request of the same
+    /// change through that node was answered so (`PUT`s are judged by the history instead).
+    fn changes_that_will_not_happen(&mut self) {
+        for (&(via, id, change), &refused) in &self.changes_refused {
+            if self.changes_asked.get(&(via, id, change)) != Some(&refused) {
+                continue;
+            }
+            if let Some(index) = self.inv.took_effect_through(via, id, change) {
+                let what = match change {
+                    Change::Added => "addition",
+                    Change::Removed => "removal",
+                };
+                self.violations.push(format!(
+                    "the {what} of node {id} through node {via} took effect at index {index}, \
+                     but every request for it through node {via} ({refused}) was answered \
+                     \"will not happen\""
+                ));
+            }
+        }
+    }
+
     fn finish(&mut self) -> RunResult {
         self.stats.simulated = self.now;
         self.stats.peak_memory = crate::memory::peak().saturating_sub(self.memory_base);
@@ -3458,6 +3508,7 @@ impl World {
             self.history.iter().map(|r| r.op.clone()).collect();
         let found = crate::verify::verify(&ops, &finals);
         self.stats.changes_judged = self.inv.check_membership();
+        self.changes_that_will_not_happen();
         let mut violations = std::mem::take(&mut self.inv.violations);
         violations.append(&mut self.violations);
         violations.extend(found.violations);
