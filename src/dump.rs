@@ -136,8 +136,12 @@ fn dump_snapshots(
             }
             Err(err) => {
                 if as_json {
-                    json!({"file": path.display().to_string(), "type": "snapshot-file", "error": err.to_string()})
-                        .to_string()
+                    json!({
+                        "file": path.display().to_string(),
+                        "type": "snapshot-file",
+                        "error": err.to_string(),
+                    })
+                    .to_string()
                 } else {
                     format!("{}  snapshot-file  unreadable: {err}", path.display())
                 }
@@ -473,7 +477,9 @@ fn entry_json(file: &str, offset: u64, e: &Entry, limit: Option<usize>) -> Value
         },
         _ => json!({
             "entry_type": "conf-change",
-            "change": decode_conf_change(e).ok().map_or_else(|| "undecodable".to_string(), |cc| conf_change_text(&cc)),
+            "change": decode_conf_change(e)
+                .ok()
+                .map_or_else(|| "undecodable".to_string(), |cc| conf_change_text(&cc)),
         }),
     };
     if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), detail) {

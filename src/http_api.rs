@@ -303,7 +303,8 @@ pub enum ApiError {
     NotFound(String),
     /// The path has a `%` not followed by two hex digits (the escape, as sent).
     #[error(
-        "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 for a % itself)"
+        "malformed percent-escape {0:?} in the path: a % must be followed by two hex digits (%25 \
+         for a % itself)"
     )]
     BadEscape(String),
     /// The request target is neither a path nor `*` (`GET k`), which hyper lets through.
@@ -320,7 +321,8 @@ pub enum ApiError {
     ReservedKey(String),
     /// `/<id>` is not a positive integer.
     #[error(
-        "bad node id {0:?}: want a positive integer such as 4 (POST and DELETE add and remove members; a key is only written with PUT, and cannot be deleted, as in the original)"
+        "bad node id {0:?}: want a positive integer such as 4 (POST and DELETE add and remove \
+         members; a key is only written with PUT, and cannot be deleted, as in the original)"
     )]
     BadId(String),
     /// The body of a POST is not a peer URL.
@@ -344,13 +346,15 @@ pub enum ApiError {
     MethodNotAllowed(Method, &'static [&'static str]),
     /// A browser request from a page that is not served by a member of this cluster.
     #[error(
-        "cross-origin request from {0} refused: only pages served by this cluster's members (their REST URLs) may call this node"
+        "cross-origin request from {0} refused: only pages served by this cluster's members (their \
+         REST URLs) may call this node"
     )]
     ForeignOrigin(String),
     /// A browser request from a page at this node, but under a DNS name that is not one of
     /// its cluster's (a page whose name was pointed here: DNS rebinding).
     #[error(
-        "request from a page at {origin} refused: that name is not one of this cluster's; open the page at {open}"
+        "request from a page at {origin} refused: that name is not one of this cluster's; open the \
+         page at {open}"
     )]
     ForeignName {
         /// The page's origin.
@@ -375,7 +379,8 @@ pub enum ApiError {
     UnsupportedTransferCoding(String),
     /// An `Expect` header other than `100-continue` (the value, as sent).
     #[error(
-        "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the request without an Expect header)"
+        "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the \
+         request without an Expect header)"
     )]
     UnmetExpectation(String),
     /// `?pretty=` with a value that is not a boolean (the value as sent, and what is taken).
@@ -386,7 +391,8 @@ pub enum ApiError {
     BadPretty(String, String),
     /// An unknown path under `/-/`.
     #[error(
-        "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not keys"
+        "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not \
+         keys"
     )]
     UnknownEndpoint(String),
 }
@@ -709,7 +715,8 @@ async fn add_member(
     // commit even its own removal: `12380` for `12379` is an easy slip.
     if reaches_listener(&url, app.rest_addr) {
         return Err(ApiError::BadUrl(format!(
-            "{url} is this node's REST API (--port {}), not a peer port: a member's peer URL is its entry in --cluster",
+            "{url} is this node's REST API (--port {}), not a peer port: a member's peer URL is \
+             its entry in --cluster",
             app.rest_addr.port()
         )));
     }

@@ -250,8 +250,9 @@ impl Connections {
         }
     }
 
-    /// Notes that the port is closed (the server has dropped its listener), then: `None` if every open connection (if any) has sat answered for `quiet`,
-    /// else how long to wait before asking again.
+    /// Notes that the port is closed (the server has dropped its listener), then: `None` if every
+    /// open connection (if any) has sat answered for `quiet`, else how long to wait before asking
+    /// again.
     fn close_port_and_wait(&self, quiet: Duration) -> Option<Duration> {
         let now = self.now_ms();
         let mut state = self.lock();

@@ -87,7 +87,8 @@ pub enum MemberChange {
 pub enum ProposalError {
     /// No leader was known for the whole wait: the request never left this node.
     #[error(
-        "no leader was elected within {0:?} (a quorum may be down); the request was not proposed: it will not happen"
+        "no leader was elected within {0:?} (a quorum may be down); the request was not proposed: \
+         it will not happen"
     )]
     NoLeader(Duration),
     /// A leader was known, but the request could not be handed to it in time (it was busy
@@ -97,19 +98,23 @@ pub enum ProposalError {
     /// or its time in the node's queue, left it less than the last part of its wait, in which
     /// nothing is proposed any more (see `raft_node::proposals`).
     #[error(
-        "the request was not proposed within {0:?} (the leader did not take it, this node's registration had not committed yet, or the checks before proposing it, or its time in the node's queue, left too little of that time): it will not happen"
+        "the request was not proposed within {0:?} (the leader did not take it, this node's \
+         registration had not committed yet, or the checks before proposing it, or its time in \
+         the node's queue, left too little of that time): it will not happen"
     )]
     NotProposed(Duration),
     /// The node's inbox stayed full for the whole wait, so the request never reached it (a
     /// node stuck on a disk that hangs, or far behind its clients).
     #[error(
-        "the node did not take the request within {0:?} (its queue of requests stayed full: it is stuck or overloaded); it was not proposed: it will not happen"
+        "the node did not take the request within {0:?} (its queue of requests stayed full: it is \
+         stuck or overloaded); it was not proposed: it will not happen"
     )]
     NotTaken(Duration),
     /// Every copy of the entry was overwritten by a new leader, and it could not be proposed
     /// again in time.
     #[error(
-        "a new leader replaced the entry and it could not be proposed again within {0:?}: it will not happen"
+        "a new leader replaced the entry and it could not be proposed again within {0:?}: it will \
+         not happen"
     )]
     Replaced(Duration),
     /// The entry was proposed but not applied in time; it may still commit.
@@ -119,20 +124,26 @@ pub enum ProposalError {
     /// take effect any more: its withdrawal (a fence, or a later proposal carrying the floor
     /// past it) applied before any copy did, or its session ended in log order.
     #[error(
-        "not committed in most of its {0:?} wait, and withdrawn before any copy of it was applied: it will not happen"
+        "not committed in most of its {0:?} wait, and withdrawn before any copy of it was applied: \
+         it will not happen"
     )]
     Withdrawn(Duration),
     /// Withdrawn, but this node learnt so from a snapshot, which cannot tell whether a copy
     /// was applied before the withdrawal.
     #[error(
-        "not committed within {0:?} and then withdrawn, but this node caught up from a snapshot that cannot tell whether a copy of it was applied first: it may have happened, and cannot any more; check before sending it again"
+        "not committed within {0:?} and then withdrawn, but this node caught up from a snapshot \
+         that cannot tell whether a copy of it was applied first: it may have happened, and cannot \
+         any more; check before sending it again"
     )]
     WithdrawnUnknown(Duration),
     /// This node was removed and added back (or its session replaced) while the request was
     /// in flight, and it learnt so from a snapshot, which cannot tell whether the request
     /// took effect before: it is not proposed again.
     #[error(
-        "this node's session ended while the request was in flight (the node was removed from the cluster and added back, or an earlier run of it registered late), and the snapshot it caught up from cannot tell whether the request was applied: it may have happened; check before sending it again"
+        "this node's session ended while the request was in flight (the node was removed from the \
+         cluster and added back, or an earlier run of it registered late), and the snapshot it \
+         caught up from cannot tell whether the request was applied: it may have happened; check \
+         before sending it again"
     )]
     OutcomeUnknown,
     /// No leader was known for the whole wait of a read.
@@ -144,7 +155,8 @@ pub enum ProposalError {
     /// The node's inbox stayed full for the whole wait of a read (a node stuck on a disk that
     /// hangs, or far behind its clients).
     #[error(
-        "the node did not take the read within {0:?} (its queue of requests stayed full: it is stuck or overloaded); nothing was read: retry on another member"
+        "the node did not take the read within {0:?} (its queue of requests stayed full: it is \
+         stuck or overloaded); nothing was read: retry on another member"
     )]
     ReadNotTaken(Duration),
     /// The node is stopping while a read waits.
@@ -177,7 +189,8 @@ pub enum ProposalError {
     /// Adding a URL that is another member's REST API (it says where that listens in its
     /// answer to the strict reconfiguration check's probe).
     #[error(
-        "{url} is node {id}'s REST API (it listens on {listen}), not a peer port: a member's peer URL is its entry in --cluster"
+        "{url} is node {id}'s REST API (it listens on {listen}), not a peer port: a member's peer \
+         URL is its entry in --cluster"
     )]
     UrlIsRestApi {
         /// The URL.
@@ -199,7 +212,9 @@ pub enum ProposalError {
     /// Another membership change was applied between this one's checks and its commit, so
     /// every node skipped it: what it was checked against no longer holds.
     #[error(
-        "another membership change was applied first (voters {checked:?} when this one was checked, {now:?} when it committed), so it was not applied; check GET /-/members and send it again if it still makes sense"
+        "another membership change was applied first (voters {checked:?} when this one was \
+         checked, {now:?} when it committed), so it was not applied; check GET /-/members and send \
+         it again if it still makes sense"
     )]
     MembershipChanged {
         /// The voters the change was checked against.
@@ -217,14 +232,17 @@ pub enum ProposalError {
     /// A PUT of a value that is not UTF-8 while this member runs a build that would skip it
     /// (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
-        "node {0} runs an older build that would skip a value that is not UTF-8, so it was not written; upgrade every node first (text values are unaffected)"
+        "node {0} runs an older build that would skip a value that is not UTF-8, so it was not \
+         written; upgrade every node first (text values are unaffected)"
     )]
     OlderBuild(u64),
     /// A PUT of a value that is not UTF-8 while the leader (this id) did not say within the
     /// time given (a second, or what was left of the write's wait) which builds the members
     /// run (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
-        "the leader (node {0}) did not say whether every member runs a build that stores a value that is not UTF-8 (no answer within {1:.1?}, or none it could read), so it was not written: it will not happen; try again"
+        "the leader (node {0}) did not say whether every member runs a build that stores a value \
+         that is not UTF-8 (no answer within {1:.1?}, or none it could read), so it was not written: \
+         it will not happen; try again"
     )]
     BuildsUnknown(u64, Duration),
 }
@@ -413,10 +431,9 @@ pub struct Shared {
     pub commit_at_start: AtomicU64,
     /// Commit index found in the WAL at start-up (what replaying it reaches).
     pub commit_in_wal: AtomicU64,
-    /// The leader's latest answers to the node's ready probe, in the order their rounds were
-    /// asked (at most
-    /// [`KEPT_PROBE_ANSWERS`]): `/-/ready` says yes while the node has applied one asked within
-    /// its window.
+    /// The leader's latest answers to the node's ready probe, in the order their rounds were asked
+    /// (at most [`KEPT_PROBE_ANSWERS`]): `/-/ready` says yes while the node has applied one asked
+    /// within its window.
     pub probe_answers: Mutex<VecDeque<ProbeAnswer>>,
     /// Live events for the page at `/-/ui`, published from the Ready trace; describes the
     /// log's last entries for the status too.
@@ -520,16 +537,15 @@ impl Shared {
     }
 
     /// Records why the peer server refused a leader's `snapshot` (`None`: not known, refused
-    /// before its message was read without a header naming it that parses: from a sender of
-    /// an older build, or one whose message's length prefix was over the limit). The refusal
-    /// of a snapshot sent before the one whose reason is kept (by a deposed leader still
-    /// sending) leaves that reason: replacing it hid the current leader's trouble on a node
-    /// that had applied the older index by the log, until that leader tried again (up to its
-    /// sender's back-off, 8 s, later). A
-    /// refusal whose snapshot is not known cannot be ordered against the kept one, so it
-    /// replaces it as the latest word, and a refusal of a known one replaces it in turn: a
-    /// reason without an index never goes stale by the applied index, so it hides nothing; at
-    /// worst it names another attempt's trouble until the next refusal or delivery.
+    /// before its message was read without a header naming it that parses: from a sender of an
+    /// older build, or one whose message's length prefix was over the limit). The refusal of a
+    /// snapshot sent before the one whose reason is kept (by a deposed leader still sending) leaves
+    /// that reason: replacing it hid the current leader's trouble on a node that had applied the
+    /// older index by the log, until that leader tried again (up to its sender's back-off, 8 s,
+    /// later). A refusal whose snapshot is not known cannot be ordered against the kept one, so it
+    /// replaces it as the latest word, and a refusal of a known one replaces it in turn: a reason
+    /// without an index never goes stale by the applied index, so it hides nothing; at worst it
+    /// names another attempt's trouble until the next refusal or delivery.
     pub(crate) fn note_snapshot_refused(&self, snapshot: Option<SentSnapshot>, why: String) {
         let mut refused = self
             .snapshot_refused

@@ -35,7 +35,8 @@ impl Folder {
         let mut procfile = String::new();
         for (i, port) in rest_ports.iter().enumerate() {
             procfile.push_str(&format!(
-                "raftexample{id}: ./target/release/raftexample --id {id} --cluster {} --port {port} --listen-host 127.0.0.1\n",
+                "raftexample{id}: ./target/release/raftexample --id {id} --cluster {} --port \
+                 {port} --listen-host 127.0.0.1\n",
                 peers.join(","),
                 id = i + 1,
             ));

@@ -137,14 +137,16 @@ async fn requests_to_a_follower_ride_through_the_leaders_death() {
         };
         let took = started.elapsed();
         eprintln!(
-            "round {round}: {ask:?} to node {follower} after killing leader {leader}: {:?} in {took:?}",
+            "round {round}: {ask:?} to node {follower} after killing leader {leader}: {:?} in \
+             {took:?}",
             answer.0
         );
         let want = if matches!(ask, Ask::Get) { 200 } else { 204 };
         assert_eq!(
             answer.0,
             Some(want),
-            "round {round} ({ask:?}) to node {follower} after killing leader {leader}: {answer:?} after {took:?}"
+            "round {round} ({ask:?}) to node {follower} after killing leader {leader}: {answer:?} \
+             after {took:?}"
         );
         assert!(
             took < TIMEOUT,

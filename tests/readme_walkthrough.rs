@@ -289,9 +289,11 @@ impl Walkthrough {
              # The walk-through test's cargo: the binary under test is already built.\n\
              case \"$1 $2\" in\n\
              'build --release') exit 0 ;;\n\
-             'run --release') shift 2; [ \"${1:-}\" = -- ] && shift; exec ./target/release/raftexample \"$@\" ;;\n\
+             'run --release') shift 2; [ \"${1:-}\" = -- ] && shift; \
+             exec ./target/release/raftexample \"$@\" ;;\n\
              esac\n\
-             echo \"the walk-through test's cargo runs only 'build --release' and 'run --release', not: cargo $*\" >&2\n\
+             echo \"the walk-through test's cargo runs only 'build --release' and \
+             'run --release', not: cargo $*\" >&2\n\
              exit 2\n",
         )
         .expect("writing the cargo stand-in");
@@ -414,7 +416,8 @@ impl Walkthrough {
             match command.expected.as_deref() {
                 Some("") => assert!(
                     printed.is_empty(),
-                    "README.md:{at}: `{}` printed {printed:?}; the README expects nothing (204)\n{}",
+                    "README.md:{at}: `{}` printed {printed:?}; the README expects nothing \
+                     (204)\n{}",
                     command.text,
                     context()
                 ),

@@ -677,7 +677,8 @@ async fn an_expectation_other_than_100_continue_is_417_and_nothing_is_written() 
         ),
         (
             "a second Expect",
-            "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: foo\r\nContent-Length: 1\r\n\r\n"
+            "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: foo\r\n\
+             Content-Length: 1\r\n\r\n"
                 .to_string(),
             b"",
         ),
@@ -732,7 +733,8 @@ async fn only_the_first_expect_header_counts_as_in_go() {
         "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: foo\r\n\r\n",
         "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect: foo, 100-continue\r\nExpect: bar\r\n\r\n",
         "GET /-/health HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: foo\r\n\r\n",
-        "PUT /second HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: foo\r\nContent-Length: 6\r\n\r\nsecond",
+        "PUT /second HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: foo\r\n\
+         Content-Length: 6\r\n\r\nsecond",
     ] {
         let (status, head, body) = exchange(&mut conn, request).await;
         assert!(matches!(status, 200 | 204), "{request:?}: {head}\n{body}");
@@ -742,7 +744,8 @@ async fn only_the_first_expect_header_counts_as_in_go() {
     refused_and_closed(
         &c,
         "an unmet first Expect",
-        "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        "PUT /exp HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nExpect: 100-continue\r\n\
+         Content-Length: 1\r\n\r\n",
         b"",
         417,
         r#""foo""#,

@@ -5,9 +5,9 @@
 //! old segments, snapshots installed from a leader (reset markers), small segments that rotate,
 //! clean restarts, and faults: the power fails between two calls or inside one (after a random
 //! number of the disk operations it makes, opening included), a sync fails (`EIO`), the disk is
-//! full (`ENOSPC`); in half the runs a failed sync also marks what it did not write clean, as
-//! Linux does, so that no later sync writes it. At a power loss every page written since the last completed sync of its
-//! file is kept, dropped or torn, independently (see `disk/mem.rs`).
+//! full (`ENOSPC`); in half the runs a failed sync also marks what it did not write clean, as Linux
+//! does, so that no later sync writes it. At a power loss every page written since the last
+//! completed sync of its file is kept, dropped or torn, independently (see `disk/mem.rs`).
 //!
 //! After every restart the WAL must open, and give back the state after some prefix of the
 //! records it was asked to write that includes every record a completed sync (a synced call

@@ -18,13 +18,12 @@
 //! order.
 //!
 //! # Other faults
-//! [`MemFs::fail_syncs`] makes syncs fail with `EIO` (and, with
-//! [`MemFs::set_failed_sync_forgets`], forget what they failed to write, as Linux does);
-//! [`MemFs::set_capacity`] makes writes
-//! that need more space fail with `ENOSPC` (nothing of such a write is stored); and
-//! [`MemFs::flip_byte`] damages a file at rest (on the platter and in the cache), which no
-//! crash can do; [`MemFs::damage_renamed`] so damages every file renamed to a given kind of
-//! name (a disk that damages every copy).
+//! [`MemFs::fail_syncs`] makes syncs fail with `EIO` (and, with [`MemFs::set_failed_sync_forgets`],
+//! forget what they failed to write, as Linux does); [`MemFs::set_capacity`] makes writes that need
+//! more space fail with `ENOSPC` (nothing of such a write is stored); and [`MemFs::flip_byte`]
+//! damages a file at rest (on the platter and in the cache), which no crash can do;
+//! [`MemFs::damage_renamed`] so damages every file renamed to a given kind of name (a disk that
+//! damages every copy).
 //!
 //! Simplifications: folders are created durably and never removed, a rename must stay in its
 //! folder, and a lock is kept in memory only (it needs no file).

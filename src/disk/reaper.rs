@@ -44,7 +44,11 @@ impl Reaper {
             match spawned {
                 Ok(thread) => self.work = Some((tx, thread)),
                 Err(err) => {
-                    tracing::warn!(%err, thread = self.thread_name, "cannot start a thread to remove files; removing them here");
+                    tracing::warn!(
+                        %err,
+                        thread = self.thread_name,
+                        "cannot start a thread to remove files; removing them here"
+                    );
                     return chore();
                 }
             }

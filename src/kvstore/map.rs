@@ -1,10 +1,10 @@
 //! The map: key to value, laid out for memory and for snapshots.
 //!
-//! - **One allocation per key.** Each key and its value live in one boxed slice holding
-//!   exactly their snapshot encoding (`key_len varint | key | value_len varint | value`,
-//!   written by the bincode crate, see [`super::codec`]): 16 bytes in the table and one heap block per key, against two
-//!   blocks for a pair of boxed strings; at ten million keys of 100-byte values that is the
-//!   difference between 1.4 and 1.8 times the raw data. A snapshot copies these bytes as they
+//! - **One allocation per key.** Each key and its value live in one boxed slice holding exactly
+//!   their snapshot encoding (`key_len varint | key | value_len varint | value`, written by the
+//!   bincode crate, see [`super::codec`]): 16 bytes in the table and one heap block per key,
+//!   against two blocks for a pair of boxed strings; at ten million keys of 100-byte values that is
+//!   the difference between 1.4 and 1.8 times the raw data. A snapshot copies these bytes as they
 //!   are, and loading one allocates once per key.
 //! - **Shards.** The keys are spread over [`SHARDS`] hash sets by a hash of their own, so a
 //!   snapshot can be written a shard at a time while entries go on being applied

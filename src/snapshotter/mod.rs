@@ -374,7 +374,11 @@ impl Snapshotter {
             .into_iter()
             .partition(|f| f.index > oldest && !f.named_by(markers));
         for f in &unrecorded {
-            tracing::warn!(path = %f.path.display(), "removing a snapshot file the WAL never recorded (the node stopped before its marker)");
+            tracing::warn!(
+                path = %f.path.display(),
+                "removing a snapshot file the WAL never recorded (the node stopped before its \
+                 marker)"
+            );
             remove_if_there(&*self.fs, &f.path)?;
         }
         if !unrecorded.is_empty() {
@@ -474,7 +478,12 @@ impl Snapshotter {
             *naming += 1;
         }
         self.sync_dir()?;
-        tracing::info!(path = %path.display(), term = meta.term, index = meta.index, "installed a snapshot file from the leader");
+        tracing::info!(
+            path = %path.display(),
+            term = meta.term,
+            index = meta.index,
+            "installed a snapshot file from the leader"
+        );
         Ok(())
     }
 
@@ -573,7 +582,11 @@ impl Snapshotter {
             tracing::error!(%err, "a snapshot file being sent is damaged");
             let naming = self.naming();
             if *naming != named {
-                tracing::info!(path = %path.display(), "a snapshot file was saved since this one was opened: the name is left to its own sends");
+                tracing::info!(
+                    path = %path.display(),
+                    "a snapshot file was saved since this one was opened: the name is left to its \
+                     own sends"
+                );
             } else if self.fs.exists(path).unwrap_or(false)
                 && let Err(err) = self.set_aside_sent(path)
             {
@@ -616,7 +629,11 @@ impl Snapshotter {
         } else {
             first
         };
-        tracing::warn!(path = %path.display(), renamed_to = %broken.display(), "setting a damaged snapshot file aside");
+        tracing::warn!(
+            path = %path.display(),
+            renamed_to = %broken.display(),
+            "setting a damaged snapshot file aside"
+        );
         self.fs.rename(path, &broken).map_err(io_err(path))?;
         self.sync_dir()?;
         Ok(broken)
@@ -647,7 +664,10 @@ impl Snapshotter {
         others.sort();
         for (_, name) in others.into_iter().skip(1) {
             if let Err(err) = self.discard(name) {
-                tracing::warn!(%err, "cannot delete a damaged snapshot file set aside by an earlier send");
+                tracing::warn!(
+                    %err,
+                    "cannot delete a damaged snapshot file set aside by an earlier send"
+                );
             }
         }
     }

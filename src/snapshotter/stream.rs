@@ -50,7 +50,12 @@ impl SnapshotWriter {
             *naming += 1;
         }
         snap.sync_dir()?;
-        tracing::info!(path = %self.path.display(), term = self.term, index = self.index, "saved snapshot");
+        tracing::info!(
+            path = %self.path.display(),
+            term = self.term,
+            index = self.index,
+            "saved snapshot"
+        );
         Ok(())
     }
 

@@ -31,10 +31,10 @@
 //! [`Metadata`]), 2 one raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
 //! last three as protobuf bytes, 5 padding, 6 a run of entries (each `Ready`'s entries are one
 //! run), 7 a sync mark (how many bytes of the segment a completed sync covered), 8 a snapshot
-//! marker that resets the log, 9 the end of a segment, naming the next one (see `record.rs`). Every segment begins with a header: the
-//! metadata record, then in every segment after the first the newest snapshot marker (if any)
-//! and the hard state current when it was created, so that the oldest segments can be deleted
-//! without losing them, and last a sync mark covering the header.
+//! marker that resets the log, 9 the end of a segment, naming the next one (see `record.rs`). Every
+//! segment begins with a header: the metadata record, then in every segment after the first the
+//! newest snapshot marker (if any) and the hard state current when it was created, so that the
+//! oldest segments can be deleted without losing them, and last a sync mark covering the header.
 //!
 //! Replay reads the segments in order: an entry with index `i` discards any held entries with
 //! index `>= i` (raft overwrote an uncommitted suffix), a reset marker discards every entry
@@ -553,11 +553,11 @@ impl Wal {
         self.maybe_rotate()
     }
 
-    /// Deletes the oldest segments whose entries all have an index below `index`, and syncs
-    /// the directory: on the caller's thread, or on one of its own where the file system
-    /// says so ([`FileSystem::background_removal`]: a real disk), in which case they are no
-    /// longer the WAL's at once but may stay on the disk a little longer (see
-    /// [`crate::disk::reaper`]; [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
+    /// Deletes the oldest segments whose entries all have an index below `index`, and syncs the
+    /// directory: on the caller's thread, or on one of its own where the file system says so
+    /// ([`FileSystem::background_removal`]: a real disk), in which case they are no longer the
+    /// WAL's at once but may stay on the disk a little longer (see [`crate::disk::reaper`];
+    /// [`Wal::wait_for_removals`] waits for them). The active segment is never deleted, so the
     /// current segment and its header (metadata, newest marker, hard state) always remain.
     ///
     /// Call it with a snapshot's index after the snapshot and its marker are durable.
@@ -699,7 +699,12 @@ fn remove_in_order(
         match fs.remove_file(path) {
             // Already gone (an operator freeing a full disk): as good as removed.
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(path = %path.display(), %err, "cannot remove a released WAL segment; it is tried again at the next release, or released again after the next start");
+                tracing::warn!(
+                    path = %path.display(),
+                    %err,
+                    "cannot remove a released WAL segment; it is tried again at the next release, \
+                     or released again after the next start"
+                );
                 break;
             }
             _ => removed += 1,
@@ -709,7 +714,11 @@ fn remove_in_order(
     let stranded = left.len();
     drop(left);
     if let Err(err) = fs.sync_dir(dir) {
-        tracing::warn!(dir = %dir.display(), %err, "cannot sync the WAL folder after removing segments");
+        tracing::warn!(
+            dir = %dir.display(),
+            %err,
+            "cannot sync the WAL folder after removing segments"
+        );
     }
     tracing::debug!(removed, stranded, "released WAL segments removed");
 }

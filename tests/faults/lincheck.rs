@@ -1605,7 +1605,8 @@ mod tests {
             assert!(final_state_agrees(&history, key, value.as_deref()), "{key}");
         }
         println!(
-            "{} operations ({unknown} unknown) on {} keys: checked in {checked:?}, final states in {:?}",
+            "{} operations ({unknown} unknown) on {} keys: checked in {checked:?}, final states in \
+             {:?}",
             history.len(),
             finals.len(),
             started.elapsed()

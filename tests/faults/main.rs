@@ -189,10 +189,22 @@ fn stale_reads_under_a_partition_are_caught() {
 #[test]
 fn recorded_history_with_a_stale_read_is_reported() {
     let lines = [
-        r#"{"node":1,"client":0,"key":"k0","kind":{"Put":{"value":"c0-1"}},"invoke_ns":1000,"complete_ns":2000,"outcome":"Ok"}"#,
-        r#"{"node":2,"client":1,"key":"k0","kind":{"Put":{"value":"c1-1"}},"invoke_ns":3000,"complete_ns":4000,"outcome":"Ok"}"#,
-        r#"{"node":3,"client":2,"key":"k0","kind":"Get","invoke_ns":5000,"complete_ns":6000,"outcome":{"Value":"c0-1"}}"#,
-        r#"{"node":1,"client":3,"key":"k1","kind":{"Put":{"value":"c3-1"}},"invoke_ns":1500,"complete_ns":2500,"outcome":"Unknown"}"#,
+        concat!(
+            r#"{"node":1,"client":0,"key":"k0","kind":{"Put":{"value":"c0-1"}},"#,
+            r#""invoke_ns":1000,"complete_ns":2000,"outcome":"Ok"}"#
+        ),
+        concat!(
+            r#"{"node":2,"client":1,"key":"k0","kind":{"Put":{"value":"c1-1"}},"#,
+            r#""invoke_ns":3000,"complete_ns":4000,"outcome":"Ok"}"#
+        ),
+        concat!(
+            r#"{"node":3,"client":2,"key":"k0","kind":"Get","#,
+            r#""invoke_ns":5000,"complete_ns":6000,"outcome":{"Value":"c0-1"}}"#
+        ),
+        concat!(
+            r#"{"node":1,"client":3,"key":"k1","kind":{"Put":{"value":"c3-1"}},"#,
+            r#""invoke_ns":1500,"complete_ns":2500,"outcome":"Unknown"}"#
+        ),
     ];
     let dir = tempfile::tempdir().expect("a temporary folder");
     let path = dir.path().join("history.jsonl");
@@ -348,7 +360,9 @@ fn table(reports: &[RunReport]) -> String {
     }
     let causes: Vec<&str> = Cause::ALL.iter().map(|c| c.name()).collect();
     let mut out = format!(
-        "| fault kind | runs | operations | slowest answer (s) | unknown | % | to the faulted node | to another node | {} | against the rule | violations | lost writes | runs with other problems |\n\
+        "| fault kind | runs | operations | slowest answer (s) | unknown | % | to the faulted \
+         node | to another node | {} | against the rule | violations | lost writes | runs with \
+         other problems |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|{}---:|---:|---:|---:|\n",
         causes.join(" | "),
         "---:|".repeat(causes.len()),

@@ -1293,7 +1293,8 @@ fn stalls_seen(stalls: &[Stall]) -> String {
     longest.sort_by_key(|s| std::cmp::Reverse(s.took));
     let shown: Vec<String> = longest.iter().take(3).map(|s| s.describe()).collect();
     format!(
-        "the machine stalled {} times (a sleep or disk sync overran by 200 ms or more); the longest: {}",
+        "the machine stalled {} times (a sleep or disk sync overran by 200 ms or more); the \
+         longest: {}",
         stalls.len(),
         shown.join(", ")
     )

@@ -5,11 +5,14 @@
 //! must end some linearization of the key's history (`lincheck::final_state_agrees`). It also
 //! counts lost writes: acknowledged PUTs that the final state proves gone.
 //!
-//! A history is saved as JSON lines of [`Recorded`] (`history.jsonl`), one operation per line:
+//! A history is saved as JSON lines of [`Recorded`] (`history.jsonl`), one operation per line
+//! (each of these two is one line in the file, wrapped here):
 //!
 //! ```text
-//! {"node":2,"client":5,"key":"k1","kind":{"Put":{"value":"c5-17"}},"invoke_ns":812345678,"complete_ns":815012345,"outcome":"Ok"}
-//! {"node":1,"client":3,"key":"k1","kind":"Get","invoke_ns":820000000,"complete_ns":821500000,"outcome":{"Value":"c5-17"}}
+//! {"node":2,"client":5,"key":"k1","kind":{"Put":{"value":"c5-17"}},
+//!  "invoke_ns":812345678,"complete_ns":815012345,"outcome":"Ok"}
+//! {"node":1,"client":3,"key":"k1","kind":"Get",
+//!  "invoke_ns":820000000,"complete_ns":821500000,"outcome":{"Value":"c5-17"}}
 //! ```
 
 use std::collections::BTreeMap;

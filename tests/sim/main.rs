@@ -218,7 +218,8 @@ fn seeds_that_found_bugs() {
 /// The long run: `SIM_SEEDS` schedules (default 10,000) from `SIM_SEED_BASE` (default
 /// 1,000,000, away from the quick run's), on every core, then the table.
 #[test]
-#[ignore = "the long run: SIM_SEEDS=10000 cargo nextest run --release --test sim --run-ignored only many"]
+#[ignore = "the long run: SIM_SEEDS=10000 cargo nextest run --release --test sim \
+            --run-ignored only many"]
 fn many_schedules() {
     let seeds = env_u64("SIM_SEEDS").unwrap_or(10_000);
     let base = env_u64("SIM_SEED_BASE").unwrap_or(1_000_000);
@@ -234,7 +235,8 @@ fn many_schedules() {
 /// Replays `SIM_SEED` (of `SIM_LENGTH`, `long` or `quick`), writes its trace and history to
 /// `target/sim-runs/<seed>/` and says what went wrong.
 #[test]
-#[ignore = "replays one seed: SIM_SEED=<n> SIM_LENGTH=quick|long cargo nextest run --test sim --run-ignored only replay --no-capture"]
+#[ignore = "replays one seed: SIM_SEED=<n> SIM_LENGTH=quick|long cargo nextest run --test sim \
+            --run-ignored only replay --no-capture"]
 fn replay() {
     let seed = env_u64("SIM_SEED").expect("set SIM_SEED to the seed to replay");
     let length = match std::env::var("SIM_LENGTH").as_deref() {

@@ -274,7 +274,8 @@ impl Batch {
             sum(&|s| s.sessions_renewed).to_string(),
         );
         row(
-            "renewals removed again in flight (re-added, then let hear once the leader's log began past that)",
+            "renewals removed again in flight (re-added, then let hear once the leader's log began \
+             past that)",
             sum(&|s| s.removed_while_renewing).to_string(),
         );
         row(

@@ -2981,7 +2981,8 @@ impl World {
         let cut = self.next_fault_id;
         self.note(|| {
             format!(
-                "fault: n{r} cut off from the others and removed; then n{n} removed and added                  back, in its reach"
+                "fault: n{r} cut off from the others and removed; then n{n} removed and added \
+                 back, in its reach"
             )
         });
         // Until the episode ends it, or the faults do (a removed member in reach stays so
@@ -3288,7 +3289,8 @@ impl World {
                 None => seen = Some((commit, leader)),
                 Some(s) if s != (commit, leader) => {
                     return Some(format!(
-                        "nodes disagree: (commit, leader) {s:?} and node {id}'s ({commit}, {leader})"
+                        "nodes disagree: (commit, leader) {s:?} and node {id}'s ({commit}, \
+                         {leader})"
                     ));
                 }
                 Some(_) => {}
