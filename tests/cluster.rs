@@ -118,7 +118,9 @@ async fn kill_all_nodes_loses_no_acknowledged_write() {
 }
 
 /// A follower that was down while the log was compacted past its position catches up from a
-/// snapshot sent by the leader.
+/// snapshot sent by the leader. Each snapshot is one info line, with its index, size and
+/// duration: taken on the leader, installed on the follower (an install said so three times,
+/// a snapshot taken twice, by the node and its snapshotter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_past_a_snapshot_catches_up_from_it() {
     let mut c = ProcCluster::start(
@@ -144,14 +146,49 @@ async fn a_follower_down_past_a_snapshot_catches_up_from_it() {
             .await;
     }
     c.wait_value(lagging, "before", "0", true).await;
+    let (installed, _) = snapshot_info_lines(&c.log(lagging));
     assert!(
-        c.log(lagging)
-            .contains("installing snapshot from the leader"),
+        installed > 0,
         "node {lagging} should have caught up through a snapshot"
     );
+    let (_, taken) = snapshot_info_lines(&c.log(leader));
+    assert!(taken > 0, "the leader took no snapshot");
     // And it keeps following afterwards.
     c.put_ok(leader, "after", "1").await;
     c.wait_value(lagging, "after", "1", true).await;
+}
+
+/// The snapshots installed and taken that a node's `log` tells of, checking that the info
+/// lines of the modules that take, save and restore snapshots (`raft_node::snapshots`,
+/// `snapshotter`, `kvstore`) are each one snapshot installed ("installed a snapshot from the
+/// leader") or taken ("snapshot saved"), with its index, size and duration as fields.
+fn snapshot_info_lines(log: &str) -> (usize, usize) {
+    const MODULES: [&str; 3] = [
+        "raftexample::raft_node::snapshots:",
+        "raftexample::snapshotter",
+        "raftexample::kvstore",
+    ];
+    let (mut installed, mut taken) = (0, 0);
+    for line in log.lines() {
+        let Some((_, said)) = line.split_once(" INFO ") else {
+            continue;
+        };
+        if !MODULES.iter().any(|module| said.starts_with(module)) {
+            continue;
+        }
+        let install = said.contains("installed a snapshot from the leader");
+        let take = said.contains("snapshot saved");
+        assert!(
+            install || take,
+            "an info line about a snapshot that is not its one line:\n{line}\n{log}"
+        );
+        for field in ["index=", "bytes=", "seconds="] {
+            assert!(said.contains(field), "no {field} in {line}");
+        }
+        installed += usize::from(install);
+        taken += usize::from(take);
+    }
+    (installed, taken)
 }
 
 /// Keys are limited by the HTTP library, not by us: a key of 60,000 bytes is stored and read

@@ -117,7 +117,7 @@ async fn grow_to_five_and_shrink_back_under_load() {
     }
     assert_eq!(member_ids(&c, 2).await, vec![1, 2, 3, 4, 5]);
     assert!(
-        c.log(4).contains("installing snapshot from the leader"),
+        c.log(4).contains("installed a snapshot from the leader"),
         "node 4 should have caught up from a snapshot"
     );
     // The snapshot carried the cluster's incarnation: taken from it, not from a registration

@@ -93,7 +93,7 @@ async fn a_joining_member_gets_a_big_snapshot(mut c: ProcCluster) {
 
     let log = c.log(id);
     assert!(
-        log.contains("installing snapshot"),
+        log.contains("installed a snapshot from the leader"),
         "node 2 caught up without a snapshot: {log}"
     );
     let rise = peak.saturating_sub(before);

@@ -367,7 +367,7 @@ async fn a_node_with_the_cluster_ca_joins_over_tls_and_gets_a_snapshot() {
     let log = c.log(id);
     assert!(log.contains("learned the cluster's identity"), "{log}");
     assert!(
-        log.contains("installing snapshot"),
+        log.contains("installed a snapshot from the leader"),
         "node 4 caught up without a snapshot"
     );
     c.put_ok(id, "from-4", "yes").await;

@@ -281,7 +281,7 @@ impl KvStore {
                     drop(current);
                     drop(old);
                     self.applied.store(index, Ordering::Release);
-                    tracing::info!(index, "state restored from snapshot");
+                    tracing::debug!(index, "state restored from snapshot");
                     for waiter in done {
                         let _ = waiter.send(Ok(()));
                     }

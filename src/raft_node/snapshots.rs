@@ -94,11 +94,7 @@ impl RaftNode {
     /// Saves a snapshot sent by the leader and replaces the state with it.
     pub(super) fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
         let meta = snap.get_metadata().clone();
-        tracing::info!(
-            index = meta.index,
-            term = meta.term,
-            "installing snapshot from the leader"
-        );
+        let started = Instant::now();
         let snapshotter = self.storage.snapshotter().clone();
         // A snapshot whose members and exactly-once table this build cannot read (a leader of
         // a newer version, whose format has more fields) is refused before its marker makes
@@ -194,6 +190,15 @@ impl RaftNode {
         });
         self.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = meta.index;
+        // `seconds` leaves out the restore of the map, which the state machine does next, on its
+        // own thread (it logs at debug when done).
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            "installed a snapshot from the leader"
+        );
         Ok(())
     }
 
@@ -358,7 +363,12 @@ impl RaftNode {
             // The WAL's marker names this term and index already, and nothing is left to
             // compact: the file is back, so raft's next attempt finds it.
             self.now_newest(meta, started);
-            tracing::info!(index, "snapshot taken again in place of the damaged file");
+            tracing::info!(
+                index,
+                bytes = saved,
+                seconds = started.elapsed().as_secs_f64(),
+                "snapshot taken again in place of the damaged file"
+            );
             return Ok(());
         }
         if index <= self.snapshot_index {
@@ -378,7 +388,12 @@ impl RaftNode {
         self.wal_mut()?.save_snapshot_marker(&meta)?;
         self.storage.snapshotter().prune_behind(index);
         self.now_newest(meta, started);
-        tracing::info!(index, "snapshot saved");
+        tracing::info!(
+            index,
+            bytes = saved,
+            seconds = started.elapsed().as_secs_f64(),
+            "snapshot saved"
+        );
 
         // Keep some entries behind the snapshot so a slightly slow follower catches up from
         // the log instead of needing the whole snapshot; with big values, fewer.

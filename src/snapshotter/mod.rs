@@ -478,11 +478,11 @@ impl Snapshotter {
             *naming += 1;
         }
         self.sync_dir()?;
-        tracing::info!(
+        tracing::debug!(
             path = %path.display(),
             term = meta.term,
             index = meta.index,
-            "installed a snapshot file from the leader"
+            "renamed a snapshot file from the leader into place"
         );
         Ok(())
     }

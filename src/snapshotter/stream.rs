@@ -50,11 +50,11 @@ impl SnapshotWriter {
             *naming += 1;
         }
         snap.sync_dir()?;
-        tracing::info!(
+        tracing::debug!(
             path = %self.path.display(),
             term = self.term,
             index = self.index,
-            "saved snapshot"
+            "snapshot file written"
         );
         Ok(())
     }
