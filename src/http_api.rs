@@ -395,6 +395,12 @@ pub enum ApiError {
          keys"
     )]
     UnknownEndpoint(String),
+    /// `/-/ready` while the node is not ready (why, as the node says it).
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// An answer that could not be encoded as JSON (serde's reason).
+    #[error("cannot encode JSON: {0}")]
+    Encode(String),
 }
 
 impl ApiError {
@@ -448,6 +454,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnmetExpectation(_) => StatusCode::EXPECTATION_FAILED,
             ApiError::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -844,7 +852,7 @@ async fn endpoints(
         "/-/health" => Ok((StatusCode::OK, "ok\n").into_response()),
         "/-/members" => {
             let status = app.node.status().await?;
-            Ok(json(&status.members))
+            json(&status.members)
         }
         "/-/status" => {
             let pretty = wants_pretty(query)?;
@@ -852,17 +860,13 @@ async fn endpoints(
             if pretty {
                 Ok((StatusCode::OK, pretty_status(&status)).into_response())
             } else {
-                Ok(json(&status))
+                json(&status)
             }
         }
         // From shared state, not the inbox: a node busy replaying still answers.
         "/-/ready" => match app.node.readiness() {
             Ok(()) => Ok((StatusCode::OK, "ready\n").into_response()),
-            Err(why) => Ok((
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
-            )
-                .into_response()),
+            Err(why) => Err(ApiError::NotReady(why)),
         },
         "/-/metrics" => Ok((
             StatusCode::OK,
@@ -874,20 +878,15 @@ async fn endpoints(
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Response {
-    match serde_json::to_string(value) {
-        Ok(text) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            text + "\n",
-        )
-            .into_response(),
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode JSON: {err}\n"),
-        )
-            .into_response(),
-    }
+/// `value` as a JSON answer.
+fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError> {
+    let text = serde_json::to_string(value).map_err(|err| ApiError::Encode(err.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        text + "\n",
+    )
+        .into_response())
 }
 
 /// `/-/status?pretty`: the same facts, laid out for a person.
@@ -1169,6 +1168,25 @@ mod tests {
             ApiError::UnsupportedTransferCoding("gzip, chunked".into()).status(),
             StatusCode::NOT_IMPLEMENTED
         );
+    }
+
+    /// `/-/ready`'s 503 and a JSON answer that cannot be encoded (500) are `ApiError`s, mapped
+    /// to their status with the others, and answer the text the 503 had when it was built
+    /// in place.
+    #[tokio::test]
+    async fn not_ready_and_an_unencodable_answer_get_their_status_from_api_error() {
+        let not_ready = ApiError::NotReady("replaying the log".into()).into_response();
+        assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(not_ready.into_body(), usize::MAX)
+            .await
+            .expect("a body in memory");
+        assert_eq!(&body[..], b"not ready: replaying the log\n");
+        // JSON keys are strings: a map keyed by pairs has no JSON.
+        let unencodable = std::collections::BTreeMap::from([((1, 2), 3)]);
+        let err = json(&unencodable).expect_err("no JSON for a map keyed by pairs");
+        assert!(matches!(err, ApiError::Encode(_)), "{err:?}");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(err.to_string().starts_with("cannot encode JSON: "), "{err}");
     }
 
     #[test]
