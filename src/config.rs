@@ -65,7 +65,7 @@ pub struct Config {
 
     /// Snapshot files kept on disk (older ones are deleted); at least 2: a lower value counts
     /// as 2.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = crate::snapshotter::DEFAULT_KEEP)]
     pub max_snapshots: usize,
 
     /// How long a PUT, POST or DELETE waits for its entry to commit and apply, and a

@@ -19,11 +19,6 @@ pub fn parse_into<M: Message>(bytes: &[u8], message: M) -> ProtobufResult<M> {
     parse_bytes_into(&Bytes::copy_from_slice(bytes), message)
 }
 
-/// [`parse`] without the copy: the message's `bytes` fields are slices of `bytes`.
-pub fn parse_bytes<M: Message>(bytes: &Bytes) -> ProtobufResult<M> {
-    parse_bytes_into(bytes, M::new())
-}
-
 fn parse_bytes_into<M: Message>(bytes: &Bytes, mut message: M) -> ProtobufResult<M> {
     let mut input = CodedInputStream::from_carllerche_bytes(bytes);
     input.push_limit(bytes.len() as u64)?;

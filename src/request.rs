@@ -287,11 +287,13 @@ impl std::fmt::Display for Waited {
 
 impl ProposalError {
     /// A write's [`ProposalError::Timeout`] after `wait`, of which nothing more is known.
+    #[cfg(test)]
     pub fn timeout_after(wait: Duration) -> Self {
         ProposalError::Timeout(wait.into())
     }
 
     /// A read's [`ProposalError::ReadTimeout`] after `wait`, of which nothing more is known.
+    #[cfg(test)]
     pub fn read_timeout_after(wait: Duration) -> Self {
         ProposalError::ReadTimeout(wait.into())
     }

@@ -74,11 +74,6 @@ impl<'a> SnapshotData<'a> {
             None => Err(HandleError("no tag".into())),
         }
     }
-
-    /// Whether the data is a handle of any kind.
-    pub fn is_handle(data: &[u8]) -> bool {
-        data.starts_with(MAGIC)
-    }
 }
 
 /// The handle of the file `name` of this node's snapshot directory.

@@ -23,15 +23,14 @@
 //! follower checks the same checksum.
 //!
 //! # Durability
-//! [`Snapshotter::save`] (and [`Snapshotter::begin`], which streams the data) writes
-//! `<name>.tmp`, `sync_data`s it, renames it to `<name>` and syncs the directory, so a crash
-//! leaves either no file or the complete one. Only then may the node write the WAL marker; a
-//! snapshot file without a marker (a crash in between) is ignored by
-//! [`Snapshotter::load_newest_available`], which removes those above the WAL's oldest marker
-//! (nothing will ever load them). Once the WAL marker of a new snapshot is durable,
-//! the node asks [`Snapshotter::prune_behind`] to delete the files beyond the newest `keep`;
-//! never sooner, or a crash between the prune and the marker could leave the WAL's newest
-//! marked snapshot deleted and the new one unrecorded, so nothing to start from.
+//! [`Snapshotter::save`] (and [`Snapshotter::begin`], which streams the data) writes `<name>.tmp`,
+//! `sync_data`s it, renames it to `<name>` and syncs the directory, so a crash leaves either no
+//! file or the complete one. Only then may the node write the WAL marker; a snapshot file without a
+//! marker (a crash in between) is ignored by [`Snapshotter::load_newest_available_with`], which
+//! removes those above the WAL's oldest marker (nothing will ever load them). Once the WAL marker
+//! of a new snapshot is durable, the node asks [`Snapshotter::prune_behind`] to delete the files
+//! beyond the newest `keep`; never sooner, or a crash between the prune and the marker could leave
+//! the WAL's newest marked snapshot deleted and the new one unrecorded, so nothing to start from.
 //!
 //! The `.tmp` file is written around the page cache (`O_DIRECT`) where the file system allows
 //! it, a small chunk at a time, so that a snapshot of a big state never queues megabytes on the
@@ -57,7 +56,7 @@ use file::{FileSink, io_err, open_file, peek_snap, read_all, read_snap, snapshot
 pub use handle::SnapshotData;
 pub use stream::{OpenedSnapshot, RawSnapshotFile, SnapshotWriter};
 
-/// Number of snapshot files kept by default, as etcd.
+/// Number of snapshot files kept by default (`--max-snapshots`), as etcd.
 pub const DEFAULT_KEEP: usize = 5;
 
 const SNAP_EXT: &str = ".snap";
@@ -302,10 +301,8 @@ impl Snapshotter {
         }
     }
 
-    /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's
-    /// snapshot markers). A file that is not named by a marker is skipped (its marker was never
-    /// written). A damaged file is logged, renamed to `<name>.broken`, and the previous one is
-    /// tried. `Ok(None)` if no file qualifies.
+    /// [`Snapshotter::load_newest_available_with`], the data read whole (start-up streams it).
+    #[cfg(test)]
     pub fn load_newest_available(
         &self,
         markers: &[SnapshotMetadata],
@@ -314,9 +311,12 @@ impl Snapshotter {
         Ok(loaded.map(|(meta, data)| snapshot_of(meta, data)))
     }
 
-    /// Like [`Snapshotter::load_newest_available`], but the data goes through `read_data` as
-    /// a stream (with its length); its result counts only if the whole file then passes its
-    /// checksum.
+    /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's
+    /// snapshot markers), its data gone through `read_data` as a stream (with its length): the
+    /// result counts only if the whole file then passes its checksum. A file that is not named
+    /// by a marker is skipped (its marker was never written). A damaged file is logged,
+    /// renamed to `<name>.broken`, and the previous one is tried. `Ok(None)` if no file
+    /// qualifies.
     pub fn load_newest_available_with<T>(
         &self,
         markers: &[SnapshotMetadata],
