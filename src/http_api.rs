@@ -405,8 +405,8 @@ fn bad_escape(path: &str) -> Option<usize> {
 }
 
 /// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
-/// Names and values are decoded as a form's are: `?stale=%31` is `?stale=1`, not a
-/// linearizable read (review 108).
+/// Names and values are decoded as a form's are, since a client may escape any character:
+/// `?stale=%31` is `?stale=1` (compared raw, it was a linearizable read).
 fn wants_stale(query: &str) -> bool {
     form_urlencoded::parse(query.as_bytes())
         .any(|(name, value)| name == "stale" && matches!(&*value, "" | "true" | "1"))
