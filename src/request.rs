@@ -241,8 +241,8 @@ pub enum ProposalError {
     /// run (see [`crate::transport::builds`]): nothing was proposed.
     #[error(
         "the leader (node {0}) did not say whether every member runs a build that stores a value \
-         that is not UTF-8 (no answer within {1:.1?}, or none it could read), so it was not written: \
-         it will not happen; try again"
+         that is not UTF-8 (no answer within {1:.1?}, or none it could read), so it was not \
+         written: it will not happen; try again"
     )]
     BuildsUnknown(u64, Duration),
 }
