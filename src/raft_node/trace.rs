@@ -24,12 +24,18 @@ pub(super) fn ready(node: u64, rd: &Ready, events: &Events) {
     if !enabled() {
         return;
     }
-    tracing::trace!(target: TARGET, node, number = rd.number(), must_sync = rd.must_sync(), "ready");
+    tracing::trace!(
+        target: TARGET, node, number = rd.number(), must_sync = rd.must_sync(), "ready"
+    );
     if let Some(ss) = rd.ss() {
-        tracing::trace!(target: TARGET, node, leader = ss.leader_id, role = ?ss.raft_state, "soft state");
+        tracing::trace!(
+            target: TARGET, node, leader = ss.leader_id, role = ?ss.raft_state, "soft state"
+        );
     }
     if let Some(hs) = rd.hs() {
-        tracing::trace!(target: TARGET, node, term = hs.term, vote = hs.vote, commit = hs.commit, "hard state");
+        tracing::trace!(
+            target: TARGET, node, term = hs.term, vote = hs.vote, commit = hs.commit, "hard state"
+        );
     }
     if !rd.snapshot().is_empty() {
         let meta = rd.snapshot().get_metadata();
@@ -51,7 +57,9 @@ pub(super) fn ready(node: u64, rd: &Ready, events: &Events) {
         rd.persisted_messages(),
     );
     for rs in rd.read_states() {
-        tracing::trace!(target: TARGET, node, index = rs.index, ctx = ?rs.request_ctx, "read state");
+        tracing::trace!(
+            target: TARGET, node, index = rs.index, ctx = ?rs.request_ctx, "read state"
+        );
     }
 }
 
@@ -70,7 +78,9 @@ pub(super) fn light_ready(node: u64, light: &LightReady, events: &Events) {
 
 fn entries(node: u64, what: &str, entries: &[Entry]) {
     for e in entries {
-        tracing::trace!(target: TARGET, node, term = e.term, index = e.index, entry = %entry_text(e), "{what}");
+        tracing::trace!(
+            target: TARGET, node, term = e.term, index = e.index, entry = %entry_text(e), "{what}"
+        );
     }
 }
 
