@@ -45,6 +45,13 @@ pub enum Mutation {
     /// removed and added back), leads again with that one vote, on a log that lacks its own
     /// removal.
     NoJoinFloor = 11,
+    /// A fence carries the newest withdrawn request + 1 instead of the floor: it passes a
+    /// request still pending below it (one with more of its wait left), whose copies are then
+    /// skipped as if it had taken effect, and its client hears 204 for a write never applied.
+    FenceAtNewestWithdrawn = 12,
+    /// A membership change that went out is answered at its deadline as never proposed, "it
+    /// will not happen", instead of "it may still happen": a copy in flight can still commit.
+    SentChangeNotProposed = 13,
 }
 
 #[cfg(feature = "sim-mutations")]

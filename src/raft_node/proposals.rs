@@ -313,7 +313,11 @@ impl Proposals {
     /// it moves every round, and the batches that move it carry it anyway.
     pub fn fence_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         let session = self.session?;
-        let floor = self.floor();
+        let floor = if crate::mutation::active(crate::mutation::Mutation::FenceAtNewestWithdrawn) {
+            self.settling.last_key_value()?.0 + 1
+        } else {
+            self.floor()
+        };
         // Only those below the floor can be settled now. A membership change still pending
         // below a withdrawn request, or a request with more of its wait left (its checks took
         // less), holds the floor until it is answered; it holds back only the withdrawn
@@ -895,6 +899,14 @@ impl Proposals {
             let err = match p.sent_at {
                 None if no_leader => ProposalError::NoLeader(self.timeout),
                 None => ProposalError::NotProposed(self.timeout),
+                Some(_)
+                    if matches!(p.request, Asked::Change { .. })
+                        && crate::mutation::active(
+                            crate::mutation::Mutation::SentChangeNotProposed,
+                        ) =>
+                {
+                    ProposalError::NotProposed(self.timeout)
+                }
                 Some(_) if !p.forwarded && p.local_copies == 0 => {
                     ProposalError::Replaced(self.timeout)
                 }

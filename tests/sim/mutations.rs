@@ -37,6 +37,8 @@ pub fn from_env() {
         Mutation::KeepRenewalOlderThanReaddition,
         Mutation::AdmitWipedVoter,
         Mutation::NoJoinFloor,
+        Mutation::FenceAtNewestWithdrawn,
+        Mutation::SentChangeNotProposed,
     ];
     let m = all
         .into_iter()
@@ -245,6 +247,41 @@ fn mutation_no_join_floor() {
     caught(
         Mutation::NoJoinFloor,
         &["committed entry", "two leaders in term", "not linearizable"],
+        Length::Quick,
+        3000,
+    );
+}
+
+/// A fence carries the floor, never past a request still pending: a request with more of its
+/// wait left (a shorter wait came with one proposed after it, which was withdrawn first) holds
+/// it, and only the withdrawn requests below it are settled (4095c83, review 108 M1). Carried
+/// past it, the fence makes its copies skipped as copies of one that took effect, and its
+/// client hears 204 for a write never applied (or a change sent twice is answered 204 twice).
+/// Reached only by the shorter waits (`Plan::short_waits`): with every wait whole, deadlines
+/// follow the sequence numbers and no request is withdrawn above one still pending.
+#[test]
+fn mutation_fence_at_newest_withdrawn() {
+    caught(
+        Mutation::FenceAtNewestWithdrawn,
+        &[
+            "not linearizable",
+            "acknowledged writes lost",
+            "both answered 204",
+        ],
+        Length::Quick,
+        3000,
+    );
+}
+
+/// A membership change that went out is answered "it may still happen" at its deadline, never
+/// "it will not happen": a copy in flight can still commit and take effect. Found by the check
+/// of changes answered "will not happen" (`World::changes_that_will_not_happen`), nearly always
+/// on a change that came with a shorter wait.
+#[test]
+fn mutation_sent_change_not_proposed() {
+    caught(
+        Mutation::SentChangeNotProposed,
+        &["was answered \"will not happen\""],
         Length::Quick,
         3000,
     );
