@@ -16,7 +16,9 @@
 //!     │                                      │             │ 3 committed entries, through
 //!     │                                      │             │   the exactly-once table (proposal)
 //!     │                                      │             │ 4 entries, hard state ─▶ wal (sync)
+//!     │                                      │             │ 5 read states ─▶ waiting reads
 //!     │                                      │             │ 6 follower's messages ─▶ transport
+//!     │                                      │             │ 7 advance; what it releases, too
 //!     │                                      ▼             ▼
 //!     └──── 204 / 200 / 503 ◀── answered once applied ── kvstore (in log order)
 //! ```

@@ -251,7 +251,8 @@ pub enum ProposalError {
 /// node saw of its own part in that: the cause that answer names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waited {
-    /// The whole wait (`--proposal-timeout-ms`).
+    /// The whole wait: `--proposal-timeout-ms` when the node answers, and a second more
+    /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck to.
     pub wait: Duration,
     /// How long the node's own loop stood still at the end of the wait, when that was most
     /// of it (see `raft_node::stood_still`): its process paused or starved of CPU, or a round

@@ -37,7 +37,8 @@ use crate::proposal::{self, Payload, ProposalId, Verdict};
 use crate::transport::{AppliedAt, PeerEvent};
 
 impl RaftNode {
-    /// Runs until shut down, removed, or a fatal storage error.
+    /// Runs until shut down, removed, or a fatal error (storage, the state machine's thread, a
+    /// refused join).
     pub async fn run(
         mut self,
         mut requests: mpsc::Receiver<Sent>,
@@ -62,12 +63,15 @@ impl RaftNode {
             // would have stopped).
             let waiting_for_clients = stop_by.is_some() && self.stopped_cleanly();
             tokio::select! {
-                // Ticks first: under a flood of requests, elections and heartbeats still run.
+                // Ticks before peer messages and client requests: under a flood of requests,
+                // elections and heartbeats still run.
                 biased;
                 _ = shutdown.cancelled(), if stop_by.is_none() => {
                     stop_by = Some(self.begin_stop());
                 }
-                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now).into()), if stop_by.is_some() => {
+                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now).into()),
+                    if stop_by.is_some() =>
+                {
                     if waiting_for_clients {
                         tracing::info!("stopping with client connections still open");
                     } else {
@@ -77,7 +81,8 @@ impl RaftNode {
                 }
                 _ = clients_gone.cancelled(), if waiting_for_clients => {}
                 _ = ticker.tick() => self.on_tick(),
-                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()), if hold_until.is_some() => {}
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now).into()),
+                    if hold_until.is_some() => {}
                 n = peers.recv_many(&mut heard, 4096) => {
                     if n == 0 {
                         break Exit::Shutdown;
@@ -132,7 +137,6 @@ impl RaftNode {
         exit
     }
 
-    /// Everything that follows new input: propose, start reads, handle readies.
     /// One round after new input (a tick, requests, peer events): everything that follows
     /// from it. `Some` once the node has stopped (removed, or a fatal storage error): drop it.
     /// Any driver calls this after handing the node its input; [`RaftNode::run`] is the
@@ -145,6 +149,9 @@ impl RaftNode {
         self.exit.take()
     }
 
+    /// Handles readies, then the steps that follow them (snapshots received or due, a removed
+    /// node's stop, the peer server's view of the members, a lone voter's campaign, the
+    /// election timeout's redraw), again while raft has another `Ready`.
     fn process(&mut self) -> Result<(), NodeError> {
         self.apply_tx.check().map_err(|_| NodeError::ApplyStopped)?;
         self.poll_snapshot()?;
@@ -432,6 +439,8 @@ impl RaftNode {
                             // removal on the way, and must not take the end of one append for
                             // the end of what the leader has committed (more, with its re-add,
                             // is coming).
+                            // Simulator only: takes that fix out again (compiled out
+                            // otherwise, see src/mutation.rs).
                             let commit = if mutation::active(Mutation::CappedLeaderCommit) {
                                 m.commit.min(m.index + m.entries.len() as u64)
                             } else {
@@ -519,6 +528,8 @@ impl RaftNode {
         // 3. Entries committed and already durable here (a leader holds back its own removal:
         // see `commit_entries`).
         self.commit_entries(rd.take_committed_entries())?;
+        // Simulator only: takes step 6's rule out again (compiled out otherwise, see
+        // src/mutation.rs).
         if mutation::active(Mutation::AckBeforeSync) {
             self.send(rd.take_persisted_messages());
         }
@@ -618,10 +629,9 @@ impl RaftNode {
 
     /// Whether the voters this node has applied may be behind what it committed, so that it
     /// vouches for no joining node: a leader holds back committed entries, or the log could not
-    /// be read at start. (Not a change in
-    /// the log it has not seen commit: a lone voter that added a second and then a third,
-    /// and stepped down, would never vouch for the second, which it needs to commit the
-    /// third; a review found that deadlock.)
+    /// be read at start. (Not a change in the log it has not seen commit: a lone voter that
+    /// added a second and then a third, and stepped down, would never vouch for the second,
+    /// which it needs to commit the third; a review found that deadlock.)
     fn vouches_for_none(&self) -> bool {
         self.tail.unread() || !self.held.is_empty()
     }
@@ -698,6 +708,7 @@ impl RaftNode {
         self.conf_in_log_to = kept.max(last_change.map_or(0, |e| e.index));
     }
 
+    /// raft's leader or role changed: publish it, and ask lost reads again.
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {
         tracing::info!(leader, role = ?role, term = self.rn.raft.term, "raft state changed");
         self.shared
@@ -720,10 +731,10 @@ impl RaftNode {
     /// proposal forwarded to it meanwhile (which it dropped while it had no leader) or appended
     /// in its old term may be lost, and so may a ReadIndex request: propose and ask again as
     /// soon as this Ready is done (or at once, when a message made it known between readies:
-    /// see `handle_readies`). Keyed on the term too,
-    /// because raft reports no new soft state to a follower that took the new term's first
-    /// message without a `Ready` in between (it saw the same leader, as a follower, before and
-    /// after), and such a follower's writes waited out the resend timer (found by a review).
+    /// see `handle_readies`). Keyed on the term too, because raft reports no new soft state to
+    /// a follower that took the new term's first message without a `Ready` in between (it saw
+    /// the same leader, as a follower, before and after), and such a follower's writes waited
+    /// out the resend timer (found by a review).
     fn note_leader_term(&mut self) {
         let now = (self.rn.raft.leader_id, self.rn.raft.term);
         if now.0 == INVALID_ID || now == self.leader_term {
@@ -832,6 +843,7 @@ impl RaftNode {
         Ok(())
     }
 
+    /// raft's ReadIndex answers: the ready probe's first, then the clients' reads.
     pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
         let mut first = !self.ready_probe.answered();
         for (index, asked_at) in self.ready_probe.take_answers(&mut states) {
@@ -867,8 +879,9 @@ impl RaftNode {
     }
 
     /// Proposes what is due: this process's session registration, a fence for withdrawn
-    /// requests, the batch of queued entries (unless the leader holds it back to grow it), and a membership change. Nothing
-    /// while no leader is known: raft would drop it, and the requests wait for one instead.
+    /// requests, the batch of queued entries (unless the leader holds it back to grow it), and
+    /// a membership change. Nothing while no leader is known: raft would drop it, and the
+    /// requests wait for one instead.
     pub(super) fn propose(&mut self) {
         if self.leader_id() == INVALID_ID {
             return;

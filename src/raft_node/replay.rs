@@ -183,7 +183,8 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
             // its first start is finished.
             tracing::warn!(
                 wal = %wal_dir.display(),
-                "the first start stopped before it saved the cluster's first entries; saving them now"
+                "the first start stopped before it saved the cluster's first entries; saving \
+                 them now"
             );
             let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
             wal.save(Some(&hs), &entries, true)?;

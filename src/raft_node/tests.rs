@@ -1754,8 +1754,9 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
 
 /// A member says a registration from its log as soon as it has appended it, before it
 /// acknowledges it (so the quorum that commits it all say so), and from its table once it is
-/// applied; it says the voters it has applied, and how far it applied. A member that said a session from its table alone let a node that lost its data
-/// in (simulator seed 10500710: one that lagged admitted it, and a committed entry changed).
+/// applied; it says the voters it has applied, and how far it applied. A member that said a
+/// session from its table alone let a node that lost its data in (simulator seed 10500710: one
+/// that lagged admitted it, and a committed entry changed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_is_said_from_the_log_before_it_is_applied() {
     use raft::eraftpb::MessageType::*;

@@ -34,7 +34,8 @@ pub(super) fn ready(node: u64, rd: &Ready, events: &Events) {
     }
     if let Some(hs) = rd.hs() {
         tracing::trace!(
-            target: TARGET, node, term = hs.term, vote = hs.vote, commit = hs.commit, "hard state"
+            target: TARGET, node, term = hs.term, vote = hs.vote, commit = hs.commit,
+            "hard state"
         );
     }
     if !rd.snapshot().is_empty() {
@@ -79,7 +80,8 @@ pub(super) fn light_ready(node: u64, light: &LightReady, events: &Events) {
 fn entries(node: u64, what: &str, entries: &[Entry]) {
     for e in entries {
         tracing::trace!(
-            target: TARGET, node, term = e.term, index = e.index, entry = %entry_text(e), "{what}"
+            target: TARGET, node, term = e.term, index = e.index, entry = %entry_text(e),
+            "{what}"
         );
     }
 }
