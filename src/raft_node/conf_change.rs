@@ -1,12 +1,16 @@
 //! Membership changes: proposing one (checked first, so that a change raft would drop or
 //! ignore is refused with a reason), applying one to raft, the member list and the transport,
 //! and what a node does about its own removal: it stops once it has applied everything the
-//! leader committed and is still out, or when a peer that is not behind says it is out.
+//! leader committed and is still out, or when a peer that is not behind says it is out. Also
+//! what the peer server's 410 Gone rests on: whether the members this node applied are the
+//! cluster's latest as far as it can tell ([`RaftNode::membership_settled`]).
 
 use std::time::Instant;
 
-use raft::StateRole;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
+use raft::{INVALID_ID, StateRole};
 
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
 use crate::membership::{decode_conf_change, normalize_url, same_place, same_url};
@@ -466,6 +470,121 @@ impl RaftNode {
             "the cluster removed this node (peer {peer} refuses its messages); shutting down"
         );
         self.exit = Some(Exit::Removed);
+    }
+
+    /// This node led when its removal committed. A candidate asking for its vote still counts
+    /// it as a voter: if the append that told it the removal committed was lost, it needs this
+    /// node to commit anything (with two voters, for good). So the commit index this node
+    /// counted as leader no longer tells it that it may go; the new leader's must reach it
+    /// (found by a review).
+    pub(super) fn wait_for_successor_after_own_removal(&mut self, m: &Message, now: Instant) {
+        if m.get_msg_type() != MessageType::MsgRequestVote
+            || m.term <= self.rn.raft.term
+            || self.removed_while_leading.is_none()
+        {
+            return;
+        }
+        self.commit_to_hear = self.commit_to_hear.max(self.rn.raft.raft_log.committed);
+        self.leader_commit = 0;
+        self.last_leader_contact = now;
+    }
+
+    /// Moves [`conf_in_log_to`](RaftNode::conf_in_log_to) for `entries`, which are about to
+    /// join the log: they replace every entry from the first one's index on, and may hold a
+    /// membership change themselves.
+    pub(super) fn note_conf_changes(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let last_change = entries.iter().rev().find(|e| {
+            matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            )
+        });
+        let kept = self.conf_in_log_to.min(first.index.saturating_sub(1));
+        self.conf_in_log_to = kept.max(last_change.map_or(0, |e| e.index));
+    }
+
+    /// Makes the commit index `commit` (at most what the WAL holds) durable when it covers a
+    /// membership change, before anything acts on it: before a leader sends it (a follower
+    /// may apply its own removal, stop, and be wiped), and before this node applies and
+    /// answers the change. A commit index is otherwise written without a sync, as a lost one
+    /// is learned again from the leader; but a node that a change leaves the only voter has
+    /// no leader to learn it from: one that answered the removal of the other voter, then lost
+    /// its unsynced pages (a failed sync), restarted counting that voter again and could not
+    /// be elected without it, removed and wiped meanwhile (found by the simulator: long seed
+    /// 857; the leader's send before its sync, by a review).
+    pub(super) fn sync_commit_for_conf_change(&mut self, commit: u64) -> Result<(), NodeError> {
+        let commit = commit.min(self.rn.raft.raft_log.persisted);
+        if commit <= self.conf_commit_checked {
+            return Ok(());
+        }
+        let from = self.conf_commit_checked + 1;
+        // The log is read only when it may hold a change past what was checked: rarely.
+        if self.conf_in_log_to >= from && self.conf_change_in(from, commit) {
+            let mut hs = self.storage.mem.rl().hard_state().clone();
+            hs.commit = hs.commit.max(commit);
+            self.wal_mut()?.save(Some(&hs), &[], true)?;
+            self.storage.mem.wl().mut_hard_state().commit = hs.commit;
+        }
+        self.conf_commit_checked = commit;
+        Ok(())
+    }
+
+    /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
+    /// every round (it also changes with time alone: a leader heard from no more).
+    pub(super) fn publish_membership_settled(&self) {
+        let settled = self.membership_settled();
+        self.shared
+            .membership_settled
+            .store(settled, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the members this node has applied are the cluster's latest as far as it can
+    /// tell, for the peer server's 410 Gone (`transport::gone_as_of`): it leads with every
+    /// membership change in its log applied (a leader's log holds every committed entry, and
+    /// raft-rs counts a new leader's whole unapplied tail as pending), or it follows a leader
+    /// and has applied an entry of that leader's term with no membership change left
+    /// unapplied in its log. A leader's first entry of its term follows every entry committed
+    /// before it, so such a follower has applied all of those (a member that has just heard of
+    /// a new leader, but not received what it missed, has not).
+    ///
+    /// That holds up to the newest term this node knows of; a newer one may have begun
+    /// elsewhere if it is cut off from the rest. So also only while it is in touch: a leader
+    /// that heard from a quorum of voters, a follower that heard from its leader, within half
+    /// an election timeout (the rest need at least an election timeout to elect another
+    /// leader, which must then add a node back, which must then wait out an election timeout
+    /// of its own before it asks for votes). And not while a leader holds back entries after
+    /// its own removal (raft counts them applied; the members do not show them yet).
+    fn membership_settled(&self) -> bool {
+        if !self.held.is_empty() {
+            return false;
+        }
+        let raft = &self.rn.raft;
+        let now = self.now();
+        let within = self.tick * (ELECTION_TICKS / 2);
+        let lately = |at: Instant| now.duration_since(at) <= within;
+        match raft.state {
+            StateRole::Leader => {
+                let voters = &self.conf_state.voters;
+                let heard = voters
+                    .iter()
+                    .filter(|v| **v == self.id || self.heard_within(**v, within, now))
+                    .count();
+                !raft.has_pending_conf() && heard * 2 > voters.len()
+            }
+            StateRole::Follower => {
+                raft.leader_id != INVALID_ID
+                    && lately(self.last_leader_contact)
+                    && raft
+                        .raft_log
+                        .term(self.applied)
+                        .is_ok_and(|t| t == raft.term)
+                    && self.conf_in_log_to <= self.applied
+            }
+            _ => false,
+        }
     }
 }
 

@@ -16,9 +16,11 @@
 //! when a leader change may have lost them, and take effect once (`proposals.rs`, `reads.rs`,
 //! [`crate::proposal`]). The files: `ready.rs` the loop, `proposals.rs` and `batching.rs` the
 //! requests and how a leader batches them, `reads.rs` ReadIndex, `conf_change.rs` membership
-//! changes and the node's own removal, `leadership.rs` handing leadership over,
-//! `snapshots.rs`, `status.rs`, `handle.rs` the client side, `replay.rs` start-up,
-//! `storage.rs` raft's view of the log, `trace.rs` the Ready trace.
+//! changes, the node's own removal and whether its members are settled, `leadership.rs`
+//! handing leadership over, `lost_log.rs` a follower whose log ends below what its leader
+//! counted, `joined.rs` a node admitted on an empty data dir, `tail.rs` what members answer
+//! a joining node, `snapshots.rs`, `status.rs`, `handle.rs` the client side, `replay.rs`
+//! start-up, `storage.rs` raft's view of the log, `trace.rs` the Ready trace.
 
 mod batching;
 mod conf_change;
@@ -26,6 +28,7 @@ mod handle;
 mod joined;
 mod leadership;
 mod log_bytes;
+mod lost_log;
 mod proposals;
 mod reads;
 mod ready;

@@ -18,11 +18,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use raft::ReadState;
 use raft::eraftpb::{Entry, Message, MessageType};
+use raft::{INVALID_ID, ReadState, StateRole};
 
-use super::{ProposalError, Responder, Tick, Waited};
+use super::{NodeError, ProbeAnswer, ProposalError, Responder, Tick, Waited};
 use crate::events::PROBE_CONTEXT_LEN;
+use crate::kvstore::Apply;
 
 /// A ReadIndex context made of `words`, little-endian: a client read round's is three (node,
 /// nonce, counter), a ready probe round's two (node, nonce plus round).
@@ -499,6 +500,94 @@ impl Reads {
         for w in waiters {
             let _ = w.done.send(Err(ProposalError::ReadStopped));
         }
+    }
+}
+
+// The node's side: ReadIndex requests stepped into raft, and its answers taken.
+impl super::RaftNode {
+    /// Hands raft the ReadIndex requests due: a round for the reads that arrived since the
+    /// last one, and every round again after a leader change.
+    pub(super) fn read_index(&mut self) {
+        let leader_known = self.leader_id() != INVALID_ID;
+        let now = self.now();
+        let commit = self.rn.raft.raft_log.committed;
+        for ctx in self.reads.due_contexts(leader_known, commit, now) {
+            self.ask_read_index(ctx);
+        }
+        if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
+            self.ask_read_index(ctx);
+        }
+    }
+
+    /// Asks raft for a read index for this node's `ctx` (what `RawNode::read_index` does,
+    /// through [`Self::step_read_index`]).
+    pub(super) fn ask_read_index(&mut self, ctx: Vec<u8>) {
+        self.step_read_index(read_index_message(ctx));
+    }
+
+    /// Steps a ReadIndex request (this node's or a peer's) into raft, or holds it while this
+    /// node leads without having committed in its term (raft would drop it: see
+    /// [`HeldReads`]).
+    pub(super) fn step_read_index(&mut self, m: Message) {
+        let raft = &self.rn.raft;
+        let waiting = raft.state == StateRole::Leader && !raft.commit_to_current_term();
+        if let Some(m) = self.held_reads.hold(waiting, raft.term, m)
+            && let Err(err) = self.rn.step(m)
+        {
+            tracing::debug!(%err, "raft ignored a ReadIndex request");
+        }
+    }
+
+    /// Steps the ReadIndex requests held, once this node has committed in its term.
+    pub(super) fn release_held_reads(&mut self) {
+        let raft = &self.rn.raft;
+        let held = self.held_reads.release(
+            raft.state == StateRole::Leader,
+            raft.term,
+            raft.commit_to_current_term(),
+        );
+        for m in held {
+            self.step_read_index(m);
+        }
+    }
+
+    /// raft's ReadIndex answers: the ready probe's first, then the clients' reads.
+    pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
+        let mut first = !self.ready_probe.answered();
+        for (index, asked_at) in self.ready_probe.take_answers(&mut states) {
+            self.on_ready_probe_answer(index, asked_at, std::mem::take(&mut first));
+        }
+        self.reads.on_read_states(states);
+    }
+
+    /// The answer to a round of the ready probe asked at `asked_at` (see
+    /// [`super::reads::ReadyProbe`]): `/-/ready` says yes once the state machine has reached
+    /// `index`, for a window after `asked_at`. The `first` answer also raises the start-up
+    /// target.
+    fn on_ready_probe_answer(&mut self, index: u64, asked_at: Instant, first: bool) {
+        use std::sync::atomic::Ordering;
+        if first && index > self.commit_at_start {
+            self.commit_at_start = index;
+            self.shared.commit_at_start.store(index, Ordering::Release);
+        }
+        // After the target: a reader that sees the answer sees the target it raised.
+        self.shared.add_probe_answer(ProbeAnswer {
+            index,
+            asked_at,
+            window: self.ready_window,
+        });
+    }
+
+    /// Releases confirmed reads whose index the state machine will have reached when it gets
+    /// this message: the apply channel is in order.
+    pub(super) fn release_confirmed_reads(&mut self) -> Result<(), NodeError> {
+        let ready: Vec<Responder> = self.reads.release(self.applied);
+        if !ready.is_empty() {
+            self.apply_tx
+                .send(Apply::Reads(ready))
+                .map_err(|_| NodeError::ApplyStopped)?;
+        }
+        Ok(())
     }
 }
 

@@ -21,15 +21,12 @@
 use std::time::Instant;
 
 use raft::eraftpb::{Entry, EntryType, HardState, Message, MessageType};
-use raft::{INVALID_ID, ProgressState, ReadState, SnapshotStatus, StateRole};
+use raft::{INVALID_ID, SnapshotStatus, StateRole};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::proposals::Asked;
-use super::reads;
-use super::{
-    ELECTION_TICKS, Exit, NodeError, ProbeAnswer, ProposalError, RaftNode, Request, Responder, Sent,
-};
+use super::{ELECTION_TICKS, Exit, NodeError, ProposalError, RaftNode, Request, Sent};
 use crate::incarnation::Incarnation;
 use crate::kvstore::Apply;
 use crate::mutation::{self, Mutation};
@@ -142,17 +139,25 @@ impl RaftNode {
     /// Any driver calls this after handing the node its input; [`RaftNode::run`] is the
     /// production one, a simulation another.
     pub fn round(&mut self) -> Option<Exit> {
-        if let Err(err) = self.process() {
+        if let Err(err) = self.rounds_until_quiet() {
             tracing::error!(%err, "fatal; stopping the node");
             return Some(Exit::Fatal(err.stop_text()));
         }
         self.exit.take()
     }
 
-    /// Handles readies, then the steps that follow them (snapshots received or due, a removed
-    /// node's stop, the peer server's view of the members, a lone voter's campaign, the
-    /// election timeout's redraw), again while raft has another `Ready`.
-    fn process(&mut self) -> Result<(), NodeError> {
+    /// The rounds of readies one input sets off, until raft has no more: after the state
+    /// machine's thread is checked and a snapshot being taken is polled, each handles the
+    /// readies ([`Self::handle_readies`]) and then the steps that follow from them:
+    /// - arrived snapshot files raft did not install are deleted;
+    /// - a node that applied its own removal stops (a leader hands over first);
+    /// - the peer server learns whether the members are settled (its 410 Gone);
+    /// - a node that is the only voter campaigns at once;
+    /// - a snapshot is taken if enough was applied;
+    /// - raft's election timeout is drawn again from the node's seed if the term or role moved.
+    ///
+    /// Another pass only while raft has a `Ready` again and the node has not stopped.
+    fn rounds_until_quiet(&mut self) -> Result<(), NodeError> {
         self.apply_tx.check().map_err(|_| NodeError::ApplyStopped)?;
         self.poll_snapshot()?;
         loop {
@@ -199,301 +204,6 @@ impl RaftNode {
                 return Ok(());
             }
             self.handle_ready()?;
-        }
-    }
-
-    /// One tick of raft's clock (every `--tick-ms`).
-    pub fn on_tick(&mut self) {
-        if self.holds_campaigns() && self.rn.raft.state != StateRole::Leader {
-            // Its election timer stops just short of a campaign (see `holds_campaigns`), past
-            // the leader's lease (check_quorum): once the leader is gone it votes for a
-            // candidate whose log reaches the floor. Held at 0, the lease never ran out, and
-            // it answered no candidate at all (found by a review).
-            let top = 2 * ELECTION_TICKS as usize - 1; // raft's longest randomized timeout
-            if self.rn.raft.randomized_election_timeout() != top {
-                self.rn.raft.set_randomized_election_timeout(top);
-            }
-            let raft = &mut self.rn.raft;
-            raft.election_elapsed = raft.election_elapsed.min(top - 2);
-            self.ask_whether_still_a_member();
-        }
-        self.rn.tick();
-        let tick = self.ticks.next(self.now(), self.leader_id() != INVALID_ID);
-        let again = self.proposals.on_tick(tick);
-        self.metrics.proposals_resent.inc_by(again as u64);
-        for ctx in self.reads.on_tick(self.tick, tick) {
-            self.ask_read_index(ctx);
-        }
-        if self.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
-            // A stopping leader: try another voter if the one it chose has not answered.
-            self.hand_over(tick.at);
-        }
-    }
-
-    /// A leader told by a follower that its log ends below what the leader counted as
-    /// matched (a member that lost its disk and came back with `--join`, or a new life of a
-    /// re-added id; see [`Self::say_entries_are_missing`]) lowers its count to what the
-    /// follower holds. Otherwise raft-rs sends the follower its first batch of missing entries
-    /// (at most 1 MiB), takes the follower's answer for a stale one because it is below the
-    /// old count, and sends nothing more: a wiped member behind by more than a batch never
-    /// caught up (found by a review). A follower that has not lost entries always names a
-    /// last index at or above what it matched, so only such a rejection lowers the count, and
-    /// only when raft itself would act on it (not stale by raft's own rule). Lowering it is
-    /// safe: the commit index never moves back.
-    fn forget_progress_a_follower_lost(&mut self, m: &Message) {
-        if self.rn.raft.state != StateRole::Leader
-            || m.get_msg_type() != MessageType::MsgAppendResponse
-            || !m.reject
-            || m.term != self.rn.raft.term
-        {
-            return;
-        }
-        let Some(pr) = self.rn.raft.mut_prs().get_mut(m.from) else {
-            return;
-        };
-        let fresh = match pr.state {
-            ProgressState::Replicate => m.index > pr.matched,
-            ProgressState::Probe => pr.next_idx.checked_sub(1) == Some(m.index),
-            ProgressState::Snapshot => false,
-        };
-        if fresh && m.reject_hint < pr.matched {
-            tracing::warn!(
-                follower = m.from,
-                counted = pr.matched,
-                holds = m.reject_hint,
-                "a follower's log ends below what this leader counted it as holding (it lost \
-                 its disk, or is a new life of its id): sending it what it lacks"
-            );
-            pr.matched = m.reject_hint;
-        }
-    }
-
-    /// Tells `leader`, which counts this node as holding entries up to `counted` that its log
-    /// lacks, that they are missing, as the answer to an append there would: a leader probes
-    /// a follower only when it has something new to send, so in an idle cluster it would
-    /// otherwise never find out, and the node would stay empty (a member wiped and started
-    /// again under its id). Two rejections, since the leader reads one as stale unless it
-    /// names the index it probes at (`counted` while it probes, one past it while it
-    /// replicates); each only makes it probe lower, or send a snapshot. They go out with the
-    /// next `Ready`, after the heartbeat's answer.
-    fn say_entries_are_missing(&mut self, leader: u64, counted: u64) {
-        let raft = &mut self.rn.raft;
-        if raft.leader_id != leader {
-            return;
-        }
-        let (term, last, last_term, committed) = (
-            raft.term,
-            raft.raft_log.last_index(),
-            raft.raft_log.last_term(),
-            raft.raft_log.committed,
-        );
-        for index in [counted, counted + 1] {
-            let mut reject = Message {
-                to: leader,
-                from: raft.id,
-                term,
-                index,
-                reject: true,
-                reject_hint: last,
-                log_term: last_term,
-                commit: committed,
-                ..Default::default()
-            };
-            reject.set_msg_type(MessageType::MsgAppendResponse);
-            raft.msgs.push(reject);
-        }
-    }
-
-    /// A client's request, handed to the node directly (a simulation's driver): its wait
-    /// begins now.
-    pub fn on_request(&mut self, request: Request) {
-        let at = self.now();
-        self.on_sent(Sent { request, at });
-    }
-
-    /// A client's request from the inbox: its wait began when its handle made it.
-    fn on_sent(&mut self, Sent { request, at: made }: Sent) {
-        let now = self.now();
-        match request {
-            Request::Propose { data, wait, done } => {
-                self.proposals
-                    .add(Asked::Command(data.into()), done, made, wait, now)
-            }
-            Request::ChangeMembers {
-                change,
-                checked_voters,
-                wait,
-                done,
-            } => self.proposals.add(
-                Asked::Change {
-                    change,
-                    voters: checked_voters,
-                    sent_with: None,
-                },
-                done,
-                made,
-                wait,
-                now,
-            ),
-            Request::Read(done) => self.reads.add(done, made),
-            // Not built for an asker that has gone (it gave up waiting): a status describes
-            // the log's last entries.
-            Request::Status(reply) if reply.is_closed() => {}
-            Request::Status(reply) => {
-                let _ = reply.send(self.status());
-            }
-        }
-    }
-
-    /// Who this node is in touch with, for [`membership_settled`](RaftNode::membership_settled):
-    /// a message stepped from `from`, counted only if it is of the current term (raft has
-    /// just moved to it if it was newer), so that neither a stale leader nor a message
-    /// relayed for someone else (proposals and read requests carry no term) vouches for
-    /// anyone.
-    fn note_heard(&mut self, kind: MessageType, from: u64, term: u64, now: Instant) {
-        let raft = &self.rn.raft;
-        if term != raft.term {
-            return;
-        }
-        // Voters only: anyone else's ids would only grow the map.
-        if self.conf_state.voters.contains(&from) {
-            self.heard_at.insert(from, (now, term));
-        }
-        let from_leader = matches!(
-            kind,
-            MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
-        );
-        if from_leader && from == raft.leader_id {
-            self.last_leader_contact = now;
-        }
-    }
-
-    /// Whether voter `id` spoke within `within` of `now`, in the current term (see
-    /// [`Self::note_heard`]; what it said in an earlier term vouches for nothing now).
-    pub(super) fn heard_within(&self, id: u64, within: std::time::Duration, now: Instant) -> bool {
-        self.heard_at.get(&id).is_some_and(|(at, term)| {
-            *term == self.rn.raft.term && now.duration_since(*at) <= within
-        })
-    }
-
-    /// What the transport tells of the peers.
-    pub fn on_peer_event(&mut self, event: PeerEvent) {
-        let now = self.now();
-        match event {
-            PeerEvent::Step(messages) => {
-                if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
-                    gone.remove(&m.from);
-                }
-                self.take_admission();
-                for mut m in messages {
-                    if self.below_joined_at(&m) {
-                        continue;
-                    }
-                    // A heartbeat never says more is committed than this node's log holds
-                    // (raft-rs panics on one), unless the leader's view of this node is from an
-                    // earlier life of its id: a member removed and added back under its old id
-                    // with an empty data dir, heard by a leader whose progress for the id still
-                    // counts the old life's entries (found by the simulator, tests/sim). Such a
-                    // commit index says nothing about this log, so it commits nothing here; but
-                    // the heartbeat is still answered, because a leader probing this node
-                    // waits for that answer before it sends the next append (dropping the
-                    // heartbeat left a re-added node behind for good when an append was lost).
-                    let last = self.rn.raft.raft_log.last_index();
-                    let mut lost = None;
-                    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
-                        let committed = self.rn.raft.raft_log.committed;
-                        if self.lost_log_said != Some((m.from, m.term)) {
-                            self.lost_log_said = Some((m.from, m.term));
-                            tracing::warn!(
-                                leader = m.from,
-                                term = m.term,
-                                commit = m.commit,
-                                last,
-                                "a heartbeat says more is committed than this log holds (the \
-                                 leader knew an earlier life of this node's id, or this node \
-                                 lost its disk): answered, commits nothing, tells the leader"
-                            );
-                        }
-                        lost = Some((m.from, m.commit));
-                        m.commit = committed;
-                    }
-                    if m.get_msg_type() == MessageType::MsgRequestVote
-                        && m.term > self.rn.raft.term
-                        && self.removed_while_leading.is_some()
-                    {
-                        // This node led when its removal committed. A candidate asking for its
-                        // vote still counts it as a voter: if the append that told it the
-                        // removal committed was lost, it needs this node to commit anything
-                        // (with two voters, for good). So the commit index this node counted as
-                        // leader no longer tells it that it may go; the new leader's must reach
-                        // it (found by a review).
-                        self.commit_to_hear =
-                            self.commit_to_hear.max(self.rn.raft.raft_log.committed);
-                        self.leader_commit = 0;
-                        self.last_leader_contact = now;
-                    }
-                    match m.get_msg_type() {
-                        MessageType::MsgAppend => {
-                            // The leader's whole commit index, also beyond this message's
-                            // entries: a node added back under its old id replays its own
-                            // removal on the way, and must not take the end of one append for
-                            // the end of what the leader has committed (more, with its re-add,
-                            // is coming).
-                            // Simulator only: takes that fix out again (compiled out
-                            // otherwise, see src/mutation.rs).
-                            let commit = if mutation::active(Mutation::CappedLeaderCommit) {
-                                m.commit.min(m.index + m.entries.len() as u64)
-                            } else {
-                                m.commit
-                            };
-                            self.leader_commit = self.leader_commit.max(commit);
-                        }
-                        MessageType::MsgSnapshot => {
-                            self.note_received_snapshot(&m);
-                            let index = m.get_snapshot().get_metadata().index;
-                            self.leader_commit = self.leader_commit.max(index);
-                        }
-                        _ => {}
-                    }
-                    if m.get_msg_type() == MessageType::MsgReadIndex {
-                        self.step_read_index(m);
-                        continue;
-                    }
-                    self.forget_progress_a_follower_lost(&m);
-                    let (kind, from, term) = (m.get_msg_type(), m.from, m.term);
-                    // Late answers from removed peers and stale terms are normal; raft has
-                    // already logged anything worth knowing.
-                    if kind == MessageType::MsgTimeoutNow {
-                        self.step_timeout_now(m, now);
-                    } else if let Err(err) = self.rn.step(m) {
-                        tracing::debug!(%err, "raft ignored a peer message");
-                    }
-                    self.note_heard(kind, from, term, now);
-                    if let Some((leader, counted)) = lost {
-                        self.say_entries_are_missing(leader, counted);
-                    }
-                }
-            }
-            PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
-            PeerEvent::SnapshotStatus {
-                peer,
-                snapshot,
-                delivered,
-            } => {
-                let status = if delivered {
-                    self.snapshot_delivered(snapshot);
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
-                self.rn.report_snapshot(peer, status);
-            }
-            PeerEvent::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
-            PeerEvent::JoinRefused(reason) => {
-                // Nothing was written: a joining node creates its WAL only once admitted.
-                tracing::error!(%reason, "cannot join; stopping");
-                self.exit = Some(Exit::Fatal(reason));
-            }
         }
     }
 
@@ -558,155 +268,201 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Publishes the last entry this node has applied: for its answers to joining nodes (the
-    /// term first, see `Shared::applied_term`), and for the peer server, which judges a removed
-    /// node's vote requests by it (a candidate whose log is no further was not added back
-    /// since).
-    pub(super) fn publish_applied(&self, at: AppliedAt) {
-        use std::sync::atomic::Ordering::Release;
-        self.shared.applied_term.store(at.term, Release);
-        self.shared.applied.store(at.index, Release);
-        self.transport.set_applied(at);
-    }
+    // The node's input: a tick, a client's request, what the transport tells of the peers.
 
-    /// Replaces the incarnation with a snapshot's; the transport checks peers with it once
-    /// it is known. One already known stays in the transport when the snapshot's is not
-    /// (a leader restored from an older version's snapshot): it came from this same log.
-    pub(super) fn set_incarnation(&mut self, incarnation: Incarnation) {
-        self.incarnation = incarnation;
-        if let Some(n) = incarnation.known() {
-            self.tell_transport_incarnation(n);
+    /// One tick of raft's clock (every `--tick-ms`).
+    pub fn on_tick(&mut self) {
+        if self.holds_campaigns() && self.rn.raft.state != StateRole::Leader {
+            // Its election timer stops just short of a campaign (see `holds_campaigns`), past
+            // the leader's lease (check_quorum): once the leader is gone it votes for a
+            // candidate whose log reaches the floor. Held at 0, the lease never ran out, and
+            // it answered no candidate at all (found by a review).
+            let top = 2 * ELECTION_TICKS as usize - 1; // raft's longest randomized timeout
+            if self.rn.raft.randomized_election_timeout() != top {
+                self.rn.raft.set_randomized_election_timeout(top);
+            }
+            let raft = &mut self.rn.raft;
+            raft.election_elapsed = raft.election_elapsed.min(top - 2);
+            self.ask_whether_still_a_member();
+        }
+        self.rn.tick();
+        let tick = self.ticks.next(self.now(), self.leader_id() != INVALID_ID);
+        let again = self.proposals.on_tick(tick);
+        self.metrics.proposals_resent.inc_by(again as u64);
+        for ctx in self.reads.on_tick(self.tick, tick) {
+            self.ask_read_index(ctx);
+        }
+        if self.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
+            // A stopping leader: try another voter if the one it chose has not answered.
+            self.hand_over(tick.at);
         }
     }
 
-    /// Gives the transport the incarnation this node applied. A joining node's transport may
-    /// hold its admitters' already, from the same run, so the same value; if not, that is a
-    /// bug, said loudly, and what was applied wins: it is this node's replicated state.
-    fn tell_transport_incarnation(&self, applied: u64) {
-        let before = self.transport.set_incarnation(applied);
-        if before != 0 && before != applied {
-            tracing::error!(
-                adopted = format!("{before:x}"),
-                applied = format!("{applied:x}"),
-                "the incarnation this node adopted from its admitters differs from the one it \
-                 applied (a bug); it checks its peers with the applied one from now on"
-            );
-        }
+    /// A client's request, handed to the node directly (a simulation's driver): its wait
+    /// begins now.
+    pub fn on_request(&mut self, request: Request) {
+        let at = self.now();
+        self.on_sent(Sent { request, at });
     }
 
-    /// Publishes what this node's answers to joining nodes rest on (see
-    /// [`JoinFacts`](crate::request::JoinFacts)): which members have run since they were last
-    /// added (a session that began since), what its log holds past what it applied, and its
-    /// voters. After each change to the table's sessions or to the members, and whenever the
-    /// log's tail moves (see [`refresh_join_facts`](Self::refresh_join_facts)).
-    pub(super) fn publish_join_facts(&mut self) {
-        let mut running = self.sessions.origins();
-        running.retain(|id, session| self.members.ran_since_added(*id, *session));
-        self.tail.take_moved();
-        self.published_vouch_for_none = self.vouches_for_none();
-        let mut voters = self.conf_state.voters.clone();
-        voters.sort_unstable();
-        let facts = crate::request::JoinFacts {
-            running,
-            logged: self.tail.logged(),
-            voters,
-            vouch_for_none: self.published_vouch_for_none,
-        };
-        *self
-            .shared
-            .join_facts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = facts;
-    }
-
-    /// Publishes the join facts again if the log's tail moved since, or whether this node
-    /// vouches for none changed (a leader began or ended holding back entries).
-    fn refresh_join_facts(&mut self) {
-        if self.tail.take_moved() || self.vouches_for_none() != self.published_vouch_for_none {
-            self.publish_join_facts();
-        }
-    }
-
-    /// Whether the voters this node has applied may be behind what it committed, so that it
-    /// vouches for no joining node: a leader holds back committed entries, or the log could not
-    /// be read at start. (Not a change in the log it has not seen commit: a lone voter that
-    /// added a second and then a third, and stepped down, would never vouch for the second,
-    /// which it needs to commit the third; a review found that deadlock.)
-    fn vouches_for_none(&self) -> bool {
-        self.tail.unread() || !self.held.is_empty()
-    }
-
-    /// Publishes [`membership_settled`](Self::membership_settled) for the peer server, after
-    /// every round (it also changes with time alone: a leader heard from no more).
-    fn publish_membership_settled(&self) {
-        let settled = self.membership_settled();
-        self.shared
-            .membership_settled
-            .store(settled, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Whether the members this node has applied are the cluster's latest as far as it can
-    /// tell, for the peer server's 410 Gone (`transport::gone_as_of`): it leads with every
-    /// membership change in its log applied (a leader's log holds every committed entry, and
-    /// raft-rs counts a new leader's whole unapplied tail as pending), or it follows a leader
-    /// and has applied an entry of that leader's term with no membership change left
-    /// unapplied in its log. A leader's first entry of its term follows every entry committed
-    /// before it, so such a follower has applied all of those (a member that has just heard of
-    /// a new leader, but not received what it missed, has not).
-    ///
-    /// That holds up to the newest term this node knows of; a newer one may have begun
-    /// elsewhere if it is cut off from the rest. So also only while it is in touch: a leader
-    /// that heard from a quorum of voters, a follower that heard from its leader, within half
-    /// an election timeout (the rest need at least an election timeout to elect another
-    /// leader, which must then add a node back, which must then wait out an election timeout
-    /// of its own before it asks for votes). And not while a leader holds back entries after
-    /// its own removal (raft counts them applied; the members do not show them yet).
-    fn membership_settled(&self) -> bool {
-        if !self.held.is_empty() {
-            return false;
-        }
-        let raft = &self.rn.raft;
+    /// A client's request from the inbox: its wait began when its handle made it.
+    fn on_sent(&mut self, Sent { request, at: made }: Sent) {
         let now = self.now();
-        let within = self.tick * (ELECTION_TICKS / 2);
-        let lately = |at: Instant| now.duration_since(at) <= within;
-        match raft.state {
-            StateRole::Leader => {
-                let voters = &self.conf_state.voters;
-                let heard = voters
-                    .iter()
-                    .filter(|v| **v == self.id || self.heard_within(**v, within, now))
-                    .count();
-                !raft.has_pending_conf() && heard * 2 > voters.len()
+        match request {
+            Request::Propose { data, wait, done } => {
+                self.proposals
+                    .add(Asked::Command(data.into()), done, made, wait, now)
             }
-            StateRole::Follower => {
-                raft.leader_id != INVALID_ID
-                    && lately(self.last_leader_contact)
-                    && raft
-                        .raft_log
-                        .term(self.applied)
-                        .is_ok_and(|t| t == raft.term)
-                    && self.conf_in_log_to <= self.applied
+            Request::ChangeMembers {
+                change,
+                checked_voters,
+                wait,
+                done,
+            } => self.proposals.add(
+                Asked::Change {
+                    change,
+                    voters: checked_voters,
+                    sent_with: None,
+                },
+                done,
+                made,
+                wait,
+                now,
+            ),
+            Request::Read(done) => self.reads.add(done, made),
+            // Not built for an asker that has gone (it gave up waiting): a status describes
+            // the log's last entries.
+            Request::Status(reply) if reply.is_closed() => {}
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
             }
-            _ => false,
         }
     }
 
-    /// Moves [`conf_in_log_to`](RaftNode::conf_in_log_to) for `entries`, which are about to
-    /// join the log: they replace every entry from the first one's index on, and may hold a
-    /// membership change themselves.
-    fn note_conf_changes(&mut self, entries: &[Entry]) {
-        let Some(first) = entries.first() else {
-            return;
-        };
-        let last_change = entries.iter().rev().find(|e| {
-            matches!(
-                e.get_entry_type(),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-            )
-        });
-        let kept = self.conf_in_log_to.min(first.index.saturating_sub(1));
-        self.conf_in_log_to = kept.max(last_change.map_or(0, |e| e.index));
+    /// What the transport tells of the peers.
+    pub fn on_peer_event(&mut self, event: PeerEvent) {
+        let now = self.now();
+        match event {
+            PeerEvent::Step(messages) => {
+                if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
+                    gone.remove(&m.from);
+                }
+                self.take_admission();
+                for m in messages {
+                    self.step_peer_message(m, now);
+                }
+            }
+            PeerEvent::Unreachable(peer) => self.on_unreachable(peer),
+            PeerEvent::SnapshotStatus {
+                peer,
+                snapshot,
+                delivered,
+            } => {
+                let status = if delivered {
+                    self.snapshot_delivered(snapshot);
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.rn.report_snapshot(peer, status);
+            }
+            PeerEvent::RemovedByPeer { peer, as_of } => self.on_removed_by_peer(peer, as_of),
+            PeerEvent::JoinRefused(reason) => {
+                // Nothing was written: a joining node creates its WAL only once admitted.
+                tracing::error!(%reason, "cannot join; stopping");
+                self.exit = Some(Exit::Fatal(reason));
+            }
+        }
     }
+
+    /// Steps one message from a peer into raft, with what this node does around it: no answer
+    /// to a vote request below its admission floor (`joined.rs`), a heartbeat's commit kept
+    /// within its log (`lost_log.rs`), a removed leader's successor waited for
+    /// (`conf_change.rs`), the leader's commit index noted, a ReadIndex request held while this
+    /// node leads without a commit in its term (`reads.rs`), and who it heard from.
+    fn step_peer_message(&mut self, mut m: Message, now: Instant) {
+        if self.below_joined_at(&m) {
+            return;
+        }
+        let lost = self.keep_heartbeat_commit_within_log(&mut m);
+        self.wait_for_successor_after_own_removal(&m, now);
+        self.note_received_snapshot(&m);
+        self.note_leader_commit(&m);
+        if m.get_msg_type() == MessageType::MsgReadIndex {
+            self.step_read_index(m);
+            return;
+        }
+        self.forget_progress_a_follower_lost(&m);
+        let (kind, from, term) = (m.get_msg_type(), m.from, m.term);
+        // Late answers from removed peers and stale terms are normal; raft has already logged
+        // anything worth knowing.
+        if kind == MessageType::MsgTimeoutNow {
+            self.step_timeout_now(m, now);
+        } else if let Err(err) = self.rn.step(m) {
+            tracing::debug!(%err, "raft ignored a peer message");
+        }
+        self.note_heard(kind, from, term, now);
+        if let Some((leader, counted)) = lost {
+            self.say_entries_are_missing(leader, counted);
+        }
+    }
+
+    /// Notes the whole commit index the leader announced in an append or a snapshot: a node
+    /// added back under its old id replays its own removal on the way, and must not take the
+    /// end of one append for the end of what the leader has committed (more, with its re-add,
+    /// is coming).
+    fn note_leader_commit(&mut self, m: &Message) {
+        match m.get_msg_type() {
+            MessageType::MsgAppend => {
+                // Simulator only: takes that fix out again (compiled out otherwise, see
+                // src/mutation.rs).
+                let commit = if mutation::active(Mutation::CappedLeaderCommit) {
+                    m.commit.min(m.index + m.entries.len() as u64)
+                } else {
+                    m.commit
+                };
+                self.leader_commit = self.leader_commit.max(commit);
+            }
+            MessageType::MsgSnapshot => {
+                let index = m.get_snapshot().get_metadata().index;
+                self.leader_commit = self.leader_commit.max(index);
+            }
+            _ => {}
+        }
+    }
+
+    /// Who this node is in touch with, for [`membership_settled`](RaftNode::membership_settled):
+    /// a message stepped from `from`, counted only if it is of the current term (raft has
+    /// just moved to it if it was newer), so that neither a stale leader nor a message
+    /// relayed for someone else (proposals and read requests carry no term) vouches for
+    /// anyone.
+    fn note_heard(&mut self, kind: MessageType, from: u64, term: u64, now: Instant) {
+        let raft = &self.rn.raft;
+        if term != raft.term {
+            return;
+        }
+        // Voters only: anyone else's ids would only grow the map.
+        if self.conf_state.voters.contains(&from) {
+            self.heard_at.insert(from, (now, term));
+        }
+        let from_leader = matches!(
+            kind,
+            MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
+        );
+        if from_leader && from == raft.leader_id {
+            self.last_leader_contact = now;
+        }
+    }
+
+    /// Whether voter `id` spoke within `within` of `now`, in the current term (see
+    /// [`Self::note_heard`]; what it said in an earlier term vouches for nothing now).
+    pub(super) fn heard_within(&self, id: u64, within: std::time::Duration, now: Instant) -> bool {
+        self.heard_at.get(&id).is_some_and(|(at, term)| {
+            *term == self.rn.raft.term && now.duration_since(*at) <= within
+        })
+    }
+
+    // What the steps of a Ready call.
 
     /// raft's leader or role changed: publish it, and ask lost reads again.
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {
@@ -749,24 +505,6 @@ impl RaftNode {
         self.proposals.on_leader_change(self.now());
     }
 
-    /// The answer to a round of the ready probe asked at `asked_at` (see
-    /// [`super::reads::ReadyProbe`]): `/-/ready` says yes once the state machine has reached
-    /// `index`, for a window after `asked_at`. The `first` answer also raises the start-up
-    /// target.
-    fn on_ready_probe_answer(&mut self, index: u64, asked_at: Instant, first: bool) {
-        use std::sync::atomic::Ordering;
-        if first && index > self.commit_at_start {
-            self.commit_at_start = index;
-            self.shared.commit_at_start.store(index, Ordering::Release);
-        }
-        // After the target: a reader that sees the answer sees the target it raised.
-        self.shared.add_probe_answer(ProbeAnswer {
-            index,
-            asked_at,
-            window: self.ready_window,
-        });
-    }
-
     /// Hands messages to the transport; whatever it could not queue is reported to raft
     /// once the Ready is done.
     pub(super) fn send(&mut self, messages: Vec<Message>) {
@@ -807,32 +545,6 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Makes the commit index `commit` (at most what the WAL holds) durable when it covers a
-    /// membership change, before anything acts on it: before a leader sends it (a follower
-    /// may apply its own removal, stop, and be wiped), and before this node applies and
-    /// answers the change. A commit index is otherwise written without a sync, as a lost one
-    /// is learned again from the leader; but a node that a change leaves the only voter has
-    /// no leader to learn it from: one that answered the removal of the other voter, then lost
-    /// its unsynced pages (a failed sync), restarted counting that voter again and could not
-    /// be elected without it, removed and wiped meanwhile (found by the simulator: long seed
-    /// 857; the leader's send before its sync, by a review).
-    fn sync_commit_for_conf_change(&mut self, commit: u64) -> Result<(), NodeError> {
-        let commit = commit.min(self.rn.raft.raft_log.persisted);
-        if commit <= self.conf_commit_checked {
-            return Ok(());
-        }
-        let from = self.conf_commit_checked + 1;
-        // The log is read only when it may hold a change past what was checked: rarely.
-        if self.conf_in_log_to >= from && self.conf_change_in(from, commit) {
-            let mut hs = self.storage.mem.rl().hard_state().clone();
-            hs.commit = hs.commit.max(commit);
-            self.wal_mut()?.save(Some(&hs), &[], true)?;
-            self.storage.mem.wl().mut_hard_state().commit = hs.commit;
-        }
-        self.conf_commit_checked = commit;
-        Ok(())
-    }
-
     /// Records a commit index that `advance` reported. No sync: a lost commit index is
     /// learned again from the leader.
     pub(super) fn persist_commit(&mut self, commit: u64) -> Result<(), NodeError> {
@@ -840,27 +552,6 @@ impl RaftNode {
         hs.commit = commit;
         self.wal_mut()?.save(Some(&hs), &[], false)?;
         self.storage.mem.wl().mut_hard_state().commit = commit;
-        Ok(())
-    }
-
-    /// raft's ReadIndex answers: the ready probe's first, then the clients' reads.
-    pub(super) fn on_read_states(&mut self, mut states: Vec<ReadState>) {
-        let mut first = !self.ready_probe.answered();
-        for (index, asked_at) in self.ready_probe.take_answers(&mut states) {
-            self.on_ready_probe_answer(index, asked_at, std::mem::take(&mut first));
-        }
-        self.reads.on_read_states(states);
-    }
-
-    /// Releases confirmed reads whose index the state machine will have reached when it gets
-    /// this message: the apply channel is in order.
-    pub(super) fn release_confirmed_reads(&mut self) -> Result<(), NodeError> {
-        let ready: Vec<Responder> = self.reads.release(self.applied);
-        if !ready.is_empty() {
-            self.apply_tx
-                .send(Apply::Reads(ready))
-                .map_err(|_| NodeError::ApplyStopped)?;
-        }
         Ok(())
     }
 
@@ -932,52 +623,6 @@ impl RaftNode {
                 tracing::debug!(%err, "raft dropped a proposal; proposing again shortly");
                 self.proposals.not_sent(seqs, now, self.tick);
             }
-        }
-    }
-
-    /// Hands raft the ReadIndex requests due: a round for the reads that arrived since the
-    /// last one, and every round again after a leader change.
-    pub(super) fn read_index(&mut self) {
-        let leader_known = self.leader_id() != INVALID_ID;
-        let now = self.now();
-        let commit = self.rn.raft.raft_log.committed;
-        for ctx in self.reads.due_contexts(leader_known, commit, now) {
-            self.ask_read_index(ctx);
-        }
-        if let Some(ctx) = self.ready_probe.due(leader_known, commit, now) {
-            self.ask_read_index(ctx);
-        }
-    }
-
-    /// Asks raft for a read index for this node's `ctx` (what `RawNode::read_index` does,
-    /// through [`Self::step_read_index`]).
-    fn ask_read_index(&mut self, ctx: Vec<u8>) {
-        self.step_read_index(reads::read_index_message(ctx));
-    }
-
-    /// Steps a ReadIndex request (this node's or a peer's) into raft, or holds it while this
-    /// node leads without having committed in its term (raft would drop it: see
-    /// [`reads::HeldReads`]).
-    fn step_read_index(&mut self, m: Message) {
-        let raft = &self.rn.raft;
-        let waiting = raft.state == StateRole::Leader && !raft.commit_to_current_term();
-        if let Some(m) = self.held_reads.hold(waiting, raft.term, m)
-            && let Err(err) = self.rn.step(m)
-        {
-            tracing::debug!(%err, "raft ignored a ReadIndex request");
-        }
-    }
-
-    /// Steps the ReadIndex requests held, once this node has committed in its term.
-    fn release_held_reads(&mut self) {
-        let raft = &self.rn.raft;
-        let held = self.held_reads.release(
-            raft.state == StateRole::Leader,
-            raft.term,
-            raft.commit_to_current_term(),
-        );
-        for m in held {
-            self.step_read_index(m);
         }
     }
 
@@ -1147,6 +792,42 @@ impl RaftNode {
         match found {
             Some((id, floor)) => (Some(id), self.sessions.admit(id, floor)),
             None => (None, Verdict::Apply),
+        }
+    }
+
+    /// Publishes the last entry this node has applied: for its answers to joining nodes (the
+    /// term first, see `Shared::applied_term`), and for the peer server, which judges a removed
+    /// node's vote requests by it (a candidate whose log is no further was not added back
+    /// since).
+    pub(super) fn publish_applied(&self, at: AppliedAt) {
+        use std::sync::atomic::Ordering::Release;
+        self.shared.applied_term.store(at.term, Release);
+        self.shared.applied.store(at.index, Release);
+        self.transport.set_applied(at);
+    }
+
+    /// Replaces the incarnation with a snapshot's; the transport checks peers with it once
+    /// it is known. One already known stays in the transport when the snapshot's is not
+    /// (a leader restored from an older version's snapshot): it came from this same log.
+    pub(super) fn set_incarnation(&mut self, incarnation: Incarnation) {
+        self.incarnation = incarnation;
+        if let Some(n) = incarnation.known() {
+            self.tell_transport_incarnation(n);
+        }
+    }
+
+    /// Gives the transport the incarnation this node applied. A joining node's transport may
+    /// hold its admitters' already, from the same run, so the same value; if not, that is a
+    /// bug, said loudly, and what was applied wins: it is this node's replicated state.
+    fn tell_transport_incarnation(&self, applied: u64) {
+        let before = self.transport.set_incarnation(applied);
+        if before != 0 && before != applied {
+            tracing::error!(
+                adopted = format!("{before:x}"),
+                applied = format!("{applied:x}"),
+                "the incarnation this node adopted from its admitters differs from the one it \
+                 applied (a bug); it checks its peers with the applied one from now on"
+            );
         }
     }
 }

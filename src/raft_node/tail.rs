@@ -5,7 +5,8 @@
 //! The applied table cannot say it alone: a registration commits once a quorum has it in its
 //! log, and a member that has not applied it yet would admit the node it names as one that
 //! never ran. What each member's log holds can: any quorum shares a member with the quorum
-//! that committed the registration.
+//! that committed the registration. The node publishes them, with its sessions and voters,
+//! whenever they move.
 
 use std::collections::BTreeMap;
 
@@ -104,6 +105,52 @@ fn item(entry: &Entry) -> Option<Item> {
         Ok(Payload::Register { origin, .. }) => Some(Item::Registration(origin)),
         // The apply path refuses it too; an unreadable registration names no one.
         _ => None,
+    }
+}
+
+// What the node publishes of it, with its sessions and voters, for the answers to joining
+// nodes.
+impl super::RaftNode {
+    /// Publishes what this node's answers to joining nodes rest on (see
+    /// [`JoinFacts`](crate::request::JoinFacts)): which members have run since they were last
+    /// added (a session that began since), what its log holds past what it applied, and its
+    /// voters. After each change to the table's sessions or to the members, and whenever the
+    /// log's tail moves (see [`refresh_join_facts`](Self::refresh_join_facts)).
+    pub(super) fn publish_join_facts(&mut self) {
+        let mut running = self.sessions.origins();
+        running.retain(|id, session| self.members.ran_since_added(*id, *session));
+        self.tail.take_moved();
+        self.published_vouch_for_none = self.vouches_for_none();
+        let mut voters = self.conf_state.voters.clone();
+        voters.sort_unstable();
+        let facts = crate::request::JoinFacts {
+            running,
+            logged: self.tail.logged(),
+            voters,
+            vouch_for_none: self.published_vouch_for_none,
+        };
+        *self
+            .shared
+            .join_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = facts;
+    }
+
+    /// Publishes the join facts again if the log's tail moved since, or whether this node
+    /// vouches for none changed (a leader began or ended holding back entries).
+    pub(super) fn refresh_join_facts(&mut self) {
+        if self.tail.take_moved() || self.vouches_for_none() != self.published_vouch_for_none {
+            self.publish_join_facts();
+        }
+    }
+
+    /// Whether the voters this node has applied may be behind what it committed, so that it
+    /// vouches for no joining node: a leader holds back committed entries, or the log could not
+    /// be read at start. (Not a change in the log it has not seen commit: a lone voter that
+    /// added a second and then a third, and stepped down, would never vouch for the second,
+    /// which it needs to commit the third; a review found that deadlock.)
+    fn vouches_for_none(&self) -> bool {
+        self.tail.unread() || !self.held.is_empty()
     }
 }
 
