@@ -163,205 +163,240 @@ pub fn replay_wal(config: &Config) -> Result<Recovered, StartError> {
     replay_wal_on(config, StdFs::shared())
 }
 
-/// [`replay_wal`] on the file system `fs` (a simulation's, in memory).
+/// [`replay_wal`] on the file system `fs` (a simulation's, in memory): checks the flags,
+/// takes the data dir's lock and opens the snapshotter, then takes one of the three paths of
+/// the original's `replayWAL`: a restart from the WAL, a `--join` on an empty data dir, or the
+/// first start of an initial member.
 pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartError> {
     let own_url = check_flags(config)?;
     let wal_dir = config.wal_dir();
     let lock = DirLock::acquire_on(&*fs, &wal_dir)?;
     let snapshotter = Snapshotter::new_on(fs.clone(), &config.snap_dir(), config.max_snapshots)?;
+    if Wal::exists_on(&*fs, &wal_dir) {
+        restart(config, &own_url, fs, lock, snapshotter)
+    } else if config.join {
+        Ok(join_empty(fs, lock, snapshotter))
+    } else {
+        bootstrap(config, own_url, fs, lock, snapshotter)
+    }
+}
+
+/// A restart: the WAL, the newest snapshot it names, and the entries after it, checked for
+/// damage (a commit index or a snapshot marker past the entries held) before raft sees them.
+fn restart(
+    config: &Config,
+    own_url: &str,
+    fs: SharedFs,
+    lock: DirLock,
+    snapshotter: Snapshotter,
+) -> Result<Recovered, StartError> {
+    let wal_dir = config.wal_dir();
     let options = config.wal_options();
     let mem = MemStorage::new();
-
-    if Wal::exists_on(&*fs, &wal_dir) {
-        let (mut wal, mut contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
-        check_metadata(config, &wal_dir, &own_url, &contents.metadata)?;
-        if unfinished_bootstrap(&contents) {
-            // The first start stopped between creating the WAL and syncing its first entries
-            // and hard state (a power loss, or a kill: the batch waits in memory for its
-            // sync). Started as it is, the node has no members and never elects a leader,
-            // which a restart does not mend (found by a review). It has promised nothing, so
-            // its first start is finished.
-            tracing::warn!(
-                wal = %wal_dir.display(),
-                "the first start stopped before it saved the cluster's first entries; saving \
-                 them now"
-            );
-            let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
-            wal.save(Some(&hs), &entries, true)?;
-            drop(wal);
-            (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
-        }
-        if config.join && !contents.metadata.initial_cluster.is_empty() {
-            // As in the original, a data dir decides; but a new member started once without
-            // --join made a cluster of its own there, which the members refuse for good.
-            tracing::warn!(
-                "--join is ignored: {} holds a cluster this node started itself (--cluster {}, \
-                 without --join), and the node restarts as its member. If it is meant to join \
-                 a cluster it was added to (POST /{} on a member), stop it, remove {} and {}, \
-                 and start it again with --join",
-                wal_dir.display(),
-                contents.metadata.initial_cluster.join(","),
-                config.id,
-                wal_dir.display(),
-                config.snap_dir().display()
-            );
-        }
-        // Streamed from the file into the map: a big store's snapshot is never whole in memory.
-        let snapshot = snapshotter
-            .load_newest_available_with(&contents.snapshot_markers, |r, len| {
-                read_snapshot(r, len).map(|loaded| (loaded, len))
-            })?;
-        let (state, kv, snap_meta, snapshot_bytes) = match snapshot {
-            Some((meta, ((state, kv), len))) => {
-                let mut snap = Snapshot::default();
-                snap.set_metadata(meta.clone());
-                mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
-                (state, kv, Some(meta), len)
-            }
-            None => (
-                ClusterState::default(),
-                crate::kvstore::Map::default(),
-                None,
-                0,
-            ),
-        };
-        let ClusterState {
-            members,
-            sessions,
-            incarnation,
-        } = state;
-        let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
-        // Entries missing because the snapshot that covered them is damaged (and was set
-        // aside): the error says so, with its file and offset, beside what the WAL lacks.
-        let naming_damage = |error: StartError| {
-            let damaged = snapshotter.set_aside();
-            if damaged.is_empty() {
-                // Damaged at an earlier start (set aside then), or the files are gone.
-                let said =
-                    snapshotter.missing_or_set_aside(&contents.snapshot_markers, snapshot_index);
-                if said.is_empty() {
-                    error
-                } else {
-                    StartError::Damaged(format!("{error}; {said}"))
-                }
-            } else {
-                StartError::Damaged(format!(
-                    "{error}; the snapshot that covered them is damaged: {}",
-                    damaged.join("; ")
-                ))
-            }
-        };
-        let entries = contents
-            .entries_after(snapshot_index)
-            .map_err(|e| naming_damage(StartError::from(e)))?;
-        let last_index = entries.last().map_or(snapshot_index, |e| e.index);
-        let mut hs = contents.hard_state.clone();
-        if let Some(meta) = &snap_meta {
-            // A crash between saving a leader's snapshot (file, then marker) and writing that
-            // Ready's hard state leaves a commit index below the snapshot. The snapshot proves
-            // its entries committed; raft-rs would refuse a commit below its first index.
-            if meta.term > hs.term {
-                hs.term = meta.term;
-                hs.vote = 0;
-            }
-            hs.commit = hs.commit.max(meta.index);
-        }
-        if hs.commit > last_index {
-            return Err(naming_damage(StartError::Damaged(format!(
-                "{} says entries up to {} are committed but holds entries only up to {}; \
-                 the WAL lost entries it had acknowledged",
-                wal_dir.display(),
-                hs.commit,
-                last_index
-            ))));
-        }
-        // The WAL's newest snapshot marker is part of the log the node acknowledged: a
-        // snapshot installed from the leader (a reset marker) replaced every entry before
-        // it. If its file is damaged and an older snapshot was loaded instead, the entries
-        // held may end below it, and the node would come back with a shorter log than it
-        // acknowledged (found by a review).
-        if let Some(newest) = contents.snapshot_markers.last()
-            && newest.index > last_index
-        {
-            return Err(naming_damage(StartError::Damaged(format!(
-                "{} names a snapshot at index {} (term {}), but it cannot be loaded and the \
-                 entries held end at {last_index}; the node would lose entries it had \
-                 acknowledged",
-                wal_dir.display(),
-                newest.index,
-                newest.term
-            ))));
-        }
-        check_sole_voter(
-            config,
-            &wal_dir,
-            &own_url,
-            &members,
-            snap_meta.as_ref(),
-            entries,
-            hs.commit,
-        )?;
-        // Known before the transport sends or takes a message: a node that answered its
-        // peers before it had applied its committed entries again could unseat their leader
-        // with its term, before its incarnation told them apart (see crate::incarnation).
-        let committed = entries.partition_point(|e| e.index <= hs.commit);
-        let incarnation_at_start = incarnation.after(&entries[..committed]);
-        mem.wl().append(entries).map_err(StartError::Raft)?;
-        mem.wl().set_hardstate(hs.clone());
-        let conf_state = snap_meta
-            .as_ref()
-            .map(|m| m.get_conf_state().clone())
-            .unwrap_or_default();
-        tracing::info!(
-            snapshot_index,
-            entries = entries.len(),
-            term = hs.term,
-            commit = hs.commit,
-            "replayed the WAL"
+    let (mut wal, mut contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+    check_metadata(config, &wal_dir, own_url, &contents.metadata)?;
+    if unfinished_bootstrap(&contents) {
+        // The first start stopped between creating the WAL and syncing its first entries
+        // and hard state (a power loss, or a kill: the batch waits in memory for its
+        // sync). Started as it is, the node has no members and never elects a leader,
+        // which a restart does not mend (found by a review). It has promised nothing, so
+        // its first start is finished.
+        tracing::warn!(
+            wal = %wal_dir.display(),
+            "the first start stopped before it saved the cluster's first entries; saving \
+             them now"
         );
-        if let Some(warning) =
-            low_space_warning(&*fs, &wal_dir, options.segment_size, snapshot_bytes)
-        {
-            tracing::warn!("{warning}");
+        let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
+        wal.save(Some(&hs), &entries, true)?;
+        drop(wal);
+        (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+    }
+    if config.join && !contents.metadata.initial_cluster.is_empty() {
+        // As in the original, a data dir decides; but a new member started once without
+        // --join made a cluster of its own there, which the members refuse for good.
+        tracing::warn!(
+            "--join is ignored: {} holds a cluster this node started itself (--cluster {}, \
+             without --join), and the node restarts as its member. If it is meant to join \
+             a cluster it was added to (POST /{} on a member), stop it, remove {} and {}, \
+             and start it again with --join",
+            wal_dir.display(),
+            contents.metadata.initial_cluster.join(","),
+            config.id,
+            wal_dir.display(),
+            config.snap_dir().display()
+        );
+    }
+    // Streamed from the file into the map: a big store's snapshot is never whole in memory.
+    let snapshot = snapshotter
+        .load_newest_available_with(&contents.snapshot_markers, |r, len| {
+            read_snapshot(r, len).map(|loaded| (loaded, len))
+        })?;
+    let (state, kv, snap_meta, snapshot_bytes) = match snapshot {
+        Some((meta, ((state, kv), len))) => {
+            let mut snap = Snapshot::default();
+            snap.set_metadata(meta.clone());
+            mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
+            (state, kv, Some(meta), len)
         }
-        return Ok(Recovered {
-            lock,
-            fs,
-            wal: Some(wal),
-            storage: NodeStorage::new(mem, snapshotter, snap_meta),
-            members,
-            sessions,
-            incarnation,
-            incarnation_at_start,
-            kv,
-            snapshot_index,
-            snapshot_bytes,
-            conf_state,
-            cluster_id: contents.metadata.cluster_id,
-            commit_at_start: hs.commit,
-        });
+        None => (
+            ClusterState::default(),
+            crate::kvstore::Map::default(),
+            None,
+            0,
+        ),
+    };
+    let ClusterState {
+        members,
+        sessions,
+        incarnation,
+    } = state;
+    let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
+    // Entries missing because the snapshot that covered them is damaged (and was set
+    // aside): the error says so, with its file and offset, beside what the WAL lacks.
+    let naming_damage = |error: StartError| {
+        let damaged = snapshotter.set_aside();
+        if damaged.is_empty() {
+            // Damaged at an earlier start (set aside then), or the files are gone.
+            let said = snapshotter.missing_or_set_aside(&contents.snapshot_markers, snapshot_index);
+            if said.is_empty() {
+                error
+            } else {
+                StartError::Damaged(format!("{error}; {said}"))
+            }
+        } else {
+            StartError::Damaged(format!(
+                "{error}; the snapshot that covered them is damaged: {}",
+                damaged.join("; ")
+            ))
+        }
+    };
+    let entries = contents
+        .entries_after(snapshot_index)
+        .map_err(|e| naming_damage(StartError::from(e)))?;
+    let last_index = entries.last().map_or(snapshot_index, |e| e.index);
+    let mut hs = contents.hard_state.clone();
+    if let Some(meta) = &snap_meta {
+        // A crash between saving a leader's snapshot (file, then marker) and writing that
+        // Ready's hard state leaves a commit index below the snapshot. The snapshot proves
+        // its entries committed; raft-rs would refuse a commit below its first index.
+        if meta.term > hs.term {
+            hs.term = meta.term;
+            hs.vote = 0;
+        }
+        hs.commit = hs.commit.max(meta.index);
     }
-
-    if config.join {
-        tracing::info!("joining: waiting for the leader to send the log");
-        return Ok(Recovered {
-            lock,
-            fs,
-            wal: None,
-            storage: NodeStorage::new(mem, snapshotter, None),
-            members: Members::default(),
-            sessions: Default::default(),
-            incarnation: Incarnation::NotYet,
-            incarnation_at_start: Incarnation::NotYet,
-            kv: crate::kvstore::Map::default(),
-            snapshot_index: 0,
-            snapshot_bytes: 0,
-            conf_state: ConfState::default(),
-            cluster_id: 0,
-            commit_at_start: 0,
-        });
+    check_replayed_log(
+        &wal_dir,
+        hs.commit,
+        last_index,
+        contents.snapshot_markers.last(),
+        naming_damage,
+    )?;
+    check_sole_voter(
+        config,
+        &wal_dir,
+        own_url,
+        &members,
+        snap_meta.as_ref(),
+        entries,
+        hs.commit,
+    )?;
+    // Known before the transport sends or takes a message: a node that answered its
+    // peers before it had applied its committed entries again could unseat their leader
+    // with its term, before its incarnation told them apart (see crate::incarnation).
+    let committed = entries.partition_point(|e| e.index <= hs.commit);
+    let incarnation_at_start = incarnation.after(&entries[..committed]);
+    mem.wl().append(entries).map_err(StartError::Raft)?;
+    mem.wl().set_hardstate(hs.clone());
+    let conf_state = snap_meta
+        .as_ref()
+        .map(|m| m.get_conf_state().clone())
+        .unwrap_or_default();
+    tracing::info!(
+        snapshot_index,
+        entries = entries.len(),
+        term = hs.term,
+        commit = hs.commit,
+        "replayed the WAL"
+    );
+    if let Some(warning) = low_space_warning(&*fs, &wal_dir, options.segment_size, snapshot_bytes) {
+        tracing::warn!("{warning}");
     }
+    Ok(Recovered {
+        wal: Some(wal),
+        members,
+        sessions,
+        incarnation,
+        incarnation_at_start,
+        kv,
+        snapshot_index,
+        snapshot_bytes,
+        conf_state,
+        cluster_id: contents.metadata.cluster_id,
+        commit_at_start: hs.commit,
+        ..Recovered::empty(lock, fs, NodeStorage::new(mem, snapshotter, snap_meta))
+    })
+}
 
+/// The two checks that the log replayed is the one this node acknowledged: its commit index
+/// (`commit`) and its newest snapshot marker reach no further than the entries held, which end
+/// at `last_index`. Errors go through `naming_damage`, which names a damaged snapshot.
+fn check_replayed_log(
+    wal_dir: &Path,
+    commit: u64,
+    last_index: u64,
+    newest_marker: Option<&SnapshotMetadata>,
+    naming_damage: impl Fn(StartError) -> StartError,
+) -> Result<(), StartError> {
+    if commit > last_index {
+        return Err(naming_damage(StartError::Damaged(format!(
+            "{} says entries up to {} are committed but holds entries only up to {}; \
+             the WAL lost entries it had acknowledged",
+            wal_dir.display(),
+            commit,
+            last_index
+        ))));
+    }
+    // The WAL's newest snapshot marker is part of the log the node acknowledged: a
+    // snapshot installed from the leader (a reset marker) replaced every entry before
+    // it. If its file is damaged and an older snapshot was loaded instead, the entries
+    // held may end below it, and the node would come back with a shorter log than it
+    // acknowledged (found by a review).
+    if let Some(newest) = newest_marker
+        && newest.index > last_index
+    {
+        return Err(naming_damage(StartError::Damaged(format!(
+            "{} names a snapshot at index {} (term {}), but it cannot be loaded and the \
+             entries held end at {last_index}; the node would lose entries it had \
+             acknowledged",
+            wal_dir.display(),
+            newest.index,
+            newest.term
+        ))));
+    }
+    Ok(())
+}
+
+/// `--join` on an empty data dir: nothing to replay; the WAL is created once the cluster's
+/// first message arrives (see `RaftNode::wal_mut`).
+fn join_empty(fs: SharedFs, lock: DirLock, snapshotter: Snapshotter) -> Recovered {
+    tracing::info!("joining: waiting for the leader to send the log");
+    let storage = NodeStorage::new(MemStorage::new(), snapshotter, None);
+    Recovered::empty(lock, fs, storage)
+}
+
+/// The first start of an initial member: refused over snapshots left without their WAL, else
+/// the WAL is created holding the cluster's first entries.
+fn bootstrap(
+    config: &Config,
+    own_url: String,
+    fs: SharedFs,
+    lock: DirLock,
+    snapshotter: Snapshotter,
+) -> Result<Recovered, StartError> {
+    let wal_dir = config.wal_dir();
+    let options = config.wal_options();
+    let mem = MemStorage::new();
     // Snapshots without the WAL that names them: the WAL was lost or moved, and bootstrapping
     // would start a new, empty cluster and in time overwrite them. (A joining node may leave
     // some behind legitimately: it adopts the leader's snapshot just before it creates its
@@ -408,21 +443,34 @@ pub fn replay_wal_on(config: &Config, fs: SharedFs) -> Result<Recovered, StartEr
         "bootstrapped a new cluster"
     );
     Ok(Recovered {
-        lock,
-        fs,
         wal: Some(wal),
-        storage: NodeStorage::new(mem, snapshotter, None),
-        members: Members::default(),
-        sessions: Default::default(),
-        incarnation: Incarnation::NotYet,
-        incarnation_at_start: Incarnation::NotYet,
-        kv: crate::kvstore::Map::default(),
-        snapshot_index: 0,
-        snapshot_bytes: 0,
         conf_state,
         cluster_id: cluster,
-        commit_at_start: 0,
+        ..Recovered::empty(lock, fs, NodeStorage::new(mem, snapshotter, None))
     })
+}
+
+impl Recovered {
+    /// What a start with nothing to replay begins from: no WAL (yet), no members, sessions or
+    /// snapshot, no cluster known.
+    fn empty(lock: DirLock, fs: SharedFs, storage: NodeStorage) -> Recovered {
+        Recovered {
+            lock,
+            fs,
+            wal: None,
+            storage,
+            members: Members::default(),
+            sessions: Default::default(),
+            incarnation: Incarnation::NotYet,
+            incarnation_at_start: Incarnation::NotYet,
+            kv: crate::kvstore::Map::default(),
+            snapshot_index: 0,
+            snapshot_bytes: 0,
+            conf_state: ConfState::default(),
+            cluster_id: 0,
+            commit_at_start: 0,
+        }
+    }
 }
 
 /// The log an initial member of `cluster` starts with: [`bootstrap_entries`], committed at
