@@ -172,23 +172,39 @@ struct WalPlan {
 
 /// The raft node. Built from what [`replay_wal`] recovered; run with [`RaftNode::run`].
 pub struct RaftNode {
+    /// This node's id (`--id`).
     id: u64,
+    /// raft-rs's node: the consensus state machine. Owned here alone, and stepped only on this
+    /// node's thread.
     rn: RawNode<NodeStorage>,
+    /// raft's storage, shared with `rn`: the log since the last compaction, the hard state,
+    /// and the newest snapshot's metadata (see `storage.rs`).
     storage: NodeStorage,
+    /// The WAL. `None` until a node started with `--join` on an empty data dir hears from its
+    /// cluster: it is created at the first write (see `wal_mut` and `joined.rs`).
     wal: Option<Wal>,
+    /// Where that WAL will be created, while `wal` is `None`.
     wal_plan: WalPlan,
     /// The network: the HTTP transport, or one in memory.
     transport: Box<dyn Network>,
+    /// The way to the state machine (`kvstore`): committed entries, snapshots to take or
+    /// restore, and reads to answer, in log order.
     apply_tx: Applier,
+    /// The members (ids and peer URLs) as of `applied`.
     members: Members,
+    /// raft's voters and learners as of `applied` (what a snapshot records).
     conf_state: ConfState,
     /// Last index handed to the state machine.
     applied: u64,
+    /// Index of the newest snapshot: the next is due `snapshot_count` entries past it.
     snapshot_index: u64,
     /// The snapshot before the newest: the WAL keeps everything after it, so a damaged newest
     /// snapshot file still leaves a way to recover.
     prev_snapshot_index: u64,
+    /// `--snapshot-count` (at least 1): applied entries between snapshots.
     snapshot_count: u64,
+    /// `--snapshot-catchup-entries`: entries kept in the log behind a snapshot, so that a slow
+    /// follower catches up without one.
     catchup_entries: u64,
     /// The log's bytes, which bound it beside its entries (`--snapshot-log-bytes`).
     log_bytes: LogBytes,
@@ -204,6 +220,7 @@ pub struct RaftNode {
     cluster_flag: Option<Vec<(u64, String)>>,
     /// How long an answer to the ready probe counts (see `READY_WINDOW_TICKS`).
     ready_window: Duration,
+    /// How often raft's clock ticks (`--tick-ms`).
     tick: Duration,
     /// This node's requests, from arrival to answer.
     proposals: Proposals,
@@ -219,6 +236,7 @@ pub struct RaftNode {
     incarnation: Incarnation,
     /// What the transport dropped during a Ready, reported to raft after it.
     dropped: crate::transport::Dropped,
+    /// A snapshot the state machine is taking, until it is durable (see `poll_snapshot`).
     pending_snapshot: Option<PendingSnapshot>,
     /// Set while the disk had no room for this node's last snapshot: when to try again.
     snapshot_retry: Option<SnapshotRetry>,
@@ -296,8 +314,12 @@ pub struct RaftNode {
     leader_term: (u64, u64),
     /// When a leader last sent this node anything.
     last_leader_contact: Instant,
+    /// Set when the node must stop (removed, a refused join): [`RaftNode::round`] returns it.
     exit: Option<Exit>,
+    /// What the node publishes for readers that must not wait on its inbox: its leader and
+    /// term, the join facts, the ready probe's answers (see [`Shared`]).
     shared: Arc<Shared>,
+    /// The node's Prometheus metrics (`/-/metrics`).
     metrics: Arc<Metrics>,
     /// What time it is: the one clock the node's decisions use.
     clock: Arc<dyn Clock>,
