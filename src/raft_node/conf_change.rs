@@ -370,7 +370,7 @@ impl RaftNode {
     }
 
     pub(super) fn maybe_stop_removed(&mut self) -> Result<(), NodeError> {
-        if !self.held.is_empty() {
+        if !self.held_after_own_removal.is_empty() {
             // A leader holding back its own removal: it hands leadership to a voter that has
             // the removal in its log (that voter then commits it in its own term, and everyone
             // learns of it), and applies it once it follows, or once it has waited long enough.
@@ -381,7 +381,7 @@ impl RaftNode {
             if leading && !waited_out && self.hand_over(now) {
                 return Ok(());
             }
-            let held = std::mem::take(&mut self.held);
+            let held = std::mem::take(&mut self.held_after_own_removal);
             self.publish_entries(held)?;
             if self.members.contains(self.id) {
                 // The removal was skipped after all (a copy, or of a session that was gone):
@@ -453,9 +453,11 @@ impl RaftNode {
             // A leader sends no vote requests: a late answer from before it was added back.
             return;
         }
-        if !removal_is_current(self.members.contains(self.id), self.added_at, as_of)
-            || self.removal_behind_floor(as_of)
-        {
+        let current = removal_is_current(self.members.contains(self.id), self.added_at, as_of);
+        if current {
+            self.forget_admitted_floor_once_committed();
+        }
+        if !current || self.removal_behind_floor(as_of) {
             tracing::info!(
                 peer,
                 as_of,
@@ -558,7 +560,7 @@ impl RaftNode {
     /// of its own before it asks for votes). And not while a leader holds back entries after
     /// its own removal (raft counts them applied; the members do not show them yet).
     fn membership_settled(&self) -> bool {
-        if !self.held.is_empty() {
+        if !self.held_after_own_removal.is_empty() {
             return false;
         }
         let raft = &self.rn.raft;

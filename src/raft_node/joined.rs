@@ -66,15 +66,21 @@ impl RaftNode {
         }
     }
 
-    /// The entry its admitters had applied, while this node's log has not committed that far.
-    fn floor(&mut self) -> Option<JoinedAt> {
-        let at = self.joined_at?;
-        if self.rn.raft.raft_log.committed >= at.index {
-            // Its own log holds the entry now: raft's own comparison covers it.
+    /// The entry its admitters had applied, while this node's log has not committed that far
+    /// (not the proposals' `floor`, the lowest pending sequence number).
+    fn admitted_floor(&self) -> Option<JoinedAt> {
+        self.joined_at
+            .filter(|at| self.rn.raft.raft_log.committed < at.index)
+    }
+
+    /// Forgets the admitted floor once this node's log has committed that far: its own log
+    /// holds the entry now, and raft's own comparison covers it. Called where the floor is
+    /// asked, before each question, as it always was: whether it is still set decides what the
+    /// WAL created at a joining node's first write records, and whether the admission is taken.
+    pub(super) fn forget_admitted_floor_once_committed(&mut self) {
+        if self.joined_at.is_some() && self.admitted_floor().is_none() {
             self.joined_at = None;
-            return None;
         }
-        Some(at)
     }
 
     /// Whether this node must not campaign: its own log ends before the entry its admitters
@@ -84,8 +90,8 @@ impl RaftNode {
     /// (found by the simulator: long seed 10502520, a snapshot from before the node's removal
     /// took its log back below the floor, and it led with such a vote). A log that can win a
     /// legitimate election reaches the entry, so this costs none.
-    pub(super) fn holds_campaigns(&mut self) -> bool {
-        let Some(at) = self.floor() else {
+    pub(super) fn holds_campaigns(&self) -> bool {
+        let Some(at) = self.admitted_floor() else {
             return false;
         };
         let log = &self.rn.raft.raft_log;
@@ -156,8 +162,8 @@ impl RaftNode {
     /// addition (its settled members still answer `410`). A node whose campaigns are held asks
     /// its voters (see `ask_whether_still_a_member`) before its log reaches the addition, so
     /// the addition it has applied cannot tell it (review 101).
-    pub(super) fn removal_behind_floor(&mut self, as_of: Option<u64>) -> bool {
-        match (self.floor(), as_of) {
+    pub(super) fn removal_behind_floor(&self, as_of: Option<u64>) -> bool {
+        match (self.admitted_floor(), as_of) {
             (Some(at), Some(as_of)) => as_of < at.index,
             _ => false,
         }
@@ -165,8 +171,8 @@ impl RaftNode {
 
     /// Whether `m` asks this node's vote for a log that ends before the entry its admitters
     /// had applied, while its own log has not committed that far: it goes unanswered.
-    pub(super) fn below_joined_at(&mut self, m: &Message) -> bool {
-        let Some(at) = self.floor() else {
+    pub(super) fn below_joined_at(&self, m: &Message) -> bool {
+        let Some(at) = self.admitted_floor() else {
             return false;
         };
         let asks_vote = matches!(

@@ -162,6 +162,7 @@ impl RaftNode {
     /// holds it until the membership changes committed before it are applied (see
     /// [`RaftNode::campaign_waits_for_conf`]).
     pub(super) fn step_timeout_now(&mut self, m: Message, now: Instant) {
+        self.forget_admitted_floor_once_committed();
         if self.holds_campaigns() {
             // A leader whose log reaches this node's floor sends it only once this node's
             // log matches its own; one that does not is a removed member still running.
@@ -206,6 +207,7 @@ impl RaftNode {
     /// A node that is the only voter needs nobody's vote: elect it now rather than after an
     /// election timeout, so a single-node store answers as soon as it starts.
     pub(super) fn maybe_campaign_alone(&mut self) {
+        self.forget_admitted_floor_once_committed();
         if self.holds_campaigns() {
             return;
         }

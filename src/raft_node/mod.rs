@@ -275,7 +275,7 @@ pub struct RaftNode {
     removed_while_leading: Option<Instant>,
     /// Committed entries from this leader's own removal on, held back until it has handed
     /// leadership over.
-    held: Vec<raft::eraftpb::Entry>,
+    held_after_own_removal: Vec<raft::eraftpb::Entry>,
     /// Log index of the latest change that made this node a member (a snapshot that shows it
     /// a member stands for one at its index): a peer that counts it as removed as of an
     /// earlier index is behind.
@@ -495,7 +495,7 @@ impl RaftNode {
                 .filter(|id| *id != config.id)
                 .collect(),
             removed_while_leading: None,
-            held: Vec::new(),
+            held_after_own_removal: Vec::new(),
             leader_commit: 0,
             commit_to_hear: 0,
             conf_in_log_to,
@@ -544,7 +544,7 @@ impl RaftNode {
     /// raft-rs draws each election timeout from the thread's own random source whenever the
     /// term or the role changes; the node draws it again from its seeded one, so that a run
     /// depends on its seed alone.
-    fn settle_election_timeout(&mut self) {
+    fn redraw_election_timeout_on_change(&mut self) {
         let now = (self.rn.raft.term, self.rn.raft.state);
         if now != self.timeout_drawn_for {
             self.timeout_drawn_for = now;

@@ -167,7 +167,7 @@ impl RaftNode {
             self.publish_membership_settled();
             self.maybe_campaign_alone();
             self.maybe_trigger_snapshot()?;
-            self.settle_election_timeout();
+            self.redraw_election_timeout_on_change();
             // A node that campaigned alone leads at once: its Ready (the leader's first entry)
             // is handled now, not at the next input, a tick away.
             if self.exit.is_some() || !self.rn.has_ready() {
@@ -184,7 +184,7 @@ impl RaftNode {
         // once, and no peer message would come to wake it).
         loop {
             // A tick or a message may have moved the term or the role.
-            self.settle_election_timeout();
+            self.redraw_election_timeout_on_change();
             // A leader heard of since the last Ready is noted before anything is proposed to
             // it: noted after, it looked new and what had just gone to it was proposed again
             // (every start registered its session twice, found by a new-user campaign).
@@ -272,6 +272,7 @@ impl RaftNode {
 
     /// One tick of raft's clock (every `--tick-ms`).
     pub fn on_tick(&mut self) {
+        self.forget_admitted_floor_once_committed();
         if self.holds_campaigns() && self.rn.raft.state != StateRole::Leader {
             // Its election timer stops just short of a campaign (see `holds_campaigns`), past
             // the leader's lease (check_quorum): once the leader is gone it votes for a
@@ -381,6 +382,7 @@ impl RaftNode {
     /// (`conf_change.rs`), the leader's commit index noted, a ReadIndex request held while this
     /// node leads without a commit in its term (`reads.rs`), and who it heard from.
     fn step_peer_message(&mut self, mut m: Message, now: Instant) {
+        self.forget_admitted_floor_once_committed();
         if self.below_joined_at(&m) {
             return;
         }
@@ -635,8 +637,8 @@ impl RaftNode {
     /// own progress out of raft-rs, which unwraps it whenever the commit index moves; and a
     /// leader that went at once could leave the others counting it as a voter.
     pub(super) fn commit_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
-        if !self.held.is_empty() {
-            self.held.append(&mut entries);
+        if !self.held_after_own_removal.is_empty() {
+            self.held_after_own_removal.append(&mut entries);
             return Ok(());
         }
         let result = self.commit_in_order(entries);
@@ -662,7 +664,7 @@ impl RaftNode {
                         "this leader's removal committed; handing leadership over before \
                          applying it"
                     );
-                    self.held = entries.split_off(at);
+                    self.held_after_own_removal = entries.split_off(at);
                     self.removed_while_leading = Some(self.now());
                     break;
                 }
