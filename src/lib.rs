@@ -203,7 +203,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
-    start_recovered(config, recovered, tls, ports).await
+    start_recovered(config, &own_url, recovered, tls, ports).await
 }
 
 /// The node's two listeners, bound before anything else happens.
@@ -241,16 +241,22 @@ impl Ports {
     }
 }
 
-/// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered.
+/// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered. `own_url` is
+/// this node's peer URL as [`raft_node::check_flags`] returned it (without blanks or a trailing
+/// slash). Built in dependency order: the state machine and the queues, the transport and the
+/// peer server, the node on its thread ([`spawn_node_thread`]), the handle and the live page,
+/// the REST router ([`rest_router`]), then the two ports' servers.
 async fn start_recovered(
     config: Config,
+    own_url: &str,
     mut recovered: raft_node::Recovered,
     tls: TlsSetup,
     ports: Ports,
 ) -> Result<Running, StartError> {
-    let own_url = config
-        .own_peer_url()
-        .expect("replay_wal checked that --id has a URL in --cluster");
+    // The URL as --cluster spells it, which the join lookup and the live page have always
+    // been given; check_flags found it there, and only spelled it without blanks or a
+    // trailing slash.
+    let listed_url = config.own_peer_url().unwrap_or(own_url);
     let Ports {
         peer: peer_listener,
         peer_addr,
@@ -298,7 +304,7 @@ async fn start_recovered(
         tls.peer_client,
         (**recovered.storage.snapshotter()).clone(),
     );
-    transport.learn_cluster_id(own_url, &config.cluster);
+    transport.learn_cluster_id(listed_url, &config.cluster);
     let peer_endpoints = PeerServer::new(
         filter,
         peers_tx,
@@ -321,21 +327,7 @@ async fn start_recovered(
 
     let clients_gone = CancellationToken::new();
     let node = node.serve_clients_until(clients_gone.clone());
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let node_shutdown = shutdown.clone();
-    std::thread::Builder::new()
-        .name(format!("raft-{}", config.id))
-        .spawn(move || {
-            let exit = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(node.run(requests_rx, peers_rx, node_shutdown)),
-                Err(err) => Exit::Fatal(format!("cannot start the raft node's runtime: {err}")),
-            };
-            let _ = exit_tx.send(exit);
-        })
-        .map_err(|e| StartError::Inconsistent(format!("cannot start the raft thread: {e}")))?;
+    let exit_rx = spawn_node_thread(config.id, node, requests_rx, peers_rx, shutdown.clone())?;
 
     let handle = NodeHandle::new(
         config.id,
@@ -354,29 +346,15 @@ async fn start_recovered(
         ui::advertised_rest_url(
             config.listen_host,
             rest_addr.port(),
-            own_url,
+            listed_url,
             tls.rest.is_some(),
         ),
-        own_url.to_string(),
+        listed_url.to_string(),
         &config.cluster,
         ui_peer_tls,
         shutdown.clone(),
     );
-    // The live page's answers too ask the clients to close their connections once stopping,
-    // and its requests pass the same checks as the REST API's.
-    let rest_router = http_api::close_when_stopping(
-        http_api::server_checks(
-            ui.around(http_api::router(http_api::AppState {
-                node: handle.clone(),
-                max_body_bytes: config.max_body_bytes,
-                client_timeout: config.client_timeout(),
-                peer_tls,
-                rest_addr,
-            })),
-            config.client_timeout(),
-        ),
-        shutdown.clone(),
-    );
+    let rest_router = rest_router(&config, &ui, handle.clone(), peer_tls, rest_addr, &shutdown);
     let bind_err = |addr: SocketAddr| {
         move |source| StartError::Bind {
             addr: addr.to_string(),
@@ -431,6 +409,59 @@ async fn start_recovered(
         peer_server,
         peer_accept,
     })
+}
+
+/// Runs `node` (node `id`) on a thread of its own with a single-threaded runtime (see
+/// `raft_node`: an fsync then blocks nothing but raft), until it exits or `shutdown` is
+/// cancelled: its exit arrives on the channel returned.
+fn spawn_node_thread(
+    id: u64,
+    node: RaftNode,
+    requests: mpsc::Receiver<raft_node::Sent>,
+    peers: mpsc::Receiver<transport::PeerEvent>,
+    shutdown: CancellationToken,
+) -> Result<oneshot::Receiver<Exit>, StartError> {
+    let (exit_tx, exit_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("raft-{id}"))
+        .spawn(move || {
+            let exit = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(node.run(requests, peers, shutdown)),
+                Err(err) => Exit::Fatal(format!("cannot start the raft node's runtime: {err}")),
+            };
+            let _ = exit_tx.send(exit);
+        })
+        .map_err(|e| StartError::Inconsistent(format!("cannot start the raft thread: {e}")))?;
+    Ok(exit_rx)
+}
+
+/// The REST port's router: the REST API, with the live page around it. The live page's
+/// answers too ask the clients to close their connections once stopping, and its requests
+/// pass the same checks as the REST API's.
+fn rest_router(
+    config: &Config,
+    ui: &ui::Ui,
+    node: NodeHandle,
+    peer_tls: bool,
+    rest_addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> axum::Router {
+    http_api::close_when_stopping(
+        http_api::server_checks(
+            ui.around(http_api::router(http_api::AppState {
+                node,
+                max_body_bytes: config.max_body_bytes,
+                client_timeout: config.client_timeout(),
+                peer_tls,
+                rest_addr,
+            })),
+            config.client_timeout(),
+        ),
+        shutdown.clone(),
+    )
 }
 
 fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartError> {
@@ -504,9 +535,15 @@ mod tests {
                 .inject_sync_failure();
             let own_url = raft_node::check_flags(&config).expect("valid flags");
             let ports = Ports::bind(&config, &own_url).await.expect("free ports");
-            let running = start_recovered(config.clone(), recovered, TlsSetup::default(), ports)
-                .await
-                .expect("start");
+            let running = start_recovered(
+                config.clone(),
+                &own_url,
+                recovered,
+                TlsSetup::default(),
+                ports,
+            )
+            .await
+            .expect("start");
             let put = running.node.put("/k".into(), "v".into()).await;
             assert!(
                 matches!(

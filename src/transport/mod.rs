@@ -339,9 +339,10 @@ impl PeerFilter {
         &self.builds
     }
 
-    /// The same filter, for a node whose peer URL is `url`.
+    /// The same filter, for a node whose peer URL is `url`, kept without blanks or a trailing
+    /// slash: the peer server reads from its scheme whether the cluster speaks TLS.
     pub fn with_url(mut self, url: &str) -> PeerFilter {
-        self.own_url = url.to_string();
+        self.own_url = crate::membership::normalize_url(url).to_string();
         self
     }
 

@@ -789,6 +789,23 @@ mod tests {
         (server, events_rx)
     }
 
+    /// A TLS node whose URL `--cluster` lists after a blank (`"https://a:1, https://b:2"`, which
+    /// the cluster accepts: its members hold the URL without the blank) answers a sender
+    /// outside the membership at its `https://` URL. Its filter held the URL as listed, so it
+    /// took the cluster for plain HTTP and refused to answer at any `https://` URL.
+    #[tokio::test]
+    async fn a_tls_node_listed_after_a_blank_answers_at_https_urls() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let filter = PeerFilter::new(2, 0xabc).with_url(" https://127.0.0.1:2/");
+        let (server, _events) = server_of(filter, dir.path());
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_URL, HeaderValue::from_static("https://127.0.0.1:3"));
+        assert_eq!(
+            server.url_back(&headers),
+            Some("https://127.0.0.1:3".to_string())
+        );
+    }
+
     /// A node that asks to join is told the cluster's identity, unless its id has run since it
     /// was last added (a session in the table): then this start lost that run's data, and the
     /// leader, in touch with a quorum, refuses it for good (410); another member that knows of
