@@ -15,6 +15,30 @@ use raft::{INVALID_ID, StateRole};
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
 use crate::membership::{decode_conf_change, normalize_url, same_place, same_url};
 
+/// What this node knows and does about its own removal (see `maybe_stop_removed`).
+pub(super) struct Removal {
+    /// This node applied its own removal; it stops unless more of the log adds it back.
+    pub(super) removal_pending: bool,
+    /// Said, once, that its own log at the start removes it (see `maybe_stop_removed`).
+    pub(super) said_removed_at_start: bool,
+    /// When this node, leading, saw its own removal commit: it hands leadership over before
+    /// it applies it.
+    pub(super) removed_while_leading: Option<Instant>,
+    /// Committed entries from this leader's own removal on, held back until it has handed
+    /// leadership over.
+    pub(super) held_after_own_removal: Vec<raft::eraftpb::Entry>,
+    /// Log index of the latest change that made this node a member (a snapshot that shows it
+    /// a member stands for one at its index): a peer that counts it as removed as of an
+    /// earlier index is behind.
+    pub(super) added_at: u64,
+    /// The highest commit index a leader has announced to this node in an append.
+    pub(super) leader_commit: u64,
+    /// A removed leader asked for its vote by a successor (which may not know that the
+    /// removal committed, and then counts this node as a voter it needs) goes only once a
+    /// leader has announced a commit index at least this high: what this node had committed.
+    pub(super) commit_to_hear: u64,
+}
+
 impl RaftNode {
     /// Proposes the pending membership change, checked first (the first time) so that a
     /// change raft would drop or ignore is refused with a reason instead. A leader holds it
@@ -205,7 +229,7 @@ impl RaftNode {
                     tracing::info!(index = entry.index, member = id, %url, "member added");
                     members.add(id, url, entry.index);
                     if id == self.id {
-                        self.added_at = entry.index;
+                        self.removal.added_at = entry.index;
                     }
                 }
                 ConfChangeType::RemoveNode => {
@@ -218,7 +242,7 @@ impl RaftNode {
                         // its earlier removal before the entry that re-added it. It stops once
                         // it has applied everything the leader has committed and is still
                         // out (see `maybe_stop_removed`).
-                        self.removal_pending = true;
+                        self.removal.removal_pending = true;
                     }
                 }
             }
@@ -333,8 +357,8 @@ impl RaftNode {
     /// This node is a member after all: what it kept of a removal committed while it led
     /// (when, and the commit index it waits to hear from a successor) no longer applies.
     fn forget_removal_while_leading(&mut self) {
-        self.removed_while_leading = None;
-        self.commit_to_hear = 0;
+        self.removal.removed_while_leading = None;
+        self.removal.commit_to_hear = 0;
     }
 
     /// Stops the node once it has applied its own removal and everything the leader has
@@ -346,14 +370,14 @@ impl RaftNode {
     /// committed at the start, not at the removal itself: a log that adds it back later
     /// replays the removal first (a first version warned those too: found by a review).
     fn say_removed_at_start(&mut self) {
-        if self.said_removed_at_start
-            || self.leader_commit > 0
+        if self.removal.said_removed_at_start
+            || self.removal.leader_commit > 0
             || self.rn.raft.state == StateRole::Leader
             || self.applied < self.rn.raft.raft_log.committed
         {
             return;
         }
-        self.said_removed_at_start = true;
+        self.removal.said_removed_at_start = true;
         // The URL it listens on (its --cluster entry), so that the POST can be pasted.
         let url = match normalize_url(&self.wal_plan.peer_url) {
             "" => "its peer URL",
@@ -370,18 +394,18 @@ impl RaftNode {
     }
 
     pub(super) fn maybe_stop_removed(&mut self) -> Result<(), NodeError> {
-        if !self.held_after_own_removal.is_empty() {
+        if !self.removal.held_after_own_removal.is_empty() {
             // A leader holding back its own removal: it hands leadership to a voter that has
             // the removal in its log (that voter then commits it in its own term, and everyone
             // learns of it), and applies it once it follows, or once it has waited long enough.
             let now = self.now();
-            let since = self.removed_while_leading.unwrap_or(now);
+            let since = self.removal.removed_while_leading.unwrap_or(now);
             let leading = self.rn.raft.state == StateRole::Leader;
             let waited_out = now.duration_since(since) >= self.tick * (2 * ELECTION_TICKS);
             if leading && !waited_out && self.hand_over(now) {
                 return Ok(());
             }
-            let held = std::mem::take(&mut self.held_after_own_removal);
+            let held = std::mem::take(&mut self.removal.held_after_own_removal);
             self.publish_entries(held)?;
             if self.members.contains(self.id) {
                 // The removal was skipped after all (a copy, or of a session that was gone):
@@ -392,9 +416,12 @@ impl RaftNode {
         if self.rn.raft.state == StateRole::Leader {
             // A leader knows what is committed: its own commit index (a leader that committed
             // its own removal and handed over stops once it has applied that far).
-            self.leader_commit = self.leader_commit.max(self.rn.raft.raft_log.committed);
+            self.removal.leader_commit = self
+                .removal
+                .leader_commit
+                .max(self.rn.raft.raft_log.committed);
         }
-        if !self.removal_pending {
+        if !self.removal.removal_pending {
             return Ok(());
         }
         // Only a leader's commit index says whether more is coming: a process that has not
@@ -407,7 +434,7 @@ impl RaftNode {
         // A leader that took over from this node and still counts it as a voter speaks to it
         // every tick; one that does not (it applied the removal) falls silent: two election
         // timeouts of silence say so.
-        let patience = if self.removed_while_leading.is_some() {
+        let patience = if self.removal.removed_while_leading.is_some() {
             self.tick * (2 * ELECTION_TICKS)
         } else {
             self.tick * 60
@@ -415,18 +442,18 @@ impl RaftNode {
         let abandoned = self.now().duration_since(self.last_leader_contact) > patience;
         if self.members.contains(self.id) {
             tracing::info!("this node was added back to the cluster");
-            self.removal_pending = false;
+            self.removal.removal_pending = false;
             self.forget_removal_while_leading();
         } else {
             self.say_removed_at_start();
             let leading = self.rn.raft.state == StateRole::Leader;
-            let told = self.leader_commit > 0
-                && self.leader_commit >= self.commit_to_hear
-                && self.applied >= self.leader_commit;
+            let told = self.removal.leader_commit > 0
+                && self.removal.leader_commit >= self.removal.commit_to_hear
+                && self.applied >= self.removal.leader_commit;
             if !(leading || told || abandoned) {
                 return Ok(());
             }
-            if abandoned && !leading && !told && self.removed_while_leading.is_none() {
+            if abandoned && !leading && !told && self.removal.removed_while_leading.is_none() {
                 // A guess: say what it rests on, and what to do if it is wrong.
                 tracing::warn!(
                     "this node has applied its own removal, and no leader has told it more for \
@@ -453,7 +480,8 @@ impl RaftNode {
             // A leader sends no vote requests: a late answer from before it was added back.
             return;
         }
-        let current = removal_is_current(self.members.contains(self.id), self.added_at, as_of);
+        let current =
+            removal_is_current(self.members.contains(self.id), self.removal.added_at, as_of);
         if current {
             self.forget_admitted_floor_once_committed();
         }
@@ -461,7 +489,7 @@ impl RaftNode {
             tracing::info!(
                 peer,
                 as_of,
-                added_at = self.added_at,
+                added_at = self.removal.added_at,
                 "peer {peer} still counts this node as removed, but it was added back since; \
                  the peer is behind"
             );
@@ -482,12 +510,15 @@ impl RaftNode {
     pub(super) fn wait_for_successor_after_own_removal(&mut self, m: &Message, now: Instant) {
         if m.get_msg_type() != MessageType::MsgRequestVote
             || m.term <= self.rn.raft.term
-            || self.removed_while_leading.is_none()
+            || self.removal.removed_while_leading.is_none()
         {
             return;
         }
-        self.commit_to_hear = self.commit_to_hear.max(self.rn.raft.raft_log.committed);
-        self.leader_commit = 0;
+        self.removal.commit_to_hear = self
+            .removal
+            .commit_to_hear
+            .max(self.rn.raft.raft_log.committed);
+        self.removal.leader_commit = 0;
         self.last_leader_contact = now;
     }
 
@@ -560,7 +591,7 @@ impl RaftNode {
     /// of its own before it asks for votes). And not while a leader holds back entries after
     /// its own removal (raft counts them applied; the members do not show them yet).
     fn membership_settled(&self) -> bool {
-        if !self.held_after_own_removal.is_empty() {
+        if !self.removal.held_after_own_removal.is_empty() {
             return false;
         }
         let raft = &self.rn.raft;

@@ -16,12 +16,26 @@ use super::{ELECTION_TICKS, RaftNode};
 use crate::transport::Admission;
 use crate::wal::JoinedAt;
 
+/// A node admitted on an empty data dir: the floor its admitters set, and how it asks whether
+/// it is still a member while its campaigns are held.
+pub(super) struct JoinState {
+    /// A node that joined on an empty data dir, until its log commits this far: the last entry
+    /// the members that admitted it had applied (see `joined`).
+    pub(super) joined_at: Option<JoinedAt>,
+    /// Ticks since this node, its campaigns held and no leader known, last asked its voters
+    /// whether it is still a member (see `ask_whether_still_a_member`).
+    pub(super) held_silent_ticks: usize,
+    /// The other ids of `--cluster`: whom a node whose campaigns are held asks when it knows
+    /// no voters (see `ask_whether_still_a_member`).
+    pub(super) listed: Vec<u64>,
+}
+
 impl RaftNode {
     /// Takes what the members that admitted this node had seen, before the first message
     /// from the cluster is stepped (the transport knows it before it lets any message in), so
     /// before the WAL is created. Only once: on a node that has persisted nothing yet.
     pub(super) fn take_admission(&mut self) {
-        if self.wal.is_some() || self.joined_at.is_some() {
+        if self.wal.is_some() || self.join.joined_at.is_some() {
             return;
         }
         if crate::mutation::active(crate::mutation::Mutation::NoJoinFloor) {
@@ -33,7 +47,7 @@ impl RaftNode {
         // Without a term (a member of a build that said only the index), the entry marks
         // nothing a candidate's log can be compared with.
         if applied.index > 0 && applied.term > 0 {
-            self.joined_at = Some(JoinedAt {
+            self.join.joined_at = Some(JoinedAt {
                 index: applied.index,
                 term: applied.term,
                 in_term: term,
@@ -55,7 +69,7 @@ impl RaftNode {
         if self.rn.raft.raft_log.committed >= at.index {
             return;
         }
-        self.joined_at = Some(at);
+        self.join.joined_at = Some(at);
         self.start_in_term(at.in_term);
     }
 
@@ -69,7 +83,8 @@ impl RaftNode {
     /// The entry its admitters had applied, while this node's log has not committed that far
     /// (not the proposals' `floor`, the lowest pending sequence number).
     fn admitted_floor(&self) -> Option<JoinedAt> {
-        self.joined_at
+        self.join
+            .joined_at
             .filter(|at| self.rn.raft.raft_log.committed < at.index)
     }
 
@@ -78,8 +93,8 @@ impl RaftNode {
     /// asked, before each question, as it always was: whether it is still set decides what the
     /// WAL created at a joining node's first write records, and whether the admission is taken.
     pub(super) fn forget_admitted_floor_once_committed(&mut self) {
-        if self.joined_at.is_some() && self.admitted_floor().is_none() {
-            self.joined_at = None;
+        if self.join.joined_at.is_some() && self.admitted_floor().is_none() {
+            self.join.joined_at = None;
         }
     }
 
@@ -114,14 +129,14 @@ impl RaftNode {
     pub(super) fn ask_whether_still_a_member(&mut self) {
         let patience = self.tick * (2 * ELECTION_TICKS);
         if self.now().duration_since(self.last_leader_contact) < patience {
-            self.held_silent_ticks = 0;
+            self.join.held_silent_ticks = 0;
             return;
         }
-        self.held_silent_ticks += 1;
-        if self.held_silent_ticks < 2 * ELECTION_TICKS as usize {
+        self.join.held_silent_ticks += 1;
+        if self.join.held_silent_ticks < 2 * ELECTION_TICKS as usize {
             return;
         }
-        self.held_silent_ticks = 0;
+        self.join.held_silent_ticks = 0;
         let raft = &self.rn.raft;
         let (term, index, log_term) = (
             raft.term + 1,
@@ -130,7 +145,7 @@ impl RaftNode {
         );
         let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
         let asked = if voters.is_empty() {
-            voters.clone_from(&self.listed);
+            voters.clone_from(&self.join.listed);
             "--cluster"
         } else {
             "voters"

@@ -16,13 +16,27 @@ use super::{ELECTION_TICKS, LEADER_STOP_LIMIT, NodeError, RaftNode, STOP_LIMIT};
 /// while a stopping leader (which stays at least eight) can still try again.
 const TRANSFER_SILENCE_TICKS: u32 = 3;
 
+/// Handing leadership over: a stopping leader, or one that removed itself.
+#[derive(Default)]
+pub(super) struct HandOver {
+    /// When this node last asked raft to hand its leadership over.
+    pub(super) transfer_asked: Option<Instant>,
+    /// A leader's request to campaign, held while a committed membership change is not
+    /// applied yet (see `step_timeout_now`), and when it came.
+    pub(super) held_timeout_now: Option<(raft::eraftpb::Message, Instant)>,
+    /// Once stopping: the peers that became unreachable since (and have not been heard from
+    /// again). A stopping leader whose every other voter is among them has no one to hand
+    /// over to: they are stopping too (a whole cluster stopped at once).
+    pub(super) gone_while_stopping: Option<std::collections::BTreeSet<u64>>,
+}
+
 impl RaftNode {
     /// Asked to stop: a leader hands leadership to the most caught-up follower first (as
     /// etcd does), so the others need not wait out an election timeout; then the node answers
     /// what is in flight. Returns the time by which it stops regardless.
     pub(super) fn begin_stop(&mut self) -> Instant {
         let now = self.now();
-        self.gone_while_stopping = Some(Default::default());
+        self.handover.gone_while_stopping = Some(Default::default());
         let leading = self.rn.raft.state == StateRole::Leader;
         let limit = if leading && self.hand_over(now) {
             // Room to pass over a silent successor and try another, whatever the tick.
@@ -37,7 +51,7 @@ impl RaftNode {
     /// Whether a stopping node is done: no longer leading a cluster that has someone to lead
     /// it (a voter not gone since the stop began), and every request it took answered.
     pub(super) fn stopped_cleanly(&self) -> bool {
-        let gone = self.gone_while_stopping.as_ref();
+        let gone = self.handover.gone_while_stopping.as_ref();
         let voters = self.rn.raft.prs().conf().voters().ids();
         let leads_others = self.rn.raft.state == StateRole::Leader
             && voters
@@ -50,7 +64,7 @@ impl RaftNode {
     /// raft hears of it, and a stopping node notes the peer as gone.
     pub(super) fn on_unreachable(&mut self, peer: u64) {
         self.rn.report_unreachable(peer);
-        if let Some(gone) = &mut self.gone_while_stopping {
+        if let Some(gone) = &mut self.handover.gone_while_stopping {
             gone.insert(peer);
         }
     }
@@ -75,7 +89,8 @@ impl RaftNode {
 
     /// Whether `id` became unreachable since this node began to stop (see `on_unreachable`).
     fn gone_since_stop(&self, id: u64) -> bool {
-        self.gone_while_stopping
+        self.handover
+            .gone_while_stopping
             .as_ref()
             .is_some_and(|gone| gone.contains(&id))
     }
@@ -115,7 +130,9 @@ impl RaftNode {
     pub(super) fn hand_over(&mut self, now: Instant) -> bool {
         let silence = self.tick * TRANSFER_SILENCE_TICKS;
         let mut passed_over = None;
-        if let (Some(asked), Some(to)) = (self.transfer_asked, self.rn.raft.lead_transferee) {
+        if let (Some(asked), Some(to)) =
+            (self.handover.transfer_asked, self.rn.raft.lead_transferee)
+        {
             // Silence counts from its last word, not from the asking: a reply already on its
             // way when it was asked says nothing of whether it is still there.
             let silent = !self.heard_within(to, silence, now) || self.gone_since_stop(to);
@@ -142,7 +159,7 @@ impl RaftNode {
             tracing::info!(to, "handing leadership over");
         }
         self.rn.transfer_leader(to);
-        self.transfer_asked = Some(now);
+        self.handover.transfer_asked = Some(now);
         true
     }
 
@@ -173,7 +190,7 @@ impl RaftNode {
             return;
         }
         if self.campaign_waits_for_conf() {
-            self.held_timeout_now = Some((m, now));
+            self.handover.held_timeout_now = Some((m, now));
             return;
         }
         if let Err(err) = self.rn.step(m) {
@@ -184,18 +201,18 @@ impl RaftNode {
     /// Steps the held `MsgTimeoutNow` once raft would act on it; drops it after an election
     /// timeout (the leader has given that transfer up by then).
     pub(super) fn release_held_timeout_now(&mut self) {
-        let Some((_, held_at)) = &self.held_timeout_now else {
+        let Some((_, held_at)) = &self.handover.held_timeout_now else {
             return;
         };
         let now = self.now();
         if now.duration_since(*held_at) >= self.tick * ELECTION_TICKS {
-            self.held_timeout_now = None;
+            self.handover.held_timeout_now = None;
             return;
         }
         if self.campaign_waits_for_conf() {
             return;
         }
-        if let Some((m, _)) = self.held_timeout_now.take() {
+        if let Some((m, _)) = self.handover.held_timeout_now.take() {
             tracing::debug!(
                 from = m.from,
                 "campaigning as asked, its membership applied"

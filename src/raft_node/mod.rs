@@ -59,7 +59,7 @@ use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::proposal::Sessions;
 use crate::transport::{AppliedAt, Network};
-use crate::wal::{JoinedAt, Metadata, Wal, WalOptions};
+use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
     Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
@@ -70,7 +70,6 @@ use log_bytes::LogBytes;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
 pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
-use snapshots::{PendingSnapshot, RetakeBackoff, SnapshotRetry};
 use storage::NodeStorage;
 
 /// A failure that stops the node.
@@ -198,14 +197,8 @@ pub struct RaftNode {
     applied: u64,
     /// Index of the newest snapshot: the next is due `snapshot_count` entries past it.
     snapshot_index: u64,
-    /// The snapshot before the newest: the WAL keeps everything after it, so a damaged newest
-    /// snapshot file still leaves a way to recover.
-    prev_snapshot_index: u64,
-    /// `--snapshot-count` (at least 1): applied entries between snapshots.
-    snapshot_count: u64,
-    /// `--snapshot-catchup-entries`: entries kept in the log behind a snapshot, so that a slow
-    /// follower catches up without one.
-    catchup_entries: u64,
+    /// Snapshots: when the next is due, the one being taken, and those arrived from the leader.
+    snapshots: snapshots::SnapshotState,
     /// The log's bytes, which bound it beside its entries (`--snapshot-log-bytes`).
     log_bytes: LogBytes,
     /// What `/-/ready` waits to see applied at start-up: the commit index in the WAL, raised
@@ -236,56 +229,16 @@ pub struct RaftNode {
     incarnation: Incarnation,
     /// What the transport dropped during a Ready, reported to raft after it.
     dropped: crate::transport::Dropped,
-    /// A snapshot the state machine is taking, until it is durable (see `poll_snapshot`).
-    pending_snapshot: Option<PendingSnapshot>,
-    /// Set while the disk had no room for this node's last snapshot: when to try again.
-    snapshot_retry: Option<SnapshotRetry>,
-    /// Set while copies of the newest snapshot are damaged one after another: when it may be
-    /// taken again.
-    retake_backoff: Option<RetakeBackoff>,
-    /// Files of arrived snapshots stepped this round, not yet installed.
-    received_snapshots: Vec<String>,
-    /// This node applied its own removal; it stops unless more of the log adds it back.
-    removal_pending: bool,
-    /// Said, once, that its own log at the start removes it (see `maybe_stop_removed`).
-    said_removed_at_start: bool,
-    /// When this node last asked raft to hand its leadership over.
-    transfer_asked: Option<Instant>,
-    /// A leader's request to campaign, held while a committed membership change is not
-    /// applied yet (see `step_timeout_now`), and when it came.
-    held_timeout_now: Option<(raft::eraftpb::Message, Instant)>,
-    /// Once stopping: the peers that became unreachable since (and have not been heard from
-    /// again). A stopping leader whose every other voter is among them has no one to hand
-    /// over to: they are stopping too (a whole cluster stopped at once).
-    gone_while_stopping: Option<std::collections::BTreeSet<u64>>,
+    /// What this node knows and does about its own removal (see `maybe_stop_removed`).
+    removal: conf_change::Removal,
+    /// Handing leadership over: a stopping leader, or one that removed itself.
+    handover: leadership::HandOver,
     /// Cancelled once the REST port's clients have gone: a stopping node serves them until
     /// then (see [`RaftNode::serve_clients_until`]).
     clients_gone: Option<CancellationToken>,
-    /// A node that joined on an empty data dir, until its log commits this far: the last entry
-    /// the members that admitted it had applied (see `joined`).
-    joined_at: Option<JoinedAt>,
-    /// Ticks since this node, its campaigns held and no leader known, last asked its voters
-    /// whether it is still a member (see `ask_whether_still_a_member`).
-    held_silent_ticks: usize,
-    /// The other ids of `--cluster`: whom a node whose campaigns are held asks when it knows
-    /// no voters (see `ask_whether_still_a_member`).
-    listed: Vec<u64>,
-    /// When this node, leading, saw its own removal commit: it hands leadership over before
-    /// it applies it.
-    removed_while_leading: Option<Instant>,
-    /// Committed entries from this leader's own removal on, held back until it has handed
-    /// leadership over.
-    held_after_own_removal: Vec<raft::eraftpb::Entry>,
-    /// Log index of the latest change that made this node a member (a snapshot that shows it
-    /// a member stands for one at its index): a peer that counts it as removed as of an
-    /// earlier index is behind.
-    added_at: u64,
-    /// The highest commit index a leader has announced to this node in an append.
-    leader_commit: u64,
-    /// A removed leader asked for its vote by a successor (which may not know that the
-    /// removal committed, and then counts this node as a voter it needs) goes only once a
-    /// leader has announced a commit index at least this high: what this node had committed.
-    commit_to_hear: u64,
+    /// A node admitted on an empty data dir: the floor its admitters set, and how it asks whether
+    /// it is still a member while its campaigns are held.
+    join: joined::JoinState,
     /// The highest index at which this node's log may hold a membership change: none is
     /// left unapplied once `applied` reaches it. Starts at the replayed log's end, as raft-rs
     /// counts a new leader's whole unapplied tail as pending; follows the entries raft
@@ -445,9 +398,15 @@ impl RaftNode {
             conf_state: recovered.conf_state,
             applied: recovered.snapshot_index,
             snapshot_index: recovered.snapshot_index,
-            prev_snapshot_index: recovered.snapshot_index,
-            snapshot_count: config.snapshot_count.max(1),
-            catchup_entries: config.snapshot_catchup_entries,
+            snapshots: snapshots::SnapshotState {
+                prev_snapshot_index: recovered.snapshot_index,
+                snapshot_count: config.snapshot_count.max(1),
+                catchup_entries: config.snapshot_catchup_entries,
+                pending_snapshot: None,
+                snapshot_retry: None,
+                retake_backoff: None,
+                received_snapshots: Vec::new(),
+            },
             log_bytes: LogBytes::new(
                 config.snapshot_log_bytes,
                 recovered.snapshot_index,
@@ -476,28 +435,27 @@ impl RaftNode {
             sessions: recovered.sessions,
             incarnation: recovered.incarnation,
             dropped: Default::default(),
-            pending_snapshot: None,
-            snapshot_retry: None,
-            retake_backoff: None,
-            received_snapshots: Vec::new(),
-            // Its snapshot already has it removed (taken after it applied its removal, before
-            // it stopped): no entry replayed will say so again, and it must still stop.
-            removal_pending: removed_in_snapshot,
-            said_removed_at_start: false,
-            added_at,
-            transfer_asked: None,
-            held_timeout_now: None,
-            gone_while_stopping: None,
+            removal: conf_change::Removal {
+                // Its snapshot already has it removed (taken after it applied its removal,
+                // before it stopped): no entry replayed will say so again, and it must still
+                // stop.
+                removal_pending: removed_in_snapshot,
+                said_removed_at_start: false,
+                removed_while_leading: None,
+                held_after_own_removal: Vec::new(),
+                added_at,
+                leader_commit: 0,
+                commit_to_hear: 0,
+            },
+            handover: leadership::HandOver::default(),
             clients_gone: None,
-            joined_at: None,
-            held_silent_ticks: 0,
-            listed: (1..=config.cluster.len() as u64)
-                .filter(|id| *id != config.id)
-                .collect(),
-            removed_while_leading: None,
-            held_after_own_removal: Vec::new(),
-            leader_commit: 0,
-            commit_to_hear: 0,
+            join: joined::JoinState {
+                joined_at: None,
+                held_silent_ticks: 0,
+                listed: (1..=config.cluster.len() as u64)
+                    .filter(|id| *id != config.id)
+                    .collect(),
+            },
             conf_in_log_to,
             conf_commit_checked: recovered.commit_at_start,
             tail,
@@ -569,7 +527,7 @@ impl RaftNode {
                 cluster_id,
                 peer_url: self.wal_plan.peer_url.clone(),
                 initial_cluster: Vec::new(),
-                joined_at: self.joined_at,
+                joined_at: self.join.joined_at,
             };
             tracing::info!(
                 cluster = format!("{cluster_id:x}"),

@@ -293,7 +293,7 @@ impl RaftNode {
         for ctx in self.reads.on_tick(self.tick, tick) {
             self.ask_read_index(ctx);
         }
-        if self.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
+        if self.handover.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
             // A stopping leader: try another voter if the one it chose has not answered.
             self.hand_over(tick.at);
         }
@@ -345,7 +345,9 @@ impl RaftNode {
         let now = self.now();
         match event {
             PeerEvent::Step(messages) => {
-                if let (Some(gone), Some(m)) = (&mut self.gone_while_stopping, messages.first()) {
+                if let (Some(gone), Some(m)) =
+                    (&mut self.handover.gone_while_stopping, messages.first())
+                {
                     gone.remove(&m.from);
                 }
                 self.take_admission();
@@ -423,11 +425,11 @@ impl RaftNode {
                 } else {
                     m.commit
                 };
-                self.leader_commit = self.leader_commit.max(commit);
+                self.removal.leader_commit = self.removal.leader_commit.max(commit);
             }
             MessageType::MsgSnapshot => {
                 let index = m.get_snapshot().get_metadata().index;
-                self.leader_commit = self.leader_commit.max(index);
+                self.removal.leader_commit = self.removal.leader_commit.max(index);
             }
             _ => {}
         }
@@ -637,8 +639,8 @@ impl RaftNode {
     /// own progress out of raft-rs, which unwraps it whenever the commit index moves; and a
     /// leader that went at once could leave the others counting it as a voter.
     pub(super) fn commit_entries(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
-        if !self.held_after_own_removal.is_empty() {
-            self.held_after_own_removal.append(&mut entries);
+        if !self.removal.held_after_own_removal.is_empty() {
+            self.removal.held_after_own_removal.append(&mut entries);
             return Ok(());
         }
         let result = self.commit_in_order(entries);
@@ -664,8 +666,8 @@ impl RaftNode {
                         "this leader's removal committed; handing leadership over before \
                          applying it"
                     );
-                    self.held_after_own_removal = entries.split_off(at);
-                    self.removed_while_leading = Some(self.now());
+                    self.removal.held_after_own_removal = entries.split_off(at);
+                    self.removal.removed_while_leading = Some(self.now());
                     break;
                 }
                 let rest = entries.split_off(at + 1);

@@ -90,6 +90,27 @@ impl RetakeBackoff {
     }
 }
 
+/// Snapshots: when the next is due, the one being taken, and those arrived from the leader.
+pub(super) struct SnapshotState {
+    /// The snapshot before the newest: the WAL keeps everything after it, so a damaged newest
+    /// snapshot file still leaves a way to recover.
+    pub(super) prev_snapshot_index: u64,
+    /// `--snapshot-count` (at least 1): applied entries between snapshots.
+    pub(super) snapshot_count: u64,
+    /// `--snapshot-catchup-entries`: entries kept in the log behind a snapshot, so that a slow
+    /// follower catches up without one.
+    pub(super) catchup_entries: u64,
+    /// A snapshot the state machine is taking, until it is durable (see `poll_snapshot`).
+    pub(super) pending_snapshot: Option<PendingSnapshot>,
+    /// Set while the disk had no room for this node's last snapshot: when to try again.
+    pub(super) snapshot_retry: Option<SnapshotRetry>,
+    /// Set while copies of the newest snapshot are damaged one after another: when it may be
+    /// taken again.
+    pub(super) retake_backoff: Option<RetakeBackoff>,
+    /// Files of arrived snapshots stepped this round, not yet installed.
+    pub(super) received_snapshots: Vec<String>,
+}
+
 impl RaftNode {
     /// Saves a snapshot sent by the leader and replaces the state with it.
     pub(super) fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
@@ -122,7 +143,7 @@ impl RaftNode {
             Ok(SnapshotData::File(name)) => {
                 // Checked whole when it arrived; only its first bytes are read here.
                 snapshotter.adopt(name, &meta)?;
-                self.received_snapshots.retain(|n| n != name);
+                self.snapshots.received_snapshots.retain(|n| n != name);
                 // Opened here, not by name when the state machine gets to it: by then more
                 // installs may have come (it may be busy restoring a big state), each pruning
                 // the folder to the newest `--max-snapshots` files, and this one's name may be
@@ -162,7 +183,7 @@ impl RaftNode {
         // Before the join facts are published below, which name the voters.
         self.conf_state = meta.get_conf_state().clone();
         if state.members.contains(self.id) {
-            self.added_at = meta.index;
+            self.removal.added_at = meta.index;
         }
         self.set_members(state.members);
         self.sessions = state.sessions;
@@ -188,7 +209,7 @@ impl RaftNode {
             index: meta.index,
             term: meta.term,
         });
-        self.prev_snapshot_index = self.snapshot_index;
+        self.snapshots.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = meta.index;
         // `seconds` leaves out the restore of the map, which the state machine does next, on its
         // own thread (it logs at debug when done).
@@ -210,7 +231,7 @@ impl RaftNode {
             return;
         }
         if let Ok(SnapshotData::File(name)) = SnapshotData::of(&m.get_snapshot().data) {
-            self.received_snapshots.push(name.to_string());
+            self.snapshots.received_snapshots.push(name.to_string());
         }
     }
 
@@ -218,7 +239,7 @@ impl RaftNode {
     /// `Ready` of a round is handled: raft installs a snapshot it accepts in the `Ready` that
     /// follows the step, so a file not taken by then never will be.
     pub(super) fn discard_received_snapshots(&mut self) {
-        for name in std::mem::take(&mut self.received_snapshots) {
+        for name in std::mem::take(&mut self.snapshots.received_snapshots) {
             tracing::debug!(file = %name, "discarding a snapshot raft did not install");
             if let Err(err) = self.storage.snapshotter().discard(&name) {
                 tracing::warn!(%err, "cannot delete an arrived snapshot that was not installed");
@@ -234,15 +255,16 @@ impl RaftNode {
     /// newest is set aside (copies of it damaged meanwhile, for another follower).
     pub(super) fn snapshot_delivered(&mut self, sent: SnapshotId) {
         if self.storage.is_newest_on_disk(sent) {
-            self.retake_backoff = None;
+            self.snapshots.retake_backoff = None;
         }
     }
 
     /// Asks the state machine for a snapshot once enough entries (or bytes of entries) were
     /// applied since the last one, or when raft needs a newer one for a follower.
     pub(super) fn maybe_trigger_snapshot(&mut self) -> Result<(), NodeError> {
-        if self.pending_snapshot.is_some()
+        if self.snapshots.pending_snapshot.is_some()
             || self
+                .snapshots
                 .snapshot_retry
                 .as_ref()
                 .is_some_and(|retry| self.now() < retry.at)
@@ -250,7 +272,7 @@ impl RaftNode {
             return Ok(());
         }
         let wanted = self.storage.take_want_fresh();
-        let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshot_count
+        let due = self.applied.saturating_sub(self.snapshot_index) >= self.snapshots.snapshot_count
             || self.log_bytes.due();
         // Wanted for a follower in place of the newest snapshot, whose file was set aside as
         // damaged (or is gone).
@@ -265,6 +287,7 @@ impl RaftNode {
         let now = self.now();
         if replacing && !due {
             if self
+                .snapshots
                 .retake_backoff
                 .as_ref()
                 .is_some_and(|b| b.holds_off(now))
@@ -273,7 +296,7 @@ impl RaftNode {
                 return Ok(());
             }
             // A tick is a heartbeat: raft's heartbeat_tick is 1.
-            let next = RetakeBackoff::after(self.retake_backoff.as_ref(), now, self.tick);
+            let next = RetakeBackoff::after(self.snapshots.retake_backoff.as_ref(), now, self.tick);
             tracing::warn!(
                 index = self.applied,
                 "taking a snapshot in place of the newest, whose file was set aside as \
@@ -281,7 +304,7 @@ impl RaftNode {
                  taken no sooner than {} ms after this one",
                 next.wait.as_millis()
             );
-            self.retake_backoff = Some(next);
+            self.snapshots.retake_backoff = Some(next);
         }
         let mut meta = SnapshotMetadata {
             index: self.applied,
@@ -306,7 +329,7 @@ impl RaftNode {
             })
             .map_err(|_| NodeError::ApplyStopped)?;
         self.log_bytes.snapshot_asked();
-        self.pending_snapshot = Some(PendingSnapshot {
+        self.snapshots.pending_snapshot = Some(PendingSnapshot {
             started: std::time::Instant::now(),
             meta,
             saved,
@@ -327,13 +350,13 @@ impl RaftNode {
     /// Once the state machine has saved its snapshot: the WAL marker, then compaction of the
     /// log and of the WAL.
     pub(super) fn poll_snapshot(&mut self) -> Result<(), NodeError> {
-        let Some(pending) = self.pending_snapshot.as_mut() else {
+        let Some(pending) = self.snapshots.pending_snapshot.as_mut() else {
             return Ok(());
         };
         let saved = match pending.saved.try_recv() {
             Ok(Ok(saved)) => saved,
             Ok(Err(err)) if super::disk_full(&err) => {
-                self.pending_snapshot = None;
+                self.snapshots.pending_snapshot = None;
                 self.snapshot_failed_for_space(&err);
                 return Ok(());
             }
@@ -347,6 +370,7 @@ impl RaftNode {
             retake,
             ..
         } = self
+            .snapshots
             .pending_snapshot
             .take()
             .expect("pending_snapshot was Some a few lines above");
@@ -356,7 +380,7 @@ impl RaftNode {
         // leader's overtook) left a full disk's retry behind, and the next time the disk
         // filled, the node said nothing but a debug line and waited twice as long as the
         // last wait before trying again, up to 32 s, instead of 1 s.
-        if self.snapshot_retry.take().is_some() {
+        if self.snapshots.snapshot_retry.take().is_some() {
             tracing::info!(index, "the disk had room for a snapshot again");
         }
         if retake && index == self.snapshot_index {
@@ -398,18 +422,18 @@ impl RaftNode {
         // Keep some entries behind the snapshot so a slightly slow follower catches up from
         // the log instead of needing the whole snapshot; with big values, fewer.
         let compact_to = index
-            .saturating_sub(self.catchup_entries)
+            .saturating_sub(self.snapshots.catchup_entries)
             .max(self.log_bytes.keep_from(index))
             .max(1);
         if compact_to > self.storage.first_index()? {
             self.storage.mem.wl().compact(compact_to)?;
         }
         self.log_bytes.compacted(compact_to);
-        self.prev_snapshot_index = self.snapshot_index;
+        self.snapshots.prev_snapshot_index = self.snapshot_index;
         self.snapshot_index = index;
         // Everything after the previous snapshot stays in the WAL: if the newest snapshot file
         // is ever unreadable, start-up falls back to the previous one and replays from there.
-        let keep_from = self.prev_snapshot_index + 1;
+        let keep_from = self.snapshots.prev_snapshot_index + 1;
         self.wal_mut()?.release_to(keep_from)?;
         Ok(())
     }
@@ -419,10 +443,11 @@ impl RaftNode {
     fn snapshot_failed_for_space(&mut self, err: &snapshotter::Error) {
         self.metrics.snapshots_failed.inc();
         let wait = self
+            .snapshots
             .snapshot_retry
             .as_ref()
             .map_or(FIRST_RETRY, |retry| (retry.wait * 2).min(LONGEST_RETRY));
-        if self.snapshot_retry.is_none() {
+        if self.snapshots.snapshot_retry.is_none() {
             tracing::warn!(
                 "cannot save a snapshot: {err}. The disk is full: free space on it. This node \
                  goes on with its log, which holds everything (it grows until a snapshot lets \
@@ -433,7 +458,7 @@ impl RaftNode {
         } else {
             tracing::debug!(%err, "still no room for a snapshot");
         }
-        self.snapshot_retry = Some(SnapshotRetry {
+        self.snapshots.snapshot_retry = Some(SnapshotRetry {
             at: self.now() + wait,
             wait,
         });
@@ -504,7 +529,7 @@ mod tests {
         let older = saved(&node, 2, 10);
         let newest = saved(&node, 3, 20);
         node.storage.set_latest_snapshot(newest.clone());
-        let in_streak = |node: &RaftNode| node.retake_backoff.is_some();
+        let in_streak = |node: &RaftNode| node.snapshots.retake_backoff.is_some();
         let status = |meta: &SnapshotMetadata, delivered| PeerEvent::SnapshotStatus {
             peer: 2,
             snapshot: SnapshotId {
@@ -514,7 +539,7 @@ mod tests {
             delivered,
         };
         let streak = RetakeBackoff::after(None, node.now(), node.tick);
-        node.retake_backoff = Some(streak);
+        node.snapshots.retake_backoff = Some(streak);
 
         node.on_peer_event(status(&older, true));
         assert!(

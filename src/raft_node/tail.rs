@@ -150,7 +150,7 @@ impl super::RaftNode {
     /// added a second and then a third, and stepped down, would never vouch for the second,
     /// which it needs to commit the third; a review found that deadlock.)
     fn vouches_for_none(&self) -> bool {
-        self.tail.unread() || !self.held_after_own_removal.is_empty()
+        self.tail.unread() || !self.removal.held_after_own_removal.is_empty()
     }
 }
 
