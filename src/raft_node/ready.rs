@@ -135,7 +135,7 @@ impl RaftNode {
     }
 
     /// One round after new input (a tick, requests, peer events): everything that follows
-    /// from it. `Some` once the node has stopped (removed, or a fatal storage error): drop it.
+    /// from it. `Some` once the node has stopped (removed, or a fatal error): drop it.
     /// Any driver calls this after handing the node its input; [`RaftNode::run`] is the
     /// production one, a simulation another.
     pub fn round(&mut self) -> Option<Exit> {
