@@ -26,8 +26,12 @@ pub struct Config {
     #[arg(long, default_value_t = 1)]
     pub id: u64,
 
-    /// Comma-separated peer URLs of the cluster, in id order.
-    #[arg(long, default_value = "http://127.0.0.1:9021", value_delimiter = ',')]
+    /// Comma-separated peer URLs of the cluster, in id order (blanks around a URL and a
+    /// trailing `/` are dropped).
+    // Only the parser spells the entries so: a Config built in code must list them in that
+    // form already.
+    #[arg(long, default_value = "http://127.0.0.1:9021", value_delimiter = ',',
+          value_parser = cluster_entry)]
     pub cluster: Vec<String>,
 
     /// Port of the key-value REST API.
@@ -239,6 +243,15 @@ pub(crate) fn go_bool(text: &str) -> Result<bool, String> {
     }
 }
 
+/// A `--cluster` entry in the one form every user of it gets: `http://a:1/` and, after a
+/// comma in a quoted list, ` http://a:1` are `http://a:1`. Spelled here, once, because the
+/// entries go on as they are into request URIs (`{url}/raft/join`, where a trailing `/`
+/// made a 404 and a blank an unparsable URI: a joining node was never admitted), the WAL's
+/// metadata and the live page. `check_flags` judges the rest of the URL.
+fn cluster_entry(text: &str) -> Result<String, String> {
+    Ok(crate::membership::normalize_url(text).to_string())
+}
+
 fn body_limit(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;
     if n > MAX_BODY_LIMIT {
@@ -427,6 +440,34 @@ mod tests {
         assert_eq!(c.cluster.len(), 3);
         assert_eq!(c.own_peer_url(), Some("http://127.0.0.1:22379"));
         assert_eq!(c.port, 22380);
+    }
+
+    /// Found by a review: entries were kept as written, and a trailing `/` or a blank after
+    /// a comma reached the join lookup's URIs, so a node started with `--join` was never
+    /// admitted (see `tests/membership.rs` for the node that joins).
+    #[test]
+    fn cluster_entries_lose_their_blanks_and_trailing_slashes() {
+        let c = parse(&[
+            "raftexample",
+            "--id",
+            "2",
+            "--cluster",
+            "http://127.0.0.1:12379/, https://node2:22379// ,\thttp://[::1]:32379",
+        ]);
+        assert_eq!(
+            c.cluster,
+            [
+                "http://127.0.0.1:12379",
+                "https://node2:22379",
+                "http://[::1]:32379"
+            ]
+        );
+        assert_eq!(c.own_peer_url(), Some("https://node2:22379"));
+        // Single-dash, as the Procfile's, and an entry that is only blanks: kept empty, for
+        // check_flags to refuse as no URL.
+        let c = parse(&["raftexample", "-cluster", "http://a:1/, "]);
+        assert_eq!(c.cluster, ["http://a:1", ""]);
+        assert!(crate::raft_node::check_flags(&c).is_err());
     }
 
     #[test]
