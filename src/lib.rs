@@ -242,10 +242,11 @@ impl Ports {
 }
 
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered. `own_url` is
-/// this node's peer URL as [`raft_node::check_flags`] returned it (without blanks or a trailing
-/// slash). Built in dependency order: the state machine and the queues, the transport and the
-/// peer server, the node on its thread ([`spawn_node_thread`]), the handle and the live page,
-/// the REST router ([`rest_router`]), then the two ports' servers.
+/// this node's peer URL as [`raft_node::check_flags`] returned it (its `--cluster` entry,
+/// which the flags' parser spelled without blanks or a trailing slash). Built in dependency
+/// order: the state machine and the queues, the transport and the peer server, the node on
+/// its thread ([`spawn_node_thread`]), the handle and the live page, the REST router
+/// ([`rest_router`]), then the two ports' servers.
 async fn start_recovered(
     config: Config,
     own_url: &str,
@@ -253,10 +254,6 @@ async fn start_recovered(
     tls: TlsSetup,
     ports: Ports,
 ) -> Result<Running, StartError> {
-    // The URL as --cluster spells it, which the join lookup and the live page have always
-    // been given; check_flags found it there, and only spelled it without blanks or a
-    // trailing slash.
-    let listed_url = config.own_peer_url().unwrap_or(own_url);
     let Ports {
         peer: peer_listener,
         peer_addr,
@@ -304,7 +301,7 @@ async fn start_recovered(
         tls.peer_client,
         (**recovered.storage.snapshotter()).clone(),
     );
-    transport.learn_cluster_id(listed_url, &config.cluster);
+    transport.learn_cluster_id(own_url, &config.cluster);
     let peer_endpoints = PeerServer::new(
         filter,
         peers_tx,
@@ -346,10 +343,10 @@ async fn start_recovered(
         ui::advertised_rest_url(
             config.listen_host,
             rest_addr.port(),
-            listed_url,
+            own_url,
             tls.rest.is_some(),
         ),
-        listed_url.to_string(),
+        own_url.to_string(),
         &config.cluster,
         ui_peer_tls,
         shutdown.clone(),

@@ -13,7 +13,7 @@ use raft::eraftpb::{
 use raft::{INVALID_ID, StateRole};
 
 use super::{ELECTION_TICKS, Exit, MemberChange, NodeError, ProposalError, RaftNode};
-use crate::membership::{decode_conf_change, normalize_url, same_place, same_url};
+use crate::membership::{decode_conf_change, same_place, same_url};
 
 /// What this node knows and does about its own removal (see `maybe_stop_removed`).
 pub(super) struct Removal {
@@ -379,7 +379,7 @@ impl RaftNode {
         }
         self.removal.said_removed_at_start = true;
         // The URL it listens on (its --cluster entry), so that the POST can be pasted.
-        let url = match normalize_url(&self.wal_plan.peer_url) {
+        let url = match self.wal_plan.peer_url.as_str() {
             "" => "its peer URL",
             url => url,
         };

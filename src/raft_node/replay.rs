@@ -136,10 +136,7 @@ impl StartError {
         }
         let id = config.id;
         // The URL it listens on, as `check_flags` reads it: the one to add it back at.
-        let url = config.own_peer_url().map_or_else(
-            || "its peer URL".into(),
-            |url| normalize_url(url).to_string(),
-        );
+        let url = config.own_peer_url().unwrap_or("its peer URL");
         // As for a lost disk: a voter that starts on less than it had must first be removed
         // and added back, and a backup is less than it had (it forgot votes and entries it
         // acknowledged since), so it is no remedy where others hold the data (found by a
@@ -534,7 +531,10 @@ pub(crate) fn bootstrap_entries(cluster: &[String]) -> Vec<Entry> {
         .collect()
 }
 
-/// Checks the flags on their own, touching nothing; returns this node's peer URL.
+/// Checks the flags on their own, touching nothing; returns this node's peer URL. The flags'
+/// parser has spelled every `--cluster` entry without blanks or a trailing `/` already (see
+/// `config::cluster_entry`), so the URL is returned as listed: every user of it, and of
+/// `config.cluster`, then has the same form.
 pub fn check_flags(config: &Config) -> Result<String, StartError> {
     if config.id == 0 {
         return Err(StartError::BadFlags(
@@ -553,7 +553,7 @@ pub fn check_flags(config: &Config) -> Result<String, StartError> {
             id = config.id,
         )));
     };
-    Ok(normalize_url(url).to_string())
+    Ok(url.to_string())
 }
 
 /// Refuses an initial cluster whose `--cluster` lists one URL twice: its members would each
@@ -566,7 +566,7 @@ fn check_initial_urls(config: &Config) -> Result<(), StartError> {
             return Err(StartError::BadFlags(format!(
                 "--cluster lists {} twice (for nodes {} and {}): each member of a new cluster \
                  needs its own peer URL",
-                normalize_url(url),
+                url,
                 j + 1,
                 i + 1
             )));
