@@ -1788,7 +1788,7 @@ impl World {
         if let Some(change) = op.change {
             self.note(|| format!("admin: {change:?} via n{}: {answer:?}", op.node));
             if let Err(err) = &answer
-                && err.to_string().contains("will not happen")
+                && err.will_not_happen()
             {
                 let key = change_key(op.node, &change);
                 *self.changes_refused.entry(key).or_default() += 1;
