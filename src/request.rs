@@ -95,8 +95,9 @@ pub enum ProposalError {
     /// handing over leadership, or over its limit of uncommitted entries), or this node had no
     /// session yet to propose it under (its registration had not committed), or the checks
     /// made before proposing it (a value that is not UTF-8, the strict reconfiguration check),
-    /// or its time in the node's queue, left it less than the last part of its wait, in which
-    /// nothing is proposed any more (see `raft_node::proposals`).
+    /// or its time in the node's queue, left it no more than the last part of its wait, in
+    /// which nothing is proposed any more (see `raft_node::proposals`); or it waited (for a
+    /// leader, a session) until that last part began.
     #[error(
         "the request was not proposed within {0:?} (the leader did not take it, this node's \
          registration had not committed yet, or the checks before proposing it, or its time in \
@@ -297,6 +298,46 @@ impl ProposalError {
     #[cfg(test)]
     pub fn read_timeout_after(wait: Duration) -> Self {
         ProposalError::ReadTimeout(wait.into())
+    }
+
+    /// Whether the answer says the request will not happen: the node is certain that no copy
+    /// of it took or can take effect, so its client may send it again, or elsewhere. Every
+    /// such answer's text says "it will not happen" (see the test); a check that classifies
+    /// answers asks this, not the text, so that a reworded message cannot change its verdict
+    /// silently (review 110 N3). No default arm: a new answer must take a side.
+    pub fn will_not_happen(&self) -> bool {
+        match self {
+            ProposalError::NoLeader(_)
+            | ProposalError::NotProposed(_)
+            | ProposalError::NotTaken(_)
+            | ProposalError::Replaced(_)
+            | ProposalError::Withdrawn(_)
+            | ProposalError::StoppedUnproposed
+            | ProposalError::BuildsUnknown(..) => true,
+            // Refusals that proposed nothing, but whose text does not promise so (see the
+            // README's note on the simulator's check of changes).
+            ProposalError::AlreadyMember(_)
+            | ProposalError::UrlInUse { .. }
+            | ProposalError::UrlIsRestApi { .. }
+            | ProposalError::NotMember(_)
+            | ProposalError::LastVoter(_)
+            | ProposalError::ChangePending
+            | ProposalError::MembershipChanged { .. }
+            | ProposalError::Rejected(_)
+            | ProposalError::WouldLoseQuorum(_)
+            | ProposalError::OlderBuild(_) => false,
+            ProposalError::Timeout(_)
+            | ProposalError::WithdrawnUnknown(_)
+            | ProposalError::OutcomeUnknown
+            | ProposalError::Stopped => false,
+            // Reads and questions about the node change nothing.
+            ProposalError::ReadNoLeader(_)
+            | ProposalError::ReadTimeout(_)
+            | ProposalError::ReadNotTaken(_)
+            | ProposalError::ReadStopped
+            | ProposalError::NodeStopped
+            | ProposalError::Busy(_) => false,
+        }
     }
 
     /// A short label for metrics.
@@ -629,6 +670,57 @@ fn kept_is_later(kept: &Option<(Option<SentSnapshot>, String)>, snapshot: SentSn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `will_not_happen` and the text a client reads agree on every answer: a message reworded
+    /// without the method (or the other way round) fails here, not silently in the checks
+    /// that classify answers by the method while clients read the text (review 110 N3).
+    #[test]
+    fn will_not_happen_is_what_the_text_says() {
+        let d = Duration::from_secs(5);
+        let all = [
+            ProposalError::NoLeader(d),
+            ProposalError::NotProposed(d),
+            ProposalError::NotTaken(d),
+            ProposalError::Replaced(d),
+            ProposalError::timeout_after(d),
+            ProposalError::Withdrawn(d),
+            ProposalError::WithdrawnUnknown(d),
+            ProposalError::OutcomeUnknown,
+            ProposalError::ReadNoLeader(d),
+            ProposalError::read_timeout_after(d),
+            ProposalError::ReadNotTaken(d),
+            ProposalError::ReadStopped,
+            ProposalError::NodeStopped,
+            ProposalError::Busy(d),
+            ProposalError::Stopped,
+            ProposalError::StoppedUnproposed,
+            ProposalError::AlreadyMember(2),
+            ProposalError::UrlInUse {
+                url: "http://a:1".into(),
+                id: 2,
+            },
+            ProposalError::UrlIsRestApi {
+                url: "http://a:1".into(),
+                id: 2,
+                listen: ([127, 0, 0, 1], 1).into(),
+            },
+            ProposalError::NotMember(2),
+            ProposalError::LastVoter(2),
+            ProposalError::ChangePending,
+            ProposalError::MembershipChanged {
+                checked: vec![1, 2],
+                now: vec![1],
+            },
+            ProposalError::Rejected("no".into()),
+            ProposalError::WouldLoseQuorum("no".into()),
+            ProposalError::OlderBuild(2),
+            ProposalError::BuildsUnknown(2, d),
+        ];
+        for err in all {
+            let says = err.to_string().contains("will not happen");
+            assert_eq!(err.will_not_happen(), says, "{err:?}: {err}");
+        }
+    }
 
     fn sent(term: u64, index: u64) -> SentSnapshot {
         SentSnapshot { term, index }

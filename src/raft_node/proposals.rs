@@ -10,9 +10,10 @@
 //!
 //! A request is answered when its entry is applied, or by its deadline, with an answer that
 //! says whether it can still happen: "it will not happen" only when that is certain, "it may
-//! still happen" otherwise. It is certain when the request never left this node, when every
-//! copy of it was overwritten by another entry, or once it is *withdrawn*: in the last part of
-//! its wait ([`settle_window`]) a request that went out is no longer proposed, and this node
+//! still happen" otherwise. It is certain when the request never left this node (nothing is
+//! proposed in the last part of its wait, the [`settle_window`]: one that has not gone out by
+//! then never does), when every copy of it was overwritten by another entry, or once it is
+//! *withdrawn*: in that last part a request that went out is no longer proposed, and this node
 //! proposes its floor past it (a fence, see [`crate::proposal`]). If the fence applies before
 //! any copy does, no copy can take effect any more, and the client hears so at once; if a copy
 //! applies first, the client hears it did. Only when neither applies by the deadline (a quorum
@@ -197,7 +198,7 @@ impl Proposals {
     /// Takes a client's request, read at `now`, to answer within `wait` of `made`, when its
     /// handle made it (at most, and by default, the timeout: what checks before it left of its
     /// client's wait), so that time it spent in the inbox counts (see
-    /// [`crate::request::Sent`]); one with less than the [`settle_window`] left is answered
+    /// [`crate::request::Sent`]); one with no more than the [`settle_window`] left is answered
     /// at once, unproposed. One whose client has already gone (it waited in the inbox past the
     /// handle's timeout, and the client heard "may still happen") is dropped unproposed:
     /// proposed now, it could take effect after its client gave up on it.
@@ -213,18 +214,25 @@ impl Proposals {
             return;
         }
         let deadline = made + wait.map_or(self.timeout, |wait| wait.min(self.timeout));
+        // First: "retry once it is applied" tells a late change's client more than "it will
+        // not happen" (review 110 L2).
+        if matches!(request, Asked::Change { .. }) && self.change.is_some() {
+            let _ = done.send(Err(ProposalError::ChangePending));
+            return;
+        }
         // Nothing is proposed in the last part of a wait, the settle window: a request that
         // went out is withdrawn then and settled by a fence. One that comes with no more of
         // its wait left than that (its checks, or its time in the inbox, took the rest) is in
         // that part from the start, and its client hears at once that it will not happen.
         // Proposed, it was nearly always withdrawn at the next tick and answered "may still
-        // happen" (review 108).
-        if deadline.saturating_duration_since(now) < self.settle_for {
+        // happen" (review 108). A membership change is never withdrawn (`on_tick` withdraws
+        // normal entries only), so one could still be proposed here, and a working quorum
+        // would commit it within a round trip. It is refused all the same: one that does not
+        // commit in so little time hears "it may still happen", and its client must then find
+        // out from GET /-/members whether to send it again, while "it will not happen" lets
+        // it send it again at once; and the window is at most a second (review 110 L2).
+        if self.in_settle_window(deadline, now) {
             let _ = done.send(Err(ProposalError::NotProposed(self.timeout)));
-            return;
-        }
-        if matches!(request, Asked::Change { .. }) && self.change.is_some() {
-            let _ = done.send(Err(ProposalError::ChangePending));
             return;
         }
         let seq = self.next_seq;
@@ -275,6 +283,81 @@ impl Proposals {
             session,
             seq,
         }
+    }
+
+    /// Whether a request answered by `deadline` is, at `now`, in the last part of its wait,
+    /// the [`settle_window`], where nothing is proposed: `<=`, as the README words it ("no
+    /// more of its wait left than that"), so that a request with exactly the window left is
+    /// not proposed only to be withdrawn at the next tick (review 110 N1). A zero timeout
+    /// has no window, so that it refuses nothing: a single node still answers a write it
+    /// applies within the round it came in.
+    fn in_settle_window(&self, deadline: Instant, now: Instant) -> bool {
+        !self.settle_for.is_zero() && now + self.settle_for >= deadline
+    }
+
+    /// Keeps the rule that nothing is proposed in the [`settle_window`], for the requests
+    /// about to be proposed (a leader is known). One in its window that never left this node
+    /// (a normal one or the membership change) arrived with more of its wait and spent it
+    /// waiting for a leader (an election), a session, or the end of a pause: its client hears
+    /// now that it will not happen, which is certain, as no copy of it exists. Proposed, it
+    /// was withdrawn at the next tick, and nearly always heard "it may still happen" (review
+    /// 110 L1). A normal one that went out before and was queued again (a leader change) is
+    /// withdrawn now, as the next tick would, rather than proposed again first.
+    fn keep_the_settle_window(&mut self, now: Instant) {
+        // Only the queue and the change: a request that never went out is in one of them, and
+        // the queue is what is proposed this round, not every request in flight.
+        let late: Vec<u64> = self
+            .queue
+            .iter()
+            .chain(&self.change)
+            .filter(|seq| {
+                self.pending
+                    .get(*seq)
+                    .is_some_and(|p| self.in_settle_window(p.deadline, now))
+            })
+            .copied()
+            .collect();
+        for seq in late {
+            let Some(p) = self.pending.get(&seq) else {
+                continue;
+            };
+            let command = matches!(p.request, Asked::Command(_));
+            if p.sent_at.is_some() {
+                // A membership change is never withdrawn: see `add`.
+                if command {
+                    self.withdraw(seq);
+                }
+                continue;
+            }
+            if self.change == Some(seq) {
+                self.change = None;
+            }
+            if let Some(p) = self.pending.remove(&seq) {
+                let _ = p.done.send(Err(ProposalError::NotProposed(self.timeout)));
+            }
+        }
+        let pending = &self.pending;
+        self.queue.retain(|seq| pending.contains_key(seq));
+        if self.queue.is_empty() {
+            self.queued_since = None;
+        }
+    }
+
+    /// Withdraws pending request `seq`, which went out: it is no longer proposed, and waits in
+    /// `settling` for a fence or a copy to settle it (see the module documentation).
+    fn withdraw(&mut self, seq: u64) {
+        let Some(mut p) = self.pending.remove(&seq) else {
+            return;
+        };
+        if p.queued {
+            self.queue.retain(|s| *s != seq);
+            p.queued = false;
+        }
+        if crate::mutation::active(crate::mutation::Mutation::WithdrawnWithoutFence) {
+            let _ = p.done.send(Err(ProposalError::Withdrawn(self.timeout)));
+            return;
+        }
+        self.settling.insert(seq, p);
     }
 
     fn paused(&self, now: Instant) -> bool {
@@ -372,7 +455,8 @@ impl Proposals {
 
     /// The queued normal entries to propose now, each with its sequence number; empty while
     /// there is no session yet, or the batch is held. A leader keeps a small spill past a WAL
-    /// page boundary for the next batch ([`whole_pages`]).
+    /// page boundary for the next batch ([`whole_pages`]). None in its settle window (see
+    /// [`Proposals::keep_the_settle_window`]).
     pub fn take_batch(
         &mut self,
         leading: bool,
@@ -382,6 +466,7 @@ impl Proposals {
         let Some(session) = self.session else {
             return Vec::new();
         };
+        self.keep_the_settle_window(now);
         if self.queue.is_empty()
             || self.paused(now)
             || self.hold(leading, uncommitted, now).is_some()
@@ -432,8 +517,11 @@ impl Proposals {
 
     /// The membership change to propose now, if one waits and there is a session; `voters`
     /// (ascending) are this node's now, recorded with a change the strict check did not see.
+    /// One never proposed that is in its settle window is answered instead (see
+    /// [`Proposals::keep_the_settle_window`]).
     pub fn take_change(&mut self, now: Instant, voters: &[u64]) -> Option<ChangeToPropose> {
         let session = self.session?;
+        self.keep_the_settle_window(now);
         let seq = self.change?;
         if self.paused(now) {
             return None;
@@ -858,22 +946,12 @@ impl Proposals {
             .filter(|(_, p)| {
                 p.sent_at.is_some()
                     && matches!(p.request, Asked::Command(_))
-                    && now + self.settle_for >= p.deadline
+                    && self.in_settle_window(p.deadline, now)
             })
             .map(|(seq, _)| *seq)
             .collect();
         for seq in withdrawn {
-            if let Some(mut p) = self.pending.remove(&seq) {
-                if p.queued {
-                    self.queue.retain(|s| *s != seq);
-                    p.queued = false;
-                }
-                if crate::mutation::active(crate::mutation::Mutation::WithdrawnWithoutFence) {
-                    let _ = p.done.send(Err(ProposalError::Withdrawn(self.timeout)));
-                    continue;
-                }
-                self.settling.insert(seq, p);
-            }
+            self.withdraw(seq);
         }
         let mut expired = Vec::new();
         for map in [&mut self.pending, &mut self.settling] {
@@ -1224,18 +1302,20 @@ mod tests {
         assert_eq!(p.len(), 0);
     }
 
-    /// A request whose checks, or its time in the inbox, left it less than the last part of
-    /// its wait (the settle window: a fifth of it, at most a second), in which nothing is
+    /// A request whose checks, or its time in the inbox, left it no more than the last part
+    /// of its wait (the settle window: a fifth of it, at most a second), in which nothing is
     /// proposed any more, is answered at once that it will not happen, and never proposed;
-    /// one left the window is proposed (review 108: proposed, it was withdrawn at the next
-    /// tick and nearly always heard "may still happen").
+    /// one left more is proposed (review 108: proposed, it was withdrawn at the next tick and
+    /// nearly always heard "may still happen"). Exactly the window is in it, as the README
+    /// says and as `on_tick` withdraws (review 110 N1: it was proposed, then withdrawn).
     #[test]
-    fn a_request_left_less_than_the_settle_window_is_not_proposed() {
+    fn a_request_left_no_more_than_the_settle_window_is_not_proposed() {
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let window = settle_window(Duration::from_secs(5));
         assert_eq!(window, Duration::from_secs(1));
         let mut checked = put_within(&mut p, t0, window - Duration::from_millis(1));
+        let mut exactly = put_within(&mut p, t0, window);
         let mut queued = put_waiting(&mut p, t0, None, t0 + Duration::from_millis(4_001));
         let (tx, mut change) = oneshot::channel();
         let remove = Asked::Change {
@@ -1244,7 +1324,7 @@ mod tests {
             sent_with: None,
         };
         p.add(remove, tx, t0, Some(window / 2), t0);
-        for answer in [&mut checked, &mut queued, &mut change] {
+        for answer in [&mut checked, &mut exactly, &mut queued, &mut change] {
             let said = answer
                 .try_recv()
                 .expect("answered at once")
@@ -1258,8 +1338,91 @@ mod tests {
             p.take_change(t0, &[1, 2, 3]).is_none(),
             "no change proposed"
         );
-        let _left_the_window = put_within(&mut p, t0, window);
+        let _left_more = put_within(&mut p, t0, window + Duration::from_millis(1));
         assert_eq!(p.take_batch(true, 0, t0).len(), 1, "proposed");
+    }
+
+    /// A late membership change that meets one still pending hears "retry once it is
+    /// applied", which tells its client more than "it will not happen" (review 110 L2: the
+    /// settle window was checked first).
+    #[test]
+    fn a_late_change_meeting_a_pending_one_hears_that_one_is_pending() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (_first, _) = change_sent(&mut p, MemberChange::Remove { id: 3 }, t0);
+        let (tx, mut late) = oneshot::channel();
+        let remove = Asked::Change {
+            change: MemberChange::Remove { id: 2 },
+            voters: None,
+            sent_with: None,
+        };
+        p.add(remove, tx, t0, Some(Duration::from_millis(1)), t0);
+        assert_eq!(late.try_recv(), Ok(Err(ProposalError::ChangePending)));
+    }
+
+    /// A request that arrived with its whole wait but waited for a leader (an election) until
+    /// it was in its settle window is not proposed then, a write or a membership change: it
+    /// never left the node, so "it will not happen" is certain, and its client hears so at
+    /// once (review 110 L1: it was proposed, withdrawn at the next tick, and heard "may still
+    /// happen" once the fence did not apply in time). One with more of its wait left goes.
+    #[test]
+    fn a_request_still_queued_in_its_settle_window_is_answered_not_proposed() {
+        let mut ticks = Ticks::default();
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let mut write = put(&mut p, t0);
+        let (tx, mut change) = oneshot::channel();
+        let remove = Asked::Change {
+            change: MemberChange::Remove { id: 3 },
+            voters: None,
+            sent_with: None,
+        };
+        p.add(remove, tx, t0, None, t0);
+        let leader = t0 + Duration::from_millis(4_500);
+        let mut later = put(&mut p, leader - Duration::from_secs(1));
+        for s in 1..=4 {
+            p.on_tick(ticks.next(t0 + Duration::from_secs(s), false));
+        }
+        assert!(write.try_recv().is_err(), "still waiting for a leader");
+        assert!(change.try_recv().is_err(), "still waiting for a leader");
+        let batch = p.take_batch(true, 0, leader);
+        assert!(
+            p.take_change(leader, &[1, 2, 3]).is_none(),
+            "a change proposed in its settle window"
+        );
+        for answer in [&mut write, &mut change] {
+            assert_eq!(
+                answer.try_recv(),
+                Ok(Err(ProposalError::NotProposed(Duration::from_secs(5)))),
+                "answered at once, unproposed"
+            );
+        }
+        assert_eq!(batch.len(), 1, "only the later write is proposed");
+        assert!(
+            later.try_recv().is_err(),
+            "the later write waits for its commit"
+        );
+        assert_eq!(p.len(), 1, "only the later write is pending");
+    }
+
+    /// A write that went out and was queued again by a leader change when it is already in
+    /// its settle window is withdrawn then, and settled by a fence, not proposed again first
+    /// (and withdrawn only at the next tick).
+    #[test]
+    fn a_write_queued_again_in_its_settle_window_is_withdrawn_not_proposed_again() {
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (_answer, _, _) = put_sent(&mut p, t0);
+        let late = t0 + Duration::from_millis(4_050);
+        p.on_leader_change(late);
+        assert!(
+            p.take_batch(true, 0, late).is_empty(),
+            "proposed again in its window"
+        );
+        assert!(
+            p.fence_due(late).is_some(),
+            "withdrawn, with a fence to settle it"
+        );
     }
 
     /// A request that waited in the inbox (the node held up by its disk, or a flood of

@@ -186,7 +186,9 @@ async fn put_answer(key: &str, response: reqwest::Response) -> (Outcome, Option<
     let outcome = match status {
         204 => return (Outcome::Ok, None),
         // The node is certain the write did not and will not happen (it never left the
-        // node, or every copy of it was overwritten).
+        // node, or every copy of it was overwritten). Only the body's text reaches a client
+        // over HTTP; `request::tests::will_not_happen_is_what_the_text_says` holds every such
+        // answer's text to `ProposalError::will_not_happen`, which the simulator asks.
         503 if body.contains("will not happen") => Outcome::Failed,
         // A timeout (or any other 503) may still commit.
         503 => Outcome::Unknown,

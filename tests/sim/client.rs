@@ -32,7 +32,7 @@ pub fn put_outcome(answer: Result<(), ProposalError>) -> (Outcome, Option<Why>) 
         Err(err) => {
             let text = err.to_string();
             // The node is certain only when it says the write will not happen.
-            let outcome = if text.contains("will not happen") {
+            let outcome = if err.will_not_happen() {
                 Outcome::Failed
             } else {
                 Outcome::Unknown
