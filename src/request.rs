@@ -315,7 +315,7 @@ impl ProposalError {
             | ProposalError::StoppedUnproposed
             | ProposalError::BuildsUnknown(..) => true,
             // Refusals that proposed nothing, but whose text does not promise so (see the
-            // README's note on the simulator's check of changes).
+            // note in TESTING.md on the simulator's check of changes).
             ProposalError::AlreadyMember(_)
             | ProposalError::UrlInUse { .. }
             | ProposalError::UrlIsRestApi { .. }

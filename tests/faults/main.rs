@@ -275,7 +275,7 @@ fn recorded_history_with_a_stale_read_is_reported() {
 /// with `FAULT_LOAD_MS` (3000) of load, then the table. Fails, after all ran, if any run
 /// failed, or if the runs of a kind judged by share ended too many operations unknown.
 #[test]
-#[ignore = "long: run with --run-ignored only (see README, 'What is tested under faults')"]
+#[ignore = "long: run with --run-ignored only (see TESTING.md, 'What is tested under faults')"]
 fn many_seeds() {
     let env = |name: &str, default: u64| -> u64 {
         std::env::var(name)

@@ -3,7 +3,7 @@
 //! The harness writes down, node by node, when each fault hit which node ([`Timeline`]). Each
 //! operation that ended unknown is then explained ([`UnknownOp`]): the node it asked, what the
 //! client saw ([`Cause`]), and the faults that hit that node while the request was out. The
-//! rules (README, "What is tested under faults"):
+//! rules (TESTING.md, "What is tested under faults"):
 //!
 //! - under kill and torn-wal, only a request to the killed node may end unknown
 //!   ([`Rule::OnlyToTheKilled`]). "To the killed node" means: its time at the node (from

@@ -1,8 +1,8 @@
 //! The proof that the simulator finds bugs: each test takes one fix out again
 //! ([`raftexample::mutation`], built only with `--features sim-mutations`), runs schedules
 //! from seed 1 until one fails, and checks that the same seed passes with the fix in: the
-//! failure is the bug's, not the simulator's. The number of seeds each needed is in the
-//! README.
+//! failure is the bug's, not the simulator's. The number of seeds each needed is in
+//! TESTING.md ("Proof that it finds bugs").
 //!
 //! ```text
 //! cargo nextest run --features sim-mutations --test sim mutation --no-capture

@@ -15,7 +15,7 @@ pub const SECOND: Nanos = 1000 * MS;
 /// `World::short_wait`).
 pub const SHORT_WAITS: f64 = 0.25;
 
-/// The kinds of fault, as the README's table counts them.
+/// The kinds of fault, as TESTING.md's table of the simulation's last long run counts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
     /// Extra delay on some links.

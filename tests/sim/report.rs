@@ -171,7 +171,7 @@ impl Batch {
         out
     }
 
-    /// The table the README shows.
+    /// The table TESTING.md shows (the simulation's "The last long run").
     pub fn table(&self) -> String {
         let n = self.runs.len() as u64;
         let sum = |f: &dyn Fn(&Stats) -> u64| self.runs.iter().map(|r| f(&r.stats)).sum::<u64>();
