@@ -239,7 +239,11 @@ impl IncarnationTrail {
             }
             Record::Entry(e) => self.note_entry(e),
             Record::Entries(es) => es.iter().for_each(|e| self.note_entry(e)),
-            Record::Metadata(_) | Record::Synced(_) | Record::Padding(_) | Record::Next { .. } => {}
+            Record::Metadata(_)
+            | Record::Synced(_)
+            | Record::Padding(_)
+            | Record::Next { .. }
+            | Record::Chained => {}
         }
     }
 
@@ -342,6 +346,9 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
             "{place}  next  the log goes on in {}",
             crate::wal::segment_name(*seq, *first_index)
         ),
+        Record::Chained => {
+            format!("{place}  chained  this file ends with a next line once a newer one follows")
+        }
     };
     vec![line]
 }
@@ -403,6 +410,7 @@ fn record_json(
             "file": file, "offset": offset, "type": "next",
             "next_file": crate::wal::segment_name(*seq, *first_index),
         }),
+        Record::Chained => json!({"file": file, "offset": offset, "type": "chained"}),
         Record::Entry(e) => entry_json(&file, offset, e, limit),
         Record::Entries(es) => {
             return es

@@ -31,10 +31,12 @@
 //! [`Metadata`]), 2 one raft `Entry`, 3 `HardState`, 4 snapshot marker (`SnapshotMetadata`), the
 //! last three as protobuf bytes, 5 padding, 6 a run of entries (each `Ready`'s entries are one
 //! run), 7 a sync mark (how many bytes of the segment a completed sync covered), 8 a snapshot
-//! marker that resets the log, 9 the end of a segment, naming the next one (see `record.rs`). Every
-//! segment begins with a header: the metadata record, then in every segment after the first the
-//! newest snapshot marker (if any) and the hard state current when it was created, so that the
-//! oldest segments can be deleted without losing them, and last a sync mark covering the header.
+//! marker that resets the log, 9 the end of a segment, naming the next one, 10 the promise of
+//! one (see `record.rs`). Every segment begins with a header: the metadata record, then in every
+//! segment after the first the newest snapshot marker (if any) and the hard state current when
+//! it was created, so that the oldest segments can be deleted without losing them, then the
+//! promise that the segment will end naming the next one, and last a sync mark covering the
+//! header.
 //!
 //! Replay reads the segments in order: an entry with index `i` discards any held entries with
 //! index `>= i` (raft overwrote an uncommitted suffix), a reset marker discards every entry
@@ -289,8 +291,8 @@ fn rewrite(f: &mut dyn DiskFile, path: &Path, (at, bytes): &(u64, Vec<u8>)) -> R
     Ok(f.write_all_at(bytes, *at).map_err(IoError::at(path))?)
 }
 
-/// A segment header (see the module doc) for a segment at `path`: `records`, then a sync mark
-/// covering them.
+/// A segment header (see the module doc) for a segment at `path`: `records`, the promise that
+/// the segment will end naming the next one, then a sync mark covering them.
 fn segment_header(path: &Path, records: &[RecordRef<'_>]) -> Result<Vec<u8>, Error> {
     let mut header = Vec::new();
     let encode = |header: &mut Vec<u8>, rec| {
@@ -302,6 +304,9 @@ fn segment_header(path: &Path, records: &[RecordRef<'_>]) -> Result<Vec<u8>, Err
     for rec in records {
         encode(&mut header, *rec)?;
     }
+    // The rotation that ends this segment writes the record it promises: replay holds a
+    // segment to it even where no predecessor ends so, as the first one listed.
+    encode(&mut header, RecordRef::Chained)?;
     // The header is synced before the segment gets its name: all of it is covered.
     let covered = header.len() as u64;
     encode(&mut header, RecordRef::Synced(covered))?;
@@ -1626,13 +1631,15 @@ pub(crate) mod tests {
             kinds,
             [
                 "metadata",
+                "chained",
                 "synced",
                 "entries",
                 "hardstate",
                 "synced",
-                "next", // segment 0, ended by the record naming segment 1
+                "next", // segment 0, ended by the record naming segment 1, as promised
                 "metadata",
                 "hardstate",
+                "chained",
                 "synced",
                 "snapshot",
                 "synced" // segment 1: header, then the marker
@@ -1641,8 +1648,8 @@ pub(crate) mod tests {
         assert_eq!(seen[0].0, segs[0]);
         assert_eq!(seen[0].1, 0);
         assert!(seen[1].1 > 0);
-        assert_eq!(seen[6].0, segs[1]);
-        assert_eq!(seen[6].1, 0);
+        assert_eq!(seen[7].0, segs[1]);
+        assert_eq!(seen[7].1, 0);
 
         // A damaged record: the good ones before it are visited, then the error names it.
         let mut bytes = fs::read(&segs[1]).unwrap();

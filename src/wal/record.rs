@@ -38,6 +38,10 @@
 //! of that sequence number and first index. Written, and synced, once that segment's header is
 //! durable under a temporary name and before it gets its own, so that a segment that ends with
 //! one and has no successor says that the successor went missing (see `replay.rs`).
+//! 10 = a promise in a segment's header, no payload: this segment, once another follows it,
+//! ends with a type-9 record. Segments rotated before type 9 existed end without one, so only
+//! this promise (or a predecessor that ends so) tells replay that one which does not lost its
+//! end; the first segment listed has no predecessor to tell it (see `replay.rs`).
 //!
 //! Varints are LEB128 (7 bits per byte, low bits first). A run costs one header and one
 //! checksum, and each entry about 4 bytes beside its data, where a type-2 record costs 9 bytes
@@ -70,8 +74,9 @@ const TYPE_ENTRIES: u8 = 6;
 const TYPE_SYNCED: u8 = 7;
 const TYPE_SNAPSHOT_RESET: u8 = 8;
 const TYPE_NEXT: u8 = 9;
+const TYPE_CHAINED: u8 = 10;
 /// The highest type this version knows.
-const TYPE_LAST: u8 = TYPE_NEXT;
+const TYPE_LAST: u8 = TYPE_CHAINED;
 
 /// One decoded WAL record.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +108,9 @@ pub enum Record {
         /// The index of the first entry the next segment was created to hold.
         first_index: u64,
     },
+    /// In a segment's header: once another segment follows it, this one ends with a
+    /// [`Record::Next`], so one that does not lost its end.
+    Chained,
 }
 
 impl Record {
@@ -118,6 +126,7 @@ impl Record {
             Record::Synced(_) => "synced",
             Record::SnapshotReset(_) => "snapshot-reset",
             Record::Next { .. } => "next",
+            Record::Chained => "chained",
         }
     }
 
@@ -137,6 +146,7 @@ impl Record {
                 seq: *seq,
                 first_index: *first_index,
             },
+            Record::Chained => RecordRef::Chained,
         }
     }
 }
@@ -169,6 +179,8 @@ pub enum RecordRef<'a> {
         /// Its first index.
         first_index: u64,
     },
+    /// See [`Record::Chained`].
+    Chained,
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -272,6 +284,7 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
             put_varint(buf, first_index);
             (TYPE_NEXT, "next", Ok(()))
         }
+        RecordRef::Chained => (TYPE_CHAINED, "chained", Ok(())),
     };
     let fail = |buf: &mut Vec<u8>, reason: String| {
         buf.truncate(start);
@@ -481,6 +494,13 @@ fn decode_payload(frame: &Frame<'_>) -> Result<Record, DecodeError> {
             }
             Record::Next { seq, first_index }
         }
+        TYPE_CHAINED if frame.payload.is_empty() => Record::Chained,
+        TYPE_CHAINED => {
+            return Err(bad(
+                "chained",
+                format!("{} bytes where none belong", frame.payload.len()),
+            ));
+        }
         // check_frame admits only known types, so this arm is TYPE_PADDING. The length fits:
         // it was read from the header's u32.
         _ => Record::Padding(frame.payload.len() as u32),
@@ -599,6 +619,7 @@ mod tests {
                 seq: u64::MAX,
                 first_index: u64::MAX,
             },
+            Record::Chained,
             Record::Metadata(joined),
         ]
     }

@@ -43,6 +43,12 @@
 //! began, was deleted or lost. Unless that temporary file is still there: a crash came between
 //! the two, nothing was written to the new segment yet, and `Wal::open` gives it its name.
 //! Only zeros may follow such a record.
+//!
+//! A segment, not the last, that ends without that record lost its end (see [`lost_end`]),
+//! where the WAL says it has one: its header promises it (type 10), or the segment before it
+//! ends so. The promise is what covers the first segment listed, the first of a new WAL or
+//! the oldest that retention left. Segments rotated by builds before type 9 end without it,
+//! and the headers they and builds before type 10 wrote promise nothing.
 
 use crate::disk::IoError;
 use std::path::{Path, PathBuf};
@@ -186,8 +192,8 @@ impl State {
                 ));
             }
             Record::Synced(_) => {}
-            // The segments' order: checked where they are read (see `replay`).
-            Record::Next { .. } => {}
+            // The segments' order and ends: checked where they are read (see `replay`).
+            Record::Next { .. } | Record::Chained => {}
         }
         Ok(())
     }
@@ -292,6 +298,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         let mut synced_to = 0;
         let mut off = 0;
         let mut ended = false;
+        let mut chained = false;
         while off < data.len() {
             match record::decode(&data, off) {
                 Ok((Record::Next { seq, first_index }, len)) if off > 0 => {
@@ -311,6 +318,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
                 }
                 Ok((rec, len)) => {
                     ends_synced = rec == Record::Synced(off as u64);
+                    chained |= rec == Record::Chained;
                     if let Record::Synced(n) = rec {
                         synced_to = n;
                     }
@@ -329,7 +337,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
                 }
             }
         }
-        if i != last && previous_ended && !ended {
+        if i != last && (previous_ended || chained) && !ended {
             return Err(lost_end(&seg.path, off));
         }
         previous_ended = ended;
@@ -450,6 +458,7 @@ fn scan_segment(
     let mut off = 0;
     // After the record that ends a segment, only zeros.
     let mut ended = false;
+    let mut chained = false;
     while off < data.len() {
         if (last || ended) && off > 0 && is_zero_tail(&data, off) {
             break;
@@ -471,6 +480,7 @@ fn scan_segment(
             }
         };
         visit(&seg.path, off as u64, len as u64, &rec);
+        chained |= rec == Record::Chained;
         if let Record::Next { seq, first_index } = rec {
             // Judged as replay judges it (a successor under its temporary name is fine
             // here: dump only reads).
@@ -487,7 +497,7 @@ fn scan_segment(
         }
         off += len;
     }
-    if !last && previous_ended && !ended {
+    if !last && (previous_ended || chained) && !ended {
         return Err(lost_end(&seg.path, off));
     }
     Ok(ended)
@@ -532,12 +542,13 @@ fn unread_after(err: Error, unread: &[Segment]) -> Error {
 }
 
 /// A segment, not the last, that ends after a whole record but without the record naming the
-/// next segment, at `off`, while the segment before it has one. Every segment since WALs
-/// began to write that record ends with it, synced before the next segment gets its name: its
-/// end was lost. Read on, the next segment's entries could overwrite only part of what the
-/// lost end had overwritten, leaving entries of an older term under the commit index (found
-/// by a review). (A WAL of an older build has no such record before its first rotation by a
-/// newer one.)
+/// next segment, at `off`, while its header promises one or the segment before it has one.
+/// Every segment since WALs began to write that record ends with it, synced before the next
+/// segment gets its name: its end was lost. Read on, the next segment's entries could
+/// overwrite only part of what the lost end had overwritten, leaving entries of an older term
+/// under the commit index (found by a review). (A WAL of an older build has no such record
+/// before its first rotation by a newer one, and no promise in the headers it wrote: there,
+/// the first segment listed is not held to it, having no predecessor to tell.)
 fn lost_end(path: &Path, off: usize) -> Error {
     corrupt(
         path,
@@ -548,7 +559,7 @@ fn lost_end(path: &Path, off: usize) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{corrupt_in, ent, ents, hs, meta, opts};
+    use super::super::tests::{corrupt_in, ent, ents, hs, marker, meta, opts};
     use super::super::{Wal, WalOptions, record::RecordRef};
     use super::*;
     use crate::disk::StdFs;
@@ -562,19 +573,87 @@ mod tests {
     #[test]
     fn a_middle_segment_cut_short_at_a_record_is_refused() {
         let tmp = TempDir::new().unwrap();
+        // Every save rotates: each is a segment of its own.
+        let mut wal = twenty_entries(tmp.path(), opts(1));
+        overwrite(&mut wal);
+        go_on(&mut wal);
+        refused_once_cut_at_the_overwrite(tmp.path());
+    }
+
+    /// The same damage to the first segment listed, which has no segment before it to say
+    /// that it must end naming the next one: its header promises it. Before, both a start and
+    /// a dump read on, into entries 18 and 19 of term 1 under a commit index of 21 (found by
+    /// a review).
+    #[test]
+    fn the_first_segment_cut_short_at_a_record_is_refused() {
+        let tmp = TempDir::new().unwrap();
+        drop(twenty_entries(tmp.path(), opts(1 << 20)));
+        // Segments of one byte from here: the overwrite still goes to the first segment.
+        let (mut wal, _) = Wal::open(tmp.path(), opts(1)).unwrap();
+        overwrite(&mut wal);
+        go_on(&mut wal);
+        let first = refused_once_cut_at_the_overwrite(tmp.path());
+        assert_eq!(
+            first.file_name().unwrap(),
+            "0000000000000000-0000000000000000.wal"
+        );
+    }
+
+    /// As above, where the first segment listed is the oldest that retention left after a
+    /// snapshot: the segment before it, which ends naming it, is gone.
+    #[test]
+    fn the_oldest_segment_retention_left_cut_short_at_a_record_is_refused() {
+        let tmp = TempDir::new().unwrap();
         let mut wal = Wal::create(tmp.path(), &meta(), opts(1)).unwrap();
+        wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
+            .unwrap();
+        drop(wal);
+        let (mut wal, _) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        wal.save(Some(&hs(1, 1, 11)), &ents(11..=20, 1), true)
+            .unwrap();
+        overwrite(&mut wal);
+        drop(wal);
+        let (mut wal, _) = Wal::open(tmp.path(), opts(1)).unwrap();
+        let second = wal.segment_paths()[1].clone();
+        wal.save_snapshot_marker(&marker(1, 11)).unwrap();
+        wal.release_to(11).unwrap();
+        wal.wait_for_removals();
+        assert_eq!(wal.segment_paths()[0], second, "the first segment released");
+        go_on(&mut wal);
+        assert_eq!(refused_once_cut_at_the_overwrite(tmp.path()), second);
+    }
+
+    /// A new WAL in `dir` holding entries 1 to 20 of term 1, saved in two writes, and a commit
+    /// index of 10.
+    fn twenty_entries(dir: &Path, opts: WalOptions) -> Wal {
+        let mut wal = Wal::create(dir, &meta(), opts).unwrap();
         wal.save(Some(&hs(1, 1, 10)), &ents(1..=10, 1), true)
             .unwrap();
         wal.save(Some(&hs(1, 1, 10)), &ents(11..=20, 1), true)
             .unwrap();
+        wal
+    }
+
+    /// Saves, on a WAL holding entries 1 to 20 of term 1, raft's overwrite of entries 18 and
+    /// 19 with term 2.
+    fn overwrite(wal: &mut Wal) {
         wal.save(Some(&hs(2, 2, 19)), &ents(18..=19, 2), true)
             .unwrap();
+    }
+
+    /// Saves, after [`overwrite`] and in a later segment, entries 20 and 21 of term 2, all
+    /// committed.
+    fn go_on(wal: &mut Wal) {
         wal.save(Some(&hs(2, 2, 21)), &ents(20..=21, 2), true)
             .unwrap();
-        drop(wal);
-        // The segment holding the overwrite, cut where its entries begin.
+    }
+
+    /// Cuts the segment holding the record that [`overwrite`] saved where that record begins,
+    /// and checks that a start and a scan refuse the WAL, naming that segment and offset.
+    /// Returns the segment.
+    fn refused_once_cut_at_the_overwrite(dir: &Path) -> PathBuf {
         let mut cut = None;
-        scan(&StdFs, tmp.path(), |path, off, _, rec| {
+        scan(&StdFs, dir, |path, off, _, rec| {
             if let Record::Entries(es) = rec
                 && es.first().is_some_and(|e| e.index == 18 && e.term == 2)
             {
@@ -589,17 +668,29 @@ mod tests {
             .unwrap()
             .set_len(off)
             .unwrap();
-        for err in [
-            Wal::open(tmp.path(), opts(1)).map(drop).unwrap_err(),
-            scan(&StdFs, tmp.path(), |_, _, _, _| {}).unwrap_err(),
-        ] {
+        let opened = match Wal::open(dir, opts(1)) {
+            Ok((_, c)) => panic!(
+                "opened with the overwrite lost: entries {:?} (index, term), commit {}",
+                c.entries()
+                    .iter()
+                    .filter(|e| e.index >= 18)
+                    .map(|e| (e.index, e.term))
+                    .collect::<Vec<_>>(),
+                c.hard_state.commit
+            ),
+            Err(e) => e,
+        };
+        for err in [opened, scan(&StdFs, dir, |_, _, _, _| {}).unwrap_err()] {
+            let text = err.to_string();
             match err {
                 Error::Corrupt {
                     path: at, offset, ..
                 } => assert_eq!((at, offset), (path.clone(), off)),
                 other => panic!("expected Corrupt naming {path:?}, got {other:?}"),
             }
+            assert!(text.contains("its end was lost"), "{text}");
         }
+        path
     }
 
     /// An empty segment is refused by a scan (what `dump` reads with) as by a replay, naming
@@ -662,6 +753,7 @@ mod tests {
         // The header and its sync mark, the synced write and the mark of its sync, the other.
         let want = [
             "metadata",
+            "chained",
             "synced",
             "entries",
             "hardstate",
@@ -800,7 +892,7 @@ mod tests {
             }
             let (seg, recs) = synced_then_unsynced(tmp.path(), &big);
             // Where the unsynced write begins.
-            let synced = recs[5].0;
+            let synced = recs[6].0;
             // The first page of the write is lost, the second (with the hard state) is not.
             let mut bytes = fs::read(&seg).unwrap();
             assert!(bytes.len() > 4096, "the write spans two pages");
@@ -843,7 +935,8 @@ mod tests {
             // The header's sync mark, the old records, the mark of the first open (which synced
             // them), the new run and the mark after its sync.
             [
-                "metadata", "synced", "entry", "entry", "entry", "synced", "entries", "synced"
+                "metadata", "chained", "synced", "entry", "entry", "entry", "synced", "entries",
+                "synced"
             ]
         );
     }
@@ -889,8 +982,8 @@ mod tests {
         assert_eq!(header_hs.1, "hardstate");
 
         for (dir, path, off) in [
-            (tmp.path(), seg.clone(), recs[2].0),
             (tmp.path(), seg.clone(), recs[3].0),
+            (tmp.path(), seg.clone(), recs[4].0),
             (pristine.path(), last_seg, header_hs.0),
         ] {
             let mut bytes = fs::read(&path).unwrap();
