@@ -188,68 +188,167 @@ fn restart(
     snapshotter: Snapshotter,
 ) -> Result<Recovered, StartError> {
     let wal_dir = config.wal_dir();
-    let options = config.wal_options();
+    let (wal, contents) = open_wal(config, own_url, &fs)?;
+    warn_if_join_ignored(config, &contents);
     let mem = MemStorage::new();
-    let (mut wal, mut contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+    let snapshot = load_snapshot(&snapshotter, &contents, &mem)?;
+    let (snapshot_index, snap_meta) = (snapshot.index(), snapshot.meta.as_ref());
+    let (entries, hs) = replayed_log(&wal_dir, &snapshotter, &contents, snap_meta)?;
+    let conf_state = snap_meta
+        .map(|m| m.get_conf_state().clone())
+        .unwrap_or_default();
+    let ClusterState {
+        members,
+        sessions,
+        incarnation,
+    } = snapshot.state;
+    check_sole_voter(
+        config, &wal_dir, own_url, &members, snap_meta, entries, hs.commit,
+    )?;
+    // Known before the transport sends or takes a message: a node that answered its
+    // peers before it had applied its committed entries again could unseat their leader
+    // with its term, before its incarnation told them apart (see crate::incarnation).
+    let committed = entries.partition_point(|e| e.index <= hs.commit);
+    let incarnation_at_start = incarnation.after(&entries[..committed]);
+    mem.wl().append(entries).map_err(StartError::Raft)?;
+    mem.wl().set_hardstate(hs.clone());
+    tracing::info!(
+        snapshot_index,
+        entries = entries.len(),
+        term = hs.term,
+        commit = hs.commit,
+        "replayed the WAL"
+    );
+    let segment_size = config.wal_options().segment_size;
+    if let Some(warning) = low_space_warning(&*fs, &wal_dir, segment_size, snapshot.bytes) {
+        tracing::warn!("{warning}");
+    }
+    Ok(Recovered {
+        wal: Some(wal),
+        members,
+        sessions,
+        incarnation,
+        incarnation_at_start,
+        kv: snapshot.kv,
+        snapshot_index,
+        snapshot_bytes: snapshot.bytes,
+        conf_state,
+        cluster_id: contents.metadata.cluster_id,
+        commit_at_start: hs.commit,
+        ..Recovered::empty(lock, fs, NodeStorage::new(mem, snapshotter, snapshot.meta))
+    })
+}
+
+/// Opens the WAL of a restart and checks that it is this node's. A first start that stopped
+/// before it saved the cluster's first entries is finished here (see [`unfinished_bootstrap`]).
+fn open_wal(
+    config: &Config,
+    own_url: &str,
+    fs: &SharedFs,
+) -> Result<(Wal, WalContents), StartError> {
+    let wal_dir = config.wal_dir();
+    let options = config.wal_options();
+    let (mut wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
     check_metadata(config, &wal_dir, own_url, &contents.metadata)?;
-    if unfinished_bootstrap(&contents) {
-        // The first start stopped between creating the WAL and syncing its first entries
-        // and hard state (a power loss, or a kill: the batch waits in memory for its
-        // sync). Started as it is, the node has no members and never elects a leader,
-        // which a restart does not mend (found by a review). It has promised nothing, so
-        // its first start is finished.
-        tracing::warn!(
-            wal = %wal_dir.display(),
-            "the first start stopped before it saved the cluster's first entries; saving \
-             them now"
-        );
-        let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
-        wal.save(Some(&hs), &entries, true)?;
-        drop(wal);
-        (wal, contents) = Wal::open_on(fs.clone(), &wal_dir, options)?;
+    if !unfinished_bootstrap(&contents) {
+        return Ok((wal, contents));
     }
-    if config.join && !contents.metadata.initial_cluster.is_empty() {
-        // As in the original, a data dir decides; but a new member started once without
-        // --join made a cluster of its own there, which the members refuse for good.
-        tracing::warn!(
-            "--join is ignored: {} holds a cluster this node started itself (--cluster {}, \
-             without --join), and the node restarts as its member. If it is meant to join \
-             a cluster it was added to (POST /{} on a member), stop it, remove {} and {}, \
-             and start it again with --join",
-            wal_dir.display(),
-            contents.metadata.initial_cluster.join(","),
-            config.id,
-            wal_dir.display(),
-            config.snap_dir().display()
-        );
+    // The first start stopped between creating the WAL and syncing its first entries and
+    // hard state (a power loss, or a kill: the batch waits in memory for its sync). Started
+    // as it is, the node has no members and never elects a leader, which a restart does not
+    // mend (found by a review). It has promised nothing, so its first start is finished.
+    tracing::warn!(
+        wal = %wal_dir.display(),
+        "the first start stopped before it saved the cluster's first entries; saving them now"
+    );
+    let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
+    wal.save(Some(&hs), &entries, true)?;
+    drop(wal);
+    Ok(Wal::open_on(fs.clone(), &wal_dir, options)?)
+}
+
+/// Warns that `--join` is ignored where the WAL holds a cluster this node started itself.
+fn warn_if_join_ignored(config: &Config, contents: &WalContents) {
+    if !config.join || contents.metadata.initial_cluster.is_empty() {
+        return;
     }
+    // As in the original, a data dir decides; but a new member started once without
+    // --join made a cluster of its own there, which the members refuse for good.
+    let wal_dir = config.wal_dir();
+    tracing::warn!(
+        "--join is ignored: {} holds a cluster this node started itself (--cluster {}, \
+         without --join), and the node restarts as its member. If it is meant to join \
+         a cluster it was added to (POST /{} on a member), stop it, remove {} and {}, \
+         and start it again with --join",
+        wal_dir.display(),
+        contents.metadata.initial_cluster.join(","),
+        config.id,
+        wal_dir.display(),
+        config.snap_dir().display()
+    );
+}
+
+/// The newest snapshot the WAL names, or the empty state where it names none.
+struct LoadedSnapshot {
+    /// Members, sessions and incarnation as of the snapshot.
+    state: ClusterState,
+    /// The key-value map as of the snapshot.
+    kv: crate::kvstore::Map,
+    /// Its metadata; `None` without a snapshot.
+    meta: Option<SnapshotMetadata>,
+    /// Bytes of application data in it.
+    bytes: u64,
+}
+
+impl LoadedSnapshot {
+    /// The snapshot's index: 0 without one.
+    fn index(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.index)
+    }
+}
+
+/// Loads the newest snapshot that the WAL's markers name and applies it to raft's storage
+/// `mem`.
+fn load_snapshot(
+    snapshotter: &Snapshotter,
+    contents: &WalContents,
+    mem: &MemStorage,
+) -> Result<LoadedSnapshot, StartError> {
     // Streamed from the file into the map: a big store's snapshot is never whole in memory.
     let snapshot = snapshotter
         .load_newest_available_with(&contents.snapshot_markers, |r, len| {
             read_snapshot(r, len).map(|loaded| (loaded, len))
         })?;
-    let (state, kv, snap_meta, snapshot_bytes) = match snapshot {
-        Some((meta, ((state, kv), len))) => {
-            let mut snap = Snapshot::default();
-            snap.set_metadata(meta.clone());
-            mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
-            (state, kv, Some(meta), len)
-        }
-        None => (
-            ClusterState::default(),
-            crate::kvstore::Map::default(),
-            None,
-            0,
-        ),
+    let Some((meta, ((state, kv), bytes))) = snapshot else {
+        return Ok(LoadedSnapshot {
+            state: ClusterState::default(),
+            kv: crate::kvstore::Map::default(),
+            meta: None,
+            bytes: 0,
+        });
     };
-    let ClusterState {
-        members,
-        sessions,
-        incarnation,
-    } = state;
-    let snapshot_index = snap_meta.as_ref().map_or(0, |m| m.index);
-    // Entries missing because the snapshot that covered them is damaged (and was set
-    // aside): the error says so, with its file and offset, beside what the WAL lacks.
+    let mut snap = Snapshot::default();
+    snap.set_metadata(meta.clone());
+    mem.wl().apply_snapshot(snap).map_err(StartError::Raft)?;
+    Ok(LoadedSnapshot {
+        state,
+        kv,
+        meta: Some(meta),
+        bytes,
+    })
+}
+
+/// The entries after the snapshot `snap_meta` and the hard state to start from, once
+/// [`check_replayed_log`] has found that they are the log the node acknowledged. Entries
+/// missing because the snapshot that covered them is damaged (and was set aside): the error
+/// says so, with its file and offset, beside what the WAL lacks.
+fn replayed_log<'c>(
+    wal_dir: &Path,
+    snapshotter: &Snapshotter,
+    contents: &'c WalContents,
+    snap_meta: Option<&SnapshotMetadata>,
+) -> Result<(&'c [Entry], HardState), StartError> {
+    let snapshot_index = snap_meta.map_or(0, |m| m.index);
     let naming_damage = |error: StartError| {
         let damaged = snapshotter.set_aside();
         if damaged.is_empty() {
@@ -272,7 +371,7 @@ fn restart(
         .map_err(|e| naming_damage(StartError::from(e)))?;
     let last_index = entries.last().map_or(snapshot_index, |e| e.index);
     let mut hs = contents.hard_state.clone();
-    if let Some(meta) = &snap_meta {
+    if let Some(meta) = snap_meta {
         // A crash between saving a leader's snapshot (file, then marker) and writing that
         // Ready's hard state leaves a commit index below the snapshot. The snapshot proves
         // its entries committed; raft-rs would refuse a commit below its first index.
@@ -283,56 +382,13 @@ fn restart(
         hs.commit = hs.commit.max(meta.index);
     }
     check_replayed_log(
-        &wal_dir,
+        wal_dir,
         hs.commit,
         last_index,
         contents.snapshot_markers.last(),
         naming_damage,
     )?;
-    check_sole_voter(
-        config,
-        &wal_dir,
-        own_url,
-        &members,
-        snap_meta.as_ref(),
-        entries,
-        hs.commit,
-    )?;
-    // Known before the transport sends or takes a message: a node that answered its
-    // peers before it had applied its committed entries again could unseat their leader
-    // with its term, before its incarnation told them apart (see crate::incarnation).
-    let committed = entries.partition_point(|e| e.index <= hs.commit);
-    let incarnation_at_start = incarnation.after(&entries[..committed]);
-    mem.wl().append(entries).map_err(StartError::Raft)?;
-    mem.wl().set_hardstate(hs.clone());
-    let conf_state = snap_meta
-        .as_ref()
-        .map(|m| m.get_conf_state().clone())
-        .unwrap_or_default();
-    tracing::info!(
-        snapshot_index,
-        entries = entries.len(),
-        term = hs.term,
-        commit = hs.commit,
-        "replayed the WAL"
-    );
-    if let Some(warning) = low_space_warning(&*fs, &wal_dir, options.segment_size, snapshot_bytes) {
-        tracing::warn!("{warning}");
-    }
-    Ok(Recovered {
-        wal: Some(wal),
-        members,
-        sessions,
-        incarnation,
-        incarnation_at_start,
-        kv,
-        snapshot_index,
-        snapshot_bytes,
-        conf_state,
-        cluster_id: contents.metadata.cluster_id,
-        commit_at_start: hs.commit,
-        ..Recovered::empty(lock, fs, NodeStorage::new(mem, snapshotter, snap_meta))
-    })
+    Ok((entries, hs))
 }
 
 /// The two checks that the log replayed is the one this node acknowledged: its commit index
