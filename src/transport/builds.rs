@@ -60,22 +60,44 @@ pub(super) fn build_of(status: StatusCode, headers: &HeaderMap) -> Option<Build>
     }
 }
 
-/// The build each member last said it runs.
+/// How a member's build was heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// In a request of its own (a message stream, a snapshot, a probe it sent), which the
+    /// peer server admitted: its process said it, and a process restarted since opens new
+    /// streams that say it again.
+    Request,
+    /// In an answer to this node's probe, which may not be the member's word: a `404` from
+    /// something at its URL that is not its peer server, or a late answer of its previous
+    /// process, taken after its new process's stream (review 106).
+    ProbeAnswer,
+}
+
+/// The build each member last said it runs, and how it was heard.
 #[derive(Debug, Default)]
 pub struct Builds {
-    known: Mutex<HashMap<u64, Build>>,
+    known: Mutex<HashMap<u64, (Build, Heard)>>,
 }
 
 impl Builds {
-    /// Records that `peer` just said it runs `build` (a request's headers, or a probe's
-    /// answer), replacing what it said before.
-    pub fn record(&self, peer: u64, build: Build) {
-        self.lock().insert(peer, build);
+    /// Records that `peer` just said it runs `build`, `heard` as a request's headers or a
+    /// probe's answer, replacing what it said before.
+    pub fn record(&self, peer: u64, build: Build, heard: Heard) {
+        self.lock().insert(peer, (build, heard));
     }
 
-    /// What `peer` last said of its build.
+    /// What `peer` last said of its build, however it was heard.
     pub fn of(&self, peer: u64) -> Option<Build> {
-        self.lock().get(&peer).copied()
+        self.lock().get(&peer).map(|(build, _)| *build)
+    }
+
+    /// What `peer` last said of its build, if it said it in a request of its own
+    /// ([`Heard::Request`]) and nothing was heard since.
+    pub fn said_by(&self, peer: u64) -> Option<Build> {
+        match self.lock().get(&peer) {
+            Some((build, Heard::Request)) => Some(*build),
+            _ => None,
+        }
     }
 
     /// Forgets `peer` (removed from the membership: it is heard afresh if added back).
@@ -83,18 +105,20 @@ impl Builds {
         self.lock().remove(&peer);
     }
 
-    /// Those of `members` last heard as an older build, ascending.
+    /// Those of `members` last heard as an older build, however heard, ascending: a probe's
+    /// answer is replaced by the member's next request, which a leader gets at once from a
+    /// member that runs (its answers to the leader's messages).
     pub fn older_among(&self, members: impl IntoIterator<Item = u64>) -> Vec<u64> {
         let known = self.lock();
         let mut older: Vec<u64> = members
             .into_iter()
-            .filter(|id| known.get(id) == Some(&Build::Older))
+            .filter(|id| matches!(known.get(id), Some((Build::Older, _))))
             .collect();
         older.sort_unstable();
         older
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Build>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Build, Heard)>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -180,7 +204,8 @@ impl ValuesCheck {
     ///   within `wait`, the write's, which then proposes with what is left of it;
     /// - a leader judges by what it heard: the lowest member last heard as an older build is
     ///   named;
-    /// - a follower names its leader if it last heard it as an older build, or else asks it
+    /// - a follower names its leader if the leader's own request last said it runs an older
+    ///   build ([`Heard::Request`]; not an earlier probe answer), or else asks it
     ///   ([`super::PROBE_PATH`]) and names the lowest member (not itself) the answer lists as
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
     ///   of a build without the probe). A leader that does not answer within
@@ -216,7 +241,10 @@ impl ValuesCheck {
             }
             tokio::time::sleep(LEADER_POLL).await;
         };
-        if builds.of(leader) == Some(Build::Older) {
+        // Only the leader's own word is taken without asking: a probe's answer may not be its
+        // (see `Heard::ProbeAnswer`), and would otherwise stand while the leader's stream
+        // lives, refusing every such write.
+        if builds.said_by(leader) == Some(Build::Older) {
             return Err(Refusal::Older(leader));
         }
         if self.fresh_none(leader, &url) {
@@ -261,7 +289,7 @@ impl ValuesCheck {
     ) -> Option<(Build, Option<Vec<u64>>)> {
         let (status, headers) = self.prober.ask(id, url, patience).await?;
         let build = build_of(status, &headers)?;
-        self.filter.builds().record(id, build);
+        self.filter.builds().record(id, build, Heard::ProbeAnswer);
         Some((build, older_of(&headers)))
     }
 

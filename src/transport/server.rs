@@ -52,7 +52,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::builds::Build;
+use super::builds::{Build, Heard};
 use super::join::{Answer, MemberView, NoAnswer};
 use super::{
     Admission, HEADER_APPLIED, HEADER_APPLIED_TERM, HEADER_CLUSTER, HEADER_FROM,
@@ -214,7 +214,9 @@ impl PeerServer {
     /// streams.
     fn note_build(&self, from: u64, headers: &HeaderMap) {
         if from != self.filter.self_id && self.filter.is_member(from) {
-            self.filter.builds().record(from, Build::of(headers));
+            self.filter
+                .builds()
+                .record(from, Build::of(headers), Heard::Request);
         }
     }
 
@@ -1108,7 +1110,7 @@ mod tests {
     /// forgotten.
     #[tokio::test]
     async fn the_values_check_asks_the_leader_which_members_run_an_older_build() {
-        use crate::transport::builds::{Build, Refusal, ValuesCheck};
+        use crate::transport::builds::{Build, Heard, Refusal, ValuesCheck};
         use crate::transport::probe::Prober;
         use crate::transport::tests::serve;
         const WAIT: Duration = Duration::from_secs(5);
@@ -1120,7 +1122,7 @@ mod tests {
                 filter.set_member(id, Some(&format!("http://127.0.0.1:{id}")));
             }
             for id in older {
-                filter.builds().record(*id, Build::Older);
+                filter.builds().record(*id, Build::Older, Heard::Request);
             }
             server_of(filter, dir.path()).0.router()
         };
@@ -1153,18 +1155,18 @@ mod tests {
         );
         at(&older);
         assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(2)));
-        at(&heard_none);
-        assert_eq!(
-            check.older_member(|| 2, WAIT).await,
-            Err(Refusal::Older(2)),
-            "a leader last heard as older is named without asking"
-        );
-        filter.builds().forget(2);
         at(&no_probe);
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
             Err(Refusal::Older(2)),
             "a 404"
+        );
+        filter.builds().record(2, Build::Older, Heard::Request);
+        at(&heard_none);
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(2)),
+            "a leader whose own request said it runs an older build is named without asking"
         );
         filter.builds().forget(2);
         at(&nothing);
@@ -1217,19 +1219,22 @@ mod tests {
         let upgrading = {
             let filter = PeerFilter::new(2, 0xabc);
             filter.set_member(3, Some("http://127.0.0.1:3"));
-            filter.builds().record(3, Build::Older);
+            filter.builds().record(3, Build::Older, Heard::Request);
             server_of(filter, dir.path()).0
         };
         at(&serve(upgrading.clone().router()).await);
         assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
-        upgrading.filter.builds().record(3, Build::AnyBytes);
+        upgrading
+            .filter
+            .builds()
+            .record(3, Build::AnyBytes, Heard::Request);
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
             Ok(()),
             "node 3 upgraded a moment ago: asked again"
         );
 
-        filter.builds().record(3, Build::Older);
+        filter.builds().record(3, Build::Older, Heard::Request);
         assert_eq!(
             check.older_member(|| 1, WAIT).await,
             Err(Refusal::Older(3)),
@@ -1252,6 +1257,47 @@ mod tests {
         filter.set_member(3, None);
         assert_eq!(filter.builds().of(3), None, "a removed member is forgotten");
         assert_eq!(check.older_member(|| 1, WAIT).await, Ok(()));
+    }
+
+    /// A follower whose record of its leader's build came from an answer to its probe asks the
+    /// leader again at the next write: that answer may be a `404` from something at the
+    /// leader's URL other than its peer server, or a late answer of its previous process, and,
+    /// taken as the leader's word, it stood while the leader's stream lived (one request, one
+    /// record), refusing every such write with a 409 naming a leader of this build (review 106
+    /// L-B).
+    #[tokio::test]
+    async fn a_probe_answer_that_the_leader_is_older_is_asked_again_at_the_next_write() {
+        use crate::transport::builds::{Build, Heard, Refusal, ValuesCheck};
+        use crate::transport::probe::Prober;
+        use crate::transport::tests::serve;
+        const WAIT: Duration = Duration::from_secs(5);
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let leader = {
+            let filter = PeerFilter::new(2, 0xabc);
+            filter.set_member(1, Some("http://127.0.0.1:1"));
+            serve(server_of(filter, dir.path()).0.router()).await
+        };
+        let not_its_peer_server = serve(Router::new()).await;
+
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter.clone());
+        // The leader's stream opened, saying this build; then a probe reached something else.
+        filter.builds().record(2, Build::AnyBytes, Heard::Request);
+        filter.set_member(2, Some(&not_its_peer_server));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(2)),
+            "the 404 of a server without the probe"
+        );
+        assert_eq!(filter.builds().of(2), Some(Build::Older), "recorded");
+        filter.set_member(2, Some(&leader));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Ok(()),
+            "the leader is asked again, and says it runs this build"
+        );
+        assert_eq!(filter.builds().of(2), Some(Build::AnyBytes));
     }
 
     /// The strict reconfiguration check counts a member as up if something answers its probe
