@@ -1192,6 +1192,13 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        // One found with less than a millisecond left is not asked: it would say "no answer
+        // within 500.0µs" (review 110).
+        let little = crate::transport::builds::LEAST_PATIENCE / 2;
+        assert_eq!(
+            check.older_member(|| 2, little).await,
+            Err(Refusal::NoTimeLeft)
+        );
         drop(silent);
 
         // A "none" is reused for a moment: the same leader at the same URL, gone since, is not
