@@ -167,7 +167,7 @@ impl Storage for NodeStorage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use raft::eraftpb::ConfState;
 
@@ -213,7 +213,7 @@ mod tests {
 
     /// Log lines, as the node's subscriber would write them, captured for a test.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -230,10 +230,24 @@ mod tests {
     }
 
     impl Captured {
-        /// How many captured lines contain `text`.
-        fn count(&self, text: &str) -> usize {
+        /// A subscriber that writes its lines here.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+            let log = self.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .finish()
+        }
+
+        /// What was captured.
+        pub(crate) fn text(&self) -> String {
             let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            String::from_utf8_lossy(&bytes).matches(text).count()
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+
+        /// How many captured lines contain `text`.
+        pub(crate) fn count(&self, text: &str) -> usize {
+            self.text().matches(text).count()
         }
     }
 
@@ -245,13 +259,7 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (storage, snap) = storage_with_a_snapshot(dir.path(), 1_000);
         let log = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer({
-                let log = log.clone();
-                move || log.clone()
-            })
-            .with_ansi(false)
-            .finish();
+        let subscriber = log.subscriber();
         let gone = "the newest snapshot file is gone";
         let path = dir.path().join(snap_name(3, 40));
         tracing::subscriber::with_default(subscriber, || {

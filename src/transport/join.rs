@@ -77,9 +77,10 @@ use crate::request::Shared;
 /// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
 /// starting too, their ports bound but not answering yet, and every start would wait this long.
 const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
-/// Pause before asking again, within [`BOOTSTRAP_ASK`], a member whose port refused the
-/// question: started a moment after this node (`cluster.sh` and goreman start them one after
-/// another), it binds its port within tens of milliseconds.
+/// Pause before asking again, within [`BOOTSTRAP_ASK`], a member that refused the question or
+/// could not answer it yet (its port not bound, or an HTTP refusal such as a `503`): started a
+/// moment after this node (`cluster.sh` and goreman start them one after another), it binds
+/// its port within tens of milliseconds.
 const BOOTSTRAP_RETRY: Duration = Duration::from_millis(25);
 /// Pause between rounds of questions.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -652,10 +653,13 @@ impl Lookup {
     /// word is enough, as a node that starts anew must not guess), or knows it at another
     /// URL, and why. A member that does not answer in time, or knows nothing of it, says
     /// nothing: in a new cluster they are all starting. So this is a check on what the members
-    /// that answer know, where a joining node waits for a definite answer. One whose port
-    /// refuses the question is asked again until the time is up: asked once, a member started
-    /// a moment later (as `./cluster.sh start` does) said nothing, and a voter that had lost
-    /// its data was taken back at once (found by a user's campaign).
+    /// that answer know, where a joining node waits for a definite answer. One that refuses
+    /// the question or cannot answer it yet (its port not bound, an HTTP refusal) is asked
+    /// again until the time is up: asked once, a member started a moment later (as
+    /// `./cluster.sh start` does) said nothing, and a voter that had lost its data was taken
+    /// back at once (found by a user's campaign). If none answered, that is logged, with what
+    /// to do if this node did lose its data (review 106): a member still replaying a large
+    /// log holds the question unanswered, as one starting anew does.
     pub async fn before_bootstrap(&self) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + BOOTSTRAP_ASK;
         let asks = self.members.iter().map(|(id, url)| async move {
@@ -675,7 +679,24 @@ impl Lookup {
             .into_iter()
             .flatten()
             .collect();
+        if answers.is_empty() && !self.members.is_empty() {
+            tracing::info!("{}", self.none_answered());
+        }
         before_bootstrap(self.filter.self_id, &self.own_url, &answers)
+    }
+
+    /// What [`Self::before_bootstrap`] says when no member answered within [`BOOTSTRAP_ASK`].
+    fn none_answered(&self) -> String {
+        let asked: Vec<String> = self.members.iter().map(|(id, _)| id.to_string()).collect();
+        let nodes = if asked.len() == 1 { "node" } else { "nodes" };
+        let id = self.filter.self_id;
+        format!(
+            "asked {nodes} {} whether node {id} has run before; none answered within \
+             {BOOTSTRAP_ASK:?}, so it starts anew as a member of the first cluster (right if \
+             the cluster is new). If this node ran before and lost its data, stop it, {}",
+            asked.join(", "),
+            add_back(id, &self.own_url)
+        )
     }
 
     /// One question to member `id` at `url`: the identity, a refusal for good, or a doubt;
@@ -894,6 +915,40 @@ mod tests {
             member.asked.load(Ordering::SeqCst) >= 1,
             "asked once it listened"
         );
+    }
+
+    /// Node 4, of the first cluster, starts on an empty data dir and no member answers within
+    /// the half second (member 2's port refuses, member 3's takes the connection and never
+    /// answers, as a member still replaying a long log does): it starts, and says so in one
+    /// line naming whom it asked, the wait, and what to do if it did lose its data (review 106:
+    /// it was silent). A start that a member answered says nothing of it.
+    #[tokio::test]
+    async fn a_start_that_no_member_answered_says_so() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let refusing = tokio::net::TcpSocket::new_v4().expect("a socket");
+        refusing
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("a free port on 127.0.0.1");
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let url = |addr: std::net::SocketAddr| format!("http://{addr}");
+        let unanswered = lookup(vec![
+            (2, url(refusing.local_addr().expect("bound"))),
+            (3, url(silent.local_addr().expect("bound"))),
+        ]);
+        assert_eq!(unanswered.before_bootstrap().await, Ok(()));
+        let said = [
+            "asked nodes 2, 3 whether node 4 has run before; none answered within 500ms",
+            "stop it, remove it and add it back (DELETE /4, then POST /4 with http://127.0.0.1:9",
+        ];
+        for text in said {
+            assert_eq!(log.count(text), 1, "{text:?} in {}", log.text());
+        }
+
+        let (_member, admitting) = Member::start(ADMIT).await;
+        let answered = lookup(vec![(2, admitting)]);
+        assert_eq!(answered.before_bootstrap().await, Ok(()));
+        assert_eq!(log.count("none answered"), 1, "said again: {}", log.text());
     }
 
     /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.
