@@ -218,11 +218,11 @@ impl ValuesCheck {
     ///   build ([`Heard::Request`]; not an earlier probe answer), or else asks it
     ///   ([`super::PROBE_PATH`]) and names the lowest member (not itself) the answer lists as
     ///   older, or the leader if the answer says it is one (no [`HEADER_VALUES`], or the `404`
-    ///   of a build without the probe). A leader that does not answer within
-    ///   [`BUILDS_TIMEOUT`] (or what is left of `wait`, if less), or whose answer does not
-    ///   say, refuses it too: nothing is written, and the client may try again. One found with
-    ///   less than [`LEAST_PATIENCE`] left of `wait` is not asked ([`Refusal::NoTimeLeft`]).
-    ///   A "none" is reused for [`ANSWER_FRESH`].
+    ///   of a build without the probe). A leader that does not answer within `BUILDS_TIMEOUT`,
+    ///   a second (or what is left of `wait`, if less), or whose answer does not say, refuses
+    ///   it too: nothing is written, and the client may try again. One found with less than
+    ///   [`LEAST_PATIENCE`] left of `wait` is not asked ([`Refusal::NoTimeLeft`]). A "none" is
+    ///   reused for `ANSWER_FRESH`, half a second.
     ///
     /// A member that the leader has not heard since the leader started (down all that time,
     /// or not yet connected to a leader just elected) cannot be told apart from this build,

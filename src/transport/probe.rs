@@ -7,7 +7,7 @@
 //! change judged with it could leave the members without a quorum (reviews 101, 102).
 //!
 //! The same probe tells which build a member runs, for the check before a value that is not
-//! UTF-8 is written (`builds`, which asks with [`Prober::ask`]).
+//! UTF-8 is written (`builds`, which asks with `Prober::ask`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
