@@ -181,12 +181,22 @@ pub enum ApiError {
          request without an Expect header)"
     )]
     UnmetExpectation(String),
-    /// `?pretty=` with a value that is not a boolean (the value as sent, and what is taken).
+    /// A boolean query flag (`?pretty`, `?stale`) with a value that is none (see
+    /// [`query_flag`]).
     #[error(
-        "bad value {0:?} for ?pretty: want {1}; ?pretty alone is true, and without it the \
-         status is JSON"
+        "bad value {value:?} for ?{name}: want {want}; ?{name} alone is true, and without it \
+         {without}"
     )]
-    BadPretty(String, String),
+    BadFlag {
+        /// The flag's name.
+        name: &'static str,
+        /// The value, as decoded.
+        value: String,
+        /// The values taken.
+        want: String,
+        /// What the request does without the flag.
+        without: &'static str,
+    },
     /// An unknown path under `/-/`.
     #[error(
         "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not \
@@ -241,7 +251,7 @@ impl ApiError {
             | ApiError::ReservedKey(_)
             | ApiError::BadId(_)
             | ApiError::BadUrl(_)
-            | ApiError::BadPretty(..)
+            | ApiError::BadFlag { .. }
             | ApiError::Body(_)
             | ApiError::MissingHost
             | ApiError::ManyHosts(_)
@@ -404,28 +414,37 @@ fn bad_escape(path: &str) -> Option<usize> {
     })
 }
 
-/// Whether the query string asks for a stale (local) read: `?stale`, `?stale=true`, `?stale=1`.
-/// Names and values are decoded as a form's are, since a client may escape any character:
-/// `?stale=%31` is `?stale=1` (compared raw, it was a linearizable read).
-fn wants_stale(query: &str) -> bool {
-    form_urlencoded::parse(query.as_bytes())
-        .any(|(name, value)| name == "stale" && matches!(&*value, "" | "true" | "1"))
+/// Whether the query string asks for a stale (local) read (see [`query_flag`]). Only
+/// `?stale`, `=true` and `=1` were, and any other value (`?stale=t`, `?stale=maybe`) was
+/// silently a linearizable read (found by a newcomer's campaign).
+fn wants_stale(query: &str) -> Result<bool, ApiError> {
+    query_flag(query, "stale", "the read is linearizable")
 }
 
-/// Whether the query string asks `/-/status` for the text laid out for a person: `?pretty`
-/// alone, or a boolean as the flags take one (`pretty=1`, `pretty=false`; the last counts).
-/// Any other value is refused: taken as "yes", `?pretty=0` was the text. Decoded as a form
-/// is, since a client may escape any character: compared raw, `?pretty=%31` was a 400.
+/// Whether the query string asks `/-/status` for the text laid out for a person (see
+/// [`query_flag`]): taken as "yes", `?pretty=0` was the text.
 fn wants_pretty(query: &str) -> Result<bool, ApiError> {
-    let mut pretty = false;
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if name == "pretty" {
-            pretty = value.is_empty()
-                || crate::config::go_bool(&value)
-                    .map_err(|want| ApiError::BadPretty(value.into_owned(), want))?;
+    query_flag(query, "pretty", "the status is JSON")
+}
+
+/// The boolean query flag `name`: `?name` alone, or a boolean as the flags take one
+/// (`name=1`, `name=false`; the last counts); any other value is refused, naming the values
+/// taken and what the request does `without` the flag. Decoded as a form is, since a client
+/// may escape any character: compared raw, `?pretty=%31` was a 400.
+fn query_flag(query: &str, name: &'static str, without: &'static str) -> Result<bool, ApiError> {
+    let mut on = false;
+    for (given, value) in form_urlencoded::parse(query.as_bytes()) {
+        if given == name {
+            on = value.is_empty()
+                || crate::config::go_bool(&value).map_err(|want| ApiError::BadFlag {
+                    name,
+                    value: value.into_owned(),
+                    want,
+                    without,
+                })?;
         }
     }
-    Ok(pretty)
+    Ok(on)
 }
 
 async fn get_key(
@@ -435,7 +454,7 @@ async fn get_key(
     query: &str,
 ) -> Result<Response, ApiError> {
     let key = key_of(path, literal)?;
-    let consistency = if wants_stale(query) {
+    let consistency = if wants_stale(query)? {
         ReadConsistency::Stale
     } else {
         ReadConsistency::Linearizable
@@ -756,14 +775,37 @@ mod tests {
         assert!(err.to_string().starts_with("cannot encode JSON: "), "{err}");
     }
 
+    /// `?stale` takes a boolean as `?pretty` does: `stale=t` and `stale=TRUE` are stale reads,
+    /// and a value that is no boolean is refused, naming it and the values taken, where it was
+    /// silently a linearizable read (`?stale=maybe`: a newcomer's campaign).
     #[test]
-    fn stale_flag_parsing() {
-        assert!(wants_stale("stale"));
-        assert!(wants_stale("a=b&stale=true"));
-        assert!(wants_stale("stale=1"));
-        assert!(!wants_stale("stale=false"));
-        assert!(!wants_stale(""));
-        assert!(!wants_stale("notstale"));
+    fn stale_takes_a_boolean() {
+        for query in [
+            "stale",
+            "stale=",
+            "a=b&stale=true",
+            "stale=1",
+            "stale=t",
+            "stale=TRUE",
+        ] {
+            assert!(matches!(wants_stale(query), Ok(true)), "{query}");
+        }
+        for query in ["", "notstale", "stale=false", "stale=0", "stale=1&stale=F"] {
+            assert!(matches!(wants_stale(query), Ok(false)), "{query}");
+        }
+        let err = wants_stale("stale=maybe").expect_err("not a boolean");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(r#"bad value "maybe" for ?stale: "#),
+            "{text}"
+        );
+        assert!(text.contains("true or false"), "{text}");
+        assert!(
+            text.contains("without it the read is linearizable"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 
     /// `?pretty` takes the flags' booleans: `pretty=0` and `pretty=false` are the JSON, where
@@ -812,8 +854,9 @@ mod tests {
         }
         let err = wants_pretty("pretty=%79es").expect_err("not a boolean");
         assert!(err.to_string().contains(r#""yes" for ?pretty"#), "{err}");
-        assert!(wants_stale("stale=%31") && wants_stale("st%61le=true"));
-        assert!(!wants_stale("stale=%30"));
+        assert!(matches!(wants_stale("stale=%31"), Ok(true)));
+        assert!(matches!(wants_stale("st%61le=true"), Ok(true)));
+        assert!(matches!(wants_stale("stale=%30"), Ok(false)));
     }
 
     /// The README's `/-/status?pretty` example is what the code prints for that state, and a

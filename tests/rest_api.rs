@@ -80,6 +80,23 @@ async fn status_takes_pretty_as_a_boolean() {
     cluster.shutdown().await;
 }
 
+/// `GET /<key>?stale` takes a boolean as `?pretty` does: `stale=t` is a stale read, and a
+/// value that is none is a `400` naming it, where it was silently a linearizable read.
+#[tokio::test(start_paused = true)]
+async fn a_get_takes_stale_as_a_boolean() {
+    let (cluster, api) = single_node().await;
+    api.call(Method::PUT, "/foo", b"bar".to_vec()).await;
+    for query in ["?stale=t", "?stale=TRUE", "?stale=0"] {
+        let (s, body) = api.call(Method::GET, &format!("/foo{query}"), vec![]).await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "bar"), "{query}");
+    }
+    let (s, body) = api.call(Method::GET, "/foo?stale=maybe", vec![]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    one_line(&body);
+    assert!(body.contains(r#""maybe" for ?stale"#), "{body}");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn routes_and_codes_match_the_original() {
     let (cluster, api) = single_node().await;
