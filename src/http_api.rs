@@ -175,10 +175,12 @@ pub enum ApiError {
          Transfer-Encoding: chunked alone"
     )]
     UnsupportedTransferCoding(String),
-    /// An `Expect` header other than `100-continue` (the value, as sent).
+    /// An `Expect` header other than `100-continue` (the value, as sent). A list that holds
+    /// `100-continue` can be refused too (see `go_server::unmet_expectation`): the reason says
+    /// "alone", or it read as if the list had been served.
     #[error(
-        "expectation {0:?} cannot be met: the only expectation served is 100-continue (send the \
-         request without an Expect header)"
+        "expectation {0:?} cannot be met: only Expect: 100-continue alone is served (send that, \
+         or no Expect header)"
     )]
     UnmetExpectation(String),
     /// A boolean query flag (`?pretty`, `?stale`) with a value that is none (see
@@ -199,8 +201,9 @@ pub enum ApiError {
     },
     /// An unknown path under `/-/`.
     #[error(
-        "no endpoint {0}: paths under /-/ are reserved for the node's own endpoints and are not \
-         keys"
+        "no endpoint {0}: the node's endpoints are {known}, and the live page /-/ui with its \
+         stream /-/events (see the README's REST API); paths under /-/ are never keys",
+        known = KNOWN_ENDPOINTS.join(", ")
     )]
     UnknownEndpoint(String),
     /// `/-/ready` while the node is not ready (why, as the node says it).
@@ -983,6 +986,83 @@ mod tests {
         }
         assert_eq!(decode_key("/bad%25zz").ok().as_deref(), Some("/bad%zz"));
         assert_eq!(decode_key("/%4a%4A").ok().as_deref(), Some("/JJ"));
+    }
+
+    /// A path under `/-/` that is no endpoint is refused naming those that are, the live
+    /// page's included: the reason said only that such paths are no keys (a newcomer's
+    /// campaign).
+    #[test]
+    fn an_unknown_endpoint_names_the_endpoints_there_are() {
+        let err = ApiError::UnknownEndpoint("/-/nothing".into());
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        let text = err.to_string();
+        assert!(text.starts_with("no endpoint /-/nothing: "), "{text}");
+        for endpoint in KNOWN_ENDPOINTS.iter().chain(&["/-/ui", "/-/events"]) {
+            assert!(text.contains(endpoint), "{endpoint}: {text}");
+        }
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    /// An `Expect` list that holds `100-continue` (refused with a body) is told that only
+    /// `100-continue` alone is served: "the only expectation served is 100-continue" read as
+    /// if `foo, 100-continue` had been (a newcomer's campaign).
+    #[test]
+    fn an_unmet_expectation_says_100_continue_alone_is_served() {
+        let err = ApiError::UnmetExpectation("foo, 100-continue".into());
+        assert_eq!(err.status(), StatusCode::EXPECTATION_FAILED);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(r#"expectation "foo, 100-continue" cannot be met: "#),
+            "{text}"
+        );
+        assert!(text.contains("100-continue alone"), "{text}");
+        assert!(text.contains("or no Expect header"), "{text}");
+    }
+
+    /// The refusals of a membership change say what to do, not only what is wrong: where to
+    /// see the members, how to replace one, which id or URL to pick (a newcomer's campaign).
+    /// Each keeps its status, and its first words, which clients and tests match.
+    #[test]
+    fn membership_refusals_say_what_to_do() {
+        let cases = [
+            (
+                ProposalError::NotMember(99),
+                StatusCode::NOT_FOUND,
+                "node 99 is not a member: ",
+                &["GET /-/members"][..],
+            ),
+            (
+                ProposalError::AlreadyMember(2),
+                StatusCode::CONFLICT,
+                "node 2 is already a member: ",
+                &["DELETE /2", "GET /-/members"][..],
+            ),
+            (
+                ProposalError::UrlInUse {
+                    url: "http://127.0.0.1:22379".into(),
+                    id: 2,
+                },
+                StatusCode::CONFLICT,
+                "peer URL http://127.0.0.1:22379 is already used by node 2: ",
+                &["DELETE /2", "a peer URL of its own"][..],
+            ),
+            (
+                ProposalError::LastVoter(1),
+                StatusCode::CONFLICT,
+                "removing node 1 would leave the cluster with no voter: ",
+                &["add another member first"][..],
+            ),
+        ];
+        for (refusal, status, start, advice) in cases {
+            let err = ApiError::from(refusal);
+            assert_eq!(err.status(), status, "{err}");
+            let text = err.to_string();
+            assert!(text.starts_with(start), "{text}");
+            for words in advice {
+                assert!(text.contains(words), "{words}: {text}");
+            }
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
     }
 
     #[test]

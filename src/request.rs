@@ -177,10 +177,16 @@ pub enum ProposalError {
     #[error("the node is shutting down and had not proposed the request: it will not happen")]
     StoppedUnproposed,
     /// Adding an id that is already a member.
-    #[error("node {0} is already a member")]
+    #[error(
+        "node {0} is already a member: to replace it, remove it first (DELETE /{0}); to add \
+         another node, give it an id that GET /-/members does not list"
+    )]
     AlreadyMember(u64),
     /// Adding a URL another member uses.
-    #[error("peer URL {url} is already used by node {id}")]
+    #[error(
+        "peer URL {url} is already used by node {id}: give the new member a peer URL of its own, \
+         or, to replace node {id}, remove it first (DELETE /{id})"
+    )]
     UrlInUse {
         /// The URL.
         url: String,
@@ -202,10 +208,13 @@ pub enum ProposalError {
         listen: std::net::SocketAddr,
     },
     /// Removing an id that is not a member.
-    #[error("node {0} is not a member")]
+    #[error("node {0} is not a member: GET /-/members lists the members")]
     NotMember(u64),
     /// Removing the last voter.
-    #[error("removing node {0} would leave the cluster with no voter")]
+    #[error(
+        "removing node {0} would leave the cluster with no voter: add another member first \
+         (POST /<id> with its peer URL), then remove this one"
+    )]
     LastVoter(u64),
     /// Another membership change has not been applied yet.
     #[error("another membership change is still in progress; retry once it is applied")]
