@@ -219,19 +219,21 @@ impl Ports {
     async fn bind(config: &Config, own_url: &str) -> Result<Ports, StartError> {
         let peer_bind = membership::host_port(own_url)
             .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
-        let peer = TcpListener::bind(&peer_bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: format!("{peer_bind} (this node's peer URL in --cluster)"),
+        let peer = TcpListener::bind(&peer_bind).await.map_err(|source| {
+            bind_error(
+                format!("{peer_bind} (this node's peer URL in --cluster)"),
                 source,
-            })?;
+                " (the port cannot simply move: the other members know this node by that URL)",
+            )
+        })?;
         let rest_bind = SocketAddr::new(config.listen_host, config.port);
-        let rest = TcpListener::bind(rest_bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: format!("{rest_bind} (--port)"),
+        let rest = TcpListener::bind(rest_bind).await.map_err(|source| {
+            bind_error(
+                format!("{rest_bind} (--port)"),
                 source,
-            })?;
+                ", or pick another port with --port",
+            )
+        })?;
         Ok(Ports {
             peer_addr: local_addr(&peer, &peer_bind)?,
             rest_addr: local_addr(&rest, &rest_bind.to_string())?,
@@ -239,6 +241,24 @@ impl Ports {
             rest,
         })
     }
+}
+
+/// `source`, the failure to bind `addr`, as a start error. A port in use also says what may
+/// hold it and what to do (`remedy`, after "stop it"), which the OS's "Address already in
+/// use" leaves to the reader (a newcomer's campaign).
+fn bind_error(addr: String, source: std::io::Error, remedy: &str) -> StartError {
+    let source = if source.kind() == std::io::ErrorKind::AddrInUse {
+        std::io::Error::new(
+            source.kind(),
+            format!(
+                "{source}: another process holds that port, perhaps an earlier run of this \
+                 node that is still running; stop it{remedy}"
+            ),
+        )
+    } else {
+        source
+    };
+    StartError::Bind { addr, source }
 }
 
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered. `own_url` is
@@ -503,6 +523,52 @@ mod tests {
         let running = runtime.block_on(start(config)).expect("a free port");
         running.shutdown();
         runtime.block_on(running.wait());
+    }
+
+    /// A port in use, the REST port or the peer port, says what may hold it and what to do
+    /// about it: the OS's "Address already in use" left that to a newcomer (a campaign).
+    #[tokio::test]
+    async fn a_taken_port_says_what_may_hold_it_and_what_to_do() {
+        let holder = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port to hold");
+        let taken = holder.local_addr().expect("its address").port();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let config = |port| Config {
+            port,
+            listen_host: "127.0.0.1".parse().expect("a literal address"),
+            ..Config::default()
+        };
+        for (which, config, own_url, remedy) in [
+            (
+                "--port",
+                config(taken),
+                format!("http://127.0.0.1:{}", free()),
+                "or pick another port with --port",
+            ),
+            (
+                "--cluster",
+                config(0),
+                format!("http://127.0.0.1:{taken}"),
+                "the other members know this node by that URL",
+            ),
+        ] {
+            let Err(err) = Ports::bind(&config, &own_url).await else {
+                panic!("{which}: port {taken} is held");
+            };
+            let text = err.to_string();
+            assert!(text.starts_with("cannot listen on 127.0.0.1:"), "{text}");
+            assert!(text.contains(which), "{text}");
+            assert!(text.contains("another process holds that port"), "{text}");
+            assert!(text.contains("an earlier run of this node"), "{text}");
+            assert!(text.contains(remedy), "{text}");
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
     }
 
     /// A failed fsync is final: the node stops with an error naming the WAL file, and the
