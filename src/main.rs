@@ -168,18 +168,26 @@ fn colour_on_stderr() -> bool {
 /// for a person whose stop hangs (a disk that stopped answering) and who presses Ctrl-C
 /// again: tokio keeps the signals' handlers, so without this nothing would happen.
 ///
-/// Nothing here waits on stderr, nor on the node's threads: a stderr nobody reads (a terminal
-/// stopped with Ctrl-S, a pager that does not read) blocks every write to it, and with it any
-/// worker thread that logs, and a second signal must still end the process (found by two
-/// reviews: the first signal's log line held this task, so the second was never heard; then
-/// workers blocked in log lines left no thread to run it). So it runs on a thread of its own
-/// (see [`listen_for_signals`]) and says its lines from others.
+/// Nothing here waits long on stderr ([`SAY_AT_EXIT`] at most), nor on the node's threads: a
+/// stderr nobody reads (a terminal stopped with Ctrl-S, a pager that does not read) blocks
+/// every write to it, and with it any worker thread that logs, and a second signal must
+/// still end the process (found by two reviews: the first signal's log line held this task,
+/// so the second was never heard; then workers blocked in log lines left no thread to run
+/// it). So it runs on a thread of its own (see [`listen_for_signals`]) and says its lines
+/// from others.
 async fn on_signals(mut signals: StopSignals, stop_asked: CancellationToken) {
     signals.next().await;
-    stop_asked.cancel();
-    off_thread(|| {
+    // Said before the stop is asked, so that it comes before the stop's own lines (asked
+    // first, the node's "stopping: answering what is in flight" came first: a newcomer's
+    // campaign); waited for no longer than a line at exit is, so that a stderr nobody reads
+    // holds the stop up that long at most.
+    let said = off_thread(|| {
         tracing::info!("signal received; shutting down (a second one stops at once)");
     });
+    if let Some(said) = said {
+        let _ = tokio::time::timeout(SAY_AT_EXIT, said).await;
+    }
+    stop_asked.cancel();
     let code = signals.next().await;
     let said = off_thread(|| {
         say(format_args!(
@@ -187,8 +195,7 @@ async fn on_signals(mut signals: StopSignals, stop_asked: CancellationToken) {
         ));
     });
     if let Some(said) = said {
-        // This thread runs nothing else: waiting here holds up no one.
-        let _ = said.recv_timeout(SAY_AT_EXIT);
+        let _ = tokio::time::timeout(SAY_AT_EXIT, said).await;
     }
     // What the node has acknowledged is durable; ending here is no worse than a crash.
     std::process::exit(code);
@@ -224,8 +231,8 @@ fn listen_for_signals(stop_asked: CancellationToken) {
 }
 
 /// Runs `f` on a thread of its own, if one can be made; the receiver hears when it is done.
-fn off_thread(f: impl FnOnce() + Send + 'static) -> Option<std::sync::mpsc::Receiver<()>> {
-    let (done, finished) = std::sync::mpsc::channel();
+fn off_thread(f: impl FnOnce() + Send + 'static) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .spawn(move || {
             f();
@@ -235,7 +242,8 @@ fn off_thread(f: impl FnOnce() + Send + 'static) -> Option<std::sync::mpsc::Rece
         .map(|_| finished)
 }
 
-/// How long the exit at a second signal waits for its line to reach stderr.
+/// How long a signal's line may take to reach stderr before what the signal asks is done
+/// without it.
 const SAY_AT_EXIT: Duration = Duration::from_millis(200);
 
 /// SIGINT and SIGTERM, listened for from the moment they are created (on Unix; elsewhere

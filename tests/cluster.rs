@@ -483,7 +483,8 @@ fn stalls_within(
 /// over to a follower that is stopping too, and must not wait for it to lead (it used to
 /// wait out its 800 ms limit, and log that it stopped "with requests still in flight"). Once
 /// every other voter is unreachable it has no one to hand over to, and every node stops
-/// cleanly, on its own, well inside that limit.
+/// cleanly, on its own, well inside that limit. Each log says it heard the signal before it
+/// says it is stopping (the other way round, it read as a stop of the node's own accord).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_every_node_at_once_is_quick_and_clean() {
     let mut c = ProcCluster::start(3, &[]).await;
@@ -507,6 +508,12 @@ async fn stopping_every_node_at_once_is_quick_and_clean() {
         assert!(
             !log.contains("still in flight") && !log.contains("still open"),
             "node {id} stopped at its time limit instead of cleanly:\n{log}"
+        );
+        let heard = log.find("signal received");
+        let stopping = log.find("stopping: answering what is in flight");
+        assert!(
+            heard.is_some() && stopping.is_some() && heard < stopping,
+            "node {id} logged its stop before the signal that asked it:\n{log}"
         );
     }
 }
