@@ -709,10 +709,15 @@ fn check_metadata(
     let folder = wal_dir.display();
     let snap = config.snap_dir();
     let snap = snap.display();
-    let ways_out = format!(
-        "Either remove {folder} and {snap} to start this node with no data, or start it with \
-         the flags its data was created with"
-    );
+    // Restarting with the old flags comes first: for a member of a running cluster, removing
+    // its data is the lost-disk case, which then takes a DELETE and POST to mend.
+    let ways_out = |flags: &str| {
+        format!(
+            "Start it with the flags its data was created with ({flags}); or, only if this data \
+             is of no use (the node is no member of a running cluster), remove {folder} and \
+             {snap} to start it with no data"
+        )
+    };
     // A node asked to join brings no data: whatever is there is of an earlier life (a node
     // removed and added back, at its old URL or a new one), and the old flags would restart
     // that life, stuck if its URL changed since.
@@ -728,8 +733,10 @@ fn check_metadata(
     };
     if meta.node_id != config.id {
         return Err(StartError::ForeignDataDir(format!(
-            "{folder} belongs to node {}, but --id is {}. {ways_out} (--id {}).",
-            meta.node_id, config.id, meta.node_id
+            "{folder} belongs to node {}, but --id is {}. {}.",
+            meta.node_id,
+            config.id,
+            ways_out(&format!("--id {}", meta.node_id))
         )));
     }
     // A node that joined never knew the bootstrap list (it is empty); its peers check its
@@ -747,12 +754,11 @@ fn check_metadata(
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to a cluster started with --cluster {} (cluster {:x}), but the \
              flags ask for --cluster {}. It was probably left by an earlier run with other \
-             flags. {ways_out} (--cluster {}), or with --join if this node is meant to join \
-             another cluster after its folders are removed.",
+             flags. {}, or with --join if it is meant to join another cluster.",
             meta.initial_cluster.join(","),
             meta.cluster_id,
             config.cluster.join(","),
-            meta.initial_cluster.join(",")
+            ways_out(&format!("--cluster {}", meta.initial_cluster.join(",")))
         )));
     }
     if !meta.initial_cluster.is_empty()
@@ -760,8 +766,10 @@ fn check_metadata(
     {
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to cluster {:x}, which was started with another --cluster-token \
-             than {:?}. {ways_out} (the same --cluster-token).",
-            meta.cluster_id, config.cluster_token
+             than {:?}. {}.",
+            meta.cluster_id,
+            config.cluster_token,
+            ways_out("the same --cluster-token")
         )));
     }
     if own_url_moved {
@@ -770,9 +778,14 @@ fn check_metadata(
         }
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
-             {ways_out} (--cluster with {} in position {}), or with --join if this node is \
-             meant to join another cluster after its folders are removed.",
-            meta.node_id, meta.peer_url, config.id, meta.peer_url, config.id
+             {}, or with --join if it is meant to join another cluster.",
+            meta.node_id,
+            meta.peer_url,
+            config.id,
+            ways_out(&format!(
+                "--cluster with {} in position {}",
+                meta.peer_url, config.id
+            ))
         )));
     }
     Ok(())
@@ -1082,7 +1095,12 @@ mod tests {
         ] {
             match replay_wal(&with(&moved)) {
                 Err(StartError::ForeignDataDir(why)) => {
-                    assert!(why.contains("belongs to"), "{why}")
+                    assert!(why.contains("belongs to"), "{why}");
+                    // For a member of a running cluster, removing its data is the lost-disk
+                    // case: the old flags come first, the removal only with its condition.
+                    let old_flags = why.find("Start it with the flags its data was created with");
+                    let removal = why.find("only if this data is of no use");
+                    assert!(old_flags.is_some() && old_flags < removal, "{why}");
                 }
                 other => panic!("{moved:?}: {:?}", other.map(|_| "started")),
             }
