@@ -295,51 +295,72 @@ impl Proposals {
         !self.settle_for.is_zero() && now + self.settle_for >= deadline
     }
 
-    /// Keeps the rule that nothing is proposed in the [`settle_window`], for the requests
-    /// about to be proposed (a leader is known). One in its window that never left this node
-    /// (a normal one or the membership change) arrived with more of its wait and spent it
-    /// waiting for a leader (an election), a session, or the end of a pause: its client hears
-    /// now that it will not happen, which is certain, as no copy of it exists. Proposed, it
-    /// was withdrawn at the next tick, and nearly always heard "it may still happen" (review
-    /// 110 L1). A normal one that went out before and was queued again (a leader change) is
-    /// withdrawn now, as the next tick would, rather than proposed again first.
-    fn keep_the_settle_window(&mut self, now: Instant) {
-        // Only the queue and the change: a request that never went out is in one of them, and
-        // the queue is what is proposed this round, not every request in flight.
-        let late: Vec<u64> = self
-            .queue
-            .iter()
-            .chain(&self.change)
-            .filter(|seq| {
-                self.pending
-                    .get(*seq)
-                    .is_some_and(|p| self.in_settle_window(p.deadline, now))
-            })
-            .copied()
-            .collect();
+    /// Keeps the rule that nothing is proposed in the [`settle_window`]: at a tick (`tick`)
+    /// for every request, and before a batch or the change is taken (a leader is known) for
+    /// those about to be proposed, the queue and the change (a round may come far more often
+    /// than a tick; a request that never went out is in one of them). In its window:
+    /// - A request that never left this node (a normal one or the membership change) arrived
+    ///   with more of its wait and spent it waiting for a leader (an election), a session, or
+    ///   the end of a pause: its client hears now that it will not happen, which is certain,
+    ///   as no copy of it exists. Proposed, it was withdrawn at the next tick, and nearly
+    ///   always heard "it may still happen" (review 110 L1); waiting for a leader, it was held
+    ///   to its deadline, though it could no longer be proposed (review 110, leftover).
+    /// - A normal one that went out is withdrawn (see the module documentation), and so is
+    ///   not proposed again first when a leader change has queued it again.
+    /// - A membership change that went out stays pending, never withdrawn (see `add`).
+    fn keep_the_settle_window(&mut self, now: Instant, tick: Option<Tick>) {
+        let in_window = |seq: &u64| {
+            self.pending
+                .get(seq)
+                .is_some_and(|p| self.in_settle_window(p.deadline, now))
+        };
+        let late: Vec<u64> = match tick {
+            Some(_) => self
+                .pending
+                .keys()
+                .filter(|s| in_window(s))
+                .copied()
+                .collect(),
+            None => {
+                let about_to_go = self.queue.iter().chain(&self.change);
+                about_to_go.filter(|s| in_window(s)).copied().collect()
+            }
+        };
         for seq in late {
             let Some(p) = self.pending.get(&seq) else {
                 continue;
             };
-            let command = matches!(p.request, Asked::Command(_));
-            if p.sent_at.is_some() {
-                // A membership change is never withdrawn: see `add`.
-                if command {
+            match (p.sent_at, &p.request) {
+                (None, _) => {}
+                (Some(_), Asked::Command(_)) => {
                     self.withdraw(seq);
+                    continue;
                 }
-                continue;
+                (Some(_), Asked::Change { .. }) => continue,
             }
+            let err = self.never_proposed(p.deadline, tick);
             if self.change == Some(seq) {
                 self.change = None;
             }
             if let Some(p) = self.pending.remove(&seq) {
-                let _ = p.done.send(Err(ProposalError::NotProposed(self.timeout)));
+                let _ = p.done.send(Err(err));
             }
         }
         let pending = &self.pending;
         self.queue.retain(|seq| pending.contains_key(seq));
         if self.queue.is_empty() {
             self.queued_since = None;
+        }
+    }
+
+    /// What a request that never left this node, answered by `deadline`, hears once it can no
+    /// longer be proposed: "no leader was elected" only when no leader was known at any tick
+    /// of its wait as of `tick` (one known for part of it and lost was not: review 86).
+    fn never_proposed(&self, deadline: Instant, tick: Option<Tick>) -> ProposalError {
+        if tick.is_some_and(|tick| tick.no_leader_during(deadline, self.timeout)) {
+            ProposalError::NoLeader(self.timeout)
+        } else {
+            ProposalError::NotProposed(self.timeout)
         }
     }
 
@@ -466,7 +487,7 @@ impl Proposals {
         let Some(session) = self.session else {
             return Vec::new();
         };
-        self.keep_the_settle_window(now);
+        self.keep_the_settle_window(now, None);
         if self.queue.is_empty()
             || self.paused(now)
             || self.hold(leading, uncommitted, now).is_some()
@@ -521,7 +542,7 @@ impl Proposals {
     /// [`Proposals::keep_the_settle_window`]).
     pub fn take_change(&mut self, now: Instant, voters: &[u64]) -> Option<ChangeToPropose> {
         let session = self.session?;
-        self.keep_the_settle_window(now);
+        self.keep_the_settle_window(now, None);
         let seq = self.change?;
         if self.paused(now) {
             return None;
@@ -934,25 +955,14 @@ impl Proposals {
         self.queued_since.get_or_insert(now);
     }
 
-    /// Once per tick: withdraw the requests that went out and are in the last part of their
-    /// wait, answer those whose time is up (and forget those whose client gave up), and queue
-    /// again forwarded proposals that went unanswered too long. Returns how many were queued
-    /// again.
+    /// Once per tick: keep the settle window (withdraw the requests that went out and are in
+    /// the last part of their wait, answer those that never did: see
+    /// [`Proposals::keep_the_settle_window`]), answer those whose time is up (and forget those
+    /// whose client gave up), and queue again forwarded proposals that went unanswered too
+    /// long. Returns how many were queued again.
     pub fn on_tick(&mut self, tick: Tick) -> usize {
         let now = tick.at;
-        let withdrawn: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| {
-                p.sent_at.is_some()
-                    && matches!(p.request, Asked::Command(_))
-                    && self.in_settle_window(p.deadline, now)
-            })
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in withdrawn {
-            self.withdraw(seq);
-        }
+        self.keep_the_settle_window(now, Some(tick));
         let mut expired = Vec::new();
         for map in [&mut self.pending, &mut self.settling] {
             let seqs: Vec<u64> = map
@@ -973,10 +983,9 @@ impl Proposals {
             if p.queued {
                 self.queue.retain(|s| *s != seq);
             }
-            let no_leader = tick.no_leader_during(p.deadline, self.timeout);
             let err = match p.sent_at {
-                None if no_leader => ProposalError::NoLeader(self.timeout),
-                None => ProposalError::NotProposed(self.timeout),
+                // With no settle window (a zero timeout), or its client gone before it.
+                None => self.never_proposed(p.deadline, Some(tick)),
                 Some(_)
                     if matches!(p.request, Asked::Change { .. })
                         && crate::mutation::active(
@@ -1244,21 +1253,22 @@ mod tests {
         change: MemberChange,
         now: Instant,
     ) -> (Answer, ChangeToPropose) {
-        let (tx, answer) = oneshot::channel();
-        p.add(
-            Asked::Change {
-                change,
-                voters: None,
-                sent_with: None,
-            },
-            tx,
-            now,
-            None,
-            now,
-        );
+        let answer = change_asked(p, change, now);
         let next = p.take_change(now, &[1, 2, 3]).expect("the change is due");
         p.sent(&[next.seq], None, now);
         (answer, next)
+    }
+
+    /// A membership change asked for at `now`, with the whole timeout: its answer.
+    fn change_asked(p: &mut Proposals, change: MemberChange, now: Instant) -> Answer {
+        let (tx, answer) = oneshot::channel();
+        let asked = Asked::Change {
+            change,
+            voters: None,
+            sent_with: None,
+        };
+        p.add(asked, tx, now, None, now);
+        answer
     }
 
     fn decoded(entry: &Entry) -> (ProposalId, u64) {
@@ -1380,7 +1390,9 @@ mod tests {
         p.add(remove, tx, t0, None, t0);
         let leader = t0 + Duration::from_millis(4_500);
         let mut later = put(&mut p, leader - Duration::from_secs(1));
-        for s in 1..=4 {
+        // No tick in its window before the leader comes (a tick there answers it: see the
+        // next test), as when it enters its window within a tick of the leader's election.
+        for s in 1..=3 {
             p.on_tick(ticks.next(t0 + Duration::from_secs(s), false));
         }
         assert!(write.try_recv().is_err(), "still waiting for a leader");
@@ -1403,6 +1415,57 @@ mod tests {
             "the later write waits for its commit"
         );
         assert_eq!(p.len(), 1, "only the later write is pending");
+    }
+
+    /// A request, a write or a membership change, still waiting for a leader (an election)
+    /// or for this node's registration when its settle window begins can no longer be
+    /// proposed: the tick that finds it in its window answers it, not its deadline, a fifth
+    /// of its wait later (review 110, leftover: it heard the same answer at its deadline).
+    /// "No leader was elected" only if none was known in its wait.
+    #[test]
+    fn a_request_waiting_for_a_leader_is_answered_as_its_settle_window_begins() {
+        let secs = Duration::from_secs;
+        let t0 = Instant::now();
+        let window_begins = t0 + secs(5) - settle_window(secs(5));
+        let before = window_begins - Duration::from_millis(50);
+
+        let mut ticks = Ticks::default();
+        let (mut p, _) = registered(t0);
+        let mut write = put(&mut p, t0);
+        let mut change = change_asked(&mut p, MemberChange::Remove { id: 3 }, t0);
+        p.on_tick(ticks.next(before, false));
+        assert!(write.try_recv().is_err(), "answered before its window");
+        assert!(change.try_recv().is_err(), "answered before its window");
+        p.on_tick(ticks.next(window_begins, false));
+        for answer in [&mut write, &mut change] {
+            assert_eq!(
+                answer.try_recv(),
+                Ok(Err(ProposalError::NoLeader(secs(5)))),
+                "answered as its window begins"
+            );
+        }
+        assert!(p.is_empty());
+        let _next = change_asked(&mut p, MemberChange::Remove { id: 2 }, window_begins);
+        assert!(
+            p.take_change(window_begins, &[1, 2, 3]).is_some(),
+            "the answered change no longer holds the next one back"
+        );
+
+        // A leader known, but no registration yet: not "no leader was elected".
+        let mut ticks = Ticks::default();
+        let mut p = Proposals::new(1, 42, secs(5), Duration::from_millis(50));
+        let mut unregistered = put(&mut p, t0);
+        p.on_tick(ticks.next(before, true));
+        assert!(
+            unregistered.try_recv().is_err(),
+            "answered before its window"
+        );
+        p.on_tick(ticks.next(window_begins, true));
+        assert_eq!(
+            unregistered.try_recv(),
+            Ok(Err(ProposalError::NotProposed(secs(5)))),
+            "answered as its window begins"
+        );
     }
 
     /// A write that went out and was queued again by a leader change when it is already in
