@@ -307,7 +307,8 @@ impl Proposals {
     ///   to its deadline, though it could no longer be proposed (review 110, leftover).
     /// - A normal one that went out is withdrawn (see the module documentation), and so is
     ///   not proposed again first when a leader change has queued it again.
-    /// - A membership change that went out stays pending, never withdrawn (see `add`).
+    /// - A membership change that went out stays pending, never withdrawn (see `add`), nor
+    ///   proposed again (see [`Proposals::take_change`]).
     fn keep_the_settle_window(&mut self, now: Instant, tick: Option<Tick>) {
         let in_window = |seq: &u64| {
             self.pending
@@ -539,7 +540,16 @@ impl Proposals {
     /// The membership change to propose now, if one waits and there is a session; `voters`
     /// (ascending) are this node's now, recorded with a change the strict check did not see.
     /// One never proposed that is in its settle window is answered instead (see
-    /// [`Proposals::keep_the_settle_window`]).
+    /// [`Proposals::keep_the_settle_window`]). One that went out is not proposed again in its
+    /// window, whatever queued it again (a leader change, its resend interval, a leader that
+    /// held it back): nothing is proposed there. Unlike a write it is never withdrawn, as
+    /// nothing fences it (see `add`), so it stays pending and is answered as before: applied,
+    /// or at its deadline "it may still happen" (or "it will not happen" if its copies were
+    /// all this node's own as leader and each was overwritten: true still, as none is added).
+    /// Sent again in the window, it was the copy most likely to commit after its client had
+    /// heard "it may still happen" and looked at GET /-/members (review 110, leftover); the
+    /// price, as for a write, is a change lost with its leader late in its wait that could
+    /// have committed through the next one.
     pub fn take_change(&mut self, now: Instant, voters: &[u64]) -> Option<ChangeToPropose> {
         let session = self.session?;
         self.keep_the_settle_window(now, None);
@@ -548,6 +558,11 @@ impl Proposals {
             return None;
         }
         let floor = self.floor();
+        // Still pending in its window, after keep_the_settle_window: it went out.
+        let late = |p: &Pending| self.in_settle_window(p.deadline, now);
+        if self.pending.get(&seq).is_none_or(late) {
+            return None;
+        }
         let p = self.pending.get_mut(&seq)?;
         let due = match p.sent_at {
             None => true,
@@ -1007,25 +1022,36 @@ impl Proposals {
         if self.queue.is_empty() {
             self.queued_since = None;
         }
-        let mut again = 0;
-        for (seq, p) in &mut self.pending {
-            // A new leader silently turns a membership change into an empty entry until it has
-            // applied the entries of earlier terms: a change goes again sooner.
-            let after = match p.request {
-                Asked::Command(_) => self.resend_after,
-                Asked::Change { .. } => self.change_resend_after,
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                // A new leader silently turns a membership change into an empty entry until it
+                // has applied the entries of earlier terms: a change goes again sooner.
+                let after = match p.request {
+                    Asked::Command(_) => self.resend_after,
+                    Asked::Change { .. } => self.change_resend_after,
+                };
+                p.sent_at.is_some_and(|t| now.duration_since(t) >= after)
+                    && !p.queued
+                    && p.local_copies == 0
+                    // In its window only a membership change that went out is still pending
+                    // (see keep_the_settle_window), and it is not proposed again there.
+                    && !self.in_settle_window(p.deadline, now)
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &stale {
+            let Some(p) = self.pending.get_mut(seq) else {
+                continue;
             };
-            let stale = p.sent_at.is_some_and(|t| now.duration_since(t) >= after);
-            if stale && !p.queued && p.local_copies == 0 {
-                p.queued = true;
-                if matches!(p.request, Asked::Command(_)) {
-                    self.queue.push_back(*seq);
-                    self.queued_since.get_or_insert(now);
-                }
-                again += 1;
+            p.queued = true;
+            if matches!(p.request, Asked::Command(_)) {
+                self.queue.push_back(*seq);
+                self.queued_since.get_or_insert(now);
             }
         }
-        again
+        stale.len()
     }
 
     /// The node stops: every request hears so, and one that never went out hears that it
@@ -1466,6 +1492,55 @@ mod tests {
             Ok(Err(ProposalError::NotProposed(secs(5)))),
             "answered as its window begins"
         );
+    }
+
+    /// A membership change that went out is not proposed again in its settle window, whether
+    /// a leader change or its resend interval queues it again (before its window it is): it
+    /// is never withdrawn, so it stays pending, and its client hears at its deadline that it
+    /// may still happen, never that it will not (review 110, leftover: it was proposed again
+    /// in its window, the copy most likely to commit after its client had its answer).
+    #[test]
+    fn a_change_that_went_out_is_not_proposed_again_in_its_settle_window() {
+        let mut ticks = Ticks::default();
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let (mut answer, _) = change_sent(&mut p, MemberChange::Remove { id: 3 }, t0);
+        let before = t0 + ms(3_000);
+        p.on_leader_change(before);
+        let again = p.take_change(before, &[1, 2, 3]).expect("sent again");
+        assert!(again.again);
+        p.sent(&[again.seq], None, before);
+
+        let late = t0 + ms(4_050);
+        assert!(
+            late >= before + p.change_resend_after,
+            "its resend interval is over"
+        );
+        assert_eq!(
+            p.on_tick(ticks.next(late, true)),
+            0,
+            "counted as sent again"
+        );
+        assert!(
+            p.take_change(late, &[1, 2, 3]).is_none(),
+            "proposed again in its settle window after its resend interval"
+        );
+        let later = t0 + ms(4_500);
+        p.on_leader_change(later);
+        assert!(
+            p.take_change(later, &[1, 2, 3]).is_none(),
+            "proposed again in its settle window after a leader change"
+        );
+        assert!(answer.try_recv().is_err(), "answered before its deadline");
+        p.on_tick(ticks.next(t0 + ms(4_950), true));
+        p.on_tick(ticks.next(t0 + ms(5_000), true));
+        let said = answer
+            .try_recv()
+            .expect("answered at its deadline")
+            .expect_err("not applied");
+        assert_eq!(said, ProposalError::timeout_after(Duration::from_secs(5)));
+        assert!(!said.will_not_happen(), "{said}");
     }
 
     /// A write that went out and was queued again by a leader change when it is already in
