@@ -85,7 +85,9 @@ pub enum MemberChange {
 /// whether it can still happen: "it will not happen" only when that is certain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposalError {
-    /// No leader was known for the whole wait: the request never left this node.
+    /// No leader was known for the whole wait, or, in the node's proposals, for all of it
+    /// before its last part, the settle window, in which nothing is proposed (see
+    /// `raft_node::proposals`): the request never left this node.
     #[error(
         "no leader was elected within {0:?} (a quorum may be down); the request was not proposed: \
          it will not happen"

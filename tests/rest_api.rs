@@ -384,8 +384,9 @@ async fn the_reserved_prefix_is_not_a_key() {
     cluster.shutdown().await;
 }
 
-/// With no quorum there is no leader: a write waits for one, for the proposal timeout, then
-/// answers 503 saying that none came and that the write will not happen; a read likewise.
+/// With no quorum there is no leader: a write waits for one, until the last fifth of the
+/// proposal timeout (the settle window, in which nothing is proposed), then answers 503 saying
+/// that none came and that the write will not happen; a read, for the whole timeout, likewise.
 #[tokio::test(start_paused = true)]
 async fn no_leader_answers_503_after_waiting_for_one() {
     let mut cluster = TestCluster::start(3, |c| c.proposal_timeout_ms = 2_000).await;
