@@ -89,8 +89,8 @@ pub enum ProposalError {
     /// before its last part, the settle window, in which nothing is proposed (see
     /// `raft_node::proposals`): the request never left this node.
     #[error(
-        "no leader was elected within {0:?} (a quorum may be down); the request was not proposed: \
-         it will not happen"
+        "no leader was elected in time for a wait of {0:?} (a quorum may be down); the request \
+         was not proposed: it will not happen"
     )]
     NoLeader(Duration),
     /// A leader was known, but the request could not be handed to it in time (it was busy
