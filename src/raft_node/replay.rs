@@ -731,12 +731,30 @@ fn check_metadata(
             meta.node_id, meta.peer_url, meta.peer_url
         ))
     };
+    // Joining another cluster empties the folders first: the node joins with no data.
+    let join_other = format!(
+        "To make it join another cluster instead, remove {folder} and {snap} and start it with \
+         --join"
+    );
     if meta.node_id != config.id {
+        // `--id` also names the folders, so the owner's flags alone would read other ones.
+        let owner = Config {
+            id: meta.node_id,
+            ..config.clone()
+        };
         return Err(StartError::ForeignDataDir(format!(
-            "{folder} belongs to node {}, but --id is {}. {}.",
+            "{folder} belongs to node {}, but --id is {}. If it is node {}'s data, move {folder} \
+             and {snap} to {} and {} and start node {} with --id {}; or, only if this data is of \
+             no use (the node is no member of a running cluster), remove {folder} and {snap} to \
+             start node {} with no data.",
             meta.node_id,
             config.id,
-            ways_out(&format!("--id {}", meta.node_id))
+            meta.node_id,
+            owner.wal_dir().display(),
+            owner.snap_dir().display(),
+            meta.node_id,
+            meta.node_id,
+            config.id
         )));
     }
     // A node that joined never knew the bootstrap list (it is empty); its peers check its
@@ -754,7 +772,7 @@ fn check_metadata(
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to a cluster started with --cluster {} (cluster {:x}), but the \
              flags ask for --cluster {}. It was probably left by an earlier run with other \
-             flags. {}, or with --join if it is meant to join another cluster.",
+             flags. {}. {join_other}.",
             meta.initial_cluster.join(","),
             meta.cluster_id,
             config.cluster.join(","),
@@ -778,7 +796,7 @@ fn check_metadata(
         }
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
-             {}, or with --join if it is meant to join another cluster.",
+             {}. {join_other}.",
             meta.node_id,
             meta.peer_url,
             config.id,
@@ -1101,10 +1119,52 @@ mod tests {
                     let old_flags = why.find("Start it with the flags its data was created with");
                     let removal = why.find("only if this data is of no use");
                     assert!(old_flags.is_some() && old_flags < removal, "{why}");
+                    // Joining elsewhere takes empty folders: said in a sentence of its own.
+                    assert!(
+                        why.contains("join another cluster instead, remove"),
+                        "{why}"
+                    );
                 }
                 other => panic!("{moved:?}: {:?}", other.map(|_| "started")),
             }
         }
+    }
+
+    /// Folders of node 2 under node 1's names: `--id 2` alone would read `raftexample-2`, so
+    /// the advice is to move them there, not to start with the owner's flags (review 111).
+    #[test]
+    fn another_nodes_folders_are_told_to_move_to_its_names() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let owner = Config {
+            id: 2,
+            cluster: vec![
+                "http://127.0.0.1:9021".into(),
+                "http://127.0.0.1:9022".into(),
+            ],
+            ..config(dir.path())
+        };
+        drop(replay_wal(&owner).expect("bootstrap node 2"));
+        let moved = Config {
+            id: 1,
+            ..owner.clone()
+        };
+        std::fs::rename(owner.wal_dir(), moved.wal_dir()).expect("rename the WAL folder");
+        std::fs::rename(owner.snap_dir(), moved.snap_dir()).expect("rename the snap folder");
+        let why = match replay_wal(&moved) {
+            Err(StartError::ForeignDataDir(why)) => why,
+            other => panic!(
+                "started on node 2's folders: {:?}",
+                other.map(|_| "started")
+            ),
+        };
+        let to = format!(
+            "move {} and {} to {} and {} and start node 2 with --id 2",
+            moved.wal_dir().display(),
+            moved.snap_dir().display(),
+            owner.wal_dir().display(),
+            owner.snap_dir().display()
+        );
+        assert!(why.contains(&to), "lacks {to:?}: {why}");
     }
 
     /// `--join` on the data of an earlier life at another URL (a node removed and added back
