@@ -13,8 +13,10 @@
 //! still happen" otherwise. It is certain when the request never left this node (nothing is
 //! proposed in the last part of its wait, the [`settle_window`]: one that has not gone out by
 //! then never does), when every copy of it was overwritten by another entry, or once it is
-//! *withdrawn*: in that last part a request that went out is no longer proposed, and this node
-//! proposes its floor past it (a fence, see [`crate::proposal`]). If the fence applies before
+//! *withdrawn*: in that last part a write that went out is no longer proposed, and this node
+//! proposes its floor past it (a fence, see [`crate::proposal`]). A membership change that
+//! went out is not proposed again in that part either, but it is never withdrawn: no fence
+//! covers a change, so unless it applies or every copy is overwritten it may still happen. If the fence applies before
 //! any copy does, no copy can take effect any more, and the client hears so at once; if a copy
 //! applies first, the client hears it did. Only when neither applies by the deadline (a quorum
 //! is down) is the answer "it may still happen". Once answered a request is never proposed
@@ -1526,6 +1528,10 @@ mod tests {
             p.take_change(late, &[1, 2, 3]).is_none(),
             "proposed again in its settle window after its resend interval"
         );
+        assert!(
+            p.settling.is_empty(),
+            "a change withdrawn: nothing could fence it"
+        );
         let later = t0 + ms(4_500);
         p.on_leader_change(later);
         assert!(
@@ -1905,6 +1911,33 @@ mod tests {
         // Another entry committed at index 10, in term 3.
         assert!(p.on_committed(10, 3, None, Verdict::Apply).is_none());
         p.on_tick(ticks.next(t0 + Duration::from_secs(6), false));
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err(ProposalError::Replaced(Duration::from_secs(5))))
+        );
+    }
+
+    /// A change this node proposed as leader, whose only copy a new leader overwrote in its
+    /// settle window: not proposed again there, so certain that it will not happen (review 112).
+    #[test]
+    fn a_change_whose_only_copy_was_overwritten_in_its_window_will_not_happen() {
+        let mut ticks = Ticks::default();
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (mut p, _) = registered(t0);
+        let mut answer = change_asked(&mut p, MemberChange::Remove { id: 3 }, t0);
+        let next = p.take_change(t0, &[1, 2, 3]).expect("the change is due");
+        p.sent(&[next.seq], Some((10, 2)), t0);
+        let late = t0 + ms(4_050);
+        p.on_leader_change(late);
+        assert!(
+            p.take_change(late, &[1, 2, 3]).is_none(),
+            "proposed again in its settle window"
+        );
+        // Another entry committed at index 10, in term 3.
+        assert!(p.on_committed(10, 3, None, Verdict::Apply).is_none());
+        assert!(answer.try_recv().is_err(), "answered before its deadline");
+        p.on_tick(ticks.next(t0 + ms(5_000), false));
         assert_eq!(
             answer.try_recv(),
             Ok(Err(ProposalError::Replaced(Duration::from_secs(5))))
