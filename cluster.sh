@@ -12,7 +12,10 @@
 #                                      that joins the cluster), waiting the same way; later
 #                                      `start name` starts it again with the same command
 #   ./cluster.sh stop [name...]        stop them (SIGTERM, by the PID recorded at start) and wait
-#   ./cluster.sh status                which entries are running
+#   ./cluster.sh status                which entries run, which were stopped, and which exited
+#                                      on their own (a removed member, say), with their last
+#                                      log line
+#   ./cluster.sh forget name...        drop names given to `run` (their command and log)
 #   ./cluster.sh logs [name]           follow the logs
 #
 # A node whose command has --join is waited for until the members have admitted it: it answers
@@ -170,6 +173,8 @@ log_since() {
 # Starts entry $1 in the background with command $2; records its PID and start time. Under
 # nohup: the nodes stay in this script's process group, which a terminal that closes (an ssh
 # session ending, `script`, a CI step's pty) sends SIGHUP, and they are meant to outlive it.
+# The record stays after the process exits on its own, so that `status` can tell so; `stop`
+# removes it.
 spawn() {
   local name=$1 line=$2 pid
   touch "$state/$name.log"
@@ -198,7 +203,6 @@ wait_healthy() {
     if ! running "$name"; then
       code=0
       wait "$pid" 2>/dev/null || code=$?
-      rm -f "$state/$name.pid"
       {
         echo "$name exited (status $code) before $before; the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"
@@ -257,20 +261,20 @@ start_entries() {
   fi
 }
 
-# SIGTERMs entry $1 if it runs (by its recorded PID); if not, says so when $2 is `named`.
+# SIGTERMs entry $1 if it runs (by its recorded PID); if not, says so when $2 is `named`, and
+# fails. The record of one that exited on its own stays, for `status`.
 signal_entry() {
   if running "$1"; then
     kill -TERM "$(pid_of "$1")"
   else
-    rm -f "$state/$1.pid"
     if [ "${2:-}" = named ]; then echo "$1 is not running"; fi
+    return 1
   fi
 }
 
 # Waits until a signalled entry $1 has exited (0), or says that it has not (1).
 wait_stopped() {
   local name=$1 pid deadline
-  [ -f "$state/$name.pid" ] || return 0
   pid=$(pid_of "$name")
   deadline=$((SECONDS + stop_timeout))
   while running "$name"; do
@@ -282,6 +286,13 @@ wait_stopped() {
   done
   rm -f "$state/$name.pid"
   echo "stopped $name"
+}
+
+# "; its log ends: <its last line>", for an entry that exited on its own (nothing without a log).
+last_words() {
+  local last
+  last=$(tail -n 1 "$state/$1.log" 2>/dev/null) || return 0
+  if [ -n "$last" ]; then echo "; its log ends: $last"; fi
 }
 
 declare -A log_start
@@ -326,13 +337,41 @@ case "$cmd" in
     known_or_exit "$@"
     mapfile -t todo < <(names with-run "$@")
     if [ $# -gt 0 ]; then named=named; else named=; fi
-    for name in "${todo[@]}"; do signal_entry "$name" "$named"; done
+    signalled=()
+    for name in "${todo[@]}"; do
+      if signal_entry "$name" "$named"; then signalled+=("$name"); fi
+    done
     failed=0
-    for name in "${todo[@]}"; do wait_stopped "$name" || failed=1; done
+    for name in ${signalled[@]+"${signalled[@]}"}; do wait_stopped "$name" || failed=1; done
     exit "$failed" ;;
   status)
     for name in $(names with-run); do
-      if running "$name"; then echo "$name running (pid $(pid_of "$name"))"; else echo "$name stopped"; fi
+      if running "$name"; then
+        echo "$name running (pid $(pid_of "$name"))"
+      elif [ -f "$state/$name.pid" ]; then
+        # Its record stays when it ends on its own: a removed member, a crash, a refused start.
+        echo "$name exited on its own (not stopped by ./cluster.sh)$(last_words "$name")"
+      else
+        echo "$name stopped"
+      fi
+    done ;;
+  forget)
+    [ $# -gt 0 ] || { echo "usage: ./cluster.sh forget name..." >&2; exit 2; }
+    known_or_exit "$@"
+    # Every name is checked before any is forgotten.
+    for name; do
+      if procfile_entries | cut -f1 | grep -qx -- "$name"; then
+        echo "$name is a Procfile entry: listed as long as the Procfile has it" >&2
+        exit 2
+      fi
+      if running "$name"; then
+        echo "$name is running (pid $(pid_of "$name")): ./cluster.sh stop $name first" >&2
+        exit 1
+      fi
+    done
+    for name; do
+      rm -f "$state/$name.cmd" "$state/$name.pid" "$state/$name.log"
+      echo "forgot $name"
     done ;;
   logs)
     known_or_exit "$@"

@@ -288,7 +288,13 @@ fn start_names_a_node_refused_by_its_data_dir() {
     }
 
     let status = text(&f.cluster_sh(&["status"]).stdout);
-    assert!(status.contains("raftexample1 stopped"), "{status}");
+    assert!(
+        status.contains(
+            "raftexample1 exited on its own (not stopped by ./cluster.sh); its log ends: \
+             raftexample:"
+        ),
+        "{status}"
+    );
     assert!(status.contains("raftexample2 running"), "{status}");
     let pids: Vec<i32> = ["raftexample2", "raftexample3"]
         .iter()
@@ -361,9 +367,10 @@ fn stop_never_signals_a_process_it_did_not_start() {
         format!("{}\n", stranger.id()),
     ] {
         std::fs::write(f.pid_file("raftexample1"), &record).expect("writing a stale pid file");
+        // Not running: the process this record names has ended, though not by `stop`.
         let status = text(&f.cluster_sh(&["status"]).stdout);
         assert!(
-            status.contains("raftexample1 stopped"),
+            status.contains("raftexample1 exited on its own (not stopped by ./cluster.sh)\n"),
             "{record:?}: {status}"
         );
         let out = f.cluster_sh(&["stop"]);
@@ -397,7 +404,69 @@ fn run_reports_a_command_that_exits() {
     assert!(stderr.contains("extra exited (status"), "{stderr}");
     assert!(stderr.contains("--id"), "the binary's reason: {stderr}");
     let status = text(&f.cluster_sh(&["status"]).stdout);
-    assert!(status.contains("extra stopped"), "{status}");
+    assert!(status.contains("extra exited on its own"), "{status}");
+}
+
+/// `status` tells a node that exited on its own (here `run`'s, refused at start; a removed
+/// member likewise) from one `stop` stopped, with its log's last line: it listed every name
+/// ever given to `run` as "stopped", removed members included, for good (campaign 140).
+/// `forget` drops such a name; given a Procfile entry's too, it forgets none.
+#[test]
+fn status_tells_an_exited_node_and_forget_drops_its_name() {
+    let f = Folder::new(1);
+    let out = f.cluster_sh(&["run", "extra", "./target/release/raftexample", "--id", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(
+        status.contains(
+            "extra exited on its own (not stopped by ./cluster.sh); its log ends: raftexample:"
+        ),
+        "{status}"
+    );
+    // `stop` leaves that record: it stopped nothing.
+    let out = f.cluster_sh(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("extra"),
+        "{}",
+        text(&out.stdout)
+    );
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(status.contains("extra exited on its own"), "{status}");
+
+    let out = f.cluster_sh(&["forget", "raftexample1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = f.cluster_sh(&["start", "raftexample1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = f.cluster_sh(&["forget", "extra", "raftexample1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a Procfile entry: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        f.log("extra").contains("raftexample:"),
+        "a refused forget forgot extra"
+    );
+    let out = f.cluster_sh(&["forget", "extra"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "forgot extra\n");
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert_eq!(
+        status,
+        format!(
+            "raftexample1 running (pid {})\n",
+            f.pid("raftexample1").expect("a pid file")
+        )
+    );
+    let out = f.cluster_sh(&["logs", "extra"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a forgotten name is unknown: {}",
+        text(&out.stderr)
+    );
 }
 
 /// `stop` of a name it does not know (a typo: `raftexample-2`) exits 2 naming the names it
