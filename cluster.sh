@@ -4,7 +4,7 @@
 # `goreman run stop raftexample2` instead), and that says so when a node does not come up.
 #
 #   ./cluster.sh start [name...]       start every Procfile entry (or the named ones) in the
-#                                      background; wait until each answers GET /-/health, or
+#                                      background; wait until each serves as a member, or
 #                                      exits: then show the end of its log and exit non-zero
 #   ./cluster.sh start name... --join  start the named ones with --join added, this time only
 #                                      (a member back from a lost disk, removed and added back)
@@ -18,8 +18,11 @@
 #   ./cluster.sh forget name...        drop names given to `run` (their command and log)
 #   ./cluster.sh logs [name]           follow the logs
 #
-# A node whose command has --join is waited for until the members have admitted it: it answers
-# /-/health before they do, and exits if they refuse it.
+# A node serves as a member once GET /-/status answers 200 and lists it among the members: a
+# node started with --join answers before the members have admitted it, and one that the
+# cluster removed, started again, answers but exits within seconds. One that does not serve
+# within CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST), and
+# shown with its last answer and the end of its log.
 # PIDs and logs live in .cluster/ next to the Procfile. A node's REST address is read from its
 # --port (9121 if absent) and --listen-host flags. CLUSTER_START_TIMEOUT and
 # CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs bash, coreutils,
@@ -94,23 +97,28 @@ running() {
 
 pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 
-# The host and port a command line's REST API answers on.
-rest_addr() {
-  local words host=127.0.0.1 port=9121 prev='' arg
+# The value command line $1 gives flag $2 (--$2 or -$2, as Go's flag package takes it, the
+# value after a space or an =): the last one's, or nothing if it has none.
+flag_value() {
+  local words prev='' arg value=''
   read -r -a words <<<"$1"
   for arg in "${words[@]}"; do
-    case "$prev" in
-      --port | -port) port=$arg ;;
-      --listen-host | -listen-host) host=$arg ;;
-    esac
-    case "$arg" in
-      --port=* | -port=*) port=${arg#*=} ;;
-      --listen-host=* | -listen-host=*) host=${arg#*=} ;;
-    esac
+    case "$prev" in "--$2" | "-$2") value=$arg ;; esac
+    case "$arg" in "--$2="* | "-$2="*) value=${arg#*=} ;; esac
     prev=$arg
   done
-  case "$host" in 0.0.0.0 | :: | '[::]') host=127.0.0.1 ;; esac
-  echo "$host $port"
+  printf '%s\n' "$value"
+}
+
+# The URL command line $1's REST API answers on: its --listen-host (loopback for a wildcard)
+# and --port (9121 if absent).
+rest_url() {
+  local host port scheme=http
+  host=$(flag_value "$1" listen-host)
+  port=$(flag_value "$1" port)
+  case "$host" in '' | 0.0.0.0 | :: | '[::]') host=127.0.0.1 ;; esac
+  case "$host" in *:*) host=${host#[} host="[${host%]}]" ;; esac
+  echo "$scheme://$host:${port:-9121}"
 }
 
 # Whether command line $1 has its node join (the binary's forms: --join or -join, alone or with
@@ -133,36 +141,49 @@ join_of() {
   echo "$value"
 }
 
-# Sends GET $3 to $1:$2 over bash's own /dev/tcp, on fd 3 of the calling subshell.
-ask() {
-  exec 3<>"/dev/tcp/$1/$2" &&
-    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$3" "$1" "$2" >&3
-}
-
-# GET /-/health: 200 means the node has replayed its WAL and serves.
-healthy() {
+# GET path $2 of the REST API at $1: prints the answer's status code on a line, then its
+# body; or fails, printing why there was none. Over bash's own /dev/tcp.
+get() {
+  local addr=${1#http://} host port
+  port=${addr##*:} host=${addr%:*}
+  host=${host#[} host=${host%]}
   (
-    ask "$1" "$2" /-/health &&
-      IFS= read -r -t 2 status_line <&3 &&
-      [[ $status_line == "HTTP/1."[01]" 200"* ]]
+    exec 3<>"/dev/tcp/$host/$port" || { echo "no connection to $host:$port"; exit 1; }
+    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' \
+      "$2" "$host" "$port" >&3
+    IFS= read -r -t 2 status_line <&3 || { echo "no answer within 2 s"; exit 1; }
+    if ! [[ $status_line =~ ^HTTP/1\.[01]\ ([0-9][0-9][0-9]) ]]; then
+      echo "not HTTP: ${status_line%$'\r'}"
+      exit 1
+    fi
+    echo "${BASH_REMATCH[1]}"
+    while IFS= read -r -t 2 line <&3 && [ -n "${line%$'\r'}" ]; do :; done
+    while IFS= read -r -t 2 line <&3 || [ -n "$line" ]; do printf '%s\n' "${line%$'\r'}"; done
   ) 2>/dev/null
 }
 
-# GET /-/status names a leader or members: a node started with --join has been admitted (one
-# restarting on its data dir holds its members at once). Until the members admit it, a joining
-# node refuses every raft message, so no leader reaches it, and it has no members to show; a
-# refusal comes before that, never after. The JSON is one line, where text in a value that looks
-# like a field is escaped (\"leader\":), so only the fields match.
-admitted() {
-  (
-    ask "$1" "$2" /-/status &&
-      IFS= read -r -t 2 status_line <&3 &&
-      [[ $status_line == "HTTP/1."[01]" 200"* ]] &&
-      while IFS= read -r -t 2 line <&3; do
-        if [[ $line == '{'* ]]; then break; fi
-      done &&
-      [[ $line == *'"leader":'[1-9]* || $line == *'"members":[{'* ]]
-  ) 2>/dev/null
+# Whether answer $1 of [get] to GET /-/status says the node serves as a member: 200, and its
+# own id (the JSON's first field) among its members. A joining node has none until the members
+# admit it; one whose log removes it lists the others only, and exits within seconds (unless a
+# leader says it was added back). The JSON is one line, where text in a value that looks like
+# a field is escaped (\"id\":), so only the fields match.
+serves_as_member() {
+  local code=${1%%$'\n'*} body=${1#*$'\n'}
+  [ "$code" = 200 ] && [[ $body =~ ^\{\"id\":([0-9]+), ]] &&
+    [[ $body == *"{\"id\":${BASH_REMATCH[1]},\"url\":"* ]]
+}
+
+# Answer $1 of [get] to GET /-/status, told in a line: the members, if it lists them.
+told() {
+  local code=${1%%$'\n'*} body=${1#*$'\n'} members
+  if [ "$code" = 200 ] && [[ $body == *'"members":['* ]]; then
+    members=${body#*\"members\":}
+    # The array ends where the next field begins; a URL holds no `],"`.
+    echo "200, members ${members%%],\"*}] (not itself)"
+  else
+    printf '%s' "$1" | tr '\n' ' ' | cut -c1-300
+    echo
+  fi
 }
 
 # The lines entry $1 logged since its log was $2 bytes long, indented.
@@ -184,17 +205,16 @@ spawn() {
   echo "$pid $(proc_stat "$pid" 2>/dev/null | cut -d' ' -f2)" >"$state/$name.pid"
 }
 
-# Waits until entry $1, started with command line $2, answers /-/health, or if it joins until
-# it is admitted (0); or until it exits or stays silent too long (1, said why).
-wait_healthy() {
-  local name=$1 line=$2 pid addr host port code deadline check=healthy before silent
+# Waits until entry $1, started with command line $2, serves as a member (0); or until it exits
+# (1) or has not within the timeout (2: it is left running, as a node not yet added must wait
+# for its POST); says why, with the end of its log.
+wait_serving() {
+  local name=$1 line=$2 pid url code deadline answer='' before silent
   pid=$(pid_of "$name")
-  addr=$(rest_addr "$line")
-  host=${addr% *} port=${addr#* }
-  before="it answered on $host:$port"
-  silent="did not answer GET http://$host:$port/-/health"
+  url=$(rest_url "$line")
+  before="it served as a member"
+  silent="did not serve as a member"
   if [ "$(join_of "$line")" = true ]; then
-    check=admitted
     before="the members admitted it"
     silent="was not admitted by the members"
   fi
@@ -209,16 +229,19 @@ wait_healthy() {
       } >&2
       return 1
     fi
-    if "$check" "$host" "$port"; then
-      echo "started $name (pid $pid, http://$host:$port, log $state/$name.log)"
+    if answer=$(get "$url" /-/status "$line") && serves_as_member "$answer"; then
+      echo "started $name (pid $pid, $url, log $state/$name.log)"
       return 0
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       {
-        echo "$name (pid $pid) is running but $silent within ${start_timeout} s; the end of $state/$name.log:"
+        echo "$name (pid $pid) is running but $silent within ${start_timeout} s; it is left" \
+          "running (./cluster.sh stop $name stops it)"
+        echo "  its last answer to GET $url/-/status: $(told "$answer")"
+        echo "  the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"
       } >&2
-      return 1
+      return 2
     fi
     sleep 0.1
   done
@@ -236,7 +259,7 @@ with_join() {
 # Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each.
 # With $1 = --join, each with --join added, this time only.
 start_entries() {
-  local join=$1 name line started=() failed=0
+  local join=$1 name line started=() exited=0 waiting=0 code
   local -A lines
   shift
   known_or_exit "$@"
@@ -253,10 +276,19 @@ start_entries() {
   done
   for name in "${started[@]}"; do spawn "$name" "${lines[$name]}"; done
   for name in "${started[@]}"; do
-    wait_healthy "$name" "${lines[$name]}" || failed=$((failed + 1))
+    code=0
+    wait_serving "$name" "${lines[$name]}" || code=$?
+    case "$code" in
+      1) exited=$((exited + 1)) ;;
+      2) waiting=$((waiting + 1)) ;;
+    esac
   done
-  if [ "$failed" -gt 0 ]; then
-    echo "$failed of ${#started[@]} did not start; ./cluster.sh status shows what runs" >&2
+  if [ "$exited" -gt 0 ]; then echo "$exited of ${#started[@]} did not start (exited)" >&2; fi
+  if [ "$waiting" -gt 0 ]; then
+    echo "$waiting of ${#started[@]} left running without serving as a member yet" >&2
+  fi
+  if [ $((exited + waiting)) -gt 0 ]; then
+    echo "./cluster.sh status shows what runs" >&2
     exit 1
   fi
 }

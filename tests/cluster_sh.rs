@@ -1,8 +1,8 @@
 //! `./cluster.sh`, the README's Procfile runner, driven as a reader drives it: in a folder of
 //! its own with a Procfile on free loopback ports, the binary under test where
-//! `cargo build --release` would put it. `start` returns once every node answers
-//! `/-/health`, or names the node that exited and why; `stop` signals only what it started
-//! and waits; the nodes' logs are plain text.
+//! `cargo build --release` would put it. `start` returns once every node serves as a member
+//! (`/-/status` lists it), or names the node that exited and why, or that it left running;
+//! `stop` signals only what it started and waits; the nodes' logs are plain text.
 
 mod common;
 
@@ -617,6 +617,66 @@ fn a_join_the_members_refuse_is_a_failed_start() {
         stderr.contains("node 3 is not a member of this cluster"),
         "the reason, from its log:\n{stderr}"
     );
+    // What it answered: no members yet. And the summary says what is true: it runs, waiting
+    // for its POST; it said "1 of 1 did not start" (campaign 140).
+    let url = format!("http://127.0.0.1:{}/-/status", f.rest_ports[2]);
+    assert!(
+        stderr.contains(&format!(
+            "its last answer to GET {url}: 200, members [] (not itself)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 1 left running without serving as a member yet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("did not start"), "{stderr}");
+    let pid = f.pid("raftexample3").expect("a pid file");
+    assert!(alive(pid), "raftexample3 was said to be left running");
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(
+        status.contains(&format!("raftexample3 running (pid {pid})")),
+        "{status}"
+    );
+}
+
+/// A member the cluster removed exits, by design; started again, it exits within seconds,
+/// its own log removing it. `start` waits until a node serves as a member (`/-/status` lists
+/// it), so it reports that exit with the reason from the node's log; it said "started" and
+/// exited 0 (campaign 140). `status` then says the node exited on its own, with the last line
+/// of its log, where it said "stopped".
+#[test]
+fn start_of_a_removed_member_reports_its_exit() {
+    let f = Folder::new(3);
+    let out = f.cluster_sh(&["start"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = f.pid("raftexample3").expect("a pid file");
+    f.request_until(Method::DELETE, 1, "/3", "", 204);
+    block_on(wait_for(
+        Duration::from_secs(20),
+        "removed node 3 to exit",
+        || async { (!alive(pid)).then_some(()) },
+    ));
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(
+        status.contains(
+            "raftexample3 exited on its own (not stopped by ./cluster.sh); its log ends:"
+        ) && status.contains("removed from the cluster; exiting\n"),
+        "{status}"
+    );
+
+    let out = f.cluster_sh(&["start", "raftexample3"]);
+    let (stdout, stderr) = failed(&out);
+    assert!(!stdout.contains("started raftexample3"), "{stdout}");
+    assert!(
+        stderr.contains("raftexample3 exited (status 0) before it served as a member"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("this node's own log removes it from the cluster"),
+        "the reason, from its log:\n{stderr}"
+    );
+    assert!(stderr.contains("1 of 1 did not start (exited)"), "{stderr}");
 }
 
 /// `start` takes `--join` only with names (the whole cluster joining, none would admit it),
