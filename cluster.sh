@@ -17,24 +17,42 @@
 #                                      log line
 #   ./cluster.sh forget name...        drop names given to `run` (their command and log)
 #   ./cluster.sh logs [name]           follow the logs
+#   ./cluster.sh -f file command...    the same with another Procfile, as goreman -f and
+#                                      honcho -f take it: ./cluster.sh -f Procfile.tls start
 #
 # A node serves as a member once GET /-/status answers 200 and lists it among the members: a
 # node started with --join answers before the members have admitted it, and one that the
 # cluster removed, started again, answers but exits within seconds. One that does not serve
 # within CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST), and
 # shown with its last answer and the end of its log.
-# PIDs and logs live in .cluster/ next to the Procfile. A node's REST address is read from its
-# --port (9121 if absent) and --listen-host flags. CLUSTER_START_TIMEOUT and
-# CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs bash, coreutils,
-# grep, sed and awk.
+# PIDs and logs live in .cluster/ next to this script. A node's REST address is read from its
+# --port (9121 if absent) and --listen-host flags; a node with --cert-file speaks HTTPS, and is
+# asked with curl, trusting its --trusted-ca-file and presenting its --cert-file and --key-file
+# as the client certificate (Procfile.tls's certificates serve as both). CLUSTER_START_TIMEOUT
+# and CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits. Needs bash,
+# coreutils, grep, sed and awk (and curl for HTTPS nodes).
 set -euo pipefail
+# An option, not a variable in the environment: as with goreman and honcho, each command says
+# which Procfile it reads, and an exported variable left over from the TLS walk-through would
+# silently start the plain Procfile's nodes with the TLS commands, or the other way round.
+procfile=Procfile
+if [ "${1:-}" = -f ]; then
+  [ $# -ge 2 ] || { echo "-f takes a Procfile: ./cluster.sh -f Procfile.tls start" >&2; exit 2; }
+  [ -f "$2" ] || { echo "no such Procfile: $2" >&2; exit 2; }
+  # Named from where the user stands; the nodes' commands run next to this script.
+  case "$2" in /*) procfile=$2 ;; *) procfile=$PWD/$2 ;; esac
+  shift 2
+fi
+self=$(basename "$0")
 cd "$(dirname "$0")"
 state=.cluster
 mkdir -p "$state"
 start_timeout=${CLUSTER_START_TIMEOUT:-60}
 stop_timeout=${CLUSTER_STOP_TIMEOUT:-30}
 
-procfile_entries() { grep -E '^[A-Za-z0-9_-]+:' Procfile | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'; }
+procfile_entries() {
+  grep -E '^[A-Za-z0-9_-]+:' "$procfile" | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
+}
 
 # Names started with `run`: they have their command in .cluster/<name>.cmd.
 run_names() {
@@ -44,24 +62,40 @@ run_names() {
   done
 }
 
-# The named entries, or by default the Procfile's (and for stop/status/logs also `run`'s).
+# The named entries, or by default the Procfile's (and for stop/status also `run`'s, and any
+# other with a PID record: a node another Procfile started, with -f, is stopped all the same).
 names() {
-  local with_run=$1; shift
+  local with_run=$1 f
+  shift
   if [ $# -gt 0 ]; then printf '%s\n' "$@"; return; fi
-  procfile_entries | cut -f1
-  if [ "$with_run" = with-run ]; then run_names; fi
+  {
+    procfile_entries | cut -f1
+    if [ "$with_run" = with-run ]; then
+      run_names
+      for f in "$state"/*.pid; do
+        if [ -e "$f" ]; then basename "$f" .pid; fi
+      done
+    fi
+  } | awk '!seen[$0]++'
 }
 
-# Exits 2, naming what is known, unless every name given is a Procfile entry or an earlier `run`:
-# a typo must not pass for a node that was stopped, or stop nothing while it looks done.
+# Exits 2, naming what is known, unless every name given is a Procfile entry or an earlier `run`
+# (or, with $1 = recorded, has a PID record or a log: a node another Procfile started, which
+# `status` lists): a typo must not pass for a node that was stopped, or stop nothing while it
+# looks done. With $1 = command, only names with a command to start pass.
 known_or_exit() {
-  local name known
+  local how=$1 name known
+  shift
   for name; do
-    if ! command_of "$name" >/dev/null; then
+    if command_of "$name" >/dev/null; then continue; fi
+    if [ "$how" = recorded ]; then
+      if [ -e "$state/$name.pid" ] || [ -e "$state/$name.log" ]; then continue; fi
+      known=$(names with-run | paste -sd' ')
+    else
       known=$( (procfile_entries | cut -f1; run_names) | paste -sd' ')
-      echo "no Procfile entry (or earlier 'run') named $name; known: ${known:-none}" >&2
-      exit 2
     fi
+    echo "no Procfile entry (or earlier 'run') named $name; known: ${known:-none}" >&2
+    exit 2
   done
 }
 
@@ -111,13 +145,14 @@ flag_value() {
 }
 
 # The URL command line $1's REST API answers on: its --listen-host (loopback for a wildcard)
-# and --port (9121 if absent).
+# and --port (9121 if absent), over HTTPS if it has a certificate (the binary's rule).
 rest_url() {
   local host port scheme=http
   host=$(flag_value "$1" listen-host)
   port=$(flag_value "$1" port)
   case "$host" in '' | 0.0.0.0 | :: | '[::]') host=127.0.0.1 ;; esac
   case "$host" in *:*) host=${host#[} host="[${host%]}]" ;; esac
+  if [ -n "$(flag_value "$1" cert-file)" ]; then scheme=https; fi
   echo "$scheme://$host:${port:-9121}"
 }
 
@@ -141,9 +176,17 @@ join_of() {
   echo "$value"
 }
 
-# GET path $2 of the REST API at $1: prints the answer's status code on a line, then its
-# body; or fails, printing why there was none. Over bash's own /dev/tcp.
+# GET path $2 of the REST API at $1 (from command line $3, whose TLS files HTTPS uses): prints
+# the answer's status code on a line, then its body; or fails, printing why there was none.
 get() {
+  case "$1" in
+    https://*) get_tls "$@" ;;
+    *) get_plain "$@" ;;
+  esac
+}
+
+# [get] over plain HTTP, through bash's own /dev/tcp.
+get_plain() {
   local addr=${1#http://} host port
   port=${addr##*:} host=${addr%:*}
   host=${host#[} host=${host%]}
@@ -160,6 +203,27 @@ get() {
     while IFS= read -r -t 2 line <&3 && [ -n "${line%$'\r'}" ]; do :; done
     while IFS= read -r -t 2 line <&3 || [ -n "$line" ]; do printf '%s\n' "${line%$'\r'}"; done
   ) 2>/dev/null
+}
+
+# [get] over HTTPS, with curl: trusting the CA that signs the clients' certificates
+# (--trusted-ca-file; Procfile.tls's signs the nodes' too), and presenting the node's own
+# certificate, as --client-cert-auth requires of every client. A command that names no CA has
+# its node taken on trust: what is asked is whether the process started here serves, on the
+# port its own command gave, not who it is.
+get_tls() {
+  local ca cert key out args=(-sS --max-time 2 -w '\n%{http_code}')
+  ca=$(flag_value "$3" trusted-ca-file)
+  cert=$(flag_value "$3" cert-file)
+  key=$(flag_value "$3" key-file)
+  if [ -n "$ca" ]; then args+=(--cacert "$ca"); else args+=(--insecure); fi
+  args+=(--cert "$cert")
+  if [ -n "$key" ]; then args+=(--key "$key"); fi
+  if ! out=$(curl "${args[@]}" "$1$2" 2>&1); then
+    # curl's reason: its first line, which names it (the others advise).
+    printf '%s\n' "$out" | sed -n '/^curl: /{p;q;}'
+    return 1
+  fi
+  printf '%s\n%s\n' "${out##*$'\n'}" "${out%$'\n'*}"
 }
 
 # Whether answer $1 of [get] to GET /-/status says the node serves as a member: 200, and its
@@ -236,7 +300,7 @@ wait_serving() {
     if [ "$SECONDS" -ge "$deadline" ]; then
       {
         echo "$name (pid $pid) is running but $silent within ${start_timeout} s; it is left" \
-          "running (./cluster.sh stop $name stops it)"
+          "running (./$self stop $name stops it)"
         echo "  its last answer to GET $url/-/status: $(told "$answer")"
         echo "  the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"
@@ -262,7 +326,7 @@ start_entries() {
   local join=$1 name line started=() exited=0 waiting=0 code
   local -A lines
   shift
-  known_or_exit "$@"
+  known_or_exit command "$@"
   # Every command is settled before any starts: a refused --join leaves nothing running.
   for name; do
     line=$(command_of "$name")
@@ -271,6 +335,10 @@ start_entries() {
       continue
     fi
     if [ -n "$join" ]; then line=$(with_join "$name" "$line") || exit 2; fi
+    if [[ $(rest_url "$line") == https://* ]] && ! command -v curl >/dev/null; then
+      echo "$name speaks HTTPS (--cert-file): $self asks it with curl, which is not installed" >&2
+      exit 2
+    fi
     lines[$name]=$line
     started+=("$name")
   done
@@ -288,7 +356,7 @@ start_entries() {
     echo "$waiting of ${#started[@]} left running without serving as a member yet" >&2
   fi
   if [ $((exited + waiting)) -gt 0 ]; then
-    echo "./cluster.sh status shows what runs" >&2
+    echo "./$self status shows what runs" >&2
     exit 1
   fi
 }
@@ -336,6 +404,7 @@ case "$cmd" in
     for arg; do
       case "$arg" in
         --join) join=--join ;;
+        -f) echo "-f comes before the command: ./$self -f Procfile.tls start" >&2; exit 2 ;;
         -*) echo "unknown option $arg; usage: ./cluster.sh start [name...] [--join]" >&2; exit 2 ;;
         *) named+=("$arg") ;;
       esac
@@ -346,7 +415,7 @@ case "$cmd" in
       exit 2
     fi
     # A typo is told before anything is built or started.
-    known_or_exit ${named[@]+"${named[@]}"}
+    known_or_exit command ${named[@]+"${named[@]}"}
     [ -x ./target/release/raftexample ] || cargo build --release
     mapfile -t todo < <(names procfile-only ${named[@]+"${named[@]}"})
     start_entries "$join" "${todo[@]}" ;;
@@ -366,7 +435,7 @@ case "$cmd" in
     start_entries '' "$name" ;;
   stop)
     # Signal them all first, then wait: the nodes stop side by side.
-    known_or_exit "$@"
+    known_or_exit recorded "$@"
     mapfile -t todo < <(names with-run "$@")
     if [ $# -gt 0 ]; then named=named; else named=; fi
     signalled=()
@@ -382,14 +451,14 @@ case "$cmd" in
         echo "$name running (pid $(pid_of "$name"))"
       elif [ -f "$state/$name.pid" ]; then
         # Its record stays when it ends on its own: a removed member, a crash, a refused start.
-        echo "$name exited on its own (not stopped by ./cluster.sh)$(last_words "$name")"
+        echo "$name exited on its own (not stopped by ./$self)$(last_words "$name")"
       else
         echo "$name stopped"
       fi
     done ;;
   forget)
-    [ $# -gt 0 ] || { echo "usage: ./cluster.sh forget name..." >&2; exit 2; }
-    known_or_exit "$@"
+    [ $# -gt 0 ] || { echo "usage: ./$self forget name..." >&2; exit 2; }
+    known_or_exit recorded "$@"
     # Every name is checked before any is forgotten.
     for name; do
       if procfile_entries | cut -f1 | grep -qx -- "$name"; then
@@ -397,7 +466,7 @@ case "$cmd" in
         exit 2
       fi
       if running "$name"; then
-        echo "$name is running (pid $(pid_of "$name")): ./cluster.sh stop $name first" >&2
+        echo "$name is running (pid $(pid_of "$name")): ./$self stop $name first" >&2
         exit 1
       fi
     done
@@ -406,7 +475,7 @@ case "$cmd" in
       echo "forgot $name"
     done ;;
   logs)
-    known_or_exit "$@"
+    known_or_exit recorded "$@"
     # A log exists once a node has started: for one that has not, say so, not tail's
     # "cannot open".
     if [ $# -gt 0 ]; then
@@ -424,6 +493,6 @@ case "$cmd" in
       tail -f "${logs[@]}"
     fi ;;
   *)
-    sed -n '2,/^[^#]/{/^#/p}' "$0"
+    sed -n '2,/^[^#]/{/^#/p}' "$self"
     exit 2 ;;
 esac

@@ -62,6 +62,30 @@ impl Folder {
         self.dir.path()
     }
 
+    /// The repository's `Procfile.tls` beside the `Procfile`, its entries named tls1.. (not
+    /// the Procfile's names), moved to free ports on 127.0.0.1, with the certificates it
+    /// names made in `certs/` by `raftexample certs`; its REST ports, in order.
+    fn write_procfile_tls(&self) -> Vec<u16> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let procfile = std::fs::read_to_string(repo.join("Procfile.tls")).expect("Procfile.tls");
+        common::make_certs(&self.path().join("certs"), 3);
+        let (peers, rest) = (free_ports(3), free_ports(3));
+        let mut moved = String::new();
+        for line in procfile.lines().filter(|l| !l.starts_with('#')) {
+            let mut line = line.to_string();
+            for n in 1..=3 {
+                line = line
+                    .replace(&format!("raftexample{n}:"), &format!("tls{n}:"))
+                    .replace(&format!("{n}2379"), &peers[n - 1].to_string())
+                    .replace(&format!("{n}2380"), &rest[n - 1].to_string());
+            }
+            moved.push_str(&format!("{line} --listen-host 127.0.0.1\n"));
+        }
+        assert_eq!(moved.matches("tls").count(), 3, "three entries:\n{moved}");
+        std::fs::write(self.path().join("Procfile.tls"), moved).expect("writing Procfile.tls");
+        rest
+    }
+
     /// `./cluster.sh <args>`, with its exit status and output.
     fn cluster_sh(&self, args: &[&str]) -> Output {
         self.cluster_sh_under(&[], args)
@@ -679,8 +703,97 @@ fn start_of_a_removed_member_reports_its_exit() {
     assert!(stderr.contains("1 of 1 did not start (exited)"), "{stderr}");
 }
 
+/// `-f Procfile.tls`, as goreman and honcho take it: `start` runs the repository's
+/// `Procfile.tls` (here its entries renamed tls1..) and asks its nodes over HTTPS with the
+/// certificates their commands name; they then serve a client with the CA's certificate.
+/// `status` and `stop` without `-f` cover them too. `cluster.sh` ran `Procfile` only, and
+/// asked a TLS node started with `run` over plain HTTP until the timeout, though it served
+/// (campaign 140).
+#[test]
+fn start_f_runs_procfile_tls() {
+    let f = Folder::new(1);
+    let ports = f.write_procfile_tls();
+    let out = f.cluster_sh(&["-f", "Procfile.tls", "start"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for (i, port) in ports.iter().enumerate() {
+        let started = format!("started tls{} (pid", i + 1);
+        let url = format!("https://127.0.0.1:{port}, log");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&started) && l.contains(&url)),
+            "{stdout}"
+        );
+    }
+    let certs = f.path().join("certs");
+    let client = common::tls_client(&certs, Some(&certs));
+    let url = |i: usize| format!("https://127.0.0.1:{}/my-key", ports[i]);
+    block_on(wait_for(
+        Duration::from_secs(20),
+        "a PUT through tls1",
+        || async {
+            let r = client.put(url(0)).body("foo").send().await.ok()?;
+            (r.status() == 204).then_some(())
+        },
+    ));
+    let read = block_on(async { client.get(url(2)).send().await?.text().await });
+    assert_eq!(read.expect("a GET through tls3"), "foo");
+
+    let pids: Vec<i32> = (1..=3)
+        .map(|i| f.pid(&format!("tls{i}")).expect("a pid file"))
+        .collect();
+    // Without -f, `status` and `stop` still cover them: they know them by their records.
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    for (i, pid) in pids.iter().enumerate() {
+        let running = format!("tls{} running (pid {pid})", i + 1);
+        assert!(status.contains(&running), "{status}");
+    }
+    let out = f.cluster_sh(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} runs after stop");
+    }
+}
+
+/// A node that runs but does not answer as expected is shown with its last answer: here a TLS
+/// node whose command trusts another CA than the one that signed its certificate, so curl
+/// refuses it. `cluster.sh` said only "did not answer", though the node had answered
+/// (campaign 140: with "this port speaks HTTPS").
+#[test]
+fn a_node_that_does_not_serve_is_shown_with_its_answer() {
+    let f = Folder::new(1);
+    common::make_certs(&f.path().join("certs"), 1);
+    common::make_certs(&f.path().join("other"), 1);
+    let ports = free_ports(2);
+    let rest = ports[1].to_string();
+    let command = format!(
+        "run lone ./target/release/raftexample --id 1 --cluster https://127.0.0.1:{} \
+         --port {rest} --listen-host 127.0.0.1 --cert-file certs/node1.crt \
+         --key-file certs/node1.key --trusted-ca-file other/ca.crt --client-cert-auth \
+         --peer-cert-file certs/node1.crt --peer-key-file certs/node1.key \
+         --peer-trusted-ca-file certs/ca.crt",
+        ports[0]
+    );
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let out = f.cluster_sh_under(&["CLUSTER_START_TIMEOUT=1"], &args);
+    let (_, stderr) = failed(&out);
+    assert!(
+        stderr.contains("lone (pid")
+            && stderr.contains("is running but did not serve as a member within 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "its last answer to GET https://127.0.0.1:{rest}/-/status: curl: ("
+        )),
+        "curl's reason:\n{stderr}"
+    );
+}
+
 /// `start` takes `--join` only with names (the whole cluster joining, none would admit it),
-/// and no other option; each refusal is one line and starts nothing.
+/// and no other option (`-f` goes before the command, and names a file that exists); each
+/// refusal is one line and starts nothing.
 #[test]
 fn start_takes_join_with_names_and_no_other_option() {
     let f = Folder::new(1);
@@ -689,6 +802,14 @@ fn start_takes_join_with_names_and_no_other_option() {
         (
             &["start", "raftexample1", "--joni"][..],
             "unknown option --joni",
+        ),
+        (
+            &["start", "-f", "Procfile"][..],
+            "-f comes before the command: ./cluster.sh -f Procfile.tls start",
+        ),
+        (
+            &["-f", "Procfile.nope", "start"][..],
+            "no such Procfile: Procfile.nope",
         ),
     ] {
         let out = f.cluster_sh(args);
