@@ -54,6 +54,8 @@ procfile_entries() {
   grep -E '^[A-Za-z0-9_-]+:' "$procfile" | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
 }
 
+is_procfile_entry() { procfile_entries | cut -f1 | grep -qx -- "$1"; }
+
 # Names started with `run`: they have their command in .cluster/<name>.cmd.
 run_names() {
   local f
@@ -423,7 +425,7 @@ case "$cmd" in
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }
     name=$1; shift
     [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || { echo "a name is letters, digits, - and _: $name" >&2; exit 2; }
-    if procfile_entries | cut -f1 | grep -qx -- "$name"; then
+    if is_procfile_entry "$name"; then
       echo "$name is a Procfile entry: ./cluster.sh start $name" >&2
       exit 2
     fi
@@ -461,7 +463,7 @@ case "$cmd" in
     known_or_exit recorded "$@"
     # Every name is checked before any is forgotten.
     for name; do
-      if procfile_entries | cut -f1 | grep -qx -- "$name"; then
+      if is_procfile_entry "$name"; then
         echo "$name is a Procfile entry: listed as long as the Procfile has it" >&2
         exit 2
       fi

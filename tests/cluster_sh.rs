@@ -86,6 +86,15 @@ impl Folder {
         rest
     }
 
+    /// `./cluster.sh stop`, which must succeed and leave none of `pids` running.
+    fn stop_all(&self, pids: &[i32]) {
+        let out = self.cluster_sh(&["stop"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for pid in pids {
+            assert!(!alive(*pid), "pid {pid} still runs after stop");
+        }
+    }
+
     /// `./cluster.sh <args>`, with its exit status and output.
     fn cluster_sh(&self, args: &[&str]) -> Output {
         self.cluster_sh_under(&[], args)
@@ -324,14 +333,10 @@ fn start_names_a_node_refused_by_its_data_dir() {
         .iter()
         .map(|n| f.pid(n).expect("a pid file"))
         .collect();
-    let out = f.cluster_sh(&["stop"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    for pid in pids {
-        assert!(!alive(pid), "pid {pid} still runs after stop");
-    }
+    f.stop_all(&pids);
 }
 
-/// `start` returns once every node answers `/-/health`: the first request after it succeeds.
+/// `start` returns once every node serves as a member: the first request after it succeeds.
 /// `stop` returns once they have exited.
 #[test]
 fn start_returns_when_every_node_answers_and_stop_when_they_exit() {
@@ -749,11 +754,7 @@ fn start_f_runs_procfile_tls() {
         let running = format!("tls{} running (pid {pid})", i + 1);
         assert!(status.contains(&running), "{status}");
     }
-    let out = f.cluster_sh(&["stop"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    for pid in pids {
-        assert!(!alive(pid), "pid {pid} runs after stop");
-    }
+    f.stop_all(&pids);
 }
 
 /// A node that runs but does not answer as expected is shown with its last answer: here a TLS
