@@ -14,13 +14,14 @@
 //! proposed in the last part of its wait, the [`settle_window`]: one that has not gone out by
 //! then never does), when every copy of it was overwritten by another entry, or once it is
 //! *withdrawn*: in that last part a write that went out is no longer proposed, and this node
-//! proposes its floor past it (a fence, see [`crate::proposal`]). A membership change that
-//! went out is not proposed again in that part either, but it is never withdrawn: no fence
-//! covers a change, so unless it applies or every copy is overwritten it may still happen. If the fence applies before
+//! proposes its floor past it (a fence, see [`crate::proposal`]). If the fence applies before
 //! any copy does, no copy can take effect any more, and the client hears so at once; if a copy
 //! applies first, the client hears it did. Only when neither applies by the deadline (a quorum
-//! is down) is the answer "it may still happen". Once answered a request is never proposed
-//! again, and the floor carried by later proposals makes every node skip any copy in flight.
+//! is down) is the answer "it may still happen". A membership change that went out is not
+//! proposed again in that part either, but it is never withdrawn: no fence covers a change, so
+//! unless it applies or every copy is overwritten it may still happen. Once answered a request
+//! is never proposed again, and the floor carried by later proposals makes every node skip any
+//! copy in flight.
 //!
 //! Under load a leader gathers proposals into bigger batches, so each WAL sync (on this node
 //! and on every follower) carries more entries: see [`super::batching`].
