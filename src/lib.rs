@@ -193,7 +193,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             &config.cluster,
         );
         lookup
-            .before_bootstrap()
+            .before_bootstrap([&config.wal_dir(), &config.snap_dir()])
             .await
             .map_err(StartError::LostData)?;
     }

@@ -55,6 +55,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -95,11 +96,18 @@ const MAX_ANSWER: usize = 4096;
 /// `id` `raftexample<id>`, and the README's runner adds the flag for one start: the command
 /// itself.
 pub fn add_back(id: u64, url: &str) -> String {
+    add_back_then(id, url, "")
+}
+
+/// [`add_back`], with `before_start` (", move ... aside") said before the new start: for a
+/// node that has gone on to write data of its own, which a start with `--join` would restart
+/// from (it ignores `--join` then) instead of joining empty.
+fn add_back_then(id: u64, url: &str, before_start: &str) -> String {
     let url = normalize_url(url);
     format!(
-        "remove it and add it back (DELETE /{id}, then POST /{id} with {url}, on a member), \
-         then start it again with --join (under ./cluster.sh: ./cluster.sh start \
-         raftexample{id} --join)"
+        "remove it and add it back (DELETE /{id}, then POST /{id} with {url}, on a \
+         member){before_start}, then start it again with --join (under ./cluster.sh: \
+         ./cluster.sh start raftexample{id} --join)"
     )
 }
 
@@ -659,8 +667,10 @@ impl Lookup {
     /// `./cluster.sh start` does) said nothing, and a voter that had lost its data was taken
     /// back at once (found by a user's campaign). If none answered, that is logged, with what
     /// to do if this node did lose its data (review 106): a member still replaying a large
-    /// log holds the question unanswered, as one starting anew does.
-    pub async fn before_bootstrap(&self) -> Result<(), String> {
+    /// log holds the question unanswered, as one starting anew does. `folders`: this node's
+    /// WAL and snapshot folders, which that remedy must have moved aside (review 111: the
+    /// start goes on to write them, and a later start with `--join` would restart from them).
+    pub async fn before_bootstrap(&self, folders: [&Path; 2]) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + BOOTSTRAP_ASK;
         let asks = self.members.iter().map(|(id, url)| async move {
             loop {
@@ -680,22 +690,25 @@ impl Lookup {
             .flatten()
             .collect();
         if answers.is_empty() && !self.members.is_empty() {
-            tracing::info!("{}", self.none_answered());
+            tracing::info!("{}", self.none_answered(folders));
         }
         before_bootstrap(self.filter.self_id, &self.own_url, &answers)
     }
 
     /// What [`Self::before_bootstrap`] says when no member answered within [`BOOTSTRAP_ASK`].
-    fn none_answered(&self) -> String {
+    /// Logged before the start is made, so it says what the start will do, which may still
+    /// fail (review 111).
+    fn none_answered(&self, [wal, snap]: [&Path; 2]) -> String {
         let asked: Vec<String> = self.members.iter().map(|(id, _)| id.to_string()).collect();
         let nodes = if asked.len() == 1 { "node" } else { "nodes" };
         let id = self.filter.self_id;
+        let aside = format!(", move {} and {} aside", wal.display(), snap.display());
         format!(
             "asked {nodes} {} whether node {id} has run before; none answered within \
-             {BOOTSTRAP_ASK:?}, so it starts anew as a member of the first cluster (right if \
-             the cluster is new). If this node ran before and lost its data, stop it, {}",
+             {BOOTSTRAP_ASK:?}, so it will start anew as a member of the first cluster (right \
+             if the cluster is new). If this node ran before and lost its data, stop it, {}",
             asked.join(", "),
-            add_back(id, &self.own_url)
+            add_back_then(id, &self.own_url, &aside)
         )
     }
 
@@ -881,6 +894,14 @@ mod tests {
         assert_eq!(filter.cluster_id(), 0xabc);
     }
 
+    /// Node 4's WAL and snapshot folders, for [`Lookup::before_bootstrap`].
+    fn folders() -> [&'static Path; 2] {
+        [
+            Path::new("/srv/d4/raftexample-4"),
+            Path::new("/srv/d4/raftexample-4-snap"),
+        ]
+    }
+
     fn lookup(members: Vec<(u64, String)>) -> Lookup {
         Lookup {
             client: super::super::http_client(None),
@@ -908,7 +929,7 @@ mod tests {
             Member::serve(listener, DOUBT)
         };
         let lookup = lookup(vec![(2, url)]);
-        let (member, asked) = tokio::join!(member_starts, lookup.before_bootstrap());
+        let (member, asked) = tokio::join!(member_starts, lookup.before_bootstrap(folders()));
         let err = asked.expect_err("member 2's doubt stops it");
         assert!(err.contains("has run since it was last added"), "{err}");
         assert!(
@@ -936,10 +957,14 @@ mod tests {
             (2, url(refusing.local_addr().expect("bound"))),
             (3, url(silent.local_addr().expect("bound"))),
         ]);
-        assert_eq!(unanswered.before_bootstrap().await, Ok(()));
+        assert_eq!(unanswered.before_bootstrap(folders()).await, Ok(()));
         let said = [
-            "asked nodes 2, 3 whether node 4 has run before; none answered within 500ms",
+            "asked nodes 2, 3 whether node 4 has run before; none answered within 500ms, so \
+             it will start anew",
             "stop it, remove it and add it back (DELETE /4, then POST /4 with http://127.0.0.1:9",
+            // The start goes on to write them: a start with --join would restart from them.
+            "on a member), move /srv/d4/raftexample-4 and /srv/d4/raftexample-4-snap aside, \
+             then start it again with --join",
         ];
         for text in said {
             assert_eq!(log.count(text), 1, "{text:?} in {}", log.text());
@@ -947,7 +972,7 @@ mod tests {
 
         let (_member, admitting) = Member::start(ADMIT).await;
         let answered = lookup(vec![(2, admitting)]);
-        assert_eq!(answered.before_bootstrap().await, Ok(()));
+        assert_eq!(answered.before_bootstrap(folders()).await, Ok(()));
         assert_eq!(log.count("none answered"), 1, "said again: {}", log.text());
     }
 
