@@ -81,9 +81,18 @@ pub struct Builds {
 
 impl Builds {
     /// Records that `peer` just said it runs `build`, `heard` as a request's headers or a
-    /// probe's answer, replacing what it said before.
+    /// probe's answer, replacing what it said before, but for a probe's answer after a
+    /// request: that may not be the member's word ([`Heard::ProbeAnswer`]), and a node that
+    /// becomes leader while the member's stream lives gets no new request to replace it, so it
+    /// named a member of this build as older for as long as the stream lived (review 111).
+    /// An older build is still known so: by its own requests, which say it in every stream it
+    /// opens, or by a probe's answer where no request was heard.
     pub fn record(&self, peer: u64, build: Build, heard: Heard) {
-        self.lock().insert(peer, (build, heard));
+        let mut known = self.lock();
+        if heard == Heard::ProbeAnswer && matches!(known.get(&peer), Some((_, Heard::Request))) {
+            return;
+        }
+        known.insert(peer, (build, heard));
     }
 
     /// What `peer` last said of its build, however it was heard.
@@ -92,7 +101,7 @@ impl Builds {
     }
 
     /// What `peer` last said of its build, if it said it in a request of its own
-    /// ([`Heard::Request`]) and nothing was heard since.
+    /// ([`Heard::Request`]).
     pub fn said_by(&self, peer: u64) -> Option<Build> {
         match self.lock().get(&peer) {
             Some((build, Heard::Request)) => Some(*build),
@@ -105,9 +114,9 @@ impl Builds {
         self.lock().remove(&peer);
     }
 
-    /// Those of `members` last heard as an older build, however heard, ascending: a probe's
-    /// answer is replaced by the member's next request, which a leader gets at once from a
-    /// member that runs (its answers to the leader's messages).
+    /// Those of `members` last heard as an older build, ascending: in a request of their own,
+    /// or in a probe's answer where none was heard (see [`Self::record`]), which the member's
+    /// next request replaces.
     pub fn older_among(&self, members: impl IntoIterator<Item = u64>) -> Vec<u64> {
         let known = self.lock();
         let mut older: Vec<u64> = members
@@ -173,8 +182,9 @@ const BUILDS_TIMEOUT: Duration = Duration::from_secs(1);
 /// write is refused unasked ([`Refusal::NoTimeLeft`]), not "no answer within 500.0µs" (review
 /// 110). The probe opens a new connection, a round trip before the question's own, and the
 /// leader answers on its runtime among its other work: well under a millisecond only on one
-/// host. And a write let through with less left than this would not be proposed anyway under
-/// a `--proposal-timeout-ms` of 5 or more: nothing is in the last fifth of a wait (see
+/// host. And a write let through with less left than this would not be proposed anyway, under
+/// a `--proposal-timeout-ms` of 5 or more (the flag takes no less than
+/// [`crate::config::MIN_PROPOSAL_TIMEOUT_MS`]): nothing is in the last fifth of a wait (see
 /// `raft_node::proposals`).
 pub const LEAST_PATIENCE: Duration = Duration::from_millis(1);
 
@@ -311,5 +321,57 @@ impl ValuesCheck {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Answer>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe's answer never replaces what a member's own request said: a follower that took
+    /// its leader's URL's `404` as "older", then became leader while that member's stream
+    /// lived (no new request), named a member of this build as older to every write of a
+    /// value that is not UTF-8 (review 111). A member whose requests say it is older is still
+    /// named, whatever a probe answers, until its own request says otherwise; so is one only a
+    /// probe's answer has told of.
+    #[test]
+    fn a_probe_answer_never_replaces_a_members_own_word() {
+        let builds = Builds::default();
+        builds.record(2, Build::AnyBytes, Heard::Request);
+        builds.record(2, Build::Older, Heard::ProbeAnswer);
+        assert_eq!(
+            builds.older_among([2]),
+            Vec::<u64>::new(),
+            "its stream said this build"
+        );
+        assert_eq!(builds.said_by(2), Some(Build::AnyBytes));
+
+        builds.record(3, Build::Older, Heard::Request);
+        builds.record(3, Build::AnyBytes, Heard::ProbeAnswer);
+        assert_eq!(
+            builds.older_among([2, 3]),
+            vec![3],
+            "its stream said an older build"
+        );
+        builds.record(3, Build::AnyBytes, Heard::Request);
+        assert_eq!(
+            builds.older_among([3]),
+            Vec::<u64>::new(),
+            "restarted on this build"
+        );
+
+        builds.record(4, Build::Older, Heard::ProbeAnswer);
+        assert_eq!(
+            builds.older_among([2, 3, 4]),
+            vec![4],
+            "no request of its own heard"
+        );
+        assert_eq!(builds.said_by(4), None, "a probe's answer is not its word");
+        builds.record(4, Build::AnyBytes, Heard::Request);
+        assert_eq!(
+            builds.older_among([4]),
+            Vec::<u64>::new(),
+            "its request replaces it"
+        );
     }
 }

@@ -1266,8 +1266,8 @@ mod tests {
         assert_eq!(check.older_member(|| 1, WAIT).await, Ok(()));
     }
 
-    /// A follower whose record of its leader's build came from an answer to its probe asks the
-    /// leader again at the next write: that answer may be a `404` from something at the
+    /// A follower told by an answer to its probe that its leader is older asks the leader
+    /// again at the next write: that answer may be a `404` from something at the
     /// leader's URL other than its peer server, or a late answer of its previous process, and,
     /// taken as the leader's word, it stood while the leader's stream lived (one request, one
     /// record), refusing every such write with a 409 naming a leader of this build (review 106
@@ -1297,7 +1297,11 @@ mod tests {
             Err(Refusal::Older(2)),
             "the 404 of a server without the probe"
         );
-        assert_eq!(filter.builds().of(2), Some(Build::Older), "recorded");
+        assert_eq!(
+            filter.builds().of(2),
+            Some(Build::AnyBytes),
+            "the answer does not replace the leader's own word (review 111)"
+        );
         filter.set_member(2, Some(&leader));
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
