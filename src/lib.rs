@@ -79,7 +79,7 @@ pub mod ui;
 pub mod varint;
 pub mod wal;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // should not leave a fresh node's folders behind (a WAL records --cluster, and would
     // then refuse the corrected flags).
     let own_url = raft_node::check_flags(&config)?;
+    check_ports(&config, &own_url)?;
     let tls = TlsSetup::load(&config).map_err(|e| StartError::BadFlags(e.to_string()))?;
     let ports = match Ports::bind(&config, &own_url).await {
         Ok(ports) => ports,
@@ -204,6 +205,46 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
     };
     start_recovered(config, &own_url, recovered, tls, ports).await
+}
+
+/// Refuses a `--port` that is this node's own peer port on an address the two listeners would
+/// share: the REST bind then failed as if "another process" held the port, which sent the
+/// reader looking for one (review 111). A host name is taken to be every address only when
+/// the REST side listens on every address (`localhost` as the loopback addresses): which
+/// others it names is the resolver's to say, and a bind that does fail still says so.
+fn check_ports(config: &Config, own_url: &str) -> Result<(), StartError> {
+    let peer = membership::host_port(own_url)
+        .map_err(|e| StartError::BadFlags(format!("--cluster: {e}")))?;
+    // `check_flags` has judged the URL: it ends in a port, not 0.
+    let split = peer.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+    let Some((host, Ok(port))) = split else {
+        return Ok(());
+    };
+    let rest = config.listen_host;
+    let shared = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(ip) => shares_port(ip, rest),
+        Err(_) => {
+            let loopback = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+            rest.is_unspecified()
+                || host.eq_ignore_ascii_case("localhost") && loopback.contains(&rest)
+        }
+    };
+    if port != config.port || !shared {
+        return Ok(());
+    }
+    Err(StartError::BadFlags(format!(
+        "--port {port} is this node's own peer port ({own_url}, its URL in --cluster), on an \
+         address both would listen on: the REST port and the peer port must differ (the \
+         original's are 9121 and 9021); pick another --port"
+    )))
+}
+
+/// Whether listening on `a` and on `b` at one port collide: the same address, or either the
+/// wildcard of the other's family (`::`, dual-stack, is every address of both).
+fn shares_port(a: IpAddr, b: IpAddr) -> bool {
+    let covers =
+        |any: IpAddr, other: IpAddr| any.is_unspecified() && (any.is_ipv6() || other.is_ipv4());
+    a == b || covers(a, b) || covers(b, a)
 }
 
 /// The node's two listeners, bound before anything else happens.
@@ -493,6 +534,14 @@ mod tests {
     use super::*;
     use crate::raft_node::ProposalError;
 
+    /// A port on 127.0.0.1 that was free a moment ago.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
     /// A start that fails because a port is taken writes nothing: the data dir stays as it
     /// was, so the same command with a free port starts (the WAL records --cluster, and a
     /// WAL left by the failed start used to refuse corrected flags; found by a review).
@@ -500,10 +549,7 @@ mod tests {
     fn a_start_refused_for_a_taken_port_writes_nothing() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
-        let peer = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let peer = free_port();
         let mut config = Config {
             cluster: vec![format!("http://127.0.0.1:{peer}")],
             port: taken.local_addr().expect("its address").port(),
@@ -525,6 +571,68 @@ mod tests {
         runtime.block_on(running.wait());
     }
 
+    /// A `--port` that is this node's own peer port, on an address both listeners would
+    /// take, is refused before anything is bound, saying the two must differ: the REST bind
+    /// failed as if another process held the port (review 111). Listeners that do not
+    /// collide are left alone.
+    #[test]
+    fn a_rest_port_that_is_the_nodes_own_peer_port_is_refused() {
+        // --port, --listen-host, this node's URL in --cluster, and whether that is refused.
+        for (port, host, url, refused) in [
+            (9121, "0.0.0.0", "http://127.0.0.1:9121", true),
+            (9121, "127.0.0.1", "http://127.0.0.1:9121", true),
+            (9121, "::", "http://127.0.0.1:9121", true),
+            (9121, "127.0.0.1", "http://0.0.0.0:9121", true),
+            (9121, "::1", "http://[::1]:9121", true),
+            (9121, "0.0.0.0", "http://localhost:9121", true),
+            (9121, "127.0.0.1", "http://localhost:9121", true),
+            (9121, "0.0.0.0", "http://127.0.0.1:9021", false),
+            (9121, "127.0.0.2", "http://127.0.0.1:9121", false),
+            (9121, "0.0.0.0", "http://[::1]:9121", false),
+            (9121, "127.0.0.1", "http://node1.example:9121", false),
+            (9021, "127.0.0.1", "http://localhost:9121", false),
+        ] {
+            let config = Config {
+                port,
+                listen_host: host.parse().expect("a literal address"),
+                ..Config::default()
+            };
+            let Err(err) = check_ports(&config, url) else {
+                assert!(!refused, "{host}, {url}: taken");
+                continue;
+            };
+            let text = err.to_string();
+            assert!(refused, "{host}, {url}: {text}");
+            assert!(
+                text.starts_with(&format!("--port 9121 is this node's own peer port ({url}")),
+                "{text}"
+            );
+            assert!(
+                text.contains("the REST port and the peer port must differ")
+                    && text.contains("9121 and 9021"),
+                "{text}"
+            );
+        }
+    }
+
+    /// The same refusal from `start`, before a port is bound or the data dir touched.
+    #[tokio::test]
+    async fn a_start_whose_rest_port_is_its_peer_port_is_refused_before_binding() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let port = free_port();
+        let config = Config {
+            cluster: vec![format!("http://127.0.0.1:{port}")],
+            port,
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let err = start(config).await.err().expect("refused");
+        assert!(matches!(err, StartError::BadFlags(_)), "{err}");
+        assert!(err.to_string().contains("must differ"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("data dir").collect();
+        assert!(left.is_empty(), "the refused start wrote {left:?}");
+    }
+
     /// A port in use, the REST port or the peer port, says what may hold it and what to do
     /// about it: the OS's "Address already in use" left that to a newcomer (a campaign).
     #[tokio::test]
@@ -533,12 +641,6 @@ mod tests {
             .await
             .expect("a port to hold");
         let taken = holder.local_addr().expect("its address").port();
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
         let config = |port| Config {
             port,
             listen_host: "127.0.0.1".parse().expect("a literal address"),
@@ -548,7 +650,7 @@ mod tests {
             (
                 "--port",
                 config(taken),
-                format!("http://127.0.0.1:{}", free()),
+                format!("http://127.0.0.1:{}", free_port()),
                 "or pick another port with --port",
             ),
             (
@@ -577,10 +679,7 @@ mod tests {
     #[test]
     fn a_failed_sync_stops_the_node_and_acknowledges_nothing() {
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let config = Config {
             cluster: vec![format!("http://127.0.0.1:{port}")],
             port: 0,
