@@ -783,6 +783,27 @@ mod tests {
         assert!(line.contains(&unread), "{line}");
     }
 
+    /// A whole record of a type this build does not know is told as a start tells it: a
+    /// newer build wrote it, not damage. Before, dump said "invalid record: unknown record
+    /// type", as of damage (review 111).
+    #[test]
+    fn a_record_of_a_newer_build_is_told_as_a_start_tells_it() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, _) = wal_of_segments(tmp.path());
+        let (path, at) = crate::wal::tests::put_newer_record(&config.wal_dir());
+        let start = wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        let line = stopped(&config);
+        assert!(line.contains(&start), "the start says {start:?}\n{line}");
+        let place = format!("at {} offset {at}", path.display());
+        assert!(
+            line.contains("written by a newer build") && line.contains(&place),
+            "{line}"
+        );
+    }
+
     /// A torn end of the newest segment is what a crash leaves, and a start cuts it and goes
     /// on: dump says so, rather than leave it to look like damage.
     #[test]

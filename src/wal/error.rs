@@ -24,6 +24,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A whole record (its checksum holds) of a type this build does not know: a newer build
+    /// wrote the WAL. Not damage: that build reads it. Nothing was modified.
+    #[error(
+        "written by a newer build: record type {record_type} at {path} offset {offset}, which \
+         this build does not know (its checksum holds: it is not damage); start this node with \
+         that build (or a newer one)"
+    )]
+    NewerBuild {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the record in that file.
+        offset: u64,
+        /// Its type.
+        record_type: u8,
+    },
     /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
     /// succeeds, so the node must stop; the WAL refuses any further call.
     #[error(

@@ -798,6 +798,26 @@ pub(crate) mod tests {
         m
     }
 
+    /// Writes, right after the last record of the WAL in `dir`, a record whose checksum holds
+    /// but whose type this build does not know, as a newer build would; returns its segment
+    /// and offset.
+    pub(crate) fn put_newer_record(dir: &Path) -> (PathBuf, u64) {
+        let mut last = None;
+        scan(dir, |path, off, len, _| {
+            last = Some((path.to_path_buf(), off + len))
+        })
+        .expect("a readable WAL");
+        let (path, at) = last.expect("a WAL has a metadata record at least");
+        let mut bytes = fs::read(&path).unwrap();
+        let mut rec = Vec::new();
+        record::encode_raw(&mut rec, at, record::TYPE_UNKNOWN, b"new");
+        let at_usize = at as usize;
+        bytes.resize(bytes.len().max(at_usize + rec.len()), 0);
+        bytes[at_usize..at_usize + rec.len()].copy_from_slice(&rec);
+        fs::write(&path, &bytes).unwrap();
+        (path, at)
+    }
+
     /// The file and reason of an error that must be [`Error::Corrupt`].
     pub(crate) fn corrupt_in(err: Error) -> (PathBuf, String) {
         match err {

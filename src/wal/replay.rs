@@ -25,6 +25,8 @@
 //!   the offset and the bytes dropped.
 //!
 //! Damage in any other segment is corruption: a segment is synced before the next one starts.
+//! A record whose checksum holds but whose type this build does not know is neither, in any
+//! segment: a newer build wrote it ([`Error::NewerBuild`]).
 //!
 //! What this cannot tell apart: damage at rest to synced bytes whose sync mark was lost too
 //! (a mark is written after its sync, so a power loss can take it, and with direct writes,
@@ -375,6 +377,14 @@ fn judge_bad_record(
     last: bool,
     e: &record::DecodeError,
 ) -> Result<TornTail, Error> {
+    // Whole and checksummed, so neither a torn append nor damage, wherever it is.
+    if let record::DecodeError::UnknownType(record_type) = *e {
+        return Err(Error::NewerBuild {
+            path: path.to_path_buf(),
+            offset: off as u64,
+            record_type,
+        });
+    }
     if !last {
         return Err(corrupt(
             path,
@@ -1072,6 +1082,55 @@ mod tests {
             other => panic!("expected Corrupt, got {other:?}"),
         }
         assert_eq!(fs::read(&seg).unwrap(), bytes);
+    }
+
+    /// A whole record of a type this build does not know is a newer build's, wherever it is:
+    /// at the tail of the last segment (where damage could pass for an unsynced tail) and
+    /// in an older segment. A start and a scan both say so, naming the file, the offset and
+    /// the type, and modify nothing. Before, both called it damage ("invalid record: unknown
+    /// record type"), which start-up met with the lost-disk remedy (review 111).
+    #[test]
+    fn a_record_of_a_type_this_build_does_not_know_is_a_newer_builds() {
+        fn newer(path: &Path, at: u64) -> impl Fn(Error) + '_ {
+            move |err| match err {
+                Error::NewerBuild {
+                    path: p,
+                    offset,
+                    record_type,
+                } => assert_eq!(
+                    (p.as_path(), offset, record_type),
+                    (path, at, record::TYPE_UNKNOWN)
+                ),
+                other => panic!("expected NewerBuild, got {other:?}"),
+            }
+        }
+        // At the tail of the last segment, where no sync mark covers it.
+        let tmp = TempDir::new().unwrap();
+        build_pristine(tmp.path());
+        let (last, at) = super::super::tests::put_newer_record(tmp.path());
+        let before = snapshot_files(tmp.path());
+        newer(&last, at)(Wal::open(tmp.path(), WalOptions::default()).unwrap_err());
+        newer(&last, at)(scan(&StdFs, tmp.path(), |_, _, _, _| {}).unwrap_err());
+        assert_eq!(snapshot_files(tmp.path()), before, "nothing was modified");
+
+        // In the first segment, before the record that ends it (moved after it).
+        let tmp = TempDir::new().unwrap();
+        build_pristine(tmp.path());
+        let first = tmp.path().join(super::super::segment::segment_name(0, 0));
+        let (end, kind) = *records_of(tmp.path(), &first).last().unwrap();
+        assert_eq!(kind, "next");
+        let bytes = fs::read(&first).unwrap();
+        let (next, _) = record::decode(&bytes, end as usize).unwrap();
+        let mut tail = Vec::new();
+        record::encode_raw(&mut tail, end, record::TYPE_UNKNOWN, b"new");
+        record::encode(&mut tail, end, next.as_ref()).unwrap();
+        let mut changed = bytes[..end as usize].to_vec();
+        changed.extend_from_slice(&tail);
+        fs::write(&first, &changed).unwrap();
+        let before = snapshot_files(tmp.path());
+        newer(&first, end)(Wal::open(tmp.path(), WalOptions::default()).unwrap_err());
+        newer(&first, end)(scan(&StdFs, tmp.path(), |_, _, _, _| {}).unwrap_err());
+        assert_eq!(snapshot_files(tmp.path()), before, "nothing was modified");
     }
 
     #[test]
