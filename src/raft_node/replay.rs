@@ -119,6 +119,17 @@ impl StartError {
                     .into(),
             );
         }
+        if let StartError::Wal(wal::Error::NewerBuild { .. }) = self {
+            // As for that snapshot: the lost-disk remedy would rebuild a healthy WAL (an
+            // older build gave it for a newer build's type 10: review 111).
+            return Some(format!(
+                "the WAL is not damaged: a newer build of raftexample wrote it; start this \
+                 node with that build (or a newer one), and do not remove or move {} or {}, \
+                 nor remove the node from the cluster",
+                config.wal_dir().display(),
+                config.snap_dir().display(),
+            ));
+        }
         let damaged = match self {
             StartError::Wal(e) => matches!(
                 e,
@@ -879,6 +890,37 @@ mod tests {
             .expect("advice for an unreadable snapshot");
         assert!(
             remedy.contains("start this node with that build"),
+            "{remedy}"
+        );
+    }
+
+    /// A node whose WAL holds a record a newer build wrote (a whole one, of a type this build
+    /// does not know) is refused as written by a newer build, with the advice to start it
+    /// with that build and to remove nothing. Before, it was damage, and the advice that of
+    /// a lost disk: remove the node, move its folders aside (review 111: what an older build
+    /// says of type 10).
+    #[test]
+    fn a_wal_a_newer_build_wrote_is_not_advised_as_a_lost_disk() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let config = config(tmp.path());
+        drop(replay_wal(&config).expect("bootstrap"));
+        let (path, at) = crate::wal::tests::put_newer_record(&config.wal_dir());
+        let Err(err) = replay_wal(&config) else {
+            panic!("a start on a newer build's WAL went on");
+        };
+        let text = err.to_string();
+        let place = format!("at {} offset {at}", path.display());
+        assert!(
+            text.contains("written by a newer build") && text.contains(&place),
+            "{text}"
+        );
+        let remedy = err.remedy(&config).expect("advice");
+        assert!(
+            remedy.contains("not damaged")
+                && remedy.contains("start this node with that build")
+                && remedy.contains("do not remove or move")
+                && !remedy.contains("DELETE")
+                && !remedy.contains("--join"),
             "{remedy}"
         );
     }
