@@ -1,12 +1,17 @@
-//! WALs written before sync marks and reset markers existed (record types 1 to 6 only) still
-//! replay, with the same contents as when they were written, and take new records after them.
+//! WALs written by older builds still replay, with the same contents as when they were
+//! written, and take new records after them.
 //!
-//! The fixtures in `tests/fixtures/wal-v1/` were written by the WAL of commit 563d8ae (see the
-//! README there): `clean/` is a WAL of five segments holding every record type of that format
-//! (single-entry records, runs, hard states, snapshot markers, padding, rotated headers, an
-//! overwritten suffix and preallocated zeros), `clean.expected` is what that code read back
-//! from it, and `torn/` is the same WAL plus one more write whose second half never reached
-//! the disk (`torn.cut` names the file and the offset where that write began).
+//! The fixtures in `tests/fixtures/wal-v1/` were written by the WAL of commit 563d8ae, before
+//! sync marks and reset markers existed (record types 1 to 6; see the README there): `clean/`
+//! is a WAL of five segments holding every record type of that format (single-entry records,
+//! runs, hard states, snapshot markers, padding, rotated headers, an overwritten suffix and
+//! preallocated zeros), `clean.expected` is what that code read back from it, and `torn/` is
+//! the same WAL plus one more write whose second half never reached the disk (`torn.cut` names
+//! the file and the offset where that write began).
+//!
+//! Those in `tests/fixtures/wal-b738d10/` were written by the WAL of commit b738d10: its
+//! segments end with the record naming the next one (type 9), but their headers do not
+//! promise it (type 10 came after); `clean.expected` is again what that code read back.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -15,16 +20,21 @@ use std::path::{Path, PathBuf};
 use raftexample::wal::{self, Entry, HardState, Record, Wal, WalContents, WalOptions};
 use tempfile::TempDir;
 
-fn fixture(name: &str) -> PathBuf {
+const V1: &str = "wal-v1";
+const B738D10: &str = "wal-b738d10";
+
+/// File or folder `name` of the fixtures of `format`.
+fn fixture(format: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/wal-v1")
+        .join("tests/fixtures")
+        .join(format)
         .join(name)
 }
 
 /// A copy of fixture folder `name`, to be opened (and repaired) without touching the original.
-fn copy_of(name: &str) -> TempDir {
+fn copy_of(format: &str, name: &str) -> TempDir {
     let tmp = TempDir::new().expect("a temp dir");
-    for dent in fs::read_dir(fixture(name)).expect("the fixture folder") {
+    for dent in fs::read_dir(fixture(format, name)).expect("the fixture folder") {
         let dent = dent.expect("a fixture file");
         fs::copy(dent.path(), tmp.path().join(dent.file_name())).expect("copying a fixture");
     }
@@ -71,11 +81,11 @@ fn last_record(dir: &Path) -> (PathBuf, u64, u64, Record) {
     last.expect("a WAL has records")
 }
 
-fn expected() -> String {
-    fs::read_to_string(fixture("clean.expected")).expect("clean.expected")
+fn expected(format: &str) -> String {
+    fs::read_to_string(fixture(format, "clean.expected")).expect("clean.expected")
 }
 
-/// The options the fixtures were written with.
+/// The options the wal-v1 fixtures were written with.
 const OPTS: WalOptions = WalOptions {
     segment_size: 2048,
     preallocate: 4096,
@@ -95,9 +105,9 @@ fn entries(first: u64, term: u64, n: u64) -> Vec<Entry> {
 
 #[test]
 fn an_old_wal_replays_as_it_did_and_takes_new_records() {
-    let dir = copy_of("clean");
-    let (mut wal, contents) = Wal::open(dir.path(), OPTS).expect("the old WAL opens");
-    assert_eq!(describe(&contents), expected());
+    let dir = copy_of(V1, "clean");
+    let (wal, contents) = Wal::open(dir.path(), OPTS).expect("the old WAL opens");
+    assert_eq!(describe(&contents), expected(V1));
     // Opening synced the old records and wrote a sync mark after them (over the preallocated
     // zeros), and changed nothing else.
     let (active, end, len, mark) = last_record(dir.path());
@@ -108,41 +118,145 @@ fn an_old_wal_replays_as_it_did_and_takes_new_records() {
         if path == active {
             now[end as usize..(end + len) as usize].fill(0);
         }
-        let old = fs::read(fixture("clean").join(path.file_name().unwrap())).unwrap();
+        let old = fs::read(fixture(V1, "clean").join(path.file_name().unwrap())).unwrap();
         assert!(now == old, "{} was modified by opening it", path.display());
     }
 
     // New records (sync marks among them) after the old ones, in the old last segment and
     // in new segments.
-    let last = contents.last_index();
+    append_and_reopen(wal, contents.last_index(), 4, OPTS);
+}
+
+/// Appends `batches` synced batches of ten entries of term 4 after entry `last` of an old
+/// WAL, each with a hard state, and checks that the WAL opened again holds them.
+fn append_and_reopen(mut wal: Wal, last: u64, batches: u64, opts: WalOptions) {
     let hs = HardState {
         term: 4,
         vote: 1,
-        commit: last + 40,
+        commit: last + batches * 10,
         ..Default::default()
     };
-    for batch in 0..4 {
+    for batch in 0..batches {
         wal.save(Some(&hs), &entries(last + 1 + batch * 10, 4, 10), true)
             .expect("appending to an old WAL");
     }
+    let dir = wal.dir().to_path_buf();
     drop(wal);
-    let (_wal, contents) = Wal::open(dir.path(), OPTS).expect("the mixed WAL opens");
+    let (_wal, contents) = Wal::open(&dir, opts).expect("the mixed WAL opens");
     let got = contents.entries_after(last).expect("contiguous");
-    assert_eq!(got, &entries(last + 1, 4, 40)[..]);
+    assert_eq!(got, &entries(last + 1, 4, batches * 10)[..]);
     assert_eq!(contents.hard_state, hs);
     assert!(describe(&contents).starts_with("hardstate term=4"));
 }
 
 #[test]
 fn an_old_wal_with_a_torn_tail_is_cut_where_the_torn_write_began() {
-    let dir = copy_of("torn");
-    let cut = fs::read_to_string(fixture("torn.cut")).expect("torn.cut");
+    let dir = copy_of(V1, "torn");
+    let cut = fs::read_to_string(fixture(V1, "torn.cut")).expect("torn.cut");
     let (name, offset) = cut.trim().split_once(' ').expect("'<file> <offset>'");
     let offset: u64 = offset.parse().expect("an offset");
     let (_wal, contents) = Wal::open(dir.path(), OPTS).expect("the torn WAL opens");
-    assert_eq!(describe(&contents), expected());
+    assert_eq!(describe(&contents), expected(V1));
     // Cut there, then marked as synced up to there.
     let (path, end, _, mark) = last_record(dir.path());
     let want = (dir.path().join(name), offset, Record::Synced(offset));
     assert_eq!((path, end, mark), want);
+}
+
+/// The options the wal-b738d10 fixture was written with.
+const B738D10_OPTS: WalOptions = WalOptions {
+    segment_size: 1024,
+    preallocate: 0,
+    direct_io: false,
+};
+
+/// The kinds of the records of each segment of the WAL in `dir`, in order.
+fn kinds_by_segment(dir: &Path) -> Vec<(PathBuf, Vec<&'static str>)> {
+    let mut out: Vec<(PathBuf, Vec<&'static str>)> = Vec::new();
+    wal::scan(dir, |path, _, _, rec| match out.last_mut() {
+        Some((p, kinds)) if p == path => kinds.push(rec.kind()),
+        _ => out.push((path.to_path_buf(), vec![rec.kind()])),
+    })
+    .expect("the WAL scans");
+    out
+}
+
+/// A WAL of b738d10 (segments end naming the next one; no header promises it) replays as it
+/// did, and takes new records and rotations, whose segments' headers then promise it.
+#[test]
+fn a_wal_of_b738d10_replays_as_it_did_and_rotates_into_this_format() {
+    let dir = copy_of(B738D10, "clean");
+    let old = kinds_by_segment(dir.path());
+    assert!(old.len() >= 3, "{old:?}");
+    for (i, (path, kinds)) in old.iter().enumerate() {
+        assert!(!kinds.contains(&"chained"), "{}: {kinds:?}", path.display());
+        let ends_naming_the_next = kinds.last() == Some(&"next");
+        assert_eq!(
+            ends_naming_the_next,
+            i + 1 < old.len(),
+            "{}",
+            path.display()
+        );
+    }
+    let (wal, contents) = Wal::open(dir.path(), B738D10_OPTS).expect("the old WAL opens");
+    assert_eq!(describe(&contents), expected(B738D10));
+    // Enough for two rotations at 1 KiB.
+    append_and_reopen(wal, contents.last_index(), 12, B738D10_OPTS);
+    let now = kinds_by_segment(dir.path());
+    assert!(now.len() > old.len(), "the new records rotated: {now:?}");
+    for (path, kinds) in &now[old.len()..] {
+        // In the header, which ends with its first sync mark.
+        let header = &kinds[..kinds.iter().position(|&k| k == "synced").unwrap_or(0)];
+        assert!(header.contains(&"chained"), "{}: {kinds:?}", path.display());
+    }
+}
+
+/// Cut the record that ends a segment of the b738d10 WAL: in its first segment that is not
+/// taken for a lost end, since a header of b738d10 promises nothing and no segment comes
+/// before it (it opens, with every entry); in its second it is, since the first ends naming
+/// the next.
+#[test]
+fn a_wal_of_b738d10_is_held_to_the_ends_its_segments_have() {
+    for (which, refused) in [(0, false), (1, true)] {
+        let dir = copy_of(B738D10, "clean");
+        let segments = kinds_by_segment(dir.path());
+        let path = segments[which].0.clone();
+        let mut next = None;
+        wal::scan(dir.path(), |p, off, _, rec| {
+            if p == path && matches!(rec, Record::Next { .. }) {
+                next = Some(off);
+            }
+        })
+        .expect("the WAL scans");
+        let at = next.expect("the segment ends naming the next");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("the segment");
+        file.set_len(at).expect("cut");
+        drop(file);
+        let opened = Wal::open(dir.path(), B738D10_OPTS);
+        match (refused, opened) {
+            (false, Ok((_wal, contents))) => {
+                assert_eq!(
+                    describe(&contents),
+                    expected(B738D10),
+                    "cut in segment {which}"
+                );
+            }
+            (
+                true,
+                Err(wal::Error::Corrupt {
+                    path: p,
+                    offset,
+                    reason,
+                }),
+            ) => {
+                assert_eq!((p, offset), (path.clone(), at), "{reason}");
+                assert!(reason.contains("its end was lost"), "{reason}");
+            }
+            (_, Ok(_)) => panic!("cut in segment {which}: opened"),
+            (_, Err(e)) => panic!("cut in segment {which}: {e}"),
+        }
+    }
 }
