@@ -42,7 +42,8 @@ impl Options {
 /// Why the dump could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    /// The WAL is damaged; everything before the damage was printed.
+    /// The WAL could not be read on (damage, or a record of a newer build); everything before
+    /// was printed.
     #[error("WAL reading stopped: {0}")]
     Wal(#[from] wal::Error),
     /// Writing the output failed (a closed pipe, as under `| head`, is one way).

@@ -179,8 +179,7 @@ pub enum ApiError {
     /// `100-continue` can be refused too (see `go_server::unmet_expectation`): the reason says
     /// "alone", or it read as if the list had been served.
     #[error(
-        "expectation {0:?} cannot be met: only an Expect of 100-continue alone is served (send \
-         that, or no Expect header)"
+        "expectation {0:?} cannot be met: send Expect: 100-continue alone, or no Expect header"
     )]
     UnmetExpectation(String),
     /// A boolean query flag (`?pretty`, `?stale`) with a value that is none (see

@@ -25,7 +25,8 @@ pub enum Error {
         reason: String,
     },
     /// A whole record (its checksum holds) of a type this build does not know: a newer build
-    /// wrote the WAL. Not damage: that build reads it. Nothing was modified.
+    /// wrote the WAL. Not damage: that build reads it. No record is changed for it (an
+    /// unfinished rotation found on the way is finished first, as on any open).
     #[error(
         "written by a newer build: record type {record_type} at {path} offset {offset}, which \
          this build does not know (its checksum holds: it is not damage); start this node with \
