@@ -757,10 +757,63 @@ fn start_f_runs_procfile_tls() {
     f.stop_all(&pids);
 }
 
+/// A TLS node whose REST certificate names only `localhost` (made by `raftexample certs
+/// --hosts localhost`), asked at 127.0.0.1 as its `--listen-host` says, is reported started:
+/// `cluster.sh` asks whether the process it started serves, not who it is. It checked the
+/// certificate against `--trusted-ca-file` and the address asked, so such a node never
+/// counted as serving: `start` waited out `CLUSTER_START_TIMEOUT`, left it running and exited
+/// 1, though it served (review 113 LOW-3).
+#[test]
+fn start_f_runs_a_tls_node_whose_certificate_names_a_host_name_only() {
+    let f = Folder::new(1);
+    // Peer TLS, which checks the URL's host, with the usual certificates; the REST port with
+    // one that names `localhost` only, its CA the one its clients need.
+    common::make_certs(&f.path().join("certs"), 1);
+    let out = Command::new(common::binary())
+        .args([
+            "certs",
+            "--out",
+            "named",
+            "--nodes",
+            "1",
+            "--hosts",
+            "localhost",
+        ])
+        .current_dir(f.path())
+        .output()
+        .expect("running raftexample certs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ports = free_ports(2);
+    let rest = ports[1];
+    let procfile = format!(
+        "named1: ./target/release/raftexample --id 1 --cluster https://127.0.0.1:{} --port \
+         {rest} --listen-host 127.0.0.1 --cert-file named/node1.crt --key-file named/node1.key \
+         --trusted-ca-file named/ca.crt --client-cert-auth --peer-cert-file certs/node1.crt \
+         --peer-key-file certs/node1.key --peer-trusted-ca-file certs/ca.crt\n",
+        ports[0]
+    );
+    std::fs::write(f.path().join("Procfile.named"), procfile).expect("writing Procfile.named");
+
+    let out = f.cluster_sh_under(
+        &["CLUSTER_START_TIMEOUT=30"],
+        &["-f", "Procfile.named", "start"],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.starts_with("started named1 (pid")
+            && stdout.contains(&format!("https://127.0.0.1:{rest}, log")),
+        "{stdout}"
+    );
+    let pid = f.pid("named1").expect("a pid file");
+    f.stop_all(&[pid]);
+}
+
 /// A node that runs but does not answer as expected is shown with its last answer: here a TLS
-/// node whose command trusts another CA than the one that signed its certificate, so curl
-/// refuses it. `cluster.sh` said only "did not answer", though the node had answered
-/// (campaign 140: with "this port speaks HTTPS").
+/// node whose command trusts, for its clients, another CA than the one that signed its
+/// certificate, which `cluster.sh` presents as the client certificate, so the node refuses
+/// the handshake (curl's reason names the node's alert). `cluster.sh` said only "did not
+/// answer", though the node had answered (campaign 140: with "this port speaks HTTPS").
 #[test]
 fn a_node_that_does_not_serve_is_shown_with_its_answer() {
     let f = Folder::new(1);
@@ -790,6 +843,13 @@ fn a_node_that_does_not_serve_is_shown_with_its_answer() {
         )),
         "curl's reason:\n{stderr}"
     );
+    // The node refused us (OpenSSL's curl: "tlsv1 alert decrypt error"; GnuTLS's: "A TLS
+    // fatal alert has been received"), not curl the node, which takes it on trust.
+    let answer = stderr
+        .lines()
+        .find(|l| l.contains("its last answer"))
+        .expect("the line checked above");
+    assert!(answer.contains("alert"), "{answer}");
 }
 
 /// `start` takes `--join` only with names (the whole cluster joining, none would admit it),
