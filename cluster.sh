@@ -23,8 +23,9 @@
 # A node serves as a member once GET /-/status answers 200 and lists it among the members: a
 # node started with --join answers before the members have admitted it, and one that the
 # cluster removed, started again, answers but exits within seconds. One that does not serve
-# within CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST), and
-# shown with its last answer and the end of its log.
+# within CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST; one
+# that hears a leader was admitted, and still catches up), and shown with its last answer and
+# the end of its log.
 # PIDs and logs live in .cluster/ next to this script. A node's REST address is read from its
 # --port (9121 if absent) and --listen-host flags; a node with --cert-file speaks HTTPS, and is
 # asked with curl, presenting its --cert-file and --key-file as the client certificate (one its
@@ -238,6 +239,15 @@ serves_as_member() {
     [[ $body == *"{\"id\":${BASH_REMATCH[1]},\"url\":"* ]]
 }
 
+# The leader that answer $1 of [get] to GET /-/status names (its third field), if any: a
+# joining node hears one only once the members admitted it (until then it refuses their
+# messages), and lists itself only once it has applied its own addition, which comes after
+# the whole log, or the leader's snapshot: for a large state, after the timeout.
+leader_in() {
+  local code=${1%%$'\n'*} body=${1#*$'\n'} fields='^\{"id":[0-9]+,"role":"[^"]*","leader":'
+  [ "$code" = 200 ] && [[ $body =~ $fields([1-9][0-9]*), ]] && echo "${BASH_REMATCH[1]}"
+}
+
 # Answer $1 of [get] to GET /-/status, told in a line: the members, if it lists them.
 told() {
   local code=${1%%$'\n'*} body=${1#*$'\n'} members
@@ -272,14 +282,15 @@ spawn() {
 
 # Waits until entry $1, started with command line $2, serves as a member (0); or until it exits
 # (1) or has not within the timeout (2: it is left running, as a node not yet added must wait
-# for its POST); says why, with the end of its log.
+# for its POST, and one admitted may still be catching up); says why, with the end of its log.
 wait_serving() {
-  local name=$1 line=$2 pid url code deadline answer='' before silent
+  local name=$1 line=$2 pid url code deadline answer='' before silent joins leader
   pid=$(pid_of "$name")
   url=$(rest_url "$line")
+  joins=$(join_of "$line")
   before="it served as a member"
   silent="did not serve as a member"
-  if [ "$(join_of "$line")" = true ]; then
+  if [ "$joins" = true ]; then
     before="the members admitted it"
     silent="was not admitted by the members"
   fi
@@ -299,9 +310,15 @@ wait_serving() {
       return 0
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
+      if [ "$joins" = true ] && leader=$(leader_in "$answer"); then
+        silent="has not applied its own addition within ${start_timeout} s, though the members"
+        silent+=" admitted it (it hears leader $leader): it is still catching up"
+      else
+        silent+=" within ${start_timeout} s"
+      fi
       {
-        echo "$name (pid $pid) is running but $silent within ${start_timeout} s; it is left" \
-          "running (./$self stop $name stops it)"
+        echo "$name (pid $pid) is running but $silent; it is left running" \
+          "(./$self stop $name stops it)"
         echo "  its last answer to GET $url/-/status: $(told "$answer")"
         echo "  the end of $state/$name.log:"
         log_since "$name" "${log_start[$name]}"

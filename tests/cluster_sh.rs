@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -667,6 +669,107 @@ fn a_join_the_members_refuse_is_a_failed_start() {
         status.contains(&format!("raftexample3 running (pid {pid})")),
         "{status}"
     );
+}
+
+/// A `--join` node that the members admitted (it hears a leader) but that has not applied its
+/// own addition when `CLUSTER_START_TIMEOUT` runs out, as when it catches up a state larger
+/// than the timeout allows, is said to be admitted and catching up, and left running: it was
+/// said "not admitted by the members", which sends the user back to a `POST` already done
+/// (review 113 LOW-4). No real node is caught in that state on demand, so a stand-in: a
+/// process that runs under the name (`sleep`, its command line holding the node's `--port`
+/// and `--join`, which is what `cluster.sh` reads of it), and its REST port answered here
+/// with a real node's `/-/status` as a joining node gives it in that state.
+#[test]
+fn a_join_admitted_but_still_catching_up_is_said_to_be() {
+    let f = Folder::new(1);
+    let port = free_ports(1)[0];
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding a free port");
+    let status = raftexample::request::NodeStatus {
+        id: 4,
+        role: "follower".into(),
+        leader: 1,
+        term: 2,
+        vote: 0,
+        commit: 0,
+        applied: 0,
+        snapshot_index: 0,
+        first_index: 1,
+        last_index: 0,
+        commit_at_start: 0,
+        wal_bytes: 0,
+        sessions: (0, 0),
+        incarnation: "not-yet".into(),
+        members: vec![],
+        progress: None,
+        transferring_to: None,
+        log_tail: vec![],
+    };
+    answer_with(
+        listener,
+        serde_json::to_string(&status).expect("a NodeStatus serialises"),
+    );
+    let port_arg = port.to_string();
+    let out = f.cluster_sh_under(
+        &["CLUSTER_START_TIMEOUT=1"],
+        &[
+            "run",
+            "node4",
+            "bash",
+            "-c",
+            "exec sleep 600",
+            "stand-in",
+            "--port",
+            &port_arg,
+            "--join",
+        ],
+    );
+    let (stdout, stderr) = failed(&out);
+    assert!(!stdout.contains("started node4"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "is running but has not applied its own addition within 1 s, though the members \
+             admitted it (it hears leader 1): it is still catching up; it is left running"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not admitted"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "its last answer to GET http://127.0.0.1:{port}/-/status: 200, members [] (not \
+             itself)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 1 left running without serving as a member yet"),
+        "{stderr}"
+    );
+    let pid = f.pid("node4").expect("a pid file");
+    assert!(alive(pid), "node4 was said to be left running");
+    f.stop_all(&[pid]);
+}
+
+/// Answers every request on `listener` with `200` and `body`, from a thread of its own, for as
+/// long as the test runs.
+fn answer_with(listener: TcpListener, body: String) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // The whole request first, as a server reads it, then the answer, then the close.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && matches!(stream.read(&mut byte), Ok(1)) {
+                request.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
 }
 
 /// A member the cluster removed exits, by design; started again, it exits within seconds,
