@@ -51,11 +51,15 @@ mkdir -p "$state"
 start_timeout=${CLUSTER_START_TIMEOUT:-60}
 stop_timeout=${CLUSTER_STOP_TIMEOUT:-30}
 
+# A Procfile of no entries is no error: grep's status 1 would end a caller's pipeline under
+# `set -e` and `pipefail` (`stop` then stopped nothing, the nodes of `run` included).
 procfile_entries() {
-  grep -E '^[A-Za-z0-9_-]+:' "$procfile" | sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
+  { grep -E '^[A-Za-z0-9_-]+:' "$procfile" || [ $? -eq 1 ]; } |
+    sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
 }
 
-is_procfile_entry() { procfile_entries | cut -f1 | grep -qx -- "$1"; }
+# grep without -q reads to the end: one that quit early could fail the pipeline (SIGPIPE).
+is_procfile_entry() { procfile_entries | cut -f1 | grep -x -- "$1" >/dev/null; }
 
 # Names started with `run`: they have their command in .cluster/<name>.cmd.
 run_names() {

@@ -415,6 +415,43 @@ fn stop_never_signals_a_process_it_did_not_start() {
     let _ = stranger.wait();
 }
 
+/// With a Procfile of no entries, `stop` still stops what `run` started: grep finding no
+/// entry ended `names` under `set -e` and `pipefail`, and `stop` exited 0 having stopped
+/// nothing (helper 148).
+#[test]
+fn stop_stops_run_nodes_when_the_procfile_has_no_entries() {
+    let f = Folder::new(1);
+    std::fs::write(f.path().join("Procfile"), "# no entries\n").expect("emptying the Procfile");
+    let port = f.rest_ports[0].to_string();
+    let out = f.cluster_sh(&[
+        "run",
+        "alone",
+        "./target/release/raftexample",
+        "--id",
+        "1",
+        "--cluster",
+        &f.peers[0],
+        "--port",
+        &port,
+        "--listen-host",
+        "127.0.0.1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = f.pid("alone").expect("a pid file");
+    let out = f.cluster_sh(&["stop"]);
+    if alive(pid) {
+        // Not left behind by a failure: the node outlives its folder otherwise.
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("stopped alone"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!alive(pid), "pid {pid} still runs after stop");
+}
+
 /// `run` starts a command under a name of its own and waits for it like `start`; one that
 /// exits at once is reported with its reason and a non-zero status.
 #[test]
