@@ -243,10 +243,7 @@ pub(crate) fn encode_raw(buf: &mut Vec<u8>, base: u64, ty: u8, payload: &[u8]) {
     let offset = base + buf.len() as u64;
     let len = u32::try_from(payload.len()).expect("test payloads are small");
     let mut header = [0u8; HEADER_LEN];
-    header[0..4].copy_from_slice(&len.to_le_bytes());
-    header[4] = ty;
-    let crc = checksum(offset, &header[0..5], payload);
-    header[5..9].copy_from_slice(&crc.to_le_bytes());
+    seal(&mut header, len, ty, offset, payload);
     buf.extend_from_slice(&header);
     buf.extend_from_slice(payload);
 }
@@ -324,11 +321,17 @@ pub fn encode(buf: &mut Vec<u8>, base: u64, rec: RecordRef<'_>) -> Result<(), En
         return fail(buf, format!("payload of {payload_len} bytes exceeds 4 GiB"));
     };
     let (header, payload) = buf[start..].split_at_mut(HEADER_LEN);
+    seal(header, len, ty, offset, payload);
+    Ok(())
+}
+
+/// Fills `header` for `payload` (`len` bytes) of type `ty`, the record at file offset
+/// `offset`: its length, its type, and the checksum over both and the payload.
+fn seal(header: &mut [u8], len: u32, ty: u8, offset: u64, payload: &[u8]) {
     header[0..4].copy_from_slice(&len.to_le_bytes());
     header[4] = ty;
     let crc = checksum(offset, &header[0..5], payload);
     header[5..9].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
 }
 
 /// The payload of a run of entries (see the module doc).
