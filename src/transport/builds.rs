@@ -95,7 +95,9 @@ impl Builds {
         known.insert(peer, (build, heard));
     }
 
-    /// What `peer` last said of its build, however it was heard.
+    /// What `peer` last said of its build, however it was heard: for tests, which check what
+    /// was recorded; the node itself asks [`Self::said_by`] or [`Self::older_among`].
+    #[cfg(test)]
     pub fn of(&self, peer: u64) -> Option<Build> {
         self.lock().get(&peer).map(|(build, _)| *build)
     }
