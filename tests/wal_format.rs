@@ -81,6 +81,39 @@ fn last_record(dir: &Path) -> (PathBuf, u64, u64, Record) {
     last.expect("a WAL has records")
 }
 
+/// Checks that opening the WAL in `dir`, a copy of fixture folder `clean` of `format`, synced
+/// the old records and wrote one sync mark after them (over preallocated zeros, or past the
+/// file's end where there were none), and changed nothing else: no other byte, and no file
+/// added or taken away.
+fn only_a_sync_mark_was_added(format: &str, dir: &Path) {
+    let names = |dir: &Path| {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .expect("a WAL folder")
+            .map(|dent| dent.expect("a folder entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let fixture = fixture(format, "clean");
+    assert_eq!(names(dir), names(&fixture), "the files after opening");
+    let (active, end, len, mark) = last_record(dir);
+    assert_eq!(mark, Record::Synced(end));
+    let mark_ends = (end + len) as usize;
+    for name in names(dir) {
+        let path = dir.join(&name);
+        let mut now = fs::read(&path).expect("a segment");
+        let mut old = fs::read(fixture.join(&name)).expect("a fixture segment");
+        if path == active {
+            now[end as usize..mark_ends].fill(0);
+            // Where nothing was preallocated, the mark lengthened the file.
+            if old.len() < mark_ends {
+                old.resize(mark_ends, 0);
+            }
+        }
+        assert!(now == old, "{} was modified by opening it", path.display());
+    }
+}
+
 fn expected(format: &str) -> String {
     fs::read_to_string(fixture(format, "clean.expected")).expect("clean.expected")
 }
@@ -108,19 +141,8 @@ fn an_old_wal_replays_as_it_did_and_takes_new_records() {
     let dir = copy_of(V1, "clean");
     let (wal, contents) = Wal::open(dir.path(), OPTS).expect("the old WAL opens");
     assert_eq!(describe(&contents), expected(V1));
-    // Opening synced the old records and wrote a sync mark after them (over the preallocated
-    // zeros), and changed nothing else.
-    let (active, end, len, mark) = last_record(dir.path());
-    assert_eq!(mark, Record::Synced(end));
-    for dent in fs::read_dir(dir.path()).unwrap() {
-        let path = dent.unwrap().path();
-        let mut now = fs::read(&path).unwrap();
-        if path == active {
-            now[end as usize..(end + len) as usize].fill(0);
-        }
-        let old = fs::read(fixture(V1, "clean").join(path.file_name().unwrap())).unwrap();
-        assert!(now == old, "{} was modified by opening it", path.display());
-    }
+    // Over the preallocated zeros.
+    only_a_sync_mark_was_added(V1, dir.path());
 
     // New records (sync marks among them) after the old ones, in the old last segment and
     // in new segments.
@@ -200,6 +222,8 @@ fn a_wal_of_b738d10_replays_as_it_did_and_rotates_into_this_format() {
     }
     let (wal, contents) = Wal::open(dir.path(), B738D10_OPTS).expect("the old WAL opens");
     assert_eq!(describe(&contents), expected(B738D10));
+    // Past the end of the last segment: b738d10 preallocated nothing here.
+    only_a_sync_mark_was_added(B738D10, dir.path());
     // Enough for two rotations at 1 KiB.
     append_and_reopen(wal, contents.last_index(), 12, B738D10_OPTS);
     let now = kinds_by_segment(dir.path());
