@@ -769,19 +769,26 @@ mod tests {
         assert!(start.contains("not the last segment"), "{start}");
         let line = stopped(&config);
         assert!(line.contains(&start), "the start says {start:?}\n{line}");
+        assert!(
+            line.contains(&all_but_the_oldest_unread(&segments)),
+            "{line}"
+        );
+    }
+
+    /// What a dump that stopped in the oldest of `segments` says of the others.
+    fn all_but_the_oldest_unread(segments: &[std::path::PathBuf]) -> String {
         let name = |path: &std::path::PathBuf| {
             path.file_name()
                 .expect("a name")
                 .to_string_lossy()
                 .into_owned()
         };
-        let unread = format!(
-            "the {} newer segments, {} to {}, were not read",
+        format!(
+            "; reading stopped there, so the {} newer segments, {} to {}, were not read",
             segments.len() - 1,
             name(&segments[1]),
             name(segments.last().expect("segments"))
-        );
-        assert!(line.contains(&unread), "{line}");
+        )
     }
 
     /// A whole record of a type this build does not know is told as a start tells it: a
@@ -803,6 +810,35 @@ mod tests {
             line.contains("written by a newer build") && line.contains(&place),
             "{line}"
         );
+    }
+
+    /// A record of a newer build in the oldest segment stops the dump there, which says so and
+    /// names the newer segments it left unread, as it does after damage; it named none, and
+    /// the place it stopped at read as the end of the log (review 113 NIT-2).
+    #[test]
+    fn a_record_of_a_newer_build_before_the_newest_segment_names_the_segments_not_read() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, segments) = wal_of_segments(tmp.path());
+        let mut ends = None;
+        wal::scan(&config.wal_dir(), |path, off, _, record| {
+            if path == segments[0] && matches!(record, Record::Next { .. }) {
+                ends = Some(off);
+            }
+        })
+        .expect("a readable WAL");
+        let at = ends.expect("the oldest segment ends naming the next");
+        crate::wal::tests::put_newer_record_at(&segments[0], at);
+        let line = stopped(&config);
+        let place = format!("at {} offset {at}", segments[0].display());
+        assert!(
+            line.contains("written by a newer build") && line.contains(&place),
+            "{line}"
+        );
+        assert!(
+            line.contains(&all_but_the_oldest_unread(&segments)),
+            "{line}"
+        );
+        assert!(!line.contains("corrupt"), "not damage: {line}");
     }
 
     /// A torn end of the newest segment is what a crash leaves, and a start cuts it and goes

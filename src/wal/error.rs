@@ -30,7 +30,7 @@ pub enum Error {
     #[error(
         "written by a newer build: record type {record_type} at {path} offset {offset}, which \
          this build does not know (its checksum holds: it is not damage); start this node with \
-         that build (or a newer one)"
+         that build (or a newer one){unread}"
     )]
     NewerBuild {
         /// The segment file.
@@ -39,6 +39,11 @@ pub enum Error {
         offset: u64,
         /// Its type.
         record_type: u8,
+        /// The newer segments a scan (`dump`) left unread after it, said as a clause that
+        /// follows the rest ("; reading stopped there, ..."), or nothing: a reader of `dump`
+        /// would otherwise take the place it stopped at for the end of the log. Empty from a
+        /// start, whose remedy does not depend on them.
+        unread: String,
     },
     /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
     /// succeeds, so the node must stop; the WAL refuses any further call.

@@ -670,7 +670,8 @@ impl Wal {
 /// Read-only: nothing is repaired. Returns [`Error::Corrupt`] naming the file and offset at the
 /// first torn or corrupt record, after having visited all the good records before it. Its
 /// reason says what a start would make of that record (an unsynced tail it cuts, or damage
-/// it refuses, and why) and names the newer segments left unread.
+/// it refuses, and why) and names the newer segments left unread. A record of a newer build
+/// stops it as [`Error::NewerBuild`], which names them too.
 pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
     replay::scan(&StdFs, dir, visit)
 }
@@ -808,14 +809,19 @@ pub(crate) mod tests {
         })
         .expect("a readable WAL");
         let (path, at) = last.expect("a WAL has a metadata record at least");
-        let mut bytes = fs::read(&path).unwrap();
+        put_newer_record_at(&path, at);
+        (path, at)
+    }
+
+    /// Writes such a record at offset `at` of segment `path`, over what was there.
+    pub(crate) fn put_newer_record_at(path: &Path, at: u64) {
+        let mut bytes = fs::read(path).unwrap();
         let mut rec = Vec::new();
         record::encode_raw(&mut rec, at, record::TYPE_UNKNOWN, b"new");
         let at_usize = at as usize;
         bytes.resize(bytes.len().max(at_usize + rec.len()), 0);
         bytes[at_usize..at_usize + rec.len()].copy_from_slice(&rec);
-        fs::write(&path, &bytes).unwrap();
-        (path, at)
+        fs::write(path, &bytes).unwrap();
     }
 
     /// The file and reason of an error that must be [`Error::Corrupt`].

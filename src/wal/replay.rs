@@ -383,6 +383,7 @@ fn judge_bad_record(
             path: path.to_path_buf(),
             offset: off as u64,
             record_type,
+            unread: String::new(),
         });
     }
     if !last {
@@ -514,16 +515,41 @@ fn scan_segment(
 }
 
 /// `err`, which stopped a scan, naming the newer segments `unread` it left unread: a reader
-/// of `dump` would otherwise take the place it stopped at for the end of the log.
+/// of `dump` would otherwise take the place it stopped at for the end of the log. Damage
+/// says so in its reason, a newer build's record in its own field (review 113 NIT-2: dump
+/// named none after one).
 fn unread_after(err: Error, unread: &[Segment]) -> Error {
-    let Error::Corrupt {
-        path,
-        offset,
-        reason,
-    } = err
-    else {
-        return err;
-    };
+    match err {
+        Error::Corrupt {
+            path,
+            offset,
+            reason,
+        } => {
+            let which = not_read(&path, unread);
+            Error::Corrupt {
+                path,
+                offset,
+                reason: reason + &which,
+            }
+        }
+        Error::NewerBuild {
+            path,
+            offset,
+            record_type,
+            unread: _,
+        } => Error::NewerBuild {
+            unread: not_read(&path, unread),
+            path,
+            offset,
+            record_type,
+        },
+        other => other,
+    }
+}
+
+/// "; reading stopped there, so ... were not read", naming those of `unread` newer than
+/// `path`, where reading stopped; nothing if none are.
+fn not_read(path: &Path, unread: &[Segment]) -> String {
     // The error may name a newer segment than the one read (one its predecessor does not
     // name as the next): only those after it go unread.
     let unread = unread
@@ -531,7 +557,7 @@ fn unread_after(err: Error, unread: &[Segment]) -> Error {
         .position(|seg| seg.path == path)
         .map_or(unread, |at| &unread[at + 1..]);
     let name = |seg: &Segment| super::segment::segment_name(seg.seq, seg.first_index);
-    let which = match unread {
+    match unread {
         [] => String::new(),
         [only] => format!(
             "; reading stopped there, so the newer segment {} was not read",
@@ -543,11 +569,6 @@ fn unread_after(err: Error, unread: &[Segment]) -> Error {
             name(first),
             name(newest)
         ),
-    };
-    Error::Corrupt {
-        path,
-        offset,
-        reason: reason + &which,
     }
 }
 
@@ -1097,6 +1118,7 @@ mod tests {
                     path: p,
                     offset,
                     record_type,
+                    ..
                 } => assert_eq!(
                     (p.as_path(), offset, record_type),
                     (path, at, record::TYPE_UNKNOWN)
