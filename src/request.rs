@@ -87,12 +87,13 @@ pub enum MemberChange {
 pub enum ProposalError {
     /// No leader was known for the whole wait, or, in the node's proposals, for all of it
     /// before its last part, the settle window, in which nothing is proposed (see
-    /// `raft_node::proposals`): the request never left this node.
+    /// `raft_node::proposals`): the request never left this node. Said of a quorum, or of
+    /// this node when it stood still for most of the wait (see [`no_leader`]).
     #[error(
-        "no leader was elected in time for a wait of {0:?} (a quorum may be down); the request \
-         was not proposed: it will not happen"
+        "{}; the request was not proposed: it will not happen",
+        no_leader(.0, "in time for a wait of")
     )]
-    NoLeader(Duration),
+    NoLeader(Waited),
     /// A leader was known, but the request could not be handed to it in time (it was busy
     /// handing over leadership, or over its limit of uncommitted entries), or this node had no
     /// session yet to propose it under (its registration had not committed), or the checks
@@ -149,9 +150,9 @@ pub enum ProposalError {
          before sending it again"
     )]
     OutcomeUnknown,
-    /// No leader was known for the whole wait of a read.
-    #[error("no leader was elected within {0:?} (a quorum may be down); nothing was read")]
-    ReadNoLeader(Duration),
+    /// No leader was known for the whole wait of a read (see [`no_leader`]).
+    #[error("{}; nothing was read", no_leader(.0, "within"))]
+    ReadNoLeader(Waited),
     /// A read was not confirmed in time (see [`Waited`] for what the node saw of why).
     #[error("read not confirmed {0}; retry")]
     ReadTimeout(Waited),
@@ -266,9 +267,9 @@ pub struct Waited {
     /// The whole wait: `--proposal-timeout-ms` when the node answers, and a second more
     /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck to.
     pub wait: Duration,
-    /// How long the node's own loop stood still at the end of the wait, when that was most
-    /// of it (see `raft_node::stood_still`): its process paused or starved of CPU, or a round
-    /// stuck on its disk. A quorum may have been fine all along, and then blaming it sent a
+    /// How long the node's own loop stood still at the end of the wait (or up to the answer,
+    /// when it came sooner), when that was most of it (see `raft_node::stood_still`): its
+    /// process paused or starved of CPU, or a round stuck on its disk. A quorum may have been fine all along, and then blaming it sent a
     /// user looking for a fault that was not there (a user's campaign: a leader paused for
     /// 8 s said "a quorum may be down").
     pub stood_still: Option<Duration>,
@@ -298,7 +299,29 @@ impl std::fmt::Display for Waited {
     }
 }
 
+/// Why a request or a read of `waited` knew no leader, its wait said after `wait_is` ("within"):
+/// a leader was not elected, which speaks of a quorum, unless this node itself stood still for
+/// most of the wait, and then it was not there to hear one. Seen from an old tick, a leader
+/// elected while it stood still would be blamed on the quorum (review 112 N4: a node paused
+/// through a write's wait said "a quorum may be down" of a healthy one).
+fn no_leader(waited: &Waited, wait_is: &str) -> String {
+    let wait = waited.wait;
+    match waited.stood_still {
+        None => format!("no leader was elected {wait_is} {wait:?} (a quorum may be down)"),
+        Some(still) => format!(
+            "this node knew no leader {wait_is} {wait:?} (it stood still for {still:.1?} of that \
+             wait: its process was paused or starved of CPU, or it was stuck on its disk)"
+        ),
+    }
+}
+
 impl ProposalError {
+    /// A write's [`ProposalError::NoLeader`] after `wait`, of which nothing more is known.
+    #[cfg(test)]
+    pub fn no_leader_after(wait: Duration) -> Self {
+        ProposalError::NoLeader(wait.into())
+    }
+
     /// A write's [`ProposalError::Timeout`] after `wait`, of which nothing more is known.
     #[cfg(test)]
     pub fn timeout_after(wait: Duration) -> Self {
@@ -689,7 +712,11 @@ mod tests {
     fn will_not_happen_is_what_the_text_says() {
         let d = Duration::from_secs(5);
         let all = [
-            ProposalError::NoLeader(d),
+            ProposalError::NoLeader(d.into()),
+            ProposalError::NoLeader(Waited {
+                wait: d,
+                stood_still: Some(d),
+            }),
             ProposalError::NotProposed(d),
             ProposalError::NotTaken(d),
             ProposalError::Replaced(d),
@@ -697,7 +724,7 @@ mod tests {
             ProposalError::Withdrawn(d),
             ProposalError::WithdrawnUnknown(d),
             ProposalError::OutcomeUnknown,
-            ProposalError::ReadNoLeader(d),
+            ProposalError::ReadNoLeader(d.into()),
             ProposalError::read_timeout_after(d),
             ProposalError::ReadNotTaken(d),
             ProposalError::ReadStopped,

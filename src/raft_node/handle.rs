@@ -118,7 +118,7 @@ impl NodeHandle {
                     Refusal::LeaderSilent(leader, waited) => {
                         ProposalError::BuildsUnknown(leader, waited)
                     }
-                    Refusal::NoLeader => ProposalError::NoLeader(self.timeout),
+                    Refusal::NoLeader => ProposalError::NoLeader(self.timeout.into()),
                     Refusal::NoTimeLeft => ProposalError::NotProposed(self.timeout),
                 })?;
             self.time_left_after_checks(deadline)?;

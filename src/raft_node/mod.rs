@@ -618,24 +618,26 @@ impl Tick {
             .is_none_or(|seen| began.is_some_and(|began| seen < began))
     }
 
-    /// How long this node's loop stood still (no tick since the one before: its process paused
-    /// or starved of CPU, or a round stuck on its disk) at the end of a wait that ends at
-    /// `deadline` and lasts `timeout`, if that was most of the wait: at least half of it, and
-    /// two ticks of `tick` (a tick apart is no stall). A request not done by then says so,
-    /// rather than blame a quorum the node was not there to hear (found by a user's campaign:
-    /// a leader paused for 8 s said "a quorum may be down" of a healthy one).
-    fn stood_still(
-        &self,
-        deadline: Instant,
-        timeout: Duration,
-        tick: Duration,
-    ) -> Option<Duration> {
-        let previous = self.previous?;
-        let from = deadline
-            .checked_sub(timeout)
-            .map_or(previous, |began| began.max(previous));
-        let still = deadline.saturating_duration_since(from);
-        (still >= (timeout / 2).max(tick * 2)).then_some(still)
+    /// A wait that ends at `deadline` and lasts `timeout`, as answered at this tick, with how
+    /// long this node's loop stood still (no tick since the one before: its process paused or
+    /// starved of CPU, or a round stuck on its disk) at the end of it, or up to this tick if
+    /// that comes first (a request answered as its settle window begins), if that was most of
+    /// the wait: at least half of it, and two ticks of `tick` (a tick apart is no stall). A
+    /// request not done by then, or that knew no leader, says so, rather than blame a quorum
+    /// the node was not there to hear (found by a user's campaign: a leader paused for 8 s
+    /// said "a quorum may be down" of a healthy one; review 112 N4, of "no leader").
+    fn waited(&self, deadline: Instant, timeout: Duration, tick: Duration) -> Waited {
+        let stood_still = self.previous.and_then(|previous| {
+            let from = deadline
+                .checked_sub(timeout)
+                .map_or(previous, |began| began.max(previous));
+            let still = deadline.min(self.at).saturating_duration_since(from);
+            (still >= (timeout / 2).max(tick * 2)).then_some(still)
+        });
+        Waited {
+            wait: timeout,
+            stood_still,
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use raft::eraftpb::Entry;
 
 use super::batching::{hold_batch, whole_pages};
-use super::{MemberChange, ProposalError, Responder, Tick, Waited};
+use super::{MemberChange, ProposalError, Responder, Tick};
 use crate::membership::Members;
 use crate::proposal::{self, Fate, ProposalId, Sessions, Verdict};
 
@@ -361,10 +361,11 @@ impl Proposals {
     /// longer be proposed: "no leader was elected" only when no leader was known at any tick
     /// of its wait as of `tick` (one known for part of it and lost was not: review 86).
     fn never_proposed(&self, deadline: Instant, tick: Option<Tick>) -> ProposalError {
-        if tick.is_some_and(|tick| tick.no_leader_during(deadline, self.timeout)) {
-            ProposalError::NoLeader(self.timeout)
-        } else {
-            ProposalError::NotProposed(self.timeout)
+        match tick {
+            Some(tick) if tick.no_leader_during(deadline, self.timeout) => {
+                ProposalError::NoLeader(tick.waited(deadline, self.timeout, self.tick))
+            }
+            _ => ProposalError::NotProposed(self.timeout),
         }
     }
 
@@ -1015,10 +1016,7 @@ impl Proposals {
                 Some(_) if !p.forwarded && p.local_copies == 0 => {
                     ProposalError::Replaced(self.timeout)
                 }
-                Some(_) => ProposalError::Timeout(Waited {
-                    wait: self.timeout,
-                    stood_still: tick.stood_still(p.deadline, self.timeout, self.tick),
-                }),
+                Some(_) => ProposalError::Timeout(tick.waited(p.deadline, self.timeout, self.tick)),
             };
             let _ = p.done.send(Err(err));
         }
@@ -1079,7 +1077,7 @@ impl Proposals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_node::Ticks;
+    use crate::raft_node::{Ticks, Waited};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -1323,7 +1321,7 @@ mod tests {
         p.on_tick(ticks.next(t0 + Duration::from_secs(6), false));
         assert_eq!(
             never_sent.try_recv(),
-            Ok(Err(ProposalError::NoLeader(Duration::from_secs(5))))
+            Ok(Err(ProposalError::no_leader_after(Duration::from_secs(5))))
         );
         // One never proposed although a leader was known for part of its wait: not "no
         // leader was elected" (found by a review), though it will not happen either.
@@ -1469,7 +1467,7 @@ mod tests {
         for answer in [&mut write, &mut change] {
             assert_eq!(
                 answer.try_recv(),
-                Ok(Err(ProposalError::NoLeader(secs(5)))),
+                Ok(Err(ProposalError::no_leader_after(secs(5)))),
                 "answered as its window begins"
             );
         }
@@ -1494,6 +1492,44 @@ mod tests {
             unregistered.try_recv(),
             Ok(Err(ProposalError::NotProposed(secs(5)))),
             "answered as its window begins"
+        );
+    }
+
+    /// A write that knew no leader while its node stood still for most of its wait (paused
+    /// with SIGSTOP) says that the node stood still, not that a quorum may be down: the node
+    /// was not there to hear a leader (review 112 N4). Whether it will happen is unchanged.
+    #[test]
+    fn a_request_that_knew_no_leader_while_its_node_stood_still_says_so() {
+        let secs = Duration::from_secs;
+        let t0 = Instant::now();
+        let asked = t0 + secs(1);
+        let mut ticks = Ticks::default();
+        let (mut p, _) = registered(t0);
+        // A leader known, then lost (an election) just before the write came.
+        p.on_tick(ticks.next(t0, true));
+        p.on_tick(ticks.next(asked, false));
+        let mut write = put(&mut p, asked);
+        // The process stops here and runs again in the write's settle window.
+        let resumed = asked + secs(5) - settle_window(secs(5)) + Duration::from_millis(500);
+        p.on_tick(ticks.next(resumed, false));
+        let said = write
+            .try_recv()
+            .expect("answered as its window began")
+            .expect_err("not proposed");
+        assert_eq!(
+            said,
+            ProposalError::NoLeader(Waited {
+                wait: secs(5),
+                stood_still: Some(resumed - asked),
+            })
+        );
+        assert!(said.will_not_happen());
+        let text = said.to_string();
+        assert!(
+            text.starts_with(
+                "this node knew no leader in time for a wait of 5s (it stood still for 4.5s"
+            ) && !text.contains("quorum"),
+            "{text}"
         );
     }
 

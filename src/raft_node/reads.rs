@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{INVALID_ID, ReadState, StateRole};
 
-use super::{NodeError, ProbeAnswer, ProposalError, Responder, Tick, Waited};
+use super::{NodeError, ProbeAnswer, ProposalError, Responder, Tick};
 use crate::events::PROBE_CONTEXT_LEN;
 use crate::kvstore::Apply;
 
@@ -439,13 +439,11 @@ impl Reads {
     pub fn on_tick(&mut self, every: Duration, tick: Tick) -> Vec<Vec<u8>> {
         let (now, timeout) = (tick.at, self.timeout);
         let err = |w: &Waiter| {
+            let waited = tick.waited(w.deadline, timeout, every);
             if tick.no_leader_during(w.deadline, timeout) {
-                ProposalError::ReadNoLeader(timeout)
+                ProposalError::ReadNoLeader(waited)
             } else {
-                ProposalError::ReadTimeout(Waited {
-                    wait: timeout,
-                    stood_still: tick.stood_still(w.deadline, timeout, every),
-                })
+                ProposalError::ReadTimeout(waited)
             }
         };
         let mut late = Vec::new();
@@ -594,7 +592,7 @@ impl super::RaftNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_node::Ticks;
+    use crate::raft_node::{Ticks, Waited};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -778,10 +776,15 @@ mod tests {
             1
         );
         let mut late = read(&mut r, t0 + Duration::from_secs(2));
-        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(6), false));
+        // Ticking all along: no leader, and not a node that stood still (see the next test).
+        for s in 2..=5 {
+            r.on_tick(tick, ticks.next(t0 + Duration::from_secs(s), false));
+        }
         assert_eq!(
             early.try_recv(),
-            Ok(Err(ProposalError::ReadNoLeader(Duration::from_secs(5))))
+            Ok(Err(ProposalError::ReadNoLeader(
+                Duration::from_secs(5).into()
+            )))
         );
         assert!(late.try_recv().is_err(), "its deadline is later");
         // A leader known for part of the later read's wait: not "no leader was elected"
@@ -800,29 +803,34 @@ mod tests {
 
     /// A read whose wait ran out while the node itself stood still (paused with SIGSTOP for
     /// 8 s, in a user's campaign) says so, rather than that a quorum did not confirm it; one
-    /// whose node ticked all along names both causes.
+    /// whose node ticked all along names both causes. One that knew no leader while its node
+    /// stood still says that the node stood still, not that a quorum may be down (review 112
+    /// N4, as for a write).
     #[test]
     fn a_read_whose_wait_ran_out_while_the_node_stood_still_says_so() {
         let mut ticks = Ticks::default();
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
+        let said = |answer: &mut Answer| -> (ProposalError, String) {
+            let err = answer
+                .try_recv()
+                .expect("answered")
+                .expect_err("nothing read");
+            let text = err.to_string();
+            (err, text)
+        };
+        let stood_still = |still| Waited {
+            wait: Duration::from_secs(5),
+            stood_still: Some(still),
+        };
         let mut paused = read(&mut r, t0);
         r.on_tick(tick, ticks.next(t0 + tick, true));
         // The process stops here, and runs again 8 s later.
         r.on_tick(tick, ticks.next(t0 + Duration::from_millis(8_100), true));
-        let said = paused
-            .try_recv()
-            .expect("answered")
-            .expect_err("nothing read");
-        assert_eq!(
-            said,
-            ProposalError::ReadTimeout(Waited {
-                wait: Duration::from_secs(5),
-                stood_still: Some(Duration::from_millis(4_900)),
-            })
-        );
-        let text = said.to_string();
+        let (err, text) = said(&mut paused);
+        let still = Duration::from_millis(4_900);
+        assert_eq!(err, ProposalError::ReadTimeout(stood_still(still)));
         assert!(
             text.starts_with(
                 "read not confirmed within 5s (this node itself stood still for the last 4.9s"
@@ -835,18 +843,26 @@ mod tests {
         for n in 1..=50 {
             r.on_tick(tick, ticks.next(t1 + tick * n, true));
         }
-        let said = ticking
-            .try_recv()
-            .expect("answered")
-            .expect_err("nothing read");
+        let (err, text) = said(&mut ticking);
+        let five = Duration::from_secs(5);
+        assert_eq!(err, ProposalError::read_timeout_after(five));
         assert_eq!(
-            said,
-            ProposalError::read_timeout_after(Duration::from_secs(5))
-        );
-        assert_eq!(
-            said.to_string(),
+            text,
             "read not confirmed within 5s (a quorum may be down, or this node itself was held \
              up); retry"
+        );
+
+        // Knowing no leader as it stops, and again 8 s later.
+        let t2 = t1 + Duration::from_secs(10);
+        r.on_tick(tick, ticks.next(t2, false));
+        let mut leaderless = read(&mut r, t2);
+        r.on_tick(tick, ticks.next(t2 + Duration::from_secs(8), false));
+        let (err, text) = said(&mut leaderless);
+        assert_eq!(err, ProposalError::ReadNoLeader(stood_still(five)));
+        assert!(
+            text.starts_with("this node knew no leader within 5s (it stood still for 5.0s")
+                && !text.contains("quorum"),
+            "{text}"
         );
     }
 
