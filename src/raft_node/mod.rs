@@ -576,11 +576,20 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
 struct Ticks {
     /// The latest tick.
     last: Option<Instant>,
-    /// The latest tick at which a leader was known.
+    /// The latest time a leader was known: at a tick, or when one was found or lost between
+    /// ticks ([`Ticks::leader_known`]).
     leader_seen: Option<Instant>,
 }
 
 impl Ticks {
+    /// Records that a leader was known at `at`, between ticks: one found then, or one lost
+    /// then (known until then). Seen at ticks alone, a leader found and lost between two of
+    /// them did not count, and a request that waited through it heard "no leader was
+    /// elected" (review 112 N4).
+    fn leader_known(&mut self, at: Instant) {
+        self.leader_seen = Some(at);
+    }
+
     /// Records a tick at `at`, with a leader known then or not.
     fn next(&mut self, at: Instant, leader_known: bool) -> Tick {
         if leader_known {
@@ -604,7 +613,8 @@ struct Tick {
     leader_known: bool,
     /// The tick before it.
     previous: Option<Instant>,
-    /// The latest tick, this one included, at which a leader was known.
+    /// The latest time, this tick included, at which a leader was known (see
+    /// [`Ticks::leader_seen`]).
     leader_seen: Option<Instant>,
 }
 

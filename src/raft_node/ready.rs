@@ -471,9 +471,13 @@ impl RaftNode {
     /// raft's leader or role changed: publish it, and ask lost reads again.
     pub(super) fn on_soft_state(&mut self, leader: u64, role: StateRole) {
         tracing::info!(leader, role = ?role, term = self.rn.raft.term, "raft state changed");
-        self.shared
+        let before = self
+            .shared
             .leader
-            .store(leader, std::sync::atomic::Ordering::Release);
+            .swap(leader, std::sync::atomic::Ordering::AcqRel);
+        if before != INVALID_ID || leader != INVALID_ID {
+            self.ticks.leader_known(self.now());
+        }
         self.metrics.leader.set(leader as i64);
         // raft forgets pending ReadIndex requests when leadership moves: ask again as soon as
         // this Ready is done (not now: raft must not be stepped between ready and advance).

@@ -175,6 +175,25 @@ impl Fed {
         self.status().await
     }
 
+    /// A client's PUT of `key` = `value`, with the whole proposal timeout; returns its answer.
+    async fn put(&self, key: &str, value: &str) -> oneshot::Receiver<Result<(), ProposalError>> {
+        let (done, answer) = oneshot::channel();
+        let data = Command::Put {
+            key: key.into(),
+            value: value.to_string().into(),
+        }
+        .encode();
+        self.requests
+            .send(sent(Request::Propose {
+                data,
+                wait: None,
+                done,
+            }))
+            .await
+            .expect("running");
+        answer
+    }
+
     /// Waits (up to 5 s) until the node's status passes `cond`; `None` if the node stopped.
     async fn wait_status(&self, cond: impl Fn(&NodeStatus) -> bool) -> Option<NodeStatus> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -676,6 +695,48 @@ fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> M
     };
     m.set_msg_type(kind);
     m
+}
+
+/// A leader known only between two ticks (heard, then lost to an election that node 1 starts
+/// on node 2's word) counts as one known during a write's wait: the write, never proposed
+/// (node 1 had no session to propose it under), hears that it was not proposed, not "no
+/// leader was elected" (review 112 N4: leaders were seen at ticks alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_known_only_between_ticks_counts_as_known() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = Fed::start_in(1, cluster, false, dir, |config| {
+        // Ticks far apart, so that the two steps below fall between the same two.
+        config.tick_ms = 1_000;
+        config.proposal_timeout_ms = 3_000;
+    })
+    .await;
+    let term = node.status().await.expect("running").term;
+    let answer = node.put("/k", "v").await;
+    let status = node
+        .step(message(MsgHeartbeat, 2, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(status.leader, 2, "{status:?}");
+    let status = node
+        .step(message(MsgTimeoutNow, 2, 1, term + 1))
+        .await
+        .expect("running");
+    assert_eq!(
+        (status.role.as_str(), status.leader),
+        ("Candidate", 0),
+        "{status:?}"
+    );
+    let said = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered within its wait")
+        .expect("answered");
+    assert_eq!(
+        said,
+        Err(ProposalError::NotProposed(Duration::from_secs(3))),
+        "node 1 knew leader 2 in the write's wait"
+    );
 }
 
 /// A leader of two voters commits its own removal, proposed through the other node. Going at
@@ -1545,20 +1606,7 @@ async fn put_withdrawn_by_a_leader(
     let status = elected_by_node_2(node).await;
     let term = status.term;
     let registered = registered_while_leading(node, status).await;
-    let (done, answer) = oneshot::channel();
-    let data = Command::Put {
-        key: "/w".into(),
-        value: "late".into(),
-    }
-    .encode();
-    node.requests
-        .send(sent(Request::Propose {
-            data,
-            wait: None,
-            done,
-        }))
-        .await
-        .expect("running");
+    let answer = node.put("/w", "late").await;
     let copy = node
         .wait_status(|s| s.last_index > registered)
         .await
