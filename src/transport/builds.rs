@@ -328,7 +328,44 @@ impl ValuesCheck {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+    use axum::routing::get;
+
     use super::*;
+
+    /// A leader whose answer says this build but lists the members it heard as older in a
+    /// form this build cannot read (a later build's syntax, say), or not at all, gets the
+    /// write refused as a leader that did not say (503: "no answer within 1.0s, or none it
+    /// could read"), not let through as if it had named none (review 106 L-C: a list that did
+    /// not parse was read as "no older member"). Naming the leader as older instead would be
+    /// false: its answer says this build. A list it can read is still read.
+    #[tokio::test]
+    async fn a_leader_whose_list_of_older_members_cannot_be_read_refuses_the_write() {
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter.clone());
+        let silent = Err(Refusal::LeaderSilent(2, BUILDS_TIMEOUT));
+        for (older, want) in [
+            (Some("3;since=5"), silent),
+            (Some("3,x"), silent),
+            (None, silent),
+            (Some("3"), Err(Refusal::Older(3))),
+            (Some(""), Ok(())),
+        ] {
+            let answer = move || async move {
+                let mut headers = HeaderMap::new();
+                headers.insert(HEADER_VALUES, HeaderValue::from_static("bytes"));
+                if let Some(older) = older {
+                    headers.insert(HEADER_OLDER, HeaderValue::from_static(older));
+                }
+                headers
+            };
+            let router = axum::Router::new().route(super::super::PROBE_PATH, get(answer));
+            filter.set_member(2, Some(&crate::transport::tests::serve(router).await));
+            let said = check.older_member(|| 2, Duration::from_secs(5)).await;
+            assert_eq!(said, want, "x-raftexample-older: {older:?}");
+        }
+    }
 
     /// A probe's answer never replaces what a member's own request said: a follower that took
     /// its leader's URL's `404` as "older", then became leader while that member's stream
