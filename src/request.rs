@@ -268,10 +268,10 @@ pub struct Waited {
     /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck to.
     pub wait: Duration,
     /// How long the node's own loop stood still at the end of the wait (or up to the answer,
-    /// when it came sooner), when that was most of it (see `raft_node::stood_still`): its
-    /// process paused or starved of CPU, or a round stuck on its disk. A quorum may have been fine all along, and then blaming it sent a
-    /// user looking for a fault that was not there (a user's campaign: a leader paused for
-    /// 8 s said "a quorum may be down").
+    /// when it came sooner), when that was most of it (see `Tick::waited` in raft_node): its
+    /// process paused or starved of CPU, or a round stuck on its disk. A quorum may have been
+    /// fine all along, and then blaming it sent a user looking for a fault that was not there
+    /// (a user's campaign: a leader paused for 8 s said "a quorum may be down").
     pub stood_still: Option<Duration>,
 }
 
