@@ -401,7 +401,8 @@ wait_stopped() {
   deadline=$((SECONDS + stop_timeout))
   while running "$name"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$name (pid $pid) did not stop within ${stop_timeout} s of SIGTERM; it is still running" >&2
+      echo "$name (pid $pid) did not stop within ${stop_timeout} s of SIGTERM;" \
+        "it is still running" >&2
       return 1
     fi
     sleep 0.05
@@ -444,7 +445,10 @@ case "$cmd" in
   run)
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }
     name=$1; shift
-    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || { echo "a name is letters, digits, - and _: $name" >&2; exit 2; }
+    if ! [[ $name =~ ^[A-Za-z0-9_-]+$ ]]; then
+      echo "a name is letters, digits, - and _: $name" >&2
+      exit 2
+    fi
     if is_procfile_entry "$name"; then
       echo "$name is a Procfile entry: ./cluster.sh start $name" >&2
       exit 2
