@@ -58,8 +58,12 @@ procfile_entries() {
     sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
 }
 
-# grep without -q reads to the end: one that quit early could fail the pipeline (SIGPIPE).
-is_procfile_entry() { procfile_entries | cut -f1 | grep -x -- "$1" >/dev/null; }
+# awk reads to the end, where grep -q (and a grep that takes output to /dev/null as -q) quits at
+# the first match: procfile_entries, still writing, then fails on SIGPIPE, and under pipefail
+# so does the function (review 113 NIT-4).
+is_procfile_entry() {
+  procfile_entries | awk -F'\t' -v name="$1" '$1 == name { found = 1 } END { exit !found }'
+}
 
 # Names started with `run`: they have their command in .cluster/<name>.cmd.
 run_names() {

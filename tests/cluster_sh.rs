@@ -452,6 +452,44 @@ fn stop_stops_run_nodes_when_the_procfile_has_no_entries() {
     assert!(!alive(pid), "pid {pid} still runs after stop");
 }
 
+/// `run` and `forget` refuse a Procfile entry's name in a Procfile long enough that its entries
+/// fill the pipe after the match: `is_procfile_entry` ended its pipeline with `grep -q`, which
+/// quits at the first match, so the entries still being written met SIGPIPE, and under
+/// `pipefail` the name counted as no entry: `run` started the Procfile's command under it, and
+/// `forget` removed its log (review 113 NIT-4).
+#[test]
+fn run_and_forget_refuse_a_procfile_entry_of_a_long_procfile() {
+    let f = Folder::new(1);
+    let path = f.path().join("Procfile");
+    let mut procfile = std::fs::read_to_string(&path).expect("reading the Procfile");
+    for i in 0..20_000 {
+        procfile.push_str(&format!("other{i}: sleep 60\n"));
+    }
+    std::fs::write(&path, procfile).expect("writing the Procfile");
+    let out = f.cluster_sh_under(
+        &["CLUSTER_START_TIMEOUT=1"],
+        &["run", "raftexample1", "sleep", "60"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "raftexample1 is a Procfile entry: ./cluster.sh start raftexample1\n"
+    );
+    assert!(f.pid("raftexample1").is_none(), "run started raftexample1");
+
+    std::fs::create_dir_all(f.path().join(".cluster")).expect(".cluster");
+    std::fs::write(f.path().join(".cluster/raftexample1.log"), "its log\n").expect("a log");
+    let out = f.cluster_sh(&["forget", "raftexample1"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("raftexample1 is a Procfile entry"),
+        "{stderr}"
+    );
+    assert_eq!(f.log("raftexample1"), "its log\n", "forget removed its log");
+}
+
 /// `run` starts a command under a name of its own and waits for it like `start`; one that
 /// exits at once is reported with its reason and a non-zero status.
 #[test]
