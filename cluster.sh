@@ -142,11 +142,46 @@ running() {
 
 pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 
+# The words of command line $1 as bash reads them, each followed by a NUL, without their
+# quotes and backslashes: a path with spaces is one word, whether a Procfile quotes it ("a b",
+# 'a b') or `run` escaped it (a\ b). Nothing is expanded: $HOME stays as it is written.
+words_of() {
+  local line=$1 i c word='' quote='' in_word=''
+  for ((i = 0; i < ${#line}; i++)); do
+    c=${line:i:1}
+    if [ -n "$quote" ]; then
+      if [ "$c" = "$quote" ]; then
+        quote=''
+      elif [ "$quote$c" = '"\' ] && [[ ${line:i+1:1} == [\"\\\$\`] ]]; then
+        # Within double quotes, a backslash escapes these only.
+        i=$((i + 1))
+        word+=${line:i:1}
+      else
+        word+=$c
+      fi
+      continue
+    fi
+    case "$c" in
+      ' ' | $'\t')
+        if [ -n "$in_word" ]; then printf '%s\0' "$word"; fi
+        word='' in_word=''
+        continue ;;
+      "'" | '"') quote=$c ;;
+      '\')
+        i=$((i + 1))
+        word+=${line:i:1} ;;
+      *) word+=$c ;;
+    esac
+    in_word=1
+  done
+  if [ -n "$in_word" ]; then printf '%s\0' "$word"; fi
+}
+
 # The value command line $1 gives flag $2 (--$2 or -$2, as Go's flag package takes it, the
 # value after a space or an =): the last one's, or nothing if it has none.
 flag_value() {
   local words prev='' arg value=''
-  read -r -a words <<<"$1"
+  mapfile -d '' -t words < <(words_of "$1")
   for arg in "${words[@]}"; do
     case "$prev" in "--$2" | "-$2") value=$arg ;; esac
     case "$arg" in "--$2="* | "-$2="*) value=${arg#*=} ;; esac
@@ -171,7 +206,7 @@ rest_url() {
 # a value as Go's flag package takes one): "true", "false", or nothing if it does not say.
 join_of() {
   local words i value=''
-  read -r -a words <<<"$1"
+  mapfile -d '' -t words < <(words_of "$1")
   for ((i = 0; i < ${#words[@]}; i++)); do
     case "${words[i]}" in
       --join | -join)

@@ -28,7 +28,12 @@ struct Folder {
 impl Folder {
     /// `n` nodes named raftexample1.. on free ports, listening on 127.0.0.1 only.
     fn new(n: usize) -> Folder {
-        let dir = TempDir::with_prefix("raftexample-cluster-sh-").expect("a temp dir");
+        Folder::named(n, "raftexample-cluster-sh-")
+    }
+
+    /// [`Folder::new`] in a temp dir whose name starts with `prefix`.
+    fn named(n: usize, prefix: &str) -> Folder {
+        let dir = TempDir::with_prefix(prefix).expect("a temp dir");
         let peers: Vec<String> = free_ports(n)
             .into_iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
@@ -985,6 +990,82 @@ fn start_f_runs_a_tls_node_whose_certificate_names_a_host_name_only() {
     );
     let pid = f.pid("named1").expect("a pid file");
     f.stop_all(&[pid]);
+}
+
+/// Paths with spaces: the folder `cluster.sh` lives in (the data dirs' default home), a
+/// Procfile named with one and given by its whole path, the binary by its whole path, a
+/// `--data-dir` and the TLS files, quoted in the Procfile and passed as words of their own to
+/// `run`. `cluster.sh` split a command line at every space to read its flags, so it asked the
+/// node with a certificate named `"tls` (or `tls\`), and never saw it serve (helper 150).
+#[test]
+fn start_and_run_take_paths_with_spaces() {
+    let f = Folder::named(1, "raftexample cluster-sh ");
+    let dir = f.path().to_str().expect("a temp dir's path is UTF-8");
+    assert!(dir.contains(' '), "{dir}");
+    common::make_certs(&f.path().join("tls certs"), 1);
+    let binary = format!("{dir}/target/release/raftexample");
+    let ports = free_ports(4);
+    // Node 1 of a cluster of one, twice, so that each serves on its own; its words.
+    let tls = |peer: u16, rest: u16| {
+        let mut words: Vec<String> = format!(
+            "--id 1 --cluster https://127.0.0.1:{peer} --port {rest} --listen-host 127.0.0.1 \
+             --client-cert-auth"
+        )
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+        for (flag, file) in [
+            ("--cert-file", "node1.crt"),
+            ("--key-file", "node1.key"),
+            ("--trusted-ca-file", "ca.crt"),
+            ("--peer-cert-file", "node1.crt"),
+            ("--peer-key-file", "node1.key"),
+            ("--peer-trusted-ca-file", "ca.crt"),
+        ] {
+            words.extend([flag.to_string(), format!("tls certs/{file}")]);
+        }
+        words
+    };
+    let quoted: Vec<String> = tls(ports[0], ports[1])
+        .into_iter()
+        .map(|w| if w.contains(' ') { format!("'{w}'") } else { w })
+        .collect();
+    let procfile = f.path().join("My Procfile");
+    let line = format!(
+        "spaced: \"{binary}\" {} --data-dir \"{dir}/data dir\"\n",
+        quoted.join(" ")
+    );
+    std::fs::write(&procfile, line).expect("writing My Procfile");
+    let procfile = procfile.to_str().expect("a temp dir's path is UTF-8");
+    let timeout = ["CLUSTER_START_TIMEOUT=20"];
+    let out = f.cluster_sh_under(&timeout, &["-f", procfile, "start"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("started spaced (pid"), "{stdout}");
+
+    // `run` records its words quoted as bash's printf %q quotes them (a\ b). Its node keeps
+    // its data where it runs, next to cluster.sh.
+    let mut args = vec!["run".to_string(), "solo".to_string(), binary];
+    args.extend(tls(ports[2], ports[3]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = f.cluster_sh_under(&timeout, &args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("started solo (pid"), "{stdout}");
+
+    for data in [format!("{dir}/data dir"), dir.to_string()] {
+        let wal = Path::new(&data).join("raftexample-1");
+        assert!(wal.is_dir(), "{} is missing", wal.display());
+    }
+    let pids = ["spaced", "solo"].map(|n| f.pid(n).expect("a pid file"));
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    for (name, pid) in ["spaced", "solo"].iter().zip(pids) {
+        assert!(
+            status.contains(&format!("{name} running (pid {pid})")),
+            "{status}"
+        );
+    }
+    f.stop_all(&pids);
 }
 
 /// A node that runs but does not answer as expected is shown with its last answer: here a TLS
