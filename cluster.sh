@@ -20,12 +20,14 @@
 #   ./cluster.sh -f file command...    the same with another Procfile, as goreman -f and
 #                                      honcho -f take it: ./cluster.sh -f Procfile.tls start
 #
-# A node serves as a member once GET /-/status answers 200 and lists it among the members: a
-# node started with --join answers before the members have admitted it, and one that the
-# cluster removed, started again, answers but exits within seconds. One that does not serve
-# within CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST; one
-# that hears a leader was admitted, and still catches up), and shown with its last answer and
-# the end of its log.
+# A node serves as a member once GET /-/status answers 200, lists it among the members and
+# names a leader (or has named none for two election timeouts: the others may be down). A node
+# started with --join answers before the members have admitted it; one that the cluster
+# removed, started again, answers but exits within seconds (if it was removed while stopped,
+# it lists itself until then, but hears no leader). One that does not list itself within
+# CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST; one that
+# hears a leader was admitted, and still catches up), and shown with its last answer and the
+# end of its log.
 # PIDs and logs live in .cluster/ next to this script. A node's REST address is read from its
 # --port (9121 if absent) and --listen-host flags; a node with --cert-file speaks HTTPS, and is
 # asked with curl, presenting its --cert-file and --key-file as the client certificate (one its
@@ -323,10 +325,21 @@ spawn() {
   echo "$pid $(proc_stat "$pid" 2>/dev/null | cut -d' ' -f2)" >"$state/$name.pid"
 }
 
-# Waits until entry $1, started with command line $2, serves as a member (0); or until it exits
-# (1) or has not within the timeout (2: it is left running, as a node not yet added must wait
-# for its POST, and one admitted may still be catching up); says why, with the end of its log.
-wait_serving() {
+# Says that entry $1, PID $2, exited before $3: with its status and the end of its log.
+say_exited() {
+  local code=0
+  wait "$2" 2>/dev/null || code=$?
+  {
+    echo "$1 exited (status $code) before $3; the end of $state/$1.log:"
+    log_since "$1" "${log_start[$1]}"
+  } >&2
+}
+
+# Waits until entry $1, started with command line $2, lists itself among its members (0); or
+# until it exits (1) or has not within the timeout (2: it is left running, as a node not yet
+# added must wait for its POST, and one admitted may still be catching up); says why but for
+# 0, with the end of its log.
+wait_listed() {
   local name=$1 line=$2 pid url code deadline answer='' before silent joins leader
   pid=$(pid_of "$name")
   url=$(rest_url "$line")
@@ -340,18 +353,10 @@ wait_serving() {
   deadline=$((SECONDS + start_timeout))
   while :; do
     if ! running "$name"; then
-      code=0
-      wait "$pid" 2>/dev/null || code=$?
-      {
-        echo "$name exited (status $code) before $before; the end of $state/$name.log:"
-        log_since "$name" "${log_start[$name]}"
-      } >&2
+      say_exited "$name" "$pid" "$before"
       return 1
     fi
-    if answer=$(get "$url" /-/status "$line") && serves_as_member "$answer"; then
-      echo "started $name (pid $pid, $url, log $state/$name.log)"
-      return 0
-    fi
+    if answer=$(get "$url" /-/status "$line") && serves_as_member "$answer"; then return 0; fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       if [ "$joins" = true ] && leader=$(leader_in "$answer"); then
         silent="has not applied its own addition within ${start_timeout} s, though the members"
@@ -372,6 +377,34 @@ wait_serving() {
   done
 }
 
+# How many ticks a node that lists itself among its members may go without hearing a leader
+# before it counts as serving all the same (the other members may be down): two of its longest
+# election timeouts (20 ticks each). A member removed while it was stopped lists itself as well
+# (its log does not hold its removal) but hears no leader, as a leader sends to the members it
+# counts only; it exits once a member answers its campaign 410 Gone: at its first campaign, or
+# at its next when the whole cluster starts at once (a member answers so only once it follows a
+# leader).
+settle_ticks=40
+
+# Waits until entry $1 (command line $2), which lists itself among its members, hears a leader,
+# or until second $3 (of $SECONDS) without one, then says it started (0); or until it exits (1),
+# and says so, with the end of its log.
+wait_counted() {
+  local name=$1 line=$2 by=$3 pid url answer
+  pid=$(pid_of "$name")
+  url=$(rest_url "$line")
+  while :; do
+    if ! running "$name"; then
+      say_exited "$name" "$pid" "it served as a member"
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$by" ]; then break; fi
+    if answer=$(get "$url" /-/status "$line") && leader_in "$answer" >/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "started $name (pid $pid, $url, log $state/$name.log)"
+}
+
 # Command line $2 of entry $1 with --join: as it is if it joins already, or with --join added.
 with_join() {
   case "$(join_of "$2")" in
@@ -381,10 +414,12 @@ with_join() {
   esac
 }
 
-# Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each.
+# Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each
+# to list itself, then for those to hear a leader, within one settle counted from when the last
+# listed itself (not one each in turn: with no leader, each would add its own).
 # With $1 = --join, each with --join added, this time only.
 start_entries() {
-  local join=$1 name line started=() exited=0 waiting=0 code
+  local join=$1 name line started=() listed=() exited=0 waiting=0 code from tick by
   local -A lines
   shift
   known_or_exit command "$@"
@@ -406,11 +441,19 @@ start_entries() {
   for name in "${started[@]}"; do spawn "$name" "${lines[$name]}"; done
   for name in "${started[@]}"; do
     code=0
-    wait_serving "$name" "${lines[$name]}" || code=$?
+    wait_listed "$name" "${lines[$name]}" || code=$?
     case "$code" in
+      0) listed+=("$name") ;;
       1) exited=$((exited + 1)) ;;
       2) waiting=$((waiting + 1)) ;;
     esac
+  done
+  from=$SECONDS
+  for name in ${listed[@]+"${listed[@]}"}; do
+    tick=$(flag_value "${lines[$name]}" tick-ms)
+    # Rounded up, and a second more: $SECONDS counts whole seconds.
+    by=$((from + (settle_ticks * 10#${tick:-100} + 999) / 1000 + 1))
+    wait_counted "$name" "${lines[$name]}" "$by" || exited=$((exited + 1))
   done
   if [ "$exited" -gt 0 ]; then echo "$exited of ${#started[@]} did not start (exited)" >&2; fi
   if [ "$waiting" -gt 0 ]; then

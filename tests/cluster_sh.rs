@@ -1,8 +1,9 @@
 //! `./cluster.sh`, the README's Procfile runner, driven as a reader drives it: in a folder of
 //! its own with a Procfile on free loopback ports, the binary under test where
 //! `cargo build --release` would put it. `start` returns once every node serves as a member
-//! (`/-/status` lists it), or names the node that exited and why, or that it left running;
-//! `stop` signals only what it started and waits; the nodes' logs are plain text.
+//! (`/-/status` lists it and names a leader, or none for two election timeouts), or names the
+//! node that exited and why, or that it left running; `stop` signals only what it started and
+//! waits; the nodes' logs are plain text.
 
 mod common;
 
@@ -877,6 +878,12 @@ fn start_of_a_removed_member_reports_its_exit() {
         "{status}"
     );
 
+    start_of_node_3_reports_its_exit(&f, "this node's own log removes it from the cluster");
+}
+
+/// `start raftexample3`, which must fail, saying that node 3 exited (status 0, as a removed
+/// member does) before it served as a member, with `reason` from its log.
+fn start_of_node_3_reports_its_exit(f: &Folder, reason: &str) {
     let out = f.cluster_sh(&["start", "raftexample3"]);
     let (stdout, stderr) = failed(&out);
     assert!(!stdout.contains("started raftexample3"), "{stdout}");
@@ -885,10 +892,55 @@ fn start_of_a_removed_member_reports_its_exit() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("this node's own log removes it from the cluster"),
+        stderr.contains(reason),
         "the reason, from its log:\n{stderr}"
     );
     assert!(stderr.contains("1 of 1 did not start (exited)"), "{stderr}");
+}
+
+/// A member removed while it was stopped lists itself when started again, its log not holding
+/// its removal, and exits at its first campaign, which a member answers 410 Gone. `start`
+/// waits for it to hear a leader, which sends to the members it counts only, and so reports
+/// that exit with the reason from its log: it said "started" once the node listed itself and
+/// exited 0, the node exiting a moment later (helper 150).
+#[test]
+fn start_of_a_member_removed_while_stopped_reports_its_exit() {
+    let f = Folder::new(3);
+    let out = f.cluster_sh(&["start"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = f.cluster_sh(&["stop", "raftexample3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    f.request_until(Method::DELETE, 1, "/3", "", 204);
+
+    start_of_node_3_reports_its_exit(&f, "the cluster removed this node (peer");
+    let status = text(&f.cluster_sh(&["status"]).stdout);
+    assert!(
+        status.contains("raftexample3 exited on its own (not stopped by ./cluster.sh)"),
+        "{status}"
+    );
+}
+
+/// A node started while the other members are down lists itself but hears no leader, as none
+/// can be elected: it still counts as started (and runs on), once it has gone two election
+/// timeouts without one. Waiting for a leader must not fail the start of a cluster one node at
+/// a time.
+#[test]
+fn start_of_a_node_whose_peers_are_down_counts_it_started() {
+    let f = Folder::new(3);
+    let out = f.cluster_sh(&["start", "raftexample1"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("started raftexample1 (pid"), "{stdout}");
+    let pid = f.pid("raftexample1").expect("a pid file");
+    assert!(alive(pid), "raftexample1 was said to be started");
+    let status = block_on(f.ask(Method::GET, 1, "/-/status", ""));
+    let (code, body) = status.expect("raftexample1 answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"leader\":0,"),
+        "no leader can be elected: {body}"
+    );
+    f.stop_all(&[pid]);
 }
 
 /// `-f Procfile.tls`, as goreman and honcho take it: `start` runs the repository's
