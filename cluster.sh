@@ -53,9 +53,11 @@ mkdir -p "$state"
 start_timeout=${CLUSTER_START_TIMEOUT:-60}
 stop_timeout=${CLUSTER_STOP_TIMEOUT:-30}
 
-# A Procfile of no entries is no error: grep's status 1 would end a caller's pipeline under
-# `set -e` and `pipefail` (`stop` then stopped nothing, the nodes of `run` included).
+# A Procfile of no entries, or none at all, is no error: grep's status 1 (or 2) would end a
+# caller's pipeline under `set -e` and `pipefail` (`stop` then stopped nothing, the nodes of
+# `run` included). `start` says when it finds nothing to start.
 procfile_entries() {
+  [ -e "$procfile" ] || return 0
   { grep -E '^[A-Za-z0-9_-]+:' "$procfile" || [ $? -eq 1 ]; } |
     sed -E 's/^([^:]+):[[:space:]]*(.*)$/\1\t\2/'
 }
@@ -523,6 +525,10 @@ case "$cmd" in
     known_or_exit command ${named[@]+"${named[@]}"}
     [ -x ./target/release/raftexample ] || cargo build --release
     mapfile -t todo < <(names procfile-only ${named[@]+"${named[@]}"})
+    if [ ${#todo[@]} -eq 0 ]; then
+      echo "$procfile has no entries (name: command), so there is nothing to start" >&2
+      exit 2
+    fi
     start_entries "$join" "${todo[@]}" ;;
   run)
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }

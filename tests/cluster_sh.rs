@@ -423,11 +423,31 @@ fn stop_never_signals_a_process_it_did_not_start() {
 
 /// With a Procfile of no entries, `stop` still stops what `run` started: grep finding no
 /// entry ended `names` under `set -e` and `pipefail`, and `stop` exited 0 having stopped
-/// nothing (helper 148).
+/// nothing (helper 148). `start` says there is nothing to start.
 #[test]
 fn stop_stops_run_nodes_when_the_procfile_has_no_entries() {
     let f = Folder::new(1);
     std::fs::write(f.path().join("Procfile"), "# no entries\n").expect("emptying the Procfile");
+    stop_stops_run_nodes_without_procfile_entries(&f);
+}
+
+/// The same with no Procfile at all (the nodes started with `-f` and another file): grep's
+/// status 2 for the missing file ended `names` as its status 1 had, and `stop` stopped nothing
+/// (helper 150).
+#[test]
+fn stop_stops_run_nodes_when_there_is_no_procfile() {
+    let f = Folder::new(1);
+    std::fs::remove_file(f.path().join("Procfile")).expect("removing the Procfile");
+    stop_stops_run_nodes_without_procfile_entries(&f);
+}
+
+fn stop_stops_run_nodes_without_procfile_entries(f: &Folder) {
+    let out = f.cluster_sh(&["start"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "Procfile has no entries (name: command), so there is nothing to start\n"
+    );
     let port = f.rest_ports[0].to_string();
     let out = f.cluster_sh(&[
         "run",
