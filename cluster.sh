@@ -66,7 +66,7 @@ procfile_entries() {
 # the first match: procfile_entries, still writing, then fails on SIGPIPE, and under pipefail
 # so does the function (review 113 NIT-4).
 is_procfile_entry() {
-  procfile_entries | awk -F'\t' -v name="$1" '$1 == name { found = 1 } END { exit !found }'
+  procfile_entries | awk -F'\t' -v name="$1" '$1 "" == name "" { found = 1 } END { exit !found }'
 }
 
 # Names started with `run`: they have their command in .cluster/<name>.cmd.
@@ -116,7 +116,9 @@ known_or_exit() {
 
 command_of() {
   local line
-  line=$(procfile_entries | awk -F'\t' -v n="$1" '$1 == n { print $2 }')
+  # Compared as strings (""): awk compares two numeric-looking fields as numbers, and the
+  # entry 01 would have been named by 1.
+  line=$(procfile_entries | awk -F'\t' -v n="$1" '$1 "" == n "" { print $2 }')
   if [ -z "$line" ] && [ -f "$state/$1.cmd" ]; then line=$(cat "$state/$1.cmd"); fi
   [ -n "$line" ] && printf '%s\n' "$line"
 }

@@ -478,6 +478,23 @@ fn stop_stops_run_nodes_without_procfile_entries(f: &Folder) {
     assert!(!alive(pid), "pid {pid} still runs after stop");
 }
 
+/// A name is its letters: `1` does not name the entry `01`, which awk, comparing two
+/// numeric-looking fields as numbers, took it to (and started `01`'s command as node `1`).
+#[test]
+fn a_name_that_reads_as_a_number_names_no_other_entry() {
+    let f = Folder::new(1);
+    std::fs::write(f.path().join("Procfile"), "01: sleep 60\n").expect("writing the Procfile");
+    let out = f.cluster_sh(&["start", "1"]);
+    if let Some(pid) = f.pid("1") {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "no Procfile entry (or earlier 'run') named 1; known: 01\n"
+    );
+}
+
 /// `run` and `forget` refuse a Procfile entry's name in a Procfile long enough that its entries
 /// fill the pipe after the match: `is_procfile_entry` ended its pipeline with `grep -q`, which
 /// quits at the first match, so the entries still being written met SIGPIPE, and under
