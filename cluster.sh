@@ -523,14 +523,18 @@ case "$cmd" in
       echo "--join starts named entries only: ./cluster.sh start name... --join" >&2
       exit 2
     fi
-    # A typo is told before anything is built or started.
+    # A typo, or nothing to start, is told before anything is built or started.
     known_or_exit command ${named[@]+"${named[@]}"}
-    [ -x ./target/release/raftexample ] || cargo build --release
     mapfile -t todo < <(names procfile-only ${named[@]+"${named[@]}"})
+    if [ ${#todo[@]} -eq 0 ] && [ ! -e "$procfile" ]; then
+      echo "there is no Procfile here (use -f FILE), so there is nothing to start" >&2
+      exit 2
+    fi
     if [ ${#todo[@]} -eq 0 ]; then
       echo "$procfile has no entries (name: command), so there is nothing to start" >&2
       exit 2
     fi
+    [ -x ./target/release/raftexample ] || cargo build --release
     start_entries "$join" "${todo[@]}" ;;
   run)
     [ $# -ge 2 ] || { echo "usage: ./cluster.sh run name command..." >&2; exit 2; }

@@ -428,26 +428,43 @@ fn stop_never_signals_a_process_it_did_not_start() {
 fn stop_stops_run_nodes_when_the_procfile_has_no_entries() {
     let f = Folder::new(1);
     std::fs::write(f.path().join("Procfile"), "# no entries\n").expect("emptying the Procfile");
-    stop_stops_run_nodes_without_procfile_entries(&f);
+    stop_stops_run_nodes_without_procfile_entries(
+        &f,
+        "Procfile has no entries (name: command), so there is nothing to start\n",
+    );
 }
 
 /// The same with no Procfile at all (the nodes started with `-f` and another file): grep's
 /// status 2 for the missing file ended `names` as its status 1 had, and `stop` stopped nothing
-/// (helper 150).
+/// (helper 150). `start` says there is no Procfile: it said the Procfile had no entries
+/// (review 114 N6).
 #[test]
 fn stop_stops_run_nodes_when_there_is_no_procfile() {
     let f = Folder::new(1);
     std::fs::remove_file(f.path().join("Procfile")).expect("removing the Procfile");
-    stop_stops_run_nodes_without_procfile_entries(&f);
+    stop_stops_run_nodes_without_procfile_entries(
+        &f,
+        "there is no Procfile here (use -f FILE), so there is nothing to start\n",
+    );
 }
 
-fn stop_stops_run_nodes_without_procfile_entries(f: &Folder) {
+/// `start` with nothing to start says `says`, and exits 2 before it builds anything (with no
+/// binary, it ran `cargo build --release` first: review 114 N6); then `stop` stops a node that
+/// `run` started.
+fn stop_stops_run_nodes_without_procfile_entries(f: &Folder, says: &str) {
+    let binary = f.path().join("target/release/raftexample");
+    let hidden = f.path().join("target/release/hidden");
+    std::fs::rename(&binary, &hidden).expect("hiding the binary");
     let out = f.cluster_sh(&["start"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    std::fs::rename(&hidden, &binary).expect("putting the binary back");
     assert_eq!(
-        text(&out.stderr),
-        "Procfile has no entries (name: command), so there is nothing to start\n"
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
+    assert_eq!(text(&out.stderr), says);
     let port = f.rest_ports[0].to_string();
     let out = f.cluster_sh(&[
         "run",
