@@ -21,10 +21,11 @@
 #                                      honcho -f take it: ./cluster.sh -f Procfile.tls start
 #
 # A node serves as a member once GET /-/status answers 200, lists it among the members and
-# names a leader (or has named none for two election timeouts: the others may be down). A node
-# started with --join answers before the members have admitted it; one that the cluster
-# removed, started again, answers but exits within seconds (if it was removed while stopped,
-# it lists itself until then, but hears no leader). One that does not list itself within
+# names a leader; one that has named none for three election timeouts is said to have started
+# but named no leader (the others may be down). A node started with --join answers before the
+# members have admitted it; one that the cluster removed, started again, answers but exits
+# within seconds (if it was removed while stopped, it lists itself until then, but hears no
+# leader, and may exit only after that settle). One that does not list itself within
 # CLUSTER_START_TIMEOUT is left running (a node not yet added waits for its POST; one that
 # hears a leader was admitted, and still catches up), and shown with its last answer and the
 # end of its log.
@@ -32,7 +33,8 @@
 # --port (9121 if absent) and --listen-host flags; a node with --cert-file speaks HTTPS, and is
 # asked with curl, presenting its --cert-file and --key-file as the client certificate (one its
 # --trusted-ca-file accepts, as Procfile.tls's do), without checking the node's certificate.
-# CLUSTER_START_TIMEOUT and CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound the waits.
+# CLUSTER_START_TIMEOUT and CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound each wait
+# (that for a leader too, counted from the nodes' start, whatever their --tick-ms).
 # Needs bash, coreutils, grep, sed and awk (and curl for HTTPS nodes).
 set -euo pipefail
 # An option, not a variable in the environment: as with goreman and honcho, each command says
@@ -382,31 +384,50 @@ wait_listed() {
 }
 
 # How many ticks a node that lists itself among its members may go without hearing a leader
-# before it counts as serving all the same (the other members may be down): two of its longest
-# election timeouts (20 ticks each). A member removed while it was stopped lists itself as well
-# (its log does not hold its removal) but hears no leader, as a leader sends to the members it
-# counts only; it exits once a member answers its campaign 410 Gone: at its first campaign, or
-# at its next when the whole cluster starts at once (a member answers so only once it follows a
-# leader).
-settle_ticks=40
+# before it counts as started all the same (the other members may be down), said so: three of
+# its longest election timeouts (20 ticks each). A member removed while it was stopped lists
+# itself as well (its log does not hold its removal) but hears no leader, as a leader sends to
+# the members it counts only; it exits once a member answers its campaign 410 Gone: at its
+# first campaign, or at its next when the whole cluster starts at once (a member answers so
+# only once it follows a leader), or later still if the others' election needs a second round.
+# Two timeouts left no margin for that; a third costs 2 s (at the default tick) only to a node
+# started with no leader to hear, whose start is slow already.
+settle_ticks=60
 
 # Waits until entry $1 (command line $2), which lists itself among its members, hears a leader,
-# or until second $3 (of $SECONDS) without one, then says it started (0); or until it exits (1),
-# and says so, with the end of its log.
+# or until second $3 (of $SECONDS) without one, then says it started (0): in the second case
+# saying that it named no leader since second $4, its start, as a member removed while it was
+# stopped may yet exit; or until it exits (1), and says so, with the end of its log. It is
+# asked at least once, however late.
 wait_counted() {
-  local name=$1 line=$2 by=$3 pid url answer
+  local name=$1 line=$2 by=$3 since=$4 pid url answer started
   pid=$(pid_of "$name")
   url=$(rest_url "$line")
+  started="started $name (pid $pid, $url, log $state/$name.log)"
   while :; do
     if ! running "$name"; then
       say_exited "$name" "$pid" "it served as a member"
       return 1
     fi
+    if answer=$(get "$url" /-/status "$line") && leader_in "$answer" >/dev/null; then
+      echo "$started"
+      return 0
+    fi
     if [ "$SECONDS" -ge "$by" ]; then break; fi
-    if answer=$(get "$url" /-/status "$line") && leader_in "$answer" >/dev/null; then break; fi
     sleep 0.1
   done
-  echo "started $name (pid $pid, $url, log $state/$name.log)"
+  echo "$started; it has named no leader in $((SECONDS - since)) s: the other members may" \
+    "be down (./$self status shows whether it still runs)"
+}
+
+# The tick command line $1 gives (--tick-ms), in ms: 100 if absent. A sign clap takes (+100)
+# and leading zeros are dropped; a value the node refuses (over 60000, not a number) reads as
+# the default, as that node exits at its start.
+tick_of() {
+  local tick
+  tick=$(flag_value "$1" tick-ms)
+  tick=${tick#+}
+  if [[ $tick =~ ^0*([0-9]{1,5})$ ]]; then echo $((10#${BASH_REMATCH[1]})); else echo 100; fi
 }
 
 # Command line $2 of entry $1 with --join: as it is if it joins already, or with --join added.
@@ -420,10 +441,10 @@ with_join() {
 
 # Starts the given entries (all at once: a node cannot elect a leader alone), then waits for each
 # to list itself, then for those to hear a leader, within one settle counted from when the last
-# listed itself (not one each in turn: with no leader, each would add its own).
-# With $1 = --join, each with --join added, this time only.
+# listed itself (not one each in turn: with no leader, each would add its own), and within
+# CLUSTER_START_TIMEOUT of their start. With $1 = --join, each with --join added, this time only.
 start_entries() {
-  local join=$1 name line started=() listed=() exited=0 waiting=0 code from tick by
+  local join=$1 name line started=() listed=() exited=0 waiting=0 code spawned from by limit
   local -A lines
   shift
   known_or_exit command "$@"
@@ -442,6 +463,7 @@ start_entries() {
     lines[$name]=$line
     started+=("$name")
   done
+  spawned=$SECONDS
   for name in "${started[@]}"; do spawn "$name" "${lines[$name]}"; done
   for name in "${started[@]}"; do
     code=0
@@ -453,11 +475,13 @@ start_entries() {
     esac
   done
   from=$SECONDS
+  # A slow tick must not hold start past the timeout (--tick-ms 2000: a settle of 121 s).
+  limit=$((spawned + start_timeout))
   for name in ${listed[@]+"${listed[@]}"}; do
-    tick=$(flag_value "${lines[$name]}" tick-ms)
     # Rounded up, and a second more: $SECONDS counts whole seconds.
-    by=$((from + (settle_ticks * 10#${tick:-100} + 999) / 1000 + 1))
-    wait_counted "$name" "${lines[$name]}" "$by" || exited=$((exited + 1))
+    by=$((from + (settle_ticks * $(tick_of "${lines[$name]}") + 999) / 1000 + 1))
+    if [ "$by" -gt "$limit" ]; then by=$limit; fi
+    wait_counted "$name" "${lines[$name]}" "$by" "$spawned" || exited=$((exited + 1))
   done
   if [ "$exited" -gt 0 ]; then echo "$exited of ${#started[@]} did not start (exited)" >&2; fi
   if [ "$waiting" -gt 0 ]; then

@@ -1,9 +1,9 @@
 //! `./cluster.sh`, the README's Procfile runner, driven as a reader drives it: in a folder of
 //! its own with a Procfile on free loopback ports, the binary under test where
 //! `cargo build --release` would put it. `start` returns once every node serves as a member
-//! (`/-/status` lists it and names a leader, or none for two election timeouts), or names the
-//! node that exited and why, or that it left running; `stop` signals only what it started and
-//! waits; the nodes' logs are plain text.
+//! (`/-/status` lists it and names a leader, or none for three election timeouts, which it
+//! says), or names the node that exited and why, or that it left running; `stop` signals only
+//! what it started and waits; the nodes' logs are plain text.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{free_ports, wait_for};
 use reqwest::Method;
@@ -101,6 +101,13 @@ impl Folder {
         for pid in pids {
             assert!(!alive(*pid), "pid {pid} still runs after stop");
         }
+    }
+
+    /// [`Folder::stop_all`], which must stop entry `name`, running.
+    fn stop_all_with(&self, name: &str) {
+        let pid = self.pid(name).expect("a pid file");
+        assert!(alive(pid), "{name} was said to be started");
+        self.stop_all(&[pid]);
     }
 
     /// `./cluster.sh <args>`, with its exit status and output.
@@ -220,6 +227,18 @@ fn failed(out: &Output) -> (String, String) {
         "it must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     (stdout, stderr)
+}
+
+/// The stdout of a `cluster.sh start` (or `run`) that must have succeeded and said first that
+/// it started `name`.
+fn started(out: &Output, name: &str) -> String {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("started {name} (pid")),
+        "{stdout}"
+    );
+    stdout
 }
 
 /// GET `/-/health`, once: no retry.
@@ -358,6 +377,10 @@ fn start_returns_when_every_node_answers_and_stop_when_they_exit() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    // Each heard its leader: said started plainly, not with the settle's caveat.
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.matches("started raftexample").count(), 3, "{stdout}");
+    assert!(!stdout.contains(NO_LEADER), "{stdout}");
     for port in &f.rest_ports {
         assert_eq!(health(*port), Some(200), "node on port {port}");
     }
@@ -974,17 +997,34 @@ fn start_of_a_member_removed_while_stopped_reports_its_exit() {
     );
 }
 
+/// What `start` adds to "started X (pid ...)" for a node that has named no leader.
+const NO_LEADER: &str = "; it has named no leader in ";
+
 /// A node started while the other members are down lists itself but hears no leader, as none
-/// can be elected: it still counts as started (and runs on), once it has gone two election
-/// timeouts without one. Waiting for a leader must not fail the start of a cluster one node at
-/// a time.
+/// can be elected: it still counts as started (and runs on), once it has gone three election
+/// timeouts (60 ticks: 6 s) without one, and `start` says that it has named none, as a member
+/// removed while stopped may still exit. Waiting for a leader must not fail the start of a
+/// cluster one node at a time. `start` said so in the same words as for a node that heard its
+/// leader, and nothing held the settle's length (review 114 L4, N7).
 #[test]
 fn start_of_a_node_whose_peers_are_down_counts_it_started() {
     let f = Folder::new(3);
+    let began = Instant::now();
     let out = f.cluster_sh(&["start", "raftexample1"]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.starts_with("started raftexample1 (pid"), "{stdout}");
+    let took = began.elapsed();
+    let stdout = started(&out, "raftexample1");
+    assert!(
+        stdout.contains(NO_LEADER)
+            && stdout.contains(
+                " s: the other members may be down (./cluster.sh status shows whether it still \
+                 runs)\n"
+            ),
+        "{stdout}"
+    );
+    assert!(
+        took >= Duration::from_secs(6),
+        "start returned after {took:?}, before 60 ticks of 100 ms without a leader"
+    );
     let pid = f.pid("raftexample1").expect("a pid file");
     assert!(alive(pid), "raftexample1 was said to be started");
     let status = block_on(f.ask(Method::GET, 1, "/-/status", ""));
@@ -995,6 +1035,48 @@ fn start_of_a_node_whose_peers_are_down_counts_it_started() {
         "no leader can be elected: {body}"
     );
     f.stop_all(&[pid]);
+}
+
+/// Adds `extra` to the end of each line of `f`'s Procfile.
+fn add_to_procfile(f: &Folder, extra: &str) {
+    let path = f.path().join("Procfile");
+    let procfile = std::fs::read_to_string(&path).expect("reading the Procfile");
+    let changed: String = procfile.lines().map(|l| format!("{l} {extra}\n")).collect();
+    std::fs::write(&path, changed).expect("writing the Procfile");
+}
+
+/// The wait for a leader ends with `CLUSTER_START_TIMEOUT`, counted from the nodes' start,
+/// however slow their tick: node 1 alone at `--tick-ms 1000` (a settle of 60 ticks: 61 s) is
+/// said started, with no leader named, about 4 s after its start when the timeout is 4 s. It
+/// waited the whole settle, 81 s at `--tick-ms 2000`, past any timeout (review 114 L1).
+#[test]
+fn the_wait_for_a_leader_ends_with_the_start_timeout() {
+    let f = Folder::new(3);
+    add_to_procfile(&f, "--tick-ms 1000");
+    let began = Instant::now();
+    let out = f.cluster_sh_under(&["CLUSTER_START_TIMEOUT=4"], &["start", "raftexample1"]);
+    let took = began.elapsed();
+    let stdout = started(&out, "raftexample1");
+    assert!(stdout.contains(NO_LEADER), "{stdout}");
+    // The timeout, a second of $SECONDS' rounding, and the last answer's 2 s at most.
+    assert!(
+        took < Duration::from_secs(10),
+        "start returned after {took:?}, with a timeout of 4 s"
+    );
+    f.stop_all_with("raftexample1");
+}
+
+/// A `--tick-ms` with a sign, which the binary takes (`+100` is 100), is read as its number:
+/// it was a bash arithmetic error, which under `set -e` ended `start` once the nodes ran, with
+/// no word of them and status 1 (review 114 L3).
+#[test]
+fn a_tick_with_a_plus_sign_is_read_as_its_number() {
+    let f = Folder::new(1);
+    add_to_procfile(&f, "--tick-ms=+100");
+    let stdout = started(&f.cluster_sh(&["start"]), "raftexample1");
+    // A cluster of one elects itself.
+    assert!(!stdout.contains(NO_LEADER), "{stdout}");
+    f.stop_all_with("raftexample1");
 }
 
 /// `-f Procfile.tls`, as goreman and honcho take it: `start` runs the repository's
