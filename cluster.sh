@@ -152,11 +152,20 @@ pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 
 # The words of command line $1 as bash reads them, each followed by a NUL, without their
 # quotes and backslashes: a path with spaces is one word, whether a Procfile quotes it ("a b",
-# 'a b') or `run` escaped it (a\ b). Nothing is expanded: $HOME stays as it is written.
+# 'a b', $'a b') or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C locale, for a
+# byte outside ASCII or a control character). Nothing is expanded: $HOME stays as it is written.
 words_of() {
   local line=$1 i c word='' quote='' in_word=''
   for ((i = 0; i < ${#line}; i++)); do
     c=${line:i:1}
+    if [ "$quote" = "\$'" ]; then
+      case "$c" in
+        "'") quote='' ;;
+        '\') ansi_c_escape ;;
+        *) word+=$c ;;
+      esac
+      continue
+    fi
     if [ -n "$quote" ]; then
       if [ "$c" = "$quote" ]; then
         quote=''
@@ -178,11 +187,37 @@ words_of() {
       '\')
         i=$((i + 1))
         word+=${line:i:1} ;;
+      '$')
+        if [ "${line:i+1:1}" = "'" ]; then
+          quote="\$'" i=$((i + 1))
+        else
+          word+=$c
+        fi ;;
       *) word+=$c ;;
     esac
     in_word=1
   done
   if [ -n "$in_word" ]; then printf '%s\0' "$word"; fi
+}
+
+# For words_of, within $'...': decodes the escape whose backslash is at ${line:i} onto word,
+# and moves i to its end. Every escape printf %q writes, and bash's others but \cX; as in
+# bash, an unknown one keeps its backslash.
+ansi_c_escape() {
+  local rest=${line:i+1} ch
+  if [[ $rest =~ ^([0-7]{1,3}|x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[abeEfnrtv]) ]]
+  then
+    # printf's format takes the same escapes.
+    printf -v ch "\\${BASH_REMATCH[1]}"
+    word+=$ch
+    i=$((i + ${#BASH_REMATCH[1]}))
+    return
+  fi
+  case "${rest:0:1}" in
+    \\ | \' | \" | \?) word+=${rest:0:1} ;;
+    *) word+="\\${rest:0:1}" ;;
+  esac
+  i=$((i + 1))
 }
 
 # The value command line $1 gives flag $2 (--$2 or -$2, as Go's flag package takes it, the

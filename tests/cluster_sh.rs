@@ -1185,16 +1185,21 @@ fn start_f_runs_a_tls_node_whose_certificate_names_a_host_name_only() {
 /// `--data-dir` and the TLS files, quoted in the Procfile and passed as words of their own to
 /// `run`. `cluster.sh` split a command line at every space to read its flags, so it asked the
 /// node with a certificate named `"tls` (or `tls\`), and never saw it serve (helper 150).
+/// Then `run` under a C locale, with TLS files and a data dir in folders named outside ASCII,
+/// which bash's printf %q writes as `$'...'` (`jos\303\251`): `cluster.sh` read `$jos\303\251`
+/// for the certificate, and never saw that node serve either (review 114 L2).
 #[test]
 fn start_and_run_take_paths_with_spaces() {
     let f = Folder::named(1, "raftexample cluster-sh ");
     let dir = f.path().to_str().expect("a temp dir's path is UTF-8");
     assert!(dir.contains(' '), "{dir}");
     common::make_certs(&f.path().join("tls certs"), 1);
+    common::make_certs(&f.path().join("tls josé"), 1);
     let binary = format!("{dir}/target/release/raftexample");
-    let ports = free_ports(4);
-    // Node 1 of a cluster of one, twice, so that each serves on its own; its words.
-    let tls = |peer: u16, rest: u16| {
+    let ports = free_ports(6);
+    // Node 1 of a cluster of one, three times, so that each serves on its own; its words, with
+    // its TLS files in `certs`.
+    let tls = |peer: u16, rest: u16, certs: &str| {
         let mut words: Vec<String> = format!(
             "--id 1 --cluster https://127.0.0.1:{peer} --port {rest} --listen-host 127.0.0.1 \
              --client-cert-auth"
@@ -1210,11 +1215,11 @@ fn start_and_run_take_paths_with_spaces() {
             ("--peer-key-file", "node1.key"),
             ("--peer-trusted-ca-file", "ca.crt"),
         ] {
-            words.extend([flag.to_string(), format!("tls certs/{file}")]);
+            words.extend([flag.to_string(), format!("{certs}/{file}")]);
         }
         words
     };
-    let quoted: Vec<String> = tls(ports[0], ports[1])
+    let quoted: Vec<String> = tls(ports[0], ports[1], "tls certs")
         .into_iter()
         .map(|w| if w.contains(' ') { format!("'{w}'") } else { w })
         .collect();
@@ -1233,21 +1238,39 @@ fn start_and_run_take_paths_with_spaces() {
 
     // `run` records its words quoted as bash's printf %q quotes them (a\ b). Its node keeps
     // its data where it runs, next to cluster.sh.
-    let mut args = vec!["run".to_string(), "solo".to_string(), binary];
-    args.extend(tls(ports[2], ports[3]));
+    let mut args = vec!["run".to_string(), "solo".to_string(), binary.clone()];
+    args.extend(tls(ports[2], ports[3], "tls certs"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = f.cluster_sh_under(&timeout, &args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.starts_with("started solo (pid"), "{stdout}");
 
-    for data in [format!("{dir}/data dir"), dir.to_string()] {
+    let mut args = vec!["run".to_string(), "accented".to_string(), binary];
+    args.extend(tls(ports[4], ports[5], "tls josé"));
+    args.extend(["--data-dir".to_string(), format!("{dir}/data josé")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c_locale = ["LC_ALL=C", timeout[0]];
+    started(&f.cluster_sh_under(&c_locale, &args), "accented");
+    let recorded = std::fs::read_to_string(f.path().join(".cluster/accented.cmd"))
+        .expect("run's record of the command");
+    assert!(
+        recorded.contains(r"$'tls jos\303\251/node1.crt'"),
+        "{recorded}"
+    );
+
+    for data in [
+        format!("{dir}/data dir"),
+        dir.to_string(),
+        format!("{dir}/data josé"),
+    ] {
         let wal = Path::new(&data).join("raftexample-1");
         assert!(wal.is_dir(), "{} is missing", wal.display());
     }
-    let pids = ["spaced", "solo"].map(|n| f.pid(n).expect("a pid file"));
+    let names = ["spaced", "solo", "accented"];
+    let pids = names.map(|n| f.pid(n).expect("a pid file"));
     let status = text(&f.cluster_sh(&["status"]).stdout);
-    for (name, pid) in ["spaced", "solo"].iter().zip(pids) {
+    for (name, pid) in names.iter().zip(pids) {
         assert!(
             status.contains(&format!("{name} running (pid {pid})")),
             "{status}"
