@@ -33,6 +33,8 @@
 # --port (9121 if absent) and --listen-host flags; a node with --cert-file speaks HTTPS, and is
 # asked with curl, presenting its --cert-file and --key-file as the client certificate (one its
 # --trusted-ca-file accepts, as Procfile.tls's do), without checking the node's certificate.
+# These flags are read as bash reads the command, quotes and escapes included, but of its
+# expansions only a leading ~ and $HOME are made: write them without any other $VAR or $(...).
 # CLUSTER_START_TIMEOUT and CLUSTER_STOP_TIMEOUT (seconds, default 60 and 30) bound each wait
 # (that for a leader too, counted from the nodes' start, whatever their --tick-ms).
 # Needs bash, coreutils, grep, sed and awk (and curl for HTTPS nodes).
@@ -153,7 +155,9 @@ pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 # The words of command line $1 as bash reads them, each followed by a NUL, without their
 # quotes and backslashes: a path with spaces is one word, whether a Procfile quotes it ("a b",
 # 'a b', $'a b') or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C locale, for a
-# byte outside ASCII or a control character). Nothing is expanded: $HOME stays as it is written.
+# byte outside ASCII or a control character). Of what bash expands when it runs the line, a ~
+# that begins a word and $HOME (${HOME}) are expanded here too (a certificate under ~/ is asked
+# with the file the node reads); any other $VAR, $(...), glob or # comment is read as written.
 words_of() {
   local line=$1 i c word='' quote='' in_word=''
   for ((i = 0; i < ${#line}; i++)); do
@@ -173,6 +177,8 @@ words_of() {
         # Within double quotes, a backslash escapes these only.
         i=$((i + 1))
         word+=${line:i:1}
+      elif [ "$quote$c" = '"$' ] && home_here; then
+        :
       else
         word+=$c
       fi
@@ -190,6 +196,15 @@ words_of() {
       '$')
         if [ "${line:i+1:1}" = "'" ]; then
           quote="\$'" i=$((i + 1))
+        elif ! home_here; then
+          word+=$c
+        fi ;;
+      '~')
+        # ~ alone or before a /, at a word's start: bash's tilde expansion, which is not made
+        # after --flag= (that is no assignment).
+        if [ -z "$in_word" ] && [[ ${line:i+1:1} == [/\ $'\t'] || $((i + 1)) -eq ${#line} ]]
+        then
+          word+=${HOME:-}
         else
           word+=$c
         fi ;;
@@ -198,6 +213,21 @@ words_of() {
     in_word=1
   done
   if [ -n "$in_word" ]; then printf '%s\0' "$word"; fi
+}
+
+# For words_of: if $HOME or ${HOME} begins at ${line:i}, adds its value to word and moves i to
+# its end; fails otherwise (another variable, which is read as written).
+home_here() {
+  local length
+  if [[ ${line:i} == '${HOME}'* ]]; then
+    length=7
+  elif [[ ${line:i} =~ ^\$HOME([^A-Za-z0-9_]|$) ]]; then
+    length=5
+  else
+    return 1
+  fi
+  word+=${HOME:-}
+  i=$((i + length - 1))
 }
 
 # For words_of, within $'...': decodes the escape whose backslash is at ${line:i} onto word,

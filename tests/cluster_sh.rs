@@ -1079,6 +1079,41 @@ fn a_tick_with_a_plus_sign_is_read_as_its_number() {
     f.stop_all_with("raftexample1");
 }
 
+/// TLS files a Procfile names under `~/`, `$HOME/` and `${HOME}/` (here `HOME` is the test's
+/// folder) are the ones `cluster.sh` presents, as bash expands them when it runs the command:
+/// it read them as written, so it asked the node with `~/certs/node1.crt`, which curl cannot
+/// load, and never saw it serve (review 114 N5).
+#[test]
+fn tls_files_under_home_are_read_as_bash_runs_them() {
+    let f = Folder::new(1);
+    common::make_certs(&f.path().join("certs"), 1);
+    let ports = free_ports(2);
+    let rest = ports[1];
+    let procfile = format!(
+        "home1: ./target/release/raftexample --id 1 --cluster https://127.0.0.1:{} --port \
+         {rest} --listen-host 127.0.0.1 --cert-file ~/certs/node1.crt --key-file \
+         \"$HOME/certs/node1.key\" --trusted-ca-file ${{HOME}}/certs/ca.crt --client-cert-auth \
+         --peer-cert-file certs/node1.crt --peer-key-file certs/node1.key \
+         --peer-trusted-ca-file certs/ca.crt\n",
+        ports[0]
+    );
+    std::fs::write(f.path().join("Procfile.home"), procfile).expect("writing Procfile.home");
+    let home = format!(
+        "HOME={}",
+        f.path().to_str().expect("a temp dir's path is UTF-8")
+    );
+    let out = f.cluster_sh_under(
+        &[&home, "CLUSTER_START_TIMEOUT=10"],
+        &["-f", "Procfile.home", "start"],
+    );
+    let stdout = started(&out, "home1");
+    assert!(
+        stdout.contains(&format!("https://127.0.0.1:{rest}, log")),
+        "{stdout}"
+    );
+    f.stop_all_with("home1");
+}
+
 /// `-f Procfile.tls`, as goreman and honcho take it: `start` runs the repository's
 /// `Procfile.tls` (here its entries renamed tls1..) and asks its nodes over HTTPS with the
 /// certificates their commands name; they then serve a client with the CA's certificate.
