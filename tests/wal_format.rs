@@ -12,6 +12,10 @@
 //! Those in `tests/fixtures/wal-b738d10/` were written by the WAL of commit b738d10: its
 //! segments end with the record naming the next one (type 9), but their headers do not
 //! promise it (type 10 came after); `clean.expected` is again what that code read back.
+//!
+//! The first open of either adds one segment of this build's format, whose header holds that
+//! promise, so that the builds that wrote them refuse the WAL from then on; the old segments
+//! keep their records.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -71,47 +75,84 @@ fn describe(c: &WalContents) -> String {
     s
 }
 
-/// The last record of the WAL in `dir`: its file, offset, length and content.
-fn last_record(dir: &Path) -> (PathBuf, u64, u64, Record) {
-    let mut last = None;
-    wal::scan(dir, |path, off, len, rec| {
-        last = Some((path.to_path_buf(), off, len, rec.clone()))
-    })
-    .expect("the WAL scans");
-    last.expect("a WAL has records")
+/// The names of the files in `dir`, sorted (segments: by sequence number).
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .expect("a WAL folder")
+        .map(|dent| {
+            let name = dent.expect("a folder entry").file_name();
+            name.into_string().expect("file names of the WAL are ASCII")
+        })
+        .collect();
+    names.sort();
+    names
 }
 
-/// Checks that opening the WAL in `dir`, a copy of fixture folder `clean` of `format`, synced
-/// the old records and wrote one sync mark after them (over preallocated zeros, or past the
-/// file's end where there were none), and changed nothing else: no other byte, and no file
-/// added or taken away.
-fn only_a_sync_mark_was_added(format: &str, dir: &Path) {
-    let names = |dir: &Path| {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .expect("a WAL folder")
-            .map(|dent| dent.expect("a folder entry").file_name())
-            .collect();
-        names.sort();
-        names
-    };
+/// Checks what opening the WAL in `dir`, a copy of fixture folder `clean` of `format`, did
+/// to it: the old records synced, a sync mark written after them (over preallocated zeros, or
+/// past the file's end where there were none), then a record naming one new segment, of this
+/// build's format: its header holds the `chained` record, which the builds that wrote these
+/// fixtures refuse, so that they refuse the WAL from then on. Nothing else: no other byte of
+/// the old segments, and no other file added or taken away.
+fn opening_added_one_segment(format: &str, dir: &Path) {
     let fixture = fixture(format, "clean");
-    assert_eq!(names(dir), names(&fixture), "the files after opening");
-    let (active, end, len, mark) = last_record(dir);
-    assert_eq!(mark, Record::Synced(end));
-    let mark_ends = (end + len) as usize;
-    for name in names(dir) {
-        let path = dir.join(&name);
-        let mut now = fs::read(&path).expect("a segment");
-        let mut old = fs::read(fixture.join(&name)).expect("a fixture segment");
+    let (old, now) = (names(&fixture), names(dir));
+    let added: Vec<&String> = now.iter().filter(|n| !old.contains(n)).collect();
+    assert_eq!(added.len(), 1, "the files after opening: {now:?}");
+    assert!(old.iter().all(|n| now.contains(n)), "{now:?}");
+    let new = dir.join(added[0]);
+    let by_segment = kinds_by_segment(dir);
+    assert_eq!(by_segment.len(), old.len() + 1, "{by_segment:?}");
+    let (last, header) = &by_segment[old.len()];
+    assert_eq!(last, &new, "the new segment is the newest");
+    // Both fixtures hold a snapshot marker, which the header repeats with the hard state.
+    let wanted = ["metadata", "snapshot", "hardstate", "chained", "synced"];
+    assert_eq!(header, &wanted, "the new segment holds its header alone");
+
+    let active = dir.join(old.last().expect("a fixture has segments"));
+    let mut records = Vec::new();
+    wal::scan(dir, |path, off, len, rec| {
         if path == active {
-            now[end as usize..mark_ends].fill(0);
-            // Where nothing was preallocated, the mark lengthened the file.
-            if old.len() < mark_ends {
-                old.resize(mark_ends, 0);
-            }
+            records.push((off, len, rec.clone()))
         }
-        assert!(now == old, "{} was modified by opening it", path.display());
+    })
+    .expect("the WAL scans");
+    let [.., (end, mark_len, mark), (next_at, next_len, next)] = &records[..] else {
+        panic!("{}: {records:?}", active.display());
+    };
+    assert_eq!(mark, &Record::Synced(*end));
+    assert_eq!(*next_at, end + mark_len);
+    let Record::Next { seq, first_index } = next else {
+        panic!("the old segment ends with {next:?}");
+    };
+    assert_eq!(new, dir.join(wal::segment_name(*seq, *first_index)));
+    for name in &old {
+        let path = dir.join(name);
+        let now = fs::read(&path).expect("a segment");
+        let old = fs::read(fixture.join(name)).expect("a fixture segment");
+        if path == active {
+            // Cut back to its records, as any segment that is not the newest.
+            assert_eq!(now.len() as u64, next_at + next_len);
+            let end = *end as usize;
+            assert!(now[..end] == old[..end], "{} was modified", path.display());
+            assert!(
+                old[end..].iter().all(|&b| b == 0),
+                "only zeros were written over"
+            );
+        } else {
+            assert!(now == old, "{} was modified by opening it", path.display());
+        }
     }
+}
+
+/// Opens the WAL in `dir` again after [`opening_added_one_segment`], and checks that it gives
+/// back the fixture's contents and starts no other segment.
+fn reopen_as_it_is(format: &str, dir: &Path, opts: WalOptions) -> (Wal, WalContents) {
+    let files = names(dir);
+    let (wal, contents) = Wal::open(dir, opts).expect("the WAL opens again");
+    assert_eq!(describe(&contents), expected(format));
+    assert_eq!(names(dir), files, "a second open starts no segment");
+    (wal, contents)
 }
 
 fn expected(format: &str) -> String {
@@ -142,10 +183,12 @@ fn an_old_wal_replays_as_it_did_and_takes_new_records() {
     let (wal, contents) = Wal::open(dir.path(), OPTS).expect("the old WAL opens");
     assert_eq!(describe(&contents), expected(V1));
     // Over the preallocated zeros.
-    only_a_sync_mark_was_added(V1, dir.path());
+    opening_added_one_segment(V1, dir.path());
+    drop(wal);
+    let (wal, contents) = reopen_as_it_is(V1, dir.path(), OPTS);
 
-    // New records (sync marks among them) after the old ones, in the old last segment and
-    // in new segments.
+    // New records (sync marks among them) after the old ones, in the segment the first open
+    // started and in newer ones.
     append_and_reopen(wal, contents.last_index(), 4, OPTS);
 }
 
@@ -179,10 +222,27 @@ fn an_old_wal_with_a_torn_tail_is_cut_where_the_torn_write_began() {
     let offset: u64 = offset.parse().expect("an offset");
     let (_wal, contents) = Wal::open(dir.path(), OPTS).expect("the torn WAL opens");
     assert_eq!(describe(&contents), expected(V1));
-    // Cut there, then marked as synced up to there.
-    let (path, end, _, mark) = last_record(dir.path());
-    let want = (dir.path().join(name), offset, Record::Synced(offset));
-    assert_eq!((path, end, mark), want);
+    // Cut there, then marked as synced up to there, and ended by naming the segment of this
+    // build's format that the open started after it.
+    let path = dir.path().join(name);
+    let mut records = Vec::new();
+    wal::scan(dir.path(), |p, off, _, rec| {
+        if p == path {
+            records.push((off, rec.clone()))
+        }
+    })
+    .expect("the WAL scans");
+    let [.., mark, (_, Record::Next { .. })] = &records[..] else {
+        panic!(
+            "{} does not end naming the next segment: {records:?}",
+            path.display()
+        );
+    };
+    assert_eq!(mark, &(offset, Record::Synced(offset)));
+    assert_eq!(
+        names(dir.path()).len(),
+        names(&fixture(V1, "torn")).len() + 1
+    );
 }
 
 /// The options the wal-b738d10 fixture was written with.
@@ -223,11 +283,17 @@ fn a_wal_of_b738d10_replays_as_it_did_and_rotates_into_this_format() {
     let (wal, contents) = Wal::open(dir.path(), B738D10_OPTS).expect("the old WAL opens");
     assert_eq!(describe(&contents), expected(B738D10));
     // Past the end of the last segment: b738d10 preallocated nothing here.
-    only_a_sync_mark_was_added(B738D10, dir.path());
+    opening_added_one_segment(B738D10, dir.path());
+    drop(wal);
+    let (wal, contents) = reopen_as_it_is(B738D10, dir.path(), B738D10_OPTS);
     // Enough for two rotations at 1 KiB.
     append_and_reopen(wal, contents.last_index(), 12, B738D10_OPTS);
     let now = kinds_by_segment(dir.path());
-    assert!(now.len() > old.len(), "the new records rotated: {now:?}");
+    // One segment started by the first open, and more by the new records.
+    assert!(
+        now.len() > old.len() + 1,
+        "the new records rotated: {now:?}"
+    );
     for (path, kinds) in &now[old.len()..] {
         // In the header, which ends with its first sync mark.
         let header = &kinds[..kinds.iter().position(|&k| k == "synced").unwrap_or(0)];

@@ -36,7 +36,9 @@
 //! segment after the first the newest snapshot marker (if any) and the hard state current when
 //! it was created, so that the oldest segments can be deleted without losing them, then the
 //! promise that the segment will end naming the next one, and last a sync mark covering the
-//! header.
+//! header. [`Wal::open`] rotates a WAL whose newest segment an older build wrote, without that
+//! promise, so that once this build has started on a WAL, builds before the promise refuse it
+//! (they stop at its record type) instead of skipping the entries they cannot read.
 //!
 //! Replay reads the segments in order: an entry with index `i` discards any held entries with
 //! index `>= i` (raft overwrote an uncommitted suffix), a reset marker discards every entry
@@ -373,6 +375,10 @@ impl Wal {
     /// Opens the WAL in `dir`: replays every segment, cuts a damaged unsynced tail off the last
     /// one (with a warning), and returns the WAL ready to append together with what it holds.
     ///
+    /// If an older build wrote the newest segment (its header lacks the `chained` record),
+    /// the WAL is rotated before this returns, so that builds before this format refuse it
+    /// from then on: one new segment, the first time only.
+    ///
     /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
     /// damage that is not an unsynced tail; in both cases nothing on disk is modified, except
     /// that a rotation a crash interrupted is finished first (the new segment's header was
@@ -482,6 +488,24 @@ impl Wal {
         if !r.ends_synced {
             wal.sync_active()?;
             wal.flush_held()?;
+        }
+        if !r.last_chained {
+            // An older build wrote the newest segment, so nothing in the WAL stops that build
+            // from starting on it again: it would skip the entries it cannot decode (values
+            // that are not UTF-8, for one) and serve without them, for good once it took a
+            // snapshot (a user's campaign). A new segment, of this build's format, ends that
+            // the first time this build starts here, whether or not a write ever fills the
+            // old one: builds before it refuse a header's `chained` record. Durable when this
+            // returns, through the steps of any rotation, which a crash can stop at any point.
+            let old = wal.active().path.clone();
+            wal.rotate()?;
+            tracing::info!(
+                old = %old.display(),
+                new = %wal.active().path.display(),
+                "the newest WAL segment was written by an older build: started one of this \
+                 build's format, which builds before it refuse (they would skip the entries they \
+                 cannot read)"
+            );
         }
         let contents = WalContents {
             metadata: r.metadata,
@@ -834,6 +858,93 @@ pub(crate) mod tests {
 
     fn count_segments(dir: &Path) -> usize {
         segment::list_segments(&StdFs, dir).unwrap().len()
+    }
+
+    /// The first segment of a WAL as builds before the `chained` record wrote it: a header of
+    /// the metadata and a sync mark covering it, then entries 1..=3 with a hard state, and the
+    /// mark of their sync.
+    fn segment_of_an_older_build() -> Vec<u8> {
+        fn put(bytes: &mut Vec<u8>, rec: RecordRef<'_>) {
+            // The buffer is the whole file: it starts at offset 0.
+            record::encode(bytes, 0, rec).expect("a small record encodes");
+        }
+        fn mark(bytes: &mut Vec<u8>) {
+            let synced = bytes.len() as u64;
+            put(bytes, RecordRef::Synced(synced));
+        }
+        let mut bytes = Vec::new();
+        put(&mut bytes, RecordRef::Metadata(&meta()));
+        mark(&mut bytes);
+        put(&mut bytes, RecordRef::Entries(&ents(1..=3, 1)));
+        put(&mut bytes, RecordRef::HardState(&hs(1, 1, 3)));
+        mark(&mut bytes);
+        bytes
+    }
+
+    /// The kinds of the records of segment `path` of the WAL in `dir`.
+    fn kinds_in(dir: &Path, path: &Path) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        scan(dir, |p, _, _, r| {
+            if p == path {
+                kinds.push(r.kind())
+            }
+        })
+        .unwrap();
+        kinds
+    }
+
+    /// Opening a WAL whose newest segment an older build wrote (no `chained` record in its
+    /// header) starts one segment of this format before it returns, so that those builds
+    /// refuse the WAL from then on, however little is written (a user's campaign: a node
+    /// taken back to such a build skipped the entries it could not read, and served without
+    /// them). The old segment keeps its records and ends naming the new one; a second open
+    /// starts no other; both give back the same; and retention treats the new segment, nearly
+    /// empty, as any other.
+    #[test]
+    fn opening_a_segment_of_an_older_build_starts_one_of_this_format_once() {
+        let tmp = TempDir::new().unwrap();
+        let first = tmp.path().join(segment_name(0, 0));
+        let old = segment_of_an_older_build();
+        fs::write(&first, &old).unwrap();
+        assert!(!kinds_in(tmp.path(), &first).contains(&"chained"));
+
+        let (wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
+        assert_eq!(c.hard_state, hs(1, 1, 3));
+        let new = tmp.path().join(segment_name(1, 4));
+        let segments = wal.segment_paths();
+        assert_eq!(segments, [first.clone(), new.clone()]);
+        drop(wal);
+        let now = fs::read(&first).unwrap();
+        assert_eq!(&now[..old.len()], &old[..], "the old records as they were");
+        let kinds = kinds_in(tmp.path(), &first);
+        assert_eq!(kinds.last(), Some(&"next"), "{kinds:?}");
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        let header = ["metadata", "hardstate", "chained", "synced"];
+        assert_eq!(kinds_in(tmp.path(), &new), header);
+        let new_bytes = fs::read(&new).unwrap();
+
+        let (mut wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(wal.segment_paths(), segments, "a second open starts none");
+        assert_eq!(fs::read(&new).unwrap(), new_bytes);
+        assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
+        assert_eq!(c.hard_state, hs(1, 1, 3));
+
+        wal.save(Some(&hs(1, 1, 5)), &ents(4..=5, 1), true).unwrap();
+        wal.save_snapshot_marker(&marker(1, 3)).unwrap();
+        wal.release_to(3).unwrap();
+        assert_eq!(wal.segment_paths(), segments, "entry 3 is in the old one");
+        wal.save_snapshot_marker(&marker(1, 4)).unwrap();
+        wal.release_to(4).unwrap();
+        wal.wait_for_removals();
+        assert_eq!(wal.segment_paths(), std::slice::from_ref(&new));
+        assert_eq!(wal.size_on_disk(), fs::metadata(&new).unwrap().len());
+        assert!(!first.exists());
+        drop(wal);
+        let (wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(wal.segment_paths(), [new]);
+        assert_eq!(c.entries_after(4).unwrap(), &ents(5..=5, 1)[..]);
+        assert_eq!(c.hard_state, hs(1, 1, 5));
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct Replayed {
     /// The last segment's records that no sync mark covers, as read, and their offset: what
     /// may be in the page cache only (see `Wal::open`).
     pub unsynced: (u64, Vec<u8>),
+    /// Whether the last segment's header promises that it will end naming the next one: false
+    /// for a segment that a build before that promise wrote (see `Wal::open`).
+    pub last_chained: bool,
 }
 
 fn read_segment(fs: &dyn FileSystem, seg: &Segment) -> Result<Vec<u8>, Error> {
@@ -288,6 +291,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
     let mut unfinished = None;
     let mut unsynced = (0, Vec::new());
     let mut previous_ended = false;
+    let mut last_chained = false;
     let last = segments.len() - 1;
     for i in 0..segments.len() {
         let (done, rest) = segments.split_at_mut(i + 1);
@@ -344,6 +348,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         }
         previous_ended = ended;
         if i == last {
+            last_chained = chained;
             // A mark never claims more than its own offset (checked when applied).
             let from = synced_to.min(seg.len) as usize;
             unsynced = (from as u64, data[from..seg.len as usize].to_vec());
@@ -363,6 +368,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         ends_synced,
         unfinished,
         unsynced,
+        last_chained,
     })
 }
 
