@@ -612,3 +612,97 @@ fn an_unsynced_write_torn_by_a_power_loss_never_stops_the_wal() {
     }
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
 }
+
+/// The WAL of `tests/fixtures/wal-b738d10/clean` (written by a build before the `chained`
+/// record) copied to folder `dir` of a new in-memory disk drawn from `seed`, synced.
+fn disk_with_a_wal_of_b738d10(seed: u64, dir: &Path) -> MemFs {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wal-b738d10/clean");
+    let fs = MemFs::new(seed);
+    fs.create_dir_all(dir).expect("a folder on a new disk");
+    for dent in std::fs::read_dir(&fixture).expect("the fixture folder") {
+        let dent = dent.expect("a fixture file");
+        let bytes = std::fs::read(dent.path()).expect("a fixture segment");
+        let path = dir.join(dent.file_name());
+        let mut file = fs.create(&path).expect("a file on a new disk");
+        file.write_all_at(&bytes, 0).expect("room on a new disk");
+        file.sync_data().expect("no fault is armed");
+    }
+    fs.sync_dir(dir).expect("no fault is armed");
+    fs
+}
+
+/// The segments of the WAL in `dir`, each with the kinds of its records.
+fn segments_of(fs: &MemFs, dir: &Path) -> Vec<(PathBuf, Vec<&'static str>)> {
+    let mut out: Vec<(PathBuf, Vec<&'static str>)> = Vec::new();
+    wal::scan_on(fs, dir, |path, _, _, rec| match out.last_mut() {
+        Some((p, kinds)) if p == path => kinds.push(rec.kind()),
+        _ => out.push((path.to_path_buf(), vec![rec.kind()])),
+    })
+    .expect("the WAL scans");
+    out
+}
+
+/// What a start gives raft from a WAL: the hard state, the snapshot markers and the entries.
+fn contents(c: &WalContents) -> (HardState, Vec<SnapshotMetadata>, Vec<Entry>) {
+    let entries = c.entries().to_vec();
+    (c.hard_state.clone(), c.snapshot_markers.clone(), entries)
+}
+
+/// The first start of this build on a WAL whose newest segment an older build wrote starts a
+/// segment of this format (see `Wal::open`). The power fails at each disk operation of that
+/// start in turn, whichever pages it then keeps (several seeds), with writes through the page
+/// cache and direct ones: the next start always gives back what the older build wrote, and
+/// leaves exactly one segment more, the newest, of this format; the one after it no other.
+#[test]
+fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_loses_nothing() {
+    let dir = Path::new("/data/raftexample-1");
+    for (preallocate, direct_io) in [(0, false), (4096, true)] {
+        let opts = WalOptions {
+            segment_size: 1024,
+            preallocate,
+            direct_io,
+        };
+        let fs = disk_with_a_wal_of_b738d10(0, dir);
+        let old = segments_of(&fs, dir);
+        assert!(old.iter().all(|(_, kinds)| !kinds.contains(&"chained")));
+        let ops_before = fs.ops();
+        let shared: SharedFs = Arc::new(fs.clone());
+        let (wal, c) = Wal::open_on(shared, dir, opts).expect("the old WAL opens");
+        drop(wal);
+        let want = contents(&c);
+        let ops = fs.ops() - ops_before;
+        let now = segments_of(&fs, dir);
+        assert_eq!(
+            now.len(),
+            old.len() + 1,
+            "{opts:?}, without faults: {now:?}"
+        );
+        for after in 0..ops {
+            for seed in 0..4 {
+                let fs = disk_with_a_wal_of_b738d10(seed, dir);
+                let shared: SharedFs = Arc::new(fs.clone());
+                let what = format!("{opts:?}, power loss after {after} operations, seed {seed}");
+                fs.power_loss_after(after);
+                match Wal::open_on(shared.clone(), dir, opts) {
+                    Err(_) if fs.is_off() => fs.power_on(),
+                    other => panic!("{what}: the start did not fail with the power: {other:?}"),
+                }
+                let (wal, c) = Wal::open_on(shared.clone(), dir, opts)
+                    .unwrap_or_else(|e| panic!("{what}: the WAL refused to start: {e}"));
+                drop(wal);
+                assert!(
+                    contents(&c) == want,
+                    "{what}: not what the older build wrote"
+                );
+                let now = segments_of(&fs, dir);
+                assert_eq!(now.len(), old.len() + 1, "{what}: {now:?}");
+                let (_, newest) = &now[old.len()];
+                assert!(newest.contains(&"chained"), "{what}: {now:?}");
+                let (_wal, c) = Wal::open_on(shared, dir, opts)
+                    .unwrap_or_else(|e| panic!("{what}: the WAL refused a second start: {e}"));
+                assert!(contents(&c) == want, "{what}: the second start");
+                assert_eq!(segments_of(&fs, dir).len(), now.len(), "{what}");
+            }
+        }
+    }
+}
