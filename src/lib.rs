@@ -124,9 +124,7 @@ pub struct Running {
     services: CancellationToken,
     exit: oneshot::Receiver<Exit>,
     rest_server: JoinHandle<()>,
-    peer_server: JoinHandle<()>,
-    /// A TLS peer port's accept loop, which holds the port open until it ends.
-    peer_accept: Option<JoinHandle<()>>,
+    peer_port: PeerPort,
 }
 
 impl Running {
@@ -147,15 +145,7 @@ impl Running {
         });
         self.shutdown.cancel();
         self.services.cancel();
-        // Peer streams are long-lived requests that a graceful stop would wait for; nothing
-        // is owed to them. Awaited, with a TLS port's accept loop (which owns the port and
-        // ends once the server has dropped its listener), so the peer port is closed when
-        // this returns: a node started again in the same process binds it at once.
-        self.peer_server.abort();
-        let _ = self.peer_server.await;
-        if let Some(accept) = self.peer_accept {
-            let _ = accept.await;
-        }
+        self.peer_port.close().await;
         // Requests still waiting on the node fail at once now that it has stopped; give the
         // REST server a moment to answer them and close.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.rest_server).await;
@@ -167,6 +157,25 @@ impl Running {
 /// multi-threaded tokio runtime: the transport and the servers run on it, while the raft node
 /// gets a thread of its own.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_unless_stopped(config, CancellationToken::new()).await
+}
+
+/// [`start`], given up if `stop_asked` is cancelled while it waits for a member that holds
+/// data to say whether this node's id has run ([`transport::join::Lookup::before_bootstrap`]):
+/// that wait has no end of its own. A signal at any other time stops the node once started.
+pub async fn start_unless_stopped(
+    config: Config,
+    stop_asked: CancellationToken,
+) -> Result<Running, StartError> {
+    start_replaying(config, stop_asked, raft_node::replay_wal).await
+}
+
+/// [`start_unless_stopped`], recovering with `replay` (the tests' seam for a slow replay).
+async fn start_replaying(
+    config: Config,
+    stop_asked: CancellationToken,
+    replay: impl FnOnce(&Config) -> Result<raft_node::Recovered, StartError> + Send + 'static,
+) -> Result<Running, StartError> {
     // Before the data dir is touched: a mistake in the flags, the TLS files or the ports
     // should not leave a fresh node's folders behind (a WAL records --cluster, and would
     // then refuse the corrected flags).
@@ -183,28 +192,58 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         Err(err) => return Err(err),
     };
-    // A member of the first cluster on an empty data dir makes its first entries again and
-    // rejoins as it is: not if it has run before, which lost that run's data (its votes and
-    // what it acknowledged: see transport::join).
-    if !config.join && !wal::Wal::exists(&config.wal_dir()) && config.cluster.len() > 1 {
+    // Served from here on, while the node starts: a peer that asks whether its own id has
+    // run hears that this node is starting, and whether it holds data, rather than wait on a
+    // port nobody answers until the log is replayed (review 106, L-E).
+    let holds_data = wal::Wal::exists(&config.wal_dir());
+    let services = CancellationToken::new();
+    let peer_port = PeerPort::serve(
+        &config,
+        ports.peer,
+        tls.peer_server.clone(),
+        holds_data,
+        &services,
+    )?;
+    let recovered = match recover(&config, &own_url, &tls, holds_data, &stop_asked, replay).await {
+        Ok(recovered) => recovered,
+        Err(err) => {
+            peer_port.close().await;
+            return Err(err);
+        }
+    };
+    start_recovered(
+        config, &own_url, recovered, tls, ports.rest, peer_port, services,
+    )
+    .await
+}
+
+/// The node's state, as `replay` recovers it from its data dir, which `holds_data` (its WAL
+/// exists) or not. A member of the first cluster on an empty data dir makes its first entries
+/// again and rejoins as it is: not if it has run before, which lost that run's data (its votes
+/// and what it acknowledged: see [`transport::join`]), so it asks the others first.
+async fn recover(
+    config: &Config,
+    own_url: &str,
+    tls: &TlsSetup,
+    holds_data: bool,
+    stop_asked: &CancellationToken,
+    replay: impl FnOnce(&Config) -> Result<raft_node::Recovered, StartError> + Send + 'static,
+) -> Result<raft_node::Recovered, StartError> {
+    if !config.join && !holds_data && config.cluster.len() > 1 {
         let lookup = transport::join::Lookup::new(
             transport::http_client(tls.peer_client.clone()),
             Arc::new(PeerFilter::new(config.id, 0)),
-            &own_url,
+            own_url,
             &config.cluster,
         );
         lookup
-            .before_bootstrap([&config.wal_dir(), &config.snap_dir()])
-            .await
-            .map_err(StartError::LostData)?;
+            .before_bootstrap([&config.wal_dir(), &config.snap_dir()], stop_asked)
+            .await?;
     }
-    let recovered = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || raft_node::replay_wal(&config))
-            .await
-            .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))??
-    };
-    start_recovered(config, &own_url, recovered, tls, ports).await
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || replay(&config))
+        .await
+        .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))?
 }
 
 /// Refuses a `--port` that is this node's own peer port on an address the two listeners would
@@ -249,10 +288,10 @@ fn shares_port(a: IpAddr, b: IpAddr) -> bool {
 
 /// The node's two listeners, bound before anything else happens.
 struct Ports {
-    peer: TcpListener,
-    peer_addr: SocketAddr,
-    rest: TcpListener,
-    rest_addr: SocketAddr,
+    /// The peer port's, and its address.
+    peer: (TcpListener, SocketAddr),
+    /// The REST port's, and its address.
+    rest: (TcpListener, SocketAddr),
 }
 
 impl Ports {
@@ -275,11 +314,13 @@ impl Ports {
                 ", or pick another port with --port",
             )
         })?;
+        let (peer_addr, rest_addr) = (
+            local_addr(&peer, &peer_bind)?,
+            local_addr(&rest, &rest_bind.to_string())?,
+        );
         Ok(Ports {
-            peer_addr: local_addr(&peer, &peer_bind)?,
-            rest_addr: local_addr(&rest, &rest_bind.to_string())?,
-            peer,
-            rest,
+            peer: (peer, peer_addr),
+            rest: (rest, rest_addr),
         })
     }
 }
@@ -302,25 +343,83 @@ fn bind_error(addr: String, source: std::io::Error, remedy: &str) -> StartError 
     StartError::Bind { addr, source }
 }
 
+/// The peer port, served from the moment it is bound: as a starting node
+/// ([`transport::starting`]) until the node has recovered, then by the peer server, on the
+/// same listener ([`serving::Handoff`]).
+struct PeerPort {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Hands the port to the peer server.
+    handoff: serving::Handoff,
+    server: JoinHandle<()>,
+    /// A TLS port's accept loop, which holds the port open until it ends.
+    accept: Option<JoinHandle<()>>,
+}
+
+impl PeerPort {
+    /// Serves `listener` (with TLS if `tls`) as the port of node `config.id`, starting;
+    /// `holds_data`: its WAL exists.
+    fn serve(
+        config: &Config,
+        (listener, addr): (TcpListener, SocketAddr),
+        tls: Option<Arc<rustls::ServerConfig>>,
+        holds_data: bool,
+        services: &CancellationToken,
+    ) -> Result<PeerPort, StartError> {
+        let mut listener = PortListener::new(listener, tls).map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let accept = listener.take_accept_task();
+        let (handoff, router) =
+            serving::Handoff::new(transport::starting::router(config.id, holds_data));
+        let server = serving::serve(
+            listener,
+            router,
+            serving::Limits::new(config),
+            services.clone(),
+            services.clone(),
+        );
+        Ok(PeerPort {
+            addr,
+            handoff,
+            server,
+            accept,
+        })
+    }
+
+    /// Closes the port, its connections with it. Peer streams are long-lived requests that a
+    /// graceful stop would wait for; nothing is owed to them. Awaited, with a TLS port's
+    /// accept loop (which owns the port and ends once the server has dropped its listener),
+    /// so the port is closed when this returns: a node started again in the same process
+    /// binds it at once.
+    async fn close(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        if let Some(accept) = self.accept {
+            let _ = accept.await;
+        }
+    }
+}
+
 /// The second half of [`start`]: serve what [`raft_node::replay_wal`] recovered. `own_url` is
 /// this node's peer URL as [`raft_node::check_flags`] returned it (its `--cluster` entry,
 /// which the flags' parser spelled without blanks or a trailing slash). Built in dependency
 /// order: the state machine and the queues, the transport and the peer server, the node on
 /// its thread ([`spawn_node_thread`]), the handle and the live page, the REST router
-/// ([`rest_router`]), then the two ports' servers.
+/// ([`rest_router`]), then the REST port's server, and the peer port handed to the peer
+/// server. `services` stops what serves the peers, the peer port among them.
 async fn start_recovered(
     config: Config,
     own_url: &str,
     mut recovered: raft_node::Recovered,
     tls: TlsSetup,
-    ports: Ports,
+    (rest_listener, rest_addr): (TcpListener, SocketAddr),
+    peer_port: PeerPort,
+    services: CancellationToken,
 ) -> Result<Running, StartError> {
-    let Ports {
-        peer: peer_listener,
-        peer_addr,
-        rest: rest_listener,
-        rest_addr,
-    } = ports;
+    // A start that fails from here closes the peer port too.
+    let unstarted = services.clone().drop_guard();
 
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
@@ -331,7 +430,6 @@ async fn start_recovered(
     let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
     let (peers_tx, peers_rx) = mpsc::channel(INBOX_CAPACITY);
     let shutdown = CancellationToken::new();
-    let services = CancellationToken::new();
     let filter = Arc::new(
         PeerFilter::new(config.id, recovered.cluster_id)
             .with_url(own_url)
@@ -419,17 +517,7 @@ async fn start_recovered(
             source,
         }
     };
-    let mut peer_listener =
-        PortListener::new(peer_listener, tls.peer_server).map_err(bind_err(peer_addr))?;
-    let peer_accept = peer_listener.take_accept_task();
     let limits = serving::Limits::new(&config);
-    let peer_server = serving::serve(
-        peer_listener,
-        peer_endpoints.router().merge(ui.peer_routes()),
-        limits,
-        services.clone(),
-        services.clone(),
-    );
     // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
     // connections already open are served until each has closed (every answer from then on
     // asks the client to close it) or sat answered for a moment, or the node's stop limit.
@@ -450,6 +538,11 @@ async fn start_recovered(
         shutdown.clone(),
         services.clone(),
     );
+    peer_port
+        .handoff
+        .hand_to(peer_endpoints.router().merge(ui.peer_routes()));
+    let peer_addr = peer_port.addr;
+    unstarted.disarm();
     tracing::info!(
         id = config.id,
         rest = %rest_addr,
@@ -464,8 +557,7 @@ async fn start_recovered(
         services,
         exit: exit_rx,
         rest_server,
-        peer_server,
-        peer_accept,
+        peer_port,
     })
 }
 
@@ -673,6 +765,180 @@ mod tests {
         }
     }
 
+    /// A replay that waits until the sender sends (or is dropped), then replays: a node whose
+    /// log takes as long as the test says to replay.
+    fn held_replay() -> (
+        std::sync::mpsc::Sender<()>,
+        impl FnOnce(&Config) -> Result<raft_node::Recovered, StartError> + Send + 'static,
+    ) {
+        let (release, released) = std::sync::mpsc::channel();
+        let replay = move |config: &Config| {
+            let _ = released.recv();
+            raft_node::replay_wal(config)
+        };
+        (release, replay)
+    }
+
+    /// A node's config on 127.0.0.1: node `id` of the nodes at `peers` (URLs), in `dir`.
+    fn node(id: u64, peers: &[String], dir: &std::path::Path) -> Config {
+        Config {
+            id,
+            cluster: peers.to_vec(),
+            port: 0,
+            listen_host: "127.0.0.1".parse().expect("a literal address"),
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
+    }
+
+    /// Waits, within 20 s, until `addr` takes connections.
+    async fn listening(addr: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A voter that lost its data, started again as a member of the first cluster beside the
+    /// only other member, whose replay is slow (held back until the voter has waited past its
+    /// half second): the other member's peer port says it is starting and holds data, the
+    /// voter waits for its real answer, and is refused with the remedy. Before, the member's
+    /// port was bound but not served while it replayed, and the voter started anew at the
+    /// half second (review 106, L-E).
+    #[test]
+    fn a_wiped_voter_waits_for_a_member_still_replaying_and_is_refused() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let dirs = [(); 2].map(|_| tempfile::TempDir::new().expect("temp dir"));
+        let peers: Vec<String> = (0..2)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let config = |id: u64| node(id, &peers, dirs[id as usize - 1].path());
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            // Node 2 has run: a write through it is taken once its session is applied.
+            let (one, two) = tokio::join!(start(config(1)), start(config(2)));
+            let (one, two) = (one.expect("node 1 starts"), two.expect("node 2 starts"));
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while two.node.put("/k".into(), "v".into()).await.is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no write through node 2"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            one.shutdown();
+            two.shutdown();
+            one.wait().await;
+            two.wait().await;
+            let wiped = config(2);
+            std::fs::remove_dir_all(wiped.wal_dir()).expect("node 2's WAL");
+            std::fs::remove_dir_all(wiped.snap_dir()).expect("node 2's snapshots");
+
+            let (release, replay) = held_replay();
+            let one = tokio::spawn(start_replaying(config(1), CancellationToken::new(), replay));
+            listening(peers[0].trim_start_matches("http://")).await;
+            let two = start(wiped);
+            let mut two = std::pin::pin!(two);
+            let waiting = "node 1 holds data and is still starting; waiting for its answer";
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while log.count(waiting) == 0 {
+                assert!(std::time::Instant::now() < deadline, "{}", log.text());
+                tokio::select! {
+                    started = two.as_mut() => panic!(
+                        "node 2 did not wait for node 1, which replays its log: {:?}",
+                        started.map(|r| r.peer_addr)
+                    ),
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+            release.send(()).expect("node 1's replay waits");
+            let refused = tokio::time::timeout(Duration::from_secs(20), two)
+                .await
+                .expect("node 1 answers once it has started");
+            let Err(err) = refused else {
+                panic!("node 2 started anew");
+            };
+            assert!(matches!(err, StartError::LostData(_)), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("node 1 refuses this node"), "{text}");
+            assert!(text.contains("has run since it was last added"), "{text}");
+            assert!(
+                text.contains("remove it and add it back (DELETE /2"),
+                "{text}"
+            );
+            let one = one.await.expect("node 1's task").expect("node 1 starts");
+            one.shutdown();
+            one.wait().await;
+        });
+    }
+
+    /// A TLS peer port answers as a starting node over TLS from the moment it is bound (a
+    /// plain request gets the TLS port's "speaks HTTPS", not the starting node's answer), and
+    /// hands over to the peer server on the same port once the node has replayed its log.
+    #[test]
+    fn a_tls_peer_port_answers_as_a_starting_node_over_tls() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let certs = dir.path().join("certs");
+        let hosts = ["127.0.0.1".to_string()];
+        certs::run(&certs, 1, &hosts, &mut Vec::new()).expect("certificates");
+        let peer = format!("127.0.0.1:{}", free_port());
+        let config = Config {
+            peer_cert_file: Some(certs.join("node1.crt")),
+            peer_key_file: Some(certs.join("node1.key")),
+            peer_trusted_ca_file: Some(certs.join("ca.crt")),
+            ..node(1, &[format!("https://{peer}")], dir.path())
+        };
+        let tls = TlsSetup::load(&config).expect("the certificates load");
+        let client = transport::http_client(tls.peer_client);
+        let join = |scheme: &str| {
+            hyper::Request::get(format!("{scheme}://{peer}{}", transport::JOIN_PATH))
+                .header(transport::HEADER_FROM, "2")
+                .header(transport::HEADER_TO, "1")
+                .header(transport::HEADER_URL, "https://127.0.0.1:9")
+                .body(http_body_util::BodyExt::boxed(http_body_util::Empty::new()))
+                .expect("a valid request")
+        };
+        // Within 10 s: a port bound but not served never answers.
+        let ask = |scheme| {
+            let asked = client.request(join(scheme));
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), asked)
+                    .await
+                    .expect("an answer within 10 s")
+                    .expect("an answer")
+            }
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let (release, replay) = held_replay();
+            let started = tokio::spawn(start_replaying(config, CancellationToken::new(), replay));
+            listening(&peer).await;
+            let answer = ask("https").await;
+            assert_eq!(answer.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(transport::starting::said(answer.headers()), Some(false));
+            let plain = ask("http").await;
+            assert_eq!(plain.status(), hyper::StatusCode::BAD_REQUEST, "plain HTTP");
+            assert_eq!(transport::starting::said(plain.headers()), None);
+
+            release.send(()).expect("the replay waits");
+            let running = started.await.expect("the task").expect("the node starts");
+            let answer = ask("https").await;
+            assert_eq!(transport::starting::said(answer.headers()), None, "started");
+            assert_eq!(
+                answer.status(),
+                hyper::StatusCode::NOT_FOUND,
+                "node 2: no member"
+            );
+            running.shutdown();
+            running.wait().await;
+        });
+    }
+
     /// A failed fsync is final: the node stops with an error naming the WAL file, and the
     /// write whose batch could not be synced is never acknowledged. The data dir then opens
     /// again from what is on disk.
@@ -697,12 +963,17 @@ mod tests {
                 .inject_sync_failure();
             let own_url = raft_node::check_flags(&config).expect("valid flags");
             let ports = Ports::bind(&config, &own_url).await.expect("free ports");
+            let services = CancellationToken::new();
+            let peer_port = PeerPort::serve(&config, ports.peer, None, true, &services)
+                .expect("a plain listener");
             let running = start_recovered(
                 config.clone(),
                 &own_url,
                 recovered,
                 TlsSetup::default(),
-                ports,
+                ports.rest,
+                peer_port,
+                services,
             )
             .await
             .expect("start");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use raftexample::config::{Command, Config};
-use raftexample::{Exit, start};
+use raftexample::{Exit, StartError, start_unless_stopped};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -105,11 +105,16 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> ExitCode {
     // Listening before the node serves: a SIGTERM sent as soon as it answers (a script that
     // waits for /health, then stops it) must stop it gracefully, not kill it.
-    // A signal during the start stops the node as soon as it has started.
+    // A signal during the start stops the node as soon as it has started, or at once while
+    // it waits for a member's answer (which may take as long as that member's start).
     let stop_asked = CancellationToken::new();
     listen_for_signals(stop_asked.clone());
-    let running = match start(config.clone()).await {
+    let running = match start_unless_stopped(config.clone(), stop_asked.clone()).await {
         Ok(running) => running,
+        Err(StartError::Stopped(reason)) => {
+            say(format_args!("raftexample: {reason}"));
+            return ExitCode::SUCCESS;
+        }
         Err(err) => {
             // Printed, not logged: a refusal must show whatever RUST_LOG says, and only once.
             say(format_args!("raftexample: cannot start: {err}"));

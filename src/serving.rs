@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,6 +52,40 @@ impl Limits {
             max_connections: config.max_connections as usize,
             half_close: false,
         }
+    }
+}
+
+/// A port's router that changes once, the port kept open: the peer port answers as a
+/// starting node (`transport::starting`) from the moment it is bound, and as the peer server
+/// once the node has replayed its log. Each request goes to the router of the moment it
+/// arrives, so a connection kept alive across the change is served by the new one from its
+/// next request on.
+pub(crate) struct Handoff {
+    then: Arc<OnceLock<axum::Router>>,
+}
+
+impl Handoff {
+    /// The router to serve, which answers with `first` until [`Handoff::hand_to`].
+    pub(crate) fn new(first: axum::Router) -> (Handoff, axum::Router) {
+        let then = Arc::new(OnceLock::new());
+        let dispatch = {
+            let then = then.clone();
+            move |request: axum::extract::Request| {
+                let mut router = then.get().unwrap_or(&first).clone();
+                async move {
+                    // A router is always ready: axum's `poll_ready` returns at once.
+                    let answer = tower::Service::call(&mut router, request).await;
+                    answer.unwrap_or_else(|never| match never {})
+                }
+            }
+        };
+        (Handoff { then }, axum::Router::new().fallback(dispatch))
+    }
+
+    /// From now on, `router` answers: the first router handed to, for good.
+    pub(crate) fn hand_to(&self, router: axum::Router) {
+        // A second hand-off is no one's: the node's start makes one.
+        let _ = self.then.set(router);
     }
 }
 

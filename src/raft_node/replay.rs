@@ -56,6 +56,10 @@ pub enum StartError {
     /// `transport::join`).
     #[error("{0}")]
     LostData(String),
+    /// Asked to stop before it started, while it waited for the other members to say
+    /// whether its id has run (see `transport::join`).
+    #[error("{0}")]
+    Stopped(String),
     /// raft-rs refused the configuration or the state.
     #[error("raft: {0}")]
     Raft(raft::Error),
@@ -67,6 +71,16 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl From<crate::transport::join::NotAnew> for StartError {
+    fn from(err: crate::transport::join::NotAnew) -> StartError {
+        use crate::transport::join::NotAnew;
+        match err {
+            NotAnew::HasRun(reason) => StartError::LostData(reason),
+            NotAnew::Stopped(reason) => StartError::Stopped(reason),
+        }
+    }
 }
 
 /// What start-up recovered, ready to build the node from.

@@ -123,8 +123,9 @@ pub enum PeerRefusal {
     TooLarge,
     /// 500: checking an arrived snapshot failed in this node.
     Internal,
-    /// 503: not now, ask again later: this node is joining (it has not learned its cluster's
-    /// identity), shutting down, or gave up settling an arrived snapshot in time.
+    /// 503: not now, ask again later: this node is starting (it replays its log: see
+    /// [`super::starting`]), joining (it has not learned its cluster's identity), shutting
+    /// down, or gave up settling an arrived snapshot in time.
     Unavailable,
     /// 507: this node cannot store the snapshot: no room on its disk, or a write failed.
     CannotStore,

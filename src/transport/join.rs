@@ -63,6 +63,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
+use tokio_util::sync::CancellationToken;
 
 use super::http::PeerRefusal;
 use super::{
@@ -75,9 +76,16 @@ use crate::mutation::{self, Mutation};
 use crate::request::Shared;
 
 /// How long a member of the first cluster about to start on an empty data dir waits for the
-/// others' answers ([`Lookup::before_bootstrap`]). Short: in a new cluster the others are
-/// starting too, their ports bound but not answering yet, and every start would wait this long.
+/// others' answers ([`Lookup::before_bootstrap`]), but for those that say they hold data and
+/// are still starting. Short: in a new cluster the others are starting too, on empty data
+/// dirs, and every start would wait this long.
 const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
+/// Pause before asking again, past [`BOOTSTRAP_ASK`], a member that holds data and is still
+/// starting: its replay may take seconds or minutes, and each answer of a starting node is
+/// a connection of its own (a TLS handshake, with peer TLS).
+const STARTING_RETRY: Duration = Duration::from_millis(100);
+/// How often a node that waits for such a member says again that it waits.
+const STARTING_SAID_EVERY: Duration = Duration::from_secs(10);
 /// Pause before asking again, within [`BOOTSTRAP_ASK`], a member that refused the question or
 /// could not answer it yet (its port not bound, or an HTTP refusal such as a `503`): started a
 /// moment after this node (`cluster.sh` and goreman start them one after another), it binds
@@ -140,6 +148,45 @@ pub enum Answer {
     /// for the second. Ask another; a node about to make its first entries again does not
     /// start.
     Doubt(String, Option<u64>),
+}
+
+/// Why a member of the first cluster on an empty data dir does not start anew
+/// ([`Lookup::before_bootstrap`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnew {
+    /// A member refuses or doubts it: its id has run, and this start lost that run's data.
+    #[error("{0}")]
+    HasRun(String),
+    /// It was asked to stop while it asked, or waited for a member that holds data.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// Why a member gave no answer to a question: ask again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Unanswered {
+    /// It is starting ([`super::starting`]), and says whether it holds data.
+    Starting {
+        /// Its WAL existed when it started: it may know that the asker's id has run.
+        holds_data: bool,
+        /// What it said.
+        text: String,
+    },
+    /// Its peer server answered, but not the question: an HTTP refusal (a member that is
+    /// joining too, or does not count the asker as a member), or an answer that says nothing.
+    Refused(String),
+    /// No answer: its port refuses connections, or it took too long.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Starting { text, .. }
+            | Unanswered::Refused(text)
+            | Unanswered::Unreachable(text) => f.write_str(text),
+        }
+    }
 }
 
 /// Why a member gives no answer yet: ask again.
@@ -632,7 +679,7 @@ impl Lookup {
                         break;
                     }
                 }
-                Err(reason) => note(logged, id, url, &reason),
+                Err(reason) => note(logged, id, url, &reason.to_string()),
             }
         }
         match verdict.unwrap_or_else(|| round.end()) {
@@ -665,34 +712,127 @@ impl Lookup {
     /// the question or cannot answer it yet (its port not bound, an HTTP refusal) is asked
     /// again until the time is up: asked once, a member started a moment later (as
     /// `./cluster.sh start` does) said nothing, and a voter that had lost its data was taken
-    /// back at once (found by a user's campaign). If none answered, that is logged, with what
-    /// to do if this node did lose its data (review 106): a member still replaying a large
-    /// log holds the question unanswered, as one starting anew does. `folders`: this node's
-    /// WAL and snapshot folders, which that remedy must have moved aside (review 111: the
-    /// start goes on to write them, and a later start with `--join` would restart from them).
-    pub async fn before_bootstrap(&self, folders: [&Path; 2]) -> Result<(), String> {
+    /// back at once (found by a user's campaign).
+    ///
+    /// Past that time, a member that says it holds data and is still starting (replaying a
+    /// large log: see [`super::starting`]) is waited for until it answers, as it may know that
+    /// this id has run: a member still replaying counted as no answer, and a voter that had
+    /// lost its data started anew (review 106, L-E). Said at the time, and every
+    /// `STARTING_SAID_EVERY`. One that stops answering after saying so (stopped, or failed
+    /// to start) is waited for too, and that is said: a node that lost its data must not
+    /// start anew while a member that may know it has run cannot say. Only its peer server's
+    /// own refusal of the question (it has started, and cannot answer) ends the wait, as no
+    /// answer. `stop_asked`, cancelled, gives up at once ([`NotAnew::Stopped`]).
+    ///
+    /// If none answered, that is logged, with what to do if this node did lose its data
+    /// (review 106). `folders`: this node's WAL and snapshot folders, which that remedy must
+    /// have moved aside (review 111: the start goes on to write them, and a later start with
+    /// `--join` would restart from them).
+    pub async fn before_bootstrap(
+        &self,
+        folders: [&Path; 2],
+        stop_asked: &CancellationToken,
+    ) -> Result<(), NotAnew> {
         let deadline = tokio::time::Instant::now() + BOOTSTRAP_ASK;
-        let asks = self.members.iter().map(|(id, url)| async move {
-            loop {
-                match tokio::time::timeout_at(deadline, self.ask(*id, url)).await {
-                    Ok(Ok(answer)) => return Some((*id, answer)),
-                    Ok(Err(_)) => {
-                        let pause = tokio::time::sleep(BOOTSTRAP_RETRY);
-                        tokio::time::timeout_at(deadline, pause).await.ok()?;
-                    }
-                    Err(_) => return None,
-                }
+        let asks = self
+            .members
+            .iter()
+            .map(|(id, url)| self.bootstrap_answer(*id, url, deadline));
+        let answers: Vec<_> = tokio::select! {
+            answers = futures_util::future::join_all(asks) => {
+                answers.into_iter().flatten().collect()
             }
-        });
-        let answers: Vec<_> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+            _ = stop_asked.cancelled() => {
+                return Err(NotAnew::Stopped(format!(
+                    "asked to stop before node {} started: it was asking the other members \
+                     whether it has run before",
+                    self.filter.self_id
+                )));
+            }
+        };
         if answers.is_empty() && !self.members.is_empty() {
             tracing::info!("{}", self.none_answered(folders));
         }
-        before_bootstrap(self.filter.self_id, &self.own_url, &answers)
+        before_bootstrap(self.filter.self_id, &self.own_url, &answers).map_err(NotAnew::HasRun)
+    }
+
+    /// Member `id`'s answer at `url` to [`Self::before_bootstrap`]'s question, asked again
+    /// while it cannot answer until `deadline`, and past it while it says that it holds data
+    /// and is starting, or stops answering once it said so; `None`: no answer.
+    async fn bootstrap_answer(
+        &self,
+        id: u64,
+        url: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<(u64, Answer)> {
+        let me = self.filter.self_id;
+        let asked_at = deadline - BOOTSTRAP_ASK;
+        // Set once it said it holds data: from then on it is waited for.
+        let mut holds_data = false;
+        // Whether its last failure to answer was said, and when the wait was last said.
+        let (mut unreachable_said, mut wait_said) = (false, None);
+        loop {
+            let asked = if holds_data {
+                Some(self.ask(id, url).await)
+            } else {
+                tokio::time::timeout_at(deadline, self.ask(id, url))
+                    .await
+                    .ok()
+            };
+            match asked? {
+                Ok(answer) => return Some((id, answer)),
+                Err(Unanswered::Starting {
+                    holds_data: true, ..
+                }) => (holds_data, unreachable_said) = (true, false),
+                Err(Unanswered::Unreachable(reason)) if holds_data => {
+                    if !unreachable_said {
+                        tracing::warn!(
+                            member = id,
+                            %url,
+                            %reason,
+                            "node {id}, which holds data, stopped answering while it started; \
+                             still waiting for its answer before node {me} starts anew: a node \
+                             that lost its data must not start anew while a member that may \
+                             know it has run cannot say (stop this node to give up)"
+                        );
+                    }
+                    unreachable_said = true;
+                }
+                // Started, or started again without its data: it has nothing more to tell.
+                Err(_) if holds_data => return None,
+                Err(_) => {}
+            }
+            if !holds_data {
+                let pause = tokio::time::sleep(BOOTSTRAP_RETRY);
+                tokio::time::timeout_at(deadline, pause).await.ok()?;
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            match wait_said {
+                None if now >= deadline && !unreachable_said => {
+                    tracing::warn!(
+                        member = id,
+                        %url,
+                        "node {id} holds data and is still starting; waiting for its answer \
+                         before starting anew (it may know that node {me} has run)"
+                    );
+                    wait_said = Some(now);
+                }
+                Some(said) if now - said >= STARTING_SAID_EVERY => {
+                    let waited = (now - asked_at).as_secs();
+                    tracing::warn!(
+                        member = id,
+                        %url,
+                        waited,
+                        "still waiting for the answer of node {id}, which holds data, before \
+                         starting anew: {waited} s so far"
+                    );
+                    wait_said = Some(now);
+                }
+                _ => {}
+            }
+            tokio::time::sleep(STARTING_RETRY).await;
+        }
     }
 
     /// What [`Self::before_bootstrap`] says when no member answered within [`BOOTSTRAP_ASK`].
@@ -714,7 +854,7 @@ impl Lookup {
 
     /// One question to member `id` at `url`: the identity, a refusal for good, or a doubt;
     /// `Err`: why not now.
-    async fn ask(&self, id: u64, url: &str) -> Result<Answer, String> {
+    async fn ask(&self, id: u64, url: &str) -> Result<Answer, Unanswered> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(format!("{url}{JOIN_PATH}"))
@@ -726,7 +866,7 @@ impl Lookup {
                     .map_err(|e: Infallible| match e {})
                     .boxed(),
             )
-            .map_err(|e| format!("bad peer URL {url}: {e}"))?;
+            .map_err(|e| Unanswered::Unreachable(format!("bad peer URL {url}: {e}")))?;
         let answer = async {
             let response = self
                 .client
@@ -735,6 +875,7 @@ impl Lookup {
                 .map_err(|e| super::peer::error_chain(&e))?;
             let status = response.status();
             let headers = response.headers();
+            let starting = super::starting::said(headers);
             // A member of an older version says none of these: its admission then counts
             // only as the leader's, and its doubt holds.
             let number = |name| {
@@ -762,12 +903,16 @@ impl Lookup {
             };
             let body = super::http::read_short(response.into_body(), MAX_ANSWER).await?;
             let text = String::from_utf8_lossy(&body).trim().to_string();
-            Ok::<_, String>((status, said, text))
+            Ok::<_, String>((status, said, starting, text))
         };
-        let (status, said, text) = tokio::time::timeout(ASK_TIMEOUT, answer)
+        let answered = tokio::time::timeout(ASK_TIMEOUT, answer)
             .await
-            .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
-        read_answer(status, said, text)
+            .unwrap_or_else(|_| Err(format!("no answer within {ASK_TIMEOUT:?}")));
+        let (status, said, starting, text) = answered.map_err(Unanswered::Unreachable)?;
+        if let Some(holds_data) = starting {
+            return Err(Unanswered::Starting { holds_data, text });
+        }
+        read_answer(status, said, text).map_err(Unanswered::Refused)
     }
 }
 
@@ -828,15 +973,25 @@ mod tests {
 
         /// A member answering `reply` on `listener`.
         fn serve(listener: tokio::net::TcpListener, reply: Reply) -> Member {
-            let member = Member {
-                reply: Arc::new(Mutex::new(reply)),
-                asked: Arc::default(),
-            };
-            let app = axum::Router::new()
-                .route(JOIN_PATH, get(Member::answer))
-                .with_state(member.clone());
+            let member = Member::new(reply);
+            let app = member.router();
             tokio::spawn(async move { axum::serve(listener, app).await });
             member
+        }
+
+        /// A member answering `reply`, not yet served.
+        fn new(reply: Reply) -> Member {
+            Member {
+                reply: Arc::new(Mutex::new(reply)),
+                asked: Arc::default(),
+            }
+        }
+
+        /// Its peer router.
+        fn router(&self) -> axum::Router {
+            axum::Router::new()
+                .route(JOIN_PATH, get(Member::answer))
+                .with_state(self.clone())
         }
 
         async fn answer(State(member): State<Member>) -> axum::response::Response {
@@ -929,8 +1084,10 @@ mod tests {
             Member::serve(listener, DOUBT)
         };
         let lookup = lookup(vec![(2, url)]);
-        let (member, asked) = tokio::join!(member_starts, lookup.before_bootstrap(folders()));
-        let err = asked.expect_err("member 2's doubt stops it");
+        let stop = CancellationToken::new();
+        let (member, asked) =
+            tokio::join!(member_starts, lookup.before_bootstrap(folders(), &stop));
+        let err = asked.expect_err("member 2's doubt stops it").to_string();
         assert!(err.contains("has run since it was last added"), "{err}");
         assert!(
             member.asked.load(Ordering::SeqCst) >= 1,
@@ -957,7 +1114,12 @@ mod tests {
             (2, url(refusing.local_addr().expect("bound"))),
             (3, url(silent.local_addr().expect("bound"))),
         ]);
-        assert_eq!(unanswered.before_bootstrap(folders()).await, Ok(()));
+        assert_eq!(
+            unanswered
+                .before_bootstrap(folders(), &CancellationToken::new())
+                .await,
+            Ok(())
+        );
         let said = [
             "asked nodes 2, 3 whether node 4 has run before; none answered within 500ms, so \
              it will start anew",
@@ -972,8 +1134,136 @@ mod tests {
 
         let (_member, admitting) = Member::start(ADMIT).await;
         let answered = lookup(vec![(2, admitting)]);
-        assert_eq!(answered.before_bootstrap(folders()).await, Ok(()));
+        assert_eq!(
+            answered
+                .before_bootstrap(folders(), &CancellationToken::new())
+                .await,
+            Ok(())
+        );
         assert_eq!(log.count("none answered"), 1, "said again: {}", log.text());
+    }
+
+    /// A member on 127.0.0.1 that is starting: it answers as [`super::super::starting`] does
+    /// (`holds_data` or not) until it is handed its real router, on the same port; the
+    /// server's task, and its URL.
+    async fn starting_member(
+        holds_data: bool,
+    ) -> (crate::serving::Handoff, tokio::task::JoinHandle<()>, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let (handoff, router) =
+            crate::serving::Handoff::new(super::super::starting::router(2, holds_data));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (handoff, server, url)
+    }
+
+    /// Polls `asking` until `log` has a line with `text`, within 20 s; it must not end first.
+    async fn until_logged(
+        log: &crate::raft_node::storage::tests::Captured,
+        text: &str,
+        asking: &mut std::pin::Pin<&mut impl Future<Output = Result<(), NotAnew>>>,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while log.count(text) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "never said {text:?}: {}",
+                log.text()
+            );
+            tokio::select! {
+                ended = asking.as_mut() => panic!("it ended before saying {text:?}: {ended:?}"),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+
+    /// Node 4, of the first cluster, starts on an empty data dir while member 2, which holds
+    /// data, replays its log for longer than the half second node 4 asks for (1.5 s): member
+    /// 2 says it is starting and holds data, and node 4 waits for its real answer, a doubt,
+    /// which stops it; it says once that it waits. Member 2 replaying used to count as no
+    /// answer, and node 4 started anew at the half second (review 106, L-E).
+    #[tokio::test]
+    async fn a_member_that_holds_data_and_is_still_starting_is_waited_for() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let (handoff, _server, url) = starting_member(true).await;
+        let member = Member::new(DOUBT);
+        let replayed = async {
+            // Member 2's replay, as long as the test says.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            handoff.hand_to(member.router());
+        };
+        let started = Instant::now();
+        let lookup = lookup(vec![(2, url)]);
+        let stop = CancellationToken::new();
+        let ((), asked) = tokio::join!(replayed, lookup.before_bootstrap(folders(), &stop));
+        let err = asked.expect_err("member 2's doubt, once it has started, stops node 4");
+        assert!(matches!(err, NotAnew::HasRun(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("has run since it was last added"),
+            "{err}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        let waiting = "node 2 holds data and is still starting; waiting for its answer before \
+                       starting anew";
+        assert_eq!(log.count(waiting), 1, "{}", log.text());
+        assert_eq!(log.count("none answered"), 0, "{}", log.text());
+    }
+
+    /// A member that is starting and holds no data knows nothing of node 4: it counts as no
+    /// answer, and node 4 starts anew at the half second, as in a new cluster whose nodes all
+    /// start at once (the wait for a member with data must not hold them up).
+    #[tokio::test]
+    async fn a_member_starting_without_data_counts_as_no_answer() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let (_handoff, _server, url) = starting_member(false).await;
+        let started = Instant::now();
+        let lookup = lookup(vec![(2, url)]);
+        let stop = CancellationToken::new();
+        let asking = lookup.before_bootstrap(folders(), &stop);
+        let asked = tokio::time::timeout(Duration::from_secs(10), asking)
+            .await
+            .expect("node 4 does not wait for a member without data");
+        assert_eq!(asked, Ok(()));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        assert_eq!(log.count("none answered within 500ms"), 1, "{}", log.text());
+        assert_eq!(log.count("holds data"), 0, "{}", log.text());
+    }
+
+    /// A member that said it holds data and then stops answering (stopped while it started,
+    /// or failed to) is still waited for, and that is said once: a node that lost its data
+    /// must not start anew while a member that may know it has run cannot say. Asked to
+    /// stop, node 4 gives up at once.
+    #[tokio::test]
+    async fn a_member_with_data_that_stops_answering_is_waited_for_until_told_to_stop() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let (_handoff, server, url) = starting_member(true).await;
+        let lookup = lookup(vec![(2, url)]);
+        let stop = CancellationToken::new();
+        let asking = lookup.before_bootstrap(folders(), &stop);
+        let mut asking = std::pin::pin!(asking);
+        until_logged(&log, "node 2 holds data and is still starting", &mut asking).await;
+        // Its port closes: every answer of a starting node closed its connection.
+        server.abort();
+        until_logged(
+            &log,
+            "node 2, which holds data, stopped answering",
+            &mut asking,
+        )
+        .await;
+        stop.cancel();
+        let asked = tokio::time::timeout(Duration::from_secs(1), asking)
+            .await
+            .expect("told to stop, it gives up at once");
+        assert!(matches!(asked, Err(NotAnew::Stopped(_))), "{asked:?}");
+        assert_eq!(log.count("stopped answering"), 1, "{}", log.text());
     }
 
     /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.

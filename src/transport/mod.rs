@@ -10,6 +10,7 @@
 //!
 //! Incoming: [`server`] serves both paths on this node's peer URL and feeds the messages to
 //! the raft node's inbox, after checking that they come from this cluster and from a member.
+//! Until the node has replayed its log, [`starting`] answers on the same port instead.
 //! A node started with `--join` first asks the members in `--cluster` for the cluster's
 //! identity ([`join`]); until one of them says it was added, it refuses every message.
 //!
@@ -32,6 +33,7 @@ pub mod probe;
 pub mod server;
 mod shape;
 pub mod snapshot;
+pub mod starting;
 pub mod wire;
 
 pub use http::read_short;
@@ -186,6 +188,18 @@ pub const HEADER_TERM: &str = "x-raftexample-term";
 /// to outweigh it (for a session, the latest registration the member knows; for the node at
 /// another URL, the entry after the member's applied one, or a later registration in its log).
 pub const HEADER_SESSION: &str = "x-raftexample-session";
+
+/// Header on every answer of a node that is starting ([`starting`]): its peer port is served
+/// from the moment it is bound, while the node replays its log, and refuses everything with
+/// a `503` that carries this header. Its value says whether the node holds data:
+/// [`STARTING_WITH_DATA`] (its WAL existed when it started, so it may know that an asker's
+/// id has run) or [`STARTING_EMPTY`].
+pub const HEADER_STARTING: &str = "x-raftexample-starting";
+/// [`HEADER_STARTING`]'s value for a starting node that holds data.
+pub const STARTING_WITH_DATA: &str = "data";
+/// [`HEADER_STARTING`]'s value for a starting node that holds none (a new member, or one
+/// that lost its data).
+pub const STARTING_EMPTY: &str = "empty";
 
 /// raft's `max_size_per_msg`, as the raft node configures it: a `MsgAppend` carries entries
 /// up to this many bytes, plus one more entry that may cross it.

@@ -77,7 +77,11 @@ impl Prober {
             .await
             .ok()?
             .ok()?;
-        if !answers_as_member(response.status()) {
+        // A node still starting (replaying its log) does not answer as the member yet, as it
+        // did not before its port was served while it started (`super::starting`).
+        if !answers_as_member(response.status())
+            || super::starting::said(response.headers()).is_some()
+        {
             return None;
         }
         let parts = response.into_parts().0;

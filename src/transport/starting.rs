@@ -1,0 +1,103 @@
+//! What a node's peer port answers while the node starts: from the moment the port is bound
+//! until the node has replayed its log (and, first, for a member of the first cluster on an
+//! empty data dir, asked the others whether its id has run: [`super::join`]). Then the peer
+//! server ([`super::server`]) takes over on the same port (`serving::Handoff`).
+//!
+//! Before, the port was bound but served by nobody while the node replayed its log: a
+//! question hung, and counted as no answer. A member that held data but took longer than the
+//! asker's half second to replay it (a large snapshot or WAL) could not say that the asker's
+//! id had run, and a voter that had lost its data started anew, saying only that nobody had
+//! answered (review 106, L-E).
+//!
+//! Every request gets a `503` ([`PeerRefusal::Unavailable`]) carrying [`HEADER_STARTING`],
+//! which says whether this node holds data. A 503 rather than a status of its own, because
+//! every build already reads a 503 as "not now, ask again": a stream or a snapshot is sent
+//! again after a pause (and logged once, as a peer that is down), the probe counts no build
+//! in it, and a node of an older build about to start anew asks again and counts it as no
+//! answer, as it counted the silence before. The header adds, as [`super::HEADER_LEADER`]
+//! does on an admission, what a newer asker acts on: a node that holds data may know that the
+//! asker's id has run, so the asker waits for its real answer
+//! ([`super::join::Lookup::before_bootstrap`]).
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::http::{PeerRefusal, Refusal};
+use super::{HEADER_STARTING, STARTING_EMPTY, STARTING_WITH_DATA};
+
+/// The peer port's router while node `id` starts; `holds_data`: its WAL existed when it
+/// started.
+pub fn router(id: u64, holds_data: bool) -> Router {
+    let (value, data) = if holds_data {
+        (STARTING_WITH_DATA, "it holds data")
+    } else {
+        (STARTING_EMPTY, "it holds no data")
+    };
+    let text = format!("node {id} is starting and answers nothing yet ({data}); ask again");
+    Router::new().fallback(move || std::future::ready(answer(value, text.clone())))
+}
+
+/// A starting node's answer to every request: `value` is [`HEADER_STARTING`]'s.
+fn answer(value: &'static str, text: String) -> Response {
+    let mut response = Refusal::new(PeerRefusal::Unavailable, text).into_response();
+    response
+        .headers_mut()
+        .insert(HEADER_STARTING, HeaderValue::from_static(value));
+    response
+}
+
+/// Whether an answer with `headers` comes from a starting node, and if so whether it holds
+/// data. Any value but [`STARTING_EMPTY`] is taken to hold data: a node that lost its data
+/// then waits for the real answer rather than start anew.
+pub fn said(headers: &HeaderMap) -> Option<bool> {
+    let value = headers.get(HEADER_STARTING)?;
+    Some(value.as_bytes() != STARTING_EMPTY.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// Every path and method, the join question and a stream among them, gets a 503 that
+    /// says the node is starting and whether it holds data, and asks the sender to close
+    /// the connection, as every refusal on the peer port does.
+    #[tokio::test]
+    async fn a_starting_node_refuses_everything_saying_whether_it_holds_data() {
+        for holds_data in [true, false] {
+            for (method, path) in [
+                (Method::GET, super::super::JOIN_PATH),
+                (Method::POST, super::super::STREAM_PATH),
+                (Method::POST, super::super::RAFT_PATH),
+                (Method::GET, super::super::PROBE_PATH),
+                (Method::GET, "/anything"),
+            ] {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .expect("a valid request");
+                let response = router(7, holds_data)
+                    .oneshot(request)
+                    .await
+                    .expect("infallible");
+                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(
+                    said(response.headers()),
+                    Some(holds_data),
+                    "{method} {path}"
+                );
+                assert_eq!(response.headers()["connection"], "close");
+                let body = axum::body::to_bytes(response.into_body(), 4096)
+                    .await
+                    .expect("a short body");
+                let text = String::from_utf8_lossy(&body);
+                assert!(text.starts_with("node 7 is starting"), "{text}");
+            }
+        }
+        assert_eq!(said(&HeaderMap::new()), None, "an answer of a started node");
+    }
+}
