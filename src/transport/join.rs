@@ -86,6 +86,12 @@ const BOOTSTRAP_ASK: Duration = Duration::from_millis(500);
 const STARTING_RETRY: Duration = Duration::from_millis(100);
 /// How often a node that waits for such a member says again that it waits.
 const STARTING_SAID_EVERY: Duration = Duration::from_secs(10);
+/// How long such a member that stopped answering (its port refuses, or it takes too long) is
+/// still waited for: long enough for a supervisor to start again a node that was killed
+/// while it replayed. Not for good: a member whose own start fails on its data dir (one of
+/// another cluster, a WAL of a newer build) would hold the first start of every other member
+/// of a new cluster until it is fixed (`./cluster.sh start` with a foreign `raftexample-1`).
+const GONE_PATIENCE: Duration = Duration::from_secs(10);
 /// Pause before asking again, within [`BOOTSTRAP_ASK`], a member that refused the question or
 /// could not answer it yet (its port not bound, or an HTTP refusal such as a `503`): started a
 /// moment after this node (`cluster.sh` and goreman start them one after another), it binds
@@ -718,11 +724,11 @@ impl Lookup {
     /// large log: see [`super::starting`]) is waited for until it answers, as it may know that
     /// this id has run: a member still replaying counted as no answer, and a voter that had
     /// lost its data started anew (review 106, L-E). Said at the time, and every
-    /// `STARTING_SAID_EVERY`. One that stops answering after saying so (stopped, or failed
-    /// to start) is waited for too, and that is said: a node that lost its data must not
-    /// start anew while a member that may know it has run cannot say. Only its peer server's
-    /// own refusal of the question (it has started, and cannot answer) ends the wait, as no
-    /// answer. `stop_asked`, cancelled, gives up at once ([`NotAnew::Stopped`]).
+    /// `STARTING_SAID_EVERY`. One that stops answering after saying so (killed, or its start
+    /// failed) is waited for `GONE_PATIENCE` more, in case it is started again, and that is
+    /// said; then, as its peer server's own refusal of the question (it has started, and
+    /// cannot answer), it counts as no answer. `stop_asked`, cancelled, gives up at once
+    /// ([`NotAnew::Stopped`]).
     ///
     /// If none answered, that is logged, with what to do if this node did lose its data
     /// (review 106). `folders`: this node's WAL and snapshot folders, which that remedy must
@@ -769,8 +775,9 @@ impl Lookup {
         let asked_at = deadline - BOOTSTRAP_ASK;
         // Set once it said it holds data: from then on it is waited for.
         let mut holds_data = false;
-        // Whether its last failure to answer was said, and when the wait was last said.
-        let (mut unreachable_said, mut wait_said) = (false, None);
+        // Since when it has not answered, having said it holds data; when the wait was last
+        // said.
+        let (mut gone_since, mut wait_said) = (None, None);
         loop {
             let asked = if holds_data {
                 Some(self.ask(id, url).await)
@@ -783,20 +790,28 @@ impl Lookup {
                 Ok(answer) => return Some((id, answer)),
                 Err(Unanswered::Starting {
                     holds_data: true, ..
-                }) => (holds_data, unreachable_said) = (true, false),
+                }) => (holds_data, gone_since) = (true, None),
                 Err(Unanswered::Unreachable(reason)) if holds_data => {
-                    if !unreachable_said {
+                    let since = *gone_since.get_or_insert_with(|| {
                         tracing::warn!(
                             member = id,
                             %url,
                             %reason,
                             "node {id}, which holds data, stopped answering while it started; \
-                             still waiting for its answer before node {me} starts anew: a node \
-                             that lost its data must not start anew while a member that may \
-                             know it has run cannot say (stop this node to give up)"
+                             waiting {GONE_PATIENCE:?} more for its answer before node {me} \
+                             starts anew (it may know that node {me} has run)"
                         );
+                        tokio::time::Instant::now()
+                    });
+                    if since.elapsed() >= GONE_PATIENCE {
+                        tracing::warn!(
+                            member = id,
+                            %url,
+                            "node {id}, which holds data, has not answered for \
+                             {GONE_PATIENCE:?}: it counts as no answer"
+                        );
+                        return None;
                     }
-                    unreachable_said = true;
                 }
                 // Started, or started again without its data: it has nothing more to tell.
                 Err(_) if holds_data => return None,
@@ -809,7 +824,7 @@ impl Lookup {
             }
             let now = tokio::time::Instant::now();
             match wait_said {
-                None if now >= deadline && !unreachable_said => {
+                None if now >= deadline && gone_since.is_none() => {
                     tracing::warn!(
                         member = id,
                         %url,
@@ -1236,12 +1251,11 @@ mod tests {
         assert_eq!(log.count("holds data"), 0, "{}", log.text());
     }
 
-    /// A member that said it holds data and then stops answering (stopped while it started,
-    /// or failed to) is still waited for, and that is said once: a node that lost its data
-    /// must not start anew while a member that may know it has run cannot say. Asked to
-    /// stop, node 4 gives up at once.
+    /// A member that said it holds data and then stops answering (killed while it started,
+    /// or its start failed) is still waited for, in case it is started again, and that is said
+    /// once; after `GONE_PATIENCE` it counts as no answer, and node 4 starts anew, saying so.
     #[tokio::test]
-    async fn a_member_with_data_that_stops_answering_is_waited_for_until_told_to_stop() {
+    async fn a_member_with_data_that_stops_answering_is_waited_for_a_while() {
         let log = crate::raft_node::storage::tests::Captured::default();
         let _logging = tracing::subscriber::set_default(log.subscriber());
         let (_handoff, server, url) = starting_member(true).await;
@@ -1252,18 +1266,44 @@ mod tests {
         until_logged(&log, "node 2 holds data and is still starting", &mut asking).await;
         // Its port closes: every answer of a starting node closed its connection.
         server.abort();
+        let gone = Instant::now();
         until_logged(
             &log,
             "node 2, which holds data, stopped answering",
             &mut asking,
         )
         .await;
+        let asked = tokio::time::timeout(GONE_PATIENCE * 2, asking)
+            .await
+            .expect("node 4 gives up on node 2 after a while");
+        assert_eq!(asked, Ok(()));
+        assert!(gone.elapsed() >= GONE_PATIENCE, "{:?}", gone.elapsed());
+        for said in [
+            "stopped answering",
+            "it counts as no answer",
+            "none answered",
+        ] {
+            assert_eq!(log.count(said), 1, "{said:?} in {}", log.text());
+        }
+    }
+
+    /// Told to stop while it waits for a member that holds data and is still starting, node 4
+    /// gives up at once: that wait has no end of its own.
+    #[tokio::test]
+    async fn a_node_waiting_for_a_member_with_data_stops_at_once_when_told() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let (_handoff, _server, url) = starting_member(true).await;
+        let lookup = lookup(vec![(2, url)]);
+        let stop = CancellationToken::new();
+        let asking = lookup.before_bootstrap(folders(), &stop);
+        let mut asking = std::pin::pin!(asking);
+        until_logged(&log, "node 2 holds data and is still starting", &mut asking).await;
         stop.cancel();
         let asked = tokio::time::timeout(Duration::from_secs(1), asking)
             .await
             .expect("told to stop, it gives up at once");
         assert!(matches!(asked, Err(NotAnew::Stopped(_))), "{asked:?}");
-        assert_eq!(log.count("stopped answering"), 1, "{}", log.text());
     }
 
     /// A follower's admission of node 4 into a membership of nodes 1, 2, 3 and 4.
