@@ -41,7 +41,9 @@
 //! - [`pb`]: protobuf decoding bounded by its input; [`varint`]: the one varint.
 //! - `listener`: the ports' listeners; the REST one counts the client connections a stopping
 //!   node still serves. `serving`: the loop that serves a port's connections, with its limits
-//!   on slow and idle clients and on connections open at once.
+//!   on slow and idle clients and on connections open at once; the peer port is served from
+//!   the moment it is bound, as a starting node ([`transport::starting`]) until the node has
+//!   replayed its log, then handed to the peer server.
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).

@@ -1176,6 +1176,24 @@ mod tests {
         (handoff, server, url)
     }
 
+    /// Node 4's lookup of member 2 alone, which is starting ([`starting_member`]); the
+    /// member's hand-off and server task; and this thread's log, captured while the guard
+    /// lives.
+    async fn asking_a_starting_member(
+        holds_data: bool,
+    ) -> (
+        Lookup,
+        crate::serving::Handoff,
+        tokio::task::JoinHandle<()>,
+        crate::raft_node::storage::tests::Captured,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let logging = tracing::subscriber::set_default(log.subscriber());
+        let (handoff, server, url) = starting_member(holds_data).await;
+        (lookup(vec![(2, url)]), handoff, server, log, logging)
+    }
+
     /// Polls `asking` until `log` has a line with `text`, within 20 s; it must not end first.
     async fn until_logged(
         log: &crate::raft_node::storage::tests::Captured,
@@ -1203,9 +1221,7 @@ mod tests {
     /// answer, and node 4 started anew at the half second (review 106, L-E).
     #[tokio::test]
     async fn a_member_that_holds_data_and_is_still_starting_is_waited_for() {
-        let log = crate::raft_node::storage::tests::Captured::default();
-        let _logging = tracing::subscriber::set_default(log.subscriber());
-        let (handoff, _server, url) = starting_member(true).await;
+        let (lookup, handoff, _server, log, _logging) = asking_a_starting_member(true).await;
         let member = Member::new(DOUBT);
         let replayed = async {
             // Member 2's replay, as long as the test says.
@@ -1213,7 +1229,6 @@ mod tests {
             handoff.hand_to(member.router());
         };
         let started = Instant::now();
-        let lookup = lookup(vec![(2, url)]);
         let stop = CancellationToken::new();
         let ((), asked) = tokio::join!(replayed, lookup.before_bootstrap(folders(), &stop));
         let err = asked.expect_err("member 2's doubt, once it has started, stops node 4");
@@ -1234,11 +1249,8 @@ mod tests {
     /// start at once (the wait for a member with data must not hold them up).
     #[tokio::test]
     async fn a_member_starting_without_data_counts_as_no_answer() {
-        let log = crate::raft_node::storage::tests::Captured::default();
-        let _logging = tracing::subscriber::set_default(log.subscriber());
-        let (_handoff, _server, url) = starting_member(false).await;
+        let (lookup, _handoff, _server, log, _logging) = asking_a_starting_member(false).await;
         let started = Instant::now();
-        let lookup = lookup(vec![(2, url)]);
         let stop = CancellationToken::new();
         let asking = lookup.before_bootstrap(folders(), &stop);
         let asked = tokio::time::timeout(Duration::from_secs(10), asking)
@@ -1256,10 +1268,7 @@ mod tests {
     /// once; after `GONE_PATIENCE` it counts as no answer, and node 4 starts anew, saying so.
     #[tokio::test]
     async fn a_member_with_data_that_stops_answering_is_waited_for_a_while() {
-        let log = crate::raft_node::storage::tests::Captured::default();
-        let _logging = tracing::subscriber::set_default(log.subscriber());
-        let (_handoff, server, url) = starting_member(true).await;
-        let lookup = lookup(vec![(2, url)]);
+        let (lookup, _handoff, server, log, _logging) = asking_a_starting_member(true).await;
         let stop = CancellationToken::new();
         let asking = lookup.before_bootstrap(folders(), &stop);
         let mut asking = std::pin::pin!(asking);
@@ -1291,10 +1300,7 @@ mod tests {
     /// gives up at once: that wait has no end of its own.
     #[tokio::test]
     async fn a_node_waiting_for_a_member_with_data_stops_at_once_when_told() {
-        let log = crate::raft_node::storage::tests::Captured::default();
-        let _logging = tracing::subscriber::set_default(log.subscriber());
-        let (_handoff, _server, url) = starting_member(true).await;
-        let lookup = lookup(vec![(2, url)]);
+        let (lookup, _handoff, _server, log, _logging) = asking_a_starting_member(true).await;
         let stop = CancellationToken::new();
         let asking = lookup.before_bootstrap(folders(), &stop);
         let mut asking = std::pin::pin!(asking);
