@@ -100,4 +100,26 @@ mod tests {
         }
         assert_eq!(said(&HeaderMap::new()), None, "an answer of a started node");
     }
+
+    /// The strict reconfiguration check's probe does not count a starting node as the member
+    /// answering, as it did not while the port was bound and silent: it takes no part in a
+    /// quorum until it has replayed its log. Once started, the node answers as the member.
+    #[tokio::test]
+    async fn the_probe_counts_a_starting_node_as_not_answering() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let (handoff, router) = crate::serving::Handoff::new(router(2, true));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let filter = std::sync::Arc::new(super::super::PeerFilter::new(1, 0xabc));
+        let prober = super::super::probe::Prober::new(super::super::probe_client(None), filter);
+        assert_eq!(prober.answers(2, &url).await, None, "starting");
+        let started = Router::new().route(
+            super::super::PROBE_PATH,
+            axum::routing::get(|| async { "ok" }),
+        );
+        handoff.hand_to(started);
+        assert_eq!(prober.answers(2, &url).await, Some(None), "started");
+    }
 }
