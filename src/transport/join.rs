@@ -1112,7 +1112,8 @@ mod tests {
 
     /// Node 4, of the first cluster, starts on an empty data dir and no member answers within
     /// the half second (member 2's port refuses, member 3's takes the connection and never
-    /// answers, as a member still replaying a long log does): it starts, and says so in one
+    /// answers, as a process stopped with SIGSTOP does, or a member of a build that did not
+    /// serve its peer port while it replayed its log): it starts, and says so in one
     /// line naming whom it asked, the wait, and what to do if it did lose its data (review 106:
     /// it was silent). A start that a member answered says nothing of it.
     #[tokio::test]
