@@ -267,8 +267,8 @@ pub struct Waited {
     /// The whole wait: `--proposal-timeout-ms` when the node answers, and a second more
     /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck to.
     pub wait: Duration,
-    /// How long the node's own loop stood still at the end of the wait (or up to the answer,
-    /// when it came sooner), when that was most of it (see `Tick::waited` in raft_node): its
+    /// How long the node's own loop stood still in the wait (up to the answer, when it came
+    /// sooner), when that was most of it (see `Tick::waited` in raft_node): its
     /// process paused or starved of CPU, or a round stuck on its disk. A quorum may have been
     /// fine all along, and then blaming it sent a user looking for a fault that was not there
     /// (a user's campaign: a leader paused for 8 s said "a quorum may be down").
@@ -292,8 +292,8 @@ impl std::fmt::Display for Waited {
             None => f.write_str("(a quorum may be down, or this node itself was held up)"),
             Some(still) => write!(
                 f,
-                "(this node itself stood still for the last {still:.1?} of that wait: its \
-                 process was paused or starved of CPU, or it was stuck on its disk)"
+                "(this node itself stood still for {still:.1?} of that wait: its process was \
+                 paused or starved of CPU, or it was stuck on its disk)"
             ),
         }
     }
@@ -320,6 +320,14 @@ impl ProposalError {
     #[cfg(test)]
     pub fn no_leader_after(wait: Duration) -> Self {
         ProposalError::NoLeader(wait.into())
+    }
+
+    /// Asserts that this answer's text holds `said` and names no quorum: said of a node that
+    /// stood still, which was not there to hear one (the tests of that rule share it).
+    #[cfg(test)]
+    pub fn assert_said_of_this_node(&self, said: &str) {
+        let text = self.to_string();
+        assert!(text.contains(said) && !text.contains("quorum"), "{text}");
     }
 
     /// A write's [`ProposalError::Timeout`] after `wait`, of which nothing more is known.

@@ -429,7 +429,7 @@ impl RaftNode {
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),
-            ticks: Ticks::default(),
+            ticks: Ticks::new(tick),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
             held_reads: HeldReads::default(),
             sessions: recovered.sessions,
@@ -572,22 +572,54 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
 /// What the node's loop saw at its ticks. The loop alone keeps this record, and hands each
 /// tick it makes to both its proposals and its reads, so that the two judge alike the requests
 /// whose time is up at it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Ticks {
+    /// How often the loop ticks.
+    every: Duration,
     /// The latest tick.
     last: Option<Instant>,
-    /// The latest time a leader was known: at a tick, or when one was found or lost between
-    /// ticks ([`Ticks::leader_known`]).
+    /// The latest time a leader was known at: a tick with one, or one found between ticks
+    /// ([`Ticks::leader_found`]). A request that began then knew it.
     leader_seen: Option<Instant>,
+    /// The latest time a leader was lost between ticks ([`Ticks::leader_lost`]): it was known
+    /// until then, not then, so only a request that began before it knew it (review 114 N1).
+    leader_lost: Option<Instant>,
+    /// The latest stall of the loop: two ticks, at least two ticks apart.
+    stall: Option<Stall>,
+}
+
+/// A span in which the node's loop did not tick: its process paused or starved of CPU, or a
+/// round stuck on its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stall {
+    /// The tick before it.
+    from: Instant,
+    /// The tick that ended it.
+    to: Instant,
 }
 
 impl Ticks {
-    /// Records that a leader was known at `at`, between ticks: one found then, or one lost
-    /// then (known until then). Seen at ticks alone, a leader found and lost between two of
-    /// them did not count, and a request that waited through it heard "no leader was
-    /// elected" (review 112 N4).
-    fn leader_known(&mut self, at: Instant) {
+    /// The record of a loop that ticks `every`.
+    fn new(every: Duration) -> Self {
+        Ticks {
+            every,
+            last: None,
+            leader_seen: None,
+            leader_lost: None,
+            stall: None,
+        }
+    }
+
+    /// Records that a leader was found at `at`, between ticks. Seen at ticks alone, a leader
+    /// found and lost between two of them did not count, and a request that waited through
+    /// it heard "no leader was elected" (review 112 N4).
+    fn leader_found(&mut self, at: Instant) {
         self.leader_seen = Some(at);
+    }
+
+    /// Records that the leader was lost at `at`, between ticks: known until then.
+    fn leader_lost(&mut self, at: Instant) {
+        self.leader_lost = Some(at);
     }
 
     /// Records a tick at `at`, with a leader known then or not.
@@ -595,11 +627,18 @@ impl Ticks {
         if leader_known {
             self.leader_seen = Some(at);
         }
+        let previous = self.last.replace(at);
+        if let Some(from) = previous
+            && at.saturating_duration_since(from) >= self.every * 2
+        {
+            self.stall = Some(Stall { from, to: at });
+        }
         Tick {
             at,
             leader_known,
-            previous: self.last.replace(at),
             leader_seen: self.leader_seen,
+            leader_lost: self.leader_lost,
+            stall: self.stall,
         }
     }
 }
@@ -611,37 +650,45 @@ struct Tick {
     at: Instant,
     /// Whether a leader was known then.
     leader_known: bool,
-    /// The tick before it.
-    previous: Option<Instant>,
-    /// The latest time, this tick included, at which a leader was known (see
-    /// [`Ticks::leader_seen`]).
+    /// See [`Ticks::leader_seen`], this tick included.
     leader_seen: Option<Instant>,
+    /// See [`Ticks::leader_lost`].
+    leader_lost: Option<Instant>,
+    /// The latest stall of the loop, up to this tick (see [`Ticks::stall`]).
+    stall: Option<Stall>,
 }
 
 impl Tick {
-    /// Whether no leader was known at any tick of a wait that ends at `deadline` and lasts
+    /// Whether no leader was known at any time of a wait that ends at `deadline` and lasts
     /// `timeout`: only then does a request or a read that was never proposed hear "no leader
     /// was elected" (one known for most of its wait and lost at the end was not: review 86).
     fn no_leader_during(&self, deadline: Instant, timeout: Duration) -> bool {
-        let began = deadline.checked_sub(timeout);
-        self.leader_seen
-            .is_none_or(|seen| began.is_some_and(|began| seen < began))
+        let Some(began) = deadline.checked_sub(timeout) else {
+            return self.leader_seen.is_none() && self.leader_lost.is_none();
+        };
+        let seen = self.leader_seen.is_some_and(|seen| seen >= began);
+        let lost = self.leader_lost.is_some_and(|lost| lost > began);
+        !seen && !lost
     }
 
     /// A wait that ends at `deadline` and lasts `timeout`, as answered at this tick, with how
-    /// long this node's loop stood still (no tick since the one before: its process paused or
-    /// starved of CPU, or a round stuck on its disk) at the end of it, or up to this tick if
-    /// that comes first (a request answered as its settle window begins), if that was most of
-    /// the wait: at least half of it, and two ticks of `tick` (a tick apart is no stall). A
-    /// request not done by then, or that knew no leader, says so, rather than blame a quorum
-    /// the node was not there to hear (found by a user's campaign: a leader paused for 8 s
-    /// said "a quorum may be down" of a healthy one; review 112 N4, of "no leader").
+    /// long this node's loop stood still in it (the overlap of its latest stall with the wait,
+    /// up to this tick if that comes first: a request answered as its settle window begins),
+    /// if that was most of the wait: at least half of it, and two ticks of `tick` (a tick
+    /// apart is no stall). A request not done by then, or that knew no leader, says so, rather
+    /// than blame a quorum the node was not there to hear (found by a user's campaign: a
+    /// leader paused for 8 s said "a quorum may be down" of a healthy one; review 112 N4, of
+    /// "no leader"). The latest stall, not only the one before this tick: a node that resumed
+    /// a tick or two before its answer had stood still just as long (review 114 L5).
     fn waited(&self, deadline: Instant, timeout: Duration, tick: Duration) -> Waited {
-        let stood_still = self.previous.and_then(|previous| {
+        let stood_still = self.stall.and_then(|stall| {
             let from = deadline
                 .checked_sub(timeout)
-                .map_or(previous, |began| began.max(previous));
-            let still = deadline.min(self.at).saturating_duration_since(from);
+                .map_or(stall.from, |began| began.max(stall.from));
+            let still = deadline
+                .min(self.at)
+                .min(stall.to)
+                .saturating_duration_since(from);
             (still >= (timeout / 2).max(tick * 2)).then_some(still)
         });
         Waited {

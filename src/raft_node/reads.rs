@@ -760,7 +760,7 @@ mod tests {
     /// A read waits for a leader rather than failing, and says so if none comes in time.
     #[test]
     fn a_read_waits_for_a_leader() {
-        let mut ticks = Ticks::default();
+        let mut ticks = Ticks::new(Duration::from_millis(100));
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
@@ -791,8 +791,9 @@ mod tests {
         // (found by a review), though nothing was read.
         // (Ticks as a running node's, not one that stood still: see the next test.)
         r.on_tick(tick, ticks.next(t0 + Duration::from_secs(3), true));
-        r.on_tick(tick, ticks.next(t0 + Duration::from_millis(6_950), false));
-        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(7), false));
+        for s in 4..=7 {
+            r.on_tick(tick, ticks.next(t0 + Duration::from_secs(s), false));
+        }
         assert_eq!(
             late.try_recv(),
             Ok(Err(ProposalError::read_timeout_after(Duration::from_secs(
@@ -808,7 +809,7 @@ mod tests {
     /// N4, as for a write).
     #[test]
     fn a_read_whose_wait_ran_out_while_the_node_stood_still_says_so() {
-        let mut ticks = Ticks::default();
+        let mut ticks = Ticks::new(Duration::from_millis(100));
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
@@ -833,7 +834,7 @@ mod tests {
         assert_eq!(err, ProposalError::ReadTimeout(stood_still(still)));
         assert!(
             text.starts_with(
-                "read not confirmed within 5s (this node itself stood still for the last 4.9s"
+                "read not confirmed within 5s (this node itself stood still for 4.9s of that wait"
             ) && !text.contains("quorum"),
             "{text}"
         );

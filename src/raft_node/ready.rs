@@ -475,8 +475,12 @@ impl RaftNode {
             .shared
             .leader
             .swap(leader, std::sync::atomic::Ordering::AcqRel);
-        if before != INVALID_ID || leader != INVALID_ID {
-            self.ticks.leader_known(self.now());
+        // A leader found (or one followed by another) is known now; one lost was known until
+        // now, not now (review 114 N1).
+        if leader != INVALID_ID {
+            self.ticks.leader_found(self.now());
+        } else if before != INVALID_ID {
+            self.ticks.leader_lost(self.now());
         }
         self.metrics.leader.set(leader as i64);
         // raft forgets pending ReadIndex requests when leadership moves: ask again as soon as

@@ -700,19 +700,22 @@ fn message(kind: raft::eraftpb::MessageType, from: u64, to: u64, term: u64) -> M
 /// A leader known only between two ticks (heard, then lost to an election that node 1 starts
 /// on node 2's word) counts as one known during a write's wait: the write, never proposed
 /// (node 1 had no session to propose it under), hears that it was not proposed, not "no
-/// leader was elected" (review 112 N4: leaders were seen at ticks alone).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// leader was elected" (review 112 N4: leaders were seen at ticks alone). On tokio's paused
+/// clock, which the node reads and ticks by: no time passes from the write to the second
+/// step, so both fall between the same two ticks, which real ticks only made likely (review
+/// 114 N7).
+#[tokio::test(start_paused = true)]
 async fn a_leader_known_only_between_ticks_counts_as_known() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let node = Fed::start_in(1, cluster, false, dir, |config| {
-        // Ticks far apart, so that the two steps below fall between the same two.
         config.tick_ms = 1_000;
         config.proposal_timeout_ms = 3_000;
     })
     .await;
     let term = node.status().await.expect("running").term;
+    let asked = tokio::time::Instant::now();
     let answer = node.put("/k", "v").await;
     let status = node
         .step(message(MsgHeartbeat, 2, 1, term + 1))
@@ -727,6 +730,11 @@ async fn a_leader_known_only_between_ticks_counts_as_known() {
         (status.role.as_str(), status.leader),
         ("Candidate", 0),
         "{status:?}"
+    );
+    assert_eq!(
+        tokio::time::Instant::now(),
+        asked,
+        "no time passed, so no tick came, from the write to the leader's loss"
     );
     let said = tokio::time::timeout(Duration::from_secs(10), answer)
         .await
