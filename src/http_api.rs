@@ -233,7 +233,8 @@ impl ApiError {
                 | ProposalError::Busy(_)
                 | ProposalError::Stopped
                 | ProposalError::StoppedUnproposed
-                | ProposalError::BuildsUnknown(..) => StatusCode::SERVICE_UNAVAILABLE,
+                | ProposalError::BuildsUnknown(..)
+                | ProposalError::LeaderUnlisted(..) => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
                 // As for this node's own REST URL (`add_member`): a bad URL.
                 ProposalError::UrlIsRestApi { .. } => StatusCode::BAD_REQUEST,

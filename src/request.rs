@@ -258,6 +258,16 @@ pub enum ProposalError {
          written: it will not happen; try again"
     )]
     BuildsUnknown(u64, Duration),
+    /// The check before a PUT of a value that is not UTF-8 knew a leader (this id), but not
+    /// where to ask it which builds the members run: it is not among the members this node
+    /// knows (one just added, or one removed). Nothing was proposed. Not "no leader was
+    /// elected", which would be false (review 114 L6).
+    #[error(
+        "this node knew the leader (node {0}) but not its address among the members, so it could \
+         not ask it within {1:?} whether every member runs a build that stores a value that is \
+         not UTF-8; it was not written: it will not happen; try again"
+    )]
+    LeaderUnlisted(u64, Duration),
 }
 
 /// How long a request waited before the answer that it was not done in time, and what the
@@ -355,7 +365,8 @@ impl ProposalError {
             | ProposalError::Replaced(_)
             | ProposalError::Withdrawn(_)
             | ProposalError::StoppedUnproposed
-            | ProposalError::BuildsUnknown(..) => true,
+            | ProposalError::BuildsUnknown(..)
+            | ProposalError::LeaderUnlisted(..) => true,
             // Refusals that proposed nothing, but whose text does not promise so (see the
             // note in TESTING.md on the simulator's check of changes).
             ProposalError::AlreadyMember(_)
@@ -409,7 +420,9 @@ impl ProposalError {
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
             ProposalError::OlderBuild(_) => "older_build",
-            ProposalError::BuildsUnknown(..) => "builds_unknown",
+            ProposalError::BuildsUnknown(..) | ProposalError::LeaderUnlisted(..) => {
+                "builds_unknown"
+            }
         }
     }
 }
@@ -761,6 +774,7 @@ mod tests {
             ProposalError::WouldLoseQuorum("no".into()),
             ProposalError::OlderBuild(2),
             ProposalError::BuildsUnknown(2, d),
+            ProposalError::LeaderUnlisted(2, d),
         ];
         for err in all {
             let says = err.to_string().contains("will not happen");

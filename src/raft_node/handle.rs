@@ -17,7 +17,7 @@ use super::{
 use crate::clock::{Clock, TokioClock};
 use crate::kvstore::KvStore;
 use crate::metrics::Metrics;
-use crate::transport::builds::{Refusal, ValuesCheck};
+use crate::transport::builds::ValuesCheck;
 use crate::transport::probe::Prober;
 
 /// How much longer than its timeout a request waits for the node's own answer before the
@@ -113,14 +113,7 @@ impl NodeHandle {
             check
                 .older_member(leader, left(deadline))
                 .await
-                .map_err(|refusal| match refusal {
-                    Refusal::Older(member) => ProposalError::OlderBuild(member),
-                    Refusal::LeaderSilent(leader, waited) => {
-                        ProposalError::BuildsUnknown(leader, waited)
-                    }
-                    Refusal::NoLeader => ProposalError::NoLeader(self.timeout.into()),
-                    Refusal::NoTimeLeft => ProposalError::NotProposed(self.timeout),
-                })?;
+                .map_err(|refusal| refusal.answer(self.timeout))?;
             self.time_left_after_checks(deadline)?;
         }
         let data = crate::kvstore::Command::Put { key, value }.encode();

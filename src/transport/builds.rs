@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::http::PeerRefusal;
 use super::probe::Prober;
 use super::{HEADER_OLDER, HEADER_VALUES, PeerFilter};
+use crate::request::{ProposalError, Waited};
 
 /// What a member's request or probe answer said of its build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +162,30 @@ pub enum Refusal {
     /// The leader (this id) did not say which builds the members run within this long: a
     /// second, or what was left of the wait if less.
     LeaderSilent(u64, Duration),
-    /// No leader came within the wait, to say it.
-    NoLeader,
+    /// No leader came within the wait, to say it; with how long this node stood still in that
+    /// wait (see [`stall_in`]), when that was most of it.
+    NoLeader(Option<Duration>),
+    /// A leader (this id) was known in the wait, but not where to ask it: it is not among
+    /// the members this node knows (one just added, or one removed). Not "no leader was
+    /// elected", which would be false (review 114 L6).
+    LeaderUnlisted(u64),
     /// A leader came only as the wait ended, with less than [`LEAST_PATIENCE`] left to ask
     /// it.
     NoTimeLeft,
+}
+
+impl Refusal {
+    /// What the client of a write refused so hears, the write's whole wait being `wait`.
+    /// Every one is 503 and "it will not happen" but [`Refusal::Older`] (409).
+    pub fn answer(self, wait: Duration) -> ProposalError {
+        match self {
+            Refusal::Older(member) => ProposalError::OlderBuild(member),
+            Refusal::LeaderSilent(leader, waited) => ProposalError::BuildsUnknown(leader, waited),
+            Refusal::NoLeader(stood_still) => ProposalError::NoLeader(Waited { wait, stood_still }),
+            Refusal::LeaderUnlisted(leader) => ProposalError::LeaderUnlisted(leader, wait),
+            Refusal::NoTimeLeft => ProposalError::NotProposed(wait),
+        }
+    }
 }
 
 /// How long a follower reuses its leader's "no member runs an older build": a burst of such
@@ -192,6 +212,15 @@ pub const LEAST_PATIENCE: Duration = Duration::from_millis(1);
 
 /// How often a node that knows no leader looks again, while it waits for one.
 const LEADER_POLL: Duration = Duration::from_millis(10);
+
+/// How long a node stood still in a `wait` for a leader whose looks were at most `longest`
+/// apart, when that was most of the wait: at least half of it, and two looks' time (the
+/// node's loop's rule, `Tick::waited` in raft_node). Then the wait's "no leader" is said of
+/// this node, not of a quorum it was not there to hear (review 114 L6: a node paused through
+/// this wait said "a quorum may be down").
+fn stall_in(wait: Duration, longest: Duration) -> Option<Duration> {
+    (longest >= (wait / 2).max(LEADER_POLL * 2)).then_some(longest)
+}
 
 /// A leader's "none": which leader, at which URL, and when.
 type Answer = (u64, String, Instant);
@@ -223,7 +252,9 @@ impl ValuesCheck {
     /// - a node that knows no leader, or one no longer a member, waits for one up to `wait`,
     ///   as its write would (judged by its own records, a follower, which hears from its
     ///   leader alone, would let anything through in an election); the whole check ends
-    ///   within `wait`, the write's, which then proposes with what is left of it;
+    ///   within `wait`, the write's, which then proposes with what is left of it. With none
+    ///   by then, it is refused ([`Refusal::NoLeader`]), or, if a leader was known but not
+    ///   among the members, as one this node could not ask ([`Refusal::LeaderUnlisted`]);
     /// - a leader judges by what it heard: the lowest member last heard as an older build is
     ///   named;
     /// - a follower names its leader if the leader's own request last said it runs an older
@@ -246,7 +277,10 @@ impl ValuesCheck {
     ) -> Result<(), Refusal> {
         let builds = self.filter.builds();
         let self_id = self.filter.self_id;
-        let deadline = tokio::time::Instant::now() + wait;
+        let began = tokio::time::Instant::now();
+        let deadline = began + wait;
+        // The latest look, the longest time between two looks, and the latest leader known.
+        let (mut looked, mut longest, mut unlisted) = (began, Duration::ZERO, None);
         let (leader, url) = loop {
             let leader = leader();
             if leader == self_id {
@@ -255,11 +289,20 @@ impl ValuesCheck {
                     None => Ok(()),
                 };
             }
-            if let Some(url) = self.filter.member_url(leader).filter(|_| leader != 0) {
-                break (leader, url);
+            if leader != 0 {
+                match self.filter.member_url(leader) {
+                    Some(url) => break (leader, url),
+                    None => unlisted = Some(leader),
+                }
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Refusal::NoLeader);
+            let now = tokio::time::Instant::now();
+            longest = longest.max(now.min(deadline).saturating_duration_since(looked));
+            looked = now;
+            if now >= deadline {
+                return Err(match unlisted {
+                    Some(leader) => Refusal::LeaderUnlisted(leader),
+                    None => Refusal::NoLeader(stall_in(wait, longest)),
+                });
             }
             tokio::time::sleep(LEADER_POLL).await;
         };
@@ -364,7 +407,82 @@ mod tests {
             filter.set_member(2, Some(&crate::transport::tests::serve(router).await));
             let said = check.older_member(|| 2, Duration::from_secs(5)).await;
             assert_eq!(said, want, "x-raftexample-older: {older:?}");
+            // What its client hears (README: "or none it could read").
+            if let Err(refusal) = said
+                && refusal != Refusal::Older(3)
+            {
+                let text = refusal.answer(Duration::from_secs(5)).to_string();
+                assert_eq!(
+                    text,
+                    "the leader (node 2) did not say whether every member runs a build that \
+                     stores a value that is not UTF-8 (no answer within 1.0s, or none it could \
+                     read), so it was not written: it will not happen; try again",
+                    "x-raftexample-older: {older:?}"
+                );
+            }
         }
+    }
+
+    /// A node that stood still for most of a write's wait for a leader (paused with SIGSTOP,
+    /// starved of CPU) says that it did, not that a quorum may be down, as the node's own
+    /// loop does (review 114 L6). One that looked every 10 ms all along names the quorum.
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_stood_still_waiting_for_a_leader_says_so() {
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter);
+        let wait = Duration::from_secs(5);
+        // The looks at 0, 10 and 20 ms, then the process stops for 4 s.
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::advance(Duration::from_secs(4)).await;
+        });
+        let said = check.older_member(|| 0, wait).await;
+        let Err(Refusal::NoLeader(Some(still))) = said else {
+            panic!("{said:?}");
+        };
+        assert!(
+            (Duration::from_secs(4)..Duration::from_millis(4_050)).contains(&still),
+            "{still:?}"
+        );
+        let answer = Refusal::NoLeader(Some(still)).answer(wait);
+        assert!(answer.will_not_happen());
+        answer.assert_said_of_this_node(
+            "this node knew no leader in time for a wait of 5s (it stood still for 4.0s",
+        );
+
+        let said = check.older_member(|| 0, wait).await;
+        assert_eq!(said, Err(Refusal::NoLeader(None)));
+        let text = Refusal::NoLeader(None).answer(wait).to_string();
+        assert!(
+            text.starts_with(
+                "no leader was elected in time for a wait of 5s (a quorum may be down)"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A leader known all along whose address this node does not know (not among the members
+    /// it knows) is not said to be no leader: "no leader was elected" would be false (review
+    /// 114 L6). The write will not happen, as then.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_not_among_the_known_members_is_not_called_no_leader() {
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        filter.set_member(2, Some("http://127.0.0.1:2"));
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter);
+        let wait = Duration::from_secs(5);
+        let said = check.older_member(|| 4, wait).await;
+        assert_eq!(said, Err(Refusal::LeaderUnlisted(4)));
+        let answer = Refusal::LeaderUnlisted(4).answer(wait);
+        assert!(answer.will_not_happen());
+        let text = answer.to_string();
+        assert!(
+            text.starts_with("this node knew the leader (node 4) but not its address")
+                && text.ends_with("it will not happen; try again")
+                && !text.contains("no leader"),
+            "{text}"
+        );
     }
 
     /// A probe's answer never replaces what a member's own request said: a follower that took
