@@ -834,8 +834,13 @@ mod tests {
             line.contains("written by a newer build") && line.contains(&place),
             "{line}"
         );
+        // Where it stopped, then what it left unread, then the advice (review 114 N2).
+        let unread = all_but_the_oldest_unread(&segments);
         assert!(
-            line.contains(&all_but_the_oldest_unread(&segments)),
+            line.contains(&format!(
+                "(its checksum holds: it is not damage){unread}; start this node with that \
+                 build (or a newer one)"
+            )),
             "{line}"
         );
         assert!(!line.contains("corrupt"), "not damage: {line}");

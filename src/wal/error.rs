@@ -29,8 +29,8 @@ pub enum Error {
     /// unfinished rotation found on the way is finished first, as on any open).
     #[error(
         "written by a newer build: record type {record_type} at {path} offset {offset}, which \
-         this build does not know (its checksum holds: it is not damage); start this node with \
-         that build (or a newer one){unread}"
+         this build does not know (its checksum holds: it is not damage){unread}; start this \
+         node with that build (or a newer one)"
     )]
     NewerBuild {
         /// The segment file.
@@ -40,9 +40,10 @@ pub enum Error {
         /// Its type.
         record_type: u8,
         /// The newer segments a scan (`dump`) left unread after it, said as a clause that
-        /// follows the rest ("; reading stopped there, ..."), or nothing: a reader of `dump`
-        /// would otherwise take the place it stopped at for the end of the log. Empty from a
-        /// start, whose remedy does not depend on them.
+        /// follows the place ("; reading stopped there, ..."), before the advice, whose
+        /// "there" would otherwise point back past it (review 114 N2); or nothing: a reader of
+        /// `dump` would otherwise take the place it stopped at for the end of the log. Empty
+        /// from a start, whose remedy does not depend on them.
         unread: String,
     },
     /// `fsync` failed. Data written since the last successful sync may be lost even if a retry
