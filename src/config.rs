@@ -13,7 +13,7 @@ use clap::{ArgAction, Parser, Subcommand};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "raftexample",
-    version,
+    version = crate::version::VERSION,
     about = "A replicated key-value store on Raft: etcd's contrib/raftexample, in Rust.",
     long_about = "A replicated key-value store on Raft: etcd's contrib/raftexample, in Rust.\n\n\
         Start a single node with no flags, or three nodes with the Procfile. \

@@ -893,6 +893,7 @@ mod tests {
             wal_bytes: 539,
             sessions: (3, 1),
             incarnation: "f3a7143625a82248".into(),
+            build: crate::version::BUILD,
             members: vec![member(1, false), member(2, true), member(3, false)],
             progress: Some([(1, follower()), (3, follower())].into()),
             transferring_to: None,

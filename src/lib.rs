@@ -47,6 +47,7 @@
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
+//! - [`version`]: the build a node runs (its git commit and date), for people and metrics.
 //! - [`mutation`]: fixes the simulator takes out again to show it finds their bugs.
 //! - [`events`] and [`ui`]: the live page at `/-/ui`, fed by each `Ready` while a page watches.
 
@@ -79,6 +80,7 @@ pub mod tls;
 pub mod transport;
 pub mod ui;
 pub mod varint;
+pub mod version;
 pub mod wal;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -549,6 +551,7 @@ async fn start_recovered(
         id = config.id,
         rest = %rest_addr,
         peer = %peer_addr,
+        build = version::DESCRIBED,
         "raftexample is serving"
     );
     Ok(Running {

@@ -5,8 +5,8 @@
 //! process in tests.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric of a node.
@@ -100,6 +100,24 @@ impl Metrics {
             h
         };
         let histogram = |name: &str, help: &str| histogram_with(name, help, latency_buckets());
+        // The build as labels of a constant 1, as Prometheus exporters name theirs: a query
+        // joins it to any other metric by the node label, to see which nodes still run an
+        // older build in a rolling upgrade.
+        let build = crate::version::BUILD;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "The build this node runs: its git commit and the commit's date (labels).",
+            ),
+            &["commit", "date"],
+        )
+        .expect("constant metric names are valid");
+        build_info
+            .with_label_values(&[build.commit, build.date])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("each metric is registered once");
         Metrics {
             proposals_received: counter(
                 "proposals_received_total",
@@ -209,5 +227,18 @@ mod tests {
             .expect("the sent counter is rendered");
         assert!(sent.contains("peer=\"2\"") && sent.contains("node=\"7\"") && sent.ends_with(" 3"));
         assert!(text.contains("# TYPE raftexample_wal_sync_seconds histogram"));
+    }
+
+    /// The build is a metric (a user's campaign found none): the commit and its date as
+    /// labels of a constant 1, beside the node's.
+    #[test]
+    fn renders_the_build_as_labels() {
+        let text = Metrics::new(7).render();
+        let build = crate::version::BUILD;
+        let info = format!(
+            "raftexample_build_info{{commit=\"{}\",date=\"{}\",node=\"7\"}} 1",
+            build.commit, build.date
+        );
+        assert!(text.lines().any(|l| l == info), "{info} in {text}");
     }
 }

@@ -483,6 +483,9 @@ pub struct NodeStatus {
     /// `not-yet` (no session registration applied yet) or `unknown` (restored from a
     /// snapshot of a version that did not record it).
     pub incarnation: String,
+    /// The build this node runs (see [`crate::version`]): it tells, in a rolling upgrade,
+    /// which nodes still run the old one.
+    pub build: crate::version::Build,
     /// The members and their peer URLs.
     pub members: Vec<MemberStatus>,
     /// On the leader, each follower's replication progress.

@@ -857,6 +857,7 @@ fn a_join_admitted_but_still_catching_up_is_said_to_be() {
         wal_bytes: 0,
         sessions: (0, 0),
         incarnation: "not-yet".into(),
+        build: raftexample::version::BUILD,
         members: vec![],
         progress: None,
         transferring_to: None,

@@ -80,6 +80,52 @@ async fn status_takes_pretty_as_a_boolean() {
     cluster.shutdown().await;
 }
 
+/// The status and the metrics name the build the node runs (a user's campaign, upgrading node
+/// by node, could not tell which nodes still ran the old one): `build` in the status JSON,
+/// after `incarnation` (the fields before it keep their order), and `raftexample_build_info`.
+/// So does `--version`, which said `raftexample 0.1.0` for every build.
+#[tokio::test(start_paused = true)]
+async fn the_status_the_metrics_and_the_version_name_the_build() {
+    let (cluster, api) = single_node().await;
+    let build = raftexample::version::BUILD;
+    let (s, body) = api.call(Method::GET, "/-/status", vec![]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(status["build"]["commit"], build.commit, "{body}");
+    assert_eq!(status["build"]["date"], build.date, "{body}");
+    let at = |field: &str| body.find(&format!("\"{field}\":")).expect(field);
+    assert!(
+        at("incarnation") < at("build") && at("build") < at("members"),
+        "{body}"
+    );
+
+    let (s, metrics) = api.call(Method::GET, "/-/metrics", vec![]).await;
+    assert_eq!(s, StatusCode::OK, "{metrics}");
+    let info = format!(
+        "raftexample_build_info{{commit=\"{}\",date=\"{}\",node=\"1\"}} 1",
+        build.commit, build.date
+    );
+    assert!(metrics.lines().any(|l| l == info), "{info} in {metrics}");
+    cluster.shutdown().await;
+
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_raftexample"))
+        .arg("--version")
+        .output()
+        .expect("raftexample --version runs");
+    let said = String::from_utf8_lossy(&version.stdout);
+    assert!(version.status.success(), "{said}");
+    let described = raftexample::version::DESCRIBED;
+    assert_eq!(
+        said.trim_end(),
+        format!("raftexample {} ({described})", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(
+        described == format!("commit {}, {}", build.commit, build.date)
+            || described == "unknown commit",
+        "{described}"
+    );
+}
+
 /// `GET /<key>?stale` takes a boolean as `?pretty` does: `stale=t` is a stale read, and a
 /// value that is none is a `400` naming it, where it was silently a linearizable read.
 #[tokio::test(start_paused = true)]

@@ -54,6 +54,7 @@ impl RaftNode {
             wal_bytes: self.wal.as_ref().map_or(0, Wal::size_on_disk),
             sessions: self.sessions.size(),
             incarnation: self.incarnation.text(),
+            build: crate::version::BUILD,
             members: self
                 .members
                 .urls

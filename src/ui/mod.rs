@@ -323,6 +323,7 @@ mod tests {
             wal_bytes: 0,
             sessions: (0, 0),
             incarnation: "not-yet".into(),
+            build: crate::version::BUILD,
             members: Vec::new(),
             progress: None,
             transferring_to: None,
