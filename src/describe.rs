@@ -24,7 +24,8 @@ pub fn describe_entry(e: &Entry, limit: Option<usize>) -> String {
         EntryType::EntryNormal => {
             let origin = match proposal::decode(&e.data) {
                 Ok(Payload::Register { origin, nonce }) => {
-                    return format!("session registration of node {origin} (nonce {nonce:x})");
+                    let nonce = crate::incarnation::hex(nonce);
+                    return format!("session registration of node {origin} (nonce {nonce})");
                 }
                 Ok(Payload::Fence {
                     origin,

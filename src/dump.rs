@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(
             trail.conclude(&none),
             (
-                "b1".to_string(),
+                "00000000000000b1".to_string(),
                 "the first session registration, at index 3".to_string()
             )
         );
@@ -554,7 +554,7 @@ mod tests {
         let older = BTreeMap::from([((3, 5), Incarnation::Unknown)]);
         assert_eq!(trail.conclude(&older).0, "unknown");
         let known = BTreeMap::from([((3, 5), Incarnation::Known(0xc1))]);
-        assert_eq!(trail.conclude(&known).0, "c1");
+        assert_eq!(trail.conclude(&known).0, "00000000000000c1");
     }
 
     /// A node that joined on an empty data dir: its metadata says where its admitters were,

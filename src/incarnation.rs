@@ -75,14 +75,24 @@ impl Incarnation {
         self
     }
 
-    /// For people (the status JSON, `raftexample dump`): hex when known, else why not.
+    /// For people (the status JSON, `raftexample dump`): hex when known ([`hex`]), else why
+    /// not.
     pub fn text(self) -> String {
         match self {
-            Incarnation::Known(n) => format!("{n:x}"),
+            Incarnation::Known(n) => hex(n),
             Incarnation::NotYet => "not-yet".into(),
             Incarnation::Unknown => "unknown".into(),
         }
     }
+}
+
+/// An incarnation (a registration's nonce) as people see it, wherever it is shown: 16 hex
+/// digits, leading zeros and all, so that one that happens to begin with a zero is as long as
+/// the others and a comparison by eye, or a script's by text, holds (a user's campaign saw 15
+/// digits). The peer header carries it without them ([`crate::transport`]): older builds read
+/// either, and the wire stays as they send it.
+pub fn hex(n: u64) -> String {
+    format!("{n:016x}")
 }
 
 #[cfg(test)]
@@ -107,7 +117,21 @@ mod tests {
         assert_eq!(inc.note_registration(0xaa), Some(0xaa));
         assert_eq!(inc.note_registration(0xbb), None);
         assert_eq!(inc, Incarnation::Known(0xaa));
-        assert_eq!(inc.text(), "aa");
+        assert_eq!(inc.text(), "00000000000000aa");
+    }
+
+    /// An incarnation that begins with a zero shows all 16 digits, in the status and the
+    /// dump's text alike (a user's campaign saw `a254d398dc66ae2`, 15 of them, beside others'
+    /// 16): the same text in both, so one can be looked for in the other.
+    #[test]
+    fn an_incarnation_is_shown_in_16_digits() {
+        let nonce = 0x0a25_4d39_8dc6_6ae2;
+        assert_eq!(Incarnation::Known(nonce).text(), "0a254d398dc66ae2");
+        let described = crate::describe::describe_entry(&register(5, nonce), None);
+        assert_eq!(
+            described,
+            "session registration of node 1 (nonce 0a254d398dc66ae2)"
+        );
     }
 
     /// A node restored from an older version's snapshot never adopts a registration: one

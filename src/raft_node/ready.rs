@@ -775,7 +775,7 @@ impl RaftNode {
                     if let Some(n) = self.incarnation.note_registration(nonce) {
                         tracing::info!(
                             index = entry.index,
-                            incarnation = format!("{n:x}"),
+                            incarnation = crate::incarnation::hex(n),
                             "the cluster's first session registration names its incarnation"
                         );
                         self.tell_transport_incarnation(n);

@@ -376,6 +376,8 @@ impl PeerFilter {
         if let Some(values) = self.values_header() {
             request = request.header(HEADER_VALUES, values);
         }
+        // Without leading zeros, as older builds send it: every build reads both, and people
+        // see it in 16 digits (`incarnation::hex`), which the wire need not follow.
         match self.incarnation() {
             0 => request,
             incarnation => request.header(HEADER_INCARNATION, format!("{incarnation:x}")),

@@ -274,14 +274,17 @@ impl PeerServer {
             return Ok(());
         }
         let me = self.filter.self_id;
+        let hex = crate::incarnation::hex;
         let text = format!(
-            "refusing messages from node {from}: it is of incarnation {theirs:x} of this \
-             cluster, and this node (node {me}) of incarnation {ours:x}. The data dir of one of \
+            "refusing messages from node {from}: it is of incarnation {} of this \
+             cluster, and this node (node {me}) of incarnation {}. The data dir of one of \
              the two comes from an earlier run of a cluster started with the same flags, and \
              their logs must not merge: stop the node whose data is stale (the one whose \
              incarnation differs from the other members': `incarnation` in /-/status, or \
              raftexample dump), remove its data dir, and start it again with --join (if its \
-             id is no longer a member, POST /<its id> on a member first)"
+             id is no longer a member, POST /<its id> on a member first)",
+            hex(theirs),
+            hex(ours)
         );
         self.log_once(from, theirs, &text);
         Err(Refusal::new(PeerRefusal::WrongNode, text))
@@ -970,8 +973,9 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
         let text = refused.text();
         for needle in [
-            "from node 1: it is of incarnation a1",
-            "this node (node 3) of incarnation b2",
+            // In 16 digits, as /-/status shows them; the header may leave out leading zeros.
+            "from node 1: it is of incarnation 00000000000000a1",
+            "this node (node 3) of incarnation 00000000000000b2",
             "earlier run of a cluster started with the same flags",
             "stop the node whose data is stale (the one whose incarnation differs from the \
              other members': `incarnation` in /-/status, or raftexample dump)",
@@ -1031,7 +1035,10 @@ mod tests {
             .expect("the stream's task")
             .expect_err("refused");
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
-        assert!(refused.text().contains("incarnation a1"), "{refused:?}");
+        assert!(
+            refused.text().contains("incarnation 00000000000000a1"),
+            "{refused:?}"
+        );
         assert!(events.try_recv().is_err(), "the second batch was delivered");
     }
 

@@ -1116,9 +1116,12 @@ impl World {
         };
         let (sender, ours) = (incarnation(from), incarnation(to));
         if raftexample::transport::of_another_run(ours, sender) {
+            let hex = raftexample::incarnation::hex;
             self.violation(format!(
-                "node {to}, of incarnation {ours:x}, would refuse node {from}, of incarnation \
-                 {sender:x}: two nodes of one run know different incarnations"
+                "node {to}, of incarnation {}, would refuse node {from}, of incarnation {}: \
+                 two nodes of one run know different incarnations",
+                hex(ours),
+                hex(sender)
             ));
             return Some(Refused::Unreachable);
         }
