@@ -195,7 +195,7 @@ pub fn quorum_after_change(
 }
 
 /// Node ids for a sentence: "node 2", "nodes 2 and 4", "nodes 2, 4 and 5".
-fn nodes(ids: &[u64]) -> String {
+pub fn nodes(ids: &[u64]) -> String {
     match ids {
         [one] => format!("node {one}"),
         [init @ .., last] => {

@@ -242,13 +242,16 @@ pub enum ProposalError {
     /// answer now.
     #[error("{0}")]
     WouldLoseQuorum(String),
-    /// A PUT of a value that is not UTF-8 while this member runs a build that would skip it
-    /// (see [`crate::transport::builds`]): nothing was proposed.
+    /// A PUT of a value that is not UTF-8 while these members run a build that would skip it
+    /// (see [`crate::transport::builds`]): nothing was proposed. Every one the node knows of
+    /// is named: naming the lowest alone, it told of the next only at the next refusal.
     #[error(
-        "node {0} runs an older build that would skip a value that is not UTF-8, so it was not \
-         written; upgrade every node first (text values are unaffected)"
+        "{} {} an older build that would skip a value that is not UTF-8, so it was not \
+         written; upgrade every node first (text values are unaffected)",
+        crate::membership::nodes(.0),
+        if .0.len() == 1 { "runs" } else { "run" }
     )]
-    OlderBuild(u64),
+    OlderBuild(Vec<u64>),
     /// A PUT of a value that is not UTF-8 while the leader (this id) did not say within the
     /// time given (a second, or what was left of the write's wait) which builds the members
     /// run (see [`crate::transport::builds`]): nothing was proposed.
@@ -775,7 +778,7 @@ mod tests {
             },
             ProposalError::Rejected("no".into()),
             ProposalError::WouldLoseQuorum("no".into()),
-            ProposalError::OlderBuild(2),
+            ProposalError::OlderBuild(vec![2]),
             ProposalError::BuildsUnknown(2, d),
             ProposalError::LeaderUnlisted(2, d),
         ];

@@ -155,10 +155,10 @@ pub fn older_of(headers: &HeaderMap) -> Option<Vec<u64>> {
 }
 
 /// Why a value that is not UTF-8 was not written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// This member runs (or last ran) a build that would skip it.
-    Older(u64),
+    /// These members (ascending, at least one) run (or last ran) a build that would skip it.
+    Older(Vec<u64>),
     /// The leader (this id) did not say which builds the members run within this long: a
     /// second, or what was left of the wait if less.
     LeaderSilent(u64, Duration),
@@ -179,7 +179,7 @@ impl Refusal {
     /// Every one is 503 and "it will not happen" but [`Refusal::Older`] (409).
     pub fn answer(self, wait: Duration) -> ProposalError {
         match self {
-            Refusal::Older(member) => ProposalError::OlderBuild(member),
+            Refusal::Older(members) => ProposalError::OlderBuild(members),
             Refusal::LeaderSilent(leader, waited) => ProposalError::BuildsUnknown(leader, waited),
             Refusal::NoLeader(stood_still) => ProposalError::NoLeader(Waited { wait, stood_still }),
             Refusal::LeaderUnlisted(leader) => ProposalError::LeaderUnlisted(leader, wait),
@@ -284,10 +284,7 @@ impl ValuesCheck {
         let (leader, url) = loop {
             let leader = leader();
             if leader == self_id {
-                return match self.filter.older_members().first() {
-                    Some(id) => Err(Refusal::Older(*id)),
-                    None => Ok(()),
-                };
+                return older(self.filter.older_members());
             }
             if leader != 0 {
                 match self.filter.member_url(leader) {
@@ -310,7 +307,7 @@ impl ValuesCheck {
         // (see `Heard::ProbeAnswer`), and would otherwise stand while the leader's stream
         // lives, refusing every such write.
         if builds.said_by(leader) == Some(Build::Older) {
-            return Err(Refusal::Older(leader));
+            return Err(Refusal::Older(vec![leader]));
         }
         if self.fresh_none(leader, &url) {
             return Ok(());
@@ -322,12 +319,9 @@ impl ValuesCheck {
             return Err(Refusal::NoTimeLeft);
         }
         let answer = match self.builds_known_to(leader, &url, patience).await {
-            Some((Build::Older, _)) => Err(Refusal::Older(leader)),
-            Some((Build::AnyBytes, Some(older))) => {
-                match older.into_iter().find(|id| *id != self_id) {
-                    Some(id) => Err(Refusal::Older(id)),
-                    None => Ok(()),
-                }
+            Some((Build::Older, _)) => Err(Refusal::Older(vec![leader])),
+            Some((Build::AnyBytes, Some(listed))) => {
+                older(listed.into_iter().filter(|id| *id != self_id).collect())
             }
             // Says this build but not whom it heard as older: it cannot tell, so neither can
             // this node.
@@ -369,6 +363,14 @@ impl ValuesCheck {
     }
 }
 
+/// Refused naming every member of `older`, if any.
+fn older(older: Vec<u64>) -> Result<(), Refusal> {
+    match older.is_empty() {
+        true => Ok(()),
+        false => Err(Refusal::Older(older)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -389,10 +391,12 @@ mod tests {
         let check = ValuesCheck::new(prober, filter.clone());
         let silent = Err(Refusal::LeaderSilent(2, BUILDS_TIMEOUT));
         for (older, want) in [
-            (Some("3;since=5"), silent),
-            (Some("3,x"), silent),
-            (None, silent),
-            (Some("3"), Err(Refusal::Older(3))),
+            (Some("3;since=5"), silent.clone()),
+            (Some("3,x"), silent.clone()),
+            (None, silent.clone()),
+            (Some("3"), Err(Refusal::Older(vec![3]))),
+            // All of them but the asker, where it named the lowest alone.
+            (Some("1,3,4"), Err(Refusal::Older(vec![3, 4]))),
             (Some(""), Ok(())),
         ] {
             let answer = move || async move {
@@ -409,7 +413,7 @@ mod tests {
             assert_eq!(said, want, "x-raftexample-older: {older:?}");
             // What its client hears (README: "or none it could read").
             if let Err(refusal) = said
-                && refusal != Refusal::Older(3)
+                && !matches!(refusal, Refusal::Older(_))
             {
                 let text = refusal.answer(Duration::from_secs(5)).to_string();
                 assert_eq!(
@@ -483,6 +487,31 @@ mod tests {
                 && !text.contains("no leader"),
             "{text}"
         );
+    }
+
+    /// A leader names every member it heard run an older build, not the lowest alone (a user's
+    /// campaign: with nodes 2 and 3 on an older build, the 409 named node 2, and once node 2
+    /// was upgraded, node 3): the 409 says them all, and one in the singular.
+    #[tokio::test]
+    async fn a_leader_names_every_older_member() {
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        let check = ValuesCheck::new(prober, filter.clone());
+        for id in [2, 3, 4] {
+            filter.set_member(id, Some(&format!("http://127.0.0.1:{id}")));
+        }
+        filter.builds().record(3, Build::Older, Heard::Request);
+        filter.builds().record(2, Build::Older, Heard::Request);
+        let refused = check.older_member(|| 1, Duration::from_secs(5)).await;
+        assert_eq!(refused, Err(Refusal::Older(vec![2, 3])));
+        let said = |older| crate::request::ProposalError::OlderBuild(older).to_string();
+        let two = said(vec![2, 3]);
+        assert!(
+            two.starts_with("nodes 2 and 3 run an older build that "),
+            "{two}"
+        );
+        let one = said(vec![3]);
+        assert!(one.starts_with("node 3 runs an older build that "), "{one}");
     }
 
     /// A probe's answer never replaces what a member's own request said: a follower that took

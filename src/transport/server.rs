@@ -1150,7 +1150,10 @@ mod tests {
         filter.set_member(3, Some("http://127.0.0.1:3"));
         let at = |url: &str| filter.set_member(2, Some(url));
         at(&heard_3_older);
-        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(vec![3]))
+        );
         assert_eq!(filter.builds().of(2), Some(Build::AnyBytes), "recorded");
         at(&heard_none);
         assert_eq!(check.older_member(|| 2, WAIT).await, Ok(()));
@@ -1161,18 +1164,21 @@ mod tests {
             "not the asker"
         );
         at(&older);
-        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(2)));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(vec![2]))
+        );
         at(&no_probe);
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
-            Err(Refusal::Older(2)),
+            Err(Refusal::Older(vec![2])),
             "a 404"
         );
         filter.builds().record(2, Build::Older, Heard::Request);
         at(&heard_none);
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
-            Err(Refusal::Older(2)),
+            Err(Refusal::Older(vec![2])),
             "a leader whose own request said it runs an older build is named without asking"
         );
         filter.builds().forget(2);
@@ -1237,7 +1243,10 @@ mod tests {
             server_of(filter, dir.path()).0
         };
         at(&serve(upgrading.clone().router()).await);
-        assert_eq!(check.older_member(|| 2, WAIT).await, Err(Refusal::Older(3)));
+        assert_eq!(
+            check.older_member(|| 2, WAIT).await,
+            Err(Refusal::Older(vec![3]))
+        );
         upgrading
             .filter
             .builds()
@@ -1251,7 +1260,7 @@ mod tests {
         filter.builds().record(3, Build::Older, Heard::Request);
         assert_eq!(
             check.older_member(|| 1, WAIT).await,
-            Err(Refusal::Older(3)),
+            Err(Refusal::Older(vec![3])),
             "a leader: what it heard"
         );
         let alone = check.older_member(|| 0, Duration::from_millis(50)).await;
@@ -1299,7 +1308,7 @@ mod tests {
         filter.set_member(2, Some(&not_its_peer_server));
         assert_eq!(
             check.older_member(|| 2, WAIT).await,
-            Err(Refusal::Older(2)),
+            Err(Refusal::Older(vec![2])),
             "the 404 of a server without the probe"
         );
         assert_eq!(
