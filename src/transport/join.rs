@@ -101,6 +101,12 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_millis(25);
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long one question may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a joining node waits on admissions that count no voters, with no leader's word,
+/// before it says what to do ([`NoWord`]): a leader of this build answers so only for a moment.
+const NO_WORD_ADVICE_AFTER: Duration = Duration::from_secs(10);
+/// How often it says it again after that: seen by whoever looks at the log later, without
+/// filling it (a round is every half second).
+const NO_WORD_ADVICE_EVERY: Duration = Duration::from_secs(30);
 /// Longest answer read (a hex id, or a one-line refusal).
 const MAX_ANSWER: usize = 4096;
 
@@ -458,6 +464,13 @@ impl Round {
         }
     }
 
+    /// Whether members admit the node but none counts voters: leaders holding back entries,
+    /// or members of a build from before 2026-12-05, which say neither voters nor the
+    /// leader's word.
+    fn counts_no_voters(&self) -> bool {
+        !self.admitted.is_empty() && self.admitted.values().all(|(_, v, _)| v.is_none())
+    }
+
     /// The round's verdict once every member answered, or gave up.
     pub fn end(self) -> Verdict {
         let Some(&first) = self.admitted.keys().next() else {
@@ -586,6 +599,34 @@ pub fn format_voters(voters: &[u64]) -> String {
     ids.join(",")
 }
 
+/// Since when a joining node's rounds have ended with admissions that count no voters and no
+/// leader's word, and when it says next what to do. Members of a build from before 2026-12-05
+/// answer so for good (a user's campaign: the node waited for ever, saying once that it was
+/// waiting, while the cluster counted it as a voter); a leader holding back entries does for
+/// a moment, so the advice waits [`NO_WORD_ADVICE_AFTER`]. Any other round starts it over.
+#[derive(Debug, Default)]
+struct NoWord {
+    /// The first round of this stretch, and when the advice is due.
+    since: Option<(tokio::time::Instant, tokio::time::Instant)>,
+}
+
+impl NoWord {
+    /// Notes a round that ended at `now`, `uncounted` if its admissions counted no voters (and
+    /// no leader spoke); `Some`: say the advice now, having waited that long.
+    fn note(&mut self, uncounted: bool, now: tokio::time::Instant) -> Option<Duration> {
+        if !uncounted {
+            self.since = None;
+            return None;
+        }
+        let (first, due) = self.since.get_or_insert((now, now + NO_WORD_ADVICE_AFTER));
+        if now < *due {
+            return None;
+        }
+        *due = now + NO_WORD_ADVICE_EVERY;
+        Some(now - *first)
+    }
+}
+
 /// What a member's answer says in its headers.
 #[derive(Default)]
 pub(super) struct Said {
@@ -634,8 +675,9 @@ impl Lookup {
     pub async fn run(self) -> Result<(), String> {
         // Once per distinct answer: the node may wait long for its POST.
         let mut logged = BTreeSet::new();
+        let mut no_word = NoWord::default();
         loop {
-            match self.round(&mut logged).await {
+            match self.round(&mut logged, &mut no_word).await {
                 Ok(Some((id, cluster, seen, incarnation))) => {
                     let now = self.filter.admitted(cluster, seen, incarnation);
                     tracing::info!(
@@ -660,6 +702,7 @@ impl Lookup {
     async fn round(
         &self,
         logged: &mut BTreeSet<(u64, String)>,
+        no_word: &mut NoWord,
     ) -> Result<Option<(u64, u64, Admission, u64)>, String> {
         use futures_util::StreamExt;
         let mut asks: futures_util::stream::FuturesUnordered<_> = self
@@ -688,6 +731,7 @@ impl Lookup {
                 Err(reason) => note(logged, id, url, &reason.to_string()),
             }
         }
+        let uncounted = verdict.is_none() && round.counts_no_voters();
         match verdict.unwrap_or_else(|| round.end()) {
             Verdict::Admitted {
                 member,
@@ -701,6 +745,9 @@ impl Lookup {
                     && logged.insert((0, why.clone()))
                 {
                     tracing::warn!("{why}");
+                }
+                if let Some(waited) = no_word.note(uncounted, tokio::time::Instant::now()) {
+                    tracing::warn!("{}", self.no_word_advice(waited));
                 }
                 Ok(None)
             }
@@ -848,6 +895,23 @@ impl Lookup {
             }
             tokio::time::sleep(STARTING_RETRY).await;
         }
+    }
+
+    /// What a node that has waited `waited` on admissions that count no voters is told to do
+    /// ([`NoWord`]).
+    fn no_word_advice(&self, waited: Duration) -> String {
+        let id = self.filter.self_id;
+        let url = normalize_url(&self.own_url);
+        format!(
+            "still not admitted after {}s: the members admit node {id} but count no voters, \
+             and no leader has given its word. Members of a build from before 2026-12-05 never \
+             give it, so if they run one, upgrade them first; but the cluster counts node {id} \
+             as a voter already and its quorum needs it, so a member stopped for its upgrade \
+             may leave the cluster without one. To take node {id} back out meanwhile, stop it \
+             and DELETE /{id} on a member; once the members are upgraded, POST /{id} with \
+             {url} and start it again with --join",
+            waited.as_secs()
+        )
     }
 
     /// What [`Self::before_bootstrap`] says when no member answered within [`BOOTSTRAP_ASK`].
@@ -1732,6 +1796,58 @@ mod tests {
 
         leader.set((StatusCode::OK, true, None, "abc"));
         admitted(run, &filter, "admitted once the leader says so").await;
+    }
+
+    /// Node 4 joins members of a build from before 2026-12-05: they admit it but count no
+    /// voters, and none gives the leader's word, so it is not admitted. After ten seconds it
+    /// says what to do (upgrade them, or take it back out), then every thirty, not at each
+    /// round (a user's campaign: it said once that it was waiting, and waited for ever); an
+    /// answer that counts voters starts the wait over; a leader's word admits it.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_only_members_of_an_older_build_admit_is_told_what_to_do() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        const OLDER: Reply = (StatusCode::OK, false, None, "abc");
+        let (one, one_url) = Member::start(OLDER).await;
+        let (_two, two_url) = Member::start(OLDER).await;
+        let lookup = lookup(vec![(1, one_url), (2, two_url)]);
+        let filter = lookup.filter.clone();
+        let run = tokio::spawn(lookup.run());
+        let advice = "Members of a build from before 2026-12-05 never give it";
+        // How often the advice was said `secs` after `from`.
+        let said = |from: tokio::time::Instant, secs: u64| {
+            let log = &log;
+            async move {
+                tokio::time::sleep_until(from + Duration::from_secs(secs)).await;
+                log.count(advice)
+            }
+        };
+        let from = tokio::time::Instant::now();
+        let said_at = |secs| said(from, secs);
+        assert_eq!(said_at(9).await, 0, "too soon: {}", log.text());
+        assert_eq!(said_at(11).await, 1, "{}", log.text());
+        for text in [
+            "still not admitted after 10s: the members admit node 4 but count no voters",
+            "upgrade them first",
+            "stop it and DELETE /4 on a member; once the members are upgraded, POST /4 with \
+             http://127.0.0.1:9 and start it again with --join",
+        ] {
+            assert_eq!(log.count(text), 1, "{text:?} in {}", log.text());
+        }
+        assert_eq!(said_at(39).await, 1, "said again too soon: {}", log.text());
+        assert_eq!(said_at(41).await, 2, "{}", log.text());
+
+        one.set(ADMIT);
+        said_at(45).await;
+        one.set(OLDER);
+        let from = tokio::time::Instant::now();
+        let said_at = |secs| said(from, secs);
+        assert_eq!(said_at(9).await, 2, "counted voters, yet: {}", log.text());
+        assert_eq!(said_at(11).await, 3, "{}", log.text());
+        assert_eq!(filter.cluster_id(), 0, "admitted without the word");
+
+        one.set((StatusCode::OK, true, None, "abc"));
+        admitted(run, &filter, "admitted once a leader says so").await;
     }
 
     /// Without the leader, node 4 of five voters waits until three others admit it (over
