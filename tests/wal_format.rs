@@ -13,7 +13,8 @@
 //! segments end with the record naming the next one (type 9), but their headers do not
 //! promise it (type 10 came after); `clean.expected` is again what that code read back.
 //!
-//! The first open of either adds one segment of this build's format, whose header holds that
+//! Opening either adds no segment; sealing it ([`Wal::seal_format`], which a start calls once
+//! it has judged the WAL its own) adds one of this build's format, whose header holds that
 //! promise, so that the builds that wrote them refuse the WAL from then on; the old segments
 //! keep their records.
 
@@ -88,8 +89,8 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Checks what opening the WAL in `dir`, a copy of fixture folder `clean` of `format`, did
-/// to it: the old records synced, a sync mark written after them (over preallocated zeros, or
+/// Checks what opening and sealing the WAL in `dir`, a copy of fixture folder `clean` of
+/// `format`, did to it: the old records synced, a sync mark written after them (over preallocated zeros, or
 /// past the file's end where there were none), then a record naming one new segment, of this
 /// build's format: its header holds the `chained` record, which the builds that wrote these
 /// fixtures refuse, so that they refuse the WAL from then on. Nothing else: no other byte of
@@ -145,14 +146,30 @@ fn opening_added_one_segment(format: &str, dir: &Path) {
     }
 }
 
-/// Opens the WAL in `dir` again after [`opening_added_one_segment`], and checks that it gives
-/// back the fixture's contents and starts no other segment.
+/// Opens and seals the WAL in `dir` again after [`opening_added_one_segment`], and checks that
+/// it gives back the fixture's contents and starts no other segment.
 fn reopen_as_it_is(format: &str, dir: &Path, opts: WalOptions) -> (Wal, WalContents) {
     let files = names(dir);
-    let (wal, contents) = Wal::open(dir, opts).expect("the WAL opens again");
+    let (mut wal, contents) = Wal::open(dir, opts).expect("the WAL opens again");
     assert_eq!(describe(&contents), expected(format));
-    assert_eq!(names(dir), files, "a second open starts no segment");
+    wal.seal_format().expect("sealed again");
+    assert_eq!(names(dir), files, "a second start starts no segment");
     (wal, contents)
+}
+
+/// Opens the WAL in `dir`, a copy of fixture folder `name` of `format`, checks that opening
+/// alone added no segment (a start may still refuse it, and the older build must then be
+/// able to start there again), then seals it as a start that judged it its own does.
+fn open_and_seal(format: &str, name: &str, dir: &Path, opts: WalOptions) -> WalContents {
+    let (mut wal, contents) = Wal::open(dir, opts).expect("the old WAL opens");
+    assert_eq!(
+        names(dir),
+        names(&fixture(format, name)),
+        "open alone adds none"
+    );
+    wal.seal_format()
+        .expect("the old WAL takes a segment of this format");
+    contents
 }
 
 fn expected(format: &str) -> String {
@@ -180,11 +197,10 @@ fn entries(first: u64, term: u64, n: u64) -> Vec<Entry> {
 #[test]
 fn an_old_wal_replays_as_it_did_and_takes_new_records() {
     let dir = copy_of(V1, "clean");
-    let (wal, contents) = Wal::open(dir.path(), OPTS).expect("the old WAL opens");
+    let contents = open_and_seal(V1, "clean", dir.path(), OPTS);
     assert_eq!(describe(&contents), expected(V1));
     // Over the preallocated zeros.
     opening_added_one_segment(V1, dir.path());
-    drop(wal);
     let (wal, contents) = reopen_as_it_is(V1, dir.path(), OPTS);
 
     // New records (sync marks among them) after the old ones, in the segment the first open
@@ -220,10 +236,10 @@ fn an_old_wal_with_a_torn_tail_is_cut_where_the_torn_write_began() {
     let cut = fs::read_to_string(fixture(V1, "torn.cut")).expect("torn.cut");
     let (name, offset) = cut.trim().split_once(' ').expect("'<file> <offset>'");
     let offset: u64 = offset.parse().expect("an offset");
-    let (_wal, contents) = Wal::open(dir.path(), OPTS).expect("the torn WAL opens");
+    let contents = open_and_seal(V1, "torn", dir.path(), OPTS);
     assert_eq!(describe(&contents), expected(V1));
     // Cut there, then marked as synced up to there, and ended by naming the segment of this
-    // build's format that the open started after it.
+    // build's format that the seal started after it.
     let path = dir.path().join(name);
     let mut records = Vec::new();
     wal::scan(dir.path(), |p, off, _, rec| {
@@ -280,16 +296,15 @@ fn a_wal_of_b738d10_replays_as_it_did_and_rotates_into_this_format() {
             path.display()
         );
     }
-    let (wal, contents) = Wal::open(dir.path(), B738D10_OPTS).expect("the old WAL opens");
+    let contents = open_and_seal(B738D10, "clean", dir.path(), B738D10_OPTS);
     assert_eq!(describe(&contents), expected(B738D10));
     // Past the end of the last segment: b738d10 preallocated nothing here.
     opening_added_one_segment(B738D10, dir.path());
-    drop(wal);
     let (wal, contents) = reopen_as_it_is(B738D10, dir.path(), B738D10_OPTS);
     // Enough for two rotations at 1 KiB.
     append_and_reopen(wal, contents.last_index(), 12, B738D10_OPTS);
     let now = kinds_by_segment(dir.path());
-    // One segment started by the first open, and more by the new records.
+    // One segment started by the first seal, and more by the new records.
     assert!(
         now.len() > old.len() + 1,
         "the new records rotated: {now:?}"

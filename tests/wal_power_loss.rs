@@ -648,8 +648,16 @@ fn contents(c: &WalContents) -> (HardState, Vec<SnapshotMetadata>, Vec<Entry>) {
     (c.hard_state.clone(), c.snapshot_markers.clone(), entries)
 }
 
+/// What a start does to the WAL in `dir` once it has judged it its own: opens it, and seals
+/// it against older builds (see `Wal::seal_format`).
+fn open_and_seal(fs: SharedFs, dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), Error> {
+    let (mut wal, c) = Wal::open_on(fs, dir, opts)?;
+    wal.seal_format()?;
+    Ok((wal, c))
+}
+
 /// The first start of this build on a WAL whose newest segment an older build wrote starts a
-/// segment of this format (see `Wal::open`). The power fails at each disk operation of that
+/// segment of this format (see `Wal::seal_format`). The power fails at each disk operation of that
 /// start in turn, whichever pages it then keeps (several seeds), with writes through the page
 /// cache and direct ones: the next start always gives back what the older build wrote, and
 /// leaves exactly one segment more, the newest, of this format, which a power loss after it
@@ -668,7 +676,7 @@ fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_lose
         assert!(old.iter().all(|(_, kinds)| !kinds.contains(&"chained")));
         let ops_before = fs.ops();
         let shared: SharedFs = Arc::new(fs.clone());
-        let (wal, c) = Wal::open_on(shared, dir, opts).expect("the old WAL opens");
+        let (wal, c) = open_and_seal(shared, dir, opts).expect("the old WAL opens");
         drop(wal);
         let want = contents(&c);
         let ops = fs.ops() - ops_before;
@@ -686,11 +694,11 @@ fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_lose
                 let shared: SharedFs = Arc::new(fs.clone());
                 let what = format!("{opts:?}, power loss after {after} operations, seed {seed}");
                 fs.power_loss_after(after);
-                match Wal::open_on(shared.clone(), dir, opts) {
+                match open_and_seal(shared.clone(), dir, opts) {
                     Err(_) if fs.is_off() => fs.power_on(),
                     other => panic!("{what}: the start did not fail with the power: {other:?}"),
                 }
-                let (wal, c) = Wal::open_on(shared.clone(), dir, opts)
+                let (wal, c) = open_and_seal(shared.clone(), dir, opts)
                     .unwrap_or_else(|e| panic!("{what}: the WAL refused to start: {e}"));
                 drop(wal);
                 fs.power_loss();
@@ -702,7 +710,7 @@ fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_lose
                 assert_eq!(now.len(), old.len() + 1, "{what}: {now:?}");
                 let (_, newest) = &now[old.len()];
                 assert!(newest.contains(&"chained"), "{what}: {now:?}");
-                let (_wal, c) = Wal::open_on(shared, dir, opts)
+                let (_wal, c) = open_and_seal(shared, dir, opts)
                     .unwrap_or_else(|e| panic!("{what}: the WAL refused a second start: {e}"));
                 assert!(contents(&c) == want, "{what}: the second start");
                 assert_eq!(segments_of(&fs, dir).len(), now.len(), "{what}");

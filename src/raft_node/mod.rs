@@ -69,7 +69,7 @@ pub use handle::NodeHandle;
 use log_bytes::LogBytes;
 use proposals::Proposals;
 use reads::{HeldReads, Reads, ReadyProbe};
-pub use replay::{Recovered, StartError, check_flags, replay_wal, replay_wal_on};
+pub use replay::{Recovered, StartError, check_data_dir, check_flags, replay_wal, replay_wal_on};
 use storage::NodeStorage;
 
 /// A failure that stops the node.

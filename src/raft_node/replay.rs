@@ -213,7 +213,7 @@ fn restart(
     snapshotter: Snapshotter,
 ) -> Result<Recovered, StartError> {
     let wal_dir = config.wal_dir();
-    let (wal, contents) = open_wal(config, own_url, &fs)?;
+    let (mut wal, contents) = open_wal(config, own_url, &fs)?;
     warn_if_join_ignored(config, &contents);
     let mem = MemStorage::new();
     let snapshot = load_snapshot(&snapshotter, &contents, &mem)?;
@@ -248,6 +248,9 @@ fn restart(
     if let Some(warning) = low_space_warning(&*fs, &wal_dir, segment_size, snapshot.bytes) {
         tracing::warn!("{warning}");
     }
+    // Only now, every check passed: a start refused above leaves an older build's WAL as
+    // that build can start on it again (review 115, M1); still before the node serves.
+    wal.seal_format()?;
     Ok(Recovered {
         wal: Some(wal),
         members,
@@ -722,6 +725,19 @@ fn check_sole_voter(
         config.id,
         config.snap_dir().display()
     )))
+}
+
+/// Refuses a data dir whose WAL is another node's or another cluster's, as a restart would,
+/// from its metadata record alone: before the node serves its peer port, which would say it
+/// holds data and keep a new cluster's other members waiting for a node that then exits
+/// (review 115, L1). Read-only. Passes where there is no WAL, or where the record cannot be
+/// read alone: the replay judges that damage, and refuses it in full.
+pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> {
+    let wal_dir = config.wal_dir();
+    match crate::wal::read_metadata_on(&StdFs, &wal_dir) {
+        Ok(meta) => check_metadata(config, &wal_dir, own_url, &meta),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Refuses a WAL written by another node or cluster, before any network I/O.
@@ -1426,5 +1442,85 @@ mod tests {
             text.contains("that the WAL names are not in") && text.contains(&*name),
             "{text}"
         );
+    }
+
+    /// The files of folder `dir` but its lock, each with its bytes.
+    fn files_in(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .expect("a folder")
+            .map(|e| e.expect("an entry"))
+            .filter(|e| e.file_name() != "LOCK")
+            .map(|e| {
+                let bytes = std::fs::read(e.path()).expect("a file");
+                (e.file_name().to_string_lossy().into_owned(), bytes)
+            })
+            .collect()
+    }
+
+    /// A start refused on the WAL of an older build (b738d10's: its headers lack the `chained`
+    /// record), here another node's by `--id` or another cluster's by `--cluster`, leaves it
+    /// as that build can start on it again: no segment added, none changed, no `next`
+    /// written (review 115, M1: an operator goes back to the old binary after such a refusal).
+    #[test]
+    fn a_refused_start_leaves_an_older_builds_wal_as_it_was() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wal-b738d10/clean");
+        // The fixture is node 1's, at http://127.0.0.1:12379, alone in its cluster.
+        let cluster = |urls: &[&str]| urls.iter().map(|u| u.to_string()).collect();
+        for (id, cluster, refusal) in [
+            (
+                2,
+                cluster(&["http://127.0.0.1:9021", "http://127.0.0.1:9022"]),
+                "belongs to node 1",
+            ),
+            (
+                1,
+                cluster(&["http://127.0.0.1:9021"]),
+                "belongs to a cluster started with",
+            ),
+        ] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let config = Config {
+                id,
+                cluster,
+                ..config(dir.path())
+            };
+            std::fs::create_dir_all(config.wal_dir()).expect("the WAL folder");
+            for (name, bytes) in files_in(&fixture) {
+                std::fs::write(config.wal_dir().join(name), bytes).expect("a copied segment");
+            }
+            let before = files_in(&config.wal_dir());
+            match replay_wal(&config) {
+                Err(StartError::ForeignDataDir(why)) => assert!(why.contains(refusal), "{why}"),
+                other => panic!("--id {id}: {:?}", other.map(|_| "started")),
+            }
+            let after = files_in(&config.wal_dir());
+            let names = |f: &std::collections::BTreeMap<String, Vec<u8>>| {
+                f.keys().cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(names(&after), names(&before), "--id {id}: segments added");
+            // The open may still sync what it replayed and say so with a sync mark, which
+            // b738d10 reads; nothing else.
+            let (newest, old) = before.last_key_value().expect("the fixture has segments");
+            for (name, bytes) in &after {
+                let what = format!("--id {id}: {name}");
+                if name != newest {
+                    assert!(bytes == &before[name], "{what} was changed");
+                    continue;
+                }
+                assert!(
+                    bytes[..old.len()] == old[..],
+                    "{what}: its records were changed"
+                );
+                let mut added = Vec::new();
+                crate::wal::scan(&config.wal_dir(), |path, off, _, rec| {
+                    if path.ends_with(name) && off >= old.len() as u64 {
+                        added.push(rec.kind());
+                    }
+                })
+                .expect("the WAL scans");
+                assert!(added.iter().all(|k| *k == "synced"), "{what}: {added:?}");
+            }
+        }
     }
 }

@@ -36,9 +36,10 @@
 //! segment after the first the newest snapshot marker (if any) and the hard state current when
 //! it was created, so that the oldest segments can be deleted without losing them, then the
 //! promise that the segment will end naming the next one, and last a sync mark covering the
-//! header. [`Wal::open`] rotates a WAL whose newest segment an older build wrote, without that
-//! promise, so that once this build has started on a WAL, builds before the promise refuse it
-//! (they stop at its record type) instead of skipping the entries they cannot read.
+//! header. [`Wal::seal_format`] rotates a WAL whose newest segment an older build wrote, without
+//! that promise, so that once this build has started on a WAL, builds before the promise refuse
+//! it (they stop at its record type) instead of skipping the entries they cannot read. A start
+//! calls it only once it has judged the WAL its own: a refused one leaves it as it was.
 //!
 //! Replay reads the segments in order: an entry with index `i` discards any held entries with
 //! index `>= i` (raft overwrote an uncommitted suffix), a reset marker discards every entry
@@ -257,6 +258,9 @@ pub struct Wal {
     last_index: u64,
     /// Set by a failed sync or write: the file or directory involved.
     poisoned: Option<PathBuf>,
+    /// The newest segment was written by an older build (its header lacks the `chained`
+    /// record), which would still start on this WAL: see [`Wal::seal_format`].
+    older_newest: bool,
     syncer: Syncer,
     /// Removes released segments where the file system says to do it on another thread.
     reaper: Reaper,
@@ -366,6 +370,7 @@ impl Wal {
             last_marker: None,
             last_index: 0,
             poisoned: None,
+            older_newest: false,
             syncer,
             reaper: Reaper::new("wal-reaper"),
             stranded: Arc::default(),
@@ -375,9 +380,8 @@ impl Wal {
     /// Opens the WAL in `dir`: replays every segment, cuts a damaged unsynced tail off the last
     /// one (with a warning), and returns the WAL ready to append together with what it holds.
     ///
-    /// If an older build wrote the newest segment (its header lacks the `chained` record),
-    /// the WAL is rotated before this returns, so that builds before this format refuse it
-    /// from then on: one new segment, the first time only.
+    /// Leaves a WAL whose newest segment an older build wrote as that build can read it: the
+    /// caller seals it with [`Wal::seal_format`] once it has judged the WAL to be its own.
     ///
     /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
     /// damage that is not an unsynced tail; in both cases nothing on disk is modified, except
@@ -478,6 +482,7 @@ impl Wal {
             last_marker,
             last_index,
             poisoned: None,
+            older_newest: !r.last_chained,
             syncer,
             reaper: Reaper::new("wal-reaper"),
             stranded: Arc::default(),
@@ -489,24 +494,6 @@ impl Wal {
             wal.sync_active()?;
             wal.flush_held()?;
         }
-        if !r.last_chained {
-            // An older build wrote the newest segment, so nothing in the WAL stops that build
-            // from starting on it again: it would skip the entries it cannot decode (values
-            // that are not UTF-8, for one) and serve without them, for good once it took a
-            // snapshot (a user's campaign). A new segment, of this build's format, ends that
-            // the first time this build starts here, whether or not a write ever fills the
-            // old one: builds before it refuse a header's `chained` record. Durable when this
-            // returns, through the steps of any rotation, which a crash can stop at any point.
-            let old = wal.active().path.clone();
-            wal.rotate()?;
-            tracing::info!(
-                old = %old.display(),
-                new = %wal.active().path.display(),
-                "the newest WAL segment was written by an older build: started one of this \
-                 build's format, which builds before it refuse (they would skip the entries they \
-                 cannot read)"
-            );
-        }
         let contents = WalContents {
             metadata: r.metadata,
             hard_state: r.hard_state,
@@ -515,6 +502,36 @@ impl Wal {
             dir: dir.to_path_buf(),
         };
         Ok((wal, contents))
+    }
+
+    /// Starts a segment of this build's format if an older build wrote the newest one (its
+    /// header lacks the `chained` record), so that builds before this format refuse the WAL
+    /// from then on: one new segment, the first time only. Durable when this returns.
+    ///
+    /// Call it once the start has judged the WAL to be usable and its own, before the node
+    /// serves: a start refused (another node's data, a snapshot it will not load) must leave
+    /// the older build able to start there again, as an operator going back to it would.
+    pub fn seal_format(&mut self) -> Result<(), Error> {
+        self.check_poisoned()?;
+        if !self.older_newest {
+            return Ok(());
+        }
+        // Nothing in the WAL stops that build from starting on it again: it would skip the
+        // entries it cannot decode (values that are not UTF-8, for one) and serve without
+        // them, for good once it took a snapshot (a user's campaign). A new segment, of this
+        // build's format, ends that whether or not a write ever fills the old one: builds
+        // before it refuse a header's `chained` record. Durable through the steps of any
+        // rotation, which a crash can stop at any point.
+        let old = self.active().path.clone();
+        self.rotate().map_err(|e| self.poison(e))?;
+        tracing::info!(
+            old = %old.display(),
+            new = %self.active().path.display(),
+            "the newest WAL segment was written by an older build: started one of this \
+             build's format, which builds before it refuse (they would skip the entries they \
+             cannot read)"
+        );
+        Ok(())
     }
 
     /// Appends all `entries`, then `hard_state` if given, as one write; if `sync` is true,
@@ -709,6 +726,15 @@ pub fn scan_on(
     replay::scan(fs, dir, visit)
 }
 
+/// The metadata record that begins the WAL in `dir` (its first segment's), read alone: a
+/// start's cheap check that the WAL is its node's, before it replays it in full. Read-only.
+///
+/// Fails with [`Error::NotFound`] without a segment and with [`Error::Corrupt`] where the
+/// first record is not a whole metadata record (the replay judges such damage).
+pub fn read_metadata_on(fs: &dyn FileSystem, dir: &Path) -> Result<Metadata, Error> {
+    replay::read_metadata(fs, dir)
+}
+
 /// Removes released segments `paths` oldest first, after those an earlier removal left
 /// (`stranded`), stopping at the first failure, then syncs `dir`: the reaper's chore. What it
 /// cannot remove is kept in `stranded` for the next removal, so the segments left on the disk
@@ -893,22 +919,37 @@ pub(crate) mod tests {
         kinds
     }
 
-    /// Opening a WAL whose newest segment an older build wrote (no `chained` record in its
+    /// Sealing a WAL whose newest segment an older build wrote (no `chained` record in its
     /// header) starts one segment of this format before it returns, so that those builds
     /// refuse the WAL from then on, however little is written (a user's campaign: a node
     /// taken back to such a build skipped the entries it could not read, and served without
-    /// them). The old segment keeps its records and ends naming the new one; a second open
-    /// starts no other; both give back the same; and retention treats the new segment, nearly
-    /// empty, as any other.
+    /// them). Opening alone leaves the segment as it was, byte for byte (a start can still
+    /// refuse the WAL: review 115, M1). The old segment keeps its records and ends naming the
+    /// new one; a second open and seal starts no other; both give back the same; and
+    /// retention treats the new segment, nearly empty, as any other.
     #[test]
-    fn opening_a_segment_of_an_older_build_starts_one_of_this_format_once() {
+    fn sealing_a_segment_of_an_older_build_starts_one_of_this_format_once() {
         let tmp = TempDir::new().unwrap();
         let first = tmp.path().join(segment_name(0, 0));
         let old = segment_of_an_older_build();
         fs::write(&first, &old).unwrap();
         assert!(!kinds_in(tmp.path(), &first).contains(&"chained"));
 
-        let (wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        let (wal, _) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        assert_eq!(
+            wal.segment_paths(),
+            std::slice::from_ref(&first),
+            "open alone starts none"
+        );
+        drop(wal);
+        assert_eq!(
+            fs::read(&first).unwrap(),
+            old,
+            "open alone changed the old segment"
+        );
+
+        let (mut wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+        wal.seal_format().unwrap();
         assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
         assert_eq!(c.hard_state, hs(1, 1, 3));
         let new = tmp.path().join(segment_name(1, 4));
@@ -925,7 +966,8 @@ pub(crate) mod tests {
         let new_bytes = fs::read(&new).unwrap();
 
         let (mut wal, c) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
-        assert_eq!(wal.segment_paths(), segments, "a second open starts none");
+        wal.seal_format().unwrap();
+        assert_eq!(wal.segment_paths(), segments, "a second seal starts none");
         assert_eq!(fs::read(&new).unwrap(), new_bytes);
         assert_eq!(c.entries_after(0).unwrap(), &ents(1..=3, 1)[..]);
         assert_eq!(c.hard_state, hs(1, 1, 3));

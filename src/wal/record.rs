@@ -65,7 +65,7 @@ pub const HEADER_LEN: usize = 9;
 
 /// Upper bound on a Metadata payload when decoding, so a bad length cannot make bincode allocate
 /// wildly. Metadata is a few URLs.
-const METADATA_LIMIT: usize = 1 << 20;
+pub(super) const METADATA_LIMIT: usize = 1 << 20;
 
 const TYPE_METADATA: u8 = 1;
 const TYPE_ENTRY: u8 = 2;

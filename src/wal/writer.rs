@@ -137,6 +137,7 @@ impl Wal {
         tracing::debug!(path = %seg.path.display(), "started a new WAL segment");
         self.segments.push(seg);
         self.writer = writer;
+        self.older_newest = false;
         Ok(())
     }
 }
