@@ -200,6 +200,11 @@ async fn start_replaying(
     // run hears that this node is starting, and whether it holds data, rather than wait on a
     // port nobody answers until the log is replayed (review 106, L-E).
     let holds_data = wal::Wal::exists(&config.wal_dir());
+    if holds_data {
+        // Said to hold data only if it is this node's: a foreign data dir is refused now, not
+        // after the others have waited on its replay (review 115, L1).
+        raft_node::check_data_dir(&config, &own_url)?;
+    }
     let services = CancellationToken::new();
     let peer_port = PeerPort::serve(
         &config,
@@ -208,17 +213,31 @@ async fn start_replaying(
         holds_data,
         &services,
     )?;
-    let recovered = match recover(&config, &own_url, &tls, holds_data, &stop_asked, replay).await {
-        Ok(recovered) => recovered,
-        Err(err) => {
-            peer_port.close().await;
-            return Err(err);
+    // A start that ends before the node serves closes the port, however it ends: an error,
+    // a panic, or this future dropped (a caller's timeout). Left open, it said "starting" for
+    // the life of the process, and a node asking it waited for good (review 115, L3).
+    let unstarted = services.clone().drop_guard();
+    let recovered = recover(&config, &own_url, &tls, holds_data, &stop_asked, replay).await;
+    let started = match recovered {
+        Ok(recovered) => {
+            let (rest, services) = (ports.rest, services.clone());
+            start_recovered(config, &own_url, recovered, tls, rest, &peer_port, services).await
         }
+        Err(err) => Err(err),
     };
-    start_recovered(
-        config, &own_url, recovered, tls, ports.rest, peer_port, services,
-    )
-    .await
+    match started {
+        Ok(running) => {
+            unstarted.disarm();
+            Ok(running(peer_port))
+        }
+        Err(err) => {
+            drop(unstarted);
+            // Awaited, so that the port is closed when this returns: a start tried again in
+            // the same process binds it at once.
+            peer_port.close().await;
+            Err(err)
+        }
+    }
 }
 
 /// The node's state, as `replay` recovers it from its data dir, which `holds_data` (its WAL
@@ -412,19 +431,18 @@ impl PeerPort {
 /// order: the state machine and the queues, the transport and the peer server, the node on
 /// its thread ([`spawn_node_thread`]), the handle and the live page, the REST router
 /// ([`rest_router`]), then the REST port's server, and the peer port handed to the peer
-/// server. `services` stops what serves the peers, the peer port among them.
+/// server. `services` stops what serves the peers, the peer port among them. Gives the
+/// running node once given its peer port, which the caller keeps until then, to close it
+/// should this fail.
 async fn start_recovered(
     config: Config,
     own_url: &str,
     mut recovered: raft_node::Recovered,
     tls: TlsSetup,
     (rest_listener, rest_addr): (TcpListener, SocketAddr),
-    peer_port: PeerPort,
+    peer_port: &PeerPort,
     services: CancellationToken,
-) -> Result<Running, StartError> {
-    // A start that fails from here closes the peer port too.
-    let unstarted = services.clone().drop_guard();
-
+) -> Result<impl FnOnce(PeerPort) -> Running + use<>, StartError> {
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
         StartError::Inconsistent(format!("cannot start the state machine's thread: {e}"))
@@ -488,6 +506,8 @@ async fn start_recovered(
     let clients_gone = CancellationToken::new();
     let node = node.serve_clients_until(clients_gone.clone());
     let exit_rx = spawn_node_thread(config.id, node, requests_rx, peers_rx, shutdown.clone())?;
+    // A start that fails from here stops the node's thread too, which ran on otherwise.
+    let unstarted = shutdown.clone().drop_guard();
 
     let handle = NodeHandle::new(
         config.id,
@@ -554,7 +574,7 @@ async fn start_recovered(
         build = version::DESCRIBED,
         "raftexample is serving"
     );
-    Ok(Running {
+    Ok(move |peer_port| Running {
         node: handle,
         rest_addr,
         peer_addr,
@@ -882,6 +902,70 @@ mod tests {
         });
     }
 
+    /// A data dir that holds another cluster's WAL (the single-node walk-through's, started
+    /// again with a three-node --cluster) is refused from its metadata before the peer port is
+    /// served: it never says it holds data, which kept the other members of a new cluster
+    /// waiting some 10 s for a node that then exited (review 115, L1). The replay is not run.
+    #[test]
+    fn a_foreign_data_dir_is_refused_before_the_peer_port_says_it_holds_data() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let alone = [format!("http://127.0.0.1:{}", free_port())];
+        drop(raft_node::replay_wal(&node(1, &alone, dir.path())).expect("node 1 alone"));
+        let peers: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let replayed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let replay = {
+            let replayed = replayed.clone();
+            move |config: &Config| {
+                replayed.store(true, std::sync::atomic::Ordering::SeqCst);
+                raft_node::replay_wal(config)
+            }
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let started = runtime.block_on(start_replaying(
+            node(1, &peers, dir.path()),
+            CancellationToken::new(),
+            replay,
+        ));
+        let Err(err) = started else {
+            panic!("started on another cluster's data");
+        };
+        assert!(matches!(err, StartError::ForeignDataDir(_)), "{err}");
+        assert!(
+            !replayed.load(std::sync::atomic::Ordering::SeqCst),
+            "refused only by the replay, after the peer port said it held data: {err}"
+        );
+    }
+
+    /// A start given up while the node replays (a library caller's timeout drops the future)
+    /// closes the peer port: it said "starting" for the life of the process, and a node that
+    /// asked it waited for good (review 115, L3).
+    #[test]
+    fn a_start_given_up_while_replaying_closes_the_peer_port() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let peer = format!("127.0.0.1:{}", free_port());
+        let config = node(1, &[format!("http://{peer}")], dir.path());
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let (release, replay) = held_replay();
+        runtime.block_on(async {
+            let started = tokio::spawn(start_replaying(config, CancellationToken::new(), replay));
+            listening(&peer).await;
+            started.abort();
+            assert!(started.await.is_err_and(|e| e.is_cancelled()), "given up");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while tokio::net::TcpStream::connect(&peer).await.is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the peer port of a start given up still answers"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        // The replay, still held on its blocking thread, may now end.
+        drop(release);
+    }
+
     /// A TLS peer port answers as a starting node over TLS from the moment it is bound (a
     /// plain request gets the TLS port's "speaks HTTPS", not the starting node's answer), and
     /// hands over to the peer server on the same port once the node has replayed its log.
@@ -977,11 +1061,11 @@ mod tests {
                 recovered,
                 TlsSetup::default(),
                 ports.rest,
-                peer_port,
+                &peer_port,
                 services,
             )
             .await
-            .expect("start");
+            .expect("start")(peer_port);
             let put = running.node.put("/k".into(), "v".into()).await;
             assert!(
                 matches!(
