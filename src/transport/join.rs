@@ -647,6 +647,9 @@ pub struct Lookup {
     pub own_url: String,
     /// Whom to ask: (id, peer URL) of the other nodes in `--cluster`.
     pub members: Vec<(u64, String)>,
+    /// How long, in all, a member that said it holds data is waited for while it does not
+    /// answer ([`Lookup::before_bootstrap`]): `GONE_PATIENCE`, shorter in tests.
+    pub gone_patience: Duration,
 }
 
 impl Lookup {
@@ -667,6 +670,7 @@ impl Lookup {
             filter,
             own_url: own_url.to_string(),
             members,
+            gone_patience: GONE_PATIENCE,
         }
     }
 
@@ -772,7 +776,7 @@ impl Lookup {
     /// this id has run: a member still replaying counted as no answer, and a voter that had
     /// lost its data started anew (review 106, L-E). Said at the time, and every
     /// `STARTING_SAID_EVERY`. One that stops answering after saying so (killed, or its start
-    /// failed) is waited for `GONE_PATIENCE` more, in case it is started again, and that is
+    /// failed) is waited for `gone_patience` more, in case it is started again, and that is
     /// said; then, as its peer server's own refusal of the question (it has started, and
     /// cannot answer), it counts as no answer. `stop_asked`, cancelled, gives up at once
     /// ([`NotAnew::Stopped`]).
@@ -786,15 +790,29 @@ impl Lookup {
         folders: [&Path; 2],
         stop_asked: &CancellationToken,
     ) -> Result<(), NotAnew> {
+        use futures_util::StreamExt;
+        let (me, own_url) = (self.filter.self_id, &self.own_url);
         let deadline = tokio::time::Instant::now() + BOOTSTRAP_ASK;
-        let asks = self
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
             .members
             .iter()
-            .map(|(id, url)| self.bootstrap_answer(*id, url, deadline));
-        let answers: Vec<_> = tokio::select! {
-            answers = futures_util::future::join_all(asks) => {
-                answers.into_iter().flatten().collect()
+            .map(|(id, url)| self.bootstrap_answer(*id, url, deadline))
+            .collect();
+        // Up to the first refusal or doubt, which ends the start whatever the others say: a
+        // member still replaying, asked alongside, would otherwise hold it back for minutes
+        // (review 115, N4). The asks still running are dropped.
+        let all_in = async {
+            let mut answers = Vec::new();
+            while let Some(answer) = asks.next().await {
+                answers.extend(answer);
+                if before_bootstrap(me, own_url, &answers).is_err() {
+                    break;
+                }
             }
+            answers
+        };
+        let answers: Vec<_> = tokio::select! {
+            answers = all_in => answers,
             _ = stop_asked.cancelled() => {
                 return Err(NotAnew::Stopped(format!(
                     "asked to stop before node {} started: it was asking the other members \
@@ -806,7 +824,7 @@ impl Lookup {
         if answers.is_empty() && !self.members.is_empty() {
             tracing::info!("{}", self.none_answered(folders));
         }
-        before_bootstrap(self.filter.self_id, &self.own_url, &answers).map_err(NotAnew::HasRun)
+        before_bootstrap(me, own_url, &answers).map_err(NotAnew::HasRun)
     }
 
     /// Member `id`'s answer at `url` to [`Self::before_bootstrap`]'s question, asked again
@@ -824,7 +842,13 @@ impl Lookup {
         let mut holds_data = false;
         // Since when it has not answered, having said it holds data; when the wait was last
         // said.
-        let (mut gone_since, mut wait_said) = (None, None);
+        let (mut gone_since, mut wait_said) = (None::<tokio::time::Instant>, None);
+        // How long it did not answer before it last said again that it is starting: the
+        // patience counts every such stretch, so that a member whose start keeps failing
+        // under a supervisor that restarts it within the patience is not waited for without
+        // end (review 115, L2), while one started again once, to replay for minutes, is.
+        let mut gone_before = Duration::ZERO;
+        let patience = self.gone_patience;
         loop {
             let asked = if holds_data {
                 Some(self.ask(id, url).await)
@@ -837,25 +861,37 @@ impl Lookup {
                 Ok(answer) => return Some((id, answer)),
                 Err(Unanswered::Starting {
                     holds_data: true, ..
-                }) => (holds_data, gone_since) = (true, None),
+                }) => {
+                    holds_data = true;
+                    if let Some(since) = gone_since.take() {
+                        gone_before += since.elapsed();
+                        tracing::info!(
+                            member = id,
+                            %url,
+                            "node {id} answers again that it holds data and is starting; it \
+                             did not answer for {gone_before:?} in all"
+                        );
+                    }
+                }
                 Err(Unanswered::Unreachable(reason)) if holds_data => {
                     let since = *gone_since.get_or_insert_with(|| {
+                        let left = patience.saturating_sub(gone_before);
                         tracing::warn!(
                             member = id,
                             %url,
                             %reason,
                             "node {id}, which holds data, stopped answering while it started; \
-                             waiting {GONE_PATIENCE:?} more for its answer before node {me} \
-                             starts anew (it may know that node {me} has run)"
+                             waiting {left:?} more for its answer before node {me} starts anew \
+                             (it may know that node {me} has run)"
                         );
                         tokio::time::Instant::now()
                     });
-                    if since.elapsed() >= GONE_PATIENCE {
+                    if gone_before + since.elapsed() >= patience {
                         tracing::warn!(
                             member = id,
                             %url,
-                            "node {id}, which holds data, has not answered for \
-                             {GONE_PATIENCE:?}: it counts as no answer"
+                            "node {id}, which holds data, has not answered for {patience:?} in \
+                             all: it counts as no answer"
                         );
                         return None;
                     }
@@ -1142,6 +1178,7 @@ mod tests {
             filter: Arc::new(PeerFilter::new(4, 0)),
             own_url: "http://127.0.0.1:9".to_string(),
             members,
+            gone_patience: GONE_PATIENCE,
         }
     }
 
@@ -1233,13 +1270,26 @@ mod tests {
             .await
             .expect("a free port on 127.0.0.1");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let (handoff, server) = serve_starting(listener, holds_data);
+        (handoff, server, url)
+    }
+
+    /// Member 2 starting on `listener` ([`starting_member`]): its hand-off and server task.
+    fn serve_starting(
+        listener: tokio::net::TcpListener,
+        holds_data: bool,
+    ) -> (crate::serving::Handoff, tokio::task::JoinHandle<()>) {
         let (handoff, router) =
             crate::serving::Handoff::new(super::super::starting::router(2, holds_data));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        (handoff, server, url)
+        (handoff, server)
     }
+
+    /// The patience of a test with a member that stops answering: short, so that the test is
+    /// quick, and the port it freed is polled only briefly (another test may take it).
+    const PATIENCE: Duration = Duration::from_secs(1);
 
     /// Node 4's lookup of member 2 alone, which is starting ([`starting_member`]); the
     /// member's hand-off and server task; and this thread's log, captured while the guard
@@ -1330,10 +1380,11 @@ mod tests {
 
     /// A member that said it holds data and then stops answering (killed while it started,
     /// or its start failed) is still waited for, in case it is started again, and that is said
-    /// once; after `GONE_PATIENCE` it counts as no answer, and node 4 starts anew, saying so.
+    /// once; after its patience it counts as no answer, and node 4 starts anew, saying so.
     #[tokio::test]
     async fn a_member_with_data_that_stops_answering_is_waited_for_a_while() {
-        let (lookup, _handoff, server, log, _logging) = asking_a_starting_member(true).await;
+        let (mut lookup, _handoff, server, log, _logging) = asking_a_starting_member(true).await;
+        lookup.gone_patience = PATIENCE;
         let stop = CancellationToken::new();
         let asking = lookup.before_bootstrap(folders(), &stop);
         let mut asking = std::pin::pin!(asking);
@@ -1347,11 +1398,11 @@ mod tests {
             &mut asking,
         )
         .await;
-        let asked = tokio::time::timeout(GONE_PATIENCE * 2, asking)
+        let asked = tokio::time::timeout(Duration::from_secs(20), asking)
             .await
             .expect("node 4 gives up on node 2 after a while");
         assert_eq!(asked, Ok(()));
-        assert!(gone.elapsed() >= GONE_PATIENCE, "{:?}", gone.elapsed());
+        assert!(gone.elapsed() >= PATIENCE, "{:?}", gone.elapsed());
         for said in [
             "stopped answering",
             "it counts as no answer",
@@ -1359,6 +1410,87 @@ mod tests {
         ] {
             assert_eq!(log.count(said), 1, "{said:?} in {}", log.text());
         }
+    }
+
+    /// A member that holds data and keeps failing to start, restarted each time by a
+    /// supervisor within the patience (here 400 ms down, then up until node 4 has heard it
+    /// again), is not waited for without end: the patience counts every silence, and node 4
+    /// starts anew once they add up to it, saying so. Each comeback used to start the patience
+    /// again, and node 4 waited for good (review 115, L2).
+    #[tokio::test]
+    async fn a_member_with_data_that_keeps_coming_back_is_not_waited_for_without_end() {
+        let (mut lookup, _handoff, mut server, log, _logging) =
+            asking_a_starting_member(true).await;
+        lookup.gone_patience = PATIENCE;
+        let addr = lookup.members[0]
+            .1
+            .trim_start_matches("http://")
+            .to_string();
+        let stop = CancellationToken::new();
+        let asking = lookup.before_bootstrap(folders(), &stop);
+        let mut asking = std::pin::pin!(asking);
+        until_logged(&log, "node 2 holds data and is still starting", &mut asking).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut comebacks = 0;
+        let asked = 'cycles: loop {
+            // Its start fails: the port closes (every answer closed its connection).
+            server.abort();
+            let _ = (&mut server).await;
+            let down = tokio::time::sleep(Duration::from_millis(400));
+            tokio::select! {
+                asked = asking.as_mut() => break 'cycles asked,
+                _ = down => {}
+            }
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .expect("its port, bound again");
+            server = serve_starting(listener, true).1;
+            comebacks += 1;
+            while log.count("answers again that it holds data") < comebacks {
+                assert!(
+                    Instant::now() < deadline,
+                    "still waiting after {comebacks} comebacks: {}",
+                    log.text()
+                );
+                tokio::select! {
+                    asked = asking.as_mut() => break 'cycles asked,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        };
+        assert_eq!(asked, Ok(()));
+        assert!(comebacks >= 2, "{comebacks} comebacks: {}", log.text());
+        assert_eq!(
+            log.count("in all: it counts as no answer"),
+            1,
+            "{}",
+            log.text()
+        );
+        server.abort();
+    }
+
+    /// Member 2 doubts node 4 at once while member 3 holds data and is still starting: node
+    /// 4 stops at member 2's doubt, without waiting for member 3's answer, which could take
+    /// the minutes of its replay (review 115, N4).
+    #[tokio::test]
+    async fn a_doubt_stops_the_start_without_waiting_for_a_member_still_starting() {
+        let (_doubter, doubter_url) = Member::start(DOUBT).await;
+        let (_handoff, server, starting_url) = starting_member(true).await;
+        let lookup = lookup(vec![(2, doubter_url), (3, starting_url)]);
+        let stop = CancellationToken::new();
+        let asked = tokio::time::timeout(
+            Duration::from_secs(10),
+            lookup.before_bootstrap(folders(), &stop),
+        )
+        .await
+        .expect("node 4 stops at member 2's doubt, while member 3 is still starting");
+        let err = asked.expect_err("member 2's doubt stops node 4");
+        assert!(matches!(err, NotAnew::HasRun(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("node 2 refuses this node"),
+            "{err}"
+        );
+        server.abort();
     }
 
     /// Told to stop while it waits for a member that holds data and is still starting, node 4

@@ -1408,6 +1408,7 @@ mod tests {
             filter: joiner.filter.clone(),
             own_url: joiner_url.to_string(),
             members: vec![(3, admitter_url)],
+            gone_patience: Duration::from_secs(10),
         };
         tokio::time::timeout(Duration::from_secs(20), lookup.run())
             .await
