@@ -1523,4 +1523,39 @@ mod tests {
             }
         }
     }
+
+    /// A restart this build accepts on a WAL whose only segment an older build wrote seals it
+    /// before the node serves: one segment more, of this build's format (its header holds the
+    /// `chained` record, which that build refuses), so that the older build cannot start
+    /// there again and skip the entries it cannot read.
+    #[test]
+    fn an_accepted_restart_on_an_older_builds_wal_seals_it() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let meta = Metadata {
+            node_id: config.id,
+            cluster_id: cluster_id(&config.cluster_token, &config.cluster),
+            peer_url: check_flags(&config).expect("valid flags"),
+            initial_cluster: config.cluster.clone(),
+            joined_at: None,
+        };
+        let (hs, entries) = bootstrap_log(&config.cluster);
+        let old = crate::wal::tests::older_build_segment(&meta, &entries, &hs);
+        std::fs::create_dir_all(config.wal_dir()).expect("the WAL folder");
+        let first = crate::wal::segment_name(0, 0);
+        std::fs::write(config.wal_dir().join(&first), &old).expect("the old segment");
+        drop(replay_wal(&config).expect("the node's own WAL, restarted"));
+        let segments = files_in(&config.wal_dir());
+        assert_eq!(segments.len(), 2, "{:?}", segments.keys());
+        assert_eq!(&segments[&first][..old.len()], &old[..], "the old records");
+        let newest = segments.keys().last().expect("two segments");
+        let mut header = Vec::new();
+        crate::wal::scan(&config.wal_dir(), |path, _, _, rec| {
+            if path.ends_with(newest) {
+                header.push(rec.kind());
+            }
+        })
+        .expect("the WAL scans");
+        assert!(header.contains(&"chained"), "{header:?}");
+    }
 }

@@ -890,6 +890,17 @@ pub(crate) mod tests {
     /// the metadata and a sync mark covering it, then entries 1..=3 with a hard state, and the
     /// mark of their sync.
     fn segment_of_an_older_build() -> Vec<u8> {
+        older_build_segment(&meta(), &ents(1..=3, 1), &hs(1, 1, 3))
+    }
+
+    /// The first segment of a WAL of `meta` as builds before the `chained` record wrote it: a
+    /// header of the metadata and a sync mark covering it, then `entries` with `hard_state`,
+    /// and the mark of their sync.
+    pub(crate) fn older_build_segment(
+        meta: &Metadata,
+        entries: &[Entry],
+        hard_state: &HardState,
+    ) -> Vec<u8> {
         fn put(bytes: &mut Vec<u8>, rec: RecordRef<'_>) {
             // The buffer is the whole file: it starts at offset 0.
             record::encode(bytes, 0, rec).expect("a small record encodes");
@@ -899,10 +910,10 @@ pub(crate) mod tests {
             put(bytes, RecordRef::Synced(synced));
         }
         let mut bytes = Vec::new();
-        put(&mut bytes, RecordRef::Metadata(&meta()));
+        put(&mut bytes, RecordRef::Metadata(meta));
         mark(&mut bytes);
-        put(&mut bytes, RecordRef::Entries(&ents(1..=3, 1)));
-        put(&mut bytes, RecordRef::HardState(&hs(1, 1, 3)));
+        put(&mut bytes, RecordRef::Entries(entries));
+        put(&mut bytes, RecordRef::HardState(hard_state));
         mark(&mut bytes);
         bytes
     }
