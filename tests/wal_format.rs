@@ -90,11 +90,11 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// Checks what opening and sealing the WAL in `dir`, a copy of fixture folder `clean` of
-/// `format`, did to it: the old records synced, a sync mark written after them (over preallocated zeros, or
-/// past the file's end where there were none), then a record naming one new segment, of this
-/// build's format: its header holds the `chained` record, which the builds that wrote these
-/// fixtures refuse, so that they refuse the WAL from then on. Nothing else: no other byte of
-/// the old segments, and no other file added or taken away.
+/// `format`, did to it: the old records synced, a sync mark written after them (over
+/// preallocated zeros, or past the file's end where there were none), then a record naming
+/// one new segment, of this build's format: its header holds the `chained` record, which the
+/// builds that wrote these fixtures refuse, so that they refuse the WAL from then on. Nothing
+/// else: no other byte of the old segments, and no other file added or taken away.
 fn opening_added_one_segment(format: &str, dir: &Path) {
     let fixture = fixture(format, "clean");
     let (old, now) = (names(&fixture), names(dir));
