@@ -776,10 +776,10 @@ impl Lookup {
     /// this id has run: a member still replaying counted as no answer, and a voter that had
     /// lost its data started anew (review 106, L-E). Said at the time, and every
     /// `STARTING_SAID_EVERY`. One that stops answering after saying so (killed, or its start
-    /// failed) is waited for `gone_patience` more, in case it is started again, and that is
-    /// said; then, as its peer server's own refusal of the question (it has started, and
-    /// cannot answer), it counts as no answer. `stop_asked`, cancelled, gives up at once
-    /// ([`NotAnew::Stopped`]).
+    /// failed) is waited for, in case it is started again, until its silences add up to
+    /// `gone_patience` (a comeback does not start it again), and that is said; then, as its
+    /// peer server's own refusal of the question (it has started, and cannot answer), it
+    /// counts as no answer. `stop_asked`, cancelled, gives up at once ([`NotAnew::Stopped`]).
     ///
     /// If none answered, that is logged, with what to do if this node did lose its data
     /// (review 106). `folders`: this node's WAL and snapshot folders, which that remedy must
