@@ -423,9 +423,9 @@ impl ProposalError {
             ProposalError::Rejected(_) => "rejected",
             ProposalError::WouldLoseQuorum(_) => "would_lose_quorum",
             ProposalError::OlderBuild(_) => "older_build",
-            ProposalError::BuildsUnknown(..) | ProposalError::LeaderUnlisted(..) => {
-                "builds_unknown"
-            }
+            ProposalError::BuildsUnknown(..) => "builds_unknown",
+            // A dashboard must tell a silent leader from one not among the members.
+            ProposalError::LeaderUnlisted(..) => "leader_unlisted",
         }
     }
 }
@@ -786,6 +786,17 @@ mod tests {
             let says = err.to_string().contains("will not happen");
             assert_eq!(err.will_not_happen(), says, "{err:?}: {err}");
         }
+    }
+
+    /// A leader not among the members and a leader that did not say the members' builds are
+    /// counted under labels of their own: a dashboard must tell them apart (review 114 L6,
+    /// review 116 N1).
+    #[test]
+    fn a_leader_not_among_the_members_has_a_metric_label_of_its_own() {
+        let d = Duration::from_secs(5);
+        let unlisted = ProposalError::LeaderUnlisted(2, d).reason();
+        assert_eq!(unlisted, "leader_unlisted");
+        assert_ne!(unlisted, ProposalError::BuildsUnknown(2, d).reason());
     }
 
     fn sent(term: u64, index: u64) -> SentSnapshot {
