@@ -315,9 +315,9 @@ fn record_text(path: &Path, offset: u64, record: &Record, limit: Option<usize>) 
     };
     let line = match record {
         Record::Metadata(m) => format!(
-            "{place}  metadata  node={} cluster={:x} peer={} initial-cluster={}",
+            "{place}  metadata  node={} cluster={} peer={} initial-cluster={}",
             m.node_id,
-            m.cluster_id,
+            crate::incarnation::hex(m.cluster_id),
             m.peer_url,
             match (&m.joined_at, m.initial_cluster.is_empty()) {
                 (Some(at), _) => format!(
@@ -383,7 +383,7 @@ fn record_json(
     let value = match record {
         Record::Metadata(m) => json!({
             "file": file, "offset": offset, "type": "metadata", "node": m.node_id,
-            "cluster": format!("{:x}", m.cluster_id), "peer_url": m.peer_url,
+            "cluster": crate::incarnation::hex(m.cluster_id), "peer_url": m.peer_url,
             "initial_cluster": m.initial_cluster,
             "joined_at": m.joined_at.map(|at| json!({
                 "index": at.index, "term": at.term, "in_term": at.in_term,
@@ -595,6 +595,24 @@ mod tests {
             record_json(path, 0, 64, &before, None)[0]["joined_at"],
             Value::Null
         );
+    }
+
+    /// The metadata's cluster id reads in 16 hex digits, leading zeros and all, in text and
+    /// in JSON, as the incarnation beside it does (review 116 N3).
+    #[test]
+    fn the_cluster_id_reads_in_16_hex_digits() {
+        let record = Record::Metadata(Metadata {
+            node_id: 1,
+            cluster_id: 0xabc,
+            peer_url: "http://127.0.0.1:1".into(),
+            initial_cluster: vec!["http://127.0.0.1:1".into()],
+            joined_at: None,
+        });
+        let path = Path::new("/data/wal/0000000000000000-0000000000000000.wal");
+        let text = record_text(path, 0, &record, None);
+        assert!(text[0].contains(" cluster=0000000000000abc "), "{text:?}");
+        let json = record_json(path, 0, 64, &record, None);
+        assert_eq!(json[0]["cluster"], "0000000000000abc");
     }
 
     /// A snapshot file's line in JSON gives `keys` as a number and `members` as an object of

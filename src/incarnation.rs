@@ -86,11 +86,12 @@ impl Incarnation {
     }
 }
 
-/// An incarnation (a registration's nonce) as people see it, wherever it is shown: 16 hex
-/// digits, leading zeros and all, so that one that happens to begin with a zero is as long as
-/// the others and a comparison by eye, or a script's by text, holds (a user's campaign saw 15
-/// digits). The peer header carries it without them ([`crate::transport`]): older builds read
-/// either, and the wire stays as they send it.
+/// An incarnation (a registration's nonce) or a cluster id as people see it, wherever it is
+/// shown: 16 hex digits, leading zeros and all, so that one that happens to begin with a zero
+/// is as long as the others and a comparison by eye, or a script's by text, holds (a user's
+/// campaign saw 15 digits; review 116 N3 the cluster id beside them). The peer headers carry
+/// both without them ([`crate::transport`]): older builds read either, and the wire stays as
+/// they send it.
 pub fn hex(n: u64) -> String {
     format!("{n:016x}")
 }

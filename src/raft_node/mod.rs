@@ -530,7 +530,7 @@ impl RaftNode {
                 joined_at: self.join.joined_at,
             };
             tracing::info!(
-                cluster = format!("{cluster_id:x}"),
+                cluster = crate::incarnation::hex(cluster_id),
                 "joined a cluster; creating the WAL"
             );
             self.wal = Some(Wal::create_on(

@@ -245,9 +245,11 @@ impl PeerServer {
             // Either side may be the one started wrongly: a new member started without --join
             // hears first from the healthy leader (the text blamed the leader, found by a user).
             let me = self.filter.self_id;
+            let hex = crate::incarnation::hex;
+            let (theirs, ours) = (hex(cluster), hex(ours));
             let text = format!(
-                "refusing messages from node {from}: it names cluster {cluster:x}, and this node \
-                 (node {me}) belongs to cluster {ours:x}. One of the two was started with another \
+                "refusing messages from node {from}: it names cluster {theirs}, and this node \
+                 (node {me}) belongs to cluster {ours}. One of the two was started with another \
                  --cluster list or --cluster-token, on a data dir of another cluster, or as a new \
                  member without --join, which made a cluster of its own in its data dir: for \
                  that node, remove its data dir, then start it with --join, after POST /<its id> \
@@ -925,7 +927,9 @@ mod tests {
 
     /// A message naming another cluster is refused with a text that suspects either side: a
     /// new member started without --join (which made a cluster of its own) hears first from
-    /// the healthy leader, and was told to wipe the leader's data dir (found by a user).
+    /// the healthy leader, and was told to wipe the leader's data dir (found by a user). Both
+    /// ids read in 16 hex digits, as everywhere people read them (review 116 N3); the header
+    /// carries them without leading zeros.
     #[tokio::test]
     async fn another_clusters_message_is_refused_naming_both_sides() {
         let dir = tempfile::TempDir::new().expect("temp dir");
@@ -938,8 +942,8 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
         let text = refused.text();
         assert!(
-            text.contains("from node 1: it names cluster def")
-                && text.contains("this node (node 3) belongs to cluster abc")
+            text.contains("from node 1: it names cluster 0000000000000def")
+                && text.contains("this node (node 3) belongs to cluster 0000000000000abc")
                 && text.contains("One of the two")
                 && !text.contains("POST /1"),
             "{text}"
