@@ -464,11 +464,19 @@ impl Round {
         }
     }
 
-    /// Whether members admit the node but none counts voters: leaders holding back entries,
-    /// or members of a build from before 2026-12-05, which say neither voters nor the
-    /// leader's word.
-    fn counts_no_voters(&self) -> bool {
-        !self.admitted.is_empty() && self.admitted.values().all(|(_, v, _)| v.is_none())
+    /// Whether members admit the node but none counts voters, and none said how far it had
+    /// applied: members of a build from before 2026-12-05, which say neither (nor the
+    /// leader's word). A member of this build that counts none (a leader holding back
+    /// entries, a tail it could not read) says how far it applied, in every admission
+    /// (`Reply::Admitted` in [`super::server`]), and is waited for without the advice to
+    /// upgrade or remove the node (review 116 L2). One of this build that admits has applied
+    /// the node's addition, so it says a term and an index above 0.
+    fn only_older_builds_admit(&self) -> bool {
+        !self.admitted.is_empty()
+            && self
+                .admitted
+                .values()
+                .all(|(_, v, seen)| v.is_none() && *seen == Admission::default())
     }
 
     /// The round's verdict once every member answered, or gave up.
@@ -611,8 +619,9 @@ struct NoWord {
 }
 
 impl NoWord {
-    /// Notes a round that ended at `now`, `uncounted` if its admissions counted no voters (and
-    /// no leader spoke); `Some`: say the advice now, having waited that long.
+    /// Notes a round that ended at `now`, `uncounted` if its admissions counted no voters and
+    /// came from older builds only (and no leader spoke); `Some`: say the advice now, having
+    /// waited that long.
     fn note(&mut self, uncounted: bool, now: tokio::time::Instant) -> Option<Duration> {
         if !uncounted {
             self.since = None;
@@ -735,7 +744,7 @@ impl Lookup {
                 Err(reason) => note(logged, id, url, &reason.to_string()),
             }
         }
-        let uncounted = verdict.is_none() && round.counts_no_voters();
+        let uncounted = verdict.is_none() && round.only_older_builds_admit();
         match verdict.unwrap_or_else(|| round.end()) {
             Verdict::Admitted {
                 member,
@@ -1075,6 +1084,9 @@ mod tests {
     struct Member {
         reply: Arc<Mutex<Reply>>,
         asked: Arc<AtomicUsize>,
+        /// It answers as a member of a build since 2026-12-05 does, saying how far it applied
+        /// with each admission (`Reply::Admitted` in server.rs); else as an older one.
+        this_build: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Member {
@@ -1099,6 +1111,7 @@ mod tests {
             Member {
                 reply: Arc::new(Mutex::new(reply)),
                 asked: Arc::default(),
+                this_build: Arc::default(),
             }
         }
 
@@ -1122,6 +1135,14 @@ mod tests {
                 response
                     .headers_mut()
                     .insert(HEADER_VOTERS, HeaderValue::from_static(voters));
+            }
+            if status == StatusCode::OK && member.this_build.load(Ordering::SeqCst) {
+                for (name, value) in [(HEADER_APPLIED, "7"), (HEADER_APPLIED_TERM, "2")] {
+                    let value = HeaderValue::from_static(value);
+                    response.headers_mut().insert(name, value);
+                }
+                let term = HeaderValue::from_static("3");
+                response.headers_mut().insert(HEADER_TERM, term);
             }
             response
         }
@@ -1976,6 +1997,41 @@ mod tests {
         let said_at = |secs| said(from, secs);
         assert_eq!(said_at(9).await, 2, "counted voters, yet: {}", log.text());
         assert_eq!(said_at(11).await, 3, "{}", log.text());
+        assert_eq!(filter.cluster_id(), 0, "admitted without the word");
+
+        one.set((StatusCode::OK, true, None, "abc"));
+        admitted(run, &filter, "admitted once a leader says so").await;
+    }
+
+    /// Members of this build that admit node 4 but count no voters (a tail they could not
+    /// read, with no quorum to commit it; leaders holding back entries) say how far they
+    /// applied: node 4 waits, saying so, but is not told that they run a build from before
+    /// 2026-12-05, nor to take itself out with DELETE (review 116 L2). The same answers
+    /// without those headers get the advice, as the test above shows.
+    #[tokio::test(start_paused = true)]
+    async fn members_of_this_build_that_count_no_voters_get_no_older_build_advice() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        const SILENT: Reply = (StatusCode::OK, false, None, "abc");
+        let (one, one_url) = Member::start(SILENT).await;
+        let (two, two_url) = Member::start(SILENT).await;
+        for member in [&one, &two] {
+            member.this_build.store(true, Ordering::SeqCst);
+        }
+        let lookup = lookup(vec![(1, one_url), (2, two_url)]);
+        let filter = lookup.filter.clone();
+        let run = tokio::spawn(lookup.run());
+        tokio::time::sleep(Duration::from_secs(41)).await;
+        assert!(one.asked.load(Ordering::SeqCst) >= 20, "{}", log.text());
+        assert_eq!(
+            log.count("admits this node but counts no voters"),
+            1,
+            "{}",
+            log.text()
+        );
+        for text in ["before 2026-12-05", "DELETE /4", "still not admitted"] {
+            assert_eq!(log.count(text), 0, "{text:?} in {}", log.text());
+        }
         assert_eq!(filter.cluster_id(), 0, "admitted without the word");
 
         one.set((StatusCode::OK, true, None, "abc"));
