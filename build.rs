@@ -6,7 +6,8 @@
 //! Without git, or outside a checkout (a source tarball), the build is "unknown commit". The
 //! script reruns only when HEAD moves (a commit, a checkout): a change to a source file leaves
 //! it alone, so an incremental build compiles no more than it would without it. A tree with
-//! uncommitted changes shows the commit it started from.
+//! uncommitted changes shows the commit it started from. The commit is the first 12 hex
+//! digits of its hash on every machine.
 
 use std::process::Command;
 
@@ -23,23 +24,45 @@ fn main() {
         identify(None);
         return;
     }
-    let known = git(&["log", "-1", "--format=%h %cd", "--date=short"]).and_then(|line| {
+    // The full hash cut to a fixed length: `%h` follows the clone's size and `core.abbrev`, so
+    // one commit would read differently from machine to machine (review 116 N6).
+    let known = git(&["log", "-1", "--format=%H %cd", "--date=short"]).and_then(|line| {
         let (commit, date) = line.split_once(' ')?;
-        Some((commit.to_string(), date.to_string()))
+        Some((commit.get(..SHORT)?.to_string(), date.to_string()))
     });
     identify(known);
-    // HEAD names the branch; the branch's ref file (or packed-refs, where `git gc` moves it)
-    // moves with each commit. A file that does not exist would rerun the script every build.
-    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watched.push(git(&["rev-parse", "--git-path", &branch]));
+    for path in moved_by_a_commit() {
+        println!("cargo:rerun-if-changed={path}");
     }
-    watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
-    for path in watched.into_iter().flatten() {
-        if std::path::Path::new(&path).exists() {
-            println!("cargo:rerun-if-changed={path}");
-        }
+}
+
+/// Hex digits of the commit's hash the build names.
+const SHORT: usize = 12;
+
+/// Files and folders of which at least one changes on every commit, checkout, reset or amend,
+/// whether the branch's ref is a loose file, packed, or HEAD is detached (review 116 M1).
+/// The branch's own ref file is not enough: once `git gc` packs it, it does not exist, and the
+/// next commit writes it anew without anything watched changing. Only paths that exist: a
+/// missing one would rerun the script on every build.
+fn moved_by_a_commit() -> Vec<String> {
+    let path = |name: &str| git(&["rev-parse", "--git-path", name]);
+    let exists = |p: &String| std::path::Path::new(p).exists();
+    // HEAD changes on a checkout and on a commit while detached.
+    let mut watched: Vec<String> = path("HEAD").into_iter().collect();
+    // Git appends to HEAD's reflog on every move of HEAD, also through the branch it names.
+    let reflog = path("logs/HEAD").filter(exists);
+    let reflog_kept = reflog.is_some();
+    watched.extend(reflog);
+    if !reflog_kept {
+        // Reflogs off: a commit writes the branch's loose ref, and cargo scans a watched
+        // folder's entries recursively, so a ref written anew after packing is seen too.
+        watched.extend(path("refs/heads"));
     }
+    // `git pack-refs` itself; and the reftable format keeps every ref (and reflog) in there.
+    watched.extend(path("packed-refs"));
+    watched.extend(path("reftable"));
+    watched.retain(exists);
+    watched
 }
 
 /// Hands the commit and its date (`None`: unknown) to the crate's code.
