@@ -4,8 +4,9 @@
 //! `0.1.0` is every build's version (found by a user's campaign).
 //!
 //! Without git, or outside a checkout (a source tarball), the build is "unknown commit". The
-//! script reruns only when HEAD moves (a commit, a checkout): a change to a source file leaves
-//! it alone, so an incremental build compiles no more than it would without it. A tree with
+//! script reruns only when HEAD moves (a commit, a checkout; with reflogs off, also when any
+//! branch moves): a change to a source file leaves it alone, so an incremental build compiles
+//! no more than it would without it. A tree with
 //! uncommitted changes shows the commit it started from. The commit is the first 12 hex
 //! digits of its hash on every machine.
 
