@@ -735,8 +735,8 @@ fn check_sole_voter(
 pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> {
     let wal_dir = config.wal_dir();
     match crate::wal::read_metadata_on(&StdFs, &wal_dir) {
-        Ok(meta) => check_metadata(config, &wal_dir, own_url, &meta),
-        Err(_) => Ok(()),
+        Some(meta) => check_metadata(config, &wal_dir, own_url, &meta),
+        None => Ok(()),
     }
 }
 

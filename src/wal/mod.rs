@@ -729,9 +729,9 @@ pub fn scan_on(
 /// The metadata record that begins the WAL in `dir` (its first segment's), read alone: a
 /// start's cheap check that the WAL is its node's, before it replays it in full. Read-only.
 ///
-/// Fails with [`Error::NotFound`] without a segment and with [`Error::Corrupt`] where the
-/// first record is not a whole metadata record (the replay judges such damage).
-pub fn read_metadata_on(fs: &dyn FileSystem, dir: &Path) -> Result<Metadata, Error> {
+/// `None` without a segment, or where the first record cannot be read as a whole metadata
+/// record: the replay judges such damage, and names it.
+pub fn read_metadata_on(fs: &dyn FileSystem, dir: &Path) -> Option<Metadata> {
     replay::read_metadata(fs, dir)
 }
 

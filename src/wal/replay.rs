@@ -438,32 +438,16 @@ fn sync_covering(data: &[u8], bad: usize) -> Option<(usize, u64)> {
 
 /// The metadata record that begins the first segment in `dir`, read alone; see
 /// [`super::read_metadata_on`].
-pub fn read_metadata(fs: &dyn FileSystem, dir: &Path) -> Result<Metadata, Error> {
+pub fn read_metadata(fs: &dyn FileSystem, dir: &Path) -> Option<Metadata> {
     use std::io::Read as _;
-    let segments = list_segments(fs, dir)?;
-    let Some(first) = segments.first() else {
-        return Err(Error::NotFound {
-            dir: dir.to_path_buf(),
-        });
-    };
-    let (file, _) = fs
-        .open_read(&first.path)
-        .map_err(IoError::at(&first.path))?;
-    // Room for the largest metadata record the decoder takes, and no more: the rest of a
-    // segment (up to its size, 64 MiB) is the replay's to read.
+    let segments = list_segments(fs, dir).ok()?;
+    let (file, _) = fs.open_read(&segments.first()?.path).ok()?;
     let room = (record::HEADER_LEN + 2 * record::METADATA_LIMIT) as u64;
     let mut head = Vec::new();
-    file.take(room)
-        .read_to_end(&mut head)
-        .map_err(IoError::at(&first.path))?;
+    file.take(room).read_to_end(&mut head).ok()?;
     match record::decode(&head, 0) {
-        Ok((Record::Metadata(m), _)) => Ok(m),
-        Ok((rec, _)) => Err(corrupt(
-            &first.path,
-            0,
-            format!("segment starts with a {} record, not metadata", rec.kind()),
-        )),
-        Err(e) => Err(corrupt(&first.path, 0, e.to_string())),
+        Ok((Record::Metadata(m), _)) => Some(m),
+        _ => None,
     }
 }
 
