@@ -288,6 +288,19 @@ pub struct Waited {
     pub stood_still: Option<Duration>,
 }
 
+impl Waited {
+    /// A `wait` in which the node stood still for `still`, counted only when that was most
+    /// of it: at least half the wait, and two of the steps (`step`: a tick, or a look for a
+    /// leader) in which the node would otherwise have seen the world move. Less is the node's
+    /// ordinary pace, and the answer then names the quorum.
+    pub fn stood_still_for(wait: Duration, still: Duration, step: Duration) -> Waited {
+        Waited {
+            wait,
+            stood_still: (still >= (wait / 2).max(step * 2)).then_some(still),
+        }
+    }
+}
+
 impl From<Duration> for Waited {
     /// A wait of which nothing more is known.
     fn from(wait: Duration) -> Self {

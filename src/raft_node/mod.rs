@@ -681,20 +681,17 @@ impl Tick {
     /// "no leader"). The latest stall, not only the one before this tick: a node that resumed
     /// a tick or two before its answer had stood still just as long (review 114 L5).
     fn waited(&self, deadline: Instant, timeout: Duration, tick: Duration) -> Waited {
-        let stood_still = self.stall.and_then(|stall| {
-            let from = deadline
-                .checked_sub(timeout)
-                .map_or(stall.from, |began| began.max(stall.from));
-            let still = deadline
-                .min(self.at)
-                .min(stall.to)
-                .saturating_duration_since(from);
-            (still >= (timeout / 2).max(tick * 2)).then_some(still)
-        });
-        Waited {
-            wait: timeout,
-            stood_still,
-        }
+        let Some(stall) = self.stall else {
+            return timeout.into();
+        };
+        let from = deadline
+            .checked_sub(timeout)
+            .map_or(stall.from, |began| began.max(stall.from));
+        let still = deadline
+            .min(self.at)
+            .min(stall.to)
+            .saturating_duration_since(from);
+        Waited::stood_still_for(timeout, still, tick)
     }
 }
 

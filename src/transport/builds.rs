@@ -214,12 +214,12 @@ pub const LEAST_PATIENCE: Duration = Duration::from_millis(1);
 const LEADER_POLL: Duration = Duration::from_millis(10);
 
 /// How long a node stood still in a `wait` for a leader whose looks were at most `longest`
-/// apart, when that was most of the wait: at least half of it, and two looks' time (the
-/// node's loop's rule, `Tick::waited` in raft_node). Then the wait's "no leader" is said of
-/// this node, not of a quorum it was not there to hear (review 114 L6: a node paused through
-/// this wait said "a quorum may be down").
+/// apart, when that was most of the wait: at least half of it, and two looks' time (the rule
+/// of the node's own loop, [`Waited::stood_still_for`]). Then the wait's "no leader" is said
+/// of this node, not of a quorum it was not there to hear (review 114 L6: a node paused
+/// through this wait said "a quorum may be down").
 fn stall_in(wait: Duration, longest: Duration) -> Option<Duration> {
-    (longest >= (wait / 2).max(LEADER_POLL * 2)).then_some(longest)
+    Waited::stood_still_for(wait, longest, LEADER_POLL).stood_still
 }
 
 /// A leader's "none": which leader, at which URL, and when.
