@@ -183,7 +183,7 @@ pub enum ApiError {
     )]
     UnmetExpectation(String),
     /// A boolean query flag (`?pretty`, `?stale`) with a value that is none (see
-    /// [`query_flag`]).
+    /// `query_flag`).
     #[error(
         "bad value {value:?} for ?{name}: want {want}; ?{name} alone is true, and without it \
          {without}"

@@ -88,7 +88,7 @@ pub enum ProposalError {
     /// No leader was known for the whole wait, or, in the node's proposals, for all of it
     /// before its last part, the settle window, in which nothing is proposed (see
     /// `raft_node::proposals`): the request never left this node. Said of a quorum, or of
-    /// this node when it stood still for most of the wait (see [`no_leader`]).
+    /// this node when it stood still for most of the wait (see `no_leader`).
     #[error(
         "{}; the request was not proposed: it will not happen",
         no_leader(.0, "in time for a wait of")
@@ -150,7 +150,7 @@ pub enum ProposalError {
          before sending it again"
     )]
     OutcomeUnknown,
-    /// No leader was known for the whole wait of a read (see [`no_leader`]).
+    /// No leader was known for the whole wait of a read (see `no_leader`).
     #[error("{}; nothing was read", no_leader(.0, "within"))]
     ReadNoLeader(Waited),
     /// A read was not confirmed in time (see [`Waited`] for what the node saw of why).

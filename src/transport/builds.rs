@@ -163,7 +163,7 @@ pub enum Refusal {
     /// second, or what was left of the wait if less.
     LeaderSilent(u64, Duration),
     /// No leader came within the wait, to say it; with how long this node stood still in that
-    /// wait (see [`stall_in`]), when that was most of it.
+    /// wait (see `stall_in`), when that was most of it.
     NoLeader(Option<Duration>),
     /// A leader (this id) was known in the wait, but not where to ask it: it is not among
     /// the members this node knows (one just added, or one removed). Not "no leader was
