@@ -613,18 +613,32 @@ fn an_unsynced_write_torn_by_a_power_loss_never_stops_the_wal() {
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
 }
 
-/// The WAL of `tests/fixtures/wal-b738d10/clean` (written by a build before the `chained`
-/// record) copied to folder `dir` of a new in-memory disk drawn from `seed`, synced.
-fn disk_with_a_wal_of_b738d10(seed: u64, dir: &Path) -> MemFs {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wal-b738d10/clean");
+/// The files of fixture folder `name` of `tests/fixtures` (a WAL an older build wrote), sorted
+/// by name: segments by sequence number.
+fn fixture_files(name: &str) -> Vec<(String, Vec<u8>)> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+        .expect("the fixture folder")
+        .map(|dent| {
+            let dent = dent.expect("a fixture file");
+            let name = dent.file_name().into_string();
+            let name = name.expect("the names of WAL files are ASCII");
+            (name, std::fs::read(dent.path()).expect("a fixture file"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `files` written to folder `dir` of a new in-memory disk drawn from `seed`, synced.
+fn disk_with(seed: u64, dir: &Path, files: &[(String, Vec<u8>)]) -> MemFs {
     let fs = MemFs::new(seed);
     fs.create_dir_all(dir).expect("a folder on a new disk");
-    for dent in std::fs::read_dir(&fixture).expect("the fixture folder") {
-        let dent = dent.expect("a fixture file");
-        let bytes = std::fs::read(dent.path()).expect("a fixture segment");
-        let path = dir.join(dent.file_name());
-        let mut file = fs.create(&path).expect("a file on a new disk");
-        file.write_all_at(&bytes, 0).expect("room on a new disk");
+    for (name, bytes) in files {
+        let mut file = fs.create(&dir.join(name)).expect("a file on a new disk");
+        file.write_all_at(bytes, 0).expect("room on a new disk");
         file.sync_data().expect("no fault is armed");
     }
     fs.sync_dir(dir).expect("no fault is armed");
@@ -643,9 +657,20 @@ fn segments_of(fs: &MemFs, dir: &Path) -> Vec<(PathBuf, Vec<&'static str>)> {
 }
 
 /// What a start gives raft from a WAL: the hard state, the snapshot markers and the entries.
-fn contents(c: &WalContents) -> (HardState, Vec<SnapshotMetadata>, Vec<Entry>) {
+type Contents = (HardState, Vec<SnapshotMetadata>, Vec<Entry>);
+
+fn contents(c: &WalContents) -> Contents {
     let entries = c.entries().to_vec();
     (c.hard_state.clone(), c.snapshot_markers.clone(), entries)
+}
+
+/// What a start of this build gives raft from the WAL of `files`: for the fixtures, what the
+/// older build read back from them (`clean.expected`, which `tests/wal_format.rs` checks).
+fn contents_of(files: &[(String, Vec<u8>)]) -> Contents {
+    let dir = Path::new("/data/raftexample-1");
+    let shared: SharedFs = Arc::new(disk_with(0, dir, files));
+    let (_wal, c) = Wal::open_on(shared, dir, WalOptions::default()).expect("the fixture opens");
+    contents(&c)
 }
 
 /// What a start does to the WAL in `dir` once it has judged it its own: opens it, and seals
@@ -656,41 +681,62 @@ fn open_and_seal(fs: SharedFs, dir: &Path, opts: WalOptions) -> Result<(Wal, Wal
     Ok((wal, c))
 }
 
-/// The first start of this build on a WAL whose newest segment an older build wrote starts a
-/// segment of this format (see `Wal::seal_format`). The power fails at each disk operation of that
-/// start in turn, whichever pages it then keeps (several seeds), with writes through the page
-/// cache and direct ones: the next start always gives back what the older build wrote, and
-/// leaves exactly one segment more, the newest, of this format, which a power loss after it
-/// returned does not take back; the one after it starts no other.
-#[test]
-fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_loses_nothing() {
+/// Checks that the WAL in `dir` has `n` segments, of which the newest alone is of this build's
+/// format (its header holds the `chained` record); `what` names the case in a failure.
+fn sealed(fs: &MemFs, dir: &Path, n: usize, what: &str) {
+    let now = segments_of(fs, dir);
+    assert_eq!(now.len(), n, "{what}: {now:?}");
+    let of_this_format: Vec<bool> = now.iter().map(|(_, k)| k.contains(&"chained")).collect();
+    // `n` counts at least the segment the start added.
+    let mut newest_alone = vec![false; n - 1];
+    newest_alone.push(true);
+    assert_eq!(of_this_format, newest_alone, "{what}: {now:?}");
+}
+
+/// The first start of this build on a WAL whose newest segment an older build wrote (`left`:
+/// the files that build left) starts a segment of this format (see `Wal::seal_format`). The
+/// power fails at each disk operation of that start in turn, whichever pages it then keeps
+/// (several seeds), with writes through the page cache and direct ones: the next start always
+/// gives back `written`, what the older build wrote, and leaves `added` segments more, the
+/// newest alone of this format, which a power loss after it returned does not take back; the
+/// one after it starts no other. `check` looks at the WAL in the folder after each of those
+/// starts, and after an uninterrupted one, naming the case in a failure.
+fn first_start_under_power_loss(
+    left: &[(String, Vec<u8>)],
+    written: &Contents,
+    added: usize,
+    check: impl Fn(&MemFs, &Path, &str),
+) {
     let dir = Path::new("/data/raftexample-1");
+    let old = left
+        .iter()
+        .filter(|(name, _)| name.ends_with(".wal"))
+        .count();
     for (preallocate, direct_io) in [(0, false), (4096, true)] {
+        // The b738d10 fixture's; a start rotates once (the seal), whatever the size.
         let opts = WalOptions {
             segment_size: 1024,
             preallocate,
             direct_io,
         };
-        let fs = disk_with_a_wal_of_b738d10(0, dir);
-        let old = segments_of(&fs, dir);
-        assert!(old.iter().all(|(_, kinds)| !kinds.contains(&"chained")));
+        let fs = disk_with(0, dir, left);
         let ops_before = fs.ops();
         let shared: SharedFs = Arc::new(fs.clone());
         let (wal, c) = open_and_seal(shared, dir, opts).expect("the old WAL opens");
         drop(wal);
-        let want = contents(&c);
         let ops = fs.ops() - ops_before;
+        let what = format!("{opts:?}, without faults");
+        assert!(
+            contents(&c) == *written,
+            "{what}: not what the older build wrote"
+        );
         // Durable once the start returned, before the node serves.
         fs.power_loss();
-        let now = segments_of(&fs, dir);
-        assert_eq!(
-            now.len(),
-            old.len() + 1,
-            "{opts:?}, without faults: {now:?}"
-        );
+        sealed(&fs, dir, old + added, &what);
+        check(&fs, dir, &what);
         for after in 0..ops {
             for seed in 0..4 {
-                let fs = disk_with_a_wal_of_b738d10(seed, dir);
+                let fs = disk_with(seed, dir, left);
                 let shared: SharedFs = Arc::new(fs.clone());
                 let what = format!("{opts:?}, power loss after {after} operations, seed {seed}");
                 fs.power_loss_after(after);
@@ -703,18 +749,24 @@ fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_lose
                 drop(wal);
                 fs.power_loss();
                 assert!(
-                    contents(&c) == want,
+                    contents(&c) == *written,
                     "{what}: not what the older build wrote"
                 );
-                let now = segments_of(&fs, dir);
-                assert_eq!(now.len(), old.len() + 1, "{what}: {now:?}");
-                let (_, newest) = &now[old.len()];
-                assert!(newest.contains(&"chained"), "{what}: {now:?}");
+                sealed(&fs, dir, old + added, &what);
+                check(&fs, dir, &what);
                 let (_wal, c) = open_and_seal(shared, dir, opts)
                     .unwrap_or_else(|e| panic!("{what}: the WAL refused a second start: {e}"));
-                assert!(contents(&c) == want, "{what}: the second start");
-                assert_eq!(segments_of(&fs, dir).len(), now.len(), "{what}");
+                assert!(contents(&c) == *written, "{what}: the second start");
+                sealed(&fs, dir, old + added, &what);
             }
         }
     }
+}
+
+/// The WAL of `tests/fixtures/wal-b738d10/clean`, written by a build before the `chained`
+/// record: its first start of this build, under power loss, adds one segment.
+#[test]
+fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_loses_nothing() {
+    let clean = fixture_files("wal-b738d10/clean");
+    first_start_under_power_loss(&clean, &contents_of(&clean), 1, |_, _, _| {});
 }
