@@ -613,13 +613,17 @@ fn an_unsynced_write_torn_by_a_power_loss_never_stops_the_wal() {
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
 }
 
+/// File or folder `name` of `tests/fixtures`.
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
 /// The files of fixture folder `name` of `tests/fixtures` (a WAL an older build wrote), sorted
 /// by name: segments by sequence number.
 fn fixture_files(name: &str) -> Vec<(String, Vec<u8>)> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(fixture(name))
         .expect("the fixture folder")
         .map(|dent| {
             let dent = dent.expect("a fixture file");
@@ -645,14 +649,15 @@ fn disk_with(seed: u64, dir: &Path, files: &[(String, Vec<u8>)]) -> MemFs {
     fs
 }
 
-/// The segments of the WAL in `dir`, each with the kinds of its records.
-fn segments_of(fs: &MemFs, dir: &Path) -> Vec<(PathBuf, Vec<&'static str>)> {
+/// The segments of the WAL in `dir`, each with the kinds of its records; `what` names the case
+/// in a failure.
+fn segments_of(fs: &MemFs, dir: &Path, what: &str) -> Vec<(PathBuf, Vec<&'static str>)> {
     let mut out: Vec<(PathBuf, Vec<&'static str>)> = Vec::new();
     wal::scan_on(fs, dir, |path, _, _, rec| match out.last_mut() {
         Some((p, kinds)) if p == path => kinds.push(rec.kind()),
         _ => out.push((path.to_path_buf(), vec![rec.kind()])),
     })
-    .expect("the WAL scans");
+    .unwrap_or_else(|e| panic!("{what}: the WAL does not scan: {e}"));
     out
 }
 
@@ -684,7 +689,7 @@ fn open_and_seal(fs: SharedFs, dir: &Path, opts: WalOptions) -> Result<(Wal, Wal
 /// Checks that the WAL in `dir` has `n` segments, of which the newest alone is of this build's
 /// format (its header holds the `chained` record); `what` names the case in a failure.
 fn sealed(fs: &MemFs, dir: &Path, n: usize, what: &str) {
-    let now = segments_of(fs, dir);
+    let now = segments_of(fs, dir, what);
     assert_eq!(now.len(), n, "{what}: {now:?}");
     let of_this_format: Vec<bool> = now.iter().map(|(_, k)| k.contains(&"chained")).collect();
     // `n` counts at least the segment the start added.
@@ -769,4 +774,32 @@ fn first_start_under_power_loss(
 fn a_power_loss_while_a_wal_of_an_older_build_gets_a_segment_of_this_format_loses_nothing() {
     let clean = fixture_files("wal-b738d10/clean");
     first_start_under_power_loss(&clean, &contents_of(&clean), 1, |_, _, _| {});
+}
+
+/// The WAL of `tests/fixtures/wal-v1/torn`, written by 563d8ae (before sync marks), whose
+/// newest segment ends in a write that never reached the disk whole. Its first start of this
+/// build cuts it where that write began (`torn.cut`), syncs the cut and marks it, then adds one
+/// segment. Under power loss, what 563d8ae wrote before that write is given back, and the
+/// segment is cut there: a sync mark at that offset, then the record naming the next segment.
+#[test]
+fn a_power_loss_while_an_older_builds_torn_tail_is_cut_and_sealed_loses_nothing() {
+    let cut = std::fs::read_to_string(fixture("wal-v1/torn.cut")).expect("torn.cut");
+    let (name, offset) = cut.trim().split_once(' ').expect("'<file> <offset>'");
+    let offset: u64 = offset.parse().expect("an offset");
+    let written = contents_of(&fixture_files("wal-v1/clean"));
+    let torn = fixture_files("wal-v1/torn");
+    first_start_under_power_loss(&torn, &written, 1, |fs, dir, what| {
+        let path = dir.join(name);
+        let mut records = Vec::new();
+        wal::scan_on(fs, dir, |p, off, _, rec| {
+            if p == path {
+                records.push((off, rec.clone()))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{what}: the WAL does not scan: {e}"));
+        let [.., mark, (_, Record::Next { .. })] = &records[..] else {
+            panic!("{what}: {name} does not end naming the next segment: {records:?}");
+        };
+        assert_eq!(mark, &(offset, Record::Synced(offset)), "{what}");
+    });
 }
