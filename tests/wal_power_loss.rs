@@ -803,3 +803,43 @@ fn a_power_loss_while_an_older_builds_torn_tail_is_cut_and_sealed_loses_nothing(
         assert_eq!(mark, &(offset, Record::Synced(offset)), "{what}");
     });
 }
+
+/// The WAL of `wal-b738d10/clean` as b738d10 left it in its last rotation: before the new
+/// segment got its name, and after. That rotation (`rotate` in `src/wal/writer.rs` at b738d10)
+/// wrote the new segment's header to `<name>.tmp` and synced it and the folder, then ended the
+/// old segment with the record naming it and synced that, and only then renamed it. The header
+/// is the fixture's newest segment up to the sync mark that ends it: that build wrote the rest
+/// (a hard state) after the rename.
+fn b738d10_in_its_last_rotation() -> [Vec<(String, Vec<u8>)>; 2] {
+    let mut files = fixture_files("wal-b738d10/clean");
+    let (name, bytes) = files.pop().expect("the fixture has segments");
+    let newest = fixture("wal-b738d10/clean").join(&name);
+    let mut header_end = None;
+    wal::scan(&fixture("wal-b738d10/clean"), |path, off, len, rec| {
+        if path == newest && header_end.is_none() && matches!(rec, Record::Synced(_)) {
+            header_end = Some((off + len) as usize);
+        }
+    })
+    .expect("the fixture scans");
+    let header = bytes[..header_end.expect("a segment's header ends with a sync mark")].to_vec();
+    let mut renamed = files.clone();
+    files.push((format!("{name}.tmp"), header.clone()));
+    renamed.push((name, header));
+    [files, renamed]
+}
+
+/// b738d10's own rotation cut short by a power loss before the new segment got its name (see
+/// `b738d10_in_its_last_rotation`). The first start of this build finishes it, adding the
+/// segment it names (of b738d10's format), then seals the WAL: two segments more, the newest
+/// alone of this format. Under power loss, everything b738d10 wrote before the rename is
+/// given back, and the start after the next adds no segment.
+#[test]
+fn a_power_loss_while_an_older_builds_rotation_is_finished_and_sealed_loses_nothing() {
+    let [unfinished, finished] = b738d10_in_its_last_rotation();
+    let written = contents_of(&finished);
+    // Every entry and marker of the fixture: only its last hard state came after the rename.
+    let clean = contents_of(&fixture_files("wal-b738d10/clean"));
+    assert!(written.1 == clean.1 && written.2 == clean.2);
+    assert_ne!(written.0, clean.0);
+    first_start_under_power_loss(&unfinished, &written, 2, |_, _, _| {});
+}
