@@ -664,6 +664,7 @@ fn segments_of(fs: &MemFs, dir: &Path, what: &str) -> Vec<(PathBuf, Vec<&'static
 /// What a start gives raft from a WAL: the hard state, the snapshot markers and the entries.
 type Contents = (HardState, Vec<SnapshotMetadata>, Vec<Entry>);
 
+/// What a start that returned `c` gives raft.
 fn contents(c: &WalContents) -> Contents {
     let entries = c.entries().to_vec();
     (c.hard_state.clone(), c.snapshot_markers.clone(), entries)
@@ -839,7 +840,10 @@ fn a_power_loss_while_an_older_builds_rotation_is_finished_and_sealed_loses_noth
     let written = contents_of(&finished);
     // Every entry and marker of the fixture: only its last hard state came after the rename.
     let clean = contents_of(&fixture_files("wal-b738d10/clean"));
-    assert!(written.1 == clean.1 && written.2 == clean.2);
-    assert_ne!(written.0, clean.0);
+    assert!(
+        written.1 == clean.1 && written.2 == clean.2,
+        "the rotation's files lack a marker or an entry of the fixture"
+    );
+    assert_ne!(written.0, clean.0, "the fixture's last hard state");
     first_start_under_power_loss(&unfinished, &written, 2, |_, _, _| {});
 }
