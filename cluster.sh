@@ -407,11 +407,11 @@ say_exited() {
 }
 
 # Waits until entry $1, started with command line $2, lists itself among its members (0); or
-# until it exits (1) or has not within the timeout (2: it is left running, as a node not yet
-# added must wait for its POST, and one admitted may still be catching up); says why but for
-# 0, with the end of its log.
+# until it exits (1) or has not by $SECONDS = $3, the start's deadline (2: it is left running,
+# as a node not yet added must wait for its POST, and one admitted may still be catching up);
+# says why but for 0, with the end of its log.
 wait_listed() {
-  local name=$1 line=$2 pid url code deadline answer='' before silent joins leader
+  local name=$1 line=$2 deadline=$3 pid url code answer='' before silent joins leader
   pid=$(pid_of "$name")
   url=$(rest_url "$line")
   joins=$(join_of "$line")
@@ -421,7 +421,6 @@ wait_listed() {
     before="the members admitted it"
     silent="was not admitted by the members"
   fi
-  deadline=$((SECONDS + start_timeout))
   while :; do
     if ! running "$name"; then
       say_exited "$name" "$pid" "$before"
@@ -529,10 +528,13 @@ start_entries() {
     started+=("$name")
   done
   spawned=$SECONDS
+  # One deadline for all: each with a timeout of its own, N nodes that never list themselves
+  # held start for N times the timeout.
+  limit=$((spawned + start_timeout))
   for name in "${started[@]}"; do spawn "$name" "${lines[$name]}"; done
   for name in "${started[@]}"; do
     code=0
-    wait_listed "$name" "${lines[$name]}" || code=$?
+    wait_listed "$name" "${lines[$name]}" "$limit" || code=$?
     case "$code" in
       0) listed+=("$name") ;;
       1) exited=$((exited + 1)) ;;
@@ -540,8 +542,7 @@ start_entries() {
     esac
   done
   from=$SECONDS
-  # A slow tick must not hold start past the timeout (--tick-ms 2000: a settle of 121 s).
-  limit=$((spawned + start_timeout))
+  # A slow tick must not hold start past the timeout either (--tick-ms 2000: a settle of 121 s).
   for name in ${listed[@]+"${listed[@]}"}; do
     # Rounded up, and a second more: $SECONDS counts whole seconds.
     by=$((from + (settle_ticks * $(tick_of "${lines[$name]}") + 999) / 1000 + 1))

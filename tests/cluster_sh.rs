@@ -1067,6 +1067,38 @@ fn the_wait_for_a_leader_ends_with_the_start_timeout() {
     f.stop_all_with("raftexample1");
 }
 
+/// Nodes that never list themselves are waited for together, up to `CLUSTER_START_TIMEOUT`
+/// of their start, not each for a timeout of its own in turn: three took three timeouts.
+/// Stand-ins again (`sleep` under a node's name, with a `--port` nobody answers on), as no
+/// real node stays silent on demand.
+#[test]
+fn nodes_that_never_list_themselves_share_one_start_timeout() {
+    let f = Folder::new(1);
+    let procfile: String = free_ports(3)
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("stand{i}: bash -c 'exec sleep 600' stand-in --port {port}\n"))
+        .collect();
+    std::fs::write(f.path().join("Procfile"), procfile).expect("writing the Procfile");
+    let began = Instant::now();
+    let out = f.cluster_sh_under(&["CLUSTER_START_TIMEOUT=4"], &["start"]);
+    let took = began.elapsed();
+    let (_, stderr) = failed(&out);
+    assert!(
+        stderr.contains("3 of 3 left running without serving as a member yet"),
+        "{stderr}"
+    );
+    // One timeout, a second of $SECONDS' rounding and the last asks; three were 12 s at least.
+    assert!(
+        took < Duration::from_secs(10),
+        "start returned after {took:?}, with a timeout of 4 s for all three"
+    );
+    let pids: Vec<i32> = (0..3)
+        .map(|i| f.pid(&format!("stand{i}")).expect("a pid file"))
+        .collect();
+    f.stop_all(&pids);
+}
+
 /// A `--tick-ms` with a sign, which the binary takes (`+100` is 100), is read as its number:
 /// it was a bash arithmetic error, which under `set -e` ended `start` once the nodes ran, with
 /// no word of them and status 1 (review 114 L3).
