@@ -154,7 +154,7 @@ pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 
 # The words of command line $1 as bash reads them, each followed by a NUL, without their
 # quotes and backslashes: a path with spaces is one word, whether a Procfile quotes it ("a b",
-# 'a b', $'a b') or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C locale, for a
+# 'a b', $'a b', $"a b") or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C locale, for a
 # byte outside ASCII or a control character). Of what bash expands when it runs the line, a ~
 # that begins a word and $HOME (${HOME}) are expanded here too (a certificate under ~/ is asked
 # with the file the node reads); any other $VAR, $(...), glob or # comment is read as written.
@@ -196,6 +196,9 @@ words_of() {
       '$')
         if [ "${line:i+1:1}" = "'" ]; then
           quote="\$'" i=$((i + 1))
+        elif [ "${line:i+1:1}" = '"' ]; then
+          # $"...": bash translates it by the locale's messages, of which a Procfile has none.
+          quote='"' i=$((i + 1))
         elif ! home_here; then
           word+=$c
         fi ;;

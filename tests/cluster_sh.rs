@@ -1115,7 +1115,8 @@ fn a_tick_with_a_plus_sign_is_read_as_its_number() {
 /// TLS files a Procfile names under `~/`, `$HOME/` and `${HOME}/` (here `HOME` is the test's
 /// folder) are the ones `cluster.sh` presents, as bash expands them when it runs the command:
 /// it read them as written, so it asked the node with `~/certs/node1.crt`, which curl cannot
-/// load, and never saw it serve (review 114 N5).
+/// load, and never saw it serve (review 114 N5). One is quoted `$"..."`, which bash reads as
+/// `"..."` with no messages to translate it by: `cluster.sh` kept the `$`.
 #[test]
 fn tls_files_under_home_are_read_as_bash_runs_them() {
     let f = Folder::new(1);
@@ -1125,7 +1126,7 @@ fn tls_files_under_home_are_read_as_bash_runs_them() {
     let procfile = format!(
         "home1: ./target/release/raftexample --id 1 --cluster https://127.0.0.1:{} --port \
          {rest} --listen-host 127.0.0.1 --cert-file ~/certs/node1.crt --key-file \
-         \"$HOME/certs/node1.key\" --trusted-ca-file ${{HOME}}/certs/ca.crt --client-cert-auth \
+         $\"$HOME/certs/node1.key\" --trusted-ca-file ${{HOME}}/certs/ca.crt --client-cert-auth \
          --peer-cert-file certs/node1.crt --peer-key-file certs/node1.key \
          --peer-trusted-ca-file certs/ca.crt\n",
         ports[0]
