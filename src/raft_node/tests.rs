@@ -2216,8 +2216,11 @@ async fn answering_probes() -> String {
 }
 
 /// The proposal timeout of [`checked_by_members_answering_probes`]: long enough that a loaded
-/// machine still gets its work done inside it, short enough for a test.
-const CHECKED_TIMEOUT: Duration = Duration::from_secs(2);
+/// machine still gets its work done inside it, short enough for a test. The tests hold the
+/// leader or the status back for three quarters of it, and the rest (a probe, a proposal) must
+/// fit in the last quarter: at 2 s, half a second of load made the handle answer first
+/// (review 117, F3).
+const CHECKED_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Node 3 of three, started with `--join` and fed nothing yet (it knows no leader), whose
 /// members 1 and 2 answer the probe at their peer URLs ([`answering_probes`]) and nothing
