@@ -1671,16 +1671,24 @@ fn with_the_default_proposal_timeout(config: &mut Config) {
 /// certain that it will not happen, and a copy committed later is skipped on every node. Before,
 /// the client heard it "may still happen" and such a late copy landed, half a second after
 /// that answer, over whatever the client wrote next (fault suite seed 35, 2026-12-05).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// On tokio's paused clock, which the node reads and ticks by: the test must step the fence in
+/// the last second of the PUT's wait, and a machine that held it up for most of that second
+/// made the PUT time out first (review 117, F4). Paused, time moves only when every task
+/// waits on a timer (not during the node's fsyncs), and the answer comes from the node's own
+/// loop, as it applies the fence.
+#[tokio::test(start_paused = true)]
 async fn a_put_whose_fence_commits_first_will_not_happen() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let node = Fed::start_in(1, cluster, false, dir, with_the_default_proposal_timeout).await;
     let (mut answer, session, (copy, term), _) = put_withdrawn_by_a_leader(&node).await;
+    // A PUT answered here timed out (nothing has committed): say which.
+    let early = answer.try_recv();
     assert!(
-        answer.try_recv().is_err(),
-        "answered before the fence committed"
+        early.is_err(),
+        "answered before the fence committed: {early:?}"
     );
     // Node 2 takes over; its log has node 1's fence (forwarded to it) and then a late copy of
     // the PUT, in its own term, where node 1 had its copy and its fence. Right after them, not
