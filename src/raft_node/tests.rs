@@ -457,17 +457,24 @@ async fn a_removed_node_stops_once_it_has_applied_what_was_committed() {
     assert_eq!(exit, Exit::Removed);
 }
 
-/// Waits for node 1 to campaign, then has node 2 grant its pre-vote and its vote; returns
-/// node 1's status as leader.
+/// Waits for node 1 to campaign, then has node 2 grant its pre-vote and its vote, and answer
+/// a heartbeat; returns node 1's status as leader. A vote is not an answer to CheckQuorum
+/// (raft-rs counts acks and heartbeat replies only): without one, the leader stepped down at
+/// its first quorum check, an election timeout on, if the test's first ack came later on a
+/// slow machine, and the test failed on something unrelated (review 117, F6).
 async fn elected_by_node_2(node: &Fed) -> NodeStatus {
-    elected_by(node, &[2]).await
+    let term = elected_by(node, &[2]).await.term;
+    heartbeats_answered_by(node, &[2], term).await
 }
 
 /// Waits for node 1 to campaign, then has `voters` grant their pre-votes and their votes;
-/// returns node 1's status as leader.
+/// returns node 1's status as leader. Nothing more: a voter that only voted must stay unheard
+/// (by raft's `recent_active`) for the stopping tests.
 async fn elected_by(node: &Fed, voters: &[u64]) -> NodeStatus {
     use raft::eraftpb::MessageType::*;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Up to 19 ticks of [`long_ticks`] (5.7 s), each later under load (ticks are not caught
+    // up): as for `a_follower_proposes_again_when_it_hears_its_leader_again`'s wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let term = loop {
         let status = node.status().await.expect("running");
         if status.role == "PreCandidate" {
@@ -475,7 +482,7 @@ async fn elected_by(node: &Fed, voters: &[u64]) -> NodeStatus {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "node 1 never campaigned"
+            "node 1 never campaigned: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -1842,7 +1849,11 @@ async fn a_registration_is_said_from_the_log_before_it_is_applied() {
     use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster.clone(), false).await;
-    let term = elected_by_node_2(&node).await.term;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    // Node 1's own registration committed first: one left pending would be proposed again
+    // after 2.5 s, and a test held up that long found it, not node 3's, at the index it read.
+    registered_while_leading(&node, status).await;
     let facts_become = |what: &'static str, check: &dyn Fn(&crate::request::JoinFacts) -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
