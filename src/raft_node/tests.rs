@@ -1053,13 +1053,24 @@ async fn a_change_asked_during_an_election_waits_for_the_new_leaders_log() {
 /// and sent again only a second after that copy committed; it now waits for the log to apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_forwarded_before_an_election_waits_for_the_new_leaders_log() {
+    use raft::eraftpb::MessageType::MsgHeartbeat;
     let (node, put) = following_node_2_with_a_put_unapplied().await;
     let mut events = node.shared.events.subscribe();
     let answer = add_node_3(&node).await;
-    assert!(
-        forwards_within(&mut events, Duration::from_secs(5)).await,
-        "node 1 never forwarded the change to leader 2"
-    );
+    // Leader 2 is silent: a node held up past its election timeout took the change in as a
+    // pre-candidate, which knows no leader and forwards nothing (review 117, F7). Leader 2's
+    // heartbeat makes it a follower again, and a leader found again gets everything again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !forwards_within(&mut events, Duration::from_millis(200)).await {
+        let status = node.status().await.expect("running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never forwarded the change to leader 2: {status:?}"
+        );
+        node.step(message(MsgHeartbeat, 2, 1, status.term))
+            .await
+            .expect("running");
+    }
     proposed_once_the_first_entry_is_applied(&node, answer, put).await;
 }
 
