@@ -910,7 +910,8 @@ async fn a_removal_after_another_change_in_one_batch_is_still_held() {
     let status = node
         .wait_status(|s| s.commit == s.last_index)
         .await
-        .expect("node 1 stopped: it applied its own removal while leading");
+        // Also after `waited_out` (2 s after the commit) on a slow machine: not the bug.
+        .expect("node 1 stopped: removal applied while leading, or its handover wait ran out");
     assert!(status.members.iter().any(|m| m.id == 4), "{status:?}");
     assert!(
         status.members.iter().any(|m| m.id == 1),
