@@ -1437,9 +1437,10 @@ mod tests {
     /// supervisor within the patience (here 250 ms down, then up until node 4 has heard it
     /// again), is not waited for without end: the patience counts every silence, and node 4
     /// starts anew once they add up to it, saying so. Each comeback used to start the patience
-    /// again, and node 4 waited for good (review 115, L2). A silence runs past its outage by
-    /// up to a retry and whatever holds this one thread up: with 400 ms outages, two of them
-    /// slowed by ~100 ms each reached the patience before the second comeback (review 117).
+    /// again, and node 4 waited for good (review 115, L2). Outages are short because a silence
+    /// runs past its outage by whatever holds this one thread up (a late timer, a slow bind):
+    /// outages of 400 ms reached the patience before the second comeback once two of them ran
+    /// ~200 ms over; these stand ~300 ms over each (review 117).
     #[tokio::test]
     async fn a_member_with_data_that_keeps_coming_back_is_not_waited_for_without_end() {
         let (mut lookup, _handoff, mut server, log, _logging) =
