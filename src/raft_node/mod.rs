@@ -41,6 +41,7 @@ mod tail;
 mod tests;
 mod trace;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -429,7 +430,7 @@ impl RaftNode {
             ready_window: (tick * READY_WINDOW_TICKS).max(READY_WINDOW_FLOOR),
             tick: config.tick(),
             proposals: Proposals::new(config.id, nonce, timeout, tick),
-            ticks: Ticks::new(tick),
+            ticks: Ticks::new(tick, timeout),
             reads: Reads::new(config.id, nonce, timeout, tick / 2),
             held_reads: HeldReads::default(),
             sessions: recovered.sessions,
@@ -572,10 +573,13 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
 /// What the node's loop saw at its ticks. The loop alone keeps this record, and hands each
 /// tick it makes to both its proposals and its reads, so that the two judge alike the requests
 /// whose time is up at it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Ticks {
     /// How often the loop ticks.
     every: Duration,
+    /// The longest wait a request can have (`--proposal-timeout-ms`): how far back a stall
+    /// can still overlap the wait of a request not yet answered.
+    longest: Duration,
     /// The latest tick.
     last: Option<Instant>,
     /// The latest time a leader was known at: a tick with one, or one found between ticks
@@ -584,9 +588,19 @@ struct Ticks {
     /// The latest time a leader was lost between ticks ([`Ticks::leader_lost`]): it was known
     /// until then, not then, so only a request that began before it knew it (review 114 N1).
     leader_lost: Option<Instant>,
-    /// The latest stall of the loop: two ticks, at least two ticks apart.
-    stall: Option<Stall>,
+    /// The loop's stalls (two ticks, at least two ticks apart) that can overlap the wait of
+    /// a request not yet answered, oldest first, at most [`MAX_STALLS`]. All of them, not
+    /// the latest alone: a node that resumed from a long stall and then stalled briefly again
+    /// (catching up on its disk after a SIGCONT) had stood still for the first one too, and
+    /// two stalls can together fill most of a wait (review 116 L1).
+    stalls: VecDeque<Stall>,
 }
+
+/// The most stalls [`Ticks`] keeps. A wait overlaps at most one per two of its ticks and two
+/// more: 27 in the default 5 s at 100 ms, but thousands at `--tick-ms 1`, where nearly any
+/// hiccup of the process is one. Past this many, the shortest is forgotten: the long ones
+/// decide whether the node stood still for most of a wait.
+const MAX_STALLS: usize = 64;
 
 /// A span in which the node's loop did not tick: its process paused or starved of CPU, or a
 /// round stuck on its disk.
@@ -598,15 +612,22 @@ struct Stall {
     to: Instant,
 }
 
+impl Stall {
+    fn length(&self) -> Duration {
+        self.to.saturating_duration_since(self.from)
+    }
+}
+
 impl Ticks {
-    /// The record of a loop that ticks `every`.
-    fn new(every: Duration) -> Self {
+    /// The record of a loop that ticks `every`, for requests that wait at most `longest`.
+    fn new(every: Duration, longest: Duration) -> Self {
         Ticks {
             every,
+            longest,
             last: None,
             leader_seen: None,
             leader_lost: None,
-            stall: None,
+            stalls: VecDeque::new(),
         }
     }
 
@@ -623,29 +644,44 @@ impl Ticks {
     }
 
     /// Records a tick at `at`, with a leader known then or not.
-    fn next(&mut self, at: Instant, leader_known: bool) -> Tick {
+    fn next(&mut self, at: Instant, leader_known: bool) -> Tick<'_> {
         if leader_known {
             self.leader_seen = Some(at);
         }
         let previous = self.last.replace(at);
-        if let Some(from) = previous
-            && at.saturating_duration_since(from) >= self.every * 2
-        {
-            self.stall = Some(Stall { from, to: at });
+        if let Some(from) = previous {
+            // A request answered from this tick on was not due at the one before, so its wait
+            // began less than `longest` before that: a stall that ended earlier overlaps none.
+            while self
+                .stalls
+                .front()
+                .is_some_and(|stall| from.saturating_duration_since(stall.to) >= self.longest)
+            {
+                self.stalls.pop_front();
+            }
+            if at.saturating_duration_since(from) >= self.every * 2 {
+                self.stalls.push_back(Stall { from, to: at });
+            }
+            if self.stalls.len() > MAX_STALLS
+                && let Some(shortest) =
+                    (0..self.stalls.len()).min_by_key(|i| self.stalls[*i].length())
+            {
+                self.stalls.remove(shortest);
+            }
         }
         Tick {
             at,
             leader_known,
             leader_seen: self.leader_seen,
             leader_lost: self.leader_lost,
-            stall: self.stall,
+            stalls: &self.stalls,
         }
     }
 }
 
 /// One tick of the node's loop, as a request or a read whose time is up at it is judged.
 #[derive(Debug, Clone, Copy)]
-struct Tick {
+struct Tick<'a> {
     /// When.
     at: Instant,
     /// Whether a leader was known then.
@@ -654,11 +690,11 @@ struct Tick {
     leader_seen: Option<Instant>,
     /// See [`Ticks::leader_lost`].
     leader_lost: Option<Instant>,
-    /// The latest stall of the loop, up to this tick (see [`Ticks::stall`]).
-    stall: Option<Stall>,
+    /// The loop's recent stalls, up to this tick (see [`Ticks::stalls`]).
+    stalls: &'a VecDeque<Stall>,
 }
 
-impl Tick {
+impl Tick<'_> {
     /// Whether no leader was known at any time of a wait that ends at `deadline` and lasts
     /// `timeout`: only then does a request or a read that was never proposed hear "no leader
     /// was elected" (one known for most of its wait and lost at the end was not: review 86).
@@ -672,25 +708,26 @@ impl Tick {
     }
 
     /// A wait that ends at `deadline` and lasts `timeout`, as answered at this tick, with how
-    /// long this node's loop stood still in it (the overlap of its latest stall with the wait,
-    /// up to this tick if that comes first: a request answered as its settle window begins),
-    /// if that was most of the wait: at least half of it, and two ticks of `tick` (a tick
-    /// apart is no stall). A request not done by then, or that knew no leader, says so, rather
-    /// than blame a quorum the node was not there to hear (found by a user's campaign: a
-    /// leader paused for 8 s said "a quorum may be down" of a healthy one; review 112 N4, of
-    /// "no leader"). The latest stall, not only the one before this tick: a node that resumed
-    /// a tick or two before its answer had stood still just as long (review 114 L5).
+    /// long this node's loop stood still in it (the overlaps of its stalls with the wait, up
+    /// to this tick if that comes first: a request answered as its settle window begins,
+    /// added up), if that was most of the wait: at least half of it, and two ticks of `tick`
+    /// (a tick apart is no stall). A request not done by then, or that knew no leader, says
+    /// so, rather than blame a quorum the node was not there to hear (found by a user's
+    /// campaign: a leader paused for 8 s said "a quorum may be down" of a healthy one; review
+    /// 112 N4, of "no leader"). Stalls it came out of before its answer count too: a node
+    /// that resumed a tick or two before its answer had stood still just as long (review 114
+    /// L5), and so had one whose catch-up after a pause stalled it again (review 116 L1).
     fn waited(&self, deadline: Instant, timeout: Duration, tick: Duration) -> Waited {
-        let Some(stall) = self.stall else {
-            return timeout.into();
-        };
-        let from = deadline
-            .checked_sub(timeout)
-            .map_or(stall.from, |began| began.max(stall.from));
-        let still = deadline
-            .min(self.at)
-            .min(stall.to)
-            .saturating_duration_since(from);
+        let began = deadline.checked_sub(timeout);
+        let end = deadline.min(self.at);
+        let still = self
+            .stalls
+            .iter()
+            .map(|stall| {
+                let from = began.map_or(stall.from, |began| began.max(stall.from));
+                end.min(stall.to).saturating_duration_since(from)
+            })
+            .sum();
         Waited::stood_still_for(timeout, still, tick)
     }
 }

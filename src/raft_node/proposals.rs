@@ -312,7 +312,7 @@ impl Proposals {
     ///   not proposed again first when a leader change has queued it again.
     /// - A membership change that went out stays pending, never withdrawn (see `add`), nor
     ///   proposed again (see [`Proposals::take_change`]).
-    fn keep_the_settle_window(&mut self, now: Instant, tick: Option<Tick>) {
+    fn keep_the_settle_window(&mut self, now: Instant, tick: Option<Tick<'_>>) {
         let in_window = |seq: &u64| {
             self.pending
                 .get(seq)
@@ -360,7 +360,7 @@ impl Proposals {
     /// What a request that never left this node, answered by `deadline`, hears once it can no
     /// longer be proposed: "no leader was elected" only when no leader was known at any tick
     /// of its wait as of `tick` (one known for part of it and lost was not: review 86).
-    fn never_proposed(&self, deadline: Instant, tick: Option<Tick>) -> ProposalError {
+    fn never_proposed(&self, deadline: Instant, tick: Option<Tick<'_>>) -> ProposalError {
         match tick {
             Some(tick) if tick.no_leader_during(deadline, self.timeout) => {
                 ProposalError::NoLeader(tick.waited(deadline, self.timeout, self.tick))
@@ -979,7 +979,7 @@ impl Proposals {
     /// [`Proposals::keep_the_settle_window`]), answer those whose time is up (and forget those
     /// whose client gave up), and queue again forwarded proposals that went unanswered too
     /// long. Returns how many were queued again.
-    pub fn on_tick(&mut self, tick: Tick) -> usize {
+    pub fn on_tick(&mut self, tick: Tick<'_>) -> usize {
         let now = tick.at;
         self.keep_the_settle_window(now, Some(tick));
         let mut expired = Vec::new();
@@ -1077,7 +1077,7 @@ impl Proposals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_node::{Ticks, Waited};
+    use crate::raft_node::{MAX_STALLS, Ticks, Waited};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -1309,7 +1309,7 @@ mod tests {
     /// that was forwarded says it may.
     #[test]
     fn answers_at_the_deadline_say_whether_the_request_can_still_happen() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let mut never_sent = put(&mut p, t0);
@@ -1404,7 +1404,7 @@ mod tests {
     /// happen" once the fence did not apply in time). One with more of its wait left goes.
     #[test]
     fn a_request_still_queued_in_its_settle_window_is_answered_not_proposed() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let mut write = put(&mut p, t0);
@@ -1456,7 +1456,7 @@ mod tests {
         let window_begins = t0 + secs(5) - settle_window(secs(5));
         let before = window_begins - Duration::from_millis(50);
 
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let (mut p, _) = registered(t0);
         let mut write = put(&mut p, t0);
         let mut change = change_asked(&mut p, MemberChange::Remove { id: 3 }, t0);
@@ -1479,7 +1479,7 @@ mod tests {
         );
 
         // A leader known, but no registration yet: not "no leader was elected".
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let mut p = Proposals::new(1, 42, secs(5), Duration::from_millis(50));
         let mut unregistered = put(&mut p, t0);
         p.on_tick(ticks.next(before, true));
@@ -1503,7 +1503,7 @@ mod tests {
         let secs = Duration::from_secs;
         let t0 = Instant::now();
         let asked = t0 + secs(1);
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let (mut p, _) = registered(t0);
         // A leader known, then lost (an election) just before the write came.
         p.on_tick(ticks.next(t0, true));
@@ -1539,7 +1539,7 @@ mod tests {
     fn a_request_whose_node_ran_again_a_tick_before_its_answer_says_it_stood_still() {
         let (secs, ms) = (Duration::from_secs, Duration::from_millis);
         let t0 = Instant::now();
-        let mut ticks = Ticks::new(ms(50));
+        let mut ticks = Ticks::new(ms(50), secs(5));
         let (mut p, _) = registered(t0);
         p.on_tick(ticks.next(t0, false));
         let mut leaderless = put(&mut p, t0);
@@ -1564,6 +1564,8 @@ mod tests {
         );
 
         let t1 = t0 + secs(10);
+        // Running again when the write comes (stalls before its wait are not of it).
+        p.on_tick(ticks.next(t1, true));
         let (mut sent, _, _) = put_sent(&mut p, t1);
         p.on_tick(ticks.next(t1 + ms(50), true));
         // Stopped again, and running again a second before its deadline.
@@ -1578,6 +1580,103 @@ mod tests {
         );
     }
 
+    /// A node whose loop stalled more than once in a write's wait counts every stall: a long
+    /// one and then a short one before the answer (a SIGSTOP of 4 s, then a catch-up round
+    /// stuck on its disk for 250 ms) stood still for both, and two of 1.5 s each for most of a
+    /// wait of 5 s (review 116 L1: only the latest stall counted, and "a quorum may be down"
+    /// came back). One short stall is the node's ordinary pace, and names the quorum.
+    #[test]
+    fn every_stall_in_a_wait_counts_toward_standing_still() {
+        let (secs, ms) = (Duration::from_secs, Duration::from_millis);
+        let t0 = Instant::now();
+        // A write sent at t0 to a node that ticks every 50 ms but across `stalls` (from, to:
+        // ms into the wait), as answered at its deadline.
+        let answer = |stalls: &[(u64, u64)]| {
+            let mut ticks = Ticks::new(ms(50), secs(5));
+            let (mut p, _) = registered(t0);
+            p.on_tick(ticks.next(t0, true));
+            let (mut sent, _, _) = put_sent(&mut p, t0);
+            let mut at = 0;
+            while at < 5_000 {
+                at = stalls
+                    .iter()
+                    .find(|(from, _)| *from == at)
+                    .map_or(at + 50, |(_, to)| *to);
+                p.on_tick(ticks.next(t0 + ms(at), true));
+            }
+            sent.try_recv().expect("answered").expect_err("not done")
+        };
+        let stood_still = |still| {
+            ProposalError::Timeout(Waited {
+                wait: secs(5),
+                stood_still: Some(still),
+            })
+        };
+
+        let said = answer(&[(50, 4_050), (4_500, 4_750)]);
+        assert_eq!(said, stood_still(ms(4_250)));
+        said.assert_said_of_this_node("within 5s (this node itself stood still for 4.2s");
+
+        let said = answer(&[(1_000, 2_500), (3_000, 4_500)]);
+        assert_eq!(said, stood_still(secs(3)));
+        said.assert_said_of_this_node("within 5s (this node itself stood still for 3.0s");
+
+        let said = answer(&[(1_000, 2_500)]);
+        assert_eq!(said, ProposalError::timeout_after(secs(5)));
+        assert!(
+            said.to_string()
+                .contains("(a quorum may be down, or this node itself was held up)"),
+            "{said}"
+        );
+    }
+
+    /// The stalls kept are those that can still overlap the wait of a request not yet
+    /// answered: one not due at the tick before has a wait that began after that tick less
+    /// the longest wait, so a stall that ended before a later tick less that wait may still
+    /// count. And at most `MAX_STALLS` of them, the shortest forgotten first: at
+    /// `--tick-ms 1`, where nearly any hiccup is a stall, a pause of 3 s still counts after a
+    /// thousand hiccups; once no wait can overlap them, none is kept.
+    #[test]
+    fn the_stalls_kept_are_few_and_the_long_ones_stay() {
+        let (secs, ms) = (Duration::from_secs, Duration::from_millis);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Ticks every 50 ms, but stalled from 0.5 s to 2.9 s and from 4.9 s to 9 s.
+        let mut ticks = Ticks::new(ms(50), secs(5));
+        for tick in (0..=500).step_by(50).chain((2_900..=4_900).step_by(50)) {
+            ticks.next(at(tick), true);
+        }
+        // A request that began at 0.1 s, not due at 4.9 s, answered at 9 s.
+        let still = ticks
+            .next(at(9_000), true)
+            .waited(at(5_100), secs(5), ms(50))
+            .stood_still;
+        assert_eq!(
+            still,
+            Some(ms(2_600)),
+            "2.4 s, and 0.2 s up to its deadline"
+        );
+
+        let mut ticks = Ticks::new(ms(1), secs(5));
+        ticks.next(t0, true);
+        ticks.next(at(3_000), true);
+        // A hiccup of 2 ms every 3 ms.
+        for n in 0..1_000 {
+            ticks.next(at(3_000 + 3 * n + 1), true);
+            ticks.next(at(3_000 + 3 * n + 3), true);
+            assert!(ticks.stalls.len() <= MAX_STALLS, "{}", ticks.stalls.len());
+        }
+        let still = ticks
+            .next(at(6_001), true)
+            .waited(at(5_000), secs(5), ms(1))
+            .stood_still;
+        assert!(still >= Some(secs(3)), "{still:?}");
+        for tick in 6_002..=11_100 {
+            ticks.next(at(tick), true);
+        }
+        assert_eq!(ticks.stalls, [], "none can overlap a wait not yet answered");
+    }
+
     /// A request that came at the very instant the leader was lost (one instant, as under the
     /// simulator's clock) knew no leader: one lost at an instant was known until then, not
     /// then (review 114 N1: it heard "not proposed", as if it had known one). One that came
@@ -1587,7 +1686,7 @@ mod tests {
         let (secs, ms) = (Duration::from_secs, Duration::from_millis);
         let t0 = Instant::now();
         let answer = |found: bool| {
-            let mut ticks = Ticks::new(ms(50));
+            let mut ticks = Ticks::new(ms(50), secs(5));
             let (mut p, _) = registered(t0);
             p.on_tick(ticks.next(t0, true));
             let at = t0 + ms(20);
@@ -1621,7 +1720,7 @@ mod tests {
     /// in its window, the copy most likely to commit after its client had its answer).
     #[test]
     fn a_change_that_went_out_is_not_proposed_again_in_its_settle_window() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let ms = Duration::from_millis;
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
@@ -1694,7 +1793,7 @@ mod tests {
     /// after the handle had answered for it).
     #[test]
     fn a_request_that_waited_in_the_inbox_is_answered_by_its_clients_deadline() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let read = t0 + Duration::from_secs(3);
@@ -1723,7 +1822,7 @@ mod tests {
     /// is still pending, it gets no fence: the floor cannot pass it alone.
     #[test]
     fn a_request_with_part_of_its_wait_left_is_answered_by_then() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let secs = Duration::from_secs;
         let (mut p, _) = registered(t0);
@@ -1757,7 +1856,7 @@ mod tests {
     /// every fence, so requests withdrawn in time heard "may still happen").
     #[test]
     fn a_withdrawn_request_above_the_floor_holds_back_no_fence_below_it() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let (mut p, _) = registered(t0);
@@ -1802,7 +1901,7 @@ mod tests {
     /// change. Once it applies before any copy, the client hears it will not happen.
     #[test]
     fn a_withdrawn_put_is_settled_by_its_fence() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut answer, id, _) = put_sent(&mut p, t0);
@@ -1853,7 +1952,7 @@ mod tests {
     /// settles by the deadline (no quorum) may still happen.
     #[test]
     fn a_withdrawn_put_is_answered_by_its_copy_or_at_its_deadline() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut applied, id, floor) = put_sent(&mut p, t0);
@@ -1884,7 +1983,7 @@ mod tests {
     /// stood still for less than half its wait, names both causes.
     #[test]
     fn a_put_whose_wait_ran_out_while_the_node_stood_still_says_so() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (mut paused, _, _) = put_sent(&mut p, t0);
@@ -1931,7 +2030,7 @@ mod tests {
     /// A node that stops answers its withdrawn requests too (found by a review).
     #[test]
     fn a_stopping_node_answers_what_it_withdrew() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (mut answer, _, _) = put_sent(&mut p, t0);
@@ -1966,7 +2065,7 @@ mod tests {
     /// change is answered; a request never sent is not withdrawn (it cannot be in flight).
     #[test]
     fn a_pending_change_below_holds_the_fence_back() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let (_change, next) = change_sent(&mut p, MemberChange::Remove { id: 3 }, t0);
@@ -1994,7 +2093,7 @@ mod tests {
     /// floor passed may have been applied before: the snapshot cannot tell.
     #[test]
     fn a_snapshot_settles_withdrawn_puts_as_far_as_it_can_tell() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, mut sessions) = registered(t0);
         let (mut passed, b, _) = put_sent(&mut p, t0);
@@ -2020,7 +2119,7 @@ mod tests {
     /// proposed again in time: certain that it will not happen.
     #[test]
     fn an_overwritten_copy_that_could_not_be_sent_again_will_not_happen() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
         let mut answer = put(&mut p, t0);
@@ -2040,7 +2139,7 @@ mod tests {
     /// settle window: not proposed again there, so certain that it will not happen (review 112).
     #[test]
     fn a_change_whose_only_copy_was_overwritten_in_its_window_will_not_happen() {
-        let mut ticks = Ticks::new(Duration::from_millis(50));
+        let mut ticks = Ticks::new(Duration::from_millis(50), Duration::from_secs(5));
         let ms = Duration::from_millis;
         let t0 = Instant::now();
         let (mut p, _) = registered(t0);
@@ -2150,7 +2249,7 @@ mod tests {
     /// a membership change keeps its own interval.
     #[test]
     fn a_short_timeout_leaves_room_for_a_second_try() {
-        let mut ticks = Ticks::new(Duration::from_millis(100));
+        let mut ticks = Ticks::new(Duration::from_millis(100), Duration::from_secs(2));
         let t0 = Instant::now();
         let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
         let resend = tick * super::super::RESEND_TICKS;

@@ -436,7 +436,7 @@ impl Reads {
     /// Once per `tick` (raft's, every `every`): answer reads whose time is up, forget those
     /// whose client left, and ask again for rounds unanswered for a while (three ticks,
     /// doubling up to 48). Returns the contexts to hand to `read_index`.
-    pub fn on_tick(&mut self, every: Duration, tick: Tick) -> Vec<Vec<u8>> {
+    pub fn on_tick(&mut self, every: Duration, tick: Tick<'_>) -> Vec<Vec<u8>> {
         let (now, timeout) = (tick.at, self.timeout);
         let err = |w: &Waiter| {
             let waited = tick.waited(w.deadline, timeout, every);
@@ -760,7 +760,7 @@ mod tests {
     /// A read waits for a leader rather than failing, and says so if none comes in time.
     #[test]
     fn a_read_waits_for_a_leader() {
-        let mut ticks = Ticks::new(Duration::from_millis(100));
+        let mut ticks = Ticks::new(Duration::from_millis(100), Duration::from_secs(5));
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));
@@ -771,14 +771,19 @@ mod tests {
                 .is_empty()
         );
         assert!(early.try_recv().is_err(), "still waiting");
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for ms in (1_100..=2_000).step_by(100) {
+            r.on_tick(tick, ticks.next(at(ms), false));
+        }
         assert_eq!(
             r.due_contexts(true, 0, t0 + Duration::from_secs(2)).len(),
             1
         );
         let mut late = read(&mut r, t0 + Duration::from_secs(2));
-        // Ticking all along: no leader, and not a node that stood still (see the next test).
-        for s in 2..=5 {
-            r.on_tick(tick, ticks.next(t0 + Duration::from_secs(s), false));
+        // Ticking all along, as a running node does (ticks a second apart are stalls of the
+        // loop: see the next test), with no leader until 5 s.
+        for ms in (2_100..=5_000).step_by(100) {
+            r.on_tick(tick, ticks.next(at(ms), false));
         }
         assert_eq!(
             early.try_recv(),
@@ -789,10 +794,8 @@ mod tests {
         assert!(late.try_recv().is_err(), "its deadline is later");
         // A leader known for part of the later read's wait: not "no leader was elected"
         // (found by a review), though nothing was read.
-        // (Ticks as a running node's, not one that stood still: see the next test.)
-        r.on_tick(tick, ticks.next(t0 + Duration::from_secs(3), true));
-        for s in 4..=7 {
-            r.on_tick(tick, ticks.next(t0 + Duration::from_secs(s), false));
+        for ms in (5_100..=7_000).step_by(100) {
+            r.on_tick(tick, ticks.next(at(ms), ms == 5_500));
         }
         assert_eq!(
             late.try_recv(),
@@ -809,7 +812,7 @@ mod tests {
     /// N4, as for a write).
     #[test]
     fn a_read_whose_wait_ran_out_while_the_node_stood_still_says_so() {
-        let mut ticks = Ticks::new(Duration::from_millis(100));
+        let mut ticks = Ticks::new(Duration::from_millis(100), Duration::from_secs(5));
         let t0 = Instant::now();
         let tick = Duration::from_millis(100);
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(50));

@@ -287,7 +287,8 @@ impl RaftNode {
             self.ask_whether_still_a_member();
         }
         self.rn.tick();
-        let tick = self.ticks.next(self.now(), self.leader_id() != INVALID_ID);
+        let now = self.now();
+        let tick = self.ticks.next(now, self.leader_id() != INVALID_ID);
         let again = self.proposals.on_tick(tick);
         self.metrics.proposals_resent.inc_by(again as u64);
         for ctx in self.reads.on_tick(self.tick, tick) {
@@ -295,7 +296,7 @@ impl RaftNode {
         }
         if self.handover.gone_while_stopping.is_some() && self.rn.raft.state == StateRole::Leader {
             // A stopping leader: try another voter if the one it chose has not answered.
-            self.hand_over(tick.at);
+            self.hand_over(now);
         }
     }
 
