@@ -277,8 +277,10 @@ pub enum ProposalError {
 /// node saw of its own part in that: the cause that answer names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waited {
-    /// The whole wait: `--proposal-timeout-ms` when the node answers, and a second more
-    /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck to.
+    /// The whole wait: `--proposal-timeout-ms` when the node answers, a second more
+    /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck
+    /// to, and what was left of it when the check before a PUT of a value that is not UTF-8
+    /// began, when that check answers (it judged its stall against that).
     pub wait: Duration,
     /// How long the node's own loop stood still in the wait (up to the answer, when it came
     /// sooner), when that was most of it (see `Tick::waited` in raft_node): its

@@ -162,27 +162,32 @@ pub enum Refusal {
     /// The leader (this id) did not say which builds the members run within this long: a
     /// second, or what was left of the wait if less.
     LeaderSilent(u64, Duration),
-    /// No leader came within the wait, to say it; with how long this node stood still in that
-    /// wait (see `stall_in`), when that was most of it.
-    NoLeader(Option<Duration>),
-    /// A leader (this id) was known in the wait, but not where to ask it: it is not among
-    /// the members this node knows (one just added, or one removed). Not "no leader was
-    /// elected", which would be false (review 114 L6).
-    LeaderUnlisted(u64),
+    /// No leader came within the check's wait (what was left of the write's when it began),
+    /// to say it: that wait, with how long this node stood still in it (see `stall_in`),
+    /// when that was most of it. Judged against the check's wait, the stall is said with it:
+    /// "2.6s of that wait of 5s" was most of a 3 s check, not of 5 s (review 116 N2).
+    NoLeader(Waited),
+    /// A leader (this id) was known at the check's last look, but not where to ask it: it is
+    /// not among the members this node knows (one just added, or one removed); and the
+    /// check's wait. Not "no leader was elected", which would be false (review 114 L6).
+    LeaderUnlisted(u64, Duration),
     /// A leader came only as the wait ended, with less than [`LEAST_PATIENCE`] left to ask
     /// it.
     NoTimeLeft,
 }
 
 impl Refusal {
-    /// What the client of a write refused so hears, the write's whole wait being `wait`.
-    /// Every one is 503 and "it will not happen" but [`Refusal::Older`] (409).
+    /// What the client of a write refused so hears, the write's whole wait being `wait`
+    /// (what it was not proposed within); a refusal that says how long the check waited
+    /// says that. Every one is 503 and "it will not happen" but [`Refusal::Older`] (409).
     pub fn answer(self, wait: Duration) -> ProposalError {
         match self {
             Refusal::Older(members) => ProposalError::OlderBuild(members),
             Refusal::LeaderSilent(leader, waited) => ProposalError::BuildsUnknown(leader, waited),
-            Refusal::NoLeader(stood_still) => ProposalError::NoLeader(Waited { wait, stood_still }),
-            Refusal::LeaderUnlisted(leader) => ProposalError::LeaderUnlisted(leader, wait),
+            Refusal::NoLeader(waited) => ProposalError::NoLeader(waited),
+            Refusal::LeaderUnlisted(leader, waited) => {
+                ProposalError::LeaderUnlisted(leader, waited)
+            }
             Refusal::NoTimeLeft => ProposalError::NotProposed(wait),
         }
     }
@@ -222,6 +227,14 @@ fn stall_in(wait: Duration, longest: Duration) -> Option<Duration> {
     Waited::stood_still_for(wait, longest, LEADER_POLL).stood_still
 }
 
+/// The check's `wait` as its answer says it: in whole milliseconds, rounded up, as
+/// `--proposal-timeout-ms` gives it. The check begins a few microseconds into the write's
+/// wait, and "a wait of 4.999987s" would tell its client nothing more than "5s".
+fn said(wait: Duration) -> Duration {
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(ms.try_into().unwrap_or(u64::MAX))
+}
+
 /// A leader's "none": which leader, at which URL, and when.
 type Answer = (u64, String, Instant);
 
@@ -253,8 +266,8 @@ impl ValuesCheck {
     ///   as its write would (judged by its own records, a follower, which hears from its
     ///   leader alone, would let anything through in an election); the whole check ends
     ///   within `wait`, the write's, which then proposes with what is left of it. With none
-    ///   by then, it is refused ([`Refusal::NoLeader`]), or, if a leader was known but not
-    ///   among the members, as one this node could not ask ([`Refusal::LeaderUnlisted`]);
+    ///   by then, it is refused ([`Refusal::NoLeader`]), or, if its last look saw a leader
+    ///   not among the members, as one this node could not ask ([`Refusal::LeaderUnlisted`]);
     /// - a leader judges by what it heard: the lowest member last heard as an older build is
     ///   named;
     /// - a follower names its leader if the leader's own request last said it runs an older
@@ -279,26 +292,30 @@ impl ValuesCheck {
         let self_id = self.filter.self_id;
         let began = tokio::time::Instant::now();
         let deadline = began + wait;
-        // The latest look, the longest time between two looks, and the latest leader known.
-        let (mut looked, mut longest, mut unlisted) = (began, Duration::ZERO, None);
+        // The latest look, and the longest time between two looks.
+        let (mut looked, mut longest) = (began, Duration::ZERO);
         let (leader, url) = loop {
             let leader = leader();
             if leader == self_id {
                 return older(self.filter.older_members());
             }
-            if leader != 0 {
-                match self.filter.member_url(leader) {
-                    Some(url) => break (leader, url),
-                    None => unlisted = Some(leader),
-                }
+            if leader != 0
+                && let Some(url) = self.filter.member_url(leader)
+            {
+                break (leader, url);
             }
             let now = tokio::time::Instant::now();
             longest = longest.max(now.min(deadline).saturating_duration_since(looked));
             looked = now;
+            // The last look says why none was asked: a leader seen unlisted and lost since
+            // left the rest of the wait with none (review 116 N2: it was answered as unlisted).
             if now >= deadline {
-                return Err(match unlisted {
-                    Some(leader) => Refusal::LeaderUnlisted(leader),
-                    None => Refusal::NoLeader(stall_in(wait, longest)),
+                return Err(match leader {
+                    0 => Refusal::NoLeader(Waited {
+                        wait: said(wait),
+                        stood_still: stall_in(wait, longest),
+                    }),
+                    unlisted => Refusal::LeaderUnlisted(unlisted, said(wait)),
                 });
             }
             tokio::time::sleep(LEADER_POLL).await;
@@ -378,6 +395,25 @@ mod tests {
 
     use super::*;
 
+    /// The check of node 1, which knows node 2 at a URL where nothing answers if `knows_2`.
+    fn check_of_node_1(knows_2: bool) -> ValuesCheck {
+        let filter = Arc::new(PeerFilter::new(1, 0xabc));
+        if knows_2 {
+            filter.set_member(2, Some("http://127.0.0.1:2"));
+        }
+        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
+        ValuesCheck::new(prober, filter)
+    }
+
+    /// Stops this process's clock for `stopped` 25 ms from now (a SIGSTOP, as tokio's paused
+    /// clock sees it): after a check's looks at 0, 10 and 20 ms.
+    fn stop_at_25_ms_for(stopped: Duration) {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::advance(stopped).await;
+        });
+    }
+
     /// A leader whose answer says this build but lists the members it heard as older in a
     /// form this build cannot read (a later build's syntax, say), or not at all, gets the
     /// write refused as a leader that did not say (503: "no answer within 1.0s, or none it
@@ -432,32 +468,27 @@ mod tests {
     /// loop does (review 114 L6). One that looked every 10 ms all along names the quorum.
     #[tokio::test(start_paused = true)]
     async fn a_check_that_stood_still_waiting_for_a_leader_says_so() {
-        let filter = Arc::new(PeerFilter::new(1, 0xabc));
-        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
-        let check = ValuesCheck::new(prober, filter);
+        let check = check_of_node_1(false);
         let wait = Duration::from_secs(5);
-        // The looks at 0, 10 and 20 ms, then the process stops for 4 s.
-        tokio::spawn(async {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            tokio::time::advance(Duration::from_secs(4)).await;
-        });
+        stop_at_25_ms_for(Duration::from_secs(4));
         let said = check.older_member(|| 0, wait).await;
-        let Err(Refusal::NoLeader(Some(still))) = said else {
+        let Err(Refusal::NoLeader(waited)) = said else {
             panic!("{said:?}");
         };
+        let still = waited.stood_still.expect("stood still");
         assert!(
             (Duration::from_secs(4)..Duration::from_millis(4_050)).contains(&still),
             "{still:?}"
         );
-        let answer = Refusal::NoLeader(Some(still)).answer(wait);
+        let answer = Refusal::NoLeader(waited).answer(wait);
         assert!(answer.will_not_happen());
         answer.assert_said_of_this_node(
             "this node knew no leader in time for a wait of 5s (it stood still for 4.0s",
         );
 
         let said = check.older_member(|| 0, wait).await;
-        assert_eq!(said, Err(Refusal::NoLeader(None)));
-        let text = Refusal::NoLeader(None).answer(wait).to_string();
+        assert_eq!(said, Err(Refusal::NoLeader(wait.into())));
+        let text = Refusal::NoLeader(wait.into()).answer(wait).to_string();
         assert!(
             text.starts_with(
                 "no leader was elected in time for a wait of 5s (a quorum may be down)"
@@ -471,20 +502,74 @@ mod tests {
     /// 114 L6). The write will not happen, as then.
     #[tokio::test(start_paused = true)]
     async fn a_leader_not_among_the_known_members_is_not_called_no_leader() {
-        let filter = Arc::new(PeerFilter::new(1, 0xabc));
-        filter.set_member(2, Some("http://127.0.0.1:2"));
-        let prober = Prober::new(crate::transport::probe_client(None), filter.clone());
-        let check = ValuesCheck::new(prober, filter);
+        let check = check_of_node_1(true);
         let wait = Duration::from_secs(5);
         let said = check.older_member(|| 4, wait).await;
-        assert_eq!(said, Err(Refusal::LeaderUnlisted(4)));
-        let answer = Refusal::LeaderUnlisted(4).answer(wait);
+        assert_eq!(said, Err(Refusal::LeaderUnlisted(4, wait)));
+        let answer = Refusal::LeaderUnlisted(4, wait).answer(wait);
         assert!(answer.will_not_happen());
         let text = answer.to_string();
         assert!(
             text.starts_with("this node knew the leader (node 4) but not its address")
                 && text.ends_with("it will not happen; try again")
                 && !text.contains("no leader"),
+            "{text}"
+        );
+    }
+
+    /// A leader seen at a look but not among the members and lost at the next (an election)
+    /// left the rest of the wait with none: the write hears that no leader came, and that this
+    /// node stood still when it did, not that it knew a leader it could not ask (review 116
+    /// N2: the first look's leader stuck to the end). One still unlisted at the last look is
+    /// named.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_seen_unlisted_and_lost_is_not_the_answer() {
+        let check = check_of_node_1(true);
+        let wait = Duration::from_secs(5);
+        // Node 4 at the first look alone, then none; the process stops for 4 s.
+        let began = tokio::time::Instant::now();
+        stop_at_25_ms_for(Duration::from_secs(4));
+        let first_look = || if began.elapsed().is_zero() { 4 } else { 0 };
+        let said = check.older_member(first_look, wait).await;
+        let Err(Refusal::NoLeader(waited)) = said else {
+            panic!("{said:?}");
+        };
+        let answer = Refusal::NoLeader(waited).answer(wait);
+        assert!(answer.will_not_happen());
+        answer.assert_said_of_this_node(
+            "this node knew no leader in time for a wait of 5s (it stood still for 4.0s",
+        );
+
+        let began = tokio::time::Instant::now();
+        let from_100_ms = || match began.elapsed() < Duration::from_millis(100) {
+            true => 0,
+            false => 4,
+        };
+        let said = check.older_member(from_100_ms, wait).await;
+        assert_eq!(said, Err(Refusal::LeaderUnlisted(4, wait)));
+    }
+
+    /// A check that began with 3 s left of a write's wait of 5 s (the rest spent before it)
+    /// judges its stall against those 3 s, and says it with them: "2.0s of that wait of 3s",
+    /// not "of 5s", of which 2 s is not most (review 116 N2); so does a leader it could not
+    /// ask. It says its wait in whole milliseconds: begun a few microseconds into it, "3s".
+    #[tokio::test(start_paused = true)]
+    async fn a_check_says_the_wait_it_had() {
+        let check = check_of_node_1(false);
+        let (write, left) = (Duration::from_secs(5), Duration::from_micros(2_999_993));
+        stop_at_25_ms_for(Duration::from_secs(2));
+        let said = check.older_member(|| 0, left).await;
+        let answer = said.expect_err("no leader").answer(write);
+        assert!(answer.will_not_happen());
+        answer.assert_said_of_this_node(
+            "this node knew no leader in time for a wait of 3s (it stood still for 2.0s",
+        );
+
+        let said = check.older_member(|| 4, left).await;
+        let text = said.expect_err("unlisted").answer(write).to_string();
+        assert!(
+            text.starts_with("this node knew the leader (node 4) but not its address")
+                && text.contains("could not ask it within 3s whether"),
             "{text}"
         );
     }
