@@ -218,13 +218,15 @@ pub const LEAST_PATIENCE: Duration = Duration::from_millis(1);
 /// How often a node that knows no leader looks again, while it waits for one.
 const LEADER_POLL: Duration = Duration::from_millis(10);
 
-/// How long a node stood still in a `wait` for a leader whose looks were at most `longest`
-/// apart, when that was most of the wait: at least half of it, and two looks' time (the rule
-/// of the node's own loop, [`Waited::stood_still_for`]). Then the wait's "no leader" is said
-/// of this node, not of a quorum it was not there to hear (review 114 L6: a node paused
-/// through this wait said "a quorum may be down").
-fn stall_in(wait: Duration, longest: Duration) -> Option<Duration> {
-    Waited::stood_still_for(wait, longest, LEADER_POLL).stood_still
+/// How long a node stood still in a `wait` for a leader: `still`, the times between its
+/// looks that were two looks' time or more, added up (as the node's loop adds up its stalls:
+/// two of 1.5 s in a wait of 5 s were never counted, review 116 L1), when that was most of
+/// the wait: at least half of it, and two looks' time (the rule of the node's own loop,
+/// [`Waited::stood_still_for`]). Then the wait's "no leader" is said of this node, not of a
+/// quorum it was not there to hear (review 114 L6: a node paused through this wait said "a
+/// quorum may be down").
+fn stall_in(wait: Duration, still: Duration) -> Option<Duration> {
+    Waited::stood_still_for(wait, still, LEADER_POLL).stood_still
 }
 
 /// The check's `wait` as its answer says it: in whole milliseconds, rounded up, as
@@ -292,8 +294,8 @@ impl ValuesCheck {
         let self_id = self.filter.self_id;
         let began = tokio::time::Instant::now();
         let deadline = began + wait;
-        // The latest look, and the longest time between two looks.
-        let (mut looked, mut longest) = (began, Duration::ZERO);
+        // The latest look, and the times between looks that were stalls, added up.
+        let (mut looked, mut still) = (began, Duration::ZERO);
         let (leader, url) = loop {
             let leader = leader();
             if leader == self_id {
@@ -305,7 +307,10 @@ impl ValuesCheck {
                 break (leader, url);
             }
             let now = tokio::time::Instant::now();
-            longest = longest.max(now.min(deadline).saturating_duration_since(looked));
+            let since = now.min(deadline).saturating_duration_since(looked);
+            if since >= LEADER_POLL * 2 {
+                still += since;
+            }
             looked = now;
             // The last look says why none was asked: a leader seen unlisted and lost since
             // left the rest of the wait with none (review 116 N2: it was answered as unlisted).
@@ -313,7 +318,7 @@ impl ValuesCheck {
                 return Err(match leader {
                     0 => Refusal::NoLeader(Waited {
                         wait: said(wait),
-                        stood_still: stall_in(wait, longest),
+                        stood_still: stall_in(wait, still),
                     }),
                     unlisted => Refusal::LeaderUnlisted(unlisted, said(wait)),
                 });
@@ -494,6 +499,26 @@ mod tests {
                 "no leader was elected in time for a wait of 5s (a quorum may be down)"
             ),
             "{text}"
+        );
+    }
+
+    /// Two stalls of 1.5 s in a check's wait of 5 s stood still for most of it, added up as
+    /// the node's loop adds up its own (review 116 L1; the longest alone was counted). Looks
+    /// 10 ms apart are the check's pace, not stalls.
+    #[tokio::test(start_paused = true)]
+    async fn a_check_adds_up_its_stalls() {
+        let check = check_of_node_1(false);
+        let wait = Duration::from_secs(5);
+        tokio::spawn(async {
+            for stall in 0..2 {
+                tokio::time::sleep(Duration::from_millis(25 + 1_000 * stall)).await;
+                tokio::time::advance(Duration::from_millis(1_500)).await;
+            }
+        });
+        let said = check.older_member(|| 0, wait).await;
+        let answer = said.expect_err("no leader").answer(wait);
+        answer.assert_said_of_this_node(
+            "this node knew no leader in time for a wait of 5s (it stood still for 3.0s",
         );
     }
 
