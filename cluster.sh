@@ -154,10 +154,11 @@ pid_of() { read -r pid _ <"$state/$1.pid" && echo "$pid"; }
 
 # The words of command line $1 as bash reads them, each followed by a NUL, without their
 # quotes and backslashes: a path with spaces is one word, whether a Procfile quotes it ("a b",
-# 'a b', $'a b', $"a b") or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C locale, for a
-# byte outside ASCII or a control character). Of what bash expands when it runs the line, a ~
-# that begins a word and $HOME (${HOME}) are expanded here too (a certificate under ~/ is asked
-# with the file the node reads); any other $VAR, $(...), glob or # comment is read as written.
+# 'a b', $'a b', $"a b") or `run` escaped it (a\ b; $'jos\303\251' or $'a\tb' under a C
+# locale, for a byte outside ASCII or a control character). Of what bash expands when it runs
+# the line, a ~ that begins a word and $HOME (${HOME}) are expanded here too (a certificate
+# under ~/ is asked with the file the node reads); any other $VAR, $(...), glob or # comment
+# is read as written.
 words_of() {
   local line=$1 i c word='' quote='' in_word=''
   for ((i = 0; i < ${#line}; i++)); do
