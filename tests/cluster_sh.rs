@@ -1088,9 +1088,10 @@ fn nodes_that_never_list_themselves_share_one_start_timeout() {
         stderr.contains("3 of 3 left running without serving as a member yet"),
         "{stderr}"
     );
-    // One timeout, a second of $SECONDS' rounding and the last asks; three were 12 s at least.
+    // One timeout, a second of $SECONDS' rounding and the last asks; three were 12 s at least
+    // (11.8 s measured: $SECONDS' rounding).
     assert!(
-        took < Duration::from_secs(10),
+        took < Duration::from_secs(8),
         "start returned after {took:?}, with a timeout of 4 s for all three"
     );
     let pids: Vec<i32> = (0..3)

@@ -1439,13 +1439,14 @@ mod tests {
     /// starts anew once they add up to it, saying so. Each comeback used to start the patience
     /// again, and node 4 waited for good (review 115, L2). Outages are short because a silence
     /// runs past its outage by whatever holds this one thread up (a late timer, a slow bind):
-    /// outages of 400 ms reached the patience before the second comeback once two of them ran
-    /// ~200 ms over; these stand ~300 ms over each (review 117).
+    /// outages of 400 ms reached a patience of 1 s before the second comeback once two of them
+    /// ran ~200 ms over (review 117); with a patience of 2 s, these stand ~750 ms over each
+    /// (review 118).
     #[tokio::test]
     async fn a_member_with_data_that_keeps_coming_back_is_not_waited_for_without_end() {
         let (mut lookup, _handoff, mut server, log, _logging) =
             asking_a_starting_member(true).await;
-        lookup.gone_patience = PATIENCE;
+        lookup.gone_patience = 2 * PATIENCE;
         let addr = lookup.members[0]
             .1
             .trim_start_matches("http://")
