@@ -572,7 +572,8 @@ fn unapplied_tail(rn: &RawNode<NodeStorage>, applied: u64) -> tail::UnappliedTai
 
 /// What the node's loop saw at its ticks. The loop alone keeps this record, and hands each
 /// tick it makes to both its proposals and its reads, so that the two judge alike the requests
-/// whose time is up at it.
+/// whose time is up at it; a read whose time was up before it arrived is judged by the record
+/// as it stands then ([`Ticks::as_of`]).
 #[derive(Debug, Clone)]
 struct Ticks {
     /// How often the loop ticks.
@@ -679,6 +680,26 @@ impl Ticks {
             at,
             leader_known,
             leader_seen: self.leader_seen,
+            leader_lost: self.leader_lost,
+            stalls: &self.stalls,
+        }
+    }
+
+    /// The record as it stands at `at`, between ticks, with a leader known then or not, as
+    /// a tick then would show it but recording nothing: what a read that reaches the node
+    /// past its deadline is judged by as it arrives. At its next tick the stall that held it
+    /// up may have been forgotten ([`Ticks::next`] keeps only those that can overlap a wait
+    /// not yet answered). No stall is in progress at `at`: the loop takes a tick that is due
+    /// before any request, so the tick that ends a stall has recorded it.
+    fn as_of(&self, at: Instant, leader_known: bool) -> Tick<'_> {
+        Tick {
+            at,
+            leader_known,
+            leader_seen: if leader_known {
+                Some(at)
+            } else {
+                self.leader_seen
+            },
             leader_lost: self.leader_lost,
             stalls: &self.stalls,
         }

@@ -316,16 +316,35 @@ impl Reads {
     }
 
     /// A client's read arrived, made at `made` (its wait begins then: see
-    /// [`crate::request::Sent`]). One whose client has already gone (it waited in the inbox
-    /// past the handle's timeout) is dropped rather than asked for.
-    pub fn add(&mut self, done: Responder, made: Instant) {
+    /// [`crate::request::Sent`]), and read by the node at `now`, a moment of its loop with
+    /// ticks `every` apart. One whose client has already gone (it waited in the inbox past
+    /// the handle's timeout) is dropped rather than asked for. One whose wait has run out
+    /// (it sat in a full inbox, its client still waiting) is answered at once, as a write is
+    /// (`Proposals::add`), with what a tick would say of it: queued for the next tick, it
+    /// was judged by a record of stalls that may have forgotten the one that held it up, and
+    /// named two causes where the node had stood still (review 118).
+    pub fn add(&mut self, done: Responder, made: Instant, every: Duration, now: Tick<'_>) {
         if done.is_closed() {
             return;
         }
-        self.waiting.push(Waiter {
-            done,
-            deadline: made + self.timeout,
-        });
+        let deadline = made + self.timeout;
+        if now.at >= deadline {
+            let _ = done.send(Err(self.timed_out(deadline, every, now)));
+            return;
+        }
+        self.waiting.push(Waiter { done, deadline });
+    }
+
+    /// What a read whose wait ended at `deadline` hears at `tick` (of a loop that ticks
+    /// `every`): that no leader was known in all of it, or that nothing confirmed it; with
+    /// how long the node stood still in it, if that was most of it.
+    fn timed_out(&self, deadline: Instant, every: Duration, tick: Tick<'_>) -> ProposalError {
+        let waited = tick.waited(deadline, self.timeout, every);
+        if tick.no_leader_during(deadline, self.timeout) {
+            ProposalError::ReadNoLeader(waited)
+        } else {
+            ProposalError::ReadTimeout(waited)
+        }
     }
 
     /// Leadership moved: raft forgot every pending request. Ask again at once, and again
@@ -437,15 +456,7 @@ impl Reads {
     /// whose client left, and ask again for rounds unanswered for a while (three ticks,
     /// doubling up to 48). Returns the contexts to hand to `read_index`.
     pub fn on_tick(&mut self, every: Duration, tick: Tick<'_>) -> Vec<Vec<u8>> {
-        let (now, timeout) = (tick.at, self.timeout);
-        let err = |w: &Waiter| {
-            let waited = tick.waited(w.deadline, timeout, every);
-            if tick.no_leader_during(w.deadline, timeout) {
-                ProposalError::ReadNoLeader(waited)
-            } else {
-                ProposalError::ReadTimeout(waited)
-            }
-        };
+        let now = tick.at;
         let mut late = Vec::new();
         let mut sweep = |waiters: &mut Vec<Waiter>| {
             late.extend(waiters.extract_if(.., |w| now >= w.deadline));
@@ -459,7 +470,7 @@ impl Reads {
             sweep(waiters);
         }
         for w in late {
-            let said = err(&w);
+            let said = self.timed_out(w.deadline, every, tick);
             let _ = w.done.send(Err(said));
         }
         self.confirmed.retain(|(_, w)| !w.is_empty());
@@ -597,9 +608,18 @@ mod tests {
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
 
+    /// The loop's tick in these tests.
+    const TICK: Duration = Duration::from_millis(100);
+
+    /// A read made at `now` that reaches the node at once, a leader known.
     fn read(r: &mut Reads, now: Instant) -> Answer {
+        read_arriving(r, now, Ticks::new(TICK, r.timeout).as_of(now, true))
+    }
+
+    /// A read made at `made` that reaches the node at the moment `arrived` of its loop.
+    fn read_arriving(r: &mut Reads, made: Instant, arrived: Tick<'_>) -> Answer {
         let (tx, rx) = oneshot::channel();
-        r.add(tx, now);
+        r.add(tx, made, TICK, arrived);
         rx
     }
 
@@ -611,7 +631,7 @@ mod tests {
         let mut r = Reads::new(1, 7, Duration::from_secs(5), Duration::from_millis(100));
         let (tx, gone) = oneshot::channel();
         drop(gone);
-        r.add(tx, t0);
+        r.add(tx, t0, TICK, Ticks::new(TICK, r.timeout).as_of(t0, true));
         assert!(r.is_empty());
         assert!(
             r.due_contexts(true, 5, t0).is_empty(),
@@ -870,6 +890,71 @@ mod tests {
                 && !text.contains("quorum"),
             "{text}"
         );
+    }
+
+    /// A read that reaches the node past its deadline (it sat behind a full inbox, its client
+    /// still waiting: the handle waits a second past it) is answered as it arrives, with what
+    /// a tick would say of it, while the stall that held it up is still on record. Queued for
+    /// the next tick's sweep, it was judged once the record had forgotten that stall (kept
+    /// only while it can overlap a wait not yet answered), and named both causes (review 118).
+    #[test]
+    fn a_read_that_arrives_past_its_deadline_is_answered_at_once() {
+        let timeout = Duration::from_secs(1);
+        let mut ticks = Ticks::new(TICK, timeout);
+        let mut r = Reads::new(1, 7, timeout, TICK / 2);
+        let at = |t: Instant, ms| t + Duration::from_millis(ms);
+        let stood_still = |ms| Waited {
+            wait: timeout,
+            stood_still: Some(Duration::from_millis(ms)),
+        };
+        // Made at t0, a leader known; the loop stands still until 900 ms (a stall from the
+        // tick due at 100 ms), then ticks on while the read waits in the inbox until 1.95 s.
+        let t0 = Instant::now();
+        ticks.next(t0, true);
+        for ms in (900..=1_900).step_by(100) {
+            ticks.next(at(t0, ms), true);
+        }
+        let mut late = read_arriving(&mut r, t0, ticks.as_of(at(t0, 1_950), true));
+        let said = late.try_recv();
+        assert_eq!(said, Ok(Err(ProposalError::ReadTimeout(stood_still(800)))));
+        assert!(
+            !said
+                .expect("answered")
+                .expect_err("nothing read")
+                .to_string()
+                .contains("quorum"),
+            "names the quorum as a cause"
+        );
+        assert!(r.is_empty(), "answered, and not kept for a tick as well");
+        // What the next tick would have said: the stall ended a whole wait before the tick
+        // before it, and is forgotten.
+        let deadline = at(t0, 1_000);
+        let next = ticks.next(at(t0, 2_000), true);
+        assert_eq!(next.waited(deadline, timeout, TICK), timeout.into());
+
+        // Knowing no leader all along: that, and that the node stood still.
+        let t1 = t0 + Duration::from_secs(10);
+        ticks.next(t1, false);
+        for ms in (900..=1_900).step_by(100) {
+            ticks.next(at(t1, ms), false);
+        }
+        let mut leaderless = read_arriving(&mut r, t1, ticks.as_of(at(t1, 1_950), false));
+        assert_eq!(
+            leaderless.try_recv(),
+            Ok(Err(ProposalError::ReadNoLeader(stood_still(800))))
+        );
+
+        // Late with the loop ticking all along: answered at once too, naming both causes.
+        let t2 = t1 + Duration::from_secs(10);
+        for ms in (0..=1_900).step_by(100) {
+            ticks.next(at(t2, ms), true);
+        }
+        let mut ticking = read_arriving(&mut r, t2, ticks.as_of(at(t2, 1_950), true));
+        assert_eq!(
+            ticking.try_recv(),
+            Ok(Err(ProposalError::read_timeout_after(timeout)))
+        );
+        assert!(r.is_empty());
     }
 
     /// A stopping node tells every read still waiting, asked or not, that nothing was read:

@@ -331,7 +331,10 @@ impl RaftNode {
                 wait,
                 now,
             ),
-            Request::Read(done) => self.reads.add(done, made),
+            Request::Read(done) => {
+                let tick = self.ticks.as_of(now, self.rn.raft.leader_id != INVALID_ID);
+                self.reads.add(done, made, self.tick, tick);
+            }
             // Not built for an asker that has gone (it gave up waiting): a status describes
             // the log's last entries.
             Request::Status(reply) if reply.is_closed() => {}
