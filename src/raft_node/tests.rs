@@ -62,6 +62,20 @@ impl Fed {
         Fed::start_in(1, cluster, false, dir, long_ticks).await
     }
 
+    /// Node 1 of two voters, bootstrapped, with [`long_ticks`]: a leader-to-be whose own
+    /// removal the test commits (see [`removal_committed_by_leader_of_two`]). It holds the
+    /// removal while it leads, which ends one to two election timeouts after the commit
+    /// (CheckQuorum: it hears node 2 only when the test speaks for it) or once its handover
+    /// wait (20 ticks) runs out; once it has voted for a successor, it stays for its patience
+    /// (20 ticks without word from a leader). The test must see it still there within those:
+    /// at the default 100 ms, 1 to 2 s, which a slow machine could spend (a delay of 2 s
+    /// injected before each look failed both tests that use it).
+    async fn leader_of_two_to_be() -> Fed {
+        let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        Fed::start_in(1, cluster, false, dir, long_ticks).await
+    }
+
     /// Stops this process and starts another on the same data dir.
     async fn restart(self, id: u64, cluster: Vec<String>) -> Fed {
         self.shutdown.cancel();
@@ -774,8 +788,7 @@ async fn a_leader_known_only_between_ticks_counts_as_known() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
     use raft::eraftpb::MessageType::*;
-    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
-    let node = Fed::start(1, cluster, false).await;
+    let node = Fed::leader_of_two_to_be().await;
     let (term, status) = removal_committed_by_leader_of_two(&node).await;
     let removal = status.commit;
     // Held back: applied only once node 1 no longer leads.
@@ -812,8 +825,7 @@ async fn a_leader_that_commits_its_own_removal_hands_over_before_it_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_removed_stays_until_a_successor_that_still_counts_it_has_committed() {
     use raft::eraftpb::MessageType::*;
-    let cluster: Vec<String> = (1..=2).map(|i| format!("http://127.0.0.1:{i}")).collect();
-    let node = Fed::start(1, cluster, false).await;
+    let node = Fed::leader_of_two_to_be().await;
     let (term, status) = removal_committed_by_leader_of_two(&node).await;
     let removal = status.commit;
     // Node 2 campaigns (the leader's MsgTimeoutNow), its log as long as node 1's.
@@ -1521,17 +1533,25 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
     for index in 6..=10 {
         log.push(put(index, 2, &format!("/k{index}")));
     }
-    // Ticks of 300 ms: the flag holds for five ticks after word from the leader, and the test
-    // must see it within them, after an fsync (at 100 ms, a loaded machine could miss it).
+    // Ticks of a second: the flag holds for five ticks after word from the leader, and the
+    // test must see it within them, after an fsync; it must also see the flag drop after five
+    // ticks of silence, before node 3 campaigns (ten ticks at the earliest). At 300 ms either
+    // margin was 1.5 s, which a slow machine could spend (a delay of 2 s injected before each
+    // look failed the test).
+    let tick = Duration::from_secs(1);
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let node = Fed::start_in(3, cluster, true, dir, long_ticks).await;
+    let node = Fed::start_in(3, cluster, true, dir, |config| {
+        config.tick_ms = tick.as_millis() as u64;
+    })
+    .await;
     feed_one_by_one(&node, &log, 10).await;
     // The flag as the peer server reads it, seen while the node is in the state `cond` (still
     // following leader 4: a node that campaigns is never settled, which proves nothing).
     let settled = |want: bool, cond: fn(&NodeStatus) -> bool, what: &'static str| {
         let node = &node;
         async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            // Past five ticks: the last look waits out that much silence.
+            let deadline = std::time::Instant::now() + tick * 10;
             loop {
                 let flag = node.shared.is_membership_settled();
                 let status = node.status().await.expect("running");
