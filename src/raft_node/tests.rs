@@ -1545,13 +1545,12 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
     })
     .await;
     feed_one_by_one(&node, &log, 10).await;
-    // The flag as the peer server reads it, seen while the node is in the state `cond` (still
-    // following leader 4: a node that campaigns is never settled, which proves nothing).
-    let settled = |want: bool, cond: fn(&NodeStatus) -> bool, what: &'static str| {
+    // The flag as the peer server reads it, seen by `deadline` while the node is in the state
+    // `cond` (still following leader 4: a node that campaigns is never settled, which proves
+    // nothing).
+    let settled = |want: bool, cond: fn(&NodeStatus) -> bool, what: &'static str, deadline| {
         let node = &node;
         async move {
-            // Past five ticks: the last look waits out that much silence.
-            let deadline = std::time::Instant::now() + tick * 10;
             loop {
                 let flag = node.shared.is_membership_settled();
                 let status = node.status().await.expect("running");
@@ -1563,20 +1562,28 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
             }
         }
     };
+    // A look after word from the leader that came at `spoke` ends four ticks later: the flag
+    // drops after five ticks of silence, so a "not settled" seen by then is not the silence's
+    // doing. Polled until that, the looks passed with the term rule or the rule of changes
+    // left unapplied taken out of `membership_settled`.
+    let after_word = |spoke: std::time::Instant| spoke + tick * 4;
     settled(
         true,
         |s| s.applied == 10 && s.leader == 1,
         "a follower of leader 1 that applied its term and the removal",
+        after_word(std::time::Instant::now()),
     )
     .await;
 
     let mut heartbeat = message(MsgHeartbeat, 4, 3, 3);
     heartbeat.commit = 10;
+    let spoke = std::time::Instant::now();
     node.step(heartbeat).await.expect("running");
     settled(
         false,
         |s| s.leader == 4,
         "node 3 follows leader 4, but holds nothing of its term",
+        after_word(spoke),
     )
     .await;
 
@@ -1588,6 +1595,7 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
         m.set_entries(vec![entry].into());
         m
     };
+    let spoke = std::time::Instant::now();
     node.step(append(11, put(11, 3, "/k11"), 11))
         .await
         .expect("running");
@@ -1595,17 +1603,21 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
         true,
         |s| s.applied == 11 && s.leader == 4,
         "node 3 applied leader 4's first entry",
+        after_word(spoke),
     )
     .await;
 
     let re_add = conf_change(12, 3, ConfChangeType::AddNode, 2, "http://127.0.0.1:2");
+    let spoke = std::time::Instant::now();
     node.step(append(12, re_add, 11)).await.expect("running");
     settled(
         false,
         |s| s.last_index == 12 && s.leader == 4,
         "node 2's re-addition is in node 3's log, unapplied",
+        after_word(spoke),
     )
     .await;
+    let spoke = std::time::Instant::now();
     node.step(append(13, put(13, 3, "/k13"), 13))
         .await
         .expect("running");
@@ -1613,14 +1625,17 @@ async fn members_are_settled_only_once_the_leaders_term_and_every_change_are_app
         true,
         |s| s.applied == 13 && s.leader == 4,
         "the re-addition applied",
+        after_word(spoke),
     )
     .await;
     // Leader 4 falls silent (cut off, say, while the others elect a leader who adds node 2
-    // back): after half an election timeout, before node 3 campaigns, not settled.
+    // back): after half an election timeout, before node 3 campaigns (ten ticks after the
+    // leader's last word at the earliest), not settled.
     settled(
         false,
         |s| s.leader == 4 && s.role == "Follower",
         "node 3 has not heard from its leader for half an election timeout",
+        spoke + tick * 9,
     )
     .await;
     // A heartbeat from the former leader, of its old term, is not word from the leader: still
