@@ -277,17 +277,34 @@ pub enum ProposalError {
 /// node saw of its own part in that: the cause that answer names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waited {
-    /// The whole wait: `--proposal-timeout-ms` when the node answers, a second more
-    /// (`STUCK_MARGIN`, in raft_node/handle.rs) when the handle answers for a node too stuck
-    /// to, and what was left of it when the check before a PUT of a value that is not UTF-8
-    /// began, when that check answers (it judged its stall against that).
+    /// The wait: `--proposal-timeout-ms` when the node answers, and when the handle answers
+    /// for a node too stuck to (the margin it gave the node past it is in
+    /// [`OwnPart::NoAnswer`]); what was left of it when the check before a PUT of a value that
+    /// is not UTF-8 began, when that check answers (it judged its stall against that).
     pub wait: Duration,
+    /// What the node saw of its own part in the wait.
+    pub own_part: OwnPart,
+}
+
+/// What a request's answer knows of the node's own part in a wait that ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnPart {
+    /// Nothing that stands out: the node's loop stood still for less than most of the wait
+    /// (its ordinary pace), so the answer names a quorum first, and the node as well.
+    Unremarked,
     /// How long the node's own loop stood still in the wait (up to the answer, when it came
-    /// sooner), when that was most of it (see `Tick::waited` in raft_node): its
-    /// process paused or starved of CPU, or a round stuck on its disk. A quorum may have been
-    /// fine all along, and then blaming it sent a user looking for a fault that was not there
-    /// (a user's campaign: a leader paused for 8 s said "a quorum may be down").
-    pub stood_still: Option<Duration>,
+    /// sooner), when that was most of it (see `Tick::waited` in raft_node): its process paused
+    /// or starved of CPU, or a round stuck on its disk. A quorum may have been fine all along,
+    /// and then blaming it sent a user looking for a fault that was not there (a user's
+    /// campaign: a leader paused for 8 s said "a quorum may be down").
+    StoodStill(Duration),
+    /// The node did not answer within this long past the wait (`STUCK_MARGIN`, in
+    /// raft_node/handle.rs): the handle answered for it. How long the node stood still is not
+    /// known (perhaps the whole wait), only that it was stuck past the wait, so the answer
+    /// names the node and says no more: it said "stood still for 1.0s of that wait" of the
+    /// margin, which is no measure and less than the half of the wait that names the node
+    /// alone (review 119 N5).
+    NoAnswer(Duration),
 }
 
 impl Waited {
@@ -296,10 +313,11 @@ impl Waited {
     /// leader) in which the node would otherwise have seen the world move. Less is the node's
     /// ordinary pace, and the answer then names the quorum.
     pub fn stood_still_for(wait: Duration, still: Duration, step: Duration) -> Waited {
-        Waited {
-            wait,
-            stood_still: (still >= (wait / 2).max(step * 2)).then_some(still),
-        }
+        let own_part = match still >= (wait / 2).max(step * 2) {
+            true => OwnPart::StoodStill(still),
+            false => OwnPart::Unremarked,
+        };
+        Waited { wait, own_part }
     }
 }
 
@@ -308,20 +326,28 @@ impl From<Duration> for Waited {
     fn from(wait: Duration) -> Self {
         Waited {
             wait,
-            stood_still: None,
+            own_part: OwnPart::Unremarked,
         }
     }
 }
 
+/// What holds a node up for most of a wait, as an answer naming the node says it.
+const STUCK_WHY: &str = "its process was paused or starved of CPU, or it was stuck on its disk";
+
 impl std::fmt::Display for Waited {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "within {:?} ", self.wait)?;
-        match self.stood_still {
-            None => f.write_str("(a quorum may be down, or this node itself was held up)"),
-            Some(still) => write!(
+        match self.own_part {
+            OwnPart::Unremarked => {
+                f.write_str("(a quorum may be down, or this node itself was held up)")
+            }
+            OwnPart::StoodStill(still) => write!(
                 f,
-                "(this node itself stood still for {still:.1?} of that wait: its process was \
-                 paused or starved of CPU, or it was stuck on its disk)"
+                "(this node itself stood still for {still:.1?} of that wait: {STUCK_WHY})"
+            ),
+            OwnPart::NoAnswer(margin) => write!(
+                f,
+                "(this node itself did not answer within {margin:?} past that wait: {STUCK_WHY})"
             ),
         }
     }
@@ -332,13 +358,23 @@ impl std::fmt::Display for Waited {
 /// most of the wait, and then it was not there to hear one. Seen from an old tick, a leader
 /// elected while it stood still would be blamed on the quorum (review 112 N4: a node paused
 /// through a write's wait said "a quorum may be down" of a healthy one).
+///
+/// Only those that watched the wait say "no leader" (the node, the check before a PUT), never
+/// the handle answering for a node that did not answer; were it said of one, it would still
+/// name the node alone.
 fn no_leader(waited: &Waited, wait_is: &str) -> String {
     let wait = waited.wait;
-    match waited.stood_still {
-        None => format!("no leader was elected {wait_is} {wait:?} (a quorum may be down)"),
-        Some(still) => format!(
+    match waited.own_part {
+        OwnPart::Unremarked => {
+            format!("no leader was elected {wait_is} {wait:?} (a quorum may be down)")
+        }
+        OwnPart::StoodStill(still) => format!(
             "this node knew no leader {wait_is} {wait:?} (it stood still for {still:.1?} of that \
-             wait: its process was paused or starved of CPU, or it was stuck on its disk)"
+             wait: {STUCK_WHY})"
+        ),
+        OwnPart::NoAnswer(margin) => format!(
+            "this node knew no leader {wait_is} {wait:?} (it did not answer within {margin:?} \
+             past that wait: {STUCK_WHY})"
         ),
     }
 }
@@ -757,17 +793,29 @@ mod tests {
             ProposalError::NoLeader(d.into()),
             ProposalError::NoLeader(Waited {
                 wait: d,
-                stood_still: Some(d),
+                own_part: OwnPart::StoodStill(d),
+            }),
+            ProposalError::NoLeader(Waited {
+                wait: d,
+                own_part: OwnPart::NoAnswer(d),
             }),
             ProposalError::NotProposed(d),
             ProposalError::NotTaken(d),
             ProposalError::Replaced(d),
             ProposalError::timeout_after(d),
+            ProposalError::Timeout(Waited {
+                wait: d,
+                own_part: OwnPart::NoAnswer(d),
+            }),
             ProposalError::Withdrawn(d),
             ProposalError::WithdrawnUnknown(d),
             ProposalError::OutcomeUnknown,
             ProposalError::ReadNoLeader(d.into()),
             ProposalError::read_timeout_after(d),
+            ProposalError::ReadTimeout(Waited {
+                wait: d,
+                own_part: OwnPart::NoAnswer(d),
+            }),
             ProposalError::ReadNotTaken(d),
             ProposalError::ReadStopped,
             ProposalError::NodeStopped,

@@ -63,8 +63,8 @@ use crate::transport::{AppliedAt, Network};
 use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
-    Exit, MemberChange, MemberStatus, NodeStatus, PeerProgress, ProbeAnswer, ProposalError,
-    ReadConsistency, Request, Responder, Sent, Shared, Waited,
+    Exit, MemberChange, MemberStatus, NodeStatus, OwnPart, PeerProgress, ProbeAnswer,
+    ProposalError, ReadConsistency, Request, Responder, Sent, Shared, Waited,
 };
 pub use handle::NodeHandle;
 use log_bytes::LogBytes;

@@ -1077,7 +1077,7 @@ impl Proposals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_node::{MAX_STALLS, Ticks, Waited};
+    use crate::raft_node::{MAX_STALLS, OwnPart, Ticks, Waited};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -1521,7 +1521,7 @@ mod tests {
             ProposalError::NoLeader(Waited {
                 wait: secs(5),
                 // From the tick after the one before the stop, which was due anyway.
-                stood_still: Some(resumed - asked - Duration::from_millis(50)),
+                own_part: OwnPart::StoodStill(resumed - asked - Duration::from_millis(50)),
             })
         );
         assert!(said.will_not_happen());
@@ -1556,7 +1556,7 @@ mod tests {
             .expect_err("not proposed");
         let stood_still = |still| Waited {
             wait: secs(5),
-            stood_still: Some(still),
+            own_part: OwnPart::StoodStill(still),
         };
         assert_eq!(said, ProposalError::NoLeader(stood_still(ms(3_850))));
         assert!(said.will_not_happen());
@@ -1610,7 +1610,7 @@ mod tests {
         let stood_still = |still| {
             ProposalError::Timeout(Waited {
                 wait: secs(5),
-                stood_still: Some(still),
+                own_part: OwnPart::StoodStill(still),
             })
         };
 
@@ -1652,10 +1652,10 @@ mod tests {
         let still = ticks
             .next(at(9_000), true)
             .waited(at(5_100), secs(5), ms(50))
-            .stood_still;
+            .own_part;
         assert_eq!(
             still,
-            Some(ms(2_500)),
+            OwnPart::StoodStill(ms(2_500)),
             "2.35 s, and 0.15 s up to its deadline (each past the tick due anyway)"
         );
 
@@ -1671,8 +1671,11 @@ mod tests {
         let still = ticks
             .next(at(6_001), true)
             .waited(at(5_000), secs(5), ms(1))
-            .stood_still;
-        assert!(still >= Some(ms(2_999)), "{still:?}");
+            .own_part;
+        assert!(
+            matches!(still, OwnPart::StoodStill(still) if still >= ms(2_999)),
+            "{still:?}"
+        );
         for tick in 6_002..=11_100 {
             ticks.next(at(tick), true);
         }
@@ -1997,7 +2000,7 @@ mod tests {
             said,
             ProposalError::Timeout(Waited {
                 wait: Duration::from_secs(5),
-                stood_still: Some(Duration::from_millis(4_850)),
+                own_part: OwnPart::StoodStill(Duration::from_millis(4_850)),
             })
         );
         let text = said.to_string();

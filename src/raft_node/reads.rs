@@ -603,7 +603,7 @@ impl super::RaftNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft_node::{Ticks, Waited};
+    use crate::raft_node::{OwnPart, Ticks, Waited};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<(), ProposalError>>;
@@ -846,7 +846,7 @@ mod tests {
         };
         let stood_still = |still| Waited {
             wait: Duration::from_secs(5),
-            stood_still: Some(still),
+            own_part: OwnPart::StoodStill(still),
         };
         let mut paused = read(&mut r, t0);
         r.on_tick(tick, ticks.next(t0 + tick, true));

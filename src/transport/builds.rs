@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::http::PeerRefusal;
 use super::probe::Prober;
 use super::{HEADER_OLDER, HEADER_VALUES, PeerFilter};
-use crate::request::{ProposalError, Waited};
+use crate::request::{OwnPart, ProposalError, Waited};
 
 /// What a member's request or probe answer said of its build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +231,8 @@ const STALL_LOOKS: u32 = 10;
 /// rule of the node's own loop, [`Waited::stood_still_for`]). Then the wait's "no leader" is
 /// said of this node, not of a quorum it was not there to hear (review 114 L6: a node paused
 /// through this wait said "a quorum may be down").
-fn stall_in(wait: Duration, still: Duration) -> Option<Duration> {
-    Waited::stood_still_for(wait, still, LEADER_POLL).stood_still
+fn stall_in(wait: Duration, still: Duration) -> OwnPart {
+    Waited::stood_still_for(wait, still, LEADER_POLL).own_part
 }
 
 /// The check's `wait` as its answer says it: in whole milliseconds, rounded up, as
@@ -331,7 +331,7 @@ impl ValuesCheck {
                     Some(leader) => Refusal::LeaderUnlisted(leader, said(wait)),
                     None => Refusal::NoLeader(Waited {
                         wait: said(wait),
-                        stood_still: stall_in(wait, still),
+                        own_part: stall_in(wait, still),
                     }),
                 });
             }
@@ -492,7 +492,9 @@ mod tests {
         let Err(Refusal::NoLeader(waited)) = said else {
             panic!("{said:?}");
         };
-        let still = waited.stood_still.expect("stood still");
+        let OwnPart::StoodStill(still) = waited.own_part else {
+            panic!("did not stand still: {waited:?}");
+        };
         assert!(
             (Duration::from_millis(3_950)..Duration::from_millis(4_050)).contains(&still),
             "{still:?}"
