@@ -16,6 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ProcCluster, free_ports, wait_for};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
+use raftexample::describe;
+use raftexample::kvstore;
+use raftexample::proposal::{self, ProposalId};
 use serde_json::{Value, json};
 
 // ---- the event stream, without a browser ----------------------------------------------------
@@ -613,7 +618,8 @@ fn screenshot_dir() -> PathBuf {
 /// higher term within seconds; the node restarted, the page shows it up again; a key put
 /// from the page's form is answered 204 and appears in every node's log strip; the answers
 /// of a read and of a refused member removal are shown; an entry that a new leader
-/// overwrote is shown under its replacement; and a count of 1 is singular.
+/// overwrote is shown under its replacement; a count of 1 is singular; and every kind of
+/// entry gets its word in its log box.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_in_a_browser() {
     let browser = match Browser::start().await {
@@ -852,5 +858,55 @@ async fn the_live_page_in_a_browser() {
         (&said["dropped"], &said["many"]),
         (&json!("1 event"), &json!("2 events"))
     );
+
+    // 9. Every kind of entry gets its word in its log box, from the line the node describes
+    // it with (review 119 N6: a fence got none).
+    let (texts, words): (Vec<String>, Vec<&str>) = entry_kinds().into_iter().unzip();
+    let labels = browser
+        .eval("return arguments[0].map(kind);", vec![json!(texts)])
+        .await;
+    assert_eq!(labels, json!(words), "the words for {texts:?}");
     browser.close().await;
+}
+
+/// The line the node describes each kind of entry with (as its status's `log_tail` and its
+/// Readys carry it), and the word the page's log boxes should show for it.
+fn entry_kinds() -> Vec<(String, &'static str)> {
+    let normal = |data: Vec<u8>| Entry {
+        data: data.into(),
+        ..Default::default()
+    };
+    let id = ProposalId {
+        origin: 2,
+        session: 5,
+        seq: 300,
+    };
+    let put = kvstore::Command::Put {
+        key: "/my-key".into(),
+        value: "hello".into(),
+    };
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(ConfChangeSingle {
+        change_type: ConfChangeType::RemoveNode,
+        node_id: 3,
+        ..Default::default()
+    });
+    let conf_change = Entry {
+        entry_type: EntryType::EntryConfChangeV2,
+        data: cc.write_to_bytes().expect("encoding a conf change").into(),
+        ..Default::default()
+    };
+    [
+        (
+            normal(proposal::encode_proposal(id, 290, &put.encode())),
+            "put",
+        ),
+        (normal(proposal::encode_register(2, 12345)), "session"),
+        (normal(proposal::encode_fence(2, 5, 301)), "fence"),
+        (normal(Vec::new()), "no-op"),
+        (conf_change, "conf"),
+    ]
+    .into_iter()
+    .map(|(entry, word)| (describe::entry_text(&entry), word))
+    .collect()
 }
