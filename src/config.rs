@@ -165,7 +165,8 @@ pub struct Config {
     /// probe answers leave out the header that says its build stores values of any bytes, so
     /// its peers take it for a build before them (which skips a PUT's value that is not
     /// UTF-8) and refuse such values (see `transport::builds`). It still stores them itself.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = ArgAction::Set, value_parser = go_bool)]
     pub test_as_older_build: bool,
 
     /// Tools that work on a data dir instead of serving.
@@ -545,6 +546,32 @@ mod tests {
             "-wal-direct-io=t",
         ]);
         assert!(c.strict_reconfig_check && c.wal_direct_io);
+    }
+
+    /// Every switch of the server takes a value, in Go's spellings, as well as none: the
+    /// hidden `--test-as-older-build` was a bare switch, which refused `=true` (review 120
+    /// N2). A switch added without the attributes fails here.
+    #[test]
+    fn every_switch_of_the_server_takes_a_value() {
+        let command = <Config as clap::CommandFactory>::command();
+        let bare: Vec<&str> = command
+            .get_arguments()
+            .filter(|a| {
+                matches!(
+                    a.get_action(),
+                    ArgAction::SetTrue | ArgAction::SetFalse | ArgAction::Count
+                )
+            })
+            .map(|a| a.get_id().as_str())
+            .collect();
+        assert_eq!(bare, Vec::<&str>::new(), "switches that take no value");
+
+        let older = |args: &[&str]| parse(args).test_as_older_build;
+        assert!(!older(&["raftexample"]));
+        assert!(older(&["raftexample", "--test-as-older-build"]));
+        assert!(older(&["raftexample", "--test-as-older-build=true"]));
+        assert!(!older(&["raftexample", "--test-as-older-build=false"]));
+        assert!(older(&["raftexample", "-test-as-older-build=1"]));
     }
 
     #[test]
