@@ -1,7 +1,10 @@
 //! The vocabulary the node shares with everything around it: what a client asks of the raft
 //! node ([`Request`]), how it is answered ([`Responder`], [`ProposalError`]), what the node
 //! reports of itself ([`NodeStatus`], [`Shared`]) and why it stopped ([`Exit`]). Nearly a leaf:
-//! it imports only [`crate::events`] (itself a leaf), so every module may use it.
+//! it uses only [`crate::events`] (the node's event stream, and its log's entries as that
+//! shows them) and [`crate::version`] (a member's build), both leaves, and
+//! [`crate::membership`] (to name nodes in a sentence), which uses only [`crate::pb`], a leaf;
+//! so every module may use it without a cycle. Its links to modules above it are only links.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
