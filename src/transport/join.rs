@@ -659,6 +659,9 @@ pub struct Lookup {
     /// How long, in all, a member that said it holds data is waited for while it does not
     /// answer ([`Lookup::before_bootstrap`]): `GONE_PATIENCE`, shorter in tests.
     pub gone_patience: Duration,
+    /// Told which members [`Lookup::before_bootstrap`] waits for, for the starting node's
+    /// REST port to say (one of its own unless given the node's).
+    pub phase: super::starting::Phase,
 }
 
 impl Lookup {
@@ -680,6 +683,7 @@ impl Lookup {
             own_url: own_url.to_string(),
             members,
             gone_patience: GONE_PATIENCE,
+            phase: super::starting::Phase::new(true),
         }
     }
 
@@ -858,6 +862,8 @@ impl Lookup {
         // end (review 115, L2), while one started again once, to replay for minutes, is.
         let mut gone_before = Duration::ZERO;
         let patience = self.gone_patience;
+        // Held while it is waited for: the node's REST port says so.
+        let mut waited = None;
         loop {
             let asked = if holds_data {
                 Some(self.ask(id, url).await)
@@ -872,6 +878,7 @@ impl Lookup {
                     holds_data: true, ..
                 }) => {
                     holds_data = true;
+                    waited.get_or_insert_with(|| self.phase.waiting_for(id));
                     if let Some(since) = gone_since.take() {
                         gone_before += since.elapsed();
                         tracing::info!(
@@ -1200,6 +1207,7 @@ mod tests {
             own_url: "http://127.0.0.1:9".to_string(),
             members,
             gone_patience: GONE_PATIENCE,
+            phase: super::super::starting::Phase::new(true),
         }
     }
 
@@ -1353,15 +1361,21 @@ mod tests {
     /// Node 4, of the first cluster, starts on an empty data dir while member 2, which holds
     /// data, replays its log for longer than the half second node 4 asks for (1.5 s): member
     /// 2 says it is starting and holds data, and node 4 waits for its real answer, a doubt,
-    /// which stops it; it says once that it waits. Member 2 replaying used to count as no
-    /// answer, and node 4 started anew at the half second (review 106, L-E).
+    /// which stops it; it says once that it waits, and its phase (what its REST port says)
+    /// names member 2 while it waits. Member 2 replaying used to count as no answer, and
+    /// node 4 started anew at the half second (review 106, L-E).
     #[tokio::test]
     async fn a_member_that_holds_data_and_is_still_starting_is_waited_for() {
         let (lookup, handoff, _server, log, _logging) = asking_a_starting_member(true).await;
         let member = Member::new(DOUBT);
+        let phase = lookup.phase.clone();
+        let asking = |waiting_for: &[u64]| super::super::starting::Doing::Asking {
+            waiting_for: waiting_for.iter().copied().collect(),
+        };
         let replayed = async {
             // Member 2's replay, as long as the test says.
             tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(phase.now(), asking(&[2]), "while member 2 replays");
             handoff.hand_to(member.router());
         };
         let started = Instant::now();
@@ -1378,6 +1392,7 @@ mod tests {
                        starting anew";
         assert_eq!(log.count(waiting), 1, "{}", log.text());
         assert_eq!(log.count("none answered"), 0, "{}", log.text());
+        assert_eq!(phase.now(), asking(&[]), "member 2 has answered");
     }
 
     /// A member that is starting and holds no data knows nothing of node 4: it counts as no

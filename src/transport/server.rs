@@ -1413,6 +1413,7 @@ mod tests {
             own_url: joiner_url.to_string(),
             members: vec![(3, admitter_url)],
             gone_patience: Duration::from_secs(10),
+            phase: super::super::starting::Phase::new(false),
         };
         tokio::time::timeout(Duration::from_secs(20), lookup.run())
             .await

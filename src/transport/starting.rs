@@ -18,6 +18,13 @@
 //! does on an admission, what a newer asker acts on: a node that holds data may know that the
 //! asker's id has run, so the asker waits for its real answer
 //! ([`super::join::Lookup::before_bootstrap`]).
+//!
+//! What the node is doing meanwhile ([`Phase`]) is shared with its REST port, whose starting
+//! answers say it (`http_api::starting`): a node that waits without end for a member still
+//! replaying its own log says which one.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue};
@@ -25,6 +32,113 @@ use axum::response::{IntoResponse, Response};
 
 use super::http::{PeerRefusal, Refusal};
 use super::{HEADER_STARTING, STARTING_EMPTY, STARTING_WITH_DATA};
+
+/// What a starting node is doing, as it changes: first, for a member of the first cluster on
+/// an empty data dir, asking the others whether its id has run (and waiting for those that
+/// hold data and are starting themselves: [`super::join::Lookup::before_bootstrap`]); then
+/// replaying its log. A cheap handle on one cell, which the start writes and the REST port's
+/// starting answers read.
+#[derive(Clone, Debug)]
+pub struct Phase(Arc<Mutex<Doing>>);
+
+/// What a starting node is doing at one moment ([`Phase::now`]), said in words by `Display`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Doing {
+    /// Asking the other members whether this node's id has run before.
+    Asking {
+        /// The members that said they hold data and are starting too, whose answer it waits
+        /// for (as long as they take: they may know that its id has run).
+        waiting_for: BTreeSet<u64>,
+    },
+    /// Replaying its log.
+    Replaying,
+}
+
+impl std::fmt::Display for Doing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whether = "whether this node has run before";
+        match self {
+            Doing::Replaying => write!(f, "replaying its log"),
+            Doing::Asking { waiting_for } => {
+                let mut ids: Vec<String> = waiting_for.iter().map(u64::to_string).collect();
+                match ids.pop() {
+                    None => write!(f, "asking the other members {whether}"),
+                    Some(id) if ids.is_empty() => write!(
+                        f,
+                        "waiting for node {id}, which holds data and is itself starting, to \
+                         say {whether}"
+                    ),
+                    Some(last) => write!(
+                        f,
+                        "waiting for nodes {} and {last}, which hold data and are themselves \
+                         starting, to say {whether}",
+                        ids.join(", ")
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Phase {
+    /// A node about to ask the other members whether it has run (`asking`), or to replay its
+    /// log.
+    pub fn new(asking: bool) -> Phase {
+        let doing = if asking {
+            Doing::Asking {
+                waiting_for: BTreeSet::new(),
+            }
+        } else {
+            Doing::Replaying
+        };
+        Phase(Arc::new(Mutex::new(doing)))
+    }
+
+    /// What the node is doing now.
+    pub fn now(&self) -> Doing {
+        self.lock().clone()
+    }
+
+    /// The node has its answers, and replays its log.
+    pub fn replaying(&self) {
+        *self.lock() = Doing::Replaying;
+    }
+
+    /// The node waits for member `id`'s answer, until the guard returned is dropped.
+    pub fn waiting_for(&self, id: u64) -> WaitingFor {
+        if let Doing::Asking { waiting_for } = &mut *self.lock() {
+            waiting_for.insert(id);
+        }
+        WaitingFor {
+            phase: self.clone(),
+            id,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Doing> {
+        // Each change is one assignment or one insert or removal: a panic elsewhere while the
+        // lock was held leaves nothing half-done.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A member waited for ([`Phase::waiting_for`]) until this is dropped: once it has answered,
+/// or the question is given up (the ask's future dropped).
+#[derive(Debug)]
+pub struct WaitingFor {
+    phase: Phase,
+    id: u64,
+}
+
+impl Drop for WaitingFor {
+    fn drop(&mut self) {
+        if let Doing::Asking { waiting_for } = &mut *self.phase.lock() {
+            waiting_for.remove(&self.id);
+        }
+    }
+}
 
 /// The peer port's router while node `id` starts; `holds_data`: its WAL existed when it
 /// started.
