@@ -11,7 +11,8 @@
 //! `put_key`, `add_member`, `remove_member` and `read_body`; `endpoints` serves the node's own.
 //! Before any of that, [`server_checks`] answers what Go's HTTP server, and so the original,
 //! answers before its handler runs: that, and the rest of what Go's server does around a
-//! handler, is `http_api/go_server.rs`.
+//! handler, is `http_api/go_server.rs`. Until the node has started, the REST port answers
+//! as a starting node ([`starting`]), on the same port.
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody as _};
@@ -25,6 +26,7 @@ use crate::membership::{check_peer_scheme, parse_node_id, reaches_listener, vali
 use crate::raft_node::{MemberChange, NodeHandle, ProposalError, ReadConsistency};
 
 mod go_server;
+pub mod starting;
 pub use go_server::server_checks;
 use go_server::{discard, go_takes_as_uri, waits_to_send};
 
@@ -208,6 +210,15 @@ pub enum ApiError {
     /// `/-/ready` while the node is not ready (why, as the node says it).
     #[error("not ready: {0}")]
     NotReady(String),
+    /// Any request but `/-/health` and `/-/ready` while node `id` starts, saying what it is
+    /// doing (see [`starting`]); the answer asks the client to try again in a second.
+    #[error("node {id} is starting ({doing}) and serves no requests yet; ask again")]
+    Starting {
+        /// The node.
+        id: u64,
+        /// What it is doing, in words.
+        doing: String,
+    },
     /// An answer that could not be encoded as JSON (serde's reason).
     #[error("cannot encode JSON: {0}")]
     Encode(String),
@@ -265,7 +276,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnmetExpectation(_) => StatusCode::EXPECTATION_FAILED,
             ApiError::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) | ApiError::Starting { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -285,6 +296,14 @@ impl IntoResponse for ApiError {
                         .headers_mut()
                         .append(header::ALLOW, HeaderValue::from_static(method));
                 }
+            }
+            // A start takes seconds, or minutes for a large log: a client that retries on
+            // its own (`curl --retry` reads this header) is asked to wait a second between
+            // tries, not to ask again at once.
+            ApiError::Starting { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // Go closes the connection after these answers; so does this node: a client that
             // held its body back could send it after the answer, to be read as a request.
