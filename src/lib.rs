@@ -41,9 +41,10 @@
 //! - [`pb`]: protobuf decoding bounded by its input; [`varint`]: the one varint.
 //! - `listener`: the ports' listeners; the REST one counts the client connections a stopping
 //!   node still serves. `serving`: the loop that serves a port's connections, with its limits
-//!   on slow and idle clients and on connections open at once; the peer port is served from
-//!   the moment it is bound, as a starting node ([`transport::starting`]) until the node has
-//!   replayed its log, then handed to the peer server.
+//!   on slow and idle clients and on connections open at once; both ports are served from
+//!   the moment they are bound, as a starting node ([`transport::starting`],
+//!   [`http_api::starting`]) until the node has replayed its log, then handed to the peer
+//!   server and the REST API.
 //! - [`tls`]: rustls for both ports (etcd's TLS flags); [`certs`]: makes a CA and certificates.
 //! - [`metrics`]: Prometheus counters, served at `/-/metrics`; [`dump`]: prints a data dir;
 //!   [`describe`]: log entries for people (the dump and the Ready trace).
@@ -198,70 +199,93 @@ async fn start_replaying(
     };
     // Served from here on, while the node starts: a peer that asks whether its own id has
     // run hears that this node is starting, and whether it holds data, rather than wait on a
-    // port nobody answers until the log is replayed (review 106, L-E).
+    // port nobody answers until the log is replayed (review 106, L-E); a client, a load
+    // balancer or a probe hears that it is starting, and what it is doing (review 119, N2).
     let holds_data = wal::Wal::exists(&config.wal_dir());
     if holds_data {
         // Said to hold data only if it is this node's: a foreign data dir is refused now, not
         // after the others have waited on its replay (review 115, L1).
         raft_node::check_data_dir(&config, &own_url)?;
     }
+    let asks_first = asks_whether_it_has_run(&config, holds_data);
+    let phase = transport::starting::Phase::new(asks_first);
+    // Both made before either is served: a failure then leaves neither port answering.
+    let peer = port_listener(ports.peer, tls.peer_server.clone())?;
+    let rest = port_listener(ports.rest, tls.rest.clone())?;
     let services = CancellationToken::new();
-    let peer_port = PeerPort::serve(
-        &config,
-        ports.peer,
-        tls.peer_server.clone(),
-        holds_data,
-        &services,
-    )?;
-    // A start that ends before the node serves closes the port, however it ends: an error,
-    // a panic, or this future dropped (a caller's timeout). Left open, it said "starting" for
-    // the life of the process, and a node asking it waited for good (review 115, L3).
+    let peer_port = PeerPort::serve(&config, peer, holds_data, &services);
+    let rest_port = RestPort::serve(&config, rest, phase.clone(), &services);
+    // A start that ends before the node serves closes the ports, however it ends: an error,
+    // a panic, or this future dropped (a caller's timeout). Left open, the peer port said
+    // "starting" for the life of the process, and a node asking it waited for good (review
+    // 115, L3). (The REST port stops with `services`, whose child its stop is.)
     let unstarted = services.clone().drop_guard();
-    let recovered = recover(&config, &own_url, &tls, holds_data, &stop_asked, replay).await;
-    let started = match recovered {
+    let recovered = recover(
+        &config,
+        &own_url,
+        &tls,
+        asks_first,
+        &phase,
+        &stop_asked,
+        replay,
+    );
+    let started = match recovered.await {
         Ok(recovered) => {
-            let (rest, services) = (ports.rest, services.clone());
-            start_recovered(config, &own_url, recovered, tls, rest, &peer_port, services).await
+            let ports = (&peer_port, &rest_port);
+            start_recovered(config, &own_url, recovered, tls, ports, services.clone()).await
         }
         Err(err) => Err(err),
     };
     match started {
         Ok(running) => {
             unstarted.disarm();
-            Ok(running(peer_port))
+            Ok(running(peer_port, rest_port))
         }
         Err(err) => {
             drop(unstarted);
-            // Awaited, so that the port is closed when this returns: a start tried again in
-            // the same process binds it at once.
+            // Awaited, so that the ports are closed when this returns: a start tried again in
+            // the same process binds them at once.
             peer_port.close().await;
+            rest_port.close().await;
             Err(err)
         }
     }
 }
 
-/// The node's state, as `replay` recovers it from its data dir, which `holds_data` (its WAL
-/// exists) or not. A member of the first cluster on an empty data dir makes its first entries
-/// again and rejoins as it is: not if it has run before, which lost that run's data (its votes
-/// and what it acknowledged: see [`transport::join`]), so it asks the others first.
+/// Whether a node started with `config` first asks the other members whether its id has run
+/// (see [`recover`]): a member of the first cluster, not alone in it, whose data dir has no
+/// WAL (`holds_data` false).
+fn asks_whether_it_has_run(config: &Config, holds_data: bool) -> bool {
+    !config.join && !holds_data && config.cluster.len() > 1
+}
+
+/// The node's state, as `replay` recovers it from its data dir. A member of the first cluster
+/// on an empty data dir makes its first entries again and rejoins as it is: not if it has run
+/// before, which lost that run's data (its votes and what it acknowledged: see
+/// [`transport::join`]), so it asks the others first (`asks_first`, as
+/// [`asks_whether_it_has_run`] says). `phase` is told what it does, for the REST port's
+/// starting answers.
 async fn recover(
     config: &Config,
     own_url: &str,
     tls: &TlsSetup,
-    holds_data: bool,
+    asks_first: bool,
+    phase: &transport::starting::Phase,
     stop_asked: &CancellationToken,
     replay: impl FnOnce(&Config) -> Result<raft_node::Recovered, StartError> + Send + 'static,
 ) -> Result<raft_node::Recovered, StartError> {
-    if !config.join && !holds_data && config.cluster.len() > 1 {
-        let lookup = transport::join::Lookup::new(
+    if asks_first {
+        let mut lookup = transport::join::Lookup::new(
             transport::http_client(tls.peer_client.clone()),
             Arc::new(PeerFilter::new(config.id, 0)),
             own_url,
             &config.cluster,
         );
+        lookup.phase = phase.clone();
         lookup
             .before_bootstrap([&config.wal_dir(), &config.snap_dir()], stop_asked)
             .await?;
+        phase.replaying();
     }
     let config = config.clone();
     tokio::task::spawn_blocking(move || replay(&config))
@@ -380,19 +404,14 @@ struct PeerPort {
 }
 
 impl PeerPort {
-    /// Serves `listener` (with TLS if `tls`) as the port of node `config.id`, starting;
-    /// `holds_data`: its WAL exists.
+    /// Serves `listener` as the port of node `config.id`, starting; `holds_data`: its WAL
+    /// exists.
     fn serve(
         config: &Config,
-        (listener, addr): (TcpListener, SocketAddr),
-        tls: Option<Arc<rustls::ServerConfig>>,
+        (mut listener, addr): (PortListener, SocketAddr),
         holds_data: bool,
         services: &CancellationToken,
-    ) -> Result<PeerPort, StartError> {
-        let mut listener = PortListener::new(listener, tls).map_err(|source| StartError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+    ) -> PeerPort {
         let accept = listener.take_accept_task();
         let (handoff, router) =
             serving::Handoff::new(transport::starting::router(config.id, holds_data));
@@ -403,25 +422,112 @@ impl PeerPort {
             services.clone(),
             services.clone(),
         );
-        Ok(PeerPort {
+        PeerPort {
             addr,
             handoff,
             server,
             accept,
-        })
+        }
     }
 
     /// Closes the port, its connections with it. Peer streams are long-lived requests that a
-    /// graceful stop would wait for; nothing is owed to them. Awaited, with a TLS port's
-    /// accept loop (which owns the port and ends once the server has dropped its listener),
-    /// so the port is closed when this returns: a node started again in the same process
-    /// binds it at once.
+    /// graceful stop would wait for; nothing is owed to them. Awaited (see [`close_port`]).
     async fn close(self) {
-        self.server.abort();
-        let _ = self.server.await;
-        if let Some(accept) = self.accept {
-            let _ = accept.await;
+        close_port(self.server, self.accept).await;
+    }
+}
+
+/// Closes the port that `server` serves: aborted, the server drops its listener. Awaited,
+/// with a TLS port's `accept` loop (which owns the port and ends once the server has dropped
+/// its listener), so the port is closed when this returns: a node started again in the same
+/// process binds it at once.
+async fn close_port(server: JoinHandle<()>, accept: Option<JoinHandle<()>>) {
+    server.abort();
+    let _ = server.await;
+    if let Some(accept) = accept {
+        let _ = accept.await;
+    }
+}
+
+/// `listener`, bound at `addr`, as a port's listener: with TLS if `tls`.
+fn port_listener(
+    (listener, addr): (TcpListener, SocketAddr),
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(PortListener, SocketAddr), StartError> {
+    let listener = PortListener::new(listener, tls).map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    Ok((listener, addr))
+}
+
+/// The REST port, served from the moment it is bound, as the peer port is: as a starting
+/// node ([`http_api::starting`]) until the node serves, then by the REST API, on the same
+/// listener ([`serving::Handoff`]). Before, it was bound but answered nobody until then: a
+/// client, a load balancer's health check or a liveness probe hung for the whole replay
+/// (review 119, N2).
+struct RestPort {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Hands the port to the REST API.
+    handoff: serving::Handoff,
+    server: JoinHandle<()>,
+    /// A TLS port's accept loop, which holds the port open until it ends.
+    accept: Option<JoinHandle<()>>,
+    /// Asks the node to stop: the port then closes at once, and the connections already open
+    /// are served until they have gone (see [`listener::UntilStopped`]). A child of the
+    /// services' token: a start that fails closes the port with the peer port.
+    shutdown: CancellationToken,
+    /// Cancelled once the port has closed and its clients' connections have gone.
+    clients_gone: CancellationToken,
+}
+
+impl RestPort {
+    /// Serves `listener` as the REST port of node `config.id`, starting, saying what `phase`
+    /// says it does, until it is handed to the REST API. `services` stops what serves it
+    /// once its node has stopped.
+    fn serve(
+        config: &Config,
+        (mut listener, addr): (PortListener, SocketAddr),
+        phase: transport::starting::Phase,
+        services: &CancellationToken,
+    ) -> RestPort {
+        let accept = listener.take_accept_task();
+        let (shutdown, clients_gone) = (services.child_token(), CancellationToken::new());
+        let starting = http_api::starting::router(config.id, phase, config.client_timeout());
+        let (handoff, router) = serving::Handoff::new(starting);
+        // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
+        // connections already open are served until each has closed (every answer from then
+        // on asks the client to close it) or sat answered for a moment, or the node's stop
+        // limit.
+        let listener = UntilStopped::new(listener, addr, clients_gone.clone());
+        let server = serving::serve(
+            listener,
+            router,
+            // Clients may half-close; peers keep hyper's default, which notices at once a
+            // sender that went away (a leader that gave up on a snapshot): nodes never
+            // half-close.
+            serving::Limits {
+                half_close: true,
+                ..serving::Limits::new(config)
+            },
+            shutdown.clone(),
+            services.clone(),
+        );
+        RestPort {
+            addr,
+            handoff,
+            server,
+            accept,
+            shutdown,
+            clients_gone,
         }
+    }
+
+    /// Closes the port, its connections with it (a start that failed: they are owed
+    /// nothing more than the starting answers they had). Awaited (see [`close_port`]).
+    async fn close(self) {
+        close_port(self.server, self.accept).await;
     }
 }
 
@@ -430,19 +536,18 @@ impl PeerPort {
 /// which the flags' parser spelled without blanks or a trailing slash). Built in dependency
 /// order: the state machine and the queues, the transport and the peer server, the node on
 /// its thread ([`spawn_node_thread`]), the handle and the live page, the REST router
-/// ([`rest_router`]), then the REST port's server, and the peer port handed to the peer
-/// server. `services` stops what serves the peers, the peer port among them. Gives the
-/// running node once given its peer port, which the caller keeps until then, to close it
-/// should this fail.
+/// ([`rest_router`]), then the two ports handed to the REST API and to the peer server.
+/// `services` stops what serves the peers, the peer port among them, and the REST port.
+/// Gives the running node once given its ports, which the caller keeps until then, to close
+/// them should this fail.
 async fn start_recovered(
     config: Config,
     own_url: &str,
     mut recovered: raft_node::Recovered,
     tls: TlsSetup,
-    (rest_listener, rest_addr): (TcpListener, SocketAddr),
-    peer_port: &PeerPort,
+    (peer_port, rest_port): (&PeerPort, &RestPort),
     services: CancellationToken,
-) -> Result<impl FnOnce(PeerPort) -> Running + use<>, StartError> {
+) -> Result<impl FnOnce(PeerPort, RestPort) -> Running + use<>, StartError> {
     let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
     let (apply_tx, _apply_thread) = kv.spawn_apply_loop(config.id).map_err(|e| {
         StartError::Inconsistent(format!("cannot start the state machine's thread: {e}"))
@@ -451,7 +556,7 @@ async fn start_recovered(
     // kind waits behind a flood of the other.
     let (requests_tx, requests_rx) = mpsc::channel(INBOX_CAPACITY);
     let (peers_tx, peers_rx) = mpsc::channel(INBOX_CAPACITY);
-    let shutdown = CancellationToken::new();
+    let (shutdown, rest_addr) = (rest_port.shutdown.clone(), rest_port.addr);
     let filter = Arc::new(
         PeerFilter::new(config.id, recovered.cluster_id)
             .with_url(own_url)
@@ -503,8 +608,7 @@ async fn start_recovered(
         env,
     )?;
 
-    let clients_gone = CancellationToken::new();
-    let node = node.serve_clients_until(clients_gone.clone());
+    let node = node.serve_clients_until(rest_port.clients_gone.clone());
     let exit_rx = spawn_node_thread(config.id, node, requests_rx, peers_rx, shutdown.clone())?;
     // A start that fails from here stops the node's thread too, which ran on otherwise.
     let unstarted = shutdown.clone().drop_guard();
@@ -535,33 +639,7 @@ async fn start_recovered(
         shutdown.clone(),
     );
     let rest_router = rest_router(&config, &ui, handle.clone(), peer_tls, rest_addr, &shutdown);
-    let bind_err = |addr: SocketAddr| {
-        move |source| StartError::Bind {
-            addr: addr.to_string(),
-            source,
-        }
-    };
-    let limits = serving::Limits::new(&config);
-    // Asked to stop, the REST port closes at once (new clients go elsewhere), while the
-    // connections already open are served until each has closed (every answer from then on
-    // asks the client to close it) or sat answered for a moment, or the node's stop limit.
-    let rest_listener = UntilStopped::new(
-        PortListener::new(rest_listener, tls.rest).map_err(bind_err(rest_addr))?,
-        rest_addr,
-        clients_gone,
-    );
-    let rest_server = serving::serve(
-        rest_listener,
-        rest_router,
-        // Clients may half-close; peers keep hyper's default, which notices at once a sender
-        // that went away (a leader that gave up on a snapshot): nodes never half-close.
-        serving::Limits {
-            half_close: true,
-            ..limits
-        },
-        shutdown.clone(),
-        services.clone(),
-    );
+    rest_port.handoff.hand_to(rest_router);
     peer_port
         .handoff
         .hand_to(peer_endpoints.router().merge(ui.peer_routes()));
@@ -574,14 +652,14 @@ async fn start_recovered(
         build = version::DESCRIBED,
         "raftexample is serving"
     );
-    Ok(move |peer_port| Running {
+    Ok(move |peer_port, rest_port: RestPort| Running {
         node: handle,
         rest_addr,
         peer_addr,
         shutdown,
         services,
         exit: exit_rx,
-        rest_server,
+        rest_server: rest_port.server,
         peer_port,
     })
 }
@@ -650,6 +728,7 @@ fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, StartErr
 mod tests {
     use super::*;
     use crate::raft_node::ProposalError;
+    use crate::transport::starting::Phase;
 
     /// A port on 127.0.0.1 that was free a moment ago.
     fn free_port() -> u16 {
@@ -831,9 +910,9 @@ mod tests {
     /// A voter that lost its data, started again as a member of the first cluster beside the
     /// only other member, whose replay is slow (held back until the voter has waited past its
     /// half second): the other member's peer port says it is starting and holds data, the
-    /// voter waits for its real answer, and is refused with the remedy. Before, the member's
-    /// port was bound but not served while it replayed, and the voter started anew at the
-    /// half second (review 106, L-E).
+    /// voter waits for its real answer (its REST port says so), and is refused with the
+    /// remedy. Before, the member's port was bound but not served while it replayed, and the
+    /// voter started anew at the half second (review 106, L-E).
     #[test]
     fn a_wiped_voter_waits_for_a_member_still_replaying_and_is_refused() {
         let log = crate::raft_node::storage::tests::Captured::default();
@@ -860,7 +939,11 @@ mod tests {
             two.shutdown();
             one.wait().await;
             two.wait().await;
-            let wiped = config(2);
+            let rest = free_port();
+            let wiped = Config {
+                port: rest,
+                ..config(2)
+            };
             std::fs::remove_dir_all(wiped.wal_dir()).expect("node 2's WAL");
             std::fs::remove_dir_all(wiped.snap_dir()).expect("node 2's snapshots");
 
@@ -881,6 +964,19 @@ mod tests {
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
             }
+            // Its REST port says whom it waits for (review 119, N2).
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", rest))
+                .await
+                .expect("node 2's REST port");
+            let ready = exchange(&mut conn, "GET", "/-/ready", "").await;
+            assert_eq!(
+                (ready.status, ready.body.as_str()),
+                (
+                    503,
+                    "not ready: node 2 is starting (waiting for node 1, which holds data and \
+                     is itself starting, to say whether this node has run before)\n"
+                )
+            );
             release.send(()).expect("node 1's replay waits");
             let refused = tokio::time::timeout(Duration::from_secs(20), two)
                 .await
@@ -1028,6 +1124,265 @@ mod tests {
         });
     }
 
+    /// An answer read off a connection: its status, its head and its body.
+    struct Answer {
+        status: u16,
+        head: String,
+        body: String,
+    }
+
+    impl Answer {
+        /// The value of the header `name`, if the answer has one.
+        fn header(&self, name: &str) -> Option<&str> {
+            self.head
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim())
+        }
+    }
+
+    /// Sends `method path` with `body` on `conn`, kept alive, and reads its answer (whose
+    /// body has a Content-Length, as every answer here but a 204 does), within 10 s.
+    async fn exchange(
+        conn: &mut tokio::net::TcpStream,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Answer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let asked = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answered = async {
+            conn.write_all(asked.as_bytes()).await.expect("sends");
+            let mut got = Vec::new();
+            let mut more = async |got: &mut Vec<u8>| {
+                let mut buf = [0; 1024];
+                let n = conn.read(&mut buf).await.expect("reads");
+                assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(got));
+                got.extend_from_slice(&buf[..n]);
+            };
+            let head_len = loop {
+                if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+                more(&mut got).await;
+            };
+            let head = String::from_utf8_lossy(&got[..head_len]).into_owned();
+            let mut answer = Answer {
+                status: head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|code| code.parse().ok())
+                    .unwrap_or_else(|| panic!("no status line: {head:?}")),
+                head,
+                body: String::new(),
+            };
+            let length: usize = match answer.header("content-length") {
+                _ if answer.status == 204 => 0,
+                Some(n) => n.parse().expect("a length"),
+                None => panic!("no length: {:?}", answer.head),
+            };
+            while got.len() < head_len + length {
+                more(&mut got).await;
+            }
+            answer.body = String::from_utf8_lossy(&got[head_len..]).into_owned();
+            answer
+        };
+        tokio::time::timeout(Duration::from_secs(10), answered)
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {method} {path} within 10 s"))
+    }
+
+    /// The REST port answers from the moment it is bound, as a starting node, while the node
+    /// replays its log (held here): `/-/health` is 200 saying it is starting (a liveness probe
+    /// must not kill it), `/-/ready` 503 saying why, a key 503 saying what the node is doing,
+    /// with `Retry-After: 1`. Once the node has started, the connection opened meanwhile, on
+    /// the same listener, is served by the REST API. Before, the port was bound but answered
+    /// nobody until the node served, and each of these requests hung (review 119, N2).
+    #[test]
+    fn the_rest_port_answers_as_a_starting_node_until_the_node_serves() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let port = free_port();
+        let rest = format!("127.0.0.1:{port}");
+        let peers = [format!("http://127.0.0.1:{}", free_port())];
+        let config = Config {
+            port,
+            ..node(1, &peers, dir.path())
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let (release, replay) = held_replay();
+            let started = tokio::spawn(start_replaying(config, CancellationToken::new(), replay));
+            listening(&rest).await;
+            let mut conn = tokio::net::TcpStream::connect(&rest)
+                .await
+                .expect("connects");
+            let health = exchange(&mut conn, "GET", "/-/health", "").await;
+            let starting = "node 1 is starting (replaying its log)";
+            assert_eq!(health.status, 200, "{}", health.body);
+            assert_eq!(health.body, format!("ok: {starting}\n"));
+            let ready = exchange(&mut conn, "GET", "/-/ready", "").await;
+            assert_eq!(ready.status, 503, "{}", ready.body);
+            assert_eq!(ready.body, format!("not ready: {starting}\n"));
+            // A PUT's body is read, so the connection stays usable.
+            for (method, body) in [("GET", ""), ("PUT", "hello")] {
+                let key = exchange(&mut conn, method, "/my-key", body).await;
+                assert_eq!(key.status, 503, "{method}: {}", key.body);
+                assert_eq!(
+                    key.body,
+                    format!("{starting} and serves no requests yet; ask again\n"),
+                );
+                assert_eq!(key.header("retry-after"), Some("1"), "{method}");
+            }
+
+            release.send(()).expect("the replay waits");
+            let running = started.await.expect("the task").expect("the node starts");
+            assert_eq!(running.rest_addr.to_string(), rest);
+            let health = exchange(&mut conn, "GET", "/-/health", "").await;
+            assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let put = exchange(&mut conn, "PUT", "/my-key", "hello").await;
+                if put.status == 204 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no write: {} {}",
+                    put.status,
+                    put.body
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let get = exchange(&mut conn, "GET", "/my-key", "").await;
+            assert_eq!((get.status, get.body.as_str()), (200, "hello"));
+            running.shutdown();
+            running.wait().await;
+        });
+    }
+
+    /// Over TLS (`--cert-file`, `--key-file`), the REST port's starting answers are TLS too:
+    /// an HTTPS client gets the starting node's, a plain request the TLS port's own refusal,
+    /// and once the node has started, the same port serves the REST API over TLS.
+    #[test]
+    fn a_tls_rest_port_answers_as_a_starting_node_over_tls() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let certs = dir.path().join("certs");
+        certs::run(&certs, 1, &["127.0.0.1".to_string()], &mut Vec::new()).expect("certificates");
+        let port = free_port();
+        let rest = format!("127.0.0.1:{port}");
+        let peers = [format!("http://127.0.0.1:{}", free_port())];
+        let config = Config {
+            port,
+            cert_file: Some(certs.join("node1.crt")),
+            key_file: Some(certs.join("node1.key")),
+            ..node(1, &peers, dir.path())
+        };
+        let ca = std::fs::read(certs.join("ca.crt")).expect("the CA");
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a CA in PEM"))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a TLS client");
+        let ask = |scheme: &str, path: &str| {
+            let asked = client.get(format!("{scheme}://{rest}{path}")).send();
+            async move {
+                let answer = asked.await.expect("an answer within 10 s");
+                let retry = answer.headers().get("retry-after").cloned();
+                let status = answer.status().as_u16();
+                let text = answer.text().await.expect("the body");
+                (status, retry, text)
+            }
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let (release, replay) = held_replay();
+            let started = tokio::spawn(start_replaying(config, CancellationToken::new(), replay));
+            listening(&rest).await;
+            let starting = "node 1 is starting (replaying its log)";
+            let (status, _, text) = ask("https", "/-/health").await;
+            assert_eq!((status, text), (200, format!("ok: {starting}\n")));
+            let (status, _, text) = ask("https", "/-/ready").await;
+            assert_eq!((status, text), (503, format!("not ready: {starting}\n")));
+            let (status, retry, text) = ask("https", "/my-key").await;
+            assert_eq!(status, 503, "{text}");
+            assert_eq!(retry.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
+            let (status, _, text) = ask("http", "/-/health").await;
+            assert_eq!(status, 400, "plain HTTP: {text}");
+            assert!(
+                text.contains("this port speaks HTTPS"),
+                "plain HTTP: {text}"
+            );
+
+            release.send(()).expect("the replay waits");
+            let running = started.await.expect("the task").expect("the node starts");
+            let (status, _, text) = ask("https", "/-/health").await;
+            assert_eq!((status, text.as_str()), (200, "ok\n"), "started");
+            running.shutdown();
+            running.wait().await;
+        });
+    }
+
+    /// A start that ends while the node replays its log closes the REST port, as it does the
+    /// peer port: one that fails, by the time it returns; one given up (its future dropped by
+    /// a library caller's timeout), at once. Left open, the port said "starting" for the life
+    /// of the process, to clients and probes that would wait for good.
+    #[test]
+    fn a_start_that_ends_while_replaying_closes_the_rest_port() {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        for given_up in [false, true] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let port = free_port();
+            let rest = format!("127.0.0.1:{port}");
+            let peers = [format!("http://127.0.0.1:{}", free_port())];
+            let config = Config {
+                port,
+                ..node(1, &peers, dir.path())
+            };
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let replay = move |_: &Config| {
+                let _ = released.recv();
+                Err(StartError::Inconsistent("a replay that fails".into()))
+            };
+            runtime.block_on(async {
+                let started = start_replaying(config, CancellationToken::new(), replay);
+                let started = tokio::spawn(started);
+                listening(&rest).await;
+                let mut conn = tokio::net::TcpStream::connect(&rest)
+                    .await
+                    .expect("connects");
+                let health = exchange(&mut conn, "GET", "/-/health", "").await;
+                assert_eq!(health.status, 200, "{}", health.body);
+                if given_up {
+                    started.abort();
+                    assert!(started.await.is_err_and(|e| e.is_cancelled()), "given up");
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    while tokio::net::TcpStream::connect(&rest).await.is_ok() {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "the REST port of a start given up still takes connections"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                } else {
+                    release.send(()).expect("the replay waits");
+                    let failed = started.await.expect("the task");
+                    let failed = failed.err().expect("the replay fails").to_string();
+                    assert!(failed.contains("a replay that fails"), "{failed}");
+                    let refused = tokio::net::TcpStream::connect(&rest).await;
+                    assert!(refused.is_err(), "the REST port of a failed start is open");
+                }
+            });
+            // The replay, still held on its blocking thread if given up, may now end.
+            drop(release);
+        }
+    }
+
     /// A failed fsync is final: the node stops with an error naming the WAL file, and the
     /// write whose batch could not be synced is never acknowledged. The data dir then opens
     /// again from what is on disk.
@@ -1053,19 +1408,20 @@ mod tests {
             let own_url = raft_node::check_flags(&config).expect("valid flags");
             let ports = Ports::bind(&config, &own_url).await.expect("free ports");
             let services = CancellationToken::new();
-            let peer_port = PeerPort::serve(&config, ports.peer, None, true, &services)
-                .expect("a plain listener");
+            let peer = port_listener(ports.peer, None).expect("a plain listener");
+            let rest = port_listener(ports.rest, None).expect("a plain listener");
+            let peer_port = PeerPort::serve(&config, peer, true, &services);
+            let rest_port = RestPort::serve(&config, rest, Phase::new(false), &services);
             let running = start_recovered(
                 config.clone(),
                 &own_url,
                 recovered,
                 TlsSetup::default(),
-                ports.rest,
-                &peer_port,
+                (&peer_port, &rest_port),
                 services,
             )
             .await
-            .expect("start")(peer_port);
+            .expect("start")(peer_port, rest_port);
             let put = running.node.put("/k".into(), "v".into()).await;
             assert!(
                 matches!(
