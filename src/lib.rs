@@ -1227,8 +1227,10 @@ mod tests {
             let ready = exchange(&mut conn, "GET", "/-/ready", "").await;
             assert_eq!(ready.status, 503, "{}", ready.body);
             assert_eq!(ready.body, format!("not ready: {starting}\n"));
-            // A PUT's body is read, so the connection stays usable.
-            for (method, body) in [("GET", ""), ("PUT", "hello")] {
+            // A PUT's body is read to its end, larger than hyper reads ahead, so that the
+            // client gets the answer and the connection stays usable.
+            let large = "x".repeat(1 << 20);
+            for (method, body) in [("GET", ""), ("PUT", large.as_str())] {
                 let key = exchange(&mut conn, method, "/my-key", body).await;
                 assert_eq!(key.status, 503, "{method}: {}", key.body);
                 assert_eq!(
@@ -1329,19 +1331,27 @@ mod tests {
     }
 
     /// A start that ends while the node replays its log closes the REST port, as it does the
-    /// peer port: one that fails, by the time it returns; one given up (its future dropped by
-    /// a library caller's timeout), at once. Left open, the port said "starting" for the life
-    /// of the process, to clients and probes that would wait for good.
+    /// peer port: one given up (its future dropped by a library caller's timeout) at once, and
+    /// one that fails by the time it returns, so that a start tried again in the same process
+    /// binds it; this one's port speaks TLS, with a handshake under way (the accept loop
+    /// holds the port). Left open, the port said "starting" for the life of the process, to
+    /// clients and probes that would wait for good.
     #[test]
     fn a_start_that_ends_while_replaying_closes_the_rest_port() {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
         for given_up in [false, true] {
             let dir = tempfile::TempDir::new().expect("temp dir");
+            let certs = dir.path().join("certs");
+            let hosts = ["127.0.0.1".to_string()];
+            certs::run(&certs, 1, &hosts, &mut Vec::new()).expect("certificates");
             let port = free_port();
             let rest = format!("127.0.0.1:{port}");
             let peers = [format!("http://127.0.0.1:{}", free_port())];
+            let tls = !given_up;
             let config = Config {
                 port,
+                cert_file: tls.then(|| certs.join("node1.crt")),
+                key_file: tls.then(|| certs.join("node1.key")),
                 ..node(1, &peers, dir.path())
             };
             let (release, released) = std::sync::mpsc::channel::<()>();
@@ -1356,9 +1366,9 @@ mod tests {
                 let mut conn = tokio::net::TcpStream::connect(&rest)
                     .await
                     .expect("connects");
-                let health = exchange(&mut conn, "GET", "/-/health", "").await;
-                assert_eq!(health.status, 200, "{}", health.body);
                 if given_up {
+                    let health = exchange(&mut conn, "GET", "/-/health", "").await;
+                    assert_eq!(health.status, 200, "{}", health.body);
                     started.abort();
                     assert!(started.await.is_err_and(|e| e.is_cancelled()), "given up");
                     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -1370,6 +1380,10 @@ mod tests {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 } else {
+                    // A TLS record's first byte: a handshake begun, never finished.
+                    tokio::io::AsyncWriteExt::write_all(&mut conn, &[0x16])
+                        .await
+                        .expect("sends a byte");
                     release.send(()).expect("the replay waits");
                     let failed = started.await.expect("the task");
                     let failed = failed.err().expect("the replay fails").to_string();
