@@ -907,6 +907,15 @@ mod tests {
         }
     }
 
+    /// Waits, within 20 s, until `addr` (`what`) refuses connections.
+    async fn closed(addr: &str, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "{what} still answers");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A voter that lost its data, started again as a member of the first cluster beside the
     /// only other member, whose replay is slow (held back until the voter has waited past its
     /// half second): the other member's peer port says it is starting and holds data, the
@@ -1049,14 +1058,7 @@ mod tests {
             listening(&peer).await;
             started.abort();
             assert!(started.await.is_err_and(|e| e.is_cancelled()), "given up");
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while tokio::net::TcpStream::connect(&peer).await.is_ok() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the peer port of a start given up still answers"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            closed(&peer, "the peer port of a start given up").await;
         });
         // The replay, still held on its blocking thread, may now end.
         drop(release);
@@ -1371,14 +1373,7 @@ mod tests {
                     assert_eq!(health.status, 200, "{}", health.body);
                     started.abort();
                     assert!(started.await.is_err_and(|e| e.is_cancelled()), "given up");
-                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-                    while tokio::net::TcpStream::connect(&rest).await.is_ok() {
-                        assert!(
-                            std::time::Instant::now() < deadline,
-                            "the REST port of a start given up still takes connections"
-                        );
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    closed(&rest, "the REST port of a start given up").await;
                 } else {
                     // A TLS record's first byte: a handshake begun, never finished.
                     tokio::io::AsyncWriteExt::write_all(&mut conn, &[0x16])
