@@ -905,7 +905,7 @@ mod tests {
         let at = |t: Instant, ms| t + Duration::from_millis(ms);
         let stood_still = |ms| Waited {
             wait: timeout,
-            stood_still: Some(Duration::from_millis(ms)),
+            own_part: OwnPart::StoodStill(Duration::from_millis(ms)),
         };
         // Made at t0, a leader known; the loop stands still until 900 ms (a stall from the
         // tick due at 100 ms), then ticks on while the read waits in the inbox until 1.95 s.
