@@ -19,8 +19,9 @@
 //! changes, the node's own removal and whether its members are settled, `leadership.rs`
 //! handing leadership over, `lost_log.rs` a follower whose log ends below what its leader
 //! counted, `joined.rs` a node admitted on an empty data dir, `tail.rs` what members answer
-//! a joining node, `snapshots.rs`, `status.rs`, `handle.rs` the client side, `replay.rs`
-//! start-up, `storage.rs` raft's view of the log, `trace.rs` the Ready trace.
+//! a joining node, `registration.rs` which session registrations a leader appends,
+//! `snapshots.rs`, `status.rs`, `handle.rs` the client side, `replay.rs` start-up,
+//! `storage.rs` raft's view of the log, `trace.rs` the Ready trace.
 
 mod batching;
 mod conf_change;
@@ -32,6 +33,7 @@ mod lost_log;
 mod proposals;
 mod reads;
 mod ready;
+mod registration;
 pub mod replay;
 mod snapshots;
 mod status;

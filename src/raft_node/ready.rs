@@ -386,7 +386,8 @@ impl RaftNode {
     /// to a vote request below its admission floor (`joined.rs`), a heartbeat's commit kept
     /// within its log (`lost_log.rs`), a removed leader's successor waited for
     /// (`conf_change.rs`), the leader's commit index noted, a ReadIndex request held while this
-    /// node leads without a commit in its term (`reads.rs`), and who it heard from.
+    /// node leads without a commit in its term (`reads.rs`), no registration appended that was
+    /// sent before its node's latest addition (`registration.rs`), and who it heard from.
     fn step_peer_message(&mut self, mut m: Message, now: Instant) {
         self.forget_admitted_floor_once_committed();
         if self.below_joined_at(&m) {
@@ -398,6 +399,17 @@ impl RaftNode {
         self.note_leader_commit(&m);
         if m.get_msg_type() == MessageType::MsgReadIndex {
             self.step_read_index(m);
+            return;
+        }
+        if let Some(late) = self.late_registration(&m) {
+            tracing::info!(
+                node = late.origin,
+                added = late.latest,
+                applied_addition = late.applied_addition,
+                "not appending a registration of a process that had not applied its node's \
+                 latest addition (it was sent before the node was added back): it would read \
+                 as a run since; a process still running registers again once it has"
+            );
             return;
         }
         self.forget_progress_a_follower_lost(&m);
@@ -595,7 +607,7 @@ impl RaftNode {
         }
         let now = self.now();
         if let Some(data) = self.proposals.registration_due(now)
-            && let Err(err) = self.rn.propose(Vec::new(), data)
+            && let Err(err) = self.rn.step(self.registration_proposal(data))
         {
             tracing::debug!(%err, "raft dropped the session registration; asking again shortly");
             self.proposals.registration_not_sent(now, self.tick);

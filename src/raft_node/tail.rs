@@ -95,14 +95,19 @@ impl UnappliedTail {
     }
 }
 
-/// What `entry` is, if it is of interest. Only a registration is decoded: any other entry
-/// is told by its type or first byte, on every append.
+/// What `entry` is, if it is of interest.
 fn item(entry: &Entry) -> Option<Item> {
+    registered(entry).map(Item::Registration)
+}
+
+/// The node whose session registration `entry` is, if it is one. Only a registration is
+/// decoded: any other entry is told by its type or first byte, on every append.
+pub(super) fn registered(entry: &Entry) -> Option<u64> {
     if entry.get_entry_type() != EntryType::EntryNormal || !proposal::is_registration(&entry.data) {
         return None;
     }
     match proposal::decode(&entry.data) {
-        Ok(Payload::Register { origin, .. }) => Some(Item::Registration(origin)),
+        Ok(Payload::Register { origin, .. }) => Some(origin),
         // The apply path refuses it too; an unreadable registration names no one.
         _ => None,
     }

@@ -1,0 +1,196 @@
+//! A session registration says which addition of its node its process had applied, and a
+//! leader appends none sent before its node's latest addition.
+//!
+//! A registration in the log after a node's latest addition is what tells the members that
+//! the node has run since it was added (`tail.rs`, `transport::join`): a start of its id on
+//! an empty data dir is then refused, or doubted while the entry is not applied. But a
+//! registration can be delivered late: a process sends it, is removed, stops, and its
+//! message reaches the leader after the node was added back. Appended then, it reads as a run
+//! that never happened, and where the members without the node are too few to commit it (a
+//! voter left alone adds the node back), nothing can: the leader doubts every start of the
+//! node until the entry is applied or dropped, and it commits only with the node's vote. The
+//! cluster stood still for good (simulator seed 12200460, long).
+//!
+//! So the proposal says, in its `index` (a field raft-rs reads on no proposal, carried as it
+//! is when a follower relays it), the log index of the entry that last added its node as its
+//! process applied it, and a leader whose log adds the node later does not append it. Such a
+//! process has not seen the addition: it cannot have run as this member. If it is still
+//! running, it registers again once it applies the addition (`Proposals::registration_due`
+//! sends again after a pause; a process that outlived its removal renews its session then).
+//! A proposal that says 0 (a build before this one, or a process that does not know its
+//! addition's index) is appended as before.
+
+use raft::eraftpb::{ConfChangeType, Entry, EntryType, Message, MessageType};
+use raft::{GetEntriesContext, StateRole};
+
+use super::tail::registered;
+use crate::membership::{Members, decode_conf_change};
+
+/// A registration that a leader does not append: whose, the addition its process had applied,
+/// and the node's latest addition in the leader's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Late {
+    /// The node that registers.
+    pub origin: u64,
+    /// The index of the addition its process had applied.
+    pub applied_addition: u64,
+    /// The index of the node's latest addition in this leader's log.
+    pub latest: u64,
+}
+
+impl super::RaftNode {
+    /// The proposal of this process's registration `data`, saying the index of the entry that
+    /// last added this node as this process applied it (0 if it knows none).
+    pub(super) fn registration_proposal(&self, data: Vec<u8>) -> Message {
+        let mut m = Message {
+            from: self.id,
+            index: addition_of(&self.members, self.id).unwrap_or(0),
+            ..Default::default()
+        };
+        m.set_msg_type(MessageType::MsgPropose);
+        m.set_entries(
+            vec![Entry {
+                data: data.into(),
+                ..Default::default()
+            }]
+            .into(),
+        );
+        m
+    }
+
+    /// Whether `m`, a proposal from a peer, is a registration this node, leading, must not
+    /// append: sent by a process that had not applied its node's latest addition.
+    pub(super) fn late_registration(&self, m: &Message) -> Option<Late> {
+        if self.rn.raft.state != StateRole::Leader
+            || m.get_msg_type() != MessageType::MsgPropose
+            || m.index == 0
+        {
+            return None;
+        }
+        m.get_entries().iter().find_map(|entry| {
+            let origin = registered(entry)?;
+            let latest = self.latest_addition(origin)?;
+            (m.index < latest).then_some(Late {
+                origin,
+                applied_addition: m.index,
+                latest,
+            })
+        })
+    }
+
+    /// The index of the entry that last added `id` in this node's log, applied or not, if `id`
+    /// is a member as of the log's end (and the index is known).
+    fn latest_addition(&self, id: u64) -> Option<u64> {
+        let applied = (addition_of(&self.members, id), self.members.contains(id));
+        let raft = &self.rn.raft;
+        let log = &raft.raft_log;
+        let last = log.last_index();
+        // `conf_in_log_to` follows the entries of each Ready; raft's own flag covers a change
+        // proposed since, in the same batch of messages as the registration.
+        let pending = self.conf_in_log_to > self.applied || raft.has_pending_conf();
+        if !pending || self.applied >= last {
+            return applied.0;
+        }
+        // Rare: a registration while a membership change may be in the log, not applied yet.
+        // A tail that cannot be read says nothing, and the applied members decide.
+        let tail = log
+            .slice(
+                self.applied + 1,
+                last + 1,
+                None,
+                GetEntriesContext::empty(false),
+            )
+            .unwrap_or_default();
+        addition_after(applied, id, &tail)
+    }
+}
+
+/// The index of the entry that added `id` to `members`, if it is a member and the index is
+/// known (a snapshot of a build before the addition indexes has none).
+fn addition_of(members: &Members, id: u64) -> Option<u64> {
+    members
+        .contains(id)
+        .then(|| members.added.get(&id).copied())
+        .flatten()
+}
+
+/// `id`'s latest addition after `entries`, in log order, given it before them as `(index,
+/// member)`: an addition of an id that is a member moves nothing (as `Members::add`), a removal
+/// leaves none.
+fn addition_after(before: (Option<u64>, bool), id: u64, entries: &[Entry]) -> Option<u64> {
+    let (mut latest, mut member) = before;
+    for entry in entries {
+        if entry.get_entry_type() == EntryType::EntryNormal {
+            continue;
+        }
+        // One that cannot be decoded is skipped by every node alike (`apply_conf_change`).
+        let Ok(cc) = decode_conf_change(entry) else {
+            continue;
+        };
+        for change in cc.get_changes().iter().filter(|c| c.node_id == id) {
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode if !member => {
+                    latest = Some(entry.index);
+                    member = true;
+                }
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {}
+                ConfChangeType::RemoveNode => {
+                    latest = None;
+                    member = false;
+                }
+            }
+        }
+    }
+    latest
+}
+
+#[cfg(test)]
+mod tests {
+    use protobuf::Message as _;
+    use raft::eraftpb::{ConfChangeSingle, ConfChangeV2};
+
+    use super::*;
+
+    /// The entry at `index` that makes `change` of node `id`.
+    fn conf_change(index: u64, change: ConfChangeType, id: u64) -> Entry {
+        let mut single = ConfChangeSingle {
+            node_id: id,
+            ..Default::default()
+        };
+        single.set_change_type(change);
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        let mut e = Entry {
+            index,
+            data: cc.write_to_bytes().expect("encodes into memory").into(),
+            ..Default::default()
+        };
+        e.set_entry_type(EntryType::EntryConfChangeV2);
+        e
+    }
+
+    /// The latest addition follows the log's tail: a removal and an addition back move it to
+    /// the addition; a removal at the end leaves none; an addition of a member moves nothing;
+    /// changes of other ids and undecodable ones count for nothing.
+    #[test]
+    fn the_latest_addition_follows_removals_and_additions_in_the_tail() {
+        let remove = |index| conf_change(index, ConfChangeType::RemoveNode, 3);
+        let add = |index| conf_change(index, ConfChangeType::AddNode, 3);
+        let member = (Some(3), true);
+        assert_eq!(addition_after(member, 3, &[]), Some(3));
+        assert_eq!(addition_after(member, 3, &[remove(8), add(9)]), Some(9));
+        assert_eq!(addition_after(member, 3, &[remove(8)]), None);
+        assert_eq!(
+            addition_after(member, 3, &[add(8)]),
+            Some(3),
+            "already a member"
+        );
+        assert_eq!(addition_after((None, false), 3, &[add(8)]), Some(8));
+        let learner = conf_change(8, ConfChangeType::AddLearnerNode, 3);
+        assert_eq!(addition_after((None, false), 3, &[learner]), Some(8));
+        let other = conf_change(8, ConfChangeType::RemoveNode, 2);
+        let mut garbage = add(9);
+        garbage.data = vec![0xff; 3].into();
+        assert_eq!(addition_after(member, 3, &[other, garbage]), Some(3));
+    }
+}
