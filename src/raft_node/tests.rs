@@ -1850,27 +1850,12 @@ async fn a_put_whose_copy_commits_before_its_fence_is_done() {
 /// up). A registration after the re-addition counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_added_back() {
-    use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster.clone(), false).await;
     let status = elected_by_node_2(&node).await;
     let term = status.term;
-    let ack = |index: u64| acked_by_node_2(term, index);
     let running = || node.shared.join_facts().running;
-    // Node 2 acknowledges whatever node 1 appends: a proposal through node 2 commits.
-    let commit = |entry: Entry| {
-        let node = &node;
-        async move {
-            let mut propose = message(MsgPropose, 2, 1, 0);
-            propose.set_entries(vec![entry].into());
-            let index = node.step(propose).await.expect("running").last_index;
-            node.step(ack(index)).await.expect("running");
-            node.wait_status(|s| s.applied >= index)
-                .await
-                .expect("running");
-            index
-        }
-    };
+    let commit = |entry: Entry| committed_through_node_2(&node, term, entry);
     let register = |nonce| Entry {
         data: crate::proposal::encode_register(3, nonce).into(),
         ..Default::default()
@@ -1908,6 +1893,93 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
     // Node 3's process, started after the re-addition, registers: it has run.
     let session = commit(register(0xF00D)).await;
     assert_eq!(running().get(&3), Some(&session));
+}
+
+/// A registration of node 3's process, sent before node 3 was removed and added back, reaches
+/// leader 1 after: it is not appended. That process never applied the re-addition, so it did
+/// not run as this member; appended, the registration read as a run since, and node 3's start
+/// on an empty data dir was doubted until the entry applied, which with node 1 the only other
+/// voter needed node 3's own acknowledgement: the cluster stood still for good (simulator seed
+/// 12200460). A registration of a process that applied the re-addition is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() {
+    use raft::eraftpb::MessageType::*;
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster.clone(), false).await;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    // Node 1's own registration first: left pending, it could land in the middle of the test.
+    registered_while_leading(&node, status).await;
+    let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
+    committed_through_node_2(&node, term, remove).await;
+    // As node 3's process proposes it: saying the index of the addition it had applied.
+    let registration = |applied_addition: u64| {
+        let mut m = message(MsgPropose, 3, 1, 0);
+        m.index = applied_addition;
+        let entry = Entry {
+            data: crate::proposal::encode_register(3, 0xBEEF).into(),
+            ..Default::default()
+        };
+        m.set_entries(vec![entry].into());
+        m
+    };
+    // Node 3 was a member of the first cluster, added at index 3: its process says so.
+    let late = registration(3);
+
+    // Node 2 forwards node 3's addition back; node 1 appends it, and has not applied it when
+    // the late registration comes.
+    let mut propose = message(MsgPropose, 2, 1, 0);
+    let add = conf_change(0, 0, ConfChangeType::AddNode, 3, &cluster[2]);
+    propose.set_entries(vec![add].into());
+    let added = node.step(propose).await.expect("running").last_index;
+    let status = node.step(late.clone()).await.expect("running");
+    assert_eq!(
+        status.last_index, added,
+        "appended after node 3's addition back, not applied yet"
+    );
+
+    node.step(acked_by_node_2(term, added))
+        .await
+        .expect("running");
+    node.wait_status(|s| s.applied >= added)
+        .await
+        .expect("running");
+    let status = node.step(late).await.expect("running");
+    assert_eq!(
+        status.last_index, added,
+        "appended after node 3's addition back, applied"
+    );
+
+    let status = node.step(registration(added)).await.expect("running");
+    assert_eq!(
+        status.last_index,
+        added + 1,
+        "the current process's was not"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.shared.join_facts().logged.get(&3) != Some(&status.last_index) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never said from the log: {:?}",
+            node.shared.join_facts()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Node 2 forwards `entry` to leader 1 of `term` and acknowledges it; returns its index once
+/// node 1 has applied it.
+async fn committed_through_node_2(node: &Fed, term: u64, entry: Entry) -> u64 {
+    let mut propose = message(raft::eraftpb::MessageType::MsgPropose, 2, 1, 0);
+    propose.set_entries(vec![entry].into());
+    let index = node.step(propose).await.expect("running").last_index;
+    node.step(acked_by_node_2(term, index))
+        .await
+        .expect("running");
+    node.wait_status(|s| s.applied >= index)
+        .await
+        .expect("running");
+    index
 }
 
 /// A member says a registration from its log as soon as it has appended it, before it
