@@ -192,6 +192,12 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     // leader sends a removed node anything, and it asked no one for a vote. A node holding its
     // campaigns now asks its voters with a pre-vote request while it knows no leader.
     (10_300_448, Length::Long, Kind::ReAdd),
+    // Node 3 removed and added back, with node 1 the only other voter; its process's
+    // registration, sent before the removal, reached node 1 after the addition. Appended, it
+    // read as a run since: node 1 doubted node 3's start on an empty data dir until the entry
+    // applied, and the entry could commit only with node 3. A leader now appends no
+    // registration sent before its node's latest addition.
+    (12_200_460, Length::Long, Kind::Mixed),
 ];
 
 /// Each seed runs twice: as it runs now, and with every request given the whole proposal
