@@ -211,8 +211,13 @@ pub enum ApiError {
     #[error("not ready: {0}")]
     NotReady(String),
     /// Any request but `/-/health` and `/-/ready` while node `id` starts, saying what it is
-    /// doing (see [`starting`]); the answer asks the client to try again in a second.
-    #[error("node {id} is starting ({doing}) and serves no requests yet; ask again")]
+    /// doing (see [`starting`]); the answer asks the client to try again in a second, and
+    /// says, in the words every other certain refusal of a write uses, that nothing was done:
+    /// a client (and the fault suite's) must not count the write as perhaps made.
+    #[error(
+        "node {id} is starting ({doing}) and serves no requests yet: this one was not taken and \
+         will not happen; ask again"
+    )]
     Starting {
         /// The node.
         id: u64,

@@ -1237,7 +1237,10 @@ mod tests {
                 assert_eq!(key.status, 503, "{method}: {}", key.body);
                 assert_eq!(
                     key.body,
-                    format!("{starting} and serves no requests yet; ask again\n"),
+                    format!(
+                        "{starting} and serves no requests yet: this one was not taken and \
+                         will not happen; ask again\n"
+                    ),
                 );
                 assert_eq!(key.header("retry-after"), Some("1"), "{method}");
             }

@@ -118,8 +118,8 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry, None, "as the other not-ready answers");
         assert_eq!(text, "not ready: node 2 is starting (replaying its log)\n");
-        let starting = "node 2 is starting (replaying its log) and serves no requests yet; ask \
-                        again\n";
+        let starting = "node 2 is starting (replaying its log) and serves no requests yet: this \
+                        one was not taken and will not happen; ask again\n";
         for (method, path, body) in [
             (Method::GET, "/my-key", ""),
             (Method::PUT, "/my-key", "hello"),
@@ -175,8 +175,8 @@ mod tests {
         assert_eq!(
             text,
             "node 2 is starting (waiting for nodes 1 and 3, which hold data and are themselves \
-             starting, to say whether this node has run before) and serves no requests yet; \
-             ask again\n"
+             starting, to say whether this node has run before) and serves no requests yet: \
+             this one was not taken and will not happen; ask again\n"
         );
         drop(one);
         let (_, _, text) = ask(&phase, request(Method::GET, "/-/health", "")).await;
