@@ -645,8 +645,6 @@ mod tests {
         );
     }
 
-    /// Contexts differ between nodes and between two processes of one node; a context from
-    /// another process is ignored.
     /// The ready probe is asked once a leader is known, again after `retry` (or once the
     /// commit index moves) while unanswered, then every `every` once answered; each round has
     /// a context of its own, and only this process's rounds are taken out of the read states
@@ -714,6 +712,8 @@ mod tests {
         );
     }
 
+    /// Contexts differ between nodes and between two processes of one node; a context from
+    /// another process is ignored.
     #[test]
     fn contexts_are_unique_across_nodes_and_restarts() {
         let t0 = Instant::now();
