@@ -224,11 +224,17 @@ impl HeldReads {
 
 /// The `MsgReadIndex` raft-rs's `RawNode::read_index` steps for a read of this node.
 pub(super) fn read_index_message(ctx: Vec<u8>) -> Message {
+    one_entry_message(MessageType::MsgReadIndex, ctx)
+}
+
+/// A message of type `t` carrying one entry of `data`, as raft-rs's `RawNode::propose` and
+/// `read_index` build theirs (the registration's proposal is one, with its `index` set).
+pub(super) fn one_entry_message(t: MessageType, data: Vec<u8>) -> Message {
     let mut m = Message::default();
-    m.set_msg_type(MessageType::MsgReadIndex);
+    m.set_msg_type(t);
     m.set_entries(
         vec![Entry {
-            data: ctx.into(),
+            data: data.into(),
             ..Default::default()
         }]
         .into(),

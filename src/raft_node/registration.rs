@@ -23,6 +23,7 @@
 use raft::eraftpb::{ConfChangeType, Entry, EntryType, Message, MessageType};
 use raft::{GetEntriesContext, StateRole};
 
+use super::reads::one_entry_message;
 use super::tail::registered;
 use crate::membership::{Members, decode_conf_change};
 
@@ -42,19 +43,9 @@ impl super::RaftNode {
     /// The proposal of this process's registration `data`, saying the index of the entry that
     /// last added this node as this process applied it (0 if it knows none).
     pub(super) fn registration_proposal(&self, data: Vec<u8>) -> Message {
-        let mut m = Message {
-            from: self.id,
-            index: addition_of(&self.members, self.id).unwrap_or(0),
-            ..Default::default()
-        };
-        m.set_msg_type(MessageType::MsgPropose);
-        m.set_entries(
-            vec![Entry {
-                data: data.into(),
-                ..Default::default()
-            }]
-            .into(),
-        );
+        let mut m = one_entry_message(MessageType::MsgPropose, data);
+        m.from = self.id;
+        m.index = addition_of(&self.members, self.id).unwrap_or(0);
         m
     }
 
