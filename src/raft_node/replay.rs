@@ -366,10 +366,10 @@ fn load_snapshot(
     })
 }
 
-/// The entries after the snapshot `snap_meta` and the hard state to start from, once
-/// [`check_replayed_log`] has found that they are the log the node acknowledged. Entries
-/// missing because the snapshot that covered them is damaged (and was set aside): the error
-/// says so, with its file and offset, beside what the WAL lacks.
+/// The entries after the snapshot `snap_meta` and the hard state to start from, as
+/// [`log_after_snapshot`] finds them. Entries missing because the snapshot that covered them
+/// is damaged (and was set aside): the error says so, with its file and offset, beside what
+/// the WAL lacks.
 fn replayed_log<'c>(
     wal_dir: &Path,
     snapshotter: &Snapshotter,
@@ -394,6 +394,19 @@ fn replayed_log<'c>(
             ))
         }
     };
+    log_after_snapshot(wal_dir, contents, snap_meta, naming_damage)
+}
+
+/// The entries of `contents` after the snapshot `snap_meta` and the hard state to start from,
+/// once [`check_replayed_log`] has found that they are the log the node acknowledged. Errors
+/// go through `naming_damage`. Touches nothing: [`check_data_dir`] finds the log with it too.
+fn log_after_snapshot<'c>(
+    wal_dir: &Path,
+    contents: &'c WalContents,
+    snap_meta: Option<&SnapshotMetadata>,
+    naming_damage: impl Fn(StartError) -> StartError,
+) -> Result<(&'c [Entry], HardState), StartError> {
+    let snapshot_index = snap_meta.map_or(0, |m| m.index);
     let entries = contents
         .entries_after(snapshot_index)
         .map_err(|e| naming_damage(StartError::from(e)))?;
@@ -672,7 +685,7 @@ fn check_sole_voter(
     entries: &[Entry],
     commit: u64,
 ) -> Result<(), StartError> {
-    if config.join || config.cluster.len() < 2 {
+    if !sole_voter_check_applies(config) {
         return Ok(());
     }
     let mut voters: BTreeSet<u64> = snap_meta
@@ -727,17 +740,86 @@ fn check_sole_voter(
     )))
 }
 
-/// Refuses a data dir whose WAL is another node's or another cluster's, as a restart would,
-/// from its metadata record alone: before the node serves its peer port, which would say it
-/// holds data and keep a new cluster's other members waiting for a node that then exits
-/// (review 115, L1). Read-only. Passes where there is no WAL, or where the record cannot be
-/// read alone: the replay judges that damage, and refuses it in full.
+/// Whether [`check_sole_voter`] can refuse a start with `config`: one that joins brings no
+/// cluster of its own, and a `--cluster` of one node names no peer.
+fn sole_voter_check_applies(config: &Config) -> bool {
+    !config.join && config.cluster.len() >= 2
+}
+
+/// Refuses a data dir that a restart would refuse as another node's or another cluster's
+/// (`check_metadata`), or as a cluster of one node that `--cluster` would put beside
+/// strangers (`check_sole_voter`), with the same message: before the node serves its peer
+/// port, which would say it holds data and keep a new cluster's other members waiting for a
+/// node that then exits (review 115, L1). Read-only. Passes where there is no WAL, or where the
+/// WAL or the snapshot cannot be read: the replay judges that damage, and refuses it in full.
 pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> {
     let wal_dir = config.wal_dir();
-    match crate::wal::read_metadata_on(&StdFs, &wal_dir) {
-        Some(meta) => check_metadata(config, &wal_dir, own_url, &meta),
-        None => Ok(()),
+    let Some(meta) = crate::wal::read_metadata_on(&StdFs, &wal_dir) else {
+        return Ok(());
+    };
+    check_metadata(config, &wal_dir, own_url, &meta)?;
+    // The metadata compares the lists only as far as the shorter goes. A WAL made from `n`
+    // URLs holds the additions of nodes 1 to n, committed at its first start, in its log or
+    // under a snapshot, so a restart finds no stranger among them: only a longer --cluster,
+    // or one given to a node that joined (its list is empty), can name one. Only then is the
+    // log read ahead of the replay, which reads it again.
+    if sole_voter_check_applies(config) && meta.initial_cluster.len() < config.cluster.len() {
+        check_sole_voter_unreplayed(config, &wal_dir, own_url, &StdFs)?;
     }
+    Ok(())
+}
+
+/// [`check_sole_voter`] on what a restart would give it, read without replaying: the WAL's
+/// committed entries (or the first entries that a first start stopped before saving, as the
+/// restart saves them) and the membership in the snapshot the restart would load. Passes
+/// where any of it cannot be read, or the log is not whole: the replay refuses that damage.
+fn check_sole_voter_unreplayed(
+    config: &Config,
+    wal_dir: &Path,
+    own_url: &str,
+    fs: &dyn FileSystem,
+) -> Result<(), StartError> {
+    let Ok(Some(contents)) = crate::wal::read_contents_on(fs, wal_dir) else {
+        return Ok(());
+    };
+    if unfinished_bootstrap(&contents) {
+        // The restart saves the first start's entries and hard state, then replays them: no
+        // snapshot yet, so no members but those entries'.
+        let (hs, entries) = bootstrap_log(&contents.metadata.initial_cluster);
+        let members = Members::default();
+        return check_sole_voter(
+            config, wal_dir, own_url, &members, None, &entries, hs.commit,
+        );
+    }
+    let markers = &contents.snapshot_markers;
+    // Only the membership at the front of the data is decoded (the rest is checksummed):
+    // the map would take as much memory again as the replay's.
+    let snapshot = crate::snapshotter::read_newest_available_on(
+        fs,
+        &config.snap_dir(),
+        markers,
+        crate::kvstore::read_cluster_state,
+    );
+    let Ok(snapshot) = snapshot else {
+        return Ok(());
+    };
+    let (snap_meta, members) = match snapshot {
+        Some((meta, state)) => (Some(meta), state.members),
+        None => (None, Members::default()),
+    };
+    let Ok((entries, hs)) = log_after_snapshot(wal_dir, &contents, snap_meta.as_ref(), |e| e)
+    else {
+        return Ok(());
+    };
+    check_sole_voter(
+        config,
+        wal_dir,
+        own_url,
+        &members,
+        snap_meta.as_ref(),
+        entries,
+        hs.commit,
+    )
 }
 
 /// Refuses a WAL written by another node or cluster, before any network I/O.
@@ -1092,14 +1174,20 @@ mod tests {
         }
     }
 
-    /// Saves a snapshot at index 7 of term 3 (file, then marker) on a bootstrapped node, and
-    /// with `commit` the hard state that says so; returns the snapshot file.
+    /// Saves a snapshot at index 7 of term 3 (file, then marker) on a bootstrapped node, node 1
+    /// its only member, and with `commit` the hard state that says so; returns the snapshot
+    /// file.
     fn snapshot_at_7(config: &Config, commit: bool) -> PathBuf {
-        let url = config.cluster[0].clone();
+        let mut members = Members::default();
+        members.add(1, config.cluster[0].clone(), 1);
+        snapshot_at_7_of(config, commit, members)
+    }
+
+    /// [`snapshot_at_7`] of a cluster whose members are `members` (its voters).
+    fn snapshot_at_7_of(config: &Config, commit: bool, members: Members) -> PathBuf {
         let recovered = replay_wal(config).expect("bootstrap");
         let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
-        let mut members = Members::default();
-        members.add(1, url, 1);
+        let voters: Vec<u64> = members.urls.keys().copied().collect();
         let mut map = crate::kvstore::Map::default();
         map.insert("/k", "v");
         let mut meta = SnapshotMetadata {
@@ -1107,7 +1195,7 @@ mod tests {
             term: 3,
             ..Default::default()
         };
-        meta.set_conf_state(ConfState::from((vec![1], vec![])));
+        meta.set_conf_state(ConfState::from((voters, vec![])));
         let mut snap = Snapshot {
             data: crate::kvstore::encode_snapshot(
                 &ClusterState {
@@ -1139,6 +1227,145 @@ mod tests {
             .find(|f| !before.contains(f))
             .expect("the snapshot's file");
         config.snap_dir().join(file)
+    }
+
+    /// `config` as node 1 of three: its `--cluster` with two URLs after its own.
+    fn one_of_three(config: &Config) -> Config {
+        let mut cluster = config.cluster.clone();
+        cluster.extend(["http://127.0.0.1:9022", "http://127.0.0.1:9023"].map(String::from));
+        Config {
+            cluster,
+            ..config.clone()
+        }
+    }
+
+    /// [`check_data_dir`] on `config`'s data dir, which it must leave as it was (a missing
+    /// snapshot folder included).
+    fn checked_early(config: &Config) -> Result<(), StartError> {
+        let own_url = check_flags(config).expect("valid flags");
+        let files = |dir: PathBuf| dir.is_dir().then(|| files_in(&dir));
+        let folders = || (files(config.wal_dir()), files(config.snap_dir()));
+        let before = folders();
+        let checked = check_data_dir(config, &own_url);
+        assert!(folders() == before, "the early check wrote to the data dir");
+        checked
+    }
+
+    /// The replay's refusal of `config`'s data dir, which [`check_data_dir`] must make before
+    /// it, in the same words (both are asserted). Returns them.
+    fn refused_early_as_by_the_replay(config: &Config) -> String {
+        let early = checked_early(config).expect_err("refused before the replay");
+        let Err(replayed) = replay_wal(config) else {
+            panic!("the replay started on {}", config.wal_dir().display());
+        };
+        assert!(matches!(early, StartError::ForeignDataDir(_)), "{early}");
+        assert_eq!(early.to_string(), replayed.to_string());
+        early.to_string()
+    }
+
+    /// The data dir of a cluster of one node (the README's walk-through), started again as
+    /// node 1 of three whose `--cluster` begins with its URL: the lists agree as far as the
+    /// shorter goes, so its metadata passes, and only the replay refused it, after the peer
+    /// port had said it held data and the other two had waited for it (seen in a test run:
+    /// fa03123). The early check refuses it now, from its log or from its snapshot, with the
+    /// replay's own message.
+    #[test]
+    fn a_lone_nodes_data_started_as_one_of_three_is_refused_early_as_by_the_replay() {
+        for snapshot in [false, true] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let alone = config(dir.path());
+            if snapshot {
+                snapshot_at_7(&alone, true);
+            } else {
+                drop(replay_wal(&alone).expect("node 1 alone"));
+            }
+            let why = refused_early_as_by_the_replay(&one_of_three(&alone));
+            assert!(
+                why.contains("node 1 alone") && why.contains("node(s) 2, 3 were never members"),
+                "snapshot {snapshot}: {why}"
+            );
+        }
+    }
+
+    /// A node that joined (its WAL has no `--cluster` list) and was left the only voter,
+    /// started without `--join` by a `--cluster` naming an id it never knew: the metadata has
+    /// no list to compare, and the early check refuses it from the log, as the replay does.
+    #[test]
+    fn a_joined_node_left_alone_is_refused_early_beside_a_stranger() {
+        use crate::raft_node::tests::conf_change;
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let urls = [
+            "http://127.0.0.1:9021",
+            "http://127.0.0.1:9022",
+            "http://127.0.0.1:9023",
+        ]
+        .map(String::from);
+        let config = Config {
+            id: 2,
+            cluster: urls.to_vec(),
+            ..config(dir.path())
+        };
+        let meta = Metadata {
+            node_id: 2,
+            cluster_id: cluster_id(&config.cluster_token, &urls[..1]),
+            peer_url: urls[1].clone(),
+            initial_cluster: Vec::new(),
+            joined_at: None,
+        };
+        let mut wal = Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("WAL");
+        // Node 2 added to node 1's cluster, then node 1 removed: node 3 was never a member.
+        let mut log = bootstrap_entries(&urls[..2]);
+        log.push(conf_change(3, 1, ConfChangeType::RemoveNode, 1, ""));
+        let hs = HardState {
+            term: 1,
+            commit: 3,
+            ..Default::default()
+        };
+        wal.save(Some(&hs), &log, true).expect("the log saved");
+        drop(wal);
+        let why = refused_early_as_by_the_replay(&config);
+        assert!(why.contains("node(s) 3 were never members"), "{why}");
+    }
+
+    /// A cluster of one node grown to three with POST /2 and POST /3 (their additions committed
+    /// in its log), or grown and shrunk back to node 1 under a snapshot (its members name 2 and
+    /// 3 as removed), restarted with the three URLs: the longer `--cluster` is legitimate
+    /// there, and the early check passes it, as the replay starts it.
+    #[test]
+    fn a_lone_node_grown_to_three_passes_the_early_check_with_the_longer_list() {
+        for shrunk in [false, true] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let alone = config(dir.path());
+            let three = one_of_three(&alone);
+            if shrunk {
+                let mut members = Members::default();
+                for (id, url) in (1..).zip(&three.cluster) {
+                    members.add(id, url.clone(), id);
+                }
+                members.remove(2);
+                members.remove(3);
+                snapshot_at_7_of(&alone, true, members);
+            } else {
+                grow_to(&alone, &three);
+            }
+            checked_early(&three).expect("the early check passes");
+            drop(replay_wal(&three).expect("the replay starts it"));
+        }
+    }
+
+    /// Commits, in the log of node 1 alone (`alone`), the additions of the other nodes of
+    /// `grown`, as POST /<id> would.
+    fn grow_to(alone: &Config, grown: &Config) {
+        let recovered = replay_wal(alone).expect("node 1 alone");
+        let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
+        let added = bootstrap_entries(&grown.cluster).split_off(alone.cluster.len());
+        let hs = HardState {
+            term: 1,
+            commit: grown.cluster.len() as u64,
+            ..Default::default()
+        };
+        wal.save(Some(&hs), &added, true)
+            .expect("the additions saved");
     }
 
     fn list(dir: &Path) -> Vec<String> {

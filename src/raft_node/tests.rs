@@ -234,7 +234,13 @@ impl Fed {
     }
 }
 
-fn conf_change(index: u64, term: u64, kind: ConfChangeType, node: u64, url: &str) -> Entry {
+pub(super) fn conf_change(
+    index: u64,
+    term: u64,
+    kind: ConfChangeType,
+    node: u64,
+    url: &str,
+) -> Entry {
     let mut single = ConfChangeSingle {
         node_id: node,
         ..Default::default()

@@ -712,20 +712,7 @@ impl Snapshotter {
     }
 
     fn files(&self) -> Result<Vec<SnapFile>, Error> {
-        let names = self.fs.list_dir(&self.dir).map_err(io_err(&self.dir))?;
-        let mut files: Vec<SnapFile> = names
-            .iter()
-            .filter_map(|name| {
-                let (term, index) = parse_snap_name(name)?;
-                Some(SnapFile {
-                    term,
-                    index,
-                    path: self.dir.join(name),
-                })
-            })
-            .collect();
-        files.sort_by_key(|f| (f.index, f.term));
-        Ok(files)
+        snap_files(&*self.fs, &self.dir)
     }
 
     fn sync_dir(&self) -> Result<(), Error> {
@@ -763,6 +750,51 @@ impl Snapshotter {
             chore();
         }
     }
+}
+
+/// The snapshot files of `dir`, oldest first (by index, then term).
+fn snap_files(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SnapFile>, Error> {
+    let names = fs.list_dir(dir).map_err(io_err(dir))?;
+    let mut files: Vec<SnapFile> = names
+        .iter()
+        .filter_map(|name| {
+            let (term, index) = parse_snap_name(name)?;
+            Some(SnapFile {
+                term,
+                index,
+                path: dir.join(name),
+            })
+        })
+        .collect();
+    files.sort_by_key(|f| (f.index, f.term));
+    Ok(files)
+}
+
+/// The snapshot that [`Snapshotter::load_newest_available_with`] would load from `dir` given
+/// the WAL's `markers`, read-only: the newest file a marker names, its data gone through
+/// `read_data`, which counts only if the whole file passes its checksum. For a start's check
+/// before it loads the snapshot, which must leave the repairs to the load: where that file
+/// cannot be loaded, the error says why, and nothing is set aside nor an older file tried
+/// (the load does both, and judges the damage). `Ok(None)` where no file is named, a missing
+/// folder included (the load creates it, and finds none).
+pub fn read_newest_available_on<T>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    markers: &[SnapshotMetadata],
+    read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
+) -> Result<Option<(SnapshotMetadata, T)>, Error> {
+    if !fs.exists(dir).map_err(io_err(dir))? {
+        return Ok(None);
+    }
+    // The load removes unnamed files and skips them; neither changes which named one is
+    // newest.
+    let newest = snap_files(fs, dir)?
+        .into_iter()
+        .rev()
+        .find(|f| f.named_by(markers));
+    newest
+        .map(|f| read_snap(fs, &f.path, f.term, f.index, read_data))
+        .transpose()
 }
 
 fn new_reaper() -> std::sync::Arc<std::sync::Mutex<Reaper>> {

@@ -735,6 +735,25 @@ pub fn read_metadata_on(fs: &dyn FileSystem, dir: &Path) -> Option<Metadata> {
     replay::read_metadata(fs, dir)
 }
 
+/// What [`Wal::open`] would read back from the WAL in `dir`, read-only: a start's check of
+/// the log before it replays it, which must leave the repairs to the open. A torn tail is
+/// left where it is (what comes before it is what the open keeps). `Ok(None)` where the open
+/// would first finish a rotation a crash interrupted: it renames the new segment into place
+/// and reads again, judging that segment's header, which this does not read.
+pub fn read_contents_on(fs: &dyn FileSystem, dir: &Path) -> Result<Option<WalContents>, Error> {
+    let r = replay::replay(fs, dir)?;
+    if r.unfinished.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(WalContents {
+        metadata: r.metadata,
+        hard_state: r.hard_state,
+        snapshot_markers: r.markers,
+        entries: r.entries,
+        dir: dir.to_path_buf(),
+    }))
+}
+
 /// Removes released segments `paths` oldest first, after those an earlier removal left
 /// (`stranded`), stopping at the first failure, then syncs `dir`: the reaper's chore. What it
 /// cannot remove is kept in `stranded` for the next removal, so the segments left on the disk
