@@ -203,8 +203,9 @@ async fn start_replaying(
     // balancer or a probe hears that it is starting, and what it is doing (review 119, N2).
     let holds_data = wal::Wal::exists(&config.wal_dir());
     if holds_data {
-        // Said to hold data only if it is this node's: a foreign data dir is refused now, not
-        // after the others have waited on its replay (review 115, L1).
+        // Said to hold data only if it is this node's: a foreign data dir (another node's or
+        // cluster's, or a cluster of one node that --cluster puts beside strangers) is refused
+        // now, not after the others have waited on its replay (review 115, L1).
         raft_node::check_data_dir(&config, &own_url)?;
     }
     let asks_first = asks_whether_it_has_run(&config, holds_data);
@@ -1017,14 +1018,42 @@ mod tests {
         let peers: Vec<String> = (0..3)
             .map(|_| format!("http://127.0.0.1:{}", free_port()))
             .collect();
-        // Not the first peer's URL: the early check compares the lists only as far as the
-        // shorter goes (a member that joined has none), so a port handed out twice made node 1's
-        // old list a prefix of the new one, and only the replay refused it (seen once in a run).
+        // Not the first peer's URL, which makes node 1's old list a prefix of the new one: the
+        // metadata passes that (a cluster grown since may be restarted with a longer list), and
+        // the log refuses it (the next test).
         let alone = std::iter::repeat_with(|| format!("http://127.0.0.1:{}", free_port()))
             .find(|url| !peers.contains(url))
             .map(|url| [url])
             .expect("an endless supply of ports has one not in three");
         drop(raft_node::replay_wal(&node(1, &alone, dir.path())).expect("node 1 alone"));
+        let err = refused_before_the_replay(node(1, &peers, dir.path()));
+        assert!(
+            err.to_string()
+                .contains("belongs to a cluster started with"),
+            "{err}"
+        );
+    }
+
+    /// As above, node 1's old URL the first of the three (a port handed out twice did that in
+    /// a test run: fa03123): the lists agree as far as the shorter goes, and the data dir is
+    /// refused from its log, as a cluster of one node among strangers, still before the peer
+    /// port says it holds data.
+    #[test]
+    fn a_lone_nodes_data_dir_is_refused_before_the_peer_port_says_it_holds_data() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let peers: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let alone = &peers[..1];
+        drop(raft_node::replay_wal(&node(1, alone, dir.path())).expect("node 1 alone"));
+        let err = refused_before_the_replay(node(1, &peers, dir.path()));
+        let text = err.to_string();
+        assert!(text.contains("node(s) 2, 3 were never members"), "{text}");
+    }
+
+    /// Starts a node with `config`, whose start must be refused as a foreign data dir before
+    /// its log is replayed (so before its peer port is served); returns the refusal.
+    fn refused_before_the_replay(config: Config) -> StartError {
         let replayed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let replay = {
             let replayed = replayed.clone();
@@ -1034,11 +1063,7 @@ mod tests {
             }
         };
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-        let started = runtime.block_on(start_replaying(
-            node(1, &peers, dir.path()),
-            CancellationToken::new(),
-            replay,
-        ));
+        let started = runtime.block_on(start_replaying(config, CancellationToken::new(), replay));
         let Err(err) = started else {
             panic!("started on another cluster's data");
         };
@@ -1047,6 +1072,7 @@ mod tests {
             !replayed.load(std::sync::atomic::Ordering::SeqCst),
             "refused only by the replay, after the peer port said it held data: {err}"
         );
+        err
     }
 
     /// A start given up while the node replays (a library caller's timeout drops the future)
