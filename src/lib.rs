@@ -1014,24 +1014,16 @@ mod tests {
     /// waiting some 10 s for a node that then exited (review 115, L1). The replay is not run.
     #[test]
     fn a_foreign_data_dir_is_refused_before_the_peer_port_says_it_holds_data() {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let peers: Vec<String> = (0..3)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
-            .collect();
         // Not the first peer's URL, which makes node 1's old list a prefix of the new one: the
         // metadata passes that (a cluster grown since may be restarted with a longer list), and
         // the log refuses it (the next test).
-        let alone = std::iter::repeat_with(|| format!("http://127.0.0.1:{}", free_port()))
-            .find(|url| !peers.contains(url))
-            .map(|url| [url])
-            .expect("an endless supply of ports has one not in three");
-        drop(raft_node::replay_wal(&node(1, &alone, dir.path())).expect("node 1 alone"));
-        let err = refused_before_the_replay(node(1, &peers, dir.path()));
-        assert!(
-            err.to_string()
-                .contains("belongs to a cluster started with"),
-            "{err}"
-        );
+        let err = refused_before_the_replay(|peers| {
+            std::iter::repeat_with(|| format!("http://127.0.0.1:{}", free_port()))
+                .find(|url| !peers.contains(url))
+                .expect("an endless supply of ports has one not in three")
+        });
+        let text = err.to_string();
+        assert!(text.contains("belongs to a cluster started with"), "{text}");
     }
 
     /// As above, node 1's old URL the first of the three (a port handed out twice did that in
@@ -1040,20 +1032,22 @@ mod tests {
     /// port says it holds data.
     #[test]
     fn a_lone_nodes_data_dir_is_refused_before_the_peer_port_says_it_holds_data() {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let peers: Vec<String> = (0..3)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
-            .collect();
-        let alone = &peers[..1];
-        drop(raft_node::replay_wal(&node(1, alone, dir.path())).expect("node 1 alone"));
-        let err = refused_before_the_replay(node(1, &peers, dir.path()));
+        let err = refused_before_the_replay(|peers| peers[0].clone());
         let text = err.to_string();
         assert!(text.contains("node(s) 2, 3 were never members"), "{text}");
     }
 
-    /// Starts a node with `config`, whose start must be refused as a foreign data dir before
-    /// its log is replayed (so before its peer port is served); returns the refusal.
-    fn refused_before_the_replay(config: Config) -> StartError {
+    /// Leaves in node 1's data dir a cluster of one node at the URL that `old_url` picks given
+    /// three new peers' URLs, then starts node 1 of those three on it: the start must be
+    /// refused as a foreign data dir before its log is replayed (so before its peer port is
+    /// served). Returns the refusal.
+    fn refused_before_the_replay(old_url: impl FnOnce(&[String]) -> String) -> StartError {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let peers: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let alone = [old_url(&peers)];
+        drop(raft_node::replay_wal(&node(1, &alone, dir.path())).expect("node 1 alone"));
         let replayed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let replay = {
             let replayed = replayed.clone();
@@ -1063,6 +1057,7 @@ mod tests {
             }
         };
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let config = node(1, &peers, dir.path());
         let started = runtime.block_on(start_replaying(config, CancellationToken::new(), replay));
         let Err(err) = started else {
             panic!("started on another cluster's data");
