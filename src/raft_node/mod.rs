@@ -767,3 +767,23 @@ fn draw_election_timeout(rn: &mut RawNode<NodeStorage>, rng: &mut SmallRng) {
     let timeout = rng.random_range(min..2 * min);
     rn.raft.set_randomized_election_timeout(timeout);
 }
+
+/// Node `config.id`, started in `config`'s data dir on an in-memory network and driven by hand:
+/// no loop runs it, so a test sees its fields between two events, and calls its methods.
+#[cfg(test)]
+fn driven_by_hand(config: &Config) -> RaftNode {
+    let mut recovered = replay_wal(config).expect("the test's own data dir");
+    let kv =
+        crate::kvstore::KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
+    let (endpoint, _peers) = crate::transport::mem::MemNet::new().attach(config.id);
+    RaftNode::new(
+        config,
+        recovered,
+        Box::new(endpoint),
+        Applier::inline(kv),
+        Arc::new(Shared::default()),
+        Arc::new(Metrics::new(config.id)),
+        NodeEnv::production(),
+    )
+    .expect("node")
+}

@@ -468,35 +468,12 @@ impl RaftNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     use raft::eraftpb::ConfState;
 
     use crate::config::Config;
-    use crate::kvstore::{Applier, KvStore};
-    use crate::metrics::Metrics;
-    use crate::raft_node::{NodeEnv, Shared, replay_wal};
     use crate::snapshotter::snap_name;
     use crate::transport::PeerEvent;
-    use crate::transport::mem::MemNet;
-
-    /// Node 1 of a cluster of one, bootstrapped in `config`'s data dir, driven by hand: no
-    /// loop runs it, so a test sees its fields between two events.
-    fn node(config: &Config) -> RaftNode {
-        let mut recovered = replay_wal(config).expect("an empty data dir");
-        let kv = KvStore::new(std::mem::take(&mut recovered.kv), recovered.snapshot_index);
-        let (endpoint, _peers) = MemNet::new().attach(config.id);
-        RaftNode::new(
-            config,
-            recovered,
-            Box::new(endpoint),
-            Applier::inline(kv),
-            Arc::new(Shared::default()),
-            Arc::new(Metrics::new(config.id)),
-            NodeEnv::production(),
-        )
-        .expect("node")
-    }
 
     /// Saves a snapshot file at `term`, `index` in `node`'s snapshot folder.
     fn saved(node: &RaftNode, term: u64, index: u64) -> SnapshotMetadata {
@@ -525,7 +502,8 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let mut node = node(&config);
+        // Node 1 of a cluster of one, bootstrapped in `config`'s data dir.
+        let mut node = crate::raft_node::driven_by_hand(&config);
         let older = saved(&node, 2, 10);
         let newest = saved(&node, 3, 20);
         node.storage.set_latest_snapshot(newest.clone());
