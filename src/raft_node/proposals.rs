@@ -660,6 +660,18 @@ impl Proposals {
         }
     }
 
+    /// Notes whether this node is a member as of what it applied. One that becomes a member
+    /// while its registration is unanswered sends it again at once: sent before this process
+    /// had applied its addition, a leader drops it (`registration.rs`), and the pause before a
+    /// resend would hold up every request waiting for the session (a joining node's first
+    /// write, asked before it caught up, waited half its timeout).
+    fn note_member(&mut self, member: bool) {
+        if member && self.member != Some(true) && self.session.is_none() {
+            self.register_sent = None;
+        }
+        self.member = Some(member);
+    }
+
     /// A committed registration was applied to `sessions`.
     pub fn on_registration(&mut self, origin: u64, sessions: &Sessions, now: Instant) {
         if origin == self.origin {
@@ -720,7 +732,7 @@ impl Proposals {
         members: &Members,
         now: Instant,
     ) {
-        self.member = Some(members.contains(self.origin));
+        self.note_member(members.contains(self.origin));
         if crate::mutation::active(crate::mutation::Mutation::KeepSessionOnRemoval) {
             return;
         }
@@ -851,7 +863,7 @@ impl Proposals {
         members: &Members,
         now: Instant,
     ) -> Vec<Responder> {
-        self.member = Some(members.contains(self.origin));
+        self.note_member(members.contains(self.origin));
         let covered = self.local_at.split_off(&(index + 1));
         let gone = std::mem::replace(&mut self.local_at, covered);
         for (_, (_, seq)) in gone {
@@ -2246,6 +2258,55 @@ mod tests {
         outside.after_membership_change(&Sessions::default(), &Members::default(), t0);
         let _a = put(&mut outside, t0);
         assert!(outside.registration_due(t0).is_none(), "removed");
+    }
+
+    /// A joining process asked to write before it caught up registers as soon as it hears of
+    /// a leader, before it has applied its addition, and a leader drops that registration
+    /// (`registration.rs`). Once the process applies its addition, in log order or from a
+    /// snapshot, it registers again at once, not after the resend pause (half the timeout):
+    /// the write waits for the session. It does not while it knows no addition, nor once its
+    /// session is there.
+    #[test]
+    fn a_joining_process_registers_again_as_it_becomes_a_member() {
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_millis(100);
+        let new = || Proposals::new(1, 42, Duration::from_secs(5), Duration::from_millis(50));
+        let mut members = Members::default();
+        members.add(1, "http://127.0.0.1:1".into(), 9);
+        let sessions = Sessions::default();
+        let asked = |p: &mut Proposals| {
+            let _a = put(p, t0);
+            assert!(p.registration_due(t0).is_some(), "asked with a request");
+        };
+
+        let mut applied = new();
+        asked(&mut applied);
+        applied.after_membership_change(&sessions, &Members::default(), soon);
+        assert!(applied.registration_due(soon).is_none(), "not a member yet");
+        applied.after_membership_change(&sessions, &members, soon);
+        assert!(
+            applied.registration_due(soon).is_some(),
+            "added in log order"
+        );
+
+        let mut snapshot = new();
+        asked(&mut snapshot);
+        snapshot.on_snapshot(9, &sessions, &members, soon);
+        assert!(
+            snapshot.registration_due(soon).is_some(),
+            "added by a snapshot"
+        );
+
+        let mut registered = new();
+        asked(&mut registered);
+        let mut with_session = Sessions::default();
+        with_session.register(1, 42, 10);
+        registered.on_registration(1, &with_session, soon);
+        registered.after_membership_change(&with_session, &members, soon);
+        assert!(
+            registered.registration_due(soon).is_none(),
+            "has its session"
+        );
     }
 
     /// With a timeout shorter than twice the resend interval, a forwarded write and a
