@@ -1150,6 +1150,65 @@ async fn a_removed_member_still_running_does_not_hold_back_a_node_with_its_old_v
     commits_and_the_removed_member_goes(c, leader, r).await;
 }
 
+/// Node N's id is removed and added back, N starts with `--join` on an empty data dir, and
+/// a client writes through it before it has heard from the leader. N registers its session
+/// as soon as it hears of the leader, before it has applied anything: its stamp, 1, lies
+/// before its addition in every log, so the leader does not append it (`raft_node`'s
+/// `registration.rs`). Once N has applied its addition it registers again, at once, not after
+/// the resend pause (half the 5 s timeout), and the write is done.
+#[tokio::test(start_paused = true)]
+async fn a_joining_nodes_first_write_is_done_after_its_early_registration_is_dropped() {
+    use raftexample::proposal::is_registration;
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let n = (1..=3).find(|id| *id != leader).expect("a follower");
+    removed_wiped_and_added_back(&mut c, leader, n).await;
+    // N's registrations to the leader, stamped, and when they went; a pick that picks none
+    // only looks at what the link delivers.
+    let sent: Arc<Mutex<Vec<(u64, tokio::time::Instant)>>> = Arc::default();
+    let seen = sent.clone();
+    c.net.cut_after(n, leader, move |m| {
+        let registers = m.get_entries().iter().any(|e| is_registration(&e.data));
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose && registers {
+            let mut seen = seen.lock().expect("no test thread panicked holding it");
+            seen.push((m.index, tokio::time::Instant::now()));
+        }
+        false
+    });
+    c.net.mute(leader, n);
+    c.start_node(n, true).await;
+    let node = c.node(n).clone();
+    let write = tokio::spawn(async move { node.put("/first".into(), "1".into()).await });
+    // Taken in once a status asked after it is answered (the inbox is in order): the first
+    // status lets the spawned write reach the inbox, the second comes after it.
+    for _ in 0..2 {
+        c.node(n).status().await.expect("N runs");
+    }
+    assert!(
+        sent.lock().expect("unpoisoned").is_empty(),
+        "N knew a leader"
+    );
+    c.net.mend(leader, n);
+    let done = tokio::time::timeout(Duration::from_secs(5), write)
+        .await
+        .expect("the write answered within its wait")
+        .expect("the write's task");
+    assert_eq!(done, Ok(()));
+    let sent = sent.lock().expect("unpoisoned").clone();
+    assert!(sent.len() >= 2, "registrations sent: {sent:?}");
+    let ((first, at), (second, again)) = (sent[0], sent[1]);
+    assert_eq!(
+        first, 1,
+        "the first went before N applied anything: {sent:?}"
+    );
+    assert!(second > 1, "{sent:?}");
+    assert!(
+        again - at < Duration::from_secs(2),
+        "registered again only after the resend pause: {sent:?}"
+    );
+    c.shutdown().await;
+}
+
 /// Node `n` is removed through `leader` (it stops as removed), its disk wiped, and added back
 /// at its URL: its next start is with `--join` on an empty data dir.
 async fn removed_wiped_and_added_back(c: &mut TestCluster, leader: u64, n: u64) {

@@ -386,8 +386,9 @@ impl RaftNode {
     /// to a vote request below its admission floor (`joined.rs`), a heartbeat's commit kept
     /// within its log (`lost_log.rs`), a removed leader's successor waited for
     /// (`conf_change.rs`), the leader's commit index noted, a ReadIndex request held while this
-    /// node leads without a commit in its term (`reads.rs`), no registration appended that was
-    /// sent before its node's latest addition (`registration.rs`), and who it heard from.
+    /// node leads without a commit in its term (`reads.rs`), no registration appended whose
+    /// process had not applied the entries before its node's latest addition
+    /// (`registration.rs`), and who it heard from.
     fn step_peer_message(&mut self, mut m: Message, now: Instant) {
         self.forget_admitted_floor_once_committed();
         if self.below_joined_at(&m) {
@@ -405,10 +406,11 @@ impl RaftNode {
             tracing::info!(
                 node = late.origin,
                 added = late.latest,
-                applied_addition = late.applied_addition,
-                "not appending a registration of a process that had not applied its node's \
-                 latest addition (it was sent before the node was added back): it would read \
-                 as a run since; a process still running registers again once it has"
+                stamp = late.stamp,
+                "not appending a registration of a process that had not applied the entries \
+                 before its node's latest addition (sent before the node was added back, or \
+                 by a joining process still catching up): it would read as a run since; a \
+                 process still running registers again once it has applied them"
             );
             return;
         }

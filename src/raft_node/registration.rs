@@ -1,5 +1,5 @@
-//! A session registration says which addition of its node its process had applied, and a
-//! leader appends none sent before its node's latest addition.
+//! A session registration says how far its process had applied the log, and a leader appends
+//! none sent before its process had applied every entry ahead of its node's latest addition.
 //!
 //! A registration in the log after a node's latest addition is what tells the members that
 //! the node has run since it was added (`tail.rs`, `transport::join`): a start of its id on
@@ -12,13 +12,35 @@
 //! cluster stood still for good (simulator seed 12200460, long).
 //!
 //! So the proposal says, in its `index` (a field raft-rs reads on no proposal, carried as it
-//! is when a follower relays it), the log index of the entry that last added its node as its
-//! process applied it, and a leader whose log adds the node later does not append it. Such a
-//! process has not seen the addition: it cannot have run as this member. If it is still
-//! running, it registers again once it applies the addition (`Proposals::registration_due`
-//! sends again after a pause; a process that outlived its removal renews its session then).
-//! A proposal that says 0 (a build before this one, or a process that does not know its
-//! addition's index) is appended as before.
+//! is when a follower relays it), the first index its process had not applied (its applied
+//! index plus one, so that 0 still means "no stamp"), and a leader whose log adds the node
+//! past that index, applied or not, does not append it. Applied entries are committed, the
+//! same in every log: a process that had applied every entry before the node's latest
+//! addition had applied any removal before it too, and a removed process registers no more
+//! (`Proposals::registration_due`), so its registration is of this member's run, or of the
+//! process that joins as it (about to apply the addition). One sent before a removal and
+//! its addition back had not applied the removal: the addition lies past its stamp. This
+//! needs nothing the sender may not know: a process whose members came from a snapshot of a
+//! build before 2026-12-05 knows no addition's index (nor does one started with `--join`
+//! before it applies its own), and the stamp of the addition's index it sent before said 0
+//! for both, which let theirs through (review 121, L1).
+//!
+//! A process still running registers again once it has applied the addition: at once, when
+//! that makes it a member while it has no session (`Proposals::registration_due`), and
+//! otherwise after the pause that resends any unanswered registration. The leader's view of
+//! the addition may run ahead of what takes effect only while its tail is unapplied (a change
+//! in it may be skipped at apply, refused by raft, or overwritten by a later leader): such a
+//! registration is refused until the leader applies the tail, and goes through at its next
+//! sending (review 121, N1).
+//!
+//! Builds: a proposal that says 0 (a build before the stamp) is appended, as before. The
+//! build before this one stamped the index of its node's addition as its process applied it
+//! (0 if unknown), under the same rule (appended unless the latest addition lies past it):
+//! its live processes stamp that addition's index, which is not past, and are appended; a
+//! leader of that build holds this build's stamps to the same comparison. That is why a stamp
+//! equal to the addition's index is appended: refused, as review 121 proposed, it would
+//! refuse the build before's live processes at every sending, for good, to gain only a
+//! joining process one entry short of its addition, which is the live one.
 
 use raft::eraftpb::{ConfChangeType, Entry, EntryType, Message, MessageType};
 use raft::{GetEntriesContext, StateRole};
@@ -27,30 +49,32 @@ use super::reads::one_entry_message;
 use super::tail::registered;
 use crate::membership::{Members, decode_conf_change};
 
-/// A registration that a leader does not append: whose, the addition its process had applied,
-/// and the node's latest addition in the leader's log.
+/// A registration that a leader does not append: whose, what its process had applied, and the
+/// node's latest addition in the leader's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Late {
     /// The node that registers.
     pub origin: u64,
-    /// The index of the addition its process had applied.
-    pub applied_addition: u64,
+    /// Its stamp: the first index its process had not applied (or, from the build before,
+    /// the index of the addition it had applied).
+    pub stamp: u64,
     /// The index of the node's latest addition in this leader's log.
     pub latest: u64,
 }
 
 impl super::RaftNode {
-    /// The proposal of this process's registration `data`, saying the index of the entry that
-    /// last added this node as this process applied it (0 if it knows none).
+    /// The proposal of this process's registration `data`, stamped with the first index this
+    /// process has not applied.
     pub(super) fn registration_proposal(&self, data: Vec<u8>) -> Message {
         let mut m = one_entry_message(MessageType::MsgPropose, data);
         m.from = self.id;
-        m.index = addition_of(&self.members, self.id).unwrap_or(0);
+        m.index = self.applied + 1;
         m
     }
 
     /// Whether `m`, a proposal from a peer, is a registration this node, leading, must not
-    /// append: sent by a process that had not applied its node's latest addition.
+    /// append: sent by a process that had not applied every entry before its node's latest
+    /// addition.
     pub(super) fn late_registration(&self, m: &Message) -> Option<Late> {
         if self.rn.raft.state != StateRole::Leader
             || m.get_msg_type() != MessageType::MsgPropose
@@ -63,7 +87,7 @@ impl super::RaftNode {
             let latest = self.latest_addition(origin)?;
             (m.index < latest).then_some(Late {
                 origin,
-                applied_addition: m.index,
+                stamp: m.index,
                 latest,
             })
         })
@@ -141,6 +165,44 @@ mod tests {
     use raft::eraftpb::{ConfChangeSingle, ConfChangeV2};
 
     use super::*;
+    use crate::config::Config;
+    use crate::proposal::encode_register;
+
+    /// A registration says how far its process had applied, whatever it knows of its node's
+    /// addition: one that applied nothing yet (started with `--join`, before it applies its
+    /// own addition) says 1; one whose members came from a snapshot of a build before
+    /// 2026-12-05, which knows no addition's index, says its applied index plus one, as does
+    /// one that knows it. The stamp of the addition's index said 0 for the first two, which a
+    /// leader appended however late (review 121, L1).
+    #[tokio::test]
+    async fn a_registration_says_how_far_its_process_had_applied() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = Config {
+            id: 3,
+            cluster: (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect(),
+            join: true,
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mut node = super::super::driven_by_hand(&config);
+        let stamp = |node: &super::super::RaftNode| {
+            node.registration_proposal(encode_register(3, 0xBEEF)).index
+        };
+        assert_eq!((node.applied, stamp(&node)), (0, 1), "a joining process");
+
+        let mut members = Members::default();
+        for id in 1..=3 {
+            members.add(id, format!("http://127.0.0.1:{id}"), id);
+        }
+        let mut restored = members.clone();
+        // As a snapshot of a build before 2026-12-05 loads (`kvstore::codec`).
+        restored.added.clear();
+        node.set_members(restored);
+        node.applied = 7;
+        assert_eq!(stamp(&node), 8, "members from an older snapshot");
+        node.set_members(members);
+        assert_eq!(stamp(&node), 8, "its addition's index known (3)");
+    }
 
     /// The entry at `index` that makes `change` of node `id`.
     fn conf_change(index: u64, change: ConfChangeType, id: u64) -> Entry {

@@ -1902,14 +1902,14 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
 }
 
 /// A registration of node 3's process, sent before node 3 was removed and added back, reaches
-/// leader 1 after: it is not appended. That process never applied the re-addition, so it did
+/// leader 1 after: it is not appended. That process never applied the removal, so it did
 /// not run as this member; appended, the registration read as a run since, and node 3's start
 /// on an empty data dir was doubted until the entry applied, which with node 1 the only other
 /// voter needed node 3's own acknowledgement: the cluster stood still for good (simulator seed
-/// 12200460). A registration of a process that applied the re-addition is appended.
+/// 12200460). A registration of a process that had applied every entry before the re-addition
+/// is appended, and so is one of the build before, which stamped the addition's index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() {
-    use raft::eraftpb::MessageType::*;
     let (cluster, _silent) = three_with_silent_peers();
     let node = Fed::start(1, cluster.clone(), false).await;
     let status = elected_by_node_2(&node).await;
@@ -1917,27 +1917,17 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
     // Node 1's own registration first: left pending, it could land in the middle of the test.
     registered_while_leading(&node, status).await;
     let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
-    committed_through_node_2(&node, term, remove).await;
-    // As node 3's process proposes it: saying the index of the addition it had applied.
-    let registration = |applied_addition: u64| {
-        let mut m = message(MsgPropose, 3, 1, 0);
-        m.index = applied_addition;
-        let entry = Entry {
-            data: crate::proposal::encode_register(3, 0xBEEF).into(),
-            ..Default::default()
-        };
-        m.set_entries(vec![entry].into());
+    let removal = committed_through_node_2(&node, term, remove).await;
+    // As node 3's process proposes it: stamped with the first index it had not applied.
+    let registration = |stamp: u64| {
+        let mut m = from_node_3(registration_of_node_3());
+        m.index = stamp;
         m
     };
-    // Node 3 was a member of the first cluster, added at index 3: its process says so.
-    let late = registration(3);
+    // Sent by a process that had applied everything up to the removal.
+    let late = registration(removal);
 
-    // Node 2 forwards node 3's addition back; node 1 appends it, and has not applied it when
-    // the late registration comes.
-    let mut propose = message(MsgPropose, 2, 1, 0);
-    let add = conf_change(0, 0, ConfChangeType::AddNode, 3, &cluster[2]);
-    propose.set_entries(vec![add].into());
-    let added = node.step(propose).await.expect("running").last_index;
+    let added = added_back_unapplied(&node, &cluster).await;
     let status = node.step(late.clone()).await.expect("running");
     assert_eq!(
         status.last_index, added,
@@ -1960,6 +1950,13 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
     assert_eq!(
         status.last_index,
         added + 1,
+        "a process that had applied all before the addition (or, of the build before, the \
+         addition) was refused"
+    );
+    let status = node.step(registration(added + 1)).await.expect("running");
+    assert_eq!(
+        status.last_index,
+        added + 2,
         "the current process's was not"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -1971,6 +1968,78 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The same late registration, of a process whose members came from a snapshot of a build
+/// before 2026-12-05: it knows no addition's index. It is not appended either: its stamp says
+/// how far it had applied, which it always knows. Stamped with the addition's index it knew,
+/// it said 0, "no stamp", and was appended (review 121, L1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_registration_of_a_process_that_knew_no_addition_index_is_not_appended() {
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster.clone(), false).await;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    registered_while_leading(&node, status).await;
+    let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
+    let removal = committed_through_node_2(&node, term, remove).await;
+    // Node 3's process, with the members as such a snapshot loads them (`kvstore::codec`),
+    // had applied everything before the removal when it proposed its registration.
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let config = Config {
+        id: 3,
+        cluster: cluster.clone(),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let mut process = super::driven_by_hand(&config);
+    let mut members = crate::membership::Members::default();
+    for (id, url) in (1..).zip(&cluster) {
+        members.add(id, url.clone(), id);
+    }
+    members.added.clear();
+    process.set_members(members);
+    process.applied = removal - 1;
+    let mut late = process.registration_proposal(registration_of_node_3().data.to_vec());
+    late.to = 1;
+    let stamp = late.index;
+
+    let added = added_back_unapplied(&node, &cluster).await;
+    node.step(acked_by_node_2(term, added))
+        .await
+        .expect("running");
+    node.wait_status(|s| s.applied >= added)
+        .await
+        .expect("running");
+    let status = node.step(late).await.expect("running");
+    assert_eq!(
+        status.last_index, added,
+        "appended after node 3's addition back (stamp {stamp}, removal at {removal})"
+    );
+}
+
+/// Node 3's session registration (nonce 0xBEEF), as an entry to propose.
+fn registration_of_node_3() -> Entry {
+    Entry {
+        data: crate::proposal::encode_register(3, 0xBEEF).into(),
+        ..Default::default()
+    }
+}
+
+/// `entry`, proposed to leader 1 by node 3.
+fn from_node_3(entry: Entry) -> Message {
+    let mut m = message(raft::eraftpb::MessageType::MsgPropose, 3, 1, 0);
+    m.set_entries(vec![entry].into());
+    m
+}
+
+/// Node 2 forwards node 3's addition back to leader 1, which appends it; returns its index
+/// (not applied yet: node 2 has not acknowledged it).
+async fn added_back_unapplied(node: &Fed, cluster: &[String]) -> u64 {
+    let mut propose = message(raft::eraftpb::MessageType::MsgPropose, 2, 1, 0);
+    let add = conf_change(0, 0, ConfChangeType::AddNode, 3, &cluster[2]);
+    propose.set_entries(vec![add].into());
+    node.step(propose).await.expect("running").last_index
 }
 
 /// Node 2 forwards `entry` to leader 1 of `term` and acknowledges it; returns its index once
