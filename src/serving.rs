@@ -57,9 +57,10 @@ impl Limits {
 
 /// A port's router that changes once, the port kept open: the peer port answers as a
 /// starting node (`transport::starting`) from the moment it is bound, and as the peer server
-/// once the node has replayed its log. Each request goes to the router of the moment it
-/// arrives, so a connection kept alive across the change is served by the new one from its
-/// next request on.
+/// once the node has replayed its log; the REST port likewise answers as a starting node
+/// (`http_api::starting`) until the node serves, then as the REST API. Each request goes to
+/// the router of the moment it arrives, so a connection kept alive across the change is
+/// served by the new one from its next request on.
 pub(crate) struct Handoff {
     then: Arc<OnceLock<axum::Router>>,
 }
