@@ -20,7 +20,7 @@
 //! - `client.rs`: the clients' history, in the fault suite's format.
 //! - `checks.rs`: what must hold at every moment.
 //! - `plan.rs`: what one seed's schedule is made of, and the kinds of schedule.
-//! - `memory.rs`: what each schedule holds (the binary's allocator counts it).
+//! - `../common/memory.rs`: what each schedule holds (the binary's allocator counts it).
 //! - `report.rs`: the table of a batch of schedules, and what a failure leaves behind.
 //! - the fault suite's checker (`../faults/lincheck.rs`) and verdict (`../faults/verify.rs`).
 //!
@@ -33,7 +33,7 @@
 //! ```
 //!
 //! A failure prints its seed and the command that replays it, and leaves the trace, the
-//! history and what went wrong in `target/sim-runs/<seed>/`.
+//! history and what went wrong in `target/sim-runs/<seed>-<length>/`.
 
 mod checks;
 mod client;
@@ -239,7 +239,7 @@ fn many_schedules() {
 }
 
 /// Replays `SIM_SEED` (of `SIM_LENGTH`, `long` or `quick`), writes its trace and history to
-/// `target/sim-runs/<seed>/` and says what went wrong.
+/// `target/sim-runs/<seed>-<length>/` and says what went wrong.
 #[test]
 #[ignore = "replays one seed: SIM_SEED=<n> SIM_LENGTH=quick|long cargo nextest run --test sim \
             --run-ignored only replay --no-capture"]
