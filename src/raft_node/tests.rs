@@ -1910,14 +1910,13 @@ async fn a_registration_that_lands_after_its_nodes_removal_does_not_count_once_a
 /// is appended, and so is one of the build before, which stamped the addition's index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() {
-    let (cluster, _silent) = three_with_silent_peers();
-    let node = Fed::start(1, cluster.clone(), false).await;
-    let status = elected_by_node_2(&node).await;
-    let term = status.term;
-    // Node 1's own registration first: left pending, it could land in the middle of the test.
-    registered_while_leading(&node, status).await;
-    let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
-    let removal = committed_through_node_2(&node, term, remove).await;
+    let Node3Removed {
+        node,
+        cluster,
+        _silent,
+        term,
+        removal,
+    } = node_3_removed_by_leader_1().await;
     // As node 3's process proposes it: stamped with the first index it had not applied.
     let registration = |stamp: u64| {
         let mut m = from_node_3(registration_of_node_3());
@@ -1934,12 +1933,7 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
         "appended after node 3's addition back, not applied yet"
     );
 
-    node.step(acked_by_node_2(term, added))
-        .await
-        .expect("running");
-    node.wait_status(|s| s.applied >= added)
-        .await
-        .expect("running");
+    applied_through_node_2(&node, term, added).await;
     let status = node.step(late).await.expect("running");
     assert_eq!(
         status.last_index, added,
@@ -1976,13 +1970,13 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
 /// it said 0, "no stamp", and was appended (review 121, L1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_registration_of_a_process_that_knew_no_addition_index_is_not_appended() {
-    let (cluster, _silent) = three_with_silent_peers();
-    let node = Fed::start(1, cluster.clone(), false).await;
-    let status = elected_by_node_2(&node).await;
-    let term = status.term;
-    registered_while_leading(&node, status).await;
-    let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
-    let removal = committed_through_node_2(&node, term, remove).await;
+    let Node3Removed {
+        node,
+        cluster,
+        _silent,
+        term,
+        removal,
+    } = node_3_removed_by_leader_1().await;
     // Node 3's process, with the members as such a snapshot loads them (`kvstore::codec`),
     // had applied everything before the removal when it proposed its registration.
     let dir = tempfile::TempDir::new().expect("temp dir");
@@ -2005,12 +1999,7 @@ async fn a_late_registration_of_a_process_that_knew_no_addition_index_is_not_app
     let stamp = late.index;
 
     let added = added_back_unapplied(&node, &cluster).await;
-    node.step(acked_by_node_2(term, added))
-        .await
-        .expect("running");
-    node.wait_status(|s| s.applied >= added)
-        .await
-        .expect("running");
+    applied_through_node_2(&node, term, added).await;
     let status = node.step(late).await.expect("running");
     assert_eq!(
         status.last_index, added,
@@ -2048,13 +2037,49 @@ async fn committed_through_node_2(node: &Fed, term: u64, entry: Entry) -> u64 {
     let mut propose = message(raft::eraftpb::MessageType::MsgPropose, 2, 1, 0);
     propose.set_entries(vec![entry].into());
     let index = node.step(propose).await.expect("running").last_index;
+    applied_through_node_2(node, term, index).await;
+    index
+}
+
+/// Node 2 acknowledges leader 1's log of `term` through `index`; returns once node 1 has
+/// applied it.
+async fn applied_through_node_2(node: &Fed, term: u64, index: u64) {
     node.step(acked_by_node_2(term, index))
         .await
         .expect("running");
     node.wait_status(|s| s.applied >= index)
         .await
         .expect("running");
-    index
+}
+
+/// Leader 1 of three (node 2 answering, node 3 silent), node 3 removed and the removal
+/// applied: where a late registration of node 3 comes from.
+struct Node3Removed {
+    node: Fed,
+    cluster: Vec<String>,
+    _silent: Vec<std::net::TcpListener>,
+    term: u64,
+    /// The index of node 3's removal.
+    removal: u64,
+}
+
+/// Starts node 1 as leader (elected by node 2), registers its own session first (left
+/// pending, it could land in the middle of a test), then removes node 3 through node 2.
+async fn node_3_removed_by_leader_1() -> Node3Removed {
+    let (cluster, _silent) = three_with_silent_peers();
+    let node = Fed::start(1, cluster.clone(), false).await;
+    let status = elected_by_node_2(&node).await;
+    let term = status.term;
+    registered_while_leading(&node, status).await;
+    let remove = conf_change(0, 0, ConfChangeType::RemoveNode, 3, "");
+    let removal = committed_through_node_2(&node, term, remove).await;
+    Node3Removed {
+        node,
+        cluster,
+        _silent,
+        term,
+        removal,
+    }
 }
 
 /// A member says a registration from its log as soon as it has appended it, before it
