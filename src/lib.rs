@@ -191,8 +191,12 @@ async fn start_replaying(
         Ok(ports) => ports,
         // Most likely this data dir's own node, already running: say that rather than which
         // port it holds. (Its WAL folder exists, so taking the lock to see writes nothing.)
+        // Else flags that put this node at another's URL (a --cluster in another order): its
+        // data dir says where it belongs, which "stop the process that holds the port" does
+        // not, and that process is a running member (found by a hands-on test).
         Err(err) if config.wal_dir().is_dir() => {
             fsutil::DirLock::acquire(&config.wal_dir())?;
+            raft_node::check_data_dir(&config, &own_url)?;
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -1068,6 +1072,40 @@ mod tests {
             "refused only by the replay, after the peer port said it held data: {err}"
         );
         err
+    }
+
+    /// Node 1's data dir given a `--cluster` in another order, which puts node 1 at node 2's
+    /// URL, while node 2 runs: the port is taken, but the answer is where the data belongs,
+    /// not "stop the process that holds it" (that is node 2, a running member).
+    #[test]
+    fn a_data_dir_started_at_a_running_members_url_says_where_it_belongs() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let peers: Vec<String> = (0..3)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        drop(raft_node::replay_wal(&node(1, &peers, dir.path())).expect("node 1 of three"));
+        let node_2 = std::net::TcpListener::bind(peers[1].trim_start_matches("http://"))
+            .expect("node 2's port, free a moment ago");
+        let swapped = [peers[1].clone(), peers[0].clone(), peers[2].clone()];
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let started = runtime.block_on(start_replaying(
+            node(1, &swapped, dir.path()),
+            CancellationToken::new(),
+            raft_node::replay_wal,
+        ));
+        drop(node_2);
+        let Err(err) = started else {
+            panic!("started at node 2's URL");
+        };
+        let text = err.to_string();
+        assert!(matches!(err, StartError::ForeignDataDir(_)), "{text}");
+        assert!(
+            text.contains(&format!(
+                "belongs to a cluster started with --cluster {}",
+                peers.join(",")
+            )),
+            "{text}"
+        );
     }
 
     /// A start given up while the node replays (a library caller's timeout drops the future)
