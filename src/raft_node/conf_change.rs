@@ -458,7 +458,8 @@ impl RaftNode {
                 tracing::warn!(
                     "this node has applied its own removal, and no leader has told it more for \
                      {:?}: taking it as removed for good. If it was added back since, start it \
-                     again once the cluster has a leader (GET /-/members on a member lists it)",
+                     again once the cluster has a leader (GET /-/members on a member lists it); \
+                     if at another peer URL, start it at that one with --join and no data",
                     self.tick * 60
                 );
             }

@@ -919,14 +919,16 @@ fn check_metadata(
         }
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
-             {}. {join_other}.",
+             {}. If node {} was moved to {own_url} (removed, then added back there), this data \
+             is of no use: remove {folder} and {snap} and start it with --join. {join_other}.",
             meta.node_id,
             meta.peer_url,
             config.id,
             ways_out(&format!(
                 "--cluster with {} in position {}",
                 meta.peer_url, config.id
-            ))
+            )),
+            config.id
         )));
     }
     Ok(())
@@ -1325,6 +1327,42 @@ mod tests {
         drop(wal);
         let why = refused_early_as_by_the_replay(&config);
         assert!(why.contains("node(s) 3 were never members"), "{why}");
+    }
+
+    /// Node 4, which joined at one URL, then was moved (removed, and added back at another),
+    /// started on its old data dir with the new URL in --cluster: the refusal says what a
+    /// moved member does, join with no data. It said only "the flags its data was created
+    /// with", which start it as the member it was, removed, and which then says to add it
+    /// back, as it already was (found by a hands-on test).
+    #[test]
+    fn a_moved_member_started_on_its_old_data_is_told_to_join_with_none() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let urls =
+            ["9021", "9022", "9023", "9024", "9025"].map(|p| format!("http://127.0.0.1:{p}"));
+        let moved = Config {
+            id: 4,
+            cluster: [&urls[..3], &urls[4..]].concat(),
+            ..config(dir.path())
+        };
+        let meta = Metadata {
+            node_id: 4,
+            cluster_id: cluster_id(&moved.cluster_token, &urls[..3]),
+            peer_url: urls[3].clone(),
+            initial_cluster: Vec::new(),
+            joined_at: None,
+        };
+        drop(Wal::create(&moved.wal_dir(), &meta, moved.wal_options()).expect("WAL"));
+        let Err(StartError::ForeignDataDir(why)) = checked_early(&moved) else {
+            panic!("node 4 started on its data at a new URL");
+        };
+        let told = format!(
+            "If node 4 was moved to {} (removed, then added back there), this data is of no \
+             use: remove {} and {} and start it with --join.",
+            urls[4],
+            moved.wal_dir().display(),
+            moved.snap_dir().display()
+        );
+        assert!(why.contains(&told), "{why}");
     }
 
     /// A cluster of one node grown to three with POST /2 and POST /3 (their additions committed
