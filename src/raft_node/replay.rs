@@ -888,6 +888,16 @@ fn check_metadata(
         .zip(&config.cluster)
         .all(|(a, b)| same_url(a, b));
     let own_url_moved = !same_url(&meta.peer_url, own_url);
+    // A member moved to a new URL (removed, then added back there) joins with no data: the
+    // old flags start it as the removed member, whose own log then says to add it back, as it
+    // already was (found by a hands-on test).
+    let moved = || {
+        format!(
+            "If node {} was moved to {own_url} (removed, then added back there), this data is \
+             of no use: remove {folder} and {snap} and start it with --join. ",
+            config.id
+        )
+    };
     if !list_matches && config.join && own_url_moved {
         return Err(join_instead());
     }
@@ -895,11 +905,16 @@ fn check_metadata(
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to a cluster started with --cluster {} (cluster {}), but the \
              flags ask for --cluster {}. It was probably left by an earlier run with other \
-             flags. {}. {join_other}.",
+             flags. {}. {}{join_other}.",
             meta.initial_cluster.join(","),
             crate::incarnation::hex(meta.cluster_id),
             config.cluster.join(","),
-            ways_out(&format!("--cluster {}", meta.initial_cluster.join(",")))
+            ways_out(&format!("--cluster {}", meta.initial_cluster.join(","))),
+            if own_url_moved {
+                moved()
+            } else {
+                String::new()
+            }
         )));
     }
     if !meta.initial_cluster.is_empty()
@@ -919,8 +934,7 @@ fn check_metadata(
         }
         return Err(StartError::ForeignDataDir(format!(
             "{folder} belongs to node {} at peer URL {}, but --cluster puts node {} at {own_url}. \
-             {}. If node {} was moved to {own_url} (removed, then added back there), this data \
-             is of no use: remove {folder} and {snap} and start it with --join. {join_other}.",
+             {}. {}{join_other}.",
             meta.node_id,
             meta.peer_url,
             config.id,
@@ -928,7 +942,7 @@ fn check_metadata(
                 "--cluster with {} in position {}",
                 meta.peer_url, config.id
             )),
-            config.id
+            moved()
         )));
     }
     Ok(())
@@ -1461,6 +1475,15 @@ mod tests {
                         why.contains("join another cluster instead, remove"),
                         "{why}"
                     );
+                    // Node 1's own URL moved (the first list): a moved member joins with no
+                    // data, said before the sentence on joining another cluster.
+                    let own_moved = moved[0] == "http://localhost:12380";
+                    let told = why.find(
+                        "If node 1 was moved to http://localhost:12380 (removed, then added \
+                         back there), this data is of no use: remove",
+                    );
+                    assert_eq!(told.is_some(), own_moved, "{why}");
+                    assert!(told < why.find("To make it join another cluster"), "{why}");
                 }
                 other => panic!("{moved:?}: {:?}", other.map(|_| "started")),
             }

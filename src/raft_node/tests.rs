@@ -1923,7 +1923,7 @@ async fn a_registration_sent_before_its_nodes_latest_addition_is_not_appended() 
         m.index = stamp;
         m
     };
-    // Sent by a process that had applied everything up to the removal.
+    // Sent by a process that had applied everything before the removal (stamp: the removal).
     let late = registration(removal);
 
     let added = added_back_unapplied(&node, &cluster).await;
