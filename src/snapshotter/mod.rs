@@ -196,9 +196,15 @@ struct SnapFile {
 impl SnapFile {
     /// Whether one of the WAL's `markers` names this file.
     fn named_by(&self, markers: &[SnapshotMetadata]) -> bool {
+        self.marker(markers).is_some()
+    }
+
+    /// The newest of the WAL's `markers` that names this file.
+    fn marker<'m>(&self, markers: &'m [SnapshotMetadata]) -> Option<&'m SnapshotMetadata> {
         markers
             .iter()
-            .any(|m| m.term == self.term && m.index == self.index)
+            .rev()
+            .find(|m| m.term == self.term && m.index == self.index)
     }
 }
 
@@ -783,18 +789,40 @@ pub fn read_newest_available_on<T>(
     markers: &[SnapshotMetadata],
     read_data: impl FnOnce(&mut dyn Read, u64) -> io::Result<T>,
 ) -> Result<Option<(SnapshotMetadata, T)>, Error> {
+    newest_named(fs, dir, markers)?
+        .map(|f| read_snap(fs, &f.path, f.term, f.index, read_data))
+        .transpose()
+}
+
+/// The marker among `markers` that names the file [`read_newest_available_on`] would read,
+/// found by listing `dir` alone: the file is not opened. Its metadata is the one that read
+/// returns from the file's header, where the file reads whole: the node writes the marker
+/// from the metadata it wrote the file with (a snapshot from the leader: from the metadata
+/// the leader sent beside the file, which it read from that file's header at its start or
+/// wrote it with). `Ok(None)` where no file is named, a missing folder included.
+pub fn newest_named_marker_on<'m>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    markers: &'m [SnapshotMetadata],
+) -> Result<Option<&'m SnapshotMetadata>, Error> {
+    Ok(newest_named(fs, dir, markers)?.and_then(|f| f.marker(markers)))
+}
+
+/// The newest file of `dir` that one of `markers` names, from a listing of `dir`.
+fn newest_named(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    markers: &[SnapshotMetadata],
+) -> Result<Option<SnapFile>, Error> {
     if !fs.exists(dir).map_err(io_err(dir))? {
         return Ok(None);
     }
     // The load removes unnamed files and skips them; neither changes which named one is
     // newest.
-    let newest = snap_files(fs, dir)?
+    Ok(snap_files(fs, dir)?
         .into_iter()
         .rev()
-        .find(|f| f.named_by(markers));
-    newest
-        .map(|f| read_snap(fs, &f.path, f.term, f.index, read_data))
-        .transpose()
+        .find(|f| f.named_by(markers)))
 }
 
 fn new_reaper() -> std::sync::Arc<std::sync::Mutex<Reaper>> {
@@ -1105,6 +1133,29 @@ mod tests {
             names(tmp.path()),
             vec![snap_name(1, 5), snap_name(1, 10), snap_name(1, 30)]
         );
+    }
+
+    /// The marker found from a listing alone names the file the load reads, and holds the
+    /// metadata it reads from that file's header: not the newest marker where its file is
+    /// gone, nor a file no marker names. A missing folder names none.
+    #[test]
+    fn the_newest_named_marker_is_that_of_the_file_the_load_reads() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("snap");
+        let markers = [marker(1, 5), marker(1, 10), marker(1, 30)];
+        assert_eq!(
+            newest_named_marker_on(&StdFs, &dir, &markers).unwrap(),
+            None
+        );
+        let s = Snapshotter::new(&dir, DEFAULT_KEEP).unwrap();
+        s.save(&snap(1, 5, b"older")).unwrap();
+        s.save(&snap(1, 10, b"newest marked and present")).unwrap();
+        // Saved, but the crash came before its marker; and marker 30's file is gone.
+        s.save(&snap(1, 20, b"unmarked")).unwrap();
+        let named = newest_named_marker_on(&StdFs, &dir, &markers).unwrap();
+        assert_eq!(named, Some(&markers[1]));
+        let loaded = s.load_newest_available(&markers).unwrap().unwrap();
+        assert_eq!(named, Some(loaded.get_metadata()));
     }
 
     #[test]
