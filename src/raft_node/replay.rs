@@ -688,37 +688,17 @@ fn check_sole_voter(
     if !sole_voter_check_applies(config) {
         return Ok(());
     }
-    let mut voters: BTreeSet<u64> = snap_meta
-        .map(|m| m.get_conf_state().voters.iter().copied().collect())
-        .unwrap_or_default();
-    let mut known: BTreeSet<u64> = snap_members
+    let (voters, named) = committed_voters(snap_meta, entries, commit);
+    if !only_voter(config, &voters) {
+        return Ok(());
+    }
+    let known: BTreeSet<u64> = snap_members
         .urls
         .keys()
         .chain(&snap_members.removed)
-        .chain(&voters)
+        .chain(&named)
         .copied()
         .collect();
-    let changes = entries
-        .iter()
-        .filter(|e| e.index <= commit && e.get_entry_type() != EntryType::EntryNormal)
-        .filter_map(|e| decode_conf_change(e).ok());
-    for cc in changes {
-        for c in cc.get_changes() {
-            known.insert(c.node_id);
-            match c.get_change_type() {
-                ConfChangeType::AddNode => {
-                    voters.insert(c.node_id);
-                }
-                ConfChangeType::RemoveNode => {
-                    voters.remove(&c.node_id);
-                }
-                ConfChangeType::AddLearnerNode => {}
-            }
-        }
-    }
-    if voters.len() != 1 || !voters.contains(&config.id) {
-        return Ok(());
-    }
     let strangers: Vec<String> = (1..=config.cluster.len() as u64)
         .filter(|id| *id != config.id && !known.contains(id))
         .map(|id| id.to_string())
@@ -740,6 +720,45 @@ fn check_sole_voter(
     )))
 }
 
+/// The voters once the committed conf changes of `entries` (those up to `commit`) are applied
+/// to the snapshot's (`snap_meta`; none without one), and every node that the snapshot's
+/// voters and those changes name. The walk of [`check_sole_voter`], which
+/// [`check_sole_voter_unreplayed`] takes first on the WAL alone.
+fn committed_voters(
+    snap_meta: Option<&SnapshotMetadata>,
+    entries: &[Entry],
+    commit: u64,
+) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let mut voters: BTreeSet<u64> = snap_meta
+        .map(|m| m.get_conf_state().voters.iter().copied().collect())
+        .unwrap_or_default();
+    let mut named = voters.clone();
+    let changes = entries
+        .iter()
+        .filter(|e| e.index <= commit && e.get_entry_type() != EntryType::EntryNormal)
+        .filter_map(|e| decode_conf_change(e).ok());
+    for cc in changes {
+        for c in cc.get_changes() {
+            named.insert(c.node_id);
+            match c.get_change_type() {
+                ConfChangeType::AddNode => {
+                    voters.insert(c.node_id);
+                }
+                ConfChangeType::RemoveNode => {
+                    voters.remove(&c.node_id);
+                }
+                ConfChangeType::AddLearnerNode => {}
+            }
+        }
+    }
+    (voters, named)
+}
+
+/// Whether `voters` are this node alone: the only case [`check_sole_voter`] refuses.
+fn only_voter(config: &Config, voters: &BTreeSet<u64>) -> bool {
+    voters.len() == 1 && voters.contains(&config.id)
+}
+
 /// Whether [`check_sole_voter`] can refuse a start with `config`: one that joins brings no
 /// cluster of its own, and a `--cluster` of one node names no peer.
 fn sole_voter_check_applies(config: &Config) -> bool {
@@ -753,8 +772,17 @@ fn sole_voter_check_applies(config: &Config) -> bool {
 /// node that then exits (review 115, L1). Read-only. Passes where there is no WAL, or where the
 /// WAL or the snapshot cannot be read: the replay judges that damage, and refuses it in full.
 pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> {
+    check_data_dir_on(config, own_url, &StdFs)
+}
+
+/// [`check_data_dir`] on the file system `fs`.
+fn check_data_dir_on(
+    config: &Config,
+    own_url: &str,
+    fs: &dyn FileSystem,
+) -> Result<(), StartError> {
     let wal_dir = config.wal_dir();
-    let Some(meta) = crate::wal::read_metadata_on(&StdFs, &wal_dir) else {
+    let Some(meta) = crate::wal::read_metadata_on(fs, &wal_dir) else {
         return Ok(());
     };
     check_metadata(config, &wal_dir, own_url, &meta)?;
@@ -762,9 +790,10 @@ pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> 
     // URLs holds the additions of nodes 1 to n, committed at its first start, in its log or
     // under a snapshot, so a restart finds no stranger among them: only a longer --cluster,
     // or one given to a node that joined (its list is empty), can name one. Only then is the
-    // log read ahead of the replay, which reads it again.
+    // log read ahead of the replay, which reads it again (the snapshot too, rarely: see
+    // `check_sole_voter_unreplayed`).
     if sole_voter_check_applies(config) && meta.initial_cluster.len() < config.cluster.len() {
-        check_sole_voter_unreplayed(config, &wal_dir, own_url, &StdFs)?;
+        check_sole_voter_unreplayed(config, &wal_dir, own_url, fs)?;
     }
     Ok(())
 }
@@ -773,6 +802,7 @@ pub fn check_data_dir(config: &Config, own_url: &str) -> Result<(), StartError> 
 /// committed entries (or the first entries that a first start stopped before saving, as the
 /// restart saves them) and the membership in the snapshot the restart would load. Passes
 /// where any of it cannot be read, or the log is not whole: the replay refuses that damage.
+/// The snapshot is read only where the WAL leaves this node the only voter.
 fn check_sole_voter_unreplayed(
     config: &Config,
     wal_dir: &Path,
@@ -792,6 +822,9 @@ fn check_sole_voter_unreplayed(
         );
     }
     let markers = &contents.snapshot_markers;
+    if !only_voter_by_the_wal(config, wal_dir, &contents, fs) {
+        return Ok(());
+    }
     // Only the membership at the front of the data is decoded (the rest is checksummed):
     // the map would take as much memory again as the replay's.
     let snapshot = crate::snapshotter::read_newest_available_on(
@@ -820,6 +853,33 @@ fn check_sole_voter_unreplayed(
         entries,
         hs.commit,
     )
+}
+
+/// Whether this node may be the only voter of the data dir as the WAL `contents` and a
+/// listing of the snapshot folder tell, with no snapshot file opened: the voters of the
+/// marker that names the file the load would use (the file's own metadata: see
+/// `snapshotter::newest_named_marker_on`), changed by the committed conf changes after it.
+/// Where they are not this node alone, [`check_sole_voter`] passes whatever the snapshot's
+/// members are; reading them would read the whole file for its checksum, as big as the
+/// store, at every restart of a node that joined without `--join` (review 123, R1). False
+/// where the folder cannot be listed or the log after the marker is not whole: the full
+/// check fails there the same way (the same listing, the same log after the same metadata),
+/// and passes.
+fn only_voter_by_the_wal(
+    config: &Config,
+    wal_dir: &Path,
+    contents: &WalContents,
+    fs: &dyn FileSystem,
+) -> bool {
+    let markers = &contents.snapshot_markers;
+    let marker = crate::snapshotter::newest_named_marker_on(fs, &config.snap_dir(), markers);
+    let Ok(marker) = marker else {
+        return false;
+    };
+    let Ok((entries, hs)) = log_after_snapshot(wal_dir, contents, marker, |e| e) else {
+        return false;
+    };
+    only_voter(config, &committed_voters(marker, entries, hs.commit).0)
 }
 
 /// Refuses a WAL written by another node or cluster, before any network I/O.
@@ -1402,6 +1462,165 @@ mod tests {
             }
             checked_early(&three).expect("the early check passes");
             drop(replay_wal(&three).expect("the replay starts it"));
+        }
+    }
+
+    /// Node 2, which joined node 1's cluster (its WAL records no `--cluster`) and came from the
+    /// leader's snapshot at index 7 (voters 1 and 2), restarted without `--join` by a
+    /// `--cluster` of three URLs, as the Procfile's command is after a lost-disk rejoin: the
+    /// early check passes from the WAL and a listing of the snapshot folder, and opens no
+    /// snapshot file (it read the newest whole for its checksum, as big as the store, before
+    /// the ports answered: review 123, R1). The replay reads it: it starts on the whole file
+    /// and refuses the damaged one, naming it, as before.
+    #[test]
+    fn a_joined_nodes_restart_checks_early_without_reading_its_snapshot() {
+        for damaged in [false, true] {
+            let dir = tempfile::TempDir::new().expect("temp dir");
+            let config = Config {
+                id: 2,
+                ..one_of_three(&config(dir.path()))
+            };
+            let urls = &config.cluster;
+            let meta = Metadata {
+                node_id: 2,
+                cluster_id: cluster_id(&config.cluster_token, &urls[..1]),
+                peer_url: urls[1].clone(),
+                initial_cluster: Vec::new(),
+                joined_at: None,
+            };
+            let mut wal = Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("WAL");
+            let mut members = Members::default();
+            members.add(1, urls[0].clone(), 1);
+            members.add(2, urls[1].clone(), 2);
+            let file = save_snapshot_at_7(&config, &mut wal, members);
+            drop(wal);
+            if damaged {
+                // The data's last byte, after the header, before the checksum.
+                let mut bytes = std::fs::read(&file).expect("the snapshot file");
+                let last = bytes.len() - 5;
+                bytes[last] ^= 0xff;
+                std::fs::write(&file, bytes).expect("the snapshot file damaged");
+            }
+            let own_url = check_flags(&config).expect("valid flags");
+            let fs = ReadsNoted::default();
+            check_data_dir_on(&config, &own_url, &fs).expect("the early check passes");
+            let read = fs.read.lock().expect("no panic while noting").clone();
+            assert!(
+                read.iter().any(|p| p.starts_with(config.wal_dir())),
+                "{read:?}"
+            );
+            assert!(
+                !read.iter().any(|p| p.starts_with(config.snap_dir())),
+                "damaged {damaged}: the early check opened a snapshot file: {read:?}"
+            );
+            match replay_wal(&config) {
+                Ok(recovered) => {
+                    assert!(!damaged, "the replay started on a damaged snapshot");
+                    assert_eq!(recovered.snapshot_index, 7);
+                }
+                Err(StartError::Damaged(why)) => {
+                    assert!(damaged, "the replay refused a whole snapshot: {why}");
+                    assert!(
+                        why.contains("the snapshot that covered them is damaged"),
+                        "{why}"
+                    );
+                }
+                Err(other) => panic!("damaged {damaged}: {other}"),
+            }
+        }
+    }
+
+    /// Saves, in `config`'s data dir, the snapshot at index 7 of term 3 that a leader sent
+    /// (file, then the WAL's reset marker), of voters `members`, with the hard state that
+    /// commits it; returns the snapshot file.
+    fn save_snapshot_at_7(config: &Config, wal: &mut Wal, members: Members) -> PathBuf {
+        let voters: Vec<u64> = members.urls.keys().copied().collect();
+        let mut meta = SnapshotMetadata {
+            index: 7,
+            term: 3,
+            ..Default::default()
+        };
+        meta.set_conf_state(ConfState::from((voters, vec![])));
+        let state = ClusterState {
+            members,
+            sessions: Default::default(),
+            incarnation: Incarnation::NotYet,
+        };
+        let map = crate::kvstore::Map::default();
+        let mut snap = Snapshot {
+            data: crate::kvstore::encode_snapshot(&state, &map).into(),
+            ..Default::default()
+        };
+        snap.set_metadata(meta.clone());
+        let snapshotter = Snapshotter::new(&config.snap_dir(), 5).expect("snapshotter");
+        snapshotter.save(&snap).expect("snapshot saved");
+        wal.save_snapshot_reset(&meta).expect("marker written");
+        let hs = HardState {
+            term: 3,
+            commit: 7,
+            ..Default::default()
+        };
+        wal.save(Some(&hs), &[], true).expect("hard state written");
+        config.snap_dir().join(crate::snapshotter::snap_name(3, 7))
+    }
+
+    /// The real file system, noting every file opened through it: for a test that a check
+    /// leaves a file unread.
+    #[derive(Debug, Default)]
+    struct ReadsNoted {
+        read: std::sync::Mutex<Vec<PathBuf>>,
+    }
+
+    impl ReadsNoted {
+        fn note(&self, path: &Path) {
+            let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+            read.push(path.to_path_buf());
+        }
+    }
+
+    impl FileSystem for ReadsNoted {
+        fn create(&self, path: &Path) -> std::io::Result<Box<dyn crate::disk::DiskFile>> {
+            StdFs.create(path)
+        }
+        fn open(&self, path: &Path) -> std::io::Result<Box<dyn crate::disk::DiskFile>> {
+            self.note(path);
+            StdFs.open(path)
+        }
+        fn open_direct(
+            &self,
+            path: &Path,
+        ) -> std::io::Result<Option<(Box<dyn crate::disk::DiskFile>, usize)>> {
+            self.note(path);
+            StdFs.open_direct(path)
+        }
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.note(path);
+            StdFs.read(path)
+        }
+        fn open_read(&self, path: &Path) -> std::io::Result<(Box<dyn std::io::Read + Send>, u64)> {
+            self.note(path);
+            StdFs.open_read(path)
+        }
+        fn exists(&self, path: &Path) -> std::io::Result<bool> {
+            StdFs.exists(path)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            StdFs.list_dir(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            StdFs.remove_file(path)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            StdFs.create_dir_all(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            StdFs.sync_dir(dir)
+        }
+        fn try_lock(&self, path: &Path) -> std::io::Result<crate::disk::LockGuard> {
+            StdFs.try_lock(path)
         }
     }
 
