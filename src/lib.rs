@@ -195,8 +195,14 @@ async fn start_replaying(
         // data dir says where it belongs, which "stop the process that holds the port" does
         // not, and that process is a running member (found by a hands-on test).
         Err(err) if config.wal_dir().is_dir() => {
-            fsutil::DirLock::acquire(&config.wal_dir())?;
-            raft_node::check_data_dir(&config, &own_url)?;
+            let (config, own_url) = (config.clone(), own_url.clone());
+            off_the_runtime(move || {
+                // Held until the check has read: a start of this node racing in may be
+                // truncating a torn tail or finishing a rotation under it (review 123, N1).
+                let _lock = fsutil::DirLock::acquire(&config.wal_dir())?;
+                raft_node::check_data_dir(&config, &own_url)
+            })
+            .await?;
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -210,7 +216,8 @@ async fn start_replaying(
         // Said to hold data only if it is this node's: a foreign data dir (another node's or
         // cluster's, or a cluster of one node that --cluster puts beside strangers) is refused
         // now, not after the others have waited on its replay (review 115, L1).
-        raft_node::check_data_dir(&config, &own_url)?;
+        let (config, own_url) = (config.clone(), own_url.clone());
+        off_the_runtime(move || raft_node::check_data_dir(&config, &own_url)).await?;
     }
     let asks_first = asks_whether_it_has_run(&config, holds_data);
     let phase = transport::starting::Phase::new(asks_first);
@@ -293,7 +300,17 @@ async fn recover(
         phase.replaying();
     }
     let config = config.clone();
-    tokio::task::spawn_blocking(move || replay(&config))
+    off_the_runtime(move || replay(&config)).await
+}
+
+/// Runs `work`, which reads the data dir (its WAL, maybe a snapshot as big as the store),
+/// on a thread for blocking work: on a runtime worker it would hold up the tasks queued
+/// there (the ports' answers of "starting" during the replay, other nodes' in a test's
+/// process), and on a current-thread runtime every task (review 123, R1).
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StartError> + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StartError::Inconsistent(format!("start-up task failed: {e}")))?
 }
