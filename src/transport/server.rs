@@ -610,7 +610,7 @@ async fn receive_snapshot(
                 (None, PeerRefusal::TooLarge) => Some(refused.text()),
                 (None, PeerRefusal::CannotStore) => {
                     tracing::warn!(
-                        "cannot store the snapshot the leader sends: {}; free space there, and \
+                        "cannot store the snapshot the leader sends: {}; once it can be stored, \
                          the leader's next attempt will catch this node up",
                         refused.text()
                     );
