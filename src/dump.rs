@@ -793,6 +793,26 @@ mod tests {
         );
     }
 
+    /// A segment deleted from the middle: dump says what a start says, the sequence missing
+    /// between the segments on either side, not that the one after it is corrupt (a
+    /// hands-on campaign).
+    #[test]
+    fn a_deleted_middle_segment_is_told_as_missing_as_a_start_tells_it() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, segments) = wal_of_segments(tmp.path());
+        std::fs::remove_file(&segments[1]).expect("a middle segment is lost");
+        let start = wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        assert!(
+            start.contains("lacks the WAL segment with sequence 1, between"),
+            "{start}"
+        );
+        let line = stopped(&config);
+        assert!(line.contains(&start), "the start says {start:?}\n{line}");
+    }
+
     /// What a dump that stopped in the oldest of `segments` says of the others.
     fn all_but_the_oldest_unread(segments: &[std::path::PathBuf]) -> String {
         let name = |path: &std::path::PathBuf| {

@@ -2,7 +2,7 @@
 //! something wrong.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::EncodeError;
 use crate::disk::IoError;
@@ -23,6 +23,30 @@ pub enum Error {
         offset: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// Segments are missing between two that are there (their sequence numbers skip): the
+    /// records they held, entries among them, were lost with them. Not damage to a file that
+    /// is there, so no file and offset to name. Nothing was modified.
+    #[error(
+        "{} lacks the WAL {}, between {} and {}: the entries {} held were lost with {}",
+        dir.display(),
+        sequences(*first, *last),
+        file_name(before),
+        file_name(after),
+        if first == last { "it" } else { "they" },
+        if first == last { "it" } else { "them" }
+    )]
+    MissingSegments {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The segment before the gap.
+        before: PathBuf,
+        /// The segment after the gap.
+        after: PathBuf,
+        /// Sequence number of the first missing segment.
+        first: u64,
+        /// Sequence number of the last missing segment (`first` when one is missing).
+        last: u64,
     },
     /// A whole record (its checksum holds) of a type this build does not know: a newer build
     /// wrote the WAL. Not damage: that build reads it. No record is changed for it (an
@@ -100,6 +124,22 @@ pub enum Error {
         /// Why.
         source: EncodeError,
     },
+}
+
+/// The missing segments of [`Error::MissingSegments`], said as a person counts them: both
+/// ends included.
+fn sequences(first: u64, last: u64) -> String {
+    if first == last {
+        format!("segment with sequence {first}")
+    } else {
+        format!("segments with sequences {first} to {last}")
+    }
+}
+
+/// A segment's file name: the error names its folder once.
+fn file_name(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name()
+        .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
 }
 
 impl From<crate::fsutil::Error> for Error {

@@ -383,8 +383,9 @@ impl Wal {
     /// Leaves a WAL whose newest segment an older build wrote as that build can read it: the
     /// caller seals it with [`Wal::seal_format`] once it has judged the WAL to be its own.
     ///
-    /// Fails with [`Error::NotFound`] if there is no segment and with [`Error::Corrupt`] for
-    /// damage that is not an unsynced tail; in both cases nothing on disk is modified, except
+    /// Fails with [`Error::NotFound`] if there is no segment, with [`Error::MissingSegments`]
+    /// where segments are missing between others, and with [`Error::Corrupt`] for damage that
+    /// is not an unsynced tail; in each case nothing on disk is modified, except
     /// that a rotation a crash interrupted is finished first (the new segment's header was
     /// durable under its temporary name, and the old segment named it), which the replay
     /// after it may still find damage beyond.

@@ -39,10 +39,11 @@
 //! Nothing needs cutting there; the writer carries on from that offset.
 //!
 //! # Segments that went missing
-//! A gap in the sequence numbers is corruption. So is a last segment that ends with a record
-//! naming its successor (type 9, written once the successor's header was durable under a
-//! temporary name, before it got its own): the successor, and every entry written after it
-//! began, was deleted or lost. Unless that temporary file is still there: a crash came between
+//! A gap in the sequence numbers is refused as [`Error::MissingSegments`], naming the segments
+//! on either side. A last segment that ends with a record naming its successor (type 9,
+//! written once the successor's header was durable under a temporary name, before it got its
+//! own) is corruption: the successor, and every entry written after it began, was deleted or
+//! lost. Unless that temporary file is still there: a crash came between
 //! the two, nothing was written to the new segment yet, and `Wal::open` gives it its name.
 //! Only zeros may follow such a record.
 //!
@@ -1210,7 +1211,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_middle_segment_is_corruption() {
+    fn a_missing_middle_segment_is_refused_naming_its_neighbours() {
         let tmp = TempDir::new().unwrap();
         let mut wal = Wal::create(tmp.path(), &meta(), opts(64)).unwrap();
         for i in 1..=4 {
@@ -1220,8 +1221,17 @@ mod tests {
         drop(wal);
         fs::remove_file(&segs[2]).unwrap();
         match Wal::open(tmp.path(), WalOptions::default()).unwrap_err() {
-            Error::Corrupt { path, .. } => assert_eq!(path, segs[3]),
-            other => panic!("expected Corrupt, got {other:?}"),
+            Error::MissingSegments {
+                before,
+                after,
+                first,
+                last,
+                ..
+            } => assert_eq!(
+                (before, after, first, last),
+                (segs[1].clone(), segs[3].clone(), 2, 2)
+            ),
+            other => panic!("expected MissingSegments, got {other:?}"),
         }
     }
 

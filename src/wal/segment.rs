@@ -83,8 +83,9 @@ pub struct Segment {
 
 /// The segments in `dir`, ordered by sequence number. Other files are ignored.
 ///
-/// Fails with [`Error::Corrupt`] naming the segment after a hole if the sequence numbers are
-/// not consecutive: a missing middle segment means lost records, never something to skip.
+/// Fails with [`Error::MissingSegments`] naming the segments on either side of a hole if the
+/// sequence numbers are not consecutive: a missing middle segment means lost records, never
+/// something to skip.
 pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<Segment>, Error> {
     let mut segs: Vec<Segment> = fs
         .list_dir(dir)
@@ -102,16 +103,26 @@ pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<Segment>, Er
         .collect();
     segs.sort_by_key(|s| s.seq);
     for pair in segs.windows(2) {
-        if pair[1].seq != pair[0].seq + 1 {
+        if pair[1].seq == pair[0].seq {
+            // Two names of one sequence number (a file copied in by hand): no crash writes
+            // that, and which of them holds the log cannot be told.
             return Err(Error::Corrupt {
                 path: pair[1].path.clone(),
                 offset: 0,
                 reason: format!(
-                    "the previous segment is {}: segment(s) with sequence {}..{} are missing",
+                    "{} has the same sequence number, {}",
                     pair[0].path.display(),
-                    pair[0].seq + 1,
-                    pair[1].seq
+                    pair[0].seq
                 ),
+            });
+        }
+        if pair[1].seq != pair[0].seq + 1 {
+            return Err(Error::MissingSegments {
+                dir: dir.to_path_buf(),
+                before: pair[0].path.clone(),
+                after: pair[1].path.clone(),
+                first: pair[0].seq + 1,
+                last: pair[1].seq - 1,
             });
         }
     }
@@ -624,8 +635,88 @@ mod tests {
         assert_eq!(list_tmp_files(&StdFs, tmp.path()).unwrap().len(), 1);
 
         create_segment(&StdFs, tmp.path(), 3, 30, b"d", &opts(0, false), &s).unwrap();
+        let err = list_segments(&StdFs, tmp.path()).unwrap_err();
+        let text = err.to_string();
+        match err {
+            Error::MissingSegments {
+                dir,
+                before,
+                after,
+                first,
+                last,
+            } => {
+                assert_eq!(dir, tmp.path());
+                assert_eq!(before, tmp.path().join(segment_name(1, 10)));
+                assert_eq!(after, tmp.path().join(segment_name(3, 30)));
+                assert_eq!((first, last), (2, 2));
+            }
+            other => panic!("expected MissingSegments, got {other:?}"),
+        }
+        assert_eq!(
+            text,
+            format!(
+                "{} lacks the WAL segment with sequence 2, between {} and {}: the entries it \
+                 held were lost with it",
+                tmp.path().display(),
+                segment_name(1, 10),
+                segment_name(3, 30)
+            )
+        );
+    }
+
+    /// A hole of several segments is said with both ends, as a person counts them (a
+    /// hands-on campaign read "sequence 2..3" as naming the segment that is there).
+    #[test]
+    fn a_hole_of_several_segments_names_the_first_and_last_missing() {
+        let tmp = TempDir::new().unwrap();
+        let s = Syncer::default();
+        for (seq, first_index) in [(0, 0), (1, 10), (5, 50)] {
+            create_segment(
+                &StdFs,
+                tmp.path(),
+                seq,
+                first_index,
+                b"a",
+                &opts(0, false),
+                &s,
+            )
+            .unwrap();
+        }
+        let text = list_segments(&StdFs, tmp.path()).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!(
+                "lacks the WAL segments with sequences 2 to 4, between {} and {}: the entries \
+                 they held were lost with them",
+                segment_name(1, 10),
+                segment_name(5, 50)
+            )),
+            "{text}"
+        );
+    }
+
+    /// Two segments of one sequence number are refused as corruption, naming both, never read
+    /// as a hole (whose bounds would then be wrong, or overflow at sequence 0).
+    #[test]
+    fn two_segments_of_one_sequence_number_are_corruption() {
+        let tmp = TempDir::new().unwrap();
+        let s = Syncer::default();
+        for (seq, first_index) in [(0, 0), (0, 1)] {
+            create_segment(
+                &StdFs,
+                tmp.path(),
+                seq,
+                first_index,
+                b"a",
+                &opts(0, false),
+                &s,
+            )
+            .unwrap();
+        }
         match list_segments(&StdFs, tmp.path()).unwrap_err() {
-            Error::Corrupt { path, .. } => assert_eq!(path, tmp.path().join(segment_name(3, 30))),
+            Error::Corrupt { path, reason, .. } => {
+                assert_eq!(path, tmp.path().join(segment_name(0, 1)));
+                assert!(reason.contains(&segment_name(0, 0)), "{reason}");
+            }
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
