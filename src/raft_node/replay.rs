@@ -218,9 +218,12 @@ fn restart(
     let (mut wal, contents) = open_wal(config, own_url, &fs)?;
     warn_if_join_ignored(config, &contents);
     let mem = MemStorage::new();
+    // Before the load, which sets a damaged file aside (and says so): these were gone already.
+    let missing = snapshotter.missing_named(&contents.snapshot_markers, 0);
     let snapshot = load_snapshot(&snapshotter, &contents, &mem)?;
     let (snapshot_index, snap_meta) = (snapshot.index(), snapshot.meta.as_ref());
     let (entries, hs) = replayed_log(&wal_dir, &snapshotter, &contents, snap_meta)?;
+    warn_of_missing_snapshots(snapshotter.dir(), &missing, snap_meta);
     let conf_state = snap_meta
         .map(|m| m.get_conf_state().clone())
         .unwrap_or_default();
@@ -366,6 +369,46 @@ fn load_snapshot(
         meta: Some(meta),
         bytes,
     })
+}
+
+/// Warns of the snapshot files the WAL names above `loaded` (the snapshot the node starts
+/// from) that were `missing` from `dir` before the start (deleted by hand, or set aside as
+/// damaged at an earlier start). Called once the replay has found the log whole after
+/// `loaded`: it then holds every entry those snapshots covered, so nothing is lost, but
+/// without this line the node would start silently from an older snapshot than its WAL names
+/// last (found by a hands-on campaign), as it does not for a file it sets aside as damaged.
+fn warn_of_missing_snapshots(dir: &Path, missing: &[String], loaded: Option<&SnapshotMetadata>) {
+    let loaded_index = loaded.map_or(0, |m| m.index);
+    let missing: Vec<(u64, u64, &String)> = missing
+        .iter()
+        .filter_map(|name| {
+            let (term, index) = crate::snapshotter::parse_snap_name(name)?;
+            (index > loaded_index).then_some((term, index, name))
+        })
+        .collect();
+    let Some(&(term, index, _)) = missing.last() else {
+        return;
+    };
+    let paths: Vec<String> = missing
+        .iter()
+        .map(|(_, _, name)| dir.join(name).display().to_string())
+        .collect();
+    let started_from = loaded.map_or_else(
+        || "no snapshot".to_string(),
+        |m| {
+            dir.join(crate::snapshotter::snap_name(m.term, m.index))
+                .display()
+                .to_string()
+        },
+    );
+    tracing::warn!(
+        path = %paths.join(", "),
+        term,
+        index,
+        started_from = %started_from,
+        "snapshot file the WAL names is missing; started from an older one, and the WAL \
+         holds every entry after that"
+    );
 }
 
 /// The entries after the snapshot `snap_meta` and the hard state to start from, as
@@ -1984,6 +2027,122 @@ mod tests {
             text.contains("that the WAL names are not in") && text.contains(&*name),
             "{text}"
         );
+    }
+
+    /// The snapshot file the WAL names last deleted (by hand), where the WAL still holds
+    /// every entry after the snapshot before it: the node starts from that one, having lost
+    /// nothing, and says so in one WARN line naming the missing file and the one it started
+    /// from (a hands-on campaign: it started silently). A start with every file there says
+    /// nothing of the kind.
+    #[test]
+    fn a_missing_newest_snapshot_the_wal_covers_starts_from_the_older_one_with_a_warning() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let [older, newest] = snapshots_at_4_and_8(&config);
+        let (started, logged) = warnings_of(|| replay_wal(&config));
+        let started = started.expect("every file there");
+        assert_eq!(started.snapshot_index, 8);
+        drop(started);
+        assert!(!logged.contains("missing"), "{logged}");
+
+        std::fs::remove_file(&newest).expect("the newest snapshot file is lost");
+        let (started, logged) = warnings_of(|| replay_wal(&config));
+        let started = started.expect("the WAL holds every entry after the older snapshot");
+        assert_eq!(
+            (started.snapshot_index, started.commit_at_start),
+            (4, 10),
+            "started from the older snapshot, with the entries after it"
+        );
+        let warned: Vec<&str> = logged.lines().filter(|l| l.contains("missing")).collect();
+        assert_eq!(warned.len(), 1, "{logged}");
+        for said in [
+            "WARN".to_string(),
+            format!("path={}", newest.display()),
+            "term=2 index=8".to_string(),
+            format!("started_from={}", older.display()),
+            "the WAL holds every entry after that".to_string(),
+        ] {
+            assert!(warned[0].contains(&said), "{said:?} not in {logged}");
+        }
+    }
+
+    /// A bootstrapped node 1 alone whose WAL holds entries 2 to 10 of term 2, all committed,
+    /// and the markers of snapshots at 4 and at 8 (each file saved before its marker, as the
+    /// node does). Returns the two files.
+    fn snapshots_at_4_and_8(config: &Config) -> [PathBuf; 2] {
+        let recovered = replay_wal(config).expect("bootstrap");
+        let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
+        let entries: Vec<Entry> = (2..=10)
+            .map(|index| Entry {
+                index,
+                term: 2,
+                ..Default::default()
+            })
+            .collect();
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 10,
+            ..Default::default()
+        };
+        wal.save(Some(&hs), &entries, true).expect("entries saved");
+        let mut members = Members::default();
+        members.add(1, config.cluster[0].clone(), 1);
+        [4, 8].map(|index| {
+            let mut meta = SnapshotMetadata {
+                index,
+                term: 2,
+                ..Default::default()
+            };
+            meta.set_conf_state(ConfState::from((vec![1], vec![])));
+            let state = ClusterState {
+                members: members.clone(),
+                sessions: Default::default(),
+                incarnation: Incarnation::NotYet,
+            };
+            let mut snap = Snapshot {
+                data: crate::kvstore::encode_snapshot(&state, &Default::default()).into(),
+                ..Default::default()
+            };
+            snap.set_metadata(meta.clone());
+            let snapshotter = recovered.storage.snapshotter();
+            snapshotter.save(&snap).expect("snapshot saved");
+            wal.save_snapshot_marker(&meta).expect("marker written");
+            snapshotter
+                .dir()
+                .join(crate::snapshotter::snap_name(2, index))
+        })
+    }
+
+    /// What `run` logs at WARN and above on this thread, as the node's log prints it (no
+    /// colours), with what it returns.
+    fn warnings_of<T>(run: impl FnOnce() -> T) -> (T, String) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let returned = tracing::subscriber::with_default(subscriber, run);
+        let bytes = captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (returned, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A log writer that keeps what it is given, for [`warnings_of`].
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            kept.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     /// A WAL segment deleted from the middle: the start refuses it, saying which sequence

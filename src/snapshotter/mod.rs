@@ -683,17 +683,20 @@ impl Snapshotter {
         Ok(self.files()?.into_iter().map(|f| f.path).collect())
     }
 
+    /// The names of the files of the snapshots `markers` name above `index` that are not in
+    /// the folder under those names (deleted, or set aside as damaged), oldest first, each
+    /// once. A start that loads an older snapshot than the WAL's newest says so with them.
+    pub fn missing_named(&self, markers: &[SnapshotMetadata], index: u64) -> Vec<String> {
+        let names = self.fs.list_dir(&self.dir).unwrap_or_default();
+        missing_in(&names, markers, index)
+    }
+
     /// What a WAL that needs entries its snapshots covered can say about them: the files of
     /// its `markers` above `index` that are not in the folder, and the files set aside as
     /// damaged (now or at an earlier start). Empty when there is nothing to say.
     pub fn missing_or_set_aside(&self, markers: &[SnapshotMetadata], index: u64) -> String {
         let names = self.fs.list_dir(&self.dir).unwrap_or_default();
-        let missing: Vec<String> = markers
-            .iter()
-            .filter(|m| m.index > index)
-            .map(|m| snap_name(m.term, m.index))
-            .filter(|name| !names.contains(name))
-            .collect();
+        let missing = missing_in(&names, markers, index);
         let broken: Vec<&String> = names.iter().filter(|n| n.ends_with(BROKEN_EXT)).collect();
         let mut said = Vec::new();
         if let Some(newest) = missing.last() {
@@ -854,6 +857,22 @@ fn remove_if_there(fs: &dyn FileSystem, path: &Path) -> Result<(), Error> {
 /// under another name: header, lengths, metadata and checksum.
 pub fn verify_file(path: &Path, term: u64, index: u64) -> Result<SnapshotMetadata, Error> {
     read_snap(&StdFs, path, term, index, |_, _| Ok(())).map(|(meta, ())| meta)
+}
+
+/// The names of the files `markers` name above `index` that are not among `names` (a
+/// folder's), oldest first (by index, then term), each once: a marker is repeated in each
+/// segment's header.
+fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec<String> {
+    let named: std::collections::BTreeSet<(u64, u64)> = markers
+        .iter()
+        .filter(|m| m.index > index)
+        .map(|m| (m.index, m.term))
+        .collect();
+    named
+        .into_iter()
+        .map(|(index, term)| snap_name(term, index))
+        .filter(|name| !names.contains(name))
+        .collect()
 }
 
 /// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for
