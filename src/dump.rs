@@ -114,25 +114,28 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     Ok(())
 }
 
-/// Prints each snapshot file; returns the incarnation of each one that decodes, by (term,
-/// index).
+/// Prints each snapshot file; returns every file there by (term, index), with its
+/// incarnation if it reads and its data decodes.
 fn dump_snapshots(
     dir: &Path,
     as_json: bool,
     out: &mut impl Write,
-) -> Result<BTreeMap<(u64, u64), Incarnation>, DumpError> {
+) -> Result<BTreeMap<(u64, u64), Option<Incarnation>>, DumpError> {
     let mut incarnations = BTreeMap::new();
     let Ok(files) = crate::snapshotter::list_files(dir) else {
         return Ok(incarnations);
     };
     for path in files {
+        // Listed by name, so the name parses; a file that does not read is still there.
+        let named = path.file_name().and_then(|n| n.to_str());
+        if let Some(key) = named.and_then(crate::snapshotter::parse_snap_name) {
+            incarnations.insert(key, None);
+        }
         let line = match crate::snapshotter::read_file(&path) {
             Ok(snap) => {
                 let (line, incarnation) = snapshot_file_line(&path, &snap, as_json);
-                if let Some(incarnation) = incarnation {
-                    let meta = snap.get_metadata();
-                    incarnations.insert((meta.term, meta.index), incarnation);
-                }
+                let meta = snap.get_metadata();
+                incarnations.insert((meta.term, meta.index), incarnation);
                 line
             }
             Err(err) => {
@@ -257,17 +260,29 @@ impl IncarnationTrail {
         }
     }
 
-    /// The incarnation as text, and where it comes from, given the incarnation of each
-    /// snapshot file that decodes.
-    fn conclude(&self, snapshots: &BTreeMap<(u64, u64), Incarnation>) -> (String, String) {
+    /// The incarnation as text, and where it comes from, given every snapshot file there,
+    /// with its incarnation if it decodes.
+    fn conclude(&self, snapshots: &BTreeMap<(u64, u64), Option<Incarnation>>) -> (String, String) {
         let (from_snapshot, after) = match self.snapshot {
             None => (Incarnation::NotYet, 0),
             Some(key) => match snapshots.get(&key) {
-                Some(incarnation) => (*incarnation, key.1),
-                None => {
+                Some(Some(incarnation)) => (*incarnation, key.1),
+                Some(None) => {
                     return (
                         "?".into(),
                         format!("the snapshot at index {} cannot be read", key.1),
+                    );
+                }
+                // Told apart from a file that is there but unreadable (a hands-on campaign
+                // read "cannot be read" of a deleted file, and looked for damage).
+                None => {
+                    return (
+                        "?".into(),
+                        format!(
+                            "the snapshot at index {} is missing: no file {}",
+                            key.1,
+                            crate::snapshotter::snap_name(key.0, key.1)
+                        ),
                     );
                 }
             },
@@ -550,10 +565,20 @@ mod tests {
             ..Default::default()
         };
         trail.note(&Record::SnapshotReset(meta));
-        assert!(trail.conclude(&none).1.contains("cannot be read"));
-        let older = BTreeMap::from([((3, 5), Incarnation::Unknown)]);
+        assert_eq!(
+            trail.conclude(&none),
+            (
+                "?".to_string(),
+                "the snapshot at index 5 is missing: no file \
+                 0000000000000003-0000000000000005.snap"
+                    .to_string()
+            )
+        );
+        let unreadable = BTreeMap::from([((3, 5), None)]);
+        assert!(trail.conclude(&unreadable).1.contains("cannot be read"));
+        let older = BTreeMap::from([((3, 5), Some(Incarnation::Unknown))]);
         assert_eq!(trail.conclude(&older).0, "unknown");
-        let known = BTreeMap::from([((3, 5), Incarnation::Known(0xc1))]);
+        let known = BTreeMap::from([((3, 5), Some(Incarnation::Known(0xc1)))]);
         assert_eq!(trail.conclude(&known).0, "00000000000000c1");
     }
 
