@@ -423,23 +423,60 @@ fn replayed_log<'c>(
 ) -> Result<(&'c [Entry], HardState), StartError> {
     let snapshot_index = snap_meta.map_or(0, |m| m.index);
     let naming_damage = |error: StartError| {
-        let damaged = snapshotter.set_aside();
-        if damaged.is_empty() {
-            // Damaged at an earlier start (set aside then), or the files are gone.
-            let said = snapshotter.missing_or_set_aside(&contents.snapshot_markers, snapshot_index);
-            if said.is_empty() {
-                error
-            } else {
-                StartError::Damaged(format!("{error}; {said}"))
-            }
-        } else {
-            StartError::Damaged(format!(
-                "{error}; the snapshot that covered them is damaged: {}",
-                damaged.join("; ")
-            ))
-        }
+        naming_snapshot_damage(error, &snapshotter.set_aside(), || {
+            snapshotter.missing_or_set_aside(&contents.snapshot_markers, snapshot_index)
+        })
     };
     log_after_snapshot(wal_dir, contents, snap_meta, naming_damage)
+}
+
+/// `error`, a log that lacks entries, with what the snapshots can say of them: the damaged
+/// files the load passed over (`damaged`, each naming its file and offset), or else what
+/// `missing_or_set_aside` says (the files the WAL names that are gone, or were set aside at
+/// an earlier start).
+fn naming_snapshot_damage(
+    error: StartError,
+    damaged: &[String],
+    missing_or_set_aside: impl FnOnce() -> String,
+) -> StartError {
+    if damaged.is_empty() {
+        // Damaged at an earlier start (set aside then), or the files are gone.
+        let said = missing_or_set_aside();
+        if said.is_empty() {
+            error
+        } else {
+            StartError::Damaged(format!("{error}; {said}"))
+        }
+    } else {
+        StartError::Damaged(format!(
+            "{error}; the snapshot that covered them is damaged: {}",
+            damaged.join("; ")
+        ))
+    }
+}
+
+/// What a restart would make of the log in `contents` (of `config`'s WAL) after it loaded
+/// the snapshot `loaded`, passing over the damaged files `damaged` (each said as the load
+/// says it): the refusal [`replay_wal`] would give, or `Ok`. For `raftexample dump`, which
+/// judges a data dir as a start does but must not touch it: this reads only the snapshot
+/// folder's listing, and sets nothing aside.
+pub fn check_log_unreplayed(
+    config: &Config,
+    contents: &WalContents,
+    loaded: Option<&SnapshotMetadata>,
+    damaged: &[String],
+) -> Result<(), StartError> {
+    let snapshot_index = loaded.map_or(0, |m| m.index);
+    let naming_damage = |error: StartError| {
+        naming_snapshot_damage(error, damaged, || {
+            crate::snapshotter::missing_or_set_aside_in(
+                &config.snap_dir(),
+                &contents.snapshot_markers,
+                snapshot_index,
+            )
+        })
+    };
+    log_after_snapshot(&config.wal_dir(), contents, loaded, naming_damage).map(drop)
 }
 
 /// The entries of `contents` after the snapshot `snap_meta` and the hard state to start from,

@@ -878,6 +878,18 @@ fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec
 /// Every `.snap` file of `dir`, oldest first, without creating or changing anything (for
 /// `raftexample dump`, which must not touch a stopped node's files).
 pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    reader(dir).list()
+}
+
+/// [`Snapshotter::missing_or_set_aside`] of the folder `dir`, read without creating or
+/// changing anything (for `raftexample dump`).
+pub fn missing_or_set_aside_in(dir: &Path, markers: &[SnapshotMetadata], index: u64) -> String {
+    reader(dir).missing_or_set_aside(markers, index)
+}
+
+/// A snapshotter on `dir` for reading only: unlike [`Snapshotter::new`], it neither creates
+/// the folder nor removes leftovers. Only its listing and reading methods may be called.
+fn reader(dir: &Path) -> Snapshotter {
     Snapshotter {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
@@ -886,7 +898,6 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         reaper: new_reaper(),
         naming: Default::default(),
     }
-    .list()
 }
 
 /// Reads and validates one snapshot file by path; its name says its term and index.
