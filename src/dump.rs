@@ -5,7 +5,10 @@
 //! where and why reading stopped. Keys and values longer than [`SHOWN_BYTES`] are cut there,
 //! with their full length, unless `--full-values` asks for them whole: a 1 MiB value would
 //! otherwise be a 1 MiB line. A last line gives the cluster's incarnation as a start of the
-//! node would know it (see [`crate::incarnation`]).
+//! node would know it (see [`crate::incarnation`]). Where every record reads but a start
+//! would still refuse the data dir (its log lacks entries: a segment deleted, or the snapshot
+//! files that covered them gone), the incarnation is unknown, and a line after it says why,
+//! with the start's own words: it would otherwise be one from a log that is not the node's.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,10 +21,12 @@ use crate::config::Config;
 use crate::describe::{
     SHOWN_BYTES, ShownValue, conf_change_text, cut, describe_entry, shown_value,
 };
+use crate::disk::StdFs;
 use crate::incarnation::Incarnation;
 use crate::kvstore::{Command, decode_snapshot};
 use crate::membership::decode_conf_change;
 use crate::proposal::{self, Payload};
+use crate::raft_node::StartError;
 use crate::wal::{self, Record};
 
 /// What `raftexample dump` prints.
@@ -49,6 +54,11 @@ pub enum DumpError {
     /// Writing the output failed (a closed pipe, as under `| head`, is one way).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// Every record reads, but a start would refuse the data dir: its log lacks entries
+    /// (a segment deleted, or the snapshots that covered them gone), or the snapshot it would
+    /// load cannot be. Everything was printed.
+    #[error("a start refuses this data dir: {0}")]
+    Refused(StartError),
     /// Nothing to dump.
     #[error(
         "no WAL in {0}: is --data-dir/--id right? (the WAL folder is <data-dir>/raftexample-<id>)"
@@ -91,15 +101,6 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     }
     // Snapshots are listed even when the WAL is damaged: they may be what is left.
     let snapshots = dump_snapshots(&config.snap_dir(), as_json, out)?;
-    if scanned.is_ok() {
-        let (incarnation, from) = trail.conclude(&snapshots);
-        let line = if as_json {
-            json!({"type": "incarnation", "incarnation": incarnation, "from": from}).to_string()
-        } else {
-            format!("incarnation  {incarnation}  ({from})")
-        };
-        writeln!(out, "{line}")?;
-    }
     if let Err(err) = scanned {
         let line = if as_json {
             json!({"type": "error", "error": err.to_string()}).to_string()
@@ -110,36 +111,123 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
         out.flush()?;
         return Err(err.into());
     }
+    // Every record reads; a start would still refuse a log that lacks entries, which would
+    // make the incarnation below one of a log that is not the node's.
+    let incarnations = incarnations(&snapshots);
+    let judged = judge_log(config, snapshots);
+    let (incarnation, from) = match &judged {
+        Ok(()) => trail.conclude(&incarnations),
+        Err(_) => (
+            "?".into(),
+            "unknown: a start refuses this data dir, as the next line says".into(),
+        ),
+    };
+    let line = if as_json {
+        json!({"type": "incarnation", "incarnation": incarnation, "from": from}).to_string()
+    } else {
+        format!("incarnation  {incarnation}  ({from})")
+    };
+    writeln!(out, "{line}")?;
+    if let Err(err) = judged {
+        // In the start's words, as a damaged record is told in the WAL's.
+        let line = if as_json {
+            json!({"type": "error", "error": err.to_string()}).to_string()
+        } else {
+            format!("refused: {err}")
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        return Err(DumpError::Refused(err));
+    }
     out.flush()?;
     Ok(())
 }
 
-/// Prints each snapshot file; returns every file there by (term, index), with its
-/// incarnation if it reads and its data decodes.
+/// A snapshot file as dump read it.
+struct SnapshotFile {
+    /// The term and index its name says.
+    term: u64,
+    index: u64,
+    /// Its incarnation where the file reads whole and its data decodes; else why not, as a
+    /// start's load would say it.
+    read: Result<Incarnation, crate::snapshotter::Error>,
+}
+
+/// Every snapshot file there, by (term, index), with its incarnation if it reads and its data
+/// decodes (a file there that does not read is told apart from one that is missing).
+fn incarnations(snapshots: &[SnapshotFile]) -> BTreeMap<(u64, u64), Option<Incarnation>> {
+    snapshots
+        .iter()
+        .map(|f| ((f.term, f.index), f.read.as_ref().ok().copied()))
+        .collect()
+}
+
+/// What a start would say of the data dir whose WAL reads whole: the snapshot it would load
+/// from `snapshots` (the newest file a WAL marker names, passing over damaged ones, as
+/// [`crate::snapshotter::Snapshotter::load_newest_available_with`] does, but setting nothing
+/// aside), then the log after it, checked by the start's own
+/// [`crate::raft_node::replay::check_log_unreplayed`].
+fn judge_log(config: &Config, snapshots: Vec<SnapshotFile>) -> Result<(), StartError> {
+    let Some(contents) = wal::read_contents_on(&StdFs, &config.wal_dir())? else {
+        // A start first finishes the rotation a crash interrupted, then reads the WAL again:
+        // there is no log to judge before that.
+        return Ok(());
+    };
+    let markers = &contents.snapshot_markers;
+    let mut damaged = Vec::new();
+    let mut loaded = None;
+    let named = snapshots.into_iter().rev().filter_map(|file| {
+        let marker = markers
+            .iter()
+            .find(|m| (m.term, m.index) == (file.term, file.index))?;
+        Some((file.read, marker))
+    });
+    for (read, marker) in named {
+        match read {
+            Ok(_) => {
+                loaded = Some(marker);
+                break;
+            }
+            Err(err @ crate::snapshotter::Error::Corrupt { .. }) => damaged.push(err.to_string()),
+            // The load refuses any other failure rather than fall back past it.
+            Err(err) => return Err(err.into()),
+        }
+    }
+    crate::raft_node::replay::check_log_unreplayed(config, &contents, loaded, &damaged)
+}
+
+/// Prints each snapshot file; returns them as read, oldest first (by index, then term, as
+/// the snapshotter orders them).
 fn dump_snapshots(
     dir: &Path,
     as_json: bool,
     out: &mut impl Write,
-) -> Result<BTreeMap<(u64, u64), Option<Incarnation>>, DumpError> {
-    let mut incarnations = BTreeMap::new();
+) -> Result<Vec<SnapshotFile>, DumpError> {
+    let mut read = Vec::new();
     let Ok(files) = crate::snapshotter::list_files(dir) else {
-        return Ok(incarnations);
+        return Ok(read);
     };
     for path in files {
-        // Listed by name, so the name parses; a file that does not read is still there.
-        let named = path.file_name().and_then(|n| n.to_str());
-        if let Some(key) = named.and_then(crate::snapshotter::parse_snap_name) {
-            incarnations.insert(key, None);
-        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((term, index)) = crate::snapshotter::parse_snap_name(name) else {
+            continue;
+        };
         let line = match crate::snapshotter::read_file(&path) {
             Ok(snap) => {
-                let (line, incarnation) = snapshot_file_line(&path, &snap, as_json);
-                let meta = snap.get_metadata();
-                incarnations.insert((meta.term, meta.index), incarnation);
+                let (line, decoded) = snapshot_file_line(&path, &snap, as_json);
+                let read_as = decoded.map_err(|reason| crate::snapshotter::Error::Decode {
+                    path: path.clone(),
+                    reason,
+                });
+                read.push(SnapshotFile {
+                    term,
+                    index,
+                    read: read_as,
+                });
                 line
             }
             Err(err) => {
-                if as_json {
+                let line = if as_json {
                     json!({
                         "file": path.display().to_string(),
                         "type": "snapshot-file",
@@ -148,22 +236,29 @@ fn dump_snapshots(
                     .to_string()
                 } else {
                     format!("{}  snapshot-file  unreadable: {err}", path.display())
-                }
+                };
+                read.push(SnapshotFile {
+                    term,
+                    index,
+                    read: Err(err),
+                });
+                line
             }
         };
         writeln!(out, "{line}")?;
     }
-    Ok(incarnations)
+    Ok(read)
 }
 
-/// The line of a snapshot file that reads, and its incarnation if its data decodes. In JSON,
+/// The line of a snapshot file that reads, and its incarnation if its data decodes (else the
+/// decoder's complaint). In JSON,
 /// `keys` is a number and `members` maps each id to its peer URL, as scripts take them (an
 /// undecodable file gives them as `null`, with an `error`).
 fn snapshot_file_line(
     path: &Path,
     snap: &raft::eraftpb::Snapshot,
     as_json: bool,
-) -> (String, Option<Incarnation>) {
+) -> (String, Result<Incarnation, String>) {
     let meta = snap.get_metadata();
     let file = path.display().to_string();
     let voters = sorted_voters(meta);
@@ -207,7 +302,12 @@ fn snapshot_file_line(
             snap.data.len()
         ),
     };
-    (line, decoded.ok().map(|(state, _)| state.incarnation))
+    (
+        line,
+        decoded
+            .map(|(state, _)| state.incarnation)
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// A snapshot's voters in ascending order: raft keeps them in no order, and `[2, 1, 3]`
@@ -667,7 +767,7 @@ mod tests {
         let path = Path::new("/data/snap/0000000000000004-0000000000000014.snap");
 
         let (line, incarnation) = snapshot_file_line(path, &snap, true);
-        assert_eq!(incarnation, Some(state.incarnation));
+        assert_eq!(incarnation.ok(), Some(state.incarnation));
         let v: Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(v["keys"], 2, "{v}");
         assert_eq!(
@@ -686,7 +786,7 @@ mod tests {
 
         snap.data = b"not a snapshot".to_vec().into();
         let (line, incarnation) = snapshot_file_line(path, &snap, true);
-        assert_eq!(incarnation, None);
+        assert!(incarnation.is_err());
         let v: Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(
             (&v["keys"], &v["members"]),
@@ -907,6 +1007,177 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("corrupt"), "not damage: {line}");
+    }
+
+    /// A dump of `config` in text and in JSON that a start's judgement stops: returns its
+    /// incarnation line and its last line, in text, then in JSON.
+    fn refused(config: &Config) -> [String; 4] {
+        let mut said = Vec::new();
+        for json in [false, true] {
+            let mut out = Vec::new();
+            let options = Options {
+                json,
+                ..Options::default()
+            };
+            let err = run(config, &options, &mut out).expect_err("the dump says a start refuses");
+            assert!(matches!(err, DumpError::Refused(_)), "{err:?}");
+            let text = String::from_utf8(out).expect("text");
+            let lines: Vec<&str> = text.lines().collect();
+            let [.., incarnation, last] = lines[..] else {
+                panic!("fewer than two lines: {text}");
+            };
+            said.extend([incarnation.to_string(), last.to_string()]);
+        }
+        let [text_incarnation, text_last, json_incarnation, json_last] =
+            <[String; 4]>::try_from(said).expect("two lines of each dump");
+        assert!(text_last.starts_with("refused: "), "{text_last}");
+        let json_last: Value = serde_json::from_str(&json_last).expect("a JSON line");
+        assert_eq!(json_last["type"], "error", "{json_last}");
+        let json_incarnation: Value = serde_json::from_str(&json_incarnation).expect("JSON");
+        assert_eq!(
+            json_incarnation["type"], "incarnation",
+            "{json_incarnation}"
+        );
+        [
+            text_incarnation,
+            text_last,
+            json_incarnation.to_string(),
+            json_last["error"]
+                .as_str()
+                .expect("an error text")
+                .to_string(),
+        ]
+    }
+
+    /// The WAL of node 1 of the default `--cluster` in `dir`, as its first start would have
+    /// made it, in segments of a few entries, every one committed: session registrations at
+    /// indexes 1 (nonce `a1`) and 31 (`b2`), other entries between. Returns its config and
+    /// the WAL, open.
+    fn registered_wal(dir: &Path) -> (Config, wal::Wal) {
+        use crate::wal::tests::{ents, hs, opts};
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let meta = crate::wal::Metadata {
+            node_id: 1,
+            cluster_id: crate::membership::cluster_id(&config.cluster_token, &config.cluster),
+            peer_url: config.cluster[0].clone(),
+            initial_cluster: config.cluster.clone(),
+            joined_at: None,
+        };
+        let mut wal = wal::Wal::create(&config.wal_dir(), &meta, opts(256)).expect("a WAL");
+        let registration = |index: u64, nonce: u64| Entry {
+            index,
+            term: 1,
+            data: proposal::encode_register(1, nonce).into(),
+            ..Default::default()
+        };
+        let mut log = vec![registration(1, 0xa1)];
+        log.extend(ents(2..=30, 1));
+        log.push(registration(31, 0xb2));
+        for batch in log.chunks(8) {
+            let commit = batch.last().expect("a batch").index;
+            wal.save(Some(&hs(1, 1, commit)), batch, true)
+                .expect("saved");
+        }
+        (config, wal)
+    }
+
+    /// The oldest WAL segment deleted: a start refuses ("lacks entry 1 but holds entry N"),
+    /// but dump read the rest without a word, exited 0, and gave as the incarnation the first
+    /// registration it saw in the segments left, which was not the cluster's (a user's
+    /// campaign). It now says what the start says, in text and JSON, and that the
+    /// incarnation is unknown.
+    #[test]
+    fn a_wal_whose_oldest_segment_is_gone_is_refused_as_a_start_refuses_it() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, wal) = registered_wal(tmp.path());
+        drop(wal);
+        let segments = wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .expect("a whole WAL")
+            .0
+            .segment_paths();
+        assert!(segments.len() >= 3, "{segments:?}");
+        std::fs::remove_file(&segments[0]).expect("the oldest segment removed");
+
+        let [incarnation, last, json_incarnation, json_error] = refused(&config);
+        let start = crate::raft_node::replay_wal(&config)
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        assert!(start.contains("lacks entry 1 but holds entry "), "{start}");
+        assert!(last.contains(&start), "the start says {start:?}\n{last}");
+        assert!(json_error.contains(&start), "{json_error}");
+        for line in [&incarnation, &json_incarnation] {
+            assert!(
+                line.contains("unknown: a start refuses this data dir") && !line.contains("b2"),
+                "{line}"
+            );
+        }
+    }
+
+    /// The snapshot folder emptied while the WAL's markers name snapshots whose entries it
+    /// released: a start refuses, naming the files that are gone, but dump exited 0 with only
+    /// "incarnation ? (the snapshot at index N cannot be read)" (a user's campaign). It now
+    /// says what the start says, in text and JSON.
+    #[test]
+    fn a_snapshot_folder_emptied_under_the_wals_markers_is_refused_as_a_start_refuses_it() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, mut wal) = registered_wal(tmp.path());
+        let snapshotter =
+            crate::snapshotter::Snapshotter::new(&config.snap_dir(), 2).expect("a snapshotter");
+        let mut state = crate::kvstore::ClusterState::default();
+        state.members.add(1, config.cluster[0].clone(), 1);
+        state.incarnation = Incarnation::Known(0xa1);
+        for index in [20, 28] {
+            let mut snap = raft::eraftpb::Snapshot {
+                data: crate::kvstore::encode_snapshot(&state, &Default::default()).into(),
+                ..Default::default()
+            };
+            snap.mut_metadata().index = index;
+            snap.mut_metadata().term = 1;
+            snap.mut_metadata().mut_conf_state().voters = vec![1];
+            snapshotter.save(&snap).expect("snapshot saved");
+            wal.save_snapshot_marker(snap.get_metadata())
+                .expect("marker written");
+            wal.release_to(index).expect("segments released");
+        }
+        wal.wait_for_removals();
+        drop(wal);
+        snapshotter.wait_for_removals();
+        drop(snapshotter);
+        let mut whole = Vec::new();
+        run(&config, &Options::default(), &mut whole).expect("the data dir is whole");
+        let whole = String::from_utf8(whole).expect("text");
+        assert!(
+            whole.ends_with("incarnation  00000000000000a1  (from the snapshot at index 28)\n"),
+            "{whole}"
+        );
+        let files = crate::snapshotter::list_files(&config.snap_dir()).expect("the files");
+        assert_eq!(files.len(), 2, "{files:?}");
+        for file in files {
+            std::fs::remove_file(file).expect("a snapshot file removed");
+        }
+
+        let [incarnation, last, json_incarnation, json_error] = refused(&config);
+        let start = crate::raft_node::replay_wal(&config)
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        assert!(
+            start.contains(" snapshot file(s) that the WAL names are not in ")
+                && start.contains("(newest 0000000000000001-000000000000001c.snap)"),
+            "{start}"
+        );
+        assert!(last.contains(&start), "the start says {start:?}\n{last}");
+        assert!(json_error.contains(&start), "{json_error}");
+        for line in [&incarnation, &json_incarnation] {
+            assert!(
+                line.contains("unknown: a start refuses this data dir"),
+                "{line}"
+            );
+        }
     }
 
     /// A torn end of the newest segment is what a crash leaves, and a start cuts it and goes
