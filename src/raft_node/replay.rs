@@ -1463,13 +1463,7 @@ mod tests {
             cluster: urls.to_vec(),
             ..config(dir.path())
         };
-        let meta = Metadata {
-            node_id: 2,
-            cluster_id: cluster_id(&config.cluster_token, &urls[..1]),
-            peer_url: urls[1].clone(),
-            initial_cluster: Vec::new(),
-            joined_at: None,
-        };
+        let meta = joined(&config, &urls[..1], &urls[1]);
         let mut wal = Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("WAL");
         // Node 2 added to node 1's cluster, then node 1 removed: node 3 was never a member.
         let mut log = bootstrap_entries(&urls[..2]);
@@ -1483,6 +1477,18 @@ mod tests {
         drop(wal);
         let why = refused_early_as_by_the_replay(&config);
         assert!(why.contains("node(s) 3 were never members"), "{why}");
+    }
+
+    /// The WAL metadata of node `config.id`, which joined at `peer_url` a cluster started
+    /// with `--cluster` `founders`: it records no list of its own.
+    fn joined(config: &Config, founders: &[String], peer_url: &str) -> Metadata {
+        Metadata {
+            node_id: config.id,
+            cluster_id: cluster_id(&config.cluster_token, founders),
+            peer_url: peer_url.to_string(),
+            initial_cluster: Vec::new(),
+            joined_at: None,
+        }
     }
 
     /// Node 4, which joined at one URL, then was moved (removed, and added back at another),
@@ -1500,13 +1506,7 @@ mod tests {
             cluster: [&urls[..3], &urls[4..]].concat(),
             ..config(dir.path())
         };
-        let meta = Metadata {
-            node_id: 4,
-            cluster_id: cluster_id(&moved.cluster_token, &urls[..3]),
-            peer_url: urls[3].clone(),
-            initial_cluster: Vec::new(),
-            joined_at: None,
-        };
+        let meta = joined(&moved, &urls[..3], &urls[3]);
         drop(Wal::create(&moved.wal_dir(), &meta, moved.wal_options()).expect("WAL"));
         let Err(StartError::ForeignDataDir(why)) = checked_early(&moved) else {
             panic!("node 4 started on its data at a new URL");
@@ -1563,13 +1563,7 @@ mod tests {
                 ..one_of_three(&config(dir.path()))
             };
             let urls = &config.cluster;
-            let meta = Metadata {
-                node_id: 2,
-                cluster_id: cluster_id(&config.cluster_token, &urls[..1]),
-                peer_url: urls[1].clone(),
-                initial_cluster: Vec::new(),
-                joined_at: None,
-            };
+            let meta = joined(&config, &urls[..1], &urls[1]);
             let mut wal = Wal::create(&config.wal_dir(), &meta, config.wal_options()).expect("WAL");
             let mut members = Members::default();
             members.add(1, urls[0].clone(), 1);

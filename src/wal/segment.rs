@@ -664,24 +664,22 @@ mod tests {
         );
     }
 
+    /// A folder of small segments, one for each `(sequence, first index)`.
+    fn segments_of(segments: &[(u64, u64)]) -> TempDir {
+        let tmp = TempDir::new().unwrap();
+        let s = Syncer::default();
+        for &(seq, first_index) in segments {
+            let opts = opts(0, false);
+            create_segment(&StdFs, tmp.path(), seq, first_index, b"a", &opts, &s).unwrap();
+        }
+        tmp
+    }
+
     /// A hole of several segments is said with both ends, as a person counts them (a
     /// hands-on campaign read "sequence 2..3" as naming the segment that is there).
     #[test]
     fn a_hole_of_several_segments_names_the_first_and_last_missing() {
-        let tmp = TempDir::new().unwrap();
-        let s = Syncer::default();
-        for (seq, first_index) in [(0, 0), (1, 10), (5, 50)] {
-            create_segment(
-                &StdFs,
-                tmp.path(),
-                seq,
-                first_index,
-                b"a",
-                &opts(0, false),
-                &s,
-            )
-            .unwrap();
-        }
+        let tmp = segments_of(&[(0, 0), (1, 10), (5, 50)]);
         let text = list_segments(&StdFs, tmp.path()).unwrap_err().to_string();
         assert!(
             text.contains(&format!(
@@ -698,20 +696,7 @@ mod tests {
     /// as a hole (whose bounds would then be wrong, or overflow at sequence 0).
     #[test]
     fn two_segments_of_one_sequence_number_are_corruption() {
-        let tmp = TempDir::new().unwrap();
-        let s = Syncer::default();
-        for (seq, first_index) in [(0, 0), (0, 1)] {
-            create_segment(
-                &StdFs,
-                tmp.path(),
-                seq,
-                first_index,
-                b"a",
-                &opts(0, false),
-                &s,
-            )
-            .unwrap();
-        }
+        let tmp = segments_of(&[(0, 0), (0, 1)]);
         match list_segments(&StdFs, tmp.path()).unwrap_err() {
             Error::Corrupt { path, reason, .. } => {
                 assert_eq!(path, tmp.path().join(segment_name(0, 1)));
