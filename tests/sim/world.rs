@@ -1420,16 +1420,29 @@ impl World {
             self.stats.refusals += 1;
         }
         // The operator restores the file from a backup, and starts the node again.
-        self.undo_flip(id, &flip);
+        self.undo_flip(id, &flip, &text);
         self.node_down(id);
     }
 
-    fn undo_flip(&mut self, id: u64, flip: &Flip) {
+    /// Restores the file of `flip`, in place or from where the refusal `text` says the node
+    /// set it aside: `<name>.broken`, or `<name>.2.broken` when an earlier start had set a
+    /// copy aside already (the copy at `.broken` is then an older one; flipping the byte back
+    /// in it, as this did, damaged it and put it back as the newest file: seed 12707498).
+    fn undo_flip(&mut self, id: u64, flip: &Flip, text: &str) {
         use raftexample::disk::FileSystem;
         let disk = self.nodes[&id].fs.disk().clone();
-        let mut broken = flip.path.clone().into_os_string();
-        broken.push(".broken");
-        let broken = PathBuf::from(broken);
+        let said = format!("(set aside as {}", flip.path.display());
+        let broken = match text.find(&said) {
+            Some(at) => {
+                let rest = &text[at + "(set aside as ".len()..];
+                PathBuf::from(&rest[..rest.find(')').unwrap_or(rest.len())])
+            }
+            None => {
+                let mut broken = flip.path.clone().into_os_string();
+                broken.push(".broken");
+                PathBuf::from(broken)
+            }
+        };
         let fixed = if disk.exists(&flip.path).unwrap_or(false) {
             disk.flip_byte(&flip.path, flip.offset, flip.mask)
         } else {
