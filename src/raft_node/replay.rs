@@ -377,21 +377,26 @@ fn load_snapshot(
 /// `loaded`: it then holds every entry those snapshots covered, so nothing is lost, but
 /// without this line the node would start silently from an older snapshot than its WAL names
 /// last (found by a hands-on campaign), as it does not for a file it sets aside as damaged.
-fn warn_of_missing_snapshots(dir: &Path, missing: &[String], loaded: Option<&SnapshotMetadata>) {
+fn warn_of_missing_snapshots(
+    dir: &Path,
+    missing: &[(u64, u64)],
+    loaded: Option<&SnapshotMetadata>,
+) {
     let loaded_index = loaded.map_or(0, |m| m.index);
-    let missing: Vec<(u64, u64, &String)> = missing
+    let missing: Vec<(u64, u64)> = missing
         .iter()
-        .filter_map(|name| {
-            let (term, index) = crate::snapshotter::parse_snap_name(name)?;
-            (index > loaded_index).then_some((term, index, name))
-        })
+        .copied()
+        .filter(|&(_, index)| index > loaded_index)
         .collect();
-    let Some(&(term, index, _)) = missing.last() else {
+    let Some(&(term, index)) = missing.last() else {
         return;
     };
     let paths: Vec<String> = missing
         .iter()
-        .map(|(_, _, name)| dir.join(name).display().to_string())
+        .map(|&(term, index)| {
+            let name = crate::snapshotter::snap_name(term, index);
+            dir.join(name).display().to_string()
+        })
         .collect();
     let started_from = loaded.map_or_else(
         || "no snapshot".to_string(),

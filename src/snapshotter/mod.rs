@@ -683,10 +683,10 @@ impl Snapshotter {
         Ok(self.files()?.into_iter().map(|f| f.path).collect())
     }
 
-    /// The names of the files of the snapshots `markers` name above `index` that are not in
-    /// the folder under those names (deleted, or set aside as damaged), oldest first, each
+    /// The (term, index) of the snapshots `markers` name above `index` whose files are not in
+    /// the folder under their names (deleted, or set aside as damaged), oldest first, each
     /// once. A start that loads an older snapshot than the WAL's newest says so with them.
-    pub fn missing_named(&self, markers: &[SnapshotMetadata], index: u64) -> Vec<String> {
+    pub fn missing_named(&self, markers: &[SnapshotMetadata], index: u64) -> Vec<(u64, u64)> {
         let names = self.fs.list_dir(&self.dir).unwrap_or_default();
         missing_in(&names, markers, index)
     }
@@ -699,11 +699,12 @@ impl Snapshotter {
         let missing = missing_in(&names, markers, index);
         let broken: Vec<&String> = names.iter().filter(|n| n.ends_with(BROKEN_EXT)).collect();
         let mut said = Vec::new();
-        if let Some(newest) = missing.last() {
+        if let Some(&(term, index)) = missing.last() {
             said.push(format!(
-                "{} snapshot file(s) that the WAL names are not in {} (newest {newest})",
+                "{} snapshot file(s) that the WAL names are not in {} (newest {})",
                 missing.len(),
-                self.dir.display()
+                self.dir.display(),
+                snap_name(term, index)
             ));
         }
         if !broken.is_empty() {
@@ -859,10 +860,10 @@ pub fn verify_file(path: &Path, term: u64, index: u64) -> Result<SnapshotMetadat
     read_snap(&StdFs, path, term, index, |_, _| Ok(())).map(|(meta, ())| meta)
 }
 
-/// The names of the files `markers` name above `index` that are not among `names` (a
-/// folder's), oldest first (by index, then term), each once: a marker is repeated in each
-/// segment's header.
-fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec<String> {
+/// The (term, index) of the snapshots `markers` name above `index` whose files are not among
+/// `names` (a folder's), oldest first (by index, then term), each once: a marker is repeated
+/// in each segment's header.
+fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec<(u64, u64)> {
     let named: std::collections::BTreeSet<(u64, u64)> = markers
         .iter()
         .filter(|m| m.index > index)
@@ -870,8 +871,8 @@ fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec
         .collect();
     named
         .into_iter()
-        .map(|(index, term)| snap_name(term, index))
-        .filter(|name| !names.contains(name))
+        .map(|(index, term)| (term, index))
+        .filter(|&(term, index)| !names.contains(&snap_name(term, index)))
         .collect()
 }
 
