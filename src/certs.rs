@@ -45,8 +45,16 @@ pub enum Error {
     Orphan(PathBuf),
 }
 
-/// The CA's name: fixed, so a CA reloaded from its key signs exactly as when it was made.
+/// The start of the CA's name; each new CA adds an id of its own ([`ca_name`]).
 const CA_NAME: &str = "raftexample CA";
+
+/// A new CA's name: [`CA_NAME`] and 8 random hex digits. TLS looks a certificate's issuer up
+/// by name: when every run's CA had the same one, a certificate from another run was taken
+/// for one of this CA's and failed on its signature ("decrypt error", `BadSignature`), not
+/// as a certificate of an unknown CA (found by a hands-on campaign).
+fn ca_name() -> String {
+    format!("{CA_NAME} {:08x}", rand::random::<u32>())
+}
 
 /// Makes whatever is missing in `out`; tells `log` what it wrote and what it kept.
 pub fn run(out: &Path, nodes: u64, hosts: &[String], log: &mut dyn Write) -> Result<(), Error> {
@@ -69,7 +77,9 @@ pub fn run(out: &Path, nodes: u64, hosts: &[String], log: &mut dyn Write) -> Res
 
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name());
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -109,7 +119,7 @@ fn pair_exists(cert: &Path, key: &Path) -> Result<bool, Error> {
     }
 }
 
-/// The CA of `out`: loaded from `ca.key` if it exists, made otherwise.
+/// The CA of `out`: loaded from `ca.crt` and `ca.key` if they exist, made otherwise.
 fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error> {
     let cert_path = out.join("ca.crt");
     let key_path = out.join("ca.key");
@@ -119,8 +129,15 @@ fn ca(out: &Path, log: &mut dyn Write) -> Result<Issuer<'static, KeyPair>, Error
             what: format!("reading {}", key_path.display()),
             source,
         })?;
+        // The name is the certificate's, not made again: what is new names as its issuer the
+        // CA that clients and peers trust (an older run's, a CA of the user's own).
+        let cert = std::fs::read_to_string(&cert_path).map_err(IoError::at(&cert_path))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert, key).map_err(|source| Error::Rcgen {
+            what: format!("reading {}", cert_path.display()),
+            source,
+        })?;
         let _ = writeln!(log, "kept {} (signs what is new)", cert_path.display());
-        return Ok(Issuer::new(ca_params(), key));
+        return Ok(issuer);
     }
     // A certificate of the old CA left beside a new one would be kept as it is and trusted by
     // nobody: the cluster's TLS fails at the next start, naming no file.
@@ -199,6 +216,134 @@ fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+    use std::sync::Arc;
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn roots(dir: &Path) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.join("ca.crt")).expect("ca.crt") {
+            roots
+                .add(cert.expect("a PEM certificate"))
+                .expect("a usable CA");
+        }
+        Arc::new(roots)
+    }
+
+    /// `dir`'s certificate and key called `name` (`node1`, `client`).
+    fn identity(dir: &Path, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let certs = CertificateDer::pem_file_iter(dir.join(format!("{name}.crt")))
+            .expect("a certificate file")
+            .collect::<Result<_, _>>()
+            .expect("PEM certificates");
+        let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).expect("a key");
+        (certs, key)
+    }
+
+    /// The subject of `dir`'s CA (DER, as TLS compares issuers' names), as `ca.crt` has it.
+    fn ca_subject(dir: &Path) -> Vec<u8> {
+        roots(dir).roots[0].subject.as_ref().to_vec()
+    }
+
+    /// A handshake, in memory, between a server with `server_dir`'s `node1` that asks for a
+    /// client certificate of `server_dir`'s CA, and a client with `client_dir`'s `client`
+    /// (`localhost`, a name of every node's certificate here). `Err` names the side that
+    /// refused, with rustls's reason.
+    fn handshake(
+        server_dir: &Path,
+        client_dir: &Path,
+        client: &str,
+    ) -> Result<(), (&'static str, rustls::Error)> {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots(server_dir),
+            provider(),
+        )
+        .build()
+        .expect("a client verifier");
+        let (certs, key) = identity(server_dir, "node1");
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .expect("the server's identity");
+        let (certs, key) = identity(client_dir, client);
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default versions")
+            .with_root_certificates(roots(server_dir))
+            .with_client_auth_cert(certs, key)
+            .expect("the client's identity");
+        let name = ServerName::try_from("localhost").expect("a DNS name");
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(client), name).map_err(|e| ("client", e))?;
+        let mut server =
+            rustls::ServerConnection::new(Arc::new(server)).map_err(|e| ("server", e))?;
+        // Each round moves what one side wrote to the other; a handshake takes a few.
+        for _ in 0..16 {
+            let mut bytes = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut bytes).expect("writing to memory");
+            }
+            server
+                .read_tls(&mut &bytes[..])
+                .expect("reading from memory");
+            server.process_new_packets().map_err(|e| ("server", e))?;
+            let mut bytes = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut bytes).expect("writing to memory");
+            }
+            client
+                .read_tls(&mut &bytes[..])
+                .expect("reading from memory");
+            client.process_new_packets().map_err(|e| ("client", e))?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake neither ended nor failed in 16 rounds");
+    }
+
+    /// Two runs make two CAs, each with a name of its own, and a client certificate of one,
+    /// shown to a server that trusts the other, is refused as one of an unknown CA. With one
+    /// name for every CA, it was taken for the server CA's and failed on its signature: curl
+    /// showed "decrypt error", a node's log `BadSignature` (found by a hands-on campaign).
+    #[test]
+    fn a_certificate_of_another_run_is_refused_as_one_of_an_unknown_ca() {
+        let (a, b) = (tempfile::TempDir::new(), tempfile::TempDir::new());
+        let (a, b) = (a.expect("temp dir"), b.expect("temp dir"));
+        let hosts = vec!["localhost".to_string()];
+        run(a.path(), 1, &hosts, &mut Vec::new()).expect("run A");
+        run(b.path(), 1, &hosts, &mut Vec::new()).expect("run B");
+        let (subject_a, subject_b) = (ca_subject(a.path()), ca_subject(b.path()));
+        assert_ne!(subject_a, subject_b, "two runs made CAs of the same name");
+        for subject in [&subject_a, &subject_b] {
+            let named = subject
+                .windows(CA_NAME.len() + 1)
+                .any(|w| w == b"raftexample CA ");
+            assert!(
+                named,
+                "the CA's name is not raftexample CA and an id: {subject:x?}"
+            );
+        }
+        handshake(a.path(), a.path(), "client").expect("A's own client gets in");
+        for foreign in ["client", "node1"] {
+            let refused = handshake(a.path(), b.path(), foreign).expect_err("B's gets in");
+            assert_eq!(
+                refused,
+                (
+                    "server",
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                ),
+                "B's {foreign} certificate shown to A's node"
+            );
+        }
+    }
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -248,6 +393,9 @@ mod tests {
             std::fs::read(dir.path().join("node1.crt")).expect("node1"),
             node1_before
         );
+        // The new node's certificate names the kept CA as its issuer, and its signature
+        // holds: the node that presents it gets in.
+        handshake(dir.path(), dir.path(), "node3").expect("node3 is one of the CA's");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -1383,7 +1383,7 @@ fn a_node_that_does_not_serve_is_shown_with_its_answer() {
         )),
         "curl's reason:\n{stderr}"
     );
-    // The node refused us (OpenSSL's curl: "tlsv1 alert decrypt error"; GnuTLS's: "A TLS
+    // The node refused us (OpenSSL's curl: "tlsv1 alert unknown ca"; GnuTLS's: "A TLS
     // fatal alert has been received"), not curl the node, which takes it on trust.
     let answer = stderr
         .lines()
