@@ -8,13 +8,15 @@
 //!   it names the host of the peer URL), and both must chain to the peer CA.
 //!
 //! [`TlsSetup::load`] checks the flags against each other and reads every file at start-up,
-//! so a missing or broken file stops the node with its name. [`TlsListener`] serves a bound
-//! listener over TLS: handshakes run beside the accept loop, each with a deadline, so a slow
-//! or silent client holds up no one else. With all `MAX_HANDSHAKES` slots held, a new
-//! connection cuts the oldest handshake still under way: clients that keep silent connections
-//! open (no certificate is needed for that, since none is checked before the handshake) cannot
-//! make new ones wait behind them; a real client's handshake, milliseconds long, is cut only
-//! if that many newer connections arrive meanwhile.
+//! so a missing or broken file stops the node with its name, as does a peer certificate that
+//! does not name the host of the node's own peer URL (its peers would refuse it).
+//! [`TlsListener`] serves a bound listener over TLS: handshakes run beside the accept loop,
+//! each with a deadline, so a slow or silent client holds up no one else. With all
+//! `MAX_HANDSHAKES` slots held, a new connection cuts the oldest handshake still under way:
+//! clients that keep silent connections open (no certificate is needed for that, since none
+//! is checked before the handshake) cannot make new ones wait behind them; a real client's
+//! handshake, milliseconds long, is cut only if that many newer connections arrive
+//! meanwhile.
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,9 +26,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -76,6 +78,26 @@ pub enum Error {
         what: String,
         /// rustls's complaint.
         source: rustls::Error,
+    },
+    /// This node's peer certificate does not name the host of its own peer URL: its peers,
+    /// which check that name at every handshake, would refuse it.
+    #[error(
+        "--peer-cert-file {} does not name {host}, the host of this node's peer URL {url} in \
+         --cluster (it names {}): peers check that name at every handshake and would refuse \
+         this node. Make certificates that name it (raftexample certs --hosts {host},...), or \
+         use in --cluster a host the certificate names",
+        path.display(),
+        names_of(presented)
+    )]
+    NotForOwnHost {
+        /// The certificate file.
+        path: PathBuf,
+        /// The host of the node's peer URL.
+        host: String,
+        /// The node's peer URL.
+        url: String,
+        /// The names the certificate is valid for, as webpki reads them.
+        presented: Vec<String>,
     },
     /// The CA file could not be turned into a client certificate verifier.
     #[error("{what}: {reason}")]
@@ -203,6 +225,10 @@ fn peer_server(config: &Config) -> Result<Option<Arc<ServerConfig>>, Error> {
     };
     let what = peer_pair(cert, key);
     let certs = read_certs("--peer-cert-file", cert)?;
+    if let Some(url) = config.own_peer_url() {
+        // `read_certs` returns at least one: the node's own comes first in a PEM chain.
+        check_names_own_host(cert, &certs[0], url)?;
+    }
     let key = read_key("--peer-key-file", key)?;
     let roots = read_roots("--peer-trusted-ca-file", ca)?;
     server_config(what, certs, key, Some(roots)).map(Some)
@@ -230,6 +256,77 @@ fn peer_client(config: &Config) -> Result<Option<ClientConfig>, Error> {
             source,
         })?;
     Ok(Some(client))
+}
+
+/// Refuses a peer certificate (`cert`, read from `path`) that does not name the host of this
+/// node's own peer URL `url`, as rustls's webpki judges it when a peer connects (a DNS name,
+/// or an IP address SAN for an address). Such a node started, served, and was never
+/// elected nor heard: every peer refused its certificate, and the only clue was a warning
+/// about a peer's certificate in the other nodes' logs (found by a hands-on campaign, with
+/// certificates for `localhost` and URLs with `127.0.0.1`).
+fn check_names_own_host(path: &Path, cert: &CertificateDer<'_>, url: &str) -> Result<(), Error> {
+    // `check_flags` has judged the URL: a scheme, a host and a port.
+    let Some((host, _port)) = crate::membership::host_port(url).ok().and_then(|h| {
+        h.rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+    }) else {
+        return Ok(());
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    // A host that is no server name fails the peers' connections with its own error.
+    let Ok(name) = ServerName::try_from(host.clone()) else {
+        return Ok(());
+    };
+    let parsed =
+        ParsedCertificate::try_from(cert).map_err(|e| file_error("--peer-cert-file", path, e))?;
+    match rustls::client::verify_server_name(&parsed, &name) {
+        Ok(()) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        })) => Err(Error::NotForOwnHost {
+            path: path.to_path_buf(),
+            host,
+            url: url.to_string(),
+            presented,
+        }),
+        Err(other) => Err(file_error(
+            "--peer-cert-file",
+            path,
+            format!("does not name {host}, the host of this node's peer URL {url}: {other}"),
+        )),
+    }
+}
+
+/// The names webpki found in a certificate (`DnsName("localhost")`, `IpAddress(::1)`), as a
+/// user writes them: `localhost, ::1`.
+fn names_of(presented: &[String]) -> String {
+    if presented.is_empty() {
+        return "no host: it has no subject alternative name".into();
+    }
+    let plain = |name: &str| -> String {
+        let dns = name
+            .strip_prefix("DnsName(\"")
+            .and_then(|n| n.strip_suffix("\")"));
+        // webpki writes `::1` as `0::1`: shown as Rust writes an address.
+        let ip = name
+            .strip_prefix("IpAddress(")
+            .and_then(|n| n.strip_suffix(')'))
+            .and_then(|n| n.parse::<std::net::IpAddr>().ok());
+        match (dns, ip) {
+            (Some(dns), _) => dns.to_string(),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => name.to_string(),
+        }
+    };
+    presented
+        .iter()
+        .map(|n| plain(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A client configuration that trusts no server: what the peer client holds when peer TLS
@@ -874,6 +971,79 @@ mod tests {
             .expect("its handshake succeeds");
         assert_eq!(from, client.get_ref().0.local_addr().expect("its address"));
         closed_within_5s(&mut silent[0], "oldest silent").await;
+    }
+
+    /// The peer TLS flags of node 1 at `url`, with `dir`'s certificates.
+    fn peer_config(dir: &Path, url: &str) -> Config {
+        Config {
+            id: 1,
+            cluster: vec![url.to_string()],
+            peer_cert_file: Some(dir.join("node1.crt")),
+            peer_key_file: Some(dir.join("node1.key")),
+            peer_trusted_ca_file: Some(dir.join("ca.crt")),
+            ..Config::default()
+        }
+    }
+
+    /// A node whose peer certificate does not name the host of its own peer URL is refused
+    /// at start, in one line that names the file, the host, what the certificate names and
+    /// the way out. It used to start and serve, its peers refusing every handshake with it
+    /// and the cluster never electing (found by a hands-on campaign: certificates for
+    /// `localhost`, URLs with `127.0.0.1`). A certificate that names the host, as a DNS name
+    /// or an address, is taken.
+    #[test]
+    fn a_peer_certificate_that_does_not_name_the_own_url_host_is_refused() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (named, addressed) = (dir.path().join("named"), dir.path().join("addressed"));
+        let hosts = |h: &[&str]| h.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        crate::certs::run(&named, 1, &hosts(&["localhost"]), &mut Vec::new()).expect("certs");
+        let both = hosts(&["127.0.0.1", "::1"]);
+        crate::certs::run(&addressed, 1, &both, &mut Vec::new()).expect("certs");
+
+        let refused = [
+            (&named, "https://127.0.0.1:12379", "127.0.0.1", "localhost"),
+            (&named, "https://[::1]:12379", "::1", "localhost"),
+            (
+                &addressed,
+                "https://localhost:12379",
+                "localhost",
+                "127.0.0.1, ::1",
+            ),
+            (
+                &addressed,
+                "https://127.0.0.2:12379",
+                "127.0.0.2",
+                "127.0.0.1, ::1",
+            ),
+        ];
+        for (certs, url, host, names) in refused {
+            let err = TlsSetup::load(&peer_config(certs, url)).expect_err(url);
+            assert!(
+                matches!(&err, Error::NotForOwnHost { host: h, .. } if h == host),
+                "{url}: {err:?}"
+            );
+            let line = err.to_string();
+            let file = certs.join("node1.crt").display().to_string();
+            let wanted = [
+                format!("--peer-cert-file {file} does not name {host}, "),
+                format!("peer URL {url} in --cluster (it names {names})"),
+                format!("raftexample certs --hosts {host},"),
+            ];
+            for part in wanted {
+                assert!(line.contains(&part), "{part:?} not in {line:?}");
+            }
+            assert!(!line.contains('\n'), "one line: {line:?}");
+        }
+        let taken = [
+            (&named, "https://localhost:12379"),
+            (&named, "https://LocalHost:12379"),
+            (&addressed, "https://127.0.0.1:12379"),
+            (&addressed, "https://[::1]:12379"),
+        ];
+        for (certs, url) in taken {
+            let setup = TlsSetup::load(&peer_config(certs, url));
+            assert!(setup.is_ok(), "{url}: {:?}", setup.err());
+        }
     }
 
     /// A server's configuration for `localhost` and its certificate, for a client to trust.

@@ -235,7 +235,8 @@ async fn a_tls_cluster_refuses_a_plain_member_url() {
     assert!(text.contains("https://"), "{text}");
 }
 
-/// Contradictory or incomplete TLS flags stop the node before it touches its data dir, with
+/// Contradictory or incomplete TLS flags, or a peer certificate that does not name the host
+/// of the node's own peer URL, stop the node before it touches its data dir, with
 /// a message naming the flag or the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_flags_are_checked_before_start() {
@@ -243,6 +244,9 @@ async fn tls_flags_are_checked_before_start() {
     let certs = dir.path().join("certs");
     make_certs(&certs, 2);
     let f = |name: &str| Some(certs.join(name));
+    // Certificates that name `localhost` only, for URLs that say 127.0.0.1.
+    let named = dir.path().join("named");
+    raftexample::certs::run(&named, 1, &["localhost".into()], &mut Vec::new()).expect("certs");
     let base = Config {
         cluster: vec!["https://127.0.0.1:1".into()],
         data_dir: dir.path().join("data"),
@@ -250,7 +254,7 @@ async fn tls_flags_are_checked_before_start() {
         port: 0,
         ..Config::default()
     };
-    let cases: Vec<(Config, &str)> = vec![
+    let mut cases: Vec<(Config, &str)> = vec![
         (base.clone(), "--peer-cert-file"),
         (
             Config {
@@ -326,6 +330,15 @@ async fn tls_flags_are_checked_before_start() {
             "--key-file",
         ),
     ];
+    cases.push((
+        Config {
+            peer_cert_file: Some(named.join("node1.crt")),
+            peer_key_file: Some(named.join("node1.key")),
+            peer_trusted_ca_file: Some(named.join("ca.crt")),
+            ..base.clone()
+        },
+        "does not name 127.0.0.1, the host of this node's peer URL https://127.0.0.1:1",
+    ));
     for (config, wanted) in cases {
         let err = match raftexample::start(config.clone()).await {
             Ok(_) => panic!("started with bad TLS flags: {config:?}"),
