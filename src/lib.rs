@@ -222,8 +222,8 @@ async fn start_replaying(
     let asks_first = asks_whether_it_has_run(&config, holds_data);
     let phase = transport::starting::Phase::new(asks_first);
     // Both made before either is served: a failure then leaves neither port answering.
-    let peer = port_listener(ports.peer, tls.peer_server.clone())?;
-    let rest = port_listener(ports.rest, tls.rest.clone())?;
+    let peer = port_listener(ports.peer, tls.peer_server.clone(), tls::Port::Peer)?;
+    let rest = port_listener(ports.rest, tls.rest.clone(), tls::Port::Rest)?;
     let services = CancellationToken::new();
     let peer_port = PeerPort::serve(&config, peer, holds_data, &services);
     let rest_port = RestPort::serve(&config, rest, phase.clone(), &services);
@@ -471,12 +471,13 @@ async fn close_port(server: JoinHandle<()>, accept: Option<JoinHandle<()>>) {
     }
 }
 
-/// `listener`, bound at `addr`, as a port's listener: with TLS if `tls`.
+/// `listener`, bound at `addr`, as `port`'s listener: with TLS if `tls`.
 fn port_listener(
     (listener, addr): (TcpListener, SocketAddr),
     tls: Option<Arc<rustls::ServerConfig>>,
+    port: tls::Port,
 ) -> Result<(PortListener, SocketAddr), StartError> {
-    let listener = PortListener::new(listener, tls).map_err(|source| StartError::Bind {
+    let listener = PortListener::new(listener, tls, port).map_err(|source| StartError::Bind {
         addr: addr.to_string(),
         source,
     })?;
@@ -1502,8 +1503,8 @@ mod tests {
             let own_url = raft_node::check_flags(&config).expect("valid flags");
             let ports = Ports::bind(&config, &own_url).await.expect("free ports");
             let services = CancellationToken::new();
-            let peer = port_listener(ports.peer, None).expect("a plain listener");
-            let rest = port_listener(ports.rest, None).expect("a plain listener");
+            let peer = port_listener(ports.peer, None, tls::Port::Peer).expect("a plain listener");
+            let rest = port_listener(ports.rest, None, tls::Port::Rest).expect("a plain listener");
             let peer_port = PeerPort::serve(&config, peer, true, &services);
             let rest_port = RestPort::serve(&config, rest, Phase::new(false), &services);
             let running = start_recovered(

@@ -28,7 +28,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::TlsListener;
+use crate::tls::{Port, TlsListener};
 
 /// One port's listener: plain TCP, or TLS when the flags ask for it.
 pub(crate) enum PortListener {
@@ -37,12 +37,14 @@ pub(crate) enum PortListener {
 }
 
 impl PortListener {
+    /// `listener` as `port`: with TLS if `tls`.
     pub(crate) fn new(
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
+        port: Port,
     ) -> std::io::Result<Self> {
         Ok(match tls {
-            Some(tls) => PortListener::Tls(TlsListener::new(listener, tls)?),
+            Some(tls) => PortListener::Tls(TlsListener::new(listener, tls, port)?),
             None => PortListener::Plain(listener),
         })
     }

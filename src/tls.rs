@@ -16,14 +16,15 @@
 //! clients that keep silent connections open (no certificate is needed for that, since none
 //! is checked before the handshake) cannot make new ones wait behind them; a real client's
 //! handshake, milliseconds long, is cut only if that many newer connections arrive
-//! meanwhile.
+//! meanwhile. A handshake that fails on the peer port is logged at WARN, once a minute per
+//! address (on the REST port at DEBUG: a client's mistake is its own to see).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -444,10 +445,15 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener` (on the current runtime). The accept loop ends when
-    /// this listener is dropped.
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
-        Self::waiting_at_stop(listener, config, HANDSHAKES_AT_STOP, CLIENT_HELLO_GRACE)
+    /// Starts accepting on `listener` (on the current runtime), as `port` (which says how
+    /// failed handshakes are logged). The accept loop ends when this listener is dropped.
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        port: Port,
+    ) -> io::Result<TlsListener> {
+        let waits = (HANDSHAKES_AT_STOP, CLIENT_HELLO_GRACE, HANDSHAKE_TIMEOUT);
+        Self::starting(listener, config, port, waits)
     }
 
     /// As [`Self::waiting_at_stop`], with `timeout` for a handshake (a test's, longer than it
@@ -458,33 +464,32 @@ impl TlsListener {
         config: Arc<ServerConfig>,
         timeout: Duration,
     ) -> io::Result<TlsListener> {
-        Self::starting(
-            listener,
-            config,
-            HANDSHAKES_AT_STOP,
-            CLIENT_HELLO_GRACE,
-            timeout,
-        )
+        let waits = (HANDSHAKES_AT_STOP, CLIENT_HELLO_GRACE, timeout);
+        Self::starting(listener, config, Port::Rest, waits)
     }
 
     /// As [`Self::new`], waiting up to `at_stop` for the handshakes under way when told to
     /// finish, and `grace` for a client's first bytes (tests use waits that a slow machine
     /// cannot outlast, to tell a wait that ends from one that times out).
+    #[cfg(test)]
     fn waiting_at_stop(
         listener: TcpListener,
         config: Arc<ServerConfig>,
         at_stop: Duration,
         grace: Duration,
     ) -> io::Result<TlsListener> {
-        Self::starting(listener, config, at_stop, grace, HANDSHAKE_TIMEOUT)
+        let waits = (at_stop, grace, HANDSHAKE_TIMEOUT);
+        Self::starting(listener, config, Port::Rest, waits)
     }
 
+    /// `waits`: how long the port waits at stop for handshakes ([`HANDSHAKES_AT_STOP`]), for a
+    /// client's first bytes ([`CLIENT_HELLO_GRACE`]) and for a handshake
+    /// ([`HANDSHAKE_TIMEOUT`]), or a test's.
     fn starting(
         listener: TcpListener,
         config: Arc<ServerConfig>,
-        at_stop: Duration,
-        grace: Duration,
-        timeout: Duration,
+        port: Port,
+        (at_stop, grace, timeout): (Duration, Duration, Duration),
     ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
@@ -495,6 +500,7 @@ impl TlsListener {
             finish: finish.clone(),
             grace,
             timeout,
+            warnings: (port == Port::Peer).then(Default::default),
         };
         let task = tokio::spawn(accept_loop(listener, shared));
         Ok(TlsListener {
@@ -554,6 +560,98 @@ struct Handshaking {
     grace: Duration,
     /// [`HANDSHAKE_TIMEOUT`], or a test's.
     timeout: Duration,
+    /// The peer port's: which failed handshakes it warns about. `None` on the REST port,
+    /// which logs them at DEBUG only.
+    warnings: Option<Arc<Mutex<Warnings>>>,
+}
+
+/// Which port a [`TlsListener`] serves: the peer port warns about the handshakes that fail,
+/// the REST port does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The peer port. A handshake that fails there is a peer whose certificate another CA
+    /// signed, or one without a certificate, or a peer that refused this node's: a cluster
+    /// that cannot form, which the log must say (it said nothing). Warned about once a
+    /// minute per address, so that a scanner cannot flood the log.
+    Peer,
+    /// The REST port: a client's failed handshake is its own to see (curl says why), logged
+    /// at DEBUG (`RUST_LOG=raftexample::tls=debug` shows them).
+    Rest,
+}
+
+/// How long the peer port keeps quiet about an address once it has warned about a failed
+/// handshake from it.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Addresses the peer port keeps quiet about at most: a scan from more addresses than this
+/// within [`WARN_EVERY`] gets its later addresses' failures logged at DEBUG only, and the
+/// memory they take stays bounded.
+const WARN_ADDRESSES: usize = 1024;
+
+/// Which failed handshakes the peer port warns about: the first from an address, then one
+/// per [`WARN_EVERY`] while they go on, with the count of those it kept quiet about.
+#[derive(Debug, Default)]
+struct Warnings {
+    /// When each address was last warned about, and its failures since.
+    quiet: HashMap<IpAddr, (Instant, u64)>,
+}
+
+impl Warnings {
+    /// Whether a failed handshake from `ip` at `now` is warned about: `Some` with the count
+    /// of failures from `ip` not warned about since the last warning, `None` to keep quiet.
+    fn warn(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+        let quiet = |since: Instant| now.saturating_duration_since(since) < WARN_EVERY;
+        if let Some((warned, unsaid)) = self.quiet.get_mut(&ip) {
+            if quiet(*warned) {
+                *unsaid += 1;
+                return None;
+            }
+            let said = *unsaid;
+            (*warned, *unsaid) = (now, 0);
+            return Some(said);
+        }
+        if self.quiet.len() >= WARN_ADDRESSES {
+            // Addresses whose quiet has ended are forgotten (their count unsaid with them).
+            self.quiet.retain(|_, (warned, _)| quiet(*warned));
+            if self.quiet.len() >= WARN_ADDRESSES {
+                return None;
+            }
+        }
+        self.quiet.insert(ip, (now, 0));
+        Some(0)
+    }
+}
+
+/// Logs the failed handshake of the client at `addr`: on the peer port, a refusal that rustls
+/// made or received at WARN, as [`Warnings`] allows; anything else at DEBUG (a connection
+/// closed or reset before its handshake, plain HTTP, a port that stops).
+fn log_failure(warnings: Option<&Mutex<Warnings>>, addr: SocketAddr, err: &io::Error) {
+    let refusal = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    let said = match (warnings, refusal) {
+        (Some(warnings), Some(_)) => warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .warn(addr.ip(), Instant::now()),
+        _ => None,
+    };
+    match (said, refusal) {
+        (Some(0), Some(reason)) => tracing::warn!(
+            %addr,
+            %reason,
+            "TLS handshake on the peer port failed: a peer with a certificate of another CA, \
+             or none, cannot reach this node (one warning a minute per address)"
+        ),
+        (Some(unsaid), Some(reason)) => tracing::warn!(
+            %addr,
+            %reason,
+            unsaid,
+            "TLS handshake on the peer port failed: a peer with a certificate of another CA, \
+             or none, cannot reach this node (one warning a minute per address; `unsaid` \
+             more from it since the last)"
+        ),
+        _ => tracing::debug!(%addr, %err, "TLS handshake failed"),
+    }
 }
 
 /// The handshakes under way, oldest first, for a connection that finds every slot held to cut
@@ -711,9 +809,7 @@ fn handshake(
             Ok(Ok(stream)) => {
                 let _ = shared.ready.send((stream, addr)).await;
             }
-            // A client without the right certificate: its side says why; here it is
-            // only noise a stranger could make.
-            Ok(Err(err)) => tracing::debug!(%addr, %err, "TLS handshake failed"),
+            Ok(Err(err)) => log_failure(shared.warnings.as_deref(), addr, &err),
             Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
         }
     });
@@ -973,6 +1069,56 @@ mod tests {
         closed_within_5s(&mut silent[0], "oldest silent").await;
     }
 
+    /// The peer port warns about the first failed handshake from an address, keeps quiet
+    /// about the others from it for a minute (while it warns about other addresses), then
+    /// warns again with the count it kept quiet about. With `WARN_ADDRESSES` addresses in
+    /// their quiet minute, a new address is kept quiet about too, until theirs ends: a scan
+    /// from many addresses neither floods the log nor grows the table without bound.
+    #[test]
+    fn failed_handshakes_are_warned_about_once_a_minute_per_address() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let (a, b): (IpAddr, IpAddr) = (
+            "192.0.2.1".parse().expect("an address"),
+            "::1".parse().expect("an address"),
+        );
+        let mut warnings = Warnings::default();
+        assert_eq!(warnings.warn(a, at(0)), Some(0), "the first from a");
+        for secs in 1..60 {
+            assert_eq!(warnings.warn(a, at(secs)), None, "a again after {secs} s");
+        }
+        assert_eq!(
+            warnings.warn(b, at(30)),
+            Some(0),
+            "the first from b, during a's quiet"
+        );
+        assert_eq!(
+            warnings.warn(a, at(60)),
+            Some(59),
+            "a after a minute, with those unsaid"
+        );
+        assert_eq!(warnings.warn(a, at(61)), None, "a quiet again");
+        assert_eq!(warnings.warn(b, at(89)), None, "b within its minute");
+
+        let mut full = Warnings::default();
+        for n in 0..WARN_ADDRESSES {
+            let ip = IpAddr::from(u32::try_from(n).expect("a small number").to_be_bytes());
+            assert_eq!(full.warn(ip, at(0)), Some(0), "{ip}");
+        }
+        let late: IpAddr = "198.51.100.1".parse().expect("an address");
+        assert_eq!(
+            full.warn(late, at(59)),
+            None,
+            "a new address with the table full"
+        );
+        assert_eq!(
+            full.warn(late, at(60)),
+            Some(0),
+            "once the others' minute has ended"
+        );
+        assert_eq!(full.quiet.len(), 1, "the others are forgotten");
+    }
+
     /// The peer TLS flags of node 1 at `url`, with `dir`'s certificates.
     fn peer_config(dir: &Path, url: &str) -> Config {
         Config {
@@ -1119,7 +1265,7 @@ mod tests {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
         let (config, connector) = server_and_connector();
-        let mut listener = TlsListener::new(tcp, config).expect("a TLS listener");
+        let mut listener = TlsListener::new(tcp, config, Port::Rest).expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
         let mut begun = begins_a_handshake(addr).await;
         let mut silent = TcpStream::connect(addr).await.expect("connects");
@@ -1151,7 +1297,8 @@ mod tests {
     async fn a_dropped_listener_frees_its_port_even_with_handshakes_stuck() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = tcp.local_addr().expect("its address");
-        let mut listener = TlsListener::new(tcp, server_config()).expect("a TLS listener");
+        let mut listener =
+            TlsListener::new(tcp, server_config(), Port::Rest).expect("a TLS listener");
         let task = listener.take_accept_task().expect("the accept loop");
         let mut silent = Vec::new();
         for _ in 0..MAX_HANDSHAKES + 8 {
