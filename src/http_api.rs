@@ -244,11 +244,11 @@ impl ApiError {
                 | ProposalError::ReadNoLeader(_)
                 | ProposalError::ReadTimeout(_)
                 | ProposalError::ReadNotTaken(_)
-                | ProposalError::ReadStopped
-                | ProposalError::NodeStopped
+                | ProposalError::ReadStopped(_)
+                | ProposalError::NodeStopped(_)
                 | ProposalError::Busy(_)
-                | ProposalError::Stopped
-                | ProposalError::StoppedUnproposed
+                | ProposalError::Stopped(_)
+                | ProposalError::StoppedUnproposed(_)
                 | ProposalError::BuildsUnknown(..)
                 | ProposalError::LeaderUnlisted(..) => StatusCode::SERVICE_UNAVAILABLE,
                 ProposalError::NotMember(_) => StatusCode::NOT_FOUND,

@@ -1521,8 +1521,8 @@ mod tests {
             assert!(
                 matches!(
                     put,
-                    Err(ProposalError::Stopped
-                        | ProposalError::StoppedUnproposed
+                    Err(ProposalError::Stopped(_)
+                        | ProposalError::StoppedUnproposed(_)
                         | ProposalError::NoLeader(_))
                 ),
                 "a write must not be acknowledged: {put:?}"

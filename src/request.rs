@@ -1,15 +1,16 @@
 //! The vocabulary the node shares with everything around it: what a client asks of the raft
 //! node ([`Request`]), how it is answered ([`Responder`], [`ProposalError`]), what the node
-//! reports of itself ([`NodeStatus`], [`Shared`]) and why it stopped ([`Exit`]). Nearly a leaf:
-//! it uses only [`crate::events`] (the node's event stream, and its log's entries as that
-//! shows them) and [`crate::version`] (a member's build), both leaves, and
-//! [`crate::membership`] (to name nodes in a sentence), which uses only [`crate::pb`], a leaf;
-//! so every module may use it without a cycle. Its links to modules above it are only links.
+//! reports of itself ([`NodeStatus`], [`Shared`]) and why it stopped ([`Exit`]; [`Stop`], as the
+//! answers it leaves behind say it). Nearly a leaf: it uses only [`crate::events`] (the node's
+//! event stream, and its log's entries as that shows them) and [`crate::version`] (a member's
+//! build), both leaves, and [`crate::membership`] (to name nodes in a sentence), which uses only
+//! [`crate::pb`], a leaf; so every module may use it without a cycle. Its links to modules above
+//! it are only links.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -166,22 +167,31 @@ pub enum ProposalError {
          stuck or overloaded); nothing was read: retry on another member"
     )]
     ReadNotTaken(Duration),
-    /// The node is stopping while a read waits.
-    #[error("the node is shutting down; nothing was read: retry on another member")]
-    ReadStopped,
+    /// The node is stopping (or stopped: [`Stop`] says how) while a read waits.
+    #[error("{0}; nothing was read: retry on another member")]
+    ReadStopped(Stop),
     /// The node stopped before it answered a question about itself (its status, its
     /// members).
-    #[error("the node is shutting down: ask another member")]
-    NodeStopped,
+    #[error("{0}: ask another member")]
+    NodeStopped(Stop),
     /// The raft node did not answer a status request in time.
     #[error("the node did not answer within {0:?} (it may be busy); retry")]
     Busy(Duration),
-    /// The node is stopping, and had proposed the write or the change.
-    #[error("the node is shutting down; a request it had proposed may still happen")]
-    Stopped,
+    /// The node is stopping (or stopped: [`Stop`] says how), and had proposed the write or
+    /// the change.
+    #[error(
+        "{}; a request it had proposed may still happen{}",
+        .0,
+        stop_advice(.0, ": check on another member before sending it again")
+    )]
+    Stopped(Stop),
     /// The node is stopping before it proposed the request: no copy of it exists anywhere.
-    #[error("the node is shutting down and had not proposed the request: it will not happen")]
-    StoppedUnproposed,
+    #[error(
+        "{} and had not proposed the request: it will not happen{}",
+        .0,
+        stop_advice(.0, "; send it to another member")
+    )]
+    StoppedUnproposed(Stop),
     /// Adding an id that is already a member.
     #[error(
         "node {0} is already a member: to replace it, remove it first (DELETE /{0}); to add \
@@ -382,6 +392,56 @@ fn no_leader(waited: &Waited, wait_is: &str) -> String {
     }
 }
 
+/// How the node stopped, as the answers to the requests it leaves behind say it: those in
+/// flight, those still in its inbox, and those that arrive while its process winds down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// Asked to (a signal), or removed from the cluster: it is shutting down.
+    #[default]
+    Clean,
+    /// A failure stopped it: the answer names it, since a client (or a person with curl)
+    /// could not otherwise tell a node that died of a full disk from one stopped on purpose
+    /// (found by a hands-on campaign: both said "the node is shutting down").
+    Failed(Failure),
+}
+
+/// The failure that stopped a node, as its clients hear of it (the node's log and its exit
+/// say more: what to do about it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Whether its disk had no room left (`ENOSPC` among the error's causes): said first,
+    /// since that is what its operator must mend.
+    pub disk_full: bool,
+    /// The error, in one line.
+    pub error: String,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Clean => f.write_str("the node is shutting down"),
+            Stop::Failed(Failure {
+                disk_full: true,
+                error,
+            }) => write!(f, "the node stopped: its disk is full ({error})"),
+            Stop::Failed(Failure {
+                disk_full: false,
+                error,
+            }) => write!(f, "the node stopped on a fatal error ({error})"),
+        }
+    }
+}
+
+/// What a write's answer adds after its outcome when the node stopped on a failure: it will
+/// not be back soon, so the client goes to another member. Nothing for a clean stop, whose
+/// answers keep the words they always had.
+fn stop_advice(stop: &Stop, advice: &'static str) -> &'static str {
+    match stop {
+        Stop::Clean => "",
+        Stop::Failed(_) => advice,
+    }
+}
+
 impl ProposalError {
     /// A write's [`ProposalError::NoLeader`] after `wait`, of which nothing more is known.
     #[cfg(test)]
@@ -421,7 +481,7 @@ impl ProposalError {
             | ProposalError::NotTaken(_)
             | ProposalError::Replaced(_)
             | ProposalError::Withdrawn(_)
-            | ProposalError::StoppedUnproposed
+            | ProposalError::StoppedUnproposed(_)
             | ProposalError::BuildsUnknown(..)
             | ProposalError::LeaderUnlisted(..) => true,
             // Refusals that proposed nothing, but whose text does not promise so (see the
@@ -439,13 +499,13 @@ impl ProposalError {
             ProposalError::Timeout(_)
             | ProposalError::WithdrawnUnknown(_)
             | ProposalError::OutcomeUnknown
-            | ProposalError::Stopped => false,
+            | ProposalError::Stopped(_) => false,
             // Reads and questions about the node change nothing.
             ProposalError::ReadNoLeader(_)
             | ProposalError::ReadTimeout(_)
             | ProposalError::ReadNotTaken(_)
-            | ProposalError::ReadStopped
-            | ProposalError::NodeStopped
+            | ProposalError::ReadStopped(_)
+            | ProposalError::NodeStopped(_)
             | ProposalError::Busy(_) => false,
         }
     }
@@ -463,10 +523,10 @@ impl ProposalError {
             ProposalError::OutcomeUnknown => "outcome_unknown",
             ProposalError::ReadTimeout(_) => "read_timeout",
             ProposalError::ReadNotTaken(_) => "not_taken",
-            ProposalError::ReadStopped | ProposalError::NodeStopped => "stopped",
+            ProposalError::ReadStopped(_) | ProposalError::NodeStopped(_) => "stopped",
             ProposalError::Busy(_) => "busy",
-            ProposalError::Stopped => "stopped",
-            ProposalError::StoppedUnproposed => "stopped_unproposed",
+            ProposalError::Stopped(_) => "stopped",
+            ProposalError::StoppedUnproposed(_) => "stopped_unproposed",
             ProposalError::AlreadyMember(_) => "already_member",
             ProposalError::UrlInUse { .. } => "url_in_use",
             ProposalError::UrlIsRestApi { .. } => "url_is_rest_api",
@@ -622,6 +682,9 @@ pub struct Shared {
     pub applied_term: AtomicU64,
     /// The node's current term, for its answers to joining nodes.
     pub term: AtomicU64,
+    /// The failure that stopped the node, set once, before it answers what it leaves behind:
+    /// the handle reads it for the requests that find the node gone (see [`Stop`]).
+    pub(crate) failure: OnceLock<Failure>,
 }
 
 /// What a member knows of who has run, for its answer to a node that asks to join on an empty
@@ -747,6 +810,20 @@ impl Shared {
         }
     }
 
+    /// Records the failure that stops the node (the raft node, before it answers anything it
+    /// leaves behind). The first one is the cause: what may fail after it is its consequence.
+    pub(crate) fn note_failure(&self, failure: Failure) {
+        let _ = self.failure.set(failure);
+    }
+
+    /// How the node stopped, or is stopping: on a failure once it noted one, else cleanly.
+    pub fn stop(&self) -> Stop {
+        self.failure
+            .get()
+            .cloned()
+            .map_or(Stop::Clean, Stop::Failed)
+    }
+
     /// Whether this node knows a leader (itself included).
     pub fn knows_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) != raft::INVALID_ID
@@ -820,11 +897,19 @@ mod tests {
                 own_part: OwnPart::NoAnswer(d),
             }),
             ProposalError::ReadNotTaken(d),
-            ProposalError::ReadStopped,
-            ProposalError::NodeStopped,
+            ProposalError::ReadStopped(Stop::Clean),
+            ProposalError::ReadStopped(disk_full()),
+            ProposalError::NodeStopped(Stop::Clean),
+            ProposalError::NodeStopped(disk_full()),
             ProposalError::Busy(d),
-            ProposalError::Stopped,
-            ProposalError::StoppedUnproposed,
+            ProposalError::Stopped(Stop::Clean),
+            ProposalError::Stopped(disk_full()),
+            ProposalError::StoppedUnproposed(Stop::Clean),
+            ProposalError::StoppedUnproposed(disk_full()),
+            ProposalError::StoppedUnproposed(Stop::Failed(Failure {
+                disk_full: false,
+                error: "the state machine stopped applying entries".into(),
+            })),
             ProposalError::AlreadyMember(2),
             ProposalError::UrlInUse {
                 url: "http://a:1".into(),
@@ -852,6 +937,84 @@ mod tests {
             let says = err.to_string().contains("will not happen");
             assert_eq!(err.will_not_happen(), says, "{err:?}: {err}");
         }
+    }
+
+    /// The failure that stopped a node as its WAL found a full disk (see
+    /// `NodeError::failure`).
+    fn disk_full() -> Stop {
+        Stop::Failed(Failure {
+            disk_full: true,
+            error: "the WAL failed: I/O error on /data/wal/0.wal: No space left on device (os \
+                    error 28)"
+                .into(),
+        })
+    }
+
+    /// A clean stop (a signal, a removal) keeps the words its answers always had; a failure
+    /// is named in each (found by a hands-on campaign: a node whose disk filled said "the node
+    /// is shutting down", as for a SIGTERM), and each still says what became of the request,
+    /// and where to go.
+    #[test]
+    fn a_stop_on_a_failure_names_it_and_a_clean_stop_keeps_its_words() {
+        let clean = [
+            (
+                ProposalError::Stopped(Stop::Clean),
+                "the node is shutting down; a request it had proposed may still happen",
+            ),
+            (
+                ProposalError::StoppedUnproposed(Stop::Clean),
+                "the node is shutting down and had not proposed the request: it will not happen",
+            ),
+            (
+                ProposalError::ReadStopped(Stop::Clean),
+                "the node is shutting down; nothing was read: retry on another member",
+            ),
+            (
+                ProposalError::NodeStopped(Stop::Clean),
+                "the node is shutting down: ask another member",
+            ),
+        ];
+        for (err, said) in clean {
+            assert_eq!(err.to_string(), said);
+        }
+        let failed = [
+            (
+                ProposalError::Stopped(disk_full()),
+                "a request it had proposed may still happen: check on another member",
+            ),
+            (
+                ProposalError::StoppedUnproposed(disk_full()),
+                "had not proposed the request: it will not happen; send it to another member",
+            ),
+            (
+                ProposalError::ReadStopped(disk_full()),
+                "nothing was read: retry on another member",
+            ),
+            (
+                ProposalError::NodeStopped(disk_full()),
+                "ask another member",
+            ),
+        ];
+        for (err, outcome) in failed {
+            let text = err.to_string();
+            assert!(
+                text.starts_with("the node stopped: its disk is full (the WAL failed: ")
+                    && text.contains("No space left on device")
+                    && text.contains(outcome)
+                    && !text.contains("shutting down"),
+                "{text}"
+            );
+        }
+        let other = ProposalError::Stopped(Stop::Failed(Failure {
+            disk_full: false,
+            error: "raft: store error".into(),
+        }));
+        assert!(
+            other
+                .to_string()
+                .starts_with("the node stopped on a fatal error (raft: store error); a request"),
+            "{other}"
+        );
     }
 
     /// A leader not among the members and a leader that did not say the members' builds are

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, wait_for};
-use raftexample::NodeHandle;
+use axum::http::{Method, StatusCode};
+use common::{TestCluster, call, wait_for};
+use raftexample::{Exit, NodeHandle};
 
 /// A snapshot the disk has no room for does not stop the node (the original, and this port
 /// before, stopped, and under a supervisor restarted into the same snapshot, in a loop until
@@ -101,6 +102,51 @@ async fn a_snapshot_taken_again_ends_a_full_disks_wait() {
     )
     .await;
     disk.set_capacity(None);
+    c.shutdown().await;
+}
+
+/// A leader whose WAL finds its disk full stops, and its clients hear why, not the words of a
+/// clean stop (found by a hands-on campaign: a PUT in flight heard "the node is shutting
+/// down", as for a SIGTERM): the write it had proposed "may still happen", one sent after it
+/// stopped "will not happen", a read read nothing, and each says to go to another member.
+/// The status codes are those of a clean stop.
+#[tokio::test(start_paused = true)]
+async fn a_node_stopped_by_a_full_disk_tells_its_clients_why() {
+    let mut c = TestCluster::start(3, |_| {}).await;
+    let leader = c.wait_leader().await;
+    let router = c.router(leader);
+    let (code, body) = call(&router, Method::PUT, "/before", b"v".to_vec()).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let disk = c.mem_disk(leader);
+    disk.set_capacity(Some(disk.used_bytes()));
+    // Pages of its own: the WAL's write needs room the disk no longer has.
+    let value = vec![b'v'; 64 << 10];
+    let (code, in_flight) = call(&router, Method::PUT, "/k", value).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{in_flight}");
+    for said in [
+        "its disk is full",
+        "No space left on device",
+        "may still happen",
+    ] {
+        assert!(in_flight.contains(said), "{said:?} not in {in_flight:?}");
+    }
+    assert!(!in_flight.contains("shutting down"), "{in_flight}");
+    match c.wait_exit(leader, Duration::from_secs(5)).await {
+        Exit::Fatal(reason) => assert!(reason.contains("The disk is full"), "{reason}"),
+        other => panic!("expected a fatal stop, got {other:?}"),
+    }
+
+    // The REST API still answers while the process winds down.
+    let (code, after) = call(&router, Method::PUT, "/later", b"v".to_vec()).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{after}");
+    for said in ["its disk is full", "will not happen", "another member"] {
+        assert!(after.contains(said), "{said:?} not in {after:?}");
+    }
+    let (code, read) = call(&router, Method::GET, "/before", Vec::new()).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{read}");
+    for said in ["its disk is full", "nothing was read", "another member"] {
+        assert!(read.contains(said), "{said:?} not in {read:?}");
+    }
     c.shutdown().await;
 }
 

@@ -10,7 +10,7 @@ use common::{SnapshotBehind, TestCluster, wait_for};
 use raftexample::Exit;
 use raftexample::disk::FileSystem;
 use raftexample::kvstore::{Command, decode_snapshot};
-use raftexample::raft_node::{MemberChange, ProposalError, ReadConsistency};
+use raftexample::raft_node::{MemberChange, ProposalError, ReadConsistency, Stop};
 use raftexample::snapshotter::{self, Snapshotter};
 use raftexample::wal::{self, Record};
 use reqwest::{Method, StatusCode};
@@ -101,8 +101,8 @@ async fn close_while_proposals_in_flight() {
             .expect("writer task panicked");
         match result {
             Ok(()) => acked.push(i),
-            Err(ProposalError::Stopped) => {}
-            Err(ProposalError::StoppedUnproposed) => unproposed.push(i),
+            Err(ProposalError::Stopped(Stop::Clean)) => {}
+            Err(ProposalError::StoppedUnproposed(Stop::Clean)) => unproposed.push(i),
             Err(e) => panic!("unexpected error for write {i}: {e}"),
         }
     }
@@ -134,9 +134,14 @@ async fn a_write_to_a_stopped_node_will_not_happen() {
     cluster.wait_leader().await;
     let node = cluster.node(1).clone();
     assert_eq!(cluster.stop(1).await, raftexample::Exit::Shutdown);
+    let put = node.put("/k".into(), "v".into()).await;
+    assert_eq!(put, Err(ProposalError::StoppedUnproposed(Stop::Clean)));
+    // A clean stop says what it always said: no failure to name.
     assert_eq!(
-        node.put("/k".into(), "v".into()).await,
-        Err(ProposalError::StoppedUnproposed)
+        put.map_err(|err| err.to_string()),
+        Err(
+            "the node is shutting down and had not proposed the request: it will not happen".into()
+        )
     );
     cluster.start_node(1, false).await;
     cluster.wait_leader().await;

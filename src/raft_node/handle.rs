@@ -142,8 +142,8 @@ impl NodeHandle {
                 .await
                 .map_err(|err| match err {
                     ProposalError::NotTaken(waited) => ProposalError::ReadNotTaken(waited),
-                    ProposalError::Stopped | ProposalError::StoppedUnproposed => {
-                        ProposalError::ReadStopped
+                    ProposalError::Stopped(stop) | ProposalError::StoppedUnproposed(stop) => {
+                        ProposalError::ReadStopped(stop)
                     }
                     other => other,
                 })?;
@@ -169,7 +169,7 @@ impl NodeHandle {
                     // happen, as from any check that took the whole wait (review 108: a
                     // status's "retry" said nothing of the change).
                     .map_err(|err| match err {
-                        ProposalError::NodeStopped => ProposalError::StoppedUnproposed,
+                        ProposalError::NodeStopped(stop) => ProposalError::StoppedUnproposed(stop),
                         ProposalError::Busy(_) => ProposalError::NotProposed(self.timeout),
                         other => other,
                     })?;
@@ -369,8 +369,9 @@ impl NodeHandle {
             self.inbox
                 .send(self.stamped(Request::Status(tx)))
                 .await
-                .map_err(|_| ProposalError::NodeStopped)?;
-            rx.await.map_err(|_| ProposalError::NodeStopped)
+                .map_err(|_| ProposalError::NodeStopped(self.shared.stop()))?;
+            rx.await
+                .map_err(|_| ProposalError::NodeStopped(self.shared.stop()))
         };
         tokio::time::timeout_at(deadline, ask)
             .await
@@ -413,14 +414,15 @@ impl NodeHandle {
         // a request still waiting for room at the deadline never reached the node.
         match tokio::time::timeout_at(stuck, self.inbox.send(request)).await {
             Err(_) => return Err(ProposalError::NotTaken(self.timeout + STUCK_MARGIN)),
-            // The node had stopped reading its inbox, and never saw the request.
-            Ok(Err(_)) => return Err(ProposalError::StoppedUnproposed),
+            // The node had stopped reading its inbox, and never saw the request. It noted a
+            // failure that stopped it before it closed the inbox.
+            Ok(Err(_)) => return Err(ProposalError::StoppedUnproposed(self.shared.stop())),
             Ok(Ok(())) => {}
         }
         match tokio::time::timeout_at(stuck, rx).await {
             Ok(Ok(result)) => result,
             // A dropped responder means the node stopped before answering.
-            Ok(Err(_)) => Err(ProposalError::Stopped),
+            Ok(Err(_)) => Err(ProposalError::Stopped(self.shared.stop())),
             // Past its own deadline the node did not answer: the cause is this node, whatever
             // became of the quorum. How long it stood still is not known, only that it did
             // not answer within the margin.
@@ -435,6 +437,7 @@ impl NodeHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft_node::Stop;
 
     /// A handle of node 1 sending to `inbox`, waiting `timeout`.
     fn handle_on(inbox: mpsc::Sender<Sent>, timeout: Duration) -> NodeHandle {
@@ -510,14 +513,14 @@ mod tests {
         // happen": review 93).
         drop(stuck);
         let read = handle.get("/k", ReadConsistency::Linearizable).await;
-        assert_eq!(read, Err(ProposalError::ReadStopped));
+        assert_eq!(read, Err(ProposalError::ReadStopped(Stop::Clean)));
         assert_eq!(
             handle.status().await.err(),
-            Some(ProposalError::NodeStopped)
+            Some(ProposalError::NodeStopped(Stop::Clean))
         );
         let strict = with_strict_check(handle);
         let change = strict.change_members(MemberChange::Remove { id: 2 }).await;
-        assert_eq!(change, Err(ProposalError::StoppedUnproposed));
+        assert_eq!(change, Err(ProposalError::StoppedUnproposed(Stop::Clean)));
     }
 
     /// A node that takes a write, a read or a membership change and does not answer it

@@ -65,8 +65,8 @@ use crate::transport::{AppliedAt, Network};
 use crate::wal::{Metadata, Wal, WalOptions};
 
 pub use crate::request::{
-    Exit, MemberChange, MemberStatus, NodeStatus, OwnPart, PeerProgress, ProbeAnswer,
-    ProposalError, ReadConsistency, Request, Responder, Sent, Shared, Waited,
+    Exit, Failure, MemberChange, MemberStatus, NodeStatus, OwnPart, PeerProgress, ProbeAnswer,
+    ProposalError, ReadConsistency, Request, Responder, Sent, Shared, Stop, Waited,
 };
 pub use handle::NodeHandle;
 use log_bytes::LogBytes;
@@ -119,6 +119,20 @@ impl NodeError {
             );
         }
         self.to_string()
+    }
+
+    /// The error as the answers to the requests the node leaves behind name it: one line,
+    /// without the remedy [`Self::stop_text`] gives its operator, and what failed first.
+    pub fn failure(&self) -> Failure {
+        let error = match self {
+            NodeError::Wal(err) => format!("the WAL failed: {err}"),
+            NodeError::Snapshot(err) => format!("the snapshotter failed: {err}"),
+            other => other.to_string(),
+        };
+        Failure {
+            disk_full: disk_full(self),
+            error,
+        }
     }
 }
 

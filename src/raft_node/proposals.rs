@@ -33,7 +33,7 @@ use bytes::Bytes;
 use raft::eraftpb::Entry;
 
 use super::batching::{hold_batch, whole_pages};
-use super::{MemberChange, ProposalError, Responder, Tick};
+use super::{MemberChange, ProposalError, Responder, Stop, Tick};
 use crate::membership::Members;
 use crate::proposal::{self, Fate, ProposalId, Sessions, Verdict};
 
@@ -1067,17 +1067,18 @@ impl Proposals {
         stale.len()
     }
 
-    /// The node stops: every request hears so, and one that never went out hears that it
-    /// will not happen (as when its wait runs out), so its client may send it elsewhere.
-    pub fn stop(&mut self) {
+    /// The node stops (`stop` says how): every request hears so, and one that never went out
+    /// hears that it will not happen (as when its wait runs out), so its client may send it
+    /// elsewhere.
+    pub fn stop(&mut self, stop: &Stop) {
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending
             .into_iter()
             .chain(std::mem::take(&mut self.settling))
         {
             let err = match p.sent_at {
-                None => ProposalError::StoppedUnproposed,
-                Some(_) => ProposalError::Stopped,
+                None => ProposalError::StoppedUnproposed(stop.clone()),
+                Some(_) => ProposalError::Stopped(stop.clone()),
             };
             let _ = p.done.send(Err(err));
         }
@@ -1159,7 +1160,7 @@ mod tests {
         let mut sessions = Sessions::default();
         let _early = put(&mut p, now);
         register_at(&mut p, &mut sessions, 7, now);
-        p.stop();
+        p.stop(&Stop::Clean);
         (p, sessions)
     }
 
@@ -2056,8 +2057,11 @@ mod tests {
             p.fence_due(t0 + Duration::from_secs(4)).is_some(),
             "withdrawn"
         );
-        p.stop();
-        assert_eq!(answer.try_recv(), Ok(Err(ProposalError::Stopped)));
+        p.stop(&Stop::Clean);
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err(ProposalError::Stopped(Stop::Clean)))
+        );
         assert!(p.is_empty());
     }
 
@@ -2069,12 +2073,15 @@ mod tests {
         let (mut p, _) = registered(t0);
         let (mut sent, _, _) = put_sent(&mut p, t0);
         let mut held = put(&mut p, t0);
-        p.stop();
-        assert_eq!(sent.try_recv(), Ok(Err(ProposalError::Stopped)));
+        p.stop(&Stop::Clean);
+        assert_eq!(
+            sent.try_recv(),
+            Ok(Err(ProposalError::Stopped(Stop::Clean)))
+        );
         let Ok(Err(err)) = held.try_recv() else {
             panic!("the unproposed request was not answered");
         };
-        assert_eq!(err, ProposalError::StoppedUnproposed);
+        assert_eq!(err, ProposalError::StoppedUnproposed(Stop::Clean));
         assert!(err.to_string().contains("will not happen"), "{err}");
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{INVALID_ID, ReadState, StateRole};
 
-use super::{NodeError, ProbeAnswer, ProposalError, Responder, Tick};
+use super::{NodeError, ProbeAnswer, ProposalError, Responder, Stop, Tick};
 use crate::events::PROBE_CONTEXT_LEN;
 use crate::kvstore::Apply;
 
@@ -501,8 +501,8 @@ impl Reads {
             .collect()
     }
 
-    /// The node stops: every read hears so.
-    pub fn stop(&mut self) {
+    /// The node stops (`stop` says how): every read hears so.
+    pub fn stop(&mut self, stop: &Stop) {
         let waiters = self
             .waiting
             .drain(..)
@@ -513,7 +513,7 @@ impl Reads {
             )
             .chain(self.confirmed.drain(..).flat_map(|(_, w)| w));
         for w in waiters {
-            let _ = w.done.send(Err(ProposalError::ReadStopped));
+            let _ = w.done.send(Err(ProposalError::ReadStopped(stop.clone())));
         }
     }
 }
@@ -983,9 +983,12 @@ mod tests {
         assert_eq!(r.due_contexts(true, 0, t0).len(), 1, "a round of its own");
         // Not asked yet.
         let mut waiting = read(&mut r, t0);
-        r.stop();
+        r.stop(&Stop::Clean);
         for answer in [&mut confirmed, &mut asked, &mut waiting] {
-            assert_eq!(answer.try_recv(), Ok(Err(ProposalError::ReadStopped)));
+            assert_eq!(
+                answer.try_recv(),
+                Ok(Err(ProposalError::ReadStopped(Stop::Clean)))
+            );
         }
     }
 

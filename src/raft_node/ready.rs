@@ -107,8 +107,11 @@ impl RaftNode {
                 break Exit::Shutdown;
             }
         };
-        self.proposals.stop();
-        self.reads.stop();
+        // A failure that stopped the node was noted as it stopped (see `round`): every answer
+        // names it, and so does the handle's to a request that finds the node gone.
+        let stop = self.shared.stop();
+        self.proposals.stop(&stop);
+        self.reads.stop(&stop);
         // Requests still in the inbox were never read, so never proposed: they hear that they
         // will not happen, and may be sent elsewhere. Dropped, their clients heard "may still
         // happen" (found by a review). Closed first: a request sent from now on fails to send,
@@ -117,10 +120,10 @@ impl RaftNode {
         while let Ok(Sent { request, .. }) = requests.try_recv() {
             match request {
                 Request::Propose { done, .. } | Request::ChangeMembers { done, .. } => {
-                    let _ = done.send(Err(ProposalError::StoppedUnproposed));
+                    let _ = done.send(Err(ProposalError::StoppedUnproposed(stop.clone())));
                 }
                 Request::Read(done) => {
-                    let _ = done.send(Err(ProposalError::ReadStopped));
+                    let _ = done.send(Err(ProposalError::ReadStopped(stop.clone())));
                 }
                 // Nothing to tell: the handle says the node stopped.
                 Request::Status(_) => {}
@@ -129,9 +132,16 @@ impl RaftNode {
         if exit == Exit::Shutdown
             && let Err(err) = self.flush()
         {
-            return Exit::Fatal(err.stop_text());
+            return self.failed(err);
         }
         exit
+    }
+
+    /// The node stops on `err`: the failure is noted for the answers it leaves behind (see
+    /// [`Shared::stop`](crate::request::Shared::stop)), and the exit says it with its remedy.
+    fn failed(&self, err: NodeError) -> Exit {
+        self.shared.note_failure(err.failure());
+        Exit::Fatal(err.stop_text())
     }
 
     /// One round after new input (a tick, requests, peer events): everything that follows
@@ -141,7 +151,7 @@ impl RaftNode {
     pub fn round(&mut self) -> Option<Exit> {
         if let Err(err) = self.rounds_until_quiet() {
             tracing::error!(%err, "fatal; stopping the node");
-            return Some(Exit::Fatal(err.stop_text()));
+            return Some(self.failed(err));
         }
         self.exit.take()
     }
@@ -377,6 +387,10 @@ impl RaftNode {
             PeerEvent::JoinRefused(reason) => {
                 // Nothing was written: a joining node creates its WAL only once admitted.
                 tracing::error!(%reason, "cannot join; stopping");
+                self.shared.note_failure(crate::request::Failure {
+                    disk_full: false,
+                    error: reason.clone(),
+                });
                 self.exit = Some(Exit::Fatal(reason));
             }
         }

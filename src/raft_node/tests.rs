@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Exit, MemberChange, NodeError, NodeStatus, ProposalError, RaftNode, Request, Sent, Shared,
-    replay,
+    Stop, replay,
 };
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
@@ -366,9 +366,9 @@ async fn requests_the_node_never_read_before_it_stopped_will_not_happen() {
         // The read hears nothing was read; the write and the change, that they will not
         // happen.
         let said = if n == 2 {
-            ProposalError::ReadStopped
+            ProposalError::ReadStopped(Stop::Clean)
         } else {
-            ProposalError::StoppedUnproposed
+            ProposalError::StoppedUnproposed(Stop::Clean)
         };
         assert_eq!(
             answer.await.map_err(|_| "dropped unanswered"),

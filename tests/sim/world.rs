@@ -28,7 +28,7 @@ use raftexample::kvstore::{Applier, Command, KvStore};
 use raftexample::metrics::Metrics;
 use raftexample::raft_node::storage::NodeStorage;
 use raftexample::raft_node::{
-    Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError,
+    Exit, MemberChange, NodeEnv, ProposalError, RaftNode, Request, Shared, StartError, Stop,
     replay_wal_on,
 };
 use raftexample::transport::join::{self, MemberView, Round, Verdict};
@@ -1785,7 +1785,9 @@ impl World {
             let answer = match self.ops[i].rx.try_recv() {
                 Ok(answer) => Some(answer),
                 Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => Some(Err(ProposalError::Stopped)),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(Err(ProposalError::Stopped(Stop::Clean)))
+                }
             };
             let Some(answer) = answer else {
                 i += 1;
@@ -1865,7 +1867,7 @@ impl World {
         };
         let client = pending.client;
         let cut =
-            matches!(answer, Err(ProposalError::Stopped)) && self.nodes[&op.node].proc.is_none();
+            matches!(answer, Err(ProposalError::Stopped(_))) && self.nodes[&op.node].proc.is_none();
         let done = self.stamp();
         let (outcome, why) = match (&pending.kind, answer) {
             (_, Err(_)) if cut => (
@@ -3565,7 +3567,7 @@ pub fn change_answer(answer: &Result<(), ProposalError>) -> &'static str {
             | ProposalError::Rejected(_)
             | ProposalError::WouldLoseQuorum(_),
         ) => "409 (other)",
-        Err(ProposalError::Timeout(_) | ProposalError::Stopped) => "503 (may still happen)",
+        Err(ProposalError::Timeout(_) | ProposalError::Stopped(_)) => "503 (may still happen)",
         Err(ProposalError::OutcomeUnknown) => "503 (may have happened)",
         Err(_) => "503 (will not happen)",
     }
