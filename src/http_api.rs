@@ -229,40 +229,49 @@ pub enum ApiError {
     Encode(String),
 }
 
+/// The status code of an answer about a request: 503 for what the node could not do now (its
+/// text says whether the request may still happen), 409 for a membership change that conflicts
+/// with the members, 404 for a member that is not one, 400 for a bad peer URL.
+fn proposal_status(p: &ProposalError) -> StatusCode {
+    match p {
+        ProposalError::NoLeader(_)
+        | ProposalError::NotProposed(_)
+        | ProposalError::NotTaken(_)
+        | ProposalError::Replaced(_)
+        | ProposalError::Timeout(_)
+        | ProposalError::Withdrawn(_)
+        | ProposalError::WithdrawnUnknown(_)
+        | ProposalError::OutcomeUnknown
+        | ProposalError::ReadNoLeader(_)
+        | ProposalError::ReadTimeout(_)
+        | ProposalError::ReadNotTaken(_)
+        | ProposalError::ReadStopped(_)
+        | ProposalError::NodeStopped(_)
+        | ProposalError::Busy(_)
+        | ProposalError::Stopped(_)
+        | ProposalError::StoppedUnproposed(_)
+        | ProposalError::BuildsUnknown(..)
+        | ProposalError::LeaderUnlisted(..) => StatusCode::SERVICE_UNAVAILABLE,
+        ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
+        // As for this node's own REST URL (`add_member`): a bad URL.
+        ProposalError::UrlIsRestApi { .. } => StatusCode::BAD_REQUEST,
+        ProposalError::AlreadyMember(_)
+        | ProposalError::UrlInUse { .. }
+        | ProposalError::LastVoter(_)
+        | ProposalError::ChangePending
+        | ProposalError::MembershipChanged { .. }
+        | ProposalError::Rejected(_)
+        | ProposalError::WouldLoseQuorum(_)
+        | ProposalError::OlderBuild(_) => StatusCode::CONFLICT,
+        // The code of what ran out: the node's refusal is its cause, not another status.
+        ProposalError::CannotCatchUp { answer, .. } => proposal_status(answer),
+    }
+}
+
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Proposal(p) => match p {
-                ProposalError::NoLeader(_)
-                | ProposalError::NotProposed(_)
-                | ProposalError::NotTaken(_)
-                | ProposalError::Replaced(_)
-                | ProposalError::Timeout(_)
-                | ProposalError::Withdrawn(_)
-                | ProposalError::WithdrawnUnknown(_)
-                | ProposalError::OutcomeUnknown
-                | ProposalError::ReadNoLeader(_)
-                | ProposalError::ReadTimeout(_)
-                | ProposalError::ReadNotTaken(_)
-                | ProposalError::ReadStopped(_)
-                | ProposalError::NodeStopped(_)
-                | ProposalError::Busy(_)
-                | ProposalError::Stopped(_)
-                | ProposalError::StoppedUnproposed(_)
-                | ProposalError::BuildsUnknown(..)
-                | ProposalError::LeaderUnlisted(..) => StatusCode::SERVICE_UNAVAILABLE,
-                ProposalError::NotMember(_) => StatusCode::NOT_FOUND,
-                // As for this node's own REST URL (`add_member`): a bad URL.
-                ProposalError::UrlIsRestApi { .. } => StatusCode::BAD_REQUEST,
-                ProposalError::AlreadyMember(_)
-                | ProposalError::UrlInUse { .. }
-                | ProposalError::LastVoter(_)
-                | ProposalError::ChangePending
-                | ProposalError::MembershipChanged { .. }
-                | ProposalError::Rejected(_)
-                | ProposalError::WouldLoseQuorum(_)
-                | ProposalError::OlderBuild(_) => StatusCode::CONFLICT,
-            },
+            ApiError::Proposal(p) => proposal_status(p),
             ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
             ApiError::BadEscape(_)
             | ApiError::NotAPath(_)
@@ -800,6 +809,35 @@ mod tests {
         assert!(matches!(err, ApiError::Encode(_)), "{err:?}");
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(err.to_string().starts_with("cannot encode JSON: "), "{err}");
+    }
+
+    /// An answer naming a refused snapshot keeps the status code of the answer it names the
+    /// cause of: a client's handling of 503s (and of a conflict) does not change with it.
+    #[test]
+    fn an_answer_naming_a_refused_snapshot_keeps_its_status_code() {
+        let d = std::time::Duration::from_secs(5);
+        for answer in [
+            ProposalError::NotProposed(d),
+            ProposalError::read_timeout_after(d),
+            ProposalError::timeout_after(d),
+            // Not one a node names the refusal in, but the rule is the answer's code.
+            ProposalError::ChangePending,
+        ] {
+            let named = ProposalError::CannotCatchUp {
+                answer: Box::new(answer.clone()),
+                refused: "no room".into(),
+            };
+            assert_eq!(
+                ApiError::Proposal(named).status(),
+                ApiError::Proposal(answer.clone()).status(),
+                "{answer}"
+            );
+        }
+        let named = ProposalError::NotProposed(d).on_a_node_that_refused_a_snapshot("x".into());
+        assert_eq!(
+            ApiError::Proposal(named).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     /// `?stale` takes a boolean as `?pretty` does: `stale=t` and `stale=TRUE` are stale reads,

@@ -192,6 +192,19 @@ pub enum ProposalError {
         stop_advice(.0, "; send it to another member")
     )]
     StoppedUnproposed(Stop),
+    /// A request's wait ran out on a node that cannot catch up: it refused the leader's
+    /// snapshot for a reason of its own (no room on its disk, over its
+    /// `--max-snapshot-bytes`), the reason `/-/ready` names. Retrying on this node is futile
+    /// until its operator acts, so the answer names that in place of the cause `answer`
+    /// guessed (a quorum down, a leader that did not take it), and keeps what `answer` says of
+    /// the request's outcome (found by a hands-on campaign: such a node answered "retry").
+    #[error("{}", cannot_catch_up(answer, refused))]
+    CannotCatchUp {
+        /// What the request would have heard of its wait.
+        answer: Box<ProposalError>,
+        /// Why the node refused the snapshot.
+        refused: String,
+    },
     /// Adding an id that is already a member.
     #[error(
         "node {0} is already a member: to replace it, remove it first (DELETE /{0}); to add \
@@ -392,6 +405,32 @@ fn no_leader(waited: &Waited, wait_is: &str) -> String {
     }
 }
 
+/// The text of [`ProposalError::CannotCatchUp`]: `answer`'s outcome, with the refused snapshot
+/// as the cause.
+fn cannot_catch_up(answer: &ProposalError, refused: &str) -> String {
+    let cause = format!(
+        "this node cannot catch up: it refused the leader's snapshot ({refused}); see /-/ready"
+    );
+    match answer {
+        ProposalError::ReadTimeout(waited) | ProposalError::ReadNoLeader(waited) => format!(
+            "read not confirmed within {:?}: {cause}; nothing was read: retry on another member",
+            waited.wait
+        ),
+        ProposalError::NotProposed(wait) | ProposalError::NoLeader(Waited { wait, .. }) => {
+            format!(
+                "the request was not proposed within {wait:?}: {cause}; it will not happen: send \
+                 it to another member"
+            )
+        }
+        ProposalError::Timeout(waited) => format!(
+            "not committed within {:?}: {cause}; it may still happen: check on another member \
+             before sending it again",
+            waited.wait
+        ),
+        other => format!("{other}; {cause}"),
+    }
+}
+
 /// How the node stopped, as the answers to the requests it leaves behind say it: those in
 /// flight, those still in its inbox, and those that arrive while its process winds down.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -469,6 +508,28 @@ impl ProposalError {
         ProposalError::ReadTimeout(wait.into())
     }
 
+    /// This answer, given on a node that refused the leader's snapshot for `refused` (see
+    /// [`Shared::snapshot_refused`]): an answer that its wait ran out names that, unless it
+    /// names this node's own standstill, which held it up whatever else was wrong. Any other
+    /// answer stays as it is: it has a cause of its own.
+    pub fn on_a_node_that_refused_a_snapshot(self, refused: String) -> ProposalError {
+        let ran_out = match &self {
+            ProposalError::NotProposed(_) => true,
+            ProposalError::NoLeader(waited)
+            | ProposalError::Timeout(waited)
+            | ProposalError::ReadNoLeader(waited)
+            | ProposalError::ReadTimeout(waited) => waited.own_part == OwnPart::Unremarked,
+            _ => false,
+        };
+        match ran_out {
+            true => ProposalError::CannotCatchUp {
+                answer: Box::new(self),
+                refused,
+            },
+            false => self,
+        }
+    }
+
     /// Whether the answer says the request will not happen: the node is certain that no copy
     /// of it took or can take effect, so its client may send it again, or elsewhere. Every
     /// such answer's text says "it will not happen" (see the test); a check that classifies
@@ -507,6 +568,7 @@ impl ProposalError {
             | ProposalError::ReadStopped(_)
             | ProposalError::NodeStopped(_)
             | ProposalError::Busy(_) => false,
+            ProposalError::CannotCatchUp { answer, .. } => answer.will_not_happen(),
         }
     }
 
@@ -540,6 +602,8 @@ impl ProposalError {
             ProposalError::BuildsUnknown(..) => "builds_unknown",
             // A dashboard must tell a silent leader from one not among the members.
             ProposalError::LeaderUnlisted(..) => "leader_unlisted",
+            // Counted as what ran out; `/-/ready` says why the node cannot catch up.
+            ProposalError::CannotCatchUp { answer, .. } => answer.reason(),
         }
     }
 }
@@ -933,7 +997,17 @@ mod tests {
             ProposalError::BuildsUnknown(2, d),
             ProposalError::LeaderUnlisted(2, d),
         ];
-        for err in all {
+        let refused = |answer: ProposalError| {
+            answer.on_a_node_that_refused_a_snapshot("over --max-snapshot-bytes".into())
+        };
+        let behind = [
+            refused(ProposalError::NotProposed(d)),
+            refused(ProposalError::no_leader_after(d)),
+            refused(ProposalError::timeout_after(d)),
+            refused(ProposalError::read_timeout_after(d)),
+            refused(ProposalError::ReadNoLeader(d.into())),
+        ];
+        for err in all.into_iter().chain(behind) {
             let says = err.to_string().contains("will not happen");
             assert_eq!(err.will_not_happen(), says, "{err:?}: {err}");
         }
@@ -1015,6 +1089,63 @@ mod tests {
                 .starts_with("the node stopped on a fatal error (raft: store error); a request"),
             "{other}"
         );
+    }
+
+    /// A wait that ran out on a node that refused the leader's snapshot names the refusal
+    /// (retrying there is futile until its operator acts) in place of a quorum or a leader,
+    /// and keeps what became of the request; an answer with a cause of its own (the node
+    /// stood still, its queue stayed full, it stopped) is left as it is.
+    #[test]
+    fn a_wait_that_ran_out_on_a_node_that_refused_a_snapshot_names_the_refusal() {
+        let d = Duration::from_secs(5);
+        let why = "snapshot 0000000000000002-0000000000000031.snap is over this node's \
+                   --max-snapshot-bytes (1000 bytes)";
+        let named = [
+            (
+                ProposalError::read_timeout_after(d),
+                "read not confirmed within 5s: this node cannot catch up: it refused the \
+                 leader's snapshot (",
+                "); see /-/ready; nothing was read: retry on another member",
+            ),
+            (
+                ProposalError::NotProposed(d),
+                "the request was not proposed within 5s: this node cannot catch up: it refused \
+                 the leader's snapshot (",
+                "); see /-/ready; it will not happen: send it to another member",
+            ),
+            (
+                ProposalError::timeout_after(d),
+                "not committed within 5s: this node cannot catch up: it refused the leader's \
+                 snapshot (",
+                "); see /-/ready; it may still happen: check on another member before sending it \
+                 again",
+            ),
+        ];
+        for (answer, before, after) in named {
+            let err = answer.clone().on_a_node_that_refused_a_snapshot(why.into());
+            assert_eq!(err.to_string(), format!("{before}{why}{after}"));
+            assert!(!err.to_string().contains("quorum"), "{err}");
+            assert_eq!(err.will_not_happen(), answer.will_not_happen(), "{err}");
+            assert_eq!(err.reason(), answer.reason(), "{err}");
+        }
+        let own_cause = [
+            ProposalError::ReadTimeout(Waited {
+                wait: d,
+                own_part: OwnPart::StoodStill(d),
+            }),
+            ProposalError::Timeout(Waited {
+                wait: d,
+                own_part: OwnPart::NoAnswer(d),
+            }),
+            ProposalError::NotTaken(d),
+            ProposalError::ReadNotTaken(d),
+            ProposalError::Stopped(Stop::Clean),
+            ProposalError::Withdrawn(d),
+        ];
+        for answer in own_cause {
+            let err = answer.clone().on_a_node_that_refused_a_snapshot(why.into());
+            assert_eq!(err, answer);
+        }
     }
 
     /// A leader not among the members and a leader that did not say the members' builds are

@@ -145,6 +145,31 @@ async fn a_member_that_cannot_store_the_snapshot_says_why_it_is_not_ready() {
     );
     // A new member has no log to replay: it is catching up with the cluster.
     assert!(why.contains("catching up"), "{why}");
+    // Its reads and writes, which run out of time however often they are sent to it again,
+    // say why too, with their usual code (found by a hands-on campaign: they said "retry").
+    let put = async {
+        let answer = c
+            .http
+            .put(format!("{}/refused", c.url(id)))
+            .body("v")
+            .send()
+            .await
+            .expect("the member answers a PUT");
+        let code = answer.status().as_u16();
+        (code, answer.text().await.expect("the answer's text"))
+    };
+    let (put, get) = tokio::join!(put, c.get(id, &last));
+    let get = get.expect("the member answers a GET");
+    for ((code, text), outcome) in [(put, "will not happen"), (get, "nothing was read")] {
+        assert_eq!(code, 503, "{text}");
+        assert!(
+            text.contains("cannot catch up: it refused the leader's snapshot")
+                && text.contains("--max-snapshot-bytes (65536 bytes)")
+                && text.contains("see /-/ready")
+                && text.contains(outcome),
+            "{text}"
+        );
+    }
     c.stop(id).await;
     c.spawn(id, &["--join"]);
     wait_for(

@@ -419,7 +419,7 @@ impl NodeHandle {
             Ok(Err(_)) => return Err(ProposalError::StoppedUnproposed(self.shared.stop())),
             Ok(Ok(())) => {}
         }
-        match tokio::time::timeout_at(stuck, rx).await {
+        let answer = match tokio::time::timeout_at(stuck, rx).await {
             Ok(Ok(result)) => result,
             // A dropped responder means the node stopped before answering.
             Ok(Err(_)) => Err(ProposalError::Stopped(self.shared.stop())),
@@ -430,6 +430,22 @@ impl NodeHandle {
                 wait: self.timeout,
                 own_part: OwnPart::NoAnswer(STUCK_MARGIN),
             })),
+        };
+        answer.map_err(|err| self.naming_a_refused_snapshot(err))
+    }
+
+    /// `err`, named as the answer of a node that cannot catch up when `/-/ready` names the
+    /// leader's snapshot it refused (see [`Self::readiness`]): it is not ready, and it has not
+    /// applied that snapshot's index since. Judged as that judges it, so that the two agree.
+    /// Such a node's wait runs out however often its client retries here, until its operator
+    /// acts.
+    fn naming_a_refused_snapshot(&self, err: ProposalError) -> ProposalError {
+        if self.judge_readiness().is_ok() {
+            return err;
+        }
+        match self.shared.snapshot_refused(self.kv.applied_index()) {
+            Some(refused) => err.on_a_node_that_refused_a_snapshot(refused),
+            None => err,
         }
     }
 }
