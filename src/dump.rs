@@ -2,13 +2,15 @@
 //! per entry of a run of entries), for a person learning what raft writes (or a script, with
 //! `--json`, whose lines also give each record's length on disk). Read-only and lock-free, so
 //! it works on a stopped node's files and on a broken WAL: it prints the good records and then
-//! where and why reading stopped. Keys and values longer than [`SHOWN_BYTES`] are cut there,
-//! with their full length, unless `--full-values` asks for them whole: a 1 MiB value would
-//! otherwise be a 1 MiB line. A last line gives the cluster's incarnation as a start of the
-//! node would know it (see [`crate::incarnation`]). Where every record reads but a start
-//! would still refuse the data dir (its log lacks entries: a segment deleted, or the snapshot
-//! files that covered them gone), the incarnation is unknown, and a line after it says why,
-//! with the start's own words: it would otherwise be one from a log that is not the node's.
+//! where and why reading stopped. The unsynced tail a crash leaves at the end of the newest
+//! segment stops nothing: a start cuts it and goes on, and a line says so. Keys and values
+//! longer than [`SHOWN_BYTES`] are cut there, with their full length, unless `--full-values`
+//! asks for them whole: a 1 MiB value would otherwise be a 1 MiB line. A last line gives the
+//! cluster's incarnation as a start of the node would know it (see [`crate::incarnation`]).
+//! Where every record reads but a start would still refuse the data dir (its log lacks
+//! entries: a segment deleted, or the snapshot files that covered them gone), the incarnation
+//! is unknown, and a line after it says why, with the start's own words: it would otherwise be
+//! one from a log that is not the node's.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -76,7 +78,7 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     }
     let mut write_error = None;
     let mut trail = IncarnationTrail::default();
-    let scanned = wal::scan(&wal_dir, |path, offset, len, record| {
+    let scanned = wal::scan_to_tail(&wal_dir, |path, offset, len, record| {
         trail.note(record);
         if write_error.is_some() {
             return;
@@ -98,6 +100,11 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     });
     if let Some(err) = write_error {
         return Err(err.into());
+    }
+    if let Ok(Some(torn)) = &scanned {
+        // Where the records end: what a crash left, which a start cuts with a warning and
+        // goes on from, so no failure of the dump either (its judgement below is a start's).
+        writeln!(out, "{}", torn_tail_line(torn, as_json))?;
     }
     // Snapshots are listed even when the WAL is damaged: they may be what is left.
     let snapshots = dump_snapshots(&config.snap_dir(), as_json, out)?;
@@ -141,6 +148,26 @@ pub fn run(config: &Config, options: &Options, out: &mut impl Write) -> Result<(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The line of an unsynced tail of the newest segment: what a start does with it.
+fn torn_tail_line(torn: &wal::TornTail, as_json: bool) -> String {
+    let bytes = torn.file_len - torn.offset;
+    if as_json {
+        json!({
+            "file": short(&torn.path), "offset": torn.offset, "type": "torn-tail",
+            "bytes": bytes, "reason": torn.reason, "start": "cuts it and goes on",
+        })
+        .to_string()
+    } else {
+        format!(
+            "tail: a start cuts the last {bytes} bytes at offset {} of {} and goes on: an \
+             unsynced tail ({}), which no completed sync covered",
+            torn.offset,
+            torn.path.display(),
+            torn.reason
+        )
+    }
 }
 
 /// A snapshot file as dump read it.
@@ -1180,22 +1207,101 @@ mod tests {
         }
     }
 
-    /// A torn end of the newest segment is what a crash leaves, and a start cuts it and goes
-    /// on: dump says so, rather than leave it to look like damage.
+    /// A torn end of the newest segment is what a crash leaves, and a start cuts it with a
+    /// warning and goes on: dump says what the start will cut, where, and judges the rest as
+    /// the start does, with no failure (it exited 1, as for damage: a hands-on campaign).
     #[test]
-    fn a_torn_tail_is_told_as_one_a_start_cuts() {
+    fn a_torn_tail_is_told_as_the_cut_a_start_makes_and_is_no_failure() {
         let tmp = tempfile::TempDir::new().expect("temp dir");
         let (config, segments) = wal_of_segments(tmp.path());
         let newest = segments.last().expect("segments");
+        let mut last = None;
+        wal::scan(&config.wal_dir(), |path, off, len, _| {
+            if path == newest {
+                last = Some((off, len));
+            }
+        })
+        .expect("a readable WAL");
+        let (at, len) = last.expect("the newest segment's last record");
+        let file_len = std::fs::metadata(newest).expect("the newest segment").len();
+        assert_eq!(at + len, file_len, "the segment ends with its last record");
         cut(newest, 3);
-        let line = stopped(&config);
+        let [text, json] = [false, true].map(|json| {
+            let mut out = Vec::new();
+            let options = Options {
+                json,
+                ..Options::default()
+            };
+            run(&config, &options, &mut out).expect("a start goes on, so dump does");
+            String::from_utf8(out).expect("text")
+        });
+        let tail = text
+            .lines()
+            .find(|l| l.starts_with("tail: "))
+            .unwrap_or_else(|| panic!("no line of the tail: {text}"));
+        let said = format!(
+            "a start cuts the last {} bytes at offset {at} of {} and goes on",
+            len - 3,
+            newest.display()
+        );
+        assert!(tail.contains(&said), "{said:?} not in {tail:?}");
+        // Judged as a start judges it: the log before the tail is whole.
+        let verdict = text.lines().last().expect("lines");
         assert!(
-            line.contains("(an unsynced tail: a start cuts these last ")
-                && line.contains(&newest.display().to_string())
-                && !line.contains("not read"),
-            "{line}"
+            verdict.starts_with("incarnation  ") && !verdict.contains("refuses"),
+            "{text}"
+        );
+        let tail: Value = json
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+            .find(|l| l["type"] == "torn-tail")
+            .unwrap_or_else(|| panic!("no line of the tail: {json}"));
+        let file = newest.file_name().map(|n| n.to_string_lossy().into_owned());
+        assert_eq!(
+            (&tail["file"], &tail["offset"], &tail["bytes"]),
+            (&file.into(), &at.into(), &(len - 3).into()),
+            "{tail}"
         );
         wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
             .expect("a start cuts the tail and goes on");
+    }
+
+    /// Damage in the newest segment where a completed sync covered it is no tail: dump stops
+    /// there and fails, in the start's words, as the start refuses it.
+    #[test]
+    fn damage_a_sync_covered_in_the_newest_segment_still_fails() {
+        let tmp = tempfile::TempDir::new().expect("temp dir");
+        let (config, segments) = wal_of_segments(tmp.path());
+        let newest = segments.last().expect("segments");
+        let mut records = Vec::new();
+        wal::scan(&config.wal_dir(), |path, off, len, record| {
+            if path == newest {
+                records.push((off, len, record.clone()));
+            }
+        })
+        .expect("a readable WAL");
+        // A record after the header that a later sync mark says a completed sync covered.
+        let synced = records.iter().filter_map(|(_, _, r)| match r {
+            Record::Synced(n) => Some(*n),
+            _ => None,
+        });
+        let covered = synced.max().expect("the newest segment has a sync mark");
+        let (off, len, _) = records
+            .iter()
+            .find(|(off, len, r)| {
+                *off > 0 && off + len <= covered && !matches!(r, Record::Synced(_))
+            })
+            .expect("a record a sync covered");
+        let at = (off + len / 2) as usize;
+        let mut bytes = std::fs::read(newest).expect("the newest segment");
+        bytes[at] ^= 0x40;
+        std::fs::write(newest, bytes).expect("damaged");
+        let start = wal::Wal::open(&config.wal_dir(), crate::wal::tests::opts(256))
+            .map(drop)
+            .expect_err("a start refuses it")
+            .to_string();
+        assert!(start.contains("a completed sync covered"), "{start}");
+        let line = stopped(&config);
+        assert!(line.contains(&start), "the start says {start:?}\n{line}");
     }
 }

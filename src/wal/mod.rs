@@ -95,6 +95,7 @@ use std::path::{Path, PathBuf};
 pub use error::Error;
 pub use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 pub use record::{DecodeError, EncodeError, Record};
+pub use replay::TornTail;
 pub use segment::segment_name;
 
 use crate::disk::reaper::Reaper;
@@ -716,6 +717,17 @@ impl Wal {
 /// stops it as [`Error::NewerBuild`], which names them too.
 pub fn scan(dir: &Path, visit: impl FnMut(&Path, u64, u64, &Record)) -> Result<(), Error> {
     replay::scan(&StdFs, dir, visit)
+}
+
+/// [`scan`], but where the records end in an unsynced tail of the newest segment, which a
+/// start cuts and goes on from, that is no error: the tail is returned, for `dump` to say what
+/// a start would do, and judge the log before it as a start would (it exited 1 on a tail a
+/// start cuts with a warning: a hands-on campaign). Damage a start refuses is still an error.
+pub fn scan_to_tail(
+    dir: &Path,
+    visit: impl FnMut(&Path, u64, u64, &Record),
+) -> Result<Option<TornTail>, Error> {
+    replay::scan_to_tail(&StdFs, dir, visit)
 }
 
 /// [`scan`] on the file system `fs`.

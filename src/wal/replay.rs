@@ -456,8 +456,28 @@ pub fn read_metadata(fs: &dyn FileSystem, dir: &Path) -> Option<Metadata> {
 pub fn scan(
     fs: &dyn FileSystem,
     dir: &Path,
-    mut visit: impl FnMut(&Path, u64, u64, &Record),
+    visit: impl FnMut(&Path, u64, u64, &Record),
 ) -> Result<(), Error> {
+    match scan_to_tail(fs, dir, visit)? {
+        None => Ok(()),
+        Some(torn) => Err(corrupt(
+            &torn.path,
+            torn.offset as usize,
+            format!(
+                "{} (an unsynced tail: a start cuts these last {} bytes and goes on)",
+                torn.reason,
+                torn.file_len - torn.offset
+            ),
+        )),
+    }
+}
+
+/// Visits every record of every segment in order, read-only; see [`super::scan_to_tail`].
+pub fn scan_to_tail(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    mut visit: impl FnMut(&Path, u64, u64, &Record),
+) -> Result<Option<TornTail>, Error> {
     let segments = list_segments(fs, dir)?;
     if segments.is_empty() {
         return Err(Error::NotFound {
@@ -466,13 +486,26 @@ pub fn scan(
     }
     let mut previous_ended = false;
     for i in 0..segments.len() {
-        previous_ended = scan_segment(fs, dir, &segments, i, previous_ended, &mut visit)
-            .map_err(|err| unread_after(err, &segments[i + 1..]))?;
+        match scan_segment(fs, dir, &segments, i, previous_ended, &mut visit)
+            .map_err(|err| unread_after(err, &segments[i + 1..]))?
+        {
+            // Only the newest segment may end in a tail: there is nothing after it to read.
+            Ended::Torn(torn) => return Ok(Some(torn)),
+            Ended::NamingNext(ended) => previous_ended = ended,
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// [`scan`] of `segments[i]`; returns whether it ends by naming the next one.
+/// How a segment that [`scan_segment`] read ended.
+enum Ended {
+    /// Read to its end; whether it ends by naming the next segment.
+    NamingNext(bool),
+    /// The newest segment, in an unsynced tail a start cuts.
+    Torn(TornTail),
+}
+
+/// [`scan`] of `segments[i]`.
 fn scan_segment(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -480,7 +513,7 @@ fn scan_segment(
     i: usize,
     previous_ended: bool,
     visit: &mut impl FnMut(&Path, u64, u64, &Record),
-) -> Result<bool, Error> {
+) -> Result<Ended, Error> {
     let seg = &segments[i];
     let last = i + 1 == segments.len();
     let data = read_segment(fs, seg)?;
@@ -498,18 +531,11 @@ fn scan_segment(
         }
         let (rec, len) = match record::decode(&data, off) {
             Ok(decoded) => decoded,
+            // Judged as a start judges it: damage it refuses, or a tail it cuts.
             Err(e) => {
-                // A scan stops here either way; a start would go on past a torn tail.
-                let torn = judge_bad_record(&seg.path, &data, off, last, &e)?;
-                return Err(corrupt(
-                    &seg.path,
-                    off,
-                    format!(
-                        "{} (an unsynced tail: a start cuts these last {} bytes and goes on)",
-                        torn.reason,
-                        torn.file_len - torn.offset
-                    ),
-                ));
+                return Ok(Ended::Torn(judge_bad_record(
+                    &seg.path, &data, off, last, &e,
+                )?));
             }
         };
         visit(&seg.path, off as u64, len as u64, &rec);
@@ -533,7 +559,7 @@ fn scan_segment(
     if !last && (previous_ended || chained) && !ended {
         return Err(lost_end(&seg.path, off));
     }
-    Ok(ended)
+    Ok(Ended::NamingNext(ended))
 }
 
 /// `err`, which stopped a scan, naming the newer segments `unread` it left unread: a reader
