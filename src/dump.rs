@@ -1215,14 +1215,8 @@ mod tests {
         let tmp = tempfile::TempDir::new().expect("temp dir");
         let (config, segments) = wal_of_segments(tmp.path());
         let newest = segments.last().expect("segments");
-        let mut last = None;
-        wal::scan(&config.wal_dir(), |path, off, len, _| {
-            if path == newest {
-                last = Some((off, len));
-            }
-        })
-        .expect("a readable WAL");
-        let (at, len) = last.expect("the newest segment's last record");
+        let records = records_in(&config, newest);
+        let &(at, len, _) = records.last().expect("the newest segment's last record");
         let file_len = std::fs::metadata(newest).expect("the newest segment").len();
         assert_eq!(at + len, file_len, "the segment ends with its last record");
         cut(newest, 3);
@@ -1266,6 +1260,18 @@ mod tests {
             .expect("a start cuts the tail and goes on");
     }
 
+    /// The records of `segment` of `config`'s WAL, which reads whole: offset, length, record.
+    fn records_in(config: &Config, segment: &Path) -> Vec<(u64, u64, Record)> {
+        let mut records = Vec::new();
+        wal::scan(&config.wal_dir(), |path, off, len, record| {
+            if path == segment {
+                records.push((off, len, record.clone()));
+            }
+        })
+        .expect("a readable WAL");
+        records
+    }
+
     /// Damage in the newest segment where a completed sync covered it is no tail: dump stops
     /// there and fails, in the start's words, as the start refuses it.
     #[test]
@@ -1273,13 +1279,7 @@ mod tests {
         let tmp = tempfile::TempDir::new().expect("temp dir");
         let (config, segments) = wal_of_segments(tmp.path());
         let newest = segments.last().expect("segments");
-        let mut records = Vec::new();
-        wal::scan(&config.wal_dir(), |path, off, len, record| {
-            if path == newest {
-                records.push((off, len, record.clone()));
-            }
-        })
-        .expect("a readable WAL");
+        let records = records_in(&config, newest);
         // A record after the header that a later sync mark says a completed sync covered.
         let synced = records.iter().filter_map(|(_, _, r)| match r {
             Record::Synced(n) => Some(*n),
