@@ -1147,7 +1147,8 @@ mod tests {
     /// The snapshot folder emptied while the WAL's markers name snapshots whose entries it
     /// released: a start refuses, naming the files that are gone, but dump exited 0 with only
     /// "incarnation ? (the snapshot at index N cannot be read)" (a user's campaign). It now
-    /// says what the start says, in text and JSON.
+    /// says what the start says, in text and JSON: the files the WAL names that are not
+    /// there (the newest alone, then all), and where the WAL's own entries end.
     #[test]
     fn a_snapshot_folder_emptied_under_the_wals_markers_is_refused_as_a_start_refuses_it() {
         let tmp = tempfile::TempDir::new().expect("temp dir");
@@ -1183,20 +1184,37 @@ mod tests {
         );
         let files = crate::snapshotter::list_files(&config.snap_dir()).expect("the files");
         assert_eq!(files.len(), 2, "{files:?}");
-        for file in files {
-            std::fs::remove_file(file).expect("a snapshot file removed");
-        }
+        let start = || {
+            crate::raft_node::replay_wal(&config)
+                .map(drop)
+                .expect_err("a start refuses it")
+                .to_string()
+        };
+        // The newest alone gone: the WAL released the entries after the older one, so a start
+        // refuses too, in the same words as for all of them, naming the one it would load.
+        std::fs::remove_file(&files[1]).expect("the newest snapshot file removed");
+        let newest_gone = start();
+        assert!(
+            newest_gone.contains(
+                "names above 0000000000000001-0000000000000014.snap, the newest it has: \
+                 0000000000000001-000000000000001c.snap (term 1, index 28); the log"
+            ),
+            "{newest_gone}"
+        );
+        assert!(refused(&config)[1].contains(&newest_gone));
+        std::fs::remove_file(&files[0]).expect("the older snapshot file removed");
 
         let [incarnation, last, json_incarnation, json_error] = refused(&config);
-        let start = crate::raft_node::replay_wal(&config)
-            .map(drop)
-            .expect_err("a start refuses it")
-            .to_string();
-        assert!(
-            start.contains(" snapshot file(s) that the WAL names are not in ")
-                && start.contains("(newest 0000000000000001-000000000000001c.snap)"),
-            "{start}"
+        let start = start();
+        let said = format!(
+            "{} lacks the snapshot file(s) that {} names: 0000000000000001-000000000000001c.snap \
+             (term 1, index 28), 0000000000000001-0000000000000014.snap (term 1, index 20); the \
+             log the node acknowledged cannot be rebuilt without them: the WAL's own entries \
+             end at index 31",
+            config.snap_dir().display(),
+            config.wal_dir().display()
         );
+        assert!(start.contains(&said), "{said:?} not in {start}");
         assert!(last.contains(&start), "the start says {start:?}\n{last}");
         assert!(json_error.contains(&start), "{json_error}");
         for line in [&incarnation, &json_incarnation] {

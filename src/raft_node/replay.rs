@@ -218,7 +218,7 @@ fn restart(
     let (mut wal, contents) = open_wal(config, own_url, &fs)?;
     warn_if_join_ignored(config, &contents);
     let mem = MemStorage::new();
-    // Before the load, which sets a damaged file aside (and says so): these were gone already.
+    // Before the load, which passes over a damaged file (and says so): these were gone already.
     let missing = snapshotter.missing_named(&contents.snapshot_markers, 0);
     let snapshot = load_snapshot(&snapshotter, &contents, &mem)?;
     let (snapshot_index, snap_meta) = (snapshot.index(), snapshot.meta.as_ref());
@@ -253,8 +253,12 @@ fn restart(
     if let Some(warning) = low_space_warning(&*fs, &wal_dir, segment_size, snapshot.bytes) {
         tracing::warn!("{warning}");
     }
-    // Only now, every check passed: a start refused above leaves an older build's WAL as
-    // that build can start on it again (review 115, M1); still before the node serves.
+    // Only now, every check passed: a start refused above leaves the snapshot folder as it
+    // was, so that the next start refuses in the same words and the data dir can be copied
+    // for help as the refusal found it (a hands-on campaign: the damaged files were set
+    // aside first, and the next refusal named them as missing); and an older build's WAL as
+    // that build can start on it again (review 115, M1). Still before the node serves.
+    snapshotter.set_damaged_aside()?;
     wal.seal_format()?;
     Ok(Recovered {
         wal: Some(wal),
@@ -373,31 +377,44 @@ fn load_snapshot(
 
 /// Warns of the snapshot files the WAL names above `loaded` (the snapshot the node starts
 /// from) that were `missing` from `dir` before the start (deleted by hand, or set aside as
-/// damaged at an earlier start). Called once the replay has found the log whole after
-/// `loaded`: it then holds every entry those snapshots covered, so nothing is lost, but
-/// without this line the node would start silently from an older snapshot than its WAL names
-/// last (found by a hands-on campaign), as it does not for a file it sets aside as damaged.
+/// damaged at an earlier start, which the line says, naming the copy). Called once the replay
+/// has found the log whole after `loaded`: it then holds every entry those snapshots covered,
+/// so nothing is lost, but without this line the node would start silently from an older
+/// snapshot than its WAL names last (found by a hands-on campaign), as it does not for a file
+/// it sets aside as damaged.
 fn warn_of_missing_snapshots(
     dir: &Path,
-    missing: &[(u64, u64)],
+    missing: &[crate::snapshotter::Missing],
     loaded: Option<&SnapshotMetadata>,
 ) {
     let loaded_index = loaded.map_or(0, |m| m.index);
-    let missing: Vec<(u64, u64)> = missing
-        .iter()
-        .copied()
-        .filter(|&(_, index)| index > loaded_index)
-        .collect();
-    let Some(&(term, index)) = missing.last() else {
+    let missing: Vec<&crate::snapshotter::Missing> =
+        missing.iter().filter(|m| m.index > loaded_index).collect();
+    let Some(newest) = missing.last() else {
         return;
     };
     let paths: Vec<String> = missing
         .iter()
-        .map(|&(term, index)| {
-            let name = crate::snapshotter::snap_name(term, index);
-            dir.join(name).display().to_string()
+        .map(|m| m.path.display().to_string())
+        .collect();
+    // Where an earlier start put them: else its operator looks for a deletion, and the line
+    // comes back at every start until a newer snapshot is taken.
+    let set_aside: Vec<String> = missing
+        .iter()
+        .filter_map(|m| {
+            let aside = m.set_aside.as_ref()?;
+            Some(format!(
+                "{} was set aside as {} by an earlier start because it was damaged",
+                crate::snapshotter::snap_name(m.term, m.index),
+                aside.display()
+            ))
         })
         .collect();
+    let why = if set_aside.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", set_aside.join("; "))
+    };
     let started_from = loaded.map_or_else(
         || "no snapshot".to_string(),
         |m| {
@@ -408,18 +425,18 @@ fn warn_of_missing_snapshots(
     );
     tracing::warn!(
         path = %paths.join(", "),
-        term,
-        index,
+        term = newest.term,
+        index = newest.index,
         started_from = %started_from,
-        "snapshot file the WAL names is missing; started from an older one, and the WAL \
+        "snapshot file the WAL names is missing{why}; started from an older one, and the WAL \
          holds every entry after that"
     );
 }
 
 /// The entries after the snapshot `snap_meta` and the hard state to start from, as
 /// [`log_after_snapshot`] finds them. Entries missing because the snapshot that covered them
-/// is damaged (and was set aside): the error says so, with its file and offset, beside what
-/// the WAL lacks.
+/// is damaged (passed over by the load) or gone: the error says so, naming the file (and the
+/// offset of the damage), beside what the WAL holds.
 fn replayed_log<'c>(
     wal_dir: &Path,
     snapshotter: &Snapshotter,
@@ -428,36 +445,80 @@ fn replayed_log<'c>(
 ) -> Result<(&'c [Entry], HardState), StartError> {
     let snapshot_index = snap_meta.map_or(0, |m| m.index);
     let naming_damage = |error: StartError| {
-        naming_snapshot_damage(error, &snapshotter.set_aside(), || {
-            snapshotter.missing_or_set_aside(&contents.snapshot_markers, snapshot_index)
-        })
+        naming_snapshot_damage(
+            error,
+            &snapshotter.damaged(),
+            (wal_dir, contents),
+            snap_meta,
+            || snapshotter.gaps(&contents.snapshot_markers, snapshot_index),
+        )
     };
     log_after_snapshot(wal_dir, contents, snap_meta, naming_damage)
 }
 
-/// `error`, a log that lacks entries, with what the snapshots can say of them: the damaged
-/// files the load passed over (`damaged`, each naming its file and offset), or else what
-/// `missing_or_set_aside` says (the files the WAL names that are gone, or were set aside at
-/// an earlier start).
+/// `error`, a log (the WAL in `wal_dir`, read as `contents`) that lacks entries after the
+/// snapshot `loaded`, with what the snapshots can say of them: the damaged files the load
+/// passed over (`damaged`, each naming its file and offset), or else what `gaps` says (the
+/// files the WAL names that are not there, or were set aside at an earlier start).
 fn naming_snapshot_damage(
     error: StartError,
     damaged: &[String],
-    missing_or_set_aside: impl FnOnce() -> String,
+    (wal_dir, contents): (&Path, &WalContents),
+    loaded: Option<&SnapshotMetadata>,
+    gaps: impl FnOnce() -> crate::snapshotter::Gaps,
 ) -> StartError {
-    if damaged.is_empty() {
-        // Damaged at an earlier start (set aside then), or the files are gone.
-        let said = missing_or_set_aside();
-        if said.is_empty() {
-            error
-        } else {
-            StartError::Damaged(format!("{error}; {said}"))
-        }
-    } else {
-        StartError::Damaged(format!(
+    if !damaged.is_empty() {
+        return StartError::Damaged(format!(
             "{error}; the snapshot that covered them is damaged: {}",
             damaged.join("; ")
-        ))
+        ));
     }
+    // Damaged at an earlier start (set aside then), or the files are gone.
+    let gaps = gaps();
+    let others = (!gaps.other_set_aside.is_empty()).then(|| {
+        format!(
+            "{} holds snapshot files set aside as damaged: {}",
+            gaps.dir.display(),
+            gaps.other_set_aside.join(", ")
+        )
+    });
+    let Some(newest) = gaps.missing.last() else {
+        return match others {
+            Some(others) => StartError::Damaged(format!("{error}; {others}")),
+            None => error,
+        };
+    };
+    // Not `error`'s own words: where a snapshot from the leader replaced the log, the log
+    // held is empty, and it said "holds entries only up to 0" of a WAL whose entries run to
+    // thousands (a hands-on campaign). What is missing is the files, and the WAL's numbers
+    // are the ones `dump` shows.
+    let above = loaded.map_or_else(String::new, |m| {
+        format!(
+            " above {}, the newest it has",
+            crate::snapshotter::snap_name(m.term, m.index)
+        )
+    });
+    let listed: Vec<String> = gaps.missing.iter().rev().map(|m| m.to_string()).collect();
+    let mut said = format!(
+        "{} lacks the snapshot file(s) that {} names{above}: {}; the log the node acknowledged \
+         cannot be rebuilt without them: the WAL's own entries end at index {}, its commit \
+         index is {}, and its newest snapshot marker is at index {}",
+        gaps.dir.display(),
+        wal_dir.display(),
+        listed.join(", "),
+        contents.last_written(),
+        contents.hard_state.commit,
+        contents
+            .snapshot_markers
+            .last()
+            .map_or(newest.index, |m| m.index),
+    );
+    if let Some(others) = others {
+        said += &format!("; {others}");
+    }
+    said += "; put those files back if they were moved or copied elsewhere, or else bring \
+             the node back as for a lost disk";
+    StartError::Damaged(said)
 }
 
 /// What a restart would make of the log in `contents` (of `config`'s WAL) after it loaded
@@ -472,16 +533,17 @@ pub fn check_log_unreplayed(
     damaged: &[String],
 ) -> Result<(), StartError> {
     let snapshot_index = loaded.map_or(0, |m| m.index);
+    let wal_dir = config.wal_dir();
     let naming_damage = |error: StartError| {
-        naming_snapshot_damage(error, damaged, || {
-            crate::snapshotter::missing_or_set_aside_in(
+        naming_snapshot_damage(error, damaged, (&wal_dir, contents), loaded, || {
+            crate::snapshotter::gaps_in(
                 &config.snap_dir(),
                 &contents.snapshot_markers,
                 snapshot_index,
             )
         })
     };
-    log_after_snapshot(&config.wal_dir(), contents, loaded, naming_damage).map(drop)
+    log_after_snapshot(&wal_dir, contents, loaded, naming_damage).map(drop)
 }
 
 /// The entries of `contents` after the snapshot `snap_meta` and the hard state to start from,
@@ -1992,23 +2054,24 @@ mod tests {
 
     /// A damaged snapshot that held the only copy of committed entries: the node refuses to
     /// start, and the error names the snapshot file (found by the simulator, seed 1000555 of
-    /// the long schedules before its world changed: the error blamed only the WAL).
+    /// the long schedules before its world changed: the error blamed only the WAL). The
+    /// refusal leaves the folder as it found it, so that a second start refuses in the same
+    /// words: the first set the file aside, and the second named it set aside, where a copy
+    /// of the data dir for help no longer showed it in place (a hands-on campaign).
     #[test]
     fn a_damaged_snapshot_of_committed_entries_is_named_when_the_node_refuses() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = config(dir.path());
         let file = snapshot_at_7(&config, true);
-        let name =
-            refused_naming_damaged(&config, &file, "are committed but holds entries only up to");
-        // Started again: the file was set aside the first time, and is still named.
-        let Err(err) = replay_wal(&config) else {
-            panic!("started the second time");
-        };
-        let text = err.to_string();
+        damage(&file);
+        let before = files_in(&config.snap_dir());
+        let first = refused_naming(&config, &file, "are committed but holds entries only up to");
         assert!(
-            text.contains("set aside as damaged") && text.contains(&format!("{name}.broken")),
-            "{text}"
+            files_in(&config.snap_dir()) == before,
+            "the refusal changed the folder"
         );
+        let second = refused_naming(&config, &file, "are committed but holds entries only up to");
+        assert_eq!(first, second, "started again, the same refusal");
     }
 
     /// A snapshot from the leader replaced the log (a reset marker), the crash came before
@@ -2020,30 +2083,31 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = config(dir.path());
         let file = snapshot_at_7(&config, false);
-        refused_naming_damaged(&config, &file, "names a snapshot at index 7");
+        damage(&file);
+        refused_naming(&config, &file, "names a snapshot at index 7");
     }
 
-    /// Damages the snapshot `file`; the node must refuse to start with an error that says
-    /// `lacks` and names the file. Returns its name.
-    fn refused_naming_damaged(config: &Config, file: &Path, lacks: &str) -> String {
+    /// Flips a bit of the last byte of the snapshot `file` (its checksum's).
+    fn damage(file: &Path) {
         let mut bytes = std::fs::read(file).expect("snapshot file");
         let last = bytes.len() - 1;
         bytes[last] ^= 0x10;
         std::fs::write(file, bytes).expect("damaged");
+    }
+
+    /// The refusal of a start that needs the snapshot `file`, which is damaged or gone: it
+    /// must say `lacks` and name the file.
+    fn refused_naming(config: &Config, file: &Path, lacks: &str) -> String {
         let Err(err) = replay_wal(config) else {
-            panic!("a node whose acknowledged log needs a damaged snapshot started");
+            panic!("a node whose acknowledged log needs a damaged or missing snapshot started");
         };
         let text = err.to_string();
-        let name = file
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let name = file.file_name().expect("name").to_string_lossy();
         assert!(
-            text.contains(lacks) && text.contains(&name),
-            "the error must say what the WAL lacks and name the damaged snapshot: {text}"
+            text.contains(lacks) && text.contains(&*name),
+            "the error must say what the WAL lacks and name the snapshot: {text}"
         );
-        name
+        text
     }
 
     /// The snapshot files a WAL names deleted: the refusal says they are missing, not only
@@ -2054,15 +2118,43 @@ mod tests {
         let config = config(dir.path());
         let file = snapshot_at_7(&config, true);
         std::fs::remove_file(&file).expect("the snapshot file is lost");
-        let Err(err) = replay_wal(&config) else {
-            panic!("a node whose committed entries are only in a missing snapshot started");
+        refused_naming(&config, &file, "lacks the snapshot file(s) that");
+    }
+
+    /// A snapshot from the leader replaced the log (a reset marker at 7, after the WAL's
+    /// entries up to 5), and the snapshot folder was emptied: the refusal names the file the
+    /// WAL needs with its term and index, says where the WAL's own entries end, and what to
+    /// do. It said the WAL "holds entries only up to 0" (the log after a reset is empty), of
+    /// a WAL whose entries ran to 6615 (a hands-on campaign).
+    #[test]
+    fn an_emptied_snapshot_folder_under_a_leaders_snapshot_names_what_is_missing() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let file = {
+            let recovered = replay_wal(&config).expect("bootstrap");
+            let mut wal = recovered.wal.expect("a bootstrapped node has a WAL");
+            let entries: Vec<Entry> = (2..=5)
+                .map(|index| Entry {
+                    index,
+                    term: 2,
+                    ..Default::default()
+                })
+                .collect();
+            wal.save(None, &entries, true).expect("entries saved");
+            let mut members = Members::default();
+            members.add(1, config.cluster[0].clone(), 1);
+            save_snapshot_at_7(&config, &mut wal, members)
         };
-        let text = err.to_string();
-        let name = file.file_name().expect("name").to_string_lossy();
-        assert!(
-            text.contains("that the WAL names are not in") && text.contains(&*name),
-            "{text}"
-        );
+        std::fs::remove_file(&file).expect("the snapshot file is lost");
+        let text = refused_naming(&config, &file, "lacks the snapshot file(s) that");
+        for said in [
+            "0000000000000003-0000000000000007.snap (term 3, index 7)",
+            "the WAL's own entries end at index 5, its commit index is 7",
+            "put those files back",
+        ] {
+            assert!(text.contains(said), "{said:?} not in {text}");
+        }
+        assert!(!text.contains("up to 0"), "{text}");
     }
 
     /// The snapshot file the WAL names last deleted (by hand), where the WAL still holds
@@ -2098,6 +2190,41 @@ mod tests {
             format!("started_from={}", older.display()),
             "the WAL holds every entry after that".to_string(),
         ] {
+            assert!(warned[0].contains(&said), "{said:?} not in {logged}");
+        }
+    }
+
+    /// The newest snapshot damaged: a start goes on from the one before and sets it aside.
+    /// Every later start warns, once, that the WAL's newest snapshot is missing, and says
+    /// where it went: it said only "missing", and its operator looked for a deletion, at every
+    /// start until a newer snapshot was taken (a hands-on campaign).
+    #[test]
+    fn a_newest_snapshot_set_aside_as_damaged_is_named_so_at_later_starts() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = config(dir.path());
+        let [_, newest] = snapshots_at_4_and_8(&config);
+        damage(&newest);
+        let started = replay_wal(&config).expect("the WAL holds every entry after the older");
+        assert_eq!(started.snapshot_index, 4);
+        drop(started);
+        let mut aside = newest.clone().into_os_string();
+        aside.push(".broken");
+        let aside = PathBuf::from(aside);
+        assert!(
+            !newest.exists() && aside.exists(),
+            "set aside once the start went on"
+        );
+
+        for _ in 0..2 {
+            let (started, logged) = warnings_of(|| replay_wal(&config));
+            assert_eq!(started.expect("started again").snapshot_index, 4);
+            let warned: Vec<&str> = logged.lines().filter(|l| l.contains("missing")).collect();
+            assert_eq!(warned.len(), 1, "{logged}");
+            let said = format!(
+                "0000000000000002-0000000000000008.snap was set aside as {} by an earlier start \
+                 because it was damaged",
+                aside.display()
+            );
             assert!(warned[0].contains(&said), "{said:?} not in {logged}");
         }
     }

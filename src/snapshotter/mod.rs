@@ -5,7 +5,8 @@
 //! # Files
 //! One file per snapshot in the snapshot directory (`raftexample-<id>-snap`), named
 //! `%016x-%016x.snap` after the snapshot's term and index, as etcd names them. A file that
-//! failed its checksum at a start is renamed to `<name>.broken` and kept for inspection; one
+//! failed its checksum at a start is renamed to `<name>.broken` and kept for inspection, once
+//! the start has found that it can go on without it (a start that refuses leaves it); one
 //! found damaged while being sent, to `<name>.sent.broken` (of those, only the oldest
 //! snapshot's and the latest are kept: see [`Snapshotter::set_aside_if_damaged`]). A snapshot
 //! arriving from the leader is written to `incoming-<from>-<n>.part` first ([`handle`]), and
@@ -171,10 +172,11 @@ pub struct Snapshotter {
     fs: SharedFs,
     dir: PathBuf,
     keep: usize,
-    /// Why each file [`Snapshotter::load_newest_available_with`] set aside was damaged: if
-    /// the WAL then lacks the entries that snapshot covered, the node's refusal to start
-    /// names the snapshot file and offset, not only the WAL.
-    set_aside: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The damaged files [`Snapshotter::load_newest_available_with`] passed over, each with
+    /// why (its file and offset): if the WAL then lacks the entries that snapshot covered,
+    /// the node's refusal to start names them, not only the WAL; else the start sets them
+    /// aside ([`Snapshotter::set_damaged_aside`]).
+    damaged: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, String)>>>,
     /// Removes files off the caller's thread on a real disk: `prune_behind` and `discard` run
     /// on the raft thread, and unlinking a snapshot of a GiB takes about 250 ms here.
     reaper: std::sync::Arc<std::sync::Mutex<Reaper>>,
@@ -233,7 +235,7 @@ impl Snapshotter {
             fs,
             dir: dir.to_path_buf(),
             keep: keep.max(2),
-            set_aside: Default::default(),
+            damaged: Default::default(),
             reaper: new_reaper(),
             naming: Default::default(),
         })
@@ -320,9 +322,9 @@ impl Snapshotter {
     /// The newest snapshot that is valid and whose (term, index) is among `markers` (the WAL's
     /// snapshot markers), its data gone through `read_data` as a stream (with its length): the
     /// result counts only if the whole file then passes its checksum. A file that is not named
-    /// by a marker is skipped (its marker was never written). A damaged file is logged,
-    /// renamed to `<name>.broken`, and the previous one is tried. `Ok(None)` if no file
-    /// qualifies.
+    /// by a marker is skipped (its marker was never written). A damaged file is logged, kept
+    /// for [`Snapshotter::set_damaged_aside`] to rename to `<name>.broken` once the start
+    /// goes on, and the previous one is tried. `Ok(None)` if no file qualifies.
     pub fn load_newest_available_with<T>(
         &self,
         markers: &[SnapshotMetadata],
@@ -345,11 +347,13 @@ impl Snapshotter {
                         error = %e,
                         "snapshot file is damaged; trying the previous one"
                     );
-                    let broken = self.quarantine(&f.path)?;
-                    self.set_aside
+                    // Not set aside yet: a start that then refuses must leave the folder as it
+                    // found it, so that the next gives the same refusal (a hands-on campaign:
+                    // it named the files it had set aside as missing).
+                    self.damaged
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{e} (set aside as {})", broken.display()));
+                        .push((f.path.clone(), e.to_string()));
                 }
                 Err(e) => return Err(e),
             }
@@ -393,13 +397,22 @@ impl Snapshotter {
         Ok(kept)
     }
 
-    /// Why the damaged files that loading set aside were damaged (each names its file and
-    /// offset), oldest call first.
-    pub fn set_aside(&self) -> Vec<String> {
-        self.set_aside
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Why the damaged files that loading passed over are damaged (each names its file and
+    /// offset), newest file first.
+    pub fn damaged(&self) -> Vec<String> {
+        let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        damaged.iter().map(|(_, why)| why.clone()).collect()
+    }
+
+    /// Sets aside ([`Snapshotter::quarantine`]) the damaged files that loading passed over:
+    /// for a start that has what it needs to go on from, once it has checked that. Returns
+    /// where each went.
+    pub fn set_damaged_aside(&self) -> Result<Vec<PathBuf>, Error> {
+        let damaged = std::mem::take(&mut *self.damaged.lock().unwrap_or_else(|p| p.into_inner()));
+        damaged
+            .iter()
+            .map(|(path, _)| self.quarantine(path))
+            .collect()
     }
 
     /// Loads the snapshot with exactly this term and index, validating its checksum and that
@@ -614,7 +627,7 @@ impl Snapshotter {
     /// same snapshot, taken again and damaged again) is kept too, and the new one is
     /// `<name>.2.broken`: a rename over the first would delete it unseen. A third replaces
     /// the second, so the first and the latest damaged copies are kept. Called at a start,
-    /// before anything sends; nothing deletes these files, which a refusal to start names
+    /// before anything sends; nothing deletes these files, which later starts name
     /// (a send's set-asides have names of their own: [`Snapshotter::set_aside_if_damaged`]).
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf, Error> {
         self.rename_aside(path, BROKEN_EXT, LATER_BROKEN_EXT)
@@ -683,42 +696,34 @@ impl Snapshotter {
         Ok(self.files()?.into_iter().map(|f| f.path).collect())
     }
 
-    /// The (term, index) of the snapshots `markers` name above `index` whose files are not in
-    /// the folder under their names (deleted, or set aside as damaged), oldest first, each
-    /// once. A start that loads an older snapshot than the WAL's newest says so with them.
-    pub fn missing_named(&self, markers: &[SnapshotMetadata], index: u64) -> Vec<(u64, u64)> {
+    /// The snapshots `markers` name above `index` whose files are not in the folder under
+    /// their names (deleted, or set aside as damaged), oldest first, each once. A start that
+    /// loads an older snapshot than the WAL's newest says so with them.
+    pub fn missing_named(&self, markers: &[SnapshotMetadata], index: u64) -> Vec<Missing> {
         let names = self.fs.list_dir(&self.dir).unwrap_or_default();
-        missing_in(&names, markers, index)
+        missing_in(&self.dir, &names, markers, index)
     }
 
-    /// What a WAL that needs entries its snapshots covered can say about them: the files of
-    /// its `markers` above `index` that are not in the folder, and the files set aside as
-    /// damaged (now or at an earlier start). Empty when there is nothing to say.
-    pub fn missing_or_set_aside(&self, markers: &[SnapshotMetadata], index: u64) -> String {
+    /// What the folder can say of the snapshots a WAL that needs entries they covered names
+    /// in `markers` above `index`: see [`Gaps`].
+    pub fn gaps(&self, markers: &[SnapshotMetadata], index: u64) -> Gaps {
         let names = self.fs.list_dir(&self.dir).unwrap_or_default();
-        let missing = missing_in(&names, markers, index);
-        let broken: Vec<&String> = names.iter().filter(|n| n.ends_with(BROKEN_EXT)).collect();
-        let mut said = Vec::new();
-        if let Some(&(term, index)) = missing.last() {
-            said.push(format!(
-                "{} snapshot file(s) that the WAL names are not in {} (newest {})",
-                missing.len(),
-                self.dir.display(),
-                snap_name(term, index)
-            ));
+        let missing = missing_in(&self.dir, &names, markers, index);
+        let told: Vec<&Path> = missing
+            .iter()
+            .filter_map(|m| m.set_aside.as_deref())
+            .collect();
+        let other_set_aside = names
+            .iter()
+            .filter(|n| n.ends_with(BROKEN_EXT))
+            .filter(|n| !told.iter().any(|t| t.file_name() == Some(n.as_ref())))
+            .cloned()
+            .collect();
+        Gaps {
+            dir: self.dir.clone(),
+            missing,
+            other_set_aside,
         }
-        if !broken.is_empty() {
-            said.push(format!(
-                "{} holds snapshot files set aside as damaged: {}",
-                self.dir.display(),
-                broken
-                    .iter()
-                    .map(|n| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        said.join("; ")
     }
 
     fn files(&self) -> Result<Vec<SnapFile>, Error> {
@@ -860,10 +865,58 @@ pub fn verify_file(path: &Path, term: u64, index: u64) -> Result<SnapshotMetadat
     read_snap(&StdFs, path, term, index, |_, _| Ok(())).map(|(meta, ())| meta)
 }
 
-/// The (term, index) of the snapshots `markers` name above `index` whose files are not among
-/// `names` (a folder's), oldest first (by index, then term), each once: a marker is repeated
-/// in each segment's header.
-fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec<(u64, u64)> {
+/// A snapshot a WAL's marker names whose file is not in the folder under its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// The snapshot's term, as the marker names it.
+    pub term: u64,
+    /// Its index.
+    pub index: u64,
+    /// Where its file would be.
+    pub path: PathBuf,
+    /// The latest copy of it an earlier start set aside as damaged (`<name>.2.broken`, else
+    /// `<name>.broken`), if one is there: without it, a later start could only say that the
+    /// file is missing, and its operator would look for a deletion (a hands-on campaign).
+    pub set_aside: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Missing {
+    /// Its file's name, term and index, and where an earlier start set it aside, if it did.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = snap_name(self.term, self.index);
+        write!(f, "{name} (term {}, index {}", self.term, self.index)?;
+        if let Some(aside) = &self.set_aside {
+            write!(
+                f,
+                "; set aside as {} by an earlier start because it was damaged",
+                aside.display()
+            )?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// What a snapshot folder can say of the snapshots that a WAL, which needs entries they
+/// covered, names: those not there, and other files set aside as damaged.
+#[derive(Debug, Clone)]
+pub struct Gaps {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The snapshots the WAL names that are not in it, oldest first.
+    pub missing: Vec<Missing>,
+    /// The names of the files set aside as damaged there that none of `missing` is.
+    pub other_set_aside: Vec<String>,
+}
+
+/// The snapshots `markers` name above `index` whose files are not among `names` (the folder
+/// `dir`'s), oldest first (by index, then term), each once: a marker is repeated in each
+/// segment's header.
+fn missing_in(
+    dir: &Path,
+    names: &[String],
+    markers: &[SnapshotMetadata],
+    index: u64,
+) -> Vec<Missing> {
     let named: std::collections::BTreeSet<(u64, u64)> = markers
         .iter()
         .filter(|m| m.index > index)
@@ -871,8 +924,21 @@ fn missing_in(names: &[String], markers: &[SnapshotMetadata], index: u64) -> Vec
         .collect();
     named
         .into_iter()
-        .map(|(index, term)| (term, index))
-        .filter(|&(term, index)| !names.contains(&snap_name(term, index)))
+        .filter(|&(index, term)| !names.contains(&snap_name(term, index)))
+        .map(|(index, term)| {
+            let name = snap_name(term, index);
+            let set_aside = [LATER_BROKEN_EXT, BROKEN_EXT]
+                .iter()
+                .map(|ext| format!("{name}{ext}"))
+                .find(|aside| names.contains(aside))
+                .map(|aside| dir.join(aside));
+            Missing {
+                term,
+                index,
+                path: dir.join(name),
+                set_aside,
+            }
+        })
         .collect()
 }
 
@@ -882,10 +948,10 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     reader(dir).list()
 }
 
-/// [`Snapshotter::missing_or_set_aside`] of the folder `dir`, read without creating or
-/// changing anything (for `raftexample dump`).
-pub fn missing_or_set_aside_in(dir: &Path, markers: &[SnapshotMetadata], index: u64) -> String {
-    reader(dir).missing_or_set_aside(markers, index)
+/// [`Snapshotter::gaps`] of the folder `dir`, read without creating or changing anything
+/// (for `raftexample dump`).
+pub fn gaps_in(dir: &Path, markers: &[SnapshotMetadata], index: u64) -> Gaps {
+    reader(dir).gaps(markers, index)
 }
 
 /// A snapshotter on `dir` for reading only: unlike [`Snapshotter::new`], it neither creates
@@ -895,7 +961,7 @@ fn reader(dir: &Path) -> Snapshotter {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
         keep: usize::MAX,
-        set_aside: Default::default(),
+        damaged: Default::default(),
         reaper: new_reaper(),
         naming: Default::default(),
     }
@@ -1018,6 +1084,9 @@ mod tests {
         );
     }
 
+    /// A damaged newest file is passed over for the one before, and left where it is until
+    /// the start, having checked that it can go on, sets it aside: a start that refuses
+    /// leaves the folder as it found it.
     #[test]
     fn corrupt_newest_falls_back_to_previous_and_is_renamed_broken() {
         let tmp = TempDir::new().unwrap();
@@ -1035,6 +1104,17 @@ mod tests {
             .load_newest_available(&[marker(1, 10), marker(1, 20)])
             .unwrap();
         assert_eq!(got, Some(older));
+        assert_eq!(names(tmp.path()), vec![snap_name(1, 10), snap_name(1, 20)]);
+        let damaged = s.damaged();
+        assert!(
+            damaged.len() == 1 && damaged[0].contains(&newest.display().to_string()),
+            "{damaged:?}"
+        );
+        let aside = s.set_damaged_aside().expect("set aside");
+        assert_eq!(
+            aside,
+            vec![tmp.path().join(format!("{}.broken", snap_name(1, 20)))]
+        );
         assert_eq!(
             names(tmp.path()),
             vec![snap_name(1, 10), format!("{}.broken", snap_name(1, 20))]
@@ -1414,7 +1494,7 @@ mod tests {
             "{err}"
         );
         assert!(disk.exists(&newest).unwrap(), "left where it is");
-        assert!(s.set_aside().is_empty());
+        assert!(s.damaged().is_empty());
         // The disk reads it again: the next start uses it.
         disk.fail_reads(&newest, None);
         assert_eq!(s.load_newest_available(&markers).unwrap(), Some(newer));

@@ -196,6 +196,8 @@ pub struct WalContents {
     pub snapshot_markers: Vec<SnapshotMetadata>,
     /// All entries in the retained segments, strictly increasing by index, overwrites resolved.
     entries: Vec<Entry>,
+    /// See [`WalContents::last_written`].
+    last_written: u64,
     dir: PathBuf,
 }
 
@@ -218,6 +220,13 @@ impl WalContents {
             }
         }
         Ok(tail)
+    }
+
+    /// The index of the last entry record in the WAL (0 if none), as `dump` shows it: where
+    /// the WAL's own entries end, even where a snapshot from the leader replaced the log
+    /// after them (which then holds none of them).
+    pub fn last_written(&self) -> u64 {
+        self.last_written
     }
 
     /// All entries held, strictly increasing by index; may have holes below the newest
@@ -501,6 +510,7 @@ impl Wal {
             hard_state: r.hard_state,
             snapshot_markers: r.markers,
             entries: r.entries,
+            last_written: r.last_written,
             dir: dir.to_path_buf(),
         };
         Ok((wal, contents))
@@ -763,6 +773,7 @@ pub fn read_contents_on(fs: &dyn FileSystem, dir: &Path) -> Result<Option<WalCon
         hard_state: r.hard_state,
         snapshot_markers: r.markers,
         entries: r.entries,
+        last_written: r.last_written,
         dir: dir.to_path_buf(),
     }))
 }

@@ -87,6 +87,10 @@ pub struct Replayed {
     /// snapshot installed from the leader (which replaced the log). There may be gaps where a
     /// snapshot from the leader was marked by a WAL older than reset markers.
     pub entries: Vec<Entry>,
+    /// The index of the last entry record written (0 if none), what `dump` shows last, even
+    /// where a snapshot from the leader replaced the log after it (`entries` is then empty):
+    /// a refusal that names the snapshots the log needs says where the WAL's own entries end.
+    pub last_written: u64,
     /// The segments, in order, with their lengths as read.
     pub segments: Vec<Segment>,
     /// A torn tail of the last segment, if any (the segment's `len` still includes it).
@@ -124,6 +128,9 @@ struct State {
     hard_state: HardState,
     markers: Vec<SnapshotMetadata>,
     entries: Vec<Entry>,
+    /// The index of the last entry written, kept when a snapshot from the leader replaces
+    /// the log: see [`Replayed::last_written`].
+    last_written: u64,
 }
 
 impl State {
@@ -133,6 +140,7 @@ impl State {
         while self.entries.last().is_some_and(|l| l.index >= e.index) {
             self.entries.pop();
         }
+        self.last_written = e.index;
         self.entries.push(e);
     }
 
@@ -364,6 +372,7 @@ pub fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error> {
         hard_state: state.hard_state,
         markers: state.markers,
         entries: state.entries,
+        last_written: state.last_written,
         segments,
         torn,
         ends_synced,

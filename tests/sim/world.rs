@@ -1395,8 +1395,8 @@ impl World {
             StartError::Wal(raftexample::wal::Error::Corrupt { path, offset, .. }) => {
                 *path == flip.path && *offset <= flip.offset
             }
-            // A damaged snapshot is named by the snapshotter's error, or, when the node set it
-            // aside and the WAL then lacks what it covered, beside the WAL's complaint.
+            // A damaged snapshot is named by the snapshotter's error, or, when the load passed
+            // over it and the WAL then lacks what it covered, beside the WAL's complaint.
             StartError::Snapshot(_) | StartError::Damaged(_) | StartError::Inconsistent(_) => {
                 flip.snapshot && named
             }
@@ -1424,18 +1424,21 @@ impl World {
         self.node_down(id);
     }
 
-    /// Restores the file of `flip`, in place or from where the refusal `text` says the node
-    /// set it aside: `<name>.broken`, or `<name>.2.broken` when an earlier start had set a
-    /// copy aside already (the copy at `.broken` is then an older one; flipping the byte back
-    /// in it, as this did, damaged it and put it back as the newest file: seed 12707498).
+    /// Restores the file of `flip`, in place (a refused start leaves the folder as it found
+    /// it) or from where the refusal `text` says a start set it aside: `<name>.broken`, or
+    /// `<name>.2.broken` when an earlier start had set a copy aside already (the copy at
+    /// `.broken` is then an older one; flipping the byte back in it, as this did, damaged it
+    /// and put it back as the newest file: seed 12707498).
     fn undo_flip(&mut self, id: u64, flip: &Flip, text: &str) {
         use raftexample::disk::FileSystem;
         let disk = self.nodes[&id].fs.disk().clone();
-        let said = format!("(set aside as {}", flip.path.display());
+        // "(set aside as <path>)" or "; set aside as <path> by an earlier start ...".
+        let said = format!("set aside as {}", flip.path.display());
         let broken = match text.find(&said) {
             Some(at) => {
-                let rest = &text[at + "(set aside as ".len()..];
-                PathBuf::from(&rest[..rest.find(')').unwrap_or(rest.len())])
+                let rest = &text[at + "set aside as ".len()..];
+                let end = rest.find([')', ' ']).unwrap_or(rest.len());
+                PathBuf::from(&rest[..end])
             }
             None => {
                 let mut broken = flip.path.clone().into_os_string();
