@@ -43,7 +43,7 @@
 //! joining process one entry short of its addition, which is the live one.
 
 use raft::eraftpb::{ConfChangeType, Entry, EntryType, Message, MessageType};
-use raft::{GetEntriesContext, StateRole};
+use raft::{GetEntriesContext, RaftLog, StateRole, Storage};
 
 use super::reads::one_entry_message;
 use super::tail::registered;
@@ -107,17 +107,56 @@ impl super::RaftNode {
             return applied.0;
         }
         // Rare: a registration while a membership change may be in the log, not applied yet.
-        // A tail that cannot be read says nothing, and the applied members decide.
-        let tail = log
+        addition_in_tail(log, self.applied + 1, last, applied, id)
+    }
+}
+
+/// The most entries one read of the unapplied tail asks for. The tail is read a chunk at a
+/// time: a node whose apply is far behind (a slow disk) copied all of it on the raft thread to
+/// answer one registration, 104 bytes an entry (the payloads are shared, not copied): 100 MB
+/// for a tail of a million entries. raft-rs's byte limit alone does not bound the copy:
+/// `MemStorage::entries` copies the whole range asked for before it applies the limit, and
+/// `RaftLog::slice` the whole unstable part.
+const TAIL_CHUNK_ENTRIES: u64 = 1024;
+
+/// The most bytes of entries one read of the unapplied tail returns (raft-rs's `max_size`):
+/// what bounds a read of a storage that reads entries from disk, where `MemStorage` shares
+/// them.
+const TAIL_CHUNK_BYTES: u64 = 1 << 20;
+
+/// `id`'s latest addition after the entries of `log` from `first` to `last`, both included,
+/// given it before them as `(index, member)` ([`addition_after`]), read a chunk at a time
+/// ([`TAIL_CHUNK_ENTRIES`], [`TAIL_CHUNK_BYTES`]) and followed chunk by chunk, so that the
+/// answer is the one the whole tail at once gives. A tail that cannot be read says nothing,
+/// and `before` decides.
+fn addition_in_tail<T: Storage>(
+    log: &RaftLog<T>,
+    first: u64,
+    last: u64,
+    before: (Option<u64>, bool),
+    id: u64,
+) -> Option<u64> {
+    let mut now = before;
+    let mut next = first;
+    while next <= last {
+        let high = next.saturating_add(TAIL_CHUNK_ENTRIES).min(last + 1);
+        let chunk = log
             .slice(
-                self.applied + 1,
-                last + 1,
-                None,
+                next,
+                high,
+                TAIL_CHUNK_BYTES,
                 GetEntriesContext::empty(false),
             )
             .unwrap_or_default();
-        addition_after(applied, id, &tail)
+        // raft returns at least one entry of a range it can read, from its first index on;
+        // anything else is a tail that cannot be read.
+        let Some(end) = chunk.last().map(|e| e.index).filter(|&end| end >= next) else {
+            return before.0;
+        };
+        now = addition_after(now, id, &chunk);
+        next = end + 1;
     }
+    now.0
 }
 
 /// The index of the entry that added `id` to `members`, if it is a member and the index is
@@ -129,10 +168,10 @@ fn addition_of(members: &Members, id: u64) -> Option<u64> {
         .flatten()
 }
 
-/// `id`'s latest addition after `entries`, in log order, given it before them as `(index,
-/// member)`: an addition of an id that is a member moves nothing (as `Members::add`), a removal
-/// leaves none.
-fn addition_after(before: (Option<u64>, bool), id: u64, entries: &[Entry]) -> Option<u64> {
+/// `id`'s latest addition after `entries`, in log order, and whether it is a member then,
+/// given both before them as `(index, member)`: an addition of an id that is a member moves
+/// nothing (as `Members::add`), a removal leaves none.
+fn addition_after(before: (Option<u64>, bool), id: u64, entries: &[Entry]) -> (Option<u64>, bool) {
     let (mut latest, mut member) = before;
     for entry in entries {
         if entry.get_entry_type() == EntryType::EntryNormal {
@@ -156,7 +195,7 @@ fn addition_after(before: (Option<u64>, bool), id: u64, entries: &[Entry]) -> Op
             }
         }
     }
-    latest
+    (latest, member)
 }
 
 #[cfg(test)]
@@ -230,20 +269,139 @@ mod tests {
         let remove = |index| conf_change(index, ConfChangeType::RemoveNode, 3);
         let add = |index| conf_change(index, ConfChangeType::AddNode, 3);
         let member = (Some(3), true);
-        assert_eq!(addition_after(member, 3, &[]), Some(3));
-        assert_eq!(addition_after(member, 3, &[remove(8), add(9)]), Some(9));
-        assert_eq!(addition_after(member, 3, &[remove(8)]), None);
+        assert_eq!(addition_after(member, 3, &[]), member);
+        assert_eq!(
+            addition_after(member, 3, &[remove(8), add(9)]),
+            (Some(9), true)
+        );
+        assert_eq!(addition_after(member, 3, &[remove(8)]), (None, false));
         assert_eq!(
             addition_after(member, 3, &[add(8)]),
-            Some(3),
+            member,
             "already a member"
         );
-        assert_eq!(addition_after((None, false), 3, &[add(8)]), Some(8));
+        assert_eq!(addition_after((None, false), 3, &[add(8)]), (Some(8), true));
         let learner = conf_change(8, ConfChangeType::AddLearnerNode, 3);
-        assert_eq!(addition_after((None, false), 3, &[learner]), Some(8));
+        assert_eq!(
+            addition_after((None, false), 3, &[learner]),
+            (Some(8), true)
+        );
         let other = conf_change(8, ConfChangeType::RemoveNode, 2);
         let mut garbage = add(9);
         garbage.data = vec![0xff; 3].into();
-        assert_eq!(addition_after(member, 3, &[other, garbage]), Some(3));
+        assert_eq!(addition_after(member, 3, &[other, garbage]), member);
+    }
+
+    /// A `MemStorage` that remembers the most entries one read asked it for.
+    #[derive(Clone, Default)]
+    struct Widest(
+        raft::storage::MemStorage,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    );
+
+    impl Storage for Widest {
+        fn initial_state(&self) -> raft::Result<raft::RaftState> {
+            self.0.initial_state()
+        }
+
+        fn entries(
+            &self,
+            low: u64,
+            high: u64,
+            max_size: impl Into<Option<u64>>,
+            context: GetEntriesContext,
+        ) -> raft::Result<Vec<Entry>> {
+            self.1
+                .fetch_max(high - low, std::sync::atomic::Ordering::Relaxed);
+            self.0.entries(low, high, max_size, context)
+        }
+
+        fn term(&self, idx: u64) -> raft::Result<u64> {
+            self.0.term(idx)
+        }
+
+        fn first_index(&self) -> raft::Result<u64> {
+            self.0.first_index()
+        }
+
+        fn last_index(&self) -> raft::Result<u64> {
+            self.0.last_index()
+        }
+
+        fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
+            self.0.snapshot(request_index, to)
+        }
+    }
+
+    /// A tail longer than one read, in bytes and in entries, is followed to its end, read a
+    /// chunk at a time: node 3's removal and its addition back lie past the first chunk (the
+    /// addition in raft's unstable part), and the answer at every end of the tail is the one
+    /// the whole tail read at once gives, as before the tail was read in chunks; no read asks
+    /// the storage for more than a chunk's entries (it copies all it is asked for). A tail
+    /// that cannot be read (compacted) leaves the answer as it was before it.
+    #[test]
+    fn a_tail_read_in_chunks_gives_the_answer_of_the_whole_tail() {
+        let widest = Widest::default();
+        let store = widest.0.clone();
+        let normal = |index: u64, bytes: usize| Entry {
+            index,
+            term: 1,
+            data: vec![7u8; bytes].into(),
+            ..Default::default()
+        };
+        // 1-10 applied; the tail from 11: two entries of 600 KiB (the first read stops at
+        // one), then enough small ones for more than one read's entries.
+        let mut stable: Vec<Entry> = (1..=10).map(|i| normal(i, 8)).collect();
+        stable.extend((11..=12).map(|i| normal(i, 600 << 10)));
+        stable.extend((13..=1999).map(|i| normal(i, 8)));
+        let change = |index, change| Entry {
+            term: 1,
+            ..conf_change(index, change, 3)
+        };
+        stable[1499] = change(1500, ConfChangeType::RemoveNode);
+        store.wl().append(&stable).expect("contiguous from index 1");
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut log = RaftLog::new(widest.clone(), logger);
+        let mut unstable: Vec<Entry> = (2000..=2700).map(|i| normal(i, 8)).collect();
+        // An addition back, then one of a member, which moves nothing.
+        unstable[500] = change(2500, ConfChangeType::AddNode);
+        unstable[600] = change(2600, ConfChangeType::AddNode);
+        log.append(&unstable);
+
+        let ctx = || GetEntriesContext::empty(false);
+        let first_read = log
+            .slice(11, 2701, TAIL_CHUNK_BYTES, ctx())
+            .expect("readable");
+        assert_eq!(first_read.len(), 1, "the byte limit cuts the first read");
+        let tail = log.last_index() - 10;
+        assert!(
+            tail > TAIL_CHUNK_ENTRIES,
+            "{tail}: more than one read asks for"
+        );
+        let before = (Some(5), true);
+        for (last, expected) in [
+            (1499, Some(5)),
+            (1500, None),
+            (2499, None),
+            (2500, Some(2500)),
+            (2700, Some(2500)),
+        ] {
+            let whole = log.slice(11, last + 1, None, ctx()).expect("readable");
+            assert_eq!(addition_after(before, 3, &whole).0, expected, "at {last}");
+            widest.1.store(0, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(
+                addition_in_tail(&log, 11, last, before, 3),
+                expected,
+                "read in chunks, the tail to {last}"
+            );
+            let asked = widest.1.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                asked <= TAIL_CHUNK_ENTRIES,
+                "one read asked for {asked} entries"
+            );
+        }
+
+        store.wl().compact(20).expect("compacts applied entries");
+        assert_eq!(addition_in_tail(&log, 11, 2700, before, 3), Some(5));
     }
 }
