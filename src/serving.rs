@@ -15,9 +15,11 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -113,9 +115,17 @@ where
             .header_read_timeout(limits.client_timeout)
             .half_close(limits.half_close);
         let graceful = GracefulShutdown::new();
-        let serve_one = |io, slot: OwnedSemaphorePermit| {
+        let serve_one = |io, remote: SocketAddr, slot: OwnedSemaphorePermit| {
             let io = TokioIo::new(WriteDeadline::new(io, limits.client_timeout));
-            let service = TowerToHyperService::new(router.clone());
+            // Each request carries its client's address, as axum's `ConnectInfo` reads it (the
+            // peer server logs who sent what it refuses).
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                let mut router = router.clone();
+                // A router is always ready: axum's `poll_ready` returns at once.
+                async move { tower::Service::call(&mut router, request).await }
+            });
             let conn = graceful.watch(builder.serve_connection(io, service));
             tokio::spawn(async move {
                 if let Err(err) = conn.await {
@@ -136,21 +146,21 @@ where
                 // Only a closed semaphore fails, and nothing closes this one.
                 break;
             };
-            let (io, _) = tokio::select! {
+            let (io, remote) = tokio::select! {
                 biased;
                 _ = stop_taking.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            serve_one(io, slot);
+            serve_one(io, remote, slot);
         }
         // Closing the port resets the connections in its queue: their clients sent requests
         // that they could not know were never taken. Each is served as soon as it is ready
         // (a TLS one once its handshake is done), while connection slots are free.
         while let Ok(slot) = slots.clone().try_acquire_owned() {
-            let Some((io, _)) = listener.next_queued().await else {
+            let Some((io, remote)) = listener.next_queued().await else {
                 break;
             };
-            serve_one(io, slot);
+            serve_one(io, remote, slot);
         }
         // Closes the port (a plain listener; a TLS one's accept task ends with it).
         drop(listener);

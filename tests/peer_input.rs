@@ -212,7 +212,8 @@ async fn a_sender_that_is_not_a_member_is_refused() {
 }
 
 /// Garbage: bytes that are not HTTP at all, and a stream whose body is not a batch. Both
-/// connections are closed by the node; its memory stays put and it keeps serving.
+/// connections are closed by the node; its memory stays put and it keeps serving. The batch's
+/// refusal is in the node's log, once, with who sent it: only the sender heard of it before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_closes_the_connection_and_the_node_keeps_serving() {
     let c = ProcCluster::start(3, &[]).await;
@@ -252,6 +253,22 @@ async fn garbage_closes_the_connection_and_the_node_keeps_serving() {
             .contains("connection: close"),
         "the node closes a connection that sent garbage: {bad_batch:?}"
     );
+    let again = send_raw(&addr, &head, &body, 4096).await;
+    assert_eq!(again.status, Some(400), "{again:?}");
+    let log = c.log(1);
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused a peer request (400 Bad Request)"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once within the minute: {log}");
+    for needle in [
+        "does not parse",
+        "remote=127.0.0.1:",
+        "route=/raft/stream",
+        "peer=2",
+    ] {
+        assert!(said[0].contains(needle), "lacks {needle:?}: {}", said[0]);
+    }
     let grown = rss(pid).saturating_sub(before);
     assert!(grown < 16 << 20, "node 1 grew by {} MiB", grown >> 20);
     c.put_ok(1, "k", "w").await;

@@ -96,7 +96,7 @@ impl Body for ChannelBody {
 /// statuses are the wire protocol between nodes, older builds among them: a variant's status
 /// never changes. One status per variant, so that a client can tell them apart; where one
 /// covers several situations, the endpoint asked and the reason's text tell them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerRefusal {
     /// 400: not what a correct node sends: headers missing or malformed, a batch that does
     /// not decode or whose messages disagree with its headers, a message to its own sender, a
@@ -234,12 +234,25 @@ impl Refusal {
     }
 }
 
+/// A refusal's kind and reason, kept in its answer's extensions (which are not sent) for the
+/// peer server's log of what it refuses (`server::log_refusals`): the answer is made with no
+/// side effect, and the log knows who asked.
+#[derive(Clone, Debug)]
+pub(super) struct Refused {
+    pub(super) kind: PeerRefusal,
+    pub(super) text: String,
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), self.text + "\n").into_response();
+        let mut response = (self.status(), format!("{}\n", self.text)).into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response.extensions_mut().insert(Refused {
+            kind: self.kind,
+            text: self.text,
+        });
         response
     }
 }

@@ -30,8 +30,11 @@
 //!
 //! A refusal's status says what it means, chosen in one place for both ends ([`PeerRefusal`]:
 //! mostly 4xx; 503 for not now, joining among them; 507 for no room for a snapshot). It comes
-//! with a one-line reason and `Connection: close`, so a connection that sent garbage is closed;
-//! refusals are logged once per sender so a stray node cannot flood the log. Without TLS these
+//! with a one-line reason and `Connection: close`, so a connection that sent garbage is closed.
+//! A sender refused for who it is (another cluster, run or node; a stranger) is logged once per
+//! sender and what it named, and a request refused as what no correct node sends (400, 413)
+//! at WARN once a minute per remote address and kind, with the route, the sender it names and
+//! how many were held back: neither a stray node nor a scanner can flood the log. Without TLS these
 //! checks keep out mistakes, not attackers: the headers can be forged by anyone who can reach
 //! the port. Peer TLS keeps out whoever has no certificate from `--peer-trusted-ca-file`.
 
@@ -50,6 +53,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::builds::{Build, Heard};
@@ -64,6 +68,7 @@ use super::{
 use crate::membership::{check_peer_scheme, validate_peer_url};
 use crate::request::Shared;
 
+use super::http::Refused;
 pub use super::http::{PeerRefusal, Refusal};
 
 /// A stream that carries nothing for this long is closed here; its sender reconnects when it
@@ -90,15 +95,93 @@ pub struct PeerServer {
     next_stream: Arc<AtomicU64>,
     /// Senders whose snapshot is arriving right now.
     arriving: Arc<Mutex<HashSet<u64>>>,
-    /// (sender, what) pairs already logged.
-    logged: Arc<Mutex<HashSet<(u64, u64)>>>,
+    /// The lines logged of what requests can make this server log, to limit repeats.
+    said: Arc<Mutex<Said>>,
     /// The address this node's REST API listens on, told in the probe's answer (see
     /// [`HEADER_REST_LISTEN`]); none in tests that run no REST API.
     rest_listen: Option<std::net::SocketAddr>,
 }
 
-/// At most this many (sender, what) pairs are remembered as logged.
+/// At most this many lines are remembered as logged ([`Said`]).
 const LOGGED_MAX: usize = 1024;
+
+/// A request refused as one no correct node sends is logged at most this often per remote
+/// address and kind ([`Line::Refused`]).
+const REFUSED_EVERY: Duration = Duration::from_secs(60);
+
+/// The lines the peer server logged of what a request can make it log, so that no one who
+/// reaches the port can fill the disk with them: a repeat of a line (the same [`Line`]) is
+/// held back, for good or until its [`Line::every`] has passed, when it is said with how many
+/// were held back meanwhile.
+#[derive(Default)]
+struct Said {
+    lines: HashMap<Line, Last>,
+}
+
+/// What a logged line is about; a repeat is a line about the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Line {
+    /// Sender `from` and what it named that this node refuses, or lets in from outside the
+    /// membership (its cluster, its incarnation, the node it meant, or 0 and 1 for a
+    /// stranger let in or refused): said once.
+    Sender { from: u64, what: u64 },
+    /// A request refused as `kind` (400 or 413, what no correct node sends) from `remote`,
+    /// `None` if unknown (a router called without a socket): said once per
+    /// [`REFUSED_EVERY`]. By address, not port: a refusal closes its connection, and the
+    /// next request comes from another port.
+    Refused {
+        remote: Option<std::net::IpAddr>,
+        kind: PeerRefusal,
+    },
+}
+
+impl Line {
+    /// After how long a repeat is said again; `None`: never.
+    fn every(self) -> Option<Duration> {
+        match self {
+            Line::Sender { .. } => None,
+            Line::Refused { .. } => Some(REFUSED_EVERY),
+        }
+    }
+}
+
+/// When a line was last said, and how many repeats were held back since.
+struct Last {
+    at: Instant,
+    held_back: u64,
+}
+
+impl Said {
+    /// Whether `line` is to be said at `now`: if so, with how many repeats were held back
+    /// since it last was.
+    fn admit(&mut self, line: Line, now: Instant) -> Option<u64> {
+        // The lines are about what requests say, which anyone can write: forgetting them all
+        // now and then keeps the map bounded (a line may then be said again).
+        if self.lines.len() >= LOGGED_MAX && !self.lines.contains_key(&line) {
+            self.lines.clear();
+        }
+        let Some(last) = self.lines.get_mut(&line) else {
+            self.lines.insert(
+                line,
+                Last {
+                    at: now,
+                    held_back: 0,
+                },
+            );
+            return Some(0);
+        };
+        match line.every() {
+            Some(every) if now.saturating_duration_since(last.at) >= every => {
+                last.at = now;
+                Some(std::mem::take(&mut last.held_back))
+            }
+            _ => {
+                last.held_back = last.held_back.saturating_add(1);
+                None
+            }
+        }
+    }
+}
 
 impl PeerServer {
     /// A server feeding `inbox`, writing arriving snapshots into `incoming_dir`. Removes the
@@ -129,7 +212,7 @@ impl PeerServer {
             streams: Arc::default(),
             next_stream: Arc::default(),
             arriving: Arc::default(),
-            logged: Arc::default(),
+            said: Arc::default(),
             rest_listen: None,
         }
     }
@@ -147,23 +230,59 @@ impl PeerServer {
             .route(STREAM_PATH, post(receive_stream))
             .route(JOIN_PATH, get(answer_join))
             .route(PROBE_PATH, get(answer_probe))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                log_refusals,
+            ))
             .with_state(self)
     }
 
+    /// Whether to log `line` now ([`Said::admit`]).
+    fn say(&self, line: Line) -> Option<u64> {
+        let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+        // Returned, and logged by the caller, not under the lock: a stderr nobody reads
+        // blocks the write, and every other request refused meanwhile would wait on the lock,
+        // each holding a worker thread.
+        said.admit(line, Instant::now())
+    }
+
     fn log_once(&self, from: u64, what: u64, text: &str) {
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        // The pairs come from headers anyone can write: forgetting them all now and then keeps
-        // the set bounded (a line may then be logged again).
-        if logged.len() >= LOGGED_MAX {
-            logged.clear();
-        }
-        let first = logged.insert((from, what));
-        // Not under the lock: a stderr nobody reads blocks the write, and every other
-        // request refused meanwhile would wait on the lock, each holding a worker thread.
-        drop(logged);
-        if first {
+        if self.say(Line::Sender { from, what }).is_some() {
             tracing::warn!("{text}");
         }
+    }
+
+    /// Logs `refused`, the answer to a request to `route` from `remote` that names itself
+    /// node `from`, if it refuses what no correct node sends (400 or 413) and its line is due
+    /// ([`Line::Refused`]). Only the sender hears of the refusal otherwise: a node whose
+    /// cluster misbehaves because some process (a misconfigured node, another build, a
+    /// scanner) sends it garbage showed nothing of it in its log.
+    fn log_refused(
+        &self,
+        remote: Option<std::net::SocketAddr>,
+        route: &str,
+        from: Option<u64>,
+        refused: &Refused,
+    ) {
+        if !matches!(refused.kind, PeerRefusal::Malformed | PeerRefusal::TooLarge) {
+            return;
+        }
+        let line = Line::Refused {
+            remote: remote.map(|addr| addr.ip()),
+            kind: refused.kind,
+        };
+        let Some(held_back) = self.say(line) else {
+            return;
+        };
+        tracing::warn!(
+            remote = remote.map(tracing::field::display),
+            route = %route,
+            peer = from,
+            suppressed = (held_back > 0).then_some(held_back),
+            "refused a peer request ({}): {}",
+            refused.kind.status(),
+            refused.text
+        );
     }
 
     /// Checks the headers of a raft request; returns the sender's id and where it may be
@@ -521,6 +640,27 @@ fn named_incarnation(headers: &HeaderMap) -> Result<u64, Refusal> {
 fn header_u64(headers: &HeaderMap, name: &str, radix: u32) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?;
     u64::from_str_radix(text, radix).ok()
+}
+
+/// Hands what the peer routes refuse to [`PeerServer::log_refused`], with who asked: the
+/// remote address (as the port's server records it, see `serving`), the route and the sender
+/// the request names.
+async fn log_refusals(
+    State(server): State<PeerServer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let route = request.uri().path().to_owned();
+    let from = header_u64(request.headers(), HEADER_FROM, 10);
+    let response = next.run(request).await;
+    if let Some(refused) = response.extensions().get::<Refused>() {
+        server.log_refused(remote, &route, from, refused);
+    }
+    response
 }
 
 async fn receive_stream(
@@ -1448,8 +1588,143 @@ mod tests {
             let refused = server.admit(&headers).expect_err("another cluster");
             assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
         }
-        let logged = server.logged.lock().expect("not poisoned").len();
-        assert!(logged <= LOGGED_MAX, "{logged} pairs remembered");
+        let logged = server.said.lock().expect("not poisoned").lines.len();
+        assert!(logged <= LOGGED_MAX, "{logged} lines remembered");
+    }
+
+    /// A request refused as garbage is logged once per remote address and kind, then held
+    /// back for a minute, and said again after it with how many were held back; other
+    /// addresses and the other kind have lines of their own; a sender's refusal for who it
+    /// is, said once, stays said however long after.
+    #[test]
+    fn refusals_are_logged_once_a_minute_per_address_and_kind() {
+        let mut said = Said::default();
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let from = |ip: [u8; 4], kind| Line::Refused {
+            remote: Some(std::net::IpAddr::from(ip)),
+            kind,
+        };
+        let garbage = from([10, 0, 0, 1], PeerRefusal::Malformed);
+        assert_eq!(said.admit(garbage, at(0)), Some(0), "the first");
+        for secs in [0, 1, 59] {
+            assert_eq!(said.admit(garbage, at(secs)), None, "held back at {secs} s");
+        }
+        assert_eq!(
+            said.admit(garbage, at(60)),
+            Some(3),
+            "a minute on, with the 3 held"
+        );
+        assert_eq!(said.admit(garbage, at(61)), None, "a new minute");
+        assert_eq!(said.admit(garbage, at(200)), Some(1));
+        let elsewhere = from([10, 0, 0, 2], PeerRefusal::Malformed);
+        assert_eq!(said.admit(elsewhere, at(200)), Some(0), "another address");
+        let too_large = from([10, 0, 0, 1], PeerRefusal::TooLarge);
+        assert_eq!(said.admit(too_large, at(200)), Some(0), "another kind");
+        let unknown = Line::Refused {
+            remote: None,
+            kind: PeerRefusal::Malformed,
+        };
+        assert_eq!(said.admit(unknown, at(200)), Some(0), "no address known");
+
+        let stranger = Line::Sender { from: 9, what: 1 };
+        assert_eq!(said.admit(stranger, at(0)), Some(0));
+        assert_eq!(
+            said.admit(stranger, at(86_400)),
+            None,
+            "once, a day later too"
+        );
+    }
+
+    /// Sends `request` (head and body) to `addr` and reads the answer to its end (a refusal
+    /// closes the connection), within 10 s.
+    async fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        conn.write_all(request).await.expect("sends");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("answered within 10 s")
+            .expect("reads the answer");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// A peer stream request from node 1 to node 3 of cluster `abc` whose body is `body`.
+    fn stream_request(body: &[u8]) -> Vec<u8> {
+        let mut request = format!(
+            "POST {STREAM_PATH} HTTP/1.1\r\nHost: node3\r\nContent-Length: {}\r\n\
+             {HEADER_FROM}: 1\r\n{HEADER_TO}: 3\r\n{HEADER_CLUSTER}: abc\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    }
+
+    /// A malformed batch sent to a peer server on a real port is answered 400 and logged at
+    /// WARN with the remote address, the route, the sender it names and the reason; a second
+    /// one within the minute, and a request with no headers at all from the same address,
+    /// are answered alike and not logged; a batch over the size limit (413) is logged once
+    /// too. The sender alone heard of these refusals before: the node's log said nothing.
+    #[tokio::test]
+    async fn a_malformed_batch_is_logged_once_with_who_sent_it() {
+        let log = crate::raft_node::storage::tests::Captured::default();
+        let _logging = tracing::subscriber::set_default(log.subscriber());
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let (server, _events) = server(dir.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let shutdown = CancellationToken::new();
+        let _serving = crate::serving::serve(
+            crate::listener::PortListener::Plain(listener),
+            server.router(),
+            crate::serving::Limits {
+                client_timeout: Duration::from_secs(30),
+                max_connections: 4,
+                half_close: false,
+            },
+            shutdown.clone(),
+            shutdown.clone(),
+        );
+        let _stop = shutdown.drop_guard();
+
+        // A length prefix of 1: a message too short to be a raft message.
+        let garbage = stream_request(&[1, 0, 0, 0, 0]);
+        let reason = "bad batch: message at byte 4 is refused: it is too short";
+        let refused = "refused a peer request (400 Bad Request)";
+        let answer = ask(addr, &garbage).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains(reason), "{answer}");
+        let text = log.text();
+        let line = text
+            .lines()
+            .find(|l| l.contains(refused))
+            .unwrap_or_else(|| panic!("no line says {refused:?}: {text}"));
+        assert!(line.contains(" WARN "), "{line}");
+        assert!(line.contains(reason), "{line}");
+        assert!(line.contains("remote=127.0.0.1:"), "{line}");
+        assert!(line.contains(&format!("route={STREAM_PATH}")), "{line}");
+        assert!(line.contains("peer=1"), "{line}");
+
+        let answer = ask(addr, &garbage).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let bare =
+            format!("POST {STREAM_PATH} HTTP/1.1\r\nHost: node3\r\nContent-Length: 0\r\n\r\n");
+        let answer = ask(addr, bare.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert_eq!(log.count(refused), 1, "{}", log.text());
+
+        // A length prefix over the 1 MiB limit.
+        let answer = ask(addr, &stream_request(&[0xff, 0xff, 0xff, 0x7f])).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        let too_large = "refused a peer request (413 Payload Too Large)";
+        assert_eq!(log.count(too_large), 1, "{}", log.text());
+        assert_eq!(log.count(refused), 1, "{}", log.text());
     }
 
     /// A snapshot at `index` of members 1 and 3 that a leader of `term` sends, its data
