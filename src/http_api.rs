@@ -231,8 +231,9 @@ pub enum ApiError {
 
 /// The status code of an answer about a request: 503 for what the node could not do now (its
 /// text says whether the request may still happen), 409 for a membership change that conflicts
-/// with the members, 404 for a member that is not one, 400 for a bad peer URL.
-fn proposal_status(p: &ProposalError) -> StatusCode {
+/// with the members, 404 for a member that is not one, 400 for a bad peer URL. Public so the
+/// simulator's clients see the codes a client of the REST API sees.
+pub fn proposal_status(p: &ProposalError) -> StatusCode {
     match p {
         ProposalError::NoLeader(_)
         | ProposalError::NotProposed(_)

@@ -257,6 +257,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
     }
 }
 
+/// Serves `router` on a fresh loopback port, as a node's port with room for a test's few
+/// connections: its address, the token that stops it, and the server's task.
+#[cfg(test)]
+pub(crate) async fn serve_on_loopback(
+    router: axum::Router,
+) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let shutdown = CancellationToken::new();
+    let limits = Limits {
+        client_timeout: Duration::from_secs(30),
+        max_connections: 4,
+        half_close: false,
+    };
+    let serving = serve(
+        crate::listener::PortListener::Plain(listener),
+        router,
+        limits,
+        shutdown.clone(),
+        shutdown.clone(),
+    );
+    (addr, shutdown, serving)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1675,22 +1675,7 @@ mod tests {
         let _logging = tracing::subscriber::set_default(log.subscriber());
         let dir = tempfile::TempDir::new().expect("temp dir");
         let (server, _events) = server(dir.path());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("its address");
-        let shutdown = CancellationToken::new();
-        let _serving = crate::serving::serve(
-            crate::listener::PortListener::Plain(listener),
-            server.router(),
-            crate::serving::Limits {
-                client_timeout: Duration::from_secs(30),
-                max_connections: 4,
-                half_close: false,
-            },
-            shutdown.clone(),
-            shutdown.clone(),
-        );
+        let (addr, shutdown, _serving) = crate::serving::serve_on_loopback(server.router()).await;
         let _stop = shutdown.drop_guard();
 
         // A length prefix of 1: a message too short to be a raft message.

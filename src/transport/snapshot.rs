@@ -1198,22 +1198,7 @@ mod tests {
                 .len();
 
         let (server, _events) = follower_with_full_inbox(follower_dir.path());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let addr = listener.local_addr().expect("its address");
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let serving = crate::serving::serve(
-            crate::listener::PortListener::Plain(listener),
-            server.router(),
-            crate::serving::Limits {
-                client_timeout: Duration::from_secs(30),
-                max_connections: 4,
-                half_close: false,
-            },
-            shutdown.clone(),
-            shutdown.clone(),
-        );
+        let (addr, shutdown, serving) = crate::serving::serve_on_loopback(server.router()).await;
 
         let mut leader_conn = tokio::net::TcpStream::connect(addr)
             .await

@@ -9,22 +9,6 @@ pub use crate::history::{Recorded, Why};
 use crate::lincheck::{OpKind, Operation, Outcome};
 use raftexample::raft_node::ProposalError;
 
-/// The status the REST API gives `err` (see `http_api.rs`).
-fn status_of(err: &ProposalError) -> u16 {
-    match err {
-        ProposalError::NotMember(_) => 404,
-        ProposalError::AlreadyMember(_)
-        | ProposalError::UrlInUse { .. }
-        | ProposalError::LastVoter(_)
-        | ProposalError::ChangePending
-        | ProposalError::MembershipChanged { .. }
-        | ProposalError::Rejected(_)
-        | ProposalError::WouldLoseQuorum(_)
-        | ProposalError::OlderBuild(_) => 409,
-        _ => 503,
-    }
-}
-
 /// The outcome of a `PUT` the node answered with `answer`.
 pub fn put_outcome(answer: Result<(), ProposalError>) -> (Outcome, Option<Why>) {
     match answer {
@@ -37,7 +21,8 @@ pub fn put_outcome(answer: Result<(), ProposalError>) -> (Outcome, Option<Why>) 
             } else {
                 Outcome::Unknown
             };
-            (outcome, Some(Why::Status(status_of(&err), text)))
+            let status = raftexample::http_api::proposal_status(&err).as_u16();
+            (outcome, Some(Why::Status(status, text)))
         }
     }
 }
