@@ -433,8 +433,14 @@ impl RaftNode {
         // election timeouts without a word means nothing more is coming.
         // A leader that took over from this node and still counts it as a voter speaks to it
         // every tick; one that does not (it applied the removal) falls silent: two election
-        // timeouts of silence say so.
-        let patience = if self.removal.removed_while_leading.is_some() {
+        // timeouts of silence say so. Not once a leader has announced entries committed past
+        // what this node applied: a leader that counts it speaks, the entries may add it back,
+        // and the silence may be the leader's fall (CheckQuorum, if this node's answers were
+        // cut) rather than a removal applied; the cluster may need this node to elect the next
+        // (found by the simulator: long seed 12802394).
+        let missing_committed = self.removal.leader_commit > self.applied;
+        let successor_silent = self.removal.removed_while_leading.is_some() && !missing_committed;
+        let patience = if successor_silent {
             self.tick * (2 * ELECTION_TICKS)
         } else {
             self.tick * 60
@@ -453,7 +459,7 @@ impl RaftNode {
             if !(leading || told || abandoned) {
                 return Ok(());
             }
-            if abandoned && !leading && !told && self.removal.removed_while_leading.is_none() {
+            if abandoned && !leading && !told && !successor_silent {
                 // A guess: say what it rests on, and what to do if it is wrong.
                 tracing::warn!(
                     "this node has applied its own removal, and no leader has told it more for \

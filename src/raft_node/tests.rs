@@ -872,6 +872,60 @@ async fn a_leader_removed_stays_until_a_successor_that_still_counts_it_has_commi
     assert_eq!(exit, Exit::Removed);
 }
 
+/// As above, but node 1's answers to node 2 are lost (a one-way cut): node 2, leading, has
+/// committed past node 1's log (its re-addition of node 1 among those entries, as far as node 1
+/// can tell) and probes at its own last index, which node 1 rejects. Then node 2 falls silent:
+/// it lost its leadership (CheckQuorum: node 1's answers never came), not because it applied the
+/// removal. Node 1 gave up after two election timeouts, the patience meant for a successor
+/// that applied the removal, and left a cluster whose next leader needed its vote (found by the
+/// simulator: long seed 12802394). It waits the patience of a follower that knows it lacks
+/// committed entries (sixty ticks), then goes if no leader spoke. On tokio's paused clock: the
+/// waits are the node's own patience, passed without real time.
+#[tokio::test(start_paused = true)]
+async fn a_leader_removed_stays_while_a_successor_has_committed_entries_it_lacks() {
+    use raft::eraftpb::MessageType::*;
+    let node = Fed::leader_of_two_to_be().await;
+    let (term, status) = removal_committed_by_leader_of_two(&node).await;
+    let removal = status.commit;
+    let mut vote = message(MsgRequestVote, 2, 1, term + 1);
+    (vote.index, vote.log_term) = (removal, term);
+    vote.context = b"CampaignTransfer".to_vec().into();
+    node.step(vote).await.expect("running");
+    let mut append = message(MsgAppend, 2, 1, term + 1);
+    (append.index, append.log_term, append.commit) = (removal + 2, term + 1, removal + 3);
+    let entry = Entry {
+        index: removal + 3,
+        term: term + 1,
+        ..Default::default()
+    };
+    append.set_entries(vec![entry].into());
+    let status = node.step(append).await.expect("running");
+    assert_eq!(
+        (status.last_index, status.leader),
+        (removal, 2),
+        "node 1 rejected the probe past its log, and follows node 2: {status:?}"
+    );
+    let heard = tokio::time::Instant::now();
+    let mut config = Config::default();
+    long_ticks(&mut config);
+    let tick = Duration::from_millis(config.tick_ms);
+    tokio::time::sleep(tick * (3 * super::ELECTION_TICKS)).await;
+    assert!(
+        node.status().await.is_some(),
+        "node 1 went two election timeouts after node 2 said it had committed past node 1's log"
+    );
+    let exit = tokio::time::timeout(tick * 60, node.exit)
+        .await
+        .expect("node 1 stops within sixty ticks of the last word from a leader")
+        .expect("node task");
+    assert_eq!(exit, Exit::Removed);
+    assert!(
+        heard.elapsed() >= tick * 60,
+        "went after {:?}",
+        heard.elapsed()
+    );
+}
+
 /// A new leader can commit two membership changes in one batch (both in its log from the
 /// leader before, whose commit of the first it never heard). The second removes this node
 /// and was checked against the voters the first makes: judged against the members before the
