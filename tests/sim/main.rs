@@ -203,6 +203,12 @@ const SEEDS_THAT_FOUND_BUGS: &[(u64, Length, Kind)] = &[
     // left the newest file damaged; the next refusal was blamed on a later flip of a file the
     // WAL no longer named. The world now restores the file the refusal says it set aside.
     (12_707_498, Length::Long, Kind::Mixed),
+    // Node 1 led when its removal committed, was added back at 157, and its answers were cut:
+    // leaders 2 and 3 probed past its log (committed 161) and never heard it; node 3 lost its
+    // leadership (CheckQuorum), and node 1, silent two election timeouts, took that for a
+    // successor that applied its removal and went, though node 3 needed its vote. A removed
+    // leader told of committed entries it lacks now waits a follower's sixty ticks.
+    (12_802_394, Length::Long, Kind::Mixed),
 ];
 
 /// Each seed runs twice: as it runs now, and with every request given the whole proposal
