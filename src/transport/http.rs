@@ -183,6 +183,9 @@ pub struct Refusal {
     gave_up: Option<String>,
     /// The snapshot refused, once its message was read.
     snapshot: Option<SentSnapshot>,
+    /// The connection broke while the body arrived (the sender reconnected, stopped, or was
+    /// reset): a transport event, not what it sent, so the log does not warn of it.
+    cut: bool,
 }
 
 impl Refusal {
@@ -192,6 +195,16 @@ impl Refusal {
             text: text.into(),
             gave_up: None,
             snapshot: None,
+            cut: false,
+        }
+    }
+
+    /// A request whose body broke off: `text` says how. Answered as malformed, as before,
+    /// but the peer server's log says it only at DEBUG (see [`Refused`]).
+    pub(super) fn cut_short(text: impl Into<String>) -> Refusal {
+        Refusal {
+            cut: true,
+            ..Refusal::new(PeerRefusal::Malformed, text)
         }
     }
 
@@ -241,6 +254,8 @@ impl Refusal {
 pub(super) struct Refused {
     pub(super) kind: PeerRefusal,
     pub(super) text: String,
+    /// The body broke off ([`Refusal::cut_short`]).
+    pub(super) cut: bool,
 }
 
 impl IntoResponse for Refusal {
@@ -252,6 +267,7 @@ impl IntoResponse for Refusal {
         response.extensions_mut().insert(Refused {
             kind: self.kind,
             text: self.text,
+            cut: self.cut,
         });
         response
     }

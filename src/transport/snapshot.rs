@@ -278,7 +278,9 @@ impl Arriving {
                     ));
                 }
                 Ok(None) => return Ok(None),
-                Ok(Some(Err(err))) => return Err(bad(format!("snapshot broken: {err}"))),
+                Ok(Some(Err(err))) => {
+                    return Err(Refusal::cut_short(format!("snapshot broken: {err}")));
+                }
                 Ok(Some(Ok(frame))) => frame,
             };
             if let Ok(data) = frame.into_data() {
