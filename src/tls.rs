@@ -85,8 +85,9 @@ pub enum Error {
     #[error(
         "--peer-cert-file {} does not name {host}, the host of this node's peer URL {url} in \
          --cluster (it names {}): peers check that name at every handshake and would refuse \
-         this node. Make certificates that name it (raftexample certs --hosts {host},...), or \
-         use in --cluster a host the certificate names",
+         this node. Make certificates that name it (raftexample certs --hosts {host},...: it \
+         keeps the files it finds, so remove this certificate and its key first, or give it a \
+         new --out), or use in --cluster a host the certificate names",
         path.display(),
         names_of(presented)
     )]
@@ -1174,6 +1175,8 @@ mod tests {
                 format!("--peer-cert-file {file} does not name {host}, "),
                 format!("peer URL {url} in --cluster (it names {names})"),
                 format!("raftexample certs --hosts {host},"),
+                // `certs` keeps what it finds: without this, the advice changed nothing.
+                "remove this certificate and its key first".to_owned(),
             ];
             for part in wanted {
                 assert!(line.contains(&part), "{part:?} not in {line:?}");
