@@ -156,6 +156,12 @@ pub fn quorum_after_change(
         .filter(|v| **v != id && !reachable.contains(v))
         .copied()
         .collect();
+    // Of the voters of now (before `voters` names the sentence's words).
+    let (voters_now, up_now) = (
+        voters.len(),
+        voters.iter().filter(|v| reachable.contains(v)).count(),
+    );
+    let quorum_now = voters_now / 2 + 1;
     let voters = match after.len() {
         1 => "1 voter, which needs".to_string(),
         n => format!("{n} voters, which need"),
@@ -185,10 +191,20 @@ pub fn quorum_after_change(
         // The newcomer has not started: it never counts.
         who.push(format!("node {id}, being added, has not started yet"));
     }
-    // The check runs on the node asked, with the flag it started with.
+    // The check runs on the node asked, with the flag it started with. The flag helps only
+    // if the change can commit: the voters of now must have a quorum that answers (a user
+    // who restarted a node with it, in a cluster of five with two up, met a timeout).
+    let way_out = if up_now >= quorum_now {
+        ", or restart this node with --strict-reconfig-check=false".to_string()
+    } else {
+        format!(
+            "; no change can commit before then (the {} voters of now need {quorum_now} and \
+             {up_now} answer), so --strict-reconfig-check=false would not help",
+            voters_now
+        )
+    };
     Err(format!(
-        "{what} {quorum} for a quorum, but {answer} ({}): bring {} back first, or restart this \
-         node with --strict-reconfig-check=false",
+        "{what} {quorum} for a quorum, but {answer} ({}): bring {} back first{way_out}",
         who.join("; "),
         nodes(&down),
     ))
@@ -634,6 +650,14 @@ mod tests {
         let err = quorum_after_change(&five, false, 5, &ids(&[1, 5])).expect_err("refused");
         assert!(
             err.contains("(node 1 does; nodes 2, 3 and 4 do not): bring nodes 2, 3 and 4 back"),
+            "{err}"
+        );
+        // There the flag cannot help: the five voters of now need 3, and 2 answer.
+        assert!(
+            err.ends_with(
+                "back first; no change can commit before then (the 5 voters of now need 3 and \
+                 2 answer), so --strict-reconfig-check=false would not help"
+            ),
             "{err}"
         );
         // Removing a lone live member whose only partner is down: nobody answers after it.
