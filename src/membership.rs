@@ -119,7 +119,8 @@ pub fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, protobuf::Proto
 /// adding (`add`) or removing node `id`, counting only the members that answer now
 /// (`reachable`; a node being added has not started yet, so it does not count), except that a
 /// lone member may take a second, as etcd allows. `Err` gives the arithmetic in words, who
-/// answers and who does not, and what to do.
+/// answers and who does not, and what to do (`--strict-reconfig-check=false` only where the
+/// voters of now, node `id` among them when it is one, have a quorum that answers).
 pub fn quorum_after_change(
     voters: &BTreeSet<u64>,
     add: bool,

@@ -221,11 +221,10 @@ impl NodeHandle {
             return Ok(checked);
         }
         let mut probes = tokio::task::JoinSet::new();
-        for m in status
-            .members
-            .iter()
-            .filter(|m| m.id != self.id && m.id != id)
-        {
+        // The member being removed too: it does not count after the change, but whether the
+        // voters of now have a quorum that answers says if the flag could help (see
+        // `quorum_after_change`).
+        for m in status.members.iter().filter(|m| m.id != self.id) {
             let (member, url) = (m.id, m.url.clone());
             let probe = probe.clone();
             probes.spawn(async move { Some((member, probe.answers(member, &url).await?)) });
